@@ -1,0 +1,139 @@
+# spanshim - zero-code OpenTelemetry tracing for unmodified Linux programs.
+#
+#   make            build build/libspanshim.so, build/spanshimd, build/spanshim
+#   make check      install what is missing, build, run every suite (the test command)
+#   make demo       trace real curl and psql against throwaway local servers
+#   make bench      benchmarks (print numbers; never fail on timing)
+#   make asan|tsan  sanitizer builds of the tools and unit suites, then run those suites
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make deps       apt-get what the build and tests need (sudo when not root)
+
+.DEFAULT_GOAL := all
+BUILD ?= build
+GEN := $(BUILD)/gen
+PREFIX ?= /usr/local
+DESTDIR ?=
+OPT ?= -O2 -g
+SAN ?=
+PYTHON ?= python3
+
+WARN := -Wall -Wextra -Werror
+CPPFLAGS += -D_GNU_SOURCE -I. -I$(GEN)
+ALL_CFLAGS = $(OPT) $(WARN) -std=gnu11 -fPIC -pthread -fno-strict-aliasing \
+             -fvisibility=hidden $(SAN) $(CFLAGS)
+DEPFLAGS = -MMD -MP
+PROTOBUF_C_A := $(shell pkg-config --variable=libdir libprotobuf-c 2>/dev/null)/libprotobuf-c.a
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
+
+PROTOS := $(shell find tools/proto -name '*.proto' | sort)
+PB_C := $(patsubst tools/proto/%.proto,$(GEN)/%.pb-c.c,$(PROTOS))
+PB_H := $(PB_C:.c=.h)
+PB_O := $(patsubst $(GEN)/%.c,$(BUILD)/obj/gen/%.o,$(PB_C))
+
+RUNTIME_O := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard runtime/*.c))
+SHIM_O := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard shim/*.c hooks/*.c))
+TOOLCOMMON_O := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tools/common/*.c))
+SPANSHIMD_O := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tools/spanshimd/*.c))
+SPANSHIM_O := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tools/spanshim/*.c))
+UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/unit/test_*.c))
+PROG_BIN := $(patsubst tests/progs/%.c,$(BUILD)/tests/progs/%,$(wildcard tests/progs/*.c))
+BENCH_BIN := $(patsubst tests/bench/%.c,$(BUILD)/tests/bench/%,$(wildcard tests/bench/*.c))
+
+LIB := $(BUILD)/libspanshim.so
+RTLIB := $(BUILD)/libssrt.a
+TOOLLIB := $(BUILD)/libsstools.a
+
+.PHONY: all check unit integration demo bench asan tsan install uninstall clean deps proto \
+        valgrind
+all: $(LIB) $(BUILD)/spanshimd $(BUILD)/spanshim
+
+proto: $(PB_C)
+$(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: tools/proto/%.proto
+	@mkdir -p $(GEN)
+	protoc-c --c_out=$(GEN) -Itools/proto $<
+
+# Every object may include generated headers.
+$(RUNTIME_O) $(SHIM_O) $(TOOLCOMMON_O) $(SPANSHIMD_O) $(SPANSHIM_O): | $(PB_C)
+
+$(BUILD)/obj/gen/%.o: $(GEN)/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -Wno-error -c $< -o $@
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(DEPFLAGS) -c $< -o $@
+
+# protobuf-c is linked in statically with its symbols hidden, so it can never interpose
+# on (or be interposed by) an app's own copy; only the hooks are exported.
+$(LIB): $(SHIM_O) $(RUNTIME_O) $(PB_O) shim/libspanshim.map
+	$(CC) -shared $(SAN) -pthread -o $@ $(SHIM_O) $(RUNTIME_O) $(PB_O) \
+	  -Wl,--version-script=shim/libspanshim.map -Wl,-z,now -Wl,-z,nodelete \
+	  -Wl,--exclude-libs,ALL $(PROTOBUF_C_A) -ldl
+
+$(RTLIB): $(RUNTIME_O) $(PB_O)
+	@rm -f $@
+	ar rcs $@ $^
+$(TOOLLIB): $(TOOLCOMMON_O)
+	@rm -f $@
+	ar rcs $@ $^ $(if $(TOOLCOMMON_O),,/dev/null)
+
+TOOL_LIBS = $(TOOLLIB) $(RTLIB) -lprotobuf-c -lpthread -lm -ldl
+$(BUILD)/spanshimd: $(SPANSHIMD_O) $(TOOLLIB) $(RTLIB)
+	$(CC) $(SAN) -pthread -o $@ $(SPANSHIMD_O) $(TOOL_LIBS)
+$(BUILD)/spanshim: $(SPANSHIM_O) $(TOOLLIB) $(RTLIB)
+	$(CC) $(SAN) -pthread -o $@ $(SPANSHIM_O) $(TOOL_LIBS)
+
+$(BUILD)/tests/unit/%: tests/unit/%.c $(TOOLLIB) $(RTLIB) | $(PB_C)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(DEPFLAGS) -fvisibility=default -o $@ $< \
+	  $(TOOL_LIBS) $(CHECK_LIBS)
+$(BUILD)/tests/progs/%: tests/progs/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -g $(WARN) -std=gnu11 -D_GNU_SOURCE -pthread -o $@ $< $(PROG_LIBS_$*)
+$(BUILD)/tests/bench/%: tests/bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g $(WARN) -std=gnu11 -D_GNU_SOURCE -pthread -o $@ $<
+
+deps:
+	@sh tools/deps.sh
+
+unit: $(UNIT_BIN)
+	@sh tests/run-unit.sh $(UNIT_BIN)
+
+integration: all $(PROG_BIN)
+	@$(PYTHON) tests/integration/run.py --build $(BUILD)
+
+check: deps
+	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(PROG_BIN)
+	@status=0; \
+	  sh tests/run-unit.sh $(UNIT_BIN) || status=1; \
+	  $(PYTHON) tests/integration/run.py --build $(BUILD) || status=1; \
+	  exit $$status
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@sh tools/demo.sh $(BUILD)
+
+bench: all $(PROG_BIN) $(BENCH_BIN)
+	@sh tests/bench/run.sh $(BUILD)
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" \
+	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" unit
+tsan:
+	@$(MAKE) --no-print-directory BUILD=build-tsan OPT="-O1 -g" SAN="-fsanitize=thread" unit
+valgrind: $(UNIT_BIN)
+	@for t in $(UNIT_BIN); do CK_FORK=no valgrind -q --error-exitcode=9 \
+	  --leak-check=full --errors-for-leak-kinds=definite $$t || exit 1; done
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libspanshim.so
+	install -m 0755 $(BUILD)/spanshimd $(BUILD)/spanshim $(DESTDIR)$(PREFIX)/bin/
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/lib/libspanshim.so $(DESTDIR)$(PREFIX)/bin/spanshimd \
+	  $(DESTDIR)$(PREFIX)/bin/spanshim
+
+clean:
+	rm -rf build build-asan build-tsan
+
+-include $(shell find $(BUILD)/obj $(BUILD)/tests -name '*.d' 2>/dev/null)

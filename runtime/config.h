@@ -1,0 +1,66 @@
+/* config.h - configuration from the environment (OTEL_* and SPANSHIM_*).
+ *
+ * Read once, at init, never on a hot path. Every malformed or unknown value produces one
+ * diagnostic line (level warn) and the documented default; loading never fails. The
+ * strings in ss__config are owned by it (heap) and live for the process. */
+#ifndef SS_CONFIG_H
+#define SS_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runtime/ids.h"
+
+/* Hook families, for SPANSHIM_HOOKS. */
+enum {
+  SS_HOOK_SOCKET = 1 << 0,
+  SS_HOOK_DNS = 1 << 1,
+  SS_HOOK_LIBPQ = 1 << 2,
+  SS_HOOK_LIBCURL = 1 << 3,
+  SS_HOOK_PROCESS = 1 << 4,
+  SS_HOOK_ALL = (1 << 5) - 1,
+};
+
+enum ss__sampler {
+  SS_SAMPLER_ALWAYS_ON,
+  SS_SAMPLER_ALWAYS_OFF,
+  SS_SAMPLER_RATIO,
+  SS_SAMPLER_PB_ALWAYS_ON,   /* parentbased_always_on (default) */
+  SS_SAMPLER_PB_ALWAYS_OFF,
+  SS_SAMPLER_PB_RATIO,
+};
+
+typedef struct ss__config {
+  int disabled;                  /* OTEL_SDK_DISABLED=true */
+  char *service_name;            /* OTEL_SERVICE_NAME, or NULL */
+  char *resource_attributes;     /* OTEL_RESOURCE_ATTRIBUTES, raw, or NULL */
+  int sampler;                   /* enum ss__sampler */
+  double sampler_ratio;          /* OTEL_TRACES_SAMPLER_ARG, default 1.0 */
+  char *endpoint;                /* "unix:/path" or "http://host:port/path" (traces URL) */
+  char *headers;                 /* OTEL_EXPORTER_OTLP_(TRACES_)HEADERS, raw, or NULL */
+  uint32_t export_timeout_ms;    /* OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT, default 10000 */
+  uint32_t schedule_delay_ms;    /* OTEL_BSP_SCHEDULE_DELAY, default 5000 */
+  uint32_t max_export_batch;     /* OTEL_BSP_MAX_EXPORT_BATCH_SIZE, default 512 */
+  uint32_t max_queue;            /* OTEL_BSP_MAX_QUEUE_SIZE, default 2048 (spans) */
+  uint32_t attr_value_limit;     /* OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT, default 4096 */
+  uint32_t hooks;                /* SPANSHIM_HOOKS, default SS_HOOK_ALL */
+  int log_level;                 /* SPANSHIM_LOG_LEVEL, default off */
+  char *log_file;                /* SPANSHIM_LOG_FILE, or NULL (stderr) */
+  uint32_t exit_flush_ms;        /* SPANSHIM_EXIT_FLUSH_MS, default 100 */
+  ss__ctx parent;                /* TRACEPARENT, if valid */
+  char *tracestate;              /* TRACESTATE, or NULL */
+} ss__config;
+
+typedef char *(*ss__getenv_fn)(const char *name);
+
+/* Fills *c from the environment through `get` (getenv in the shim; a table in tests).
+ * Diagnostics go through ss__log at SS_LOG_WARN; call ss__log_setup first if they should
+ * be seen. Returns the number of diagnostics issued. */
+int ss__config_load(ss__config *c, ss__getenv_fn get);
+void ss__config_free(ss__config *c);
+
+/* The default collector socket: $XDG_RUNTIME_DIR/spanshim/collector.sock, else
+ * /tmp/spanshim-$UID/collector.sock. Writes at most n bytes; returns 0 or -1 if too long. */
+int ss__default_socket_path(char *out, size_t n, ss__getenv_fn get);
+
+#endif

@@ -1,0 +1,38 @@
+/* exporter.h - the exporter: drains the span ring, encodes OTLP and posts it.
+ *
+ * One exporter thread per process, started on first use (the first committed span), with
+ * all signals blocked and marked internal so nothing it does is traced. It wakes every
+ * few milliseconds, and exports when a batch (OTEL_BSP_MAX_EXPORT_BATCH_SIZE) is ready or
+ * OTEL_BSP_SCHEDULE_DELAY has passed. Spans that cannot be delivered (ring full, collector
+ * down, rejected) are counted and reported as the scope attribute spanshim.spans.dropped
+ * on every later batch.
+ *
+ * Locks: `drain` (the ring's consumer side) is taken by the exporter thread and by
+ * ss__exporter_flush; the transport lock nests inside it. Neither is ever taken on an app
+ * thread's hot path. */
+#ifndef SS_EXPORTER_H
+#define SS_EXPORTER_H
+
+#include <stdint.h>
+
+#include "runtime/config.h"
+#include "runtime/transport.h"
+
+/* Sets up the tracer (ring, sampler) and exporter state from the config. No thread yet.
+ * 0 or -errno (tracing then stays off). */
+int ss__exporter_init(const ss__config *c);
+/* Called after each commit, on the app thread: starts the exporter thread once per
+ * process. Cheap when already running (one atomic load). */
+void ss__exporter_kick(void);
+/* Exports everything committed so far, giving up at timeout_ms. Used at exit. Returns 0
+ * when everything was delivered, -ETIMEDOUT or -EIO otherwise. */
+int ss__exporter_flush(uint32_t timeout_ms);
+/* pthread_atfork child handler: no exporter thread, fresh ring, fresh connection, new
+ * resource (pid) on next export. */
+void ss__exporter_atfork_child(void);
+/* Spans produced but not delivered, so far in this process. */
+uint64_t ss__exporter_dropped(void);
+
+extern ss__transport ss__transport_g;
+
+#endif

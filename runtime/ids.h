@@ -1,0 +1,43 @@
+/* ids.h - W3C trace and span ids, trace context and the traceparent header.
+ *
+ * Ids come from a per-thread xoshiro256** generator seeded from a process-wide seed
+ * (getrandom at init, again in a fork child) mixed with a per-thread counter: generating
+ * an id makes no system call, takes no lock and never yields an all-zero id, so it is
+ * safe on the app thread and in signal handlers. Not for cryptography. */
+#ifndef SS_IDS_H
+#define SS_IDS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ss__ctx {
+  uint8_t trace_id[16];
+  uint8_t span_id[8];
+  uint8_t flags;  /* W3C trace flags; bit 0 = sampled */
+  uint8_t valid;  /* 0: no context */
+} ss__ctx;
+
+#define SS_TRACEPARENT_LEN 55 /* "00-" 32 "-" 16 "-" 2 */
+
+/* Reseeds the process-wide seed; every thread picks the new seed up on its next id.
+ * Call at init and in a fork child. Not async-signal-safe. */
+void ss__ids_reseed(void);
+void ss__trace_id_new(uint8_t id[16]);
+void ss__span_id_new(uint8_t id[8]);
+
+/* 1 when every byte is zero (an invalid W3C id). */
+int ss__id_is_zero(const uint8_t *id, size_t n);
+
+/* Lower-case hex of n bytes into out (2n chars, no NUL added). */
+void ss__hex_encode(const uint8_t *in, size_t n, char *out);
+/* Parses exactly 2n lower- or upper-case hex chars; 0 or -1. */
+int ss__hex_decode(const char *in, size_t n, uint8_t *out);
+
+/* Parses a W3C traceparent value ("00-<trace>-<span>-<flags>", surrounding blanks
+ * allowed, future versions accepted per the spec's rules). Returns 0 and fills *out, or
+ * -1 for anything invalid (all-zero ids, version ff, bad lengths or hex); *out unchanged. */
+int ss__traceparent_parse(const char *s, size_t len, ss__ctx *out);
+/* Writes the 55-char value and a NUL into out[56]. */
+void ss__traceparent_format(const ss__ctx *c, char out[SS_TRACEPARENT_LEN + 1]);
+
+#endif

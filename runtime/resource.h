@@ -1,0 +1,20 @@
+/* resource.h - the OTel resource of this process.
+ *
+ * service.name (OTEL_SERVICE_NAME, else service.name in OTEL_RESOURCE_ATTRIBUTES, else
+ * unknown_service:<exe>), OTEL_RESOURCE_ATTRIBUTES (percent-decoded), process.pid,
+ * process.executable.name, host.name, telemetry.sdk.{name,language,version}. Built off
+ * the app thread (allocates); rebuilt in a fork child for the new pid. */
+#ifndef SS_RESOURCE_H
+#define SS_RESOURCE_H
+
+#include "runtime/attr.h"
+#include "runtime/config.h"
+
+#define SPANSHIM_VERSION "0.1.0"
+
+/* Returns 0, or -ENOMEM with *r zeroed. Malformed OTEL_RESOURCE_ATTRIBUTES entries are
+ * skipped with one diagnostic. */
+int ss__resource_build(ss__resource *r, const ss__config *c);
+void ss__resource_free(ss__resource *r);
+
+#endif

@@ -1,0 +1,116 @@
+/* span.h - the app-thread side of tracing: starting and ending spans.
+ *
+ * A hook keeps an ss__sb (span builder) on its stack. ss__span_start takes ids, the parent
+ * from this thread's context stack (else the process's TRACEPARENT) and the start time,
+ * and pushes the span as the current context; attributes point at the hook's memory until
+ * ss__span_end, which pops the context, stamps the end time and copies the span as one
+ * variable-length record into the span ring (strings capped at the attribute value
+ * limit). Nothing here allocates, locks or makes a system call other than the vDSO clock,
+ * so it is usable on any app thread and in signal handlers.
+ *
+ * A span whose outcome is known later (a non-blocking connect) is serialized with
+ * ss__span_park into memory the hook owns and finished later with ss__rec_finish, on any
+ * thread. */
+#ifndef SS_SPAN_H
+#define SS_SPAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runtime/attr.h"
+#include "runtime/ids.h"
+#include "runtime/ring.h"
+
+#define SS_SPAN_MAX_ATTRS 24
+#define SS_CTX_DEPTH 32
+
+/* ---- ring record format (private to runtime; here so tests can build records) ---- */
+typedef struct ss__rec {
+  uint32_t size;        /* bytes of the whole record, header and attributes, multiple of 8 */
+  uint16_t n_attrs;
+  uint8_t kind, status;
+  uint8_t trace_id[16];
+  uint8_t span_id[8];
+  uint8_t parent_id[8];
+  uint8_t flags;
+  uint8_t pad[7];
+  uint64_t start_ns, end_ns;
+  const char *name;     /* static string of the shim's */
+} ss__rec;
+
+/* Followed by 8 bytes (INT, BOOL, DOUBLE) or len bytes rounded up to 8 (STR, STRARR).
+ * key == NULL marks the status message. */
+typedef struct ss__rec_attr {
+  const char *key;
+  uint8_t type;
+  uint8_t pad[3];
+  uint32_t len;
+} ss__rec_attr;
+
+/* ---- per-thread state ---- */
+typedef struct ss__thread {
+  int internal;                 /* > 0: the shim's own work; hooks pass through */
+  int depth;                    /* entries used in ctx */
+  ss__ctx ctx[SS_CTX_DEPTH];
+  uint64_t rng[4];
+  uint32_t rng_gen;
+} ss__thread;
+
+extern __thread ss__thread ss__self __attribute__((tls_model("initial-exec")));
+
+/* ---- process-wide tracing state, set once at init ---- */
+typedef struct ss__tracer {
+  ss__ring ring;
+  uint32_t attr_value_limit;
+  int sampler;                  /* enum ss__sampler */
+  uint64_t ratio_bound;         /* sample when trace id's low 8 bytes (BE) < bound */
+  ss__ctx root_parent;          /* from TRACEPARENT; valid == 0 when none */
+  void (*on_commit)(void);      /* called after each committed record (exporter kick) */
+} ss__tracer;
+
+extern ss__tracer ss__tracer_g;
+
+/* ---- span builder ---- */
+typedef struct ss__sb {
+  ss__span s;
+  ss__attr attrs[SS_SPAN_MAX_ATTRS];
+  uint8_t recording;            /* sampled: will be exported */
+  uint8_t pushed;               /* on this thread's context stack */
+} ss__sb;
+
+/* Starts a span named `name` (a static string) of the given SS_KIND_*. Always pushes a
+ * context (so children and propagation work), records only when sampled. Returns
+ * b->recording. */
+int ss__span_start(ss__sb *b, const char *name, int kind);
+/* Attributes; no-ops when not recording or full. len == (size_t)-1 means strlen. */
+void ss__span_str(ss__sb *b, const char *key, const char *s, size_t len);
+void ss__span_int(ss__sb *b, const char *key, int64_t v);
+void ss__span_bool(ss__sb *b, const char *key, int v);
+void ss__span_strarr(ss__sb *b, const char *key, const char *items, size_t len);
+/* Status ERROR, error.type = type, status message = message (either may be NULL). */
+void ss__span_error(ss__sb *b, const char *type, const char *message);
+/* Pops the context, stamps the end time, commits. */
+void ss__span_end(ss__sb *b);
+/* Pops the context without ending the span (its outcome comes later). */
+void ss__span_pop(ss__sb *b);
+
+/* Serializes the span (end time 0) into dst; returns bytes used, or 0 if it does not fit
+ * in cap (then nothing is parked). */
+size_t ss__span_park(const ss__sb *b, void *dst, size_t cap);
+/* Appends a string attribute to a parked record; 0, or -1 if it does not fit in cap. */
+int ss__rec_add_str(void *rec, size_t cap, const char *key, const char *s, size_t len);
+/* Sets the end time and status of a parked record and commits a copy to the ring. */
+void ss__rec_finish(void *rec, uint64_t end_ns, int status);
+
+/* Decodes a ring record into a span; attrs[] gets up to max entries pointing into rec.
+ * Returns 0 or -1 for a malformed record. */
+int ss__rec_decode(const void *rec, size_t len, ss__span *out, ss__attr *attrs, size_t max);
+
+/* Current context of this thread (top of stack, else the TRACEPARENT root parent). */
+int ss__ctx_current(ss__ctx *out);
+
+/* Tracer setup: ring of `ring_bytes`, sampler from config. 0 or -errno. */
+struct ss__config;
+int ss__tracer_init(const struct ss__config *c, size_t ring_bytes, void (*on_commit)(void));
+
+#endif

@@ -1,0 +1,57 @@
+/* transport.h - OTLP/HTTP client: HTTP/1.1 POST with keep-alive over a Unix stream socket
+ * or TCP, used by the exporter thread only.
+ *
+ * The socket lives at a high fd number with FD_CLOEXEC so the app's own fds never collide
+ * with it; the shim's close/dup2/dup3/close_range/closefrom guards ask ss__transport_owns
+ * and ss__transport_move. `lock` serializes the exporter's use of the fd with those
+ * guards; it is held only around one request (bounded by the deadline) and never nests
+ * with another lock. Sends use MSG_NOSIGNAL: a dead collector never raises SIGPIPE in the
+ * app. */
+#ifndef SS_TRANSPORT_H
+#define SS_TRANSPORT_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdatomic.h>
+
+typedef struct ss__endpoint {
+  int is_unix;
+  char path[108];        /* unix: socket path */
+  char host[256];        /* tcp: numeric host or name (resolved at connect) */
+  char port[8];
+  char http_path[256];   /* request target, e.g. /v1/traces */
+  char authority[300];   /* Host header */
+} ss__endpoint;
+
+/* Parses "unix:/path[?path=/v1/x]" or "http://host[:port][/path]". When the URL has no
+ * path, `default_path` is used. Returns 0 or -EINVAL (https is refused: the shim speaks
+ * plain HTTP to a local collector). */
+int ss__endpoint_parse(const char *s, const char *default_path, ss__endpoint *e);
+
+typedef struct ss__transport {
+  ss__endpoint ep;
+  char *extra_headers;         /* "K: V\r\n..." built from OTEL_EXPORTER_OTLP_HEADERS */
+  _Atomic int fd;              /* -1 when not connected */
+  pthread_mutex_t lock;        /* leaf lock: see above */
+  uint64_t retry_at_ms;        /* monotonic; no connect attempt before it */
+  uint32_t backoff_ms;
+} ss__transport;
+
+/* Sets up (no connection yet). headers may be NULL. 0 or -errno. */
+int ss__transport_init(ss__transport *t, const ss__endpoint *ep, const char *otlp_headers);
+/* POSTs body as application/x-protobuf to the endpoint, connecting (or reconnecting once
+ * on a stale keep-alive connection) as needed, within the monotonic deadline. Returns the
+ * HTTP status, or -errno (-EAGAIN while backing off after a failed connect). */
+int ss__transport_post(ss__transport *t, const void *body, size_t len, uint64_t deadline_ms);
+void ss__transport_close(ss__transport *t);
+/* For the fd guards: 1 if fd is the transport's socket. Lock-free. */
+int ss__transport_owns(ss__transport *t, int fd);
+/* Moves the socket to another high fd number (when the app dup2s over ours); on failure
+ * the connection is dropped and will be remade. */
+void ss__transport_move(ss__transport *t);
+/* In a fork child: the inherited connection belongs to the parent. Closes our copy and
+ * reinitializes the lock. */
+void ss__transport_reset_in_child(ss__transport *t);
+
+#endif

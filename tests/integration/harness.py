@@ -1,0 +1,251 @@
+"""Helpers for the integration suites: a real spanshimd, programs run under the real shim,
+real HTTP servers on loopback, and the exported spans read back from spanshimd's OTLP JSON
+lines exactly as a user would read them."""
+import http.server
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+
+def attr_value(v):
+    """Decodes an OTLP JSON AnyValue into a Python value."""
+    if "stringValue" in v:
+        return v["stringValue"]
+    if "intValue" in v:
+        return int(v["intValue"])
+    if "boolValue" in v:
+        return v["boolValue"]
+    if "doubleValue" in v:
+        return float(v["doubleValue"])
+    if "arrayValue" in v:
+        return [attr_value(x) for x in v["arrayValue"].get("values", [])]
+    if "kvlistValue" in v:
+        return attrs_dict(v["kvlistValue"].get("values", []))
+    if "bytesValue" in v:
+        return v["bytesValue"]
+    return None
+
+
+def attrs_dict(lst):
+    return {a["key"]: attr_value(a.get("value", {})) for a in lst or []}
+
+
+class Span:
+    """One exported span, flattened with its resource and scope."""
+
+    def __init__(self, raw, resource, scope):
+        self.raw = raw
+        self.name = raw.get("name", "")
+        self.kind = raw.get("kind", 0)
+        self.trace_id = raw.get("traceId", "")
+        self.span_id = raw.get("spanId", "")
+        self.parent_id = raw.get("parentSpanId", "")
+        self.start = int(raw.get("startTimeUnixNano", "0"))
+        self.end = int(raw.get("endTimeUnixNano", "0"))
+        self.attrs = attrs_dict(raw.get("attributes"))
+        st = raw.get("status", {})
+        self.status_code = st.get("code", 0)
+        self.status_message = st.get("message", "")
+        self.events = raw.get("events", [])
+        self.resource = resource
+        self.scope = scope
+
+    def __repr__(self):
+        return "Span(%s %s status=%s attrs=%s pid=%s)" % (
+            self.name, self.span_id, self.status_code, self.attrs,
+            self.resource.get("process.pid"))
+
+
+def read_jsonl(path):
+    """Returns (spans, scopes) from an OTLP JSON lines file; scopes lists
+    (resource_attrs, scope_attrs) for every ScopeSpans seen, with or without spans."""
+    spans, scopes = [], []
+    if not os.path.exists(path):
+        return spans, scopes
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            doc = json.loads(line)
+            for rs in doc.get("resourceSpans", []):
+                res = attrs_dict(rs.get("resource", {}).get("attributes"))
+                for ss in rs.get("scopeSpans", []):
+                    scope = ss.get("scope", {})
+                    sattrs = attrs_dict(scope.get("attributes"))
+                    scopes.append((res, sattrs))
+                    for sp in ss.get("spans", []):
+                        spans.append(Span(sp, res, sattrs))
+    return spans, scopes
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Collector:
+    """A real build/spanshimd on a private Unix socket writing OTLP JSON lines."""
+
+    def __init__(self, ctx, args=()):
+        self.ctx = ctx
+        d = tempfile.mkdtemp(prefix="col-", dir=ctx.tmp)
+        os.chmod(d, 0o700)
+        self.socket = os.path.join(d, "collector.sock")
+        self.out = os.path.join(d, "spans.jsonl")
+        self.errlog = os.path.join(d, "spanshimd.err")
+        self.endpoint = "unix:" + self.socket
+        self.proc = subprocess.Popen(
+            [ctx.spanshimd, "--socket", self.socket, "--out", self.out] + list(args),
+            stdout=subprocess.DEVNULL, stderr=open(self.errlog, "w"))
+        deadline = time.monotonic() + 10
+        while not os.path.exists(self.socket):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("spanshimd did not start: " + self.stderr())
+            time.sleep(0.01)
+
+    def stderr(self):
+        try:
+            with open(self.errlog) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def stop(self):
+        """SIGTERM, wait; returns spanshimd's exit status."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def spans(self, stop=True):
+        if stop:
+            self.stop()
+        return read_jsonl(self.out)[0]
+
+    def scopes(self, stop=True):
+        if stop:
+            self.stop()
+        return read_jsonl(self.out)[1]
+
+
+class HttpServer:
+    """A real HTTP/1.1 server on 127.0.0.1 (Python's http.server in a thread) that records
+    every request's method, path and headers. Paths: /status/N answers N; /redirect goes
+    302 to /; /slow/MS sleeps; anything else 200 'hello'."""
+
+    def __init__(self):
+        self.requests = []
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _serve(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                outer.requests.append({"method": self.command, "path": self.path,
+                                       "headers": {k.lower(): v for k, v in self.headers.items()},
+                                       "body": body})
+                code, payload, extra = 200, b"hello\n", {}
+                if self.path.startswith("/status/"):
+                    code = int(self.path.split("/")[2])
+                    payload = b"status %d\n" % code
+                elif self.path.startswith("/redirect"):
+                    code, extra = 302, {"Location": "/"}
+                elif self.path.startswith("/slow/"):
+                    time.sleep(int(self.path.split("/")[2]) / 1000.0)
+                self.send_response(code)
+                for k, v in extra.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _serve
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Context:
+    """Per-test context: paths to the build, a fresh temp dir, and cleanup."""
+
+    def __init__(self, build, name, verbose=False):
+        self.build = build
+        self.name = name
+        self.verbose = verbose
+        self.lib = os.path.join(build, "libspanshim.so")
+        self.spanshimd = os.path.join(build, "spanshimd")
+        self.spanshim = os.path.join(build, "spanshim")
+        self.progs = os.path.join(build, "tests", "progs")
+        self.tmp = tempfile.mkdtemp(prefix="ss-%s-" % name.replace(".", "-"))
+        self._cleanup = []
+
+    def prog(self, name):
+        return os.path.join(self.progs, name)
+
+    def collector(self, args=()):
+        c = Collector(self, args)
+        self._cleanup.append(c.stop)
+        return c
+
+    def http_server(self):
+        s = HttpServer()
+        self._cleanup.append(s.stop)
+        return s
+
+    def env(self, collector=None, extra=None, preload=True):
+        """Environment for a traced run: LD_PRELOAD and the collector's endpoint."""
+        e = dict(os.environ)
+        for k in list(e):
+            if k.startswith(("SPANSHIM_", "OTEL_")) or k in ("TRACEPARENT", "TRACESTATE"):
+                del e[k]
+        if preload:
+            e["LD_PRELOAD"] = self.lib
+        if collector is not None:
+            e["SPANSHIM_ENDPOINT"] = collector.endpoint
+        else:
+            # A socket path nobody listens on: the collector is absent.
+            e["SPANSHIM_ENDPOINT"] = "unix:" + os.path.join(self.tmp, "absent.sock")
+        e.update(extra or {})
+        return e
+
+    def run(self, argv, collector=None, extra_env=None, preload=True, timeout=120,
+            input=None, cwd=None):
+        """Runs argv (under the shim unless preload=False); returns CompletedProcess with
+        bytes stdout/stderr."""
+        return subprocess.run(argv, env=self.env(collector, extra_env, preload),
+                              input=input, capture_output=True, timeout=timeout,
+                              cwd=cwd or self.tmp)
+
+    def close(self, keep=False):
+        for f in reversed(self._cleanup):
+            try:
+                f()
+            except Exception:
+                pass
+        if not keep:
+            shutil.rmtree(self.tmp, ignore_errors=True)

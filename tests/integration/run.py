@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Integration suite runner: real binaries under the shim, real servers on loopback.
+
+Discovers tests/integration/test_*.py and runs every function named test_* in it, each with
+a fresh harness.Context (own temp dir; collectors and servers it starts are stopped after).
+Prints one line per test and a final line `N passed, N failed`.
+Usage: run.py [--build DIR] [-k SUBSTRING] [-v]
+"""
+import argparse
+import importlib.util
+import os
+import signal
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import harness  # noqa: E402
+
+
+class Timeout(Exception):
+    pass
+
+
+def _alarm(signum, frame):
+    raise Timeout("test timed out")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("-k", default="")
+    ap.add_argument("-v", action="store_true")
+    ap.add_argument("--timeout", type=int, default=180)
+    a = ap.parse_args()
+    build = os.path.abspath(a.build)
+    tests = []
+    for fn in sorted(os.listdir(HERE)):
+        if not (fn.startswith("test_") and fn.endswith(".py")):
+            continue
+        spec = importlib.util.spec_from_file_location(fn[:-3], os.path.join(HERE, fn))
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        for name in sorted(vars(mod)):
+            if name.startswith("test_") and callable(getattr(mod, name)):
+                full = "%s.%s" % (fn[:-3], name)
+                if a.k in full:
+                    tests.append((full, getattr(mod, name)))
+    passed = failed = 0
+    signal.signal(signal.SIGALRM, _alarm)
+    for full, fn in tests:
+        ctx = harness.Context(build, full, verbose=a.v)
+        t0 = time.monotonic()
+        try:
+            signal.alarm(a.timeout)
+            fn(ctx)
+            signal.alarm(0)
+            passed += 1
+            print("PASS %s (%.1fs)" % (full, time.monotonic() - t0), flush=True)
+        except BaseException as e:  # noqa: B902 - a test failing in any way is a failure
+            signal.alarm(0)
+            failed += 1
+            print("FAIL %s (%.1fs): %s" % (full, time.monotonic() - t0, e), flush=True)
+            traceback.print_exc(file=sys.stdout)
+            if isinstance(e, KeyboardInterrupt):
+                break
+        finally:
+            ctx.close(keep=failed and a.v)
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed or not tests else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+#!/bin/sh
+# Installs the Debian packages spanshim needs to build and test, if any are missing.
+# Uses sudo when not root. Prints what it does; exits non-zero if installation fails.
+set -eu
+pkgs="gcc make pkg-config libc6-dev protobuf-c-compiler libprotobuf-c-dev libunwind-dev
+check libsubunit-dev python3 curl libcurl4-openssl-dev libpq-dev postgresql postgresql-contrib
+nginx-light valgrind procps"
+missing=""
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+    missing="$missing $p"
+done
+# python3 may come from elsewhere (pyenv); do not reinstall it if it runs.
+case " $missing " in *" python3 "*) command -v python3 >/dev/null 2>&1 &&
+  missing=$(echo "$missing" | sed 's/ python3//');; esac
+[ -z "$missing" ] && exit 0
+echo "deps: installing$missing"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
