@@ -12,7 +12,7 @@
 #include "runtime/attr.h"
 
 /* Encodes an ExportTraceServiceRequest with one ResourceSpans holding one ScopeSpans.
- * Returns 0 and a malloc'd buffer in *out/*out_len, or -ENOMEM. */
+ * Returns 0 and a malloc'd buffer in *out (length in *out_len), or -ENOMEM. */
 int ss__otlp_encode_traces(const ss__resource *res, const ss__scope *scope,
                            const ss__span *spans, size_t n, uint8_t **out, size_t *out_len);
 
