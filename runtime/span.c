@@ -1,0 +1,298 @@
+/* span.c - starting, ending and serializing spans on the app thread; see span.h. */
+#include "runtime/span.h"
+
+#include <string.h>
+
+#include "runtime/clock.h"
+#include "runtime/config.h"
+
+__thread ss__thread ss__self __attribute__((tls_model("initial-exec")));
+ss__tracer ss__tracer_g;
+
+#define ALIGN8(n) (((n) + 7u) & ~(size_t)7u)
+
+int ss__tracer_init(const ss__config *c, size_t ring_bytes, void (*on_commit)(void)) {
+  int rc = ss__ring_init(&ss__tracer_g.ring, ring_bytes);
+  if (rc != 0) return rc;
+  ss__tracer_g.attr_value_limit = c->attr_value_limit;
+  ss__tracer_g.sampler = c->sampler;
+  if (c->sampler_ratio >= 1.0)
+    ss__tracer_g.ratio_bound = UINT64_MAX;
+  else if (c->sampler_ratio <= 0.0)
+    ss__tracer_g.ratio_bound = 0;
+  else
+    ss__tracer_g.ratio_bound = (uint64_t)(c->sampler_ratio * 18446744073709551616.0);
+  ss__tracer_g.root_parent = c->parent;
+  ss__tracer_g.on_commit = on_commit;
+  return 0;
+}
+
+int ss__ctx_current(ss__ctx *out) {
+  int d = ss__self.depth;
+  if (d > 0) {
+    *out = ss__self.ctx[(d > SS_CTX_DEPTH ? SS_CTX_DEPTH : d) - 1];
+    return 1;
+  }
+  if (ss__tracer_g.root_parent.valid) {
+    *out = ss__tracer_g.root_parent;
+    return 1;
+  }
+  return 0;
+}
+
+/* The trace id's last 8 bytes, big-endian, as the W3C "random" part the ratio uses. */
+static int ratio_sample(const uint8_t tid[16]) {
+  uint64_t x = 0;
+  if (ss__tracer_g.ratio_bound == UINT64_MAX) return 1;
+  for (int i = 8; i < 16; i++) x = (x << 8) | tid[i];
+  return x < ss__tracer_g.ratio_bound;
+}
+
+static int should_sample(const ss__ctx *parent, const uint8_t tid[16]) {
+  switch (ss__tracer_g.sampler) {
+    case SS_SAMPLER_ALWAYS_ON: return 1;
+    case SS_SAMPLER_ALWAYS_OFF: return 0;
+    case SS_SAMPLER_RATIO: return ratio_sample(tid);
+    case SS_SAMPLER_PB_ALWAYS_OFF: return parent ? (parent->flags & 1) : 0;
+    case SS_SAMPLER_PB_RATIO: return parent ? (parent->flags & 1) : ratio_sample(tid);
+    default: return parent ? (parent->flags & 1) : 1;
+  }
+}
+
+int ss__span_start(ss__sb *b, const char *name, int kind) {
+  ss__ctx parent;
+  int has_parent = ss__ctx_current(&parent);
+  ss__span *s = &b->s;
+
+  memset(s, 0, sizeof *s);
+  if (has_parent) {
+    memcpy(s->trace_id, parent.trace_id, 16);
+    memcpy(s->parent_id, parent.span_id, 8);
+  } else {
+    ss__trace_id_new(s->trace_id);
+  }
+  ss__span_id_new(s->span_id);
+  b->recording = (uint8_t)should_sample(has_parent ? &parent : NULL, s->trace_id);
+  s->flags = b->recording ? 1 : 0;
+  s->name = name;
+  s->kind = (uint8_t)kind;
+  s->attrs = b->attrs;
+
+  int d = ss__self.depth++;
+  if (d < SS_CTX_DEPTH) {
+    ss__ctx *c = &ss__self.ctx[d];
+    memcpy(c->trace_id, s->trace_id, 16);
+    memcpy(c->span_id, s->span_id, 8);
+    c->flags = s->flags;
+    c->valid = 1;
+  }
+  b->pushed = 1;
+  s->start_ns = ss__now_ns();
+  return b->recording;
+}
+
+static ss__attr *next_attr(ss__sb *b, const char *key, uint8_t type) {
+  if (!b->recording || b->s.n_attrs >= SS_SPAN_MAX_ATTRS) return NULL;
+  ss__attr *a = &b->attrs[b->s.n_attrs++];
+  a->key = key;
+  a->type = type;
+  a->len = 0;
+  return a;
+}
+
+void ss__span_str(ss__sb *b, const char *key, const char *s, size_t len) {
+  if (s == NULL) return;
+  ss__attr *a = next_attr(b, key, SS_ATTR_STR);
+  if (a == NULL) return;
+  a->v.s = s;
+  a->len = (uint32_t)(len == (size_t)-1 ? strlen(s) : len);
+}
+
+void ss__span_int(ss__sb *b, const char *key, int64_t v) {
+  ss__attr *a = next_attr(b, key, SS_ATTR_INT);
+  if (a) a->v.i = v;
+}
+
+void ss__span_bool(ss__sb *b, const char *key, int v) {
+  ss__attr *a = next_attr(b, key, SS_ATTR_BOOL);
+  if (a) a->v.i = v != 0;
+}
+
+void ss__span_strarr(ss__sb *b, const char *key, const char *items, size_t len) {
+  ss__attr *a = next_attr(b, key, SS_ATTR_STRARR);
+  if (a == NULL) return;
+  a->v.s = items;
+  a->len = (uint32_t)len;
+}
+
+void ss__span_error(ss__sb *b, const char *type, const char *message) {
+  b->s.status = SS_STATUS_ERROR;
+  if (type) ss__span_str(b, "error.type", type, (size_t)-1);
+  if (message) {
+    b->s.status_message = message;
+    b->s.status_message_len = (uint32_t)strlen(message);
+  }
+}
+
+void ss__span_pop(ss__sb *b) {
+  if (b->pushed) {
+    ss__self.depth--;
+    b->pushed = 0;
+  }
+}
+
+/* Length to store for a string value: capped at the attribute value limit, never
+ * cutting a UTF-8 sequence in half. */
+static uint32_t capped_len(const char *s, uint32_t len) {
+  uint32_t lim = ss__tracer_g.attr_value_limit;
+  if (lim == 0 || len <= lim) return len;
+  while (lim > 0 && ((unsigned char)s[lim] & 0xC0) == 0x80) lim--;
+  return lim;
+}
+
+/* String arrays are capped as a whole, at an item boundary. */
+static uint32_t capped_arr_len(const char *s, uint32_t len) {
+  uint32_t lim = ss__tracer_g.attr_value_limit, end = 0;
+  if (lim == 0 || len <= lim) return len;
+  for (uint32_t i = 0; i < len; i++)
+    if (s[i] == '\0') {
+      if (i + 1 > lim) break;
+      end = i + 1;
+    }
+  return end;
+}
+
+static uint32_t stored_len(const ss__attr *a) {
+  if (a->type == SS_ATTR_STR) return capped_len(a->v.s, a->len);
+  if (a->type == SS_ATTR_STRARR) return capped_arr_len(a->v.s, a->len);
+  return 8;
+}
+
+static size_t serialized_size(const ss__sb *b) {
+  size_t n = sizeof(ss__rec);
+  for (size_t i = 0; i < b->s.n_attrs; i++)
+    n += sizeof(ss__rec_attr) + ALIGN8(stored_len(&b->attrs[i]));
+  if (b->s.status_message)
+    n += sizeof(ss__rec_attr) +
+         ALIGN8(capped_len(b->s.status_message, b->s.status_message_len));
+  return n;
+}
+
+static unsigned char *put_attr(unsigned char *p, const char *key, uint8_t type,
+                               const void *val, uint32_t len) {
+  ss__rec_attr *ra = (ss__rec_attr *)p;
+  memset(ra, 0, sizeof *ra);
+  ra->key = key;
+  ra->type = type;
+  ra->len = len;
+  p += sizeof *ra;
+  memcpy(p, val, len);
+  if (ALIGN8(len) > len) memset(p + len, 0, ALIGN8(len) - len);
+  return p + ALIGN8(len);
+}
+
+static void serialize(const ss__sb *b, void *dst, size_t size) {
+  const ss__span *s = &b->s;
+  ss__rec *r = dst;
+  memset(r, 0, sizeof *r);
+  r->size = (uint32_t)size;
+  r->n_attrs = (uint16_t)(s->n_attrs + (s->status_message != NULL));
+  r->kind = s->kind;
+  r->status = s->status;
+  memcpy(r->trace_id, s->trace_id, 16);
+  memcpy(r->span_id, s->span_id, 8);
+  memcpy(r->parent_id, s->parent_id, 8);
+  r->flags = s->flags;
+  r->start_ns = s->start_ns;
+  r->end_ns = s->end_ns;
+  r->name = s->name;
+  unsigned char *p = (unsigned char *)(r + 1);
+  for (size_t i = 0; i < s->n_attrs; i++) {
+    const ss__attr *a = &b->attrs[i];
+    if (a->type == SS_ATTR_STR || a->type == SS_ATTR_STRARR)
+      p = put_attr(p, a->key, a->type, a->v.s, stored_len(a));
+    else
+      p = put_attr(p, a->key, a->type, &a->v, 8);
+  }
+  if (s->status_message)
+    put_attr(p, NULL, SS_ATTR_STR, s->status_message,
+             capped_len(s->status_message, s->status_message_len));
+}
+
+void ss__span_end(ss__sb *b) {
+  b->s.end_ns = ss__now_ns();
+  ss__span_pop(b);
+  if (!b->recording) return;
+  size_t size = serialized_size(b);
+  void *dst = ss__ring_reserve(&ss__tracer_g.ring, size);
+  if (dst == NULL) return; /* counted by the ring */
+  serialize(b, dst, size);
+  ss__ring_commit(&ss__tracer_g.ring, dst);
+  if (ss__tracer_g.on_commit) ss__tracer_g.on_commit();
+}
+
+size_t ss__span_park(const ss__sb *b, void *dst, size_t cap) {
+  if (!b->recording) return 0;
+  size_t size = serialized_size(b);
+  if (size > cap) return 0;
+  serialize(b, dst, size);
+  ((ss__rec *)dst)->end_ns = 0;
+  return size;
+}
+
+int ss__rec_add_str(void *rec, size_t cap, const char *key, const char *s, size_t len) {
+  ss__rec *r = rec;
+  uint32_t n = capped_len(s, (uint32_t)len);
+  if (r->size + sizeof(ss__rec_attr) + ALIGN8(n) > cap) return -1;
+  put_attr((unsigned char *)rec + r->size, key, SS_ATTR_STR, s, n);
+  r->size += (uint32_t)(sizeof(ss__rec_attr) + ALIGN8(n));
+  r->n_attrs++;
+  return 0;
+}
+
+void ss__rec_finish(void *rec, uint64_t end_ns, int status) {
+  ss__rec *r = rec;
+  r->end_ns = end_ns;
+  r->status = (uint8_t)status;
+  if (ss__ring_put(&ss__tracer_g.ring, rec, r->size) == 0 && ss__tracer_g.on_commit)
+    ss__tracer_g.on_commit();
+}
+
+int ss__rec_decode(const void *rec, size_t len, ss__span *out, ss__attr *attrs, size_t max) {
+  const ss__rec *r = rec;
+  if (len < sizeof *r || r->size > len || r->size < sizeof *r) return -1;
+  memset(out, 0, sizeof *out);
+  memcpy(out->trace_id, r->trace_id, 16);
+  memcpy(out->span_id, r->span_id, 8);
+  memcpy(out->parent_id, r->parent_id, 8);
+  out->flags = r->flags;
+  out->kind = r->kind;
+  out->status = r->status;
+  out->name = r->name;
+  out->start_ns = r->start_ns;
+  out->end_ns = r->end_ns;
+  out->attrs = attrs;
+  const unsigned char *p = (const unsigned char *)(r + 1), *end = (const unsigned char *)rec + r->size;
+  for (uint16_t i = 0; i < r->n_attrs; i++) {
+    if ((size_t)(end - p) < sizeof(ss__rec_attr)) return -1;
+    const ss__rec_attr *ra = (const ss__rec_attr *)p;
+    p += sizeof *ra;
+    size_t vlen = (ra->type == SS_ATTR_STR || ra->type == SS_ATTR_STRARR) ? ALIGN8(ra->len) : 8;
+    if ((size_t)(end - p) < vlen) return -1;
+    if (ra->key == NULL) {
+      out->status_message = (const char *)p;
+      out->status_message_len = ra->len;
+    } else if (out->n_attrs < max) {
+      ss__attr *a = &attrs[out->n_attrs++];
+      a->key = ra->key;
+      a->type = ra->type;
+      a->len = ra->len;
+      if (ra->type == SS_ATTR_STR || ra->type == SS_ATTR_STRARR)
+        a->v.s = (const char *)p;
+      else
+        memcpy(&a->v, p, 8);
+    }
+    p += vlen;
+  }
+  return 0;
+}

@@ -1,0 +1,382 @@
+/* transport.c - OTLP/HTTP POST over a Unix or TCP stream socket; see transport.h. */
+#include "runtime/transport.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "runtime/clock.h"
+#include "runtime/log.h"
+#include "runtime/resource.h"
+
+#define BACKOFF_MIN_MS 100u
+#define BACKOFF_MAX_MS 5000u
+
+static int copy_str(char *dst, size_t cap, const char *s, size_t n) {
+  if (n >= cap) return -1;
+  memcpy(dst, s, n);
+  dst[n] = '\0';
+  return 0;
+}
+
+static int parse_http(const char *s, const char *default_path, ss__endpoint *e) {
+  const char *auth = s + 7, *slash = strchr(auth, '/');
+  size_t alen = slash ? (size_t)(slash - auth) : strlen(auth);
+  const char *hp_end = auth + alen, *colon;
+  if (alen == 0 || memchr(auth, '@', alen)) return -EINVAL;
+  if (copy_str(e->authority, sizeof e->authority, auth, alen)) return -EINVAL;
+  if (auth[0] == '[') { /* [v6]:port */
+    const char *rb = memchr(auth, ']', alen);
+    if (rb == NULL || copy_str(e->host, sizeof e->host, auth + 1, (size_t)(rb - auth - 1)))
+      return -EINVAL;
+    colon = (rb + 1 < hp_end && rb[1] == ':') ? rb + 1 : NULL;
+  } else {
+    colon = memchr(auth, ':', alen);
+    if (copy_str(e->host, sizeof e->host, auth, colon ? (size_t)(colon - auth) : alen))
+      return -EINVAL;
+  }
+  if (colon) {
+    size_t plen = (size_t)(hp_end - colon - 1);
+    if (plen == 0 || plen > 5 || strspn(colon + 1, "0123456789") < plen) return -EINVAL;
+    copy_str(e->port, sizeof e->port, colon + 1, plen);
+  } else {
+    strcpy(e->port, "80");
+  }
+  const char *path = (slash && slash[1]) ? slash : default_path;
+  return copy_str(e->http_path, sizeof e->http_path, path, strlen(path)) ? -EINVAL : 0;
+}
+
+int ss__endpoint_parse(const char *s, const char *default_path, ss__endpoint *e) {
+  ss__endpoint tmp;
+  memset(&tmp, 0, sizeof tmp);
+  if (s == NULL) return -EINVAL;
+  if (strncmp(s, "unix:", 5) == 0) {
+    const char *p = s + 5;
+    if (strncmp(p, "//", 2) == 0) p += 2; /* unix:///path */
+    if (*p == '\0' || copy_str(tmp.path, sizeof tmp.path, p, strlen(p))) return -EINVAL;
+    tmp.is_unix = 1;
+    strcpy(tmp.authority, "localhost");
+    if (copy_str(tmp.http_path, sizeof tmp.http_path, default_path, strlen(default_path)))
+      return -EINVAL;
+  } else if (strncmp(s, "http://", 7) == 0) {
+    if (parse_http(s, default_path, &tmp) != 0) return -EINVAL;
+  } else {
+    return -EINVAL;
+  }
+  *e = tmp;
+  return 0;
+}
+
+/* "k1=v1,k2=v2" (percent-encoded values) → "k1: v1\r\nk2: v2\r\n". Malformed entries and
+ * entries with CR/LF are skipped. */
+static char *build_headers(const char *spec) {
+  size_t n = strlen(spec);
+  char *out = malloc(n * 2 + 8), *o = out;
+  if (out == NULL) return NULL;
+  const char *p = spec;
+  while (*p) {
+    const char *end = strchr(p, ',');
+    if (end == NULL) end = p + strlen(p);
+    const char *eq = memchr(p, '=', (size_t)(end - p));
+    if (eq && eq > p) {
+      char *start = o;
+      for (const char *k = p; k < eq; k++) if (*k != ' ') *o++ = *k;
+      *o++ = ':';
+      *o++ = ' ';
+      int bad = 0;
+      for (const char *v = eq + 1; v < end; v++) {
+        char c = *v;
+        if (c == '%' && end - v > 2) {
+          char hex[3] = {v[1], v[2], 0}, *e;
+          long x = strtol(hex, &e, 16);
+          if (*e == '\0') {
+            c = (char)x;
+            v += 2;
+          }
+        }
+        if (c == '\r' || c == '\n' || c == '\0') bad = 1;
+        *o++ = c;
+      }
+      *o++ = '\r';
+      *o++ = '\n';
+      if (bad) o = start;
+    }
+    p = *end ? end + 1 : end;
+  }
+  *o = '\0';
+  return out;
+}
+
+int ss__transport_init(ss__transport *t, const ss__endpoint *ep, const char *otlp_headers) {
+  memset(t, 0, sizeof *t);
+  t->ep = *ep;
+  atomic_store(&t->fd, -1);
+  pthread_mutex_init(&t->lock, NULL);
+  if (otlp_headers && *otlp_headers) {
+    t->extra_headers = build_headers(otlp_headers);
+    if (t->extra_headers == NULL) return -ENOMEM;
+  }
+  return 0;
+}
+
+/* Where the socket lives: near the top of the usual 1024 limit, well away from the low
+ * numbers apps dup2 onto. */
+static int high_fd_base(void) {
+  struct rlimit rl;
+  rlim_t lim = 1024;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < lim) lim = rl.rlim_cur;
+  return lim > 64 ? (int)lim - 24 : 3;
+}
+
+static int move_high(int fd) {
+  int hi = fcntl(fd, F_DUPFD_CLOEXEC, high_fd_base());
+  if (hi < 0) hi = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (hi < 0) return fd;
+  close(fd);
+  return hi;
+}
+
+static int wait_fd(int fd, short ev, uint64_t deadline_ms) {
+  for (;;) {
+    uint64_t now = ss__mono_ms();
+    if (now >= deadline_ms) return -ETIMEDOUT;
+    struct pollfd p = {.fd = fd, .events = ev};
+    int r = poll(&p, 1, (int)(deadline_ms - now));
+    if (r > 0) return 0;
+    if (r == 0) return -ETIMEDOUT;
+    if (errno != EINTR) return -errno;
+  }
+}
+
+static int connect_one(int family, const struct sockaddr *sa, socklen_t len,
+                       uint64_t deadline_ms) {
+  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  if (connect(fd, sa, len) != 0) {
+    int err = errno;
+    if (err != EINPROGRESS && err != EAGAIN) goto fail_err;
+    if ((err = -wait_fd(fd, POLLOUT, deadline_ms)) != 0) goto fail_err;
+    socklen_t el = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0) err = errno;
+    if (err != 0) goto fail_err;
+    goto ok;
+  fail_err:
+    close(fd);
+    return -err;
+  }
+ok:
+  return move_high(fd);
+}
+
+static int dial(const ss__endpoint *ep, uint64_t deadline_ms) {
+  if (ep->is_unix) {
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    memcpy(un.sun_path, ep->path, strlen(ep->path) + 1);
+    return connect_one(AF_UNIX, (struct sockaddr *)&un, sizeof un, deadline_ms);
+  }
+  struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res;
+  int rc = getaddrinfo(ep->host, ep->port, &hints, &res);
+  if (rc != 0) return -EHOSTUNREACH;
+  int fd = -ECONNREFUSED;
+  for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+    fd = connect_one(ai->ai_family, ai->ai_addr, ai->ai_addrlen, deadline_ms);
+    if (fd >= 0) break;
+  }
+  freeaddrinfo(res);
+  return fd;
+}
+
+static int send_all(int fd, struct iovec *iov, int n, uint64_t deadline_ms) {
+  struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+  while (m.msg_iovlen > 0) {
+    ssize_t w = sendmsg(fd, &m, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        int rc = wait_fd(fd, POLLOUT, deadline_ms);
+        if (rc) return rc;
+        continue;
+      }
+      return -errno;
+    }
+    while (m.msg_iovlen > 0 && (size_t)w >= m.msg_iov->iov_len) {
+      w -= (ssize_t)m.msg_iov->iov_len;
+      m.msg_iov++;
+      m.msg_iovlen--;
+    }
+    if (m.msg_iovlen > 0) {
+      m.msg_iov->iov_base = (char *)m.msg_iov->iov_base + w;
+      m.msg_iov->iov_len -= (size_t)w;
+    }
+  }
+  return 0;
+}
+
+static ssize_t recv_some(int fd, char *buf, size_t n, uint64_t deadline_ms) {
+  for (;;) {
+    ssize_t r = recv(fd, buf, n, 0);
+    if (r >= 0) return r;
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN) return -errno;
+    int rc = wait_fd(fd, POLLIN, deadline_ms);
+    if (rc) return rc;
+  }
+}
+
+static long header_value(const char *hdrs, const char *name) {
+  size_t nl = strlen(name);
+  for (const char *p = strstr(hdrs, "\r\n"); p; p = strstr(p + 2, "\r\n"))
+    if (strncasecmp(p + 2, name, nl) == 0 && p[2 + nl] == ':') return strtol(p + 3 + nl, NULL, 10);
+  return -1;
+}
+
+static int has_header_token(const char *hdrs, const char *name, const char *token) {
+  size_t nl = strlen(name);
+  for (const char *p = strstr(hdrs, "\r\n"); p; p = strstr(p + 2, "\r\n"))
+    if (strncasecmp(p + 2, name, nl) == 0 && p[2 + nl] == ':') {
+      const char *v = p + 3 + nl, *e = strstr(v, "\r\n");
+      size_t tl = strlen(token);
+      for (; v && e && v + tl <= e; v++)
+        if (strncasecmp(v, token, tl) == 0) return 1;
+    }
+  return 0;
+}
+
+/* Reads one response; returns the status (and *close_after), or -errno. -ECONNRESET
+ * when the peer closed before sending anything (a stale keep-alive connection). */
+static int read_response(int fd, uint64_t deadline_ms, int *close_after) {
+  char buf[4096];
+  size_t have = 0;
+  char *end = NULL;
+  while (end == NULL) {
+    if (have >= sizeof buf - 1) return -EPROTO;
+    ssize_t r = recv_some(fd, buf + have, sizeof buf - 1 - have, deadline_ms);
+    if (r < 0) return (int)r;
+    if (r == 0) return have == 0 ? -ECONNRESET : -EPROTO;
+    have += (size_t)r;
+    buf[have] = '\0';
+    end = strstr(buf, "\r\n\r\n");
+  }
+  int status;
+  if (sscanf(buf, "HTTP/1.%*d %3d", &status) != 1) return -EPROTO;
+  end[2] = '\0';
+  long clen = header_value(buf, "Content-Length");
+  *close_after = has_header_token(buf, "Connection", "close") || clen < 0;
+  size_t body_have = have - (size_t)(end + 4 - buf);
+  long left = clen > 0 ? clen - (long)body_have : 0;
+  while (left > 0) {
+    ssize_t r = recv_some(fd, buf, sizeof buf < (size_t)left ? sizeof buf : (size_t)left,
+                          deadline_ms);
+    if (r <= 0) return r < 0 ? (int)r : -EPROTO;
+    left -= r;
+  }
+  return status;
+}
+
+static void drop_conn(ss__transport *t) {
+  int fd = atomic_exchange(&t->fd, -1);
+  if (fd >= 0) close(fd);
+}
+
+static int ensure_conn(ss__transport *t, uint64_t deadline_ms) {
+  int fd = atomic_load(&t->fd);
+  if (fd >= 0) return fd;
+  uint64_t now = ss__mono_ms();
+  if (now < t->retry_at_ms) return -EAGAIN;
+  fd = dial(&t->ep, deadline_ms);
+  if (fd < 0) {
+    t->backoff_ms = t->backoff_ms ? t->backoff_ms * 2 : BACKOFF_MIN_MS;
+    if (t->backoff_ms > BACKOFF_MAX_MS) t->backoff_ms = BACKOFF_MAX_MS;
+    t->retry_at_ms = now + t->backoff_ms;
+    SS_LOG(SS_LOG_INFO, "cannot reach the collector at %s%s: %s; retrying in %u ms",
+           t->ep.is_unix ? "unix:" : t->ep.authority, t->ep.is_unix ? t->ep.path : "",
+           strerror(-fd), t->backoff_ms);
+    return fd;
+  }
+  t->backoff_ms = 0;
+  atomic_store(&t->fd, fd);
+  return fd;
+}
+
+static int post_once(ss__transport *t, const void *body, size_t len, uint64_t deadline_ms,
+                     int *reused) {
+  int fd = atomic_load(&t->fd);
+  *reused = fd >= 0;
+  fd = ensure_conn(t, deadline_ms);
+  if (fd < 0) return fd;
+  char hdr[1024];
+  int hl = snprintf(hdr, sizeof hdr,
+                    "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: spanshim/" SPANSHIM_VERSION
+                    "\r\nContent-Type: application/x-protobuf\r\nContent-Length: %zu\r\n",
+                    t->ep.http_path, t->ep.authority, len);
+  if (hl < 0 || (size_t)hl >= sizeof hdr) return -EINVAL;
+  struct iovec iov[4] = {
+      {hdr, (size_t)hl},
+      {t->extra_headers ? t->extra_headers : (char *)"",
+       t->extra_headers ? strlen(t->extra_headers) : 0},
+      {(char *)"\r\n", 2},
+      {(void *)body, len},
+  };
+  int rc = send_all(fd, iov, 4, deadline_ms);
+  int close_after = 1;
+  if (rc == 0) rc = read_response(fd, deadline_ms, &close_after);
+  if (rc < 0 || close_after) drop_conn(t);
+  return rc;
+}
+
+int ss__transport_post(ss__transport *t, const void *body, size_t len, uint64_t deadline_ms) {
+  pthread_mutex_lock(&t->lock);
+  int reused;
+  int rc = post_once(t, body, len, deadline_ms, &reused);
+  if (reused && (rc == -ECONNRESET || rc == -EPIPE))
+    rc = post_once(t, body, len, deadline_ms, &reused);
+  pthread_mutex_unlock(&t->lock);
+  return rc;
+}
+
+void ss__transport_close(ss__transport *t) {
+  pthread_mutex_lock(&t->lock);
+  drop_conn(t);
+  pthread_mutex_unlock(&t->lock);
+}
+
+int ss__transport_owns(ss__transport *t, int fd) {
+  return fd >= 0 && atomic_load_explicit(&t->fd, memory_order_acquire) == fd;
+}
+
+void ss__transport_move(ss__transport *t) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_nsec += 100 * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+  if (pthread_mutex_timedlock(&t->lock, &ts) != 0) {
+    /* A request is in flight on a slow collector: cut it short so the lock comes back. */
+    int fd = atomic_load(&t->fd);
+    if (fd >= 0) shutdown(fd, SHUT_RDWR);
+    pthread_mutex_lock(&t->lock);
+  }
+  int fd = atomic_load(&t->fd);
+  if (fd >= 0) {
+    /* The old number is left for the app's dup2 to close (atomically, in the kernel). */
+    int hi = fcntl(fd, F_DUPFD_CLOEXEC, high_fd_base());
+    atomic_store(&t->fd, hi < 0 ? -1 : hi);
+  }
+  pthread_mutex_unlock(&t->lock);
+}
+
+void ss__transport_reset_in_child(ss__transport *t) {
+  int fd = atomic_exchange(&t->fd, -1);
+  if (fd >= 0) close(fd);
+  pthread_mutex_init(&t->lock, NULL);
+  t->retry_at_ms = 0;
+  t->backoff_ms = 0;
+}
