@@ -1,0 +1,214 @@
+/* ids.c - trace/span ids, hex and the W3C traceparent header (see ids.h).
+ *
+ * The process-wide seed changes only in ss__ids_reseed, which also bumps `gen`. A thread
+ * whose ss__self.rng_gen differs from `gen` reseeds its xoshiro256** state from
+ * splitmix64(seed ^ a per-thread counter), so threads never share a sequence and a fork
+ * child never repeats its parent's ids. */
+#include "runtime/ids.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runtime/span.h"
+
+static _Atomic uint64_t seed;
+static _Atomic uint32_t gen;             /* 0: never seeded */
+static _Atomic uint64_t thread_counter;
+
+static uint64_t splitmix64(uint64_t *x) {
+  uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+static uint64_t rotl(uint64_t x, int k) {
+  return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t xoshiro_next(uint64_t s[4]) {
+  uint64_t result = rotl(s[1] * 5, 7) * 9;
+  uint64_t t = s[1] << 17;
+
+  s[2] ^= s[0];
+  s[3] ^= s[1];
+  s[1] ^= s[2];
+  s[0] ^= s[3];
+  s[2] ^= t;
+  s[3] = rotl(s[3], 45);
+  return result;
+}
+
+/* Entropy when getrandom is unavailable (old kernel, seccomp, early boot): not good
+ * randomness, but distinct per process and per call, which is what ids need. */
+static uint64_t fallback_entropy(void) {
+  struct timespec a, b;
+  uint64_t x;
+  int local;
+
+  clock_gettime(CLOCK_REALTIME, &a);
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  x = (uint64_t)a.tv_sec * 1000000000u + (uint64_t)a.tv_nsec;
+  x ^= ((uint64_t)b.tv_nsec << 32) ^ (uint64_t)b.tv_sec;
+  x ^= (uint64_t)getpid() << 40;
+  x ^= (uint64_t)(uintptr_t)&local ^ ((uint64_t)(uintptr_t)&seed << 17);
+  return splitmix64(&x);
+}
+
+void ss__ids_reseed(void) {
+  uint64_t s;
+  ssize_t n;
+
+  do
+    n = getrandom(&s, sizeof(s), GRND_NONBLOCK);
+  while (n < 0 && errno == EINTR);
+  if (n != (ssize_t)sizeof(s))
+    s = fallback_entropy();
+  atomic_store_explicit(&seed, s, memory_order_relaxed);
+  /* Release: a thread that sees the new gen also sees the new seed. Skip 0. */
+  if (atomic_fetch_add_explicit(&gen, 1, memory_order_release) + 1 == 0)
+    atomic_fetch_add_explicit(&gen, 1, memory_order_release);
+}
+
+static void thread_seed(uint32_t g) {
+  uint64_t x = atomic_load_explicit(&seed, memory_order_relaxed) ^
+               atomic_fetch_add_explicit(&thread_counter, 1, memory_order_relaxed);
+
+  do {
+    for (int i = 0; i < 4; i++)
+      ss__self.rng[i] = splitmix64(&x);
+  } while ((ss__self.rng[0] | ss__self.rng[1] | ss__self.rng[2] | ss__self.rng[3]) == 0);
+  ss__self.rng_gen = g;
+}
+
+static uint64_t next64(void) {
+  uint32_t g = atomic_load_explicit(&gen, memory_order_acquire);
+
+  if (__builtin_expect(g == 0, 0)) {
+    /* Used before init (a tool, a test): seed once here; later callers see gen != 0. */
+    ss__ids_reseed();
+    g = atomic_load_explicit(&gen, memory_order_acquire);
+  }
+  if (__builtin_expect(ss__self.rng_gen != g, 0))
+    thread_seed(g);
+  return xoshiro_next(ss__self.rng);
+}
+
+static void put64(uint8_t *p, uint64_t v) {
+  for (int i = 7; i >= 0; i--, v >>= 8)
+    p[i] = (uint8_t)v;
+}
+
+void ss__trace_id_new(uint8_t id[16]) {
+  uint64_t hi, lo;
+
+  do {
+    hi = next64();
+    lo = next64();
+  } while ((hi | lo) == 0);
+  put64(id, hi);
+  put64(id + 8, lo);
+}
+
+void ss__span_id_new(uint8_t id[8]) {
+  uint64_t v;
+
+  do
+    v = next64();
+  while (v == 0);
+  put64(id, v);
+}
+
+int ss__id_is_zero(const uint8_t *id, size_t n) {
+  uint8_t acc = 0;
+
+  for (size_t i = 0; i < n; i++)
+    acc |= id[i];
+  return acc == 0;
+}
+
+static const char hexdig[] = "0123456789abcdef";
+
+void ss__hex_encode(const uint8_t *in, size_t n, char *out) {
+  for (size_t i = 0; i < n; i++) {
+    out[2 * i] = hexdig[in[i] >> 4];
+    out[2 * i + 1] = hexdig[in[i] & 15];
+  }
+}
+
+static int hexval(char c, int lower_only) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (!lower_only && c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+static int decode(const char *in, size_t n, uint8_t *out, int lower_only) {
+  for (size_t i = 0; i < n; i++) {
+    int hi = hexval(in[2 * i], lower_only), lo = hexval(in[2 * i + 1], lower_only);
+    if (hi < 0 || lo < 0)
+      return -1;
+    out[i] = (uint8_t)(hi << 4 | lo);
+  }
+  return 0;
+}
+
+int ss__hex_decode(const char *in, size_t n, uint8_t *out) {
+  return decode(in, n, out, 0);
+}
+
+static int blank(char c) {
+  return c == ' ' || c == '\t';
+}
+
+/* W3C Trace Context, "traceparent Header Field Values" and "Versioning of traceparent":
+ * every field is lower-case hex (HEXDIGLC); version ff is invalid; version 00 is exactly
+ * 55 chars; a later version is parsed as 00 when it has at least 55 chars and, if longer,
+ * a '-' right after the flags (the rest belongs to that version). */
+int ss__traceparent_parse(const char *s, size_t len, ss__ctx *out) {
+  uint8_t ver, flags;
+  ss__ctx c;
+
+  if (s == NULL)
+    return -1;
+  while (len > 0 && blank(s[0]))
+    s++, len--;
+  while (len > 0 && blank(s[len - 1]))
+    len--;
+  if (len < SS_TRACEPARENT_LEN || decode(s, 1, &ver, 1) != 0 || ver == 0xff)
+    return -1;
+  if (ver == 0 ? len != SS_TRACEPARENT_LEN
+               : len > SS_TRACEPARENT_LEN && s[SS_TRACEPARENT_LEN] != '-')
+    return -1;
+  if (s[2] != '-' || s[35] != '-' || s[52] != '-')
+    return -1;
+  memset(&c, 0, sizeof(c));
+  if (decode(s + 3, 16, c.trace_id, 1) != 0 || decode(s + 36, 8, c.span_id, 1) != 0 ||
+      decode(s + 53, 1, &flags, 1) != 0)
+    return -1;
+  if (ss__id_is_zero(c.trace_id, 16) || ss__id_is_zero(c.span_id, 8))
+    return -1;
+  /* Keep the flags we know (sampled, and Level 2's random); the rest are reserved and
+   * must be sent as zero. */
+  c.flags = flags & 0x03;
+  c.valid = 1;
+  *out = c;
+  return 0;
+}
+
+void ss__traceparent_format(const ss__ctx *c, char out[SS_TRACEPARENT_LEN + 1]) {
+  memcpy(out, "00-", 3);
+  ss__hex_encode(c->trace_id, 16, out + 3);
+  out[35] = '-';
+  ss__hex_encode(c->span_id, 8, out + 36);
+  out[52] = '-';
+  ss__hex_encode(&c->flags, 1, out + 53);
+  out[SS_TRACEPARENT_LEN] = '\0';
+}
