@@ -1,0 +1,591 @@
+/* otlp_json.c - OTLP JSON encoding; see otlp_json.h for the rules.
+ *
+ * Written for throughput (spanshimd turns every received batch into one line): output
+ * goes straight into the buffer, strings are copied in runs between the bytes that need
+ * escaping, and numbers are formatted by hand. Only doubles go through snprintf. */
+#include "tools/common/otlp_json.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef Opentelemetry__Proto__Common__V1__AnyValue AnyValue;
+typedef Opentelemetry__Proto__Common__V1__KeyValue KeyValue;
+typedef Opentelemetry__Proto__Common__V1__InstrumentationScope Scope;
+typedef Opentelemetry__Proto__Common__V1__EntityRef EntityRef;
+typedef Opentelemetry__Proto__Resource__V1__Resource Resource;
+typedef Opentelemetry__Proto__Trace__V1__ResourceSpans ResourceSpans;
+typedef Opentelemetry__Proto__Trace__V1__ScopeSpans ScopeSpans;
+typedef Opentelemetry__Proto__Trace__V1__Span Span;
+typedef Opentelemetry__Proto__Trace__V1__Span__Event Event;
+typedef Opentelemetry__Proto__Trace__V1__Span__Link Link;
+typedef Opentelemetry__Proto__Trace__V1__Status Status;
+typedef Opentelemetry__Proto__Logs__V1__ResourceLogs ResourceLogs;
+typedef Opentelemetry__Proto__Logs__V1__ScopeLogs ScopeLogs;
+typedef Opentelemetry__Proto__Logs__V1__LogRecord LogRecord;
+
+/* ---- scalars ---- */
+
+/* Byte classes for string escaping: 0 copied as is, 1 escaped, 2 start of a UTF-8
+ * sequence to validate. */
+static const unsigned char byte_class[256] = {
+    [0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, [0x80 ... 0xff] = 2,
+};
+static const char hexdig[] = "0123456789abcdef";
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid (RFC 3629:
+ * no overlongs, no surrogates, nothing past U+10FFFF). */
+static size_t utf8_len(const unsigned char *s, size_t n) {
+  unsigned c = s[0], lo = 0x80, hi = 0xbf;
+  size_t len;
+  if (c >= 0xc2 && c <= 0xdf) len = 2;
+  else if (c >= 0xe0 && c <= 0xef) {
+    len = 3;
+    if (c == 0xe0) lo = 0xa0;
+    if (c == 0xed) hi = 0x9f;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    len = 4;
+    if (c == 0xf0) lo = 0x90;
+    if (c == 0xf4) hi = 0x8f;
+  } else return 0;
+  if (n < len || s[1] < lo || s[1] > hi) return 0;
+  for (size_t i = 2; i < len; i++)
+    if (s[i] < 0x80 || s[i] > 0xbf) return 0;
+  return len;
+}
+
+/* Writes the escape for byte c (class 1) at o; returns bytes written. */
+static size_t escape_byte(char *o, unsigned char c) {
+  o[0] = '\\';
+  switch (c) {
+  case '"': o[1] = '"'; return 2;
+  case '\\': o[1] = '\\'; return 2;
+  case '\n': o[1] = 'n'; return 2;
+  case '\r': o[1] = 'r'; return 2;
+  case '\t': o[1] = 't'; return 2;
+  case '\b': o[1] = 'b'; return 2;
+  case '\f': o[1] = 'f'; return 2;
+  default:
+    memcpy(o + 1, "u00", 3);
+    o[4] = hexdig[c >> 4];
+    o[5] = hexdig[c & 15];
+    return 6;
+  }
+}
+
+void ss__json_str(ss__buf *b, const char *s, size_t len) {
+  /* Worst case: every byte becomes \u00XX (6 bytes); invalid bytes become 3. */
+  if (len > ((size_t)-1 - 2) / 6) {
+    b->oom = 1;
+    return;
+  }
+  char *o = ss__buf_room(b, len * 6 + 2), *start = o;
+  if (o == NULL) return;
+  const unsigned char *u = (const unsigned char *)s;
+  *o++ = '"';
+  size_t i = 0;
+  while (i < len) {
+    size_t run = i;
+    while (run < len && byte_class[u[run]] == 0) run++;
+    memcpy(o, s + i, run - i);
+    o += run - i;
+    i = run;
+    if (i == len) break;
+    if (byte_class[u[i]] == 1) {
+      o += escape_byte(o, u[i++]);
+      continue;
+    }
+    size_t k = utf8_len(u + i, len - i);
+    if (k == 0) {
+      memcpy(o, "\xef\xbf\xbd", 3);  /* U+FFFD REPLACEMENT CHARACTER */
+      o += 3;
+      i++;
+    } else {
+      memcpy(o, s + i, k);
+      o += k;
+      i += k;
+    }
+  }
+  *o++ = '"';
+  b->len += (size_t)(o - start);
+}
+
+static void json_cstr(ss__buf *b, const char *s) {
+  ss__json_str(b, s ? s : "", s ? strlen(s) : 0);
+}
+
+void ss__json_hex(ss__buf *b, const uint8_t *p, size_t n) {
+  char *o = ss__buf_room(b, 2 * n + 2);
+  if (o == NULL) return;
+  *o++ = '"';
+  for (size_t i = 0; i < n; i++) {
+    *o++ = hexdig[p[i] >> 4];
+    *o++ = hexdig[p[i] & 15];
+  }
+  *o = '"';
+  b->len += 2 * n + 2;
+}
+
+void ss__json_u64(ss__buf *b, uint64_t v) {
+  char tmp[20];
+  size_t n = 0;
+  do {
+    tmp[sizeof tmp - ++n] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  ss__buf_append(b, tmp + sizeof tmp - n, n);
+}
+
+static void json_i64(ss__buf *b, int64_t v) {
+  if (v < 0) {
+    ss__buf_putc(b, '-');
+    ss__json_u64(b, (uint64_t)0 - (uint64_t)v);  /* also right for INT64_MIN */
+  } else {
+    ss__json_u64(b, (uint64_t)v);
+  }
+}
+
+/* proto3 JSON: 64-bit integers are strings, because JavaScript numbers lose precision. */
+static void json_u64_str(ss__buf *b, uint64_t v) {
+  ss__buf_putc(b, '"');
+  ss__json_u64(b, v);
+  ss__buf_putc(b, '"');
+}
+
+/* Shortest of %.15g/%.16g/%.17g that reads back exactly; non-finite values as the
+ * proto3 JSON strings, since JSON has no literal for them. */
+static void json_double(ss__buf *b, double d) {
+  if (isnan(d)) {
+    SS_BUF_LIT(b, "\"NaN\"");
+    return;
+  }
+  if (isinf(d)) {
+    if (d > 0) SS_BUF_LIT(b, "\"Infinity\"");
+    else SS_BUF_LIT(b, "\"-Infinity\"");
+    return;
+  }
+  char tmp[40];
+  int n = 0;
+  for (int prec = 15; prec <= 17; prec++) {
+    n = snprintf(tmp, sizeof tmp, "%.*g", prec, d);
+    if (strtod(tmp, NULL) == d) break;
+  }
+  ss__buf_append(b, tmp, (size_t)n);
+}
+
+static void json_base64(ss__buf *b, const uint8_t *p, size_t n) {
+  static const char tab[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  char *o = ss__buf_room(b, (n + 2) / 3 * 4 + 2), *start = o;
+  if (o == NULL) return;
+  *o++ = '"';
+  size_t i = 0;
+  for (; i + 3 <= n; i += 3) {
+    uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+    *o++ = tab[v >> 18];
+    *o++ = tab[(v >> 12) & 63];
+    *o++ = tab[(v >> 6) & 63];
+    *o++ = tab[v & 63];
+  }
+  if (n - i == 1) {
+    uint32_t v = (uint32_t)p[i] << 16;
+    *o++ = tab[v >> 18];
+    *o++ = tab[(v >> 12) & 63];
+    *o++ = '=';
+    *o++ = '=';
+  } else if (n - i == 2) {
+    uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
+    *o++ = tab[v >> 18];
+    *o++ = tab[(v >> 12) & 63];
+    *o++ = tab[(v >> 6) & 63];
+    *o++ = '=';
+  }
+  *o++ = '"';
+  b->len += (size_t)(o - start);
+}
+
+/* ---- object fields ----
+ * Each object is written as "{" fields "}", where a field helper emits the separating
+ * comma itself, tracked by the object's field count *n. */
+
+static void key(ss__buf *b, int *n, const char *lit, size_t len) {
+  char *o = ss__buf_room(b, len + 4);
+  if (o == NULL) return;
+  size_t k = 0;
+  if ((*n)++) o[k++] = ',';
+  o[k++] = '"';
+  memcpy(o + k, lit, len);
+  k += len;
+  o[k++] = '"';
+  o[k++] = ':';
+  b->len += k;
+}
+#define KEY(b, n, lit) key((b), (n), (lit), sizeof(lit) - 1)
+
+static void f_str(ss__buf *b, int *n, const char *k, size_t klen, const char *s) {
+  if (s == NULL || *s == 0) return;
+  key(b, n, k, klen);
+  json_cstr(b, s);
+}
+#define F_STR(b, n, lit, s) f_str((b), (n), (lit), sizeof(lit) - 1, (s))
+
+static void f_u32(ss__buf *b, int *n, const char *k, size_t klen, uint32_t v) {
+  if (v == 0) return;
+  key(b, n, k, klen);
+  ss__json_u64(b, v);
+}
+#define F_U32(b, n, lit, v) f_u32((b), (n), (lit), sizeof(lit) - 1, (v))
+
+static void f_time(ss__buf *b, int *n, const char *k, size_t klen, uint64_t v) {
+  if (v == 0) return;
+  key(b, n, k, klen);
+  json_u64_str(b, v);
+}
+#define F_TIME(b, n, lit, v) f_time((b), (n), (lit), sizeof(lit) - 1, (v))
+
+static void f_id(ss__buf *b, int *n, const char *k, size_t klen, ProtobufCBinaryData d) {
+  if (d.len == 0) return;
+  key(b, n, k, klen);
+  ss__json_hex(b, d.data, d.len);
+}
+#define F_ID(b, n, lit, d) f_id((b), (n), (lit), sizeof(lit) - 1, (d))
+
+/* ---- common ---- */
+
+static void any_value(ss__buf *b, const AnyValue *v, int depth);
+
+static void key_values(ss__buf *b, KeyValue *const *kv, size_t count, int depth) {
+  ss__buf_putc(b, '[');
+  for (size_t i = 0; i < count; i++) {
+    int n = 0;
+    if (i) ss__buf_putc(b, ',');
+    ss__buf_putc(b, '{');
+    KEY(b, &n, "key");
+    json_cstr(b, kv[i]->key);
+    if (kv[i]->value) {
+      KEY(b, &n, "value");
+      any_value(b, kv[i]->value, depth + 1);
+    }
+    ss__buf_putc(b, '}');
+  }
+  ss__buf_putc(b, ']');
+}
+
+static void f_attrs(ss__buf *b, int *n, KeyValue *const *kv, size_t count) {
+  if (count == 0) return;
+  KEY(b, n, "attributes");
+  key_values(b, kv, count, 0);
+}
+
+static void any_value(ss__buf *b, const AnyValue *v, int depth) {
+  int n = 0;
+  ss__buf_putc(b, '{');
+  if (depth > SS_JSON_MAX_DEPTH) goto out;
+  switch (v->value_case) {
+  case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE:
+    KEY(b, &n, "stringValue");
+    json_cstr(b, v->string_value);
+    break;
+  case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BOOL_VALUE:
+    KEY(b, &n, "boolValue");
+    if (v->bool_value) SS_BUF_LIT(b, "true");
+    else SS_BUF_LIT(b, "false");
+    break;
+  case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE:
+    KEY(b, &n, "intValue");
+    ss__buf_putc(b, '"');
+    json_i64(b, v->int_value);
+    ss__buf_putc(b, '"');
+    break;
+  case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_DOUBLE_VALUE:
+    KEY(b, &n, "doubleValue");
+    json_double(b, v->double_value);
+    break;
+  case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE: {
+    int m = 0;
+    KEY(b, &n, "arrayValue");
+    ss__buf_putc(b, '{');
+    if (v->array_value && v->array_value->n_values) {
+      KEY(b, &m, "values");
+      ss__buf_putc(b, '[');
+      for (size_t i = 0; i < v->array_value->n_values; i++) {
+        if (i) ss__buf_putc(b, ',');
+        any_value(b, v->array_value->values[i], depth + 1);
+      }
+      ss__buf_putc(b, ']');
+    }
+    ss__buf_putc(b, '}');
+    break;
+  }
+  case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_KVLIST_VALUE: {
+    int m = 0;
+    KEY(b, &n, "kvlistValue");
+    ss__buf_putc(b, '{');
+    if (v->kvlist_value && v->kvlist_value->n_values) {
+      KEY(b, &m, "values");
+      key_values(b, v->kvlist_value->values, v->kvlist_value->n_values, depth + 1);
+    }
+    ss__buf_putc(b, '}');
+    break;
+  }
+  case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BYTES_VALUE:
+    KEY(b, &n, "bytesValue");
+    json_base64(b, v->bytes_value.data, v->bytes_value.len);
+    break;
+  default:
+    break;
+  }
+out:
+  ss__buf_putc(b, '}');
+}
+
+static void string_list(ss__buf *b, char *const *s, size_t count) {
+  ss__buf_putc(b, '[');
+  for (size_t i = 0; i < count; i++) {
+    if (i) ss__buf_putc(b, ',');
+    json_cstr(b, s[i]);
+  }
+  ss__buf_putc(b, ']');
+}
+
+static void resource(ss__buf *b, const Resource *r) {
+  int n = 0;
+  ss__buf_putc(b, '{');
+  f_attrs(b, &n, r->attributes, r->n_attributes);
+  F_U32(b, &n, "droppedAttributesCount", r->dropped_attributes_count);
+  if (r->n_entity_refs) {
+    KEY(b, &n, "entityRefs");
+    ss__buf_putc(b, '[');
+    for (size_t i = 0; i < r->n_entity_refs; i++) {
+      const EntityRef *e = r->entity_refs[i];
+      int m = 0;
+      if (i) ss__buf_putc(b, ',');
+      ss__buf_putc(b, '{');
+      F_STR(b, &m, "schemaUrl", e->schema_url);
+      F_STR(b, &m, "type", e->type);
+      if (e->n_id_keys) {
+        KEY(b, &m, "idKeys");
+        string_list(b, e->id_keys, e->n_id_keys);
+      }
+      if (e->n_description_keys) {
+        KEY(b, &m, "descriptionKeys");
+        string_list(b, e->description_keys, e->n_description_keys);
+      }
+      ss__buf_putc(b, '}');
+    }
+    ss__buf_putc(b, ']');
+  }
+  ss__buf_putc(b, '}');
+}
+
+static void scope(ss__buf *b, const Scope *s) {
+  int n = 0;
+  ss__buf_putc(b, '{');
+  F_STR(b, &n, "name", s->name);
+  F_STR(b, &n, "version", s->version);
+  f_attrs(b, &n, s->attributes, s->n_attributes);
+  F_U32(b, &n, "droppedAttributesCount", s->dropped_attributes_count);
+  ss__buf_putc(b, '}');
+}
+
+/* ---- traces ---- */
+
+static void event(ss__buf *b, const Event *e) {
+  int n = 0;
+  ss__buf_putc(b, '{');
+  F_TIME(b, &n, "timeUnixNano", e->time_unix_nano);
+  F_STR(b, &n, "name", e->name);
+  f_attrs(b, &n, e->attributes, e->n_attributes);
+  F_U32(b, &n, "droppedAttributesCount", e->dropped_attributes_count);
+  ss__buf_putc(b, '}');
+}
+
+static void link(ss__buf *b, const Link *l) {
+  int n = 0;
+  ss__buf_putc(b, '{');
+  F_ID(b, &n, "traceId", l->trace_id);
+  F_ID(b, &n, "spanId", l->span_id);
+  F_STR(b, &n, "traceState", l->trace_state);
+  f_attrs(b, &n, l->attributes, l->n_attributes);
+  F_U32(b, &n, "droppedAttributesCount", l->dropped_attributes_count);
+  F_U32(b, &n, "flags", l->flags);
+  ss__buf_putc(b, '}');
+}
+
+static void status(ss__buf *b, const Status *s) {
+  int n = 0;
+  ss__buf_putc(b, '{');
+  F_STR(b, &n, "message", s->message);
+  F_U32(b, &n, "code", (uint32_t)s->code);
+  ss__buf_putc(b, '}');
+}
+
+static void span(ss__buf *b, const Span *s) {
+  int n = 0;
+  ss__buf_putc(b, '{');
+  F_ID(b, &n, "traceId", s->trace_id);
+  F_ID(b, &n, "spanId", s->span_id);
+  F_STR(b, &n, "traceState", s->trace_state);
+  F_ID(b, &n, "parentSpanId", s->parent_span_id);
+  F_U32(b, &n, "flags", s->flags);
+  F_STR(b, &n, "name", s->name);
+  F_U32(b, &n, "kind", (uint32_t)s->kind);
+  F_TIME(b, &n, "startTimeUnixNano", s->start_time_unix_nano);
+  F_TIME(b, &n, "endTimeUnixNano", s->end_time_unix_nano);
+  f_attrs(b, &n, s->attributes, s->n_attributes);
+  F_U32(b, &n, "droppedAttributesCount", s->dropped_attributes_count);
+  if (s->n_events) {
+    KEY(b, &n, "events");
+    for (size_t i = 0; i < s->n_events; i++) {
+      ss__buf_putc(b, i ? ',' : '[');
+      event(b, s->events[i]);
+    }
+    ss__buf_putc(b, ']');
+  }
+  F_U32(b, &n, "droppedEventsCount", s->dropped_events_count);
+  if (s->n_links) {
+    KEY(b, &n, "links");
+    for (size_t i = 0; i < s->n_links; i++) {
+      ss__buf_putc(b, i ? ',' : '[');
+      link(b, s->links[i]);
+    }
+    ss__buf_putc(b, ']');
+  }
+  F_U32(b, &n, "droppedLinksCount", s->dropped_links_count);
+  if (s->status) {
+    KEY(b, &n, "status");
+    status(b, s->status);
+  }
+  ss__buf_putc(b, '}');
+}
+
+static void scope_spans(ss__buf *b, const ScopeSpans *ss) {
+  int n = 0;
+  ss__buf_putc(b, '{');
+  if (ss->scope) {
+    KEY(b, &n, "scope");
+    scope(b, ss->scope);
+  }
+  if (ss->n_spans) {
+    KEY(b, &n, "spans");
+    for (size_t i = 0; i < ss->n_spans; i++) {
+      ss__buf_putc(b, i ? ',' : '[');
+      span(b, ss->spans[i]);
+    }
+    ss__buf_putc(b, ']');
+  }
+  F_STR(b, &n, "schemaUrl", ss->schema_url);
+  ss__buf_putc(b, '}');
+}
+
+static void resource_spans(ss__buf *b, const ResourceSpans *rs) {
+  int n = 0;
+  ss__buf_putc(b, '{');
+  if (rs->resource) {
+    KEY(b, &n, "resource");
+    resource(b, rs->resource);
+  }
+  if (rs->n_scope_spans) {
+    KEY(b, &n, "scopeSpans");
+    for (size_t i = 0; i < rs->n_scope_spans; i++) {
+      ss__buf_putc(b, i ? ',' : '[');
+      scope_spans(b, rs->scope_spans[i]);
+    }
+    ss__buf_putc(b, ']');
+  }
+  F_STR(b, &n, "schemaUrl", rs->schema_url);
+  ss__buf_putc(b, '}');
+}
+
+/* Common tail of both entry points: on failure, leave the buffer as it was. */
+static int finish(ss__buf *out, size_t start) {
+  ss__buf_putc(out, '\n');
+  if (ss__buf_error(out) == 0) return 0;
+  out->len = start;
+  return -ENOMEM;
+}
+
+int ss__json_traces(const Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest *req,
+                    ss__buf *out) {
+  size_t start = out->len;
+  SS_BUF_LIT(out, "{\"resourceSpans\":[");
+  for (size_t i = 0; i < req->n_resource_spans; i++) {
+    if (i) ss__buf_putc(out, ',');
+    resource_spans(out, req->resource_spans[i]);
+  }
+  SS_BUF_LIT(out, "]}");
+  return finish(out, start);
+}
+
+/* ---- logs ---- */
+
+static void log_record(ss__buf *b, const LogRecord *r) {
+  int n = 0;
+  ss__buf_putc(b, '{');
+  F_TIME(b, &n, "timeUnixNano", r->time_unix_nano);
+  F_TIME(b, &n, "observedTimeUnixNano", r->observed_time_unix_nano);
+  F_U32(b, &n, "severityNumber", (uint32_t)r->severity_number);
+  F_STR(b, &n, "severityText", r->severity_text);
+  if (r->body) {
+    KEY(b, &n, "body");
+    any_value(b, r->body, 0);
+  }
+  f_attrs(b, &n, r->attributes, r->n_attributes);
+  F_U32(b, &n, "droppedAttributesCount", r->dropped_attributes_count);
+  F_U32(b, &n, "flags", r->flags);
+  F_ID(b, &n, "traceId", r->trace_id);
+  F_ID(b, &n, "spanId", r->span_id);
+  F_STR(b, &n, "eventName", r->event_name);
+  ss__buf_putc(b, '}');
+}
+
+static void scope_logs(ss__buf *b, const ScopeLogs *sl) {
+  int n = 0;
+  ss__buf_putc(b, '{');
+  if (sl->scope) {
+    KEY(b, &n, "scope");
+    scope(b, sl->scope);
+  }
+  if (sl->n_log_records) {
+    KEY(b, &n, "logRecords");
+    for (size_t i = 0; i < sl->n_log_records; i++) {
+      ss__buf_putc(b, i ? ',' : '[');
+      log_record(b, sl->log_records[i]);
+    }
+    ss__buf_putc(b, ']');
+  }
+  F_STR(b, &n, "schemaUrl", sl->schema_url);
+  ss__buf_putc(b, '}');
+}
+
+static void resource_logs(ss__buf *b, const ResourceLogs *rl) {
+  int n = 0;
+  ss__buf_putc(b, '{');
+  if (rl->resource) {
+    KEY(b, &n, "resource");
+    resource(b, rl->resource);
+  }
+  if (rl->n_scope_logs) {
+    KEY(b, &n, "scopeLogs");
+    for (size_t i = 0; i < rl->n_scope_logs; i++) {
+      ss__buf_putc(b, i ? ',' : '[');
+      scope_logs(b, rl->scope_logs[i]);
+    }
+    ss__buf_putc(b, ']');
+  }
+  F_STR(b, &n, "schemaUrl", rl->schema_url);
+  ss__buf_putc(b, '}');
+}
+
+int ss__json_logs(const Opentelemetry__Proto__Collector__Logs__V1__ExportLogsServiceRequest *req,
+                  ss__buf *out) {
+  size_t start = out->len;
+  SS_BUF_LIT(out, "{\"resourceLogs\":[");
+  for (size_t i = 0; i < req->n_resource_logs; i++) {
+    if (i) ss__buf_putc(out, ',');
+    resource_logs(out, req->resource_logs[i]);
+  }
+  SS_BUF_LIT(out, "]}");
+  return finish(out, start);
+}

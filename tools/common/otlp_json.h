@@ -1,0 +1,43 @@
+/* otlp_json.h - OTLP JSON encoding (the OTLP/JSON file format) of decoded OTLP requests.
+ *
+ * Follows the OTLP specification's JSON rules, which differ from plain proto3 JSON in
+ * two places: trace and span ids are lowercase hex (not base64) and enums are integers.
+ * Otherwise proto3 JSON: lowerCamelCase names, 64-bit integers (intValue, timestamps) as
+ * decimal strings, bytes (bytesValue) as base64, fields at their default value omitted
+ * (a set oneof member and a present sub-message are kept), non-finite doubles as "NaN",
+ * "Infinity", "-Infinity". Strings are escaped so the output is always valid JSON: control
+ * characters as \u00XX (or \n, \t, ...), and each byte of invalid UTF-8 as U+FFFD.
+ *
+ * Pure functions: they append to a caller-owned ss__buf and keep no state, so they are
+ * safe on any thread with distinct buffers. Nesting of AnyValue deeper than
+ * SS_JSON_MAX_DEPTH is written as an empty value rather than recursing further. */
+#ifndef SS_OTLP_JSON_H
+#define SS_OTLP_JSON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "opentelemetry/proto/collector/logs/v1/logs_service.pb-c.h"
+#include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
+#include "tools/common/buf.h"
+
+#define SS_JSON_MAX_DEPTH 64
+
+/* Appends one line, a TracesData object `{"resourceSpans":[...]}` and '\n'. The key is
+ * always present (an empty request gives `{"resourceSpans":[]}`) so every line says what
+ * it holds. 0, or -ENOMEM (out->len is then restored to its value on entry). */
+int ss__json_traces(const Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest *req,
+                    ss__buf *out);
+/* Same for logs: `{"resourceLogs":[...]}` and '\n'. */
+int ss__json_logs(const Opentelemetry__Proto__Collector__Logs__V1__ExportLogsServiceRequest *req,
+                  ss__buf *out);
+
+/* Building blocks, for other JSON the tools write (e.g. spanshimd's /stats). */
+/* A quoted, escaped JSON string of s[0..len). */
+void ss__json_str(ss__buf *b, const char *s, size_t len);
+/* A quoted lowercase hex string of n bytes. */
+void ss__json_hex(ss__buf *b, const uint8_t *p, size_t n);
+/* An unquoted decimal number. */
+void ss__json_u64(ss__buf *b, uint64_t v);
+
+#endif
