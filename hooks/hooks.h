@@ -1,0 +1,32 @@
+/* hooks.h - what the hook files share: socket address formatting and the DNS cache that
+ * lets a connect span name the host a preceding getaddrinfo resolved.
+ *
+ * The DNS cache is a fixed array of recent (address → name) pairs, written by
+ * getaddrinfo hooks on any thread and read by connect hooks on any thread, each slot
+ * under its own sequence lock: no allocation, no lock, no system call. */
+#ifndef SS_HOOKS_H
+#define SS_HOOKS_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#define SS_ADDRSTR 108 /* fits an IPv6 address or a Unix socket path */
+
+typedef struct ss__peer {
+  int family;               /* AF_INET, AF_INET6, AF_UNIX; 0 when not traceable */
+  int port;                 /* -1 when none */
+  char addr[SS_ADDRSTR];    /* numeric address, or the Unix socket path */
+  const void *raw;          /* the 4 or 16 address bytes inside the sockaddr */
+} ss__peer;
+
+/* Formats sa; returns 0, or -1 for families the shim does not trace. */
+int ss__peer_format(const struct sockaddr *sa, socklen_t len, ss__peer *p);
+
+/* Records that `name` resolved to this address (4 or 16 bytes by family). */
+void ss__dns_remember(int family, const void *addr, const char *name);
+/* Copies the name last resolved to this address into out; 0, or -1 if unknown. */
+int ss__dns_lookup(int family, const void *addr, char *out, size_t cap);
+void ss__dns_atfork_child(void);
+
+#endif

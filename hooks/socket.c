@@ -1,0 +1,379 @@
+/* socket.c - connect and accept spans; see DESIGN.md §4.
+ *
+ * `connect` (CLIENT): network.transport, network.type, network.peer.address/port, and
+ * server.address when a getaddrinfo in this process resolved that address. A non-blocking
+ * connect that answers EINPROGRESS is parked in a fixed table and ends when its outcome
+ * is known: getsockopt(SO_ERROR), the first read/write/send/recv on the fd, a second
+ * connect, or close (outcome unknown: the span ends unset).
+ * `accept` (SERVER): peer and local addresses; EAGAIN/EINTR (no connection) is no span.
+ *
+ * The socket type (stream/datagram) comes from a byte per fd recorded by the socket()
+ * hook, so the connect path makes no extra system call; fds the shim did not see created
+ * fall back to getsockopt(SO_TYPE). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "hooks/hooks.h"
+#include "runtime/clock.h"
+#include "shim/shim.h"
+
+SS_REAL(socket)
+SS_REAL(connect)
+SS_REAL(accept)
+SS_REAL(accept4)
+SS_REAL(getsockopt)
+SS_REAL(getsockname)
+SS_REAL(getpeername)
+SS_REAL(read)
+SS_REAL(write)
+SS_REAL(send)
+SS_REAL(sendto)
+SS_REAL(sendmsg)
+SS_REAL(recv)
+SS_REAL(recvfrom)
+SS_REAL(recvmsg)
+
+/* ---- socket types ---- */
+#define FD_TYPES 65536
+static _Atomic uint8_t fd_type[FD_TYPES]; /* SOCK_* + 1; 0 unknown */
+
+static int sock_type(int fd) {
+  if (fd >= 0 && fd < FD_TYPES) {
+    int t = atomic_load_explicit(&fd_type[fd], memory_order_relaxed);
+    if (t) return t - 1;
+  }
+  int t = 0;
+  socklen_t l = sizeof t;
+  if (real_getsockopt()(fd, SOL_SOCKET, SO_TYPE, &t, &l) != 0) return 0;
+  return t;
+}
+
+static void remember_type(int fd, int type) {
+  if (fd >= 0 && fd < FD_TYPES)
+    atomic_store_explicit(&fd_type[fd], (uint8_t)((type & 0xf) + 1), memory_order_relaxed);
+}
+
+SS_EXPORT int socket(int domain, int type, int protocol) {
+  int fd = real_socket()(domain, type, protocol);
+  if (fd >= 0) remember_type(fd, type);
+  return fd;
+}
+
+/* ---- addresses ---- */
+int ss__peer_format(const struct sockaddr *sa, socklen_t len, ss__peer *p) {
+  p->family = 0;
+  p->port = -1;
+  p->addr[0] = '\0';
+  p->raw = NULL;
+  if (sa == NULL || len < sizeof(sa_family_t)) return -1;
+  if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+    const struct sockaddr_in *in = (const void *)sa;
+    inet_ntop(AF_INET, &in->sin_addr, p->addr, sizeof p->addr);
+    p->port = ntohs(in->sin_port);
+    p->raw = &in->sin_addr;
+  } else if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+    const struct sockaddr_in6 *in6 = (const void *)sa;
+    inet_ntop(AF_INET6, &in6->sin6_addr, p->addr, sizeof p->addr);
+    p->port = ntohs(in6->sin6_port);
+    p->raw = &in6->sin6_addr;
+  } else if (sa->sa_family == AF_UNIX) {
+    const struct sockaddr_un *un = (const void *)sa;
+    size_t n = len > offsetof(struct sockaddr_un, sun_path)
+                   ? len - offsetof(struct sockaddr_un, sun_path) : 0;
+    if (n > sizeof un->sun_path) n = sizeof un->sun_path;
+    if (n > 0 && un->sun_path[0] == '\0') { /* abstract: shown as @name */
+      p->addr[0] = '@';
+      memcpy(p->addr + 1, un->sun_path + 1, n - 1);
+      p->addr[n] = '\0';
+    } else {
+      n = strnlen(un->sun_path, n);
+      memcpy(p->addr, un->sun_path, n);
+      p->addr[n] = '\0';
+    }
+  } else {
+    return -1;
+  }
+  p->family = sa->sa_family;
+  return 0;
+}
+
+static const char *transport_name(int family, int type) {
+  if (family == AF_UNIX) return "unix";
+  return type == SOCK_DGRAM ? "udp" : "tcp";
+}
+
+static void add_peer_attrs(ss__sb *b, const char *side, const ss__peer *p, int type) {
+  int local = side[8] == 'l'; /* "network.local." vs "network.peer." */
+  if (!local) {
+    ss__span_str(b, "network.transport", transport_name(p->family, type), (size_t)-1);
+    if (p->family != AF_UNIX)
+      ss__span_str(b, "network.type", p->family == AF_INET6 ? "ipv6" : "ipv4", (size_t)-1);
+  }
+  ss__span_str(b, local ? "network.local.address" : "network.peer.address", p->addr,
+               (size_t)-1);
+  if (p->port >= 0) ss__span_int(b, local ? "network.local.port" : "network.peer.port", p->port);
+}
+
+static void set_errno_error(ss__sb *b, int err) {
+  const char *name = strerrorname_np(err);
+  ss__span_error(b, name ? name : "_OTHER", strerrordesc_np(err));
+}
+
+/* ---- parked non-blocking connects ---- */
+#define PENDING_SLOTS 64
+#define PENDING_BYTES 1024
+
+typedef struct pending {
+  _Atomic int key; /* 0 free, fd + 1 parked, -1 being written or finished */
+  uint64_t rec[PENDING_BYTES / 8];
+} pending;
+
+static pending parked[PENDING_SLOTS];
+static _Atomic int parked_n;
+
+static int park(int fd, const ss__sb *b) {
+  for (int i = 0; i < PENDING_SLOTS; i++) {
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&parked[i].key, &expected, -1)) continue;
+    if (ss__span_park(b, parked[i].rec, sizeof parked[i].rec) == 0) {
+      atomic_store(&parked[i].key, 0);
+      return -1;
+    }
+    atomic_fetch_add(&parked_n, 1);
+    atomic_store_explicit(&parked[i].key, fd + 1, memory_order_release);
+    return 0;
+  }
+  return -1;
+}
+
+/* err: 0 connected, > 0 failed with that errno, < 0 outcome unknown (closed first). */
+static void finish_parked(int fd, int err) {
+  int saved = errno;
+  for (int i = 0; i < PENDING_SLOTS; i++) {
+    int expected = fd + 1;
+    if (!atomic_compare_exchange_strong(&parked[i].key, &expected, -1)) continue;
+    int status = SS_STATUS_UNSET;
+    if (err > 0) {
+      const char *name = strerrorname_np(err);
+      const char *desc = strerrordesc_np(err);
+      ss__rec_add_str(parked[i].rec, sizeof parked[i].rec, "error.type",
+                      name ? name : "_OTHER", strlen(name ? name : "_OTHER"));
+      if (desc) ss__rec_add_str(parked[i].rec, sizeof parked[i].rec, NULL, desc, strlen(desc));
+      status = SS_STATUS_ERROR;
+    }
+    ss__rec_finish(parked[i].rec, ss__now_ns(), status);
+    atomic_fetch_sub(&parked_n, 1);
+    atomic_store(&parked[i].key, 0);
+  }
+  errno = saved;
+}
+
+static inline int any_parked(void) {
+  return atomic_load_explicit(&parked_n, memory_order_relaxed) > 0;
+}
+
+/* An I/O call on fd returned rc/err: decide the parked connect's outcome if it tells. */
+static void io_outcome(int fd, ssize_t rc, int err) {
+  if (rc >= 0)
+    finish_parked(fd, 0);
+  else if (err != EAGAIN && err != EWOULDBLOCK && err != EINTR && err != ENOTCONN)
+    finish_parked(fd, err);
+}
+
+#define IO_HOOK(ret, name, params, args, fd)         \
+  SS_EXPORT ret name params {                        \
+    ret rc = real_##name()args;                      \
+    if (__builtin_expect(any_parked(), 0)) {         \
+      int err = errno;                               \
+      io_outcome(fd, (ssize_t)rc, err);              \
+      errno = err;                                   \
+    }                                                \
+    return rc;                                       \
+  }
+
+IO_HOOK(ssize_t, read, (int fd, void *buf, size_t n), (fd, buf, n), fd)
+IO_HOOK(ssize_t, write, (int fd, const void *buf, size_t n), (fd, buf, n), fd)
+IO_HOOK(ssize_t, send, (int fd, const void *buf, size_t n, int fl), (fd, buf, n, fl), fd)
+IO_HOOK(ssize_t, recv, (int fd, void *buf, size_t n, int fl), (fd, buf, n, fl), fd)
+IO_HOOK(ssize_t, sendto,
+        (int fd, const void *buf, size_t n, int fl, const struct sockaddr *a, socklen_t l),
+        (fd, buf, n, fl, a, l), fd)
+IO_HOOK(ssize_t, recvfrom,
+        (int fd, void *buf, size_t n, int fl, struct sockaddr *a, socklen_t *l),
+        (fd, buf, n, fl, a, l), fd)
+IO_HOOK(ssize_t, sendmsg, (int fd, const struct msghdr *m, int fl), (fd, m, fl), fd)
+IO_HOOK(ssize_t, recvmsg, (int fd, struct msghdr *m, int fl), (fd, m, fl), fd)
+
+SS_EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len) {
+  int rc = real_getsockopt()(fd, level, name, val, len);
+  if (__builtin_expect(any_parked(), 0) && rc == 0 && level == SOL_SOCKET &&
+      name == SO_ERROR && val && len && *len >= sizeof(int)) {
+    int err = errno, soerr;
+    memcpy(&soerr, val, sizeof soerr);
+    if (soerr != 0) {
+      finish_parked(fd, soerr);
+    } else {
+      /* SO_ERROR is also 0 while the handshake is still running: confirm. */
+      struct sockaddr_storage ss;
+      socklen_t sl = sizeof ss;
+      if (real_getpeername()(fd, (struct sockaddr *)&ss, &sl) == 0) finish_parked(fd, 0);
+    }
+    errno = err;
+  }
+  return rc;
+}
+
+static void forget_listener(int fd);
+static _Atomic int listeners_n;
+
+void ss__socket_fd_closed(int fd) {
+  if (fd >= 0 && fd < FD_TYPES) atomic_store_explicit(&fd_type[fd], 0, memory_order_relaxed);
+  if (__builtin_expect(any_parked(), 0)) finish_parked(fd, -1);
+  if (atomic_load_explicit(&listeners_n, memory_order_relaxed) > 0) forget_listener(fd);
+}
+
+void ss__socket_fds_closed(unsigned lo, unsigned hi) {
+  if (!any_parked()) return;
+  for (int i = 0; i < PENDING_SLOTS; i++) {
+    int key = atomic_load(&parked[i].key);
+    if (key > 0 && (unsigned)(key - 1) >= lo && (unsigned)(key - 1) <= hi)
+      finish_parked(key - 1, -1);
+  }
+}
+
+void ss__socket_atfork_child(void) {
+  /* The parent finishes its parked connects; the child forgets them. */
+  for (int i = 0; i < PENDING_SLOTS; i++) atomic_store(&parked[i].key, 0);
+  atomic_store(&parked_n, 0);
+  ss__dns_atfork_child();
+}
+
+/* ---- connect ---- */
+SS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
+  ss__peer peer;
+  if (!ss__active(SS_HOOK_SOCKET) || ss__peer_format(addr, len, &peer) != 0)
+    return real_connect()(fd, addr, len);
+  if (__builtin_expect(any_parked(), 0)) { /* a second connect on a parked fd */
+    int rc = real_connect()(fd, addr, len), err = errno;
+    if (rc == 0 || err == EISCONN)
+      finish_parked(fd, 0);
+    else if (err != EALREADY && err != EINPROGRESS && err != EINTR)
+      finish_parked(fd, err);
+    errno = err;
+    return rc;
+  }
+  ss__sb b;
+  char server[128];
+  int type = 0;
+  if (ss__span_start(&b, "connect", SS_KIND_CLIENT)) {
+    type = sock_type(fd);
+    add_peer_attrs(&b, "network.peer.", &peer, type);
+    if (peer.family != AF_UNIX && ss__dns_lookup(peer.family, peer.raw, server, sizeof server) == 0)
+      ss__span_str(&b, "server.address", server, (size_t)-1);
+  }
+  int rc = real_connect()(fd, addr, len);
+  int err = errno;
+  if (rc != 0 && err == EINPROGRESS) {
+    ss__span_pop(&b);
+    if (b.recording && park(fd, &b) != 0) ss__span_end(&b); /* no room: end it now */
+  } else {
+    if (rc != 0) set_errno_error(&b, err);
+    ss__span_end(&b);
+  }
+  errno = err;
+  return rc;
+}
+
+/* ---- accept ---- */
+#define LISTENERS 32
+
+typedef struct listener {
+  _Atomic int key; /* 0 free, fd + 1 cached, -1 busy */
+  ss__peer local;
+} listener;
+
+static listener listeners[LISTENERS];
+
+/* The listening socket's local address, cached per fd (one getsockname per listener). */
+static int local_addr(int lfd, ss__peer *out) {
+  for (int i = 0; i < LISTENERS; i++) {
+    int expected = lfd + 1;
+    if (atomic_compare_exchange_strong(&listeners[i].key, &expected, -1)) {
+      *out = listeners[i].local;
+      atomic_store(&listeners[i].key, lfd + 1);
+      return 0;
+    }
+  }
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (real_getsockname()(lfd, (struct sockaddr *)&ss, &sl) != 0 ||
+      ss__peer_format((struct sockaddr *)&ss, sl, out) != 0)
+    return -1;
+  out->raw = NULL;
+  for (int i = 0; i < LISTENERS; i++) {
+    int expected = 0;
+    if (atomic_compare_exchange_strong(&listeners[i].key, &expected, -1)) {
+      listeners[i].local = *out;
+      atomic_fetch_add(&listeners_n, 1);
+      atomic_store(&listeners[i].key, lfd + 1);
+      break;
+    }
+  }
+  return 0;
+}
+
+static void forget_listener(int fd) {
+  for (int i = 0; i < LISTENERS; i++) {
+    int expected = fd + 1;
+    if (atomic_compare_exchange_strong(&listeners[i].key, &expected, -1)) {
+      atomic_fetch_sub(&listeners_n, 1);
+      atomic_store(&listeners[i].key, 0);
+    }
+  }
+}
+
+static int accept_common(int lfd, struct sockaddr *addr, socklen_t *alen, int flags, int is4) {
+  struct sockaddr_storage own;
+  socklen_t own_len = sizeof own;
+  struct sockaddr *a = addr ? addr : (struct sockaddr *)&own;
+  socklen_t *al = addr ? alen : &own_len;
+  socklen_t cap = (addr && alen) ? *alen : own_len;
+  ss__sb b;
+  ss__span_start(&b, "accept", SS_KIND_SERVER);
+  int fd = is4 ? real_accept4()(lfd, a, al, flags) : real_accept()(lfd, a, al);
+  int err = errno;
+  if (fd < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR)) {
+    ss__span_pop(&b); /* no connection, no span */
+    errno = err;
+    return fd;
+  }
+  if (b.recording) {
+    ss__peer peer, local;
+    int type = sock_type(lfd);
+    if (fd >= 0) remember_type(fd, type);
+    if (fd >= 0 && al && ss__peer_format(a, *al < cap ? *al : cap, &peer) == 0) add_peer_attrs(&b, "network.peer.", &peer, type);
+    if (local_addr(lfd, &local) == 0) add_peer_attrs(&b, "network.local.", &local, type);
+    if (fd < 0) set_errno_error(&b, err);
+    ss__span_end(&b);
+  } else {
+    ss__span_pop(&b);
+  }
+  errno = err;
+  return fd;
+}
+
+SS_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len) {
+  if (!ss__active(SS_HOOK_SOCKET)) return real_accept()(fd, addr, len);
+  return accept_common(fd, addr, len, 0, 0);
+}
+
+SS_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
+  if (!ss__active(SS_HOOK_SOCKET)) return real_accept4()(fd, addr, len, flags);
+  return accept_common(fd, addr, len, flags, 1);
+}
+

@@ -1,0 +1,281 @@
+/* exporter.c - drains the span ring into OTLP requests; see exporter.h. */
+#include "runtime/exporter.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runtime/clock.h"
+#include "runtime/log.h"
+#include "runtime/otlp.h"
+#include "runtime/resource.h"
+#include "runtime/span.h"
+
+#define TICK_MS 10
+#define MAX_ATTRS_PER_SPAN 64
+#define BYTES_PER_QUEUED_SPAN 256
+
+ss__transport ss__transport_g;
+
+static const ss__config *cfg;
+static _Atomic int started;           /* exporter thread started in this process */
+static _Atomic uint64_t undelivered;  /* spans taken from the ring but not delivered */
+static uint64_t reported_dropped;     /* last dropped count sent (drain lock) */
+
+/* drain_lock: the ring's consumer side, the batch buffers and the resource. Taken by the
+ * exporter thread and by a flush; the transport lock nests inside it. wake_lock guards
+ * the flush handshake only and is never held while draining. */
+static pthread_mutex_t drain_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake_cond = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;
+static uint64_t flush_requested, flush_done; /* wake_lock */
+static int flush_result;                     /* wake_lock */
+
+static ss__resource resource;
+static pid_t resource_pid;
+
+/* A batch: copies of ring records and their decoded views. */
+static unsigned char *batch_buf;
+static size_t batch_cap;
+static ss__span *spans;
+static ss__attr *attrs;
+static size_t spans_cap;
+
+uint64_t ss__exporter_dropped(void) {
+  return atomic_load(&ss__tracer_g.ring.dropped) + atomic_load(&undelivered);
+}
+
+static int ensure_capacity(size_t bytes, size_t n) {
+  if (bytes > batch_cap) {
+    size_t c = batch_cap ? batch_cap : 65536;
+    while (c < bytes) c *= 2;
+    unsigned char *p = realloc(batch_buf, c);
+    if (p == NULL) return -ENOMEM;
+    batch_buf = p;
+    batch_cap = c;
+  }
+  if (n > spans_cap) {
+    ss__span *s = realloc(spans, n * sizeof *s);
+    if (s == NULL) return -ENOMEM;
+    spans = s;
+    ss__attr *a = realloc(attrs, n * MAX_ATTRS_PER_SPAN * sizeof *a);
+    if (a == NULL) return -ENOMEM;
+    attrs = a;
+    spans_cap = n;
+  }
+  return 0;
+}
+
+/* Moves up to max records out of the ring into batch_buf; returns how many. */
+static size_t take_batch(size_t max, size_t *bytes_out) {
+  size_t n = 0, bytes = 0, len;
+  void *rec;
+  while (n < max && (rec = ss__ring_peek(&ss__tracer_g.ring, &len)) != NULL) {
+    if (ensure_capacity(bytes + len, n + 1) != 0) break;
+    memcpy(batch_buf + bytes, rec, len);
+    ss__ring_release(&ss__tracer_g.ring);
+    bytes += (len + 7) & ~(size_t)7;
+    n++;
+  }
+  *bytes_out = bytes;
+  return n;
+}
+
+static size_t decode_batch(size_t n) {
+  size_t off = 0, good = 0;
+  for (size_t i = 0; i < n; i++) {
+    const ss__rec *r = (const ss__rec *)(batch_buf + off);
+    if (ss__rec_decode(r, r->size, &spans[good], attrs + good * MAX_ATTRS_PER_SPAN,
+                       MAX_ATTRS_PER_SPAN) == 0)
+      good++;
+    off += (r->size + 7) & ~(size_t)7;
+  }
+  return good;
+}
+
+static int ensure_resource(void) {
+  pid_t pid = getpid();
+  if (resource.attrs != NULL && resource_pid == pid) return 0;
+  ss__resource_free(&resource);
+  int rc = ss__resource_build(&resource, cfg);
+  if (rc == 0) resource_pid = pid;
+  return rc;
+}
+
+/* Encodes and posts n decoded spans (n may be 0 to report drops). 0 when delivered. */
+static int send_spans(size_t n, uint64_t deadline_ms) {
+  uint64_t dropped = ss__exporter_dropped();
+  ss__attr scope_attr = {.key = "spanshim.spans.dropped", .type = SS_ATTR_INT};
+  scope_attr.v.i = (int64_t)dropped;
+  ss__scope scope = {.name = "spanshim", .version = SPANSHIM_VERSION,
+                     .attrs = &scope_attr, .n_attrs = 1};
+  uint8_t *body = NULL;
+  size_t len = 0;
+  int rc = ensure_resource();
+  if (rc == 0) rc = ss__otlp_encode_traces(&resource, &scope, spans, n, &body, &len);
+  if (rc == 0) rc = ss__transport_post(&ss__transport_g, body, len, deadline_ms);
+  free(body);
+  if (rc >= 200 && rc < 300) {
+    reported_dropped = dropped;
+    return 0;
+  }
+  if (rc > 0)
+    SS_LOG(SS_LOG_WARN, "collector answered HTTP %d; %zu spans dropped", rc, n);
+  else if (rc != -EAGAIN)
+    SS_LOG(SS_LOG_INFO, "export failed (%s); %zu spans dropped", strerror(-rc), n);
+  return -EIO;
+}
+
+/* Drains the ring in batches until it is empty or the deadline passes. Caller holds
+ * drain_lock. Returns 0 if everything taken was delivered. */
+static int drain(uint64_t deadline_ms) {
+  int result = 0;
+  for (;;) {
+    size_t bytes, n = take_batch(cfg->max_export_batch, &bytes);
+    if (n == 0 && ss__exporter_dropped() == reported_dropped) break;
+    size_t good = decode_batch(n);
+    if (n > 0 && ss__mono_ms() >= deadline_ms) {
+      atomic_fetch_add(&undelivered, n);
+      result = -ETIMEDOUT;
+      break;
+    }
+    if (send_spans(good, deadline_ms) != 0) {
+      atomic_fetch_add(&undelivered, n);
+      result = -EIO;
+      if (n == 0) break;
+    } else if (good < n) {
+      atomic_fetch_add(&undelivered, n - good);
+    }
+    if (n == 0) break;
+  }
+  return result;
+}
+
+static void *exporter_main(void *arg) {
+  (void)arg;
+  ss__self.internal++;
+  uint64_t last = ss__mono_ms(), seen = 0;
+  for (;;) {
+    pthread_mutex_lock(&wake_lock);
+    uint64_t want = flush_requested;
+    if (want == flush_done) {
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      ts.tv_nsec += TICK_MS * 1000000L;
+      if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+      pthread_cond_timedwait(&wake_cond, &wake_lock, &ts);
+      want = flush_requested;
+    }
+    pthread_mutex_unlock(&wake_lock);
+
+    uint64_t now = ss__mono_ms();
+    uint64_t pending = atomic_load(&ss__tracer_g.ring.committed) - seen;
+    int due = want != flush_done || pending >= cfg->max_export_batch ||
+              ss__ring_used(&ss__tracer_g.ring) > ss__tracer_g.ring.cap / 2 ||
+              (now - last >= cfg->schedule_delay_ms &&
+               (pending > 0 || ss__exporter_dropped() != reported_dropped));
+    if (!due) continue;
+    pthread_mutex_lock(&drain_lock);
+    seen = atomic_load(&ss__tracer_g.ring.committed);
+    int rc = drain(ss__mono_ms() + cfg->export_timeout_ms);
+    pthread_mutex_unlock(&drain_lock);
+    last = ss__mono_ms();
+    if (want != flush_done) {
+      pthread_mutex_lock(&wake_lock);
+      flush_done = want;
+      flush_result = rc;
+      pthread_cond_broadcast(&done_cond);
+      pthread_mutex_unlock(&wake_lock);
+    }
+  }
+  return NULL;
+}
+
+void ss__exporter_kick(void) {
+  if (atomic_load_explicit(&started, memory_order_relaxed)) return;
+  int expected = 0;
+  if (!atomic_compare_exchange_strong(&started, &expected, 1)) return;
+  sigset_t all, old;
+  pthread_t th;
+  pthread_attr_t at;
+  sigfillset(&all);
+  ss__self.internal++;
+  pthread_attr_init(&at);
+  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&at, 256 * 1024);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int rc = pthread_create(&th, &at, exporter_main, NULL);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pthread_attr_destroy(&at);
+  if (rc == 0) pthread_setname_np(th, "spanshim-export");
+  ss__self.internal--;
+  if (rc != 0) {
+    SS_LOG(SS_LOG_ERROR, "cannot start the exporter thread: %s", strerror(rc));
+    atomic_store(&started, 0);
+  }
+}
+
+static int nothing_to_do(void) {
+  return ss__ring_used(&ss__tracer_g.ring) == 0 && ss__exporter_dropped() == reported_dropped;
+}
+
+int ss__exporter_flush(uint32_t timeout_ms) {
+  if (cfg == NULL || nothing_to_do()) return 0;
+  uint64_t deadline = ss__mono_ms() + timeout_ms;
+  int rc = -ETIMEDOUT;
+  ss__self.internal++;
+  if (atomic_load(&started)) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+    pthread_mutex_lock(&wake_lock);
+    uint64_t ticket = ++flush_requested;
+    pthread_cond_signal(&wake_cond);
+    while (flush_done < ticket)
+      if (pthread_cond_timedwait(&done_cond, &wake_lock, &ts) == ETIMEDOUT) break;
+    if (flush_done >= ticket) rc = flush_result;
+    pthread_mutex_unlock(&wake_lock);
+  } else if (pthread_mutex_trylock(&drain_lock) == 0) {
+    rc = drain(deadline);
+    pthread_mutex_unlock(&drain_lock);
+  }
+  ss__self.internal--;
+  if (rc != 0 && ss__exporter_dropped() > 0)
+    SS_LOG(SS_LOG_WARN, "exit: %llu spans could not be delivered",
+           (unsigned long long)ss__exporter_dropped());
+  return rc;
+}
+
+int ss__exporter_init(const ss__config *c) {
+  ss__endpoint ep;
+  int rc = ss__endpoint_parse(c->endpoint, "/v1/traces", &ep);
+  if (rc != 0) {
+    SS_LOG(SS_LOG_ERROR, "endpoint \"%s\" is not usable; tracing is off", c->endpoint);
+    return rc;
+  }
+  size_t ring = (size_t)c->max_queue * BYTES_PER_QUEUED_SPAN;
+  if (ring < 16384) ring = 16384;
+  if ((rc = ss__tracer_init(c, ring, ss__exporter_kick)) != 0) return rc;
+  if ((rc = ss__transport_init(&ss__transport_g, &ep, c->headers)) != 0) return rc;
+  cfg = c;
+  return 0;
+}
+
+void ss__exporter_atfork_child(void) {
+  pthread_mutex_init(&drain_lock, NULL);
+  pthread_mutex_init(&wake_lock, NULL);
+  pthread_cond_init(&wake_cond, NULL);
+  pthread_cond_init(&done_cond, NULL);
+  flush_requested = flush_done = 0;
+  atomic_store(&started, 0);
+  atomic_store(&undelivered, 0);
+  reported_dropped = 0;
+  ss__ring_reset_in_child(&ss__tracer_g.ring);
+  ss__transport_reset_in_child(&ss__transport_g);
+}

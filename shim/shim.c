@@ -1,0 +1,108 @@
+/* shim.c - the preload entry: lazy once-only init, constructor/destructor, fork and exit
+ * handling. See shim.h. */
+#include "shim/shim.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "runtime/exporter.h"
+#include "runtime/log.h"
+
+_Atomic int ss__init_state;
+ss__config ss__cfg;
+pid_t ss__pid;
+
+void *ss__dlsym_next(const char *name) {
+  return dlsym(RTLD_NEXT, name);
+}
+
+static void atfork_child(void) {
+  if (atomic_load(&ss__init_state) != SS_INIT_ON) return;
+  ss__self.internal++;
+  ss__pid = getpid();
+  ss__ids_reseed();
+  ss__exporter_atfork_child();
+  ss__socket_atfork_child();
+  ss__self.internal--;
+}
+
+/* The collector must never trace itself, even when started with LD_PRELOAD set. */
+static int is_collector(void) {
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) return 0;
+  exe[n] = '\0';
+  const char *base = strrchr(exe, '/');
+  return strcmp(base ? base + 1 : exe, "spanshimd") == 0;
+}
+
+static void setup_logging(void) {
+  int fd = 2;
+  if (ss__cfg.log_file) {
+    int f = open(ss__cfg.log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (f >= 0) {
+      fd = fcntl(f, F_DUPFD_CLOEXEC, 900);
+      if (fd < 0) fd = f;
+      else close(f);
+    }
+  }
+  ss__log_setup(ss__cfg.log_level, fd, "spanshim");
+}
+
+void ss__init(void) {
+  int expected = SS_INIT_NONE;
+  if (!atomic_compare_exchange_strong(&ss__init_state, &expected, SS_INIT_RUNNING)) return;
+  ss__self.internal++;
+  /* Diagnostics about the configuration itself need the log level first. */
+  const char *lvl = getenv("SPANSHIM_LOG_LEVEL");
+  if (lvl && *lvl && strcasecmp(lvl, "off") != 0)
+    ss__log_setup(strcasecmp(lvl, "error") == 0 ? SS_LOG_ERROR : SS_LOG_WARN, 2, "spanshim");
+  ss__config_load(&ss__cfg, getenv);
+  setup_logging();
+  ss__pid = getpid();
+  int state = SS_INIT_OFF;
+  if (!ss__cfg.disabled && !is_collector()) {
+    ss__ids_reseed();
+    if (ss__exporter_init(&ss__cfg) == 0) {
+      pthread_atfork(NULL, NULL, atfork_child);
+      state = SS_INIT_ON;
+    }
+  }
+  ss__self.internal--;
+  atomic_store_explicit(&ss__init_state, state, memory_order_release);
+}
+
+__attribute__((constructor)) static void ss__ctor(void) {
+  if (atomic_load(&ss__init_state) == SS_INIT_NONE) ss__init();
+}
+
+void ss__exit_flush(void) {
+  if (atomic_load(&ss__init_state) != SS_INIT_ON) return;
+  /* In a vfork child memory is shared with the parent: touch nothing. */
+  if (getpid() != ss__pid) return;
+  int saved = errno;
+  ss__exporter_flush(ss__cfg.exit_flush_ms);
+  errno = saved;
+}
+
+__attribute__((destructor)) static void ss__dtor(void) {
+  ss__exit_flush();
+}
+
+SS_REAL(_exit)
+SS_EXPORT void _exit(int status) {
+  ss__exit_flush();
+  real__exit()(status);
+  __builtin_unreachable();
+}
+
+SS_REAL(_Exit)
+SS_EXPORT void _Exit(int status) {
+  ss__exit_flush();
+  real__Exit()(status);
+  __builtin_unreachable();
+}

@@ -1,0 +1,62 @@
+/* shim.h - internal to the preload library: init state, configuration, and the table of
+ * real functions.
+ *
+ * Every hook starts with SS_ACTIVE(family): it is false until init has run (init runs
+ * lazily on the first hook call, or in the constructor, whichever comes first, and once),
+ * when tracing is disabled, when the family is switched off, and on the shim's own
+ * threads (ss__self.internal). A hook that is not active calls the real function and
+ * nothing else. Real functions are resolved once, lazily, with dlsym(RTLD_NEXT); a
+ * missing one makes its hook fail with ENOSYS, as a libc without it would. */
+#ifndef SS_SHIM_H
+#define SS_SHIM_H
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <sys/types.h>
+
+#include "runtime/config.h"
+#include "runtime/span.h"
+
+enum { SS_INIT_NONE = 0, SS_INIT_RUNNING = 1, SS_INIT_ON = 2, SS_INIT_OFF = 3 };
+
+extern _Atomic int ss__init_state;
+extern ss__config ss__cfg;
+extern pid_t ss__pid;
+
+void ss__init(void);
+
+static inline int ss__active(uint32_t family) {
+  int st = atomic_load_explicit(&ss__init_state, memory_order_acquire);
+  if (__builtin_expect(st == SS_INIT_NONE, 0)) {
+    ss__init();
+    st = atomic_load_explicit(&ss__init_state, memory_order_acquire);
+  }
+  return st == SS_INIT_ON && (ss__cfg.hooks & family) && ss__self.internal == 0;
+}
+
+void *ss__dlsym_next(const char *name);
+
+#define SS_EXPORT __attribute__((visibility("default")))
+
+/* Declares real_NAME(), returning the next definition of NAME (libc's, usually). */
+#define SS_REAL(name)                                                                  \
+  static __typeof__(&name) real_##name##_ptr;                                          \
+  static inline __typeof__(&name) real_##name(void) {                                  \
+    __typeof__(&name) p = __atomic_load_n(&real_##name##_ptr, __ATOMIC_ACQUIRE);       \
+    if (__builtin_expect(p == NULL, 0)) {                                              \
+      p = (__typeof__(&name))ss__dlsym_next(#name);                                    \
+      __atomic_store_n(&real_##name##_ptr, p, __ATOMIC_RELEASE);                       \
+    }                                                                                  \
+    return p;                                                                          \
+  }
+
+/* hooks/socket.c, for the fd guards and fork. */
+void ss__socket_fd_closed(int fd);
+void ss__socket_fds_closed(unsigned lo, unsigned hi);
+void ss__socket_atfork_child(void);
+
+/* Flushes at exit (bounded by SPANSHIM_EXIT_FLUSH_MS); not in a vfork child. */
+void ss__exit_flush(void);
+
+#endif
