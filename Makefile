@@ -66,7 +66,7 @@ $(BUILD)/obj/%.o: %.c
 # on (or be interposed by) an app's own copy; only the hooks are exported.
 $(LIB): $(SHIM_O) $(RUNTIME_O) $(PB_O) shim/libspanshim.map
 	$(CC) -shared $(SAN) -pthread -o $@ $(SHIM_O) $(RUNTIME_O) $(PB_O) \
-	  -Wl,--version-script=shim/libspanshim.map -Wl,-z,now -Wl,-z,nodelete \
+	  -Wl,--version-script=shim/libspanshim.map -Wl,-z,now -Wl,-z,nodelete -Wl,--no-undefined \
 	  -Wl,--exclude-libs,ALL $(PROTOBUF_C_A) -ldl
 
 $(RTLIB): $(RUNTIME_O) $(PB_O)
