@@ -249,3 +249,65 @@ class Context:
                 pass
         if not keep:
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# --- Additions for the shim suites (test_shim.py); the API above is unchanged. -----------
+
+def parse_kv(out):
+    """Parses `key=value` lines (the test programs' output) into a dict of strings; a line
+    with several `k=v` words gives each; repeated keys keep the last value."""
+    if isinstance(out, bytes):
+        out = out.decode(errors="replace")
+    d = {}
+    for line in out.splitlines():
+        for word in line.split():
+            if "=" in word:
+                k, v = word.split("=", 1)
+                d[k] = v
+    return d
+
+
+def spans_of_pid(spans, pid, name=None):
+    """The spans whose resource process.pid is pid (optionally only those named name)."""
+    return [s for s in spans if s.resource.get("process.pid") == int(pid)
+            and (name is None or s.name == name)]
+
+
+def dropped_of_pid(scopes, pid):
+    """max(spanshim.spans.dropped) over pid's scopes (the count is cumulative); 0 if no
+    scope of that pid carries it."""
+    vals = [int(sa.get("spanshim.spans.dropped", 0)) for res, sa in scopes
+            if res.get("process.pid") == int(pid)]
+    return max(vals) if vals else 0
+
+
+def _postgres(self, **kw):
+    """A throwaway PostgreSQL cluster (pg.PgCluster) stopped and removed after the test."""
+    import pg  # tests/integration is on sys.path (run.py puts it there)
+    c = pg.PgCluster(**kw)
+    self._cleanup.append(c.stop)
+    return c
+
+
+def _listener(self, backlog=64):
+    """A TCP socket listening on 127.0.0.1 (never accepting: connects complete in the
+    backlog); closed after the test. Returns (socket, port)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(backlog)
+    self._cleanup.append(s.close)
+    return s, s.getsockname()[1]
+
+
+def _closed_port(self):
+    """A 127.0.0.1 TCP port that is bound but not listening, held for the whole test, so
+    connects to it are refused and nobody else can take it. Returns the port."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    self._cleanup.append(s.close)
+    return s.getsockname()[1]
+
+
+Context.postgres = _postgres
+Context.listener = _listener
+Context.closed_port = _closed_port

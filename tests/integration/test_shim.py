@@ -1,0 +1,485 @@
+"""The shim in real, unmodified programs: curl, psql, sh, ls, python3 and small C programs
+(tests/progs) run under LD_PRELOAD against real servers on loopback, with a real spanshimd
+collecting. Every test asserts on what a user sees: the exported spans and the program's
+own output, stderr and exit status."""
+import os
+import re
+import shutil
+import socket
+import subprocess
+
+import harness
+from harness import dropped_of_pid, parse_kv, spans_of_pid
+
+CLIENT, SERVER, INTERNAL = 3, 2, 1
+ERROR = 2
+
+
+def _strip_pids(b):
+    """Removes lines that legitimately differ between two runs (pids, ephemeral ports)."""
+    return re.sub(rb"(?m)^(pid|child_pid|parent_pid|server_port|tcp6_port)=\d+\n", b"", b)
+
+
+def _same_output(a, b, what):
+    assert a.returncode == b.returncode, "%s: exit %d without the shim, %d with" % (
+        what, a.returncode, b.returncode)
+    assert a.stdout == b.stdout, "%s: stdout differs:\n%r\n%r" % (what, a.stdout, b.stdout)
+    assert a.stderr == b.stderr, "%s: stderr differs:\n%r\n%r" % (what, a.stderr, b.stderr)
+
+
+def _by_port(spans, port):
+    return [s for s in spans if s.name == "connect" and s.attrs.get("network.peer.port") == port]
+
+
+def _loopback_alias():
+    """A host name other than `localhost` that getaddrinfo resolves to 127.0.0.1 (curl
+    resolves `localhost` itself, without getaddrinfo), or None."""
+    for name in (socket.gethostname(), "localhost.localdomain", "localhost4"):
+        try:
+            addrs = {ai[4][0] for ai in socket.getaddrinfo(name, 80, socket.AF_INET)}
+        except OSError:
+            continue
+        if name and name != "localhost" and addrs == {"127.0.0.1"}:
+            return name
+    return None
+
+
+# --- curl --------------------------------------------------------------------------------
+
+def _check_curl_connect(spans, port, host):
+    """A successful tcp/ipv4 connect span to 127.0.0.1:port; server.address=host when the
+    process resolved host with getaddrinfo."""
+    ok = [s for s in _by_port(spans, port) if s.attrs.get("network.peer.address") == "127.0.0.1"]
+    assert len(ok) == 1, "one connect to 127.0.0.1:%d expected: %r" % (port, spans)
+    s = ok[0]
+    assert s.kind == CLIENT and s.status_code != ERROR, s
+    assert s.attrs.get("network.transport") == "tcp", s
+    assert s.attrs.get("network.type") == "ipv4", s
+    assert "error.type" not in s.attrs, s
+    gai = [g for g in spans if g.name == "getaddrinfo" and
+           g.attrs.get("dns.question.name") == host]
+    if gai:
+        g = gai[0]
+        assert g.kind == INTERNAL and g.status_code != ERROR, g
+        assert "127.0.0.1" in g.attrs.get("dns.answers", []), g
+        assert g.attrs.get("spanshim.dns.answer_count") == len(g.attrs["dns.answers"]), g
+        assert s.attrs.get("server.address") == host, s
+        assert g.trace_id and s.trace_id
+    return s, gai
+
+
+def test_curl_localhost_connect_and_getaddrinfo_spans(ctx):
+    srv = ctx.http_server()
+    c = ctx.collector()
+    r = ctx.run(["curl", "-s", "http://localhost:%d/" % srv.port], collector=c)
+    assert r.returncode == 0 and r.stdout == b"hello\n", r
+    spans = c.spans()
+    _check_curl_connect(spans, srv.port, "localhost")
+    pids = {s.resource.get("process.pid") for s in spans}
+    assert len(pids) == 1, pids
+    s = spans[0]
+    assert s.resource.get("process.executable.name") == "curl", s.resource
+    assert s.resource.get("service.name") == "unknown_service:curl", s.resource
+    assert s.resource.get("telemetry.sdk.name") == "spanshim", s.resource
+    assert s.resource.get("host.name"), s.resource
+    assert s.resource.get("telemetry.sdk.version"), s.resource
+
+
+def test_curl_hostname_lookup_sets_server_address(ctx):
+    host = _loopback_alias()
+    if host is None:
+        print("  (skipped: no loopback alias besides localhost in /etc/hosts)")
+        return
+    srv = ctx.http_server()
+    c = ctx.collector()
+    r = ctx.run(["curl", "-s", "http://%s:%d/" % (host, srv.port)], collector=c,
+                extra_env={"OTEL_SERVICE_NAME": "curl-test"})
+    assert r.returncode == 0 and r.stdout == b"hello\n", r
+    spans = c.spans()
+    _, gai = _check_curl_connect(spans, srv.port, host)
+    assert gai, "no getaddrinfo span for %s: %r" % (host, spans)
+    assert all(s.resource.get("service.name") == "curl-test" for s in spans)
+
+
+def test_curl_refused_connect_is_error_and_exit_7(ctx):
+    port = ctx.closed_port()
+    c = ctx.collector()
+    argv = ["curl", "-s", "http://127.0.0.1:%d/" % port]
+    plain = ctx.run(argv, preload=False)
+    r = ctx.run(argv, collector=c)
+    assert plain.returncode == 7 and r.returncode == 7, (plain, r)
+    assert r.stdout == plain.stdout and r.stderr == plain.stderr
+    bad = _by_port(c.spans(), port)
+    assert len(bad) == 1, bad
+    s = bad[0]
+    assert s.status_code == ERROR and s.attrs.get("error.type") == "ECONNREFUSED", s
+    assert s.attrs.get("network.peer.address") == "127.0.0.1", s
+
+
+# --- transparency ------------------------------------------------------------------------
+
+def _transparency_cases(ctx, srv):
+    refused = ctx.closed_port()
+    os.makedirs(os.path.join(ctx.tmp, "lsdir", "sub"))
+    for n in ("b.txt", "a.txt"):
+        with open(os.path.join(ctx.tmp, "lsdir", n), "w") as f:
+            f.write(n)
+    return [
+        ["curl", "-s", "http://127.0.0.1:%d/" % srv.port],
+        ["curl", "-sS", "http://127.0.0.1:%d/" % refused],
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}\n", srv.url + "/status/404"],
+        ["sh", "-c", "echo out; echo err >&2; ls /nonexistent-dir; exit 5"],
+        ["ls", "-la", "--time-style=+", os.path.join(ctx.tmp, "lsdir")],
+        ["python3", "-c", "import sys, socket; print('py out'); "
+         "print('py err', file=sys.stderr); "
+         "s=socket.socket(); print(s.connect_ex(('127.0.0.1', %d))); sys.exit(4)" % refused],
+    ]
+
+
+def _norm(cp):
+    """curl prints how long a failed connect took; that is time, not behaviour."""
+    cp.stderr = re.sub(rb"after \d+ ms", b"after N ms", cp.stderr)
+    return cp
+
+
+def test_collector_absent_program_behaves_identically(ctx):
+    srv = ctx.http_server()
+    for argv in _transparency_cases(ctx, srv):
+        plain = _norm(ctx.run(argv, preload=False))
+        shim = _norm(ctx.run(argv))  # endpoint set, nobody listening
+        _same_output(plain, shim, " ".join(argv))
+
+
+def test_collector_present_program_behaves_identically(ctx):
+    srv = ctx.http_server()
+    c = ctx.collector()
+    for argv in _transparency_cases(ctx, srv):
+        plain = _norm(ctx.run(argv, preload=False))
+        shim = _norm(ctx.run(argv, collector=c))
+        _same_output(plain, shim, " ".join(argv))
+    assert any(s.name == "connect" for s in c.spans())
+
+
+# --- exact accounting under load -----------------------------------------------------------
+
+def _storm(ctx, threads, per, mode="refused", extra=None, prefix=()):
+    c = ctx.collector()
+    env = {"SPANSHIM_EXIT_FLUSH_MS": "5000"}  # delivery, not the exit bound, is tested here
+    env.update(extra or {})
+    r = ctx.run(list(prefix) + [ctx.prog("connect_storm"), str(threads), str(per), mode],
+                collector=c, extra_env=env, timeout=300)
+    assert r.returncode == 0, r
+    out = parse_kv(r.stdout)
+    pid = int(out["pid"])
+    c.stop()
+    spans, scopes = harness.read_jsonl(c.out)
+    mine = spans_of_pid(spans, pid)
+    names = {}
+    for s in mine:
+        names[s.name] = names.get(s.name, 0) + 1
+    dropped = dropped_of_pid(scopes, pid)
+    return out, names, dropped, r
+
+
+def test_connect_storm_received_plus_dropped_equals_produced(ctx):
+    out, names, dropped, _ = _storm(ctx, 8, 2000)
+    produced = int(out["produced"])
+    assert produced == 16000 and int(out["refused"]) == 16000, out
+    got = names.get("connect", 0)
+    assert set(names) <= {"connect"}, names
+    assert got + dropped == produced, "received %d + dropped %d != produced %d" % (
+        got, dropped, produced)
+    print("  received=%d dropped=%d" % (got, dropped))
+
+
+def test_connect_storm_tiny_queue_drops_and_still_accounts(ctx):
+    out, names, dropped, _ = _storm(ctx, 8, 2000, extra={"OTEL_BSP_MAX_QUEUE_SIZE": "64"})
+    produced = int(out["produced"])
+    got = names.get("connect", 0)
+    assert dropped > 0, "a 64-span queue under 16000 connects should drop: %r" % names
+    assert got + dropped == produced, "received %d + dropped %d != produced %d" % (
+        got, dropped, produced)
+    print("  received=%d dropped=%d" % (got, dropped))
+
+
+def test_connect_and_accept_storm_accounts_both_kinds(ctx):
+    out, names, dropped, _ = _storm(ctx, 4, 500, mode="accept")
+    assert int(out["accepts"]) == 2000 and int(out["ok"]) == 2000, out
+    got = names.get("connect", 0) + names.get("accept", 0)
+    assert set(names) <= {"connect", "accept"}, names
+    assert got + dropped == 4000, "received %r + dropped %d != 4000" % (names, dropped)
+
+
+def test_threads_under_valgrind(ctx):
+    if not shutil.which("valgrind"):
+        print("  (skipped: no valgrind)")
+        return
+    out, names, dropped, r = _storm(
+        ctx, 4, 100, prefix=["valgrind", "-q", "--error-exitcode=9"])
+    assert b"==" not in r.stderr, r.stderr.decode(errors="replace")[-3000:]
+    assert names.get("connect", 0) + dropped == 400, (names, dropped)
+
+
+# --- fds, fork ------------------------------------------------------------------------------
+
+def test_fd_closing_and_dup2_over_shim_fd_keeps_app_files_and_spans(ctx):
+    c = ctx.collector()
+    d = os.path.join(ctx.tmp, "out")
+    os.mkdir(d)
+    r = ctx.run([ctx.prog("fd_chaos"), d, "300"], collector=c,
+                extra_env={"OTEL_BSP_SCHEDULE_DELAY": "20"})
+    assert r.returncode == 0 and b"done\n" in r.stdout, r
+    assert r.stderr == b"", r.stderr
+    out = parse_kv(r.stdout)
+    assert out["dup_fail"] == "0" and out["dup_fail2"] == "0", out
+    want_a = "".join("A line %d\n" % i for i in range(100)).encode()
+    want_b = ("".join("B line %d\n" % i for i in range(100)) +
+              "".join("B2 line %d\n" % i for i in range(100))).encode()
+    with open(os.path.join(d, "a.txt"), "rb") as f:
+        a = f.read()
+    with open(os.path.join(d, "b.txt"), "rb") as f:
+        b = f.read()
+    for got, want, n in ((a, want_a, "a.txt"), (b, want_b, "b.txt")):
+        assert b"POST" not in got and b"HTTP/1.1" not in got, "%s has the shim's bytes" % n
+        assert got == want, "%s is not what the app wrote (%d bytes vs %d)" % (
+            n, len(got), len(want))
+    spans = spans_of_pid(c.spans(), out["pid"], "connect")
+    ports = sorted(s.attrs.get("network.peer.port") for s in spans)
+    want = sorted(base + i for base in (10000, 20000, 30000) for i in range(1, 6))
+    assert ports == want, "connect spans by port: %r" % ports
+
+
+def test_fork_child_spans_carry_child_pid(ctx):
+    c = ctx.collector()
+    r = ctx.run([ctx.prog("forker"), "40001", "40002", "40003"], collector=c)
+    assert r.returncode == 0, r
+    out = parse_kv(r.stdout)
+    child, parent = int(out["child_pid"]), int(out["parent_pid"])
+    spans = c.spans()
+    pid_of = {}
+    for port in (40001, 40002, 40003):
+        got = _by_port(spans, port)
+        assert len(got) == 1, (port, spans)
+        pid_of[port] = got[0].resource.get("process.pid")
+    assert pid_of == {40001: parent, 40002: child, 40003: parent}, pid_of
+    # The child must not replay the parent's id sequence (ids reseeded after fork).
+    kid, after = _by_port(spans, 40002)[0], _by_port(spans, 40003)[0]
+    assert kid.span_id != after.span_id, "child and parent made the same span id"
+    assert kid.trace_id != after.trace_id, "child and parent made the same trace id"
+
+
+# --- non-blocking connect ---------------------------------------------------------------------
+
+def _nb(ctx, c, port, how, delay=100):
+    argv = [ctx.prog("nbconnect"), "127.0.0.1", str(port), how, str(delay)]
+    plain = ctx.run(argv, preload=False)
+    shim = ctx.run(argv, collector=c)
+    _same_output(plain, shim, " ".join(argv))
+    return shim
+
+
+def test_nonblocking_connect_to_listener_ends_at_outcome(ctx):
+    _, port = ctx.listener()
+    c = ctx.collector()
+    r = _nb(ctx, c, port, "sockopt", 100)
+    assert b"connect=-1 errno=EINPROGRESS" in r.stdout and b"so_error=0" in r.stdout, r
+    got = _by_port(c.spans(), port)
+    assert len(got) == 1, got
+    s = got[0]
+    assert s.status_code != ERROR and "error.type" not in s.attrs, s
+    assert s.end - s.start >= 90e6, "span ended at EINPROGRESS: %d ns" % (s.end - s.start)
+    assert s.end - s.start < 5e9, s
+
+
+def test_nonblocking_connect_refused_is_error_via_each_outcome_path(ctx):
+    port = ctx.closed_port()
+    c = ctx.collector()
+    for how in ("sockopt", "write", "read"):
+        _nb(ctx, c, port, how, 50)
+    got = _by_port(c.spans(), port)
+    assert len(got) == 3, got
+    for s in got:
+        assert s.status_code == ERROR and s.attrs.get("error.type") == "ECONNREFUSED", s
+        assert s.end - s.start >= 40e6, s
+
+
+def test_nonblocking_connect_outcome_by_write_read_or_close(ctx):
+    _, port = ctx.listener()
+    c = ctx.collector()
+    for how in ("write", "read", "close"):
+        _nb(ctx, c, port, how, 50)
+    got = _by_port(c.spans(), port)
+    assert len(got) == 3, got
+    for s in got:
+        assert s.status_code != ERROR, s
+        assert s.end - s.start >= 40e6, s
+
+
+# --- getaddrinfo ---------------------------------------------------------------------------
+
+def test_getaddrinfo_failure_is_eai_noname_error(ctx):
+    c = ctx.collector()
+    argv = [ctx.prog("gai"), "does-not-exist.invalid"]
+    plain = ctx.run(argv, preload=False)
+    r = ctx.run(argv, collector=c)
+    assert _strip_pids(r.stdout) == _strip_pids(plain.stdout)
+    assert (r.returncode, r.stderr) == (plain.returncode, plain.stderr)
+    eai = r.stdout.decode().split("getaddrinfo=")[1].split()[1]
+    assert eai == "EAI_NONAME", "the resolver here answers %s" % eai
+    got = [s for s in c.spans() if s.name == "getaddrinfo"]
+    assert len(got) == 1, got
+    s = got[0]
+    assert s.kind == INTERNAL and s.status_code == ERROR, s
+    assert s.attrs.get("error.type") == "EAI_NONAME", s
+    assert s.attrs.get("dns.question.name") == "does-not-exist.invalid", s
+
+
+def test_getaddrinfo_then_connect_names_the_server(ctx):
+    _, port = ctx.listener()
+    c = ctx.collector()
+    argv = [ctx.prog("gai"), "localhost", str(port), "connect"]
+    plain = ctx.run(argv, preload=False)
+    r = ctx.run(argv, collector=c)
+    assert _strip_pids(r.stdout) == _strip_pids(plain.stdout) and r.returncode == 0
+    out = r.stdout.decode()
+    addrs = re.findall(r"(?m)^addr=(\S+)$", out)
+    spans = c.spans()
+    g = [s for s in spans if s.name == "getaddrinfo"]
+    assert len(g) == 1, spans
+    assert set(g[0].attrs.get("dns.answers", [])) == set(addrs), (g[0], addrs)
+    assert g[0].attrs.get("spanshim.dns.answer_count") == len(g[0].attrs["dns.answers"])
+    conns = [s for s in spans if s.name == "connect"]
+    assert conns and all(s.attrs.get("server.address") == "localhost" for s in conns), conns
+    assert any(s.attrs.get("network.peer.port") == port and s.status_code != ERROR
+               for s in conns), conns
+
+
+# --- accept, transports ---------------------------------------------------------------------
+
+def test_accept_makes_one_server_span_per_connection(ctx):
+    c = ctx.collector()
+    r = ctx.run([ctx.prog("acceptor")], collector=c)
+    assert r.returncode == 0, r
+    out = r.stdout.decode()
+    assert "nonblocking_accept4=-1 errno=EAGAIN" in out and \
+        "nonblocking_accept=-1 errno=EAGAIN" in out, out
+    srv_port = int(parse_kv(out)["server_port"])
+    client_ports = sorted(int(p) for p in re.findall(r"client_port=(\d+)", out))
+    acc = [s for s in c.spans() if s.name == "accept"]
+    assert len(acc) == 3, acc
+    assert sorted(s.attrs.get("network.peer.port") for s in acc) == client_ports, acc
+    for s in acc:
+        assert s.kind == SERVER and s.status_code != ERROR, s
+        assert s.attrs.get("network.local.port") == srv_port, s
+        assert s.attrs.get("network.peer.address") == "127.0.0.1", s
+        assert s.attrs.get("network.local.address") == "127.0.0.1", s
+        assert s.attrs.get("network.transport") == "tcp", s
+        assert s.attrs.get("network.type") == "ipv4", s
+
+
+def test_unix_udp_and_ipv6_connects_have_their_transport(ctx):
+    c = ctx.collector()
+    d = os.path.join(ctx.tmp, "k")
+    os.mkdir(d)
+    r = ctx.run([ctx.prog("sockkinds"), d], collector=c)
+    assert r.returncode == 0, r
+    out = parse_kv(r.stdout)
+    spans = [s for s in c.spans() if s.name == "connect"]
+    unix = [s for s in spans if s.attrs.get("network.transport") == "unix"]
+    assert len(unix) == 1, spans
+    u = unix[0]
+    assert u.attrs.get("network.peer.address") == out["unix_path"], u
+    assert "network.peer.port" not in u.attrs and "network.type" not in u.attrs, u
+    assert u.kind == CLIENT and u.status_code != ERROR, u
+    udp = [s for s in spans if s.attrs.get("network.transport") == "udp"]
+    v4 = [s for s in udp if s.attrs.get("network.type") == "ipv4"]
+    assert len(v4) == 1 and v4[0].attrs.get("network.peer.port") == 9, udp
+    assert v4[0].attrs.get("network.peer.address") == "127.0.0.1", v4
+    if out.get("udp6") == "0":
+        v6 = [s for s in udp if s.attrs.get("network.type") == "ipv6"]
+        assert len(v6) == 1 and v6[0].attrs.get("network.peer.address") == "::1", udp
+    if "tcp6_port" in out:
+        t6 = _by_port(spans, int(out["tcp6_port"]))
+        assert len(t6) == 1, spans
+        assert t6[0].attrs.get("network.type") == "ipv6", t6
+        assert t6[0].attrs.get("network.transport") == "tcp", t6
+        assert t6[0].status_code == ERROR, t6
+        assert t6[0].attrs.get("error.type") == "ECONNREFUSED", t6
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+def test_sdk_disabled_exports_nothing(ctx):
+    _, port = ctx.listener()
+    c = ctx.collector()
+    env = {"OTEL_SDK_DISABLED": "true"}
+    for argv in ([ctx.prog("gai"), "localhost", str(port), "connect"],
+                 [ctx.prog("simple"), "9", "0"]):
+        plain = ctx.run(argv, preload=False)
+        r = ctx.run(argv, collector=c, extra_env=env)
+        assert _strip_pids(r.stdout) == _strip_pids(plain.stdout)
+        assert (r.returncode, r.stderr) == (plain.returncode, plain.stderr)
+    c.stop()
+    spans, scopes = harness.read_jsonl(c.out)
+    assert spans == [] and scopes == [], spans
+
+
+def test_hooks_dns_only_exports_only_getaddrinfo(ctx):
+    _, port = ctx.listener()
+    c = ctx.collector()
+    r = ctx.run([ctx.prog("gai"), "localhost", str(port), "connect"], collector=c,
+                extra_env={"SPANSHIM_HOOKS": "dns"})
+    assert r.returncode == 0 and b"connect=0" in r.stdout, r
+    names = [s.name for s in c.spans()]
+    assert names == ["getaddrinfo"], names
+
+
+def test_malformed_env_gives_one_diagnostic_and_changes_nothing(ctx):
+    c = ctx.collector()
+    argv = [ctx.prog("simple"), "9", "3"]
+    plain = ctx.run(argv, preload=False)
+    r = ctx.run(argv, collector=c, extra_env={"OTEL_BSP_SCHEDULE_DELAY": "abc",
+                                              "SPANSHIM_LOG_LEVEL": "warn"})
+    assert r.returncode == 3 and _strip_pids(r.stdout) == _strip_pids(plain.stdout), r
+    app_lines = plain.stderr.decode().splitlines()
+    extra = [ln for ln in r.stderr.decode().splitlines() if ln not in app_lines]
+    assert len(extra) == 1 and "OTEL_BSP_SCHEDULE_DELAY" in extra[0], r.stderr
+    assert sorted(set(r.stderr.decode().splitlines()) - set(extra)) == sorted(app_lines)
+    quiet = ctx.run(argv, collector=c, extra_env={"OTEL_BSP_SCHEDULE_DELAY": "abc"})
+    assert (quiet.returncode, quiet.stderr) == (3, plain.stderr), quiet
+    spans = [s for s in c.spans() if s.name == "connect"]
+    assert len(spans) == 2, spans
+    pids = {s.resource.get("process.pid") for s in spans}
+    assert pids == {int(parse_kv(r.stdout)["pid"]), int(parse_kv(quiet.stdout)["pid"])}
+
+
+# --- PostgreSQL's psql -------------------------------------------------------------------------
+
+def _psql(ctx, c, pg, host):
+    r = ctx.run(["psql", "-X", "-At", "-h", host, "-p", str(pg.port), "-U", pg.superuser,
+                 "-d", "postgres", "-c", "select 1"], collector=c)
+    assert r.returncode == 0 and r.stdout == b"1\n", r
+    return [s for s in c.spans() if s.name == "connect"]
+
+
+def test_psql_over_tcp_makes_connect_span_to_the_port(ctx):
+    pg = ctx.postgres()
+    c = ctx.collector()
+    conns = _psql(ctx, c, pg, pg.host)
+    got = _by_port(conns, pg.port)
+    assert got, conns
+    ok = [s for s in got if s.status_code != ERROR]
+    assert len(ok) == 1, got
+    assert ok[0].attrs.get("network.peer.address") == "127.0.0.1", ok
+    assert ok[0].attrs.get("network.transport") == "tcp", ok
+
+
+def test_psql_over_unix_socket_makes_unix_connect_span(ctx):
+    pg = ctx.postgres()
+    c = ctx.collector()
+    conns = _psql(ctx, c, pg, pg.sockdir)
+    unix = [s for s in conns if s.attrs.get("network.peer.address") == pg.socket_path]
+    assert len(unix) == 1, conns
+    assert unix[0].attrs.get("network.transport") == "unix", unix
+    assert "network.peer.port" not in unix[0].attrs, unix
+    assert unix[0].status_code != ERROR, unix
