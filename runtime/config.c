@@ -1,0 +1,429 @@
+/* config.c - configuration from the environment (see config.h).
+ *
+ * Rules shared by every variable: an empty value is the same as an unset one (as the OTel
+ * SDK spec requires); enum values are case-insensitive; numbers are plain decimal digits
+ * with nothing else but surrounding blanks. A bad value yields exactly one diagnostic line
+ * naming the variable, the value (sanitized, at most 64 chars) and what is used instead. */
+#include "runtime/config.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "runtime/log.h"
+
+#define TRACESTATE_MAX 512
+#define EXIT_FLUSH_MAX_MS 60000
+#define SUN_PATH_MAX 108
+
+typedef struct loader {
+  ss__getenv_fn get;
+  int diags;
+} loader;
+
+/* The value of name, or NULL when unset or empty. */
+static const char *env(loader *l, const char *name) {
+  const char *v = l->get(name);
+  return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+/* One line: NAME="value" <why>; using <what>. */
+static void diag(loader *l, const char *name, const char *val, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void diag(loader *l, const char *name, const char *val, const char *fmt, ...) {
+  char shown[64 + 4], rest[256];
+  size_t i;
+  va_list ap;
+
+  for (i = 0; val[i] != '\0' && i < 64; i++)
+    shown[i] = (unsigned char)val[i] < 0x20 || val[i] == 0x7f ? '?' : val[i];
+  if (val[i] != '\0')
+    memcpy(shown + i, "...", 3), i += 3;
+  shown[i] = '\0';
+  va_start(ap, fmt);
+  vsnprintf(rest, sizeof(rest), fmt, ap);
+  va_end(ap);
+  l->diags++;
+  SS_LOG(SS_LOG_WARN, "%s=\"%s\" %s", name, shown, rest);
+}
+
+static char *dup_env(loader *l, const char *name) {
+  const char *v = env(l, name);
+  return v != NULL ? strdup(v) : NULL;
+}
+
+/* The first of two variables that is set (the signal-specific one first). */
+static const char *env2(loader *l, const char *first, const char *second, const char **name) {
+  const char *v = env(l, first);
+
+  *name = first;
+  if (v == NULL) {
+    v = env(l, second);
+    *name = second;
+  }
+  return v;
+}
+
+static int is_blank(char c) {
+  return c == ' ' || c == '\t';
+}
+
+/* Strict unsigned decimal: 0 and *out, -1 for junk or signs, -2 above UINT32_MAX. */
+static int parse_u32(const char *s, uint32_t *out) {
+  uint64_t v = 0;
+  int digits = 0;
+
+  while (is_blank(*s))
+    s++;
+  for (; *s >= '0' && *s <= '9'; s++, digits++) {
+    v = v * 10 + (uint64_t)(*s - '0');
+    if (v > UINT32_MAX) {
+      while (*s >= '0' && *s <= '9')
+        s++;
+      while (is_blank(*s))
+        s++;
+      return *s == '\0' ? -2 : -1;
+    }
+  }
+  while (is_blank(*s))
+    s++;
+  if (digits == 0 || *s != '\0')
+    return -1;
+  *out = (uint32_t)v;
+  return 0;
+}
+
+/* Reads a number in [min, max]; on any problem one diagnostic and dflt. `what` says what
+ * the number is, for the diagnostic ("a number of milliseconds"). */
+static uint32_t num(loader *l, const char *name, const char *v, uint32_t dflt, uint32_t min,
+                    uint32_t max, const char *what) {
+  uint32_t n;
+  int rc;
+
+  if (v == NULL)
+    return dflt;
+  rc = parse_u32(v, &n);
+  if (rc == -1)
+    diag(l, name, v, "is not %s; using %u", what, dflt);
+  else if ((rc == -2 || n > max) && max < UINT32_MAX)
+    diag(l, name, v, "is out of range (%u..%u); using %u", min, max, dflt);
+  else if (rc == -2 || n < min || n > max)
+    diag(l, name, v, "is out of range (%u or more, below 2^32); using %u", min, dflt);
+  else
+    return n;
+  return dflt;
+}
+
+static void load_disabled(loader *l, ss__config *c) {
+  const char *v = env(l, "OTEL_SDK_DISABLED");
+
+  if (v == NULL || strcasecmp(v, "false") == 0)
+    return;
+  if (strcasecmp(v, "true") == 0)
+    c->disabled = 1;
+  else
+    diag(l, "OTEL_SDK_DISABLED", v, "is not true or false; using false");
+}
+
+static const struct {
+  const char *name;
+  int sampler;
+} samplers[] = {
+    {"always_on", SS_SAMPLER_ALWAYS_ON},
+    {"always_off", SS_SAMPLER_ALWAYS_OFF},
+    {"traceidratio", SS_SAMPLER_RATIO},
+    {"parentbased_always_on", SS_SAMPLER_PB_ALWAYS_ON},
+    {"parentbased_always_off", SS_SAMPLER_PB_ALWAYS_OFF},
+    {"parentbased_traceidratio", SS_SAMPLER_PB_RATIO},
+};
+
+static void load_sampler(loader *l, ss__config *c) {
+  const char *v = env(l, "OTEL_TRACES_SAMPLER"), *arg;
+  char *end;
+  double d;
+  size_t i;
+
+  c->sampler = SS_SAMPLER_PB_ALWAYS_ON;
+  c->sampler_ratio = 1.0;
+  if (v != NULL) {
+    for (i = 0; i < sizeof(samplers) / sizeof(samplers[0]); i++)
+      if (strcasecmp(v, samplers[i].name) == 0)
+        break;
+    if (i < sizeof(samplers) / sizeof(samplers[0]))
+      c->sampler = samplers[i].sampler;
+    else
+      diag(l, "OTEL_TRACES_SAMPLER", v, "is not a supported sampler; using "
+           "parentbased_always_on");
+  }
+  /* The argument means something only to the ratio samplers; others ignore it. */
+  arg = env(l, "OTEL_TRACES_SAMPLER_ARG");
+  if (arg == NULL || (c->sampler != SS_SAMPLER_RATIO && c->sampler != SS_SAMPLER_PB_RATIO))
+    return;
+  d = strtod(arg, &end);
+  while (is_blank(*end))
+    end++;
+  if (end == arg || *end != '\0' || !isfinite(d) || d < 0.0 || d > 1.0)
+    diag(l, "OTEL_TRACES_SAMPLER_ARG", arg, "is not a ratio between 0 and 1; using 1.0");
+  else
+    c->sampler_ratio = d;
+}
+
+/* Returns 1 when the endpoint is one the shim can use, else issues one diagnostic. */
+static int endpoint_ok(loader *l, const char *name, const char *v) {
+  const char *q;
+
+  if (strncasecmp(v, "https://", 8) == 0) {
+    diag(l, name, v, "https is not supported by the shim; use a local spanshimd or "
+         "collector; using the default socket");
+    return 0;
+  }
+  if (strncmp(v, "unix:/", 6) == 0) {
+    q = strchr(v + 5, '?');
+    if ((q != NULL ? (size_t)(q - (v + 5)) : strlen(v + 5)) < SUN_PATH_MAX)
+      return 1;
+    diag(l, name, v, "is too long for a unix socket path; using the default socket");
+    return 0;
+  }
+  if (strncmp(v, "http://", 7) == 0 && v[7] != '\0' && v[7] != '/')
+    return 1;
+  diag(l, name, v, "is not a unix:/path or http://host[:port][/path] URL; using the "
+       "default socket");
+  return 0;
+}
+
+/* OTEL_EXPORTER_OTLP_ENDPOINT is a base URL: the signal path is appended to it. */
+static char *append_traces_path(const char *base) {
+  size_t n = strlen(base);
+  char *s;
+
+  while (n > 0 && base[n - 1] == '/')
+    n--;
+  s = malloc(n + sizeof("/v1/traces"));
+  if (s != NULL) {
+    memcpy(s, base, n);
+    memcpy(s + n, "/v1/traces", sizeof("/v1/traces"));
+  }
+  return s;
+}
+
+static char *default_endpoint(loader *l) {
+  char path[SUN_PATH_MAX], *s;
+
+  if (ss__default_socket_path(path, sizeof(path), l->get) != 0)
+    snprintf(path, sizeof(path), "/tmp/spanshim-%u/collector.sock", (unsigned)getuid());
+  s = malloc(strlen(path) + sizeof("unix:"));
+  if (s != NULL)
+    sprintf(s, "unix:%s", path);
+  return s;
+}
+
+static void load_endpoint(loader *l, ss__config *c) {
+  static const char *const names[] = {"SPANSHIM_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                                      "OTEL_EXPORTER_OTLP_ENDPOINT"};
+  const char *v = NULL;
+  int i;
+
+  for (i = 0; i < 3 && v == NULL; i++)
+    v = env(l, names[i]);
+  i--;
+  if (v != NULL && endpoint_ok(l, names[i], v))
+    c->endpoint = i == 2 ? append_traces_path(v) : strdup(v);
+  if (c->endpoint == NULL)
+    c->endpoint = default_endpoint(l);
+}
+
+static void load_exporter(loader *l, ss__config *c) {
+  const char *name, *v;
+
+  v = env2(l, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL", &name);
+  if (v != NULL && strcmp(v, "http/protobuf") != 0)
+    diag(l, name, v, "is not supported by the shim; using http/protobuf");
+  v = env2(l, "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION",
+           &name);
+  if (v != NULL && strcasecmp(v, "none") != 0)
+    diag(l, name, v, "is not supported by the shim (it sends uncompressed to a local "
+         "collector); using none");
+  c->headers = dup_env(l, "OTEL_EXPORTER_OTLP_TRACES_HEADERS");
+  if (c->headers == NULL)
+    c->headers = dup_env(l, "OTEL_EXPORTER_OTLP_HEADERS");
+  v = env2(l, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT", &name);
+  c->export_timeout_ms = num(l, name, v, 10000, 1, UINT32_MAX, "a number of milliseconds");
+}
+
+static void load_bsp(loader *l, ss__config *c) {
+  const char *v;
+
+  v = env(l, "OTEL_BSP_SCHEDULE_DELAY");
+  c->schedule_delay_ms = num(l, "OTEL_BSP_SCHEDULE_DELAY", v, 5000, 0, UINT32_MAX,
+                             "a number of milliseconds");
+  v = env(l, "OTEL_BSP_MAX_QUEUE_SIZE");
+  c->max_queue = num(l, "OTEL_BSP_MAX_QUEUE_SIZE", v, 2048, 1, UINT32_MAX,
+                     "a positive integer");
+  v = env(l, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE");
+  c->max_export_batch = num(l, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", v, 512, 1, UINT32_MAX,
+                            "a positive integer");
+  if (c->max_export_batch > c->max_queue) {
+    char shown[16];
+    snprintf(shown, sizeof(shown), "%u", c->max_export_batch);
+    diag(l, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", v != NULL ? v : shown,
+         "is larger than OTEL_BSP_MAX_QUEUE_SIZE; using %u", c->max_queue);
+    c->max_export_batch = c->max_queue;
+  }
+}
+
+static void load_limits(loader *l, ss__config *c) {
+  const char *name, *v;
+
+  v = env2(l, "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+           &name);
+  c->attr_value_limit = num(l, name, v, 4096, 1, UINT32_MAX, "a positive integer");
+  v = env(l, "SPANSHIM_EXIT_FLUSH_MS");
+  c->exit_flush_ms = num(l, "SPANSHIM_EXIT_FLUSH_MS", v, 100, 0, EXIT_FLUSH_MAX_MS,
+                         "a number of milliseconds");
+}
+
+static const struct {
+  const char *name;
+  uint32_t bit;
+} hook_names[] = {
+    {"socket", SS_HOOK_SOCKET}, {"dns", SS_HOOK_DNS},         {"libpq", SS_HOOK_LIBPQ},
+    {"libcurl", SS_HOOK_LIBCURL}, {"process", SS_HOOK_PROCESS}, {"all", SS_HOOK_ALL},
+};
+
+/* One comma-separated item: its bits, 0 for "none", -1 when unknown. */
+static int64_t hook_item(const char *s, size_t n) {
+  if (n == 4 && strncasecmp(s, "none", 4) == 0)
+    return 0;
+  for (size_t i = 0; i < sizeof(hook_names) / sizeof(hook_names[0]); i++)
+    if (strlen(hook_names[i].name) == n && strncasecmp(s, hook_names[i].name, n) == 0)
+      return hook_names[i].bit;
+  return -1;
+}
+
+static void hooks_string(uint32_t hooks, char *out, size_t n) {
+  size_t used = 0;
+
+  out[0] = '\0';
+  if (hooks == SS_HOOK_ALL || hooks == 0) {
+    snprintf(out, n, "%s", hooks ? "all" : "none");
+    return;
+  }
+  for (size_t i = 0; i + 1 < sizeof(hook_names) / sizeof(hook_names[0]); i++)
+    if (hooks & hook_names[i].bit)
+      used += (size_t)snprintf(out + used, n - used, "%s%s", used ? "," : "",
+                               hook_names[i].name);
+}
+
+static void load_hooks(loader *l, ss__config *c) {
+  const char *v = env(l, "SPANSHIM_HOOKS"), *p, *e;
+  int known = 0, unknown = 0;
+  uint32_t hooks = 0;
+  char shown[64];
+
+  c->hooks = SS_HOOK_ALL;
+  if (v == NULL)
+    return;
+  for (p = v; *p != '\0'; p = *e ? e + 1 : e) {
+    e = p + strcspn(p, ",");
+    const char *a = p, *b = e;
+    while (a < b && is_blank(*a))
+      a++;
+    while (b > a && is_blank(b[-1]))
+      b--;
+    if (a == b)
+      continue;
+    int64_t bits = hook_item(a, (size_t)(b - a));
+    if (bits < 0) {
+      unknown++;
+    } else {
+      known++;
+      hooks |= (uint32_t)bits;
+    }
+  }
+  /* A list of nothing but typos would switch tracing off; keep the default instead. */
+  if (known > 0)
+    c->hooks = hooks;
+  if (unknown > 0) {
+    hooks_string(c->hooks, shown, sizeof(shown));
+    diag(l, "SPANSHIM_HOOKS", v, "names unknown hook families (known: socket, dns, libpq, "
+         "libcurl, process, all, none); using %s", shown);
+  }
+}
+
+static void load_log(loader *l, ss__config *c) {
+  static const char *const levels[] = {"off", "error", "warn", "info", "debug"};
+  const char *v = env(l, "SPANSHIM_LOG_LEVEL");
+  int i;
+
+  c->log_level = SS_LOG_OFF;
+  c->log_file = dup_env(l, "SPANSHIM_LOG_FILE");
+  if (v == NULL)
+    return;
+  for (i = 0; i < 5; i++)
+    if (strcasecmp(v, levels[i]) == 0) {
+      c->log_level = i;
+      return;
+    }
+  diag(l, "SPANSHIM_LOG_LEVEL", v, "is not off, error, warn, info or debug; using off");
+}
+
+static void load_context(loader *l, ss__config *c) {
+  const char *tp = env(l, "TRACEPARENT"), *ts = env(l, "TRACESTATE");
+
+  if (tp != NULL && ss__traceparent_parse(tp, strlen(tp), &c->parent) != 0)
+    diag(l, "TRACEPARENT", tp, "is not a valid W3C traceparent; ignoring it");
+  /* tracestate without a valid traceparent means nothing (W3C Trace Context). */
+  if (ts == NULL || !c->parent.valid)
+    return;
+  if (strlen(ts) > TRACESTATE_MAX)
+    diag(l, "TRACESTATE", ts, "is longer than %d characters; ignoring it", TRACESTATE_MAX);
+  else
+    c->tracestate = strdup(ts);
+}
+
+int ss__config_load(ss__config *c, ss__getenv_fn get) {
+  loader l = {.get = get != NULL ? get : getenv, .diags = 0};
+
+  memset(c, 0, sizeof(*c));
+  load_disabled(&l, c);
+  c->service_name = dup_env(&l, "OTEL_SERVICE_NAME");
+  c->resource_attributes = dup_env(&l, "OTEL_RESOURCE_ATTRIBUTES");
+  load_sampler(&l, c);
+  load_endpoint(&l, c);
+  load_exporter(&l, c);
+  load_bsp(&l, c);
+  load_limits(&l, c);
+  load_hooks(&l, c);
+  load_log(&l, c);
+  load_context(&l, c);
+  return l.diags;
+}
+
+void ss__config_free(ss__config *c) {
+  free(c->service_name);
+  free(c->resource_attributes);
+  free(c->endpoint);
+  free(c->headers);
+  free(c->log_file);
+  free(c->tracestate);
+  memset(c, 0, sizeof(*c));
+}
+
+int ss__default_socket_path(char *out, size_t n, ss__getenv_fn get) {
+  const char *xdg = (get != NULL ? get : getenv)("XDG_RUNTIME_DIR");
+  size_t x;
+  int len;
+
+  if (xdg != NULL && xdg[0] == '/') {
+    for (x = strlen(xdg); x > 0 && xdg[x - 1] == '/'; x--)
+      ;
+    len = snprintf(out, n, "%.*s/spanshim/collector.sock", (int)x, xdg);
+  } else {
+    len = snprintf(out, n, "/tmp/spanshim-%u/collector.sock", (unsigned)getuid());
+  }
+  return len >= 0 && (size_t)len < n ? 0 : -1;
+}
