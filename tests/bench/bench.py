@@ -1,0 +1,318 @@
+#!/usr/bin/env python3
+"""spanshim benchmarks (driven by tests/bench/run.sh BUILD). Prints numbers and a summary
+table; never fails on timing (exit status is non-zero only when a benchmark could not run
+at all).
+
+  1. hot path: added ns per span on the app thread, a connect loop without vs with the
+     shim (a spanshimd running), min of ROUNDS runs each, same run of this script.
+  2. process start+exit: /bin/true x N with vs without LD_PRELOAD (posix_spawn loop).
+  3. spanshimd ingest: spans/s written by spanshimd while 4 shimmed processes each make
+     200k UDP connects at once (spanshimd's /stats counters; line counting as fallback).
+  4. memory: VmRSS/VmHWM of a program making 10k connects, with vs without the shim.
+
+Environment knobs: BENCH_N (connects, default 200000), BENCH_ROUNDS (3), BENCH_SPAWNS
+(1000), BENCH_INGEST_PROCS (4), BENCH_INGEST_N (200000).
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+N = int(os.environ.get("BENCH_N", "200000"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+SPAWNS = int(os.environ.get("BENCH_SPAWNS", "1000"))
+INGEST_PROCS = int(os.environ.get("BENCH_INGEST_PROCS", "4"))
+INGEST_N = int(os.environ.get("BENCH_INGEST_N", "200000"))
+
+
+def kv(out):
+    d = {}
+    for w in out.split():
+        if "=" in w:
+            k, v = w.split("=", 1)
+            d[k] = v
+    return d
+
+
+class Collector:
+    def __init__(self, spanshimd, tmp, name):
+        d = os.path.join(tmp, name)
+        os.mkdir(d, 0o700)
+        self.sock = os.path.join(d, "c.sock")
+        self.out = os.path.join(d, "spans.jsonl")
+        self.err = open(os.path.join(d, "spanshimd.err"), "w")
+        self.proc = subprocess.Popen([spanshimd, "--socket", self.sock, "--out", self.out],
+                                     stdout=subprocess.DEVNULL, stderr=self.err,
+                                     env=clean_env())
+        deadline = time.monotonic() + 10
+        while not os.path.exists(self.sock):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("spanshimd did not start")
+            time.sleep(0.01)
+        self.endpoint = "unix:" + self.sock
+
+    def stats(self):
+        """spanshimd's /stats document, or None if it has none."""
+        try:
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(2)
+            s.connect(self.sock)
+            s.sendall(b"GET /stats HTTP/1.1\r\nHost: spanshimd\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+                head, _, body = data.partition(b"\r\n\r\n")
+                if body.endswith(b"\n") and body.strip().startswith(b"{"):
+                    try:
+                        json.loads(body)
+                        break
+                    except ValueError:
+                        pass
+            s.close()
+            head, _, body = data.partition(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 200"):
+                return None
+            return json.loads(body)
+        except (OSError, ValueError):
+            return None
+
+    def spans_written(self):
+        """Spans received (from /stats), else spans in the output file."""
+        st = self.stats()
+        if st and "spans_received" in st:
+            return int(st["spans_received"])
+        return count_spans(self.out)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.err.close()
+
+
+def count_spans(path):
+    n = 0
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                n += line.count(b'"spanId"')
+    except OSError:
+        pass
+    return n
+
+
+def spans_and_dropped(path, pid):
+    """(spans delivered, max spanshim.spans.dropped) for one pid in an OTLP JSON file."""
+    got, dropped = 0, 0
+    try:
+        f = open(path)
+    except OSError:
+        return 0, 0
+    with f:
+        for line in f:
+            if ('"intValue":"%d"' % pid) not in line and ('"intValue":%d' % pid) not in line:
+                continue
+            doc = json.loads(line)
+            for rs in doc.get("resourceSpans", []):
+                attrs = {a["key"]: a["value"] for a in rs.get("resource", {}).get(
+                    "attributes", [])}
+                if int(attrs.get("process.pid", {}).get("intValue", -1)) != pid:
+                    continue
+                for ss in rs.get("scopeSpans", []):
+                    got += len(ss.get("spans", []))
+                    for a in ss.get("scope", {}).get("attributes", []):
+                        if a["key"] == "spanshim.spans.dropped":
+                            dropped = max(dropped, int(a["value"].get("intValue", 0)))
+    return got, dropped
+
+
+def clean_env():
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("SPANSHIM_", "OTEL_")) and k != "LD_PRELOAD"}
+
+
+def run(argv, lib=None, endpoint=None, extra=None, timeout=600):
+    env = clean_env()
+    if lib:
+        env["LD_PRELOAD"] = lib
+    if endpoint:
+        env["SPANSHIM_ENDPOINT"] = endpoint
+    env.update(extra or {})
+    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError("%s: exit %d: %s" % (" ".join(argv), r.returncode, r.stderr))
+    return kv(r.stdout)
+
+
+def hot_path(b, tmp, summary):
+    print("== 1. added time per span on the app thread (connect loop, N=%d, min of %d)" %
+          (N, ROUNDS), flush=True)
+    col = Collector(b["spanshimd"], tmp, "hot")
+    loop = b["connect_loop"]
+    try:
+        for mode in ("udp", "refused"):
+            n = N if mode == "udp" else max(N // 4, 1000)
+            variants = [("without shim", None, None),
+                        ("shim, default queue (2048)", b["lib"], {}),
+                        ("shim, queue fits all", b["lib"],
+                         {"OTEL_BSP_MAX_QUEUE_SIZE": str(2 * n + 4096)})]
+            res = {}
+            for name, lib, extra in variants:
+                best, deliv = None, ""
+                for _ in range(ROUNDS):
+                    o = run([loop, str(n), mode], lib=lib, endpoint=col.endpoint,
+                            extra=extra)
+                    ns = float(o["ns_per_op"])
+                    if best is None or ns < best:
+                        best = ns
+                        if lib:
+                            time.sleep(0.3)
+                            got, dropped = spans_and_dropped(col.out, int(o["pid"]))
+                            deliv = " (delivered %d, dropped %d of %s)" % (
+                                got, dropped, o["n"])
+                res[name] = best
+                print("  %-8s %-28s %9.1f ns/op%s" % (mode, name, best, deliv), flush=True)
+            base = res["without shim"]
+            for name in list(res)[1:]:
+                d = res[name] - base
+                print("  %-8s delta per span, %-16s %+9.1f ns" % (mode, name.split(", ")[1],
+                                                                  d))
+                summary.append(("ns/span added, %s connect, %s" % (mode, name.split(", ")[1]),
+                                "%+.1f ns" % d, "%.1f -> %.1f ns/op" % (base, res[name])))
+    finally:
+        col.stop()
+
+
+def spawn(b, tmp, summary):
+    print("== 2. process start+exit: /bin/true x %d (posix_spawn loop)" % SPAWNS, flush=True)
+    col = Collector(b["spanshimd"], tmp, "spawn")
+    try:
+        res = {}
+        for name, pre in (("without", "-"), ("with LD_PRELOAD", b["lib"]),
+                          ("without (again)", "-"), ("with LD_PRELOAD (again)", b["lib"])):
+            o = run([b["spawn_loop"], str(SPAWNS), pre], endpoint=col.endpoint)
+            res[name] = float(o["us_per_proc"])
+            print("  %-24s %8.1f us/process" % (name, res[name]), flush=True)
+        base = min(res["without"], res["without (again)"])
+        shim = min(res["with LD_PRELOAD"], res["with LD_PRELOAD (again)"])
+        print("  delta %+8.1f us/process" % (shim - base))
+        summary.append(("process start+exit added", "%+.1f us" % (shim - base),
+                        "%.1f -> %.1f us/process" % (base, shim)))
+    finally:
+        col.stop()
+
+
+def ingest(b, tmp, summary):
+    print("== 3. spanshimd ingest: %d shimmed processes x %d UDP connects at once" % (
+        INGEST_PROCS, INGEST_N), flush=True)
+    col = Collector(b["spanshimd"], tmp, "ingest")
+    try:
+        src = "/stats" if col.stats() is not None else "line count"
+        env = clean_env()
+        env.update({"LD_PRELOAD": b["lib"], "SPANSHIM_ENDPOINT": col.endpoint,
+                    "OTEL_BSP_MAX_QUEUE_SIZE": "65536", "OTEL_BSP_SCHEDULE_DELAY": "50",
+                    "SPANSHIM_EXIT_FLUSH_MS": "5000"})
+        t0 = time.monotonic()
+        procs = [subprocess.Popen([b["connect_loop"], str(INGEST_N), "udp"], env=env,
+                                  stdout=subprocess.PIPE, text=True)
+                 for _ in range(INGEST_PROCS)]
+        first = last = None
+        prev = 0
+        stable_since = None
+        while True:
+            cur = col.spans_written() if src == "/stats" else count_spans(col.out)
+            now = time.monotonic()
+            if cur > prev:
+                if first is None:
+                    first = now
+                last, prev, stable_since = now, cur, None
+            elif all(p.poll() is not None for p in procs):
+                stable_since = stable_since or now
+                if now - stable_since > 0.5:
+                    break
+            if now - t0 > 120:
+                break
+            time.sleep(0.02)
+        pids = [int(kv(p.communicate()[0])["pid"]) for p in procs]
+        wall = (last - first) if first and last and last > first else 0
+        total_dropped = 0
+        col.stop()
+        written = count_spans(col.out)
+        for pid in pids:
+            total_dropped += spans_and_dropped(col.out, pid)[1]
+        produced = INGEST_PROCS * (INGEST_N + 1000)
+        rate = written / wall if wall else 0
+        print("  produced %d, written %d, dropped (reported) %d, collector busy %.2f s "
+              "(%s)" % (produced, written, total_dropped, wall, src))
+        print("  ingest %.0f spans/s" % rate, flush=True)
+        summary.append(("spanshimd ingest", "%.0f spans/s" % rate,
+                        "%d written in %.2f s, %d dropped by shims" % (written, wall,
+                                                                      total_dropped)))
+    finally:
+        col.stop()
+
+
+def memory(b, tmp, summary):
+    print("== 4. memory: 10k connects then VmRSS/VmHWM", flush=True)
+    col = Collector(b["spanshimd"], tmp, "rss")
+    try:
+        plain = run([b["rss"], "10000"])
+        shim = run([b["rss"], "10000"], lib=b["lib"], endpoint=col.endpoint)
+        for name, o in (("without", plain), ("with shim", shim)):
+            print("  %-10s VmRSS %6s kB  VmHWM %6s kB" % (name, o["vmrss_kb"], o["vmhwm_kb"]))
+        d = int(shim["vmrss_kb"]) - int(plain["vmrss_kb"])
+        dh = int(shim["vmhwm_kb"]) - int(plain["vmhwm_kb"])
+        print("  delta VmRSS %+d kB, VmHWM %+d kB" % (d, dh), flush=True)
+        summary.append(("RSS added (10k connects)", "%+d kB" % d,
+                        "%s -> %s kB; HWM %+d kB" % (plain["vmrss_kb"], shim["vmrss_kb"],
+                                                      dh)))
+    finally:
+        col.stop()
+
+
+def main():
+    build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build")
+    b = {"lib": os.path.join(build, "libspanshim.so"),
+         "spanshimd": os.path.join(build, "spanshimd")}
+    for p in ("connect_loop", "spawn_loop", "rss"):
+        b[p] = os.path.join(build, "tests", "bench", p)
+    missing = [v for v in b.values() if not os.path.exists(v)]
+    if missing:
+        print("bench: missing %s (run make bench)" % ", ".join(missing))
+        return 1
+    tmp = tempfile.mkdtemp(prefix="spanshim-bench-")
+    summary = []
+    t0 = time.monotonic()
+    status = 0
+    try:
+        for part in (hot_path, spawn, ingest, memory):
+            try:
+                part(b, tmp, summary)
+            except Exception as e:  # report and go on: a bench never fails on timing
+                print("  %s could not run: %s" % (part.__name__, e), flush=True)
+                summary.append((part.__name__, "n/a", str(e)[:60]))
+                status = 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("\n== summary (%d cores, %.0f s)" % (os.cpu_count() or 0, time.monotonic() - t0))
+    w = max(len(r[0]) for r in summary) if summary else 10
+    print("  %-*s  %-16s  %s" % (w, "measure", "value", "detail"))
+    for name, val, detail in summary:
+        print("  %-*s  %-16s  %s" % (w, name, val, detail))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+/* connect_loop N [udp|refused]: N connects on the calling thread, timed with
+ * clock_gettime(CLOCK_MONOTONIC) around the loop only (after 1000 untimed warm-up calls,
+ * which also start the shim's exporter thread when it is loaded).
+ *   udp      connect() one UDP socket to 127.0.0.1:9 again and again (no packets sent)
+ *   refused  socket + TCP connect to a bound, not listening, 127.0.0.1 port + close
+ * Prints: pid=P n=N ns_per_op=X */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static struct sockaddr_in dst;
+
+static void one_refused(void) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  (void)!connect(fd, (struct sockaddr *)&dst, sizeof dst);
+  close(fd);
+}
+
+int main(int argc, char **argv) {
+  long n = argc > 1 ? atol(argv[1]) : 200000;
+  int refused = argc > 2 && !strcmp(argv[2], "refused");
+  dst.sin_family = AF_INET;
+  dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int holder = -1, udp = -1;
+  if (refused) {
+    holder = socket(AF_INET, SOCK_STREAM, 0);
+    socklen_t l = sizeof dst;
+    if (bind(holder, (struct sockaddr *)&dst, sizeof dst) ||
+        getsockname(holder, (struct sockaddr *)&dst, &l)) {
+      perror("bind");
+      return 1;
+    }
+  } else {
+    dst.sin_port = htons(9);
+    udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  }
+  for (int i = 0; i < 1000; i++) {
+    if (refused)
+      one_refused();
+    else
+      (void)!connect(udp, (struct sockaddr *)&dst, sizeof dst);
+  }
+  usleep(20000);
+  struct timespec a, b;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  if (refused) {
+    for (long i = 0; i < n; i++) one_refused();
+  } else {
+    for (long i = 0; i < n; i++)
+      if (connect(udp, (struct sockaddr *)&dst, sizeof dst) != 0) {
+        perror("connect");
+        return 1;
+      }
+  }
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  double ns = (b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec);
+  printf("pid=%d n=%ld ns_per_op=%.1f\n", (int)getpid(), n + 1000, ns / n);
+  return 0;
+}

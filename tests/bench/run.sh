@@ -1,0 +1,7 @@
+#!/bin/sh
+# tests/bench/run.sh BUILD: the spanshim benchmarks (tests/bench/bench.py says what each
+# measures). Prints numbers and a summary table; never fails on timing, only when a
+# benchmark cannot run at all. `make bench` builds what they need first.
+set -eu
+here=$(dirname "$0")
+exec "${PYTHON:-python3}" "$here/bench.py" "${1:-build}"
