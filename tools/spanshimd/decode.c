@@ -1,0 +1,159 @@
+/* decode.c - protobuf decoding of request bodies, safe against hostile input.
+ *
+ * protobuf-c recurses once per nested message with no depth limit, so a body of deeply
+ * nested AnyValue arrays could exhaust the stack; a cheap wire-format walk guided by the
+ * same descriptors rejects anything nested deeper than MAX_DEPTH first. Decoding then
+ * allocates from a bump arena with a budget proportional to the body, so a small body
+ * cannot expand into gigabytes of structs, and a whole request is freed by resetting the
+ * arena: no per-field free, and after warm-up no malloc at all. */
+#include <stdlib.h>
+
+#include "tools/spanshimd/spanshimd.h"
+
+#define MAX_DEPTH 48
+#define BLOCK_MIN (1u << 20)
+#define BUDGET(len) ((size_t)(len) * 32 + (8u << 20))
+
+typedef struct block {
+  struct block *next;
+  size_t used, cap;
+  max_align_t data[];
+} block;
+
+static struct {
+  block *head;
+  size_t total;      /* bytes handed out since the last reset */
+  size_t budget;
+  size_t next_size;  /* size of the single block kept after a reset */
+  int over;          /* the budget was hit */
+} A;
+
+static void *arena_alloc(void *unused, size_t n) {
+  (void)unused;
+  n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+  if (n > A.budget - A.total || A.total > A.budget) {
+    A.over = 1;
+    return NULL;
+  }
+  block *b = A.head;
+  if (b == NULL || b->cap - b->used < n) {
+    size_t cap = n > BLOCK_MIN ? n : BLOCK_MIN;
+    if ((b = malloc(sizeof *b + cap)) == NULL) return NULL;
+    b->next = A.head;
+    b->used = 0;
+    b->cap = cap;
+    A.head = b;
+  }
+  void *p = (char *)b->data + b->used;
+  b->used += n;
+  A.total += n;
+  return p;
+}
+
+static void arena_free(void *unused, void *p) {
+  (void)unused;
+  (void)p;  /* everything goes at the next reset */
+}
+
+static ProtobufCAllocator allocator = {arena_alloc, arena_free, NULL};
+
+/* Starts a new request: keeps one block big enough for the previous request's needs (so
+ * steady traffic allocates nothing) and drops the rest. */
+static void arena_reset(size_t body_len) {
+  if (A.total > A.next_size) A.next_size = A.total;
+  if (A.head && (A.head->next || A.head->cap < A.next_size)) {
+    ss__decode_release();
+    if (A.next_size > (64u << 20)) A.next_size = 64u << 20;
+    block *b = malloc(sizeof *b + A.next_size);
+    if (b) {
+      b->next = NULL;
+      b->cap = A.next_size;
+      A.head = b;
+    }
+  }
+  if (A.head) A.head->used = 0;
+  A.total = 0;
+  A.over = 0;
+  A.budget = BUDGET(body_len);
+}
+
+void ss__decode_release(void) {
+  while (A.head) {
+    block *b = A.head;
+    A.head = b->next;
+    free(b);
+  }
+}
+
+/* ---- depth pre-check ---- */
+
+static int varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+  uint64_t x = 0;
+  for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+    uint8_t c = *(*p)++;
+    x |= (uint64_t)(c & 0x7f) << shift;
+    if (!(c & 0x80)) {
+      *v = x;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* 0 if p[0..len) is well-formed wire data whose known message fields nest at most
+ * MAX_DEPTH deep; -1 otherwise. Unknown fields are skipped unexamined. */
+static int check(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len,
+                 int depth) {
+  const uint8_t *end = p + len;
+  if (depth > MAX_DEPTH) return -1;
+  while (p < end) {
+    uint64_t tag, v;
+    if (varint(&p, end, &tag) != 0 || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) return -1;
+    switch (tag & 7) {
+    case 0:
+      if (varint(&p, end, &v) != 0) return -1;
+      break;
+    case 1:
+      if (end - p < 8) return -1;
+      p += 8;
+      break;
+    case 5:
+      if (end - p < 4) return -1;
+      p += 4;
+      break;
+    case 2: {
+      if (varint(&p, end, &v) != 0 || v > (uint64_t)(end - p)) return -1;
+      const ProtobufCFieldDescriptor *f =
+          protobuf_c_message_descriptor_get_field(d, (unsigned)(tag >> 3));
+      if (f && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+          check(f->descriptor, p, (size_t)v, depth + 1) != 0)
+        return -1;
+      p += v;
+      break;
+    }
+    default:
+      return -1;  /* groups (3, 4) are not proto3 */
+    }
+  }
+  return 0;
+}
+
+static void *decode(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len,
+                    int *too_big) {
+  *too_big = 0;
+  if (check(d, p, len, 0) != 0) return NULL;
+  arena_reset(len);
+  void *m = protobuf_c_message_unpack(d, &allocator, len, p);
+  if (m == NULL && A.over) *too_big = 1;
+  return m;
+}
+
+ss__traces_req *ss__decode_traces(const uint8_t *p, size_t len, int *too_big) {
+  return decode(&opentelemetry__proto__collector__trace__v1__export_trace_service_request__descriptor,
+                p, len, too_big);
+}
+
+ss__logs_req *ss__decode_logs(const uint8_t *p, size_t len, int *too_big) {
+  return decode(&opentelemetry__proto__collector__logs__v1__export_logs_service_request__descriptor,
+                p, len, too_big);
+}

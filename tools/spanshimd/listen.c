@@ -1,0 +1,188 @@
+/* listen.c - the listening sockets.
+ *
+ * The Unix socket is the trust boundary: it lives in a 0700 directory we own (so no other
+ * user can even reach it, or swap it for a symlink), and is itself 0600; SO_PEERCRED then
+ * checks every peer (receiver.c). The TCP port, when asked for, is loopback only. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "tools/spanshimd/spanshimd.h"
+
+static ino_t bound_ino;
+static dev_t bound_dev;
+
+/* mkdir -p with 0700 for the components we create. */
+static int make_dirs(const char *dir) {
+  char tmp[PATH_MAX];
+  if (snprintf(tmp, sizeof tmp, "%s", dir) >= (int)sizeof tmp) return -ENAMETOOLONG;
+  for (char *p = tmp + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = 0;
+    if (mkdir(tmp, 0700) != 0 && errno != EEXIST) return -errno;
+    *p = '/';
+  }
+  if (mkdir(tmp, 0700) != 0 && errno != EEXIST) return -errno;
+  return 0;
+}
+
+/* The socket's directory must be a real directory, ours, and writable by nobody else:
+ * otherwise another user could replace the socket and receive every program's spans. */
+static int check_dir(const char *dir) {
+  struct stat st;
+  int rc = make_dirs(dir);
+  if (rc != 0) {
+    fprintf(stderr, "spanshimd: cannot create %s: %s\n", dir, strerror(-rc));
+    return -1;
+  }
+  if (lstat(dir, &st) != 0) {
+    fprintf(stderr, "spanshimd: %s: %s\n", dir, strerror(errno));
+    return -1;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    fprintf(stderr, "spanshimd: refusing %s: not a directory (or a symlink)\n", dir);
+    return -1;
+  }
+  if (st.st_uid != geteuid()) {
+    fprintf(stderr, "spanshimd: refusing %s: owned by uid %u, not by us (uid %u)\n", dir,
+            (unsigned)st.st_uid, (unsigned)geteuid());
+    return -1;
+  }
+  if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+    fprintf(stderr, "spanshimd: refusing %s: writable by group or others (mode %04o); "
+            "chmod 700 it\n", dir, (unsigned)(st.st_mode & 07777));
+    return -1;
+  }
+  return 0;
+}
+
+/* 1 if something answers on the socket, 0 if it is stale, -1 on other errors. */
+static int socket_alive(const struct sockaddr_un *sa) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  int rc = connect(fd, (const struct sockaddr *)sa, sizeof *sa);
+  int err = errno;
+  close(fd);
+  if (rc == 0) return 1;
+  return err == ECONNREFUSED || err == ENOENT ? 0 : -1;
+}
+
+static int remove_stale(const char *path, const struct sockaddr_un *sa) {
+  struct stat st;
+  if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : -1;
+  if (!S_ISSOCK(st.st_mode)) {
+    fprintf(stderr, "spanshimd: refusing to replace %s: it exists and is not a socket\n",
+            path);
+    return -1;
+  }
+  int alive = socket_alive(sa);
+  if (alive == 1) {
+    fprintf(stderr, "spanshimd: another collector is already listening on %s\n", path);
+    return -1;
+  }
+  if (alive < 0 || (unlink(path) != 0 && errno != ENOENT)) {
+    fprintf(stderr, "spanshimd: cannot remove stale socket %s: %s\n", path, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+int ss__listen_unix(const char *path) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof sa.sun_path) {
+    fprintf(stderr, "spanshimd: socket path too long: %s\n", path);
+    return -1;
+  }
+  strcpy(sa.sun_path, path);
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash == dir) slash[1] = 0;
+  else if (slash) *slash = 0;
+  else strcpy(dir, ".");
+  if (check_dir(dir) != 0 || remove_stale(path, &sa) != 0) return -1;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) goto fail;
+  mode_t old = umask(0177);  /* the socket is born 0600: no window with a wider mode */
+  int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+  umask(old);
+  if (rc != 0 || chmod(path, 0600) != 0 || listen(fd, 512) != 0) goto fail;
+  struct stat st;
+  if (lstat(path, &st) == 0) {
+    bound_ino = st.st_ino;
+    bound_dev = st.st_dev;
+  }
+  return fd;
+fail:
+  fprintf(stderr, "spanshimd: cannot listen on %s: %s\n", path, strerror(errno));
+  if (fd >= 0) close(fd);
+  return -1;
+}
+
+void ss__unlisten_unix(const char *path) {
+  struct stat st;
+  if (lstat(path, &st) == 0 && st.st_ino == bound_ino && st.st_dev == bound_dev)
+    unlink(path);
+}
+
+static int is_loopback(const struct sockaddr *sa) {
+  if (sa->sa_family == AF_INET)
+    return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+  if (sa->sa_family == AF_INET6)
+    return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+  return 0;
+}
+
+int ss__listen_tcp(const char *hostport, char *bound, size_t n) {
+  char host[256];
+  const char *colon = strrchr(hostport, ':');
+  if (colon == NULL || colon == hostport || (size_t)(colon - hostport) >= sizeof host) {
+    fprintf(stderr, "spanshimd: --listen wants HOST:PORT, got %s\n", hostport);
+    return -1;
+  }
+  memcpy(host, hostport, (size_t)(colon - hostport));
+  host[colon - hostport] = 0;
+  if (host[0] == '[' && host[strlen(host) - 1] == ']') {  /* [::1]:4318 */
+    memmove(host, host + 1, strlen(host));
+    host[strlen(host) - 1] = 0;
+  }
+  struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai;
+  int rc = getaddrinfo(host, colon + 1, &hints, &ai);
+  if (rc != 0) {
+    fprintf(stderr, "spanshimd: --listen %s: %s\n", hostport, gai_strerror(rc));
+    return -1;
+  }
+  if (!is_loopback(ai->ai_addr)) {
+    fprintf(stderr, "spanshimd: --listen %s: only loopback addresses are allowed\n",
+            hostport);
+    freeaddrinfo(ai);
+    return -1;
+  }
+  int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int one = 1;
+  if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+      bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 512) != 0) {
+    fprintf(stderr, "spanshimd: cannot listen on %s: %s\n", hostport, strerror(errno));
+    if (fd >= 0) close(fd);
+    freeaddrinfo(ai);
+    return -1;
+  }
+  freeaddrinfo(ai);
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  char h[INET6_ADDRSTRLEN] = "?", p[8] = "?";
+  if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+    getnameinfo((struct sockaddr *)&ss, sl, h, sizeof h, p, sizeof p,
+                NI_NUMERICHOST | NI_NUMERICSERV);
+  snprintf(bound, n, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", h, p);
+  return fd;
+}

@@ -1,0 +1,579 @@
+/* receiver.c - the event loop: accepts connections, frames HTTP/1.1 requests, routes
+ * them and writes the responses.
+ *
+ * One thread, level-triggered epoll, non-blocking sockets. Each connection owns an input
+ * buffer (at most a request head plus the largest allowed body) and an output buffer;
+ * when a client pipelines faster than it reads responses, reading from it pauses until
+ * the output drains. A connection that must be closed after an error response shuts its
+ * write side first and discards input for a moment (lingering close), so the client reads
+ * the response instead of a reset. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "runtime/clock.h"
+#include "tools/spanshimd/spanshimd.h"
+
+#define READ_MIN 16384            /* free space wanted before a read */
+#define OUT_HIGH (1u << 20)       /* pause reading above this much unsent output */
+#define LINGER_MS 2000
+#define LINGER_MAX_BYTES (64u << 20)
+#define SHRINK_ABOVE (1u << 20)   /* idle input buffers larger than this are freed */
+
+enum { R_NONE, R_TRACES, R_LOGS, R_STATS };
+
+typedef struct conn {
+  int fd;
+  int eof;                        /* the peer shut its write side */
+  int closing;                    /* close once the output is flushed */
+  int lingering;                  /* write side shut; discarding input until EOF */
+  uint64_t linger_until;          /* monotonic ms */
+  size_t lingered;                /* bytes discarded while lingering */
+  uint32_t events;                /* current epoll interest */
+  char *in;
+  size_t in_off, in_len, in_cap;  /* unparsed input is in[in_off, in_len) */
+  size_t scan;                    /* ss__http_parse's search position */
+  /* The request being framed (values only: `in` may move while its body arrives). */
+  int have_head;
+  int route, status, reason_bad_http, is_head, keep_alive, expect_continue;
+  size_t head_len, body_len;
+  ss__buf out;
+  size_t out_off;
+  struct conn *prev, *next;
+} conn;
+
+static const ss__opts *opts;
+static int ep = -1;
+static int unix_lfd = -1, tcp_lfd = -1, sig_fd = -1;
+static int reserve_fd = -1;      /* spare fd, to shed connections at EMFILE */
+static conn *conns;
+static size_t n_conns, n_lingering;
+static char tag_unix, tag_tcp, tag_sig;  /* epoll data for the non-connection fds */
+static ss__buf scratch = SS_BUF_INIT;
+
+/* ---- connections ---- */
+
+static void conn_destroy(conn *c) {
+  epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+  close(c->fd);
+  if (c->prev) c->prev->next = c->next;
+  else conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  free(c->in);
+  ss__buf_free(&c->out);
+  n_lingering -= (size_t)c->lingering;
+  free(c);
+  n_conns--;
+  ss__stats_g.connections_open--;
+}
+
+static void set_events(conn *c) {
+  uint32_t want = 0;
+  size_t pending = c->out.len - c->out_off;
+  if (c->lingering || (!c->closing && !c->eof && pending < OUT_HIGH)) want |= EPOLLIN;
+  if (pending) want |= EPOLLOUT;
+  if (want == c->events) return;
+  struct epoll_event ev = {.events = want, .data.ptr = c};
+  if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) == 0) c->events = want;
+}
+
+static void conn_add(int fd) {
+  conn *c = calloc(1, sizeof *c);
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+  if (c == NULL || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    free(c);
+    close(fd);
+    return;
+  }
+  c->fd = fd;
+  c->events = EPOLLIN;
+  c->next = conns;
+  if (conns) conns->prev = c;
+  conns = c;
+  n_conns++;
+  ss__stats_g.connections++;
+  ss__stats_g.connections_open++;
+}
+
+/* ---- responses ---- */
+
+static const char *reason_phrase(int status) {
+  switch (status) {
+  case 100: return "Continue";
+  case 200: return "OK";
+  case 400: return "Bad Request";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 411: return "Length Required";
+  case 413: return "Content Too Large";
+  case 415: return "Unsupported Media Type";
+  case 431: return "Request Header Fields Too Large";
+  case 503: return "Service Unavailable";
+  default: return "Error";
+  }
+}
+
+static void respond(conn *c, int status, const char *ctype, const void *body, size_t len,
+                    const char *extra) {
+  int close_after = c->closing || !c->keep_alive;
+  ss__buf_printf(&c->out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
+                 status, reason_phrase(status), ctype, len, extra ? extra : "",
+                 close_after ? "Connection: close\r\n" : "");
+  if (!c->is_head) ss__buf_append(&c->out, body, len);
+  if (close_after) c->closing = 1;
+}
+
+/* google.rpc.Status {int32 code = 1; string message = 2;}, the body OTLP/HTTP asks for
+ * with errors; hand-encoded since it is two fields. */
+static void rpc_status(ss__buf *b, int grpc_code, const char *msg) {
+  size_t n = strlen(msg);
+  if (n > 127) n = 127;
+  ss__buf_putc(b, 0x08);
+  ss__buf_putc(b, (char)grpc_code);
+  ss__buf_putc(b, 0x12);
+  ss__buf_putc(b, (char)n);
+  ss__buf_append(b, msg, n);
+}
+
+static void count_reject(int status, int bad_protobuf) {
+  ss__stats *s = &ss__stats_g;
+  switch (status) {
+  case 400: bad_protobuf ? s->rej_bad_protobuf++ : s->rej_bad_http++; break;
+  case 404: s->rej_not_found++; break;
+  case 405: s->rej_method++; break;
+  case 411: s->rej_length_required++; break;
+  case 413: s->rej_too_large++; break;
+  case 415: s->rej_content_type++; break;
+  case 431: s->rej_header_too_large++; break;
+  case 503: s->rej_unavailable++; break;
+  }
+}
+
+/* An error response: a google.rpc.Status on the OTLP paths, plain text elsewhere. */
+static void respond_error(conn *c, int status, const char *msg, int bad_protobuf) {
+  const char *extra = NULL;
+  count_reject(status, bad_protobuf);
+  if (status == 405)
+    extra = c->route == R_STATS ? "Allow: GET, HEAD\r\n" : "Allow: POST\r\n";
+  if (status == 503) extra = "Retry-After: 5\r\n";
+  ss__buf_reset(&scratch);
+  if (c->route == R_TRACES || c->route == R_LOGS) {
+    int code = status == 503 ? 14 : status == 413 ? 8 : status == 404 ? 5 : 3;
+    rpc_status(&scratch, code, msg);
+    respond(c, status, "application/x-protobuf", scratch.data, scratch.len, extra);
+  } else {
+    ss__buf_printf(&scratch, "%s\n", msg);
+    respond(c, status, "text/plain; charset=utf-8", scratch.data, scratch.len, extra);
+  }
+}
+
+static const char *status_message(int status) {
+  switch (status) {
+  case 400: return "malformed HTTP request";
+  case 404: return "not found: spanshimd serves POST /v1/traces, POST /v1/logs, GET /stats";
+  case 405: return "method not allowed";
+  case 411: return "Content-Length required (chunked bodies are not supported)";
+  case 413: return "request body too large";
+  case 415: return "unsupported content type: use application/x-protobuf";
+  case 431: return "request head too large";
+  default: return reason_phrase(status);
+  }
+}
+
+/* ---- requests ---- */
+
+static int route_of(const char *p, size_t n) {
+  if (n == 10 && memcmp(p, "/v1/traces", 10) == 0) return R_TRACES;
+  if (n == 8 && memcmp(p, "/v1/logs", 8) == 0) return R_LOGS;
+  if (n == 6 && memcmp(p, "/stats", 6) == 0) return R_STATS;
+  return R_NONE;
+}
+
+static int method_is(const ss__http_req *r, const char *m) {
+  return r->method_len == strlen(m) && memcmp(r->method, m, r->method_len) == 0;
+}
+
+/* Decides the outcome of a request from its head alone where possible. Returns 1 when
+ * the connection must be answered and closed now (the body cannot be framed or is too
+ * big to skip), else 0 with c->status 0 (serve) or the error to send after the body. */
+static int frame_request(conn *c, const ss__http_req *r) {
+  ss__stats_g.requests++;
+  c->route = route_of(r->path, r->path_len);
+  c->is_head = method_is(r, "HEAD");
+  c->keep_alive = r->minor ? r->connection != SS_CONN_CLOSE : r->connection == SS_CONN_KEEP_ALIVE;
+  c->expect_continue = r->expect_continue;
+  c->head_len = r->head_len;
+  c->body_len = r->content_length > 0 ? (size_t)r->content_length : 0;
+  c->status = 0;
+  int otlp = c->route == R_TRACES || c->route == R_LOGS;
+  if (c->route == R_NONE) c->status = 404;
+  else if (otlp && !method_is(r, "POST")) c->status = 405;
+  else if (c->route == R_STATS && !method_is(r, "GET") && !c->is_head) c->status = 405;
+  else if (otlp && (r->chunked || r->content_length < 0)) c->status = 411;
+  else if (otlp && r->content_length > (int64_t)opts->max_body) c->status = 413;
+  else if (otlp && !(r->ctype && ss__http_ieq(r->ctype, r->ctype_len, "application/x-protobuf")))
+    c->status = 415;
+  if (r->chunked || r->content_length > (int64_t)opts->max_body) {
+    if (c->status == 0) c->status = 411;
+    c->closing = 1;
+    respond_error(c, c->status, status_message(c->status), 0);
+    return 1;
+  }
+  return 0;
+}
+
+static size_t count_spans(const ss__traces_req *q) {
+  size_t n = 0;
+  for (size_t i = 0; i < q->n_resource_spans; i++)
+    for (size_t j = 0; j < q->resource_spans[i]->n_scope_spans; j++)
+      n += q->resource_spans[i]->scope_spans[j]->n_spans;
+  return n;
+}
+
+static size_t count_logs(const ss__logs_req *q) {
+  size_t n = 0;
+  for (size_t i = 0; i < q->n_resource_logs; i++)
+    for (size_t j = 0; j < q->resource_logs[i]->n_scope_logs; j++)
+      n += q->resource_logs[i]->scope_logs[j]->n_log_records;
+  return n;
+}
+
+/* Decodes and stores an OTLP body; returns the HTTP status it earns. */
+static int ingest(conn *c, const uint8_t *body, size_t len) {
+  int too_big, rc;
+  if (c->route == R_TRACES) {
+    ss__stats_g.traces_requests++;
+    ss__traces_req *q = ss__decode_traces(body, len, &too_big);
+    if (q == NULL) return too_big ? 413 : 400;
+    ss__stats_g.spans_received += count_spans(q);
+    rc = ss__sink_traces(q);
+  } else {
+    ss__stats_g.logs_requests++;
+    ss__logs_req *q = ss__decode_logs(body, len, &too_big);
+    if (q == NULL) return too_big ? 413 : 400;
+    ss__stats_g.logs_received += count_logs(q);
+    rc = ss__sink_logs(q);
+  }
+  return rc == 0 ? 200 : 503;
+}
+
+static void serve(conn *c, const uint8_t *body) {
+  if (c->status) {
+    respond_error(c, c->status, status_message(c->status), 0);
+    return;
+  }
+  if (c->route == R_STATS) {
+    ss__stats_g.stats_requests++;
+    ss__buf_reset(&scratch);
+    ss__stats_json(&scratch);
+    respond(c, 200, "application/json", scratch.data, scratch.len, NULL);
+    return;
+  }
+  int st = ingest(c, body, c->body_len);
+  if (st == 200)  /* an empty Export*ServiceResponse: full success */
+    respond(c, 200, "application/x-protobuf", "", 0, NULL);
+  else if (st == 400)
+    respond_error(c, 400, "body is not a valid OTLP protobuf request", 1);
+  else if (st == 413)
+    respond_error(c, 413, "request decodes to more memory than allowed", 0);
+  else
+    respond_error(c, 503, "cannot write the output file", 0);
+}
+
+/* Makes the input buffer able to hold `need` bytes from in_off; 0 or -1. */
+static int in_reserve(conn *c, size_t need) {
+  if (c->in_cap - c->in_off >= need) return 0;
+  if (c->in_off > 0) {
+    memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+    c->in_len -= c->in_off;
+    c->in_off = 0;
+    if (c->in_cap >= need) return 0;
+  }
+  size_t cap = c->in_cap ? c->in_cap : READ_MIN;
+  while (cap < need) cap *= 2;
+  size_t limit = SS_MAX_HEAD + opts->max_body + READ_MIN;
+  if (cap > limit) cap = need > limit ? need : limit;
+  char *p = realloc(c->in, cap);
+  if (p == NULL) return -1;
+  c->in = p;
+  c->in_cap = cap;
+  return 0;
+}
+
+/* Frames and serves every complete request in the input buffer. */
+static void process(conn *c) {
+  while (!c->closing && c->out.len - c->out_off < OUT_HIGH) {
+    size_t avail = c->in_len - c->in_off;
+    if (!c->have_head) {
+      ss__http_req r;
+      int rc = ss__http_parse(c->in + c->in_off, avail, &c->scan, &r);
+      if (rc == 0) {
+        if (c->eof && avail) ss__stats_g.rej_bad_http++;  /* truncated request */
+        return;
+      }
+      if (rc != 1) {
+        ss__stats_g.requests++;
+        c->closing = 1;
+        respond_error(c, rc, status_message(rc), 0);
+        return;
+      }
+      c->have_head = 1;
+      if (frame_request(c, &r)) return;
+      if (in_reserve(c, c->head_len + c->body_len) != 0) {
+        c->closing = 1;
+        respond_error(c, 503, "out of memory", 0);
+        return;
+      }
+      avail = c->in_len - c->in_off;
+      if (c->expect_continue && avail < c->head_len + c->body_len) {
+        if (c->status) {  /* refuse before the client sends the body */
+          c->closing = 1;
+          respond_error(c, c->status, status_message(c->status), 0);
+          return;
+        }
+        SS_BUF_LIT(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+      }
+    }
+    if (avail < c->head_len + c->body_len) return;
+    serve(c, (const uint8_t *)c->in + c->in_off + c->head_len);
+    c->in_off += c->head_len + c->body_len;
+    c->have_head = 0;
+    c->scan = 0;
+  }
+}
+
+/* ---- I/O ---- */
+
+static void linger_start(conn *c) {
+  shutdown(c->fd, SHUT_WR);
+  c->lingering = 1;
+  n_lingering++;
+  c->linger_until = ss__mono_ms() + LINGER_MS;
+}
+
+/* Sends pending output. Returns -1 if the connection was destroyed. */
+static int flush(conn *c) {
+  while (c->out_off < c->out.len) {
+    ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) break;
+      conn_destroy(c);
+      return -1;
+    }
+    c->out_off += (size_t)n;
+  }
+  if (c->out_off == c->out.len) {
+    ss__buf_reset(&c->out);
+    c->out_off = 0;
+    if (c->closing && !c->lingering) {
+      if (c->eof) {
+        conn_destroy(c);
+        return -1;
+      }
+      linger_start(c);
+    } else if (c->eof && !c->closing) {
+      conn_destroy(c);  /* the client is gone and everything it asked is answered */
+      return -1;
+    }
+  }
+  set_events(c);
+  return 0;
+}
+
+static void on_linger_readable(conn *c) {
+  char junk[65536];
+  ssize_t n = read(c->fd, junk, sizeof junk);
+  if (n > 0) c->lingered += (size_t)n;
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) ||
+      c->lingered > LINGER_MAX_BYTES)
+    conn_destroy(c);
+}
+
+static void on_readable(conn *c) {
+  if (c->lingering) {
+    on_linger_readable(c);
+    return;
+  }
+  for (int i = 0; i < 8 && !c->eof; i++) {
+    if (c->in_off == c->in_len) c->in_off = c->in_len = 0;
+    if (c->in_cap - c->in_len < READ_MIN &&
+        in_reserve(c, c->in_len - c->in_off + READ_MIN) != 0)
+      break;
+    ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
+    if (n > 0) {
+      c->in_len += (size_t)n;
+      if ((size_t)n < READ_MIN) break;  /* drained, most likely */
+    } else if (n == 0) {
+      c->eof = 1;
+    } else if (errno == EINTR) {
+      continue;
+    } else if (errno == EAGAIN) {
+      break;
+    } else {
+      conn_destroy(c);
+      return;
+    }
+  }
+  process(c);
+  if (c->in_off == c->in_len && !c->have_head) {
+    c->in_off = c->in_len = 0;
+    if (c->in_cap > SHRINK_ABOVE) {  /* a big body came and went: give the memory back */
+      free(c->in);
+      c->in = NULL;
+      c->in_cap = 0;
+    }
+  }
+  if (c->eof && !c->closing && c->out.len == c->out_off) {
+    conn_destroy(c);
+    return;
+  }
+  flush(c);
+}
+
+static void on_writable(conn *c) {
+  if (flush(c) != 0) return;
+  /* Output drained below the mark: serve what was pipelined meanwhile. */
+  if (!c->closing && c->in_len > c->in_off) {
+    process(c);
+    flush(c);
+  }
+}
+
+/* ---- accepting ---- */
+
+static int peer_allowed(int fd) {
+  struct ucred cr;
+  socklen_t len = sizeof cr;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) return 0;
+  return cr.uid == geteuid() || cr.uid == 0;
+}
+
+/* At EMFILE the pending connection would make a level-triggered listener spin: release
+ * the spare fd, accept and close at once, take the spare back. */
+static void shed_one(int lfd) {
+  if (reserve_fd < 0) return;
+  close(reserve_fd);
+  int fd = accept(lfd, NULL, NULL);
+  if (fd >= 0) close(fd);
+  ss__stats_g.connections_refused++;
+  reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void on_accept(int lfd, int is_unix) {
+  for (int i = 0; i < 64; i++) {
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE) shed_one(lfd);
+      return;  /* EAGAIN, or a connection that died in the backlog */
+    }
+    if (is_unix && !peer_allowed(fd)) {
+      ss__stats_g.peers_refused++;
+      close(fd);
+      continue;
+    }
+    if (n_conns >= SS_MAX_CONNS) {
+      ss__stats_g.connections_refused++;
+      close(fd);
+      continue;
+    }
+    conn_add(fd);
+  }
+}
+
+/* ---- loop ---- */
+
+static void expire_lingering(void) {
+  if (n_lingering == 0) return;
+  uint64_t now = ss__mono_ms();
+  for (conn *c = conns, *next; c; c = next) {
+    next = c->next;
+    if (c->lingering && now >= c->linger_until) conn_destroy(c);
+  }
+}
+
+static void dispatch(struct epoll_event *e, int *stop) {
+  void *p = e->data.ptr;
+  if (p == &tag_unix || p == &tag_tcp) {
+    on_accept(p == &tag_unix ? unix_lfd : tcp_lfd, p == &tag_unix);
+    return;
+  }
+  if (p == &tag_sig) {
+    struct signalfd_siginfo si;
+    if (read(sig_fd, &si, sizeof si) > 0) *stop = 1;
+    return;
+  }
+  conn *c = p;
+  if (e->events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+    on_readable(c);  /* a hang-up shows up as EOF or an error on read */
+    return;
+  }
+  if (e->events & EPOLLOUT) on_writable(c);
+}
+
+static int watch(int fd, void *tag) {
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = tag};
+  return fd < 0 ? 0 : epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+}
+
+/* After SIGTERM: no new connections, but requests already sitting in socket buffers
+ * (a traced program's final flush) are still served, for at most a moment. */
+static void drain(void) {
+  struct epoll_event evs[64];
+  int stop = 0;
+  if (unix_lfd >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, unix_lfd, NULL);
+  if (tcp_lfd >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, tcp_lfd, NULL);
+  uint64_t until = ss__mono_ms() + 500;
+  while (ss__mono_ms() < until) {
+    int n = epoll_wait(ep, evs, 64, 0);
+    if (n <= 0) break;
+    int busy = 0;
+    for (int i = 0; i < n; i++) {
+      if (evs[i].data.ptr == &tag_sig) continue;
+      conn *c = evs[i].data.ptr;
+      if (c->lingering) {  /* nothing left to serve there */
+        conn_destroy(c);
+        continue;
+      }
+      busy = 1;
+      dispatch(&evs[i], &stop);
+    }
+    if (!busy) break;
+  }
+}
+
+int ss__receiver_run(const ss__opts *o, int unix_fd, int tcp_fd, int sigfd) {
+  struct epoll_event evs[128];
+  int stop = 0;
+  opts = o;
+  unix_lfd = unix_fd;
+  tcp_lfd = tcp_fd;
+  sig_fd = sigfd;
+  reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ep = epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0 || watch(unix_fd, &tag_unix) || watch(tcp_fd, &tag_tcp) || watch(sigfd, &tag_sig)) {
+    perror("spanshimd: epoll");
+    return -1;
+  }
+  while (!stop) {
+    int n = epoll_wait(ep, evs, 128, n_lingering ? 100 : -1);
+    if (n < 0 && errno != EINTR) {
+      perror("spanshimd: epoll_wait");
+      break;
+    }
+    for (int i = 0; i < n; i++) dispatch(&evs[i], &stop);
+    expire_lingering();
+  }
+  drain();
+  while (conns) conn_destroy(conns);
+  close(ep);
+  if (reserve_fd >= 0) close(reserve_fd);
+  ss__buf_free(&scratch);
+  return 0;
+}

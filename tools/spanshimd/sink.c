@@ -1,0 +1,128 @@
+/* sink.c - the JSON lines output file and the counters.
+ *
+ * Each accepted request becomes exactly one line, built in memory and written with as
+ * few write(2) calls as the kernel allows, straight to the fd (no stdio buffer): when the
+ * daemon is killed, everything acknowledged with 200 is already in the file. If a write
+ * fails halfway (ENOSPC), the partial line is cut off again with ftruncate so readers
+ * never see half a line; the request is answered 503. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tools/common/otlp_json.h"
+#include "tools/spanshimd/spanshimd.h"
+
+ss__stats ss__stats_g;
+
+static int out_fd = -1;
+static int out_seekable;
+static ss__buf line = SS_BUF_INIT;
+
+int ss__sink_open(const char *path, int truncate) {
+  int flags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (truncate ? O_TRUNC : 0);
+  /* 0600: spans carry SQL text, URLs and host details of the user's programs. */
+  out_fd = open(path, flags, 0600);
+  if (out_fd < 0) {
+    fprintf(stderr, "spanshimd: cannot open %s: %s\n", path, strerror(errno));
+    return -1;
+  }
+  struct stat st;
+  out_seekable = fstat(out_fd, &st) == 0 && S_ISREG(st.st_mode);
+  return 0;
+}
+
+void ss__sink_close(void) {
+  if (out_fd >= 0) close(out_fd);
+  out_fd = -1;
+  ss__buf_free(&line);
+}
+
+static int write_all(int fd, const char *p, size_t n, size_t *done) {
+  *done = 0;
+  while (*done < n) {
+    ssize_t w = write(fd, p + *done, n - *done);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    if (w == 0) return -EIO;
+    *done += (size_t)w;
+  }
+  return 0;
+}
+
+/* Writes `line` as one record; on failure removes whatever part of it got in. */
+static int write_line(void) {
+  off_t start = out_seekable ? lseek(out_fd, 0, SEEK_END) : -1;
+  size_t done;
+  int rc = write_all(out_fd, line.data, line.len, &done);
+  if (rc == 0) {
+    ss__stats_g.lines_written++;
+    ss__stats_g.bytes_written += line.len;
+    return 0;
+  }
+  ss__stats_g.write_errors++;
+  if (done > 0 && start >= 0 && ftruncate(out_fd, start) != 0) {
+    /* Nothing more to do: the next line still starts on its own line below. */
+  }
+  if (done > 0 && start < 0) {
+    size_t ignored;
+    write_all(out_fd, "\n", 1, &ignored);
+  }
+  return rc;
+}
+
+int ss__sink_traces(const ss__traces_req *req) {
+  ss__buf_reset(&line);
+  if (ss__json_traces(req, &line) != 0) {
+    ss__stats_g.write_errors++;
+    return -ENOMEM;
+  }
+  return write_line();
+}
+
+int ss__sink_logs(const ss__logs_req *req) {
+  ss__buf_reset(&line);
+  if (ss__json_logs(req, &line) != 0) {
+    ss__stats_g.write_errors++;
+    return -ENOMEM;
+  }
+  return write_line();
+}
+
+#define COUNTERS(X)                                                                     \
+  X(requests) X(traces_requests) X(logs_requests) X(stats_requests) X(spans_received)   \
+  X(logs_received) X(lines_written) X(bytes_written) X(write_errors) X(connections)      \
+  X(connections_open) X(connections_refused) X(peers_refused)
+#define REJECTED(X)                                                                     \
+  X(bad_http) X(header_too_large) X(not_found) X(method) X(length_required)             \
+  X(too_large) X(content_type) X(bad_protobuf) X(unavailable)
+
+void ss__stats_json(ss__buf *b) {
+  const ss__stats *s = &ss__stats_g;
+  ss__buf_putc(b, '{');
+#define J(name) SS_BUF_LIT(b, "\"" #name "\":"); ss__json_u64(b, s->name); ss__buf_putc(b, ',');
+  COUNTERS(J)
+#undef J
+  SS_BUF_LIT(b, "\"rejected\":{");
+#define R(name) SS_BUF_LIT(b, "\"" #name "\":"); ss__json_u64(b, s->rej_##name); ss__buf_putc(b, ',');
+  REJECTED(R)
+#undef R
+  b->len--;  /* the last comma */
+  SS_BUF_LIT(b, "}}\n");
+}
+
+void ss__stats_line(ss__buf *b) {
+  const ss__stats *s = &ss__stats_g;
+  SS_BUF_LIT(b, "spanshimd: exiting:");
+#define L(name) SS_BUF_LIT(b, " " #name "="); ss__json_u64(b, s->name);
+  COUNTERS(L)
+#undef L
+#define R(name) SS_BUF_LIT(b, " rejected." #name "="); ss__json_u64(b, s->rej_##name);
+  REJECTED(R)
+#undef R
+  ss__buf_putc(b, '\n');
+}

@@ -1,0 +1,129 @@
+/* spanshimd.h - internals of spanshimd, the collector: shared between its source files.
+ *
+ * spanshimd is single-threaded: one epoll loop (receiver.c) owns every connection, the
+ * decoder's arena (decode.c) and the output file (sink.c), so nothing here is locked and
+ * nothing here is thread-safe. Pointers handed between modules are borrowed for the
+ * duration of the call unless a comment says otherwise.
+ *
+ *   main.c      options, signals, startup and the final counters line
+ *   listen.c    the Unix socket (directory checks, stale socket, 0600) and the TCP port
+ *   http.c      the HTTP/1.1 request-head parser
+ *   receiver.c  the event loop: connections, framing, routing, responses
+ *   decode.c    protobuf decoding with a bounded arena and a nesting-depth pre-check
+ *   sink.c      JSON lines to the output file, and the /stats document */
+#ifndef SS_SPANSHIMD_H
+#define SS_SPANSHIMD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "opentelemetry/proto/collector/logs/v1/logs_service.pb-c.h"
+#include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
+#include "tools/common/buf.h"
+
+typedef Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest ss__traces_req;
+typedef Opentelemetry__Proto__Collector__Logs__V1__ExportLogsServiceRequest ss__logs_req;
+
+#define SS_DEFAULT_OUT "spanshim-traces.jsonl"
+#define SS_DEFAULT_MAX_BODY (16u << 20)
+#define SS_MAX_HEAD 16384         /* request line + headers */
+#define SS_MAX_HEADERS 100
+#define SS_MAX_CONNS 4096
+
+typedef struct ss__opts {
+  char socket_path[108];          /* sun_path size */
+  const char *out_path;
+  const char *listen;             /* "127.0.0.1:4318" or NULL */
+  int truncate;
+  size_t max_body;
+} ss__opts;
+
+/* Everything /stats and the exit line report. Monotonic counters unless noted. */
+typedef struct ss__stats {
+  uint64_t requests;              /* complete request heads parsed (any outcome) */
+  uint64_t traces_requests, logs_requests, stats_requests;
+  uint64_t spans_received, logs_received;
+  uint64_t rej_bad_http;          /* 400 malformed HTTP (connection closed) */
+  uint64_t rej_header_too_large;  /* 431 */
+  uint64_t rej_not_found;         /* 404 */
+  uint64_t rej_method;            /* 405 */
+  uint64_t rej_length_required;   /* 411 (no Content-Length, or chunked) */
+  uint64_t rej_too_large;         /* 413 */
+  uint64_t rej_content_type;      /* 415 */
+  uint64_t rej_bad_protobuf;      /* 400 on a well-formed HTTP request */
+  uint64_t rej_unavailable;       /* 503 after a write error */
+  uint64_t lines_written, bytes_written, write_errors;
+  uint64_t connections;           /* accepted and allowed */
+  uint64_t connections_open;      /* gauge */
+  uint64_t connections_refused;   /* over SS_MAX_CONNS */
+  uint64_t peers_refused;         /* SO_PEERCRED: another uid */
+} ss__stats;
+
+extern ss__stats ss__stats_g;
+
+/* ---- listen.c ---- */
+/* Prepares the socket's directory (creating it 0700, or refusing one that is not ours or
+ * is group/other-writable), removes a stale socket (refusing if a live daemon answers)
+ * and listens with mode 0600. Returns the fd, or -1 after printing why to stderr. */
+int ss__listen_unix(const char *path);
+/* Listens on a loopback "HOST:PORT" (127.0.0.1, ::1 or localhost); the bound address is
+ * written to `bound` for the startup line. Returns the fd, or -1 after printing why. */
+int ss__listen_tcp(const char *hostport, char *bound, size_t n);
+/* Unlinks the socket at exit if it is still the one we created. */
+void ss__unlisten_unix(const char *path);
+
+/* ---- http.c ---- */
+enum { SS_CONN_DEFAULT = 0, SS_CONN_CLOSE = 1, SS_CONN_KEEP_ALIVE = 2 };
+
+typedef struct ss__http_req {
+  const char *method;             /* these point into the parsed buffer */
+  size_t method_len;
+  const char *path;               /* target without the query string */
+  size_t path_len;
+  int minor;                      /* HTTP/1.minor */
+  int64_t content_length;         /* -1: none */
+  int chunked;                    /* a Transfer-Encoding header was present */
+  int connection;                 /* SS_CONN_* from the Connection header */
+  int expect_continue;
+  const char *ctype;              /* media type, parameters stripped; NULL if absent */
+  size_t ctype_len;
+  size_t head_len;                /* bytes of request line + headers + blank line */
+} ss__http_req;
+
+/* Parses a request head at buf[0..len). Returns 1 (complete, *r filled), 0 (need more
+ * bytes), or the HTTP status to answer before closing: 400 (malformed) or 431 (head
+ * longer than SS_MAX_HEAD or more than SS_MAX_HEADERS headers). `*scan` carries, between
+ * calls on the same growing buffer, how far the blank-line search has got (start at 0). */
+int ss__http_parse(const char *buf, size_t len, size_t *scan, ss__http_req *r);
+/* Case-insensitive comparison of s[0..n) with the NUL-terminated lit. */
+int ss__http_ieq(const char *s, size_t n, const char *lit);
+
+/* ---- decode.c ---- */
+/* Decodes a body into a request that stays valid until the next ss__decode_* call or
+ * ss__decode_release. Returns NULL for bytes that are not a valid message of that type
+ * (or nest deeper than our limit); *too_big is set when decoding would need more memory
+ * than the budget for a body of this size. */
+ss__traces_req *ss__decode_traces(const uint8_t *p, size_t len, int *too_big);
+ss__logs_req *ss__decode_logs(const uint8_t *p, size_t len, int *too_big);
+/* Frees the decoder's memory (at exit; in between it is reused). */
+void ss__decode_release(void);
+
+/* ---- sink.c ---- */
+/* Opens the output (O_APPEND, 0600, truncated when asked). 0, or -1 after printing why. */
+int ss__sink_open(const char *path, int truncate);
+/* Writes one JSON line for the request. 0, or -errno (write failed: nothing of the line
+ * is left in the file when it could be undone). Counts into ss__stats_g. */
+int ss__sink_traces(const ss__traces_req *req);
+int ss__sink_logs(const ss__logs_req *req);
+void ss__sink_close(void);
+/* The /stats JSON document. */
+void ss__stats_json(ss__buf *b);
+/* The one-line summary printed at exit. */
+void ss__stats_line(ss__buf *b);
+
+/* ---- receiver.c ---- */
+/* Runs the loop until SIGTERM/SIGINT arrives on sigfd; returns 0. tcp_fd may be -1. */
+int ss__receiver_run(const ss__opts *o, int unix_fd, int tcp_fd, int sigfd);
+
+#endif
