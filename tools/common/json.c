@@ -68,7 +68,7 @@ static void node_free(ss__json *j) {
 static int literal(parser *p, const char *word, ss__json *out, int type, int b) {
   size_t len = strlen(word);
   if (p->n - p->pos < len || memcmp(p->s + p->pos, word, len) != 0) {
-    fail(p, p->pos, "invalid literal");
+    fail(p, p->pos, "invalid literal (expected '%s')", word);
     return -1;
   }
   p->pos += len;

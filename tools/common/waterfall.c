@@ -143,12 +143,18 @@ static void tb_hostport(tbuf *b, const char *addr, const char *port) {
 
 static void detail_http(tbuf *b, const ss__tm_span *s) {
   const char *url = attr_text(s, "url.full"), *st = attr_text(s, "http.response.status_code");
-  tb_clean(b, attr_text(s, "http.request.method"), 0, 16);
+  const char *method = attr_text(s, "http.request.method");
+  /* HTTP client spans are named after the method; say it once. */
+  const char *sep = "";
+  if (strcmp(method, s->name) != 0) {
+    tb_clean(b, method, 0, 16);
+    sep = " ";
+  }
   if (url) {
-    tb_str(b, " ");
+    tb_str(b, sep);
     tb_clean(b, url, 0, 80);
   } else if (attr_text(s, "server.address")) {
-    tb_str(b, " ");
+    tb_str(b, sep);
     tb_hostport(b, attr_text(s, "server.address"), attr_text(s, "server.port"));
   }
   if (st) {
