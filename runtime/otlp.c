@@ -97,8 +97,10 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
  * (strict decoders such as the Go collector reject the whole request otherwise), so each
  * invalid byte becomes U+FFFD. The value ends at an embedded NUL, as C strings do. */
 static char *str_copy(arena *a, const char *s, size_t len) {
-  if (s == NULL || len == 0) return (char *)protobuf_c_empty_string; /* never written */
-  const char *nul = memchr(s, 0, len);
+  /* Not protobuf_c_empty_string: protobuf-c treats that pointer as "unset" and would
+   * drop an empty string that is the chosen member of a oneof (AnyValue). */
+  if (s == NULL) len = 0;
+  const char *nul = len ? memchr(s, 0, len) : NULL;
   if (nul) len = (size_t)(nul - s);
   const unsigned char *u = (const unsigned char *)s;
   size_t bad = 0;
@@ -110,7 +112,7 @@ static char *str_copy(arena *a, const char *s, size_t len) {
   char *out = arena_alloc(a, len + 2 * bad + 1);
   if (out == NULL) return NULL;
   if (bad == 0) {
-    memcpy(out, s, len);
+    if (len) memcpy(out, s, len);
     out[len] = 0;
     return out;
   }

@@ -1,0 +1,243 @@
+/* test_otlp.c - ss__otlp_encode_traces round-trips through the generated decoder: every
+ * field a user would see in a trace viewer comes back equal. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
+#include "runtime/otlp.h"
+
+typedef Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest Req;
+typedef Opentelemetry__Proto__Common__V1__KeyValue KV;
+typedef Opentelemetry__Proto__Trace__V1__Span Span;
+
+static Req *roundtrip(const ss__resource *r, const ss__scope *sc, const ss__span *s, size_t n) {
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  ck_assert_int_eq(ss__otlp_encode_traces(r, sc, s, n, &buf, &len), 0);
+  ck_assert_ptr_nonnull(buf);
+  Req *q = opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(
+      NULL, len, buf);
+  free(buf);
+  ck_assert_ptr_nonnull(q);
+  return q;
+}
+
+static void req_free(Req *q) {
+  opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(q, NULL);
+}
+
+static const KV *find(KV **kv, size_t n, const char *key) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(kv[i]->key, key) == 0) return kv[i];
+  ck_abort_msg("attribute %s missing", key);
+  return NULL;
+}
+
+#define VC(x) OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_##x
+
+static const char strarr[] = "psql\0-c\0select 1\0";
+static ss__attr span_attrs[] = {
+    {.key = "db.system.name", .type = SS_ATTR_STR, .len = 10, .v.s = "postgresqlXXX"},
+    {.key = "server.port", .type = SS_ATTR_INT, .v.i = -5432},
+    {.key = "big", .type = SS_ATTR_INT, .v.i = INT64_MAX},
+    {.key = "ok", .type = SS_ATTR_BOOL, .v.i = 1},
+    {.key = "no", .type = SS_ATTR_BOOL, .v.i = 0},
+    {.key = "ratio", .type = SS_ATTR_DOUBLE, .v.d = 0.25},
+    {.key = "process.command_args", .type = SS_ATTR_STRARR, .len = sizeof strarr - 1,
+     .v.s = strarr},
+    {.key = "empty", .type = SS_ATTR_STR, .len = 0, .v.s = ""},
+    {.key = "bad.utf8", .type = SS_ATTR_STR, .len = 3, .v.s = "a\xff" "b"},
+};
+
+static void fill_span(ss__span *s) {
+  memset(s, 0, sizeof *s);
+  for (int i = 0; i < 16; i++) s->trace_id[i] = (uint8_t)(0xa0 + i);
+  for (int i = 0; i < 8; i++) s->span_id[i] = (uint8_t)(1 + i);
+  for (int i = 0; i < 8; i++) s->parent_id[i] = (uint8_t)(0xf0 + i);
+  s->flags = 1;
+  s->kind = SS_KIND_CLIENT;
+  s->status = SS_STATUS_ERROR;
+  s->name = "SELECT users";
+  s->status_message = "connection refusedJUNK";
+  s->status_message_len = 18;
+  s->start_ns = 1700000000123456789ull;
+  s->end_ns = 1700000000223456789ull;
+  s->attrs = span_attrs;
+  s->n_attrs = sizeof span_attrs / sizeof span_attrs[0];
+}
+
+START_TEST(test_span_fields_roundtrip) {
+  ss__span s;
+  fill_span(&s);
+  Req *q = roundtrip(NULL, NULL, &s, 1);
+  ck_assert_uint_eq(q->n_resource_spans, 1);
+  ck_assert_uint_eq(q->resource_spans[0]->n_scope_spans, 1);
+  ck_assert_uint_eq(q->resource_spans[0]->scope_spans[0]->n_spans, 1);
+  Span *p = q->resource_spans[0]->scope_spans[0]->spans[0];
+  ck_assert_uint_eq(p->trace_id.len, 16);
+  ck_assert_mem_eq(p->trace_id.data, s.trace_id, 16);
+  ck_assert_uint_eq(p->span_id.len, 8);
+  ck_assert_mem_eq(p->span_id.data, s.span_id, 8);
+  ck_assert_uint_eq(p->parent_span_id.len, 8);
+  ck_assert_mem_eq(p->parent_span_id.data, s.parent_id, 8);
+  ck_assert_str_eq(p->name, "SELECT users");
+  ck_assert_int_eq(p->kind, OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_CLIENT);
+  ck_assert_uint_eq(p->start_time_unix_nano, s.start_ns);
+  ck_assert_uint_eq(p->end_time_unix_nano, s.end_ns);
+  ck_assert_uint_eq(p->flags & 0xff, 1);
+  ck_assert_ptr_nonnull(p->status);
+  ck_assert_int_eq(p->status->code, 2);
+  ck_assert_str_eq(p->status->message, "connection refused");
+  req_free(q);
+}
+END_TEST
+
+START_TEST(test_attribute_types_roundtrip) {
+  ss__span s;
+  fill_span(&s);
+  Req *q = roundtrip(NULL, NULL, &s, 1);
+  Span *p = q->resource_spans[0]->scope_spans[0]->spans[0];
+  ck_assert_uint_eq(p->n_attributes, s.n_attrs);
+  const KV *kv = find(p->attributes, p->n_attributes, "db.system.name");
+  ck_assert_int_eq(kv->value->value_case, VC(STRING_VALUE));
+  ck_assert_str_eq(kv->value->string_value, "postgresql");
+  kv = find(p->attributes, p->n_attributes, "server.port");
+  ck_assert_int_eq(kv->value->value_case, VC(INT_VALUE));
+  ck_assert_int_eq(kv->value->int_value, -5432);
+  kv = find(p->attributes, p->n_attributes, "big");
+  ck_assert_int_eq(kv->value->int_value, INT64_MAX);
+  kv = find(p->attributes, p->n_attributes, "ok");
+  ck_assert_int_eq(kv->value->value_case, VC(BOOL_VALUE));
+  ck_assert_int_eq(kv->value->bool_value, 1);
+  kv = find(p->attributes, p->n_attributes, "no");
+  ck_assert_int_eq(kv->value->value_case, VC(BOOL_VALUE));  /* false is still sent */
+  ck_assert_int_eq(kv->value->bool_value, 0);
+  kv = find(p->attributes, p->n_attributes, "ratio");
+  ck_assert_int_eq(kv->value->value_case, VC(DOUBLE_VALUE));
+  ck_assert_double_eq(kv->value->double_value, 0.25);
+  kv = find(p->attributes, p->n_attributes, "process.command_args");
+  ck_assert_int_eq(kv->value->value_case, VC(ARRAY_VALUE));
+  ck_assert_uint_eq(kv->value->array_value->n_values, 3);
+  ck_assert_str_eq(kv->value->array_value->values[0]->string_value, "psql");
+  ck_assert_str_eq(kv->value->array_value->values[1]->string_value, "-c");
+  ck_assert_str_eq(kv->value->array_value->values[2]->string_value, "select 1");
+  kv = find(p->attributes, p->n_attributes, "empty");
+  ck_assert_int_eq(kv->value->value_case, VC(STRING_VALUE));
+  ck_assert_str_eq(kv->value->string_value, "");
+  kv = find(p->attributes, p->n_attributes, "bad.utf8");  /* protobuf strings are UTF-8 */
+  ck_assert_str_eq(kv->value->string_value, "a\xef\xbf\xbd" "b");
+  req_free(q);
+}
+END_TEST
+
+START_TEST(test_root_span_omits_parent_and_unset_status) {
+  ss__span s;
+  fill_span(&s);
+  memset(s.parent_id, 0, sizeof s.parent_id);
+  s.status = SS_STATUS_UNSET;
+  s.status_message = NULL;
+  s.status_message_len = 0;
+  s.n_attrs = 0;
+  Req *q = roundtrip(NULL, NULL, &s, 1);
+  Span *p = q->resource_spans[0]->scope_spans[0]->spans[0];
+  ck_assert_uint_eq(p->parent_span_id.len, 0);
+  ck_assert_ptr_null(p->status);
+  ck_assert_uint_eq(p->n_attributes, 0);
+  /* Root: "parent is remote" is known (false): HAS_IS_REMOTE set, IS_REMOTE clear. */
+  ck_assert_uint_eq(p->flags, 0x101);
+  req_free(q);
+}
+END_TEST
+
+START_TEST(test_strarr_without_final_nul) {
+  ss__attr a = {.key = "k", .type = SS_ATTR_STRARR, .len = 3, .v.s = "a\0b"};
+  ss__span s;
+  fill_span(&s);
+  s.attrs = &a;
+  s.n_attrs = 1;
+  Req *q = roundtrip(NULL, NULL, &s, 1);
+  Span *p = q->resource_spans[0]->scope_spans[0]->spans[0];
+  ck_assert_uint_eq(p->attributes[0]->value->array_value->n_values, 2);
+  ck_assert_str_eq(p->attributes[0]->value->array_value->values[1]->string_value, "b");
+  req_free(q);
+}
+END_TEST
+
+START_TEST(test_resource_and_scope) {
+  ss__attr ra[] = {{.key = "service.name", .type = SS_ATTR_STR, .len = 4, .v.s = "psql"},
+                   {.key = "process.pid", .type = SS_ATTR_INT, .v.i = 4242}};
+  ss__attr sa[] = {{.key = "spanshim.spans.dropped", .type = SS_ATTR_INT, .v.i = 7}};
+  ss__resource r = {.attrs = ra, .n_attrs = 2};
+  ss__scope sc = {.name = "spanshim", .version = "0.1.0", .attrs = sa, .n_attrs = 1};
+  ss__span s[3];
+  for (int i = 0; i < 3; i++) {
+    fill_span(&s[i]);
+    s[i].span_id[7] = (uint8_t)i;
+  }
+  Req *q = roundtrip(&r, &sc, s, 3);
+  const Opentelemetry__Proto__Trace__V1__ResourceSpans *rs = q->resource_spans[0];
+  ck_assert_ptr_nonnull(rs->resource);
+  ck_assert_uint_eq(rs->resource->n_attributes, 2);
+  ck_assert_str_eq(find(rs->resource->attributes, 2, "service.name")->value->string_value, "psql");
+  ck_assert_int_eq(find(rs->resource->attributes, 2, "process.pid")->value->int_value, 4242);
+  const Opentelemetry__Proto__Common__V1__InstrumentationScope *scope =
+      rs->scope_spans[0]->scope;
+  ck_assert_str_eq(scope->name, "spanshim");
+  ck_assert_str_eq(scope->version, "0.1.0");
+  ck_assert_int_eq(find(scope->attributes, scope->n_attributes,
+                        "spanshim.spans.dropped")->value->int_value, 7);
+  ck_assert_uint_eq(rs->scope_spans[0]->n_spans, 3);
+  for (int i = 0; i < 3; i++)
+    ck_assert_uint_eq(rs->scope_spans[0]->spans[i]->span_id.data[7], (unsigned)i);
+  req_free(q);
+}
+END_TEST
+
+START_TEST(test_empty_span_list) {
+  ss__attr sa[] = {{.key = "spanshim.spans.dropped", .type = SS_ATTR_INT, .v.i = 3}};
+  ss__scope sc = {.name = "spanshim", .version = "0.1.0", .attrs = sa, .n_attrs = 1};
+  Req *q = roundtrip(NULL, &sc, NULL, 0);
+  ck_assert_uint_eq(q->n_resource_spans, 1);
+  ck_assert_uint_eq(q->resource_spans[0]->n_scope_spans, 1);
+  ck_assert_uint_eq(q->resource_spans[0]->scope_spans[0]->n_spans, 0);
+  ck_assert_str_eq(q->resource_spans[0]->scope_spans[0]->scope->name, "spanshim");
+  req_free(q);
+}
+END_TEST
+
+START_TEST(test_many_spans_cross_arena_blocks) {
+  enum { N = 2000 };
+  ss__span *s = calloc(N, sizeof *s);
+  for (int i = 0; i < N; i++) {
+    fill_span(&s[i]);
+    s[i].start_ns = (uint64_t)i;
+  }
+  Req *q = roundtrip(NULL, NULL, s, N);
+  ck_assert_uint_eq(q->resource_spans[0]->scope_spans[0]->n_spans, N);
+  ck_assert_uint_eq(q->resource_spans[0]->scope_spans[0]->spans[N - 1]->start_time_unix_nano,
+                    N - 1);
+  ck_assert_str_eq(q->resource_spans[0]->scope_spans[0]->spans[N - 1]->attributes[6]->value
+                       ->array_value->values[2]->string_value, "select 1");
+  req_free(q);
+  free(s);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("otlp");
+  TCase *tc = tcase_create("encode");
+  tcase_add_test(tc, test_span_fields_roundtrip);
+  tcase_add_test(tc, test_attribute_types_roundtrip);
+  tcase_add_test(tc, test_root_span_omits_parent_and_unset_status);
+  tcase_add_test(tc, test_strarr_without_final_nul);
+  tcase_add_test(tc, test_resource_and_scope);
+  tcase_add_test(tc, test_empty_span_list);
+  tcase_add_test(tc, test_many_spans_cross_arena_blocks);
+  suite_add_tcase(s, tc);
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? 1 : 0;
+}
