@@ -74,7 +74,7 @@ static size_t escape_byte(char *o, unsigned char c) {
   }
 }
 
-void ss__json_str(ss__buf *b, const char *s, size_t len) {
+void ss__jw_str(ss__buf *b, const char *s, size_t len) {
   /* Worst case: every byte becomes \u00XX (6 bytes); invalid bytes become 3. */
   if (len > ((size_t)-1 - 2) / 6) {
     b->oom = 1;
@@ -112,10 +112,10 @@ void ss__json_str(ss__buf *b, const char *s, size_t len) {
 }
 
 static void json_cstr(ss__buf *b, const char *s) {
-  ss__json_str(b, s ? s : "", s ? strlen(s) : 0);
+  ss__jw_str(b, s ? s : "", s ? strlen(s) : 0);
 }
 
-void ss__json_hex(ss__buf *b, const uint8_t *p, size_t n) {
+void ss__jw_hex(ss__buf *b, const uint8_t *p, size_t n) {
   char *o = ss__buf_room(b, 2 * n + 2);
   if (o == NULL) return;
   *o++ = '"';
@@ -127,7 +127,7 @@ void ss__json_hex(ss__buf *b, const uint8_t *p, size_t n) {
   b->len += 2 * n + 2;
 }
 
-void ss__json_u64(ss__buf *b, uint64_t v) {
+void ss__jw_u64(ss__buf *b, uint64_t v) {
   char tmp[20];
   size_t n = 0;
   do {
@@ -140,16 +140,16 @@ void ss__json_u64(ss__buf *b, uint64_t v) {
 static void json_i64(ss__buf *b, int64_t v) {
   if (v < 0) {
     ss__buf_putc(b, '-');
-    ss__json_u64(b, (uint64_t)0 - (uint64_t)v);  /* also right for INT64_MIN */
+    ss__jw_u64(b, (uint64_t)0 - (uint64_t)v);  /* also right for INT64_MIN */
   } else {
-    ss__json_u64(b, (uint64_t)v);
+    ss__jw_u64(b, (uint64_t)v);
   }
 }
 
 /* proto3 JSON: 64-bit integers are strings, because JavaScript numbers lose precision. */
 static void json_u64_str(ss__buf *b, uint64_t v) {
   ss__buf_putc(b, '"');
-  ss__json_u64(b, v);
+  ss__jw_u64(b, v);
   ss__buf_putc(b, '"');
 }
 
@@ -233,7 +233,7 @@ static void f_str(ss__buf *b, int *n, const char *k, size_t klen, const char *s)
 static void f_u32(ss__buf *b, int *n, const char *k, size_t klen, uint32_t v) {
   if (v == 0) return;
   key(b, n, k, klen);
-  ss__json_u64(b, v);
+  ss__jw_u64(b, v);
 }
 #define F_U32(b, n, lit, v) f_u32((b), (n), (lit), sizeof(lit) - 1, (v))
 
@@ -247,7 +247,7 @@ static void f_time(ss__buf *b, int *n, const char *k, size_t klen, uint64_t v) {
 static void f_id(ss__buf *b, int *n, const char *k, size_t klen, ProtobufCBinaryData d) {
   if (d.len == 0) return;
   key(b, n, k, klen);
-  ss__json_hex(b, d.data, d.len);
+  ss__jw_hex(b, d.data, d.len);
 }
 #define F_ID(b, n, lit, d) f_id((b), (n), (lit), sizeof(lit) - 1, (d))
 

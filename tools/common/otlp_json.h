@@ -34,10 +34,10 @@ int ss__json_logs(const Opentelemetry__Proto__Collector__Logs__V1__ExportLogsSer
 
 /* Building blocks, for other JSON the tools write (e.g. spanshimd's /stats). */
 /* A quoted, escaped JSON string of s[0..len). */
-void ss__json_str(ss__buf *b, const char *s, size_t len);
+void ss__jw_str(ss__buf *b, const char *s, size_t len);
 /* A quoted lowercase hex string of n bytes. */
-void ss__json_hex(ss__buf *b, const uint8_t *p, size_t n);
+void ss__jw_hex(ss__buf *b, const uint8_t *p, size_t n);
 /* An unquoted decimal number. */
-void ss__json_u64(ss__buf *b, uint64_t v);
+void ss__jw_u64(ss__buf *b, uint64_t v);
 
 #endif

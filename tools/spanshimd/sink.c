@@ -104,11 +104,11 @@ int ss__sink_logs(const ss__logs_req *req) {
 void ss__stats_json(ss__buf *b) {
   const ss__stats *s = &ss__stats_g;
   ss__buf_putc(b, '{');
-#define J(name) SS_BUF_LIT(b, "\"" #name "\":"); ss__json_u64(b, s->name); ss__buf_putc(b, ',');
+#define J(name) SS_BUF_LIT(b, "\"" #name "\":"); ss__jw_u64(b, s->name); ss__buf_putc(b, ',');
   COUNTERS(J)
 #undef J
   SS_BUF_LIT(b, "\"rejected\":{");
-#define R(name) SS_BUF_LIT(b, "\"" #name "\":"); ss__json_u64(b, s->rej_##name); ss__buf_putc(b, ',');
+#define R(name) SS_BUF_LIT(b, "\"" #name "\":"); ss__jw_u64(b, s->rej_##name); ss__buf_putc(b, ',');
   REJECTED(R)
 #undef R
   b->len--;  /* the last comma */
@@ -118,10 +118,10 @@ void ss__stats_json(ss__buf *b) {
 void ss__stats_line(ss__buf *b) {
   const ss__stats *s = &ss__stats_g;
   SS_BUF_LIT(b, "spanshimd: exiting:");
-#define L(name) SS_BUF_LIT(b, " " #name "="); ss__json_u64(b, s->name);
+#define L(name) SS_BUF_LIT(b, " " #name "="); ss__jw_u64(b, s->name);
   COUNTERS(L)
 #undef L
-#define R(name) SS_BUF_LIT(b, " rejected." #name "="); ss__json_u64(b, s->rej_##name);
+#define R(name) SS_BUF_LIT(b, " rejected." #name "="); ss__jw_u64(b, s->rej_##name);
   REJECTED(R)
 #undef R
   ss__buf_putc(b, '\n');
