@@ -80,7 +80,8 @@ void *ss__ring_reserve(ss__ring *r, size_t len) {
   uint64_t h, t, off, need, pad;
   slot *s;
 
-  if (len > SS_RING_MAX_RECORD(r->cap))
+  /* An unmapped ring (cap 0) refuses everything, so a hook running before init is safe. */
+  if (len > SS_RING_MAX_RECORD(r->cap) || r->buf == NULL)
     return drop(r);
   need = HDR + (((uint64_t)len + 7) & ~(uint64_t)7);
   h = atomic_load_explicit(&r->head, memory_order_relaxed);
@@ -143,6 +144,8 @@ static uint64_t release_slot(ss__ring *r, uint64_t t, slot *s) {
 void *ss__ring_peek(ss__ring *r, size_t *len) {
   uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
 
+  if (r->buf == NULL)
+    return NULL;
   for (;;) {
     slot *s = slot_at(r, t);
     uint32_t m = marker(r, t);
@@ -161,8 +164,11 @@ void *ss__ring_peek(ss__ring *r, size_t *len) {
 
 void ss__ring_release(ss__ring *r) {
   uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
-  slot *s = slot_at(r, t);
+  slot *s;
 
+  if (r->buf == NULL)
+    return;
+  s = slot_at(r, t);
   /* Only after a successful peek: the slot at tail is a committed record. */
   if (atomic_load_explicit(&s->state, memory_order_relaxed) != marker(r, t))
     return;

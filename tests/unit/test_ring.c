@@ -78,6 +78,19 @@ START_TEST(test_empty_ring_peeks_nothing) {
 }
 END_TEST
 
+START_TEST(test_unmapped_ring_refuses_everything) {
+  static ss__ring r; /* zeroed, never initialized: a hook before init */
+  size_t len;
+  ck_assert_ptr_null(ss__ring_reserve(&r, 0));
+  ck_assert_ptr_null(ss__ring_reserve(&r, 16));
+  ck_assert_int_eq(ss__ring_put(&r, "x", 1), -1);
+  ck_assert_ptr_null(ss__ring_peek(&r, &len));
+  ss__ring_release(&r);
+  ck_assert_uint_eq(r.dropped, 3);
+  ck_assert_uint_eq(ss__ring_used(&r), 0);
+}
+END_TEST
+
 START_TEST(test_put_peek_release_keeps_order_and_content) {
   ss__ring r;
   unsigned char buf[256];
@@ -447,6 +460,7 @@ static Suite *ring_suite(void) {
   TCase *tc = tcase_create("single");
   tcase_add_test(tc, test_init_rounds_capacity_to_power_of_two);
   tcase_add_test(tc, test_empty_ring_peeks_nothing);
+  tcase_add_test(tc, test_unmapped_ring_refuses_everything);
   tcase_add_test(tc, test_put_peek_release_keeps_order_and_content);
   tcase_add_test(tc, test_reserve_rounds_length_to_8);
   tcase_add_test(tc, test_uncommitted_record_holds_back_later_ones);
