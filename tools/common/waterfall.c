@@ -73,6 +73,11 @@ static void tb_clean(tbuf *b, const char *s, int collapse, size_t cols) {
   int space = 1;
   for (const unsigned char *c = (const unsigned char *)s; *c && k < sizeof(tmp) - 1; c++) {
     unsigned char ch = *c < 0x20 || *c == 0x7f ? ' ' : *c;
+    /* C1 controls (U+0080..U+009F, e.g. CSI) act like ESC sequences on some terminals. */
+    if (c[0] == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f) {
+      ch = ' ';
+      c++;
+    }
     if (collapse && ch == ' ' && space) continue;
     space = ch == ' ';
     tmp[k++] = (char)ch;
@@ -364,10 +369,13 @@ static void put_bar(render *r, const ss__tm_span *s, uint64_t t0, uint64_t t1) {
   static const char *const eighths[] = {"", "▏", "▎", "▍", "▌", "▋", "▊", "▉"};
   int w = r->bar_w, cells = w * 8;
   double total = t1 > t0 ? (double)(t1 - t0) : 1.0;
-  int first = (int)((double)(s->start_ns - t0) / total * w);
-  if (first >= w) first = w - 1;
-  if (first < 0) first = 0;
-  int len8 = (int)((double)(span_end(s) - s->start_ns) / total * cells + 0.5);
+  /* Both ends in eighths of a cell; the bar starts on the nearest cell boundary and keeps
+   * its true end, so long bars end where the span ended. */
+  int a8 = (int)((double)(s->start_ns - t0) / total * cells + 0.5);
+  int b8 = (int)((double)(span_end(s) - t0) / total * cells + 0.5);
+  int first = (a8 + 4) / 8;
+  if (first > w - 1) first = w - 1;
+  int len8 = b8 - first * 8;
   if (len8 < 1) len8 = 1;
   if (len8 > cells - first * 8) len8 = cells - first * 8;
   char bar[SS_WF_BAR_WIDTH * 3 * 8 + 16];
