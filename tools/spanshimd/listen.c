@@ -110,12 +110,23 @@ int ss__listen_unix(const char *path) {
   else if (slash) *slash = 0;
   else strcpy(dir, ".");
   if (check_dir(dir) != 0 || remove_stale(path, &sa) != 0) return -1;
+  /* Bound and listening under a temporary name, then renamed into place: whoever sees
+   * the path can connect at once (no ECONNREFUSED between bind and listen). */
+  struct sockaddr_un tmp = {.sun_family = AF_UNIX};
+  if (snprintf(tmp.sun_path, sizeof tmp.sun_path, "%s/.%d.tmp", dir, (int)getpid()) >=
+      (int)sizeof tmp.sun_path)
+    tmp = sa;
+  unlink(tmp.sun_path);
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) goto fail;
   mode_t old = umask(0177);  /* the socket is born 0600: no window with a wider mode */
-  int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+  int rc = bind(fd, (struct sockaddr *)&tmp, sizeof tmp);
   umask(old);
-  if (rc != 0 || chmod(path, 0600) != 0 || listen(fd, 512) != 0) goto fail;
+  if (rc != 0 || chmod(tmp.sun_path, 0600) != 0 || listen(fd, 512) != 0) goto fail;
+  if (strcmp(tmp.sun_path, path) != 0 && rename(tmp.sun_path, path) != 0) {
+    unlink(tmp.sun_path);
+    goto fail;
+  }
   struct stat st;
   if (lstat(path, &st) == 0) {
     bound_ino = st.st_ino;

@@ -1,0 +1,524 @@
+"""spanshimd as a client sees it: HTTP status codes for good and bad input over its Unix
+socket, the JSON line written for a request encoded here independently of the C code,
+keep-alive, /stats, file modes, SIGTERM, peer credentials, and a burst of random input."""
+import json
+import os
+import random
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import time
+
+# ---- a tiny protobuf encoder (wire format only; independent of the C encoder) ----
+
+
+def varint(n):
+    n &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def key(num, wt):
+    return varint(num << 3 | wt)
+
+
+def f_bytes(num, b):
+    return key(num, 2) + varint(len(b)) + b
+
+
+def f_str(num, s):
+    return f_bytes(num, s.encode())
+
+
+def f_varint(num, v):
+    return key(num, 0) + varint(v)
+
+
+def f_fixed64(num, v):
+    return key(num, 1) + struct.pack("<Q", v)
+
+
+def f_fixed32(num, v):
+    return key(num, 5) + struct.pack("<I", v)
+
+
+def any_value(v):
+    if isinstance(v, bool):
+        return f_varint(2, int(v))
+    if isinstance(v, int):
+        return f_varint(3, v)
+    if isinstance(v, float):
+        return key(4, 1) + struct.pack("<d", v)
+    if isinstance(v, list):
+        return f_bytes(5, b"".join(f_bytes(1, any_value(x)) for x in v))
+    return f_str(1, v)
+
+
+def kv(k, v):
+    return f_str(1, k) + f_bytes(2, any_value(v))
+
+
+def attrs(num, d):
+    return b"".join(f_bytes(num, kv(k, v)) for k, v in d.items())
+
+
+def span(trace_id, span_id, name, kind, start, end, attributes, parent=b"", status=None):
+    b = f_bytes(1, trace_id) + f_bytes(2, span_id)
+    if parent:
+        b += f_bytes(4, parent)
+    b += f_fixed32(16, 0x101) + f_str(5, name) + f_varint(6, kind)
+    b += f_fixed64(7, start) + f_fixed64(8, end) + attrs(9, attributes)
+    if status:
+        b += f_bytes(15, f_str(2, status[1]) + f_varint(3, status[0]))
+    return b
+
+
+def traces_request(spans, resource=None, scope=("spanshim", "0.1.0")):
+    ss = f_bytes(1, f_str(1, scope[0]) + f_str(2, scope[1]))
+    ss += b"".join(f_bytes(2, s) for s in spans)
+    rs = f_bytes(1, attrs(1, resource or {"service.name": "test"})) + f_bytes(2, ss)
+    return f_bytes(1, rs)
+
+
+def logs_request(event_name, body, trace_id, span_id):
+    rec = f_fixed64(1, 5) + f_varint(2, 17) + f_bytes(5, any_value(body))
+    rec += f_bytes(9, trace_id) + f_bytes(10, span_id) + f_str(12, event_name)
+    sl = f_bytes(2, rec)
+    rl = f_bytes(2, sl)
+    return f_bytes(1, rl)
+
+
+TRACE_ID = bytes.fromhex("4bf92f3577b34da6a3ce929d0e0e4736")
+SPAN_ID = bytes.fromhex("00f067aa0ba902b7")
+PARENT_ID = bytes.fromhex("b7ad6b7169203331")
+
+# ---- HTTP over the Unix socket ----
+
+
+def connect(col):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(col.socket)
+    return s
+
+
+def post(path, body, ctype="application/x-protobuf", extra=""):
+    return ("POST %s HTTP/1.1\r\nHost: spanshimd\r\nContent-Type: %s\r\n"
+            "Content-Length: %d\r\n%s\r\n" % (path, ctype, len(body), extra)).encode() + body
+
+
+def read_response(s, buf=b""):
+    """Reads one response; returns (status, headers, body, leftover) or None at EOF."""
+    while b"\r\n\r\n" not in buf:
+        d = s.recv(65536)
+        if not d:
+            return None
+        buf += d
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for ln in lines[1:]:
+        k, _, v = ln.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    n = int(headers.get("content-length", "0"))
+    while len(rest) < n:
+        d = s.recv(65536)
+        if not d:
+            break
+        rest += d
+    return status, headers, rest[:n], rest[n:]
+
+
+def exchange(col, raw):
+    """One request on a fresh connection; returns (status, headers, body)."""
+    with connect(col) as s:
+        s.sendall(raw)
+        r = read_response(s)
+        assert r is not None, "no response"
+        return r[:3]
+
+
+def closed_by_peer(s):
+    try:
+        return s.recv(1) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+
+
+def stats(col):
+    st, h, body = exchange(col, b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert st == 200 and h["content-type"] == "application/json"
+    return json.loads(body)
+
+
+def lines(col):
+    with open(col.out) as f:
+        return [json.loads(ln) for ln in f if ln.strip()]
+
+
+# ---- tests ----
+
+
+def test_garbage_gets_400_and_close_and_daemon_keeps_serving(ctx):
+    col = ctx.collector()
+    with connect(col) as s:
+        s.sendall(b"\x00\x01\x02 garbage that is not HTTP\r\n\r\n")
+        st, h, body, _ = read_response(s)
+        assert st == 400
+        assert h.get("connection") == "close"
+        assert closed_by_peer(s)
+    assert stats(col)["rejected"]["bad_http"] == 1
+    st, _, _ = exchange(col, post("/v1/traces", traces_request([])))
+    assert st == 200
+
+
+def test_truncated_request_then_close_leaves_daemon_fine(ctx):
+    col = ctx.collector()
+    for raw in (b"POST /v1/tra", post("/v1/traces", b"\x0a\x05abc")[:-2]):
+        with connect(col) as s:
+            s.sendall(raw)
+    time.sleep(0.1)
+    assert col.proc.poll() is None
+    st, _, _ = exchange(col, post("/v1/traces", traces_request([])))
+    assert st == 200
+
+
+def test_huge_content_length_gets_413_then_close(ctx):
+    col = ctx.collector()
+    with connect(col) as s:
+        s.sendall(b"POST /v1/traces HTTP/1.1\r\nContent-Type: application/x-protobuf\r\n"
+                  b"Content-Length: 99999999999\r\n\r\n")
+        st, h, _, _ = read_response(s)
+        assert st == 413
+        assert h.get("connection") == "close"
+    col2 = ctx.collector(["--max-body", "1k"])
+    st, _, _ = exchange(col2, post("/v1/traces", b"\x00" * 1025))
+    assert st == 413
+    assert stats(col2)["rejected"]["too_large"] == 1
+
+
+def test_wrong_path_gets_404(ctx):
+    col = ctx.collector()
+    st, _, _ = exchange(col, post("/v1/metrics", b""))
+    assert st == 404
+    st, _, _ = exchange(col, b"GET / HTTP/1.1\r\n\r\n")
+    assert st == 404
+
+
+def test_get_on_traces_gets_405_with_allow(ctx):
+    col = ctx.collector()
+    st, h, _ = exchange(col, b"GET /v1/traces HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert st == 405
+    assert h["allow"] == "POST"
+    st, _, _ = exchange(col, post("/stats", b"x"))
+    assert st == 405
+
+
+def test_wrong_content_type_gets_415_and_keeps_connection(ctx):
+    col = ctx.collector()
+    with connect(col) as s:
+        s.sendall(post("/v1/traces", b'{"resourceSpans":[]}', ctype="application/json"))
+        st, h, _, rest = read_response(s)
+        assert st == 415
+        assert h.get("connection") != "close"
+        s.sendall(post("/v1/traces", traces_request([]),
+                       ctype="application/x-protobuf; charset=binary"))
+        st, _, _, _ = read_response(s, rest)
+        assert st == 200
+
+
+def test_missing_content_length_or_chunked_gets_411(ctx):
+    col = ctx.collector()
+    st, _, _ = exchange(col, b"POST /v1/traces HTTP/1.1\r\nContent-Type: application/x-protobuf"
+                        b"\r\n\r\n")
+    assert st == 411
+    st, _, _ = exchange(col, b"POST /v1/traces HTTP/1.1\r\nContent-Type: application/x-protobuf"
+                        b"\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    assert st == 411
+
+
+def test_invalid_protobuf_gets_400_with_rpc_status(ctx):
+    col = ctx.collector()
+    st, h, body = exchange(col, post("/v1/traces", b"\x0a\xff\xff\xff\x0f\x01"))
+    assert st == 400
+    assert h["content-type"] == "application/x-protobuf"
+    assert body[:1] == b"\x08"  # google.rpc.Status.code
+    assert stats(col)["rejected"]["bad_protobuf"] == 1
+
+
+def test_deeply_nested_protobuf_is_refused_not_crashing(ctx):
+    col = ctx.collector()
+    v = f_str(1, "x")
+    for _ in range(20000):
+        v = f_bytes(5, f_bytes(1, v))
+    body = traces_request([span(TRACE_ID, SPAN_ID, "deep", 1, 1, 2, {})])
+    body = f_bytes(1, f_bytes(1, f_bytes(1, f_str(1, "k") + f_bytes(2, v))))
+    st, _, _ = exchange(col, post("/v1/traces", body))
+    assert st == 400
+    assert col.proc.poll() is None
+
+
+def test_valid_request_is_written_as_exact_json_line(ctx):
+    col = ctx.collector()
+    sp = span(TRACE_ID, SPAN_ID, "connect", 3, 1700000000000000001, 1700000000000000999,
+              {"server.address": "db.example", "server.port": 5432, "ok": True,
+               "ratio": 0.5, "args": ["psql", "-c", "select 1"], "quote": 'a"b\\c\n',
+               "neg": -7},
+              parent=PARENT_ID, status=(2, "connection refused"))
+    st, h, body = exchange(col, post("/v1/traces", traces_request([sp])))
+    assert st == 200
+    assert h["content-type"] == "application/x-protobuf"
+    assert body == b""
+    spans = col.spans()
+    assert len(spans) == 1
+    s = spans[0]
+    assert s.trace_id == TRACE_ID.hex() and s.span_id == SPAN_ID.hex()
+    assert s.parent_id == PARENT_ID.hex()
+    assert s.name == "connect" and s.kind == 3
+    assert s.raw["startTimeUnixNano"] == "1700000000000000001"
+    assert s.raw["endTimeUnixNano"] == "1700000000000000999"
+    assert s.raw["flags"] == 257
+    assert s.raw["attributes"][1] == {"key": "server.port", "value": {"intValue": "5432"}}
+    assert s.attrs == {"server.address": "db.example", "server.port": 5432, "ok": True,
+                       "ratio": 0.5, "args": ["psql", "-c", "select 1"],
+                       "quote": 'a"b\\c\n', "neg": -7}
+    assert s.status_code == 2 and s.status_message == "connection refused"
+    assert s.resource == {"service.name": "test"}
+    doc = lines(col)[0]
+    assert doc["resourceSpans"][0]["scopeSpans"][0]["scope"] == {"name": "spanshim",
+                                                                  "version": "0.1.0"}
+
+
+def test_logs_request_is_written_as_resource_logs_line(ctx):
+    col = ctx.collector()
+    st, _, _ = exchange(col, post("/v1/logs", logs_request("exception", "boom", TRACE_ID,
+                                                             SPAN_ID)))
+    assert st == 200
+    col.stop()
+    rec = lines(col)[0]["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]
+    assert rec == {"timeUnixNano": "5", "severityNumber": 17, "body": {"stringValue": "boom"},
+                   "traceId": TRACE_ID.hex(), "spanId": SPAN_ID.hex(),
+                   "eventName": "exception"}
+
+
+def test_keep_alive_and_pipelining_on_one_connection(ctx):
+    col = ctx.collector()
+    reqs = [traces_request([span(TRACE_ID, bytes([0, 0, 0, 0, 0, 0, 0, i]), "s%d" % i, 1, 1,
+                                 2, {})]) for i in range(1, 5)]
+    with connect(col) as s:
+        s.sendall(post("/v1/traces", reqs[0]))
+        st, h, _, rest = read_response(s)
+        assert st == 200 and h.get("connection") != "close"
+        s.sendall(post("/v1/traces", reqs[1]))
+        st, _, _, rest = read_response(s, rest)
+        assert st == 200
+        s.sendall(post("/v1/traces", reqs[2]) + post("/v1/traces", reqs[3]))  # pipelined
+        for _ in range(2):
+            st, _, _, rest = read_response(s, rest)
+            assert st == 200
+    assert stats(col)["connections"] == 2  # the four requests, then this /stats
+    assert [sp.name for sp in col.spans()] == ["s1", "s2", "s3", "s4"]
+
+
+def test_connection_close_is_honoured(ctx):
+    col = ctx.collector()
+    with connect(col) as s:
+        s.sendall(post("/v1/traces", traces_request([]), extra="Connection: close\r\n"))
+        st, h, _, _ = read_response(s)
+        assert st == 200 and h["connection"] == "close"
+        assert closed_by_peer(s)
+
+
+def test_stats_counters_move(ctx):
+    col = ctx.collector()
+    before = stats(col)
+    sp = [span(TRACE_ID, SPAN_ID, "x", 1, 1, 2, {}) for _ in range(3)]
+    exchange(col, post("/v1/traces", traces_request(sp)))
+    exchange(col, post("/v1/nope", b""))
+    after = stats(col)
+    assert after["requests"] == before["requests"] + 3
+    assert after["traces_requests"] == before["traces_requests"] + 1
+    assert after["spans_received"] == before["spans_received"] + 3
+    assert after["lines_written"] == before["lines_written"] + 1
+    assert after["bytes_written"] > before["bytes_written"]
+    assert after["rejected"]["not_found"] == before["rejected"]["not_found"] + 1
+    assert after["write_errors"] == 0 and after["peers_refused"] == 0
+
+
+def test_socket_is_0600_in_a_0700_directory(ctx):
+    d = os.path.join(ctx.tmp, "fresh", "sub")
+    sock = os.path.join(d, "c.sock")
+    p = subprocess.Popen([ctx.spanshimd, "--socket", sock, "--out",
+                          os.path.join(ctx.tmp, "o.jsonl")], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 5
+        while not os.path.exists(sock) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
+        assert stat.S_ISSOCK(os.stat(sock).st_mode)
+        assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
+    finally:
+        p.terminate()
+        p.wait(5)
+    # A directory others can write to is refused.
+    bad = os.path.join(ctx.tmp, "open")
+    os.mkdir(bad)
+    os.chmod(bad, 0o777)
+    r = subprocess.run([ctx.spanshimd, "--socket", os.path.join(bad, "c.sock"), "--out",
+                        os.path.join(ctx.tmp, "o2.jsonl")], capture_output=True, timeout=10)
+    assert r.returncode == 1
+    assert b"writable by group or others" in r.stderr
+    assert r.stdout == b""
+
+
+def test_second_daemon_on_live_socket_refused_stale_socket_replaced(ctx):
+    col = ctx.collector()
+    r = subprocess.run([ctx.spanshimd, "--socket", col.socket, "--out",
+                        os.path.join(ctx.tmp, "o2.jsonl")], capture_output=True, timeout=10)
+    assert r.returncode == 1
+    assert b"already listening" in r.stderr
+    assert exchange(col, post("/v1/traces", traces_request([])))[0] == 200
+    # A socket file nobody answers on is stale and gets replaced.
+    col.proc.kill()
+    col.proc.wait()
+    assert os.path.exists(col.socket)
+    col2 = ctx.collector()
+    os.rename(col2.socket, col2.socket + ".x")  # keep col2 away from col's path
+    p = subprocess.Popen([ctx.spanshimd, "--socket", col.socket, "--out",
+                          os.path.join(ctx.tmp, "o3.jsonl")], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        ok = False
+        while time.monotonic() < deadline and not ok:
+            try:
+                s = socket.socket(socket.AF_UNIX)
+                s.connect(col.socket)
+                s.close()
+                ok = True
+            except OSError:
+                time.sleep(0.02)
+        assert ok
+    finally:
+        p.terminate()
+        assert p.wait(5) == 0
+
+
+def test_sigterm_exits_0_prints_counters_and_removes_socket(ctx):
+    col = ctx.collector()
+    exchange(col, post("/v1/traces", traces_request([span(TRACE_ID, SPAN_ID, "x", 1, 1, 2,
+                                                            {})])))
+    col.proc.send_signal(signal.SIGTERM)
+    assert col.proc.wait(10) == 0
+    assert not os.path.exists(col.socket)
+    err = col.stderr()
+    assert "listening on unix:" + col.socket in err
+    assert "spans_received=1" in err and "lines_written=1" in err
+    assert len(lines(col)) == 1
+
+
+def test_tcp_listen_on_loopback(ctx):
+    col = ctx.collector(["--listen", "127.0.0.1:0"])
+    deadline = time.monotonic() + 5
+    while "http://" not in col.stderr() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    port = int(col.stderr().split("http://127.0.0.1:")[1].split(",")[0])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(post("/v1/traces", traces_request([])))
+        assert read_response(s)[0] == 200
+    r = subprocess.run([ctx.spanshimd, "--socket", os.path.join(ctx.tmp, "t.sock"),
+                        "--listen", "0.0.0.0:0"], capture_output=True, timeout=10)
+    assert r.returncode == 1 and b"loopback" in r.stderr
+
+
+def test_peer_with_another_uid_is_refused(ctx):
+    if os.geteuid() != 0:
+        return  # needs root to become another user; nothing to prove otherwise
+    col = ctx.collector()
+    # Only for this test: let uid 65534 reach the socket, so SO_PEERCRED is what refuses.
+    os.chmod(ctx.tmp, 0o711)
+    os.chmod(os.path.dirname(col.socket), 0o711)
+    os.chmod(col.socket, 0o666)
+    pid = os.fork()
+    if pid == 0:
+        code = 3
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(5)
+            s.connect(col.socket)
+            try:
+                s.sendall(post("/v1/traces", traces_request([])))
+                code = 0 if s.recv(100) == b"" else 1
+            except (ConnectionResetError, BrokenPipeError):
+                code = 0
+        except BaseException:
+            code = 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0, "peer was served or could not connect: %d" % status
+    st = stats(col)
+    assert st["peers_refused"] == 1
+    assert st["traces_requests"] == 0
+
+
+def test_fuzz_random_and_mutated_requests_never_crash(ctx):
+    col = ctx.collector(["--max-body", "64k"])
+    rnd = random.Random(1234)
+    good = traces_request([span(TRACE_ID, SPAN_ID, "fuzz", 3, 1, 2,
+                                {"a": "b", "n": 1, "l": ["x", "y"], "f": 1.5})])
+    good_http = post("/v1/traces", good)
+    t0 = time.monotonic()
+    sent = 0
+    while sent < 10000 and time.monotonic() - t0 < 8:
+        batch = []
+        for _ in range(rnd.randint(1, 8)):
+            kind = rnd.random()
+            if kind < 0.2:
+                raw = bytes(rnd.getrandbits(8) for _ in range(rnd.randint(0, 200)))
+            elif kind < 0.5:
+                raw = bytearray(good_http)
+                for _ in range(rnd.randint(1, 6)):
+                    raw[rnd.randrange(len(raw))] = rnd.getrandbits(8)
+                raw = bytes(raw)
+            elif kind < 0.8:
+                body = bytearray(good)
+                for _ in range(rnd.randint(1, 6)):
+                    body[rnd.randrange(len(body))] = rnd.getrandbits(8)
+                raw = post("/v1/traces", bytes(body))
+            else:
+                raw = good_http[:rnd.randrange(len(good_http))]
+            batch.append(raw)
+        sent += len(batch)
+        s = connect(col)
+        s.settimeout(2)
+        try:
+            s.sendall(b"".join(batch))
+            s.shutdown(socket.SHUT_WR)
+            while s.recv(65536):
+                pass
+        except OSError:
+            pass
+        finally:
+            s.close()
+    print("fuzz: %d requests in %.1fs" % (sent, time.monotonic() - t0))
+    assert sent >= 1000
+    assert col.proc.poll() is None, "spanshimd died"
+    st = stats(col)
+    assert st["requests"] > 0
+    assert exchange(col, good_http)[0] == 200
+    assert col.stop() == 0
+    for doc in lines(col):  # every line written from mutated protobuf is valid JSON
+        assert "resourceSpans" in doc
