@@ -1,0 +1,317 @@
+"""The spanshim CLI as a user meets it: `spanshim run` keeps the command's exit status,
+stdio and signals; it starts (and cleans up) a private collector or uses a running one;
+`spanshim view` draws the waterfall of a spans file and reports malformed lines."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import harness
+
+
+def clean_env(ctx, extra=None):
+    """The user's environment without our variables; XDG_RUNTIME_DIR and TMPDIR point into
+    the test's directory so no collector of the host's is found and leftovers show."""
+    e = {k: v for k, v in os.environ.items()
+         if not k.startswith(("SPANSHIM_", "OTEL_")) and
+         k not in ("TRACEPARENT", "TRACESTATE", "LD_PRELOAD", "NO_COLOR")}
+    e["XDG_RUNTIME_DIR"] = os.path.join(ctx.tmp, "xdg")
+    e["TMPDIR"] = os.path.join(ctx.tmp, "t")
+    os.makedirs(e["XDG_RUNTIME_DIR"], mode=0o700, exist_ok=True)
+    os.makedirs(e["TMPDIR"], exist_ok=True)
+    e.update(extra or {})
+    return e
+
+
+def spanshim(ctx, args, extra_env=None, timeout=60, input=None):
+    return subprocess.run([ctx.spanshim] + list(args), env=clean_env(ctx, extra_env),
+                          cwd=ctx.tmp, capture_output=True, timeout=timeout, input=input)
+
+
+def out_path(ctx):
+    return os.path.join(ctx.tmp, "spans.jsonl")
+
+
+def run(ctx, cmd, opts=(), **kw):
+    return spanshim(ctx, ["run", "--out", out_path(ctx)] + list(opts) + ["--"] + cmd, **kw)
+
+
+def check(cond, msg, p=None):
+    if not cond:
+        if p is not None:
+            msg += "\n--- status %s\n--- stdout\n%r\n--- stderr\n%s" % (
+                p.returncode, p.stdout[:4000], p.stderr.decode(errors="replace")[:4000])
+        raise AssertionError(msg)
+
+
+# ---- spanshim run: what the command sees and what the caller gets back ----
+
+def test_run_exit_status_passes_through(ctx):
+    for code in (0, 1, 3, 255):
+        p = run(ctx, ["sh", "-c", "exit %d" % code])
+        check(p.returncode == code, "exit %d came back as %d" % (code, p.returncode), p)
+
+
+def test_run_killed_by_signal_is_128_plus_n(ctx):
+    p = run(ctx, ["sh", "-c", "kill -TERM $$"])
+    check(p.returncode == 128 + signal.SIGTERM, "SIGTERM death", p)
+    p = run(ctx, ["sh", "-c", "kill -KILL $$"])
+    check(p.returncode == 128 + signal.SIGKILL, "SIGKILL death", p)
+
+
+def test_run_stdout_and_stdin_pass_through_byte_identical(ctx):
+    script = "printf 'a\\000b\\377\\r\\n'; seq 1 20000; cat"
+    data = bytes(range(256)) * 64
+    plain = subprocess.run(["sh", "-c", script], input=data, capture_output=True,
+                           cwd=ctx.tmp, timeout=60)
+    p = run(ctx, ["sh", "-c", script], input=data)
+    check(p.returncode == 0, "run failed", p)
+    check(p.stdout == plain.stdout, "stdout differs from the untraced run", p)
+    check(p.stdout.endswith(data), "stdin did not reach the command", p)
+
+
+def test_run_quiet_adds_nothing_to_stderr(ctx):
+    p = run(ctx, ["sh", "-c", "echo out; echo err >&2"], opts=["--quiet"])
+    check(p.returncode == 0 and p.stdout == b"out\n", "command output", p)
+    check(p.stderr == b"err\n", "--quiet printed extra lines on stderr", p)
+
+
+def test_run_missing_command_is_127(ctx):
+    p = run(ctx, ["no-such-command-spanshim-test"])
+    check(p.returncode == 127, "missing command status", p)
+    check(b"no-such-command-spanshim-test: command not found" in p.stderr, "message", p)
+    p = run(ctx, ["/nonexistent/dir/prog"])
+    check(p.returncode == 127, "missing path status", p)
+
+
+def test_run_not_executable_is_126(ctx):
+    path = os.path.join(ctx.tmp, "not-exec")
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\necho hi\n")
+    os.chmod(path, 0o644)
+    p = run(ctx, [path])
+    check(p.returncode == 126, "non-executable status", p)
+    check(b"Permission denied" in p.stderr, "message", p)
+
+
+def test_run_bad_usage_is_2_with_usage(ctx):
+    for args in (["run"], ["run", "--"], ["run", "--bogus", "--", "true"],
+                 ["run", "--out"], ["run", "--out", "x", "--endpoint", "unix:/x", "--", "true"],
+                 ["bogus"], [], ["view"], ["view", "--bogus", "f"], ["view", "a", "b"]):
+        p = spanshim(ctx, args)
+        check(p.returncode == 2, "%r: status" % args, p)
+        check(b"usage: spanshim" in p.stderr, "%r: no usage on stderr" % args, p)
+        check(p.stdout == b"", "%r: usage went to stdout" % args, p)
+
+
+def test_help_and_version_exit_0_on_stdout(ctx):
+    for args in (["--help"], ["-h"], ["run", "--help"], ["view", "--help"],
+                 ["run", "--out", "x", "--help"]):
+        p = spanshim(ctx, args)
+        check(p.returncode == 0, "%r: status" % args, p)
+        check(b"usage: spanshim" in p.stdout and p.stderr == b"", "%r: help" % args, p)
+    p = spanshim(ctx, ["--version"])
+    check(p.returncode == 0 and p.stdout.startswith(b"spanshim 0."), "version", p)
+
+
+def test_run_sets_the_command_environment(ctx):
+    show = 'echo "$LD_PRELOAD|$SPANSHIM_ENDPOINT|$OTEL_SERVICE_NAME|$SPANSHIM_PROCESS_SPAN"'
+    p = run(ctx, ["sh", "-c", show], opts=["--service", "svc-x", "--quiet"])
+    check(p.returncode == 0, "run", p)
+    preload, endpoint, service, process = p.stdout.decode().strip().split("|")
+    lib = os.path.realpath(ctx.lib)
+    check(preload == lib, "LD_PRELOAD %r, want %r" % (preload, lib), p)
+    check(endpoint.startswith("unix:/") and endpoint.endswith("/collector.sock"),
+          "endpoint %r" % endpoint, p)
+    check(service == "svc-x" and process == "1", "service/process span", p)
+    # An existing LD_PRELOAD is kept after ours; SPANSHIM_PROCESS_SPAN is the user's.
+    other = "/lib/x86_64-linux-gnu/libm.so.6"
+    if os.path.exists(other):
+        p = run(ctx, ["sh", "-c", show], opts=["--quiet"],
+                extra_env={"LD_PRELOAD": other, "SPANSHIM_PROCESS_SPAN": "0"})
+        preload, _, service, process = p.stdout.decode().strip().split("|")
+        check(preload == lib + ":" + other, "merged LD_PRELOAD %r" % preload, p)
+        check(process == "0" and service == "", "user's settings", p)
+
+
+def test_run_private_collector_is_cleaned_up(ctx):
+    p = run(ctx, ["true"])
+    check(p.returncode == 0, "run", p)
+    left = os.listdir(os.path.join(ctx.tmp, "t"))
+    check(left == [], "private collector left %r behind" % left, p)
+    check(os.path.exists(out_path(ctx)), "out file not created", p)
+    # No spanshimd of ours may outlive the run.
+    ps = subprocess.run(["pgrep", "-f", "spanshimd --socket %s/" % os.path.join(ctx.tmp, "t")],
+                        capture_output=True)
+    check(ps.stdout == b"", "spanshimd still running: %r" % ps.stdout)
+
+
+def test_run_forwards_sigterm_to_the_command(ctx):
+    script = 'trap "exit 42" TERM; echo ready; while :; do sleep 0.05; done'
+    proc = subprocess.Popen([ctx.spanshim, "run", "--quiet", "--out", out_path(ctx), "--",
+                             "sh", "-c", script], env=clean_env(ctx), cwd=ctx.tmp,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        check(proc.stdout.readline() == b"ready\n", "command did not start")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    check(proc.returncode == 42, "status %s, stderr %r" % (proc.returncode, err))
+
+
+def test_run_uses_a_running_collector(ctx):
+    col = ctx.collector()
+    p = spanshim(ctx, ["run", "--", "sh", "-c", 'echo "$SPANSHIM_ENDPOINT"'],
+                 extra_env={"SPANSHIM_ENDPOINT": col.endpoint})
+    check(p.returncode == 0 and p.stdout.decode().strip() == col.endpoint, "env endpoint", p)
+    check(("spans sent to the collector at %s" % col.endpoint).encode() in p.stderr,
+          "no note about the collector", p)
+    check(b"trace " not in p.stderr, "waterfall printed for an external collector", p)
+    p = spanshim(ctx, ["run", "--endpoint", col.socket, "--", "sh", "-c",
+                       'echo "$SPANSHIM_ENDPOINT"'])
+    check(p.stdout.decode().strip() == col.endpoint, "--endpoint with a bare path", p)
+    p = spanshim(ctx, ["run", "--quiet", "--endpoint", col.endpoint, "--", "true"])
+    check(p.returncode == 0 and p.stderr == b"", "--quiet with an external collector", p)
+
+
+def test_run_finds_the_default_collector(ctx):
+    env = clean_env(ctx)
+    d = os.path.join(env["XDG_RUNTIME_DIR"], "spanshim")
+    os.makedirs(d, mode=0o700)
+    sock = os.path.join(d, "collector.sock")
+    daemon = subprocess.Popen([ctx.spanshimd, "--socket", sock, "--out",
+                               os.path.join(ctx.tmp, "default.jsonl")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(sock) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        p = spanshim(ctx, ["run", "--", "sh", "-c", 'echo "$SPANSHIM_ENDPOINT"'])
+        check(p.stdout.decode().strip() == "unix:" + sock, "default collector not used", p)
+        check(b"spans sent to the collector at unix:" + sock.encode() in p.stderr, "note", p)
+        # --out asks for a private collector even when a default one runs.
+        p = run(ctx, ["sh", "-c", 'echo "$SPANSHIM_ENDPOINT"'], opts=["--quiet"])
+        check(p.stdout.decode().strip() != "unix:" + sock, "--out used the default", p)
+    finally:
+        daemon.terminate()
+        daemon.wait(10)
+
+
+# ---- spanshim view ----
+
+def span_json(trace, sid, parent, name, start, end, attrs=None, status=None):
+    sp = {"traceId": trace, "spanId": sid, "name": name, "kind": 3,
+          "startTimeUnixNano": str(start), "endTimeUnixNano": str(end),
+          "attributes": [{"key": k, "value": v} for k, v in (attrs or {}).items()]}
+    if parent:
+        sp["parentSpanId"] = parent
+    if status:
+        sp["status"] = status
+    return sp
+
+
+def traces_line(spans, service="app", pid=1234):
+    return json.dumps({"resourceSpans": [{
+        "resource": {"attributes": [
+            {"key": "service.name", "value": {"stringValue": service}},
+            {"key": "process.pid", "value": {"intValue": str(pid)}}]},
+        "scopeSpans": [{"scope": {"name": "spanshim"}, "spans": spans}]}]})
+
+
+T = "0af7651916cd43dd8448eb211c80319c"
+T0 = 1700000000000000000
+
+
+def sample_file(ctx, extra_lines=()):
+    path = os.path.join(ctx.tmp, "sample.jsonl")
+    lines = [traces_line([
+        span_json(T, "b7ad6b7169203331", None, "app", T0, T0 + 5000000),
+        span_json(T, "00f067aa0ba902b7", "b7ad6b7169203331", "connect", T0 + 1000000,
+                  T0 + 1250000, {"network.peer.address": {"stringValue": "127.0.0.1"},
+                                 "network.peer.port": {"intValue": "5432"}},
+                  {"code": 2, "message": "Connection refused"})])]
+    lines += list(extra_lines)
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def test_view_prints_the_tree(ctx):
+    p = spanshim(ctx, ["view", "--no-color", sample_file(ctx)])
+    check(p.returncode == 0, "view failed", p)
+    text = p.stdout.decode()
+    check("trace 0af76519 · app (pid 1234) · 5.00 ms · 2 spans · 1 error" in text, "header", p)
+    check("└─ connect 127.0.0.1:5432" in text, "child row", p)
+    check("250 µs  ✗ error: Connection refused" in text, "error mark", p)
+    check("\033[" not in text, "colour with --no-color", p)
+    check(p.stderr == b"", "stderr not empty", p)
+    # Colour only on a terminal: a pipe gets none even without --no-color.
+    p = spanshim(ctx, ["view", sample_file(ctx)])
+    check(b"\033[" not in p.stdout, "colour on a pipe", p)
+
+
+def test_view_reports_malformed_lines_and_goes_on(ctx):
+    path = sample_file(ctx, ["this is not json",
+                             '{"resourceLogs":[{"scopeLogs":[{"logRecords":[{}]}]}]}',
+                             '{"resourceSpans": [1,'])
+    p = spanshim(ctx, ["view", "--no-color", path])
+    check(p.returncode == 0, "a partly readable file is still shown", p)
+    check(b"sample.jsonl:2: " in p.stderr and b"sample.jsonl:4: " in p.stderr,
+          "line numbers of malformed lines", p)
+    check(b":3:" not in p.stderr, "a logs line was reported as malformed", p)
+    check(b"connect" in p.stdout and b"1 log record not shown" in p.stdout, "output", p)
+
+
+def test_view_unreadable_file_exits_1(ctx):
+    bad = os.path.join(ctx.tmp, "bad.jsonl")
+    with open(bad, "w") as f:
+        f.write("garbage\n{\n")
+    p = spanshim(ctx, ["view", bad])
+    check(p.returncode == 1 and b"bad.jsonl:1: " in p.stderr and b"bad.jsonl:2: " in p.stderr,
+          "all-malformed file", p)
+    p = spanshim(ctx, ["view", os.path.join(ctx.tmp, "missing.jsonl")])
+    check(p.returncode == 1 and b"No such file" in p.stderr, "missing file", p)
+    empty = os.path.join(ctx.tmp, "empty.jsonl")
+    open(empty, "w").close()
+    p = spanshim(ctx, ["view", empty])
+    check(p.returncode == 1, "empty file", p)
+
+
+def test_view_reads_stdin(ctx):
+    with open(sample_file(ctx), "rb") as f:
+        data = f.read()
+    p = spanshim(ctx, ["view", "--no-color", "-"], input=data)
+    check(p.returncode == 0 and b"connect 127.0.0.1:5432" in p.stdout, "stdin", p)
+
+
+# ---- the whole path: a real curl under the shim ----
+
+def test_run_curl_records_connect_and_shows_waterfall(ctx):
+    srv = ctx.http_server()
+    p = run(ctx, ["curl", "-s", "%s/" % srv.url])
+    check(p.returncode == 0, "curl failed", p)
+    plain = subprocess.run(["curl", "-s", "%s/" % srv.url], capture_output=True, timeout=30)
+    check(p.stdout == plain.stdout == b"hello\n", "curl's output changed", p)
+    spans, _ = harness.read_jsonl(out_path(ctx))
+    connects = [s for s in spans if s.name == "connect"]
+    check(any(s.attrs.get("network.peer.port") == srv.port for s in connects),
+          "no connect span to port %d in %r" % (srv.port, spans), p)
+    err = p.stderr.decode()
+    check("connect 127.0.0.1:%d" % srv.port in err, "waterfall lacks the connect row", p)
+    check("spans written to %s" % out_path(ctx) in err, "no note about the file", p)
+    # The file a run wrote reads back with view.
+    v = spanshim(ctx, ["view", "--no-color", out_path(ctx)])
+    check(v.returncode == 0 and ("connect 127.0.0.1:%d" % srv.port).encode() in v.stdout,
+          "view of the run's file", v)
+
+
+def test_run_curl_refused_connect_is_an_error_row(ctx):
+    port = harness.free_port()
+    p = run(ctx, ["curl", "-s", "http://127.0.0.1:%d/" % port])
+    check(p.returncode == 7, "curl should fail to connect", p)
+    err = p.stderr.decode()
+    check("ECONNREFUSED" in err and "✗" in err, "refused connect not marked", p)
