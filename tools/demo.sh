@@ -8,7 +8,8 @@
 #     psql -h 127.0.0.1 -c 'select 1'      a PostgreSQL session (SCRAM password)
 #     curl http://127.0.0.1:1/             a refused connect, to show an error span
 # The waterfall prints on stderr. Everything started here is stopped and removed on exit,
-# also on error or Ctrl-C. Exits with spanshim run's status (0 when all went well).
+# also on error or Ctrl-C; the spans too, unless DEMO_OUT=FILE names where to keep them.
+# Exits with spanshim run's status (0 when all went well).
 set -eu
 
 BUILD=${1:-build}
@@ -74,14 +75,16 @@ cmd="$cmd curl -s http://127.0.0.1:1/ || true"
 echo "demo: spanshim run -- sh -c \"$cmd\"" >&2
 echo >&2
 
+out=${DEMO_OUT:-$work/demo.jsonl}
 set +e
-PGPASSWORD=$PGDEMO_PASSWORD "$BUILD/spanshim" run --out "$work/demo.jsonl" -- sh -c "$cmd"
+PGPASSWORD=$PGDEMO_PASSWORD "$BUILD/spanshim" run --out "$out" -- sh -c "$cmd"
 rc=$?
 set -e
 
 echo >&2
-if [ -s "$work/demo.jsonl" ]; then
-  n=$(grep -o '"spanId"' "$work/demo.jsonl" | wc -l)
-  echo "demo: $n spans were written as OTLP JSON lines (removed now; use --out to keep them)" >&2
+if [ -n "${DEMO_OUT:-}" ]; then
+  echo "demo: the spans are in $DEMO_OUT (OTLP JSON lines; $BUILD/spanshim view shows them)" >&2
+else
+  echo "demo: the spans' file is removed now; DEMO_OUT=FILE keeps it" >&2
 fi
 exit "$rc"
