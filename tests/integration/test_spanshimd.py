@@ -517,8 +517,41 @@ def test_fuzz_random_and_mutated_requests_never_crash(ctx):
     assert sent >= 1000
     assert col.proc.poll() is None, "spanshimd died"
     st = stats(col)
-    assert st["requests"] > 0
+    print("fuzz: daemon saw %d request heads, %d lines, rejected %s" % (
+        st["requests"], st["lines_written"], st["rejected"]))
+    assert st["requests"] > 1000
     assert exchange(col, good_http)[0] == 200
     assert col.stop() == 0
     for doc in lines(col):  # every line written from mutated protobuf is valid JSON
         assert "resourceSpans" in doc
+
+
+def test_write_error_gets_503_and_daemon_keeps_running(ctx):
+    col = ctx.collector(["--out", "/dev/full"])  # every write fails with ENOSPC
+    st, h, _ = exchange(col, post("/v1/traces", traces_request([])))
+    assert st == 503
+    assert "retry-after" in h
+    st = stats(col)
+    assert st["write_errors"] == 1 and st["rejected"]["unavailable"] == 1
+    assert col.stop() == 0
+
+
+def test_large_body_and_expect_continue(ctx):
+    col = ctx.collector()
+    sp = [span(TRACE_ID, struct.pack(">Q", i + 1), "big%d" % i, 1, 1, 2,
+               {"payload": "x" * 200}) for i in range(20000)]
+    body = traces_request(sp)
+    assert len(body) > 4 << 20
+    with connect(col) as s:
+        s.sendall(post("/v1/traces", body)[:-len(body)].replace(
+            b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n"))
+        st, _, _, rest = read_response(s)
+        assert st == 100
+        s.sendall(body)
+        st, _, _, rest = read_response(s, rest)
+        assert st == 200
+        s.sendall(post("/v1/traces", traces_request(sp[:1])))  # same connection, small again
+        assert read_response(s, rest)[0] == 200
+    spans = col.spans()
+    assert len(spans) == 20001
+    assert spans[19999].name == "big19999" and spans[19999].span_id == "0000000000004e20"
