@@ -264,7 +264,7 @@ START_TEST(test_one_span_traces_of_a_process_are_grouped) {
       "  6bf92f35 connect 10.0.0.2:80    │         █│   100 µs  ✗ error: Network is unreachable\n"
       "\n"
       "trace 4bf92f35 · other (pid 8) · 100 µs · 1 span\n"
-      "  x           │██████████│   100 µs\n"
+      "  x                               │██████████│   100 µs\n"
       "\n"
       "3 spans in 3 traces\n";
   ck_assert_str_eq(out, want);

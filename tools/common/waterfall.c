@@ -1,8 +1,9 @@
 /* waterfall.c - renders a trace model as a tree with time bars; see waterfall.h.
  *
- * Each block (one trace, or a run of one-span traces of one process) is laid out in two
- * passes: rows are built as plain text first so column widths are measured without colour
- * codes, then printed with colour added around the parts. */
+ * Rows are built as plain text first so column widths are measured without colour codes,
+ * then printed with colour added around the parts. The whole picture is drawn twice: a
+ * first pass into a discarding stream finds the widest label, so every block's bars line
+ * up in the same columns. */
 #include "tools/common/waterfall.h"
 
 #include <errno.h>
@@ -301,6 +302,8 @@ typedef struct render {
   FILE *out;
   const ss__wf_opts *o;
   int bar_w, label_w;
+  size_t widest;           /* widest label seen (measuring pass) */
+  int fixed_label;         /* label width for every block (drawing pass); 0: per block */
   row *rows;               /* scratch, max_rows + 1 */
   size_t n_rows;
 } render;
@@ -442,6 +445,8 @@ static void fit_label(render *r) {
     size_t rw = u8_width(r->rows[i].text, strlen(r->rows[i].text));
     if (rw > w) w = rw;
   }
+  if (w > r->widest) r->widest = w;
+  if (r->fixed_label) w = (size_t)r->fixed_label;
   r->label_w = (int)(w < (size_t)r->o->label_width ? w : (size_t)r->o->label_width);
 }
 
@@ -715,6 +720,25 @@ static int render_all(render *r, const trace *t, size_t nt) {
   return 0;
 }
 
+static ssize_t discard(void *c, const char *buf, size_t n) {
+  (void)c;
+  (void)buf;
+  return (ssize_t)n;
+}
+
+/* Draws everything into a stream that discards it, to learn the widest label. */
+static int measure(render *r, const trace *t, size_t nt) {
+  FILE *null = fopencookie(NULL, "w", (cookie_io_functions_t){.write = discard});
+  if (!null) return -ENOMEM;
+  FILE *out = r->out;
+  r->out = null;
+  int rc = render_all(r, t, nt);
+  fclose(null);
+  r->out = out;
+  r->fixed_label = (int)r->widest;
+  return rc;
+}
+
 int ss__waterfall(FILE *out, const ss__tm *m, const ss__wf_opts *o_in) {
   ss__wf_opts o;
   opts_defaults(&o, o_in);
@@ -729,7 +753,7 @@ int ss__waterfall(FILE *out, const ss__tm *m, const ss__wf_opts *o_in) {
   qsort(sp, n, sizeof(*sp), cmp_span);
   if (!(t = make_traces(sp, n, &nt))) goto done;
   if (nt == 0) fputs("no spans\n", out);
-  if ((rc = render_all(&r, t, nt)) < 0) goto done;
+  if ((rc = measure(&r, t, nt)) < 0 || (rc = render_all(&r, t, nt)) < 0) goto done;
   if (nt) fputc('\n', out);
   footer(&r, m, nt);
   rc = ferror(out) ? -EIO : 0;
