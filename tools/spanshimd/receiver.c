@@ -319,6 +319,8 @@ static void process(conn *c) {
       }
       if (rc != 1) {
         ss__stats_g.requests++;
+        c->route = R_NONE;  /* nothing of the previous request may shape this answer */
+        c->is_head = 0;
         c->closing = 1;
         respond_error(c, rc, status_message(rc), 0);
         return;

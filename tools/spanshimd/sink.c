@@ -21,6 +21,8 @@ static int out_fd = -1;
 static int out_seekable;
 static ss__buf line = SS_BUF_INIT;
 
+#define LINE_KEEP (8u << 20)
+
 int ss__sink_open(const char *path, int truncate) {
   int flags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (truncate ? O_TRUNC : 0);
   /* 0600: spans carry SQL text, URLs and host details of the user's programs. */
@@ -62,16 +64,16 @@ static int write_line(void) {
   if (rc == 0) {
     ss__stats_g.lines_written++;
     ss__stats_g.bytes_written += line.len;
-    return 0;
+  } else {
+    ss__stats_g.write_errors++;
+    /* Cut the fragment off; where that is impossible (a pipe), at least end it so the
+     * lines after it still parse. */
+    if (done > 0 && (start < 0 || ftruncate(out_fd, start) != 0)) {
+      size_t ignored;
+      write_all(out_fd, "\n", 1, &ignored);
+    }
   }
-  ss__stats_g.write_errors++;
-  if (done > 0 && start >= 0 && ftruncate(out_fd, start) != 0) {
-    /* Nothing more to do: the next line still starts on its own line below. */
-  }
-  if (done > 0 && start < 0) {
-    size_t ignored;
-    write_all(out_fd, "\n", 1, &ignored);
-  }
+  if (line.cap > LINE_KEEP) ss__buf_free(&line);  /* one huge request must not pin it */
   return rc;
 }
 
