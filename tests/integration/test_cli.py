@@ -315,3 +315,45 @@ def test_run_curl_refused_connect_is_an_error_row(ctx):
     check(p.returncode == 7, "curl should fail to connect", p)
     err = p.stderr.decode()
     check("ECONNREFUSED" in err and "✗" in err, "refused connect not marked", p)
+
+
+def test_run_ctrl_c_at_terminal_stops_command_but_keeps_spans(ctx):
+    """^C at a terminal reaches the command (once: spanshim does not forward the kernel's
+    signal again) but not the private collector, which still writes the spans."""
+    import pty
+    import select
+    srv = ctx.http_server()
+    script = "curl -s -o /dev/null %s/; echo ready; exec sleep 30" % srv.url
+    pid, fd = pty.fork()
+    if pid == 0:
+        env = clean_env(ctx)
+        os.chdir(ctx.tmp)
+        os.execve(ctx.spanshim, [ctx.spanshim, "run", "--no-color", "--out", out_path(ctx),
+                                 "--", "sh", "-c", script], env)
+    buf = b""
+    try:
+        deadline = time.monotonic() + 30
+        while b"ready" not in buf and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.5)[0]:
+                buf += os.read(fd, 4096)
+        check(b"ready" in buf, "command did not start: %r" % buf)
+        os.write(fd, b"\x03")
+        while True:
+            if not select.select([fd], [], [], 30)[0]:
+                break
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    check(os.WIFEXITED(status) and os.WEXITSTATUS(status) == 128 + signal.SIGINT,
+          "status %r, output %r" % (status, buf))
+    spans, _ = harness.read_jsonl(out_path(ctx))
+    check(any(s.name == "connect" and s.attrs.get("network.peer.port") == srv.port
+              for s in spans), "spans lost after ^C: %r; output %r" % (spans, buf))
+    check(b"connect 127.0.0.1:%d" % srv.port in buf, "no waterfall after ^C: %r" % buf)
