@@ -313,6 +313,82 @@ def _closed_port(self):
     return s.getsockname()[1]
 
 
+class CollectorAt(Collector):
+    """A real spanshimd listening on a given socket path (say, where a stopped collector
+    was, so a running shim finds it again); its output goes to a fresh dir."""
+
+    def __init__(self, ctx, socket_path, args=()):
+        self.ctx = ctx
+        d = tempfile.mkdtemp(prefix="col-", dir=ctx.tmp)
+        self.socket = socket_path
+        self.out = os.path.join(d, "spans.jsonl")
+        self.errlog = os.path.join(d, "spanshimd.err")
+        self.endpoint = "unix:" + self.socket
+        if os.path.exists(socket_path):
+            os.unlink(socket_path)
+        self.proc = subprocess.Popen(
+            [ctx.spanshimd, "--socket", self.socket, "--out", self.out] + list(args),
+            stdout=subprocess.DEVNULL, stderr=open(self.errlog, "w"))
+        deadline = time.monotonic() + 10
+        while not os.path.exists(self.socket):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("spanshimd did not start: " + self.stderr())
+            time.sleep(0.01)
+
+
+class StuckCollector:
+    """A Unix socket that accepts connections and then never reads nor answers: a hung
+    collector. .endpoint for SPANSHIM_ENDPOINT; .accepted counts connections."""
+
+    def __init__(self, ctx):
+        d = tempfile.mkdtemp(prefix="stk-", dir=ctx.tmp)
+        if len(d) > 90:
+            d = tempfile.mkdtemp(prefix="ss-stk-")
+            ctx._cleanup.append(lambda: shutil.rmtree(d, ignore_errors=True))
+        os.chmod(d, 0o700)
+        self.socket = os.path.join(d, "collector.sock")
+        self.endpoint = "unix:" + self.socket
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.bind(self.socket)
+        self.sock.listen(64)
+        self.conns = []
+        self.accepted = 0
+        self._stop = False
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        self.sock.settimeout(0.1)
+        while not self._stop:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.conns.append(c)
+            self.accepted += 1
+
+    def stop(self):
+        self._stop = True
+        self.thread.join(2)
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+def _collector_at(self, socket_path, args=()):
+    c = CollectorAt(self, socket_path, args)
+    self._cleanup.append(c.stop)
+    return c
+
+
+def _stuck_collector(self):
+    c = StuckCollector(self)
+    self._cleanup.append(c.stop)
+    return c
+
+
+Context.collector_at = _collector_at
+Context.stuck_collector = _stuck_collector
 Context.postgres = _postgres
 Context.listener = _listener
 Context.closed_port = _closed_port

@@ -483,3 +483,54 @@ def test_psql_over_unix_socket_makes_unix_connect_span(ctx):
     assert unix[0].attrs.get("network.transport") == "unix", unix
     assert "network.peer.port" not in unix[0].attrs, unix
     assert unix[0].status_code != ERROR, unix
+
+
+# --- collector restarts and hangs --------------------------------------------------------------
+
+def test_collector_restart_midway_still_accounts_every_span(ctx):
+    """Spans made while the collector is down are dropped and counted; the shim finds the
+    new collector at the same path and reports the count there."""
+    c1 = ctx.collector()
+    env = ctx.env(c1, {"OTEL_BSP_SCHEDULE_DELAY": "20", "SPANSHIM_EXIT_FLUSH_MS": "3000"})
+    p = subprocess.Popen([ctx.prog("paced"), "300", "5000"], env=env, cwd=ctx.tmp,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    import time
+    time.sleep(0.5)
+    c1.stop()
+    time.sleep(0.4)
+    c2 = ctx.collector_at(c1.socket)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0 and err == b"", (p.returncode, err)
+    pid = int(parse_kv(out)["pid"])
+    c2.stop()
+    s1, sc1 = harness.read_jsonl(c1.out)
+    s2, sc2 = harness.read_jsonl(c2.out)
+    got1, got2 = len(spans_of_pid(s1, pid)), len(spans_of_pid(s2, pid))
+    dropped = dropped_of_pid(sc1 + sc2, pid)
+    assert got1 > 0 and got2 > 0, "spans before %d / after %d the restart" % (got1, got2)
+    assert dropped > 0, "nothing was dropped while the collector was down?"
+    assert got1 + got2 + dropped == 300, "received %d+%d + dropped %d != 300" % (
+        got1, got2, dropped)
+    print("  before=%d after=%d dropped=%d" % (got1, got2, dropped))
+
+
+def test_hung_collector_does_not_delay_exit_or_change_output(ctx):
+    import time
+    stuck = ctx.stuck_collector()
+    argv = [ctx.prog("simple"), "9", "4"]
+    plain = ctx.run(argv, preload=False)
+    env = ctx.env(None, {"SPANSHIM_ENDPOINT": stuck.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "10"})
+    t0 = time.monotonic()
+    r = subprocess.run(argv, env=env, capture_output=True, timeout=60, cwd=ctx.tmp)
+    took = time.monotonic() - t0
+    assert r.returncode == 4 and r.stderr == plain.stderr, r
+    assert _strip_pids(r.stdout) == _strip_pids(plain.stdout), r
+    assert stuck.accepted >= 1, "the shim never tried the collector"
+    assert took < 1.5, "exit took %.2f s with a hung collector (bound: 100 ms flush)" % took
+    # A longer-lived program: exports hang in the background, the app never waits.
+    t0 = time.monotonic()
+    r = subprocess.run([ctx.prog("paced"), "50", "10000"], env=env, capture_output=True,
+                       timeout=60, cwd=ctx.tmp)
+    took = time.monotonic() - t0
+    assert r.returncode == 0 and r.stderr == b"", r
+    assert took < 0.5 + 1.5, "50 x 10 ms of work took %.2f s with a hung collector" % took
