@@ -534,3 +534,53 @@ def test_hung_collector_does_not_delay_exit_or_change_output(ctx):
     took = time.monotonic() - t0
     assert r.returncode == 0 and r.stderr == b"", r
     assert took < 0.5 + 1.5, "50 x 10 ms of work took %.2f s with a hung collector" % took
+
+
+# --- edges -------------------------------------------------------------------------------------
+
+def test_edge_cases_return_the_same_and_make_sane_spans(ctx):
+    d = os.path.join(ctx.tmp, "e")
+    os.mkdir(d)
+    c = ctx.collector()
+    argv = [ctx.prog("edge"), d]
+    plain = ctx.run(argv, preload=False)
+    r = ctx.run(argv, collector=c)
+    assert plain.returncode == 0, plain
+    assert (r.returncode, r.stderr) == (plain.returncode, plain.stderr), r
+    assert _strip_pids(r.stdout) == _strip_pids(plain.stdout), (plain.stdout, r.stdout)
+    out = parse_kv(r.stdout)
+    spans = c.spans()
+    for s in spans:
+        assert s.attrs.get("error.type") not in ("EINTR", "EAGAIN"), s
+        if s.name == "connect":
+            assert s.attrs.get("network.transport") in ("tcp", "udp", "unix"), s
+            assert s.kind == CLIENT, s
+    unix = [s for s in spans if s.name == "connect" and
+            s.attrs.get("network.transport") == "unix"]
+    path = [s for s in unix if s.attrs.get("network.peer.address") == out["unix_path"]]
+    assert len(path) == 1, "connect to %s (addrlen without NUL): %r" % (out["unix_path"], unix)
+    for s in unix:
+        a = s.attrs.get("network.peer.address", "")
+        assert "\x00" not in a and "ZZ" not in a, "peer address read past addrlen: %r" % a
+    abstract = [s for s in unix if "spanshim-edge-abstract" in
+                s.attrs.get("network.peer.address", "")]
+    assert len(abstract) <= 1, abstract
+    accepts = [s for s in spans if s.name == "accept" and s.status_code != ERROR]
+    assert len(accepts) == 1, accepts
+
+
+def test_no_empty_or_zero_placeholder_attributes(ctx):
+    """An address the kernel did not give (bad fd, unnamed Unix peer) is left out, not
+    exported as "" or port 0."""
+    d = os.path.join(ctx.tmp, "e")
+    os.mkdir(d)
+    c = ctx.collector()
+    r = ctx.run([ctx.prog("edge"), d], collector=c)
+    assert r.returncode == 0, r
+    bad = []
+    for s in c.spans():
+        for k, v in s.attrs.items():
+            if v == "" or (k.endswith(".port") and v == 0):
+                bad.append("%s %s=%r (error.type=%s)" % (s.name, k, v,
+                                                         s.attrs.get("error.type")))
+    assert not bad, "placeholder attributes: %s" % "; ".join(bad)
