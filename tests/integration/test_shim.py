@@ -588,3 +588,20 @@ def test_no_empty_or_zero_placeholder_attributes(ctx):
                 bad.append("%s %s=%r (error.type=%s)" % (s.name, k, v,
                                                          s.attrs.get("error.type")))
     assert not bad, "placeholder attributes: %s" % "; ".join(bad)
+
+
+def test_spans_made_before_exec_or__exit_are_exported(ctx):
+    """A process image that ends by execve (wrappers, `exec` in scripts) or _exit (fork
+    children, daemons) must not lose what it traced."""
+    c = ctx.collector()
+    pids = {}
+    for port, how in ((41001, "exec"), (41002, "_exit"), (41003, "exit")):
+        r = ctx.run([ctx.prog("execer"), str(port), how], collector=c)
+        assert r.returncode == 0 and r.stderr == b"", (how, r)
+        pids[port] = int(parse_kv(r.stdout)["pid"])
+    spans = c.spans()
+    missing = [how for port, how in ((41001, "exec"), (41002, "_exit"), (41003, "exit"))
+               if len(_by_port(spans, port)) != 1]
+    assert not missing, "connect span lost when the process left by: %s" % ", ".join(missing)
+    for port, pid in pids.items():
+        assert _by_port(spans, port)[0].resource.get("process.pid") == pid
