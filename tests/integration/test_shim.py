@@ -605,3 +605,19 @@ def test_spans_made_before_exec_or__exit_are_exported(ctx):
     assert not missing, "connect span lost when the process left by: %s" % ", ".join(missing)
     for port, pid in pids.items():
         assert _by_port(spans, port)[0].resource.get("process.pid") == pid
+
+
+def test_connects_from_a_signal_handler_are_traced_without_deadlock(ctx):
+    c = ctx.collector()
+    r = ctx.run([ctx.prog("sigconnect"), "50000"], collector=c, timeout=60,
+                extra_env={"SPANSHIM_EXIT_FLUSH_MS": "5000"})
+    assert r.returncode == 0 and r.stderr == b"", r
+    out = parse_kv(r.stdout)
+    pid, produced = int(out["pid"]), int(out["main"]) + int(out["handler"])
+    assert int(out["handler"]) > 0, out
+    c.stop()
+    spans, scopes = harness.read_jsonl(c.out)
+    got = len(spans_of_pid(spans, pid, "connect"))
+    dropped = dropped_of_pid(scopes, pid)
+    assert got + dropped == produced, "received %d + dropped %d != produced %d" % (
+        got, dropped, produced)
