@@ -621,3 +621,22 @@ def test_connects_from_a_signal_handler_are_traced_without_deadlock(ctx):
     dropped = dropped_of_pid(scopes, pid)
     assert got + dropped == produced, "received %d + dropped %d != produced %d" % (
         got, dropped, produced)
+
+
+def test_fork_while_threads_trace_never_hangs_children(ctx):
+    """fork() from a process whose threads are making spans (and whose exporter may hold
+    its locks at that moment): every child finishes, and exports under its own pid."""
+    c = ctx.collector()
+    r = ctx.run([ctx.prog("forkstorm"), "40"], collector=c, timeout=120,
+                extra_env={"OTEL_BSP_SCHEDULE_DELAY": "1"})
+    assert r.returncode == 0 and r.stderr == b"", r
+    kids = re.findall(r"child=(\d+):(\d+)", r.stdout.decode())
+    assert len(kids) == 40, r.stdout
+    by_port = {}
+    for s in c.spans():
+        p = s.attrs.get("network.peer.port")
+        if s.name == "connect" and p and p >= 30000:
+            by_port.setdefault(p, []).append(s.resource.get("process.pid"))
+    bad = [(i, pid, by_port.get(30000 + int(i))) for i, pid in kids
+           if by_port.get(30000 + int(i)) != [int(pid)] * 10]
+    assert not bad, "children whose 10 spans did not all arrive with their pid: %r" % bad[:5]
