@@ -631,7 +631,7 @@ def test_fork_while_threads_trace_never_hangs_children(ctx):
                 extra_env={"OTEL_BSP_SCHEDULE_DELAY": "1"})
     assert r.returncode == 0 and r.stderr == b"", r
     kids = re.findall(r"child=(\d+):(\d+)", r.stdout.decode())
-    assert len(kids) == 40, r.stdout
+    assert len(kids) == 40, r.stdout[-2000:]
     by_port = {}
     for s in c.spans():
         p = s.attrs.get("network.peer.port")

@@ -43,6 +43,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, spin, NULL);
   int bad = 0;
   for (int i = 0; i < n; i++) {
+    fflush(stdout); /* else each child flushes our buffered lines again at exit */
     pid_t p = fork();
     if (p == 0) {
       alarm(10);
