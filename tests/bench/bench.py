@@ -9,6 +9,9 @@ at all).
   3. spanshimd ingest: spans/s written by spanshimd while 4 shimmed processes each make
      200k UDP connects at once (spanshimd's /stats counters; line counting as fallback).
   4. memory: VmRSS/VmHWM of a program making 10k connects, with vs without the shim.
+  5. real programs: TPS of pgbench (select-only; and with a new connection per
+     transaction, -C) against a throwaway PostgreSQL, and requests/s of one curl process
+     making BENCH_CURL requests with a new connection each, with vs without the shim.
 
 Environment knobs: BENCH_N (connects, default 200000), BENCH_ROUNDS (3), BENCH_SPAWNS
 (1000), BENCH_INGEST_PROCS (4), BENCH_INGEST_N (200000).
@@ -28,6 +31,11 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SPAWNS = int(os.environ.get("BENCH_SPAWNS", "1000"))
 INGEST_PROCS = int(os.environ.get("BENCH_INGEST_PROCS", "4"))
 INGEST_N = int(os.environ.get("BENCH_INGEST_N", "200000"))
+PGBENCH_SECS = int(os.environ.get("BENCH_PGBENCH_SECS", "4"))
+CURL_N = int(os.environ.get("BENCH_CURL", "300"))
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 
 def kv(out):
@@ -299,6 +307,71 @@ def memory(b, tmp, summary):
         col.stop()
 
 
+def real_programs(b, tmp, summary):
+    print("== 5. real programs with vs without the shim (ratio = with / without)",
+          flush=True)
+    import pg  # tests/integration/pg.py
+    import harness
+    col = Collector(b["spanshimd"], tmp, "real")
+    cluster = srv = None
+    try:
+        if shutil.which("pgbench"):
+            cluster = pg.PgCluster()
+            base = ["pgbench", "-h", cluster.host, "-p", str(cluster.port), "-U",
+                    cluster.superuser]
+            r = subprocess.run(base + ["-i", "-q", "-s", "1", "postgres"], env=clean_env(),
+                               capture_output=True, text=True, timeout=120)
+            if r.returncode != 0:
+                raise RuntimeError("pgbench -i: " + r.stderr)
+            for label, extra in (("pgbench -S", []), ("pgbench -S -C", ["-C"])):
+                tps = {}
+                for name, lib in (("without", None), ("with", b["lib"])):
+                    env = clean_env()
+                    if lib:
+                        env.update({"LD_PRELOAD": lib, "SPANSHIM_ENDPOINT": col.endpoint})
+                    r = subprocess.run(base + ["-S", "-n", "-c", "2", "-j", "2", "-T",
+                                               str(PGBENCH_SECS)] + extra + ["postgres"],
+                                       env=env, capture_output=True, text=True,
+                                       timeout=PGBENCH_SECS + 60)
+                    m = [ln for ln in r.stdout.splitlines() if ln.startswith("tps")]
+                    if r.returncode != 0 or not m:
+                        raise RuntimeError("pgbench: " + r.stderr[-300:])
+                    tps[name] = float(m[0].split("=")[1].split()[0])
+                ratio = tps["with"] / tps["without"]
+                print("  %-14s %9.0f tps without, %9.0f with, ratio %.3f" % (
+                    label, tps["without"], tps["with"], ratio), flush=True)
+                summary.append(("TPS ratio, %s" % label, "%.3f" % ratio,
+                                "%.0f -> %.0f tps" % (tps["without"], tps["with"])))
+        else:
+            print("  (pgbench not installed: skipped)")
+        srv = harness.HttpServer()
+        url = "http://127.0.0.1:%d/" % srv.port
+        argv = ["curl", "-s", "-o", "/dev/null", "-H", "Connection: close"] + [url] * CURL_N
+        rps = {}
+        for name, lib in (("without", None), ("with", b["lib"]), ("without", None),
+                          ("with", b["lib"])):
+            env = clean_env()
+            if lib:
+                env.update({"LD_PRELOAD": lib, "SPANSHIM_ENDPOINT": col.endpoint})
+            t0 = time.monotonic()
+            r = subprocess.run(argv, env=env, capture_output=True, timeout=300)
+            dt = time.monotonic() - t0
+            if r.returncode != 0:
+                raise RuntimeError("curl loop failed: %d" % r.returncode)
+            rps[name] = max(rps.get(name, 0), CURL_N / dt)
+        ratio = rps["with"] / rps["without"]
+        print("  %-14s %9.0f req/s without, %9.0f with, ratio %.3f (%d requests, new "
+              "connection each)" % ("curl", rps["without"], rps["with"], ratio, CURL_N))
+        summary.append(("req/s ratio, curl loop", "%.3f" % ratio,
+                        "%.0f -> %.0f req/s" % (rps["without"], rps["with"])))
+    finally:
+        if srv:
+            srv.stop()
+        if cluster:
+            cluster.stop()
+        col.stop()
+
+
 def main():
     build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build")
     b = {"lib": os.path.join(build, "libspanshim.so"),
@@ -314,7 +387,7 @@ def main():
     t0 = time.monotonic()
     status = 0
     try:
-        for part in (hot_path, spawn, ingest, memory):
+        for part in (hot_path, spawn, ingest, memory, real_programs):
             try:
                 part(b, tmp, summary)
             except Exception as e:  # report and go on: a bench never fails on timing
