@@ -640,3 +640,16 @@ def test_fork_while_threads_trace_never_hangs_children(ctx):
     bad = [(i, pid, by_port.get(30000 + int(i))) for i, pid in kids
            if by_port.get(30000 + int(i)) != [int(pid)] * 10]
     assert not bad, "children whose 10 spans did not all arrive with their pid: %r" % bad[:5]
+
+
+def test_unusable_endpoints_leave_the_program_alone(ctx):
+    not_a_socket = os.path.join(ctx.tmp, "regular-file")
+    with open(not_a_socket, "w") as f:
+        f.write("x")
+    argv = [ctx.prog("simple"), "9", "6"]
+    plain = ctx.run(argv, preload=False)
+    for ep in ("unix:" + not_a_socket, "garbage", "http://[::1", "https://127.0.0.1:4318",
+               "unix:" + "/x" * 100, "http://127.0.0.1:1/v1/traces", ""):
+        r = ctx.run(argv, extra_env={"SPANSHIM_ENDPOINT": ep}, timeout=30)
+        assert (r.returncode, r.stderr) == (6, plain.stderr), (ep, r)
+        assert _strip_pids(r.stdout) == _strip_pids(plain.stdout), (ep, r)
