@@ -25,15 +25,22 @@ typedef struct slot {
 } slot;
 
 static slot cache[CACHE_SLOTS];
-static _Atomic uint32_t next_slot;
+static _Atomic int cache_used; /* connect skips the lookup while nothing was resolved */
 
 static size_t addr_len(int family) {
   return family == AF_INET6 ? 16 : 4;
 }
 
+/* Direct-mapped: an address has one slot, so a lookup reads one entry. */
+static slot *slot_for(int family, const void *addr) {
+  const unsigned char *b = addr;
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < addr_len(family); i++) h = (h ^ b[i]) * 16777619u;
+  return &cache[h % CACHE_SLOTS];
+}
+
 void ss__dns_remember(int family, const void *addr, const char *name) {
-  slot *s = &cache[atomic_fetch_add_explicit(&next_slot, 1, memory_order_relaxed) %
-                   CACHE_SLOTS];
+  slot *s = slot_for(family, addr);
   uint32_t seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
   if ((seq & 1) ||
       !atomic_compare_exchange_strong_explicit(&s->seq, &seq, seq + 1, memory_order_acquire,
@@ -45,27 +52,26 @@ void ss__dns_remember(int family, const void *addr, const char *name) {
   memcpy(s->name, name, n);
   s->name[n] = '\0';
   atomic_store_explicit(&s->seq, seq + 2, memory_order_release);
+  if (!atomic_load_explicit(&cache_used, memory_order_relaxed))
+    atomic_store_explicit(&cache_used, 1, memory_order_relaxed);
 }
 
 int ss__dns_lookup(int family, const void *addr, char *out, size_t cap) {
-  uint32_t newest = atomic_load_explicit(&next_slot, memory_order_relaxed);
-  for (uint32_t k = 0; k < CACHE_SLOTS; k++) {
-    slot *s = &cache[(newest - 1 - k) % CACHE_SLOTS];
-    uint32_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
-    if (seq == 0 || (seq & 1) || s->family != family ||
-        memcmp(s->addr, addr, addr_len(family)) != 0)
-      continue;
-    char tmp[CACHE_NAME];
-    memcpy(tmp, s->name, sizeof tmp);
-    atomic_thread_fence(memory_order_acquire);
-    if (atomic_load_explicit(&s->seq, memory_order_relaxed) != seq) continue;
-    tmp[CACHE_NAME - 1] = '\0';
-    size_t n = strnlen(tmp, cap - 1);
-    memcpy(out, tmp, n);
-    out[n] = '\0';
-    return 0;
-  }
-  return -1;
+  if (!atomic_load_explicit(&cache_used, memory_order_relaxed)) return -1;
+  slot *s = slot_for(family, addr);
+  uint32_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
+  if (seq == 0 || (seq & 1) || s->family != family ||
+      memcmp(s->addr, addr, addr_len(family)) != 0)
+    return -1;
+  char tmp[CACHE_NAME];
+  memcpy(tmp, s->name, sizeof tmp);
+  atomic_thread_fence(memory_order_acquire);
+  if (atomic_load_explicit(&s->seq, memory_order_relaxed) != seq) return -1;
+  tmp[CACHE_NAME - 1] = '\0';
+  size_t n = strnlen(tmp, cap - 1);
+  memcpy(out, tmp, n);
+  out[n] = '\0';
+  return 0;
 }
 
 void ss__dns_atfork_child(void) {

@@ -1,7 +1,8 @@
 /* hooks.h - what the hook files share: socket address formatting and the DNS cache that
  * lets a connect span name the host a preceding getaddrinfo resolved.
  *
- * The DNS cache is a fixed array of recent (address → name) pairs, written by
+ * The DNS cache is a fixed, direct-mapped array of (address → name) pairs (a newer
+ * name for an address, or a colliding address, replaces the old one), written by
  * getaddrinfo hooks on any thread and read by connect hooks on any thread, each slot
  * under its own sequence lock: no allocation, no lock, no system call. */
 #ifndef SS_HOOKS_H

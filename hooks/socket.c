@@ -20,6 +20,7 @@
 
 #include "hooks/hooks.h"
 #include "runtime/clock.h"
+#include "runtime/netaddr.h"
 #include "shim/shim.h"
 
 SS_REAL(socket)
@@ -73,12 +74,12 @@ int ss__peer_format(const struct sockaddr *sa, socklen_t len, ss__peer *p) {
   if (sa == NULL || len < sizeof(sa_family_t)) return -1;
   if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
     const struct sockaddr_in *in = (const void *)sa;
-    inet_ntop(AF_INET, &in->sin_addr, p->addr, sizeof p->addr);
+    ss__ip4_format((const uint8_t *)&in->sin_addr, p->addr);
     p->port = ntohs(in->sin_port);
     p->raw = &in->sin_addr;
   } else if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
     const struct sockaddr_in6 *in6 = (const void *)sa;
-    inet_ntop(AF_INET6, &in6->sin6_addr, p->addr, sizeof p->addr);
+    ss__ip6_format((const uint8_t *)&in6->sin6_addr, p->addr);
     p->port = ntohs(in6->sin6_port);
     p->raw = &in6->sin6_addr;
   } else if (sa->sa_family == AF_UNIX) {
@@ -102,13 +103,17 @@ int ss__peer_format(const struct sockaddr *sa, socklen_t len, ss__peer *p) {
   return 0;
 }
 
+/* NULL when the socket type is unknown (e.g. the fd is not a socket). */
 static const char *transport_name(int family, int type) {
   if (family == AF_UNIX) return "unix";
-  return type == SOCK_DGRAM ? "udp" : "tcp";
+  if (type == SOCK_STREAM) return "tcp";
+  if (type == SOCK_DGRAM) return "udp";
+  return NULL;
 }
 
 static void add_peer_attrs(ss__sb *b, const char *side, const ss__peer *p, int type) {
   int local = side[8] == 'l'; /* "network.local." vs "network.peer." */
+  if (p->addr[0] == '\0') return; /* an unnamed Unix socket: nothing to say */
   if (!local) {
     ss__span_str(b, "network.transport", transport_name(p->family, type), (size_t)-1);
     if (p->family != AF_UNIX)
@@ -137,6 +142,7 @@ static pending parked[PENDING_SLOTS];
 static _Atomic int parked_n;
 
 static int park(int fd, const ss__sb *b) {
+  if (fd < 0) return -1;
   for (int i = 0; i < PENDING_SLOTS; i++) {
     int expected = 0;
     if (!atomic_compare_exchange_strong(&parked[i].key, &expected, -1)) continue;
@@ -153,6 +159,7 @@ static int park(int fd, const ss__sb *b) {
 
 /* err: 0 connected, > 0 failed with that errno, < 0 outcome unknown (closed first). */
 static void finish_parked(int fd, int err) {
+  if (fd < 0) return; /* keys are fd + 1: -1 would match a free slot */
   int saved = errno;
   for (int i = 0; i < PENDING_SLOTS; i++) {
     int expected = fd + 1;
@@ -301,6 +308,7 @@ static listener listeners[LISTENERS];
 
 /* The listening socket's local address, cached per fd (one getsockname per listener). */
 static int local_addr(int lfd, ss__peer *out) {
+  if (lfd < 0) return -1;
   for (int i = 0; i < LISTENERS; i++) {
     int expected = lfd + 1;
     if (atomic_compare_exchange_strong(&listeners[i].key, &expected, -1)) {
@@ -328,6 +336,7 @@ static int local_addr(int lfd, ss__peer *out) {
 }
 
 static void forget_listener(int fd) {
+  if (fd < 0) return;
   for (int i = 0; i < LISTENERS; i++) {
     int expected = fd + 1;
     if (atomic_compare_exchange_strong(&listeners[i].key, &expected, -1)) {
