@@ -24,10 +24,12 @@ typedef struct ss__ring {
   char pad1[56];
   _Atomic uint64_t dropped;   /* records refused because the ring was full */
   _Atomic uint64_t committed; /* records committed, ever */
+  char pad2[48];
+  /* Read-only after init, on a line of its own so counter updates never evict it. */
   unsigned char *buf;
   uint64_t cap;               /* power of two */
   unsigned cap_shift;
-} ss__ring;
+} __attribute__((aligned(64))) ss__ring;
 
 /* Largest record a ring of capacity cap accepts. */
 #define SS_RING_MAX_RECORD(cap) ((cap) / 4)
