@@ -82,13 +82,16 @@ $(BUILD)/spanshimd: $(SPANSHIMD_O) $(TOOLLIB) $(RTLIB)
 $(BUILD)/spanshim: $(SPANSHIM_O) $(TOOLLIB) $(RTLIB)
 	$(CC) $(SAN) -pthread -o $@ $(SPANSHIM_O) $(TOOL_LIBS)
 
+# A test program names the libraries it links in a line of its own: /* LIBS: -lpq */
+src_libs = $(shell sed -n 's|^/\* LIBS: \(.*\) \*/$$|\1|p' $(1))
+
 $(BUILD)/tests/unit/%: tests/unit/%.c $(TOOLLIB) $(RTLIB) | $(PB_C)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(DEPFLAGS) -fvisibility=default -o $@ $< \
 	  $(TOOL_LIBS) $(CHECK_LIBS)
 $(BUILD)/tests/progs/%: tests/progs/%.c
 	@mkdir -p $(dir $@)
-	$(CC) -O1 -g $(WARN) -std=gnu11 -D_GNU_SOURCE -pthread -o $@ $< $(PROG_LIBS_$*)
+	$(CC) -O1 -g $(WARN) -std=gnu11 -D_GNU_SOURCE -pthread -o $@ $< $(call src_libs,$<)
 $(BUILD)/tests/bench/%: tests/bench/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g $(WARN) -std=gnu11 -D_GNU_SOURCE -pthread -o $@ $<

@@ -51,6 +51,24 @@ void *ss__dlsym_next(const char *name);
     return p;                                                                          \
   }
 
+/* Like RTLD_NEXT, then any loaded object whose name contains `lib` (for libraries that
+ * were dlopen'd RTLD_LOCAL). NULL when the symbol is nowhere: pass through untraced. Not
+ * async-signal-safe; takes the loader lock. */
+void *ss__dlsym_lib(const char *lib, const char *sym);
+
+/* Declares real_NAME() for a function of library `lib` (e.g. "libpq.so"). Resolved at
+ * each call until found, since the library may be loaded late. */
+#define SS_REAL_LIB(lib, name)                                                         \
+  static __typeof__(&name) real_##name##_ptr;                                          \
+  static inline __typeof__(&name) real_##name(void) {                                  \
+    __typeof__(&name) p = __atomic_load_n(&real_##name##_ptr, __ATOMIC_ACQUIRE);       \
+    if (__builtin_expect(p == NULL, 0)) {                                              \
+      p = (__typeof__(&name))ss__dlsym_lib(lib, #name);                                \
+      if (p) __atomic_store_n(&real_##name##_ptr, p, __ATOMIC_RELEASE);                \
+    }                                                                                  \
+    return p;                                                                          \
+  }
+
 /* hooks/socket.c, for the fd guards and fork. */
 void ss__socket_fd_closed(int fd);
 void ss__socket_fds_closed(unsigned lo, unsigned hi);
