@@ -12,6 +12,7 @@
 #include "runtime/log.h"
 #include "runtime/otlp.h"
 #include "runtime/resource.h"
+#include "runtime/sanitize.h"
 #include "runtime/span.h"
 
 #define TICK_MS 10
@@ -85,13 +86,28 @@ static size_t take_batch(size_t max, size_t *bytes_out) {
   return n;
 }
 
-static size_t decode_batch(size_t n) {
+/* Scratch for sanitized attribute values; grows with the batch. */
+static char *scratch_buf;
+static size_t scratch_cap;
+
+static size_t decode_batch(size_t n, size_t bytes) {
   size_t off = 0, good = 0;
+  if (scratch_cap < bytes * 2 + 4096) {
+    char *p = realloc(scratch_buf, bytes * 2 + 4096);
+    if (p) {
+      scratch_buf = p;
+      scratch_cap = bytes * 2 + 4096;
+    }
+  }
+  char *scratch = scratch_buf;
+  size_t left = scratch_buf ? scratch_cap : 0;
   for (size_t i = 0; i < n; i++) {
     const ss__rec *r = (const ss__rec *)(batch_buf + off);
-    if (ss__rec_decode(r, r->size, &spans[good], attrs + good * MAX_ATTRS_PER_SPAN,
-                       MAX_ATTRS_PER_SPAN) == 0)
+    ss__attr *a = attrs + good * MAX_ATTRS_PER_SPAN;
+    if (ss__rec_decode(r, r->size, &spans[good], a, MAX_ATTRS_PER_SPAN) == 0) {
+      ss__sanitize_span(&spans[good], a, &scratch, &left);
       good++;
+    }
     off += (r->size + 7) & ~(size_t)7;
   }
   return good;
@@ -137,7 +153,7 @@ static int drain(uint64_t deadline_ms) {
   for (;;) {
     size_t bytes, n = take_batch(cfg->max_export_batch, &bytes);
     if (n == 0 && ss__exporter_dropped() == reported_dropped) break;
-    size_t good = decode_batch(n);
+    size_t good = decode_batch(n, bytes);
     if (n > 0 && ss__mono_ms() >= deadline_ms) {
       atomic_fetch_add(&undelivered, n);
       result = -ETIMEDOUT;

@@ -1,0 +1,26 @@
+/* sanitize.h - making span attributes safe to leave the process.
+ *
+ * Hooks copy values as they are (cheap, on the app thread); the exporter thread runs every
+ * decoded span through ss__sanitize_span before encoding, which rewrites the attributes
+ * that can carry secrets: db.query.text (literals → ?), url.full (userinfo and signed
+ * query values → REDACTED). Nothing here runs on an app thread. The rewritten values
+ * live in the caller's scratch buffer. */
+#ifndef SS_SANITIZE_H
+#define SS_SANITIZE_H
+
+#include <stddef.h>
+
+#include "runtime/attr.h"
+
+/* Each writes the sanitized text into out (at most cap bytes, no NUL needed) and returns
+ * its length; never fails (a value that cannot be sanitized safely becomes "?" or
+ * "REDACTED" whole). */
+size_t ss__sql_scrub(const char *in, size_t n, char *out, size_t cap);
+size_t ss__url_redact(const char *in, size_t n, char *out, size_t cap);
+
+/* Rewrites s's attributes in place (attrs must be the span's own, writable array),
+ * taking space from *scratch/*left. Returns 0, or -1 when scratch ran out (the value is
+ * then replaced by "REDACTED": nothing unsanitized leaves). */
+int ss__sanitize_span(ss__span *s, ss__attr *attrs, char **scratch, size_t *left);
+
+#endif
