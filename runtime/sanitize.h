@@ -19,7 +19,7 @@ size_t ss__sql_scrub(const char *in, size_t n, char *out, size_t cap);
 size_t ss__url_redact(const char *in, size_t n, char *out, size_t cap);
 
 /* Rewrites s's attributes in place (attrs must be the span's own, writable array),
- * taking space from *scratch/*left. Returns 0, or -1 when scratch ran out (the value is
+ * taking space from the scratch buffer (advancing scratch, shrinking left). Returns 0, or -1 when scratch ran out (the value is
  * then replaced by "REDACTED": nothing unsanitized leaves). */
 int ss__sanitize_span(ss__span *s, ss__attr *attrs, char **scratch, size_t *left);
 
