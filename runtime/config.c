@@ -385,6 +385,58 @@ static void load_context(loader *l, ss__config *c) {
     c->tracestate = strdup(ts);
 }
 
+#define BAGGAGE_MAX 8192
+
+static void load_propagation(loader *l, ss__config *c) {
+  const char *v = env(l, "OTEL_PROPAGATORS"), *b = env(l, "BAGGAGE");
+
+  c->propagators = SS_PROP_TRACECONTEXT | SS_PROP_BAGGAGE;
+  if (v != NULL) {
+    uint32_t got = 0;
+    int bad = 0;
+    for (const char *p = v; *p;) {
+      size_t n = strcspn(p, ",");
+      while (n > 0 && is_blank(*p)) p++, n--;
+      size_t m = n;
+      while (m > 0 && is_blank(p[m - 1])) m--;
+      if (m == 12 && strncasecmp(p, "tracecontext", 12) == 0)
+        got |= SS_PROP_TRACECONTEXT;
+      else if (m == 7 && strncasecmp(p, "baggage", 7) == 0)
+        got |= SS_PROP_BAGGAGE;
+      else if (m == 4 && strncasecmp(p, "none", 4) == 0)
+        got |= 1u << 31;
+      else if (m > 0)
+        bad = 1;
+      p += n;
+      if (*p == ',') p++;
+    }
+    if (bad)
+      diag(l, "OTEL_PROPAGATORS", v, "names propagators the shim does not have (it has "
+           "tracecontext, baggage, none); using the ones it knows");
+    if (got & (1u << 31))
+      c->propagators = 0;
+    else if (got != 0 || !bad)
+      c->propagators = got;
+  }
+  if (b != NULL) {
+    if (strlen(b) > BAGGAGE_MAX)
+      diag(l, "BAGGAGE", b, "is longer than %d characters; ignoring it", BAGGAGE_MAX);
+    else
+      c->baggage = strdup(b);
+  }
+}
+
+static void load_process(loader *l, ss__config *c) {
+  const char *v = env(l, "SPANSHIM_PROCESS_SPAN");
+
+  if (v == NULL || strcmp(v, "0") == 0 || strcasecmp(v, "false") == 0)
+    return;
+  if (strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0)
+    c->process_span = 1;
+  else
+    diag(l, "SPANSHIM_PROCESS_SPAN", v, "is not 1/true or 0/false; using 0");
+}
+
 int ss__config_load(ss__config *c, ss__getenv_fn get) {
   loader l = {.get = get != NULL ? get : getenv, .diags = 0};
 
@@ -400,6 +452,8 @@ int ss__config_load(ss__config *c, ss__getenv_fn get) {
   load_hooks(&l, c);
   load_log(&l, c);
   load_context(&l, c);
+  load_propagation(&l, c);
+  load_process(&l, c);
   return l.diags;
 }
 
@@ -410,6 +464,7 @@ void ss__config_free(ss__config *c) {
   free(c->headers);
   free(c->log_file);
   free(c->tracestate);
+  free(c->baggage);
   memset(c, 0, sizeof(*c));
 }
 

@@ -49,7 +49,12 @@ typedef struct ss__config {
   uint32_t exit_flush_ms;        /* SPANSHIM_EXIT_FLUSH_MS, default 100 */
   ss__ctx parent;                /* TRACEPARENT, if valid */
   char *tracestate;              /* TRACESTATE, or NULL */
+  char *baggage;                 /* BAGGAGE, or NULL (passed on to children as is) */
+  uint32_t propagators;          /* OTEL_PROPAGATORS, default tracecontext,baggage */
+  int process_span;              /* SPANSHIM_PROCESS_SPAN, default 0 (1 under spanshim run) */
 } ss__config;
+
+enum { SS_PROP_TRACECONTEXT = 1 << 0, SS_PROP_BAGGAGE = 1 << 1 };
 
 typedef char *(*ss__getenv_fn)(const char *name);
 

@@ -115,7 +115,8 @@ START_TEST(test_empty_values_are_unset) {
       "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_BSP_SCHEDULE_DELAY",
       "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "OTEL_BSP_MAX_QUEUE_SIZE",
       "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "SPANSHIM_HOOKS", "SPANSHIM_LOG_LEVEL",
-      "SPANSHIM_LOG_FILE", "SPANSHIM_EXIT_FLUSH_MS", "TRACEPARENT", "TRACESTATE"};
+      "SPANSHIM_LOG_FILE", "SPANSHIM_EXIT_FLUSH_MS", "TRACEPARENT", "TRACESTATE",
+      "OTEL_PROPAGATORS", "SPANSHIM_PROCESS_SPAN", "BAGGAGE"};
   ss__config c;
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
     setenv_fake(names[i], "");
@@ -238,7 +239,8 @@ END_TEST
 /* ---- malformed values: exactly one diagnostic, the documented default ---- */
 enum field {
   F_DISABLED, F_SAMPLER, F_RATIO, F_ENDPOINT, F_TIMEOUT, F_DELAY, F_BATCH, F_QUEUE, F_LIMIT,
-  F_HOOKS, F_LOGLEVEL, F_FLUSH, F_PARENT, F_TRACESTATE, F_NONE
+  F_HOOKS, F_LOGLEVEL, F_FLUSH, F_PARENT, F_TRACESTATE, F_PROPAGATORS, F_PROCESS, F_BAGGAGE,
+  F_NONE
 };
 
 static double field(const ss__config *c, enum field f) {
@@ -257,12 +259,16 @@ static double field(const ss__config *c, enum field f) {
   case F_FLUSH: return c->exit_flush_ms;
   case F_PARENT: return c->parent.valid;
   case F_TRACESTATE: return c->tracestate != NULL;
+  case F_PROPAGATORS: return c->propagators;
+  case F_PROCESS: return c->process_span;
+  case F_BAGGAGE: return c->baggage != NULL;
   case F_NONE: return 0;
   }
   return -1;
 }
 
 static char long_tracestate[600];
+static char long_baggage[9000];
 
 static const struct bad {
   const char *name, *value;
@@ -311,7 +317,30 @@ static const struct bad {
     {"TRACEPARENT", "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", F_PARENT, 0},
     {"TRACEPARENT", "garbage", F_PARENT, 0},
     {"TRACESTATE", long_tracestate, F_TRACESTATE, 0},
+    {"OTEL_PROPAGATORS", "b3", F_PROPAGATORS, SS_PROP_TRACECONTEXT | SS_PROP_BAGGAGE},
+    {"OTEL_PROPAGATORS", "tracecontext,xray", F_PROPAGATORS, SS_PROP_TRACECONTEXT},
+    {"SPANSHIM_PROCESS_SPAN", "yes", F_PROCESS, 0},
+    {"BAGGAGE", long_baggage, F_BAGGAGE, 0},
 };
+
+START_TEST(test_propagators_and_process_span_values) {
+  ss__config c;
+  setenv_fake("OTEL_PROPAGATORS", "none");
+  setenv_fake("SPANSHIM_PROCESS_SPAN", "1");
+  setenv_fake("BAGGAGE", "userId=alice,isProduction=false");
+  ck_assert_int_eq(load(&c), 0);
+  ck_assert_uint_eq(c.propagators, 0);
+  ck_assert_int_eq(c.process_span, 1);
+  ck_assert_str_eq(c.baggage, "userId=alice,isProduction=false");
+  ss__config_free(&c);
+  setenv_fake("OTEL_PROPAGATORS", " Baggage , tracecontext ");
+  setenv_fake("SPANSHIM_PROCESS_SPAN", "false");
+  ck_assert_int_eq(load(&c), 0);
+  ck_assert_uint_eq(c.propagators, SS_PROP_TRACECONTEXT | SS_PROP_BAGGAGE);
+  ck_assert_int_eq(c.process_span, 0);
+  ss__config_free(&c);
+}
+END_TEST
 
 START_TEST(test_malformed_value_gives_one_diagnostic_and_default) {
   const struct bad *b = &bad[_i];
@@ -319,6 +348,7 @@ START_TEST(test_malformed_value_gives_one_diagnostic_and_default) {
   int lines;
 
   memset(long_tracestate, 'k', sizeof(long_tracestate) - 1);
+  memset(long_baggage, 'b', sizeof(long_baggage) - 1);
   if (strcmp(b->name, "OTEL_TRACES_SAMPLER_ARG") == 0)
     setenv_fake("OTEL_TRACES_SAMPLER", "traceidratio");
   if (strcmp(b->name, "TRACESTATE") == 0)
@@ -510,6 +540,7 @@ static Suite *config_suite(void) {
   tcase_add_test(tc, test_every_variable_valid);
   tcase_add_test(tc, test_signal_specific_variables_win);
   tcase_add_test(tc, test_samplers_by_name);
+  tcase_add_test(tc, test_propagators_and_process_span_values);
   tcase_add_test(tc, test_sampler_arg_ignored_by_non_ratio_samplers);
   tcase_add_test(tc, test_sampler_arg_bounds_are_inclusive);
   tcase_add_test(tc, test_hooks_lists);
