@@ -36,6 +36,8 @@ static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;
 static uint64_t flush_requested, flush_done; /* wake_lock */
 static int flush_result;                     /* wake_lock */
 
+static _Atomic int urgent; /* a signal handler waits for a drain */
+
 static ss__resource resource;
 static pid_t resource_pid;
 
@@ -190,7 +192,7 @@ static void *exporter_main(void *arg) {
 
     uint64_t now = ss__mono_ms();
     uint64_t pending = atomic_load(&ss__tracer_g.ring.committed) - seen;
-    int due = want != flush_done || pending >= cfg->max_export_batch ||
+    int due = want != flush_done || atomic_load(&urgent) || pending >= cfg->max_export_batch ||
               ss__ring_used(&ss__tracer_g.ring) > ss__tracer_g.ring.cap / 2 ||
               (now - last >= cfg->schedule_delay_ms &&
                (pending > 0 || ss__exporter_dropped() != reported_dropped));
@@ -200,6 +202,7 @@ static void *exporter_main(void *arg) {
     int rc = drain(ss__mono_ms() + cfg->export_timeout_ms);
     pthread_mutex_unlock(&drain_lock);
     last = ss__mono_ms();
+    atomic_store(&urgent, 0);
     if (want != flush_done) {
       pthread_mutex_lock(&wake_lock);
       flush_done = want;
@@ -266,6 +269,14 @@ int ss__exporter_flush(uint32_t timeout_ms) {
     SS_LOG(SS_LOG_WARN, "exit: %llu spans could not be delivered",
            (unsigned long long)ss__exporter_dropped());
   return rc;
+}
+
+void ss__exporter_flush_signal(uint32_t timeout_ms) {
+  if (cfg == NULL || !atomic_load(&started) || ss__self.internal || nothing_to_do()) return;
+  atomic_store(&urgent, 1);
+  struct timespec tick = {0, 1000000};
+  for (uint32_t waited = 0; waited < timeout_ms && atomic_load(&urgent); waited++)
+    nanosleep(&tick, NULL);
 }
 
 int ss__exporter_init(const ss__config *c) {

@@ -18,6 +18,11 @@
 size_t ss__sql_scrub(const char *in, size_t n, char *out, size_t cap);
 size_t ss__url_redact(const char *in, size_t n, char *out, size_t cap);
 
+/* Redacts one command-line argument into out (at most cap bytes) and returns the length.
+ * *secret_next carries state between consecutive arguments: start with 0; after a bare
+ * `--password` flag the next argument is redacted whole. Runs once per process, at start. */
+size_t ss__arg_redact(const char *arg, int *secret_next, char *out, size_t cap);
+
 /* Rewrites s's attributes in place (attrs must be the span's own, writable array),
  * taking space from the scratch buffer (advancing scratch, shrinking left). Returns 0, or -1 when scratch ran out (the value is
  * then replaced by "REDACTED": nothing unsanitized leaves). */

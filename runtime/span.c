@@ -250,6 +250,15 @@ int ss__rec_add_str(void *rec, size_t cap, const char *key, const char *s, size_
   return 0;
 }
 
+int ss__rec_add_int(void *rec, size_t cap, const char *key, int64_t v) {
+  ss__rec *r = rec;
+  if (r->size + sizeof(ss__rec_attr) + 8 > cap) return -1;
+  put_attr((unsigned char *)rec + r->size, key, SS_ATTR_INT, &v, 8);
+  r->size += (uint32_t)(sizeof(ss__rec_attr) + 8);
+  r->n_attrs++;
+  return 0;
+}
+
 void ss__rec_finish(void *rec, uint64_t end_ns, int status) {
   ss__rec *r = rec;
   r->end_ns = end_ns;

@@ -99,6 +99,8 @@ void ss__span_pop(ss__sb *b);
 size_t ss__span_park(const ss__sb *b, void *dst, size_t cap);
 /* Appends a string attribute to a parked record; 0, or -1 if it does not fit in cap. */
 int ss__rec_add_str(void *rec, size_t cap, const char *key, const char *s, size_t len);
+/* Appends an integer attribute to a parked record; 0, or -1 if it does not fit. */
+int ss__rec_add_int(void *rec, size_t cap, const char *key, int64_t v);
 /* Sets the end time and status of a parked record and commits a copy to the ring. */
 void ss__rec_finish(void *rec, uint64_t end_ns, int status);
 
