@@ -271,6 +271,10 @@ int ss__exporter_flush(uint32_t timeout_ms) {
   return rc;
 }
 
+int ss__exporter_running(void) {
+  return atomic_load(&started);
+}
+
 void ss__exporter_flush_signal(uint32_t timeout_ms) {
   if (cfg == NULL || !atomic_load(&started) || ss__self.internal || nothing_to_do()) return;
   atomic_store(&urgent, 1);

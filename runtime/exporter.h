@@ -31,6 +31,8 @@ int ss__exporter_flush(uint32_t timeout_ms);
  * and waits for it with nanosleep, without locks. Does nothing when called on the
  * exporter thread or when it is not running. Async-signal-safe. */
 void ss__exporter_flush_signal(uint32_t timeout_ms);
+/* 1 when this process's exporter thread has been started. */
+int ss__exporter_running(void);
 /* pthread_atfork child handler: no exporter thread, fresh ring, fresh connection, new
  * resource (pid) on next export. */
 void ss__exporter_atfork_child(void);

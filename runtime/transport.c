@@ -137,6 +137,16 @@ static int high_fd_base(void) {
   return lim > 64 ? (int)lim - 24 : 3;
 }
 
+void ss__transport_prepare_fd_table(void) {
+  for (int src = 2; src >= 0; src--) {
+    int hi = fcntl(src, F_DUPFD_CLOEXEC, high_fd_base());
+    if (hi >= 0) {
+      close(hi);
+      return;
+    }
+  }
+}
+
 static int move_high(int fd) {
   int hi = fcntl(fd, F_DUPFD_CLOEXEC, high_fd_base());
   if (hi < 0) hi = fcntl(fd, F_DUPFD_CLOEXEC, 3);

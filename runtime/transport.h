@@ -38,6 +38,11 @@ typedef struct ss__transport {
   uint32_t backoff_ms;
 } ss__transport;
 
+/* Grows this process's fd table to hold the socket's high fd number now, while the
+ * process is (normally) single-threaded: growing it later, with the exporter thread
+ * running, makes the kernel wait for an RCU grace period (about 10 ms). Call at init. */
+void ss__transport_prepare_fd_table(void);
+
 /* Sets up (no connection yet). headers may be NULL. 0 or -errno. */
 int ss__transport_init(ss__transport *t, const ss__endpoint *ep, const char *otlp_headers);
 /* POSTs body as application/x-protobuf to the endpoint, connecting (or reconnecting once

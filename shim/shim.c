@@ -27,6 +27,7 @@ static void atfork_child(void) {
   ss__ids_reseed();
   ss__exporter_atfork_child();
   ss__socket_atfork_child();
+  ss__process_atfork_child();
   ss__self.internal--;
 }
 
@@ -68,6 +69,7 @@ void ss__init(void) {
   if (!ss__cfg.disabled && !is_collector()) {
     ss__ids_reseed();
     if (ss__exporter_init(&ss__cfg) == 0) {
+      ss__transport_prepare_fd_table();
       pthread_atfork(NULL, NULL, atfork_child);
       state = SS_INIT_ON;
     }
@@ -76,33 +78,53 @@ void ss__init(void) {
   atomic_store_explicit(&ss__init_state, state, memory_order_release);
 }
 
-__attribute__((constructor)) static void ss__ctor(void) {
+/* glibc passes argc/argv/envp to constructors; the process span wants argv. */
+__attribute__((constructor)) static void ss__ctor(int argc, char **argv, char **envp) {
+  (void)envp;
   if (atomic_load(&ss__init_state) == SS_INIT_NONE) ss__init();
+  if (atomic_load(&ss__init_state) != SS_INIT_ON) return;
+  ss__self.internal++;
+  ss__process_start(argc, argv);
+  if (ss__cfg.process_span && (ss__cfg.hooks & SS_HOOK_PROCESS)) ss__signals_install();
+  ss__self.internal--;
+}
+
+/* In a vfork child memory is shared with the parent: touch nothing. */
+static int ours_to_flush(void) {
+  return atomic_load(&ss__init_state) == SS_INIT_ON && getpid() == ss__pid;
 }
 
 void ss__exit_flush(void) {
-  if (atomic_load(&ss__init_state) != SS_INIT_ON) return;
-  /* In a vfork child memory is shared with the parent: touch nothing. */
-  if (getpid() != ss__pid) return;
+  if (!ours_to_flush()) return;
   int saved = errno;
   ss__exporter_flush(ss__cfg.exit_flush_ms);
   errno = saved;
 }
 
-__attribute__((destructor)) static void ss__dtor(void) {
+static void exiting(void) {
+  if (!ours_to_flush()) return;
+  int saved = errno;
+  ss__process_exiting();
+  errno = saved;
   ss__exit_flush();
+}
+
+__attribute__((destructor)) static void ss__dtor(void) {
+  exiting();
 }
 
 SS_REAL(_exit)
 SS_EXPORT void _exit(int status) {
-  ss__exit_flush();
+  ss__process_note_exit(status);
+  exiting();
   real__exit()(status);
   __builtin_unreachable();
 }
 
 SS_REAL(_Exit)
 SS_EXPORT void _Exit(int status) {
-  ss__exit_flush();
+  ss__process_note_exit(status);
+  exiting();
   real__Exit()(status);
   __builtin_unreachable();
 }

@@ -74,6 +74,19 @@ void ss__socket_fd_closed(int fd);
 void ss__socket_fds_closed(unsigned lo, unsigned hi);
 void ss__socket_atfork_child(void);
 
+/* hooks/process.c: the process span (see there). */
+enum { SS_PROC_EXIT = 0, SS_PROC_SIGNAL = 1, SS_PROC_EXEC = 2 };
+void ss__process_start(int argc, char **argv);
+void ss__process_end(int how, int value);
+void ss__process_note_exit(int code);
+void ss__process_exiting(void);
+void ss__process_atfork_child(void);
+
+/* shim/signals.c: fatal-signal recording, installed when process spans are on. */
+struct sigaction;
+void ss__signals_install(void);
+int ss__real_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
+
 /* Flushes at exit (bounded by SPANSHIM_EXIT_FLUSH_MS); not in a vfork child. */
 void ss__exit_flush(void);
 
