@@ -1,0 +1,284 @@
+/* test_sql.c - SQL literal scrubbing, statement summaries (span names), error-message
+ * scrubbing, and the exporter's sanitize pass over database spans. */
+#include <check.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "runtime/sanitize.h"
+#include "runtime/sql.h"
+
+static char buf[8192];
+
+static const char *scrub(const char *in) {
+  size_t n = ss__sql_scrub(in, strlen(in), buf, sizeof buf - 1);
+  buf[n] = '\0';
+  return buf;
+}
+
+static const struct {
+  const char *in, *want;
+} scrub_cases[] = {
+    /* strings */
+    {"SELECT * FROM t WHERE a = 'x'", "SELECT * FROM t WHERE a = ?"},
+    {"SELECT 'it''s', 'b'", "SELECT ?, ?"},
+    {"SELECT E'a\\'b', 1", "SELECT ?, ?"},
+    {"SELECT e'\\\\', 'z'", "SELECT ?, ?"},
+    {"SELECT U&'d\\0061t', 2", "SELECT ?, ?"},
+    {"SELECT B'0101', X'1F', N'nat'", "SELECT ?, ?, ?"},
+    {"SELECT 'a'\n'b'", "SELECT ?\n?"},
+    /* dollar quotes, with and without tags; $1 parameters stay */
+    {"SELECT $$secret$$, $1", "SELECT ?, $1"},
+    {"SELECT $tag$ a $$ b $tag$ FROM t", "SELECT ? FROM t"},
+    {"SELECT $a$x$b$y$a$", "SELECT ?"},
+    {"UPDATE t SET a = $1 WHERE b = $22", "UPDATE t SET a = $1 WHERE b = $22"},
+    {"SELECT foo$bar FROM t", "SELECT foo$bar FROM t"},
+    /* numbers */
+    {"SELECT 1, 2.5, .5, 1e-5, 1E+10, 6.02e23", "SELECT ?, ?, ?, ?, ?, ?"},
+    {"SELECT 0x1F, 0o17, 0b101, 1_000_000", "SELECT ?, ?, ?, ?"},
+    {"SELECT -42", "SELECT -?"},
+    {"SELECT t1.c2 FROM t1", "SELECT t1.c2 FROM t1"},
+    {"SELECT a[1:2] FROM t", "SELECT a[?:?] FROM t"},
+    /* booleans; NULL stays */
+    {"SELECT TRUE, false, NULL", "SELECT ?, ?, NULL"},
+    {"SELECT true_col FROM t", "SELECT true_col FROM t"},
+    /* comments */
+    {"SELECT 1 -- secret\nFROM t", "SELECT ? FROM t"},
+    {"SELECT /* a /* nested 'x' */ b */ c", "SELECT c"},
+    {"SELECT/*c*/x", "SELECT x"},
+    {"SELECT 1 -- trailing", "SELECT ?"},
+    /* identifiers, quoted identifiers, casts */
+    {"SELECT \"Weird \"\"id\"\"\" FROM \"T\"", "SELECT \"Weird \"\"id\"\"\" FROM \"T\""},
+    {"SELECT '2024-01-01'::date, 3::int4, x::text", "SELECT ?::date, ?::int4, x::text"},
+    {"SELECT DATE '2024-01-01', INTERVAL '1 day'", "SELECT DATE ?, INTERVAL ?"},
+    {"SELECT café FROM t", "SELECT café FROM t"},
+    /* unterminated or ambiguous: everything after is one ? */
+    {"SELECT 'abc", "SELECT ?"},
+    {"SELECT 'a', 'unterminated FROM secret", "SELECT ?, ?"},
+    {"SELECT E'abc\\' FROM t", "SELECT ?"},
+    {"SELECT $q$ never closed", "SELECT ?"},
+    {"SELECT \"unclosed, 's3cr3t'", "SELECT ?"},
+    {"SELECT 1 /* unclosed 's3cr3t'", "SELECT ?"},
+    {"SELECT 'C:\\' , 's3cr3t'", "SELECT ?"},
+    {"SELECT 'it\\'s s3cr3t'", "SELECT ?"},
+    /* nothing to scrub */
+    {"", ""},
+    {"BEGIN", "BEGIN"},
+    {"INSERT INTO t (a, b) VALUES ($1, $2)", "INSERT INTO t (a, b) VALUES ($1, $2)"},
+};
+
+START_TEST(test_scrub_table) {
+  ck_assert_str_eq(scrub(scrub_cases[_i].in), scrub_cases[_i].want);
+}
+END_TEST
+
+START_TEST(test_scrub_never_leaks_secret_in_any_truncation) {
+  /* Every prefix of a statement (as the attribute value limit may cut it) scrubs without
+   * showing any part of a literal. */
+  const char *stmts[] = {
+      "SELECT * FROM users WHERE pw = 's3cr3tval' AND n = 123456",
+      "SELECT E's3cr3tval\\'s3cr3tval', $zz$s3cr3tval$zz$, 'x''s3cr3tval'",
+      "INSERT INTO t VALUES ('s3cr3tval') -- s3cr3tval\n/* s3cr3tval */",
+  };
+  for (size_t k = 0; k < sizeof stmts / sizeof stmts[0]; k++) {
+    size_t len = strlen(stmts[k]);
+    for (size_t cut = 0; cut <= len; cut++) {
+      size_t n = ss__sql_scrub(stmts[k], cut, buf, sizeof buf - 1);
+      buf[n] = '\0';
+      ck_assert_msg(strstr(buf, "s3cr") == NULL && strstr(buf, "cr3t") == NULL &&
+                        strstr(buf, "123") == NULL && strstr(buf, "456") == NULL,
+                    "leak at cut %zu: %s", cut, buf);
+    }
+  }
+}
+END_TEST
+
+START_TEST(test_scrub_respects_cap) {
+  char small[8];
+  size_t n = ss__sql_scrub("SELECT * FROM a_long_table", 26, small, sizeof small);
+  ck_assert_uint_le(n, sizeof small);
+  ck_assert_int_eq(memcmp(small, "SELECT *", 8), 0);
+}
+END_TEST
+
+static const struct {
+  const char *sql, *op, *coll;
+} sum_cases[] = {
+    {"SELECT a FROM orders WHERE id = $1", "SELECT", "orders"},
+    {"select * from public.orders o where o.id = ?", "SELECT", "public.orders"},
+    {"SELECT * FROM \"My Table\"", "SELECT", "\"My Table\""},
+    {"SELECT ?", "SELECT", NULL},
+    {"SELECT * FROM a JOIN b ON a.id = b.id", "SELECT", NULL},
+    {"SELECT * FROM a, b", "SELECT", NULL},
+    {"SELECT * FROM (SELECT ? ) s", "SELECT", NULL},
+    {"SELECT (SELECT max(x) FROM inner_t) FROM outer_t", "SELECT", "outer_t"},
+    {"INSERT INTO t (a) VALUES ($1)", "INSERT", "t"},
+    {"insert into s.t values (?)", "INSERT", "s.t"},
+    {"UPDATE ONLY accounts SET v = v + ? WHERE id = ?", "UPDATE", "accounts"},
+    {"DELETE FROM t WHERE a = ?", "DELETE", "t"},
+    {"COPY t (a, b) FROM STDIN", "COPY", "t"},
+    {"COPY (SELECT ?) TO STDOUT", "COPY", NULL},
+    {"MERGE INTO tgt USING src ON tgt.id = src.id", "MERGE", "tgt"},
+    {"TRUNCATE TABLE t", "TRUNCATE", "t"},
+    {"TRUNCATE a, b", "TRUNCATE", NULL},
+    {"CREATE TABLE IF NOT EXISTS t (id int)", "CREATE TABLE", "t"},
+    {"create temp table tt (id int)", "CREATE TABLE", "tt"},
+    {"DROP TABLE IF EXISTS t", "DROP TABLE", "t"},
+    {"CREATE INDEX i ON t (a)", "CREATE", NULL},
+    {"WITH x AS (SELECT ? FROM a) SELECT * FROM x", "SELECT", "x"},
+    {"WITH x AS (SELECT ?) INSERT INTO y SELECT * FROM x", "INSERT", "y"},
+    {"  begin", "BEGIN", NULL},
+    {"(SELECT ? FROM t)", "SELECT", "t"},
+    {"", "", NULL},
+    {"?", "", NULL},
+};
+
+START_TEST(test_summarize_table) {
+  ss__sql_summary s;
+  const char *sql = sum_cases[_i].sql;
+  ss__sql_summarize(sql, strlen(sql), &s);
+  ck_assert_str_eq(s.op, sum_cases[_i].op);
+  if (sum_cases[_i].coll == NULL) {
+    ck_assert_msg(s.coll == NULL, "%s: unexpected collection %.*s", sql, (int)s.coll_len,
+                  s.coll ? s.coll : "");
+  } else {
+    ck_assert_msg(s.coll != NULL, "%s: no collection", sql);
+    ck_assert_int_eq((int)s.coll_len, (int)strlen(sum_cases[_i].coll));
+    ck_assert_int_eq(memcmp(s.coll, sum_cases[_i].coll, s.coll_len), 0);
+  }
+}
+END_TEST
+
+START_TEST(test_message_scrub_keeps_identifiers_hides_values) {
+  const char *sql = "INSERT INTO \"Acc\" (n) VALUES (?)";
+  const char *msg = "invalid input syntax for type integer: \"s3cr3t\"";
+  size_t n = ss__sql_message_scrub(msg, strlen(msg), sql, strlen(sql), buf, sizeof buf);
+  buf[n] = '\0';
+  ck_assert_str_eq(buf, "invalid input syntax for type integer: \"?\"");
+  msg = "relation \"Acc\" does not exist";
+  n = ss__sql_message_scrub(msg, strlen(msg), sql, strlen(sql), buf, sizeof buf);
+  buf[n] = '\0';
+  ck_assert_str_eq(buf, "relation \"Acc\" does not exist");
+  msg = "syntax error at or near \"'s3cr3t'\"";
+  n = ss__sql_message_scrub(msg, strlen(msg), sql, strlen(sql), buf, sizeof buf);
+  buf[n] = '\0';
+  ck_assert_str_eq(buf, "syntax error at or near \"?\"");
+  msg = "can't do 'secret";
+  n = ss__sql_message_scrub(msg, strlen(msg), sql, strlen(sql), buf, sizeof buf);
+  buf[n] = '\0';
+  ck_assert_str_eq(buf, "can't do '?");
+}
+END_TEST
+
+/* ---- the exporter's pass ---- */
+
+static char scratch_mem[4096];
+
+static void sanitize(ss__span *s, ss__attr *a, size_t n) {
+  char *scratch = scratch_mem;
+  size_t left = sizeof scratch_mem;
+  s->attrs = a;
+  s->n_attrs = n;
+  ss__sanitize_span(s, a, &scratch, &left);
+}
+
+static ss__attr str_attr(const char *k, const char *v) {
+  ss__attr a = {.key = k, .type = SS_ATTR_STR, .len = (uint32_t)strlen(v)};
+  a.v.s = v;
+  return a;
+}
+
+static const ss__attr *get(const ss__span *s, const char *k) {
+  for (size_t i = 0; i < s->n_attrs; i++)
+    if (strcmp(s->attrs[i].key, k) == 0) return &s->attrs[i];
+  return NULL;
+}
+
+static int attr_eq(const ss__span *s, const char *k, const char *v) {
+  const ss__attr *a = get(s, k);
+  return a && a->len == strlen(v) && memcmp(a->v.s, v, a->len) == 0;
+}
+
+START_TEST(test_sanitize_names_db_span_from_scrubbed_text) {
+  ss__span s = {.name = ss__sql_span_name};
+  ss__attr a[4] = {str_attr("db.system.name", "postgresql"),
+                   str_attr("db.query.text", "SELECT v FROM orders WHERE pw = 's3cr3t'"),
+                   str_attr("db.operation.name", ""), str_attr("db.collection.name", "")};
+  const char *msg = "invalid input syntax for type integer: \"s3cr3t\"";
+  s.status_message = msg;
+  s.status_message_len = (uint32_t)strlen(msg);
+  sanitize(&s, a, 4);
+  ck_assert_str_eq(s.name, "SELECT orders");
+  ck_assert(attr_eq(&s, "db.query.text", "SELECT v FROM orders WHERE pw = ?"));
+  ck_assert(attr_eq(&s, "db.operation.name", "SELECT"));
+  ck_assert(attr_eq(&s, "db.collection.name", "orders"));
+  ck_assert_int_eq(s.status_message_len, (int)strlen("invalid input syntax for type integer: \"?\""));
+  ck_assert_int_eq(memcmp(s.status_message, "invalid input syntax for type integer: \"?\"",
+                          s.status_message_len), 0);
+}
+END_TEST
+
+START_TEST(test_sanitize_drops_empty_placeholders) {
+  ss__span s = {.name = ss__sql_span_name};
+  ss__attr a[4] = {str_attr("db.query.text", "BEGIN"), str_attr("db.operation.name", ""),
+                   str_attr("db.collection.name", ""), str_attr("db.system.name", "postgresql")};
+  sanitize(&s, a, 4);
+  ck_assert_str_eq(s.name, "BEGIN");
+  ck_assert_uint_eq(s.n_attrs, 3);
+  ck_assert_ptr_null(get(&s, "db.collection.name"));
+  ck_assert(attr_eq(&s, "db.system.name", "postgresql"));
+}
+END_TEST
+
+START_TEST(test_sanitize_keeps_hook_operation_and_falls_back_to_postgresql) {
+  ss__span s = {.name = ss__sql_span_name};
+  ss__attr a[3] = {str_attr("db.query.text", "SELECT * FROM t"),
+                   str_attr("db.operation.name", "PREPARE"), str_attr("db.collection.name", "")};
+  sanitize(&s, a, 3);
+  ck_assert_str_eq(s.name, "PREPARE t");
+  ss__span s2 = {.name = ss__sql_span_name};
+  ss__attr b[2] = {str_attr("db.operation.name", ""), str_attr("db.collection.name", "")};
+  sanitize(&s2, b, 2);
+  ck_assert_str_eq(s2.name, "postgresql");
+  ck_assert_uint_eq(s2.n_attrs, 0);
+}
+END_TEST
+
+START_TEST(test_sanitize_leaves_other_spans_alone) {
+  ss__span s = {.name = "connect postgresql"};
+  ss__attr a[1] = {str_attr("db.namespace", "app")};
+  const char *msg = "password authentication failed for user \"bob\"";
+  s.status_message = msg;
+  s.status_message_len = (uint32_t)strlen(msg);
+  sanitize(&s, a, 1);
+  ck_assert_str_eq(s.name, "connect postgresql");
+  ck_assert_ptr_eq(s.status_message, msg);
+}
+END_TEST
+
+static Suite *sql_suite(void) {
+  Suite *s = suite_create("sql");
+  TCase *tc = tcase_create("scrub");
+  tcase_add_loop_test(tc, test_scrub_table, 0, (int)(sizeof scrub_cases / sizeof scrub_cases[0]));
+  tcase_add_test(tc, test_scrub_never_leaks_secret_in_any_truncation);
+  tcase_add_test(tc, test_scrub_respects_cap);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("summary");
+  tcase_add_loop_test(tc, test_summarize_table, 0, (int)(sizeof sum_cases / sizeof sum_cases[0]));
+  tcase_add_test(tc, test_message_scrub_keeps_identifiers_hides_values);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("sanitize");
+  tcase_add_test(tc, test_sanitize_names_db_span_from_scrubbed_text);
+  tcase_add_test(tc, test_sanitize_drops_empty_placeholders);
+  tcase_add_test(tc, test_sanitize_keeps_hook_operation_and_falls_back_to_postgresql);
+  tcase_add_test(tc, test_sanitize_leaves_other_spans_alone);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) {
+  SRunner *sr = srunner_create(sql_suite());
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? 1 : 0;
+}
