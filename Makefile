@@ -77,8 +77,10 @@ $(TOOLLIB): $(TOOLCOMMON_O)
 	ar rcs $@ $^ $(if $(TOOLCOMMON_O),,/dev/null)
 
 TOOL_LIBS = $(TOOLLIB) $(RTLIB) -lprotobuf-c -lpthread -lm -ldl
+# spanshimd alone links libcurl and zlib (upstream), libpg_query (SQL summaries).
+SPANSHIMD_LIBS = -lcurl -lz -lpg_query
 $(BUILD)/spanshimd: $(SPANSHIMD_O) $(TOOLLIB) $(RTLIB)
-	$(CC) $(SAN) -pthread -o $@ $(SPANSHIMD_O) $(TOOL_LIBS)
+	$(CC) $(SAN) -pthread -o $@ $(SPANSHIMD_O) $(TOOL_LIBS) $(SPANSHIMD_LIBS)
 $(BUILD)/spanshim: $(SPANSHIM_O) $(TOOLLIB) $(RTLIB)
 	$(CC) $(SAN) -pthread -o $@ $(SPANSHIM_O) $(TOOL_LIBS)
 

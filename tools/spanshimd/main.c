@@ -16,22 +16,45 @@
 
 static const char usage[] =
     "usage: spanshimd [--socket PATH] [--out FILE.jsonl] [--truncate]\n"
-    "                 [--listen 127.0.0.1:PORT] [--max-body BYTES] [--help]\n"
+    "                 [--listen 127.0.0.1:PORT] [--max-body BYTES]\n"
+    "                 [--otlp-endpoint URL] [--otlp-header K=V] [--otlp-compression gzip|none]\n"
+    "                 [--otlp-timeout DUR] [--queue-size BYTES] [--retry-initial DUR]\n"
+    "                 [--retry-max DUR] [--retry-max-elapsed DUR] [--shutdown-grace DUR]\n"
+    "                 [--help]\n"
     "\n"
     "OTLP/HTTP collector for spanshim: receives POST /v1/traces and /v1/logs\n"
-    "(application/x-protobuf) and appends each request as one OTLP JSON line.\n"
+    "(application/x-protobuf), appends each request as one OTLP JSON line and/or\n"
+    "forwards it to an upstream OTLP/HTTP endpoint.\n"
     "\n"
     "  --socket PATH     Unix socket to listen on (default $XDG_RUNTIME_DIR/spanshim/\n"
     "                    collector.sock, else /tmp/spanshim-$UID/collector.sock);\n"
     "                    its directory is created 0700, the socket is 0600, and\n"
     "                    only peers with our uid (or root) are served\n"
-    "  --out FILE        JSON lines output, appended (default " SS_DEFAULT_OUT ")\n"
+    "  --out FILE        JSON lines output, appended (default " SS_DEFAULT_OUT ",\n"
+    "                    or no file when an upstream is configured)\n"
     "  --truncate        empty the output file at start\n"
     "  --listen H:P      also listen on TCP, loopback only (e.g. 127.0.0.1:4318;\n"
     "                    port 0 picks a free port, shown on the startup line)\n"
     "  --max-body N      largest request body in bytes, K/M suffixes allowed\n"
     "                    (default 16M); larger requests get 413\n"
-    "  --help            this text\n"
+    "\n"
+    "Upstream (OTLP/HTTP protobuf; the OTEL_EXPORTER_OTLP_* variables apply too):\n"
+    "  --otlp-endpoint URL     base URL; /v1/traces and /v1/logs are appended\n"
+    "                          (default: OTEL_EXPORTER_OTLP_ENDPOINT, or the\n"
+    "                          _TRACES_/_LOGS_ENDPOINT variables used as they are)\n"
+    "  --otlp-header K=V       extra request header (repeatable; adds to\n"
+    "                          OTEL_EXPORTER_OTLP_HEADERS)\n"
+    "  --otlp-compression C    gzip or none (default OTEL_EXPORTER_OTLP_COMPRESSION,\n"
+    "                          else none)\n"
+    "  --otlp-timeout DUR      per request (default OTEL_EXPORTER_OTLP_TIMEOUT ms, else 10s)\n"
+    "  --queue-size N          bytes of requests waiting for the upstream (default 64M);\n"
+    "                          beyond it new requests are dropped and counted\n"
+    "  --retry-initial DUR     first backoff after a retryable failure (default 500ms);\n"
+    "                          doubles, with jitter, up to --retry-max (default 30s)\n"
+    "  --retry-max-elapsed DUR give a batch up after retrying this long (default 5m)\n"
+    "  --shutdown-grace DUR    at exit, time left to deliver what is queued (default 5s)\n"
+    "\n"
+    "DUR is a number with ms, s, m or h (a bare number means ms).\n"
     "\n"
     "GET /stats returns the counters as JSON. SIGTERM or SIGINT: finish, print the\n"
     "counters on stderr, remove the socket, exit 0.\n";
@@ -43,40 +66,142 @@ static int parse_size(const char *s, size_t *out) {
   if (errno || end == s || *s == '-') return -1;
   if (*end == 'k' || *end == 'K') v <<= 10, end++;
   else if (*end == 'm' || *end == 'M') v <<= 20, end++;
-  if (*end || v == 0 || v > (1ull << 30)) return -1;
+  else if (*end == 'g' || *end == 'G') v <<= 30, end++;
+  if (*end || v == 0 || v > (1ull << 32)) return -1;
   *out = (size_t)v;
   return 0;
 }
 
-static int parse_args(int argc, char **argv, ss__opts *o) {
+/* "250ms", "2s", "1.5m", "1h", "100us", "10ns"; a bare number is ms. Nanoseconds. */
+int ss__parse_duration_ns(const char *s, uint64_t *ns) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || end == s || v < 0 || *s == '-') return -1;
+  double mul = 1e6;
+  if (*end == 0 || strcmp(end, "ms") == 0) mul = 1e6;
+  else if (strcmp(end, "s") == 0) mul = 1e9;
+  else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0) mul = 60e9;
+  else if (strcmp(end, "h") == 0) mul = 3600e9;
+  else if (strcmp(end, "us") == 0 || strcmp(end, "µs") == 0) mul = 1e3;
+  else if (strcmp(end, "ns") == 0) mul = 1;
+  else return -1;
+  if (v * mul > 1e18) return -1;
+  *ns = (uint64_t)(v * mul);
+  return 0;
+}
+
+static int parse_ms(const char *flag, const char *s, uint64_t *ms) {
+  uint64_t ns;
+  if (ss__parse_duration_ns(s, &ns) != 0 || ns < 1000000) {
+    fprintf(stderr, "spanshimd: bad %s %s (a duration of at least 1ms, e.g. 500ms, 2s)\n",
+            flag, s);
+    return -1;
+  }
+  *ms = ns / 1000000;
+  return 0;
+}
+
+typedef struct cli {
+  const char *otlp_endpoint;
+  const char *headers[SS_UP_MAX_HEADERS];
+  size_t n_headers;
+  int gzip;  /* -1 unset */
+  uint64_t timeout_ms, queue_bytes_set;
+  ss__upstream_cfg up;
+  uint64_t grace_ms;
+} cli;
+
+enum {
+  O_SOCKET = 256, O_OUT, O_TRUNCATE, O_LISTEN, O_MAXBODY, O_HELP, O_OTLP, O_HEADER,
+  O_COMPRESSION, O_TIMEOUT, O_QUEUE, O_RETRY_INITIAL, O_RETRY_MAX, O_RETRY_ELAPSED, O_GRACE,
+};
+
+static int parse_args(int argc, char **argv, ss__opts *o, cli *c) {
   static const struct option longopts[] = {
-      {"socket", required_argument, NULL, 's'}, {"out", required_argument, NULL, 'o'},
-      {"truncate", no_argument, NULL, 't'},     {"listen", required_argument, NULL, 'l'},
-      {"max-body", required_argument, NULL, 'm'}, {"help", no_argument, NULL, 'h'},
+      {"socket", required_argument, NULL, O_SOCKET},
+      {"out", required_argument, NULL, O_OUT},
+      {"truncate", no_argument, NULL, O_TRUNCATE},
+      {"listen", required_argument, NULL, O_LISTEN},
+      {"max-body", required_argument, NULL, O_MAXBODY},
+      {"help", no_argument, NULL, O_HELP},
+      {"otlp-endpoint", required_argument, NULL, O_OTLP},
+      {"otlp-header", required_argument, NULL, O_HEADER},
+      {"otlp-compression", required_argument, NULL, O_COMPRESSION},
+      {"otlp-timeout", required_argument, NULL, O_TIMEOUT},
+      {"queue-size", required_argument, NULL, O_QUEUE},
+      {"retry-initial", required_argument, NULL, O_RETRY_INITIAL},
+      {"retry-max", required_argument, NULL, O_RETRY_MAX},
+      {"retry-max-elapsed", required_argument, NULL, O_RETRY_ELAPSED},
+      {"shutdown-grace", required_argument, NULL, O_GRACE},
       {NULL, 0, NULL, 0}};
   int ch;
   memset(o, 0, sizeof *o);
-  o->out_path = SS_DEFAULT_OUT;
+  memset(c, 0, sizeof *c);
+  c->gzip = -1;
+  c->up.gzip = -1;
+  c->up.timeout_ms = 10000;
+  c->up.queue_bytes = 64u << 20;
+  c->up.retry_initial_ms = 500;
+  c->up.retry_max_ms = 30000;
+  c->up.retry_max_elapsed_ms = 300000;
+  c->grace_ms = 5000;
   o->max_body = SS_DEFAULT_MAX_BODY;
   while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
     switch (ch) {
-    case 's':
+    case O_SOCKET:
       if (strlen(optarg) >= sizeof o->socket_path) {
         fprintf(stderr, "spanshimd: socket path too long: %s\n", optarg);
         return 2;
       }
       strcpy(o->socket_path, optarg);
       break;
-    case 'o': o->out_path = optarg; break;
-    case 't': o->truncate = 1; break;
-    case 'l': o->listen = optarg; break;
-    case 'm':
-      if (parse_size(optarg, &o->max_body) != 0) {
+    case O_OUT: o->out_path = optarg; break;
+    case O_TRUNCATE: o->truncate = 1; break;
+    case O_LISTEN: o->listen = optarg; break;
+    case O_MAXBODY:
+      if (parse_size(optarg, &o->max_body) != 0 || o->max_body > (1u << 30)) {
         fprintf(stderr, "spanshimd: bad --max-body %s (1..1G bytes, K/M suffix)\n", optarg);
         return 2;
       }
       break;
-    case 'h': fputs(usage, stdout); return 1;
+    case O_OTLP: c->otlp_endpoint = optarg; break;
+    case O_HEADER:
+      if (c->n_headers >= SS_UP_MAX_HEADERS || !strchr(optarg, '=')) {
+        fprintf(stderr, "spanshimd: bad --otlp-header %s (want KEY=VALUE)\n", optarg);
+        return 2;
+      }
+      c->headers[c->n_headers++] = optarg;
+      break;
+    case O_COMPRESSION:
+      if (strcmp(optarg, "gzip") != 0 && strcmp(optarg, "none") != 0) {
+        fprintf(stderr, "spanshimd: bad --otlp-compression %s (gzip or none)\n", optarg);
+        return 2;
+      }
+      c->gzip = strcmp(optarg, "gzip") == 0;
+      break;
+    case O_TIMEOUT:
+      if (parse_ms("--otlp-timeout", optarg, &c->timeout_ms) != 0) return 2;
+      break;
+    case O_QUEUE:
+      if (parse_size(optarg, &c->up.queue_bytes) != 0) {
+        fprintf(stderr, "spanshimd: bad --queue-size %s (bytes, K/M/G suffix)\n", optarg);
+        return 2;
+      }
+      break;
+    case O_RETRY_INITIAL:
+      if (parse_ms("--retry-initial", optarg, &c->up.retry_initial_ms) != 0) return 2;
+      break;
+    case O_RETRY_MAX:
+      if (parse_ms("--retry-max", optarg, &c->up.retry_max_ms) != 0) return 2;
+      break;
+    case O_RETRY_ELAPSED:
+      if (parse_ms("--retry-max-elapsed", optarg, &c->up.retry_max_elapsed_ms) != 0) return 2;
+      break;
+    case O_GRACE:
+      if (parse_ms("--shutdown-grace", optarg, &c->grace_ms) != 0) return 2;
+      break;
+    case O_HELP: fputs(usage, stdout); return 1;
     default: fputs(usage, stderr); return 2;
     }
   }
@@ -90,6 +215,33 @@ static int parse_args(int argc, char **argv, ss__opts *o) {
     return 2;
   }
   return 0;
+}
+
+static const char *env_get(const char *k) { return getenv(k); }
+
+/* Resolves the upstream from flags and environment; 1 configured, 0 none, -1 error. */
+static int setup_upstream(ss__opts *o, cli *c) {
+  c->up.gzip = c->gzip;
+  int rc = ss__upstream_config(&c->up, c->otlp_endpoint, env_get);
+  if (rc < 0) {
+    fprintf(stderr, "spanshimd: unusable upstream endpoint\n");
+    return -1;
+  }
+  if (rc == 0) {
+    if (c->n_headers) {
+      fprintf(stderr, "spanshimd: --otlp-header needs an upstream (--otlp-endpoint)\n");
+      return -1;
+    }
+    return 0;
+  }
+  if (c->timeout_ms) c->up.timeout_ms = c->timeout_ms;
+  for (size_t i = 0; i < c->n_headers; i++)
+    if (ss__upstream_add_headers(&c->up, c->headers[i]) != 0) {
+      fprintf(stderr, "spanshimd: bad --otlp-header %s\n", c->headers[i]);
+      return -1;
+    }
+  (void)o;
+  return 1;
 }
 
 /* SIGTERM/SIGINT arrive on a signalfd, so the loop ends between two requests; SIGPIPE
@@ -106,14 +258,20 @@ static int setup_signals(void) {
 
 int main(int argc, char **argv) {
   ss__opts o;
-  int rc = parse_args(argc, argv, &o);
+  cli c;
+  int rc = parse_args(argc, argv, &o, &c);
   if (rc) return rc == 1 ? 0 : rc;
+  int up = setup_upstream(&o, &c);
+  if (up < 0) return 2;
+  /* Without an upstream the file is the only output, so it has a default. */
+  if (!o.out_path && !up) o.out_path = SS_DEFAULT_OUT;
+  o.file = o.out_path != NULL;
   int sigfd = setup_signals();
   if (sigfd < 0) {
     perror("spanshimd: signals");
     return 1;
   }
-  if (ss__sink_open(o.out_path, o.truncate) != 0) return 1;
+  if (o.file && ss__sink_open(o.out_path, o.truncate) != 0) return 1;
   int ufd = ss__listen_unix(o.socket_path);
   if (ufd < 0) return 1;
   int tfd = -1;
@@ -122,12 +280,22 @@ int main(int argc, char **argv) {
     ss__unlisten_unix(o.socket_path);
     return 1;
   }
-  fprintf(stderr, "spanshimd: listening on unix:%s%s%s, writing %s\n", o.socket_path,
-          tfd >= 0 ? " and http://" : "", bound, o.out_path);
+  if (up && ss__upstream_start(&c.up) != 0) {
+    fprintf(stderr, "spanshimd: cannot start the upstream exporter\n");
+    ss__unlisten_unix(o.socket_path);
+    return 1;
+  }
+  fprintf(stderr, "spanshimd: listening on unix:%s%s%s", o.socket_path,
+          tfd >= 0 ? " and http://" : "", bound);
+  if (o.file) fprintf(stderr, ", writing %s", o.out_path);
+  if (up) fprintf(stderr, ", forwarding to %s%s", c.up.traces_url[0] ? c.up.traces_url : c.up.logs_url,
+                  c.up.gzip == 1 ? " (gzip)" : "");
+  fputc('\n', stderr);
   rc = ss__receiver_run(&o, ufd, tfd, sigfd);
   ss__unlisten_unix(o.socket_path);
   close(ufd);
   if (tfd >= 0) close(tfd);
+  ss__upstream_stop(c.grace_ms);
   ss__sink_close();
   ss__decode_release();
   ss__buf line = SS_BUF_INIT;

@@ -244,23 +244,35 @@ static size_t count_logs(const ss__logs_req *q) {
   return n;
 }
 
+/* The outputs: the JSON lines file (when asked for) and the upstream queue. A failed
+ * file write earns 503 and keeps the request from going upstream, so a client's retry
+ * cannot duplicate it there. The body is forwarded as received. */
+static int output(int logs, const void *req, const uint8_t *body, size_t len, uint64_t n) {
+  if (opts->file) {
+    int rc = logs ? ss__sink_logs(req) : ss__sink_traces(req);
+    if (rc != 0) return 503;
+  }
+  ss__upstream_enqueue(logs, body, len, n);
+  return 200;
+}
+
 /* Decodes and stores an OTLP body; returns the HTTP status it earns. */
 static int ingest(conn *c, const uint8_t *body, size_t len) {
-  int too_big, rc;
+  int too_big;
   if (c->route == R_TRACES) {
     ss__stats_g.traces_requests++;
     ss__traces_req *q = ss__decode_traces(body, len, &too_big);
     if (q == NULL) return too_big ? 413 : 400;
-    ss__stats_g.spans_received += count_spans(q);
-    rc = ss__sink_traces(q);
-  } else {
-    ss__stats_g.logs_requests++;
-    ss__logs_req *q = ss__decode_logs(body, len, &too_big);
-    if (q == NULL) return too_big ? 413 : 400;
-    ss__stats_g.logs_received += count_logs(q);
-    rc = ss__sink_logs(q);
+    size_t n = count_spans(q);
+    ss__stats_g.spans_received += n;
+    return output(0, q, body, len, n);
   }
-  return rc == 0 ? 200 : 503;
+  ss__stats_g.logs_requests++;
+  ss__logs_req *q = ss__decode_logs(body, len, &too_big);
+  if (q == NULL) return too_big ? 413 : 400;
+  size_t n = count_logs(q);
+  ss__stats_g.logs_received += n;
+  return output(1, q, body, len, n);
 }
 
 static void serve(conn *c, const uint8_t *body) {

@@ -103,6 +103,11 @@ int ss__sink_logs(const ss__logs_req *req) {
   X(bad_http) X(header_too_large) X(not_found) X(method) X(length_required)             \
   X(too_large) X(content_type) X(bad_protobuf) X(unavailable)
 
+#define UPSTREAM(X)                                                                     \
+  X(exported_requests) X(exported_items) X(dropped_requests) X(dropped_items)           \
+  X(failed_items) X(rejected_items) X(retries) X(transport_errors) X(http_errors)       \
+  X(queued_bytes) X(queued_items) X(latency_ms_sum) X(latency_samples) X(latency_ms_max)
+
 void ss__stats_json(ss__buf *b) {
   const ss__stats *s = &ss__stats_g;
   ss__buf_putc(b, '{');
@@ -114,7 +119,18 @@ void ss__stats_json(ss__buf *b) {
   REJECTED(R)
 #undef R
   b->len--;  /* the last comma */
-  SS_BUF_LIT(b, "}}\n");
+  ss__buf_putc(b, '}');
+  if (ss__upstream_enabled()) {
+    SS_BUF_LIT(b, ",\"upstream\":{");
+#define U(name) SS_BUF_LIT(b, "\"" #name "\":"); \
+    ss__jw_u64(b, atomic_load_explicit(&ss__up_stats_g.name, memory_order_relaxed)); \
+    ss__buf_putc(b, ',');
+    UPSTREAM(U)
+#undef U
+    b->len--;
+    ss__buf_putc(b, '}');
+  }
+  SS_BUF_LIT(b, "}\n");
 }
 
 void ss__stats_line(ss__buf *b) {
@@ -126,5 +142,11 @@ void ss__stats_line(ss__buf *b) {
 #define R(name) SS_BUF_LIT(b, " rejected." #name "="); ss__jw_u64(b, s->rej_##name);
   REJECTED(R)
 #undef R
+  if (ss__upstream_enabled()) {
+#define U(name) SS_BUF_LIT(b, " upstream." #name "="); \
+    ss__jw_u64(b, atomic_load_explicit(&ss__up_stats_g.name, memory_order_relaxed));
+    UPSTREAM(U)
+#undef U
+  }
   ss__buf_putc(b, '\n');
 }

@@ -10,10 +10,16 @@
  *   http.c      the HTTP/1.1 request-head parser
  *   receiver.c  the event loop: connections, framing, routing, responses
  *   decode.c    protobuf decoding with a bounded arena and a nesting-depth pre-check
- *   sink.c      JSON lines to the output file, and the /stats document */
+ *   sink.c      JSON lines to the output file, and the /stats document
+ *   upstream.c  OTLP/HTTP forwarding on a worker thread behind a bounded queue (the one
+ *               module with a thread of its own; its header block says what is shared)
+ *   sampler.c   tail sampling: traces held for a decision window, kept or dropped whole
+ *   sqlsum.c    SQL enrichment of database spans with PostgreSQL's parser (libpg_query)
+ *   metrics.c   span metrics (RED) and the Prometheus text exposition */
 #ifndef SS_SPANSHIMD_H
 #define SS_SPANSHIMD_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -37,6 +43,12 @@ typedef struct ss__opts {
   const char *listen;             /* "127.0.0.1:4318" or NULL */
   int truncate;
   size_t max_body;
+  const char *metrics;            /* "127.0.0.1:9464" or NULL */
+  int file;                       /* write the JSON lines file */
+  uint32_t allow_uids[32];        /* --allow-uid, besides our own uid and root */
+  size_t n_allow_uids;
+  uint32_t allow_gids[32];        /* --allow-group: peers with this primary or extra group */
+  size_t n_allow_gids;
 } ss__opts;
 
 /* Everything /stats and the exit line report. Monotonic counters unless noted. */
@@ -61,6 +73,51 @@ typedef struct ss__stats {
 } ss__stats;
 
 extern ss__stats ss__stats_g;
+
+/* ---- upstream.c ---- */
+#define SS_UP_MAX_HEADERS 32
+typedef struct ss__upstream_cfg {
+  char traces_url[1024];          /* "" : traces are not forwarded */
+  char logs_url[1024];
+  char *headers[SS_UP_MAX_HEADERS]; /* "Name: value", malloc'd; freed by ss__upstream_stop */
+  size_t n_headers;
+  char ca_file[512];              /* OTEL_EXPORTER_OTLP_CERTIFICATE: trusted CA bundle */
+  int gzip;                       /* 1 gzip, 0 none, -1 not set yet (env decides) */
+  uint64_t timeout_ms;            /* per request */
+  size_t queue_bytes;             /* bound on bodies waiting */
+  uint64_t retry_initial_ms, retry_max_ms, retry_max_elapsed_ms;
+} ss__upstream_cfg;
+
+/* Written by the worker (and the receiver for drops), read by anyone: relaxed atomics. */
+typedef struct ss__upstream_stats {
+  _Atomic uint64_t exported_requests, exported_items;  /* items: spans or log records */
+  _Atomic uint64_t dropped_requests, dropped_items;    /* queue full at enqueue */
+  _Atomic uint64_t failed_items;      /* refused (4xx), or given up on after retrying */
+  _Atomic uint64_t rejected_items;    /* partial_success.rejected_* from the upstream */
+  _Atomic uint64_t retries, transport_errors, http_errors;
+  _Atomic uint64_t queued_bytes, queued_items;         /* gauges */
+  _Atomic uint64_t latency_ms_sum, latency_samples, latency_ms_max;  /* enqueue → 2xx */
+} ss__upstream_stats;
+extern ss__upstream_stats ss__up_stats_g;
+
+/* Fills the endpoint part of c from --otlp-endpoint (a base URL; wins) or the
+ * OTEL_EXPORTER_OTLP_{,TRACES_,LOGS_}ENDPOINT variables, and headers, timeout and
+ * compression from OTEL_EXPORTER_OTLP_{HEADERS,TIMEOUT,COMPRESSION}. Returns 1 when an
+ * upstream is configured, 0 when none is, -1 for an unusable endpoint (printed). */
+int ss__upstream_config(ss__upstream_cfg *c, const char *flag_endpoint,
+                        const char *(*env)(const char *));
+/* Adds "k=v,k2=v2" (values percent-decoded) to c's headers; -1 if some were malformed. */
+int ss__upstream_add_headers(ss__upstream_cfg *c, const char *list);
+/* Starts the worker thread; 0 or -1. The cfg is copied. */
+int ss__upstream_start(const ss__upstream_cfg *c);
+/* Copies a serialized Export{Trace,Logs}ServiceRequest carrying n items into the queue.
+ * Never blocks on the network; 0, or -ENOSPC when the queue is full (dropped, counted).
+ * A no-op returning 0 when no upstream was started. Receiver thread only. */
+int ss__upstream_enqueue(int logs, const void *body, size_t len, uint64_t n);
+/* Stops taking bodies, lets the worker deliver what is queued for up to grace_ms, then
+ * drops the rest (counted as failed) and joins it. */
+void ss__upstream_stop(uint64_t grace_ms);
+int ss__upstream_enabled(void);
 
 /* ---- listen.c ---- */
 /* Prepares the socket's directory (creating it 0700, or refusing one that is not ours or
@@ -121,6 +178,11 @@ void ss__sink_close(void);
 void ss__stats_json(ss__buf *b);
 /* The one-line summary printed at exit. */
 void ss__stats_line(ss__buf *b);
+
+/* ---- main.c ---- */
+/* "250ms", "2s", "1.5m", "1h", "100us", "10ns" (a bare number is ms) in nanoseconds;
+ * 0 or -1. */
+int ss__parse_duration_ns(const char *s, uint64_t *ns);
 
 /* ---- receiver.c ---- */
 /* Runs the loop until SIGTERM/SIGINT arrives on sigfd; returns 0. tcp_fd may be -1. */
