@@ -1,0 +1,730 @@
+/* libcurl.c - HTTP client spans for libcurl transfers, and W3C trace-context injection;
+ * see DESIGN.md §4.
+ *
+ * Span: `{METHOD}` (or `HTTP` for a non-standard method), CLIENT, from the start of
+ * curl_easy_perform, or from curl_multi_add_handle, to its return, or to the CURLMSG_DONE
+ * that curl_multi_info_read hands out (else curl_multi_remove_handle, else
+ * curl_easy_cleanup). Attributes: http.request.method (+ _original), url.full (raw here;
+ * the exporter's sanitize pass redacts userinfo and signed query values), server.address,
+ * server.port, network.peer.address/port, http.response.status_code,
+ * network.protocol.version, http.request.resend_count (redirects followed), and curl's
+ * phase timings as spanshim.curl.*_time_us. Transport failures: status ERROR, error.type =
+ * the CURLcode name; 4xx/5xx: status ERROR, error.type = the status code. Request headers,
+ * cookies and proxy settings are never read.
+ *
+ * Injection: the request carries `traceparent` (plus `tracestate` when the trace came
+ * from the TRACESTATE/TRACEPARENT environment, and `baggage` from BAGGAGE) per
+ * OTEL_PROPAGATORS. The app's CURLOPT_HTTPHEADER list is never touched: a few list nodes
+ * of ours, in the handle's slot, are put in front of it for the transfer
+ * (ours → ... → the app's list) and the app's pointer is set back afterwards. If the
+ * app's list has a `traceparent`, it becomes the span's parent and nothing is injected.
+ *
+ * Children: curl_easy_perform keeps the span on the thread's context stack, so the
+ * connect and (through hooks/thread.c) the resolver thread's getaddrinfo are children.
+ * Multi transfers progress inside curl_multi_perform/socket_action for many handles at
+ * once; there our CURLOPT_OPENSOCKETFUNCTION and CURLOPT_RESOLVER_START_FUNCTION
+ * wrappers (calling the app's own, if any) put the transfer's context on the stack right
+ * before curl resolves or connects for it, until the multi call returns.
+ *
+ * Per-handle state lives in a fixed table (SLOTS handles at once; a handle beyond that is
+ * still traced, without injection), keyed by the CURL pointer; libcurl lets one thread
+ * use a handle at a time, so a slot's fields need no lock, only the key is atomic. */
+#define CURL_DISABLE_TYPECHECK
+#define CURL_DISABLE_DEPRECATION
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include "hooks/libcurl_codes.h"
+#include "shim/shim.h"
+
+#define LIB "libcurl.so"
+SS_REAL_LIB(LIB, curl_easy_setopt)
+SS_REAL_LIB(LIB, curl_easy_perform)
+SS_REAL_LIB(LIB, curl_easy_getinfo)
+SS_REAL_LIB(LIB, curl_easy_strerror)
+SS_REAL_LIB(LIB, curl_easy_duphandle)
+SS_REAL_LIB(LIB, curl_easy_reset)
+SS_REAL_LIB(LIB, curl_easy_cleanup)
+SS_REAL_LIB(LIB, curl_multi_add_handle)
+SS_REAL_LIB(LIB, curl_multi_remove_handle)
+SS_REAL_LIB(LIB, curl_multi_info_read)
+SS_REAL_LIB(LIB, curl_multi_perform)
+SS_REAL_LIB(LIB, curl_multi_socket_action)
+SS_REAL_LIB(LIB, curl_multi_socket_all)
+
+#define SLOTS 256
+#define URL_CAP 2048
+#define CUSTOM_CAP 32
+#define TP_PREFIX "traceparent: "
+
+enum { M_GET, M_HEAD, M_POST, M_PUT };
+enum { KEY_FREE = 0, KEY_TOMB = 1 };
+
+typedef struct hslot {
+  _Atomic uintptr_t key;            /* KEY_FREE, KEY_TOMB, or the CURL * */
+  /* what the app set, as curl would see it without us */
+  struct curl_slist *app_headers;
+  curl_opensocket_callback app_open;
+  void *app_open_data;
+  curl_resolver_start_callback app_rs;
+  void *app_rs_data;
+  uint8_t method;                   /* M_* from NOBODY/POST/UPLOAD/... */
+  uint8_t custom_len;               /* CUSTOMREQUEST, 0 when unset */
+  char custom[CUSTOM_CAP];
+  uint16_t url_len;                 /* CURLOPT_URL, 0 when unset or too long */
+  char url[URL_CAP];
+  /* the running transfer */
+  uint8_t busy;                     /* 1 easy perform, 2 in a multi */
+  uint8_t injected;                 /* HTTPHEADER points at our nodes */
+  uint8_t hooked_cbs;               /* our open/resolver callbacks are installed */
+  uint8_t adopted;                  /* an app traceparent was pushed as the parent */
+  ss__ctx ctx;                      /* the span's context, for the multi callbacks */
+  struct curl_slist nodes[3];       /* traceparent, tracestate, baggage */
+  char tp[sizeof TP_PREFIX + SS_TRACEPARENT_LEN];
+  ss__sb sb;
+} hslot;
+
+static hslot slots[SLOTS];
+
+/* > 0 while this thread is inside one of our perform/multi hooks: libcurl calls its own
+ * exported API (curl_easy_perform runs a multi; DoH and HTTP/2 push add handles), and
+ * those inner calls must not make spans of their own. */
+static __thread int in_curl __attribute__((tls_model("initial-exec")));
+/* ctx[] index of the context a multi callback pushed, -1 when none. */
+static __thread int sticky __attribute__((tls_model("initial-exec"))) = -1;
+
+/* ---- the handle table ---- */
+static size_t slot_hash(const void *h) {
+  uintptr_t x = (uintptr_t)h;
+  x ^= x >> 17;
+  x *= 0x9E3779B97F4A7C15ull;
+  return (size_t)(x >> 40) % SLOTS;
+}
+
+static hslot *slot_find(const void *h) {
+  if (h == NULL) return NULL;
+  size_t i = slot_hash(h);
+  for (size_t k = 0; k < SLOTS; k++, i = (i + 1) % SLOTS) {
+    uintptr_t key = atomic_load_explicit(&slots[i].key, memory_order_acquire);
+    if (key == (uintptr_t)h) return &slots[i];
+    if (key == KEY_FREE) return NULL;
+  }
+  return NULL;
+}
+
+/* The handle's slot, made if needed; NULL when the table is full. */
+static hslot *slot_get(const void *h) {
+  hslot *s = slot_find(h);
+  if (s || h == NULL) return s;
+  size_t i = slot_hash(h);
+  for (size_t k = 0; k < SLOTS; k++, i = (i + 1) % SLOTS) {
+    uintptr_t key = atomic_load_explicit(&slots[i].key, memory_order_relaxed);
+    if (key != KEY_FREE && key != KEY_TOMB) continue;
+    if (!atomic_compare_exchange_strong(&slots[i].key, &key, (uintptr_t)h)) continue;
+    s = &slots[i];
+    s->app_headers = NULL;
+    s->app_open = NULL;
+    s->app_open_data = NULL;
+    s->app_rs = NULL;
+    s->app_rs_data = NULL;
+    s->method = M_GET;
+    s->custom_len = 0;
+    s->url_len = 0;
+    s->busy = s->injected = s->hooked_cbs = s->adopted = 0;
+    return s;
+  }
+  return NULL;
+}
+
+static void slot_free(hslot *s) {
+  atomic_store_explicit(&s->key, KEY_TOMB, memory_order_release);
+}
+
+/* ---- context pushes of our own (an adopted parent; the multi callbacks) ---- */
+static void ctx_push(const ss__ctx *c) {
+  int d = ss__self.depth++;
+  if (d < SS_CTX_DEPTH) ss__self.ctx[d] = *c;
+}
+
+static void ctx_pop(void) {
+  if (ss__self.depth > 0) ss__self.depth--;
+}
+
+static void sticky_set(const ss__ctx *c) {
+  if (in_curl == 0) return; /* only inside a multi call that will clear it */
+  if (sticky >= 0) {
+    if (ss__self.depth == sticky + 1) ss__self.ctx[sticky] = *c;
+    return;
+  }
+  int d = ss__self.depth;
+  if (d >= SS_CTX_DEPTH) return;
+  ss__self.ctx[d] = *c;
+  ss__self.depth = d + 1;
+  sticky = d;
+}
+
+static void sticky_clear(void) {
+  if (sticky >= 0 && ss__self.depth == sticky + 1) ss__self.depth--;
+  sticky = -1;
+}
+
+/* ---- setopt tracking ---- */
+static void track_url(hslot *s, const char *u) {
+  size_t n = u ? strlen(u) : 0;
+  if (n >= URL_CAP) n = 0; /* the effective URL is used instead */
+  memcpy(s->url, u ? u : "", n);
+  s->url_len = (uint16_t)n;
+}
+
+static void track_custom(hslot *s, const char *m) {
+  size_t n = m ? strlen(m) : 0;
+  if (n >= CUSTOM_CAP) n = CUSTOM_CAP - 1;
+  memcpy(s->custom, m ? m : "", n);
+  s->custom_len = (uint8_t)n;
+}
+
+/* Mirrors how libcurl's setopt derives the request method (lib/setopt.c). */
+static void track_option(hslot *s, CURLoption opt, long l, void *p) {
+  switch (opt) {
+    case CURLOPT_URL: track_url(s, p); break;
+    case CURLOPT_CUSTOMREQUEST: track_custom(s, p); break;
+    case CURLOPT_HTTPHEADER: s->app_headers = p; s->injected = 0; break;
+    case CURLOPT_NOBODY:
+      if (l) s->method = M_HEAD;
+      else if (s->method == M_HEAD) s->method = M_GET;
+      break;
+    case CURLOPT_POST: s->method = l ? M_POST : M_GET; break;
+    case CURLOPT_POSTFIELDS:
+    case CURLOPT_COPYPOSTFIELDS:
+      s->method = M_POST;
+      break;
+    case CURLOPT_HTTPPOST:
+    case CURLOPT_MIMEPOST:
+      if (p) s->method = M_POST;
+      break;
+    case CURLOPT_UPLOAD:
+    case CURLOPT_PUT:
+      s->method = l ? M_PUT : M_GET;
+      break;
+    case CURLOPT_HTTPGET:
+      if (l) s->method = M_GET;
+      break;
+    default: break;
+  }
+}
+
+static int tracked(CURLoption opt) {
+  switch (opt) {
+    case CURLOPT_URL: case CURLOPT_CUSTOMREQUEST: case CURLOPT_HTTPHEADER:
+    case CURLOPT_NOBODY: case CURLOPT_POST: case CURLOPT_POSTFIELDS:
+    case CURLOPT_COPYPOSTFIELDS: case CURLOPT_HTTPPOST: case CURLOPT_MIMEPOST:
+    case CURLOPT_UPLOAD: case CURLOPT_PUT: case CURLOPT_HTTPGET:
+    case CURLOPT_OPENSOCKETFUNCTION: case CURLOPT_OPENSOCKETDATA:
+    case CURLOPT_RESOLVER_START_FUNCTION: case CURLOPT_RESOLVER_START_DATA:
+      return 1;
+    default: return 0;
+  }
+}
+
+/* The four callback options: while our wrappers are installed the app's values are
+ * kept for the wrappers to call, and set back when the transfer ends. Returns 1 when
+ * the value was taken (curl is not to be told). */
+static int track_callback(hslot *s, CURLoption opt, void *p, void (*f)(void)) {
+  switch (opt) {
+    case CURLOPT_OPENSOCKETFUNCTION: s->app_open = (curl_opensocket_callback)f; break;
+    case CURLOPT_OPENSOCKETDATA: s->app_open_data = p; break;
+    case CURLOPT_RESOLVER_START_FUNCTION: s->app_rs = (curl_resolver_start_callback)f; break;
+    case CURLOPT_RESOLVER_START_DATA: s->app_rs_data = p; break;
+    default: return 0;
+  }
+  return s->hooked_cbs;
+}
+
+SS_EXPORT CURLcode curl_easy_setopt(CURL *h, CURLoption opt, ...) {
+  union {
+    long l;
+    void *p;
+    void (*f)(void);
+    curl_off_t o;
+  } v = {0};
+  va_list ap;
+  va_start(ap, opt);
+  int type = (int)opt / 10000 * 10000;
+  if (type == CURLOPTTYPE_LONG) v.l = va_arg(ap, long);
+  else if (type == CURLOPTTYPE_FUNCTIONPOINT) v.f = va_arg(ap, void (*)(void));
+  else if (type == CURLOPTTYPE_OFF_T) v.o = va_arg(ap, curl_off_t);
+  else v.p = va_arg(ap, void *); /* OBJECTPOINT (strings, lists, data), BLOB */
+  va_end(ap);
+
+  __typeof__(&curl_easy_setopt) real = real_curl_easy_setopt();
+  if (real == NULL) return CURLE_FAILED_INIT;
+  hslot *s = NULL;
+  if (tracked(opt) && ss__active(SS_HOOK_LIBCURL)) {
+    /* Handles libcurl makes for itself (DoH) are set up inside our calls: not tracked. */
+    s = in_curl ? slot_find(h) : slot_get(h);
+    if (s && track_callback(s, opt, v.p, v.f)) return CURLE_OK;
+  }
+  CURLcode rc;
+  int saved;
+  if (type == CURLOPTTYPE_LONG) rc = real(h, opt, v.l);
+  else if (type == CURLOPTTYPE_FUNCTIONPOINT) rc = real(h, opt, v.f);
+  else if (type == CURLOPTTYPE_OFF_T) rc = real(h, opt, v.o);
+  else rc = real(h, opt, v.p);
+  saved = errno;
+  if (s && rc == CURLE_OK) track_option(s, opt, v.l, v.p);
+  errno = saved;
+  return rc;
+}
+
+/* ---- injection ---- */
+static const char *hdr_tracestate, *hdr_baggage;
+static pthread_once_t hdr_once = PTHREAD_ONCE_INIT;
+
+static char *header_line(const char *name, const char *value) {
+  size_t n = strlen(name), m = strlen(value);
+  char *p = malloc(n + 2 + m + 1);
+  if (p == NULL) return NULL;
+  memcpy(p, name, n);
+  memcpy(p + n, ": ", 2);
+  memcpy(p + n + 2, value, m + 1);
+  return p;
+}
+
+/* Built once: the environment's TRACESTATE and BAGGAGE never change in a process. */
+static void hdr_init(void) {
+  if (ss__cfg.tracestate && *ss__cfg.tracestate)
+    hdr_tracestate = header_line("tracestate", ss__cfg.tracestate);
+  if (ss__cfg.baggage && *ss__cfg.baggage) hdr_baggage = header_line("baggage", ss__cfg.baggage);
+}
+
+static int header_is(const char *line, const char *name) {
+  size_t n = strlen(name);
+  if (line == NULL || strncasecmp(line, name, n) != 0) return 0;
+  line += n;
+  while (*line == ' ' || *line == '\t') line++;
+  return *line == ':' || *line == ';';
+}
+
+/* Looks through the app's list: 1 and *parent when it carries a valid traceparent, 2
+ * when it carries one that does not parse; *has_baggage when it sets baggage. */
+static int app_traceparent(const struct curl_slist *l, ss__ctx *parent, int *has_baggage) {
+  int found = 0;
+  *has_baggage = 0;
+  for (int n = 0; l && n < 1000; l = l->next, n++) {
+    if (header_is(l->data, "baggage")) *has_baggage = 1;
+    if (found || !header_is(l->data, "traceparent")) continue;
+    const char *v = strpbrk(l->data, ":;");
+    found = 2;
+    if (*v == ':' && ss__traceparent_parse(v + 1, strlen(v + 1), parent) == 0) {
+      parent->valid = 1;
+      found = 1;
+    }
+  }
+  return found;
+}
+
+static void inject(CURL *h, hslot *s, int app_baggage) {
+  uint32_t props = ss__cfg.propagators;
+  if (!(props & (SS_PROP_TRACECONTEXT | SS_PROP_BAGGAGE))) return;
+  pthread_once(&hdr_once, hdr_init);
+  struct curl_slist *head = s->app_headers;
+  int k = 0;
+  if ((props & SS_PROP_BAGGAGE) && hdr_baggage && !app_baggage) {
+    s->nodes[k].data = (char *)hdr_baggage;
+    s->nodes[k].next = head;
+    head = &s->nodes[k++];
+  }
+  if (props & SS_PROP_TRACECONTEXT) {
+    if (hdr_tracestate && ss__cfg.parent.valid &&
+        memcmp(ss__cfg.parent.trace_id, s->ctx.trace_id, 16) == 0) {
+      s->nodes[k].data = (char *)hdr_tracestate;
+      s->nodes[k].next = head;
+      head = &s->nodes[k++];
+    }
+    memcpy(s->tp, TP_PREFIX, sizeof TP_PREFIX - 1);
+    ss__traceparent_format(&s->ctx, s->tp + sizeof TP_PREFIX - 1);
+    s->nodes[k].data = s->tp;
+    s->nodes[k].next = head;
+    head = &s->nodes[k++];
+  }
+  if (head != s->app_headers &&
+      real_curl_easy_setopt()(h, CURLOPT_HTTPHEADER, head) == CURLE_OK)
+    s->injected = 1;
+}
+
+static void uninject(CURL *h, hslot *s) {
+  if (!s->injected) return;
+  real_curl_easy_setopt()(h, CURLOPT_HTTPHEADER, s->app_headers);
+  s->injected = 0;
+}
+
+/* Starts the transfer's span in b (parented on the app's traceparent when it set one)
+ * and injects the headers. Leaves the span, and an adopted parent under it, pushed. */
+static void xfer_begin(CURL *h, hslot *s, ss__sb *b) {
+  ss__ctx parent;
+  int app_baggage = 0;
+  int app_tp = s ? app_traceparent(s->app_headers, &parent, &app_baggage) : 0;
+  if (s) s->adopted = 0;
+  if (app_tp == 1) {
+    ctx_push(&parent);
+    s->adopted = 1;
+  }
+  ss__span_start(b, "HTTP", SS_KIND_CLIENT);
+  if (s == NULL) return;
+  memcpy(s->ctx.trace_id, b->s.trace_id, 16);
+  memcpy(s->ctx.span_id, b->s.span_id, 8);
+  s->ctx.flags = b->s.flags;
+  s->ctx.valid = 1;
+  if (app_tp == 0) inject(h, s, app_baggage);
+}
+
+/* ---- attributes at the end ---- */
+static const char *const known_methods[] = {"CONNECT", "DELETE", "GET",   "HEAD", "OPTIONS",
+                                            "PATCH",   "POST",   "PUT",   "TRACE", "QUERY"};
+
+/* The span name for method m (a static string), or NULL when m is not a known one. */
+static const char *method_name(const char *m, size_t n) {
+  for (size_t i = 0; i < sizeof known_methods / sizeof known_methods[0]; i++)
+    if (strlen(known_methods[i]) == n && memcmp(known_methods[i], m, n) == 0)
+      return known_methods[i];
+  return NULL;
+}
+
+static const char *curle_name(CURLcode rc) {
+  if ((size_t)rc < sizeof curle_names / sizeof curle_names[0] && curle_names[rc])
+    return curle_names[rc];
+  return "_OTHER";
+}
+
+/* server.address and server.port from a URL: host without userinfo or brackets; the
+ * port as written, else the scheme's default (0 when unknown). */
+static void url_server(const char *u, size_t n, const char **host, size_t *hlen, long *port) {
+  const char *end = u + n, *p = u;
+  const char *sep = memmem(u, n, "://", 3);
+  *host = NULL;
+  *hlen = 0;
+  *port = 0;
+  if (sep) {
+    size_t sl = (size_t)(sep - u);
+    if (sl == 4 && strncasecmp(u, "http", 4) == 0) *port = 80;
+    if (sl == 5 && strncasecmp(u, "https", 5) == 0) *port = 443;
+    p = sep + 3;
+  }
+  const char *a = p;
+  while (a < end && *a != '/' && *a != '?' && *a != '#') a++;
+  for (const char *q = p; q < a; q++)
+    if (*q == '@') p = q + 1;
+  const char *h = p, *he;
+  if (h < a && *h == '[') {
+    he = memchr(h, ']', (size_t)(a - h));
+    if (he == NULL) return;
+    h++;
+    p = he + 1;
+  } else {
+    he = h;
+    while (he < a && *he != ':') he++;
+    p = he;
+  }
+  *host = h;
+  *hlen = (size_t)(he - h);
+  if (p < a && *p == ':' && p + 1 < a) {
+    long v = 0;
+    for (p++; p < a && *p >= '0' && *p <= '9' && v < 65536; p++) v = v * 10 + (*p - '0');
+    if (p == a) *port = v;
+  }
+}
+
+static void add_timing(ss__sb *b, CURL *h, CURLINFO what, const char *key) {
+  curl_off_t us = 0;
+  if (real_curl_easy_getinfo()(h, what, &us) == CURLE_OK && us > 0) ss__span_int(b, key, us);
+}
+
+/* Fills the attributes from what curl knows about the finished transfer and ends the
+ * span. rc_known: rc is the transfer's result (not known when the app removed or
+ * cleaned up the handle before its CURLMSG_DONE). */
+static void xfer_end(CURL *h, hslot *s, ss__sb *b, int rc_known, CURLcode rc) {
+  __typeof__(&curl_easy_getinfo) info = real_curl_easy_getinfo();
+  char status_str[12];
+  const char *url = NULL, *m = NULL;
+  size_t url_len = 0, m_len = 0;
+  long redirects = 0, code = 0;
+  if (b->recording && info) {
+    if (s && s->url_len && memmem(s->url, s->url_len, "://", 3)) {
+      url = s->url;
+      url_len = s->url_len;
+    } else if (info(h, CURLINFO_EFFECTIVE_URL, &url) == CURLE_OK && url) {
+      url_len = strlen(url);
+    }
+    info(h, CURLINFO_REDIRECT_COUNT, &redirects);
+    if (s && s->custom_len) {
+      m = s->custom;
+      m_len = s->custom_len;
+    } else if (s) {
+      static const char *const base[] = {"GET", "HEAD", "POST", "PUT"};
+      m = base[s->method];
+      m_len = strlen(m);
+    } else if (info(h, CURLINFO_EFFECTIVE_METHOD, &m) == CURLE_OK && m) {
+      m_len = strlen(m);
+    }
+    const char *name = m ? method_name(m, m_len) : NULL;
+    if (name) {
+      b->s.name = name;
+      ss__span_str(b, "http.request.method", name, (size_t)-1);
+    } else {
+      ss__span_str(b, "http.request.method", "_OTHER", 6);
+      if (m) ss__span_str(b, "http.request.method_original", m, m_len);
+    }
+    if (url) {
+      const char *host;
+      size_t hlen;
+      long port;
+      ss__span_str(b, "url.full", url, url_len);
+      url_server(url, url_len, &host, &hlen, &port);
+      if (host && hlen) ss__span_str(b, "server.address", host, hlen);
+      if (port > 0) ss__span_int(b, "server.port", port);
+    }
+    char *ip = NULL;
+    long pport = 0;
+    if (info(h, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip && *ip) {
+      ss__span_str(b, "network.peer.address", ip, (size_t)-1);
+      if (info(h, CURLINFO_PRIMARY_PORT, &pport) == CURLE_OK && pport > 0)
+        ss__span_int(b, "network.peer.port", pport);
+    }
+    if (info(h, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK && code > 0) {
+      long ver = 0;
+      ss__span_int(b, "http.response.status_code", code);
+      if (info(h, CURLINFO_HTTP_VERSION, &ver) == CURLE_OK) {
+        const char *vs = ver == CURL_HTTP_VERSION_1_0   ? "1.0"
+                         : ver == CURL_HTTP_VERSION_1_1 ? "1.1"
+                         : ver == CURL_HTTP_VERSION_2_0 ? "2"
+                         : ver == CURL_HTTP_VERSION_3   ? "3"
+                                                        : NULL;
+        if (vs) ss__span_str(b, "network.protocol.version", vs, (size_t)-1);
+      }
+    }
+    if (redirects > 0) ss__span_int(b, "http.request.resend_count", redirects);
+    add_timing(b, h, CURLINFO_NAMELOOKUP_TIME_T, "spanshim.curl.namelookup_time_us");
+    add_timing(b, h, CURLINFO_CONNECT_TIME_T, "spanshim.curl.connect_time_us");
+    add_timing(b, h, CURLINFO_APPCONNECT_TIME_T, "spanshim.curl.appconnect_time_us");
+    add_timing(b, h, CURLINFO_STARTTRANSFER_TIME_T, "spanshim.curl.starttransfer_time_us");
+  }
+  if (rc_known && rc != CURLE_OK && !(rc == CURLE_HTTP_RETURNED_ERROR && code >= 400)) {
+    __typeof__(&curl_easy_strerror) se = real_curl_easy_strerror();
+    ss__span_error(b, curle_name(rc), se ? se(rc) : NULL);
+  } else if (code >= 400) {
+    int n = 0;
+    for (long c = code; c > 0 && n < 10; c /= 10) n++;
+    status_str[n] = '\0';
+    for (long c = code; n > 0; c /= 10) status_str[--n] = (char)('0' + c % 10);
+    ss__span_error(b, status_str, NULL);
+  }
+  ss__span_end(b);
+  if (s && s->adopted) {
+    ctx_pop();
+    s->adopted = 0;
+  }
+}
+
+/* ---- easy interface ---- */
+SS_EXPORT CURLcode curl_easy_perform(CURL *h) {
+  __typeof__(&curl_easy_perform) real = real_curl_easy_perform();
+  if (real == NULL) return CURLE_FAILED_INIT;
+  if (h == NULL || in_curl || !ss__active(SS_HOOK_LIBCURL)) return real(h);
+  hslot *s = slot_get(h);
+  if (s && s->busy) return real(h); /* curl refuses this itself; nothing to trace */
+  ss__sb local, *b = s ? &s->sb : &local;
+  if (s) s->busy = 1;
+  xfer_begin(h, s, b);
+  in_curl++;
+  CURLcode rc = real(h);
+  int err = errno;
+  in_curl--;
+  if (s) uninject(h, s);
+  xfer_end(h, s, b, 1, rc);
+  if (s) s->busy = 0;
+  errno = err;
+  return rc;
+}
+
+/* ---- multi interface ---- */
+static curl_socket_t open_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *a) {
+  hslot *s = clientp;
+  if (s->busy == 2) sticky_set(&s->ctx);
+  if (s->app_open) return s->app_open(s->app_open_data, purpose, a);
+  return socket(a->family, a->socktype, a->protocol);
+}
+
+static int resolver_cb(void *resolver_state, void *reserved, void *userdata) {
+  hslot *s = userdata;
+  if (s->busy == 2) sticky_set(&s->ctx);
+  if (s->app_rs) return s->app_rs(resolver_state, reserved, s->app_rs_data);
+  return 0;
+}
+
+static void hook_callbacks(CURL *h, hslot *s) {
+  __typeof__(&curl_easy_setopt) set = real_curl_easy_setopt();
+  if (set(h, CURLOPT_OPENSOCKETFUNCTION, open_cb) != CURLE_OK) return;
+  set(h, CURLOPT_OPENSOCKETDATA, s);
+  set(h, CURLOPT_RESOLVER_START_FUNCTION, resolver_cb);
+  set(h, CURLOPT_RESOLVER_START_DATA, s);
+  s->hooked_cbs = 1;
+}
+
+static void unhook_callbacks(CURL *h, hslot *s) {
+  if (!s->hooked_cbs) return;
+  __typeof__(&curl_easy_setopt) set = real_curl_easy_setopt();
+  set(h, CURLOPT_OPENSOCKETFUNCTION, s->app_open);
+  set(h, CURLOPT_OPENSOCKETDATA, s->app_open_data);
+  set(h, CURLOPT_RESOLVER_START_FUNCTION, s->app_rs);
+  set(h, CURLOPT_RESOLVER_START_DATA, s->app_rs_data);
+  s->hooked_cbs = 0;
+}
+
+/* Ends a multi transfer's span: curl's state is set back to the app's first. */
+static void multi_finish(CURL *h, hslot *s, int rc_known, CURLcode rc) {
+  int saved = errno;
+  uninject(h, s);
+  unhook_callbacks(h, s);
+  s->busy = 0;
+  xfer_end(h, s, &s->sb, rc_known, rc);
+  errno = saved;
+}
+
+SS_EXPORT CURLMcode curl_multi_add_handle(CURLM *m, CURL *h) {
+  __typeof__(&curl_multi_add_handle) real = real_curl_multi_add_handle();
+  if (real == NULL) return CURLM_INTERNAL_ERROR;
+  if (h == NULL || in_curl || !ss__active(SS_HOOK_LIBCURL)) return real(m, h);
+  hslot *s = slot_get(h);
+  if (s == NULL || s->busy) return real(m, h);
+  xfer_begin(h, s, &s->sb);
+  ss__span_pop(&s->sb); /* the transfer runs later, inside other calls */
+  if (s->adopted) ctx_pop();
+  hook_callbacks(h, s);
+  s->busy = 2;
+  CURLMcode rc = real(m, h);
+  int err = errno;
+  if (rc != CURLM_OK) { /* not added: no transfer, no span */
+    uninject(h, s);
+    unhook_callbacks(h, s);
+    s->busy = 0;
+    s->adopted = 0;
+  } else {
+    s->adopted = 0; /* already popped */
+  }
+  errno = err;
+  return rc;
+}
+
+SS_EXPORT CURLMsg *curl_multi_info_read(CURLM *m, int *left) {
+  __typeof__(&curl_multi_info_read) real = real_curl_multi_info_read();
+  if (real == NULL) return NULL;
+  CURLMsg *msg = real(m, left);
+  if (msg && msg->msg == CURLMSG_DONE && ss__active(SS_HOOK_LIBCURL)) {
+    hslot *s = slot_find(msg->easy_handle);
+    if (s && s->busy == 2) multi_finish(msg->easy_handle, s, 1, msg->data.result);
+  }
+  return msg;
+}
+
+SS_EXPORT CURLMcode curl_multi_remove_handle(CURLM *m, CURL *h) {
+  __typeof__(&curl_multi_remove_handle) real = real_curl_multi_remove_handle();
+  if (real == NULL) return CURLM_INTERNAL_ERROR;
+  if (ss__active(SS_HOOK_LIBCURL)) {
+    hslot *s = slot_find(h);
+    if (s && s->busy == 2) multi_finish(h, s, 0, CURLE_OK);
+  }
+  return real(m, h);
+}
+
+/* The calls in which multi transfers make progress: the callbacks' context is cleared
+ * when they return. */
+#define MULTI_RUN(call)          \
+  in_curl++;                     \
+  CURLMcode rc = call;           \
+  int err = errno;               \
+  in_curl--;                     \
+  if (in_curl == 0) sticky_clear(); \
+  errno = err;                   \
+  return rc;
+
+SS_EXPORT CURLMcode curl_multi_perform(CURLM *m, int *running) {
+  __typeof__(&curl_multi_perform) real = real_curl_multi_perform();
+  if (real == NULL) return CURLM_INTERNAL_ERROR;
+  MULTI_RUN(real(m, running))
+}
+
+SS_EXPORT CURLMcode curl_multi_socket_action(CURLM *m, curl_socket_t fd, int ev, int *running) {
+  __typeof__(&curl_multi_socket_action) real = real_curl_multi_socket_action();
+  if (real == NULL) return CURLM_INTERNAL_ERROR;
+  MULTI_RUN(real(m, fd, ev, running))
+}
+
+SS_EXPORT CURLMcode curl_multi_socket_all(CURLM *m, int *running) {
+  __typeof__(&curl_multi_socket_all) real = real_curl_multi_socket_all();
+  if (real == NULL) return CURLM_INTERNAL_ERROR;
+  MULTI_RUN(real(m, running))
+}
+
+/* ---- handle lifetime ---- */
+SS_EXPORT CURL *curl_easy_duphandle(CURL *h) {
+  __typeof__(&curl_easy_duphandle) real = real_curl_easy_duphandle();
+  if (real == NULL) return NULL;
+  CURL *d = real(h);
+  if (d == NULL || !ss__active(SS_HOOK_LIBCURL)) return d;
+  int err = errno;
+  hslot *s = slot_find(h), *t = s ? slot_get(d) : NULL;
+  if (t) {
+    /* The copy got curl's current options: the app's, except where ours stood in. */
+    t->app_headers = s->app_headers;
+    t->app_open = s->app_open;
+    t->app_open_data = s->app_open_data;
+    t->app_rs = s->app_rs;
+    t->app_rs_data = s->app_rs_data;
+    t->method = s->method;
+    t->custom_len = s->custom_len;
+    memcpy(t->custom, s->custom, s->custom_len);
+    t->url_len = s->url_len;
+    memcpy(t->url, s->url, s->url_len);
+    t->injected = s->injected;
+    t->hooked_cbs = s->hooked_cbs;
+    uninject(d, t);
+    unhook_callbacks(d, t);
+  }
+  errno = err;
+  return d;
+}
+
+SS_EXPORT void curl_easy_reset(CURL *h) {
+  __typeof__(&curl_easy_reset) real = real_curl_easy_reset();
+  if (real == NULL) return;
+  hslot *s = ss__active(SS_HOOK_LIBCURL) ? slot_find(h) : NULL;
+  if (s && s->busy == 2) multi_finish(h, s, 0, CURLE_OK);
+  real(h);
+  if (s && !s->busy) {
+    s->app_headers = NULL;
+    s->app_open = NULL;
+    s->app_open_data = NULL;
+    s->app_rs = NULL;
+    s->app_rs_data = NULL;
+    s->method = M_GET;
+    s->custom_len = 0;
+    s->url_len = 0;
+    s->injected = s->hooked_cbs = 0;
+  }
+}
+
+SS_EXPORT void curl_easy_cleanup(CURL *h) {
+  __typeof__(&curl_easy_cleanup) real = real_curl_easy_cleanup();
+  if (real == NULL) return;
+  hslot *s = ss__active(SS_HOOK_LIBCURL) ? slot_find(h) : NULL;
+  if (s && s->busy == 2) multi_finish(h, s, 0, CURLE_OK);
+  real(h);
+  if (s && !s->busy) slot_free(s);
+}

@@ -1,0 +1,51 @@
+/* thread.c - a new thread starts under its creator's current span.
+ *
+ * pthread_create, when the creating thread has a span on its context stack, starts the
+ * new thread through a trampoline that pushes that context first, so work the thread does
+ * for the creator (libcurl's resolver thread running getaddrinfo) is a child of it, not
+ * an orphan trace. The trampoline record is the only allocation; when it cannot be made
+ * the thread is created as it would be without the shim. Threads created with no span
+ * current (the common case) pass straight through. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "shim/shim.h"
+
+typedef struct tramp {
+  void *(*fn)(void *);
+  void *arg;
+  ss__ctx ctx;
+} tramp;
+
+static void *trampoline(void *p) {
+  tramp t = *(tramp *)p;
+  free(p);
+  ss__self.ctx[0] = t.ctx;
+  ss__self.depth = 1;
+  void *r = t.fn(t.arg);
+  ss__self.depth = 0;
+  return r;
+}
+
+SS_REAL(pthread_create)
+SS_EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *),
+                             void *arg) {
+  if (ss__self.depth <= 0 || !ss__active(SS_HOOK_ALL))
+    return real_pthread_create()(th, attr, fn, arg);
+  int saved = errno;
+  tramp *t = malloc(sizeof *t);
+  errno = saved;
+  if (t == NULL || !ss__ctx_current(&t->ctx)) {
+    free(t);
+    errno = saved;
+    return real_pthread_create()(th, attr, fn, arg);
+  }
+  t->fn = fn;
+  t->arg = arg;
+  int rc = real_pthread_create()(th, attr, trampoline, t);
+  int err = errno;
+  if (rc != 0) free(t);
+  errno = err;
+  return rc;
+}
