@@ -36,7 +36,8 @@ static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;
 static uint64_t flush_requested, flush_done; /* wake_lock */
 static int flush_result;                     /* wake_lock */
 
-static _Atomic int urgent; /* a signal handler waits for a drain */
+static _Atomic int urgent;   /* a signal handler waits for a drain */
+static _Atomic int draining; /* a batch may be out of the ring but not yet delivered */
 
 static ss__resource resource;
 static pid_t resource_pid;
@@ -198,8 +199,10 @@ static void *exporter_main(void *arg) {
                (pending > 0 || ss__exporter_dropped() != reported_dropped));
     if (!due) continue;
     pthread_mutex_lock(&drain_lock);
+    atomic_store(&draining, 1);
     seen = atomic_load(&ss__tracer_g.ring.committed);
     int rc = drain(ss__mono_ms() + cfg->export_timeout_ms);
+    atomic_store(&draining, 0);
     pthread_mutex_unlock(&drain_lock);
     last = ss__mono_ms();
     atomic_store(&urgent, 0);
@@ -238,8 +241,10 @@ void ss__exporter_kick(void) {
   }
 }
 
+/* An empty ring is not enough: the exporter may hold the last batch, unsent. */
 static int nothing_to_do(void) {
-  return ss__ring_used(&ss__tracer_g.ring) == 0 && ss__exporter_dropped() == reported_dropped;
+  return ss__ring_used(&ss__tracer_g.ring) == 0 && !atomic_load(&draining) &&
+         ss__exporter_dropped() == reported_dropped;
 }
 
 int ss__exporter_flush(uint32_t timeout_ms) {
