@@ -54,6 +54,15 @@ static const char usage[] =
     "  --retry-max-elapsed DUR give a batch up after retrying this long (default 5m)\n"
     "  --shutdown-grace DUR    at exit, time left to deliver what is queued (default 5s)\n"
     "\n"
+    "Tail sampling (off unless one of these is given):\n"
+    "  --sample-ratio R        keep this share (0..1) of traces, chosen by trace id;\n"
+    "                          traces with an error span are always kept whole\n"
+    "  --keep-slower-than DUR  also keep every trace with a span at least this long\n"
+    "  --decision-wait DUR     how long a trace's spans are held for a decision,\n"
+    "                          from its first held span (default 5s)\n"
+    "  --sample-buffer N       bytes of held spans at most (default 64M); beyond it the\n"
+    "                          oldest undecided traces are dropped early (counted)\n"
+    "\n"
     "DUR is a number with ms, s, m or h (a bare number means ms).\n"
     "\n"
     "GET /stats returns the counters as JSON. SIGTERM or SIGINT: finish, print the\n"
@@ -110,11 +119,14 @@ typedef struct cli {
   uint64_t timeout_ms, queue_bytes_set;
   ss__upstream_cfg up;
   uint64_t grace_ms;
+  int sampling;
+  ss__sampler_cfg samp;
 } cli;
 
 enum {
   O_SOCKET = 256, O_OUT, O_TRUNCATE, O_LISTEN, O_MAXBODY, O_HELP, O_OTLP, O_HEADER,
   O_COMPRESSION, O_TIMEOUT, O_QUEUE, O_RETRY_INITIAL, O_RETRY_MAX, O_RETRY_ELAPSED, O_GRACE,
+  O_RATIO, O_SLOWER, O_WAIT, O_SBUF,
 };
 
 static int parse_args(int argc, char **argv, ss__opts *o, cli *c) {
@@ -134,6 +146,10 @@ static int parse_args(int argc, char **argv, ss__opts *o, cli *c) {
       {"retry-max", required_argument, NULL, O_RETRY_MAX},
       {"retry-max-elapsed", required_argument, NULL, O_RETRY_ELAPSED},
       {"shutdown-grace", required_argument, NULL, O_GRACE},
+      {"sample-ratio", required_argument, NULL, O_RATIO},
+      {"keep-slower-than", required_argument, NULL, O_SLOWER},
+      {"decision-wait", required_argument, NULL, O_WAIT},
+      {"sample-buffer", required_argument, NULL, O_SBUF},
       {NULL, 0, NULL, 0}};
   int ch;
   memset(o, 0, sizeof *o);
@@ -146,6 +162,10 @@ static int parse_args(int argc, char **argv, ss__opts *o, cli *c) {
   c->up.retry_max_ms = 30000;
   c->up.retry_max_elapsed_ms = 300000;
   c->grace_ms = 5000;
+  c->samp.ratio = 1.0;
+  c->samp.wait_ms = 5000;
+  c->samp.max_bytes = 64u << 20;
+  c->samp.cache_traces = 65536;
   o->max_body = SS_DEFAULT_MAX_BODY;
   while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
     switch (ch) {
@@ -200,6 +220,33 @@ static int parse_args(int argc, char **argv, ss__opts *o, cli *c) {
       break;
     case O_GRACE:
       if (parse_ms("--shutdown-grace", optarg, &c->grace_ms) != 0) return 2;
+      break;
+    case O_RATIO: {
+      char *end;
+      errno = 0;
+      c->samp.ratio = strtod(optarg, &end);
+      if (errno || end == optarg || *end || !(c->samp.ratio >= 0 && c->samp.ratio <= 1)) {
+        fprintf(stderr, "spanshimd: bad --sample-ratio %s (a number from 0 to 1)\n", optarg);
+        return 2;
+      }
+      c->sampling = 1;
+      break;
+    }
+    case O_SLOWER:
+      if (ss__parse_duration_ns(optarg, &c->samp.slow_ns) != 0 || c->samp.slow_ns == 0) {
+        fprintf(stderr, "spanshimd: bad --keep-slower-than %s (e.g. 250ms, 1.5s)\n", optarg);
+        return 2;
+      }
+      c->sampling = 1;
+      break;
+    case O_WAIT:
+      if (parse_ms("--decision-wait", optarg, &c->samp.wait_ms) != 0) return 2;
+      break;
+    case O_SBUF:
+      if (parse_size(optarg, &c->samp.max_bytes) != 0) {
+        fprintf(stderr, "spanshimd: bad --sample-buffer %s (bytes, K/M/G suffix)\n", optarg);
+        return 2;
+      }
       break;
     case O_HELP: fputs(usage, stdout); return 1;
     default: fputs(usage, stderr); return 2;
@@ -280,6 +327,10 @@ int main(int argc, char **argv) {
     ss__unlisten_unix(o.socket_path);
     return 1;
   }
+  if (c.sampling && ss__sampler_init(&c.samp) != 0) {
+    fprintf(stderr, "spanshimd: out of memory for the sampler\n");
+    return 1;
+  }
   if (up && ss__upstream_start(&c.up) != 0) {
     fprintf(stderr, "spanshimd: cannot start the upstream exporter\n");
     ss__unlisten_unix(o.socket_path);
@@ -296,6 +347,7 @@ int main(int argc, char **argv) {
   close(ufd);
   if (tfd >= 0) close(tfd);
   ss__upstream_stop(c.grace_ms);
+  if (c.sampling) ss__sampler_free();
   ss__sink_close();
   ss__decode_release();
   ss__buf line = SS_BUF_INIT;

@@ -56,6 +56,7 @@ static conn *conns;
 static size_t n_conns, n_lingering;
 static char tag_unix, tag_tcp, tag_sig;  /* epoll data for the non-connection fds */
 static ss__buf scratch = SS_BUF_INIT;
+static ss__buf sampled = SS_BUF_INIT;    /* the sampler's output for one request */
 
 /* ---- connections ---- */
 
@@ -265,6 +266,17 @@ static int ingest(conn *c, const uint8_t *body, size_t len) {
     if (q == NULL) return too_big ? 413 : 400;
     size_t n = count_spans(q);
     ss__stats_g.spans_received += n;
+    if (ss__sampler_enabled()) {
+      ss__buf_reset(&sampled);
+      if (!ss__sampler_process(q, &sampled, ss__mono_ms())) {
+        if (sampled.len == 0) return 200;  /* all held or dropped: nothing to write now */
+        if (ss__buf_error(&sampled)) return 503;
+        body = (const uint8_t *)sampled.data;
+        len = sampled.len;
+        if ((q = ss__decode_traces(body, len, &too_big)) == NULL) return 503;
+        n = count_spans(q);
+      }
+    }
     return output(0, q, body, len, n);
   }
   ss__stats_g.logs_requests++;
@@ -576,7 +588,12 @@ int ss__receiver_run(const ss__opts *o, int unix_fd, int tcp_fd, int sigfd) {
     return -1;
   }
   while (!stop) {
-    int n = epoll_wait(ep, evs, 128, n_lingering ? 100 : -1);
+    int timeout = n_lingering ? 100 : -1;
+    if (ss__sampler_enabled()) {
+      int64_t next = ss__sampler_tick(ss__mono_ms());
+      if (next >= 0 && (timeout < 0 || next < timeout)) timeout = (int)(next + 1);
+    }
+    int n = epoll_wait(ep, evs, 128, timeout);
     if (n < 0 && errno != EINTR) {
       perror("spanshimd: epoll_wait");
       break;
@@ -589,5 +606,6 @@ int ss__receiver_run(const ss__opts *o, int unix_fd, int tcp_fd, int sigfd) {
   close(ep);
   if (reserve_fd >= 0) close(reserve_fd);
   ss__buf_free(&scratch);
+  ss__buf_free(&sampled);
   return 0;
 }

@@ -108,6 +108,10 @@ int ss__sink_logs(const ss__logs_req *req) {
   X(failed_items) X(rejected_items) X(retries) X(transport_errors) X(http_errors)       \
   X(queued_bytes) X(queued_items) X(latency_ms_sum) X(latency_samples) X(latency_ms_max)
 
+#define SAMPLING(X)                                                                     \
+  X(kept_spans) X(dropped_spans) X(evicted_spans) X(kept_traces_ratio) X(kept_traces_error) \
+  X(kept_traces_slow) X(dropped_traces) X(held_spans) X(held_bytes)
+
 void ss__stats_json(ss__buf *b) {
   const ss__stats *s = &ss__stats_g;
   ss__buf_putc(b, '{');
@@ -130,6 +134,15 @@ void ss__stats_json(ss__buf *b) {
     b->len--;
     ss__buf_putc(b, '}');
   }
+  if (ss__sampler_enabled()) {
+    SS_BUF_LIT(b, ",\"sampling\":{");
+#define S(name) SS_BUF_LIT(b, "\"" #name "\":"); ss__jw_u64(b, ss__samp_stats_g.name); \
+    ss__buf_putc(b, ',');
+    SAMPLING(S)
+#undef S
+    b->len--;
+    ss__buf_putc(b, '}');
+  }
   SS_BUF_LIT(b, "}\n");
 }
 
@@ -147,6 +160,11 @@ void ss__stats_line(ss__buf *b) {
     ss__jw_u64(b, atomic_load_explicit(&ss__up_stats_g.name, memory_order_relaxed));
     UPSTREAM(U)
 #undef U
+  }
+  if (ss__samp_stats_g.kept_spans + ss__samp_stats_g.dropped_spans) {
+#define S(name) SS_BUF_LIT(b, " sampling." #name "="); ss__jw_u64(b, ss__samp_stats_g.name);
+    SAMPLING(S)
+#undef S
   }
   ss__buf_putc(b, '\n');
 }

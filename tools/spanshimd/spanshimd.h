@@ -179,6 +179,34 @@ void ss__stats_json(ss__buf *b);
 /* The one-line summary printed at exit. */
 void ss__stats_line(ss__buf *b);
 
+/* ---- sampler.c ---- */
+typedef struct ss__sampler_cfg {
+  double ratio;                   /* share of traces kept by trace id, 0..1 */
+  uint64_t slow_ns;               /* keep traces with a span at least this long; 0 off */
+  uint64_t wait_ms;               /* decision window, from a trace's first held span */
+  size_t max_bytes;               /* bound on held spans */
+  size_t cache_traces;            /* decisions remembered (rounded up to a power of 2) */
+} ss__sampler_cfg;
+
+typedef struct ss__sampler_stats {
+  uint64_t kept_spans, dropped_spans, evicted_spans;  /* evicted: dropped for memory */
+  uint64_t kept_traces_ratio, kept_traces_error, kept_traces_slow, dropped_traces;
+  uint64_t held_spans, held_bytes;                    /* gauges */
+} ss__sampler_stats;
+extern ss__sampler_stats ss__samp_stats_g;
+
+int ss__sampler_init(const ss__sampler_cfg *c);
+int ss__sampler_enabled(void);
+/* Decides every span of q. Returns 1 when all of q is kept as it is (out untouched);
+ * otherwise 0, with out holding the serialized ExportTraceServiceRequest of what to
+ * send on now (possibly empty): q's kept spans plus held spans of traces that just
+ * became "keep". q is only read; nothing of it is referenced after the call. */
+int ss__sampler_process(const ss__traces_req *q, ss__buf *out, uint64_t now_ms);
+/* Drops traces whose window has ended; returns ms until the next one ends, or -1. */
+int64_t ss__sampler_tick(uint64_t now_ms);
+/* Drops whatever is still held (counted) and frees everything. */
+void ss__sampler_free(void);
+
 /* ---- main.c ---- */
 /* "250ms", "2s", "1.5m", "1h", "100us", "10ns" (a bare number is ms) in nanoseconds;
  * 0 or -1. */
