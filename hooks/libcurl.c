@@ -75,7 +75,8 @@ typedef struct hslot {
   void *app_open_data;
   curl_resolver_start_callback app_rs;
   void *app_rs_data;
-  uint8_t method;                   /* M_* from NOBODY/POST/UPLOAD/... */
+  uint8_t method;                   /* M_* from POST/UPLOAD/HTTPGET/... */
+  uint8_t nobody;                   /* CURLOPT_NOBODY: HEAD */
   uint8_t custom_len;               /* CUSTOMREQUEST, 0 when unset */
   char custom[CUSTOM_CAP];
   uint16_t url_len;                 /* CURLOPT_URL, 0 when unset or too long */
@@ -135,6 +136,7 @@ static hslot *slot_get(const void *h) {
     s->app_rs = NULL;
     s->app_rs_data = NULL;
     s->method = M_GET;
+    s->nobody = 0;
     s->custom_len = 0;
     s->url_len = 0;
     s->busy = s->injected = s->hooked_cbs = s->adopted = 0;
@@ -190,31 +192,33 @@ static void track_custom(hslot *s, const char *m) {
   s->custom_len = (uint8_t)n;
 }
 
-/* Mirrors how libcurl's setopt derives the request method (lib/setopt.c). */
+/* Mirrors how libcurl's setopt derives the request method (lib/setopt.c): a method and
+ * a separate no-body flag that makes it HEAD. */
 static void track_option(hslot *s, CURLoption opt, long l, void *p) {
   switch (opt) {
     case CURLOPT_URL: track_url(s, p); break;
     case CURLOPT_CUSTOMREQUEST: track_custom(s, p); break;
     case CURLOPT_HTTPHEADER: s->app_headers = p; s->injected = 0; break;
-    case CURLOPT_NOBODY:
-      if (l) s->method = M_HEAD;
-      else if (s->method == M_HEAD) s->method = M_GET;
+    case CURLOPT_NOBODY: s->nobody = l != 0; break;
+    case CURLOPT_POST:
+      s->method = l ? M_POST : M_GET;
+      if (l) s->nobody = 0;
       break;
-    case CURLOPT_POST: s->method = l ? M_POST : M_GET; break;
     case CURLOPT_POSTFIELDS:
     case CURLOPT_COPYPOSTFIELDS:
       s->method = M_POST;
       break;
     case CURLOPT_HTTPPOST:
     case CURLOPT_MIMEPOST:
-      if (p) s->method = M_POST;
+      if (p) s->method = M_POST, s->nobody = 0;
       break;
     case CURLOPT_UPLOAD:
     case CURLOPT_PUT:
       s->method = l ? M_PUT : M_GET;
+      if (l) s->nobody = 0;
       break;
     case CURLOPT_HTTPGET:
-      if (l) s->method = M_GET;
+      if (l) s->method = M_GET, s->nobody = 0;
       break;
     default: break;
   }
@@ -463,14 +467,17 @@ static void xfer_end(CURL *h, hslot *s, ss__sb *b, int rc_known, CURLcode rc) {
       url_len = strlen(url);
     }
     info(h, CURLINFO_REDIRECT_COUNT, &redirects);
-    if (s && s->custom_len) {
+    /* curl's own word when the request was not redirected (a 303 turns POST into GET);
+     * else the method the options asked for, tracked at setopt. */
+    if (redirects > 0 || info(h, CURLINFO_EFFECTIVE_METHOD, &m) != CURLE_OK) m = NULL;
+    if (m) {
+      m_len = strlen(m);
+    } else if (s && s->custom_len) {
       m = s->custom;
       m_len = s->custom_len;
     } else if (s) {
       static const char *const base[] = {"GET", "HEAD", "POST", "PUT"};
-      m = base[s->method];
-      m_len = strlen(m);
-    } else if (info(h, CURLINFO_EFFECTIVE_METHOD, &m) == CURLE_OK && m) {
+      m = base[s->nobody ? M_HEAD : s->method];
       m_len = strlen(m);
     }
     const char *name = m ? method_name(m, m_len) : NULL;
@@ -688,6 +695,7 @@ SS_EXPORT CURL *curl_easy_duphandle(CURL *h) {
     t->app_rs = s->app_rs;
     t->app_rs_data = s->app_rs_data;
     t->method = s->method;
+    t->nobody = s->nobody;
     t->custom_len = s->custom_len;
     memcpy(t->custom, s->custom, s->custom_len);
     t->url_len = s->url_len;
@@ -714,6 +722,7 @@ SS_EXPORT void curl_easy_reset(CURL *h) {
     s->app_rs = NULL;
     s->app_rs_data = NULL;
     s->method = M_GET;
+    s->nobody = 0;
     s->custom_len = 0;
     s->url_len = 0;
     s->injected = s->hooked_cbs = 0;
