@@ -245,6 +245,36 @@ def spawn(b, tmp, summary):
         col.stop()
 
 
+def shell_loop(b, tmp, summary):
+    """Issue 6: cost per traced process in a 1,000-process shell loop, process spans on
+    (what `spanshim run` does), with vs without the shim, same collector."""
+    n = 1000
+    print("== 2b. shell loop: sh runs /bin/true x %d, process spans on" % n, flush=True)
+    col = Collector(b["spanshimd"], tmp, "shloop")
+    script = "i=0; while [ $i -lt %d ]; do /bin/true; i=$((i+1)); done" % n
+    try:
+        res = {}
+        for name, lib in [("without", None), ("with shim", b["lib"])] * 2:
+            env = clean_env()
+            if lib:
+                env.update({"LD_PRELOAD": lib, "SPANSHIM_ENDPOINT": col.endpoint,
+                            "SPANSHIM_PROCESS_SPAN": "1"})
+            t0 = time.monotonic()
+            subprocess.run(["sh", "-c", script], env=env, check=True)
+            us = (time.monotonic() - t0) * 1e6 / n
+            res[name] = min(us, res.get(name, us))
+            print("  %-10s %8.1f us/process" % (name, us), flush=True)
+        time.sleep(0.5)
+        got = count_spans(col.out)
+        d = res["with shim"] - res["without"]
+        print("  delta %+8.1f us/process (%d spans delivered for %d traced processes)" % (
+            d, got, 2 * n))
+        summary.append(("traced process in a shell loop (process spans on)", "%+.1f us" % d,
+                        "%.1f -> %.1f us/process" % (res["without"], res["with shim"])))
+    finally:
+        col.stop()
+
+
 def ingest(b, tmp, summary):
     print("== 3. spanshimd ingest: %d shimmed processes x %d UDP connects at once" % (
         INGEST_PROCS, INGEST_N), flush=True)
@@ -393,7 +423,7 @@ def main():
     t0 = time.monotonic()
     status = 0
     try:
-        for part in (hot_path, spawn, ingest, memory, real_programs):
+        for part in (hot_path, spawn, shell_loop, ingest, memory, real_programs):
             try:
                 part(b, tmp, summary)
             except Exception as e:  # report and go on: a bench never fails on timing
