@@ -4,4 +4,7 @@
 # benchmark cannot run at all. `make bench` builds what they need first.
 set -eu
 here=$(dirname "$0")
-exec "${PYTHON:-python3}" "$here/bench.py" "${1:-build}"
+status=0
+"${PYTHON:-python3}" "$here/bench.py" "${1:-build}" || status=1
+"${PYTHON:-python3}" "$here/curl_nginx.py" "${1:-build}" || status=1
+exit $status

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""libcurl benchmark (issue 4): BENCH_CURL_N (2000) sequential GETs on one reused easy
+handle (tests/progs/curl_loop) to a local nginx (the Debian package, started here on a
+loopback port with a throwaway config), without and with the shim (a spanshimd
+collecting), alternating, BENCH_CURL_ROUNDS (9) rounds each; reports the best and the
+median requests/s of each and their ratio. Never fails on timing; exits non-zero only
+when it cannot run (no nginx, no build).  Usage: curl_nginx.py BUILD"""
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+N = int(os.environ.get("BENCH_CURL_N", "2000"))
+ROUNDS = int(os.environ.get("BENCH_CURL_ROUNDS", "9"))
+
+CONF = """daemon off;
+master_process off;
+worker_processes 1;
+pid %(d)s/nginx.pid;
+error_log %(d)s/error.log;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path %(d)s/body; proxy_temp_path %(d)s/proxy;
+  fastcgi_temp_path %(d)s/fcgi; uwsgi_temp_path %(d)s/uwsgi; scgi_temp_path %(d)s/scgi;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:%(port)d;
+    location / { return 200 "hello\\n"; }
+  }
+}
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def clean_env():
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("SPANSHIM_", "OTEL_", "LD_PRELOAD"))}
+
+
+def wait_port(port, proc, secs=10):
+    deadline = time.monotonic() + secs
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def run_loop(prog, url, env):
+    r = subprocess.run([prog, url, str(N)], env=env, capture_output=True, timeout=300)
+    kv = dict(l.split("=", 1) for l in r.stdout.decode().split() if "=" in l)
+    if r.returncode != 0 or int(kv.get("ok", 0)) != N:
+        raise RuntimeError("curl_loop failed: %r" % (r,))
+    return float(kv["rps"])
+
+
+def main():
+    build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build")
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    prog = os.path.join(build, "tests", "progs", "curl_loop")
+    if not os.path.exists(nginx) or not os.path.exists(prog):
+        print("curl/nginx bench: cannot run (nginx at %s, %s built?)" % (nginx, prog))
+        return 1
+    d = tempfile.mkdtemp(prefix="ss-nginx-")
+    os.chmod(d, 0o755)
+    port = free_port()
+    with open(os.path.join(d, "nginx.conf"), "w") as f:
+        f.write(CONF % {"d": d, "port": port})
+    ng = subprocess.Popen([nginx, "-p", d, "-c", os.path.join(d, "nginx.conf")],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    col = None
+    try:
+        if not wait_port(port, ng):
+            print("curl/nginx bench: nginx did not start (%s/error.log)" % d)
+            return 1
+        cd = os.path.join(d, "col")
+        os.mkdir(cd, 0o700)
+        sock = os.path.join(cd, "c.sock")
+        col = subprocess.Popen([os.path.join(build, "spanshimd"), "--socket", sock, "--out",
+                                os.path.join(cd, "spans.jsonl")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=clean_env())
+        deadline = time.monotonic() + 10
+        while not os.path.exists(sock) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        url = "http://127.0.0.1:%d/" % port
+        plain = clean_env()
+        shim = dict(plain, LD_PRELOAD=os.path.join(build, "libspanshim.so"),
+                    SPANSHIM_ENDPOINT="unix:" + sock)
+        run_loop(prog, url, plain)  # warm up
+        res = {"without": [], "with": []}
+        for _ in range(ROUNDS):
+            res["without"].append(run_loop(prog, url, plain))
+            res["with"].append(run_loop(prog, url, shim))
+        bw, bs = max(res["without"]), max(res["with"])
+        mw, ms = statistics.median(res["without"]), statistics.median(res["with"])
+        print("curl/nginx: %d sequential GETs, one reused easy handle, %d rounds" % (N, ROUNDS))
+        print("  without shim: best %.0f req/s, median %.0f" % (bw, mw))
+        print("  with shim:    best %.0f req/s, median %.0f" % (bs, ms))
+        print("  ratio (with/without): best %.3f, median %.3f (target >= 0.98)" %
+              (bs / bw, ms / mw))
+        print("  per request added: %.1f us (best)" % ((1e6 / bs) - (1e6 / bw)))
+        return 0
+    finally:
+        if col:
+            col.terminate()
+            col.wait(10)
+        ng.terminate()
+        try:
+            ng.wait(10)
+        except subprocess.TimeoutExpired:
+            ng.kill()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
