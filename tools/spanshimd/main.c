@@ -63,6 +63,10 @@ static const char usage[] =
     "  --sample-buffer N       bytes of held spans at most (default 64M); beyond it the\n"
     "                          oldest undecided traces are dropped early (counted)\n"
     "\n"
+    "  --no-sql-summary        leave PostgreSQL spans as the shim named them (default:\n"
+    "                          db.query.summary, db.operation.name, db.collection.name\n"
+    "                          and the span name from PostgreSQL's parser)\n"
+    "\n"
     "DUR is a number with ms, s, m or h (a bare number means ms).\n"
     "\n"
     "GET /stats returns the counters as JSON. SIGTERM or SIGINT: finish, print the\n"
@@ -126,7 +130,7 @@ typedef struct cli {
 enum {
   O_SOCKET = 256, O_OUT, O_TRUNCATE, O_LISTEN, O_MAXBODY, O_HELP, O_OTLP, O_HEADER,
   O_COMPRESSION, O_TIMEOUT, O_QUEUE, O_RETRY_INITIAL, O_RETRY_MAX, O_RETRY_ELAPSED, O_GRACE,
-  O_RATIO, O_SLOWER, O_WAIT, O_SBUF,
+  O_RATIO, O_SLOWER, O_WAIT, O_SBUF, O_NO_SQL,
 };
 
 static int parse_args(int argc, char **argv, ss__opts *o, cli *c) {
@@ -150,6 +154,7 @@ static int parse_args(int argc, char **argv, ss__opts *o, cli *c) {
       {"keep-slower-than", required_argument, NULL, O_SLOWER},
       {"decision-wait", required_argument, NULL, O_WAIT},
       {"sample-buffer", required_argument, NULL, O_SBUF},
+      {"no-sql-summary", no_argument, NULL, O_NO_SQL},
       {NULL, 0, NULL, 0}};
   int ch;
   memset(o, 0, sizeof *o);
@@ -248,6 +253,7 @@ static int parse_args(int argc, char **argv, ss__opts *o, cli *c) {
         return 2;
       }
       break;
+    case O_NO_SQL: ss__sqlsum_disable(); break;
     case O_HELP: fputs(usage, stdout); return 1;
     default: fputs(usage, stderr); return 2;
     }
@@ -349,6 +355,7 @@ int main(int argc, char **argv) {
   ss__upstream_stop(c.grace_ms);
   if (c.sampling) ss__sampler_free();
   ss__sink_close();
+  ss__sqlsum_free();
   ss__decode_release();
   ss__buf line = SS_BUF_INIT;
   ss__stats_line(&line);

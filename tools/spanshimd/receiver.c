@@ -57,6 +57,7 @@ static size_t n_conns, n_lingering;
 static char tag_unix, tag_tcp, tag_sig;  /* epoll data for the non-connection fds */
 static ss__buf scratch = SS_BUF_INIT;
 static ss__buf sampled = SS_BUF_INIT;    /* the sampler's output for one request */
+static ss__buf repacked = SS_BUF_INIT;   /* a request changed by enrichment, serialized */
 
 /* ---- connections ---- */
 
@@ -266,6 +267,7 @@ static int ingest(conn *c, const uint8_t *body, size_t len) {
     if (q == NULL) return too_big ? 413 : 400;
     size_t n = count_spans(q);
     ss__stats_g.spans_received += n;
+    int changed = ss__sqlsum_enrich(q);
     if (ss__sampler_enabled()) {
       ss__buf_reset(&sampled);
       if (!ss__sampler_process(q, &sampled, ss__mono_ms())) {
@@ -275,7 +277,17 @@ static int ingest(conn *c, const uint8_t *body, size_t len) {
         len = sampled.len;
         if ((q = ss__decode_traces(body, len, &too_big)) == NULL) return 503;
         n = count_spans(q);
+        changed = 0;
       }
+    }
+    if (changed && ss__upstream_enabled()) {  /* the upstream gets what the file gets */
+      size_t sz = protobuf_c_message_get_packed_size(&q->base);
+      ss__buf_reset(&repacked);
+      char *d = ss__buf_room(&repacked, sz);
+      if (d == NULL) return 503;
+      protobuf_c_message_pack(&q->base, (uint8_t *)d);
+      body = (const uint8_t *)d;
+      len = sz;
     }
     return output(0, q, body, len, n);
   }
@@ -607,5 +619,6 @@ int ss__receiver_run(const ss__opts *o, int unix_fd, int tcp_fd, int sigfd) {
   if (reserve_fd >= 0) close(reserve_fd);
   ss__buf_free(&scratch);
   ss__buf_free(&sampled);
+  ss__buf_free(&repacked);
   return 0;
 }

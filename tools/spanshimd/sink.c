@@ -98,7 +98,8 @@ int ss__sink_logs(const ss__logs_req *req) {
 #define COUNTERS(X)                                                                     \
   X(requests) X(traces_requests) X(logs_requests) X(stats_requests) X(spans_received)   \
   X(logs_received) X(lines_written) X(bytes_written) X(write_errors) X(connections)      \
-  X(connections_open) X(connections_refused) X(peers_refused)
+  X(connections_open) X(connections_refused) X(peers_refused) X(sql_spans) X(sql_unparsed) \
+  X(sql_rescrubbed)
 #define REJECTED(X)                                                                     \
   X(bad_http) X(header_too_large) X(not_found) X(method) X(length_required)             \
   X(too_large) X(content_type) X(bad_protobuf) X(unavailable)

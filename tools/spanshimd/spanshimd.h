@@ -70,6 +70,9 @@ typedef struct ss__stats {
   uint64_t connections_open;      /* gauge */
   uint64_t connections_refused;   /* over SS_MAX_CONNS */
   uint64_t peers_refused;         /* SO_PEERCRED: another uid */
+  uint64_t sql_spans;             /* PostgreSQL spans with db.query.text seen */
+  uint64_t sql_unparsed;          /* ... whose text PostgreSQL's parser refused */
+  uint64_t sql_rescrubbed;        /* ... in which the parser still found a literal */
 } ss__stats;
 
 extern ss__stats ss__stats_g;
@@ -206,6 +209,13 @@ int ss__sampler_process(const ss__traces_req *q, ss__buf *out, uint64_t now_ms);
 int64_t ss__sampler_tick(uint64_t now_ms);
 /* Drops whatever is still held (counted) and frees everything. */
 void ss__sampler_free(void);
+
+/* ---- sqlsum.c ---- */
+/* Adds db.query.summary etc. to q's PostgreSQL spans and renames them (see sqlsum.c).
+ * What it adds lives until the next call. Returns 1 when some span changed. */
+int ss__sqlsum_enrich(ss__traces_req *q);
+void ss__sqlsum_disable(void);
+void ss__sqlsum_free(void);
 
 /* ---- main.c ---- */
 /* "250ms", "2s", "1.5m", "1h", "100us", "10ns" (a bare number is ms) in nanoseconds;

@@ -1,0 +1,428 @@
+/* sqlsum.c - SQL enrichment of PostgreSQL spans with PostgreSQL's own parser.
+ *
+ * For every span with db.query.text whose db.system.name (or older db.system) is
+ * "postgresql", the text is parsed with libpg_query (the server's grammar, in the
+ * collector, never in the traced process) and the span gets:
+ *   db.query.summary    operations and tables in the order the statement names them
+ *                       ("SELECT orders", "INSERT shipping SELECT orders"); CTE names
+ *                       are not tables; a SELECT without FROM inside another statement
+ *                       (INSERT ... VALUES) adds nothing
+ *   db.operation.name   the outermost operation
+ *   db.collection.name  the target of INSERT/UPDATE/DELETE/MERGE, or the single table a
+ *                       SELECT reads (removed when a SELECT reads several)
+ *   name                the summary (OTel database span naming)
+ * The shim scrubs literals into `?`, which PostgreSQL's grammar does not know, so `?`
+ * outside quotes becomes a parameter ($1) for the parse. The scrubbing is re-checked:
+ * if the parse still finds a literal, db.query.text is replaced by the parser's
+ * normalized text (every constant a $n parameter) and the span counted as rescrubbed.
+ * Text that does not parse keeps the shim's name and attributes, and its
+ * db.query.summary is the shim's span name.
+ *
+ * Results are cached by text (direct-mapped), since services repeat their statements.
+ * Attribute values and arrays added to a span are allocated from a pool that lives until
+ * the next request. Receiver thread only. */
+#include <pg_query.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/sql.h"
+#include "tools/common/json.h"
+#include "tools/spanshimd/spanshimd.h"
+
+typedef Opentelemetry__Proto__Trace__V1__Span pb_span;
+typedef Opentelemetry__Proto__Common__V1__KeyValue pb_kv;
+typedef Opentelemetry__Proto__Common__V1__AnyValue pb_any;
+
+#define SUMMARY_MAX 255
+#define CACHE_SLOTS 4096
+#define TEXT_MAX 65536             /* longer statements are not parsed (kept as they are) */
+
+typedef struct result {
+  char *text;                      /* the key; NULL: empty slot */
+  int ok;                          /* parsed */
+  char summary[SUMMARY_MAX + 1];
+  char op[32];
+  char coll[128];                  /* "" none */
+  char *normalized;                /* non-NULL: the shim left a literal; use this text */
+} result;
+
+static result cache[CACHE_SLOTS];
+static int disabled;
+
+/* ---- the per-request pool ---- */
+
+typedef struct chunk {
+  struct chunk *next;
+  max_align_t data[];
+} chunk;
+static chunk *pool;
+
+static void *pool_alloc(size_t n) {
+  chunk *c = malloc(sizeof *c + n);
+  if (c == NULL) return NULL;
+  c->next = pool;
+  pool = c;
+  return c->data;
+}
+
+static void pool_reset(void) {
+  while (pool) {
+    chunk *c = pool;
+    pool = c->next;
+    free(c);
+  }
+}
+
+/* ---- walking the parse tree ---- */
+
+typedef struct walk {
+  char summary[SUMMARY_MAX + 1];
+  size_t len;
+  char op[32];
+  char coll[128];                  /* target of the outermost statement */
+  const char *ctes[32];
+  size_t n_ctes;
+  char first_rel[128], last_rel[128];
+  size_t n_rels;                   /* relations named outside CTE references */
+  int literal;
+  int depth;                       /* statement nesting */
+} walk;
+
+static void add_token(walk *w, const char *tok) {
+  size_t n = strlen(tok);
+  if (w->len + (w->len ? 1 : 0) + n > SUMMARY_MAX) return;
+  if (w->len) w->summary[w->len++] = ' ';
+  memcpy(w->summary + w->len, tok, n);
+  w->len += n;
+  w->summary[w->len] = 0;
+}
+
+static void walk_node(walk *w, const ss__json *j);
+
+static void relation(walk *w, const ss__json *rv) {
+  size_t n;
+  const char *rel = ss__json_str(ss__json_get(rv, "relname"), &n);
+  const char *schema = ss__json_str(ss__json_get(rv, "schemaname"), &n);
+  if (rel == NULL) return;
+  if (!schema)
+    for (size_t i = 0; i < w->n_ctes; i++)
+      if (strcmp(w->ctes[i], rel) == 0) return;  /* a CTE, not a table */
+  char name[128];
+  snprintf(name, sizeof name, "%s%s%s", schema ? schema : "", schema ? "." : "", rel);
+  add_token(w, name);
+  if (w->n_rels++ == 0) snprintf(w->first_rel, sizeof w->first_rel, "%s", name);
+  snprintf(w->last_rel, sizeof w->last_rel, "%s", name);
+}
+
+static const char *dml_op(const char *key) {
+  static const char *const map[][2] = {
+      {"SelectStmt", "SELECT"}, {"InsertStmt", "INSERT"}, {"UpdateStmt", "UPDATE"},
+      {"DeleteStmt", "DELETE"}, {"MergeStmt", "MERGE"}};
+  for (size_t i = 0; i < sizeof map / sizeof *map; i++)
+    if (strcmp(key, map[i][0]) == 0) return map[i][1];
+  return NULL;
+}
+
+/* One statement: its CTEs first (they come first in the text), then its operation, then
+ * what it names. A nested statement that names no table (INSERT's VALUES list, a SELECT
+ * from a CTE) takes its operation back out of the summary. */
+static void statement(walk *w, const char *op, const ss__json *st) {
+  int outer = w->depth == 0;
+  const ss__json *with = ss__json_get(st, "withClause");
+  w->depth++;
+  if (with) walk_node(w, with);
+  w->depth--;
+  size_t n;
+  const char *so = ss__json_str(ss__json_get(st, "op"), &n);
+  int is_select = strcmp(op, "SELECT") == 0;
+  int set_operation = is_select && so && strcmp(so, "SETOP_NONE") != 0;
+  size_t mark = w->len, rels_before = w->n_rels;
+  if (!set_operation) add_token(w, op);
+  if (outer && !w->op[0]) snprintf(w->op, sizeof w->op, "%s", op);
+  w->depth++;
+  if (outer && !is_select) {  /* the target first, so it is the collection */
+    const ss__json *rel = ss__json_get(st, "relation");
+    size_t before = w->n_rels;
+    if (rel) relation(w, rel);
+    if (w->n_rels > before && !w->coll[0]) snprintf(w->coll, sizeof w->coll, "%s", w->last_rel);
+  }
+  for (size_t i = 0; i < ss__json_count(st); i++) {
+    const ss__json *m = ss__json_at(st, i);
+    if (strcmp(m->key, "withClause") == 0) continue;
+    if (outer && !is_select && strcmp(m->key, "relation") == 0) continue;
+    if (set_operation && (strcmp(m->key, "larg") == 0 || strcmp(m->key, "rarg") == 0)) {
+      w->depth--;  /* the branches of a UNION are as outer as the UNION */
+      statement(w, "SELECT", m);
+      w->depth++;
+      continue;
+    }
+    walk_node(w, m);
+  }
+  w->depth--;
+  if (!outer && !set_operation && w->n_rels == rels_before) {
+    w->len = mark;
+    w->summary[mark] = 0;
+  }
+}
+
+static void walk_node(walk *w, const ss__json *j) {
+  if (ss__json_is(j, SS_JSON_ARRAY)) {
+    for (size_t i = 0; i < ss__json_count(j); i++) walk_node(w, ss__json_at(j, i));
+    return;
+  }
+  if (!ss__json_is(j, SS_JSON_OBJECT)) return;
+  if (ss__json_get(j, "relname")) {
+    relation(w, j);
+    return;
+  }
+  for (size_t i = 0; i < ss__json_count(j); i++) {
+    const ss__json *m = ss__json_at(j, i);
+    const char *op = dml_op(m->key);
+    if (op && ss__json_is(m, SS_JSON_OBJECT)) {
+      statement(w, op, m);
+    } else if (strcmp(m->key, "A_Const") == 0) {
+      if (!ss__json_get(m, "isnull")) w->literal = 1;
+    } else if (strcmp(m->key, "CommonTableExpr") == 0) {
+      size_t n;
+      const char *name = ss__json_str(ss__json_get(m, "ctename"), &n);
+      if (name && w->n_ctes < sizeof w->ctes / sizeof *w->ctes) w->ctes[w->n_ctes++] = name;
+      walk_node(w, m);
+    } else {
+      walk_node(w, m);
+    }
+  }
+}
+
+/* Operations other than DML, named by their statement node. */
+static const char *other_op(const char *key, const ss__json *st) {
+  static const char *const map[][2] = {
+      {"CreateStmt", "CREATE TABLE"}, {"DropStmt", "DROP"}, {"TruncateStmt", "TRUNCATE"},
+      {"CopyStmt", "COPY"}, {"AlterTableStmt", "ALTER TABLE"}, {"IndexStmt", "CREATE INDEX"},
+      {"VariableSetStmt", "SET"}, {"VariableShowStmt", "SHOW"}, {"ExplainStmt", "EXPLAIN"},
+      {"CallStmt", "CALL"}, {"LockStmt", "LOCK"}, {"VacuumStmt", "VACUUM"},
+      {"PrepareStmt", "PREPARE"}, {"ExecuteStmt", "EXECUTE"}, {"DeallocateStmt", "DEALLOCATE"},
+      {"ListenStmt", "LISTEN"}, {"NotifyStmt", "NOTIFY"}, {"DoStmt", "DO"}};
+  if (strcmp(key, "TransactionStmt") == 0) {
+    size_t n;
+    const char *kind = ss__json_str(ss__json_get(st, "kind"), &n);
+    if (kind && strstr(kind, "COMMIT")) return "COMMIT";
+    if (kind && strstr(kind, "ROLLBACK")) return "ROLLBACK";
+    if (kind && strstr(kind, "SAVEPOINT")) return "SAVEPOINT";
+    return "BEGIN";
+  }
+  for (size_t i = 0; i < sizeof map / sizeof *map; i++)
+    if (strcmp(key, map[i][0]) == 0) return map[i][1];
+  return NULL;
+}
+
+/* Fills r from the parse tree JSON; 0, or -1 when it is not what we expect. */
+static int summarize(result *r, const char *tree, const char *text) {
+  char err[128];
+  ss__json *root = ss__json_parse(tree, strlen(tree), err, sizeof err);
+  const ss__json *stmts = ss__json_get(root, "stmts");
+  if (root == NULL || !ss__json_is(stmts, SS_JSON_ARRAY) || ss__json_count(stmts) == 0) {
+    ss__json_free(root);
+    return -1;
+  }
+  walk w;
+  memset(&w, 0, sizeof w);
+  for (size_t i = 0; i < ss__json_count(stmts); i++) {
+    const ss__json *node = ss__json_get(ss__json_at(stmts, i), "stmt");
+    const ss__json *st = ss__json_at(node, 0);
+    if (st == NULL) continue;
+    w.depth = 0;
+    if (dml_op(st->key)) {
+      walk_node(&w, node);
+    } else {
+      const char *op = other_op(st->key, st);
+      ss__sql_summary s;
+      if (op == NULL) {  /* a statement we do not map: the shim's lexer names it */
+        ss__sql_summarize(text, strlen(text), &s);
+        op = s.op[0] ? s.op : NULL;
+      }
+      if (op) add_token(&w, op);
+      if (op && !w.op[0]) snprintf(w.op, sizeof w.op, "%s", op);
+      size_t rels = w.n_rels;
+      w.depth = 1;
+      walk_node(&w, st);
+      if (!w.coll[0] && w.n_rels == rels + 1 && i == 0)
+        snprintf(w.coll, sizeof w.coll, "%s", w.first_rel);
+    }
+  }
+  if (!w.coll[0] && strcmp(w.op, "SELECT") == 0 && w.n_rels == 1)
+    snprintf(w.coll, sizeof w.coll, "%s", w.first_rel);
+  memcpy(r->summary, w.summary, w.len + 1);
+  snprintf(r->op, sizeof r->op, "%s", w.op);
+  snprintf(r->coll, sizeof r->coll, "%s", w.coll);
+  r->ok = w.len > 0;
+  ss__json_free(root);
+  return w.literal;
+}
+
+/* The shim's `?` placeholders (outside quotes) become $1 so PostgreSQL's grammar reads
+ * the statement; `?` that is part of an operator (?| ?& @?) is left alone. */
+static char *params_for_parse(const char *s, size_t n) {
+  char *out = malloc(2 * n + 1), *o = out;
+  if (out == NULL) return NULL;
+  char quote = 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (quote) {
+      if (c == quote) quote = 0;
+      *o++ = c;
+    } else if (c == '\'' || c == '"') {
+      quote = c;
+      *o++ = c;
+    } else if (c == '?' && !(i + 1 < n && strchr("|&", s[i + 1])) && !(i && s[i - 1] == '@')) {
+      *o++ = '$';
+      *o++ = '1';
+    } else {
+      *o++ = c;
+    }
+  }
+  *o = 0;
+  return out;
+}
+
+static uint32_t fnv(const char *s, size_t n) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 16777619u;
+  return h;
+}
+
+static const result *lookup(const char *text, size_t n) {
+  result *r = &cache[fnv(text, n) % CACHE_SLOTS];
+  if (r->text && strlen(r->text) == n && memcmp(r->text, text, n) == 0) return r;
+  free(r->text);
+  free(r->normalized);
+  memset(r, 0, sizeof *r);
+  if ((r->text = malloc(n + 1)) == NULL) return NULL;
+  memcpy(r->text, text, n);
+  r->text[n] = 0;
+  char *p = params_for_parse(text, n);
+  if (p == NULL) return r;
+  PgQueryParseResult pr = pg_query_parse(p);
+  if (pr.error == NULL && pr.parse_tree && summarize(r, pr.parse_tree, p) == 1) {
+    PgQueryNormalizeResult nr = pg_query_normalize(p);
+    if (nr.error == NULL && nr.normalized_query) r->normalized = strdup(nr.normalized_query);
+    pg_query_free_normalize_result(nr);
+  }
+  pg_query_free_parse_result(pr);
+  free(p);
+  return r;
+}
+
+/* ---- span attributes ---- */
+
+static pb_kv *find(const pb_span *s, const char *key) {
+  for (size_t i = 0; i < s->n_attributes; i++)
+    if (strcmp(s->attributes[i]->key, key) == 0) return s->attributes[i];
+  return NULL;
+}
+
+static const char *str_attr(const pb_span *s, const char *key) {
+  pb_kv *kv = find(s, key);
+  if (kv && kv->value &&
+      kv->value->value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE)
+    return kv->value->string_value;
+  return NULL;
+}
+
+static char *pool_str(const char *v) {
+  size_t n = strlen(v) + 1;
+  char *p = pool_alloc(n);
+  if (p) memcpy(p, v, n);
+  return p;
+}
+
+/* Sets a string attribute (replacing its value, or appending it); 0 or -1. */
+static int set_str(pb_span *s, const char *key, const char *v) {
+  pb_kv *kv = find(s, key);
+  pb_any *val = pool_alloc(sizeof *val);
+  char *copy = pool_str(v);
+  if (val == NULL || copy == NULL) return -1;
+  *val = (pb_any)OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__INIT;
+  val->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
+  val->string_value = copy;
+  if (kv) {
+    kv->value = val;
+    return 0;
+  }
+  kv = pool_alloc(sizeof *kv);
+  pb_kv **arr = pool_alloc((s->n_attributes + 1) * sizeof *arr);
+  char *k = pool_str(key);
+  if (kv == NULL || arr == NULL || k == NULL) return -1;
+  *kv = (pb_kv)OPENTELEMETRY__PROTO__COMMON__V1__KEY_VALUE__INIT;
+  kv->key = k;
+  kv->value = val;
+  if (s->n_attributes) memcpy(arr, s->attributes, s->n_attributes * sizeof *arr);
+  arr[s->n_attributes++] = kv;
+  s->attributes = arr;
+  return 0;
+}
+
+static void remove_attr(pb_span *s, const char *key) {
+  for (size_t i = 0; i < s->n_attributes; i++)
+    if (strcmp(s->attributes[i]->key, key) == 0) {
+      memmove(&s->attributes[i], &s->attributes[i + 1],
+              (s->n_attributes - i - 1) * sizeof *s->attributes);
+      s->n_attributes--;
+      return;
+    }
+}
+
+static int is_postgres(const pb_span *s) {
+  const char *sys = str_attr(s, "db.system.name");
+  if (sys == NULL) sys = str_attr(s, "db.system");
+  return sys && strcmp(sys, "postgresql") == 0;
+}
+
+/* Enriches one span; 1 when it changed. */
+static int enrich(pb_span *s) {
+  const char *text = str_attr(s, "db.query.text");
+  if (text == NULL || !is_postgres(s)) return 0;
+  size_t n = strlen(text);
+  ss__stats_g.sql_spans++;
+  const result *r = n <= TEXT_MAX ? lookup(text, n) : NULL;
+  if (r == NULL || !r->ok) {
+    ss__stats_g.sql_unparsed++;
+    if (s->name && *s->name && strcmp(s->name, ss__sql_span_name) != 0)
+      return set_str(s, "db.query.summary", s->name) == 0;
+    return 0;
+  }
+  set_str(s, "db.query.summary", r->summary);
+  if (r->op[0]) set_str(s, "db.operation.name", r->op);
+  if (r->coll[0]) set_str(s, "db.collection.name", r->coll);
+  else remove_attr(s, "db.collection.name");
+  if (r->normalized) {
+    set_str(s, "db.query.text", r->normalized);
+    ss__stats_g.sql_rescrubbed++;
+  }
+  char *name = pool_str(r->summary);
+  if (name) s->name = name;
+  return 1;
+}
+
+int ss__sqlsum_enrich(ss__traces_req *q) {
+  pool_reset();
+  if (disabled) return 0;
+  int changed = 0;
+  for (size_t i = 0; i < q->n_resource_spans; i++)
+    for (size_t j = 0; j < q->resource_spans[i]->n_scope_spans; j++) {
+      Opentelemetry__Proto__Trace__V1__ScopeSpans *ss = q->resource_spans[i]->scope_spans[j];
+      for (size_t k = 0; k < ss->n_spans; k++) changed |= enrich(ss->spans[k]);
+    }
+  return changed;
+}
+
+void ss__sqlsum_disable(void) { disabled = 1; }
+
+void ss__sqlsum_free(void) {
+  pool_reset();
+  for (size_t i = 0; i < CACHE_SLOTS; i++) {
+    free(cache[i].text);
+    free(cache[i].normalized);
+  }
+  memset(cache, 0, sizeof cache);
+}
