@@ -419,14 +419,20 @@ static void on_result(conn *k, const PGconn *c, const PGresult *r) {
     k->rows += o.rows;
   }
   if (o.copy) k->copy = 1;
-  if (!o.failed || k->failed) return;
-  k->failed = 1;
-  void *rec = k->q_n ? pend_rec(k, &k->q[k->q_head]) : NULL;
-  if (rec == NULL) return;
-  size_t cap = k->q[k->q_head].cap;
-  if (o.sqlstate) ss__rec_add_str(rec, cap, "db.response.status_code", o.sqlstate, 5);
-  ss__rec_add_str(rec, cap, "error.type", o.type, strlen(o.type));
-  if (o.msg) ss__rec_add_str(rec, cap, NULL, o.msg, msg_len(o.msg, MSG_MAX));
+  void *rec = k->q_n && o.failed && !k->failed ? pend_rec(k, &k->q[k->q_head]) : NULL;
+  if (o.failed) k->failed = 1;
+  if (rec) {
+    size_t cap = k->q[k->q_head].cap;
+    if (o.sqlstate) ss__rec_add_str(rec, cap, "db.response.status_code", o.sqlstate, 5);
+    ss__rec_add_str(rec, cap, "error.type", o.type, strlen(o.type));
+    if (o.msg) ss__rec_add_str(rec, cap, NULL, o.msg, msg_len(o.msg, MSG_MAX));
+  }
+  /* The connection is gone (backend terminated): no NULL result may ever come, and
+   * apps such as psql exit right away; end the statement now, and any queued behind. */
+  if (o.failed && real_PQstatus()(c) == CONNECTION_BAD) {
+    complete_head(k);
+    abandon_all(k);
+  }
 }
 
 static int in_pipeline(const PGconn *c) {
