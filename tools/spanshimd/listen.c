@@ -96,7 +96,7 @@ static int remove_stale(const char *path, const struct sockaddr_un *sa) {
   return 0;
 }
 
-int ss__listen_unix(const char *path) {
+int ss__listen_unix(const char *path, int shared) {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   if (strlen(path) >= sizeof sa.sun_path) {
     fprintf(stderr, "spanshimd: socket path too long: %s\n", path);
@@ -122,7 +122,10 @@ int ss__listen_unix(const char *path) {
   mode_t old = umask(0177);  /* the socket is born 0600: no window with a wider mode */
   int rc = bind(fd, (struct sockaddr *)&tmp, sizeof tmp);
   umask(old);
-  if (rc != 0 || chmod(tmp.sun_path, 0600) != 0 || listen(fd, 512) != 0) goto fail;
+  if (rc != 0 || chmod(tmp.sun_path, shared ? 0666 : 0600) != 0 || listen(fd, 512) != 0)
+    goto fail;
+  /* --allow-uid/--allow-group: others must reach the socket; SO_PEERCRED decides. */
+  if (shared && chmod(dir, 0711) != 0) goto fail;
   if (strcmp(tmp.sun_path, path) != 0 && rename(tmp.sun_path, path) != 0) {
     unlink(tmp.sun_path);
     goto fail;

@@ -3,7 +3,10 @@
  * Foreground, single-threaded. stdout stays silent (only --help writes there); the
  * startup line and the final counters go to stderr. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,10 +70,22 @@ static const char usage[] =
     "                          db.query.summary, db.operation.name, db.collection.name\n"
     "                          and the span name from PostgreSQL's parser)\n"
     "\n"
+    "Metrics and operation:\n"
+    "  --metrics H:P           serve Prometheus text at http://H:P/metrics (loopback\n"
+    "                          only): span counts, errors, duration histograms by\n"
+    "                          service, span name and peer, and our own counters\n"
+    "  --metrics-max-series N  series at most (default 10000); the rest count as\n"
+    "                          span_name=\"_overflow\"\n"
+    "  --allow-uid U           also serve peers with this uid or user name (repeatable);\n"
+    "  --allow-group G         ... or in this group; the socket is then mode 0666 in a\n"
+    "                          0711 directory and SO_PEERCRED does the checking\n"
+    "  --daemon                detach once listening (--pid-file FILE, --log-file FILE)\n"
+    "\n"
     "DUR is a number with ms, s, m or h (a bare number means ms).\n"
     "\n"
-    "GET /stats returns the counters as JSON. SIGTERM or SIGINT: finish, print the\n"
-    "counters on stderr, remove the socket, exit 0.\n";
+    "GET /stats returns the counters as JSON. SIGHUP reopens the output file (after\n"
+    "logrotate). SIGTERM or SIGINT: finish, deliver what is queued upstream (up to\n"
+    "--shutdown-grace), print the counters on stderr, remove the socket, exit 0.\n";
 
 static int parse_size(const char *s, size_t *out) {
   char *end;
@@ -115,6 +130,31 @@ static int parse_ms(const char *flag, const char *s, uint64_t *ms) {
   return 0;
 }
 
+/* --allow-uid / --allow-group: a number or a name. 0, or -1 after printing why. */
+static int add_allowed(ss__opts *o, int group, const char *v) {
+  char *end;
+  unsigned long id = strtoul(v, &end, 10);
+  if (end == v || *end) {
+    if (group) {
+      struct group *g = getgrnam(v);
+      if (g == NULL) goto bad;
+      id = g->gr_gid;
+    } else {
+      struct passwd *pw = getpwnam(v);
+      if (pw == NULL) goto bad;
+      id = pw->pw_uid;
+    }
+  }
+  if (group ? o->n_allow_gids >= 32 : o->n_allow_uids >= 32) goto bad;
+  if (group) o->allow_gids[o->n_allow_gids++] = (uint32_t)id;
+  else o->allow_uids[o->n_allow_uids++] = (uint32_t)id;
+  return 0;
+bad:
+  fprintf(stderr, "spanshimd: bad --allow-%s %s (a known %s name or a number; 32 at most)\n",
+          group ? "group" : "uid", v, group ? "group" : "user");
+  return -1;
+}
+
 typedef struct cli {
   const char *otlp_endpoint;
   const char *headers[SS_UP_MAX_HEADERS];
@@ -125,12 +165,16 @@ typedef struct cli {
   uint64_t grace_ms;
   int sampling;
   ss__sampler_cfg samp;
+  size_t max_series;
+  int daemon;
+  const char *pid_file, *log_file;
 } cli;
 
 enum {
   O_SOCKET = 256, O_OUT, O_TRUNCATE, O_LISTEN, O_MAXBODY, O_HELP, O_OTLP, O_HEADER,
   O_COMPRESSION, O_TIMEOUT, O_QUEUE, O_RETRY_INITIAL, O_RETRY_MAX, O_RETRY_ELAPSED, O_GRACE,
-  O_RATIO, O_SLOWER, O_WAIT, O_SBUF, O_NO_SQL,
+  O_RATIO, O_SLOWER, O_WAIT, O_SBUF, O_NO_SQL, O_METRICS, O_MAX_SERIES, O_ALLOW_UID,
+  O_ALLOW_GROUP, O_DAEMON, O_PIDFILE, O_LOGFILE,
 };
 
 static int parse_args(int argc, char **argv, ss__opts *o, cli *c) {
@@ -155,6 +199,13 @@ static int parse_args(int argc, char **argv, ss__opts *o, cli *c) {
       {"decision-wait", required_argument, NULL, O_WAIT},
       {"sample-buffer", required_argument, NULL, O_SBUF},
       {"no-sql-summary", no_argument, NULL, O_NO_SQL},
+      {"metrics", required_argument, NULL, O_METRICS},
+      {"metrics-max-series", required_argument, NULL, O_MAX_SERIES},
+      {"allow-uid", required_argument, NULL, O_ALLOW_UID},
+      {"allow-group", required_argument, NULL, O_ALLOW_GROUP},
+      {"daemon", no_argument, NULL, O_DAEMON},
+      {"pid-file", required_argument, NULL, O_PIDFILE},
+      {"log-file", required_argument, NULL, O_LOGFILE},
       {NULL, 0, NULL, 0}};
   int ch;
   memset(o, 0, sizeof *o);
@@ -254,6 +305,20 @@ static int parse_args(int argc, char **argv, ss__opts *o, cli *c) {
       }
       break;
     case O_NO_SQL: ss__sqlsum_disable(); break;
+    case O_METRICS: o->metrics = optarg; break;
+    case O_MAX_SERIES:
+      if (parse_size(optarg, &c->max_series) != 0 || c->max_series > 1000000) {
+        fprintf(stderr, "spanshimd: bad --metrics-max-series %s (1..1000000)\n", optarg);
+        return 2;
+      }
+      break;
+    case O_ALLOW_UID:
+    case O_ALLOW_GROUP:
+      if (add_allowed(o, ch == O_ALLOW_GROUP, optarg) != 0) return 2;
+      break;
+    case O_DAEMON: c->daemon = 1; break;
+    case O_PIDFILE: c->pid_file = optarg; break;
+    case O_LOGFILE: c->log_file = optarg; break;
     case O_HELP: fputs(usage, stdout); return 1;
     default: fputs(usage, stderr); return 2;
     }
@@ -271,6 +336,52 @@ static int parse_args(int argc, char **argv, ss__opts *o, cli *c) {
 }
 
 static const char *env_get(const char *k) { return getenv(k); }
+
+/* Detaches: the parent exits 0 once the sockets are listening (so a service manager or
+ * script that waits for it finds the socket ready), the child starts a session, moves to
+ * /, and points stdio at /dev/null (stderr at --log-file when given). 0 in the child,
+ * -1 on failure (printed). */
+static int daemonize(const char *log_file, const char *pid_file) {
+  int logfd = -1;
+  if (log_file && (logfd = open(log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0) {
+    fprintf(stderr, "spanshimd: cannot open %s: %s\n", log_file, strerror(errno));
+    return -1;
+  }
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0) {
+    perror("spanshimd: fork");
+    return -1;
+  }
+  if (pid > 0) _exit(0);
+  setsid();
+  if (chdir("/") != 0) { /* "/" always exists; nothing to do */ }
+  int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null >= 0) {
+    dup2(null, 0);
+    dup2(null, 1);
+    dup2(logfd >= 0 ? logfd : null, 2);
+    if (null > 2) close(null);
+  }
+  if (logfd > 2) close(logfd);
+  if (pid_file) {
+    FILE *f = fopen(pid_file, "w");
+    if (f) {
+      fprintf(f, "%d\n", (int)getpid());
+      fclose(f);
+    }
+  }
+  return 0;
+}
+
+/* A relative --out path, made absolute before a daemon moves to / (SIGHUP reopens it). */
+static const char *absolute(const char *path) {
+  static char buf[4096];
+  char cwd[4000];
+  if (path[0] == '/' || getcwd(cwd, sizeof cwd) == NULL) return path;
+  snprintf(buf, sizeof buf, "%s/%s", cwd, path);
+  return buf;
+}
 
 /* Resolves the upstream from flags and environment; 1 configured, 0 none, -1 error. */
 static int setup_upstream(ss__opts *o, cli *c) {
@@ -304,6 +415,7 @@ static int setup_signals(void) {
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   signal(SIGPIPE, SIG_IGN);
   if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) return -1;
   return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -319,13 +431,15 @@ int main(int argc, char **argv) {
   /* Without an upstream the file is the only output, so it has a default. */
   if (!o.out_path && !up) o.out_path = SS_DEFAULT_OUT;
   o.file = o.out_path != NULL;
+  if (o.file && c.daemon) o.out_path = absolute(o.out_path);
+  if (c.pid_file && c.daemon) c.pid_file = strdup(absolute(c.pid_file));
   int sigfd = setup_signals();
   if (sigfd < 0) {
     perror("spanshimd: signals");
     return 1;
   }
   if (o.file && ss__sink_open(o.out_path, o.truncate) != 0) return 1;
-  int ufd = ss__listen_unix(o.socket_path);
+  int ufd = ss__listen_unix(o.socket_path, o.n_allow_uids + o.n_allow_gids > 0);
   if (ufd < 0) return 1;
   int tfd = -1;
   char bound[128] = "";
@@ -333,13 +447,15 @@ int main(int argc, char **argv) {
     ss__unlisten_unix(o.socket_path);
     return 1;
   }
-  if (c.sampling && ss__sampler_init(&c.samp) != 0) {
-    fprintf(stderr, "spanshimd: out of memory for the sampler\n");
+  int mfd = -1;
+  char mbound[128] = "";
+  if (o.metrics && ((mfd = ss__listen_tcp(o.metrics, mbound, sizeof mbound)) < 0 ||
+                    ss__metrics_init(c.max_series) != 0)) {
+    ss__unlisten_unix(o.socket_path);
     return 1;
   }
-  if (up && ss__upstream_start(&c.up) != 0) {
-    fprintf(stderr, "spanshimd: cannot start the upstream exporter\n");
-    ss__unlisten_unix(o.socket_path);
+  if (c.sampling && ss__sampler_init(&c.samp) != 0) {
+    fprintf(stderr, "spanshimd: out of memory for the sampler\n");
     return 1;
   }
   fprintf(stderr, "spanshimd: listening on unix:%s%s%s", o.socket_path,
@@ -347,12 +463,25 @@ int main(int argc, char **argv) {
   if (o.file) fprintf(stderr, ", writing %s", o.out_path);
   if (up) fprintf(stderr, ", forwarding to %s%s", c.up.traces_url[0] ? c.up.traces_url : c.up.logs_url,
                   c.up.gzip == 1 ? " (gzip)" : "");
+  if (mfd >= 0) fprintf(stderr, ", metrics on http://%s/metrics", mbound);
   fputc('\n', stderr);
-  rc = ss__receiver_run(&o, ufd, tfd, sigfd);
+  if (c.daemon && daemonize(c.log_file, c.pid_file) != 0) {
+    ss__unlisten_unix(o.socket_path);
+    return 1;
+  }
+  if (up && ss__upstream_start(&c.up) != 0) {  /* threads only after a daemon forked */
+    fprintf(stderr, "spanshimd: cannot start the upstream exporter\n");
+    ss__unlisten_unix(o.socket_path);
+    return 1;
+  }
+  rc = ss__receiver_run(&o, ufd, tfd, mfd, sigfd);
   ss__unlisten_unix(o.socket_path);
   close(ufd);
   if (tfd >= 0) close(tfd);
+  if (mfd >= 0) close(mfd);
   ss__upstream_stop(c.grace_ms);
+  ss__metrics_free();
+  if (c.pid_file && c.daemon) unlink(c.pid_file);
   if (c.sampling) ss__sampler_free();
   ss__sink_close();
   ss__sqlsum_free();

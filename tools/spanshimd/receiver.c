@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -26,10 +27,11 @@
 #define LINGER_MAX_BYTES (64u << 20)
 #define SHRINK_ABOVE (1u << 20)   /* idle input buffers larger than this are freed */
 
-enum { R_NONE, R_TRACES, R_LOGS, R_STATS };
+enum { R_NONE, R_TRACES, R_LOGS, R_STATS, R_METRICS };
 
 typedef struct conn {
   int fd;
+  int metrics_port;               /* accepted on the --metrics listener */
   int eof;                        /* the peer shut its write side */
   int closing;                    /* close once the output is flushed */
   int lingering;                  /* write side shut; discarding input until EOF */
@@ -50,11 +52,11 @@ typedef struct conn {
 
 static const ss__opts *opts;
 static int ep = -1;
-static int unix_lfd = -1, tcp_lfd = -1, sig_fd = -1;
+static int unix_lfd = -1, tcp_lfd = -1, metrics_lfd = -1, sig_fd = -1;
 static int reserve_fd = -1;      /* spare fd, to shed connections at EMFILE */
 static conn *conns;
 static size_t n_conns, n_lingering;
-static char tag_unix, tag_tcp, tag_sig;  /* epoll data for the non-connection fds */
+static char tag_unix, tag_tcp, tag_metrics, tag_sig;  /* epoll data for the non-connection fds */
 static ss__buf scratch = SS_BUF_INIT;
 static ss__buf sampled = SS_BUF_INIT;    /* the sampler's output for one request */
 static ss__buf repacked = SS_BUF_INIT;   /* a request changed by enrichment, serialized */
@@ -85,13 +87,13 @@ static void set_events(conn *c) {
   if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) == 0) c->events = want;
 }
 
-static void conn_add(int fd) {
+static conn *conn_add(int fd) {
   conn *c = calloc(1, sizeof *c);
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
   if (c == NULL || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
     free(c);
     close(fd);
-    return;
+    return NULL;
   }
   c->fd = fd;
   c->events = EPOLLIN;
@@ -101,6 +103,7 @@ static void conn_add(int fd) {
   n_conns++;
   ss__stats_g.connections++;
   ss__stats_g.connections_open++;
+  return c;
 }
 
 /* ---- responses ---- */
@@ -162,7 +165,8 @@ static void respond_error(conn *c, int status, const char *msg, int bad_protobuf
   const char *extra = NULL;
   count_reject(status, bad_protobuf);
   if (status == 405)
-    extra = c->route == R_STATS ? "Allow: GET, HEAD\r\n" : "Allow: POST\r\n";
+    extra = c->route == R_STATS || c->route == R_METRICS ? "Allow: GET, HEAD\r\n"
+                                                         : "Allow: POST\r\n";
   if (status == 503) extra = "Retry-After: 5\r\n";
   ss__buf_reset(&scratch);
   if (c->route == R_TRACES || c->route == R_LOGS) {
@@ -190,7 +194,8 @@ static const char *status_message(int status) {
 
 /* ---- requests ---- */
 
-static int route_of(const char *p, size_t n) {
+static int route_of(const conn *c, const char *p, size_t n) {
+  if (c->metrics_port) return n == 8 && memcmp(p, "/metrics", 8) == 0 ? R_METRICS : R_NONE;
   if (n == 10 && memcmp(p, "/v1/traces", 10) == 0) return R_TRACES;
   if (n == 8 && memcmp(p, "/v1/logs", 8) == 0) return R_LOGS;
   if (n == 6 && memcmp(p, "/stats", 6) == 0) return R_STATS;
@@ -206,7 +211,7 @@ static int method_is(const ss__http_req *r, const char *m) {
  * big to skip), else 0 with c->status 0 (serve) or the error to send after the body. */
 static int frame_request(conn *c, const ss__http_req *r) {
   ss__stats_g.requests++;
-  c->route = route_of(r->path, r->path_len);
+  c->route = route_of(c, r->path, r->path_len);
   c->is_head = method_is(r, "HEAD");
   c->keep_alive = r->minor ? r->connection != SS_CONN_CLOSE : r->connection == SS_CONN_KEEP_ALIVE;
   c->expect_continue = r->expect_continue;
@@ -216,7 +221,8 @@ static int frame_request(conn *c, const ss__http_req *r) {
   int otlp = c->route == R_TRACES || c->route == R_LOGS;
   if (c->route == R_NONE) c->status = 404;
   else if (otlp && !method_is(r, "POST")) c->status = 405;
-  else if (c->route == R_STATS && !method_is(r, "GET") && !c->is_head) c->status = 405;
+  else if ((c->route == R_STATS || c->route == R_METRICS) && !method_is(r, "GET") && !c->is_head)
+    c->status = 405;
   else if (otlp && (r->chunked || r->content_length < 0)) c->status = 411;
   else if (otlp && r->content_length > (int64_t)opts->max_body) c->status = 413;
   else if (otlp && !(r->ctype && ss__http_ieq(r->ctype, r->ctype_len, "application/x-protobuf")))
@@ -268,6 +274,7 @@ static int ingest(conn *c, const uint8_t *body, size_t len) {
     size_t n = count_spans(q);
     ss__stats_g.spans_received += n;
     int changed = ss__sqlsum_enrich(q);
+    ss__metrics_record(q);  /* every span, before sampling: true rates */
     if (ss__sampler_enabled()) {
       ss__buf_reset(&sampled);
       if (!ss__sampler_process(q, &sampled, ss__mono_ms())) {
@@ -309,6 +316,12 @@ static void serve(conn *c, const uint8_t *body) {
     ss__buf_reset(&scratch);
     ss__stats_json(&scratch);
     respond(c, 200, "application/json", scratch.data, scratch.len, NULL);
+    return;
+  }
+  if (c->route == R_METRICS) {
+    ss__buf_reset(&scratch);
+    ss__metrics_text(&scratch);
+    respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", scratch.data, scratch.len, NULL);
     return;
   }
   int st = ingest(c, body, c->body_len);
@@ -486,11 +499,26 @@ static void on_writable(conn *c) {
 
 /* ---- accepting ---- */
 
+/* Our uid and root always; then --allow-uid, and --allow-group against the peer's
+ * primary group and (SO_PEERGROUPS) its supplementary groups. */
 static int peer_allowed(int fd) {
   struct ucred cr;
   socklen_t len = sizeof cr;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) return 0;
-  return cr.uid == geteuid() || cr.uid == 0;
+  if (cr.uid == geteuid() || cr.uid == 0) return 1;
+  for (size_t i = 0; i < opts->n_allow_uids; i++)
+    if (cr.uid == opts->allow_uids[i]) return 1;
+  if (opts->n_allow_gids == 0) return 0;
+  gid_t groups[256];
+  socklen_t glen = sizeof groups;
+  size_t ng = 0;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) == 0) ng = glen / sizeof *groups;
+  for (size_t i = 0; i < opts->n_allow_gids; i++) {
+    if (cr.gid == opts->allow_gids[i]) return 1;
+    for (size_t k = 0; k < ng; k++)
+      if (groups[k] == opts->allow_gids[i]) return 1;
+  }
+  return 0;
 }
 
 /* At EMFILE the pending connection would make a level-triggered listener spin: release
@@ -504,7 +532,7 @@ static void shed_one(int lfd) {
   reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
-static void on_accept(int lfd, int is_unix) {
+static void on_accept(int lfd, int is_unix, int is_metrics) {
   for (int i = 0; i < 64; i++) {
     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
@@ -521,7 +549,8 @@ static void on_accept(int lfd, int is_unix) {
       close(fd);
       continue;
     }
-    conn_add(fd);
+    conn *c = conn_add(fd);
+    if (c) c->metrics_port = is_metrics;
   }
 }
 
@@ -538,13 +567,17 @@ static void expire_lingering(void) {
 
 static void dispatch(struct epoll_event *e, int *stop) {
   void *p = e->data.ptr;
-  if (p == &tag_unix || p == &tag_tcp) {
-    on_accept(p == &tag_unix ? unix_lfd : tcp_lfd, p == &tag_unix);
+  if (p == &tag_unix || p == &tag_tcp || p == &tag_metrics) {
+    on_accept(p == &tag_unix ? unix_lfd : p == &tag_tcp ? tcp_lfd : metrics_lfd,
+              p == &tag_unix, p == &tag_metrics);
     return;
   }
   if (p == &tag_sig) {
     struct signalfd_siginfo si;
-    if (read(sig_fd, &si, sizeof si) > 0) *stop = 1;
+    if (read(sig_fd, &si, sizeof si) > 0) {
+      if (si.ssi_signo == SIGHUP) ss__sink_reopen();  /* logrotate moved the file */
+      else *stop = 1;
+    }
     return;
   }
   conn *c = p;
@@ -567,6 +600,7 @@ static void drain(void) {
   int stop = 0;
   if (unix_lfd >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, unix_lfd, NULL);
   if (tcp_lfd >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, tcp_lfd, NULL);
+  if (metrics_lfd >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, metrics_lfd, NULL);
   uint64_t until = ss__mono_ms() + 500;
   while (ss__mono_ms() < until) {
     int n = epoll_wait(ep, evs, 64, 0);
@@ -586,16 +620,18 @@ static void drain(void) {
   }
 }
 
-int ss__receiver_run(const ss__opts *o, int unix_fd, int tcp_fd, int sigfd) {
+int ss__receiver_run(const ss__opts *o, int unix_fd, int tcp_fd, int metrics_fd, int sigfd) {
   struct epoll_event evs[128];
   int stop = 0;
   opts = o;
   unix_lfd = unix_fd;
   tcp_lfd = tcp_fd;
+  metrics_lfd = metrics_fd;
   sig_fd = sigfd;
   reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   ep = epoll_create1(EPOLL_CLOEXEC);
-  if (ep < 0 || watch(unix_fd, &tag_unix) || watch(tcp_fd, &tag_tcp) || watch(sigfd, &tag_sig)) {
+  if (ep < 0 || watch(unix_fd, &tag_unix) || watch(tcp_fd, &tag_tcp) ||
+      watch(metrics_fd, &tag_metrics) || watch(sigfd, &tag_sig)) {
     perror("spanshimd: epoll");
     return -1;
   }

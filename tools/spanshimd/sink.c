@@ -19,6 +19,7 @@ ss__stats ss__stats_g;
 
 static int out_fd = -1;
 static int out_seekable;
+static const char *out_path;
 static ss__buf line = SS_BUF_INIT;
 
 #define LINE_KEEP (8u << 20)
@@ -27,12 +28,29 @@ int ss__sink_open(const char *path, int truncate) {
   int flags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (truncate ? O_TRUNC : 0);
   /* 0600: spans carry SQL text, URLs and host details of the user's programs. */
   out_fd = open(path, flags, 0600);
+  out_path = path;
   if (out_fd < 0) {
     fprintf(stderr, "spanshimd: cannot open %s: %s\n", path, strerror(errno));
     return -1;
   }
   struct stat st;
   out_seekable = fstat(out_fd, &st) == 0 && S_ISREG(st.st_mode);
+  return 0;
+}
+
+int ss__sink_reopen(void) {
+  if (out_fd < 0 || out_path == NULL) return 0;
+  int fd = open(out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) {  /* keep writing the old file rather than losing spans */
+    fprintf(stderr, "spanshimd: SIGHUP: cannot reopen %s: %s; still writing the old file\n",
+            out_path, strerror(errno));
+    return -1;
+  }
+  close(out_fd);
+  out_fd = fd;
+  struct stat st;
+  out_seekable = fstat(out_fd, &st) == 0 && S_ISREG(st.st_mode);
+  ss__stats_g.reopens++;
   return 0;
 }
 
@@ -99,7 +117,7 @@ int ss__sink_logs(const ss__logs_req *req) {
   X(requests) X(traces_requests) X(logs_requests) X(stats_requests) X(spans_received)   \
   X(logs_received) X(lines_written) X(bytes_written) X(write_errors) X(connections)      \
   X(connections_open) X(connections_refused) X(peers_refused) X(sql_spans) X(sql_unparsed) \
-  X(sql_rescrubbed)
+  X(sql_rescrubbed) X(reopens)
 #define REJECTED(X)                                                                     \
   X(bad_http) X(header_too_large) X(not_found) X(method) X(length_required)             \
   X(too_large) X(content_type) X(bad_protobuf) X(unavailable)

@@ -73,6 +73,7 @@ typedef struct ss__stats {
   uint64_t sql_spans;             /* PostgreSQL spans with db.query.text seen */
   uint64_t sql_unparsed;          /* ... whose text PostgreSQL's parser refused */
   uint64_t sql_rescrubbed;        /* ... in which the parser still found a literal */
+  uint64_t reopens;               /* output file reopened on SIGHUP */
 } ss__stats;
 
 extern ss__stats ss__stats_g;
@@ -125,8 +126,9 @@ int ss__upstream_enabled(void);
 /* ---- listen.c ---- */
 /* Prepares the socket's directory (creating it 0700, or refusing one that is not ours or
  * is group/other-writable), removes a stale socket (refusing if a live daemon answers)
- * and listens with mode 0600. Returns the fd, or -1 after printing why to stderr. */
-int ss__listen_unix(const char *path);
+ * and listens with mode 0600 (shared: 0666 in a 0711 directory, for --allow-uid/group,
+ * SO_PEERCRED then choosing the peers). Returns the fd, or -1 after printing why. */
+int ss__listen_unix(const char *path, int shared);
 /* Listens on a loopback "HOST:PORT" (127.0.0.1, ::1 or localhost); the bound address is
  * written to `bound` for the startup line. Returns the fd, or -1 after printing why. */
 int ss__listen_tcp(const char *hostport, char *bound, size_t n);
@@ -176,6 +178,9 @@ int ss__sink_open(const char *path, int truncate);
  * is left in the file when it could be undone). Counts into ss__stats_g. */
 int ss__sink_traces(const ss__traces_req *req);
 int ss__sink_logs(const ss__logs_req *req);
+/* Reopens the output file by its path (SIGHUP, after logrotate moved it); on failure the
+ * old file stays in use. 0 or -1. */
+int ss__sink_reopen(void);
 void ss__sink_close(void);
 /* The /stats JSON document. */
 void ss__stats_json(ss__buf *b);
@@ -217,13 +222,25 @@ int ss__sqlsum_enrich(ss__traces_req *q);
 void ss__sqlsum_disable(void);
 void ss__sqlsum_free(void);
 
+/* ---- metrics.c ---- */
+#define SS_METRICS_MAX_SERIES 10000
+/* Allocates the series table (max series; 0: the default); 0 or -1. */
+int ss__metrics_init(size_t max_series);
+int ss__metrics_enabled(void);
+/* Counts every span of q into its series. */
+void ss__metrics_record(const ss__traces_req *q);
+/* The Prometheus text exposition (format 0.0.4) of the span metrics and our counters. */
+void ss__metrics_text(ss__buf *b);
+void ss__metrics_free(void);
+
 /* ---- main.c ---- */
 /* "250ms", "2s", "1.5m", "1h", "100us", "10ns" (a bare number is ms) in nanoseconds;
  * 0 or -1. */
 int ss__parse_duration_ns(const char *s, uint64_t *ns);
 
 /* ---- receiver.c ---- */
-/* Runs the loop until SIGTERM/SIGINT arrives on sigfd; returns 0. tcp_fd may be -1. */
-int ss__receiver_run(const ss__opts *o, int unix_fd, int tcp_fd, int sigfd);
+/* Runs the loop until SIGTERM/SIGINT arrives on sigfd; returns 0. tcp_fd and metrics_fd
+ * (the --metrics port: GET /metrics only) may be -1. */
+int ss__receiver_run(const ss__opts *o, int unix_fd, int tcp_fd, int metrics_fd, int sigfd);
 
 #endif
