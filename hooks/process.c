@@ -118,7 +118,7 @@ void ss__process_end(int how, int value) {
       ss__rec_add_str(proc_rec, sizeof proc_rec, "error.type", buf, (size_t)n);
       n = snprintf(buf, sizeof buf, "exit status %d", value);
       ss__rec_add_str(proc_rec, sizeof proc_rec, NULL, buf, (size_t)n);
-      status = SS_STATUS_ERROR;
+      status = SS_STATUS_ERROR | SS_STATUS_NO_STACK; /* an exit status, not a failed call */
     }
   } else if (how == SS_PROC_SIGNAL) {
     /* Signal-safe: no stdio. "SIG" + abbreviation, and the static description. */

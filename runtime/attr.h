@@ -17,6 +17,9 @@ enum ss__attr_type {
   SS_ATTR_DOUBLE = 4,
   /* Array of strings: `len` bytes of NUL-terminated items back to back. */
   SS_ATTR_STRARR = 5,
+  /* Raw return addresses (uint64_t each, len bytes), innermost first: a failure's stack.
+   * Never exported as is: the exporter symbolizes it into an exception event/log. */
+  SS_ATTR_STACK = 6,
 };
 
 typedef struct ss__attr {
@@ -35,6 +38,14 @@ enum { SS_KIND_INTERNAL = 1, SS_KIND_SERVER = 2, SS_KIND_CLIENT = 3, SS_KIND_PRO
        SS_KIND_CONSUMER = 5 };
 enum { SS_STATUS_UNSET = 0, SS_STATUS_OK = 1, SS_STATUS_ERROR = 2 };
 
+/* A span event (OTLP Span.Event); also the shape of an exception log record's content. */
+typedef struct ss__event {
+  const char *name;
+  uint64_t time_ns;
+  const ss__attr *attrs;
+  size_t n_attrs;
+} ss__event;
+
 typedef struct ss__span {
   uint8_t trace_id[16];
   uint8_t span_id[8];
@@ -48,7 +59,23 @@ typedef struct ss__span {
   uint64_t start_ns, end_ns;   /* Unix epoch nanoseconds */
   const ss__attr *attrs;
   size_t n_attrs;
+  const ss__event *events;     /* may be NULL */
+  size_t n_events;
+  uint64_t caller;             /* return address into the code that made the call, or 0 */
 } ss__span;
+
+/* An OTLP log record about a span (the exception record of a failed call). */
+typedef struct ss__log {
+  uint64_t time_ns;
+  const char *event_name;      /* "exception" */
+  int severity;                /* OTLP SeverityNumber (17 = ERROR) */
+  const char *body;            /* may be NULL */
+  uint8_t trace_id[16];
+  uint8_t span_id[8];
+  uint8_t flags;
+  const ss__attr *attrs;
+  size_t n_attrs;
+} ss__logrec;
 
 /* The instrumentation scope of a batch; its attributes carry the shim's own counters
  * (spanshim.spans.dropped). */

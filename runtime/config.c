@@ -437,6 +437,38 @@ static void load_process(loader *l, ss__config *c) {
     diag(l, "SPANSHIM_PROCESS_SPAN", v, "is not 1/true or 0/false; using 0");
 }
 
+#define STACK_DEPTH_MAX 128
+
+/* How failures are reported. OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN (semantic conventions):
+ * "logs" = log records only, "logs/dup" = log records and span events. The shim's own
+ * SPANSHIM_EXCEPTION_SIGNAL (log, event, both) wins when both are set. */
+static void load_exceptions(loader *l, ss__config *c) {
+  const char *opt = env(l, "OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN");
+  const char *own = env(l, "SPANSHIM_EXCEPTION_SIGNAL");
+  const char *d = env(l, "SPANSHIM_STACK_DEPTH");
+
+  c->stack_depth = 32;
+  if (d != NULL) c->stack_depth = (int)num(l, "SPANSHIM_STACK_DEPTH", d, 32, 0, STACK_DEPTH_MAX,
+                                        "a number of frames");
+  c->exception_signal = SS_EXC_LOG | SS_EXC_EVENT;
+  if (opt != NULL) {
+    if (strcasecmp(opt, "logs") == 0)
+      c->exception_signal = SS_EXC_LOG;
+    else if (strcasecmp(opt, "logs/dup") != 0)
+      diag(l, "OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN", opt, "is not logs or logs/dup; using "
+           "logs/dup");
+  }
+  if (own == NULL) return;
+  if (strcasecmp(own, "log") == 0)
+    c->exception_signal = SS_EXC_LOG;
+  else if (strcasecmp(own, "event") == 0)
+    c->exception_signal = SS_EXC_EVENT;
+  else if (strcasecmp(own, "both") == 0)
+    c->exception_signal = SS_EXC_LOG | SS_EXC_EVENT;
+  else
+    diag(l, "SPANSHIM_EXCEPTION_SIGNAL", own, "is not log, event or both; using both");
+}
+
 int ss__config_load(ss__config *c, ss__getenv_fn get) {
   loader l = {.get = get != NULL ? get : getenv, .diags = 0};
 
@@ -454,6 +486,7 @@ int ss__config_load(ss__config *c, ss__getenv_fn get) {
   load_context(&l, c);
   load_propagation(&l, c);
   load_process(&l, c);
+  load_exceptions(&l, c);
   return l.diags;
 }
 

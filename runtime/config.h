@@ -52,7 +52,12 @@ typedef struct ss__config {
   char *baggage;                 /* BAGGAGE, or NULL (passed on to children as is) */
   uint32_t propagators;          /* OTEL_PROPAGATORS, default tracecontext,baggage */
   int process_span;              /* SPANSHIM_PROCESS_SPAN, default 0 (1 under spanshim run) */
+  int stack_depth;               /* SPANSHIM_STACK_DEPTH, default 32, 0..128 */
+  uint32_t exception_signal;     /* SS_EXC_*: SPANSHIM_EXCEPTION_SIGNAL and
+                                    OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN, default both */
 } ss__config;
+
+enum { SS_EXC_LOG = 1 << 0, SS_EXC_EVENT = 1 << 1 };
 
 enum { SS_PROP_TRACECONTEXT = 1 << 0, SS_PROP_BAGGAGE = 1 << 1 };
 

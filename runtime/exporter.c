@@ -12,7 +12,9 @@
 #include "runtime/log.h"
 #include "runtime/otlp.h"
 #include "runtime/resource.h"
+#include "runtime/exceptions.h"
 #include "runtime/sanitize.h"
+#include "runtime/stack.h"
 #include "runtime/span.h"
 
 #define TICK_MS 10
@@ -89,6 +91,8 @@ static size_t take_batch(size_t max, size_t *bytes_out) {
   return n;
 }
 
+static ss__exc_batch exc; /* exception logs and strings of the batch (drain lock) */
+
 /* Scratch for sanitized attribute values; grows with the batch. */
 static char *scratch_buf;
 static size_t scratch_cap;
@@ -109,12 +113,16 @@ static size_t decode_batch(size_t n, size_t bytes) {
     ss__attr *a = attrs + good * MAX_ATTRS_PER_SPAN;
     if (ss__rec_decode(r, r->size, &spans[good], a, MAX_ATTRS_PER_SPAN) == 0) {
       ss__sanitize_span(&spans[good], a, &scratch, &left);
+      ss__exc_span(&exc, &spans[good], a, MAX_ATTRS_PER_SPAN, cfg->exception_signal);
       good++;
     }
     off += (r->size + 7) & ~(size_t)7;
   }
   return good;
 }
+
+static int post_spans(const ss__scope *scope, size_t n, uint64_t deadline_ms,
+                      uint64_t dropped);
 
 static int ensure_resource(void) {
   pid_t pid = getpid();
@@ -125,6 +133,20 @@ static int ensure_resource(void) {
   return rc;
 }
 
+/* The batch's exception records, after its spans (best effort: not counted as spans). */
+static void send_logs(const ss__scope *scope, uint64_t deadline_ms) {
+  uint8_t *body = NULL;
+  size_t len = 0;
+  if (exc.n_logs == 0) return;
+  if (ss__otlp_encode_logs(&resource, scope, exc.logs, exc.n_logs, &body, &len) == 0) {
+    int rc = ss__transport_post_to(&ss__transport_g, ss__transport_g.ep.logs_path, body, len,
+                                   deadline_ms);
+    if (rc < 200 || rc >= 300)
+      SS_LOG(SS_LOG_INFO, "exception records not delivered (%d)", rc);
+  }
+  free(body);
+}
+
 /* Encodes and posts n decoded spans (n may be 0 to report drops). 0 when delivered. */
 static int send_spans(size_t n, uint64_t deadline_ms) {
   uint64_t dropped = ss__exporter_dropped();
@@ -132,10 +154,18 @@ static int send_spans(size_t n, uint64_t deadline_ms) {
   scope_attr.v.i = (int64_t)dropped;
   ss__scope scope = {.name = "spanshim", .version = SPANSHIM_VERSION,
                      .attrs = &scope_attr, .n_attrs = 1};
+  int delivered = post_spans(&scope, n, deadline_ms, dropped);
+  if (delivered == 0) send_logs(&scope, deadline_ms);
+  ss__exc_reset(&exc);
+  return delivered;
+}
+
+static int post_spans(const ss__scope *scope, size_t n, uint64_t deadline_ms,
+                      uint64_t dropped) {
   uint8_t *body = NULL;
   size_t len = 0;
   int rc = ensure_resource();
-  if (rc == 0) rc = ss__otlp_encode_traces(&resource, &scope, spans, n, &body, &len);
+  if (rc == 0) rc = ss__otlp_encode_traces(&resource, scope, spans, n, &body, &len);
   if (rc == 0) rc = ss__transport_post(&ss__transport_g, body, len, deadline_ms);
   free(body);
   if (rc >= 200 && rc < 300) {
@@ -177,6 +207,7 @@ static int drain(uint64_t deadline_ms) {
 static void *exporter_main(void *arg) {
   (void)arg;
   ss__self.internal++;
+  if (cfg->stack_depth > 0) ss__stack_load(); /* so the app's first failure need not */
   uint64_t last = ss__mono_ms(), seen = 0;
   for (;;) {
     pthread_mutex_lock(&wake_lock);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "opentelemetry/proto/collector/logs/v1/logs_service.pb-c.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 #include "runtime/ids.h"
 
@@ -24,6 +25,11 @@ typedef Opentelemetry__Proto__Trace__V1__ScopeSpans ScopeSpans;
 typedef Opentelemetry__Proto__Trace__V1__Span Span;
 typedef Opentelemetry__Proto__Trace__V1__Status Status;
 typedef Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest Request;
+typedef Opentelemetry__Proto__Trace__V1__Span__Event Event;
+typedef Opentelemetry__Proto__Logs__V1__LogRecord LogRecord;
+typedef Opentelemetry__Proto__Logs__V1__ScopeLogs ScopeLogs;
+typedef Opentelemetry__Proto__Logs__V1__ResourceLogs ResourceLogs;
+typedef Opentelemetry__Proto__Collector__Logs__V1__ExportLogsServiceRequest LogsRequest;
 
 /* Span.flags bits (trace.proto SpanFlags). */
 #define FLAGS_TRACE_MASK 0xffu
@@ -224,6 +230,22 @@ static KeyValue **key_values(arena *a, const ss__attr *attrs, size_t n) {
 
 /* ---- spans ---- */
 
+static Event **events(arena *a, const ss__event *ev, size_t n) {
+  Event **ptrs = arena_alloc(a, n * sizeof(*ptrs) + 1);
+  Event *es = arena_alloc(a, n * sizeof(*es) + 1);
+  if (ptrs == NULL || es == NULL) return NULL;
+  for (size_t i = 0; i < n; i++) {
+    opentelemetry__proto__trace__v1__span__event__init(&es[i]);
+    es[i].time_unix_nano = ev[i].time_ns;
+    es[i].name = cstr_copy(a, ev[i].name);
+    es[i].n_attributes = ev[i].n_attrs;
+    es[i].attributes = key_values(a, ev[i].attrs, ev[i].n_attrs);
+    if (es[i].name == NULL || es[i].attributes == NULL) return NULL;
+    ptrs[i] = &es[i];
+  }
+  return ptrs;
+}
+
 static int span_fill(arena *a, Span *out, const ss__span *s) {
   int err = 0;
   opentelemetry__proto__trace__v1__span__init(out);
@@ -243,6 +265,10 @@ static int span_fill(arena *a, Span *out, const ss__span *s) {
   out->n_attributes = s->n_attrs;
   out->attributes = key_values(a, s->attrs, s->n_attrs);
   if (err || out->name == NULL || out->attributes == NULL) return -ENOMEM;
+  if (s->n_events) {
+    out->n_events = s->n_events;
+    if ((out->events = events(a, s->events, s->n_events)) == NULL) return -ENOMEM;
+  }
   if (s->status == SS_STATUS_UNSET && s->status_message_len == 0) return 0;
   Status *st = arena_alloc(a, sizeof(*st));
   if (st == NULL) return -ENOMEM;
@@ -317,6 +343,77 @@ int ss__otlp_encode_traces(const ss__resource *res, const ss__scope *scope,
       rc = 0;
     }
   }
+  arena_free(&a);
+  return rc;
+}
+
+/* ---- logs ---- */
+
+static int log_fill(arena *a, LogRecord *out, const ss__logrec *l) {
+  int err = 0;
+  opentelemetry__proto__logs__v1__log_record__init(out);
+  out->time_unix_nano = l->time_ns;
+  out->observed_time_unix_nano = l->time_ns;
+  out->severity_number = (Opentelemetry__Proto__Logs__V1__SeverityNumber)l->severity;
+  out->severity_text = cstr_copy(a, l->severity >= 17 ? "ERROR" : "INFO");
+  out->trace_id = bytes_copy(a, l->trace_id, sizeof l->trace_id, &err);
+  out->span_id = bytes_copy(a, l->span_id, sizeof l->span_id, &err);
+  out->flags = l->flags;
+  out->event_name = cstr_copy(a, l->event_name ? l->event_name : "");
+  out->n_attributes = l->n_attrs;
+  out->attributes = key_values(a, l->attrs, l->n_attrs);
+  if (err || out->severity_text == NULL || out->event_name == NULL || out->attributes == NULL)
+    return -ENOMEM;
+  if (l->body) {
+    ss__attr b = {.key = "", .type = SS_ATTR_STR, .len = (uint32_t)strlen(l->body)};
+    b.v.s = l->body;
+    AnyValue *v = arena_alloc(a, sizeof(*v));
+    if (v == NULL || (out->body = any_value(a, v, &b)) == NULL) return -ENOMEM;
+  }
+  return 0;
+}
+
+int ss__otlp_encode_logs(const ss__resource *res, const ss__scope *scope,
+                         const ss__logrec *logs, size_t n, uint8_t **out, size_t *out_len) {
+  arena a = {NULL};
+  LogsRequest req = OPENTELEMETRY__PROTO__COLLECTOR__LOGS__V1__EXPORT_LOGS_SERVICE_REQUEST__INIT;
+  ResourceLogs rl = OPENTELEMETRY__PROTO__LOGS__V1__RESOURCE_LOGS__INIT, *rlp = &rl;
+  ScopeLogs sl = OPENTELEMETRY__PROTO__LOGS__V1__SCOPE_LOGS__INIT, *slp = &sl;
+  Resource r = OPENTELEMETRY__PROTO__RESOURCE__V1__RESOURCE__INIT;
+  Scope sc = OPENTELEMETRY__PROTO__COMMON__V1__INSTRUMENTATION_SCOPE__INIT;
+  LogRecord *recs = arena_alloc(&a, n * sizeof(*recs) + 1);
+  LogRecord **ptrs = arena_alloc(&a, n * sizeof(*ptrs) + 1);
+  int rc = -ENOMEM;
+  if (recs == NULL || ptrs == NULL) goto done;
+  if (res) {
+    r.n_attributes = res->n_attrs;
+    if ((r.attributes = key_values(&a, res->attrs, res->n_attrs)) == NULL) goto done;
+  }
+  if (scope) {
+    sc.name = cstr_copy(&a, scope->name);
+    sc.version = cstr_copy(&a, scope->version);
+    if (sc.name == NULL || sc.version == NULL) goto done;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (log_fill(&a, &recs[i], &logs[i]) != 0) goto done;
+    ptrs[i] = &recs[i];
+  }
+  sl.scope = &sc;
+  sl.n_log_records = n;
+  sl.log_records = ptrs;
+  rl.resource = &r;
+  rl.n_scope_logs = 1;
+  rl.scope_logs = &slp;
+  req.n_resource_logs = 1;
+  req.resource_logs = &rlp;
+  size_t len = protobuf_c_message_get_packed_size(&req.base);
+  uint8_t *buf = malloc(len ? len : 1);
+  if (buf != NULL) {
+    *out_len = protobuf_c_message_pack(&req.base, buf);
+    *out = buf;
+    rc = 0;
+  }
+done:
   arena_free(&a);
   return rc;
 }

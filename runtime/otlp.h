@@ -16,4 +16,9 @@
 int ss__otlp_encode_traces(const ss__resource *res, const ss__scope *scope,
                            const ss__span *spans, size_t n, uint8_t **out, size_t *out_len);
 
+/* Encodes an ExportLogsServiceRequest with one ResourceLogs holding one ScopeLogs (the
+ * scope's name and version only). Same ownership and errors as above. */
+int ss__otlp_encode_logs(const ss__resource *res, const ss__scope *scope,
+                         const ss__logrec *logs, size_t n, uint8_t **out, size_t *out_len);
+
 #endif

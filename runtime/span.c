@@ -5,6 +5,7 @@
 
 #include "runtime/clock.h"
 #include "runtime/config.h"
+#include "runtime/stack.h"
 
 __thread ss__thread ss__self __attribute__((tls_model("initial-exec")));
 ss__tracer ss__tracer_g;
@@ -24,6 +25,7 @@ int ss__tracer_init(const ss__config *c, size_t ring_bytes, void (*on_commit)(vo
     ss__tracer_g.ratio_bound = (uint64_t)(c->sampler_ratio * 18446744073709551616.0);
   ss__tracer_g.root_parent = c->parent;
   ss__tracer_g.on_commit = on_commit;
+  ss__tracer_g.stack_depth = c->stack_depth;
   return 0;
 }
 
@@ -59,12 +61,15 @@ static int should_sample(const ss__ctx *parent, const uint8_t tid[16]) {
   }
 }
 
-int ss__span_start(ss__sb *b, const char *name, int kind) {
+int ss__span_start_at(ss__sb *b, const char *name, int kind, void *caller) {
   ss__ctx parent;
   int has_parent = ss__ctx_current(&parent);
   ss__span *s = &b->s;
 
   memset(s, 0, sizeof *s);
+  b->n_stack = 0;
+  b->exc = 0;
+  if (ss__self.depth == 0) s->caller = (uint64_t)(uintptr_t)caller;
   if (has_parent) {
     memcpy(s->trace_id, parent.trace_id, 16);
     memcpy(s->parent_id, parent.span_id, 8);
@@ -125,8 +130,23 @@ void ss__span_strarr(ss__sb *b, const char *key, const char *items, size_t len) 
   a->len = (uint32_t)len;
 }
 
+/* Capture depth: the configured frames plus room for the shim's own, dropped later. */
+static int capture_depth(void) {
+  int d = ss__tracer_g.stack_depth;
+  if (d <= 0) return 0;
+  d += 8;
+  return d > SS_STACK_MAX ? SS_STACK_MAX : d;
+}
+
 void ss__span_error(ss__sb *b, const char *type, const char *message) {
   b->s.status = SS_STATUS_ERROR;
+  if (b->recording) {
+    b->exc = 1;
+    if (capture_depth()) {
+      if (!ss__stack_ready()) ss__stack_load(); /* the first failure of the process */
+      b->n_stack = (uint16_t)ss__stack_capture(b->stack, capture_depth());
+    }
+  }
   if (type) ss__span_str(b, "error.type", type, (size_t)-1);
   if (message) {
     b->s.status_message = message;
@@ -175,8 +195,11 @@ static size_t serialized_size(const ss__sb *b) {
   if (b->s.status_message)
     n += sizeof(ss__rec_attr) +
          ALIGN8(capped_len(b->s.status_message, b->s.status_message_len));
+  if (b->exc) n += sizeof(ss__rec_attr) + (size_t)b->n_stack * 8;
   return n;
 }
+
+static const char stack_key[] = "spanshim.stack";
 
 static unsigned char *put_attr(unsigned char *p, const char *key, uint8_t type,
                                const void *val, uint32_t len) {
@@ -196,7 +219,7 @@ static void serialize(const ss__sb *b, void *dst, size_t size) {
   ss__rec *r = dst;
   memset(r, 0, sizeof *r);
   r->size = (uint32_t)size;
-  r->n_attrs = (uint16_t)(s->n_attrs + (s->status_message != NULL));
+  r->n_attrs = (uint16_t)(s->n_attrs + (s->status_message != NULL) + b->exc);
   r->kind = s->kind;
   r->status = s->status;
   memcpy(r->trace_id, s->trace_id, 16);
@@ -206,6 +229,7 @@ static void serialize(const ss__sb *b, void *dst, size_t size) {
   r->start_ns = s->start_ns;
   r->end_ns = s->end_ns;
   r->name = s->name;
+  r->caller = s->caller;
   unsigned char *p = (unsigned char *)(r + 1);
   for (size_t i = 0; i < s->n_attrs; i++) {
     const ss__attr *a = &b->attrs[i];
@@ -215,8 +239,9 @@ static void serialize(const ss__sb *b, void *dst, size_t size) {
       p = put_attr(p, a->key, a->type, &a->v, 8);
   }
   if (s->status_message)
-    put_attr(p, NULL, SS_ATTR_STR, s->status_message,
-             capped_len(s->status_message, s->status_message_len));
+    p = put_attr(p, NULL, SS_ATTR_STR, s->status_message,
+                 capped_len(s->status_message, s->status_message_len));
+  if (b->exc) put_attr(p, stack_key, SS_ATTR_STACK, b->stack, (uint32_t)b->n_stack * 8);
 }
 
 void ss__span_end(ss__sb *b) {
@@ -261,10 +286,24 @@ int ss__rec_add_int(void *rec, size_t cap, const char *key, int64_t v) {
 
 void ss__rec_finish(void *rec, uint64_t end_ns, int status) {
   ss__rec *r = rec;
+  uint64_t stack[SS_STACK_MAX];
+  int n = 0;
   r->end_ns = end_ns;
-  r->status = (uint8_t)status;
-  if (ss__ring_put(&ss__tracer_g.ring, rec, r->size) == 0 && ss__tracer_g.on_commit)
-    ss__tracer_g.on_commit();
+  r->status = (uint8_t)(status & ~SS_STATUS_NO_STACK);
+  int exc = status == SS_STATUS_ERROR;
+  if (exc && capture_depth() && ss__stack_ready()) n = ss__stack_capture(stack, capture_depth());
+  size_t extra = exc ? sizeof(ss__rec_attr) + (size_t)n * 8 : 0;
+  /* The parked record is copied as it is; the stack goes after it, in the ring only. */
+  unsigned char *dst = ss__ring_reserve(&ss__tracer_g.ring, r->size + extra);
+  if (dst == NULL) return;
+  memcpy(dst, rec, r->size);
+  if (exc) {
+    put_attr(dst + r->size, stack_key, SS_ATTR_STACK, stack, (uint32_t)n * 8);
+    ((ss__rec *)dst)->size += (uint32_t)extra;
+    ((ss__rec *)dst)->n_attrs++;
+  }
+  ss__ring_commit(&ss__tracer_g.ring, dst);
+  if (ss__tracer_g.on_commit) ss__tracer_g.on_commit();
 }
 
 int ss__rec_decode(const void *rec, size_t len, ss__span *out, ss__attr *attrs, size_t max) {
@@ -280,13 +319,15 @@ int ss__rec_decode(const void *rec, size_t len, ss__span *out, ss__attr *attrs, 
   out->name = r->name;
   out->start_ns = r->start_ns;
   out->end_ns = r->end_ns;
+  out->caller = r->caller;
   out->attrs = attrs;
   const unsigned char *p = (const unsigned char *)(r + 1), *end = (const unsigned char *)rec + r->size;
   for (uint16_t i = 0; i < r->n_attrs; i++) {
     if ((size_t)(end - p) < sizeof(ss__rec_attr)) return -1;
     const ss__rec_attr *ra = (const ss__rec_attr *)p;
     p += sizeof *ra;
-    size_t vlen = (ra->type == SS_ATTR_STR || ra->type == SS_ATTR_STRARR) ? ALIGN8(ra->len) : 8;
+    size_t vlen = (ra->type == SS_ATTR_STR || ra->type == SS_ATTR_STRARR ||
+                   ra->type == SS_ATTR_STACK) ? ALIGN8(ra->len) : 8;
     if ((size_t)(end - p) < vlen) return -1;
     if (ra->key == NULL) {
       out->status_message = (const char *)p;
@@ -296,7 +337,7 @@ int ss__rec_decode(const void *rec, size_t len, ss__span *out, ss__attr *attrs, 
       a->key = ra->key;
       a->type = ra->type;
       a->len = ra->len;
-      if (ra->type == SS_ATTR_STR || ra->type == SS_ATTR_STRARR)
+      if (ra->type == SS_ATTR_STR || ra->type == SS_ATTR_STRARR || ra->type == SS_ATTR_STACK)
         a->v.s = (const char *)p;
       else
         memcpy(&a->v, p, 8);

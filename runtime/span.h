@@ -23,6 +23,10 @@
 
 #define SS_SPAN_MAX_ATTRS 24
 #define SS_CTX_DEPTH 32
+#define SS_STACK_MAX 136 /* SPANSHIM_STACK_DEPTH's ceiling (128) plus the shim's own frames */
+/* Or'ed into a status for ss__rec_finish: an error that is not a failed call (an exit
+ * status), so no stack is captured. */
+#define SS_STATUS_NO_STACK 0x80
 
 /* ---- ring record format (private to runtime; here so tests can build records) ---- */
 typedef struct ss__rec {
@@ -36,6 +40,7 @@ typedef struct ss__rec {
   uint8_t pad[7];
   uint64_t start_ns, end_ns;
   const char *name;     /* static string of the shim's */
+  uint64_t caller;      /* return address into the calling code, for code.function.name */
 } ss__rec;
 
 /* Followed by 8 bytes (INT, BOOL, DOUBLE) or len bytes rounded up to 8 (STR, STRARR).
@@ -66,6 +71,7 @@ typedef struct ss__tracer {
   uint64_t ratio_bound;         /* sample when trace id's low 8 bytes (BE) < bound */
   ss__ctx root_parent;          /* from TRACEPARENT; valid == 0 when none */
   void (*on_commit)(void);      /* called after each committed record (exporter kick) */
+  int stack_depth;              /* frames to capture on failure; 0: none */
 } ss__tracer;
 
 extern ss__tracer ss__tracer_g;
@@ -76,18 +82,30 @@ typedef struct ss__sb {
   ss__attr attrs[SS_SPAN_MAX_ATTRS];
   uint8_t recording;            /* sampled: will be exported */
   uint8_t pushed;               /* on this thread's context stack */
+  uint8_t exc;                  /* a failed call: export an exception record */
+  uint16_t n_stack;
+  uint64_t stack[SS_STACK_MAX]; /* filled by ss__span_error */
 } ss__sb;
 
 /* Starts a span named `name` (a static string) of the given SS_KIND_*. Always pushes a
  * context (so children and propagation work), records only when sampled. Returns
- * b->recording. */
-int ss__span_start(ss__sb *b, const char *name, int kind);
+ * b->recording. `caller` is the return address into the code that called the hooked
+ * function (code.function.name); it is kept only for a thread's outermost span, since a
+ * nested span's parent already names the application code. */
+int ss__span_start_at(ss__sb *b, const char *name, int kind, void *caller);
+
+/* The same, taking the caller from the enclosing function's return address: call it
+ * directly from the exported hook function. */
+#define ss__span_start(b, name, kind) \
+  ss__span_start_at((b), (name), (kind), __builtin_return_address(0))
 /* Attributes; no-ops when not recording or full. len == (size_t)-1 means strlen. */
 void ss__span_str(ss__sb *b, const char *key, const char *s, size_t len);
 void ss__span_int(ss__sb *b, const char *key, int64_t v);
 void ss__span_bool(ss__sb *b, const char *key, int v);
 void ss__span_strarr(ss__sb *b, const char *key, const char *items, size_t len);
-/* Status ERROR, error.type = type, status message = message (either may be NULL). */
+/* Status ERROR, error.type = type, status message = message (either may be NULL); when
+ * recording, also captures the stack (SPANSHIM_STACK_DEPTH frames) for the exception
+ * record. */
 void ss__span_error(ss__sb *b, const char *type, const char *message);
 /* Pops the context, stamps the end time, commits. */
 void ss__span_end(ss__sb *b);
@@ -101,7 +119,9 @@ size_t ss__span_park(const ss__sb *b, void *dst, size_t cap);
 int ss__rec_add_str(void *rec, size_t cap, const char *key, const char *s, size_t len);
 /* Appends an integer attribute to a parked record; 0, or -1 if it does not fit. */
 int ss__rec_add_int(void *rec, size_t cap, const char *key, int64_t v);
-/* Sets the end time and status of a parked record and commits a copy to the ring. */
+/* Sets the end time and status of a parked record and commits a copy to the ring. An
+ * ERROR status captures the finishing thread's stack into the record too, unless
+ * SS_STATUS_NO_STACK is or'ed in. */
 void ss__rec_finish(void *rec, uint64_t end_ns, int status);
 
 /* Decodes a ring record into a span; attrs[] gets up to max entries pointing into rec.

@@ -21,6 +21,8 @@
 #define BACKOFF_MIN_MS 100u
 #define BACKOFF_MAX_MS 5000u
 
+static int ss__endpoint_parse_1(const char *s, const char *default_path, ss__endpoint *e);
+
 static int copy_str(char *dst, size_t cap, const char *s, size_t n) {
   if (n >= cap) return -1;
   memcpy(dst, s, n);
@@ -55,7 +57,21 @@ static int parse_http(const char *s, const char *default_path, ss__endpoint *e) 
   return copy_str(e->http_path, sizeof e->http_path, path, strlen(path)) ? -EINVAL : 0;
 }
 
+static void derive_logs_path(ss__endpoint *e) {
+  size_t n = strlen(e->http_path), suffix = strlen("/v1/traces");
+  if (n >= suffix && strcmp(e->http_path + n - suffix, "/v1/traces") == 0)
+    snprintf(e->logs_path, sizeof e->logs_path, "%.*s/v1/logs", (int)(n - suffix), e->http_path);
+  else
+    strcpy(e->logs_path, "/v1/logs");
+}
+
 int ss__endpoint_parse(const char *s, const char *default_path, ss__endpoint *e) {
+  int rc = ss__endpoint_parse_1(s, default_path, e);
+  if (rc == 0) derive_logs_path(e);
+  return rc;
+}
+
+static int ss__endpoint_parse_1(const char *s, const char *default_path, ss__endpoint *e) {
   ss__endpoint tmp;
   memset(&tmp, 0, sizeof tmp);
   if (s == NULL) return -EINVAL;
@@ -317,8 +333,8 @@ static int ensure_conn(ss__transport *t, uint64_t deadline_ms) {
   return fd;
 }
 
-static int post_once(ss__transport *t, const void *body, size_t len, uint64_t deadline_ms,
-                     int *reused) {
+static int post_once(ss__transport *t, const char *path, const void *body, size_t len,
+                     uint64_t deadline_ms, int *reused) {
   int fd = atomic_load(&t->fd);
   *reused = fd >= 0;
   fd = ensure_conn(t, deadline_ms);
@@ -327,7 +343,7 @@ static int post_once(ss__transport *t, const void *body, size_t len, uint64_t de
   int hl = snprintf(hdr, sizeof hdr,
                     "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: spanshim/" SPANSHIM_VERSION
                     "\r\nContent-Type: application/x-protobuf\r\nContent-Length: %zu\r\n",
-                    t->ep.http_path, t->ep.authority, len);
+                    path, t->ep.authority, len);
   if (hl < 0 || (size_t)hl >= sizeof hdr) return -EINVAL;
   struct iovec iov[4] = {
       {hdr, (size_t)hl},
@@ -343,14 +359,19 @@ static int post_once(ss__transport *t, const void *body, size_t len, uint64_t de
   return rc;
 }
 
-int ss__transport_post(ss__transport *t, const void *body, size_t len, uint64_t deadline_ms) {
+int ss__transport_post_to(ss__transport *t, const char *path, const void *body, size_t len,
+                          uint64_t deadline_ms) {
   pthread_mutex_lock(&t->lock);
   int reused;
-  int rc = post_once(t, body, len, deadline_ms, &reused);
+  int rc = post_once(t, path, body, len, deadline_ms, &reused);
   if (reused && (rc == -ECONNRESET || rc == -EPIPE))
-    rc = post_once(t, body, len, deadline_ms, &reused);
+    rc = post_once(t, path, body, len, deadline_ms, &reused);
   pthread_mutex_unlock(&t->lock);
   return rc;
+}
+
+int ss__transport_post(ss__transport *t, const void *body, size_t len, uint64_t deadline_ms) {
+  return ss__transport_post_to(t, t->ep.http_path, body, len, deadline_ms);
 }
 
 void ss__transport_close(ss__transport *t) {

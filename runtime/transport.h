@@ -21,6 +21,7 @@ typedef struct ss__endpoint {
   char host[256];        /* tcp: numeric host or name (resolved at connect) */
   char port[8];
   char http_path[256];   /* request target, e.g. /v1/traces */
+  char logs_path[256];   /* the same for logs: .../v1/traces becomes .../v1/logs */
   char authority[300];   /* Host header */
 } ss__endpoint;
 
@@ -49,6 +50,9 @@ int ss__transport_init(ss__transport *t, const ss__endpoint *ep, const char *otl
  * on a stale keep-alive connection) as needed, within the monotonic deadline. Returns the
  * HTTP status, or -errno (-EAGAIN while backing off after a failed connect). */
 int ss__transport_post(ss__transport *t, const void *body, size_t len, uint64_t deadline_ms);
+/* The same to another request target on the same endpoint (the logs path). */
+int ss__transport_post_to(ss__transport *t, const char *path, const void *body, size_t len,
+                          uint64_t deadline_ms);
 void ss__transport_close(ss__transport *t);
 /* For the fd guards: 1 if fd is the transport's socket. Lock-free. */
 int ss__transport_owns(ss__transport *t, int fd);

@@ -116,7 +116,8 @@ START_TEST(test_empty_values_are_unset) {
       "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "OTEL_BSP_MAX_QUEUE_SIZE",
       "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "SPANSHIM_HOOKS", "SPANSHIM_LOG_LEVEL",
       "SPANSHIM_LOG_FILE", "SPANSHIM_EXIT_FLUSH_MS", "TRACEPARENT", "TRACESTATE",
-      "OTEL_PROPAGATORS", "SPANSHIM_PROCESS_SPAN", "BAGGAGE"};
+      "OTEL_PROPAGATORS", "SPANSHIM_PROCESS_SPAN", "BAGGAGE", "SPANSHIM_STACK_DEPTH",
+      "SPANSHIM_EXCEPTION_SIGNAL", "OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN"};
   ss__config c;
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
     setenv_fake(names[i], "");
@@ -240,7 +241,7 @@ END_TEST
 enum field {
   F_DISABLED, F_SAMPLER, F_RATIO, F_ENDPOINT, F_TIMEOUT, F_DELAY, F_BATCH, F_QUEUE, F_LIMIT,
   F_HOOKS, F_LOGLEVEL, F_FLUSH, F_PARENT, F_TRACESTATE, F_PROPAGATORS, F_PROCESS, F_BAGGAGE,
-  F_NONE
+  F_STACK, F_EXC, F_NONE
 };
 
 static double field(const ss__config *c, enum field f) {
@@ -262,6 +263,8 @@ static double field(const ss__config *c, enum field f) {
   case F_PROPAGATORS: return c->propagators;
   case F_PROCESS: return c->process_span;
   case F_BAGGAGE: return c->baggage != NULL;
+  case F_STACK: return c->stack_depth;
+  case F_EXC: return c->exception_signal;
   case F_NONE: return 0;
   }
   return -1;
@@ -321,7 +324,30 @@ static const struct bad {
     {"OTEL_PROPAGATORS", "tracecontext,xray", F_PROPAGATORS, SS_PROP_TRACECONTEXT},
     {"SPANSHIM_PROCESS_SPAN", "yes", F_PROCESS, 0},
     {"BAGGAGE", long_baggage, F_BAGGAGE, 0},
+    {"SPANSHIM_STACK_DEPTH", "deep", F_STACK, 32},
+    {"SPANSHIM_STACK_DEPTH", "500", F_STACK, 32},
+    {"SPANSHIM_EXCEPTION_SIGNAL", "pigeon", F_EXC, SS_EXC_LOG | SS_EXC_EVENT},
+    {"OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN", "events", F_EXC, SS_EXC_LOG | SS_EXC_EVENT},
 };
+
+START_TEST(test_exception_signal_choices) {
+  ss__config c;
+  ck_assert_int_eq(load(&c), 0);
+  ck_assert_uint_eq(c.exception_signal, SS_EXC_LOG | SS_EXC_EVENT);
+  ck_assert_int_eq(c.stack_depth, 32);
+  ss__config_free(&c);
+  setenv_fake("OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN", "logs");
+  setenv_fake("SPANSHIM_STACK_DEPTH", "0");
+  ck_assert_int_eq(load(&c), 0);
+  ck_assert_uint_eq(c.exception_signal, SS_EXC_LOG);
+  ck_assert_int_eq(c.stack_depth, 0);
+  ss__config_free(&c);
+  setenv_fake("SPANSHIM_EXCEPTION_SIGNAL", "event");
+  ck_assert_int_eq(load(&c), 0);
+  ck_assert_uint_eq(c.exception_signal, SS_EXC_EVENT);
+  ss__config_free(&c);
+}
+END_TEST
 
 START_TEST(test_propagators_and_process_span_values) {
   ss__config c;
@@ -541,6 +567,7 @@ static Suite *config_suite(void) {
   tcase_add_test(tc, test_signal_specific_variables_win);
   tcase_add_test(tc, test_samplers_by_name);
   tcase_add_test(tc, test_propagators_and_process_span_values);
+  tcase_add_test(tc, test_exception_signal_choices);
   tcase_add_test(tc, test_sampler_arg_ignored_by_non_ratio_samplers);
   tcase_add_test(tc, test_sampler_arg_bounds_are_inclusive);
   tcase_add_test(tc, test_hooks_lists);

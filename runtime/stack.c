@@ -1,0 +1,35 @@
+/* stack.c - failure stacks through a locally loaded libunwind; see stack.h. */
+#include "runtime/stack.h"
+
+#include <dlfcn.h>
+#include <stdatomic.h>
+#include <stddef.h>
+
+typedef int (*backtrace_fn)(void **buffer, int size);
+
+static _Atomic(backtrace_fn) unw_backtrace_p;
+static _Atomic int load_state; /* 0 not tried, 1 loading, 2 loaded, 3 unavailable */
+
+int ss__stack_load(void) {
+  int expected = 0;
+  if (!atomic_compare_exchange_strong(&load_state, &expected, 1))
+    return expected == 2 ? 0 : -1;
+  void *h = dlopen("libunwind.so.8", RTLD_LAZY | RTLD_LOCAL);
+  backtrace_fn f = h ? (backtrace_fn)dlsym(h, "unw_backtrace") : NULL;
+  atomic_store(&unw_backtrace_p, f);
+  atomic_store(&load_state, f ? 2 : 3);
+  return f ? 0 : -1;
+}
+
+int ss__stack_ready(void) {
+  return atomic_load_explicit(&load_state, memory_order_acquire) == 2;
+}
+
+int ss__stack_capture(uint64_t *out, int max) {
+  backtrace_fn f = atomic_load_explicit(&unw_backtrace_p, memory_order_acquire);
+  if (f == NULL || max <= 0) return 0;
+  void *buf[max];
+  int n = f(buf, max);
+  for (int i = 0; i < n; i++) out[i] = (uint64_t)(uintptr_t)buf[i];
+  return n < 0 ? 0 : n;
+}
