@@ -685,6 +685,57 @@ static void footer(render *r, const ss__tm *m, size_t n_traces) {
   fputc('\n', r->out);
 }
 
+/* ---- the slowest and failing spans ---- */
+
+static int cmp_duration(const void *a, const void *b) {
+  const ss__tm_span *x = *(const ss__tm_span *const *)a, *y = *(const ss__tm_span *const *)b;
+  uint64_t dx = span_end(x) - x->start_ns, dy = span_end(y) - y->start_ns;
+  return dx < dy ? 1 : dx > dy ? -1 : 0;
+}
+
+/* "  1.20 s  SELECT orders · shop (pid 42) · trace 3ecca8d6" */
+static void summary_row(render *r, const char *head, const ss__tm_span *s, int failing) {
+  char text[512], dur[32];
+  tbuf b = {text, 0, sizeof(text)};
+  text[0] = 0;
+  ss__wf_duration(span_end(s) - s->start_ns, dur, sizeof(dur));
+  fprintf(r->out, "%-8s %9s  ", head, span_finished(s) ? dur : "?");
+  tb_clean(&b, s->name, 1, 60);
+  tb_str(&b, " · ");
+  tb_process(&b, s->res);
+  tb_str(&b, " · trace ");
+  tb_add(&b, s->trace_id, 8);
+  puts_c(r, failing ? C_RED : NULL, text);
+  if (failing) {
+    char err[256];
+    tbuf e = {err, 0, sizeof(err)};
+    err[0] = 0;
+    span_error(&e, s);
+    fputs("  ", r->out);
+    puts_c(r, C_RED, err);
+  }
+  fputc('\n', r->out);
+}
+
+static int summary(render *r, const ss__tm_span **sp, size_t n) {
+  if (n < 3) return 0;  /* the picture says it all */
+  const ss__tm_span **by = malloc(n * sizeof(*by));
+  if (!by) return -ENOMEM;
+  memcpy(by, sp, n * sizeof(*by));
+  qsort(by, n, sizeof(*by), cmp_duration);
+  for (size_t i = 0; i < n && i < SS_WF_SLOWEST; i++)
+    summary_row(r, i == 0 ? "slowest" : "", by[i], 0);
+  size_t failed = 0;
+  for (size_t i = 0; i < n; i++) failed += (size_t)span_failed(sp[i]);
+  for (size_t i = 0, shown = 0; i < n && shown < SS_WF_FAILING; i++)
+    if (span_failed(by[i])) summary_row(r, shown++ == 0 ? "failing" : "", by[i], 1);
+  if (failed > SS_WF_FAILING)
+    fprintf(r->out, "%-8s %zu more failing spans\n", "", failed - SS_WF_FAILING);
+  fputc('\n', r->out);
+  free(by);
+  return 0;
+}
+
 static void opts_defaults(ss__wf_opts *o, const ss__wf_opts *in) {
   if (in) *o = *in;
   else memset(o, 0, sizeof(*o));
@@ -755,6 +806,7 @@ int ss__waterfall(FILE *out, const ss__tm *m, const ss__wf_opts *o_in) {
   if (nt == 0) fputs("no spans\n", out);
   if ((rc = measure(&r, t, nt)) < 0 || (rc = render_all(&r, t, nt)) < 0) goto done;
   if (nt) fputc('\n', out);
+  if (o.summary && (rc = summary(&r, sp, n)) < 0) goto done;
   footer(&r, m, nt);
   rc = ferror(out) ? -EIO : 0;
 done:

@@ -25,12 +25,15 @@ typedef struct ss__wf_opts {
   int label_width;    /* most columns for tree + name + details; <= 0: SS_WF_LABEL_WIDTH */
   size_t max_traces;  /* traces shown before "... N more traces"; 0: SS_WF_MAX_TRACES */
   size_t max_rows;    /* spans shown per trace; 0: SS_WF_MAX_ROWS */
+  int summary;        /* after the picture: the slowest spans and the failing ones */
 } ss__wf_opts;
 
 #define SS_WF_BAR_WIDTH 30
 #define SS_WF_LABEL_WIDTH 64
 #define SS_WF_MAX_TRACES 200
 #define SS_WF_MAX_ROWS 500
+#define SS_WF_SLOWEST 5     /* spans listed under "slowest" */
+#define SS_WF_FAILING 10    /* spans listed under "failing" */
 
 /* Writes the waterfall of every span in m, then a summary line. Returns 0, -ENOMEM (some
  * output may have been written) or -EIO when writing to out failed. */

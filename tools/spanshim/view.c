@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "tools/common/perfetto.h"
 #include "tools/common/trace_model.h"
 #include "tools/common/waterfall.h"
 #include "tools/spanshim/cli.h"
@@ -15,13 +16,17 @@
 #define MAX_SPANS 1000000      /* keeps memory bounded on huge files */
 #define MAX_LINE_REPORTS 20    /* malformed lines reported one by one, then counted */
 
-static const char view_usage[] = "usage: spanshim view [--no-color] FILE\n";
+static const char view_usage[] =
+    "usage: spanshim view [--no-color] [--perfetto OUT.json] FILE\n";
 static const char view_help[] =
     "\n"
     "Prints the waterfall of FILE, OTLP JSON lines as written by spanshimd --out\n"
     "(one {\"resourceSpans\":[...]} object per line; logs lines are counted). FILE '-'\n"
     "reads stdin. Malformed lines are reported with their line number and skipped.\n"
     "Colour is used on a terminal unless NO_COLOR is set or --no-color is given.\n"
+    "After the picture: the slowest spans and the failing ones.\n"
+    "--perfetto OUT.json writes the spans as Chrome trace event JSON instead (open it\n"
+    "in ui.perfetto.dev or chrome://tracing); OUT.json '-' is stdout.\n"
     "Exits 1 when FILE cannot be read or holds no readable line.\n";
 
 int ss__self_dir(char *out, size_t n) {
@@ -92,7 +97,7 @@ int ss__show_file(FILE *out, const char *path, int color, int tty_fd) {
     ss__err("%s: nothing readable (no OTLP JSON lines)", path);
     status = 1;
   } else {
-    ss__wf_opts o = {.color = color, .label_width = label_width(tty_fd)};
+    ss__wf_opts o = {.color = color, .label_width = label_width(tty_fd), .summary = 1};
     int rc = ss__waterfall(out, &m, &o);
     fflush(out);
     if (rc < 0) {
@@ -104,9 +109,42 @@ int ss__show_file(FILE *out, const char *path, int color, int tty_fd) {
   return status;
 }
 
+/* FILE's spans as Chrome trace JSON in out_path. */
+static int perfetto(const char *path, const char *out_path) {
+  FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+  if (!f) {
+    ss__err("%s: %s", path, strerror(errno));
+    return 1;
+  }
+  ss__tm m;
+  ss__tm_init(&m);
+  m.max_spans = MAX_SPANS;
+  size_t ok = load(&m, f, f == stdin ? "<stdin>" : path);
+  if (f != stdin) fclose(f);
+  int status = 1;
+  if (ok == 0) {
+    ss__err("%s: nothing readable (no OTLP JSON lines)", path);
+  } else {
+    int to_stdout = strcmp(out_path, "-") == 0;
+    FILE *out = to_stdout ? stdout : fopen(out_path, "w");
+    int rc = out ? ss__perfetto_write(out, &m) : -errno;
+    if (out && !to_stdout && fclose(out) != 0 && rc == 0) rc = -EIO;
+    if (rc < 0) {
+      ss__err("%s: %s", out_path, strerror(-rc));
+    } else {
+      status = 0;
+      if (!to_stdout)
+        fprintf(stderr, "spanshim: %zu spans written to %s (open it in ui.perfetto.dev)\n",
+                m.n_spans, out_path);
+    }
+  }
+  ss__tm_free(&m);
+  return status;
+}
+
 int ss__cmd_view(int argc, char **argv) {
   int no_color = 0;
-  const char *path = NULL;
+  const char *path = NULL, *perfetto_out = NULL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -114,6 +152,10 @@ int ss__cmd_view(int argc, char **argv) {
       return 0;
     } else if (strcmp(a, "--no-color") == 0 || strcmp(a, "--no-colour") == 0) {
       no_color = 1;
+    } else if (strcmp(a, "--perfetto") == 0 && i + 1 < argc) {
+      perfetto_out = argv[++i];
+    } else if (strncmp(a, "--perfetto=", 11) == 0 && a[11]) {
+      perfetto_out = a + 11;
     } else if (strcmp(a, "--") == 0 && i + 1 < argc && !path) {
       path = argv[++i];
     } else if (a[0] == '-' && a[1] != '\0') {
@@ -133,5 +175,6 @@ int ss__cmd_view(int argc, char **argv) {
     fputs(view_usage, stderr);
     return 2;
   }
+  if (perfetto_out) return perfetto(path, perfetto_out);
   return ss__show_file(stdout, path, ss__want_color(1, no_color), 1);
 }
