@@ -15,6 +15,7 @@
 #include "runtime/exceptions.h"
 #include "runtime/sanitize.h"
 #include "runtime/stack.h"
+#include "runtime/symbolize.h"
 #include "runtime/span.h"
 
 #define TICK_MS 10
@@ -335,6 +336,20 @@ int ss__exporter_init(const ss__config *c) {
 }
 
 void ss__exporter_atfork_child(void) {
+  /* The exporter thread may have been in the middle of using its buffers when the
+   * parent forked; it does not exist here. Forget them without freeing (a half-done
+   * free or realloc would make that a double free): a one-time leak in the child. */
+  batch_buf = NULL;
+  batch_cap = 0;
+  spans = NULL;
+  attrs = NULL;
+  spans_cap = 0;
+  scratch_buf = NULL;
+  scratch_cap = 0;
+  memset(&resource, 0, sizeof resource);
+  resource_pid = 0;
+  memset(&exc, 0, sizeof exc);
+  ss__symbolize_forget();
   pthread_mutex_init(&drain_lock, NULL);
   pthread_mutex_init(&wake_lock, NULL);
   pthread_cond_init(&wake_cond, NULL);

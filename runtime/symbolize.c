@@ -45,6 +45,11 @@ void ss__symbolize_reset(void) {
   n_mods = 0;
 }
 
+void ss__symbolize_forget(void) {
+  memset(mods, 0, sizeof mods);
+  n_mods = 0;
+}
+
 static void read_build_id(struct dl_phdr_info *info, char out[41]) {
   out[0] = '\0';
   for (int i = 0; i < info->dlpi_phnum; i++) {

@@ -26,5 +26,7 @@ typedef struct ss__frame {
 int ss__symbolize(uint64_t addr, ss__frame *f);
 /* Forgets every cached module (after fork the map is the same; after dlclose it is not). */
 void ss__symbolize_reset(void);
+/* In a fork child: drops the cache without freeing it (it may have been mid-update). */
+void ss__symbolize_forget(void);
 
 #endif
