@@ -370,8 +370,8 @@ static void uninject(CURL *h, hslot *s) {
 }
 
 /* Starts the transfer's span in b (parented on the app's traceparent when it set one)
- * and injects the headers. Leaves the span, and an adopted parent under it, pushed. */
-static void xfer_begin(CURL *h, hslot *s, ss__sb *b) {
+ * and injects the headers; caller is the app's return address (code.function.name). Leaves the span, and an adopted parent under it, pushed. */
+static void xfer_begin(CURL *h, hslot *s, ss__sb *b, void *caller) {
   ss__ctx parent;
   int app_baggage = 0;
   int app_tp = s ? app_traceparent(s->app_headers, &parent, &app_baggage) : 0;
@@ -380,7 +380,7 @@ static void xfer_begin(CURL *h, hslot *s, ss__sb *b) {
     ctx_push(&parent);
     s->adopted = 1;
   }
-  ss__span_start(b, "HTTP", SS_KIND_CLIENT);
+  ss__span_start_at(b, "HTTP", SS_KIND_CLIENT, caller);
   if (s == NULL) return;
   memcpy(s->ctx.trace_id, b->s.trace_id, 16);
   memcpy(s->ctx.span_id, b->s.span_id, 8);
@@ -548,7 +548,7 @@ SS_EXPORT CURLcode curl_easy_perform(CURL *h) {
   if (s && s->busy) return real(h); /* curl refuses this itself; nothing to trace */
   ss__sb local, *b = s ? &s->sb : &local;
   if (s) s->busy = 1;
-  xfer_begin(h, s, b);
+  xfer_begin(h, s, b, __builtin_return_address(0));
   in_curl++;
   CURLcode rc = real(h);
   int err = errno;
@@ -610,7 +610,7 @@ SS_EXPORT CURLMcode curl_multi_add_handle(CURLM *m, CURL *h) {
   if (h == NULL || in_curl || !ss__active(SS_HOOK_LIBCURL)) return real(m, h);
   hslot *s = slot_get(h);
   if (s == NULL || s->busy) return real(m, h);
-  xfer_begin(h, s, &s->sb);
+  xfer_begin(h, s, &s->sb, __builtin_return_address(0));
   ss__span_pop(&s->sb); /* the transfer runs later, inside other calls */
   if (s->adopted) ctx_pop();
   hook_callbacks(h, s);
