@@ -133,7 +133,7 @@ void ss__process_end(int how, int value) {
     }
     ss__rec_add_str(proc_rec, sizeof proc_rec, "error.type", buf, n);
     if (descr) ss__rec_add_str(proc_rec, sizeof proc_rec, NULL, descr, strlen(descr));
-    status = SS_STATUS_ERROR;
+    status = SS_STATUS_ERROR | SS_STATUS_IN_SIGNAL; /* the crashing thread's stack */
   }
   ss__rec_finish(proc_rec, ss__now_ns(), status);
 }

@@ -53,7 +53,8 @@ void ss__exc_reset(ss__exc_batch *b) {
     b->blocks = next;
   }
   free(b->logs);
-  memset(b, 0, sizeof *b);
+  b->logs = NULL;
+  b->n_logs = b->cap_logs = 0;
 }
 
 static const ss__attr *find(const ss__span *s, const char *key) {
@@ -90,11 +91,11 @@ static void tputf(text *t, const char *fmt, ...) {
 }
 
 /* The gdb-like trace and the "build-id path" list of the modules it names. */
-static void render(const uint64_t *pcs, size_t n, text *trace, text *mods) {
+static void render(const uint64_t *pcs, size_t n, int max, text *trace, text *mods) {
   const char *named[MAX_MODULES_NAMED];
   size_t n_named = 0;
   int k = 0;
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i < n && (max <= 0 || k < max); i++) {
     ss__frame f;
     int known = ss__symbolize(pcs[i], &f) == 0;
     if (known && f.in_shim) continue;
@@ -168,7 +169,7 @@ int ss__exc_span(ss__exc_batch *b, ss__span *s, ss__attr *attrs, size_t attrs_ca
   if (raw == NULL || signals == 0) return 0;
 
   text trace = {0}, mods = {0};
-  render(pcs, n_pcs, &trace, &mods);
+  render(pcs, n_pcs, b->max_frames, &trace, &mods);
   const ss__attr *type = find(s, "error.type");
   ss__attr *ea = balloc(b, 4 * sizeof *ea);
   ss__event *ev = balloc(b, sizeof *ev);

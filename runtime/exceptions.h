@@ -20,6 +20,7 @@ typedef struct ss__exc_batch {
   struct ss__exc_block *blocks; /* owned strings and arrays */
   ss__logrec *logs;             /* exception log records of this batch */
   size_t n_logs, cap_logs;
+  int max_frames;               /* frames shown (SPANSHIM_STACK_DEPTH); 0: all captured */
 } ss__exc_batch;
 
 /* Rewrites s (attrs is its writable array, with room for attrs_cap entries) and adds a

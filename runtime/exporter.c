@@ -332,6 +332,7 @@ int ss__exporter_init(const ss__config *c) {
   if ((rc = ss__tracer_init(c, ring, ss__exporter_kick)) != 0) return rc;
   if ((rc = ss__transport_init(&ss__transport_g, &ep, c->headers)) != 0) return rc;
   cfg = c;
+  exc.max_frames = c->stack_depth;
   return 0;
 }
 
@@ -349,6 +350,7 @@ void ss__exporter_atfork_child(void) {
   memset(&resource, 0, sizeof resource);
   resource_pid = 0;
   memset(&exc, 0, sizeof exc);
+  exc.max_frames = cfg ? cfg->stack_depth : 0;
   ss__symbolize_forget();
   pthread_mutex_init(&drain_lock, NULL);
   pthread_mutex_init(&wake_lock, NULL);

@@ -289,9 +289,12 @@ void ss__rec_finish(void *rec, uint64_t end_ns, int status) {
   uint64_t stack[SS_STACK_MAX];
   int n = 0;
   r->end_ns = end_ns;
-  r->status = (uint8_t)(status & ~SS_STATUS_NO_STACK);
-  int exc = status == SS_STATUS_ERROR;
-  if (exc && capture_depth() && ss__stack_ready()) n = ss__stack_capture(stack, capture_depth());
+  r->status = (uint8_t)(status & ~(SS_STATUS_NO_STACK | SS_STATUS_IN_SIGNAL));
+  int exc = (status & ~SS_STATUS_IN_SIGNAL) == SS_STATUS_ERROR;
+  if (exc && capture_depth()) {
+    if (!ss__stack_ready() && !(status & SS_STATUS_IN_SIGNAL)) ss__stack_load();
+    n = ss__stack_capture(stack, capture_depth());
+  }
   size_t extra = exc ? sizeof(ss__rec_attr) + (size_t)n * 8 : 0;
   /* The parked record is copied as it is; the stack goes after it, in the ring only. */
   unsigned char *dst = ss__ring_reserve(&ss__tracer_g.ring, r->size + extra);

@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <time.h>
 
 typedef int (*backtrace_fn)(void **buffer, int size);
 
@@ -12,8 +13,15 @@ static _Atomic int load_state; /* 0 not tried, 1 loading, 2 loaded, 3 unavailabl
 
 int ss__stack_load(void) {
   int expected = 0;
-  if (!atomic_compare_exchange_strong(&load_state, &expected, 1))
-    return expected == 2 ? 0 : -1;
+  if (!atomic_compare_exchange_strong(&load_state, &expected, 1)) {
+    /* Another thread is loading it (failures often come in bursts): wait for it, at
+     * most 100 ms, rather than lose this failure's stack. */
+    for (int i = 0; i < 2000 && atomic_load(&load_state) == 1; i++) {
+      struct timespec ts = {0, 50000};
+      nanosleep(&ts, NULL);
+    }
+    return atomic_load(&load_state) == 2 ? 0 : -1;
+  }
   void *h = dlopen("libunwind.so.8", RTLD_LAZY | RTLD_LOCAL);
   backtrace_fn f = h ? (backtrace_fn)dlsym(h, "unw_backtrace") : NULL;
   atomic_store(&unw_backtrace_p, f);

@@ -1,0 +1,161 @@
+"""Stack traces on errors and code attribution: a failing call's exception record (OTLP
+log, event name `exception`) and span event carry a symbolized stack into the
+application's code; every span names the application function that made the call."""
+import json
+import os
+import shutil
+import subprocess
+
+import harness
+from harness import parse_kv
+
+ERROR = 2
+
+
+def read_logs(path):
+    """Every exported log record, with its resource, as (resource, record, attrs)."""
+    out = []
+    with open(path) as f:
+        for line in f:
+            doc = json.loads(line)
+            for rl in doc.get("resourceLogs", []):
+                res = harness.attrs_dict(rl.get("resource", {}).get("attributes"))
+                for sl in rl.get("scopeLogs", []):
+                    for rec in sl.get("logRecords", []):
+                        out.append((res, rec, harness.attrs_dict(rec.get("attributes"))))
+    return out
+
+
+def exceptions(c):
+    c.stop()
+    return [(res, rec, a) for res, rec, a in read_logs(c.out)
+            if rec.get("eventName") == "exception"]
+
+
+def failed_calls(spans):
+    """Spans of failed calls (process spans that merely exited non-zero are not calls)."""
+    return [s for s in spans if s.status_code == ERROR and "process.pid" not in s.attrs]
+
+
+def closed_port(ctx):
+    return ctx.closed_port() if hasattr(ctx, "closed_port") else 1
+
+
+def run(ctx, mode, binary=None, extra=None):
+    c = ctx.collector()
+    r = ctx.run([binary or ctx.prog("stack_orders"), mode, str(closed_port(ctx))], collector=c,
+                extra_env=extra)
+    assert r.returncode == 0, r
+    return c, parse_kv(r.stdout)
+
+
+def test_failing_connect_names_load_orders_in_its_stack_and_code_function(ctx):
+    c, out = run(ctx, "one")
+    spans = c.spans()
+    exc = exceptions(c)
+    [conn] = [s for s in spans if s.name == "connect"]
+    assert conn.status_code == ERROR and conn.attrs["error.type"] == "ECONNREFUSED", conn
+    assert conn.attrs.get("code.function.name") == "load_orders", conn.attrs
+    [(res, rec, a)] = exc
+    assert rec["spanId"] == conn.span_id and rec["traceId"] == conn.trace_id, rec
+    assert rec["severityNumber"] == 17, rec
+    assert a["exception.type"] == "ECONNREFUSED" and a["exception.message"], a
+    frames = a["exception.stacktrace"].splitlines()
+    assert frames[0].startswith("#0 0x") and " in load_orders " in frames[0], frames
+    assert any(" in main " in f for f in frames), frames
+    assert not any("libspanshim" in f for f in frames), "the shim's own frames must go"
+    prog = os.path.realpath(ctx.prog("stack_orders"))
+    assert "(%s+0x" % prog in frames[0], frames[0]
+    mods = a["spanshim.stack.modules"]
+    assert any(m.endswith(" " + prog) and len(m.split()[0]) == 40 for m in mods), mods
+    # The same as a span event on the failed span.
+    [ev] = conn.events
+    assert ev["name"] == "exception"
+    assert harness.attrs_dict(ev["attributes"])["exception.stacktrace"] == \
+        a["exception.stacktrace"]
+
+
+def test_stripped_binary_gives_module_and_offset_frames(ctx):
+    stripped = os.path.join(ctx.tmp, "stack_orders_stripped")
+    shutil.copy(ctx.prog("stack_orders"), stripped)
+    subprocess.run(["strip", "--strip-all", stripped], check=True)
+    c, out = run(ctx, "one", binary=stripped)
+    exc = exceptions(c)
+    [(res, rec, a)] = exc
+    frames = a["exception.stacktrace"].splitlines()
+    assert frames and "load_orders" not in a["exception.stacktrace"], frames
+    assert "(%s+0x" % stripped in frames[0], frames
+
+
+def test_failures_from_eight_threads_each_get_one_exception_record(ctx):
+    c, out = run(ctx, "threads")
+    spans = c.spans()
+    exc = exceptions(c)
+    failed = failed_calls(spans)
+    assert int(out["failed"]) == 400 and len(failed) == 400, (out, len(failed))
+    assert len(exc) == len(failed)
+    assert {rec["spanId"] for _, rec, _ in exc} == {s.span_id for s in failed}
+    assert all(" in load_orders " in a["exception.stacktrace"] and
+               " in worker " in a["exception.stacktrace"] for _, _, a in exc)
+
+
+def test_failure_inside_a_signal_handler_is_traced(ctx):
+    c, out = run(ctx, "signal")
+    exc = exceptions(c)
+    [(res, rec, a)] = exc
+    st = a["exception.stacktrace"]
+    assert " in load_orders " in st and " in on_alarm " in st, st
+
+
+def test_failure_ten_thousand_frames_deep_is_cut_at_the_stack_depth(ctx):
+    c, out = run(ctx, "recurse")
+    [(res, rec, a)] = exceptions(c)
+    frames = a["exception.stacktrace"].splitlines()
+    assert 20 <= len(frames) <= 32, len(frames)
+    assert " in load_orders " in frames[0] and all(" in descend " in f for f in frames[1:])
+    c2, _ = run(ctx, "recurse", extra={"SPANSHIM_STACK_DEPTH": "100"})
+    [(res, rec, a)] = exceptions(c2)
+    assert len(a["exception.stacktrace"].splitlines()) == 100
+
+
+def test_failure_on_a_small_thread_stack_is_traced(ctx):
+    c, out = run(ctx, "smallstack")
+    exc = exceptions(c)
+    assert len(exc) == 50 and int(out["failed"]) == 50
+
+
+def test_dns_failure_carries_a_stack_into_resolve_orders(ctx):
+    c, out = run(ctx, "dns")
+    spans = c.spans()
+    [g] = [s for s in spans if s.name == "getaddrinfo"]
+    assert g.attrs.get("code.function.name") == "resolve_orders", g
+    [(res, rec, a)] = exceptions(c)
+    assert a["exception.type"] == "EAI_NONAME" and " in resolve_orders " in \
+        a["exception.stacktrace"], a
+
+
+def test_exception_signal_settings(ctx):
+    c, _ = run(ctx, "one", extra={"OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN": "logs"})
+    spans = c.spans()
+    assert len(exceptions(c)) == 1
+    assert all(not s.events for s in spans)
+    c2, _ = run(ctx, "one", extra={"SPANSHIM_EXCEPTION_SIGNAL": "event"})
+    spans = c2.spans()
+    assert exceptions(c2) == []
+    assert [e["name"] for s in spans for e in s.events] == ["exception"]
+    c3, _ = run(ctx, "one", extra={"SPANSHIM_STACK_DEPTH": "0"})
+    [(res, rec, a)] = exceptions(c3)
+    assert "exception.stacktrace" not in a and a["exception.type"] == "ECONNREFUSED"
+
+
+def test_curl_failure_carries_a_stack_and_one_record_per_failed_span(ctx):
+    c = ctx.collector()
+    r = ctx.run(["curl", "-s", "http://127.0.0.1:%d/" % closed_port(ctx)], collector=c)
+    assert r.returncode == 7, r
+    spans = c.spans()
+    exc = exceptions(c)
+    failed = failed_calls(spans)
+    assert failed and len(exc) == len(failed), (failed, exc)
+    assert {rec["spanId"] for _, rec, _ in exc} == {s.span_id for s in failed}
+    for _, _, a in exc:
+        assert "/curl+0x" in a["exception.stacktrace"], a["exception.stacktrace"]
