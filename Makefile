@@ -130,13 +130,27 @@ valgrind: $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do CK_FORK=no valgrind -q --error-exitcode=9 \
 	  --leak-check=full --errors-for-leak-kinds=definite $$t || exit 1; done
 
+MANDIR ?= $(PREFIX)/share/man
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+USERUNITDIR ?= $(PREFIX)/lib/systemd/user
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libspanshim.so
 	install -m 0755 $(BUILD)/spanshimd $(BUILD)/spanshim $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) \
+	  $(DESTDIR)$(USERUNITDIR)
+	install -m 0644 tools/man/spanshim.1 $(DESTDIR)$(MANDIR)/man1/spanshim.1
+	install -m 0644 tools/man/spanshimd.8 $(DESTDIR)$(MANDIR)/man8/spanshimd.8
+	sed 's|@BINDIR@|$(PREFIX)/bin|g' tools/systemd/spanshimd.service \
+	  > $(DESTDIR)$(UNITDIR)/spanshimd.service
+	sed 's|@BINDIR@|$(PREFIX)/bin|g' tools/systemd/spanshimd-user.service \
+	  > $(DESTDIR)$(USERUNITDIR)/spanshimd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/spanshimd.service $(DESTDIR)$(USERUNITDIR)/spanshimd.service
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/lib/libspanshim.so $(DESTDIR)$(PREFIX)/bin/spanshimd \
-	  $(DESTDIR)$(PREFIX)/bin/spanshim
+	  $(DESTDIR)$(PREFIX)/bin/spanshim $(DESTDIR)$(MANDIR)/man1/spanshim.1 \
+	  $(DESTDIR)$(MANDIR)/man8/spanshimd.8 $(DESTDIR)$(UNITDIR)/spanshimd.service \
+	  $(DESTDIR)$(USERUNITDIR)/spanshimd.service
 
 clean:
 	rm -rf build build-asan build-tsan
