@@ -337,6 +337,22 @@ static void set_op(ss__sql_summary *out, const char *w, size_t n, const char *se
   out->op[o] = '\0';
 }
 
+/* Statement keywords: a text starting with anything else (a typo, garbage) names no
+ * operation, and its span keeps the generic name. */
+static int command_word(const char *w, size_t n) {
+  static const char *const words[] = {
+      "abort", "alter", "analyze", "begin", "call", "checkpoint", "close", "cluster",
+      "comment", "commit", "copy", "create", "deallocate", "declare", "delete", "discard",
+      "do", "drop", "end", "execute", "explain", "fetch", "grant", "import", "insert",
+      "listen", "load", "lock", "merge", "move", "notify", "prepare", "reassign", "refresh",
+      "reindex", "release", "reset", "revoke", "rollback", "savepoint", "security", "select",
+      "set", "show", "start", "table", "truncate", "unlisten", "update", "vacuum", "values",
+      "with", NULL};
+  for (const char *const *k = words; *k; k++)
+    if (word_is(w, n, *k)) return 1;
+  return 0;
+}
+
 void ss__sql_summarize(const char *sql, size_t n, ss__sql_summary *out) {
   static const char *const only[] = {"only", NULL};
   static const char *const ifx[] = {"if", "not", "exists", NULL};
@@ -346,7 +362,9 @@ void ss__sql_summarize(const char *sql, size_t n, ss__sql_summary *out) {
   size_t m;
   while ((m = next_tok(&l, &t)) == 1 && t[0] == '(') {}
   l.depth = 0; /* a parenthesized statement: its inside is the top level */
-  if (m == 0 || !ident_start((unsigned char)t[0]) || m >= sizeof out->op) return;
+  if (m == 0 || !ident_start((unsigned char)t[0]) || m >= sizeof out->op ||
+      !command_word(t, m))
+    return;
   if (tok_is(t, m, "with")) { /* the statement after the CTEs */
     static const char *const main_ops[] = {"select", "insert", "update", "delete", "merge",
                                            NULL};

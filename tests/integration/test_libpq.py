@@ -82,6 +82,21 @@ def test_libpq_psql_query_spans_named_and_scrubbed(ctx):
     _no_secret(c, SECRET)
 
 
+def test_libpq_spanshimd_enrichment_keeps_shim_spans_consistent(ctx):
+    """With spanshimd's own SQL enrichment on (its default), the spans keep the shim's
+    scrubbed text and gain db.query.summary."""
+    pg = ctx.postgres()
+    pg.psql_admin("CREATE TABLE orders (id int PRIMARY KEY, note text)")
+    c = ctx.collector()
+    r = ctx.run(_psql(pg, "SELECT note FROM orders WHERE note = '%s'" % SECRET), collector=c)
+    assert r.returncode == 0, r
+    q = _db(c.spans())
+    assert len(q) == 1 and q[0].name == "SELECT orders", q
+    assert q[0].attrs.get("db.query.summary") == "SELECT orders", q
+    assert q[0].attrs["db.query.text"] == "SELECT note FROM orders WHERE note = ?", q
+    _no_secret(c, SECRET)
+
+
 def test_libpq_psql_errors_carry_sqlstate(ctx):
     pg = ctx.postgres()
     pg.psql_admin("CREATE TABLE u (id int PRIMARY KEY)")
@@ -96,6 +111,7 @@ def test_libpq_psql_errors_carry_sqlstate(ctx):
     assert dup.status_code == ERROR, dup
     assert dup.attrs["error.type"] == "23505" and dup.attrs["db.response.status_code"] == "23505"
     assert "duplicate key value violates unique constraint" in dup.status_message, dup
+    assert syntax.name == "postgresql" and "db.operation.name" not in syntax.attrs, syntax
     assert syntax.status_code == ERROR and syntax.attrs["error.type"] == "42601", syntax
     assert syntax.attrs["db.response.status_code"] == "42601", syntax
     assert syntax.status_message.startswith("syntax error at or near"), syntax

@@ -130,6 +130,8 @@ static const struct {
     {"(SELECT ? FROM t)", "SELECT", "t"},
     {"", "", NULL},
     {"?", "", NULL},
+    {"selec ?", "", NULL},
+    {"VACUUM ANALYZE t", "VACUUM", NULL},
 };
 
 START_TEST(test_summarize_table) {
