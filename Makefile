@@ -44,7 +44,7 @@ RTLIB := $(BUILD)/libssrt.a
 TOOLLIB := $(BUILD)/libsstools.a
 
 .PHONY: all check unit integration demo bench asan tsan install uninstall clean deps proto \
-        valgrind
+        valgrind fuzz
 all: $(LIB) $(BUILD)/spanshimd $(BUILD)/spanshim
 
 proto: $(PB_C)
@@ -98,6 +98,20 @@ $(BUILD)/tests/bench/%: tests/bench/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g $(WARN) -std=gnu11 -D_GNU_SOURCE -pthread -o $@ $<
 
+# Fuzzing spanshimd's HTTP parsing and protobuf decoding (clang's libFuzzer): `make fuzz`
+# runs FUZZ_SECONDS (default 300); `make check` runs 20 s when clang is installed.
+FUZZ_SECONDS ?= 300
+FUZZ_BIN := $(BUILD)/fuzz/fuzz_receiver
+FUZZ_SRC := tools/fuzz/fuzz_receiver.c tools/spanshimd/http.c tools/spanshimd/decode.c \
+            tools/spanshimd/sqlsum.c tools/common/otlp_json.c tools/common/buf.c \
+            tools/common/json.c runtime/sql.c
+$(FUZZ_BIN): $(FUZZ_SRC) $(PB_C) tools/spanshimd/spanshimd.h
+	@mkdir -p $(dir $@)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  $(CPPFLAGS) -std=gnu11 -o $@ $(FUZZ_SRC) $(PB_C) -lprotobuf-c -lpg_query
+fuzz: $(FUZZ_BIN)
+	@sh tools/fuzz/run.sh $(FUZZ_BIN) $(FUZZ_SECONDS)
+
 deps:
 	@sh tools/deps.sh
 
@@ -112,6 +126,8 @@ check: deps
 	@status=0; \
 	  sh tests/run-unit.sh $(UNIT_BIN) || status=1; \
 	  $(PYTHON) tests/integration/run.py --build $(BUILD) || status=1; \
+	  if command -v clang >/dev/null 2>&1; then \
+	    $(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20 || status=1; fi; \
 	  exit $$status
 
 demo: deps

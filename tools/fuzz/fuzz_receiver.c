@@ -1,0 +1,64 @@
+/* fuzz_receiver.c - libFuzzer harness for what spanshimd does with hostile bytes: the
+ * HTTP/1.1 request-head parser (fed in pieces, as reads arrive) and the protobuf decoding
+ * of trace and log requests, followed by what a decoded request goes through (OTLP JSON
+ * encoding, SQL enrichment with libpg_query).
+ *
+ * The first input byte picks the target (HTTP, traces, logs); for HTTP the second is the
+ * size of the pieces. Built and run by `make fuzz` (clang); `make check` runs it briefly. */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "tools/common/otlp_json.h"
+#include "tools/spanshimd/spanshimd.h"
+
+ss__stats ss__stats_g;  /* sink.c's, which the harness does not link */
+
+static void fuzz_http(const uint8_t *d, size_t n) {
+  if (n < 1) return;
+  size_t piece = (size_t)d[0] % 64 + 1;
+  d++, n--;
+  size_t scan = 0;
+  for (size_t len = piece < n ? piece : n;; len = len + piece < n ? len + piece : n) {
+    ss__http_req r;
+    int rc = ss__http_parse((const char *)d, len, &scan, &r);
+    if (rc == 1) {  /* everything it points at is inside the buffer */
+      if (r.method + r.method_len > (const char *)d + len || r.head_len > len ||
+          r.path + r.path_len > (const char *)d + len ||
+          (r.ctype && r.ctype + r.ctype_len > (const char *)d + len))
+        __builtin_trap();
+      break;
+    }
+    if (rc != 0 || len == n) break;
+  }
+}
+
+static void fuzz_traces(const uint8_t *d, size_t n) {
+  int too_big;
+  ss__traces_req *q = ss__decode_traces(d, n, &too_big);
+  if (q == NULL) return;
+  ss__sqlsum_enrich(q);
+  ss__buf b = SS_BUF_INIT;
+  ss__json_traces(q, &b);
+  if (!b.oom && (b.len == 0 || b.data[b.len - 1] != '\n')) __builtin_trap();
+  ss__buf_free(&b);
+}
+
+static void fuzz_logs(const uint8_t *d, size_t n) {
+  int too_big;
+  ss__logs_req *q = ss__decode_logs(d, n, &too_big);
+  if (q == NULL) return;
+  ss__buf b = SS_BUF_INIT;
+  ss__json_logs(q, &b);
+  ss__buf_free(&b);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size < 1) return 0;
+  switch (data[0] % 3) {
+  case 0: fuzz_http(data + 1, size - 1); break;
+  case 1: fuzz_traces(data + 1, size - 1); break;
+  default: fuzz_logs(data + 1, size - 1); break;
+  }
+  return 0;
+}
