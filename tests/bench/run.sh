@@ -7,4 +7,5 @@ here=$(dirname "$0")
 status=0
 "${PYTHON:-python3}" "$here/bench.py" "${1:-build}" || status=1
 "${PYTHON:-python3}" "$here/curl_nginx.py" "${1:-build}" || status=1
+"${PYTHON:-python3}" "$here/bench_spanshimd.py" "${1:-build}" || status=1
 exit $status
