@@ -144,6 +144,7 @@ tsan:
 	@$(MAKE) --no-print-directory BUILD=build-tsan OPT="-O1 -g" SAN="-fsanitize=thread" unit
 valgrind: $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do CK_FORK=no valgrind -q --error-exitcode=9 \
+	  --suppressions=tests/valgrind.supp \
 	  --leak-check=full --errors-for-leak-kinds=definite $$t || exit 1; done
 
 MANDIR ?= $(PREFIX)/share/man

@@ -215,7 +215,8 @@ def test_threads_under_valgrind(ctx):
         print("  (skipped: no valgrind)")
         return
     out, names, dropped, r = _storm(
-        ctx, 4, 100, prefix=["valgrind", "-q", "--error-exitcode=9"])
+        ctx, 4, 100, prefix=["valgrind", "-q", "--error-exitcode=9", "--suppressions=" +
+                             os.path.join(os.path.dirname(__file__), "..", "valgrind.supp")])
     assert b"==" not in r.stderr, r.stderr.decode(errors="replace")[-3000:]
     assert names.get("connect", 0) + dropped == 400, (names, dropped)
 
