@@ -197,7 +197,7 @@ static int on_progress(void *u, curl_off_t a, curl_off_t b, curl_off_t c, curl_o
 static int gzip(const uint8_t *p, size_t n, uint8_t **out, size_t *out_len) {
   z_stream z;
   memset(&z, 0, sizeof z);
-  if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+  if (deflateInit2(&z, Z_BEST_SPEED, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) != Z_OK)
     return -1;
   size_t cap = deflateBound(&z, n);
   uint8_t *buf = malloc(cap);
