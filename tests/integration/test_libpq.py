@@ -151,6 +151,30 @@ def test_libpq_psql_wrong_password_is_28P01_and_password_never_exported(ctx):
     _no_secret(c, CONN_PW)
 
 
+def test_libpq_psql_wrong_password_md5_auth_is_28P01(ctx):
+    pg = ctx.postgres()
+    pg.psql_admin("SET password_encryption = 'md5'; "
+                  "CREATE ROLE md5user LOGIN PASSWORD 'md5-right-pw'")
+    # md5 authentication for that role only, ahead of the cluster's own rules.
+    hba = os.path.join(pg.datadir, "pg_hba.conf")
+    with open(hba) as f:
+        rules = f.read()
+    with open(hba, "w") as f:
+        f.write("host all md5user 127.0.0.1/32 md5\n" + rules)
+    pg.psql_admin("SELECT pg_reload_conf()")
+    c = ctx.collector(args=SHIM_NAMES)
+    base = ["psql", "-X", "-At", "-w", "-h", pg.host, "-p", str(pg.port), "-U", "md5user",
+            "-d", "postgres", "-c", "select 1"]
+    good = ctx.run(base, collector=c, extra_env={"PGPASSWORD": "md5-right-pw"})
+    bad = ctx.run(base, collector=c, extra_env={"PGPASSWORD": CONN_PW})
+    assert good.returncode == 0 and bad.returncode == 2, (good, bad)
+    conns = sorted(_conns(c.spans()), key=lambda s: s.start)
+    assert len(conns) == 2, conns
+    assert conns[0].status_code != ERROR, conns
+    assert conns[1].status_code == ERROR and conns[1].attrs["error.type"] == "28P01", conns
+    _no_secret(c, CONN_PW, "md5-right-pw")
+
+
 def test_libpq_psql_right_password_connects(ctx):
     pg = ctx.postgres()
     c = ctx.collector(args=SHIM_NAMES)
