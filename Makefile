@@ -78,7 +78,7 @@ $(TOOLLIB): $(TOOLCOMMON_O)
 
 TOOL_LIBS = $(TOOLLIB) $(RTLIB) -lprotobuf-c -lpthread -lm -ldl
 # spanshimd alone links libcurl and zlib (upstream), libpg_query (SQL summaries).
-SPANSHIMD_LIBS = -lcurl -lz -lpg_query
+SPANSHIMD_LIBS = -lcurl -lz -lpg_query -ldw -lelf
 $(BUILD)/spanshimd: $(SPANSHIMD_O) $(TOOLLIB) $(RTLIB)
 	$(CC) $(SAN) -pthread -o $@ $(SPANSHIMD_O) $(TOOL_LIBS) $(SPANSHIMD_LIBS)
 $(BUILD)/spanshim: $(SPANSHIM_O) $(TOOLLIB) $(RTLIB)

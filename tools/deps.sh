@@ -4,7 +4,7 @@
 set -eu
 pkgs="gcc make pkg-config libc6-dev protobuf-c-compiler libprotobuf-c-dev libunwind-dev
 check libsubunit-dev python3 curl libcurl4-openssl-dev libpq-dev postgresql postgresql-contrib
-nginx-light valgrind procps zlib1g-dev libpg-query-dev prometheus clang libclang-rt-dev openssl"
+nginx-light valgrind procps zlib1g-dev libpg-query-dev libdw-dev prometheus clang libclang-rt-dev openssl"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -66,6 +66,11 @@ def test_failing_connect_names_load_orders_in_its_stack_and_code_function(ctx):
     assert not any("libspanshim" in f for f in frames), "the shim's own frames must go"
     prog = os.path.realpath(ctx.prog("stack_orders"))
     assert "(%s+0x" % prog in frames[0], frames[0]
+    # spanshimd adds file:line from the binary's DWARF, matched by build id.
+    src = os.path.join(os.path.dirname(__file__), "..", "progs", "stack_orders.c")
+    with open(src) as f:
+        line = [i for i, l in enumerate(f, 1) if "LOAD_ORDERS_CONNECT" in l][0]
+    assert frames[0].endswith("stack_orders.c:%d" % line), frames[0]
     mods = a["spanshim.stack.modules"]
     assert any(m.endswith(" " + prog) and len(m.split()[0]) == 40 for m in mods), mods
     # The same as a span event on the failed span.
@@ -84,6 +89,7 @@ def test_stripped_binary_gives_module_and_offset_frames(ctx):
     [(res, rec, a)] = exc
     frames = a["exception.stacktrace"].splitlines()
     assert frames and "load_orders" not in a["exception.stacktrace"], frames
+    assert "stack_orders.c:" not in a["exception.stacktrace"], "no debug info, no lines"
     assert "(%s+0x" % stripped in frames[0], frames
 
 

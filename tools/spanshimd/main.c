@@ -485,6 +485,7 @@ int main(int argc, char **argv) {
   if (c.sampling) ss__sampler_free();
   ss__sink_close();
   ss__sqlsum_free();
+  ss__dwarf_free();
   ss__decode_release();
   ss__buf line = SS_BUF_INIT;
   ss__stats_line(&line);

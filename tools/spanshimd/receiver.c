@@ -274,6 +274,7 @@ static int ingest(conn *c, const uint8_t *body, size_t len) {
     size_t n = count_spans(q);
     ss__stats_g.spans_received += n;
     int changed = ss__sqlsum_enrich(q);
+    changed += ss__dwarf_annotate_traces(q);
     ss__metrics_record(q);  /* every span, before sampling: true rates */
     if (ss__sampler_enabled()) {
       ss__buf_reset(&sampled);
@@ -303,6 +304,15 @@ static int ingest(conn *c, const uint8_t *body, size_t len) {
   if (q == NULL) return too_big ? 413 : 400;
   size_t n = count_logs(q);
   ss__stats_g.logs_received += n;
+  if (ss__dwarf_annotate_logs(q) && ss__upstream_enabled()) { /* upstream gets the same */
+    size_t sz = protobuf_c_message_get_packed_size(&q->base);
+    ss__buf_reset(&repacked);
+    char *d = ss__buf_room(&repacked, sz);
+    if (d == NULL) return 503;
+    protobuf_c_message_pack(&q->base, (uint8_t *)d);
+    body = (const uint8_t *)d;
+    len = sz;
+  }
   return output(1, q, body, len, n);
 }
 

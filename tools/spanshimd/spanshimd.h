@@ -219,6 +219,12 @@ void ss__sampler_free(void);
 /* Adds db.query.summary etc. to q's PostgreSQL spans and renames them (see sqlsum.c).
  * What it adds lives until the next call. Returns 1 when some span changed. */
 int ss__sqlsum_enrich(ss__traces_req *q);
+
+/* dwarf.c: appends FILE:LINE to exception stack frames whose module (matched by build id)
+ * has debug info here. Return how many stack traces changed. */
+int ss__dwarf_annotate_traces(ss__traces_req *q);
+int ss__dwarf_annotate_logs(ss__logs_req *q);
+void ss__dwarf_free(void);
 void ss__sqlsum_disable(void);
 void ss__sqlsum_free(void);
 
