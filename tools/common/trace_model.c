@@ -210,9 +210,28 @@ static int enum_value(const ss__json *j, const char *const *names, int n) {
 }
 
 static void span_free(ss__tm_span *s) {
+  free(s->stack);
   free(s->name);
   free(s->status_message);
   attrs_free(s->attrs, s->n_attrs);
+}
+
+/* The exception.stacktrace of a span's `exception` event, copied; NULL when none. */
+static char *exception_stack(const ss__json *js) {
+  const ss__json *evs = ss__json_get(js, "events"), *ev;
+  for (size_t i = 0; evs && (ev = ss__json_at(evs, i)) != NULL; i++) {
+    size_t n;
+    const char *name = ss__json_str(ss__json_get(ev, "name"), &n);
+    if (!name || n != 9 || memcmp(name, "exception", 9) != 0) continue;
+    const ss__json *attrs = ss__json_get(ev, "attributes"), *a;
+    for (size_t k = 0; attrs && (a = ss__json_at(attrs, k)) != NULL; k++) {
+      const char *key = ss__json_str(ss__json_get(a, "key"), &n);
+      if (!key || n != 20 || memcmp(key, "exception.stacktrace", 20) != 0) continue;
+      const char *v = ss__json_str(ss__json_get(ss__json_get(a, "value"), "stringValue"), &n);
+      return v ? dupn(v, n) : NULL;
+    }
+  }
+  return NULL;
 }
 
 /* Fills *s from one OTLP JSON Span. Returns 0, 1 if the span has no usable ids, or
@@ -234,6 +253,7 @@ static int span_copy(const ss__json *js, ss__tm_span *s) {
   if (ss__json_uint64(ss__json_get(js, "startTimeUnixNano"), &s->start_ns) < 0)
     s->start_ns = 0;
   if (ss__json_uint64(ss__json_get(js, "endTimeUnixNano"), &s->end_ns) < 0) s->end_ns = 0;
+  s->stack = exception_stack(js);
   if (!s->name || (msg && nlen && !s->status_message) ||
       attrs_copy(ss__json_get(js, "attributes"), &s->attrs, &s->n_attrs) < 0) {
     span_free(s);

@@ -41,6 +41,7 @@ typedef struct ss__tm_span {
   uint64_t start_ns, end_ns;  /* end_ns 0: unknown */
   ss__tm_attr *attrs;
   size_t n_attrs;
+  char *stack;           /* exception.stacktrace of its `exception` event, or NULL */
   const ss__tm_resource *res; /* never NULL */
   size_t line;           /* 1-based line of the input it came from */
 } ss__tm_span;

@@ -393,6 +393,27 @@ static void put_bar(render *r, const ss__tm_span *s, uint64_t t0, uint64_t t1) {
   put(r, C_DIM, "│", strlen("│"));
 }
 
+/* The first frames of a failed span's stack, under its row, indented past the tree. */
+static void print_stack(render *r, const row *rw) {
+  const char *p = rw->s->stack;
+  for (int k = 0; *p && k < SS_WF_STACK_FRAMES; k++) {
+    const char *nl = strchr(p, '\n');
+    size_t n = nl ? (size_t)(nl - p) : strlen(p);
+    char line[512];
+    tbuf b = {line, 0, sizeof line};
+    line[0] = '\0';
+    tb_clean(&b, "", 0, 0);
+    char frame[400];
+    snprintf(frame, sizeof frame, "%.*s", (int)(n < 399 ? n : 399), p);
+    tb_clean(&b, frame, 0, 160);
+    fputs("  ", r->out);
+    pad(r, rw->prefix_len + 3);
+    puts_c(r, C_DIM, line);
+    fputc('\n', r->out);
+    p += n + (nl != NULL);
+  }
+}
+
 static void print_row(render *r, const row *rw, uint64_t t0, uint64_t t1) {
   size_t len = strlen(rw->text);
   size_t fit = u8_fit(rw->text, len, (size_t)r->label_w);
@@ -415,6 +436,7 @@ static void print_row(render *r, const row *rw, uint64_t t0, uint64_t t1) {
     puts_c(r, C_RED, rw->err);
   }
   fputc('\n', r->out);
+  if (r->o->stacks && rw->err[0] && rw->s->stack) print_stack(r, rw);
 }
 
 /* Fills a row: tree prefix, orphan marker, name, details, error, duration. */

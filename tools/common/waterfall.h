@@ -26,6 +26,7 @@ typedef struct ss__wf_opts {
   size_t max_traces;  /* traces shown before "... N more traces"; 0: SS_WF_MAX_TRACES */
   size_t max_rows;    /* spans shown per trace; 0: SS_WF_MAX_ROWS */
   int summary;        /* after the picture: the slowest spans and the failing ones */
+  int stacks;         /* under a failed span: the first frames of its exception stack */
 } ss__wf_opts;
 
 #define SS_WF_BAR_WIDTH 30
@@ -34,6 +35,7 @@ typedef struct ss__wf_opts {
 #define SS_WF_MAX_ROWS 500
 #define SS_WF_SLOWEST 5     /* spans listed under "slowest" */
 #define SS_WF_FAILING 10    /* spans listed under "failing" */
+#define SS_WF_STACK_FRAMES 6 /* frames shown under a failed span */
 
 /* Writes the waterfall of every span in m, then a summary line. Returns 0, -ENOMEM (some
  * output may have been written) or -EIO when writing to out failed. */

@@ -97,7 +97,8 @@ int ss__show_file(FILE *out, const char *path, int color, int tty_fd) {
     ss__err("%s: nothing readable (no OTLP JSON lines)", path);
     status = 1;
   } else {
-    ss__wf_opts o = {.color = color, .label_width = label_width(tty_fd), .summary = 1};
+    ss__wf_opts o = {.color = color, .label_width = label_width(tty_fd), .summary = 1,
+                     .stacks = 1};
     int rc = ss__waterfall(out, &m, &o);
     fflush(out);
     if (rc < 0) {
