@@ -165,3 +165,15 @@ def test_curl_failure_carries_a_stack_and_one_record_per_failed_span(ctx):
     assert {rec["spanId"] for _, rec, _ in exc} == {s.span_id for s in failed}
     for _, _, a in exc:
         assert "/curl+0x" in a["exception.stacktrace"], a["exception.stacktrace"]
+
+
+def test_waterfall_shows_the_stack_under_the_failed_span(ctx):
+    c, out = run(ctx, "one")
+    c.stop()
+    r = subprocess.run([ctx.spanshim, "view", "--no-color", c.out], capture_output=True,
+                       timeout=60)
+    assert r.returncode == 0, r
+    lines = r.stdout.decode().splitlines()
+    at = [i for i, l in enumerate(lines) if "connect 127.0.0.1" in l and "ECONNREFUSED" in l]
+    assert at, lines
+    assert "#0 0x" in lines[at[0] + 1] and " in load_orders " in lines[at[0] + 1], lines
