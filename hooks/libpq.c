@@ -254,15 +254,18 @@ static size_t text_len(const char *s) {
 
 /* Starts a query span; op is the operation an API implies (PREPARE), or NULL to have the
  * exporter read it from the text. */
-static void query_start(ss__sb *b, const PGconn *c, const char *sql, size_t len,
-                        const char *op) {
-  ss__span_start(b, ss__sql_span_name, SS_KIND_CLIENT);
+static void query_start_at(void *caller, ss__sb *b, const PGconn *c, const char *sql,
+                           size_t len, const char *op) {
+  ss__span_start_at(b, ss__sql_span_name, SS_KIND_CLIENT, caller);
   if (!b->recording) return;
   conn_attrs(b, c);
   if (sql) ss__span_str(b, "db.query.text", sql, len);
   ss__span_str(b, "db.operation.name", op ? op : "", op ? strlen(op) : 0);
   ss__span_str(b, "db.collection.name", "", 0);
 }
+
+/* Called from the exported hook itself, so the return address is the app's. */
+#define query_start(...) query_start_at(__builtin_return_address(0), __VA_ARGS__)
 
 static size_t msg_len(const char *m, size_t cap) {
   size_t n = strnlen(m, cap);
@@ -553,10 +556,13 @@ SS_EXPORT PGresult *PQprepare(PGconn *c, const char *stmtName, const char *query
 }
 
 /* A span for running or describing a prepared statement: its remembered text, or none. */
-static void prepared_start(ss__sb *b, const PGconn *c, const char *name, const char *op) {
+static void prepared_start_at(void *caller, ss__sb *b, const PGconn *c, const char *name,
+                              const char *op) {
   const stmt *s = stmt_get(conn_find(c), name);
-  query_start(b, c, s ? s->sql : NULL, s ? s->len : 0, s ? op : (op ? op : "EXECUTE"));
+  query_start_at(caller, b, c, s ? s->sql : NULL, s ? s->len : 0,
+                 s ? op : (op ? op : "EXECUTE"));
 }
+#define prepared_start(...) prepared_start_at(__builtin_return_address(0), __VA_ARGS__)
 
 SS_EXPORT PGresult *PQexecPrepared(PGconn *c, const char *stmtName, int nParams,
                                    const char *const *paramValues, const int *paramLengths,

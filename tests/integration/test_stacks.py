@@ -177,3 +177,18 @@ def test_waterfall_shows_the_stack_under_the_failed_span(ctx):
     at = [i for i, l in enumerate(lines) if "connect 127.0.0.1" in l and "ECONNREFUSED" in l]
     assert at, lines
     assert "#0 0x" in lines[at[0] + 1] and " in load_orders " in lines[at[0] + 1], lines
+
+
+def test_libpq_failure_carries_a_stack_into_query_orders(ctx):
+    pg = ctx.postgres()
+    c = ctx.collector()
+    r = ctx.run([ctx.prog("stack_pq"), pg.dsn()], collector=c)
+    assert r.returncode == 0 and b"failed=1" in r.stdout, r
+    spans = c.spans()
+    exc = exceptions(c)
+    [q] = [s for s in spans if s.attrs.get("db.response.status_code") == "42P01"]
+    assert q.status_code == ERROR and q.attrs.get("code.function.name") == "query_orders", q
+    mine = [a for _, rec, a in exc if rec["spanId"] == q.span_id]
+    assert len(mine) == 1 and " in query_orders " in mine[0]["exception.stacktrace"], exc
+    assert "42" not in mine[0].get("exception.message", "").replace("42P01", ""), mine
+    assert len(exc) == len(failed_calls(spans))
