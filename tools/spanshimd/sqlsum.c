@@ -391,6 +391,14 @@ static int enrich(pb_span *s) {
       return set_str(s, "db.query.summary", s->name) == 0;
     return 0;
   }
+  /* The shim names PREPARE and DESCRIBE from the libpq call itself; the text only says
+   * what is being prepared, so those keep the shim's operation and name. */
+  const char *api_op = str_attr(s, "db.operation.name");
+  if (api_op && (strcmp(api_op, "PREPARE") == 0 || strcmp(api_op, "DESCRIBE") == 0)) {
+    if (r->coll[0]) set_str(s, "db.collection.name", r->coll);
+    if (s->name && *s->name) set_str(s, "db.query.summary", s->name);
+    return 1;
+  }
   set_str(s, "db.query.summary", r->summary);
   if (r->op[0]) set_str(s, "db.operation.name", r->op);
   if (r->coll[0]) set_str(s, "db.collection.name", r->coll);
