@@ -84,7 +84,7 @@ void ss__process_start(int argc, char **argv) {
   exe_names();
   size_t args_len = collect_args(argc, argv);
   ss__sb b;
-  if (!ss__span_start(&b, proc_name, SS_KIND_INTERNAL)) {
+  if (!ss__span_start_at(&b, proc_name, SS_KIND_INTERNAL, NULL)) { /* no calling code */
     ss__span_pop(&b);
     return;
   }

@@ -26,6 +26,7 @@ ss__transport ss__transport_g;
 
 static const ss__config *cfg;
 static _Atomic int started;           /* exporter thread started in this process */
+static _Atomic int exiting;           /* no thread starts any more (see exporter.h) */
 static _Atomic uint64_t undelivered;  /* spans taken from the ring but not delivered */
 static uint64_t reported_dropped;     /* last dropped count sent (drain lock) */
 
@@ -249,8 +250,12 @@ static void *exporter_main(void *arg) {
   return NULL;
 }
 
+void ss__exporter_exiting(void) {
+  atomic_store(&exiting, 1);
+}
+
 void ss__exporter_kick(void) {
-  if (atomic_load_explicit(&started, memory_order_relaxed)) return;
+  if (atomic_load_explicit(&started, memory_order_relaxed) || atomic_load(&exiting)) return;
   int expected = 0;
   if (!atomic_compare_exchange_strong(&started, &expected, 1)) return;
   sigset_t all, old;
@@ -358,6 +363,7 @@ void ss__exporter_atfork_child(void) {
   pthread_cond_init(&done_cond, NULL);
   flush_requested = flush_done = 0;
   atomic_store(&started, 0);
+  atomic_store(&exiting, 0);
   atomic_store(&undelivered, 0);
   reported_dropped = 0;
   ss__ring_reset_in_child(&ss__tracer_g.ring);

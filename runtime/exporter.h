@@ -31,6 +31,10 @@ int ss__exporter_flush(uint32_t timeout_ms);
  * and waits for it with nanosleep, without locks. Does nothing when called on the
  * exporter thread or when it is not running. Async-signal-safe. */
 void ss__exporter_flush_signal(uint32_t timeout_ms);
+/* The process is exiting: from now on spans do not start an exporter thread; the exit
+ * flush delivers them from the exiting thread itself (cheaper than a thread start for
+ * a short process whose only span is its process span). */
+void ss__exporter_exiting(void);
 /* 1 when this process's exporter thread has been started. */
 int ss__exporter_running(void);
 /* pthread_atfork child handler: no exporter thread, fresh ring, fresh connection, new

@@ -220,6 +220,7 @@ int ss__symbolize(uint64_t addr, ss__frame *f) {
   f->build_id = m->build_id;
   f->offset = addr - m->base;
   f->in_shim = m->base == self_base;
+  if (f->in_shim) return 0; /* the shim's frames are dropped: no need for a name */
   const sym *s = symtab_lookup(m, pc - m->base);
   if (s != NULL) {
     f->func = demangled(&((sym *)s)->name);

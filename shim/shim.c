@@ -104,6 +104,7 @@ void ss__exit_flush(void) {
 static void exiting(void) {
   if (!ours_to_flush()) return;
   int saved = errno;
+  ss__exporter_exiting();
   ss__process_exiting();
   errno = saved;
   ss__exit_flush();
