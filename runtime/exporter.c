@@ -115,7 +115,9 @@ static size_t decode_batch(size_t n, size_t bytes) {
     ss__attr *a = attrs + good * MAX_ATTRS_PER_SPAN;
     if (ss__rec_decode(r, r->size, &spans[good], a, MAX_ATTRS_PER_SPAN) == 0) {
       ss__sanitize_span(&spans[good], a, &scratch, &left);
+      ss__loader_lock(); /* symbolizing asks the dynamic loader */
       ss__exc_span(&exc, &spans[good], a, MAX_ATTRS_PER_SPAN, cfg->exception_signal);
+      ss__loader_unlock();
       good++;
     }
     off += (r->size + 7) & ~(size_t)7;

@@ -2,11 +2,20 @@
 #include "runtime/stack.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <time.h>
 
 typedef int (*backtrace_fn)(void **buffer, int size);
+
+static pthread_mutex_t loader = PTHREAD_MUTEX_INITIALIZER;
+
+void ss__loader_lock(void) { pthread_mutex_lock(&loader); }
+void ss__loader_unlock(void) { pthread_mutex_unlock(&loader); }
+void ss__loader_atfork_prepare(void) { pthread_mutex_lock(&loader); }
+void ss__loader_atfork_parent(void) { pthread_mutex_unlock(&loader); }
+void ss__loader_atfork_child(void) { pthread_mutex_init(&loader, NULL); }
 
 static _Atomic(backtrace_fn) unw_backtrace_p;
 static _Atomic int load_state; /* 0 not tried, 1 loading, 2 loaded, 3 unavailable */
@@ -22,8 +31,10 @@ int ss__stack_load(void) {
     }
     return atomic_load(&load_state) == 2 ? 0 : -1;
   }
+  ss__loader_lock();
   void *h = dlopen("libunwind.so.8", RTLD_LAZY | RTLD_LOCAL);
   backtrace_fn f = h ? (backtrace_fn)dlsym(h, "unw_backtrace") : NULL;
+  ss__loader_unlock();
   atomic_store(&unw_backtrace_p, f);
   atomic_store(&load_state, f ? 2 : 3);
   return f ? 0 : -1;

@@ -20,4 +20,15 @@ int ss__stack_ready(void);
  * is not loaded). Async-signal-safe. */
 int ss__stack_capture(uint64_t *out, int max);
 
+/* The shim's own uses of the dynamic loader off the app's path (dlopen of libunwind,
+ * dl_iterate_phdr and dladdr while symbolizing) run under this leaf lock, and a fork
+ * waits for it (ss__loader_atfork_*): a fork taken while another thread of ours holds
+ * the loader's locks would leave them held in the child, and the child's next dlopen -
+ * ours or the app's - would hang. */
+void ss__loader_lock(void);
+void ss__loader_unlock(void);
+void ss__loader_atfork_prepare(void);
+void ss__loader_atfork_parent(void);
+void ss__loader_atfork_child(void);
+
 #endif

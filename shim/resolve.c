@@ -10,6 +10,7 @@
 #include <link.h>
 #include <string.h>
 
+#include "runtime/stack.h"
 #include "shim/shim.h"
 
 typedef struct search {
@@ -45,6 +46,8 @@ void *ss__dlsym_lib(const char *lib, const char *sym) {
   void *p = dlsym(RTLD_NEXT, sym);
   if (p != NULL) return p;
   search s = {lib, sym, NULL};
+  ss__loader_lock();
   dl_iterate_phdr(visit, &s);
+  ss__loader_unlock();
   return s.found;
 }

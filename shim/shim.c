@@ -11,6 +11,7 @@
 
 #include "runtime/exporter.h"
 #include "runtime/log.h"
+#include "runtime/stack.h"
 
 _Atomic int ss__init_state;
 ss__config ss__cfg;
@@ -20,8 +21,17 @@ void *ss__dlsym_next(const char *name) {
   return dlsym(RTLD_NEXT, name);
 }
 
+static void atfork_prepare(void) {
+  if (atomic_load(&ss__init_state) == SS_INIT_ON) ss__loader_atfork_prepare();
+}
+
+static void atfork_parent(void) {
+  if (atomic_load(&ss__init_state) == SS_INIT_ON) ss__loader_atfork_parent();
+}
+
 static void atfork_child(void) {
   if (atomic_load(&ss__init_state) != SS_INIT_ON) return;
+  ss__loader_atfork_child();
   ss__self.internal++;
   ss__pid = getpid();
   ss__ids_reseed();
@@ -70,7 +80,7 @@ void ss__init(void) {
     ss__ids_reseed();
     if (ss__exporter_init(&ss__cfg) == 0) {
       ss__transport_prepare_fd_table();
-      pthread_atfork(NULL, NULL, atfork_child);
+      pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
       state = SS_INIT_ON;
     }
   }
