@@ -5,7 +5,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
-#include <time.h>
 
 typedef int (*backtrace_fn)(void **buffer, int size);
 
@@ -18,26 +17,22 @@ void ss__loader_atfork_parent(void) { pthread_mutex_unlock(&loader); }
 void ss__loader_atfork_child(void) { pthread_mutex_init(&loader, NULL); }
 
 static _Atomic(backtrace_fn) unw_backtrace_p;
-static _Atomic int load_state; /* 0 not tried, 1 loading, 2 loaded, 3 unavailable */
+static _Atomic int load_state; /* 0 not tried, 2 loaded, 3 unavailable */
 
 int ss__stack_load(void) {
-  int expected = 0;
-  if (!atomic_compare_exchange_strong(&load_state, &expected, 1)) {
-    /* Another thread is loading it (failures often come in bursts): wait for it, at
-     * most 100 ms, rather than lose this failure's stack. */
-    for (int i = 0; i < 2000 && atomic_load(&load_state) == 1; i++) {
-      struct timespec ts = {0, 50000};
-      nanosleep(&ts, NULL);
-    }
-    return atomic_load(&load_state) == 2 ? 0 : -1;
-  }
+  int st = atomic_load_explicit(&load_state, memory_order_acquire);
+  if (st >= 2) return st == 2 ? 0 : -1;
+  /* Decided under the loader lock, which a fork waits for: a child never inherits a
+   * load in progress. Threads failing at the same time wait here for the one loading. */
   ss__loader_lock();
-  void *h = dlopen("libunwind.so.8", RTLD_LAZY | RTLD_LOCAL);
-  backtrace_fn f = h ? (backtrace_fn)dlsym(h, "unw_backtrace") : NULL;
+  if (atomic_load(&load_state) == 0) {
+    void *h = dlopen("libunwind.so.8", RTLD_LAZY | RTLD_LOCAL);
+    backtrace_fn f = h ? (backtrace_fn)dlsym(h, "unw_backtrace") : NULL;
+    atomic_store(&unw_backtrace_p, f);
+    atomic_store_explicit(&load_state, f ? 2 : 3, memory_order_release);
+  }
   ss__loader_unlock();
-  atomic_store(&unw_backtrace_p, f);
-  atomic_store(&load_state, f ? 2 : 3);
-  return f ? 0 : -1;
+  return atomic_load(&load_state) == 2 ? 0 : -1;
 }
 
 int ss__stack_ready(void) {
