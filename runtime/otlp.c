@@ -78,7 +78,7 @@ static void arena_free(arena *a) {
 
 /* Length of the valid UTF-8 sequence starting at s (at most n bytes), or 0 if invalid:
  * no overlongs, no surrogates, nothing above U+10FFFF (RFC 3629). */
-static size_t utf8_seq(const unsigned char *s, size_t n) {
+size_t ss__utf8_seq(const unsigned char *s, size_t n) {
   unsigned c = s[0];
   size_t len;
   unsigned lo = 0x80, hi = 0xbf;
@@ -111,7 +111,7 @@ static char *str_copy(arena *a, const char *s, size_t len) {
   const unsigned char *u = (const unsigned char *)s;
   size_t bad = 0;
   for (size_t i = 0; i < len;) {
-    size_t k = utf8_seq(u + i, len - i);
+    size_t k = ss__utf8_seq(u + i, len - i);
     if (k == 0) { bad++; k = 1; }
     i += k;
   }
@@ -124,7 +124,7 @@ static char *str_copy(arena *a, const char *s, size_t len) {
   }
   char *o = out;
   for (size_t i = 0; i < len;) {
-    size_t k = utf8_seq(u + i, len - i);
+    size_t k = ss__utf8_seq(u + i, len - i);
     if (k == 0) {
       memcpy(o, "\xef\xbf\xbd", 3);
       o += 3;

@@ -5,6 +5,8 @@
  * escaping, and numbers are formatted by hand. Only doubles go through snprintf. */
 #include "tools/common/otlp_json.h"
 
+#include "runtime/otlp.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -33,27 +35,6 @@ static const unsigned char byte_class[256] = {
     [0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, [0x80 ... 0xff] = 2,
 };
 static const char hexdig[] = "0123456789abcdef";
-
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid (RFC 3629:
- * no overlongs, no surrogates, nothing past U+10FFFF). */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-  unsigned c = s[0], lo = 0x80, hi = 0xbf;
-  size_t len;
-  if (c >= 0xc2 && c <= 0xdf) len = 2;
-  else if (c >= 0xe0 && c <= 0xef) {
-    len = 3;
-    if (c == 0xe0) lo = 0xa0;
-    if (c == 0xed) hi = 0x9f;
-  } else if (c >= 0xf0 && c <= 0xf4) {
-    len = 4;
-    if (c == 0xf0) lo = 0x90;
-    if (c == 0xf4) hi = 0x8f;
-  } else return 0;
-  if (n < len || s[1] < lo || s[1] > hi) return 0;
-  for (size_t i = 2; i < len; i++)
-    if (s[i] < 0x80 || s[i] > 0xbf) return 0;
-  return len;
-}
 
 /* Writes the escape for byte c (class 1) at o; returns bytes written. */
 static size_t escape_byte(char *o, unsigned char c) {
@@ -96,7 +77,7 @@ void ss__jw_str(ss__buf *b, const char *s, size_t len) {
       o += escape_byte(o, u[i++]);
       continue;
     }
-    size_t k = utf8_len(u + i, len - i);
+    size_t k = ss__utf8_seq(u + i, len - i);
     if (k == 0) {
       memcpy(o, "\xef\xbf\xbd", 3);  /* U+FFFD REPLACEMENT CHARACTER */
       o += 3;
