@@ -21,9 +21,4 @@ int ss__otlp_encode_traces(const ss__resource *res, const ss__scope *scope,
 int ss__otlp_encode_logs(const ss__resource *res, const ss__scope *scope,
                          const ss__logrec *logs, size_t n, uint8_t **out, size_t *out_len);
 
-/* Length of the valid UTF-8 sequence starting at s (at most n bytes), or 0 if invalid:
- * no overlongs, no surrogates, nothing above U+10FFFF (RFC 3629). Shared with the JSON
- * encoder, which must make the same choice of what to replace. */
-size_t ss__utf8_seq(const unsigned char *s, size_t n);
-
 #endif

@@ -5,7 +5,7 @@
  * escaping, and numbers are formatted by hand. Only doubles go through snprintf. */
 #include "tools/common/otlp_json.h"
 
-#include "runtime/otlp.h"
+#include "runtime/utf8.h"
 
 #include <errno.h>
 #include <math.h>
