@@ -832,6 +832,24 @@ static void forget(PGconn *c) {
   if (k) conn_release(k);
 }
 
+static void connect_park(ss__sb *b, PGconn *c);
+
+/* After the real call that made connection c (ENTER() before it): the span ends now, or
+ * is parked until polling tells the outcome; errno is left as the real call left it. */
+static PGconn *connect_made(ss__sb *b, PGconn *c, int polled) {
+  int err;
+  LEAVE(err);
+  forget(c); /* a slot left by a connection freed behind our back */
+  if (polled) {
+    connect_park(b, c);
+  } else {
+    connect_outcome(b, c);
+    ss__span_end(b);
+  }
+  errno = err;
+  return c;
+}
+
 SS_EXPORT PGconn *PQconnectdb(const char *conninfo) {
   __typeof__(&PQconnectdb) real = real_PQconnectdb();
   if (real == NULL) return NULL;
@@ -839,14 +857,7 @@ SS_EXPORT PGconn *PQconnectdb(const char *conninfo) {
   ss__sb b;
   ss__span_start(&b, "connect postgresql", SS_KIND_CLIENT);
   ENTER();
-  PGconn *c = real(conninfo);
-  int err;
-  LEAVE(err);
-  forget(c); /* a slot left by a connection freed behind our back */
-  connect_outcome(&b, c);
-  ss__span_end(&b);
-  errno = err;
-  return c;
+  return connect_made(&b, real(conninfo), 0);
 }
 
 SS_EXPORT PGconn *PQconnectdbParams(const char *const *keywords, const char *const *values,
@@ -857,14 +868,7 @@ SS_EXPORT PGconn *PQconnectdbParams(const char *const *keywords, const char *con
   ss__sb b;
   ss__span_start(&b, "connect postgresql", SS_KIND_CLIENT);
   ENTER();
-  PGconn *c = real(keywords, values, expand_dbname);
-  int err;
-  LEAVE(err);
-  forget(c);
-  connect_outcome(&b, c);
-  ss__span_end(&b);
-  errno = err;
-  return c;
+  return connect_made(&b, real(keywords, values, expand_dbname), 0);
 }
 
 SS_EXPORT PGconn *PQsetdbLogin(const char *pghost, const char *pgport, const char *pgoptions,
@@ -876,14 +880,7 @@ SS_EXPORT PGconn *PQsetdbLogin(const char *pghost, const char *pgport, const cha
   ss__sb b;
   ss__span_start(&b, "connect postgresql", SS_KIND_CLIENT);
   ENTER();
-  PGconn *c = real(pghost, pgport, pgoptions, pgtty, dbName, login, pwd);
-  int err;
-  LEAVE(err);
-  forget(c);
-  connect_outcome(&b, c);
-  ss__span_end(&b);
-  errno = err;
-  return c;
+  return connect_made(&b, real(pghost, pgport, pgoptions, pgtty, dbName, login, pwd), 0);
 }
 
 /* A polled connect: the span is parked in the connection's slot until polling ends. */
@@ -958,13 +955,7 @@ SS_EXPORT PGconn *PQconnectStart(const char *conninfo) {
   ss__sb b;
   ss__span_start(&b, "connect postgresql", SS_KIND_CLIENT);
   ENTER();
-  PGconn *c = real(conninfo);
-  int err;
-  LEAVE(err);
-  forget(c);
-  connect_park(&b, c);
-  errno = err;
-  return c;
+  return connect_made(&b, real(conninfo), 1);
 }
 
 SS_EXPORT PGconn *PQconnectStartParams(const char *const *keywords, const char *const *values,
@@ -975,13 +966,7 @@ SS_EXPORT PGconn *PQconnectStartParams(const char *const *keywords, const char *
   ss__sb b;
   ss__span_start(&b, "connect postgresql", SS_KIND_CLIENT);
   ENTER();
-  PGconn *c = real(keywords, values, expand_dbname);
-  int err;
-  LEAVE(err);
-  forget(c);
-  connect_park(&b, c);
-  errno = err;
-  return c;
+  return connect_made(&b, real(keywords, values, expand_dbname), 1);
 }
 
 static PostgresPollingStatusType traced_poll(PGconn *c, __typeof__(&PQconnectPoll) real) {
