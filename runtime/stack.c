@@ -2,6 +2,7 @@
 #include "runtime/stack.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -24,6 +25,7 @@ int ss__stack_load(void) {
   if (st >= 2) return st == 2 ? 0 : -1;
   /* Decided under the loader lock, which a fork waits for: a child never inherits a
    * load in progress. Threads failing at the same time wait here for the one loading. */
+  int saved = errno; /* dlopen may set it; the app's call set it last */
   ss__loader_lock();
   if (atomic_load(&load_state) == 0) {
     void *h = dlopen("libunwind.so.8", RTLD_LAZY | RTLD_LOCAL);
@@ -32,6 +34,7 @@ int ss__stack_load(void) {
     atomic_store_explicit(&load_state, f ? 2 : 3, memory_order_release);
   }
   ss__loader_unlock();
+  errno = saved;
   return atomic_load(&load_state) == 2 ? 0 : -1;
 }
 
@@ -43,7 +46,9 @@ int ss__stack_capture(uint64_t *out, int max) {
   backtrace_fn f = atomic_load_explicit(&unw_backtrace_p, memory_order_acquire);
   if (f == NULL || max <= 0) return 0;
   void *buf[max];
+  int saved = errno; /* libunwind probes addresses with write/msync, which can fail */
   int n = f(buf, max);
+  errno = saved;
   for (int i = 0; i < n; i++) out[i] = (uint64_t)(uintptr_t)buf[i];
   return n < 0 ? 0 : n;
 }
