@@ -12,6 +12,30 @@ import threading
 import time
 
 
+# --- skipping ------------------------------------------------------------------------------
+# A test whose precondition is missing (not root, no valgrind, ...) says so with
+# `skip("why")` instead of returning: run.py counts it as skipped, prints the reason, and under
+# SPANSHIM_TEST_STRICT=1 (CI) counts it as a failure, unless the test is marked
+# @ci_may_skip("why CI cannot provide this").
+
+class Skip(Exception):
+    """Raised by a test that cannot run here; the message is the reason."""
+
+
+def skip(reason):
+    """Ends the calling test as skipped, with reason (never returns)."""
+    raise Skip(reason)
+
+
+def ci_may_skip(reason):
+    """Marks a test as allowed to skip even in strict mode (CI); reason says why CI cannot
+    be expected to provide what the test needs."""
+    def mark(fn):
+        fn.ci_may_skip = reason
+        return fn
+    return mark
+
+
 def attr_value(v):
     """Decodes an OTLP JSON AnyValue into a Python value."""
     if "stringValue" in v:

@@ -3,8 +3,13 @@
 
 Discovers tests/integration/test_*.py and runs every function named test_* in it, each with
 a fresh harness.Context (own temp dir; collectors and servers it starts are stopped after).
-Prints one line per test and a final line `N passed, N failed`.
-Usage: run.py [--build DIR] [-k SUBSTRING] [-v]
+Prints one line per test (PASS, FAIL or SKIP with its reason), the skipped tests again, and
+a final line `N passed, N failed, N skipped`.
+
+A test skips by raising harness.Skip (harness.skip("why")). In strict mode (--strict, or
+SPANSHIM_TEST_STRICT=1 in the environment, as CI sets it) a skip is a failure, unless the
+test is marked @harness.ci_may_skip("why").
+Usage: run.py [--build DIR] [-k SUBSTRING] [-v] [--strict]
 """
 import argparse
 import importlib.util
@@ -27,12 +32,20 @@ def _alarm(signum, frame):
     raise Timeout("test timed out")
 
 
+def strict_from_env():
+    v = os.environ.get("SPANSHIM_TEST_STRICT", "")
+    return v not in ("", "0", "false", "no")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
     ap.add_argument("-k", default="")
     ap.add_argument("-v", action="store_true")
     ap.add_argument("--timeout", type=int, default=180)
+    ap.add_argument("--strict", action="store_true", default=strict_from_env(),
+                    help="a skip is a failure unless the test is marked ci_may_skip "
+                         "(default: SPANSHIM_TEST_STRICT)")
     a = ap.parse_args()
     build = os.path.abspath(a.build)
     tests = []
@@ -48,28 +61,44 @@ def main():
                 if a.k in full:
                     tests.append((full, getattr(mod, name)))
     passed = failed = 0
+    skipped = []  # (name, reason)
     signal.signal(signal.SIGALRM, _alarm)
     for full, fn in tests:
         ctx = harness.Context(build, full, verbose=a.v)
         t0 = time.monotonic()
+        failed_here = False
         try:
             signal.alarm(a.timeout)
             fn(ctx)
             signal.alarm(0)
             passed += 1
             print("PASS %s (%.1fs)" % (full, time.monotonic() - t0), flush=True)
+        except harness.Skip as e:
+            signal.alarm(0)
+            allowed = getattr(fn, "ci_may_skip", None)
+            if a.strict and not allowed:
+                failed += 1
+                failed_here = True
+                print("FAIL %s (%.1fs): skipped in strict mode: %s" % (
+                    full, time.monotonic() - t0, e), flush=True)
+            else:
+                why = str(e) + ("; allowed in CI: %s" % allowed if allowed else "")
+                skipped.append((full, why))
+                print("SKIP %s (%.1fs): %s" % (full, time.monotonic() - t0, why), flush=True)
         except BaseException as e:  # noqa: B902 - a test failing in any way is a failure
             signal.alarm(0)
             failed += 1
+            failed_here = True
             print("FAIL %s (%.1fs): %s" % (full, time.monotonic() - t0, e), flush=True)
             traceback.print_exc(file=sys.stdout)
             if isinstance(e, KeyboardInterrupt):
                 break
         finally:
-            ctx.close(keep=failed and a.v)
-    print("%d passed, %d failed" % (passed, failed))
+            ctx.close(keep=failed_here and a.v)
+    for full, why in skipped:
+        print("skipped: %s: %s" % (full, why))
+    print("%d passed, %d failed, %d skipped" % (passed, failed, len(skipped)))
     return 1 if failed or not tests else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

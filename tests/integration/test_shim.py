@@ -88,8 +88,8 @@ def test_curl_localhost_connect_and_getaddrinfo_spans(ctx):
 def test_curl_hostname_lookup_sets_server_address(ctx):
     host = _loopback_alias()
     if host is None:
-        print("  (skipped: no loopback alias besides localhost in /etc/hosts)")
-        return
+        harness.skip("no host name other than localhost that getaddrinfo resolves to "
+                     "127.0.0.1 alone")
     srv = ctx.http_server()
     c = ctx.collector()
     r = ctx.run(["curl", "-s", "http://%s:%d/" % (host, srv.port)], collector=c,
@@ -212,8 +212,7 @@ def test_connect_and_accept_storm_accounts_both_kinds(ctx):
 
 def test_threads_under_valgrind(ctx):
     if not shutil.which("valgrind"):
-        print("  (skipped: no valgrind)")
-        return
+        harness.skip("no valgrind")
     out, names, dropped, r = _storm(
         ctx, 4, 100, prefix=["valgrind", "-q", "--error-exitcode=9", "--suppressions=" +
                              os.path.join(os.path.dirname(__file__), "..", "valgrind.supp")])
