@@ -21,6 +21,10 @@ typedef struct ss__peer {
   const void *raw;          /* the 4 or 16 address bytes inside the sockaddr */
 } ss__peer;
 
+/* socket(2) as the app's call would go: remembers the new fd's socket type. Internal
+ * callers (libcurl's default open-socket callback) use this name, never `socket`. */
+int ss__socket(int domain, int type, int protocol);
+
 /* Formats sa; returns 0, or -1 for families the shim does not trace. */
 int ss__peer_format(const struct sockaddr *sa, socklen_t len, ss__peer *p);
 

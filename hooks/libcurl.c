@@ -42,6 +42,7 @@
 #include <sys/socket.h>
 
 #include "hooks/libcurl_codes.h"
+#include "hooks/hooks.h"
 #include "shim/shim.h"
 
 #define LIB "libcurl.so"
@@ -565,7 +566,7 @@ static curl_socket_t open_cb(void *clientp, curlsocktype purpose, struct curl_so
   hslot *s = clientp;
   if (s->busy == 2) sticky_set(&s->ctx);
   if (s->app_open) return s->app_open(s->app_open_data, purpose, a);
-  return socket(a->family, a->socktype, a->protocol);
+  return ss__socket(a->family, a->socktype, a->protocol);
 }
 
 static int resolver_cb(void *resolver_state, void *reserved, void *userdata) {

@@ -25,12 +25,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "runtime/clock.h"
 #include "runtime/exporter.h"
 #include "runtime/sanitize.h"
+#include "runtime/sys.h"
 #include "shim/shim.h"
 
 extern char **environ;
@@ -38,12 +40,26 @@ extern char **environ;
 SS_REAL(execve)
 SS_REAL(execvpe)
 SS_REAL(fexecve)
-SS_REAL(posix_spawn)
-SS_REAL(posix_spawnp)
+/* Typed stand-ins for libc functions that are missing (see SS_REAL_OR). */
+static int missing_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+                         const posix_spawnattr_t *attr, char *const argv[], char *const envp[]) {
+  (void)pid, (void)path, (void)fa, (void)attr, (void)argv, (void)envp;
+  return ENOSYS;
+}
+static FILE *missing_popen(const char *cmd, const char *mode) {
+  (void)cmd, (void)mode;
+  errno = ENOSYS;
+  return NULL;
+}
+__attribute__((noreturn)) static void missing_exit(int status) {
+  for (;;) syscall(SYS_exit_group, status);
+}
+SS_REAL_OR(posix_spawn, missing_spawn)
+SS_REAL_OR(posix_spawnp, missing_spawn)
 SS_REAL(system)
-SS_REAL(popen)
+SS_REAL_OR(popen, missing_popen)
 SS_REAL(pclose)
-SS_REAL(exit)
+SS_REAL_OR(exit, missing_exit)
 
 /* ---- the process span ---- */
 #define PROC_REC_BYTES 12288
@@ -171,6 +187,7 @@ SS_EXPORT int __libc_start_main(main_fn main, int argc, char **argv, void (*init
                                 void (*fini)(void), void (*rtld_fini)(void), void *stack_end) {
   start_fn real = (start_fn)ss__dlsym_next("__libc_start_main");
   real_main = main;
+  if (real == NULL) real_exit()(main_wrapper(argc, argv, environ)); /* not with glibc */
   return real(main_wrapper, argc, argv, init, fini, rtld_fini, stack_end);
 }
 
@@ -233,22 +250,32 @@ static void before_exec(void) {
     return call_plain;                                             \
   } while (0)
 
-SS_EXPORT int execve(const char *path, char *const argv[], char *const envp[]) {
+/* The exec family funnels into these two, called directly (never through the exported
+ * names, which would bind back to the hooks through the PLT). */
+static int do_execve(const char *path, char *const argv[], char *const envp[]) {
   before_exec();
   WITH_CARRIED_ENV(envp, real_execve()(path, argv, e_), real_execve()(path, argv, envp));
 }
 
-SS_EXPORT int execv(const char *path, char *const argv[]) {
-  return execve(path, argv, environ);
-}
-
-SS_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[]) {
+static int do_execvpe(const char *file, char *const argv[], char *const envp[]) {
   before_exec();
   WITH_CARRIED_ENV(envp, real_execvpe()(file, argv, e_), real_execvpe()(file, argv, envp));
 }
 
+SS_EXPORT int execve(const char *path, char *const argv[], char *const envp[]) {
+  return do_execve(path, argv, envp);
+}
+
+SS_EXPORT int execv(const char *path, char *const argv[]) {
+  return do_execve(path, argv, environ);
+}
+
+SS_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[]) {
+  return do_execvpe(file, argv, envp);
+}
+
 SS_EXPORT int execvp(const char *file, char *const argv[]) {
-  return execvpe(file, argv, environ);
+  return do_execvpe(file, argv, environ);
 }
 
 SS_EXPORT int fexecve(int fd, char *const argv[], char *const envp[]) {
@@ -291,17 +318,17 @@ static int count_args(const char *arg0, va_list ap) {
   return call
 
 SS_EXPORT int execl(const char *path, const char *arg0, ...) {
-  EXECL_BODY((void)0, execve(path, argv, environ));
+  EXECL_BODY((void)0, do_execve(path, argv, environ));
 }
 
 SS_EXPORT int execlp(const char *file, const char *arg0, ...) {
-  EXECL_BODY((void)0, execvpe(file, argv, environ));
+  EXECL_BODY((void)0, do_execvpe(file, argv, environ));
 }
 
 SS_EXPORT int execle(const char *path, const char *arg0, ...) {
   char *const *envp;
   /* GATHER_ARGS consumed the list's NULL; the environment comes next. */
-  EXECL_BODY(envp = va_arg(ap, char *const *), execve(path, argv, envp));
+  EXECL_BODY(envp = va_arg(ap, char *const *), do_execve(path, argv, envp));
 }
 
 SS_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
@@ -422,9 +449,9 @@ static FILE *spawn_popen(const char *cmd, int reading, int cloexec, char *const 
   pid_t pid;
   int err = real_posix_spawn()(&pid, "/bin/sh", &fa, NULL, argv, envp);
   posix_spawn_file_actions_destroy(&fa);
-  close(child);
+  ss__sys_close(child);
   if (err != 0) {
-    close(mine);
+    ss__sys_close(mine);
     errno = err;
     return NULL;
   }
@@ -432,7 +459,7 @@ static FILE *spawn_popen(const char *cmd, int reading, int cloexec, char *const 
   FILE *f = fdopen(mine, reading ? "r" : "w");
   if (f == NULL) {
     int e = errno;
-    close(mine);
+    ss__sys_close(mine);
     waitpid(pid, NULL, 0);
     errno = e;
     return NULL;

@@ -59,11 +59,12 @@ static void remember_type(int fd, int type) {
     atomic_store_explicit(&fd_type[fd], (uint8_t)((type & 0xf) + 1), memory_order_relaxed);
 }
 
-SS_EXPORT int socket(int domain, int type, int protocol) {
+int ss__socket(int domain, int type, int protocol) {
   int fd = real_socket()(domain, type, protocol);
   if (fd >= 0) remember_type(fd, type);
   return fd;
 }
+SS_EXPORT int socket(int domain, int type, int protocol) __attribute__((alias("ss__socket")));
 
 /* ---- addresses ---- */
 int ss__peer_format(const struct sockaddr *sa, socklen_t len, ss__peer *p) {

@@ -1,5 +1,6 @@
 /* exporter.c - drains the span ring into OTLP requests; see exporter.h. */
 #include "runtime/exporter.h"
+#include "runtime/sys.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -269,7 +270,7 @@ void ss__exporter_kick(void) {
   pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
   pthread_attr_setstacksize(&at, 256 * 1024);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  int rc = pthread_create(&th, &at, exporter_main, NULL);
+  int rc = ss__sys_pthread_create(&th, &at, exporter_main, NULL);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   pthread_attr_destroy(&at);
   if (rc == 0) pthread_setname_np(th, "spanshim-export");

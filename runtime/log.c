@@ -4,6 +4,7 @@
  * single write(2) so lines from several threads or processes sharing the fd never
  * interleave. errno is preserved: callers log from inside hooks. */
 #include "runtime/log.h"
+#include "runtime/sys.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -46,7 +47,7 @@ void ss__log(int level, const char *fmt, ...) {
   if (n > 0 && buf[n - 1] == '\n')
     n--;
   buf[n++] = '\n';
-  while (write(log_fd, buf, (size_t)n) < 0 && errno == EINTR)
+  while (ss__sys_write(log_fd, buf, (size_t)n) < 0 && errno == EINTR)
     ;
   errno = saved_errno;
 }

@@ -1,5 +1,6 @@
 /* transport.c - OTLP/HTTP POST over a Unix or TCP stream socket; see transport.h. */
 #include "runtime/transport.h"
+#include "runtime/sys.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -155,19 +156,19 @@ static int high_fd_base(void) {
 
 void ss__transport_prepare_fd_table(void) {
   for (int src = 2; src >= 0; src--) {
-    int hi = fcntl(src, F_DUPFD_CLOEXEC, high_fd_base());
+    int hi = ss__sys_fcntl(src, F_DUPFD_CLOEXEC, high_fd_base());
     if (hi >= 0) {
-      close(hi);
+      ss__sys_close(hi);
       return;
     }
   }
 }
 
 static int move_high(int fd) {
-  int hi = fcntl(fd, F_DUPFD_CLOEXEC, high_fd_base());
-  if (hi < 0) hi = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  int hi = ss__sys_fcntl(fd, F_DUPFD_CLOEXEC, high_fd_base());
+  if (hi < 0) hi = ss__sys_fcntl(fd, F_DUPFD_CLOEXEC, 3);
   if (hi < 0) return fd;
-  close(fd);
+  ss__sys_close(fd);
   return hi;
 }
 
@@ -185,18 +186,18 @@ static int wait_fd(int fd, short ev, uint64_t deadline_ms) {
 
 static int connect_one(int family, const struct sockaddr *sa, socklen_t len,
                        uint64_t deadline_ms) {
-  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = ss__sys_socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
-  if (connect(fd, sa, len) != 0) {
+  if (ss__sys_connect(fd, sa, len) != 0) {
     int err = errno;
     if (err != EINPROGRESS && err != EAGAIN) goto fail_err;
     if ((err = -wait_fd(fd, POLLOUT, deadline_ms)) != 0) goto fail_err;
     socklen_t el = sizeof err;
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0) err = errno;
+    if (ss__sys_getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0) err = errno;
     if (err != 0) goto fail_err;
     goto ok;
   fail_err:
-    close(fd);
+    ss__sys_close(fd);
     return -err;
   }
 ok:
@@ -210,21 +211,21 @@ static int dial(const ss__endpoint *ep, uint64_t deadline_ms) {
     return connect_one(AF_UNIX, (struct sockaddr *)&un, sizeof un, deadline_ms);
   }
   struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res;
-  int rc = getaddrinfo(ep->host, ep->port, &hints, &res);
+  int rc = ss__sys_getaddrinfo(ep->host, ep->port, &hints, &res);
   if (rc != 0) return -EHOSTUNREACH;
   int fd = -ECONNREFUSED;
   for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
     fd = connect_one(ai->ai_family, ai->ai_addr, ai->ai_addrlen, deadline_ms);
     if (fd >= 0) break;
   }
-  freeaddrinfo(res);
+  ss__sys_freeaddrinfo(res);
   return fd;
 }
 
 static int send_all(int fd, struct iovec *iov, int n, uint64_t deadline_ms) {
   struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
   while (m.msg_iovlen > 0) {
-    ssize_t w = sendmsg(fd, &m, MSG_NOSIGNAL);
+    ssize_t w = ss__sys_sendmsg(fd, &m, MSG_NOSIGNAL);
     if (w < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) {
@@ -249,7 +250,7 @@ static int send_all(int fd, struct iovec *iov, int n, uint64_t deadline_ms) {
 
 static ssize_t recv_some(int fd, char *buf, size_t n, uint64_t deadline_ms) {
   for (;;) {
-    ssize_t r = recv(fd, buf, n, 0);
+    ssize_t r = ss__sys_recv(fd, buf, n, 0);
     if (r >= 0) return r;
     if (errno == EINTR) continue;
     if (errno != EAGAIN) return -errno;
@@ -310,7 +311,7 @@ static int read_response(int fd, uint64_t deadline_ms, int *close_after) {
 
 static void drop_conn(ss__transport *t) {
   int fd = atomic_exchange(&t->fd, -1);
-  if (fd >= 0) close(fd);
+  if (fd >= 0) ss__sys_close(fd);
 }
 
 static int ensure_conn(ss__transport *t, uint64_t deadline_ms) {
@@ -392,13 +393,13 @@ void ss__transport_move(ss__transport *t) {
   if (pthread_mutex_timedlock(&t->lock, &ts) != 0) {
     /* A request is in flight on a slow collector: cut it short so the lock comes back. */
     int fd = atomic_load(&t->fd);
-    if (fd >= 0) shutdown(fd, SHUT_RDWR);
+    if (fd >= 0) ss__sys_shutdown(fd, SHUT_RDWR);
     pthread_mutex_lock(&t->lock);
   }
   int fd = atomic_load(&t->fd);
   if (fd >= 0) {
     /* The old number is left for the app's dup2 to close (atomically, in the kernel). */
-    int hi = fcntl(fd, F_DUPFD_CLOEXEC, high_fd_base());
+    int hi = ss__sys_fcntl(fd, F_DUPFD_CLOEXEC, high_fd_base());
     atomic_store(&t->fd, hi < 0 ? -1 : hi);
   }
   pthread_mutex_unlock(&t->lock);
@@ -406,7 +407,7 @@ void ss__transport_move(ss__transport *t) {
 
 void ss__transport_reset_in_child(ss__transport *t) {
   int fd = atomic_exchange(&t->fd, -1);
-  if (fd >= 0) close(fd);
+  if (fd >= 0) ss__sys_close(fd);
   pthread_mutex_init(&t->lock, NULL);
   t->retry_at_ms = 0;
   t->backoff_ms = 0;

@@ -7,11 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "runtime/exporter.h"
 #include "runtime/log.h"
 #include "runtime/stack.h"
+#include "runtime/sys.h"
 
 _Atomic int ss__init_state;
 ss__config ss__cfg;
@@ -54,11 +56,11 @@ static int is_collector(void) {
 static void setup_logging(void) {
   int fd = 2;
   if (ss__cfg.log_file) {
-    int f = open(ss__cfg.log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    int f = ss__sys_open(ss__cfg.log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (f >= 0) {
-      fd = fcntl(f, F_DUPFD_CLOEXEC, 900);
+      fd = ss__sys_fcntl(f, F_DUPFD_CLOEXEC, 900);
       if (fd < 0) fd = f;
-      else close(f);
+      else ss__sys_close(f);
     }
   }
   ss__log_setup(ss__cfg.log_level, fd, "spanshim");
@@ -124,7 +126,11 @@ __attribute__((destructor)) static void ss__dtor(void) {
   exiting();
 }
 
-SS_REAL(_exit)
+/* Without libc's _exit/_Exit the process still ends, with the status asked for. */
+__attribute__((noreturn)) static void missing_exit(int status) {
+  for (;;) syscall(SYS_exit_group, status);
+}
+SS_REAL_OR(_exit, missing_exit)
 SS_EXPORT void _exit(int status) {
   ss__process_note_exit(status);
   exiting();
@@ -132,7 +138,7 @@ SS_EXPORT void _exit(int status) {
   __builtin_unreachable();
 }
 
-SS_REAL(_Exit)
+SS_REAL_OR(_Exit, missing_exit)
 SS_EXPORT void _Exit(int status) {
   ss__process_note_exit(status);
   exiting();

@@ -82,7 +82,8 @@ static int is_ours(int sig) {
   return sig > 0 && sig < NSIG && atomic_load(&ours[sig]);
 }
 
-SS_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
+/* The app's sigaction; signal() uses it directly rather than through the exported name. */
+static int app_sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
   if (!is_ours(sig)) return real_sigaction()(sig, act, old);
   struct sigaction prev = app_act[sig];
   if (act) {
@@ -93,12 +94,16 @@ SS_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *
   return 0;
 }
 
+SS_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
+  return app_sigaction(sig, act, old);
+}
+
 SS_EXPORT __sighandler_t signal(int sig, __sighandler_t handler) {
   if (!is_ours(sig)) return real_signal()(sig, handler);
   /* glibc's signal(): BSD semantics. */
   struct sigaction act = {.sa_handler = handler, .sa_flags = SA_RESTART}, old;
   sigemptyset(&act.sa_mask);
   sigaddset(&act.sa_mask, sig);
-  sigaction(sig, &act, &old);
+  app_sigaction(sig, &act, &old);
   return old.sa_handler;
 }

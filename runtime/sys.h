@@ -1,0 +1,54 @@
+/* sys.h - the shim's own system calls, made without going through its own hooks.
+ *
+ * Inside libspanshim.so an ordinary call to socket(), connect(), close(), write() ... binds
+ * to the shim's exported hook of that name (the library defines it with default
+ * visibility), so the exporter, the log and symbolization would trace themselves, or loop
+ * once read/write hooks parse HTTP. Every I/O call the runtime makes for itself goes
+ * through this module instead: file-descriptor calls are made as raw system calls
+ * (syscall(2): no interposition is possible), and the few libc functions that are not
+ * system calls (getaddrinfo, pthread_create, sigaction) are taken from the next object
+ * after this one in the lookup order (dlsym RTLD_NEXT), i.e. libc itself, the first time
+ * they are needed.
+ *
+ * Conventions: each function returns what the libc function of the same name returns and
+ * sets errno the same way (-1 and errno on failure). The fd calls are async-signal-safe
+ * and usable in a fork child; ss__sys_getaddrinfo, ss__sys_pthread_create and
+ * ss__sys_sigaction take the dynamic loader's lock the first time (not in a signal
+ * handler); when libc has no such function they fail with ENOSYS (EAI_SYSTEM for
+ * getaddrinfo). Thread-safe. Used by the tools too, where they are plain libc calls. */
+#ifndef SS_SYS_H
+#define SS_SYS_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+struct addrinfo;
+
+int ss__sys_socket(int domain, int type, int protocol);
+int ss__sys_connect(int fd, const struct sockaddr *sa, socklen_t len);
+int ss__sys_getsockopt(int fd, int level, int name, void *val, socklen_t *len);
+int ss__sys_shutdown(int fd, int how);
+int ss__sys_close(int fd);
+ssize_t ss__sys_read(int fd, void *buf, size_t n);
+ssize_t ss__sys_write(int fd, const void *buf, size_t n);
+ssize_t ss__sys_writev(int fd, const struct iovec *iov, int n);
+ssize_t ss__sys_sendmsg(int fd, const struct msghdr *m, int flags);
+ssize_t ss__sys_recv(int fd, void *buf, size_t n, int flags);
+/* open(2) relative to the working directory (openat AT_FDCWD). */
+int ss__sys_open(const char *path, int flags, mode_t mode);
+/* fcntl(2) with an integer argument (F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, F_GETFL...). */
+int ss__sys_fcntl(int fd, int cmd, int arg);
+
+int ss__sys_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                        struct addrinfo **res);
+void ss__sys_freeaddrinfo(struct addrinfo *res);
+/* Returns 0 or an error number, as pthread_create does; the new thread starts with no
+ * inherited span context (the shim's pthread_create hook is not involved). */
+int ss__sys_pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *),
+                           void *arg);
+int ss__sys_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
+
+#endif
