@@ -149,7 +149,13 @@ static size_t collect_answers(const char *node, const struct addrinfo *res, char
   return used;
 }
 
-SS_REAL(getaddrinfo)
+static int missing_getaddrinfo(const char *node, const char *service,
+                               const struct addrinfo *hints, struct addrinfo **res) {
+  (void)node, (void)service, (void)hints, (void)res;
+  errno = ENOSYS;
+  return EAI_SYSTEM;
+}
+SS_REAL_OR(getaddrinfo, missing_getaddrinfo)
 SS_EXPORT int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
                           struct addrinfo **res) {
   if (node == NULL || !ss__active(SS_HOOK_DNS))

@@ -28,7 +28,12 @@ static void *trampoline(void *p) {
   return r;
 }
 
-SS_REAL(pthread_create)
+static int missing_pthread_create(pthread_t *th, const pthread_attr_t *attr,
+                                  void *(*fn)(void *), void *arg) {
+  (void)th, (void)attr, (void)fn, (void)arg;
+  return ENOSYS;
+}
+SS_REAL_OR(pthread_create, missing_pthread_create)
 SS_EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *),
                              void *arg) {
   if (ss__self.depth <= 0 || !ss__active(SS_HOOK_ALL))

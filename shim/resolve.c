@@ -7,6 +7,7 @@
  * loaded objects are searched (dl_iterate_phdr) for one whose file name contains the
  * library's name, and the symbol is taken from it with dlopen(RTLD_NOLOAD) + dlsym: the
  * library is never loaded by us, and never made a dependency of the shim. */
+#include <errno.h>
 #include <link.h>
 #include <string.h>
 
@@ -50,4 +51,9 @@ void *ss__dlsym_lib(const char *lib, const char *sym) {
   dl_iterate_phdr(visit, &s);
   ss__loader_unlock();
   return s.found;
+}
+
+long ss__missing_errno(void) {
+  errno = ENOSYS;
+  return -1;
 }

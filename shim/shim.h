@@ -5,8 +5,10 @@
  * lazily on the first hook call, or in the constructor, whichever comes first, and once),
  * when tracing is disabled, when the family is switched off, and on the shim's own
  * threads (ss__self.internal). A hook that is not active calls the real function and
- * nothing else. Real functions are resolved once, lazily, with dlsym(RTLD_NEXT); a
- * missing one makes its hook fail with ENOSYS, as a libc without it would. */
+ * nothing else. libc's real functions are resolved once, lazily, with dlsym(RTLD_NEXT);
+ * a missing one makes its hook fail as a libc without it would (ENOSYS; see SS_REAL_OR).
+ * Library functions (libpq, libcurl: SS_REAL_LIB) are looked up until found, and a hook
+ * whose real function is not found returns the library's own failure value. */
 #ifndef SS_SHIM_H
 #define SS_SHIM_H
 
@@ -39,17 +41,34 @@ void *ss__dlsym_next(const char *name);
 
 #define SS_EXPORT __attribute__((visibility("default")))
 
-/* Declares real_NAME(), returning the next definition of NAME (libc's, usually). */
-#define SS_REAL(name)                                                                  \
+/* What a hook calls when libc has no definition of its function (a libc without it, or
+ * a dlsym failure): the call fails as that libc would, never through a NULL pointer
+ * (LTTng-UST's wrappers do the same). ss__missing_errno fits every hook whose function
+ * reports failure as -1 with errno (int, ssize_t, SIG_ERR): it is called through the
+ * hook's own pointer type, which the x86-64 and AArch64 calling conventions allow (the
+ * arguments are ignored, -1 is returned in the integer register). Hooks whose function
+ * reports failure otherwise name a fallback of the exact type with SS_REAL_OR. */
+long ss__missing_errno(void);
+#if !defined(__x86_64__) && !defined(__aarch64__)
+#error "ss__missing_errno relies on the x86-64/AArch64 calling convention; add typed fallbacks"
+#endif
+
+/* Declares real_NAME(), returning the next definition of NAME (libc's, usually), else
+ * `fallback` (a function of NAME's type). Resolved once; never NULL. */
+#define SS_REAL_OR(name, fallback)                                                     \
   static __typeof__(&name) real_##name##_ptr;                                          \
   static inline __typeof__(&name) real_##name(void) {                                  \
     __typeof__(&name) p = __atomic_load_n(&real_##name##_ptr, __ATOMIC_ACQUIRE);       \
     if (__builtin_expect(p == NULL, 0)) {                                              \
       p = (__typeof__(&name))ss__dlsym_next(#name);                                    \
+      if (p == NULL) p = (fallback);                                                   \
       __atomic_store_n(&real_##name##_ptr, p, __ATOMIC_RELEASE);                       \
     }                                                                                  \
     return p;                                                                          \
   }
+
+/* SS_REAL_OR for the functions that fail with -1 and errno: missing means ENOSYS. */
+#define SS_REAL(name) SS_REAL_OR(name, (__typeof__(&name))(void (*)(void))ss__missing_errno)
 
 /* Like RTLD_NEXT, then any loaded object whose name contains `lib` (for libraries that
  * were dlopen'd RTLD_LOCAL). NULL when the symbol is nowhere: pass through untraced. Not
