@@ -87,6 +87,7 @@ typedef struct hslot {
   uint8_t injected;                 /* HTTPHEADER points at our nodes */
   uint8_t hooked_cbs;               /* our open/resolver callbacks are installed */
   uint8_t adopted;                  /* an app traceparent was pushed as the parent */
+  int adopt_token;                  /* ss__ctx_push token of that parent */
   ss__ctx ctx;                      /* the span's context, for the multi callbacks */
   struct curl_slist nodes[3];       /* traceparent, tracestate, baggage */
   char tp[sizeof TP_PREFIX + SS_TRACEPARENT_LEN];
@@ -150,31 +151,18 @@ static void slot_free(hslot *s) {
   atomic_store_explicit(&s->key, KEY_TOMB, memory_order_release);
 }
 
-/* ---- context pushes of our own (an adopted parent; the multi callbacks) ---- */
-static void ctx_push(const ss__ctx *c) {
-  int d = ss__self.depth++;
-  if (d < SS_CTX_DEPTH) ss__self.ctx[d] = *c;
-}
-
-static void ctx_pop(void) {
-  if (ss__self.depth > 0) ss__self.depth--;
-}
-
+/* ---- the multi callbacks' context (a push of our own, until the multi call returns) ---- */
 static void sticky_set(const ss__ctx *c) {
   if (in_curl == 0) return; /* only inside a multi call that will clear it */
   if (sticky >= 0) {
-    if (ss__self.depth == sticky + 1) ss__self.ctx[sticky] = *c;
+    ss__ctx_replace(sticky, c);
     return;
   }
-  int d = ss__self.depth;
-  if (d >= SS_CTX_DEPTH) return;
-  ss__self.ctx[d] = *c;
-  ss__self.depth = d + 1;
-  sticky = d;
+  sticky = ss__ctx_push(c);
 }
 
 static void sticky_clear(void) {
-  if (sticky >= 0 && ss__self.depth == sticky + 1) ss__self.depth--;
+  if (sticky >= 0 && ss__ctx_depth() == sticky + 1) ss__ctx_pop(sticky);
   sticky = -1;
 }
 
@@ -378,7 +366,7 @@ static void xfer_begin(CURL *h, hslot *s, ss__sb *b, void *caller) {
   int app_tp = s ? app_traceparent(s->app_headers, &parent, &app_baggage) : 0;
   if (s) s->adopted = 0;
   if (app_tp == 1) {
-    ctx_push(&parent);
+    s->adopt_token = ss__ctx_push(&parent);
     s->adopted = 1;
   }
   ss__span_start_at(b, "HTTP", SS_KIND_CLIENT, caller);
@@ -535,7 +523,7 @@ static void xfer_end(CURL *h, hslot *s, ss__sb *b, int rc_known, CURLcode rc) {
   }
   ss__span_end(b);
   if (s && s->adopted) {
-    ctx_pop();
+    ss__ctx_pop(s->adopt_token);
     s->adopted = 0;
   }
 }
@@ -613,7 +601,7 @@ SS_EXPORT CURLMcode curl_multi_add_handle(CURLM *m, CURL *h) {
   if (s == NULL || s->busy) return real(m, h);
   xfer_begin(h, s, &s->sb, __builtin_return_address(0));
   ss__span_pop(&s->sb); /* the transfer runs later, inside other calls */
-  if (s->adopted) ctx_pop();
+  if (s->adopted) ss__ctx_pop(s->adopt_token);
   hook_callbacks(h, s);
   s->busy = 2;
   CURLMcode rc = real(m, h);

@@ -112,10 +112,6 @@ static inline int tracing(void) {
   return in_pq == 0 && ss__active(SS_HOOK_LIBPQ) && accessors_ready();
 }
 
-static void count_dropped(void) {
-  atomic_fetch_add_explicit(&ss__tracer_g.ring.dropped, 1, memory_order_relaxed);
-}
-
 /* ---- per-connection state ---- */
 
 typedef struct stmt {
@@ -248,7 +244,7 @@ static void conn_attrs(ss__sb *b, const PGconn *c) {
 }
 
 static size_t text_len(const char *s) {
-  uint32_t lim = ss__tracer_g.attr_value_limit;
+  uint32_t lim = ss__span_value_limit();
   return strnlen(s, lim ? (size_t)lim + 1 : (size_t)1 << 30);
 }
 
@@ -355,7 +351,7 @@ static void enqueue(conn *k, const ss__sb *b) {
   k->seg_n++;
   if (k->overflow > 0 || k->q_n == QUEUE) {
     k->overflow++;
-    if (b->recording) count_dropped();
+    if (b->recording) ss__dropped(SS_DROP_QUEUE);
     return;
   }
   pend *p = &k->q[(k->q_head + k->q_n) % QUEUE];
@@ -369,7 +365,7 @@ static void enqueue(conn *k, const ss__sb *b) {
       p->cap = (uint32_t)(n + EXTRA);
       k->arena_used += (p->cap + 7u) & ~7u;
     } else {
-      count_dropped();
+      ss__dropped(SS_DROP_TOO_BIG);
     }
   }
   if (k->q_n == 0) head_reset(k);
@@ -481,7 +477,7 @@ static void send_end(ss__sb *b, PGconn *c, int ok) {
   ss__span_pop(b);
   conn *k = conn_get(c);
   if (k == NULL) {
-    if (b->recording) count_dropped();
+    if (b->recording) ss__dropped(SS_DROP_TABLE_FULL);
     return;
   }
   enqueue(k, b);
@@ -889,7 +885,7 @@ static void connect_park(ss__sb *b, PGconn *c) {
   if (k == NULL || !b->recording) {
     if (c && real_PQstatus()(c) != CONNECTION_BAD && b->recording) {
       ss__span_pop(b); /* no slot: untraced */
-      count_dropped();
+      ss__dropped(SS_DROP_TABLE_FULL);
       return;
     }
     connect_outcome(b, c);
@@ -899,7 +895,7 @@ static void connect_park(ss__sb *b, PGconn *c) {
   ss__span_pop(b);
   ss__span_str(b, "db.system.name", "postgresql", 10);
   k->connecting = ss__span_park(b, k->connect_rec, sizeof k->connect_rec - EXTRA) > 0;
-  if (!k->connecting) count_dropped();
+  if (!k->connecting) ss__dropped(SS_DROP_TOO_BIG);
 }
 
 /* Ends a parked connect span with the connection's state. */
@@ -932,19 +928,13 @@ static void connect_finish(conn *k, const PGconn *c) {
  * socket spans libpq makes meanwhile become its children. */
 static PostgresPollingStatusType poll_as_child(conn *k, PGconn *c,
                                                __typeof__(&PQconnectPoll) real, int *err) {
-  const ss__rec *r = (const ss__rec *)k->connect_rec;
-  int d = ss__self.depth++;
-  if (d < SS_CTX_DEPTH) {
-    ss__ctx *x = &ss__self.ctx[d];
-    memcpy(x->trace_id, r->trace_id, 16);
-    memcpy(x->span_id, r->span_id, 8);
-    x->flags = r->flags;
-    x->valid = 1;
-  }
+  ss__ctx parent;
+  ss__rec_ctx(k->connect_rec, &parent);
+  int token = ss__ctx_push(&parent);
   ENTER();
   PostgresPollingStatusType st = real(c);
   LEAVE(*err);
-  ss__self.depth--;
+  ss__ctx_pop(token);
   return st;
 }
 

@@ -114,7 +114,7 @@ void ss__process_start(int argc, char **argv) {
   ss__ctx c = {.flags = b.s.flags, .valid = 1};
   memcpy(c.trace_id, b.s.trace_id, 16);
   memcpy(c.span_id, b.s.span_id, 8);
-  ss__tracer_g.root_parent = c; /* every parentless span in this process nests under it */
+  ss__ctx_set_root(&c); /* every parentless span in this process nests under it */
   atomic_store(&proc_state, 1);
 }
 

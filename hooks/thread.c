@@ -21,10 +21,9 @@ typedef struct tramp {
 static void *trampoline(void *p) {
   tramp t = *(tramp *)p;
   free(p);
-  ss__self.ctx[0] = t.ctx;
-  ss__self.depth = 1;
+  ss__ctx_reset(&t.ctx);
   void *r = t.fn(t.arg);
-  ss__self.depth = 0;
+  ss__ctx_reset(NULL);
   return r;
 }
 
@@ -36,7 +35,7 @@ static int missing_pthread_create(pthread_t *th, const pthread_attr_t *attr,
 SS_REAL_OR(pthread_create, missing_pthread_create)
 SS_EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *),
                              void *arg) {
-  if (ss__self.depth <= 0 || !ss__active(SS_HOOK_ALL))
+  if (ss__ctx_depth() <= 0 || !ss__active(SS_HOOK_ALL))
     return real_pthread_create()(th, attr, fn, arg);
   int saved = errno;
   tramp *t = malloc(sizeof *t);

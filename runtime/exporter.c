@@ -11,6 +11,7 @@
 
 #include "runtime/clock.h"
 #include "runtime/log.h"
+#include "runtime/span_rec.h"
 #include "runtime/otlp.h"
 #include "runtime/resource.h"
 #include "runtime/exceptions.h"
@@ -54,8 +55,20 @@ static ss__span *spans;
 static ss__attr *attrs;
 static size_t spans_cap;
 
+int ss__exporter_owns_fd(int fd) {
+  return ss__transport_owns(&ss__transport_g, fd);
+}
+
+int ss__exporter_fd(void) {
+  return atomic_load(&ss__transport_g.fd);
+}
+
+void ss__exporter_move_fd(void) {
+  ss__transport_move(&ss__transport_g);
+}
+
 uint64_t ss__exporter_dropped(void) {
-  return atomic_load(&ss__tracer_g.ring.dropped) + atomic_load(&undelivered);
+  return ss__dropped_total() + atomic_load(&undelivered);
 }
 
 static int ensure_capacity(size_t bytes, size_t n) {
@@ -370,5 +383,6 @@ void ss__exporter_atfork_child(void) {
   atomic_store(&undelivered, 0);
   reported_dropped = 0;
   ss__ring_reset_in_child(&ss__tracer_g.ring);
+  for (int i = 0; i < 4; i++) atomic_store(&ss__tracer_g.drops[i], 0);
   ss__transport_reset_in_child(&ss__transport_g);
 }

@@ -42,6 +42,12 @@ int ss__exporter_running(void);
 void ss__exporter_atfork_child(void);
 /* Spans produced but not delivered, so far in this process. */
 uint64_t ss__exporter_dropped(void);
+/* The fd guards' questions about the collector connection (see transport.h): is fd the
+ * exporter's socket, which number is it (-1 none), and move it elsewhere (before the app
+ * dup2s onto its number). Any thread; ss__exporter_move_fd may wait up to ~100 ms. */
+int ss__exporter_owns_fd(int fd);
+int ss__exporter_fd(void);
+void ss__exporter_move_fd(void);
 
 extern ss__transport ss__transport_g;
 

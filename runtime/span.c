@@ -5,6 +5,7 @@
 
 #include "runtime/clock.h"
 #include "runtime/config.h"
+#include "runtime/span_rec.h"
 #include "runtime/stack.h"
 
 __thread ss__thread ss__self __attribute__((tls_model("initial-exec")));
@@ -27,6 +28,65 @@ int ss__tracer_init(const ss__config *c, size_t ring_bytes, void (*on_commit)(vo
   ss__tracer_g.on_commit = on_commit;
   ss__tracer_g.stack_depth = c->stack_depth;
   return 0;
+}
+
+uint32_t ss__span_value_limit(void) {
+  return ss__tracer_g.attr_value_limit;
+}
+
+int ss__ctx_depth(void) {
+  return ss__self.depth;
+}
+
+int ss__ctx_push(const ss__ctx *c) {
+  int d = ss__self.depth++;
+  if (d < SS_CTX_DEPTH) ss__self.ctx[d] = *c;
+  return d;
+}
+
+void ss__ctx_pop(int token) {
+  if (token >= 0 && ss__self.depth > token) ss__self.depth = token;
+}
+
+int ss__ctx_replace(int token, const ss__ctx *c) {
+  if (token < 0 || ss__self.depth != token + 1) return 0;
+  if (token < SS_CTX_DEPTH) ss__self.ctx[token] = *c;
+  return 1;
+}
+
+void ss__ctx_reset(const ss__ctx *c) {
+  ss__self.depth = 0;
+  if (c) ss__ctx_push(c);
+}
+
+void ss__rec_ctx(const void *rec, ss__ctx *out) {
+  const ss__rec *r = rec;
+  memcpy(out->trace_id, r->trace_id, 16);
+  memcpy(out->span_id, r->span_id, 8);
+  out->flags = r->flags;
+  out->valid = 1;
+}
+
+void ss__ctx_set_root(const ss__ctx *c) {
+  ss__tracer_g.root_parent = *c;
+}
+
+void ss__dropped(enum ss__drop_reason why) {
+  unsigned i = (unsigned)why < 4 ? (unsigned)why : SS_DROP_OTHER;
+  atomic_fetch_add_explicit(&ss__tracer_g.drops[i], 1, memory_order_relaxed);
+}
+
+uint64_t ss__dropped_count(int why) {
+  if (why == SS_DROP_RING_FULL)
+    return atomic_load_explicit(&ss__tracer_g.ring.dropped, memory_order_relaxed);
+  if (why < 0 || why >= 4) return 0;
+  return atomic_load_explicit(&ss__tracer_g.drops[why], memory_order_relaxed);
+}
+
+uint64_t ss__dropped_total(void) {
+  uint64_t n = ss__dropped_count(SS_DROP_RING_FULL);
+  for (int i = 0; i < 4; i++) n += ss__dropped_count(i);
+  return n;
 }
 
 int ss__ctx_current(ss__ctx *out) {
@@ -83,14 +143,10 @@ int ss__span_start_at(ss__sb *b, const char *name, int kind, void *caller) {
   s->kind = (uint8_t)kind;
   s->attrs = b->attrs;
 
-  int d = ss__self.depth++;
-  if (d < SS_CTX_DEPTH) {
-    ss__ctx *c = &ss__self.ctx[d];
-    memcpy(c->trace_id, s->trace_id, 16);
-    memcpy(c->span_id, s->span_id, 8);
-    c->flags = s->flags;
-    c->valid = 1;
-  }
+  ss__ctx c = {.flags = s->flags, .valid = 1};
+  memcpy(c.trace_id, s->trace_id, 16);
+  memcpy(c.span_id, s->span_id, 8);
+  ss__ctx_push(&c);
   b->pushed = 1;
   s->start_ns = ss__now_ns();
   return b->recording;
@@ -156,7 +212,7 @@ void ss__span_error(ss__sb *b, const char *type, const char *message) {
 
 void ss__span_pop(ss__sb *b) {
   if (b->pushed) {
-    ss__self.depth--;
+    if (ss__self.depth > 0) ss__self.depth--;
     b->pushed = 0;
   }
 }

@@ -31,30 +31,6 @@
  * loaded (loading it is not async-signal-safe). */
 #define SS_STATUS_IN_SIGNAL 0x40
 
-/* ---- ring record format (private to runtime; here so tests can build records) ---- */
-typedef struct ss__rec {
-  uint32_t size;        /* bytes of the whole record, header and attributes, multiple of 8 */
-  uint16_t n_attrs;
-  uint8_t kind, status;
-  uint8_t trace_id[16];
-  uint8_t span_id[8];
-  uint8_t parent_id[8];
-  uint8_t flags;
-  uint8_t pad[7];
-  uint64_t start_ns, end_ns;
-  const char *name;     /* static string of the shim's */
-  uint64_t caller;      /* return address into the calling code, for code.function.name */
-} ss__rec;
-
-/* Followed by 8 bytes (INT, BOOL, DOUBLE) or len bytes rounded up to 8 (STR, STRARR).
- * key == NULL marks the status message. */
-typedef struct ss__rec_attr {
-  const char *key;
-  uint8_t type;
-  uint8_t pad[3];
-  uint32_t len;
-} ss__rec_attr;
-
 /* ---- per-thread state ---- */
 typedef struct ss__thread {
   int internal;                 /* > 0: the shim's own work; hooks pass through */
@@ -66,6 +42,12 @@ typedef struct ss__thread {
 
 extern __thread ss__thread ss__self __attribute__((tls_model("initial-exec")));
 
+/* The shim's own work on this thread (init, fork handling, the exporter): while inside,
+ * every hook passes straight through. Nests. */
+static inline void ss__internal_begin(void) { ss__self.internal++; }
+static inline void ss__internal_end(void) { ss__self.internal--; }
+static inline int ss__internal(void) { return ss__self.internal != 0; }
+
 /* ---- process-wide tracing state, set once at init ---- */
 typedef struct ss__tracer {
   ss__ring ring;
@@ -75,6 +57,7 @@ typedef struct ss__tracer {
   ss__ctx root_parent;          /* from TRACEPARENT; valid == 0 when none */
   void (*on_commit)(void);      /* called after each committed record (exporter kick) */
   int stack_depth;              /* frames to capture on failure; 0: none */
+  _Atomic uint64_t drops[4];    /* spans lost before the ring, by enum ss__drop_reason */
 } ss__tracer;
 
 extern ss__tracer ss__tracer_g;
@@ -101,6 +84,8 @@ int ss__span_start_at(ss__sb *b, const char *name, int kind, void *caller);
  * directly from the exported hook function. */
 #define ss__span_start(b, name, kind) \
   ss__span_start_at((b), (name), (kind), __builtin_return_address(0))
+/* OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT as configured (bytes; 0: none). */
+uint32_t ss__span_value_limit(void);
 /* Attributes; no-ops when not recording or full. len == (size_t)-1 means strlen. */
 void ss__span_str(ss__sb *b, const char *key, const char *s, size_t len);
 void ss__span_int(ss__sb *b, const char *key, int64_t v);
@@ -131,8 +116,47 @@ void ss__rec_finish(void *rec, uint64_t end_ns, int status);
  * Returns 0 or -1 for a malformed record. */
 int ss__rec_decode(const void *rec, size_t len, ss__span *out, ss__attr *attrs, size_t max);
 
-/* Current context of this thread (top of stack, else the TRACEPARENT root parent). */
+/* ---- this thread's context: the one API hooks use ----
+ * The context stack is per thread: touching it from another thread is a bug. Every
+ * function here is async-signal-safe (a handler's pushes are popped before it returns). */
+
+/* Current context of this thread (top of stack, else the process root parent). 1 when
+ * there is one (copied to *out), else 0. */
 int ss__ctx_current(ss__ctx *out);
+/* Spans open on this thread's stack (0: none; may exceed SS_CTX_DEPTH). */
+int ss__ctx_depth(void);
+/* Makes c the thread's current context until ss__ctx_pop(token) with the returned token.
+ * Past SS_CTX_DEPTH the push is counted but not stored, so pops stay balanced. */
+int ss__ctx_push(const ss__ctx *c);
+/* Drops every context pushed since the push that returned token (none if already gone). */
+void ss__ctx_pop(int token);
+/* Replaces the context pushed at token if it is still the top; 1 if replaced, else 0. */
+int ss__ctx_replace(int token, const ss__ctx *c);
+/* Starts this thread's stack afresh as [c] (a new thread inheriting its creator's span);
+ * c == NULL empties it. */
+void ss__ctx_reset(const ss__ctx *c);
+/* The context a parked record stands for (its trace, span id and flags). */
+void ss__rec_ctx(const void *rec, ss__ctx *out);
+/* Sets the process's root parent: every span started with an empty stack is its child
+ * (the process span; TRACEPARENT). Call before other threads make spans. */
+void ss__ctx_set_root(const ss__ctx *c);
+
+/* ---- losses before the ring ----
+ * A hook that cannot keep a sampled span (its fixed table is full, a record does not fit)
+ * says so here; the counts join the ring's own in spanshim.spans.dropped. Lock-free,
+ * async-signal-safe. */
+enum ss__drop_reason {
+  SS_DROP_TABLE_FULL = 0, /* a hook's fixed table of in-flight spans was full */
+  SS_DROP_TOO_BIG = 1,    /* the span did not fit the space parked for it */
+  SS_DROP_QUEUE = 2,      /* a pipeline/queue of the traced library overflowed */
+  SS_DROP_OTHER = 3,
+};
+void ss__dropped(enum ss__drop_reason why);
+/* Count lost for that reason since start (or fork); SS_DROP_RING_FULL (-1) gives the ring's. */
+#define SS_DROP_RING_FULL (-1)
+uint64_t ss__dropped_count(int why);
+/* Every span lost before the exporter: the ring's drops plus each reason above. */
+uint64_t ss__dropped_total(void);
 
 /* Tracer setup: ring of `ring_bytes`, sampler from config. 0 or -errno. */
 struct ss__config;

@@ -19,7 +19,7 @@ SS_REAL(dup2)
 SS_REAL(dup3)
 
 static int ours(int fd) {
-  return ss__self.internal == 0 && ss__transport_owns(&ss__transport_g, fd);
+  return !ss__internal() && ss__exporter_owns_fd(fd);
 }
 
 SS_EXPORT int close(int fd) {
@@ -36,7 +36,7 @@ SS_EXPORT int close(int fd) {
 static void before_overwrite(int newfd) {
   if (atomic_load_explicit(&ss__init_state, memory_order_relaxed) != SS_INIT_ON) return;
   int saved = errno;
-  if (ours(newfd)) ss__transport_move(&ss__transport_g);
+  if (ours(newfd)) ss__exporter_move_fd();
   ss__socket_fd_closed(newfd);
   errno = saved;
 }
@@ -57,9 +57,9 @@ static int sys_close_range(unsigned lo, unsigned hi, int flags) {
 
 /* close_range over [lo, hi] minus the shim's fd. */
 static int close_range_sparing(unsigned lo, unsigned hi, int flags) {
-  int mine = atomic_load(&ss__transport_g.fd);
+  int mine = ss__exporter_fd();
   if (atomic_load_explicit(&ss__init_state, memory_order_relaxed) != SS_INIT_ON ||
-      ss__self.internal)
+      ss__internal())
     return sys_close_range(lo, hi, flags);
   if (!(flags & CLOSE_RANGE_CLOEXEC)) ss__socket_fds_closed(lo, hi);
   if (mine < 0 || (unsigned)mine < lo || (unsigned)mine > hi)

@@ -34,13 +34,13 @@ static void atfork_parent(void) {
 static void atfork_child(void) {
   if (atomic_load(&ss__init_state) != SS_INIT_ON) return;
   ss__loader_atfork_child();
-  ss__self.internal++;
+  ss__internal_begin();
   ss__pid = getpid();
   ss__ids_reseed();
   ss__exporter_atfork_child();
   ss__socket_atfork_child();
   ss__process_atfork_child();
-  ss__self.internal--;
+  ss__internal_end();
 }
 
 /* The collector must never trace itself, even when started with LD_PRELOAD set. */
@@ -69,7 +69,7 @@ static void setup_logging(void) {
 void ss__init(void) {
   int expected = SS_INIT_NONE;
   if (!atomic_compare_exchange_strong(&ss__init_state, &expected, SS_INIT_RUNNING)) return;
-  ss__self.internal++;
+  ss__internal_begin();
   /* Diagnostics about the configuration itself need the log level first. */
   const char *lvl = getenv("SPANSHIM_LOG_LEVEL");
   if (lvl && *lvl && strcasecmp(lvl, "off") != 0)
@@ -86,7 +86,7 @@ void ss__init(void) {
       state = SS_INIT_ON;
     }
   }
-  ss__self.internal--;
+  ss__internal_end();
   atomic_store_explicit(&ss__init_state, state, memory_order_release);
 }
 
@@ -95,10 +95,10 @@ __attribute__((constructor)) static void ss__ctor(int argc, char **argv, char **
   (void)envp;
   if (atomic_load(&ss__init_state) == SS_INIT_NONE) ss__init();
   if (atomic_load(&ss__init_state) != SS_INIT_ON) return;
-  ss__self.internal++;
+  ss__internal_begin();
   ss__process_start(argc, argv);
   if (ss__cfg.process_span && (ss__cfg.hooks & SS_HOOK_PROCESS)) ss__signals_install();
-  ss__self.internal--;
+  ss__internal_end();
 }
 
 /* In a vfork child memory is shared with the parent: touch nothing. */

@@ -4,7 +4,7 @@
  * Every hook starts with SS_ACTIVE(family): it is false until init has run (init runs
  * lazily on the first hook call, or in the constructor, whichever comes first, and once),
  * when tracing is disabled, when the family is switched off, and on the shim's own
- * threads (ss__self.internal). A hook that is not active calls the real function and
+ * threads (ss__internal()). A hook that is not active calls the real function and
  * nothing else. libc's real functions are resolved once, lazily, with dlsym(RTLD_NEXT);
  * a missing one makes its hook fail as a libc without it would (ENOSYS; see SS_REAL_OR).
  * Library functions (libpq, libcurl: SS_REAL_LIB) are looked up until found, and a hook
@@ -34,7 +34,7 @@ static inline int ss__active(uint32_t family) {
     ss__init();
     st = atomic_load_explicit(&ss__init_state, memory_order_acquire);
   }
-  return st == SS_INIT_ON && (ss__cfg.hooks & family) && ss__self.internal == 0;
+  return st == SS_INIT_ON && (ss__cfg.hooks & family) && !ss__internal();
 }
 
 void *ss__dlsym_next(const char *name);
