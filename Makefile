@@ -42,6 +42,7 @@ BENCH_BIN := $(patsubst tests/bench/%.c,$(BUILD)/tests/bench/%,$(wildcard tests/
 LIB := $(BUILD)/libspanshim.so
 RTLIB := $(BUILD)/libssrt.a
 TOOLLIB := $(BUILD)/libsstools.a
+SDLIB := $(BUILD)/libspanshimd.a
 
 .PHONY: all check unit integration demo bench asan tsan install uninstall clean deps proto \
         valgrind fuzz
@@ -79,8 +80,12 @@ $(TOOLLIB): $(TOOLCOMMON_O)
 TOOL_LIBS = $(TOOLLIB) $(RTLIB) -lprotobuf-c -lpthread -lm -ldl
 # spanshimd alone links libcurl and zlib (upstream), libpg_query (SQL summaries).
 SPANSHIMD_LIBS = -lcurl -lz -lpg_query -ldw -lelf
-$(BUILD)/spanshimd: $(SPANSHIMD_O) $(TOOLLIB) $(RTLIB)
-	$(CC) $(SAN) -pthread -o $@ $(SPANSHIMD_O) $(TOOL_LIBS) $(SPANSHIMD_LIBS)
+# Everything of spanshimd but main.c, for spanshimd itself and its unit suites.
+$(SDLIB): $(filter-out %/main.o,$(SPANSHIMD_O))
+	@rm -f $@
+	ar rcs $@ $^
+$(BUILD)/spanshimd: $(BUILD)/obj/tools/spanshimd/main.o $(SDLIB) $(TOOLLIB) $(RTLIB)
+	$(CC) $(SAN) -pthread -o $@ $< $(SDLIB) $(TOOL_LIBS) $(SPANSHIMD_LIBS)
 $(BUILD)/spanshim: $(SPANSHIM_O) $(TOOLLIB) $(RTLIB)
 	$(CC) $(SAN) -pthread -o $@ $(SPANSHIM_O) $(TOOL_LIBS)
 
@@ -91,6 +96,10 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(TOOLLIB) $(RTLIB) | $(PB_C)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(DEPFLAGS) -fvisibility=default -o $@ $< \
 	  $(TOOL_LIBS) $(CHECK_LIBS)
+$(BUILD)/tests/unit/test_spanshimd_%: tests/unit/test_spanshimd_%.c $(SDLIB) $(TOOLLIB) $(RTLIB) | $(PB_C)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(DEPFLAGS) -fvisibility=default -o $@ $< \
+	  $(SDLIB) $(TOOL_LIBS) $(SPANSHIMD_LIBS) $(CHECK_LIBS)
 $(BUILD)/tests/progs/%: tests/progs/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -O1 -g $(WARN) -std=gnu11 -D_GNU_SOURCE -pthread -o $@ $< $(call src_libs,$<)
@@ -103,9 +112,10 @@ $(BUILD)/tests/bench/%: tests/bench/%.c
 FUZZ_SECONDS ?= 300
 FUZZ_BIN := $(BUILD)/fuzz/fuzz_receiver
 FUZZ_SRC := tools/fuzz/fuzz_receiver.c tools/spanshimd/http.c tools/spanshimd/decode.c \
-            tools/spanshimd/sqlsum.c tools/common/otlp_json.c tools/common/buf.c \
-            tools/common/json.c runtime/sql.c runtime/utf8.c
-$(FUZZ_BIN): $(FUZZ_SRC) $(PB_C) tools/spanshimd/spanshimd.h
+            tools/spanshimd/sqlsum.c tools/spanshimd/sampler.c tools/common/otlp_json.c \
+            tools/common/buf.c tools/common/arena.c tools/common/json.c runtime/sql.c \
+            runtime/utf8.c
+$(FUZZ_BIN): $(FUZZ_SRC) $(PB_C) tools/spanshimd/spanshimd.h tools/common/arena.h
 	@mkdir -p $(dir $@)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	  $(CPPFLAGS) -std=gnu11 -o $@ $(FUZZ_SRC) $(PB_C) -lprotobuf-c -lpg_query

@@ -6,84 +6,31 @@
  * allocates from a bump arena with a budget proportional to the body, so a small body
  * cannot expand into gigabytes of structs, and a whole request is freed by resetting the
  * arena: no per-field free, and after warm-up no malloc at all. */
-#include <stdlib.h>
-
+#include "tools/common/arena.h"
 #include "tools/spanshimd/spanshimd.h"
 
 #define MAX_DEPTH 48
 #define BLOCK_MIN (1u << 20)
 #define BUDGET(len) ((size_t)(len) * 32 + (8u << 20))
 
-typedef struct block {
-  struct block *next;
-  size_t used, cap;
-  max_align_t data[];
-} block;
+static ss__arena arena = {.block_min = BLOCK_MIN};
 
-static struct {
-  block *head;
-  size_t total;      /* bytes handed out since the last reset */
-  size_t budget;
-  size_t next_size;  /* size of the single block kept after a reset */
-  int over;          /* the budget was hit */
-} A;
+uint64_t ss__decode_count;
 
-static void *arena_alloc(void *unused, size_t n) {
-  (void)unused;
-  n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
-  if (n > A.budget - A.total || A.total > A.budget) {
-    A.over = 1;
-    return NULL;
-  }
-  block *b = A.head;
-  if (b == NULL || b->cap - b->used < n) {
-    size_t cap = n > BLOCK_MIN ? n : BLOCK_MIN;
-    if ((b = malloc(sizeof *b + cap)) == NULL) return NULL;
-    b->next = A.head;
-    b->used = 0;
-    b->cap = cap;
-    A.head = b;
-  }
-  void *p = (char *)b->data + b->used;
-  b->used += n;
-  A.total += n;
-  return p;
+static void *pb_alloc(void *a, size_t n) { return ss__arena_alloc(a, n); }
+
+static void pb_free(void *a, void *p) {
+  (void)a;
+  (void)p;  /* everything goes at the arena's next reset */
 }
 
-static void arena_free(void *unused, void *p) {
-  (void)unused;
-  (void)p;  /* everything goes at the next reset */
+void ss__pb_allocator(ProtobufCAllocator *pa, ss__arena *a) {
+  pa->alloc = pb_alloc;
+  pa->free = pb_free;
+  pa->allocator_data = a;
 }
 
-static ProtobufCAllocator allocator = {arena_alloc, arena_free, NULL};
-
-/* Starts a new request: keeps one block big enough for the previous request's needs (so
- * steady traffic allocates nothing) and drops the rest. */
-static void arena_reset(size_t body_len) {
-  if (A.total > A.next_size) A.next_size = A.total;
-  if (A.head && (A.head->next || A.head->cap < A.next_size)) {
-    ss__decode_release();
-    if (A.next_size > (64u << 20)) A.next_size = 64u << 20;
-    block *b = malloc(sizeof *b + A.next_size);
-    if (b) {
-      b->next = NULL;
-      b->cap = A.next_size;
-      A.head = b;
-    }
-  }
-  if (A.head) A.head->used = 0;
-  A.total = 0;
-  A.over = 0;
-  A.budget = BUDGET(body_len);
-}
-
-void ss__decode_release(void) {
-  while (A.head) {
-    block *b = A.head;
-    A.head = b->next;
-    free(b);
-  }
-}
+void ss__decode_release(void) { ss__arena_release(&arena); }
 
 /* ---- depth pre-check ---- */
 
@@ -142,9 +89,12 @@ static void *decode(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_
                     int *too_big) {
   *too_big = 0;
   if (check(d, p, len, 0) != 0) return NULL;
-  arena_reset(len);
-  void *m = protobuf_c_message_unpack(d, &allocator, len, p);
-  if (m == NULL && A.over) *too_big = 1;
+  ss__arena_reset(&arena, BUDGET(len));
+  ss__decode_count++;
+  ProtobufCAllocator pa;
+  ss__pb_allocator(&pa, &arena);
+  void *m = protobuf_c_message_unpack(d, &pa, len, p);
+  if (m == NULL && arena.over) *too_big = 1;
   return m;
 }
 

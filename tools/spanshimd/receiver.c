@@ -6,7 +6,8 @@
  * when a client pipelines faster than it reads responses, reading from it pauses until
  * the output drains. A connection that must be closed after an error response shuts its
  * write side first and discards input for a moment (lingering close), so the client reads
- * the response instead of a reset. */
+ * the response instead of a reset. What an OTLP body then goes through is pipeline.c's
+ * business: this file frames requests and answers with the status the pipeline gives. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,8 +59,6 @@ static conn *conns;
 static size_t n_conns, n_lingering;
 static char tag_unix, tag_tcp, tag_metrics, tag_sig;  /* epoll data for the non-connection fds */
 static ss__buf scratch = SS_BUF_INIT;
-static ss__buf sampled = SS_BUF_INIT;    /* the sampler's output for one request */
-static ss__buf repacked = SS_BUF_INIT;   /* a request changed by enrichment, serialized */
 
 /* ---- connections ---- */
 
@@ -236,86 +235,6 @@ static int frame_request(conn *c, const ss__http_req *r) {
   return 0;
 }
 
-static size_t count_spans(const ss__traces_req *q) {
-  size_t n = 0;
-  for (size_t i = 0; i < q->n_resource_spans; i++)
-    for (size_t j = 0; j < q->resource_spans[i]->n_scope_spans; j++)
-      n += q->resource_spans[i]->scope_spans[j]->n_spans;
-  return n;
-}
-
-static size_t count_logs(const ss__logs_req *q) {
-  size_t n = 0;
-  for (size_t i = 0; i < q->n_resource_logs; i++)
-    for (size_t j = 0; j < q->resource_logs[i]->n_scope_logs; j++)
-      n += q->resource_logs[i]->scope_logs[j]->n_log_records;
-  return n;
-}
-
-/* The outputs: the JSON lines file (when asked for) and the upstream queue. A failed
- * file write earns 503 and keeps the request from going upstream, so a client's retry
- * cannot duplicate it there. The body is forwarded as received. */
-static int output(int logs, const void *req, const uint8_t *body, size_t len, uint64_t n) {
-  if (opts->file) {
-    int rc = logs ? ss__sink_logs(req) : ss__sink_traces(req);
-    if (rc != 0) return 503;
-  }
-  ss__upstream_enqueue(logs, body, len, n);
-  return 200;
-}
-
-/* Decodes and stores an OTLP body; returns the HTTP status it earns. */
-static int ingest(conn *c, const uint8_t *body, size_t len) {
-  int too_big;
-  if (c->route == R_TRACES) {
-    ss__stats_g.traces_requests++;
-    ss__traces_req *q = ss__decode_traces(body, len, &too_big);
-    if (q == NULL) return too_big ? 413 : 400;
-    size_t n = count_spans(q);
-    ss__stats_g.spans_received += n;
-    int changed = ss__sqlsum_enrich(q);
-    changed += ss__dwarf_annotate_traces(q);
-    ss__metrics_record(q);  /* every span, before sampling: true rates */
-    if (ss__sampler_enabled()) {
-      ss__buf_reset(&sampled);
-      if (!ss__sampler_process(q, &sampled, ss__mono_ms())) {
-        if (sampled.len == 0) return 200;  /* all held or dropped: nothing to write now */
-        if (ss__buf_error(&sampled)) return 503;
-        body = (const uint8_t *)sampled.data;
-        len = sampled.len;
-        if ((q = ss__decode_traces(body, len, &too_big)) == NULL) return 503;
-        n = count_spans(q);
-        changed = 0;
-      }
-    }
-    if (changed && ss__upstream_enabled()) {  /* the upstream gets what the file gets */
-      size_t sz = protobuf_c_message_get_packed_size(&q->base);
-      ss__buf_reset(&repacked);
-      char *d = ss__buf_room(&repacked, sz);
-      if (d == NULL) return 503;
-      protobuf_c_message_pack(&q->base, (uint8_t *)d);
-      body = (const uint8_t *)d;
-      len = sz;
-    }
-    return output(0, q, body, len, n);
-  }
-  ss__stats_g.logs_requests++;
-  ss__logs_req *q = ss__decode_logs(body, len, &too_big);
-  if (q == NULL) return too_big ? 413 : 400;
-  size_t n = count_logs(q);
-  ss__stats_g.logs_received += n;
-  if (ss__dwarf_annotate_logs(q) && ss__upstream_enabled()) { /* upstream gets the same */
-    size_t sz = protobuf_c_message_get_packed_size(&q->base);
-    ss__buf_reset(&repacked);
-    char *d = ss__buf_room(&repacked, sz);
-    if (d == NULL) return 503;
-    protobuf_c_message_pack(&q->base, (uint8_t *)d);
-    body = (const uint8_t *)d;
-    len = sz;
-  }
-  return output(1, q, body, len, n);
-}
-
 static void serve(conn *c, const uint8_t *body) {
   if (c->status) {
     respond_error(c, c->status, status_message(c->status), 0);
@@ -334,7 +253,8 @@ static void serve(conn *c, const uint8_t *body) {
     respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", scratch.data, scratch.len, NULL);
     return;
   }
-  int st = ingest(c, body, c->body_len);
+  int st = c->route == R_TRACES ? ss__pipeline_traces(body, c->body_len, ss__mono_ms())
+                                 : ss__pipeline_logs(body, c->body_len);
   if (st == 200)  /* an empty Export*ServiceResponse: full success */
     respond(c, 200, "application/x-protobuf", "", 0, NULL);
   else if (st == 400)
@@ -639,6 +559,7 @@ int ss__receiver_run(const ss__opts *o, int unix_fd, int tcp_fd, int metrics_fd,
   metrics_lfd = metrics_fd;
   sig_fd = sigfd;
   reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (ss__pipeline_default_sinks(o->file) != 0) return -1;
   ep = epoll_create1(EPOLL_CLOEXEC);
   if (ep < 0 || watch(unix_fd, &tag_unix) || watch(tcp_fd, &tag_tcp) ||
       watch(metrics_fd, &tag_metrics) || watch(sigfd, &tag_sig)) {
@@ -664,7 +585,6 @@ int ss__receiver_run(const ss__opts *o, int unix_fd, int tcp_fd, int metrics_fd,
   close(ep);
   if (reserve_fd >= 0) close(reserve_fd);
   ss__buf_free(&scratch);
-  ss__buf_free(&sampled);
-  ss__buf_free(&repacked);
+  ss__pipeline_free();
   return 0;
 }

@@ -6,8 +6,8 @@
  * the shim's traceidratio sampler and the W3C random trace-id flag use, so every collector
  * and every process agrees without talking), or when it is itself an error (status ERROR)
  * or slower than --keep-slower-than: then the trace becomes "keep" and the spans held for
- * it so far are released with it. Any other span is held, serialized, in its trace's
- * entry; a trace whose decision window (--decision-wait, counted from its first held span)
+ * it so far are released with it. Any other span is held, serialized (the compact form:
+ * the memory bound counts these bytes), in its trace's entry; a trace whose decision window (--decision-wait, counted from its first held span)
  * ends without a reason to keep it is dropped whole and remembered as "drop".
  *
  * Late spans: a span arriving after its trace was dropped is dropped too, unless it is an
@@ -16,22 +16,34 @@
  *
  * Memory: held spans are bounded by --sample-buffer bytes (serialized size plus
  * bookkeeping); when a new span would exceed it the oldest traces are dropped early and
- * counted as evicted. The decision cache is a fixed array. Receiver thread only. */
+ * counted as evicted. The decision cache is a fixed array. Receiver thread only.
+ *
+ * What passes is handed back decoded, never as bytes: a request that passes whole is
+ * returned as it is; otherwise a new request is assembled in the sampler's own arena from
+ * the caller's Span structs themselves (not copies) and the released held spans,
+ * unpacked from their stored form. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "tools/common/arena.h"
 #include "tools/spanshimd/spanshimd.h"
 
 typedef Opentelemetry__Proto__Trace__V1__Span pb_span;
+typedef Opentelemetry__Proto__Trace__V1__ResourceSpans pb_rs;
+typedef Opentelemetry__Proto__Trace__V1__ScopeSpans pb_ss;
 
 #define NBUCKETS 65536u
 #define SPAN_OVERHEAD 48u
 
-/* The ResourceSpans and ScopeSpans fields other than their children, serialized: what
- * a held span needs to be written back out under the right resource and scope. */
+/* A held span's ResourceSpans and ScopeSpans without their children, serialized: what it
+ * needs to be sent on under the right resource and scope. Shared by the spans of one
+ * scope of one request (refs). */
 typedef struct group {
   size_t refs;
-  size_t rs_len, ss_len;  /* bytes of the ResourceSpans part, then of the ScopeSpans part */
+  uint64_t gen;             /* rs/ss below were unpacked during process call `gen` */
+  pb_rs *rs;
+  pb_ss *ss;
+  size_t rs_len, ss_len;    /* bytes of the ResourceSpans part, then of the ScopeSpans part */
   uint8_t data[];
 } group;
 
@@ -57,6 +69,15 @@ typedef struct cache_node {
   uint32_t next;                     /* bucket chain, index + 1 (0 ends) */
 } cache_node;
 
+/* One span to send on, in order; consecutive ones under the same ScopeSpans (the
+ * caller's, or one unpacked during this call: both outlive the call, so no two differ
+ * only in time) share a ResourceSpans. */
+typedef struct emit {
+  const pb_rs *rs;
+  const pb_ss *ss;
+  pb_span *span;
+} emit;
+
 static ss__sampler_cfg cfg;
 static int enabled;
 static uint64_t ratio_bound;         /* UINT64_MAX: everything is in the ratio */
@@ -65,6 +86,11 @@ static trace *oldest, *newest;
 static size_t held_bytes;
 static cache_node *cache;
 static uint32_t *cache_buckets, cache_pos;
+static ss__arena out_arena = SS_ARENA_INIT;  /* what one process call hands back */
+static ProtobufCAllocator out_alloc;
+static uint64_t gen;
+static emit *emits;
+static size_t n_emits, cap_emits;
 
 ss__sampler_stats ss__samp_stats_g;
 
@@ -164,70 +190,36 @@ static trace *trace_new(const uint8_t *t, uint64_t now) {
   return tr;
 }
 
-/* ---- serialization ---- */
+/* ---- stored form ---- */
 
-static size_t varint_len(uint64_t v) {
-  size_t n = 1;
-  while (v >= 0x80) v >>= 7, n++;
-  return n;
-}
-
-static void put_varint(ss__buf *b, uint64_t v) {
-  while (v >= 0x80) {
-    ss__buf_putc(b, (char)(v | 0x80));
-    v >>= 7;
-  }
-  ss__buf_putc(b, (char)v);
-}
-
-static void put_msg(ss__buf *b, unsigned field, const ProtobufCMessage *m) {
-  size_t n = protobuf_c_message_get_packed_size(m);
-  put_varint(b, field << 3 | 2);
-  put_varint(b, n);
-  char *d = ss__buf_room(b, n);
-  if (d == NULL) return;
-  protobuf_c_message_pack(m, (uint8_t *)d);
-  b->len += n;
-}
-
-static void put_str(ss__buf *b, unsigned field, const char *s) {
-  if (s == NULL || !*s) return;
-  put_varint(b, field << 3 | 2);
-  put_varint(b, strlen(s));
-  ss__buf_puts(b, s);
-}
-
-static group *group_new(const Opentelemetry__Proto__Trace__V1__ResourceSpans *rs,
-                        const Opentelemetry__Proto__Trace__V1__ScopeSpans *ss) {
-  ss__buf b = SS_BUF_INIT;
-  if (rs->resource) put_msg(&b, 1, &rs->resource->base);
-  put_str(&b, 3, rs->schema_url);
-  size_t rs_len = b.len;
-  if (ss->scope) put_msg(&b, 1, &ss->scope->base);
-  put_str(&b, 3, ss->schema_url);
-  group *g = ss__buf_error(&b) ? NULL : malloc(sizeof *g + b.len);
-  if (g) {
-    g->refs = 0;
-    g->rs_len = rs_len;
-    g->ss_len = b.len - rs_len;
-    memcpy(g->data, b.data, b.len);
-  }
-  ss__buf_free(&b);
+static group *group_new(const pb_rs *rs, const pb_ss *ss) {
+  pb_rs r = *rs;
+  pb_ss c = *ss;
+  r.n_scope_spans = 0;
+  c.n_spans = 0;
+  size_t rn = protobuf_c_message_get_packed_size(&r.base);
+  size_t cn = protobuf_c_message_get_packed_size(&c.base);
+  group *g = malloc(sizeof *g + rn + cn);
+  if (g == NULL) return NULL;
+  memset(g, 0, sizeof *g);
+  g->rs_len = protobuf_c_message_pack(&r.base, g->data);
+  g->ss_len = protobuf_c_message_pack(&c.base, g->data + g->rs_len);
   return g;
 }
 
-/* The spans to write, in order; consecutive ones with the same group share a
- * ResourceSpans. */
-typedef struct emit {
-  group *g;
-  const uint8_t *p;  /* NULL: the span is at `off` in this request's packed buffer */
-  size_t off, len;
-} emit;
+/* The group's resource and scope, unpacked once per process call; 0 or -1. */
+static int group_unpack(group *g) {
+  if (g->gen == gen) return 0;
+  g->rs = (pb_rs *)protobuf_c_message_unpack(&opentelemetry__proto__trace__v1__resource_spans__descriptor,
+                                             &out_alloc, g->rs_len, g->data);
+  g->ss = (pb_ss *)protobuf_c_message_unpack(&opentelemetry__proto__trace__v1__scope_spans__descriptor,
+                                             &out_alloc, g->ss_len, g->data + g->rs_len);
+  if (g->rs == NULL || g->ss == NULL) return -1;
+  g->gen = gen;
+  return 0;
+}
 
-static emit *emits;
-static size_t n_emits, cap_emits;
-
-static int emit_add(group *g, const uint8_t *p, size_t off, size_t len) {
+static int emit_add(const pb_rs *rs, const pb_ss *ss, pb_span *span) {
   if (n_emits == cap_emits) {
     size_t cap = cap_emits ? cap_emits * 2 : 256;
     emit *e = realloc(emits, cap * sizeof *e);
@@ -235,31 +227,54 @@ static int emit_add(group *g, const uint8_t *p, size_t off, size_t len) {
     emits = e;
     cap_emits = cap;
   }
-  emits[n_emits++] = (emit){g, p, off, len};
+  emits[n_emits++] = (emit){rs, ss, span};
   return 0;
 }
 
-static void write_emits(ss__buf *out, const ss__buf *packed) {
-  for (size_t i = 0; i < n_emits;) {
-    size_t j = i, spans = 0;
-    group *g = emits[i].g;
-    for (; j < n_emits && emits[j].g == g; j++)
-      spans += 1 + varint_len(emits[j].len) + emits[j].len;
-    size_t ss_len = g->ss_len + spans;
-    size_t rs_len = g->rs_len + 1 + varint_len(ss_len) + ss_len;
-    put_varint(out, 1 << 3 | 2);
-    put_varint(out, rs_len);
-    ss__buf_append(out, g->data, g->rs_len);
-    put_varint(out, 2 << 3 | 2);
-    put_varint(out, ss_len);
-    ss__buf_append(out, g->data + g->rs_len, g->ss_len);
-    for (; i < j; i++) {
-      put_varint(out, 2 << 3 | 2);
-      put_varint(out, emits[i].len);
-      ss__buf_append(out, emits[i].p ? emits[i].p : (const uint8_t *)packed->data + emits[i].off,
-                     emits[i].len);
-    }
+/* Sends a held trace on: its spans are unpacked into the out arena, in the order they
+ * arrived, and the trace is freed. 0, or -1 when memory ran out (the spans are lost). */
+static int release(trace *tr) {
+  int rc = 0;
+  for (held *h = tr->first; h && rc == 0; h = h->next) {
+    pb_span *sp = (pb_span *)protobuf_c_message_unpack(
+        &opentelemetry__proto__trace__v1__span__descriptor, &out_alloc, h->len, h->data);
+    if (sp == NULL || group_unpack(h->g) != 0 || emit_add(h->g->rs, h->g->ss, sp) != 0)
+      rc = -1;
   }
+  ss__samp_stats_g.kept_spans += tr->n;
+  trace_free(tr, 0, 0);
+  return rc;
+}
+
+/* The request of the emits: one ResourceSpans with one ScopeSpans per run of spans with
+ * the same ScopeSpans, the resource and scope fields shallow-copied from the templates. */
+static ss__traces_req *assemble(void) {
+  ss__traces_req *q = ss__arena_alloc(&out_arena, sizeof *q);
+  size_t runs = 0;
+  for (size_t i = 0; i < n_emits; i++) runs += i == 0 || emits[i].ss != emits[i - 1].ss;
+  pb_rs **rss = ss__arena_alloc(&out_arena, (runs + 1) * sizeof *rss);
+  if (q == NULL || rss == NULL) return NULL;
+  opentelemetry__proto__collector__trace__v1__export_trace_service_request__init(q);
+  q->resource_spans = rss;
+  for (size_t i = 0, j; i < n_emits; i = j) {
+    for (j = i + 1; j < n_emits && emits[j].ss == emits[i].ss; j++) {
+    }
+    pb_rs *rs = ss__arena_alloc(&out_arena, sizeof *rs);
+    pb_ss *ss = ss__arena_alloc(&out_arena, sizeof *ss);
+    pb_ss **ssp = ss__arena_alloc(&out_arena, sizeof *ssp);
+    pb_span **spans = ss__arena_alloc(&out_arena, (j - i) * sizeof *spans);
+    if (rs == NULL || ss == NULL || ssp == NULL || spans == NULL) return NULL;
+    *rs = *emits[i].rs;
+    *ss = *emits[i].ss;
+    for (size_t k = i; k < j; k++) spans[k - i] = emits[k].span;
+    ss->spans = spans;
+    ss->n_spans = j - i;
+    *ssp = ss;
+    rs->scope_spans = ssp;
+    rs->n_scope_spans = 1;
+    rss[q->n_resource_spans++] = rs;
+  }
+  return q;
 }
 
 /* ---- decisions ---- */
@@ -279,31 +294,19 @@ static int interesting(const pb_span *s, int *slow) {
   return err ? 1 : *slow ? 2 : 0;
 }
 
-/* Releases a held trace into the emit list (its spans stay allocated until the caller
- * calls release_pending). */
-static trace *pending[8192];
-static size_t n_pending;
-
-static void release_pending(void) {
-  for (size_t i = 0; i < n_pending; i++) trace_free(pending[i], 0, 0);
-  n_pending = 0;
-}
-
 static void make_room(size_t need) {
-  while (oldest && held_bytes + need > cfg.max_bytes) {
-    int busy = 0;
-    for (size_t i = 0; i < n_pending; i++) busy |= pending[i] == oldest;
-    if (busy) break;
-    trace_free(oldest, 1, 1);
-  }
+  while (oldest && held_bytes + need > cfg.max_bytes) trace_free(oldest, 1, 1);
 }
 
-/* Holds one span of an undecided trace; 0, or -1 when it was dropped instead. */
-static int hold(const uint8_t *tid, group *g, const pb_span *s, uint64_t now) {
+/* Holds one span of an undecided trace (serialized; *g is made on first use and then
+ * shared by the scope's held spans); 0, or -1 when it was dropped instead. */
+static int hold(const uint8_t *tid, group **g, const pb_rs *rs, const pb_ss *ss,
+                const pb_span *s, uint64_t now) {
   size_t n = protobuf_c_message_get_packed_size(&s->base);
   make_room(n + SPAN_OVERHEAD + sizeof(trace));
+  if (*g == NULL && (*g = group_new(rs, ss)) != NULL) (*g)->refs++;  /* the caller's ref */
   trace **slot = trace_slot(tid);
-  trace *tr = *slot ? *slot : trace_new(tid, now);
+  trace *tr = *g == NULL ? NULL : *slot ? *slot : trace_new(tid, now);
   held *h = tr ? malloc(sizeof *h + n) : NULL;
   if (h == NULL || held_bytes + n + SPAN_OVERHEAD > cfg.max_bytes) {
     free(h);
@@ -314,9 +317,9 @@ static int hold(const uint8_t *tid, group *g, const pb_span *s, uint64_t now) {
   }
   protobuf_c_message_pack(&s->base, h->data);
   h->len = n;
-  h->g = g;
+  h->g = *g;
   h->next = NULL;
-  g->refs++;
+  (*g)->refs++;
   if (tr->last) tr->last->next = h;
   else tr->first = h;
   tr->last = h;
@@ -328,78 +331,59 @@ static int hold(const uint8_t *tid, group *g, const pb_span *s, uint64_t now) {
   return 0;
 }
 
-int ss__sampler_process(const ss__traces_req *q, ss__buf *out, uint64_t now) {
-  static ss__buf packed = SS_BUF_INIT;  /* this request's kept spans, serialized */
-  int all_pass = 1;
+/* Decides one span: 1 keep (and send on now), 0 not now (held or dropped). A trace that
+ * this span makes "keep" is released into the emits first; *oom is set if that failed. */
+static int decide(const pb_span *s, group **g, const pb_rs *rs, const pb_ss *ss, uint64_t now,
+                  int *released, int *oom) {
+  const uint8_t *tid = s->trace_id.data;
+  if (s->trace_id.len != 16) return 1;
+  cache_node *c = cache_find(tid);
+  int slow, why = interesting(s, &slow);
+  if (c && c->keep) return 1;
+  if (in_ratio(tid)) {
+    if (!c) ss__samp_stats_g.kept_traces_ratio++, cache_put(tid, 1);
+    return 1;
+  }
+  if (why) {
+    if (why == 1) ss__samp_stats_g.kept_traces_error++;
+    else ss__samp_stats_g.kept_traces_slow++;
+    cache_put(tid, 1);
+    trace *tr = *trace_slot(tid);
+    if (tr) {
+      *released = 1;
+      if (release(tr) != 0) *oom = 1;
+    }
+    return 1;
+  }
+  if (c) ss__samp_stats_g.dropped_spans++;  /* late span of a dropped trace */
+  else hold(tid, g, rs, ss, s, now);
+  return 0;
+}
+
+const ss__traces_req *ss__sampler_process(const ss__traces_req *q, uint64_t now) {
+  int all_pass = 1, oom = 0;
   n_emits = 0;
-  ss__buf_reset(&packed);
-  group **groups = NULL;
-  size_t n_groups = 0;
+  gen++;
+  ss__arena_reset(&out_arena, 0);
   for (size_t i = 0; i < q->n_resource_spans; i++) {
-    const Opentelemetry__Proto__Trace__V1__ResourceSpans *rs = q->resource_spans[i];
+    const pb_rs *rs = q->resource_spans[i];
     for (size_t j = 0; j < rs->n_scope_spans; j++) {
-      const Opentelemetry__Proto__Trace__V1__ScopeSpans *ss = rs->scope_spans[j];
-      group *g = group_new(rs, ss);
-      group **gs = g ? realloc(groups, (n_groups + 1) * sizeof *gs) : NULL;
-      if (gs == NULL) {
-        free(g);
-        continue;
-      }
-      groups = gs;
-      groups[n_groups++] = g;
-      g->refs++;  /* ours, until the end of this call */
+      const pb_ss *ss = rs->scope_spans[j];
+      group *g = NULL;  /* made when the first span of this scope is held */
       for (size_t k = 0; k < ss->n_spans; k++) {
-        const pb_span *s = ss->spans[k];
-        const uint8_t *tid = s->trace_id.data;
-        int slow, keep = 0;
-        if (s->trace_id.len != 16) {
-          keep = 1;
-        } else {
-          cache_node *c = cache_find(tid);
-          int why = interesting(s, &slow);
-          if (c && c->keep) {
-            keep = 1;
-          } else if (in_ratio(tid)) {
-            keep = 1;
-            if (!c) ss__samp_stats_g.kept_traces_ratio++, cache_put(tid, 1);
-          } else if (why) {
-            keep = 1;
-            if (why == 1) ss__samp_stats_g.kept_traces_error++;
-            else ss__samp_stats_g.kept_traces_slow++;
-            cache_put(tid, 1);
-            trace *tr = *trace_slot(tid);
-            if (tr && n_pending < sizeof pending / sizeof *pending) {
-              for (held *h = tr->first; h; h = h->next) emit_add(h->g, h->data, 0, h->len);
-              ss__samp_stats_g.kept_spans += tr->n;
-              pending[n_pending++] = tr;
-              all_pass = 0;
-            }
-          } else if (c) {
-            ss__samp_stats_g.dropped_spans++;  /* late span of a dropped trace */
-          } else {
-            hold(tid, g, s, now);
-          }
-        }
-        if (!keep) {
-          all_pass = 0;
-          continue;
-        }
+        int released = 0;
+        int keep = decide(ss->spans[k], &g, rs, ss, now, &released, &oom);
+        if (released || !keep) all_pass = 0;
+        if (!keep) continue;
         ss__samp_stats_g.kept_spans++;
-        size_t off = packed.len, n = protobuf_c_message_get_packed_size(&s->base);
-        char *d = ss__buf_room(&packed, n);
-        if (d == NULL) continue;
-        protobuf_c_message_pack(&s->base, (uint8_t *)d);
-        packed.len += n;
-        emit_add(g, NULL, off, n);
+        if (emit_add(rs, ss, ss->spans[k]) != 0) oom = 1;
       }
+      if (g) group_unref(g);
     }
   }
-  if (!all_pass) write_emits(out, &packed);
-  release_pending();
-  for (size_t i = 0; i < n_groups; i++) group_unref(groups[i]);
-  free(groups);
-  if (packed.cap > (8u << 20)) ss__buf_free(&packed);
-  return all_pass;
+  if (all_pass) return q;
+  ss__traces_req *out = oom ? NULL : assemble();
+  return out;
 }
 
 int64_t ss__sampler_tick(uint64_t now) {
@@ -414,10 +398,19 @@ int ss__sampler_init(const ss__sampler_cfg *c) {
   cfg.cache_traces = n;
   cache = calloc(n, sizeof *cache);
   cache_buckets = calloc(2 * (size_t)n, sizeof *cache_buckets);
-  if (cache == NULL || cache_buckets == NULL) return -1;
+  if (cache == NULL || cache_buckets == NULL) {
+    free(cache);
+    free(cache_buckets);
+    cache = NULL;
+    cache_buckets = NULL;
+    return -1;
+  }
+  cache_pos = 0;
   if (cfg.ratio >= 1.0) ratio_bound = UINT64_MAX;
   else if (cfg.ratio <= 0.0) ratio_bound = 0;
   else ratio_bound = (uint64_t)(cfg.ratio * 18446744073709551616.0);
+  out_arena.keep_max = 8u << 20;  /* one huge release must not pin its memory */
+  ss__pb_allocator(&out_alloc, &out_arena);
   enabled = 1;
   return 0;
 }
@@ -429,9 +422,11 @@ void ss__sampler_free(void) {
   free(cache);
   free(cache_buckets);
   free(emits);
+  ss__arena_release(&out_arena);
   cache = NULL;
   cache_buckets = NULL;
   emits = NULL;
   cap_emits = n_emits = 0;
+  cache_pos = 0;
   enabled = 0;
 }

@@ -9,6 +9,7 @@
  *   listen.c    the Unix socket (directory checks, stale socket, 0600) and the TCP port
  *   http.c      the HTTP/1.1 request-head parser
  *   receiver.c  the event loop: connections, framing, routing, responses
+ *   pipeline.c  one request's way: decode → validate → enrich → sample → sinks
  *   decode.c    protobuf decoding with a bounded arena and a nesting-depth pre-check
  *   sink.c      JSON lines to the output file, and the /stats document
  *   upstream.c  OTLP/HTTP forwarding on a worker thread behind a bounded queue (the one
@@ -26,6 +27,7 @@
 
 #include "opentelemetry/proto/collector/logs/v1/logs_service.pb-c.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
+#include "tools/common/arena.h"
 #include "tools/common/buf.h"
 
 typedef Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest ss__traces_req;
@@ -170,6 +172,11 @@ ss__traces_req *ss__decode_traces(const uint8_t *p, size_t len, int *too_big);
 ss__logs_req *ss__decode_logs(const uint8_t *p, size_t len, int *too_big);
 /* Frees the decoder's memory (at exit; in between it is reused). */
 void ss__decode_release(void);
+/* Bodies handed to protobuf-c for decoding since start (each request's once). */
+extern uint64_t ss__decode_count;
+/* Fills *pa with a protobuf-c allocator that takes its memory from arena a (whose reset
+ * then frees what was unpacked); frees are no-ops. */
+void ss__pb_allocator(ProtobufCAllocator *pa, ss__arena *a);
 
 /* ---- sink.c ---- */
 /* Opens the output (O_APPEND, 0600, truncated when asked). 0, or -1 after printing why. */
@@ -203,13 +210,21 @@ typedef struct ss__sampler_stats {
 } ss__sampler_stats;
 extern ss__sampler_stats ss__samp_stats_g;
 
+/* Starts sampling with c (copied); 0, or -1 when out of memory. Again after
+ * ss__sampler_free to start over (the stats are not cleared). */
 int ss__sampler_init(const ss__sampler_cfg *c);
 int ss__sampler_enabled(void);
-/* Decides every span of q. Returns 1 when all of q is kept as it is (out untouched);
- * otherwise 0, with out holding the serialized ExportTraceServiceRequest of what to
- * send on now (possibly empty): q's kept spans plus held spans of traces that just
- * became "keep". q is only read; nothing of it is referenced after the call. */
-int ss__sampler_process(const ss__traces_req *q, ss__buf *out, uint64_t now_ms);
+/* Decides every span of q and returns what to send on now, decoded:
+ *  - q itself, when every span of it passes and no held trace was released;
+ *  - else a request the sampler assembled (possibly with no spans): q's kept spans, the
+ *    very Span structs of q, in order, and before the span that decided it "keep", the
+ *    held spans of a trace released by it, unpacked; resource and scope fields are
+ *    shallow copies of q's (or of the held spans' own);
+ *  - NULL when memory ran out (what would have been sent is lost).
+ * The assembled request is owned by the sampler and valid until the next call (and, for
+ * the parts that are q's, as long as q). Spans held are copied (serialized), so nothing
+ * of q is referenced after the call by the sampler itself. */
+const ss__traces_req *ss__sampler_process(const ss__traces_req *q, uint64_t now_ms);
 /* Drops traces whose window has ended; returns ms until the next one ends, or -1. */
 int64_t ss__sampler_tick(uint64_t now_ms);
 /* Drops whatever is still held (counted) and frees everything. */
@@ -243,6 +258,39 @@ void ss__metrics_free(void);
 /* "250ms", "2s", "1.5m", "1h", "100us", "10ns" (a bare number is ms) in nanoseconds;
  * 0 or -1. */
 int ss__parse_duration_ns(const char *s, uint64_t *ns);
+
+/* ---- pipeline.c ---- */
+/* A sink: where a request that came through the pipeline goes. Each callback gets the
+ * request decoded and, when the sink wants_bytes, the same request as protobuf bytes
+ * (the body as received if nothing changed it, else packed once for all sinks; NULL and
+ * 0 otherwise), and its span or log record count. Returns 0, or -errno: the request then
+ * earns 503 and the sinks after it do not see it (so a retry cannot duplicate it there).
+ * Everything is borrowed for the call. */
+typedef struct ss__sink {
+  int (*traces)(void *ctx, const ss__traces_req *q, const uint8_t *body, size_t len,
+                uint64_t n);
+  int (*logs)(void *ctx, const ss__logs_req *q, const uint8_t *body, size_t len,
+              uint64_t n);
+  int wants_bytes;
+  void *ctx;
+} ss__sink;
+
+#define SS_MAX_SINKS 4
+/* Adds a sink (copied) after those already there; 0, or -1 when SS_MAX_SINKS are. */
+int ss__pipeline_add_sink(const ss__sink *s);
+void ss__pipeline_clear_sinks(void);
+/* The collector's sinks, in this order: the JSON lines file (when `file`), then the
+ * upstream queue (when an upstream is configured). Replaces any set before; 0 or -1. */
+int ss__pipeline_default_sinks(int file);
+/* One POST /v1/traces (or /v1/logs) body, borrowed for the call, through decode →
+ * validate → enrich → sample → sinks. Returns the HTTP status it earns: 200 (also when
+ * sampling holds or drops every span), 400 (not a valid Export*ServiceRequest, or nested
+ * too deep), 413 (decodes to more memory than the budget for its size), 503 (a sink
+ * failed, or out of memory). Counts into ss__stats_g. */
+int ss__pipeline_traces(const uint8_t *body, size_t len, uint64_t now_ms);
+int ss__pipeline_logs(const uint8_t *body, size_t len);
+/* Frees the pipeline's buffer and forgets the sinks (at exit). */
+void ss__pipeline_free(void);
 
 /* ---- receiver.c ---- */
 /* Runs the loop until SIGTERM/SIGINT arrives on sigfd; returns 0. tcp_fd and metrics_fd

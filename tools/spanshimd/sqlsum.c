@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "runtime/sql.h"
+#include "tools/common/arena.h"
 #include "tools/common/json.h"
 #include "tools/spanshimd/spanshimd.h"
 
@@ -52,27 +53,9 @@ static int disabled;
 
 /* ---- the per-request pool ---- */
 
-typedef struct chunk {
-  struct chunk *next;
-  max_align_t data[];
-} chunk;
-static chunk *pool;
+static ss__arena pool = SS_ARENA_INIT;
 
-static void *pool_alloc(size_t n) {
-  chunk *c = malloc(sizeof *c + n);
-  if (c == NULL) return NULL;
-  c->next = pool;
-  pool = c;
-  return c->data;
-}
-
-static void pool_reset(void) {
-  while (pool) {
-    chunk *c = pool;
-    pool = c->next;
-    free(c);
-  }
-}
+static void *pool_alloc(size_t n) { return ss__arena_alloc(&pool, n); }
 
 /* ---- walking the parse tree ---- */
 
@@ -329,12 +312,7 @@ static const char *str_attr(const pb_span *s, const char *key) {
   return NULL;
 }
 
-static char *pool_str(const char *v) {
-  size_t n = strlen(v) + 1;
-  char *p = pool_alloc(n);
-  if (p) memcpy(p, v, n);
-  return p;
-}
+static char *pool_str(const char *v) { return ss__arena_strndup(&pool, v, strlen(v)); }
 
 /* Sets a string attribute (replacing its value, or appending it); 0 or -1. */
 static int set_str(pb_span *s, const char *key, const char *v) {
@@ -413,7 +391,7 @@ static int enrich(pb_span *s) {
 }
 
 int ss__sqlsum_enrich(ss__traces_req *q) {
-  pool_reset();
+  ss__arena_reset(&pool, 0);
   if (disabled) return 0;
   int changed = 0;
   for (size_t i = 0; i < q->n_resource_spans; i++)
@@ -427,7 +405,7 @@ int ss__sqlsum_enrich(ss__traces_req *q) {
 void ss__sqlsum_disable(void) { disabled = 1; }
 
 void ss__sqlsum_free(void) {
-  pool_reset();
+  ss__arena_release(&pool);
   for (size_t i = 0; i < CACHE_SLOTS; i++) {
     free(cache[i].text);
     free(cache[i].normalized);
