@@ -41,7 +41,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-#include "hooks/libcurl_codes.h"
+#include "libcurl_codes.h" /* generated into $(BUILD)/gen from curl.h */
 #include "hooks/hooks.h"
 #include "shim/shim.h"
 
