@@ -1,7 +1,7 @@
 /* fuzz_receiver.c - libFuzzer harness for what spanshimd does with hostile bytes: the
  * HTTP/1.1 request-head parser (fed in pieces, as reads arrive) and the protobuf decoding
- * of trace and log requests, followed by what a decoded request goes through (OTLP JSON
- * encoding, SQL enrichment with libpg_query).
+ * of trace and log requests, followed by what a decoded request goes through (SQL
+ * enrichment with libpg_query, tail sampling, OTLP JSON encoding of what passes).
  *
  * The first input byte picks the target (HTTP, traces, logs); for HTTP the second is the
  * size of the pieces. Built and run by `make fuzz` (clang); `make check` runs it briefly. */
@@ -33,13 +33,28 @@ static void fuzz_http(const uint8_t *d, size_t n) {
   }
 }
 
+/* The sampler keeps its state across inputs (as across requests), in a small buffer and
+ * window so that eviction, expiry and release all happen; time advances per input. */
+static void sampler_start(void) {
+  static int started;
+  if (started++) return;
+  ss__sampler_cfg c = {.ratio = 0.5, .slow_ns = 1000000, .wait_ms = 50,
+                       .max_bytes = 256u << 10, .cache_traces = 1024};
+  if (ss__sampler_init(&c) != 0) __builtin_trap();
+}
+
 static void fuzz_traces(const uint8_t *d, size_t n) {
+  static uint64_t now = 1;
   int too_big;
   ss__traces_req *q = ss__decode_traces(d, n, &too_big);
   if (q == NULL) return;
   ss__sqlsum_enrich(q);
+  sampler_start();
+  ss__sampler_tick(now += 7);
+  const ss__traces_req *out = ss__sampler_process(q, now);
+  if (out == NULL) return;
   ss__buf b = SS_BUF_INIT;
-  ss__json_traces(q, &b);
+  ss__json_traces(out, &b);
   if (!b.oom && (b.len == 0 || b.data[b.len - 1] != '\n')) __builtin_trap();
   ss__buf_free(&b);
 }
