@@ -1,10 +1,13 @@
 #!/bin/sh
 # Installs the Debian packages spanshim needs to build and test, if any are missing.
 # Uses sudo when not root. Prints what it does; exits non-zero if installation fails.
+# Everything a test needs is here, so CI (strict: a skipped test fails) can run them all:
+# valgrind, openssl, prometheus (+promtool), groff (man pages), systemd (systemd-analyze).
 set -eu
 pkgs="gcc make pkg-config libc6-dev protobuf-c-compiler libprotobuf-c-dev libunwind-dev
 check libsubunit-dev python3 curl libcurl4-openssl-dev libpq-dev postgresql postgresql-contrib
-nginx-light valgrind procps zlib1g-dev libpg-query-dev libdw-dev prometheus clang libclang-rt-dev openssl"
+nginx-light valgrind procps zlib1g-dev libpg-query-dev libdw-dev prometheus clang libclang-rt-dev openssl
+groff-base systemd"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
