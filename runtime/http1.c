@@ -1,0 +1,735 @@
+/* http1.c - the incremental HTTP/1.x parser (see http1.h). One byte at a time through the
+ * head, chunk-size lines and trailers; body bytes in bulk. Header values are streamed
+ * straight into their ss__h1_head buffers, so there is no line buffer: only the field name
+ * (up to sizeof name) and list tokens (Connection, Transfer-Encoding, Expect) are kept. */
+#include "runtime/http1.h"
+
+#include <string.h>
+
+enum phase {
+  P_START,          /* before a message's first byte (blank lines tolerated for requests) */
+  P_METHOD,         /* request line */
+  P_TARGET,
+  P_RL_VERSION,
+  P_SL_VERSION,     /* status line */
+  P_STATUS,
+  P_REASON,
+  P_LF,             /* after CR: LF must follow, then it is handled as in phase cr_from */
+  P_LINE,           /* at the start of a header line (a pending field may be folded on) */
+  P_NAME,
+  P_VALUE,
+  P_BODY_LEN,       /* body framed by Content-Length */
+  P_BODY_CLOSE,     /* response body framed by the end of the stream */
+  P_CHUNK_SIZE,
+  P_CHUNK_EXT,
+  P_CHUNK_DATA,
+  P_CHUNK_DATA_END, /* the CRLF after chunk data */
+  P_TRAILER_START,  /* at the start of a trailer line */
+  P_TRAILER_LINE,
+  P_DEAD,           /* BAD, closed, or tunnelled: nothing more is parsed */
+};
+
+/* Header fields the parser looks at. */
+enum { H_OTHER, H_HOST, H_UA, H_TP, H_TS, H_CL, H_TE, H_CONN, H_EXPECT };
+
+/* What a response answers (the request side's method). */
+enum { Q_NORMAL, Q_HEAD, Q_CONNECT };
+
+#define MAX_BLANK_LINES 4
+
+static const char version_prefix[] = "HTTP/1.";
+
+static int is_tchar(unsigned c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
+  return c != 0 && memchr("!#$%&'*+-.^_`|~", (int)c, 15) != NULL;
+}
+
+/* Methods: upper-case letters, with digits, '-' and '_' after the first (VERSION-CONTROL). */
+static int is_method_char(unsigned c) {
+  return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+static unsigned lower(unsigned c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; }
+
+static int hexval(unsigned c) {
+  if (c >= '0' && c <= '9') return (int)(c - '0');
+  c = lower(c);
+  if (c >= 'a' && c <= 'f') return (int)(c - 'a' + 10);
+  return -1;
+}
+
+static int bad(ss__h1 *p) {
+  p->phase = P_DEAD;
+  return SS_H1_BAD;
+}
+
+static char *dst(ss__h1 *p) { return (char *)&p->head + p->dst_off; }
+
+static void reset_head(ss__h1 *p) {
+  ss__h1_head *h = &p->head;
+  h->method[0] = h->target[0] = h->host[0] = h->user_agent[0] = '\0';
+  h->traceparent[0] = h->tracestate[0] = '\0';
+  h->version_minor = h->status = 0;
+  h->content_length = -1;
+  h->chunked = h->conn_close = h->conn_keepalive = h->conn_upgrade = 0;
+  h->expect_continue = h->has_traceparent = h->target_truncated = 0;
+  h->persistent = h->tunnel = 0;
+  p->pending = p->te_seen = p->te_chunked = 0;
+  p->val_len = 0;
+}
+
+/* The next message starts with the next byte. */
+static int msg_end(ss__h1 *p) {
+  p->phase = P_START;
+  p->count = 0;
+  p->vpos = 0;
+  return SS_H1_END;
+}
+
+/* Content-Length: a list of equal decimal values ("5" or "5, 5"), equal across fields. */
+static int cl_elem_end(ss__h1 *p) {
+  if (!p->ndig) return -1;
+  if (p->head.content_length >= 0 && p->head.content_length != p->num) return -1;
+  p->head.content_length = p->num;
+  p->num = 0;
+  p->ndig = p->ws_after = 0;
+  return 0;
+}
+
+static int cl_char(ss__h1 *p, unsigned c) {
+  if (c >= '0' && c <= '9') {
+    if (p->ws_after || p->num > (INT64_MAX - (int64_t)(c - '0')) / 10) return -1;
+    p->num = p->num * 10 + (int64_t)(c - '0');
+    if (p->ndig < 255) p->ndig++;
+    return 0;
+  }
+  if (c == ' ' || c == '\t') {
+    if (p->ndig) p->ws_after = 1;
+    return 0;
+  }
+  if (c == ',') return cl_elem_end(p);
+  return -1;
+}
+
+static int tok_is(const ss__h1 *p, const char *word) {
+  size_t n = strlen(word);
+  return p->tok_len == n && memcmp(p->tok, word, n) == 0;
+}
+
+/* One token of a Connection / Transfer-Encoding / Expect list is complete. */
+static void tok_end(ss__h1 *p) {
+  if (p->tok_len == 0) return;
+  switch (p->hdr) {
+  case H_TE:
+    p->te_seen = 1;
+    p->te_chunked = (uint8_t)tok_is(p, "chunked"); /* only the last coding frames */
+    break;
+  case H_CONN:
+    if (tok_is(p, "close")) p->head.conn_close = 1;
+    if (tok_is(p, "keep-alive")) p->head.conn_keepalive = 1;
+    if (tok_is(p, "upgrade")) p->head.conn_upgrade = 1;
+    break;
+  case H_EXPECT:
+    if (tok_is(p, "100-continue")) p->head.expect_continue = 1;
+    break;
+  }
+  p->tok_len = 0;
+}
+
+static void tok_char(ss__h1 *p, unsigned c) {
+  if (c == ',') {
+    tok_end(p);
+    p->tok_skip = 0;
+  } else if (p->tok_skip) {
+    /* parameters (";q=1") or junk: up to the next comma */
+  } else if (is_tchar(c)) {
+    if (p->tok_len < sizeof p->tok)
+      p->tok[p->tok_len++] = (char)lower(c);
+    else
+      p->tok_len = sizeof p->tok + 1; /* too long to be a word we know */
+  } else {
+    tok_end(p);
+    if (c != ' ' && c != '\t') p->tok_skip = 1;
+  }
+}
+
+/* A value byte after the leading OWS: store it, and interpret it for the framing fields. */
+static int value_char(ss__h1 *p, unsigned c) {
+  int ows = c == ' ' || c == '\t';
+  if (p->skip_ows) {
+    if (ows) return 0;
+    p->skip_ows = 0;
+  }
+  if (p->dst_cap) {
+    uint32_t at = (uint32_t)p->dst_base + p->val_len;
+    if (at + 1 < p->dst_cap) dst(p)[at] = (char)c;
+  }
+  p->val_len++;
+  if (!ows) p->val_trim = p->val_len;
+  if (p->hdr == H_CL) return cl_char(p, c);
+  if (p->hdr == H_TE || p->hdr == H_CONN || p->hdr == H_EXPECT) tok_char(p, c);
+  return 0;
+}
+
+static int name_is(const ss__h1 *p, const char *word) {
+  size_t n = strlen(word);
+  return p->name_len == n && memcmp(p->name, word, n) == 0;
+}
+
+static void set_dst(ss__h1 *p, size_t off, size_t cap) {
+  p->dst_off = (uint16_t)off;
+  p->dst_cap = (uint16_t)cap;
+  p->dst_base = 0;
+}
+
+/* The field name ended at ':': decide what the value means and where it goes. */
+static void name_end(ss__h1 *p) {
+  ss__h1_head *h = &p->head;
+  p->hdr = H_OTHER;
+  p->dst_cap = 0;
+  if (name_is(p, "host")) {
+    p->hdr = H_HOST;
+    if (!h->host[0]) set_dst(p, offsetof(ss__h1_head, host), sizeof h->host);
+  } else if (name_is(p, "user-agent")) {
+    p->hdr = H_UA;
+    if (!h->user_agent[0])
+      set_dst(p, offsetof(ss__h1_head, user_agent), sizeof h->user_agent);
+  } else if (name_is(p, "traceparent")) {
+    p->hdr = H_TP;
+    if (!h->has_traceparent)
+      set_dst(p, offsetof(ss__h1_head, traceparent), sizeof h->traceparent);
+  } else if (name_is(p, "tracestate")) {
+    size_t len = strlen(h->tracestate);
+    p->hdr = H_TS;
+    if (len == 0) {
+      set_dst(p, offsetof(ss__h1_head, tracestate), sizeof h->tracestate);
+    } else if (len + 2 < sizeof h->tracestate) {
+      set_dst(p, offsetof(ss__h1_head, tracestate), sizeof h->tracestate);
+      h->tracestate[len] = ',';
+      p->dst_base = (uint16_t)(len + 1);
+    }
+  } else if (name_is(p, "content-length")) {
+    p->hdr = H_CL;
+  } else if (name_is(p, "transfer-encoding")) {
+    p->hdr = H_TE;
+  } else if (name_is(p, "connection")) {
+    p->hdr = H_CONN;
+  } else if (name_is(p, "expect")) {
+    p->hdr = H_EXPECT;
+  }
+  p->val_len = p->val_trim = 0;
+  p->num = 0;
+  p->ndig = p->ws_after = 0;
+  p->tok_len = p->tok_skip = 0;
+  p->skip_ows = 1;
+  p->pending = 1;
+}
+
+/* The field's last line ended and the next line is not a continuation of it. */
+static int field_end(ss__h1 *p) {
+  p->pending = 0;
+  if (p->hdr == H_CL) return cl_elem_end(p);
+  if (p->hdr == H_TE || p->hdr == H_CONN || p->hdr == H_EXPECT) tok_end(p);
+  if (p->dst_cap) {
+    uint32_t at = (uint32_t)p->dst_base + p->val_trim;
+    if (p->val_trim == 0 && p->dst_base) at = p->dst_base - 1u; /* empty: drop the ',' */
+    if (at + 1 > p->dst_cap) at = p->dst_cap - 1u;
+    dst(p)[at] = '\0';
+    if (p->hdr == H_TP && p->val_trim) p->head.has_traceparent = 1;
+  }
+  return 0;
+}
+
+static int q_front(const ss__h1 *p) { return p->q_len ? p->q[p->q_first] : Q_NORMAL; }
+
+static void q_pop(ss__h1 *p) {
+  if (!p->q_len) return;
+  p->q_first = (uint8_t)((p->q_first + 1) % sizeof p->q);
+  p->q_len--;
+}
+
+/* The blank line ended a request head: frame the body. */
+static int request_head_done(ss__h1 *p) {
+  ss__h1_head *h = &p->head;
+  int end;
+  if (p->te_seen) {
+    if (!p->te_chunked) return bad(p); /* a request must end in chunked (RFC 9112 6.3) */
+    h->chunked = 1;
+  }
+  h->persistent = (uint8_t)(!h->conn_close && (h->version_minor >= 1 || h->conn_keepalive));
+  if (h->chunked) {
+    p->phase = P_CHUNK_SIZE;
+    p->count = 0;
+    p->num = 0;
+    p->ndig = p->ws_after = 0;
+    return SS_H1_HEAD;
+  }
+  if (h->content_length > 0 && strcmp(h->method, "CONNECT") != 0) {
+    p->phase = P_BODY_LEN;
+    p->remaining = h->content_length;
+    return SS_H1_HEAD;
+  }
+  end = msg_end(p);
+  return SS_H1_HEAD | end;
+}
+
+/* The blank line ended a response head: interim, bodiless, or framed how. */
+static int response_head_done(ss__h1 *p) {
+  ss__h1_head *h = &p->head;
+  int st = h->status, asked = q_front(p);
+  h->chunked = (uint8_t)(p->te_seen && p->te_chunked);
+  h->persistent = (uint8_t)(!h->conn_close && (h->version_minor >= 1 || h->conn_keepalive));
+  if (st >= 100 && st < 200 && st != 101) {
+    msg_end(p); /* interim: the final response to the same request follows */
+    return SS_H1_HEAD;
+  }
+  q_pop(p);
+  if (st == 101 || (asked == Q_CONNECT && st >= 200 && st < 300)) {
+    h->tunnel = 1;
+    h->persistent = 0;
+    p->phase = P_DEAD;
+    return SS_H1_HEAD | SS_H1_END;
+  }
+  if (asked == Q_HEAD || st == 204 || st == 304) return SS_H1_HEAD | msg_end(p);
+  if (h->chunked) {
+    p->phase = P_CHUNK_SIZE;
+    p->count = 0;
+    p->num = 0;
+    p->ndig = p->ws_after = 0;
+    return SS_H1_HEAD;
+  }
+  if (!p->te_seen && h->content_length >= 0) {
+    if (h->content_length == 0) return SS_H1_HEAD | msg_end(p);
+    p->phase = P_BODY_LEN;
+    p->remaining = h->content_length;
+    return SS_H1_HEAD;
+  }
+  h->persistent = 0;
+  p->phase = P_BODY_CLOSE;
+  return SS_H1_HEAD;
+}
+
+static int head_done(ss__h1 *p) {
+  return p->role == SS_H1_REQUEST ? request_head_done(p) : response_head_done(p);
+}
+
+static int chunk_size_done(ss__h1 *p) {
+  if (!p->ndig) return bad(p);
+  p->count = 0;
+  if (p->num == 0) {
+    p->phase = P_TRAILER_START;
+    return 0;
+  }
+  p->remaining = p->num;
+  p->phase = P_CHUNK_DATA;
+  return 0;
+}
+
+/* Start of a message: leading blank lines (requests), else the first start-line byte. */
+static int start_char(ss__h1 *p, unsigned c) {
+  if (p->role == SS_H1_REQUEST) {
+    if (c == '\r' || c == '\n') {
+      if (c == '\n' && ++p->vpos > MAX_BLANK_LINES) return bad(p);
+      if (c == '\r') {
+        p->cr_from = P_START;
+        p->phase = P_LF;
+      }
+      return 0;
+    }
+    if (c < 'A' || c > 'Z') return bad(p);
+    reset_head(p);
+    p->head.method[0] = (char)c;
+    p->val_len = 1;
+    p->phase = P_METHOD;
+    return 0;
+  }
+  if (c != 'H') return bad(p);
+  reset_head(p);
+  p->vpos = 1;
+  p->phase = P_SL_VERSION;
+  return 0;
+}
+
+/* "HTTP/1.x" of either start line; vpos is how much of it matched so far. */
+static int version_char(ss__h1 *p, unsigned c) {
+  if (p->vpos < sizeof version_prefix - 1) {
+    if (c != (unsigned char)version_prefix[p->vpos]) return bad(p);
+    p->vpos++;
+    return 0;
+  }
+  if (p->vpos == sizeof version_prefix - 1) {
+    if (c < '0' || c > '9') return bad(p);
+    p->head.version_minor = (int)(c - '0');
+    p->vpos++;
+    return 0;
+  }
+  if (p->phase == P_SL_VERSION) {
+    if (c != ' ') return bad(p);
+    p->head.status = 0;
+    p->ndig = 0;
+    p->phase = P_STATUS;
+    return 0;
+  }
+  if (c == '\r') {
+    p->cr_from = P_RL_VERSION;
+    p->phase = P_LF;
+    return 0;
+  }
+  if (c != '\n') return bad(p);
+  p->phase = P_LINE;
+  return 0;
+}
+
+static int request_line_char(ss__h1 *p, unsigned c) {
+  ss__h1_head *h = &p->head;
+  if (p->phase == P_METHOD) {
+    if (c == ' ') {
+      h->method[p->val_len] = '\0';
+      p->val_len = 0;
+      p->phase = P_TARGET;
+      return 0;
+    }
+    if (!is_method_char(c) || p->val_len + 1 >= sizeof h->method) return bad(p);
+    h->method[p->val_len++] = (char)c;
+    return 0;
+  }
+  /* P_TARGET: visible bytes (obs-text too) up to one SP */
+  if (c == ' ') {
+    if (p->val_len == 0) return bad(p);
+    h->target[p->val_len < sizeof h->target ? p->val_len : sizeof h->target - 1] = '\0';
+    p->vpos = 0;
+    p->phase = P_RL_VERSION;
+    return 0;
+  }
+  if (c <= ' ' || c == 0x7f) return bad(p);
+  if (p->val_len + 1 < sizeof h->target)
+    h->target[p->val_len] = (char)c;
+  else
+    h->target_truncated = 1;
+  p->val_len++;
+  return 0;
+}
+
+static int status_char(ss__h1 *p, unsigned c) {
+  if (p->phase == P_STATUS && p->ndig < 3) {
+    if (c < '0' || c > '9' || (p->ndig == 0 && (c < '1' || c > '5'))) return bad(p);
+    p->head.status = p->head.status * 10 + (int)(c - '0');
+    p->ndig++;
+    return 0;
+  }
+  if (c == '\r') {
+    p->cr_from = p->phase;
+    p->phase = P_LF;
+    return 0;
+  }
+  if (c == '\n') {
+    p->phase = P_LINE;
+    return 0;
+  }
+  if (p->phase == P_STATUS && c != ' ') return bad(p);
+  p->phase = P_REASON; /* any bytes up to the line end */
+  return 0;
+}
+
+static int line_start_char(ss__h1 *p, unsigned c) {
+  if (c == ' ' || c == '\t') {
+    if (!p->pending) return bad(p); /* whitespace before the first field: RFC 9112 2.2 */
+    value_char(p, ' ');              /* obs-fold: the continuation joins with one space */
+    p->skip_ows = 1;
+    p->phase = P_VALUE;
+    return 0;
+  }
+  if (p->pending && field_end(p) < 0) return bad(p);
+  if (c == '\r') {
+    p->cr_from = P_LINE;
+    p->phase = P_LF;
+    return 0;
+  }
+  if (c == '\n') return head_done(p);
+  if (!is_tchar(c)) return bad(p);
+  p->name[0] = (char)lower(c);
+  p->name_len = 1;
+  p->phase = P_NAME;
+  return 0;
+}
+
+static int header_char(ss__h1 *p, unsigned c) {
+  if (p->phase == P_NAME) {
+    if (c == ':') {
+      name_end(p);
+      p->phase = P_VALUE;
+      return 0;
+    }
+    if (!is_tchar(c)) return bad(p);
+    if (p->name_len < sizeof p->name)
+      p->name[p->name_len++] = (char)lower(c);
+    else
+      p->name_len = sizeof p->name + 1; /* longer than any name we look for */
+    return 0;
+  }
+  /* P_VALUE */
+  if (c == '\r') {
+    p->cr_from = P_VALUE;
+    p->phase = P_LF;
+    return 0;
+  }
+  if (c == '\n') {
+    p->phase = P_LINE;
+    return 0;
+  }
+  return value_char(p, c) < 0 ? bad(p) : 0;
+}
+
+static int chunk_char(ss__h1 *p, unsigned c) {
+  switch (p->phase) {
+  case P_CHUNK_SIZE: {
+    int d = hexval(c);
+    if (d >= 0) {
+      if (p->ws_after || p->num > (INT64_MAX >> 4)) return bad(p);
+      p->num = p->num * 16 + d;
+      p->ndig = 1;
+      return 0;
+    }
+    if (c == ' ' || c == '\t') {
+      if (!p->ndig) return bad(p);
+      p->ws_after = 1;
+      return 0;
+    }
+    if (c == ';') {
+      if (!p->ndig) return bad(p);
+      p->phase = P_CHUNK_EXT;
+      return 0;
+    }
+    if (c == '\r') {
+      p->cr_from = P_CHUNK_SIZE;
+      p->phase = P_LF;
+      return 0;
+    }
+    if (c == '\n') return chunk_size_done(p);
+    return bad(p);
+  }
+  case P_CHUNK_EXT: /* extensions are skipped up to the line end */
+    return c == '\n' ? chunk_size_done(p) : 0;
+  case P_CHUNK_DATA_END:
+    if (c == '\r') {
+      p->cr_from = P_CHUNK_DATA_END;
+      p->phase = P_LF;
+      return 0;
+    }
+    if (c != '\n') return bad(p);
+    p->phase = P_CHUNK_SIZE;
+    p->count = 0;
+    p->num = 0;
+    p->ndig = p->ws_after = 0;
+    return 0;
+  case P_TRAILER_START:
+    if (c == '\r') {
+      p->cr_from = P_TRAILER_START;
+      p->phase = P_LF;
+      return 0;
+    }
+    if (c == '\n') return msg_end(p);
+    p->phase = P_TRAILER_LINE;
+    return 0;
+  default: /* P_TRAILER_LINE: trailer fields are not interpreted */
+    if (c == '\n') p->phase = P_TRAILER_START;
+    return 0;
+  }
+}
+
+/* One byte of a bounded unit. Returns event bits. */
+static int step(ss__h1 *p, unsigned c) {
+  if (++p->count > SS_H1_MAX_HEAD) return bad(p);
+  if (p->phase == P_LF) {
+    if (c != '\n') return bad(p);
+    p->phase = p->cr_from; /* the LF ends the line as a bare LF would */
+  }
+  switch (p->phase) {
+  case P_START:
+    return start_char(p, c);
+  case P_METHOD:
+  case P_TARGET:
+    return request_line_char(p, c);
+  case P_RL_VERSION:
+  case P_SL_VERSION:
+    return version_char(p, c);
+  case P_STATUS:
+  case P_REASON:
+    return status_char(p, c);
+  case P_LINE:
+    return line_start_char(p, c);
+  case P_NAME:
+  case P_VALUE:
+    return header_char(p, c);
+  case P_CHUNK_SIZE:
+  case P_CHUNK_EXT:
+  case P_CHUNK_DATA_END:
+  case P_TRAILER_START:
+  case P_TRAILER_LINE:
+    return chunk_char(p, c);
+  default:
+    return bad(p);
+  }
+}
+
+void ss__h1_init(ss__h1 *p, int role) {
+  memset(p, 0, sizeof *p);
+  p->role = (uint8_t)(role == SS_H1_RESPONSE ? SS_H1_RESPONSE : SS_H1_REQUEST);
+  p->head.content_length = -1;
+  p->phase = P_START;
+}
+
+/* Bytes of a value nobody looks at, up to (not including) the line's LF: skipped with
+ * memchr. A CR before that LF is skipped too, which tolerates a bare CR in such values. */
+static size_t skip_value(ss__h1 *p, const char *buf, size_t n) {
+  const char *lf = memchr(buf, '\n', n);
+  size_t k = lf ? (size_t)(lf - buf) : n;
+  if (k > SS_H1_MAX_HEAD) k = SS_H1_MAX_HEAD + 1; /* step reports the overflow */
+  p->count += (uint32_t)k;
+  return k;
+}
+
+size_t ss__h1_feed(ss__h1 *p, const char *buf, size_t n, int *ev) {
+  const unsigned char *s = (const unsigned char *)buf;
+  size_t i = 0;
+  *ev = SS_H1_NEED;
+  while (i < n) {
+    size_t take;
+    int e;
+    switch (p->phase) {
+    case P_DEAD:
+      *ev = SS_H1_BAD;
+      return n;
+    case P_BODY_CLOSE:
+      return n;
+    case P_BODY_LEN:
+    case P_CHUNK_DATA:
+      take = (uint64_t)p->remaining < n - i ? (size_t)p->remaining : n - i;
+      i += take;
+      p->remaining -= (int64_t)take;
+      if (p->remaining > 0) return n;
+      if (p->phase == P_CHUNK_DATA) {
+        p->phase = P_CHUNK_DATA_END;
+        continue;
+      }
+      *ev = msg_end(p);
+      return i;
+    case P_VALUE:
+      if (p->hdr == H_OTHER && !p->skip_ows && p->count <= SS_H1_MAX_HEAD) {
+        i += skip_value(p, buf + i, n - i);
+        if (p->count > SS_H1_MAX_HEAD) {
+          *ev = bad(p);
+          return n;
+        }
+        if (i == n) return n;
+      }
+      break;
+    default:
+      break;
+    }
+    e = step(p, s[i++]);
+    if (e & SS_H1_BAD) {
+      *ev = SS_H1_BAD;
+      return n;
+    }
+    if (e) {
+      *ev = e;
+      return i;
+    }
+  }
+  if (p->phase == P_DEAD) *ev = SS_H1_BAD;
+  return n;
+}
+
+void ss__h1_expect_response_to(ss__h1 *p, const char *method) {
+  uint8_t kind = Q_NORMAL;
+  if (method && strcmp(method, "HEAD") == 0) kind = Q_HEAD;
+  if (method && strcmp(method, "CONNECT") == 0) kind = Q_CONNECT;
+  if (p->q_len >= sizeof p->q) return;
+  p->q[(p->q_first + p->q_len) % sizeof p->q] = kind;
+  p->q_len++;
+}
+
+int ss__h1_close(ss__h1 *p) {
+  int done = p->phase == P_BODY_CLOSE;
+  p->phase = P_DEAD;
+  return done;
+}
+
+/* The request line of ss__h1_scan_request: returns the offset past it, 0 when buf is a
+ * prefix of one, -1 when it is not one. */
+static long scan_request_line(const unsigned char *s, size_t n) {
+  size_t i = 0, t;
+  while (i < n && is_method_char(s[i]) && (i > 0 || (s[i] >= 'A' && s[i] <= 'Z'))) i++;
+  if (i >= sizeof ((ss__h1_head *)0)->method) return -1;
+  if (i == n) return 0;
+  if (i == 0 || s[i] != ' ') return -1;
+  t = ++i;
+  while (i < n && s[i] > ' ' && s[i] != 0x7f) i++;
+  if (i == n) return 0;
+  if (i == t || s[i] != ' ') return -1;
+  i++;
+  for (t = 0; t < sizeof version_prefix; t++, i++) {
+    if (i == n) return 0;
+    if (t < sizeof version_prefix - 1 ? s[i] != (unsigned char)version_prefix[t]
+                                      : (s[i] < '0' || s[i] > '9'))
+      return -1;
+  }
+  if (i < n && s[i] == '\r') i++;
+  if (i == n) return 0;
+  if (s[i] != '\n') return -1;
+  return (long)(i + 1);
+}
+
+static int is_traceparent_name(const unsigned char *s, size_t n) {
+  static const char want[] = "traceparent:";
+  size_t k;
+  if (n < sizeof want - 1) return 0;
+  for (k = 0; k < sizeof want - 1; k++)
+    if (lower(s[k]) != (unsigned char)want[k]) return 0;
+  return 1;
+}
+
+int ss__h1_scan_request(const char *buf, size_t n, size_t *line_end, size_t *head_end,
+                        int *has_tp) {
+  const unsigned char *s = (const unsigned char *)buf;
+  long le = scan_request_line(s, n);
+  size_t i;
+  *line_end = *head_end = 0;
+  *has_tp = 0;
+  if (le <= 0) return le < 0 ? -1 : 1;
+  *line_end = (size_t)le;
+  for (i = (size_t)le; i < n;) {
+    const unsigned char *lf;
+    if (s[i] == '\n' || (s[i] == '\r' && i + 1 < n && s[i + 1] == '\n')) {
+      *head_end = i + (s[i] == '\r' ? 2 : 1);
+      break;
+    }
+    if (is_traceparent_name(s + i, n - i)) *has_tp = 1;
+    lf = memchr(s + i, '\n', n - i);
+    if (!lf) break;
+    i = (size_t)(lf - s) + 1;
+  }
+  return 0;
+}
+
+int ss__h1_looks_like_request(const char *buf, size_t n) {
+  static const char *const methods[] = {
+      "GET",    "HEAD", "POST", "PUT",    "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+      "PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "REPORT", "SEARCH",
+      "MKCALENDAR", "QUERY"};
+  int maybe = 0;
+  size_t k;
+  if (n == 0) return -1;
+  for (k = 0; k < sizeof methods / sizeof methods[0]; k++) {
+    size_t len = strlen(methods[k]);
+    size_t m = n < len ? n : len;
+    if (memcmp(buf, methods[k], m) != 0) continue;
+    if (n <= len) {
+      maybe = 1;
+      continue;
+    }
+    if (buf[len] == ' ') return 1;
+  }
+  return maybe ? -1 : 0;
+}
