@@ -16,6 +16,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "tools/common/hostport.h"
 #include "tools/spanshimd/spanshimd.h"
 
 static ino_t bound_ino;
@@ -157,20 +158,17 @@ static int is_loopback(const struct sockaddr *sa) {
 }
 
 int ss__listen_tcp(const char *hostport, char *bound, size_t n) {
-  char host[256];
-  const char *colon = strrchr(hostport, ':');
-  if (colon == NULL || colon == hostport || (size_t)(colon - hostport) >= sizeof host) {
+  char host[256], port[8];
+  ss__hostport hp;
+  if (ss__hostport_split(hostport, strlen(hostport), &hp) != 0 || hp.port == NULL ||
+      hp.host_len >= sizeof host) {
     fprintf(stderr, "spanshimd: --listen wants HOST:PORT, got %s\n", hostport);
     return -1;
   }
-  memcpy(host, hostport, (size_t)(colon - hostport));
-  host[colon - hostport] = 0;
-  if (host[0] == '[' && host[strlen(host) - 1] == ']') {  /* [::1]:4318 */
-    memmove(host, host + 1, strlen(host));
-    host[strlen(host) - 1] = 0;
-  }
+  snprintf(host, sizeof host, "%.*s", (int)hp.host_len, hp.host);
+  snprintf(port, sizeof port, "%.*s", (int)hp.port_len, hp.port);
   struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai;
-  int rc = getaddrinfo(host, colon + 1, &hints, &ai);
+  int rc = getaddrinfo(host, port, &hints, &ai);
   if (rc != 0) {
     fprintf(stderr, "spanshimd: --listen %s: %s\n", hostport, gai_strerror(rc));
     return -1;

@@ -8,10 +8,12 @@
  * the overflow is itself counted. The exposition adds the collector's own counters
  * (received, rejected by reason, written, upstream exported/dropped/retries/queue,
  * sampling). Receiver thread only; upstream counters are read with relaxed loads. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "tools/common/hash.h"
 #include "tools/spanshimd/spanshimd.h"
 
 typedef Opentelemetry__Proto__Trace__V1__Span pb_span;
@@ -44,14 +46,8 @@ int ss__metrics_init(size_t max) {
 
 int ss__metrics_enabled(void) { return on; }
 
-static uint64_t hash(const char *p, size_t n) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)p[i]) * 1099511628211ull;
-  return h;
-}
-
 static series *find(const char *key, size_t n, int overflowing) {
-  size_t i = hash(key, n) & (cap - 1);
+  size_t i = ss__hash_bytes(key, n) & (cap - 1);
   for (;; i = (i + 1) & (cap - 1)) {
     series *s = &table[i];
     if (s->key == NULL) {
@@ -142,21 +138,24 @@ static void head(ss__buf *b, const char *name, const char *type, const char *hel
   ss__buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* One counter family: the uint64_t at `field` of every series. */
+static void series_counter(ss__buf *b, const char *name, const char *help, size_t field) {
+  head(b, name, "counter", help);
+  for (size_t i = 0; i < cap; i++)
+    if (table[i].key) {
+      uint64_t v;
+      memcpy(&v, (const char *)&table[i] + field, sizeof v);
+      ss__buf_printf(b, "%s{", name);
+      labels(b, &table[i]);
+      ss__buf_printf(b, "} %llu\n", (unsigned long long)v);
+    }
+}
+
 static void span_metrics(ss__buf *b) {
-  head(b, "spanshim_spans_total", "counter", "Spans received, by service, span name and peer.");
-  for (size_t i = 0; i < cap; i++)
-    if (table[i].key) {
-      SS_BUF_LIT(b, "spanshim_spans_total{");
-      labels(b, &table[i]);
-      ss__buf_printf(b, "} %llu\n", (unsigned long long)table[i].spans);
-    }
-  head(b, "spanshim_span_errors_total", "counter", "Spans with status ERROR.");
-  for (size_t i = 0; i < cap; i++)
-    if (table[i].key) {
-      SS_BUF_LIT(b, "spanshim_span_errors_total{");
-      labels(b, &table[i]);
-      ss__buf_printf(b, "} %llu\n", (unsigned long long)table[i].errors);
-    }
+  series_counter(b, "spanshim_spans_total", "Spans received, by service, span name and peer.",
+                 offsetof(series, spans));
+  series_counter(b, "spanshim_span_errors_total", "Spans with status ERROR.",
+                 offsetof(series, errors));
   head(b, "spanshim_span_duration_seconds", "histogram", "Span durations.");
   for (size_t i = 0; i < cap; i++) {
     const series *s = &table[i];

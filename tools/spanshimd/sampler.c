@@ -26,6 +26,8 @@
 #include <string.h>
 
 #include "tools/common/arena.h"
+#include "tools/common/deadline.h"
+#include "tools/common/hash.h"
 #include "tools/spanshimd/spanshimd.h"
 
 typedef Opentelemetry__Proto__Trace__V1__Span pb_span;
@@ -94,12 +96,13 @@ static size_t n_emits, cap_emits;
 
 ss__sampler_stats ss__samp_stats_g;
 
+/* A trace id's table hash: its two halves mixed (trace ids are random, but a sender's
+ * may not be). */
 static uint32_t tid_hash(const uint8_t *t) {
   uint64_t a, b;
   memcpy(&a, t, 8);
   memcpy(&b, t + 8, 8);
-  uint64_t h = (a ^ (b * 0x9e3779b97f4a7c15ull)) * 0xff51afd7ed558ccdull;
-  return (uint32_t)(h >> 32);
+  return (uint32_t)(ss__hash_mix64(a ^ ss__hash_mix64(b)) >> 32);
 }
 
 /* ---- decision cache ---- */
@@ -388,7 +391,7 @@ const ss__traces_req *ss__sampler_process(const ss__traces_req *q, uint64_t now)
 
 int64_t ss__sampler_tick(uint64_t now) {
   while (oldest && oldest->deadline_ms <= now) trace_free(oldest, 1, 0);
-  return oldest ? (int64_t)(oldest->deadline_ms - now) : -1;
+  return oldest ? (int64_t)ss__ms_until(oldest->deadline_ms, now) : -1;
 }
 
 int ss__sampler_init(const ss__sampler_cfg *c) {

@@ -28,6 +28,7 @@
 
 #include "runtime/sql.h"
 #include "tools/common/arena.h"
+#include "tools/common/hash.h"
 #include "tools/common/json.h"
 #include "tools/spanshimd/spanshimd.h"
 
@@ -268,14 +269,8 @@ static char *params_for_parse(const char *s, size_t n) {
   return out;
 }
 
-static uint32_t fnv(const char *s, size_t n) {
-  uint32_t h = 2166136261u;
-  for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 16777619u;
-  return h;
-}
-
 static const result *lookup(const char *text, size_t n) {
-  result *r = &cache[fnv(text, n) % CACHE_SLOTS];
+  result *r = &cache[ss__hash_bytes(text, n) % CACHE_SLOTS];
   if (r->text && strlen(r->text) == n && memcmp(r->text, text, n) == 0) return r;
   free(r->text);
   free(r->normalized);

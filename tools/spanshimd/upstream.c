@@ -25,6 +25,7 @@
 #include <zlib.h>
 
 #include "runtime/clock.h"
+#include "tools/common/deadline.h"
 #include "tools/spanshimd/spanshimd.h"
 
 typedef struct item {
@@ -111,22 +112,13 @@ static item *take_batch(void) {
 /* Sleeps up to ms, waking early when stop() arrives; returns 1 if the deadline for giving
  * up has passed. */
 static int pause_ms(uint64_t ms) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += (time_t)(ms / 1000);
-  ts.tv_nsec += (long)(ms % 1000) * 1000000;
-  if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
   pthread_mutex_lock(&q_lock);
   int was_stopping = stopping;
   if (stopping) {  /* never sleep past the deadline for giving up */
-    uint64_t now = ss__mono_ms(), left = stop_deadline_ms > now ? stop_deadline_ms - now : 0;
-    if (ms > left) {
-      clock_gettime(CLOCK_REALTIME, &ts);
-      ts.tv_sec += (time_t)(left / 1000);
-      ts.tv_nsec += (long)(left % 1000) * 1000000;
-      if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
-    }
+    uint64_t left = ss__ms_until(stop_deadline_ms, ss__mono_ms());
+    if (ms > left) ms = left;
   }
+  struct timespec ts = ss__timespec_after_ms(CLOCK_REALTIME, ms);  /* q_cond's clock */
   while (stopping == was_stopping &&
          pthread_cond_timedwait(&q_cond, &q_lock, &ts) != ETIMEDOUT) {
   }
