@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "hooks/hooks.h"
-#include "shim/shim.h"
+#include "hooks/hook.h"
 
 #define CACHE_SLOTS 64
 #define CACHE_NAME 128

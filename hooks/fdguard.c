@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "runtime/exporter.h"
-#include "shim/shim.h"
+#include "hooks/hook.h"
 
 SS_REAL(close)
 SS_REAL(dup2)
@@ -23,7 +23,7 @@ static int ours(int fd) {
 }
 
 SS_EXPORT int close(int fd) {
-  if (atomic_load_explicit(&ss__init_state, memory_order_relaxed) == SS_INIT_ON) {
+  if (ss__tracing_on()) {
     if (ours(fd)) {
       errno = EBADF;
       return -1;
@@ -34,11 +34,11 @@ SS_EXPORT int close(int fd) {
 }
 
 static void before_overwrite(int newfd) {
-  if (atomic_load_explicit(&ss__init_state, memory_order_relaxed) != SS_INIT_ON) return;
-  int saved = errno;
-  if (ours(newfd)) ss__exporter_move_fd();
-  ss__socket_fd_closed(newfd);
-  errno = saved;
+  if (!ss__tracing_on()) return;
+  SS_SAVE_ERRNO({
+    if (ours(newfd)) ss__exporter_move_fd();
+    ss__socket_fd_closed(newfd);
+  });
 }
 
 SS_EXPORT int dup2(int oldfd, int newfd) {
@@ -58,8 +58,7 @@ static int sys_close_range(unsigned lo, unsigned hi, int flags) {
 /* close_range over [lo, hi] minus the shim's fd. */
 static int close_range_sparing(unsigned lo, unsigned hi, int flags) {
   int mine = ss__exporter_fd();
-  if (atomic_load_explicit(&ss__init_state, memory_order_relaxed) != SS_INIT_ON ||
-      ss__internal())
+  if (!ss__tracing_on() || ss__internal())
     return sys_close_range(lo, hi, flags);
   if (!(flags & CLOSE_RANGE_CLOEXEC)) ss__socket_fds_closed(lo, hi);
   if (mine < 0 || (unsigned)mine < lo || (unsigned)mine > hi)
@@ -79,13 +78,13 @@ SS_EXPORT int close_range(unsigned int first, unsigned int last, int flags) {
 }
 
 SS_EXPORT void closefrom(int lowfd) {
-  int saved = errno;
   if (lowfd < 0) lowfd = 0;
-  if (close_range_sparing((unsigned)lowfd, UINT_MAX, 0) != 0) {
-    /* Kernels without close_range: close one by one, as glibc does. */
-    long max = sysconf(_SC_OPEN_MAX);
-    for (long fd = lowfd; fd < max; fd++)
-      if (!ours((int)fd)) real_close()((int)fd);
-  }
-  errno = saved;
+  SS_SAVE_ERRNO({
+    if (close_range_sparing((unsigned)lowfd, UINT_MAX, 0) != 0) {
+      /* Kernels without close_range: close one by one, as glibc does. */
+      long max = sysconf(_SC_OPEN_MAX);
+      for (long fd = lowfd; fd < max; fd++)
+        if (!ours((int)fd)) real_close()((int)fd);
+    }
+  });
 }

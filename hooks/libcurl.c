@@ -43,7 +43,8 @@
 
 #include "libcurl_codes.h" /* generated into $(BUILD)/gen from curl.h */
 #include "hooks/hooks.h"
-#include "shim/shim.h"
+#include "hooks/hook.h"
+#include "runtime/hash.h"
 
 #define LIB "libcurl.so"
 SS_REAL_LIB(LIB, curl_easy_setopt)
@@ -103,12 +104,13 @@ static __thread int in_curl __attribute__((tls_model("initial-exec")));
 /* ctx[] index of the context a multi callback pushed, -1 when none. */
 static __thread int sticky __attribute__((tls_model("initial-exec"))) = -1;
 
+int ss__libcurl_busy(void) {
+  return in_curl > 0;
+}
+
 /* ---- the handle table ---- */
 static size_t slot_hash(const void *h) {
-  uintptr_t x = (uintptr_t)h;
-  x ^= x >> 17;
-  x *= 0x9E3779B97F4A7C15ull;
-  return (size_t)(x >> 40) % SLOTS;
+  return ss__ptr_hash(h) % SLOTS;
 }
 
 static hslot *slot_find(const void *h) {
@@ -265,14 +267,11 @@ SS_EXPORT CURLcode curl_easy_setopt(CURL *h, CURLoption opt, ...) {
     if (s && track_callback(s, opt, v.p, v.f)) return CURLE_OK;
   }
   CURLcode rc;
-  int saved;
   if (type == CURLOPTTYPE_LONG) rc = real(h, opt, v.l);
   else if (type == CURLOPTTYPE_FUNCTIONPOINT) rc = real(h, opt, v.f);
   else if (type == CURLOPTTYPE_OFF_T) rc = real(h, opt, v.o);
   else rc = real(h, opt, v.p);
-  saved = errno;
-  if (s && rc == CURLE_OK) track_option(s, opt, v.l, v.p);
-  errno = saved;
+  if (s && rc == CURLE_OK) SS_SAVE_ERRNO(track_option(s, opt, v.l, v.p));
   return rc;
 }
 
@@ -540,12 +539,12 @@ SS_EXPORT CURLcode curl_easy_perform(CURL *h) {
   xfer_begin(h, s, b, __builtin_return_address(0));
   in_curl++;
   CURLcode rc = real(h);
-  int err = errno;
-  in_curl--;
-  if (s) uninject(h, s);
-  xfer_end(h, s, b, 1, rc);
-  if (s) s->busy = 0;
-  errno = err;
+  SS_SAVE_ERRNO({
+    in_curl--;
+    if (s) uninject(h, s);
+    xfer_end(h, s, b, 1, rc);
+    if (s) s->busy = 0;
+  });
   return rc;
 }
 
@@ -585,12 +584,12 @@ static void unhook_callbacks(CURL *h, hslot *s) {
 
 /* Ends a multi transfer's span: curl's state is set back to the app's first. */
 static void multi_finish(CURL *h, hslot *s, int rc_known, CURLcode rc) {
-  int saved = errno;
-  uninject(h, s);
-  unhook_callbacks(h, s);
-  s->busy = 0;
-  xfer_end(h, s, &s->sb, rc_known, rc);
-  errno = saved;
+  SS_SAVE_ERRNO({
+    uninject(h, s);
+    unhook_callbacks(h, s);
+    s->busy = 0;
+    xfer_end(h, s, &s->sb, rc_known, rc);
+  });
 }
 
 SS_EXPORT CURLMcode curl_multi_add_handle(CURLM *m, CURL *h) {
@@ -605,16 +604,14 @@ SS_EXPORT CURLMcode curl_multi_add_handle(CURLM *m, CURL *h) {
   hook_callbacks(h, s);
   s->busy = 2;
   CURLMcode rc = real(m, h);
-  int err = errno;
+  s->adopted = 0; /* popped above */
   if (rc != CURLM_OK) { /* not added: no transfer, no span */
-    uninject(h, s);
-    unhook_callbacks(h, s);
-    s->busy = 0;
-    s->adopted = 0;
-  } else {
-    s->adopted = 0; /* already popped */
+    SS_SAVE_ERRNO({
+      uninject(h, s);
+      unhook_callbacks(h, s);
+      s->busy = 0;
+    });
   }
-  errno = err;
   return rc;
 }
 
@@ -641,13 +638,10 @@ SS_EXPORT CURLMcode curl_multi_remove_handle(CURLM *m, CURL *h) {
 
 /* The calls in which multi transfers make progress: the callbacks' context is cleared
  * when they return. */
-#define MULTI_RUN(call)          \
-  in_curl++;                     \
-  CURLMcode rc = call;           \
-  int err = errno;               \
-  in_curl--;                     \
-  if (in_curl == 0) sticky_clear(); \
-  errno = err;                   \
+#define MULTI_RUN(call)                                       \
+  in_curl++;                                                  \
+  CURLMcode rc = call;                                        \
+  SS_SAVE_ERRNO(if (--in_curl == 0) sticky_clear());          \
   return rc;
 
 SS_EXPORT CURLMcode curl_multi_perform(CURLM *m, int *running) {
@@ -669,12 +663,19 @@ SS_EXPORT CURLMcode curl_multi_socket_all(CURLM *m, int *running) {
 }
 
 /* ---- handle lifetime ---- */
+static void dup_state(CURL *h, CURL *d);
+
 SS_EXPORT CURL *curl_easy_duphandle(CURL *h) {
   __typeof__(&curl_easy_duphandle) real = real_curl_easy_duphandle();
   if (real == NULL) return NULL;
   CURL *d = real(h);
   if (d == NULL || !ss__active(SS_HOOK_LIBCURL)) return d;
-  int err = errno;
+  SS_SAVE_ERRNO(dup_state(h, d));
+  return d;
+}
+
+/* The duplicate of h, d, starts with the app's view of h's options. */
+static void dup_state(CURL *h, CURL *d) {
   hslot *s = slot_find(h), *t = s ? slot_get(d) : NULL;
   if (t) {
     /* The copy got curl's current options: the app's, except where ours stood in. */
@@ -694,8 +695,6 @@ SS_EXPORT CURL *curl_easy_duphandle(CURL *h) {
     uninject(d, t);
     unhook_callbacks(d, t);
   }
-  errno = err;
-  return d;
 }
 
 SS_EXPORT void curl_easy_reset(CURL *h) {

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "runtime/exporter.h"
-#include "shim/shim.h"
+#include "hooks/hook.h"
 
 SS_REAL(sigaction)
 SS_REAL(signal)
@@ -31,13 +31,13 @@ static int app_has_handler(const struct sigaction *a) {
 }
 
 static void on_fatal(int sig, siginfo_t *info, void *uctx) {
-  int saved = errno;
-  if (ss__exporter_running()) {
-    ss__process_end(SS_PROC_SIGNAL, sig);
-    ss__exporter_flush_signal(ss__cfg.exit_flush_ms);
-  }
+  SS_SAVE_ERRNO({
+    if (ss__exporter_running()) {
+      ss__process_end(SS_PROC_SIGNAL, sig);
+      ss__exporter_flush_signal(ss__cfg.exit_flush_ms);
+    }
+  });
   struct sigaction app = app_act[sig];
-  errno = saved;
   if (app_has_handler(&app)) {
     if (app.sa_flags & SA_RESETHAND) {
       memset(&app_act[sig], 0, sizeof app_act[sig]);

@@ -10,7 +10,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "shim/shim.h"
+#include "hooks/hook.h"
 
 typedef struct tramp {
   void *(*fn)(void *);
@@ -37,19 +37,15 @@ SS_EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*
                              void *arg) {
   if (ss__ctx_depth() <= 0 || !ss__active(SS_HOOK_ALL))
     return real_pthread_create()(th, attr, fn, arg);
-  int saved = errno;
-  tramp *t = malloc(sizeof *t);
-  errno = saved;
+  tramp *t;
+  SS_SAVE_ERRNO(t = malloc(sizeof *t));
   if (t == NULL || !ss__ctx_current(&t->ctx)) {
-    free(t);
-    errno = saved;
+    SS_SAVE_ERRNO(free(t));
     return real_pthread_create()(th, attr, fn, arg);
   }
   t->fn = fn;
   t->arg = arg;
   int rc = real_pthread_create()(th, attr, trampoline, t);
-  int err = errno;
-  if (rc != 0) free(t);
-  errno = err;
+  if (rc != 0) SS_SAVE_ERRNO(free(t));
   return rc;
 }

@@ -1,5 +1,5 @@
-/* shim.c - the preload entry: lazy once-only init, constructor/destructor, fork and exit
- * handling. See shim.h. */
+/* shim.c - the preload entry: lazy once-only init, constructor/destructor, fork handlers.
+ * See shim.h. The interposed functions (exit paths included) live under hooks/. */
 #include "shim/shim.h"
 
 #include <fcntl.h>
@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "runtime/exporter.h"
@@ -101,47 +100,7 @@ __attribute__((constructor)) static void ss__ctor(int argc, char **argv, char **
   ss__internal_end();
 }
 
-/* In a vfork child memory is shared with the parent: touch nothing. */
-static int ours_to_flush(void) {
-  return atomic_load(&ss__init_state) == SS_INIT_ON && getpid() == ss__pid;
-}
-
-void ss__exit_flush(void) {
-  if (!ours_to_flush()) return;
-  int saved = errno;
-  ss__exporter_flush(ss__cfg.exit_flush_ms);
-  errno = saved;
-}
-
-static void exiting(void) {
-  if (!ours_to_flush()) return;
-  int saved = errno;
-  ss__exporter_exiting();
-  ss__process_exiting();
-  errno = saved;
-  ss__exit_flush();
-}
-
+/* Every exit path (hooks/process.c) ends the process span and flushes; this one too. */
 __attribute__((destructor)) static void ss__dtor(void) {
-  exiting();
-}
-
-/* Without libc's _exit/_Exit the process still ends, with the status asked for. */
-__attribute__((noreturn)) static void missing_exit(int status) {
-  for (;;) syscall(SYS_exit_group, status);
-}
-SS_REAL_OR(_exit, missing_exit)
-SS_EXPORT void _exit(int status) {
-  ss__process_note_exit(status);
-  exiting();
-  real__exit()(status);
-  __builtin_unreachable();
-}
-
-SS_REAL_OR(_Exit, missing_exit)
-SS_EXPORT void _Exit(int status) {
-  ss__process_note_exit(status);
-  exiting();
-  real__Exit()(status);
-  __builtin_unreachable();
+  ss__exiting();
 }

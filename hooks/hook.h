@@ -1,0 +1,146 @@
+/* hook.h - the machinery every hook uses: is tracing on, where is the real function, how
+ * is errno kept; and what the hook files call of each other.
+ *
+ * A hook body reads the same in every file: guard, start, call real, record, end,
+ * restore errno.
+ *  - Guard: ss__active(family) is false until init has run (init runs
+ *    lazily on the first hook call, or in the constructor, whichever comes first, and
+ *    once), when tracing is disabled, when the family is switched off, and on the shim's
+ *    own threads (ss__internal()). A hook that is not active calls the real function and
+ *    nothing else.
+ *  - Real functions: libc's are resolved once, lazily, with dlsym(RTLD_NEXT); a missing
+ *    one makes its hook fail as a libc without it would (ENOSYS; see SS_REAL_OR). Library
+ *    functions (libpq, libcurl: SS_REAL_LIB) are looked up until found, and a hook whose
+ *    real function is not found returns the library's own failure value.
+ *  - errno: whatever a hook does after the real call runs inside SS_SAVE_ERRNO, so the
+ *    app sees errno exactly as the real call left it.
+ *
+ * The init state, the configuration and the resolution functions are defined by the
+ * preload entry (shim/); this header is all the hooks know of it. Include order: shim →
+ * hooks → runtime. */
+#ifndef SS_HOOK_H
+#define SS_HOOK_H
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <sys/types.h>
+
+#include "runtime/config.h"
+#include "runtime/span.h"
+
+/* ---- init state and configuration (defined in shim/shim.c) ---- */
+enum { SS_INIT_NONE = 0, SS_INIT_RUNNING = 1, SS_INIT_ON = 2, SS_INIT_OFF = 3 };
+
+extern _Atomic int ss__init_state;
+extern ss__config ss__cfg; /* read-only once init is done */
+extern pid_t ss__pid;      /* this process's pid, renewed in a fork child */
+
+/* Lazy once-only init; safe against recursion (a hook called during init passes through). */
+void ss__init(void);
+
+static inline int ss__active(uint32_t family) {
+  int st = atomic_load_explicit(&ss__init_state, memory_order_acquire);
+  if (__builtin_expect(st == SS_INIT_NONE, 0)) {
+    ss__init();
+    st = atomic_load_explicit(&ss__init_state, memory_order_acquire);
+  }
+  return st == SS_INIT_ON && (ss__cfg.hooks & family) && !ss__internal();
+}
+
+/* 1 once init has switched tracing on (no lazy init, no family or thread check): for
+ * guards that must run even on the shim's own threads. */
+static inline int ss__tracing_on(void) {
+  return atomic_load_explicit(&ss__init_state, memory_order_relaxed) == SS_INIT_ON;
+}
+
+/* ---- errno ---- */
+
+/* Runs `block` and leaves errno as it was before it (libuv's SAVE_ERRNO). */
+#define SS_SAVE_ERRNO(block)          \
+  do {                                \
+    int ss_saved_errno_ = errno;      \
+    do {                              \
+      block;                          \
+    } while (0);                      \
+    errno = ss_saved_errno_;          \
+  } while (0)
+
+/* ---- real functions (shim/resolve.c) ---- */
+
+void *ss__dlsym_next(const char *name);
+
+#define SS_EXPORT __attribute__((visibility("default")))
+
+/* What a hook calls when libc has no definition of its function (a libc without it, or
+ * a dlsym failure): the call fails as that libc would, never through a NULL pointer
+ * (LTTng-UST's wrappers do the same). ss__missing_errno fits every hook whose function
+ * reports failure as -1 with errno (int, ssize_t, SIG_ERR): it is called through the
+ * hook's own pointer type, which the x86-64 and AArch64 calling conventions allow (the
+ * arguments are ignored, -1 is returned in the integer register). Hooks whose function
+ * reports failure otherwise name a fallback of the exact type with SS_REAL_OR. */
+long ss__missing_errno(void);
+#if !defined(__x86_64__) && !defined(__aarch64__)
+#error "ss__missing_errno relies on the x86-64/AArch64 calling convention; add typed fallbacks"
+#endif
+
+/* Declares real_NAME(), returning the next definition of NAME (libc's, usually), else
+ * `fallback` (a function of NAME's type). Resolved once; never NULL. */
+#define SS_REAL_OR(name, fallback)                                                     \
+  static __typeof__(&name) real_##name##_ptr;                                          \
+  static inline __typeof__(&name) real_##name(void) {                                  \
+    __typeof__(&name) p = __atomic_load_n(&real_##name##_ptr, __ATOMIC_ACQUIRE);       \
+    if (__builtin_expect(p == NULL, 0)) {                                              \
+      p = (__typeof__(&name))ss__dlsym_next(#name);                                    \
+      if (p == NULL) p = (fallback);                                                   \
+      __atomic_store_n(&real_##name##_ptr, p, __ATOMIC_RELEASE);                       \
+    }                                                                                  \
+    return p;                                                                          \
+  }
+
+/* SS_REAL_OR for the functions that fail with -1 and errno: missing means ENOSYS. */
+#define SS_REAL(name) SS_REAL_OR(name, (__typeof__(&name))(void (*)(void))ss__missing_errno)
+
+/* Like RTLD_NEXT, then any loaded object whose name contains `lib` (for libraries that
+ * were dlopen'd RTLD_LOCAL). NULL when the symbol is nowhere: pass through untraced. Not
+ * async-signal-safe; takes the loader lock. */
+void *ss__dlsym_lib(const char *lib, const char *sym);
+
+/* Declares real_NAME() for a function of library `lib` (e.g. "libpq.so"). Resolved at
+ * each call until found, since the library may be loaded late. */
+#define SS_REAL_LIB(lib, name)                                                         \
+  static __typeof__(&name) real_##name##_ptr;                                          \
+  static inline __typeof__(&name) real_##name(void) {                                  \
+    __typeof__(&name) p = __atomic_load_n(&real_##name##_ptr, __ATOMIC_ACQUIRE);       \
+    if (__builtin_expect(p == NULL, 0)) {                                              \
+      p = (__typeof__(&name))ss__dlsym_lib(lib, #name);                                \
+      if (p) __atomic_store_n(&real_##name##_ptr, p, __ATOMIC_RELEASE);                \
+    }                                                                                  \
+    return p;                                                                          \
+  }
+
+/* ---- what the hook files call of each other (and the entry calls of them) ---- */
+
+/* hooks/socket.c, for the fd guards and fork. */
+void ss__socket_fd_closed(int fd);
+void ss__socket_fds_closed(unsigned lo, unsigned hi);
+void ss__socket_atfork_child(void);
+
+/* hooks/process.c: the process span, and the exit paths that end it. */
+enum { SS_PROC_EXIT = 0, SS_PROC_SIGNAL = 1, SS_PROC_EXEC = 2 };
+void ss__process_start(int argc, char **argv);
+void ss__process_end(int how, int value);
+void ss__process_note_exit(int code);
+void ss__process_atfork_child(void);
+/* The process is ending (destructor, _exit): ends the process span, flushes (bounded by
+ * SPANSHIM_EXIT_FLUSH_MS). Nothing in a vfork child. */
+void ss__exiting(void);
+/* Flushes (bounded by SPANSHIM_EXIT_FLUSH_MS); not in a vfork child. */
+void ss__exit_flush(void);
+
+/* hooks/signals.c: fatal-signal recording, installed when process spans are on. */
+struct sigaction;
+void ss__signals_install(void);
+int ss__real_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
+
+#endif
