@@ -39,15 +39,22 @@ enum { Q_NORMAL, Q_HEAD, Q_CONNECT };
 
 static const char version_prefix[] = "HTTP/1.";
 
-static int is_tchar(unsigned c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
-  return c != 0 && memchr("!#$%&'*+-.^_`|~", (int)c, 15) != NULL;
-}
+/* Character classes: token characters (RFC 9110 5.6.2), and method characters (upper-case
+ * letters, digits, '-' and '_': VERSION-CONTROL, M-SEARCH). */
+enum { C_TCHAR = 1, C_METHOD = 2 };
+static const uint8_t cls[256] = {
+    ['a' ... 'z'] = C_TCHAR,
+    ['A' ... 'Z'] = C_TCHAR | C_METHOD,
+    ['0' ... '9'] = C_TCHAR | C_METHOD,
+    ['-'] = C_TCHAR | C_METHOD,
+    ['_'] = C_TCHAR | C_METHOD,
+    ['!'] = C_TCHAR, ['#'] = C_TCHAR, ['$'] = C_TCHAR, ['%'] = C_TCHAR, ['&'] = C_TCHAR,
+    ['\''] = C_TCHAR, ['*'] = C_TCHAR, ['+'] = C_TCHAR, ['.'] = C_TCHAR, ['^'] = C_TCHAR,
+    ['`'] = C_TCHAR, ['|'] = C_TCHAR, ['~'] = C_TCHAR,
+};
 
-/* Methods: upper-case letters, with digits, '-' and '_' after the first (VERSION-CONTROL). */
-static int is_method_char(unsigned c) {
-  return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
-}
+static int is_tchar(unsigned c) { return cls[c & 0xff] & C_TCHAR; }
+static int is_method_char(unsigned c) { return cls[c & 0xff] & C_METHOD; }
 
 static unsigned lower(unsigned c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; }
 
@@ -579,14 +586,69 @@ void ss__h1_init(ss__h1 *p, int role) {
   p->phase = P_START;
 }
 
-/* Bytes of a value nobody looks at, up to (not including) the line's LF: skipped with
- * memchr. A CR before that LF is skipped too, which tolerates a bare CR in such values. */
-static size_t skip_value(ss__h1 *p, const char *buf, size_t n) {
-  const char *lf = memchr(buf, '\n', n);
-  size_t k = lf ? (size_t)(lf - buf) : n;
-  if (k > SS_H1_MAX_HEAD) k = SS_H1_MAX_HEAD + 1; /* step reports the overflow */
+/* Runs of bytes that need no per-byte decision, taken in bulk; the byte that ends a run
+ * (CR, LF, SP, a bad byte) goes through step. Each returns the run's length, capped just
+ * over the bound so that step's count reports the overflow. */
+static size_t cap_run(ss__h1 *p, size_t k) {
+  if (k > SS_H1_MAX_HEAD + 1) k = SS_H1_MAX_HEAD + 1;
   p->count += (uint32_t)k;
   return k;
+}
+
+/* Up to CR or LF: a reason phrase, or a value nobody interprets (stored or not). */
+static size_t line_run(const unsigned char *s, size_t n) {
+  const unsigned char *lf = memchr(s, '\n', n), *cr;
+  size_t k = lf ? (size_t)(lf - s) : n;
+  cr = memchr(s, '\r', k);
+  return cr ? (size_t)(cr - s) : k;
+}
+
+static size_t value_run(ss__h1 *p, const unsigned char *s, size_t n) {
+  size_t k = cap_run(p, line_run(s, n)), j = k;
+  if (p->dst_cap) {
+    uint32_t at = (uint32_t)p->dst_base + p->val_len;
+    if (at + 1 < p->dst_cap) {
+      size_t room = p->dst_cap - 1u - at;
+      memcpy(dst(p) + at, s, k < room ? k : room);
+    }
+    while (j > 0 && (s[j - 1] == ' ' || s[j - 1] == '\t')) j--;
+    if (j) p->val_trim = p->val_len + (uint32_t)j;
+  }
+  p->val_len += (uint32_t)k;
+  return k;
+}
+
+static size_t target_run(ss__h1 *p, const unsigned char *s, size_t n) {
+  ss__h1_head *h = &p->head;
+  size_t k = 0;
+  while (k < n && s[k] > ' ' && s[k] != 0x7f) k++;
+  k = cap_run(p, k);
+  if (p->val_len + 1 < sizeof h->target) {
+    size_t room = sizeof h->target - 1 - p->val_len;
+    memcpy(h->target + p->val_len, s, k < room ? k : room);
+    if (k > room) h->target_truncated = 1;
+  } else if (k) {
+    h->target_truncated = 1;
+  }
+  p->val_len += (uint32_t)k;
+  return k;
+}
+
+/* A run in the current phase starting at s, or 0 when the next byte needs step. */
+static size_t run(ss__h1 *p, const unsigned char *s, size_t n) {
+  switch (p->phase) {
+  case P_TARGET:
+    return target_run(p, s, n);
+  case P_REASON:
+    return cap_run(p, line_run(s, n));
+  case P_VALUE:
+    if (p->skip_ows || p->hdr == H_CL || p->hdr == H_TE || p->hdr == H_CONN ||
+        p->hdr == H_EXPECT)
+      return 0;
+    return value_run(p, s, n);
+  default:
+    return 0;
+  }
 }
 
 size_t ss__h1_feed(ss__h1 *p, const char *buf, size_t n, int *ev) {
@@ -614,17 +676,13 @@ size_t ss__h1_feed(ss__h1 *p, const char *buf, size_t n, int *ev) {
       }
       *ev = msg_end(p);
       return i;
-    case P_VALUE:
-      if (p->hdr == H_OTHER && !p->skip_ows && p->count <= SS_H1_MAX_HEAD) {
-        i += skip_value(p, buf + i, n - i);
-        if (p->count > SS_H1_MAX_HEAD) {
-          *ev = bad(p);
-          return n;
-        }
-        if (i == n) return n;
-      }
-      break;
     default:
+      i += run(p, s + i, n - i);
+      if (p->count > SS_H1_MAX_HEAD) {
+        *ev = bad(p);
+        return n;
+      }
+      if (i == n) return n;
       break;
     }
     e = step(p, s[i++]);
