@@ -178,36 +178,51 @@ static int value_char(ss__h1 *p, unsigned c) {
   return 0;
 }
 
-static int name_is(const ss__h1 *p, const char *word) {
-  size_t n = strlen(word);
-  return p->name_len == n && memcmp(p->name, word, n) == 0;
-}
-
 static void set_dst(ss__h1 *p, size_t off, size_t cap) {
   p->dst_off = (uint16_t)off;
   p->dst_cap = (uint16_t)cap;
   p->dst_base = 0;
 }
 
+/* Which field a lower-cased name is: by length first, so most names cost one switch. */
+static int field_id(const ss__h1 *p) {
+  const char *n = p->name;
+  switch (p->name_len) {
+  case 4:
+    return memcmp(n, "host", 4) == 0 ? H_HOST : H_OTHER;
+  case 6:
+    return memcmp(n, "expect", 6) == 0 ? H_EXPECT : H_OTHER;
+  case 10:
+    if (memcmp(n, "user-agent", 10) == 0) return H_UA;
+    if (memcmp(n, "tracestate", 10) == 0) return H_TS;
+    if (memcmp(n, "connection", 10) == 0) return H_CONN;
+    return H_OTHER;
+  case 11:
+    return memcmp(n, "traceparent", 11) == 0 ? H_TP : H_OTHER;
+  case 14:
+    return memcmp(n, "content-length", 14) == 0 ? H_CL : H_OTHER;
+  case 17:
+    return memcmp(n, "transfer-encoding", 17) == 0 ? H_TE : H_OTHER;
+  default:
+    return H_OTHER;
+  }
+}
+
 /* The field name ended at ':': decide what the value means and where it goes. */
 static void name_end(ss__h1 *p) {
   ss__h1_head *h = &p->head;
-  p->hdr = H_OTHER;
+  p->hdr = (uint8_t)field_id(p);
   p->dst_cap = 0;
-  if (name_is(p, "host")) {
-    p->hdr = H_HOST;
+  if (p->hdr == H_HOST) {
     if (!h->host[0]) set_dst(p, offsetof(ss__h1_head, host), sizeof h->host);
-  } else if (name_is(p, "user-agent")) {
-    p->hdr = H_UA;
+  } else if (p->hdr == H_UA) {
     if (!h->user_agent[0])
       set_dst(p, offsetof(ss__h1_head, user_agent), sizeof h->user_agent);
-  } else if (name_is(p, "traceparent")) {
-    p->hdr = H_TP;
+  } else if (p->hdr == H_TP) {
     if (!h->has_traceparent)
       set_dst(p, offsetof(ss__h1_head, traceparent), sizeof h->traceparent);
-  } else if (name_is(p, "tracestate")) {
+  } else if (p->hdr == H_TS) {
     size_t len = strlen(h->tracestate);
-    p->hdr = H_TS;
     if (len == 0) {
       set_dst(p, offsetof(ss__h1_head, tracestate), sizeof h->tracestate);
     } else if (len + 2 < sizeof h->tracestate) {
@@ -215,14 +230,6 @@ static void name_end(ss__h1 *p) {
       h->tracestate[len] = ',';
       p->dst_base = (uint16_t)(len + 1);
     }
-  } else if (name_is(p, "content-length")) {
-    p->hdr = H_CL;
-  } else if (name_is(p, "transfer-encoding")) {
-    p->hdr = H_TE;
-  } else if (name_is(p, "connection")) {
-    p->hdr = H_CONN;
-  } else if (name_is(p, "expect")) {
-    p->hdr = H_EXPECT;
   }
   p->val_len = p->val_trim = 0;
   p->num = 0;
@@ -634,6 +641,38 @@ static size_t target_run(ss__h1 *p, const unsigned char *s, size_t n) {
   return k;
 }
 
+static size_t name_run(ss__h1 *p, const unsigned char *s, size_t n) {
+  size_t k = 0, len = p->name_len;
+  while (k < n && is_tchar(s[k])) {
+    if (len < sizeof p->name) p->name[len] = (char)lower(s[k]);
+    len++, k++;
+  }
+  /* a name longer than the buffer is longer than any name we look for */
+  p->name_len = (uint8_t)(len <= sizeof p->name ? len : sizeof p->name + 1);
+  return cap_run(p, k);
+}
+
+/* OWS before a value; the value itself when nothing interprets it byte by byte. */
+static size_t value_start_run(ss__h1 *p, const unsigned char *s, size_t n) {
+  size_t k = 0;
+  if (p->skip_ows) {
+    while (k < n && (s[k] == ' ' || s[k] == '\t')) k++;
+    k = cap_run(p, k);
+    if (k == n || s[k] == '\r' || s[k] == '\n') return k;
+    p->skip_ows = 0;
+  }
+  if (p->hdr == H_CL || p->hdr == H_TE || p->hdr == H_CONN || p->hdr == H_EXPECT) return k;
+  return k + value_run(p, s + k, n - k);
+}
+
+static size_t version_run(ss__h1 *p, const unsigned char *s, size_t n) {
+  size_t k = 0;
+  while (k < n && p->vpos < sizeof version_prefix - 1 &&
+         s[k] == (unsigned char)version_prefix[p->vpos])
+    k++, p->vpos++;
+  return cap_run(p, k);
+}
+
 /* A run in the current phase starting at s, or 0 when the next byte needs step. */
 static size_t run(ss__h1 *p, const unsigned char *s, size_t n) {
   switch (p->phase) {
@@ -641,11 +680,13 @@ static size_t run(ss__h1 *p, const unsigned char *s, size_t n) {
     return target_run(p, s, n);
   case P_REASON:
     return cap_run(p, line_run(s, n));
+  case P_NAME:
+    return name_run(p, s, n);
   case P_VALUE:
-    if (p->skip_ows || p->hdr == H_CL || p->hdr == H_TE || p->hdr == H_CONN ||
-        p->hdr == H_EXPECT)
-      return 0;
-    return value_run(p, s, n);
+    return value_start_run(p, s, n);
+  case P_RL_VERSION:
+  case P_SL_VERSION:
+    return version_run(p, s, n);
   default:
     return 0;
   }
