@@ -1,5 +1,5 @@
 /* deadline.c - timeout arithmetic (see deadline.h). */
-#include "tools/common/deadline.h"
+#include "runtime/deadline.h"
 
 struct timespec ss__timespec_after_ms(clockid_t clk, uint64_t ms) {
   struct timespec ts;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "runtime/clock.h"
+#include "runtime/deadline.h"
 #include "runtime/log.h"
 #include "runtime/span_rec.h"
 #include "runtime/otlp.h"
@@ -231,10 +232,7 @@ static void *exporter_main(void *arg) {
     pthread_mutex_lock(&wake_lock);
     uint64_t want = flush_requested;
     if (want == flush_done) {
-      struct timespec ts;
-      clock_gettime(CLOCK_REALTIME, &ts);
-      ts.tv_nsec += TICK_MS * 1000000L;
-      if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+      struct timespec ts = ss__timespec_after_ms(CLOCK_REALTIME, TICK_MS);
       pthread_cond_timedwait(&wake_cond, &wake_lock, &ts);
       want = flush_requested;
     }
@@ -306,11 +304,7 @@ int ss__exporter_flush(uint32_t timeout_ms) {
   int rc = -ETIMEDOUT;
   ss__self.internal++;
   if (atomic_load(&started)) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+    struct timespec ts = ss__timespec_after_ms(CLOCK_REALTIME, timeout_ms);
     pthread_mutex_lock(&wake_lock);
     uint64_t ticket = ++flush_requested;
     pthread_cond_signal(&wake_cond);

@@ -1,20 +1,33 @@
-/* hash.h - hashing a pointer into a small table.
- *
- * For the fixed, open-addressed tables hooks keep per handle (libpq connections, libcurl
- * easy handles): a Fibonacci multiply after folding the high bits in, so handles that
- * differ only in their low bits (malloc alignment) spread across the table. Pure; safe
- * anywhere, signal handlers included. */
+/* hash.h - the hashes for in-memory tables, in one place: FNV-1a over bytes (names,
+ * statement texts), and a multiplicative mix of a 64-bit value (pointers, ids) whose
+ * high bits are the well-mixed ones: take a table index from the top, not the bottom.
+ * Not for anything an attacker must not predict. Pure functions; safe anywhere, signal
+ * handlers included. Used by the hooks' per-handle tables (libpq connections, libcurl
+ * easy handles) and by spanshimd (tools/common/hash.h forwards here). */
 #ifndef SS_HASH_H
 #define SS_HASH_H
 
+#include <stddef.h>
 #include <stdint.h>
 
-/* 24 well-mixed bits of p; take it modulo the table size. */
-static inline uint32_t ss__ptr_hash(const void *p) {
-  uint64_t x = (uint64_t)(uintptr_t)p;
+/* 64-bit FNV-1a of p[0..n). */
+static inline uint64_t ss__hash_bytes(const void *p, size_t n) {
+  const uint8_t *b = p;
+  uint64_t h = 14695981039346656037ull; /* FNV offset basis */
+  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+  return h;
+}
+
+/* x with its bits spread upward (Fibonacci hashing after a fold of the high bits, which
+ * pointers and other aligned values leave nearly constant at the bottom). */
+static inline uint64_t ss__hash_mix64(uint64_t x) {
   x ^= x >> 17;
-  x *= 0x9E3779B97F4A7C15ull;
-  return (uint32_t)(x >> 40);
+  return x * 0x9e3779b97f4a7c15ull;
+}
+
+/* 24 well-mixed bits of a pointer, for a table index (modulo the table size). */
+static inline uint32_t ss__ptr_hash(const void *p) {
+  return (uint32_t)(ss__hash_mix64((uint64_t)(uintptr_t)p) >> 40);
 }
 
 #endif

@@ -1,7 +1,7 @@
 /* hostport.c - splitting "HOST:PORT" (see hostport.h). */
 #include <string.h>
 
-#include "tools/common/hostport.h"
+#include "runtime/hostport.h"
 
 static int digits(const char *p, size_t n) {
   if (n == 0 || n > 5) return 0;

@@ -212,3 +212,16 @@ void ss__traceparent_format(const ss__ctx *c, char out[SS_TRACEPARENT_LEN + 1]) 
   ss__hex_encode(&c->flags, 1, out + 53);
   out[SS_TRACEPARENT_LEN] = '\0';
 }
+
+uint64_t ss__ratio_bound(double ratio) {
+  if (ratio >= 1.0) return UINT64_MAX;
+  if (!(ratio > 0.0)) return 0; /* also NaN */
+  return (uint64_t)(ratio * 18446744073709551616.0);
+}
+
+int ss__ratio_keep(uint64_t bound, const uint8_t trace_id[16]) {
+  if (bound == UINT64_MAX) return 1;
+  uint64_t x = 0;
+  for (int i = 8; i < 16; i++) x = (x << 8) | trace_id[i];
+  return x < bound;
+}

@@ -40,4 +40,14 @@ int ss__traceparent_parse(const char *s, size_t len, ss__ctx *out);
 /* Writes the 55-char value and a NUL into out[56]. */
 void ss__traceparent_format(const ss__ctx *c, char out[SS_TRACEPARENT_LEN + 1]);
 
+/* The traceidratio rule, shared by the shim's sampler and spanshimd's: a trace is in the
+ * ratio when its id's last 8 bytes, read big-endian (the part the W3C random flag makes
+ * random), are below ratio * 2^64. So every process and collector keeps the same traces
+ * for the same ratio. */
+/* The bound for a ratio: UINT64_MAX (keep all) for ratio >= 1, 0 (keep none) for
+ * ratio <= 0 or NaN. */
+uint64_t ss__ratio_bound(double ratio);
+/* 1 when trace_id is in the ratio whose bound is given; bound UINT64_MAX keeps all. */
+int ss__ratio_keep(uint64_t bound, const uint8_t trace_id[16]);
+
 #endif

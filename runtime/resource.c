@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "runtime/kv.h"
 #include "runtime/log.h"
 
 #define UNKNOWN_SERVICE "unknown_service:"
@@ -45,80 +46,16 @@ static const char *find_str(const ss__resource *r, const char *key) {
   return NULL;
 }
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  c |= 0x20;
-  return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* Decodes s[0..n) in place, NUL-terminates it (there is room: decoding only shrinks and
- * s[n] is the separator). Returns 0, or -1 on a bad %-escape. */
-static int pct_decode(char *s, size_t n) {
-  size_t i, o = 0;
-
-  for (i = 0; i < n; i++) {
-    if (s[i] != '%') {
-      s[o++] = s[i];
-      continue;
-    }
-    if (i + 2 >= n)
-      return -1;
-    int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
-    if (hi < 0 || lo < 0)
-      return -1;
-    s[o++] = (char)(hi << 4 | lo);
-    i += 2;
-  }
-  s[o] = '\0';
-  return 0;
-}
-
-static int blank(char c) {
-  return c == ' ' || c == '\t';
-}
-
-/* Trims [*a, *b) of blanks. */
-static void trim(char **a, char **b) {
-  while (*a < *b && blank(**a))
-    (*a)++;
-  while (*b > *a && blank((*b)[-1]))
-    (*b)--;
-}
-
-/* One "key=value" entry in [p, e), decoded in place; 0, 1 if empty, -1 if malformed. */
-static int parse_entry(ss__resource *r, char *p, char *e) {
-  char *eq, *kb, *ke, *vb, *ve;
-
-  trim(&p, &e);
-  if (p == e)
-    return 1;
-  eq = memchr(p, '=', (size_t)(e - p));
-  if (eq == NULL)
-    return -1;
-  kb = p, ke = eq, vb = eq + 1, ve = e;
-  trim(&kb, &ke);
-  trim(&vb, &ve);
-  if (kb == ke || pct_decode(kb, (size_t)(ke - kb)) != 0 ||
-      pct_decode(vb, (size_t)(ve - vb)) != 0 || kb[0] == '\0')
-    return -1;
-  set_str(r, kb, vb);
+static int add_attr(void *r, const char *key, size_t klen, const char *value, size_t vlen) {
+  (void)klen, (void)vlen;
+  set_str(r, key, value);
   return 0;
 }
 
 /* Parses the copy of OTEL_RESOURCE_ATTRIBUTES in `s` (modified in place). */
 static void parse_env_attrs(ss__resource *r, char *s, const char *raw) {
-  int bad = 0;
-  char *p = s, *e;
+  int bad = ss__kv_parse(s, add_attr, r);
 
-  while (*p != '\0') {
-    e = p + strcspn(p, ",");
-    int last = *e == '\0';
-    *e = '\0';
-    if (parse_entry(r, p, e) < 0)
-      bad++;
-    p = last ? e : e + 1;
-  }
   if (bad > 0)
     SS_LOG(SS_LOG_WARN, "OTEL_RESOURCE_ATTRIBUTES=\"%.64s%s\" has %d malformed entr%s "
            "(want key=value, percent-encoded); skipping %s", raw,

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
@@ -16,6 +17,9 @@
 #include <unistd.h>
 
 #include "runtime/clock.h"
+#include "runtime/deadline.h"
+#include "runtime/hostport.h"
+#include "runtime/kv.h"
 #include "runtime/log.h"
 #include "runtime/resource.h"
 
@@ -34,26 +38,14 @@ static int copy_str(char *dst, size_t cap, const char *s, size_t n) {
 static int parse_http(const char *s, const char *default_path, ss__endpoint *e) {
   const char *auth = s + 7, *slash = strchr(auth, '/');
   size_t alen = slash ? (size_t)(slash - auth) : strlen(auth);
-  const char *hp_end = auth + alen, *colon;
-  if (alen == 0 || memchr(auth, '@', alen)) return -EINVAL;
-  if (copy_str(e->authority, sizeof e->authority, auth, alen)) return -EINVAL;
-  if (auth[0] == '[') { /* [v6]:port */
-    const char *rb = memchr(auth, ']', alen);
-    if (rb == NULL || copy_str(e->host, sizeof e->host, auth + 1, (size_t)(rb - auth - 1)))
-      return -EINVAL;
-    colon = (rb + 1 < hp_end && rb[1] == ':') ? rb + 1 : NULL;
-  } else {
-    colon = memchr(auth, ':', alen);
-    if (copy_str(e->host, sizeof e->host, auth, colon ? (size_t)(colon - auth) : alen))
-      return -EINVAL;
-  }
-  if (colon) {
-    size_t plen = (size_t)(hp_end - colon - 1);
-    if (plen == 0 || plen > 5 || strspn(colon + 1, "0123456789") < plen) return -EINVAL;
-    copy_str(e->port, sizeof e->port, colon + 1, plen);
-  } else {
-    strcpy(e->port, "80");
-  }
+  ss__hostport hp;
+  if (alen == 0 || memchr(auth, '@', alen) || ss__hostport_split(auth, alen, &hp) != 0)
+    return -EINVAL;
+  if (copy_str(e->authority, sizeof e->authority, auth, alen) ||
+      copy_str(e->host, sizeof e->host, hp.host, hp.host_len))
+    return -EINVAL;
+  if (hp.port) copy_str(e->port, sizeof e->port, hp.port, hp.port_len);
+  else strcpy(e->port, "80");
   const char *path = (slash && slash[1]) ? slash : default_path;
   return copy_str(e->http_path, sizeof e->http_path, path, strlen(path)) ? -EINVAL : 0;
 }
@@ -93,43 +85,37 @@ static int ss__endpoint_parse_1(const char *s, const char *default_path, ss__end
   return 0;
 }
 
-/* "k1=v1,k2=v2" (percent-encoded values) → "k1: v1\r\nk2: v2\r\n". Malformed entries and
- * entries with CR/LF are skipped. */
+/* An OTEL_EXPORTER_OTLP_HEADERS entry as a request header line; entries whose key is not
+ * a header name or whose value could end the header (CR, LF, NUL) are refused. */
+static int add_header(void *arg, const char *k, size_t kl, const char *v, size_t vl) {
+  char **o = arg;
+  if (strpbrk(k, " \t:\r\n") || strlen(k) != kl || memchr(v, '\r', vl) || memchr(v, '\n', vl) ||
+      memchr(v, '\0', vl))
+    return -1;
+  memcpy(*o, k, kl);
+  memcpy(*o + kl, ": ", 2);
+  memcpy(*o + kl + 2, v, vl);
+  memcpy(*o + kl + 2 + vl, "\r\n", 2);
+  *o += kl + vl + 4;
+  return 0;
+}
+
+/* "k1=v1,k2=v2" (runtime/kv.h) → "k1: v1\r\nk2: v2\r\n". Malformed entries are skipped. */
 static char *build_headers(const char *spec) {
   size_t n = strlen(spec);
-  char *out = malloc(n * 2 + 8), *o = out;
-  if (out == NULL) return NULL;
-  const char *p = spec;
-  while (*p) {
-    const char *end = strchr(p, ',');
-    if (end == NULL) end = p + strlen(p);
-    const char *eq = memchr(p, '=', (size_t)(end - p));
-    if (eq && eq > p) {
-      char *start = o;
-      for (const char *k = p; k < eq; k++) if (*k != ' ') *o++ = *k;
-      *o++ = ':';
-      *o++ = ' ';
-      int bad = 0;
-      for (const char *v = eq + 1; v < end; v++) {
-        char c = *v;
-        if (c == '%' && end - v > 2) {
-          char hex[3] = {v[1], v[2], 0}, *e;
-          long x = strtol(hex, &e, 16);
-          if (*e == '\0') {
-            c = (char)x;
-            v += 2;
-          }
-        }
-        if (c == '\r' || c == '\n' || c == '\0') bad = 1;
-        *o++ = c;
-      }
-      *o++ = '\r';
-      *o++ = '\n';
-      if (bad) o = start;
-    }
-    p = *end ? end + 1 : end;
+  char *copy = malloc(n + 1), *out = malloc(n * 2 + 8), *o = out;
+  if (copy == NULL || out == NULL) {
+    free(copy);
+    free(out);
+    return NULL;
   }
+  memcpy(copy, spec, n + 1);
+  int bad = ss__kv_parse(copy, add_header, &o);
   *o = '\0';
+  free(copy);
+  if (bad > 0)
+    SS_LOG(SS_LOG_WARN, "OTEL_EXPORTER_OTLP_HEADERS has %d malformed entr%s; skipping %s", bad,
+           bad == 1 ? "y" : "ies", bad == 1 ? "it" : "them");
   return out;
 }
 
@@ -174,10 +160,10 @@ static int move_high(int fd) {
 
 static int wait_fd(int fd, short ev, uint64_t deadline_ms) {
   for (;;) {
-    uint64_t now = ss__mono_ms();
-    if (now >= deadline_ms) return -ETIMEDOUT;
+    uint64_t left = ss__ms_until(deadline_ms, ss__mono_ms());
+    if (left == 0) return -ETIMEDOUT;
     struct pollfd p = {.fd = fd, .events = ev};
-    int r = poll(&p, 1, (int)(deadline_ms - now));
+    int r = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
     if (r > 0) return 0;
     if (r == 0) return -ETIMEDOUT;
     if (errno != EINTR) return -errno;

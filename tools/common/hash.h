@@ -1,26 +1,2 @@
-/* hash.h - the hashes for in-memory tables, in one place: FNV-1a over bytes (names,
- * statement texts), and a multiplicative mix of a 64-bit value (pointers, ids) whose
- * high bits are the well-mixed ones: take a table index from the top, not the bottom.
- * Not for anything an attacker must not predict. Pure functions; safe anywhere. */
-#ifndef SS_HASH_H
-#define SS_HASH_H
-
-#include <stddef.h>
-#include <stdint.h>
-
-/* 64-bit FNV-1a of p[0..n). */
-static inline uint64_t ss__hash_bytes(const void *p, size_t n) {
-  const uint8_t *b = p;
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
-  return h;
-}
-
-/* x with its bits spread upward (Fibonacci hashing after a fold of the high bits, which
- * pointers and other aligned values leave nearly constant at the bottom). */
-static inline uint64_t ss__hash_mix64(uint64_t x) {
-  x ^= x >> 17;
-  return x * 0x9e3779b97f4a7c15ull;
-}
-
-#endif
+/* hash.h - moved to runtime/hash.h (one home, for the shim and the tools). */
+#include "runtime/hash.h"
