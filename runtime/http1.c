@@ -144,11 +144,18 @@ static void tok_end(ss__h1 *p) {
 }
 
 static void tok_char(ss__h1 *p, unsigned c) {
-  if (c == ',') {
+  if (p->tok_quote) { /* a quoted-string parameter value: commas inside do not count */
+    if (p->tok_quote == 2)
+      p->tok_quote = 1;
+    else if (c == '\\')
+      p->tok_quote = 2;
+    else if (c == '"')
+      p->tok_quote = 0;
+  } else if (c == ',') {
     tok_end(p);
     p->tok_skip = 0;
   } else if (p->tok_skip) {
-    /* parameters (";q=1") or junk: up to the next comma */
+    if (c == '"') p->tok_quote = 1; /* parameters (";q=1") or junk: up to the next comma */
   } else if (is_tchar(c)) {
     if (p->tok_len < sizeof p->tok)
       p->tok[p->tok_len++] = (char)lower(c);
@@ -156,6 +163,7 @@ static void tok_char(ss__h1 *p, unsigned c) {
       p->tok_len = sizeof p->tok + 1; /* too long to be a word we know */
   } else {
     tok_end(p);
+    if (c == '"') p->tok_quote = 1;
     if (c != ' ' && c != '\t') p->tok_skip = 1;
   }
 }
@@ -234,7 +242,7 @@ static void name_end(ss__h1 *p) {
   p->val_len = p->val_trim = 0;
   p->num = 0;
   p->ndig = p->ws_after = 0;
-  p->tok_len = p->tok_skip = 0;
+  p->tok_len = p->tok_skip = p->tok_quote = 0;
   p->skip_ows = 1;
   p->pending = 1;
 }
@@ -407,20 +415,11 @@ static int request_line_char(ss__h1 *p, unsigned c) {
     h->method[p->val_len++] = (char)c;
     return 0;
   }
-  /* P_TARGET: visible bytes (obs-text too) up to one SP */
-  if (c == ' ') {
-    if (p->val_len == 0) return bad(p);
-    h->target[p->val_len < sizeof h->target ? p->val_len : sizeof h->target - 1] = '\0';
-    p->vpos = 0;
-    p->phase = P_RL_VERSION;
-    return 0;
-  }
-  if (c <= ' ' || c == 0x7f) return bad(p);
-  if (p->val_len + 1 < sizeof h->target)
-    h->target[p->val_len] = (char)c;
-  else
-    h->target_truncated = 1;
-  p->val_len++;
+  /* P_TARGET: target_run took the visible bytes (obs-text too); this one ends it */
+  if (c != ' ' || p->val_len == 0) return bad(p);
+  h->target[p->val_len < sizeof h->target ? p->val_len : sizeof h->target - 1] = '\0';
+  p->vpos = 0;
+  p->phase = P_RL_VERSION;
   return 0;
 }
 
@@ -468,17 +467,10 @@ static int line_start_char(ss__h1 *p, unsigned c) {
 }
 
 static int header_char(ss__h1 *p, unsigned c) {
-  if (p->phase == P_NAME) {
-    if (c == ':') {
-      name_end(p);
-      p->phase = P_VALUE;
-      return 0;
-    }
-    if (!is_tchar(c)) return bad(p);
-    if (p->name_len < sizeof p->name)
-      p->name[p->name_len++] = (char)lower(c);
-    else
-      p->name_len = sizeof p->name + 1; /* longer than any name we look for */
+  if (p->phase == P_NAME) { /* name_run took the token characters; this one ends it */
+    if (c != ':') return bad(p);
+    name_end(p);
+    p->phase = P_VALUE;
     return 0;
   }
   /* P_VALUE */

@@ -68,7 +68,7 @@ typedef struct ss__h1 {
   uint32_t val_len, val_trim;/* header value bytes after leading OWS; up to the last non-OWS */
   uint16_t dst_off, dst_cap, dst_base; /* where in head the current value is stored (cap 0: nowhere) */
   uint8_t role, phase, cr_from, hdr, vpos, name_len, tok_len;
-  uint8_t pending, skip_ows, ndig, ws_after, tok_skip, te_seen, te_chunked;
+  uint8_t pending, skip_ows, ndig, ws_after, tok_skip, tok_quote, te_seen, te_chunked;
   uint8_t q[8], q_first, q_len; /* methods awaiting responses (response side) */
   char name[20];
   char tok[16];

@@ -322,6 +322,26 @@ START_TEST(test_chunked_with_extensions_and_trailers_then_next_request) {
 }
 END_TEST
 
+START_TEST(test_list_fields_match_whole_tokens_in_any_case) {
+  static const char req[] = "POST /t HTTP/1.0\r\n"
+                            "Connection: an-unusually-long-connection-option, Keep-Alive\r\n"
+                            "Connection: closed, xclose, upgrade;x=1\r\n"
+                            "Expect: 100-Continue\r\n"
+                            "Transfer-Encoding: chunked-ish, CHUNKED ;p=\"a\\\",b\"\r\n"
+                            "\r\n0\r\n\r\n";
+  transcript t;
+  feed_every_way(SS_H1_REQUEST, NULL, LIT(req), 0, &t);
+  ck_assert_int_eq(t.n, 2);
+  ck_assert_int_eq(t.ev[0].head.conn_keepalive, 1);
+  ck_assert_int_eq(t.ev[0].head.conn_close, 0);
+  ck_assert_int_eq(t.ev[0].head.conn_upgrade, 1);
+  ck_assert_int_eq(t.ev[0].head.persistent, 1);
+  ck_assert_int_eq(t.ev[0].head.expect_continue, 1);
+  ck_assert_int_eq(t.ev[0].head.chunked, 1);
+  ck_assert_int_eq(t.ev[1].ev, SS_H1_END);
+}
+END_TEST
+
 static const char pipelined[] = "GET /a HTTP/1.1\r\nHost: h\r\n\r\n"
                                 "POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nxyz"
                                 "\r\n" /* a stray CRLF after a body, tolerated (RFC 9112 2.2) */
@@ -768,6 +788,8 @@ static const char *const bad_heads[] = {
     "GET / HTTP/1.1\r\n leading: space\r\n\r\n",
     "GET / HTTP/1.1\r\n: empty\r\n\r\n",
     "GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n",
+    "GET / HTTP/1.1\r\nX-Other: a\rb\r\n\r\n",
+    "GET / HTTP/1.1\r\nX-Other: a\r\r\n\r\n",
     "GET / HTTP/2.0\r\n\r\n",
     "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
     "GET /\r\n",
@@ -1041,6 +1063,7 @@ static Suite *http1_suite(void) {
   tcase_add_test(tc, test_urllib_requests_with_connection_close);
   tcase_add_test(tc, test_http_client_chunked_request_ends_at_last_chunk);
   tcase_add_test(tc, test_chunked_with_extensions_and_trailers_then_next_request);
+  tcase_add_test(tc, test_list_fields_match_whole_tokens_in_any_case);
   tcase_add_test(tc, test_three_pipelined_requests_in_one_buffer);
   tcase_add_test(tc, test_folded_lines_join_with_one_space_and_first_fields_win);
   tcase_add_test(tc, test_bare_lf_line_ends_are_tolerated);
