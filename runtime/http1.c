@@ -1,7 +1,9 @@
-/* http1.c - the incremental HTTP/1.x parser (see http1.h). One byte at a time through the
- * head, chunk-size lines and trailers; body bytes in bulk. Header values are streamed
- * straight into their ss__h1_head buffers, so there is no line buffer: only the field name
- * (up to sizeof name) and list tokens (Connection, Transfer-Encoding, Expect) are kept. */
+/* http1.c - the incremental HTTP/1.x parser (see http1.h). step() decides one byte at a
+ * time wherever a byte changes the state (line ends, ':', SP, list separators, digits of
+ * Content-Length and chunk sizes); the runs between them (targets, names, plain values,
+ * reason phrases, bodies) are taken in bulk. Header values are streamed straight into their
+ * ss__h1_head buffers, so there is no line buffer: only the field name (up to sizeof name)
+ * and list tokens (Connection, Transfer-Encoding, Expect) are kept. */
 #include "runtime/http1.h"
 
 #include <string.h>

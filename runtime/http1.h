@@ -9,12 +9,20 @@
  * serializes feeds on one ss__h1. Anything that is not HTTP/1.x is rejected early: a
  * request stream whose first byte is not an upper-case method letter, a response stream
  * not starting "HTTP/1." (TLS records, PostgreSQL, Redis, binary data) is BAD within its
- * first bytes, and from then on every feed costs nothing.
+ * first bytes, and from then on every feed costs nothing. The functions touch only the
+ * memory they are given, so they are also async-signal-safe.
  *
  * Bounds: a message head (leading blank lines, start line, header lines) is at most
  * SS_H1_MAX_HEAD bytes; so is each chunk-size line and each trailer section. Over the
  * bound the stream is BAD. Header lines of any length within the bound are accepted;
- * values are stored only for the fields in ss__h1_head, truncated to their buffers. */
+ * values are stored only for the fields in ss__h1_head, truncated to their buffers.
+ *
+ * Leniency (RFC 9112): bare LF line ends, up to 4 blank lines before a request, obs-fold,
+ * a status line without reason phrase, chunk extensions and trailers (skipped). BAD: a
+ * CR not followed by LF, whitespace or any non-token byte in a field name (so "Host :"),
+ * a line without ':', HTTP/0.9 or /2 start lines, a Content-Length that is not one
+ * decimal value (equal repeats and "5, 5" are fine), a request whose Transfer-Encoding
+ * does not end in chunked, a malformed chunk-size line. */
 #ifndef SS_HTTP1_H
 #define SS_HTTP1_H
 
