@@ -372,10 +372,7 @@ int ss__transport_owns(ss__transport *t, int fd) {
 }
 
 void ss__transport_move(ss__transport *t) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_nsec += 100 * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+  struct timespec ts = ss__timespec_after_ms(CLOCK_REALTIME, 100);
   if (pthread_mutex_timedlock(&t->lock, &ts) != 0) {
     /* A request is in flight on a slow collector: cut it short so the lock comes back. */
     int fd = atomic_load(&t->fd);
