@@ -54,7 +54,7 @@ static int disabled;
 
 /* ---- the per-request pool ---- */
 
-static ss__arena pool = SS_ARENA_INIT;
+static ss__arena pool = {.keep_max = 8u << 20};  /* what enrichment adds to one request */
 
 static void *pool_alloc(size_t n) { return ss__arena_alloc(&pool, n); }
 
