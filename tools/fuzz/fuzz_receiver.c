@@ -9,10 +9,14 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "runtime/span.h"
 #include "tools/common/otlp_json.h"
 #include "tools/spanshimd/spanshimd.h"
 
 ss__stats ss__stats_g;  /* sink.c's, which the harness does not link */
+/* span.c's thread state: runtime/ids.c (the traceidratio rule the sampler shares with
+ * the shim) refers to it for id generation, which the harness never calls. */
+__thread ss__thread ss__self __attribute__((tls_model("initial-exec")));
 
 static void fuzz_http(const uint8_t *d, size_t n) {
   if (n < 1) return;

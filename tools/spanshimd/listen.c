@@ -16,7 +16,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "tools/common/hostport.h"
+#include "runtime/hostport.h"
 #include "tools/spanshimd/spanshimd.h"
 
 static ino_t bound_ino;

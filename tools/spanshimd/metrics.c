@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tools/common/hash.h"
+#include "runtime/hash.h"
 #include "tools/spanshimd/spanshimd.h"
 
 typedef Opentelemetry__Proto__Trace__V1__Span pb_span;

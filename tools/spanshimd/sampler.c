@@ -2,9 +2,9 @@
  * deterministic share of the others.
  *
  * A span passes at once when its trace is already decided "keep", when its trace id falls
- * in the ratio (the trace id's last 8 bytes, big-endian, below ratio * 2^64: the same rule
- * the shim's traceidratio sampler and the W3C random trace-id flag use, so every collector
- * and every process agrees without talking), or when it is itself an error (status ERROR)
+ * in the ratio (the trace id's last 8 bytes, big-endian, below ratio * 2^64: the shim's
+ * traceidratio rule, ss__ratio_keep in runtime/ids.h, so every collector and every
+ * process agrees without talking), or when it is itself an error (status ERROR)
  * or slower than --keep-slower-than: then the trace becomes "keep" and the spans held for
  * it so far are released with it. Any other span is held, serialized (the compact form:
  * the memory bound counts these bytes), in its trace's entry; a trace whose decision window (--decision-wait, counted from its first held span)
@@ -25,9 +25,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/deadline.h"
+#include "runtime/hash.h"
+#include "runtime/ids.h"
 #include "tools/common/arena.h"
-#include "tools/common/deadline.h"
-#include "tools/common/hash.h"
 #include "tools/spanshimd/spanshimd.h"
 
 typedef Opentelemetry__Proto__Trace__V1__Span pb_span;
@@ -282,13 +283,6 @@ static ss__traces_req *assemble(void) {
 
 /* ---- decisions ---- */
 
-static int in_ratio(const uint8_t *t) {
-  if (ratio_bound == UINT64_MAX) return 1;
-  uint64_t x = 0;
-  for (int i = 8; i < 16; i++) x = x << 8 | t[i];
-  return x < ratio_bound;
-}
-
 static int interesting(const pb_span *s, int *slow) {
   *slow = cfg.slow_ns && s->end_time_unix_nano > s->start_time_unix_nano &&
           s->end_time_unix_nano - s->start_time_unix_nano >= cfg.slow_ns;
@@ -343,7 +337,7 @@ static int decide(const pb_span *s, group **g, const pb_rs *rs, const pb_ss *ss,
   cache_node *c = cache_find(tid);
   int slow, why = interesting(s, &slow);
   if (c && c->keep) return 1;
-  if (in_ratio(tid)) {
+  if (ss__ratio_keep(ratio_bound, tid)) {
     if (!c) ss__samp_stats_g.kept_traces_ratio++, cache_put(tid, 1);
     return 1;
   }
@@ -409,9 +403,7 @@ int ss__sampler_init(const ss__sampler_cfg *c) {
     return -1;
   }
   cache_pos = 0;
-  if (cfg.ratio >= 1.0) ratio_bound = UINT64_MAX;
-  else if (cfg.ratio <= 0.0) ratio_bound = 0;
-  else ratio_bound = (uint64_t)(cfg.ratio * 18446744073709551616.0);
+  ratio_bound = ss__ratio_bound(cfg.ratio);  /* the shim's traceidratio rule */
   out_arena.keep_max = 8u << 20;  /* one huge release must not pin its memory */
   ss__pb_allocator(&out_alloc, &out_arena);
   enabled = 1;

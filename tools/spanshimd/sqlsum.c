@@ -26,9 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/hash.h"
 #include "runtime/sql.h"
 #include "tools/common/arena.h"
-#include "tools/common/hash.h"
 #include "tools/common/json.h"
 #include "tools/spanshimd/spanshimd.h"
 

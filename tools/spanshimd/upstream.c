@@ -25,7 +25,7 @@
 #include <zlib.h>
 
 #include "runtime/clock.h"
-#include "tools/common/deadline.h"
+#include "runtime/deadline.h"
 #include "tools/spanshimd/spanshimd.h"
 
 typedef struct item {
