@@ -26,6 +26,7 @@
 
 #include "runtime/clock.h"
 #include "runtime/deadline.h"
+#include "runtime/kv.h"
 #include "tools/spanshimd/spanshimd.h"
 
 typedef struct item {
@@ -425,56 +426,29 @@ static void *run(void *arg) {
 
 /* ---- configuration ---- */
 
-/* Percent-decodes s in place (OTEL_EXPORTER_OTLP_HEADERS values are URL-encoded). */
-static void pct_decode(char *s) {
-  char *w = s;
-  for (char *r = s; *r; r++) {
-    if (r[0] == '%' && r[1] && r[2]) {
-      char hex[3] = {r[1], r[2], 0}, *end;
-      long v = strtol(hex, &end, 16);
-      if (*end == 0) {
-        *w++ = (char)v;
-        r += 2;
-        continue;
-      }
-    }
-    *w++ = *r;
-  }
-  *w = 0;
+/* One decoded header entry: refused when it could not be sent as a header line (a
+ * key with blanks or ':', CR/LF or NUL anywhere) or the table is full. */
+static int add_header(void *arg, const char *k, size_t kn, const char *v, size_t vn) {
+  ss__upstream_cfg *c = arg;
+  if (strlen(k) != kn || strlen(v) != vn || strpbrk(k, " \t:\r\n") || strpbrk(v, "\r\n") ||
+      c->n_headers >= SS_UP_MAX_HEADERS)
+    return -1;
+  size_t n = kn + vn + 3;
+  char *h = malloc(n);
+  if (h == NULL) return -1;
+  snprintf(h, n, "%s: %s", k, v);
+  c->headers[c->n_headers++] = h;
+  return 0;
 }
 
-static char *trim(char *s) {
-  while (*s == ' ' || *s == '\t') s++;
-  size_t n = strlen(s);
-  while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) s[--n] = 0;
-  return s;
-}
-
+/* The list rule (commas, first '=', blanks trimmed, percent-decoding) is runtime/kv.h's,
+ * shared with the shim's OTEL_EXPORTER_OTLP_HEADERS and OTEL_RESOURCE_ATTRIBUTES. */
 int ss__upstream_add_headers(ss__upstream_cfg *c, const char *list) {
-  char *copy = strdup(list), *save = NULL;
+  char *copy = strdup(list);
   if (copy == NULL) return -1;
-  int rc = 0;
-  for (char *kv = strtok_r(copy, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
-    char *eq = strchr(kv, '=');
-    if (eq == NULL) {
-      rc = -1;
-      continue;
-    }
-    *eq = 0;
-    char *k = trim(kv), *v = trim(eq + 1);
-    pct_decode(v);
-    if (!*k || strpbrk(k, " :\r\n") || strpbrk(v, "\r\n") || c->n_headers >= SS_UP_MAX_HEADERS) {
-      rc = -1;
-      continue;
-    }
-    size_t n = strlen(k) + strlen(v) + 3;
-    char *h = malloc(n);
-    if (h == NULL) break;
-    snprintf(h, n, "%s: %s", k, v);
-    c->headers[c->n_headers++] = h;
-  }
+  int bad = ss__kv_parse(copy, add_header, c);
   free(copy);
-  return rc;
+  return bad ? -1 : 0;
 }
 
 /* Base URL + "/v1/traces", without doubling the slash. */
