@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #define SS_ADDRSTR 108 /* fits an IPv6 address or a Unix socket path */
 
@@ -24,6 +25,26 @@ typedef struct ss__peer {
 /* socket(2) as the app's call would go: remembers the new fd's socket type. Internal
  * callers (libcurl's default open-socket callback) use this name, never `socket`. */
 int ss__socket(int domain, int type, int protocol);
+
+/* hooks/libcurl.c: 1 while this thread is inside a libcurl transfer call (its socket
+ * I/O belongs to the transfer's span). */
+int ss__libcurl_busy(void);
+
+/* hooks/http.c: HTTP/1.x spans from socket I/O. Roles are set by accept (server) and
+ * connect (client) on stream sockets; the I/O hooks report what moved. All of these
+ * keep errno; none blocks; cheap when the fd is not a traced socket. */
+void ss__http_fd_role(int fd, int server);
+int ss__http_watched(int fd); /* 1 when the fd's I/O must be reported */
+void ss__http_read(int fd, const struct iovec *iov, size_t cnt, ssize_t rc);
+void ss__http_sent(int fd, const struct iovec *iov, size_t cnt, ssize_t rc);
+void ss__http_sendfile(int fd, ssize_t rc);
+/* Before a write: 1 when it was made here, with a traceparent spliced in (*rc is the
+ * app's result, errno set); 0 when the caller makes it and reports with ss__http_sent. */
+int ss__http_send(int fd, const struct iovec *iov, size_t cnt, int flags, ssize_t *rc);
+void ss__http_closed(int fd);
+void ss__http_closed_range(unsigned lo, unsigned hi);
+void ss__http_atfork_child(void);
+uint64_t ss__http_injections_skipped(void);
 
 /* Formats sa; returns 0, or -1 for families the shim does not trace. */
 int ss__peer_format(const struct sockaddr *sa, socklen_t len, ss__peer *p);

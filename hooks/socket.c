@@ -14,7 +14,9 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -38,6 +40,10 @@ SS_REAL(sendmsg)
 SS_REAL(recv)
 SS_REAL(recvfrom)
 SS_REAL(recvmsg)
+SS_REAL(readv)
+SS_REAL(writev)
+SS_REAL(sendfile)
+SS_REAL(sendfile64)
 
 /* ---- socket types ---- */
 #define FD_TYPES 65536
@@ -193,29 +199,119 @@ static void io_outcome(int fd, ssize_t rc, int err) {
     finish_parked(fd, err);
 }
 
-#define IO_HOOK(ret, name, params, args, fd)         \
-  SS_EXPORT ret name params {                        \
-    ret rc = real_##name()args;                      \
-    if (__builtin_expect(any_parked(), 0)) {         \
-      int err = errno;                               \
-      io_outcome(fd, (ssize_t)rc, err);              \
-      errno = err;                                   \
-    }                                                \
-    return rc;                                       \
+/* ---- reads and writes: a parked connect's outcome, and HTTP (hooks/http.c) ----
+ * Each hook: the real call, then what it tells. A read or write on an fd that is neither
+ * a parked connect nor a watched socket costs two loads. */
+static inline void after_io(int fd, ssize_t rc) {
+  if (__builtin_expect(any_parked(), 0)) {
+    int err = errno;
+    io_outcome(fd, rc, err);
+    errno = err;
+  }
+}
+
+/* A read into one buffer; peeks are not consumed, so they are not seen. */
+#define READ_HOOK(name, params, args, fd, buf, peek)                 \
+  SS_EXPORT ssize_t name params {                                    \
+    ssize_t rc = real_##name() args;                                 \
+    after_io(fd, rc);                                                \
+    if (__builtin_expect(ss__http_watched(fd), 0) && !(peek)) {      \
+      struct iovec v_ = {(buf), (size_t)(rc > 0 ? rc : 0)};          \
+      ss__http_read(fd, &v_, 1, rc);                                 \
+    }                                                                \
+    return rc;                                                       \
   }
 
-IO_HOOK(ssize_t, read, (int fd, void *buf, size_t n), (fd, buf, n), fd)
-IO_HOOK(ssize_t, write, (int fd, const void *buf, size_t n), (fd, buf, n), fd)
-IO_HOOK(ssize_t, send, (int fd, const void *buf, size_t n, int fl), (fd, buf, n, fl), fd)
-IO_HOOK(ssize_t, recv, (int fd, void *buf, size_t n, int fl), (fd, buf, n, fl), fd)
-IO_HOOK(ssize_t, sendto,
-        (int fd, const void *buf, size_t n, int fl, const struct sockaddr *a, socklen_t l),
-        (fd, buf, n, fl, a, l), fd)
-IO_HOOK(ssize_t, recvfrom,
-        (int fd, void *buf, size_t n, int fl, struct sockaddr *a, socklen_t *l),
-        (fd, buf, n, fl, a, l), fd)
-IO_HOOK(ssize_t, sendmsg, (int fd, const struct msghdr *m, int fl), (fd, m, fl), fd)
-IO_HOOK(ssize_t, recvmsg, (int fd, struct msghdr *m, int fl), (fd, m, fl), fd)
+READ_HOOK(read, (int fd, void *buf, size_t n), (fd, buf, n), fd, buf, 0)
+READ_HOOK(recv, (int fd, void *buf, size_t n, int fl), (fd, buf, n, fl), fd, buf, fl & MSG_PEEK)
+READ_HOOK(recvfrom, (int fd, void *buf, size_t n, int fl, struct sockaddr *a, socklen_t *l),
+          (fd, buf, n, fl, a, l), fd, buf, fl & MSG_PEEK)
+
+/* A write of one buffer: HTTP may send it itself, splicing a traceparent in. `plain`
+ * says a splice may be done (no destination address given). */
+#define WRITE_HOOK(name, params, args, fd, buf, n, fl, plain)            \
+  SS_EXPORT ssize_t name params {                                        \
+    ssize_t rc;                                                          \
+    if (__builtin_expect(ss__http_watched(fd), 0)) {                     \
+      struct iovec v_ = {(void *)(buf), (n)};                            \
+      if (!((plain) && ss__http_send(fd, &v_, 1, (fl), &rc))) {          \
+        rc = real_##name() args;                                         \
+        after_io(fd, rc);                                                \
+        ss__http_sent(fd, &v_, 1, rc);                                   \
+      } else {                                                           \
+        after_io(fd, rc);                                                \
+      }                                                                  \
+      return rc;                                                         \
+    }                                                                    \
+    rc = real_##name() args;                                             \
+    after_io(fd, rc);                                                    \
+    return rc;                                                           \
+  }
+
+WRITE_HOOK(write, (int fd, const void *buf, size_t n), (fd, buf, n), fd, buf, n, 0, 1)
+WRITE_HOOK(send, (int fd, const void *buf, size_t n, int fl), (fd, buf, n, fl), fd, buf, n, fl, 1)
+WRITE_HOOK(sendto,
+           (int fd, const void *buf, size_t n, int fl, const struct sockaddr *a, socklen_t l),
+           (fd, buf, n, fl, a, l), fd, buf, n, fl, a == NULL)
+
+SS_EXPORT ssize_t readv(int fd, const struct iovec *iov, int cnt) {
+  ssize_t rc = real_readv()(fd, iov, cnt);
+  after_io(fd, rc);
+  if (__builtin_expect(ss__http_watched(fd), 0) && cnt > 0)
+    ss__http_read(fd, iov, (size_t)cnt, rc);
+  return rc;
+}
+
+SS_EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int fl) {
+  ssize_t rc = real_recvmsg()(fd, m, fl);
+  after_io(fd, rc);
+  if (__builtin_expect(ss__http_watched(fd), 0) && !(fl & MSG_PEEK) && m && m->msg_iovlen > 0)
+    ss__http_read(fd, m->msg_iov, m->msg_iovlen, rc);
+  return rc;
+}
+
+SS_EXPORT ssize_t writev(int fd, const struct iovec *iov, int cnt) {
+  ssize_t rc;
+  if (__builtin_expect(ss__http_watched(fd), 0) && cnt > 0) {
+    if (!ss__http_send(fd, iov, (size_t)cnt, 0, &rc)) {
+      rc = real_writev()(fd, iov, cnt);
+      ss__http_sent(fd, iov, (size_t)cnt, rc);
+    }
+    after_io(fd, rc);
+    return rc;
+  }
+  rc = real_writev()(fd, iov, cnt);
+  after_io(fd, rc);
+  return rc;
+}
+
+SS_EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int fl) {
+  ssize_t rc;
+  if (__builtin_expect(ss__http_watched(fd), 0) && m && m->msg_iovlen > 0) {
+    /* Ancillary data or an address: observed only, never re-sent by us. */
+    int plain = m->msg_name == NULL && m->msg_controllen == 0;
+    if (!(plain && ss__http_send(fd, m->msg_iov, m->msg_iovlen, fl, &rc))) {
+      rc = real_sendmsg()(fd, m, fl);
+      ss__http_sent(fd, m->msg_iov, m->msg_iovlen, rc);
+    }
+    after_io(fd, rc);
+    return rc;
+  }
+  rc = real_sendmsg()(fd, m, fl);
+  after_io(fd, rc);
+  return rc;
+}
+
+/* A response body sent from a file: framing only. */
+#define SENDFILE_HOOK(name, off_type)                                            \
+  SS_EXPORT ssize_t name(int out, int in, off_type *off, size_t count) {         \
+    ssize_t rc = real_##name()(out, in, off, count);                             \
+    after_io(out, rc);                                                           \
+    if (__builtin_expect(ss__http_watched(out), 0)) ss__http_sendfile(out, rc);  \
+    return rc;                                                                   \
+  }
+SENDFILE_HOOK(sendfile, off_t)
+SENDFILE_HOOK(sendfile64, off64_t)
 
 SS_EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len) {
   int rc = real_getsockopt()(fd, level, name, val, len);
@@ -241,11 +337,13 @@ static _Atomic int listeners_n;
 
 void ss__socket_fd_closed(int fd) {
   if (fd >= 0 && fd < FD_TYPES) atomic_store_explicit(&fd_type[fd], 0, memory_order_relaxed);
+  ss__http_closed(fd);
   if (__builtin_expect(any_parked(), 0)) finish_parked(fd, -1);
   if (atomic_load_explicit(&listeners_n, memory_order_relaxed) > 0) forget_listener(fd);
 }
 
 void ss__socket_fds_closed(unsigned lo, unsigned hi) {
+  ss__http_closed_range(lo, hi);
   if (!any_parked()) return;
   for (int i = 0; i < PENDING_SLOTS; i++) {
     int key = atomic_load(&parked[i].key);
@@ -259,13 +357,23 @@ void ss__socket_atfork_child(void) {
   for (int i = 0; i < PENDING_SLOTS; i++) atomic_store(&parked[i].key, 0);
   atomic_store(&parked_n, 0);
   ss__dns_atfork_child();
+  ss__http_atfork_child();
 }
 
 /* ---- connect ---- */
+/* A connected (or connecting) stream socket may carry HTTP requests. */
+static void client_role(int fd, int rc, int err) {
+  if ((rc == 0 || err == EINPROGRESS) && sock_type(fd) == SOCK_STREAM) ss__http_fd_role(fd, 0);
+}
+
 SS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
   ss__peer peer;
-  if (!ss__active(SS_HOOK_SOCKET) || ss__peer_format(addr, len, &peer) != 0)
-    return real_connect()(fd, addr, len);
+  if (!ss__active(SS_HOOK_SOCKET) || ss__peer_format(addr, len, &peer) != 0) {
+    int rc = real_connect()(fd, addr, len), err = errno;
+    if (ss__active(SS_HOOK_HTTP)) client_role(fd, rc, err);
+    errno = err;
+    return rc;
+  }
   if (__builtin_expect(any_parked(), 0)) { /* a second connect on a parked fd */
     int rc = real_connect()(fd, addr, len), err = errno;
     if (rc == 0 || err == EISCONN)
@@ -286,6 +394,7 @@ SS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
   }
   int rc = real_connect()(fd, addr, len);
   int err = errno;
+  if (ss__cfg.hooks & SS_HOOK_HTTP) client_role(fd, rc, err);
   if (rc != 0 && err == EINPROGRESS) {
     ss__span_pop(&b);
     if (b.recording && park(fd, &b) != 0) ss__span_end(&b); /* no room: end it now */
@@ -347,6 +456,14 @@ static void forget_listener(int fd) {
   }
 }
 
+/* The accepted socket has its listener's type, and a stream may carry HTTP requests. */
+static int accepted(int lfd, int fd) {
+  int type = sock_type(lfd);
+  remember_type(fd, type);
+  if (type == SOCK_STREAM) ss__http_fd_role(fd, 1);
+  return type;
+}
+
 static int accept_common(int lfd, struct sockaddr *addr, socklen_t *alen, int flags, int is4) {
   struct sockaddr_storage own;
   socklen_t own_len = sizeof own;
@@ -362,10 +479,10 @@ static int accept_common(int lfd, struct sockaddr *addr, socklen_t *alen, int fl
     errno = err;
     return fd;
   }
+  int type = fd >= 0 ? accepted(lfd, fd) : 0;
   if (b.recording) {
     ss__peer peer, local;
-    int type = sock_type(lfd);
-    if (fd >= 0) remember_type(fd, type);
+    if (fd < 0) type = sock_type(lfd);
     if (fd >= 0 && al && ss__peer_format(a, *al < cap ? *al : cap, &peer) == 0) add_peer_attrs(&b, "network.peer.", &peer, type);
     if (local_addr(lfd, &local) == 0) add_peer_attrs(&b, "network.local.", &local, type);
     if (fd < 0) set_errno_error(&b, err);
@@ -377,13 +494,24 @@ static int accept_common(int lfd, struct sockaddr *addr, socklen_t *alen, int fl
   return fd;
 }
 
+/* Socket spans off: still note what HTTP needs of the new socket. */
+static int accept_untraced(int lfd, int fd) {
+  if (fd >= 0 && ss__active(SS_HOOK_HTTP)) {
+    int err = errno;
+    accepted(lfd, fd);
+    errno = err;
+  }
+  return fd;
+}
+
 SS_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len) {
-  if (!ss__active(SS_HOOK_SOCKET)) return real_accept()(fd, addr, len);
+  if (!ss__active(SS_HOOK_SOCKET)) return accept_untraced(fd, real_accept()(fd, addr, len));
   return accept_common(fd, addr, len, 0, 0);
 }
 
 SS_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
-  if (!ss__active(SS_HOOK_SOCKET)) return real_accept4()(fd, addr, len, flags);
+  if (!ss__active(SS_HOOK_SOCKET))
+    return accept_untraced(fd, real_accept4()(fd, addr, len, flags));
   return accept_common(fd, addr, len, flags, 1);
 }
 

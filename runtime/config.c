@@ -291,7 +291,8 @@ static const struct {
   uint32_t bit;
 } hook_names[] = {
     {"socket", SS_HOOK_SOCKET}, {"dns", SS_HOOK_DNS},         {"libpq", SS_HOOK_LIBPQ},
-    {"libcurl", SS_HOOK_LIBCURL}, {"process", SS_HOOK_PROCESS}, {"all", SS_HOOK_ALL},
+    {"libcurl", SS_HOOK_LIBCURL}, {"process", SS_HOOK_PROCESS}, {"http", SS_HOOK_HTTP},
+    {"tls", SS_HOOK_TLS},         {"all", SS_HOOK_ALL},
 };
 
 /* One comma-separated item: its bits, 0 for "none", -1 when unknown. */
@@ -350,7 +351,7 @@ static void load_hooks(loader *l, ss__config *c) {
   if (unknown > 0) {
     hooks_string(c->hooks, shown, sizeof(shown));
     diag(l, "SPANSHIM_HOOKS", v, "names unknown hook families (known: socket, dns, libpq, "
-         "libcurl, process, all, none); using %s", shown);
+         "libcurl, process, http, tls, all, none); using %s", shown);
   }
 }
 

@@ -18,7 +18,9 @@ enum {
   SS_HOOK_LIBPQ = 1 << 2,
   SS_HOOK_LIBCURL = 1 << 3,
   SS_HOOK_PROCESS = 1 << 4,
-  SS_HOOK_ALL = (1 << 5) - 1,
+  SS_HOOK_HTTP = 1 << 5, /* HTTP/1.x spans from socket reads and writes */
+  SS_HOOK_TLS = 1 << 6,  /* the same through OpenSSL and GnuTLS */
+  SS_HOOK_ALL = (1 << 7) - 1,
 };
 
 enum ss__sampler {

@@ -21,6 +21,7 @@ static const struct {
 } rules[] = {
     {"db.query.text", ss__sql_scrub},
     {"url.full", ss__url_redact},
+    {"url.query", ss__url_query_redact},
 };
 
 /* Copies n bytes into scratch; NULL when it is full. */

@@ -17,6 +17,8 @@
  * "REDACTED" whole). */
 size_t ss__sql_scrub(const char *in, size_t n, char *out, size_t cap);
 size_t ss__url_redact(const char *in, size_t n, char *out, size_t cap);
+/* The same rule for a query string alone (url.query: "a=1&sig=..." without the '?'). */
+size_t ss__url_query_redact(const char *in, size_t n, char *out, size_t cap);
 
 /* Redacts one command-line argument into out (at most cap bytes) and returns the length.
  * *secret_next carries state between consecutive arguments: start with 0; after a bare

@@ -210,6 +210,10 @@ void ss__span_error(ss__sb *b, const char *type, const char *message) {
   }
 }
 
+void ss__span_set_start(ss__sb *b, uint64_t ns) {
+  if (ns != 0 && ns < b->s.start_ns) b->s.start_ns = ns;
+}
+
 void ss__span_pop(ss__sb *b) {
   if (b->pushed) {
     if (ss__self.depth > 0) ss__self.depth--;

@@ -95,6 +95,9 @@ void ss__span_strarr(ss__sb *b, const char *key, const char *items, size_t len);
  * recording, also captures the stack (SPANSHIM_STACK_DEPTH frames) for the exception
  * record. */
 void ss__span_error(ss__sb *b, const char *type, const char *message);
+/* Moves the span's start back to ns (CLOCK_REALTIME ns, as ss__now_ns): a span whose
+ * first byte was seen before its kind was known (an HTTP request). */
+void ss__span_set_start(ss__sb *b, uint64_t ns);
 /* Pops the context, stamps the end time, commits. */
 void ss__span_end(ss__sb *b);
 /* Pops the context without ending the span (its outcome comes later). */

@@ -120,3 +120,9 @@ size_t ss__url_redact(const char *in, size_t n, char *outbuf, size_t cap) {
   put(&o, in + q, n - q);
   return o.n;
 }
+
+size_t ss__url_query_redact(const char *in, size_t n, char *outbuf, size_t cap) {
+  out o = {outbuf, 0, cap};
+  put_query(&o, in, n);
+  return o.n;
+}

@@ -1,0 +1,761 @@
+/* http.c - HTTP/1.x SERVER and CLIENT spans from the bytes an app reads and writes on its
+ * stream sockets (DESIGN.md §4, "Request context").
+ *
+ * Which fds: a stream socket returned by accept/accept4 is a server candidate, one the app
+ * connected is a client candidate; nothing else is ever looked at, so a read or write on a
+ * file, a pipe or a socket already found not to be HTTP costs one byte-table lookup. The
+ * first bytes decide: a server candidate whose first inbound bytes are not an HTTP/1.x
+ * request line, or a client candidate whose first outbound bytes are not one, is marked
+ * "not HTTP" for the rest of its life (PostgreSQL, Redis, TLS records pass untouched).
+ *
+ * A connection that is HTTP gets a slot from a fixed table (no malloc): two incremental
+ * parsers (runtime/http1.h), one per direction, and a small queue of parked spans for
+ * pipelined requests. SERVER: a span starts when a request's first byte is read, is named
+ * after its method when its head is complete, takes the request's inbound traceparent as
+ * parent, gets its status from the response the app writes, and ends when that response
+ * is complete (or the connection closes). CLIENT: when the app writes a request head on a
+ * connected socket outside a libcurl transfer, a span starts and, when the whole head is in
+ * that write and carries no traceparent, `traceparent` (and `tracestate`) is spliced in
+ * after the request line; the app's bytes reach the peer unchanged and in order and the
+ * return value counts only the app's bytes. The span ends when the response read back is
+ * complete.
+ *
+ * Request context: while a thread serves one request (from its head until its response
+ * is complete) that request's SERVER span is the thread's current context, so the spans
+ * it makes meanwhile (SQL, outbound HTTP, connect) are its children and threads it starts
+ * inherit it. A thread seen with two requests in flight at once is an event loop: it
+ * never gets a request context again (no guessed nesting).
+ *
+ * Concurrency: a slot is used by one thread at a time (an atomic flag); a thread that
+ * finds it busy (two threads on one socket) abandons the connection's tracing, ending its
+ * spans. Losses are counted (ss__dropped). Signal handlers doing I/O on a traced socket
+ * meet the busy flag too. */
+#include <errno.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "hooks/hooks.h"
+#include "runtime/clock.h"
+#include "runtime/http1.h"
+#include "shim/shim.h"
+
+SS_REAL(sendmsg)
+SS_REAL(getpeername)
+
+#define FD_MAX 65536
+enum { R_NONE = 0, R_SERVER = 1, R_CLIENT = 2, R_TRACKED = 3, R_NOT_HTTP = 4 };
+static _Atomic uint8_t fd_role[FD_MAX];
+static uint16_t fd_slot[FD_MAX]; /* slot index while R_TRACKED */
+
+#define SLOTS 128
+#define PIPE 4
+#define REC_BYTES 2048
+#define INJ_MAX 640 /* "traceparent: ...\r\n" + "tracestate: <512>\r\n" */
+
+typedef struct msg {
+  uint64_t rec[REC_BYTES / 8]; /* the parked span */
+  uint8_t live;                /* rec holds a parked span */
+  uint8_t status_set;          /* http.response.status_code added */
+  uint8_t error;               /* the status makes it an error */
+  uint8_t ctx_pushed;          /* the reading thread made it its context */
+  void *ctx_owner;             /* that thread (THIS_THREAD) */
+  ss__ctx ctx;                 /* the span's own context (sampled or not), for injection */
+} msg;
+
+typedef struct conn {
+  _Atomic int busy; /* 1 while a thread works on this slot */
+  int fd;           /* -1: free */
+  uint8_t server;   /* SERVER side (accepted) or CLIENT side */
+  uint8_t tls;      /* plaintext seen through a TLS library: https */
+  uint8_t in_idle;  /* the inbound parser is between messages */
+  uint8_t out_idle; /* the outbound parser is between messages */
+  uint8_t out_started; /* client: the current outbound request already has its span */
+  ss__h1 in, out;   /* what the app reads / what it writes */
+  msg q[PIPE];      /* spans in flight, oldest first */
+  uint8_t q_head, q_n;
+  uint64_t in_start_ns; /* when the current inbound message's first byte was read */
+  char inj[INJ_MAX];    /* header lines still to splice into the outbound stream */
+  uint32_t inj_len, inj_off, inj_after; /* inj[inj_off..inj_len) goes after inj_after more app bytes */
+  int family, peer_port;
+  char peer[SS_ADDRSTR];
+} conn;
+
+static conn conns[SLOTS];
+static _Atomic int conns_init;
+static _Atomic uint64_t injections_skipped;
+
+/* The thread's request context: the slot and message whose SERVER span it pushed. */
+static __thread conn *cur_conn __attribute__((tls_model("initial-exec")));
+static __thread int cur_msg __attribute__((tls_model("initial-exec")));
+static __thread int cur_token __attribute__((tls_model("initial-exec")));
+static __thread uint8_t event_loop __attribute__((tls_model("initial-exec")));
+#define THIS_THREAD ((void *)&cur_conn) /* a per-thread address, to name the pusher */
+
+/* ---- fd roles ---- */
+void ss__http_fd_role(int fd, int server) {
+  if ((unsigned)fd < FD_MAX && ss__active(SS_HOOK_HTTP))
+    atomic_store_explicit(&fd_role[fd], server ? R_SERVER : R_CLIENT, memory_order_relaxed);
+}
+
+static inline int role_of(int fd) {
+  return (unsigned)fd < FD_MAX ? atomic_load_explicit(&fd_role[fd], memory_order_relaxed) : 0;
+}
+
+int ss__http_watched(int fd) {
+  int r = role_of(fd);
+  return r != R_NONE && r != R_NOT_HTTP;
+}
+
+/* ---- slots ---- */
+static void slots_init(void) {
+  if (atomic_load_explicit(&conns_init, memory_order_acquire)) return;
+  for (int i = 0; i < SLOTS; i++) conns[i].fd = -1; /* racing initializers write the same */
+  atomic_store_explicit(&conns_init, 1, memory_order_release);
+}
+
+static conn *slot_new(int fd, int server) {
+  slots_init();
+  for (int i = 0; i < SLOTS; i++) {
+    conn *c = &conns[i];
+    int expected = 0;
+    if (c->fd != -1 || !atomic_compare_exchange_strong(&c->busy, &expected, 1)) continue;
+    if (c->fd != -1) { /* taken meanwhile */
+      atomic_store(&c->busy, 0);
+      continue;
+    }
+    c->fd = fd;
+    c->server = (uint8_t)server;
+    c->tls = 0;
+    c->in_idle = c->out_idle = 1;
+    c->out_started = 0;
+    ss__h1_init(&c->in, server ? SS_H1_REQUEST : SS_H1_RESPONSE);
+    ss__h1_init(&c->out, server ? SS_H1_RESPONSE : SS_H1_REQUEST);
+    c->q_head = c->q_n = 0;
+    c->inj_len = c->inj_off = c->inj_after = 0;
+    c->family = 0;
+    c->peer_port = -1;
+    c->peer[0] = '\0';
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    ss__peer p;
+    if (real_getpeername()(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+        ss__peer_format((struct sockaddr *)&ss, sl, &p) == 0) {
+      c->family = p.family;
+      c->peer_port = p.port;
+      memcpy(c->peer, p.addr, sizeof c->peer);
+    }
+    fd_slot[fd] = (uint16_t)i;
+    atomic_store_explicit(&fd_role[fd], R_TRACKED, memory_order_release);
+    return c; /* busy: the caller releases */
+  }
+  ss__dropped(SS_DROP_TABLE_FULL);
+  atomic_store_explicit(&fd_role[fd], R_NOT_HTTP, memory_order_relaxed);
+  return NULL;
+}
+
+/* The fd's slot, taken for this thread; NULL when busy elsewhere (tracing abandoned). */
+static conn *slot_take(int fd) {
+  conn *c = &conns[fd_slot[fd]];
+  int expected = 0;
+  if (!atomic_compare_exchange_strong_explicit(&c->busy, &expected, 1, memory_order_acquire,
+                                               memory_order_relaxed))
+    return NULL;
+  if (c->fd != fd) {
+    atomic_store_explicit(&c->busy, 0, memory_order_release);
+    return NULL;
+  }
+  return c;
+}
+
+static void slot_give(conn *c) {
+  atomic_store_explicit(&c->busy, 0, memory_order_release);
+}
+
+/* ---- the queue of spans in flight ---- */
+static msg *q_at(conn *c, int i) {
+  return &c->q[(c->q_head + i) % PIPE];
+}
+
+static msg *q_oldest(conn *c) {
+  return c->q_n ? q_at(c, 0) : NULL;
+}
+
+static msg *q_newest(conn *c) {
+  return c->q_n ? q_at(c, c->q_n - 1) : NULL;
+}
+
+/* Drops this thread's request context if it is m's (a context pushed by another thread
+ * is left to that thread, which drops it at its next request). */
+static void ctx_release(conn *c, msg *m) {
+  if (m->ctx_pushed && m->ctx_owner == THIS_THREAD && cur_conn == c && &c->q[cur_msg] == m) {
+    ss__ctx_pop(cur_token);
+    cur_conn = NULL;
+  }
+  m->ctx_pushed = 0;
+}
+
+static void q_finish_oldest(conn *c) {
+  msg *m = q_oldest(c);
+  if (m == NULL) return;
+  ctx_release(c, m);
+  if (m->live) ss__rec_finish(m->rec, ss__now_ns(), m->error ? SS_STATUS_ERROR | SS_STATUS_NO_STACK : 0);
+  m->live = 0;
+  c->q_head = (uint8_t)((c->q_head + 1) % PIPE);
+  c->q_n--;
+}
+
+static void end_all(conn *c) {
+  while (c->q_n) q_finish_oldest(c);
+}
+
+/* Parks b as the newest message; 0, or -1 when the queue or the record is full. */
+static int q_push(conn *c, ss__sb *b) {
+  if (c->q_n == PIPE) {
+    ss__span_pop(b);
+    if (b->recording) ss__dropped(SS_DROP_QUEUE);
+    return -1;
+  }
+  msg *m = &c->q[(c->q_head + c->q_n) % PIPE];
+  ss__span_pop(b);
+  m->live = b->recording && ss__span_park(b, m->rec, sizeof m->rec - 512) > 0;
+  if (b->recording && !m->live) ss__dropped(SS_DROP_TOO_BIG);
+  m->status_set = m->error = m->ctx_pushed = 0;
+  m->ctx_owner = NULL;
+  m->ctx = (ss__ctx){.flags = b->s.flags, .valid = 1};
+  memcpy(m->ctx.trace_id, b->s.trace_id, 16);
+  memcpy(m->ctx.span_id, b->s.span_id, 8);
+  c->q_n++;
+  return 0;
+}
+
+static void rec_str(msg *m, const char *key, const char *s, size_t n) {
+  if (m->live && n > 0) ss__rec_add_str(m->rec, sizeof m->rec, key, s, n);
+}
+
+static void rec_int(msg *m, const char *key, int64_t v) {
+  if (m->live) ss__rec_add_int(m->rec, sizeof m->rec, key, v);
+}
+
+/* ---- semconv helpers ---- */
+static const char *const methods[] = {"GET",     "HEAD",  "POST",    "PUT",  "DELETE",
+                                      "CONNECT", "OPTIONS", "TRACE", "PATCH"};
+
+/* The span name and http.request.method for a method token: a static string; NULL for a
+ * method semconv does not know (then name "HTTP", method "_OTHER"). */
+static const char *known_method(const char *tok, size_t n) {
+  for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+    if (strlen(methods[i]) == n && memcmp(methods[i], tok, n) == 0) return methods[i];
+  return NULL;
+}
+
+static void add_method(ss__sb *b, const char *tok, size_t n) {
+  const char *m = known_method(tok, n);
+  ss__span_str(b, "http.request.method", m ? m : "_OTHER", (size_t)-1);
+  if (m == NULL) ss__span_str(b, "http.request.method_original", tok, n);
+}
+
+/* Host header "name[:port]" or "[v6][:port]": address and port (-1 when absent). */
+static void split_host(const char *h, const char **addr, size_t *alen, int *port) {
+  size_t n = strlen(h), e = n;
+  *port = -1;
+  if (n > 0 && h[0] == '[') {
+    const char *rb = memchr(h, ']', n);
+    if (rb) {
+      *addr = h + 1;
+      *alen = (size_t)(rb - h) - 1;
+      e = (size_t)(rb - h) + 1;
+      if (e < n && h[e] == ':') goto port;
+      return;
+    }
+  }
+  {
+    const char *colon = memchr(h, ':', n);
+    *addr = h;
+    *alen = colon ? (size_t)(colon - h) : n;
+    if (colon == NULL) return;
+    e = (size_t)(colon - h);
+  }
+port:;
+  int p = 0, digits = 0;
+  for (size_t i = e + 1; i < n && digits < 6; i++, digits++) {
+    if (h[i] < '0' || h[i] > '9') return;
+    p = p * 10 + (h[i] - '0');
+  }
+  if (digits > 0 && p <= 65535) *port = p;
+}
+
+static void add_peer(ss__sb *b, const conn *c) {
+  if (c->peer[0] == '\0') return;
+  ss__span_str(b, "network.peer.address", c->peer, (size_t)-1);
+  if (c->peer_port >= 0) ss__span_int(b, "network.peer.port", c->peer_port);
+}
+
+static void add_common(ss__sb *b, const conn *c, const ss__h1_head *h) {
+  const char *addr;
+  size_t alen;
+  int port;
+  if (h->host[0]) {
+    split_host(h->host, &addr, &alen, &port);
+    ss__span_str(b, "server.address", addr, alen);
+    if (port < 0 && c->server) port = c->tls ? 443 : 80;
+    if (port >= 0) ss__span_int(b, "server.port", port);
+  }
+  ss__span_str(b, "network.protocol.version", h->version_minor ? "1.1" : "1.0", 3);
+  if (h->user_agent[0]) ss__span_str(b, "user_agent.original", h->user_agent, (size_t)-1);
+}
+
+/* ---- SERVER ---- */
+static void server_head(conn *c) {
+  const ss__h1_head *h = &c->in.head;
+  size_t mlen = strlen(h->method);
+  const char *name = known_method(h->method, mlen);
+  /* This thread's previous request context: still in flight here means an event loop. */
+  if (cur_conn != NULL) {
+    msg *other = &cur_conn->q[cur_msg];
+    if (other->ctx_pushed && other->ctx_owner == THIS_THREAD) {
+      event_loop = 1;
+      other->ctx_pushed = 0;
+    }
+    ss__ctx_pop(cur_token);
+    cur_conn = NULL;
+  }
+  ss__ctx parent;
+  int token = -1;
+  if (h->has_traceparent && (ss__cfg.propagators & SS_PROP_TRACECONTEXT) &&
+      ss__traceparent_parse(h->traceparent, strlen(h->traceparent), &parent) == 0)
+    token = ss__ctx_push(&parent);
+  ss__sb b;
+  ss__span_start_at(&b, name ? name : "HTTP", SS_KIND_SERVER, NULL);
+  if (token >= 0) ss__ctx_pop(token);
+  ss__span_set_start(&b, c->in_start_ns);
+  add_method(&b, h->method, mlen);
+  const char *q = memchr(h->target, '?', strlen(h->target));
+  size_t tlen = strlen(h->target);
+  if (h->target[0] == '/' || h->target[0] == '*') {
+    ss__span_str(&b, "url.path", h->target, q ? (size_t)(q - h->target) : tlen);
+    if (q) ss__span_str(&b, "url.query", q + 1, tlen - (size_t)(q - h->target) - 1);
+  } else {
+    ss__span_str(&b, "url.full", h->target, tlen);
+  }
+  ss__span_str(&b, "url.scheme", c->tls ? "https" : "http", (size_t)-1);
+  add_common(&b, c, h);
+  if (c->peer[0] && c->family != AF_UNIX) ss__span_str(&b, "client.address", c->peer, (size_t)-1);
+  add_peer(&b, c);
+  ss__h1_expect_response_to(&c->out, h->method);
+  if (q_push(c, &b) != 0) return;
+  /* The request context: one request per thread at a time, never guessed. */
+  if (!event_loop && c->q_n == 1) {
+    msg *m = q_newest(c);
+    cur_token = ss__ctx_push(&m->ctx);
+    m->ctx_pushed = 1;
+    m->ctx_owner = THIS_THREAD;
+    cur_conn = c;
+    cur_msg = (int)(m - c->q);
+  }
+}
+
+static void server_response_head(conn *c) {
+  const ss__h1_head *h = &c->out.head;
+  msg *m = q_oldest(c);
+  if (m == NULL || h->status < 200 || m->status_set) return; /* interim 1xx */
+  m->status_set = 1;
+  rec_int(m, "http.response.status_code", h->status);
+  if (h->status >= 500) {
+    char code[4] = {(char)('0' + h->status / 100 % 10), (char)('0' + h->status / 10 % 10),
+                    (char)('0' + h->status % 10), 0};
+    rec_str(m, "error.type", code, 3);
+    m->error = 1;
+  }
+}
+
+/* ---- CLIENT ---- */
+static void client_attrs(conn *c, msg *m, const ss__h1_head *h) {
+  char url[1024];
+  size_t n = 0, tl = strlen(h->target);
+  const char *scheme = c->tls ? "https://" : "http://";
+  if (h->target[0] == '/') {
+    const char *host = h->host;
+    char hp[SS_ADDRSTR + 16];
+    if (host[0] == '\0' && c->peer[0] && c->family != AF_UNIX) {
+      size_t pl = strlen(c->peer), o = 0;
+      int v6 = c->family == AF_INET6;
+      if (v6) hp[o++] = '[';
+      memcpy(hp + o, c->peer, pl);
+      o += pl;
+      if (v6) hp[o++] = ']';
+      if (c->peer_port >= 0) {
+        char d[8];
+        int k = 0;
+        for (int v = c->peer_port; k == 0 || v > 0; v /= 10) d[k++] = (char)('0' + v % 10);
+        hp[o++] = ':';
+        while (k > 0) hp[o++] = d[--k];
+      }
+      hp[o] = '\0';
+      host = hp;
+    }
+    size_t sl = strlen(scheme), hl = strlen(host);
+    if (sl + hl + tl < sizeof url) {
+      memcpy(url, scheme, sl);
+      memcpy(url + sl, host, hl);
+      memcpy(url + sl + hl, h->target, tl);
+      n = sl + hl + tl;
+    }
+  } else if (tl < sizeof url) {
+    memcpy(url, h->target, tl);
+    n = tl;
+  }
+  rec_str(m, "url.full", url, n);
+  const char *addr;
+  size_t alen;
+  int port;
+  if (h->host[0]) {
+    split_host(h->host, &addr, &alen, &port);
+    rec_str(m, "server.address", addr, alen);
+    if (port < 0) port = c->tls ? 443 : 80;
+    rec_int(m, "server.port", port);
+  } else if (c->peer[0]) {
+    rec_str(m, "server.address", c->peer, strlen(c->peer));
+    if (c->peer_port >= 0) rec_int(m, "server.port", c->peer_port);
+  }
+  rec_str(m, "network.protocol.version", h->version_minor ? "1.1" : "1.0", 3);
+  if (c->peer[0]) {
+    rec_str(m, "network.peer.address", c->peer, strlen(c->peer));
+    if (c->peer_port >= 0) rec_int(m, "network.peer.port", c->peer_port);
+  }
+  if (h->user_agent[0]) rec_str(m, "user_agent.original", h->user_agent, strlen(h->user_agent));
+}
+
+/* Starts a CLIENT span for a request whose method token is tok[0..n); parks it. */
+static msg *client_start(conn *c, const char *tok, size_t n) {
+  const char *name = known_method(tok, n);
+  ss__sb b;
+  ss__span_start_at(&b, name ? name : "HTTP", SS_KIND_CLIENT, NULL);
+  add_method(&b, tok, n);
+  if (q_push(c, &b) != 0) return NULL;
+  return q_newest(c);
+}
+
+static void client_response_head(conn *c) {
+  const ss__h1_head *h = &c->in.head;
+  msg *m = q_oldest(c);
+  if (m == NULL || (h->status < 200 && h->status != 101) || m->status_set) return;
+  m->status_set = 1;
+  rec_int(m, "http.response.status_code", h->status);
+  if (h->status >= 400) {
+    char code[4] = {(char)('0' + h->status / 100 % 10), (char)('0' + h->status / 10 % 10),
+                    (char)('0' + h->status % 10), 0};
+    rec_str(m, "error.type", code, 3);
+    m->error = 1;
+  }
+}
+
+/* ---- feeding ---- */
+/* Runs the app's inbound bytes through the slot's parser. */
+static void feed_in(conn *c, const char *p, size_t n) {
+  while (n > 0) {
+    if (c->in_idle) {
+      c->in_idle = 0;
+      c->in_start_ns = ss__now_ns();
+    }
+    int ev;
+    size_t used = ss__h1_feed(&c->in, p, n, &ev);
+    p += used;
+    n -= used;
+    if (ev & SS_H1_BAD) {
+      end_all(c);
+      return;
+    }
+    if (ev & SS_H1_HEAD) {
+      if (c->server) server_head(c);
+      else client_response_head(c);
+    }
+    if (ev & SS_H1_END) {
+      c->in_idle = 1;
+      if (!c->server && (c->in.head.status >= 200 || c->in.head.status == 101))
+        q_finish_oldest(c);
+    }
+  }
+}
+
+/* Runs the app's outbound bytes (those the kernel took) through the slot's parser. */
+static void feed_out(conn *c, const char *p, size_t n) {
+  while (n > 0) {
+    int ev;
+    size_t used = ss__h1_feed(&c->out, p, n, &ev);
+    c->out_idle = 0;
+    p += used;
+    n -= used;
+    if (ev & SS_H1_BAD) {
+      end_all(c);
+      return;
+    }
+    if (ev & SS_H1_HEAD) {
+      if (c->server) {
+        server_response_head(c);
+      } else {
+        const ss__h1_head *h = &c->out.head;
+        msg *m = c->out_started ? q_newest(c) : client_start(c, h->method, strlen(h->method));
+        c->out_started = 1;
+        if (m) client_attrs(c, m, h);
+        ss__h1_expect_response_to(&c->in, h->method);
+      }
+    }
+    if (ev & SS_H1_END) {
+      c->out_idle = 1;
+      c->out_started = 0;
+      if (c->server && c->out.head.status >= 200) q_finish_oldest(c);
+    }
+  }
+}
+
+static void feed_iov(conn *c, int out, const struct iovec *iov, size_t cnt, size_t total) {
+  for (size_t i = 0; i < cnt && total > 0; i++) {
+    size_t n = iov[i].iov_len < total ? iov[i].iov_len : total;
+    if (n && iov[i].iov_base) (out ? feed_out : feed_in)(c, iov[i].iov_base, n);
+    total -= n;
+  }
+}
+
+/* Body bytes the app sent from a file (sendfile): framing only, the content is not seen. */
+static void skip_out(conn *c, size_t n) {
+  static const char zeros[4096];
+  while (n > 0) {
+    size_t k = n < sizeof zeros ? n : sizeof zeros;
+    feed_out(c, zeros, k);
+    n -= k;
+  }
+}
+
+/* ---- the hooks' entry points ---- */
+/* The fd's slot, made on its first I/O when what is seen starts an HTTP/1.x request in the
+ * direction its role expects; NULL when the fd is not (or no longer) traced. */
+static conn *conn_for(int fd, int role, int outbound, const char *first, size_t n) {
+  if (role == R_TRACKED) return slot_take(fd);
+  if (!ss__active(SS_HOOK_HTTP)) return NULL;
+  if ((role == R_SERVER) == outbound) { /* a server speaking first, a client reading first */
+    atomic_store_explicit(&fd_role[fd], R_NOT_HTTP, memory_order_relaxed);
+    return NULL;
+  }
+  if (role == R_CLIENT && ss__libcurl_busy()) { /* libcurl makes its own spans */
+    atomic_store_explicit(&fd_role[fd], R_NOT_HTTP, memory_order_relaxed);
+    return NULL;
+  }
+  int looks = ss__h1_looks_like_request(first, n);
+  if (looks < 0) return NULL; /* too little to say: look again next time */
+  if (looks == 0) {
+    atomic_store_explicit(&fd_role[fd], R_NOT_HTTP, memory_order_relaxed);
+    return NULL;
+  }
+  return slot_new(fd, role == R_SERVER);
+}
+
+void ss__http_read(int fd, const struct iovec *iov, size_t cnt, ssize_t rc) {
+  int role = role_of(fd);
+  if (rc <= 0 || role == R_NONE || role == R_NOT_HTTP || cnt == 0) return;
+  int saved = errno;
+  size_t n0 = iov[0].iov_len < (size_t)rc ? iov[0].iov_len : (size_t)rc;
+  conn *c = conn_for(fd, role, 0, iov[0].iov_base, n0);
+  if (c) {
+    feed_iov(c, 0, iov, cnt, (size_t)rc);
+    slot_give(c);
+  }
+  errno = saved;
+}
+
+void ss__http_sent(int fd, const struct iovec *iov, size_t cnt, ssize_t rc) {
+  int role = role_of(fd);
+  if (rc <= 0 || role == R_NONE || role == R_NOT_HTTP || cnt == 0) return;
+  int saved = errno;
+  size_t n0 = iov[0].iov_len < (size_t)rc ? iov[0].iov_len : (size_t)rc;
+  conn *c = conn_for(fd, role, 1, iov[0].iov_base, n0);
+  if (c) {
+    feed_iov(c, 1, iov, cnt, (size_t)rc);
+    slot_give(c);
+  }
+  errno = saved;
+}
+
+void ss__http_sendfile(int fd, ssize_t rc) {
+  if (rc <= 0 || role_of(fd) != R_TRACKED) return;
+  int saved = errno;
+  conn *c = slot_take(fd);
+  if (c) {
+    skip_out(c, (size_t)rc);
+    slot_give(c);
+  }
+  errno = saved;
+}
+
+void ss__http_closed(int fd) {
+  int role = role_of(fd);
+  if (role == R_NONE) return;
+  atomic_store_explicit(&fd_role[fd], R_NONE, memory_order_relaxed);
+  if (role != R_TRACKED) return;
+  conn *c = &conns[fd_slot[fd]];
+  for (;;) { /* wait out a thread mid-feed on it: bounded by one feed */
+    int expected = 0;
+    if (atomic_compare_exchange_weak(&c->busy, &expected, 1)) break;
+  }
+  if (c->fd == fd) {
+    /* A response framed by close is complete now; anything else ends as it is. */
+    if (!c->server && ss__h1_close(&c->in) && c->q_n) q_finish_oldest(c);
+    if (c->server && ss__h1_close(&c->out) && c->q_n) q_finish_oldest(c);
+    end_all(c);
+    c->fd = -1;
+  }
+  slot_give(c);
+}
+
+void ss__http_closed_range(unsigned lo, unsigned hi) {
+  if (lo >= FD_MAX) return;
+  if (hi >= FD_MAX) hi = FD_MAX - 1;
+  for (unsigned fd = lo; fd <= hi; fd++)
+    if (atomic_load_explicit(&fd_role[fd], memory_order_relaxed)) ss__http_closed((int)fd);
+}
+
+void ss__http_atfork_child(void) {
+  /* The parent ends the spans of connections it had; the child forgets them and never
+   * traces those fds (their state is the parent's). */
+  for (int i = 0; i < SLOTS; i++) {
+    conn *c = &conns[i];
+    if (atomic_load(&conns_init) && c->fd >= 0) {
+      atomic_store(&fd_role[c->fd], R_NOT_HTTP);
+      c->fd = -1;
+      c->q_n = 0;
+    }
+    atomic_store(&c->busy, 0);
+  }
+  cur_conn = NULL;
+}
+
+/* ---- traceparent injection into client requests ---- */
+static size_t put(char *dst, size_t at, size_t cap, const char *s, size_t n) {
+  if (at + n <= cap) memcpy(dst + at, s, n);
+  return at + n;
+}
+
+/* Prepares c->inj for the request m starts, after line_end app bytes. */
+static void inject_prepare(conn *c, msg *m, size_t line_end) {
+  char tp[SS_TRACEPARENT_LEN + 1];
+  ss__traceparent_format(&m->ctx, tp);
+  size_t n = put(c->inj, 0, INJ_MAX, "traceparent: ", 13);
+  n = put(c->inj, n, INJ_MAX, tp, SS_TRACEPARENT_LEN);
+  n = put(c->inj, n, INJ_MAX, "\r\n", 2);
+  c->inj_len = (uint32_t)n;
+  c->inj_off = 0;
+  c->inj_after = (uint32_t)line_end;
+}
+
+/* Sends the app's bytes with c->inj spliced in; returns the app bytes the kernel took (as
+ * the app's own call would), or -1 with errno. */
+static ssize_t send_spliced(conn *c, int fd, const struct iovec *app, size_t cnt, int flags) {
+  size_t total = 0;
+  for (size_t i = 0; i < cnt; i++) total += app[i].iov_len;
+  size_t done = 0; /* app bytes sent by this call */
+  for (;;) {
+    struct iovec v[18];
+    size_t nv = 0, skip = done, before = c->inj_after;
+    int spliced = c->inj_off >= c->inj_len;
+    for (size_t i = 0; i < cnt && nv < 16; i++) {
+      const char *b = app[i].iov_base;
+      size_t len = app[i].iov_len;
+      if (skip >= len) {
+        skip -= len;
+        continue;
+      }
+      b += skip;
+      len -= skip;
+      skip = 0;
+      if (!spliced && before < len) {
+        if (before) v[nv++] = (struct iovec){(void *)b, before};
+        v[nv++] = (struct iovec){c->inj + c->inj_off, c->inj_len - c->inj_off};
+        b += before;
+        len -= before;
+        spliced = 1;
+      } else if (!spliced) {
+        before -= len;
+      }
+      if (len) v[nv++] = (struct iovec){(void *)b, len};
+    }
+    if (!spliced && before == 0) /* the splice point is at the very end */
+      v[nv++] = (struct iovec){c->inj + c->inj_off, c->inj_len - c->inj_off};
+    struct msghdr mh = {.msg_iov = v, .msg_iovlen = nv};
+    ssize_t w = real_sendmsg()(fd, &mh, flags);
+    if (w < 0) return done ? (ssize_t)done : -1;
+    size_t k = (size_t)w, app_now;
+    if (c->inj_off >= c->inj_len) {
+      app_now = k;
+    } else if (k <= c->inj_after) {
+      app_now = k;
+      c->inj_after -= (uint32_t)k;
+    } else {
+      app_now = c->inj_after;
+      k -= c->inj_after;
+      c->inj_after = 0;
+      size_t rest = c->inj_len - c->inj_off;
+      if (k <= rest) {
+        c->inj_off += (uint32_t)k;
+      } else {
+        c->inj_off = c->inj_len;
+        app_now += k - rest;
+      }
+    }
+    done += app_now;
+    if (done > 0 || total == 0) return (ssize_t)done;
+    /* Only our header bytes went: the app has not seen progress yet; go on. */
+  }
+}
+
+/* A write the app is about to make on fd. Returns 1 when it was sent here (with the
+ * injection; *rc holds what the app's call returns, errno set), 0 when the caller makes
+ * the real call itself (and then reports with ss__http_sent). */
+int ss__http_send(int fd, const struct iovec *iov, size_t cnt, int flags, ssize_t *rc) {
+  int role = role_of(fd);
+  if (role != R_CLIENT && role != R_TRACKED) return 0;
+  if (cnt == 0 || cnt > 16) return 0;
+  conn *c = NULL;
+  if (role == R_CLIENT) {
+    c = conn_for(fd, role, 1, iov[0].iov_base, iov[0].iov_len);
+  } else {
+    c = slot_take(fd);
+    if (c && c->server) {
+      slot_give(c);
+      return 0;
+    }
+  }
+  if (c == NULL) return 0;
+  int saved = errno;
+  if (c->inj_off >= c->inj_len && c->out_idle && !c->out_started) {
+    size_t le = 0, he = 0;
+    int has_tp = 0;
+    const char *b0 = iov[0].iov_base;
+    if (ss__h1_scan_request(b0, iov[0].iov_len, &le, &he, &has_tp) == 0) {
+      const char *sp = memchr(b0, ' ', le);
+      msg *m = client_start(c, b0, sp ? (size_t)(sp - b0) : le);
+      c->out_started = 1;
+      if (m && (ss__cfg.propagators & SS_PROP_TRACECONTEXT)) {
+        if (he > 0 && !has_tp) inject_prepare(c, m, le);
+        else if (!has_tp) atomic_fetch_add(&injections_skipped, 1);
+      }
+    }
+  }
+  if (c->inj_off >= c->inj_len) {
+    slot_give(c);
+    errno = saved;
+    return 0;
+  }
+  errno = saved;
+  ssize_t w = send_spliced(c, fd, iov, cnt, flags);
+  int err = errno;
+  if (w > 0) feed_iov(c, 1, iov, cnt, (size_t)w);
+  slot_give(c);
+  *rc = w;
+  errno = err;
+  return 1;
+}
+
+uint64_t ss__http_injections_skipped(void) {
+  return atomic_load(&injections_skipped);
+}
