@@ -39,7 +39,7 @@
 #include "hooks/hooks.h"
 #include "runtime/clock.h"
 #include "runtime/http1.h"
-#include "shim/shim.h"
+#include "hooks/hook.h"
 
 SS_REAL(sendmsg)
 SS_REAL(getpeername)

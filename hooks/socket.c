@@ -23,7 +23,7 @@
 #include "hooks/hooks.h"
 #include "runtime/clock.h"
 #include "runtime/netaddr.h"
-#include "shim/shim.h"
+#include "hooks/hook.h"
 
 SS_REAL(socket)
 SS_REAL(connect)

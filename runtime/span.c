@@ -18,12 +18,7 @@ int ss__tracer_init(const ss__config *c, size_t ring_bytes, void (*on_commit)(vo
   if (rc != 0) return rc;
   ss__tracer_g.attr_value_limit = c->attr_value_limit;
   ss__tracer_g.sampler = c->sampler;
-  if (c->sampler_ratio >= 1.0)
-    ss__tracer_g.ratio_bound = UINT64_MAX;
-  else if (c->sampler_ratio <= 0.0)
-    ss__tracer_g.ratio_bound = 0;
-  else
-    ss__tracer_g.ratio_bound = (uint64_t)(c->sampler_ratio * 18446744073709551616.0);
+  ss__tracer_g.ratio_bound = ss__ratio_bound(c->sampler_ratio);
   ss__tracer_g.root_parent = c->parent;
   ss__tracer_g.on_commit = on_commit;
   ss__tracer_g.stack_depth = c->stack_depth;
@@ -102,12 +97,8 @@ int ss__ctx_current(ss__ctx *out) {
   return 0;
 }
 
-/* The trace id's last 8 bytes, big-endian, as the W3C "random" part the ratio uses. */
 static int ratio_sample(const uint8_t tid[16]) {
-  uint64_t x = 0;
-  if (ss__tracer_g.ratio_bound == UINT64_MAX) return 1;
-  for (int i = 8; i < 16; i++) x = (x << 8) | tid[i];
-  return x < ss__tracer_g.ratio_bound;
+  return ss__ratio_keep(ss__tracer_g.ratio_bound, tid);
 }
 
 static int should_sample(const ss__ctx *parent, const uint8_t tid[16]) {

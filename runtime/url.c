@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "runtime/sanitize.h"
+#include "runtime/hostport.h"
 
 static const char *const signed_keys[] = {
     "X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token", "AWSAccessKeyId",
@@ -48,21 +49,10 @@ static size_t authority_start(const char *in, size_t n) {
   return 0;
 }
 
-/* host, [v6], host:digits, [v6]:digits */
+/* host, [v6], host:digits, [v6]:digits (runtime/hostport.h's rule); empty counts too. */
 static int is_hostport(const char *h, size_t n) {
-  size_t i = 0;
-  if (n > 0 && h[0] == '[') {
-    const char *e = memchr(h, ']', n);
-    if (e == NULL) return 0;
-    i = (size_t)(e - h) + 1;
-  } else {
-    while (i < n && h[i] != ':') i++;
-  }
-  if (i == n) return 1;
-  if (h[i] != ':') return 0;
-  for (i++; i < n; i++)
-    if (h[i] < '0' || h[i] > '9') return 0;
-  return 1;
+  ss__hostport hp;
+  return n == 0 || ss__hostport_split(h, n, &hp) == 0;
 }
 
 static void put_query(out *o, const char *q, size_t n) {
