@@ -10,6 +10,7 @@
 
 #include <netinet/in.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -41,6 +42,25 @@ void ss__http_sendfile(int fd, ssize_t rc);
 /* Before a write: 1 when it was made here, with a traceparent spliced in (*rc is the
  * app's result, errno set); 0 when the caller makes it and reports with ss__http_sent. */
 int ss__http_send(int fd, const struct iovec *iov, size_t cnt, int flags, ssize_t *rc);
+
+/* How spliced bytes are written: fn writes v[0..n) in order and returns the bytes taken
+ * (>0), or what the underlying call returned on failure (<= 0, errno/library error state
+ * as it left them). */
+typedef struct ss__http_writer {
+  ssize_t (*fn)(const struct ss__http_writer *w, const struct iovec *v, int n);
+  int fd, flags;
+  int can_inject; /* 0: never splice on this stream (count the skip) */
+  void *obj;      /* TLS: the SSL* or gnutls session */
+  void *real;     /* TLS: the library's write function */
+} ss__http_writer;
+
+/* Plaintext through a TLS library on fd (hooks/tls.c): what the app read or wrote
+ * (rc as the library returned it), the handshake's duration, and a write that may be
+ * sent here with a traceparent spliced in (as ss__http_send). */
+void ss__http_tls_read(int fd, const void *buf, ssize_t rc);
+void ss__http_tls_sent(int fd, const void *buf, ssize_t rc);
+void ss__http_tls_handshake(int fd, uint64_t ns);
+int ss__http_tls_send(const ss__http_writer *w, const void *buf, size_t n, ssize_t *rc);
 void ss__http_closed(int fd);
 void ss__http_closed_range(unsigned lo, unsigned hi);
 void ss__http_atfork_child(void);

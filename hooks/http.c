@@ -46,8 +46,9 @@ SS_REAL(getpeername)
 
 #define FD_MAX 65536
 enum { R_NONE = 0, R_SERVER = 1, R_CLIENT = 2, R_TRACKED = 3, R_NOT_HTTP = 4 };
-static _Atomic uint8_t fd_role[FD_MAX];
-static uint16_t fd_slot[FD_MAX]; /* slot index while R_TRACKED */
+/* Per fd, for plaintext on the socket itself [0] and through a TLS library [1]. */
+static _Atomic uint8_t fd_role[2][FD_MAX];
+static uint16_t fd_slot[2][FD_MAX]; /* slot index while R_TRACKED */
 
 #define SLOTS 128
 #define PIPE 4
@@ -76,6 +77,7 @@ typedef struct conn {
   msg q[PIPE];      /* spans in flight, oldest first */
   uint8_t q_head, q_n;
   uint64_t in_start_ns; /* when the current inbound message's first byte was read */
+  uint32_t hs_us;       /* TLS handshake time, for the connection's first span (0: none) */
   char inj[INJ_MAX];    /* header lines still to splice into the outbound stream */
   uint32_t inj_len, inj_off, inj_after; /* inj[inj_off..inj_len) goes after inj_after more app bytes */
   int family, peer_port;
@@ -83,6 +85,7 @@ typedef struct conn {
 } conn;
 
 static conn conns[SLOTS];
+static _Atomic uint32_t hs_us[FD_MAX]; /* the last TLS handshake's duration on the fd, µs */
 static _Atomic int conns_init;
 static _Atomic uint64_t injections_skipped;
 
@@ -96,15 +99,19 @@ static __thread uint8_t event_loop __attribute__((tls_model("initial-exec")));
 /* ---- fd roles ---- */
 void ss__http_fd_role(int fd, int server) {
   if ((unsigned)fd < FD_MAX && ss__active(SS_HOOK_HTTP))
-    atomic_store_explicit(&fd_role[fd], server ? R_SERVER : R_CLIENT, memory_order_relaxed);
+    atomic_store_explicit(&fd_role[0][fd], server ? R_SERVER : R_CLIENT, memory_order_relaxed);
 }
 
-static inline int role_of(int fd) {
-  return (unsigned)fd < FD_MAX ? atomic_load_explicit(&fd_role[fd], memory_order_relaxed) : 0;
+static inline int role_of(int t, int fd) {
+  return (unsigned)fd < FD_MAX ? atomic_load_explicit(&fd_role[t][fd], memory_order_relaxed) : 0;
+}
+
+static inline void set_role(int t, int fd, int role) {
+  atomic_store_explicit(&fd_role[t][fd], (uint8_t)role, memory_order_release);
 }
 
 int ss__http_watched(int fd) {
-  int r = role_of(fd);
+  int r = role_of(0, fd);
   return r != R_NONE && r != R_NOT_HTTP;
 }
 
@@ -115,7 +122,7 @@ static void slots_init(void) {
   atomic_store_explicit(&conns_init, 1, memory_order_release);
 }
 
-static conn *slot_new(int fd, int server) {
+static conn *slot_new(int t, int fd, int server) {
   slots_init();
   for (int i = 0; i < SLOTS; i++) {
     conn *c = &conns[i];
@@ -127,7 +134,8 @@ static conn *slot_new(int fd, int server) {
     }
     c->fd = fd;
     c->server = (uint8_t)server;
-    c->tls = 0;
+    c->tls = (uint8_t)t;
+    c->hs_us = t ? atomic_load_explicit(&hs_us[fd], memory_order_relaxed) : 0;
     c->in_idle = c->out_idle = 1;
     c->out_started = 0;
     ss__h1_init(&c->in, server ? SS_H1_REQUEST : SS_H1_RESPONSE);
@@ -146,23 +154,23 @@ static conn *slot_new(int fd, int server) {
       c->peer_port = p.port;
       memcpy(c->peer, p.addr, sizeof c->peer);
     }
-    fd_slot[fd] = (uint16_t)i;
-    atomic_store_explicit(&fd_role[fd], R_TRACKED, memory_order_release);
+    fd_slot[t][fd] = (uint16_t)i;
+    set_role(t, fd, R_TRACKED);
     return c; /* busy: the caller releases */
   }
   ss__dropped(SS_DROP_TABLE_FULL);
-  atomic_store_explicit(&fd_role[fd], R_NOT_HTTP, memory_order_relaxed);
+  set_role(t, fd, R_NOT_HTTP);
   return NULL;
 }
 
 /* The fd's slot, taken for this thread; NULL when busy elsewhere (tracing abandoned). */
-static conn *slot_take(int fd) {
-  conn *c = &conns[fd_slot[fd]];
+static conn *slot_take(int t, int fd) {
+  conn *c = &conns[fd_slot[t][fd]];
   int expected = 0;
   if (!atomic_compare_exchange_strong_explicit(&c->busy, &expected, 1, memory_order_acquire,
                                                memory_order_relaxed))
     return NULL;
-  if (c->fd != fd) {
+  if (c->fd != fd || c->tls != t) {
     atomic_store_explicit(&c->busy, 0, memory_order_release);
     return NULL;
   }
@@ -223,6 +231,10 @@ static int q_push(conn *c, ss__sb *b) {
   if (b->recording && !m->live) ss__dropped(SS_DROP_TOO_BIG);
   m->status_set = m->error = m->ctx_pushed = 0;
   m->ctx_owner = NULL;
+  if (c->hs_us && m->live) {
+    ss__rec_add_int(m->rec, sizeof m->rec, "spanshim.tls.handshake_us", c->hs_us);
+    c->hs_us = 0;
+  }
   m->ctx = (ss__ctx){.flags = b->s.flags, .valid = 1};
   memcpy(m->ctx.trace_id, b->s.trace_id, 16);
   memcpy(m->ctx.span_id, b->s.span_id, 8);
@@ -306,6 +318,19 @@ static void add_common(ss__sb *b, const conn *c, const ss__h1_head *h) {
   if (h->user_agent[0]) ss__span_str(b, "user_agent.original", h->user_agent, (size_t)-1);
 }
 
+/* http.response.status_code; from `errors_from` on, the span is an error whose
+ * error.type is the status code (semconv: 5xx for SERVER spans, 4xx too for CLIENT). */
+static void set_status(msg *m, int status, int errors_from) {
+  m->status_set = 1;
+  rec_int(m, "http.response.status_code", status);
+  if (status >= errors_from) {
+    char code[4] = {(char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10),
+                    (char)('0' + status % 10), 0};
+    rec_str(m, "error.type", code, 3);
+    m->error = 1;
+  }
+}
+
 /* ---- SERVER ---- */
 static void server_head(conn *c) {
   const ss__h1_head *h = &c->in.head;
@@ -360,14 +385,7 @@ static void server_response_head(conn *c) {
   const ss__h1_head *h = &c->out.head;
   msg *m = q_oldest(c);
   if (m == NULL || h->status < 200 || m->status_set) return; /* interim 1xx */
-  m->status_set = 1;
-  rec_int(m, "http.response.status_code", h->status);
-  if (h->status >= 500) {
-    char code[4] = {(char)('0' + h->status / 100 % 10), (char)('0' + h->status / 10 % 10),
-                    (char)('0' + h->status % 10), 0};
-    rec_str(m, "error.type", code, 3);
-    m->error = 1;
-  }
+  set_status(m, h->status, 500);
 }
 
 /* ---- CLIENT ---- */
@@ -441,14 +459,7 @@ static void client_response_head(conn *c) {
   const ss__h1_head *h = &c->in.head;
   msg *m = q_oldest(c);
   if (m == NULL || (h->status < 200 && h->status != 101) || m->status_set) return;
-  m->status_set = 1;
-  rec_int(m, "http.response.status_code", h->status);
-  if (h->status >= 400) {
-    char code[4] = {(char)('0' + h->status / 100 % 10), (char)('0' + h->status / 10 % 10),
-                    (char)('0' + h->status % 10), 0};
-    rec_str(m, "error.type", code, 3);
-    m->error = 1;
-  }
+  set_status(m, h->status, 400);
 }
 
 /* ---- feeding ---- */
@@ -530,57 +541,71 @@ static void skip_out(conn *c, size_t n) {
 
 /* ---- the hooks' entry points ---- */
 /* The fd's slot, made on its first I/O when what is seen starts an HTTP/1.x request in the
- * direction its role expects; NULL when the fd is not (or no longer) traced. */
-static conn *conn_for(int fd, int role, int outbound, const char *first, size_t n) {
-  if (role == R_TRACKED) return slot_take(fd);
-  if (!ss__active(SS_HOOK_HTTP)) return NULL;
+ * direction its role expects; NULL when the fd is not (or no longer) traced. Plaintext
+ * through TLS (t == 1) has no role yet: the first direction decides (a server reads the
+ * first request, a client writes it). */
+static conn *conn_for(int t, int fd, int role, int outbound, const char *first, size_t n) {
+  if (role == R_TRACKED) return slot_take(t, fd);
+  if (!ss__active(SS_HOOK_HTTP) || (t && !ss__active(SS_HOOK_TLS))) return NULL;
+  if (t && role == R_NONE) role = outbound ? R_CLIENT : R_SERVER;
   if ((role == R_SERVER) == outbound) { /* a server speaking first, a client reading first */
-    atomic_store_explicit(&fd_role[fd], R_NOT_HTTP, memory_order_relaxed);
+    set_role(t, fd, R_NOT_HTTP);
     return NULL;
   }
   if (role == R_CLIENT && ss__libcurl_busy()) { /* libcurl makes its own spans */
-    atomic_store_explicit(&fd_role[fd], R_NOT_HTTP, memory_order_relaxed);
+    set_role(t, fd, R_NOT_HTTP);
     return NULL;
   }
   int looks = ss__h1_looks_like_request(first, n);
   if (looks < 0) return NULL; /* too little to say: look again next time */
   if (looks == 0) {
-    atomic_store_explicit(&fd_role[fd], R_NOT_HTTP, memory_order_relaxed);
+    set_role(t, fd, R_NOT_HTTP);
     return NULL;
   }
-  return slot_new(fd, role == R_SERVER);
+  return slot_new(t, fd, role == R_SERVER);
+}
+
+/* rc bytes moved in direction `out` through iov. */
+static void observe(int t, int fd, int out, const struct iovec *iov, size_t cnt, ssize_t rc) {
+  int role = role_of(t, fd);
+  if (rc <= 0 || role == R_NOT_HTTP || (role == R_NONE && !t) || cnt == 0) return;
+  int saved = errno;
+  size_t n0 = iov[0].iov_len < (size_t)rc ? iov[0].iov_len : (size_t)rc;
+  conn *c = conn_for(t, fd, role, out, iov[0].iov_base, n0);
+  if (c) {
+    feed_iov(c, out, iov, cnt, (size_t)rc);
+    slot_give(c);
+  }
+  errno = saved;
 }
 
 void ss__http_read(int fd, const struct iovec *iov, size_t cnt, ssize_t rc) {
-  int role = role_of(fd);
-  if (rc <= 0 || role == R_NONE || role == R_NOT_HTTP || cnt == 0) return;
-  int saved = errno;
-  size_t n0 = iov[0].iov_len < (size_t)rc ? iov[0].iov_len : (size_t)rc;
-  conn *c = conn_for(fd, role, 0, iov[0].iov_base, n0);
-  if (c) {
-    feed_iov(c, 0, iov, cnt, (size_t)rc);
-    slot_give(c);
-  }
-  errno = saved;
+  observe(0, fd, 0, iov, cnt, rc);
 }
 
 void ss__http_sent(int fd, const struct iovec *iov, size_t cnt, ssize_t rc) {
-  int role = role_of(fd);
-  if (rc <= 0 || role == R_NONE || role == R_NOT_HTTP || cnt == 0) return;
-  int saved = errno;
-  size_t n0 = iov[0].iov_len < (size_t)rc ? iov[0].iov_len : (size_t)rc;
-  conn *c = conn_for(fd, role, 1, iov[0].iov_base, n0);
-  if (c) {
-    feed_iov(c, 1, iov, cnt, (size_t)rc);
-    slot_give(c);
-  }
-  errno = saved;
+  observe(0, fd, 1, iov, cnt, rc);
+}
+
+void ss__http_tls_read(int fd, const void *buf, ssize_t rc) {
+  struct iovec v = {(void *)buf, rc > 0 ? (size_t)rc : 0};
+  if ((unsigned)fd < FD_MAX) observe(1, fd, 0, &v, 1, rc);
+}
+
+void ss__http_tls_sent(int fd, const void *buf, ssize_t rc) {
+  struct iovec v = {(void *)buf, rc > 0 ? (size_t)rc : 0};
+  if ((unsigned)fd < FD_MAX) observe(1, fd, 1, &v, 1, rc);
+}
+
+void ss__http_tls_handshake(int fd, uint64_t ns) {
+  if ((unsigned)fd < FD_MAX)
+    atomic_store_explicit(&hs_us[fd], (uint32_t)(ns / 1000 ? ns / 1000 : 1), memory_order_relaxed);
 }
 
 void ss__http_sendfile(int fd, ssize_t rc) {
-  if (rc <= 0 || role_of(fd) != R_TRACKED) return;
+  if (rc <= 0 || role_of(0, fd) != R_TRACKED) return;
   int saved = errno;
-  conn *c = slot_take(fd);
+  conn *c = slot_take(0, fd);
   if (c) {
     skip_out(c, (size_t)rc);
     slot_give(c);
@@ -588,17 +613,17 @@ void ss__http_sendfile(int fd, ssize_t rc) {
   errno = saved;
 }
 
-void ss__http_closed(int fd) {
-  int role = role_of(fd);
+static void closed(int t, int fd) {
+  int role = role_of(t, fd);
   if (role == R_NONE) return;
-  atomic_store_explicit(&fd_role[fd], R_NONE, memory_order_relaxed);
+  set_role(t, fd, R_NONE);
   if (role != R_TRACKED) return;
-  conn *c = &conns[fd_slot[fd]];
+  conn *c = &conns[fd_slot[t][fd]];
   for (;;) { /* wait out a thread mid-feed on it: bounded by one feed */
     int expected = 0;
     if (atomic_compare_exchange_weak(&c->busy, &expected, 1)) break;
   }
-  if (c->fd == fd) {
+  if (c->fd == fd && c->tls == t) {
     /* A response framed by close is complete now; anything else ends as it is. */
     if (!c->server && ss__h1_close(&c->in) && c->q_n) q_finish_oldest(c);
     if (c->server && ss__h1_close(&c->out) && c->q_n) q_finish_oldest(c);
@@ -608,11 +633,22 @@ void ss__http_closed(int fd) {
   slot_give(c);
 }
 
+void ss__http_closed(int fd) {
+  if ((unsigned)fd >= FD_MAX) return;
+  int saved = errno;
+  closed(0, fd);
+  closed(1, fd);
+  atomic_store_explicit(&hs_us[fd], 0, memory_order_relaxed);
+  errno = saved;
+}
+
 void ss__http_closed_range(unsigned lo, unsigned hi) {
   if (lo >= FD_MAX) return;
   if (hi >= FD_MAX) hi = FD_MAX - 1;
   for (unsigned fd = lo; fd <= hi; fd++)
-    if (atomic_load_explicit(&fd_role[fd], memory_order_relaxed)) ss__http_closed((int)fd);
+    if (atomic_load_explicit(&fd_role[0][fd], memory_order_relaxed) ||
+        atomic_load_explicit(&fd_role[1][fd], memory_order_relaxed))
+      ss__http_closed((int)fd);
 }
 
 void ss__http_atfork_child(void) {
@@ -621,7 +657,7 @@ void ss__http_atfork_child(void) {
   for (int i = 0; i < SLOTS; i++) {
     conn *c = &conns[i];
     if (atomic_load(&conns_init) && c->fd >= 0) {
-      atomic_store(&fd_role[c->fd], R_NOT_HTTP);
+      set_role(c->tls, c->fd, R_NOT_HTTP);
       c->fd = -1;
       c->q_n = 0;
     }
@@ -648,9 +684,10 @@ static void inject_prepare(conn *c, msg *m, size_t line_end) {
   c->inj_after = (uint32_t)line_end;
 }
 
-/* Sends the app's bytes with c->inj spliced in; returns the app bytes the kernel took (as
- * the app's own call would), or -1 with errno. */
-static ssize_t send_spliced(conn *c, int fd, const struct iovec *app, size_t cnt, int flags) {
+/* Sends the app's bytes with c->inj spliced in through w; returns the app bytes the kernel
+ * (or TLS library) took, as the app's own call would, or w's failure (-1 or <= 0). */
+static ssize_t send_spliced(conn *c, const ss__http_writer *w, const struct iovec *app,
+                            size_t cnt) {
   size_t total = 0;
   for (size_t i = 0; i < cnt; i++) total += app[i].iov_len;
   size_t done = 0; /* app bytes sent by this call */
@@ -681,10 +718,9 @@ static ssize_t send_spliced(conn *c, int fd, const struct iovec *app, size_t cnt
     }
     if (!spliced && before == 0) /* the splice point is at the very end */
       v[nv++] = (struct iovec){c->inj + c->inj_off, c->inj_len - c->inj_off};
-    struct msghdr mh = {.msg_iov = v, .msg_iovlen = nv};
-    ssize_t w = real_sendmsg()(fd, &mh, flags);
-    if (w < 0) return done ? (ssize_t)done : -1;
-    size_t k = (size_t)w, app_now;
+    ssize_t wr = w->fn(w, v, (int)nv);
+    if (wr <= 0) return done ? (ssize_t)done : wr;
+    size_t k = (size_t)wr, app_now;
     if (c->inj_off >= c->inj_len) {
       app_now = k;
     } else if (k <= c->inj_after) {
@@ -708,52 +744,64 @@ static ssize_t send_spliced(conn *c, int fd, const struct iovec *app, size_t cnt
   }
 }
 
-/* A write the app is about to make on fd. Returns 1 when it was sent here (with the
- * injection; *rc holds what the app's call returns, errno set), 0 when the caller makes
- * the real call itself (and then reports with ss__http_sent). */
-int ss__http_send(int fd, const struct iovec *iov, size_t cnt, int flags, ssize_t *rc) {
-  int role = role_of(fd);
-  if (role != R_CLIENT && role != R_TRACKED) return 0;
-  if (cnt == 0 || cnt > 16) return 0;
-  conn *c = NULL;
-  if (role == R_CLIENT) {
-    c = conn_for(fd, role, 1, iov[0].iov_base, iov[0].iov_len);
-  } else {
-    c = slot_take(fd);
-    if (c && c->server) {
-      slot_give(c);
-      return 0;
-    }
-  }
+/* Starts the CLIENT span for a request head that begins in this write, and prepares its
+ * traceparent when the head is whole here and carries none. `can_inject`: the caller can
+ * send spliced bytes on this stream. */
+static void client_write_begins(conn *c, const struct iovec *iov, int can_inject) {
+  if (c->inj_off < c->inj_len || !c->out_idle || c->out_started) return;
+  size_t le = 0, he = 0;
+  int has_tp = 0;
+  const char *b0 = iov[0].iov_base;
+  if (ss__h1_scan_request(b0, iov[0].iov_len, &le, &he, &has_tp) != 0) return;
+  const char *sp = memchr(b0, ' ', le);
+  msg *m = client_start(c, b0, sp ? (size_t)(sp - b0) : le);
+  c->out_started = 1;
+  if (m == NULL || has_tp || !(ss__cfg.propagators & SS_PROP_TRACECONTEXT)) return;
+  if (he > 0 && can_inject) inject_prepare(c, m, le);
+  else atomic_fetch_add(&injections_skipped, 1);
+}
+
+static int send_with_injection(int t, int fd, const struct iovec *iov, size_t cnt,
+                               const ss__http_writer *w, ssize_t *rc) {
+  int role = role_of(t, fd);
+  if (!(role == R_CLIENT || role == R_TRACKED || (t && role == R_NONE))) return 0;
+  if (cnt == 0 || cnt > 16 || (unsigned)fd >= FD_MAX) return 0;
+  conn *c = conn_for(t, fd, role, 1, iov[0].iov_base, iov[0].iov_len);
   if (c == NULL) return 0;
-  int saved = errno;
-  if (c->inj_off >= c->inj_len && c->out_idle && !c->out_started) {
-    size_t le = 0, he = 0;
-    int has_tp = 0;
-    const char *b0 = iov[0].iov_base;
-    if (ss__h1_scan_request(b0, iov[0].iov_len, &le, &he, &has_tp) == 0) {
-      const char *sp = memchr(b0, ' ', le);
-      msg *m = client_start(c, b0, sp ? (size_t)(sp - b0) : le);
-      c->out_started = 1;
-      if (m && (ss__cfg.propagators & SS_PROP_TRACECONTEXT)) {
-        if (he > 0 && !has_tp) inject_prepare(c, m, le);
-        else if (!has_tp) atomic_fetch_add(&injections_skipped, 1);
-      }
-    }
+  if (c->server) {
+    slot_give(c);
+    return 0;
   }
+  int saved = errno;
+  client_write_begins(c, iov, w->can_inject);
   if (c->inj_off >= c->inj_len) {
     slot_give(c);
     errno = saved;
     return 0;
   }
   errno = saved;
-  ssize_t w = send_spliced(c, fd, iov, cnt, flags);
+  ssize_t n = send_spliced(c, w, iov, cnt);
   int err = errno;
-  if (w > 0) feed_iov(c, 1, iov, cnt, (size_t)w);
+  if (n > 0) feed_iov(c, 1, iov, cnt, (size_t)n);
   slot_give(c);
-  *rc = w;
+  *rc = n;
   errno = err;
   return 1;
+}
+
+static ssize_t sock_writer(const ss__http_writer *w, const struct iovec *v, int n) {
+  struct msghdr mh = {.msg_iov = (struct iovec *)v, .msg_iovlen = (size_t)n};
+  return real_sendmsg()(w->fd, &mh, w->flags);
+}
+
+int ss__http_send(int fd, const struct iovec *iov, size_t cnt, int flags, ssize_t *rc) {
+  ss__http_writer w = {.fn = sock_writer, .fd = fd, .flags = flags, .can_inject = 1};
+  return ss__http_watched(fd) && send_with_injection(0, fd, iov, cnt, &w, rc);
+}
+
+int ss__http_tls_send(const ss__http_writer *w, const void *buf, size_t n, ssize_t *rc) {
+  struct iovec v = {(void *)buf, n};
+  return send_with_injection(1, w->fd, &v, 1, w, rc);
 }
 
 uint64_t ss__http_injections_skipped(void) {
