@@ -235,9 +235,7 @@ static int q_push(conn *c, ss__sb *b) {
     ss__rec_add_int(m->rec, sizeof m->rec, "spanshim.tls.handshake_us", c->hs_us);
     c->hs_us = 0;
   }
-  m->ctx = (ss__ctx){.flags = b->s.flags, .valid = 1};
-  memcpy(m->ctx.trace_id, b->s.trace_id, 16);
-  memcpy(m->ctx.span_id, b->s.span_id, 8);
+  ss__span_ctx(b, &m->ctx);
   c->q_n++;
   return 0;
 }

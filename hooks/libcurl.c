@@ -370,9 +370,7 @@ static void xfer_begin(CURL *h, hslot *s, ss__sb *b, void *caller) {
   }
   ss__span_start_at(b, "HTTP", SS_KIND_CLIENT, caller);
   if (s == NULL) return;
-  memcpy(s->ctx.trace_id, b->s.trace_id, 16);
-  memcpy(s->ctx.span_id, b->s.span_id, 8);
-  s->ctx.flags = b->s.flags;
+  ss__span_ctx(b, &s->ctx);
   s->ctx.valid = 1;
   if (app_tp == 0) inject(h, s, app_baggage);
 }
@@ -470,7 +468,7 @@ static void xfer_end(CURL *h, hslot *s, ss__sb *b, int rc_known, CURLcode rc) {
     }
     const char *name = m ? method_name(m, m_len) : NULL;
     if (name) {
-      b->s.name = name;
+      ss__span_rename(b, name);
       ss__span_str(b, "http.request.method", name, (size_t)-1);
     } else {
       ss__span_str(b, "http.request.method", "_OTHER", 6);

@@ -89,24 +89,10 @@ void ss__pq_connect_finish(ss__pq_conn *k, const PGconn *c) {
   k->connecting = 0;
   /* Build the ss__pq_outcome on a scratch builder, then copy its attributes over. */
   ss__sb tmp;
-  memset(&tmp, 0, sizeof tmp);
-  tmp.recording = 1;
-  tmp.s.attrs = tmp.attrs;
+  ss__span_scratch(&tmp);
   connect_outcome(&tmp, c);
-  void *rec = k->connect_rec;
-  size_t cap = sizeof k->connect_rec;
-  for (size_t i = 0; i < tmp.s.n_attrs; i++) {
-    const ss__attr *a = &tmp.attrs[i];
-    if (strcmp(a->key, "db.system.name") == 0) continue; /* parked already */
-    if (a->type == SS_ATTR_INT)
-      ss__rec_add_int(rec, cap, a->key, a->v.i);
-    else
-      ss__rec_add_str(rec, cap, a->key, a->v.s, a->len);
-  }
-  if (tmp.s.status_message)
-    ss__rec_add_str(rec, cap, NULL, tmp.s.status_message,
-                    ss__pq_msg_len(tmp.s.status_message, SS_PQ_MSG_MAX));
-  ss__rec_finish(rec, ss__now_ns(), tmp.s.status);
+  ss__rec_finish_from(k->connect_rec, sizeof k->connect_rec, &tmp,
+                      "db.system.name" /* parked already */, ss__now_ns());
 }
 
 /* After the real call that made connection c: the span ends now, or is parked until

@@ -143,8 +143,7 @@ size_t ss__pq_msg_len(const char *m, size_t cap) {
 
 void ss__pq_set_message(ss__sb *b, const char *m) {
   if (m == NULL) return;
-  b->s.status_message = m;
-  b->s.status_message_len = (uint32_t)ss__pq_msg_len(m, SS_PQ_MSG_MAX * 4);
+  ss__span_message(b, m, ss__pq_msg_len(m, SS_PQ_MSG_MAX * 4));
 }
 
 /* ---- results ---- */

@@ -84,9 +84,8 @@ void ss__process_start(int argc, char **argv) {
   if (args_len) ss__span_strarr(&b, "process.command_args", proc_args, args_len);
   ss__span_pop(&b);
   if (ss__span_park(&b, proc_rec, sizeof proc_rec) == 0) return;
-  ss__ctx c = {.flags = b.s.flags, .valid = 1};
-  memcpy(c.trace_id, b.s.trace_id, 16);
-  memcpy(c.span_id, b.s.span_id, 8);
+  ss__ctx c;
+  ss__span_ctx(&b, &c);
   ss__ctx_set_root(&c); /* every parentless span in this process nests under it */
   atomic_store(&proc_state, 1);
 }

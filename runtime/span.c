@@ -201,6 +201,49 @@ void ss__span_error(ss__sb *b, const char *type, const char *message) {
   }
 }
 
+void ss__span_scratch(ss__sb *b) {
+  memset(b, 0, sizeof *b);
+  b->recording = 1;
+  b->s.attrs = b->attrs;
+}
+
+void ss__span_ctx(const ss__sb *b, ss__ctx *out) {
+  memcpy(out->trace_id, b->s.trace_id, 16);
+  memcpy(out->span_id, b->s.span_id, 8);
+  out->flags = b->s.flags;
+  out->valid = 1;
+}
+
+void ss__span_rename(ss__sb *b, const char *name) {
+  b->s.name = name;
+}
+
+void ss__span_message(ss__sb *b, const char *msg, size_t len) {
+  b->s.status_message = msg;
+  b->s.status_message_len = (uint32_t)len;
+}
+
+void ss__rec_finish_from(void *rec, size_t cap, const ss__sb *b, const char *skip,
+                         uint64_t end_ns) {
+  for (size_t i = 0; i < b->s.n_attrs; i++) {
+    const ss__attr *a = &b->attrs[i];
+    if (skip && strcmp(a->key, skip) == 0) continue;
+    if (a->type == SS_ATTR_INT) ss__rec_add_int(rec, cap, a->key, a->v.i);
+    else ss__rec_add_str(rec, cap, a->key, a->v.s, a->len);
+  }
+  if (b->s.status_message) { /* cut to what still fits, never split a UTF-8 sequence */
+    const ss__rec *r = rec;
+    size_t used = r->size + sizeof(ss__rec_attr), len = b->s.status_message_len;
+    size_t room = cap > used ? (cap - used) & ~(size_t)7 : 0;
+    if (len > room) {
+      len = room;
+      while (len > 0 && ((unsigned char)b->s.status_message[len] & 0xC0) == 0x80) len--;
+    }
+    if (len) ss__rec_add_str(rec, cap, NULL, b->s.status_message, len);
+  }
+  ss__rec_finish(rec, end_ns, b->s.status);
+}
+
 void ss__span_set_start(ss__sb *b, uint64_t ns) {
   if (ns != 0 && ns < b->s.start_ns) b->s.start_ns = ns;
 }

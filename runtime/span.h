@@ -95,6 +95,22 @@ void ss__span_strarr(ss__sb *b, const char *key, const char *items, size_t len);
  * recording, also captures the stack (SPANSHIM_STACK_DEPTH frames) for the exception
  * record. */
 void ss__span_error(ss__sb *b, const char *type, const char *message);
+/* A builder that is never started nor committed: a scratch place for attributes and a
+ * status (then ss__rec_finish_from). */
+void ss__span_scratch(ss__sb *b);
+/* The span's own context (trace id, span id, flags), sampled or not: what children and
+ * injected headers carry. */
+void ss__span_ctx(const ss__sb *b, ss__ctx *out);
+/* Renames the span (name: a static string) once what it is became known. */
+void ss__span_rename(ss__sb *b, const char *name);
+/* Sets the status message only (len bytes of msg, which must outlive the span's end);
+ * the status stays as it is. */
+void ss__span_message(ss__sb *b, const char *msg, size_t len);
+/* Copies the attributes (but key `skip`), status message and status of b into a parked
+ * record (as ss__rec_add_*) and finishes it at end_ns (ss__rec_finish); b is not
+ * committed itself. For an outcome learned with a throwaway builder. */
+void ss__rec_finish_from(void *rec, size_t cap, const ss__sb *b, const char *skip,
+                         uint64_t end_ns);
 /* Moves the span's start back to ns (CLOCK_REALTIME ns, as ss__now_ns): a span whose
  * first byte was seen before its kind was known (an HTTP request). */
 void ss__span_set_start(ss__sb *b, uint64_t ns);
