@@ -14,6 +14,8 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "runtime/span.h"
+
 #define SS_ADDRSTR 108 /* fits an IPv6 address or a Unix socket path */
 
 typedef struct ss__peer {
@@ -35,6 +37,9 @@ int ss__libcurl_busy(void);
  * connect (client) on stream sockets; the I/O hooks report what moved. All of these
  * keep errno; none blocks; cheap when the fd is not a traced socket. */
 void ss__http_fd_role(int fd, int server);
+/* Holds a finished accept span (b popped, not ended) until fd shows whether it carries
+ * HTTP; 1 when held (the caller must not end it), 0 when the caller ends it now. */
+int ss__http_hold_accept(int fd, ss__sb *b, uint64_t end_ns);
 int ss__http_watched(int fd); /* 1 when the fd's I/O must be reported */
 void ss__http_read(int fd, const struct iovec *iov, size_t cnt, ssize_t rc);
 void ss__http_sent(int fd, const struct iovec *iov, size_t cnt, ssize_t rc);
@@ -64,6 +69,9 @@ int ss__http_tls_send(const ss__http_writer *w, const void *buf, size_t n, ssize
 void ss__http_closed(int fd);
 void ss__http_closed_range(unsigned lo, unsigned hi);
 void ss__http_atfork_child(void);
+/* The process is exiting: held accept spans are committed and HTTP spans still in
+ * flight end now (unset status), so they are delivered with the rest. */
+void ss__http_exiting(void);
 uint64_t ss__http_injections_skipped(void);
 
 /* Formats sa; returns 0, or -1 for families the shim does not trace. */

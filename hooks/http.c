@@ -106,8 +106,53 @@ static inline int role_of(int t, int fd) {
   return (unsigned)fd < FD_MAX ? atomic_load_explicit(&fd_role[t][fd], memory_order_relaxed) : 0;
 }
 
+/* ---- accept spans held until the connection shows what it carries ----
+ * A connection that turns out to carry HTTP gets SERVER spans per request; its accept
+ * span would only be a one-span trace of its own, so it is dropped (deliberately, not
+ * counted as a loss). Any other connection's accept span is committed when that is
+ * known (first bytes, or close). Holding is best effort: with every slot busy the span
+ * is committed at once. */
+#define HOLDS 64
+typedef struct hold {
+  _Atomic int key; /* 0 free, fd + 1 held, -1 busy */
+  uint64_t end_ns;
+  uint64_t rec[1024 / 8];
+} hold;
+static hold holds[HOLDS];
+static _Atomic int holds_n;
+
+int ss__http_hold_accept(int fd, ss__sb *b, uint64_t end_ns) {
+  if ((unsigned)fd >= FD_MAX || !b->recording) return 0;
+  for (int i = 0; i < HOLDS; i++) {
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&holds[i].key, &expected, -1)) continue;
+    if (ss__span_park(b, holds[i].rec, sizeof holds[i].rec) == 0) {
+      atomic_store(&holds[i].key, 0);
+      return 0;
+    }
+    holds[i].end_ns = end_ns;
+    atomic_fetch_add(&holds_n, 1);
+    atomic_store_explicit(&holds[i].key, fd + 1, memory_order_release);
+    return 1;
+  }
+  return 0;
+}
+
+/* The held accept span of fd: committed (keep) or forgotten. */
+static void hold_settle(int fd, int keep) {
+  if (atomic_load_explicit(&holds_n, memory_order_relaxed) == 0) return;
+  for (int i = 0; i < HOLDS; i++) {
+    int expected = fd + 1;
+    if (!atomic_compare_exchange_strong(&holds[i].key, &expected, -1)) continue;
+    if (keep) ss__rec_finish(holds[i].rec, holds[i].end_ns, 0);
+    atomic_fetch_sub(&holds_n, 1);
+    atomic_store(&holds[i].key, 0);
+  }
+}
+
 static inline void set_role(int t, int fd, int role) {
   atomic_store_explicit(&fd_role[t][fd], (uint8_t)role, memory_order_release);
+  if (role == R_NOT_HTTP || role == R_TRACKED) hold_settle(fd, role == R_NOT_HTTP);
 }
 
 int ss__http_watched(int fd) {
@@ -557,6 +602,11 @@ static conn *conn_for(int t, int fd, int role, int outbound, const char *first, 
   int looks = ss__h1_looks_like_request(first, n);
   if (looks < 0) return NULL; /* too little to say: look again next time */
   if (looks == 0) {
+    if (!t && n > 0 && first[0] == 0x16 && ss__active(SS_HOOK_TLS)) {
+      /* A TLS handshake: its plaintext (t == 1) settles the held accept span. */
+      atomic_store_explicit(&fd_role[0][fd], R_NOT_HTTP, memory_order_release);
+      return NULL;
+    }
     set_role(t, fd, R_NOT_HTTP);
     return NULL;
   }
@@ -613,6 +663,7 @@ void ss__http_sendfile(int fd, ssize_t rc) {
 
 static void closed(int t, int fd) {
   int role = role_of(t, fd);
+  if (t == 0) hold_settle(fd, 1);
   if (role == R_NONE) return;
   set_role(t, fd, R_NONE);
   if (role != R_TRACKED) return;
@@ -649,6 +700,21 @@ void ss__http_closed_range(unsigned lo, unsigned hi) {
       ss__http_closed((int)fd);
 }
 
+void ss__http_exiting(void) {
+  for (int i = 0; i < HOLDS; i++) {
+    int key = atomic_load(&holds[i].key);
+    if (key > 0) hold_settle(key - 1, 1);
+  }
+  if (!atomic_load(&conns_init)) return;
+  for (int i = 0; i < SLOTS; i++) {
+    conn *c = &conns[i];
+    int expected = 0;
+    if (c->fd < 0 || !atomic_compare_exchange_strong(&c->busy, &expected, 1)) continue;
+    if (c->fd >= 0) end_all(c);
+    slot_give(c);
+  }
+}
+
 void ss__http_atfork_child(void) {
   /* The parent ends the spans of connections it had; the child forgets them and never
    * traces those fds (their state is the parent's). */
@@ -661,6 +727,8 @@ void ss__http_atfork_child(void) {
     }
     atomic_store(&c->busy, 0);
   }
+  for (int i = 0; i < HOLDS; i++) atomic_store(&holds[i].key, 0); /* the parent's */
+  atomic_store(&holds_n, 0);
   cur_conn = NULL;
 }
 

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "hooks/hook.h"
+#include "hooks/hooks.h"
 #include "runtime/clock.h"
 #include "runtime/exporter.h"
 #include "runtime/sanitize.h"
@@ -148,6 +149,7 @@ void ss__exiting(void) {
   if (!ours_to_flush()) return;
   SS_SAVE_ERRNO({
     ss__exporter_exiting();
+    ss__http_exiting();
     ss__process_end(SS_PROC_EXIT, atomic_load(&exit_code));
   });
   ss__exit_flush();

@@ -486,7 +486,10 @@ static int accept_common(int lfd, struct sockaddr *addr, socklen_t *alen, int fl
     if (fd >= 0 && al && ss__peer_format(a, *al < cap ? *al : cap, &peer) == 0) add_peer_attrs(&b, "network.peer.", &peer, type);
     if (local_addr(lfd, &local) == 0) add_peer_attrs(&b, "network.local.", &local, type);
     if (fd < 0) set_errno_error(&b, err);
-    ss__span_end(&b);
+    ss__span_pop(&b);
+    /* A connection that may carry HTTP: its fate decides (hooks/http.c). */
+    if (!(fd >= 0 && ss__http_watched(fd) && ss__http_hold_accept(fd, &b, ss__now_ns())))
+      ss__span_end(&b);
   } else {
     ss__span_pop(&b);
   }
