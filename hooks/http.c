@@ -72,7 +72,8 @@ typedef struct conn {
   uint8_t tls;      /* plaintext seen through a TLS library: https */
   uint8_t in_idle;  /* the inbound parser is between messages */
   uint8_t out_idle; /* the outbound parser is between messages */
-  uint8_t out_started; /* client: the current outbound request already has its span */
+  uint8_t out_started; /* client: the current outbound request's span was started (1), or
+                          could not be (2: the queue was full) */
   ss__h1 in, out;   /* what the app reads / what it writes */
   msg q[PIPE];      /* spans in flight, oldest first */
   uint8_t q_head, q_n;
@@ -550,8 +551,10 @@ static void feed_out(conn *c, const char *p, size_t n) {
         server_response_head(c);
       } else {
         const ss__h1_head *h = &c->out.head;
-        msg *m = c->out_started ? q_newest(c) : client_start(c, h->method, strlen(h->method));
-        c->out_started = 1;
+        msg *m = c->out_started == 1 ? q_newest(c)
+                 : c->out_started == 2 ? NULL
+                                       : client_start(c, h->method, strlen(h->method));
+        c->out_started = m ? 1 : 2;
         if (m) client_attrs(c, m, h);
         ss__h1_expect_response_to(&c->in, h->method);
       }
@@ -821,7 +824,7 @@ static void client_write_begins(conn *c, const struct iovec *iov, int can_inject
   if (ss__h1_scan_request(b0, iov[0].iov_len, &le, &he, &has_tp) != 0) return;
   const char *sp = memchr(b0, ' ', le);
   msg *m = client_start(c, b0, sp ? (size_t)(sp - b0) : le);
-  c->out_started = 1;
+  c->out_started = m ? 1 : 2;
   if (m == NULL || has_tp || !(ss__cfg.propagators & SS_PROP_TRACECONTEXT)) return;
   if (he > 0 && can_inject) inject_prepare(c, m, le);
   else atomic_fetch_add(&injections_skipped, 1);
