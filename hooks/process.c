@@ -23,6 +23,7 @@
 #include "hooks/hooks.h"
 #include "runtime/clock.h"
 #include "runtime/exporter.h"
+#include "runtime/log.h"
 #include "runtime/sanitize.h"
 
 extern char **environ;
@@ -145,11 +146,26 @@ void ss__exit_flush(void) {
   SS_SAVE_ERRNO(ss__exporter_flush(ss__cfg.exit_flush_ms));
 }
 
+/* What was lost before the exporter, by reason, in the shim's diagnostics (the total is
+ * also the spanshim.spans.dropped the collector reports). */
+static void report_losses(void) {
+  uint64_t ring = ss__dropped_count(SS_DROP_RING_FULL), table = ss__dropped_count(SS_DROP_TABLE_FULL),
+           big = ss__dropped_count(SS_DROP_TOO_BIG), queue = ss__dropped_count(SS_DROP_QUEUE),
+           other = ss__dropped_count(SS_DROP_OTHER), inj = ss__http_injections_skipped();
+  if (ring + table + big + queue + other + inj == 0) return;
+  SS_LOG(SS_LOG_INFO,
+         "spans dropped before export: ring full %llu, table full %llu, too big %llu, "
+         "queue full %llu, other %llu; traceparent injections skipped %llu",
+         (unsigned long long)ring, (unsigned long long)table, (unsigned long long)big,
+         (unsigned long long)queue, (unsigned long long)other, (unsigned long long)inj);
+}
+
 void ss__exiting(void) {
   if (!ours_to_flush()) return;
   SS_SAVE_ERRNO({
     ss__exporter_exiting();
     ss__http_exiting();
+    report_losses();
     ss__process_end(SS_PROC_EXIT, atomic_load(&exit_code));
   });
   ss__exit_flush();
