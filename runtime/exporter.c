@@ -276,16 +276,19 @@ void ss__exporter_kick(void) {
   pthread_t th;
   pthread_attr_t at;
   sigfillset(&all);
+  /* Signals stay blocked for as long as this thread is marked internal: a handler that
+   * ran meanwhile would have its spans pass through untraced and uncounted. The new
+   * thread inherits the full mask. */
+  pthread_sigmask(SIG_SETMASK, &all, &old);
   ss__self.internal++;
   pthread_attr_init(&at);
   pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
   pthread_attr_setstacksize(&at, 256 * 1024);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
   int rc = ss__sys_pthread_create(&th, &at, exporter_main, NULL);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
   pthread_attr_destroy(&at);
   if (rc == 0) pthread_setname_np(th, "spanshim-export");
   ss__self.internal--;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (rc != 0) {
     SS_LOG(SS_LOG_ERROR, "cannot start the exporter thread: %s", strerror(rc));
     atomic_store(&started, 0);
