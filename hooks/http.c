@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -79,6 +80,11 @@ typedef struct conn {
   uint8_t q_head, q_n;
   uint64_t in_start_ns; /* when the current inbound message's first byte was read */
   uint32_t hs_us;       /* TLS handshake time, for the connection's first span (0: none) */
+  uint32_t heads;       /* request or response heads seen */
+  uint8_t looked_http;  /* its first bytes were a method and a space */
+  uint8_t resync;       /* server: waiting for a request line after the parser gave up */
+  uint8_t rs_match;     /* bytes of "\r\n\r\n" matched meanwhile */
+  uint8_t rs_mid;       /* the next bytes to look at are those the parser gave up on */
   char inj[INJ_MAX];    /* header lines still to splice into the outbound stream */
   uint32_t inj_len, inj_off, inj_after; /* inj[inj_off..inj_len) goes after inj_after more app bytes */
   int family, peer_port;
@@ -153,7 +159,7 @@ static void hold_settle(int fd, int keep) {
 
 static inline void set_role(int t, int fd, int role) {
   atomic_store_explicit(&fd_role[t][fd], (uint8_t)role, memory_order_release);
-  if (role == R_NOT_HTTP || role == R_TRACKED) hold_settle(fd, role == R_NOT_HTTP);
+  if (role == R_NOT_HTTP) hold_settle(fd, 1);
 }
 
 int ss__http_watched(int fd) {
@@ -184,6 +190,8 @@ static conn *slot_new(int t, int fd, int server) {
     c->hs_us = t ? atomic_load_explicit(&hs_us[fd], memory_order_relaxed) : 0;
     c->in_idle = c->out_idle = 1;
     c->out_started = 0;
+    c->heads = 0;
+    c->looked_http = c->resync = c->rs_match = c->rs_mid = 0;
     ss__h1_init(&c->in, server ? SS_H1_REQUEST : SS_H1_RESPONSE);
     ss__h1_init(&c->out, server ? SS_H1_RESPONSE : SS_H1_REQUEST);
     c->q_head = c->q_n = 0;
@@ -381,7 +389,9 @@ static void server_head(conn *c) {
   size_t mlen = strlen(h->method);
   const char *name = known_method(h->method, mlen);
   /* This thread's previous request context: still in flight here means an event loop. */
-  if (cur_conn != NULL) {
+  /* Pipelined requests on one connection are not interleaving: the first keeps the
+   * context until its response is done, the next ones get none. */
+  if (cur_conn != NULL && cur_conn != c) {
     msg *other = &cur_conn->q[cur_msg];
     if (other->ctx_pushed && other->ctx_owner == THIS_THREAD) {
       event_loop = 1;
@@ -390,14 +400,17 @@ static void server_head(conn *c) {
     ss__ctx_pop(cur_token);
     cur_conn = NULL;
   }
-  ss__ctx parent;
-  int token = -1;
-  if (h->has_traceparent && (ss__cfg.propagators & SS_PROP_TRACECONTEXT) &&
-      ss__traceparent_parse(h->traceparent, strlen(h->traceparent), &parent) == 0)
-    token = ss__ctx_push(&parent);
+  /* The parent: the request's traceparent, else the process root, else none — never
+   * whatever this thread is doing (another request's context). */
+  ss__ctx parent = {0};
+  if (!(h->has_traceparent && (ss__cfg.propagators & SS_PROP_TRACECONTEXT) &&
+        ss__traceparent_parse(h->traceparent, strlen(h->traceparent), &parent) == 0))
+    ss__ctx_root(&parent);
+  int token = ss__ctx_push(&parent);
   ss__sb b;
   ss__span_start_at(&b, name ? name : "HTTP", SS_KIND_SERVER, NULL);
-  if (token >= 0) ss__ctx_pop(token);
+  ss__ctx_pop(token);
+  if (c->heads++ == 0) hold_settle(c->fd, 0); /* HTTP: its requests stand for the accept */
   ss__span_set_start(&b, c->in_start_ns);
   add_method(&b, h->method, mlen);
   const char *q = memchr(h->target, '?', strlen(h->target));
@@ -507,21 +520,75 @@ static void client_response_head(conn *c) {
 }
 
 /* ---- feeding ---- */
+/* The stream stopped being HTTP/1.x we can follow (not HTTP after all, a head over the
+ * bound, a tunnel): its spans end, the fd is left alone from now on, and a message that
+ * was under way on a connection already seen to carry HTTP is counted as lost. The
+ * caller holds the slot and gives it back. */
+static void abandon(conn *c, int mid_message) {
+  if (c->fd < 0) return;
+  end_all(c);
+  int http = c->heads > 0 || c->looked_http;
+  if (mid_message && http) ss__dropped(SS_DROP_TOO_BIG);
+  if (http && c->server) { /* wait for the next request line (below) */
+    c->resync = 1;
+    c->rs_mid = 1;
+    return;
+  }
+  set_role(c->tls, c->fd, R_NOT_HTTP);
+  c->fd = -1;
+}
+
+/* A server connection whose parser gave up (a head over the bound) starts again, both
+ * directions afresh, at a request line that begins a read or follows the blank line that
+ * ends the head it gave up on. Returns how many bytes of p[0..n) to skip first, or n
+ * while still waiting. */
+static size_t resync(conn *c, const char *p, size_t n) {
+  static const char end[] = "\r\n\r\n";
+  size_t i = 0;
+  int at_start = !c->rs_mid; /* p begins a read (not bytes the parser just gave up on) */
+  c->rs_mid = 0;
+  if (at_start && c->rs_match == 0 && ss__h1_looks_like_request(p, n) == 1) goto found;
+  for (; i < n; i++) {
+    c->rs_match = p[i] == end[c->rs_match] ? c->rs_match + 1 : (p[i] == '\r' ? 1 : 0);
+    if (c->rs_match == 4) {
+      c->rs_match = 0;
+      if (ss__h1_looks_like_request(p + i + 1, n - i - 1) == 1) {
+        i++;
+        goto found;
+      }
+    }
+  }
+  return n;
+found:
+  ss__h1_init(&c->in, SS_H1_REQUEST);
+  ss__h1_init(&c->out, SS_H1_RESPONSE);
+  c->in_idle = c->out_idle = 1;
+  c->resync = 0;
+  c->rs_match = 0;
+  return i;
+}
+
 /* Runs the app's inbound bytes through the slot's parser. */
 static void feed_in(conn *c, const char *p, size_t n) {
-  while (n > 0) {
+  while (n > 0 && c->fd >= 0) {
+    if (c->resync) {
+      size_t skip = resync(c, p, n);
+      p += skip;
+      n -= skip;
+      if (n == 0) return;
+    }
     if (c->in_idle) {
       c->in_idle = 0;
       c->in_start_ns = ss__now_ns();
     }
     int ev;
     size_t used = ss__h1_feed(&c->in, p, n, &ev);
+    if (ev & SS_H1_BAD) { /* the parser took all n: look for a new start from p again */
+      abandon(c, !c->in_idle);
+      continue;
+    }
     p += used;
     n -= used;
-    if (ev & SS_H1_BAD) {
-      end_all(c);
-      return;
-    }
     if (ev & SS_H1_HEAD) {
       if (c->server) server_head(c);
       else client_response_head(c);
@@ -536,14 +603,14 @@ static void feed_in(conn *c, const char *p, size_t n) {
 
 /* Runs the app's outbound bytes (those the kernel took) through the slot's parser. */
 static void feed_out(conn *c, const char *p, size_t n) {
-  while (n > 0) {
+  while (n > 0 && !c->resync) {
     int ev;
     size_t used = ss__h1_feed(&c->out, p, n, &ev);
     c->out_idle = 0;
     p += used;
     n -= used;
     if (ev & SS_H1_BAD) {
-      end_all(c);
+      abandon(c, !c->out_idle);
       return;
     }
     if (ev & SS_H1_HEAD) {
@@ -568,7 +635,7 @@ static void feed_out(conn *c, const char *p, size_t n) {
 }
 
 static void feed_iov(conn *c, int out, const struct iovec *iov, size_t cnt, size_t total) {
-  for (size_t i = 0; i < cnt && total > 0; i++) {
+  for (size_t i = 0; i < cnt && total > 0 && c->fd >= 0; i++) {
     size_t n = iov[i].iov_len < total ? iov[i].iov_len : total;
     if (n && iov[i].iov_base) (out ? feed_out : feed_in)(c, iov[i].iov_base, n);
     total -= n;
@@ -578,7 +645,7 @@ static void feed_iov(conn *c, int out, const struct iovec *iov, size_t cnt, size
 /* Body bytes the app sent from a file (sendfile): framing only, the content is not seen. */
 static void skip_out(conn *c, size_t n) {
   static const char zeros[4096];
-  while (n > 0) {
+  while (n > 0 && c->fd >= 0) {
     size_t k = n < sizeof zeros ? n : sizeof zeros;
     feed_out(c, zeros, k);
     n -= k;
@@ -603,7 +670,6 @@ static conn *conn_for(int t, int fd, int role, int outbound, const char *first, 
     return NULL;
   }
   int looks = ss__h1_looks_like_request(first, n);
-  if (looks < 0) return NULL; /* too little to say: look again next time */
   if (looks == 0) {
     if (!t && n > 0 && first[0] == 0x16 && ss__active(SS_HOOK_TLS)) {
       /* A TLS handshake: its plaintext (t == 1) settles the held accept span. */
@@ -613,7 +679,9 @@ static conn *conn_for(int t, int fd, int role, int outbound, const char *first, 
     set_role(t, fd, R_NOT_HTTP);
     return NULL;
   }
-  return slot_new(t, fd, role == R_SERVER);
+  conn *c = slot_new(t, fd, role == R_SERVER);
+  if (c) c->looked_http = looks == 1;
+  return c;
 }
 
 /* rc bytes moved in direction `out` through iov. */
@@ -813,6 +881,24 @@ static ssize_t send_spliced(conn *c, const ss__http_writer *w, const struct iove
   }
 }
 
+/* The value of the first traceparent field (any case) among the header lines h[0..n),
+ * parsed; 0, or -1 when absent or invalid. */
+static int app_traceparent(const char *h, size_t n, ss__ctx *out) {
+  static const char name[] = "traceparent:";
+  size_t i = 0;
+  while (i < n) {
+    size_t e = i;
+    while (e < n && h[e] != '\n') e++;
+    if (e - i > sizeof name - 1 && strncasecmp(h + i, name, sizeof name - 1) == 0) {
+      size_t v = i + sizeof name - 1, ve = e;
+      if (ve > v && h[ve - 1] == '\r') ve--;
+      return ss__traceparent_parse(h + v, ve - v, out);
+    }
+    i = e + 1;
+  }
+  return -1;
+}
+
 /* Starts the CLIENT span for a request head that begins in this write, and prepares its
  * traceparent when the head is whole here and carries none. `can_inject`: the caller can
  * send spliced bytes on this stream. */
@@ -823,7 +909,13 @@ static void client_write_begins(conn *c, const struct iovec *iov, int can_inject
   const char *b0 = iov[0].iov_base;
   if (ss__h1_scan_request(b0, iov[0].iov_len, &le, &he, &has_tp) != 0) return;
   const char *sp = memchr(b0, ' ', le);
+  /* The app's own traceparent is the span's parent (as for libcurl), never replaced. */
+  ss__ctx app;
+  int token = -1;
+  if (has_tp && he > 0 && app_traceparent(b0 + le, he - le, &app) == 0)
+    token = ss__ctx_push(&app);
   msg *m = client_start(c, b0, sp ? (size_t)(sp - b0) : le);
+  if (token >= 0) ss__ctx_pop(token);
   c->out_started = m ? 1 : 2;
   if (m == NULL || has_tp || !(ss__cfg.propagators & SS_PROP_TRACECONTEXT)) return;
   if (he > 0 && can_inject) inject_prepare(c, m, le);

@@ -12,10 +12,10 @@
  * A connection is known by its socket fd (SSL_get_fd, gnutls_transport_get_int); sessions
  * over memory BIOs or custom transports (asyncio's SSLObject, -1 there) are not traced.
  * The socket's own bytes are TLS records, which the socket hooks find are not HTTP, so
- * nothing is parsed twice. A traceparent is spliced into a request only on a blocking
- * socket (one library write per piece: the request line, the header line, the rest; a
- * non-blocking library write that stops halfway could not be retried with the app's own
- * buffer); elsewhere the span is made and the skip counted. Hooks keep errno and never
+ * nothing is parsed twice. A traceparent is spliced into a request (one library write
+ * per piece: the request line, the header line, the rest) on a blocking socket, or on a
+ * non-blocking one where OpenSSL accepts a retry from a moved buffer (see can_splice);
+ * elsewhere the span is made and the skip counted. Hooks keep errno and never
  * touch the library's error queue. */
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +40,9 @@ int SSL_do_handshake(SSL *s);
 int SSL_connect(SSL *s);
 int SSL_accept(SSL *s);
 int SSL_get_fd(const SSL *s);
+long SSL_ctrl(SSL *s, int cmd, long larg, void *parg);
+#define SSL_CTRL_MODE 33
+#define SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER 0x2L
 
 typedef struct gnutls_session_int *gnutls_session_t;
 ssize_t gnutls_record_recv(gnutls_session_t s, void *data, size_t n);
@@ -58,6 +61,7 @@ SS_REAL_LIB(SSL_LIB, SSL_do_handshake)
 SS_REAL_LIB(SSL_LIB, SSL_connect)
 SS_REAL_LIB(SSL_LIB, SSL_accept)
 SS_REAL_LIB(SSL_LIB, SSL_get_fd)
+SS_REAL_LIB(SSL_LIB, SSL_ctrl)
 SS_REAL_LIB(GNUTLS_LIB, gnutls_record_recv)
 SS_REAL_LIB(GNUTLS_LIB, gnutls_record_send)
 SS_REAL_LIB(GNUTLS_LIB, gnutls_handshake)
@@ -77,14 +81,20 @@ static int gnutls_fd(gnutls_session_t s) {
   return f && s ? f(s) : -1;
 }
 
-/* Splicing is safe only where a library write completes or fails outright. Asked only
+/* Splicing is safe where a library write completes or fails outright (a blocking
+ * socket), or, for OpenSSL, where a write that stopped on WANT_WRITE may be retried from
+ * another buffer (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER, as CPython's ssl sets it, also on
+ * sockets with a timeout): the piece that failed is the next one offered again, and the
+ * app sees the request line written (a short write, which such apps retry). Asked only
  * when a write starts a request (one fcntl per request). */
-static int can_splice(int fd, const void *buf, size_t n) {
+static int can_splice(int fd, const void *buf, size_t n, SSL *ssl) {
   if (ss__h1_looks_like_request(buf, n) != 1) return 0;
   int saved = errno;
   int fl = ss__sys_fcntl(fd, F_GETFL, 0);
   errno = saved;
-  return fl >= 0 && !(fl & O_NONBLOCK);
+  if (fl >= 0 && !(fl & O_NONBLOCK)) return 1;
+  __typeof__(&SSL_ctrl) ctrl = real_SSL_ctrl();
+  return ssl && ctrl && (ctrl(ssl, SSL_CTRL_MODE, 0, NULL) & SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 }
 
 /* ---- handshakes: their duration goes on the connection's first span ---- */
@@ -160,7 +170,7 @@ static ssize_t ssl_writer(const ss__http_writer *w, const struct iovec *v, int n
 static int ssl_send(SSL *s, const void *buf, size_t n, int *fd, ssize_t *rc) {
   *fd = ssl_fd(s);
   if (*fd < 0 || !tls_on()) return 0;
-  ss__http_writer w = {.fn = ssl_writer, .fd = *fd, .can_inject = can_splice(*fd, buf, n),
+  ss__http_writer w = {.fn = ssl_writer, .fd = *fd, .can_inject = can_splice(*fd, buf, n, s),
                        .obj = s};
   return ss__http_tls_send(&w, buf, n, rc);
 }
@@ -217,7 +227,7 @@ SS_EXPORT ssize_t gnutls_record_send(gnutls_session_t s, const void *data, size_
   if (real == NULL) return GNUTLS_E_INTERNAL_ERROR;
   int fd = -1;
   if (n > 0 && tls_on() && (fd = gnutls_fd(s)) >= 0) {
-    ss__http_writer w = {.fn = gnutls_writer, .fd = fd, .can_inject = can_splice(fd, data, n),
+    ss__http_writer w = {.fn = gnutls_writer, .fd = fd, .can_inject = can_splice(fd, data, n, NULL),
                          .obj = s, .real = (void *)real};
     ssize_t rc;
     if (ss__http_tls_send(&w, data, n, &rc)) return rc;

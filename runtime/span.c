@@ -62,6 +62,11 @@ void ss__rec_ctx(const void *rec, ss__ctx *out) {
   out->valid = 1;
 }
 
+int ss__ctx_root(ss__ctx *out) {
+  *out = ss__tracer_g.root_parent;
+  return out->valid;
+}
+
 void ss__ctx_set_root(const ss__ctx *c) {
   ss__tracer_g.root_parent = *c;
 }
@@ -88,7 +93,7 @@ int ss__ctx_current(ss__ctx *out) {
   int d = ss__self.depth;
   if (d > 0) {
     *out = ss__self.ctx[(d > SS_CTX_DEPTH ? SS_CTX_DEPTH : d) - 1];
-    return 1;
+    return out->valid; /* an invalid entry is a barrier: what starts under it is a root */
   }
   if (ss__tracer_g.root_parent.valid) {
     *out = ss__tracer_g.root_parent;

@@ -140,7 +140,8 @@ int ss__rec_decode(const void *rec, size_t len, ss__span *out, ss__attr *attrs, 
  * function here is async-signal-safe (a handler's pushes are popped before it returns). */
 
 /* Current context of this thread (top of stack, else the process root parent). 1 when
- * there is one (copied to *out), else 0. */
+ * there is one (copied to *out), else 0. A pushed context with valid == 0 is a barrier:
+ * spans started while it is on top are roots of new traces. */
 int ss__ctx_current(ss__ctx *out);
 /* Spans open on this thread's stack (0: none; may exceed SS_CTX_DEPTH). */
 int ss__ctx_depth(void);
@@ -159,6 +160,8 @@ void ss__rec_ctx(const void *rec, ss__ctx *out);
 /* Sets the process's root parent: every span started with an empty stack is its child
  * (the process span; TRACEPARENT). Call before other threads make spans. */
 void ss__ctx_set_root(const ss__ctx *c);
+/* The process root parent (valid == 0 when none); 1 when there is one. */
+int ss__ctx_root(ss__ctx *out);
 
 /* ---- losses before the ring ----
  * A hook that cannot keep a sampled span (its fixed table is full, a record does not fit)
