@@ -111,13 +111,32 @@ static int to_sinks(int logs, const void *q, const uint8_t *body, size_t len, ui
   return 200;
 }
 
-int ss__pipeline_traces(const uint8_t *body, size_t len, uint64_t now_ms) {
+ss__traces_req *ss__pipeline_traces_decode(const uint8_t *body, size_t len, int *status,
+                                           int *slow) {
   int too_big;
   ss__stats_g.traces_requests++;
   ss__traces_req *q = ss__decode_traces(body, len, &too_big);
-  if (q == NULL) return too_big ? 413 : 400;
+  *status = q ? 200 : too_big ? 413 : 400;
+  *slow = 0;
+  if (q == NULL) return NULL;
+  ss__stats_g.spans_received += count_spans(q);
+  for (size_t r = 0; r < q->n_resource_spans && !*slow; r++)
+    for (size_t s = 0; s < q->resource_spans[r]->n_scope_spans && !*slow; s++) {
+      const Opentelemetry__Proto__Trace__V1__ScopeSpans *ss = q->resource_spans[r]->scope_spans[s];
+      for (size_t k = 0; k < ss->n_spans && !*slow; k++) *slow = ss->spans[k]->n_events > 0;
+    }
+  return q;
+}
+
+int ss__pipeline_traces(const uint8_t *body, size_t len, uint64_t now_ms) {
+  int st, slow;
+  ss__traces_req *q = ss__pipeline_traces_decode(body, len, &st, &slow);
+  return q ? ss__pipeline_traces_finish(q, body, len, now_ms) : st;
+}
+
+int ss__pipeline_traces_finish(ss__traces_req *q, const uint8_t *body, size_t len,
+                               uint64_t now_ms) {
   size_t n = count_spans(q);
-  ss__stats_g.spans_received += n;
   int changed = ss__sqlsum_enrich(q);
   changed |= ss__dwarf_annotate_traces(q) > 0;
   ss__metrics_record(q);  /* every span, before sampling: true rates */
@@ -133,16 +152,26 @@ int ss__pipeline_traces(const uint8_t *body, size_t len, uint64_t now_ms) {
   return to_sinks(0, out, body, len, n);
 }
 
-int ss__pipeline_logs(const uint8_t *body, size_t len) {
+ss__logs_req *ss__pipeline_logs_decode(const uint8_t *body, size_t len, int *status) {
   int too_big;
   ss__stats_g.logs_requests++;
   ss__logs_req *q = ss__decode_logs(body, len, &too_big);
-  if (q == NULL) return too_big ? 413 : 400;
+  *status = q ? 200 : too_big ? 413 : 400;
+  if (q) ss__stats_g.logs_received += count_logs(q);
+  return q;
+}
+
+int ss__pipeline_logs_finish(ss__logs_req *q, const uint8_t *body, size_t len) {
   size_t n = count_logs(q);
-  ss__stats_g.logs_received += n;
   int changed = ss__dwarf_annotate_logs(q) > 0;
   if (wire(&q->base, !changed, &body, &len) != 0) return 503;
   return to_sinks(1, q, body, len, n);
+}
+
+int ss__pipeline_logs(const uint8_t *body, size_t len) {
+  int st;
+  ss__logs_req *q = ss__pipeline_logs_decode(body, len, &st);
+  return q ? ss__pipeline_logs_finish(q, body, len) : st;
 }
 
 void ss__pipeline_free(void) {
