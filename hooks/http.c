@@ -68,6 +68,7 @@ typedef struct msg {
 
 typedef struct conn {
   _Atomic int busy; /* 1 while a thread works on this slot */
+  _Atomic int closed_meanwhile; /* the fd was closed while busy: the holder ends it */
   int fd;           /* -1: free */
   uint8_t server;   /* SERVER side (accepted) or CLIENT side */
   uint8_t tls;      /* plaintext seen through a TLS library: https */
@@ -192,6 +193,7 @@ static conn *slot_new(int t, int fd, int server) {
     c->out_started = 0;
     c->heads = 0;
     c->looked_http = c->resync = c->rs_match = c->rs_mid = 0;
+    atomic_store(&c->closed_meanwhile, 0);
     ss__h1_init(&c->in, server ? SS_H1_REQUEST : SS_H1_RESPONSE);
     ss__h1_init(&c->out, server ? SS_H1_RESPONSE : SS_H1_REQUEST);
     c->q_head = c->q_n = 0;
@@ -231,7 +233,15 @@ static conn *slot_take(int t, int fd) {
   return c;
 }
 
+static void end_all(conn *c);
+
+/* Gives the slot back; a close that found it busy (another thread mid-feed, or a signal
+ * handler interrupting this one) left the ending of its spans to us. */
 static void slot_give(conn *c) {
+  if (atomic_exchange_explicit(&c->closed_meanwhile, 0, memory_order_acq_rel)) {
+    end_all(c);
+    c->fd = -1;
+  }
   atomic_store_explicit(&c->busy, 0, memory_order_release);
 }
 
@@ -739,9 +749,11 @@ static void closed(int t, int fd) {
   set_role(t, fd, R_NONE);
   if (role != R_TRACKED) return;
   conn *c = &conns[fd_slot[t][fd]];
-  for (;;) { /* wait out a thread mid-feed on it: bounded by one feed */
-    int expected = 0;
-    if (atomic_compare_exchange_weak(&c->busy, &expected, 1)) break;
+  int expected = 0;
+  if (!atomic_compare_exchange_strong(&c->busy, &expected, 1)) {
+    /* Never wait: the holder may be this very thread (a handler closing the fd). */
+    atomic_store(&c->closed_meanwhile, 1);
+    return;
   }
   if (c->fd == fd && c->tls == t) {
     /* A response framed by close is complete now; anything else ends as it is. */
