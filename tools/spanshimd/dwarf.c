@@ -37,9 +37,23 @@ static void forget_made(void) {
   n_made = 0;
 }
 
+/* Separate debug files (/usr/lib/debug) are looked up for the app's own modules only: a
+ * system library's (libc6-dbg's is 30 MB of DWARF) costs ~100 ms to load cold, while the
+ * failing program that sent the stack waits within its exit budget, and a libc frame's
+ * file:line is rarely the answer anyone is after. Their frames keep module+offset. */
+static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname,
+                          Dwarf_Addr base, const char *file_name, const char *debuglink_file,
+                          GElf_Word debuglink_crc, char **debuginfo_file_name) {
+  if (file_name && (strncmp(file_name, "/lib/", 5) == 0 || strncmp(file_name, "/usr/lib/", 9) == 0 ||
+                    strncmp(file_name, "/lib64/", 7) == 0))
+    return -1;
+  return dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name, debuglink_file,
+                                      debuglink_crc, debuginfo_file_name);
+}
+
 static const Dwfl_Callbacks callbacks = {
     .find_elf = dwfl_build_id_find_elf,
-    .find_debuginfo = dwfl_standard_find_debuginfo,
+    .find_debuginfo = find_debuginfo,
     .section_address = dwfl_offline_section_address,
 };
 
@@ -49,11 +63,22 @@ static void hex(const unsigned char *b, int n, char out[41]) {
   out[2 * (n > 0 ? n : 0)] = '\0';
 }
 
+/* Answers already looked up, by (module, offset): the stacks of one failing loop repeat
+ * the same few frames hundreds of times per request. Direct-mapped; a collision replaces. */
+#define LINE_CACHE 1024
+static struct {
+  const dmod *m;
+  unsigned long long off;
+  int ok;
+  char src[120];
+} lines[LINE_CACHE];
+
 static dmod *open_module(const char *path, const char *build_id) {
   for (int i = 0; i < n_cache; i++)
     if (strcmp(cache[i].path, path) == 0 && strcmp(cache[i].build_id, build_id) == 0)
       return &cache[i];
   if (n_cache == MAX_CACHED) { /* full: start over rather than grow */
+    memset(lines, 0, sizeof lines); /* its entries name modules about to go */
     for (int i = 0; i < n_cache; i++) {
       if (cache[i].dwfl) dwfl_end(cache[i].dwfl);
       free(cache[i].path);
@@ -81,9 +106,26 @@ static dmod *open_module(const char *path, const char *build_id) {
   return m;
 }
 
+static int source_line_uncached(dmod *m, unsigned long long off, char *out, size_t cap);
+
 /* "FILE:LINE" for offset off (a return address) in module m, into out; 0 or -1. */
 static int source_line(dmod *m, unsigned long long off, char *out, size_t cap) {
   if (m == NULL || m->dwfl == NULL || off == 0) return -1;
+  size_t h = (size_t)((((uintptr_t)m >> 4) ^ off) * 0x9E3779B97F4A7C15ull >> 54) % LINE_CACHE;
+  if (lines[h].m == m && lines[h].off == off) {
+    if (!lines[h].ok) return -1;
+    snprintf(out, cap, "%s", lines[h].src);
+    return 0;
+  }
+  int rc = source_line_uncached(m, off, out, cap);
+  lines[h].m = m;
+  lines[h].off = off;
+  lines[h].ok = rc == 0 && strlen(out) < sizeof lines[h].src;
+  if (lines[h].ok) snprintf(lines[h].src, sizeof lines[h].src, "%s", out);
+  return rc;
+}
+
+static int source_line_uncached(dmod *m, unsigned long long off, char *out, size_t cap) {
   Dwarf_Addr bias = 0;
   if (dwfl_module_getelf(m->mod, &bias) == NULL) return -1;
   Dwfl_Line *line = dwfl_module_getsrc(m->mod, bias + off - 1); /* inside the call */

@@ -111,27 +111,13 @@ static int to_sinks(int logs, const void *q, const uint8_t *body, size_t len, ui
   return 200;
 }
 
-ss__traces_req *ss__pipeline_traces_decode(const uint8_t *body, size_t len, int *status,
-                                           int *slow) {
+int ss__pipeline_traces(const uint8_t *body, size_t len, uint64_t now_ms) {
   int too_big;
   ss__stats_g.traces_requests++;
   ss__traces_req *q = ss__decode_traces(body, len, &too_big);
-  *status = q ? 200 : too_big ? 413 : 400;
-  *slow = 0;
-  if (q == NULL) return NULL;
+  if (q == NULL) return too_big ? 413 : 400;
   ss__stats_g.spans_received += count_spans(q);
-  for (size_t r = 0; r < q->n_resource_spans && !*slow; r++)
-    for (size_t s = 0; s < q->resource_spans[r]->n_scope_spans && !*slow; s++) {
-      const Opentelemetry__Proto__Trace__V1__ScopeSpans *ss = q->resource_spans[r]->scope_spans[s];
-      for (size_t k = 0; k < ss->n_spans && !*slow; k++) *slow = ss->spans[k]->n_events > 0;
-    }
-  return q;
-}
-
-int ss__pipeline_traces(const uint8_t *body, size_t len, uint64_t now_ms) {
-  int st, slow;
-  ss__traces_req *q = ss__pipeline_traces_decode(body, len, &st, &slow);
-  return q ? ss__pipeline_traces_finish(q, body, len, now_ms) : st;
+  return ss__pipeline_traces_finish(q, body, len, now_ms);
 }
 
 int ss__pipeline_traces_finish(ss__traces_req *q, const uint8_t *body, size_t len,

@@ -275,15 +275,10 @@ static void serve(conn *c, const uint8_t *body) {
       return;
     }
   } else {
-    int slow;
-    ss__traces_req *q = ss__pipeline_traces_decode(body, c->body_len, &st, &slow);
-    if (q && slow) {
-      respond(c, 200, "application/x-protobuf", "", 0, NULL);
-      send_now(c);
-      ss__pipeline_traces_finish(q, body, c->body_len, ss__mono_ms());
-      return;
-    }
-    if (q) st = ss__pipeline_traces_finish(q, body, c->body_len, ss__mono_ms());
+    /* Traces are answered after their pipeline: the answer carries a sink's failure, and
+     * a sender waiting for it sends nothing else meanwhile, so a big batch after it is
+     * not stalled behind our symbolizing (we read nothing while we work). */
+    st = ss__pipeline_traces(body, c->body_len, ss__mono_ms());
   }
   if (st == 200)  /* an empty Export*ServiceResponse: full success */
     respond(c, 200, "application/x-protobuf", "", 0, NULL);

@@ -289,14 +289,12 @@ int ss__pipeline_default_sinks(int file);
  * failed, or out of memory). Counts into ss__stats_g. */
 int ss__pipeline_traces(const uint8_t *body, size_t len, uint64_t now_ms);
 int ss__pipeline_logs(const uint8_t *body, size_t len);
-/* The same in two steps, so the receiver can answer as soon as a request is decoded and
- * do the slow part (symbolizing stacks: DWARF, 100-300 ms cold) after the answer, within
- * a short-lived sender's exit budget: always for logs (exception records), and for traces
- * when *slow says the request carries span events (exception stacks). decode returns the
- * request (valid until the next decode) and *status 200, or NULL and *status 400/413;
- * finish returns what the one-step call would (200 or 503, counted in ss__stats_g). */
-ss__traces_req *ss__pipeline_traces_decode(const uint8_t *body, size_t len, int *status,
-                                           int *slow);
+/* Logs in two steps, so the receiver can answer an exception-records request as soon as
+ * it is decoded and do the slow part (symbolizing stacks: DWARF, 100-300 ms cold) after
+ * the answer, within a short-lived sender's exit budget (it sends them last). decode
+ * returns the request (valid until the next decode) and *status 200, or NULL and *status
+ * 400/413; finish returns what the one-step call would (200 or 503, counted in
+ * ss__stats_g). traces_finish is the traces pipeline after its decode. */
 int ss__pipeline_traces_finish(ss__traces_req *q, const uint8_t *body, size_t len,
                                uint64_t now_ms);
 ss__logs_req *ss__pipeline_logs_decode(const uint8_t *body, size_t len, int *status);
