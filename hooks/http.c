@@ -52,7 +52,7 @@ static _Atomic uint8_t fd_role[2][FD_MAX];
 static uint16_t fd_slot[2][FD_MAX]; /* slot index while R_TRACKED */
 
 #define SLOTS 128
-#define PIPE 4
+#define PIPE 8
 #define REC_BYTES 2048
 #define INJ_MAX 640 /* "traceparent: ...\r\n" + "tracestate: <512>\r\n" */
 
@@ -64,6 +64,9 @@ typedef struct msg {
   uint8_t ctx_pushed;          /* the reading thread made it its context */
   void *ctx_owner;             /* that thread (THIS_THREAD) */
   ss__ctx ctx;                 /* the span's own context (sampled or not), for injection */
+  _Atomic uint32_t gen;        /* bumped when the span ends: copies of ctx expire */
+  uint16_t ts_len;             /* SERVER: the request's tracestate, passed on by requests */
+  char tracestate[512];        /* the thread makes while serving it */
 } msg;
 
 typedef struct conn {
@@ -272,6 +275,7 @@ static void q_finish_oldest(conn *c) {
   msg *m = q_oldest(c);
   if (m == NULL) return;
   ctx_release(c, m);
+  atomic_fetch_add_explicit(&m->gen, 1, memory_order_release); /* inherited copies expire */
   if (m->live) ss__rec_finish(m->rec, ss__now_ns(), m->error ? SS_STATUS_ERROR | SS_STATUS_NO_STACK : 0);
   m->live = 0;
   c->q_head = (uint8_t)((c->q_head + 1) % PIPE);
@@ -300,6 +304,9 @@ static int q_push(conn *c, ss__sb *b) {
     c->hs_us = 0;
   }
   ss__span_ctx(b, &m->ctx);
+  m->ts_len = 0;
+  m->ctx.live = &m->gen;
+  m->ctx.gen = atomic_load(&m->gen);
   c->q_n++;
   return 0;
 }
@@ -413,9 +420,9 @@ static void server_head(conn *c) {
   /* The parent: the request's traceparent, else the process root, else none — never
    * whatever this thread is doing (another request's context). */
   ss__ctx parent = {0};
-  if (!(h->has_traceparent && (ss__cfg.propagators & SS_PROP_TRACECONTEXT) &&
-        ss__traceparent_parse(h->traceparent, strlen(h->traceparent), &parent) == 0))
-    ss__ctx_root(&parent);
+  int token_adopted = h->has_traceparent && (ss__cfg.propagators & SS_PROP_TRACECONTEXT) &&
+                      ss__traceparent_parse(h->traceparent, strlen(h->traceparent), &parent) == 0;
+  if (!token_adopted) ss__ctx_root(&parent);
   int token = ss__ctx_push(&parent);
   ss__sb b;
   ss__span_start_at(&b, name ? name : "HTTP", SS_KIND_SERVER, NULL);
@@ -437,6 +444,12 @@ static void server_head(conn *c) {
   add_peer(&b, c);
   ss__h1_expect_response_to(&c->out, h->method);
   if (q_push(c, &b) != 0) return;
+  if (token_adopted && h->tracestate[0]) { /* W3C: passed on unchanged with our parent id */
+    msg *m = q_newest(c);
+    size_t n = strlen(h->tracestate);
+    memcpy(m->tracestate, h->tracestate, n);
+    m->ts_len = (uint16_t)n;
+  }
   /* The request context: one request per thread at a time, never guessed. */
   if (!event_loop && c->q_n == 1) {
     msg *m = q_newest(c);
@@ -578,6 +591,15 @@ found:
   return i;
 }
 
+/* The stream stops being HTTP (101 Switching Protocols, a tunnel after CONNECT): from
+ * here on it is left alone, never parsed nor spliced into. The caller gives the slot back. */
+static void stop(conn *c) {
+  if (c->fd < 0) return;
+  end_all(c);
+  set_role(c->tls, c->fd, R_NOT_HTTP);
+  c->fd = -1;
+}
+
 /* Runs the app's inbound bytes through the slot's parser. */
 static void feed_in(conn *c, const char *p, size_t n) {
   while (n > 0 && c->fd >= 0) {
@@ -607,13 +629,14 @@ static void feed_in(conn *c, const char *p, size_t n) {
       c->in_idle = 1;
       if (!c->server && (c->in.head.status >= 200 || c->in.head.status == 101))
         q_finish_oldest(c);
+      if (!c->server && c->in.head.tunnel) stop(c);
     }
   }
 }
 
 /* Runs the app's outbound bytes (those the kernel took) through the slot's parser. */
 static void feed_out(conn *c, const char *p, size_t n) {
-  while (n > 0 && !c->resync) {
+  while (n > 0 && !c->resync && c->fd >= 0) {
     int ev;
     size_t used = ss__h1_feed(&c->out, p, n, &ev);
     c->out_idle = 0;
@@ -640,6 +663,7 @@ static void feed_out(conn *c, const char *p, size_t n) {
       c->out_idle = 1;
       c->out_started = 0;
       if (c->server && c->out.head.status >= 200) q_finish_oldest(c);
+      if (c->server && c->out.head.tunnel) stop(c);
     }
   }
 }
@@ -756,9 +780,16 @@ static void closed(int t, int fd) {
     return;
   }
   if (c->fd == fd && c->tls == t) {
-    /* A response framed by close is complete now; anything else ends as it is. */
+    /* A response framed by close is complete now; a request sent and never answered is a
+     * failed CLIENT span (the app saw the connection close); anything else ends as it is. */
     if (!c->server && ss__h1_close(&c->in) && c->q_n) q_finish_oldest(c);
     if (c->server && ss__h1_close(&c->out) && c->q_n) q_finish_oldest(c);
+    for (int i = 0; !c->server && i < c->q_n; i++) {
+      msg *m = q_at(c, i);
+      if (m->status_set) continue;
+      rec_str(m, "error.type", "connection_closed", 17);
+      m->error = 1;
+    }
     end_all(c);
     c->fd = -1;
   }
@@ -828,6 +859,14 @@ static void inject_prepare(conn *c, msg *m, size_t line_end) {
   size_t n = put(c->inj, 0, INJ_MAX, "traceparent: ", 13);
   n = put(c->inj, n, INJ_MAX, tp, SS_TRACEPARENT_LEN);
   n = put(c->inj, n, INJ_MAX, "\r\n", 2);
+  /* The tracestate of the request this thread serves, when the span is in its trace. */
+  const msg *r = cur_conn ? &cur_conn->q[cur_msg] : NULL;
+  if (r && r->ts_len && memcmp(r->ctx.trace_id, m->ctx.trace_id, 16) == 0 &&
+      n + 14 + r->ts_len <= INJ_MAX) {
+    n = put(c->inj, n, INJ_MAX, "tracestate: ", 12);
+    n = put(c->inj, n, INJ_MAX, r->tracestate, r->ts_len);
+    n = put(c->inj, n, INJ_MAX, "\r\n", 2);
+  }
   c->inj_len = (uint32_t)n;
   c->inj_off = 0;
   c->inj_after = (uint32_t)line_end;

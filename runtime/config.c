@@ -414,10 +414,9 @@ static void load_propagation(loader *l, ss__config *c) {
     if (bad)
       diag(l, "OTEL_PROPAGATORS", v, "names propagators the shim does not have (it has "
            "tracecontext, baggage, none); using the ones it knows");
-    if (got & (1u << 31))
-      c->propagators = 0;
-    else if (got != 0 || !bad)
-      c->propagators = got;
+    /* Unknown names are ignored (SDK configuration spec): what is left may be nothing
+     * (OTEL_PROPAGATORS=b3 alone propagates no W3C context). */
+    c->propagators = (got & (1u << 31)) ? 0 : got;
   }
   if (b != NULL) {
     if (strlen(b) > BAGGAGE_MAX)

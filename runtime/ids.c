@@ -174,7 +174,7 @@ static int blank(char c) {
  * a '-' right after the flags (the rest belongs to that version). */
 int ss__traceparent_parse(const char *s, size_t len, ss__ctx *out) {
   uint8_t ver, flags;
-  ss__ctx c;
+  ss__ctx c = {0};
 
   if (s == NULL)
     return -1;

@@ -8,6 +8,7 @@
 #define SS_IDS_H
 
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 typedef struct ss__ctx {
@@ -15,6 +16,8 @@ typedef struct ss__ctx {
   uint8_t span_id[8];
   uint8_t flags;  /* W3C trace flags; bit 0 = sampled */
   uint8_t valid;  /* 0: no context */
+  uint32_t gen;   /* with live: the context holds while *live == gen */
+  const _Atomic uint32_t *live; /* NULL: never expires (see ss__ctx_current) */
 } ss__ctx;
 
 #define SS_TRACEPARENT_LEN 55 /* "00-" 32 "-" 16 "-" 2 */

@@ -56,6 +56,7 @@ void ss__ctx_reset(const ss__ctx *c) {
 
 void ss__rec_ctx(const void *rec, ss__ctx *out) {
   const ss__rec *r = rec;
+  *out = (ss__ctx){0};
   memcpy(out->trace_id, r->trace_id, 16);
   memcpy(out->span_id, r->span_id, 8);
   out->flags = r->flags;
@@ -93,7 +94,11 @@ int ss__ctx_current(ss__ctx *out) {
   int d = ss__self.depth;
   if (d > 0) {
     *out = ss__self.ctx[(d > SS_CTX_DEPTH ? SS_CTX_DEPTH : d) - 1];
-    return out->valid; /* an invalid entry is a barrier: what starts under it is a root */
+    /* An invalid entry is a barrier (what starts under it is a root), and so is one whose
+     * owner ended it (an inherited request context after its response). */
+    if (out->live && atomic_load_explicit(out->live, memory_order_acquire) != out->gen)
+      out->valid = 0;
+    return out->valid;
   }
   if (ss__tracer_g.root_parent.valid) {
     *out = ss__tracer_g.root_parent;
@@ -213,6 +218,7 @@ void ss__span_scratch(ss__sb *b) {
 }
 
 void ss__span_ctx(const ss__sb *b, ss__ctx *out) {
+  *out = (ss__ctx){0};
   memcpy(out->trace_id, b->s.trace_id, 16);
   memcpy(out->span_id, b->s.span_id, 8);
   out->flags = b->s.flags;

@@ -141,7 +141,9 @@ int ss__rec_decode(const void *rec, size_t len, ss__span *out, ss__attr *attrs, 
 
 /* Current context of this thread (top of stack, else the process root parent). 1 when
  * there is one (copied to *out), else 0. A pushed context with valid == 0 is a barrier:
- * spans started while it is on top are roots of new traces. */
+ * spans started while it is on top are roots of new traces; so is a context with `live`
+ * set once *live no longer equals its `gen` (its owner ended it: a request's context
+ * that a pool thread inherited stops applying when the response is complete). */
 int ss__ctx_current(ss__ctx *out);
 /* Spans open on this thread's stack (0: none; may exceed SS_CTX_DEPTH). */
 int ss__ctx_depth(void);
