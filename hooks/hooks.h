@@ -10,6 +10,7 @@
 
 #include <netinet/in.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -40,7 +41,15 @@ void ss__http_fd_role(int fd, int server);
 /* Holds a finished accept span (b popped, not ended) until fd shows whether it carries
  * HTTP; 1 when held (the caller must not end it), 0 when the caller ends it now. */
 int ss__http_hold_accept(int fd, ss__sb *b, uint64_t end_ns);
-int ss__http_watched(int fd); /* 1 when the fd's I/O must be reported */
+/* Per fd, what hooks/http.c knows of it (its roles; private to it). */
+#define SS_HTTP_FD_MAX 65536
+extern _Atomic uint8_t ss__http_roles[2][SS_HTTP_FD_MAX];
+/* 1 when the fd's I/O must be reported: a server or client candidate, or traced (roles 1
+ * to 3). One load: this is what every read and write of a file or pipe costs. */
+static inline int ss__http_watched(int fd) {
+  return (unsigned)fd < SS_HTTP_FD_MAX &&
+         (uint8_t)(atomic_load_explicit(&ss__http_roles[0][fd], memory_order_relaxed) - 1) < 3;
+}
 void ss__http_read(int fd, const struct iovec *iov, size_t cnt, ssize_t rc);
 void ss__http_sent(int fd, const struct iovec *iov, size_t cnt, ssize_t rc);
 void ss__http_sendfile(int fd, ssize_t rc);

@@ -45,10 +45,12 @@
 SS_REAL(sendmsg)
 SS_REAL(getpeername)
 
-#define FD_MAX 65536
+#define FD_MAX SS_HTTP_FD_MAX
+/* Roles; hooks.h's inline ss__http_watched relies on 1..3 being the watched ones. */
 enum { R_NONE = 0, R_SERVER = 1, R_CLIENT = 2, R_TRACKED = 3, R_NOT_HTTP = 4 };
 /* Per fd, for plaintext on the socket itself [0] and through a TLS library [1]. */
-static _Atomic uint8_t fd_role[2][FD_MAX];
+_Atomic uint8_t ss__http_roles[2][SS_HTTP_FD_MAX];
+#define fd_role ss__http_roles
 static uint16_t fd_slot[2][FD_MAX]; /* slot index while R_TRACKED */
 
 #define SLOTS 128
@@ -166,10 +168,6 @@ static inline void set_role(int t, int fd, int role) {
   if (role == R_NOT_HTTP) hold_settle(fd, 1);
 }
 
-int ss__http_watched(int fd) {
-  int r = role_of(0, fd);
-  return r != R_NONE && r != R_NOT_HTTP;
-}
 
 /* ---- slots ---- */
 static void slots_init(void) {

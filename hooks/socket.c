@@ -202,24 +202,33 @@ static void io_outcome(int fd, ssize_t rc, int err) {
 /* ---- reads and writes: a parked connect's outcome, and HTTP (hooks/http.c) ----
  * Each hook: the real call, then what it tells. A read or write on an fd that is neither
  * a parked connect nor a watched socket costs two loads. */
+__attribute__((noinline, cold)) static void parked_io(int fd, ssize_t rc) {
+  int err = errno;
+  io_outcome(fd, rc, err);
+  errno = err;
+}
+
 static inline void after_io(int fd, ssize_t rc) {
-  if (__builtin_expect(any_parked(), 0)) {
-    int err = errno;
-    io_outcome(fd, rc, err);
-    errno = err;
+  if (__builtin_expect(any_parked(), 0)) parked_io(fd, rc);
+}
+
+/* Everything but the real call is out of line, so the common case (a file, a pipe, a
+ * socket that is not HTTP) stays a load or two on top of the call. */
+__attribute__((noinline, cold)) static void read_seen(int fd, void *buf, ssize_t rc, int peek) {
+  after_io(fd, rc);
+  if (ss__http_watched(fd) && !peek) {
+    struct iovec v = {buf, (size_t)(rc > 0 ? rc : 0)};
+    ss__http_read(fd, &v, 1, rc);
   }
 }
 
 /* A read into one buffer; peeks are not consumed, so they are not seen. */
-#define READ_HOOK(name, params, args, fd, buf, peek)                 \
-  SS_EXPORT ssize_t name params {                                    \
-    ssize_t rc = real_##name() args;                                 \
-    after_io(fd, rc);                                                \
-    if (__builtin_expect(ss__http_watched(fd), 0) && !(peek)) {      \
-      struct iovec v_ = {(buf), (size_t)(rc > 0 ? rc : 0)};          \
-      ss__http_read(fd, &v_, 1, rc);                                 \
-    }                                                                \
-    return rc;                                                       \
+#define READ_HOOK(name, params, args, fd, buf, peek)                          \
+  SS_EXPORT ssize_t name params {                                             \
+    ssize_t rc = real_##name() args;                                          \
+    if (__builtin_expect(any_parked() || ss__http_watched(fd), 0))            \
+      read_seen(fd, buf, rc, peek);                                           \
+    return rc;                                                                \
   }
 
 READ_HOOK(read, (int fd, void *buf, size_t n), (fd, buf, n), fd, buf, 0)
@@ -229,23 +238,24 @@ READ_HOOK(recvfrom, (int fd, void *buf, size_t n, int fl, struct sockaddr *a, so
 
 /* A write of one buffer: HTTP may send it itself, splicing a traceparent in. `plain`
  * says a splice may be done (no destination address given). */
-#define WRITE_HOOK(name, params, args, fd, buf, n, fl, plain)            \
-  SS_EXPORT ssize_t name params {                                        \
-    ssize_t rc;                                                          \
-    if (__builtin_expect(ss__http_watched(fd), 0)) {                     \
-      struct iovec v_ = {(void *)(buf), (n)};                            \
-      if (!((plain) && ss__http_send(fd, &v_, 1, (fl), &rc))) {          \
-        rc = real_##name() args;                                         \
-        after_io(fd, rc);                                                \
-        ss__http_sent(fd, &v_, 1, rc);                                   \
-      } else {                                                           \
-        after_io(fd, rc);                                                \
-      }                                                                  \
-      return rc;                                                         \
-    }                                                                    \
-    rc = real_##name() args;                                             \
-    after_io(fd, rc);                                                    \
-    return rc;                                                           \
+#define WRITE_HOOK(name, params, args, fd, buf, n, fl, plain)                   \
+  __attribute__((noinline, cold)) static ssize_t name##_seen params {           \
+    ssize_t rc;                                                                 \
+    struct iovec v_ = {(void *)(buf), (n)};                                     \
+    if (!((plain) && ss__http_send(fd, &v_, 1, (fl), &rc))) {                   \
+      rc = real_##name() args;                                                  \
+      after_io(fd, rc);                                                         \
+      ss__http_sent(fd, &v_, 1, rc);                                            \
+    } else {                                                                    \
+      after_io(fd, rc);                                                         \
+    }                                                                           \
+    return rc;                                                                  \
+  }                                                                             \
+  SS_EXPORT ssize_t name params {                                               \
+    if (__builtin_expect(ss__http_watched(fd), 0)) return name##_seen args;     \
+    ssize_t rc = real_##name() args;                                            \
+    after_io(fd, rc);                                                           \
+    return rc;                                                                  \
   }
 
 WRITE_HOOK(write, (int fd, const void *buf, size_t n), (fd, buf, n), fd, buf, n, 0, 1)
