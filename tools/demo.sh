@@ -9,6 +9,7 @@
 #     curl http://127.0.0.1:1/             a refused connect, to show an error span
 # The waterfall prints on stderr. Everything started here is stopped and removed on exit,
 # also on error or Ctrl-C; the spans too, unless DEMO_OUT=FILE names where to keep them.
+# then two traced Python HTTP services and their client (tools/examples/orders_demo.py).
 # Exits with spanshim run's status (0 when all went well).
 set -eu
 
@@ -80,6 +81,21 @@ set +e
 PGPASSWORD=$PGDEMO_PASSWORD "$BUILD/spanshim" run --out "$out" -- sh -c "$cmd"
 rc=$?
 set -e
+
+# Services: two Python HTTP services (orders asks PostgreSQL and inventory) and a client,
+# no tracing code in them; each request is one trace across the three processes.
+svc_py=$PY
+if /usr/bin/python3 -c 'import psycopg2' 2>/dev/null; then svc_py=/usr/bin/python3; fi
+echo >&2
+echo "demo: spanshim run -- $svc_py tools/examples/orders_demo.py" >&2
+echo >&2
+set +e
+PGDEMO_HOST=$PGDEMO_HOST PGDEMO_PORT=$PGDEMO_PORT PGDEMO_USER=$PGDEMO_USER \
+  PGDEMO_PASSWORD=$PGDEMO_PASSWORD "$BUILD/spanshim" run --out "$out" -- \
+  "$svc_py" "$ROOT/tools/examples/orders_demo.py"
+rc2=$?
+set -e
+[ "$rc" -ne 0 ] || rc=$rc2
 
 echo >&2
 if [ -n "${DEMO_OUT:-}" ]; then
