@@ -416,3 +416,50 @@ Context.stuck_collector = _stuck_collector
 Context.postgres = _postgres
 Context.listener = _listener
 Context.closed_port = _closed_port
+
+
+class Service:
+    """A long-running program (traced unless preload=False) that prints `port=N` (and maybe
+    `pid=N`) on stdout once it listens. stop() sends SIGTERM and returns the exit status;
+    the programs here exit cleanly on SIGTERM so their spans are flushed."""
+
+    def __init__(self, ctx, argv, collector=None, env=None, preload=True, scheme="http"):
+        self.errpath = os.path.join(ctx.tmp, "svc-%d.err" % len(ctx._cleanup))
+        self.proc = subprocess.Popen(argv, env=ctx.env(collector, env, preload),
+                                     stdout=subprocess.PIPE, stderr=open(self.errpath, "w"),
+                                     cwd=ctx.tmp)
+        ctx._cleanup.append(self.kill)
+        kv = {}
+        deadline = time.monotonic() + 20
+        while "port" not in kv:
+            line = self.proc.stdout.readline()
+            if not line or time.monotonic() > deadline:
+                raise RuntimeError("%r did not start: %s" % (argv, self.stderr()))
+            kv.update(parse_kv(line))
+        self.port = int(kv["port"])
+        self.pid = self.proc.pid
+        self.url = "%s://127.0.0.1:%d" % (scheme, self.port)
+
+    def stderr(self):
+        with open(self.errpath, errors="replace") as f:
+            return f.read()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def http_spans(spans, kind=None):
+    return [s for s in spans if "http.request.method" in s.attrs
+            and (kind is None or s.kind == kind)]

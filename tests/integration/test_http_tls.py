@@ -12,7 +12,7 @@ import sys
 import time
 
 import harness
-from harness import parse_kv, spans_of_pid
+from harness import Service, http_spans, parse_kv, spans_of_pid
 
 INTERNAL, SERVER, CLIENT = 1, 2, 3
 ERROR = 2
@@ -41,53 +41,6 @@ def write(ctx, name, text):
     with open(p, "w") as f:
         f.write(text)
     return p
-
-
-class Service:
-    """A long-running program (traced unless preload=False) that prints `port=N` on stdout
-    once it listens. stop() sends SIGTERM and returns the exit status; the programs here exit
-    cleanly on SIGTERM so their spans are flushed."""
-
-    def __init__(self, ctx, argv, collector=None, env=None, preload=True):
-        self.errpath = os.path.join(ctx.tmp, "svc-%d.err" % len(ctx._cleanup))
-        self.proc = subprocess.Popen(argv, env=ctx.env(collector, env, preload),
-                                     stdout=subprocess.PIPE, stderr=open(self.errpath, "w"),
-                                     cwd=ctx.tmp)
-        ctx._cleanup.append(self.kill)
-        kv = {}
-        deadline = time.monotonic() + 20
-        while "port" not in kv:
-            line = self.proc.stdout.readline()
-            if not line or time.monotonic() > deadline:
-                raise RuntimeError("%r did not start: %s" % (argv, self.stderr()))
-            kv.update(parse_kv(line))
-        self.port = int(kv["port"])
-        self.pid = self.proc.pid
-        self.url = "https://127.0.0.1:%d" % self.port
-
-    def stderr(self):
-        with open(self.errpath, errors="replace") as f:
-            return f.read()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def http_spans(spans, kind=None):
-    return [s for s in spans if "http.request.method" in s.attrs
-            and (kind is None or s.kind == kind)]
 
 
 def server_spans(spans, path):
@@ -152,7 +105,7 @@ finally:
 def tls_service(ctx, cert, key, collector=None, downstream=None, env=None, preload=True):
     script = write(ctx, "tls_service.py", TLS_SERVICE_PY)
     argv = [PY, script, cert, key] + ([downstream] if downstream else [])
-    return Service(ctx, argv, collector, env=env, preload=preload)
+    return Service(ctx, argv, collector, env=env, preload=preload, scheme="https")
 
 
 def chain(ctx, cert, key, collector=None, env=None, preload=True):
@@ -370,13 +323,13 @@ def test_non_http_over_tls_is_spanless_and_echoes_unchanged(ctx):
     cert, key = make_cert(ctx)
     srv_py, cli_py = write(ctx, "echo.py", TLS_ECHO_PY), write(ctx, "echo_cli.py",
                                                                  TLS_ECHO_CLIENT_PY)
-    srv = Service(ctx, [PY, srv_py, cert, key], preload=False)
+    srv = Service(ctx, [PY, srv_py, cert, key], preload=False, scheme="https")
     plain = ctx.run([PY, cli_py, cert, str(srv.port)], preload=False, timeout=30)
     assert plain.returncode == 0 and plain.stdout.startswith(b"echoed=70382 "), plain
     assert srv.stop() == 0
 
     c = ctx.collector()
-    srv = Service(ctx, [PY, srv_py, cert, key], c)
+    srv = Service(ctx, [PY, srv_py, cert, key], c, scheme="https")
     traced = ctx.run([PY, cli_py, cert, str(srv.port)], collector=c, timeout=30)
     assert (traced.returncode, traced.stdout, traced.stderr) == (
         plain.returncode, plain.stdout, plain.stderr), (traced, plain)
