@@ -376,15 +376,28 @@ static void client_role(int fd, int rc, int err) {
   if ((rc == 0 || err == EINPROGRESS) && sock_type(fd) == SOCK_STREAM) ss__http_fd_role(fd, 0);
 }
 
+/* 1 when fd has a parked connect. */
+static int is_parked(int fd) {
+  for (int i = 0; i < PENDING_SLOTS; i++)
+    if (atomic_load_explicit(&parked[i].key, memory_order_acquire) == fd + 1) return 1;
+  return 0;
+}
+
+/* Whether the kernel read the whole address: a bad fd is refused before it looks at it,
+ * so is a length over sizeof(struct sockaddr_storage), and EFAULT says it could not. */
+static int addr_was_read(int rc, int err, socklen_t len) {
+  return rc == 0 || (err != EFAULT && err != EBADF && err != ENOTSOCK &&
+                     !(err == EINVAL && len > sizeof(struct sockaddr_storage)));
+}
+
 SS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
-  ss__peer peer;
-  if (!ss__active(SS_HOOK_SOCKET) || ss__peer_format(addr, len, &peer) != 0) {
+  if (!ss__active(SS_HOOK_SOCKET)) {
     int rc = real_connect()(fd, addr, len), err = errno;
     if (ss__active(SS_HOOK_HTTP)) client_role(fd, rc, err);
     errno = err;
     return rc;
   }
-  if (__builtin_expect(any_parked(), 0)) { /* a second connect on a parked fd */
+  if (__builtin_expect(any_parked(), 0) && is_parked(fd)) { /* a second connect on it */
     int rc = real_connect()(fd, addr, len), err = errno;
     if (rc == 0 || err == EISCONN)
       finish_parked(fd, 0);
@@ -395,15 +408,25 @@ SS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
   }
   ss__sb b;
   char server[128];
-  int type = 0;
-  if (ss__span_start(&b, "connect", SS_KIND_CLIENT)) {
-    type = sock_type(fd);
+  ss__span_start(&b, "connect", SS_KIND_CLIENT);
+  int rc = real_connect()(fd, addr, len);
+  int err = errno;
+  /* The app's address is read only once the kernel has: a bad pointer is the app's
+   * EFAULT, never a crash of ours. A family the shim does not trace makes no span. */
+  ss__peer peer;
+  int known = addr_was_read(rc, err, len);
+  if ((known && ss__peer_format(addr, len, &peer) != 0) || (rc != 0 && err == EFAULT)) {
+    ss__span_pop(&b);
+    if (ss__cfg.hooks & SS_HOOK_HTTP) client_role(fd, rc, err);
+    errno = err;
+    return rc;
+  }
+  if (b.recording && known) {
+    int type = sock_type(fd);
     add_peer_attrs(&b, "network.peer.", &peer, type);
     if (peer.family != AF_UNIX && ss__dns_lookup(peer.family, peer.raw, server, sizeof server) == 0)
       ss__span_str(&b, "server.address", server, (size_t)-1);
   }
-  int rc = real_connect()(fd, addr, len);
-  int err = errno;
   if (ss__cfg.hooks & SS_HOOK_HTTP) client_role(fd, rc, err);
   if (rc != 0 && err == EINPROGRESS) {
     ss__span_pop(&b);
@@ -475,14 +498,9 @@ static int accepted(int lfd, int fd) {
 }
 
 static int accept_common(int lfd, struct sockaddr *addr, socklen_t *alen, int flags, int is4) {
-  struct sockaddr_storage own;
-  socklen_t own_len = sizeof own;
-  struct sockaddr *a = addr ? addr : (struct sockaddr *)&own;
-  socklen_t *al = addr ? alen : &own_len;
-  socklen_t cap = (addr && alen) ? *alen : own_len;
   ss__sb b;
   ss__span_start(&b, "accept", SS_KIND_SERVER);
-  int fd = is4 ? real_accept4()(lfd, a, al, flags) : real_accept()(lfd, a, al);
+  int fd = is4 ? real_accept4()(lfd, addr, alen, flags) : real_accept()(lfd, addr, alen);
   int err = errno;
   if (fd < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR)) {
     ss__span_pop(&b); /* no connection, no span */
@@ -493,7 +511,13 @@ static int accept_common(int lfd, struct sockaddr *addr, socklen_t *alen, int fl
   if (b.recording) {
     ss__peer peer, local;
     if (fd < 0) type = sock_type(lfd);
-    if (fd >= 0 && al && ss__peer_format(a, *al < cap ? *al : cap, &peer) == 0) add_peer_attrs(&b, "network.peer.", &peer, type);
+    /* The peer from the kernel into our own buffer: the app's address arguments are never
+     * read (they may be bad pointers, or a buffer the address was cut to fit). */
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (fd >= 0 && real_getpeername()(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+        ss__peer_format((struct sockaddr *)&ss, sl, &peer) == 0)
+      add_peer_attrs(&b, "network.peer.", &peer, type);
     if (local_addr(lfd, &local) == 0) add_peer_attrs(&b, "network.local.", &local, type);
     if (fd < 0) set_errno_error(&b, err);
     ss__span_pop(&b);
