@@ -99,7 +99,9 @@ typedef struct conn {
 
 static conn conns[SLOTS];
 static _Atomic uint32_t hs_us[FD_MAX]; /* the last TLS handshake's duration on the fd, µs */
-static _Atomic int conns_init;
+/* Which slots are in use, apart from the slots themselves: finding a free one, exiting and
+ * forking touch these 128 bytes, not a page of every slot. */
+static _Atomic uint8_t slot_used[SLOTS];
 static _Atomic uint64_t injections_skipped;
 
 /* The thread's request context: the slot and message whose SERVER span it pushed. */
@@ -170,22 +172,24 @@ static inline void set_role(int t, int fd, int role) {
 
 
 /* ---- slots ---- */
-static void slots_init(void) {
-  if (atomic_load_explicit(&conns_init, memory_order_acquire)) return;
-  for (int i = 0; i < SLOTS; i++) conns[i].fd = -1; /* racing initializers write the same */
-  atomic_store_explicit(&conns_init, 1, memory_order_release);
+/* The slot no longer stands for any fd (its holder still gives it back). */
+static void slot_release(conn *c) {
+  c->fd = -1;
+  atomic_store_explicit(&slot_used[c - conns], 0, memory_order_release);
 }
 
 static conn *slot_new(int t, int fd, int server) {
-  slots_init();
   for (int i = 0; i < SLOTS; i++) {
     conn *c = &conns[i];
     int expected = 0;
-    if (c->fd != -1 || !atomic_compare_exchange_strong(&c->busy, &expected, 1)) continue;
-    if (c->fd != -1) { /* taken meanwhile */
+    if (atomic_load_explicit(&slot_used[i], memory_order_acquire) ||
+        !atomic_compare_exchange_strong(&c->busy, &expected, 1))
+      continue;
+    if (atomic_load(&slot_used[i])) { /* taken meanwhile */
       atomic_store(&c->busy, 0);
       continue;
     }
+    atomic_store(&slot_used[i], 1);
     c->fd = fd;
     c->server = (uint8_t)server;
     c->tls = (uint8_t)t;
@@ -241,7 +245,7 @@ static void end_all(conn *c);
 static void slot_give(conn *c) {
   if (atomic_exchange_explicit(&c->closed_meanwhile, 0, memory_order_acq_rel)) {
     end_all(c);
-    c->fd = -1;
+    slot_release(c);
   }
   atomic_store_explicit(&c->busy, 0, memory_order_release);
 }
@@ -556,7 +560,7 @@ static void abandon(conn *c, int mid_message) {
     return;
   }
   set_role(c->tls, c->fd, R_NOT_HTTP);
-  c->fd = -1;
+  slot_release(c);
 }
 
 /* A server connection whose parser gave up (a head over the bound) starts again, both
@@ -595,7 +599,7 @@ static void stop(conn *c) {
   if (c->fd < 0) return;
   end_all(c);
   set_role(c->tls, c->fd, R_NOT_HTTP);
-  c->fd = -1;
+  slot_release(c);
 }
 
 /* Runs the app's inbound bytes through the slot's parser. */
@@ -789,7 +793,7 @@ static void closed(int t, int fd) {
       m->error = 1;
     }
     end_all(c);
-    c->fd = -1;
+    slot_release(c);
   }
   slot_give(c);
 }
@@ -817,11 +821,11 @@ void ss__http_exiting(void) {
     int key = atomic_load(&holds[i].key);
     if (key > 0) hold_settle(key - 1, 1);
   }
-  if (!atomic_load(&conns_init)) return;
   for (int i = 0; i < SLOTS; i++) {
     conn *c = &conns[i];
     int expected = 0;
-    if (c->fd < 0 || !atomic_compare_exchange_strong(&c->busy, &expected, 1)) continue;
+    if (!atomic_load(&slot_used[i]) || !atomic_compare_exchange_strong(&c->busy, &expected, 1))
+      continue;
     if (c->fd >= 0) end_all(c);
     slot_give(c);
   }
@@ -831,15 +835,15 @@ void ss__http_atfork_child(void) {
   /* The parent ends the spans of connections it had; the child forgets them and never
    * traces those fds (their state is the parent's). */
   for (int i = 0; i < SLOTS; i++) {
+    if (!atomic_load(&slot_used[i])) continue;
     conn *c = &conns[i];
-    if (atomic_load(&conns_init) && c->fd >= 0) {
-      set_role(c->tls, c->fd, R_NOT_HTTP);
-      c->fd = -1;
-      c->q_n = 0;
-    }
+    if (c->fd >= 0) set_role(c->tls, c->fd, R_NOT_HTTP);
+    c->q_n = 0;
+    slot_release(c);
     atomic_store(&c->busy, 0);
   }
-  for (int i = 0; i < HOLDS; i++) atomic_store(&holds[i].key, 0); /* the parent's */
+  for (int i = 0; i < HOLDS && atomic_load(&holds_n) > 0; i++) /* the parent's */
+    if (atomic_load(&holds[i].key) != 0) atomic_store(&holds[i].key, 0);
   atomic_store(&holds_n, 0);
   cur_conn = NULL;
 }
