@@ -120,8 +120,9 @@ static int source_line(dmod *m, unsigned long long off, char *out, size_t cap) {
   int rc = source_line_uncached(m, off, out, cap);
   lines[h].m = m;
   lines[h].off = off;
-  lines[h].ok = rc == 0 && strlen(out) < sizeof lines[h].src;
-  if (lines[h].ok) snprintf(lines[h].src, sizeof lines[h].src, "%s", out);
+  size_t n = rc == 0 ? strlen(out) : 0;
+  lines[h].ok = rc == 0 && n < sizeof lines[h].src;
+  if (lines[h].ok) memcpy(lines[h].src, out, n + 1);
   return rc;
 }
 
