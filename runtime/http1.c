@@ -4,9 +4,15 @@
  * reason phrases, bodies) are taken in bulk. Header values are streamed straight into their
  * ss__h1_head buffers, so there is no line buffer: only the field name (up to sizeof name)
  * and list tokens (Connection, Transfer-Encoding, Expect) are kept. */
-#include "runtime/http1.h"
+#include "http1.h" /* not runtime/http1.h: tests/bench/h1_cost.c includes this file */
 
 #include <string.h>
+#if defined(__SSE2__) && !defined(SS_H1_NO_SSE2)
+#include <emmintrin.h>
+#define SSE2 1
+#else
+#define SSE2 0
+#endif
 
 enum phase {
   P_START,          /* before a message's first byte (blank lines tolerated for requests) */
@@ -54,11 +60,36 @@ static const uint8_t cls[256] = {
     ['\''] = C_TCHAR, ['*'] = C_TCHAR, ['+'] = C_TCHAR, ['.'] = C_TCHAR, ['^'] = C_TCHAR,
     ['`'] = C_TCHAR, ['|'] = C_TCHAR, ['~'] = C_TCHAR,
 };
+/* Request-target bytes: anything above SP but DEL (obs-text too). */
+static const uint8_t vis[256] = {['!' ... '~'] = 1, [0x80 ... 0xff] = 1};
 
 static int is_tchar(unsigned c) { return cls[c & 0xff] & C_TCHAR; }
 static int is_method_char(unsigned c) { return cls[c & 0xff] & C_METHOD; }
 
 static unsigned lower(unsigned c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; }
+
+static int is_ows(unsigned c) { return c == ' ' || c == '\t'; }
+
+/* Unaligned loads (one mov each); compared only with loads of the same kind, so the byte
+ * order does not matter. */
+static uint64_t ld8(const void *s) {
+  uint64_t w;
+  memcpy(&w, s, 8);
+  return w;
+}
+static uint32_t ld4(const void *s) {
+  uint32_t w;
+  memcpy(&w, s, 4);
+  return w;
+}
+
+/* Whether 4 or 8 token bytes at s are the lower-case letters and '-' of w, in any case: OR
+ * 0x20 turns only 'A'..'Z' into 'a'..'z' and nothing else in a token into a letter or '-'
+ * (0x0d | 0x20 is '-', but CR is not a token byte). */
+static int ci4(const unsigned char *s, const char *w) { return (ld4(s) | 0x20202020u) == ld4(w); }
+static int ci8(const unsigned char *s, const char *w) {
+  return (ld8(s) | 0x2020202020202020ull) == ld8(w);
+}
 
 static int hexval(unsigned c) {
   if (c >= '0' && c <= '9') return (int)(c - '0');
@@ -120,10 +151,10 @@ static int cl_char(ss__h1 *p, unsigned c) {
   return -1;
 }
 
-static int tok_is(const ss__h1 *p, const char *word) {
-  size_t n = strlen(word);
+static int tok_is(const ss__h1 *p, const char *word, size_t n) {
   return p->tok_len == n && memcmp(p->tok, word, n) == 0;
 }
+#define TOK_IS(p, lit) tok_is(p, lit, sizeof lit - 1)
 
 /* One token of a Connection / Transfer-Encoding / Expect list is complete. */
 static void tok_end(ss__h1 *p) {
@@ -131,15 +162,15 @@ static void tok_end(ss__h1 *p) {
   switch (p->hdr) {
   case H_TE:
     p->te_seen = 1;
-    p->te_chunked = (uint8_t)tok_is(p, "chunked"); /* only the last coding frames */
+    p->te_chunked = (uint8_t)TOK_IS(p, "chunked"); /* only the last coding frames */
     break;
   case H_CONN:
-    if (tok_is(p, "close")) p->head.conn_close = 1;
-    if (tok_is(p, "keep-alive")) p->head.conn_keepalive = 1;
-    if (tok_is(p, "upgrade")) p->head.conn_upgrade = 1;
+    if (TOK_IS(p, "close")) p->head.conn_close = 1;
+    if (TOK_IS(p, "keep-alive")) p->head.conn_keepalive = 1;
+    if (TOK_IS(p, "upgrade")) p->head.conn_upgrade = 1;
     break;
   case H_EXPECT:
-    if (tok_is(p, "100-continue")) p->head.expect_continue = 1;
+    if (TOK_IS(p, "100-continue")) p->head.expect_continue = 1;
     break;
   }
   p->tok_len = 0;
@@ -194,34 +225,35 @@ static void set_dst(ss__h1 *p, size_t off, size_t cap) {
   p->dst_base = 0;
 }
 
-/* Which field a lower-cased name is: by length first, so most names cost one switch. */
-static int field_id(const ss__h1 *p) {
-  const char *n = p->name;
-  switch (p->name_len) {
+/* Which field a name of len token bytes is, in any case: by length first, so most names cost
+ * one switch, then whole words at once (overlapping loads). */
+static int field_id(const unsigned char *n, size_t len) {
+  switch (len) {
   case 4:
-    return memcmp(n, "host", 4) == 0 ? H_HOST : H_OTHER;
+    return ci4(n, "host") ? H_HOST : H_OTHER;
   case 6:
-    return memcmp(n, "expect", 6) == 0 ? H_EXPECT : H_OTHER;
+    return ci4(n, "expe") && ci4(n + 2, "pect") ? H_EXPECT : H_OTHER;
   case 10:
-    if (memcmp(n, "user-agent", 10) == 0) return H_UA;
-    if (memcmp(n, "tracestate", 10) == 0) return H_TS;
-    if (memcmp(n, "connection", 10) == 0) return H_CONN;
+    if (ci8(n, "user-age") && ci4(n + 6, "gent")) return H_UA;
+    if (ci8(n, "tracesta") && ci4(n + 6, "tate")) return H_TS;
+    if (ci8(n, "connecti") && ci4(n + 6, "tion")) return H_CONN;
     return H_OTHER;
   case 11:
-    return memcmp(n, "traceparent", 11) == 0 ? H_TP : H_OTHER;
+    return ci8(n, "tracepar") && ci4(n + 7, "rent") ? H_TP : H_OTHER;
   case 14:
-    return memcmp(n, "content-length", 14) == 0 ? H_CL : H_OTHER;
+    return ci8(n, "content-") && ci8(n + 6, "t-length") ? H_CL : H_OTHER;
   case 17:
-    return memcmp(n, "transfer-encoding", 17) == 0 ? H_TE : H_OTHER;
+    return ci8(n, "transfer") && ci8(n + 8, "-encodin") && ci8(n + 9, "encoding") ? H_TE
+                                                                                  : H_OTHER;
   default:
     return H_OTHER;
   }
 }
 
 /* The field name ended at ':': decide what the value means and where it goes. */
-static void name_end(ss__h1 *p) {
+static void name_end(ss__h1 *p, int hdr) {
   ss__h1_head *h = &p->head;
-  p->hdr = (uint8_t)field_id(p);
+  p->hdr = (uint8_t)hdr;
   p->dst_cap = 0;
   if (p->hdr == H_HOST) {
     if (!h->host[0]) set_dst(p, offsetof(ss__h1_head, host), sizeof h->host);
@@ -288,7 +320,7 @@ static int request_head_done(ss__h1 *p) {
     p->ndig = p->ws_after = 0;
     return SS_H1_HEAD;
   }
-  if (h->content_length > 0 && strcmp(h->method, "CONNECT") != 0) {
+  if (h->content_length > 0 && memcmp(h->method, "CONNECT", 8) != 0) {
     p->phase = P_BODY_LEN;
     p->remaining = h->content_length;
     return SS_H1_HEAD;
@@ -471,7 +503,7 @@ static int line_start_char(ss__h1 *p, unsigned c) {
 static int header_char(ss__h1 *p, unsigned c) {
   if (p->phase == P_NAME) { /* name_run took the token characters; this one ends it */
     if (c != ':') return bad(p);
-    name_end(p);
+    name_end(p, field_id((const unsigned char *)p->name, p->name_len));
     p->phase = P_VALUE;
     return 0;
   }
@@ -686,6 +718,350 @@ static size_t run(ss__h1 *p, const unsigned char *s, size_t n) {
   }
 }
 
+/* ---- whole lines ----
+ * A read or write usually holds a whole head, or at least whole lines. Those are taken a
+ * line at a time: the line end and a field name's end are found a word at a time, the start
+ * line is checked as a whole, a field name is matched as whole words, a value is copied or
+ * skipped in one go. Each leaves exactly the state the byte path would (the tests feed every
+ * message whole, at every split point and byte by byte, and compare). Anything else goes
+ * the byte path from the start of its line, untouched: a line that does not end within the
+ * buffer, a folded line, blank lines before a request, and any line that is not plainly
+ * well formed (the byte path finds what is wrong with it). */
+
+#define ONES 0x0101010101010101ull
+#define HIGH 0x8080808080808080ull
+/* The high bit of each byte of w below c: exact for the lowest such byte; bytes above it
+ * may be flagged falsely, bytes >= 0x80 never are. */
+#define BELOW(w, c) (((w) - ONES * (c)) & ~(w) & HIGH)
+/* The high bit of each byte of w in [lo, hi]: exact for every byte below 0x80 that has no
+ * byte >= 0x80 below it (the sums carry only out of those). */
+#define IN(w, lo, hi) (((w) + ONES * (0x80 - (lo))) & ~((w) + ONES * (0x7f - (hi))) & HIGH)
+
+/* A line longer than this is over the bound anyway: the scan for its end stops there. */
+#define SCAN_MAX (SS_H1_MAX_HEAD + 2)
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && !defined(SS_H1_NO_SWAR)
+#define SWAR 1 /* the first byte in memory is the lowest of a loaded word */
+#else
+#define SWAR 0
+#endif
+
+/* The first CR or LF among the bytes flagged in m (a word loaded from s + at). */
+static size_t eol_in(const unsigned char *s, size_t at, uint64_t m) {
+  while (m) {
+    size_t j = at + (size_t)(__builtin_ctzll(m) >> 3);
+    if (s[j] == '\n' || s[j] == '\r') return j;
+    m &= m - 1;
+  }
+  return (size_t)-1;
+}
+
+#if SSE2
+static __m128i load16(const unsigned char *s) { return _mm_loadu_si128((const __m128i *)s); }
+
+/* Bit j set when s[j] is CR or LF, for the 16 bytes at s. */
+static unsigned crlf16(const unsigned char *s) {
+  __m128i v = load16(s);
+  return (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\r')),
+                                                  _mm_cmpeq_epi8(v, _mm_set1_epi8('\n'))));
+}
+
+/* Bit j set when s[j] is in [lo, lo + span] (unsigned). */
+static __m128i in16(__m128i v, char lo, char span) {
+  __m128i d = _mm_sub_epi8(v, _mm_set1_epi8(lo));
+  return _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(span)), d);
+}
+#endif
+
+/* Offset of the first CR or LF in s[0..n), or n. */
+static size_t eol_scan(const unsigned char *s, size_t n) {
+  size_t k = 0, j;
+#if SSE2
+  if (n >= 16) {
+    unsigned m;
+    for (; k + 16 <= n; k += 16)
+      if ((m = crlf16(s + k)) != 0) return k + (size_t)__builtin_ctz(m);
+    if (k < n && (m = crlf16(s + n - 16) >> (k - (n - 16))) != 0) /* overlapping the last */
+      return k + (size_t)__builtin_ctz(m);
+    return n;
+  }
+#endif
+  if (SWAR && n >= 8) {
+    for (; k + 8 <= n; k += 8) {
+      uint64_t m = BELOW(ld8(s + k), 0x0e); /* CR, LF and a few others, told apart after */
+      if (m && (j = eol_in(s, k, m)) != (size_t)-1) return j;
+    }
+    if (k < n) { /* the last word overlaps the one before: only its bytes from k count */
+      uint64_t m = BELOW(ld8(s + n - 8), 0x0e) & (~0ull << (8 * (k - (n - 8))));
+      if (m && (j = eol_in(s, n - 8, m)) != (size_t)-1) return j;
+    }
+    return n;
+  }
+  while (k < n && s[k] != '\n' && s[k] != '\r') k++;
+  return k;
+}
+
+/* A header line at l[0..n) (l[0] a token byte): returns the offset of its first CR or LF
+ * (scanning at most SCAN_MAX bytes), or n when it has none there, and sets *k to where its
+ * name's usual bytes (letters, digits, '-') end, at most there. */
+static size_t header_scan(const unsigned char *l, size_t n, size_t *k) {
+  size_t lim = n < SCAN_MAX ? n : SCAN_MAX;
+#if SSE2
+  if (lim >= 16) { /* one block holds most names, and many whole lines */
+    __m128i v = load16(l);
+    __m128i name = _mm_or_si128(_mm_or_si128(in16(_mm_or_si128(v, _mm_set1_epi8(0x20)), 'a', 25),
+                                             in16(v, '0', 9)),
+                                _mm_cmpeq_epi8(v, _mm_set1_epi8('-')));
+    unsigned eol = (unsigned)_mm_movemask_epi8(_mm_or_si128(
+        _mm_cmpeq_epi8(v, _mm_set1_epi8('\r')), _mm_cmpeq_epi8(v, _mm_set1_epi8('\n'))));
+    *k = (size_t)__builtin_ctz(~(unsigned)_mm_movemask_epi8(name)); /* CR, LF stop it */
+    if (eol) return (size_t)__builtin_ctz(eol);
+    return 16 + eol_scan(l + 16, lim - 16);
+  }
+#endif
+  *k = 0;
+  return eol_scan(l, lim);
+}
+
+/* The end of the line whose content goes on at s + k, in s[0..n): returns its length
+ * through its LF and sets *e to where its content ends (its CR or LF); 0 when it does not
+ * end within s[0..n), or with a CR not followed by LF. */
+static size_t line_end(const unsigned char *s, size_t k, size_t n, size_t *e) {
+  size_t lim = n < SCAN_MAX ? n : SCAN_MAX, j;
+  if (k >= lim) return 0;
+  j = k + eol_scan(s + k, lim - k);
+  if (j >= lim) return 0;
+  *e = j;
+  if (s[j] == '\n') return j + 1;
+  return j + 1 < n && s[j + 1] == '\n' ? j + 2 : 0;
+}
+
+static int is_digit(unsigned c) { return c >= '0' && c <= '9'; }
+
+/* "HTTP/1.x" */
+static int version_at(const unsigned char *s) {
+  return ld4(s) == ld4("HTTP") && ld4(s + 3) == ld4("P/1.") && is_digit(s[7]);
+}
+
+/* Whether s[0..n) are all request-target bytes. */
+static int target_ok(const unsigned char *s, size_t n) {
+  size_t k = 0;
+#if SSE2
+  if (n >= 16) {
+    __m128i bad = _mm_setzero_si128();
+    for (; k + 16 <= n; k += 16) {
+      __m128i v = load16(s + k);
+      bad = _mm_or_si128(bad, _mm_or_si128(in16(v, 0, 0x20), _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f))));
+    }
+    { /* overlapping the last block: all its bytes are in s[0..n) */
+      __m128i v = load16(s + n - 16);
+      bad = _mm_or_si128(bad, _mm_or_si128(in16(v, 0, 0x20), _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f))));
+    }
+    return _mm_movemask_epi8(bad) == 0;
+  }
+#endif
+  if (SWAR && n >= 8) {
+    uint64_t bad = 0, w;
+    for (; k + 8 <= n; k += 8) {
+      w = ld8(s + k);
+      bad |= BELOW(w, 0x21) | BELOW(w ^ (ONES * 0x7f), 1); /* SP and below, DEL */
+    }
+    w = ld8(s + n - 8); /* overlapping the last word: all its bytes are in s[0..n) */
+    bad |= BELOW(w, 0x21) | BELOW(w ^ (ONES * 0x7f), 1);
+    return !bad; /* flags are false only above true ones */
+  }
+  while (k < n && vis[s[k]]) k++;
+  return k == n;
+}
+
+/* A request line at s (s[0] is 'A'..'Z'): returns its length when it is whole and well
+ * formed within s[0..n) (method SP target SP HTTP/1.x, head bound kept), having stored it;
+ * else 0. */
+static size_t request_line(ss__h1 *p, const unsigned char *s, size_t n) {
+  ss__h1_head *h = &p->head;
+  size_t m = 1, e, v, len, tlen;
+  while (m < n && is_method_char(s[m])) m++;
+  if (m >= n || s[m] != ' ' || m >= sizeof h->method) return 0;
+  len = line_end(s, m + 1, n, &e);
+  if (!len || e < m + 11 || p->count + len > SS_H1_MAX_HEAD) return 0;
+  v = e - 9; /* the SP before the version; the target is all that lies between */
+  if (s[v] != ' ' || !version_at(s + v + 1) || !target_ok(s + m + 1, v - m - 1)) return 0;
+  reset_head(p);
+  memcpy(h->method, s, m);
+  h->method[m] = '\0';
+  tlen = v - m - 1;
+  if (tlen < sizeof h->target) {
+    memcpy(h->target, s + m + 1, tlen);
+    h->target[tlen] = '\0';
+  } else {
+    memcpy(h->target, s + m + 1, sizeof h->target - 1);
+    h->target[sizeof h->target - 1] = '\0';
+    h->target_truncated = 1;
+  }
+  h->version_minor = (int)(s[e - 1] - '0');
+  p->val_len = (uint32_t)tlen;
+  p->vpos = sizeof version_prefix;
+  p->count += (uint32_t)len;
+  return len;
+}
+
+/* A status line at s (s[0] is 'H'), as request_line: HTTP/1.x SP 3DIGIT [SP reason]. */
+static size_t status_line(ss__h1 *p, const unsigned char *s, size_t n) {
+  ss__h1_head *h = &p->head;
+  size_t e, len = line_end(s, 0, n, &e);
+  if (!len || e < 12 || p->count + len > SS_H1_MAX_HEAD || !version_at(s) || s[8] != ' ' ||
+      s[9] < '1' || s[9] > '5' || !is_digit(s[10]) || !is_digit(s[11]) ||
+      (e > 12 && s[12] != ' '))
+    return 0;
+  reset_head(p);
+  h->version_minor = (int)(s[7] - '0');
+  h->status = (s[9] - '0') * 100 + (s[10] - '0') * 10 + (s[11] - '0');
+  p->vpos = sizeof version_prefix;
+  p->ndig = 3;
+  p->count += (uint32_t)len;
+  return len;
+}
+
+/* A Content-Length value s[0..n) (after its leading OWS, n > 0). */
+static int cl_value(ss__h1 *p, const unsigned char *s, size_t n) {
+  size_t t = n, k;
+  int64_t num = 0;
+  while (t > 0 && is_ows(s[t - 1])) t--;
+  if (t <= 18) { /* one plain number (no overflow in 18 digits) */
+    for (k = 0; k < t && is_digit(s[k]); k++) num = num * 10 + (s[k] - '0');
+    if (k == t) {
+      p->num = num;
+      p->ndig = (uint8_t)t;
+      p->ws_after = t < n;
+      p->val_len = (uint32_t)n;
+      p->val_trim = (uint32_t)t;
+      return 0;
+    }
+  }
+  for (k = 0; k < n; k++)
+    if (value_char(p, s[k]) < 0) return -1;
+  return 0;
+}
+
+/* A Connection / Transfer-Encoding / Expect value s[0..n) (after its leading OWS). */
+static void list_value(ss__h1 *p, const unsigned char *s, size_t n) {
+  size_t t = n, k;
+  while (t > 0 && is_ows(s[t - 1])) t--;
+  for (k = 0; k < t && is_tchar(s[k]); k++) {
+  }
+  if (k < t) { /* lists, parameters, quotes: byte by byte */
+    for (k = 0; k < n; k++) value_char(p, s[k]);
+    return;
+  }
+  for (k = 0; k < t && k < sizeof p->tok; k++) p->tok[k] = (char)lower(s[k]);
+  p->tok_len = (uint8_t)(t <= sizeof p->tok ? t : sizeof p->tok + 1);
+  if (t < n) tok_end(p); /* trailing OWS ends the token */
+  p->val_len = (uint32_t)n;
+  p->val_trim = (uint32_t)t;
+}
+
+/* A field value s[0..n) (after its leading OWS, n > 0), as value_char would take it. */
+static int value_line(ss__h1 *p, const unsigned char *s, size_t n) {
+  p->skip_ows = 0;
+  switch (p->hdr) {
+  case H_CL:
+    return cl_value(p, s, n);
+  case H_TE:
+  case H_CONN:
+  case H_EXPECT:
+    list_value(p, s, n);
+    return 0;
+  }
+  if (p->dst_cap) {
+    uint32_t at = p->dst_base; /* val_len is 0 */
+    size_t t = n;
+    if (at + 1 < p->dst_cap) {
+      size_t room = p->dst_cap - 1u - at;
+      memcpy(dst(p) + at, s, n < room ? n : room);
+    }
+    while (is_ows(s[t - 1])) t--; /* s[0] is not OWS */
+    p->val_trim = (uint32_t)t;
+  }
+  p->val_len = (uint32_t)n;
+  return 0;
+}
+
+/* At the start of a message or of a header line: takes the whole, well-formed lines in
+ * s[0..n). Returns how many bytes it took; *ev the event (HEAD, END, BAD: then n is
+ * returned) when one happened, else 0, and the byte path goes on from there. */
+static size_t lines_fast(ss__h1 *p, const unsigned char *s, size_t n, int *ev) {
+  size_t i = 0;
+  *ev = 0;
+  if (p->phase == P_START) {
+    if (p->role == SS_H1_REQUEST) {
+      if (s[0] < 'A' || s[0] > 'Z' || !(i = request_line(p, s, n))) return 0;
+    } else {
+      if (s[0] != 'H' || !(i = status_line(p, s, n))) return 0;
+    }
+    p->phase = P_LINE;
+  }
+  while (i < n) {
+    const unsigned char *l = s + i;
+    size_t avail = n - i, len, k, e;
+    int hdr;
+    if (!is_tchar(l[0])) {
+      if (l[0] == '\n')
+        len = 1;
+      else if (l[0] == '\r' && avail >= 2 && l[1] == '\n')
+        len = 2;
+      else
+        break; /* a fold, a split CRLF, or BAD */
+      if (p->count + len > SS_H1_MAX_HEAD) break;
+      p->count += (uint32_t)len;
+      if (p->pending) {
+        if (p->hdr == H_OTHER)
+          p->pending = 0;
+        else if (field_end(p) < 0)
+          goto bad;
+      }
+      *ev = head_done(p);
+      return *ev & SS_H1_BAD ? n : i + len;
+    }
+    e = header_scan(l, avail, &k);
+    if (e >= avail || e >= SCAN_MAX) break; /* not whole here (or over the bound) */
+    while (is_tchar(l[k])) k++;             /* the rarer token bytes; l[e] stops it */
+    if (l[k] != ':') break;
+    if (l[e] == '\n')
+      len = e + 1;
+    else if (e + 1 < avail && l[e + 1] == '\n')
+      len = e + 2;
+    else
+      break;
+    if (p->count + len > SS_H1_MAX_HEAD) break;
+    p->count += (uint32_t)len;
+    if (p->pending) {
+      if (p->hdr == H_OTHER)
+        p->pending = 0;
+      else if (field_end(p) < 0)
+        goto bad;
+    }
+    hdr = field_id(l, k);
+    if (hdr == H_OTHER) {
+      /* nothing to store or interpret: for such a field only these are ever looked at
+       * (by a folded line, field_end and the next name_end) */
+      p->hdr = H_OTHER;
+      p->dst_cap = 0;
+      p->skip_ows = 1;
+      p->pending = 1;
+    } else {
+      name_end(p, hdr);
+      for (k++; l[k] == ' ' || l[k] == '\t'; k++) { /* l[e] stops it */
+      }
+      if (k < e && value_line(p, l + k, e - k) < 0) goto bad; /* else empty: skip_ows stays */
+    }
+    i += len;
+  }
+  return i;
+bad:
+  *ev = bad(p);
+  return n;
+}
+
 size_t ss__h1_feed(ss__h1 *p, const char *buf, size_t n, int *ev) {
   const unsigned char *s = (const unsigned char *)buf;
   size_t i = 0;
@@ -711,6 +1087,15 @@ size_t ss__h1_feed(ss__h1 *p, const char *buf, size_t n, int *ev) {
       }
       *ev = msg_end(p);
       return i;
+    case P_START:
+    case P_LINE:
+      i += lines_fast(p, s + i, n - i, &e);
+      if (e) {
+        *ev = e;
+        return i;
+      }
+      if (i == n) return n;
+      /* fall through - a line the byte path takes */
     default:
       i += run(p, s + i, n - i);
       if (p->count > SS_H1_MAX_HEAD) {
@@ -736,8 +1121,13 @@ size_t ss__h1_feed(ss__h1 *p, const char *buf, size_t n, int *ev) {
 
 void ss__h1_expect_response_to(ss__h1 *p, const char *method) {
   uint8_t kind = Q_NORMAL;
-  if (method && strcmp(method, "HEAD") == 0) kind = Q_HEAD;
-  if (method && strcmp(method, "CONNECT") == 0) kind = Q_CONNECT;
+  /* byte by byte, stopping at the first difference: method may be shorter than either */
+  if (!method) {
+  } else if (method[0] == 'H') {
+    if (method[1] == 'E' && method[2] == 'A' && method[3] == 'D' && !method[4]) kind = Q_HEAD;
+  } else if (method[0] == 'C') {
+    if (strcmp(method + 1, "ONNECT") == 0) kind = Q_CONNECT;
+  }
   if (p->q_len >= sizeof p->q) return;
   p->q[(p->q_first + p->q_len) % sizeof p->q] = kind;
   p->q_len++;

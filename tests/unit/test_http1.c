@@ -965,6 +965,143 @@ START_TEST(test_mutated_real_messages_never_crash) {
 }
 END_TEST
 
+/* ---- whole lines and byte by byte agree ----
+ * The parser takes lines that are whole within one feed a line at a time and everything
+ * else a byte at a time; these feed messages whose lines stress the line-at-a-time path
+ * (names of every length and of the rarer token bytes, values with control bytes, tabs and
+ * trailing OWS, lines ending near the end of the buffer, start lines at their limits) and
+ * require the same events and heads from every split point and byte by byte. */
+
+static const char *const line_cases[] = {
+    "GET /a HTTP/1.1\r\nX:\r\nX-Y_z.w~!#$%&'*+^`|: v\r\n\r\n",
+    "GET /a HTTP/1.1\r\nAn-Unusually-Long-Field-Name-Here: 1\r\nHost:h\r\n\r\n",
+    "GET /a HTTP/1.1\r\nhOsT: \t a b \t \r\nUSER-AGENT:\tua/1 \x0b\x0c\x01x\t\r\n\r\n",
+    "GET /a HTTP/1.1\r\nHost: a\r\nHost: b\r\nUser-Agent:\r\n ua folded\r\n\r\n",
+    "GET /a HTTP/1.1\r\nTraceparent: " TP " \r\nTRACESTATE: a=1\r\ntracestate: \r\n"
+    "tracestate: b=2 \r\n\r\n",
+    "GET /a HTTP/1.1\r\ntraceparent:\r\ntraceparent: " TP "\r\n\r\n",
+    "POST /a HTTP/1.1\r\nContent-Length: 0003 \r\n\r\nabc",
+    "POST /a HTTP/1.1\r\nContent-Length: 2, 2\r\ncontent-length:2\r\n\r\nab",
+    "POST /a HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nab",
+    "POST /a HTTP/1.1\r\nContent-Length: 1234567890123456789\r\n\r\n",
+    "POST /a HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+    "POST /a HTTP/1.1\r\nContent-Length: 1\r\n 2\r\n\r\nab",
+    "POST /a HTTP/1.1\r\nContent-Length: x1\r\n\r\n",
+    "POST /a HTTP/1.1\r\nContent-Length:\r\n\r\n",
+    "POST /a HTTP/1.1\r\nTransfer-Encoding: gzip , CHUNKED \r\n\r\n1\r\na\r\n0\r\n\r\n",
+    "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked;q=\"a,b\"\r\n\r\n0\r\n\r\n",
+    "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n gzip\r\n\r\n",
+    "GET /a HTTP/1.0\r\nConnection: Keep-Alive\r\nConnection: close, upgrade\r\n\r\n",
+    "GET /a HTTP/1.0\r\nConnection: keep-alive-and-some-more-bytes\r\nExpect: 100-Continue\r\n\r\n",
+    "GET /a HTTP/1.1\r\nConnection: keep-alive\r\n , close\r\n\r\n",
+    "GET /a HTTP/1.1\nHost: lf\nX: y\n\nGET /b HTTP/1.1\r\n\r\n",
+    "\r\n\nGET /a HTTP/1.1\r\n\r\n",
+    "GET /a HTTP/1.1\r\nHost: a\rb\r\n\r\n",
+    "GET /a HTTP/1.1\r\nHost : a\r\n\r\n",
+    "GET /a HTTP/1.1\r\nHo\"st: a\r\n\r\n",
+    "GET /a HTTP/1.1\r\nNoColon\r\n\r\n",
+    "GET /a HTTP/1.1\r\n: empty name\r\n\r\n",
+    "GET /a HTTP/1.1\r\n\x80x: a\r\n\r\n",
+    "GET /a HTTP/1.1 \r\n\r\n",
+    "GET /a HTTP/1.10\r\n\r\n",
+    "GET /a  HTTP/1.1\r\n\r\n",
+    "GET  /a HTTP/1.1\r\n\r\n",
+    "GET /a b HTTP/1.1\r\n\r\n",
+    "GET /a\x7f HTTP/1.1\r\n\r\n",
+    "GET /\x80\xff\x01 HTTP/1.1\r\n\r\n",
+    "GET /\xc3\xa9t\xc3\xa9?q=\xe2\x82\xac HTTP/1.1\r\n\r\n",
+    "GET /a HTTP/2.0\r\n\r\n",
+    "GET /a HTTPS1.1\r\n\r\n",
+    "G-E_T9 /a HTTP/1.1\r\n\r\n",
+    "Get /a HTTP/1.1\r\n\r\n",
+    "ABCDEFGHIJKLMNOPQRSTUVW /a HTTP/1.1\r\n\r\n",
+    "ABCDEFGHIJKLMNOPQRSTUVWX /a HTTP/1.1\r\n\r\n",
+    "CONNECT h:443 HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
+    "GET /a HTTP/1.1\r\n\r",
+    "GET /a HTTP/1.1\r\nHost: a\r",
+    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nServer: x\r\n\r\nab",
+    "HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n",
+    "HTTP/1.1 200 \r\n\r\n",
+    "HTTP/1.1 200  \x01\x80 odd reason \r\n\r\n",
+    "HTTP/1.1 2000 OK\r\n\r\n",
+    "HTTP/1.1 099 OK\r\n\r\n",
+    "HTTP/1.1 600 OK\r\n\r\n",
+    "HTTP/1.1 20\r\n\r\n",
+    "HTTP/1.1  200 OK\r\n\r\n",
+    "HTTP/1.x 200 OK\r\n\r\n",
+    "HTTP/1.0 100 Continue\r\n\r\nHTTP/1.0 204 No Content\r\nConnection: keep-alive\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nT: v\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nX-A: 1\r\n\tfolded\r\nX-B: 2\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\n\r\n",
+    "HTTP/1.1 200 OK\nX-A: 1\n\n",
+};
+
+START_TEST(test_lines_whole_and_byte_by_byte_agree) {
+  static const char *const methods[] = {"GET", "GET", "GET", NULL};
+  transcript t;
+  size_t k;
+  for (k = 0; k < sizeof line_cases / sizeof line_cases[0]; k++) {
+    const char *m = line_cases[k];
+    feed_every_way(strncmp(m, "HTTP/", 5) == 0 ? SS_H1_RESPONSE : SS_H1_REQUEST, methods, m,
+                   strlen(m), 0, &t);
+  }
+}
+END_TEST
+
+/* Header lines of every length from 1 to 40 bytes, ending at every distance from the end
+ * of the buffer (the word-at-a-time scans look at the last bytes of the buffer twice). */
+START_TEST(test_lines_of_every_length_agree) {
+  static const char *const get[] = {"GET", NULL};
+  static char buf[256];
+  transcript t;
+  size_t name, value, n;
+  for (name = 1; name <= 20; name++) {
+    for (value = 0; value <= 20; value++) {
+      n = (size_t)snprintf(buf, sizeof buf, "HTTP/1.1 200 OK\r\n%.*s:%.*s\r\n\r\n", (int)name,
+                           "Content-LengthXXXXXXXXXXXX", (int)value, " 12345678901234567890");
+      feed_every_way(SS_H1_RESPONSE, get, buf, n, 1, &t);
+      n = (size_t)snprintf(buf, sizeof buf, "GET /%.*s HTTP/1.1\r\n%.*s: %.*s\r\n\r\n",
+                           (int)value, "abcdefghijklmnopqrstuvwxyz", (int)name,
+                           "user-agent-xxxxxxxxxxxxxxx", (int)value, "v\tw x\x01yz0123456789abcdef");
+      feed_every_way(SS_H1_REQUEST, NULL, buf, n, 0, &t);
+    }
+  }
+}
+END_TEST
+
+/* Mutated real messages: whole, and byte by byte, the same transcript. */
+START_TEST(test_mutated_messages_whole_and_byte_by_byte_agree) {
+  static const struct {
+    const char *s;
+    size_t n;
+    int role;
+  } seeds[] = {
+      {LIT(curl_get), SS_H1_REQUEST},   {LIT(curl_post), SS_H1_REQUEST},
+      {LIT(urllib_post), SS_H1_REQUEST}, {LIT(pipelined), SS_H1_REQUEST},
+      {LIT(folded), SS_H1_REQUEST},     {LIT(ng_200), SS_H1_RESPONSE},
+      {LIT(py_200), SS_H1_RESPONSE},    {LIT(ng_100), SS_H1_RESPONSE},
+  };
+  static const char *const methods[] = {"GET", "HEAD", "GET", "POST", NULL};
+  static const char interesting[] = "\r\n :;,\t0123456789aAfF-_\"\0\x7f\x80\xff\x0b";
+  static char buf[1024];
+  static size_t cuts[1024];
+  transcript whole, bytes;
+  int iter;
+  for (iter = 0; iter < 3000; iter++) {
+    size_t which = (size_t)(rng() % (sizeof seeds / sizeof seeds[0]));
+    size_t n = seeds[which].n, k, flips = 1 + rng() % 3;
+    memcpy(buf, seeds[which].s, n);
+    for (k = 0; k < flips; k++)
+      buf[rng() % n] = (rng() & 1) ? (char)rng()
+                                   : interesting[rng() % (sizeof interesting - 1)];
+    for (k = 1; k < n; k++) cuts[k - 1] = k;
+    run(seeds[which].role, methods, buf, n, NULL, 0, 1, &whole);
+    run(seeds[which].role, methods, buf, n, cuts, n - 1, 1, &bytes);
+    transcript_eq(&bytes, &whole, "mutated, byte by byte");
+  }
+}
+END_TEST
+
 /* ---- the stateless helpers ---- */
 
 START_TEST(test_scan_request_finds_line_head_and_traceparent) {
@@ -1098,6 +1235,9 @@ static Suite *http1_suite(void) {
   tcase_add_test(tc, test_bad_stream_stays_bad_and_consumes_everything);
   tcase_add_test(tc, test_random_bytes_never_crash);
   tcase_add_test(tc, test_mutated_real_messages_never_crash);
+  tcase_add_test(tc, test_lines_whole_and_byte_by_byte_agree);
+  tcase_add_test(tc, test_lines_of_every_length_agree);
+  tcase_add_test(tc, test_mutated_messages_whole_and_byte_by_byte_agree);
   suite_add_tcase(s, tc);
   tc = tcase_create("helpers");
   tcase_add_test(tc, test_scan_request_finds_line_head_and_traceparent);
