@@ -10,8 +10,10 @@
  *
  * Exit paths: exit() and the return from main (through __libc_start_main) note the exit
  * code; _exit/_Exit (from any thread) and the destructor end the span and flush within
- * SPANSHIM_EXIT_FLUSH_MS. */
+ * SPANSHIM_EXIT_FLUSH_MS. A signal that kills the process (fatal, or a default-action one
+ * such as SIGTERM) ends it from the signal handler, error.type = the signal's name. */
 #include <errno.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,7 +72,13 @@ static void exe_names(void) {
   proc_name[len] = '\0';
 }
 
+/* hooks/signals.c: default-action signals (SIGTERM, SIGINT, ...) deliver before they kill,
+ * process span or not. Installed here because the constructor calls this whenever
+ * tracing is on. */
+void ss__signals_install_default(void);
+
 void ss__process_start(int argc, char **argv) {
+  ss__signals_install_default();
   if (!ss__cfg.process_span || !(ss__cfg.hooks & SS_HOOK_PROCESS)) return;
   exe_names();
   size_t args_len = collect_args(argc, argv);
@@ -123,7 +131,11 @@ void ss__process_end(int how, int value) {
     }
     ss__rec_add_str(proc_rec, sizeof proc_rec, "error.type", buf, n);
     if (descr) ss__rec_add_str(proc_rec, sizeof proc_rec, NULL, descr, strlen(descr));
-    status = SS_STATUS_ERROR | SS_STATUS_IN_SIGNAL; /* the crashing thread's stack */
+    /* A crash carries the crashing thread's stack; a kill (SIGTERM, SIGINT, ...) says
+     * where the process was, not what failed: no stack, no exception record. */
+    int crash = value == SIGSEGV || value == SIGABRT || value == SIGBUS || value == SIGFPE ||
+                value == SIGILL;
+    status = SS_STATUS_ERROR | (crash ? SS_STATUS_IN_SIGNAL : SS_STATUS_NO_STACK);
   }
   ss__rec_finish(proc_rec, ss__now_ns(), status);
 }

@@ -1,16 +1,37 @@
-/* signals.c - a fatal signal (SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL) is recorded on the
- * process span and the spans are flushed (bounded), then the app's own handler or the
- * default action runs exactly as it would have: same exit status, same core dump.
+/* signals.c - a signal that is about to end the process first delivers the spans
+ * (bounded by SPANSHIM_EXIT_FLUSH_MS), then the process ends exactly as it would have:
+ * same signal, same wait status, same core dump.
  *
- * Installed only when process spans are on, and only for signals whose disposition is
- * the default at start. sigaction and signal are interposed so the app always sees, and
- * sets, its own disposition: the shim's handler stays installed behind it (with the
- * app's mask and SA_NODEFER/SA_ONSTACK) and chains to what the app set. Everything the
- * handler does is async-signal-safe. */
+ * Two sets:
+ *  - Fatal signals (SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL), with process spans on: the
+ *    signal is recorded on the process span and the spans are flushed, then the app's
+ *    own handler or the default action runs. The shim's handler stays installed behind
+ *    a handler the app sets (with the app's mask and SA_NODEFER/SA_ONSTACK) and chains to
+ *    it.
+ *  - Default-action signals (SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1/2,
+ *    SIGALRM, SIGVTALRM, SIGPROF, SIGXCPU, SIGXFSZ), whenever tracing is on: caught only
+ *    while the app leaves the default action. The handler records the signal on the
+ *    process span (when there is one), flushes, puts the default action back and sends
+ *    the signal again; it is delivered as the handler returns, so the process dies of it
+ *    at the point it was interrupted. A handler or SIG_IGN the app sets is installed as
+ *    it is, with nothing of the shim's behind it; SIG_DFL puts the shim's back. Blocked
+ *    signals stay blocked (the shim never changes a mask). Not in a pid-1 process, where
+ *    the kernel drops a default-action signal that an installed handler would see.
+ *
+ * Either set is caught only when its disposition is the default at start (an inherited
+ * SIG_IGN, as under nohup, is left alone). sigaction and signal are interposed so the app
+ * always sees, and sets, its own disposition: a query reads the kernel's, and answers
+ * what the app set whenever the shim's handler stands in for it. exec resets caught
+ * signals to the default, so an exec'd image sees SIG_DFL where the app had it (and
+ * SIG_IGN where the app set that: it is the kernel's). Everything a handler does is
+ * async-signal-safe: atomics, nanosleep, the lock-free ring, sigaction, raise. */
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "runtime/exporter.h"
 #include "hooks/hook.h"
@@ -18,9 +39,16 @@
 SS_REAL(sigaction)
 SS_REAL(signal)
 
+enum { SS_SIG_NONE = 0, SS_SIG_FATAL = 1, SS_SIG_DEFAULT = 2 };
+
 static const int fatal[] = {SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL};
-static struct sigaction app_act[NSIG]; /* the disposition the app believes it has */
-static _Atomic int ours[NSIG];         /* our handler is installed behind the app's */
+static const int deadly[] = {SIGTERM, SIGINT,    SIGHUP,  SIGQUIT, SIGPIPE, SIGUSR1,
+                             SIGUSR2, SIGALRM,   SIGVTALRM, SIGPROF, SIGXCPU, SIGXFSZ};
+static struct sigaction app_act[NSIG]; /* what the app set, while our handler stands in */
+static _Atomic int kind[NSIG];         /* which set sig is in once installed (never reset) */
+
+/* The thread delivering for a dying process (0: none). */
+static _Atomic long flusher;
 
 int ss__real_sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
   return real_sigaction()(sig, act, old);
@@ -30,12 +58,40 @@ static int app_has_handler(const struct sigaction *a) {
   return a->sa_handler != SIG_DFL && a->sa_handler != SIG_IGN;
 }
 
+/* In a vfork child memory is the parent's: nothing of ours may be touched. */
+static int in_vfork_child(void) {
+  return getpid() != ss__pid;
+}
+
+/* Records the signal on the process span and delivers what is queued. One thread at a
+ * time: a second dying thread waits (bounded) for the first and then delivers what is
+ * left; a nested signal on the delivering thread itself does not wait. A fork child that
+ * inherited a delivery in progress takes it over (its thread is not in this process). */
+static void deliver_before_death(int sig) {
+  long me = syscall(SYS_gettid), other = 0;
+  if (!atomic_compare_exchange_strong(&flusher, &other, me)) {
+    if (other == me) return;
+    struct timespec tick = {0, 1000000};
+    for (uint32_t waited = 0; waited < ss__cfg.exit_flush_ms; waited++) {
+      other = atomic_load(&flusher);
+      if (other == 0 && atomic_compare_exchange_strong(&flusher, &other, me)) break;
+      if (other != 0 && syscall(SYS_tgkill, getpid(), other, 0) != 0 && errno == ESRCH &&
+          atomic_compare_exchange_strong(&flusher, &other, me))
+        break;
+      nanosleep(&tick, NULL);
+    }
+    if (atomic_load(&flusher) != me) return;
+  }
+  if (ss__exporter_running()) { /* else a commit would start a thread here */
+    ss__process_end(SS_PROC_SIGNAL, sig);
+    ss__exporter_flush_signal(ss__cfg.exit_flush_ms);
+  }
+  atomic_store(&flusher, 0);
+}
+
 static void on_fatal(int sig, siginfo_t *info, void *uctx) {
   SS_SAVE_ERRNO({
-    if (ss__exporter_running()) {
-      ss__process_end(SS_PROC_SIGNAL, sig);
-      ss__exporter_flush_signal(ss__cfg.exit_flush_ms);
-    }
+    if (!in_vfork_child()) deliver_before_death(sig);
   });
   struct sigaction app = app_act[sig];
   if (app_has_handler(&app)) {
@@ -56,39 +112,100 @@ static void on_fatal(int sig, siginfo_t *info, void *uctx) {
   struct sigaction dfl = {.sa_handler = SIG_DFL};
   sigemptyset(&dfl.sa_mask);
   real_sigaction()(sig, &dfl, NULL);
-  atomic_store(&ours[sig], 0);
   if (info == NULL || info->si_code <= 0) raise(sig);
 }
 
-static void install_behind(int sig, const struct sigaction *app) {
+/* A default-action signal: deliver, then die of it. The signal is blocked while this
+ * handler runs, so raise() leaves it pending; the default action takes it as the handler
+ * returns, with the interrupted context (the core of SIGQUIT shows the app, not us). */
+static void on_default(int sig, siginfo_t *info, void *uctx) {
+  (void)info;
+  (void)uctx;
+  SS_SAVE_ERRNO({
+    if (!in_vfork_child()) deliver_before_death(sig);
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    sigemptyset(&dfl.sa_mask);
+    real_sigaction()(sig, &dfl, NULL);
+    raise(sig);
+  });
+}
+
+static int is_our_handler(const struct sigaction *k) {
+  return (k->sa_flags & SA_SIGINFO) &&
+         (k->sa_sigaction == on_fatal || k->sa_sigaction == on_default);
+}
+
+static void install_fatal(int sig, const struct sigaction *app) {
   struct sigaction mine = {.sa_sigaction = on_fatal};
   mine.sa_mask = app->sa_mask;
   mine.sa_flags = SA_SIGINFO | SA_ONSTACK | (app->sa_flags & (SA_NODEFER | SA_RESTART));
   real_sigaction()(sig, &mine, NULL);
 }
 
-void ss__signals_install(void) {
-  for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++) {
-    int sig = fatal[i];
+static void install_default(int sig) {
+  struct sigaction mine = {.sa_sigaction = on_default};
+  sigemptyset(&mine.sa_mask);
+  mine.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+  real_sigaction()(sig, &mine, NULL);
+}
+
+static void install_set(const int *sigs, size_t n, int k) {
+  for (size_t i = 0; i < n; i++) {
+    int sig = sigs[i];
     struct sigaction cur;
+    if (atomic_load(&kind[sig]) != SS_SIG_NONE) continue;
     if (real_sigaction()(sig, NULL, &cur) != 0 || cur.sa_handler != SIG_DFL) continue;
     app_act[sig] = cur;
-    install_behind(sig, &cur);
-    atomic_store(&ours[sig], 1);
+    if (k == SS_SIG_FATAL) install_fatal(sig, &cur);
+    else install_default(sig);
+    atomic_store(&kind[sig], k);
   }
 }
 
-static int is_ours(int sig) {
-  return sig > 0 && sig < NSIG && atomic_load(&ours[sig]);
+/* With process spans on (shim/shim.c's constructor). */
+void ss__signals_install(void) {
+  install_set(fatal, sizeof fatal / sizeof fatal[0], SS_SIG_FATAL);
 }
 
-/* The app's sigaction; signal() uses it directly rather than through the exported name. */
+/* Whenever tracing is on (hooks/process.c, from the constructor). */
+void ss__signals_install_default(void) {
+  if (getpid() == 1) return; /* init: the kernel drops what would kill another process */
+  install_set(deadly, sizeof deadly / sizeof deadly[0], SS_SIG_DEFAULT);
+}
+
+static int kind_of(int sig) {
+  return sig > 0 && sig < NSIG ? atomic_load(&kind[sig]) : SS_SIG_NONE;
+}
+
+/* The app's sigaction; signal() uses it directly rather than through the exported name.
+ * The kernel's disposition is the truth, except that our handler stands for app_act. */
 static int app_sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
-  if (!is_ours(sig)) return real_sigaction()(sig, act, old);
-  struct sigaction prev = app_act[sig];
-  if (act) {
-    app_act[sig] = *act;
-    install_behind(sig, act);
+  int k = kind_of(sig);
+  if (k == SS_SIG_NONE) return real_sigaction()(sig, act, old);
+  struct sigaction kern, prev;
+  if (in_vfork_child()) { /* the kernel only; our tables are the parent's */
+    if (real_sigaction()(sig, act, &kern) != 0) return -1;
+    if (old) *old = is_our_handler(&kern) ? app_act[sig] : kern;
+    return 0;
+  }
+  if (act == NULL) {
+    if (real_sigaction()(sig, NULL, &kern) != 0) return -1;
+    if (old) *old = is_our_handler(&kern) ? app_act[sig] : kern;
+    return 0;
+  }
+  /* Set exactly what the app asked for (the kernel validates it), then read back the
+   * kernel's form of it (flags and mask as a later query returns them), then put our
+   * handler behind where the set says so. */
+  if (real_sigaction()(sig, act, &kern) != 0) return -1;
+  prev = is_our_handler(&kern) ? app_act[sig] : kern;
+  struct sigaction now;
+  if (real_sigaction()(sig, NULL, &now) != 0) now = *act;
+  if (k == SS_SIG_FATAL && act->sa_handler != SIG_IGN) {
+    app_act[sig] = now;
+    install_fatal(sig, act);
+  } else if (k == SS_SIG_DEFAULT && act->sa_handler == SIG_DFL) {
+    app_act[sig] = now;
+    install_default(sig);
   }
   if (old) *old = prev;
   return 0;
@@ -99,11 +216,11 @@ SS_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *
 }
 
 SS_EXPORT __sighandler_t signal(int sig, __sighandler_t handler) {
-  if (!is_ours(sig)) return real_signal()(sig, handler);
+  if (kind_of(sig) == SS_SIG_NONE) return real_signal()(sig, handler);
   /* glibc's signal(): BSD semantics. */
   struct sigaction act = {.sa_handler = handler, .sa_flags = SA_RESTART}, old;
   sigemptyset(&act.sa_mask);
   sigaddset(&act.sa_mask, sig);
-  app_sigaction(sig, &act, &old);
+  if (app_sigaction(sig, &act, &old) != 0) return SIG_ERR;
   return old.sa_handler;
 }

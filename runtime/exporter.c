@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "runtime/clock.h"
@@ -43,7 +44,12 @@ static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;
 static uint64_t flush_requested, flush_done; /* wake_lock */
 static int flush_result;                     /* wake_lock */
 
-static _Atomic int urgent;   /* a signal handler waits for a drain */
+/* Signal handlers' drain requests: a handler takes ticket ++urgent_asked and waits for
+ * urgent_done to reach it; the exporter reads urgent_asked before a drain and stores it in
+ * urgent_done after, so the drain that answers a ticket began after the ticket (and the
+ * spans its handler committed) were there. */
+static _Atomic uint64_t urgent_asked, urgent_done;
+static _Atomic long exporter_tid; /* the exporter thread (0: none yet) */
 static _Atomic int draining; /* a batch may be out of the ring but not yet delivered */
 
 static ss__resource resource;
@@ -226,6 +232,7 @@ static int drain(uint64_t deadline_ms) {
 static void *exporter_main(void *arg) {
   (void)arg;
   ss__self.internal++;
+  atomic_store(&exporter_tid, syscall(SYS_gettid));
   if (cfg->stack_depth > 0) ss__stack_load(); /* so the app's first failure need not */
   uint64_t last = ss__mono_ms(), seen = 0;
   for (;;) {
@@ -240,7 +247,9 @@ static void *exporter_main(void *arg) {
 
     uint64_t now = ss__mono_ms();
     uint64_t pending = atomic_load(&ss__tracer_g.ring.committed) - seen;
-    int due = want != flush_done || atomic_load(&urgent) || pending >= cfg->max_export_batch ||
+    uint64_t asked = atomic_load(&urgent_asked);
+    int due = want != flush_done || asked != atomic_load(&urgent_done) ||
+              pending >= cfg->max_export_batch ||
               ss__ring_used(&ss__tracer_g.ring) > ss__tracer_g.ring.cap / 2 ||
               (now - last >= cfg->schedule_delay_ms &&
                (pending > 0 || ss__exporter_dropped() != reported_dropped));
@@ -248,11 +257,12 @@ static void *exporter_main(void *arg) {
     pthread_mutex_lock(&drain_lock);
     atomic_store(&draining, 1);
     seen = atomic_load(&ss__tracer_g.ring.committed);
+    asked = atomic_load(&urgent_asked);
     int rc = drain(ss__mono_ms() + cfg->export_timeout_ms);
     atomic_store(&draining, 0);
+    atomic_store(&urgent_done, asked);
     pthread_mutex_unlock(&drain_lock);
     last = ss__mono_ms();
-    atomic_store(&urgent, 0);
     if (want != flush_done) {
       pthread_mutex_lock(&wake_lock);
       flush_done = want;
@@ -305,6 +315,19 @@ int ss__exporter_flush(uint32_t timeout_ms) {
   if (cfg == NULL || nothing_to_do()) return 0;
   uint64_t deadline = ss__mono_ms() + timeout_ms;
   int rc = -ETIMEDOUT;
+  /* A signal handler that delivers before the process dies (hooks/signals.c) waits for
+   * the exporter thread, which needs wake_lock: this thread must not be interrupted
+   * holding it. Signals other than faults wait (at most timeout_ms) until the flush is
+   * over; the app's own mask is put back exactly as it was. */
+  sigset_t async, old;
+  sigfillset(&async);
+  sigdelset(&async, SIGSEGV);
+  sigdelset(&async, SIGBUS);
+  sigdelset(&async, SIGFPE);
+  sigdelset(&async, SIGILL);
+  sigdelset(&async, SIGTRAP);
+  sigdelset(&async, SIGSYS);
+  pthread_sigmask(SIG_BLOCK, &async, &old);
   ss__self.internal++;
   if (atomic_load(&started)) {
     struct timespec ts = ss__timespec_after_ms(CLOCK_REALTIME, timeout_ms);
@@ -320,6 +343,7 @@ int ss__exporter_flush(uint32_t timeout_ms) {
     pthread_mutex_unlock(&drain_lock);
   }
   ss__self.internal--;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (rc != 0 && ss__exporter_dropped() > 0)
     SS_LOG(SS_LOG_WARN, "exit: %llu spans could not be delivered",
            (unsigned long long)ss__exporter_dropped());
@@ -331,10 +355,14 @@ int ss__exporter_running(void) {
 }
 
 void ss__exporter_flush_signal(uint32_t timeout_ms) {
-  if (cfg == NULL || !atomic_load(&started) || ss__self.internal || nothing_to_do()) return;
-  atomic_store(&urgent, 1);
+  if (cfg == NULL || !atomic_load(&started) || nothing_to_do()) return;
+  /* Never wait for ourselves. Any other thread may wait, also one that was inside the
+   * shim (an exit flush waiting for the exporter, say): the wait is bounded and takes
+   * no lock. */
+  if (syscall(SYS_gettid) == atomic_load(&exporter_tid)) return;
+  uint64_t ticket = atomic_fetch_add(&urgent_asked, 1) + 1;
   struct timespec tick = {0, 1000000};
-  for (uint32_t waited = 0; waited < timeout_ms && atomic_load(&urgent); waited++)
+  for (uint32_t waited = 0; waited < timeout_ms && atomic_load(&urgent_done) < ticket; waited++)
     nanosleep(&tick, NULL);
 }
 
@@ -375,6 +403,9 @@ void ss__exporter_atfork_child(void) {
   pthread_cond_init(&wake_cond, NULL);
   pthread_cond_init(&done_cond, NULL);
   flush_requested = flush_done = 0;
+  atomic_store(&urgent_asked, 0);
+  atomic_store(&urgent_done, 0);
+  atomic_store(&exporter_tid, 0);
   atomic_store(&started, 0);
   atomic_store(&exiting, 0);
   atomic_store(&undelivered, 0);

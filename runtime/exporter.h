@@ -27,9 +27,10 @@ void ss__exporter_kick(void);
 /* Exports everything committed so far, giving up at timeout_ms. Used at exit. Returns 0
  * when everything was delivered, -ETIMEDOUT or -EIO otherwise. */
 int ss__exporter_flush(uint32_t timeout_ms);
-/* The same from a signal handler (a crashing thread): asks the exporter thread to drain
- * and waits for it with nanosleep, without locks. Does nothing when called on the
- * exporter thread or when it is not running. Async-signal-safe. */
+/* The same from a signal handler (a dying thread): asks the exporter thread for a drain
+ * that starts after the call and waits for it with nanosleep, without locks, at most
+ * timeout_ms. Does nothing when called on the exporter thread or when it is not running.
+ * Async-signal-safe. */
 void ss__exporter_flush_signal(uint32_t timeout_ms);
 /* The process is exiting: from now on spans do not start an exporter thread; the exit
  * flush delivers them from the exiting thread itself (cheaper than a thread start for

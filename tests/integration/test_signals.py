@@ -1,0 +1,263 @@
+"""Deaths by default-action signals (issue 12, item 3): SIGTERM, SIGINT, SIGHUP, SIGUSR1,
+SIGQUIT, SIGPIPE, ... with the default action deliver the spans still queued, then the
+process dies of the same signal with the same wait status (core flag included). An app's
+own handler, SIG_IGN or blocked mask is left exactly alone, and what sigaction reports is
+what the app set. Real programs: a C program (tests/progs/sig_spans.c), Python's
+http.server, multiprocessing.Pool, and `spanshim run`."""
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import harness
+from harness import parse_kv, spans_of_pid
+
+INTERNAL, ERROR = 1, 2
+PORT = 9  # discard: UDP connects succeed without a listener
+
+
+def start(ctx, argv, collector=None, extra_env=None, preload=True):
+    """Starts argv with a stdin pipe; returns (Popen, pid) once it printed `ready`."""
+    p = subprocess.Popen(argv, env=ctx.env(collector, extra_env, preload), cwd=ctx.tmp,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    line = p.stdout.readline()
+    assert b"ready" in line, (argv, line, p.stderr.read() if p.poll() is not None else b"")
+    return p, int(parse_kv(line)["pid"])
+
+
+def finish(p, timeout=10):
+    out, err = p.communicate(timeout=timeout)
+    return p.returncode, out, err
+
+
+def connects(spans, pid, port=PORT):
+    return [s for s in spans_of_pid(spans, pid, "connect")
+            if s.attrs.get("network.peer.port") == port]
+
+
+def test_default_action_signals_deliver_the_spans_and_kill_with_the_same_signal(ctx):
+    prog = ctx.prog("sig_spans")
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+        plain, _ = start(ctx, [prog, "25", str(PORT), "wait"], preload=False)
+        plain.send_signal(sig)
+        plain_rc, plain_out, plain_err = finish(plain)
+        assert plain_rc == -sig, (sig, plain_rc)
+
+        c = ctx.collector()
+        # The schedule delay keeps every span in the ring until the signal comes.
+        p, pid = start(ctx, [prog, "25", str(PORT), "wait"], collector=c,
+                       extra_env={"OTEL_BSP_SCHEDULE_DELAY": "60000"})
+        time.sleep(0.2)  # the exporter thread is up and idle
+        p.send_signal(sig)
+        rc, out, err = finish(p)
+        assert rc == plain_rc, (sig.name, rc, plain_rc, err)
+        assert (out, err) == (plain_out, plain_err), (sig.name, out, err)
+        c.stop()
+        spans, scopes = harness.read_jsonl(c.out)
+        got = len(connects(spans, pid))
+        assert got == 25, "%s: %d of 25 spans delivered (dropped %d)" % (
+            sig.name, got, harness.dropped_of_pid(scopes, pid))
+
+
+def test_the_process_span_says_which_signal_killed_it(ctx):
+    c = ctx.collector()
+    p, pid = start(ctx, [ctx.prog("sig_spans"), "3", str(PORT), "wait"], collector=c,
+                   extra_env={"SPANSHIM_PROCESS_SPAN": "1", "OTEL_BSP_SCHEDULE_DELAY": "60000"})
+    time.sleep(0.2)
+    p.terminate()
+    rc, _, _ = finish(p)
+    assert rc == -signal.SIGTERM, rc
+    spans = c.spans()
+    [proc] = [s for s in spans_of_pid(spans, pid) if s.name == "sig_spans"]
+    assert proc.status_code == ERROR and proc.attrs.get("error.type") == "SIGTERM", proc
+    conns = connects(spans, pid)
+    assert len(conns) == 3 and all(s.parent_id == proc.span_id for s in conns), conns
+
+
+def test_spanshim_run_shows_a_command_killed_by_sigterm(ctx):
+    out = os.path.join(ctx.tmp, "run.jsonl")
+    env = ctx.env(preload=False)
+    env.pop("SPANSHIM_ENDPOINT", None)
+    argv = [ctx.prog("sig_spans"), "4", str(PORT), "raise", str(int(signal.SIGTERM))]
+    plain = ctx.run(argv, preload=False)
+    r = subprocess.run([ctx.spanshim, "run", "--out", out, "--"] + argv, env=env,
+                       capture_output=True, timeout=60, cwd=ctx.tmp)
+    assert plain.returncode == -signal.SIGTERM, plain
+    assert r.returncode == 128 + signal.SIGTERM, r
+    assert b"still here" not in r.stdout, r
+    spans = harness.read_jsonl(out)[0]
+    [proc] = [s for s in spans if s.name == "sig_spans" and s.kind == INTERNAL]
+    assert proc.status_code == ERROR and proc.attrs.get("error.type") == "SIGTERM", proc
+    assert len([s for s in spans if s.name == "connect" and s.parent_id == proc.span_id]) == 4
+    assert b"SIGTERM" in r.stderr, r.stderr  # the waterfall names it
+
+
+def test_sigquit_dumps_core_as_without_the_shim(ctx):
+    def allow_core():
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+    c = ctx.collector()
+    argv = [ctx.prog("sig_spans"), "5", str(PORT), "raise", str(int(signal.SIGQUIT))]
+    status = {}
+    for traced in (False, True):
+        env = ctx.env(c if traced else None, {"OTEL_BSP_SCHEDULE_DELAY": "60000"}, traced)
+        p = subprocess.Popen(argv, env=env, cwd=ctx.tmp, preexec_fn=allow_core,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        out = p.stdout.read()
+        _, status[traced] = os.waitpid(p.pid, 0)
+        p.returncode = 0
+        if traced:
+            pid = int(parse_kv(out)["pid"])
+    assert os.WIFSIGNALED(status[True]) and os.WTERMSIG(status[True]) == signal.SIGQUIT
+    assert os.WTERMSIG(status[False]) == signal.SIGQUIT
+    assert os.WCOREDUMP(status[False]) == os.WCOREDUMP(status[True]), status
+    assert len(connects(c.spans(), pid)) == 5
+
+
+def test_sigpipe_from_a_closed_pipe_delivers_and_dies_of_sigpipe(ctx):
+    argv = [ctx.prog("sig_spans"), "7", str(PORT), "pipe"]
+    plain = ctx.run(argv, preload=False)
+    c = ctx.collector()
+    r = ctx.run(argv, collector=c, extra_env={"OTEL_BSP_SCHEDULE_DELAY": "60000"})
+    assert plain.returncode == -signal.SIGPIPE and r.returncode == plain.returncode, (plain, r)
+    assert b"still here" not in r.stdout and r.stderr == plain.stderr, r
+    assert len(connects(c.spans(), int(parse_kv(r.stdout)["pid"]))) == 7
+
+
+def test_an_apps_own_handler_ignore_and_mask_are_left_alone(ctx):
+    prog = ctx.prog("sig_spans")
+    for mode in ("handler", "ignore", "block"):
+        results = []
+        for traced in (False, True):
+            c = ctx.collector() if traced else None
+            p, pid = start(ctx, [prog, "6", str(PORT), mode], collector=c, preload=traced,
+                           extra_env={"OTEL_BSP_SCHEDULE_DELAY": "60000"})
+            p.terminate()
+            time.sleep(0.3)
+            alive = p.poll() is None
+            p.stdin.close()
+            p.stdin = None
+            rc, out, err = finish(p)
+            results.append((alive, rc, out.replace(b"pid=%d" % pid, b""), err))
+            if traced:
+                spans = c.spans()
+        assert results[0] == results[1], (mode, results)
+        want = {"handler": (False, 7), "ignore": (True, 0), "block": (True, 0)}[mode]
+        assert results[1][:2] == want, (mode, results[1])
+        if mode == "block":
+            assert b"pending=1" in results[1][2], results[1]
+        if mode != "handler":  # survivors deliver at exit
+            assert len(connects(spans, pid)) == 6, mode
+
+
+def test_sigaction_reports_what_the_app_set_and_exec_sees_the_kernels_defaults(ctx):
+    prog = ctx.prog("sig_spans")
+    for mode in ("query", "exec"):
+        plain = ctx.run([prog, "0", str(PORT), mode], preload=False)
+        traced = ctx.run([prog, "0", str(PORT), mode])
+        strip = lambda b: b"\n".join(l for l in b.splitlines() if not l.startswith(b"pid="))
+        assert plain.returncode == traced.returncode == 0, (plain, traced)
+        assert strip(plain.stdout) == strip(traced.stdout), (mode, plain.stdout, traced.stdout)
+    # Python reads every disposition at start: it must find SIG_DFL where nothing was set.
+    r = ctx.run([sys.executable, "-c", "import signal as s; print([s.getsignal(n) is s.SIG_DFL "
+                 "for n in (s.SIGTERM, s.SIGHUP, s.SIGUSR1, s.SIGQUIT, s.SIGALRM)])"])
+    assert r.stdout.strip() == b"[True, True, True, True, True]", r
+
+
+def test_a_signal_arriving_mid_export_never_hangs(ctx):
+    """Four threads make spans as fast as they can and the exporter posts continuously
+    (1 ms schedule delay); SIGTERM at any moment ends the process promptly, of SIGTERM."""
+    c = ctx.collector()
+    prog = ctx.prog("sig_spans")
+    for i in range(12):
+        p, _ = start(ctx, [prog, "1", str(PORT), "busy"], collector=c,
+                     extra_env={"OTEL_BSP_SCHEDULE_DELAY": "1"})
+        time.sleep(0.05 + 0.03 * i)
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGTERM if i % 2 == 0 else signal.SIGINT)
+        rc, _, err = finish(p, timeout=10)
+        took = time.monotonic() - t0
+        assert rc in (-signal.SIGTERM, -signal.SIGINT) and err == b"", (i, rc, err)
+        assert took < 2.0, "took %.2fs to die" % took
+
+
+HTTP_SERVICE = r"""
+import http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"ok\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+print("port=%d" % s.server_address[1], flush=True)
+s.serve_forever()
+"""
+
+
+def test_python_http_server_killed_by_sigterm_delivers_its_request_spans(ctx):
+    script = os.path.join(ctx.tmp, "svc.py")
+    with open(script, "w") as f:
+        f.write(HTTP_SERVICE)
+    c = ctx.collector()
+    svc = harness.Service(ctx, [sys.executable, script], collector=c,
+                          env={"OTEL_BSP_SCHEDULE_DELAY": "60000"})
+    for i in range(5):
+        with urllib.request.urlopen("%s/item/%d" % (svc.url, i), timeout=10) as resp:
+            assert resp.read() == b"ok\n"
+    time.sleep(0.3)  # each response's span is complete once the app's write returned
+    rc = svc.stop()
+    assert rc == -signal.SIGTERM, (rc, svc.stderr())
+    c.stop()
+    spans, scopes = harness.read_jsonl(c.out)
+    server = [s for s in spans_of_pid(spans, svc.pid)
+              if s.attrs.get("http.request.method") == "GET"]
+    paths = sorted(s.attrs.get("url.path") for s in server)
+    assert paths == ["/item/%d" % i for i in range(5)], (
+        paths, harness.dropped_of_pid(scopes, svc.pid), spans_of_pid(spans, svc.pid))
+
+
+POOL = r"""
+import multiprocessing, os, socket, sys
+PORT = int(sys.argv[1])
+def work(i):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect(("127.0.0.1", PORT))
+    s.close()
+    return os.getpid()
+if __name__ == "__main__":
+    multiprocessing.set_start_method(sys.argv[2])
+    with multiprocessing.Pool(3) as pool:
+        pids = pool.map(work, range(12), chunksize=1)
+        workers = list(pool._pool)
+    print("workers=%s" % ",".join(str(p) for p in sorted(set(pids))))
+    print("exitcodes=%s" % ",".join(str(w.exitcode) for w in workers))
+"""
+
+
+def test_multiprocessing_pool_workers_terminated_by_sigterm_deliver_their_spans(ctx):
+    script = os.path.join(ctx.tmp, "pool.py")
+    with open(script, "w") as f:
+        f.write(POOL)
+    for method in ("fork", "spawn"):
+        port = 20000 + (os.getpid() % 1000) + (1 if method == "spawn" else 0)
+        c = ctx.collector()
+        r = ctx.run([sys.executable, script, str(port), method], collector=c,
+                    extra_env={"OTEL_BSP_SCHEDULE_DELAY": "60000"})
+        assert r.returncode == 0, r
+        kv = parse_kv(r.stdout)
+        # Pool.__exit__ is terminate(): the workers die of SIGTERM (one that read a
+        # finalization sentinel first may have exited 0).
+        codes = kv["exitcodes"].split(",")
+        assert set(codes) <= {str(-signal.SIGTERM), "0"} and str(-signal.SIGTERM) in codes, kv
+        workers = [int(p) for p in kv["workers"].split(",")]
+        spans = c.spans()
+        got = sum(len(connects(spans, w, port)) for w in workers)
+        assert got == 12, "%s: %d of 12 worker spans delivered" % (method, got)
