@@ -23,13 +23,15 @@
  * Request context: while a thread serves one request (from its head until its response
  * is complete) that request's SERVER span is the thread's current context, so the spans
  * it makes meanwhile (SQL, outbound HTTP, connect) are its children and threads it starts
- * inherit it. A thread seen with two requests in flight at once is an event loop: it
+ * inherit it (until the response is complete: their copy of the context expires). A
+ * thread seen with requests of two connections in flight at once is an event loop: it
  * never gets a request context again (no guessed nesting).
  *
  * Concurrency: a slot is used by one thread at a time (an atomic flag); a thread that
- * finds it busy (two threads on one socket) abandons the connection's tracing, ending its
- * spans. Losses are counted (ss__dropped). Signal handlers doing I/O on a traced socket
- * meet the busy flag too. */
+ * finds it busy (two threads on one socket, a signal handler's I/O) lets those bytes
+ * pass unseen, after which the parser may find the stream no longer follows and give the
+ * connection up. A close that finds the slot busy leaves the ending of its spans to the
+ * holder. Losses are counted (ss__dropped). */
 #include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
