@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "runtime/log.h"
+#include "runtime/sanitize.h"
 
 #define TRACESTATE_MAX 512
 #define EXIT_FLUSH_MAX_MS 60000
@@ -469,6 +470,21 @@ static void load_exceptions(loader *l, ss__config *c) {
     diag(l, "SPANSHIM_EXCEPTION_SIGNAL", own, "is not log, event or both; using both");
 }
 
+/* Extra query keys to redact in url.full and url.query, on top of the built-in rule
+ * (runtime/url.c). The list goes to the redaction at once: the exporter thread, which
+ * uses it, starts after configuration is loaded. Unset clears any earlier list. */
+static void load_redaction(loader *l, ss__config *c) {
+  const char *v = env(l, "SPANSHIM_REDACT_QUERY_KEYS");
+  int dropped;
+
+  c->redact_query_keys = v != NULL ? strdup(v) : NULL;
+  dropped = ss__url_redact_keys_set(v);
+  if (dropped > 0)
+    diag(l, "SPANSHIM_REDACT_QUERY_KEYS", v, "has %d name%s that cannot be a query key "
+         "(blanks, control characters, '=', '&', ';', '#') or do not fit in 1 KiB; "
+         "using the others", dropped, dropped == 1 ? "" : "s");
+}
+
 int ss__config_load(ss__config *c, ss__getenv_fn get) {
   loader l = {.get = get != NULL ? get : getenv, .diags = 0};
 
@@ -487,6 +503,7 @@ int ss__config_load(ss__config *c, ss__getenv_fn get) {
   load_propagation(&l, c);
   load_process(&l, c);
   load_exceptions(&l, c);
+  load_redaction(&l, c);
   return l.diags;
 }
 
@@ -498,6 +515,7 @@ void ss__config_free(ss__config *c) {
   free(c->log_file);
   free(c->tracestate);
   free(c->baggage);
+  free(c->redact_query_keys);
   memset(c, 0, sizeof(*c));
 }
 

@@ -57,6 +57,9 @@ typedef struct ss__config {
   int stack_depth;               /* SPANSHIM_STACK_DEPTH, default 32, 0..128 */
   uint32_t exception_signal;     /* SS_EXC_*: SPANSHIM_EXCEPTION_SIGNAL and
                                     OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN, default both */
+  char *redact_query_keys;       /* SPANSHIM_REDACT_QUERY_KEYS, raw, or NULL: extra query
+                                    keys for url.full/url.query redaction (handed to
+                                    ss__url_redact_keys_set by ss__config_load) */
 } ss__config;
 
 enum { SS_EXC_LOG = 1 << 0, SS_EXC_EVENT = 1 << 1 };

@@ -2,8 +2,8 @@
  *
  * Hooks copy values as they are (cheap, on the app thread); the exporter thread runs every
  * decoded span through ss__sanitize_span before encoding, which rewrites the attributes
- * that can carry secrets: db.query.text (literals → ?), url.full (userinfo and signed
- * query values → REDACTED). Nothing here runs on an app thread. The rewritten values
+ * that can carry secrets: db.query.text (literals → ?), url.full and url.query
+ * (userinfo, credential-like query values and fragment values → REDACTED). Nothing here runs on an app thread. The rewritten values
  * live in the caller's scratch buffer. */
 #ifndef SS_SANITIZE_H
 #define SS_SANITIZE_H
@@ -19,6 +19,13 @@ size_t ss__sql_scrub(const char *in, size_t n, char *out, size_t cap);
 size_t ss__url_redact(const char *in, size_t n, char *out, size_t cap);
 /* The same rule for a query string alone (url.query: "a=1&sig=..." without the '?'). */
 size_t ss__url_query_redact(const char *in, size_t n, char *out, size_t cap);
+/* Extra query keys whose values are redacted (SPANSHIM_REDACT_QUERY_KEYS), on top of the
+ * built-in rule: a comma-separated list of names, blanks around them ignored, matched
+ * case-insensitively against the whole (percent-decoded) key or any one word of it.
+ * Replaces the previous list (NULL or "" clears it). Call at init, before the exporter
+ * thread runs. Returns how many names were dropped (containing blanks, control
+ * characters, '=', '&', ';' or '#', or beyond 1 KiB of names in all). */
+int ss__url_redact_keys_set(const char *list);
 
 /* Redacts one command-line argument into out (at most cap bytes) and returns the length.
  * *secret_next carries state between consecutive arguments: start with 0; after a bare

@@ -1,23 +1,57 @@
-/* url.c - URL credential redaction for url.full (see sanitize.h).
+/* url.c - URL credential redaction for url.full and url.query (see sanitize.h).
  *
  * What leaves: the URL as it was, except
  *  - userinfo (`user:pass@`, `user@`) becomes `REDACTED:REDACTED@` (OTel semconv);
- *  - the value of a query parameter whose name is a known signing/credential key
- *    (AWS SigV2/SigV4, Azure SAS `sig`, GCS) becomes `REDACTED`, name kept;
+ *  - the value of a query parameter whose name looks like a credential becomes `REDACTED`,
+ *    name kept (the rule is cred_key below: no list entry per service is needed);
+ *  - a fragment holding a `=` (OAuth implicit flow `#access_token=...&state=...`, SPA
+ *    state) keeps its names and has every value replaced by `REDACTED`;
  *  - an authority that runs to the end of the value and is not `host[:port]` (a URL cut
  *    short by the attribute length limit inside `user:pass`) becomes `REDACTED` whole.
- * Path, fragment and every other parameter are kept. Runs on the exporter thread only;
- * no allocation; output bounded by cap (cut short rather than overflow). */
+ * Path and every other parameter are kept. Query pairs are split at `&` and `;`; an empty
+ * value stays empty. Runs on the exporter thread only; no allocation; output bounded by
+ * cap (cut short rather than overflow). */
 #include <string.h>
 #include <strings.h>
 
 #include "runtime/sanitize.h"
 #include "runtime/hostport.h"
 
+/* Exact names of signing keys (AWS SigV2/SigV4, Azure SAS, GCS), kept from before the
+ * word rule; the word rule covers them all too. */
 static const char *const signed_keys[] = {
     "X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token", "AWSAccessKeyId",
     "Signature",       "sig",              "X-Goog-Signature",
 };
+
+/* A word of a key (see words below) that marks a credential wherever it stands:
+ * `token`, `access_token`, `accessToken`, `X-API-Key`, `client_secret`, `session_id`. */
+static const char *const cred_words[] = {
+    "token",      "tokens",      "auth",       "authorization", "key",        "keys",
+    "apikey",     "accesskey",   "secretkey",  "privatekey",    "signingkey", "sessionkey",
+    "authkey",    "appkey",      "clientkey",  "masterkey",     "secret",     "secrets",
+    "password",   "passwords",   "passwd",     "pwd",           "pass",       "passphrase",
+    "sig",        "signature",   "session",    "sessionid",     "sessid",     "jwt",
+    "bearer",     "credential",  "credentials", "verifier",     "assertion",  "cookie",
+    "otp",
+};
+
+/* A word ending in one of these is a credential too: `accesstoken`, `csrftoken`,
+ * `clientsecret`, `newpassword`, `jsessionid`, `phpsessid`. (`key` and `pass` are not
+ * suffixes: monkey, compass.) */
+static const char *const cred_suffixes[] = {
+    "token", "secret", "password", "passwd", "sessionid", "sessid",
+};
+
+/* Credentials only as the whole key: `code` is OAuth's authorization code, while
+ * `country_code` or `errorCode` are not secrets. */
+static const char *const cred_whole[] = {"code"};
+
+/* SPANSHIM_REDACT_QUERY_KEYS: lowercased names, each NUL-terminated, an empty name ends
+ * the list. Written at init (ss__url_redact_keys_set) before the exporter thread runs. */
+static char extra_keys[1024];
+
+#define KEY_MAX 256 /* longer keys (decoded) are not judged: their values are redacted */
 
 typedef struct out {
   char *p;
@@ -33,6 +67,91 @@ static void put(out *o, const char *s, size_t n) {
 static int is_signed_key(const char *k, size_t n) {
   for (size_t i = 0; i < sizeof signed_keys / sizeof signed_keys[0]; i++)
     if (strlen(signed_keys[i]) == n && strncasecmp(signed_keys[i], k, n) == 0) return 1;
+  return 0;
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* The key percent-decoded (`access%5Ftoken` is access_token); -1 when longer than cap. */
+static long decode_key(const char *k, size_t n, char *buf, size_t cap) {
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = k[i];
+    if (c == '%' && i + 2 < n && hexval(k[i + 1]) >= 0 && hexval(k[i + 2]) >= 0) {
+      c = (char)(hexval(k[i + 1]) * 16 + hexval(k[i + 2]));
+      i += 2;
+    }
+    if (m == cap) return -1;
+    buf[m++] = c;
+  }
+  return (long)m;
+}
+
+static int in_list(const char *w, size_t n, const char *const *list, size_t count) {
+  for (size_t i = 0; i < count; i++)
+    if (strlen(list[i]) == n && strncasecmp(list[i], w, n) == 0) return 1;
+  return 0;
+}
+
+static int has_suffix(const char *w, size_t n) {
+  for (size_t i = 0; i < sizeof cred_suffixes / sizeof cred_suffixes[0]; i++) {
+    size_t s = strlen(cred_suffixes[i]);
+    if (n >= s && strncasecmp(cred_suffixes[i], w + n - s, s) == 0) return 1;
+  }
+  return 0;
+}
+
+static int is_extra(const char *w, size_t n) {
+  for (const char *e = extra_keys; *e; e += strlen(e) + 1)
+    if (strlen(e) == n && strncasecmp(e, w, n) == 0) return 1;
+  return 0;
+}
+
+enum { C_OTHER, C_LOWER, C_UPPER, C_DIGIT };
+
+static int cls(char c) {
+  if (c >= 'a' && c <= 'z') return C_LOWER;
+  if (c >= 'A' && c <= 'Z') return C_UPPER;
+  if (c >= '0' && c <= '9') return C_DIGIT;
+  return C_OTHER;
+}
+
+/* Whether a word starts at k[i] (0 < i < n, k[i] a letter or digit): after a separator,
+ * between letters and digits, at a camelCase hump (`aB`), and before the last capital of
+ * a capital run that a lowercase letter follows (`APIKey` is API|Key). */
+static int word_starts(const char *k, size_t n, size_t i) {
+  int p = cls(k[i - 1]), c = cls(k[i]);
+  if (p == C_OTHER) return 1;
+  if ((p == C_DIGIT) != (c == C_DIGIT)) return 1;
+  if (p == C_LOWER && c == C_UPPER) return 1;
+  return p == C_UPPER && c == C_UPPER && i + 1 < n && cls(k[i + 1]) == C_LOWER;
+}
+
+/* The rule: does the query key k (raw, as in the URL) name a credential? */
+static int cred_key(const char *raw, size_t rn) {
+  char k[KEY_MAX];
+  long dn = decode_key(raw, rn, k, sizeof k);
+  if (dn < 0) return 1;
+  size_t n = (size_t)dn;
+  if (is_signed_key(k, n) || is_extra(k, n) ||
+      in_list(k, n, cred_whole, sizeof cred_whole / sizeof cred_whole[0]))
+    return 1;
+  size_t i = 0;
+  while (i < n) {
+    while (i < n && cls(k[i]) == C_OTHER) i++;
+    if (i == n) break;
+    size_t e = i + 1;
+    while (e < n && cls(k[e]) != C_OTHER && !word_starts(k, n, e)) e++;
+    if (in_list(k + i, e - i, cred_words, sizeof cred_words / sizeof cred_words[0]) ||
+        has_suffix(k + i, e - i) || is_extra(k + i, e - i))
+      return 1;
+    i = e;
+  }
   return 0;
 }
 
@@ -55,19 +174,21 @@ static int is_hostport(const char *h, size_t n) {
   return n == 0 || ss__hostport_split(h, n, &hp) == 0;
 }
 
-static void put_query(out *o, const char *q, size_t n) {
+/* name=value pairs split at '&' and ';': a non-empty value is redacted when `all` or when
+ * its name is a credential. */
+static void put_pairs(out *o, const char *q, size_t n, int all) {
   size_t i = 0;
   while (i < n) {
     size_t e = i;
-    while (e < n && q[e] != '&') e++;
+    while (e < n && q[e] != '&' && q[e] != ';') e++;
     const char *eq = memchr(q + i, '=', e - i);
-    if (eq && (size_t)(eq - q) + 1 < e && is_signed_key(q + i, (size_t)(eq - q) - i)) {
+    if (eq && (size_t)(eq - q) + 1 < e && (all || cred_key(q + i, (size_t)(eq - q) - i))) {
       put(o, q + i, (size_t)(eq - q) - i + 1);
       put(o, "REDACTED", 8);
     } else {
       put(o, q + i, e - i);
     }
-    if (e < n) put(o, "&", 1);
+    if (e < n) put(o, q + e, 1);
     i = e + 1;
   }
 }
@@ -104,15 +225,47 @@ size_t ss__url_redact(const char *in, size_t n, char *outbuf, size_t cap) {
     size_t f = q + 1;
     while (f < n && in[f] != '#') f++;
     put(&o, "?", 1);
-    put_query(&o, in + q + 1, f - q - 1);
+    put_pairs(&o, in + q + 1, f - q - 1, 0);
     q = f;
   }
-  put(&o, in + q, n - q);
+  if (q < n) { /* '#' */
+    put(&o, "#", 1);
+    if (memchr(in + q + 1, '=', n - q - 1)) put_pairs(&o, in + q + 1, n - q - 1, 1);
+    else put(&o, in + q + 1, n - q - 1);
+  }
   return o.n;
 }
 
 size_t ss__url_query_redact(const char *in, size_t n, char *outbuf, size_t cap) {
   out o = {outbuf, 0, cap};
-  put_query(&o, in, n);
+  put_pairs(&o, in, n, 0);
   return o.n;
+}
+
+int ss__url_redact_keys_set(const char *list) {
+  size_t used = 0;
+  int dropped = 0;
+  memset(extra_keys, 0, sizeof extra_keys);
+  for (const char *p = list; p && *p;) {
+    size_t len = strcspn(p, ",");
+    const char *a = p, *b = p + len;
+    while (a < b && (*a == ' ' || *a == '\t')) a++;
+    while (b > a && (b[-1] == ' ' || b[-1] == '\t')) b--;
+    size_t m = (size_t)(b - a);
+    int ok = 1;
+    for (size_t i = 0; i < m; i++)
+      if ((unsigned char)a[i] <= 0x20 || a[i] == 0x7f || a[i] == '=' || a[i] == '&' ||
+          a[i] == ';' || a[i] == '#')
+        ok = 0;
+    if (m > 0 && (!ok || m >= KEY_MAX || used + m + 2 > sizeof extra_keys)) {
+      dropped++;
+    } else if (m > 0) {
+      for (size_t i = 0; i < m; i++)
+        extra_keys[used + i] = a[i] >= 'A' && a[i] <= 'Z' ? (char)(a[i] + 32) : a[i];
+      used += m + 1;
+    }
+    p += len;
+    if (*p == ',') p++;
+  }
+  return dropped;
 }

@@ -370,6 +370,28 @@ def test_no_credentials_or_signed_values_in_any_exported_byte(ctx):
     assert any("authorization" in q["headers"] for q in srv.requests)
 
 
+def test_credential_query_keys_and_fragment_redacted_by_default(ctx):
+    """No list entry per service: token-like query keys and an OAuth implicit-flow
+    fragment are redacted out of the box, harmless keys kept; SPANSHIM_REDACT_QUERY_KEYS
+    adds names."""
+    srv = ctx.http_server()
+    c = ctx.collector()
+    base = "http://127.0.0.1:%d" % srv.port
+    r = ctx.run(["curl", "-s", base + "/cb?token=tokval1&page=2#access_token=fragtok2"],
+                collector=c)
+    assert r.returncode == 0, r
+    r = ctx.run(["curl", "-s", base + "/x?apiKey=keyval3&ticket=tick4&sort=asc"],
+                collector=c, extra_env={"SPANSHIM_REDACT_QUERY_KEYS": "Ticket"})
+    assert r.returncode == 0, r
+    urls = sorted(s.attrs["url.full"] for s in http_spans(c.spans()))
+    assert urls == [base + "/cb?token=REDACTED&page=2#access_token=REDACTED",
+                    base + "/x?apiKey=REDACTED&ticket=REDACTED&sort=asc"], urls
+    with open(c.out, "rb") as f:
+        raw = f.read()
+    for sec in (b"tokval1", b"fragtok2", b"keyval3", b"tick4"):
+        assert sec not in raw, "%r exported" % sec
+
+
 def _norm(cp):
     """Times are not behaviour: curl's "after N ms" and -Z's progress meter."""
     cp.stderr = re.sub(rb"after \d+ ms", b"after N ms", cp.stderr)

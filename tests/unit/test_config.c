@@ -10,6 +10,7 @@
 
 #include "runtime/config.h"
 #include "runtime/log.h"
+#include "runtime/sanitize.h"
 
 /* ---- fake environment ---- */
 #define MAXENV 64
@@ -97,6 +98,7 @@ static void assert_defaults(const ss__config *c) {
   ck_assert_uint_eq(c->exit_flush_ms, 100);
   ck_assert_uint_eq(c->parent.valid, 0);
   ck_assert_ptr_null(c->tracestate);
+  ck_assert_ptr_null(c->redact_query_keys);
 }
 
 START_TEST(test_empty_environment_gives_defaults) {
@@ -488,6 +490,37 @@ START_TEST(test_tracestate_without_traceparent_is_ignored) {
 }
 END_TEST
 
+static const char *url_redacted(const char *in) {
+  static char out[256];
+  size_t n = ss__url_redact(in, strlen(in), out, sizeof out - 1);
+  out[n] = '\0';
+  return out;
+}
+
+START_TEST(test_redact_query_keys_reach_the_redaction) {
+  ss__config c;
+  int lines;
+  setenv_fake("SPANSHIM_REDACT_QUERY_KEYS", "Ticket, x-sso");
+  ck_assert_int_eq(load(&c), 0);
+  ck_assert_str_eq(c.redact_query_keys, "Ticket, x-sso");
+  ck_assert_str_eq(url_redacted("http://h/?ticket=1&X-SSO=2&page=3&token=4"),
+                   "http://h/?ticket=REDACTED&X-SSO=REDACTED&page=3&token=REDACTED");
+  ss__config_free(&c);
+  /* unset: the built-in rule alone */
+  setenv_fake("SPANSHIM_REDACT_QUERY_KEYS", "");
+  ck_assert_int_eq(load(&c), 0);
+  ck_assert_ptr_null(c.redact_query_keys);
+  ck_assert_str_eq(url_redacted("http://h/?ticket=1&token=2"), "http://h/?ticket=1&token=REDACTED");
+  ss__config_free(&c);
+  /* a name that cannot be a key: one diagnostic, the others used */
+  setenv_fake("SPANSHIM_REDACT_QUERY_KEYS", "a=b,ticket");
+  ck_assert_int_eq(load(&c), 1);
+  ck_assert_ptr_nonnull(strstr(diag_text(&lines), "SPANSHIM_REDACT_QUERY_KEYS=\"a=b,ticket\""));
+  ck_assert_str_eq(url_redacted("http://h/?ticket=1&a=2"), "http://h/?ticket=REDACTED&a=2");
+  ss__config_free(&c);
+}
+END_TEST
+
 /* ---- endpoints ---- */
 START_TEST(test_endpoint_precedence) {
   ss__config c;
@@ -573,6 +606,7 @@ static Suite *config_suite(void) {
   tcase_add_test(tc, test_hooks_lists);
   tcase_add_test(tc, test_exit_flush_upper_bound_allowed);
   tcase_add_test(tc, test_tracestate_without_traceparent_is_ignored);
+  tcase_add_test(tc, test_redact_query_keys_reach_the_redaction);
   suite_add_tcase(s, tc);
   tc = tcase_create("diagnostics");
   tcase_add_checked_fixture(tc, setup, teardown);
