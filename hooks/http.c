@@ -468,7 +468,7 @@ static void server_head(conn *c) {
 static void server_response_head(conn *c) {
   const ss__h1_head *h = &c->out.head;
   msg *m = q_oldest(c);
-  if (m == NULL || h->status < 200 || m->status_set) return; /* interim 1xx */
+  if (m == NULL || (h->status < 200 && h->status != 101) || m->status_set) return; /* 1xx */
   set_status(m, h->status, 500);
 }
 
@@ -555,7 +555,9 @@ static void abandon(conn *c, int mid_message) {
   if (c->fd < 0) return;
   end_all(c);
   int http = c->heads > 0 || c->looked_http;
-  if (mid_message && http) ss__dropped(SS_DROP_TOO_BIG);
+  /* A server's request in progress has no span yet: lost, counted. A client's has one,
+   * which ends now (with what is known of it). */
+  if (mid_message && http && c->server) ss__dropped(SS_DROP_TOO_BIG);
   if (http && c->server) { /* wait for the next request line (below) */
     c->resync = 1;
     c->rs_mid = 1;

@@ -2,6 +2,7 @@
  * See shim.h. The interposed functions (exit paths included) live under hooks/. */
 #include "shim/shim.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -52,29 +53,33 @@ static int is_collector(void) {
   return strcmp(base ? base + 1 : exe, "spanshimd") == 0;
 }
 
-static void setup_logging(void) {
-  int fd = 2;
-  if (ss__cfg.log_file) {
-    int f = ss__sys_open(ss__cfg.log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (f >= 0) {
-      fd = ss__sys_fcntl(f, F_DUPFD_CLOEXEC, 900);
-      if (fd < 0) fd = f;
-      else ss__sys_close(f);
-    }
-  }
-  ss__log_setup(ss__cfg.log_level, fd, "spanshim");
+/* The diagnostics' fd: SPANSHIM_LOG_FILE opened high and close-on-exec, else stderr. */
+static int open_log(const char *path) {
+  if (path == NULL || *path == '\0') return 2;
+  int f = ss__sys_open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (f < 0) return 2;
+  int fd = ss__sys_fcntl(f, F_DUPFD_CLOEXEC, 900);
+  if (fd < 0) return f;
+  ss__sys_close(f);
+  return fd;
 }
 
 void ss__init(void) {
   int expected = SS_INIT_NONE;
   if (!atomic_compare_exchange_strong(&ss__init_state, &expected, SS_INIT_RUNNING)) return;
   ss__internal_begin();
-  /* Diagnostics about the configuration itself need the log level first. */
+  int saved_errno = errno; /* the app's errno at main() is what it would be without us */
+  /* Diagnostics about the configuration itself need the log level and file first. */
   const char *lvl = getenv("SPANSHIM_LOG_LEVEL");
-  if (lvl && *lvl && strcasecmp(lvl, "off") != 0)
-    ss__log_setup(strcasecmp(lvl, "error") == 0 ? SS_LOG_ERROR : SS_LOG_WARN, 2, "spanshim");
+  int log_fd = 2;
+  if (lvl && *lvl && strcasecmp(lvl, "off") != 0) {
+    log_fd = open_log(getenv("SPANSHIM_LOG_FILE"));
+    ss__log_setup(strcasecmp(lvl, "error") == 0 ? SS_LOG_ERROR : SS_LOG_WARN, log_fd, "spanshim");
+  }
   ss__config_load(&ss__cfg, getenv);
-  setup_logging();
+  if (log_fd == 2) log_fd = open_log(ss__cfg.log_file);
+  ss__log_setup(ss__cfg.log_level, log_fd, "spanshim");
+  errno = saved_errno;
   ss__pid = getpid();
   int state = SS_INIT_OFF;
   if (!ss__cfg.disabled && !is_collector()) {
