@@ -121,14 +121,15 @@ $(BUILD)/tests/bench/%: tests/bench/%.c
 # runs FUZZ_SECONDS (default 300); `make check` runs 20 s when clang is installed.
 FUZZ_SECONDS ?= 300
 FUZZ_BIN := $(BUILD)/fuzz/fuzz_receiver
-FUZZ_SRC := tools/fuzz/fuzz_receiver.c tools/spanshimd/http.c tools/spanshimd/decode.c \
+FUZZ_SRC := tools/fuzz/fuzz_receiver.c tools/spanshimd/http.c tools/spanshimd/inflate.c \
+            tools/spanshimd/decode.c \
             tools/spanshimd/sqlsum.c tools/spanshimd/sampler.c tools/common/otlp_json.c \
             tools/common/buf.c tools/common/arena.c tools/common/json.c runtime/sql.c \
             runtime/utf8.c runtime/ids.c
 $(FUZZ_BIN): $(FUZZ_SRC) $(PB_C) tools/spanshimd/spanshimd.h tools/common/arena.h
 	@mkdir -p $(dir $@)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  $(CPPFLAGS) -std=gnu11 $(LDFLAGS) -o $@ $(FUZZ_SRC) $(PB_C) -lprotobuf-c -lpg_query
+	  $(CPPFLAGS) -std=gnu11 $(LDFLAGS) -o $@ $(FUZZ_SRC) $(PB_C) -lprotobuf-c -lpg_query -lz
 fuzz: $(FUZZ_BIN)
 	@sh tools/fuzz/run.sh $(FUZZ_BIN) $(FUZZ_SECONDS)
 

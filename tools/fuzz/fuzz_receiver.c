@@ -1,12 +1,15 @@
 /* fuzz_receiver.c - libFuzzer harness for what spanshimd does with hostile bytes: the
- * HTTP/1.1 request-head parser (fed in pieces, as reads arrive) and the protobuf decoding
- * of trace and log requests, followed by what a decoded request goes through (SQL
- * enrichment with libpg_query, tail sampling, OTLP JSON encoding of what passes).
+ * HTTP/1.1 request-head parser and the chunked body decoder (fed in pieces, as reads
+ * arrive), gzip/deflate inflating under a size bound, and the protobuf decoding of trace
+ * and log requests, followed by what a decoded request goes through (SQL enrichment with
+ * libpg_query, tail sampling, OTLP JSON encoding of what passes).
  *
- * The first input byte picks the target (HTTP, traces, logs); for HTTP the second is the
- * size of the pieces. Built and run by `make fuzz` (clang); `make check` runs it briefly. */
+ * The first input byte picks the target (HTTP head, traces, logs, chunked body, gzip,
+ * deflate); for HTTP and chunked the second is the size of the pieces. Built and run by
+ * `make fuzz` (clang); `make check` runs it briefly. */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "runtime/span.h"
@@ -35,6 +38,43 @@ static void fuzz_http(const uint8_t *d, size_t n) {
     }
     if (rc != 0 || len == n) break;
   }
+}
+
+/* A chunked body as it arrives, into a buffer exactly as long as what has arrived (so
+ * ASan sees any read past it), against a small bound so 413 happens too. The decoded
+ * bytes must stay within what was consumed, and consumption within what arrived. */
+static void fuzz_chunked(const uint8_t *d, size_t n) {
+  if (n < 1) return;
+  size_t piece = (size_t)d[0] % 64 + 1;
+  d++, n--;
+  char *buf = malloc(n ? n : 1);
+  if (buf == NULL) return;
+  ss__chunked c;
+  memset(&c, 0, sizeof c);
+  size_t have = 0;
+  for (;;) {
+    size_t len = have + piece < n ? have + piece : n;
+    memcpy(buf + have, d + have, len - have);  /* new bytes only: decoded ones stay */
+    have = len;
+    char *exact = malloc(len ? len : 1);
+    if (exact == NULL) break;
+    memcpy(exact, buf, len);
+    int rc = ss__chunked_decode(&c, exact, len, 4096);
+    memcpy(buf, exact, len);
+    free(exact);
+    if (c.out > c.pos || c.pos > len || c.out > 4096) __builtin_trap();
+    if (rc != 0 && rc != 1 && rc != 400 && rc != 413 && rc != 431) __builtin_trap();
+    if (rc != 0 || len == n) break;
+  }
+  free(buf);
+}
+
+static void fuzz_inflate(int coding, const uint8_t *d, size_t n) {
+  static uint8_t *out;
+  static size_t cap;
+  size_t len;
+  int rc = ss__inflate(coding, d, n, 1u << 20, &out, &cap, &len);
+  if ((rc == 200 && len > (1u << 20)) || cap > (1u << 20) + 1) __builtin_trap();
 }
 
 /* The sampler keeps its state across inputs (as across requests), in a small buffer and
@@ -74,10 +114,13 @@ static void fuzz_logs(const uint8_t *d, size_t n) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
-  switch (data[0] % 3) {
+  switch (data[0] % 6) {
   case 0: fuzz_http(data + 1, size - 1); break;
   case 1: fuzz_traces(data + 1, size - 1); break;
-  default: fuzz_logs(data + 1, size - 1); break;
+  case 2: fuzz_logs(data + 1, size - 1); break;
+  case 3: fuzz_chunked(data + 1, size - 1); break;
+  case 4: fuzz_inflate(SS_CE_GZIP, data + 1, size - 1); break;
+  default: fuzz_inflate(SS_CE_DEFLATE, data + 1, size - 1); break;
   }
   return 0;
 }

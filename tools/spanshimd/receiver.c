@@ -1,6 +1,12 @@
 /* receiver.c - the event loop: accepts connections, frames HTTP/1.1 requests, routes
  * them and writes the responses.
  *
+ * A body comes with a Content-Length or chunked; a chunked body is decoded in place in
+ * the input buffer as it arrives (http.c), so either way serve() sees it whole and
+ * contiguous, and --max-body bounds the de-chunked size (a chunk that would pass it is
+ * refused from its size line). A gzip or deflate body is then inflated into a buffer of
+ * its own (inflate.c), bounded by --max-body again: past it, 413 and no more inflating.
+ *
  * One thread, level-triggered epoll, non-blocking sockets. Each connection owns an input
  * buffer (at most a request head plus the largest allowed body) and an output buffer;
  * when a client pipelines faster than it reads responses, reading from it pauses until
@@ -45,7 +51,13 @@ typedef struct conn {
   /* The request being framed (values only: `in` may move while its body arrives). */
   int have_head;
   int route, status, reason_bad_http, is_head, keep_alive, expect_continue;
-  size_t head_len, body_len;
+  int continue_due;               /* a 100 Continue is owed if the body is not all here */
+  int chunked, encoding;          /* framing and SS_CE_* Content-Encoding */
+  const char *msg;                /* message for a non-zero status; NULL: its usual one */
+  ss__chunked ch;                 /* the chunked body's decoder state */
+  size_t wire_max;                /* bound on the body as framed (before inflating) */
+  size_t head_len, body_len;      /* body_len: the body as framed (de-chunked) */
+  size_t raw_len;                 /* bytes of the body on the wire, once complete */
   ss__buf out;
   size_t out_off;
   struct conn *prev, *next;
@@ -59,6 +71,8 @@ static conn *conns;
 static size_t n_conns, n_lingering;
 static char tag_unix, tag_tcp, tag_metrics, tag_sig;  /* epoll data for the non-connection fds */
 static ss__buf scratch = SS_BUF_INIT;
+static uint8_t *inflated;        /* the body of the request being served, inflated */
+static size_t inflated_cap;
 
 /* ---- connections ---- */
 
@@ -118,6 +132,7 @@ static const char *reason_phrase(int status) {
   case 413: return "Content Too Large";
   case 415: return "Unsupported Media Type";
   case 431: return "Request Header Fields Too Large";
+  case 501: return "Not Implemented";
   case 503: return "Service Unavailable";
   default: return "Error";
   }
@@ -161,6 +176,7 @@ static void count_reject(int status, int bad_protobuf) {
   ss__stats *s = &ss__stats_g;
   switch (status) {
   case 400: bad_protobuf ? s->rej_bad_protobuf++ : s->rej_bad_http++; break;
+  case 501: s->rej_bad_http++; break;
   case 404: s->rej_not_found++; break;
   case 405: s->rej_method++; break;
   case 411: s->rej_length_required++; break;
@@ -179,6 +195,7 @@ static void respond_error(conn *c, int status, const char *msg, int bad_protobuf
     extra = c->route == R_STATS || c->route == R_METRICS ? "Allow: GET, HEAD\r\n"
                                                          : "Allow: POST\r\n";
   if (status == 503) extra = "Retry-After: 5\r\n";
+  if (status == 415 && c->encoding == SS_CE_UNSUPPORTED) extra = "Accept-Encoding: gzip, deflate\r\n";
   ss__buf_reset(&scratch);
   if (c->route == R_TRACES || c->route == R_LOGS) {
     int code = status == 503 ? 14 : status == 413 ? 8 : status == 404 ? 5 : 3;
@@ -195,10 +212,11 @@ static const char *status_message(int status) {
   case 400: return "malformed HTTP request";
   case 404: return "not found: spanshimd serves POST /v1/traces, POST /v1/logs, GET /stats";
   case 405: return "method not allowed";
-  case 411: return "Content-Length required (chunked bodies are not supported)";
+  case 411: return "Content-Length or Transfer-Encoding: chunked required";
   case 413: return "request body too large";
   case 415: return "unsupported content type: use application/x-protobuf";
   case 431: return "request head too large";
+  case 501: return "transfer coding not implemented: use chunked alone";
   default: return reason_phrase(status);
   }
 }
@@ -228,18 +246,32 @@ static int frame_request(conn *c, const ss__http_req *r) {
   c->expect_continue = r->expect_continue;
   c->head_len = r->head_len;
   c->body_len = r->content_length > 0 ? (size_t)r->content_length : 0;
+  c->raw_len = 0;
+  c->chunked = r->chunked;
+  c->encoding = r->content_encoding;
+  memset(&c->ch, 0, sizeof c->ch);
+  c->msg = NULL;
   c->status = 0;
+  /* --max-body bounds the decoded body; compressed, it may be a little larger than
+   * that on the wire when its content does not compress (stored deflate blocks). */
+  c->wire_max = opts->max_body;
+  if (c->encoding == SS_CE_GZIP || c->encoding == SS_CE_DEFLATE)
+    c->wire_max += opts->max_body / 1024 + 1024;
   int otlp = c->route == R_TRACES || c->route == R_LOGS;
   if (c->route == R_NONE) c->status = 404;
   else if (otlp && !method_is(r, "POST")) c->status = 405;
   else if ((c->route == R_STATS || c->route == R_METRICS) && !method_is(r, "GET") && !c->is_head)
     c->status = 405;
-  else if (otlp && (r->chunked || r->content_length < 0)) c->status = 411;
-  else if (otlp && r->content_length > (int64_t)opts->max_body) c->status = 413;
+  else if (otlp && !r->chunked && r->content_length < 0) c->status = 411;
+  else if (otlp && r->content_length > (int64_t)c->wire_max) c->status = 413;
   else if (otlp && !(r->ctype && ss__http_ieq(r->ctype, r->ctype_len, "application/x-protobuf")))
     c->status = 415;
-  if (r->chunked || r->content_length > (int64_t)opts->max_body) {
-    if (c->status == 0) c->status = 411;
+  else if (otlp && c->encoding == SS_CE_UNSUPPORTED) {
+    c->status = 415;
+    c->msg = "unsupported content encoding: use gzip, deflate or identity";
+  }
+  if (r->content_length > (int64_t)c->wire_max) {  /* too big to read and skip */
+    if (c->status == 0) c->status = 413;
     c->closing = 1;
     respond_error(c, c->status, status_message(c->status), 0);
     return 1;
@@ -247,10 +279,26 @@ static int frame_request(conn *c, const ss__http_req *r) {
   return 0;
 }
 
-static void serve(conn *c, const uint8_t *body) {
+/* Serves a request whose body (as framed: de-chunked, not yet inflated) is
+ * body[0..len). */
+static void serve(conn *c, const uint8_t *body, size_t len) {
   if (c->status) {
-    respond_error(c, c->status, status_message(c->status), 0);
+    respond_error(c, c->status, c->msg ? c->msg : status_message(c->status), 0);
     return;
+  }
+  if ((c->route == R_TRACES || c->route == R_LOGS) && c->encoding != SS_CE_IDENTITY) {
+    size_t n;
+    int st = ss__inflate(c->encoding, body, len, opts->max_body, &inflated, &inflated_cap, &n);
+    if (st != 200) {
+      respond_error(c, st,
+                    st == 413   ? "request body too large once decompressed"
+                    : st == 400 ? "body is not valid data in its Content-Encoding"
+                                : "out of memory",
+                    st == 400);
+      return;
+    }
+    body = inflated;
+    len = n;
   }
   if (c->route == R_STATS) {
     ss__stats_g.stats_requests++;
@@ -267,18 +315,18 @@ static void serve(conn *c, const uint8_t *body) {
   }
   int st;
   if (c->route == R_LOGS) { /* answered first: symbolization comes after (see spanshimd.h) */
-    ss__logs_req *q = ss__pipeline_logs_decode(body, c->body_len, &st);
+    ss__logs_req *q = ss__pipeline_logs_decode(body, len, &st);
     if (q) {
       respond(c, 200, "application/x-protobuf", "", 0, NULL);
       send_now(c);
-      ss__pipeline_logs_finish(q, body, c->body_len);
+      ss__pipeline_logs_finish(q, body, len);
       return;
     }
   } else {
     /* Traces are answered after their pipeline: the answer carries a sink's failure, and
      * a sender waiting for it sends nothing else meanwhile, so a big batch after it is
      * not stalled behind our symbolizing (we read nothing while we work). */
-    st = ss__pipeline_traces(body, c->body_len, ss__mono_ms());
+    st = ss__pipeline_traces(body, len, ss__mono_ms());
   }
   if (st == 200)  /* an empty Export*ServiceResponse: full success */
     respond(c, 200, "application/x-protobuf", "", 0, NULL);
@@ -310,11 +358,38 @@ static int in_reserve(conn *c, size_t need) {
   return 0;
 }
 
+/* Whether the current request's body is all here: 1 (c->body_len and c->raw_len set),
+ * 0 (not yet), or the status a chunked body that cannot be framed earns (400, 413, 431). */
+static int body_ready(conn *c) {
+  size_t avail = c->in_len - c->in_off;
+  if (!c->chunked) {
+    if (avail < c->head_len + c->body_len) return 0;
+    c->raw_len = c->body_len;
+    return 1;
+  }
+  int rc = ss__chunked_decode(&c->ch, c->in + c->in_off + c->head_len, avail - c->head_len,
+                              c->wire_max);
+  if (rc == 1) {
+    c->body_len = c->ch.out;
+    c->raw_len = c->ch.pos;
+  }
+  return rc;
+}
+
+/* After serving (or failing) a request: a big inflated body's memory goes back. */
+static void inflated_trim(void) {
+  if (inflated_cap > SHRINK_ABOVE) {
+    free(inflated);
+    inflated = NULL;
+    inflated_cap = 0;
+  }
+}
+
 /* Frames and serves every complete request in the input buffer. */
 static void process(conn *c) {
   while (!c->closing && c->out.len - c->out_off < OUT_HIGH) {
-    size_t avail = c->in_len - c->in_off;
     if (!c->have_head) {
+      size_t avail = c->in_len - c->in_off;
       ss__http_req r;
       int rc = ss__http_parse(c->in + c->in_off, avail, &c->scan, &r);
       if (rc == 0) {
@@ -325,30 +400,41 @@ static void process(conn *c) {
         ss__stats_g.requests++;
         c->route = R_NONE;  /* nothing of the previous request may shape this answer */
         c->is_head = 0;
+        c->encoding = SS_CE_IDENTITY;
         c->closing = 1;
         respond_error(c, rc, status_message(rc), 0);
         return;
       }
       c->have_head = 1;
       if (frame_request(c, &r)) return;
-      if (in_reserve(c, c->head_len + c->body_len) != 0) {
+      if (!c->chunked && in_reserve(c, c->head_len + c->body_len) != 0) {
         c->closing = 1;
         respond_error(c, 503, "out of memory", 0);
         return;
       }
-      avail = c->in_len - c->in_off;
-      if (c->expect_continue && avail < c->head_len + c->body_len) {
+      c->continue_due = c->expect_continue;
+    }
+    int rc = body_ready(c);
+    if (rc > 1) {  /* a chunked body we cannot frame: where the next request starts is lost */
+      c->closing = 1;
+      respond_error(c, rc, rc == 400 ? "malformed chunked body" : status_message(rc), 0);
+      return;
+    }
+    if (rc == 0) {
+      if (c->continue_due) {
+        c->continue_due = 0;
         if (c->status) {  /* refuse before the client sends the body */
           c->closing = 1;
-          respond_error(c, c->status, status_message(c->status), 0);
+          respond_error(c, c->status, c->msg ? c->msg : status_message(c->status), 0);
           return;
         }
         SS_BUF_LIT(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
       }
+      return;
     }
-    if (avail < c->head_len + c->body_len) return;
-    serve(c, (const uint8_t *)c->in + c->in_off + c->head_len);
-    c->in_off += c->head_len + c->body_len;
+    serve(c, (const uint8_t *)c->in + c->in_off + c->head_len, c->body_len);
+    inflated_trim();
+    c->in_off += c->head_len + c->raw_len;
     c->have_head = 0;
     c->scan = 0;
   }
@@ -610,6 +696,9 @@ int ss__receiver_run(const ss__opts *o, int unix_fd, int tcp_fd, int metrics_fd,
   close(ep);
   if (reserve_fd >= 0) close(reserve_fd);
   ss__buf_free(&scratch);
+  free(inflated);
+  inflated = NULL;
+  inflated_cap = 0;
   ss__pipeline_free();
   return 0;
 }

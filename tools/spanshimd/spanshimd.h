@@ -7,7 +7,8 @@
  *
  *   main.c      options, signals, startup and the final counters line
  *   listen.c    the Unix socket (directory checks, stale socket, 0600) and the TCP port
- *   http.c      the HTTP/1.1 request-head parser
+ *   http.c      the HTTP/1.1 request-head parser and chunked body decoder
+ *   inflate.c   Content-Encoding gzip and deflate, bounded by --max-body
  *   receiver.c  the event loop: connections, framing, routing, responses
  *   pipeline.c  one request's way: decode → validate → enrich → sample → sinks
  *   decode.c    protobuf decoding with a bounded arena and a nesting-depth pre-check
@@ -139,6 +140,7 @@ void ss__unlisten_unix(const char *path);
 
 /* ---- http.c ---- */
 enum { SS_CONN_DEFAULT = 0, SS_CONN_CLOSE = 1, SS_CONN_KEEP_ALIVE = 2 };
+enum { SS_CE_IDENTITY = 0, SS_CE_GZIP = 1, SS_CE_DEFLATE = 2, SS_CE_UNSUPPORTED = 3 };
 
 typedef struct ss__http_req {
   const char *method;             /* these point into the parsed buffer */
@@ -147,7 +149,8 @@ typedef struct ss__http_req {
   size_t path_len;
   int minor;                      /* HTTP/1.minor */
   int64_t content_length;         /* -1: none */
-  int chunked;                    /* a Transfer-Encoding header was present */
+  int chunked;                    /* Transfer-Encoding: chunked (the only coding taken) */
+  int content_encoding;           /* SS_CE_*: unsupported for unknown or stacked codings */
   int connection;                 /* SS_CONN_* from the Connection header */
   int expect_continue;
   const char *ctype;              /* media type, parameters stripped; NULL if absent */
@@ -156,10 +159,43 @@ typedef struct ss__http_req {
 } ss__http_req;
 
 /* Parses a request head at buf[0..len). Returns 1 (complete, *r filled), 0 (need more
- * bytes), or the HTTP status to answer before closing: 400 (malformed) or 431 (head
- * longer than SS_MAX_HEAD or more than SS_MAX_HEADERS headers). `*scan` carries, between
- * calls on the same growing buffer, how far the blank-line search has got (start at 0). */
+ * bytes), or the HTTP status to answer before closing: 400 (malformed, or framing RFC
+ * 9112 6.1/6.3 refuses: Transfer-Encoding with Content-Length, in HTTP/1.0, or not ending
+ * in chunked), 431 (head longer than SS_MAX_HEAD or more than SS_MAX_HEADERS headers),
+ * 501 (a transfer coding besides chunked; *r is filled). `*scan` carries, between calls
+ * on the same growing buffer, how far the blank-line search has got (start at 0). */
 int ss__http_parse(const char *buf, size_t len, size_t *scan, ss__http_req *r);
+
+#define SS_MAX_CHUNK_LINE 4096    /* chunk size line with its extensions */
+/* A chunked body being decoded; zero it to start. */
+typedef struct ss__chunked {
+  int state;
+  uint64_t left;                  /* data bytes still to come in the current chunk */
+  size_t out;                     /* decoded bytes, at buf[0..out) */
+  size_t pos;                     /* raw bytes consumed (>= out) */
+  size_t trailer;                 /* bytes of trailer fields so far */
+  int trailers;                   /* trailer fields so far */
+} ss__chunked;
+/* Decodes a chunked body in place, as it arrives: buf[0..len) is the raw body so far
+ * (the same buffer growing between calls; the decoder only writes below c->pos), and
+ * the decoded bytes are moved down to buf[0..c->out). Chunk extensions are checked and
+ * ignored, trailer fields likewise. Returns 1 once the last chunk and the trailer
+ * section are complete (c->pos is then the raw length: bytes after it are the next
+ * request's), 0 for more bytes, 400 (malformed), 413 (the decoded size would pass max;
+ * known from a chunk's size line, before its data) or 431 (trailer section longer than
+ * SS_MAX_HEAD or with more than SS_MAX_HEADERS fields). */
+int ss__chunked_decode(ss__chunked *c, char *buf, size_t len, size_t max);
+
+/* ---- inflate.c ---- */
+/* Decodes a body in Content-Encoding SS_CE_GZIP (members one after another, RFC 1952)
+ * or SS_CE_DEFLATE (zlib, RFC 1950; raw deflate taken too, as senders get it wrong)
+ * into *out, a malloc'd buffer of *cap bytes reused between calls (grown as needed, to
+ * at most max + 1). Stops inflating as soon as more than max bytes come out, so a small
+ * bomb costs max bytes at most. Returns 200 (*out_len bytes), 400 (not that coding,
+ * truncated or followed by other bytes), 413 (decodes to more than max), 503 (out of
+ * memory). */
+int ss__inflate(int coding, const uint8_t *in, size_t n, size_t max, uint8_t **out,
+                size_t *cap, size_t *out_len);
 /* Case-insensitive comparison of s[0..n) with the NUL-terminated lit. */
 int ss__http_ieq(const char *s, size_t n, const char *lit);
 
