@@ -70,13 +70,15 @@ void ss__init(void) {
   ss__internal_begin();
   int saved_errno = errno; /* the app's errno at main() is what it would be without us */
   /* Diagnostics about the configuration itself need the log level and file first. */
-  const char *lvl = getenv("SPANSHIM_LOG_LEVEL");
+  /* secure_getenv: a setuid/setgid or capability-raising program takes no configuration
+   * from its caller's environment (AT_SECURE): defaults only, no log file. */
+  const char *lvl = secure_getenv("SPANSHIM_LOG_LEVEL");
   int log_fd = 2;
   if (lvl && *lvl && strcasecmp(lvl, "off") != 0) {
-    log_fd = open_log(getenv("SPANSHIM_LOG_FILE"));
+    log_fd = open_log(secure_getenv("SPANSHIM_LOG_FILE"));
     ss__log_setup(strcasecmp(lvl, "error") == 0 ? SS_LOG_ERROR : SS_LOG_WARN, log_fd, "spanshim");
   }
-  ss__config_load(&ss__cfg, getenv);
+  ss__config_load(&ss__cfg, secure_getenv);
   if (log_fd == 2) log_fd = open_log(ss__cfg.log_file);
   ss__log_setup(ss__cfg.log_level, log_fd, "spanshim");
   errno = saved_errno;
