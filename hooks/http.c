@@ -41,6 +41,7 @@
 
 #include "hooks/hooks.h"
 #include "runtime/clock.h"
+#include "runtime/hostport.h"
 #include "runtime/http1.h"
 #include "hooks/hook.h"
 
@@ -341,34 +342,13 @@ static void add_method(ss__sb *b, const char *tok, size_t n) {
   if (m == NULL) ss__span_str(b, "http.request.method_original", tok, n);
 }
 
-/* Host header "name[:port]" or "[v6][:port]": address and port (-1 when absent). */
-static void split_host(const char *h, const char **addr, size_t *alen, int *port) {
-  size_t n = strlen(h), e = n;
-  *port = -1;
-  if (n > 0 && h[0] == '[') {
-    const char *rb = memchr(h, ']', n);
-    if (rb) {
-      *addr = h + 1;
-      *alen = (size_t)(rb - h) - 1;
-      e = (size_t)(rb - h) + 1;
-      if (e < n && h[e] == ':') goto port;
-      return;
-    }
-  }
-  {
-    const char *colon = memchr(h, ':', n);
-    *addr = h;
-    *alen = colon ? (size_t)(colon - h) : n;
-    if (colon == NULL) return;
-    e = (size_t)(colon - h);
-  }
-port:;
-  int p = 0, digits = 0;
-  for (size_t i = e + 1; i < n && digits < 6; i++, digits++) {
-    if (h[i] < '0' || h[i] > '9') return;
-    p = p * 10 + (h[i] - '0');
-  }
-  if (digits > 0 && p <= 65535) *port = p;
+/* server.address and server.port from the Host header (runtime/hostport.h's rule), the
+ * scheme's port when it names none; 0, or -1 when there is no usable Host. */
+static int host_of(const conn *c, const ss__h1_head *h, ss__hostport *hp, int *port) {
+  if (h->host[0] == '\0' || ss__hostport_split(h->host, strlen(h->host), hp) != 0) return -1;
+  long p = ss__hostport_port(hp);
+  *port = p >= 0 && p <= 65535 ? (int)p : (c->tls ? 443 : 80);
+  return 0;
 }
 
 static void add_peer(ss__sb *b, const conn *c) {
@@ -378,14 +358,11 @@ static void add_peer(ss__sb *b, const conn *c) {
 }
 
 static void add_common(ss__sb *b, const conn *c, const ss__h1_head *h) {
-  const char *addr;
-  size_t alen;
+  ss__hostport hp;
   int port;
-  if (h->host[0]) {
-    split_host(h->host, &addr, &alen, &port);
-    ss__span_str(b, "server.address", addr, alen);
-    if (port < 0 && c->server) port = c->tls ? 443 : 80;
-    if (port >= 0) ss__span_int(b, "server.port", port);
+  if (host_of(c, h, &hp, &port) == 0) {
+    ss__span_str(b, "server.address", hp.host, hp.host_len);
+    ss__span_int(b, "server.port", port);
   }
   ss__span_str(b, "network.protocol.version", h->version_minor ? "1.1" : "1.0", 3);
   if (h->user_agent[0]) ss__span_str(b, "user_agent.original", h->user_agent, (size_t)-1);
@@ -509,13 +486,10 @@ static void client_attrs(conn *c, msg *m, const ss__h1_head *h) {
     n = tl;
   }
   rec_str(m, "url.full", url, n);
-  const char *addr;
-  size_t alen;
+  ss__hostport hp;
   int port;
-  if (h->host[0]) {
-    split_host(h->host, &addr, &alen, &port);
-    rec_str(m, "server.address", addr, alen);
-    if (port < 0) port = c->tls ? 443 : 80;
+  if (host_of(c, h, &hp, &port) == 0) {
+    rec_str(m, "server.address", hp.host, hp.host_len);
     rec_int(m, "server.port", port);
   } else if (c->peer[0]) {
     rec_str(m, "server.address", c->peer, strlen(c->peer));
