@@ -14,6 +14,7 @@
 #include "opentelemetry/proto/collector/logs/v1/logs_service.pb-c.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 #include "runtime/ids.h"
+#include "runtime/resource.h"
 #include "runtime/utf8.h"
 
 typedef Opentelemetry__Proto__Common__V1__AnyValue AnyValue;
@@ -280,6 +281,7 @@ static ScopeSpans *scope_spans(arena *a, const ss__scope *scope, const ss__span 
     ptrs[i] = &sp[i];
   }
   ss->scope = sc;
+  ss->schema_url = (char *)SS_SCHEMA_URL;
   ss->n_spans = n;
   ss->spans = ptrs;
   return ss;
@@ -300,6 +302,7 @@ static ResourceSpans *resource_spans(arena *a, const ss__resource *res,
   }
   if ((sptr[0] = scope_spans(a, scope, spans, n)) == NULL) return NULL;
   rs->resource = r;
+  rs->schema_url = (char *)SS_SCHEMA_URL;
   rs->n_scope_spans = 1;
   rs->scope_spans = sptr;
   return rs;
@@ -378,6 +381,8 @@ int ss__otlp_encode_logs(const ss__resource *res, const ss__scope *scope,
     ptrs[i] = &recs[i];
   }
   sl.scope = &sc;
+  sl.schema_url = (char *)SS_SCHEMA_URL;
+  rl.schema_url = (char *)SS_SCHEMA_URL;
   sl.n_log_records = n;
   sl.log_records = ptrs;
   rl.resource = &r;

@@ -1,26 +1,41 @@
 /* resource.c - the OTel resource of this process (see resource.h).
  *
  * Precedence, lowest first: what we detect (host.name, process.executable.name), then
- * OTEL_RESOURCE_ATTRIBUTES (a later duplicate key wins), then OTEL_SERVICE_NAME, then what
- * only we can know (process.pid, telemetry.sdk.*). telemetry.sdk.language is left out:
- * the semantic conventions have no value for C.
+ * OTEL_RESOURCE_ATTRIBUTES (a later duplicate key wins; one malformed entry discards the
+ * whole value, as the SDK environment-variable spec says), then OTEL_SERVICE_NAME, then
+ * what only we can know (process.pid, process.creation.time, process.command,
+ * service.instance.id, telemetry.sdk.*).
+ *
+ * telemetry.sdk.language: the semantic conventions' list (cpp, dotnet, erlang, go, java,
+ * nodejs, php, python, ruby, rust, swift, webjs) has no value for C; "cpp" is the closest
+ * documented one (native code, the same ABI and tooling), so backends that group by
+ * language put us with native SDKs. service.instance.id is a random UUID (version 4) per
+ * process: a fork child, being another process, gets its own.
  *
  * Memory: r->attrs is one array; every string we produce lives in r->storage, one block
- * laid out as [OTEL_RESOURCE_ATTRIBUTES decoded in place][service name][exe][host]. Keys
- * and fixed values are string literals. */
+ * laid out as [OTEL_RESOURCE_ATTRIBUTES decoded in place][service name][exe][host]
+ * [instance id][creation time]. Keys and fixed values are string literals. */
 #include "runtime/resource.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "runtime/kv.h"
 #include "runtime/log.h"
+#include "runtime/sys.h"
 
 #define UNKNOWN_SERVICE "unknown_service:"
-#define FIXED_ATTRS 7 /* service.name, pid, exe, host, sdk.name, sdk.version, spare */
+/* service.name, pid, exe, host, command, creation.time, instance.id, sdk.name,
+ * sdk.language, sdk.version, spare */
+#define FIXED_ATTRS 11
+#define UUID_LEN 36
+#define ISO_LEN 30 /* 2026-11-30T17:20:01.123456789Z */
 
 static void set_attr(ss__resource *r, const char *key, const ss__attr *a) {
   size_t i;
@@ -52,15 +67,89 @@ static int add_attr(void *r, const char *key, size_t klen, const char *value, si
   return 0;
 }
 
-/* Parses the copy of OTEL_RESOURCE_ATTRIBUTES in `s` (modified in place). */
-static void parse_env_attrs(ss__resource *r, char *s, const char *raw) {
-  int bad = ss__kv_parse(s, add_attr, r);
+static int count_only(void *arg, const char *key, size_t klen, const char *value, size_t vlen) {
+  (void)arg, (void)key, (void)klen, (void)value, (void)vlen;
+  return 0;
+}
 
-  if (bad > 0)
-    SS_LOG(SS_LOG_WARN, "OTEL_RESOURCE_ATTRIBUTES=\"%.64s%s\" has %d malformed entr%s "
-           "(want key=value, percent-encoded); skipping %s", raw,
-           strlen(raw) > 64 ? "..." : "", bad, bad == 1 ? "y" : "ies",
-           bad == 1 ? "it" : "them");
+/* Parses the copy of OTEL_RESOURCE_ATTRIBUTES in `s` (modified in place). The spec: "in
+ * case of any error ... the entire environment variable value SHOULD be discarded". So a
+ * first pass over a scratch copy (s itself, restored from raw) only counts bad entries. */
+static void parse_env_attrs(ss__resource *r, char *s, const char *raw) {
+  int bad = ss__kv_parse(s, count_only, NULL);
+
+  strcpy(s, raw);
+  if (bad == 0) {
+    ss__kv_parse(s, add_attr, r);
+    return;
+  }
+  SS_LOG(SS_LOG_WARN, "OTEL_RESOURCE_ATTRIBUTES=\"%.64s%s\" has %d malformed entr%s "
+         "(want key=value, percent-encoded); discarding the whole value, as the OTel "
+         "SDK spec requires", raw, strlen(raw) > 64 ? "..." : "", bad, bad == 1 ? "y" : "ies");
+}
+
+/* A random UUID, version 4 (RFC 9562), as 36 characters and a NUL. */
+static void uuid_v4(char out[UUID_LEN + 1]) {
+  static const char hex[] = "0123456789abcdef";
+  unsigned char b[16];
+  size_t o = 0;
+
+  if (getrandom(b, sizeof b, GRND_NONBLOCK) != (ssize_t)sizeof b) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)getpid() << 17;
+    for (size_t i = 0; i < sizeof b; i++) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift: unique enough, not secret */
+      b[i] = (unsigned char)x;
+    }
+  }
+  b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+  b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+  for (size_t i = 0; i < 16; i++) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out[o++] = '-';
+    out[o++] = hex[b[i] >> 4];
+    out[o++] = hex[b[i] & 15];
+  }
+  out[o] = '\0';
+}
+
+/* A whole small file into buf (NUL-terminated); bytes read or -1. */
+static ssize_t read_small(const char *path, char *buf, size_t cap) {
+  int fd = ss__sys_open(path, O_RDONLY | O_CLOEXEC, 0);
+  ssize_t n;
+
+  if (fd < 0) return -1;
+  n = ss__sys_read(fd, buf, cap - 1);
+  ss__sys_close(fd);
+  if (n >= 0) buf[n] = '\0';
+  return n;
+}
+
+/* When this process started (semconv process.creation.time, ISO 8601 UTC): its start time
+ * in clock ticks after boot (/proc/self/stat field 22) plus the boot time (/proc/stat
+ * btime). Empty when /proc cannot tell. */
+static void creation_time(char out[ISO_LEN + 1]) {
+  char buf[4096], *p;
+  unsigned long long ticks = 0, btime = 0;
+  long hz = sysconf(_SC_CLK_TCK);
+  int field;
+
+  out[0] = '\0';
+  if (hz <= 0 || read_small("/proc/self/stat", buf, sizeof buf) <= 0) return;
+  p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+  if (p == NULL) return;
+  for (field = 2; field < 22 && (p = strchr(p + 1, ' ')) != NULL; field++) {
+  }
+  if (p == NULL || sscanf(p + 1, "%llu", &ticks) != 1) return;
+  if (read_small("/proc/stat", buf, sizeof buf) <= 0 || (p = strstr(buf, "\nbtime ")) == NULL ||
+      sscanf(p + 7, "%llu", &btime) != 1)
+    return;
+  time_t secs = (time_t)(btime + ticks / (unsigned long long)hz);
+  unsigned long ms = (unsigned long)(ticks % (unsigned long long)hz * 1000 / (unsigned long long)hz);
+  struct tm tm;
+  if (gmtime_r(&secs, &tm) == NULL) return;
+  size_t n = strftime(out, ISO_LEN + 1, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(out + n, ISO_LEN + 1 - n, ".%03luZ", ms);
 }
 
 static void copy_trunc(char *out, size_t n, const char *s) {
@@ -99,7 +188,8 @@ static size_t count_entries(const char *s) {
 int ss__resource_build(ss__resource *r, const ss__config *c) {
   const char *raw = c->resource_attributes != NULL ? c->resource_attributes : "";
   size_t raw_len = strlen(raw), exe_len, host_len, svc_len;
-  char exe[256], host[256], *svc, *ex, *ho;
+  char exe[256], host[256], uuid[UUID_LEN + 1], ctime_iso[ISO_LEN + 1], *svc, *ex, *ho, *id,
+      *ct;
   ss__attr pid;
 
   memset(r, 0, sizeof(*r));
@@ -114,7 +204,8 @@ int ss__resource_build(ss__resource *r, const ss__config *c) {
     svc_len = sizeof(UNKNOWN_SERVICE) - 1 + exe_len;
 
   r->attrs = calloc(count_entries(raw) + FIXED_ATTRS, sizeof(ss__attr));
-  r->storage = malloc(raw_len + 1 + svc_len + 1 + exe_len + 1 + host_len + 1);
+  r->storage = malloc(raw_len + 1 + svc_len + 1 + exe_len + 1 + host_len + 1 + sizeof uuid +
+                      sizeof ctime_iso);
   if (r->attrs == NULL || r->storage == NULL) {
     ss__resource_free(r);
     return -ENOMEM;
@@ -122,8 +213,14 @@ int ss__resource_build(ss__resource *r, const ss__config *c) {
   svc = r->storage + raw_len + 1;
   ex = svc + svc_len + 1;
   ho = ex + exe_len + 1;
+  id = ho + host_len + 1;
+  ct = id + sizeof uuid;
   memcpy(ex, exe, exe_len + 1);
   memcpy(ho, host, host_len + 1);
+  uuid_v4(uuid);
+  memcpy(id, uuid, sizeof uuid);
+  creation_time(ctime_iso);
+  memcpy(ct, ctime_iso, sizeof ctime_iso);
 
   if (host[0] != '\0')
     set_str(r, "host.name", ho);
@@ -140,7 +237,12 @@ int ss__resource_build(ss__resource *r, const ss__config *c) {
     set_str(r, "service.name", svc);
   pid = (ss__attr){.type = SS_ATTR_INT, .v.i = (int64_t)getpid()};
   set_attr(r, "process.pid", &pid);
+  if (ct[0] != '\0') set_str(r, "process.creation.time", ct);
+  if (program_invocation_name != NULL && program_invocation_name[0] != '\0')
+    set_str(r, "process.command", program_invocation_name); /* argv[0], lives for the process */
+  set_str(r, "service.instance.id", id);
   set_str(r, "telemetry.sdk.name", "spanshim");
+  set_str(r, "telemetry.sdk.language", "cpp");
   set_str(r, "telemetry.sdk.version", SPANSHIM_VERSION);
   return 0;
 }

@@ -11,6 +11,9 @@
 #include "runtime/config.h"
 
 #define SPANSHIM_VERSION "0.1.0"
+/* The semantic-conventions version the shim's attributes follow (OTLP schema_url of every
+ * ResourceSpans/ScopeSpans and ResourceLogs/ScopeLogs it sends). */
+#define SS_SCHEMA_URL "https://opentelemetry.io/schemas/1.40.0"
 
 /* Returns 0, or -ENOMEM with *r zeroed. Malformed OTEL_RESOURCE_ATTRIBUTES entries are
  * skipped with one diagnostic. */

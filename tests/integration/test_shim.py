@@ -83,6 +83,12 @@ def test_curl_localhost_connect_and_getaddrinfo_spans(ctx):
     assert s.resource.get("telemetry.sdk.name") == "spanshim", s.resource
     assert s.resource.get("host.name"), s.resource
     assert s.resource.get("telemetry.sdk.version"), s.resource
+    assert s.resource.get("telemetry.sdk.language") == "cpp", s.resource
+    assert s.resource.get("process.command") == "curl", s.resource
+    assert len(s.resource.get("service.instance.id", "")) == 36, s.resource
+    assert s.resource.get("process.creation.time", "").endswith("Z"), s.resource
+    raw = open(c.out).read()
+    assert '"schemaUrl":"https://opentelemetry.io/schemas/1.40.0"' in raw.replace(" ", ""), raw[:300]
 
 
 def test_curl_hostname_lookup_sets_server_address(ctx):

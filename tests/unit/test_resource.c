@@ -1,9 +1,11 @@
 /* test_resource.c - the process resource: service.name precedence, OTEL_RESOURCE_ATTRIBUTES
  * parsing, detected attributes. */
 #include <check.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "runtime/log.h"
@@ -103,11 +105,13 @@ START_TEST(test_percent_decoding_and_trimming) {
 }
 END_TEST
 
-START_TEST(test_malformed_entries_skipped_with_one_diagnostic) {
+/* The SDK environment-variable spec: any error discards the entire value. */
+START_TEST(test_malformed_entry_discards_the_whole_value_with_one_diagnostic) {
   ss__resource r;
   build(&r, NULL, "good=1,novalue,=x,bad=%zz,short=%4,also=2,,trailing=%");
-  ck_assert_str_eq(str(&r, "good"), "1");
-  ck_assert_str_eq(str(&r, "also"), "2");
+  ck_assert_ptr_null(find(&r, "good"));
+  ck_assert_ptr_null(find(&r, "also"));
+  ck_assert_str_eq(str(&r, "service.name"), "unknown_service:test_resource");
   ck_assert_ptr_null(find(&r, "novalue"));
   ck_assert_ptr_null(find(&r, "bad"));
   ck_assert_ptr_null(find(&r, "short"));
@@ -115,6 +119,10 @@ START_TEST(test_malformed_entries_skipped_with_one_diagnostic) {
   ck_assert_ptr_null(find(&r, ""));
   ck_assert_int_eq(diag_lines(), 1);
   assert_no_duplicate_keys(&r);
+  ss__resource_free(&r);
+  build(&r, NULL, "service.name=pay,team=x,oops");
+  ck_assert_str_eq(str(&r, "service.name"), "unknown_service:test_resource");
+  ck_assert_ptr_null(find(&r, "team"));
   ss__resource_free(&r);
 }
 END_TEST
@@ -154,13 +162,40 @@ START_TEST(test_detected_attributes_present) {
   ck_assert_int_eq(find(&r, "process.pid")->v.i, getpid());
   ck_assert_str_eq(str(&r, "telemetry.sdk.name"), "spanshim");
   ck_assert_str_eq(str(&r, "telemetry.sdk.version"), SPANSHIM_VERSION);
-  ck_assert_ptr_null(find(&r, "telemetry.sdk.language"));
-  ck_assert_uint_eq(r.n_attrs, 6);
+  ck_assert_str_eq(str(&r, "telemetry.sdk.language"), "cpp");
+  ck_assert_str_eq(str(&r, "process.command"), program_invocation_name);
+  /* service.instance.id: a UUID v4 (8-4-4-4-12 hex, version nibble 4, variant 10xx) */
+  const char *id = str(&r, "service.instance.id");
+  ck_assert_uint_eq(strlen(id), 36);
+  ck_assert(id[8] == '-' && id[13] == '-' && id[18] == '-' && id[23] == '-');
+  ck_assert_int_eq(id[14], '4');
+  ck_assert_ptr_nonnull(strchr("89ab", id[19]));
+  /* process.creation.time: ISO 8601 UTC with milliseconds, within a minute of now */
+  const char *ct = str(&r, "process.creation.time");
+  struct tm tm = {0};
+  ck_assert_uint_eq(strlen(ct), 24);
+  ck_assert_ptr_nonnull(strptime(ct, "%Y-%m-%dT%H:%M:%S", &tm));
+  ck_assert_int_eq(ct[23], 'Z');
+  time_t made = timegm(&tm);
+  ck_assert(made <= time(NULL) + 2 && made > time(NULL) - 600);
+  ck_assert_uint_eq(r.n_attrs, 10);
   assert_no_duplicate_keys(&r);
   ss__resource_free(&r);
   ck_assert_ptr_null(r.attrs);
   ck_assert_ptr_null(r.storage);
   ck_assert_uint_eq(r.n_attrs, 0);
+}
+END_TEST
+
+START_TEST(test_instance_id_differs_per_build) {
+  ss__resource a, b;
+  build(&a, NULL, NULL);
+  build(&b, NULL, NULL);
+  char first[64];
+  snprintf(first, sizeof first, "%s", str(&a, "service.instance.id"));
+  ck_assert_str_ne(first, str(&b, "service.instance.id"));
+  ss__resource_free(&a);
+  ss__resource_free(&b);
 }
 END_TEST
 
@@ -171,7 +206,7 @@ START_TEST(test_many_entries) {
   for (int i = 0; i < 200; i++)
     n += (size_t)snprintf(attrs + n, sizeof(attrs) - n, "k%d=v%d,", i, i);
   build(&r, NULL, attrs);
-  ck_assert_uint_eq(r.n_attrs, 200 + 6);
+  ck_assert_uint_eq(r.n_attrs, 200 + 10);
   ck_assert_str_eq(str(&r, "k199"), "v199");
   ss__resource_free(&r);
 }
@@ -184,10 +219,11 @@ int main(void) {
   tcase_add_test(tc, test_default_service_name_is_unknown_service_exe);
   tcase_add_test(tc, test_service_name_precedence);
   tcase_add_test(tc, test_percent_decoding_and_trimming);
-  tcase_add_test(tc, test_malformed_entries_skipped_with_one_diagnostic);
+  tcase_add_test(tc, test_malformed_entry_discards_the_whole_value_with_one_diagnostic);
   tcase_add_test(tc, test_empty_value_allowed);
   tcase_add_test(tc, test_later_duplicate_wins_and_pid_is_ours);
   tcase_add_test(tc, test_detected_attributes_present);
+  tcase_add_test(tc, test_instance_id_differs_per_build);
   tcase_add_test(tc, test_many_entries);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
