@@ -4,10 +4,12 @@
  *
  * Two sets:
  *  - Fatal signals (SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL), with process spans on: the
- *    signal is recorded on the process span and the spans are flushed, then the app's
- *    own handler or the default action runs. The shim's handler stays installed behind
- *    a handler the app sets (with the app's mask and SA_NODEFER/SA_ONSTACK) and chains to
- *    it.
+ *    shim's handler stays installed behind a handler the app sets (with the app's mask
+ *    and SA_NODEFER) and chains straight to it, recording nothing: a fault the app
+ *    handles is not a crash. When the app's disposition at delivery is SIG_DFL (or
+ *    SIG_IGN for a fault the kernel raised, which the kernel turns into SIG_DFL), the
+ *    signal is recorded on the process span, the spans are delivered, and the default
+ *    action runs.
  *  - Default-action signals (SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1/2,
  *    SIGALRM, SIGVTALRM, SIGPROF, SIGXCPU, SIGXFSZ), whenever tracing is on: caught only
  *    while the app leaves the default action. The handler records the signal on the
@@ -89,30 +91,36 @@ static void deliver_before_death(int sig) {
   atomic_store(&flusher, 0);
 }
 
+/* A fault the app handles is the app's business (runtimes use SIGSEGV/SIGBUS/SIGFPE as
+ * ordinary events, and recover with siglongjmp): its handler runs directly, with nothing
+ * recorded and nothing delivered, so a recovered fault costs one indirect call. Only the
+ * default action, which is about to end the process, is recorded; so is a handler that
+ * puts SIG_DFL back and re-raises or returns into the fault again (through our sigaction,
+ * our handler then finds SIG_DFL). SIG_IGN for a fault the kernel raised (si_code > 0) is
+ * what the kernel does with it: it forces the default action. A sent signal the app
+ * ignores is dropped, as the kernel would have. */
 static void on_fatal(int sig, siginfo_t *info, void *uctx) {
-  SS_SAVE_ERRNO({
-    if (!in_vfork_child()) deliver_before_death(sig);
-  });
   struct sigaction app = app_act[sig];
   if (app_has_handler(&app)) {
-    if (app.sa_flags & SA_RESETHAND) {
-      memset(&app_act[sig], 0, sizeof app_act[sig]);
-      app_act[sig].sa_handler = SIG_DFL;
-    }
+    if (app.sa_flags & SA_RESETHAND) app_act[sig].sa_handler = SIG_DFL; /* flags stay */
     if (app.sa_flags & SA_SIGINFO)
       app.sa_sigaction(sig, info, uctx);
     else
       app.sa_handler(sig);
     return;
   }
-  if (app.sa_handler == SIG_IGN) return;
+  int sent = info == NULL || info->si_code <= 0;
+  if (app.sa_handler == SIG_IGN && sent) return;
+  SS_SAVE_ERRNO({
+    if (!in_vfork_child()) deliver_before_death(sig);
+  });
   /* The default action: put it back and let it happen. A fault re-executes the faulting
    * instruction on return; a signal that was sent (kill, raise, abort) is sent again and
    * stays pending until we return. */
   struct sigaction dfl = {.sa_handler = SIG_DFL};
   sigemptyset(&dfl.sa_mask);
   real_sigaction()(sig, &dfl, NULL);
-  if (info == NULL || info->si_code <= 0) raise(sig);
+  if (sent) raise(sig);
 }
 
 /* A default-action signal: deliver, then die of it. The signal is blocked while this
@@ -135,10 +143,17 @@ static int is_our_handler(const struct sigaction *k) {
          (k->sa_sigaction == on_fatal || k->sa_sigaction == on_default);
 }
 
+/* Behind an app's handler, the kernel delivers as it would to that handler (mask, stack,
+ * restart, nodefer are the app's); behind SIG_DFL, on the alternate stack when there is
+ * one, so that a stack overflow is still recorded. */
 static void install_fatal(int sig, const struct sigaction *app) {
   struct sigaction mine = {.sa_sigaction = on_fatal};
-  mine.sa_mask = app->sa_mask;
-  mine.sa_flags = SA_SIGINFO | SA_ONSTACK | (app->sa_flags & (SA_NODEFER | SA_RESTART));
+  sigemptyset(&mine.sa_mask);
+  mine.sa_flags = SA_SIGINFO | SA_ONSTACK;
+  if (app_has_handler(app)) {
+    mine.sa_mask = app->sa_mask;
+    mine.sa_flags = SA_SIGINFO | (app->sa_flags & (SA_NODEFER | SA_RESTART | SA_ONSTACK));
+  }
   real_sigaction()(sig, &mine, NULL);
 }
 

@@ -261,3 +261,72 @@ def test_multiprocessing_pool_workers_terminated_by_sigterm_deliver_their_spans(
         spans = c.spans()
         got = sum(len(connects(spans, w, port)) for w in workers)
         assert got == 12, "%s: %d of 12 worker spans delivered" % (method, got)
+
+
+# --- Faults the app handles or ignores (issue 13, item 2) ----------------------------------
+
+def _faults(ctx, mode, traced, collector=None, preexec=None, extra=None):
+    env = ctx.env(collector, dict({"SPANSHIM_PROCESS_SPAN": "1"}, **(extra or {})), traced)
+    return subprocess.run([ctx.prog("sig_faults")] + mode, env=env, cwd=ctx.tmp,
+                          capture_output=True, timeout=300, preexec_fn=preexec)
+
+
+def _process_span(spans):
+    return [s for s in spans if s.name == "sig_faults" and s.kind == INTERNAL]
+
+
+def test_faults_the_app_recovers_from_are_not_a_crash_and_cost_no_flush(ctx):
+    """2,000 null-pointer faults and one division by zero, each recovered with siglongjmp:
+    the same output and exit status as without the shim, every span delivered, and the
+    process span is a clean exit, not SIGSEGV. (Each fault used to flush the exporter:
+    10 ms a fault, 20 s here; no timing is asserted, the count of flushes shows it.)"""
+    plain = _faults(ctx, ["recover", "2000"], False)
+    c = ctx.collector()
+    r = _faults(ctx, ["recover", "2000"], True, c)
+    assert plain.returncode == 0 and plain.stdout == b"recovered=2001\n", plain
+    assert (r.returncode, r.stdout, r.stderr) == (plain.returncode, plain.stdout, plain.stderr)
+    spans = c.spans()
+    [proc] = _process_span(spans)
+    assert proc.status_code != ERROR and "error.type" not in proc.attrs, proc
+    assert proc.attrs.get("process.exit.code") == 0, proc
+    assert len([s for s in spans if s.name == "connect" and s.parent_id == proc.span_id]) == 2
+
+
+def test_a_fault_with_sigsegv_ignored_is_killed_by_sigsegv_as_without_the_shim(ctx):
+    """SIG_IGN set with signal(), with sigaction() (after a raise() it ignored), or inherited:
+    the kernel kills the process of SIGSEGV. SIG_IGN stays the kernel's own (exec and
+    posix_spawn children must inherit it), so the shim is not called and records nothing."""
+    ignore = lambda: signal.signal(signal.SIGSEGV, signal.SIG_IGN)
+    for mode, preexec in ((["ignore"], None), (["ignore_sa"], None), (["fault"], ignore)):
+        plain = _faults(ctx, mode, False, preexec=preexec)
+        c = ctx.collector()
+        r = _faults(ctx, mode, True, c, preexec=preexec)
+        assert plain.returncode == -signal.SIGSEGV, (mode, plain)
+        assert (r.returncode, r.stdout, r.stderr) == (plain.returncode, plain.stdout,
+                                                      plain.stderr), (mode, r)
+
+
+def test_handlers_that_reset_or_reraise_die_as_without_the_shim(ctx):
+    """SA_RESETHAND: the handler runs once and the next fault kills; a crash reporter's
+    handler puts SIG_DFL back and re-raises. Output (including what sigaction reports inside
+    the handler and after it) and the signal are the same; the death is recorded."""
+    for mode in ("reset", "reraise"):
+        plain = _faults(ctx, [mode], False)
+        c = ctx.collector()
+        r = _faults(ctx, [mode], True, c)
+        assert plain.returncode == -signal.SIGSEGV, (mode, plain)
+        assert (r.returncode, r.stdout, r.stderr) == (plain.returncode, plain.stdout,
+                                                      plain.stderr), (mode, r, plain)
+        [proc] = _process_span(c.spans())
+        assert proc.attrs.get("error.type") == "SIGSEGV", (mode, proc)
+
+
+def test_sigaction_round_trips_every_field_as_the_kernel_reports_it(ctx):
+    """Handler, sa_flags (SA_RESTORER included), mask and restorer read back after each of
+    signal() and sigaction() with several flag sets, for fatal and default-action signals,
+    are what they are without the shim."""
+    plain = _faults(ctx, ["roundtrip"], False)
+    r = _faults(ctx, ["roundtrip"], True)
+    assert plain.returncode == 0 and plain.stdout.count(b"\n") == 56, plain
+    assert b"flags=0x4000000" in plain.stdout  # SA_RESTORER, as glibc sets it
+    assert r.stdout == plain.stdout, (r.stdout, plain.stdout)
