@@ -122,7 +122,7 @@ $(BUILD)/tests/bench/%: tests/bench/%.c
 FUZZ_SECONDS ?= 300
 FUZZ_BIN := $(BUILD)/fuzz/fuzz_receiver
 FUZZ_SRC := tools/fuzz/fuzz_receiver.c tools/spanshimd/http.c tools/spanshimd/inflate.c \
-            tools/spanshimd/decode.c \
+            tools/spanshimd/decode.c tools/spanshimd/otlp_json_in.c \
             tools/spanshimd/sqlsum.c tools/spanshimd/sampler.c tools/common/otlp_json.c \
             tools/common/buf.c tools/common/arena.c tools/common/json.c runtime/sql.c \
             runtime/utf8.c runtime/ids.c

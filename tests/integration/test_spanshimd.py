@@ -229,7 +229,7 @@ def test_get_on_traces_gets_405_with_allow(ctx):
 def test_wrong_content_type_gets_415_and_keeps_connection(ctx):
     col = ctx.collector()
     with connect(col) as s:
-        s.sendall(post("/v1/traces", b'{"resourceSpans":[]}', ctype="application/json"))
+        s.sendall(post("/v1/traces", b"resourceSpans", ctype="text/plain"))
         st, h, _, rest = read_response(s)
         assert st == 415
         assert h.get("connection") != "close"

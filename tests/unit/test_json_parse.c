@@ -285,8 +285,55 @@ START_TEST(test_random_input_never_crashes) {
     ss__json *j = ss__json_parse(buf, len, err, sizeof(err));
     if (j) ck_assert_int_ge(j->type, SS_JSON_NULL);
     else ck_assert_ptr_nonnull(strstr(err, "at byte"));
+    /* The pull reader walking the same bytes agrees on what is JSON. */
+    ss__jr r;
+    char rerr[256];
+    ss__jr_init(&r, buf, len, 0, rerr, sizeof rerr);
+    int ok = ss__jr_skip(&r) == 0 && ss__jr_end(&r) == 0;
+    ck_assert_msg(ok == (j != NULL), "reader %s what the parser %s: %.*s (%s)",
+                  ok ? "took" : "refused", j ? "took" : "refused", (int)len, buf, rerr);
+    if (!ok) ck_assert_ptr_nonnull(strstr(rerr, "at byte"));
     ss__json_free(j);
   }
+}
+END_TEST
+
+/* The pull reader, used as a decoder uses it: keys, items, values, then the end. */
+START_TEST(test_pull_reader_walks_a_document) {
+  const char *doc = " {\"k\\u00e9y\": [\"a\\nb\", -12, true, null], \"x\": {}} ";
+  ss__jr r;
+  const char *k, *t;
+  size_t n, max;
+  char s[16];
+  ss__jr_init(&r, doc, strlen(doc), 4, err, sizeof err);
+  ck_assert_int_eq(ss__jr_peek(&r), SS_JSON_OBJECT);
+  ck_assert_int_eq(ss__jr_object(&r), 0);
+  ck_assert_int_eq(ss__jr_next_key(&r, &k, &n), 1);
+  ck_assert_uint_eq(n, 4);
+  ck_assert(memcmp(k, "k\xc3\xa9y", 4) == 0);
+  ck_assert_int_eq(ss__jr_array(&r), 0);
+  ck_assert_int_eq(ss__jr_next_item(&r), 1);
+  ck_assert_int_eq(ss__jr_string(&r, &max), 0);
+  ck_assert_uint_le(max, sizeof s - 1);
+  ck_assert_uint_eq(ss__jr_string_copy(&r, s), 3);
+  ck_assert_str_eq(s, "a\nb");
+  ck_assert_int_eq(ss__jr_next_item(&r), 1);
+  ck_assert_int_eq(ss__jr_number(&r, &t, &n), 0);
+  ck_assert(n == 3 && memcmp(t, "-12", 3) == 0);
+  ck_assert_int_eq(ss__jr_next_item(&r), 1);
+  ck_assert_int_eq(ss__jr_literal(&r), 1);
+  ck_assert_int_eq(ss__jr_next_item(&r), 1);
+  ck_assert_int_eq(ss__jr_literal(&r), 0);
+  ck_assert_int_eq(ss__jr_next_item(&r), 0);
+  ck_assert_int_eq(ss__jr_next_key(&r, &k, &n), 1);
+  ck_assert_int_eq(ss__jr_skip(&r), 0);
+  ck_assert_int_eq(ss__jr_next_key(&r, &k, &n), 0);
+  ck_assert_int_eq(ss__jr_end(&r), 0);
+  /* Depth bound, and a failure sticks. */
+  ss__jr_init(&r, "[[[[[1]]]]]", 11, 4, err, sizeof err);
+  ck_assert_int_eq(ss__jr_skip(&r), -1);
+  ck_assert_ptr_nonnull(strstr(err, "nesting deeper than 4 at byte 4"));
+  ck_assert_int_eq(ss__jr_peek(&r), -1);
 }
 END_TEST
 
@@ -311,6 +358,7 @@ int main(void) {
   tcase_add_test(tc, test_depth_bomb_does_not_crash);
   tcase_add_test(tc, test_errors_without_buffer);
   tcase_add_test(tc, test_random_input_never_crashes);
+  tcase_add_test(tc, test_pull_reader_walks_a_document);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

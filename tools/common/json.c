@@ -11,14 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct parser {
-  const unsigned char *s;
-  size_t n, pos;
-  int depth, max_depth;
-  char *err;
-  size_t errn;
-  int failed;
-} parser;
+typedef ss__jr parser;  /* the tree parser is a reader that builds nodes */
 
 static int parse_value(parser *p, ss__json *out);
 
@@ -171,41 +164,61 @@ static size_t unescape(parser *p, char *o) {
   return put_utf8(cp, o);
 }
 
-/* Parses a string starting at the opening quote; *out gets a NUL-terminated copy. */
-static int parse_string(parser *p, char **out, size_t *out_len) {
-  size_t start = ++p->pos, end = start;
-  /* Find the closing quote first: the decoded string is never longer than the raw one. */
-  while (end < p->n && p->s[end] != '"') end += p->s[end] == '\\' ? 2 : 1;
-  if (end >= p->n) { fail(p, start - 1, "unterminated string"); return -1; }
-  char *buf = malloc(end - start + 1);
-  if (!buf) { fail(p, start, "out of memory"); return -1; }
+/* Checks (o == NULL) or decodes into o the string body p->s[p->pos..end), which ends
+ * just before its closing quote; returns the decoded length, or (size_t)-1 after fail(). */
+static size_t string_body(parser *p, size_t end, char *o) {
+  char tmp[4];
   size_t len = 0;
   while (p->pos < end) {
     unsigned char c = p->s[p->pos];
     if (c == '\\') {
       p->pos++;
-      size_t k = unescape(p, buf + len);
-      if (k == 0) goto bad;
+      size_t k = unescape(p, o ? o + len : tmp);
+      if (k == 0) return (size_t)-1;
       len += k;
     } else if (c < 0x20) {
       fail(p, p->pos, "control character 0x%02x in string", c);
-      goto bad;
+      return (size_t)-1;
     } else {
       size_t k = utf8_seq(p->s + p->pos, end - p->pos);
-      if (k == 0) { fail(p, p->pos, "invalid UTF-8 in string"); goto bad; }
-      memcpy(buf + len, p->s + p->pos, k);
+      if (k == 0) { fail(p, p->pos, "invalid UTF-8 in string"); return (size_t)-1; }
+      if (o) memcpy(o + len, p->s + p->pos, k);
       len += k;
       p->pos += k;
     }
+  }
+  return len;
+}
+
+/* The raw extent of the string at p->pos (its opening quote): its body is
+ * s[*start..*end); p->pos is left at the opening quote. -1 when it is not closed. */
+static int string_extent(parser *p, size_t *start, size_t *end) {
+  size_t b = p->pos + 1, e = b;
+  while (e < p->n && p->s[e] != '"') e += p->s[e] == '\\' ? 2 : 1;
+  if (e >= p->n) { fail(p, p->pos, "unterminated string"); return -1; }
+  *start = b;
+  *end = e;
+  return 0;
+}
+
+/* Parses a string starting at the opening quote; *out gets a NUL-terminated copy. */
+static int parse_string(parser *p, char **out, size_t *out_len) {
+  size_t start, end;
+  if (string_extent(p, &start, &end) < 0) return -1;
+  /* The decoded string is never longer than the raw one. */
+  char *buf = malloc(end - start + 1);
+  if (!buf) { fail(p, start, "out of memory"); return -1; }
+  p->pos = start;
+  size_t len = string_body(p, end, buf);
+  if (len == (size_t)-1) {
+    free(buf);
+    return -1;
   }
   p->pos = end + 1;
   buf[len] = '\0';
   *out = buf;
   *out_len = len;
   return 0;
-bad:
-  free(buf);
-  return -1;
 }
 
 /* ---- numbers ---- */
@@ -216,8 +229,8 @@ static size_t digits(parser *p) {
   return k;
 }
 
-static int parse_number(parser *p, ss__json *out) {
-  size_t start = p->pos;
+/* Checks the number at p->pos against the JSON grammar and moves past it. */
+static int scan_number(parser *p) {
   if (p->s[p->pos] == '-') p->pos++;
   if (p->pos < p->n && p->s[p->pos] == '0') {
     p->pos++;
@@ -238,6 +251,12 @@ static int parse_number(parser *p, ss__json *out) {
     if (p->pos < p->n && (p->s[p->pos] == '+' || p->s[p->pos] == '-')) p->pos++;
     if (digits(p) == 0) { fail_unexpected(p, "digit in exponent"); return -1; }
   }
+  return 0;
+}
+
+static int parse_number(parser *p, ss__json *out) {
+  size_t start = p->pos;
+  if (scan_number(p) < 0) return -1;
   size_t len = p->pos - start;
   char *text = malloc(len + 1);
   if (!text) { fail(p, start, "out of memory"); return -1; }
@@ -449,3 +468,193 @@ int ss__json_int64(const ss__json *j, int64_t *out) {
   *out = neg ? (int64_t)(0 - v) : (int64_t)v;
   return 0;
 }
+
+/* ---- the pull reader ---- */
+
+void ss__jr_init(ss__jr *r, const char *s, size_t n, int max_depth, char *err, size_t errn) {
+  memset(r, 0, sizeof *r);
+  r->s = (const unsigned char *)s;
+  r->n = s ? n : 0;
+  r->max_depth = max_depth > 0 ? max_depth : SS_JSON_DEFAULT_DEPTH;
+  r->err = err;
+  r->errn = errn;
+  if (errn) err[0] = '\0';
+}
+
+int ss__jr_peek(ss__jr *r) {
+  if (r->failed) return -1;
+  skip_ws(r);
+  if (r->pos >= r->n) { fail_unexpected(r, "a value"); return -1; }
+  switch (r->s[r->pos]) {
+  case '{': return SS_JSON_OBJECT;
+  case '[': return SS_JSON_ARRAY;
+  case '"': return SS_JSON_STRING;
+  case 't':
+  case 'f': return SS_JSON_BOOL;
+  case 'n': return SS_JSON_NULL;
+  default:
+    if (r->s[r->pos] == '-' || (r->s[r->pos] >= '0' && r->s[r->pos] <= '9'))
+      return SS_JSON_NUMBER;
+    fail_unexpected(r, "a value");
+    return -1;
+  }
+}
+
+static int jr_open(ss__jr *r, char c) {
+  if (ss__jr_peek(r) < 0) return -1;
+  if (r->s[r->pos] != c) {
+    fail_unexpected(r, c == '{' ? "'{'" : "'['");
+    return -1;
+  }
+  if (++r->depth > r->max_depth) {
+    fail(r, r->pos, "nesting deeper than %d", r->max_depth);
+    return -1;
+  }
+  r->pos++;
+  r->first = 1;
+  return 0;
+}
+
+int ss__jr_object(ss__jr *r) { return jr_open(r, '{'); }
+int ss__jr_array(ss__jr *r) { return jr_open(r, '['); }
+
+/* Before the next item of a container: 1 (an item follows), 0 (closed), -1. */
+static int jr_more(ss__jr *r, char close) {
+  if (r->failed) return -1;
+  skip_ws(r);
+  if (r->pos < r->n && r->s[r->pos] == close) {
+    r->pos++;
+    r->depth--;
+    r->first = 0;
+    return 0;
+  }
+  if (!r->first) {
+    if (r->pos >= r->n || r->s[r->pos] != ',') {
+      fail_unexpected(r, close == '}' ? "',' or '}'" : "',' or ']'");
+      return -1;
+    }
+    r->pos++;
+    skip_ws(r);
+  }
+  r->first = 0;
+  return 1;
+}
+
+int ss__jr_next_key(ss__jr *r, const char **key, size_t *len) {
+  int rc = jr_more(r, '}');
+  if (rc <= 0) return rc;
+  if (r->pos >= r->n || r->s[r->pos] != '"') { fail_unexpected(r, "string key"); return -1; }
+  size_t start, end;
+  if (string_extent(r, &start, &end) < 0) return -1;
+  /* Keys are names: short ones are decoded into the reader, longer ones checked only
+   * (no schema has them, so they come back as given, escapes and all). */
+  r->pos = start;
+  if (end - start < sizeof r->key) {
+    size_t k = string_body(r, end, r->key);
+    if (k == (size_t)-1) return -1;
+    r->key[k] = '\0';
+    *key = r->key;
+    *len = k;
+  } else {
+    if (string_body(r, end, NULL) == (size_t)-1) return -1;
+    *key = (const char *)r->s + start;
+    *len = end - start;
+  }
+  r->pos = end + 1;
+  skip_ws(r);
+  if (r->pos >= r->n || r->s[r->pos] != ':') { fail_unexpected(r, "':'"); return -1; }
+  r->pos++;
+  return 1;
+}
+
+int ss__jr_next_item(ss__jr *r) { return jr_more(r, ']'); }
+
+int ss__jr_string(ss__jr *r, size_t *max_len) {
+  if (ss__jr_peek(r) != SS_JSON_STRING) {
+    if (!r->failed) fail_unexpected(r, "a string");
+    return -1;
+  }
+  size_t start, end;
+  if (string_extent(r, &start, &end) < 0) return -1;
+  size_t at = r->pos;
+  r->pos = start;
+  if (string_body(r, end, NULL) == (size_t)-1) return -1;
+  r->pos = at;
+  *max_len = end - start;
+  return 0;
+}
+
+size_t ss__jr_string_copy(ss__jr *r, char *out) {
+  size_t start, end;
+  string_extent(r, &start, &end);  /* checked by ss__jr_string */
+  r->pos = start;
+  size_t k = string_body(r, end, out);
+  r->pos = end + 1;
+  out[k] = '\0';
+  return k;
+}
+
+int ss__jr_number(ss__jr *r, const char **text, size_t *len) {
+  if (ss__jr_peek(r) != SS_JSON_NUMBER) {
+    if (!r->failed) fail_unexpected(r, "a number");
+    return -1;
+  }
+  size_t start = r->pos;
+  if (scan_number(r) < 0) return -1;
+  *text = (const char *)r->s + start;
+  *len = r->pos - start;
+  return 0;
+}
+
+int ss__jr_literal(ss__jr *r) {
+  ss__json tmp;
+  int t = ss__jr_peek(r);
+  if (t != SS_JSON_BOOL && t != SS_JSON_NULL) {
+    if (!r->failed) fail_unexpected(r, "true, false or null");
+    return -1;
+  }
+  char c = (char)r->s[r->pos];
+  if (literal(r, c == 't' ? "true" : c == 'f' ? "false" : "null", &tmp, t, c == 't') < 0)
+    return -1;
+  return c == 't';
+}
+
+int ss__jr_skip(ss__jr *r) {
+  const char *k;
+  size_t n;
+  int rc;
+  switch (ss__jr_peek(r)) {
+  case SS_JSON_OBJECT:
+    if (ss__jr_object(r) < 0) return -1;
+    while ((rc = ss__jr_next_key(r, &k, &n)) == 1)
+      if (ss__jr_skip(r) < 0) return -1;
+    return rc;
+  case SS_JSON_ARRAY:
+    if (ss__jr_array(r) < 0) return -1;
+    while ((rc = ss__jr_next_item(r)) == 1)
+      if (ss__jr_skip(r) < 0) return -1;
+    return rc;
+  case SS_JSON_STRING:
+    if (ss__jr_string(r, &n) < 0) return -1;
+    size_t start, end;
+    string_extent(r, &start, &end);
+    r->pos = end + 1;
+    return 0;
+  case SS_JSON_NUMBER: return ss__jr_number(r, &k, &n);
+  case SS_JSON_BOOL:
+  case SS_JSON_NULL: return ss__jr_literal(r) < 0 ? -1 : 0;
+  default: return -1;
+  }
+}
+
+int ss__jr_end(ss__jr *r) {
+  if (r->failed) return -1;
+  skip_ws(r);
+  if (r->pos < r->n) {
+    fail(r, r->pos, "trailing characters after the value");
+    return -1;
+  }
+  return 0;
+}
+
+void ss__jr_fail(ss__jr *r, const char *what) { fail(r, r->pos, "%s", what); }

@@ -74,4 +74,51 @@ int ss__json_is(const ss__json *j, int type);
 int ss__json_int64(const ss__json *j, int64_t *out);
 int ss__json_uint64(const ss__json *j, uint64_t *out);
 
+/* ---- a pull reader: the same grammar and limits, one value at a time, no tree ----
+ *
+ * For decoders that map a document straight onto their own structures (spanshimd's
+ * OTLP JSON receiver): nothing is allocated, so memory is what the caller makes of it.
+ * The caller walks the document as it is nested: ss__jr_object then ss__jr_next_key until
+ * it returns 0, ss__jr_array then ss__jr_next_item likewise, and for each value one of the
+ * value calls (or ss__jr_skip). Every call returns -1 once anything failed, and the first
+ * error's message "<what> at byte <offset>" stays in err. Not thread-safe per reader. */
+typedef struct ss__jr {
+  const unsigned char *s;  /* private, all of it */
+  size_t n, pos;
+  int depth, max_depth;
+  char *err;
+  size_t errn;
+  int failed;
+  int first;               /* no item read yet in the innermost open container */
+  char key[64];            /* the last short key, decoded */
+} ss__jr;
+
+/* Reads s[0..n); max_depth bounds the nesting of arrays and objects (<= 0: default). */
+void ss__jr_init(ss__jr *r, const char *s, size_t n, int max_depth, char *err, size_t errn);
+/* The type of the next value (SS_JSON_*; BOOL for true and false), or -1. */
+int ss__jr_peek(ss__jr *r);
+/* Enters the object (array) that comes next; 0 or -1 (not one, or too deep). */
+int ss__jr_object(ss__jr *r);
+int ss__jr_array(ss__jr *r);
+/* 1: a member follows, its name in *key[0..*len) (valid until the next call; names of
+ * 64 bytes or more are given raw, undecoded); 0: the object ended; -1. */
+int ss__jr_next_key(ss__jr *r, const char **key, size_t *len);
+/* 1: an element follows; 0: the array ended; -1. */
+int ss__jr_next_item(ss__jr *r);
+/* A string comes next: checks it and gives the room its decoded form needs (*max_len
+ * bytes, plus a NUL); then ss__jr_string_copy decodes it into out and moves past it,
+ * returning its length. 0 or -1. */
+int ss__jr_string(ss__jr *r, size_t *max_len);
+size_t ss__jr_string_copy(ss__jr *r, char *out);
+/* A number comes next: its literal as written, text[0..len) (inside the input). 0, -1. */
+int ss__jr_number(ss__jr *r, const char **text, size_t *len);
+/* true (1), false (0), null (0) comes next; -1 for anything else. */
+int ss__jr_literal(ss__jr *r);
+/* Moves past the next value, whatever it is (checked all the same); 0 or -1. */
+int ss__jr_skip(ss__jr *r);
+/* 0 when nothing but whitespace is left, else -1. */
+int ss__jr_end(ss__jr *r);
+/* Fails the reader here with `what` (a schema error the caller found); later calls -1. */
+void ss__jr_fail(ss__jr *r, const char *what);
+
 #endif

@@ -5,7 +5,8 @@
  * libpg_query, tail sampling, OTLP JSON encoding of what passes).
  *
  * The first input byte picks the target (HTTP head, traces, logs, chunked body, gzip,
- * deflate); for HTTP and chunked the second is the size of the pieces. Built and run by
+ * deflate, OTLP JSON traces, OTLP JSON logs); for HTTP and chunked the second is the size
+ * of the pieces. Built and run by
  * `make fuzz` (clang); `make check` runs it briefly. */
 #include <stddef.h>
 #include <stdint.h>
@@ -112,15 +113,42 @@ static void fuzz_logs(const uint8_t *d, size_t n) {
   ss__buf_free(&b);
 }
 
+/* OTLP JSON bodies (otlp_json_in.c through decode.c's bounded arena), then what the
+ * pipeline does with a decoded request: JSON lines out again, which must end a line. */
+static void fuzz_json(int logs, const uint8_t *d, size_t n) {
+  int too_big;
+  char err[256];
+  ss__buf b = SS_BUF_INIT;
+  if (logs) {
+    ss__logs_req *q = ss__decode_logs_json(d, n, &too_big, err, sizeof err);
+    if (q == NULL) {
+      if (err[0] == '\0') __builtin_trap();  /* a failure always says why */
+      return;
+    }
+    ss__json_logs(q, &b);
+  } else {
+    ss__traces_req *q = ss__decode_traces_json(d, n, &too_big, err, sizeof err);
+    if (q == NULL) {
+      if (err[0] == '\0') __builtin_trap();
+      return;
+    }
+    ss__json_traces(q, &b);
+  }
+  if (!b.oom && (b.len == 0 || b.data[b.len - 1] != '\n')) __builtin_trap();
+  ss__buf_free(&b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
-  switch (data[0] % 6) {
+  switch (data[0] % 8) {
   case 0: fuzz_http(data + 1, size - 1); break;
   case 1: fuzz_traces(data + 1, size - 1); break;
   case 2: fuzz_logs(data + 1, size - 1); break;
   case 3: fuzz_chunked(data + 1, size - 1); break;
   case 4: fuzz_inflate(SS_CE_GZIP, data + 1, size - 1); break;
-  default: fuzz_inflate(SS_CE_DEFLATE, data + 1, size - 1); break;
+  case 5: fuzz_inflate(SS_CE_DEFLATE, data + 1, size - 1); break;
+  case 6: fuzz_json(0, data + 1, size - 1); break;
+  default: fuzz_json(1, data + 1, size - 1); break;
   }
   return 0;
 }

@@ -5,7 +5,8 @@
  * same descriptors rejects anything nested deeper than MAX_DEPTH first. Decoding then
  * allocates from a bump arena with a budget proportional to the body, so a small body
  * cannot expand into gigabytes of structs, and a whole request is freed by resetting the
- * arena: no per-field free, and after warm-up no malloc at all. */
+ * arena: no per-field free, and after warm-up no malloc at all. OTLP JSON bodies are
+ * decoded (otlp_json_in.c) into the same arena under the same budget. */
 #include "tools/common/arena.h"
 #include "tools/spanshimd/spanshimd.h"
 
@@ -106,4 +107,27 @@ ss__traces_req *ss__decode_traces(const uint8_t *p, size_t len, int *too_big) {
 ss__logs_req *ss__decode_logs(const uint8_t *p, size_t len, int *too_big) {
   return decode(&opentelemetry__proto__collector__logs__v1__export_logs_service_request__descriptor,
                 p, len, too_big);
+}
+
+/* ---- OTLP JSON (otlp_json_in.c), into the same arena under the same budget ---- */
+
+static void *decode_json(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len,
+                         int *too_big, char *err, size_t errn) {
+  ss__arena_reset(&arena, BUDGET(len));
+  ss__decode_count++;
+  void *m = ss__otlp_json_decode(d, p, len, &arena, err, errn);
+  *too_big = m == NULL && arena.over;
+  return m;
+}
+
+ss__traces_req *ss__decode_traces_json(const uint8_t *p, size_t len, int *too_big, char *err,
+                                       size_t errn) {
+  return decode_json(&opentelemetry__proto__collector__trace__v1__export_trace_service_request__descriptor,
+                     p, len, too_big, err, errn);
+}
+
+ss__logs_req *ss__decode_logs_json(const uint8_t *p, size_t len, int *too_big, char *err,
+                                   size_t errn) {
+  return decode_json(&opentelemetry__proto__collector__logs__v1__export_logs_service_request__descriptor,
+                     p, len, too_big, err, errn);
 }

@@ -343,8 +343,9 @@ static const char *env_get(const char *k) { return getenv(k); }
  * -1 on failure (printed). */
 static int daemonize(const char *log_file, const char *pid_file) {
   int logfd = -1;
-  if (log_file && (logfd = open(log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0) {
-    fprintf(stderr, "spanshimd: cannot open %s: %s\n", log_file, strerror(errno));
+  char why[512];
+  if (log_file && (logfd = ss__open_output(log_file, 0, why, sizeof why)) < 0) {
+    fprintf(stderr, "spanshimd: cannot open %s: %s\n", log_file, why);
     return -1;
   }
   fflush(NULL);
@@ -365,10 +366,12 @@ static int daemonize(const char *log_file, const char *pid_file) {
   }
   if (logfd > 2) close(logfd);
   if (pid_file) {
-    FILE *f = fopen(pid_file, "w");
-    if (f) {
-      fprintf(f, "%d\n", (int)getpid());
-      fclose(f);
+    int fd = ss__open_output(pid_file, 1, why, sizeof why);
+    if (fd >= 0) {
+      dprintf(fd, "%d\n", (int)getpid());
+      close(fd);
+    } else {
+      fprintf(stderr, "spanshimd: cannot write %s: %s\n", pid_file, why);
     }
   }
   return 0;

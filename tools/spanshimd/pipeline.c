@@ -1,8 +1,10 @@
 /* pipeline.c - what spanshimd does with one OTLP export request, once it is framed:
  *
- *   decode    protobuf → messages, once, into the decoder's arena (decode.c); this is
- *             also where a request is validated: well-formed wire data, nesting depth,
- *             and the memory it may decode to
+ *   decode    protobuf or OTLP JSON → messages, once, into the decoder's arena (decode.c,
+ *             otlp_json_in.c); this is also where a request is validated: well-formed
+ *             wire data, nesting depth, and the memory it may decode to
+ *   validate  spans (log records) with malformed ids are taken out one by one and
+ *             reported in partial_success; the rest of the request goes on
  *   enrich    SQL summaries of PostgreSQL spans (sqlsum.c), FILE:LINE for stack frames
  *             (dwarf.c); span metrics count every span here, before sampling
  *   sample    tail sampling (sampler.c) hands back the spans to send on, decoded
@@ -13,8 +15,13 @@
  * request packed once for all sinks. Receiver thread only; the HTTP loop (receiver.c)
  * hands bodies in and answers with the status returned. */
 #include <errno.h>
+#include <stdio.h>
+#include <string.h>
 
+#include "tools/common/otlp_json.h"
 #include "tools/spanshimd/spanshimd.h"
+
+ss__rejected ss__pipeline_rejected;
 
 static ss__sink sinks[SS_MAX_SINKS];
 static size_t n_sinks;
@@ -111,20 +118,126 @@ static int to_sinks(int logs, const void *q, const uint8_t *body, size_t len, ui
   return 200;
 }
 
-int ss__pipeline_traces(const uint8_t *body, size_t len, uint64_t now_ms) {
+/* ---- validation (OTLP: a span's ids are 16 and 8 bytes, not all zero) ---- */
+
+static int all_zero(const ProtobufCBinaryData *b) {
+  for (size_t i = 0; i < b->len; i++)
+    if (b->data[i]) return 0;
+  return 1;
+}
+
+/* Why span s is refused, or NULL when its ids are well-formed. */
+static const char *bad_span(const Opentelemetry__Proto__Trace__V1__Span *s) {
+  if (s->trace_id.len != 16 || all_zero(&s->trace_id))
+    return "trace_id is not 16 bytes or is all zero";
+  if (s->span_id.len != 8 || all_zero(&s->span_id))
+    return "span_id is not 8 bytes or is all zero";
+  if (s->parent_span_id.len != 0 && s->parent_span_id.len != 8)
+    return "parent_span_id is neither empty nor 8 bytes";
+  return NULL;
+}
+
+/* A log record's ids are optional; present, they must have the right length. */
+static const char *bad_log(const Opentelemetry__Proto__Logs__V1__LogRecord *r) {
+  if (r->trace_id.len != 0 && r->trace_id.len != 16)
+    return "trace_id is neither empty nor 16 bytes";
+  if (r->span_id.len != 0 && r->span_id.len != 8)
+    return "span_id is neither empty nor 8 bytes";
+  return NULL;
+}
+
+static const char *first_why;  /* the first rejection's reason in this request */
+
+static void note_rejected(const char *why) {
+  if (ss__pipeline_rejected.n++ == 0) first_why = why;
+}
+
+/* Removes malformed spans from q in place (the arrays are the decoder's); returns how
+ * many went. */
+static size_t validate_traces(ss__traces_req *q) {
+  size_t gone = 0;
+  for (size_t i = 0; i < q->n_resource_spans; i++) {
+    Opentelemetry__Proto__Trace__V1__ResourceSpans *rs = q->resource_spans[i];
+    for (size_t j = 0; j < rs->n_scope_spans; j++) {
+      Opentelemetry__Proto__Trace__V1__ScopeSpans *ss = rs->scope_spans[j];
+      size_t k = 0;
+      for (size_t m = 0; m < ss->n_spans; m++) {
+        const char *why = bad_span(ss->spans[m]);
+        if (why) note_rejected(why);
+        else ss->spans[k++] = ss->spans[m];
+      }
+      gone += ss->n_spans - k;
+      ss->n_spans = k;
+    }
+  }
+  return gone;
+}
+
+static size_t validate_logs(ss__logs_req *q) {
+  size_t gone = 0;
+  for (size_t i = 0; i < q->n_resource_logs; i++) {
+    Opentelemetry__Proto__Logs__V1__ResourceLogs *rl = q->resource_logs[i];
+    for (size_t j = 0; j < rl->n_scope_logs; j++) {
+      Opentelemetry__Proto__Logs__V1__ScopeLogs *sl = rl->scope_logs[j];
+      size_t k = 0;
+      for (size_t m = 0; m < sl->n_log_records; m++) {
+        const char *why = bad_log(sl->log_records[m]);
+        if (why) note_rejected(why);
+        else sl->log_records[k++] = sl->log_records[m];
+      }
+      gone += sl->n_log_records - k;
+      sl->n_log_records = k;
+    }
+  }
+  return gone;
+}
+
+/* partial_success.error_message: "3 spans rejected: <the first one's reason>". */
+static void finish_message(const char *what) {
+  ss__rejected *r = &ss__pipeline_rejected;
+  if (r->n == 0) return;
+  snprintf(r->msg, sizeof r->msg, "%llu %s%s rejected: %s%s", (unsigned long long)r->n, what,
+           r->n == 1 ? "" : "s", first_why, r->n == 1 ? "" : " (the first; others may differ)");
+}
+
+ss__traces_req *ss__pipeline_traces_decode(int fmt, const uint8_t *body, size_t len,
+                                           int *status) {
   int too_big;
+  ss__traces_req *q;
+  memset(&ss__pipeline_rejected, 0, sizeof ss__pipeline_rejected);
   ss__stats_g.traces_requests++;
-  ss__traces_req *q = ss__decode_traces(body, len, &too_big);
-  if (q == NULL) return too_big ? 413 : 400;
+  if (fmt == SS_FMT_JSON)
+    q = ss__decode_traces_json(body, len, &too_big, ss__pipeline_rejected.msg,
+                               sizeof ss__pipeline_rejected.msg);
+  else
+    q = ss__decode_traces(body, len, &too_big);
+  *status = q ? 200 : too_big ? 413 : 400;
+  if (q == NULL) return NULL;
   ss__stats_g.spans_received += count_spans(q);
-  return ss__pipeline_traces_finish(q, body, len, now_ms);
+  ss__stats_g.spans_rejected += validate_traces(q);
+  finish_message("span");
+  return q;
+}
+
+int ss__pipeline_traces_fmt(int fmt, const uint8_t *body, size_t len, uint64_t now_ms) {
+  int st;
+  ss__traces_req *q = ss__pipeline_traces_decode(fmt, body, len, &st);
+  if (q == NULL) return st;
+  return ss__pipeline_traces_finish(q, fmt == SS_FMT_PROTO ? body : NULL, len, now_ms);
+}
+
+int ss__pipeline_traces(const uint8_t *body, size_t len, uint64_t now_ms) {
+  return ss__pipeline_traces_fmt(SS_FMT_PROTO, body, len, now_ms);
 }
 
 int ss__pipeline_traces_finish(ss__traces_req *q, const uint8_t *body, size_t len,
                                uint64_t now_ms) {
   size_t n = count_spans(q);
+  int rejected = ss__pipeline_rejected.n > 0;
+  if (rejected && n == 0) return 200;  /* nothing valid: nothing to write or forward */
   int changed = ss__sqlsum_enrich(q);
   changed |= ss__dwarf_annotate_traces(q) > 0;
+  changed |= rejected || body == NULL;
   ss__metrics_record(q);  /* every span, before sampling: true rates */
   const ss__traces_req *out = q;
   if (ss__sampler_enabled()) {
@@ -138,18 +251,34 @@ int ss__pipeline_traces_finish(ss__traces_req *q, const uint8_t *body, size_t le
   return to_sinks(0, out, body, len, n);
 }
 
-ss__logs_req *ss__pipeline_logs_decode(const uint8_t *body, size_t len, int *status) {
+ss__logs_req *ss__pipeline_logs_decode_fmt(int fmt, const uint8_t *body, size_t len,
+                                           int *status) {
   int too_big;
+  ss__logs_req *q;
+  memset(&ss__pipeline_rejected, 0, sizeof ss__pipeline_rejected);
   ss__stats_g.logs_requests++;
-  ss__logs_req *q = ss__decode_logs(body, len, &too_big);
+  if (fmt == SS_FMT_JSON)
+    q = ss__decode_logs_json(body, len, &too_big, ss__pipeline_rejected.msg,
+                             sizeof ss__pipeline_rejected.msg);
+  else
+    q = ss__decode_logs(body, len, &too_big);
   *status = q ? 200 : too_big ? 413 : 400;
-  if (q) ss__stats_g.logs_received += count_logs(q);
+  if (q == NULL) return NULL;
+  ss__stats_g.logs_received += count_logs(q);
+  ss__stats_g.logs_rejected += validate_logs(q);
+  finish_message("log record");
   return q;
+}
+
+ss__logs_req *ss__pipeline_logs_decode(const uint8_t *body, size_t len, int *status) {
+  return ss__pipeline_logs_decode_fmt(SS_FMT_PROTO, body, len, status);
 }
 
 int ss__pipeline_logs_finish(ss__logs_req *q, const uint8_t *body, size_t len) {
   size_t n = count_logs(q);
-  int changed = ss__dwarf_annotate_logs(q) > 0;
+  int rejected = ss__pipeline_rejected.n > 0;
+  if (rejected && n == 0) return 200;
+  int changed = ss__dwarf_annotate_logs(q) > 0 || rejected || body == NULL;
   if (wire(&q->base, !changed, &body, &len) != 0) return 503;
   return to_sinks(1, q, body, len, n);
 }
@@ -158,6 +287,47 @@ int ss__pipeline_logs(const uint8_t *body, size_t len) {
   int st;
   ss__logs_req *q = ss__pipeline_logs_decode(body, len, &st);
   return q ? ss__pipeline_logs_finish(q, body, len) : st;
+}
+
+void ss__export_response(ss__buf *b, int logs, int fmt) {
+  const ss__rejected *r = &ss__pipeline_rejected;
+  if (fmt == SS_FMT_JSON) {
+    if (r->n == 0) {
+      SS_BUF_LIT(b, "{}");
+      return;
+    }
+    SS_BUF_LIT(b, "{\"partialSuccess\":{");
+    if (logs) SS_BUF_LIT(b, "\"rejectedLogRecords\":\"");
+    else SS_BUF_LIT(b, "\"rejectedSpans\":\"");
+    ss__jw_u64(b, r->n);
+    SS_BUF_LIT(b, "\",\"errorMessage\":");
+    ss__jw_str(b, r->msg, strlen(r->msg));
+    SS_BUF_LIT(b, "}}");
+    return;
+  }
+  if (r->n == 0) return;  /* an empty message: full success */
+  Opentelemetry__Proto__Collector__Trace__V1__ExportTracePartialSuccess tp =
+      OPENTELEMETRY__PROTO__COLLECTOR__TRACE__V1__EXPORT_TRACE_PARTIAL_SUCCESS__INIT;
+  Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceResponse tr =
+      OPENTELEMETRY__PROTO__COLLECTOR__TRACE__V1__EXPORT_TRACE_SERVICE_RESPONSE__INIT;
+  Opentelemetry__Proto__Collector__Logs__V1__ExportLogsPartialSuccess lp =
+      OPENTELEMETRY__PROTO__COLLECTOR__LOGS__V1__EXPORT_LOGS_PARTIAL_SUCCESS__INIT;
+  Opentelemetry__Proto__Collector__Logs__V1__ExportLogsServiceResponse lr =
+      OPENTELEMETRY__PROTO__COLLECTOR__LOGS__V1__EXPORT_LOGS_SERVICE_RESPONSE__INIT;
+  ProtobufCMessage *m;
+  if (logs) {
+    lp.rejected_log_records = (int64_t)r->n;
+    lp.error_message = (char *)r->msg;
+    lr.partial_success = &lp;
+    m = &lr.base;
+  } else {
+    tp.rejected_spans = (int64_t)r->n;
+    tp.error_message = (char *)r->msg;
+    tr.partial_success = &tp;
+    m = &tr.base;
+  }
+  char *d = ss__buf_room(b, protobuf_c_message_get_packed_size(m));
+  if (d) b->len += protobuf_c_message_pack(m, (uint8_t *)d);
 }
 
 void ss__pipeline_free(void) {

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "runtime/clock.h"
+#include "tools/common/otlp_json.h"
 #include "tools/spanshimd/spanshimd.h"
 
 #define READ_MIN 16384            /* free space wanted before a read */
@@ -53,6 +54,7 @@ typedef struct conn {
   int route, status, reason_bad_http, is_head, keep_alive, expect_continue;
   int continue_due;               /* a 100 Continue is owed if the body is not all here */
   int chunked, encoding;          /* framing and SS_CE_* Content-Encoding */
+  int fmt;                        /* SS_FMT_*: the body's Content-Type, also the answer's */
   const char *msg;                /* message for a non-zero status; NULL: its usual one */
   ss__chunked ch;                 /* the chunked body's decoder state */
   size_t wire_max;                /* bound on the body as framed (before inflating) */
@@ -197,7 +199,13 @@ static void respond_error(conn *c, int status, const char *msg, int bad_protobuf
   if (status == 503) extra = "Retry-After: 5\r\n";
   if (status == 415 && c->encoding == SS_CE_UNSUPPORTED) extra = "Accept-Encoding: gzip, deflate\r\n";
   ss__buf_reset(&scratch);
-  if (c->route == R_TRACES || c->route == R_LOGS) {
+  if ((c->route == R_TRACES || c->route == R_LOGS) && c->fmt == SS_FMT_JSON) {
+    int code = status == 503 ? 14 : status == 413 ? 8 : status == 404 ? 5 : 3;
+    ss__buf_printf(&scratch, "{\"code\":%d,\"message\":", code);
+    ss__jw_str(&scratch, msg, strlen(msg));
+    ss__buf_putc(&scratch, '}');
+    respond(c, status, "application/json", scratch.data, scratch.len, extra);
+  } else if (c->route == R_TRACES || c->route == R_LOGS) {
     int code = status == 503 ? 14 : status == 413 ? 8 : status == 404 ? 5 : 3;
     rpc_status(&scratch, code, msg);
     respond(c, status, "application/x-protobuf", scratch.data, scratch.len, extra);
@@ -214,7 +222,7 @@ static const char *status_message(int status) {
   case 405: return "method not allowed";
   case 411: return "Content-Length or Transfer-Encoding: chunked required";
   case 413: return "request body too large";
-  case 415: return "unsupported content type: use application/x-protobuf";
+  case 415: return "unsupported content type: use application/x-protobuf or application/json";
   case 431: return "request head too large";
   case 501: return "transfer coding not implemented: use chunked alone";
   default: return reason_phrase(status);
@@ -249,6 +257,8 @@ static int frame_request(conn *c, const ss__http_req *r) {
   c->raw_len = 0;
   c->chunked = r->chunked;
   c->encoding = r->content_encoding;
+  c->fmt = r->ctype && ss__http_ieq(r->ctype, r->ctype_len, "application/json") ? SS_FMT_JSON
+                                                                              : SS_FMT_PROTO;
   memset(&c->ch, 0, sizeof c->ch);
   c->msg = NULL;
   c->status = 0;
@@ -264,7 +274,8 @@ static int frame_request(conn *c, const ss__http_req *r) {
     c->status = 405;
   else if (otlp && !r->chunked && r->content_length < 0) c->status = 411;
   else if (otlp && r->content_length > (int64_t)c->wire_max) c->status = 413;
-  else if (otlp && !(r->ctype && ss__http_ieq(r->ctype, r->ctype_len, "application/x-protobuf")))
+  else if (otlp && c->fmt != SS_FMT_JSON &&
+           !(r->ctype && ss__http_ieq(r->ctype, r->ctype_len, "application/x-protobuf")))
     c->status = 415;
   else if (otlp && c->encoding == SS_CE_UNSUPPORTED) {
     c->status = 415;
@@ -313,29 +324,41 @@ static void serve(conn *c, const uint8_t *body, size_t len) {
     respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", scratch.data, scratch.len, NULL);
     return;
   }
-  int st;
-  if (c->route == R_LOGS) { /* answered first: symbolization comes after (see spanshimd.h) */
-    ss__logs_req *q = ss__pipeline_logs_decode(body, len, &st);
+  int st, logs = c->route == R_LOGS;
+  const char *ctype = c->fmt == SS_FMT_JSON ? "application/json" : "application/x-protobuf";
+  const uint8_t *proto = c->fmt == SS_FMT_PROTO ? body : NULL;  /* bytes sinks may reuse */
+  if (logs) { /* answered first: symbolization comes after (see spanshimd.h) */
+    ss__logs_req *q = ss__pipeline_logs_decode_fmt(c->fmt, body, len, &st);
     if (q) {
-      respond(c, 200, "application/x-protobuf", "", 0, NULL);
+      ss__buf_reset(&scratch);
+      ss__export_response(&scratch, 1, c->fmt);
+      respond(c, 200, ctype, scratch.data, scratch.len, NULL);
       send_now(c);
-      ss__pipeline_logs_finish(q, body, len);
+      ss__pipeline_logs_finish(q, proto, len);
       return;
     }
   } else {
     /* Traces are answered after their pipeline: the answer carries a sink's failure, and
      * a sender waiting for it sends nothing else meanwhile, so a big batch after it is
      * not stalled behind our symbolizing (we read nothing while we work). */
-    st = ss__pipeline_traces(body, len, ss__mono_ms());
+    ss__traces_req *q = ss__pipeline_traces_decode(c->fmt, body, len, &st);
+    if (q) st = ss__pipeline_traces_finish(q, proto, len, ss__mono_ms());
   }
-  if (st == 200)  /* an empty Export*ServiceResponse: full success */
-    respond(c, 200, "application/x-protobuf", "", 0, NULL);
-  else if (st == 400)
+  if (st == 200) {  /* full success, or partial_success for spans with malformed ids */
+    ss__buf_reset(&scratch);
+    ss__export_response(&scratch, logs, c->fmt);
+    respond(c, 200, ctype, scratch.data, scratch.len, NULL);
+  } else if (st == 400 && c->fmt == SS_FMT_JSON) {
+    char m[300];
+    snprintf(m, sizeof m, "body is not a valid OTLP JSON request: %s", ss__pipeline_rejected.msg);
+    respond_error(c, 400, m, 1);
+  } else if (st == 400) {
     respond_error(c, 400, "body is not a valid OTLP protobuf request", 1);
-  else if (st == 413)
+  } else if (st == 413) {
     respond_error(c, 413, "request decodes to more memory than allowed", 0);
-  else
+  } else {
     respond_error(c, 503, "cannot write the output file", 0);
+  }
 }
 
 /* Makes the input buffer able to hold `need` bytes from in_off; 0 or -1. */

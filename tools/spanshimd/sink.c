@@ -24,13 +24,81 @@ static ss__buf line = SS_BUF_INIT;
 
 #define LINE_KEEP (8u << 20)
 
+/* Whether other users can put files into the directory st describes: it is not ours or
+ * root's, or it is group- or world-writable (/tmp, /var/tmp, a shared project folder). */
+static int dir_shared(const struct stat *st) {
+  uid_t me = geteuid();
+  if (st->st_uid != me && st->st_uid != 0) return 1;
+  return (st->st_mode & (S_IWGRP | S_IWOTH)) != 0;
+}
+
+int ss__open_output(const char *path, int truncate, char *why, size_t whyn) {
+  const char *slash = strrchr(path, '/');
+  const char *base = slash ? slash + 1 : path;
+  char dir[4096];
+  int flags = O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY;
+  snprintf(why, whyn, "%s", "");
+  if (slash == path) snprintf(dir, sizeof dir, "/");
+  else if (slash) snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+  else snprintf(dir, sizeof dir, ".");
+  if (*base == '\0' || strlen(path) >= sizeof dir) {
+    snprintf(why, whyn, "not a file name");
+    return -EINVAL;
+  }
+  /* The directory is opened once and the file looked up in it, so what was checked is
+   * what the file is created in. */
+  int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  struct stat ds, fs;
+  if (dfd < 0 || fstat(dfd, &ds) != 0) {
+    int e = errno;
+    snprintf(why, whyn, "directory %s: %s", dir, strerror(e));
+    if (dfd >= 0) close(dfd);
+    return -e;
+  }
+  int shared = dir_shared(&ds), fd = -1;
+  for (int tries = 0; fd < 0 && tries < 4; tries++) {
+    fd = openat(dfd, base, flags);
+    if (fd < 0 && errno == ENOENT)  /* a new file is ours alone: O_EXCL, never a planted one */
+      fd = openat(dfd, base, flags | O_CREAT | O_EXCL, 0600);
+    if (fd < 0 && errno != EEXIST && errno != ENOENT) break;
+  }
+  int e = errno;
+  close(dfd);
+  if (fd < 0) {
+    if (e == ELOOP) snprintf(why, whyn, "it is a symbolic link (refused: it could point anywhere)");
+    else snprintf(why, whyn, "%s", strerror(e));
+    return -e;
+  }
+  if (fstat(fd, &fs) != 0) {
+    e = errno;
+    close(fd);
+    snprintf(why, whyn, "%s", strerror(e));
+    return -e;
+  }
+  if (shared && (!S_ISREG(fs.st_mode) || fs.st_uid != geteuid() || fs.st_nlink != 1)) {
+    close(fd);
+    snprintf(why, whyn,
+             "it exists in %s, a directory other users can write to, and is not a regular "
+             "file of ours (uid %u) with one link; remove it or choose another path",
+             dir, (unsigned)geteuid());
+    return -EPERM;
+  }
+  if (truncate && S_ISREG(fs.st_mode) && ftruncate(fd, 0) != 0) {
+    e = errno;
+    close(fd);
+    snprintf(why, whyn, "cannot truncate: %s", strerror(e));
+    return -e;
+  }
+  return fd;
+}
+
 int ss__sink_open(const char *path, int truncate) {
-  int flags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (truncate ? O_TRUNC : 0);
+  char why[512];
   /* 0600: spans carry SQL text, URLs and host details of the user's programs. */
-  out_fd = open(path, flags, 0600);
+  out_fd = ss__open_output(path, truncate, why, sizeof why);
   out_path = path;
   if (out_fd < 0) {
-    fprintf(stderr, "spanshimd: cannot open %s: %s\n", path, strerror(errno));
+    fprintf(stderr, "spanshimd: cannot open %s: %s\n", path, why);
     return -1;
   }
   struct stat st;
@@ -40,10 +108,11 @@ int ss__sink_open(const char *path, int truncate) {
 
 int ss__sink_reopen(void) {
   if (out_fd < 0 || out_path == NULL) return 0;
-  int fd = open(out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  char why[512];
+  int fd = ss__open_output(out_path, 0, why, sizeof why);
   if (fd < 0) {  /* keep writing the old file rather than losing spans */
     fprintf(stderr, "spanshimd: SIGHUP: cannot reopen %s: %s; still writing the old file\n",
-            out_path, strerror(errno));
+            out_path, why);
     return -1;
   }
   close(out_fd);
@@ -115,7 +184,7 @@ int ss__sink_logs(const ss__logs_req *req) {
 
 #define COUNTERS(X)                                                                     \
   X(requests) X(traces_requests) X(logs_requests) X(stats_requests) X(spans_received)   \
-  X(logs_received) X(lines_written) X(bytes_written) X(write_errors) X(connections)      \
+  X(logs_received) X(spans_rejected) X(logs_rejected) X(lines_written) X(bytes_written) X(write_errors) X(connections)      \
   X(connections_open) X(connections_refused) X(peers_refused) X(sql_spans) X(sql_unparsed) \
   X(sql_rescrubbed) X(reopens)
 #define REJECTED(X)                                                                     \

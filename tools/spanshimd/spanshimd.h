@@ -12,6 +12,7 @@
  *   receiver.c  the event loop: connections, framing, routing, responses
  *   pipeline.c  one request's way: decode → validate → enrich → sample → sinks
  *   decode.c    protobuf decoding with a bounded arena and a nesting-depth pre-check
+ *   otlp_json_in.c  OTLP JSON bodies into the same messages, driven by the descriptors
  *   sink.c      JSON lines to the output file, and the /stats document
  *   upstream.c  OTLP/HTTP forwarding on a worker thread behind a bounded queue (the one
  *               module with a thread of its own; its header block says what is shared)
@@ -59,6 +60,7 @@ typedef struct ss__stats {
   uint64_t requests;              /* complete request heads parsed (any outcome) */
   uint64_t traces_requests, logs_requests, stats_requests;
   uint64_t spans_received, logs_received;
+  uint64_t spans_rejected, logs_rejected;  /* malformed ids: partial_success */
   uint64_t rej_bad_http;          /* 400 malformed HTTP (connection closed) */
   uint64_t rej_header_too_large;  /* 431 */
   uint64_t rej_not_found;         /* 404 */
@@ -206,6 +208,19 @@ int ss__http_ieq(const char *s, size_t n, const char *lit);
  * than the budget for a body of this size. */
 ss__traces_req *ss__decode_traces(const uint8_t *p, size_t len, int *too_big);
 ss__logs_req *ss__decode_logs(const uint8_t *p, size_t len, int *too_big);
+/* The same from OTLP JSON (otlp_json_in.c), with the same memory budget; on failure
+ * err[0..errn) says why and where. */
+ss__traces_req *ss__decode_traces_json(const uint8_t *p, size_t len, int *too_big,
+                                       char *err, size_t errn);
+ss__logs_req *ss__decode_logs_json(const uint8_t *p, size_t len, int *too_big, char *err,
+                                   size_t errn);
+/* ---- otlp_json_in.c ---- */
+/* Decodes an OTLP JSON document of message type md from p[0..len) into messages
+ * allocated from a (under its budget). Returns the message, or NULL with why and where
+ * in err[0..errn) (arena `over` set when it was the budget). Unknown members are
+ * skipped; ids that are not hex come back one byte long (see the file's header). */
+void *ss__otlp_json_decode(const ProtobufCMessageDescriptor *md, const uint8_t *p, size_t len,
+                           ss__arena *a, char *err, size_t errn);
 /* Frees the decoder's memory (at exit; in between it is reused). */
 void ss__decode_release(void);
 /* Bodies handed to protobuf-c for decoding since start (each request's once). */
@@ -215,6 +230,13 @@ extern uint64_t ss__decode_count;
 void ss__pb_allocator(ProtobufCAllocator *pa, ss__arena *a);
 
 /* ---- sink.c ---- */
+/* Opens a file spanshimd writes (outputs, --log-file, --pid-file) for appending, mode
+ * 0600 when created, never through a symbolic link at its last component (O_NOFOLLOW).
+ * In a directory other users can add files to (not ours or root's, or group/world
+ * writable: /tmp), a new file is created with O_EXCL and an existing one must be a
+ * regular file of ours with one link, else it is refused. `truncate` empties it after
+ * those checks. Returns the fd, or -errno with a reason in why[0..whyn). */
+int ss__open_output(const char *path, int truncate, char *why, size_t whyn);
 /* Opens the output (O_APPEND, 0600, truncated when asked). 0, or -1 after printing why. */
 int ss__sink_open(const char *path, int truncate);
 /* Writes one JSON line for the request. 0, or -errno (write failed: nothing of the line
@@ -318,23 +340,46 @@ void ss__pipeline_clear_sinks(void);
 /* The collector's sinks, in this order: the JSON lines file (when `file`), then the
  * upstream queue (when an upstream is configured). Replaces any set before; 0 or -1. */
 int ss__pipeline_default_sinks(int file);
+/* The body formats an OTLP/HTTP request comes in (its Content-Type). */
+enum { SS_FMT_PROTO = 0, SS_FMT_JSON = 1 };
+
+/* What the last request's decode refused: the spans or log records taken out for
+ * malformed ids (partial_success.rejected_*: n, and msg), or, when decoding failed, why
+ * (msg; JSON bodies say where). Reset by every decode. */
+typedef struct ss__rejected {
+  uint64_t n;
+  char msg[256];
+} ss__rejected;
+extern ss__rejected ss__pipeline_rejected;
+
 /* One POST /v1/traces (or /v1/logs) body, borrowed for the call, through decode →
  * validate → enrich → sample → sinks. Returns the HTTP status it earns: 200 (also when
- * sampling holds or drops every span), 400 (not a valid Export*ServiceRequest, or nested
- * too deep), 413 (decodes to more memory than the budget for its size), 503 (a sink
- * failed, or out of memory). Counts into ss__stats_g. */
+ * sampling holds or drops every span, or validation refused some or all of them: see
+ * ss__pipeline_rejected), 400 (not a valid Export*ServiceRequest, or nested too deep),
+ * 413 (decodes to more memory than the budget for its size), 503 (a sink failed, or out
+ * of memory). Counts into ss__stats_g. The plain forms take protobuf. */
 int ss__pipeline_traces(const uint8_t *body, size_t len, uint64_t now_ms);
+int ss__pipeline_traces_fmt(int fmt, const uint8_t *body, size_t len, uint64_t now_ms);
 int ss__pipeline_logs(const uint8_t *body, size_t len);
-/* Logs in two steps, so the receiver can answer an exception-records request as soon as
+/* In two steps, so the receiver can answer an exception-records request as soon as
  * it is decoded and do the slow part (symbolizing stacks: DWARF, 100-300 ms cold) after
  * the answer, within a short-lived sender's exit budget (it sends them last). decode
- * returns the request (valid until the next decode) and *status 200, or NULL and *status
- * 400/413; finish returns what the one-step call would (200 or 503, counted in
- * ss__stats_g). traces_finish is the traces pipeline after its decode. */
+ * returns the request (valid until the next decode; malformed items already taken out)
+ * and *status 200, or NULL and *status 400/413; finish returns what the one-step call
+ * would (200 or 503, counted in ss__stats_g) and must follow the decode of the same
+ * request: `body` is the protobuf body as received, or NULL when it came as JSON. */
+ss__traces_req *ss__pipeline_traces_decode(int fmt, const uint8_t *body, size_t len,
+                                           int *status);
 int ss__pipeline_traces_finish(ss__traces_req *q, const uint8_t *body, size_t len,
                                uint64_t now_ms);
 ss__logs_req *ss__pipeline_logs_decode(const uint8_t *body, size_t len, int *status);
+ss__logs_req *ss__pipeline_logs_decode_fmt(int fmt, const uint8_t *body, size_t len,
+                                           int *status);
 int ss__pipeline_logs_finish(ss__logs_req *q, const uint8_t *body, size_t len);
+/* Appends the Export{Trace,Logs}ServiceResponse for a request that earned 200, in fmt:
+ * empty (protobuf) or {} (JSON) when everything was taken, else partial_success with
+ * ss__pipeline_rejected's count and message. */
+void ss__export_response(ss__buf *b, int logs, int fmt);
 /* Frees the pipeline's buffer and forgets the sinks (at exit). */
 void ss__pipeline_free(void);
 

@@ -1,0 +1,295 @@
+"""spanshimd takes OTLP/JSON (application/json) on /v1/traces and /v1/logs as the OTLP
+spec encodes it, answers in the request's encoding, refuses spans and log records with
+malformed ids one by one (partial_success), and opens its output files safely (no
+symlinks, nothing planted by another user in a shared directory)."""
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import harness
+import test_spanshimd as t
+
+TID = "4bf92f3577b34da6a3ce929d0e0e4736"
+SID = "00f067aa0ba902b7"
+PID = "b7ad6b7169203331"
+
+
+def tcp_collector(ctx, args=()):
+    col = ctx.collector(["--listen", "127.0.0.1:0"] + list(args))
+    deadline = time.monotonic() + 10
+    while "http://" not in col.stderr() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    col.port = int(col.stderr().split("http://127.0.0.1:")[1].split(",")[0])
+    col.url = "http://127.0.0.1:%d" % col.port
+    return col
+
+
+def post_json(col, path, doc, raw=None):
+    """POSTs doc as application/json with urllib; returns (status, content-type, body)."""
+    data = raw if raw is not None else json.dumps(doc).encode()
+    req = urllib.request.Request(col.url + path, data=data,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.headers["Content-Type"], r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers["Content-Type"], e.read()
+
+
+def varint(b, i):
+    v = shift = 0
+    while True:
+        c = b[i]
+        i += 1
+        v |= (c & 0x7F) << shift
+        shift += 7
+        if not c & 0x80:
+            return v, i
+
+
+def proto_fields(b):
+    """{field number: value} of a protobuf message (varints and length-delimited only)."""
+    out, i = {}, 0
+    while i < len(b):
+        tag, i = varint(b, i)
+        if tag & 7 == 0:
+            out[tag >> 3], i = varint(b, i)
+        else:
+            n, i = varint(b, i)
+            out[tag >> 3] = b[i:i + n]
+            i += n
+    return out
+
+
+def json_span(name, tid=TID, sid=SID, **extra):
+    s = {"traceId": tid, "spanId": sid, "name": name, "kind": 3,
+         "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000000001000000"}
+    s.update(extra)
+    return s
+
+
+def json_traces(spans, service="json-svc"):
+    return {"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+        "scopeSpans": [{"scope": {"name": "spanshim", "version": "0.1.0"}, "spans": spans}]}]}
+
+
+def file_spans(path):
+    spans, _ = harness.read_jsonl(path)
+    return spans
+
+
+def test_json_traces_are_written_exactly_as_the_same_spans_sent_as_protobuf(ctx):
+    """The JSON form (camelCase, snake_case, ints as strings and as numbers, enum by name,
+    unknown fields) and the protobuf form of the same spans give the same file line."""
+    attrs_json = [
+        {"key": "http.request.method", "value": {"stringValue": "GET"}},
+        {"key": "http.response.status_code", "value": {"intValue": "200"}},
+        {"key": "n", "value": {"intValue": 7}},
+        {"key": "ratio", "value": {"doubleValue": 0.5}},
+        {"key": "ok", "value": {"boolValue": True}},
+        {"key": "raw", "value": {"bytesValue": "aGVsbG8="}},
+        {"key": "list", "value": {"arrayValue": {"values": [{"stringValue": "a"},
+                                                            {"intValue": "-3"}]}}},
+    ]
+    doc = {"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "shop"}}]},
+        "scope_spans": [{"scope": {"name": "spanshim", "version": "0.1.0"}, "spans": [
+            {"trace_id": TID, "span_id": SID, "parent_span_id": PID, "name": "GET /x",
+             "kind": "SPAN_KIND_CLIENT", "start_time_unix_nano": 1700000000000000000,
+             "endTimeUnixNano": "1700000000002500000", "attributes": attrs_json,
+             "flags": 257, "status": {"code": 2, "message": "boom"},
+             "someFutureField": {"nested": [1, {"x": None}]}}]}],
+        "schemaUrl": "https://opentelemetry.io/schemas/1.27.0"}]}
+    col = tcp_collector(ctx)
+    st, ctype, body = post_json(col, "/v1/traces", doc)
+    assert st == 200, body
+    assert ctype == "application/json" and json.loads(body) == {}
+    got = t.lines(col)
+    assert len(got) == 1
+    sp = got[0]["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    assert sp["traceId"] == TID and sp["spanId"] == SID and sp["parentSpanId"] == PID
+    assert sp["kind"] == 3 and sp["startTimeUnixNano"] == "1700000000000000000"
+    assert sp["status"] == {"message": "boom", "code": 2}
+    assert got[0]["resourceSpans"][0]["schemaUrl"] == "https://opentelemetry.io/schemas/1.27.0"
+
+    # The same through protobuf, into another collector: the same line.
+    pb_span = t.span(bytes.fromhex(TID), bytes.fromhex(SID), "GET /x", 3,
+                     1700000000000000000, 1700000000002500000, {}, parent=bytes.fromhex(PID),
+                     status=(2, "boom"))
+    col2 = ctx.collector()
+    st, _, _ = t.exchange(col2, t.post("/v1/traces", t.traces_request([pb_span])))
+    assert st == 200
+    pb_line = t.lines(col2)[0]["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    for k in ("traceId", "spanId", "parentSpanId", "name", "kind", "startTimeUnixNano",
+              "endTimeUnixNano", "status", "flags"):
+        assert sp[k] == pb_line[k], k
+    a = {kv["key"]: kv["value"] for kv in sp["attributes"]}
+    assert a["http.response.status_code"] == {"intValue": "200"}
+    assert a["n"] == {"intValue": "7"}
+    assert a["ratio"] == {"doubleValue": 0.5}
+    assert a["ok"] == {"boolValue": True}
+    assert a["raw"] == {"bytesValue": "aGVsbG8="}
+    assert a["list"] == {"arrayValue": {"values": [{"stringValue": "a"}, {"intValue": "-3"}]}}
+
+
+def test_json_logs_are_written_and_answered_in_json(ctx):
+    col = tcp_collector(ctx)
+    doc = {"resourceLogs": [{"scopeLogs": [{"logRecords": [
+        {"timeUnixNano": "1700000000000000000", "severityNumber": 17, "severityText": "ERROR",
+         "eventName": "exception", "body": {"stringValue": "zipped-json"},
+         "traceId": TID, "spanId": SID,
+         "attributes": [{"key": "exception.type", "value": {"stringValue": "E"}}]}]}]}]}
+    st, ctype, body = post_json(col, "/v1/logs", doc)
+    assert st == 200 and ctype == "application/json" and json.loads(body) == {}
+    col.stop()
+    with open(col.out) as f:
+        text = f.read()
+    assert "zipped-json" in text and TID in text
+
+
+def test_curl_posts_json_with_gzip(ctx):
+    col = tcp_collector(ctx)
+    path = os.path.join(ctx.tmp, "t.json")
+    with open(path, "w") as f:
+        json.dump(json_traces([json_span("from-curl")]), f)
+    subprocess.run(["gzip", "-k", path], check=True)
+    r = subprocess.run(["curl", "-sS", "-o", "-", "-w", "\n%{http_code} %{content_type}",
+                        "-H", "Content-Type: application/json", "-H", "Content-Encoding: gzip",
+                        "--data-binary", "@" + path + ".gz", col.url + "/v1/traces"],
+                       capture_output=True, timeout=30)
+    out = r.stdout.decode().split("\n")
+    assert out[-1] == "200 application/json", r
+    assert [s.name for s in col.spans()] == ["from-curl"]
+
+
+def test_malformed_json_gets_400_with_a_json_status_saying_where(ctx):
+    col = tcp_collector(ctx)
+    cases = [b'{"resourceSpans":[{"x":1,}]}', b'{"resourceSpans":"no"}',
+             b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":5}]}]}]}',
+             b'{"resourceSpans":[]} trailing', b"[" * 100000, b'{"a":"\xff"}',
+             b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"startTimeUnixNano":"1e3"}]}]}]}']
+    for raw in cases:
+        st, ctype, body = post_json(col, "/v1/traces", None, raw=raw)
+        assert st == 400, raw[:40]
+        assert ctype == "application/json"
+        status = json.loads(body)
+        assert status["code"] == 3 and "at byte" in status["message"], status
+    st, _, body = post_json(col, "/v1/traces", json_traces([json_span("after")]))
+    assert st == 200
+    assert t.stats(col)["rejected"]["bad_protobuf"] == len(cases)
+    assert [s.name for s in col.spans()] == ["after"]
+
+
+def test_spans_with_bad_ids_are_rejected_one_by_one_in_json(ctx):
+    col = tcp_collector(ctx)
+    spans = [json_span("good1"),
+             json_span("zero-trace", tid="0" * 32),
+             json_span("short-trace", tid=TID[:30]),
+             json_span("not-hex", tid="z" * 32),
+             json_span("zero-span", sid="0" * 16),
+             json_span("long-span", sid=SID + "00"),
+             json_span("bad-parent", parentSpanId="abcd"),
+             json_span("no-ids", tid="", sid=""),
+             json_span("good2", sid="1122334455667788", parentSpanId=SID)]
+    st, ctype, body = post_json(col, "/v1/traces", json_traces(spans))
+    assert st == 200 and ctype == "application/json"
+    ps = json.loads(body)["partialSuccess"]
+    assert ps["rejectedSpans"] == "7"
+    assert ps["errorMessage"].startswith("7 spans rejected: trace_id")
+    s = t.stats(col)
+    assert s["spans_received"] == 9 and s["spans_rejected"] == 7
+    assert sorted(sp.name for sp in col.spans()) == ["good1", "good2"]
+
+
+def test_spans_with_bad_ids_are_rejected_in_protobuf_and_never_forwarded(ctx):
+    import test_spanshimd_upstream as u
+    up = u.otlp_server(ctx)
+    good = t.span(bytes.fromhex(TID), bytes.fromhex(SID), "good", 3, 1, 2, {})
+    bad = [t.span(b"\0" * 16, bytes.fromhex(SID), "zero", 3, 1, 2, {}),
+           t.span(bytes.fromhex(TID)[:8], bytes.fromhex(SID), "short", 3, 1, 2, {}),
+           t.span(bytes.fromhex(TID), b"\0" * 8, "zero-span", 3, 1, 2, {})]
+    col = ctx.collector(["--otlp-endpoint", up.url])
+    st, h, body = t.exchange(col, t.post("/v1/traces", t.traces_request([bad[0], good] + bad[1:])))
+    assert st == 200 and h["content-type"] == "application/x-protobuf"
+    ps = proto_fields(proto_fields(body)[1])
+    assert ps[1] == 3 and ps[2].startswith(b"3 spans rejected: ")
+    assert [s["name"] for s in up.wait_spans(1)] == ["good"]
+    assert [s.name for s in col.spans()] == ["good"]
+    assert [s["name"] for s in up.spans()] == ["good"]
+    # All bad: nothing written, still 200 with the count.
+    col2 = ctx.collector()
+    st, _, body = t.exchange(col2, t.post("/v1/traces", t.traces_request(bad[:1])))
+    assert st == 200 and proto_fields(proto_fields(body)[1])[1] == 1
+    col2.stop()
+    assert t.lines(col2) == []
+
+
+def test_log_records_with_bad_ids_are_rejected_and_empty_ids_kept(ctx):
+    col = ctx.collector()
+    req = (t.logs_request("exception", "keep-no-ids", b"", b"") +
+           t.logs_request("exception", "keep-ids", bytes.fromhex(TID), bytes.fromhex(SID)) +
+           t.logs_request("exception", "drop-short", bytes.fromhex(TID)[:4], b"") +
+           t.logs_request("exception", "drop-span", b"", b"\1\2\3"))
+    st, _, body = t.exchange(col, t.post("/v1/logs", req))
+    assert st == 200
+    ps = proto_fields(proto_fields(body)[1])
+    assert ps[1] == 2 and b"log records rejected" in ps[2]
+    col.stop()
+    with open(col.out) as f:
+        text = f.read()
+    assert "keep-no-ids" in text and "keep-ids" in text
+    assert "drop-short" not in text and "drop-span" not in text
+
+
+def start_refused(ctx, out, extra=()):
+    r = subprocess.run([ctx.spanshimd, "--socket", os.path.join(ctx.tmp, "r.sock"),
+                        "--out", out] + list(extra), capture_output=True, timeout=10)
+    return r
+
+
+def test_a_symlink_at_out_is_refused_and_its_target_untouched(ctx):
+    victim = os.path.join(ctx.tmp, "victim.txt")
+    with open(victim, "w") as f:
+        f.write("precious\n")
+    link = os.path.join(ctx.tmp, "out.jsonl")
+    os.symlink(victim, link)
+    r = start_refused(ctx, link, ["--truncate"])
+    assert r.returncode == 1
+    assert b"symbolic link" in r.stderr, r.stderr
+    with open(victim) as f:
+        assert f.read() == "precious\n"
+
+
+def test_a_file_planted_in_a_shared_directory_is_refused(ctx):
+    if os.geteuid() != 0:
+        harness.skip("needs root to plant a file owned by another user")
+    shared = os.path.join(ctx.tmp, "sticky")
+    os.mkdir(shared)
+    os.chmod(shared, 0o1777)
+    planted = os.path.join(shared, "traces.jsonl")
+    with open(planted, "w") as f:
+        f.write("theirs\n")
+    os.chmod(planted, 0o666)
+    os.chown(planted, 65534, 65534)  # nobody
+    r = start_refused(ctx, planted, ["--truncate"])
+    assert r.returncode == 1 and b"other users can write to" in r.stderr, r.stderr
+    with open(planted) as f:
+        assert f.read() == "theirs\n"
+    # A new file there is ours (created exclusively), and an existing one of ours is fine.
+    fresh = os.path.join(shared, "mine.jsonl")
+    col = ctx.collector(["--out", fresh])
+    st, _, _ = t.exchange(col, t.post("/v1/traces", t.traces_request([])))
+    assert st == 200
+    col.stop()
+    assert os.stat(fresh).st_uid == os.geteuid() and os.stat(fresh).st_mode & 0o777 == 0o600
+    col = ctx.collector(["--out", fresh])
+    st, _, _ = t.exchange(col, t.post("/v1/traces", t.traces_request([])))
+    assert st == 200
+    col.stop()
+    with open(fresh) as f:
+        assert len(f.readlines()) == 2
