@@ -65,6 +65,9 @@ $(GEN)/libcurl_codes.h: tools/gen-curl-codes.sh
 	sh tools/gen-curl-codes.sh $(CC) $(CPPFLAGS) >$@.tmp && mv $@.tmp $@
 $(BUILD)/obj/hooks/libcurl.o: $(GEN)/libcurl_codes.h
 
+# The HTML report's page, script and style are assembled into spanshim (.incbin).
+$(BUILD)/obj/tools/spanshim/report_assets.o: $(wildcard tools/spanshim/report/*)
+
 $(BUILD)/obj/gen/%.o: $(GEN)/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -Wno-error -c $< -o $@
@@ -96,7 +99,7 @@ $(SDLIB): $(filter-out %/main.o,$(SPANSHIMD_O))
 $(BUILD)/spanshimd: $(BUILD)/obj/tools/spanshimd/main.o $(SDLIB) $(TOOLLIB) $(RTLIB)
 	$(CC) $(SAN) -pthread $(LDFLAGS) -o $@ $< $(SDLIB) $(TOOL_LIBS) $(SPANSHIMD_LIBS)
 $(BUILD)/spanshim: $(SPANSHIM_O) $(TOOLLIB) $(RTLIB)
-	$(CC) $(SAN) -pthread $(LDFLAGS) -o $@ $(SPANSHIM_O) $(TOOL_LIBS)
+	$(CC) $(SAN) -pthread $(LDFLAGS) -o $@ $(SPANSHIM_O) $(TOOL_LIBS) -lz
 
 # A test program names the libraries it links in a line of its own: /* LIBS: -lpq */
 src_libs = $(shell sed -n 's|^/\* LIBS: \(.*\) \*/$$|\1|p' $(1))

@@ -4,12 +4,13 @@
 # Everything a test needs is here, so CI (strict: a skipped test fails) can run them all:
 # valgrind, openssl, prometheus (+promtool), groff (man pages), systemd (systemd-analyze),
 # python3-psycopg2 (the HTTP suite's Python services run /usr/bin/python3 with it),
-# apache2-utils (ab: the keep-alive loop of tests/bench/bench_http.py).
+# apache2-utils (ab: the keep-alive loop of tests/bench/bench_http.py), chromium + nodejs +
+# npm (the HTML report's browser tests: playwright-core from tests/browser, `npm ci`).
 set -eu
 pkgs="gcc make pkg-config libc6-dev protobuf-c-compiler libprotobuf-c-dev libunwind-dev
 check libsubunit-dev python3 curl libcurl4-openssl-dev libpq-dev postgresql postgresql-contrib
 nginx-light valgrind procps zlib1g-dev libpg-query-dev libdw-dev prometheus clang libclang-rt-dev openssl
-groff-base systemd python3-psycopg2 apache2-utils"
+groff-base systemd python3-psycopg2 apache2-utils chromium nodejs npm"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -98,7 +98,7 @@ def test_run_not_executable_is_126(ctx):
 def test_run_bad_usage_is_2_with_usage(ctx):
     for args in (["run"], ["run", "--"], ["run", "--bogus", "--", "true"],
                  ["run", "--out"], ["run", "--out", "x", "--endpoint", "unix:/x", "--", "true"],
-                 ["bogus"], [], ["view"], ["view", "--bogus", "f"], ["view", "a", "b"]):
+                 ["bogus"], [], ["view"], ["view", "--bogus", "f"], ["view", "--limit", "0", "f"]):
         p = spanshim(ctx, args)
         check(p.returncode == 2, "%r: status" % args, p)
         check(b"usage: spanshim" in p.stderr, "%r: no usage on stderr" % args, p)

@@ -25,6 +25,10 @@ int ss__want_color(int fd, int no_color);
  * or 1 when the file cannot be opened or no line in it could be read. */
 int ss__show_file(FILE *out, const char *path, int color, int tty_fd);
 
+/* Writes the HTML report of the spans in paths[0..n) to out_path ('-': stdout); messages
+ * as ss__show_file. 0, or 1 when nothing was readable or the report not written. */
+int ss__html_report(const char *out_path, char *const *paths, size_t n);
+
 void ss__err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

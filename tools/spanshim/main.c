@@ -7,9 +7,10 @@
 #include "tools/spanshim/cli.h"
 
 static const char usage[] =
-    "usage: spanshim run [--out FILE] [--service NAME] [--endpoint ENDPOINT] [--quiet]\n"
-    "                    [--no-color] -- COMMAND [ARGS...]\n"
-    "       spanshim view [--no-color] FILE\n"
+    "usage: spanshim run [--out FILE] [--html REPORT.html] [--service NAME]\n"
+    "                    [--endpoint ENDPOINT] [--quiet] [--no-color] -- COMMAND [ARGS...]\n"
+    "       spanshim view [FILTERS] [--json | --summary | --perfetto OUT | --html OUT]\n"
+    "                     FILE...\n"
     "       spanshim --help | --version\n";
 
 static const char help[] =
@@ -20,7 +21,10 @@ static const char help[] =
     "        libpq queries and libcurl transfers become spans. Without a collector,\n"
     "        spans go to a private spanshimd writing FILE, and the waterfall is\n"
     "        printed to stderr when the command ends. Exits with COMMAND's status.\n"
-    "  view  print the waterfall of an OTLP JSON lines file written by spanshimd.\n"
+    "  view  print the waterfall of OTLP JSON lines files written by spanshimd, or\n"
+    "        the traces matching --errors, --slower-than, --service, --trace, --grep;\n"
+    "        as OTLP JSON (--json), a RED table (--summary), Perfetto JSON, or one\n"
+    "        self-contained HTML report (--html).\n"
     "\n"
     "`spanshim COMMAND --help` describes each command's options.\n";
 

@@ -29,8 +29,8 @@
 #define EXIT_SETUP 125  /* spanshim itself failed (as env(1) and friends do) */
 
 static const char run_usage[] =
-    "usage: spanshim run [--out FILE] [--service NAME] [--endpoint ENDPOINT] [--quiet]\n"
-    "                    [--no-color] -- COMMAND [ARGS...]\n";
+    "usage: spanshim run [--out FILE] [--html REPORT.html] [--service NAME]\n"
+    "                    [--endpoint ENDPOINT] [--quiet] [--no-color] -- COMMAND [ARGS...]\n";
 static const char run_help[] =
     "\n"
     "Runs COMMAND with libspanshim.so preloaded and exits with its status (128+N when a\n"
@@ -38,6 +38,8 @@ static const char run_help[] =
     "\n"
     "  -o, --out FILE        write spans to FILE (OTLP JSON lines, truncated first) through\n"
     "                        a private spanshimd; default ./" DEFAULT_OUT "\n"
+    "      --html REPORT.html also write the run's HTML report (one self-contained file,\n"
+    "                        see `spanshim view --html`); implies a private spanshimd\n"
     "  -s, --service NAME    OTEL_SERVICE_NAME for the command\n"
     "  -e, --endpoint EP     send spans to this collector instead: unix:/path/to.sock, a\n"
     "                        socket path, or http://host:port/v1/traces\n"
@@ -52,7 +54,7 @@ static const char run_help[] =
     "SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to spanshim are passed on to COMMAND.\n";
 
 typedef struct run_opts {
-  const char *out, *service, *endpoint;
+  const char *out, *service, *endpoint, *html;
   int quiet, no_color;
   char **cmd;
 } run_opts;
@@ -122,7 +124,8 @@ static int parse_opts(int argc, char **argv, run_opts *o) {
       o->no_color = 1;
     } else if (!opt_value(argc, argv, &i, "-o", "--out", &o->out, &bad) &&
                !opt_value(argc, argv, &i, "-s", "--service", &o->service, &bad) &&
-               !opt_value(argc, argv, &i, "-e", "--endpoint", &o->endpoint, &bad)) {
+               !opt_value(argc, argv, &i, "-e", "--endpoint", &o->endpoint, &bad) &&
+               !opt_value(argc, argv, &i, "--html", "--html", &o->html, &bad)) {
       return usage_error("unknown option '%s'", a);
     }
     if (bad) return usage_error("option '%s' needs a value", a);
@@ -130,8 +133,9 @@ static int parse_opts(int argc, char **argv, run_opts *o) {
   if (i >= argc) return usage_error("%s", "no COMMAND given");
   if (o->out && !o->out[0]) return usage_error("%s", "--out needs a file name");
   if (o->endpoint && !o->endpoint[0]) return usage_error("%s", "--endpoint is empty");
-  if (o->out && o->endpoint)
-    return usage_error("%s", "--out and --endpoint exclude each other (--out starts a "
+  if (o->html && !o->html[0]) return usage_error("%s", "--html needs a file name");
+  if ((o->out || o->html) && o->endpoint)
+    return usage_error("%s", "--out/--html and --endpoint exclude each other (they start a "
                              "private collector)");
   o->cmd = argv + i;
   return -1;
@@ -179,7 +183,7 @@ static void choose_external(run_state *st, const run_opts *o) {
     st->external = st->set_endpoint = 1;
     return;
   }
-  if (o->out) return;
+  if (o->out || o->html) return;
   for (int k = 0; k < 3; k++) {
     const char *v = env_nonempty(names[k]);
     if (v) {
@@ -430,6 +434,11 @@ static int run_command(const run_state *st, const run_opts *o, int *exec_failed)
 /* ---- after ---- */
 
 static void report(const run_state *st, const run_opts *o) {
+  if (o->html && !st->external) {
+    char *files[1] = {(char *)st->out};
+    if (ss__html_report(o->html, files, 1) == 0 && !o->quiet)
+      ss__err("report written to %s", o->html);
+  }
   if (o->quiet) return;
   if (st->external) {
     ss__err("spans sent to the collector at %s", st->endpoint);

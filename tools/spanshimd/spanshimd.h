@@ -313,9 +313,6 @@ void ss__metrics_text(ss__buf *b);
 void ss__metrics_free(void);
 
 /* ---- main.c ---- */
-/* "250ms", "2s", "1.5m", "1h", "100us", "10ns" (a bare number is ms) in nanoseconds;
- * 0 or -1. */
-int ss__parse_duration_ns(const char *s, uint64_t *ns);
 
 /* ---- pipeline.c ---- */
 /* A sink: where a request that came through the pipeline goes. Each callback gets the

@@ -1,0 +1,170 @@
+/* load.c - documents out of span files into the model; see load.h. */
+#include "tools/spanshim/load.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tools/spanshim/cli.h"
+
+typedef struct reader {
+  ss__tm *m;
+  ss__docs *docs;
+  const char *name;
+  ss__buf doc;        /* the open document so far */
+  size_t doc_line;    /* line where it started */
+  int depth, in_str, esc, skipping;
+  size_t ok, bad;
+} reader;
+
+static void report(reader *r, size_t line, const char *what) {
+  if (++r->bad <= SS_LOAD_MAX_REPORTS) ss__err("%s:%zu: %s", r->name, line, what);
+}
+
+static int docs_add(ss__docs *d, const char *s, size_t n) {
+  if (d->n == d->cap) {
+    size_t cap = d->cap ? d->cap * 2 : 64;
+    size_t *o = realloc(d->off, cap * sizeof(*o)), *l;
+    if (!o) return -ENOMEM;
+    d->off = o;
+    if (!(l = realloc(d->len, cap * sizeof(*l)))) return -ENOMEM;
+    d->len = l;
+    d->cap = cap;
+  }
+  d->off[d->n] = d->text.len;
+  d->len[d->n] = n;
+  ss__buf_append(&d->text, s, n);
+  if (ss__buf_error(&d->text)) return -ENOMEM;
+  d->n++;
+  return 0;
+}
+
+/* One whole document (or one stray line) to the model. */
+static void feed(reader *r, const char *s, size_t n, size_t line) {
+  char err[256];
+  int rc = ss__tm_add_line(r->m, s, n, line, err, sizeof(err));
+  if (rc < 0) {
+    report(r, line, err);
+    return;
+  }
+  r->ok++;
+  if (rc == 0 && r->docs && docs_add(r->docs, s, n) < 0) report(r, line, "out of memory");
+}
+
+static void close_doc(reader *r) {
+  if (!r->skipping) feed(r, r->doc.data, r->doc.len, r->doc_line);
+  ss__buf_reset(&r->doc);
+  r->depth = r->in_str = r->esc = r->skipping = 0;
+}
+
+static void add_doc_bytes(reader *r, const char *s, size_t n) {
+  if (r->skipping) return;
+  if (r->doc.len + n > SS_LOAD_MAX_DOC) {
+    report(r, r->doc_line, "document over 1 GiB, skipped");
+    r->skipping = 1;
+    return;
+  }
+  ss__buf_append(&r->doc, s, n);
+  if (ss__buf_error(&r->doc)) {
+    report(r, r->doc_line, "out of memory");
+    r->skipping = 1;
+  }
+}
+
+/* Scans one line (with its newline), opening and closing documents. */
+static void scan_line(reader *r, const char *line, size_t len, size_t lineno) {
+  size_t i = 0;
+  if (r->depth > 0 && line[0] == '{') {
+    report(r, r->doc_line, "document not closed (cut short?), skipped");
+    ss__buf_reset(&r->doc);
+    r->depth = r->in_str = r->esc = r->skipping = 0;
+  }
+  while (i < len) {
+    size_t start = i;
+    if (r->depth == 0) {
+      i += strspn(line + i, " \t\r\n");
+      if (i >= len) return;
+      if (line[i] != '{') {  /* not a document: let the model say what is wrong with it */
+        size_t end = len;
+        while (end > i && strchr(" \t\r\n", line[end - 1])) end--;
+        feed(r, line + i, end - i, lineno);
+        return;
+      }
+      start = i;
+      r->doc_line = lineno;
+    }
+    for (; i < len; i++) {
+      char c = line[i];
+      if (r->in_str) {
+        if (r->esc) r->esc = 0;
+        else if (c == '\\') r->esc = 1;
+        else if (c == '"') r->in_str = 0;
+      } else if (c == '"') {
+        r->in_str = 1;
+      } else if (c == '{' || c == '[') {
+        r->depth++;
+      } else if ((c == '}' || c == ']') && --r->depth == 0) {
+        i++;
+        break;
+      }
+    }
+    if (r->depth == 0 && r->doc.len == 0 && !r->skipping) {
+      feed(r, line + start, i - start, lineno);  /* the usual case: one line, no copy */
+    } else {
+      add_doc_bytes(r, line + start, i - start);
+      if (r->depth == 0) close_doc(r);
+    }
+  }
+}
+
+static int read_file(reader *r, FILE *f) {
+  char *line = NULL;
+  size_t cap = 0, lineno = 0;
+  ssize_t len;
+  while ((len = getline(&line, &cap, f)) >= 0) scan_line(r, line, (size_t)len, ++lineno);
+  int rc = ferror(f) ? -errno : 0;
+  if (r->depth > 0) report(r, r->doc_line, "document not closed at end of file, skipped");
+  ss__buf_reset(&r->doc);
+  r->depth = r->in_str = r->esc = r->skipping = 0;
+  free(line);
+  return rc;
+}
+
+long ss__load_files(ss__tm *m, char *const *paths, size_t n_paths, ss__docs *docs) {
+  reader r;
+  memset(&r, 0, sizeof(r));
+  r.m = m;
+  r.docs = docs;
+  int failed = 0;
+  for (size_t i = 0; i < n_paths; i++) {
+    int is_stdin = strcmp(paths[i], "-") == 0;
+    FILE *f = is_stdin ? stdin : fopen(paths[i], "r");
+    r.name = is_stdin ? "<stdin>" : paths[i];
+    r.bad = 0;
+    if (!f) {
+      ss__err("%s: %s", paths[i], strerror(errno));
+      failed = 1;
+      continue;
+    }
+    int rc = read_file(&r, f);
+    if (rc < 0) {
+      ss__err("%s: %s", r.name, strerror(-rc));
+      failed = 1;
+    }
+    if (!is_stdin) fclose(f);
+    if (r.bad > SS_LOAD_MAX_REPORTS)
+      ss__err("%s: %zu more malformed documents not reported", r.name,
+              r.bad - SS_LOAD_MAX_REPORTS);
+  }
+  ss__buf_free(&r.doc);
+  if (ss__tm_link_exceptions(m) < 0) ss__err("out of memory linking exception records");
+  return failed ? -1 : (long)r.ok;
+}
+
+void ss__docs_free(ss__docs *d) {
+  ss__buf_free(&d->text);
+  free(d->off);
+  free(d->len);
+  memset(d, 0, sizeof(*d));
+}
