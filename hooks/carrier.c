@@ -10,6 +10,7 @@ int ss__carrier_want(ss__carrier *c) {
   if (!ss__active(SS_HOOK_PROCESS) || !(ss__cfg.propagators & SS_PROP_TRACECONTEXT) ||
       !ss__ctx_current(&ctx))
     return 0;
+  ss__process_ctx_shared();
   memcpy(c->tp, SS_TP_VAR, sizeof SS_TP_VAR - 1);
   ss__traceparent_format(&ctx, c->tp + sizeof SS_TP_VAR - 1);
   return 1;

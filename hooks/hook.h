@@ -131,7 +131,17 @@ enum { SS_PROC_EXIT = 0, SS_PROC_SIGNAL = 1, SS_PROC_EXEC = 2 };
 void ss__process_start(int argc, char **argv);
 void ss__process_end(int how, int value);
 void ss__process_note_exit(int code);
+/* hooks/spawn.c, in a fork child: its locks made usable again. */
+void ss__spawn_atfork_child(void);
+/* In a fork child (pthread_atfork): opens the child's own process span. */
 void ss__process_atfork_child(void);
+/* exec is about to replace the image: ends the process span (SS_PROC_EXEC) and returns 1,
+ * or returns 0 when a fork child's span was dropped unsent (it made no span: nothing to
+ * deliver). Not in a vfork child. */
+int ss__process_exec(void);
+/* The calling thread's context is being passed to another process (a child's
+ * environment, a fork): a fork child's span is then always delivered. */
+void ss__process_ctx_shared(void);
 /* The process is ending (destructor, _exit): ends the process span, flushes (bounded by
  * SPANSHIM_EXIT_FLUSH_MS). Nothing in a vfork child. */
 void ss__exiting(void);

@@ -5,8 +5,8 @@
  * parent of every span in the process that has no other parent. It ends at exit (with
  * process.exit.code: exit(), return from main, _exit/_Exit), at a fatal signal (status
  * ERROR, error.type = the signal's name; see hooks/signals.c), or when exec replaces the
- * image (hooks/spawn.c). A fork child continues under the context active at fork and has
- * no process span of its own; its exec'd image gets one.
+ * image (hooks/spawn.c). A fork child gets a span of its own, child of the context active
+ * at the fork (dropped unsent when it execs before making any span; see below).
  *
  * Exit paths: exit() and the return from main (through __libc_start_main) note the exit
  * code; _exit/_Exit (from any thread) and the destructor end the span and flush within
@@ -48,6 +48,7 @@ static _Atomic int proc_state; /* 0 none, 1 open, 2 ended */
 static char proc_name[256];
 static char proc_path[4096];
 static char proc_args[ARGS_BYTES];
+static size_t proc_args_len;
 static _Atomic int exit_code = -1; /* known once exit/_exit/main's return says it */
 
 static size_t collect_args(int argc, char **argv) {
@@ -77,27 +78,110 @@ static void exe_names(void) {
  * tracing is on. */
 void ss__signals_install_default(void);
 
-void ss__process_start(int argc, char **argv) {
-  ss__signals_install_default();
-  if (!ss__cfg.process_span || !(ss__cfg.hooks & SS_HOOK_PROCESS)) return;
-  exe_names();
-  size_t args_len = collect_args(argc, argv);
+/* Starts the process span under the calling thread's current context (TRACEPARENT or
+ * nothing in a new image; the context at fork in a fork child) and makes it the root
+ * parent. Returns 1 when it is open. */
+static int open_span(void) {
   ss__sb b;
   if (!ss__span_start_at(&b, proc_name, SS_KIND_INTERNAL, NULL)) { /* no calling code */
     ss__span_pop(&b);
-    return;
+    return 0;
   }
   ss__span_int(&b, "process.pid", getpid());
   ss__span_int(&b, "process.parent_pid", getppid());
   ss__span_str(&b, "process.executable.name", proc_name, (size_t)-1);
   if (proc_path[0]) ss__span_str(&b, "process.executable.path", proc_path, (size_t)-1);
-  if (args_len) ss__span_strarr(&b, "process.command_args", proc_args, args_len);
+  if (proc_args_len) ss__span_strarr(&b, "process.command_args", proc_args, proc_args_len);
   ss__span_pop(&b);
-  if (ss__span_park(&b, proc_rec, sizeof proc_rec) == 0) return;
+  if (ss__span_park(&b, proc_rec, sizeof proc_rec) == 0) return 0;
   ss__ctx c;
   ss__span_ctx(&b, &c);
   ss__ctx_set_root(&c); /* every parentless span in this process nests under it */
   atomic_store(&proc_state, 1);
+  return 1;
+}
+
+void ss__process_start(int argc, char **argv) {
+  ss__signals_install_default();
+  if (!ss__cfg.process_span || !(ss__cfg.hooks & SS_HOOK_PROCESS)) return;
+  exe_names();
+  proc_args_len = collect_args(argc, argv);
+  open_span();
+}
+
+/* ---- fork without exec ----
+ * A fork child gets a process span of its own, child of the context current at the fork
+ * (the parent's process span, or the request or span the forking thread was in), with
+ * its own pid, exit code and lifetime; the spans it makes nest under it. A child that
+ * execs before making any span or passing its context on (a shell running a command,
+ * subprocess) has it dropped unsent: the new image's span nests where it would have
+ * without the fork. */
+static ss__ctx fork_root;               /* the root parent before the fork */
+static ss__ctx fork_stack[SS_CTX_DEPTH]; /* the forking thread's contexts, when it had any */
+static int fork_depth;
+static uint64_t fork_mark;               /* ss__tracer_activity() when the span opened */
+static int fork_span;                    /* the open process span is a fork child's */
+static _Atomic int fork_span_shared;     /* its context went to a child: it must be sent */
+
+void ss__process_ctx_shared(void) {
+  if (fork_span && !atomic_load_explicit(&fork_span_shared, memory_order_relaxed))
+    atomic_store(&fork_span_shared, 1);
+}
+
+static void fork_child_span(void) {
+  ss__ctx cur;
+  int depth = ss__self.depth, n = depth < SS_CTX_DEPTH ? depth : SS_CTX_DEPTH;
+  ss__ctx_root(&fork_root);
+  fork_depth = depth;
+  if (n) memcpy(fork_stack, ss__self.ctx, (size_t)n * sizeof fork_stack[0]);
+  /* A barrier (an event loop's thread) would make the child a trace of its own: it
+   * nests under the parent's process span instead. */
+  if (depth && !ss__ctx_current(&cur)) ss__self.depth = 0;
+  if (!open_span()) {
+    ss__self.depth = depth;
+    if (n) memcpy(ss__self.ctx, fork_stack, (size_t)n * sizeof fork_stack[0]);
+    return;
+  }
+  /* What the forking thread goes on to do in the child nests under the child's span. */
+  ss__ctx mine;
+  ss__ctx_root(&mine);
+  ss__self.depth = depth;
+  for (int i = 0; i < n; i++) ss__self.ctx[i] = mine;
+  fork_span = 1;
+  atomic_store(&fork_span_shared, 0);
+  fork_mark = ss__tracer_activity();
+}
+
+void ss__process_atfork_child(void) {
+  /* The parent's span is the parent's to end. */
+  atomic_store(&proc_state, 0);
+  atomic_store(&exit_code, -1);
+  fork_span = 0;
+  if (proc_name[0] && ss__cfg.process_span && (ss__cfg.hooks & SS_HOOK_PROCESS))
+    fork_child_span();
+}
+
+/* exec in a fork child that has made no span since: drop its span unsent and give the
+ * contexts back, so the new image nests under what the fork was made from. Returns 1
+ * when it did (nothing is left to deliver). */
+static int fork_span_drop(void) {
+  if (!fork_span || atomic_load(&proc_state) != 1 || atomic_load(&fork_span_shared) ||
+      ss__tracer_activity() != fork_mark)
+    return 0;
+  int open = 1;
+  if (!atomic_compare_exchange_strong(&proc_state, &open, 0)) return 0;
+  fork_span = 0;
+  ss__ctx_set_root(&fork_root);
+  int n = fork_depth < SS_CTX_DEPTH ? fork_depth : SS_CTX_DEPTH;
+  if (ss__self.depth == fork_depth && n)
+    memcpy(ss__self.ctx, fork_stack, (size_t)n * sizeof fork_stack[0]);
+  return 1;
+}
+
+int ss__process_exec(void) {
+  if (fork_span_drop()) return 0;
+  ss__process_end(SS_PROC_EXEC, 0);
+  return 1;
 }
 
 void ss__process_note_exit(int code) {
@@ -140,11 +224,6 @@ void ss__process_end(int how, int value) {
   ss__rec_finish(proc_rec, ss__now_ns(), status);
 }
 
-void ss__process_atfork_child(void) {
-  /* The parent's span is the parent's to end; the child continues under it. */
-  atomic_store(&proc_state, 0);
-  atomic_store(&exit_code, -1);
-}
 
 /* ---- exit paths ---- */
 

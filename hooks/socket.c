@@ -363,9 +363,12 @@ void ss__socket_fds_closed(unsigned lo, unsigned hi) {
 }
 
 void ss__socket_atfork_child(void) {
-  /* The parent finishes its parked connects; the child forgets them. */
-  for (int i = 0; i < PENDING_SLOTS; i++) atomic_store(&parked[i].key, 0);
-  atomic_store(&parked_n, 0);
+  /* The parent finishes its parked connects; the child forgets them. Only slots in use
+   * are written (a key is read without a copy; a write would copy its page). */
+  for (int i = 0; i < PENDING_SLOTS; i++)
+    if (atomic_load_explicit(&parked[i].key, memory_order_relaxed) != 0)
+      atomic_store(&parked[i].key, 0);
+  if (atomic_load(&parked_n) != 0) atomic_store(&parked_n, 0);
   ss__dns_atfork_child();
   ss__http_atfork_child();
 }

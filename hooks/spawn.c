@@ -4,12 +4,13 @@
  * also ends this image's process span and flushes first (hooks/process.c), except in a
  * vfork child. system and popen take no envp, so they are carried out here with
  * posix_spawn, as glibc does, when there is a context to pass; otherwise the real ones
- * run. */
+ * run. fclose of a stream popen opened here is its pclose, as in glibc. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,8 +52,9 @@ static int vfork_child(void) {
 /* The image is about to be replaced: end this process's span and deliver. */
 static void before_exec(void) {
   if (!ss__tracing_on() || vfork_child()) return;
-  SS_SAVE_ERRNO(ss__process_end(SS_PROC_EXEC, 0));
-  ss__exit_flush();
+  int deliver;
+  SS_SAVE_ERRNO(deliver = ss__process_exec());
+  if (deliver) ss__exit_flush();
 }
 
 /* The exec family funnels into these two, called directly (never through the exported
@@ -222,23 +224,41 @@ SS_EXPORT int system(const char *cmd) {
   return run_shell(cmd, ss__carrier_env(environ, env, &c));
 }
 
-/* ---- popen/pclose ---- */
+/* ---- popen/pclose/fclose ---- */
 
-/* Streams this file opened, for pclose. popen_lock is a leaf lock. */
-#define POPEN_MAX 64
-static struct {
+/* Streams this file opened, so pclose (and fclose, which glibc makes the same call for a
+ * popen stream) closes the stream, waits for its child and frees the entry. The table
+ * starts static and grows on the heap (popen allocates its FILE there anyway), so any
+ * number of streams is carried out here. popen_lock is a leaf lock; popen_open lets
+ * every other fclose pass with one load. */
+#define POPEN_FIRST 64
+typedef struct popen_ent {
   FILE *f;
   pid_t pid;
-} popens[POPEN_MAX];
+} popen_ent;
+static popen_ent popen_first[POPEN_FIRST];
+static popen_ent *popens = popen_first;
+static size_t popens_cap = POPEN_FIRST;
+static _Atomic size_t popen_open;
 static pthread_mutex_t popen_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static int popen_slot(void) {
-  for (int i = 0; i < POPEN_MAX; i++)
-    if (popens[i].f == NULL) return i;
-  return -1;
+SS_REAL(fclose)
+
+/* A free entry (the table grown when full), or NULL when memory ran out. */
+static popen_ent *popen_slot(void) {
+  for (size_t i = 0; i < popens_cap; i++)
+    if (popens[i].f == NULL) return &popens[i];
+  popen_ent *bigger = calloc(popens_cap * 2, sizeof *bigger);
+  if (bigger == NULL) return NULL;
+  memcpy(bigger, popens, popens_cap * sizeof *bigger);
+  if (popens != popen_first) free(popens);
+  popens = bigger;
+  popens_cap *= 2;
+  return &popens[popens_cap / 2];
 }
 
-static FILE *spawn_popen(const char *cmd, int reading, int cloexec, char *const *envp) {
+static FILE *spawn_popen(const char *cmd, int reading, int cloexec, char *const *envp,
+                         popen_ent *slot) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return NULL;
   int child = reading ? fds[1] : fds[0], mine = reading ? fds[0] : fds[1];
@@ -248,7 +268,7 @@ static FILE *spawn_popen(const char *cmd, int reading, int cloexec, char *const 
   if (child != target)
     posix_spawn_file_actions_adddup2(&fa, child, target);
   /* POSIX: the child must not hold streams of earlier popen calls. */
-  for (int i = 0; i < POPEN_MAX; i++)
+  for (size_t i = 0; i < popens_cap; i++)
     if (popens[i].f) posix_spawn_file_actions_addclose(&fa, fileno(popens[i].f));
   char *argv[] = {(char *)"sh", (char *)"-c", (char *)cmd, NULL};
   pid_t pid;
@@ -269,9 +289,9 @@ static FILE *spawn_popen(const char *cmd, int reading, int cloexec, char *const 
     errno = e;
     return NULL;
   }
-  int slot = popen_slot();
-  popens[slot].f = f;
-  popens[slot].pid = pid;
+  slot->f = f;
+  slot->pid = pid;
+  atomic_fetch_add(&popen_open, 1);
   return f;
 }
 
@@ -281,34 +301,61 @@ SS_EXPORT FILE *popen(const char *cmd, const char *mode) {
     return real_popen()(cmd, mode);
   int cloexec = strchr(mode, 'e') != NULL;
   pthread_mutex_lock(&popen_lock);
+  popen_ent *slot = popen_slot();
   FILE *f;
-  if (popen_slot() < 0 || fcntl(mode[0] == 'r' ? 1 : 0, F_GETFD) < 0) {
-    /* Table full, or the target fd is closed (glibc's own handling of that case is
+  if (slot == NULL || fcntl(mode[0] == 'r' ? 1 : 0, F_GETFD) < 0) {
+    /* Out of memory, or the target fd is closed (glibc's own handling of that case is
      * subtle): let glibc do it, uninjected. */
     pthread_mutex_unlock(&popen_lock);
     return real_popen()(cmd, mode);
   }
   {
     char *env[ss__env_count(environ) + 2];
-    f = spawn_popen(cmd, mode[0] == 'r', cloexec, ss__carrier_env(environ, env, &c));
+    f = spawn_popen(cmd, mode[0] == 'r', cloexec, ss__carrier_env(environ, env, &c), slot);
   }
   pthread_mutex_unlock(&popen_lock);
   return f;
 }
 
-SS_EXPORT int pclose(FILE *f) {
+/* The child of a stream popen opened here, its entry freed; -1 when f is not one. */
+static pid_t popen_take(FILE *f) {
   pid_t pid = -1;
   pthread_mutex_lock(&popen_lock);
-  for (int i = 0; i < POPEN_MAX && f; i++)
+  for (size_t i = 0; i < popens_cap && f; i++)
     if (popens[i].f == f) {
       pid = popens[i].pid;
       popens[i].f = NULL;
+      atomic_fetch_sub(&popen_open, 1);
+      break;
     }
   pthread_mutex_unlock(&popen_lock);
-  if (pid < 0) return real_pclose()(f);
-  fclose(f);
+  return pid;
+}
+
+/* glibc's pclose: close the stream, then wait for the child; its wait status. */
+static int close_popen(FILE *f, pid_t pid) {
+  real_fclose()(f);
   int status;
   while (waitpid(pid, &status, 0) < 0)
     if (errno != EINTR) return -1;
   return status;
+}
+
+SS_EXPORT int pclose(FILE *f) {
+  pid_t pid = popen_take(f);
+  return pid < 0 ? real_pclose()(f) : close_popen(f, pid);
+}
+
+SS_EXPORT int fclose(FILE *f) {
+  if (__builtin_expect(atomic_load_explicit(&popen_open, memory_order_relaxed) == 0, 1))
+    return real_fclose()(f);
+  pid_t pid = popen_take(f);
+  return pid < 0 ? real_fclose()(f) : close_popen(f, pid);
+}
+
+void ss__spawn_atfork_child(void) {
+  /* Another thread may have held these at the fork; the table (the parent's children,
+   * as glibc's own list) stays. */
+  pthread_mutex_init(&popen_lock, NULL);
+  pthread_mutex_init(&sys_lock, NULL);
 }

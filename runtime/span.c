@@ -90,6 +90,10 @@ uint64_t ss__dropped_total(void) {
   return n;
 }
 
+uint64_t ss__tracer_activity(void) {
+  return atomic_load_explicit(&ss__tracer_g.ring.head, memory_order_acquire) + ss__dropped_total();
+}
+
 int ss__ctx_current(ss__ctx *out) {
   int d = ss__self.depth;
   if (d > 0) {

@@ -181,6 +181,9 @@ void ss__dropped(enum ss__drop_reason why);
 uint64_t ss__dropped_count(int why);
 /* Every span lost before the exporter: the ring's drops plus each reason above. */
 uint64_t ss__dropped_total(void);
+/* A number that moves whenever a span is queued or lost (ring reservations plus every
+ * drop): equal readings mean no span was made in between. Lock-free. */
+uint64_t ss__tracer_activity(void);
 
 /* Tracer setup: ring of `ring_bytes`, sampler from config. 0 or -errno. */
 struct ss__config;

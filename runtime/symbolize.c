@@ -47,7 +47,9 @@ void ss__symbolize_reset(void) {
 }
 
 void ss__symbolize_forget(void) {
-  memset(mods, 0, sizeof mods);
+  /* Entries past n_mods are zero (module_free clears them): a fork child writes only the
+   * pages it used, not the whole table. */
+  if (n_mods) memset(mods, 0, n_mods * sizeof mods[0]);
   n_mods = 0;
 }
 

@@ -28,7 +28,9 @@ static void atfork_prepare(void) {
 }
 
 static void atfork_parent(void) {
-  if (atomic_load(&ss__init_state) == SS_INIT_ON) ss__loader_atfork_parent();
+  if (atomic_load(&ss__init_state) != SS_INIT_ON) return;
+  ss__loader_atfork_parent();
+  ss__process_ctx_shared(); /* the child's span nests under ours */
 }
 
 static void atfork_child(void) {
@@ -39,6 +41,7 @@ static void atfork_child(void) {
   ss__ids_reseed();
   ss__exporter_atfork_child();
   ss__socket_atfork_child();
+  ss__spawn_atfork_child();
   ss__process_atfork_child();
   ss__internal_end();
 }

@@ -6,13 +6,16 @@
  * is printed when the command ends. The private daemon runs in its own process group so
  * a Ctrl-C at the terminal reaches the command but not the collector that must still
  * flush its spans. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -21,16 +24,19 @@
 #include <unistd.h>
 
 #include "runtime/config.h"
+#include "tools/common/duration.h"
 #include "tools/spanshim/cli.h"
 
 #define DEFAULT_OUT "spanshim-traces.jsonl"
 #define START_TIMEOUT_MS 5000
 #define STOP_TIMEOUT_MS 10000
 #define EXIT_SETUP 125  /* spanshim itself failed (as env(1) and friends do) */
+#define DEFAULT_WAIT_TREE "5s"
 
 static const char run_usage[] =
     "usage: spanshim run [--out FILE] [--html REPORT.html] [--service NAME]\n"
-    "                    [--endpoint ENDPOINT] [--quiet] [--no-color] -- COMMAND [ARGS...]\n";
+    "                    [--endpoint ENDPOINT] [--quiet] [--no-color] [--wait-tree DUR]\n"
+    "                    -- COMMAND [ARGS...]\n";
 static const char run_help[] =
     "\n"
     "Runs COMMAND with libspanshim.so preloaded and exits with its status (128+N when a\n"
@@ -45,6 +51,10 @@ static const char run_help[] =
     "                        socket path, or http://host:port/v1/traces\n"
     "  -q, --quiet           print nothing but errors (no waterfall)\n"
     "      --no-color        no colours in the waterfall (also: NO_COLOR=1)\n"
+    "      --wait-tree DUR   after COMMAND exits, keep collecting while processes it\n"
+    "                        started (background jobs, daemons) still run, for at most\n"
+    "                        DUR (default " DEFAULT_WAIT_TREE "; 0: not at all); then name\n"
+    "                        the ones still running\n"
     "\n"
     "Without --out or --endpoint, a collector named by SPANSHIM_ENDPOINT or\n"
     "OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT, or a spanshimd answering at the default socket\n"
@@ -54,7 +64,8 @@ static const char run_help[] =
     "SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to spanshim are passed on to COMMAND.\n";
 
 typedef struct run_opts {
-  const char *out, *service, *endpoint, *html;
+  const char *out, *service, *endpoint, *html, *wait_tree;
+  uint64_t wait_tree_ms;
   int quiet, no_color;
   char **cmd;
 } run_opts;
@@ -72,6 +83,7 @@ typedef struct run_state {
 } run_state;
 
 static volatile sig_atomic_t child_pid;
+static volatile sig_atomic_t stop_waiting; /* a signal ended the wait for the tree */
 
 /* "a/b" into out; 0, or -ENAMETOOLONG (out then holds a cut path that is not used). */
 static int path_join(char *out, size_t n, const char *a, const char *b) {
@@ -125,7 +137,8 @@ static int parse_opts(int argc, char **argv, run_opts *o) {
     } else if (!opt_value(argc, argv, &i, "-o", "--out", &o->out, &bad) &&
                !opt_value(argc, argv, &i, "-s", "--service", &o->service, &bad) &&
                !opt_value(argc, argv, &i, "-e", "--endpoint", &o->endpoint, &bad) &&
-               !opt_value(argc, argv, &i, "--html", "--html", &o->html, &bad)) {
+               !opt_value(argc, argv, &i, "--html", "--html", &o->html, &bad) &&
+               !opt_value(argc, argv, &i, "--wait-tree", "--wait-tree", &o->wait_tree, &bad)) {
       return usage_error("unknown option '%s'", a);
     }
     if (bad) return usage_error("option '%s' needs a value", a);
@@ -133,6 +146,10 @@ static int parse_opts(int argc, char **argv, run_opts *o) {
   if (i >= argc) return usage_error("%s", "no COMMAND given");
   if (o->out && !o->out[0]) return usage_error("%s", "--out needs a file name");
   if (o->endpoint && !o->endpoint[0]) return usage_error("%s", "--endpoint is empty");
+  uint64_t ns;
+  if (ss__parse_duration_ns(o->wait_tree ? o->wait_tree : DEFAULT_WAIT_TREE, &ns) != 0)
+    return usage_error("--wait-tree '%s' is not a duration (5s, 500ms, 0)", o->wait_tree);
+  o->wait_tree_ms = ns / 1000000;
   if (o->html && !o->html[0]) return usage_error("%s", "--html needs a file name");
   if ((o->out || o->html) && o->endpoint)
     return usage_error("%s", "--out/--html and --endpoint exclude each other (they start a "
@@ -333,6 +350,7 @@ static void forward(int sig, siginfo_t *si, void *uc) {
   (void)uc;
   int saved = errno;
   if (child_pid > 0 && si->si_code <= 0) kill((pid_t)child_pid, sig);
+  if (child_pid == 0) stop_waiting = 1;
   errno = saved;
 }
 
@@ -431,6 +449,127 @@ static int run_command(const run_state *st, const run_opts *o, int *exec_failed)
   return WIFEXITED(status) ? WEXITSTATUS(status) : EXIT_SETUP;
 }
 
+/* ---- the rest of the tree ----
+ * spanshim run is the child subreaper of the command's tree (PR_SET_CHILD_SUBREAPER): a
+ * process whose parent exits is reparented to us, so while any process the command
+ * started still runs, one of our children (other than the collector) is alive. After
+ * the command exits we keep collecting while there is one, for at most --wait-tree. */
+
+#define TREE_SHOWN 8
+
+typedef struct tree_seen {
+  int n;                         /* processes seen alive after the command exited */
+  pid_t pid[TREE_SHOWN];
+  char comm[TREE_SHOWN][32];
+} tree_seen;
+
+/* The parent pid in /proc/PID/stat and whether it is still running (not a zombie). */
+static pid_t stat_ppid(const char *pid, int *running) {
+  char path[64], buf[512];
+  snprintf(path, sizeof(path), "/proc/%s/stat", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  buf[n] = '\0';
+  char *p = strrchr(buf, ')'), state;
+  int ppid;
+  if (!p || sscanf(p + 1, " %c %d", &state, &ppid) != 2) return -1;
+  *running = state != 'Z' && state != 'X';
+  return ppid;
+}
+
+/* Notes pid, with its command name as of now (it may have exec'd since last time). */
+static void note_seen(tree_seen *t, pid_t pid) {
+  int i = 0;
+  while (i < t->n && i < TREE_SHOWN && t->pid[i] != pid) i++;
+  if (i == t->n) t->n++;
+  if (i >= TREE_SHOWN) return;
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd >= 0 ? read(fd, t->comm[i], sizeof(t->comm[0]) - 1) : -1;
+  if (fd >= 0) close(fd);
+  if (n > 0) t->comm[i][n - 1] = '\0'; /* comm ends in a newline */
+  else if (t->pid[i] != pid) strcpy(t->comm[i], "?");
+  t->pid[i] = pid;
+}
+
+/* Reaps our ended children (noting the collector's end) and returns how many of the
+ * others still run; each is noted in *t (alive into `now`, up to TREE_SHOWN). */
+static int tree_alive(run_state *st, tree_seen *t, pid_t now[TREE_SHOWN]) {
+  pid_t p;
+  int status, alive = 0;
+  while ((p = waitpid(-1, &status, WNOHANG)) > 0)
+    if (p == st->daemon) {
+      ss__err("spanshimd ended early:");
+      show_daemon_log(st);
+      st->daemon = 0;
+    }
+  DIR *d = opendir("/proc");
+  struct dirent *e;
+  pid_t self = getpid();
+  while (d && (e = readdir(d))) {
+    int running = 0;
+    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+    if (stat_ppid(e->d_name, &running) != self || !running) continue;
+    pid_t pid = (pid_t)atoi(e->d_name);
+    if (pid == st->daemon) continue;
+    if (alive < TREE_SHOWN) now[alive] = pid;
+    alive++;
+    note_seen(t, pid);
+  }
+  if (d) closedir(d);
+  return alive;
+}
+
+static void list_pids(char *out, size_t n, const tree_seen *t, const pid_t *pids, int count) {
+  size_t len = 0;
+  out[0] = '\0';
+  for (int i = 0; i < count && i < TREE_SHOWN && len < n; i++) {
+    const char *comm = "?";
+    for (int k = 0; k < t->n && k < TREE_SHOWN; k++)
+      if (t->pid[k] == pids[i]) comm = t->comm[k];
+    len += (size_t)snprintf(out + len, n - len, "%s%d (%s)", i ? ", " : "", (int)pids[i], comm);
+  }
+  if (count > TREE_SHOWN && len < n) snprintf(out + len, n - len, ", ...");
+}
+
+static uint64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* After the command exited: collect while its tree runs, at most o->wait_tree_ms, then
+ * say what we waited for (and what still runs: its later spans are not collected). */
+static void wait_tree(run_state *st, const run_opts *o) {
+  tree_seen t = {0};
+  pid_t now[TREE_SHOWN];
+  uint64_t start = mono_ms();
+  int alive = tree_alive(st, &t, now);
+  if (alive == 0) return;
+  stop_waiting = 0;
+  set_forwarding(1);
+  while (alive > 0 && !stop_waiting && mono_ms() - start < o->wait_tree_ms) {
+    sleep_ms(20);
+    alive = tree_alive(st, &t, now);
+  }
+  set_forwarding(0);
+  char list[512];
+  if (alive > 0) {
+    list_pids(list, sizeof(list), &t, now, alive);
+    ss__err("%d process%s the command started still run%s after %.1f s: %s; spans they make "
+            "from now on are not collected (--wait-tree)", alive, alive == 1 ? "" : "es",
+            alive == 1 ? "s" : "", (double)(mono_ms() - start) / 1000, list);
+  } else if (!o->quiet) {
+    list_pids(list, sizeof(list), &t, t.pid, t.n);
+    ss__err("waited %.1f s for %d process%s the command left running: %s",
+            (double)(mono_ms() - start) / 1000, t.n, t.n == 1 ? "" : "es", list);
+  }
+}
+
 /* ---- after ---- */
 
 static void report(const run_state *st, const run_opts *o) {
@@ -501,7 +640,10 @@ int ss__cmd_run(int argc, char **argv) {
     return EXIT_SETUP;
   }
   int exec_failed;
+  /* Orphans of the command's tree become ours, so we know while any of it runs. */
+  if (!st.external) prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   int status = run_command(&st, &o, &exec_failed);
+  if (!st.external && !exec_failed) wait_tree(&st, &o);
   stop_daemon(&st);
   if (!exec_failed) report(&st, &o);
   cleanup_dir(&st);
