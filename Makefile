@@ -8,6 +8,7 @@
 #   make install    PREFIX=/usr/local DESTDIR= (also BINDIR, LIBDIR, MANDIR, UNITDIR, USERUNITDIR)
 #   make clean      remove $(BUILD) and its sanitizer builds $(BUILD)-asan, $(BUILD)-tsan
 #   make deps       apt-get what the build and tests need (sudo when not root)
+#   make interop-deps  npm ci the OpenTelemetry JS SDK peers into $(BUILD)/interop
 
 .DEFAULT_GOAL := all
 BUILD ?= build
@@ -48,7 +49,7 @@ TOOLLIB := $(BUILD)/libsstools.a
 SDLIB := $(BUILD)/libspanshimd.a
 
 .PHONY: all check unit integration demo bench asan tsan install uninstall clean deps proto \
-        valgrind fuzz
+        valgrind fuzz interop-deps
 all: $(LIB) $(BUILD)/spanshimd $(BUILD)/spanshim
 
 proto: $(PB_C)
@@ -90,8 +91,9 @@ $(TOOLLIB): $(TOOLCOMMON_O)
 	ar rcs $@ $^ $(if $(TOOLCOMMON_O),,/dev/null)
 
 TOOL_LIBS = $(TOOLLIB) $(RTLIB) -lprotobuf-c -lpthread -lm -ldl
-# spanshimd alone links libcurl and zlib (upstream), libpg_query (SQL summaries).
-SPANSHIMD_LIBS = -lcurl -lz -lpg_query -ldw -lelf
+# spanshimd alone links libcurl and zlib (upstream), libpg_query (SQL summaries),
+# libnghttp2 (OTLP/gRPC).
+SPANSHIMD_LIBS = -lcurl -lz -lpg_query -ldw -lelf -lnghttp2
 # Everything of spanshimd but main.c, for spanshimd itself and its unit suites.
 $(SDLIB): $(filter-out %/main.o,$(SPANSHIMD_O))
 	@rm -f $@
@@ -120,16 +122,17 @@ $(BUILD)/tests/bench/%: tests/bench/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g $(WARN) -std=gnu11 -D_GNU_SOURCE -pthread $(LDFLAGS) -o $@ $<
 
-# Fuzzing spanshimd's HTTP parsing and protobuf decoding (clang's libFuzzer): `make fuzz`
+# Fuzzing spanshimd's HTTP parsing, gRPC framing and protobuf decoding (clang's libFuzzer): `make fuzz`
 # runs FUZZ_SECONDS (default 300); `make check` runs 20 s when clang is installed.
 FUZZ_SECONDS ?= 300
 FUZZ_BIN := $(BUILD)/fuzz/fuzz_receiver
 FUZZ_SRC := tools/fuzz/fuzz_receiver.c tools/spanshimd/http.c tools/spanshimd/inflate.c \
+            tools/spanshimd/grpcframe.c \
             tools/spanshimd/decode.c tools/spanshimd/otlp_json_in.c \
             tools/spanshimd/sqlsum.c tools/spanshimd/sampler.c tools/common/otlp_json.c \
             tools/common/buf.c tools/common/arena.c tools/common/json.c runtime/sql.c \
             runtime/utf8.c runtime/ids.c
-$(FUZZ_BIN): $(FUZZ_SRC) $(PB_C) tools/spanshimd/spanshimd.h tools/common/arena.h
+$(FUZZ_BIN): $(FUZZ_SRC) $(PB_C) tools/spanshimd/spanshimd.h tools/spanshimd/grpc.h tools/common/arena.h
 	@mkdir -p $(dir $@)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	  $(CPPFLAGS) -std=gnu11 $(LDFLAGS) -o $@ $(FUZZ_SRC) $(PB_C) -lprotobuf-c -lpg_query -lz
@@ -139,6 +142,15 @@ fuzz: $(FUZZ_BIN)
 deps:
 	@sh tools/deps.sh
 
+# The official OpenTelemetry JS SDK, the peers of tests/integration/test_sdk_interop.py:
+# installed as tests/interop/package-lock.json pins it, with npm ci, into $(BUILD)/interop.
+INTEROP := $(BUILD)/interop/node_modules/.package-lock.json
+$(INTEROP): tests/interop/package.json tests/interop/package-lock.json
+	@mkdir -p $(BUILD)/interop
+	cp tests/interop/package.json tests/interop/package-lock.json $(BUILD)/interop/
+	cd $(BUILD)/interop && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+interop-deps: $(INTEROP)
+
 unit: $(UNIT_BIN)
 	@sh tests/run-unit.sh $(UNIT_BIN)
 
@@ -147,6 +159,8 @@ integration: all $(PROG_BIN)
 
 check: deps
 	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(PROG_BIN)
+	@$(MAKE) --no-print-directory interop-deps || \
+	  echo "interop: npm ci failed: the JS SDK interop tests will skip"
 	@status=0; \
 	  sh tests/run-unit.sh $(UNIT_BIN) || status=1; \
 	  $(PYTHON) tests/integration/run.py --build $(BUILD) || status=1; \

@@ -5,8 +5,8 @@
  * libpg_query, tail sampling, OTLP JSON encoding of what passes).
  *
  * The first input byte picks the target (HTTP head, traces, logs, chunked body, gzip,
- * deflate, OTLP JSON traces, OTLP JSON logs); for HTTP and chunked the second is the size
- * of the pieces. Built and run by
+ * deflate, OTLP JSON traces, OTLP JSON logs, a gRPC message body); for HTTP and chunked
+ * the second is the size of the pieces, for gRPC the grpc-encoding. Built and run by
  * `make fuzz` (clang); `make check` runs it briefly. */
 #include <stddef.h>
 #include <stdint.h>
@@ -15,6 +15,7 @@
 
 #include "runtime/span.h"
 #include "tools/common/otlp_json.h"
+#include "tools/spanshimd/grpc.h"
 #include "tools/spanshimd/spanshimd.h"
 
 ss__stats ss__stats_g;  /* sink.c's, which the harness does not link */
@@ -76,6 +77,29 @@ static void fuzz_inflate(int coding, const uint8_t *d, size_t n) {
   size_t len;
   int rc = ss__inflate(coding, d, n, 1u << 20, &out, &cap, &len);
   if ((rc == 200 && len > (1u << 20)) || cap > (1u << 20) + 1) __builtin_trap();
+}
+
+/* A unary gRPC request body under a grpc-encoding: OK must point at a message within
+ * the bound, inside the input or the inflate buffer; anything else is a status we send. */
+static void fuzz_grpc(const uint8_t *d, size_t n) {
+  static uint8_t *out;
+  static size_t cap;
+  if (n < 1) return;
+  int coding = d[0] % 3 == 0 ? SS_CE_IDENTITY : d[0] % 3 == 1 ? SS_CE_GZIP : SS_CE_DEFLATE;
+  d++, n--;
+  const uint8_t *msg;
+  size_t len;
+  const char *why = NULL;
+  int rc = ss__grpc_unframe(d, n, coding, 1u << 16, &out, &cap, &msg, &len, &why);
+  if (rc == SS_GRPC_OK) {
+    if (len > (1u << 16)) __builtin_trap();
+    if (!(msg == d + 5 && len == n - 5) && !(msg == out && len <= cap)) __builtin_trap();
+  } else if ((rc != SS_GRPC_INTERNAL && rc != SS_GRPC_RESOURCE_EXHAUSTED) || why == NULL) {
+    __builtin_trap();
+  } else {
+    char enc[128];
+    ss__grpc_pct_encode(why, enc, sizeof enc);
+  }
 }
 
 /* The sampler keeps its state across inputs (as across requests), in a small buffer and
@@ -140,7 +164,7 @@ static void fuzz_json(int logs, const uint8_t *d, size_t n) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
-  switch (data[0] % 8) {
+  switch (data[0] % 9) {
   case 0: fuzz_http(data + 1, size - 1); break;
   case 1: fuzz_traces(data + 1, size - 1); break;
   case 2: fuzz_logs(data + 1, size - 1); break;
@@ -148,7 +172,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   case 4: fuzz_inflate(SS_CE_GZIP, data + 1, size - 1); break;
   case 5: fuzz_inflate(SS_CE_DEFLATE, data + 1, size - 1); break;
   case 6: fuzz_json(0, data + 1, size - 1); break;
-  default: fuzz_json(1, data + 1, size - 1); break;
+  case 7: fuzz_json(1, data + 1, size - 1); break;
+  default: fuzz_grpc(data + 1, size - 1); break;
   }
   return 0;
 }

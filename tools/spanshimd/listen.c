@@ -19,8 +19,10 @@
 #include "runtime/hostport.h"
 #include "tools/spanshimd/spanshimd.h"
 
-static ino_t bound_ino;
-static dev_t bound_dev;
+/* The sockets we bound (the HTTP one, the gRPC one), to unlink at exit only if they are
+ * still ours. */
+static struct { ino_t ino; dev_t dev; } bound[4];
+static size_t n_bound;
 
 /* mkdir -p with 0700 for the components we create. */
 static int make_dirs(const char *dir) {
@@ -132,9 +134,9 @@ int ss__listen_unix(const char *path, int shared) {
     goto fail;
   }
   struct stat st;
-  if (lstat(path, &st) == 0) {
-    bound_ino = st.st_ino;
-    bound_dev = st.st_dev;
+  if (lstat(path, &st) == 0 && n_bound < sizeof bound / sizeof *bound) {
+    bound[n_bound].ino = st.st_ino;
+    bound[n_bound++].dev = st.st_dev;
   }
   return fd;
 fail:
@@ -145,8 +147,32 @@ fail:
 
 void ss__unlisten_unix(const char *path) {
   struct stat st;
-  if (lstat(path, &st) == 0 && st.st_ino == bound_ino && st.st_dev == bound_dev)
-    unlink(path);
+  if (lstat(path, &st) != 0) return;
+  for (size_t i = 0; i < n_bound; i++)
+    if (st.st_ino == bound[i].ino && st.st_dev == bound[i].dev) {
+      unlink(path);
+      return;
+    }
+}
+
+int ss__peer_allowed(const ss__opts *o, int fd) {
+  struct ucred cr;
+  socklen_t len = sizeof cr;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) return 0;
+  if (cr.uid == geteuid() || cr.uid == 0) return 1;
+  for (size_t i = 0; i < o->n_allow_uids; i++)
+    if (cr.uid == o->allow_uids[i]) return 1;
+  if (o->n_allow_gids == 0) return 0;
+  gid_t groups[256];
+  socklen_t glen = sizeof groups;
+  size_t ng = 0;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) == 0) ng = glen / sizeof *groups;
+  for (size_t i = 0; i < o->n_allow_gids; i++) {
+    if (cr.gid == o->allow_gids[i]) return 1;
+    for (size_t k = 0; k < ng; k++)
+      if (groups[k] == o->allow_gids[i]) return 1;
+  }
+  return 0;
 }
 
 static int is_loopback(const struct sockaddr *sa) {

@@ -16,11 +16,13 @@
 
 #include "runtime/config.h"
 #include "tools/common/duration.h"
+#include "tools/spanshimd/grpc.h"
 #include "tools/spanshimd/spanshimd.h"
 
 static const char usage[] =
     "usage: spanshimd [--socket PATH] [--out FILE.jsonl] [--truncate]\n"
     "                 [--listen 127.0.0.1:PORT] [--max-body BYTES]\n"
+    "                 [--grpc-listen 127.0.0.1:PORT] [--grpc-socket PATH]\n"
     "                 [--otlp-endpoint URL] [--otlp-header K=V] [--otlp-compression gzip|none]\n"
     "                 [--otlp-timeout DUR] [--queue-size BYTES] [--retry-initial DUR]\n"
     "                 [--retry-max DUR] [--retry-max-elapsed DUR] [--shutdown-grace DUR]\n"
@@ -41,6 +43,9 @@ static const char usage[] =
     "                    port 0 picks a free port, shown on the startup line)\n"
     "  --max-body N      largest request body in bytes, K/M suffixes allowed\n"
     "                    (default 16M); larger requests get 413\n"
+    "  --grpc-listen H:P also serve OTLP/gRPC (TraceService/Export, LogsService/Export;\n"
+    "                    gzip) on TCP, loopback only (e.g. 127.0.0.1:4317; port 0 picks one)\n"
+    "  --grpc-socket P   ... and/or on a Unix socket, checked as --socket is\n"
     "\n"
     "Upstream (OTLP/HTTP protobuf; the OTEL_EXPORTER_OTLP_* variables apply too):\n"
     "  --otlp-endpoint URL     base URL; /v1/traces and /v1/logs are appended\n"
@@ -156,7 +161,7 @@ enum {
   O_SOCKET = 256, O_OUT, O_TRUNCATE, O_LISTEN, O_MAXBODY, O_HELP, O_OTLP, O_HEADER,
   O_COMPRESSION, O_TIMEOUT, O_QUEUE, O_RETRY_INITIAL, O_RETRY_MAX, O_RETRY_ELAPSED, O_GRACE,
   O_RATIO, O_SLOWER, O_WAIT, O_SBUF, O_NO_SQL, O_METRICS, O_MAX_SERIES, O_ALLOW_UID,
-  O_ALLOW_GROUP, O_DAEMON, O_PIDFILE, O_LOGFILE,
+  O_ALLOW_GROUP, O_DAEMON, O_PIDFILE, O_LOGFILE, O_GRPC_LISTEN, O_GRPC_SOCKET,
 };
 
 static int parse_args(int argc, char **argv, ss__opts *o, cli *c) {
@@ -188,6 +193,8 @@ static int parse_args(int argc, char **argv, ss__opts *o, cli *c) {
       {"daemon", no_argument, NULL, O_DAEMON},
       {"pid-file", required_argument, NULL, O_PIDFILE},
       {"log-file", required_argument, NULL, O_LOGFILE},
+      {"grpc-listen", required_argument, NULL, O_GRPC_LISTEN},
+      {"grpc-socket", required_argument, NULL, O_GRPC_SOCKET},
       {NULL, 0, NULL, 0}};
   int ch;
   memset(o, 0, sizeof *o);
@@ -301,6 +308,8 @@ static int parse_args(int argc, char **argv, ss__opts *o, cli *c) {
     case O_DAEMON: c->daemon = 1; break;
     case O_PIDFILE: c->pid_file = optarg; break;
     case O_LOGFILE: c->log_file = optarg; break;
+    case O_GRPC_LISTEN: o->grpc_listen = optarg; break;
+    case O_GRPC_SOCKET: o->grpc_socket = optarg; break;
     case O_HELP: fputs(usage, stdout); return 1;
     default: fputs(usage, stderr); return 2;
     }
@@ -439,12 +448,24 @@ int main(int argc, char **argv) {
     ss__unlisten_unix(o.socket_path);
     return 1;
   }
+  int gtfd = -1, gufd = -1;
+  char gbound[128] = "";
+  if ((o.grpc_listen && (gtfd = ss__listen_tcp(o.grpc_listen, gbound, sizeof gbound)) < 0) ||
+      (o.grpc_socket && (gufd = ss__listen_unix(o.grpc_socket,
+                                                o.n_allow_uids + o.n_allow_gids > 0)) < 0) ||
+      ss__grpc_start(&o, gtfd, gufd) != 0) {
+    ss__unlisten_unix(o.socket_path);
+    if (gufd >= 0) ss__unlisten_unix(o.grpc_socket);
+    return 1;
+  }
   if (c.sampling && ss__sampler_init(&c.samp) != 0) {
     fprintf(stderr, "spanshimd: out of memory for the sampler\n");
     return 1;
   }
   fprintf(stderr, "spanshimd: listening on unix:%s%s%s", o.socket_path,
           tfd >= 0 ? " and http://" : "", bound);
+  if (gtfd >= 0) fprintf(stderr, ", gRPC on %s", gbound);
+  if (gufd >= 0) fprintf(stderr, ", gRPC on unix:%s", o.grpc_socket);
   if (o.file) fprintf(stderr, ", writing %s", o.out_path);
   if (up) fprintf(stderr, ", forwarding to %s%s", c.up.traces_url[0] ? c.up.traces_url : c.up.logs_url,
                   c.up.gzip == 1 ? " (gzip)" : "");
@@ -461,6 +482,7 @@ int main(int argc, char **argv) {
   }
   rc = ss__receiver_run(&o, ufd, tfd, mfd, sigfd);
   ss__unlisten_unix(o.socket_path);
+  if (o.grpc_socket) ss__unlisten_unix(o.grpc_socket);
   close(ufd);
   if (tfd >= 0) close(tfd);
   if (mfd >= 0) close(mfd);

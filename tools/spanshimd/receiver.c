@@ -27,6 +27,7 @@
 
 #include "runtime/clock.h"
 #include "tools/common/otlp_json.h"
+#include "tools/spanshimd/grpc.h"
 #include "tools/spanshimd/spanshimd.h"
 
 #define READ_MIN 16384            /* free space wanted before a read */
@@ -71,7 +72,7 @@ static int unix_lfd = -1, tcp_lfd = -1, metrics_lfd = -1, sig_fd = -1;
 static int reserve_fd = -1;      /* spare fd, to shed connections at EMFILE */
 static conn *conns;
 static size_t n_conns, n_lingering;
-static char tag_unix, tag_tcp, tag_metrics, tag_sig;  /* epoll data for the non-connection fds */
+static char tag_unix, tag_tcp, tag_metrics, tag_sig, tag_grpc;  /* epoll data for the non-connection fds */
 static ss__buf scratch = SS_BUF_INIT;
 static uint8_t *inflated;        /* the body of the request being served, inflated */
 static size_t inflated_cap;
@@ -563,28 +564,6 @@ static void on_writable(conn *c) {
 
 /* ---- accepting ---- */
 
-/* Our uid and root always; then --allow-uid, and --allow-group against the peer's
- * primary group and (SO_PEERGROUPS) its supplementary groups. */
-static int peer_allowed(int fd) {
-  struct ucred cr;
-  socklen_t len = sizeof cr;
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) return 0;
-  if (cr.uid == geteuid() || cr.uid == 0) return 1;
-  for (size_t i = 0; i < opts->n_allow_uids; i++)
-    if (cr.uid == opts->allow_uids[i]) return 1;
-  if (opts->n_allow_gids == 0) return 0;
-  gid_t groups[256];
-  socklen_t glen = sizeof groups;
-  size_t ng = 0;
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) == 0) ng = glen / sizeof *groups;
-  for (size_t i = 0; i < opts->n_allow_gids; i++) {
-    if (cr.gid == opts->allow_gids[i]) return 1;
-    for (size_t k = 0; k < ng; k++)
-      if (groups[k] == opts->allow_gids[i]) return 1;
-  }
-  return 0;
-}
-
 /* At EMFILE the pending connection would make a level-triggered listener spin: release
  * the spare fd, accept and close at once, take the spare back. */
 static void shed_one(int lfd) {
@@ -603,7 +582,7 @@ static void on_accept(int lfd, int is_unix, int is_metrics) {
       if (errno == EMFILE || errno == ENFILE) shed_one(lfd);
       return;  /* EAGAIN, or a connection that died in the backlog */
     }
-    if (is_unix && !peer_allowed(fd)) {
+    if (is_unix && !ss__peer_allowed(opts, fd)) {
       ss__stats_g.peers_refused++;
       close(fd);
       continue;
@@ -634,6 +613,10 @@ static void dispatch(struct epoll_event *e, int *stop) {
   if (p == &tag_unix || p == &tag_tcp || p == &tag_metrics) {
     on_accept(p == &tag_unix ? unix_lfd : p == &tag_tcp ? tcp_lfd : metrics_lfd,
               p == &tag_unix, p == &tag_metrics);
+    return;
+  }
+  if (p == &tag_grpc) {  /* the gRPC module's own epoll: its sockets are ready */
+    ss__grpc_events();
     return;
   }
   if (p == &tag_sig) {
@@ -671,7 +654,7 @@ static void drain(void) {
     if (n <= 0) break;
     int busy = 0;
     for (int i = 0; i < n; i++) {
-      if (evs[i].data.ptr == &tag_sig) continue;
+      if (evs[i].data.ptr == &tag_sig || evs[i].data.ptr == &tag_grpc) continue;
       conn *c = evs[i].data.ptr;
       if (c->lingering) {  /* nothing left to serve there */
         conn_destroy(c);
@@ -696,7 +679,8 @@ int ss__receiver_run(const ss__opts *o, int unix_fd, int tcp_fd, int metrics_fd,
   if (ss__pipeline_default_sinks(o->file) != 0) return -1;
   ep = epoll_create1(EPOLL_CLOEXEC);
   if (ep < 0 || watch(unix_fd, &tag_unix) || watch(tcp_fd, &tag_tcp) ||
-      watch(metrics_fd, &tag_metrics) || watch(sigfd, &tag_sig)) {
+      watch(metrics_fd, &tag_metrics) || watch(sigfd, &tag_sig) ||
+      watch(ss__grpc_fd(), &tag_grpc)) {
     perror("spanshimd: epoll");
     return -1;
   }
@@ -706,6 +690,8 @@ int ss__receiver_run(const ss__opts *o, int unix_fd, int tcp_fd, int metrics_fd,
       int64_t next = ss__sampler_tick(ss__mono_ms());
       if (next >= 0 && (timeout < 0 || next < timeout)) timeout = (int)(next + 1);
     }
+    int64_t g = ss__grpc_tick(ss__mono_ms());
+    if (g >= 0 && (timeout < 0 || g < timeout)) timeout = (int)(g + 1);
     int n = epoll_wait(ep, evs, 128, timeout);
     if (n < 0 && errno != EINTR) {
       perror("spanshimd: epoll_wait");
@@ -715,6 +701,7 @@ int ss__receiver_run(const ss__opts *o, int unix_fd, int tcp_fd, int metrics_fd,
     expire_lingering();
   }
   drain();
+  ss__grpc_stop(500);  /* while the pipeline still has its sinks */
   while (conns) conn_destroy(conns);
   close(ep);
   if (reserve_fd >= 0) close(reserve_fd);

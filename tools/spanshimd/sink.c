@@ -183,7 +183,7 @@ int ss__sink_logs(const ss__logs_req *req) {
 }
 
 #define COUNTERS(X)                                                                     \
-  X(requests) X(traces_requests) X(logs_requests) X(stats_requests) X(spans_received)   \
+  X(requests) X(grpc_requests) X(traces_requests) X(logs_requests) X(stats_requests) X(spans_received)   \
   X(logs_received) X(spans_rejected) X(logs_rejected) X(lines_written) X(bytes_written) X(write_errors) X(connections)      \
   X(connections_open) X(connections_refused) X(peers_refused) X(sql_spans) X(sql_unparsed) \
   X(sql_rescrubbed) X(reopens)

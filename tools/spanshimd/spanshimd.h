@@ -10,6 +10,7 @@
  *   http.c      the HTTP/1.1 request-head parser and chunked body decoder
  *   inflate.c   Content-Encoding gzip and deflate, bounded by --max-body
  *   receiver.c  the event loop: connections, framing, routing, responses
+ *   grpc.c      OTLP/gRPC over HTTP/2 (libnghttp2) on its own sockets, in the same loop
  *   pipeline.c  one request's way: decode → validate → enrich → sample → sinks
  *   decode.c    protobuf decoding with a bounded arena and a nesting-depth pre-check
  *   otlp_json_in.c  OTLP JSON bodies into the same messages, driven by the descriptors
@@ -53,11 +54,14 @@ typedef struct ss__opts {
   size_t n_allow_uids;
   uint32_t allow_gids[32];        /* --allow-group: peers with this primary or extra group */
   size_t n_allow_gids;
+  const char *grpc_listen;        /* --grpc-listen "127.0.0.1:4317" or NULL */
+  const char *grpc_socket;        /* --grpc-socket PATH or NULL */
 } ss__opts;
 
 /* Everything /stats and the exit line report. Monotonic counters unless noted. */
 typedef struct ss__stats {
   uint64_t requests;              /* complete request heads parsed (any outcome) */
+  uint64_t grpc_requests;         /* ... of which gRPC calls */
   uint64_t traces_requests, logs_requests, stats_requests;
   uint64_t spans_received, logs_received;
   uint64_t spans_rejected, logs_rejected;  /* malformed ids: partial_success */
@@ -139,6 +143,10 @@ int ss__listen_unix(const char *path, int shared);
 int ss__listen_tcp(const char *hostport, char *bound, size_t n);
 /* Unlinks the socket at exit if it is still the one we created. */
 void ss__unlisten_unix(const char *path);
+/* Whether the peer on an accepted Unix connection may send to us (SO_PEERCRED): our
+ * uid, root, --allow-uid, or --allow-group as its primary or (SO_PEERGROUPS)
+ * supplementary group. 1 or 0 (0 too when the credentials cannot be read). */
+int ss__peer_allowed(const ss__opts *o, int fd);
 
 /* ---- http.c ---- */
 enum { SS_CONN_DEFAULT = 0, SS_CONN_CLOSE = 1, SS_CONN_KEEP_ALIVE = 2 };

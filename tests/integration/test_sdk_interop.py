@@ -1,0 +1,392 @@
+"""spanshimd as an OpenTelemetry SDK sees it: the official OpenTelemetry JS SDK (npm,
+pinned by tests/interop/package-lock.json, installed by `make interop-deps`) exporting
+traces and logs over OTLP/HTTP protobuf, OTLP/HTTP JSON and OTLP/gRPC, with and without
+gzip, over TCP and spanshimd's gRPC Unix socket; asserts on what lands in spanshimd's
+output (names, ids, parents, attributes of every type, events, status, resource, scope,
+log bodies and severities). Hand-made gRPC calls (node's own http2 module) cover what an
+SDK never sends: unknown methods, metrics, bad framing, oversized and corrupt messages,
+many calls at once on one connection, a peer of another uid on the Unix socket, bad ids
+answered with partial_success."""
+import gzip
+import json
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import time
+
+import harness
+import test_spanshimd as t
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+INTEROP = os.path.join(os.path.dirname(HERE), "interop")
+TRACE_SVC = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+LOGS_SVC = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+METRICS_SVC = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+
+
+# ---- the peers ----
+
+def node_env(ctx, extra=None):
+    """Environment for node: the SDK from $(BUILD)/interop, no OTEL_* of the caller's."""
+    modules = os.path.join(ctx.build, "interop", "node_modules")
+    if shutil.which("node") is None:
+        harness.skip("node is not installed (tools/deps.sh installs nodejs)")
+    if not os.path.isdir(os.path.join(modules, "@opentelemetry", "sdk-trace-base")):
+        harness.skip("the OpenTelemetry JS SDK is not installed: run `make interop-deps` "
+                     "(npm ci of tests/interop/package-lock.json)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["NODE_PATH"] = modules
+    env.update(extra or {})
+    return env
+
+
+def sdk(ctx, signal_, exporter, url, gzip_=False, tag="peer", env=None, check=True):
+    """Runs tests/interop/peer.js; returns (exit status, its JSON report or None, stderr)."""
+    r = subprocess.run(["node", os.path.join(INTEROP, "peer.js"), signal_, exporter, url,
+                        "gzip" if gzip_ else "none", tag],
+                       env=node_env(ctx, env), capture_output=True, timeout=120, cwd=ctx.tmp)
+    out = r.stdout.decode().strip()
+    report = json.loads(out.splitlines()[-1]) if out else None
+    if check:
+        assert r.returncode == 0, "peer.js failed: %s %s" % (out, r.stderr.decode()[-2000:])
+    return r.returncode, report, r.stderr.decode()
+
+
+def raw_calls(ctx, calls, url=None, sock=None, parallel=False):
+    """Hand-made gRPC calls on one HTTP/2 connection (tests/interop/grpc_raw.js)."""
+    spec = {"calls": calls, "parallel": parallel}
+    if sock:
+        spec["socket"] = sock
+    else:
+        spec["url"] = url
+    r = subprocess.run(["node", os.path.join(INTEROP, "grpc_raw.js")],
+                       input=json.dumps(spec).encode(), env=node_env(ctx),
+                       capture_output=True, timeout=120, cwd=ctx.tmp)
+    assert r.returncode == 0, "grpc_raw.js: %s %s" % (r.stdout, r.stderr)
+    return json.loads(r.stdout)
+
+
+def frame(msg, compressed=False):
+    """A gRPC Length-Prefixed-Message."""
+    return struct.pack(">BI", 1 if compressed else 0, len(msg)) + msg
+
+
+def grpc_call(path, body, headers=None):
+    return {"path": path, "body_hex": body.hex(), "headers": headers or {}}
+
+
+def grpc_status(res):
+    """(grpc-status, grpc-message) of a call: from its trailers, or its headers when the
+    answer was Trailers-Only."""
+    h = res["trailers"] if "grpc-status" in res["trailers"] else res["headers"]
+    return int(h.get("grpc-status", -1)), h.get("grpc-message", "")
+
+
+# ---- spanshimd ----
+
+def collector(ctx, args=(), grpc_socket=None):
+    """spanshimd with OTLP/HTTP and OTLP/gRPC on loopback TCP (and gRPC on a Unix socket
+    when grpc_socket is given); returns (collector, HTTP port, gRPC port)."""
+    extra = ["--listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"]
+    if grpc_socket:
+        extra += ["--grpc-socket", grpc_socket]
+    col = ctx.collector(extra + list(args))
+    deadline = time.monotonic() + 10
+    while "gRPC on" not in col.stderr() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    err = col.stderr()
+    http_port = int(err.split("http://127.0.0.1:")[1].split(",")[0])
+    grpc_port = int(err.split("gRPC on 127.0.0.1:")[1].split(",")[0])
+    return col, http_port, grpc_port
+
+
+def records(col):
+    """Every span and log record spanshimd wrote, from every JSON lines file in its
+    directory (traces and logs may go to files of their own): (spans, logs) with logs as
+    (record, resource attributes, scope) tuples, and the spans' scopes."""
+    spans, logs, scopes = [], [], []
+    d = os.path.dirname(col.out)
+    for fn in sorted(os.listdir(d)):
+        if not fn.endswith(".jsonl"):
+            continue
+        spans += harness.read_jsonl(os.path.join(d, fn))[0]
+        with open(os.path.join(d, fn)) as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                doc = json.loads(line)
+                for rs in doc.get("resourceSpans", []):
+                    scopes += [ss.get("scope", {}) for ss in rs.get("scopeSpans", [])]
+                for rl in doc.get("resourceLogs", []):
+                    res = harness.attrs_dict(rl.get("resource", {}).get("attributes"))
+                    for sl in rl.get("scopeLogs", []):
+                        for lr in sl.get("logRecords", []):
+                            logs.append((lr, res, sl.get("scope", {})))
+    return spans, logs, scopes
+
+
+def assert_traces_landed(col, report, tag):
+    """What peer.js made is in spanshimd's output, field by field."""
+    spans, _, scopes = records(col)
+    by_id = {s.span_id: s for s in spans}
+    made = {m["name"]: m for m in report["spans"]}
+    assert set(made) == {"parent-%s" % tag, "child-%s-1" % tag, "child-%s-2" % tag}
+    for name, m in made.items():
+        s = by_id.get(m["span_id"])
+        assert s is not None, "span %s (%s) not in the output" % (name, m["span_id"])
+        assert s.name == name and s.trace_id == m["trace_id"]
+        assert s.resource["service.name"] == "interop-" + tag
+        assert s.resource["peer.tag"] == tag
+        assert s.end >= s.start > 0
+    parent = by_id[made["parent-%s" % tag]["span_id"]]
+    assert parent.kind == 2 and parent.parent_id == ""  # SERVER, a root
+    assert parent.attrs == {"http.request.method": "GET", "peer.count": 42, "peer.ratio": 0.5,
+                            "peer.ok": True, "peer.list": ["a", "b"]}
+    for i in (1, 2):
+        c = by_id[made["child-%s-%d" % (tag, i)]["span_id"]]
+        assert c.kind == 3 and c.parent_id == parent.span_id  # CLIENT, under the parent
+        assert c.attrs == {"peer.index": i}
+        assert [e["name"] for e in c.events] == ["peer.event"]
+        assert harness.attrs_dict(c.events[0].get("attributes")) == {"peer.event.n": i}
+        assert c.status_code == (2 if i == 2 else 0)
+        assert c.status_message == ("boom" if i == 2 else "")
+    assert {"name": "spanshim-interop", "version": "1.2.3"} in scopes
+
+
+def assert_logs_landed(col, report, tag):
+    _, logs, _ = records(col)
+    got = {lr.get("body", {}).get("stringValue"): (lr, res, scope) for lr, res, scope in logs}
+    for i, m in enumerate(report["logs"], 1):
+        assert m["body"] in got, "log %s not in the output: %s" % (m["body"], list(got))
+        lr, res, scope = got[m["body"]]
+        assert res["service.name"] == "interop-" + tag
+        assert scope.get("name") == "spanshim-interop" and scope.get("version") == "1.2.3"
+        assert lr.get("severityNumber") == (17 if i == 3 else 9)
+        assert lr.get("severityText") == ("ERROR" if i == 3 else "INFO")
+        assert harness.attrs_dict(lr.get("attributes")) == {"peer.index": i, "peer.tag": tag}
+        assert lr.get("traceId", "") == m["trace_id"]
+        assert lr.get("spanId", "") == m["span_id"]
+
+
+def stats(col, port):
+    import urllib.request
+    with urllib.request.urlopen("http://127.0.0.1:%d/stats" % port, timeout=10) as r:
+        return json.loads(r.read())
+
+
+# ---- the SDK over each transport ----
+
+def test_js_sdk_grpc_traces_and_logs_land(ctx):
+    col, hp, gp = collector(ctx)
+    url = "http://127.0.0.1:%d" % gp
+    reports = {}
+    for gz in (False, True):
+        tag = "grpc-gzip" if gz else "grpc"
+        reports[tag] = (sdk(ctx, "traces", "grpc", url, gz, tag)[1],
+                        sdk(ctx, "logs", "grpc", url, gz, tag + "-logs")[1])
+        assert all(r["code"] == 0 for r in reports[tag][0]["results"] + reports[tag][1]["results"])
+    st = stats(col, hp)
+    assert st["grpc_requests"] == 12  # one export per span / record (simple processors)
+    assert st["spans_received"] == 6 and st["logs_received"] == 6
+    col.stop()
+    for tag, (tr, lg) in reports.items():
+        assert_traces_landed(col, tr, tag)
+        assert_logs_landed(col, lg, tag + "-logs")
+
+
+def test_js_sdk_http_protobuf_traces_and_logs_land(ctx):
+    col, hp, _ = collector(ctx)
+    reports = {}
+    for gz in (False, True):
+        tag = "proto-gzip" if gz else "proto"
+        reports[tag] = (
+            sdk(ctx, "traces", "proto", "http://127.0.0.1:%d/v1/traces" % hp, gz, tag)[1],
+            sdk(ctx, "logs", "proto", "http://127.0.0.1:%d/v1/logs" % hp, gz, tag + "-logs")[1])
+    col.stop()
+    for tag, (tr, lg) in reports.items():
+        assert_traces_landed(col, tr, tag)
+        assert_logs_landed(col, lg, tag + "-logs")
+
+
+def test_js_sdk_http_json_traces_and_logs_land(ctx):
+    col, hp, _ = collector(ctx)
+    rep = sdk(ctx, "traces", "json", "http://127.0.0.1:%d/v1/traces" % hp, False, "json")[1]
+    reports = {"json": (rep, sdk(ctx, "logs", "json", "http://127.0.0.1:%d/v1/logs" % hp,
+                                 False, "json-logs")[1])}
+    reports["json-gzip"] = (
+        sdk(ctx, "traces", "json", "http://127.0.0.1:%d/v1/traces" % hp, True, "json-gzip")[1],
+        sdk(ctx, "logs", "json", "http://127.0.0.1:%d/v1/logs" % hp, True, "json-gzip-logs")[1])
+    col.stop()
+    for tag, (tr, lg) in reports.items():
+        assert_traces_landed(col, tr, tag)
+        assert_logs_landed(col, lg, tag + "-logs")
+
+
+def test_js_sdk_grpc_over_unix_socket(ctx):
+    sock = os.path.join(ctx.tmp, "g", "grpc.sock")
+    col, _, _ = collector(ctx, grpc_socket=sock)
+    assert oct(os.stat(sock).st_mode & 0o777) == "0o600"
+    _, rep, _ = sdk(ctx, "traces", "grpc", "unix://" + sock, True, "unix",
+                    env={"OTEL_EXPORTER_OTLP_INSECURE": "true"})
+    col.stop()
+    assert_traces_landed(col, rep, "unix")
+    assert not os.path.exists(sock), "the gRPC socket is removed at exit"
+
+
+def run_as_nobody(ctx, script, stdin):
+    """Runs node (its script given inline: nobody may not read our tree) as uid/gid 65534;
+    returns the CompletedProcess."""
+    def drop():
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+    return subprocess.run(["node", "-e", open(os.path.join(INTEROP, script)).read()],
+                          input=stdin, env=node_env(ctx), capture_output=True, timeout=60,
+                          preexec_fn=drop, cwd="/")
+
+
+def test_grpc_unix_socket_peer_credentials(ctx):
+    if os.geteuid() != 0:
+        harness.skip("needs root to become another user")
+    os.chmod(ctx.tmp, 0o711)
+    good = t.traces_request([t.span(t.TRACE_ID, t.SPAN_ID, "from-nobody", 1, 1, 2, {})])
+    spec = json.dumps({"socket": "", "calls": [grpc_call(TRACE_SVC, frame(good))]})
+    # Another uid is allowed on the socket (so it is 0666 in a 0711 directory), not
+    # nobody: SO_PEERCRED refuses nobody's connection.
+    sock = os.path.join(ctx.tmp, "g1", "grpc.sock")
+    col, hp, _ = collector(ctx, ["--allow-uid", "1"], grpc_socket=sock)
+    assert oct(os.stat(sock).st_mode & 0o777) == "0o666"
+    r = run_as_nobody(ctx, "grpc_raw.js", spec.replace('"socket": ""', '"socket": "%s"' % sock).encode())
+    assert r.returncode != 0 or "grpc-status" not in r.stdout.decode(), r.stdout
+    st = stats(col, hp)
+    assert st["peers_refused"] == 1 and st["grpc_requests"] == 0
+    col.stop()
+    assert records(col)[0] == []
+    # nobody allowed: served.
+    sock2 = os.path.join(ctx.tmp, "g2", "grpc.sock")
+    col2, _, _ = collector(ctx, ["--allow-uid", "65534"], grpc_socket=sock2)
+    r = run_as_nobody(ctx, "grpc_raw.js", spec.replace('"socket": ""', '"socket": "%s"' % sock2).encode())
+    assert r.returncode == 0, r.stderr
+    assert grpc_status(json.loads(r.stdout)[0]) == (0, "")
+    col2.stop()
+    assert [s.name for s in records(col2)[0]] == ["from-nobody"]
+
+
+# ---- hand-made calls: what an SDK does not send ----
+
+def test_grpc_errors_are_grpc_statuses_and_the_connection_goes_on(ctx):
+    col, hp, gp = collector(ctx, ["--max-body", "64k"])
+    good = t.traces_request([t.span(t.TRACE_ID, t.SPAN_ID, "good", 1, 1, 2, {"k": "v"})])
+    bomb = gzip.compress(b"\0" * (1 << 20))
+    calls = [
+        grpc_call("/nope.Service/Export", frame(good)),                          # 12
+        grpc_call(METRICS_SVC, frame(b"")),                                      # 12
+        grpc_call(TRACE_SVC, frame(b"\xff\xff\xff")),                            # 3
+        grpc_call(TRACE_SVC, frame(good) + frame(good)),                         # 13
+        grpc_call(TRACE_SVC, frame(good)[:-1]),                                  # 13
+        grpc_call(TRACE_SVC, b""),                                               # 13
+        grpc_call(TRACE_SVC, frame(gzip.compress(good), True)),                  # 13
+        grpc_call(TRACE_SVC, frame(gzip.compress(good), True), {"grpc-encoding": "snappy"}),
+        grpc_call(TRACE_SVC, frame(b"x" * (65 << 10))),                          # 8
+        grpc_call(TRACE_SVC, frame(bomb, True), {"grpc-encoding": "gzip"}),      # 8
+        grpc_call(TRACE_SVC, frame(b"junk" * 10, True), {"grpc-encoding": "gzip"}),  # 13
+        grpc_call(TRACE_SVC, frame(good), {"content-type": "application/json"}),  # HTTP 415
+        grpc_call(TRACE_SVC, frame(gzip.compress(good), True), {"grpc-encoding": "gzip"}),
+    ]
+    res = raw_calls(ctx, calls, url="http://127.0.0.1:%d" % gp)
+    got = [grpc_status(r)[0] for r in res]
+    assert got == [12, 12, 3, 13, 13, 13, 13, 12, 8, 8, 13, 13, 0], got
+    assert [r["status"] for r in res] == [200] * 11 + [415, 200]
+    assert "TraceService/Export" in grpc_status(res[0])[1]
+    assert "metrics" in grpc_status(res[1])[1]
+    assert "more than one" in grpc_status(res[3])[1]
+    assert "--max-body" in grpc_status(res[8])[1]
+    assert "decompressed" in grpc_status(res[9])[1]
+    assert "gzip" in res[7]["headers"].get("grpc-accept-encoding", "")
+    # The one good call's answer: an empty ExportTraceServiceResponse, framed.
+    assert res[-1]["data_hex"] == "0000000000" and res[-1]["error"] is None
+    st = stats(col, hp)
+    assert st["grpc_requests"] == len(calls)
+    assert st["rejected"]["not_found"] == 3 and st["rejected"]["bad_protobuf"] == 1
+    assert st["rejected"]["too_large"] == 2 and st["rejected"]["content_type"] == 1
+    col.stop()
+    assert [s.name for s in records(col)[0]] == ["good"]
+
+
+def test_grpc_many_calls_at_once_on_one_connection(ctx):
+    col, hp, gp = collector(ctx)
+    calls = [grpc_call(TRACE_SVC, frame(t.traces_request(
+        [t.span(t.TRACE_ID, bytes([0, 0, 0, 0, 0, 0, i >> 8 & 255, i & 255 or 1]), "c%d" % i,
+                1, 1, 2, {"i": i})])), {"grpc-encoding": "identity"})
+             for i in range(1, 101)]
+    res = raw_calls(ctx, calls, url="http://127.0.0.1:%d" % gp, parallel=True)
+    assert [grpc_status(r)[0] for r in res] == [0] * 100, [(grpc_status(r), r["error"]) for r in res if grpc_status(r)[0]][:5]
+    col.stop()
+    assert sorted(s.name for s in records(col)[0]) == sorted("c%d" % i for i in range(1, 101))
+
+
+def test_grpc_big_gzip_message_and_sigterm_with_a_connection_open(ctx):
+    col, hp, gp = collector(ctx)
+    spans = [t.span(t.TRACE_ID, bytes([1, 2, 3, 4, 5, 6, i >> 8 & 255, i & 255]), "big%d" % i,
+                    1, 1, 2, {"blob": "x%d" % i * 500}) for i in range(1, 2001)]
+    body = t.traces_request(spans)
+    assert len(body) > 4 << 20
+    res = raw_calls(ctx, [grpc_call(TRACE_SVC, frame(gzip.compress(body), True),
+                                    {"grpc-encoding": "gzip"})],
+                    url="http://127.0.0.1:%d" % gp)
+    assert grpc_status(res[0]) == (0, "")
+    # A connection left open (an SDK's channel) does not hold up SIGTERM.
+    import socket
+    s = socket.create_connection(("127.0.0.1", gp))
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    col.proc.send_signal(signal.SIGTERM)
+    assert col.proc.wait(20) == 0
+    s.close()
+    assert len(records(col)[0]) == 2000
+    assert "grpc_requests=1" in col.stderr()
+
+
+def parse_partial_success(data):
+    """(rejected, error_message) from a framed Export*ServiceResponse; (0, "") if empty."""
+    assert data[0] == 0 and struct.unpack(">I", data[1:5])[0] == len(data) - 5
+    msg = data[5:]
+    if not msg:
+        return 0, ""
+    assert msg[0] == 0x0A  # partial_success = 1, length-delimited
+    inner, rejected, text, i = msg[2:2 + msg[1]], 0, "", 0
+    while i < len(inner):
+        k = inner[i]
+        i += 1
+        if k == 0x08:
+            shift = 0
+            while True:
+                b = inner[i]
+                i += 1
+                rejected |= (b & 0x7F) << shift
+                shift += 7
+                if b < 0x80:
+                    break
+        elif k == 0x12:
+            n = inner[i]
+            text = inner[i + 1:i + 1 + n].decode()
+            i += 1 + n
+    return rejected, text
+
+
+def test_grpc_bad_ids_get_partial_success_and_the_rest_lands(ctx):
+    col, hp, gp = collector(ctx)
+    req = t.traces_request([
+        t.span(t.TRACE_ID, t.SPAN_ID, "kept", 1, 1, 2, {}),
+        t.span(t.TRACE_ID[:15], t.PARENT_ID, "short-trace-id", 1, 1, 2, {}),
+        t.span(t.TRACE_ID, bytes(8), "zero-span-id", 1, 1, 2, {}),
+    ])
+    res = raw_calls(ctx, [grpc_call(TRACE_SVC, frame(gzip.compress(req), True),
+                                    {"grpc-encoding": "gzip"})],
+                    url="http://127.0.0.1:%d" % gp)
+    assert grpc_status(res[0]) == (0, "")
+    rejected, text = parse_partial_success(bytes.fromhex(res[0]["data_hex"]))
+    assert rejected == 2 and text, (rejected, text)
+    col.stop()
+    assert [s.name for s in records(col)[0]] == ["kept"]

@@ -1,0 +1,730 @@
+/* grpc.c - OTLP/gRPC: HTTP/2 connections (libnghttp2), gRPC framing, the pipeline.
+ *
+ * Each accepted connection gets an nghttp2 server session. We read into a stack buffer
+ * and hand the bytes to nghttp2_session_mem_recv; its callbacks build up each stream
+ * (call): headers checked as they come, DATA appended to the call's body, and a call
+ * complete (END_STREAM) is queued on its connection. Calls are served after mem_recv
+ * returns (nghttp2 does not allow sending from its callbacks, and a logs call is answered
+ * before its slow part), in arrival order: unframe, pipeline, answer. Output comes from
+ * nghttp2_session_mem_send and goes straight to the socket; what the socket does not
+ * take is kept (one chunk at most: nothing more is asked of nghttp2 until it is sent)
+ * and EPOLLOUT waits for room.
+ *
+ * A call refused from its headers (unknown method, not gRPC) is answered at once and
+ * whatever body it still sends is discarded. Streams are ours (struct call), tied to
+ * the nghttp2 stream by its user data and on a list of the connection's, which is how
+ * they are freed when a connection goes (nghttp2_session_del frees its streams without
+ * callbacks). */
+#include <errno.h>
+#include <fcntl.h>
+#include <nghttp2/nghttp2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "runtime/clock.h"
+#include "tools/spanshimd/grpc.h"
+
+enum { G_NONE, G_TRACES, G_LOGS, G_METRICS };
+
+typedef struct gconn gconn;
+
+typedef struct call {
+  int32_t id;
+  gconn *c;
+  int route;                     /* G_* from :path */
+  int post;                      /* :method POST */
+  int ctype;                     /* 1 application/grpc[+proto], 0 absent, -1 other */
+  int coding;                    /* SS_CE_* from grpc-encoding */
+  size_t head_bytes;             /* header list so far (RFC 9113 6.5.2's size) */
+  uint8_t *body;                 /* the DATA received, framed: body[0..len) */
+  size_t len, cap;               /* cap counts in `held` */
+  size_t want;                   /* 5 + the message length, once the prefix is here */
+  int answered;                  /* further DATA is discarded */
+  size_t discarded;
+  int queued;                    /* on the connection's ready list */
+  uint64_t deadline;             /* monotonic ms: the whole request by then */
+  ss__buf resp;                  /* the response message, framed, being sent */
+  size_t resp_off;
+  struct call *rnext;            /* ready list */
+  struct call *prev, *next;      /* the connection's calls */
+} call;
+
+struct gconn {
+  int fd;
+  nghttp2_session *h2;
+  uint32_t events;
+  uint64_t deadline;             /* preface, or idle once no call is open */
+  int got_bytes;
+  size_t n_calls;
+  call *calls;
+  call *ready, **ready_tail;     /* complete calls, in arrival order */
+  uint8_t *pend;                 /* output the socket has not taken yet */
+  size_t pend_len, pend_off, pend_cap;
+  int goaway_sent;
+  gconn *prev, *next;
+};
+
+static const ss__opts *opts;
+static int gep = -1;             /* our epoll: listeners and connections */
+static int tcp_lfd = -1, unix_lfd = -1;
+static char tag_tcp, tag_unix;
+static gconn *conns;
+static size_t n_conns;
+static size_t held, held_max;    /* bytes of call bodies buffered, and the bound */
+static uint64_t next_deadline = UINT64_MAX;  /* the soonest of every deadline below */
+static uint64_t accept_paused_until;  /* EMFILE: listeners off until then (0: on) */
+static uint8_t *inflated;        /* the message being served, inflated */
+static size_t inflated_cap;
+static nghttp2_session_callbacks *cbs;
+static nghttp2_option *h2opt;
+
+/* ---- bookkeeping ---- */
+
+static void set_deadline(uint64_t *d, uint64_t when) {
+  *d = when;
+  if (when < next_deadline) next_deadline = when;
+}
+
+static void body_free(call *s) {
+  held -= s->cap;
+  free(s->body);
+  s->body = NULL;
+  s->len = s->cap = 0;
+}
+
+static void call_free(call *s) {
+  gconn *c = s->c;
+  if (s->queued) {  /* unlink from the ready list */
+    call **pp = &c->ready;
+    while (*pp && *pp != s) pp = &(*pp)->rnext;
+    if (*pp) *pp = s->rnext;
+    c->ready_tail = &c->ready;
+    for (call *r = c->ready; r; r = r->rnext) c->ready_tail = &r->rnext;
+  }
+  if (s->prev) s->prev->next = s->next;
+  else c->calls = s->next;
+  if (s->next) s->next->prev = s->prev;
+  body_free(s);
+  ss__buf_free(&s->resp);
+  free(s);
+  if (--c->n_calls == 0) set_deadline(&c->deadline, ss__mono_ms() + SS_GRPC_IDLE_MS);
+}
+
+static void conn_destroy(gconn *c) {
+  epoll_ctl(gep, EPOLL_CTL_DEL, c->fd, NULL);
+  close(c->fd);
+  while (c->calls) call_free(c->calls);
+  nghttp2_session_del(c->h2);
+  free(c->pend);
+  if (c->prev) c->prev->next = c->next;
+  else conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  free(c);
+  n_conns--;
+  ss__stats_g.connections_open--;
+}
+
+static void count_status(int code) {
+  ss__stats *st = &ss__stats_g;
+  switch (code) {
+  case SS_GRPC_OK: break;
+  case SS_GRPC_INVALID_ARGUMENT: st->rej_bad_protobuf++; break;
+  case SS_GRPC_RESOURCE_EXHAUSTED: st->rej_too_large++; break;
+  case SS_GRPC_UNAVAILABLE: st->rej_unavailable++; break;
+  case SS_GRPC_UNIMPLEMENTED: st->rej_not_found++; break;
+  default: st->rej_bad_http++; break;
+  }
+}
+
+/* ---- answers ---- */
+
+#define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
+
+/* An error, as Trailers-Only (one HEADERS frame ending the stream); http_status is 200
+ * unless the request was not gRPC at all. Further DATA of the call is discarded. */
+static void answer_error(call *s, int http_status, int code, const char *msg) {
+  char st[8], cs[8], m[512];
+  snprintf(st, sizeof st, "%d", http_status);
+  snprintf(cs, sizeof cs, "%d", code);
+  ss__grpc_pct_encode(msg, m, sizeof m);
+  nghttp2_nv nva[] = {NV(":status", st), NV("content-type", "application/grpc"),
+                      NV("grpc-status", cs), NV("grpc-message", m),
+                      NV("grpc-accept-encoding", "identity,deflate,gzip")};
+  count_status(http_status == 415 ? -1 : code);
+  if (http_status == 415) ss__stats_g.rej_content_type++;
+  s->answered = 1;
+  body_free(s);
+  nghttp2_submit_response(s->c->h2, s->id, nva, sizeof nva / sizeof *nva, NULL);
+}
+
+static ssize_t resp_read(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t length,
+                         uint32_t *flags, nghttp2_data_source *src, void *user) {
+  (void)user;
+  call *s = src->ptr;
+  size_t n = s->resp.len - s->resp_off;
+  if (n > length) n = length;
+  memcpy(buf, s->resp.data + s->resp_off, n);
+  s->resp_off += n;
+  if (s->resp_off == s->resp.len) {
+    nghttp2_nv trailers[] = {NV("grpc-status", "0")};
+    *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    if (nghttp2_submit_trailer(h2, id, trailers, 1) != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
+  }
+  return (ssize_t)n;
+}
+
+/* Success: the Export{Trace,Logs}ServiceResponse (partial_success when the pipeline
+ * took spans or records out: ss__pipeline_rejected), framed. */
+static int answer_ok(call *s) {
+  ss__buf *r = &s->resp;
+  ss__buf_reset(r);
+  SS_BUF_LIT(r, "\0\0\0\0\0");  /* flag, length: filled in below */
+  ss__export_response(r, s->route == G_LOGS, SS_FMT_PROTO);
+  if (ss__buf_error(r)) return -1;
+  uint32_t n = (uint32_t)(r->len - 5);
+  r->data[1] = (char)(n >> 24), r->data[2] = (char)(n >> 16);
+  r->data[3] = (char)(n >> 8), r->data[4] = (char)n;
+  s->resp_off = 0;
+  s->answered = 1;
+  nghttp2_nv nva[] = {NV(":status", "200"), NV("content-type", "application/grpc"),
+                      NV("grpc-accept-encoding", "identity,deflate,gzip")};
+  nghttp2_data_provider dp = {.source.ptr = s, .read_callback = resp_read};
+  return nghttp2_submit_response(s->c->h2, s->id, nva, sizeof nva / sizeof *nva, &dp) == 0
+             ? 0 : -1;
+}
+
+/* ---- nghttp2 callbacks ---- */
+
+static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *f, void *user) {
+  gconn *c = user;
+  if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  if (c->n_calls >= SS_GRPC_MAX_STREAMS) {
+    nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_REFUSED_STREAM);
+    return 0;
+  }
+  call *s = calloc(1, sizeof *s);
+  if (s == NULL) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  s->id = f->hd.stream_id;
+  s->c = c;
+  s->next = c->calls;
+  if (c->calls) c->calls->prev = s;
+  c->calls = s;
+  c->n_calls++;
+  c->deadline = UINT64_MAX;
+  set_deadline(&s->deadline, ss__mono_ms() + SS_GRPC_CALL_MS);
+  nghttp2_session_set_stream_user_data(h2, s->id, s);
+  ss__stats_g.requests++;
+  ss__stats_g.grpc_requests++;
+  return 0;
+}
+
+static int route_of(const uint8_t *p, size_t n) {
+  static const struct { const char *path; int route; } routes[] = {
+      {"/opentelemetry.proto.collector.trace.v1.TraceService/Export", G_TRACES},
+      {"/opentelemetry.proto.collector.logs.v1.LogsService/Export", G_LOGS},
+      {"/opentelemetry.proto.collector.metrics.v1.MetricsService/Export", G_METRICS},
+  };
+  for (size_t i = 0; i < sizeof routes / sizeof *routes; i++)
+    if (strlen(routes[i].path) == n && memcmp(routes[i].path, p, n) == 0) return routes[i].route;
+  return G_NONE;
+}
+
+static int hdr_is(const uint8_t *p, size_t n, const char *lit) {
+  return n == strlen(lit) && memcmp(p, lit, n) == 0;
+}
+
+static int on_header(nghttp2_session *h2, const nghttp2_frame *f, const uint8_t *name,
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                     void *user) {
+  (void)flags, (void)user;
+  if (f->hd.type != NGHTTP2_HEADERS) return 0;
+  call *s = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
+  if (s == NULL) return 0;
+  if (f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;  /* trailers: nothing we need */
+  s->head_bytes += namelen + valuelen + 32;
+  if (s->head_bytes > SS_MAX_HEAD) {
+    ss__stats_g.rej_header_too_large++;
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  /* RST_STREAM */
+  }
+  if (hdr_is(name, namelen, ":path")) s->route = route_of(value, valuelen);
+  else if (hdr_is(name, namelen, ":method")) s->post = hdr_is(value, valuelen, "POST");
+  else if (hdr_is(name, namelen, "content-type"))
+    s->ctype = hdr_is(value, valuelen, "application/grpc") ||
+                       hdr_is(value, valuelen, "application/grpc+proto")
+                   ? 1 : -1;
+  else if (hdr_is(name, namelen, "grpc-encoding"))
+    s->coding = hdr_is(value, valuelen, "identity") ? SS_CE_IDENTITY
+                : hdr_is(value, valuelen, "gzip")   ? SS_CE_GZIP
+                : hdr_is(value, valuelen, "deflate") ? SS_CE_DEFLATE
+                                                     : SS_CE_UNSUPPORTED;
+  return 0;
+}
+
+/* The request's headers are all here: refuse now what its body cannot change. */
+static void check_headers(call *s) {
+  if (s->ctype != 1)
+    answer_error(s, 415, SS_GRPC_INTERNAL, "content-type must be application/grpc");
+  else if (!s->post)
+    answer_error(s, 405, SS_GRPC_INTERNAL, "gRPC calls are POST");
+  else if (s->route == G_METRICS)
+    answer_error(s, 200, SS_GRPC_UNIMPLEMENTED, "spanshimd takes traces and logs, not metrics");
+  else if (s->route == G_NONE)
+    answer_error(s, 200, SS_GRPC_UNIMPLEMENTED,
+                 "unknown method: spanshimd serves TraceService/Export and LogsService/Export");
+  else if (s->coding == SS_CE_UNSUPPORTED)
+    answer_error(s, 200, SS_GRPC_UNIMPLEMENTED,
+                 "unsupported grpc-encoding: use gzip, deflate or identity");
+}
+
+static void enqueue_ready(gconn *c, call *s) {
+  if (s->queued || s->answered) return;
+  s->queued = 1;
+  s->rnext = NULL;
+  *c->ready_tail = s;
+  c->ready_tail = &s->rnext;
+}
+
+static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void *user) {
+  gconn *c = user;
+  if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
+  call *s = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
+  if (s == NULL) return 0;
+  if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST && !s->answered)
+    check_headers(s);
+  if ((f->hd.flags & NGHTTP2_FLAG_END_STREAM) && !s->answered) enqueue_ready(c, s);
+  return 0;
+}
+
+/* The bound on a call's framed body: the message prefix, and a compressed message may
+ * be a little larger than --max-body when its content does not compress. */
+static size_t wire_max(const call *s) {
+  size_t m = opts->max_body + 5;
+  if (s->coding == SS_CE_GZIP || s->coding == SS_CE_DEFLATE)
+    m += opts->max_body / 1024 + 1024;
+  return m;
+}
+
+/* Makes the body able to hold cap bytes exactly, within the bound on bytes held. */
+static int body_reserve(call *s, size_t cap) {
+  if (cap <= s->cap) return 0;
+  if (held + (cap - s->cap) > held_max) return SS_GRPC_UNAVAILABLE;
+  uint8_t *p = realloc(s->body, cap);
+  if (p == NULL) return SS_GRPC_RESOURCE_EXHAUSTED;
+  held += cap - s->cap;
+  s->body = p;
+  s->cap = cap;
+  return 0;
+}
+
+static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id, const uint8_t *d,
+                         size_t n, void *user) {
+  (void)flags, (void)user;
+  call *s = nghttp2_session_get_stream_user_data(h2, id);
+  if (s == NULL) return 0;
+  if (s->answered) {
+    s->discarded += n;
+    if (s->discarded > wire_max(s))  /* it will not stop: stop it */
+      nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+    return 0;
+  }
+  while (n > 0) {
+    /* The prefix first (5 bytes), then exactly the message it announces. */
+    size_t want = s->len < 5 ? 5 : s->want;
+    if (s->len == want) {
+      answer_error(s, 200, SS_GRPC_INTERNAL, "more than one request message in a unary call");
+      return 0;
+    }
+    int rc = body_reserve(s, want);
+    if (rc != 0) {
+      answer_error(s, 200, rc, rc == SS_GRPC_UNAVAILABLE
+                                   ? "spanshimd holds too many request bytes; retry later"
+                                   : "out of memory");
+      return 0;
+    }
+    size_t k = want - s->len < n ? want - s->len : n;
+    memcpy(s->body + s->len, d, k);
+    s->len += k, d += k, n -= k;
+    if (s->len == 5 && s->want == 0) {
+      s->want = 5 + (size_t)ss__grpc_be32(s->body + 1);
+      if (s->want > wire_max(s)) {
+        answer_error(s, 200, SS_GRPC_RESOURCE_EXHAUSTED, "request message larger than --max-body");
+        return 0;
+      }
+    }
+  }
+  return 0;
+}
+
+static int on_stream_close(nghttp2_session *h2, int32_t id, uint32_t err, void *user) {
+  (void)err, (void)user;
+  call *s = nghttp2_session_get_stream_user_data(h2, id);
+  if (s) call_free(s);
+  return 0;
+}
+
+/* ---- serving ---- */
+
+/* What is left of a logs call once it is answered: its decoded request and the message
+ * it came from (in `keep`, taken from the call, or in `inflated`). */
+typedef struct after {
+  ss__logs_req *q;
+  uint8_t *keep;
+  size_t kept;                   /* bytes of keep counted in `held` */
+  const uint8_t *msg;
+  size_t len;
+} after;
+
+static void answer_status(call *s, int st) {
+  if (st == 200 && answer_ok(s) == 0) return;
+  if (st == 400)
+    answer_error(s, 200, SS_GRPC_INVALID_ARGUMENT,
+                 ss__pipeline_rejected.msg[0] ? ss__pipeline_rejected.msg
+                                              : "not a valid OTLP protobuf request");
+  else if (st == 413)
+    answer_error(s, 200, SS_GRPC_RESOURCE_EXHAUSTED, "request decodes to more memory than allowed");
+  else if (st == 200)
+    answer_error(s, 200, SS_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+  else
+    answer_error(s, 200, SS_GRPC_UNAVAILABLE, "cannot write the output file");
+}
+
+/* Serves one complete call. Logs are answered before their slow part (as receiver.c
+ * does): returns 1 with *a filled when that part is still to do, else 0. */
+static int serve(call *s, after *a) {
+  const uint8_t *msg;
+  size_t len;
+  const char *why;
+  int code = ss__grpc_unframe(s->body, s->len, s->coding, opts->max_body, &inflated,
+                              &inflated_cap, &msg, &len, &why);
+  if (code != SS_GRPC_OK) {
+    answer_error(s, 200, code, why);
+    return 0;
+  }
+  int st;
+  if (s->route == G_LOGS) {
+    ss__logs_req *q = ss__pipeline_logs_decode(msg, len, &st);
+    if (q && answer_ok(s) == 0) {
+      /* The message must outlive the call, which may be freed once answered. */
+      a->q = q;
+      a->msg = msg;
+      a->len = len;
+      if (msg == s->body + 5) {
+        a->keep = s->body;
+        a->kept = s->cap;
+        s->body = NULL;
+        s->len = s->cap = 0;
+      }
+      return 1;
+    }
+    if (q) st = 200;  /* answering failed: out of memory */
+  } else {
+    st = ss__pipeline_traces(msg, len, ss__mono_ms());
+  }
+  answer_status(s, st);
+  return 0;
+}
+
+static void set_events(gconn *c) {
+  uint32_t want = 0;
+  if (nghttp2_session_want_read(c->h2)) want |= EPOLLIN;
+  if (c->pend_off < c->pend_len) want |= EPOLLOUT;
+  if (want == c->events) return;
+  struct epoll_event ev = {.events = want, .data.ptr = c};
+  if (epoll_ctl(gep, EPOLL_CTL_MOD, c->fd, &ev) == 0) c->events = want;
+}
+
+/* Sends what nghttp2 has for the peer, as far as the socket takes it. Returns -1 when
+ * the connection was destroyed (an error, or the session has nothing more to do). */
+static int conn_flush(gconn *c) {
+  for (;;) {
+    if (c->pend_off < c->pend_len) {
+      ssize_t n = send(c->fd, c->pend + c->pend_off, c->pend_len - c->pend_off,
+                       MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) break;
+      if (n < 0) goto dead;
+      c->pend_off += (size_t)n;
+      continue;
+    }
+    const uint8_t *d;
+    ssize_t n = nghttp2_session_mem_send(c->h2, &d);
+    if (n < 0) goto dead;
+    if (n == 0) break;
+    ssize_t w = send(c->fd, d, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0 && errno != EAGAIN && errno != EINTR) goto dead;
+    if (w < 0) w = 0;
+    if (w < n) {  /* keep the rest: d is nghttp2's until the next mem_send */
+      size_t rest = (size_t)(n - w);
+      if (rest > c->pend_cap) {
+        uint8_t *p = realloc(c->pend, rest);
+        if (p == NULL) goto dead;
+        c->pend = p;
+        c->pend_cap = rest;
+      }
+      memcpy(c->pend, d + w, rest);
+      c->pend_off = 0;
+      c->pend_len = rest;
+    }
+  }
+  if (c->pend_off == c->pend_len && !nghttp2_session_want_read(c->h2) &&
+      !nghttp2_session_want_write(c->h2))
+    goto dead;
+  set_events(c);
+  return 0;
+dead:
+  conn_destroy(c);
+  return -1;
+}
+
+/* Serves the calls that became complete, in order. -1 if the connection went. */
+static int serve_ready(gconn *c) {
+  while (c->ready) {
+    call *s = c->ready;
+    c->ready = s->rnext;
+    if (c->ready == NULL) c->ready_tail = &c->ready;
+    s->queued = 0;
+    after a = {0};
+    if (serve(s, &a)) {
+      /* s may be freed by the flush: only `a` is used after it. */
+      int gone = conn_flush(c);
+      ss__pipeline_logs_finish(a.q, a.msg, a.len);
+      free(a.keep);
+      held -= a.kept;
+      if (gone) return -1;
+    }
+    if (inflated_cap > (1u << 20)) {  /* one big message must not pin its memory */
+      free(inflated);
+      inflated = NULL;
+      inflated_cap = 0;
+    }
+  }
+  return 0;
+}
+
+/* ---- connections ---- */
+
+static void on_readable(gconn *c) {
+  uint8_t buf[65536];
+  for (int i = 0; i < 8; i++) {
+    ssize_t n = read(c->fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    if (n <= 0) {  /* the peer is gone (or half-closed, which HTTP/2 has no use for) */
+      if (conn_flush(c) == 0) conn_destroy(c);
+      return;
+    }
+    if (!c->got_bytes) {
+      c->got_bytes = 1;
+      if (c->n_calls == 0) set_deadline(&c->deadline, ss__mono_ms() + SS_GRPC_IDLE_MS);
+    }
+    if (nghttp2_session_mem_recv(c->h2, buf, (size_t)n) < 0) {  /* bad preface, flood */
+      conn_destroy(c);
+      return;
+    }
+    if (serve_ready(c) != 0) return;
+    if ((size_t)n < sizeof buf) break;
+  }
+  conn_flush(c);
+}
+
+static void conn_new(int fd) {
+  gconn *c = calloc(1, sizeof *c);
+  if (c == NULL || nghttp2_session_server_new2(&c->h2, cbs, c, h2opt) != 0) {
+    free(c);
+    close(fd);
+    return;
+  }
+  c->fd = fd;
+  c->ready_tail = &c->ready;
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+  if (epoll_ctl(gep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    nghttp2_session_del(c->h2);
+    free(c);
+    close(fd);
+    return;
+  }
+  c->events = EPOLLIN;
+  c->next = conns;
+  if (conns) conns->prev = c;
+  conns = c;
+  n_conns++;
+  ss__stats_g.connections++;
+  ss__stats_g.connections_open++;
+  set_deadline(&c->deadline, ss__mono_ms() + SS_GRPC_PREFACE_MS);
+  /* Windows large enough that a big export is not a ping-pong of WINDOW_UPDATEs. */
+  nghttp2_settings_entry iv[] = {
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, SS_GRPC_MAX_STREAMS},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1u << 20},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, SS_MAX_HEAD},
+  };
+  if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof *iv) != 0 ||
+      nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, 4u << 20) != 0) {
+    conn_destroy(c);
+    return;
+  }
+  conn_flush(c);
+}
+
+static void on_accept(int lfd, int is_unix) {
+  for (int i = 0; i < 64; i++) {
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE) {
+        /* Level-triggered, the pending connection would wake us in a loop: stop
+         * listening for a moment (tick takes it back). */
+        epoll_ctl(gep, EPOLL_CTL_DEL, lfd, NULL);
+        ss__stats_g.connections_refused++;
+        accept_paused_until = ss__mono_ms() + 100;
+        set_deadline(&accept_paused_until, accept_paused_until);
+      }
+      return;
+    }
+    if (is_unix && !ss__peer_allowed(opts, fd)) {
+      ss__stats_g.peers_refused++;
+      close(fd);
+      continue;
+    }
+    if (n_conns >= SS_GRPC_MAX_CONNS) {
+      ss__stats_g.connections_refused++;
+      close(fd);
+      continue;
+    }
+    conn_new(fd);
+  }
+}
+
+static int watch(int fd, void *tag) {
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = tag};
+  return fd < 0 ? 0 : epoll_ctl(gep, EPOLL_CTL_ADD, fd, &ev);
+}
+
+void ss__grpc_events(void) {
+  struct epoll_event evs[64];
+  if (gep < 0) return;
+  int n = epoll_wait(gep, evs, 64, 0);
+  for (int i = 0; i < n; i++) {
+    void *p = evs[i].data.ptr;
+    if (p == &tag_tcp || p == &tag_unix) {
+      on_accept(p == &tag_tcp ? tcp_lfd : unix_lfd, p == &tag_unix);
+      continue;
+    }
+    gconn *c = p;
+    if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable(c);
+    else if (evs[i].events & EPOLLOUT) conn_flush(c);
+  }
+}
+
+/* A call past its deadline: answered DEADLINE_EXCEEDED if it was not, then given a
+ * second to go; after that the stream is reset. */
+static void expire_call(call *s, uint64_t now) {
+  if (!s->answered) {
+    answer_error(s, 200, SS_GRPC_DEADLINE_EXCEEDED, "request not complete in time");
+    set_deadline(&s->deadline, now + 1000);
+  } else {
+    nghttp2_submit_rst_stream(s->c->h2, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
+    s->deadline = UINT64_MAX;
+  }
+}
+
+/* The connection's own deadline: no first bytes in time (closed), or idle (GOAWAY, and
+ * closed a second later if it is still there). Returns -1 when it was destroyed. */
+static int expire_conn(gconn *c, uint64_t now) {
+  if (!c->got_bytes || c->goaway_sent) {
+    conn_destroy(c);
+    return -1;
+  }
+  nghttp2_session_terminate_session(c->h2, NGHTTP2_NO_ERROR);
+  c->goaway_sent = 1;
+  set_deadline(&c->deadline, now + 1000);
+  return 0;
+}
+
+int64_t ss__grpc_tick(uint64_t now) {
+  if (gep < 0) return -1;
+  if (now < next_deadline) return next_deadline == UINT64_MAX ? -1 : (int64_t)(next_deadline - now);
+  next_deadline = UINT64_MAX;
+  if (accept_paused_until && now >= accept_paused_until) {
+    accept_paused_until = 0;
+    watch(tcp_lfd, &tag_tcp);
+    watch(unix_lfd, &tag_unix);
+  } else if (accept_paused_until) {
+    set_deadline(&accept_paused_until, accept_paused_until);
+  }
+  for (gconn *c = conns, *next; c; c = next) {
+    next = c->next;
+    int changed = 0;
+    for (call *s = c->calls, *sn; s; s = sn) {
+      sn = s->next;
+      if (now >= s->deadline) {
+        expire_call(s, now);
+        changed = 1;
+      }
+      if (s->deadline < next_deadline) next_deadline = s->deadline;
+    }
+    if (c->n_calls == 0 && now >= c->deadline) {
+      if (expire_conn(c, now) != 0) continue;
+      changed = 1;
+    }
+    if (c->n_calls == 0 && c->deadline < next_deadline) next_deadline = c->deadline;
+    if (changed && (conn_flush(c) != 0 || serve_ready(c) != 0)) continue;
+  }
+  return next_deadline == UINT64_MAX ? -1 : (int64_t)(next_deadline - now);
+}
+
+int ss__grpc_fd(void) { return gep; }
+
+int ss__grpc_start(const ss__opts *o, int tcp_fd, int unix_fd) {
+  if (tcp_fd < 0 && unix_fd < 0) return 0;
+  opts = o;
+  tcp_lfd = tcp_fd;
+  unix_lfd = unix_fd;
+  held_max = o->max_body * 4 > (64u << 20) ? o->max_body * 4 : (64u << 20);
+  if (nghttp2_session_callbacks_new(&cbs) != 0 || nghttp2_option_new(&h2opt) != 0) {
+    fprintf(stderr, "spanshimd: out of memory for gRPC\n");
+    return -1;
+  }
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+  gep = epoll_create1(EPOLL_CLOEXEC);
+  if (gep < 0 || watch(tcp_fd, &tag_tcp) != 0 || watch(unix_fd, &tag_unix) != 0) {
+    perror("spanshimd: gRPC epoll");
+    return -1;
+  }
+  return 0;
+}
+
+void ss__grpc_stop(uint64_t grace_ms) {
+  if (gep < 0) return;
+  if (tcp_lfd >= 0) close(tcp_lfd);
+  if (unix_lfd >= 0) close(unix_lfd);
+  tcp_lfd = unix_lfd = -1;
+  accept_paused_until = 0;
+  /* What the peers have sent already is served; then GOAWAY and close. */
+  uint64_t until = ss__mono_ms() + grace_ms;
+  while (conns && ss__mono_ms() < until) {
+    struct epoll_event ev;
+    if (epoll_wait(gep, &ev, 1, 0) <= 0) break;
+    ss__grpc_events();
+  }
+  for (gconn *c = conns, *next; c; c = next) {
+    next = c->next;
+    nghttp2_session_terminate_session(c->h2, NGHTTP2_NO_ERROR);
+    if (conn_flush(c) == 0) conn_destroy(c);
+  }
+  close(gep);
+  gep = -1;
+  nghttp2_session_callbacks_del(cbs);
+  nghttp2_option_del(h2opt);
+  cbs = NULL;
+  h2opt = NULL;
+  free(inflated);
+  inflated = NULL;
+  inflated_cap = 0;
+}
