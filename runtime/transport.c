@@ -361,6 +361,17 @@ int ss__transport_post(ss__transport *t, const void *body, size_t len, uint64_t 
   return ss__transport_post_to(t, t->ep.http_path, body, len, deadline_ms);
 }
 
+int ss__transport_connect(ss__transport *t, uint64_t deadline_ms) {
+  struct timespec ts =
+      ss__timespec_after_ms(CLOCK_REALTIME, ss__ms_until(deadline_ms, ss__mono_ms()));
+  if (pthread_mutex_timedlock(&t->lock, &ts) != 0)
+    return atomic_load(&t->fd) >= 0 ? 0 : -ETIMEDOUT;
+  t->retry_at_ms = 0;
+  int fd = ensure_conn(t, deadline_ms);
+  pthread_mutex_unlock(&t->lock);
+  return fd < 0 ? fd : 0;
+}
+
 void ss__transport_close(ss__transport *t) {
   pthread_mutex_lock(&t->lock);
   drop_conn(t);

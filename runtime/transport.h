@@ -53,6 +53,11 @@ int ss__transport_post(ss__transport *t, const void *body, size_t len, uint64_t 
 /* The same to another request target on the same endpoint (the logs path). */
 int ss__transport_post_to(ss__transport *t, const char *path, const void *body, size_t len,
                           uint64_t deadline_ms);
+/* Connects now unless connected, whatever the reconnect backoff says, within the monotonic
+ * deadline: for a process about to lose the right to connect (a privilege drop), whose
+ * connection, once made, stays admitted. Waits for the lock until the deadline at most
+ * (a request in flight holds it: the connection is there). 0, or -errno. Any thread. */
+int ss__transport_connect(ss__transport *t, uint64_t deadline_ms);
 void ss__transport_close(ss__transport *t);
 /* For the fd guards: 1 if fd is the transport's socket. Lock-free. */
 int ss__transport_owns(ss__transport *t, int fd);

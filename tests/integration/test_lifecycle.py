@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import harness
 from harness import parse_kv
@@ -268,3 +269,154 @@ def test_run_wait_tree_rejects_a_bad_duration(ctx):
     r = subprocess.run([ctx.spanshim, "run", "--wait-tree", "soon", "--", "true"],
                        capture_output=True, cwd=ctx.tmp)
     assert r.returncode == 2 and b"--wait-tree 'soon' is not a duration" in r.stderr, r
+
+
+# ---- privilege drops (issue 12 item 1) ----
+
+NGINX_USER_CONF = """
+daemon off;
+master_process on;
+worker_processes 2;
+user nobody nogroup;
+error_log {d}/error.log warn;
+pid {d}/nginx.pid;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location = /ok {{ return 200 "ok\\n"; }}
+    }}
+}}
+"""
+
+
+def _nginx_as_nobody(ctx):
+    if os.geteuid() != 0:
+        harness.skip("needs root: nginx's master must run as root to drop to nobody")
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx")
+                                       else None)
+    if nginx is None:
+        harness.skip("nginx is not installed (tools/deps.sh installs nginx-light)")
+    d = os.path.join(ctx.tmp, "nginx")
+    os.makedirs(d)
+    port = harness.free_port()
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(NGINX_USER_CONF.format(d=d, port=port))
+    return [nginx, "-c", conf, "-e", os.path.join(d, "error.log")], port
+
+
+def _wait_port(port, proc):
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("nginx did not start: %r" % (proc.stderr.read(),))
+            time.sleep(0.05)
+
+
+def _curl_ok(port, n):
+    for _ in range(n):
+        r = subprocess.run(["curl", "-s", "http://127.0.0.1:%d/ok" % port], capture_output=True,
+                           env=dict(os.environ, LD_PRELOAD=""), timeout=30)
+        assert r.stdout == b"ok\n", r
+
+
+def _served(spans, n):
+    """The n SERVER spans (status 200); the pids of the workers that made them."""
+    servers = [s for s in spans if s.kind == 2 and s.name == "GET"]
+    assert len(servers) == n, spans
+    for s in servers:
+        assert s.attrs.get("http.response.status_code") == 200, s
+    return {s.resource["process.pid"] for s in servers}
+
+
+def _run_as_nobody(pids):
+    for pid in pids:
+        with open("/proc/%d/status" % pid) as f:
+            uid = [ln for ln in f if ln.startswith("Uid:")]
+        assert uid and uid[0].split()[1] == "65534", (pid, uid)
+
+
+def _worker_procs(spans, pids):
+    """After the stop: each worker's process span (a fork child of the master's)."""
+    ws = [p for p in procs(spans) if p.attrs["process.pid"] in pids]
+    assert len(ws) == len(pids) and all(p.name == "nginx" for p in ws), ws
+    masters = {p.span_id for p in procs(spans) if p.attrs["process.pid"] not in pids}
+    assert all(w.parent_id in masters for w in ws), (ws, masters)
+
+
+def test_nginx_workers_that_drop_to_nobody_deliver_their_spans_under_spanshim_run(ctx):
+    argv, port = _nginx_as_nobody(ctx)
+    out = os.path.join(ctx.tmp, "run.jsonl")
+    env = ctx.env(preload=False, extra=SLOW_EXIT)
+    env.pop("SPANSHIM_ENDPOINT", None)
+    p = subprocess.Popen([ctx.spanshim, "run", "--quiet", "--out", out, "--"] + argv, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ctx.tmp)
+    try:
+        _wait_port(port, p)
+        _curl_ok(port, 5)
+        spans = harness.read_jsonl(out)[0]
+        deadline = time.monotonic() + 30
+        while len([s for s in spans if s.kind == 2]) < 5 and time.monotonic() < deadline:
+            time.sleep(0.2)  # the workers export on their schedule; they are still running
+            spans = harness.read_jsonl(out)[0]
+        pids = _served(spans, 5)
+        _run_as_nobody(pids)
+    finally:
+        p.send_signal(signal.SIGTERM)  # passed on to nginx: a graceful stop
+        _, err = p.communicate(timeout=60)
+    assert p.returncode == 0, (p.returncode, err)
+    spans = harness.read_jsonl(out)[0]
+    assert _served(spans, 5) == pids
+    _worker_procs(spans, pids)
+    no_orphans(spans)
+
+
+def test_nginx_workers_that_drop_to_nobody_deliver_to_a_collector_without_allow_uid(ctx):
+    argv, port = _nginx_as_nobody(ctx)
+    c = ctx.collector()
+    p = subprocess.Popen(argv, env=ctx.env(c, extra=dict(SLOW_EXIT, SPANSHIM_PROCESS_SPAN="1")),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_port(port, p)
+        _curl_ok(port, 3)
+        deadline = time.monotonic() + 30
+        while len([s for s in c.spans(stop=False) if s.kind == 2]) < 3 and \
+                time.monotonic() < deadline:
+            time.sleep(0.2)
+        pids = _served(c.spans(stop=False), 3)
+        _run_as_nobody(pids)
+    finally:
+        p.terminate()
+        p.wait(60)
+    spans = c.spans()
+    assert _served(spans, 3) == pids
+    _worker_procs(spans, pids)
+
+
+def test_a_process_started_as_another_user_is_still_refused(ctx):
+    """Keeping a connection across a drop admits no one new: a program that starts as
+    nobody (setpriv, itself untraced, execs it) cannot send to root's collector."""
+    if os.geteuid() != 0:
+        harness.skip("needs root to start a program as nobody")
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        harness.skip("setpriv (util-linux) is not installed")
+    c = ctx.collector()
+    env = ctx.env(c, preload=False, extra={"SPANSHIM_LOG_LEVEL": "info"})
+    r = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "env",
+                        "LD_PRELOAD=" + ctx.lib, ctx.prog("simple"), "9", "0"],
+                       env=env, capture_output=True, timeout=60, cwd="/")
+    assert r.returncode == 0 and r.stdout.startswith(b"hello from simple\n"), r
+    assert b"cannot reach the collector" in r.stderr, r.stderr
+    assert c.spans() == []
