@@ -128,6 +128,9 @@ class Collector:
         os.chmod(d, 0o700)
         self.socket = os.path.join(d, "collector.sock")
         self.out = os.path.join(d, "spans.jsonl")
+        # spanshimd's defaults beside --out, one file per signal
+        self.logs_out = os.path.join(d, "spans.logs.jsonl")
+        self.metrics_out = os.path.join(d, "spans.metrics.jsonl")
         self.errlog = os.path.join(d, "spanshimd.err")
         self.endpoint = "unix:" + self.socket
         self.proc = subprocess.Popen(
@@ -346,6 +349,9 @@ class CollectorAt(Collector):
         d = tempfile.mkdtemp(prefix="col-", dir=ctx.tmp)
         self.socket = socket_path
         self.out = os.path.join(d, "spans.jsonl")
+        # spanshimd's defaults beside --out, one file per signal
+        self.logs_out = os.path.join(d, "spans.logs.jsonl")
+        self.metrics_out = os.path.join(d, "spans.metrics.jsonl")
         self.errlog = os.path.join(d, "spanshimd.err")
         self.endpoint = "unix:" + self.socket
         if os.path.exists(socket_path):

@@ -147,7 +147,7 @@ def test_json_logs_are_written_and_answered_in_json(ctx):
     st, ctype, body = post_json(col, "/v1/logs", doc)
     assert st == 200 and ctype == "application/json" and json.loads(body) == {}
     col.stop()
-    with open(col.out) as f:
+    with open(col.logs_out) as f:
         text = f.read()
     assert "zipped-json" in text and TID in text
 
@@ -240,7 +240,7 @@ def test_log_records_with_bad_ids_are_rejected_and_empty_ids_kept(ctx):
     ps = proto_fields(proto_fields(body)[1])
     assert ps[1] == 2 and b"log records rejected" in ps[2]
     col.stop()
-    with open(col.out) as f:
+    with open(col.logs_out) as f:
         text = f.read()
     assert "keep-no-ids" in text and "keep-ids" in text
     assert "drop-short" not in text and "drop-span" not in text
@@ -293,3 +293,84 @@ def test_a_file_planted_in_a_shared_directory_is_refused(ctx):
     col.stop()
     with open(fresh) as f:
         assert len(f.readlines()) == 2
+
+
+def big_request(n, attr_bytes, service="big"):
+    """n spans of one trace, each with an attribute of attr_bytes, as protobuf."""
+    import struct
+    sps = [t.span(bytes.fromhex(TID), struct.pack(">Q", i + 1), "s%d" % i, 1, 10, 20,
+                  {"blob": "x" * attr_bytes}) for i in range(n)]
+    return t.traces_request(sps, resource={"service.name": service})
+
+
+def test_big_batches_are_split_into_lines_under_the_bound_and_all_read_back(ctx):
+    bound = 64 << 10
+    col = ctx.collector(["--max-line", "64K", "--max-body", "32M"])
+    body = big_request(3000, 500)  # ~1.7 MB of JSON
+    st, _, _ = t.exchange(col, t.post("/v1/traces", body))
+    assert st == 200
+    col.stop()
+    with open(col.out, "rb") as f:
+        raw = f.read().split(b"\n")
+    assert raw[-1] == b""
+    docs = [json.loads(ln) for ln in raw[:-1]]
+    assert len(docs) > 20 and all(len(ln) + 1 <= bound for ln in raw[:-1])
+    names = [sp["name"] for d in docs for rs in d["resourceSpans"] for ss in rs["scopeSpans"]
+             for sp in ss["spans"]]
+    assert names == ["s%d" % i for i in range(3000)], "every span once, in order"
+    for d in docs:  # every line a complete TracesData with its resource and scope
+        rs = d["resourceSpans"][0]
+        assert rs["resource"]["attributes"][0]["value"]["stringValue"] == "big"
+        assert rs["scopeSpans"][0]["scope"]["name"] == "spanshim"
+    # spanshim view reads every line of it.
+    p = subprocess.run([ctx.spanshim, "view", "--no-color", col.out], capture_output=True,
+                       timeout=60)
+    assert p.returncode == 0 and b"3000 spans" in p.stdout, p.stdout[-400:]
+
+
+def test_default_bound_is_one_mib_and_a_lone_huge_span_is_kept_and_counted(ctx):
+    col = ctx.collector(["--max-body", "32M"])
+    st, _, _ = t.exchange(col, t.post("/v1/traces", big_request(6000, 500)))  # ~3.4 MB
+    assert st == 200
+    st, _, _ = t.exchange(col, t.post("/v1/traces", big_request(1, 1200000, "huge")))
+    assert st == 200
+    s = t.stats(col)
+    assert s["lines_oversize"] == 1
+    col.stop()
+    with open(col.out, "rb") as f:
+        raw = [ln for ln in f.read().split(b"\n") if ln]
+    assert sum(1 for ln in raw if len(ln) + 1 > (1 << 20)) == 1
+    assert len(raw) >= 5
+    assert sum(len(rs["scopeSpans"][0]["spans"]) for ln in raw
+               for rs in json.loads(ln)["resourceSpans"]) == 6001
+
+
+def test_each_signal_has_its_own_file_named_beside_out(ctx):
+    d = os.path.join(ctx.tmp, "files")
+    os.mkdir(d, 0o700)
+    out = os.path.join(d, "job.traces.jsonl")
+    col = ctx.collector(["--out", out])
+    assert not os.path.exists(os.path.join(d, "job.logs.jsonl")), "created with its first line"
+    t.exchange(col, t.post("/v1/traces", t.traces_request([t.span(
+        bytes.fromhex(TID), bytes.fromhex(SID), "only-span", 1, 1, 2, {})])))
+    t.exchange(col, t.post("/v1/logs", t.logs_request("exception", "only-log",
+                                                      bytes.fromhex(TID), bytes.fromhex(SID))))
+    col.stop()
+    with open(out) as f:
+        text = f.read()
+    assert "only-span" in text and "only-log" not in text
+    with open(os.path.join(d, "job.logs.jsonl")) as f:
+        text = f.read()
+    assert "only-log" in text and "only-span" not in text
+    assert os.stat(os.path.join(d, "job.logs.jsonl")).st_mode & 0o777 == 0o600
+    # --logs-out names it; the same file as --out is allowed (one line per request each).
+    col = ctx.collector(["--out", out, "--logs-out", out, "--truncate"])
+    t.exchange(col, t.post("/v1/logs", t.logs_request("exception", "same-file",
+                                                      bytes.fromhex(TID), bytes.fromhex(SID))))
+    col.stop()
+    with open(out) as f:
+        assert [json.loads(ln).keys() for ln in f] == [{"resourceLogs": 0}.keys()]
+    # A symlink at the logs path is refused at start.
+    os.symlink("/etc/passwd", os.path.join(d, "other.logs.jsonl"))
+    r = start_refused(ctx, os.path.join(d, "other.jsonl"))
+    assert r.returncode == 1 and b"symbolic link" in r.stderr, r.stderr

@@ -15,6 +15,8 @@ ERROR = 2
 def read_logs(path):
     """Every exported log record, with its resource, as (resource, record, attrs)."""
     out = []
+    if not os.path.exists(path):
+        return out
     with open(path) as f:
         for line in f:
             doc = json.loads(line)
@@ -28,7 +30,7 @@ def read_logs(path):
 
 def exceptions(c):
     c.stop()
-    return [(res, rec, a) for res, rec, a in read_logs(c.out)
+    return [(res, rec, a) for res, rec, a in read_logs(c.logs_out)
             if rec.get("eventName") == "exception"]
 
 

@@ -20,7 +20,8 @@
 #include "tools/spanshimd/spanshimd.h"
 
 static const char usage[] =
-    "usage: spanshimd [--socket PATH] [--out FILE.jsonl] [--truncate]\n"
+    "usage: spanshimd [--socket PATH] [--out FILE.jsonl] [--logs-out FILE]\n"
+    "                 [--metrics-out FILE] [--max-line BYTES] [--truncate]\n"
     "                 [--listen 127.0.0.1:PORT] [--max-body BYTES]\n"
     "                 [--grpc-listen 127.0.0.1:PORT] [--grpc-socket PATH]\n"
     "                 [--otlp-endpoint URL] [--otlp-header K=V] [--otlp-compression gzip|none]\n"
@@ -28,17 +29,25 @@ static const char usage[] =
     "                 [--retry-max DUR] [--retry-max-elapsed DUR] [--shutdown-grace DUR]\n"
     "                 [--help]\n"
     "\n"
-    "OTLP/HTTP collector for spanshim: receives POST /v1/traces and /v1/logs\n"
-    "(application/x-protobuf), appends each request as one OTLP JSON line and/or\n"
-    "forwards it to an upstream OTLP/HTTP endpoint.\n"
+    "OTLP/HTTP collector for spanshim: receives POST /v1/traces, /v1/logs and\n"
+    "/v1/metrics (application/x-protobuf or application/json), appends each request\n"
+    "as OTLP JSON lines (one file per signal) and/or forwards it to an upstream\n"
+    "OTLP/HTTP endpoint.\n"
     "\n"
     "  --socket PATH     Unix socket to listen on (default $XDG_RUNTIME_DIR/spanshim/\n"
     "                    collector.sock, else /tmp/spanshim-$UID/collector.sock);\n"
     "                    its directory is created 0700, the socket is 0600, and\n"
     "                    only peers with our uid (or root) are served\n"
-    "  --out FILE        JSON lines output, appended (default " SS_DEFAULT_OUT ",\n"
+    "  --out FILE        traces as JSON lines, appended (default " SS_DEFAULT_OUT ",\n"
     "                    or no file when an upstream is configured)\n"
-    "  --truncate        empty the output file at start\n"
+    "  --logs-out FILE   log records (default beside --out: \"traces\" in its name\n"
+    "                    becomes \"logs\", else FILE.logs.jsonl; created when the\n"
+    "                    first log record comes)\n"
+    "  --metrics-out FILE  metrics, likewise (\"metrics\")\n"
+    "  --max-line N      longest line written, in bytes (default 1M, as the\n"
+    "                    Collector's otlpjsonfile receiver reads); bigger requests\n"
+    "                    are split into several lines\n"
+    "  --truncate        empty the output files at start\n"
     "  --listen H:P      also listen on TCP, loopback only (e.g. 127.0.0.1:4318;\n"
     "                    port 0 picks a free port, shown on the startup line)\n"
     "  --max-body N      largest request body in bytes, K/M suffixes allowed\n"
@@ -162,6 +171,7 @@ enum {
   O_COMPRESSION, O_TIMEOUT, O_QUEUE, O_RETRY_INITIAL, O_RETRY_MAX, O_RETRY_ELAPSED, O_GRACE,
   O_RATIO, O_SLOWER, O_WAIT, O_SBUF, O_NO_SQL, O_METRICS, O_MAX_SERIES, O_ALLOW_UID,
   O_ALLOW_GROUP, O_DAEMON, O_PIDFILE, O_LOGFILE, O_GRPC_LISTEN, O_GRPC_SOCKET,
+  O_LOGS_OUT, O_METRICS_OUT, O_MAX_LINE,
 };
 
 static int parse_args(int argc, char **argv, ss__opts *o, cli *c) {
@@ -195,6 +205,9 @@ static int parse_args(int argc, char **argv, ss__opts *o, cli *c) {
       {"log-file", required_argument, NULL, O_LOGFILE},
       {"grpc-listen", required_argument, NULL, O_GRPC_LISTEN},
       {"grpc-socket", required_argument, NULL, O_GRPC_SOCKET},
+      {"logs-out", required_argument, NULL, O_LOGS_OUT},
+      {"metrics-out", required_argument, NULL, O_METRICS_OUT},
+      {"max-line", required_argument, NULL, O_MAX_LINE},
       {NULL, 0, NULL, 0}};
   int ch;
   memset(o, 0, sizeof *o);
@@ -222,6 +235,14 @@ static int parse_args(int argc, char **argv, ss__opts *o, cli *c) {
       strcpy(o->socket_path, optarg);
       break;
     case O_OUT: o->out_path = optarg; break;
+    case O_LOGS_OUT: o->logs_out = optarg; break;
+    case O_METRICS_OUT: o->metrics_out = optarg; break;
+    case O_MAX_LINE:
+      if (parse_size(optarg, &o->max_line) != 0 || o->max_line < 4096) {
+        fprintf(stderr, "spanshimd: bad --max-line %s (4K..4G bytes, K/M suffix)\n", optarg);
+        return 2;
+      }
+      break;
     case O_TRUNCATE: o->truncate = 1; break;
     case O_LISTEN: o->listen = optarg; break;
     case O_MAXBODY:
@@ -425,14 +446,24 @@ int main(int argc, char **argv) {
   /* Without an upstream the file is the only output, so it has a default. */
   if (!o.out_path && !up) o.out_path = SS_DEFAULT_OUT;
   o.file = o.out_path != NULL;
-  if (o.file && c.daemon) o.out_path = absolute(o.out_path);
+  if (o.file && !o.logs_out) o.logs_out = strdup(ss__beside(o.out_path, "logs"));
+  if (o.file && !o.metrics_out) o.metrics_out = strdup(ss__beside(o.out_path, "metrics"));
+  if (o.file && c.daemon) {
+    o.out_path = strdup(absolute(o.out_path));
+    o.logs_out = strdup(absolute(o.logs_out));
+    o.metrics_out = strdup(absolute(o.metrics_out));
+  }
   if (c.pid_file && c.daemon) c.pid_file = strdup(absolute(c.pid_file));
   int sigfd = setup_signals();
   if (sigfd < 0) {
     perror("spanshimd: signals");
     return 1;
   }
-  if (o.file && ss__sink_open(o.out_path, o.truncate) != 0) return 1;
+  ss__sink_max_line(o.max_line);
+  if (o.file && (ss__sink_open(SS_SIG_TRACES, o.out_path, o.truncate) != 0 ||
+                 ss__sink_open(SS_SIG_LOGS, o.logs_out, o.truncate) != 0 ||
+                 ss__sink_open(SS_SIG_METRICS, o.metrics_out, o.truncate) != 0))
+    return 1;
   int ufd = ss__listen_unix(o.socket_path, o.n_allow_uids + o.n_allow_gids > 0);
   if (ufd < 0) return 1;
   int tfd = -1;

@@ -1,10 +1,16 @@
-/* sink.c - the JSON lines output file and the counters.
+/* sink.c - the JSON lines output files (one per signal, as the Collector's file exporter
+ * writes them) and the counters.
  *
- * Each accepted request becomes exactly one line, built in memory and written with as
- * few write(2) calls as the kernel allows, straight to the fd (no stdio buffer): when the
- * daemon is killed, everything acknowledged with 200 is already in the file. If a write
- * fails halfway (ENOSPC), the partial line is cut off again with ftruncate so readers
- * never see half a line; the request is answered 503. */
+ * Each accepted request becomes one line — or, when that line would be longer than the
+ * bound (--max-line, 1 MiB by default: what the Collector's otlpjsonfile receiver reads),
+ * several, split by resource, then scope, then halves of the span (record, metric) list,
+ * each a complete document. The lines of a request are built in memory and written with
+ * as few write(2) calls as the kernel allows, straight to the fd (no stdio buffer): when
+ * the daemon is killed, everything acknowledged with 200 is already in the file. If a
+ * write fails halfway (ENOSPC), the partial lines are cut off again with ftruncate so
+ * readers never see half a line; the request is answered 503. One span (record, metric)
+ * whose own line is longer than the bound is written anyway, alone on its line, and
+ * counted in lines_oversize. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -17,10 +23,16 @@
 
 ss__stats ss__stats_g;
 
-static int out_fd = -1;
-static int out_seekable;
-static const char *out_path;
+typedef struct output {
+  int fd;
+  int seekable;
+  int pending;                    /* path set, file not there yet: opened at first write */
+  const char *path;
+} output;
+
+static output outs[SS_SIG_N] = {{-1, 0, 0, NULL}, {-1, 0, 0, NULL}, {-1, 0, 0, NULL}};
 static ss__buf line = SS_BUF_INIT;
+static size_t max_line = SS_DEFAULT_MAX_LINE;
 
 #define LINE_KEEP (8u << 20)
 
@@ -92,40 +104,102 @@ int ss__open_output(const char *path, int truncate, char *why, size_t whyn) {
   return fd;
 }
 
-int ss__sink_open(const char *path, int truncate) {
+/* An earlier signal's output on the same path, so signals sharing a file share its open
+ * file (outputs are opened, and reopened, in signal order). */
+static const output *same_path(int sig, const char *path) {
+  for (int i = 0; i < sig; i++)
+    if (outs[i].fd >= 0 && outs[i].path && strcmp(outs[i].path, path) == 0)
+      return &outs[i];
+  return NULL;
+}
+
+static int open_one(int sig, const char *path, int truncate, int reopen) {
   char why[512];
-  /* 0600: spans carry SQL text, URLs and host details of the user's programs. */
-  out_fd = ss__open_output(path, truncate, why, sizeof why);
-  out_path = path;
-  if (out_fd < 0) {
-    fprintf(stderr, "spanshimd: cannot open %s: %s\n", path, why);
+  output *o = &outs[sig];
+  const output *twin = same_path(sig, path);
+  int fd = twin ? dup(twin->fd) : ss__open_output(path, truncate, why, sizeof why);
+  if (twin && fd < 0) snprintf(why, sizeof why, "%s", strerror(errno));
+  if (fd < 0) {
+    if (reopen)  /* keep writing the old file rather than losing what comes */
+      fprintf(stderr, "spanshimd: SIGHUP: cannot reopen %s: %s; still writing the old file\n",
+              path, why);
+    else
+      fprintf(stderr, "spanshimd: cannot open %s: %s\n", path, why);
     return -1;
   }
+  if (o->fd >= 0) close(o->fd);
+  o->fd = fd;
+  o->path = path;
   struct stat st;
-  out_seekable = fstat(out_fd, &st) == 0 && S_ISREG(st.st_mode);
+  o->seekable = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
   return 0;
 }
 
-int ss__sink_reopen(void) {
-  if (out_fd < 0 || out_path == NULL) return 0;
-  char why[512];
-  int fd = ss__open_output(out_path, 0, why, sizeof why);
-  if (fd < 0) {  /* keep writing the old file rather than losing spans */
-    fprintf(stderr, "spanshimd: SIGHUP: cannot reopen %s: %s; still writing the old file\n",
-            out_path, why);
-    return -1;
-  }
-  close(out_fd);
-  out_fd = fd;
+int ss__sink_open(int sig, const char *path, int truncate) {
   struct stat st;
-  out_seekable = fstat(out_fd, &st) == 0 && S_ISREG(st.st_mode);
-  ss__stats_g.reopens++;
-  return 0;
+  if (sig < 0 || sig >= SS_SIG_N) return -1;
+  /* Logs and metrics files appear with their first line, so a run that sends none
+   * leaves none behind; one already there is checked (and truncated) now. */
+  if (sig != SS_SIG_TRACES && !same_path(sig, path) && lstat(path, &st) != 0 &&
+      errno == ENOENT) {
+    outs[sig].path = path;
+    outs[sig].pending = 1;
+    return 0;
+  }
+  /* 0600: spans carry SQL text, URLs and host details of the user's programs. */
+  return open_one(sig, path, truncate, 0);
+}
+
+/* The output of sig, opened now if it was waiting for its first line; NULL when the
+ * signal has no file. *rc is -EIO when it could not be opened (printed). */
+static output *output_of(int sig, int *rc) {
+  output *o = &outs[sig];
+  *rc = 0;
+  if (o->fd < 0 && o->pending) {
+    if (open_one(sig, o->path, 0, 0) != 0) {
+      *rc = -EIO;
+      return NULL;
+    }
+    o->pending = 0;
+  }
+  return o->fd >= 0 ? o : NULL;
+}
+
+const char *ss__beside(const char *out, const char *signal) {
+  static char buf[2][4096];
+  static int which;
+  char *b = buf[which ^= 1];
+  struct stat st;
+  if (stat(out, &st) == 0 && !S_ISREG(st.st_mode)) return out;
+  const char *slash = strrchr(out, '/');
+  const char *name = slash ? slash + 1 : out;
+  const char *t = NULL;
+  for (const char *p = strstr(name, "traces"); p; p = strstr(p + 1, "traces")) t = p;
+  if (t) {
+    snprintf(b, sizeof buf[0], "%.*s%s%s", (int)(t - out), out, signal, t + 6);
+    return b;
+  }
+  const char *dot = strrchr(name, '.');
+  if (dot == NULL || dot == name) dot = name + strlen(name);
+  snprintf(b, sizeof buf[0], "%.*s.%s%s", (int)(dot - out), out, signal, dot);
+  return b;
+}
+
+void ss__sink_max_line(size_t n) { max_line = n ? n : SS_DEFAULT_MAX_LINE; }
+
+int ss__sink_reopen(void) {
+  int rc = 0;
+  for (int i = 0; i < SS_SIG_N; i++)
+    if (outs[i].fd >= 0 && outs[i].path && open_one(i, outs[i].path, 0, 1) != 0) rc = -1;
+  if (rc == 0) ss__stats_g.reopens++;
+  return rc;
 }
 
 void ss__sink_close(void) {
-  if (out_fd >= 0) close(out_fd);
-  out_fd = -1;
+  for (int i = 0; i < SS_SIG_N; i++) {
+    if (outs[i].fd >= 0) close(outs[i].fd);
+    outs[i].fd = -1;
+  }
   ss__buf_free(&line);
 }
 
@@ -143,48 +217,162 @@ static int write_all(int fd, const char *p, size_t n, size_t *done) {
   return 0;
 }
 
-/* Writes `line` as one record; on failure removes whatever part of it got in. */
-static int write_line(void) {
-  off_t start = out_seekable ? lseek(out_fd, 0, SEEK_END) : -1;
+/* Writes `line` (nlines whole lines) to o; on failure removes whatever part got in. */
+static int write_lines(output *o, uint64_t nlines) {
+  off_t start = o->seekable ? lseek(o->fd, 0, SEEK_END) : -1;
   size_t done;
-  int rc = write_all(out_fd, line.data, line.len, &done);
+  int rc = write_all(o->fd, line.data, line.len, &done);
   if (rc == 0) {
-    ss__stats_g.lines_written++;
+    ss__stats_g.lines_written += nlines;
     ss__stats_g.bytes_written += line.len;
   } else {
     ss__stats_g.write_errors++;
     /* Cut the fragment off; where that is impossible (a pipe), at least end it so the
      * lines after it still parse. */
-    if (done > 0 && (start < 0 || ftruncate(out_fd, start) != 0)) {
+    if (done > 0 && (start < 0 || ftruncate(o->fd, start) != 0)) {
       size_t ignored;
-      write_all(out_fd, "\n", 1, &ignored);
+      write_all(o->fd, "\n", 1, &ignored);
     }
   }
   if (line.cap > LINE_KEEP) ss__buf_free(&line);  /* one huge request must not pin it */
   return rc;
 }
 
+/* ---- lines under the bound ----
+ * A request whose line would pass max_line is cut into smaller requests that share its
+ * resource and scope structs (shallow copies on the stack): first one per resource, then
+ * one per scope, then the item list in halves, until each line fits or is one item. */
+
+typedef Opentelemetry__Proto__Trace__V1__ResourceSpans rspans;
+typedef Opentelemetry__Proto__Trace__V1__ScopeSpans sspans;
+typedef Opentelemetry__Proto__Logs__V1__ResourceLogs rlogs;
+typedef Opentelemetry__Proto__Logs__V1__ScopeLogs slogs;
+
+/* Appends q's line(s) to `line`; counts them in *n. 0 or -ENOMEM. */
+static int traces_lines(const ss__traces_req *q, uint64_t *n) {
+  size_t mark = line.len;
+  if (ss__json_traces(q, &line) != 0) return -ENOMEM;
+  if (line.len - mark <= max_line) {
+    ++*n;
+    return 0;
+  }
+  ss__traces_req sub = *q;
+  rspans rs, *rsp = &rs;
+  sspans ss, *ssp = &ss;
+  if (q->n_resource_spans > 1) {
+    line.len = mark;
+    sub.n_resource_spans = 1;
+    for (size_t i = 0; i < q->n_resource_spans; i++) {
+      sub.resource_spans = &q->resource_spans[i];
+      if (traces_lines(&sub, n) != 0) return -ENOMEM;
+    }
+    return 0;
+  }
+  if (q->n_resource_spans == 0) goto alone;
+  rs = *q->resource_spans[0];
+  sub.resource_spans = &rsp;
+  if (rs.n_scope_spans > 1) {
+    line.len = mark;
+    rs.n_scope_spans = 1;
+    for (size_t j = 0; j < q->resource_spans[0]->n_scope_spans; j++) {
+      rs.scope_spans = &q->resource_spans[0]->scope_spans[j];
+      if (traces_lines(&sub, n) != 0) return -ENOMEM;
+    }
+    return 0;
+  }
+  if (rs.n_scope_spans == 0 || rs.scope_spans[0]->n_spans < 2) goto alone;
+  ss = *rs.scope_spans[0];
+  rs.scope_spans = &ssp;
+  line.len = mark;
+  size_t half = ss.n_spans / 2, all = ss.n_spans;
+  ss.n_spans = half;
+  if (traces_lines(&sub, n) != 0) return -ENOMEM;
+  ss.spans += half;
+  ss.n_spans = all - half;
+  return traces_lines(&sub, n);
+alone:
+  ss__stats_g.lines_oversize++;
+  ++*n;
+  return 0;
+}
+
+static int logs_lines(const ss__logs_req *q, uint64_t *n) {
+  size_t mark = line.len;
+  if (ss__json_logs(q, &line) != 0) return -ENOMEM;
+  if (line.len - mark <= max_line) {
+    ++*n;
+    return 0;
+  }
+  ss__logs_req sub = *q;
+  rlogs rl, *rlp = &rl;
+  slogs sl, *slp = &sl;
+  if (q->n_resource_logs > 1) {
+    line.len = mark;
+    sub.n_resource_logs = 1;
+    for (size_t i = 0; i < q->n_resource_logs; i++) {
+      sub.resource_logs = &q->resource_logs[i];
+      if (logs_lines(&sub, n) != 0) return -ENOMEM;
+    }
+    return 0;
+  }
+  if (q->n_resource_logs == 0) goto alone;
+  rl = *q->resource_logs[0];
+  sub.resource_logs = &rlp;
+  if (rl.n_scope_logs > 1) {
+    line.len = mark;
+    rl.n_scope_logs = 1;
+    for (size_t j = 0; j < q->resource_logs[0]->n_scope_logs; j++) {
+      rl.scope_logs = &q->resource_logs[0]->scope_logs[j];
+      if (logs_lines(&sub, n) != 0) return -ENOMEM;
+    }
+    return 0;
+  }
+  if (rl.n_scope_logs == 0 || rl.scope_logs[0]->n_log_records < 2) goto alone;
+  sl = *rl.scope_logs[0];
+  rl.scope_logs = &slp;
+  line.len = mark;
+  size_t half = sl.n_log_records / 2, all = sl.n_log_records;
+  sl.n_log_records = half;
+  if (logs_lines(&sub, n) != 0) return -ENOMEM;
+  sl.log_records += half;
+  sl.n_log_records = all - half;
+  return logs_lines(&sub, n);
+alone:
+  ss__stats_g.lines_oversize++;
+  ++*n;
+  return 0;
+}
+
 int ss__sink_traces(const ss__traces_req *req) {
+  uint64_t n = 0;
+  int rc;
+  output *o = output_of(SS_SIG_TRACES, &rc);
+  if (o == NULL) return rc;
   ss__buf_reset(&line);
-  if (ss__json_traces(req, &line) != 0) {
+  if (traces_lines(req, &n) != 0 || line.oom) {
     ss__stats_g.write_errors++;
     return -ENOMEM;
   }
-  return write_line();
+  return write_lines(o, n);
 }
 
 int ss__sink_logs(const ss__logs_req *req) {
+  uint64_t n = 0;
+  int rc;
+  output *o = output_of(SS_SIG_LOGS, &rc);
+  if (o == NULL) return rc;
   ss__buf_reset(&line);
-  if (ss__json_logs(req, &line) != 0) {
+  if (logs_lines(req, &n) != 0 || line.oom) {
     ss__stats_g.write_errors++;
     return -ENOMEM;
   }
-  return write_line();
+  return write_lines(o, n);
 }
 
 #define COUNTERS(X)                                                                     \
-  X(requests) X(grpc_requests) X(traces_requests) X(logs_requests) X(stats_requests) X(spans_received)   \
-  X(logs_received) X(spans_rejected) X(logs_rejected) X(lines_written) X(bytes_written) X(write_errors) X(connections)      \
+  X(requests) X(grpc_requests) X(traces_requests) X(logs_requests) X(stats_requests)  \
+  X(spans_received) X(logs_received) X(spans_rejected) X(logs_rejected) X(lines_written) \
+  X(lines_oversize) X(bytes_written) X(write_errors) X(connections)                      \
   X(connections_open) X(connections_refused) X(peers_refused) X(sql_spans) X(sql_unparsed) \
   X(sql_rescrubbed) X(reopens)
 #define REJECTED(X)                                                                     \

@@ -37,6 +37,10 @@ typedef Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest ss
 typedef Opentelemetry__Proto__Collector__Logs__V1__ExportLogsServiceRequest ss__logs_req;
 
 #define SS_DEFAULT_OUT "spanshim-traces.jsonl"
+#define SS_DEFAULT_MAX_LINE (1u << 20)  /* the Collector otlpjsonfile receiver's default */
+
+/* The signals, each with its own output file. */
+enum { SS_SIG_TRACES = 0, SS_SIG_LOGS = 1, SS_SIG_METRICS = 2, SS_SIG_N = 3 };
 #define SS_DEFAULT_MAX_BODY (16u << 20)
 #define SS_MAX_HEAD 16384         /* request line + headers */
 #define SS_MAX_HEADERS 100
@@ -44,7 +48,9 @@ typedef Opentelemetry__Proto__Collector__Logs__V1__ExportLogsServiceRequest ss__
 
 typedef struct ss__opts {
   char socket_path[108];          /* sun_path size */
-  const char *out_path;
+  const char *out_path;            /* traces */
+  const char *logs_out, *metrics_out;  /* default: beside out_path (ss__beside) */
+  size_t max_line;                /* longest line written, '\n' included */
   const char *listen;             /* "127.0.0.1:4318" or NULL */
   int truncate;
   size_t max_body;
@@ -75,6 +81,7 @@ typedef struct ss__stats {
   uint64_t rej_bad_protobuf;      /* 400 on a well-formed HTTP request */
   uint64_t rej_unavailable;       /* 503 after a write error */
   uint64_t lines_written, bytes_written, write_errors;
+  uint64_t lines_oversize;        /* one item alone longer than --max-line */
   uint64_t connections;           /* accepted and allowed */
   uint64_t connections_open;      /* gauge */
   uint64_t connections_refused;   /* over SS_MAX_CONNS */
@@ -245,14 +252,24 @@ void ss__pb_allocator(ProtobufCAllocator *pa, ss__arena *a);
  * regular file of ours with one link, else it is refused. `truncate` empties it after
  * those checks. Returns the fd, or -errno with a reason in why[0..whyn). */
 int ss__open_output(const char *path, int truncate, char *why, size_t whyn);
-/* Opens the output (O_APPEND, 0600, truncated when asked). 0, or -1 after printing why. */
-int ss__sink_open(const char *path, int truncate);
-/* Writes one JSON line for the request. 0, or -errno (write failed: nothing of the line
- * is left in the file when it could be undone). Counts into ss__stats_g. */
+/* Opens signal sig's output file (ss__open_output; truncated when asked). Signals with
+ * the same path share one open file; open them in signal order. 0, or -1 after printing
+ * why. A signal with no file opened is not written (its sink call returns 0). */
+int ss__sink_open(int sig, const char *path, int truncate);
+/* Lines longer than n bytes ('\n' included) are split (0: SS_DEFAULT_MAX_LINE). */
+void ss__sink_max_line(size_t n);
+/* The default path of another signal's file beside `out`, in a static buffer: "traces" in
+ * the file name replaced by `signal` ("logs", "metrics"), else ".<signal>" inserted
+ * before the extension (spans.jsonl → spans.logs.jsonl); a path that exists and is not a
+ * regular file (/dev/null, a FIFO) is returned as is. */
+const char *ss__beside(const char *out, const char *signal);
+/* Writes the request as OTLP JSON lines (one, or several under the line bound) into its
+ * signal's file. 0, or -errno (write failed: nothing of the lines is left in the file
+ * when it could be undone). Counts into ss__stats_g. */
 int ss__sink_traces(const ss__traces_req *req);
 int ss__sink_logs(const ss__logs_req *req);
-/* Reopens the output file by its path (SIGHUP, after logrotate moved it); on failure the
- * old file stays in use. 0 or -1. */
+/* Reopens the output files by their paths (SIGHUP, after logrotate moved them); on
+ * failure the old file stays in use. 0 or -1. */
 int ss__sink_reopen(void);
 void ss__sink_close(void);
 /* The /stats JSON document. */
