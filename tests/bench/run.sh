@@ -10,4 +10,5 @@ status=0
 "${PYTHON:-python3}" "$here/bench_spanshimd.py" "${1:-build}" || status=1
 "${PYTHON:-python3}" "$here/bench_libpq.py" "${1:-build}" || status=1
 "${PYTHON:-python3}" "$here/bench_http.py" "${1:-build}" || status=1
+"${PYTHON:-python3}" "$here/bench_view.py" "${1:-build}" || status=1
 exit $status

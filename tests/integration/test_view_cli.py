@@ -195,20 +195,24 @@ def test_view_reads_pretty_printed_snake_case_and_skips_metrics_lines(ctx):
         f.write(json.dumps({"resourceMetrics": [{"resource": {}, "scopeMetrics": []}]}) + "\n")
         f.write(json.dumps(otlp_doc(d, "00000000000000d4", "snake pretty", snake=True),
                            indent=4) + "\n")
+        # Two documents on one line, braces and quotes inside strings.
+        f.write(json.dumps(otlp_doc("%032x" % 0xf6, "00000000000000f6", 'br}a{ce "q\\" }')) +
+                json.dumps(otlp_doc("%032x" % 0xf7, "00000000000000f7", "second")) + "\n")
     cut_line = open(path).read().count("\n") + 1
     with open(path, "a") as f:
         f.write('{"resourceSpans":[{"resource":{},"scopeSp')  # a writer died mid-line
         f.write("\n" + json.dumps(otlp_doc("%032x" % 0xe5, "00000000000000e5", "after")) + "\n")
     r = view(ctx, "--json", path)
     got = sorted(name for _, name, _ in spans_of(json_lines(r.stdout)))
-    assert got == ["after", "compact", "pretty", "snake", "snake pretty"], (got, r.stderr)
+    assert got == ["after", "br}a{ce \"q\\\" }", "compact", "pretty", "second", "snake",
+                   "snake pretty"], (got, r.stderr)
     assert b"mixed.jsonl:%d: document not closed (cut short?)" % cut_line in r.stderr, r.stderr
     assert r.stderr.count(b"\n") == 1, r.stderr
     w = view(ctx, path, ok=False)
     out = w.stdout.decode()
     for name in ("compact", "pretty", "snake pretty", "after"):
         assert name in out
-    assert out.splitlines()[-1] == "5 spans in 5 traces", out
+    assert out.splitlines()[-1] == "7 spans in 7 traces", out
 
 
 def test_exception_stack_from_a_logs_line_reaches_the_waterfall(ctx):

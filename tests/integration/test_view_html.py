@@ -218,3 +218,23 @@ def test_report_of_100k_spans_loads_virtualized_and_usable(ctx):
     f = res["snaps"]["found"]
     assert f["matchCount"] == "1 of 1000 traces" and f["title"].startswith("trace " + "%032x" % 1000)
     assert [x["name"] for x in f["spans"] if x["sel"]] and f["panel"]["attrs"]
+
+
+def test_stack_frames_show_function_and_file_line_from_debug_info(ctx):
+    """A program built with debug info fails a connect: the panel's stack names the
+    function and the source line spanshimd found in its DWARF."""
+    out, report = os.path.join(ctx.tmp, "run.jsonl"), os.path.join(ctx.tmp, "stack.html")
+    r = subprocess.run([ctx.spanshim, "run", "--quiet", "--out", out, "--html", report, "--",
+                        ctx.prog("stack_orders"), "one", "1"], capture_output=True,
+                       timeout=120, cwd=ctx.tmp)
+    assert r.returncode == 0, r.stderr
+    src = os.path.join(HERE, "..", "progs", "stack_orders.c")
+    with open(src) as f:
+        line = [i for i, ln in enumerate(f, 1) if "LOAD_ORDERS_CONNECT" in ln][0]
+    res = drive(ctx, report, [{"snap": "s"}])
+    assert_offline(res, report)
+    p = res["snaps"]["s"]["panel"]
+    assert p["name"] == "connect" and p["exception"]["type"] == "ECONNREFUSED", p
+    assert p["exception"]["fns"][0] == "load_orders", p["exception"]
+    assert p["exception"]["src"][0].endswith("stack_orders.c:%d" % line), p["exception"]
+    assert "main" in p["exception"]["fns"], p["exception"]

@@ -11,10 +11,6 @@
 
 #define MAX_LANES 64               /* tracks per trace; deeper overlaps share the last */
 
-static uint64_t end_of(const ss__tm_span *s) {
-  return s->end_ns >= s->start_ns ? s->end_ns : s->start_ns;
-}
-
 /* A process as Perfetto shows it: one per pid. A pid that exec'd has one resource per
  * image (generation 0, 1, ... by first span); each keeps its own tracks. */
 typedef struct proc {
@@ -34,7 +30,7 @@ static int cmp_spans(const void *a, const void *b) {
   int c = strcmp(x->trace_id, y->trace_id);
   if (c) return c;
   if (x->start_ns != y->start_ns) return x->start_ns < y->start_ns ? -1 : 1;
-  return end_of(x) > end_of(y) ? -1 : end_of(x) < end_of(y) ? 1 : 0;  /* parents first */
+  return ss__tm_end(x) > ss__tm_end(y) ? -1 : ss__tm_end(x) < ss__tm_end(y) ? 1 : 0;  /* parents first */
 }
 
 static void jw_cstr(ss__buf *b, const char *s) { ss__jw_str(b, s ? s : "", s ? strlen(s) : 0); }
@@ -150,7 +146,7 @@ static void event(ss__buf *b, const ss__tm_span *s, long pid, long tid, uint64_t
   ss__buf_printf(b, ",\"pid\":%ld,\"tid\":%ld,\"ts\":", pid, tid);
   jw_us(b, s->start_ns - t0);
   SS_BUF_LIT(b, ",\"dur\":");
-  jw_us(b, end_of(s) - s->start_ns);
+  jw_us(b, ss__tm_end(s) - s->start_ns);
   SS_BUF_LIT(b, ",\"args\":{\"trace_id\":");
   jw_cstr(b, s->trace_id);
   SS_BUF_LIT(b, ",\"span_id\":");
@@ -222,7 +218,7 @@ int ss__perfetto_write(FILE *out, const ss__tm *m) {
       size_t lane = 0;
       for (; lane < lanes; lane++) {
         while (depth[lane] && stack[lane][depth[lane] - 1] <= s->start_ns) depth[lane]--;
-        if (depth[lane] == 0 || (stack[lane][depth[lane] - 1] >= end_of(s) && depth[lane] < 32))
+        if (depth[lane] == 0 || (stack[lane][depth[lane] - 1] >= ss__tm_end(s) && depth[lane] < 32))
           break;
       }
       if (lane == lanes) {
@@ -239,7 +235,7 @@ int ss__perfetto_write(FILE *out, const ss__tm *m) {
           lane = MAX_LANES - 1;
         }
       }
-      if (depth[lane] < 32) stack[lane][depth[lane]++] = end_of(s);
+      if (depth[lane] < 32) stack[lane][depth[lane]++] = ss__tm_end(s);
       event(&b, s, pid, base + (long)lane, t0);
     }
     next_tid = base + (long)lanes;

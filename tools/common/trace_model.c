@@ -638,6 +638,10 @@ void ss__tm_keep(ss__tm *m, const unsigned char *keep) {
   m->n_spans = k;
 }
 
+uint64_t ss__tm_end(const ss__tm_span *s) {
+  return s->end_ns >= s->start_ns ? s->end_ns : s->start_ns;
+}
+
 const ss__tm_attr *ss__tm_attr_find(const ss__tm_attr *a, size_t n, const char *key) {
   for (size_t i = 0; i < n; i++)
     if (strcmp(a[i].key, key) == 0) return &a[i];

@@ -106,6 +106,9 @@ int ss__tm_link_exceptions(ss__tm *m);
  * the others; resources stay. n_dropped is not changed. */
 void ss__tm_keep(ss__tm *m, const unsigned char *keep);
 
+/* The span's end, never before its start (an unknown end is its start). */
+uint64_t ss__tm_end(const ss__tm_span *s);
+
 /* Attribute `key` of a span or resource (NULL when absent). */
 const ss__tm_attr *ss__tm_attr_find(const ss__tm_attr *a, size_t n, const char *key);
 const ss__tm_attr *ss__tm_span_attr(const ss__tm_span *s, const char *key);

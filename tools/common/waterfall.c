@@ -127,10 +127,6 @@ static int span_failed(const ss__tm_span *s) {
   return s->status == 2 || attr_text(s, "error.type") != NULL;
 }
 
-static uint64_t span_end(const ss__tm_span *s) {
-  return s->end_ns >= s->start_ns ? s->end_ns : s->start_ns;
-}
-
 static int span_finished(const ss__tm_span *s) {
   return s->end_ns != 0 && s->end_ns >= s->start_ns;
 }
@@ -329,11 +325,11 @@ static trace *make_traces(const ss__tm_span **sp, size_t n, size_t *n_out) {
   if (!t) return NULL;
   for (size_t i = 0; i < n; i++) {
     if (i == 0 || strcmp(sp[i]->trace_id, sp[i - 1]->trace_id) != 0) {
-      t[k++] = (trace){.sp = &sp[i], .start = sp[i]->start_ns, .end = span_end(sp[i])};
+      t[k++] = (trace){.sp = &sp[i], .start = sp[i]->start_ns, .end = ss__tm_end(sp[i])};
     }
     trace *c = &t[k - 1];
     c->n++;
-    if (span_end(sp[i]) > c->end) c->end = span_end(sp[i]);
+    if (ss__tm_end(sp[i]) > c->end) c->end = ss__tm_end(sp[i]);
     c->errors += span_failed(sp[i]);
   }
   qsort(t, k, sizeof(*t), cmp_trace);
@@ -375,7 +371,7 @@ static void put_bar(render *r, const ss__tm_span *s, uint64_t t0, uint64_t t1) {
   /* Both ends in eighths of a cell; the bar starts on the nearest cell boundary and keeps
    * its true end, so long bars end where the span ended. */
   int a8 = (int)((double)(s->start_ns - t0) / total * cells + 0.5);
-  int b8 = (int)((double)(span_end(s) - t0) / total * cells + 0.5);
+  int b8 = (int)((double)(ss__tm_end(s) - t0) / total * cells + 0.5);
   int first = (a8 + 4) / 8;
   if (first > w - 1) first = w - 1;
   int len8 = b8 - first * 8;
@@ -711,7 +707,7 @@ static void footer(render *r, const ss__tm *m, size_t n_traces) {
 
 static int cmp_duration(const void *a, const void *b) {
   const ss__tm_span *x = *(const ss__tm_span *const *)a, *y = *(const ss__tm_span *const *)b;
-  uint64_t dx = span_end(x) - x->start_ns, dy = span_end(y) - y->start_ns;
+  uint64_t dx = ss__tm_end(x) - x->start_ns, dy = ss__tm_end(y) - y->start_ns;
   return dx < dy ? 1 : dx > dy ? -1 : 0;
 }
 
@@ -720,7 +716,7 @@ static void summary_row(render *r, const char *head, const ss__tm_span *s, int f
   char text[512], dur[32];
   tbuf b = {text, 0, sizeof(text)};
   text[0] = 0;
-  ss__wf_duration(span_end(s) - s->start_ns, dur, sizeof(dur));
+  ss__wf_duration(ss__tm_end(s) - s->start_ns, dur, sizeof(dur));
   fprintf(r->out, "%-8s %9s  ", head, span_finished(s) ? dur : "?");
   tb_clean(&b, s->name, 1, 60);
   tb_str(&b, " · ");

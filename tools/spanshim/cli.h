@@ -31,4 +31,7 @@ int ss__html_report(const char *out_path, char *const *paths, size_t n);
 
 void ss__err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* "spanshim: CMD: " + fmt (one %s: arg) on stderr, then the usage text; returns 2. */
+int ss__usage_error(const char *cmd, const char *usage, const char *fmt, const char *arg);
+
 #endif

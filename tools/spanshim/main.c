@@ -37,6 +37,14 @@ void ss__err(const char *fmt, ...) {
   fputc('\n', stderr);
 }
 
+int ss__usage_error(const char *cmd, const char *usage, const char *fmt, const char *arg) {
+  fprintf(stderr, "spanshim: %s: ", cmd);
+  fprintf(stderr, fmt, arg);
+  fputc('\n', stderr);
+  fputs(usage, stderr);
+  return 2;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fputs(usage, stderr);

@@ -94,11 +94,7 @@ static int path_join(char *out, size_t n, const char *a, const char *b) {
 /* ---- options ---- */
 
 static int usage_error(const char *fmt, const char *arg) {
-  fputs("spanshim: run: ", stderr);
-  fprintf(stderr, fmt, arg);
-  fputc('\n', stderr);
-  fputs(run_usage, stderr);
-  return 2;
+  return ss__usage_error("run", run_usage, fmt, arg);
 }
 
 /* Matches "-x VALUE", "--long VALUE" and "--long=VALUE"; advances *i past a value. */

@@ -10,10 +10,6 @@
 #include "tools/common/otlp_json.h"
 #include "tools/common/waterfall.h"
 
-uint64_t ss__tm_end(const ss__tm_span *s) {
-  return s->end_ns >= s->start_ns ? s->end_ns : s->start_ns;
-}
-
 /* ---- traces ---- */
 
 static int cmp_by_trace(const void *a, const void *b) {

@@ -33,9 +33,6 @@ typedef struct ss__traces {
 int ss__traces_build(const ss__tm *m, ss__traces *out);
 void ss__traces_free(ss__traces *t);
 
-/* The span's end, never before its start (an unknown end is its start). */
-uint64_t ss__tm_end(const ss__tm_span *s);
-
 typedef struct ss__filter {
   int errors;               /* a span with status ERROR */
   uint64_t slower_ns;       /* a span lasting at least this (0: off) */

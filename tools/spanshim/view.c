@@ -164,12 +164,8 @@ typedef struct view_opts {
   size_t n_files;
 } view_opts;
 
-static int usage_error(const char *msg, const char *arg) {
-  fputs("spanshim: view: ", stderr);
-  fprintf(stderr, msg, arg);
-  fputc('\n', stderr);
-  fputs(view_usage, stderr);
-  return 2;
+static int usage_error(const char *fmt, const char *arg) {
+  return ss__usage_error("view", view_usage, fmt, arg);
 }
 
 /* "--name VALUE" or "--name=VALUE": 1 with *val set (NULL when the value is missing). */
