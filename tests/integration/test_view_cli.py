@@ -216,16 +216,22 @@ def test_view_reads_pretty_printed_snake_case_and_skips_metrics_lines(ctx):
 
 
 def test_exception_stack_from_a_logs_line_reaches_the_waterfall(ctx):
-    """With SPANSHIM_EXCEPTION_SIGNAL=log the stack exists only as a log record; view
-    joins it to its span by trace and span id."""
+    """With SPANSHIM_EXCEPTION_SIGNAL=log the stack exists only as a log record, in the
+    logs file spanshimd writes beside the traces file; view reads that file too and joins
+    the record to its span by trace and span id."""
     col = ctx.collector()
     r = ctx.run(["curl", "-s", "http://127.0.0.1:1/"], collector=col,
                 extra_env={"SPANSHIM_EXCEPTION_SIGNAL": "log"})
     assert r.returncode == 7
     col.stop()
-    assert any(json.loads(ln).get("resourceLogs") for ln in open(col.out) if ln.strip())
+    assert not any(json.loads(ln).get("resourceLogs") for ln in open(col.out) if ln.strip())
+    assert any(json.loads(ln).get("resourceLogs") for ln in open(col.logs_out) if ln.strip())
     out = view(ctx, col.out).stdout.decode()
     assert "CURLE_COULDNT_CONNECT" in out and "#0 0x" in out, out
+    assert "log records not shown" in out.splitlines()[-1], out
+    # Named as well, it is read once.
+    out2 = view(ctx, col.out, col.logs_out).stdout.decode()
+    assert out2 == out
 
 
 # ---- Perfetto (issue 15 item 12) ----

@@ -2,9 +2,13 @@
 #include "tools/spanshim/load.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include "tools/common/beside.h"
 
 #include "tools/spanshim/cli.h"
 
@@ -131,6 +135,43 @@ static int read_file(reader *r, FILE *f) {
   return rc;
 }
 
+/* Reads one file (or stdin); 0, or -1 when it cannot be opened or read (reported). */
+static int load_one(reader *r, const char *path) {
+  int is_stdin = strcmp(path, "-") == 0, failed = 0;
+  FILE *f = is_stdin ? stdin : fopen(path, "r");
+  r->name = is_stdin ? "<stdin>" : path;
+  r->bad = 0;
+  if (!f) {
+    ss__err("%s: %s", path, strerror(errno));
+    return -1;
+  }
+  int rc = read_file(r, f);
+  if (rc < 0) {
+    ss__err("%s: %s", r->name, strerror(-rc));
+    failed = 1;
+  }
+  if (!is_stdin) fclose(f);
+  if (r->bad > SS_LOAD_MAX_REPORTS)
+    ss__err("%s: %zu more malformed documents not reported", r->name,
+            r->bad - SS_LOAD_MAX_REPORTS);
+  return failed ? -1 : 0;
+}
+
+/* The logs file spanshimd writes beside a traces file (spanshim-traces.jsonl →
+ * spanshim-logs.jsonl), when it exists and is not one of the files named; NULL else. */
+static const char *logs_beside(const char *path, char *const *paths, size_t n_paths) {
+  char a[PATH_MAX], b[PATH_MAX];
+  struct stat st;
+  if (strcmp(path, "-") == 0) return NULL;
+  const char *logs = ss__beside(path, "logs");
+  if (strcmp(logs, path) == 0 || stat(logs, &st) != 0 || !S_ISREG(st.st_mode) ||
+      !realpath(logs, a))
+    return NULL;
+  for (size_t i = 0; i < n_paths; i++)
+    if (strcmp(paths[i], "-") != 0 && realpath(paths[i], b) && strcmp(a, b) == 0) return NULL;
+  return logs;
+}
+
 long ss__load_files(ss__tm *m, char *const *paths, size_t n_paths, ss__docs *docs) {
   reader r;
   memset(&r, 0, sizeof(r));
@@ -138,24 +179,14 @@ long ss__load_files(ss__tm *m, char *const *paths, size_t n_paths, ss__docs *doc
   r.docs = docs;
   int failed = 0;
   for (size_t i = 0; i < n_paths; i++) {
-    int is_stdin = strcmp(paths[i], "-") == 0;
-    FILE *f = is_stdin ? stdin : fopen(paths[i], "r");
-    r.name = is_stdin ? "<stdin>" : paths[i];
-    r.bad = 0;
-    if (!f) {
-      ss__err("%s: %s", paths[i], strerror(errno));
-      failed = 1;
-      continue;
+    if (load_one(&r, paths[i]) < 0) failed = 1;
+    const char *logs = logs_beside(paths[i], paths, n_paths);
+    char copy[PATH_MAX];
+    if (logs && snprintf(copy, sizeof(copy), "%s", logs) < (int)sizeof(copy)) {
+      size_t ok = r.ok;
+      if (load_one(&r, copy) < 0) failed = 1;
+      r.ok = ok;  /* a logs file alone does not make the traces file readable */
     }
-    int rc = read_file(&r, f);
-    if (rc < 0) {
-      ss__err("%s: %s", r.name, strerror(-rc));
-      failed = 1;
-    }
-    if (!is_stdin) fclose(f);
-    if (r.bad > SS_LOAD_MAX_REPORTS)
-      ss__err("%s: %zu more malformed documents not reported", r.name,
-              r.bad - SS_LOAD_MAX_REPORTS);
   }
   ss__buf_free(&r.doc);
   if (ss__tm_link_exceptions(m) < 0) ss__err("out of memory linking exception records");

@@ -30,7 +30,10 @@ typedef struct ss__docs {
 } ss__docs;
 
 /* Reads every document of the files (path "-" is stdin) into m, keeping their text in
- * docs when docs is not NULL, then links exception log records to their spans. Returns
+ * docs when docs is not NULL; for each file, also the logs file spanshimd writes beside
+ * it (ss__beside: spanshim-traces.jsonl → spanshim-logs.jsonl, spans.jsonl →
+ * spans.logs.jsonl) when it exists and is not named itself; then links exception log
+ * records to their spans. Returns
  * the number of documents read successfully (traces, logs or metrics), or -1 when a file
  * could not be opened or read (reported; the others are still read). */
 long ss__load_files(ss__tm *m, char *const *paths, size_t n_paths, ss__docs *docs);

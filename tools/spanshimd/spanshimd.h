@@ -31,6 +31,7 @@
 #include "opentelemetry/proto/collector/logs/v1/logs_service.pb-c.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 #include "tools/common/arena.h"
+#include "tools/common/beside.h"
 #include "tools/common/buf.h"
 
 typedef Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest ss__traces_req;
@@ -258,11 +259,6 @@ int ss__open_output(const char *path, int truncate, char *why, size_t whyn);
 int ss__sink_open(int sig, const char *path, int truncate);
 /* Lines longer than n bytes ('\n' included) are split (0: SS_DEFAULT_MAX_LINE). */
 void ss__sink_max_line(size_t n);
-/* The default path of another signal's file beside `out`, in a static buffer: "traces" in
- * the file name replaced by `signal` ("logs", "metrics"), else ".<signal>" inserted
- * before the extension (spans.jsonl → spans.logs.jsonl); a path that exists and is not a
- * regular file (/dev/null, a FIFO) is returned as is. */
-const char *ss__beside(const char *out, const char *signal);
 /* Writes the request as OTLP JSON lines (one, or several under the line bound) into its
  * signal's file. 0, or -errno (write failed: nothing of the lines is left in the file
  * when it could be undone). Counts into ss__stats_g. */
