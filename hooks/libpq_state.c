@@ -6,6 +6,7 @@
 #include "hooks/libpq.h"
 #include "runtime/clock.h"
 #include "runtime/hash.h"
+#include "runtime/sql.h"
 
 __thread int ss__pq_depth __attribute__((tls_model("initial-exec")));
 ss__pq_api ss__pq;
@@ -148,6 +149,22 @@ void ss__pq_set_message(ss__sb *b, const char *m) {
 
 /* ---- results ---- */
 
+/* Whether the server's error text was written by database code (RAISE in PL/pgSQL,
+ * plpy.error, elog in PL/Perl or PL/Tcl: sources pl_exec.c, plpy_*.c, plperl.c, pltcl.c),
+ * or by a server that does not say where it came from: such text may carry any value
+ * unquoted (`RAISE EXCEPTION 'failed for %', secret`), so by default only its condition
+ * name is exported. PostgreSQL's own messages quote their values (its message style
+ * guide), and the exporter masks those. */
+static int user_authored(const PGresult *r) {
+  const char *file = ss__pq.result_error_field(r, PG_DIAG_SOURCE_FILE);
+  const char *sqlstate = ss__pq.result_error_field(r, PG_DIAG_SQLSTATE);
+  if (file == NULL || *file == '\0') return 1;
+  if (sqlstate && sqlstate[0] == 'P' && sqlstate[1] == '0') return 1; /* plpgsql_error */
+  return strncmp(file, "pl_", 3) == 0 || strncmp(file, "plpy", 4) == 0 ||
+         strncmp(file, "plperl", 6) == 0 || strncmp(file, "pltcl", 5) == 0 ||
+         strncmp(file, "plv8", 4) == 0;
+}
+
 void ss__pq_inspect(const PGconn *c, const PGresult *r, ss__pq_outcome *o) {
   memset(o, 0, sizeof *o);
   if (r == NULL) {
@@ -184,6 +201,10 @@ void ss__pq_inspect(const PGconn *c, const PGresult *r, ss__pq_outcome *o) {
                             : (ss__pq.status(c) == CONNECTION_BAD ? "08006" : "_OTHER");
       o->msg = ss__pq.result_error_field(r, PG_DIAG_MESSAGE_PRIMARY);
       if (o->msg == NULL) o->msg = ss__pq.result_error_message(r);
+      if (ss__cfg.db_error_messages != SS_DBMSG_FULL && user_authored(r)) {
+        const char *name = ss__sqlstate_name(o->sqlstate);
+        o->msg = name ? name : "error raised by database code";
+      }
       break;
     }
     default:

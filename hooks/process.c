@@ -51,15 +51,13 @@ static char proc_args[ARGS_BYTES];
 static size_t proc_args_len;
 static _Atomic int exit_code = -1; /* known once exit/_exit/main's return says it */
 
+/* process.command_args per SPANSHIM_COMMAND_ARGS, each item cut to the attribute value
+ * length limit (the spec cuts each element of an array, never drops the array). */
 static size_t collect_args(int argc, char **argv) {
-  size_t used = 0;
-  int secret = 0;
-  for (int i = 0; i < argc && i < MAX_ARGS && argv && argv[i]; i++) {
-    if (used + 2 > sizeof proc_args) break;
-    used += ss__arg_redact(argv[i], &secret, proc_args + used, sizeof proc_args - used - 1);
-    proc_args[used++] = '\0';
-  }
-  return used;
+  if (ss__cfg.command_args == SS_ARGS_NONE) return 0;
+  return ss__argv_redact(argc < MAX_ARGS ? argc : MAX_ARGS, argv,
+                         ss__cfg.command_args == SS_ARGS_FULL, ss__span_value_limit(), proc_args,
+                         sizeof proc_args);
 }
 
 static void exe_names(void) {

@@ -485,6 +485,26 @@ static void load_redaction(loader *l, ss__config *c) {
          "using the others", dropped, dropped == 1 ? "" : "s");
 }
 
+/* What may leave of command lines and database error messages (sanitize.h). */
+static void load_secrets(loader *l, ss__config *c) {
+  const char *v = env(l, "SPANSHIM_COMMAND_ARGS");
+  if (v == NULL || strcasecmp(v, "redacted") == 0)
+    c->command_args = SS_ARGS_REDACTED;
+  else if (strcasecmp(v, "full") == 0)
+    c->command_args = SS_ARGS_FULL;
+  else if (strcasecmp(v, "none") == 0)
+    c->command_args = SS_ARGS_NONE;
+  else
+    diag(l, "SPANSHIM_COMMAND_ARGS", v, "is not redacted, full or none; using redacted");
+  v = env(l, "SPANSHIM_DB_ERROR_MESSAGES");
+  c->db_error_messages = SS_DBMSG_MASKED;
+  if (v != NULL && strcasecmp(v, "full") == 0)
+    c->db_error_messages = SS_DBMSG_FULL;
+  else if (v != NULL && strcasecmp(v, "masked") != 0)
+    diag(l, "SPANSHIM_DB_ERROR_MESSAGES", v, "is not masked or full; using masked");
+  ss__message_scrub_mode(c->db_error_messages == SS_DBMSG_FULL);
+}
+
 int ss__config_load(ss__config *c, ss__getenv_fn get) {
   loader l = {.get = get != NULL ? get : getenv, .diags = 0};
 
@@ -504,6 +524,7 @@ int ss__config_load(ss__config *c, ss__getenv_fn get) {
   load_process(&l, c);
   load_exceptions(&l, c);
   load_redaction(&l, c);
+  load_secrets(&l, c);
   return l.diags;
 }
 

@@ -60,7 +60,16 @@ typedef struct ss__config {
   char *redact_query_keys;       /* SPANSHIM_REDACT_QUERY_KEYS, raw, or NULL: extra query
                                     keys for url.full/url.query redaction (handed to
                                     ss__url_redact_keys_set by ss__config_load) */
+  int command_args;              /* SPANSHIM_COMMAND_ARGS: SS_ARGS_*, default redacted */
+  int db_error_messages;         /* SPANSHIM_DB_ERROR_MESSAGES: SS_DBMSG_*, default masked */
 } ss__config;
+
+/* process.command_args: credentials redacted, as given, or not recorded. */
+enum { SS_ARGS_REDACTED, SS_ARGS_FULL, SS_ARGS_NONE };
+/* Database servers' error messages: values masked (and text written by the database's own
+ * code - RAISE, procedural languages - replaced by the SQLSTATE's condition name), or as the server wrote
+ * them (credentials still redacted). */
+enum { SS_DBMSG_MASKED, SS_DBMSG_FULL };
 
 enum { SS_EXC_LOG = 1 << 0, SS_EXC_EVENT = 1 << 1 };
 

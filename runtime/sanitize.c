@@ -3,8 +3,15 @@
  * Database spans (named ss__sql_span_name on the app thread) get a second pass once their
  * text is scrubbed: the span name, db.operation.name and db.collection.name are derived
  * from the scrubbed text (hooks leave those two attributes empty as placeholders, or set
- * db.operation.name themselves for PREPARE/DESCRIBE), empty placeholders are removed, and
- * the status message (the server's error text, which may quote values) is scrubbed. */
+ * db.operation.name themselves for PREPARE/DESCRIBE), and empty placeholders are removed.
+ *
+ * Every span's status message (and so the exception event's and log record's
+ * exception.message, which quote it) then goes through one scrubber, whatever made the span
+ * (libpq's client messages that quote a conninfo URI, a server's error text, libcurl,
+ * process exits): each quoted part is a value and becomes "?" unless the span already shows
+ * it (an attribute's value, e.g. server.address, or an identifier of its scrubbed SQL),
+ * then credentials left in the open text are redacted (ss__text_redact). With
+ * SPANSHIM_DB_ERROR_MESSAGES=full, a database span's message keeps its quoted parts. */
 #include "runtime/sanitize.h"
 
 #include <string.h>
@@ -49,6 +56,7 @@ static void drop_empty(ss__span *s, ss__attr *attrs, const char *key) {
   }
 }
 
+/* Database spans: name and operation/collection from the scrubbed text. */
 static int db_span(ss__span *s, ss__attr *attrs, char **scratch, size_t *left) {
   int rc = 0;
   ss__attr *text = find_attr(s, attrs, "db.query.text");
@@ -90,24 +98,79 @@ static int db_span(ss__span *s, ss__attr *attrs, char **scratch, size_t *left) {
       rc = -1;
     }
   }
-  if (s->status_message && s->status_message_len) {
-    size_t cap = s->status_message_len + 8;
-    if (cap <= *left) {
-      size_t k = ss__sql_message_scrub(s->status_message, s->status_message_len, sql, sqln,
-                                       *scratch, cap);
-      s->status_message = *scratch;
-      s->status_message_len = (uint32_t)k;
-      *scratch += k;
-      *left -= k;
-    } else {
-      s->status_message = "REDACTED";
-      s->status_message_len = 8;
-      rc = -1;
-    }
-  }
   drop_empty(s, attrs, "db.operation.name");
   drop_empty(s, attrs, "db.collection.name");
   return rc;
+}
+
+static int db_full; /* SPANSHIM_DB_ERROR_MESSAGES=full */
+
+void ss__message_scrub_mode(int full) {
+  db_full = full;
+}
+
+typedef struct keep_ctx {
+  const ss__span *s;
+  const ss__attr *attrs;
+  const char *sql;
+  size_t sqln;
+} keep_ctx;
+
+/* A quoted part of a message may stay when the span shows it already: an identifier of
+ * the scrubbed SQL, a string attribute's value, or a path under one (libpq's socket
+ * "/run/postgresql/.s.PGSQL.5432" under server.address "/run/postgresql"). */
+static int keep_shown(void *ctx, const char *w, size_t n) {
+  const keep_ctx *k = ctx;
+  if (n == 0) return 1;
+  if (k->sql && ss__sql_has_ident(k->sql, k->sqln, w, n)) return 1;
+  for (size_t i = 0; i < k->s->n_attrs; i++) {
+    const ss__attr *a = &k->attrs[i];
+    if (a->type != SS_ATTR_STR || a->len == 0 || a->len > n || a->v.s == redacted) continue;
+    if (memcmp(a->v.s, w, a->len) != 0) continue;
+    if (a->len == n || (a->v.s[0] == '/' && w[a->len] == '/')) return 1;
+  }
+  return 0;
+}
+
+size_t ss__message_scrub(const char *msg, size_t n, const ss__span *s, const ss__attr *attrs,
+                         int keep_quoted, char *out, size_t cap) {
+  /* Pass 1 (quotes) into the back half of out, pass 2 (credentials) to the front. */
+  size_t half = cap / 2;
+  if (half == 0) return 0;
+  const ss__attr *text = NULL;
+  for (size_t i = 0; s->name == ss__sql_span_name && i < s->n_attrs; i++)
+    if (attrs[i].key && strcmp(attrs[i].key, "db.query.text") == 0) text = &attrs[i];
+  keep_ctx k = {s, attrs, text ? text->v.s : NULL, text ? text->len : 0};
+  size_t m;
+  if (keep_quoted) {
+    m = n < cap - half ? n : cap - half;
+    memcpy(out + half, msg, m);
+  } else {
+    m = ss__message_mask(msg, n, keep_shown, &k, out + half, cap - half);
+  }
+  return ss__text_redact(out + half, m, out, half);
+}
+
+/* Status message, after the attributes it may refer to were rewritten. */
+static int message(ss__span *s, ss__attr *attrs, char **scratch, size_t *left) {
+  if (s->status_message == NULL || s->status_message_len == 0) return 0;
+  /* Masking adds at most one byte per quote pair, redaction at most "REDACTED" per byte
+   * pair ("a=b" -> "a=REDACTED"): 4n + 64 for the two halves is enough, and the result
+   * is cut (never left unscrubbed) if not. */
+  size_t cap = (size_t)s->status_message_len * 8 + 128;
+  if (cap > *left) {
+    s->status_message = redacted;
+    s->status_message_len = 8;
+    return -1;
+  }
+  int keep = db_full && s->name == ss__sql_span_name;
+  size_t k = ss__message_scrub(s->status_message, s->status_message_len, s, attrs, keep,
+                               *scratch, cap);
+  s->status_message = *scratch;
+  s->status_message_len = (uint32_t)k;
+  *scratch += k;
+  *left -= k;
+  return 0;
 }
 
 int ss__sanitize_span(ss__span *s, ss__attr *attrs, char **scratch, size_t *left) {
@@ -134,5 +197,6 @@ int ss__sanitize_span(ss__span *s, ss__attr *attrs, char **scratch, size_t *left
     }
   }
   if (s->name == ss__sql_span_name && db_span(s, attrs, scratch, left) != 0) rc = -1;
+  if (message(s, attrs, scratch, left) != 0) rc = -1;
   return rc;
 }

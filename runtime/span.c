@@ -279,16 +279,27 @@ static uint32_t capped_len(const char *s, uint32_t len) {
   return lim;
 }
 
-/* String arrays are capped as a whole, at an item boundary. */
-static uint32_t capped_arr_len(const char *s, uint32_t len) {
-  uint32_t lim = ss__tracer_g.attr_value_limit, end = 0;
-  if (lim == 0 || len <= lim) return len;
-  for (uint32_t i = 0; i < len; i++)
-    if (s[i] == '\0') {
-      if (i + 1 > lim) break;
-      end = i + 1;
+/* String arrays (NUL-terminated items one after another): each item is capped on its own,
+ * as the spec says for arrays. With dst, also writes the capped items there. Returns the
+ * capped array's length. */
+static uint32_t capped_arr(const char *s, uint32_t len, unsigned char *dst) {
+  uint32_t total = 0, i = 0;
+  while (i < len) {
+    const char *end = memchr(s + i, 0, len - i);
+    uint32_t l = end ? (uint32_t)(end - (s + i)) : len - i;
+    uint32_t k = capped_len(s + i, l);
+    if (dst) {
+      memcpy(dst + total, s + i, k);
+      if (end) dst[total + k] = '\0';
     }
-  return end;
+    total += k + (end ? 1 : 0);
+    i += l + 1;
+  }
+  return total;
+}
+
+static uint32_t capped_arr_len(const char *s, uint32_t len) {
+  return ss__tracer_g.attr_value_limit ? capped_arr(s, len, NULL) : len;
 }
 
 static uint32_t stored_len(const ss__attr *a) {
@@ -310,17 +321,27 @@ static size_t serialized_size(const ss__sb *b) {
 
 static const char stack_key[] = "spanshim.stack";
 
-static unsigned char *put_attr(unsigned char *p, const char *key, uint8_t type,
-                               const void *val, uint32_t len) {
+/* Writes an attribute's header; its len bytes of value go right after it (then padding:
+ * put_pad). */
+static unsigned char *put_head(unsigned char *p, const char *key, uint8_t type, uint32_t len) {
   ss__rec_attr *ra = (ss__rec_attr *)p;
   memset(ra, 0, sizeof *ra);
   ra->key = key;
   ra->type = type;
   ra->len = len;
-  p += sizeof *ra;
-  memcpy(p, val, len);
+  return p + sizeof *ra;
+}
+
+static unsigned char *put_pad(unsigned char *p, uint32_t len) {
   if (ALIGN8(len) > len) memset(p + len, 0, ALIGN8(len) - len);
   return p + ALIGN8(len);
+}
+
+static unsigned char *put_attr(unsigned char *p, const char *key, uint8_t type,
+                               const void *val, uint32_t len) {
+  p = put_head(p, key, type, len);
+  memcpy(p, val, len);
+  return put_pad(p, len);
 }
 
 static void serialize(const ss__sb *b, void *dst, size_t size) {
@@ -342,7 +363,12 @@ static void serialize(const ss__sb *b, void *dst, size_t size) {
   unsigned char *p = (unsigned char *)(r + 1);
   for (size_t i = 0; i < s->n_attrs; i++) {
     const ss__attr *a = &b->attrs[i];
-    if (a->type == SS_ATTR_STR || a->type == SS_ATTR_STRARR)
+    if (a->type == SS_ATTR_STRARR && stored_len(a) != a->len) { /* items cut */
+      uint32_t len = stored_len(a);
+      p = put_head(p, a->key, a->type, len);
+      capped_arr(a->v.s, a->len, p);
+      p = put_pad(p, len);
+    } else if (a->type == SS_ATTR_STR || a->type == SS_ATTR_STRARR)
       p = put_attr(p, a->key, a->type, a->v.s, stored_len(a));
     else
       p = put_attr(p, a->key, a->type, &a->v, 8);

@@ -454,8 +454,8 @@ static int in_sql(const char *sql, size_t sqln, const char *w, size_t n) {
   return 0;
 }
 
-size_t ss__sql_message_scrub(const char *msg, size_t n, const char *sql, size_t sqln, char *outp,
-                             size_t cap) {
+size_t ss__message_mask(const char *msg, size_t n, int (*keep)(void *ctx, const char *w, size_t n),
+                        void *ctx, char *outp, size_t cap) {
   out o = {outp, 0, cap};
   size_t i = 0;
   while (i < n) {
@@ -476,7 +476,7 @@ size_t ss__sql_message_scrub(const char *msg, size_t n, const char *sql, size_t 
     const char *w = msg + i + 1;
     size_t wl = j - i - 1;
     put(&o, q);
-    if (j < n && in_sql(sql, sqln, w, wl))
+    if (j < n && keep && keep(ctx, w, wl))
       put_n(&o, w, wl);
     else
       put(&o, '?');
@@ -485,4 +485,24 @@ size_t ss__sql_message_scrub(const char *msg, size_t n, const char *sql, size_t 
     i = j + 1;
   }
   return o.n;
+}
+
+typedef struct sql_text {
+  const char *p;
+  size_t n;
+} sql_text;
+
+static int keep_in_sql(void *ctx, const char *w, size_t n) {
+  const sql_text *t = ctx;
+  return in_sql(t->p, t->n, w, n);
+}
+
+size_t ss__sql_message_scrub(const char *msg, size_t n, const char *sql, size_t sqln, char *outp,
+                             size_t cap) {
+  sql_text t = {sql, sqln};
+  return ss__message_mask(msg, n, keep_in_sql, &t, outp, cap);
+}
+
+int ss__sql_has_ident(const char *sql, size_t sqln, const char *w, size_t n) {
+  return in_sql(sql, sqln, w, n);
 }

@@ -35,4 +35,17 @@ void ss__sql_summarize(const char *sql, size_t n, ss__sql_summary *out);
 size_t ss__sql_message_scrub(const char *msg, size_t n, const char *sql, size_t sqln, char *out,
                              size_t cap);
 
+/* Copies msg into out (at most cap bytes), replacing the content of every quoted part
+ * ("..." or '...'; an apostrophe after a letter is not a quote) by "?" unless keep(ctx, w,
+ * n) says the content may stay; an unterminated quote hides the rest. NULL keep: none
+ * stays. Returns the length written. */
+size_t ss__message_mask(const char *msg, size_t n, int (*keep)(void *ctx, const char *w, size_t n),
+                        void *ctx, char *out, size_t cap);
+/* Whether w is a whole identifier-like token of sql (what ss__sql_message_scrub keeps). */
+int ss__sql_has_ident(const char *sql, size_t sqln, const char *w, size_t n);
+
+/* The condition name of a SQLSTATE ("42P01" -> "undefined_table"; an unknown code of a
+ * known class -> the class's name), or NULL. Static strings (runtime/sqlstate.c). */
+const char *ss__sqlstate_name(const char *code);
+
 #endif

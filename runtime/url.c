@@ -3,7 +3,7 @@
  * What leaves: the URL as it was, except
  *  - userinfo (`user:pass@`, `user@`) becomes `REDACTED:REDACTED@` (OTel semconv);
  *  - the value of a query parameter whose name looks like a credential becomes `REDACTED`,
- *    name kept (the rule is cred_key below: no list entry per service is needed);
+ *    name kept (the rule is ss__cred_name below: no list entry per service is needed);
  *  - a fragment holding a `=` (OAuth implicit flow `#access_token=...&state=...`, SPA
  *    state) keeps its names and has every value replaced by `REDACTED`;
  *  - an authority that runs to the end of the value and is not `host[:port]` (a URL cut
@@ -132,8 +132,8 @@ static int word_starts(const char *k, size_t n, size_t i) {
   return p == C_UPPER && c == C_UPPER && i + 1 < n && cls(k[i + 1]) == C_LOWER;
 }
 
-/* The rule: does the query key k (raw, as in the URL) name a credential? */
-static int cred_key(const char *raw, size_t rn) {
+/* The rule: does the name (raw, percent-encoded as in a URL) name a credential? */
+int ss__cred_name(const char *raw, size_t rn) {
   char k[KEY_MAX];
   long dn = decode_key(raw, rn, k, sizeof k);
   if (dn < 0) return 1;
@@ -182,7 +182,7 @@ static void put_pairs(out *o, const char *q, size_t n, int all) {
     size_t e = i;
     while (e < n && q[e] != '&' && q[e] != ';') e++;
     const char *eq = memchr(q + i, '=', e - i);
-    if (eq && (size_t)(eq - q) + 1 < e && (all || cred_key(q + i, (size_t)(eq - q) - i))) {
+    if (eq && (size_t)(eq - q) + 1 < e && (all || ss__cred_name(q + i, (size_t)(eq - q) - i))) {
       put(o, q + i, (size_t)(eq - q) - i + 1);
       put(o, "REDACTED", 8);
     } else {

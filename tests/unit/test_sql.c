@@ -245,15 +245,74 @@ START_TEST(test_sanitize_keeps_hook_operation_and_falls_back_to_postgresql) {
 }
 END_TEST
 
-START_TEST(test_sanitize_leaves_other_spans_alone) {
+static int msg_eq(const ss__span *s, const char *want) {
+  return s->status_message_len == strlen(want) &&
+         memcmp(s->status_message, want, s->status_message_len) == 0;
+}
+
+/* Every span's status message goes through the same scrubber: a quoted part stays only
+ * when the span shows it already; credentials in the open text are redacted. */
+START_TEST(test_sanitize_scrubs_every_spans_message) {
   ss__span s = {.name = "connect postgresql"};
-  ss__attr a[1] = {str_attr("db.namespace", "app")};
-  const char *msg = "password authentication failed for user \"bob\"";
-  s.status_message = msg;
-  s.status_message_len = (uint32_t)strlen(msg);
-  sanitize(&s, a, 1);
+  ss__attr a[2] = {str_attr("db.namespace", "app"), str_attr("server.address", "db.internal")};
+  s.status_message = "password authentication failed for user \"bob\"";
+  s.status_message_len = (uint32_t)strlen(s.status_message);
+  sanitize(&s, a, 2);
   ck_assert_str_eq(s.name, "connect postgresql");
-  ck_assert_ptr_eq(s.status_message, msg);
+  ck_assert(msg_eq(&s, "password authentication failed for user \"?\""));
+  /* libpq quoting the conninfo URI (unencoded %): nothing of it leaves */
+  s.status_message = "invalid percent-encoded token: \"postgresql://bob:pw%zz@db/app\"";
+  s.status_message_len = (uint32_t)strlen(s.status_message);
+  sanitize(&s, a, 2);
+  ck_assert(msg_eq(&s, "invalid percent-encoded token: \"?\""));
+  /* the host and database the span shows stay readable, a socket path under it too */
+  s.status_message = "could not translate host name \"db.internal\" to address; database "
+                     "\"app\"; socket \"db.internal/.s.PGSQL.5432\"";
+  s.status_message_len = (uint32_t)strlen(s.status_message);
+  sanitize(&s, a, 2);
+  ck_assert(msg_eq(&s, "could not translate host name \"db.internal\" to address; database "
+                       "\"app\"; socket \"?\""));
+  ss__attr b[1] = {str_attr("server.address", "/run/pg")};
+  s.status_message = "connection to server on socket \"/run/pg/.s.PGSQL.5432\" failed";
+  s.status_message_len = (uint32_t)strlen(s.status_message);
+  sanitize(&s, b, 1);
+  ck_assert(msg_eq(&s, "connection to server on socket \"/run/pg/.s.PGSQL.5432\" failed"));
+  /* unquoted credentials */
+  s.status_message = "bad option host=h password=pw Authorization: Bearer x";
+  s.status_message_len = (uint32_t)strlen(s.status_message);
+  sanitize(&s, b, 1);
+  ck_assert(msg_eq(&s, "bad option host=h password=REDACTED Authorization: REDACTED"));
+}
+END_TEST
+
+START_TEST(test_sanitize_db_messages_full_keeps_quotes_not_credentials) {
+  ss__message_scrub_mode(1);
+  ss__span s = {.name = ss__sql_span_name};
+  ss__attr a[1] = {str_attr("db.query.text", "SELECT 1")};
+  s.status_message = "failed for \"x\" at postgresql://u:pw@h/";
+  s.status_message_len = (uint32_t)strlen(s.status_message);
+  sanitize(&s, a, 1);
+  ck_assert(msg_eq(&s, "failed for \"x\" at postgresql://REDACTED:REDACTED@h/"));
+  /* other spans are masked whatever the mode */
+  ss__span c = {.name = "connect postgresql"};
+  c.status_message = "bad \"x\"";
+  c.status_message_len = 7;
+  sanitize(&c, a, 0);
+  ck_assert(msg_eq(&c, "bad \"?\""));
+  ss__message_scrub_mode(0);
+  sanitize(&s, a, 1);
+  ck_assert(msg_eq(&s, "failed for \"?\" at postgresql://REDACTED:REDACTED@h/"));
+}
+END_TEST
+
+START_TEST(test_sqlstate_condition_names) {
+  ck_assert_str_eq(ss__sqlstate_name("P0001"), "raise_exception");
+  ck_assert_str_eq(ss__sqlstate_name("42P01"), "undefined_table");
+  ck_assert_str_eq(ss__sqlstate_name("23505"), "unique_violation");
+  ck_assert_str_eq(ss__sqlstate_name("22ZZZ"), "data_exception"); /* unknown: its class */
+  ck_assert_ptr_null(ss__sqlstate_name("ZZ999"));
+  ck_assert_ptr_null(ss__sqlstate_name("P00"));
+  ck_assert_ptr_null(ss__sqlstate_name(NULL));
 }
 END_TEST
 
@@ -272,7 +331,9 @@ static Suite *sql_suite(void) {
   tcase_add_test(tc, test_sanitize_names_db_span_from_scrubbed_text);
   tcase_add_test(tc, test_sanitize_drops_empty_placeholders);
   tcase_add_test(tc, test_sanitize_keeps_hook_operation_and_falls_back_to_postgresql);
-  tcase_add_test(tc, test_sanitize_leaves_other_spans_alone);
+  tcase_add_test(tc, test_sanitize_scrubs_every_spans_message);
+  tcase_add_test(tc, test_sanitize_db_messages_full_keeps_quotes_not_credentials);
+  tcase_add_test(tc, test_sqlstate_condition_names);
   suite_add_tcase(s, tc);
   return s;
 }
