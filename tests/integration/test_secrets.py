@@ -30,12 +30,17 @@ class Tokens:
 def _exported(ctx, col, log_file):
     """Every byte the shim and the collector exported or wrote about this run."""
     col.stop()
+    d = os.path.dirname(col.out)
+    files = [os.path.join(d, n) for n in sorted(os.listdir(d))]
+    files = [p for p in files if os.path.isfile(p)]  # traces, logs, metrics, stderr
     data = b""
-    for path in (col.out, col.errlog, log_file):
+    for path in files + [col.errlog, log_file]:
         if path and os.path.exists(path):
             with open(path, "rb") as f:
                 data += f.read()
-    view = subprocess.run([ctx.spanshim, "view", col.out], capture_output=True, timeout=60)
+    jsonl = [p for p in files if p.endswith(".jsonl")]
+    view = subprocess.run([ctx.spanshim, "view"] + jsonl, capture_output=True, timeout=60)
+    assert view.returncode == 0, view
     return data + view.stdout + view.stderr
 
 
