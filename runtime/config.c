@@ -215,7 +215,7 @@ static char *default_endpoint(loader *l) {
   char path[SUN_PATH_MAX], *s;
 
   if (ss__default_socket_path(path, sizeof(path), l->get) != 0)
-    snprintf(path, sizeof(path), "/tmp/spanshim-%u/collector.sock", (unsigned)getuid());
+    snprintf(path, sizeof(path), "/tmp/spanshim-%u/collector.sock", (unsigned)geteuid());
   s = malloc(strlen(path) + sizeof("unix:"));
   if (s != NULL)
     sprintf(s, "unix:%s", path);
@@ -550,7 +550,7 @@ int ss__default_socket_path(char *out, size_t n, ss__getenv_fn get) {
       ;
     len = snprintf(out, n, "%.*s/spanshim/collector.sock", (int)x, xdg);
   } else {
-    len = snprintf(out, n, "/tmp/spanshim-%u/collector.sock", (unsigned)getuid());
+    len = snprintf(out, n, "/tmp/spanshim-%u/collector.sock", (unsigned)geteuid());
   }
   return len >= 0 && (size_t)len < n ? 0 : -1;
 }

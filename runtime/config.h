@@ -84,7 +84,9 @@ int ss__config_load(ss__config *c, ss__getenv_fn get);
 void ss__config_free(ss__config *c);
 
 /* The default collector socket: $XDG_RUNTIME_DIR/spanshim/collector.sock, else
- * /tmp/spanshim-$UID/collector.sock. Writes at most n bytes; returns 0 or -1 if too long. */
+ * /tmp/spanshim-$UID/collector.sock, $UID being the effective uid (a setuid program's
+ * default is its owner's socket, never its caller's). Writes at most n bytes; returns 0
+ * or -1 if too long. */
 int ss__default_socket_path(char *out, size_t n, ss__getenv_fn get);
 
 #endif

@@ -6,13 +6,27 @@
 #ifndef SS_LOG_H
 #define SS_LOG_H
 
+#include <stddef.h>
+
 enum { SS_LOG_OFF = 0, SS_LOG_ERROR = 1, SS_LOG_WARN = 2, SS_LOG_INFO = 3, SS_LOG_DEBUG = 4 };
 
 extern int ss__log_level;
 
 /* Where lines go: an fd the shim owns (or 2), and the prefix ("spanshim", "spanshimd"). */
 void ss__log_setup(int level, int fd, const char *prefix);
+/* Logs one line at `level` (dropped above the configured level). Control characters of
+ * the formatted message come out escaped (\n, \r, \t, \xNN), so it stays one line.
+ * Preserves errno; async-signal-safe as far as vsnprintf is. */
 void ss__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* SPANSHIM_LOG_FILE: opens path for appending, never following a symlink at its last
+ * component (O_NOFOLLOW), created 0644 when missing — except in a secure-execution
+ * process (AT_SECURE: setuid, setgid, file capabilities), which only appends to a file
+ * that already exists. The fd is close-on-exec and moved high (>= 900). Returns the fd,
+ * or 2 (stderr) when path is NULL/empty or cannot be opened. */
+int ss__log_open_file(const char *path);
+/* Copies s[0..n) to out (at most cap bytes, cut at a whole character) with bytes below
+ * 0x20 and 0x7f escaped as above; returns the bytes written. No NUL is added. */
+size_t ss__log_escape(char *out, size_t cap, const char *s, size_t n);
 
 #define SS_LOG(level, ...) \
   do { if ((level) <= ss__log_level) ss__log((level), __VA_ARGS__); } while (0)

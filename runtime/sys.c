@@ -99,3 +99,7 @@ int ss__sys_sigaction(int sig, const struct sigaction *act, struct sigaction *ol
   }
   return f(sig, act, old);
 }
+
+int ss__sys_lstat(const char *path, struct stat *st) {
+  return (int)syscall(SYS_newfstatat, AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW);
+}

@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -41,6 +42,8 @@ ssize_t ss__sys_recv(int fd, void *buf, size_t n, int flags);
 int ss__sys_open(const char *path, int flags, mode_t mode);
 /* fcntl(2) with an integer argument (F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, F_GETFL...). */
 int ss__sys_fcntl(int fd, int cmd, int arg);
+/* lstat(2): the link itself when path names a symlink (fstatat AT_SYMLINK_NOFOLLOW). */
+int ss__sys_lstat(const char *path, struct stat *st);
 
 int ss__sys_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
                         struct addrinfo **res);

@@ -7,16 +7,19 @@
 #include <limits.h>
 #include <netdb.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "runtime/clock.h"
+#include "runtime/config.h"
 #include "runtime/deadline.h"
 #include "runtime/hostport.h"
 #include "runtime/kv.h"
@@ -120,8 +123,11 @@ static char *build_headers(const char *spec) {
 }
 
 int ss__transport_init(ss__transport *t, const ss__endpoint *ep, const char *otlp_headers) {
+  char dflt[sizeof ep->path];
   memset(t, 0, sizeof *t);
   t->ep = *ep;
+  t->named = ep->is_unix && (ss__default_socket_path(dflt, sizeof dflt, secure_getenv) != 0 ||
+                             strcmp(dflt, ep->path) != 0);
   atomic_store(&t->fd, -1);
   pthread_mutex_init(&t->lock, NULL);
   if (otlp_headers && *otlp_headers) {
@@ -190,12 +196,103 @@ ok:
   return move_high(fd);
 }
 
-static int dial(const ss__endpoint *ep, uint64_t deadline_ms) {
-  if (ep->is_unix) {
-    struct sockaddr_un un = {.sun_family = AF_UNIX};
-    memcpy(un.sun_path, ep->path, strlen(ep->path) + 1);
-    return connect_one(AF_UNIX, (struct sockaddr *)&un, sizeof un, deadline_ms);
+/* ---- trust (see transport.h) ---- */
+
+static int untrusted(char *why, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int untrusted(char *why, size_t n, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(why, n, fmt, ap);
+  va_end(ap);
+  return -EACCES;
+}
+
+static int uid_trusted(uid_t u, uid_t also_ok) {
+  return u == geteuid() || u == 0 || (also_ok != SS_UID_NONE && u == also_ok);
+}
+
+int ss__unix_dir_trusted(const char *sock_path, int named, uid_t *dir_owner, char *why,
+                         size_t n) {
+  char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  const char *slash = strrchr(sock_path, '/');
+  struct stat st;
+  size_t dl = slash == NULL ? 0 : slash == sock_path ? 1 : (size_t)(slash - sock_path);
+
+  *dir_owner = SS_UID_NONE;
+  if (dl == 0 || dl >= sizeof dir) return untrusted(why, n, "%s is not an absolute path", sock_path);
+  memcpy(dir, sock_path, dl);
+  dir[dl] = '\0';
+  if (ss__sys_lstat(dir, &st) != 0)
+    return untrusted(why, n, "directory %s: %s", dir, strerror(errno));
+  if (S_ISLNK(st.st_mode))
+    return untrusted(why, n, "directory %s is a symlink (owned by uid %u)", dir,
+                     (unsigned)st.st_uid);
+  if (!S_ISDIR(st.st_mode)) return untrusted(why, n, "%s is not a directory", dir);
+  if (!named && !uid_trusted(st.st_uid, SS_UID_NONE))
+    return untrusted(why, n, "directory %s is owned by uid %u, not by us (uid %u) or root",
+                     dir, (unsigned)st.st_uid, (unsigned)geteuid());
+  uid_t also = named ? st.st_uid : SS_UID_NONE;
+  if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+    struct stat ss;
+    if (!(st.st_mode & S_ISVTX))
+      return untrusted(why, n, "directory %s is writable by others (mode %04o): anyone "
+                       "could replace the socket", dir, (unsigned)(st.st_mode & 07777));
+    if (ss__sys_lstat(sock_path, &ss) != 0)
+      return untrusted(why, n, "%s: %s", sock_path, strerror(errno));
+    if (!S_ISSOCK(ss.st_mode) || !uid_trusted(ss.st_uid, also))
+      return untrusted(why, n, "%s in the shared directory %s is %s owned by uid %u",
+                       sock_path, dir, S_ISSOCK(ss.st_mode) ? "a socket" : "not a socket",
+                       (unsigned)ss.st_uid);
   }
+  *dir_owner = also;
+  return 0;
+}
+
+int ss__unix_peer_trusted(int fd, uid_t also_ok, char *why, size_t n) {
+  struct ucred cr;
+  socklen_t len = sizeof cr;
+  if (ss__sys_getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0)
+    return untrusted(why, n, "cannot tell who listens (SO_PEERCRED: %s)", strerror(errno));
+  if (!uid_trusted(cr.uid, also_ok))
+    return untrusted(why, n, "the listener runs as uid %u (pid %d), not as us (uid %u) or "
+                     "root", (unsigned)cr.uid, (int)cr.pid, (unsigned)geteuid());
+  return 0;
+}
+
+/* A collector we will not send to: counted, and said why (again when the reason
+ * changes; the same reason on every retry would flood the log). */
+static int refuse(ss__transport *t, const char *why) {
+  t->refused++;
+  if (strcmp(why, t->refused_why) != 0) {
+    snprintf(t->refused_why, sizeof t->refused_why, "%s", why);
+    SS_LOG(SS_LOG_ERROR, "not sending spans to unix:%s: %s; spans will be dropped "
+           "(refusal %llu)", t->ep.path, why, (unsigned long long)t->refused);
+  } else {
+    SS_LOG(SS_LOG_DEBUG, "not sending spans to unix:%s: %s (refusal %llu)", t->ep.path, why,
+           (unsigned long long)t->refused);
+  }
+  return -EACCES;
+}
+
+static int dial_unix(ss__transport *t, uint64_t deadline_ms) {
+  struct sockaddr_un un = {.sun_family = AF_UNIX};
+  char why[200];
+  uid_t owner;
+  if (ss__unix_dir_trusted(t->ep.path, t->named, &owner, why, sizeof why) != 0)
+    return refuse(t, why);
+  memcpy(un.sun_path, t->ep.path, strlen(t->ep.path) + 1);
+  int fd = connect_one(AF_UNIX, (struct sockaddr *)&un, sizeof un, deadline_ms);
+  if (fd >= 0 && ss__unix_peer_trusted(fd, owner, why, sizeof why) != 0) {
+    ss__sys_close(fd);
+    return refuse(t, why);
+  }
+  return fd;
+}
+
+static int dial(ss__transport *t, uint64_t deadline_ms) {
+  const ss__endpoint *ep = &t->ep;
+  if (ep->is_unix) return dial_unix(t, deadline_ms);
   struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res;
   int rc = ss__sys_getaddrinfo(ep->host, ep->port, &hints, &res);
   if (rc != 0) return -EHOSTUNREACH;
@@ -305,12 +402,14 @@ static int ensure_conn(ss__transport *t, uint64_t deadline_ms) {
   if (fd >= 0) return fd;
   uint64_t now = ss__mono_ms();
   if (now < t->retry_at_ms) return -EAGAIN;
-  fd = dial(&t->ep, deadline_ms);
+  uint64_t refused = t->refused;
+  fd = dial(t, deadline_ms);
   if (fd < 0) {
     t->backoff_ms = t->backoff_ms ? t->backoff_ms * 2 : BACKOFF_MIN_MS;
     if (t->backoff_ms > BACKOFF_MAX_MS) t->backoff_ms = BACKOFF_MAX_MS;
     t->retry_at_ms = now + t->backoff_ms;
-    SS_LOG(SS_LOG_INFO, "cannot reach the collector at %s%s: %s; retrying in %u ms",
+    if (t->refused == refused) /* a refusal has said why already */
+      SS_LOG(SS_LOG_INFO, "cannot reach the collector at %s%s: %s; retrying in %u ms",
            t->ep.is_unix ? "unix:" : t->ep.authority, t->ep.is_unix ? t->ep.path : "",
            strerror(-fd), t->backoff_ms);
     return fd;

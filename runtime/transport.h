@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdatomic.h>
+#include <sys/types.h>
 
 typedef struct ss__endpoint {
   int is_unix;
@@ -30,8 +31,36 @@ typedef struct ss__endpoint {
  * plain HTTP to a local collector). */
 int ss__endpoint_parse(const char *s, const char *default_path, ss__endpoint *e);
 
+/* ---- whom the shim sends to over a Unix socket (issue 14 item 5) ----
+ * Spans carry URLs, command lines and stacks, so they go only to a collector the process
+ * can trust. "Us" is the effective uid. A socket path is trusted when its directory
+ * (lstat: a symlink is refused) is a directory
+ *  - owned by us or root — or by anyone when the path was named in the configuration
+ *    rather than being the default one (the user chose it; that owner is then trusted
+ *    as the listener too), and
+ *  - writable by its owner alone; a group/other-writable directory only when it is
+ *    sticky (/tmp) and the socket in it (lstat) is owned by a trusted uid;
+ * and the process listening on it (SO_PEERCRED: its credentials at listen()) runs as us,
+ * root, or that named directory's owner. The default path holds our uid
+ * (/tmp/spanshim-$UID) or lives under $XDG_RUNTIME_DIR, so anyone else's directory there
+ * is an impostor's. Both checks are plain functions so that a caller with its own rule
+ * (a privilege-dropping process that connected before the drop) can reuse them. They
+ * return 0, or -EACCES with a one-line reason in why[0..n) (NUL-terminated) for the
+ * diagnostics; no allocation, thread-safe, async-signal-safe. */
+#define SS_UID_NONE ((uid_t)-1)
+/* Checks sock_path's directory (and, in a sticky shared directory, the socket itself).
+ * named: the path came from the configuration. *dir_owner gets the directory's owner
+ * (trusted as the listener when named) or SS_UID_NONE. */
+int ss__unix_dir_trusted(const char *sock_path, int named, uid_t *dir_owner, char *why,
+                         size_t n);
+/* Checks the listener on connected socket fd: us, root or also_ok (SS_UID_NONE: none). */
+int ss__unix_peer_trusted(int fd, uid_t also_ok, char *why, size_t n);
+
 typedef struct ss__transport {
   ss__endpoint ep;
+  int named;                   /* unix: the path is not the default socket's */
+  uint64_t refused;            /* connections refused by the checks above */
+  char refused_why[200];       /* the last reason logged (logged again when it changes) */
   char *extra_headers;         /* "K: V\r\n..." built from OTEL_EXPORTER_OTLP_HEADERS */
   _Atomic int fd;              /* -1 when not connected */
   pthread_mutex_t lock;        /* leaf lock: see above */

@@ -56,17 +56,6 @@ static int is_collector(void) {
   return strcmp(base ? base + 1 : exe, "spanshimd") == 0;
 }
 
-/* The diagnostics' fd: SPANSHIM_LOG_FILE opened high and close-on-exec, else stderr. */
-static int open_log(const char *path) {
-  if (path == NULL || *path == '\0') return 2;
-  int f = ss__sys_open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  if (f < 0) return 2;
-  int fd = ss__sys_fcntl(f, F_DUPFD_CLOEXEC, 900);
-  if (fd < 0) return f;
-  ss__sys_close(f);
-  return fd;
-}
-
 void ss__init(void) {
   int expected = SS_INIT_NONE;
   if (!atomic_compare_exchange_strong(&ss__init_state, &expected, SS_INIT_RUNNING)) return;
@@ -78,11 +67,11 @@ void ss__init(void) {
   const char *lvl = secure_getenv("SPANSHIM_LOG_LEVEL");
   int log_fd = 2;
   if (lvl && *lvl && strcasecmp(lvl, "off") != 0) {
-    log_fd = open_log(secure_getenv("SPANSHIM_LOG_FILE"));
+    log_fd = ss__log_open_file(secure_getenv("SPANSHIM_LOG_FILE"));
     ss__log_setup(strcasecmp(lvl, "error") == 0 ? SS_LOG_ERROR : SS_LOG_WARN, log_fd, "spanshim");
   }
   ss__config_load(&ss__cfg, secure_getenv);
-  if (log_fd == 2) log_fd = open_log(ss__cfg.log_file);
+  if (log_fd == 2) log_fd = ss__log_open_file(ss__cfg.log_file);
   ss__log_setup(ss__cfg.log_level, log_fd, "spanshim");
   errno = saved_errno;
   ss__pid = getpid();

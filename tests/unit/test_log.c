@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -82,6 +83,42 @@ START_TEST(test_long_line_truncated_with_newline) {
 }
 END_TEST
 
+START_TEST(test_control_characters_are_escaped_one_line_per_call) {
+  char want[160];
+  ss__log_setup(SS_LOG_DEBUG, fd, "spanshim");
+  ss__log(SS_LOG_ERROR, "endpoint %s", "unix:/x\nspanshim[1]: forged\r\t\x1b[31m\x7f");
+  snprintf(want, sizeof(want),
+           "spanshim[%d]: endpoint unix:/x\\nspanshim[1]: forged\\r\\t\\x1b[31m\\x7f\n",
+           (int)getpid());
+  ck_assert_str_eq(text(), want);
+}
+END_TEST
+
+START_TEST(test_escape_cuts_at_a_whole_character) {
+  char out[8];
+  ck_assert_uint_eq(ss__log_escape(out, sizeof out, "abcde\x01", 6), 5);
+  ck_assert_uint_eq(ss__log_escape(out, sizeof out, "ab\ncd", 5), 6);
+  ck_assert_int_eq(memcmp(out, "ab\\ncd", 6), 0);
+}
+END_TEST
+
+START_TEST(test_log_file_symlink_is_not_followed) {
+  char dir[] = "/tmp/ss-log-XXXXXX", target[64], link[64];
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  snprintf(target, sizeof target, "%s/target", dir);
+  snprintf(link, sizeof link, "%s/link", dir);
+  ck_assert_int_eq(symlink(target, link), 0);
+  ck_assert_int_eq(ss__log_open_file(link), 2);  /* ELOOP: stderr instead */
+  ck_assert_int_eq(access(target, F_OK), -1);     /* nothing created through it */
+  int f = ss__log_open_file(target);              /* a plain path is created */
+  ck_assert_int_ge(f, 900);
+  close(f);
+  unlink(link);
+  unlink(target);
+  rmdir(dir);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("log");
   TCase *tc = tcase_create("log");
@@ -91,6 +128,9 @@ int main(void) {
   tcase_add_test(tc, test_levels_above_setting_are_dropped);
   tcase_add_test(tc, test_errno_is_preserved);
   tcase_add_test(tc, test_long_line_truncated_with_newline);
+  tcase_add_test(tc, test_control_characters_are_escaped_one_line_per_call);
+  tcase_add_test(tc, test_escape_cuts_at_a_whole_character);
+  tcase_add_test(tc, test_log_file_symlink_is_not_followed);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "runtime/config.h"
+#include "runtime/transport.h"
 #include "tools/common/duration.h"
 #include "tools/spanshim/cli.h"
 
@@ -167,14 +168,20 @@ static int find_lib(run_state *st, const char *self) {
   return -ENOENT;
 }
 
-/* A collector answers on this Unix socket path. */
-static int socket_answers(const char *path) {
+/* A collector answers on this Unix socket path. With `why` (the default socket), only
+ * one we can trust (runtime/transport.h: our directory, our or root's listener); else 0
+ * and why[] says what was wrong, or stays "" when nothing answers. */
+static int socket_answers(const char *path, char *why, size_t n) {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  uid_t owner;
   if (strlen(path) >= sizeof(sa.sun_path)) return 0;
   strcpy(sa.sun_path, path);
+  if (why && access(path, F_OK) == 0 && ss__unix_dir_trusted(path, 0, &owner, why, n) != 0)
+    return 0;
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return 0;
   int ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+  if (ok && why && ss__unix_peer_trusted(fd, SS_UID_NONE, why, n) != 0) ok = 0;
   close(fd);
   return ok;
 }
@@ -205,9 +212,13 @@ static void choose_external(run_state *st, const run_opts *o) {
       return;
     }
   }
-  if (ss__default_socket_path(path, sizeof(path), getenv) == 0 && socket_answers(path)) {
+  char why[200] = "";
+  if (ss__default_socket_path(path, sizeof(path), getenv) == 0 &&
+      socket_answers(path, why, sizeof(why))) {
     snprintf(st->endpoint, sizeof(st->endpoint), "unix:%s", path);
     st->external = st->set_endpoint = 1;
+  } else if (why[0]) {
+    ss__err("not using the collector at %s: %s; collecting privately instead", path, why);
   }
 }
 
@@ -294,7 +305,7 @@ static int start_daemon(run_state *st, const char *self) {
   st->daemon = pid;
   for (long waited = 0; waited < START_TIMEOUT_MS; waited += 10) {
     int status;
-    if (socket_answers(st->sock)) return 0;
+    if (socket_answers(st->sock, NULL, 0)) return 0;
     if (waitpid(pid, &status, WNOHANG) == pid) {
       st->daemon = 0;
       ss__err("spanshimd exited before it was ready:");

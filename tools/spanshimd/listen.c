@@ -39,7 +39,10 @@ static int make_dirs(const char *dir) {
 }
 
 /* The socket's directory must be a real directory, ours, and writable by nobody else:
- * otherwise another user could replace the socket and receive every program's spans. */
+ * otherwise another user could replace the socket and receive every program's spans
+ * (or, having made /tmp/spanshim-$UID first, receive them already). Missing, it is
+ * created 0700; a symlink, another user's directory or one that group or others may
+ * write to is refused, saying what to do (a traced program refuses them too). */
 static int check_dir(const char *dir) {
   struct stat st;
   int rc = make_dirs(dir);
@@ -51,18 +54,20 @@ static int check_dir(const char *dir) {
     fprintf(stderr, "spanshimd: %s: %s\n", dir, strerror(errno));
     return -1;
   }
-  if (!S_ISDIR(st.st_mode)) {
-    fprintf(stderr, "spanshimd: refusing %s: not a directory (or a symlink)\n", dir);
-    return -1;
-  }
-  if (st.st_uid != geteuid()) {
-    fprintf(stderr, "spanshimd: refusing %s: owned by uid %u, not by us (uid %u)\n", dir,
+  if (S_ISLNK(st.st_mode) || !S_ISDIR(st.st_mode) || st.st_uid != geteuid()) {
+    fprintf(stderr, "spanshimd: refusing %s: it is %s owned by uid %u, not a directory of "
+            "ours (uid %u); another user may have made it to receive our spans. Remove it "
+            "(as root if need be) and start again, or use --socket PATH in a directory of "
+            "your own\n", dir,
+            S_ISLNK(st.st_mode) ? "a symlink" : S_ISDIR(st.st_mode) ? "a directory"
+                                                                  : "not a directory",
             (unsigned)st.st_uid, (unsigned)geteuid());
     return -1;
   }
   if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-    fprintf(stderr, "spanshimd: refusing %s: writable by group or others (mode %04o); "
-            "chmod 700 it\n", dir, (unsigned)(st.st_mode & 07777));
+    fprintf(stderr, "spanshimd: refusing %s: writable by group or others (mode %04o), so "
+            "anyone could replace the socket; chmod 700 it, or use --socket PATH in a "
+            "directory of your own\n", dir, (unsigned)(st.st_mode & 07777));
     return -1;
   }
   return 0;
