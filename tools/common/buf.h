@@ -37,6 +37,7 @@ static inline char *ss__buf_room(ss__buf *b, size_t n) {
 }
 
 static inline void ss__buf_append(ss__buf *b, const void *p, size_t n) {
+  if (n == 0) return;  /* p may be NULL then (an empty buffer's data): memcpy forbids it */
   char *d = ss__buf_room(b, n);
   if (d == NULL) return;
   memcpy(d, p, n);
