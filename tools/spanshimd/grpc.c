@@ -5,10 +5,9 @@
  * (call): headers checked as they come, DATA appended to the call's body, and a call
  * complete (END_STREAM) is queued on its connection. Calls are served after mem_recv
  * returns (nghttp2 does not allow sending from its callbacks, and a logs call is answered
- * before its slow part), in arrival order: unframe, pipeline, answer. Output comes from
- * nghttp2_session_mem_send and goes straight to the socket; what the socket does not
- * take is kept (one chunk at most: nothing more is asked of nghttp2 until it is sent)
- * and EPOLLOUT waits for room.
+ * before its slow part), in arrival order: unframe, pipeline, answer. Output from
+ * nghttp2_session_mem_send is gathered (about 64 KiB at most) and sent in one go;
+ * nothing more is asked of nghttp2 until that is sent, and EPOLLOUT waits for room.
  *
  * A call refused from its headers (unknown method, not gRPC) is answered at once and
  * whatever body it still sends is discarded. Streams are ours (struct call), tied to
@@ -62,7 +61,7 @@ struct gconn {
   size_t n_calls;
   call *calls;
   call *ready, **ready_tail;     /* complete calls, in arrival order */
-  uint8_t *pend;                 /* output the socket has not taken yet */
+  uint8_t *pend;                 /* output gathered from nghttp2, not sent yet */
   size_t pend_len, pend_off, pend_cap;
   int goaway_sent;
   gconn *prev, *next;
@@ -437,38 +436,42 @@ static void set_events(gconn *c) {
   if (epoll_ctl(gep, EPOLL_CTL_MOD, c->fd, &ev) == 0) c->events = want;
 }
 
+/* Appends what nghttp2 has to send to the pending output, up to about FLUSH_BYTES, so
+ * that frames go out together (one send, no small writes for Nagle to hold back). 0, or
+ * -1 (nghttp2 failed, or out of memory). */
+#define FLUSH_BYTES 65536
+static int gather(gconn *c) {
+  if (c->pend_off == c->pend_len) c->pend_off = c->pend_len = 0;
+  while (c->pend_len < FLUSH_BYTES) {
+    const uint8_t *d;
+    ssize_t n = nghttp2_session_mem_send(c->h2, &d);
+    if (n < 0) return -1;
+    if (n == 0) break;
+    if (c->pend_len + (size_t)n > c->pend_cap) {
+      size_t cap = c->pend_len + (size_t)n > FLUSH_BYTES ? c->pend_len + (size_t)n : FLUSH_BYTES;
+      uint8_t *p = realloc(c->pend, cap);
+      if (p == NULL) return -1;
+      c->pend = p;
+      c->pend_cap = cap;
+    }
+    memcpy(c->pend + c->pend_len, d, (size_t)n);
+    c->pend_len += (size_t)n;
+  }
+  return 0;
+}
+
 /* Sends what nghttp2 has for the peer, as far as the socket takes it. Returns -1 when
  * the connection was destroyed (an error, or the session has nothing more to do). */
 static int conn_flush(gconn *c) {
   for (;;) {
-    if (c->pend_off < c->pend_len) {
-      ssize_t n = send(c->fd, c->pend + c->pend_off, c->pend_len - c->pend_off,
-                       MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && errno == EAGAIN) break;
-      if (n < 0) goto dead;
-      c->pend_off += (size_t)n;
-      continue;
-    }
-    const uint8_t *d;
-    ssize_t n = nghttp2_session_mem_send(c->h2, &d);
+    if (c->pend_off == c->pend_len && (gather(c) != 0)) goto dead;
+    if (c->pend_off == c->pend_len) break;
+    ssize_t n = send(c->fd, c->pend + c->pend_off, c->pend_len - c->pend_off,
+                     MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
     if (n < 0) goto dead;
-    if (n == 0) break;
-    ssize_t w = send(c->fd, d, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (w < 0 && errno != EAGAIN && errno != EINTR) goto dead;
-    if (w < 0) w = 0;
-    if (w < n) {  /* keep the rest: d is nghttp2's until the next mem_send */
-      size_t rest = (size_t)(n - w);
-      if (rest > c->pend_cap) {
-        uint8_t *p = realloc(c->pend, rest);
-        if (p == NULL) goto dead;
-        c->pend = p;
-        c->pend_cap = rest;
-      }
-      memcpy(c->pend, d + w, rest);
-      c->pend_off = 0;
-      c->pend_len = rest;
-    }
+    c->pend_off += (size_t)n;
   }
   if (c->pend_off == c->pend_len && !nghttp2_session_want_read(c->h2) &&
       !nghttp2_session_want_write(c->h2))
