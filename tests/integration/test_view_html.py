@@ -128,8 +128,8 @@ def test_run_html_report_shows_process_tree_waterfall_and_failing_stack(ctx):
     assert res["snaps"]["slash"]["active"] == "search"
     q = res["snaps"]["search"]
     assert [x["name"] for x in q["spans"] if x["hit"]] == ["SELECT"], q["spans"]
-    assert q["matchCount"] == "1 traces"
-    assert res["snaps"]["nomatch"]["matchCount"] == "0 of 1 traces"
+    assert q["matchCount"] == "1 trace"
+    assert res["snaps"]["nomatch"]["matchCount"] == "0 of 1 trace"
     assert res["snaps"]["nomatch"]["traces"] == []
     # Services: the RED table.
     sv = res["snaps"]["services"]

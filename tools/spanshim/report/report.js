@@ -21,7 +21,8 @@ async function ssLoad() {
     bin = new Uint8Array(raw.length);
     for (let i = 0; i < raw.length; i++) bin[i] = raw.charCodeAt(i);
   }
-  const text = await new Response(new Blob([bin]).stream().pipeThrough(new DecompressionStream('gzip'))).text();
+  /* One in-memory chunk in (a Blob's stream would hop through blob storage per 64 KiB). */
+  const text = await new Response(new Response(bin).body.pipeThrough(new DecompressionStream('gzip'))).text();
   return JSON.parse(text);
 }
 ssLoad().then(ssReport, (e) => {
@@ -39,6 +40,7 @@ function ssReport(D) {
   const KINDS = ['unspecified', 'internal', 'server', 'client', 'producer', 'consumer'];
   const T0MS = Number(BigInt(D.t0) / 1000000n), T0NS = Number(BigInt(D.t0) % 1000000n);
   const $ = (id) => document.getElementById(id);
+  const plural = (n, word) => n + ' ' + word + (n === 1 ? '' : 's');
 
   function el(tag, cls, text) {
     const e = document.createElement(tag);
@@ -231,8 +233,8 @@ function ssReport(D) {
       h.classList.toggle('sorted', h.dataset.k === state.sortKey);
       h.classList.toggle('desc', h.dataset.k === state.sortKey && state.sortDesc);
     }
-    $('match-count').textContent = state.order.length === TR.length ? TR.length + ' traces'
-      : state.order.length + ' of ' + TR.length + ' traces';
+    $('match-count').textContent = state.order.length === TR.length ? plural(TR.length, 'trace')
+      : state.order.length + ' of ' + plural(TR.length, 'trace');
     tlist.setCount(state.order.length);
     if (!keepTrace || state.order.indexOf(state.trace) < 0) selectTrace(state.order.length ? state.order[0] : -1, true);
     else { tlist.reveal(state.order.indexOf(state.trace)); drawWaterfall(); }
@@ -327,7 +329,7 @@ function ssReport(D) {
     if (state.trace < 0) { title.textContent = 'No trace matches.'; return; }
     const tr = TR[state.trace];
     title.append(el('span', '', 'trace '), el('span', 'id', tr[TID]), el('span', '', ' · ' + traceSvcs[state.trace] +
-      ' · ' + fmtTime(tr[TSTART], true) + ' · ' + fmtDur(tr[TDUR]) + ' · ' + tr[N] + ' spans'));
+      ' · ' + fmtTime(tr[TSTART], true) + ' · ' + fmtDur(tr[TDUR]) + ' · ' + plural(tr[N], 'span')));
     if (tr[TERR]) title.append(el('span', 'err', ' · ' + tr[TERR] + ' error' + (tr[TERR] > 1 ? 's' : '')));
   }
   function selectTrace(t, selectFirst) {
@@ -541,7 +543,7 @@ function ssReport(D) {
   /* ---- start ---- */
   $('files').textContent = D.files.join(', ');
   $('files').title = D.files.join('\n');
-  const c = D.counts, notes = [c.spans + ' spans in ' + TR.length + ' traces'];
+  const c = D.counts, notes = [plural(c.spans, 'span') + ' in ' + plural(TR.length, 'trace')];
   if (c.logs) notes.push(c.logs + ' log records');
   if (c.dropped) notes.push(c.dropped + ' spans not read (limit)');
   if (c.invalid) notes.push(c.invalid + ' spans without valid ids skipped');
