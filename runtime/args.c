@@ -31,22 +31,12 @@
 #include <string.h>
 #include <strings.h>
 
+#include "runtime/outbuf.h"
 #include "runtime/sanitize.h"
 
-typedef struct out {
-  char *p;
-  size_t n, cap;
-} out;
-
-static void put(out *o, const char *s, size_t n) {
-  if (n > o->cap - o->n) n = o->cap - o->n;
-  memcpy(o->p + o->n, s, n);
-  o->n += n;
-}
-
-static void put1(out *o, char c) {
-  if (o->n < o->cap) o->p[o->n++] = c;
-}
+typedef ss__out out;
+#define put ss__out_put
+#define put1 ss__out_putc
 
 #define PUTS(o, lit) put((o), (lit), sizeof(lit) - 1)
 
@@ -181,7 +171,7 @@ static int header_at(const char *a, size_t k, size_t kl, int prose) {
 
 static size_t redact_mode(const char *a, size_t n, out *o, int prose) {
   size_t i = 0;
-  while (i < n) {
+  while (i < n && o->n < o->cap) { /* a full output ends the work: the rest is cut */
     char c = a[i];
     size_t u = url_at(a, n, i);
     if (u) {
@@ -617,7 +607,7 @@ static void redact_script(const char *s, size_t n, int depth, out *o) {
   walker w;
   walker_init(&w, depth);
   size_t i = 0, emitted = 0;
-  while (i < n) {
+  while (i < n && o->n < o->cap) {
     if (is_space(s[i]) && s[i] != '\n') {
       i++;
       continue;

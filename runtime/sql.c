@@ -13,6 +13,7 @@
 
 #include <string.h>
 
+#include "runtime/outbuf.h"
 #include "runtime/sanitize.h"
 
 const char ss__sql_span_name[] = "postgresql";
@@ -41,17 +42,9 @@ static unsigned char lower(unsigned char c) {
 
 /* ---- scrubbing ---- */
 
-typedef struct out {
-  char *p;
-  size_t n, cap;
-} out;
-
-static void put(out *o, char c) {
-  if (o->n < o->cap) o->p[o->n++] = c;
-}
-static void put_n(out *o, const char *s, size_t n) {
-  for (size_t i = 0; i < n; i++) put(o, s[i]);
-}
+typedef ss__out out;
+#define put ss__out_putc
+#define put_n ss__out_put
 
 enum { STR_STD, STR_ESC, STR_PLAIN };
 

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "runtime/outbuf.h"
 #include "runtime/sanitize.h"
 #include "runtime/hostport.h"
 
@@ -53,16 +54,8 @@ static char extra_keys[1024];
 
 #define KEY_MAX 256 /* longer keys (decoded) are not judged: their values are redacted */
 
-typedef struct out {
-  char *p;
-  size_t n, cap;
-} out;
-
-static void put(out *o, const char *s, size_t n) {
-  if (n > o->cap - o->n) n = o->cap - o->n;
-  memcpy(o->p + o->n, s, n);
-  o->n += n;
-}
+typedef ss__out out;
+#define put ss__out_put
 
 static int is_signed_key(const char *k, size_t n) {
   for (size_t i = 0; i < sizeof signed_keys / sizeof signed_keys[0]; i++)
