@@ -521,6 +521,34 @@ START_TEST(test_redact_query_keys_reach_the_redaction) {
 }
 END_TEST
 
+START_TEST(test_command_args_and_db_error_messages_choices) {
+  ss__config c;
+  ck_assert_int_eq(load(&c), 0);
+  ck_assert_int_eq(c.command_args, SS_ARGS_REDACTED);
+  ck_assert_int_eq(c.db_error_messages, SS_DBMSG_MASKED);
+  ss__config_free(&c);
+  setenv_fake("SPANSHIM_COMMAND_ARGS", "FULL");
+  setenv_fake("SPANSHIM_DB_ERROR_MESSAGES", "full");
+  ck_assert_int_eq(load(&c), 0);
+  ck_assert_int_eq(c.command_args, SS_ARGS_FULL);
+  ck_assert_int_eq(c.db_error_messages, SS_DBMSG_FULL);
+  ss__config_free(&c);
+  setenv_fake("SPANSHIM_COMMAND_ARGS", "none");
+  setenv_fake("SPANSHIM_DB_ERROR_MESSAGES", "masked");
+  ck_assert_int_eq(load(&c), 0);
+  ck_assert_int_eq(c.command_args, SS_ARGS_NONE);
+  ck_assert_int_eq(c.db_error_messages, SS_DBMSG_MASKED);
+  ss__config_free(&c);
+  /* anything else: one diagnostic each, and the safe default */
+  setenv_fake("SPANSHIM_COMMAND_ARGS", "all");
+  setenv_fake("SPANSHIM_DB_ERROR_MESSAGES", "yes");
+  ck_assert_int_eq(load(&c), 2);
+  ck_assert_int_eq(c.command_args, SS_ARGS_REDACTED);
+  ck_assert_int_eq(c.db_error_messages, SS_DBMSG_MASKED);
+  ss__config_free(&c);
+}
+END_TEST
+
 /* ---- endpoints ---- */
 START_TEST(test_endpoint_precedence) {
   ss__config c;
@@ -607,6 +635,7 @@ static Suite *config_suite(void) {
   tcase_add_test(tc, test_exit_flush_upper_bound_allowed);
   tcase_add_test(tc, test_tracestate_without_traceparent_is_ignored);
   tcase_add_test(tc, test_redact_query_keys_reach_the_redaction);
+  tcase_add_test(tc, test_command_args_and_db_error_messages_choices);
   suite_add_tcase(s, tc);
   tc = tcase_create("diagnostics");
   tcase_add_checked_fixture(tc, setup, teardown);
