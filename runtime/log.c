@@ -6,47 +6,48 @@
  * escape sequence) are written escaped, so one call is always one line and no value can
  * forge a line of its own. errno is preserved: callers log from inside hooks. */
 #include "runtime/log.h"
+#include "runtime/ownfd.h"
 #include "runtime/sys.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/auxv.h>
 #include <unistd.h>
 
 #define LINE_MAX_BYTES 512
-#define LOG_FD_MIN 900            /* where the log file's fd lives: away from the app's */
 
 int ss__log_level = SS_LOG_OFF;
-static int log_fd = 2;
+static _Atomic int log_fd = 2; /* -1: our log file was closed by the app; reopen it */
+static char log_path[4096];    /* the log file's, once ss__log_open_file opened it */
 static char log_prefix[32] = "spanshim";
 
 void ss__log_setup(int level, int fd, const char *prefix) {
   ss__log_level = level;
-  log_fd = fd >= 0 ? fd : 2;
+  atomic_store(&log_fd, fd >= 0 ? fd : 2);
   if (prefix != NULL)
     snprintf(log_prefix, sizeof(log_prefix), "%s", prefix);
 }
 
-int ss__log_open_file(const char *path) {
-  int flags = O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY;
-  int f, fd;
-
-  if (path == NULL || *path == '\0')
-    return 2;
+static int open_file(const char *path) {
+  int flags = O_WRONLY | O_APPEND | O_NOFOLLOW | O_NOCTTY;
   /* A setuid/setgid or capability-raising process creates no file: it would be made
    * with its privileges where its caller may not write. */
   if (getauxval(AT_SECURE) == 0)
     flags |= O_CREAT;
-  f = ss__sys_open(path, flags, 0644);
-  if (f < 0)
+  return ss__own_open(path, flags, 0644);
+}
+
+int ss__log_open_file(const char *path) {
+  if (path == NULL || *path == '\0' || strlen(path) >= sizeof log_path)
     return 2;
-  fd = ss__sys_fcntl(f, F_DUPFD_CLOEXEC, LOG_FD_MIN);
+  int fd = open_file(path);
   if (fd < 0)
-    return f;
-  ss__sys_close(f);
+    return 2;
+  memcpy(log_path, path, strlen(path) + 1);
   return fd;
 }
 
@@ -75,6 +76,30 @@ size_t ss__log_escape(char *out, size_t cap, const char *s, size_t n) {
   return o;
 }
 
+void ss__log_fd_closed_by_app(int fd) {
+  int cur = fd;
+  if (fd != 2 && atomic_compare_exchange_strong(&log_fd, &cur, -1)) ss__own_close(fd);
+}
+
+void ss__log_fd_overwritten_by_app(int fd) {
+  int cur = fd;
+  if (fd == 2 || !atomic_compare_exchange_strong(&log_fd, &cur, -1)) return;
+  int hi = ss__own_move(fd);
+  cur = -1;
+  if (hi >= 0 && !atomic_compare_exchange_strong(&log_fd, &cur, hi)) ss__own_close(hi);
+}
+
+/* The fd to write to: the log file reopened if the app closed ours. */
+static int current_fd(void) {
+  int fd = atomic_load(&log_fd);
+  if (fd >= 0 || log_path[0] == '\0') return fd;
+  int nfd = open_file(log_path), cur = -1;
+  if (nfd < 0) return -1;
+  if (atomic_compare_exchange_strong(&log_fd, &cur, nfd)) return nfd;
+  ss__own_close(nfd);
+  return cur;
+}
+
 void ss__log(int level, const char *fmt, ...) {
   char msg[LINE_MAX_BYTES], buf[LINE_MAX_BYTES];
   int saved_errno = errno;
@@ -97,7 +122,10 @@ void ss__log(int level, const char *fmt, ...) {
     m--;
   n += (int)ss__log_escape(buf + n, sizeof(buf) - 1 - (size_t)n, msg, (size_t)m);
   buf[n++] = '\n';
-  while (ss__sys_write(log_fd, buf, (size_t)n) < 0 && errno == EINTR)
+  int fd = current_fd();
+  while (fd >= 0 && ss__sys_write(fd, buf, (size_t)n) < 0 && errno == EINTR)
     ;
+  if (fd > 2 && log_path[0] != '\0' && ss__own_in_app_range(fd))
+    ss__log_fd_closed_by_app(fd); /* not held on a number the app could use */
   errno = saved_errno;
 }

@@ -28,6 +28,7 @@
 
 #include "runtime/kv.h"
 #include "runtime/log.h"
+#include "runtime/ownfd.h"
 #include "runtime/sys.h"
 
 #define UNKNOWN_SERVICE "unknown_service:"
@@ -115,12 +116,12 @@ static void uuid_v4(char out[UUID_LEN + 1]) {
 
 /* A whole small file into buf (NUL-terminated); bytes read or -1. */
 static ssize_t read_small(const char *path, char *buf, size_t cap) {
-  int fd = ss__sys_open(path, O_RDONLY | O_CLOEXEC, 0);
+  int fd = ss__own_open_brief(path, O_RDONLY);
   ssize_t n;
 
   if (fd < 0) return -1;
   n = ss__sys_read(fd, buf, cap - 1);
-  ss__sys_close(fd);
+  ss__own_close_brief(fd);
   if (n >= 0) buf[n] = '\0';
   return n;
 }

@@ -27,7 +27,7 @@
 /* Or'ed into a status for ss__rec_finish: an error that is not a failed call (an exit
  * status), so no stack is captured. */
 #define SS_STATUS_NO_STACK 0x80
-/* Or'ed in by a caller running in a signal handler: capture only if libunwind is already
+/* Or'ed in by a caller running in a signal handler: capture only if the unwinder is already
  * loaded (loading it is not async-signal-safe). */
 #define SS_STATUS_IN_SIGNAL 0x40
 

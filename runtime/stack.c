@@ -1,13 +1,17 @@
-/* stack.c - failure stacks through a locally loaded libunwind; see stack.h. */
+/* stack.c - failure stacks through the system's unwinder (libgcc_s), loaded locally; see
+ * stack.h. */
 #include "runtime/stack.h"
+#include "runtime/ownfd.h"
 
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <unwind.h>
 
-typedef int (*backtrace_fn)(void **buffer, int size);
+typedef _Unwind_Reason_Code (*backtrace_fn)(_Unwind_Trace_Fn, void *);
+typedef uintptr_t (*getip_fn)(struct _Unwind_Context *);
 
 static pthread_mutex_t loader = PTHREAD_MUTEX_INITIALIZER;
 
@@ -17,8 +21,23 @@ void ss__loader_atfork_prepare(void) { pthread_mutex_lock(&loader); }
 void ss__loader_atfork_parent(void) { pthread_mutex_unlock(&loader); }
 void ss__loader_atfork_child(void) { pthread_mutex_init(&loader, NULL); }
 
-static _Atomic(backtrace_fn) unw_backtrace_p;
+static _Atomic(backtrace_fn) backtrace_p;
+static getip_fn getip_p; /* set before backtrace_p is published */
 static _Atomic int load_state; /* 0 not tried, 2 loaded, 3 unavailable */
+
+typedef struct {
+  uint64_t *out;
+  int n, max;
+} walk;
+
+static _Unwind_Reason_Code one_frame(struct _Unwind_Context *ctx, void *arg) {
+  walk *w = arg;
+  if (w->n >= w->max) return _URC_END_OF_STACK;
+  uintptr_t ip = getip_p(ctx);
+  if (ip == 0) return _URC_END_OF_STACK; /* the outermost frame */
+  w->out[w->n++] = ip;
+  return _URC_NO_REASON;
+}
 
 int ss__stack_load(void) {
   int st = atomic_load_explicit(&load_state, memory_order_acquire);
@@ -28,9 +47,18 @@ int ss__stack_load(void) {
   int saved = errno; /* dlopen may set it; the app's call set it last */
   ss__loader_lock();
   if (atomic_load(&load_state) == 0) {
-    void *h = dlopen("libunwind.so.8", RTLD_LAZY | RTLD_LOCAL);
-    backtrace_fn f = h ? (backtrace_fn)dlsym(h, "unw_backtrace") : NULL;
-    atomic_store(&unw_backtrace_p, f);
+    ss__own_library_begin(); /* the loader's fds are born low */
+    void *h = dlopen("libgcc_s.so.1", RTLD_LAZY | RTLD_LOCAL);
+    ss__own_library_end();
+    backtrace_fn f = h ? (backtrace_fn)dlsym(h, "_Unwind_Backtrace") : NULL;
+    getip_p = h ? (getip_fn)dlsym(h, "_Unwind_GetIP") : NULL;
+    if (getip_p == NULL) f = NULL;
+    if (f != NULL) { /* the unwinder's own one-time set-up, here rather than in a hook */
+      uint64_t frames[4];
+      walk w = {frames, 0, 4};
+      f(one_frame, &w);
+    }
+    atomic_store(&backtrace_p, f);
     atomic_store_explicit(&load_state, f ? 2 : 3, memory_order_release);
   }
   ss__loader_unlock();
@@ -43,12 +71,11 @@ int ss__stack_ready(void) {
 }
 
 int ss__stack_capture(uint64_t *out, int max) {
-  backtrace_fn f = atomic_load_explicit(&unw_backtrace_p, memory_order_acquire);
+  backtrace_fn f = atomic_load_explicit(&backtrace_p, memory_order_acquire);
   if (f == NULL || max <= 0) return 0;
-  void *buf[max];
-  int saved = errno; /* libunwind probes addresses with write/msync, which can fail */
-  int n = f(buf, max);
+  walk w = {out, 0, max};
+  int saved = errno;
+  f(one_frame, &w);
   errno = saved;
-  for (int i = 0; i < n; i++) out[i] = (uint64_t)(uintptr_t)buf[i];
-  return n < 0 ? 0 : n;
+  return w.n;
 }

@@ -1,5 +1,6 @@
 /* symbolize.c - see symbolize.h. */
 #include "runtime/symbolize.h"
+#include "runtime/ownfd.h"
 #include "runtime/sys.h"
 
 #include <dlfcn.h>
@@ -126,14 +127,14 @@ static int sym_cmp(const void *a, const void *b) {
 /* Function symbols of the file's .symtab (static ones included), sorted by address. */
 static void load_symtab(module *m) {
   m->symtab_loaded = 1;
-  int fd = ss__sys_open(m->path, O_RDONLY | O_CLOEXEC, 0);
+  int fd = ss__own_open_brief(m->path, O_RDONLY);
   if (fd < 0) return;
   struct stat st;
   void *map = MAP_FAILED;
   if (fstat(fd, &st) == 0 && (uint64_t)st.st_size >= sizeof(ElfW(Ehdr)) &&
       (uint64_t)st.st_size < MAX_SYMTAB_FILE)
     map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-  ss__sys_close(fd);
+  ss__own_close_brief(fd);
   if (map == MAP_FAILED) return;
   size_t fsize = (size_t)st.st_size;
   const unsigned char *f = map;

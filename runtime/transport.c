@@ -1,5 +1,6 @@
 /* transport.c - OTLP/HTTP POST over a Unix or TCP stream socket; see transport.h. */
 #include "runtime/transport.h"
+#include "runtime/ownfd.h"
 #include "runtime/sys.h"
 
 #include <errno.h>
@@ -137,31 +138,8 @@ int ss__transport_init(ss__transport *t, const ss__endpoint *ep, const char *otl
   return 0;
 }
 
-/* Where the socket lives: near the top of the usual 1024 limit, well away from the low
- * numbers apps dup2 onto. */
-static int high_fd_base(void) {
-  struct rlimit rl;
-  rlim_t lim = 1024;
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < lim) lim = rl.rlim_cur;
-  return lim > 64 ? (int)lim - 24 : 3;
-}
-
 void ss__transport_prepare_fd_table(void) {
-  for (int src = 2; src >= 0; src--) {
-    int hi = ss__sys_fcntl(src, F_DUPFD_CLOEXEC, high_fd_base());
-    if (hi >= 0) {
-      ss__sys_close(hi);
-      return;
-    }
-  }
-}
-
-static int move_high(int fd) {
-  int hi = ss__sys_fcntl(fd, F_DUPFD_CLOEXEC, high_fd_base());
-  if (hi < 0) hi = ss__sys_fcntl(fd, F_DUPFD_CLOEXEC, 3);
-  if (hi < 0) return fd;
-  ss__sys_close(fd);
-  return hi;
+  ss__own_prepare();
 }
 
 static int wait_fd(int fd, short ev, uint64_t deadline_ms) {
@@ -178,7 +156,9 @@ static int wait_fd(int fd, short ev, uint64_t deadline_ms) {
 
 static int connect_one(int family, const struct sockaddr *sa, socklen_t len,
                        uint64_t deadline_ms) {
-  int fd = ss__sys_socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  /* Born out of the app's way and guarded from birth (runtime/ownfd.h): the app's
+   * closefrom cannot close it while we dial, nor can its socketpair take the number. */
+  int fd = ss__own_socket(family, SOCK_STREAM | SOCK_NONBLOCK, 0);
   if (fd < 0) return -errno;
   if (ss__sys_connect(fd, sa, len) != 0) {
     int err = errno;
@@ -189,11 +169,11 @@ static int connect_one(int family, const struct sockaddr *sa, socklen_t len,
     if (err != 0) goto fail_err;
     goto ok;
   fail_err:
-    ss__sys_close(fd);
+    ss__own_close(fd);
     return -err;
   }
 ok:
-  return move_high(fd);
+  return fd;
 }
 
 /* ---- trust (see transport.h) ---- */
@@ -394,7 +374,7 @@ static int read_response(int fd, uint64_t deadline_ms, int *close_after) {
 
 static void drop_conn(ss__transport *t) {
   int fd = atomic_exchange(&t->fd, -1);
-  if (fd >= 0) ss__sys_close(fd);
+  if (fd >= 0) ss__own_close(fd);
 }
 
 static int ensure_conn(ss__transport *t, uint64_t deadline_ms) {
@@ -441,7 +421,8 @@ static int post_once(ss__transport *t, const char *path, const void *body, size_
   int rc = send_all(fd, iov, 4, deadline_ms);
   int close_after = 1;
   if (rc == 0) rc = read_response(fd, deadline_ms, &close_after);
-  if (rc < 0 || close_after) drop_conn(t);
+  /* A socket on a number the app could use is not kept between requests. */
+  if (rc < 0 || close_after || ss__own_in_app_range(fd)) drop_conn(t);
   return rc;
 }
 
@@ -492,15 +473,24 @@ void ss__transport_move(ss__transport *t) {
   int fd = atomic_load(&t->fd);
   if (fd >= 0) {
     /* The old number is left for the app's dup2 to close (atomically, in the kernel). */
-    int hi = ss__sys_fcntl(fd, F_DUPFD_CLOEXEC, high_fd_base());
+    int hi = ss__own_move(fd);
     atomic_store(&t->fd, hi < 0 ? -1 : hi);
   }
   pthread_mutex_unlock(&t->lock);
 }
 
+void ss__transport_release(ss__transport *t, int fd) {
+  if (pthread_mutex_trylock(&t->lock) == 0) {
+    if (atomic_load(&t->fd) == fd) drop_conn(t);
+    pthread_mutex_unlock(&t->lock);
+  } else if (atomic_load(&t->fd) == fd) {
+    ss__sys_shutdown(fd, SHUT_RDWR); /* the request in flight fails and drops it */
+  }
+}
+
 void ss__transport_reset_in_child(ss__transport *t) {
   int fd = atomic_exchange(&t->fd, -1);
-  if (fd >= 0) ss__sys_close(fd);
+  if (fd >= 0) ss__own_close(fd);
   pthread_mutex_init(&t->lock, NULL);
   t->retry_at_ms = 0;
   t->backoff_ms = 0;

@@ -93,6 +93,11 @@ int ss__transport_owns(ss__transport *t, int fd);
 /* Moves the socket to another high fd number (when the app dup2s over ours); on failure
  * the connection is dropped and will be remade. */
 void ss__transport_move(ss__transport *t);
+/* The app closed fd, our socket (it saw it listed in /proc/self/fd): the connection is
+ * dropped now so that the number is free, or, when a request is in flight, shut down so
+ * that the exporter drops it as the request fails; the exporter reconnects when it next
+ * sends. Never waits. */
+void ss__transport_release(ss__transport *t, int fd);
 /* In a fork child: the inherited connection belongs to the parent. Closes our copy and
  * reinitializes the lock. */
 void ss__transport_reset_in_child(ss__transport *t);

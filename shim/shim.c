@@ -12,6 +12,7 @@
 
 #include "runtime/exporter.h"
 #include "runtime/log.h"
+#include "runtime/ownfd.h"
 #include "runtime/stack.h"
 #include "runtime/sys.h"
 
@@ -23,18 +24,24 @@ void *ss__dlsym_next(const char *name) {
   return dlsym(RTLD_NEXT, name);
 }
 
+/* A fork is an fd-replacing call too: no fd of ours is mid-birth at a low number in the
+ * child (runtime/ownfd.h). */
 static void atfork_prepare(void) {
-  if (atomic_load(&ss__init_state) == SS_INIT_ON) ss__loader_atfork_prepare();
+  if (atomic_load(&ss__init_state) != SS_INIT_ON) return;
+  ss__loader_atfork_prepare();
+  ss__own_app_enter();
 }
 
 static void atfork_parent(void) {
   if (atomic_load(&ss__init_state) != SS_INIT_ON) return;
+  ss__own_app_leave();
   ss__loader_atfork_parent();
   ss__process_ctx_shared(); /* the child's span nests under ours */
 }
 
 static void atfork_child(void) {
   if (atomic_load(&ss__init_state) != SS_INIT_ON) return;
+  ss__own_atfork_child();
   ss__loader_atfork_child();
   ss__internal_begin();
   ss__pid = getpid();

@@ -9,7 +9,7 @@
 # OpenTelemetry JS SDK peers of tests/integration/test_sdk_interop.py, `make interop-deps`),
 # libnghttp2-dev (spanshimd's HTTP/2 for OTLP/gRPC).
 set -eu
-pkgs="gcc make pkg-config libc6-dev protobuf-c-compiler libprotobuf-c-dev libunwind-dev
+pkgs="gcc make pkg-config libc6-dev protobuf-c-compiler libprotobuf-c-dev
 check libsubunit-dev python3 curl libcurl4-openssl-dev libpq-dev postgresql postgresql-contrib
 nginx-light valgrind procps zlib1g-dev libpg-query-dev libdw-dev prometheus clang libclang-rt-dev openssl
 groff-base systemd python3-psycopg2 apache2-utils chromium libnghttp2-dev nodejs npm"

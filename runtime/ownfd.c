@@ -1,0 +1,237 @@
+/* ownfd.c - the shim's own fds, out of the app's way; see ownfd.h. */
+#include "runtime/ownfd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "runtime/sys.h"
+
+/* Registered fds, stored as fd + 1 (0: free slot). */
+static _Atomic int owned[SS_OWN_MAX];
+/* Dekker pair: a birth proceeds only with no app closer inside; an app closer waits out a
+ * birth. Sequentially consistent atomics: each side increments its own count, then reads
+ * the other's, so at least one of them sees the other. */
+static _Atomic int births, closers;
+
+static void wait_zero(_Atomic int *v) {
+  for (int spins = 0; atomic_load(v) != 0; spins++) {
+    if (spins < 64) __builtin_ia32_pause();
+    else sched_yield();
+  }
+}
+
+static void birth_begin(void) {
+  for (;;) {
+    atomic_fetch_add(&births, 1);
+    if (atomic_load(&closers) == 0) return;
+    atomic_fetch_sub(&births, 1); /* the app goes first */
+    wait_zero(&closers);
+  }
+}
+
+static void birth_end(void) {
+  atomic_fetch_sub(&births, 1);
+}
+
+void ss__own_app_enter(void) {
+  atomic_fetch_add(&closers, 1);
+  wait_zero(&births);
+}
+
+void ss__own_app_leave(void) {
+  atomic_fetch_sub(&closers, 1);
+}
+
+static int nofile(const struct rlimit *set, struct rlimit *old) {
+  return (int)syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, set, old);
+}
+
+/* Above a soft limit up to this, fds go above it (the fd table grows to it: 32 KiB at
+ * most); above a bigger one, from 1000 up. */
+#define ABOVE_MAX 4096
+
+/* Where fds go when they cannot go above the soft limit. */
+static int in_range_base(rlim_t soft) {
+  if (soft > 1024) return 1000;
+  return soft >= 3 + SS_OWN_MAX ? (int)soft - SS_OWN_MAX : 3;
+}
+
+/* A copy of fd at or above the soft limit, raised for the duration of one fcntl; -1 when
+ * the hard limit leaves no room. */
+static int dup_above_limit(int fd, const struct rlimit *cur) {
+  if (cur->rlim_max != RLIM_INFINITY && cur->rlim_max < cur->rlim_cur + SS_OWN_MAX) {
+    errno = EMFILE;
+    return -1;
+  }
+  struct rlimit up = {cur->rlim_cur + SS_OWN_MAX, cur->rlim_max}, before, seen;
+  if (nofile(&up, &before) != 0) return -1;
+  int hi = ss__sys_fcntl(fd, F_DUPFD_CLOEXEC, (int)before.rlim_cur);
+  int err = errno;
+  /* Put the app's limit back; if the app set one meanwhile, that one stands. */
+  if (nofile(&before, &seen) == 0 &&
+      (seen.rlim_cur != up.rlim_cur || seen.rlim_max != up.rlim_max))
+    nofile(&seen, NULL);
+  errno = err;
+  return hi;
+}
+
+/* A copy of fd out of the app's way (see ownfd.h), or -1 with errno; fd stays open. In
+ * order: above a soft limit of ABOVE_MAX or less; from in_range_base up; above any soft limit
+ * (the table grows to it: only when the app holds every number up there); with
+ * allow_low, anywhere (a new fd: better a number the app is not using than no export; a
+ * move asked for by the app's dup2 rather drops the connection, remade at the next
+ * export). */
+static int copy_high(int fd, int allow_low) {
+  struct rlimit cur;
+  if (nofile(NULL, &cur) != 0) {
+    cur.rlim_cur = 1024;
+    cur.rlim_max = 0;
+  }
+  int hi = -1;
+  if (cur.rlim_cur <= ABOVE_MAX) hi = dup_above_limit(fd, &cur);
+  if (hi < 0) hi = ss__sys_fcntl(fd, F_DUPFD_CLOEXEC, in_range_base(cur.rlim_cur));
+  if (hi < 0 && cur.rlim_cur > ABOVE_MAX) hi = dup_above_limit(fd, &cur);
+  if (hi < 0 && allow_low) hi = ss__sys_fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  return hi;
+}
+
+static int reg(int fd) {
+  for (int i = 0; i < SS_OWN_MAX; i++) {
+    int empty = 0;
+    if (atomic_compare_exchange_strong(&owned[i], &empty, fd + 1)) return 0;
+  }
+  return -1;
+}
+
+static void unreg(int fd) {
+  for (int i = 0; i < SS_OWN_MAX; i++) {
+    int want = fd + 1;
+    if (atomic_compare_exchange_strong(&owned[i], &want, 0)) return;
+  }
+}
+
+/* Takes a just-born low fd (or -1): moves it high, registers it. Inside a birth. */
+static int adopt(int low) {
+  if (low < 0) return -1;
+  int hi = copy_high(low, 1);
+  int err = errno;
+  ss__sys_close(low);
+  if (hi >= 0 && reg(hi) != 0) {
+    ss__sys_close(hi);
+    hi = -1;
+    err = EMFILE;
+  }
+  if (hi < 0) errno = err;
+  return hi;
+}
+
+int ss__own_socket(int domain, int type, int protocol) {
+  birth_begin();
+  int fd = adopt(ss__sys_socket(domain, type | SOCK_CLOEXEC, protocol));
+  int err = errno;
+  birth_end();
+  errno = err;
+  return fd;
+}
+
+int ss__own_open(const char *path, int flags, mode_t mode) {
+  birth_begin();
+  int fd = adopt(ss__sys_open(path, flags | O_CLOEXEC, mode));
+  int err = errno;
+  birth_end();
+  errno = err;
+  return fd;
+}
+
+int ss__own_open_brief(const char *path, int flags) {
+  birth_begin();
+  int fd = ss__sys_open(path, flags | O_CLOEXEC, 0);
+  if (fd < 0) {
+    int err = errno;
+    birth_end();
+    errno = err;
+  }
+  return fd;
+}
+
+void ss__own_close_brief(int fd) {
+  ss__sys_close(fd);
+  birth_end();
+}
+
+int ss__own_close(int fd) {
+  /* Closed first, forgotten after: while both are true the app's close of the number is
+   * answered EBADF, which is what the kernel answers an unused number. */
+  int rc = ss__sys_close(fd);
+  int err = errno;
+  unreg(fd);
+  errno = err;
+  return rc;
+}
+
+int ss__own_move(int fd) {
+  int hi = copy_high(fd, 0);
+  int err = errno;
+  if (hi >= 0 && reg(hi) != 0) {
+    ss__sys_close(hi);
+    hi = -1;
+    err = EMFILE;
+  }
+  unreg(fd);
+  errno = err;
+  return hi;
+}
+
+int ss__owns(int fd) {
+  if (fd < 0) return 0;
+  for (int i = 0; i < SS_OWN_MAX; i++)
+    if (atomic_load_explicit(&owned[i], memory_order_acquire) == fd + 1) return 1;
+  return 0;
+}
+
+int ss__own_list(int *out, int max) {
+  int n = 0;
+  for (int i = 0; i < SS_OWN_MAX && n < max; i++) {
+    int v = atomic_load_explicit(&owned[i], memory_order_acquire);
+    if (v == 0) continue;
+    int j = n++;
+    for (; j > 0 && out[j - 1] > v - 1; j--) out[j] = out[j - 1];
+    out[j] = v - 1;
+  }
+  return n;
+}
+
+int ss__own_in_app_range(int fd) {
+  struct rlimit cur;
+  return nofile(NULL, &cur) == 0 && cur.rlim_cur <= 1024 && (rlim_t)fd < cur.rlim_cur;
+}
+
+void ss__own_library_begin(void) {
+  birth_begin();
+}
+
+void ss__own_library_end(void) {
+  birth_end();
+}
+
+void ss__own_prepare(void) {
+  birth_begin();
+  for (int src = 2; src >= 0; src--) {
+    int hi = copy_high(src, 0);
+    if (hi >= 0) {
+      ss__sys_close(hi);
+      break;
+    }
+  }
+  birth_end();
+}
+
+void ss__own_atfork_child(void) {
+  atomic_store(&births, 0);
+  atomic_store(&closers, 0);
+}
