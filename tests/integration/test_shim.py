@@ -707,10 +707,14 @@ def test_closefrom_loops_with_socketpairs_get_their_own_fds_and_bytes(ctx):
     argv = ["loop", "3000", str(port)]
     plain = _fd_race(ctx, argv, traced=False)
     assert plain.returncode == 0, plain
-    assert plain.stdout == b"iterations=3000 moved=0 ebadf=0 bad_bytes=0 stray=0\n", plain
+    assert plain.stdout == b"iterations=3000 ebadf=0 bad_bytes=0 stray=0\nmoved=0\n", plain
     c = ctx.collector()
     r = _fd_race(ctx, argv, c)
-    assert (r.returncode, r.stdout, r.stderr) == (0, plain.stdout, plain.stderr), r
+    # The fd numbers are not compared: an fd the exporter thread opens (its socket, the
+    # unwinder's dlopen, a module read for symbols) takes the lowest free number for a
+    # moment, and an app thread allocating at that instant gets the next one (README).
+    first = lambda b: b.split(b"\n")[0]
+    assert (r.returncode, first(r.stdout), r.stderr) == (0, first(plain.stdout), plain.stderr), r
     c.stop()
     spans, scopes = harness.read_jsonl(c.out)
     pid = [s.resource["process.pid"] for s in spans][0]
