@@ -127,7 +127,7 @@ $(BUILD)/tests/bench/%: tests/bench/%.c
 FUZZ_SECONDS ?= 300
 FUZZ_BIN := $(BUILD)/fuzz/fuzz_receiver
 FUZZ_SRC := tools/fuzz/fuzz_receiver.c tools/spanshimd/http.c tools/spanshimd/inflate.c \
-            tools/spanshimd/grpcframe.c \
+            tools/fuzz/fuzz_grpc.c tools/spanshimd/grpc.c tools/spanshimd/grpcframe.c \
             tools/spanshimd/decode.c tools/spanshimd/otlp_json_in.c \
             tools/spanshimd/sqlsum.c tools/spanshimd/sampler.c tools/common/otlp_json.c \
             tools/common/buf.c tools/common/arena.c tools/common/json.c runtime/sql.c \
@@ -135,7 +135,7 @@ FUZZ_SRC := tools/fuzz/fuzz_receiver.c tools/spanshimd/http.c tools/spanshimd/in
 $(FUZZ_BIN): $(FUZZ_SRC) $(PB_C) tools/spanshimd/spanshimd.h tools/spanshimd/grpc.h tools/common/arena.h
 	@mkdir -p $(dir $@)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  $(CPPFLAGS) -std=gnu11 $(LDFLAGS) -o $@ $(FUZZ_SRC) $(PB_C) -lprotobuf-c -lpg_query -lz
+	  $(CPPFLAGS) -std=gnu11 $(LDFLAGS) -o $@ $(FUZZ_SRC) $(PB_C) -lprotobuf-c -lpg_query -lz -lnghttp2
 fuzz: $(FUZZ_BIN)
 	@sh tools/fuzz/run.sh $(FUZZ_BIN) $(FUZZ_SECONDS)
 

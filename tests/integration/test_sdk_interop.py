@@ -390,3 +390,28 @@ def test_grpc_bad_ids_get_partial_success_and_the_rest_lands(ctx):
     assert rejected == 2 and text, (rejected, text)
     col.stop()
     assert [s.name for s in records(col)[0]] == ["kept"]
+
+
+def test_grpc_port_closes_on_http1_and_garbage_and_keeps_serving(ctx):
+    import socket
+    col, hp, gp = collector(ctx)
+    for junk in (b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+                 b"\x00" * 100, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\xff" * 64):
+        with socket.create_connection(("127.0.0.1", gp), timeout=20) as s:
+            s.sendall(junk)
+            got = b""
+            while True:  # the server ends the connection (a GOAWAY first, for HTTP/2)
+                d = s.recv(65536)
+                if not d:
+                    break
+                got += d
+            assert b"HTTP/1.1 200" not in got
+    good = t.traces_request([t.span(t.TRACE_ID, t.SPAN_ID, "after-junk", 1, 1, 2, {})])
+    res = raw_calls(ctx, [grpc_call(TRACE_SVC, frame(good))], url="http://127.0.0.1:%d" % gp)
+    assert grpc_status(res[0]) == (0, "")
+    deadline = time.monotonic() + 30  # the others closed: only the /stats one is open
+    while stats(col, hp)["connections_open"] != 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stats(col, hp)["connections_open"] == 1
+    col.stop()
+    assert [s.name for s in records(col)[0]] == ["after-junk"]
