@@ -93,7 +93,8 @@ $(TOOLLIB): $(TOOLCOMMON_O)
 TOOL_LIBS = $(TOOLLIB) $(RTLIB) -lprotobuf-c -lpthread -lm -ldl
 # spanshimd alone links libcurl and zlib (upstream), libpg_query (SQL summaries),
 # libnghttp2 (OTLP/gRPC).
-SPANSHIMD_LIBS = -lcurl -lz -lpg_query -ldw -lelf -lnghttp2
+# libcurl and libdw are opened with dlopen when first needed (tools/spanshimd/lazy.h).
+SPANSHIMD_LIBS = -lz -lpg_query -lnghttp2
 # Everything of spanshimd but main.c, for spanshimd itself and its unit suites.
 $(SDLIB): $(filter-out %/main.o,$(SPANSHIMD_O))
 	@rm -f $@

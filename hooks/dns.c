@@ -75,7 +75,9 @@ int ss__dns_lookup(int family, const void *addr, char *out, size_t cap) {
 }
 
 void ss__dns_atfork_child(void) {
-  /* A writer in another parent thread may have left a slot odd; clear those. */
+  /* A writer in another parent thread may have left a slot odd; clear those. Nothing to
+   * read when nothing was ever resolved (untouched pages fault even on a read). */
+  if (!atomic_load(&cache_used)) return;
   for (int i = 0; i < CACHE_SLOTS; i++) {
     uint32_t seq = atomic_load(&cache[i].seq);
     if (seq & 1) atomic_store(&cache[i].seq, 0);

@@ -795,7 +795,9 @@ void ss__http_closed_range(unsigned lo, unsigned hi) {
 }
 
 void ss__http_exiting(void) {
-  for (int i = 0; i < HOLDS; i++) {
+  /* holds_n first: a process that held nothing reads none of the 64 KiB of holds (a
+   * page it never touched costs a fault even to read, in every fork child). */
+  for (int i = 0; i < HOLDS && atomic_load(&holds_n) > 0; i++) {
     int key = atomic_load(&holds[i].key);
     if (key > 0) hold_settle(key - 1, 1);
   }

@@ -148,19 +148,23 @@ typedef struct pending {
 static pending parked[PENDING_SLOTS];
 static _Atomic int parked_n;
 
+/* parked_n counts slots in use or being taken: it goes up before a slot is taken and down
+ * after it is freed, so 0 means every key is 0 (a fork child and the I/O hooks then touch
+ * none of the table). */
 static int park(int fd, const ss__sb *b) {
   if (fd < 0) return -1;
+  atomic_fetch_add(&parked_n, 1);
   for (int i = 0; i < PENDING_SLOTS; i++) {
     int expected = 0;
     if (!atomic_compare_exchange_strong(&parked[i].key, &expected, -1)) continue;
     if (ss__span_park(b, parked[i].rec, sizeof parked[i].rec) == 0) {
       atomic_store(&parked[i].key, 0);
-      return -1;
+      break;
     }
-    atomic_fetch_add(&parked_n, 1);
     atomic_store_explicit(&parked[i].key, fd + 1, memory_order_release);
     return 0;
   }
+  atomic_fetch_sub(&parked_n, 1);
   return -1;
 }
 
@@ -181,8 +185,8 @@ static void finish_parked(int fd, int err) {
       status = SS_STATUS_ERROR;
     }
     ss__rec_finish(parked[i].rec, ss__now_ns(), status);
-    atomic_fetch_sub(&parked_n, 1);
     atomic_store(&parked[i].key, 0);
+    atomic_fetch_sub(&parked_n, 1);
   }
   errno = saved;
 }
@@ -363,12 +367,15 @@ void ss__socket_fds_closed(unsigned lo, unsigned hi) {
 }
 
 void ss__socket_atfork_child(void) {
-  /* The parent finishes its parked connects; the child forgets them. Only slots in use
-   * are written (a key is read without a copy; a write would copy its page). */
-  for (int i = 0; i < PENDING_SLOTS; i++)
-    if (atomic_load_explicit(&parked[i].key, memory_order_relaxed) != 0)
-      atomic_store(&parked[i].key, 0);
-  if (atomic_load(&parked_n) != 0) atomic_store(&parked_n, 0);
+  /* The parent finishes its parked connects; the child forgets them. With none parked
+   * the 64 KiB table is not touched at all (even reading a page the parent never used
+   * faults it in); else only keys in use are written. */
+  if (atomic_load(&parked_n) != 0) {
+    for (int i = 0; i < PENDING_SLOTS; i++)
+      if (atomic_load_explicit(&parked[i].key, memory_order_relaxed) != 0)
+        atomic_store(&parked[i].key, 0);
+    atomic_store(&parked_n, 0);
+  }
   ss__dns_atfork_child();
   ss__http_atfork_child();
 }

@@ -331,9 +331,13 @@ def _curl_ok(port, n):
         assert r.stdout == b"ok\n", r
 
 
+def _gets(spans):
+    return [s for s in spans if s.kind == 2 and s.name == "GET"]  # not the probes' accepts
+
+
 def _served(spans, n):
     """The n SERVER spans (status 200); the pids of the workers that made them."""
-    servers = [s for s in spans if s.kind == 2 and s.name == "GET"]
+    servers = _gets(spans)
     assert len(servers) == n, spans
     for s in servers:
         assert s.attrs.get("http.response.status_code") == 200, s
@@ -367,7 +371,7 @@ def test_nginx_workers_that_drop_to_nobody_deliver_their_spans_under_spanshim_ru
         _curl_ok(port, 5)
         spans = harness.read_jsonl(out)[0]
         deadline = time.monotonic() + 30
-        while len([s for s in spans if s.kind == 2]) < 5 and time.monotonic() < deadline:
+        while len(_gets(spans)) < 5 and time.monotonic() < deadline:
             time.sleep(0.2)  # the workers export on their schedule; they are still running
             spans = harness.read_jsonl(out)[0]
         pids = _served(spans, 5)
@@ -391,8 +395,7 @@ def test_nginx_workers_that_drop_to_nobody_deliver_to_a_collector_without_allow_
         _wait_port(port, p)
         _curl_ok(port, 3)
         deadline = time.monotonic() + 30
-        while len([s for s in c.spans(stop=False) if s.kind == 2]) < 3 and \
-                time.monotonic() < deadline:
+        while len(_gets(c.spans(stop=False))) < 3 and time.monotonic() < deadline:
             time.sleep(0.2)
         pids = _served(c.spans(stop=False), 3)
         _run_as_nobody(pids)

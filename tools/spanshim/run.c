@@ -276,10 +276,19 @@ static void exec_daemon(const run_state *st, const char *daemon) {
   _exit(EXIT_SETUP);
 }
 
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+static void sleep_us(long us) {
+  struct timespec ts = {us / 1000000, (us % 1000000) * 1000L};
   while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
   }
+}
+
+/* Polling that answers fast when the answer comes fast: sleeps 0.2 ms, doubling up to
+ * 10 ms; returns the microseconds slept, for the caller's bound. */
+static long poll_pause(long *step_us) {
+  long us = *step_us ? *step_us : 200;
+  sleep_us(us);
+  *step_us = us * 2 > 10000 ? 10000 : us * 2;
+  return us;
 }
 
 static void show_daemon_log(const run_state *st) {
@@ -303,7 +312,7 @@ static int start_daemon(run_state *st, const char *self) {
   }
   if (pid == 0) exec_daemon(st, daemon);
   st->daemon = pid;
-  for (long waited = 0; waited < START_TIMEOUT_MS; waited += 10) {
+  for (long waited_us = 0, step = 0; waited_us < START_TIMEOUT_MS * 1000L;) {
     int status;
     if (socket_answers(st->sock, NULL, 0)) return 0;
     if (waitpid(pid, &status, WNOHANG) == pid) {
@@ -312,7 +321,7 @@ static int start_daemon(run_state *st, const char *self) {
       show_daemon_log(st);
       return -ECHILD;
     }
-    sleep_ms(10);
+    waited_us += poll_pause(&step);
   }
   ss__err("spanshimd did not accept connections on %s within %d ms", st->sock,
           START_TIMEOUT_MS);
@@ -325,7 +334,7 @@ static void stop_daemon(run_state *st) {
   int status;
   if (st->daemon <= 0) return;
   kill(st->daemon, SIGTERM);
-  for (long waited = 0; waited < STOP_TIMEOUT_MS; waited += 10) {
+  for (long waited_us = 0, step = 0; waited_us < STOP_TIMEOUT_MS * 1000L;) {
     if (waitpid(st->daemon, &status, WNOHANG) == st->daemon) {
       if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
         ss__err("spanshimd exited with status %d:", WEXITSTATUS(status));
@@ -334,7 +343,7 @@ static void stop_daemon(run_state *st) {
       st->daemon = 0;
       return;
     }
-    sleep_ms(10);
+    waited_us += poll_pause(&step);
   }
   ss__err("spanshimd did not stop within %d ms; killed", STOP_TIMEOUT_MS);
   kill(st->daemon, SIGKILL);
@@ -472,7 +481,7 @@ typedef struct tree_seen {
 
 /* The parent pid in /proc/PID/stat and whether it is still running (not a zombie). */
 static pid_t stat_ppid(const char *pid, int *running) {
-  char path[64], buf[512];
+  char path[300], buf[512];
   snprintf(path, sizeof(path), "/proc/%s/stat", pid);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -1;
@@ -514,14 +523,35 @@ static int tree_alive(run_state *st, tree_seen *t, pid_t now[TREE_SHOWN]) {
       show_daemon_log(st);
       st->daemon = 0;
     }
-  DIR *d = opendir("/proc");
-  struct dirent *e;
   pid_t self = getpid();
-  while (d && (e = readdir(d))) {
+  char path[64], list[8192];
+  /* Our children, from the kernel's list (we are single-threaded: all are the main
+   * thread's), else by scanning /proc for our pid as parent. */
+  snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)self, (int)self);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd >= 0 ? read(fd, list, sizeof(list) - 1) : -1;
+  if (fd >= 0) close(fd);
+  DIR *d = n < 0 || n == (ssize_t)sizeof(list) - 1 ? opendir("/proc") : NULL;
+  char *cur = list, *end;
+  if (n >= 0) list[n] = '\0';
+  for (;;) {
+    const char *name;
+    struct dirent *e = NULL;
+    if (d) {
+      if ((e = readdir(d)) == NULL) break;
+      name = e->d_name;
+    } else {
+      if (n < 0) break;
+      long v = strtol(cur, &end, 10);
+      if (end == cur) break;
+      cur = end;
+      snprintf(path, sizeof(path), "%ld", v);
+      name = path;
+    }
     int running = 0;
-    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
-    if (stat_ppid(e->d_name, &running) != self || !running) continue;
-    pid_t pid = (pid_t)atoi(e->d_name);
+    if (name[0] < '1' || name[0] > '9') continue;
+    if (stat_ppid(name, &running) != self || !running) continue;
+    pid_t pid = (pid_t)atoi(name);
     if (pid == st->daemon) continue;
     if (alive < TREE_SHOWN) now[alive] = pid;
     alive++;
@@ -559,8 +589,9 @@ static void wait_tree(run_state *st, const run_opts *o) {
   if (alive == 0) return;
   stop_waiting = 0;
   set_forwarding(1);
+  long step = 0;
   while (alive > 0 && !stop_waiting && mono_ms() - start < o->wait_tree_ms) {
-    sleep_ms(20);
+    poll_pause(&step);
     alive = tree_alive(st, &t, now);
   }
   set_forwarding(0);

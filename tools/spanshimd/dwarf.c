@@ -12,6 +12,26 @@
 #include <string.h>
 
 #include "tools/spanshimd/spanshimd.h"
+#include "tools/spanshimd/lazy.h"
+
+/* libdw is opened on the first stack to annotate (tools/spanshimd/lazy.h), never linked. */
+#define DW_FNS(X)                                                                        \
+  X(dwfl_begin) X(dwfl_end) X(dwfl_report_offline) X(dwfl_report_end)                    \
+  X(dwfl_module_build_id) X(dwfl_module_getelf) X(dwfl_module_getsrc) X(dwfl_lineinfo)   \
+  X(dwfl_standard_find_debuginfo) X(dwfl_build_id_find_elf) X(dwfl_offline_section_address)
+SS_LAZY_TABLE(dw, DW_FNS)
+#define dwfl_begin SS_LAZY(dw, dwfl_begin)
+#define dwfl_end SS_LAZY(dw, dwfl_end)
+#define dwfl_report_offline SS_LAZY(dw, dwfl_report_offline)
+#define dwfl_report_end SS_LAZY(dw, dwfl_report_end)
+#define dwfl_module_build_id SS_LAZY(dw, dwfl_module_build_id)
+#define dwfl_module_getelf SS_LAZY(dw, dwfl_module_getelf)
+#define dwfl_module_getsrc SS_LAZY(dw, dwfl_module_getsrc)
+#define dwfl_lineinfo SS_LAZY(dw, dwfl_lineinfo)
+#define dwfl_standard_find_debuginfo SS_LAZY(dw, dwfl_standard_find_debuginfo)
+#define dwfl_build_id_find_elf SS_LAZY(dw, dwfl_build_id_find_elf)
+#define dwfl_offline_section_address SS_LAZY(dw, dwfl_offline_section_address)
+static const char *const dw_sonames[] = {"libdw.so.1", NULL};
 
 typedef Opentelemetry__Proto__Common__V1__KeyValue kv_t;
 typedef Opentelemetry__Proto__Common__V1__AnyValue any_t;
@@ -51,11 +71,17 @@ static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname
                                       debuglink_crc, debuginfo_file_name);
 }
 
-static const Dwfl_Callbacks callbacks = {
-    .find_elf = dwfl_build_id_find_elf,
-    .find_debuginfo = find_debuginfo,
-    .section_address = dwfl_offline_section_address,
-};
+static Dwfl_Callbacks callbacks = {.find_debuginfo = find_debuginfo}; /* the rest at load */
+
+/* 0 once libdw is there; -1: no file:line (said once on stderr). */
+static int load_dw(void) {
+  static int failed;
+  if (failed) return -1;
+  if (SS_LAZY_LOAD(dw, "libdw", dw_sonames) != 0) return failed = -1;
+  callbacks.find_elf = dwfl_build_id_find_elf;
+  callbacks.section_address = dwfl_offline_section_address;
+  return 0;
+}
 
 static void hex(const unsigned char *b, int n, char out[41]) {
   if (n > 20) n = 20;
@@ -214,6 +240,7 @@ static int annotate_attrs(kv_t **attrs, size_t n) {
   if (trace == NULL || mods == NULL || trace->string_value == NULL ||
       trace->value_case != OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE)
     return 0;
+  if (load_dw() != 0) return 0; /* frames keep module+offset */
   char *s = annotate(trace->string_value, mods);
   if (s == NULL) return 0;
   trace->string_value = s; /* the old one belongs to the decoder's arena */

@@ -14,6 +14,7 @@
  * Locking: one mutex (q_lock) guards the queue and the stop flag; it is a leaf lock and is
  * never held across network I/O or compression. Counters are relaxed atomics, read by
  * the receiver thread for /stats and /metrics. */
+#define CURL_DISABLE_TYPECHECK 1 /* plain prototypes: the calls go through pointers */
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
@@ -28,6 +29,27 @@
 #include "runtime/deadline.h"
 #include "runtime/kv.h"
 #include "tools/spanshimd/spanshimd.h"
+#include "tools/spanshimd/lazy.h"
+
+/* libcurl is opened when forwarding starts (tools/spanshimd/lazy.h), never linked. */
+#define CURL_FNS(X)                                                                      \
+  X(curl_global_init) X(curl_global_cleanup) X(curl_easy_init) X(curl_easy_cleanup)      \
+  X(curl_easy_setopt) X(curl_easy_perform) X(curl_easy_getinfo) X(curl_easy_strerror)    \
+  X(curl_slist_append) X(curl_slist_free_all)
+SS_LAZY_TABLE(curl, CURL_FNS)
+#define curl_global_init SS_LAZY(curl, curl_global_init)
+#define curl_global_cleanup SS_LAZY(curl, curl_global_cleanup)
+#define curl_easy_init SS_LAZY(curl, curl_easy_init)
+#define curl_easy_cleanup SS_LAZY(curl, curl_easy_cleanup)
+#undef curl_easy_setopt /* curl.h's argument-count checks */
+#undef curl_easy_getinfo
+#define curl_easy_setopt SS_LAZY(curl, curl_easy_setopt)
+#define curl_easy_perform SS_LAZY(curl, curl_easy_perform)
+#define curl_easy_getinfo SS_LAZY(curl, curl_easy_getinfo)
+#define curl_easy_strerror SS_LAZY(curl, curl_easy_strerror)
+#define curl_slist_append SS_LAZY(curl, curl_slist_append)
+#define curl_slist_free_all SS_LAZY(curl, curl_slist_free_all)
+static const char *const curl_sonames[] = {"libcurl.so.4", "libcurl-gnutls.so.4", NULL};
 
 typedef struct item {
   struct item *next;
@@ -503,6 +525,7 @@ int ss__upstream_config(ss__upstream_cfg *c, const char *flag_endpoint,
 int ss__upstream_start(const ss__upstream_cfg *c) {
   cfg = *c;
   if (cfg.gzip < 0) cfg.gzip = 0;
+  if (SS_LAZY_LOAD(curl, "libcurl", curl_sonames) != 0) return -1;
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) return -1;
   if (pthread_create(&worker, NULL, run, NULL) != 0) return -1;
   started = configured = 1;
