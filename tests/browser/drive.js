@@ -7,7 +7,7 @@
 // {"wait": MS}, {"viewport": [W, H]}, {"snap": NAME} (records what a user sees: trace
 // rows, waterfall rows, the span panel, focus), {"screenshot": PATH}. Every request the page makes is
 // recorded and anything but the report file itself is aborted; CSP violations are
-// recorded too. Prints one JSON object: {loadMs, readyMs, requests, blocked,
+// recorded too. Prints one JSON object: {loadMs, readyMs, cpu, requests, blocked,
 // violations, errors, snaps}. Exits 1 on a page error or a failed step.
 'use strict';
 const { chromium } = require('playwright-core');
@@ -80,11 +80,20 @@ async function main() {
     page.on('request', (r) => out.requests.push(r.url()));
     page.on('pageerror', (e) => out.errors.push(String(e)));
     page.on('console', (m) => { if (m.type() === 'error') out.errors.push('console: ' + m.text()); });
+    const cdp = await context.newCDPSession(page);
+    await cdp.send('Performance.enable');
     const t0 = Date.now();
     await page.goto(url, { waitUntil: 'load', timeout: 120000 });
     await page.waitForSelector('html[data-ready]', { timeout: 120000 });
     out.loadMs = Date.now() - t0;
     out.readyMs = Number(await page.evaluate(() => document.documentElement.dataset.ready));
+    // CPU the page's renderer used until ready (main thread, whole process), in ms: on a
+    // loaded machine the wall-clock time mostly measures waiting for a core.
+    const metrics = Object.fromEntries((await cdp.send('Performance.getMetrics')).metrics
+      .map((m) => [m.name, m.value]));
+    out.cpu = { mainThreadMs: Math.round((metrics.ThreadTime || 0) * 1000),
+      processMs: Math.round((metrics.ProcessTime || 0) * 1000),
+      taskMs: Math.round((metrics.TaskDuration || 0) * 1000) };
     for (const st of steps) {
       if (st.click) await page.click(st.click);
       else if (st.key) await page.keyboard.press(st.key);

@@ -310,12 +310,16 @@ function ssReport(D) {
     if (state.trace < 0) return;
     const dur = TR[state.trace][TDUR] || 1, step = niceStep(dur / 6);
     const lane = el('div');
-    lane.style.cssText = 'position:absolute;top:0;bottom:0;right:0;left:42%';
+    const body = $('wf-body'), scrollbar = body.offsetWidth - body.clientWidth;
+    lane.style.cssText = 'position:absolute;top:0;bottom:0;left:0;right:' + scrollbar + 'px';
+    const bars = el('div');  /* the bar column: 58% of the rows' width, as .wbar */
+    bars.style.cssText = 'position:absolute;top:0;bottom:0;right:0;left:42%';
+    lane.append(bars);
     for (let t = 0; t <= dur + 1e-9; t += step) {
       const tick = el('div', 'tick', t === 0 ? '0' : fmtDur(t));
       tick.style.left = t / dur * 100 + '%';
       if (t / dur > 0.93) { tick.style.left = ''; tick.style.right = '0'; tick.style.borderLeft = '0'; }
-      lane.append(tick);
+      bars.append(tick);
     }
     axis.append(lane);
   }
@@ -336,8 +340,8 @@ function ssReport(D) {
     state.trace = t;
     state.collapsed.clear();
     drawTitle();
-    drawAxis();
     drawWaterfall();
+    drawAxis();  /* after the rows: it leaves room for their scrollbar */
     $('wf-body').scrollTop = 0;
     tlist.draw();
     const pos = state.order.indexOf(t);
