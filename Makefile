@@ -121,7 +121,8 @@ $(BUILD)/tests/progs/%: tests/progs/%.c
 	  $(call src_libs,$<)
 $(BUILD)/tests/bench/%: tests/bench/%.c
 	@mkdir -p $(dir $@)
-	$(CC) -O2 -g $(WARN) -std=gnu11 -D_GNU_SOURCE -pthread $(LDFLAGS) -o $@ $<
+	$(CC) -O2 -g $(WARN) -std=gnu11 -D_GNU_SOURCE -I. -pthread $(LDFLAGS) -o $@ $< \
+	  $(call src_libs,$<)
 
 # Fuzzing spanshimd's HTTP parsing, gRPC framing and protobuf decoding (clang's libFuzzer): `make fuzz`
 # runs FUZZ_SECONDS (default 300); `make check` runs 20 s when clang is installed.

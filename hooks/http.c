@@ -404,6 +404,10 @@ static void server_head(conn *c) {
   int token_adopted = h->has_traceparent && (ss__cfg.propagators & SS_PROP_TRACECONTEXT) &&
                       ss__traceparent_parse(h->traceparent, strlen(h->traceparent), &parent) == 0;
   if (!token_adopted) ss__ctx_root(&parent);
+  else if (h->tracestate[0]) { /* the SERVER span is in the caller's tracestate */
+    parent.ts = h->tracestate;
+    parent.ts_len = (uint16_t)strlen(h->tracestate);
+  }
   int token = ss__ctx_push(&parent);
   ss__sb b;
   ss__span_start_at(&b, name ? name : "HTTP", SS_KIND_SERVER, NULL);
@@ -430,6 +434,8 @@ static void server_head(conn *c) {
     size_t n = strlen(h->tracestate);
     memcpy(m->tracestate, h->tracestate, n);
     m->ts_len = (uint16_t)n;
+    m->ctx.ts = m->tracestate; /* children of the request carry it too */
+    m->ctx.ts_len = m->ts_len;
   }
   /* The request context: one request per thread at a time, never guessed. */
   if (!event_loop && c->q_n == 1) {
@@ -950,7 +956,9 @@ static void client_write_begins(conn *c, const struct iovec *iov, int can_inject
   msg *m = client_start(c, b0, sp ? (size_t)(sp - b0) : le);
   if (token >= 0) ss__ctx_pop(token);
   c->out_started = m ? 1 : 2;
-  if (m == NULL || has_tp || !(ss__cfg.propagators & SS_PROP_TRACECONTEXT)) return;
+  /* No context to pass on (OTEL_SDK_DISABLED without a caller's): nothing injected. */
+  if (m == NULL || has_tp || !m->ctx.valid || !(ss__cfg.propagators & SS_PROP_TRACECONTEXT))
+    return;
   if (he > 0 && can_inject) inject_prepare(c, m, le);
   else atomic_fetch_add(&injections_skipped, 1);
 }

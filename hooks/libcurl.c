@@ -333,7 +333,7 @@ static void inject(CURL *h, hslot *s, int app_baggage) {
     s->nodes[k].next = head;
     head = &s->nodes[k++];
   }
-  if (props & SS_PROP_TRACECONTEXT) {
+  if ((props & SS_PROP_TRACECONTEXT) && s->ctx.valid) { /* OTEL_SDK_DISABLED: none w/o a parent */
     if (hdr_tracestate && ss__cfg.parent.valid &&
         memcmp(ss__cfg.parent.trace_id, s->ctx.trace_id, 16) == 0) {
       s->nodes[k].data = (char *)hdr_tracestate;
@@ -371,7 +371,6 @@ static void xfer_begin(CURL *h, hslot *s, ss__sb *b, void *caller) {
   ss__span_start_at(b, "HTTP", SS_KIND_CLIENT, caller);
   if (s == NULL) return;
   ss__span_ctx(b, &s->ctx);
-  s->ctx.valid = 1;
   if (app_tp == 0) inject(h, s, app_baggage);
 }
 
@@ -516,7 +515,7 @@ static void xfer_end(CURL *h, hslot *s, ss__sb *b, int rc_known, CURLcode rc) {
     for (long c = code; c > 0 && n < 10; c /= 10) n++;
     status_str[n] = '\0';
     for (long c = code; n > 0; c /= 10) status_str[--n] = (char)('0' + c % 10);
-    ss__span_error(b, status_str, NULL);
+    ss__span_fail(b, status_str); /* an answer, not an exception (semconv) */
   }
   ss__span_end(b);
   if (s && s->adopted) {

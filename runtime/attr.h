@@ -62,6 +62,8 @@ typedef struct ss__span {
   const ss__event *events;     /* may be NULL */
   size_t n_events;
   uint64_t caller;             /* return address into the code that made the call, or 0 */
+  const char *trace_state;     /* W3C tracestate of the span's context, or NULL */
+  uint32_t trace_state_len;
 } ss__span;
 
 /* An OTLP log record about a span (the exception record of a failed call). */

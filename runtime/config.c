@@ -197,18 +197,26 @@ static int endpoint_ok(loader *l, const char *name, const char *v) {
 }
 
 /* OTEL_EXPORTER_OTLP_ENDPOINT is a base URL: the signal path is appended to it. */
-static char *append_traces_path(const char *base) {
-  size_t n = strlen(base);
+static char *append_path(const char *base, const char *path) {
+  size_t n = strlen(base), p = strlen(path);
   char *s;
 
   while (n > 0 && base[n - 1] == '/')
     n--;
-  s = malloc(n + sizeof("/v1/traces"));
+  s = malloc(n + p + 1);
   if (s != NULL) {
     memcpy(s, base, n);
-    memcpy(s + n, "/v1/traces", sizeof("/v1/traces"));
+    memcpy(s + n, path, p + 1);
   }
   return s;
+}
+
+/* A signal-specific endpoint is used as given (SDK spec): an http URL without a path is
+ * the root, "/", not the default signal path. */
+static char *as_given(const char *v) {
+  if (strncmp(v, "http://", 7) == 0 && strchr(v + 7, '/') == NULL)
+    return append_path(v, "/");
+  return strdup(v);
 }
 
 static char *default_endpoint(loader *l) {
@@ -222,19 +230,70 @@ static char *default_endpoint(loader *l) {
   return s;
 }
 
+/* SPANSHIM_ENDPOINT: an http URL whose path is empty or "/" means the default, /v1/traces. */
+static char *own_url(const char *v) {
+  const char *slash = strncmp(v, "http://", 7) == 0 ? strchr(v + 7, '/') : NULL;
+  if (slash != NULL && slash[1] == '\0') return append_path(v, "/v1/traces");
+  return strdup(v);
+}
+
 static void load_endpoint(loader *l, ss__config *c) {
   static const char *const names[] = {"SPANSHIM_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
                                       "OTEL_EXPORTER_OTLP_ENDPOINT"};
   const char *v = NULL;
   int i;
 
+  const char *logs = env(l, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT");
+  int base_ok = 0;
+
   for (i = 0; i < 3 && v == NULL; i++)
     v = env(l, names[i]);
   i--;
-  if (v != NULL && endpoint_ok(l, names[i], v))
-    c->endpoint = i == 2 ? append_traces_path(v) : strdup(v);
+  if (v != NULL && endpoint_ok(l, names[i], v)) {
+    c->endpoint = i == 2 ? append_path(v, "/v1/traces") : i == 1 ? as_given(v) : own_url(v);
+    base_ok = i == 2;
+  }
   if (c->endpoint == NULL)
     c->endpoint = default_endpoint(l);
+  /* Logs: OTEL_EXPORTER_OTLP_LOGS_ENDPOINT as given, else the base URL's /v1/logs, else
+   * (NULL) beside the traces path. */
+  if (logs != NULL && endpoint_ok(l, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", logs))
+    c->logs_endpoint = as_given(logs);
+  else if (logs == NULL && base_ok)
+    c->logs_endpoint = append_path(v, "/v1/logs");
+}
+
+/* OTEL_TRACES_EXPORTER / OTEL_LOGS_EXPORTER: a comma-separated list of otlp, console,
+ * none (SDK environment-variable spec). Unknown names are reported and left out; a list
+ * of nothing but unknown names means the default, otlp. */
+static uint32_t exporter_kinds(loader *l, const char *name) {
+  const char *v = env(l, name);
+  uint32_t got = 0;
+  int bad = 0, none = 0;
+
+  if (v == NULL) return SS_EXPORT_OTLP;
+  for (const char *p = v; *p;) {
+    size_t n = strcspn(p, ",");
+    const char *q = p;
+    size_t m = n;
+    while (m > 0 && is_blank(*q)) q++, m--;
+    while (m > 0 && is_blank(q[m - 1])) m--;
+    if (m == 4 && strncasecmp(q, "otlp", 4) == 0)
+      got |= SS_EXPORT_OTLP;
+    else if (m == 7 && strncasecmp(q, "console", 7) == 0)
+      got |= SS_EXPORT_CONSOLE;
+    else if (m == 4 && strncasecmp(q, "none", 4) == 0)
+      none = 1;
+    else if (m > 0)
+      bad = 1;
+    p += n;
+    if (*p == ',') p++;
+  }
+  if (none) return 0;
+  if (bad)
+    diag(l, name, v, "names exporters the shim does not have (it has otlp, console, none); "
+         "using %s", got == 0 ? "otlp" : "the ones it knows");
+  return got == 0 ? SS_EXPORT_OTLP : got;
 }
 
 static void load_exporter(loader *l, ss__config *c) {
@@ -253,6 +312,24 @@ static void load_exporter(loader *l, ss__config *c) {
     c->headers = dup_env(l, "OTEL_EXPORTER_OTLP_HEADERS");
   v = env2(l, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT", &name);
   c->export_timeout_ms = num(l, name, v, 10000, 1, UINT32_MAX, "a number of milliseconds");
+  /* Logs: their own variables, else the generic ones (already diagnosed above when bad:
+   * one line per bad value). */
+  c->logs_headers = dup_env(l, "OTEL_EXPORTER_OTLP_LOGS_HEADERS");
+  v = env(l, "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT");
+  if (v != NULL) {
+    c->logs_timeout_ms = num(l, "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", v, 10000, 1, UINT32_MAX,
+                             "a number of milliseconds");
+  } else {
+    uint32_t t;
+    v = env(l, "OTEL_EXPORTER_OTLP_TIMEOUT");
+    c->logs_timeout_ms = v != NULL && parse_u32(v, &t) == 0 && t >= 1 ? t : 10000;
+  }
+  v = env(l, "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL");
+  if (v != NULL && strcmp(v, "http/protobuf") != 0)
+    diag(l, "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", v, "is not supported by the shim; using "
+         "http/protobuf");
+  c->traces_exporter = exporter_kinds(l, "OTEL_TRACES_EXPORTER");
+  c->logs_exporter = exporter_kinds(l, "OTEL_LOGS_EXPORTER");
 }
 
 static void load_bsp(loader *l, ss__config *c) {
@@ -356,21 +433,35 @@ static void load_hooks(loader *l, ss__config *c) {
   }
 }
 
+int ss__config_log_level(const char *v) {
+  static const struct {
+    const char *name;
+    int level;
+  } levels[] = {{"off", SS_LOG_OFF},   {"none", SS_LOG_OFF},   {"error", SS_LOG_ERROR},
+                {"fatal", SS_LOG_ERROR}, {"warn", SS_LOG_WARN},  {"warning", SS_LOG_WARN},
+                {"info", SS_LOG_INFO}, {"debug", SS_LOG_DEBUG}, {"trace", SS_LOG_DEBUG}};
+
+  if (v == NULL) return -1;
+  for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++)
+    if (strcasecmp(v, levels[i].name) == 0) return levels[i].level;
+  return -1;
+}
+
+/* SPANSHIM_LOG_LEVEL, else OTEL_LOG_LEVEL (SDK spec: the SDK's own logger). The default
+ * stays off, not the spec's info: the shim lives in other people's programs, whose
+ * stderr is theirs. */
 static void load_log(loader *l, ss__config *c) {
-  static const char *const levels[] = {"off", "error", "warn", "info", "debug"};
-  const char *v = env(l, "SPANSHIM_LOG_LEVEL");
-  int i;
+  const char *name, *v = env2(l, "SPANSHIM_LOG_LEVEL", "OTEL_LOG_LEVEL", &name);
+  int level = ss__config_log_level(v);
 
   c->log_level = SS_LOG_OFF;
   c->log_file = dup_env(l, "SPANSHIM_LOG_FILE");
   if (v == NULL)
     return;
-  for (i = 0; i < 5; i++)
-    if (strcasecmp(v, levels[i]) == 0) {
-      c->log_level = i;
-      return;
-    }
-  diag(l, "SPANSHIM_LOG_LEVEL", v, "is not off, error, warn, info or debug; using off");
+  if (level >= 0)
+    c->log_level = level;
+  else
+    diag(l, name, v, "is not off, error, warn, info or debug; using off");
 }
 
 static void load_context(loader *l, ss__config *c) {
@@ -381,10 +472,18 @@ static void load_context(loader *l, ss__config *c) {
   /* tracestate without a valid traceparent means nothing (W3C Trace Context). */
   if (ts == NULL || !c->parent.valid)
     return;
-  if (strlen(ts) > TRACESTATE_MAX)
-    diag(l, "TRACESTATE", ts, "is longer than %d characters; ignoring it", TRACESTATE_MAX);
-  else
-    c->tracestate = strdup(ts);
+  c->tracestate = strdup(ts);
+  if (c->tracestate != NULL) {
+    size_t n = strlen(ts), kept = ss__tracestate_trim(c->tracestate, n, 0);
+    if (kept == 0) {
+      free(c->tracestate);
+      c->tracestate = NULL;
+    }
+    if (kept < n)
+      diag(l, "TRACESTATE", ts, "is longer than %d characters; using %zu of them (W3C "
+           "trimming: members over 128 characters first, then from the end)", TRACESTATE_MAX,
+           kept);
+  }
 }
 
 #define BAGGAGE_MAX 8192
@@ -523,6 +622,11 @@ int ss__config_load(ss__config *c, ss__getenv_fn get) {
   load_propagation(&l, c);
   load_process(&l, c);
   load_exceptions(&l, c);
+  if (c->logs_exporter == 0) c->exception_signal &= ~(uint32_t)SS_EXC_LOG;
+  if (c->disabled) { /* nothing is recorded: no process span, no fatal-signal handlers */
+    c->process_span = 0;
+    c->exception_signal = 0;
+  }
   load_redaction(&l, c);
   load_secrets(&l, c);
   return l.diags;
@@ -537,6 +641,8 @@ void ss__config_free(ss__config *c) {
   free(c->tracestate);
   free(c->baggage);
   free(c->redact_query_keys);
+  free(c->logs_endpoint);
+  free(c->logs_headers);
   memset(c, 0, sizeof(*c));
 }
 

@@ -33,12 +33,14 @@ enum ss__sampler {
 };
 
 typedef struct ss__config {
-  int disabled;                  /* OTEL_SDK_DISABLED=true */
+  int disabled;                  /* OTEL_SDK_DISABLED=true: no spans, no export; context
+                                    received is still passed on (as the no-op API does) */
   char *service_name;            /* OTEL_SERVICE_NAME, or NULL */
   char *resource_attributes;     /* OTEL_RESOURCE_ATTRIBUTES, raw, or NULL */
   int sampler;                   /* enum ss__sampler */
   double sampler_ratio;          /* OTEL_TRACES_SAMPLER_ARG, default 1.0 */
-  char *endpoint;                /* "unix:/path" or "http://host:port/path" (traces URL) */
+  char *endpoint;                /* "unix:/path" or "http://host:port/path" (traces URL;
+                                    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT used as given) */
   char *headers;                 /* OTEL_EXPORTER_OTLP_(TRACES_)HEADERS, raw, or NULL */
   uint32_t export_timeout_ms;    /* OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT, default 10000 */
   uint32_t schedule_delay_ms;    /* OTEL_BSP_SCHEDULE_DELAY, default 5000 */
@@ -46,7 +48,7 @@ typedef struct ss__config {
   uint32_t max_queue;            /* OTEL_BSP_MAX_QUEUE_SIZE, default 2048 (spans) */
   uint32_t attr_value_limit;     /* OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT, default 4096 */
   uint32_t hooks;                /* SPANSHIM_HOOKS, default SS_HOOK_ALL */
-  int log_level;                 /* SPANSHIM_LOG_LEVEL, default off */
+  int log_level;                 /* SPANSHIM_LOG_LEVEL, else OTEL_LOG_LEVEL, default off */
   char *log_file;                /* SPANSHIM_LOG_FILE, or NULL (stderr) */
   uint32_t exit_flush_ms;        /* SPANSHIM_EXIT_FLUSH_MS, default 100 */
   ss__ctx parent;                /* TRACEPARENT, if valid */
@@ -57,6 +59,13 @@ typedef struct ss__config {
   int stack_depth;               /* SPANSHIM_STACK_DEPTH, default 32, 0..128 */
   uint32_t exception_signal;     /* SS_EXC_*: SPANSHIM_EXCEPTION_SIGNAL and
                                     OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN, default both */
+  uint32_t traces_exporter;      /* SS_EXPORT_*: OTEL_TRACES_EXPORTER, default OTLP */
+  uint32_t logs_exporter;        /* SS_EXPORT_*: OTEL_LOGS_EXPORTER, default OTLP */
+  char *logs_endpoint;           /* OTEL_EXPORTER_OTLP_LOGS_ENDPOINT (as given), or
+                                    OTEL_EXPORTER_OTLP_ENDPOINT + /v1/logs, or NULL (the
+                                    traces endpoint with /v1/logs for /v1/traces) */
+  char *logs_headers;            /* OTEL_EXPORTER_OTLP_LOGS_HEADERS, raw, or NULL (headers) */
+  uint32_t logs_timeout_ms;      /* OTEL_EXPORTER_OTLP_(LOGS_)TIMEOUT, default 10000 */
   char *redact_query_keys;       /* SPANSHIM_REDACT_QUERY_KEYS, raw, or NULL: extra query
                                     keys for url.full/url.query redaction (handed to
                                     ss__url_redact_keys_set by ss__config_load) */
@@ -73,9 +82,17 @@ enum { SS_DBMSG_MASKED, SS_DBMSG_FULL };
 
 enum { SS_EXC_LOG = 1 << 0, SS_EXC_EVENT = 1 << 1 };
 
+/* OTEL_TRACES_EXPORTER / OTEL_LOGS_EXPORTER (comma-separated): otlp, console (one JSON
+ * line per span or record in the shim's diagnostics: SPANSHIM_LOG_FILE or stderr), none. */
+enum { SS_EXPORT_OTLP = 1 << 0, SS_EXPORT_CONSOLE = 1 << 1 };
+
 enum { SS_PROP_TRACECONTEXT = 1 << 0, SS_PROP_BAGGAGE = 1 << 1 };
 
 typedef char *(*ss__getenv_fn)(const char *name);
+
+/* The log level named by v (off/none, error/fatal, warn, info, debug/trace; any case), or
+ * -1. For SPANSHIM_LOG_LEVEL and OTEL_LOG_LEVEL, read before the rest of the configuration. */
+int ss__config_log_level(const char *v);
 
 /* Fills *c from the environment through `get` (getenv in the shim; a table in tests).
  * Diagnostics go through ss__log at SS_LOG_WARN; call ss__log_setup first if they should

@@ -127,6 +127,26 @@ static void code_attribution(ss__exc_batch *b, ss__span *s, ss__attr *attrs, siz
   a->v.s = name;
 }
 
+/* The semconv event for the failed operation (semconv 1.40: db/database-exceptions,
+ * http/http-exceptions): database client operations and HTTP client requests are WARN
+ * (13), HTTP server requests ERROR (17); anything else the generic `exception`, ERROR. */
+static void exception_event(const ss__span *s, const char **name, int *severity) {
+  int http = find(s, "http.request.method") != NULL;
+  if (find(s, "db.system.name") != NULL && s->kind == SS_KIND_CLIENT) {
+    *name = "db.client.operation.exception";
+    *severity = 13; /* SEVERITY_NUMBER_WARN */
+  } else if (http && s->kind == SS_KIND_CLIENT) {
+    *name = "http.client.request.exception";
+    *severity = 13;
+  } else if (http && s->kind == SS_KIND_SERVER) {
+    *name = "http.server.request.exception";
+    *severity = 17; /* SEVERITY_NUMBER_ERROR */
+  } else {
+    *name = "exception";
+    *severity = 17;
+  }
+}
+
 static int add_log(ss__exc_batch *b, const ss__span *s, const ss__attr *ea, size_t n) {
   if (b->n_logs == b->cap_logs) {
     size_t cap = b->cap_logs ? b->cap_logs * 2 : 16;
@@ -138,8 +158,7 @@ static int add_log(ss__exc_batch *b, const ss__span *s, const ss__attr *ea, size
   ss__logrec *l = &b->logs[b->n_logs++];
   memset(l, 0, sizeof *l);
   l->time_ns = s->end_ns;
-  l->event_name = "exception";
-  l->severity = 17; /* SEVERITY_NUMBER_ERROR */
+  exception_event(s, &l->event_name, &l->severity);
   memcpy(l->trace_id, s->trace_id, 16);
   memcpy(l->span_id, s->span_id, 8);
   l->flags = s->flags;

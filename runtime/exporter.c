@@ -16,6 +16,7 @@
 #include "runtime/span_rec.h"
 #include "runtime/otlp.h"
 #include "runtime/resource.h"
+#include "runtime/console.h"
 #include "runtime/exceptions.h"
 #include "runtime/sanitize.h"
 #include "runtime/stack.h"
@@ -163,6 +164,10 @@ static void send_logs(const ss__scope *scope, uint64_t deadline_ms) {
   uint8_t *body = NULL;
   size_t len = 0;
   if (exc.n_logs == 0) return;
+  if (cfg->logs_exporter & SS_EXPORT_CONSOLE) ss__console_logs(&resource, exc.logs, exc.n_logs);
+  if (!(cfg->logs_exporter & SS_EXPORT_OTLP)) return;
+  uint64_t own = ss__mono_ms() + cfg->logs_timeout_ms; /* OTEL_EXPORTER_OTLP_LOGS_TIMEOUT */
+  if (own < deadline_ms) deadline_ms = own;
   if (ss__otlp_encode_logs(&resource, scope, exc.logs, exc.n_logs, &body, &len) == 0) {
     int rc = ss__transport_post_to(&ss__transport_g, ss__transport_g.ep.logs_path, body, len,
                                    deadline_ms);
@@ -190,6 +195,12 @@ static int post_spans(const ss__scope *scope, size_t n, uint64_t deadline_ms,
   uint8_t *body = NULL;
   size_t len = 0;
   int rc = ensure_resource();
+  if (rc == 0 && n > 0 && (cfg->traces_exporter & SS_EXPORT_CONSOLE))
+    ss__console_spans(&resource, spans, n);
+  if (rc == 0 && !(cfg->traces_exporter & SS_EXPORT_OTLP)) { /* console only */
+    reported_dropped = dropped;
+    return 0;
+  }
   if (rc == 0) rc = ss__otlp_encode_traces(&resource, scope, spans, n, &body, &len);
   if (rc == 0) rc = ss__transport_post(&ss__transport_g, body, len, deadline_ms);
   free(body);
@@ -366,6 +377,26 @@ void ss__exporter_flush_signal(uint32_t timeout_ms) {
     nanosleep(&tick, NULL);
 }
 
+/* OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: its path, when it is the traces collector (same
+ * socket, or same host and port); the shim keeps one connection, so logs for another
+ * collector go to the traces one, with a warning. */
+static void logs_endpoint(const ss__config *c, ss__endpoint *ep) {
+  ss__endpoint le;
+  if (c->logs_endpoint == NULL) return;
+  if (ss__endpoint_parse(c->logs_endpoint, "/v1/logs", &le) != 0) {
+    SS_LOG(SS_LOG_WARN, "logs endpoint \"%s\" is not usable; sending logs to %s", c->logs_endpoint,
+           ep->logs_path);
+    return;
+  }
+  if (le.is_unix == ep->is_unix && strcmp(le.path, ep->path) == 0 &&
+      strcmp(le.host, ep->host) == 0 && strcmp(le.port, ep->port) == 0) {
+    strcpy(ep->logs_path, le.http_path);
+    return;
+  }
+  SS_LOG(SS_LOG_WARN, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT \"%s\" is not the traces collector; the "
+         "shim sends logs over its one connection, to %s there", c->logs_endpoint, ep->logs_path);
+}
+
 int ss__exporter_init(const ss__config *c) {
   ss__endpoint ep;
   int rc = ss__endpoint_parse(c->endpoint, "/v1/traces", &ep);
@@ -376,7 +407,11 @@ int ss__exporter_init(const ss__config *c) {
   size_t ring = (size_t)c->max_queue * BYTES_PER_QUEUED_SPAN;
   if (ring < 16384) ring = 16384;
   if ((rc = ss__tracer_init(c, ring, ss__exporter_kick)) != 0) return rc;
+  logs_endpoint(c, &ep);
   if ((rc = ss__transport_init(&ss__transport_g, &ep, c->headers)) != 0) return rc;
+  if (c->logs_headers != NULL &&
+      (rc = ss__transport_set_logs_headers(&ss__transport_g, c->logs_headers)) != 0)
+    return rc;
   cfg = c;
   exc.max_frames = c->stack_depth;
   return 0;

@@ -5,6 +5,7 @@
  * ss__h1_head buffers, so there is no line buffer: only the field name (up to sizeof name)
  * and list tokens (Connection, Transfer-Encoding, Expect) are kept. */
 #include "http1.h" /* not runtime/http1.h: tests/bench/h1_cost.c includes this file */
+#include "ids.h"
 
 #include <string.h>
 #if defined(__SSE2__) && !defined(SS_H1_NO_SSE2)
@@ -289,8 +290,12 @@ static int field_end(ss__h1 *p) {
   if (p->dst_cap) {
     uint32_t at = (uint32_t)p->dst_base + p->val_trim;
     if (p->val_trim == 0 && p->dst_base) at = p->dst_base - 1u; /* empty: drop the ',' */
-    if (at + 1 > p->dst_cap) at = p->dst_cap - 1u;
+    int cut = at + 1 > p->dst_cap;
+    if (cut) at = p->dst_cap - 1u;
     dst(p)[at] = '\0';
+    /* W3C: a tracestate over 512 characters loses long members, then members at its end;
+     * the one the buffer cut is incomplete. */
+    if (cut && p->hdr == H_TS) ss__tracestate_trim(dst(p), at, 1);
     if (p->hdr == H_TP && p->val_trim) p->head.has_traceparent = 1;
   }
   return 0;

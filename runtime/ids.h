@@ -14,10 +14,13 @@
 typedef struct ss__ctx {
   uint8_t trace_id[16];
   uint8_t span_id[8];
-  uint8_t flags;  /* W3C trace flags; bit 0 = sampled */
+  uint8_t flags;  /* W3C trace flags; bit 0 = sampled, bit 1 = random trace id (Level 2) */
   uint8_t valid;  /* 0: no context */
   uint32_t gen;   /* with live: the context holds while *live == gen */
   const _Atomic uint32_t *live; /* NULL: never expires (see ss__ctx_current) */
+  const char *ts; /* W3C tracestate of this context (ts_len bytes), or NULL; the storage
+                     outlives every span in it (configuration, a request's slot) */
+  uint16_t ts_len;
 } ss__ctx;
 
 #define SS_TRACEPARENT_LEN 55 /* "00-" 32 "-" 16 "-" 2 */
@@ -42,6 +45,16 @@ int ss__hex_decode(const char *in, size_t n, uint8_t *out);
 int ss__traceparent_parse(const char *s, size_t len, ss__ctx *out);
 /* Writes the 55-char value and a NUL into out[56]. */
 void ss__traceparent_format(const ss__ctx *c, char out[SS_TRACEPARENT_LEN + 1]);
+
+#define SS_TRACESTATE_MAX 512       /* W3C: at most 512 characters are propagated */
+#define SS_TRACESTATE_MEMBER_MAX 128 /* W3C: longer members go first when trimming */
+/* Trims a tracestate value (s, len bytes, modified in place and NUL-terminated) to what
+ * W3C Trace Context propagates: when it is over 512 characters (or `cut` says its end was
+ * lost, the last member being incomplete), members over 128 characters are removed first,
+ * then members from the end, until it fits. Members keep their order and are joined by
+ * ","; blanks around members are dropped. Returns the new length. Async-signal-safe, no
+ * allocation. */
+size_t ss__tracestate_trim(char *s, size_t len, int cut);
 
 /* The traceidratio rule, shared by the shim's sampler and spanshimd's: a trace is in the
  * ratio when its id's last 8 bytes, read big-endian (the part the W3C random flag makes

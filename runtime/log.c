@@ -129,3 +129,15 @@ void ss__log(int level, const char *fmt, ...) {
     ss__log_fd_closed_by_app(fd); /* not held on a number the app could use */
   errno = saved_errno;
 }
+
+void ss__log_line(const char *line, size_t n) {
+  int saved_errno = errno;
+  while (n > 0) {
+    ssize_t w = ss__sys_write(log_fd, line, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) break;
+    line += w;
+    n -= (size_t)w;
+  }
+  errno = saved_errno;
+}

@@ -34,6 +34,10 @@ int ss__log_open_file(const char *path);
  * 0x20 and 0x7f escaped as above; returns the bytes written. No NUL is added. */
 size_t ss__log_escape(char *out, size_t cap, const char *s, size_t n);
 
+/* Writes one whole line (n bytes, ending in '\n') to the diagnostics fd, whatever the
+ * level: the console exporter's output. One write(2); errno preserved. */
+void ss__log_line(const char *line, size_t n);
+
 #define SS_LOG(level, ...) \
   do { if ((level) <= ss__log_level) ss__log((level), __VA_ARGS__); } while (0)
 

@@ -239,6 +239,9 @@ static int span_fill(arena *a, Span *out, const ss__span *s) {
   out->flags = s->flags & FLAGS_TRACE_MASK;
   if (ss__id_is_zero(s->parent_id, sizeof s->parent_id)) out->flags |= FLAGS_HAS_IS_REMOTE;
   out->name = cstr_copy(a, s->name);
+  if (s->trace_state_len > 0 &&
+      (out->trace_state = str_copy(a, s->trace_state, s->trace_state_len)) == NULL)
+    err = 1;
   out->kind = (Opentelemetry__Proto__Trace__V1__Span__SpanKind)s->kind;
   out->start_time_unix_nano = s->start_ns;
   out->end_time_unix_nano = s->end_ns;
@@ -337,7 +340,10 @@ static int log_fill(arena *a, LogRecord *out, const ss__logrec *l) {
   out->time_unix_nano = l->time_ns;
   out->observed_time_unix_nano = l->time_ns;
   out->severity_number = (Opentelemetry__Proto__Logs__V1__SeverityNumber)l->severity;
-  out->severity_text = cstr_copy(a, l->severity >= 17 ? "ERROR" : "INFO");
+  out->severity_text = cstr_copy(a, l->severity >= 17   ? "ERROR"
+                                    : l->severity >= 13 ? "WARN"
+                                    : l->severity >= 9  ? "INFO"
+                                                        : "DEBUG");
   out->trace_id = bytes_copy(a, l->trace_id, sizeof l->trace_id, &err);
   out->span_id = bytes_copy(a, l->span_id, sizeof l->span_id, &err);
   out->flags = l->flags;

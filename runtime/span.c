@@ -20,6 +20,12 @@ int ss__tracer_init(const ss__config *c, size_t ring_bytes, void (*on_commit)(vo
   ss__tracer_g.sampler = c->sampler;
   ss__tracer_g.ratio_bound = ss__ratio_bound(c->sampler_ratio);
   ss__tracer_g.root_parent = c->parent;
+  if (c->parent.valid && c->tracestate != NULL && c->tracestate[0] != '\0') {
+    ss__tracer_g.root_parent.ts = c->tracestate;
+    ss__tracer_g.root_parent.ts_len = (uint16_t)strlen(c->tracestate);
+  }
+  ss__tracer_g.export_traces = c->traces_exporter != 0;
+  ss__tracer_g.propagate_only = (uint8_t)c->disabled;
   ss__tracer_g.on_commit = on_commit;
   ss__tracer_g.stack_depth = c->stack_depth;
   return 0;
@@ -126,6 +132,23 @@ static int should_sample(const ss__ctx *parent, const uint8_t tid[16]) {
   }
 }
 
+/* OTEL_SDK_DISABLED: a non-recording span whose context is its parent's (so what is
+ * injected passes the caller's context on unchanged), or an invalid one without a parent. */
+static int start_propagate_only(ss__sb *b, const ss__ctx *parent) {
+  ss__ctx c = {0};
+  if (parent != NULL) {
+    c = *parent;
+    memcpy(b->s.trace_id, parent->trace_id, 16);
+    memcpy(b->s.span_id, parent->span_id, 8);
+    b->s.flags = parent->flags;
+  }
+  b->recording = 0;
+  b->s.attrs = b->attrs;
+  ss__ctx_push(&c);
+  b->pushed = 1;
+  return 0;
+}
+
 int ss__span_start_at(ss__sb *b, const char *name, int kind, void *caller) {
   ss__ctx parent;
   int has_parent = ss__ctx_current(&parent);
@@ -134,21 +157,28 @@ int ss__span_start_at(ss__sb *b, const char *name, int kind, void *caller) {
   memset(s, 0, sizeof *s);
   b->n_stack = 0;
   b->exc = 0;
+  b->ts = NULL;
+  b->ts_len = 0;
+  if (ss__tracer_g.propagate_only) return start_propagate_only(b, has_parent ? &parent : NULL);
   if (ss__self.depth == 0) s->caller = (uint64_t)(uintptr_t)caller;
   if (has_parent) {
     memcpy(s->trace_id, parent.trace_id, 16);
     memcpy(s->parent_id, parent.span_id, 8);
+    b->ts = parent.ts;
+    b->ts_len = parent.ts_len;
   } else {
     ss__trace_id_new(s->trace_id);
   }
   ss__span_id_new(s->span_id);
-  b->recording = (uint8_t)should_sample(has_parent ? &parent : NULL, s->trace_id);
-  s->flags = b->recording ? 1 : 0;
+  int sampled = should_sample(has_parent ? &parent : NULL, s->trace_id);
+  b->recording = (uint8_t)(sampled && ss__tracer_g.export_traces);
+  /* W3C Level 2: our trace ids are random (flag 0x02); an inherited id keeps its flag. */
+  s->flags = (uint8_t)((sampled ? 1 : 0) | (has_parent ? (parent.flags & 2) : 2));
   s->name = name;
   s->kind = (uint8_t)kind;
   s->attrs = b->attrs;
 
-  ss__ctx c = {.flags = s->flags, .valid = 1};
+  ss__ctx c = {.flags = s->flags, .valid = 1, .ts = b->ts, .ts_len = b->ts_len};
   memcpy(c.trace_id, s->trace_id, 16);
   memcpy(c.span_id, s->span_id, 8);
   ss__ctx_push(&c);
@@ -215,6 +245,11 @@ void ss__span_error(ss__sb *b, const char *type, const char *message) {
   }
 }
 
+void ss__span_fail(ss__sb *b, const char *type) {
+  b->s.status = SS_STATUS_ERROR;
+  if (type) ss__span_str(b, "error.type", type, (size_t)-1);
+}
+
 void ss__span_scratch(ss__sb *b) {
   memset(b, 0, sizeof *b);
   b->recording = 1;
@@ -226,7 +261,9 @@ void ss__span_ctx(const ss__sb *b, ss__ctx *out) {
   memcpy(out->trace_id, b->s.trace_id, 16);
   memcpy(out->span_id, b->s.span_id, 8);
   out->flags = b->s.flags;
-  out->valid = 1;
+  out->valid = !ss__id_is_zero(b->s.trace_id, 16);
+  out->ts = b->ts;
+  out->ts_len = b->ts_len;
 }
 
 void ss__span_rename(ss__sb *b, const char *name) {
@@ -316,10 +353,14 @@ static size_t serialized_size(const ss__sb *b) {
     n += sizeof(ss__rec_attr) +
          ALIGN8(capped_len(b->s.status_message, b->s.status_message_len));
   if (b->exc) n += sizeof(ss__rec_attr) + (size_t)b->n_stack * 8;
+  if (b->ts_len) n += sizeof(ss__rec_attr) + ALIGN8(b->ts_len);
   return n;
 }
 
 static const char stack_key[] = "spanshim.stack";
+/* The record's tracestate travels as an attribute under this key; decoding moves it to
+ * ss__span.trace_state. */
+static const char tracestate_key[] = "\001tracestate";
 
 /* Writes an attribute's header; its len bytes of value go right after it (then padding:
  * put_pad). */
@@ -349,7 +390,7 @@ static void serialize(const ss__sb *b, void *dst, size_t size) {
   ss__rec *r = dst;
   memset(r, 0, sizeof *r);
   r->size = (uint32_t)size;
-  r->n_attrs = (uint16_t)(s->n_attrs + (s->status_message != NULL) + b->exc);
+  r->n_attrs = (uint16_t)(s->n_attrs + (s->status_message != NULL) + b->exc + (b->ts_len != 0));
   r->kind = s->kind;
   r->status = s->status;
   memcpy(r->trace_id, s->trace_id, 16);
@@ -376,6 +417,7 @@ static void serialize(const ss__sb *b, void *dst, size_t size) {
   if (s->status_message)
     p = put_attr(p, NULL, SS_ATTR_STR, s->status_message,
                  capped_len(s->status_message, s->status_message_len));
+  if (b->ts_len) p = put_attr(p, tracestate_key, SS_ATTR_STR, b->ts, b->ts_len);
   if (b->exc) put_attr(p, stack_key, SS_ATTR_STACK, b->stack, (uint32_t)b->n_stack * 8);
 }
 
@@ -470,6 +512,9 @@ int ss__rec_decode(const void *rec, size_t len, ss__span *out, ss__attr *attrs, 
     if (ra->key == NULL) {
       out->status_message = (const char *)p;
       out->status_message_len = ra->len;
+    } else if (ra->key == tracestate_key) {
+      out->trace_state = (const char *)p;
+      out->trace_state_len = ra->len;
     } else if (out->n_attrs < max) {
       ss__attr *a = &attrs[out->n_attrs++];
       a->key = ra->key;

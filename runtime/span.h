@@ -53,6 +53,10 @@ typedef struct ss__tracer {
   ss__ring ring;
   uint32_t attr_value_limit;
   int sampler;                  /* enum ss__sampler */
+  uint8_t export_traces;        /* OTEL_TRACES_EXPORTER names an exporter: sampled spans
+                                   are recorded (else only their context is passed on) */
+  uint8_t propagate_only;       /* OTEL_SDK_DISABLED: spans take their parent's context
+                                   as theirs (the no-op API's rule), none is recorded */
   uint64_t ratio_bound;         /* sample when trace id's low 8 bytes (BE) < bound */
   ss__ctx root_parent;          /* from TRACEPARENT; valid == 0 when none */
   void (*on_commit)(void);      /* called after each committed record (exporter kick) */
@@ -69,6 +73,8 @@ typedef struct ss__sb {
   uint8_t recording;            /* sampled: will be exported */
   uint8_t pushed;               /* on this thread's context stack */
   uint8_t exc;                  /* a failed call: export an exception record */
+  uint16_t ts_len;              /* the parent context's tracestate, carried by the span */
+  const char *ts;
   uint16_t n_stack;
   uint64_t stack[SS_STACK_MAX]; /* filled by ss__span_error */
 } ss__sb;
@@ -95,6 +101,10 @@ void ss__span_strarr(ss__sb *b, const char *key, const char *items, size_t len);
  * recording, also captures the stack (SPANSHIM_STACK_DEPTH frames) for the exception
  * record. */
 void ss__span_error(ss__sb *b, const char *type, const char *message);
+/* Status ERROR and error.type = type, without a stack or exception record: an outcome
+ * the protocol reported (an HTTP client's 4xx or 5xx answer), not a call that failed —
+ * semconv: instrumentations SHOULD NOT record artificial exceptions for such statuses. */
+void ss__span_fail(ss__sb *b, const char *type);
 /* A builder that is never started nor committed: a scratch place for attributes and a
  * status (then ss__rec_finish_from). */
 void ss__span_scratch(ss__sb *b);

@@ -50,7 +50,7 @@ static int parse_http(const char *s, const char *default_path, ss__endpoint *e) 
     return -EINVAL;
   if (hp.port) copy_str(e->port, sizeof e->port, hp.port, hp.port_len);
   else strcpy(e->port, "80");
-  const char *path = (slash && slash[1]) ? slash : default_path;
+  const char *path = slash ? slash : default_path; /* a URL's path is used as given */
   return copy_str(e->http_path, sizeof e->http_path, path, strlen(path)) ? -EINVAL : 0;
 }
 
@@ -136,6 +136,12 @@ int ss__transport_init(ss__transport *t, const ss__endpoint *ep, const char *otl
     if (t->extra_headers == NULL) return -ENOMEM;
   }
   return 0;
+}
+
+int ss__transport_set_logs_headers(ss__transport *t, const char *otlp_headers) {
+  if (otlp_headers == NULL || *otlp_headers == '\0') return 0;
+  t->logs_headers = build_headers(otlp_headers);
+  return t->logs_headers != NULL ? 0 : -ENOMEM;
 }
 
 void ss__transport_prepare_fd_table(void) {
@@ -411,10 +417,11 @@ static int post_once(ss__transport *t, const char *path, const void *body, size_
                     "\r\nContent-Type: application/x-protobuf\r\nContent-Length: %zu\r\n",
                     path, t->ep.authority, len);
   if (hl < 0 || (size_t)hl >= sizeof hdr) return -EINVAL;
+  const char *extra = t->extra_headers;
+  if (t->logs_headers != NULL && strcmp(path, t->ep.logs_path) == 0) extra = t->logs_headers;
   struct iovec iov[4] = {
       {hdr, (size_t)hl},
-      {t->extra_headers ? t->extra_headers : (char *)"",
-       t->extra_headers ? strlen(t->extra_headers) : 0},
+      {extra ? (char *)extra : (char *)"", extra ? strlen(extra) : 0},
       {(char *)"\r\n", 2},
       {(void *)body, len},
   };

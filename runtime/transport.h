@@ -62,6 +62,8 @@ typedef struct ss__transport {
   uint64_t refused;            /* connections refused by the checks above */
   char refused_why[200];       /* the last reason logged (logged again when it changes) */
   char *extra_headers;         /* "K: V\r\n..." built from OTEL_EXPORTER_OTLP_HEADERS */
+  char *logs_headers;          /* the same from OTEL_EXPORTER_OTLP_LOGS_HEADERS, or NULL:
+                                  sent instead on requests to ep.logs_path */
   _Atomic int fd;              /* -1 when not connected */
   pthread_mutex_t lock;        /* leaf lock: see above */
   uint64_t retry_at_ms;        /* monotonic; no connect attempt before it */
@@ -75,6 +77,9 @@ void ss__transport_prepare_fd_table(void);
 
 /* Sets up (no connection yet). headers may be NULL. 0 or -errno. */
 int ss__transport_init(ss__transport *t, const ss__endpoint *ep, const char *otlp_headers);
+/* Headers for the logs path only (OTEL_EXPORTER_OTLP_LOGS_HEADERS, "k=v,..."). 0 or
+ * -ENOMEM. */
+int ss__transport_set_logs_headers(ss__transport *t, const char *otlp_headers);
 /* POSTs body as application/x-protobuf to the endpoint, connecting (or reconnecting once
  * on a stale keep-alive connection) as needed, within the monotonic deadline. Returns the
  * HTTP status, or -errno (-EAGAIN while backing off after a failed connect). */

@@ -72,10 +72,11 @@ void ss__init(void) {
   /* secure_getenv: a setuid/setgid or capability-raising program takes no configuration
    * from its caller's environment (AT_SECURE): defaults only, no log file. */
   const char *lvl = secure_getenv("SPANSHIM_LOG_LEVEL");
-  int log_fd = 2;
-  if (lvl && *lvl && strcasecmp(lvl, "off") != 0) {
+  if (lvl == NULL || *lvl == '\0') lvl = secure_getenv("OTEL_LOG_LEVEL");
+  int level = ss__config_log_level(lvl && *lvl ? lvl : NULL), log_fd = 2;
+  if (lvl && *lvl && level != SS_LOG_OFF) { /* an unknown name too: its diagnostic is seen */
     log_fd = ss__log_open_file(secure_getenv("SPANSHIM_LOG_FILE"));
-    ss__log_setup(strcasecmp(lvl, "error") == 0 ? SS_LOG_ERROR : SS_LOG_WARN, log_fd, "spanshim");
+    ss__log_setup(level == SS_LOG_ERROR ? SS_LOG_ERROR : SS_LOG_WARN, log_fd, "spanshim");
   }
   ss__config_load(&ss__cfg, secure_getenv);
   if (log_fd == 2) log_fd = ss__log_open_file(ss__cfg.log_file);
@@ -83,7 +84,7 @@ void ss__init(void) {
   errno = saved_errno;
   ss__pid = getpid();
   int state = SS_INIT_OFF;
-  if (!ss__cfg.disabled && !is_collector()) {
+  if (!is_collector()) { /* OTEL_SDK_DISABLED: hooks only pass context on (span.c) */
     ss__ids_reseed();
     if (ss__exporter_init(&ss__cfg) == 0) {
       ss__transport_prepare_fd_table();

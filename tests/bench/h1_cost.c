@@ -14,12 +14,14 @@
  * The parser is compiled into this program (-O2 -g, as the library by default); the bench
  * rule does not know that, so remove the binary after editing runtime/http1.c. Building with
  * -DSS_H1_NO_SSE2 (or also -DSS_H1_NO_SWAR) measures the parser's portable scans. */
+/* LIBS: runtime/tracestate.c */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "../../runtime/http1.c"
+
 
 static const char bench_req[] = "GET /bench/hello?x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                 "User-Agent: spanshim-bench\r\nAccept: */*\r\n\r\n";

@@ -455,7 +455,7 @@ def test_nonblocking_https_clients_asyncio_spanless_python_sockets_injected(ctx)
         if mode == "asyncio":
             assert traced.stdout == plain.stdout, (mode, traced, plain)
         else:
-            assert re.fullmatch(rb"HTTP/1\.1 200 OK GET /%s tp=00-[0-9a-f]{32}-[0-9a-f]{16}-01\n"
+            assert re.fullmatch(rb"HTTP/1\.1 200 OK GET /%s tp=00-[0-9a-f]{32}-[0-9a-f]{16}-03\n"
                                 % mode.encode(), traced.stdout), (mode, traced.stdout)
         runs[mode] = (plain, traced)
     assert srv.stop() == 0, srv.stderr()

@@ -130,7 +130,9 @@ def test_children_see_the_callers_context_as_traceparent(ctx):
     assert r.returncode == 0, r
     [me] = procs(spans, "proc_spawn")
     seen = set(re.findall(rb"(?m)^(?:popen-read: )?tp=(\S+)", r.stdout))
-    assert seen == {("00-%s-%s-01" % (me.trace_id, me.span_id)).encode()}, seen
+    # sampled (01) and a random trace id the shim made (02: W3C Trace Context Level 2)
+    assert seen == {("00-%s-%s-03" % (me.trace_id, me.span_id)).encode()}, seen
+    assert me.raw["flags"] & 0xff == 3, me.raw
 
 
 def test_traceparent_in_the_environment_is_the_parent_of_the_process(ctx):

@@ -31,7 +31,7 @@ def read_logs(path):
 def exceptions(c):
     c.stop()
     return [(res, rec, a) for res, rec, a in read_logs(c.logs_out)
-            if rec.get("eventName") == "exception"]
+            if (rec.get("eventName") or "").endswith("exception")]
 
 
 def failed_calls(spans):

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,6 +27,40 @@ static int count_dups(void *v, size_t n, size_t sz) {
 }
 
 #define N 100000
+
+/* W3C Trace Context: trimming keeps at most 512 characters, dropping members over 128
+ * characters first, then members from the end; whole members only. */
+static const char *trim(const char *in, int cut) {
+  static char buf[2048];
+  size_t n = strlen(in);
+  memcpy(buf, in, n + 1);
+  size_t m = ss__tracestate_trim(buf, n, cut);
+  ck_assert_uint_eq(m, strlen(buf));
+  return buf;
+}
+
+START_TEST(test_tracestate_trim) {
+  char in[1500], want[600], big[201];
+  ck_assert_str_eq(trim("a=1,b=2", 0), "a=1,b=2");   /* short: as it is */
+  ck_assert_str_eq(trim("a=1, b=2,,c", 0), "a=1, b=2,,c");
+  memset(big, 'x', 200);
+  big[200] = '\0';
+  size_t n = (size_t)snprintf(in, sizeof in, "k0=%s", big); /* one long member first */
+  want[0] = '\0';
+  for (int i = 1; i <= 20; i++) {
+    char m[64];
+    int ml = snprintf(m, sizeof m, "m%02d=%040d", i, i); /* 44 characters */
+    n += (size_t)snprintf(in + n, sizeof in - n, " ,%s", m);
+    if (strlen(want) + (want[0] ? 1 : 0) + (size_t)ml <= 512)
+      snprintf(want + strlen(want), sizeof want - strlen(want), "%s%s", want[0] ? "," : "", m);
+  }
+  ck_assert_uint_gt(strlen(in), 512);
+  ck_assert_str_eq(trim(in, 0), want);
+  ck_assert_uint_le(strlen(want), 512);
+  ck_assert_str_eq(trim("a=1,b=2,c=partial", 1), "a=1,b=2"); /* cut: the last is incomplete */
+  ck_assert_str_eq(trim("onlypartial", 1), "");
+}
+END_TEST
 
 START_TEST(test_ids_are_nonzero_and_distinct_over_100k) {
   static uint8_t tids[N][16], sids[N][8];
@@ -259,6 +294,7 @@ static Suite *ids_suite(void) {
                       (int)(sizeof(tp_cases) / sizeof(tp_cases[0])));
   tcase_add_test(tc, test_traceparent_parse_respects_len);
   tcase_add_test(tc, test_traceparent_format_round_trip);
+  tcase_add_test(tc, test_tracestate_trim);
   suite_add_tcase(s, tc);
   return s;
 }
