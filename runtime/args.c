@@ -236,16 +236,21 @@ enum tool {
   T_SHELL,    /* -c SCRIPT */
   T_SQL,      /* -c/-e/-q/-Q/--command/--execute/--query SQL */
   T_SQL_POS,  /* the same, and positional SQL after the database; single-dash long options */
-  T_REDIS,    /* -a PASSWORD */
+  T_SECRET_OPT, /* one letter's value is a password: redis-cli -a, ldapsearch -w, openssl -k */
   T_SSH,      /* HOST COMMAND... */
   T_WRAPPER,  /* the next word that is not an option or assignment is the program */
   T_PFLAG,    /* -p and -P take no value */
 };
-enum { F_DQ_STRING = 1 }; /* the SQL dialect's "..." are strings (MySQL, SQLite) */
+/* flags: F_* bits; for T_SECRET_OPT also the option letter (low byte). */
+enum {
+  F_DQ_STRING = 1 << 8, /* the SQL dialect's "..." are strings (MySQL, SQLite) */
+  F_PFLAG = 1 << 9,     /* -p and -P take no value (as T_PFLAG) */
+};
 
 static const struct {
   const char *name;
-  unsigned char tool, flags;
+  unsigned char tool;
+  unsigned short flags;
 } tools[] = {
     {"sh", T_SHELL, 0}, {"bash", T_SHELL, 0}, {"dash", T_SHELL, 0}, {"zsh", T_SHELL, 0},
     {"ksh", T_SHELL, 0}, {"mksh", T_SHELL, 0}, {"ash", T_SHELL, 0}, {"fish", T_SHELL, 0},
@@ -259,7 +264,12 @@ static const struct {
     {"isql", T_SQL, F_DQ_STRING}, {"cockroach", T_SQL, 0},
     {"sqlite3", T_SQL_POS, F_DQ_STRING}, {"sqlite", T_SQL_POS, F_DQ_STRING},
     {"duckdb", T_SQL_POS, 0},
-    {"redis-cli", T_REDIS, 0}, {"valkey-cli", T_REDIS, 0}, {"keydb-cli", T_REDIS, 0},
+    {"redis-cli", T_SECRET_OPT, 'a'}, {"valkey-cli", T_SECRET_OPT, 'a'},
+    {"keydb-cli", T_SECRET_OPT, 'a'}, {"ldapsearch", T_SECRET_OPT, 'w'},
+    {"ldapmodify", T_SECRET_OPT, 'w'}, {"ldapadd", T_SECRET_OPT, 'w'},
+    {"ldapdelete", T_SECRET_OPT, 'w'}, {"ldapwhoami", T_SECRET_OPT, 'w'},
+    {"ldappasswd", T_SECRET_OPT, 'w'}, {"ldapcompare", T_SECRET_OPT, 'w'},
+    {"ldapmodrdn", T_SECRET_OPT, 'w'}, {"openssl", T_SECRET_OPT, 'k' | F_PFLAG},
     {"ssh", T_SSH, 0}, {"autossh", T_SSH, 0},
     {"env", T_WRAPPER, 0}, {"sudo", T_WRAPPER, 0}, {"doas", T_WRAPPER, 0},
     {"nice", T_WRAPPER, 0}, {"nohup", T_WRAPPER, 0}, {"time", T_WRAPPER, 0},
@@ -279,7 +289,7 @@ static const struct {
     {"unshare", T_PFLAG, 0}, {"nsenter", T_PFLAG, 0}, {"date", T_PFLAG, 0},
     {"cc", T_PFLAG, 0}, {"gcc", T_PFLAG, 0}, {"g++", T_PFLAG, 0}, {"c++", T_PFLAG, 0},
     {"clang", T_PFLAG, 0}, {"clang++", T_PFLAG, 0}, {"ld", T_PFLAG, 0}, {"cpp", T_PFLAG, 0},
-    {"java", T_PFLAG, 0}, {"openssl", T_PFLAG, 0}, {"make", T_PFLAG, 0},
+    {"java", T_PFLAG, 0}, {"make", T_PFLAG, 0},
 };
 
 /* The tool a program word names (its basename), or -1 when unknown. */
@@ -348,9 +358,10 @@ static void redact_sql(const walker *w, const char *a, size_t n, out *o) {
   o->n = wr;
 }
 
-/* `user:secret` keeps the user. */
+/* `user:secret` (and smbclient's `user%secret`) keeps the user. */
 static void redact_user(const char *a, size_t n, out *o) {
-  const char *colon = memchr(a, ':', n);
+  const char *colon = memchr(a, ':', n), *pct = memchr(a, '%', n);
+  if (pct && (colon == NULL || pct < colon)) colon = pct;
   if (colon == NULL || url_at(a, n, 0)) {
     redact_text(a, n, o);
     return;
@@ -459,20 +470,20 @@ static void short_option(walker *w, const char *a, size_t n, out *o) {
     else w->next = N_SQL;
     return;
   }
-  if (w->tool == T_REDIS && c == 'a') {
+  if (w->tool == T_SECRET_OPT && c == (char)(w->flags & 0xff)) {
     put(o, a, 2);
     if (rl) PUTS(o, "REDACTED");
     else w->next = N_SECRET;
     return;
   }
-  if ((c == 'p' || c == 'P') && w->tool != T_PFLAG) {
+  if ((c == 'p' || c == 'P') && w->tool != T_PFLAG && !(w->flags & F_PFLAG)) {
     put(o, a, 2);
     if (rl == 0) w->next = N_PORT;
     else if (all_digits(rest, rl)) put(o, rest, rl);
     else PUTS(o, "REDACTED");
     return;
   }
-  if ((c == 'u' || c == 'U') && w->tool != T_PFLAG) {
+  if ((c == 'u' || c == 'U') && w->tool != T_PFLAG && !(w->flags & F_PFLAG)) {
     put(o, a, 2);
     if (rl) redact_user(rest, rl, o);
     else w->next = N_USER;

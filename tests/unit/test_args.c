@@ -79,6 +79,12 @@ static const struct {
      {"redis-cli", "-h", "h", "-p", "6379", "-a", "REDACTED", "ping", NULL}},
     {{"redis-cli", "-apw", "ping", NULL}, {"redis-cli", "-aREDACTED", "ping", NULL}},
     {{"ls", "-a", "/tmp", NULL}, {"ls", "-a", "/tmp", NULL}},
+    {{"ldapsearch", "-x", "-D", "cn=admin", "-w", "pw", "-H", "ldap://h", NULL},
+     {"ldapsearch", "-x", "-D", "cn=admin", "-w", "REDACTED", "-H", "ldap://h", NULL}},
+    {{"openssl", "enc", "-aes256", "-k", "pw", "-in", "f", NULL},
+     {"openssl", "enc", "-aes256", "-k", "REDACTED", "-in", "f", NULL}},
+    {{"smbclient", "//h/share", "-U", "bob%pw", NULL},
+     {"smbclient", "//h/share", "-U", "bob%REDACTED", NULL}},
     /* header-like arguments */
     {{"curl", "-H", "Authorization: Bearer eyJ", "-H", "X-Auth-Token: t", "-H",
       "PRIVATE-TOKEN: t", "-HAuthorization: Bearer x", "-H", "Accept: text/plain", NULL},
