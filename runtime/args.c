@@ -73,7 +73,7 @@ static const char *const not_value_words[] = {
     "file", "files", "path", "dir", "stdin", "fd", "env", "type", "mode", "name", "id",
     "prompt", "command", "cmd", "helper", "length", "len", "size", "ttl", "expiry",
     "algorithm", "store", "no", "ask", "without", "skip", "disable", "enable", "use",
-    "required", "require", NULL};
+    "required", "require", "redact", NULL};
 
 static int word_in(const char *w, size_t n, const char *const *list) {
   for (int i = 0; list[i]; i++)
@@ -191,7 +191,9 @@ static size_t redact_mode(const char *a, size_t n, out *o, int prose) {
       if (i < n && (a[i] == '\'' || a[i] == '"')) {
         i = skip_quoted(a, n, i);
       } else {
-        while (i < n && !is_space(a[i]) && !(pair && (a[i] == '&' || a[i] == ';'))) i++;
+        while (i < n && !is_space(a[i]) && !(pair && (a[i] == '&' || a[i] == ';')) &&
+               !(prose && (a[i] == '"' || a[i] == '\''))) /* prose: a quote ends it */
+          i++;
       }
       continue;
     }

@@ -7,6 +7,7 @@
  * forge a line of its own. errno is preserved: callers log from inside hooks. */
 #include "runtime/log.h"
 #include "runtime/ownfd.h"
+#include "runtime/sanitize.h"
 #include "runtime/sys.h"
 
 #include <errno.h>
@@ -120,7 +121,11 @@ void ss__log(int level, const char *fmt, ...) {
     m = (int)sizeof(msg) - 1;
   if (m > 0 && msg[m - 1] == '\n') /* the line's own end, not part of the message */
     m--;
-  n += (int)ss__log_escape(buf + n, sizeof(buf) - 1 - (size_t)n, msg, (size_t)m);
+  /* Credentials a message may quote (an endpoint's userinfo, a header value) are
+   * redacted as in status messages (sanitize.h); then control characters escaped. */
+  char red[LINE_MAX_BYTES * 2];
+  m = (int)ss__text_redact(msg, (size_t)m, red, sizeof(red));
+  n += (int)ss__log_escape(buf + n, sizeof(buf) - 1 - (size_t)n, red, (size_t)m);
   buf[n++] = '\n';
   int fd = current_fd();
   while (fd >= 0 && ss__sys_write(fd, buf, (size_t)n) < 0 && errno == EINTR)

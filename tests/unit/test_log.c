@@ -94,6 +94,19 @@ START_TEST(test_control_characters_are_escaped_one_line_per_call) {
 }
 END_TEST
 
+/* A diagnostic that quotes configuration or a peer carries no credential. */
+START_TEST(test_credentials_in_a_line_are_redacted) {
+  char want[256];
+  ss__log_setup(SS_LOG_DEBUG, fd, "spanshim");
+  ss__log(SS_LOG_INFO, "cannot reach the collector at %s; %s=\"%s\"", "http://u:pw@h:4318/v1",
+          "OTEL_EXPORTER_OTLP_HEADERS", "api-key=k1,x=1");
+  snprintf(want, sizeof(want),
+           "spanshim[%d]: cannot reach the collector at http://REDACTED:REDACTED@h:4318/v1; "
+           "OTEL_EXPORTER_OTLP_HEADERS=\"api-key=REDACTED\"\n", (int)getpid());
+  ck_assert_str_eq(text(), want);
+}
+END_TEST
+
 START_TEST(test_escape_cuts_at_a_whole_character) {
   char out[8];
   ck_assert_uint_eq(ss__log_escape(out, sizeof out, "abcde\x01", 6), 5);
@@ -130,6 +143,7 @@ int main(void) {
   tcase_add_test(tc, test_long_line_truncated_with_newline);
   tcase_add_test(tc, test_control_characters_are_escaped_one_line_per_call);
   tcase_add_test(tc, test_escape_cuts_at_a_whole_character);
+  tcase_add_test(tc, test_credentials_in_a_line_are_redacted);
   tcase_add_test(tc, test_log_file_symlink_is_not_followed);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
