@@ -543,14 +543,14 @@ static void walker_word(walker *w, const char *a, size_t n, out *o) {
 
 /* ---- shell scripts ---- */
 
-#define MAX_DEPTH 4
+#define MAX_DEPTH 4 /* shells inside shells read; a deeper script is REDACTED whole */
 #define WORD_MAX 8192
 
-/* Scratch per nesting level: the current word's value and its redaction. */
+/* Scratch per nesting level (1..MAX_DEPTH): the current word's value and its redaction. */
 static struct level {
   char val[WORD_MAX];
   char red[WORD_MAX];
-} levels[MAX_DEPTH];
+} levels[MAX_DEPTH + 1];
 
 static int shell_sep(char c) {
   return c == ';' || c == '&' || c == '|' || c == '\n' || c == '(' || c == ')' || c == '`' ||
@@ -612,7 +612,7 @@ static size_t read_word(const char *s, size_t n, size_t i, char *val, size_t *vl
 }
 
 static void redact_script(const char *s, size_t n, int depth, out *o) {
-  if (depth >= MAX_DEPTH) {
+  if (depth > MAX_DEPTH) {
     PUTS(o, "REDACTED");
     return;
   }

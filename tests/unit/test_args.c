@@ -1,6 +1,7 @@
 /* process.command_args must never carry a credential, and must stay readable: each row is
  * an argv as typed and what the exported attribute holds. */
 #include <check.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "runtime/sanitize.h"
@@ -201,6 +202,39 @@ START_TEST(test_full_mode_copies_and_the_buffer_bounds_the_output) {
 }
 END_TEST
 
+/* `sh -c 'inner'` with inner quoted for the shell. */
+static void wrap(char *script, size_t cap) {
+  char tmp[2048] = "sh -c '";
+  size_t k = strlen(tmp);
+  for (const char *p = script; *p && k + 5 < sizeof tmp; p++) {
+    if (*p == '\'') {
+      memcpy(tmp + k, "'\\''", 4);
+      k += 4;
+    } else {
+      tmp[k++] = *p;
+    }
+  }
+  tmp[k++] = '\'';
+  tmp[k] = '\0';
+  snprintf(script, cap, "%s", tmp);
+}
+
+START_TEST(test_shells_four_deep_are_read_a_fifth_hidden) {
+  char script[2048] = "echo token=t1 done";
+  for (int depth = 1; depth <= 5; depth++) {
+    char *argv[] = {"sh", "-c", script};
+    char out[4096];
+    size_t n = ss__argv_redact(3, argv, 0, 0, out, sizeof out);
+    const char *s = out + 6; /* after "sh\0-c\0" */
+    ck_assert_uint_gt(n, 6);
+    ck_assert_ptr_null(strstr(s, "t1"));
+    if (depth <= 4) ck_assert_ptr_nonnull(strstr(s, "token=REDACTED done"));
+    else ck_assert_ptr_null(strstr(s, "echo"));
+    wrap(script, sizeof script);
+  }
+}
+END_TEST
+
 static const char *text(const char *in) {
   static char out[1024];
   size_t n = ss__text_redact(in, strlen(in), out, sizeof out - 1);
@@ -234,6 +268,7 @@ int main(void) {
   tcase_add_test(tc, test_each_item_is_cut_to_the_limit_not_the_array);
   tcase_add_test(tc, test_full_mode_copies_and_the_buffer_bounds_the_output);
   tcase_add_test(tc, test_free_text);
+  tcase_add_test(tc, test_shells_four_deep_are_read_a_fifth_hidden);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
