@@ -57,8 +57,11 @@ $(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: tools/proto/%.proto
 	@mkdir -p $(GEN)
 	protoc-c --c_out=$(GEN) -Itools/proto $<
 
-# Every object may include generated headers.
-$(RUNTIME_O) $(SHIM_O) $(TOOLCOMMON_O) $(SPANSHIMD_O) $(SPANSHIM_O): | $(PB_C)
+# Every object may include generated headers (generated code included: one .proto's
+# header includes those of the files it imports).
+$(RUNTIME_O) $(SHIM_O) $(TOOLCOMMON_O) $(SPANSHIMD_O) $(SPANSHIM_O) $(PB_O): | $(PB_C)
+# The shim never speaks metrics: their generated code stays out of it.
+SHIM_PB_O := $(filter-out %metrics.pb-c.o %metrics_service.pb-c.o,$(PB_O))
 
 # The CURLcode names for error.type, from the curl.h this build compiles against.
 $(GEN)/libcurl_codes.h: tools/gen-curl-codes.sh
@@ -78,8 +81,8 @@ $(BUILD)/obj/%.o: %.c
 
 # protobuf-c is linked in statically with its symbols hidden, so it can never interpose
 # on (or be interposed by) an app's own copy; only the hooks are exported.
-$(LIB): $(SHIM_O) $(RUNTIME_O) $(PB_O) shim/libspanshim.map
-	$(CC) -shared $(SAN) -pthread $(LDFLAGS) -o $@ $(SHIM_O) $(RUNTIME_O) $(PB_O) \
+$(LIB): $(SHIM_O) $(RUNTIME_O) $(SHIM_PB_O) shim/libspanshim.map
+	$(CC) -shared $(SAN) -pthread $(LDFLAGS) -o $@ $(SHIM_O) $(RUNTIME_O) $(SHIM_PB_O) \
 	  -Wl,--version-script=shim/libspanshim.map -Wl,-z,now -Wl,-z,nodelete -Wl,--no-undefined \
 	  -Wl,--exclude-libs,ALL $(PROTOBUF_C_A) -ldl
 

@@ -214,7 +214,7 @@ def test_huge_content_length_gets_413_then_close(ctx):
 
 def test_wrong_path_gets_404(ctx):
     col = ctx.collector()
-    st, _, _ = exchange(col, post("/v1/metrics", b""))
+    st, _, _ = exchange(col, post("/v1/profiles", b""))
     assert st == 404
     st, _, _ = exchange(col, b"GET / HTTP/1.1\r\n\r\n")
     assert st == 404

@@ -374,3 +374,93 @@ def test_each_signal_has_its_own_file_named_beside_out(ctx):
     os.symlink("/etc/passwd", os.path.join(d, "other.logs.jsonl"))
     r = start_refused(ctx, os.path.join(d, "other.jsonl"))
     assert r.returncode == 1 and b"symbolic link" in r.stderr, r.stderr
+
+
+# ---- /v1/metrics ----
+
+METRICS_DOC = {"resourceMetrics": [{
+    "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "metered"}}]},
+    "scopeMetrics": [{"scope": {"name": "meter", "version": "1.0"}, "metrics": [
+        {"name": "http.server.request.count", "unit": "{request}",
+         "sum": {"dataPoints": [{"timeUnixNano": "1700000000000000000", "asInt": "5",
+                                 "attributes": [{"key": "http.route",
+                                                 "value": {"stringValue": "/x"}}]}],
+                 "aggregationTemporality": 2, "isMonotonic": True}},
+        {"name": "http.server.request.duration", "unit": "s", "description": "latency",
+         "histogram": {"dataPoints": [{
+             "startTimeUnixNano": "1", "timeUnixNano": "2", "count": "3", "sum": 1.5,
+             "bucketCounts": ["1", "2"], "explicitBounds": [0.5], "min": 0, "max": 1.25,
+             "exemplars": [{"timeUnixNano": "2", "asDouble": 0.25, "traceId": TID,
+                            "spanId": SID}]}], "aggregationTemporality": 1}},
+        {"name": "queue.depth", "gauge": {"dataPoints": [{"asDouble": -2.5}]}},
+        {"name": "rpc.latency", "summary": {"dataPoints": [{
+            "count": "4", "sum": 10.0, "quantileValues": [{"quantile": 0.5, "value": 2.0},
+                                                          {"quantile": 1.0, "value": 4.0}]}]}},
+        {"name": "exp", "exponentialHistogram": {"dataPoints": [{
+            "count": "2", "scale": -1, "zeroCount": "1", "positive": {"offset": -2,
+                                                                      "bucketCounts": ["1"]}}],
+            "aggregationTemporality": 2}}]}]}]}
+
+
+def metrics_points(doc):
+    n = 0
+    for rm in doc["resourceMetrics"]:
+        for sm in rm["scopeMetrics"]:
+            for m in sm["metrics"]:
+                for kind in ("sum", "gauge", "histogram", "summary", "exponentialHistogram"):
+                    n += len(m.get(kind, {}).get("dataPoints", []))
+    return n
+
+
+def test_metrics_in_json_are_written_to_their_own_file_exactly(ctx):
+    col = tcp_collector(ctx)
+    st, ctype, body = post_json(col, "/v1/metrics", METRICS_DOC)
+    assert st == 200 and ctype == "application/json" and json.loads(body) == {}, body
+    s = t.stats(col)
+    assert s["metrics_requests"] == 1 and s["data_points_received"] == metrics_points(METRICS_DOC)
+    col.stop()
+    assert t.lines(col) == [], "no metrics in the traces file"
+    got = t.lines(col, col.metrics_out)
+    assert got == [METRICS_DOC], json.dumps(got)[:2000]
+
+
+def test_metrics_in_protobuf_gzip_from_python_go_upstream_unchanged(ctx):
+    import gzip
+    import test_spanshimd_upstream as u
+    up = u.otlp_server(ctx)
+    # ExportMetricsServiceRequest{resource_metrics{scope_metrics{metrics{name, gauge{
+    # data_points{as_double}}}}}} by hand: gauge (5) > NumberDataPoint (1) > as_double (4).
+    import struct
+    point = t.f_fixed64(3, 1700000000000000000) + t.key(4, 1) + struct.pack("<d", 42.0)
+    metric = t.f_str(1, "temperature") + t.f_bytes(5, t.f_bytes(1, point))
+    body = t.f_bytes(1, t.f_bytes(2, t.f_bytes(2, metric)))
+    col = ctx.collector(["--otlp-endpoint", up.url])
+    st, h, resp = t.exchange(col, t.post("/v1/metrics", gzip.compress(body),
+                                         extra="Content-Encoding: gzip\r\n"))
+    assert st == 200 and h["content-type"] == "application/x-protobuf" and resp == b""
+    assert u.wait_for(lambda: [r for r in up.requests if r["path"] == "/v1/metrics"])
+    [req] = [r for r in up.requests if r["path"] == "/v1/metrics"]
+    assert req["body"] == body, "forwarded as received"
+    col.stop()
+    [doc] = t.lines(col, col.metrics_out)
+    m = doc["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]
+    assert m == {"name": "temperature", "gauge": {"dataPoints": [
+        {"timeUnixNano": "1700000000000000000", "asDouble": 42}]}}
+    # Garbage is refused, the daemon goes on.
+    col = ctx.collector()
+    st, _, _ = t.exchange(col, t.post("/v1/metrics", b"\xff\xff\xff"))
+    assert st == 400
+    st, _, _ = t.exchange(col, t.post("/v1/metrics", body))
+    assert st == 200
+
+
+def test_metrics_go_only_upstream_when_there_is_no_file(ctx):
+    import test_spanshimd_upstream as u
+    up = u.otlp_server(ctx)
+    col = u.BareCollector(ctx, ["--otlp-endpoint", up.url])
+    st, _, _ = t.exchange(col, t.post("/v1/metrics", b""))
+    assert st == 200
+    assert u.wait_for(lambda: [r for r in up.requests if r["path"] == "/v1/metrics"])
+    col.stop()
+    d = os.path.dirname(col.out)
+    assert not [f for f in os.listdir(d) if f.endswith(".jsonl")], os.listdir(d)

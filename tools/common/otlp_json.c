@@ -570,3 +570,151 @@ int ss__json_logs(const Opentelemetry__Proto__Collector__Logs__V1__ExportLogsSer
   SS_BUF_LIT(out, "]}");
   return finish(out, start);
 }
+
+/* ---- any message, by its descriptor (metrics) ----
+ * The same rules as above, applied field by field from the protobuf-c descriptor: for
+ * signals spanshim passes through without looking inside, so they need no hand-written
+ * encoder. Slower than the hand-written ones (a descriptor walk per field). */
+
+static int is_id_field(const ProtobufCFieldDescriptor *f) {
+  return f->type == PROTOBUF_C_TYPE_BYTES &&
+         (strcmp(f->name, "trace_id") == 0 || strcmp(f->name, "span_id") == 0 ||
+          strcmp(f->name, "parent_span_id") == 0);
+}
+
+/* "\"lowerCamelCase\":" of a snake_case field name, after a comma unless first. */
+static void field_key(ss__buf *b, int *n, const char *name) {
+  if ((*n)++) ss__buf_putc(b, ',');
+  ss__buf_putc(b, '"');
+  for (const char *p = name; *p; p++) {
+    if (*p == '_' && p[1] >= 'a' && p[1] <= 'z') ss__buf_putc(b, (char)(*++p - 'a' + 'A'));
+    else ss__buf_putc(b, *p);
+  }
+  SS_BUF_LIT(b, "\":");
+}
+
+static void any_message(ss__buf *b, const ProtobufCMessage *m, int depth);
+
+/* One value of field f's type at p. */
+static void field_value(ss__buf *b, const ProtobufCFieldDescriptor *f, const void *p,
+                        int depth) {
+  switch (f->type) {
+  case PROTOBUF_C_TYPE_INT32:
+  case PROTOBUF_C_TYPE_SINT32:
+  case PROTOBUF_C_TYPE_SFIXED32:
+  case PROTOBUF_C_TYPE_ENUM: json_i64(b, *(const int32_t *)p); break;
+  case PROTOBUF_C_TYPE_UINT32:
+  case PROTOBUF_C_TYPE_FIXED32: ss__jw_u64(b, *(const uint32_t *)p); break;
+  case PROTOBUF_C_TYPE_INT64:
+  case PROTOBUF_C_TYPE_SINT64:
+  case PROTOBUF_C_TYPE_SFIXED64:
+    ss__buf_putc(b, '"');
+    json_i64(b, *(const int64_t *)p);
+    ss__buf_putc(b, '"');
+    break;
+  case PROTOBUF_C_TYPE_UINT64:
+  case PROTOBUF_C_TYPE_FIXED64: json_u64_str(b, *(const uint64_t *)p); break;
+  case PROTOBUF_C_TYPE_DOUBLE: json_double(b, *(const double *)p); break;
+  case PROTOBUF_C_TYPE_FLOAT: json_double(b, *(const float *)p); break;
+  case PROTOBUF_C_TYPE_BOOL:
+    if (*(const protobuf_c_boolean *)p) SS_BUF_LIT(b, "true");
+    else SS_BUF_LIT(b, "false");
+    break;
+  case PROTOBUF_C_TYPE_STRING: {
+    const char *s = *(char *const *)p;
+    ss__jw_str(b, s ? s : "", s ? strlen(s) : 0);
+    break;
+  }
+  case PROTOBUF_C_TYPE_BYTES: {
+    const ProtobufCBinaryData *d = p;
+    if (is_id_field(f)) ss__jw_hex(b, d->data, d->len);
+    else json_base64(b, d->data, d->len);
+    break;
+  }
+  case PROTOBUF_C_TYPE_MESSAGE: any_message(b, *(ProtobufCMessage *const *)p, depth + 1); break;
+  }
+}
+
+static size_t value_size(ProtobufCType t) {
+  switch (t) {
+  case PROTOBUF_C_TYPE_INT64:
+  case PROTOBUF_C_TYPE_SINT64:
+  case PROTOBUF_C_TYPE_SFIXED64:
+  case PROTOBUF_C_TYPE_UINT64:
+  case PROTOBUF_C_TYPE_FIXED64: return 8;
+  case PROTOBUF_C_TYPE_DOUBLE: return sizeof(double);
+  case PROTOBUF_C_TYPE_BOOL: return sizeof(protobuf_c_boolean);
+  case PROTOBUF_C_TYPE_STRING: return sizeof(char *);
+  case PROTOBUF_C_TYPE_BYTES: return sizeof(ProtobufCBinaryData);
+  case PROTOBUF_C_TYPE_MESSAGE: return sizeof(void *);
+  default: return 4;
+  }
+}
+
+/* Whether a singular proto3 field holds its default (and so is left out). */
+static int is_default(const ProtobufCFieldDescriptor *f, const void *p) {
+  switch (f->type) {
+  case PROTOBUF_C_TYPE_STRING: {
+    const char *s = *(char *const *)p;
+    return s == NULL || *s == '\0';
+  }
+  case PROTOBUF_C_TYPE_BYTES: return ((const ProtobufCBinaryData *)p)->len == 0;
+  case PROTOBUF_C_TYPE_MESSAGE: return *(void *const *)p == NULL;
+  case PROTOBUF_C_TYPE_DOUBLE: return *(const double *)p == 0 && !signbit(*(const double *)p);
+  case PROTOBUF_C_TYPE_FLOAT: return *(const float *)p == 0 && !signbit(*(const float *)p);
+  case PROTOBUF_C_TYPE_BOOL: return !*(const protobuf_c_boolean *)p;
+  default:
+    return value_size(f->type) == 8 ? *(const uint64_t *)p == 0 : *(const uint32_t *)p == 0;
+  }
+}
+
+static void any_message(ss__buf *b, const ProtobufCMessage *m, int depth) {
+  if (m == NULL || depth > SS_JSON_MAX_DEPTH * 2) {
+    SS_BUF_LIT(b, "{}");
+    return;
+  }
+  const ProtobufCMessageDescriptor *d = m->descriptor;
+  const char *base = (const char *)m;
+  int n = 0;
+  ss__buf_putc(b, '{');
+  for (unsigned i = 0; i < d->n_fields; i++) {
+    const ProtobufCFieldDescriptor *f = &d->fields[i];
+    const void *p = base + f->offset;
+    if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+      size_t count = *(const size_t *)(base + f->quantifier_offset);
+      if (count == 0) continue;
+      const char *arr = *(char *const *)p;
+      field_key(b, &n, f->name);
+      ss__buf_putc(b, '[');
+      for (size_t k = 0; k < count; k++) {
+        if (k) ss__buf_putc(b, ',');
+        field_value(b, f, arr + k * value_size(f->type), depth);
+      }
+      ss__buf_putc(b, ']');
+      continue;
+    }
+    if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+      if (*(const uint32_t *)(base + f->quantifier_offset) != f->id) continue;
+    } else if (f->label == PROTOBUF_C_LABEL_OPTIONAL && f->type != PROTOBUF_C_TYPE_MESSAGE &&
+               f->type != PROTOBUF_C_TYPE_STRING) {
+      if (!*(const protobuf_c_boolean *)(base + f->quantifier_offset)) continue;
+    } else if (is_default(f, p)) {
+      continue;
+    }
+    field_key(b, &n, f->name);
+    field_value(b, f, p, depth);
+  }
+  ss__buf_putc(b, '}');
+}
+
+int ss__json_metrics(const Opentelemetry__Proto__Collector__Metrics__V1__ExportMetricsServiceRequest *req,
+                     ss__buf *out) {
+  size_t start = out->len;
+  SS_BUF_LIT(out, "{\"resourceMetrics\":[");
+  for (size_t i = 0; i < req->n_resource_metrics; i++) {
+    if (i) ss__buf_putc(out, ',');
+    any_message(out, &req->resource_metrics[i]->base, 0);
+  }
+  SS_BUF_LIT(out, "]}");
+  return finish(out, start);
+}

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "opentelemetry/proto/collector/logs/v1/logs_service.pb-c.h"
+#include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 #include "tools/common/buf.h"
 
@@ -31,6 +32,12 @@ int ss__json_traces(const Opentelemetry__Proto__Collector__Trace__V1__ExportTrac
 /* Same for logs: `{"resourceLogs":[...]}` and '\n'. */
 int ss__json_logs(const Opentelemetry__Proto__Collector__Logs__V1__ExportLogsServiceRequest *req,
                   ss__buf *out);
+
+/* Same for metrics: `{"resourceMetrics":[...]}` and '\n', written field by field from the
+ * protobuf-c descriptors (every field of the schema, the same rules: exemplars' ids in
+ * hex, other bytes base64, unset proto3 fields left out, set oneof and optional ones kept). */
+int ss__json_metrics(const Opentelemetry__Proto__Collector__Metrics__V1__ExportMetricsServiceRequest *req,
+                     ss__buf *out);
 
 /* Building blocks, for other JSON the tools write (e.g. spanshimd's /stats). */
 /* A quoted, escaped JSON string of s[0..len). */

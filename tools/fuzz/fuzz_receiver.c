@@ -6,8 +6,9 @@
  *
  * The first input byte picks the target (HTTP head, traces, logs, chunked body, gzip,
  * deflate, OTLP JSON traces, OTLP JSON logs, a gRPC message body, what a gRPC client
- * sends: fuzz_grpc.c); for HTTP and chunked the second is the size of the pieces, for a
- * gRPC message the grpc-encoding. Built and run by
+ * sends: fuzz_grpc.c, metrics); for HTTP and chunked the second is the size of the
+ * pieces, for a gRPC message the grpc-encoding, for metrics its low bit the format
+ * (protobuf, JSON). Built and run by
  * `make fuzz` (clang); `make check` runs it briefly. */
 #include <stddef.h>
 #include <stdint.h>
@@ -164,9 +165,21 @@ static void fuzz_json(int logs, const uint8_t *d, size_t n) {
   ss__buf_free(&b);
 }
 
+static void fuzz_metrics(const uint8_t *d, size_t n) {
+  int too_big;
+  char err[256];
+  if (n < 1) return;
+  ss__metrics_req *q = ss__decode_metrics(d[0] & 1, d + 1, n - 1, &too_big, err, sizeof err);
+  if (q == NULL) return;
+  ss__buf b = SS_BUF_INIT;
+  ss__json_metrics(q, &b);
+  if (!b.oom && (b.len == 0 || b.data[b.len - 1] != '\n')) __builtin_trap();
+  ss__buf_free(&b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
-  switch (data[0] % 10) {
+  switch (data[0] % 11) {
   case 0: fuzz_http(data + 1, size - 1); break;
   case 1: fuzz_traces(data + 1, size - 1); break;
   case 2: fuzz_logs(data + 1, size - 1); break;
@@ -176,7 +189,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   case 6: fuzz_json(0, data + 1, size - 1); break;
   case 7: fuzz_json(1, data + 1, size - 1); break;
   case 8: fuzz_grpc(data + 1, size - 1); break;
-  default: ss__fuzz_grpc_h2(data + 1, size - 1); break;
+  case 9: ss__fuzz_grpc_h2(data + 1, size - 1); break;
+  default: fuzz_metrics(data + 1, size - 1); break;
   }
   return 0;
 }

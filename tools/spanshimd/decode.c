@@ -131,3 +131,11 @@ ss__logs_req *ss__decode_logs_json(const uint8_t *p, size_t len, int *too_big, c
   return decode_json(&opentelemetry__proto__collector__logs__v1__export_logs_service_request__descriptor,
                      p, len, too_big, err, errn);
 }
+
+ss__metrics_req *ss__decode_metrics(int fmt, const uint8_t *p, size_t len, int *too_big,
+                                    char *err, size_t errn) {
+  const ProtobufCMessageDescriptor *d =
+      &opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__descriptor;
+  if (fmt == SS_FMT_JSON) return decode_json(d, p, len, too_big, err, errn);
+  return decode(d, p, len, too_big);
+}

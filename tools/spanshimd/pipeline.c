@@ -64,9 +64,23 @@ static int upstream_logs(void *ctx, const ss__logs_req *q, const uint8_t *b, siz
   return 0;
 }
 
+static int file_metrics(void *ctx, const ss__metrics_req *q, const uint8_t *b, size_t n,
+                        uint64_t items) {
+  (void)ctx, (void)b, (void)n, (void)items;
+  return ss__sink_metrics(q);
+}
+
+static int upstream_metrics(void *ctx, const ss__metrics_req *q, const uint8_t *b, size_t n,
+                            uint64_t items) {
+  (void)ctx, (void)q;
+  ss__upstream_enqueue(SS_SIG_METRICS, b, n, items);
+  return 0;
+}
+
 int ss__pipeline_default_sinks(int file) {
-  static const ss__sink file_sink = {file_traces, file_logs, 0, NULL};
-  static const ss__sink upstream_sink = {upstream_traces, upstream_logs, 1, NULL};
+  static const ss__sink file_sink = {file_traces, file_logs, 0, NULL, file_metrics};
+  static const ss__sink upstream_sink = {upstream_traces, upstream_logs, 1, NULL,
+                                         upstream_metrics};
   ss__pipeline_clear_sinks();
   if (file && ss__pipeline_add_sink(&file_sink) != 0) return -1;
   if (ss__upstream_enabled() && ss__pipeline_add_sink(&upstream_sink) != 0) return -1;
@@ -287,6 +301,53 @@ int ss__pipeline_logs(const uint8_t *body, size_t len) {
   int st;
   ss__logs_req *q = ss__pipeline_logs_decode(body, len, &st);
   return q ? ss__pipeline_logs_finish(q, body, len) : st;
+}
+
+/* ---- metrics: checked and passed on ---- */
+
+static size_t count_points(const ss__metrics_req *q) {
+  size_t n = 0;
+  for (size_t i = 0; i < q->n_resource_metrics; i++) {
+    const Opentelemetry__Proto__Metrics__V1__ResourceMetrics *rm = q->resource_metrics[i];
+    for (size_t j = 0; j < rm->n_scope_metrics; j++)
+      for (size_t k = 0; k < rm->scope_metrics[j]->n_metrics; k++) {
+        const Opentelemetry__Proto__Metrics__V1__Metric *m = rm->scope_metrics[j]->metrics[k];
+        switch (m->data_case) {
+        case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_GAUGE: n += m->gauge->n_data_points; break;
+        case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUM: n += m->sum->n_data_points; break;
+        case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_HISTOGRAM:
+          n += m->histogram->n_data_points;
+          break;
+        case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_EXPONENTIAL_HISTOGRAM:
+          n += m->exponential_histogram->n_data_points;
+          break;
+        case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUMMARY:
+          n += m->summary->n_data_points;
+          break;
+        default: break;
+        }
+      }
+  }
+  return n;
+}
+
+int ss__pipeline_metrics(int fmt, const uint8_t *body, size_t len) {
+  int too_big;
+  memset(&ss__pipeline_rejected, 0, sizeof ss__pipeline_rejected);
+  ss__stats_g.metrics_requests++;
+  ss__metrics_req *q = ss__decode_metrics(fmt, body, len, &too_big, ss__pipeline_rejected.msg,
+                                          sizeof ss__pipeline_rejected.msg);
+  if (q == NULL) return too_big ? 413 : 400;
+  size_t n = count_points(q);
+  ss__stats_g.data_points_received += n;
+  if (wire(&q->base, fmt == SS_FMT_PROTO, &body, &len) != 0) return 503;
+  for (size_t i = 0; i < n_sinks; i++) {
+    const ss__sink *s = &sinks[i];
+    if (s->metrics == NULL) continue;
+    if (s->metrics(s->ctx, q, s->wants_bytes ? body : NULL, s->wants_bytes ? len : 0, n) != 0)
+      return 503;
+  }
+  return 200;
 }
 
 void ss__export_response(ss__buf *b, int logs, int fmt) {

@@ -36,7 +36,12 @@
 #define LINGER_MAX_BYTES (64u << 20)
 #define SHRINK_ABOVE (1u << 20)   /* idle input buffers larger than this are freed */
 
-enum { R_NONE, R_TRACES, R_LOGS, R_STATS, R_METRICS };
+enum { R_NONE, R_TRACES, R_LOGS, R_STATS, R_METRICS, R_OTLP_METRICS };
+
+/* The OTLP export paths: POST, a protobuf or JSON body, errors as google.rpc.Status. */
+static int is_otlp(int route) {
+  return route == R_TRACES || route == R_LOGS || route == R_OTLP_METRICS;
+}
 
 typedef struct conn {
   int fd;
@@ -200,13 +205,13 @@ static void respond_error(conn *c, int status, const char *msg, int bad_protobuf
   if (status == 503) extra = "Retry-After: 5\r\n";
   if (status == 415 && c->encoding == SS_CE_UNSUPPORTED) extra = "Accept-Encoding: gzip, deflate\r\n";
   ss__buf_reset(&scratch);
-  if ((c->route == R_TRACES || c->route == R_LOGS) && c->fmt == SS_FMT_JSON) {
+  if (is_otlp(c->route) && c->fmt == SS_FMT_JSON) {
     int code = status == 503 ? 14 : status == 413 ? 8 : status == 404 ? 5 : 3;
     ss__buf_printf(&scratch, "{\"code\":%d,\"message\":", code);
     ss__jw_str(&scratch, msg, strlen(msg));
     ss__buf_putc(&scratch, '}');
     respond(c, status, "application/json", scratch.data, scratch.len, extra);
-  } else if (c->route == R_TRACES || c->route == R_LOGS) {
+  } else if (is_otlp(c->route)) {
     int code = status == 503 ? 14 : status == 413 ? 8 : status == 404 ? 5 : 3;
     rpc_status(&scratch, code, msg);
     respond(c, status, "application/x-protobuf", scratch.data, scratch.len, extra);
@@ -219,7 +224,7 @@ static void respond_error(conn *c, int status, const char *msg, int bad_protobuf
 static const char *status_message(int status) {
   switch (status) {
   case 400: return "malformed HTTP request";
-  case 404: return "not found: spanshimd serves POST /v1/traces, POST /v1/logs, GET /stats";
+  case 404: return "not found: spanshimd serves POST /v1/traces, /v1/logs, /v1/metrics, GET /stats";
   case 405: return "method not allowed";
   case 411: return "Content-Length or Transfer-Encoding: chunked required";
   case 413: return "request body too large";
@@ -236,6 +241,7 @@ static int route_of(const conn *c, const char *p, size_t n) {
   if (c->metrics_port) return n == 8 && memcmp(p, "/metrics", 8) == 0 ? R_METRICS : R_NONE;
   if (n == 10 && memcmp(p, "/v1/traces", 10) == 0) return R_TRACES;
   if (n == 8 && memcmp(p, "/v1/logs", 8) == 0) return R_LOGS;
+  if (n == 11 && memcmp(p, "/v1/metrics", 11) == 0) return R_OTLP_METRICS;
   if (n == 6 && memcmp(p, "/stats", 6) == 0) return R_STATS;
   return R_NONE;
 }
@@ -268,7 +274,7 @@ static int frame_request(conn *c, const ss__http_req *r) {
   c->wire_max = opts->max_body;
   if (c->encoding == SS_CE_GZIP || c->encoding == SS_CE_DEFLATE)
     c->wire_max += opts->max_body / 1024 + 1024;
-  int otlp = c->route == R_TRACES || c->route == R_LOGS;
+  int otlp = is_otlp(c->route);
   if (c->route == R_NONE) c->status = 404;
   else if (otlp && !method_is(r, "POST")) c->status = 405;
   else if ((c->route == R_STATS || c->route == R_METRICS) && !method_is(r, "GET") && !c->is_head)
@@ -298,7 +304,7 @@ static void serve(conn *c, const uint8_t *body, size_t len) {
     respond_error(c, c->status, c->msg ? c->msg : status_message(c->status), 0);
     return;
   }
-  if ((c->route == R_TRACES || c->route == R_LOGS) && c->encoding != SS_CE_IDENTITY) {
+  if (is_otlp(c->route) && c->encoding != SS_CE_IDENTITY) {
     size_t n;
     int st = ss__inflate(c->encoding, body, len, opts->max_body, &inflated, &inflated_cap, &n);
     if (st != 200) {
@@ -328,7 +334,15 @@ static void serve(conn *c, const uint8_t *body, size_t len) {
   int st, logs = c->route == R_LOGS;
   const char *ctype = c->fmt == SS_FMT_JSON ? "application/json" : "application/x-protobuf";
   const uint8_t *proto = c->fmt == SS_FMT_PROTO ? body : NULL;  /* bytes sinks may reuse */
-  if (logs) { /* answered first: symbolization comes after (see spanshimd.h) */
+  if (c->route == R_OTLP_METRICS) {
+    /* Taken so SDKs that export metrics too see success; to their file or upstream. */
+    st = ss__pipeline_metrics(c->fmt, body, len);
+    if (st == 200) {  /* an empty ExportMetricsServiceResponse */
+      respond(c, 200, ctype, c->fmt == SS_FMT_JSON ? "{}" : "", c->fmt == SS_FMT_JSON ? 2 : 0,
+              NULL);
+      return;
+    }
+  } else if (logs) { /* answered first: symbolization comes after (see spanshimd.h) */
     ss__logs_req *q = ss__pipeline_logs_decode_fmt(c->fmt, body, len, &st);
     if (q) {
       ss__buf_reset(&scratch);

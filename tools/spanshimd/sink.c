@@ -349,9 +349,72 @@ int ss__sink_logs(const ss__logs_req *req) {
   return write_lines(o, n);
 }
 
+typedef Opentelemetry__Proto__Metrics__V1__ResourceMetrics rmetrics;
+typedef Opentelemetry__Proto__Metrics__V1__ScopeMetrics smetrics;
+
+static int metrics_lines(const ss__metrics_req *q, uint64_t *n) {
+  size_t mark = line.len;
+  if (ss__json_metrics(q, &line) != 0) return -ENOMEM;
+  if (line.len - mark <= max_line) {
+    ++*n;
+    return 0;
+  }
+  ss__metrics_req sub = *q;
+  rmetrics rm, *rmp = &rm;
+  smetrics sm, *smp = &sm;
+  if (q->n_resource_metrics > 1) {
+    line.len = mark;
+    sub.n_resource_metrics = 1;
+    for (size_t i = 0; i < q->n_resource_metrics; i++) {
+      sub.resource_metrics = &q->resource_metrics[i];
+      if (metrics_lines(&sub, n) != 0) return -ENOMEM;
+    }
+    return 0;
+  }
+  if (q->n_resource_metrics == 0) goto alone;
+  rm = *q->resource_metrics[0];
+  sub.resource_metrics = &rmp;
+  if (rm.n_scope_metrics > 1) {
+    line.len = mark;
+    rm.n_scope_metrics = 1;
+    for (size_t j = 0; j < q->resource_metrics[0]->n_scope_metrics; j++) {
+      rm.scope_metrics = &q->resource_metrics[0]->scope_metrics[j];
+      if (metrics_lines(&sub, n) != 0) return -ENOMEM;
+    }
+    return 0;
+  }
+  if (rm.n_scope_metrics == 0 || rm.scope_metrics[0]->n_metrics < 2) goto alone;
+  sm = *rm.scope_metrics[0];
+  rm.scope_metrics = &smp;
+  line.len = mark;
+  size_t half = sm.n_metrics / 2, all = sm.n_metrics;
+  sm.n_metrics = half;
+  if (metrics_lines(&sub, n) != 0) return -ENOMEM;
+  sm.metrics += half;
+  sm.n_metrics = all - half;
+  return metrics_lines(&sub, n);
+alone:
+  ss__stats_g.lines_oversize++;
+  ++*n;
+  return 0;
+}
+
+int ss__sink_metrics(const ss__metrics_req *req) {
+  uint64_t n = 0;
+  int rc;
+  output *o = output_of(SS_SIG_METRICS, &rc);
+  if (o == NULL) return rc;
+  ss__buf_reset(&line);
+  if (metrics_lines(req, &n) != 0 || line.oom) {
+    ss__stats_g.write_errors++;
+    return -ENOMEM;
+  }
+  return write_lines(o, n);
+}
+
 #define COUNTERS(X)                                                                     \
   X(requests) X(grpc_requests) X(traces_requests) X(logs_requests) X(stats_requests)  \
-  X(spans_received) X(logs_received) X(spans_rejected) X(logs_rejected) X(lines_written) \
+  X(spans_received) X(logs_received) X(metrics_requests) X(data_points_received) X(spans_rejected) X(logs_rejected) X(lines_written) \
   X(lines_oversize) X(bytes_written) X(write_errors) X(connections)                      \
   X(connections_open) X(connections_refused) X(peers_refused) X(sql_spans) X(sql_unparsed) \
   X(sql_rescrubbed) X(reopens)

@@ -29,6 +29,7 @@
 #include <sys/types.h>
 
 #include "opentelemetry/proto/collector/logs/v1/logs_service.pb-c.h"
+#include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 #include "tools/common/arena.h"
 #include "tools/common/beside.h"
@@ -36,6 +37,7 @@
 
 typedef Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest ss__traces_req;
 typedef Opentelemetry__Proto__Collector__Logs__V1__ExportLogsServiceRequest ss__logs_req;
+typedef Opentelemetry__Proto__Collector__Metrics__V1__ExportMetricsServiceRequest ss__metrics_req;
 
 #define SS_DEFAULT_OUT "spanshim-traces.jsonl"
 #define SS_DEFAULT_MAX_LINE (1u << 20)  /* the Collector otlpjsonfile receiver's default */
@@ -71,6 +73,7 @@ typedef struct ss__stats {
   uint64_t grpc_requests;         /* ... of which gRPC calls */
   uint64_t traces_requests, logs_requests, stats_requests;
   uint64_t spans_received, logs_received;
+  uint64_t metrics_requests, data_points_received;  /* /v1/metrics */
   uint64_t spans_rejected, logs_rejected;  /* malformed ids: partial_success */
   uint64_t rej_bad_http;          /* 400 malformed HTTP (connection closed) */
   uint64_t rej_header_too_large;  /* 431 */
@@ -100,6 +103,7 @@ extern ss__stats ss__stats_g;
 typedef struct ss__upstream_cfg {
   char traces_url[1024];          /* "" : traces are not forwarded */
   char logs_url[1024];
+  char metrics_url[1024];         /* "": metrics are not forwarded */
   char *headers[SS_UP_MAX_HEADERS]; /* "Name: value", malloc'd; freed by ss__upstream_stop */
   size_t n_headers;
   char ca_file[512];              /* OTEL_EXPORTER_OTLP_CERTIFICATE: trusted CA bundle */
@@ -131,7 +135,8 @@ int ss__upstream_config(ss__upstream_cfg *c, const char *flag_endpoint,
 int ss__upstream_add_headers(ss__upstream_cfg *c, const char *list);
 /* Starts the worker thread; 0 or -1. The cfg is copied. */
 int ss__upstream_start(const ss__upstream_cfg *c);
-/* Copies a serialized Export{Trace,Logs}ServiceRequest carrying n items into the queue.
+/* Copies a serialized Export{Trace,Logs,Metrics}ServiceRequest carrying n items (spans,
+ * log records, data points) into the queue of signal `logs` (SS_SIG_*).
  * Never blocks on the network; 0, or -ENOSPC when the queue is full (dropped, counted).
  * A no-op returning 0 when no upstream was started. Receiver thread only. */
 int ss__upstream_enqueue(int logs, const void *body, size_t len, uint64_t n);
@@ -225,7 +230,9 @@ int ss__http_ieq(const char *s, size_t n, const char *lit);
 ss__traces_req *ss__decode_traces(const uint8_t *p, size_t len, int *too_big);
 ss__logs_req *ss__decode_logs(const uint8_t *p, size_t len, int *too_big);
 /* The same from OTLP JSON (otlp_json_in.c), with the same memory budget; on failure
- * err[0..errn) says why and where. */
+ * err[0..errn) says why and where. Metrics take either format (SS_FMT_*). */
+ss__metrics_req *ss__decode_metrics(int fmt, const uint8_t *p, size_t len, int *too_big,
+                                    char *err, size_t errn);
 ss__traces_req *ss__decode_traces_json(const uint8_t *p, size_t len, int *too_big,
                                        char *err, size_t errn);
 ss__logs_req *ss__decode_logs_json(const uint8_t *p, size_t len, int *too_big, char *err,
@@ -264,6 +271,7 @@ void ss__sink_max_line(size_t n);
  * when it could be undone). Counts into ss__stats_g. */
 int ss__sink_traces(const ss__traces_req *req);
 int ss__sink_logs(const ss__logs_req *req);
+int ss__sink_metrics(const ss__metrics_req *req);
 /* Reopens the output files by their paths (SIGHUP, after logrotate moved them); on
  * failure the old file stays in use. 0 or -1. */
 int ss__sink_reopen(void);
@@ -349,6 +357,9 @@ typedef struct ss__sink {
               uint64_t n);
   int wants_bytes;
   void *ctx;
+  /* NULL: this sink takes no metrics */
+  int (*metrics)(void *ctx, const ss__metrics_req *q, const uint8_t *body, size_t len,
+                 uint64_t n);
 } ss__sink;
 
 #define SS_MAX_SINKS 4
@@ -394,6 +405,9 @@ ss__logs_req *ss__pipeline_logs_decode(const uint8_t *body, size_t len, int *sta
 ss__logs_req *ss__pipeline_logs_decode_fmt(int fmt, const uint8_t *body, size_t len,
                                            int *status);
 int ss__pipeline_logs_finish(ss__logs_req *q, const uint8_t *body, size_t len);
+/* One POST /v1/metrics body: decoded (checked), then to the sinks that take metrics (its
+ * own file, the upstream). 200, 400, 413 or 503 as above; no partial success. */
+int ss__pipeline_metrics(int fmt, const uint8_t *body, size_t len);
 /* Appends the Export{Trace,Logs}ServiceResponse for a request that earned 200, in fmt:
  * empty (protobuf) or {} (JSON) when everything was taken, else partial_success with
  * ss__pipeline_rejected's count and message. */

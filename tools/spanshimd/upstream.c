@@ -53,7 +53,7 @@ static const char *const curl_sonames[] = {"libcurl.so.4", "libcurl-gnutls.so.4"
 
 typedef struct item {
   struct item *next;
-  int logs;
+  int logs;          /* SS_SIG_*: which endpoint */
   size_t len;
   uint64_t n;        /* spans or log records inside */
   uint64_t enq_ms;   /* monotonic, for the delivery latency */
@@ -79,10 +79,16 @@ ss__upstream_stats ss__up_stats_g;
 #define RESP_MAX 65536
 #define RETRY_AFTER_MAX_MS 300000
 
+/* The endpoint of signal sig (SS_SIG_*); "" when it is not forwarded. */
+static const char *url_of(int sig) {
+  return sig == SS_SIG_METRICS ? cfg.metrics_url : sig == SS_SIG_LOGS ? cfg.logs_url
+                                                                      : cfg.traces_url;
+}
+
 /* ---- queue ---- */
 
 int ss__upstream_enqueue(int logs, const void *body, size_t len, uint64_t n) {
-  if (!started || !(logs ? cfg.logs_url[0] : cfg.traces_url[0])) return 0;
+  if (!started || !url_of(logs)[0]) return 0;
   item *it = NULL;
   pthread_mutex_lock(&q_lock);
   int full = stopping || q_bytes + len > cfg.queue_bytes;
@@ -286,7 +292,9 @@ static void log_partial(const resp *r, int logs) {
   if (rejected == 0 && msgn == 0) return;
   ADD(rejected_items, rejected);
   fprintf(stderr, "spanshimd: upstream accepted part of a batch: %llu %s rejected%s%.*s\n",
-          (unsigned long long)rejected, logs ? "log records" : "spans", msgn ? ": " : "",
+          (unsigned long long)rejected,
+          logs == SS_SIG_METRICS ? "data points" : logs ? "log records" : "spans",
+          msgn ? ": " : "",
           (int)(msgn > 200 ? 200 : msgn), msg ? (const char *)msg : "");
 }
 
@@ -305,7 +313,7 @@ enum { SENT_OK, SENT_RETRY, SENT_DROP };
 /* One POST; returns SENT_*; *retry_after_ms gets the server's wish (-1 none). */
 static int post(CURL *h, int logs, const uint8_t *body, size_t len, long *retry_after_ms) {
   static resp r;
-  const char *url = logs ? cfg.logs_url : cfg.traces_url;
+  const char *url = url_of(logs);
   r.len = 0;
   r.retry_after_ms = -1;
   curl_easy_setopt(h, CURLOPT_URL, url);
@@ -494,6 +502,12 @@ int ss__upstream_config(ss__upstream_cfg *c, const char *flag_endpoint,
     return -1;
   if (lg) snprintf(c->logs_url, sizeof c->logs_url, "%s", lg);
   else if (base && join_url(c->logs_url, sizeof c->logs_url, base, "/v1/logs") != 0)
+    return -1;
+  /* Metrics go where the others go; their own variable alone (set for an app's SDK)
+   * does not make spanshimd forward anything. */
+  const char *mt = flag_endpoint ? NULL : env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT");
+  if (mt && *mt) snprintf(c->metrics_url, sizeof c->metrics_url, "%s", mt);
+  else if (base && join_url(c->metrics_url, sizeof c->metrics_url, base, "/v1/metrics") != 0)
     return -1;
   for (const char *u = c->traces_url[0] ? c->traces_url : c->logs_url; u; u = NULL)
     if (strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0) {
