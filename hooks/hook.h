@@ -24,6 +24,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "runtime/config.h"
@@ -101,22 +102,69 @@ long ss__missing_errno(void);
 /* SS_REAL_OR for the functions that fail with -1 and errno: missing means ENOSYS. */
 #define SS_REAL(name) SS_REAL_OR(name, (__typeof__(&name))(void (*)(void))ss__missing_errno)
 
-/* Like RTLD_NEXT, then any loaded object whose name contains `lib` (for libraries that
- * were dlopen'd RTLD_LOCAL). NULL when the symbol is nowhere: pass through untraced. Not
- * async-signal-safe; takes the loader lock. */
+/* Library functions (libpq, libcurl) resolve to the definition the CALLER would have bound
+ * to without the shim: the next one in the global scope (RTLD_NEXT) when there is one;
+ * else, for a caller whose library was loaded RTLD_LOCAL (a Python wheel's extension with
+ * its own libpq-<hash>.so.5 as a dependency), the one in the caller's own lookup scope
+ * (the caller object found from the hook's return address, searched with dlsym on its
+ * RTLD_NOLOAD handle); never by file name, never the shim's own hook. A call the shim
+ * makes itself (an accessor inside a hook) resolves in the library copy the thread's last
+ * hook resolved to (ss__lib_anchor). Cached: in the global case one pointer for everyone;
+ * else per caller object (address range, up to SS_LIBFN_CALLERS objects), lock-free
+ * after the first call from that object, whose resolution takes the loader lock (not
+ * async-signal-safe). */
+#define SS_LIBFN_CALLERS 8
+typedef struct ss__libfn {
+  const char *sym;
+  void *_Atomic global; /* the global scope's definition, when there is one */
+  struct {
+    _Atomic uintptr_t lo, hi; /* a caller object's address range (hi == 0: free) */
+    void *_Atomic fn;
+  } by[SS_LIBFN_CALLERS];
+} ss__libfn;
+
+/* The last library function a hook of this thread resolved to (an address in that
+ * library copy). */
+extern __thread void *ss__lib_anchor __attribute__((tls_model("initial-exec")));
+/* The shim's own address range, once known (0, 0 before the first slow resolution). */
+extern _Atomic uintptr_t ss__self_lo, ss__self_hi;
+
+/* Slow path of ss__libfn_get: resolves (loader lock) and caches. NULL when the symbol
+ * is nowhere: the hook then passes through as for a missing library. */
+void *ss__libfn_resolve(ss__libfn *f, uintptr_t caller);
+
+static inline __attribute__((always_inline)) void *ss__libfn_get(ss__libfn *f, void *ret) {
+  void *p = atomic_load_explicit(&f->global, memory_order_acquire);
+  if (__builtin_expect(p == NULL, 0)) {
+    uintptr_t a = (uintptr_t)ret;
+    if (a >= atomic_load_explicit(&ss__self_lo, memory_order_relaxed) &&
+        a < atomic_load_explicit(&ss__self_hi, memory_order_relaxed))
+      a = (uintptr_t)ss__lib_anchor; /* the shim's own call: the thread's library copy */
+    for (int i = 0; i < SS_LIBFN_CALLERS && p == NULL; i++)
+      if (a >= atomic_load_explicit(&f->by[i].lo, memory_order_acquire) &&
+          a < atomic_load_explicit(&f->by[i].hi, memory_order_acquire))
+        p = atomic_load_explicit(&f->by[i].fn, memory_order_acquire);
+    if (p == NULL) p = ss__libfn_resolve(f, a);
+  }
+  if (p != NULL) ss__lib_anchor = p;
+  return p;
+}
+
+/* The definition of sym for a call the shim makes itself (accessor tables): the global
+ * scope's, else the thread's library copy's (ss__lib_anchor), else any loaded object's
+ * but the shim's. `lib` names the library in diagnostics only. NULL when nowhere. Takes
+ * the loader lock. */
 void *ss__dlsym_lib(const char *lib, const char *sym);
 
-/* Declares real_NAME() for a function of library `lib` (e.g. "libpq.so"). Resolved at
- * each call until found, since the library may be loaded late. */
+/* Declares real_NAME() for a function of library `lib` (e.g. "libpq"), resolved for the
+ * hook's caller as above; must be called from the exported hook itself (always inlined:
+ * __builtin_return_address(0) is then the app's call site). NULL when not found. */
 #define SS_REAL_LIB(lib, name)                                                         \
-  static __typeof__(&name) real_##name##_ptr;                                          \
-  static inline __typeof__(&name) real_##name(void) {                                  \
-    __typeof__(&name) p = __atomic_load_n(&real_##name##_ptr, __ATOMIC_ACQUIRE);       \
-    if (__builtin_expect(p == NULL, 0)) {                                              \
-      p = (__typeof__(&name))ss__dlsym_lib(lib, #name);                                \
-      if (p) __atomic_store_n(&real_##name##_ptr, p, __ATOMIC_RELEASE);                \
-    }                                                                                  \
-    return p;                                                                          \
+  static ss__libfn real_##name##_fn = {.sym = #name};                                  \
+  static inline __attribute__((always_inline)) __typeof__(&name) real_##name(void) {   \
+    (void)(lib);                                                                       \
+    return (__typeof__(&name))ss__libfn_get(&real_##name##_fn,                         \
+                                            __builtin_return_address(0));              \
   }
 
 /* ---- what the hook files call of each other (and the entry calls of them) ---- */

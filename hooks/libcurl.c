@@ -46,7 +46,7 @@
 #include "hooks/hook.h"
 #include "runtime/hash.h"
 
-#define LIB "libcurl.so"
+#define LIB "libcurl"
 SS_REAL_LIB(LIB, curl_easy_setopt)
 SS_REAL_LIB(LIB, curl_easy_perform)
 SS_REAL_LIB(LIB, curl_easy_getinfo)

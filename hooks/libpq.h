@@ -51,7 +51,7 @@
 
 #include "hooks/hook.h"
 
-#define SS_PQ_LIB "libpq.so"
+#define SS_PQ_LIB "libpq"
 #define SS_PQ_CONNS 64
 #define SS_PQ_STMTS 16
 #define SS_PQ_STMT_NAME 64

@@ -7,9 +7,10 @@
 # apache2-utils (ab: the keep-alive loop of tests/bench/bench_http.py), chromium + nodejs +
 # npm (the HTML report's browser tests: playwright-core from tests/browser, `npm ci`; and the
 # OpenTelemetry JS SDK peers of tests/integration/test_sdk_interop.py, `make interop-deps`),
-# libnghttp2-dev (spanshimd's HTTP/2 for OTLP/gRPC).
+# libnghttp2-dev (spanshimd's HTTP/2 for OTLP/gRPC), patchelf (test_libpq's wheel-style
+# bundled libpq/libcurl copies with renamed sonames).
 set -eu
-pkgs="gcc make pkg-config libc6-dev protobuf-c-compiler libprotobuf-c-dev
+pkgs="gcc make pkg-config libc6-dev protobuf-c-compiler libprotobuf-c-dev patchelf
 check libsubunit-dev python3 curl libcurl4-openssl-dev libpq-dev postgresql postgresql-contrib
 nginx-light valgrind procps zlib1g-dev libpg-query-dev libdw-dev prometheus clang libclang-rt-dev openssl
 groff-base systemd python3-psycopg2 apache2-utils chromium libnghttp2-dev nodejs npm"

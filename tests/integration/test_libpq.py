@@ -6,6 +6,7 @@ import os
 import subprocess
 import time
 
+import harness
 from harness import parse_kv
 
 CLIENT = 3
@@ -453,3 +454,58 @@ def test_libpq_shim_has_no_libpq_dependency(ctx):
     # A program with no libpq at all runs under the shim as before.
     r = ctx.run(["/bin/true"])
     assert r.returncode == 0
+
+
+def _bundled_copy(ctx, libdir, name, soname_base, digest):
+    """A copy of the system's `name` (e.g. libpq.so.5) under a wheel-style hashed name with
+    its soname changed to it (patchelf), as auditwheel/delocate bundle libraries."""
+    import shutil
+    real = os.path.realpath(subprocess.run(["sh", "-c", "ldconfig -p | awk '$1 == \"%s\" "
+                                            "{print $NF; exit}'" % name], capture_output=True,
+                                           text=True).stdout.strip())
+    if not real or not os.path.exists(real):
+        raise AssertionError("no %s on this machine" % name)
+    version = os.path.basename(real).split(".so.", 1)[1]
+    hashed = "%s-%s.so.%s" % (soname_base, digest, version)
+    dst = os.path.join(libdir, hashed)
+    shutil.copy(real, dst)
+    subprocess.run(["patchelf", "--set-soname", hashed, dst], check=True)
+    return dst
+
+
+def test_bundled_libpq_and_libcurl_loaded_rtld_local_work_and_are_traced(ctx):
+    """A Python wheel's way: an extension module dlopen'd RTLD_LOCAL, linked against its own
+    libpq-<hash>.so.5.x and libcurl-<hash>.so.4.x (sonames changed). Under the shim the
+    module's PQconnectdb + query and curl_easy_perform give what they give without it (they
+    used to fail: PQconnectdb NULL, CURLE_FAILED_INIT), and make their spans."""
+    import shutil
+    if not shutil.which("patchelf"):
+        harness.skip("no patchelf (tools/deps.sh installs it)")
+    pg = ctx.postgres()
+    web = ctx.http_server()
+    libdir = os.path.join(ctx.tmp, "wheel.libs")
+    os.mkdir(libdir)
+    pq = _bundled_copy(ctx, libdir, "libpq.so.5", "libpq", "5f2a9c1e")
+    curl = _bundled_copy(ctx, libdir, "libcurl.so.4", "libcurl", "7b3d0e4f")
+    ext = os.path.join(ctx.tmp, "_ext.so")
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "progs", "bundled.c")
+    subprocess.run(["cc", "-shared", "-fPIC", "-DBUNDLED_EXT", "-o", ext, src, pq, curl,
+                    "-Wl,-rpath," + libdir], check=True)
+    needed = subprocess.run(["readelf", "-d", ext], capture_output=True, text=True).stdout
+    assert "libpq-5f2a9c1e" in needed and "libcurl-7b3d0e4f" in needed, needed
+    argv = [ctx.prog("bundled"), ext, pg.dsn(), web.url + "/bundled"]
+    plain = ctx.run(argv, preload=False)
+    assert plain.returncode == 0 and plain.stdout == b"pq=conn rows=4 curl=0 http=200 body=6\n", \
+        plain
+    c = ctx.collector(args=SHIM_NAMES)
+    r = ctx.run(argv, collector=c)
+    assert (r.returncode, r.stdout, r.stderr) == (plain.returncode, plain.stdout,
+                                                  plain.stderr), r
+    spans = c.spans()
+    assert len(_conns(spans)) == 1, spans
+    q = _db(spans)
+    assert len(q) == 1 and q[0].attrs["db.response.returned_rows"] == 4, q
+    gets = [s for s in spans if s.attrs.get("http.request.method") == "GET" and s.kind == 3]
+    assert len(gets) == 1 and gets[0].attrs.get("http.response.status_code") == 200, spans
+    assert [x for x in web.requests if x["path"] == "/bundled"][-1]["headers"].get(
+        "traceparent", "").startswith("00-" + gets[0].trace_id), web.requests

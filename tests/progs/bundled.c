@@ -1,0 +1,65 @@
+/* bundled.c - libpq and libcurl as Python wheels ship them: private copies with hashed
+ * names (libpq-<hash>.so.5.x, libcurl-<hash>.so.4.x), loaded RTLD_LOCAL as dependencies
+ * of a dlopen'd extension module (issue 13 item 1).
+ *
+ * Built twice from this file: normally as the program `bundled EXT.so CONNINFO URL` (no
+ * DT_NEEDED on either library), and by the test with -DBUNDLED_EXT -shared, linked against
+ * the renamed copies, as the extension, whose ext_run connects to PostgreSQL, runs one
+ * query, and fetches URL with libcurl. Prints rows=, curl=, http=, body=. */
+/* LIBS: -ldl */
+#ifdef BUNDLED_EXT
+#include <curl/curl.h>
+#include <postgresql/libpq-fe.h>
+#include <stdio.h>
+#include <string.h>
+
+static size_t collect(char *p, size_t size, size_t n, void *arg) {
+  size_t *total = arg;
+  (void)p;
+  *total += size * n;
+  return size * n;
+}
+
+void ext_run(const char *conninfo, const char *url, char *out, size_t cap) {
+  PGconn *c = PQconnectdb(conninfo);
+  int rows = -1;
+  if (c != NULL && PQstatus(c) == CONNECTION_OK) {
+    PGresult *r = PQexec(c, "SELECT generate_series(1, 4)");
+    rows = PQntuples(r);
+    PQclear(r);
+  }
+  PQfinish(c);
+  CURL *h = curl_easy_init();
+  size_t body = 0;
+  long code = 0;
+  CURLcode rc = CURLE_FAILED_INIT;
+  if (h != NULL) {
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+    rc = curl_easy_perform(h);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_cleanup(h);
+  }
+  snprintf(out, cap, "pq=%s rows=%d curl=%d http=%ld body=%zu", c ? "conn" : "null", rows,
+           (int)rc, code, body);
+}
+#else
+#include <dlfcn.h>
+#include <stdio.h>
+
+int main(int argc, char **argv) {
+  if (argc != 4) return 2;
+  void *h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+  if (h == NULL) {
+    printf("dlopen_error=%s\n", dlerror());
+    return 3;
+  }
+  void (*run)(const char *, const char *, char *, size_t) =
+      (void (*)(const char *, const char *, char *, size_t))dlsym(h, "ext_run");
+  char out[256] = "no ext_run";
+  if (run) run(argv[2], argv[3], out, sizeof out);
+  printf("%s\n", out);
+  return 0;
+}
+#endif
