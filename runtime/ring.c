@@ -187,11 +187,16 @@ void ss__ring_reset_in_child(ss__ring *r) {
 
   if (r->buf == NULL)
     return;
-  /* Fresh zero pages for the whole buffer: the parent's queued records and any
-   * reservation a vanished thread held are gone, and no page is copied on write. */
-  if (madvise(r->buf, r->cap, MADV_DONTNEED) != 0)
-    memset(r->buf, 0, r->cap);
+  /* Fresh zero pages for the part the parent ever wrote (positions run from 0, so that
+   * is [0, head) until the first lap): the parent's queued records and any reservation a
+   * vanished thread held are gone, and no page is copied on write. A parent that never
+   * queued a span leaves nothing to do (a fork child of an untraced loop pays nothing). */
   h = atomic_load_explicit(&r->head, memory_order_relaxed);
+  uint64_t used = h < r->cap ? (h + 4095) & ~(uint64_t)4095 : r->cap;
+  if (used > r->cap)
+    used = r->cap;
+  if (used && madvise(r->buf, used, MADV_DONTNEED) != 0)
+    memset(r->buf, 0, used);
   atomic_store_explicit(&r->tail, h, memory_order_relaxed);
   atomic_store_explicit(&r->dropped, 0, memory_order_relaxed);
   atomic_store_explicit(&r->committed, 0, memory_order_relaxed);

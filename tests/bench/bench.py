@@ -5,7 +5,8 @@ at all).
 
   1. hot path: added ns per span on the app thread, a connect loop without vs with the
      shim (a spanshimd running), min of ROUNDS runs each, same run of this script.
-  2. process start+exit: /bin/true x N with vs without LD_PRELOAD (posix_spawn loop).
+  2. process start+exit: /bin/true x N with vs without LD_PRELOAD (posix_spawn loop);
+     fork loop (300 forks from a 4-thread process); `spanshim run -- /bin/true` wall.
   3. spanshimd ingest: spans/s written by spanshimd while 4 shimmed processes each make
      200k UDP connects at once (spanshimd's /stats counters; line counting as fallback).
   4. memory: VmRSS/VmHWM of a program making 10k connects, with vs without the shim.
@@ -245,6 +246,53 @@ def spawn(b, tmp, summary):
         col.stop()
 
 
+def fork_loop(b, tmp, summary):
+    """Issue 12/16: 300 forks from a 4-thread process, each child one UDP connect then
+    _exit (its span delivered at exit), without the shim, with SPANSHIM_HOOKS=none (the
+    shim's fork and exit handling alone) and with the shim; interleaved, best of two."""
+    n = 300
+    print("== 2c. fork loop: %d forks from a 4-thread process, child: one connect, _exit" % n,
+          flush=True)
+    col = Collector(b["spanshimd"], tmp, "forkloop")
+    try:
+        plan = [("without", None, {}), ("hooks none", b["lib"], {"SPANSHIM_HOOKS": "none"}),
+                ("with shim", b["lib"], {})]
+        res = {}
+        for name, lib, extra in plan * 2:
+            o = run([b["fork_loop"], str(n), "4"], lib=lib, endpoint=col.endpoint, extra=extra)
+            us = float(o["us_per_fork"])
+            res[name] = min(us, res.get(name, us))
+            print("  %-12s %9.1f us/fork" % (name, us), flush=True)
+        base = res["without"]
+        for name in ("hooks none", "with shim"):
+            r = res[name] / base if base else 0
+            print("  %-12s x%.2f (%+.1f us per fork)" % (name, r, res[name] - base))
+            summary.append(("fork loop ratio, %s" % name, "x%.2f" % r,
+                            "%.1f -> %.1f us/fork (child: connect, _exit)" % (base, res[name])))
+    finally:
+        col.stop()
+
+
+def run_true(b, tmp, summary):
+    """Issue 16: wall time of `spanshim run -- /bin/true` (private collector started and
+    stopped), against /bin/true alone; best of 5."""
+    print("== 2d. spanshim run -- /bin/true, wall", flush=True)
+    out = os.path.join(tmp, "run-true.jsonl")
+    best = {}
+    for name, argv in [("/bin/true", ["/bin/true"]),
+                       ("spanshim run", [b["spanshim"], "run", "-q", "--out", out, "--",
+                                         "/bin/true"])] * 5:
+        t0 = time.monotonic()
+        subprocess.run(argv, env=clean_env(), check=True, cwd=tmp,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ms = (time.monotonic() - t0) * 1e3
+        best[name] = min(ms, best.get(name, ms))
+    print("  /bin/true %.1f ms, spanshim run -- /bin/true %.1f ms" % (
+        best["/bin/true"], best["spanshim run"]))
+    summary.append(("spanshim run -- /bin/true, wall", "%.1f ms" % best["spanshim run"],
+                    "/bin/true alone %.1f ms" % best["/bin/true"]))
+
+
 def shell_loop(b, tmp, summary):
     """Issue 6: cost per traced process in a 1,000-process shell loop, process spans on
     (what `spanshim run` does), with vs without the shim, same collector."""
@@ -412,7 +460,8 @@ def main():
     build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build")
     b = {"lib": os.path.join(build, "libspanshim.so"),
          "spanshimd": os.path.join(build, "spanshimd")}
-    for p in ("connect_loop", "spawn_loop", "rss"):
+    b["spanshim"] = os.path.join(build, "spanshim")
+    for p in ("connect_loop", "spawn_loop", "fork_loop", "rss"):
         b[p] = os.path.join(build, "tests", "bench", p)
     missing = [v for v in b.values() if not os.path.exists(v)]
     if missing:
@@ -423,7 +472,8 @@ def main():
     t0 = time.monotonic()
     status = 0
     try:
-        for part in (hot_path, spawn, shell_loop, ingest, memory, real_programs):
+        for part in (hot_path, spawn, fork_loop, run_true, shell_loop, ingest, memory,
+                     real_programs):
             try:
                 part(b, tmp, summary)
             except Exception as e:  # report and go on: a bench never fails on timing
