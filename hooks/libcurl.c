@@ -357,6 +357,55 @@ static void uninject(CURL *h, hslot *s) {
   s->injected = 0;
 }
 
+/* ---- schemes ---- */
+/* The non-HTTP schemes libcurl speaks, their span names and default ports. */
+static const struct {
+  const char *scheme, *name;
+  uint16_t port;
+} schemes[] = {
+    {"ftp", "FTP", 21},       {"ftps", "FTPS", 990},    {"sftp", "SFTP", 22},
+    {"scp", "SCP", 22},       {"smtp", "SMTP", 25},     {"smtps", "SMTPS", 465},
+    {"imap", "IMAP", 143},    {"imaps", "IMAPS", 993},  {"pop3", "POP3", 110},
+    {"pop3s", "POP3S", 995},  {"ldap", "LDAP", 389},    {"ldaps", "LDAPS", 636},
+    {"dict", "DICT", 2628},   {"file", "FILE", 0},      {"gopher", "GOPHER", 70},
+    {"gophers", "GOPHERS", 70}, {"mqtt", "MQTT", 1883}, {"rtsp", "RTSP", 554},
+    {"smb", "SMB", 445},      {"smbs", "SMBS", 445},    {"telnet", "TELNET", 23},
+    {"tftp", "TFTP", 69},     {"ws", "WS", 80},         {"wss", "WSS", 443},
+};
+
+/* The entry of schemes[] for url (len bytes), or -1 for HTTP(S) and what curl takes as
+ * HTTP: a URL without a scheme is guessed from its host's first label as libcurl does
+ * (lib/urlapi.c: ftp., dict., ldap., imap., smtp., pop3. hosts), else HTTP. An unknown
+ * scheme is -2 (libcurl refuses it; not HTTP either). */
+static int scheme_of(const char *u, size_t n) {
+  const char *sep = u ? memmem(u, n, "://", 3) : NULL;
+  size_t len;
+  const char *sch = u;
+  if (sep) {
+    len = (size_t)(sep - u);
+  } else {
+    static const char *const guess[] = {"ftp", "dict", "ldap", "imap", "smtp", "pop3"};
+    if (u == NULL) return -1;
+    for (size_t i = 0; i < sizeof guess / sizeof guess[0]; i++) {
+      size_t l = strlen(guess[i]);
+      if (n > l && strncasecmp(u, guess[i], l) == 0 && u[l] == '.') {
+        sch = guess[i];
+        len = l;
+        goto look;
+      }
+    }
+    return -1;
+  }
+  if ((len == 4 && strncasecmp(sch, "http", 4) == 0) ||
+      (len == 5 && strncasecmp(sch, "https", 5) == 0))
+    return -1;
+look:
+  for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
+    if (strlen(schemes[i].scheme) == len && strncasecmp(schemes[i].scheme, sch, len) == 0)
+      return (int)i;
+  return -2;
+}
+
 /* Starts the transfer's span in b (parented on the app's traceparent when it set one)
  * and injects the headers; caller is the app's return address (code.function.name). Leaves the span, and an adopted parent under it, pushed. */
 static void xfer_begin(CURL *h, hslot *s, ss__sb *b, void *caller) {
@@ -371,7 +420,10 @@ static void xfer_begin(CURL *h, hslot *s, ss__sb *b, void *caller) {
   ss__span_start_at(b, "HTTP", SS_KIND_CLIENT, caller);
   if (s == NULL) return;
   ss__span_ctx(b, &s->ctx);
-  if (app_tp == 0) inject(h, s, app_baggage);
+  /* Headers go only where they are HTTP headers: an SMTP or IMAP upload would carry them
+   * in the message itself. (A URL too long to track is taken as HTTP.) */
+  if (app_tp == 0 && (s->url_len == 0 || scheme_of(s->url, s->url_len) == -1))
+    inject(h, s, app_baggage);
 }
 
 /* ---- attributes at the end ---- */
@@ -435,6 +487,43 @@ static void add_timing(ss__sb *b, CURL *h, CURLINFO what, const char *key) {
   if (real_curl_easy_getinfo()(h, what, &us) == CURLE_OK && us > 0) ss__span_int(b, key, us);
 }
 
+/* A transfer of another protocol (sch: its schemes[] entry, or -2 for one curl does not
+ * know): named by its scheme ("SMTP", "FTP", else "CURL"), with url.full, url.scheme,
+ * network.protocol.name, server.address/port (the scheme's default port when none is
+ * written), the peer, and the protocol's own last reply code (an SMTP 250, an FTP 226) as
+ * spanshim.curl.response_code: semantic conventions define no span for these protocols,
+ * and http.* attributes would say it was HTTP. */
+static void other_scheme_attrs(ss__sb *b, CURL *h, int sch, const char *url, size_t url_len) {
+  __typeof__(&curl_easy_getinfo) info = real_curl_easy_getinfo();
+  ss__span_rename(b, sch >= 0 ? schemes[sch].name : "CURL");
+  if (url) {
+    const char *host;
+    size_t hlen;
+    long port;
+    ss__span_str(b, "url.full", url, url_len);
+    const char *sep = memmem(url, url_len, "://", 3);
+    const char *scheme = sch >= 0 ? schemes[sch].scheme : url;
+    size_t slen = sch >= 0 ? strlen(scheme) : sep ? (size_t)(sep - url) : 0;
+    if (slen) {
+      ss__span_str(b, "url.scheme", scheme, slen);
+      ss__span_str(b, "network.protocol.name", scheme, slen);
+    }
+    url_server(url, url_len, &host, &hlen, &port);
+    if (port == 0 && sch >= 0) port = schemes[sch].port;
+    if (host && hlen) ss__span_str(b, "server.address", host, hlen);
+    if (port > 0) ss__span_int(b, "server.port", port);
+  }
+  char *ip = NULL;
+  long pport = 0, code = 0;
+  if (info(h, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip && *ip) {
+    ss__span_str(b, "network.peer.address", ip, (size_t)-1);
+    if (info(h, CURLINFO_PRIMARY_PORT, &pport) == CURLE_OK && pport > 0)
+      ss__span_int(b, "network.peer.port", pport);
+  }
+  if (info(h, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK && code > 0)
+    ss__span_int(b, "spanshim.curl.response_code", code);
+}
+
 /* Fills the attributes from what curl knows about the finished transfer and ends the
  * span. rc_known: rc is the transfer's result (not known when the app removed or
  * cleaned up the handle before its CURLMSG_DONE). */
@@ -450,6 +539,11 @@ static void xfer_end(CURL *h, hslot *s, ss__sb *b, int rc_known, CURLcode rc) {
       url_len = s->url_len;
     } else if (info(h, CURLINFO_EFFECTIVE_URL, &url) == CURLE_OK && url) {
       url_len = strlen(url);
+    }
+    int sch = scheme_of(url, url_len);
+    if (sch != -1) { /* not HTTP: no method, no HTTP status (semconv's http.* is HTTP's) */
+      other_scheme_attrs(b, h, sch, url, url_len);
+      goto timings;
     }
     info(h, CURLINFO_REDIRECT_COUNT, &redirects);
     /* curl's own word when the request was not redirected (a 303 turns POST into GET);
@@ -502,6 +596,7 @@ static void xfer_end(CURL *h, hslot *s, ss__sb *b, int rc_known, CURLcode rc) {
       }
     }
     if (redirects > 0) ss__span_int(b, "http.request.resend_count", redirects);
+  timings:
     add_timing(b, h, CURLINFO_NAMELOOKUP_TIME_T, "spanshim.curl.namelookup_time_us");
     add_timing(b, h, CURLINFO_CONNECT_TIME_T, "spanshim.curl.connect_time_us");
     add_timing(b, h, CURLINFO_APPCONNECT_TIME_T, "spanshim.curl.appconnect_time_us");

@@ -444,3 +444,106 @@ def test_hostname_lookup_is_a_child_of_the_transfer(ctx):
            x.attrs.get("dns.question.name") == host]
     assert gai and gai[0].parent_id == s.span_id, spans
     no_orphans(spans)
+
+
+# --- other protocols (issue 13, item 5) -----------------------------------------------------
+
+class _SmtpServer:
+    """A minimal real SMTP server on 127.0.0.1 (RFC 5321 dialogue: EHLO, MAIL, RCPT, DATA,
+    QUIT) that keeps every message's data exactly as received."""
+
+    def __init__(self):
+        self.messages = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                f = conn.makefile("rb")
+                conn.sendall(b"220 test ESMTP\r\n")
+                for line in f:
+                    cmd = line[:4].upper()
+                    if cmd == b"EHLO":
+                        conn.sendall(b"250-test\r\n250 8BITMIME\r\n")
+                    elif cmd == b"DATA":
+                        conn.sendall(b"354 go ahead\r\n")
+                        data = b""
+                        for dl in f:
+                            if dl == b".\r\n":
+                                break
+                            data += dl
+                        self.messages.append(data)
+                        conn.sendall(b"250 queued\r\n")
+                    elif cmd == b"QUIT":
+                        conn.sendall(b"221 bye\r\n")
+                        break
+                    else:
+                        conn.sendall(b"250 ok\r\n")
+
+    def stop(self):
+        self.sock.close()
+
+
+def test_smtp_upload_keeps_its_bytes_and_is_named_for_its_protocol(ctx):
+    """curl sends a mail over SMTP: the message the server receives is exactly the file,
+    with the shim as without it (the traceparent used to be injected as a header of the
+    mail), and the span is `SMTP` with url.scheme and the protocol's own reply code, no
+    http.request.method=POST and no http.response.status_code=250."""
+    mail = os.path.join(ctx.tmp, "mail.txt")
+    with open(mail, "wb") as f:
+        f.write(b"From: a@example.com\r\nTo: b@example.com\r\nSubject: hi\r\n\r\nbody line\r\n")
+    got = []
+    for traced in (False, True):
+        srv = _SmtpServer()
+        c = ctx.collector() if traced else None
+        r = ctx.run(["curl", "-s", "--url", "smtp://127.0.0.1:%d" % srv.port,
+                     "--mail-from", "a@example.com", "--mail-rcpt", "b@example.com",
+                     "-T", mail], collector=c, preload=traced)
+        srv.stop()
+        got.append((r.returncode, r.stdout, r.stderr, srv.messages))
+        if traced:
+            spans = c.spans()
+    assert got[0][0] == 0 and len(got[0][3]) == 1, got[0]
+    assert got[1] == got[0], got
+    assert b"traceparent" not in got[1][3][0]
+    [s] = [s for s in spans if s.kind == CLIENT and s.name not in ("connect", "getaddrinfo")]
+    assert s.name == "SMTP", s
+    assert not [k for k in s.attrs if k.startswith("http.")], s.attrs
+    assert s.attrs["url.scheme"] == "smtp" and s.attrs["network.protocol.name"] == "smtp", s
+    assert s.attrs["server.address"] == "127.0.0.1" and s.attrs["server.port"] == srv.port
+    assert s.attrs["spanshim.curl.response_code"] in (221, 250), s.attrs
+    assert s.status_code != ERROR, s
+
+
+def test_file_and_dict_urls_are_named_for_their_scheme(ctx):
+    """file:// reads a file, dict:// (refused here) fails as without the shim: the spans are
+    FILE and DICT (server.port from the scheme's default when none is written), the
+    failure's error.type the CURLcode name."""
+    path = os.path.join(ctx.tmp, "f.txt")
+    with open(path, "wb") as f:
+        f.write(b"file body\n")
+    port = ctx.closed_port()
+    argv_f = ["curl", "-s", "file://" + path]
+    argv_d = ["curl", "-s", "dict://127.0.0.1:%d/d:word" % port]
+    c = ctx.collector()
+    for argv in (argv_f, argv_d):
+        plain = ctx.run(argv, preload=False)
+        r = ctx.run(argv, collector=c)
+        assert (r.returncode, r.stdout) == (plain.returncode, plain.stdout), (argv, r, plain)
+    spans = [s for s in c.spans() if s.kind == CLIENT and s.name in ("FILE", "DICT")]
+    by = {s.name: s for s in spans}
+    assert set(by) == {"FILE", "DICT"}, spans
+    assert by["FILE"].attrs["url.scheme"] == "file" and by["FILE"].status_code != ERROR
+    assert by["DICT"].status_code == ERROR
+    assert by["DICT"].attrs["error.type"] == "CURLE_COULDNT_CONNECT", by["DICT"].attrs
+    assert by["DICT"].attrs["server.port"] == port
+    for s in spans:
+        assert not [k for k in s.attrs if k.startswith("http.")], s.attrs
