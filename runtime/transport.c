@@ -381,6 +381,7 @@ static int read_response(int fd, uint64_t deadline_ms, int *close_after) {
 static void drop_conn(ss__transport *t) {
   int fd = atomic_exchange(&t->fd, -1);
   if (fd >= 0) ss__own_close(fd);
+  t->kept = 0;
 }
 
 static int ensure_conn(ss__transport *t, uint64_t deadline_ms) {
@@ -429,7 +430,7 @@ static int post_once(ss__transport *t, const char *path, const void *body, size_
   int close_after = 1;
   if (rc == 0) rc = read_response(fd, deadline_ms, &close_after);
   /* A socket on a number the app could use is not kept between requests. */
-  if (rc < 0 || close_after || ss__own_in_app_range(fd)) drop_conn(t);
+  if (rc < 0 || close_after || (ss__own_in_app_range(fd) && !t->kept)) drop_conn(t);
   return rc;
 }
 
@@ -455,6 +456,7 @@ int ss__transport_connect(ss__transport *t, uint64_t deadline_ms) {
     return atomic_load(&t->fd) >= 0 ? 0 : -ETIMEDOUT;
   t->retry_at_ms = 0;
   int fd = ensure_conn(t, deadline_ms);
+  t->kept = fd >= 0;
   pthread_mutex_unlock(&t->lock);
   return fd < 0 ? fd : 0;
 }
@@ -499,6 +501,7 @@ void ss__transport_reset_in_child(ss__transport *t) {
   int fd = atomic_exchange(&t->fd, -1);
   if (fd >= 0) ss__own_close(fd);
   pthread_mutex_init(&t->lock, NULL);
+  t->kept = 0;
   t->retry_at_ms = 0;
   t->backoff_ms = 0;
 }

@@ -65,6 +65,8 @@ typedef struct ss__transport {
   char *logs_headers;          /* the same from OTEL_EXPORTER_OTLP_LOGS_HEADERS, or NULL:
                                   sent instead on requests to ep.logs_path */
   _Atomic int fd;              /* -1 when not connected */
+  int kept;                    /* fd was made before a privilege drop: it could not be made
+                                  again, so it is kept even on a number the app could use */
   pthread_mutex_t lock;        /* leaf lock: see above */
   uint64_t retry_at_ms;        /* monotonic; no connect attempt before it */
   uint32_t backoff_ms;

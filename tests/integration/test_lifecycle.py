@@ -387,23 +387,43 @@ def test_nginx_workers_that_drop_to_nobody_deliver_their_spans_under_spanshim_ru
 
 
 def test_nginx_workers_that_drop_to_nobody_deliver_to_a_collector_without_allow_uid(ctx):
+    _nginx_to_collector(ctx, None)
+
+
+def test_nginx_workers_that_drop_keep_their_connection_under_a_low_fd_limit(ctx):
+    """With RLIMIT_NOFILE 512 the shim's socket sits on a number the app could use and is
+    normally not kept between requests; made before a drop, it cannot be made again, so
+    it is kept."""
+    _nginx_to_collector(ctx, 512)
+
+
+def _nginx_to_collector(ctx, nofile):
+    import resource
     argv, port = _nginx_as_nobody(ctx)
     c = ctx.collector()
-    p = subprocess.Popen(argv, env=ctx.env(c, extra=dict(SLOW_EXIT, SPANSHIM_PROCESS_SPAN="1")),
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def limit():
+        if nofile:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+    env = ctx.env(c, extra=dict(SLOW_EXIT, SPANSHIM_PROCESS_SPAN="1",
+                                OTEL_BSP_SCHEDULE_DELAY="50"))  # a POST per batch
+    p = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         preexec_fn=limit)
     try:
         _wait_port(port, p)
         _curl_ok(port, 3)
+        time.sleep(0.5)  # the first batch is out; these go on the kept connection
+        _curl_ok(port, 3)
         deadline = time.monotonic() + 30
-        while len(_gets(c.spans(stop=False))) < 3 and time.monotonic() < deadline:
+        while len(_gets(c.spans(stop=False))) < 6 and time.monotonic() < deadline:
             time.sleep(0.2)
-        pids = _served(c.spans(stop=False), 3)
+        pids = _served(c.spans(stop=False), 6)
         _run_as_nobody(pids)
     finally:
         p.terminate()
         p.wait(60)
     spans = c.spans()
-    assert _served(spans, 3) == pids
+    assert _served(spans, 6) == pids
     _worker_procs(spans, pids)
 
 
