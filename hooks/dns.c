@@ -12,15 +12,25 @@
 
 #include "hooks/hooks.h"
 #include "hooks/hook.h"
+#include "runtime/clock.h"
 
 #define CACHE_SLOTS 64
 #define CACHE_NAME 128
 #define MAX_ANSWERS 16
 
+/* A name is lent to a connect only by a lookup made in the same causal place, recently:
+ * under the same current span (the lookup on libcurl's resolver thread and the connect
+ * on the app thread are both under the transfer's span), or, with no span current, on
+ * the same thread; and within LEND_NS. A connect to a bare IP never borrows the name of
+ * an unrelated lookup that happened to resolve to it elsewhere. */
+#define LEND_NS (30ull * 1000000000ull)
+
 typedef struct slot {
   _Atomic uint32_t seq; /* odd while being written */
   int family;
   unsigned char addr[16];
+  uint64_t key;         /* ss__dns_key() of the lookup */
+  uint64_t at_ns;       /* when it answered */
   char name[CACHE_NAME];
 } slot;
 
@@ -39,7 +49,17 @@ static slot *slot_for(int family, const void *addr) {
   return &cache[h % CACHE_SLOTS];
 }
 
-void ss__dns_remember(int family, const void *addr, const char *name) {
+uint64_t ss__dns_key(void) {
+  ss__ctx c;
+  if (ss__ctx_depth() > 0 && ss__ctx_current(&c)) {
+    uint64_t k;
+    memcpy(&k, c.span_id, sizeof k);
+    return k;
+  }
+  return (uint64_t)(uintptr_t)&ss__self; /* this thread */
+}
+
+void ss__dns_remember(int family, const void *addr, const char *name, uint64_t key) {
   slot *s = slot_for(family, addr);
   uint32_t seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
   if ((seq & 1) ||
@@ -48,6 +68,8 @@ void ss__dns_remember(int family, const void *addr, const char *name) {
     return; /* another writer has it: losing one cache entry is fine */
   s->family = family;
   memcpy(s->addr, addr, addr_len(family));
+  s->key = key;
+  s->at_ns = ss__now_ns();
   size_t n = strnlen(name, CACHE_NAME - 1);
   memcpy(s->name, name, n);
   s->name[n] = '\0';
@@ -56,12 +78,13 @@ void ss__dns_remember(int family, const void *addr, const char *name) {
     atomic_store_explicit(&cache_used, 1, memory_order_relaxed);
 }
 
-int ss__dns_lookup(int family, const void *addr, char *out, size_t cap) {
+int ss__dns_lookup(int family, const void *addr, uint64_t key, char *out, size_t cap) {
   if (!atomic_load_explicit(&cache_used, memory_order_relaxed)) return -1;
   slot *s = slot_for(family, addr);
   uint32_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
   if (seq == 0 || (seq & 1) || s->family != family ||
-      memcmp(s->addr, addr, addr_len(family)) != 0)
+      memcmp(s->addr, addr, addr_len(family)) != 0 || s->key != key ||
+      ss__now_ns() - s->at_ns > LEND_NS)
     return -1;
   char tmp[CACHE_NAME];
   memcpy(tmp, s->name, sizeof tmp);
@@ -126,7 +149,7 @@ static const char *eai_message(int rc) {
 /* Unique numeric addresses of the answers, NUL-separated, into buf. Returns bytes used
  * and the number of answers (all of them, not only those listed) in *count. */
 static size_t collect_answers(const char *node, const struct addrinfo *res, char *buf,
-                              size_t cap, int *count) {
+                              size_t cap, int *count, uint64_t key) {
   size_t used = 0;
   int listed = 0;
   *count = 0;
@@ -141,7 +164,7 @@ static size_t collect_answers(const char *node, const struct addrinfo *res, char
       if (strcmp(buf + off, p.addr) == 0) dup = 1;
     if (dup) continue;
     (*count)++;
-    ss__dns_remember(p.family, p.raw, node);
+    ss__dns_remember(p.family, p.raw, node, key);
     if (listed < MAX_ANSWERS && used + n <= cap) {
       memcpy(buf + used, p.addr, n);
       used += n;
@@ -163,6 +186,7 @@ SS_EXPORT int getaddrinfo(const char *node, const char *service, const struct ad
   if (node == NULL || !ss__active(SS_HOOK_DNS))
     return real_getaddrinfo()(node, service, hints, res);
   ss__sb b;
+  uint64_t key = ss__dns_key(); /* where the lookup was made: before its own span */
   ss__span_start(&b, "getaddrinfo", SS_KIND_INTERNAL);
   int rc = real_getaddrinfo()(node, service, hints, res);
   int err = errno;
@@ -170,7 +194,7 @@ SS_EXPORT int getaddrinfo(const char *node, const char *service, const struct ad
   ss__span_str(&b, "dns.question.name", node, (size_t)-1);
   if (rc == 0) {
     int count;
-    size_t used = collect_answers(node, *res, answers, sizeof answers, &count);
+    size_t used = collect_answers(node, *res, answers, sizeof answers, &count, key);
     if (used) ss__span_strarr(&b, "dns.answers", answers, used);
     ss__span_int(&b, "spanshim.dns.answer_count", count);
   } else {

@@ -86,10 +86,15 @@ uint64_t ss__http_injections_skipped(void);
 /* Formats sa; returns 0, or -1 for families the shim does not trace. */
 int ss__peer_format(const struct sockaddr *sa, socklen_t len, ss__peer *p);
 
-/* Records that `name` resolved to this address (4 or 16 bytes by family). */
-void ss__dns_remember(int family, const void *addr, const char *name);
-/* Copies the name last resolved to this address into out; 0, or -1 if unknown. */
-int ss__dns_lookup(int family, const void *addr, char *out, size_t cap);
+/* Where a lookup or a connect is made, for lending names (hooks/dns.c): the current
+ * span's id, or this thread when no span is current. Call before starting one's own span.
+ * No syscall, no lock. */
+uint64_t ss__dns_key(void);
+/* Records that `name` resolved to this address (4 or 16 bytes by family), at `key`. */
+void ss__dns_remember(int family, const void *addr, const char *name, uint64_t key);
+/* Copies the name a recent lookup at the same `key` resolved to this address into out;
+ * 0, or -1 when there is none (a connect to a bare IP borrows no other lookup's name). */
+int ss__dns_lookup(int family, const void *addr, uint64_t key, char *out, size_t cap);
 void ss__dns_atfork_child(void);
 
 #endif

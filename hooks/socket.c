@@ -1,7 +1,8 @@
 /* socket.c - connect and accept spans; see DESIGN.md §4.
  *
  * `connect` (CLIENT): network.transport, network.type, network.peer.address/port, and
- * server.address when a getaddrinfo in this process resolved that address. A non-blocking
+ * server.address when a recent getaddrinfo under the same span (else on the same thread)
+ * resolved that address (hooks/dns.c). A non-blocking
  * connect that answers EINPROGRESS is parked in a fixed table and ends when its outcome
  * is known: getsockopt(SO_ERROR), the first read/write/send/recv on the fd, a second
  * connect, or close (outcome unknown: the span ends unset).
@@ -418,6 +419,7 @@ SS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
   }
   ss__sb b;
   char server[128];
+  uint64_t dns_key = ss__dns_key(); /* where we connect from: before our own span */
   ss__span_start(&b, "connect", SS_KIND_CLIENT);
   int rc = real_connect()(fd, addr, len);
   int err = errno;
@@ -434,7 +436,8 @@ SS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
   if (b.recording && known) {
     int type = sock_type(fd);
     add_peer_attrs(&b, "network.peer.", &peer, type);
-    if (peer.family != AF_UNIX && ss__dns_lookup(peer.family, peer.raw, server, sizeof server) == 0)
+    if (peer.family != AF_UNIX &&
+        ss__dns_lookup(peer.family, peer.raw, dns_key, server, sizeof server) == 0)
       ss__span_str(&b, "server.address", server, (size_t)-1);
   }
   if (ss__cfg.hooks & SS_HOOK_HTTP) client_role(fd, rc, err);

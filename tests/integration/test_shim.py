@@ -752,3 +752,45 @@ def test_a_low_fd_limit_gives_the_app_every_fd_and_emfile_where_it_would(ctx):
         assert (r.returncode, r.stdout, r.stderr) == (0, plain.stdout, plain.stderr), (hard, r)
         c.stop()
         assert [s for s in harness.read_jsonl(c.out)[0] if s.name == "connect"], hard
+
+
+BORROW = r"""
+import socket, sys, threading
+port = int(sys.argv[1])
+def look():
+    socket.getaddrinfo("localhost", port, socket.AF_INET, socket.SOCK_STREAM)
+t = threading.Thread(target=look)
+t.start()
+t.join()
+# A bare IP (CPython's numeric fast path: no lookup of its own): an unrelated lookup on
+# another thread resolved localhost to it.
+s = socket.socket()
+s.connect(("127.0.0.1", port))
+s.close()
+# The same thread looks localhost up, then connects to the address it got.
+addr = socket.getaddrinfo("localhost", port, socket.AF_INET, socket.SOCK_STREAM)[0][4]
+s = socket.socket()
+s.connect(addr)
+s.close()
+print("ok")
+"""
+
+
+def test_a_bare_ip_connect_borrows_no_name_from_another_threads_lookup(ctx):
+    """server.address of a connect comes only from a lookup made where the connect is made
+    (same span, else same thread, recently): a connect to a bare 127.0.0.1 after another
+    thread resolved localhost has none; the thread that resolved localhost itself and
+    connects to the answer has server.address=localhost."""
+    import sys
+    _, port = ctx.listener()
+    script = os.path.join(ctx.tmp, "borrow.py")
+    with open(script, "w") as f:
+        f.write(BORROW)
+    c = ctx.collector()
+    r = ctx.run([sys.executable, script, str(port)], collector=c)
+    assert r.returncode == 0 and r.stdout == b"ok\n", r
+    conns = sorted([s for s in c.spans() if s.name == "connect" and
+                    s.attrs.get("network.peer.port") == port], key=lambda s: s.start)
+    assert len(conns) == 2, conns
+    assert "server.address" not in conns[0].attrs, conns[0].attrs
+    assert conns[1].attrs.get("server.address") == "localhost", conns[1].attrs
