@@ -7,12 +7,16 @@ as a directory of B's, as a symlink to one, inside A's directory left writable, 
 listener of B's uid. A's traced programs must send nothing there, say why in their
 diagnostics, and A's spanshimd must refuse the directory naming it and what to do.
 A setuid program with the shim linked in (DT_NEEDED) run by A takes no configuration from
-A's environment: no log file created, nothing sent to A's socket."""
+A's environment: no log file created, nothing sent to A's socket. Then the TCP ports'
+bearer token (--listen-token, HTTP and gRPC, a traced program sending with it), and
+spanshimd under hostile clients (slowloris, a connection flood from one peer, bodies that
+would take memory) with an RSS bound read from /proc while a traced program delivers."""
 import fcntl
 import json
 import os
 import pwd
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -380,3 +384,248 @@ def test_log_file_symlink_not_followed_and_control_characters_escaped(ctx):
     assert lines and all(re.match(r"spanshim\[\d+\]: ", l) for l in lines), lines
     assert not any(l.startswith("spanshim[1]: forged") for l in lines), lines
     assert any("none\\nspanshim[1]: forged line\\x1b[31m" in l for l in lines), lines
+
+
+# ---- 14.7: a bearer token on the TCP port ----
+
+def tcp_port(col):
+    deadline = time.monotonic() + 10
+    while "http://" not in col.stderr():
+        assert time.monotonic() < deadline, col.stderr()
+        time.sleep(0.01)
+    return int(col.stderr().split("http://127.0.0.1:")[1].split(",")[0].split()[0])
+
+
+def tcp_exchange(port, raw):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(raw)
+        return t.read_response(s)
+
+
+def one_span_body(name, i=1):
+    return t.traces_request([t.span(t.TRACE_ID, i.to_bytes(8, "big"), name, 1, 1, 2, {})])
+
+
+def test_listen_token_admits_bearers_only_and_a_traced_program_delivers_with_it(ctx):
+    token = "s3cr3t-Token_0123456789"
+    path = os.path.join(ctx.tmp, "token")
+    with open(path, "w") as f:
+        f.write(token + "\n")
+    os.chmod(path, 0o600)
+    col = ctx.collector(["--listen", "127.0.0.1:0", "--listen-token", path])
+    port = tcp_port(col)
+    body = one_span_body("no-token")
+    r = tcp_exchange(port, t.post("/v1/traces", body))
+    assert r[0] == 401 and r[1]["www-authenticate"].startswith("Bearer"), r
+    assert tcp_exchange(port, t.post("/v1/traces", body,
+                                     extra="Authorization: Bearer wrong\r\n"))[0] == 401
+    assert tcp_exchange(port, t.post("/v1/traces", body,
+                                     extra="Authorization: Bearer %s\r\n" % token[:-1]))[0] == 401
+    two = "Authorization: Bearer %s\r\nAuthorization: Bearer %s\r\n" % (token, token)
+    assert tcp_exchange(port, t.post("/v1/traces", body, extra=two))[0] == 401
+    assert tcp_exchange(port, b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 401
+    ok = "Authorization: bearer  %s\r\n" % token  # the scheme in any case, as RFC 9110 says
+    assert tcp_exchange(port, t.post("/v1/traces", one_span_body("bearer"), extra=ok))[0] == 200
+    assert t.exchange(col, t.post("/v1/traces", one_span_body("unix", 2)))[0] == 200
+    # A traced program through the standard OTLP variables (SPANSHIM_ENDPOINT empty = unset).
+    env = {"SPANSHIM_ENDPOINT": "", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:%d" % port,
+           "SPANSHIM_PROCESS_SPAN": "1", "SPANSHIM_EXIT_FLUSH_MS": "3000"}
+    r = ctx.run([ctx.prog("simple"), "9", "0"],
+                extra_env=dict(env, OTEL_EXPORTER_OTLP_HEADERS="Authorization=Bearer%20" + token))
+    assert r.returncode == 0
+    r = ctx.run([ctx.prog("simple"), "9", "0"], extra_env=dict(env, OTEL_SERVICE_NAME="anon"))
+    assert r.returncode == 0
+    st = t.stats(col)
+    assert st["rejected"]["unauthorized"] >= 6, st  # 5 here, the rest the anon program's
+    spans = col.spans()
+    assert sorted(s.name for s in spans) == ["bearer", "connect", "simple", "unix"], spans
+    assert not any(s.resource.get("service.name") == "anon" for s in spans)
+
+
+def test_listen_token_file_readable_by_others_is_refused(ctx):
+    path = os.path.join(ctx.tmp, "token")
+    with open(path, "w") as f:
+        f.write("abc\n")
+    os.chmod(path, 0o644)
+    sock = os.path.join(ctx.tmp, "c.sock")
+    r = subprocess.run([ctx.spanshimd, "--socket", sock, "--listen", "127.0.0.1:0",
+                        "--listen-token", path], capture_output=True, timeout=10)
+    assert r.returncode == 2 and b"every local user can read it (mode 0644); chmod 600" in \
+        r.stderr, r.stderr
+    os.chmod(path, 0o600)
+    r = subprocess.run([ctx.spanshimd, "--socket", sock, "--listen-token", path],
+                       capture_output=True, timeout=10)
+    assert r.returncode == 2 and b"give --listen or --grpc-listen too" in r.stderr, r.stderr
+    r = subprocess.run([ctx.spanshimd, "--help"], capture_output=True, timeout=10)
+    assert b"EVERY LOCAL USER can send spans there" in r.stdout
+
+
+# ---- 14.8: spanshimd under hostile clients ----
+
+def vm(pid, key):
+    with open("/proc/%d/status" % pid) as f:
+        for ln in f:
+            if ln.startswith(key + ":"):
+                return int(ln.split()[1]) * 1024
+    raise KeyError(key)
+
+
+MIB = 1 << 20
+RSS_BOUND = 64 * MIB  # no upstream and no sampler here: no queues to add
+
+
+def traced_connects(ctx, col, n=100):
+    """A traced program making n refused connects; returns how many of its connect spans
+    arrived (it exits before this returns)."""
+    r = ctx.run([ctx.prog("connect_storm"), "1", str(n), "refused"], collector=col,
+                extra_env={"SPANSHIM_EXIT_FLUSH_MS": "5000"})
+    assert r.returncode == 0, r
+    pid = int(r.stdout.decode().split("pid=")[1].split()[0])
+    return pid
+
+
+def connect_spans_of(col, pid):
+    return len([s for s in col.spans() if s.name == "connect" and
+                s.resource.get("process.pid") == pid])
+
+
+def test_slow_and_idle_connections_are_closed_and_spans_still_arrive(ctx):
+    col = ctx.collector(["--header-timeout", "1s", "--body-timeout", "1s",
+                         "--idle-timeout", "2s"])
+    head = b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+    slow_head, slow_body, idle = t.connect(col), t.connect(col), t.connect(col)
+    slow_body.sendall(head + b"Content-Length: 100\r\n\r\n")
+    pid = traced_connects(ctx, col)
+    closed = {}
+    deadline = time.monotonic() + 60  # a bound, not a speed: the timeouts are 1-2 s
+    i = 0
+    while len(closed) < 3 and time.monotonic() < deadline:
+        for name, s, data in (("head", slow_head, head[i % len(head):i % len(head) + 1]),
+                              ("body", slow_body, b"x"), ("idle", idle, None)):
+            if name in closed:
+                continue
+            try:
+                if data:
+                    s.sendall(data)  # 1 byte at a time: slowloris
+                s.setblocking(False)
+                if s.recv(1) == b"":
+                    closed[name] = True
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed[name] = True
+        i += 1
+        time.sleep(0.25)
+    assert sorted(closed) == ["body", "head", "idle"], closed
+    assert t.stats(col)["timeouts"] == 3
+    assert connect_spans_of(col, pid) == 100
+
+
+def test_one_client_holding_thousands_of_connections_cannot_starve_a_traced_program(ctx):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 4400:
+        harness.skip("the hard limit on open files is %d, under 4400" % hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4400), hard))
+    ctx._cleanup.append(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)))
+    col = ctx.collector(["--listen", "127.0.0.1:0"])
+    port = tcp_port(col)
+    flood = []
+    ctx._cleanup.append(lambda: [s.close() for s in flood])
+    for _ in range(4200):  # idle connections from one client (one address) on the TCP port
+        s = socket.socket()
+        s.connect(("127.0.0.1", port))
+        flood.append(s)
+    deadline = time.monotonic() + 60
+    while True:
+        st = t.stats(col)
+        if st["peer_limited"] + st["connections_open"] >= 4200:
+            break
+        assert time.monotonic() < deadline, st
+        time.sleep(0.1)
+    assert st["peer_limited"] >= 4200 - 1024 and st["connections_open"] <= 1025, st
+    pid = traced_connects(ctx, col)
+    assert connect_spans_of(col, pid) == 100
+
+
+def big_valid_request(size):
+    spans, n, i = [], 0, 0
+    while n < size - 4096:
+        sp = t.span(t.TRACE_ID, (i + 1).to_bytes(8, "big"), "s%d" % i, 3, 1000, 2000,
+                    {"k%d" % j: "v" * 60 for j in range(16)})
+        spans.append(sp)
+        n += len(sp) + 4
+        i += 1
+    return t.traces_request(spans), i
+
+
+def test_hostile_bodies_keep_rss_bounded_and_memory_comes_back(ctx):
+    # 10 connections each holding 16 MiB - 1 of a 16 MiB body, while a traced program
+    # delivers; then one valid 16 MiB request; then 16 MB of empty spans.
+    col = ctx.collector(["--body-timeout", "20s"])
+    pid = col.proc.pid
+    held = []
+    head = (b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+            b"Content-Length: %d\r\n\r\n" % (16 * MIB))
+    chunk = b"\x00" * MIB
+    for _ in range(10):
+        s = t.connect(col)
+        s.sendall(head)
+        s.setblocking(False)
+        held.append([s, 16 * MIB - 1])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # send what spanshimd takes; it stops reading some
+        moved = 0
+        for h in held:
+            try:
+                while h[1]:
+                    k = h[0].send(chunk[:min(h[1], MIB)])
+                    h[1] -= k
+                    moved += k
+            except BlockingIOError:
+                pass
+        if not moved and t.stats(col)["buffer_waits"] >= 8:
+            break
+        time.sleep(0.05)
+    tp = traced_connects(ctx, col)
+    assert vm(pid, "VmHWM") <= RSS_BOUND, vm(pid, "VmHWM") // MIB
+    for h in held:
+        h[0].close()
+    body, n = big_valid_request(16 * MIB)
+    assert len(body) <= 16 * MIB
+    with t.connect(col) as s:
+        s.settimeout(60)
+        s.sendall(t.post("/v1/traces", body))
+        assert t.read_response(s)[0] == 200
+    assert vm(pid, "VmHWM") <= RSS_BOUND, vm(pid, "VmHWM") // MIB
+    assert vm(pid, "VmRSS") <= 32 * MIB, vm(pid, "VmRSS") // MIB  # given back after it
+    empty = b"\x12\x00" * (8_000_000 - 8)
+    scope = b"\x12" + t.varint(len(empty)) + empty
+    body = b"\x0a" + t.varint(len(scope)) + scope
+    with t.connect(col) as s:
+        s.settimeout(60)
+        s.sendall(t.post("/v1/traces", body))
+        assert t.read_response(s)[0] == 413
+    assert vm(pid, "VmHWM") <= RSS_BOUND, vm(pid, "VmHWM") // MIB
+    spans = col.spans()
+    assert len([s for s in spans if s.name == "connect" and
+                s.resource.get("process.pid") == tp]) == 100
+    big = [s for s in spans if s.name.startswith("s") and s.name[1:].isdigit()]
+    assert [s.name for s in big] == ["s%d" % i for i in range(n)]  # all, in order
+
+
+def test_listen_token_guards_the_grpc_port_too(ctx):
+    import test_sdk_interop as g  # its hand-made gRPC client (node's http2); skips without
+    token = "grpc-token-42"
+    path = os.path.join(ctx.tmp, "token")
+    with open(path, "w") as f:
+        f.write(token)
+    os.chmod(path, 0o600)
+    col, _, gp = g.collector(ctx, ["--listen-token", path])
+    body = g.frame(one_span_body("over-grpc"))
+    calls = [g.grpc_call(g.TRACE_SVC, body),
+             g.grpc_call(g.TRACE_SVC, body, {"authorization": "Bearer nope"}),
+             g.grpc_call(g.TRACE_SVC, body, {"authorization": "Bearer " + token})]
+    res = g.raw_calls(ctx, calls, url="http://127.0.0.1:%d" % gp)
+    assert [g.grpc_status(r)[0] for r in res] == [16, 16, 0], res
+    assert t.stats(col)["rejected"]["unauthorized"] == 2
+    assert [s.name for s in col.spans()] == ["over-grpc"]

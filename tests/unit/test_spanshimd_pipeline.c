@@ -185,6 +185,106 @@ START_TEST(test_pipeline_logs_pass_as_received) {
 }
 END_TEST
 
+/* ---- big requests in slices ---- */
+
+typedef struct pieces {
+  int n, over;                      /* pieces; pieces over max holding more than one span */
+  size_t max;
+  char seq[4096];                   /* "service/scope/span " for every span, in order */
+} pieces;
+
+static int collect(const uint8_t *p, size_t n, void *arg) {
+  pieces *pc = arg;
+  ss__traces_req *q = (ss__traces_req *)protobuf_c_message_unpack(
+      &opentelemetry__proto__collector__trace__v1__export_trace_service_request__descriptor,
+      NULL, n, p);
+  ck_assert_ptr_nonnull(q);
+  const fx_span_t *sp[64];
+  size_t k = fx_spans(q, sp, 64);
+  if (n > pc->max && k > 1) pc->over++;
+  for (size_t i = 0; i < k; i++) {
+    size_t idx = 0;
+    const char *scope = "?";
+    for (size_t r = 0; r < q->n_resource_spans; r++)
+      for (size_t j = 0; j < q->resource_spans[r]->n_scope_spans; j++)
+        for (size_t m = 0; m < q->resource_spans[r]->scope_spans[j]->n_spans; m++, idx++)
+          if (idx == i && q->resource_spans[r]->scope_spans[j]->scope)
+            scope = q->resource_spans[r]->scope_spans[j]->scope->name;
+    size_t l = strlen(pc->seq);
+    snprintf(pc->seq + l, sizeof pc->seq - l, "%s/%s/%s ", fx_service_of(q, i), scope,
+             sp[i]->name);
+  }
+  pc->n++;
+  protobuf_c_message_free_unpacked(&q->base, NULL);
+  return 0;
+}
+
+/* A scope named `name` with n spans "<name>.<i>", each with a 40-byte attribute. */
+static fx_ss_t *scope_of(const char *name, int n) {
+  fx_ss_t *ss = fx_alloc(sizeof *ss);
+  opentelemetry__proto__trace__v1__scope_spans__init(ss);
+  ss->scope = fx_alloc(sizeof *ss->scope);
+  opentelemetry__proto__common__v1__instrumentation_scope__init(ss->scope);
+  ss->scope->name = (char *)name;
+  ss->spans = fx_alloc((size_t)n * sizeof *ss->spans);
+  for (int i = 0; i < n; i++) {
+    char *nm = fx_alloc(32);
+    snprintf(nm, 32, "%s.%d", name, i);
+    ss->spans[i] = fx_span(fx_tid(1, 1), (uint64_t)i + 1, nm, 1000, 0);
+    fx_attr(ss->spans[i], "k", "0123456789012345678901234567890123456789");
+  }
+  ss->n_spans = (size_t)n;
+  return ss;
+}
+
+START_TEST(test_slices_hold_every_span_once_in_order_under_their_resource_and_scope) {
+  /* Three resources: a small one, one bigger than a slice with a scope bigger than a
+   * slice between two small ones, a small one. */
+  const char *svc[] = {"r0", "r1", "r2"};
+  int scopes[] = {1, 3, 1};
+  const char *names[3][3] = {{"a"}, {"b", "c", "d"}, {"e"}};
+  int counts[3][3] = {{2}, {2, 30, 2}, {1}};
+  ss__traces_req *q = fx_request("x", NULL, 0);
+  fx_rs_t **rs = fx_alloc(3 * sizeof *rs);
+  char want[4096] = "";
+  for (int r = 0; r < 3; r++) {
+    rs[r] = fx_request(svc[r], NULL, 0)->resource_spans[0];
+    rs[r]->scope_spans = fx_alloc(3 * sizeof *rs[r]->scope_spans);
+    rs[r]->n_scope_spans = (size_t)scopes[r];
+    for (int j = 0; j < scopes[r]; j++) {
+      rs[r]->scope_spans[j] = scope_of(names[r][j], counts[r][j]);
+      for (int i = 0; i < counts[r][j]; i++) {
+        size_t l = strlen(want);
+        snprintf(want + l, sizeof want - l, "%s/%s/%s.%d ", svc[r], names[r][j], names[r][j], i);
+      }
+    }
+  }
+  q->resource_spans = rs;
+  q->n_resource_spans = 3;
+  size_t len;
+  uint8_t *body = fx_pack(q, &len);
+  pieces pc = {0, 0, 600, ""};
+  ck_assert_int_eq(ss__slice_request(body, len, pc.max, collect, &pc), 0);
+  ck_assert_str_eq(pc.seq, want);
+  ck_assert_int_eq(pc.over, 0);
+  ck_assert_int_gt(pc.n, 5);
+  /* Through the pipeline (over the slicing threshold): every span reaches the sinks. */
+  size_t big = 0;
+  uint8_t *many = fx_alloc(len * 2200 + 16);
+  for (; big + len <= len * 2200 && big < (1u << 20) + len; big += len)  /* > 1 MiB */
+    memcpy(many + big, body, len);  /* concatenated requests: their resources add up */
+  ck_assert_int_eq(ss__pipeline_traces(many, big, NOW), 200);
+  ck_assert_uint_eq(ss__stats_g.traces_requests, 1);
+  ck_assert_uint_eq(ss__stats_g.spans_received, (big / len) * 37);
+  /* One bad byte at the end: 400, and nothing of the request reached a sink. */
+  int calls = a.calls + b.calls;
+  static const uint8_t cut[] = {0x0a, 0x05, 0x12, 0x03, 0x12, 0x09, 0x00};
+  memcpy(many + big, cut, sizeof cut);
+  ck_assert_int_eq(ss__pipeline_traces(many, big + sizeof cut, NOW), 400);
+  ck_assert_int_eq(a.calls + b.calls, calls);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("spanshimd_pipeline");
   TCase *tc = tcase_create("pipeline");
@@ -196,6 +296,7 @@ int main(void) {
   tcase_add_test(tc, test_pipeline_bad_bodies_get_400_and_reach_no_sink);
   tcase_add_test(tc, test_pipeline_failing_sink_gets_503_and_later_sinks_do_not_see_it);
   tcase_add_test(tc, test_pipeline_logs_pass_as_received);
+  tcase_add_test(tc, test_slices_hold_every_span_once_in_order_under_their_resource_and_scope);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

@@ -38,6 +38,7 @@ typedef struct call {
   int post;                      /* :method POST */
   int ctype;                     /* 1 application/grpc[+proto], 0 absent, -1 other */
   int coding;                    /* SS_CE_* from grpc-encoding */
+  int auths, auth_ok;            /* authorization headers, and the last one's verdict */
   size_t head_bytes;             /* header list so far (RFC 9113 6.5.2's size) */
   uint8_t *body;                 /* the DATA received, framed: body[0..len) */
   size_t len, cap;               /* cap counts in `held` */
@@ -58,6 +59,7 @@ struct gconn {
   uint32_t events;
   uint64_t deadline;             /* preface, or idle once no call is open */
   int got_bytes;
+  int needs_token;               /* TCP with --listen-token: calls need the bearer token */
   size_t n_calls;
   call *calls;
   call *ready, **ready_tail;     /* complete calls, in arrival order */
@@ -135,6 +137,7 @@ static void count_status(int code) {
   case SS_GRPC_RESOURCE_EXHAUSTED: st->rej_too_large++; break;
   case SS_GRPC_UNAVAILABLE: st->rej_unavailable++; break;
   case SS_GRPC_UNIMPLEMENTED: st->rej_not_found++; break;
+  case SS_GRPC_UNAUTHENTICATED: st->rej_unauthorized++; break;
   default: st->rej_bad_http++; break;
   }
 }
@@ -255,7 +258,10 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *f, const uint8_t 
     s->ctype = hdr_is(value, valuelen, "application/grpc") ||
                        hdr_is(value, valuelen, "application/grpc+proto")
                    ? 1 : -1;
-  else if (hdr_is(name, namelen, "grpc-encoding"))
+  else if (hdr_is(name, namelen, "authorization")) {
+    s->auths++;
+    s->auth_ok = ss__bearer_ok(opts, (const char *)value, valuelen);
+  } else if (hdr_is(name, namelen, "grpc-encoding"))
     s->coding = hdr_is(value, valuelen, "identity") ? SS_CE_IDENTITY
                 : hdr_is(value, valuelen, "gzip")   ? SS_CE_GZIP
                 : hdr_is(value, valuelen, "deflate") ? SS_CE_DEFLATE
@@ -265,7 +271,10 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *f, const uint8_t 
 
 /* The request's headers are all here: refuse now what its body cannot change. */
 static void check_headers(call *s) {
-  if (s->ctype != 1)
+  if (s->c->needs_token && !(s->auths == 1 && s->auth_ok))
+    answer_error(s, 200, SS_GRPC_UNAUTHENTICATED,
+                 "a valid authorization: Bearer token is required on this port");
+  else if (s->ctype != 1)
     answer_error(s, 415, SS_GRPC_INTERNAL, "content-type must be application/grpc");
   else if (!s->post)
     answer_error(s, 405, SS_GRPC_INTERNAL, "gRPC calls are POST");
@@ -534,7 +543,7 @@ static void on_readable(gconn *c) {
   conn_flush(c);
 }
 
-static void conn_new(int fd) {
+static void conn_new(int fd, int is_unix) {
   gconn *c = calloc(1, sizeof *c);
   if (c == NULL || nghttp2_session_server_new2(&c->h2, cbs, c, h2opt) != 0) {
     free(c);
@@ -542,6 +551,7 @@ static void conn_new(int fd) {
     return;
   }
   c->fd = fd;
+  c->needs_token = !is_unix && opts->listen_token_len > 0;
   c->ready_tail = &c->ready;
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
   if (epoll_ctl(gep, EPOLL_CTL_ADD, fd, &ev) != 0) {
@@ -596,7 +606,7 @@ static void on_accept(int lfd, int is_unix) {
       close(fd);
       continue;
     }
-    conn_new(fd);
+    conn_new(fd, is_unix);
   }
 }
 

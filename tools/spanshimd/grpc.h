@@ -43,6 +43,7 @@ enum {
   SS_GRPC_UNIMPLEMENTED = 12,
   SS_GRPC_INTERNAL = 13,
   SS_GRPC_UNAVAILABLE = 14,
+  SS_GRPC_UNAUTHENTICATED = 16,
 };
 
 /* The big-endian 32-bit length of a message prefix, at p[0..4). */

@@ -6,6 +6,7 @@
  * (bare LF line ends, empty lines before the request line). */
 #include <ctype.h>
 #include <string.h>
+#include <strings.h>
 
 #include "tools/spanshimd/spanshimd.h"
 
@@ -157,6 +158,10 @@ static int parse_header(const char *l, size_t n, ss__http_req *r, te_state *te) 
   else if (ss__http_ieq(l, name_len, "expect")) {
     if (!ss__http_ieq(v, vn, "100-continue")) return -1;
     r->expect_continue = 1;
+  } else if (ss__http_ieq(l, name_len, "authorization")) {
+    r->authorization = v;
+    r->authorization_len = vn;
+    r->authorizations++;
   } else if (ss__http_ieq(l, name_len, "content-type")) {
     const char *semi = memchr(v, ';', vn);
     size_t m = semi ? (size_t)(semi - v) : vn;
@@ -325,4 +330,20 @@ int ss__chunked_decode(ss__chunked *c, char *buf, size_t len, size_t max) {
       return 1;
     }
   }
+}
+
+/* Compares in time that depends only on the expected length (the token's), as the
+ * Collector's bearertokenauth does with subtle.ConstantTimeCompare. */
+static int ct_equal(const char *got, size_t got_len, const char *want, size_t want_len) {
+  volatile unsigned char diff = (unsigned char)(got_len != want_len);
+  for (size_t i = 0; i < want_len; i++)
+    diff |= (unsigned char)((i < got_len ? got[i] : 0) ^ want[i]);
+  return diff == 0;
+}
+
+int ss__bearer_ok(const ss__opts *o, const char *v, size_t n) {
+  size_t i = 6;
+  if (n < 7 || strncasecmp(v, "Bearer", 6) != 0 || v[6] != ' ') return 0;
+  while (i < n && v[i] == ' ') i++;
+  return ct_equal(v + i, n - i, o->listen_token, o->listen_token_len);
 }

@@ -11,7 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <malloc.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "runtime/config.h"
@@ -24,6 +27,8 @@ static const char usage[] =
     "                 [--metrics-out FILE] [--max-line BYTES] [--truncate]\n"
     "                 [--listen 127.0.0.1:PORT] [--max-body BYTES]\n"
     "                 [--grpc-listen 127.0.0.1:PORT] [--grpc-socket PATH]\n"
+    "                 [--listen-token FILE] [--header-timeout DUR] [--body-timeout DUR]\n"
+    "                 [--idle-timeout DUR] [--max-conns-per-peer N] [--max-buffered BYTES]\n"
     "                 [--otlp-endpoint URL] [--otlp-header K=V] [--otlp-compression gzip|none]\n"
     "                 [--otlp-timeout DUR] [--queue-size BYTES] [--retry-initial DUR]\n"
     "                 [--retry-max DUR] [--retry-max-elapsed DUR] [--shutdown-grace DUR]\n"
@@ -49,12 +54,29 @@ static const char usage[] =
     "                    are split into several lines\n"
     "  --truncate        empty the output files at start\n"
     "  --listen H:P      also listen on TCP, loopback only (e.g. 127.0.0.1:4318;\n"
-    "                    port 0 picks a free port, shown on the startup line)\n"
+    "                    port 0 picks a free port, shown on the startup line).\n"
+    "                    EVERY LOCAL USER can send spans there (into our output),\n"
+    "                    unless --listen-token is given\n"
+    "  --listen-token FILE  require \"Authorization: Bearer <token>\" on the TCP ports,\n"
+    "                    the token being FILE's content (trailing newline dropped);\n"
+    "                    FILE must not be readable by others (chmod 600); requests\n"
+    "                    without it get 401 (gRPC: UNAUTHENTICATED; senders:\n"
+    "                    OTEL_EXPORTER_OTLP_HEADERS=\n"
+    "                    Authorization=Bearer%20<token>)\n"
     "  --max-body N      largest request body in bytes, K/M suffixes allowed\n"
     "                    (default 16M); larger requests get 413\n"
     "  --grpc-listen H:P also serve OTLP/gRPC (TraceService/Export, LogsService/Export;\n"
-    "                    gzip) on TCP, loopback only (e.g. 127.0.0.1:4317; port 0 picks one)\n"
+    "                    gzip) on TCP, loopback only (e.g. 127.0.0.1:4317; port 0 picks one);\n"
+    "                    like --listen, open to EVERY LOCAL USER unless --listen-token\n"
     "  --grpc-socket P   ... and/or on a Unix socket, checked as --socket is\n"
+    "  --header-timeout DUR  a request head must arrive within this (default 10s)\n"
+    "  --body-timeout DUR    ... and its body within this after the head (default 30s)\n"
+    "  --idle-timeout DUR    close a connection with nothing to do (default 2m)\n"
+    "  --max-conns-per-peer N  connections one uid (Unix socket) or address (TCP)\n"
+    "                    may hold (default a quarter of the table: 1024); when the\n"
+    "                    table is 7/8 full only peers holding fewer than 8 get more\n"
+    "  --max-buffered N  request bytes held across all connections beyond 256K each\n"
+    "                    (default twice --max-body); past it, reading pauses\n"
     "\n"
     "Upstream (OTLP/HTTP protobuf; the OTEL_EXPORTER_OTLP_* variables apply too):\n"
     "  --otlp-endpoint URL     base URL; /v1/traces and /v1/logs are appended\n"
@@ -151,6 +173,44 @@ bad:
   return -1;
 }
 
+/* --listen-token FILE: the token is the file's first line. A file others may read is
+ * refused: whoever can read it can send. 0, or -1 after printing why. */
+static int read_token(const char *path, ss__opts *o) {
+  struct stat st;
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  ssize_t n = -1;
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    fprintf(stderr, "spanshimd: --listen-token %s: %s\n", path, strerror(errno));
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  if (st.st_mode & (S_IROTH | S_IWOTH)) {
+    fprintf(stderr, "spanshimd: refusing --listen-token %s: every local user can %s it "
+            "(mode %04o); chmod 600 it\n", path, st.st_mode & S_IROTH ? "read" : "write",
+            (unsigned)(st.st_mode & 07777));
+    close(fd);
+    return -1;
+  }
+  if (st.st_mode & S_IRGRP)
+    fprintf(stderr, "spanshimd: warning: --listen-token %s is readable by its group (mode "
+            "%04o): every member can send spans\n", path, (unsigned)(st.st_mode & 07777));
+  n = read(fd, o->listen_token, sizeof o->listen_token - 1);
+  close(fd);
+  size_t len = n > 0 ? (size_t)n : 0;
+  o->listen_token[len] = '\0';
+  len = strcspn(o->listen_token, "\r\n");
+  for (size_t i = 0; i < len; i++)
+    if ((unsigned char)o->listen_token[i] <= 0x20 || o->listen_token[i] == 0x7f) len = 0;
+  if (len == 0 || len >= sizeof o->listen_token - 1) {
+    fprintf(stderr, "spanshimd: --listen-token %s: want one line of 1 to 1000 visible "
+            "characters (no spaces)\n", path);
+    return -1;
+  }
+  o->listen_token[len] = '\0';
+  o->listen_token_len = len;
+  return 0;
+}
+
 typedef struct cli {
   const char *otlp_endpoint;
   const char *headers[SS_UP_MAX_HEADERS];
@@ -172,6 +232,8 @@ enum {
   O_RATIO, O_SLOWER, O_WAIT, O_SBUF, O_NO_SQL, O_METRICS, O_MAX_SERIES, O_ALLOW_UID,
   O_ALLOW_GROUP, O_DAEMON, O_PIDFILE, O_LOGFILE, O_GRPC_LISTEN, O_GRPC_SOCKET,
   O_LOGS_OUT, O_METRICS_OUT, O_MAX_LINE,
+  O_TOKEN, O_HDR_TO, O_BODY_TO, O_IDLE_TO,
+  O_PER_PEER, O_MAX_BUFFERED,
 };
 
 static int parse_args(int argc, char **argv, ss__opts *o, cli *c) {
@@ -208,6 +270,12 @@ static int parse_args(int argc, char **argv, ss__opts *o, cli *c) {
       {"logs-out", required_argument, NULL, O_LOGS_OUT},
       {"metrics-out", required_argument, NULL, O_METRICS_OUT},
       {"max-line", required_argument, NULL, O_MAX_LINE},
+      {"listen-token", required_argument, NULL, O_TOKEN},
+      {"header-timeout", required_argument, NULL, O_HDR_TO},
+      {"body-timeout", required_argument, NULL, O_BODY_TO},
+      {"idle-timeout", required_argument, NULL, O_IDLE_TO},
+      {"max-conns-per-peer", required_argument, NULL, O_PER_PEER},
+      {"max-buffered", required_argument, NULL, O_MAX_BUFFERED},
       {NULL, 0, NULL, 0}};
   int ch;
   memset(o, 0, sizeof *o);
@@ -225,6 +293,9 @@ static int parse_args(int argc, char **argv, ss__opts *o, cli *c) {
   c->samp.max_bytes = 64u << 20;
   c->samp.cache_traces = 65536;
   o->max_body = SS_DEFAULT_MAX_BODY;
+  o->header_timeout_ms = SS_DEFAULT_HEADER_TIMEOUT_MS;
+  o->body_timeout_ms = SS_DEFAULT_BODY_TIMEOUT_MS;
+  o->idle_timeout_ms = SS_DEFAULT_IDLE_TIMEOUT_MS;
   while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
     switch (ch) {
     case O_SOCKET:
@@ -331,12 +402,48 @@ static int parse_args(int argc, char **argv, ss__opts *o, cli *c) {
     case O_LOGFILE: c->log_file = optarg; break;
     case O_GRPC_LISTEN: o->grpc_listen = optarg; break;
     case O_GRPC_SOCKET: o->grpc_socket = optarg; break;
+    case O_TOKEN:
+      if (read_token(optarg, o) != 0) return 2;
+      break;
+    case O_HDR_TO:
+      if (parse_ms("--header-timeout", optarg, &o->header_timeout_ms) != 0) return 2;
+      break;
+    case O_BODY_TO:
+      if (parse_ms("--body-timeout", optarg, &o->body_timeout_ms) != 0) return 2;
+      break;
+    case O_IDLE_TO:
+      if (parse_ms("--idle-timeout", optarg, &o->idle_timeout_ms) != 0) return 2;
+      break;
+    case O_PER_PEER:
+      if (parse_size(optarg, &o->max_conns_per_peer) != 0 || o->max_conns_per_peer > 1000000) {
+        fprintf(stderr, "spanshimd: bad --max-conns-per-peer %s (1..1000000)\n", optarg);
+        return 2;
+      }
+      break;
+    case O_MAX_BUFFERED:
+      if (parse_size(optarg, &o->max_buffered) != 0) {
+        fprintf(stderr, "spanshimd: bad --max-buffered %s (bytes, K/M/G suffix)\n", optarg);
+        return 2;
+      }
+      break;
     case O_HELP: fputs(usage, stdout); return 1;
     default: fputs(usage, stderr); return 2;
     }
   }
   if (optind < argc) {
     fprintf(stderr, "spanshimd: unexpected argument %s\n", argv[optind]);
+    return 2;
+  }
+  if (o->listen_token_len && !o->listen && !o->grpc_listen) {
+    fprintf(stderr, "spanshimd: --listen-token is for the TCP ports: give --listen or "
+            "--grpc-listen too\n");
+    return 2;
+  }
+  size_t one = SS_MAX_HEAD + o->max_body + 16384;
+  if (o->max_buffered == 0) o->max_buffered = 2 * one;
+  if (o->max_buffered < one) {
+    fprintf(stderr, "spanshimd: --max-buffered must hold one largest request (%zu bytes "
+            "with --max-body %zu)\n", one, o->max_body);
     return 2;
   }
   if (!o->socket_path[0] &&
@@ -436,11 +543,33 @@ static int setup_signals(void) {
   return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
+/* Room for SS_MAX_CONNS connections: the soft fd limit is raised as far as the hard one
+ * allows, and the table sized to what it gives (a full table must not mean EMFILE). */
+static void size_conn_table(ss__opts *o) {
+  struct rlimit rl;
+  size_t max = SS_MAX_CONNS;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    rlim_t want = SS_MAX_CONNS + 128;
+    if (rl.rlim_cur < want) {
+      rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+      setrlimit(RLIMIT_NOFILE, &rl);
+      getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur < want) max = rl.rlim_cur > 256 ? (size_t)rl.rlim_cur - 128 : 128;
+  }
+  o->max_conns = max;
+  if (o->max_conns_per_peer == 0) o->max_conns_per_peer = max / 4 > 1 ? max / 4 : 1;
+}
+
 int main(int argc, char **argv) {
   ss__opts o;
   cli c;
   int rc = parse_args(argc, argv, &o, &c);
   if (rc) return rc == 1 ? 0 : rc;
+  size_conn_table(&o);
+  /* Big buffers (bodies, inflated bodies, decoder blocks) come from mmap and go back to
+   * the system when freed, rather than raising glibc's threshold and staying. */
+  mallopt(M_MMAP_THRESHOLD, 256 << 10);
   int up = setup_upstream(&o, &c);
   if (up < 0) return 2;
   /* Without an upstream the file is the only output, so it has a default. */

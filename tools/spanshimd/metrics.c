@@ -204,7 +204,7 @@ static void own_metrics(ss__buf *b) {
       {"not_found", s->rej_not_found}, {"method", s->rej_method},
       {"length_required", s->rej_length_required}, {"too_large", s->rej_too_large},
       {"content_type", s->rej_content_type}, {"bad_protobuf", s->rej_bad_protobuf},
-      {"unavailable", s->rej_unavailable}};
+      {"unavailable", s->rej_unavailable}, {"unauthorized", s->rej_unauthorized}};
   for (size_t i = 0; i < sizeof rej / sizeof *rej; i++)
     ss__buf_printf(b, "spanshimd_requests_rejected_total{reason=\"%s\"} %llu\n", rej[i].reason,
                    (unsigned long long)rej[i].v);

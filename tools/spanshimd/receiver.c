@@ -22,6 +22,7 @@
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -43,9 +44,23 @@ static int is_otlp(int route) {
   return route == R_TRACES || route == R_LOGS || route == R_OTLP_METRICS;
 }
 
+/* Who is at the other end, for the per-peer connection limit. */
+typedef struct peer {
+  int kind;                       /* 0 none (the metrics port), 1 uid, 2 TCP address */
+  uint32_t uid;
+  uint8_t addr[16];
+} peer;
+
 typedef struct conn {
   int fd;
   int metrics_port;               /* accepted on the --metrics listener */
+  int needs_token;                /* accepted on --listen with a --listen-token */
+  peer who;
+  uint64_t active_ms;             /* last time bytes moved either way (idle timeout) */
+  uint64_t req_start_ms;          /* first byte of the request being read (header timeout) */
+  uint64_t body_start_ms;         /* its head complete (body timeout) */
+  size_t charged;                 /* bytes of `in` counted in `buffered` (beyond SS_FREE_BUFFER) */
+  int mem_wait;                   /* reading paused until --max-buffered has room */
   int eof;                        /* the peer shut its write side */
   int closing;                    /* close once the output is flushed */
   int lingering;                  /* write side shut; discarding input until EOF */
@@ -79,29 +94,40 @@ static conn *conns;
 static size_t n_conns, n_lingering;
 static char tag_unix, tag_tcp, tag_metrics, tag_sig, tag_grpc;  /* epoll data for the non-connection fds */
 static ss__buf scratch = SS_BUF_INIT;
+static size_t buffered;          /* sum of conns' `charged` */
+static size_t n_mem_wait;        /* connections with mem_wait set */
+static uint64_t next_sweep_ms;   /* timeouts are checked at most this often: */
+#define SWEEP_MS 250
 static uint8_t *inflated;        /* the body of the request being served, inflated */
 static size_t inflated_cap;
 
 /* ---- connections ---- */
 
+static void wake_mem_waiters(void);
+
 static void conn_destroy(conn *c) {
+  int gave_back = c->charged > 0;
   epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
   close(c->fd);
   if (c->prev) c->prev->next = c->next;
   else conns = c->next;
   if (c->next) c->next->prev = c->prev;
   free(c->in);
+  buffered -= c->charged;
+  n_mem_wait -= (size_t)c->mem_wait;
   ss__buf_free(&c->out);
   n_lingering -= (size_t)c->lingering;
   free(c);
   n_conns--;
   ss__stats_g.connections_open--;
+  if (gave_back) wake_mem_waiters();
 }
 
 static void set_events(conn *c) {
   uint32_t want = 0;
   size_t pending = c->out.len - c->out_off;
-  if (c->lingering || (!c->closing && !c->eof && pending < OUT_HIGH)) want |= EPOLLIN;
+  if (c->lingering || (!c->closing && !c->eof && !c->mem_wait && pending < OUT_HIGH))
+    want |= EPOLLIN;
   if (pending) want |= EPOLLOUT;
   if (want == c->events) return;
   struct epoll_event ev = {.events = want, .data.ptr = c};
@@ -118,6 +144,7 @@ static conn *conn_add(int fd) {
   }
   c->fd = fd;
   c->events = EPOLLIN;
+  c->active_ms = ss__mono_ms();
   c->next = conns;
   if (conns) conns->prev = c;
   conns = c;
@@ -134,6 +161,7 @@ static const char *reason_phrase(int status) {
   case 100: return "Continue";
   case 200: return "OK";
   case 400: return "Bad Request";
+  case 401: return "Unauthorized";
   case 404: return "Not Found";
   case 405: return "Method Not Allowed";
   case 411: return "Length Required";
@@ -192,6 +220,18 @@ static void count_reject(int status, int bad_protobuf) {
   case 415: s->rej_content_type++; break;
   case 431: s->rej_header_too_large++; break;
   case 503: s->rej_unavailable++; break;
+  case 401: s->rej_unauthorized++; break;
+  }
+}
+
+/* The gRPC status code an HTTP error maps to (the OTLP/HTTP spec's table). */
+static int grpc_code(int status) {
+  switch (status) {
+  case 503: return 14;  /* UNAVAILABLE */
+  case 413: return 8;   /* RESOURCE_EXHAUSTED */
+  case 404: return 5;   /* NOT_FOUND */
+  case 401: return 16;  /* UNAUTHENTICATED */
+  default: return 3;    /* INVALID_ARGUMENT */
   }
 }
 
@@ -203,17 +243,16 @@ static void respond_error(conn *c, int status, const char *msg, int bad_protobuf
     extra = c->route == R_STATS || c->route == R_METRICS ? "Allow: GET, HEAD\r\n"
                                                          : "Allow: POST\r\n";
   if (status == 503) extra = "Retry-After: 5\r\n";
+  if (status == 401) extra = "WWW-Authenticate: Bearer realm=\"spanshimd\"\r\n";
   if (status == 415 && c->encoding == SS_CE_UNSUPPORTED) extra = "Accept-Encoding: gzip, deflate\r\n";
   ss__buf_reset(&scratch);
   if (is_otlp(c->route) && c->fmt == SS_FMT_JSON) {
-    int code = status == 503 ? 14 : status == 413 ? 8 : status == 404 ? 5 : 3;
-    ss__buf_printf(&scratch, "{\"code\":%d,\"message\":", code);
+    ss__buf_printf(&scratch, "{\"code\":%d,\"message\":", grpc_code(status));
     ss__jw_str(&scratch, msg, strlen(msg));
     ss__buf_putc(&scratch, '}');
     respond(c, status, "application/json", scratch.data, scratch.len, extra);
   } else if (is_otlp(c->route)) {
-    int code = status == 503 ? 14 : status == 413 ? 8 : status == 404 ? 5 : 3;
-    rpc_status(&scratch, code, msg);
+    rpc_status(&scratch, grpc_code(status), msg);
     respond(c, status, "application/x-protobuf", scratch.data, scratch.len, extra);
   } else {
     ss__buf_printf(&scratch, "%s\n", msg);
@@ -231,6 +270,7 @@ static const char *status_message(int status) {
   case 415: return "unsupported content type: use application/x-protobuf or application/json";
   case 431: return "request head too large";
   case 501: return "transfer coding not implemented: use chunked alone";
+  case 401: return "a valid Authorization: Bearer token is required on this port";
   default: return reason_phrase(status);
   }
 }
@@ -248,6 +288,12 @@ static int route_of(const conn *c, const char *p, size_t n) {
 
 static int method_is(const ss__http_req *r, const char *m) {
   return r->method_len == strlen(m) && memcmp(r->method, m, r->method_len) == 0;
+}
+
+/* --listen-token: exactly one Authorization header, with the token. */
+static int token_ok(const ss__http_req *r) {
+  return r->authorizations == 1 &&
+         ss__bearer_ok(opts, r->authorization, r->authorization_len);
 }
 
 /* Decides the outcome of a request from its head alone where possible. Returns 1 when
@@ -269,6 +315,12 @@ static int frame_request(conn *c, const ss__http_req *r) {
   memset(&c->ch, 0, sizeof c->ch);
   c->msg = NULL;
   c->status = 0;
+  c->body_start_ms = ss__mono_ms();
+  if (c->needs_token && !token_ok(r)) {  /* nothing of a stranger's body is kept */
+    c->closing = 1;
+    respond_error(c, 401, status_message(401), 0);
+    return 1;
+  }
   /* --max-body bounds the decoded body; compressed, it may be a little larger than
    * that on the wire when its content does not compress (stored deflate blocks). */
   c->wire_max = opts->max_body;
@@ -356,8 +408,7 @@ static void serve(conn *c, const uint8_t *body, size_t len) {
     /* Traces are answered after their pipeline: the answer carries a sink's failure, and
      * a sender waiting for it sends nothing else meanwhile, so a big batch after it is
      * not stalled behind our symbolizing (we read nothing while we work). */
-    ss__traces_req *q = ss__pipeline_traces_decode(c->fmt, body, len, &st);
-    if (q) st = ss__pipeline_traces_finish(q, proto, len, ss__mono_ms());
+    st = ss__pipeline_traces_fmt(c->fmt, body, len, ss__mono_ms());  /* big: in slices */
   }
   if (st == 200) {  /* full success, or partial_success for spans with malformed ids */
     ss__buf_reset(&scratch);
@@ -376,7 +427,35 @@ static void serve(conn *c, const uint8_t *body, size_t len) {
   }
 }
 
-/* Makes the input buffer able to hold `need` bytes from in_off; 0 or -1. */
+/* Connections paused for memory may try again (some was given back). */
+static void wake_mem_waiters(void) {
+  if (n_mem_wait == 0) return;
+  for (conn *c = conns; c; c = c->next)
+    if (c->mem_wait) {
+      c->mem_wait = 0;
+      n_mem_wait--;
+      set_events(c);
+    }
+}
+
+/* Sets c's input buffer to `cap` bytes (NULL at 0), keeping `buffered` true. */
+static int in_resize(conn *c, size_t cap) {
+  size_t charge = cap > SS_FREE_BUFFER ? cap - SS_FREE_BUFFER : 0;
+  char *p = NULL;
+  if (cap == 0) free(c->in);
+  else if ((p = realloc(c->in, cap)) == NULL) return -1;
+  c->in = p;
+  c->in_cap = cap;
+  buffered = buffered - c->charged + charge;
+  if (charge < c->charged) wake_mem_waiters();
+  c->charged = charge;
+  return 0;
+}
+
+/* Makes the input buffer able to hold `need` bytes from in_off, growing it with the bytes
+ * that come (doubling, never past a known body's end nor the largest request): 0, -1
+ * (out of memory), or -2 when all connections together would hold more than
+ * --max-buffered: the connection then stops reading until memory comes back. */
 static int in_reserve(conn *c, size_t need) {
   if (c->in_cap - c->in_off >= need) return 0;
   if (c->in_off > 0) {
@@ -387,13 +466,21 @@ static int in_reserve(conn *c, size_t need) {
   }
   size_t cap = c->in_cap ? c->in_cap : READ_MIN;
   while (cap < need) cap *= 2;
+  if (c->have_head && !c->chunked && c->head_len + c->body_len >= need &&
+      c->head_len + c->body_len < cap)
+    cap = c->head_len + c->body_len;
   size_t limit = SS_MAX_HEAD + opts->max_body + READ_MIN;
   if (cap > limit) cap = need > limit ? need : limit;
-  char *p = realloc(c->in, cap);
-  if (p == NULL) return -1;
-  c->in = p;
-  c->in_cap = cap;
-  return 0;
+  size_t charge = cap > SS_FREE_BUFFER ? cap - SS_FREE_BUFFER : 0;
+  if (charge > c->charged && buffered + (charge - c->charged) > opts->max_buffered) {
+    if (!c->mem_wait) {
+      c->mem_wait = 1;
+      n_mem_wait++;
+      ss__stats_g.buffer_waits++;
+    }
+    return -2;
+  }
+  return in_resize(c, cap);
 }
 
 /* Whether the current request's body is all here: 1 (c->body_len and c->raw_len set),
@@ -445,11 +532,6 @@ static void process(conn *c) {
       }
       c->have_head = 1;
       if (frame_request(c, &r)) return;
-      if (!c->chunked && in_reserve(c, c->head_len + c->body_len) != 0) {
-        c->closing = 1;
-        respond_error(c, 503, "out of memory", 0);
-        return;
-      }
       c->continue_due = c->expect_continue;
     }
     int rc = body_ready(c);
@@ -475,6 +557,7 @@ static void process(conn *c) {
     c->in_off += c->head_len + c->raw_len;
     c->have_head = 0;
     c->scan = 0;
+    c->req_start_ms = ss__mono_ms();  /* a pipelined request's clock starts now */
   }
 }
 
@@ -498,6 +581,7 @@ static int flush(conn *c) {
       return -1;
     }
     c->out_off += (size_t)n;
+    c->active_ms = ss__mono_ms();
   }
   if (c->out_off == c->out.len) {
     ss__buf_reset(&c->out);
@@ -531,6 +615,7 @@ static void on_readable(conn *c) {
     on_linger_readable(c);
     return;
   }
+  int was_idle = c->in_off == c->in_len && !c->have_head;
   for (int i = 0; i < 8 && !c->eof; i++) {
     if (c->in_off == c->in_len) c->in_off = c->in_len = 0;
     if (c->in_cap - c->in_len < READ_MIN &&
@@ -538,6 +623,8 @@ static void on_readable(conn *c) {
       break;
     ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
     if (n > 0) {
+      c->active_ms = ss__mono_ms();
+      if (was_idle) c->req_start_ms = c->active_ms, was_idle = 0;
       c->in_len += (size_t)n;
       if ((size_t)n < READ_MIN) break;  /* drained, most likely */
     } else if (n == 0) {
@@ -554,11 +641,7 @@ static void on_readable(conn *c) {
   process(c);
   if (c->in_off == c->in_len && !c->have_head) {
     c->in_off = c->in_len = 0;
-    if (c->in_cap > SHRINK_ABOVE) {  /* a big body came and went: give the memory back */
-      free(c->in);
-      c->in = NULL;
-      c->in_cap = 0;
-    }
+    if (c->in_cap > SHRINK_ABOVE) in_resize(c, 0);  /* a big body came and went */
   }
   if (c->eof && !c->closing && c->out.len == c->out_off) {
     conn_destroy(c);
@@ -589,6 +672,37 @@ static void shed_one(int lfd) {
   reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
+/* Whether a new connection from `who` would take more than its share: a peer holds at
+ * most --max-conns-per-peer connections, and the last eighth of the table is kept for
+ * peers holding fewer than SS_RESERVE_FEW (so one client's thousands of idle
+ * connections leave room for a traced program's one). */
+static int peer_over(const peer *who) {
+  size_t n = 0, reserve = opts->max_conns / 8;
+  size_t cap = opts->max_conns_per_peer;
+  if (n_conns + reserve >= opts->max_conns && cap > SS_RESERVE_FEW) cap = SS_RESERVE_FEW;
+  for (conn *c = conns; c && n < cap; c = c->next)
+    if (memcmp(&c->who, who, sizeof *who) == 0) n++;
+  return n >= cap;
+}
+
+/* The peer's uid (Unix socket) or address (TCP); kind 0 when it cannot be told. */
+static void peer_of(int fd, int is_unix, peer *who) {
+  struct sockaddr_storage ss;
+  struct ucred cr;
+  socklen_t sl = sizeof ss, cl = sizeof cr;
+  memset(who, 0, sizeof *who);
+  if (is_unix) {
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) who->kind = 1, who->uid = cr.uid;
+    return;
+  }
+  if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0) return;
+  who->kind = 2;
+  if (ss.ss_family == AF_INET)
+    memcpy(who->addr, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+  else if (ss.ss_family == AF_INET6)
+    memcpy(who->addr, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+}
+
 static void on_accept(int lfd, int is_unix, int is_metrics) {
   for (int i = 0; i < 64; i++) {
     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -596,18 +710,25 @@ static void on_accept(int lfd, int is_unix, int is_metrics) {
       if (errno == EMFILE || errno == ENFILE) shed_one(lfd);
       return;  /* EAGAIN, or a connection that died in the backlog */
     }
+    peer who;
+    peer_of(fd, is_unix, &who);
     if (is_unix && !ss__peer_allowed(opts, fd)) {
       ss__stats_g.peers_refused++;
       close(fd);
       continue;
     }
-    if (n_conns >= SS_MAX_CONNS) {
-      ss__stats_g.connections_refused++;
+    if (n_conns >= opts->max_conns || peer_over(&who)) {
+      if (n_conns >= opts->max_conns) ss__stats_g.connections_refused++;
+      else ss__stats_g.peer_limited++;
       close(fd);
       continue;
     }
     conn *c = conn_add(fd);
-    if (c) c->metrics_port = is_metrics;
+    if (c) {
+      c->metrics_port = is_metrics;
+      c->needs_token = !is_unix && !is_metrics && opts->listen_token_len > 0;
+      c->who = who;
+    }
   }
 }
 
@@ -619,6 +740,30 @@ static void expire_lingering(void) {
   for (conn *c = conns, *next; c; c = next) {
     next = c->next;
     if (c->lingering && now >= c->linger_until) conn_destroy(c);
+  }
+}
+
+/* Whether c has overstayed: a request head not complete --header-timeout after its first
+ * byte (slowloris), a body not complete --body-timeout after its head, or nothing
+ * happening for --idle-timeout. */
+static int timed_out(const conn *c, uint64_t now) {
+  if (c->lingering) return 0;
+  if (c->have_head) return now - c->body_start_ms > opts->body_timeout_ms;
+  if (c->in_len > c->in_off) return now - c->req_start_ms > opts->header_timeout_ms;
+  return now - c->active_ms > opts->idle_timeout_ms;
+}
+
+/* Every SWEEP_MS: closes the connections that timed out (counted). */
+static void sweep(void) {
+  uint64_t now = ss__mono_ms();
+  if (now < next_sweep_ms) return;
+  next_sweep_ms = now + SWEEP_MS;
+  for (conn *c = conns, *next; c; c = next) {
+    next = c->next;
+    if (timed_out(c, now)) {
+      ss__stats_g.timeouts++;
+      conn_destroy(c);
+    }
   }
 }
 
@@ -699,7 +844,7 @@ int ss__receiver_run(const ss__opts *o, int unix_fd, int tcp_fd, int metrics_fd,
     return -1;
   }
   while (!stop) {
-    int timeout = n_lingering ? 100 : -1;
+    int timeout = n_lingering ? 100 : n_conns ? SWEEP_MS : -1;
     if (ss__sampler_enabled()) {
       int64_t next = ss__sampler_tick(ss__mono_ms());
       if (next >= 0 && (timeout < 0 || next < timeout)) timeout = (int)(next + 1);
@@ -713,6 +858,7 @@ int ss__receiver_run(const ss__opts *o, int unix_fd, int tcp_fd, int metrics_fd,
     }
     for (int i = 0; i < n; i++) dispatch(&evs[i], &stop);
     expire_lingering();
+    sweep();
   }
   drain();
   ss__grpc_stop(500);  /* while the pipeline still has its sinks */

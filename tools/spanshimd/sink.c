@@ -416,11 +416,11 @@ int ss__sink_metrics(const ss__metrics_req *req) {
   X(requests) X(grpc_requests) X(traces_requests) X(logs_requests) X(stats_requests)  \
   X(spans_received) X(logs_received) X(metrics_requests) X(data_points_received) X(spans_rejected) X(logs_rejected) X(lines_written) \
   X(lines_oversize) X(bytes_written) X(write_errors) X(connections)                      \
-  X(connections_open) X(connections_refused) X(peers_refused) X(sql_spans) X(sql_unparsed) \
-  X(sql_rescrubbed) X(reopens)
+  X(connections_open) X(connections_refused) X(peers_refused) X(peer_limited) X(timeouts) \
+  X(buffer_waits) X(sql_spans) X(sql_unparsed) X(sql_rescrubbed) X(reopens)
 #define REJECTED(X)                                                                     \
   X(bad_http) X(header_too_large) X(not_found) X(method) X(length_required)             \
-  X(too_large) X(content_type) X(bad_protobuf) X(unavailable)
+  X(too_large) X(content_type) X(bad_protobuf) X(unavailable) X(unauthorized)
 
 #define UPSTREAM(X)                                                                     \
   X(exported_requests) X(exported_items) X(dropped_requests) X(dropped_items)           \

@@ -65,7 +65,23 @@ typedef struct ss__opts {
   size_t n_allow_gids;
   const char *grpc_listen;        /* --grpc-listen "127.0.0.1:4317" or NULL */
   const char *grpc_socket;        /* --grpc-socket PATH or NULL */
+  char listen_token[1024];        /* --listen-token FILE's token: "" none */
+  size_t listen_token_len;
+  uint64_t header_timeout_ms;     /* a request head must be complete this long after its
+                                     first byte */
+  uint64_t body_timeout_ms;       /* ... and its body this long after the head */
+  uint64_t idle_timeout_ms;       /* a connection with nothing in progress is closed */
+  size_t max_conns;               /* connections open at most (fd limit allowing) */
+  size_t max_conns_per_peer;      /* per uid (Unix socket) or address (TCP) */
+  size_t max_buffered;            /* request bytes held across connections, besides
+                                     each connection's first SS_FREE_BUFFER */
 } ss__opts;
+
+#define SS_DEFAULT_HEADER_TIMEOUT_MS 10000
+#define SS_DEFAULT_BODY_TIMEOUT_MS 30000
+#define SS_DEFAULT_IDLE_TIMEOUT_MS 120000
+#define SS_FREE_BUFFER (256u << 10)   /* input any connection may buffer without asking */
+#define SS_RESERVE_FEW 8              /* peers holding fewer may use the last 1/8 of slots */
 
 /* Everything /stats and the exit line report. Monotonic counters unless noted. */
 typedef struct ss__stats {
@@ -84,12 +100,16 @@ typedef struct ss__stats {
   uint64_t rej_content_type;      /* 415 */
   uint64_t rej_bad_protobuf;      /* 400 on a well-formed HTTP request */
   uint64_t rej_unavailable;       /* 503 after a write error */
+  uint64_t rej_unauthorized;      /* 401: TCP request without the --listen-token */
   uint64_t lines_written, bytes_written, write_errors;
   uint64_t lines_oversize;        /* one item alone longer than --max-line */
   uint64_t connections;           /* accepted and allowed */
   uint64_t connections_open;      /* gauge */
   uint64_t connections_refused;   /* over SS_MAX_CONNS */
   uint64_t peers_refused;         /* SO_PEERCRED: another uid */
+  uint64_t peer_limited;          /* refused: the peer holds its share of connections */
+  uint64_t timeouts;              /* closed by --header/--body/--idle-timeout */
+  uint64_t buffer_waits;          /* reads paused: --max-buffered reached */
   uint64_t sql_spans;             /* PostgreSQL spans with db.query.text seen */
   uint64_t sql_unparsed;          /* ... whose text PostgreSQL's parser refused */
   uint64_t sql_rescrubbed;        /* ... in which the parser still found a literal */
@@ -178,6 +198,9 @@ typedef struct ss__http_req {
   int expect_continue;
   const char *ctype;              /* media type, parameters stripped; NULL if absent */
   size_t ctype_len;
+  const char *authorization;      /* Authorization value; NULL if absent */
+  size_t authorization_len;
+  int authorizations;             /* how many Authorization headers came */
   size_t head_len;                /* bytes of request line + headers + blank line */
 } ss__http_req;
 
@@ -208,6 +231,10 @@ typedef struct ss__chunked {
  * known from a chunk's size line, before its data) or 431 (trailer section longer than
  * SS_MAX_HEAD or with more than SS_MAX_HEADERS fields). */
 int ss__chunked_decode(ss__chunked *c, char *buf, size_t len, size_t max);
+
+/* Whether an Authorization value is "Bearer <o's --listen-token>" (the scheme in any
+ * case, RFC 9110 11.1), compared in constant time for a given token length. */
+int ss__bearer_ok(const ss__opts *o, const char *v, size_t n);
 
 /* ---- inflate.c ---- */
 /* Decodes a body in Content-Encoding SS_CE_GZIP (members one after another, RFC 1952)
@@ -246,6 +273,17 @@ void *ss__otlp_json_decode(const ProtobufCMessageDescriptor *md, const uint8_t *
                            ss__arena *a, char *err, size_t errn);
 /* Frees the decoder's memory (at exit; in between it is reused). */
 void ss__decode_release(void);
+/* Cuts an Export{Trace,Logs}ServiceRequest body (both have the same shape: resources →
+ * scopes → items) into valid requests of the same type of about `max` bytes or fewer,
+ * and calls fn on each, in order: whole resource entries where they fit; else a
+ * resource's scope entries under a copy of its other fields; else a scope's items
+ * (spans, log records) under copies of both (an item larger than max is a piece of its
+ * own). Together the pieces hold every item once, in order; other top-level fields are
+ * dropped (the request type has none). Stops at the first fn result that is not 0 and
+ * returns it; -1 for wire data malformed at those levels. Pieces are borrowed for the
+ * call; about 4 * max bytes of scratch memory, freed before returning. */
+int ss__slice_request(const uint8_t *p, size_t len, size_t max,
+                      int (*fn)(const uint8_t *, size_t, void *), void *arg);
 /* Bodies handed to protobuf-c for decoding since start (each request's once). */
 extern uint64_t ss__decode_count;
 /* Fills *pa with a protobuf-c allocator that takes its memory from arena a (whose reset
