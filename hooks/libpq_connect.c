@@ -44,6 +44,37 @@ static const char *connect_code(const char *msg) {
   return NULL;
 }
 
+/* PostgreSQL's own connection-time refusals (their values are quoted, and the exporter
+ * masks those). Any other server text at connect (a login event trigger's RAISE, an
+ * authentication hook of an extension) may carry values unquoted. */
+static const char *const core_fatal[] = {
+    "password authentication failed", "no pg_hba.conf entry", "pg_hba.conf rejects",
+    "does not exist", "the database system is", "too many clients", "too many connections",
+    "remaining connection slots", "terminating connection", "permission denied for database",
+    "is not permitted to log in", "authentication failed for user", "has no password assigned",
+    "password is expired", "SSL", "GSSAPI", "certificate", "unsupported frontend protocol",
+    "invalid", "out of memory", "could not", "canceling authentication",
+};
+
+/* The length of msg to export: under SPANSHIM_DB_ERROR_MESSAGES=masked, server text that
+ * is none of PostgreSQL's own refusals is cut off at its "FATAL:" or "ERROR:" (libpq's
+ * part before it stays: where it connected and that it failed). */
+static size_t connect_message_len(const char *msg) {
+  size_t n = ss__pq_msg_len(msg, SS_PQ_MSG_MAX * 4);
+  if (ss__cfg.db_error_messages == SS_DBMSG_FULL) return n;
+  const char *srv = strstr(msg, "FATAL:  ");
+  if (srv == NULL) srv = strstr(msg, "ERROR:  ");
+  if (srv == NULL || (size_t)(srv - msg) >= n) return n;
+  for (size_t i = 0; i < sizeof core_fatal / sizeof core_fatal[0]; i++) {
+    const char *hit = strstr(srv, core_fatal[i]);
+    const char *eol = strchr(srv, '\n');
+    if (hit && (eol == NULL || hit < eol)) return n;
+  }
+  size_t k = (size_t)(srv - msg);
+  while (k > 0 && (msg[k - 1] == ' ' || msg[k - 1] == ':')) k--;
+  return k;
+}
+
 static void connect_outcome(ss__sb *b, const PGconn *c) {
   ss__pq_conn_attrs(b, c);
   if (c && ss__pq.status(c) == CONNECTION_OK) {
@@ -60,7 +91,7 @@ static void connect_outcome(ss__sb *b, const PGconn *c) {
   const char *code = connect_code(msg);
   if (code) ss__span_str(b, "db.response.status_code", code, 5);
   ss__span_error(b, code ? code : "08001", NULL);
-  ss__pq_set_message(b, msg);
+  if (msg) ss__span_message(b, msg, connect_message_len(msg));
 }
 
 

@@ -312,3 +312,55 @@ def test_db_error_messages_full_shows_the_servers_text(ctx):
     assert r.returncode != 0, r
     [s] = [s for s in col.spans() if s.attrs.get("db.response.status_code") == "P0001"]
     assert s.status_message == "failed for %s" % tok, s
+
+
+def _fake_postgres_refusing(text):
+    """A one-shot server speaking just enough of the PostgreSQL protocol to refuse a login
+    with an ErrorResponse whose message is `text` (what a PostgreSQL 17 login event
+    trigger's RAISE or an extension's authentication hook sends). Returns (port, thread)."""
+    import socket
+    import struct
+    import threading
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(4)
+    port = ls.getsockname()[1]
+
+    def serve():
+        for _ in range(2):  # psql may try twice (with and without a password prompt)
+            try:
+                ls.settimeout(60)
+                c, _ = ls.accept()
+            except OSError:
+                return
+            with c:
+                n = struct.unpack("!I", c.recv(4))[0]
+                c.recv(n - 4)
+                fields = b"SFATAL\0VFATAL\0C28000\0M" + text.encode() + b"\0Fhook.c\0\0"
+                c.sendall(b"E" + struct.pack("!I", len(fields) + 4) + fields)
+        ls.close()
+
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    return port, th
+
+
+def test_server_text_at_connect_is_cut_unless_postgresql_wrote_it(ctx):
+    for mode in ("masked", "full"):
+        tok = "Tk" + secrets.token_hex(5)
+        port, th = _fake_postgres_refusing("login blocked for user with key %s" % tok)
+        col = ctx.collector()
+        conn = "host=127.0.0.1 port=%d dbname=app user=app sslmode=disable gssencmode=disable" \
+            % port
+        r = ctx.run(["psql", "-X", "-w", conn, "-c", "select 1"], collector=col,
+                    extra_env={"SPANSHIM_DB_ERROR_MESSAGES": mode})
+        assert r.returncode != 0 and tok.encode() in r.stderr, r
+        th.join(60)
+        [s] = [s for s in col.spans() if s.name == "connect postgresql"]
+        assert s.status_code == ERROR, s
+        if mode == "masked":
+            assert s.status_message == 'connection to server at "127.0.0.1", port %d failed' \
+                % port, s.status_message
+            assert tok.encode() not in _exported(ctx, col, None)
+        else:
+            assert tok in s.status_message, s.status_message
