@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -45,7 +46,8 @@ SS_REAL_OR(_Exit, missing_exit)
 
 static uint64_t proc_rec[PROC_REC_BYTES / 8];
 static _Atomic int proc_state; /* 0 none, 1 open, 2 ended */
-static char proc_name[256];
+static char proc_name[256];      /* process.executable.name */
+static char proc_span_name[256]; /* the span's: what was executed */
 static char proc_path[4096];
 static char proc_args[ARGS_BYTES];
 static size_t proc_args_len;
@@ -60,15 +62,27 @@ static size_t collect_args(int argc, char **argv) {
                          sizeof proc_args);
 }
 
+static void copy_base(char *dst, size_t cap, const char *path) {
+  const char *base = strrchr(path, '/');
+  base = base ? base + 1 : path;
+  size_t len = strnlen(base, cap - 1);
+  memcpy(dst, base, len);
+  dst[len] = '\0';
+}
+
+/* process.executable.name is, per semantic conventions, the base name of /proc/self/exe's
+ * target (python3.11 for python3, redis-check-rdb for redis-server); the span is named
+ * after what was executed: the base name of the path given to execve (AT_EXECFN), else of
+ * argv[0]. */
 static void exe_names(void) {
   ssize_t n = readlink("/proc/self/exe", proc_path, sizeof proc_path - 1);
   if (n <= 0) n = 0;
   proc_path[n] = '\0';
-  const char *base = strrchr(proc_path, '/');
-  base = base ? base + 1 : (n ? proc_path : program_invocation_short_name);
-  size_t len = strnlen(base, sizeof proc_name - 1);
-  memcpy(proc_name, base, len);
-  proc_name[len] = '\0';
+  copy_base(proc_name, sizeof proc_name, n ? proc_path : program_invocation_short_name);
+  const char *ran = (const char *)getauxval(AT_EXECFN);
+  if (ran == NULL || *ran == '\0') ran = program_invocation_name;
+  copy_base(proc_span_name, sizeof proc_span_name, ran && *ran ? ran : proc_name);
+  if (proc_span_name[0] == '\0') copy_base(proc_span_name, sizeof proc_span_name, proc_name);
 }
 
 /* hooks/signals.c: default-action signals (SIGTERM, SIGINT, ...) deliver before they kill,
@@ -81,7 +95,7 @@ void ss__signals_install_default(void);
  * parent. Returns 1 when it is open. */
 static int open_span(void) {
   ss__sb b;
-  if (!ss__span_start_at(&b, proc_name, SS_KIND_INTERNAL, NULL)) { /* no calling code */
+  if (!ss__span_start_at(&b, proc_span_name, SS_KIND_INTERNAL, NULL)) { /* no calling code */
     ss__span_pop(&b);
     return 0;
   }

@@ -274,3 +274,19 @@ def test_core_dump_behaviour_is_the_same_with_the_shim(ctx):
         assert os.WIFSIGNALED(plain) and os.WIFSIGNALED(traced), (mode, plain, traced)
         assert os.WTERMSIG(plain) == os.WTERMSIG(traced), (mode, plain, traced)
         assert os.WCOREDUMP(plain) == os.WCOREDUMP(traced), (mode, plain, traced)
+
+
+def test_the_process_span_is_named_after_what_was_executed(ctx):
+    """A program run through a symlink (as redis-server -> redis-check-rdb, python3 ->
+    python3.11): the span is named after the symlink that was executed, and
+    process.executable.name stays the base name of /proc/self/exe's target, as semantic
+    conventions say."""
+    link = os.path.join(ctx.tmp, "my-tool")
+    os.symlink(ctx.prog("sig_faults"), link)
+    c = ctx.collector()
+    r = ctx.run([link, "recover", "3"], collector=c, extra_env={"SPANSHIM_PROCESS_SPAN": "1"})
+    assert r.returncode == 0 and r.stdout == b"recovered=4\n", r
+    [p] = procs(c.spans())
+    assert p.name == "my-tool", p
+    assert p.attrs["process.executable.name"] == "sig_faults", p.attrs
+    assert p.attrs["process.executable.path"] == os.path.realpath(ctx.prog("sig_faults"))
