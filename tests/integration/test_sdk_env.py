@@ -17,6 +17,9 @@ SERVER = 2  # SPAN_KIND_SERVER
 TID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SID = "00f067aa0ba902b7"
 TP = "00-%s-%s-01" % (TID, SID)
+# These tests are about names and routes, not about delivery within the exit budget under
+# load (test_lifecycle and test_stacks count that): give exit all the time it needs.
+FLUSH = {"SPANSHIM_EXIT_FLUSH_MS": "20000"}
 
 
 def _lines(path):
@@ -70,8 +73,8 @@ def test_console_exporter_writes_json_lines_to_the_log_file_and_nothing_to_the_c
     refused = ctx.closed_port()
     r = ctx.run(["sh", "-c", "curl -s %s/b; curl -s http://127.0.0.1:%d/; exit 0"
                  % (srv.url, refused)], collector=c,
-                extra_env={"OTEL_TRACES_EXPORTER": "console", "OTEL_LOGS_EXPORTER": "console",
-                           "SPANSHIM_LOG_FILE": log})
+                extra_env=dict(FLUSH, OTEL_TRACES_EXPORTER="console", OTEL_LOGS_EXPORTER="console",
+                               SPANSHIM_LOG_FILE=log))
     assert r.returncode == 0 and r.stdout == b"hello\n" and r.stderr == b"", r
     spans = _console(log, "span")
     gets = [s for s in spans if s["name"] == "GET"]
@@ -96,7 +99,7 @@ def test_otlp_and_console_together(ctx):
     c = ctx.collector()
     log = os.path.join(ctx.tmp, "shim.log")
     r = ctx.run(["curl", "-s", srv.url + "/c"], collector=c,
-                extra_env={"OTEL_TRACES_EXPORTER": "otlp, console", "SPANSHIM_LOG_FILE": log})
+                extra_env=dict(FLUSH, OTEL_TRACES_EXPORTER="otlp, console", SPANSHIM_LOG_FILE=log))
     assert r.returncode == 0, r
     exported = [s for s in c.spans() if s.name == "GET"]
     printed = [s for s in _console(log, "span") if s["name"] == "GET"]
@@ -137,7 +140,7 @@ def test_signal_specific_endpoints_are_used_as_given_with_their_headers(ctx):
     env = {"SPANSHIM_ENDPOINT": "", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": sink.url,
            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": sink.url + "/custom/logs",
            "OTEL_EXPORTER_OTLP_HEADERS": "x-all=1",
-           "OTEL_EXPORTER_OTLP_LOGS_HEADERS": "x-logs=2"}
+           "OTEL_EXPORTER_OTLP_LOGS_HEADERS": "x-logs=2", **FLUSH}
     e = ctx.env(None, env)
     del e["SPANSHIM_ENDPOINT"]
     r = subprocess.run(["curl", "-s", "http://127.0.0.1:%d/" % refused], env=e,
@@ -157,7 +160,7 @@ def test_signal_specific_endpoints_are_used_as_given_with_their_headers(ctx):
 def test_base_endpoint_gets_both_signal_paths(ctx):
     sink = ctx.http_server()
     refused = ctx.closed_port()
-    e = ctx.env(None, {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url + "/base/"})
+    e = ctx.env(None, dict(FLUSH, OTEL_EXPORTER_OTLP_ENDPOINT=sink.url + "/base/"))
     del e["SPANSHIM_ENDPOINT"]
     r = subprocess.run(["curl", "-s", "http://127.0.0.1:%d/" % refused], env=e,
                        capture_output=True, timeout=60)
@@ -259,9 +262,9 @@ def test_client_4xx_is_a_span_error_without_an_exception(ctx):
     srv = ctx.http_server()
     c = ctx.collector()
     refused = ctx.closed_port()
-    ctx.run(["curl", "-s", srv.url + "/status/404"], collector=c)
-    ctx.run(["curl", "-s", srv.url + "/status/503"], collector=c)
-    ctx.run(["curl", "-s", "http://127.0.0.1:%d/" % refused], collector=c)
+    ctx.run(["curl", "-s", srv.url + "/status/404"], collector=c, extra_env=FLUSH)
+    ctx.run(["curl", "-s", srv.url + "/status/503"], collector=c, extra_env=FLUSH)
+    ctx.run(["curl", "-s", "http://127.0.0.1:%d/" % refused], collector=c, extra_env=FLUSH)
     spans = [s for s in c.spans() if s.name == "GET"]
     codes = sorted(s.attrs.get("error.type") for s in spans)
     assert codes == ["404", "503", "CURLE_COULDNT_CONNECT"], codes
@@ -279,7 +282,7 @@ def test_failed_sql_is_a_db_client_operation_exception(ctx):
     pg = ctx.postgres()
     c = ctx.collector()
     r = ctx.run(["psql", "-X", "-q", "-d", pg.dsn(), "-c", "select * from no_such_table"],
-                collector=c)
+                collector=c, extra_env=FLUSH)
     assert r.returncode != 0 and b"no_such_table" in r.stderr, r
     logs = _logs(c)
     names = [(r["eventName"], r["severityNumber"]) for r, _ in logs]
