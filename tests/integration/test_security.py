@@ -204,6 +204,15 @@ def spanshimd_as(ctx, user, args=(), wait=True):
     return p
 
 
+def occupy_default_dir(victim, owner, mode):
+    """victim's /tmp/spanshim-$UID made as a directory of owner's with this mode."""
+    d = victim.default_dir()
+    os.mkdir(d)
+    os.chown(d, owner.uid, owner.gid)
+    os.chmod(d, mode)
+    return d
+
+
 def refused_to_start(ctx, user):
     p = spanshimd_as(ctx, user, wait=False)
     _, err = p.communicate(timeout=30)
@@ -214,10 +223,7 @@ def refused_to_start(ctx, user):
 
 def test_default_socket_dir_made_by_another_user_gets_nothing(ctx):
     a, b = two_users(ctx)
-    d = a.default_dir()
-    os.mkdir(d)
-    os.chown(d, b.uid, b.gid)
-    os.chmod(d, 0o755)
+    d = occupy_default_dir(a, b, 0o755)
     lis = Listener(ctx, os.path.join(d, "collector.sock"), b)
     err = traced_simple(ctx, a)
     assert "not sending spans to unix:%s/collector.sock: directory %s is owned by uid %d, " \
@@ -252,10 +258,7 @@ def test_default_socket_dir_symlinked_by_another_user_gets_nothing(ctx):
 
 def test_default_socket_dir_writable_by_others_gets_nothing(ctx):
     a, b = two_users(ctx)
-    d = a.default_dir()
-    os.mkdir(d)
-    os.chown(d, a.uid, a.gid)
-    os.chmod(d, 0o777)
+    d = occupy_default_dir(a, a, 0o777)
     lis = Listener(ctx, os.path.join(d, "collector.sock"), b)  # B could put it there
     err = traced_simple(ctx, a)
     assert "directory %s is writable by others (mode 0777)" % d in err, err
@@ -267,10 +270,7 @@ def test_default_socket_dir_writable_by_others_gets_nothing(ctx):
 
 def test_listener_of_another_uid_in_our_dir_gets_nothing_ours_gets_the_spans(ctx):
     a, b = two_users(ctx)
-    d = a.default_dir()
-    os.mkdir(d)
-    os.chown(d, a.uid, a.gid)
-    os.chmod(d, 0o700)
+    d = occupy_default_dir(a, a, 0o700)
     lis = Listener(ctx, os.path.join(d, "collector.sock"), b, bind_as_root=True)
     err = traced_simple(ctx, a)
     assert "the listener runs as uid %d" % b.uid in err, err
