@@ -491,9 +491,11 @@ def connect_spans_of(col, pid):
 
 def test_slow_and_idle_connections_are_closed_and_spans_still_arrive(ctx):
     col = ctx.collector(["--header-timeout", "1s", "--body-timeout", "1s",
-                         "--idle-timeout", "2s"])
+                         "--idle-timeout", "2s", "--listen", "127.0.0.1:0"])
     head = b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
-    slow_head, slow_body, idle = t.connect(col), t.connect(col), t.connect(col)
+    slow_head, slow_body = t.connect(col), t.connect(col)
+    idle = socket.create_connection(("127.0.0.1", tcp_port(col)), timeout=10)
+    kept = t.connect(col)  # idle on the Unix socket: a trusted peer's, kept
     slow_body.sendall(head + b"Content-Length: 100\r\n\r\n")
     pid = traced_connects(ctx, col)
     closed = {}
@@ -518,6 +520,8 @@ def test_slow_and_idle_connections_are_closed_and_spans_still_arrive(ctx):
         time.sleep(0.25)
     assert sorted(closed) == ["body", "head", "idle"], closed
     assert t.stats(col)["timeouts"] == 3
+    kept.sendall(t.post("/v1/traces", one_span_body("after-idle")))
+    assert t.read_response(kept)[0] == 200
     assert connect_spans_of(col, pid) == 100
 
 

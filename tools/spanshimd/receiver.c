@@ -744,12 +744,15 @@ static void expire_lingering(void) {
 }
 
 /* Whether c has overstayed: a request head not complete --header-timeout after its first
- * byte (slowloris), a body not complete --body-timeout after its head, or nothing
+ * byte (slowloris), a body not complete --body-timeout after its head, or (TCP) nothing
  * happening for --idle-timeout. */
 static int timed_out(const conn *c, uint64_t now) {
   if (c->lingering) return 0;
   if (c->have_head) return now - c->body_start_ms > opts->body_timeout_ms;
   if (c->in_len > c->in_off) return now - c->req_start_ms > opts->header_timeout_ms;
+  /* An idle Unix-socket peer is trusted and may be a worker that connected before
+   * dropping privileges: closed, it could not connect again. */
+  if (c->who.kind == 1) return 0;
   return now - c->active_ms > opts->idle_timeout_ms;
 }
 
