@@ -191,14 +191,27 @@ static size_t string_body(parser *p, size_t end, char *o) {
 }
 
 /* The raw extent of the string at p->pos (its opening quote): its body is
- * s[*start..*end); p->pos is left at the opening quote. -1 when it is not closed. */
+ * s[*start..*end); p->pos is left at the opening quote. Returns 1 when the body is plain
+ * (printable ASCII, no escapes: it is its own decoded form, nothing to check), 0 when
+ * string_body must check and decode it, -1 when it is not closed. */
 static int string_extent(parser *p, size_t *start, size_t *end) {
   size_t b = p->pos + 1, e = b;
-  while (e < p->n && p->s[e] != '"') e += p->s[e] == '\\' ? 2 : 1;
+  int plain = 1;
+  while (e < p->n) {
+    unsigned char c = p->s[e];
+    if (c == '"') break;
+    if (c == '\\') {
+      plain = 0;
+      e += 2;
+      continue;
+    }
+    if (c < 0x20 || c >= 0x80) plain = 0;
+    e++;
+  }
   if (e >= p->n) { fail(p, p->pos, "unterminated string"); return -1; }
   *start = b;
   *end = e;
-  return 0;
+  return plain;
 }
 
 /* Parses a string starting at the opening quote; *out gets a NUL-terminated copy. */
@@ -545,18 +558,24 @@ int ss__jr_next_key(ss__jr *r, const char **key, size_t *len) {
   if (rc <= 0) return rc;
   if (r->pos >= r->n || r->s[r->pos] != '"') { fail_unexpected(r, "string key"); return -1; }
   size_t start, end;
-  if (string_extent(r, &start, &end) < 0) return -1;
+  int plain = string_extent(r, &start, &end);
+  if (plain < 0) return -1;
   /* Keys are names: short ones are decoded into the reader, longer ones checked only
    * (no schema has them, so they come back as given, escapes and all). */
   r->pos = start;
-  if (end - start < sizeof r->key) {
+  if (plain && end - start < sizeof r->key) {
+    memcpy(r->key, r->s + start, end - start);
+    r->key[end - start] = '\0';
+    *key = r->key;
+    *len = end - start;
+  } else if (end - start < sizeof r->key) {
     size_t k = string_body(r, end, r->key);
     if (k == (size_t)-1) return -1;
     r->key[k] = '\0';
     *key = r->key;
     *len = k;
   } else {
-    if (string_body(r, end, NULL) == (size_t)-1) return -1;
+    if (!plain && string_body(r, end, NULL) == (size_t)-1) return -1;
     *key = (const char *)r->s + start;
     *len = end - start;
   }
@@ -574,21 +593,28 @@ int ss__jr_string(ss__jr *r, size_t *max_len) {
     if (!r->failed) fail_unexpected(r, "a string");
     return -1;
   }
-  size_t start, end;
-  if (string_extent(r, &start, &end) < 0) return -1;
-  size_t at = r->pos;
+  size_t start, end, at = r->pos;
+  int plain = string_extent(r, &start, &end);
+  if (plain < 0) return -1;
   r->pos = start;
-  if (string_body(r, end, NULL) == (size_t)-1) return -1;
+  if (!plain && string_body(r, end, NULL) == (size_t)-1) return -1;
   r->pos = at;
+  r->str_start = start;
+  r->str_end = end;
+  r->str_plain = plain;
   *max_len = end - start;
   return 0;
 }
 
 size_t ss__jr_string_copy(ss__jr *r, char *out) {
-  size_t start, end;
-  string_extent(r, &start, &end);  /* checked by ss__jr_string */
-  r->pos = start;
-  size_t k = string_body(r, end, out);
+  size_t k, start = r->str_start, end = r->str_end;  /* as ss__jr_string found them */
+  if (r->str_plain) {
+    memcpy(out, r->s + start, end - start);
+    k = end - start;
+  } else {
+    r->pos = start;
+    k = string_body(r, end, out);
+  }
   r->pos = end + 1;
   out[k] = '\0';
   return k;
@@ -636,9 +662,7 @@ int ss__jr_skip(ss__jr *r) {
     return rc;
   case SS_JSON_STRING:
     if (ss__jr_string(r, &n) < 0) return -1;
-    size_t start, end;
-    string_extent(r, &start, &end);
-    r->pos = end + 1;
+    r->pos = r->str_end + 1;
     return 0;
   case SS_JSON_NUMBER: return ss__jr_number(r, &k, &n);
   case SS_JSON_BOOL:

@@ -91,6 +91,8 @@ typedef struct ss__jr {
   int failed;
   int first;               /* no item read yet in the innermost open container */
   char key[64];            /* the last short key, decoded */
+  size_t str_start, str_end;  /* the string ss__jr_string checked last */
+  int str_plain;
 } ss__jr;
 
 /* Reads s[0..n); max_depth bounds the nesting of arrays and objects (<= 0: default). */

@@ -576,7 +576,7 @@ int ss__json_logs(const Opentelemetry__Proto__Collector__Logs__V1__ExportLogsSer
  * signals spanshim passes through without looking inside, so they need no hand-written
  * encoder. Slower than the hand-written ones (a descriptor walk per field). */
 
-static int is_id_field(const ProtobufCFieldDescriptor *f) {
+int ss__otlp_is_id_field(const ProtobufCFieldDescriptor *f) {
   return f->type == PROTOBUF_C_TYPE_BYTES &&
          (strcmp(f->name, "trace_id") == 0 || strcmp(f->name, "span_id") == 0 ||
           strcmp(f->name, "parent_span_id") == 0);
@@ -627,7 +627,7 @@ static void field_value(ss__buf *b, const ProtobufCFieldDescriptor *f, const voi
   }
   case PROTOBUF_C_TYPE_BYTES: {
     const ProtobufCBinaryData *d = p;
-    if (is_id_field(f)) ss__jw_hex(b, d->data, d->len);
+    if (ss__otlp_is_id_field(f)) ss__jw_hex(b, d->data, d->len);
     else json_base64(b, d->data, d->len);
     break;
   }
@@ -635,7 +635,7 @@ static void field_value(ss__buf *b, const ProtobufCFieldDescriptor *f, const voi
   }
 }
 
-static size_t value_size(ProtobufCType t) {
+size_t ss__pb_value_size(ProtobufCType t) {
   switch (t) {
   case PROTOBUF_C_TYPE_INT64:
   case PROTOBUF_C_TYPE_SINT64:
@@ -664,7 +664,7 @@ static int is_default(const ProtobufCFieldDescriptor *f, const void *p) {
   case PROTOBUF_C_TYPE_FLOAT: return *(const float *)p == 0 && !signbit(*(const float *)p);
   case PROTOBUF_C_TYPE_BOOL: return !*(const protobuf_c_boolean *)p;
   default:
-    return value_size(f->type) == 8 ? *(const uint64_t *)p == 0 : *(const uint32_t *)p == 0;
+    return ss__pb_value_size(f->type) == 8 ? *(const uint64_t *)p == 0 : *(const uint32_t *)p == 0;
   }
 }
 
@@ -688,7 +688,7 @@ static void any_message(ss__buf *b, const ProtobufCMessage *m, int depth) {
       ss__buf_putc(b, '[');
       for (size_t k = 0; k < count; k++) {
         if (k) ss__buf_putc(b, ',');
-        field_value(b, f, arr + k * value_size(f->type), depth);
+        field_value(b, f, arr + k * ss__pb_value_size(f->type), depth);
       }
       ss__buf_putc(b, ']');
       continue;

@@ -39,6 +39,12 @@ int ss__json_logs(const Opentelemetry__Proto__Collector__Logs__V1__ExportLogsSer
 int ss__json_metrics(const Opentelemetry__Proto__Collector__Metrics__V1__ExportMetricsServiceRequest *req,
                      ss__buf *out);
 
+/* For descriptor-driven code (this writer, spanshimd's JSON reader): whether f is one of
+ * OTLP's hex-encoded id fields (bytes trace_id, span_id, parent_span_id), and the bytes
+ * one value of type t takes in a protobuf-c message or repeated array. */
+int ss__otlp_is_id_field(const ProtobufCFieldDescriptor *f);
+size_t ss__pb_value_size(ProtobufCType t);
+
 /* Building blocks, for other JSON the tools write (e.g. spanshimd's /stats). */
 /* A quoted, escaped JSON string of s[0..len). */
 void ss__jw_str(ss__buf *b, const char *s, size_t len);

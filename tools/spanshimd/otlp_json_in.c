@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "tools/common/json.h"
+#include "tools/common/otlp_json.h"
 #include "tools/spanshimd/spanshimd.h"
 
 #define JSON_MAX_DEPTH 128
@@ -55,29 +56,6 @@ static const ProtobufCFieldDescriptor *field_of(const ProtobufCMessageDescriptor
   for (unsigned i = 0; i < d->n_fields; i++)
     if (name_matches(d->fields[i].name, key, n)) return &d->fields[i];
   return NULL;
-}
-
-static int is_id(const ProtobufCFieldDescriptor *f) {
-  return f->type == PROTOBUF_C_TYPE_BYTES &&
-         (strcmp(f->name, "trace_id") == 0 || strcmp(f->name, "span_id") == 0 ||
-          strcmp(f->name, "parent_span_id") == 0);
-}
-
-static size_t elem_size(ProtobufCType t) {
-  switch (t) {
-  case PROTOBUF_C_TYPE_INT64:
-  case PROTOBUF_C_TYPE_SINT64:
-  case PROTOBUF_C_TYPE_SFIXED64:
-  case PROTOBUF_C_TYPE_UINT64:
-  case PROTOBUF_C_TYPE_FIXED64: return 8;
-  case PROTOBUF_C_TYPE_DOUBLE: return sizeof(double);
-  case PROTOBUF_C_TYPE_FLOAT: return sizeof(float);
-  case PROTOBUF_C_TYPE_BOOL: return sizeof(protobuf_c_boolean);
-  case PROTOBUF_C_TYPE_STRING: return sizeof(char *);
-  case PROTOBUF_C_TYPE_BYTES: return sizeof(ProtobufCBinaryData);
-  case PROTOBUF_C_TYPE_MESSAGE: return sizeof(void *);
-  default: return 4;  /* 32-bit integers and enums */
-  }
 }
 
 static int fail_field(jd *d, const ProtobufCFieldDescriptor *f, const char *what) {
@@ -200,7 +178,7 @@ static int parse_bytes(jd *d, const ProtobufCFieldDescriptor *f, ProtobufCBinary
   if (s == NULL) return -1;
   uint8_t *o = (uint8_t *)s;  /* decoding shrinks: in place */
   size_t k = 0;
-  if (is_id(f)) {
+  if (ss__otlp_is_id_field(f)) {
     int ok = n % 2 == 0;
     for (size_t i = 0; ok && i < n; i += 2) {
       int hi = hexval(s[i]), lo = hexval(s[i + 1]);
@@ -327,7 +305,7 @@ static int scalar(jd *d, const ProtobufCFieldDescriptor *f, void *dst) {
 static int repeated(jd *d, const ProtobufCFieldDescriptor *f, char *msg) {
   size_t *count = (size_t *)(msg + f->quantifier_offset);
   void **arr = (void **)(msg + f->offset);
-  size_t es = elem_size(f->type), n = 0, cap = 0;
+  size_t es = ss__pb_value_size(f->type), n = 0, cap = 0;
   char *items = NULL;
   *count = 0;
   *arr = NULL;

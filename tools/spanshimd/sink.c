@@ -12,6 +12,7 @@
  * whose own line is longer than the bound is written anyway, alone on its line, and
  * counted in lines_oversize. */
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -221,195 +222,122 @@ static int write_lines(output *o, uint64_t nlines) {
 /* ---- lines under the bound ----
  * A request whose line would pass max_line is cut into smaller requests that share its
  * resource and scope structs (shallow copies on the stack): first one per resource, then
- * one per scope, then the item list in halves, until each line fits or is one item. */
+ * one per scope, then the item list in halves, until each line fits or is one item. The
+ * three signals have the same shape — request.1 → resource.2 → scope.2 are the repeated
+ * resource, scope and item fields — so one walk over the descriptors serves them all. */
 
-typedef Opentelemetry__Proto__Trace__V1__ResourceSpans rspans;
-typedef Opentelemetry__Proto__Trace__V1__ScopeSpans sspans;
-typedef Opentelemetry__Proto__Logs__V1__ResourceLogs rlogs;
-typedef Opentelemetry__Proto__Logs__V1__ScopeLogs slogs;
+typedef int (*encode_fn)(const ProtobufCMessage *q, ss__buf *out);
+
+/* A message copied by value (every OTLP request, resource and scope message is small). */
+typedef union msgcopy {
+  ProtobufCMessage m;
+  max_align_t align;
+  char bytes[256];
+} msgcopy;
+
+/* m's repeated field `id`: its count and its array of pointers. */
+static void list_of(ProtobufCMessage *m, unsigned id, size_t **n, void ***arr) {
+  const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(m->descriptor, id);
+  *n = (size_t *)((char *)m + f->quantifier_offset);
+  *arr = (void **)((char *)m + f->offset);
+}
+
+/* 0, or -1 for a message too big to copy here (then it is not split). */
+static int copy_of(msgcopy *c, const void *m) {
+  const ProtobufCMessage *src = m;
+  if (src->descriptor->sizeof_message > sizeof c->bytes) return -1;
+  memcpy(c->bytes, m, src->descriptor->sizeof_message);
+  return 0;
+}
 
 /* Appends q's line(s) to `line`; counts them in *n. 0 or -ENOMEM. */
-static int traces_lines(const ss__traces_req *q, uint64_t *n) {
+static int lines_of(const ProtobufCMessage *q, encode_fn enc, uint64_t *n) {
   size_t mark = line.len;
-  if (ss__json_traces(q, &line) != 0) return -ENOMEM;
+  if (enc(q, &line) != 0) return -ENOMEM;
   if (line.len - mark <= max_line) {
     ++*n;
     return 0;
   }
-  ss__traces_req sub = *q;
-  rspans rs, *rsp = &rs;
-  sspans ss, *ssp = &ss;
-  if (q->n_resource_spans > 1) {
+  msgcopy rq, rr, rs;
+  size_t *nres, *nsc, *nit;
+  void **res, **sc, **it, *rrp = &rr, *rsp = &rs;
+  if (copy_of(&rq, q) != 0) goto alone;
+  list_of(&rq.m, 1, &nres, &res);
+  if (*nres == 0) goto alone;
+  void **all_res = *(void ***)res;
+  if (*nres > 1) {  /* one line (or more) per resource */
     line.len = mark;
-    sub.n_resource_spans = 1;
-    for (size_t i = 0; i < q->n_resource_spans; i++) {
-      sub.resource_spans = &q->resource_spans[i];
-      if (traces_lines(&sub, n) != 0) return -ENOMEM;
+    size_t k = *nres;
+    *nres = 1;
+    for (size_t i = 0; i < k; i++) {
+      *(void ***)res = &all_res[i];
+      if (lines_of(&rq.m, enc, n) != 0) return -ENOMEM;
     }
     return 0;
   }
-  if (q->n_resource_spans == 0) goto alone;
-  rs = *q->resource_spans[0];
-  sub.resource_spans = &rsp;
-  if (rs.n_scope_spans > 1) {
+  if (copy_of(&rr, all_res[0]) != 0) goto alone;
+  *(void ***)res = &rrp;
+  list_of(&rr.m, 2, &nsc, &sc);
+  if (*nsc == 0) goto alone;
+  void **all_sc = *(void ***)sc;
+  if (*nsc > 1) {  /* per scope */
     line.len = mark;
-    rs.n_scope_spans = 1;
-    for (size_t j = 0; j < q->resource_spans[0]->n_scope_spans; j++) {
-      rs.scope_spans = &q->resource_spans[0]->scope_spans[j];
-      if (traces_lines(&sub, n) != 0) return -ENOMEM;
+    size_t k = *nsc;
+    *nsc = 1;
+    for (size_t j = 0; j < k; j++) {
+      *(void ***)sc = &all_sc[j];
+      if (lines_of(&rq.m, enc, n) != 0) return -ENOMEM;
     }
     return 0;
   }
-  if (rs.n_scope_spans == 0 || rs.scope_spans[0]->n_spans < 2) goto alone;
-  ss = *rs.scope_spans[0];
-  rs.scope_spans = &ssp;
-  line.len = mark;
-  size_t half = ss.n_spans / 2, all = ss.n_spans;
-  ss.n_spans = half;
-  if (traces_lines(&sub, n) != 0) return -ENOMEM;
-  ss.spans += half;
-  ss.n_spans = all - half;
-  return traces_lines(&sub, n);
+  if (copy_of(&rs, all_sc[0]) != 0) goto alone;
+  *(void ***)sc = &rsp;
+  list_of(&rs.m, 2, &nit, &it);
+  if (*nit < 2) goto alone;
+  line.len = mark;  /* halves of the items */
+  void **items = *(void ***)it;
+  size_t all = *nit, half = all / 2;
+  *nit = half;
+  if (lines_of(&rq.m, enc, n) != 0) return -ENOMEM;
+  *(void ***)it = items + half;
+  *nit = all - half;
+  return lines_of(&rq.m, enc, n);
 alone:
   ss__stats_g.lines_oversize++;
   ++*n;
   return 0;
 }
 
-static int logs_lines(const ss__logs_req *q, uint64_t *n) {
-  size_t mark = line.len;
-  if (ss__json_logs(q, &line) != 0) return -ENOMEM;
-  if (line.len - mark <= max_line) {
-    ++*n;
-    return 0;
+static int enc_traces(const ProtobufCMessage *q, ss__buf *out) {
+  return ss__json_traces((const ss__traces_req *)q, out);
+}
+static int enc_logs(const ProtobufCMessage *q, ss__buf *out) {
+  return ss__json_logs((const ss__logs_req *)q, out);
+}
+static int enc_metrics(const ProtobufCMessage *q, ss__buf *out) {
+  return ss__json_metrics((const ss__metrics_req *)q, out);
+}
+
+/* Writes request q of signal sig as lines into its file. */
+static int sink(int sig, const ProtobufCMessage *q, encode_fn enc) {
+  uint64_t n = 0;
+  int rc;
+  output *o = output_of(sig, &rc);
+  if (o == NULL) return rc;
+  ss__buf_reset(&line);
+  if (lines_of(q, enc, &n) != 0 || line.oom) {
+    ss__stats_g.write_errors++;
+    return -ENOMEM;
   }
-  ss__logs_req sub = *q;
-  rlogs rl, *rlp = &rl;
-  slogs sl, *slp = &sl;
-  if (q->n_resource_logs > 1) {
-    line.len = mark;
-    sub.n_resource_logs = 1;
-    for (size_t i = 0; i < q->n_resource_logs; i++) {
-      sub.resource_logs = &q->resource_logs[i];
-      if (logs_lines(&sub, n) != 0) return -ENOMEM;
-    }
-    return 0;
-  }
-  if (q->n_resource_logs == 0) goto alone;
-  rl = *q->resource_logs[0];
-  sub.resource_logs = &rlp;
-  if (rl.n_scope_logs > 1) {
-    line.len = mark;
-    rl.n_scope_logs = 1;
-    for (size_t j = 0; j < q->resource_logs[0]->n_scope_logs; j++) {
-      rl.scope_logs = &q->resource_logs[0]->scope_logs[j];
-      if (logs_lines(&sub, n) != 0) return -ENOMEM;
-    }
-    return 0;
-  }
-  if (rl.n_scope_logs == 0 || rl.scope_logs[0]->n_log_records < 2) goto alone;
-  sl = *rl.scope_logs[0];
-  rl.scope_logs = &slp;
-  line.len = mark;
-  size_t half = sl.n_log_records / 2, all = sl.n_log_records;
-  sl.n_log_records = half;
-  if (logs_lines(&sub, n) != 0) return -ENOMEM;
-  sl.log_records += half;
-  sl.n_log_records = all - half;
-  return logs_lines(&sub, n);
-alone:
-  ss__stats_g.lines_oversize++;
-  ++*n;
-  return 0;
+  return write_lines(o, n);
 }
 
 int ss__sink_traces(const ss__traces_req *req) {
-  uint64_t n = 0;
-  int rc;
-  output *o = output_of(SS_SIG_TRACES, &rc);
-  if (o == NULL) return rc;
-  ss__buf_reset(&line);
-  if (traces_lines(req, &n) != 0 || line.oom) {
-    ss__stats_g.write_errors++;
-    return -ENOMEM;
-  }
-  return write_lines(o, n);
+  return sink(SS_SIG_TRACES, &req->base, enc_traces);
 }
-
-int ss__sink_logs(const ss__logs_req *req) {
-  uint64_t n = 0;
-  int rc;
-  output *o = output_of(SS_SIG_LOGS, &rc);
-  if (o == NULL) return rc;
-  ss__buf_reset(&line);
-  if (logs_lines(req, &n) != 0 || line.oom) {
-    ss__stats_g.write_errors++;
-    return -ENOMEM;
-  }
-  return write_lines(o, n);
-}
-
-typedef Opentelemetry__Proto__Metrics__V1__ResourceMetrics rmetrics;
-typedef Opentelemetry__Proto__Metrics__V1__ScopeMetrics smetrics;
-
-static int metrics_lines(const ss__metrics_req *q, uint64_t *n) {
-  size_t mark = line.len;
-  if (ss__json_metrics(q, &line) != 0) return -ENOMEM;
-  if (line.len - mark <= max_line) {
-    ++*n;
-    return 0;
-  }
-  ss__metrics_req sub = *q;
-  rmetrics rm, *rmp = &rm;
-  smetrics sm, *smp = &sm;
-  if (q->n_resource_metrics > 1) {
-    line.len = mark;
-    sub.n_resource_metrics = 1;
-    for (size_t i = 0; i < q->n_resource_metrics; i++) {
-      sub.resource_metrics = &q->resource_metrics[i];
-      if (metrics_lines(&sub, n) != 0) return -ENOMEM;
-    }
-    return 0;
-  }
-  if (q->n_resource_metrics == 0) goto alone;
-  rm = *q->resource_metrics[0];
-  sub.resource_metrics = &rmp;
-  if (rm.n_scope_metrics > 1) {
-    line.len = mark;
-    rm.n_scope_metrics = 1;
-    for (size_t j = 0; j < q->resource_metrics[0]->n_scope_metrics; j++) {
-      rm.scope_metrics = &q->resource_metrics[0]->scope_metrics[j];
-      if (metrics_lines(&sub, n) != 0) return -ENOMEM;
-    }
-    return 0;
-  }
-  if (rm.n_scope_metrics == 0 || rm.scope_metrics[0]->n_metrics < 2) goto alone;
-  sm = *rm.scope_metrics[0];
-  rm.scope_metrics = &smp;
-  line.len = mark;
-  size_t half = sm.n_metrics / 2, all = sm.n_metrics;
-  sm.n_metrics = half;
-  if (metrics_lines(&sub, n) != 0) return -ENOMEM;
-  sm.metrics += half;
-  sm.n_metrics = all - half;
-  return metrics_lines(&sub, n);
-alone:
-  ss__stats_g.lines_oversize++;
-  ++*n;
-  return 0;
-}
-
+int ss__sink_logs(const ss__logs_req *req) { return sink(SS_SIG_LOGS, &req->base, enc_logs); }
 int ss__sink_metrics(const ss__metrics_req *req) {
-  uint64_t n = 0;
-  int rc;
-  output *o = output_of(SS_SIG_METRICS, &rc);
-  if (o == NULL) return rc;
-  ss__buf_reset(&line);
-  if (metrics_lines(req, &n) != 0 || line.oom) {
-    ss__stats_g.write_errors++;
-    return -ENOMEM;
-  }
-  return write_lines(o, n);
+  return sink(SS_SIG_METRICS, &req->base, enc_metrics);
 }
 
 #define COUNTERS(X)                                                                     \

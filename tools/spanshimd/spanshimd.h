@@ -256,7 +256,7 @@ int ss__http_ieq(const char *s, size_t n, const char *lit);
  * than the budget for a body of this size. */
 ss__traces_req *ss__decode_traces(const uint8_t *p, size_t len, int *too_big);
 ss__logs_req *ss__decode_logs(const uint8_t *p, size_t len, int *too_big);
-/* The same from OTLP JSON (otlp_json_in.c), with the same memory budget; on failure
+/* The same from OTLP JSON (otlp_json_in.c), budget 8 x len + 4 MiB; on failure
  * err[0..errn) says why and where. Metrics take either format (SS_FMT_*). */
 ss__metrics_req *ss__decode_metrics(int fmt, const uint8_t *p, size_t len, int *too_big,
                                     char *err, size_t errn);
