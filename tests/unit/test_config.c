@@ -522,30 +522,24 @@ START_TEST(test_redact_query_keys_reach_the_redaction) {
 END_TEST
 
 START_TEST(test_command_args_and_db_error_messages_choices) {
-  ss__config c;
-  ck_assert_int_eq(load(&c), 0);
-  ck_assert_int_eq(c.command_args, SS_ARGS_REDACTED);
-  ck_assert_int_eq(c.db_error_messages, SS_DBMSG_MASKED);
-  ss__config_free(&c);
-  setenv_fake("SPANSHIM_COMMAND_ARGS", "FULL");
-  setenv_fake("SPANSHIM_DB_ERROR_MESSAGES", "full");
-  ck_assert_int_eq(load(&c), 0);
-  ck_assert_int_eq(c.command_args, SS_ARGS_FULL);
-  ck_assert_int_eq(c.db_error_messages, SS_DBMSG_FULL);
-  ss__config_free(&c);
-  setenv_fake("SPANSHIM_COMMAND_ARGS", "none");
-  setenv_fake("SPANSHIM_DB_ERROR_MESSAGES", "masked");
-  ck_assert_int_eq(load(&c), 0);
-  ck_assert_int_eq(c.command_args, SS_ARGS_NONE);
-  ck_assert_int_eq(c.db_error_messages, SS_DBMSG_MASKED);
-  ss__config_free(&c);
-  /* anything else: one diagnostic each, and the safe default */
-  setenv_fake("SPANSHIM_COMMAND_ARGS", "all");
-  setenv_fake("SPANSHIM_DB_ERROR_MESSAGES", "yes");
-  ck_assert_int_eq(load(&c), 2);
-  ck_assert_int_eq(c.command_args, SS_ARGS_REDACTED);
-  ck_assert_int_eq(c.db_error_messages, SS_DBMSG_MASKED);
-  ss__config_free(&c);
+  static const struct {
+    const char *args, *db;
+    int want_args, want_db, diags;
+  } rows[] = {
+      {NULL, NULL, SS_ARGS_REDACTED, SS_DBMSG_MASKED, 0},
+      {"FULL", "full", SS_ARGS_FULL, SS_DBMSG_FULL, 0},
+      {"none", "masked", SS_ARGS_NONE, SS_DBMSG_MASKED, 0},
+      {"all", "yes", SS_ARGS_REDACTED, SS_DBMSG_MASKED, 2}, /* diagnosed: the safe default */
+  };
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    ss__config c;
+    setenv_fake("SPANSHIM_COMMAND_ARGS", rows[i].args ? rows[i].args : "");
+    setenv_fake("SPANSHIM_DB_ERROR_MESSAGES", rows[i].db ? rows[i].db : "");
+    ck_assert_int_eq(load(&c), rows[i].diags);
+    ck_assert_int_eq(c.command_args, rows[i].want_args);
+    ck_assert_int_eq(c.db_error_messages, rows[i].want_db);
+    ss__config_free(&c);
+  }
 }
 END_TEST
 
