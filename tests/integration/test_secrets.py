@@ -13,6 +13,14 @@ import secrets
 import subprocess
 
 ERROR = 2
+# Every span must arrive even on a loaded machine: exit may wait for the collector.
+FLUSH = {"SPANSHIM_EXIT_FLUSH_MS": "20000"}
+
+
+def _env(extra=None):
+    e = dict(FLUSH)
+    e.update(extra or {})
+    return e
 
 
 class Tokens:
@@ -123,7 +131,7 @@ def test_command_lines_never_carry_a_credential(ctx):
     env = {"SPANSHIM_PROCESS_SPAN": "1", "SPANSHIM_LOG_LEVEL": "debug",
            "SPANSHIM_LOG_FILE": log, "ARGV_CONNECT_PORT": str(srv.port),
            "PATH": bindir + os.pathsep + os.environ["PATH"], "HOME": ctx.tmp}
-    r = ctx.run(["sh", "-c", script], collector=col, extra_env=env, timeout=300)
+    r = ctx.run(["sh", "-c", script], collector=col, extra_env=_env(env), timeout=300)
     assert r.returncode == 0, r
     data = _exported(ctx, col, log)
     _assert_no_token(data, t)
@@ -163,8 +171,8 @@ def test_full_and_none_command_args(ctx):
     argv = [os.path.join(bindir, "redis-cli"), "-a", t["redis-cli -a"], "ping"]
     for mode, want in (("full", argv), ("none", None), ("redacted", None)):
         col = ctx.collector()
-        ctx.run(argv, collector=col, extra_env={"SPANSHIM_PROCESS_SPAN": "1",
-                                                "SPANSHIM_COMMAND_ARGS": mode})
+        ctx.run(argv, collector=col, extra_env=_env({"SPANSHIM_PROCESS_SPAN": "1",
+                                                     "SPANSHIM_COMMAND_ARGS": mode}))
         [p] = _procs(col.spans())
         got = p.attrs.get("process.command_args")
         if mode == "redacted":
@@ -176,8 +184,8 @@ def test_full_and_none_command_args(ctx):
 def test_a_length_limit_cuts_each_argument_not_the_array(ctx):
     col = ctx.collector()
     argv = ["sh", "-c", "exit 0", "argument-number-one", "two", "x" * 50]
-    ctx.run(argv, collector=col, extra_env={"SPANSHIM_PROCESS_SPAN": "1",
-                                            "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "8"})
+    ctx.run(argv, collector=col, extra_env=_env({"SPANSHIM_PROCESS_SPAN": "1",
+                                                 "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "8"}))
     [p] = _procs(col.spans())
     assert p.attrs["process.command_args"] == ["sh", "-c", "exit 0", "argument", "two",
                                                "x" * 8], p.attrs
@@ -194,13 +202,13 @@ def test_url_full_and_query_credentials_redacted(ctx):
              t["ticket= (SPANSHIM_REDACT_QUERY_KEYS)"]))
     url = "%s/cb?%s#access_token=%s&state=s1" % (srv.url, q, t["#access_token="])
     env = {"SPANSHIM_REDACT_QUERY_KEYS": "ticket"}
-    r = ctx.run(["curl", "-s", "-o", "/dev/null", url], collector=col, extra_env=env)
+    r = ctx.run(["curl", "-s", "-o", "/dev/null", url], collector=col, extra_env=_env(env))
     assert r.returncode == 0, r
     # A traced server: its SERVER span's url.query.
     srv_port = harness_free_port()
     server = subprocess.Popen(
         ["python3", "-m", "http.server", str(srv_port), "--bind", "127.0.0.1"],
-        cwd=ctx.tmp, env=ctx.env(col, env), stdout=subprocess.DEVNULL,
+        cwd=ctx.tmp, env=ctx.env(col, _env(env)), stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)
     try:
         _wait_port(srv_port)
@@ -247,7 +255,7 @@ def _psql_run(ctx, col, pg, conn, sql=None, env=None):
         argv += ["-c", sql]
     e = {"SPANSHIM_LOG_LEVEL": "debug"}
     e.update(env or {})
-    return ctx.run(argv, collector=col, extra_env=e)
+    return ctx.run(argv, collector=col, extra_env=_env(e))
 
 
 def test_libpq_and_server_messages_never_carry_a_value(ctx):
@@ -353,7 +361,7 @@ def test_server_text_at_connect_is_cut_unless_postgresql_wrote_it(ctx):
         conn = "host=127.0.0.1 port=%d dbname=app user=app sslmode=disable gssencmode=disable" \
             % port
         r = ctx.run(["psql", "-X", "-w", conn, "-c", "select 1"], collector=col,
-                    extra_env={"SPANSHIM_DB_ERROR_MESSAGES": mode})
+                    extra_env=_env({"SPANSHIM_DB_ERROR_MESSAGES": mode}))
         assert r.returncode != 0 and tok.encode() in r.stderr, r
         th.join(60)
         [s] = [s for s in col.spans() if s.name == "connect postgresql"]
