@@ -24,17 +24,6 @@
 #include "runtime/exporter.h"
 #include "runtime/log.h"
 
-SS_REAL(setuid)
-SS_REAL(setgid)
-SS_REAL(seteuid)
-SS_REAL(setegid)
-SS_REAL(setreuid)
-SS_REAL(setregid)
-SS_REAL(setresuid)
-SS_REAL(setresgid)
-SS_REAL(setgroups)
-SS_REAL(initgroups)
-
 static void before_drop(void) {
   if (!ss__tracing_on() || ss__internal() || getpid() != ss__pid) return;
   SS_SAVE_ERRNO({
@@ -46,52 +35,21 @@ static void before_drop(void) {
   });
 }
 
-SS_EXPORT int setuid(uid_t u) {
-  before_drop();
-  return real_setuid()(u);
-}
+/* Each hook: connect first, then the real call, whose result and errno are the app's. */
+#define DROP_HOOK(name, params, args) \
+  SS_REAL(name)                       \
+  SS_EXPORT int name params {         \
+    before_drop();                    \
+    return real_##name() args;        \
+  }
 
-SS_EXPORT int setgid(gid_t g) {
-  before_drop();
-  return real_setgid()(g);
-}
-
-SS_EXPORT int seteuid(uid_t u) {
-  before_drop();
-  return real_seteuid()(u);
-}
-
-SS_EXPORT int setegid(gid_t g) {
-  before_drop();
-  return real_setegid()(g);
-}
-
-SS_EXPORT int setreuid(uid_t r, uid_t e) {
-  before_drop();
-  return real_setreuid()(r, e);
-}
-
-SS_EXPORT int setregid(gid_t r, gid_t e) {
-  before_drop();
-  return real_setregid()(r, e);
-}
-
-SS_EXPORT int setresuid(uid_t r, uid_t e, uid_t s) {
-  before_drop();
-  return real_setresuid()(r, e, s);
-}
-
-SS_EXPORT int setresgid(gid_t r, gid_t e, gid_t s) {
-  before_drop();
-  return real_setresgid()(r, e, s);
-}
-
-SS_EXPORT int setgroups(size_t n, const gid_t *list) {
-  before_drop();
-  return real_setgroups()(n, list);
-}
-
-SS_EXPORT int initgroups(const char *user, gid_t g) {
-  before_drop();
-  return real_initgroups()(user, g);
-}
+DROP_HOOK(setuid, (uid_t u), (u))
+DROP_HOOK(setgid, (gid_t g), (g))
+DROP_HOOK(seteuid, (uid_t u), (u))
+DROP_HOOK(setegid, (gid_t g), (g))
+DROP_HOOK(setreuid, (uid_t r, uid_t e), (r, e))
+DROP_HOOK(setregid, (gid_t r, gid_t e), (r, e))
+DROP_HOOK(setresuid, (uid_t r, uid_t e, uid_t s), (r, e, s))
+DROP_HOOK(setresgid, (gid_t r, gid_t e, gid_t s), (r, e, s))
+DROP_HOOK(setgroups, (size_t n, const gid_t *list), (n, list))
+DROP_HOOK(initgroups, (const char *user, gid_t g), (user, g))
