@@ -8,9 +8,10 @@
  * credentials it was started with, and keeps that connection across the drop: nothing
  * about who may send changes (a process that was never allowed to connect still cannot),
  * and the traced process's spans still arrive. A fork child has a connection of its own
- * (the inherited one is the parent's): made at its own drop, or, when it was forked
- * after its parent dropped, not at all — its spans are lost and counted in its
- * diagnostics (SPANSHIM_LOG_LEVEL=info).
+ * (the inherited one is the parent's): made at its own drop, or, for the first
+ * SS_TRANSPORT_SPARES children forked after the drop, one of the spares made with the
+ * first; later children have none (their spans are counted in their diagnostics,
+ * SPANSHIM_LOG_LEVEL=info).
  *
  * Each hook: connect (bounded by SPANSHIM_EXIT_FLUSH_MS, errno kept), then the real call.
  * Nothing is done in a vfork child (memory shared with the parent) or on the shim's own
@@ -29,6 +30,7 @@ static void before_drop(void) {
   SS_SAVE_ERRNO({
     uint64_t deadline = ss__mono_ms() + ss__cfg.exit_flush_ms;
     int rc = ss__transport_connect(&ss__transport_g, deadline);
+    if (rc == 0) ss__transport_spares(&ss__transport_g, SS_TRANSPORT_SPARES, deadline);
     if (rc != 0)
       SS_LOG(SS_LOG_INFO, "no collector connection before a privilege drop (%s): spans made "
              "after it may be refused", strerror(-rc));

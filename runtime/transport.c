@@ -131,6 +131,7 @@ int ss__transport_init(ss__transport *t, const ss__endpoint *ep, const char *otl
                              strcmp(dflt, ep->path) != 0);
   atomic_store(&t->fd, -1);
   pthread_mutex_init(&t->lock, NULL);
+  pthread_mutex_init(&t->spare_lock, NULL);
   if (otlp_headers && *otlp_headers) {
     t->extra_headers = build_headers(otlp_headers);
     if (t->extra_headers == NULL) return -ENOMEM;
@@ -461,6 +462,36 @@ int ss__transport_connect(ss__transport *t, uint64_t deadline_ms) {
   return fd < 0 ? fd : 0;
 }
 
+int ss__transport_spares(ss__transport *t, int n, uint64_t deadline_ms) {
+  if (n > SS_TRANSPORT_SPARES) n = SS_TRANSPORT_SPARES;
+  struct timespec ts =
+      ss__timespec_after_ms(CLOCK_REALTIME, ss__ms_until(deadline_ms, ss__mono_ms()));
+  if (pthread_mutex_timedlock(&t->lock, &ts) != 0) return t->n_spares;
+  pthread_mutex_lock(&t->spare_lock);
+  while (t->n_spares < n) {
+    int fd = dial(t, deadline_ms);
+    if (fd < 0) break;
+    t->spares[t->n_spares++] = fd;
+  }
+  int have = t->n_spares;
+  pthread_mutex_unlock(&t->spare_lock);
+  pthread_mutex_unlock(&t->lock);
+  return have;
+}
+
+void ss__transport_atfork_prepare(ss__transport *t) {
+  pthread_mutex_lock(&t->spare_lock);
+}
+
+void ss__transport_atfork_parent(ss__transport *t) {
+  if (t->n_spares > 0) { /* the child's now */
+    ss__own_close(t->spares[0]);
+    t->n_spares--;
+    memmove(t->spares, t->spares + 1, (size_t)t->n_spares * sizeof t->spares[0]);
+  }
+  pthread_mutex_unlock(&t->spare_lock);
+}
+
 void ss__transport_close(ss__transport *t) {
   pthread_mutex_lock(&t->lock);
   drop_conn(t);
@@ -501,7 +532,14 @@ void ss__transport_reset_in_child(ss__transport *t) {
   int fd = atomic_exchange(&t->fd, -1);
   if (fd >= 0) ss__own_close(fd);
   pthread_mutex_init(&t->lock, NULL);
+  pthread_mutex_init(&t->spare_lock, NULL);
   t->kept = 0;
+  if (t->n_spares > 0) { /* made before our parent's privilege drop: ours alone */
+    atomic_store(&t->fd, t->spares[0]);
+    t->kept = 1;
+    for (int i = 1; i < t->n_spares; i++) ss__own_close(t->spares[i]);
+    t->n_spares = 0;
+  }
   t->retry_at_ms = 0;
   t->backoff_ms = 0;
 }

@@ -56,6 +56,8 @@ int ss__unix_dir_trusted(const char *sock_path, int named, uid_t *dir_owner, cha
 /* Checks the listener on connected socket fd: us, root or also_ok (SS_UID_NONE: none). */
 int ss__unix_peer_trusted(int fd, uid_t also_ok, char *why, size_t n);
 
+#define SS_TRANSPORT_SPARES 2
+
 typedef struct ss__transport {
   ss__endpoint ep;
   int named;                   /* unix: the path is not the default socket's */
@@ -70,6 +72,13 @@ typedef struct ss__transport {
   pthread_mutex_t lock;        /* leaf lock: see above */
   uint64_t retry_at_ms;        /* monotonic; no connect attempt before it */
   uint32_t backoff_ms;
+  /* Connections made before a privilege drop for the fork children after it (each
+   * child takes the first; the parent closes its copy). spare_lock is held across a
+   * fork (prepare to parent/child), so two forks never hand one out twice; taken after
+   * `lock` when both are held. */
+  int spares[SS_TRANSPORT_SPARES];
+  int n_spares;
+  pthread_mutex_t spare_lock;
 } ss__transport;
 
 /* Grows this process's fd table to hold the socket's high fd number now, while the
@@ -94,6 +103,14 @@ int ss__transport_post_to(ss__transport *t, const char *path, const void *body, 
  * connection, once made, stays admitted. Waits for the lock until the deadline at most
  * (a request in flight holds it: the connection is there). 0, or -errno. Any thread. */
 int ss__transport_connect(ss__transport *t, uint64_t deadline_ms);
+/* After ss__transport_connect, before a privilege drop: up to `n` (at most
+ * SS_TRANSPORT_SPARES) more connections for the children forked after the drop, which
+ * could not make their own. Best effort, within the deadline; returns how many there are. */
+int ss__transport_spares(ss__transport *t, int n, uint64_t deadline_ms);
+/* pthread_atfork: prepare takes spare_lock; parent closes its copy of the spare the child
+ * takes and lets go. (The child side is ss__transport_reset_in_child.) */
+void ss__transport_atfork_prepare(ss__transport *t);
+void ss__transport_atfork_parent(ss__transport *t);
 void ss__transport_close(ss__transport *t);
 /* For the fd guards: 1 if fd is the transport's socket. Lock-free. */
 int ss__transport_owns(ss__transport *t, int fd);
@@ -106,7 +123,7 @@ void ss__transport_move(ss__transport *t);
  * sends. Never waits. */
 void ss__transport_release(ss__transport *t, int fd);
 /* In a fork child: the inherited connection belongs to the parent. Closes our copy and
- * reinitializes the lock. */
+ * reinitializes the locks; a spare, if the parent had one, becomes our connection. */
 void ss__transport_reset_in_child(ss__transport *t);
 
 #endif

@@ -28,6 +28,9 @@ void *ss__dlsym_next(const char *name) {
  * child (runtime/ownfd.h). */
 static void atfork_prepare(void) {
   if (atomic_load(&ss__init_state) != SS_INIT_ON) return;
+  /* First: a privilege drop making spares holds it while its sockets are born, and a
+   * birth waits for an app thread inside ss__own_app_enter. */
+  ss__transport_atfork_prepare(&ss__transport_g);
   ss__loader_atfork_prepare();
   ss__own_app_enter();
 }
@@ -36,6 +39,7 @@ static void atfork_parent(void) {
   if (atomic_load(&ss__init_state) != SS_INIT_ON) return;
   ss__own_app_leave();
   ss__loader_atfork_parent();
+  ss__transport_atfork_parent(&ss__transport_g);
   ss__process_ctx_shared(); /* the child's span nests under ours */
 }
 

@@ -442,3 +442,46 @@ def test_a_process_started_as_another_user_is_still_refused(ctx):
     assert r.returncode == 0 and r.stdout.startswith(b"hello from simple\n"), r
     assert b"cannot reach the collector" in r.stderr, r.stderr
     assert c.spans() == []
+
+
+DROP_THEN_FORK = textwrap.dedent("""
+    import os, socket, sys
+    port, kids = int(sys.argv[1]), int(sys.argv[2])
+    def conn():
+        s = socket.socket(); s.connect(("127.0.0.1", port)); s.close()
+    os.setgroups([]); os.setgid(65534); os.setuid(65534)
+    for i in range(kids):
+        pid = os.fork()
+        if pid == 0:
+            conn(); os._exit(3)
+        os.waitpid(pid, 0)
+    conn()
+    print("uid=%d" % os.getuid())
+""")
+
+
+def test_children_forked_after_a_drop_deliver_over_connections_made_before_it(ctx):
+    """A root process drops to nobody, then forks two children that connect: each child
+    takes one of the connections made before the drop (the parent keeps its own)."""
+    if os.geteuid() != 0:
+        harness.skip("needs root to drop privileges")
+    lst = listener(ctx)
+    script = os.path.join(ctx.tmp, "dropfork.py")
+    with open(script, "w") as f:
+        f.write(DROP_THEN_FORK)
+    c = ctx.collector()
+    py = os.path.realpath(sys.executable)
+    r = ctx.run([py, script, str(lst.port), "2"], collector=c,
+                extra_env=dict(SLOW_EXIT, SPANSHIM_PROCESS_SPAN="1"), cwd="/")
+    assert r.returncode == 0 and r.stdout == b"uid=65534\n", r
+    spans = c.spans()
+    ps = procs(spans)
+    [main] = [p for p in ps if p.parent_id == ""]
+    kids = [p for p in ps if p is not main]
+    assert len(kids) == 2 and all(k.parent_id == main.span_id and
+                                  k.attrs.get("process.exit.code") == 3 for k in kids), ps
+    connects = [s for s in spans if s.name == "connect" and
+                s.attrs.get("network.peer.port") == lst.port]
+    assert sorted(s.resource["process.pid"] for s in connects) == sorted(
+        [main.attrs["process.pid"]] + [k.attrs["process.pid"] for k in kids]), connects
+    assert len(spans) == 6, spans
