@@ -311,6 +311,7 @@ def test_grpc_errors_are_grpc_statuses_and_the_connection_goes_on(ctx):
     assert st["grpc_requests"] == len(calls)
     assert st["rejected"]["not_found"] == 3 and st["rejected"]["bad_protobuf"] == 1
     assert st["rejected"]["too_large"] == 2 and st["rejected"]["content_type"] == 1
+    assert st["rejected"]["bad_http"] == 5  # INTERNAL: the framing errors
     col.stop()
     assert [s.name for s in records(col)[0]] == ["good"]
 

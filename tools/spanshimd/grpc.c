@@ -156,8 +156,8 @@ static void answer_error(call *s, int http_status, int code, const char *msg) {
   nghttp2_nv nva[] = {NV(":status", st), NV("content-type", "application/grpc"),
                       NV("grpc-status", cs), NV("grpc-message", m),
                       NV("grpc-accept-encoding", "identity,deflate,gzip")};
-  count_status(http_status == 415 ? -1 : code);
   if (http_status == 415) ss__stats_g.rej_content_type++;
+  else count_status(code);
   s->answered = 1;
   body_free(s);
   nghttp2_submit_response(s->c->h2, s->id, nva, sizeof nva / sizeof *nva, NULL);
