@@ -416,3 +416,60 @@ def test_grpc_port_closes_on_http1_and_garbage_and_keeps_serving(ctx):
     assert stats(col, hp)["connections_open"] == 1
     col.stop()
     assert [s.name for s in records(col)[0]] == ["after-junk"]
+
+
+# ---- raw HTTP/2: connections that say nothing, or nothing after the preface ----
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def h2_frame(ftype, flags, sid, payload):
+    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + \
+        struct.pack(">I", sid) + payload
+
+
+def read_until_closed(s, limit_s=60):
+    s.settimeout(limit_s)
+    got = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            return got
+        got += d
+
+
+def h2_frames(data):
+    """[(type, flags, stream id, payload)] of a server's byte stream."""
+    out, i = [], 0
+    while i + 9 <= len(data):
+        n = int.from_bytes(data[i:i + 3], "big")
+        out.append((data[i + 3], data[i + 4], int.from_bytes(data[i + 5:i + 9], "big") & 0x7FFFFFFF,
+                    data[i + 9:i + 9 + n]))
+        i += 9 + n
+    return out
+
+
+def test_grpc_stalled_call_idle_connection_and_silent_connection_time_out(ctx):
+    import socket
+    col, hp, gp = collector(ctx, ["--header-timeout", "1s", "--body-timeout", "1s",
+                                  "--idle-timeout", "1s"])
+    # A call whose body never ends: DEADLINE_EXCEEDED, and the call after it on the same
+    # connection is served.
+    good = t.traces_request([t.span(t.TRACE_ID, t.SPAN_ID, "after-stall", 1, 1, 2, {})])
+    stalled = dict(grpc_call(TRACE_SVC, frame(good)[:-3]), end=False)
+    res = raw_calls(ctx, [stalled, grpc_call(TRACE_SVC, frame(good))],
+                    url="http://127.0.0.1:%d" % gp)
+    assert grpc_status(res[0])[0] == 4, res[0]  # DEADLINE_EXCEEDED
+    assert grpc_status(res[1]) == (0, "")
+    # A connection that has sent its preface and no call: GOAWAY (type 7), then closed.
+    with socket.create_connection(("127.0.0.1", gp)) as s:
+        s.sendall(PREFACE + h2_frame(4, 0, 0, b""))
+        assert 7 in [f[0] for f in h2_frames(read_until_closed(s))]
+    # A connection that never says anything: closed (after our SETTINGS and
+    # WINDOW_UPDATE, types 4 and 8, and nothing else).
+    with socket.create_connection(("127.0.0.1", gp)) as s:
+        assert {f[0] for f in h2_frames(read_until_closed(s))} <= {4, 8}
+    st = stats(col, hp)
+    assert st["timeouts"] >= 3 and st["grpc_requests"] == 2
+    col.stop()
+    assert [s.name for s in records(col)[0]] == ["after-stall"]

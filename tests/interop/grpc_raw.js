@@ -6,7 +6,7 @@
 // SPEC: {"url": "http://127.0.0.1:PORT" | "socket": "/path", "parallel": false,
 //        "calls": [{"path": "/pkg.Service/Method", "headers": {...}, "body_hex": "..."}]}
 // Each call's headers default to POST, content-type application/grpc and te: trailers;
-// given headers replace them. Calls go one after another (or all at once with
+// given headers replace them. A call with "end": false sends its body and never ends it. Calls go one after another (or all at once with
 // "parallel") on the same connection. Prints one JSON line: a list with, for each call,
 // {"status": HTTP status, "headers": {...}, "trailers": {...}, "data_hex": "...",
 // "error": null or the stream's error}.
@@ -32,7 +32,8 @@ function call(session, c) {
       if (!res.error && req.rstCode) res.error = `rst ${req.rstCode}`;
       resolve(res);
     });
-    req.end(Buffer.from(c.body_hex || '', 'hex'));
+    if (c.end === false) req.write(Buffer.from(c.body_hex || '', 'hex'));  // never ends
+    else req.end(Buffer.from(c.body_hex || '', 'hex'));
   });
 }
 

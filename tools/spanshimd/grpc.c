@@ -60,6 +60,7 @@ struct gconn {
   uint64_t deadline;             /* preface, or idle once no call is open */
   int got_bytes;
   int needs_token;               /* TCP with --listen-token: calls need the bearer token */
+  int is_unix;                   /* on the Unix socket: a trusted peer, never idle-closed */
   size_t n_calls;
   call *calls;
   call *ready, **ready_tail;     /* complete calls, in arrival order */
@@ -90,6 +91,14 @@ static void set_deadline(uint64_t *d, uint64_t when) {
   if (when < next_deadline) next_deadline = when;
 }
 
+/* A connection without calls: TCP ones are closed after --idle-timeout; a Unix-socket
+ * peer is trusted, and may be a worker that connected before dropping privileges and
+ * could not connect again (as receiver.c keeps its HTTP peers). */
+static void idle_from_now(gconn *c) {
+  if (c->is_unix) c->deadline = UINT64_MAX;
+  else set_deadline(&c->deadline, ss__mono_ms() + opts->idle_timeout_ms);
+}
+
 static void body_free(call *s) {
   held -= s->cap;
   free(s->body);
@@ -112,7 +121,7 @@ static void call_free(call *s) {
   body_free(s);
   ss__buf_free(&s->resp);
   free(s);
-  if (--c->n_calls == 0) set_deadline(&c->deadline, ss__mono_ms() + SS_GRPC_IDLE_MS);
+  if (--c->n_calls == 0) idle_from_now(c);
 }
 
 static void conn_destroy(gconn *c) {
@@ -217,7 +226,7 @@ static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *f, void *u
   c->calls = s;
   c->n_calls++;
   c->deadline = UINT64_MAX;
-  set_deadline(&s->deadline, ss__mono_ms() + SS_GRPC_CALL_MS);
+  set_deadline(&s->deadline, ss__mono_ms() + opts->body_timeout_ms);
   nghttp2_session_set_stream_user_data(h2, s->id, s);
   ss__stats_g.requests++;
   ss__stats_g.grpc_requests++;
@@ -531,7 +540,7 @@ static void on_readable(gconn *c) {
     }
     if (!c->got_bytes) {
       c->got_bytes = 1;
-      if (c->n_calls == 0) set_deadline(&c->deadline, ss__mono_ms() + SS_GRPC_IDLE_MS);
+      if (c->n_calls == 0) idle_from_now(c);
     }
     if (nghttp2_session_mem_recv(c->h2, buf, (size_t)n) < 0) {  /* bad preface, flood */
       conn_destroy(c);
@@ -552,6 +561,7 @@ static void conn_new(int fd, int is_unix) {
   }
   c->fd = fd;
   c->needs_token = !is_unix && opts->listen_token_len > 0;
+  c->is_unix = is_unix;
   c->ready_tail = &c->ready;
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
   if (epoll_ctl(gep, EPOLL_CTL_ADD, fd, &ev) != 0) {
@@ -567,7 +577,7 @@ static void conn_new(int fd, int is_unix) {
   n_conns++;
   ss__stats_g.connections++;
   ss__stats_g.connections_open++;
-  set_deadline(&c->deadline, ss__mono_ms() + SS_GRPC_PREFACE_MS);
+  idle_from_now(c);  /* a connection that says nothing is idle */
   /* Windows large enough that a big export is not a ping-pong of WINDOW_UPDATEs. */
   nghttp2_settings_entry iv[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, SS_GRPC_MAX_STREAMS},
@@ -635,6 +645,7 @@ void ss__grpc_events(void) {
  * second to go; after that the stream is reset. */
 static void expire_call(call *s, uint64_t now) {
   if (!s->answered) {
+    ss__stats_g.timeouts++;
     answer_error(s, 200, SS_GRPC_DEADLINE_EXCEEDED, "request not complete in time");
     set_deadline(&s->deadline, now + 1000);
   } else {
@@ -646,6 +657,7 @@ static void expire_call(call *s, uint64_t now) {
 /* The connection's own deadline: no first bytes in time (closed), or idle (GOAWAY, and
  * closed a second later if it is still there). Returns -1 when it was destroyed. */
 static int expire_conn(gconn *c, uint64_t now) {
+  if (!c->goaway_sent) ss__stats_g.timeouts++;
   if (!c->got_bytes || c->goaway_sent) {
     conn_destroy(c);
     return -1;

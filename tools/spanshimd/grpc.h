@@ -15,8 +15,9 @@
  * it); SS_GRPC_MAX_STREAMS concurrent calls per connection; SS_GRPC_MAX_CONNS
  * connections; bytes of request bodies held across all calls at most
  * max(4 * --max-body, 64 MiB) (UNAVAILABLE past it, which OTLP clients retry); a call
- * must arrive whole within SS_GRPC_CALL_MS, a connection without calls is closed after
- * SS_GRPC_IDLE_MS (GOAWAY first).
+ * must arrive whole within --body-timeout of its headers (else DEADLINE_EXCEEDED), a TCP
+ * connection without calls is closed after --idle-timeout (GOAWAY first; an idle peer
+ * on the Unix socket is kept); each counted in `timeouts`.
  *
  * Single-threaded like the rest of spanshimd: everything here runs on the receiver's
  * loop (receiver.c), which watches ss__grpc_fd() and calls in; nothing is thread-safe. */
@@ -30,9 +31,6 @@
 
 #define SS_GRPC_MAX_STREAMS 100  /* RFC 9113 5.1.2: not below 100 */
 #define SS_GRPC_MAX_CONNS 1024
-#define SS_GRPC_CALL_MS 30000
-#define SS_GRPC_IDLE_MS 300000
-#define SS_GRPC_PREFACE_MS 10000  /* a new connection's first bytes */
 
 /* gRPC status codes (grpc/doc/statuscodes.md) that spanshimd answers with. */
 enum {
