@@ -178,50 +178,46 @@ def stats(col, port):
 
 # ---- the SDK over each transport ----
 
-def test_js_sdk_grpc_traces_and_logs_land(ctx):
-    col, hp, gp = collector(ctx)
-    url = "http://127.0.0.1:%d" % gp
+def export_with_each_compression(ctx, kind, traces_url, logs_url, tag):
+    """peer.js traces and logs through one exporter kind, uncompressed then gzip; returns
+    {tag: (traces report, logs report)}, every export having succeeded."""
     reports = {}
     for gz in (False, True):
-        tag = "grpc-gzip" if gz else "grpc"
-        reports[tag] = (sdk(ctx, "traces", "grpc", url, gz, tag)[1],
-                        sdk(ctx, "logs", "grpc", url, gz, tag + "-logs")[1])
-        assert all(r["code"] == 0 for r in reports[tag][0]["results"] + reports[tag][1]["results"])
-    st = stats(col, hp)
-    assert st["grpc_requests"] == 12  # one export per span / record (simple processors)
-    assert st["spans_received"] == 6 and st["logs_received"] == 6
+        t_ = tag + ("-gzip" if gz else "")
+        reports[t_] = (sdk(ctx, "traces", kind, traces_url, gz, t_)[1],
+                       sdk(ctx, "logs", kind, logs_url, gz, t_ + "-logs")[1])
+    return reports
+
+
+def assert_all_landed(col, reports):
     col.stop()
     for tag, (tr, lg) in reports.items():
         assert_traces_landed(col, tr, tag)
         assert_logs_landed(col, lg, tag + "-logs")
+
+
+def test_js_sdk_grpc_traces_and_logs_land(ctx):
+    col, hp, gp = collector(ctx)
+    url = "http://127.0.0.1:%d" % gp
+    reports = export_with_each_compression(ctx, "grpc", url, url, "grpc")
+    st = stats(col, hp)
+    assert st["grpc_requests"] == 12  # one export per span / record (simple processors)
+    assert st["spans_received"] == 6 and st["logs_received"] == 6
+    assert_all_landed(col, reports)
 
 
 def test_js_sdk_http_protobuf_traces_and_logs_land(ctx):
     col, hp, _ = collector(ctx)
-    reports = {}
-    for gz in (False, True):
-        tag = "proto-gzip" if gz else "proto"
-        reports[tag] = (
-            sdk(ctx, "traces", "proto", "http://127.0.0.1:%d/v1/traces" % hp, gz, tag)[1],
-            sdk(ctx, "logs", "proto", "http://127.0.0.1:%d/v1/logs" % hp, gz, tag + "-logs")[1])
-    col.stop()
-    for tag, (tr, lg) in reports.items():
-        assert_traces_landed(col, tr, tag)
-        assert_logs_landed(col, lg, tag + "-logs")
+    base = "http://127.0.0.1:%d" % hp
+    assert_all_landed(col, export_with_each_compression(
+        ctx, "proto", base + "/v1/traces", base + "/v1/logs", "proto"))
 
 
 def test_js_sdk_http_json_traces_and_logs_land(ctx):
     col, hp, _ = collector(ctx)
-    rep = sdk(ctx, "traces", "json", "http://127.0.0.1:%d/v1/traces" % hp, False, "json")[1]
-    reports = {"json": (rep, sdk(ctx, "logs", "json", "http://127.0.0.1:%d/v1/logs" % hp,
-                                 False, "json-logs")[1])}
-    reports["json-gzip"] = (
-        sdk(ctx, "traces", "json", "http://127.0.0.1:%d/v1/traces" % hp, True, "json-gzip")[1],
-        sdk(ctx, "logs", "json", "http://127.0.0.1:%d/v1/logs" % hp, True, "json-gzip-logs")[1])
-    col.stop()
-    for tag, (tr, lg) in reports.items():
-        assert_traces_landed(col, tr, tag)
-        assert_logs_landed(col, lg, tag + "-logs")
+    base = "http://127.0.0.1:%d" % hp
+    assert_all_landed(col, export_with_each_compression(
+        ctx, "json", base + "/v1/traces", base + "/v1/logs", "json"))
 
 
 def test_js_sdk_grpc_over_unix_socket(ctx):
