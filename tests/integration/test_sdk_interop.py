@@ -278,7 +278,7 @@ def test_grpc_errors_are_grpc_statuses_and_the_connection_goes_on(ctx):
     bomb = gzip.compress(b"\0" * (1 << 20))
     calls = [
         grpc_call("/nope.Service/Export", frame(good)),                          # 12
-        grpc_call(METRICS_SVC, frame(b"")),                                      # 12
+        grpc_call(METRICS_SVC, frame(b"")),                                      # 0
         grpc_call(TRACE_SVC, frame(b"\xff\xff\xff")),                            # 3
         grpc_call(TRACE_SVC, frame(good) + frame(good)),                         # 13
         grpc_call(TRACE_SVC, frame(good)[:-1]),                                  # 13
@@ -293,10 +293,9 @@ def test_grpc_errors_are_grpc_statuses_and_the_connection_goes_on(ctx):
     ]
     res = raw_calls(ctx, calls, url="http://127.0.0.1:%d" % gp)
     got = [grpc_status(r)[0] for r in res]
-    assert got == [12, 12, 3, 13, 13, 13, 13, 12, 8, 8, 13, 13, 0], got
+    assert got == [12, 0, 3, 13, 13, 13, 13, 12, 8, 8, 13, 13, 0], got
     assert [r["status"] for r in res] == [200] * 11 + [415, 200]
     assert "TraceService/Export" in grpc_status(res[0])[1]
-    assert "metrics" in grpc_status(res[1])[1]
     assert "more than one" in grpc_status(res[3])[1]
     assert "--max-body" in grpc_status(res[8])[1]
     assert "decompressed" in grpc_status(res[9])[1]
@@ -305,7 +304,7 @@ def test_grpc_errors_are_grpc_statuses_and_the_connection_goes_on(ctx):
     assert res[-1]["data_hex"] == "0000000000" and res[-1]["error"] is None
     st = stats(col, hp)
     assert st["grpc_requests"] == len(calls)
-    assert st["rejected"]["not_found"] == 3 and st["rejected"]["bad_protobuf"] == 1
+    assert st["rejected"]["not_found"] == 2 and st["rejected"]["bad_protobuf"] == 1
     assert st["rejected"]["too_large"] == 2 and st["rejected"]["content_type"] == 1
     assert st["rejected"]["bad_http"] == 5  # INTERNAL: the framing errors
     col.stop()
@@ -469,3 +468,31 @@ def test_grpc_stalled_call_idle_connection_and_silent_connection_time_out(ctx):
     assert st["timeouts"] >= 3 and st["grpc_requests"] == 2
     col.stop()
     assert [s.name for s in records(col)[0]] == ["after-stall"]
+
+
+def metrics_request(name, value):
+    """ExportMetricsServiceRequest with one monotonic cumulative int sum of one point."""
+    point = t.f_fixed64(3, 2_000_000_000) + t.key(6, 1) + struct.pack("<q", value)
+    metric = t.f_str(1, name) + t.f_bytes(7, t.f_bytes(1, point) + t.f_varint(2, 2) +
+                                           t.f_varint(3, 1))
+    scope = t.f_bytes(1, t.f_str(1, "interop")) + t.f_bytes(2, metric)
+    resource = t.f_bytes(1, t.attrs(1, {"service.name": "interop-metrics"}))
+    return t.f_bytes(1, resource + t.f_bytes(2, scope))
+
+
+def test_grpc_metrics_export_is_taken_like_v1_metrics(ctx):
+    col, hp, gp = collector(ctx)
+    req = metrics_request("interop.requests", 7)
+    res = raw_calls(ctx, [grpc_call(METRICS_SVC, frame(gzip.compress(req), True),
+                                    {"grpc-encoding": "gzip"}),
+                          grpc_call(METRICS_SVC, frame(b"\xff\xff"))],
+                    url="http://127.0.0.1:%d" % gp)
+    assert grpc_status(res[0]) == (0, "") and res[0]["data_hex"] == "0000000000"
+    assert grpc_status(res[1])[0] == 3  # not an ExportMetricsServiceRequest
+    st = stats(col, hp)
+    assert st["metrics_requests"] == 2 and st["data_points_received"] == 1
+    col.stop()
+    d = os.path.dirname(col.out)
+    text = "".join(open(os.path.join(d, f)).read() for f in os.listdir(d)
+                   if f.endswith(".jsonl"))
+    assert '"interop.requests"' in text and "resourceMetrics" in text

@@ -33,6 +33,14 @@ ss__logs_req *ss__pipeline_logs_decode(const uint8_t *body, size_t len, int *sta
   return q;
 }
 
+int ss__pipeline_metrics(int fmt, const uint8_t *body, size_t len) {
+  int too_big;
+  char err[128];
+  return ss__decode_metrics(fmt, body, len, &too_big, err, sizeof err) ? 200
+         : too_big                                                     ? 413
+                                                                       : 400;
+}
+
 int ss__pipeline_logs_finish(ss__logs_req *q, const uint8_t *body, size_t len) {
   (void)q, (void)body, (void)len;
   return 200;

@@ -194,7 +194,8 @@ static int answer_ok(call *s) {
   ss__buf *r = &s->resp;
   ss__buf_reset(r);
   SS_BUF_LIT(r, "\0\0\0\0\0");  /* flag, length: filled in below */
-  ss__export_response(r, s->route == G_LOGS, SS_FMT_PROTO);
+  if (s->route != G_METRICS)  /* metrics: always an empty response */
+    ss__export_response(r, s->route == G_LOGS, SS_FMT_PROTO);
   if (ss__buf_error(r)) return -1;
   uint32_t n = (uint32_t)(r->len - 5);
   r->data[1] = (char)(n >> 24), r->data[2] = (char)(n >> 16);
@@ -287,11 +288,10 @@ static void check_headers(call *s) {
     answer_error(s, 415, SS_GRPC_INTERNAL, "content-type must be application/grpc");
   else if (!s->post)
     answer_error(s, 405, SS_GRPC_INTERNAL, "gRPC calls are POST");
-  else if (s->route == G_METRICS)
-    answer_error(s, 200, SS_GRPC_UNIMPLEMENTED, "spanshimd takes traces and logs, not metrics");
   else if (s->route == G_NONE)
     answer_error(s, 200, SS_GRPC_UNIMPLEMENTED,
-                 "unknown method: spanshimd serves TraceService/Export and LogsService/Export");
+                 "unknown method: spanshimd serves TraceService/Export, LogsService/Export "
+                 "and MetricsService/Export");
   else if (s->coding == SS_CE_UNSUPPORTED)
     answer_error(s, 200, SS_GRPC_UNIMPLEMENTED,
                  "unsupported grpc-encoding: use gzip, deflate or identity");
@@ -438,6 +438,8 @@ static int serve(call *s, after *a) {
       return 1;
     }
     if (q) st = 200;  /* answering failed: out of memory */
+  } else if (s->route == G_METRICS) {  /* as POST /v1/metrics: its file, the upstream */
+    st = ss__pipeline_metrics(SS_FMT_PROTO, msg, len);
   } else {
     st = ss__pipeline_traces(msg, len, ss__mono_ms());
   }

@@ -4,7 +4,8 @@
  * a Unix socket (--grpc-socket, with the peer-credential rules of the HTTP socket):
  *   opentelemetry.proto.collector.trace.v1.TraceService/Export
  *   opentelemetry.proto.collector.logs.v1.LogsService/Export
- * Anything else (MetricsService included) is answered UNIMPLEMENTED (12). HTTP/2 is
+ *   opentelemetry.proto.collector.metrics.v1.MetricsService/Export (as POST /v1/metrics)
+ * Anything else is answered UNIMPLEMENTED (12). HTTP/2 is
  * libnghttp2's (one server session per connection, fed from our own non-blocking reads
  * and writes); what this module does is the gRPC part: the 5-byte Length-Prefixed-Message
  * framing, grpc-encoding gzip/deflate (inflate.c), statuses in grpc-status/grpc-message

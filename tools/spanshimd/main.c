@@ -65,7 +65,7 @@ static const char usage[] =
     "                    Authorization=Bearer%20<token>)\n"
     "  --max-body N      largest request body in bytes, K/M suffixes allowed\n"
     "                    (default 16M); larger requests get 413\n"
-    "  --grpc-listen H:P also serve OTLP/gRPC (TraceService/Export, LogsService/Export;\n"
+    "  --grpc-listen H:P also serve OTLP/gRPC (Trace/Logs/MetricsService Export;\n"
     "                    gzip) on TCP, loopback only (e.g. 127.0.0.1:4317; port 0 picks one);\n"
     "                    like --listen, open to EVERY LOCAL USER unless --listen-token\n"
     "  --grpc-socket P   ... and/or on a Unix socket, checked as --socket is\n"
