@@ -130,22 +130,23 @@ static int adopt(int low) {
   return hi;
 }
 
-int ss__own_socket(int domain, int type, int protocol) {
-  birth_begin();
-  int fd = adopt(ss__sys_socket(domain, type | SOCK_CLOEXEC, protocol));
+/* Ends the birth begun for `low` (just created, or -1), adopting it. */
+static int born(int low) {
+  int fd = adopt(low);
   int err = errno;
   birth_end();
   errno = err;
   return fd;
 }
 
+int ss__own_socket(int domain, int type, int protocol) {
+  birth_begin();
+  return born(ss__sys_socket(domain, type | SOCK_CLOEXEC, protocol));
+}
+
 int ss__own_open(const char *path, int flags, mode_t mode) {
   birth_begin();
-  int fd = adopt(ss__sys_open(path, flags | O_CLOEXEC, mode));
-  int err = errno;
-  birth_end();
-  errno = err;
-  return fd;
+  return born(ss__sys_open(path, flags | O_CLOEXEC, mode));
 }
 
 int ss__own_open_brief(const char *path, int flags) {

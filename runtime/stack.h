@@ -25,6 +25,10 @@ int ss__stack_ready(void);
  * is not loaded). Async-signal-safe. */
 int ss__stack_capture(uint64_t *out, int max);
 
+/* The address range [*lo, *hi) an object's PT_LOAD segments span (hi 0: none). */
+struct dl_phdr_info;
+void ss__module_range(const struct dl_phdr_info *info, uintptr_t *lo, uintptr_t *hi);
+
 /* The shim's own uses of the dynamic loader off the app's path (dlopen of the unwinder,
  * dl_iterate_phdr and dladdr while symbolizing) run under this leaf lock, and a fork
  * waits for it (ss__loader_atfork_*): a fork taken while another thread of ours holds

@@ -1,6 +1,7 @@
 /* symbolize.c - see symbolize.h. */
 #include "runtime/symbolize.h"
 #include "runtime/ownfd.h"
+#include "runtime/stack.h"
 #include "runtime/sys.h"
 
 #include <dlfcn.h>
@@ -79,14 +80,8 @@ static int add_module(struct dl_phdr_info *info, size_t size, void *arg) {
   (void)size;
   (void)arg;
   if (n_mods >= MAX_MODULES) return 1;
-  uint64_t lo = UINT64_MAX, hi = 0;
-  for (int i = 0; i < info->dlpi_phnum; i++) {
-    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-    if (ph->p_type != PT_LOAD) continue;
-    uint64_t a = info->dlpi_addr + ph->p_vaddr;
-    if (a < lo) lo = a;
-    if (a + ph->p_memsz > hi) hi = a + ph->p_memsz;
-  }
+  uintptr_t lo, hi;
+  ss__module_range(info, &lo, &hi);
   if (hi == 0) return 0;
   module *m = &mods[n_mods];
   memset(m, 0, sizeof *m);

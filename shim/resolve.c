@@ -33,14 +33,8 @@ typedef struct where {
 static int find_obj(struct dl_phdr_info *info, size_t size, void *arg) {
   (void)size;
   where *w = arg;
-  uintptr_t lo = UINTPTR_MAX, hi = 0;
-  for (int i = 0; i < info->dlpi_phnum; i++) {
-    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-    if (ph->p_type != PT_LOAD) continue;
-    uintptr_t a = info->dlpi_addr + ph->p_vaddr;
-    if (a < lo) lo = a;
-    if (a + ph->p_memsz > hi) hi = a + ph->p_memsz;
-  }
+  uintptr_t lo, hi;
+  ss__module_range(info, &lo, &hi);
   if (w->addr < lo || w->addr >= hi) return 0;
   w->lo = lo;
   w->hi = hi;
