@@ -1,49 +1,101 @@
-/* exporter.c - drains the span ring into OTLP requests; see exporter.h. */
+/* exporter.c - drains the span ring into OTLP requests; see exporter.h.
+ *
+ * Encoding: each ring record is decoded in place (a view, no copy), sanitized, given its
+ * exception parts, and written as protobuf straight into the request buffer (otlp.h);
+ * its ring space is released at once, before the request is even sent, so the app
+ * refills the ring while the exporter sends. Every buffer lives as long as the thread
+ * that uses it and only grows: no malloc or free per batch.
+ *
+ * Accounting, exact: received + dropped = produced.
+ *   C  records committed to the ring (ring.committed)
+ *   D  spans lost before the ring (ss__dropped_total: ring full, tables, no collector)
+ *   H  spans in traces requests the collector has whole (`handed`): counted the moment
+ *      the request's last byte is written, whatever the answer's fate (a request cut by
+ *      a deadline after that is the collector's to count, never ours too), and taken back
+ *      when the collector answers that it refused the request
+ *   U  spans taken from the ring and given up (`undelivered`)
+ * Dropped is D + U while the process runs; D + (C - H) once an exiting thread has
+ * claimed the accounting (everything not handed over, in the ring or in the exporter's
+ * hands). Drops reach the collector as a log record (event `spanshim.spans.dropped`,
+ * attribute spanshim.spans.dropped = the spans this record reports, .total = the
+ * process's count so far), sent after the traces request that follows the drop; it is
+ * counted as reported the moment it is written whole, like spans.
+ *
+ * Who may write: `sender` is 0 (free), 1 (the sender is inside a write or a count
+ * change) or 2 (claimed for good by an exit flush that gave up on the sender). A write
+ * starts only by moving 0 → 1, so once an exit has claimed, no byte more goes out from
+ * the exporter thread and H and `reported` are frozen for the final count. */
 #include "runtime/exporter.h"
 #include "runtime/sys.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "runtime/clock.h"
+#include "runtime/console.h"
 #include "runtime/deadline.h"
+#include "runtime/exceptions.h"
 #include "runtime/log.h"
-#include "runtime/span_rec.h"
 #include "runtime/otlp.h"
 #include "runtime/resource.h"
-#include "runtime/console.h"
-#include "runtime/exceptions.h"
 #include "runtime/sanitize.h"
+#include "runtime/span.h"
+#include "runtime/span_rec.h"
 #include "runtime/stack.h"
 #include "runtime/symbolize.h"
-#include "runtime/span.h"
 
-#define TICK_MS 10
+#define TICK_IDLE_MS 10
+#define TICK_BUSY_MS 1
 #define MAX_ATTRS_PER_SPAN 64
 #define BYTES_PER_QUEUED_SPAN 256
+/* Exception records go out after at most this many, so a failing program's first ones
+ * are delivered early rather than after all its spans. */
+#define MAX_LOGS_PER_REQUEST 64
+/* What an exit flush keeps of its budget for the last drop report. */
+#define EXIT_REPORT_RESERVE_MS 20
+/* The least time a first request, or a final count, gets when the process could not run
+ * for most of its budget. */
+#define MIN_REQUEST_MS 20
 
 ss__transport ss__transport_g;
 
 static const ss__config *cfg;
 static _Atomic int started;           /* exporter thread started in this process */
 static _Atomic int exiting;           /* no thread starts any more (see exporter.h) */
-static _Atomic uint64_t undelivered;  /* spans taken from the ring but not delivered */
-static uint64_t reported_dropped;     /* last dropped count sent (drain lock) */
 
-/* drain_lock: the ring's consumer side, the batch buffers and the resource. Taken by the
- * exporter thread and by a flush; the transport lock nests inside it. wake_lock guards
- * the flush handshake only and is never held while draining. */
+/* Accounting: see the top of the file. */
+static _Atomic uint64_t handed;       /* H */
+static _Atomic uint64_t undelivered;  /* U */
+static _Atomic uint64_t reported;     /* drops the collector has in a record written whole */
+static _Atomic int sender;              /* 0 free, 1 in a write, 2 claimed by an exit */
+static _Atomic uint64_t epoch;        /* claims so far: a request begun before one is void */
+static _Atomic uint64_t taken;        /* records taken from the ring, ever */
+static uint64_t claim_committed;      /* ring.committed when the last claim counted */
+static _Atomic uint64_t claim_ms;     /* when it did (0: never) */
+static _Atomic int exit_waiting;      /* an exit flush waits for the drain lock */
+
+/* Locks, in nesting order:
+ *   drain_lock  the exporter thread's encoder (below); held by the exporter thread while
+ *               it drains (a request included), and by a flush that found it free
+ *   exit_lock   the exit encoder: one exiting thread at a time
+ *   ring_lock   the ring's consumer side: held only while records are taken (never
+ *               across a request), so an exit flush takes the records itself while the
+ *               exporter thread waits for a slow collector
+ *   the transport's lock, innermost.
+ * wake_lock guards the exporter's sleep only and nests with nothing. */
 static pthread_mutex_t drain_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t exit_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t ring_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake_cond = PTHREAD_COND_INITIALIZER;
-static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;
-static uint64_t flush_requested, flush_done; /* wake_lock */
-static int flush_result;                     /* wake_lock */
 
 /* Signal handlers' drain requests: a handler takes ticket ++urgent_asked and waits for
  * urgent_done to reach it; the exporter reads urgent_asked before a drain and stores it in
@@ -51,20 +103,43 @@ static int flush_result;                     /* wake_lock */
  * spans its handler committed) were there. */
 static _Atomic uint64_t urgent_asked, urgent_done;
 static _Atomic long exporter_tid; /* the exporter thread (0: none yet) */
-static _Atomic int draining; /* a batch may be out of the ring but not yet delivered */
+static _Atomic int draining; /* records may be out of the ring but not yet sent */
 
-static ss__resource resource;
-static pid_t resource_pid;
+typedef struct gate_arg {
+  uint64_t spans, drops; /* what the request hands over when written whole */
+  uint64_t epoch;        /* claims when the request began */
+  int written;           /* it was */
+  int owner;             /* the caller already holds sender (an exit that claimed it) */
+} gate_arg;
 
-/* A batch: copies of ring records and their decoded views. */
-static unsigned char *batch_buf;
-static size_t batch_cap;
-static ss__span *spans;
-static ss__attr *attrs;
-static size_t spans_cap;
+/* What one sender owns, kept for the life of the process (of the fork child): the
+ * exporter thread's (under drain_lock) and an exiting thread's (under exit_lock). */
+typedef struct encoder {
+  ss__transport *t;        /* where its requests go */
+  ss__resource resource;
+  pid_t resource_pid;
+  ss__otlp_head head;      /* resource and scope, encoded once per process */
+  ss__otlp_req treq, lreq; /* the traces and the logs request being written */
+  ss__span span;           /* the record being encoded, decoded in place */
+  ss__attr attrs[MAX_ATTRS_PER_SPAN];
+  char *scratch;           /* sanitized values of the record being encoded */
+  size_t scratch_cap;
+  ss__exc_batch exc;       /* exception parts of the batch */
+  uint64_t epoch;          /* claims when its requests began */
+  /* The traces request being posted, finished: an exit that claims the accounting from a
+   * stuck exporter thread sends it itself (encoder.g says whether it went out whole). */
+  gate_arg g;
+  const uint8_t *body;
+  size_t body_len;
+  _Atomic int body_ready;
+} encoder;
+
+static encoder ex = {.t = &ss__transport_g}; /* the exporter thread's */
+static encoder xe;                           /* an exiting thread's (own connection) */
+static ss__transport exit_transport = {.fd = -1};
 
 int ss__exporter_owns_fd(int fd) {
-  return ss__transport_owns(&ss__transport_g, fd);
+  return ss__transport_owns(&ss__transport_g, fd) || ss__transport_owns(&exit_transport, fd);
 }
 
 int ss__exporter_fd(void) {
@@ -79,163 +154,292 @@ uint64_t ss__exporter_dropped(void) {
   return ss__dropped_total() + atomic_load(&undelivered);
 }
 
-static int ensure_capacity(size_t bytes, size_t n) {
-  if (bytes > batch_cap) {
-    size_t c = batch_cap ? batch_cap : 65536;
-    while (c < bytes) c *= 2;
-    unsigned char *p = realloc(batch_buf, c);
-    if (p == NULL) return -ENOMEM;
-    batch_buf = p;
-    batch_cap = c;
+/* ---- the gate (see transport.h and the top of this file) ---- */
+
+
+static int gate_enter(void *p) {
+  gate_arg *g = p;
+  if (g->owner) return 0;
+  for (;;) { /* another sender inside one write or count change: a moment */
+    int free_ = 0;
+    if (atomic_compare_exchange_strong(&sender, &free_, 1)) break;
+    if (free_ == 2) return -1;
+    sched_yield();
   }
-  if (n > spans_cap) {
-    ss__span *s = realloc(spans, n * sizeof *s);
-    if (s == NULL) return -ENOMEM;
-    spans = s;
-    ss__attr *a = realloc(attrs, n * MAX_ATTRS_PER_SPAN * sizeof *a);
-    if (a == NULL) return -ENOMEM;
-    attrs = a;
-    spans_cap = n;
+  if (atomic_load(&epoch) == g->epoch) return 0;
+  atomic_store(&sender, 0); /* begun before a claim, which counted it: never sent */
+  return -1;
+}
+
+static void gate_leave(void *p, int all_written) {
+  gate_arg *g = p;
+  if (all_written == 1 && !g->written) {
+    atomic_fetch_add(&handed, g->spans);
+    atomic_fetch_add(&reported, g->drops);
+    g->written = 1;
+  } else if (all_written == -1 && g->written) {
+    atomic_fetch_sub(&handed, g->spans);
+    atomic_fetch_sub(&reported, g->drops);
+    g->written = 0;
   }
+  if (!g->owner) atomic_store(&sender, 0);
+}
+
+/* Changes counters as one step against a claim; 0, or -1 when an exit has claimed. */
+static int count_back(gate_arg *g) {
+  if (gate_enter(g) != 0) return -1;
+  gate_leave(g, -1);
   return 0;
 }
 
-/* Moves up to max records out of the ring into batch_buf; returns how many. */
-static size_t take_batch(size_t max, size_t *bytes_out) {
-  size_t n = 0, bytes = 0, len;
-  void *rec;
-  while (n < max && (rec = ss__ring_peek(&ss__tracer_g.ring, &len)) != NULL) {
-    if (ensure_capacity(bytes + len, n + 1) != 0) break;
-    memcpy(batch_buf + bytes, rec, len);
-    ss__ring_release(&ss__tracer_g.ring);
-    bytes += (len + 7) & ~(size_t)7;
-    n++;
-  }
-  *bytes_out = bytes;
-  return n;
+static int post(encoder *e, const char *path, const uint8_t *body, size_t len,
+                uint64_t deadline_ms, gate_arg *ga) {
+  ss__post_gate g = {gate_enter, gate_leave, ga};
+  return ss__transport_post_gated(e->t, path, body, len, deadline_ms, &g);
 }
 
-static ss__exc_batch exc; /* exception logs and strings of the batch (drain lock) */
+/* ---- the process's resource ---- */
 
-/* Scratch for sanitized attribute values; grows with the batch. */
-static char *scratch_buf;
-static size_t scratch_cap;
-
-static size_t decode_batch(size_t n, size_t bytes) {
-  size_t off = 0, good = 0;
-  if (scratch_cap < bytes * 2 + 4096) {
-    char *p = realloc(scratch_buf, bytes * 2 + 4096);
-    if (p) {
-      scratch_buf = p;
-      scratch_cap = bytes * 2 + 4096;
-    }
-  }
-  char *scratch = scratch_buf;
-  size_t left = scratch_buf ? scratch_cap : 0;
-  for (size_t i = 0; i < n; i++) {
-    const ss__rec *r = (const ss__rec *)(batch_buf + off);
-    ss__attr *a = attrs + good * MAX_ATTRS_PER_SPAN;
-    if (ss__rec_decode(r, r->size, &spans[good], a, MAX_ATTRS_PER_SPAN) == 0) {
-      ss__sanitize_span(&spans[good], a, &scratch, &left);
-      ss__loader_lock(); /* symbolizing asks the dynamic loader */
-      ss__exc_span(&exc, &spans[good], a, MAX_ATTRS_PER_SPAN, cfg->exception_signal);
-      ss__loader_unlock();
-      good++;
-    }
-    off += (r->size + 7) & ~(size_t)7;
-  }
-  return good;
-}
-
-static int post_spans(const ss__scope *scope, size_t n, uint64_t deadline_ms,
-                      uint64_t dropped);
-
-static int ensure_resource(void) {
+static int ensure_head(encoder *e) {
   pid_t pid = getpid();
-  if (resource.attrs != NULL && resource_pid == pid) return 0;
-  ss__resource_free(&resource);
-  int rc = ss__resource_build(&resource, cfg);
-  if (rc == 0) resource_pid = pid;
+  if (e->resource.attrs != NULL && e->resource_pid == pid) return 0;
+  ss__resource_free(&e->resource);
+  int rc = ss__resource_build(&e->resource, cfg);
+  if (rc != 0) return rc;
+  ss__scope scope = {.name = "spanshim", .version = SPANSHIM_VERSION};
+  rc = ss__otlp_head_build(&e->head, &e->resource, &scope, SS_SCHEMA_URL);
+  if (rc == 0) e->resource_pid = pid;
   return rc;
 }
 
-/* The batch's exception records, after its spans (best effort: not counted as spans). */
-static void send_logs(const ss__scope *scope, uint64_t deadline_ms) {
-  uint8_t *body = NULL;
-  size_t len = 0;
-  if (exc.n_logs == 0) return;
-  if (cfg->logs_exporter & SS_EXPORT_CONSOLE) ss__console_logs(&resource, exc.logs, exc.n_logs);
-  if (!(cfg->logs_exporter & SS_EXPORT_OTLP)) return;
-  uint64_t own = ss__mono_ms() + cfg->logs_timeout_ms; /* OTEL_EXPORTER_OTLP_LOGS_TIMEOUT */
-  if (own < deadline_ms) deadline_ms = own;
-  if (ss__otlp_encode_logs(&resource, scope, exc.logs, exc.n_logs, &body, &len) == 0) {
-    int rc = ss__transport_post_to(&ss__transport_g, ss__transport_g.ep.logs_path, body, len,
-                                   deadline_ms);
-    if (rc < 200 || rc >= 300)
-      SS_LOG(SS_LOG_INFO, "exception records not delivered (%d)", rc);
-  }
-  free(body);
+/* ---- taking records ---- */
+
+static int scratch_room(encoder *e, size_t rec_len) {
+  size_t need = rec_len * 2 + 4096;
+  if (e->scratch_cap >= need) return 0;
+  char *p = realloc(e->scratch, need);
+  if (p == NULL) return -1;
+  e->scratch = p;
+  e->scratch_cap = need;
+  return 0;
 }
 
-/* Encodes and posts n decoded spans (n may be 0 to report drops). 0 when delivered. */
-static int send_spans(size_t n, uint64_t deadline_ms) {
-  uint64_t dropped = ss__exporter_dropped();
-  ss__attr scope_attr = {.key = "spanshim.spans.dropped", .type = SS_ATTR_INT};
-  scope_attr.v.i = (int64_t)dropped;
-  ss__scope scope = {.name = "spanshim", .version = SPANSHIM_VERSION,
-                     .attrs = &scope_attr, .n_attrs = 1};
-  int delivered = post_spans(&scope, n, deadline_ms, dropped);
-  if (delivered == 0) send_logs(&scope, deadline_ms);
-  ss__exc_reset(&exc);
-  return delivered;
+/* Encodes one ring record into treq (its exception record into lreq). 0, or -1 when it
+ * could not be (malformed, out of memory): the caller counts it. */
+static int encode_record(encoder *e, const void *rec, size_t len) {
+  if (ss__rec_decode(rec, len, &e->span, e->attrs, MAX_ATTRS_PER_SPAN) != 0) return -1;
+  if (scratch_room(e, len) != 0) return -1; /* never export unsanitized values */
+  char *scratch = e->scratch;
+  size_t left = e->scratch_cap;
+  ss__sanitize_span(&e->span, e->attrs, &scratch, &left);
+  size_t logs_before = e->exc.n_logs;
+  /* Symbolizing asks the dynamic loader, and the loader lock is also what keeps two
+   * encoders (the exporter thread's and an exit's) out of the symbol cache together. */
+  ss__loader_lock();
+  ss__exc_span(&e->exc, &e->span, e->attrs, MAX_ATTRS_PER_SPAN, cfg->exception_signal);
+  ss__loader_unlock();
+  for (size_t i = logs_before; i < e->exc.n_logs; i++) {
+    if (cfg->logs_exporter & SS_EXPORT_CONSOLE) ss__console_logs(&e->resource, &e->exc.logs[i], 1);
+    if (cfg->logs_exporter & SS_EXPORT_OTLP)
+      ss__otlp_add_log(&e->lreq, &e->exc.logs[i]); /* best effort: records are not spans */
+  }
+  if (cfg->traces_exporter & SS_EXPORT_CONSOLE) ss__console_spans(&e->resource, &e->span, 1);
+  return ss__otlp_add_span(&e->treq, &e->span) == 0 ? 0 : -1;
 }
 
-static int post_spans(const ss__scope *scope, size_t n, uint64_t deadline_ms,
-                      uint64_t dropped) {
-  uint8_t *body = NULL;
-  size_t len = 0;
-  int rc = ensure_resource();
-  if (rc == 0 && n > 0 && (cfg->traces_exporter & SS_EXPORT_CONSOLE))
-    ss__console_spans(&resource, spans, n);
-  if (rc == 0 && !(cfg->traces_exporter & SS_EXPORT_OTLP)) { /* console only */
-    reported_dropped = dropped;
+/* Moves up to max records from the ring into treq; returns how many it encoded. Stops
+ * early when MAX_LOGS_PER_REQUEST exception records are waiting. */
+static size_t fill(encoder *e, size_t max, uint64_t deadline_ms) {
+  size_t n = 0, len;
+  void *rec;
+  struct timespec until =
+      ss__timespec_after_ms(CLOCK_REALTIME, ss__ms_until(deadline_ms, ss__mono_ms()));
+  if (pthread_mutex_timedlock(&ring_lock, &until) != 0) return 0;
+  while (n < max && e->lreq.n < MAX_LOGS_PER_REQUEST &&
+         (rec = ss__ring_peek(&ss__tracer_g.ring, &len)) != NULL) {
+    if (encode_record(e, rec, len) == 0) {
+      n++;
+    } else {
+      atomic_fetch_add(&undelivered, 1);
+      SS_LOG(SS_LOG_DEBUG, "a span record could not be encoded; dropped");
+    }
+    ss__ring_release(&ss__tracer_g.ring);
+    atomic_fetch_add_explicit(&taken, 1, memory_order_relaxed);
+  }
+  pthread_mutex_unlock(&ring_lock);
+  return n;
+}
+
+/* Takes up to max records without encoding them and counts them as dropped (no
+ * collector to send them to, or an exit that ran out of time). Returns how many. */
+static size_t discard(size_t max) {
+  size_t n = 0, len;
+  pthread_mutex_lock(&ring_lock);
+  while (n < max && ss__ring_peek(&ss__tracer_g.ring, &len) != NULL) {
+    ss__ring_release(&ss__tracer_g.ring);
+    n++;
+  }
+  pthread_mutex_unlock(&ring_lock);
+  if (n) {
+    atomic_fetch_add(&undelivered, n);
+    atomic_fetch_add_explicit(&taken, n, memory_order_relaxed);
+  }
+  return n;
+}
+
+/* A claim counted everything then committed as dropped, but the process went on (an exec
+ * that failed): the records it counted that are still in the ring are dropped without
+ * counting them again, and the exporter sends again. Exporter thread, drain lock held. */
+static void resume_after_claim(void) {
+  size_t len;
+  pthread_mutex_lock(&ring_lock);
+  while (atomic_load(&taken) < claim_committed &&
+         ss__ring_peek(&ss__tracer_g.ring, &len) != NULL) {
+    ss__ring_release(&ss__tracer_g.ring);
+    atomic_fetch_add(&taken, 1);
+  }
+  pthread_mutex_unlock(&ring_lock);
+  atomic_store(&claim_ms, 0);
+  atomic_store(&sender, 0);
+  SS_LOG(SS_LOG_INFO, "the process went on after an exit flush gave up; exporting again");
+}
+
+/* ---- sending ---- */
+
+static uint64_t drops_unreported(void) {
+  uint64_t d = ss__exporter_dropped(), r = atomic_load(&reported);
+  return d > r ? d - r : 0;
+}
+
+static void add_drop_record(ss__otlp_req *q, uint64_t delta, uint64_t total) {
+  char body[128];
+  snprintf(body, sizeof body, "%" PRIu64 " spans dropped (%" PRIu64 " in this process so far)",
+           delta, total);
+  ss__attr a[2] = {
+      {.key = "spanshim.spans.dropped", .type = SS_ATTR_INT, .v.i = (int64_t)delta},
+      {.key = "spanshim.spans.dropped.total", .type = SS_ATTR_INT, .v.i = (int64_t)total},
+  };
+  ss__logrec l = {.time_ns = ss__now_ns(), .event_name = "spanshim.spans.dropped",
+                  .severity = 13 /* WARN */, .body = body, .attrs = a, .n_attrs = 2};
+  ss__otlp_add_log(q, &l);
+}
+
+/* Posts treq (n spans). 0 when the collector has it, -ECANCELED when an exit claimed the
+ * accounting, else -EIO (the spans are counted). */
+static int send_traces(encoder *e, size_t n, uint64_t deadline_ms) {
+  if (!(cfg->traces_exporter & SS_EXPORT_OTLP)) { /* console only: written out already */
+    atomic_fetch_add(&handed, n);
     return 0;
   }
-  if (rc == 0) rc = ss__otlp_encode_traces(&resource, scope, spans, n, &body, &len);
-  if (rc == 0) rc = ss__transport_post(&ss__transport_g, body, len, deadline_ms);
-  free(body);
-  if (rc >= 200 && rc < 300) {
-    reported_dropped = dropped;
-    return 0;
+  e->g = (gate_arg){.spans = n, .epoch = e->epoch};
+  gate_arg *gp = &e->g;
+  int rc = ss__otlp_finish(&e->treq, &e->head, &e->body, &e->body_len);
+  if (rc == 0) {
+    atomic_store(&e->body_ready, 1);
+    rc = post(e, e->t->ep.http_path, e->body, e->body_len, deadline_ms, gp);
   }
+  if (rc == -ECANCELED) return rc; /* the claiming exit has the body */
+  atomic_store(&e->body_ready, 0);
+  gate_arg g = *gp;
+  if (rc >= 200 && rc < 300) return 0;
+  if (g.written && rc < 0) return 0; /* no answer in time: the collector has it whole */
+  if (g.written && count_back(&g) != 0) return -ECANCELED; /* refused: ours again */
+  atomic_fetch_add(&undelivered, n);
   if (rc > 0)
     SS_LOG(SS_LOG_WARN, "collector answered HTTP %d; %zu spans dropped", rc, n);
-  else if (rc != -EAGAIN)
-    SS_LOG(SS_LOG_INFO, "export failed (%s); %zu spans dropped", strerror(-rc), n);
+  else
+    SS_LOG(rc == -EAGAIN ? SS_LOG_DEBUG : SS_LOG_INFO, "export failed (%s); %zu spans dropped",
+           strerror(-rc), n);
   return -EIO;
 }
 
-/* Drains the ring in batches until it is empty or the deadline passes. Caller holds
- * drain_lock. Returns 0 if everything taken was delivered. */
-static int drain(uint64_t deadline_ms) {
-  int result = 0;
+/* Posts lreq (exception records) plus a drop record when drops are unreported. */
+static int send_logs(encoder *e, uint64_t deadline_ms) {
+  uint64_t delta = drops_unreported();
+  if (e->lreq.n == 0 && delta == 0) return 0;
+  if (delta) add_drop_record(&e->lreq, delta, atomic_load(&reported) + delta);
+  uint64_t own = ss__mono_ms() + cfg->logs_timeout_ms; /* OTEL_EXPORTER_OTLP_LOGS_TIMEOUT */
+  if (own < deadline_ms) deadline_ms = own;
+  const uint8_t *body;
+  size_t len;
+  gate_arg g = {.drops = delta, .epoch = e->epoch};
+  int rc = ss__otlp_finish(&e->lreq, &e->head, &body, &len);
+  if (rc == 0) rc = post(e, e->t->ep.logs_path, body, len, deadline_ms, &g);
+  if (rc == -ECANCELED) return rc;
+  if ((rc >= 200 && rc < 300) || (g.written && rc < 0)) return 0;
+  if (g.written && count_back(&g) != 0) return -ECANCELED;
+  SS_LOG(SS_LOG_INFO, "log records not delivered (%d)", rc);
+  return -EIO;
+}
+
+static void begin_requests(encoder *e) {
+  e->epoch = atomic_load(&epoch);
+  ss__otlp_begin(&e->treq, &e->head, 0);
+  ss__otlp_begin(&e->lreq, &e->head, 1);
+}
+
+/* The deadline for a request that must be tried even though the budget is spent:
+ * at least MIN_REQUEST_MS from now. */
+static uint64_t slice_after(uint64_t deadline_ms, uint64_t now) {
+  return deadline_ms > now + MIN_REQUEST_MS ? deadline_ms : now + MIN_REQUEST_MS;
+}
+
+/* Records committed and not yet taken. */
+static uint64_t waiting(void) {
+  uint64_t c = atomic_load(&ss__tracer_g.ring.committed), t = atomic_load(&taken);
+  return c > t ? c - t : 0;
+}
+
+/* Drains the ring in requests until it is empty (`all`) or holds less than a quarter
+ * batch (a few spans trickling in wait for the next look rather than each making a
+ * request of their own), or the deadline passes. Caller holds drain_lock. Returns 0 when
+ * everything taken was delivered, -ETIMEDOUT, -EIO, or -ECANCELED when an exit claimed the
+ * accounting (then nothing more is sent). Unless `all`, stops between requests when an
+ * exit flush waits for the lock. */
+static int drain(encoder *e, uint64_t deadline_ms, int all) {
+  int result = 0, first = 1, first_request = 1;
+  if (ensure_head(e) != 0) {
+    SS_LOG(SS_LOG_WARN, "out of memory for the resource; spans are not sent");
+    return -ENOMEM;
+  }
   for (;;) {
-    size_t bytes, n = take_batch(cfg->max_export_batch, &bytes);
-    if (n == 0 && ss__exporter_dropped() == reported_dropped) break;
-    size_t good = decode_batch(n, bytes);
-    if (n > 0 && ss__mono_ms() >= deadline_ms) {
-      atomic_fetch_add(&undelivered, n);
-      result = -ETIMEDOUT;
-      break;
+    if (!all && atomic_load(&exit_waiting)) return result;
+    int have = ss__ring_used(&ss__tracer_g.ring) > 0;
+    if (!all && !first && waiting() < cfg->max_export_batch / 4 + 1) break;
+    first = 0;
+    if (!have && drops_unreported() == 0) break;
+    /* A deadline passed while this thread could not run (a loaded machine) still leaves
+     * it one request: the budget bounds waiting, and this thread has not waited yet. */
+    uint64_t now = ss__mono_ms();
+    if (now >= deadline_ms && !first_request) {
+      SS_LOG(SS_LOG_DEBUG, "export deadline passed with %" PRIu64 " spans waiting", waiting());
+      return -ETIMEDOUT;
     }
-    if (send_spans(good, deadline_ms) != 0) {
-      atomic_fetch_add(&undelivered, n);
-      result = -EIO;
-      if (n == 0) break;
-    } else if (good < n) {
-      atomic_fetch_add(&undelivered, n - good);
+    if (first_request) deadline_ms = slice_after(deadline_ms, now);
+    first_request = 0;
+    /* Nothing is encoded that cannot be sent: with no collector, the records are only
+     * counted, and new spans are not even recorded (span.h: ss__tracer_g.no_sink). */
+    if (!ss__transport_ready(e->t, deadline_ms)) {
+      atomic_store_explicit(&ss__tracer_g.no_sink, 1, memory_order_relaxed);
+      size_t n = discard(SIZE_MAX);
+      if (n) SS_LOG(SS_LOG_DEBUG, "no collector: %zu spans dropped", n);
+      return -EIO;
     }
-    if (n == 0) break;
+    atomic_store_explicit(&ss__tracer_g.no_sink, 0, memory_order_relaxed);
+    begin_requests(e);
+    if (e == &ex) atomic_store(&draining, 1);
+    size_t n = fill(e, cfg->max_export_batch, deadline_ms);
+    int rc = 0;
+    if (n > 0) rc = send_traces(e, n, deadline_ms);
+    if (rc != -ECANCELED) {
+      int lrc = send_logs(e, deadline_ms);
+      if (rc == 0) rc = lrc;
+    }
+    ss__exc_reset(&e->exc);
+    if (e == &ex) atomic_store(&draining, 0);
+    if (rc == -ECANCELED) return rc;
+    if (rc != 0) result = rc;
+    if (rc != 0 && n == 0) break; /* only a drop report, and it failed: later */
   }
   return result;
 }
@@ -245,42 +449,43 @@ static void *exporter_main(void *arg) {
   ss__self.internal++;
   atomic_store(&exporter_tid, syscall(SYS_gettid));
   if (cfg->stack_depth > 0) ss__stack_load(); /* so the app's first failure need not */
-  uint64_t last = ss__mono_ms(), seen = 0;
+  uint64_t last = ss__mono_ms();
+  int busy = 0;
   for (;;) {
-    pthread_mutex_lock(&wake_lock);
-    uint64_t want = flush_requested;
-    if (want == flush_done) {
-      struct timespec ts = ss__timespec_after_ms(CLOCK_REALTIME, TICK_MS);
-      pthread_cond_timedwait(&wake_cond, &wake_lock, &ts);
-      want = flush_requested;
-    }
-    pthread_mutex_unlock(&wake_lock);
-
-    uint64_t now = ss__mono_ms();
-    uint64_t pending = atomic_load(&ss__tracer_g.ring.committed) - seen;
     uint64_t asked = atomic_load(&urgent_asked);
-    int due = want != flush_done || asked != atomic_load(&urgent_done) ||
-              pending >= cfg->max_export_batch ||
-              ss__ring_used(&ss__tracer_g.ring) > ss__tracer_g.ring.cap / 2 ||
-              (now - last >= cfg->schedule_delay_ms &&
-               (pending > 0 || ss__exporter_dropped() != reported_dropped));
-    if (!due) continue;
-    pthread_mutex_lock(&drain_lock);
-    atomic_store(&draining, 1);
-    seen = atomic_load(&ss__tracer_g.ring.committed);
+    if (asked == atomic_load(&urgent_done)) {
+      /* Busy (the last drain found a full batch): look again soon, so a fast producer
+       * never fills the ring between two looks. Idle: a few looks a second. */
+      pthread_mutex_lock(&wake_lock);
+      struct timespec ts =
+          ss__timespec_after_ms(CLOCK_REALTIME, busy ? TICK_BUSY_MS : TICK_IDLE_MS);
+      pthread_cond_timedwait(&wake_cond, &wake_lock, &ts);
+      pthread_mutex_unlock(&wake_lock);
+    }
+    uint64_t now = ss__mono_ms();
     asked = atomic_load(&urgent_asked);
-    int rc = drain(ss__mono_ms() + cfg->export_timeout_ms);
-    atomic_store(&draining, 0);
+    uint64_t pending = waiting();
+    int due = asked != atomic_load(&urgent_done) || pending >= cfg->max_export_batch / 4 ||
+              ss__ring_used(&ss__tracer_g.ring) > ss__tracer_g.ring.cap / 8 ||
+              (now - last >= cfg->schedule_delay_ms && (pending > 0 || drops_unreported()));
+    uint64_t claimed_at = atomic_load(&claim_ms);
+    if (claimed_at) { /* an exit gave up on us; the process should be gone by now */
+      if (now - claimed_at < 1000 + (uint64_t)cfg->exit_flush_ms) continue;
+      if (pthread_mutex_trylock(&drain_lock) != 0) continue;
+      resume_after_claim();
+      pthread_mutex_unlock(&drain_lock);
+    }
+    if (!due) {
+      busy = 0;
+      continue;
+    }
+    if (pthread_mutex_trylock(&drain_lock) != 0) continue; /* an exit flush drains */
+    busy = pending >= cfg->max_export_batch / 4;
+    int all = asked != atomic_load(&urgent_done) || now - last >= cfg->schedule_delay_ms;
+    drain(&ex, ss__mono_ms() + cfg->export_timeout_ms, all);
     atomic_store(&urgent_done, asked);
     pthread_mutex_unlock(&drain_lock);
     last = ss__mono_ms();
-    if (want != flush_done) {
-      pthread_mutex_lock(&wake_lock);
-      flush_done = want;
-      flush_result = rc;
-      pthread_cond_broadcast(&done_cond);
-      pthread_mutex_unlock(&wake_lock);
-    }
   }
   return NULL;
 }
@@ -319,17 +524,86 @@ void ss__exporter_kick(void) {
 /* An empty ring is not enough: the exporter may hold the last batch, unsent. */
 static int nothing_to_do(void) {
   return ss__ring_used(&ss__tracer_g.ring) == 0 && !atomic_load(&draining) &&
-         ss__exporter_dropped() == reported_dropped;
+         drops_unreported() == 0;
+}
+
+/* The last drop report of an exit: whatever is still in the ring is given up and
+ * counted, and the count goes out on e's connection. */
+static int final_report(encoder *e, uint64_t deadline_ms) {
+  discard(SIZE_MAX);
+  if (drops_unreported() == 0) return 0;
+  begin_requests(e);
+  return send_logs(e, slice_after(deadline_ms, ss__mono_ms()));
+}
+
+/* The last drop report of an exit whose exporter thread still holds a batch it has not
+ * handed over (stuck in a slow request): claims the accounting, so that thread sends
+ * nothing more, and reports everything not handed over. The claim waits out a write in
+ * progress, bounded by the deadline. */
+static int final_report_claimed(encoder *e, uint64_t deadline_ms) {
+  int free_ = 0;
+  while (!atomic_compare_exchange_strong(&sender, &free_, 2)) {
+    if (free_ == 2) return -ECANCELED; /* another exit has it */
+    free_ = 0;
+    if (ss__mono_ms() >= deadline_ms) return -ETIMEDOUT;
+    struct timespec tick = {0, 200000};
+    nanosleep(&tick, NULL);
+  }
+  atomic_fetch_add(&epoch, 1);
+  /* The exporter thread's finished request that did not go out whole: sent from here. */
+  if (atomic_load(&ex.body_ready) && !ex.g.written) {
+    gate_arg g = {.spans = ex.g.spans, .owner = 1};
+    int prc = post(e, e->t->ep.http_path, ex.body, ex.body_len,
+                   slice_after(deadline_ms, ss__mono_ms()), &g);
+    if (!g.written && prc >= 0) SS_LOG(SS_LOG_DEBUG, "exit: the exporter's request failed (%d)", prc);
+  }
+  discard(SIZE_MAX);
+  uint64_t c = atomic_load(&ss__tracer_g.ring.committed), h = atomic_load(&handed);
+  uint64_t total = ss__dropped_total() + (c > h ? c - h : 0), r = atomic_load(&reported);
+  /* From here on everything not handed over is dropped, also for later reports. */
+  atomic_store(&undelivered, c > h ? c - h : 0);
+  claim_committed = c;
+  atomic_store(&claim_ms, ss__mono_ms());
+  if (total <= r) return 0;
+  uint64_t delta = total - r;
+  const uint8_t *body;
+  size_t len;
+  ss__otlp_begin(&e->lreq, &e->head, 1);
+  add_drop_record(&e->lreq, delta, total);
+  int rc = ss__otlp_finish(&e->lreq, &e->head, &body, &len);
+  if (rc == 0) {
+    gate_arg g = {.drops = delta, .owner = 1};
+    rc = post(e, e->t->ep.logs_path, body, len, slice_after(deadline_ms, ss__mono_ms()), &g);
+    if ((rc >= 200 && rc < 300) || (g.written && rc < 0)) rc = 0;
+  }
+  return rc;
+}
+
+/* An exit's own connection, used while the exporter thread has the usual one. */
+static ss__transport *exit_conn(void) {
+  static pid_t for_pid;
+  if (for_pid != getpid()) {
+    memset(&exit_transport, 0, sizeof exit_transport);
+    exit_transport.ep = ss__transport_g.ep;
+    exit_transport.extra_headers = ss__transport_g.extra_headers;
+    exit_transport.logs_headers = ss__transport_g.logs_headers;
+    atomic_store(&exit_transport.fd, -1);
+    pthread_mutex_init(&exit_transport.lock, NULL);
+    for_pid = getpid();
+  }
+  return &exit_transport;
 }
 
 int ss__exporter_flush(uint32_t timeout_ms) {
   if (cfg == NULL || nothing_to_do()) return 0;
-  uint64_t deadline = ss__mono_ms() + timeout_ms;
-  int rc = -ETIMEDOUT;
+  uint64_t now = ss__mono_ms(), deadline = now + timeout_ms;
+  uint64_t reserve = timeout_ms / 4 < EXIT_REPORT_RESERVE_MS ? timeout_ms / 4 : EXIT_REPORT_RESERVE_MS;
+  uint64_t soft = deadline - reserve;
+  int rc;
   /* A signal handler that delivers before the process dies (hooks/signals.c) waits for
-   * the exporter thread, which needs wake_lock: this thread must not be interrupted
-   * holding it. Signals other than faults wait (at most timeout_ms) until the flush is
-   * over; the app's own mask is put back exactly as it was. */
+   * the exporter thread: this thread must not be interrupted holding its locks. Signals
+   * other than faults wait (at most timeout_ms) until the flush is over; the app's own
+   * mask is put back exactly as it was. */
   sigset_t async, old;
   sigfillset(&async);
   sigdelset(&async, SIGSEGV);
@@ -340,24 +614,43 @@ int ss__exporter_flush(uint32_t timeout_ms) {
   sigdelset(&async, SIGSYS);
   pthread_sigmask(SIG_BLOCK, &async, &old);
   ss__self.internal++;
-  if (atomic_load(&started)) {
-    struct timespec ts = ss__timespec_after_ms(CLOCK_REALTIME, timeout_ms);
-    pthread_mutex_lock(&wake_lock);
-    uint64_t ticket = ++flush_requested;
-    pthread_cond_signal(&wake_cond);
-    while (flush_done < ticket)
-      if (pthread_cond_timedwait(&done_cond, &wake_lock, &ts) == ETIMEDOUT) break;
-    if (flush_done >= ticket) rc = flush_result;
-    pthread_mutex_unlock(&wake_lock);
-  } else if (pthread_mutex_trylock(&drain_lock) == 0) {
-    rc = drain(deadline);
-    pthread_mutex_unlock(&drain_lock);
+  if (pthread_mutex_trylock(&exit_lock) != 0) { /* another thread is exiting: it delivers */
+    ss__self.internal--;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return -EBUSY;
   }
+  /* Deliver from this thread: an exporter thread that has not started yet, or cannot get
+   * the CPU, or waits for a slow collector, must not spend the budget. Idle, its encoder
+   * and connection are ours; busy, it stops at its next request boundary and this thread
+   * takes the records on a connection of its own. */
+  atomic_store(&exit_waiting, 1);
+  int own = pthread_mutex_trylock(&drain_lock) == 0;
+  encoder *e = &ex;
+  if (!own) {
+    e = &xe;
+    xe.t = exit_conn();
+  }
+  SS_LOG(SS_LOG_DEBUG, "exit flush: %s, %" PRIu64 " spans waiting",
+         own ? "the exporter thread is idle" : "the exporter thread is busy", waiting());
+  rc = drain(e, soft, 1);
+  if (!own && atomic_load(&draining)) {
+    int frc = final_report_claimed(e, deadline);
+    if (rc == 0) rc = frc ? frc : -ETIMEDOUT;
+  } else if (rc != 0 || ss__ring_used(&ss__tracer_g.ring) > 0 || drops_unreported() > 0) {
+    int frc = final_report(e, deadline);
+    if (rc == 0) rc = frc;
+  }
+  if (own) pthread_mutex_unlock(&drain_lock);
+  else ss__transport_close(&exit_transport);
+  atomic_store(&exit_waiting, 0);
+  pthread_mutex_unlock(&exit_lock);
   ss__self.internal--;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (rc != 0 && ss__exporter_dropped() > 0)
-    SS_LOG(SS_LOG_WARN, "exit: %llu spans could not be delivered",
-           (unsigned long long)ss__exporter_dropped());
+  uint64_t lost = ss__exporter_dropped(), told = atomic_load(&reported);
+  if (lost > 0)
+    SS_LOG(told >= lost ? SS_LOG_INFO : SS_LOG_WARN,
+           "exit: %" PRIu64 " spans could not be delivered; the collector %s", lost,
+           told >= lost ? "was told" : "could not be told (this line is the only record)");
   return rc;
 }
 
@@ -413,39 +706,48 @@ int ss__exporter_init(const ss__config *c) {
       (rc = ss__transport_set_logs_headers(&ss__transport_g, c->logs_headers)) != 0)
     return rc;
   cfg = c;
-  exc.max_frames = c->stack_depth;
+  ex.exc.max_frames = xe.exc.max_frames = c->stack_depth;
   return 0;
+}
+
+static void encoder_forget(encoder *e, ss__transport *t) {
+  memset(e, 0, sizeof *e);
+  e->t = t;
+  e->exc.max_frames = cfg ? cfg->stack_depth : 0;
 }
 
 void ss__exporter_atfork_child(void) {
   /* The exporter thread may have been in the middle of using its buffers when the
    * parent forked; it does not exist here. Forget them without freeing (a half-done
-   * free or realloc would make that a double free): a one-time leak in the child. */
-  batch_buf = NULL;
-  batch_cap = 0;
-  spans = NULL;
-  attrs = NULL;
-  spans_cap = 0;
-  scratch_buf = NULL;
-  scratch_cap = 0;
-  memset(&resource, 0, sizeof resource);
-  resource_pid = 0;
-  memset(&exc, 0, sizeof exc);
-  exc.max_frames = cfg ? cfg->stack_depth : 0;
+   * free or realloc would make that a double free): a one-time leak in the child, and
+   * the child allocates its own on first use. */
+  encoder_forget(&ex, &ss__transport_g);
+  encoder_forget(&xe, &exit_transport);
+  int efd = atomic_exchange(&exit_transport.fd, -1);
+  if (efd >= 0) ss__sys_close(efd);
   ss__symbolize_forget();
   pthread_mutex_init(&drain_lock, NULL);
+  pthread_mutex_init(&exit_lock, NULL);
+  pthread_mutex_init(&ring_lock, NULL);
   pthread_mutex_init(&wake_lock, NULL);
   pthread_cond_init(&wake_cond, NULL);
-  pthread_cond_init(&done_cond, NULL);
-  flush_requested = flush_done = 0;
   atomic_store(&urgent_asked, 0);
   atomic_store(&urgent_done, 0);
   atomic_store(&exporter_tid, 0);
   atomic_store(&started, 0);
   atomic_store(&exiting, 0);
+  atomic_store(&draining, 0);
+  atomic_store(&exit_waiting, 0);
+  atomic_store(&sender, 0);
+  atomic_store(&epoch, 0);
+  atomic_store(&taken, 0);
+  atomic_store(&claim_ms, 0);
+  claim_committed = 0;
+  atomic_store(&handed, 0);
   atomic_store(&undelivered, 0);
-  reported_dropped = 0;
+  atomic_store(&reported, 0);
   ss__ring_reset_in_child(&ss__tracer_g.ring);
-  for (int i = 0; i < 4; i++) atomic_store(&ss__tracer_g.drops[i], 0);
+  for (int i = 0; i < SS_DROP_REASONS; i++) atomic_store(&ss__tracer_g.drops[i], 0);
+  atomic_store(&ss__tracer_g.no_sink, 0);
   ss__transport_reset_in_child(&ss__transport_g);
 }

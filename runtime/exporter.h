@@ -1,11 +1,12 @@
 /* exporter.h - the exporter: drains the span ring, encodes OTLP and posts it.
  *
  * One exporter thread per process, started on first use (the first committed span), with
- * all signals blocked and marked internal so nothing it does is traced. It wakes every
- * few milliseconds, and exports when a batch (OTEL_BSP_MAX_EXPORT_BATCH_SIZE) is ready or
- * OTEL_BSP_SCHEDULE_DELAY has passed. Spans that cannot be delivered (ring full, collector
- * down, rejected) are counted and reported as the scope attribute spanshim.spans.dropped
- * on every later batch.
+ * all signals blocked and marked internal so nothing it does is traced. It looks at the
+ * ring every 10 ms (every 1 ms while spans come fast) and exports when a quarter batch
+ * (OTEL_BSP_MAX_EXPORT_BATCH_SIZE / 4) is waiting, the ring is an eighth full, or
+ * OTEL_BSP_SCHEDULE_DELAY has passed. Spans that cannot be delivered (ring full, no
+ * collector, refused, given up at exit) are counted exactly and reported to the collector
+ * as `spanshim.spans.dropped` log records (exporter.c says how the count stays exact).
  *
  * Locks: `drain` (the ring's consumer side) is taken by the exporter thread and by
  * ss__exporter_flush; the transport lock nests inside it. Neither is ever taken on an app
@@ -24,8 +25,11 @@ int ss__exporter_init(const ss__config *c);
 /* Called after each commit, on the app thread: starts the exporter thread once per
  * process. Cheap when already running (one atomic load). */
 void ss__exporter_kick(void);
-/* Exports everything committed so far, giving up at timeout_ms. Used at exit. Returns 0
- * when everything was delivered, -ETIMEDOUT or -EIO otherwise. */
+/* Exports everything committed so far from the calling thread (taking over from the
+ * exporter thread at its next request boundary), giving up at timeout_ms: what is left
+ * is counted as dropped and the count sent in the time kept for it. Used at exit and
+ * exec. Returns 0 when everything was delivered, -ETIMEDOUT, -EIO or -ECANCELED
+ * otherwise. */
 int ss__exporter_flush(uint32_t timeout_ms);
 /* The same from a signal handler (a dying thread): asks the exporter thread for a drain
  * that starts after the call and waits for it with nanosleep, without locks, at most

@@ -1,409 +1,539 @@
-/* otlp.c - ExportTraceServiceRequest from ss__span[], packed with protobuf-c.
+/* otlp.c - OTLP protobuf written by hand into reused buffers; see otlp.h.
  *
- * protobuf-c wants a tree of structs with NUL-terminated strings, while our spans carry
- * (pointer, length) strings that may be neither terminated nor valid UTF-8. Every
- * message, pointer array and string copy of one call therefore comes from one bump
- * arena that is freed as a whole when the packed bytes exist: one malloc per 64 KiB of
- * tree, no per-field frees, nothing left behind on any error path. */
+ * Wire format (protobuf encoding spec): a field is a varint tag (number << 3 | wire type)
+ * then its value: varint, 8 bytes (fixed64/double), 4 bytes (fixed32) or a varint length
+ * and that many bytes (strings, bytes, messages). A message's length comes before it, so:
+ *   - a KeyValue/AnyValue is sized first (its strings' UTF-8-fixed lengths are computed
+ *     once and reused for the copy);
+ *   - a span, event, status, log record or array is written after a 2-byte hole for its
+ *     length, and moved by the few bytes needed when the length takes 1 or 3+ bytes (a
+ *     span of 128..16383 bytes, the usual case, is never moved);
+ *   - the request's envelope (Request → ResourceSpans → {Resource, ScopeSpans → {Scope,
+ *     spans}}) is written last, into the room kept in front of the items.
+ * Space is reserved once per item from an upper bound, so the writers below never check
+ * bounds themselves. */
 #include "runtime/otlp.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "opentelemetry/proto/collector/logs/v1/logs_service.pb-c.h"
-#include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 #include "runtime/ids.h"
 #include "runtime/resource.h"
 #include "runtime/utf8.h"
 
-typedef Opentelemetry__Proto__Common__V1__AnyValue AnyValue;
-typedef Opentelemetry__Proto__Common__V1__ArrayValue ArrayValue;
-typedef Opentelemetry__Proto__Common__V1__KeyValue KeyValue;
-typedef Opentelemetry__Proto__Common__V1__InstrumentationScope Scope;
-typedef Opentelemetry__Proto__Resource__V1__Resource Resource;
-typedef Opentelemetry__Proto__Trace__V1__ResourceSpans ResourceSpans;
-typedef Opentelemetry__Proto__Trace__V1__ScopeSpans ScopeSpans;
-typedef Opentelemetry__Proto__Trace__V1__Span Span;
-typedef Opentelemetry__Proto__Trace__V1__Status Status;
-typedef Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest Request;
-typedef Opentelemetry__Proto__Trace__V1__Span__Event Event;
-typedef Opentelemetry__Proto__Logs__V1__LogRecord LogRecord;
-typedef Opentelemetry__Proto__Logs__V1__ScopeLogs ScopeLogs;
-typedef Opentelemetry__Proto__Logs__V1__ResourceLogs ResourceLogs;
-typedef Opentelemetry__Proto__Collector__Logs__V1__ExportLogsServiceRequest LogsRequest;
+/* Wire types. */
+#define WT_VARINT 0
+#define WT_I64 1
+#define WT_LEN 2
+#define WT_I32 5
+#define TAG(field, wt) (((unsigned)(field) << 3) | (wt))
 
 /* Span.flags bits (trace.proto SpanFlags). */
 #define FLAGS_TRACE_MASK 0xffu
 #define FLAGS_HAS_IS_REMOTE 0x100u
 
-/* ---- arena ---- */
+#define HOLE 2 /* bytes left for a message length written afterwards */
 
-#define ARENA_BLOCK (64 * 1024)
+/* ---- buffer ---- */
 
-typedef struct block {
-  struct block *next;
-  size_t used, cap;
-  max_align_t data[];
-} block;
-
-typedef struct arena {
-  block *head;
-} arena;
-
-static void *arena_alloc(arena *a, size_t n) {
-  n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
-  block *b = a->head;
-  if (b == NULL || b->cap - b->used < n) {
-    size_t cap = n > ARENA_BLOCK ? n : ARENA_BLOCK;
-    b = malloc(sizeof(block) + cap);
-    if (b == NULL) return NULL;
-    b->next = a->head;
-    b->used = 0;
-    b->cap = cap;
-    a->head = b;
-  }
-  void *p = (char *)b->data + b->used;
-  b->used += n;
-  return p;
+void ss__pb_reset(ss__pb *b) {
+  b->len = 0;
+  b->failed = 0;
 }
 
-static void arena_free(arena *a) {
-  while (a->head) {
-    block *b = a->head;
-    a->head = b->next;
-    free(b);
-  }
+void ss__pb_free(ss__pb *b) {
+  free(b->p);
+  *b = (ss__pb){0};
 }
 
-/* ---- strings ---- */
+int ss__pb_reserve(ss__pb *b, size_t n) {
+  if (b->cap - b->len >= n) return 0;
+  size_t cap = b->cap ? b->cap : 4096;
+  while (cap - b->len < n) cap *= 2;
+  uint8_t *p = realloc(b->p, cap);
+  if (p == NULL) {
+    b->failed = 1;
+    return -ENOMEM;
+  }
+  b->p = p;
+  b->cap = cap;
+  return 0;
+}
 
+/* ---- scalars ---- */
 
-/* A NUL-terminated copy of s[0..len) for protobuf-c. Protobuf strings must be UTF-8
- * (strict decoders such as the Go collector reject the whole request otherwise), so each
- * invalid byte becomes U+FFFD. The value ends at an embedded NUL, as C strings do. */
-static char *str_copy(arena *a, const char *s, size_t len) {
-  /* Not protobuf_c_empty_string: protobuf-c treats that pointer as "unset" and would
-   * drop an empty string that is the chosen member of a oneof (AnyValue). */
-  if (s == NULL) len = 0;
-  const char *nul = len ? memchr(s, 0, len) : NULL;
-  if (nul) len = (size_t)(nul - s);
-  const unsigned char *u = (const unsigned char *)s;
+static size_t vlen(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    n++;
+  }
+  return n;
+}
+
+static uint8_t *put_varint(uint8_t *o, uint64_t v) {
+  while (v >= 0x80) {
+    *o++ = (uint8_t)(v | 0x80);
+    v >>= 7;
+  }
+  *o++ = (uint8_t)v;
+  return o;
+}
+
+static uint8_t *put_tag(uint8_t *o, unsigned field, unsigned wt) {
+  return put_varint(o, TAG(field, wt));
+}
+
+static uint8_t *put_fixed64(uint8_t *o, unsigned field, uint64_t v) {
+  o = put_tag(o, field, WT_I64);
+  for (int i = 0; i < 8; i++) *o++ = (uint8_t)(v >> (8 * i));
+  return o;
+}
+
+static uint8_t *put_fixed32(uint8_t *o, unsigned field, uint32_t v) {
+  o = put_tag(o, field, WT_I32);
+  for (int i = 0; i < 4; i++) *o++ = (uint8_t)(v >> (8 * i));
+  return o;
+}
+
+static uint8_t *put_bytes(uint8_t *o, unsigned field, const void *p, size_t n) {
+  o = put_tag(o, field, WT_LEN);
+  o = put_varint(o, n);
+  memcpy(o, p, n);
+  return o + n;
+}
+
+/* ---- strings: cut at NUL, invalid UTF-8 bytes become U+FFFD ---- */
+
+typedef struct str {
+  const char *s;
+  size_t len;   /* input bytes used (up to an embedded NUL) */
+  size_t out;   /* bytes written */
+  int clean;    /* valid UTF-8 as is: copied with memcpy */
+} str;
+
+static int word_needs_look(uint64_t w) {
+  /* a byte with the high bit set, or a zero byte */
+  return ((w & 0x8080808080808080ull) | ((w - 0x0101010101010101ull) & ~w & 0x8080808080808080ull)) != 0;
+}
+
+static str str_of(const char *s, size_t len) {
+  str r = {s, 0, 0, 1};
+  if (s == NULL) return r;
+  size_t i = 0;
+  while (i + 8 <= len) {
+    uint64_t w;
+    memcpy(&w, s + i, 8);
+    if (word_needs_look(w)) break;
+    i += 8;
+  }
   size_t bad = 0;
-  for (size_t i = 0; i < len;) {
+  const unsigned char *u = (const unsigned char *)s;
+  while (i < len) {
+    if (u[i] == 0) break;
+    if (u[i] < 0x80) {
+      i++;
+      continue;
+    }
     size_t k = ss__utf8_seq(u + i, len - i);
-    if (k == 0) { bad++; k = 1; }
-    i += k;
+    if (k == 0) {
+      bad++;
+      i++;
+    } else {
+      /* a NUL never sits inside a valid multi-byte sequence */
+      i += k;
+    }
   }
-  char *out = arena_alloc(a, len + 2 * bad + 1);
-  if (out == NULL) return NULL;
-  if (bad == 0) {
-    if (len) memcpy(out, s, len);
-    out[len] = 0;
-    return out;
+  r.len = i;
+  r.out = i + 2 * bad;
+  r.clean = bad == 0;
+  return r;
+}
+
+static str cstr_of(const char *s) {
+  return str_of(s, s ? strlen(s) : 0);
+}
+
+static uint8_t *put_str_body(uint8_t *o, const str *v) {
+  if (v->clean) {
+    if (v->len) memcpy(o, v->s, v->len);
+    return o + v->len;
   }
-  char *o = out;
-  for (size_t i = 0; i < len;) {
-    size_t k = ss__utf8_seq(u + i, len - i);
+  const unsigned char *u = (const unsigned char *)v->s;
+  for (size_t i = 0; i < v->len;) {
+    size_t k = u[i] < 0x80 ? 1 : ss__utf8_seq(u + i, v->len - i);
     if (k == 0) {
       memcpy(o, "\xef\xbf\xbd", 3);
       o += 3;
       i++;
     } else {
-      memcpy(o, s + i, k);
+      memcpy(o, u + i, k);
       o += k;
       i += k;
     }
   }
-  *o = 0;
-  return out;
+  return o;
 }
 
-static char *cstr_copy(arena *a, const char *s) {
-  return str_copy(a, s, s ? strlen(s) : 0);
+static size_t str_field_size(unsigned field, const str *v) {
+  return vlen(TAG(field, WT_LEN)) + vlen(v->out) + v->out;
 }
 
-static ProtobufCBinaryData bytes_copy(arena *a, const uint8_t *p, size_t n, int *err) {
-  ProtobufCBinaryData d = {0, NULL};
-  uint8_t *q = arena_alloc(a, n);
-  if (q == NULL) {
-    *err = 1;
-    return d;
-  }
-  memcpy(q, p, n);
-  d.len = n;
-  d.data = q;
-  return d;
+/* A string field; empty strings are left out (proto3) unless `always`. */
+static uint8_t *put_str(uint8_t *o, unsigned field, const str *v, int always) {
+  if (v->out == 0 && !always) return o;
+  o = put_tag(o, field, WT_LEN);
+  o = put_varint(o, v->out);
+  return put_str_body(o, v);
+}
+
+/* Upper bound of a string field's size for len input bytes. */
+static size_t str_bound(size_t len) {
+  return 16 + 3 * len;
+}
+
+/* ---- messages written after a hole for their length ---- */
+
+static uint8_t *open_msg(uint8_t *o, unsigned field) {
+  o = put_tag(o, field, WT_LEN);
+  return o + HOLE;
+}
+
+/* body is where open_msg returned, end where the message ends; returns the new end. */
+static uint8_t *close_msg(uint8_t *body, uint8_t *end) {
+  size_t n = (size_t)(end - body), vl = vlen(n);
+  uint8_t *lenp = body - HOLE;
+  if (vl != HOLE) memmove(lenp + vl, body, n);
+  put_varint(lenp, n);
+  return lenp + vl + n;
 }
 
 /* ---- attributes ---- */
 
-static AnyValue *strarr_value(arena *a, AnyValue *v, const char *items, size_t len) {
+static size_t strarr_count(const char *items, size_t len) {
   size_t n = 0;
   for (size_t i = 0; i < len; i++)
     if (items[i] == 0) n++;
-  if (len > 0 && items[len - 1] != 0) n++;  /* tolerate a missing final NUL */
-  ArrayValue *arr = arena_alloc(a, sizeof(*arr));
-  AnyValue *vals = arena_alloc(a, n * sizeof(*vals) + 1);
-  AnyValue **ptrs = arena_alloc(a, n * sizeof(*ptrs) + 1);
-  if (arr == NULL || vals == NULL || ptrs == NULL) return NULL;
-  opentelemetry__proto__common__v1__array_value__init(arr);
-  size_t k = 0;
-  for (size_t i = 0; i < len && k < n; k++) {
+  if (len > 0 && items[len - 1] != 0) n++; /* tolerate a missing final NUL */
+  return n;
+}
+
+/* An ArrayValue of strings, as AnyValue.array_value (field 5). */
+static uint8_t *put_strarr(uint8_t *o, const char *items, size_t len) {
+  uint8_t *arr = open_msg(o, 5);
+  o = arr;
+  for (size_t i = 0; i < len;) {
     const char *end = memchr(items + i, 0, len - i);
     size_t l = end ? (size_t)(end - (items + i)) : len - i;
-    opentelemetry__proto__common__v1__any_value__init(&vals[k]);
-    vals[k].value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
-    if ((vals[k].string_value = str_copy(a, items + i, l)) == NULL) return NULL;
-    ptrs[k] = &vals[k];
+    str v = str_of(items + i, l);
+    size_t av = str_field_size(1, &v);
+    o = put_tag(o, 1, WT_LEN);
+    o = put_varint(o, av);
+    o = put_str(o, 1, &v, 1);
     i += l + 1;
   }
-  arr->n_values = k;
-  arr->values = ptrs;
-  v->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE;
-  v->array_value = arr;
-  return v;
+  return close_msg(arr, o);
 }
 
-/* Fills v from at; NULL on allocation failure. An unknown type becomes an empty value
- * rather than failing the batch. */
-static AnyValue *any_value(arena *a, AnyValue *v, const ss__attr *at) {
-  opentelemetry__proto__common__v1__any_value__init(v);
-  switch (at->type) {
-  case SS_ATTR_STR:
-    v->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
-    v->string_value = str_copy(a, at->v.s, at->len);
-    return v->string_value ? v : NULL;
+static size_t any_bound(const ss__attr *a) {
+  if (a->type == SS_ATTR_STR) return str_bound(a->len);
+  if (a->type == SS_ATTR_STRARR) return 16 + strarr_count(a->v.s, a->len) * 16 + 3 * a->len;
+  return 16;
+}
+
+/* AnyValue contents of a; for strings, v holds the measured value. Unknown types (and a
+ * stack that was not taken out) give an empty AnyValue rather than failing the batch. */
+static size_t any_size(const ss__attr *a, const str *v) {
+  switch (a->type) {
+  case SS_ATTR_STR: return str_field_size(1, v);
+  case SS_ATTR_INT: return 1 + vlen((uint64_t)a->v.i);
+  case SS_ATTR_BOOL: return 2;
+  case SS_ATTR_DOUBLE: return 9;
+  default: return 0;
+  }
+}
+
+static uint8_t *put_any(uint8_t *o, const ss__attr *a, const str *v) {
+  switch (a->type) {
+  case SS_ATTR_STR: return put_str(o, 1, v, 1);
   case SS_ATTR_INT:
-    v->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE;
-    v->int_value = at->v.i;
-    return v;
+    o = put_tag(o, 3, WT_VARINT);
+    return put_varint(o, (uint64_t)a->v.i);
   case SS_ATTR_BOOL:
-    v->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BOOL_VALUE;
-    v->bool_value = at->v.i != 0;
-    return v;
-  case SS_ATTR_DOUBLE:
-    v->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_DOUBLE_VALUE;
-    v->double_value = at->v.d;
-    return v;
-  case SS_ATTR_STRARR:
-    return strarr_value(a, v, at->v.s, at->len);
-  default:
-    return v;
+    o = put_tag(o, 2, WT_VARINT);
+    *o++ = a->v.i != 0;
+    return o;
+  case SS_ATTR_DOUBLE: {
+    uint64_t bits;
+    memcpy(&bits, &a->v.d, 8);
+    return put_fixed64(o, 4, bits);
+  }
+  default: return o;
   }
 }
 
-/* Builds n KeyValues; returns the pointer array (non-NULL even for n == 0) or NULL. */
-static KeyValue **key_values(arena *a, const ss__attr *attrs, size_t n) {
-  KeyValue **ptrs = arena_alloc(a, n * sizeof(*ptrs) + 1);
-  KeyValue *kvs = arena_alloc(a, n * sizeof(*kvs) + 1);
-  AnyValue *vals = arena_alloc(a, n * sizeof(*vals) + 1);
-  if (ptrs == NULL || kvs == NULL || vals == NULL) return NULL;
-  for (size_t i = 0; i < n; i++) {
-    opentelemetry__proto__common__v1__key_value__init(&kvs[i]);
-    if ((kvs[i].key = cstr_copy(a, attrs[i].key)) == NULL) return NULL;
-    if ((kvs[i].value = any_value(a, &vals[i], &attrs[i])) == NULL) return NULL;
-    ptrs[i] = &kvs[i];
+/* A KeyValue as field `field` of the enclosing message. */
+static uint8_t *put_kv(uint8_t *o, unsigned field, const ss__attr *a) {
+  str key = cstr_of(a->key);
+  if (a->type == SS_ATTR_STRARR) { /* sized afterwards: nested twice */
+    uint8_t *kv = open_msg(o, field);
+    o = put_str(kv, 1, &key, 0);
+    uint8_t *av = open_msg(o, 2);
+    o = put_strarr(av, a->v.s, a->len);
+    o = close_msg(av, o);
+    return close_msg(kv, o);
   }
-  return ptrs;
+  str v = {0};
+  if (a->type == SS_ATTR_STR) v = str_of(a->v.s, a->len);
+  size_t avs = any_size(a, &v);
+  size_t kvs = (key.out ? str_field_size(1, &key) : 0) + 1 + vlen(avs) + avs;
+  o = put_tag(o, field, WT_LEN);
+  o = put_varint(o, kvs);
+  o = put_str(o, 1, &key, 0);
+  o = put_tag(o, 2, WT_LEN);
+  o = put_varint(o, avs);
+  return put_any(o, a, &v);
+}
+
+static size_t kv_bound(const ss__attr *a) {
+  return 24 + str_bound(a->key ? strlen(a->key) : 0) + any_bound(a);
+}
+
+static size_t attrs_bound(const ss__attr *a, size_t n) {
+  size_t b = 0;
+  for (size_t i = 0; i < n; i++) b += kv_bound(&a[i]);
+  return b;
+}
+
+static uint8_t *put_attrs(uint8_t *o, unsigned field, const ss__attr *a, size_t n) {
+  for (size_t i = 0; i < n; i++) o = put_kv(o, field, &a[i]);
+  return o;
 }
 
 /* ---- spans ---- */
 
-static Event **events(arena *a, const ss__event *ev, size_t n) {
-  Event **ptrs = arena_alloc(a, n * sizeof(*ptrs) + 1);
-  Event *es = arena_alloc(a, n * sizeof(*es) + 1);
-  if (ptrs == NULL || es == NULL) return NULL;
-  for (size_t i = 0; i < n; i++) {
-    opentelemetry__proto__trace__v1__span__event__init(&es[i]);
-    es[i].time_unix_nano = ev[i].time_ns;
-    es[i].name = cstr_copy(a, ev[i].name);
-    es[i].n_attributes = ev[i].n_attrs;
-    es[i].attributes = key_values(a, ev[i].attrs, ev[i].n_attrs);
-    if (es[i].name == NULL || es[i].attributes == NULL) return NULL;
-    ptrs[i] = &es[i];
-  }
-  return ptrs;
+static size_t span_bound(const ss__span *s) {
+  size_t b = 128 + str_bound(s->name ? strlen(s->name) : 0) + str_bound(s->trace_state_len) +
+             attrs_bound(s->attrs, s->n_attrs) + str_bound(s->status_message_len);
+  for (size_t i = 0; i < s->n_events; i++)
+    b += 32 + str_bound(s->events[i].name ? strlen(s->events[i].name) : 0) +
+         attrs_bound(s->events[i].attrs, s->events[i].n_attrs);
+  return b;
 }
 
-static int span_fill(arena *a, Span *out, const ss__span *s) {
-  int err = 0;
-  opentelemetry__proto__trace__v1__span__init(out);
-  out->trace_id = bytes_copy(a, s->trace_id, sizeof s->trace_id, &err);
-  out->span_id = bytes_copy(a, s->span_id, sizeof s->span_id, &err);
-  if (!ss__id_is_zero(s->parent_id, sizeof s->parent_id))
-    out->parent_span_id = bytes_copy(a, s->parent_id, sizeof s->parent_id, &err);
+static uint8_t *put_span(uint8_t *o, const ss__span *s) {
+  int root = ss__id_is_zero(s->parent_id, sizeof s->parent_id);
+  uint8_t *sp = open_msg(o, 2); /* ScopeSpans.spans */
+  o = put_bytes(sp, 1, s->trace_id, sizeof s->trace_id);
+  o = put_bytes(o, 2, s->span_id, sizeof s->span_id);
+  if (s->trace_state_len > 0) {
+    str ts = str_of(s->trace_state, s->trace_state_len);
+    o = put_str(o, 3, &ts, 0);
+  }
+  if (!root) o = put_bytes(o, 4, s->parent_id, sizeof s->parent_id);
+  str name = cstr_of(s->name);
+  o = put_str(o, 5, &name, 0);
+  if (s->kind) {
+    o = put_tag(o, 6, WT_VARINT);
+    o = put_varint(o, s->kind);
+  }
+  if (s->start_ns) o = put_fixed64(o, 7, s->start_ns);
+  if (s->end_ns) o = put_fixed64(o, 8, s->end_ns);
+  o = put_attrs(o, 9, s->attrs, s->n_attrs);
+  for (size_t i = 0; i < s->n_events; i++) {
+    const ss__event *e = &s->events[i];
+    uint8_t *ev = open_msg(o, 11);
+    o = ev;
+    if (e->time_ns) o = put_fixed64(o, 1, e->time_ns);
+    str en = cstr_of(e->name);
+    o = put_str(o, 2, &en, 0);
+    o = put_attrs(o, 3, e->attrs, e->n_attrs);
+    o = close_msg(ev, o);
+  }
+  if (s->status != SS_STATUS_UNSET || s->status_message_len != 0) {
+    uint8_t *st = open_msg(o, 15);
+    str msg = str_of(s->status_message, s->status_message_len);
+    o = put_str(st, 2, &msg, 0);
+    if (s->status) {
+      o = put_tag(o, 3, WT_VARINT);
+      o = put_varint(o, s->status);
+    }
+    o = close_msg(st, o);
+  }
   /* A root span has no parent, so "the parent is remote" is known to be false; for a
    * child, ss__span does not say whether the parent came from TRACEPARENT (remote) or
    * from this thread (local), so the bit stays "unknown" as the spec allows. */
-  out->flags = s->flags & FLAGS_TRACE_MASK;
-  if (ss__id_is_zero(s->parent_id, sizeof s->parent_id)) out->flags |= FLAGS_HAS_IS_REMOTE;
-  out->name = cstr_copy(a, s->name);
-  if (s->trace_state_len > 0 &&
-      (out->trace_state = str_copy(a, s->trace_state, s->trace_state_len)) == NULL)
-    err = 1;
-  out->kind = (Opentelemetry__Proto__Trace__V1__Span__SpanKind)s->kind;
-  out->start_time_unix_nano = s->start_ns;
-  out->end_time_unix_nano = s->end_ns;
-  out->n_attributes = s->n_attrs;
-  out->attributes = key_values(a, s->attrs, s->n_attrs);
-  if (err || out->name == NULL || out->attributes == NULL) return -ENOMEM;
-  if (s->n_events) {
-    out->n_events = s->n_events;
-    if ((out->events = events(a, s->events, s->n_events)) == NULL) return -ENOMEM;
+  uint32_t flags = (s->flags & FLAGS_TRACE_MASK) | (root ? FLAGS_HAS_IS_REMOTE : 0);
+  if (flags) o = put_fixed32(o, 16, flags);
+  return close_msg(sp, o);
+}
+
+/* ---- log records ---- */
+
+static size_t log_bound(const ss__logrec *l) {
+  return 160 + str_bound(l->event_name ? strlen(l->event_name) : 0) +
+         str_bound(l->body ? strlen(l->body) : 0) + attrs_bound(l->attrs, l->n_attrs);
+}
+
+static uint8_t *put_log(uint8_t *o, const ss__logrec *l) {
+  uint8_t *lr = open_msg(o, 2); /* ScopeLogs.log_records */
+  o = lr;
+  if (l->time_ns) o = put_fixed64(o, 1, l->time_ns);
+  if (l->severity) {
+    o = put_tag(o, 2, WT_VARINT);
+    o = put_varint(o, (uint64_t)l->severity);
   }
-  if (s->status == SS_STATUS_UNSET && s->status_message_len == 0) return 0;
-  Status *st = arena_alloc(a, sizeof(*st));
-  if (st == NULL) return -ENOMEM;
-  opentelemetry__proto__trace__v1__status__init(st);
-  st->code = (Opentelemetry__Proto__Trace__V1__Status__StatusCode)s->status;
-  st->message = str_copy(a, s->status_message, s->status_message_len);
-  if (st->message == NULL) return -ENOMEM;
-  out->status = st;
+  str sev = cstr_of(l->severity >= 17   ? "ERROR"
+                    : l->severity >= 13 ? "WARN"
+                    : l->severity >= 9  ? "INFO"
+                                        : "DEBUG");
+  o = put_str(o, 3, &sev, 0);
+  if (l->body) {
+    ss__attr b = {.key = "", .type = SS_ATTR_STR, .len = (uint32_t)strlen(l->body)};
+    b.v.s = l->body;
+    str v = str_of(b.v.s, b.len);
+    size_t avs = any_size(&b, &v);
+    o = put_tag(o, 5, WT_LEN);
+    o = put_varint(o, avs);
+    o = put_any(o, &b, &v);
+  }
+  o = put_attrs(o, 6, l->attrs, l->n_attrs);
+  if (l->flags) o = put_fixed32(o, 8, l->flags);
+  if (!ss__id_is_zero(l->trace_id, sizeof l->trace_id))
+    o = put_bytes(o, 9, l->trace_id, sizeof l->trace_id);
+  if (!ss__id_is_zero(l->span_id, sizeof l->span_id))
+    o = put_bytes(o, 10, l->span_id, sizeof l->span_id);
+  if (l->time_ns) o = put_fixed64(o, 11, l->time_ns);
+  str en = cstr_of(l->event_name);
+  o = put_str(o, 12, &en, 0);
+  return close_msg(lr, o);
+}
+
+/* ---- the envelope ---- */
+
+int ss__otlp_head_build(ss__otlp_head *h, const ss__resource *res, const ss__scope *scope,
+                        const char *schema_url) {
+  ss__pb_reset(&h->resource);
+  ss__pb_reset(&h->scope);
+  h->schema_url = schema_url;
+  if (res && ss__pb_reserve(&h->resource, attrs_bound(res->attrs, res->n_attrs)) == 0) {
+    uint8_t *o = put_attrs(h->resource.p, 1, res->attrs, res->n_attrs);
+    h->resource.len = (size_t)(o - h->resource.p);
+  }
+  if (scope) {
+    size_t b = 32 + str_bound(scope->name ? strlen(scope->name) : 0) +
+               str_bound(scope->version ? strlen(scope->version) : 0) +
+               attrs_bound(scope->attrs, scope->n_attrs);
+    if (ss__pb_reserve(&h->scope, b) == 0) {
+      str n = cstr_of(scope->name), v = cstr_of(scope->version);
+      uint8_t *o = put_str(h->scope.p, 1, &n, 0);
+      o = put_str(o, 2, &v, 0);
+      o = put_attrs(o, 3, scope->attrs, scope->n_attrs);
+      h->scope.len = (size_t)(o - h->scope.p);
+    }
+  }
+  /* Request, ResourceSpans, Resource, ScopeSpans, Scope: a tag and a length each. */
+  h->room = 5 * 6 + h->resource.len + h->scope.len;
+  return h->resource.failed || h->scope.failed ? -ENOMEM : 0;
+}
+
+void ss__otlp_head_free(ss__otlp_head *h) {
+  ss__pb_free(&h->resource);
+  ss__pb_free(&h->scope);
+}
+
+void ss__otlp_begin(ss__otlp_req *q, const ss__otlp_head *h, int logs) {
+  ss__pb_reset(&q->pb);
+  q->n = 0;
+  q->logs = logs;
+  q->items_at = h->room;
+  if (ss__pb_reserve(&q->pb, h->room) == 0) q->pb.len = h->room;
+}
+
+int ss__otlp_add_span(ss__otlp_req *q, const ss__span *s) {
+  if (q->pb.failed || ss__pb_reserve(&q->pb, span_bound(s)) != 0) return -ENOMEM;
+  uint8_t *o = put_span(q->pb.p + q->pb.len, s);
+  q->pb.len = (size_t)(o - q->pb.p);
+  q->n++;
   return 0;
 }
 
-static ScopeSpans *scope_spans(arena *a, const ss__scope *scope, const ss__span *spans,
-                               size_t n) {
-  ScopeSpans *ss = arena_alloc(a, sizeof(*ss));
-  Scope *sc = arena_alloc(a, sizeof(*sc));
-  Span *sp = arena_alloc(a, n * sizeof(*sp) + 1);
-  Span **ptrs = arena_alloc(a, n * sizeof(*ptrs) + 1);
-  if (ss == NULL || sc == NULL || sp == NULL || ptrs == NULL) return NULL;
-  opentelemetry__proto__trace__v1__scope_spans__init(ss);
-  opentelemetry__proto__common__v1__instrumentation_scope__init(sc);
-  if (scope) {
-    sc->name = cstr_copy(a, scope->name);
-    sc->version = cstr_copy(a, scope->version);
-    sc->n_attributes = scope->n_attrs;
-    sc->attributes = key_values(a, scope->attrs, scope->n_attrs);
-    if (sc->name == NULL || sc->version == NULL || sc->attributes == NULL) return NULL;
-  }
-  for (size_t i = 0; i < n; i++) {
-    if (span_fill(a, &sp[i], &spans[i]) != 0) return NULL;
-    ptrs[i] = &sp[i];
-  }
-  ss->scope = sc;
-  ss->schema_url = (char *)SS_SCHEMA_URL;
-  ss->n_spans = n;
-  ss->spans = ptrs;
-  return ss;
+int ss__otlp_add_log(ss__otlp_req *q, const ss__logrec *l) {
+  if (q->pb.failed || ss__pb_reserve(&q->pb, log_bound(l)) != 0) return -ENOMEM;
+  uint8_t *o = put_log(q->pb.p + q->pb.len, l);
+  q->pb.len = (size_t)(o - q->pb.p);
+  q->n++;
+  return 0;
 }
 
-static ResourceSpans *resource_spans(arena *a, const ss__resource *res,
-                                     const ss__scope *scope, const ss__span *spans,
-                                     size_t n) {
-  ResourceSpans *rs = arena_alloc(a, sizeof(*rs));
-  Resource *r = arena_alloc(a, sizeof(*r));
-  ScopeSpans **sptr = arena_alloc(a, sizeof(*sptr));
-  if (rs == NULL || r == NULL || sptr == NULL) return NULL;
-  opentelemetry__proto__trace__v1__resource_spans__init(rs);
-  opentelemetry__proto__resource__v1__resource__init(r);
-  if (res) {
-    r->n_attributes = res->n_attrs;
-    if ((r->attributes = key_values(a, res->attrs, res->n_attrs)) == NULL) return NULL;
+static size_t len_field_size(unsigned field, size_t n) {
+  return vlen(TAG(field, WT_LEN)) + vlen(n) + n;
+}
+
+int ss__otlp_finish(ss__otlp_req *q, const ss__otlp_head *h, const uint8_t **body,
+                    size_t *len) {
+  str schema = cstr_of(h->schema_url);
+  if (q->pb.failed || ss__pb_reserve(&q->pb, 2 * str_bound(schema.len)) != 0) return -ENOMEM;
+  /* ScopeSpans.schema_url ends the items' message, ResourceSpans.schema_url comes after
+   * it: both go at the end, in field order. */
+  uint8_t *o = q->pb.p + q->pb.len;
+  o = put_str(o, 3, &schema, 0);
+  size_t scope_msg = (size_t)(o - q->pb.p) - q->items_at + len_field_size(1, h->scope.len);
+  o = put_str(o, 3, &schema, 0);
+  q->pb.len = (size_t)(o - q->pb.p);
+  size_t rs_schema = schema.out ? str_field_size(3, &schema) : 0;
+  size_t rs_msg = len_field_size(1, h->resource.len) + len_field_size(2, scope_msg) + rs_schema;
+  size_t prefix = vlen(TAG(1, WT_LEN)) + vlen(rs_msg) + len_field_size(1, h->resource.len) +
+                  vlen(TAG(2, WT_LEN)) + vlen(scope_msg) + len_field_size(1, h->scope.len);
+  if (prefix > q->items_at) return -ENOMEM; /* head changed since begin */
+  uint8_t *start = q->pb.p + q->items_at - prefix, *w = start;
+  w = put_tag(w, 1, WT_LEN); /* resource_spans / resource_logs */
+  w = put_varint(w, rs_msg);
+  w = put_bytes(w, 1, h->resource.p, h->resource.len); /* resource */
+  w = put_tag(w, 2, WT_LEN); /* scope_spans / scope_logs */
+  w = put_varint(w, scope_msg);
+  w = put_bytes(w, 1, h->scope.p, h->scope.len); /* scope */
+  *body = start;
+  *len = q->pb.len - (size_t)(start - q->pb.p);
+  return 0;
+}
+
+/* ---- one-shot forms ---- */
+
+static int one_shot(const ss__resource *res, const ss__scope *scope, int logs,
+                    const void *items, size_t n, uint8_t **out, size_t *out_len) {
+  ss__otlp_head h = {0};
+  ss__otlp_req q = {0};
+  const uint8_t *body;
+  size_t len;
+  int rc = ss__otlp_head_build(&h, res, scope, SS_SCHEMA_URL);
+  if (rc == 0) {
+    ss__otlp_begin(&q, &h, logs);
+    for (size_t i = 0; i < n && rc == 0; i++)
+      rc = logs ? ss__otlp_add_log(&q, (const ss__logrec *)items + i)
+                : ss__otlp_add_span(&q, (const ss__span *)items + i);
   }
-  if ((sptr[0] = scope_spans(a, scope, spans, n)) == NULL) return NULL;
-  rs->resource = r;
-  rs->schema_url = (char *)SS_SCHEMA_URL;
-  rs->n_scope_spans = 1;
-  rs->scope_spans = sptr;
-  return rs;
+  if (rc == 0) rc = ss__otlp_finish(&q, &h, &body, &len);
+  if (rc == 0) {
+    *out = malloc(len ? len : 1);
+    if (*out == NULL) rc = -ENOMEM;
+    else {
+      memcpy(*out, body, len);
+      *out_len = len;
+    }
+  }
+  ss__pb_free(&q.pb);
+  ss__otlp_head_free(&h);
+  return rc;
 }
 
 int ss__otlp_encode_traces(const ss__resource *res, const ss__scope *scope,
                            const ss__span *spans, size_t n, uint8_t **out, size_t *out_len) {
-  arena a = {NULL};
-  Request req = OPENTELEMETRY__PROTO__COLLECTOR__TRACE__V1__EXPORT_TRACE_SERVICE_REQUEST__INIT;
-  ResourceSpans *rs = resource_spans(&a, res, scope, spans, n);
-  int rc = -ENOMEM;
-  if (rs != NULL) {
-    req.n_resource_spans = 1;
-    req.resource_spans = &rs;
-    size_t len = protobuf_c_message_get_packed_size(&req.base);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (buf != NULL) {
-      *out_len = protobuf_c_message_pack(&req.base, buf);
-      *out = buf;
-      rc = 0;
-    }
-  }
-  arena_free(&a);
-  return rc;
-}
-
-/* ---- logs ---- */
-
-static int log_fill(arena *a, LogRecord *out, const ss__logrec *l) {
-  int err = 0;
-  opentelemetry__proto__logs__v1__log_record__init(out);
-  out->time_unix_nano = l->time_ns;
-  out->observed_time_unix_nano = l->time_ns;
-  out->severity_number = (Opentelemetry__Proto__Logs__V1__SeverityNumber)l->severity;
-  out->severity_text = cstr_copy(a, l->severity >= 17   ? "ERROR"
-                                    : l->severity >= 13 ? "WARN"
-                                    : l->severity >= 9  ? "INFO"
-                                                        : "DEBUG");
-  out->trace_id = bytes_copy(a, l->trace_id, sizeof l->trace_id, &err);
-  out->span_id = bytes_copy(a, l->span_id, sizeof l->span_id, &err);
-  out->flags = l->flags;
-  out->event_name = cstr_copy(a, l->event_name ? l->event_name : "");
-  out->n_attributes = l->n_attrs;
-  out->attributes = key_values(a, l->attrs, l->n_attrs);
-  if (err || out->severity_text == NULL || out->event_name == NULL || out->attributes == NULL)
-    return -ENOMEM;
-  if (l->body) {
-    ss__attr b = {.key = "", .type = SS_ATTR_STR, .len = (uint32_t)strlen(l->body)};
-    b.v.s = l->body;
-    AnyValue *v = arena_alloc(a, sizeof(*v));
-    if (v == NULL || (out->body = any_value(a, v, &b)) == NULL) return -ENOMEM;
-  }
-  return 0;
+  return one_shot(res, scope, 0, spans, n, out, out_len);
 }
 
 int ss__otlp_encode_logs(const ss__resource *res, const ss__scope *scope,
                          const ss__logrec *logs, size_t n, uint8_t **out, size_t *out_len) {
-  arena a = {NULL};
-  LogsRequest req = OPENTELEMETRY__PROTO__COLLECTOR__LOGS__V1__EXPORT_LOGS_SERVICE_REQUEST__INIT;
-  ResourceLogs rl = OPENTELEMETRY__PROTO__LOGS__V1__RESOURCE_LOGS__INIT, *rlp = &rl;
-  ScopeLogs sl = OPENTELEMETRY__PROTO__LOGS__V1__SCOPE_LOGS__INIT, *slp = &sl;
-  Resource r = OPENTELEMETRY__PROTO__RESOURCE__V1__RESOURCE__INIT;
-  Scope sc = OPENTELEMETRY__PROTO__COMMON__V1__INSTRUMENTATION_SCOPE__INIT;
-  LogRecord *recs = arena_alloc(&a, n * sizeof(*recs) + 1);
-  LogRecord **ptrs = arena_alloc(&a, n * sizeof(*ptrs) + 1);
-  int rc = -ENOMEM;
-  if (recs == NULL || ptrs == NULL) goto done;
-  if (res) {
-    r.n_attributes = res->n_attrs;
-    if ((r.attributes = key_values(&a, res->attrs, res->n_attrs)) == NULL) goto done;
-  }
-  if (scope) {
-    sc.name = cstr_copy(&a, scope->name);
-    sc.version = cstr_copy(&a, scope->version);
-    if (sc.name == NULL || sc.version == NULL) goto done;
-  }
-  for (size_t i = 0; i < n; i++) {
-    if (log_fill(&a, &recs[i], &logs[i]) != 0) goto done;
-    ptrs[i] = &recs[i];
-  }
-  sl.scope = &sc;
-  sl.schema_url = (char *)SS_SCHEMA_URL;
-  rl.schema_url = (char *)SS_SCHEMA_URL;
-  sl.n_log_records = n;
-  sl.log_records = ptrs;
-  rl.resource = &r;
-  rl.n_scope_logs = 1;
-  rl.scope_logs = &slp;
-  req.n_resource_logs = 1;
-  req.resource_logs = &rlp;
-  size_t len = protobuf_c_message_get_packed_size(&req.base);
-  uint8_t *buf = malloc(len ? len : 1);
-  if (buf != NULL) {
-    *out_len = protobuf_c_message_pack(&req.base, buf);
-    *out = buf;
-    rc = 0;
-  }
-done:
-  arena_free(&a);
-  return rc;
+  return one_shot(res, scope, 1, logs, n, out, out_len);
 }

@@ -1,8 +1,18 @@
-/* otlp.h - OTLP protobuf encoding of spans, via protobuf-c (generated into build/gen).
+/* otlp.h - OTLP protobuf encoding of spans and log records, written by hand straight
+ * into a buffer the caller owns and reuses.
  *
- * Pure functions: callers own inputs and outputs; the encoded buffer is malloc'd and the
- * caller frees it. Used by the shim's exporter thread (never on an app thread) and by the
- * tools. */
+ * The exporter encodes every batch into the same buffers for the life of its thread:
+ * no message tree, no per-field copies, no malloc per request once the buffers have
+ * grown to the batch size (they never shrink). The wire format is
+ * ExportTraceServiceRequest / ExportLogsServiceRequest (opentelemetry-proto v1) with one
+ * ResourceSpans/ResourceLogs holding one ScopeSpans/ScopeLogs, fields in field-number
+ * order, proto3 defaults left out, exactly what protobuf-c packs for the same message
+ * (tests/unit/test_otlp.c decodes it with protobuf-c). Strings are made valid UTF-8 on
+ * the way (each invalid byte becomes U+FFFD) and end at an embedded NUL.
+ *
+ * Not thread-safe per object: one writer per ss__otlp_req / ss__otlp_head. Used by the
+ * shim's exporter (exporter thread or an exiting thread holding the drain lock), never on
+ * an app thread, and by the tools and unit tests. */
 #ifndef SS_OTLP_H
 #define SS_OTLP_H
 
@@ -11,13 +21,61 @@
 
 #include "runtime/attr.h"
 
-/* Encodes an ExportTraceServiceRequest with one ResourceSpans holding one ScopeSpans.
- * Returns 0 and a malloc'd buffer in *out (length in *out_len), or -ENOMEM. */
+/* A growable byte buffer. Grows by doubling, never shrinks; `failed` is set when a
+ * growth failed (the content is then incomplete and must not be sent). */
+typedef struct ss__pb {
+  uint8_t *p;
+  size_t len, cap;
+  int failed;
+} ss__pb;
+
+/* Empties b, keeping its memory. */
+void ss__pb_reset(ss__pb *b);
+/* Frees b's memory; b is then empty. */
+void ss__pb_free(ss__pb *b);
+/* Makes room for n more bytes; 0, or -ENOMEM (b->failed set). */
+int ss__pb_reserve(ss__pb *b, size_t n);
+
+/* What is the same in every request of a process: the Resource and the
+ * InstrumentationScope, encoded once (ss__otlp_head_build), and the schema URL. */
+typedef struct ss__otlp_head {
+  ss__pb resource;         /* Resource message (its fields) */
+  ss__pb scope;            /* InstrumentationScope message (its fields) */
+  const char *schema_url;  /* ResourceSpans/ScopeSpans.schema_url (and the Logs ones); may be NULL */
+  size_t room;             /* bytes a request keeps in front of its items for the envelope */
+} ss__otlp_head;
+
+/* Encodes res and scope (either may be NULL) into h, reusing its buffers; schema_url
+ * (static, may be NULL) is kept by pointer. 0 or -ENOMEM. */
+int ss__otlp_head_build(ss__otlp_head *h, const ss__resource *res, const ss__scope *scope,
+                        const char *schema_url);
+void ss__otlp_head_free(ss__otlp_head *h);
+
+/* One request being written: items go straight into `pb`, after `room` bytes kept for
+ * the envelope, which ss__otlp_finish writes in front of them once their size is known. */
+typedef struct ss__otlp_req {
+  ss__pb pb;
+  size_t items_at;  /* where the first item starts */
+  size_t n;         /* items written */
+  int logs;         /* 1: a logs request */
+} ss__otlp_req;
+
+/* Starts a traces (logs = 0) or logs (logs = 1) request in q, reusing its buffer, for
+ * head h. Never fails (a failure to grow shows up at ss__otlp_finish). */
+void ss__otlp_begin(ss__otlp_req *q, const ss__otlp_head *h, int logs);
+/* Appends one span (traces request) or log record (logs request). 0, or -ENOMEM: the
+ * item is then not in the request (what was written before it stays). */
+int ss__otlp_add_span(ss__otlp_req *q, const ss__span *s);
+int ss__otlp_add_log(ss__otlp_req *q, const ss__logrec *l);
+/* Writes the envelope and returns the request's bytes in *body (pointing into q->pb,
+ * valid until the next ss__otlp_begin on q). 0, or -ENOMEM. */
+int ss__otlp_finish(ss__otlp_req *q, const ss__otlp_head *h, const uint8_t **body,
+                    size_t *len);
+
+/* One-shot forms for the tools and tests: the whole request in a malloc'd buffer that
+ * the caller frees. 0 or -ENOMEM. */
 int ss__otlp_encode_traces(const ss__resource *res, const ss__scope *scope,
                            const ss__span *spans, size_t n, uint8_t **out, size_t *out_len);
-
-/* Encodes an ExportLogsServiceRequest with one ResourceLogs holding one ScopeLogs (the
- * scope's name and version only). Same ownership and errors as above. */
 int ss__otlp_encode_logs(const ss__resource *res, const ss__scope *scope,
                          const ss__logrec *logs, size_t n, uint8_t **out, size_t *out_len);
 

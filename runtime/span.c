@@ -79,20 +79,20 @@ void ss__ctx_set_root(const ss__ctx *c) {
 }
 
 void ss__dropped(enum ss__drop_reason why) {
-  unsigned i = (unsigned)why < 4 ? (unsigned)why : SS_DROP_OTHER;
+  unsigned i = (unsigned)why < SS_DROP_REASONS ? (unsigned)why : SS_DROP_OTHER;
   atomic_fetch_add_explicit(&ss__tracer_g.drops[i], 1, memory_order_relaxed);
 }
 
 uint64_t ss__dropped_count(int why) {
   if (why == SS_DROP_RING_FULL)
     return atomic_load_explicit(&ss__tracer_g.ring.dropped, memory_order_relaxed);
-  if (why < 0 || why >= 4) return 0;
+  if (why < 0 || why >= SS_DROP_REASONS) return 0;
   return atomic_load_explicit(&ss__tracer_g.drops[why], memory_order_relaxed);
 }
 
 uint64_t ss__dropped_total(void) {
   uint64_t n = ss__dropped_count(SS_DROP_RING_FULL);
-  for (int i = 0; i < 4; i++) n += ss__dropped_count(i);
+  for (int i = 0; i < SS_DROP_REASONS; i++) n += ss__dropped_count(i);
   return n;
 }
 
@@ -154,13 +154,15 @@ int ss__span_start_at(ss__sb *b, const char *name, int kind, void *caller) {
   int has_parent = ss__ctx_current(&parent);
   ss__span *s = &b->s;
 
+  /* The decision comes first, so a span the sampler drops costs ids and no clock read:
+   * a child takes its trace id from the parent; a root needs its new trace id to decide
+   * (traceidratio), and children and propagation need it either way. */
   memset(s, 0, sizeof *s);
   b->n_stack = 0;
   b->exc = 0;
   b->ts = NULL;
   b->ts_len = 0;
   if (ss__tracer_g.propagate_only) return start_propagate_only(b, has_parent ? &parent : NULL);
-  if (ss__self.depth == 0) s->caller = (uint64_t)(uintptr_t)caller;
   if (has_parent) {
     memcpy(s->trace_id, parent.trace_id, 16);
     memcpy(s->parent_id, parent.span_id, 8);
@@ -169,21 +171,33 @@ int ss__span_start_at(ss__sb *b, const char *name, int kind, void *caller) {
   } else {
     ss__trace_id_new(s->trace_id);
   }
-  ss__span_id_new(s->span_id);
   int sampled = should_sample(has_parent ? &parent : NULL, s->trace_id);
-  b->recording = (uint8_t)(sampled && ss__tracer_g.export_traces);
+  ss__span_id_new(s->span_id);
   /* W3C Level 2: our trace ids are random (flag 0x02); an inherited id keeps its flag. */
   s->flags = (uint8_t)((sampled ? 1 : 0) | (has_parent ? (parent.flags & 2) : 2));
+  if (!ss__tracer_g.export_traces) sampled = 0;
   s->name = name;
   s->kind = (uint8_t)kind;
   s->attrs = b->attrs;
+  b->n_stack = 0;
+  b->exc = 0;
+  /* No collector to send to: the span is counted as dropped now and not recorded (the
+   * trace stays sampled for children and propagation). */
+  if (sampled && atomic_load_explicit(&ss__tracer_g.no_sink, memory_order_relaxed)) {
+    ss__dropped(SS_DROP_NO_COLLECTOR);
+    sampled = 0;
+  }
+  b->recording = (uint8_t)sampled;
 
   ss__ctx c = {.flags = s->flags, .valid = 1, .ts = b->ts, .ts_len = b->ts_len};
   memcpy(c.trace_id, s->trace_id, 16);
   memcpy(c.span_id, s->span_id, 8);
   ss__ctx_push(&c);
   b->pushed = 1;
-  s->start_ns = ss__now_ns();
+  if (sampled) {
+    if (ss__self.depth == 1) s->caller = (uint64_t)(uintptr_t)caller;
+    s->start_ns = ss__now_ns();
+  }
   return b->recording;
 }
 
@@ -422,9 +436,9 @@ static void serialize(const ss__sb *b, void *dst, size_t size) {
 }
 
 void ss__span_end(ss__sb *b) {
-  b->s.end_ns = ss__now_ns();
   ss__span_pop(b);
   if (!b->recording) return;
+  b->s.end_ns = ss__now_ns();
   size_t size = serialized_size(b);
   void *dst = ss__ring_reserve(&ss__tracer_g.ring, size);
   if (dst == NULL) return; /* counted by the ring */
@@ -465,6 +479,10 @@ void ss__rec_finish(void *rec, uint64_t end_ns, int status) {
   ss__rec *r = rec;
   uint64_t stack[SS_STACK_MAX];
   int n = 0;
+  if (atomic_load_explicit(&ss__tracer_g.no_sink, memory_order_relaxed)) {
+    ss__dropped(SS_DROP_NO_COLLECTOR); /* see ss__span_start_at */
+    return;
+  }
   r->end_ns = end_ns;
   r->status = (uint8_t)(status & ~(SS_STATUS_NO_STACK | SS_STATUS_IN_SIGNAL));
   int exc = (status & ~SS_STATUS_IN_SIGNAL) == SS_STATUS_ERROR;

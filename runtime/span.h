@@ -61,7 +61,11 @@ typedef struct ss__tracer {
   ss__ctx root_parent;          /* from TRACEPARENT; valid == 0 when none */
   void (*on_commit)(void);      /* called after each committed record (exporter kick) */
   int stack_depth;              /* frames to capture on failure; 0: none */
-  _Atomic uint64_t drops[4];    /* spans lost before the ring, by enum ss__drop_reason */
+  _Atomic uint64_t drops[5];    /* spans lost before the ring, by enum ss__drop_reason */
+  /* 1 while the exporter has no collector to send to: sampled spans are counted as
+   * dropped when they end instead of being recorded (nothing is encoded that cannot be
+   * sent). Set and cleared by the exporter; read relaxed on the app thread. */
+  _Atomic int no_sink;
 } ss__tracer;
 
 extern ss__tracer ss__tracer_g;
@@ -184,7 +188,9 @@ enum ss__drop_reason {
   SS_DROP_TOO_BIG = 1,    /* the span did not fit the space parked for it */
   SS_DROP_QUEUE = 2,      /* a pipeline/queue of the traced library overflowed */
   SS_DROP_OTHER = 3,
+  SS_DROP_NO_COLLECTOR = 4, /* ended while no collector could be reached */
 };
+#define SS_DROP_REASONS 5
 void ss__dropped(enum ss__drop_reason why);
 /* Count lost for that reason since start (or fork); SS_DROP_RING_FULL (-1) gives the ring's. */
 #define SS_DROP_RING_FULL (-1)

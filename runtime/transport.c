@@ -292,28 +292,38 @@ static int dial(ss__transport *t, uint64_t deadline_ms) {
   return fd;
 }
 
-static int send_all(int fd, struct iovec *iov, int n, uint64_t deadline_ms) {
+static int send_all(int fd, struct iovec *iov, int n, uint64_t deadline_ms,
+                    const ss__post_gate *g) {
   struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
   while (m.msg_iovlen > 0) {
+    if (g && g->enter(g->arg) != 0) return -ECANCELED;
     ssize_t w = ss__sys_sendmsg(fd, &m, MSG_NOSIGNAL);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) {
-        int rc = wait_fd(fd, POLLOUT, deadline_ms);
-        if (rc) return rc;
-        continue;
+    int err = errno;
+    if (w > 0) {
+      while (m.msg_iovlen > 0 && (size_t)w >= m.msg_iov->iov_len) {
+        w -= (ssize_t)m.msg_iov->iov_len;
+        m.msg_iov++;
+        m.msg_iovlen--;
       }
-      return -errno;
+      if (m.msg_iovlen > 0) {
+        m.msg_iov->iov_base = (char *)m.msg_iov->iov_base + w;
+        m.msg_iov->iov_len -= (size_t)w;
+      }
     }
-    while (m.msg_iovlen > 0 && (size_t)w >= m.msg_iov->iov_len) {
-      w -= (ssize_t)m.msg_iov->iov_len;
+    /* Zero-length pieces left at the end are no more bytes to write. */
+    while (m.msg_iovlen > 0 && m.msg_iov->iov_len == 0) {
       m.msg_iov++;
       m.msg_iovlen--;
     }
-    if (m.msg_iovlen > 0) {
-      m.msg_iov->iov_base = (char *)m.msg_iov->iov_base + w;
-      m.msg_iov->iov_len -= (size_t)w;
+    if (g) g->leave(g->arg, m.msg_iovlen == 0);
+    if (w >= 0) continue;
+    if (err == EINTR) continue;
+    if (err == EAGAIN) {
+      int rc = wait_fd(fd, POLLOUT, deadline_ms);
+      if (rc) return rc;
+      continue;
     }
+    return -err;
   }
   return 0;
 }
@@ -408,7 +418,7 @@ static int ensure_conn(ss__transport *t, uint64_t deadline_ms) {
 }
 
 static int post_once(ss__transport *t, const char *path, const void *body, size_t len,
-                     uint64_t deadline_ms, int *reused) {
+                     uint64_t deadline_ms, int *reused, const ss__post_gate *g) {
   int fd = atomic_load(&t->fd);
   *reused = fd >= 0;
   fd = ensure_conn(t, deadline_ms);
@@ -427,7 +437,7 @@ static int post_once(ss__transport *t, const char *path, const void *body, size_
       {(char *)"\r\n", 2},
       {(void *)body, len},
   };
-  int rc = send_all(fd, iov, 4, deadline_ms);
+  int rc = send_all(fd, iov, 4, deadline_ms, g);
   int close_after = 1;
   if (rc == 0) rc = read_response(fd, deadline_ms, &close_after);
   /* A socket on a number the app could use is not kept between requests. */
@@ -435,15 +445,38 @@ static int post_once(ss__transport *t, const char *path, const void *body, size_
   return rc;
 }
 
-int ss__transport_post_to(ss__transport *t, const char *path, const void *body, size_t len,
-                          uint64_t deadline_ms) {
+int ss__transport_post_gated(ss__transport *t, const char *path, const void *body, size_t len,
+                             uint64_t deadline_ms, const ss__post_gate *g) {
   pthread_mutex_lock(&t->lock);
   int reused;
-  int rc = post_once(t, path, body, len, deadline_ms, &reused);
-  if (reused && (rc == -ECONNRESET || rc == -EPIPE))
-    rc = post_once(t, path, body, len, deadline_ms, &reused);
+  int rc = post_once(t, path, body, len, deadline_ms, &reused, g);
+  /* A stale keep-alive connection: the peer closed it before reading anything, so the
+   * request is sent again on a new one (the gate takes back a copy it saw written whole). */
+  if (reused && (rc == -ECONNRESET || rc == -EPIPE)) {
+    if (g == NULL) {
+      rc = post_once(t, path, body, len, deadline_ms, &reused, g);
+    } else if (g->enter(g->arg) == 0) {
+      g->leave(g->arg, -1);
+      rc = post_once(t, path, body, len, deadline_ms, &reused, g);
+    } else {
+      rc = -ECANCELED;
+    }
+  }
   pthread_mutex_unlock(&t->lock);
   return rc;
+}
+
+int ss__transport_post_to(ss__transport *t, const char *path, const void *body, size_t len,
+                          uint64_t deadline_ms) {
+  return ss__transport_post_gated(t, path, body, len, deadline_ms, NULL);
+}
+
+int ss__transport_ready(ss__transport *t, uint64_t deadline_ms) {
+  if (atomic_load(&t->fd) >= 0) return 1;
+  pthread_mutex_lock(&t->lock);
+  int fd = ensure_conn(t, deadline_ms);
+  pthread_mutex_unlock(&t->lock);
+  return fd >= 0;
 }
 
 int ss__transport_post(ss__transport *t, const void *body, size_t len, uint64_t deadline_ms) {

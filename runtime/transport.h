@@ -91,6 +91,21 @@ int ss__transport_init(ss__transport *t, const ss__endpoint *ep, const char *otl
 /* Headers for the logs path only (OTEL_EXPORTER_OTLP_LOGS_HEADERS, "k=v,..."). 0 or
  * -ENOMEM. */
 int ss__transport_set_logs_headers(ss__transport *t, const char *otlp_headers);
+/* Who may write, and what a request written whole hands over. The exporter's exact
+ * accounting (exporter.c) needs to know, without a race against an exiting thread that
+ * gives up on it, whether the collector has the whole request: `enter` is called before
+ * each write and may refuse it (the post then fails with -ECANCELED and the connection is
+ * dropped, so the collector discards the partial request); `leave` is called after each
+ * write that `enter` allowed, with all_written = 1 after the one that completed the request,
+ * and with all_written = -1 (inside its own enter) when a request written whole met a
+ * stale keep-alive connection (closed by the peer before it read anything) and is to be
+ * sent again on a new one. */
+typedef struct ss__post_gate {
+  int (*enter)(void *arg);                 /* 0: go on; else refuse */
+  void (*leave)(void *arg, int all_written);
+  void *arg;
+} ss__post_gate;
+
 /* POSTs body as application/x-protobuf to the endpoint, connecting (or reconnecting once
  * on a stale keep-alive connection) as needed, within the monotonic deadline. Returns the
  * HTTP status, or -errno (-EAGAIN while backing off after a failed connect). */
@@ -111,6 +126,12 @@ int ss__transport_spares(ss__transport *t, int n, uint64_t deadline_ms);
  * takes and lets go. (The child side is ss__transport_reset_in_child.) */
 void ss__transport_atfork_prepare(ss__transport *t);
 void ss__transport_atfork_parent(ss__transport *t);
+/* The same through a gate (NULL: none). */
+int ss__transport_post_gated(ss__transport *t, const char *path, const void *body, size_t len,
+                             uint64_t deadline_ms, const ss__post_gate *g);
+/* Connects now unless connected or backing off after a failed attempt. 1 when connected,
+ * else 0 (then nothing can be sent before the backoff ends). */
+int ss__transport_ready(ss__transport *t, uint64_t deadline_ms);
 void ss__transport_close(ss__transport *t);
 /* For the fd guards: 1 if fd is the transport's socket. Lock-free. */
 int ss__transport_owns(ss__transport *t, int fd);

@@ -85,27 +85,74 @@ class Span:
             self.resource.get("process.pid"))
 
 
+def logs_beside(path):
+    """The logs file spanshimd writes beside a traces file (tools/common/beside.c's rule)."""
+    d, name = os.path.split(path)
+    i = name.rfind("traces")
+    if i >= 0:
+        return os.path.join(d, name[:i] + "logs" + name[i + 6:])
+    dot = name.rfind(".")
+    if dot <= 0:
+        dot = len(name)
+    return os.path.join(d, name[:dot] + ".logs" + name[dot:])
+
+
+def _docs(path):
+    """The JSON documents of a traces file and of the logs file beside it."""
+    for p in (path, logs_beside(path)):
+        if not os.path.exists(p):
+            continue
+        with open(p) as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    yield json.loads(line)
+
+
+DROP_EVENT = "spanshim.spans.dropped"
+
+
 def read_jsonl(path):
     """Returns (spans, scopes) from an OTLP JSON lines file; scopes lists
-    (resource_attrs, scope_attrs) for every ScopeSpans seen, with or without spans."""
+    (resource_attrs, scope_attrs) for every ScopeSpans seen, with or without spans, and
+    for every drop report the shim sent (a log record with event name
+    spanshim.spans.dropped, read from the logs file beside it) (resource_attrs,
+    {"spanshim.spans.dropped": the process's total so far}), so dropped_of_pid reads a
+    process's count from either."""
     spans, scopes = [], []
-    if not os.path.exists(path):
-        return spans, scopes
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            doc = json.loads(line)
-            for rs in doc.get("resourceSpans", []):
-                res = attrs_dict(rs.get("resource", {}).get("attributes"))
-                for ss in rs.get("scopeSpans", []):
-                    scope = ss.get("scope", {})
-                    sattrs = attrs_dict(scope.get("attributes"))
-                    scopes.append((res, sattrs))
-                    for sp in ss.get("spans", []):
-                        spans.append(Span(sp, res, sattrs))
+    for doc in _docs(path):
+        for rs in doc.get("resourceSpans", []):
+            res = attrs_dict(rs.get("resource", {}).get("attributes"))
+            for ss in rs.get("scopeSpans", []):
+                scope = ss.get("scope", {})
+                sattrs = attrs_dict(scope.get("attributes"))
+                scopes.append((res, sattrs))
+                for sp in ss.get("spans", []):
+                    spans.append(Span(sp, res, sattrs))
+        for rl in doc.get("resourceLogs", []):
+            res = attrs_dict(rl.get("resource", {}).get("attributes"))
+            for sl in rl.get("scopeLogs", []):
+                for lr in sl.get("logRecords", []):
+                    if lr.get("eventName") != DROP_EVENT:
+                        continue
+                    la = attrs_dict(lr.get("attributes"))
+                    scopes.append((res, {DROP_EVENT: la.get(DROP_EVENT + ".total", 0)}))
     return spans, scopes
+
+
+def drop_reports(path):
+    """The shim's drop reports beside an OTLP JSON lines traces file: a list of
+    (resource_attrs, spans this report counts, the process's total so far)."""
+    out = []
+    for doc in _docs(path):
+        for rl in doc.get("resourceLogs", []):
+            res = attrs_dict(rl.get("resource", {}).get("attributes"))
+            for sl in rl.get("scopeLogs", []):
+                for lr in sl.get("logRecords", []):
+                    if lr.get("eventName") == DROP_EVENT:
+                        la = attrs_dict(lr.get("attributes"))
+                        out.append((res, la.get(DROP_EVENT, 0), la.get(DROP_EVENT + ".total", 0)))
+    return out
 
 
 def free_port():
@@ -164,6 +211,20 @@ class Collector:
         if stop:
             self.stop()
         return read_jsonl(self.out)[0]
+
+    def stats(self):
+        """spanshimd's /stats (the collector must be running), as a dict."""
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(30)
+            s.connect(self.socket)
+            s.sendall(b"GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            buf = b""
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                buf += d
+        return json.loads(buf.partition(b"\r\n\r\n")[2])
 
     def scopes(self, stop=True):
         if stop:

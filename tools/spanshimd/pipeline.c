@@ -299,6 +299,30 @@ int ss__pipeline_traces_finish(ss__traces_req *q, const uint8_t *body, size_t le
   return to_sinks(0, out, body, len, n);
 }
 
+/* Sums the drop reports of libspanshim (log records with event name
+ * spanshim.spans.dropped, attribute spanshim.spans.dropped = spans that record reports). */
+static uint64_t shim_drops(const ss__logs_req *q) {
+  uint64_t n = 0;
+  for (size_t i = 0; i < q->n_resource_logs; i++)
+    for (size_t j = 0; j < q->resource_logs[i]->n_scope_logs; j++) {
+      const Opentelemetry__Proto__Logs__V1__ScopeLogs *sl = q->resource_logs[i]->scope_logs[j];
+      for (size_t k = 0; k < sl->n_log_records; k++) {
+        const Opentelemetry__Proto__Logs__V1__LogRecord *r = sl->log_records[k];
+        if (r->event_name == NULL || strcmp(r->event_name, "spanshim.spans.dropped") != 0)
+          continue;
+        for (size_t a = 0; a < r->n_attributes; a++) {
+          const Opentelemetry__Proto__Common__V1__KeyValue *kv = r->attributes[a];
+          if (kv->key && strcmp(kv->key, "spanshim.spans.dropped") == 0 && kv->value &&
+              kv->value->value_case ==
+                  OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE &&
+              kv->value->int_value > 0)
+            n += (uint64_t)kv->value->int_value;
+        }
+      }
+    }
+  return n;
+}
+
 ss__logs_req *ss__pipeline_logs_decode_fmt(int fmt, const uint8_t *body, size_t len,
                                            int *status) {
   int too_big;
@@ -314,6 +338,7 @@ ss__logs_req *ss__pipeline_logs_decode_fmt(int fmt, const uint8_t *body, size_t 
   if (q == NULL) return NULL;
   ss__stats_g.logs_received += count_logs(q);
   ss__stats_g.logs_rejected += validate_logs(q);
+  ss__stats_g.shim_spans_dropped += shim_drops(q);
   finish_message("log record");
   return q;
 }

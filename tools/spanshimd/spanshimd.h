@@ -91,6 +91,10 @@ typedef struct ss__stats {
   uint64_t spans_received, logs_received;
   uint64_t metrics_requests, data_points_received;  /* /v1/metrics */
   uint64_t spans_rejected, logs_rejected;  /* malformed ids: partial_success */
+  /* Spans the senders produced but dropped, as their `spanshim.spans.dropped` log records
+   * report them (libspanshim sends one after a drop): spans_received +
+   * shim_spans_dropped = spans produced by every traced process. */
+  uint64_t shim_spans_dropped;
   uint64_t rej_bad_http;          /* 400 malformed HTTP (connection closed) */
   uint64_t rej_header_too_large;  /* 431 */
   uint64_t rej_not_found;         /* 404 */
