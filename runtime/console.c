@@ -61,6 +61,16 @@ static void jhex(out *o, const uint8_t *id, size_t n) {
   jstr(o, hex, 2 * n);
 }
 
+/* ,"traceId":"…","spanId":"…" as two whole fields. */
+static void jids(out *o, const uint8_t trace_id[16], const uint8_t span_id[8]) {
+  mark(o);
+  puts_(o, ",\"traceId\":");
+  jhex(o, trace_id, 16);
+  mark(o);
+  puts_(o, ",\"spanId\":");
+  jhex(o, span_id, 8);
+}
+
 static void jnum(out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void jnum(out *o, const char *fmt, ...) {
   char buf[192];
@@ -134,12 +144,7 @@ void ss__console_spans(const ss__resource *res, const ss__span *spans, size_t n)
     out o = {buf, 0, sizeof buf, 0, 0};
     puts_(&o, "{\"span\":{\"name\":");
     jstr(&o, s->name ? s->name : "", s->name ? strlen(s->name) : 0);
-    mark(&o);
-    puts_(&o, ",\"traceId\":");
-    jhex(&o, s->trace_id, 16);
-    mark(&o);
-    puts_(&o, ",\"spanId\":");
-    jhex(&o, s->span_id, 8);
+    jids(&o, s->trace_id, s->span_id);
     if (!ss__id_is_zero(s->parent_id, 8)) {
       puts_(&o, ",\"parentSpanId\":");
       jhex(&o, s->parent_id, 8);
@@ -194,12 +199,7 @@ void ss__console_logs(const ss__resource *res, const ss__logrec *logs, size_t n)
     jstr(&o, l->event_name ? l->event_name : "", l->event_name ? strlen(l->event_name) : 0);
     jnum(&o, ",\"timeUnixNano\":\"%" PRIu64 "\",\"severityNumber\":%d", l->time_ns,
          l->severity);
-    mark(&o);
-    puts_(&o, ",\"traceId\":");
-    jhex(&o, l->trace_id, 16);
-    mark(&o);
-    puts_(&o, ",\"spanId\":");
-    jhex(&o, l->span_id, 8);
+    jids(&o, l->trace_id, l->span_id);
     mark(&o);
     puts_(&o, ",\"attributes\":");
     jattrs(&o, l->attrs, l->n_attrs);
