@@ -335,9 +335,9 @@ def _fake_postgres_refusing(text):
     port = ls.getsockname()[1]
 
     def serve():
-        for _ in range(2):  # psql may try twice (with and without a password prompt)
+        for attempt in range(2):  # psql may try twice (with and without a password prompt)
             try:
-                ls.settimeout(60)
+                ls.settimeout(60 if attempt == 0 else 3)  # a second try comes at once
                 c, _ = ls.accept()
             except OSError:
                 return
