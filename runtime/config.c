@@ -73,6 +73,19 @@ static int is_blank(char c) {
   return c == ' ' || c == '\t';
 }
 
+/* The next item of a comma-separated list at *p, blanks around it dropped: its start and
+ * *len (0 for an empty item), *p moved past it; NULL at the end of the list. */
+static const char *list_item(const char **p, size_t *len) {
+  const char *q = *p;
+  size_t n = strcspn(q, ",");
+  if (*q == '\0') return NULL;
+  *p = q[n] == ',' ? q + n + 1 : q + n;
+  while (n > 0 && is_blank(*q)) q++, n--;
+  while (n > 0 && is_blank(q[n - 1])) n--;
+  *len = n;
+  return q;
+}
+
 /* Strict unsigned decimal: 0 and *out, -1 for junk or signs, -2 above UINT32_MAX. */
 static int parse_u32(const char *s, uint32_t *out) {
   uint64_t v = 0;
@@ -270,14 +283,10 @@ static uint32_t exporter_kinds(loader *l, const char *name) {
   const char *v = env(l, name);
   uint32_t got = 0;
   int bad = 0, none = 0;
+  size_t m;
 
   if (v == NULL) return SS_EXPORT_OTLP;
-  for (const char *p = v; *p;) {
-    size_t n = strcspn(p, ",");
-    const char *q = p;
-    size_t m = n;
-    while (m > 0 && is_blank(*q)) q++, m--;
-    while (m > 0 && is_blank(q[m - 1])) m--;
+  for (const char *p = v, *q; (q = list_item(&p, &m)) != NULL;) {
     if (m == 4 && strncasecmp(q, "otlp", 4) == 0)
       got |= SS_EXPORT_OTLP;
     else if (m == 7 && strncasecmp(q, "console", 7) == 0)
@@ -286,8 +295,6 @@ static uint32_t exporter_kinds(loader *l, const char *name) {
       none = 1;
     else if (m > 0)
       bad = 1;
-    p += n;
-    if (*p == ',') p++;
   }
   if (none) return 0;
   if (bad)
@@ -495,21 +502,16 @@ static void load_propagation(loader *l, ss__config *c) {
   if (v != NULL) {
     uint32_t got = 0;
     int bad = 0;
-    for (const char *p = v; *p;) {
-      size_t n = strcspn(p, ",");
-      while (n > 0 && is_blank(*p)) p++, n--;
-      size_t m = n;
-      while (m > 0 && is_blank(p[m - 1])) m--;
-      if (m == 12 && strncasecmp(p, "tracecontext", 12) == 0)
+    size_t m;
+    for (const char *p = v, *q; (q = list_item(&p, &m)) != NULL;) {
+      if (m == 12 && strncasecmp(q, "tracecontext", 12) == 0)
         got |= SS_PROP_TRACECONTEXT;
-      else if (m == 7 && strncasecmp(p, "baggage", 7) == 0)
+      else if (m == 7 && strncasecmp(q, "baggage", 7) == 0)
         got |= SS_PROP_BAGGAGE;
-      else if (m == 4 && strncasecmp(p, "none", 4) == 0)
+      else if (m == 4 && strncasecmp(q, "none", 4) == 0)
         got |= 1u << 31;
       else if (m > 0)
         bad = 1;
-      p += n;
-      if (*p == ',') p++;
     }
     if (bad)
       diag(l, "OTEL_PROPAGATORS", v, "names propagators the shim does not have (it has "

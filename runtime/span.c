@@ -179,8 +179,6 @@ int ss__span_start_at(ss__sb *b, const char *name, int kind, void *caller) {
   s->name = name;
   s->kind = (uint8_t)kind;
   s->attrs = b->attrs;
-  b->n_stack = 0;
-  b->exc = 0;
   /* No collector to send to: the span is counted as dropped now and not recorded (the
    * trace stays sampled for children and propagation). */
   if (sampled && atomic_load_explicit(&ss__tracer_g.no_sink, memory_order_relaxed)) {
