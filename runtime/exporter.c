@@ -418,8 +418,9 @@ static int drain(encoder *e, uint64_t deadline_ms, int all) {
     if (first_request) deadline_ms = slice_after(deadline_ms, now);
     first_request = 0;
     /* Nothing is encoded that cannot be sent: with no collector, the records are only
-     * counted, and new spans are not even recorded (span.h: ss__tracer_g.no_sink). */
-    if (!ss__transport_ready(e->t, deadline_ms)) {
+     * counted, and new spans are not even recorded (span.h: ss__tracer_g.no_sink). Not
+     * when the console exporter also wants them: it writes them whatever OTLP can do. */
+    if (cfg->traces_exporter == SS_EXPORT_OTLP && !ss__transport_ready(e->t, deadline_ms)) {
       atomic_store_explicit(&ss__tracer_g.no_sink, 1, memory_order_relaxed);
       size_t n = discard(SIZE_MAX);
       if (n) SS_LOG(SS_LOG_DEBUG, "no collector: %zu spans dropped", n);

@@ -94,6 +94,17 @@ def test_console_exporter_writes_json_lines_to_the_log_file_and_nothing_to_the_c
     assert c.spans() == [] and _logs(c) == []
 
 
+def test_console_exporter_writes_without_any_collector(ctx):
+    refused = ctx.closed_port()
+    for exporters in ("console", "otlp,console"):
+        log = os.path.join(ctx.tmp, "shim-%s.log" % exporters.replace(",", "-"))
+        r = ctx.run(["curl", "-s", "http://127.0.0.1:%d/" % refused], collector=None,
+                    extra_env=dict(FLUSH, OTEL_TRACES_EXPORTER=exporters, SPANSHIM_LOG_FILE=log))
+        assert r.returncode == 7, r
+        names = sorted(s["name"] for s in _console(log, "span"))
+        assert names == ["GET", "connect"], (exporters, names)
+
+
 def test_otlp_and_console_together(ctx):
     srv = ctx.http_server()
     c = ctx.collector()
