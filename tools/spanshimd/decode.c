@@ -319,7 +319,7 @@ int ss__slice_request(const uint8_t *p, size_t len, size_t max,
               SS_BUF_INIT};
   const uint8_t *end = p + len;
   field f;
-  int rc;
+  int rc = 0; /* s.rc starts at 0, so the loop runs; -O1 cannot see it */
   while (s.rc == 0 && (rc = next_field(&p, end, &f)) == 1) {
     size_t n = (size_t)(f.end - f.start);
     if (f.no != 1 || f.wt != 2) continue;  /* the request has no other fields */
