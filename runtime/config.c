@@ -17,7 +17,6 @@
 #include "runtime/log.h"
 #include "runtime/sanitize.h"
 
-#define TRACESTATE_MAX 512
 #define EXIT_FLUSH_MAX_MS 60000
 #define SUN_PATH_MAX 108
 
@@ -488,7 +487,7 @@ static void load_context(loader *l, ss__config *c) {
     }
     if (kept < n)
       diag(l, "TRACESTATE", ts, "is longer than %d characters; using %zu of them (W3C "
-           "trimming: members over 128 characters first, then from the end)", TRACESTATE_MAX,
+           "trimming: members over 128 characters first, then from the end)", SS_TRACESTATE_MAX,
            kept);
   }
 }
