@@ -8,6 +8,7 @@
 
 #include "runtime/ids.h"
 #include "runtime/log.h"
+#include "runtime/utf8.h"
 
 #define LINE_BYTES 16384
 
@@ -34,22 +35,27 @@ static void put(out *o, const char *s, size_t n) {
 
 static void puts_(out *o, const char *s) { put(o, s, strlen(s)); }
 
-/* A JSON string: quotes, backslashes and control characters escaped; other bytes as they
- * are (the exporter's values are the shim's own, UTF-8 checked later by no one here). */
+/* A JSON string: quotes, backslashes and control characters escaped, bytes that are not
+ * valid UTF-8 written as U+FFFD (as the OTLP encoder does), so every line is valid JSON. */
 static void jstr(out *o, const char *s, size_t n) {
   char esc[8];
   put(o, "\"", 1);
-  for (size_t i = 0; i < n && !o->full; i++) {
+  for (size_t i = 0; i < n && !o->full;) {
     unsigned char c = (unsigned char)s[i];
-    if (c == '"' || c == '\\') {
+    size_t k = c < 0x80 ? 1 : ss__utf8_seq((const unsigned char *)s + i, n - i);
+    if (k == 0) {
+      put(o, "\xef\xbf\xbd", 3);
+      k = 1;
+    } else if (c == '"' || c == '\\') {
       esc[0] = '\\', esc[1] = (char)c;
       put(o, esc, 2);
     } else if (c < 0x20 || c == 0x7f) {
       snprintf(esc, sizeof esc, "\\u%04x", c);
       put(o, esc, 6);
     } else {
-      put(o, (const char *)&c, 1);
+      put(o, s + i, k);
     }
+    i += k;
   }
   put(o, "\"", 1);
 }

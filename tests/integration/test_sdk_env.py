@@ -105,6 +105,22 @@ def test_console_exporter_writes_without_any_collector(ctx):
         assert names == ["GET", "connect"], (exporters, names)
 
 
+def test_console_lines_are_valid_utf8_json_whatever_the_values(ctx):
+    log = os.path.join(ctx.tmp, "shim.log")
+    refused = ctx.closed_port()
+    r = ctx.run(["sh", "-c", "curl -s http://127.0.0.1:%d/; true" % refused,
+                 "sh", b'arg"\\\n\t\x01\xc3\x28\xff'], collector=None,
+                extra_env=dict(FLUSH, OTEL_TRACES_EXPORTER="console", SPANSHIM_PROCESS_SPAN="1",
+                               OTEL_SERVICE_NAME='svc"\n\x01\udcff', SPANSHIM_LOG_FILE=log))
+    assert r.returncode == 0, r
+    lines = [l for l in open(log, "rb").read().splitlines() if l.startswith(b"{")]
+    assert len(lines) >= 3, lines
+    for l in lines:
+        d = json.loads(l.decode("utf-8"))  # strict UTF-8 and JSON, each line
+        assert d["span"]["resource"]["service.name"] == 'svc"\n\x01\ufffd', d
+    assert any("\ufffd(\ufffd" in json.dumps(json.loads(l), ensure_ascii=False) for l in lines)
+
+
 def test_otlp_and_console_together(ctx):
     srv = ctx.http_server()
     c = ctx.collector()
