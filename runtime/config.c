@@ -226,9 +226,11 @@ static char *append_path(const char *base, const char *path) {
 /* A signal-specific endpoint is used as given (SDK spec): an http URL without a path is
  * the root, "/", not the default signal path. */
 static char *as_given(const char *v) {
-  if (strncmp(v, "http://", 7) == 0 && strchr(v + 7, '/') == NULL)
-    return append_path(v, "/");
-  return strdup(v);
+  size_t a = strncmp(v, "http://", 7) == 0 ? 7 + strcspn(v + 7, "/?#") : 0;
+  if (a == 0 || v[a] == '/') return strdup(v);
+  char *s = malloc(strlen(v) + 2); /* "/" goes before a query or fragment, not after it */
+  if (s != NULL) sprintf(s, "%.*s/%s", (int)a, v, v + a);
+  return s;
 }
 
 static char *default_endpoint(loader *l) {

@@ -85,7 +85,7 @@ static void parse_env_attrs(ss__resource *r, char *s, const char *raw) {
     return;
   }
   SS_LOG(SS_LOG_WARN, "OTEL_RESOURCE_ATTRIBUTES=\"%.64s%s\" has %d malformed entr%s "
-         "(want key=value, percent-encoded); discarding the whole value, as the OTel "
+         "(want name=value pairs, percent-encoded); discarding the whole value, as the OTel "
          "SDK spec requires", raw, strlen(raw) > 64 ? "..." : "", bad, bad == 1 ? "y" : "ies");
 }
 

@@ -184,6 +184,17 @@ def test_signal_specific_endpoints_are_used_as_given_with_their_headers(ctx):
             assert h.get("x-logs") == "2" and "x-all" not in h, h
 
 
+def test_signal_endpoint_with_a_query_and_no_path_gets_root_and_its_query(ctx):
+    sink = ctx.http_server()
+    e = ctx.env(None, dict(FLUSH, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=sink.url + "?tenant=a"))
+    del e["SPANSHIM_ENDPOINT"]
+    r = subprocess.run(["curl", "-s", "http://127.0.0.1:%d/" % ctx.closed_port()], env=e,
+                       capture_output=True, timeout=60)
+    assert r.returncode == 7, r
+    paths = {q["path"] for q in sink.requests if q["method"] == "POST"}
+    assert "/?tenant=a" in paths, paths
+
+
 def test_base_endpoint_gets_both_signal_paths(ctx):
     sink = ctx.http_server()
     refused = ctx.closed_port()
