@@ -100,7 +100,7 @@ static uint8_t *put_fixed32(uint8_t *o, unsigned field, uint32_t v) {
 static uint8_t *put_bytes(uint8_t *o, unsigned field, const void *p, size_t n) {
   o = put_tag(o, field, WT_LEN);
   o = put_varint(o, n);
-  memcpy(o, p, n);
+  if (n) memcpy(o, p, n); /* p may be NULL for an empty value */
   return o + n;
 }
 

@@ -91,7 +91,7 @@ static inline ss__traces_req *fx_request(const char *service, fx_span_t **spans,
   fx_ss_t *ss = fx_alloc(sizeof *ss);
   opentelemetry__proto__trace__v1__scope_spans__init(ss);
   ss->spans = fx_alloc((n ? n : 1) * sizeof *ss->spans);
-  memcpy(ss->spans, spans, n * sizeof *spans);
+  if (n) memcpy(ss->spans, spans, n * sizeof *spans);
   ss->n_spans = n;
   rs->scope_spans = fx_alloc(sizeof *rs->scope_spans);
   rs->scope_spans[0] = ss;
