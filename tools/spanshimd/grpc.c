@@ -16,6 +16,7 @@
  * callbacks). */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <nghttp2/nghttp2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +42,7 @@ typedef struct call {
   int auths, auth_ok;            /* authorization headers, and the last one's verdict */
   size_t head_bytes;             /* header list so far (RFC 9113 6.5.2's size) */
   uint8_t *body;                 /* the DATA received, framed: body[0..len) */
-  size_t len, cap;               /* cap counts in `held` */
+  size_t len, cap;               /* cap counts in the connection's `held` */
   size_t want;                   /* 5 + the message length, once the prefix is here */
   int answered;                  /* further DATA is discarded */
   size_t discarded;
@@ -59,8 +60,12 @@ struct gconn {
   uint32_t events;
   uint64_t deadline;             /* preface, or idle once no call is open */
   int got_bytes;
+  int got_settings;              /* the client's preface and SETTINGS are here */
   int needs_token;               /* TCP with --listen-token: calls need the bearer token */
   int is_unix;                   /* on the Unix socket: a trusted peer, never idle-closed */
+  ss__peer who;
+  size_t held;                   /* bytes of its calls' bodies */
+  size_t charged;                /* ... beyond FREE_HELD, counted in the shared budget */
   size_t n_calls;
   call *calls;
   call *ready, **ready_tail;     /* complete calls, in arrival order */
@@ -76,7 +81,6 @@ static int tcp_lfd = -1, unix_lfd = -1;
 static char tag_tcp, tag_unix;
 static gconn *conns;
 static size_t n_conns;
-static size_t held, held_max;    /* bytes of call bodies buffered, and the bound */
 static uint64_t next_deadline = UINT64_MAX;  /* the soonest of every deadline below */
 static uint64_t accept_paused_until;  /* EMFILE: listeners off until then (0: on) */
 static uint8_t *inflated;        /* the message being served, inflated */
@@ -99,8 +103,31 @@ static void idle_from_now(gconn *c) {
   else set_deadline(&c->deadline, ss__mono_ms() + opts->idle_timeout_ms);
 }
 
+/* Bytes of call bodies a connection's calls together hold without drawing on
+ * --max-buffered (so a peer's 256 connections hold at most 16 MiB that way); beyond it,
+ * bodies draw on the budget shared with the HTTP listeners, one peer at most half of it. */
+#define FREE_HELD (64u << 10)
+#define PEER_CALLS 1024           /* open calls of one peer, over all its connections */
+
+/* Moves c->held by `delta` (signed) and charges the budget for what passes FREE_HELD:
+ * 0, or -1 (nothing changed) when the growth does not fit the budget or the peer's half
+ * of it. */
+static int conn_hold(gconn *c, ptrdiff_t delta) {
+  size_t h = (size_t)((ptrdiff_t)c->held + delta);
+  size_t want = h > FREE_HELD ? h - FREE_HELD : 0;
+  if (want > c->charged) {
+    size_t peer_charged = 0;
+    for (gconn *o = conns; o; o = o->next)
+      if (memcmp(&o->who, &c->who, sizeof c->who) == 0) peer_charged += o->charged;
+    if (peer_charged + (want - c->charged) > opts->max_buffered / 2) return -1;
+  }
+  if (ss__buffer_charge(&c->charged, want) != 0) return -1;
+  c->held = h;
+  return 0;
+}
+
 static void body_free(call *s) {
-  held -= s->cap;
+  conn_hold(s->c, -(ptrdiff_t)s->cap);  /* giving back cannot fail */
   free(s->body);
   s->body = NULL;
   s->len = s->cap = 0;
@@ -214,7 +241,11 @@ static int answer_ok(call *s) {
 static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *f, void *user) {
   gconn *c = user;
   if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
-  if (c->n_calls >= SS_GRPC_MAX_STREAMS) {
+  size_t peer_calls = 0;
+  for (gconn *o = conns; o; o = o->next)
+    if (memcmp(&o->who, &c->who, sizeof c->who) == 0) peer_calls += o->n_calls;
+  if (c->n_calls >= SS_GRPC_MAX_STREAMS || peer_calls >= PEER_CALLS) {
+    if (c->n_calls < SS_GRPC_MAX_STREAMS) ss__stats_g.peer_limited++;
     nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_REFUSED_STREAM);
     return 0;
   }
@@ -307,6 +338,10 @@ static void enqueue_ready(gconn *c, call *s) {
 
 static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void *user) {
   gconn *c = user;
+  if (f->hd.type == NGHTTP2_SETTINGS && !c->got_settings) {
+    c->got_settings = 1;  /* the preface is done: from now on, idle rules */
+    if (c->n_calls == 0) idle_from_now(c);
+  }
   if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
   call *s = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
   if (s == NULL) return 0;
@@ -325,13 +360,19 @@ static size_t wire_max(const call *s) {
   return m;
 }
 
-/* Makes the body able to hold cap bytes exactly, within the bound on bytes held. */
-static int body_reserve(call *s, size_t cap) {
-  if (cap <= s->cap) return 0;
-  if (held + (cap - s->cap) > held_max) return SS_GRPC_UNAVAILABLE;
+/* Makes the body able to hold `need` bytes, growing it with the bytes that come
+ * (doubling, never past `want`, the framed message's size), within the budget. */
+static int body_reserve(call *s, size_t need, size_t want) {
+  if (need <= s->cap) return 0;
+  size_t cap = s->cap ? s->cap : 4096;
+  while (cap < need) cap *= 2;
+  if (cap > want) cap = want;
+  if (conn_hold(s->c, (ptrdiff_t)(cap - s->cap)) != 0) return SS_GRPC_UNAVAILABLE;
   uint8_t *p = realloc(s->body, cap);
-  if (p == NULL) return SS_GRPC_RESOURCE_EXHAUSTED;
-  held += cap - s->cap;
+  if (p == NULL) {
+    conn_hold(s->c, -(ptrdiff_t)(cap - s->cap));
+    return SS_GRPC_RESOURCE_EXHAUSTED;
+  }
   s->body = p;
   s->cap = cap;
   return 0;
@@ -355,14 +396,14 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id, const u
       answer_error(s, 200, SS_GRPC_INTERNAL, "more than one request message in a unary call");
       return 0;
     }
-    int rc = body_reserve(s, want);
+    size_t k = want - s->len < n ? want - s->len : n;
+    int rc = body_reserve(s, s->len + k, want);
     if (rc != 0) {
       answer_error(s, 200, rc, rc == SS_GRPC_UNAVAILABLE
                                    ? "spanshimd holds too many request bytes; retry later"
                                    : "out of memory");
       return 0;
     }
-    size_t k = want - s->len < n ? want - s->len : n;
     memcpy(s->body + s->len, d, k);
     s->len += k, d += k, n -= k;
     if (s->len == 5 && s->want == 0) {
@@ -389,8 +430,7 @@ static int on_stream_close(nghttp2_session *h2, int32_t id, uint32_t err, void *
  * it came from (in `keep`, taken from the call, or in `inflated`). */
 typedef struct after {
   ss__logs_req *q;
-  uint8_t *keep;
-  size_t kept;                   /* bytes of keep counted in `held` */
+  uint8_t *keep;                 /* no longer counted: freed before anything is read */
   const uint8_t *msg;
   size_t len;
 } after;
@@ -431,8 +471,8 @@ static int serve(call *s, after *a) {
       a->len = len;
       if (msg == s->body + 5) {
         a->keep = s->body;
-        a->kept = s->cap;
         s->body = NULL;
+        conn_hold(s->c, -(ptrdiff_t)s->cap);
         s->len = s->cap = 0;
       }
       return 1;
@@ -516,7 +556,6 @@ static int serve_ready(gconn *c) {
       int gone = conn_flush(c);
       ss__pipeline_logs_finish(a.q, a.msg, a.len);
       free(a.keep);
-      held -= a.kept;
       if (gone) return -1;
     }
     if (inflated_cap > (1u << 20)) {  /* one big message must not pin its memory */
@@ -540,9 +579,9 @@ static void on_readable(gconn *c) {
       if (conn_flush(c) == 0) conn_destroy(c);
       return;
     }
-    if (!c->got_bytes) {
+    if (!c->got_bytes) {  /* the preface must be complete in --header-timeout */
       c->got_bytes = 1;
-      if (c->n_calls == 0) idle_from_now(c);
+      set_deadline(&c->deadline, ss__mono_ms() + opts->header_timeout_ms);
     }
     if (nghttp2_session_mem_recv(c->h2, buf, (size_t)n) < 0) {  /* bad preface, flood */
       conn_destroy(c);
@@ -554,7 +593,7 @@ static void on_readable(gconn *c) {
   conn_flush(c);
 }
 
-static void conn_new(int fd, int is_unix) {
+static void conn_new(int fd, int is_unix, const ss__peer *who) {
   gconn *c = calloc(1, sizeof *c);
   if (c == NULL || nghttp2_session_server_new2(&c->h2, cbs, c, h2opt) != 0) {
     free(c);
@@ -564,6 +603,7 @@ static void conn_new(int fd, int is_unix) {
   c->fd = fd;
   c->needs_token = !is_unix && opts->listen_token_len > 0;
   c->is_unix = is_unix;
+  c->who = *who;
   c->ready_tail = &c->ready;
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
   if (epoll_ctl(gep, EPOLL_CTL_ADD, fd, &ev) != 0) {
@@ -594,6 +634,17 @@ static void conn_new(int fd, int is_unix) {
   conn_flush(c);
 }
 
+/* Whether a new connection from `who` would take more than its share of the table: as
+ * over HTTP (ss__peer_cap), and at most a quarter of it. */
+static int peer_over(const ss__peer *who) {
+  size_t per = opts->max_conns_per_peer < SS_GRPC_MAX_CONNS / 4 ? opts->max_conns_per_peer
+                                                                : SS_GRPC_MAX_CONNS / 4;
+  size_t n = 0, cap = ss__peer_cap(n_conns, SS_GRPC_MAX_CONNS, per);
+  for (gconn *c = conns; c && n < cap; c = c->next)
+    if (memcmp(&c->who, who, sizeof *who) == 0) n++;
+  return n >= cap;
+}
+
 static void on_accept(int lfd, int is_unix) {
   for (int i = 0; i < 64; i++) {
     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -613,12 +664,15 @@ static void on_accept(int lfd, int is_unix) {
       close(fd);
       continue;
     }
-    if (n_conns >= SS_GRPC_MAX_CONNS) {
-      ss__stats_g.connections_refused++;
+    ss__peer who;
+    ss__peer_of(fd, is_unix, &who);
+    if (n_conns >= SS_GRPC_MAX_CONNS || peer_over(&who)) {
+      if (n_conns >= SS_GRPC_MAX_CONNS) ss__stats_g.connections_refused++;
+      else ss__stats_g.peer_limited++;
       close(fd);
       continue;
     }
-    conn_new(fd, is_unix);
+    conn_new(fd, is_unix, &who);
   }
 }
 
@@ -660,7 +714,7 @@ static void expire_call(call *s, uint64_t now) {
  * closed a second later if it is still there). Returns -1 when it was destroyed. */
 static int expire_conn(gconn *c, uint64_t now) {
   if (!c->goaway_sent) ss__stats_g.timeouts++;
-  if (!c->got_bytes || c->goaway_sent) {
+  if (!c->got_settings || c->goaway_sent) {
     conn_destroy(c);
     return -1;
   }
@@ -709,7 +763,6 @@ int ss__grpc_start(const ss__opts *o, int tcp_fd, int unix_fd) {
   opts = o;
   tcp_lfd = tcp_fd;
   unix_lfd = unix_fd;
-  held_max = o->max_body * 4 > (64u << 20) ? o->max_body * 4 : (64u << 20);
   if (nghttp2_session_callbacks_new(&cbs) != 0 || nghttp2_option_new(&h2opt) != 0) {
     fprintf(stderr, "spanshimd: out of memory for gRPC\n");
     return -1;

@@ -13,12 +13,16 @@
  * HTTP requests go through.
  *
  * Bounds: a message at most --max-body bytes once decompressed (RESOURCE_EXHAUSTED past
- * it); SS_GRPC_MAX_STREAMS concurrent calls per connection; SS_GRPC_MAX_CONNS
- * connections; bytes of request bodies held across all calls at most
- * max(4 * --max-body, 64 MiB) (UNAVAILABLE past it, which OTLP clients retry); a call
- * must arrive whole within --body-timeout of its headers (else DEADLINE_EXCEEDED), a TCP
- * connection without calls is closed after --idle-timeout (GOAWAY first; an idle peer
- * on the Unix socket is kept); each counted in `timeouts`.
+ * it); SS_GRPC_MAX_STREAMS concurrent calls per connection and 1,024 per peer (a uid on
+ * the Unix socket, an address on TCP; REFUSED_STREAM past it); SS_GRPC_MAX_CONNS
+ * connections, a peer at most a quarter of them and only 8 once the table is 7/8 full
+ * (ss__peer_cap); call bodies grow with the bytes received, and beyond 64 KiB per
+ * connection draw on the --max-buffered budget shared with the HTTP listeners, one peer
+ * at most half of it (UNAVAILABLE past it, which OTLP clients retry); the preface must
+ * be complete within --header-timeout of its first byte, a call within --body-timeout of
+ * its headers (else DEADLINE_EXCEEDED), and a TCP connection without calls is closed
+ * after --idle-timeout (GOAWAY first; an idle peer on the Unix socket is kept); each
+ * counted in `timeouts`.
  *
  * Single-threaded like the rest of spanshimd: everything here runs on the receiver's
  * loop (receiver.c), which watches ss__grpc_fd() and calls in; nothing is thread-safe. */

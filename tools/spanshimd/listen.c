@@ -180,6 +180,28 @@ int ss__peer_allowed(const ss__opts *o, int fd) {
   return 0;
 }
 
+void ss__peer_of(int fd, int is_unix, ss__peer *who) {
+  struct sockaddr_storage ss;
+  struct ucred cr;
+  socklen_t sl = sizeof ss, cl = sizeof cr;
+  memset(who, 0, sizeof *who);
+  if (is_unix) {
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) who->kind = 1, who->uid = cr.uid;
+    return;
+  }
+  if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0) return;
+  who->kind = 2;
+  if (ss.ss_family == AF_INET)
+    memcpy(who->addr, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+  else if (ss.ss_family == AF_INET6)
+    memcpy(who->addr, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+}
+
+size_t ss__peer_cap(size_t n_conns, size_t max_conns, size_t per_peer) {
+  if (n_conns + max_conns / 8 >= max_conns && per_peer > SS_RESERVE_FEW) return SS_RESERVE_FEW;
+  return per_peer;
+}
+
 static int is_loopback(const struct sockaddr *sa) {
   if (sa->sa_family == AF_INET)
     return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;

@@ -78,7 +78,8 @@ static const char usage[] =
     "                    may hold (default a quarter of the table: 1024); when the\n"
     "                    table is 7/8 full only peers holding fewer than 8 get more\n"
     "  --max-buffered N  request bytes held across all connections beyond 256K each\n"
-    "                    (default twice --max-body); past it, reading pauses\n"
+    "                    (gRPC: 64K per connection; default twice --max-body); past\n"
+    "                    it, reading pauses (gRPC: UNAVAILABLE; a peer gets half)\n"
     "\n"
     "Upstream (OTLP/HTTP protobuf; the OTEL_EXPORTER_OTLP_* variables apply too):\n"
     "  --otlp-endpoint URL     base URL; /v1/traces and /v1/logs are appended\n"
@@ -545,19 +546,22 @@ static int setup_signals(void) {
   return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
-/* Room for SS_MAX_CONNS connections: the soft fd limit is raised as far as the hard one
- * allows, and the table sized to what it gives (a full table must not mean EMFILE). */
+/* Room for SS_MAX_CONNS connections (and the gRPC table's SS_GRPC_MAX_CONNS): the soft
+ * fd limit is raised as far as the hard one allows, and the table sized to what it gives
+ * (a full table must not mean EMFILE). */
 static void size_conn_table(ss__opts *o) {
   struct rlimit rl;
   size_t max = SS_MAX_CONNS;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-    rlim_t want = SS_MAX_CONNS + 128;
+    rlim_t grpc = o->grpc_listen || o->grpc_socket ? SS_GRPC_MAX_CONNS : 0;
+    rlim_t want = SS_MAX_CONNS + grpc + 128;
     if (rl.rlim_cur < want) {
       rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
       setrlimit(RLIMIT_NOFILE, &rl);
       getrlimit(RLIMIT_NOFILE, &rl);
     }
-    if (rl.rlim_cur < want) max = rl.rlim_cur > 256 ? (size_t)rl.rlim_cur - 128 : 128;
+    if (rl.rlim_cur < want)
+      max = rl.rlim_cur > grpc + 256 ? (size_t)(rl.rlim_cur - grpc) - 128 : 128;
   }
   o->max_conns = max;
   if (o->max_conns_per_peer == 0) o->max_conns_per_peer = max / 4 > 1 ? max / 4 : 1;

@@ -44,18 +44,11 @@ static int is_otlp(int route) {
   return route == R_TRACES || route == R_LOGS || route == R_OTLP_METRICS;
 }
 
-/* Who is at the other end, for the per-peer connection limit. */
-typedef struct peer {
-  int kind;                       /* 0 none (the metrics port), 1 uid, 2 TCP address */
-  uint32_t uid;
-  uint8_t addr[16];
-} peer;
-
 typedef struct conn {
   int fd;
   int metrics_port;               /* accepted on the --metrics listener */
   int needs_token;                /* accepted on --listen with a --listen-token */
-  peer who;
+  ss__peer who;
   uint64_t active_ms;             /* last time bytes moved either way (idle timeout) */
   uint64_t req_start_ms;          /* first byte of the request being read (header timeout) */
   uint64_t body_start_ms;         /* its head complete (body timeout) */
@@ -438,6 +431,15 @@ static void wake_mem_waiters(void) {
     }
 }
 
+int ss__buffer_charge(size_t *charged, size_t want) {
+  if (want > *charged && buffered + (want - *charged) > opts->max_buffered) return -1;
+  buffered = buffered - *charged + want;
+  int gave_back = want < *charged;
+  *charged = want;
+  if (gave_back) wake_mem_waiters();
+  return 0;
+}
+
 /* Sets c's input buffer to `cap` bytes (NULL at 0), keeping `buffered` true. */
 static int in_resize(conn *c, size_t cap) {
   size_t charge = cap > SS_FREE_BUFFER ? cap - SS_FREE_BUFFER : 0;
@@ -446,7 +448,7 @@ static int in_resize(conn *c, size_t cap) {
   else if ((p = realloc(c->in, cap)) == NULL) return -1;
   c->in = p;
   c->in_cap = cap;
-  buffered = buffered - c->charged + charge;
+  buffered = buffered - c->charged + charge;  /* checked by in_reserve when it grows */
   if (charge < c->charged) wake_mem_waiters();
   c->charged = charge;
   return 0;
@@ -672,35 +674,12 @@ static void shed_one(int lfd) {
   reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
-/* Whether a new connection from `who` would take more than its share: a peer holds at
- * most --max-conns-per-peer connections, and the last eighth of the table is kept for
- * peers holding fewer than SS_RESERVE_FEW (so one client's thousands of idle
- * connections leave room for a traced program's one). */
-static int peer_over(const peer *who) {
-  size_t n = 0, reserve = opts->max_conns / 8;
-  size_t cap = opts->max_conns_per_peer;
-  if (n_conns + reserve >= opts->max_conns && cap > SS_RESERVE_FEW) cap = SS_RESERVE_FEW;
+/* Whether a new connection from `who` would take more than its share (ss__peer_cap). */
+static int peer_over(const ss__peer *who) {
+  size_t n = 0, cap = ss__peer_cap(n_conns, opts->max_conns, opts->max_conns_per_peer);
   for (conn *c = conns; c && n < cap; c = c->next)
     if (memcmp(&c->who, who, sizeof *who) == 0) n++;
   return n >= cap;
-}
-
-/* The peer's uid (Unix socket) or address (TCP); kind 0 when it cannot be told. */
-static void peer_of(int fd, int is_unix, peer *who) {
-  struct sockaddr_storage ss;
-  struct ucred cr;
-  socklen_t sl = sizeof ss, cl = sizeof cr;
-  memset(who, 0, sizeof *who);
-  if (is_unix) {
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) who->kind = 1, who->uid = cr.uid;
-    return;
-  }
-  if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0) return;
-  who->kind = 2;
-  if (ss.ss_family == AF_INET)
-    memcpy(who->addr, &((struct sockaddr_in *)&ss)->sin_addr, 4);
-  else if (ss.ss_family == AF_INET6)
-    memcpy(who->addr, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
 }
 
 static void on_accept(int lfd, int is_unix, int is_metrics) {
@@ -710,8 +689,8 @@ static void on_accept(int lfd, int is_unix, int is_metrics) {
       if (errno == EMFILE || errno == ENFILE) shed_one(lfd);
       return;  /* EAGAIN, or a connection that died in the backlog */
     }
-    peer who;
-    peer_of(fd, is_unix, &who);
+    ss__peer who;
+    ss__peer_of(fd, is_unix, &who);
     if (is_unix && !ss__peer_allowed(opts, fd)) {
       ss__stats_g.peers_refused++;
       close(fd);

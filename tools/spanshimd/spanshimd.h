@@ -185,6 +185,27 @@ void ss__unlisten_unix(const char *path);
  * supplementary group. 1 or 0 (0 too when the credentials cannot be read). */
 int ss__peer_allowed(const ss__opts *o, int fd);
 
+/* Who is at the other end of an accepted connection, for per-peer limits: a uid on a
+ * Unix socket, an address on TCP. Compared with memcmp (ss__peer_of zeroes it first). */
+typedef struct ss__peer {
+  int kind;                       /* 0 unknown (or the metrics port), 1 uid, 2 TCP address */
+  uint32_t uid;
+  uint8_t addr[16];
+} ss__peer;
+/* Fills *who for an accepted fd (SO_PEERCRED, getpeername); kind 0 when it cannot. */
+void ss__peer_of(int fd, int is_unix, ss__peer *who);
+/* How many connections a peer may hold in a table of max_conns with n_conns open: at most
+ * per_peer, and only SS_RESERVE_FEW once the table is 7/8 full (the last eighth is kept
+ * for peers with few connections, so one client's thousands leave others room). */
+size_t ss__peer_cap(size_t n_conns, size_t max_conns, size_t per_peer);
+
+/* ---- receiver.c: the budget of buffered request bytes (HTTP and gRPC together) ----
+ * Bytes a connection (HTTP) or a call's body (gRPC) holds beyond its free allowance are
+ * charged to one budget of --max-buffered. ss__buffer_charge moves *charged to `want`:
+ * 0, or -1 (nothing changed) when the budget has no room for the growth; giving back
+ * wakes HTTP connections paused for memory. Receiver thread only. */
+int ss__buffer_charge(size_t *charged, size_t want);
+
 /* ---- http.c ---- */
 enum { SS_CONN_DEFAULT = 0, SS_CONN_CLOSE = 1, SS_CONN_KEEP_ALIVE = 2 };
 enum { SS_CE_IDENTITY = 0, SS_CE_GZIP = 1, SS_CE_DEFLATE = 2, SS_CE_UNSUPPORTED = 3 };
