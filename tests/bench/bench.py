@@ -3,8 +3,11 @@
 table; never fails on timing (exit status is non-zero only when a benchmark could not run
 at all).
 
-  1. hot path: added ns per span on the app thread, a connect loop without vs with the
-     shim (a spanshimd running), min of ROUNDS runs each, same run of this script.
+  1. cost per span: a UDP connect loop without the shim and with it (sampled with a
+     queue that fits all, default queue, sampler always_off, no collector), interleaved
+     ROUNDS times, medians: the loop thread's own CPU and the whole process's CPU
+     (exporter included) per call, and spans delivered (spanshimd's /stats).
+ 1b. share of spans delivered by one process paced at 200k and 400k spans/s.
   2. process start+exit: /bin/true x N with vs without LD_PRELOAD (posix_spawn loop);
      fork loop (300 forks from a 4-thread process); `spanshim run -- /bin/true` wall.
   3. spanshimd ingest: spans/s written by spanshimd while 4 shimmed processes each make
@@ -13,19 +16,25 @@ at all).
   5. real programs: TPS of pgbench (select-only; and with a new connection per
      transaction, -C) against a throwaway PostgreSQL, and requests/s of one curl process
      making BENCH_CURL requests with a new connection each, with vs without the shim.
+  6. the anchor: the OTel JS SDK's CPU per span, measured in this run.
+Rows of the issue 16 cost table go to tests/bench/table.py (printed by run.sh at the end).
 
 Environment knobs: BENCH_N (connects, default 200000), BENCH_ROUNDS (3), BENCH_SPAWNS
-(1000), BENCH_INGEST_PROCS (4), BENCH_INGEST_N (200000).
+(1000), BENCH_INGEST_PROCS (4), BENCH_INGEST_N (200000), BENCH_SHARE_N (200000),
+BENCH_ANCHOR_N (50000).
 """
 import json
 import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+import table  # tests/bench/table.py: the issue 16 cost table
 
 N = int(os.environ.get("BENCH_N", "200000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -34,6 +43,8 @@ INGEST_PROCS = int(os.environ.get("BENCH_INGEST_PROCS", "4"))
 INGEST_N = int(os.environ.get("BENCH_INGEST_N", "200000"))
 PGBENCH_SECS = int(os.environ.get("BENCH_PGBENCH_SECS", "4"))
 CURL_N = int(os.environ.get("BENCH_CURL", "300"))
+SHARE_N = int(os.environ.get("BENCH_SHARE_N", "200000"))
+ANCHOR_N = int(os.environ.get("BENCH_ANCHOR_N", "50000"))
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
@@ -49,13 +60,14 @@ def kv(out):
 
 
 class Collector:
-    def __init__(self, spanshimd, tmp, name):
+    def __init__(self, spanshimd, tmp, name, out=None, args=()):
         d = os.path.join(tmp, name)
         os.mkdir(d, 0o700)
         self.sock = os.path.join(d, "c.sock")
-        self.out = os.path.join(d, "spans.jsonl")
+        self.out = out or os.path.join(d, "spans.jsonl")
         self.err = open(os.path.join(d, "spanshimd.err"), "w")
-        self.proc = subprocess.Popen([spanshimd, "--socket", self.sock, "--out", self.out],
+        self.proc = subprocess.Popen([spanshimd, "--socket", self.sock, "--out", self.out] +
+                                     list(args),
                                      stdout=subprocess.DEVNULL, stderr=self.err,
                                      env=clean_env())
         deadline = time.monotonic() + 10
@@ -165,53 +177,236 @@ def run(argv, lib=None, endpoint=None, extra=None, timeout=600):
     return kv(r.stdout)
 
 
-def hot_path(b, tmp, summary):
-    print("== 1. added time per span on the app thread (connect loop, N=%d, min of %d)" %
-          (N, ROUNDS), flush=True)
-    col = Collector(b["spanshimd"], tmp, "hot")
-    loop = b["connect_loop"]
+def run_cpu(argv, lib=None, endpoint=None, extra=None, timeout=600):
+    """run(), and the child's whole CPU time in seconds (all its threads, user + system)."""
+    env = clean_env()
+    if lib:
+        env["LD_PRELOAD"] = lib
+    if endpoint:
+        env["SPANSHIM_ENDPOINT"] = endpoint
+    env.update(extra or {})
+    before = os.times()
+    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+    after = os.times()
+    if r.returncode != 0:
+        raise RuntimeError("%s: exit %d: %s" % (" ".join(argv), r.returncode, r.stderr))
+    cpu = (after.children_user - before.children_user) + (
+        after.children_system - before.children_system)
+    return kv(r.stdout), cpu
+
+
+def settled(col, secs=0.3, limit=20):
+    """spanshimd's (spans_received, shim_spans_dropped) once they stop moving."""
+    last, since = None, time.monotonic()
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        st = col.stats() or {}
+        cur = (int(st.get("spans_received", 0)), int(st.get("shim_spans_dropped", 0)))
+        if cur != last:
+            last, since = cur, time.monotonic()
+        elif time.monotonic() - since >= secs:
+            break
+        time.sleep(0.05)
+    return last or (0, 0)
+
+
+def med(xs):
+    return statistics.median(xs) if xs else 0.0
+
+
+def callgrind_ir(argv, env, tmp, during=None):
+    """(instructions executed by thread 1 of argv under callgrind, threads seen, instructions
+    of all its other threads), or None without valgrind. `during(proc)` runs while it does
+    (e.g. a client for a server)."""
+    vg = shutil.which("valgrind")
+    if not vg:
+        return None
+    out = os.path.join(tmp, "cg.%d" % time.monotonic_ns())
+    p = subprocess.Popen([vg, "--tool=callgrind", "--separate-threads=yes",
+                          "--callgrind-out-file=" + out + ".%p"] + argv, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        for mode in ("udp", "refused"):
-            n = N if mode == "udp" else max(N // 4, 1000)
-            variants = [("without shim", None, None),
-                        ("shim, default queue (2048)", b["lib"], {}),
-                        ("shim, queue fits all", b["lib"],
-                         {"OTEL_BSP_MAX_QUEUE_SIZE": str(2 * n + 4096),
-                          "SPANSHIM_EXIT_FLUSH_MS": "10000"})]
-            res, cpu = {}, {}
-            for name, lib, extra in variants:
-                best, deliv = None, ""
-                for _ in range(ROUNDS):
-                    o = run([loop, str(n), mode], lib=lib, endpoint=col.endpoint,
-                            extra=extra)
-                    ns = float(o["ns_per_op"])
-                    c = float(o["cpu_ns_per_op"])
-                    cpu[name] = min(c, cpu.get(name, c))
-                    if best is None or ns < best:
-                        best = ns
-                        if lib:
-                            time.sleep(0.3)
-                            got, dropped = spans_and_dropped(col.out, int(o["pid"]))
-                            deliv = " (delivered %d, dropped %d of %s)" % (
-                                got, dropped, o["n"])
-                res[name] = best
-                print("  %-8s %-28s %9.1f ns/op wall, %9.1f ns/op app-thread CPU%s" % (
-                    mode, name, best, cpu[name], deliv), flush=True)
-            base, cbase = res["without shim"], cpu["without shim"]
-            for name in list(res)[1:]:
-                d, dc = res[name] - base, cpu[name] - cbase
-                short = name.split(", ")[1]
-                print("  %-8s delta per span, %-16s %+9.1f ns wall, %+9.1f ns app-thread CPU" % (
-                    mode, short, d, dc))
-                summary.append(("ns/span added on app thread (CPU), %s, %s" % (mode, short),
-                                "%+.1f ns" % dc, "%.1f -> %.1f ns/op" % (cbase, cpu[name])))
-                summary.append(("ns/span added, wall, %s connect, %s" % (mode, short),
-                                "%+.1f ns" % d, "%.1f -> %.1f ns/op" % (base, res[name])))
+        if during:
+            during(p)
+        p.communicate(timeout=300)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    if p.returncode != 0:
+        return None
+    files = [f for f in os.listdir(tmp) if f.startswith(os.path.basename(out) + ".")]
+    ir, others = None, 0
+    for f in files:
+        with open(os.path.join(tmp, f)) as fh:
+            for line in fh:
+                if line.startswith("summary:"):
+                    if f.endswith("-01"):
+                        ir = int(line.split()[1])
+                    else:
+                        others += int(line.split()[1])
+                    break
+    return None if ir is None else (ir, len([f for f in files if "-0" in f]), others)
+
+
+def instructions(b, tmp, col, variants):
+    """Per variant: (app-thread instructions per call, other threads' per call), from
+    callgrind runs of 5,000 and 10,000 connects (the difference: no start or exit)."""
+    n1, n2 = 5000, 10000
+    res = {}
+    for name, lib, ep, extra in variants:
+        env = clean_env()
+        if lib:
+            env.update({"LD_PRELOAD": lib, "SPANSHIM_ENDPOINT": ep})
+            env.update(extra)
+        a = callgrind_ir([b["connect_loop"], str(n1), "udp"], env, tmp)
+        c = callgrind_ir([b["connect_loop"], str(n2), "udp"], env, tmp)
+        if a is None or c is None:
+            return None
+        res[name] = ((c[0] - a[0]) / float(n2 - n1), (c[2] - a[2]) / float(n2 - n1))
+    return res
+
+
+def hot_path(b, tmp, summary):
+    """Issue 16 rows 1-3: a UDP connect loop of N calls, without the shim and with it in
+    five settings, interleaved ROUNDS times; medians. App-thread CPU is the loop thread's
+    own (CLOCK_THREAD_CPUTIME_ID); whole-process CPU is the child's rusage (exporter
+    thread and exit flush included), so its difference per call is what a traced process
+    pays in all; delivered and dropped come from spanshimd's /stats."""
+    print("== 1. cost per span: UDP connect loop, N=%d, %d interleaved rounds, medians" %
+          (N, ROUNDS), flush=True)
+    col = Collector(b["spanshimd"], tmp, "hot", out="/dev/null")
+    loop = b["connect_loop"]
+    missing = "unix:" + os.path.join(tmp, "no-such-dir", "c.sock")
+    fits = {"OTEL_BSP_MAX_QUEUE_SIZE": str(2 * N + 4096), "SPANSHIM_EXIT_FLUSH_MS": "10000"}
+    variants = [("without", None, None, {}),
+                ("sampled, queue fits all", b["lib"], col.endpoint, fits),
+                ("sampled, default queue", b["lib"], col.endpoint, {}),
+                ("sampler says no", b["lib"], col.endpoint, {"OTEL_TRACES_SAMPLER": "always_off"}),
+                ("no collector", b["lib"], missing, {})]
+    app, proc, deliv, drop = {}, {}, {}, {}
+    try:
+        for _ in range(ROUNDS):
+            for name, lib, ep, extra in variants:
+                r0 = settled(col, 0.1) if lib else None
+                o, cpu = run_cpu([loop, str(N), "udp"], lib=lib, endpoint=ep, extra=extra)
+                app.setdefault(name, []).append(float(o["cpu_ns_per_op"]))
+                proc.setdefault(name, []).append(cpu * 1e9 / int(o["n"]))
+                if r0 is not None:
+                    r1 = settled(col)
+                    deliv.setdefault(name, []).append(r1[0] - r0[0])
+                    drop.setdefault(name, []).append(r1[1] - r0[1])
+        n = N + 1000
+        a0, p0 = med(app["without"]), med(proc["without"])
+        for name, _, _, _ in variants:
+            d = " delivered %d dropped %d of %d" % (med(deliv[name]), med(drop[name]), n) \
+                if name in deliv else ""
+            print("  %-26s app thread %7.1f ns/call (%+6.1f)   process %7.1f ns/call (%+6.1f)%s"
+                  % (name, med(app[name]), med(app[name]) - a0, med(proc[name]),
+                     med(proc[name]) - p0, d), flush=True)
+
+        def ns(x):
+            return "%.0f ns" % x
+
+        fit, dflt = "sampled, queue fits all", "sampled, default queue"
+        da = med(app[dflt]) - a0  # the app thread's cost as a program pays it
+        off = med(app["sampler says no"]) - a0
+        got = med(deliv[fit])
+        per = (med(proc[fit]) - p0) * n / got if got else 0
+        table.record("proc_cpu", ns(p0), ns(med(proc[fit])), "%+.2f us" % (per / 1e3),
+                     "a queue that fits all (its ring's first touch included): %d of %d "
+                     "delivered, %d dropped" % (got, n, med(drop[fit])))
+        got_d = med(deliv[dflt])
+        table.record("proc_cpu_default", ns(p0), ns(med(proc[dflt])),
+                     "%+.2f us per call" % ((med(proc[dflt]) - p0) / 1e3),
+                     "%.1f%% delivered (%d), %d counted dropped" % (
+                         100.0 * got_d / n, got_d, med(drop[dflt])))
+        nc = med(proc["no collector"]) - p0
+        # Instructions (callgrind): what the run's load cannot change.
+        ir = instructions(b, tmp, col, variants)
+        if ir:
+            i0 = ir["without"][0]
+            for name, _, _, _ in variants[1:]:
+                print("  %-26s %+6.0f instructions per call on the app thread, %6.0f on the "
+                      "shim's exporter thread (callgrind)" % (name, ir[name][0] - i0,
+                                                              ir[name][1]), flush=True)
+            ir_note = "; callgrind: %+.0f instructions on the app thread, %.0f on the " \
+                      "exporter per span" % (ir[dflt][0] - i0, ir[fit][1])
+            ir_off = "; callgrind: %+.0f instructions" % (ir["sampler says no"][0] - i0)
+            ir_nc = "; callgrind: %+.0f instructions on the app thread" % (
+                ir["no collector"][0] - i0)
+        else:
+            ir_note = ir_off = ir_nc = ""
+            print("  (valgrind not installed or failed: no instruction counts)")
+        table.record("app_cpu", ns(a0), ns(med(app[dflt])), "%+.0f ns" % da,
+                     "default queue; the loop thread's own CPU, runs: %s%s" % (
+                         " ".join("%.0f" % x for x in app[dflt]), ir_note))
+        table.record("app_cpu_off", ns(a0), ns(med(app["sampler says no"])), "%+.0f ns" % off,
+                     "OTEL_TRACES_SAMPLER=always_off, runs: %s%s" % (
+                         " ".join("%.0f" % x for x in app["sampler says no"]), ir_off))
+        table.record("no_collector", ns(p0), ns(med(proc["no collector"])), "%+.0f ns" % nc,
+                     "app thread %+.0f ns%s" % (med(app["no collector"]) - a0, ir_nc))
+        summary.append(("ns/span added on app thread (CPU), udp, sampled", "%+.1f ns" % da,
+                        "%.1f -> %.1f ns/op" % (a0, med(app[dflt]))))
+        summary.append(("ns/span added on app thread (CPU), udp, sampler says no",
+                        "%+.1f ns" % off, ""))
+        summary.append(("whole-process CPU per delivered span", "%+.2f us" % (per / 1e3), ""))
+        summary.append(("whole-process CPU per call, no collector", "%+.0f ns" % nc, ""))
+
+        # A failing call: span, stack capture and exception record (refused TCP connect).
+        nr = max(N // 4, 1000)
+        res = {}
+        for _ in range(ROUNDS):
+            for name, lib in (("without", None), ("with", b["lib"])):
+                o = run([loop, str(nr), "refused"], lib=lib, endpoint=col.endpoint,
+                        extra=fits if lib else None)
+                res.setdefault(name, []).append(float(o["cpu_ns_per_op"]))
+        d = med(res["with"]) - med(res["without"])
+        print("  refused TCP connect (span + stack + exception record): %+.1f ns app-thread CPU"
+              " (%.1f -> %.1f)" % (d, med(res["without"]), med(res["with"])), flush=True)
+        summary.append(("ns/span added on app thread (CPU), refused connect", "%+.1f ns" % d,
+                        "%.1f -> %.1f ns/op" % (med(res["without"]), med(res["with"]))))
+    finally:
+        col.stop()
+
+
+def share(b, tmp, summary):
+    """Issue 16 row 4: one process paced at 200k (and 400k) connects per second with the
+    default queue; the share of its spans spanshimd received (medians of ROUNDS runs)."""
+    n = SHARE_N
+    print("== 1b. share of spans delivered, one process paced, default queue, %d spans" % n,
+          flush=True)
+    col = Collector(b["spanshimd"], tmp, "share", out="/dev/null")
+    try:
+        for rate, key in ((200000, "share_200k"), (400000, "share_400k")):
+            shares, drops, speeds = [], [], []
+            for _ in range(ROUNDS):
+                r0 = settled(col, 0.1)
+                o = run([b["connect_loop"], str(n), "udp", str(rate)], lib=b["lib"],
+                        endpoint=col.endpoint)
+                r1 = settled(col)
+                total = int(o["n"])
+                shares.append(100.0 * (r1[0] - r0[0]) / total)
+                drops.append(r1[1] - r0[1])
+                speeds.append(1e9 / float(o["ns_per_op"]))
+            print("  %6d spans/s asked (%.0f reached): delivered %s%%, counted dropped %s" % (
+                rate, med(speeds), " ".join("%.2f" % x for x in shares),
+                " ".join(str(x) for x in drops)), flush=True)
+            table.record(key, "", "%.0f spans/s reached" % med(speeds), "%.2f%%" % med(shares),
+                         "runs: %s%%; dropped (counted) %s" % (
+                             " ".join("%.2f" % x for x in shares),
+                             " ".join(str(x) for x in drops)))
+            summary.append(("spans delivered at %dk/s, default queue" % (rate // 1000),
+                            "%.2f%%" % med(shares), ""))
     finally:
         col.stop()
 
 
 def spawn(b, tmp, summary):
+    """Issue 16 row 9: /bin/true x SPAWNS via posix_spawn without preload, with an empty
+    preloaded .so, with the shim and with the shim making process spans; interleaved, twice.
+    Reported as the children's CPU per process (what the machine's load does not change)
+    and wall time per process; the target is against the empty .so."""
     print("== 2. process start+exit: /bin/true x %d (posix_spawn loop)" % SPAWNS, flush=True)
     col = Collector(b["spanshimd"], tmp, "spawn")
     try:
@@ -224,24 +419,29 @@ def spawn(b, tmp, summary):
         cc = os.environ.get("CC", "cc")
         if subprocess.run([cc, "-shared", "-fPIC", "-o", empty, src],
                           capture_output=True).returncode != 0:
-            empty = None
-        plan = [("without", "-"), ("with LD_PRELOAD", b["lib"])]
-        if empty:
-            plan.append(("empty .so preloaded", empty))
-        res = {}
-        for name, pre in plan * 2:  # interleaved, twice: the min of each is reported
-            o = run([b["spawn_loop"], str(SPAWNS), pre], endpoint=col.endpoint)
-            us = float(o["us_per_proc"])
-            res[name] = min(us, res.get(name, us))
-            print("  %-24s %8.1f us/process" % (name, us), flush=True)
-        base, shim = res["without"], res["with LD_PRELOAD"]
-        print("  delta %+8.1f us/process" % (shim - base))
-        detail = "%.1f -> %.1f us/process" % (base, shim)
-        if empty:
-            print("  delta over an empty preloaded .so %+8.1f us/process" % (
-                shim - res["empty .so preloaded"]))
-            detail += "; %+.1f over an empty .so" % (shim - res["empty .so preloaded"])
-        summary.append(("process start+exit added", "%+.1f us" % (shim - base), detail))
+            raise RuntimeError("cannot build an empty .so with " + cc)
+        plan = [("without", "-", {}), ("empty .so", empty, {}),
+                ("shim", b["lib"], {}),
+                ("shim + process spans", b["lib"], {"SPANSHIM_PROCESS_SPAN": "1"})]
+        wall, cpu = {}, {}
+        for _ in range(2):
+            for name, pre, extra in plan:
+                o = run([b["spawn_loop"], str(SPAWNS), pre], endpoint=col.endpoint,
+                        extra=extra)
+                wall.setdefault(name, []).append(float(o["us_per_proc"]))
+                cpu.setdefault(name, []).append(float(o["cpu_us_per_proc"]))
+                print("  %-22s %8.1f us/process wall, %8.1f us CPU" % (
+                    name, wall[name][-1], cpu[name][-1]), flush=True)
+        e, ew = min(cpu["empty .so"]), min(wall["empty .so"])
+        for name in ("shim", "shim + process spans"):
+            c, w = min(cpu[name]), min(wall[name])
+            print("  %-22s %+8.1f us CPU, %+8.1f us wall per process over the empty .so" % (
+                name, c - e, w - ew))
+            table.record("spawn", "%.0f us CPU (empty .so)" % e, "%.0f us CPU" % c,
+                         "%+.0f us" % (c - e), "%s; wall %.0f -> %.0f us; no preload %.0f us CPU"
+                         % (name, ew, w, min(cpu["without"])))
+            summary.append(("process start+exit added over an empty .so, %s" % name,
+                            "%+.1f us" % (c - e), "CPU per process; wall %+.1f us" % (w - ew)))
     finally:
         col.stop()
 
@@ -274,23 +474,31 @@ def fork_loop(b, tmp, summary):
 
 
 def run_true(b, tmp, summary):
-    """Issue 16: wall time of `spanshim run -- /bin/true` (private collector started and
-    stopped), against /bin/true alone; best of 5."""
+    """Issue 16 row 10: wall time of `spanshim run -- /bin/true` (private collector started
+    and stopped, waterfall printed) against /bin/true alone; 5 interleaved runs, median and
+    best, and the CPU the whole run took."""
     print("== 2d. spanshim run -- /bin/true, wall", flush=True)
     out = os.path.join(tmp, "run-true.jsonl")
-    best = {}
+    wall, cpu = {}, {}
     for name, argv in [("/bin/true", ["/bin/true"]),
                        ("spanshim run", [b["spanshim"], "run", "-q", "--out", out, "--",
                                          "/bin/true"])] * 5:
         t0 = time.monotonic()
+        c0 = os.times()
         subprocess.run(argv, env=clean_env(), check=True, cwd=tmp,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        ms = (time.monotonic() - t0) * 1e3
-        best[name] = min(ms, best.get(name, ms))
-    print("  /bin/true %.1f ms, spanshim run -- /bin/true %.1f ms" % (
-        best["/bin/true"], best["spanshim run"]))
-    summary.append(("spanshim run -- /bin/true, wall", "%.1f ms" % best["spanshim run"],
-                    "/bin/true alone %.1f ms" % best["/bin/true"]))
+        c1 = os.times()
+        wall.setdefault(name, []).append((time.monotonic() - t0) * 1e3)
+        cpu.setdefault(name, []).append((c1.children_user - c0.children_user +
+                                         c1.children_system - c0.children_system) * 1e3)
+    w0, w1 = med(wall["/bin/true"]), med(wall["spanshim run"])
+    print("  /bin/true %.1f ms, spanshim run -- /bin/true %.1f ms (best %.1f); CPU %.1f ms" % (
+        w0, w1, min(wall["spanshim run"]), med(cpu["spanshim run"])))
+    table.record("run_true", "%.1f ms" % w0, "%.1f ms" % w1, "%.1f ms" % w1,
+                 "best %.1f ms; CPU of the whole run %.1f ms" % (min(wall["spanshim run"]),
+                                                                 med(cpu["spanshim run"])))
+    summary.append(("spanshim run -- /bin/true, wall", "%.1f ms" % w1,
+                    "/bin/true alone %.1f ms" % w0))
 
 
 def shell_loop(b, tmp, summary):
@@ -374,19 +582,26 @@ def ingest(b, tmp, summary):
 
 
 def memory(b, tmp, summary):
+    """Issue 16 row 12: VmRSS/VmHWM of a program after 10k connects, with vs without the
+    shim, interleaved 3 times; medians."""
     print("== 4. memory: 10k connects then VmRSS/VmHWM", flush=True)
     col = Collector(b["spanshimd"], tmp, "rss")
     try:
-        plain = run([b["rss"], "10000"])
-        shim = run([b["rss"], "10000"], lib=b["lib"], endpoint=col.endpoint)
-        for name, o in (("without", plain), ("with shim", shim)):
-            print("  %-10s VmRSS %6s kB  VmHWM %6s kB" % (name, o["vmrss_kb"], o["vmhwm_kb"]))
-        d = int(shim["vmrss_kb"]) - int(plain["vmrss_kb"])
-        dh = int(shim["vmhwm_kb"]) - int(plain["vmhwm_kb"])
+        res = {}
+        for _ in range(3):
+            for name, lib in (("without", None), ("with shim", b["lib"])):
+                o = run([b["rss"], "10000"], lib=lib, endpoint=col.endpoint)
+                res.setdefault(name, []).append((int(o["vmrss_kb"]), int(o["vmhwm_kb"])))
+        rss = {k: med([x[0] for x in v]) for k, v in res.items()}
+        hwm = {k: med([x[1] for x in v]) for k, v in res.items()}
+        for name in ("without", "with shim"):
+            print("  %-10s VmRSS %6d kB  VmHWM %6d kB" % (name, rss[name], hwm[name]))
+        d, dh = rss["with shim"] - rss["without"], hwm["with shim"] - hwm["without"]
         print("  delta VmRSS %+d kB, VmHWM %+d kB" % (d, dh), flush=True)
+        table.record("rss", "%d kB" % rss["without"], "%d kB" % rss["with shim"],
+                     "%+d kB" % d, "VmHWM %+d kB" % dh)
         summary.append(("RSS added (10k connects)", "%+d kB" % d,
-                        "%s -> %s kB; HWM %+d kB" % (plain["vmrss_kb"], shim["vmrss_kb"],
-                                                      dh)))
+                        "%d -> %d kB; HWM %+d kB" % (rss["without"], rss["with shim"], dh)))
     finally:
         col.stop()
 
@@ -456,6 +671,57 @@ def real_programs(b, tmp, summary):
         col.stop()
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def anchor_js(b, tmp, summary):
+    """The anchor: the OTel JS SDK's CPU per span (BatchSpanProcessor, OTLP/HTTP protobuf
+    to a spanshimd on loopback TCP) in this same run, beside spanshim's whole-process
+    figure (tests/bench/otel_js_anchor.js; the SDK comes from `make interop-deps`)."""
+    print("== 6. anchor: OpenTelemetry JS SDK, CPU per span, %d spans" % ANCHOR_N, flush=True)
+    modules = os.path.join(os.path.dirname(b["lib"]), "interop", "node_modules")
+    if not shutil.which("node") or not os.path.isdir(modules):
+        print("  (node or %s missing: make interop-deps)" % modules)
+        table.record("anchor_js", "", "", "not run", "node or the JS SDK missing")
+        return
+    port = free_port()
+    col = Collector(b["spanshimd"], tmp, "anchor", out="/dev/null",
+                    args=["--listen", "127.0.0.1:%d" % port])
+    try:
+        env = dict(clean_env(), NODE_PATH=modules)
+        res = []
+        for _ in range(2):
+            r = subprocess.run(["node", os.path.join(HERE, "otel_js_anchor.js"),
+                                "http://127.0.0.1:%d/v1/traces" % port, str(ANCHOR_N)],
+                               env=env, capture_output=True, text=True, timeout=600)
+            if r.returncode != 0:
+                raise RuntimeError("otel_js_anchor.js: " + r.stderr[-300:])
+            res.append(kv(r.stdout))
+        best = min(res, key=lambda o: float(o["sdk_cpu_ns_per_span"]))
+        sdk = float(best["sdk_cpu_ns_per_span"]) - float(best["noop_cpu_ns_per_span"])
+        print("  JS SDK: %.2f us CPU per span over the no-op API (%s of %s exported)" % (
+            sdk / 1e3, best["exported"], best["n"]), flush=True)
+        table.record("anchor_js", "%.2f us (no-op API)" % (float(best["noop_cpu_ns_per_span"])
+                                                           / 1e3),
+                     "%.2f us" % (float(best["sdk_cpu_ns_per_span"]) / 1e3),
+                     "+%.2f us per span" % (sdk / 1e3),
+                     "best of 2; %s of %s exported" % (best["exported"], best["n"]))
+        summary.append(("OTel JS SDK CPU per span (anchor)", "+%.2f us" % (sdk / 1e3), ""))
+    finally:
+        col.stop()
+
+
+def fork_row(summary):
+    """The fork loop's row of the cost table, from fork_loop's summary line."""
+    for name, val, detail in summary:
+        if name == "fork loop ratio, with shim":
+            table.record("fork_loop", detail.split(" -> ")[0] + " us",
+                         detail.split(" -> ")[1].split(" ")[0] + " us", val, "")
+
+
 def main():
     build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build")
     b = {"lib": os.path.join(build, "libspanshim.so"),
@@ -472,8 +738,8 @@ def main():
     t0 = time.monotonic()
     status = 0
     try:
-        for part in (hot_path, spawn, fork_loop, run_true, shell_loop, ingest, memory,
-                     real_programs):
+        for part in (hot_path, share, spawn, fork_loop, run_true, shell_loop, ingest, memory,
+                     real_programs, anchor_js):
             try:
                 part(b, tmp, summary)
             except Exception as e:  # report and go on: a bench never fails on timing
@@ -482,6 +748,7 @@ def main():
                 status = 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    fork_row(summary)
     print("\n== summary (%d cores, %.0f s)" % (os.cpu_count() or 0, time.monotonic() - t0))
     w = max(len(r[0]) for r in summary) if summary else 10
     print("  %-*s  %-16s  %s" % (w, "measure", "value", "detail"))

@@ -54,36 +54,7 @@ def env_for(lib, col, extra=None):
 
 
 # ---- 1. read/write on a non-HTTP fd ----
-def callgrind_ir(argv, env, tmp, during=None):
-    """(instructions executed by thread 1 of argv under callgrind, threads seen), or None
-    without valgrind. `during(proc)` runs while it does (e.g. a client for a server)."""
-    vg = shutil.which("valgrind")
-    if not vg:
-        return None
-    out = os.path.join(tmp, "cg.%d" % time.monotonic_ns())
-    p = subprocess.Popen([vg, "--tool=callgrind", "--separate-threads=yes",
-                          "--callgrind-out-file=" + out + ".%p"] + argv, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        if during:
-            during(p)
-        p.communicate(timeout=300)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    if p.returncode != 0:
-        return None
-    files = [f for f in os.listdir(tmp) if f.startswith(os.path.basename(out) + ".")]
-    ir = None
-    for f in files:
-        if f.endswith("-01"):
-            with open(os.path.join(tmp, f)) as fh:
-                for line in fh:
-                    if line.startswith("summary:"):
-                        ir = int(line.split()[1])
-                        break
-    return None if ir is None else (ir, len([f for f in files if "-0" in f]))
+callgrind_ir = bench.callgrind_ir
 
 
 def io_cost(b, tmp, summary):

@@ -29,6 +29,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import test_spanshimd as t  # noqa: E402  (the independent protobuf encoder)
+import table  # noqa: E402  (tests/bench/table.py: the issue 16 cost table)
 
 SECS = float(os.environ.get("BENCH_SD_SECONDS", "5"))
 CONNS = int(os.environ.get("BENCH_SD_CONNS", "4"))
@@ -221,7 +222,9 @@ def main():
         bodies_file(bodies)
         print("spanshimd benchmarks: %d connections, 512 spans per request, %.0f s each, "
               "%d CPUs" % (CONNS, SECS, os.cpu_count()), flush=True)
-        ingest(build, tmp, bodies, "ingest, file", ["--out", "o.jsonl"])
+        _, per_core = ingest(build, tmp, bodies, "ingest, file", ["--out", "o.jsonl"])
+        table.record("spanshimd_cpu", "", "", "%.2f M spans/CPU-s" % (per_core / 1e6),
+                     "512-span requests of mixed spans, file output")
         sink = Sink()
         ingest(build, tmp, bodies, "ingest, upstream only", ["--otlp-endpoint", sink.url])
         ingest(build, tmp, bodies, "ingest, file + upstream",
