@@ -111,6 +111,18 @@ int ss__peer_format(const struct sockaddr *sa, socklen_t len, ss__peer *p) {
   return 0;
 }
 
+/* 0 when ss__peer_format would format sa (a family the shim traces), else -1; reads only
+ * the family. */
+static int peer_family_ok(const struct sockaddr *sa, socklen_t len) {
+  if (sa == NULL || len < sizeof(sa_family_t)) return -1;
+  switch (sa->sa_family) {
+    case AF_INET: return len >= sizeof(struct sockaddr_in) ? 0 : -1;
+    case AF_INET6: return len >= sizeof(struct sockaddr_in6) ? 0 : -1;
+    case AF_UNIX: return 0;
+    default: return -1;
+  }
+}
+
 /* NULL when the socket type is unknown (e.g. the fd is not a socket). */
 static const char *transport_name(int family, int type) {
   if (family == AF_UNIX) return "unix";
@@ -427,7 +439,10 @@ SS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
    * EFAULT, never a crash of ours. A family the shim does not trace makes no span. */
   ss__peer peer;
   int known = addr_was_read(rc, err, len);
-  if ((known && ss__peer_format(addr, len, &peer) != 0) || (rc != 0 && err == EFAULT)) {
+  /* A span that is not recorded needs only to know the family is one we trace. */
+  if ((known && (b.recording ? ss__peer_format(addr, len, &peer) : peer_family_ok(addr, len))
+                    != 0) ||
+      (rc != 0 && err == EFAULT)) {
     ss__span_pop(&b);
     if (ss__cfg.hooks & SS_HOOK_HTTP) client_role(fd, rc, err);
     errno = err;

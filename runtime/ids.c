@@ -74,7 +74,7 @@ void ss__ids_reseed(void) {
     atomic_fetch_add_explicit(&gen, 1, memory_order_release);
 }
 
-static void thread_seed(uint32_t g) {
+__attribute__((noinline, cold)) static void thread_seed(uint32_t g) {
   uint64_t x = atomic_load_explicit(&seed, memory_order_relaxed) ^
                atomic_fetch_add_explicit(&thread_counter, 1, memory_order_relaxed);
 
@@ -85,7 +85,7 @@ static void thread_seed(uint32_t g) {
   ss__self.rng_gen = g;
 }
 
-static uint64_t next64(void) {
+static inline __attribute__((always_inline)) uint64_t next64(void) {
   uint32_t g = atomic_load_explicit(&gen, memory_order_acquire);
 
   if (__builtin_expect(g == 0, 0)) {
@@ -98,9 +98,13 @@ static uint64_t next64(void) {
   return xoshiro_next(ss__self.rng);
 }
 
+/* Big-endian store (ids are bytes; the value is random either way, but ss__ratio_keep
+ * reads the trace id's low half big-endian, as the spec's TraceIdRatioBased does). */
 static void put64(uint8_t *p, uint64_t v) {
-  for (int i = 7; i >= 0; i--, v >>= 8)
-    p[i] = (uint8_t)v;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  v = __builtin_bswap64(v);
+#endif
+  memcpy(p, &v, 8);
 }
 
 void ss__trace_id_new(uint8_t id[16]) {

@@ -16,12 +16,17 @@ typedef struct ss__ctx {
   uint8_t span_id[8];
   uint8_t flags;  /* W3C trace flags; bit 0 = sampled, bit 1 = random trace id (Level 2) */
   uint8_t valid;  /* 0: no context */
+  uint8_t lazy;   /* SS_LAZY_* ids not drawn yet (a span that is not recorded: its ids are
+                     drawn when something reads this context, see ss__ctx_current) */
   uint32_t gen;   /* with live: the context holds while *live == gen */
   const _Atomic uint32_t *live; /* NULL: never expires (see ss__ctx_current) */
   const char *ts; /* W3C tracestate of this context (ts_len bytes), or NULL; the storage
                      outlives every span in it (configuration, a request's slot) */
   uint16_t ts_len;
 } ss__ctx;
+
+#define SS_LAZY_SPAN 1  /* span_id not drawn yet */
+#define SS_LAZY_TRACE 2 /* trace_id not drawn yet either (a root) */
 
 #define SS_TRACEPARENT_LEN 55 /* "00-" 32 "-" 16 "-" 2 */
 

@@ -128,6 +128,11 @@ static str str_of(const char *s, size_t len) {
     if (word_needs_look(w)) break;
     i += 8;
   }
+  if (i < len && len - i < 8) { /* the tail in one word, padded with a plain byte */
+    uint64_t w = 0x0101010101010101ull;
+    memcpy(&w, s + i, len - i);
+    if (!word_needs_look(w)) i = len;
+  }
   size_t bad = 0;
   const unsigned char *u = (const unsigned char *)s;
   while (i < len) {

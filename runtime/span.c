@@ -100,10 +100,31 @@ uint64_t ss__tracer_activity(void) {
   return atomic_load_explicit(&ss__tracer_g.ring.head, memory_order_acquire) + ss__dropped_total();
 }
 
+/* Draws the ids a context left for later (SS_LAZY_*). */
+static void draw_ids(ss__ctx *c) {
+  if (c->lazy & SS_LAZY_TRACE) ss__trace_id_new(c->trace_id);
+  ss__span_id_new(c->span_id);
+  c->lazy = 0;
+}
+
+/* Draws a lazy entry of this thread's stack in place: into a copy first, so a signal
+ * handler that reads the entry meanwhile sees it lazy or whole (and, at worst, draws ids
+ * of its own for a span that is not recorded). */
+__attribute__((noinline)) static void draw_entry(ss__ctx *e) {
+  ss__ctx t = *e;
+  draw_ids(&t);
+  memcpy(e->trace_id, t.trace_id, 16);
+  memcpy(e->span_id, t.span_id, 8);
+  atomic_signal_fence(memory_order_release);
+  e->lazy = 0;
+}
+
 int ss__ctx_current(ss__ctx *out) {
   int d = ss__self.depth;
   if (d > 0) {
-    *out = ss__self.ctx[(d > SS_CTX_DEPTH ? SS_CTX_DEPTH : d) - 1];
+    ss__ctx *e = &ss__self.ctx[(d > SS_CTX_DEPTH ? SS_CTX_DEPTH : d) - 1];
+    if (__builtin_expect(e->lazy != 0, 0)) draw_entry(e);
+    *out = *e;
     /* An invalid entry is a barrier (what starts under it is a root), and so is one whose
      * owner ended it (an inherited request context after its response). */
     if (out->live && atomic_load_explicit(out->live, memory_order_acquire) != out->gen)
@@ -119,6 +140,11 @@ int ss__ctx_current(ss__ctx *out) {
 
 static int ratio_sample(const uint8_t tid[16]) {
   return ss__ratio_keep(ss__tracer_g.ratio_bound, tid);
+}
+
+/* 1 when the sampler decides a root span by its trace id. */
+static int needs_trace_id(int sampler) {
+  return sampler == SS_SAMPLER_RATIO || sampler == SS_SAMPLER_PB_RATIO;
 }
 
 static int should_sample(const ss__ctx *parent, const uint8_t tid[16]) {
@@ -144,7 +170,7 @@ static int start_propagate_only(ss__sb *b, const ss__ctx *parent) {
   }
   b->recording = 0;
   b->s.attrs = b->attrs;
-  ss__ctx_push(&c);
+  b->token = ss__ctx_push(&c);
   b->pushed = 1;
   return 0;
 }
@@ -160,6 +186,7 @@ int ss__span_start_at(ss__sb *b, const char *name, int kind, void *caller) {
   memset(s, 0, sizeof *s);
   b->n_stack = 0;
   b->exc = 0;
+  b->lazy = 0;
   b->ts = NULL;
   b->ts_len = 0;
   if (ss__tracer_g.propagate_only) return start_propagate_only(b, has_parent ? &parent : NULL);
@@ -168,11 +195,12 @@ int ss__span_start_at(ss__sb *b, const char *name, int kind, void *caller) {
     memcpy(s->parent_id, parent.span_id, 8);
     b->ts = parent.ts;
     b->ts_len = parent.ts_len;
-  } else {
+  } else if (needs_trace_id(ss__tracer_g.sampler)) {
     ss__trace_id_new(s->trace_id);
+  } else {
+    b->lazy = SS_LAZY_TRACE;
   }
   int sampled = should_sample(has_parent ? &parent : NULL, s->trace_id);
-  ss__span_id_new(s->span_id);
   /* W3C Level 2: our trace ids are random (flag 0x02); an inherited id keeps its flag. */
   s->flags = (uint8_t)((sampled ? 1 : 0) | (has_parent ? (parent.flags & 2) : 2));
   if (!ss__tracer_g.export_traces) sampled = 0;
@@ -186,11 +214,21 @@ int ss__span_start_at(ss__sb *b, const char *name, int kind, void *caller) {
     sampled = 0;
   }
   b->recording = (uint8_t)sampled;
+  /* A span that is not recorded draws its ids only if something reads its context (a
+   * child, an injected header): most never are. */
+  if (sampled) {
+    if (b->lazy) ss__trace_id_new(s->trace_id);
+    ss__span_id_new(s->span_id);
+    b->lazy = 0;
+  } else {
+    b->lazy |= SS_LAZY_SPAN;
+  }
 
-  ss__ctx c = {.flags = s->flags, .valid = 1, .ts = b->ts, .ts_len = b->ts_len};
+  ss__ctx c = {.flags = s->flags, .valid = 1, .lazy = b->lazy, .ts = b->ts,
+               .ts_len = b->ts_len};
   memcpy(c.trace_id, s->trace_id, 16);
   memcpy(c.span_id, s->span_id, 8);
-  ss__ctx_push(&c);
+  b->token = ss__ctx_push(&c);
   b->pushed = 1;
   if (sampled) {
     if (ss__self.depth == 1) s->caller = (uint64_t)(uintptr_t)caller;
@@ -268,7 +306,33 @@ void ss__span_scratch(ss__sb *b) {
   b->s.attrs = b->attrs;
 }
 
-void ss__span_ctx(const ss__sb *b, ss__ctx *out) {
+/* b's context entry while it is on this thread's stack, else NULL. */
+static ss__ctx *own_entry(const ss__sb *b) {
+  if (!b->pushed || b->token < 0 || b->token >= SS_CTX_DEPTH || ss__self.depth <= b->token)
+    return NULL;
+  return &ss__self.ctx[b->token];
+}
+
+/* A lazy span's ids: the ones a child drew into its entry, else drawn now (into the entry
+ * too while it is pushed, so children started later agree). */
+static void draw_own(ss__sb *b) {
+  ss__ctx *e = own_entry(b);
+  if (e != NULL) {
+    if (e->lazy) draw_entry(e);
+    memcpy(b->s.trace_id, e->trace_id, 16);
+    memcpy(b->s.span_id, e->span_id, 8);
+  } else {
+    ss__ctx t = {.lazy = b->lazy};
+    memcpy(t.trace_id, b->s.trace_id, 16);
+    draw_ids(&t);
+    memcpy(b->s.trace_id, t.trace_id, 16);
+    memcpy(b->s.span_id, t.span_id, 8);
+  }
+  b->lazy = 0;
+}
+
+void ss__span_ctx(ss__sb *b, ss__ctx *out) {
+  if (b->lazy) draw_own(b);
   *out = (ss__ctx){0};
   memcpy(out->trace_id, b->s.trace_id, 16);
   memcpy(out->span_id, b->s.span_id, 8);
@@ -314,6 +378,11 @@ void ss__span_set_start(ss__sb *b, uint64_t ns) {
 
 void ss__span_pop(ss__sb *b) {
   if (b->pushed) {
+    /* Keep the ids a child drew for this lazy span: ss__span_ctx may still be asked. */
+    if (__builtin_expect(b->lazy != 0, 0)) {
+      ss__ctx *e = own_entry(b);
+      if (e != NULL && !e->lazy) draw_own(b);
+    }
     if (ss__self.depth > 0) ss__self.depth--;
     b->pushed = 0;
   }
@@ -385,16 +454,19 @@ static unsigned char *put_head(unsigned char *p, const char *key, uint8_t type, 
   return p + sizeof *ra;
 }
 
+/* Zeroes the value's last 8-byte word (its padding), before the value is written. */
 static unsigned char *put_pad(unsigned char *p, uint32_t len) {
-  if (ALIGN8(len) > len) memset(p + len, 0, ALIGN8(len) - len);
+  static const uint64_t zero;
+  if (len) memcpy(p + ALIGN8(len) - 8, &zero, 8);
   return p + ALIGN8(len);
 }
 
 static unsigned char *put_attr(unsigned char *p, const char *key, uint8_t type,
                                const void *val, uint32_t len) {
   p = put_head(p, key, type, len);
+  unsigned char *next = put_pad(p, len);
   memcpy(p, val, len);
-  return put_pad(p, len);
+  return next;
 }
 
 static void serialize(const ss__sb *b, void *dst, size_t size) {
@@ -419,8 +491,9 @@ static void serialize(const ss__sb *b, void *dst, size_t size) {
     if (a->type == SS_ATTR_STRARR && stored_len(a) != a->len) { /* items cut */
       uint32_t len = stored_len(a);
       p = put_head(p, a->key, a->type, len);
+      unsigned char *next = put_pad(p, len);
       capped_arr(a->v.s, a->len, p);
-      p = put_pad(p, len);
+      p = next;
     } else if (a->type == SS_ATTR_STR || a->type == SS_ATTR_STRARR)
       p = put_attr(p, a->key, a->type, a->v.s, stored_len(a));
     else

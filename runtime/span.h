@@ -77,6 +77,8 @@ typedef struct ss__sb {
   uint8_t recording;            /* sampled: will be exported */
   uint8_t pushed;               /* on this thread's context stack */
   uint8_t exc;                  /* a failed call: export an exception record */
+  uint8_t lazy;                 /* SS_LAZY_*: s's ids not drawn yet (not recording) */
+  int token;                    /* its context's index (ss__ctx_push) while pushed */
   uint16_t ts_len;              /* the parent context's tracestate, carried by the span */
   const char *ts;
   uint16_t n_stack;
@@ -113,8 +115,9 @@ void ss__span_fail(ss__sb *b, const char *type);
  * status (then ss__rec_finish_from). */
 void ss__span_scratch(ss__sb *b);
 /* The span's own context (trace id, span id, flags), sampled or not: what children and
- * injected headers carry. */
-void ss__span_ctx(const ss__sb *b, ss__ctx *out);
+ * injected headers carry. A span that is not recorded draws its ids here (or took the ones
+ * a child drew), so b is written too. */
+void ss__span_ctx(ss__sb *b, ss__ctx *out);
 /* Renames the span (name: a static string) once what it is became known. */
 void ss__span_rename(ss__sb *b, const char *name);
 /* Sets the status message only (len bytes of msg, which must outlive the span's end);

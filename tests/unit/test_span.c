@@ -1,6 +1,7 @@
 /* test_span.c - the app-thread span API: records as the exporter decodes them, the
  * context stack (push/pop tokens, replace, reset, overflow), parked records finished
- * later, builder accessors, and losses counted by reason. */
+ * later, builder accessors, losses counted by reason, and the ids of a span that is not
+ * recorded (drawn when first read). */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,6 +234,42 @@ START_TEST(test_drops_are_counted_by_reason_and_in_the_total) {
 }
 END_TEST
 
+START_TEST(test_unsampled_span_draws_its_ids_once_when_read) {
+  setup();
+  int saved = ss__tracer_g.sampler;
+  ss__tracer_g.sampler = SS_SAMPLER_ALWAYS_OFF;
+  ss__ctx_reset(NULL);
+  ss__sb parent, child;
+  ck_assert_int_eq(ss__span_start(&parent, "parent", SS_KIND_INTERNAL), 0);
+  /* A child reads the parent's context: the parent's ids are drawn then, once. */
+  ck_assert_int_eq(ss__span_start(&child, "child", SS_KIND_CLIENT), 0);
+  ss__ctx pc, cc, again;
+  ss__span_ctx(&child, &cc);
+  ss__span_end(&child);
+  ss__span_ctx(&parent, &pc);
+  ck_assert_int_eq(pc.valid, 1);
+  ck_assert_int_eq(ss__id_is_zero(pc.span_id, 8), 0);
+  ck_assert_int_eq(memcmp(cc.trace_id, pc.trace_id, 16), 0);
+  ck_assert_int_eq(memcmp(child.s.parent_id, pc.span_id, 8), 0);
+  ck_assert_int_eq(pc.flags & 1, 0);
+  ss__span_end(&parent);
+  ss__span_ctx(&parent, &again); /* after its end: the same ids */
+  ck_assert_int_eq(memcmp(again.trace_id, pc.trace_id, 16), 0);
+  ck_assert_int_eq(memcmp(again.span_id, pc.span_id, 8), 0);
+  /* Never read while pushed: drawn when asked after the end, valid and stable. */
+  ss__sb lone;
+  ss__span_start(&lone, "lone", SS_KIND_CLIENT);
+  ss__span_end(&lone);
+  ss__span_ctx(&lone, &pc);
+  ss__span_ctx(&lone, &again);
+  ck_assert_int_eq(pc.valid, 1);
+  ck_assert_int_eq(ss__id_is_zero(pc.trace_id, 16), 0);
+  ck_assert_int_eq(memcmp(again.span_id, pc.span_id, 8), 0);
+  ck_assert_int_eq(drain(&(ss__span){0}, (ss__attr[8]){{0}}, 8), 0); /* nothing recorded */
+  ss__tracer_g.sampler = saved;
+}
+END_TEST
+
 START_TEST(test_set_start_only_moves_back) {
   setup();
   ss__sb b;
@@ -259,6 +296,7 @@ int main(void) {
   tcase_add_test(tc, test_finish_from_copies_a_scratch_outcome_but_the_skipped_key);
   tcase_add_test(tc, test_drops_are_counted_by_reason_and_in_the_total);
   tcase_add_test(tc, test_set_start_only_moves_back);
+  tcase_add_test(tc, test_unsampled_span_draws_its_ids_once_when_read);
   suite_add_tcase(s, tc);
   SRunner *r = srunner_create(s);
   srunner_run_all(r, CK_NORMAL);
