@@ -7,7 +7,10 @@ as a directory of B's, as a symlink to one, inside A's directory left writable, 
 listener of B's uid. A's traced programs must send nothing there, say why in their
 diagnostics, and A's spanshimd must refuse the directory naming it and what to do.
 A setuid program with the shim linked in (DT_NEEDED) run by A takes no configuration from
-A's environment: no log file created, nothing sent to A's socket. Then the TCP ports'
+A's environment: no log file created, nothing sent to A's socket; the same with the shim
+from /etc/ld.so.preload (in a private mount namespace) in a setuid-root program, one
+setuid to B and one with file capabilities, whose spans reach only the default socket of
+their effective user. Then the TCP ports'
 bearer token (--listen-token, HTTP and gRPC, a traced program sending with it), and
 spanshimd under hostile clients (slowloris, a connection flood from one peer, bodies that
 would take memory) with an RSS bound read from /proc while a traced program delivers."""
@@ -361,6 +364,177 @@ def test_setuid_program_takes_no_configuration_from_its_caller(ctx):
     col.terminate()
     assert col.wait(20) == 0
     assert harness.read_jsonl(col.out)[0] == []
+
+
+# The shim from /etc/ld.so.preload (not linked in) into secure-execution programs: setuid
+# root, setuid to another user, file capabilities. All of it happens in a private mount
+# namespace (unshare -m): a tmpfs over /tmp and an overlay over /etc, so the preload file,
+# the programs and every collector socket exist there alone and the machine is untouched.
+# The driver below runs as root inside it; it prints one JSON line.
+PRELOAD_DRIVER = r"""
+import json, os, signal, subprocess, sys, time
+spec = json.loads(sys.argv[1])
+blobs = {k: open(v, "rb").read() for k, v in spec["files"].items()}  # before /tmp goes
+def sh(*a):
+    return subprocess.run(a, capture_output=True).returncode == 0
+if not sh("mount", "--make-rprivate", "/") or not sh("mount", "-t", "tmpfs", "-o",
+                                                      "mode=1777", "ss-sec", "/tmp"):
+    print(json.dumps({"skip": "cannot mount a tmpfs in a private mount namespace"})); sys.exit()
+os.makedirs("/tmp/etc-up"); os.makedirs("/tmp/etc-work")
+if not sh("mount", "-t", "overlay", "overlay", "-o",
+          "lowerdir=/etc,upperdir=/tmp/etc-up,workdir=/tmp/etc-work", "/etc"):
+    if not os.path.exists("/etc/ld.so.preload"):
+        print(json.dumps({"skip": "no overlayfs, and no /etc/ld.so.preload to bind over"}))
+        sys.exit()
+    open("/tmp/preload", "w").close()
+    sh("mount", "--bind", "/tmp/preload", "/etc/ld.so.preload")
+os.makedirs("/tmp/pub", 0o755)
+for k, b in blobs.items():
+    with open("/tmp/pub/" + k, "wb") as f:
+        f.write(b)
+    os.chmod("/tmp/pub/" + k, 0o755)
+a, b = spec["a"], spec["b"]
+def become(u):
+    return lambda: (os.setgroups([]), os.setgid(u[1]), os.setuid(u[0]))
+def as_dir(path, u, mode):
+    os.makedirs(path)
+    os.chown(path, u[0], u[1])
+    os.chmod(path, mode)
+progs = {"root": (0, 0, 0o4755), "b": (b[0], b[1], 0o4755), "plain": None}
+for name, own in progs.items():
+    path = "/tmp/pub/prog-" + name
+    with open(path, "wb") as f:
+        f.write(blobs["prog"])
+    os.chmod(path, 0o755)
+    if own:
+        os.chown(path, own[0], own[1])
+        os.chmod(path, own[2])
+with open("/tmp/pub/prog-cap", "wb") as f:
+    f.write(blobs["prog"])
+os.chmod("/tmp/pub/prog-cap", 0o755)
+has_cap = sh("setcap", "cap_net_raw+ep", "/tmp/pub/prog-cap")
+env0 = {"PATH": "/usr/bin:/bin", "HOME": "/"}
+cols = {}
+for who, u in (("root", (0, 0)), ("b", b), ("a", a)):  # each one's default socket
+    out = "/tmp/out-%s.jsonl" % who
+    cols[who] = (subprocess.Popen(["/tmp/pub/spanshimd", "--out", out], env=env0,
+                                  preexec_fn=become(u), stderr=subprocess.PIPE), out)
+    sock = "/tmp/spanshim-%d/collector.sock" % u[0]
+    deadline = time.monotonic() + 30
+    while not os.path.exists(sock) and time.monotonic() < deadline:
+        time.sleep(0.02)
+as_dir("/tmp/a", a, 0o755)
+as_dir("/tmp/logs", a, 0o777)  # anyone may create files here: nobody should
+lis = {}
+for k in ("secure", "plain"):
+    lis[k] = subprocess.Popen([sys.executable, "-c", spec["listener"], "/tmp/a/%s.sock" % k,
+                               "-"], stdout=subprocess.PIPE, preexec_fn=become(a))
+    lis[k].stdout.readline()
+with open("/etc/ld.so.preload", "w") as f:
+    f.write("/tmp/pub/libspanshim.so\n")
+runs = {}
+for name in ("root", "b", "cap", "plain"):
+    if name == "cap" and not has_cap:
+        continue
+    env = dict(env0, SPANSHIM_LOG_LEVEL="debug", SPANSHIM_EXIT_FLUSH_MS="3000",
+               SPANSHIM_LOG_FILE="/tmp/logs/%s.log" % name, OTEL_SERVICE_NAME="forged",
+               SPANSHIM_ENDPOINT="unix:/tmp/a/%s.sock" % ("plain" if name == "plain" else "secure"),
+               OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9")
+    if name == "root":
+        env["SPANSHIM_LOG_FILE"] = "/etc/spanshim-forged.log"
+    r = subprocess.run(["/tmp/pub/prog-" + name], env=env, preexec_fn=become(a),
+                       capture_output=True, timeout=60)
+    runs[name] = {"rc": r.returncode, "out": r.stdout.decode(), "err": r.stderr.decode()}
+os.unlink("/etc/ld.so.preload")
+res = {"runs": runs, "has_cap": has_cap, "spans": {}, "listeners": {},
+       "logs": sorted(os.listdir("/tmp/logs")),
+       "etc": os.path.exists("/etc/spanshim-forged.log") or
+              os.path.exists("/tmp/etc-up/spanshim-forged.log")}
+for k, p in lis.items():
+    p.send_signal(signal.SIGTERM)
+    res["listeners"][k] = json.loads(p.communicate(timeout=20)[0].decode().splitlines()[-1])
+for who, (p, out) in cols.items():
+    p.send_signal(signal.SIGTERM)
+    p.wait(20)
+    spans = []
+    if os.path.exists(out):
+        for line in open(out):
+            for rs in json.loads(line).get("resourceSpans", []):
+                ra = {kv["key"]: list(kv["value"].values())[0]
+                      for kv in rs.get("resource", {}).get("attributes", [])}
+                for ss in rs.get("scopeSpans", []):
+                    for sp in ss.get("spans", []):
+                        spans.append([sp["name"], ra.get("process.pid"), ra.get("service.name")])
+    res["spans"][who] = spans
+print(json.dumps(res))
+"""
+
+PRELOAD_PROG = r"""
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <sys/auxv.h>
+#include <sys/socket.h>
+#include <unistd.h>
+int main(void) {
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(9)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  connect(fd, (struct sockaddr *)&a, sizeof a);
+  close(fd);
+  printf("secure=%lu uid=%d euid=%d pid=%d\n", getauxval(AT_SECURE), (int)getuid(),
+         (int)geteuid(), (int)getpid());
+  return 0;
+}
+"""
+
+
+def test_shim_from_ld_so_preload_in_setuid_and_capability_programs_ignores_the_caller(ctx):
+    a, b = two_users(ctx)
+    if shutil.which("unshare") is None or shutil.which("cc") is None:
+        harness.skip("needs unshare(1) and a C compiler")
+    src = os.path.join(ctx.pub, "p.c")
+    with open(src, "w") as f:
+        f.write(PRELOAD_PROG)
+    prog = os.path.join(ctx.pub, "prog")
+    subprocess.run(["cc", "-o", prog, src], check=True)  # no shim linked in
+    spec = {"files": {"prog": prog, "libspanshim.so": os.path.join(ctx.pub, "libspanshim.so"),
+                      "spanshimd": os.path.join(ctx.pub, "spanshimd")},
+            "a": [a.uid, a.gid], "b": [b.uid, b.gid], "listener": LISTENER}
+    r = subprocess.run(["unshare", "-m", "--propagation", "private", PYTHON, "-c",
+                        PRELOAD_DRIVER, json.dumps(spec)], capture_output=True, timeout=300)
+    if r.returncode != 0 and b"unshare failed" in r.stderr:
+        harness.skip("unshare -m is not permitted here: %s" % r.stderr.decode().strip())
+    assert r.returncode == 0, r.stderr.decode()
+    res = json.loads(r.stdout.decode().strip().splitlines()[-1])
+    if "skip" in res:
+        harness.skip(res["skip"])
+    runs = res["runs"]
+    # The control: the same program, not secure, honours A's configuration (so the shim
+    # was there, from /etc/ld.so.preload, and would have obeyed the variables).
+    assert runs["plain"]["out"].startswith("secure=0"), runs
+    assert res["listeners"]["plain"]["conns"] >= 1, res
+    assert res["logs"] == ["plain.log"], res  # created by the control alone
+    # Secure: nothing at the caller's endpoint, no log file (not in /etc, not in a
+    # directory anyone may write), nothing said on the caller's stderr, and the spans at
+    # the effective user's default socket, under the default service name.
+    assert res["listeners"]["secure"] == {"conns": 0, "bytes": 0}, res
+    assert not res["etc"], "a setuid program created its caller's log file in /etc"
+    expect = {"root": ("root", "secure=1 uid=%d euid=0" % a.uid),
+              "b": ("b", "secure=1 uid=%d euid=%d" % (a.uid, b.uid))}
+    if res["has_cap"]:
+        expect["cap"] = ("a", "secure=1 uid=%d euid=%d" % (a.uid, a.uid))
+    else:
+        print("SKIP (part): setcap on the namespace's tmpfs failed; capability case not run")
+    for name, (who, out) in expect.items():
+        run = runs[name]
+        assert run["rc"] == 0 and run["out"].startswith(out), (name, run)
+        assert run["err"] == "", (name, run)
+        pid = int(run["out"].split("pid=")[1])
+        mine = [s for col, spans in res["spans"].items() for s in spans if int(s[1]) == pid]
+        assert mine and all(s[0] == "connect" for s in mine), (name, res["spans"])
+        assert all(s[2] != "forged" for s in mine), mine
+        assert [s for s in res["spans"][who] if int(s[1]) == pid] == mine, (name, res["spans"])
 
 
 def test_log_file_symlink_not_followed_and_control_characters_escaped(ctx):

@@ -6,6 +6,7 @@ another peer still lands whole. test_security.py has the OTLP/HTTP protobuf case
 The gRPC peers are raw HTTP/2 over sockets (the preface, SETTINGS, HEADERS with literal
 HPACK fields, DATA within the flow-control windows the server grants): what a hostile
 client sends is not what an SDK would."""
+import json
 import shutil
 import socket
 import struct
@@ -218,6 +219,9 @@ def test_grpc_ten_calls_each_holding_16mib_minus_one_keep_rss_bounded(ctx):
     assert grpc_export(sock, body)
     c.close()
     assert vm(pid, "VmHWM") <= RSS_BOUND, vm(pid, "VmHWM") // MIB
+    g.stats(col, hp)  # served after the connection's end was: its calls are freed
+    print("after: VmRSS %d MiB" % (vm(pid, "VmRSS") // MIB))
+    assert vm(pid, "VmRSS") <= 32 * MIB, vm(pid, "VmRSS") // MIB  # given back
     col.stop()
     assert names(col) == ["while-held"]
 
@@ -288,3 +292,170 @@ def test_grpc_slowloris_preface_and_headers_are_cut_off(ctx):
     assert vm(pid, "VmHWM") <= RSS_BOUND, vm(pid, "VmHWM") // MIB
     col.stop()
     assert names(col) == ["after-slow"]
+
+
+# ---- bodies: OTLP/JSON, and protobuf logs ----
+
+def send_body(col, path, body, ctype):
+    with t.connect(col) as s:
+        s.settimeout(120)
+        s.sendall(t.post(path, body, ctype=ctype))
+        return t.read_response(s)
+
+
+def json_spans(size, resource=True):
+    """An OTLP/JSON traces request of about `size` bytes: spans with 16 attributes each
+    (the whole list in one scope of one resource); (body, span count)."""
+    spans, n, i = [], 0, 0
+    while n < size - 4096:
+        sp = json.dumps({"traceId": t.TRACE_ID.hex(), "spanId": "%016x" % (i + 1),
+                         "name": "j%d" % i, "kind": 3, "startTimeUnixNano": "1000",
+                         "endTimeUnixNano": "2000",
+                         "attributes": [{"key": "k%d" % j, "value": {"stringValue": "v" * 40}}
+                                        for j in range(16)]})
+        spans.append(sp)
+        n += len(sp) + 1
+        i += 1
+    rs = '{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"big"}}]},' \
+         '"scopeSpans":[{"scope":{"name":"s"},"spans":[%s]}]}' % ",".join(spans)
+    return ('{"resourceSpans":[%s]}' % rs).encode(), i
+
+
+def pb_logs(size, bad_last=False):
+    """A protobuf logs request of about `size` bytes, records with 8 attributes each in one
+    scope of one resource, and when bad_last one more with a 1-byte span id; (body, count
+    of the good records)."""
+    recs, n, i = [], 0, 0
+    while n < size - 4096:
+        rec = t.f_fixed64(1, 5) + t.f_varint(2, 9) + t.f_bytes(5, t.any_value("r%d" % i))
+        rec += t.attrs(6, {"a%d" % j: "w" * 40 for j in range(8)})
+        rec += t.f_bytes(9, t.TRACE_ID) + t.f_bytes(10, (i + 1).to_bytes(8, "big"))
+        recs.append(t.f_bytes(2, rec))
+        n += len(recs[-1])
+        i += 1
+    if bad_last:
+        recs.append(t.f_bytes(2, t.f_bytes(5, t.any_value("bad")) + t.f_bytes(10, b"\x07")))
+    sl = t.f_bytes(1, t.f_str(1, "s")) + b"".join(recs)
+    rl = t.f_bytes(1, t.attrs(1, {"service.name": "big"})) + t.f_bytes(2, sl)
+    return t.f_bytes(1, rl), i
+
+
+def log_bodies(col):
+    out = []
+    for doc in t.lines(col, harness.logs_beside(col.out)):
+        for rl in doc.get("resourceLogs", []):
+            for sl in rl.get("scopeLogs", []):
+                out += [r["body"]["stringValue"] for r in sl.get("logRecords", [])]
+    return out
+
+
+def test_json_bodies_of_empty_items_are_refused_within_the_rss_bound(ctx):
+    # 16 MB of {} as spans, as scopes, as resources, and as log records: each would
+    # decode to ~30 times its size; refused with 413, counted, memory bounded.
+    col = ctx.collector()
+    pid = col.proc.pid
+    items = ",".join(["{}"] * 5_000_000)
+    bodies = [("/v1/traces", '{"resourceSpans":[{"scopeSpans":[{"spans":[%s]}]}]}' % items),
+              ("/v1/traces", '{"resourceSpans":[{"scopeSpans":[%s]}]}' % items),
+              ("/v1/traces", '{"resourceSpans":[%s]}' % items),
+              ("/v1/logs", '{"resourceLogs":[{"scopeLogs":[{"logRecords":[%s]}]}]}' % items)]
+    for path, body in bodies:
+        r = send_body(col, path, body.encode(), "application/json")
+        assert r[0] == 413, r[:3]
+        assert b"more memory than allowed" in r[2], r[2]
+        print("%s: VmHWM %d MiB" % (body[:40], vm(pid, "VmHWM") // MIB))
+        assert vm(pid, "VmHWM") <= RSS_BOUND, vm(pid, "VmHWM") // MIB
+    assert t.stats(col)["rejected"]["too_large"] == 4
+    assert vm(pid, "VmRSS") <= 32 * MIB, vm(pid, "VmRSS") // MIB
+
+
+def test_big_valid_json_and_protobuf_logs_requests_land_whole_within_the_rss_bound(ctx):
+    col = ctx.collector()
+    pid = col.proc.pid
+    body, n = json_spans(16 * MIB)
+    assert len(body) <= 16 * MIB
+    r = send_body(col, "/v1/traces", body, "application/json")
+    assert r[0] == 200 and json.loads(r[2]) == {}, r[:3]
+    print("JSON traces: VmHWM %d MiB VmRSS %d MiB" % (vm(pid, "VmHWM") // MIB,
+                                                      vm(pid, "VmRSS") // MIB))
+    assert vm(pid, "VmHWM") <= RSS_BOUND, vm(pid, "VmHWM") // MIB
+    assert vm(pid, "VmRSS") <= 32 * MIB, vm(pid, "VmRSS") // MIB  # given back after it
+    body, m = pb_logs(16 * MIB)
+    assert len(body) <= 16 * MIB
+    r = send_body(col, "/v1/logs", body, "application/x-protobuf")
+    assert r[0] == 200, r[:3]
+    t.stats(col)  # answered before its records are written: this comes after them
+    print("protobuf logs: VmHWM %d MiB VmRSS %d MiB" % (vm(pid, "VmHWM") // MIB,
+                                                        vm(pid, "VmRSS") // MIB))
+    assert vm(pid, "VmHWM") <= RSS_BOUND, vm(pid, "VmHWM") // MIB
+    assert vm(pid, "VmRSS") <= 32 * MIB, vm(pid, "VmRSS") // MIB
+    # A bad id in the last record of a big request: that record alone is refused, and
+    # said so in the answer, which comes before the rest is written.
+    body, k = pb_logs(4 * MIB, bad_last=True)
+    r = send_body(col, "/v1/logs", body, "application/x-protobuf")
+    assert r[0] == 200, r[:3]
+    assert g.parse_partial_success(b"\0" + struct.pack(">I", len(r[2])) + r[2])[0] == 1, r[2]
+    st = t.stats(col)
+    assert st["logs_received"] == m + k + 1 and st["logs_rejected"] == 1, st
+    spans = col.spans()
+    assert [s.name for s in spans] == ["j%d" % i for i in range(n)]  # all, in order
+    assert all(s.resource.get("service.name") == "big" and len(s.attrs) == 16
+               for s in spans)
+    assert log_bodies(col) == ["r%d" % i for i in range(m)] + ["r%d" % i for i in range(k)]
+
+
+def test_big_json_request_split_at_every_level_keeps_resources_scopes_and_order(ctx):
+    # Over 1 MiB, so decoded in slices: a small resource, a big one whose list comes
+    # before its attributes (its second scope alone too big for a slice: split into its
+    # spans under copies of both), a small one last; snake_case names for one of them.
+    col = ctx.collector()
+
+    def sp(name, i):
+        return {"traceId": t.TRACE_ID.hex(), "spanId": "%016x" % i, "name": name,
+                "attributes": [{"key": "pad", "value": {"stringValue": "x" * 400}}]}
+
+    def res(svc):
+        return {"attributes": [{"key": "service.name", "value": {"stringValue": svc}}]}
+
+    n = [0]
+
+    def spans(prefix, count):
+        out = []
+        for k in range(count):
+            n[0] += 1
+            out.append(sp("%s%d" % (prefix, k), n[0]))
+        return out
+
+    req = {"resourceSpans": [
+        {"resource": res("a"), "scopeSpans": [{"scope": {"name": "sa"}, "spans": spans("a", 3)}]},
+        {"scopeSpans": [{"scope": {"name": "b1"}, "spans": spans("b", 200)},
+                        {"spans": spans("c", 3000), "scope": {"name": "b2", "version": "2"}}],
+         "resource": res("b"), "schemaUrl": "https://opentelemetry.io/schemas/1.26.0"},
+        {"resource": res("c"), "scope_spans": [{"scope": {"name": "sc"}, "spans": spans("d", 2)}]},
+    ]}
+    body = json.dumps(req).encode()
+    assert len(body) > 1.5 * MIB
+    r = send_body(col, "/v1/traces", body, "application/json")
+    assert r[0] == 200 and json.loads(r[2]) == {}, r[:3]
+    docs = t.lines(col)
+    got = [(rs["resource"]["attributes"][0]["value"]["stringValue"], ss["scope"]["name"],
+            sp["name"]) for d in docs for rs in d["resourceSpans"] for ss in rs["scopeSpans"]
+           for sp in ss["spans"]]
+    want = [("a", "sa", "a%d" % k) for k in range(3)] + \
+        [("b", "b1", "b%d" % k) for k in range(200)] + \
+        [("b", "b2", "c%d" % k) for k in range(3000)] + [("c", "sc", "d0"), ("c", "sc", "d1")]
+    assert got == want
+    assert len(docs) > 3  # slices: lines of their own
+    b2 = [ss for d in docs for rs in d["resourceSpans"] for ss in rs["scopeSpans"]
+          if ss["scope"]["name"] == "b2"]
+    assert len(b2) > 1 and all(ss["scope"].get("version") == "2" for ss in b2)
+    assert all(rs.get("schemaUrl") == "https://opentelemetry.io/schemas/1.26.0"
+               for d in docs for rs in d["resourceSpans"]
+               if rs["resource"]["attributes"][0]["value"]["stringValue"] == "b")
+    # The same with one malformed value deep in the big scope: 400 saying where, and
+    # nothing of it written.
+    bad = body.replace(b'"name": "c2999"', b'"name": 7', 1)
+    r = send_body(col, "/v1/traces", bad, "application/json")
+    assert r[0] == 400 and b"expected a string" in r[2], r[:3]
+    assert t.stats(col)["rejected"]["bad_protobuf"] == 1
+    assert len(col.spans()) == len(want)

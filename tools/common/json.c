@@ -494,6 +494,14 @@ void ss__jr_init(ss__jr *r, const char *s, size_t n, int max_depth, char *err, s
   if (errn) err[0] = '\0';
 }
 
+void ss__jr_init_at(ss__jr *r, const char *s, size_t n, size_t pos, int max_depth, char *err,
+                    size_t errn) {
+  ss__jr_init(r, s, n, max_depth, err, errn);
+  r->pos = pos < r->n ? pos : r->n;
+}
+
+size_t ss__jr_pos(const ss__jr *r) { return r->pos; }
+
 int ss__jr_peek(ss__jr *r) {
   if (r->failed) return -1;
   skip_ws(r);

@@ -97,6 +97,12 @@ typedef struct ss__jr {
 
 /* Reads s[0..n); max_depth bounds the nesting of arrays and objects (<= 0: default). */
 void ss__jr_init(ss__jr *r, const char *s, size_t n, int max_depth, char *err, size_t errn);
+/* The same, starting at byte `pos` (a value found by an earlier reader: ss__jr_pos), as
+ * if it were the whole document; error offsets stay those of s. */
+void ss__jr_init_at(ss__jr *r, const char *s, size_t n, size_t pos, int max_depth, char *err,
+                    size_t errn);
+/* Where the next value starts (after ss__jr_peek) or the last one ended. */
+size_t ss__jr_pos(const ss__jr *r);
 /* The type of the next value (SS_JSON_*; BOOL for true and false), or -1. */
 int ss__jr_peek(ss__jr *r);
 /* Enters the object (array) that comes next; 0 or -1 (not one, or too deep). */

@@ -16,6 +16,9 @@
  * attributes with small integer values up to about 10. Big requests are decoded in
  * slices (ss__slice_request), so this is a bound per slice in practice. */
 #define BUDGET(len) ((size_t)(len) * 16 + (4u << 20))
+/* ... and never more than this: what one decoding may take whatever the body (a single
+ * span of 16 MB in small attributes could otherwise take 16 times that). */
+#define DECODE_CAP ((size_t)32 << 20)
 #define KEEP_MAX (4u << 20)       /* arena kept between requests; more goes back */
 
 static ss__arena arena = {.block_min = BLOCK_MIN, .keep_max = KEEP_MAX};
@@ -108,11 +111,12 @@ static void *decode(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_
   size_t est = 0;
   *too_big = 0;
   if (check(d, p, len, 0, &est) != 0) return NULL;
-  if (est > BUDGET(len)) {  /* refused before taking the memory */
+  size_t budget = BUDGET(len) < DECODE_CAP ? BUDGET(len) : DECODE_CAP;
+  if (est > budget) {  /* refused before taking the memory */
     *too_big = 1;
     return NULL;
   }
-  ss__arena_reset(&arena, BUDGET(len));
+  ss__arena_reset(&arena, budget);
   ss__decode_count++;
   ProtobufCAllocator pa;
   ss__pb_allocator(&pa, &arena);
@@ -139,9 +143,13 @@ ss__logs_req *ss__decode_logs(const uint8_t *p, size_t len, int *too_big) {
  * 28 times and gets 413 at this bound instead. */
 #define JSON_BUDGET(len) ((size_t)(len) * 8 + (4u << 20))
 
+size_t ss__json_budget(size_t len) {
+  return JSON_BUDGET(len) < DECODE_CAP ? JSON_BUDGET(len) : DECODE_CAP;
+}
+
 static void *decode_json(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len,
                          int *too_big, char *err, size_t errn) {
-  ss__arena_reset(&arena, JSON_BUDGET(len));
+  ss__arena_reset(&arena, ss__json_budget(len));
   ss__decode_count++;
   void *m = ss__otlp_json_decode(d, p, len, &arena, err, errn);
   *too_big = m == NULL && arena.over;
@@ -166,6 +174,15 @@ ss__metrics_req *ss__decode_metrics(int fmt, const uint8_t *p, size_t len, int *
       &opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__descriptor;
   if (fmt == SS_FMT_JSON) return decode_json(d, p, len, too_big, err, errn);
   return decode(d, p, len, too_big);
+}
+
+int ss__decode_json_slices(int logs, const uint8_t *p, size_t len, size_t max,
+                           int (*fn)(void *msg, void *arg), void *arg, char *err, size_t errn) {
+  ss__decode_count++;
+  return ss__otlp_json_slices(
+      logs ? &opentelemetry__proto__collector__logs__v1__export_logs_service_request__descriptor
+           : &opentelemetry__proto__collector__trace__v1__export_trace_service_request__descriptor,
+      p, len, max, &arena, fn, arg, err, errn);
 }
 
 /* ---- slicing big requests ---- */

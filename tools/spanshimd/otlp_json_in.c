@@ -346,7 +346,10 @@ static int member(jd *d, const ProtobufCFieldDescriptor *f, char *msg) {
   return 0;
 }
 
-static int decode_message(jd *d, const ProtobufCMessageDescriptor *md, void **out) {
+/* The message that comes next into *out; field number `skip` (0: none) is passed over
+ * as if unknown. */
+static int decode_message_but(jd *d, const ProtobufCMessageDescriptor *md, unsigned skip,
+                              void **out) {
   char *msg = alloc(d, md->sizeof_message);
   if (msg == NULL) return -1;
   md->message_init((ProtobufCMessage *)msg);
@@ -356,11 +359,16 @@ static int decode_message(jd *d, const ProtobufCMessageDescriptor *md, void **ou
   int rc;
   while ((rc = ss__jr_next_key(&d->r, &key, &n)) == 1) {
     const ProtobufCFieldDescriptor *f = field_of(md, key, n);
+    if (f && f->id == skip) f = NULL;
     if ((f ? member(d, f, msg) : ss__jr_skip(&d->r)) < 0) return -1;
   }
   if (rc < 0) return -1;
   *out = msg;
   return 0;
+}
+
+static int decode_message(jd *d, const ProtobufCMessageDescriptor *md, void **out) {
+  return decode_message_but(d, md, 0, out);
 }
 
 void *ss__otlp_json_decode(const ProtobufCMessageDescriptor *md, const uint8_t *p, size_t len,
@@ -374,4 +382,199 @@ void *ss__otlp_json_decode(const ProtobufCMessageDescriptor *md, const uint8_t *
   }
   if (decode_message(&d, md, &m) < 0 || ss__jr_end(&d.r) < 0) return NULL;
   return m;
+}
+
+/* ---- big requests in slices ----
+ *
+ * An export request nests three lists: resources (field 1 of the request), their scopes
+ * (field 2), the scopes' spans, log records or metrics (field 2). The text is walked
+ * without allocating; whole resources whose text fits `max` are gathered into a slice,
+ * a bigger one is split into its scopes under a copy of the resource (its "shell": every
+ * field but the list, decoded once into an arena of its own), a bigger scope into its
+ * items under copies of both. Each slice is decoded from its ranges of text into the
+ * caller's arena (reset per slice, budget ss__json_budget of its text) and handed on. */
+
+typedef struct jrange {
+  size_t start, end;             /* a value's text: p[start, end) */
+} jrange;
+
+typedef struct jslicer {
+  const char *p;
+  size_t len, max;
+  const ProtobufCMessageDescriptor *md[4];  /* request, resource, scope, item */
+  ss__arena *a;                  /* slices */
+  void *shell[2];                /* the resource and scope being split, in shell_arena */
+  jrange *g;                     /* the gathered ranges: children of level `lvl` */
+  size_t n, cap, bytes;
+  int lvl;
+  int (*fn)(void *msg, void *arg);
+  void *arg;
+  char *err;
+  size_t errn;
+  int rc;                        /* 0, 400, 413, or fn's */
+} jslicer;
+
+static ss__arena shell_arena[2] = {{.block_min = 64u << 10, .keep_max = 1u << 20},
+                                   {.block_min = 64u << 10, .keep_max = 1u << 20}};
+
+/* The list field of level lvl's message: resources in the request, else 2. */
+static unsigned list_id(int lvl) { return lvl == 0 ? 1 : 2; }
+
+/* Records why the slicer stopped (the first reason wins). */
+static int stop(jslicer *s, const jd *d, int rc) {
+  if (s->rc == 0) s->rc = rc ? rc : d && d->a && d->a->over ? 413 : 400;
+  return -1;
+}
+
+/* The value that comes next, skipped: its range. */
+static int value_range(ss__jr *r, jrange *rg) {
+  if (ss__jr_peek(r) < 0) return -1;
+  rg->start = ss__jr_pos(r);
+  if (ss__jr_skip(r) < 0) return -1;
+  rg->end = ss__jr_pos(r);
+  return 0;
+}
+
+/* Decodes the message of descriptor md at rg (skipping its field `skip`) from arena a. */
+static int decode_at(jslicer *s, const ProtobufCMessageDescriptor *md, jrange rg,
+                     unsigned skip, ss__arena *a, void **out) {
+  jd d = {.a = a};
+  ss__jr_init_at(&d.r, s->p, rg.end, rg.start, JSON_MAX_DEPTH, s->err, s->errn);
+  if (ss__jr_peek(&d.r) != SS_JSON_OBJECT) {
+    if (!d.r.failed) ss__jr_fail(&d.r, "expected an object");
+    return stop(s, &d, 0);
+  }
+  if (decode_message_but(&d, md, skip, out) < 0) return stop(s, &d, 0);
+  return 0;
+}
+
+static void set_list(void *msg, const ProtobufCMessageDescriptor *md, unsigned id, void **arr,
+                     size_t n) {
+  const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(md, id);
+  *(size_t *)((char *)msg + f->quantifier_offset) = n;
+  *(void ***)((char *)msg + f->offset) = arr;
+}
+
+/* Decodes the gathered ranges as one request (under copies of the shells) and hands it
+ * on. */
+static int emit(jslicer *s) {
+  if (s->n == 0) return 0;
+  ss__arena_reset(s->a, ss__json_budget(s->bytes));
+  jd d = {.a = s->a};
+  size_t n = s->n;
+  void **arr = ss__arena_alloc(s->a, n * sizeof *arr);
+  if (arr == NULL) return stop(s, &d, 413);
+  for (size_t i = 0; i < n; i++)
+    if (decode_at(s, s->md[s->lvl + 1], s->g[i], 0, s->a, &arr[i]) != 0) return -1;
+  for (int l = s->lvl; l >= 0; l--) {
+    const ProtobufCMessageDescriptor *md = s->md[l];
+    char *m = ss__arena_alloc(s->a, md->sizeof_message);
+    void **one = ss__arena_alloc(s->a, sizeof *one);
+    if (m == NULL || one == NULL) return stop(s, &d, 413);
+    if (l > 0) memcpy(m, s->shell[l - 1], md->sizeof_message);
+    else md->message_init((ProtobufCMessage *)m);
+    set_list(m, md, list_id(l), arr, n);
+    one[0] = m;
+    arr = one;
+    n = 1;
+  }
+  s->n = s->bytes = 0;
+  int rc = s->fn(arr[0], s->arg);
+  return rc ? stop(s, NULL, rc) : 0;
+}
+
+/* Adds a child of level lvl to the slice being gathered (sending that first when it
+ * is of another level or would grow past max). */
+static int gather(jslicer *s, int lvl, jrange rg) {
+  size_t n = rg.end - rg.start;
+  if (s->n && (s->lvl != lvl || s->bytes + n > s->max) && emit(s) != 0) return -1;
+  if (s->n == s->cap) {
+    size_t cap = s->cap ? s->cap * 2 : 64;
+    jrange *g = realloc(s->g, cap * sizeof *g);
+    if (g == NULL) return stop(s, NULL, 413);
+    s->g = g;
+    s->cap = cap;
+  }
+  s->lvl = lvl;
+  s->g[s->n++] = rg;
+  s->bytes += n;
+  return 0;
+}
+
+static int split(jslicer *s, int lvl, jrange rg);
+
+/* Walks the object of level lvl at rg: its list's children are gathered (resources and
+ * scopes too big for a slice are split), other members skipped. `list` gets the bytes of
+ * the list's text when not NULL, and then nothing is gathered (the shell's size). */
+static int walk(jslicer *s, int lvl, jrange rg, size_t *list) {
+  jd d = {.a = NULL};
+  const char *key;
+  size_t kn;
+  int rc;
+  ss__jr_init_at(&d.r, s->p, rg.end, rg.start, JSON_MAX_DEPTH, s->err, s->errn);
+  if (ss__jr_peek(&d.r) != SS_JSON_OBJECT) {
+    if (!d.r.failed) ss__jr_fail(&d.r, "expected an object");
+    return stop(s, &d, 0);
+  }
+  if (ss__jr_object(&d.r) < 0) return stop(s, &d, 0);
+  while ((rc = ss__jr_next_key(&d.r, &key, &kn)) == 1) {
+    const ProtobufCFieldDescriptor *f = field_of(s->md[lvl], key, kn);
+    int t = ss__jr_peek(&d.r);
+    if (f == NULL || f->id != list_id(lvl) || t == SS_JSON_NULL) {
+      if (ss__jr_skip(&d.r) < 0) return stop(s, &d, 0);
+      continue;
+    }
+    if (t != SS_JSON_ARRAY) {
+      fail_field(&d, f, "expected an array");
+      return stop(s, &d, 0);
+    }
+    if (list) {
+      jrange all;
+      if (value_range(&d.r, &all) < 0) return stop(s, &d, 0);
+      *list += all.end - all.start;
+      continue;
+    }
+    if (ss__jr_array(&d.r) < 0) return stop(s, &d, 0);
+    while ((rc = ss__jr_next_item(&d.r)) == 1) {
+      jrange it;
+      if (value_range(&d.r, &it) < 0) return stop(s, &d, 0);
+      if (lvl == 2 || it.end - it.start <= s->max) {
+        if (gather(s, lvl, it) != 0) return -1;
+      } else if (emit(s) != 0 || split(s, lvl + 1, it) != 0) {
+        return -1;
+      }
+    }
+    if (rc < 0) return stop(s, &d, 0);
+  }
+  if (rc < 0 || (lvl == 0 && ss__jr_end(&d.r) < 0)) return stop(s, &d, 0);
+  return 0;
+}
+
+/* A resource (lvl 1) or scope (lvl 2) too big for one slice: its shell, then its
+ * children in slices under it. */
+static int split(jslicer *s, int lvl, jrange rg) {
+  size_t list = 0;
+  if (walk(s, lvl, rg, &list) != 0) return -1;
+  ss__arena *sa = &shell_arena[lvl - 1];
+  ss__arena_reset(sa, ss__json_budget(rg.end - rg.start - list));
+  if (decode_at(s, s->md[lvl], rg, list_id(lvl), sa, &s->shell[lvl - 1]) != 0) return -1;
+  if (walk(s, lvl, rg, NULL) != 0 || emit(s) != 0) return -1;
+  return 0;
+}
+
+int ss__otlp_json_slices(const ProtobufCMessageDescriptor *md, const uint8_t *p, size_t len,
+                         size_t max, ss__arena *a, int (*fn)(void *msg, void *arg), void *arg,
+                         char *err, size_t errn) {
+  jslicer s = {.p = (const char *)p, .len = len, .max = max, .a = a, .fn = fn, .arg = arg,
+               .err = err, .errn = errn};
+  s.md[0] = md;
+  for (int l = 1; l < 4; l++) {
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field(s.md[l - 1], list_id(l - 1));
+    s.md[l] = f->descriptor;
+  }
+  if (walk(&s, 0, (jrange){0, len}, NULL) == 0) emit(&s);
+  free(s.g);
+  for (int i = 0; i < 2; i++) ss__arena_reset(&shell_arena[i], 0);  /* keeps 1 MiB at most */
+  return s.rc;
 }

@@ -241,16 +241,30 @@ static int slice_decodes(const uint8_t *p, size_t n, void *arg) {
   return ss__decode_traces(p, n, &too_big) ? 0 : too_big ? 413 : 400;
 }
 
-/* One slice through the pipeline; its rejections add to the request's. */
+/* One decoded slice (its bytes p[0..n) when protobuf) through the pipeline; its
+ * rejections add to the request's. */
+static int slice_deliver(ss__traces_req *q, const uint8_t *p, size_t n, uint64_t now_ms) {
+  ss__stats_g.spans_received += count_spans(q);
+  ss__stats_g.spans_rejected += validate_traces(q);
+  finish_message("span");
+  int st = ss__pipeline_traces_finish(q, p, n, now_ms);
+  return st == 200 ? 0 : st;
+}
+
 static int slice_through(const uint8_t *p, size_t n, void *now_ms) {
   int too_big;
   ss__traces_req *q = ss__decode_traces(p, n, &too_big);
   if (q == NULL) return too_big ? 413 : 400;  /* decoded once already: cannot happen */
-  ss__stats_g.spans_received += count_spans(q);
-  ss__stats_g.spans_rejected += validate_traces(q);
-  finish_message("span");
-  int st = ss__pipeline_traces_finish(q, p, n, *(uint64_t *)now_ms);
-  return st == 200 ? 0 : st;
+  return slice_deliver(q, p, n, *(uint64_t *)now_ms);
+}
+
+static int json_slice_decodes(void *q, void *arg) {
+  (void)q, (void)arg;
+  return 0;
+}
+
+static int json_slice_through(void *q, void *now_ms) {
+  return slice_deliver(q, NULL, 0, *(uint64_t *)now_ms);
 }
 
 /* A big protobuf request goes through in slices (decode.c: ss__slice_request), so memory
@@ -266,9 +280,24 @@ static int traces_sliced(const uint8_t *body, size_t len, uint64_t now_ms) {
   return rc == 0 ? 200 : rc < 0 ? 400 : rc;
 }
 
+/* The same for a big OTLP JSON request: decoded in slices of its text (an error's message
+ * in ss__pipeline_rejected.msg), then again, slice by slice, through the pipeline. */
+static int traces_sliced_json(const uint8_t *body, size_t len, uint64_t now_ms) {
+  char err[sizeof ss__pipeline_rejected.msg];
+  memset(&ss__pipeline_rejected, 0, sizeof ss__pipeline_rejected);
+  ss__stats_g.traces_requests++;
+  int rc = ss__decode_json_slices(0, body, len, SLICE_MAX, json_slice_decodes, NULL,
+                                  ss__pipeline_rejected.msg, sizeof ss__pipeline_rejected.msg);
+  if (rc == 0)
+    rc = ss__decode_json_slices(0, body, len, SLICE_MAX, json_slice_through, &now_ms, err,
+                                sizeof err);
+  return rc == 0 ? 200 : rc;
+}
+
 int ss__pipeline_traces_fmt(int fmt, const uint8_t *body, size_t len, uint64_t now_ms) {
   int st;
   if (fmt == SS_FMT_PROTO && len > SLICE_ABOVE) return traces_sliced(body, len, now_ms);
+  if (fmt == SS_FMT_JSON && len > SLICE_ABOVE) return traces_sliced_json(body, len, now_ms);
   ss__traces_req *q = ss__pipeline_traces_decode(fmt, body, len, &st);
   if (q == NULL) return st;
   return ss__pipeline_traces_finish(q, fmt == SS_FMT_PROTO ? body : NULL, len, now_ms);
@@ -323,12 +352,99 @@ static uint64_t shim_drops(const ss__logs_req *q) {
   return n;
 }
 
+/* ---- big logs requests: in slices, answered between the two passes ---- */
+
+/* Stands for a big request decoded in slices: ss__pipeline_logs_finish delivers it from
+ * its body (kept here) slice by slice. */
+static ss__logs_req logs_sliced;
+static struct {
+  int fmt;
+  const uint8_t *body;
+  size_t len;
+  uint64_t received, rejected, shim_dropped;  /* pass 1's counts */
+} big_logs;
+
+static int logs_slice_counts(ss__logs_req *q) {
+  big_logs.received += count_logs(q);
+  big_logs.rejected += validate_logs(q);
+  big_logs.shim_dropped += shim_drops(q);
+  return 0;
+}
+
+static int logs_slice_finish(ss__logs_req *q, const uint8_t *p, size_t n) {
+  validate_logs(q);  /* counted in the first pass */
+  int st = ss__pipeline_logs_finish(q, p, n);
+  return st == 200 ? 0 : st;
+}
+
+static int logs_counts_pb(const uint8_t *p, size_t n, void *arg) {
+  int too_big;
+  (void)arg;
+  ss__logs_req *q = ss__decode_logs(p, n, &too_big);
+  return q ? logs_slice_counts(q) : too_big ? 413 : 400;
+}
+
+static int logs_finish_pb(const uint8_t *p, size_t n, void *arg) {
+  int too_big;
+  (void)arg;
+  ss__logs_req *q = ss__decode_logs(p, n, &too_big);
+  return q ? logs_slice_finish(q, p, n) : too_big ? 413 : 400;
+}
+
+static int logs_counts_json(void *q, void *arg) {
+  (void)arg;
+  return logs_slice_counts(q);
+}
+
+static int logs_finish_json(void *q, void *arg) {
+  (void)arg;
+  return logs_slice_finish(q, NULL, 0);
+}
+
+/* The first pass over a big request: every slice decoded, validated and counted (the
+ * counts go to the stats only when all of it decodes). The status. */
+static int logs_sliced_check(int fmt, const uint8_t *body, size_t len) {
+  memset(&big_logs, 0, sizeof big_logs);
+  int rc = fmt == SS_FMT_JSON
+               ? ss__decode_json_slices(1, body, len, SLICE_MAX, logs_counts_json, NULL,
+                                        ss__pipeline_rejected.msg,
+                                        sizeof ss__pipeline_rejected.msg)
+               : ss__slice_request(body, len, SLICE_MAX, logs_counts_pb, NULL);
+  if (rc != 0) return rc < 0 ? 400 : rc;
+  big_logs.fmt = fmt;
+  big_logs.body = body;
+  big_logs.len = len;
+  ss__stats_g.logs_received += big_logs.received;
+  ss__stats_g.logs_rejected += big_logs.rejected;
+  ss__stats_g.shim_spans_dropped += big_logs.shim_dropped;
+  finish_message("log record");
+  return 200;
+}
+
+/* The second pass: slice by slice through to the sinks; the answer is given already, so
+ * the request's partial_success is kept as it was. */
+static int logs_sliced_finish(void) {
+  ss__rejected keep = ss__pipeline_rejected;
+  char err[sizeof keep.msg];
+  int rc = big_logs.fmt == SS_FMT_JSON
+               ? ss__decode_json_slices(1, big_logs.body, big_logs.len, SLICE_MAX,
+                                        logs_finish_json, NULL, err, sizeof err)
+               : ss__slice_request(big_logs.body, big_logs.len, SLICE_MAX, logs_finish_pb,
+                                   NULL);
+  ss__pipeline_rejected = keep;
+  return rc == 0 ? 200 : rc < 0 ? 400 : rc;
+}
+
 ss__logs_req *ss__pipeline_logs_decode_fmt(int fmt, const uint8_t *body, size_t len,
                                            int *status) {
   int too_big;
   ss__logs_req *q;
   memset(&ss__pipeline_rejected, 0, sizeof ss__pipeline_rejected);
   ss__stats_g.logs_requests++;
+  if (len > SLICE_ABOVE) {
+    *status = logs_sliced_check(fmt, body, len);
+    return *status == 200 ? &logs_sliced : NULL;
+  }
   if (fmt == SS_FMT_JSON)
     q = ss__decode_logs_json(body, len, &too_big, ss__pipeline_rejected.msg,
                              sizeof ss__pipeline_rejected.msg);
@@ -348,6 +464,7 @@ ss__logs_req *ss__pipeline_logs_decode(const uint8_t *body, size_t len, int *sta
 }
 
 int ss__pipeline_logs_finish(ss__logs_req *q, const uint8_t *body, size_t len) {
+  if (q == &logs_sliced) return logs_sliced_finish();
   size_t n = count_logs(q);
   int rejected = ss__pipeline_rejected.n > 0;
   if (rejected && n == 0) return 200;

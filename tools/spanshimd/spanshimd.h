@@ -281,14 +281,23 @@ int ss__http_ieq(const char *s, size_t n, const char *lit);
  * than the budget for a body of this size. */
 ss__traces_req *ss__decode_traces(const uint8_t *p, size_t len, int *too_big);
 ss__logs_req *ss__decode_logs(const uint8_t *p, size_t len, int *too_big);
-/* The same from OTLP JSON (otlp_json_in.c), budget 8 x len + 4 MiB; on failure
- * err[0..errn) says why and where. Metrics take either format (SS_FMT_*). */
+/* The same from OTLP JSON (otlp_json_in.c), budget ss__json_budget(len); on failure
+ * err[0..errn) says why and where. Metrics take either format (SS_FMT_*). Every budget
+ * is at most 32 MiB, whatever the body. */
 ss__metrics_req *ss__decode_metrics(int fmt, const uint8_t *p, size_t len, int *too_big,
                                     char *err, size_t errn);
 ss__traces_req *ss__decode_traces_json(const uint8_t *p, size_t len, int *too_big,
                                        char *err, size_t errn);
 ss__logs_req *ss__decode_logs_json(const uint8_t *p, size_t len, int *too_big, char *err,
                                    size_t errn);
+/* What OTLP JSON text of len bytes may decode to: 8 x len + 4 MiB, at most 32 MiB. */
+size_t ss__json_budget(size_t len);
+/* Decodes an OTLP JSON traces (logs when `logs`) request p[0..len) in slices of about
+ * `max` bytes of its text (ss__otlp_json_slices), calling fn(request, arg) for each in
+ * order; the request is valid until fn returns. Returns 0, 400 (err says why), 413 (a
+ * slice over its budget), or fn's non-zero return, which stops it. */
+int ss__decode_json_slices(int logs, const uint8_t *p, size_t len, size_t max,
+                           int (*fn)(void *msg, void *arg), void *arg, char *err, size_t errn);
 /* ---- otlp_json_in.c ---- */
 /* Decodes an OTLP JSON document of message type md from p[0..len) into messages
  * allocated from a (under its budget). Returns the message, or NULL with why and where
@@ -296,6 +305,17 @@ ss__logs_req *ss__decode_logs_json(const uint8_t *p, size_t len, int *too_big, c
  * skipped; ids that are not hex come back one byte long (see the file's header). */
 void *ss__otlp_json_decode(const ProtobufCMessageDescriptor *md, const uint8_t *p, size_t len,
                            ss__arena *a, char *err, size_t errn);
+/* The same for a big request, in slices: whole resources gathered while their text fits
+ * max bytes, a bigger resource split into its scopes under copies of its other fields,
+ * a bigger scope into its items likewise (so memory follows a slice, not the body).
+ * Each slice is decoded into a (reset per slice, budget ss__json_budget of its text) and
+ * given to fn(request, arg), valid until fn returns; slices come in document order.
+ * Returns 0, 400 (err says why and where), 413 (a slice over its budget), or fn's
+ * non-zero return, which stops it. A list given twice in one object has both delivered
+ * (the whole-request decoder keeps the last). Receiver thread only (static arenas). */
+int ss__otlp_json_slices(const ProtobufCMessageDescriptor *md, const uint8_t *p, size_t len,
+                         size_t max, ss__arena *a, int (*fn)(void *msg, void *arg), void *arg,
+                         char *err, size_t errn);
 /* Frees the decoder's memory (at exit; in between it is reused). */
 void ss__decode_release(void);
 /* Cuts an Export{Trace,Logs}ServiceRequest body (both have the same shape: resources →
@@ -459,7 +479,11 @@ int ss__pipeline_logs(const uint8_t *body, size_t len);
  * returns the request (valid until the next decode; malformed items already taken out)
  * and *status 200, or NULL and *status 400/413; finish returns what the one-step call
  * would (200 or 503, counted in ss__stats_g) and must follow the decode of the same
- * request: `body` is the protobuf body as received, or NULL when it came as JSON. */
+ * request: `body` is the protobuf body as received, or NULL when it came as JSON.
+ * A logs body over 1 MiB (either format) is decoded in slices: the request returned
+ * then stands for all of it and must only be given to finish, while the decoded body
+ * is still valid (finish decodes it again, slice by slice; traces do likewise in one
+ * step). */
 ss__traces_req *ss__pipeline_traces_decode(int fmt, const uint8_t *body, size_t len,
                                            int *status);
 int ss__pipeline_traces_finish(ss__traces_req *q, const uint8_t *body, size_t len,
