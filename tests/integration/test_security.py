@@ -737,16 +737,21 @@ def big_valid_request(size):
 
 
 def test_hostile_bodies_keep_rss_bounded_and_memory_comes_back(ctx):
-    # 10 connections each holding 16 MiB - 1 of a 16 MiB body, while a traced program
-    # delivers; then one valid 16 MiB request; then 16 MB of empty spans.
-    col = ctx.collector(["--body-timeout", "20s"])
+    # 10 connections each holding 16 MiB - 1 of a 16 MiB body on the TCP port (where
+    # another local user can send), while a traced program delivers on the Unix socket;
+    # then one valid 16 MiB request; then 16 MB of empty spans.
+    col = ctx.collector(["--body-timeout", "20s", "--listen", "127.0.0.1:0"])
+    port = tcp_port(col)
     pid = col.proc.pid
     held = []
     head = (b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
             b"Content-Length: %d\r\n\r\n" % (16 * MIB))
     chunk = b"\x00" * MIB
-    for _ in range(10):
-        s = t.connect(col)
+    for i in range(10):  # from 10 source addresses: still one peer
+        s = socket.socket()
+        s.settimeout(10)
+        s.bind(("127.0.0.%d" % (i + 1), 0))
+        s.connect(("127.0.0.1", port))
         s.sendall(head)
         s.setblocking(False)
         held.append([s, 16 * MIB - 1])
@@ -761,9 +766,10 @@ def test_hostile_bodies_keep_rss_bounded_and_memory_comes_back(ctx):
                     moved += k
             except BlockingIOError:
                 pass
-        if not moved and t.stats(col)["buffer_waits"] >= 8:
+        if not moved and t.stats(col)["buffer_waits"] >= 9:
             break
         time.sleep(0.05)
+    print("10 x 16 MiB - 1 held: VmHWM %d MiB" % (vm(pid, "VmHWM") // MIB))
     tp = traced_connects(ctx, col)
     assert vm(pid, "VmHWM") <= RSS_BOUND, vm(pid, "VmHWM") // MIB
     for h in held:

@@ -459,3 +459,48 @@ def test_big_json_request_split_at_every_level_keeps_resources_scopes_and_order(
     assert r[0] == 400 and b"expected a string" in r[2], r[:3]
     assert t.stats(col)["rejected"]["bad_protobuf"] == 1
     assert len(col.spans()) == len(want)
+
+
+def test_a_thousand_tcp_connections_each_holding_a_quarter_mib_keep_rss_bounded(ctx):
+    # Each just under the 256 KiB a connection once held uncharged, from 1,000 loopback
+    # source addresses (one peer all the same), while a traced program delivers on the
+    # Unix socket.
+    soft, hard = sec.resource.getrlimit(sec.resource.RLIMIT_NOFILE)
+    if hard < 1200:
+        harness.skip("the hard limit on open files is %d, under 1200" % hard)
+    sec.resource.setrlimit(sec.resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    ctx._cleanup.append(lambda: sec.resource.setrlimit(sec.resource.RLIMIT_NOFILE, (soft, hard)))
+    col = ctx.collector(["--listen", "127.0.0.1:0"])
+    port = sec.tcp_port(col)
+    pid = col.proc.pid
+    head = (b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+            b"Content-Length: %d\r\n\r\n" % (16 * MIB))
+    part = head + b"\x00" * (250 << 10)
+    held = []
+    ctx._cleanup.append(lambda: [s.close() for s in held])
+    for i in range(1000):
+        s = socket.socket()
+        s.bind(("127.0.%d.%d" % (1 + i // 250, 1 + i % 250), 0))
+        s.connect(("127.0.0.1", port))
+        s.setblocking(False)
+        held.append([s, part])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # send what spanshimd takes; it stops reading most
+        moved = 0
+        for h in held:
+            try:
+                while h[1]:
+                    k = h[0].send(h[1][:65536])
+                    h[1] = h[1][k:]
+                    moved += k
+            except BlockingIOError:
+                pass
+        if not moved and t.stats(col)["buffer_waits"] >= 900:
+            break
+        time.sleep(0.1)
+    print("1000 x 250 KiB: VmHWM %d MiB" % (vm(pid, "VmHWM") // MIB), t.stats(col)["buffer_waits"])
+    tp = sec.traced_connects(ctx, col)
+    assert vm(pid, "VmHWM") <= RSS_BOUND, vm(pid, "VmHWM") // MIB
+    for h in held:
+        h[0].close()
+    assert sec.connect_spans_of(col, tp) == 100

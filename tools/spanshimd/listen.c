@@ -189,12 +189,9 @@ void ss__peer_of(int fd, int is_unix, ss__peer *who) {
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) who->kind = 1, who->uid = cr.uid;
     return;
   }
-  if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0) return;
-  who->kind = 2;
-  if (ss.ss_family == AF_INET)
-    memcpy(who->addr, &((struct sockaddr_in *)&ss)->sin_addr, 4);
-  else if (ss.ss_family == AF_INET6)
-    memcpy(who->addr, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+  /* TCP is loopback only (ss__listen_tcp), where a client picks its source address
+   * (127.0.0.2, 127.0.0.3, ...): every TCP client is one peer. */
+  if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) who->kind = 2;
 }
 
 size_t ss__peer_cap(size_t n_conns, size_t max_conns, size_t per_peer) {

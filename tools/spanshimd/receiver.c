@@ -52,7 +52,7 @@ typedef struct conn {
   uint64_t active_ms;             /* last time bytes moved either way (idle timeout) */
   uint64_t req_start_ms;          /* first byte of the request being read (header timeout) */
   uint64_t body_start_ms;         /* its head complete (body timeout) */
-  size_t charged;                 /* bytes of `in` counted in `buffered` (beyond SS_FREE_BUFFER) */
+  size_t charged;                 /* bytes of `in` counted in `buffered` (charge_for) */
   int mem_wait;                   /* reading paused until --max-buffered has room */
   int eof;                        /* the peer shut its write side */
   int closing;                    /* close once the output is flushed */
@@ -440,9 +440,27 @@ int ss__buffer_charge(size_t *charged, size_t want) {
   return 0;
 }
 
+/* What c's input buffer of cap bytes costs the budget: its bytes beyond READ_MIN that do
+ * not fit what is left of its peer's SS_FREE_BUFFER (the uncharged bytes of the peer's
+ * other connections use it up), so one peer's thousand connections get one allowance,
+ * not a thousand. *peer_charged: what the peer's other connections are charged. */
+static size_t charge_for(const conn *c, size_t cap, size_t *peer_charged) {
+  size_t others_free = 0, pc = 0;
+  for (const conn *o = conns; o; o = o->next)
+    if (o != c && memcmp(&o->who, &c->who, sizeof c->who) == 0) {
+      size_t above = o->in_cap > READ_MIN ? o->in_cap - READ_MIN : 0;
+      others_free += above - o->charged;  /* charged <= above, always */
+      pc += o->charged;
+    }
+  *peer_charged = pc;
+  size_t above = cap > READ_MIN ? cap - READ_MIN : 0;
+  size_t room = SS_FREE_BUFFER > others_free ? SS_FREE_BUFFER - others_free : 0;
+  return above > room ? above - room : 0;
+}
+
 /* Sets c's input buffer to `cap` bytes (NULL at 0), keeping `buffered` true. */
 static int in_resize(conn *c, size_t cap) {
-  size_t charge = cap > SS_FREE_BUFFER ? cap - SS_FREE_BUFFER : 0;
+  size_t pc, charge = charge_for(c, cap, &pc);
   char *p = NULL;
   if (cap == 0) free(c->in);
   else if ((p = realloc(c->in, cap)) == NULL) return -1;
@@ -473,8 +491,9 @@ static int in_reserve(conn *c, size_t need) {
     cap = c->head_len + c->body_len;
   size_t limit = SS_MAX_HEAD + opts->max_body + READ_MIN;
   if (cap > limit) cap = need > limit ? need : limit;
-  size_t charge = cap > SS_FREE_BUFFER ? cap - SS_FREE_BUFFER : 0;
-  if (charge > c->charged && buffered + (charge - c->charged) > opts->max_buffered) {
+  size_t pc, charge = charge_for(c, cap, &pc);
+  if (charge > c->charged && (buffered + (charge - c->charged) > opts->max_buffered ||
+                              pc + charge > opts->max_buffered / 2)) {
     if (!c->mem_wait) {
       c->mem_wait = 1;
       n_mem_wait++;

@@ -74,13 +74,14 @@ typedef struct ss__opts {
   size_t max_conns;               /* connections open at most (fd limit allowing) */
   size_t max_conns_per_peer;      /* per uid (Unix socket) or address (TCP) */
   size_t max_buffered;            /* request bytes held across connections, besides
-                                     each connection's first SS_FREE_BUFFER */
+                                     each peer's first SS_FREE_BUFFER; a peer half */
 } ss__opts;
 
 #define SS_DEFAULT_HEADER_TIMEOUT_MS 10000
 #define SS_DEFAULT_BODY_TIMEOUT_MS 30000
 #define SS_DEFAULT_IDLE_TIMEOUT_MS 120000
-#define SS_FREE_BUFFER (256u << 10)   /* input any connection may buffer without asking */
+#define SS_FREE_BUFFER (256u << 10)   /* input a peer's connections may buffer without
+                                         asking, besides 16 KiB each */
 #define SS_RESERVE_FEW 8              /* peers holding fewer may use the last 1/8 of slots */
 
 /* Everything /stats and the exit line report. Monotonic counters unless noted. */
@@ -186,11 +187,11 @@ void ss__unlisten_unix(const char *path);
 int ss__peer_allowed(const ss__opts *o, int fd);
 
 /* Who is at the other end of an accepted connection, for per-peer limits: a uid on a
- * Unix socket, an address on TCP. Compared with memcmp (ss__peer_of zeroes it first). */
+ * Unix socket; on TCP (loopback only, where the client picks its source address) every
+ * client is the same one peer. Compared with memcmp (ss__peer_of zeroes it first). */
 typedef struct ss__peer {
-  int kind;                       /* 0 unknown (or the metrics port), 1 uid, 2 TCP address */
+  int kind;                       /* 0 unknown (or the metrics port), 1 uid, 2 TCP */
   uint32_t uid;
-  uint8_t addr[16];
 } ss__peer;
 /* Fills *who for an accepted fd (SO_PEERCRED, getpeername); kind 0 when it cannot. */
 void ss__peer_of(int fd, int is_unix, ss__peer *who);
