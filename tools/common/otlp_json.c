@@ -108,17 +108,34 @@ void ss__jw_hex(ss__buf *b, const uint8_t *p, size_t n) {
   b->len += 2 * n + 2;
 }
 
+/* Two digits per division: timestamps (19 digits) are most of the numbers written. */
+static const char digits2[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
 void ss__jw_u64(ss__buf *b, uint64_t v) {
+  char *o = ss__buf_room(b, 20);
+  if (o == NULL) return;
   char tmp[20];
   size_t n = 0;
-  do {
-    tmp[sizeof tmp - ++n] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  ss__buf_append(b, tmp + sizeof tmp - n, n);
+  while (v >= 100) {
+    unsigned r = (unsigned)(v % 100);
+    v /= 100;
+    n += 2;
+    memcpy(tmp + sizeof tmp - n, digits2 + 2 * r, 2);
+  }
+  if (v >= 10) {
+    n += 2;
+    memcpy(tmp + sizeof tmp - n, digits2 + 2 * v, 2);
+  } else {
+    tmp[sizeof tmp - ++n] = (char)('0' + v);
+  }
+  memcpy(o, tmp + sizeof tmp - n, n);
+  b->len += n;
 }
 
-static void json_i64(ss__buf *b, int64_t v) {
+void ss__jw_i64(ss__buf *b, int64_t v) {
   if (v < 0) {
     ss__buf_putc(b, '-');
     ss__jw_u64(b, (uint64_t)0 - (uint64_t)v);  /* also right for INT64_MIN */
@@ -136,7 +153,7 @@ static void json_u64_str(ss__buf *b, uint64_t v) {
 
 /* Shortest of %.15g/%.16g/%.17g that reads back exactly; non-finite values as the
  * proto3 JSON strings, since JSON has no literal for them. */
-static void json_double(ss__buf *b, double d) {
+void ss__jw_double(ss__buf *b, double d) {
   if (isnan(d)) {
     SS_BUF_LIT(b, "\"NaN\"");
     return;
@@ -155,7 +172,7 @@ static void json_double(ss__buf *b, double d) {
   ss__buf_append(b, tmp, (size_t)n);
 }
 
-static void json_base64(ss__buf *b, const uint8_t *p, size_t n) {
+void ss__jw_base64(ss__buf *b, const uint8_t *p, size_t n) {
   static const char tab[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   char *o = ss__buf_room(b, (n + 2) / 3 * 4 + 2), *start = o;
@@ -276,12 +293,12 @@ static void any_value(ss__buf *b, const AnyValue *v, int depth) {
   case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE:
     KEY(b, &n, "intValue");
     ss__buf_putc(b, '"');
-    json_i64(b, v->int_value);
+    ss__jw_i64(b, v->int_value);
     ss__buf_putc(b, '"');
     break;
   case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_DOUBLE_VALUE:
     KEY(b, &n, "doubleValue");
-    json_double(b, v->double_value);
+    ss__jw_double(b, v->double_value);
     break;
   case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE: {
     int m = 0;
@@ -312,7 +329,7 @@ static void any_value(ss__buf *b, const AnyValue *v, int depth) {
   }
   case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BYTES_VALUE:
     KEY(b, &n, "bytesValue");
-    json_base64(b, v->bytes_value.data, v->bytes_value.len);
+    ss__jw_base64(b, v->bytes_value.data, v->bytes_value.len);
     break;
   default:
     break;
@@ -602,20 +619,20 @@ static void field_value(ss__buf *b, const ProtobufCFieldDescriptor *f, const voi
   case PROTOBUF_C_TYPE_INT32:
   case PROTOBUF_C_TYPE_SINT32:
   case PROTOBUF_C_TYPE_SFIXED32:
-  case PROTOBUF_C_TYPE_ENUM: json_i64(b, *(const int32_t *)p); break;
+  case PROTOBUF_C_TYPE_ENUM: ss__jw_i64(b, *(const int32_t *)p); break;
   case PROTOBUF_C_TYPE_UINT32:
   case PROTOBUF_C_TYPE_FIXED32: ss__jw_u64(b, *(const uint32_t *)p); break;
   case PROTOBUF_C_TYPE_INT64:
   case PROTOBUF_C_TYPE_SINT64:
   case PROTOBUF_C_TYPE_SFIXED64:
     ss__buf_putc(b, '"');
-    json_i64(b, *(const int64_t *)p);
+    ss__jw_i64(b, *(const int64_t *)p);
     ss__buf_putc(b, '"');
     break;
   case PROTOBUF_C_TYPE_UINT64:
   case PROTOBUF_C_TYPE_FIXED64: json_u64_str(b, *(const uint64_t *)p); break;
-  case PROTOBUF_C_TYPE_DOUBLE: json_double(b, *(const double *)p); break;
-  case PROTOBUF_C_TYPE_FLOAT: json_double(b, *(const float *)p); break;
+  case PROTOBUF_C_TYPE_DOUBLE: ss__jw_double(b, *(const double *)p); break;
+  case PROTOBUF_C_TYPE_FLOAT: ss__jw_double(b, *(const float *)p); break;
   case PROTOBUF_C_TYPE_BOOL:
     if (*(const protobuf_c_boolean *)p) SS_BUF_LIT(b, "true");
     else SS_BUF_LIT(b, "false");
@@ -628,7 +645,7 @@ static void field_value(ss__buf *b, const ProtobufCFieldDescriptor *f, const voi
   case PROTOBUF_C_TYPE_BYTES: {
     const ProtobufCBinaryData *d = p;
     if (ss__otlp_is_id_field(f)) ss__jw_hex(b, d->data, d->len);
-    else json_base64(b, d->data, d->len);
+    else ss__jw_base64(b, d->data, d->len);
     break;
   }
   case PROTOBUF_C_TYPE_MESSAGE: any_message(b, *(ProtobufCMessage *const *)p, depth + 1); break;

@@ -52,5 +52,31 @@ void ss__jw_str(ss__buf *b, const char *s, size_t len);
 void ss__jw_hex(ss__buf *b, const uint8_t *p, size_t n);
 /* An unquoted decimal number. */
 void ss__jw_u64(ss__buf *b, uint64_t v);
+void ss__jw_i64(ss__buf *b, int64_t v);
+/* A double: the shortest of %.15g/%.16g/%.17g that reads back exactly; NaN and the
+ * infinities as the proto3 JSON strings. */
+void ss__jw_double(ss__buf *b, double d);
+/* A quoted base64 string (RFC 4648, padded) of n bytes. */
+void ss__jw_base64(ss__buf *b, const uint8_t *p, size_t n);
+
+/* ---- straight from the wire (otlp_wire_json.c) ---- */
+
+/* What ss__wire_traces_json saw, for spanshimd to decide whether it may use that JSON
+ * (or must unpack the request to validate or enrich it). */
+typedef struct ss__wire_info {
+  uint64_t spans;
+  uint64_t bad_ids;   /* spans with a trace or span id of the wrong size or all zero, or
+                         a parent span id neither empty nor 8 bytes */
+  int sql;            /* some span has a db.query.text attribute */
+  int stacks;         /* some span event has a spanshim.stack.modules attribute */
+} ss__wire_info;
+
+/* Appends the line ss__json_traces would write for the ExportTraceServiceRequest whose
+ * protobuf bytes are p[0..len) (as unpacked by protobuf-c), read in place: nothing is
+ * allocated besides out's growth. Returns 0 (*info filled), 1 when the bytes are not in
+ * the canonical encoding this reader takes, or not valid (the caller unpacks them with
+ * protobuf-c instead, which decides), or -ENOMEM; out->len is unchanged unless 0 is
+ * returned. Pure, like the rest of this header. */
+int ss__wire_traces_json(const uint8_t *p, size_t len, ss__buf *out, ss__wire_info *info);
 
 #endif

@@ -2,7 +2,8 @@
  * HTTP/1.1 request-head parser and the chunked body decoder (fed in pieces, as reads
  * arrive), gzip/deflate inflating under a size bound, and the protobuf decoding of trace
  * and log requests, followed by what a decoded request goes through (SQL enrichment with
- * libpg_query, tail sampling, OTLP JSON encoding of what passes).
+ * libpg_query, tail sampling, OTLP JSON encoding of what passes); trace requests also
+ * through the wire-level JSON writer, whose line must equal the tree writer's.
  *
  * The first input byte picks the target (HTTP head, traces, logs, chunked body, gzip,
  * deflate, OTLP JSON traces, OTLP JSON logs, a gRPC message body, what a gRPC client
@@ -115,10 +116,27 @@ static void sampler_start(void) {
   if (ss__sampler_init(&c) != 0) __builtin_trap();
 }
 
+/* Differential: whenever the wire reader (otlp_wire_json.c) takes the bytes, protobuf-c
+ * takes them too and the tree writer gives the same line. */
+static void wire_vs_tree(const uint8_t *d, size_t n, const ss__traces_req *q, int too_big) {
+  static ss__buf w = SS_BUF_INIT, t = SS_BUF_INIT;
+  ss__wire_info info;
+  ss__buf_reset(&w);
+  ss__buf_reset(&t);
+  if (ss__wire_traces_json(d, n, &w, &info) != 0) return;
+  if (q == NULL) {
+    if (!too_big) __builtin_trap();  /* taken here, refused by protobuf-c */
+    return;
+  }
+  if (ss__json_traces(q, &t) != 0) return;
+  if (t.len != w.len || memcmp(t.data, w.data, w.len) != 0) __builtin_trap();
+}
+
 static void fuzz_traces(const uint8_t *d, size_t n) {
   static uint64_t now = 1;
   int too_big;
   ss__traces_req *q = ss__decode_traces(d, n, &too_big);
+  wire_vs_tree(d, n, q, too_big);
   if (q == NULL) return;
   ss__sqlsum_enrich(q);
   sampler_start();

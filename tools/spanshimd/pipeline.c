@@ -12,7 +12,13 @@
  *
  * Nothing is decoded twice and nothing is serialized more than once: a sink that wants
  * bytes gets the body as received when the pipeline changed nothing, else the outgoing
- * request packed once for all sinks. Receiver thread only; the HTTP loop (receiver.c)
+ * request packed once for all sinks.
+ *
+ * Most requests need none of the middle steps (no malformed ids, no SQL or stacks to
+ * enrich, no sampling or span metrics configured): those are not decoded at all. Their
+ * JSON line is written straight from the wire bytes (ss__wire_traces_json, which also
+ * checks them and says whether a middle step is needed) and the body goes upstream as
+ * it came; anything else, or anything that reader declines, takes the decoded path. Receiver thread only; the HTTP loop (receiver.c)
  * hands bodies in and answers with the status returned. */
 #include <errno.h>
 #include <stdio.h>
@@ -26,6 +32,7 @@ ss__rejected ss__pipeline_rejected;
 static ss__sink sinks[SS_MAX_SINKS];
 static size_t n_sinks;
 static ss__buf packed = SS_BUF_INIT;  /* the outgoing request, when it differs from the body */
+static ss__buf wire_json = SS_BUF_INIT;  /* a request's JSON line written from the wire */
 
 #define PACKED_KEEP (8u << 20)
 #define SLICE_ABOVE (1u << 20)    /* requests larger than this go through in slices of */
@@ -51,10 +58,23 @@ static int file_logs(void *ctx, const ss__logs_req *q, const uint8_t *b, size_t 
   return ss__sink_logs(q);
 }
 
+static int file_traces_wire(void *ctx, const char *json, size_t jn, const uint8_t *b,
+                            size_t n, uint64_t items) {
+  (void)ctx, (void)items;
+  return ss__sink_traces_line(json, jn, b, n);
+}
+
 /* A full upstream queue drops and counts (upstream.c); the client still gets 200. */
 static int upstream_traces(void *ctx, const ss__traces_req *q, const uint8_t *b, size_t n,
                            uint64_t items) {
   (void)ctx, (void)q;
+  ss__upstream_enqueue(0, b, n, items);
+  return 0;
+}
+
+static int upstream_traces_wire(void *ctx, const char *json, size_t jn, const uint8_t *b,
+                                size_t n, uint64_t items) {
+  (void)ctx, (void)json, (void)jn;
   ss__upstream_enqueue(0, b, n, items);
   return 0;
 }
@@ -80,9 +100,10 @@ static int upstream_metrics(void *ctx, const ss__metrics_req *q, const uint8_t *
 }
 
 int ss__pipeline_default_sinks(int file) {
-  static const ss__sink file_sink = {file_traces, file_logs, 0, NULL, file_metrics};
+  static const ss__sink file_sink = {file_traces, file_logs, 0, NULL, file_metrics,
+                                     file_traces_wire};
   static const ss__sink upstream_sink = {upstream_traces, upstream_logs, 1, NULL,
-                                         upstream_metrics};
+                                         upstream_metrics, upstream_traces_wire};
   ss__pipeline_clear_sinks();
   if (file && ss__pipeline_add_sink(&file_sink) != 0) return -1;
   if (ss__upstream_enabled() && ss__pipeline_add_sink(&upstream_sink) != 0) return -1;
@@ -294,10 +315,33 @@ static int traces_sliced_json(const uint8_t *body, size_t len, uint64_t now_ms) 
   return rc == 0 ? 200 : rc;
 }
 
+/* A protobuf request that needs nothing but its sinks, straight from its bytes (see the
+ * file's header): the status it earns, or 0 when it must take the decoded path. */
+static int traces_from_wire(const uint8_t *body, size_t len) {
+  ss__wire_info info;
+  if (ss__sampler_enabled() || ss__metrics_enabled()) return 0;
+  for (size_t i = 0; i < n_sinks; i++)
+    if (sinks[i].traces_wire == NULL) return 0;
+  if (wire_json.cap > PACKED_KEEP) ss__buf_free(&wire_json);  /* as `packed` */
+  ss__buf_reset(&wire_json);
+  if (ss__wire_traces_json(body, len, &wire_json, &info) != 0) return 0;
+  if (info.bad_ids || info.sql || info.stacks) return 0;
+  memset(&ss__pipeline_rejected, 0, sizeof ss__pipeline_rejected);
+  ss__stats_g.traces_requests++;
+  ss__stats_g.spans_received += info.spans;
+  for (size_t i = 0; i < n_sinks; i++) {
+    const ss__sink *s = &sinks[i];
+    if (s->traces_wire(s->ctx, wire_json.data, wire_json.len, body, len, info.spans) != 0)
+      return 503;
+  }
+  return 200;
+}
+
 int ss__pipeline_traces_fmt(int fmt, const uint8_t *body, size_t len, uint64_t now_ms) {
   int st;
   if (fmt == SS_FMT_PROTO && len > SLICE_ABOVE) return traces_sliced(body, len, now_ms);
   if (fmt == SS_FMT_JSON && len > SLICE_ABOVE) return traces_sliced_json(body, len, now_ms);
+  if (fmt == SS_FMT_PROTO && (st = traces_from_wire(body, len)) != 0) return st;
   ss__traces_req *q = ss__pipeline_traces_decode(fmt, body, len, &st);
   if (q == NULL) return st;
   return ss__pipeline_traces_finish(q, fmt == SS_FMT_PROTO ? body : NULL, len, now_ms);
@@ -569,5 +613,6 @@ void ss__export_response(ss__buf *b, int logs, int fmt) {
 
 void ss__pipeline_free(void) {
   ss__buf_free(&packed);
+  ss__buf_free(&wire_json);
   n_sinks = 0;
 }

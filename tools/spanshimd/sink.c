@@ -198,14 +198,15 @@ static int write_all(int fd, const char *p, size_t n, size_t *done) {
   return 0;
 }
 
-/* Writes `line` (nlines whole lines) to o; on failure removes whatever part got in. */
-static int write_lines(output *o, uint64_t nlines) {
+/* Writes data[0..len) (nlines whole lines) to o; on failure removes whatever part got
+ * in. */
+static int write_lines(output *o, const char *data, size_t len, uint64_t nlines) {
   off_t start = o->seekable ? lseek(o->fd, 0, SEEK_END) : -1;
   size_t done;
-  int rc = write_all(o->fd, line.data, line.len, &done);
+  int rc = write_all(o->fd, data, len, &done);
   if (rc == 0) {
     ss__stats_g.lines_written += nlines;
-    ss__stats_g.bytes_written += line.len;
+    ss__stats_g.bytes_written += len;
   } else {
     ss__stats_g.write_errors++;
     /* Cut the fragment off; where that is impossible (a pipe), at least end it so the
@@ -215,7 +216,6 @@ static int write_lines(output *o, uint64_t nlines) {
       write_all(o->fd, "\n", 1, &ignored);
     }
   }
-  if (line.cap > LINE_KEEP) ss__buf_free(&line);  /* one huge request must not pin it */
   return rc;
 }
 
@@ -329,12 +329,24 @@ static int sink(int sig, const ProtobufCMessage *q, encode_fn enc) {
     ss__stats_g.write_errors++;
     return -ENOMEM;
   }
-  return write_lines(o, n);
+  rc = write_lines(o, line.data, line.len, n);
+  if (line.cap > LINE_KEEP) ss__buf_free(&line);  /* one huge request must not pin it */
+  return rc;
 }
 
 int ss__sink_traces(const ss__traces_req *req) {
   return sink(SS_SIG_TRACES, &req->base, enc_traces);
 }
+int ss__sink_traces_line(const char *json, size_t n, const uint8_t *body, size_t len) {
+  int too_big, rc;
+  if (n > max_line) {  /* rare: split it as the decoded path does */
+    const ss__traces_req *q = ss__decode_traces(body, len, &too_big);
+    return q ? ss__sink_traces(q) : -ENOMEM;
+  }
+  output *o = output_of(SS_SIG_TRACES, &rc);
+  return o ? write_lines(o, json, n, 1) : rc;
+}
+
 int ss__sink_logs(const ss__logs_req *req) { return sink(SS_SIG_LOGS, &req->base, enc_logs); }
 int ss__sink_metrics(const ss__metrics_req *req) {
   return sink(SS_SIG_METRICS, &req->base, enc_metrics);

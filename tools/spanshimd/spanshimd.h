@@ -354,6 +354,10 @@ void ss__sink_max_line(size_t n);
  * signal's file. 0, or -errno (write failed: nothing of the lines is left in the file
  * when it could be undone). Counts into ss__stats_g. */
 int ss__sink_traces(const ss__traces_req *req);
+/* Writes a traces request already written as one JSON line (json[0..n), '\n' included,
+ * by ss__wire_traces_json from the protobuf body[0..len)); a line over the bound is
+ * split as ss__sink_traces does, from the body decoded. 0 or -errno, as above. */
+int ss__sink_traces_line(const char *json, size_t n, const uint8_t *body, size_t len);
 int ss__sink_logs(const ss__logs_req *req);
 int ss__sink_metrics(const ss__metrics_req *req);
 /* Reopens the output files by their paths (SIGHUP, after logrotate moved them); on
@@ -444,6 +448,12 @@ typedef struct ss__sink {
   /* NULL: this sink takes no metrics */
   int (*metrics)(void *ctx, const ss__metrics_req *q, const uint8_t *body, size_t len,
                  uint64_t n);
+  /* The same request with nothing to change in it, not decoded: its protobuf body as
+   * received and that body as an OTLP JSON line (json[0..jn), '\n' included). When every
+   * sink has this, requests that need no validation, enrichment, sampling or span
+   * metrics come here instead of to `traces`, never unpacked. NULL: always `traces`. */
+  int (*traces_wire)(void *ctx, const char *json, size_t jn, const uint8_t *body,
+                     size_t len, uint64_t n);
 } ss__sink;
 
 #define SS_MAX_SINKS 4

@@ -1,0 +1,513 @@
+/* otlp_wire_json.c - OTLP JSON of an ExportTraceServiceRequest written straight from its
+ * protobuf wire bytes (see otlp_json.h: ss__wire_traces_json).
+ *
+ * Why: unpacking a request with protobuf-c into a tree of malloc'd (arena) messages and
+ * then walking the tree cost spanshimd about twice what writing the JSON does; here each
+ * message is read once in place. The output is byte for byte what ss__json_traces writes
+ * for the same bytes unpacked by protobuf-c (a fuzz target and a unit test compare them).
+ *
+ * To keep that promise simple, only the canonical encoding every OTel SDK and the shim
+ * send is taken: each message is first indexed (where its singular fields are, where its
+ * repeated ones start), then written in the JSON writer's field order. Anything else is
+ * declined (return 1) and the caller unpacks with protobuf-c instead: malformed wire
+ * data, a known field with an unexpected wire type, a singular field or a second oneof
+ * member given twice (protobuf-c merges or replaces), a varint past 64 bits, AnyValue
+ * nesting deeper than MAX_NEST, a Resource's entity_refs, a string that is not valid
+ * UTF-8 (protobuf-c refuses those), groups. Unknown fields are skipped, as the tree
+ * writer ignores them. */
+#include <errno.h>
+#include <string.h>
+
+#include "runtime/utf8.h"
+#include "tools/common/otlp_json.h"
+
+#define MAX_NEST 20         /* AnyValue levels written here; deeper: declined */
+#define MAXF 17             /* field numbers 1..16 are known at every level */
+#define DECLINE 1
+
+enum { T_NONE = 0, T_VARINT, T_I64, T_LEN, T_I32, T_STR };
+
+/* A message's known fields: which wire type each takes (T_STR: a string, T_LEN checked
+ * for UTF-8), which are repeated, and which form a oneof (at most one present). */
+typedef struct shape {
+  uint8_t type[MAXF];
+  uint32_t repeated;
+  uint32_t oneof;
+} shape;
+
+#define BIT(n) (1u << (n))
+static const shape REQ = {{[1] = T_LEN}, BIT(1), 0};
+static const shape RSPANS = {{[1] = T_LEN, [2] = T_LEN, [3] = T_STR}, BIT(2), 0};
+static const shape SSPANS = {{[1] = T_LEN, [2] = T_LEN, [3] = T_STR}, BIT(2), 0};
+static const shape SPAN = {{[1] = T_LEN, [2] = T_LEN, [3] = T_STR, [4] = T_LEN, [5] = T_STR,
+                            [6] = T_VARINT, [7] = T_I64, [8] = T_I64, [9] = T_LEN,
+                            [10] = T_VARINT, [11] = T_LEN, [12] = T_VARINT, [13] = T_LEN,
+                            [14] = T_VARINT, [15] = T_LEN, [16] = T_I32},
+                           BIT(9) | BIT(11) | BIT(13), 0};
+static const shape EVENT = {{[1] = T_I64, [2] = T_STR, [3] = T_LEN, [4] = T_VARINT}, BIT(3), 0};
+static const shape LINK = {{[1] = T_LEN, [2] = T_LEN, [3] = T_STR, [4] = T_LEN, [5] = T_VARINT,
+                            [6] = T_I32},
+                           BIT(4), 0};
+static const shape STATUS = {{[2] = T_STR, [3] = T_VARINT}, 0, 0};
+static const shape KV = {{[1] = T_STR, [2] = T_LEN}, 0, 0};
+static const shape ANY = {{[1] = T_STR, [2] = T_VARINT, [3] = T_VARINT, [4] = T_I64, [5] = T_LEN,
+                           [6] = T_LEN, [7] = T_LEN},
+                          0, BIT(1) | BIT(2) | BIT(3) | BIT(4) | BIT(5) | BIT(6) | BIT(7)};
+static const shape LIST = {{[1] = T_LEN}, BIT(1), 0};  /* ArrayValue, KeyValueList */
+static const shape RESOURCE = {{[1] = T_LEN, [2] = T_VARINT, [3] = T_LEN}, BIT(1) | BIT(3), 0};
+static const shape SCOPE = {{[1] = T_STR, [2] = T_STR, [3] = T_LEN, [4] = T_VARINT}, BIT(3), 0};
+
+/* One indexed message. For a singular field: its payload (p, v = length) or value (v);
+ * for a repeated one: where its first element's tag starts (p) and how many (v). */
+typedef struct msg {
+  const uint8_t *end;
+  struct { const uint8_t *p; uint64_t v; } f[MAXF];
+  uint32_t seen;
+} msg;
+
+typedef struct wctx {
+  ss__buf *b;
+  ss__wire_info *info;
+} wctx;
+
+static int varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+  uint64_t x = 0;
+  for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+    uint8_t c = *(*p)++;
+    if (shift == 63 && c > 1) return -1;  /* past 64 bits */
+    x |= (uint64_t)(c & 0x7f) << shift;
+    if (!(c & 0x80)) {
+      *v = x;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+static uint64_t le(const uint8_t *p, int n) {
+  uint64_t v = 0;
+  for (int i = n - 1; i >= 0; i--) v = v << 8 | p[i];
+  return v;
+}
+
+/* One field at *p: number, wire type, payload; 0 or -1 (malformed or a group). */
+static int field(const uint8_t **p, const uint8_t *end, unsigned *no, int *wt,
+                 const uint8_t **data, uint64_t *v) {
+  uint64_t tag;
+  if (varint(p, end, &tag) != 0 || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) return -1;
+  *no = (unsigned)(tag >> 3);
+  *wt = (int)(tag & 7);
+  *data = NULL;
+  switch (*wt) {
+  case 0: return varint(p, end, v);
+  case 1:
+    if (end - *p < 8) return -1;
+    *v = le(*p, 8);
+    *p += 8;
+    return 0;
+  case 5:
+    if (end - *p < 4) return -1;
+    *v = le(*p, 4);
+    *p += 4;
+    return 0;
+  case 2:
+    if (varint(p, end, v) != 0 || *v > (uint64_t)(end - *p)) return -1;
+    *data = *p;
+    *p += *v;
+    return 0;
+  default: return -1;
+  }
+}
+
+static int valid_utf8(const uint8_t *p, size_t n) {
+  for (size_t i = 0; i < n;) {
+    if (p[i] < 0x80) {
+      i++;
+      continue;
+    }
+    size_t k = ss__utf8_seq(p + i, n - i);
+    if (k == 0) return 0;
+    i += k;
+  }
+  return 1;
+}
+
+static const int wire_of[] = {[T_VARINT] = 0, [T_I64] = 1, [T_LEN] = 2, [T_I32] = 5,
+                              [T_STR] = 2};
+
+/* Indexes p[0..n) as a message of shape s; 0, or DECLINE. */
+static int index_msg(msg *m, const uint8_t *p, size_t n, const shape *s) {
+  const uint8_t *end = p + n;
+  m->end = end;
+  m->seen = 0;
+  while (p < end) {
+    const uint8_t *start = p, *data;
+    unsigned no;
+    int wt;
+    uint64_t v;
+    if (field(&p, end, &no, &wt, &data, &v) != 0) return DECLINE;
+    int t = no < MAXF ? s->type[no] : T_NONE;
+    if (t == T_NONE) continue;  /* unknown: protobuf-c keeps it, JSON leaves it out */
+    if (wt != wire_of[t]) return DECLINE;
+    if (t == T_STR && !valid_utf8(data, (size_t)v)) return DECLINE;
+    uint32_t bit = BIT(no);
+    if (s->repeated & bit) {
+      if (!(m->seen & bit)) m->f[no].p = start, m->f[no].v = 0;
+      m->f[no].v++;
+    } else {
+      if ((m->seen & bit) || (s->oneof & bit && m->seen & s->oneof)) return DECLINE;
+      m->f[no].p = data;
+      m->f[no].v = v;
+    }
+    m->seen |= bit;
+  }
+  return 0;
+}
+
+/* The next element of repeated field `no` at or after *p (a message already indexed, so
+ * well-formed); its payload, or NULL at the end. */
+static const uint8_t *next_of(const uint8_t **p, const uint8_t *end, unsigned no, size_t *len) {
+  while (*p < end) {
+    const uint8_t *data;
+    unsigned n;
+    int wt;
+    uint64_t v;
+    field(p, end, &n, &wt, &data, &v);
+    if (n == no && wt == 2) {
+      *len = (size_t)v;
+      return data;
+    }
+  }
+  return NULL;
+}
+
+#define HAS(m, no) ((m)->seen & BIT(no))
+
+/* ---- writing ---- */
+
+static void key(ss__buf *b, int *n, const char *lit, size_t len) {
+  char *o = ss__buf_room(b, len + 4);
+  if (o == NULL) return;
+  size_t k = 0;
+  if ((*n)++) o[k++] = ',';
+  o[k++] = '"';
+  memcpy(o + k, lit, len);
+  k += len;
+  o[k++] = '"';
+  o[k++] = ':';
+  b->len += k;
+}
+#define KEY(b, n, lit) key((b), (n), (lit), sizeof(lit) - 1)
+
+/* A string as protobuf-c leaves it for the tree writer: NUL-terminated, so cut at the
+ * first NUL byte. */
+static size_t cstr_len(const uint8_t *p, uint64_t n) {
+  const uint8_t *z = memchr(p, 0, (size_t)n);
+  return z ? (size_t)(z - p) : (size_t)n;
+}
+
+static void str_of(ss__buf *b, const msg *m, unsigned no) {
+  if (!HAS(m, no)) SS_BUF_LIT(b, "\"\"");
+  else ss__jw_str(b, (const char *)m->f[no].p, cstr_len(m->f[no].p, m->f[no].v));
+}
+
+/* A string field, left out when empty. */
+static void f_str(ss__buf *b, int *n, const char *k, size_t kl, const msg *m, unsigned no) {
+  if (!HAS(m, no) || cstr_len(m->f[no].p, m->f[no].v) == 0) return;
+  key(b, n, k, kl);
+  str_of(b, m, no);
+}
+#define F_STR(b, n, lit, m, no) f_str((b), (n), (lit), sizeof(lit) - 1, (m), (no))
+
+static void f_u32(ss__buf *b, int *n, const char *k, size_t kl, const msg *m, unsigned no) {
+  uint32_t v = HAS(m, no) ? (uint32_t)m->f[no].v : 0;
+  if (v == 0) return;
+  key(b, n, k, kl);
+  ss__jw_u64(b, v);
+}
+#define F_U32(b, n, lit, m, no) f_u32((b), (n), (lit), sizeof(lit) - 1, (m), (no))
+
+static void f_time(ss__buf *b, int *n, const char *k, size_t kl, const msg *m, unsigned no) {
+  if (!HAS(m, no) || m->f[no].v == 0) return;
+  key(b, n, k, kl);
+  ss__buf_putc(b, '"');
+  ss__jw_u64(b, m->f[no].v);
+  ss__buf_putc(b, '"');
+}
+#define F_TIME(b, n, lit, m, no) f_time((b), (n), (lit), sizeof(lit) - 1, (m), (no))
+
+static void f_id(ss__buf *b, int *n, const char *k, size_t kl, const msg *m, unsigned no) {
+  if (!HAS(m, no) || m->f[no].v == 0) return;
+  key(b, n, k, kl);
+  ss__jw_hex(b, m->f[no].p, (size_t)m->f[no].v);
+}
+#define F_ID(b, n, lit, m, no) f_id((b), (n), (lit), sizeof(lit) - 1, (m), (no))
+
+static int any_value(wctx *w, const uint8_t *p, size_t len, int depth);
+
+/* Key names spanshimd's enrichment looks for (info flags), at the level `want` says. */
+enum { ATTRS_PLAIN = 0, ATTRS_SPAN = 1, ATTRS_EVENT = 2 };
+
+static int key_values(wctx *w, const msg *m, unsigned no, int depth, int level) {
+  ss__buf *b = w->b;
+  const uint8_t *p = m->f[no].p, *kvp;
+  size_t kvl, i = 0;
+  ss__buf_putc(b, '[');
+  while ((kvp = next_of(&p, m->end, no, &kvl)) != NULL) {
+    msg kv;
+    int n = 0;
+    if (index_msg(&kv, kvp, kvl, &KV) != 0) return DECLINE;
+    if (i++) ss__buf_putc(b, ',');
+    ss__buf_putc(b, '{');
+    KEY(b, &n, "key");
+    str_of(b, &kv, 1);
+    if (level && HAS(&kv, 1)) {
+      size_t kl = cstr_len(kv.f[1].p, kv.f[1].v);
+      const char *k = (const char *)kv.f[1].p;
+      if (level == ATTRS_SPAN && kl == 13 && memcmp(k, "db.query.text", 13) == 0)
+        w->info->sql = 1;
+      if (level == ATTRS_EVENT && kl == 22 && memcmp(k, "spanshim.stack.modules", 22) == 0)
+        w->info->stacks = 1;
+    }
+    if (HAS(&kv, 2)) {
+      KEY(b, &n, "value");
+      if (any_value(w, kv.f[2].p, (size_t)kv.f[2].v, depth + 1) != 0) return DECLINE;
+    }
+    ss__buf_putc(b, '}');
+  }
+  ss__buf_putc(b, ']');
+  return 0;
+}
+
+static int f_attrs(wctx *w, int *n, const msg *m, unsigned no, int level) {
+  if (!HAS(m, no)) return 0;
+  KEY(w->b, n, "attributes");
+  return key_values(w, m, no, 0, level);
+}
+
+static int any_value(wctx *w, const uint8_t *p, size_t len, int depth) {
+  ss__buf *b = w->b;
+  msg v;
+  int n = 0;
+  if (depth > MAX_NEST || index_msg(&v, p, len, &ANY) != 0) return DECLINE;
+  ss__buf_putc(b, '{');
+  if (HAS(&v, 1)) {
+    KEY(b, &n, "stringValue");
+    str_of(b, &v, 1);
+  } else if (HAS(&v, 2)) {
+    KEY(b, &n, "boolValue");
+    if (v.f[2].v) SS_BUF_LIT(b, "true");
+    else SS_BUF_LIT(b, "false");
+  } else if (HAS(&v, 3)) {
+    KEY(b, &n, "intValue");
+    ss__buf_putc(b, '"');
+    ss__jw_i64(b, (int64_t)v.f[3].v);
+    ss__buf_putc(b, '"');
+  } else if (HAS(&v, 4)) {
+    double d;
+    memcpy(&d, &v.f[4].v, sizeof d);
+    KEY(b, &n, "doubleValue");
+    ss__jw_double(b, d);
+  } else if (HAS(&v, 5) || HAS(&v, 6)) {
+    unsigned no = HAS(&v, 5) ? 5 : 6;
+    msg list;
+    int m = 0;
+    if (index_msg(&list, v.f[no].p, (size_t)v.f[no].v, &LIST) != 0) return DECLINE;
+    if (no == 5) KEY(b, &n, "arrayValue");
+    else KEY(b, &n, "kvlistValue");
+    ss__buf_putc(b, '{');
+    if (HAS(&list, 1)) {
+      KEY(b, &m, "values");
+      if (no == 6) {
+        if (key_values(w, &list, 1, depth + 1, ATTRS_PLAIN) != 0) return DECLINE;
+      } else {
+        const uint8_t *q = list.f[1].p, *e;
+        size_t el, i = 0;
+        ss__buf_putc(b, '[');
+        while ((e = next_of(&q, list.end, 1, &el)) != NULL) {
+          if (i++) ss__buf_putc(b, ',');
+          if (any_value(w, e, el, depth + 1) != 0) return DECLINE;
+        }
+        ss__buf_putc(b, ']');
+      }
+    }
+    ss__buf_putc(b, '}');
+  } else if (HAS(&v, 7)) {
+    KEY(b, &n, "bytesValue");
+    ss__jw_base64(b, v.f[7].p, (size_t)v.f[7].v);
+  }
+  ss__buf_putc(b, '}');
+  return 0;
+}
+
+static int resource(wctx *w, const uint8_t *p, size_t len) {
+  msg r;
+  int n = 0;
+  if (index_msg(&r, p, len, &RESOURCE) != 0 || HAS(&r, 3)) return DECLINE;
+  ss__buf_putc(w->b, '{');
+  if (f_attrs(w, &n, &r, 1, ATTRS_PLAIN) != 0) return DECLINE;
+  F_U32(w->b, &n, "droppedAttributesCount", &r, 2);
+  ss__buf_putc(w->b, '}');
+  return 0;
+}
+
+static int scope(wctx *w, const uint8_t *p, size_t len) {
+  msg s;
+  int n = 0;
+  if (index_msg(&s, p, len, &SCOPE) != 0) return DECLINE;
+  ss__buf_putc(w->b, '{');
+  F_STR(w->b, &n, "name", &s, 1);
+  F_STR(w->b, &n, "version", &s, 2);
+  if (f_attrs(w, &n, &s, 3, ATTRS_PLAIN) != 0) return DECLINE;
+  F_U32(w->b, &n, "droppedAttributesCount", &s, 4);
+  ss__buf_putc(w->b, '}');
+  return 0;
+}
+
+static int event(wctx *w, const uint8_t *p, size_t len) {
+  msg e;
+  int n = 0;
+  if (index_msg(&e, p, len, &EVENT) != 0) return DECLINE;
+  ss__buf_putc(w->b, '{');
+  F_TIME(w->b, &n, "timeUnixNano", &e, 1);
+  F_STR(w->b, &n, "name", &e, 2);
+  if (f_attrs(w, &n, &e, 3, ATTRS_EVENT) != 0) return DECLINE;
+  F_U32(w->b, &n, "droppedAttributesCount", &e, 4);
+  ss__buf_putc(w->b, '}');
+  return 0;
+}
+
+static int link(wctx *w, const uint8_t *p, size_t len) {
+  msg l;
+  int n = 0;
+  if (index_msg(&l, p, len, &LINK) != 0) return DECLINE;
+  ss__buf_putc(w->b, '{');
+  F_ID(w->b, &n, "traceId", &l, 1);
+  F_ID(w->b, &n, "spanId", &l, 2);
+  F_STR(w->b, &n, "traceState", &l, 3);
+  if (f_attrs(w, &n, &l, 4, ATTRS_PLAIN) != 0) return DECLINE;
+  F_U32(w->b, &n, "droppedAttributesCount", &l, 5);
+  F_U32(w->b, &n, "flags", &l, 6);
+  ss__buf_putc(w->b, '}');
+  return 0;
+}
+
+/* A list of sub-messages (events, links) under "name": [...]. */
+static int list_of(wctx *w, int *n, const char *k, size_t kl, const msg *m, unsigned no,
+                   int (*one)(wctx *, const uint8_t *, size_t)) {
+  if (!HAS(m, no)) return 0;
+  const uint8_t *p = m->f[no].p, *e;
+  size_t el, i = 0;
+  key(w->b, n, k, kl);
+  while ((e = next_of(&p, m->end, no, &el)) != NULL) {
+    ss__buf_putc(w->b, i++ ? ',' : '[');
+    if (one(w, e, el) != 0) return DECLINE;
+  }
+  ss__buf_putc(w->b, ']');
+  return 0;
+}
+
+static int all_zero(const uint8_t *p, uint64_t n) {
+  for (uint64_t i = 0; i < n; i++)
+    if (p[i]) return 0;
+  return 1;
+}
+
+/* Whether pipeline validation would take the span out (its rule, pipeline.c). */
+static int bad_ids(const msg *s) {
+  uint64_t tl = HAS(s, 1) ? s->f[1].v : 0, sl = HAS(s, 2) ? s->f[2].v : 0;
+  uint64_t pl = HAS(s, 4) ? s->f[4].v : 0;
+  return tl != 16 || all_zero(s->f[1].p, 16) || sl != 8 || all_zero(s->f[2].p, 8) ||
+         (pl != 0 && pl != 8);
+}
+
+static int span(wctx *w, const uint8_t *p, size_t len) {
+  ss__buf *b = w->b;
+  msg s;
+  int n = 0;
+  if (index_msg(&s, p, len, &SPAN) != 0) return DECLINE;
+  w->info->spans++;
+  if (bad_ids(&s)) w->info->bad_ids++;
+  ss__buf_putc(b, '{');
+  F_ID(b, &n, "traceId", &s, 1);
+  F_ID(b, &n, "spanId", &s, 2);
+  F_STR(b, &n, "traceState", &s, 3);
+  F_ID(b, &n, "parentSpanId", &s, 4);
+  F_U32(b, &n, "flags", &s, 16);
+  F_STR(b, &n, "name", &s, 5);
+  F_U32(b, &n, "kind", &s, 6);
+  F_TIME(b, &n, "startTimeUnixNano", &s, 7);
+  F_TIME(b, &n, "endTimeUnixNano", &s, 8);
+  if (f_attrs(w, &n, &s, 9, ATTRS_SPAN) != 0) return DECLINE;
+  F_U32(b, &n, "droppedAttributesCount", &s, 10);
+  if (list_of(w, &n, "events", 6, &s, 11, event) != 0) return DECLINE;
+  F_U32(b, &n, "droppedEventsCount", &s, 12);
+  if (list_of(w, &n, "links", 5, &s, 13, link) != 0) return DECLINE;
+  F_U32(b, &n, "droppedLinksCount", &s, 14);
+  if (HAS(&s, 15)) {
+    msg st;
+    int m = 0;
+    if (index_msg(&st, s.f[15].p, (size_t)s.f[15].v, &STATUS) != 0) return DECLINE;
+    KEY(b, &n, "status");
+    ss__buf_putc(b, '{');
+    F_STR(b, &m, "message", &st, 2);
+    F_U32(b, &m, "code", &st, 3);
+    ss__buf_putc(b, '}');
+  }
+  ss__buf_putc(b, '}');
+  return 0;
+}
+
+static int scope_spans(wctx *w, const uint8_t *p, size_t len) {
+  msg ss;
+  int n = 0;
+  if (index_msg(&ss, p, len, &SSPANS) != 0) return DECLINE;
+  ss__buf_putc(w->b, '{');
+  if (HAS(&ss, 1)) {
+    KEY(w->b, &n, "scope");
+    if (scope(w, ss.f[1].p, (size_t)ss.f[1].v) != 0) return DECLINE;
+  }
+  if (list_of(w, &n, "spans", 5, &ss, 2, span) != 0) return DECLINE;
+  F_STR(w->b, &n, "schemaUrl", &ss, 3);
+  ss__buf_putc(w->b, '}');
+  return 0;
+}
+
+static int resource_spans(wctx *w, const uint8_t *p, size_t len) {
+  msg rs;
+  int n = 0;
+  if (index_msg(&rs, p, len, &RSPANS) != 0) return DECLINE;
+  ss__buf_putc(w->b, '{');
+  if (HAS(&rs, 1)) {
+    KEY(w->b, &n, "resource");
+    if (resource(w, rs.f[1].p, (size_t)rs.f[1].v) != 0) return DECLINE;
+  }
+  if (list_of(w, &n, "scopeSpans", 10, &rs, 2, scope_spans) != 0) return DECLINE;
+  F_STR(w->b, &n, "schemaUrl", &rs, 3);
+  ss__buf_putc(w->b, '}');
+  return 0;
+}
+
+int ss__wire_traces_json(const uint8_t *p, size_t len, ss__buf *out, ss__wire_info *info) {
+  size_t start = out->len;
+  wctx w = {out, info};
+  msg q;
+  memset(info, 0, sizeof *info);
+  if (index_msg(&q, p, len, &REQ) != 0) return DECLINE;
+  SS_BUF_LIT(out, "{\"resourceSpans\":[");
+  if (HAS(&q, 1)) {
+    const uint8_t *it = q.f[1].p, *e;
+    size_t el, i = 0;
+    while ((e = next_of(&it, q.end, 1, &el)) != NULL) {
+      if (i++) ss__buf_putc(out, ',');
+      if (resource_spans(&w, e, el) != 0) {
+        out->len = start;
+        return DECLINE;
+      }
+    }
+  }
+  SS_BUF_LIT(out, "]}\n");
+  if (ss__buf_error(out) == 0) return 0;
+  out->len = start;
+  return -ENOMEM;
+}
