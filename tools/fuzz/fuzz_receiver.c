@@ -116,14 +116,18 @@ static void sampler_start(void) {
   if (ss__sampler_init(&c) != 0) __builtin_trap();
 }
 
-/* Differential: whenever the wire reader (otlp_wire_json.c) takes the bytes, protobuf-c
- * takes them too and the tree writer gives the same line. */
-static void wire_vs_tree(const uint8_t *d, size_t n, const ss__traces_req *q, int too_big) {
-  static ss__buf w = SS_BUF_INIT, t = SS_BUF_INIT;
+/* Differential: whenever the wire reader (otlp_wire_json.c) takes the bytes, SQL
+ * enrichment done on them (ss__sqlsum_wire) included, protobuf-c takes them too and the
+ * tree path (ss__sqlsum_enrich, ss__json_traces) gives the same line. */
+static void wire_vs_tree(const uint8_t *d, size_t n, ss__traces_req *q, int too_big) {
+  static ss__buf w = SS_BUF_INIT, t = SS_BUF_INIT, e = SS_BUF_INIT;
   ss__wire_info info;
   ss__buf_reset(&w);
   ss__buf_reset(&t);
-  if (ss__wire_traces_json(d, n, &w, &info) != 0) return;
+  int sql = ss__sqlsum_wire(d, n, &e);
+  if (sql == 1) d = (const uint8_t *)e.data, n = e.len;
+  if (q) ss__sqlsum_enrich(q);
+  if (sql < 0 || ss__wire_traces_json(d, n, &w, &info) != 0) return;
   if (q == NULL) {
     if (!too_big) __builtin_trap();  /* taken here, refused by protobuf-c */
     return;
@@ -136,9 +140,8 @@ static void fuzz_traces(const uint8_t *d, size_t n) {
   static uint64_t now = 1;
   int too_big;
   ss__traces_req *q = ss__decode_traces(d, n, &too_big);
-  wire_vs_tree(d, n, q, too_big);
+  wire_vs_tree(d, n, q, too_big);  /* enriches q */
   if (q == NULL) return;
-  ss__sqlsum_enrich(q);
   sampler_start();
   ss__sampler_tick(now += 7);
   const ss__traces_req *out = ss__sampler_process(q, now);

@@ -187,14 +187,9 @@ int ss__decode_json_slices(int logs, const uint8_t *p, size_t len, size_t max,
 
 /* ---- slicing big requests ---- */
 
-typedef struct field {
-  unsigned no;
-  int wt;
-  const uint8_t *start, *data, *end;  /* the whole field; its payload; its end */
-} field;
+typedef ss__wire_field field;
 
-/* The next field of [*p, end): 1, 0 at the end, -1 when malformed. */
-static int next_field(const uint8_t **p, const uint8_t *end, field *f) {
+int ss__wire_next(const uint8_t **p, const uint8_t *end, ss__wire_field *f) {
   uint64_t tag, v;
   if (*p >= end) return 0;
   f->start = *p;
@@ -240,8 +235,7 @@ static void put_varint(ss__buf *b, uint64_t v) {
   ss__buf_putc(b, (char)v);
 }
 
-/* A length-delimited field's tag and length. */
-static void put_head(ss__buf *b, unsigned no, size_t len) {
+void ss__wire_put_head(ss__buf *b, unsigned no, size_t len) {
   put_varint(b, (uint64_t)no << 3 | 2);
   put_varint(b, len);
 }
@@ -276,7 +270,7 @@ static void put_resource(slicer *s) {
   if (s->grp.len == 0) return;
   size_t rl = s->rest.len + s->grp.len;
   make_room(s, head_size(1, rl) + rl);
-  put_head(&s->out, 1, rl);
+  ss__wire_put_head(&s->out, 1, rl);
   ss__buf_append(&s->out, s->rest.data, s->rest.len);
   ss__buf_append(&s->out, s->grp.data, s->grp.len);
   ss__buf_reset(&s->grp);
@@ -287,9 +281,9 @@ static void put_items(slicer *s) {
   if (s->items.len == 0) return;
   size_t sl = s->srest.len + s->items.len, rl = s->rest.len + head_size(2, sl) + sl;
   make_room(s, head_size(1, rl) + rl);
-  put_head(&s->out, 1, rl);
+  ss__wire_put_head(&s->out, 1, rl);
   ss__buf_append(&s->out, s->rest.data, s->rest.len);
-  put_head(&s->out, 2, sl);
+  ss__wire_put_head(&s->out, 2, sl);
   ss__buf_append(&s->out, s->srest.data, s->srest.len);
   ss__buf_append(&s->out, s->items.data, s->items.len);
   ss__buf_reset(&s->items);
@@ -302,10 +296,10 @@ static int split_fields(slicer *s, const uint8_t *p, const uint8_t *end, ss__buf
   field f;
   int rc;
   ss__buf_reset(rest);
-  for (const uint8_t *q = p; (rc = next_field(&q, end, &f)) == 1;)
+  for (const uint8_t *q = p; (rc = ss__wire_next(&q, end, &f)) == 1;)
     if (f.no != 2 || f.wt != 2) ss__buf_append(rest, f.start, (size_t)(f.end - f.start));
   if (rc < 0) return -1;
-  while ((rc = next_field(&p, end, &f)) == 1)
+  while ((rc = ss__wire_next(&p, end, &f)) == 1)
     if (f.no == 2 && f.wt == 2 && each(s, &f) != 0) return -1;
   return 0;
 }
@@ -337,7 +331,7 @@ int ss__slice_request(const uint8_t *p, size_t len, size_t max,
   const uint8_t *end = p + len;
   field f;
   int rc = 0; /* s.rc starts at 0, so the loop runs; -O1 cannot see it */
-  while (s.rc == 0 && (rc = next_field(&p, end, &f)) == 1) {
+  while (s.rc == 0 && (rc = ss__wire_next(&p, end, &f)) == 1) {
     size_t n = (size_t)(f.end - f.start);
     if (f.no != 1 || f.wt != 2) continue;  /* the request has no other fields */
     if (n <= max) {

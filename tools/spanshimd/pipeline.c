@@ -18,7 +18,8 @@
  * enrich, no sampling or span metrics configured): those are not decoded at all. Their
  * JSON line is written straight from the wire bytes (ss__wire_traces_json, which also
  * checks them and says whether a middle step is needed) and the body goes upstream as
- * it came; anything else, or anything that reader declines, takes the decoded path. Receiver thread only; the HTTP loop (receiver.c)
+ * it came. SQL enrichment is done on the wire too (ss__sqlsum_wire). Anything else, or
+ * anything that reader declines, takes the decoded path. Receiver thread only; the HTTP loop (receiver.c)
  * hands bodies in and answers with the status returned. */
 #include <errno.h>
 #include <stdio.h>
@@ -315,26 +316,59 @@ static int traces_sliced_json(const uint8_t *body, size_t len, uint64_t now_ms) 
   return rc == 0 ? 200 : rc;
 }
 
-/* A protobuf request that needs nothing but its sinks, straight from its bytes (see the
- * file's header): the status it earns, or 0 when it must take the decoded path. */
+static ss__buf enriched = SS_BUF_INIT;  /* a request with its SQL spans enriched */
+static int sql_seen;                     /* the last request had SQL spans */
+
+/* The JSON line of the request at b[0..n) into wire_json; 0, or not when that reader
+ * declined it or a middle step needs the decoded request. */
+static int wire_line(const uint8_t *b, size_t n, ss__wire_info *info) {
+  if (wire_json.cap > PACKED_KEEP) ss__buf_free(&wire_json);  /* as `packed` */
+  ss__buf_reset(&wire_json);
+  if (ss__wire_traces_json(b, n, &wire_json, info) != 0) return -1;
+  return info->bad_ids || info->stacks ? -1 : 0;
+}
+
+/* A protobuf request that needs nothing but its sinks and SQL enrichment, straight from
+ * its bytes (see the file's header): the status it earns, or 0 when it must take the
+ * decoded path (then nothing was counted). SQL spans are enriched on the wire
+ * (ss__sqlsum_wire) before the line is written, at once when the last request had some,
+ * else once this one is seen to have them. */
 static int traces_from_wire(const uint8_t *body, size_t len) {
   ss__wire_info info;
+  const uint8_t *b = body;
+  size_t n = len;
+  int rc, done_sql = 0;
   if (ss__sampler_enabled() || ss__metrics_enabled()) return 0;
   for (size_t i = 0; i < n_sinks; i++)
     if (sinks[i].traces_wire == NULL) return 0;
-  if (wire_json.cap > PACKED_KEEP) ss__buf_free(&wire_json);  /* as `packed` */
-  ss__buf_reset(&wire_json);
-  if (ss__wire_traces_json(body, len, &wire_json, &info) != 0) return 0;
-  if (info.bad_ids || info.sql || info.stacks) return 0;
+  ss__stats saved = ss__stats_g;  /* enrichment counts; undone if this path gives up */
+  if (enriched.cap > PACKED_KEEP) ss__buf_free(&enriched);
+  if (sql_seen) {
+    if ((rc = ss__sqlsum_wire(body, len, &enriched)) < 0) goto decoded;
+    if (rc == 1) b = (const uint8_t *)enriched.data, n = enriched.len;
+    done_sql = 1;
+  }
+  if (wire_line(b, n, &info) != 0) goto decoded;
+  sql_seen = info.sql;
+  if (info.sql && !done_sql) {
+    if ((rc = ss__sqlsum_wire(body, len, &enriched)) < 0) goto decoded;
+    if (rc == 1) {
+      b = (const uint8_t *)enriched.data, n = enriched.len;
+      if (wire_line(b, n, &info) != 0) goto decoded;
+    }
+  }
   memset(&ss__pipeline_rejected, 0, sizeof ss__pipeline_rejected);
   ss__stats_g.traces_requests++;
   ss__stats_g.spans_received += info.spans;
   for (size_t i = 0; i < n_sinks; i++) {
     const ss__sink *s = &sinks[i];
-    if (s->traces_wire(s->ctx, wire_json.data, wire_json.len, body, len, info.spans) != 0)
+    if (s->traces_wire(s->ctx, wire_json.data, wire_json.len, b, n, info.spans) != 0)
       return 503;
   }
   return 200;
+decoded:
+  ss__stats_g = saved;
+  return 0;
 }
 
 int ss__pipeline_traces_fmt(int fmt, const uint8_t *body, size_t len, uint64_t now_ms) {
@@ -614,5 +648,6 @@ void ss__export_response(ss__buf *b, int logs, int fmt) {
 void ss__pipeline_free(void) {
   ss__buf_free(&packed);
   ss__buf_free(&wire_json);
+  ss__buf_free(&enriched);
   n_sinks = 0;
 }

@@ -330,6 +330,17 @@ void ss__decode_release(void);
  * call; about 4 * max bytes of scratch memory, freed before returning. */
 int ss__slice_request(const uint8_t *p, size_t len, size_t max,
                       int (*fn)(const uint8_t *, size_t, void *), void *arg);
+/* One protobuf field, as read by ss__wire_next. */
+typedef struct ss__wire_field {
+  unsigned no;
+  int wt;                             /* wire type: 0 varint, 1 64-bit, 2 bytes, 5 32-bit */
+  const uint8_t *start, *data, *end;  /* the whole field; its payload; its end */
+} ss__wire_field;
+/* The next field of [*p, end) into *f (advancing *p): 1, 0 at the end, -1 when
+ * malformed (groups included). */
+int ss__wire_next(const uint8_t **p, const uint8_t *end, ss__wire_field *f);
+/* Appends a length-delimited field's tag and length (its payload is the caller's). */
+void ss__wire_put_head(ss__buf *b, unsigned no, size_t len);
 /* Bodies handed to protobuf-c for decoding since start (each request's once). */
 extern uint64_t ss__decode_count;
 /* Fills *pa with a protobuf-c allocator that takes its memory from arena a (whose reset
@@ -409,6 +420,37 @@ void ss__sampler_free(void);
 /* Adds db.query.summary etc. to q's PostgreSQL spans and renames them (see sqlsum.c).
  * What it adds lives until the next call. Returns 1 when some span changed. */
 int ss__sqlsum_enrich(ss__traces_req *q);
+/* The same on an ExportTraceServiceRequest's protobuf bytes p[0..len): the request with
+ * its PostgreSQL spans enriched is written to out (replacing what it held), with the
+ * spans' other fields and attributes as they were, replaced attributes in their place,
+ * added ones last, as ss__sqlsum_enrich leaves them. 1 (out holds it), 0 (no span to
+ * change; out is not meaningful), -1 (wire data malformed at the levels walked). Counts
+ * sql_* in ss__stats_g like ss__sqlsum_enrich. */
+int ss__sqlsum_wire(const uint8_t *p, size_t len, ss__buf *out);
+
+/* A string in someone else's memory; p NULL: absent. */
+typedef struct ss__strv {
+  const char *p;
+  size_t n;
+} ss__strv;
+/* What SQL enrichment reads of a span: the first db.query.text, db.system.name,
+ * db.system and db.operation.name attributes that have string values, and its name. */
+typedef struct ss__sql_in {
+  ss__strv text, sys_name, sys, api_op, name;
+} ss__sql_in;
+/* ... and what it changes: attributes to set (replacing the first of that key, else
+ * appended, in this order), one to remove, the span's new name (p NULL: kept). Values
+ * point into the statement cache: valid until the next ss__sqlsum_plan call. */
+typedef struct ss__sql_edit {
+  int changed;
+  struct { const char *key; ss__strv val; } set[4];
+  size_t n_set;
+  const char *remove;
+  ss__strv name;
+} ss__sql_edit;
+/* Decides the edit for one span (parsing its statement, or from the cache); returns
+ * e->changed. Counts sql_spans, sql_unparsed, sql_rescrubbed. */
+int ss__sqlsum_plan(const ss__sql_in *in, ss__sql_edit *e);
 
 /* dwarf.c: appends FILE:LINE to exception stack frames whose module (matched by build id)
  * has debug info here. Return how many stack traces changed. */

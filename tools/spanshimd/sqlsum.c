@@ -347,44 +347,233 @@ static void remove_attr(pb_span *s, const char *key) {
     }
 }
 
-static int is_postgres(const pb_span *s) {
-  const char *sys = str_attr(s, "db.system.name");
-  if (sys == NULL) sys = str_attr(s, "db.system");
-  return sys && strcmp(sys, "postgresql") == 0;
+/* ---- what to change, decided once for both paths ---- */
+
+static int eq(ss__strv a, const char *lit) {
+  return a.p && a.n == strlen(lit) && memcmp(a.p, lit, a.n) == 0;
 }
+
+static void plan_set(ss__sql_edit *e, const char *key, const char *v, size_t n) {
+  e->set[e->n_set].key = key;
+  e->set[e->n_set].val = (ss__strv){v, n};
+  e->n_set++;
+}
+
+int ss__sqlsum_plan(const ss__sql_in *in, ss__sql_edit *e) {
+  memset(e, 0, sizeof *e);
+  ss__strv sys = in->sys_name.p ? in->sys_name : in->sys;
+  if (disabled || in->text.p == NULL || !eq(sys, "postgresql")) return 0;
+  size_t n = in->text.n;
+  ss__stats_g.sql_spans++;
+  const result *r = n <= TEXT_MAX ? lookup(in->text.p, n) : NULL;
+  if (r == NULL || !r->ok) {
+    ss__stats_g.sql_unparsed++;
+    if (in->name.n && !eq(in->name, ss__sql_span_name)) {
+      plan_set(e, "db.query.summary", in->name.p, in->name.n);
+      e->changed = 1;
+    }
+    return e->changed;
+  }
+  e->changed = 1;
+  /* The shim names PREPARE and DESCRIBE from the libpq call itself; the text only says
+   * what is being prepared, so those keep the shim's operation and name. */
+  if (eq(in->api_op, "PREPARE") || eq(in->api_op, "DESCRIBE")) {
+    if (r->coll[0]) plan_set(e, "db.collection.name", r->coll, strlen(r->coll));
+    if (in->name.n) plan_set(e, "db.query.summary", in->name.p, in->name.n);
+    return 1;
+  }
+  plan_set(e, "db.query.summary", r->summary, strlen(r->summary));
+  if (r->op[0]) plan_set(e, "db.operation.name", r->op, strlen(r->op));
+  if (r->coll[0]) plan_set(e, "db.collection.name", r->coll, strlen(r->coll));
+  else e->remove = "db.collection.name";
+  if (r->normalized) {
+    plan_set(e, "db.query.text", r->normalized, strlen(r->normalized));
+    ss__stats_g.sql_rescrubbed++;
+  }
+  e->name = (ss__strv){r->summary, strlen(r->summary)};
+  return 1;
+}
+
+/* ---- the decoded path ---- */
+
+static ss__strv strv(const char *s) { return (ss__strv){s, s ? strlen(s) : 0}; }
 
 /* Enriches one span; 1 when it changed. */
 static int enrich(pb_span *s) {
-  const char *text = str_attr(s, "db.query.text");
-  if (text == NULL || !is_postgres(s)) return 0;
-  size_t n = strlen(text);
-  ss__stats_g.sql_spans++;
-  const result *r = n <= TEXT_MAX ? lookup(text, n) : NULL;
-  if (r == NULL || !r->ok) {
-    ss__stats_g.sql_unparsed++;
-    if (s->name && *s->name && strcmp(s->name, ss__sql_span_name) != 0)
-      return set_str(s, "db.query.summary", s->name) == 0;
-    return 0;
+  ss__sql_in in = {strv(str_attr(s, "db.query.text")), strv(str_attr(s, "db.system.name")),
+                   strv(str_attr(s, "db.system")), strv(str_attr(s, "db.operation.name")),
+                   strv(s->name)};
+  ss__sql_edit e;
+  if (!ss__sqlsum_plan(&in, &e)) return 0;
+  for (size_t i = 0; i < e.n_set; i++) {
+    char *v = ss__arena_strndup(&pool, e.set[i].val.p, e.set[i].val.n);
+    if (v == NULL || set_str(s, e.set[i].key, v) != 0) return i > 0;
   }
-  /* The shim names PREPARE and DESCRIBE from the libpq call itself; the text only says
-   * what is being prepared, so those keep the shim's operation and name. */
-  const char *api_op = str_attr(s, "db.operation.name");
-  if (api_op && (strcmp(api_op, "PREPARE") == 0 || strcmp(api_op, "DESCRIBE") == 0)) {
-    if (r->coll[0]) set_str(s, "db.collection.name", r->coll);
-    if (s->name && *s->name) set_str(s, "db.query.summary", s->name);
-    return 1;
+  if (e.remove) remove_attr(s, e.remove);
+  if (e.name.p) {
+    char *name = ss__arena_strndup(&pool, e.name.p, e.name.n);
+    if (name) s->name = name;
   }
-  set_str(s, "db.query.summary", r->summary);
-  if (r->op[0]) set_str(s, "db.operation.name", r->op);
-  if (r->coll[0]) set_str(s, "db.collection.name", r->coll);
-  else remove_attr(s, "db.collection.name");
-  if (r->normalized) {
-    set_str(s, "db.query.text", r->normalized);
-    ss__stats_g.sql_rescrubbed++;
-  }
-  char *name = pool_str(r->summary);
-  if (name) s->name = name;
   return 1;
+}
+
+/* ---- the wire path: the same edits on protobuf bytes ---- */
+
+typedef ss__wire_field wfield;
+
+static ss__strv cut(const uint8_t *p, size_t n) {  /* as protobuf-c's C string reads */
+  const uint8_t *z = memchr(p, 0, n);
+  return (ss__strv){(const char *)p, z ? (size_t)(z - p) : n};
+}
+
+/* A KeyValue's key and, when its value is a string, that string (p NULL otherwise). */
+static int kv_of(const wfield *kvf, ss__strv *key, ss__strv *sval) {
+  const uint8_t *p = kvf->data, *q;
+  wfield f, g;
+  int rc;
+  *key = (ss__strv){"", 0};
+  *sval = (ss__strv){NULL, 0};
+  while ((rc = ss__wire_next(&p, kvf->end, &f)) == 1) {
+    if (f.no == 1 && f.wt == 2) *key = cut(f.data, (size_t)(f.end - f.data));
+    if (f.no != 2 || f.wt != 2) continue;
+    *sval = (ss__strv){NULL, 0};
+    for (q = f.data; (rc = ss__wire_next(&q, f.end, &g)) == 1;)
+      *sval = g.no == 1 && g.wt == 2 ? cut(g.data, (size_t)(g.end - g.data)) : (ss__strv){NULL, 0};
+    if (rc < 0) return -1;
+  }
+  return rc;
+}
+
+static int key_is(ss__strv k, const char *lit) { return eq(k, lit); }
+
+/* What enrichment reads of the span at [p, end); 0 or -1. */
+static int read_span(const uint8_t *p, const uint8_t *end, ss__sql_in *in) {
+  static const char *const keys[4] = {"db.query.text", "db.system.name", "db.system",
+                                      "db.operation.name"};
+  ss__strv *slot[4] = {&in->text, &in->sys_name, &in->sys, &in->api_op};
+  int seen[4] = {0, 0, 0, 0}, rc;
+  wfield f;
+  memset(in, 0, sizeof *in);
+  in->name = (ss__strv){"", 0};
+  while ((rc = ss__wire_next(&p, end, &f)) == 1) {
+    if (f.no == 5 && f.wt == 2) in->name = cut(f.data, (size_t)(f.end - f.data));
+    if (f.no != 9 || f.wt != 2) continue;
+    ss__strv k, v;
+    if (kv_of(&f, &k, &v) != 0) return -1;
+    for (int i = 0; i < 4; i++)
+      if (!seen[i] && key_is(k, keys[i])) seen[i] = 1, *slot[i] = v;
+  }
+  return rc;
+}
+
+static void put_str_field(ss__buf *b, unsigned no, ss__strv v) {
+  ss__wire_put_head(b, no, v.n);
+  ss__buf_append(b, v.p, v.n);
+}
+
+/* Bytes of a length-delimited field's tag (field number < 16) and length n. */
+static size_t ld_size(size_t n) {
+  size_t s = 2;
+  while (n >= 0x80) n >>= 7, s++;
+  return s;
+}
+
+/* KeyValue{key, AnyValue{string_value}} as attribute field 9. */
+static void put_attr(ss__buf *b, const char *key, ss__strv v) {
+  size_t kl = strlen(key), any = ld_size(v.n) + v.n, kv = ld_size(kl) + kl + ld_size(any) + any;
+  ss__wire_put_head(b, 9, kv);
+  put_str_field(b, 1, (ss__strv){key, kl});
+  ss__wire_put_head(b, 2, any);
+  put_str_field(b, 1, v);
+}
+
+/* Writes the span at [p, end) with edit e applied into o. 0 or -1. */
+static int write_span(const uint8_t *p, const uint8_t *end, const ss__sql_edit *e, ss__buf *o) {
+  int applied[4] = {0, 0, 0, 0}, removed = 0, named = 0, rc;
+  wfield f;
+  while ((rc = ss__wire_next(&p, end, &f)) == 1) {
+    size_t n = (size_t)(f.end - f.start);
+    if (f.no == 5 && f.wt == 2 && e->name.p) {
+      if (!named) put_str_field(o, 5, e->name);
+      named = 1;
+      continue;
+    }
+    if (f.no == 9 && f.wt == 2) {
+      ss__strv k, v;
+      size_t i;
+      if (kv_of(&f, &k, &v) != 0) return -1;
+      for (i = 0; i < e->n_set; i++)
+        if (!applied[i] && key_is(k, e->set[i].key)) break;
+      if (i < e->n_set) {
+        put_attr(o, e->set[i].key, e->set[i].val);
+        applied[i] = 1;
+        continue;
+      }
+      if (e->remove && !removed && key_is(k, e->remove)) {
+        removed = 1;
+        continue;
+      }
+    }
+    ss__buf_append(o, f.start, n);
+  }
+  for (size_t i = 0; i < e->n_set; i++)
+    if (!applied[i]) put_attr(o, e->set[i].key, e->set[i].val);
+  if (e->name.p && !named) put_str_field(o, 5, e->name);
+  return rc;
+}
+
+/* One level of the request (request → resource_spans 1 → scope_spans 2 → spans 2): its
+ * fields into o, the repeated child field rewritten by `child` (level + 1) where that
+ * changed it. 1 changed, 0 not, -1 malformed. */
+static int rewrite(const uint8_t *p, const uint8_t *end, int level, ss__buf *o);
+
+static ss__buf levels[4] = {SS_BUF_INIT, SS_BUF_INIT, SS_BUF_INIT, SS_BUF_INIT};
+
+static int rewrite_child(const wfield *f, int level, ss__buf *o) {
+  ss__buf *c = &levels[level];
+  ss__buf_reset(c);
+  int rc;
+  if (level == 3) {
+    ss__sql_in in;
+    ss__sql_edit e;
+    if (read_span(f->data, f->end, &in) != 0) return -1;
+    if (!ss__sqlsum_plan(&in, &e)) return 0;
+    if (write_span(f->data, f->end, &e, c) != 0) return -1;
+    rc = 1;
+  } else {
+    rc = rewrite(f->data, f->end, level, c);
+  }
+  if (rc == 1) {
+    ss__wire_put_head(o, f->no, c->len);
+    ss__buf_append(o, c->data, c->len);
+  }
+  return rc;
+}
+
+static int rewrite(const uint8_t *p, const uint8_t *end, int level, ss__buf *o) {
+  wfield f;
+  int rc, changed = 0;
+  unsigned child = level == 0 ? 1 : 2;
+  while ((rc = ss__wire_next(&p, end, &f)) == 1) {
+    if (f.no == child && f.wt == 2) {
+      int c = rewrite_child(&f, level + 1, o);
+      if (c < 0) return -1;
+      if (c == 1) {
+        changed = 1;
+        continue;
+      }
+    }
+    ss__buf_append(o, f.start, (size_t)(f.end - f.start));
+  }
+  return rc < 0 ? -1 : changed;
+}
+
+int ss__sqlsum_wire(const uint8_t *p, size_t len, ss__buf *out) {
+  if (disabled) return 0;
+  ss__buf_reset(out);
+  int rc = rewrite(p, p + len, 0, out);
+  if (rc == 1 && ss__buf_error(out) != 0) return -1;
+  return rc;
 }
 
 int ss__sqlsum_enrich(ss__traces_req *q) {
@@ -403,6 +592,7 @@ void ss__sqlsum_disable(void) { disabled = 1; }
 
 void ss__sqlsum_free(void) {
   ss__arena_release(&pool);
+  for (size_t i = 0; i < sizeof levels / sizeof *levels; i++) ss__buf_free(&levels[i]);
   /* The table is 1.8 MB of zero pages until a statement is cached: walking and clearing it
    * untouched cost every collector without SQL spans hundreds of page faults at exit. */
   if (!cache_used) return;

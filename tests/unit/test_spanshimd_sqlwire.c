@@ -1,0 +1,184 @@
+/* SQL enrichment on protobuf bytes (ss__sqlsum_wire) against the decoded path it stands
+ * in for (ss__sqlsum_enrich): the same request through both gives the same JSON line,
+ * whatever the statement (parsed, unparsable, PREPARE, a literal the shim missed, no
+ * single table) and wherever the attributes it replaces sit; and the pipeline with
+ * sinks that take wire bytes writes what the decoded path would, never unpacking a
+ * request that needs nothing else. */
+#include <check.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tests/unit/test_spanshimd_fixture.h"
+#include "tools/common/otlp_json.h"
+
+/* The line the decoded path writes for body[0..len): decode, enrich, ss__json_traces. */
+static char *tree_line(const uint8_t *body, size_t len) {
+  static ss__buf t = SS_BUF_INIT;
+  int too_big;
+  ss__traces_req *q = ss__decode_traces(body, len, &too_big);
+  ck_assert_ptr_nonnull(q);
+  ss__sqlsum_enrich(q);
+  ss__buf_reset(&t);
+  ck_assert_int_eq(ss__json_traces(q, &t), 0);
+  ss__buf_putc(&t, 0);
+  return t.data;
+}
+
+/* ... and the wire path's: ss__sqlsum_wire, ss__wire_traces_json. *changed: its rc. */
+static char *wire_line(const uint8_t *body, size_t len, int *changed) {
+  static ss__buf w = SS_BUF_INIT, e = SS_BUF_INIT;
+  ss__wire_info info;
+  *changed = ss__sqlsum_wire(body, len, &e);
+  ck_assert_int_ge(*changed, 0);
+  if (*changed) body = (const uint8_t *)e.data, len = e.len;
+  ss__buf_reset(&w);
+  ck_assert_int_eq(ss__wire_traces_json(body, len, &w, &info), 0);
+  ss__buf_putc(&w, 0);
+  return w.data;
+}
+
+static fx_span_t *pg_span(uint64_t sid, const char *name, const char *text) {
+  fx_span_t *s = fx_span(fx_tid(9, sid), sid, name, 1000, 0);
+  fx_attr(s, "db.system.name", "postgresql");
+  if (text) fx_attr(s, "db.query.text", text);
+  return s;
+}
+
+START_TEST(test_wire_enrichment_matches_decoded_path) {
+  fx_span_t *s[9];
+  s[0] = pg_span(1, "postgresql", "SELECT abalance FROM pgbench_accounts WHERE aid = ?");
+  fx_attr(s[0], "db.operation.name", "SELECT");      /* replaced in place */
+  fx_attr(s[0], "db.collection.name", "x");          /* replaced in place */
+  fx_attr(s[0], "server.address", "/tmp");
+  s[1] = pg_span(2, "postgresql", "UPDATE a SET v = v + ? WHERE id = ?");
+  s[2] = pg_span(3, "SELECT", "SELECT * FROM a JOIN b ON a.id = b.id");
+  fx_attr(s[2], "db.collection.name", "a");          /* two tables: removed */
+  s[3] = pg_span(4, "BEGIN", "this is not sql at all ((");  /* unparsable: summary = name */
+  s[4] = pg_span(5, "postgresql", "garbage (((");    /* unparsable, generic name: unchanged */
+  s[5] = pg_span(6, "PREPARE", "INSERT INTO t VALUES (?)");
+  fx_attr(s[5], "db.operation.name", "PREPARE");     /* keeps the shim's name and op */
+  s[6] = pg_span(7, "postgresql", "SELECT * FROM t WHERE name = 'leaked'");  /* rescrubbed */
+  s[7] = fx_span(fx_tid(9, 8), 8, "connect", 10, 0);  /* not a database span */
+  s[8] = pg_span(9, "mysql", "SELECT 1");
+  s[8]->attributes[0] = fx_kv("db.system.name", "mysql");  /* not PostgreSQL */
+  size_t len;
+  uint8_t *body = fx_pack(fx_request("svc", s, 9), &len);
+  int changed;
+  char *w = wire_line(body, len, &changed);
+  ck_assert_int_eq(changed, 1);
+  ck_assert_str_eq(w, tree_line(body, len));
+  ck_assert_ptr_nonnull(strstr(w, "\"db.query.summary\""));
+  ck_assert_ptr_nonnull(strstr(w, "\"name\":\"SELECT pgbench_accounts\""));
+  /* nothing to enrich: not changed, the same line either way */
+  fx_span_t *plain[] = {s[7], s[8]};
+  body = fx_pack(fx_request("svc", plain, 2), &len);
+  w = wire_line(body, len, &changed);
+  ck_assert_int_eq(changed, 0);
+  ck_assert_str_eq(w, tree_line(body, len));
+}
+END_TEST
+
+/* The same statements again (from the cache), and with a field order no SDK uses. */
+START_TEST(test_wire_enrichment_attributes_before_and_after) {
+  fx_span_t *s = fx_span(fx_tid(9, 1), 1, "postgresql", 1000, 0);
+  fx_attr(s, "db.query.summary", "old");
+  fx_attr(s, "db.query.text", "DELETE FROM queue WHERE id = ?");
+  fx_attr(s, "db.system", "postgresql");  /* the older key */
+  fx_attr(s, "db.query.text", "SELECT 1");  /* a second one: the first counts */
+  size_t len;
+  uint8_t *body = fx_pack(fx_request("svc", &s, 1), &len);
+  for (int round = 0; round < 2; round++) {
+    int changed;
+    char *w = wire_line(body, len, &changed);
+    ck_assert_int_eq(changed, 1);
+    ck_assert_str_eq(w, tree_line(body, len));
+  }
+}
+END_TEST
+
+/* ---- through the pipeline, with the default kind of sinks ---- */
+
+static char file_line[8192];
+static const uint8_t *up_body;
+static size_t up_len;
+static int wire_calls, tree_calls;
+
+static int tree_sink(void *ctx, const ss__traces_req *q, const uint8_t *b, size_t n,
+                     uint64_t items) {
+  (void)ctx, (void)b, (void)n, (void)items;
+  ss__buf t = SS_BUF_INIT;
+  ss__json_traces(q, &t);
+  snprintf(file_line, sizeof file_line, "%.*s", (int)t.len, t.data);
+  ss__buf_free(&t);
+  tree_calls++;
+  return 0;
+}
+
+static int wire_sink(void *ctx, const char *json, size_t jn, const uint8_t *b, size_t n,
+                     uint64_t items) {
+  (void)ctx, (void)items;
+  snprintf(file_line, sizeof file_line, "%.*s", (int)jn, json);
+  up_body = b, up_len = n;
+  wire_calls++;
+  return 0;
+}
+
+static int logs_sink(void *ctx, const ss__logs_req *q, const uint8_t *b, size_t n,
+                     uint64_t items) {
+  (void)ctx, (void)q, (void)b, (void)n, (void)items;
+  return 0;
+}
+
+START_TEST(test_pipeline_takes_sql_requests_without_decoding) {
+  ss__sink s = {tree_sink, logs_sink, 1, NULL, NULL, wire_sink};
+  ss__pipeline_clear_sinks();
+  ck_assert_int_eq(ss__pipeline_add_sink(&s), 0);
+  fx_span_t *sp[] = {pg_span(1, "postgresql", "SELECT * FROM orders WHERE id = ?"),
+                     fx_span(fx_tid(9, 2), 2, "connect", 10, 0)};
+  size_t len;
+  uint8_t *body = fx_pack(fx_request("svc", sp, 2), &len);
+  char expect[8192];
+  snprintf(expect, sizeof expect, "%s", tree_line(body, len));
+  memset(&ss__stats_g, 0, sizeof ss__stats_g);
+  uint64_t decodes = ss__decode_count;
+  for (int i = 0; i < 3; i++) {  /* the first finds SQL after writing, the others before */
+    ck_assert_int_eq(ss__pipeline_traces(body, len, 1), 200);
+    ck_assert_str_eq(file_line, expect);
+    ck_assert_ptr_ne(up_body, body);  /* enriched: changed bytes go upstream */
+    ss__stats keep = ss__stats_g;     /* (this check enriches too) */
+    int changed;
+    ck_assert_str_eq(wire_line(up_body, up_len, &changed), expect);
+    ss__stats_g = keep;
+  }
+  ck_assert_uint_eq(ss__decode_count, decodes);  /* never unpacked */
+  ck_assert_int_eq(wire_calls, 3);
+  ck_assert_int_eq(tree_calls, 0);
+  ck_assert_uint_eq(ss__stats_g.spans_received, 6);
+  ck_assert_uint_eq(ss__stats_g.sql_spans, 3);
+  /* a request with a malformed span id takes the decoded path: partial success */
+  sp[1]->span_id.len = 3;
+  body = fx_pack(fx_request("svc", sp, 2), &len);
+  ck_assert_int_eq(ss__pipeline_traces(body, len, 1), 200);
+  ck_assert_int_eq(tree_calls, 1);
+  ck_assert_uint_eq(ss__pipeline_rejected.n, 1);
+  ck_assert_uint_eq(ss__stats_g.sql_spans, 4);  /* counted once, on the path taken */
+  ss__pipeline_free();
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("spanshimd_sqlwire");
+  TCase *tc = tcase_create("sqlwire");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, test_wire_enrichment_matches_decoded_path);
+  tcase_add_test(tc, test_wire_enrichment_attributes_before_and_after);
+  tcase_add_test(tc, test_pipeline_takes_sql_requests_without_decoding);
+  suite_add_tcase(s, tc);
+  SRunner *r = srunner_create(s);
+  srunner_run_all(r, CK_NORMAL);
+  int failed = srunner_ntests_failed(r);
+  srunner_free(r);
+  ss__sqlsum_free();
+  fx_reset();
+  return failed ? 1 : 0;
+}
