@@ -55,6 +55,18 @@ static size_t escape_byte(char *o, unsigned char c) {
   }
 }
 
+/* Whether none of the 8 bytes at p needs attention (escaping, UTF-8 checking): the
+ * usual SWAR tests for a byte below 0x20, equal to '"' or '\\', or with its high bit set
+ * (some false alarms, never a miss; the byte loop then decides). */
+static inline int plain8(const unsigned char *p) {
+  const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+  uint64_t x, q, bs;
+  memcpy(&x, p, 8);
+  q = x ^ (ones * '"');
+  bs = x ^ (ones * '\\');
+  return ((x | ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & high) == 0;
+}
+
 void ss__jw_str(ss__buf *b, const char *s, size_t len) {
   /* Worst case: every byte becomes \u00XX (6 bytes); invalid bytes become 3. */
   if (len > ((size_t)-1 - 2) / 6) {
@@ -68,6 +80,7 @@ void ss__jw_str(ss__buf *b, const char *s, size_t len) {
   size_t i = 0;
   while (i < len) {
     size_t run = i;
+    while (run + 8 <= len && plain8(u + run)) run += 8;
     while (run < len && byte_class[u[run]] == 0) run++;
     memcpy(o, s + i, run - i);
     o += run - i;

@@ -57,8 +57,9 @@ static const shape LIST = {{[1] = T_LEN}, BIT(1), 0};  /* ArrayValue, KeyValueLi
 static const shape RESOURCE = {{[1] = T_LEN, [2] = T_VARINT, [3] = T_LEN}, BIT(1) | BIT(3), 0};
 static const shape SCOPE = {{[1] = T_STR, [2] = T_STR, [3] = T_LEN, [4] = T_VARINT}, BIT(3), 0};
 
-/* One indexed message. For a singular field: its payload (p, v = length) or value (v);
- * for a repeated one: where its first element's tag starts (p) and how many (v). */
+/* One indexed message. For a singular field: its payload (p, v = length; for a string
+ * the length up to its first NUL byte) or value (v); for a repeated one: where its
+ * first element's tag starts (p) and how many (v). */
 typedef struct msg {
   const uint8_t *end;
   struct { const uint8_t *p; uint64_t v; } f[MAXF];
@@ -70,7 +71,11 @@ typedef struct wctx {
   ss__wire_info *info;
 } wctx;
 
-static int varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+static inline int varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+  if (*p < end && **p < 0x80) {  /* most tags and lengths: one byte */
+    *v = *(*p)++;
+    return 0;
+  }
   uint64_t x = 0;
   for (int shift = 0; shift < 64 && *p < end; shift += 7) {
     uint8_t c = *(*p)++;
@@ -91,7 +96,7 @@ static uint64_t le(const uint8_t *p, int n) {
 }
 
 /* One field at *p: number, wire type, payload; 0 or -1 (malformed or a group). */
-static int field(const uint8_t **p, const uint8_t *end, unsigned *no, int *wt,
+static inline int field(const uint8_t **p, const uint8_t *end, unsigned *no, int *wt,
                  const uint8_t **data, uint64_t *v) {
   uint64_t tag;
   if (varint(p, end, &tag) != 0 || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) return -1;
@@ -119,9 +124,26 @@ static int field(const uint8_t **p, const uint8_t *end, unsigned *no, int *wt,
   }
 }
 
-static int valid_utf8(const uint8_t *p, size_t n) {
-  for (size_t i = 0; i < n;) {
+#define HIGH8 0x8080808080808080ull
+#define ONES8 0x0101010101010101ull
+
+/* Whether p[0..n) is valid UTF-8 (as protobuf-c wants strings); *cut is where the first
+ * NUL byte is (n if none): the tree path's strings end there. One pass, 8 ASCII bytes
+ * at a time. */
+static int scan_str(const uint8_t *p, size_t n, size_t *cut) {
+  size_t i = 0;
+  *cut = n;
+  while (i < n) {
+    if (i + 8 <= n) {
+      uint64_t x;
+      memcpy(&x, p + i, 8);
+      if (((x | ((x - ONES8) & ~x)) & HIGH8) == 0) {  /* ASCII, no NUL */
+        i += 8;
+        continue;
+      }
+    }
     if (p[i] < 0x80) {
+      if (p[i] == 0 && *cut == n) *cut = i;
       i++;
       continue;
     }
@@ -149,7 +171,11 @@ static int index_msg(msg *m, const uint8_t *p, size_t n, const shape *s) {
     int t = no < MAXF ? s->type[no] : T_NONE;
     if (t == T_NONE) continue;  /* unknown: protobuf-c keeps it, JSON leaves it out */
     if (wt != wire_of[t]) return DECLINE;
-    if (t == T_STR && !valid_utf8(data, (size_t)v)) return DECLINE;
+    if (t == T_STR) {  /* its length up to the first NUL */
+      size_t cut;
+      if (!scan_str(data, (size_t)v, &cut)) return DECLINE;
+      v = cut;
+    }
     uint32_t bit = BIT(no);
     if (s->repeated & bit) {
       if (!(m->seen & bit)) m->f[no].p = start, m->f[no].v = 0;
@@ -172,7 +198,7 @@ static const uint8_t *next_of(const uint8_t **p, const uint8_t *end, unsigned no
     unsigned n;
     int wt;
     uint64_t v;
-    field(p, end, &n, &wt, &data, &v);
+    if (field(p, end, &n, &wt, &data, &v) != 0) return NULL;  /* cannot happen: indexed */
     if (n == no && wt == 2) {
       *len = (size_t)v;
       return data;
@@ -199,21 +225,14 @@ static void key(ss__buf *b, int *n, const char *lit, size_t len) {
 }
 #define KEY(b, n, lit) key((b), (n), (lit), sizeof(lit) - 1)
 
-/* A string as protobuf-c leaves it for the tree writer: NUL-terminated, so cut at the
- * first NUL byte. */
-static size_t cstr_len(const uint8_t *p, uint64_t n) {
-  const uint8_t *z = memchr(p, 0, (size_t)n);
-  return z ? (size_t)(z - p) : (size_t)n;
-}
-
 static void str_of(ss__buf *b, const msg *m, unsigned no) {
   if (!HAS(m, no)) SS_BUF_LIT(b, "\"\"");
-  else ss__jw_str(b, (const char *)m->f[no].p, cstr_len(m->f[no].p, m->f[no].v));
+  else ss__jw_str(b, (const char *)m->f[no].p, (size_t)m->f[no].v);
 }
 
 /* A string field, left out when empty. */
 static void f_str(ss__buf *b, int *n, const char *k, size_t kl, const msg *m, unsigned no) {
-  if (!HAS(m, no) || cstr_len(m->f[no].p, m->f[no].v) == 0) return;
+  if (!HAS(m, no) || m->f[no].v == 0) return;
   key(b, n, k, kl);
   str_of(b, m, no);
 }
@@ -262,7 +281,7 @@ static int key_values(wctx *w, const msg *m, unsigned no, int depth, int level) 
     KEY(b, &n, "key");
     str_of(b, &kv, 1);
     if (level && HAS(&kv, 1)) {
-      size_t kl = cstr_len(kv.f[1].p, kv.f[1].v);
+      size_t kl = (size_t)kv.f[1].v;
       const char *k = (const char *)kv.f[1].p;
       if (level == ATTRS_SPAN && kl == 13 && memcmp(k, "db.query.text", 13) == 0)
         w->info->sql = 1;
