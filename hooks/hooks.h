@@ -23,6 +23,7 @@ typedef struct ss__peer {
   int family;               /* AF_INET, AF_INET6, AF_UNIX; 0 when not traceable */
   int port;                 /* -1 when none */
   char addr[SS_ADDRSTR];    /* numeric address, or the Unix socket path */
+  size_t addr_len;          /* strlen(addr) */
   const void *raw;          /* the 4 or 16 address bytes inside the sockaddr */
 } ss__peer;
 

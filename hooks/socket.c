@@ -78,16 +78,17 @@ int ss__peer_format(const struct sockaddr *sa, socklen_t len, ss__peer *p) {
   p->family = 0;
   p->port = -1;
   p->addr[0] = '\0';
+  p->addr_len = 0;
   p->raw = NULL;
   if (sa == NULL || len < sizeof(sa_family_t)) return -1;
   if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
     const struct sockaddr_in *in = (const void *)sa;
-    ss__ip4_format((const uint8_t *)&in->sin_addr, p->addr);
+    p->addr_len = ss__ip4_format((const uint8_t *)&in->sin_addr, p->addr);
     p->port = ntohs(in->sin_port);
     p->raw = &in->sin_addr;
   } else if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
     const struct sockaddr_in6 *in6 = (const void *)sa;
-    ss__ip6_format((const uint8_t *)&in6->sin6_addr, p->addr);
+    p->addr_len = ss__ip6_format((const uint8_t *)&in6->sin6_addr, p->addr);
     p->port = ntohs(in6->sin6_port);
     p->raw = &in6->sin6_addr;
   } else if (sa->sa_family == AF_UNIX) {
@@ -104,6 +105,7 @@ int ss__peer_format(const struct sockaddr *sa, socklen_t len, ss__peer *p) {
       memcpy(p->addr, un->sun_path, n);
       p->addr[n] = '\0';
     }
+    p->addr_len = strlen(p->addr);
   } else {
     return -1;
   }
@@ -135,12 +137,13 @@ static void add_peer_attrs(ss__sb *b, const char *side, const ss__peer *p, int t
   int local = side[8] == 'l'; /* "network.local." vs "network.peer." */
   if (p->addr[0] == '\0') return; /* an unnamed Unix socket: nothing to say */
   if (!local) {
-    ss__span_str(b, "network.transport", transport_name(p->family, type), (size_t)-1);
+    const char *t = transport_name(p->family, type);
+    ss__span_str(b, "network.transport", t, t ? strlen(t) : 0); /* a constant: folded */
     if (p->family != AF_UNIX)
-      ss__span_str(b, "network.type", p->family == AF_INET6 ? "ipv6" : "ipv4", (size_t)-1);
+      ss__span_str(b, "network.type", p->family == AF_INET6 ? "ipv6" : "ipv4", 4);
   }
   ss__span_str(b, local ? "network.local.address" : "network.peer.address", p->addr,
-               (size_t)-1);
+               p->addr_len);
   if (p->port >= 0) ss__span_int(b, local ? "network.local.port" : "network.peer.port", p->port);
 }
 

@@ -13,7 +13,8 @@
 #define SS_IP4_STRLEN 16 /* "255.255.255.255" + NUL */
 #define SS_IP6_STRLEN 46
 
-/* Write the text and a NUL into out; return the text's length. */
+/* Write the text and a NUL into out (SS_IP4_STRLEN / SS_IP6_STRLEN bytes: ss__ip4_format
+ * may write all 16, past the NUL); return the text's length. */
 size_t ss__ip4_format(const uint8_t a[4], char *out);
 size_t ss__ip6_format(const uint8_t a[16], char *out);
 

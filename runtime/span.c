@@ -390,7 +390,7 @@ void ss__span_pop(ss__sb *b) {
 
 /* Length to store for a string value: capped at the attribute value limit, never
  * cutting a UTF-8 sequence in half. */
-static uint32_t capped_len(const char *s, uint32_t len) {
+static inline __attribute__((always_inline)) uint32_t capped_len(const char *s, uint32_t len) {
   uint32_t lim = ss__tracer_g.attr_value_limit;
   if (lim == 0 || len <= lim) return len;
   while (lim > 0 && ((unsigned char)s[lim] & 0xC0) == 0x80) lim--;
@@ -420,7 +420,7 @@ static uint32_t capped_arr_len(const char *s, uint32_t len) {
   return ss__tracer_g.attr_value_limit ? capped_arr(s, len, NULL) : len;
 }
 
-static uint32_t stored_len(const ss__attr *a) {
+static inline __attribute__((always_inline)) uint32_t stored_len(const ss__attr *a) {
   if (a->type == SS_ATTR_STR) return capped_len(a->v.s, a->len);
   if (a->type == SS_ATTR_STRARR) return capped_arr_len(a->v.s, a->len);
   return 8;
