@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 import harness
@@ -34,6 +35,63 @@ def test_sighup_reopens_the_output_file_after_logrotate(ctx):
     assert [s.name for s in col.spans()] == ["after"]
     assert [s.name for s in harness.read_jsonl(col.out + ".1")[0]] == ["before"]
     assert os.stat(col.out).st_mode & 0o777 == 0o600
+
+
+def test_socket_passed_listening_serves_what_connected_before_it_started(ctx):
+    """Socket activation (LISTEN_FDS, as `spanshim run` and systemd pass it): a client
+    connects and sends before spanshimd runs; spanshimd, stopped at once, still serves it."""
+    d = tempfile.mkdtemp(prefix="ss-act-", dir="/tmp")  # a short socket path
+    ctx._cleanup.append(lambda: shutil.rmtree(d, ignore_errors=True))
+    sock, out = os.path.join(d, "c.sock"), os.path.join(d, "out.jsonl")
+    lfd = socket.socket(socket.AF_UNIX)
+    lfd.bind(sock)
+    lfd.listen(16)
+    early = socket.socket(socket.AF_UNIX)
+    early.connect(sock)  # queued by the kernel: nobody accepts yet
+    early.sendall(one_span("early"))
+
+    def as_fd3():
+        os.dup2(lfd.fileno(), 3)
+        os.set_inheritable(3, True)  # also when it was fd 3 already (close-on-exec)
+        quiet = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(quiet, 2)
+        os.execve(ctx.spanshimd, [ctx.spanshimd, "--socket", sock, "--out", out],
+                  dict(os.environ, LISTEN_FDS="1", LISTEN_PID=str(os.getpid())))
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            as_fd3()
+        finally:
+            os._exit(127)
+    lfd.close()
+    try:
+        early.settimeout(10)
+        assert t.read_response(early)[0] == 200  # served from the backlog
+        early.close()
+        late = socket.socket(socket.AF_UNIX)
+        late.connect(sock)
+        late.sendall(one_span("late", 2))
+        os.kill(pid, signal.SIGTERM)  # at once: what was sent is still served
+        late.settimeout(10)
+        assert t.read_response(late)[0] == 200
+        late.close()
+    finally:
+        reaped = []
+
+        def exited():
+            p, st = os.waitpid(pid, os.WNOHANG)
+            if p == pid:
+                reaped.append(st)
+            return reaped
+
+        if not u.wait_for(exited, 20):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    status = reaped[0] if reaped else None
+    assert status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    assert sorted(s.name for s in harness.read_jsonl(out)[0]) == ["early", "late"]
+    assert not os.path.exists(sock)  # the socket it was given is removed at exit
 
 
 def test_daemon_detaches_writes_pid_file_and_stops_on_sigterm(ctx):

@@ -81,6 +81,7 @@ typedef struct run_state {
   int external;             /* spans go to a collector we did not start */
   int set_endpoint;         /* put `endpoint` into the command's SPANSHIM_ENDPOINT */
   pid_t daemon;
+  int lfd;                  /* the private daemon's listening socket, until handed over */
 } run_state;
 
 static volatile sig_atomic_t child_pid;
@@ -259,9 +260,48 @@ static void strip_preload(void) {
   else unsetenv("LD_PRELOAD");
 }
 
-/* In the daemon's child: own process group, quiet stdio, exec. Never returns. */
+/* The private daemon's socket, bound and listening before the daemon or the command
+ * starts: the command's shim can connect at once (the kernel queues the connection) and the
+ * daemon takes the socket over (LISTEN_FDS) and serves it when it is up. Born 0600 in our
+ * 0700 directory. */
+static int bind_private_socket(run_state *st) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  if (strlen(st->sock) >= sizeof(sa.sun_path)) return -ENAMETOOLONG;
+  strcpy(sa.sun_path, st->sock);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  mode_t old = umask(0177);
+  int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+  umask(old);
+  if (rc != 0 || listen(fd, 512) != 0) {
+    rc = -errno;
+    close(fd);
+    ss__err("cannot listen on %s: %s", st->sock, strerror(-rc));
+    return rc;
+  }
+  st->lfd = fd;
+  return 0;
+}
+
+/* In the daemon's child: own process group, quiet stdio, the listening socket as fd 3
+ * (sd_listen_fds(3)), exec. SIGTERM and SIGINT stay blocked across the exec, so a stop
+ * that comes before spanshimd has set up its signalfd waits for it (and finds the queued
+ * connections served) instead of killing it. Never returns. */
 static void exec_daemon(const run_state *st, const char *daemon) {
   setpgid(0, 0);
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  sigprocmask(SIG_BLOCK, &stop, NULL);
+  if (st->lfd >= 0) {
+    char pid[24];
+    if (st->lfd != 3 && dup2(st->lfd, 3) < 0) _exit(EXIT_SETUP);
+    fcntl(3, F_SETFD, 0);
+    snprintf(pid, sizeof(pid), "%d", (int)getpid());
+    setenv("LISTEN_FDS", "1", 1);
+    setenv("LISTEN_PID", pid, 1);
+  }
   int null = open("/dev/null", O_RDWR);
   int log = open(st->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
   if (null >= 0) {
@@ -282,12 +322,12 @@ static void sleep_us(long us) {
   }
 }
 
-/* Polling that answers fast when the answer comes fast: sleeps 0.2 ms, doubling up to
- * 10 ms; returns the microseconds slept, for the caller's bound. */
-static long poll_pause(long *step_us) {
-  long us = *step_us ? *step_us : 200;
+/* Polling that answers fast when the answer comes fast: sleeps 0.1 ms, growing by half
+ * up to cap_us; returns the microseconds slept, for the caller's bound. */
+static long poll_pause(long *step_us, long cap_us) {
+  long us = *step_us ? *step_us : 100;
   sleep_us(us);
-  *step_us = us * 2 > 10000 ? 10000 : us * 2;
+  *step_us = us + us / 2 > cap_us ? cap_us : us + us / 2;
   return us;
 }
 
@@ -312,6 +352,11 @@ static int start_daemon(run_state *st, const char *self) {
   }
   if (pid == 0) exec_daemon(st, daemon);
   st->daemon = pid;
+  if (st->lfd >= 0) { /* handed over: the command may start now */
+    close(st->lfd);
+    st->lfd = -1;
+    return 0;
+  }
   for (long waited_us = 0, step = 0; waited_us < START_TIMEOUT_MS * 1000L;) {
     int status;
     if (socket_answers(st->sock, NULL, 0)) return 0;
@@ -321,7 +366,7 @@ static int start_daemon(run_state *st, const char *self) {
       show_daemon_log(st);
       return -ECHILD;
     }
-    waited_us += poll_pause(&step);
+    waited_us += poll_pause(&step, 10000);
   }
   ss__err("spanshimd did not accept connections on %s within %d ms", st->sock,
           START_TIMEOUT_MS);
@@ -343,7 +388,7 @@ static void stop_daemon(run_state *st) {
       st->daemon = 0;
       return;
     }
-    waited_us += poll_pause(&step);
+    waited_us += poll_pause(&step, 2000); /* the command's end waits on this */
   }
   ss__err("spanshimd did not stop within %d ms; killed", STOP_TIMEOUT_MS);
   kill(st->daemon, SIGKILL);
@@ -352,6 +397,8 @@ static void stop_daemon(run_state *st) {
 }
 
 static void cleanup_dir(run_state *st) {
+  if (st->lfd >= 0) close(st->lfd);
+  st->lfd = -1;
   if (!st->dir[0]) return;
   unlink(st->sock);
   unlink(st->log);
@@ -591,7 +638,7 @@ static void wait_tree(run_state *st, const run_opts *o) {
   set_forwarding(1);
   long step = 0;
   while (alive > 0 && !stop_waiting && mono_ms() - start < o->wait_tree_ms) {
-    poll_pause(&step);
+    poll_pause(&step, 10000);
     alive = tree_alive(st, &t, now);
   }
   set_forwarding(0);
@@ -663,6 +710,7 @@ static int prepare(run_state *st, const run_opts *o) {
   choose_external(st, o);
   if (st->external) return 0;
   if ((rc = resolve_out(st, o)) < 0 || (rc = make_private_dir(st)) < 0) return rc;
+  if ((rc = bind_private_socket(st)) < 0) return rc;
   return start_daemon(st, self);
 }
 
@@ -672,6 +720,7 @@ int ss__cmd_run(int argc, char **argv) {
   if (rc >= 0) return rc;
   run_state st;
   memset(&st, 0, sizeof(st));
+  st.lfd = -1;
   if (prepare(&st, &o) < 0) {
     stop_daemon(&st);
     cleanup_dir(&st);

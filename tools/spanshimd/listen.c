@@ -104,6 +104,37 @@ static int remove_stale(const char *path, const struct sockaddr_un *sa) {
   return 0;
 }
 
+/* systemd's socket activation protocol (sd_listen_fds(3)): when LISTEN_PID is ours, fds
+ * 3 .. 3 + LISTEN_FDS - 1 were passed listening. The one that is a listening Unix stream
+ * socket bound to `path` is that socket, already in place: `spanshim run` binds its private
+ * collector's socket itself so the command can start (and connect) while we start.
+ * Returns the fd (non-blocking, close-on-exec), or -1. */
+static int inherited(const char *path) {
+  const char *pid = getenv("LISTEN_PID"), *n = getenv("LISTEN_FDS");
+  if (pid == NULL || n == NULL || atol(pid) != (long)getpid()) return -1;
+  int count = atoi(n);
+  for (int fd = 3; count > 0 && fd < 3 + count; fd++) {
+    struct sockaddr_un sa;
+    socklen_t sl = sizeof sa;
+    int on = 0, type = 0;
+    socklen_t ol = sizeof on, tl = sizeof type;
+    memset(&sa, 0, sizeof sa);
+    if (getsockname(fd, (struct sockaddr *)&sa, &sl) != 0 || sa.sun_family != AF_UNIX ||
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &ol) != 0 || !on ||
+        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_STREAM ||
+        strncmp(sa.sun_path, path, sizeof sa.sun_path) != 0)
+      continue;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 ||
+        fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
+      return -1;
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    return fd;
+  }
+  return -1;
+}
+
 int ss__listen_unix(const char *path, int shared) {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   if (strlen(path) >= sizeof sa.sun_path) {
@@ -117,7 +148,17 @@ int ss__listen_unix(const char *path, int shared) {
   if (slash == dir) slash[1] = 0;
   else if (slash) *slash = 0;
   else strcpy(dir, ".");
-  if (check_dir(dir) != 0 || remove_stale(path, &sa) != 0) return -1;
+  if (check_dir(dir) != 0) return -1;
+  int given = shared ? -1 : inherited(path);
+  if (given >= 0) {
+    struct stat st;
+    if (lstat(path, &st) == 0 && n_bound < sizeof bound / sizeof *bound) {
+      bound[n_bound].ino = st.st_ino;
+      bound[n_bound++].dev = st.st_dev;
+    }
+    return given;
+  }
+  if (remove_stale(path, &sa) != 0) return -1;
   /* Bound and listening under a temporary name, then renamed into place: whoever sees
    * the path can connect at once (no ECONNREFUSED between bind and listen). */
   struct sockaddr_un tmp = {.sun_family = AF_UNIX};

@@ -805,6 +805,10 @@ static int watch(int fd, void *tag) {
 static void drain(void) {
   struct epoll_event evs[64];
   int stop = 0;
+  /* Connections already made to the Unix socket are served: a shim counts what it wrote
+   * as delivered (and under `spanshim run` the command may have started, connected and
+   * finished before we took our first connection). */
+  if (unix_lfd >= 0) on_accept(unix_lfd, 1, 0);
   if (unix_lfd >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, unix_lfd, NULL);
   if (tcp_lfd >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, tcp_lfd, NULL);
   if (metrics_lfd >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, metrics_lfd, NULL);
