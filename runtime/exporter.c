@@ -64,6 +64,13 @@
 /* The least time a first request, or a final count, gets when the process could not run
  * for most of its budget. */
 #define MIN_REQUEST_MS 20
+/* Requests an exit writes before it must have the answer to the oldest. */
+#define MAX_INFLIGHT 16
+/* An exit's budget counts the time its flush runs or waits for the collector, not the
+ * time the kernel keeps it waiting for a CPU on a loaded machine: that (its wall time
+ * less its CPU time and its waits) is added to the deadlines, up to this many times the
+ * budget. */
+#define EXIT_STALL_FACTOR 9
 
 ss__transport ss__transport_g;
 
@@ -132,6 +139,18 @@ typedef struct encoder {
   const uint8_t *body;
   size_t body_len;
   _Atomic int body_ready;
+  /* An exit's encoder writes its requests back to back without waiting for answers
+   * (pipelined): a collector that is slow to answer, or a loaded machine where it waits
+   * for the CPU, costs the exit nothing as long as the kernel holds the bytes. The gates
+   * of the requests written and not yet answered, oldest first, are kept for their
+   * answers: a refusal takes its spans back (collect_answers). */
+  int pipelined;
+  int n_inflight;
+  gate_arg inflight[MAX_INFLIGHT];
+  /* An exit's clock: its deadlines move by the time its thread has waited for a CPU
+   * since the flush began (`stalled`, ms; worked out when a deadline is reached): wall
+   * time since `start` less thread CPU time since `cpu0` and time in waits (`waited`). */
+  uint64_t start, cpu0, waited, stalled, stall_cap;
 } encoder;
 
 static encoder ex = {.t = &ss__transport_g}; /* the exporter thread's */
@@ -152,6 +171,54 @@ void ss__exporter_move_fd(void) {
 
 uint64_t ss__exporter_dropped(void) {
   return ss__dropped_total() + atomic_load(&undelivered);
+}
+
+/* ---- an exit's clock ---- */
+
+static uint64_t thread_cpu_ms(void) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void clock_start(encoder *e, uint32_t budget_ms) {
+  e->start = ss__mono_ms();
+  e->cpu0 = thread_cpu_ms();
+  e->waited = e->stalled = 0;
+  e->stall_cap = (uint64_t)budget_ms * EXIT_STALL_FACTOR;
+}
+
+/* Brackets a wait (for the collector, a lock): its time is the budget's. */
+static uint64_t wait_begin(void) {
+  return ss__mono_ms();
+}
+
+static void wait_end(encoder *e, uint64_t began) {
+  if (e->pipelined) e->waited += ss__mono_ms() - began;
+}
+
+/* Deadline d (on e's clock) as a monotonic time now: for an exit's encoder, d plus the
+ * time it has been kept off the CPU so far. */
+static uint64_t due(encoder *e, uint64_t d) {
+  if (!e->pipelined) return d;
+  uint64_t now = ss__mono_ms();
+  if (now >= d + e->stalled) {
+    uint64_t used = (thread_cpu_ms() - e->cpu0) + e->waited, wall = now - e->start;
+    uint64_t off = wall > used ? wall - used : 0;
+    e->stalled = off < e->stall_cap ? off : e->stall_cap;
+  }
+  return d + e->stalled;
+}
+
+static int passed(encoder *e, uint64_t d) {
+  return ss__mono_ms() >= due(e, d);
+}
+
+/* The deadline for a request that must be tried even though the budget is spent:
+ * at least MIN_REQUEST_MS from now. */
+static uint64_t slice_after(encoder *e, uint64_t deadline_ms) {
+  uint64_t now = ss__mono_ms() - (e->pipelined ? e->stalled : 0);
+  return deadline_ms > now + MIN_REQUEST_MS ? deadline_ms : now + MIN_REQUEST_MS;
 }
 
 /* ---- the gate (see transport.h and the top of this file) ---- */
@@ -196,6 +263,82 @@ static int post(encoder *e, const char *path, const uint8_t *body, size_t len,
                 uint64_t deadline_ms, gate_arg *ga) {
   ss__post_gate g = {gate_enter, gate_leave, ga};
   return ss__transport_post_gated(e->t, path, body, len, deadline_ms, &g);
+}
+
+/* A request the collector answered with a refusal: what it handed over is ours again,
+ * spans dropped. 0, or -1 when an exit has claimed the accounting. */
+static int refused(gate_arg *g, int status) {
+  if (g->written && count_back(g) != 0) return -1;
+  atomic_fetch_add(&undelivered, g->spans);
+  SS_LOG(SS_LOG_WARN, "collector answered HTTP %d; %" PRIu64 " spans dropped", status, g->spans);
+  return 0;
+}
+
+/* Reads the answers to a pipelined encoder's requests, oldest first, until at most `keep`
+ * are unanswered or the deadline passes (then the rest are the collector's: written whole,
+ * they count as delivered). 0, or -ECANCELED when an exit claimed the accounting. */
+static int collect_answers(encoder *e, uint64_t deadline_ms, int keep) {
+  while (e->n_inflight > keep) {
+    int rest_refused;
+    uint64_t w = wait_begin();
+    int rc = ss__transport_answer(e->t, due(e, deadline_ms), &rest_refused);
+    wait_end(e, w);
+    if (rc == -ETIMEDOUT) {
+      if (!passed(e, deadline_ms)) continue; /* it waited for a CPU meanwhile */
+      return 0;
+    }
+    if (rc < 0) { /* the connection broke: the collector has what it read */
+      e->n_inflight = 0;
+      return 0;
+    }
+    int bad = !(rc >= 200 && rc < 300) && refused(&e->inflight[0], rc) != 0;
+    e->n_inflight--;
+    memmove(e->inflight, e->inflight + 1, (size_t)e->n_inflight * sizeof e->inflight[0]);
+    if (bad) return -ECANCELED;
+    if (rest_refused) { /* the collector closes: the requests after this one are not served */
+      for (int i = 0; i < e->n_inflight; i++)
+        if (refused(&e->inflight[i], 503) != 0) bad = 1;
+      e->n_inflight = 0;
+      if (bad) return -ECANCELED;
+    }
+  }
+  return 0;
+}
+
+/* Sends a finished request through gate g: waits for its answer, or, pipelined, only
+ * writes it and keeps g for the answer. Returns the HTTP status, 0 for a pipelined
+ * request written whole, or -errno; g->written says whether the collector has it. */
+static int submit(encoder *e, const char *path, const uint8_t *body, size_t len,
+                  uint64_t deadline_ms, gate_arg *g) {
+  if (!e->pipelined) return post(e, path, body, len, deadline_ms, g);
+  if (e->n_inflight == MAX_INFLIGHT) {
+    int c = collect_answers(e, deadline_ms, MAX_INFLIGHT - 1);
+    if (c != 0) return c;
+    if (e->n_inflight == MAX_INFLIGHT) return -ETIMEDOUT;
+  }
+  gate_arg *slot = &e->inflight[e->n_inflight];
+  *slot = *g;
+  ss__post_gate pg = {gate_enter, gate_leave, slot};
+  uint64_t w = wait_begin();
+  int rc = ss__transport_send(e->t, path, body, len, due(e, deadline_ms), &pg);
+  wait_end(e, w);
+  *g = *slot;
+  if (rc == 0) e->n_inflight++;
+  return rc;
+}
+
+/* An exit's encoder: pipelined from now until end_pipeline, which reads the answers due
+ * until the deadline and gives up on the rest. */
+static int end_pipeline(encoder *e, uint64_t deadline_ms) {
+  int rc = collect_answers(e, deadline_ms, 0);
+  if (e->n_inflight > 0) {
+    SS_LOG(SS_LOG_DEBUG, "exit: %d requests written whole, not answered in time (delivered)",
+           e->n_inflight);
+    ss__transport_abandon(e->t);
+    e->n_inflight = 0;
+  }
+  e->pipelined = 0;
+  return rc;
 }
 
 /* ---- the process's resource ---- */
@@ -247,15 +390,23 @@ static int encode_record(encoder *e, const void *rec, size_t len) {
   return ss__otlp_add_span(&e->treq, &e->span) == 0 ? 0 : -1;
 }
 
+/* The exporter thread stops at once (between two records) for an exit flush, which
+ * takes the records itself. */
+static int exit_waits(const encoder *e) {
+  return !e->pipelined && atomic_load_explicit(&exit_waiting, memory_order_relaxed);
+}
+
 /* Moves up to max records from the ring into treq; returns how many it encoded. Stops
  * early when MAX_LOGS_PER_REQUEST exception records are waiting. */
 static size_t fill(encoder *e, size_t max, uint64_t deadline_ms) {
   size_t n = 0, len;
   void *rec;
   struct timespec until =
-      ss__timespec_after_ms(CLOCK_REALTIME, ss__ms_until(deadline_ms, ss__mono_ms()));
+      ss__timespec_after_ms(CLOCK_REALTIME, ss__ms_until(due(e, deadline_ms), ss__mono_ms()));
+  /* Not a wait of the budget's: the exporter thread holds it for one record at most
+   * when an exit waits, unless it cannot get a CPU. */
   if (pthread_mutex_timedlock(&ring_lock, &until) != 0) return 0;
-  while (n < max && e->lreq.n < MAX_LOGS_PER_REQUEST &&
+  while (n < max && e->lreq.n < MAX_LOGS_PER_REQUEST && !exit_waits(e) &&
          (rec = ss__ring_peek(&ss__tracer_g.ring, &len)) != NULL) {
     if (encode_record(e, rec, len) == 0) {
       n++;
@@ -336,12 +487,12 @@ static int send_traces(encoder *e, size_t n, uint64_t deadline_ms) {
   int rc = ss__otlp_finish(&e->treq, &e->head, &e->body, &e->body_len);
   if (rc == 0) {
     atomic_store(&e->body_ready, 1);
-    rc = post(e, e->t->ep.http_path, e->body, e->body_len, deadline_ms, gp);
+    rc = submit(e, e->t->ep.http_path, e->body, e->body_len, deadline_ms, gp);
   }
   if (rc == -ECANCELED) return rc; /* the claiming exit has the body */
   atomic_store(&e->body_ready, 0);
   gate_arg g = *gp;
-  if (rc >= 200 && rc < 300) return 0;
+  if (rc == 0 || (rc >= 200 && rc < 300)) return 0;
   if (g.written && rc < 0) return 0; /* no answer in time: the collector has it whole */
   if (g.written && count_back(&g) != 0) return -ECANCELED; /* refused: ours again */
   atomic_fetch_add(&undelivered, n);
@@ -359,14 +510,14 @@ static int send_logs(encoder *e, uint64_t deadline_ms) {
   if (e->lreq.n == 0 && delta == 0) return 0;
   if (delta) add_drop_record(&e->lreq, delta, atomic_load(&reported) + delta);
   uint64_t own = ss__mono_ms() + cfg->logs_timeout_ms; /* OTEL_EXPORTER_OTLP_LOGS_TIMEOUT */
-  if (own < deadline_ms) deadline_ms = own;
+  if (!e->pipelined && own < deadline_ms) deadline_ms = own; /* an exit has its budget */
   const uint8_t *body;
   size_t len;
   gate_arg g = {.drops = delta, .epoch = e->epoch};
   int rc = ss__otlp_finish(&e->lreq, &e->head, &body, &len);
-  if (rc == 0) rc = post(e, e->t->ep.logs_path, body, len, deadline_ms, &g);
+  if (rc == 0) rc = submit(e, e->t->ep.logs_path, body, len, deadline_ms, &g);
   if (rc == -ECANCELED) return rc;
-  if ((rc >= 200 && rc < 300) || (g.written && rc < 0)) return 0;
+  if (rc == 0 || (rc >= 200 && rc < 300) || (g.written && rc < 0)) return 0;
   if (g.written && count_back(&g) != 0) return -ECANCELED;
   SS_LOG(SS_LOG_INFO, "log records not delivered (%d)", rc);
   return -EIO;
@@ -378,11 +529,6 @@ static void begin_requests(encoder *e) {
   ss__otlp_begin(&e->lreq, &e->head, 1);
 }
 
-/* The deadline for a request that must be tried even though the budget is spent:
- * at least MIN_REQUEST_MS from now. */
-static uint64_t slice_after(uint64_t deadline_ms, uint64_t now) {
-  return deadline_ms > now + MIN_REQUEST_MS ? deadline_ms : now + MIN_REQUEST_MS;
-}
 
 /* Records committed and not yet taken. */
 static uint64_t waiting(void) {
@@ -403,24 +549,29 @@ static int drain(encoder *e, uint64_t deadline_ms, int all) {
     return -ENOMEM;
   }
   for (;;) {
-    if (!all && atomic_load(&exit_waiting)) return result;
+    if (exit_waits(e)) return result;
     int have = ss__ring_used(&ss__tracer_g.ring) > 0;
     if (!all && !first && waiting() < cfg->max_export_batch / 4 + 1) break;
     first = 0;
     if (!have && drops_unreported() == 0) break;
     /* A deadline passed while this thread could not run (a loaded machine) still leaves
      * it one request: the budget bounds waiting, and this thread has not waited yet. */
-    uint64_t now = ss__mono_ms();
-    if (now >= deadline_ms && !first_request) {
+    if (!first_request && passed(e, deadline_ms)) {
       SS_LOG(SS_LOG_DEBUG, "export deadline passed with %" PRIu64 " spans waiting", waiting());
       return -ETIMEDOUT;
     }
-    if (first_request) deadline_ms = slice_after(deadline_ms, now);
+    if (first_request) deadline_ms = slice_after(e, deadline_ms);
     first_request = 0;
     /* Nothing is encoded that cannot be sent: with no collector, the records are only
      * counted, and new spans are not even recorded (span.h: ss__tracer_g.no_sink). Not
      * when the console exporter also wants them: it writes them whatever OTLP can do. */
-    if (cfg->traces_exporter == SS_EXPORT_OTLP && !ss__transport_ready(e->t, deadline_ms)) {
+    int ready = 1;
+    if (cfg->traces_exporter == SS_EXPORT_OTLP) {
+      uint64_t w = wait_begin();
+      ready = ss__transport_ready(e->t, due(e, deadline_ms));
+      wait_end(e, w);
+    }
+    if (!ready) {
       atomic_store_explicit(&ss__tracer_g.no_sink, 1, memory_order_relaxed);
       size_t n = discard(SIZE_MAX);
       if (n) SS_LOG(SS_LOG_DEBUG, "no collector: %zu spans dropped", n);
@@ -534,7 +685,7 @@ static int final_report(encoder *e, uint64_t deadline_ms) {
   discard(SIZE_MAX);
   if (drops_unreported() == 0) return 0;
   begin_requests(e);
-  return send_logs(e, slice_after(deadline_ms, ss__mono_ms()));
+  return send_logs(e, slice_after(e, deadline_ms));
 }
 
 /* The last drop report of an exit whose exporter thread still holds a batch it has not
@@ -546,7 +697,7 @@ static int final_report_claimed(encoder *e, uint64_t deadline_ms) {
   while (!atomic_compare_exchange_strong(&sender, &free_, 2)) {
     if (free_ == 2) return -ECANCELED; /* another exit has it */
     free_ = 0;
-    if (ss__mono_ms() >= deadline_ms) return -ETIMEDOUT;
+    if (passed(e, deadline_ms)) return -ETIMEDOUT;
     struct timespec tick = {0, 200000};
     nanosleep(&tick, NULL);
   }
@@ -554,8 +705,8 @@ static int final_report_claimed(encoder *e, uint64_t deadline_ms) {
   /* The exporter thread's finished request that did not go out whole: sent from here. */
   if (atomic_load(&ex.body_ready) && !ex.g.written) {
     gate_arg g = {.spans = ex.g.spans, .owner = 1};
-    int prc = post(e, e->t->ep.http_path, ex.body, ex.body_len,
-                   slice_after(deadline_ms, ss__mono_ms()), &g);
+    int prc = submit(e, e->t->ep.http_path, ex.body, ex.body_len,
+                     slice_after(e, deadline_ms), &g);
     if (!g.written && prc >= 0) SS_LOG(SS_LOG_DEBUG, "exit: the exporter's request failed (%d)", prc);
   }
   discard(SIZE_MAX);
@@ -574,8 +725,8 @@ static int final_report_claimed(encoder *e, uint64_t deadline_ms) {
   int rc = ss__otlp_finish(&e->lreq, &e->head, &body, &len);
   if (rc == 0) {
     gate_arg g = {.drops = delta, .owner = 1};
-    rc = post(e, e->t->ep.logs_path, body, len, slice_after(deadline_ms, ss__mono_ms()), &g);
-    if ((rc >= 200 && rc < 300) || (g.written && rc < 0)) rc = 0;
+    rc = submit(e, e->t->ep.logs_path, body, len, slice_after(e, deadline_ms), &g);
+    if (rc == 0 || (rc >= 200 && rc < 300) || (g.written && rc < 0)) rc = 0;
   }
   return rc;
 }
@@ -633,7 +784,12 @@ int ss__exporter_flush(uint32_t timeout_ms) {
   }
   SS_LOG(SS_LOG_DEBUG, "exit flush: %s, %" PRIu64 " spans waiting",
          own ? "the exporter thread is idle" : "the exporter thread is busy", waiting());
+  e->pipelined = 1;
+  clock_start(e, timeout_ms);
   rc = drain(e, soft, 1);
+  /* The answers so far, before the count is final: a refusal adds to it. */
+  int arc = rc == -ECANCELED ? 0 : collect_answers(e, soft, 0);
+  if (rc == 0) rc = arc;
   if (!own && atomic_load(&draining)) {
     int frc = final_report_claimed(e, deadline);
     if (rc == 0) rc = frc ? frc : -ETIMEDOUT;
@@ -641,6 +797,8 @@ int ss__exporter_flush(uint32_t timeout_ms) {
     int frc = final_report(e, deadline);
     if (rc == 0) rc = frc;
   }
+  arc = end_pipeline(e, deadline);
+  if (rc == 0) rc = arc;
   if (own) pthread_mutex_unlock(&drain_lock);
   else ss__transport_close(&exit_transport);
   atomic_store(&exit_waiting, 0);

@@ -25,11 +25,13 @@ int ss__exporter_init(const ss__config *c);
 /* Called after each commit, on the app thread: starts the exporter thread once per
  * process. Cheap when already running (one atomic load). */
 void ss__exporter_kick(void);
-/* Exports everything committed so far from the calling thread (taking over from the
- * exporter thread at its next request boundary), giving up at timeout_ms: what is left
- * is counted as dropped and the count sent in the time kept for it. Used at exit and
- * exec. Returns 0 when everything was delivered, -ETIMEDOUT, -EIO or -ECANCELED
- * otherwise. */
+/* Exports everything committed so far from the calling thread (the exporter thread
+ * stops between two records), its requests written back to back and their answers read
+ * afterwards, giving up at timeout_ms: what is left is counted as dropped and the count
+ * sent in the time kept for it. timeout_ms counts the flush's running and its waits for
+ * the collector; time the thread waits for a CPU is added, up to 9 times timeout_ms.
+ * Used at exit and exec. Returns 0 when everything was delivered, -ETIMEDOUT, -EIO or
+ * -ECANCELED otherwise. */
 int ss__exporter_flush(uint32_t timeout_ms);
 /* The same from a signal handler (a dying thread): asks the exporter thread for a drain
  * that starts after the call and waits for it with nanosleep, without locks, at most

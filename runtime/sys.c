@@ -20,6 +20,10 @@ int ss__sys_getsockopt(int fd, int level, int name, void *val, socklen_t *len) {
   return (int)syscall(SYS_getsockopt, fd, level, name, val, len);
 }
 
+int ss__sys_setsockopt(int fd, int level, int name, const void *val, socklen_t len) {
+  return (int)syscall(SYS_setsockopt, fd, level, name, val, len);
+}
+
 int ss__sys_shutdown(int fd, int how) {
   return (int)syscall(SYS_shutdown, fd, how);
 }

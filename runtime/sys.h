@@ -31,6 +31,7 @@ struct addrinfo;
 int ss__sys_socket(int domain, int type, int protocol);
 int ss__sys_connect(int fd, const struct sockaddr *sa, socklen_t len);
 int ss__sys_getsockopt(int fd, int level, int name, void *val, socklen_t *len);
+int ss__sys_setsockopt(int fd, int level, int name, const void *val, socklen_t len);
 int ss__sys_shutdown(int fd, int how);
 int ss__sys_close(int fd);
 ssize_t ss__sys_read(int fd, void *buf, size_t n);

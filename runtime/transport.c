@@ -167,6 +167,10 @@ static int connect_one(int family, const struct sockaddr *sa, socklen_t len,
    * closefrom cannot close it while we dial, nor can its socketpair take the number. */
   int fd = ss__own_socket(family, SOCK_STREAM | SOCK_NONBLOCK, 0);
   if (fd < 0) return -errno;
+  /* Room for a whole exit's requests in the kernel (clamped to net.core.wmem_max): an
+   * exiting process writes them and is done, however late the collector reads. */
+  int sndbuf = 1 << 20;
+  (void)ss__sys_setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
   if (ss__sys_connect(fd, sa, len) != 0) {
     int err = errno;
     if (err != EINPROGRESS && err != EAGAIN) goto fail_err;
@@ -358,32 +362,38 @@ static int has_header_token(const char *hdrs, const char *name, const char *toke
   return 0;
 }
 
-/* Reads one response; returns the status (and *close_after), or -errno. -ECONNRESET
- * when the peer closed before sending anything (a stale keep-alive connection). */
-static int read_response(int fd, uint64_t deadline_ms, int *close_after) {
-  char buf[4096];
-  size_t have = 0;
-  char *end = NULL;
-  while (end == NULL) {
-    if (have >= sizeof buf - 1) return -EPROTO;
-    ssize_t r = recv_some(fd, buf + have, sizeof buf - 1 - have, deadline_ms);
+/* Reads one response into t->rbuf (answers written after it stay there for the next
+ * call); returns the status (and *close_after), or -errno. -ECONNRESET when the peer closed
+ * before sending anything (a stale keep-alive connection). -ETIMEDOUT leaves what was read
+ * of the answer in t->rbuf. */
+static int read_response(ss__transport *t, int fd, uint64_t deadline_ms, int *close_after) {
+  char *buf = t->rbuf, *end;
+  while ((end = memmem(buf, t->rlen, "\r\n\r\n", 4)) == NULL) {
+    if (t->rlen >= sizeof t->rbuf) return -EPROTO;
+    ssize_t r = recv_some(fd, buf + t->rlen, sizeof t->rbuf - t->rlen, deadline_ms);
     if (r < 0) return (int)r;
-    if (r == 0) return have == 0 ? -ECONNRESET : -EPROTO;
-    have += (size_t)r;
-    buf[have] = '\0';
-    end = strstr(buf, "\r\n\r\n");
+    if (r == 0) return t->rlen == 0 ? -ECONNRESET : -EPROTO;
+    t->rlen += (size_t)r;
   }
+  char hdrs[sizeof t->rbuf + 1];
+  size_t hl = (size_t)(end + 2 - buf);
+  memcpy(hdrs, buf, hl);
+  hdrs[hl] = '\0';
   int status;
-  if (sscanf(buf, "HTTP/1.%*d %3d", &status) != 1) return -EPROTO;
-  end[2] = '\0';
-  long clen = header_value(buf, "Content-Length");
-  *close_after = has_header_token(buf, "Connection", "close") || clen < 0;
-  size_t body_have = have - (size_t)(end + 4 - buf);
-  long left = clen > 0 ? clen - (long)body_have : 0;
-  while (left > 0) {
-    ssize_t r = recv_some(fd, buf, sizeof buf < (size_t)left ? sizeof buf : (size_t)left,
+  if (sscanf(hdrs, "HTTP/1.%*d %3d", &status) != 1) return -EPROTO;
+  long clen = header_value(hdrs, "Content-Length");
+  *close_after = has_header_token(hdrs, "Connection", "close") || clen < 0;
+  size_t used = hl + 2, body_have = t->rlen - used;
+  long left = 0;
+  if (clen > 0 && (size_t)clen <= body_have) used += (size_t)clen;
+  else if (clen > 0) used = t->rlen, left = clen - (long)body_have;
+  memmove(buf, buf + used, t->rlen - used);
+  t->rlen -= used;
+  char skip[512];
+  while (left > 0) { /* a big body: read past it (the answer can no longer time out) */
+    ssize_t r = recv_some(fd, skip, sizeof skip < (size_t)left ? sizeof skip : (size_t)left,
                           deadline_ms);
-    if (r <= 0) return r < 0 ? (int)r : -EPROTO;
+    if (r <= 0) return -EPROTO;
     left -= r;
   }
   return status;
@@ -393,6 +403,8 @@ static void drop_conn(ss__transport *t) {
   int fd = atomic_exchange(&t->fd, -1);
   if (fd >= 0) ss__own_close(fd);
   t->kept = 0;
+  t->unanswered = 0;
+  t->rlen = 0;
 }
 
 static int ensure_conn(ss__transport *t, uint64_t deadline_ms) {
@@ -417,12 +429,9 @@ static int ensure_conn(ss__transport *t, uint64_t deadline_ms) {
   return fd;
 }
 
-static int post_once(ss__transport *t, const char *path, const void *body, size_t len,
-                     uint64_t deadline_ms, int *reused, const ss__post_gate *g) {
-  int fd = atomic_load(&t->fd);
-  *reused = fd >= 0;
-  fd = ensure_conn(t, deadline_ms);
-  if (fd < 0) return fd;
+/* Writes one request on fd: 0 once written whole, else -errno. */
+static int write_request(ss__transport *t, int fd, const char *path, const void *body,
+                         size_t len, uint64_t deadline_ms, const ss__post_gate *g) {
   char hdr[1024];
   int hl = snprintf(hdr, sizeof hdr,
                     "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: spanshim/" SPANSHIM_VERSION
@@ -437,12 +446,80 @@ static int post_once(ss__transport *t, const char *path, const void *body, size_
       {(char *)"\r\n", 2},
       {(void *)body, len},
   };
-  int rc = send_all(fd, iov, 4, deadline_ms, g);
+  return send_all(fd, iov, 4, deadline_ms, g);
+}
+
+/* A socket on a number the app could use is not kept between requests. */
+static void drop_if_app_range(ss__transport *t, int fd) {
+  if (ss__own_in_app_range(fd) && !t->kept) drop_conn(t);
+}
+
+static int post_once(ss__transport *t, const char *path, const void *body, size_t len,
+                     uint64_t deadline_ms, int *reused, const ss__post_gate *g) {
+  if (t->unanswered > 0) drop_conn(t); /* answers of pipelined requests due: not ours */
+  int fd = atomic_load(&t->fd);
+  *reused = fd >= 0;
+  fd = ensure_conn(t, deadline_ms);
+  if (fd < 0) return fd;
+  int rc = write_request(t, fd, path, body, len, deadline_ms, g);
   int close_after = 1;
-  if (rc == 0) rc = read_response(fd, deadline_ms, &close_after);
-  /* A socket on a number the app could use is not kept between requests. */
-  if (rc < 0 || close_after || (ss__own_in_app_range(fd) && !t->kept)) drop_conn(t);
+  if (rc == 0) rc = read_response(t, fd, deadline_ms, &close_after);
+  if (rc < 0 || close_after) drop_conn(t);
+  else drop_if_app_range(t, fd);
   return rc;
+}
+
+/* A kept connection the peer has closed (or sent something unasked on): 1. */
+static int peer_gone(int fd) {
+  struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+  return poll(&p, 1, 0) != 0;
+}
+
+int ss__transport_send(ss__transport *t, const char *path, const void *body, size_t len,
+                       uint64_t deadline_ms, const ss__post_gate *g) {
+  pthread_mutex_lock(&t->lock);
+  int fd = atomic_load(&t->fd);
+  if (fd >= 0 && t->unanswered == 0 && peer_gone(fd)) drop_conn(t);
+  fd = ensure_conn(t, deadline_ms);
+  int rc = fd < 0 ? fd : write_request(t, fd, path, body, len, deadline_ms, g);
+  if (rc == 0) t->unanswered++;
+  else if (fd >= 0) drop_conn(t);
+  pthread_mutex_unlock(&t->lock);
+  return rc;
+}
+
+int ss__transport_answer(ss__transport *t, uint64_t deadline_ms, int *rest_refused) {
+  *rest_refused = 0;
+  pthread_mutex_lock(&t->lock);
+  int fd = atomic_load(&t->fd), rc = -ENOENT, close_after = 1;
+  if (t->unanswered > 0 && fd >= 0) {
+    rc = read_response(t, fd, deadline_ms, &close_after);
+    if (rc != -ETIMEDOUT) t->unanswered--;
+    if (rc < 0 && rc != -ETIMEDOUT) {
+      drop_conn(t);
+    } else if (rc > 0 && close_after) {
+      *rest_refused = t->unanswered > 0;
+      drop_conn(t);
+    } else if (t->unanswered == 0) {
+      drop_if_app_range(t, fd);
+    }
+  }
+  pthread_mutex_unlock(&t->lock);
+  return rc;
+}
+
+void ss__transport_abandon(ss__transport *t) {
+  pthread_mutex_lock(&t->lock);
+  int fd = atomic_load(&t->fd);
+  if (t->unanswered > 0 && fd >= 0) {
+    /* Read what has come (over TCP, closing with unread bytes would reset the connection
+     * and could cost the collector requests it has not read yet). */
+    char skip[512];
+    for (int i = 0; i < 64 && ss__sys_recv(fd, skip, sizeof skip, MSG_DONTWAIT) > 0; i++)
+      ;
+    drop_conn(t);
+  }
+  pthread_mutex_unlock(&t->lock);
 }
 
 int ss__transport_post_gated(ss__transport *t, const char *path, const void *body, size_t len,
@@ -567,6 +644,8 @@ void ss__transport_reset_in_child(ss__transport *t) {
   pthread_mutex_init(&t->lock, NULL);
   pthread_mutex_init(&t->spare_lock, NULL);
   t->kept = 0;
+  t->unanswered = 0;
+  t->rlen = 0;
   if (t->n_spares > 0) { /* made before our parent's privilege drop: ours alone */
     atomic_store(&t->fd, t->spares[0]);
     t->kept = 1;

@@ -79,6 +79,12 @@ typedef struct ss__transport {
   int spares[SS_TRANSPORT_SPARES];
   int n_spares;
   pthread_mutex_t spare_lock;
+  /* Requests written with ss__transport_send and not answered yet (HTTP/1.1 pipelining:
+   * an exiting process writes every request before it reads any answer), and the bytes
+   * of answers read ahead. Under `lock`. */
+  int unanswered;
+  size_t rlen;
+  char rbuf[4096];
 } ss__transport;
 
 /* Grows this process's fd table to hold the socket's high fd number now, while the
@@ -129,6 +135,22 @@ void ss__transport_atfork_parent(ss__transport *t);
 /* The same through a gate (NULL: none). */
 int ss__transport_post_gated(ss__transport *t, const char *path, const void *body, size_t len,
                              uint64_t deadline_ms, const ss__post_gate *g);
+/* Pipelining, for a process that is about to end: writes the request (connecting, or
+ * first replacing a kept connection the peer has closed) and returns without waiting for
+ * the answer: 0 once the request is written whole (the gate said so), else -errno (the
+ * connection is then dropped). Several requests may be written before any answer is
+ * read; ss__transport_post* must not be used while any is unanswered. */
+int ss__transport_send(ss__transport *t, const char *path, const void *body, size_t len,
+                       uint64_t deadline_ms, const ss__post_gate *g);
+/* Reads the answer to the oldest unanswered request, waiting until the deadline at most:
+ * its HTTP status, or -errno (-ETIMEDOUT: not yet; the request stays unanswered), or
+ * -ENOENT when none is unanswered. *rest_refused is set when the collector closes the
+ * connection after this answer: the requests written after it will not be served (the
+ * connection is dropped and nothing is unanswered any more). */
+int ss__transport_answer(ss__transport *t, uint64_t deadline_ms, int *rest_refused);
+/* Gives up on the answers still due: reads what has arrived without waiting and drops
+ * the connection when any is still unanswered. */
+void ss__transport_abandon(ss__transport *t);
 /* Connects now unless connected or backing off after a failed attempt. 1 when connected,
  * else 0 (then nothing can be sent before the backoff ends). */
 int ss__transport_ready(ss__transport *t, uint64_t deadline_ms);

@@ -1,12 +1,14 @@
 """Helpers for the integration suites: a real spanshimd, programs run under the real shim,
 real HTTP servers on loopback, and the exported spans read back from spanshimd's OTLP JSON
 lines exactly as a user would read them."""
+import contextlib
 import http.server
 import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -25,6 +27,15 @@ class Skip(Exception):
 def skip(reason):
     """Ends the calling test as skipped, with reason (never returns)."""
     raise Skip(reason)
+
+
+def timeout(seconds):
+    """Marks a test with a wall-clock guard of its own (run.py's default is 180 s) for a test
+    whose work grows on a loaded machine; a guard against hangs, not a speed limit."""
+    def mark(fn):
+        fn.timeout = seconds
+        return fn
+    return mark
 
 
 def ci_may_skip(reason):
@@ -97,13 +108,22 @@ def logs_beside(path):
     return os.path.join(d, name[:dot] + ".logs" + name[dot:])
 
 
-def _docs(path):
-    """The JSON documents of a traces file and of the logs file beside it."""
+def _pid_needle(pid):
+    """How spanshimd writes a resource's process.pid (one process's request per line)."""
+    return '{"key":"process.pid","value":{"intValue":"%d"}}' % pid
+
+
+def _docs(path, skip_pid=None):
+    """The JSON documents of a traces file and of the logs file beside it; skip_pid: lines
+    of that process are not decoded (a process that made a million spans)."""
+    needle = _pid_needle(skip_pid) if skip_pid is not None else None
     for p in (path, logs_beside(path)):
         if not os.path.exists(p):
             continue
         with open(p) as f:
             for line in f:
+                if needle is not None and needle in line:
+                    continue
                 line = line.strip()
                 if line:
                     yield json.loads(line)
@@ -112,7 +132,7 @@ def _docs(path):
 DROP_EVENT = "spanshim.spans.dropped"
 
 
-def read_jsonl(path):
+def read_jsonl(path, skip_pid=None):
     """Returns (spans, scopes) from an OTLP JSON lines file; scopes lists
     (resource_attrs, scope_attrs) for every ScopeSpans seen, with or without spans, and
     for every drop report the shim sent (a log record with event name
@@ -120,7 +140,7 @@ def read_jsonl(path):
     {"spanshim.spans.dropped": the process's total so far}), so dropped_of_pid reads a
     process's count from either."""
     spans, scopes = [], []
-    for doc in _docs(path):
+    for doc in _docs(path, skip_pid):
         for rs in doc.get("resourceSpans", []):
             res = attrs_dict(rs.get("resource", {}).get("attributes"))
             for ss in rs.get("scopeSpans", []):
@@ -140,11 +160,11 @@ def read_jsonl(path):
     return spans, scopes
 
 
-def drop_reports(path):
+def drop_reports(path, skip_pid=None):
     """The shim's drop reports beside an OTLP JSON lines traces file: a list of
     (resource_attrs, spans this report counts, the process's total so far)."""
     out = []
-    for doc in _docs(path):
+    for doc in _docs(path, skip_pid):
         for rl in doc.get("resourceLogs", []):
             res = attrs_dict(rl.get("resource", {}).get("attributes"))
             for sl in rl.get("scopeLogs", []):
@@ -530,3 +550,61 @@ class Service:
 def http_spans(spans, kind=None):
     return [s for s in spans if "http.request.method" in s.attrs
             and (kind is None or s.kind == kind)]
+
+
+# --- Exact accounting (issue 12): received + dropped = produced ----------------------------
+
+@contextlib.contextmanager
+def busy_cores(n=2):
+    """n busy loops for the duration (the machine has 2 cores)."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def dropped_by_pid(path, skip_pid=None):
+    """{pid: spans the shim reported dropped}, summed over every drop record of that pid
+    (an exec chain keeps its pid: each image reports its own)."""
+    d = {}
+    for res, n, _total in drop_reports(path, skip_pid):
+        pid = res.get("process.pid")
+        d[pid] = d.get(pid, 0) + n
+    return d
+
+
+def settled_stats(c, produced, timeout=120):
+    """/stats once spans_received + shim_spans_dropped reaches produced (the last requests
+    may still be in the collector's hands when the processes are gone), or after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        st = c.stats()
+        if st["spans_received"] + st["shim_spans_dropped"] >= produced or \
+                time.monotonic() > deadline:
+            return st
+        time.sleep(0.1)
+
+
+def check_exact(c, pids_spans, produced, skip_pid=None):
+    """Asserts received + dropped = produced in the collector's /stats and, per process in
+    pids_spans ({pid: spans it produced}), in its output; stops the collector. skip_pid: a
+    process counted in /stats only (its lines are not decoded). Returns (/stats, spans)."""
+    st = settled_stats(c, produced)
+    assert st["spans_received"] + st["shim_spans_dropped"] == produced, \
+        "/stats: received %d + dropped %d != produced %d" % (
+            st["spans_received"], st["shim_spans_dropped"], produced)
+    c.stop()
+    spans, _ = read_jsonl(c.out, skip_pid)
+    dropped = dropped_by_pid(c.out, skip_pid)
+    got = {}
+    for s in spans:
+        pid = s.resource.get("process.pid")
+        got[pid] = got.get(pid, 0) + 1
+    bad = [(pid, got.get(pid, 0), dropped.get(pid, 0), want) for pid, want in pids_spans.items()
+           if got.get(pid, 0) + dropped.get(pid, 0) != want]
+    assert not bad, "(pid, received, dropped, produced) that do not add up: %r" % bad[:10]
+    print("  received=%d dropped=%d" % (st["spans_received"], st["shim_spans_dropped"]))
+    return st, spans

@@ -4,65 +4,11 @@ received by the collector or counted as dropped where a user can read it -- span
 own diagnostics when no collector can be told. Short processes, exec chains and fork
 children, also while two busy loops keep both cores loaded; no assertion depends on the
 machine being quick."""
-import contextlib
 import re
 import subprocess
-import sys
-import time
 
 import harness
-from harness import parse_kv, spans_of_pid
-
-
-@contextlib.contextmanager
-def busy_cores(n=2):
-    """n busy loops for the duration (the machine has 2 cores)."""
-    procs = [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(n)]
-    try:
-        yield
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
-
-
-def dropped_by_pid(path):
-    """{pid: spans the shim reported dropped}, summed over every drop record of that pid
-    (an exec chain keeps its pid: each image reports its own)."""
-    d = {}
-    for res, n, _total in harness.drop_reports(path):
-        pid = res.get("process.pid")
-        d[pid] = d.get(pid, 0) + n
-    return d
-
-
-def settled_stats(c, produced, timeout=120):
-    """/stats once spans_received + shim_spans_dropped reaches produced (the last requests
-    may still be in the collector's hands when the processes are gone), or after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        st = c.stats()
-        if st["spans_received"] + st["shim_spans_dropped"] >= produced or \
-                time.monotonic() > deadline:
-            return st
-        time.sleep(0.1)
-
-
-def check_exact(c, pids_spans, produced):
-    """Asserts received + dropped = produced in /stats and, per process, in the file."""
-    st = settled_stats(c, produced)
-    assert st["spans_received"] + st["shim_spans_dropped"] == produced, \
-        "/stats: received %d + dropped %d != produced %d" % (
-            st["spans_received"], st["shim_spans_dropped"], produced)
-    c.stop()
-    spans, _ = harness.read_jsonl(c.out)
-    dropped = dropped_by_pid(c.out)
-    for pid, want in pids_spans.items():
-        got = len(spans_of_pid(spans, pid))
-        assert got + dropped.get(pid, 0) == want, "pid %d: received %d + dropped %d != %d" % (
-            pid, got, dropped.get(pid, 0), want)
-    print("  received=%d dropped=%d" % (st["spans_received"], st["shim_spans_dropped"]))
-    return st
+from harness import busy_cores, check_exact, dropped_by_pid, parse_kv, spans_of_pid
 
 
 def test_short_processes_under_cpu_load_deliver_or_count_every_span(ctx):
@@ -111,7 +57,7 @@ def test_tiny_queue_drops_reach_stats_exactly(ctx):
     assert r.returncode == 0, r
     out = parse_kv(r.stdout)
     produced = int(out["produced"])
-    st = check_exact(c, {int(out["pid"]): produced}, produced)
+    st, _ = check_exact(c, {int(out["pid"]): produced}, produced)
     assert st["shim_spans_dropped"] > 0, "a 64-span queue under 8000 connects drops: %r" % st
 
 

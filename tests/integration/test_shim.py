@@ -648,21 +648,22 @@ def test_connects_from_a_signal_handler_are_traced_without_deadlock(ctx):
 
 def test_fork_while_threads_trace_never_hangs_children(ctx):
     """fork() from a process whose threads are making spans (and whose exporter may hold
-    its locks at that moment): every child finishes, and exports under its own pid."""
+    its locks at that moment): every child finishes, and its 10 spans are delivered under
+    its own pid or counted (received + dropped = produced, per child and in /stats)."""
     c = ctx.collector()
     r = ctx.run([ctx.prog("forkstorm"), "40"], collector=c, timeout=120,
                 extra_env={"OTEL_BSP_SCHEDULE_DELAY": "1"})
     assert r.returncode == 0 and r.stderr == b"", r
+    out = parse_kv(r.stdout)
     kids = re.findall(r"child=(\d+):(\d+)", r.stdout.decode())
     assert len(kids) == 40, r.stdout[-2000:]
-    by_port = {}
-    for s in c.spans():
-        p = s.attrs.get("network.peer.port")
-        if s.name == "connect" and p and p >= 30000:
-            by_port.setdefault(p, []).append(s.resource.get("process.pid"))
-    bad = [(i, pid, by_port.get(30000 + int(i))) for i, pid in kids
-           if by_port.get(30000 + int(i)) != [int(pid)] * 10]
-    assert not bad, "children whose 10 spans did not all arrive with their pid: %r" % bad[:5]
+    produced = int(out["threads"]) + 10 * len(kids)
+    _, spans = harness.check_exact(c, {int(pid): 10 for _, pid in kids}, produced,
+                                   skip_pid=int(out["pid"]))
+    pid_of = {int(pid): 30000 + int(i) for i, pid in kids}
+    wrong = [s for s in spans if s.attrs.get("network.peer.port") !=
+             pid_of.get(s.resource.get("process.pid"))]
+    assert not wrong, "child spans under another pid or port: %r" % wrong[:5]
 
 
 def test_unusable_endpoints_leave_the_program_alone(ctx):

@@ -6,7 +6,7 @@
  *   recurse    descend() recurses 10,000 deep, then load_orders() fails
  *   smallstack a thread with a 64 KiB stack runs load_orders()
  *   dns        resolve_orders() looks up a name that does not exist
- * Prints failed=N: the number of failed calls it made. */
+ * Prints failed=N: the number of failed calls it made, and pid=PID. */
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -79,6 +79,6 @@ int main(int argc, char **argv) {
   } else if (!strcmp(mode, "dns")) {
     resolve_orders();
   }
-  printf("failed=%d\n", failed);
+  printf("failed=%d pid=%d\n", failed, (int)getpid());
   return 0;
 }
