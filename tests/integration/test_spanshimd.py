@@ -536,6 +536,15 @@ def test_write_error_gets_503_and_daemon_keeps_running(ctx):
     assert "retry-after" in h
     st = stats(col)
     assert st["write_errors"] == 1 and st["rejected"]["unavailable"] == 1
+    # A request answered 503 is sent again by its client: its spans (and those refused for
+    # their ids) count when a request is taken, not at each try.
+    req = traces_request([span(TRACE_ID, struct.pack(">Q", i + 1), "s%d" % i, 1, 1, 2, {})
+                          for i in range(3)] + [span(b"\0" * 16, b"\1" * 8, "zero", 1, 1, 2, {})])
+    for _ in range(2):
+        assert exchange(col, post("/v1/traces", req))[0] == 503
+    st = stats(col)
+    assert st["rejected"]["unavailable"] == 3
+    assert st["spans_received"] == 0 and st["spans_rejected"] == 0, st
     assert col.stop() == 0
 
 

@@ -153,7 +153,8 @@ def test_malformed_json_gets_400_with_a_json_status_saying_where(ctx):
     cases = [b'{"resourceSpans":[{"x":1,}]}', b'{"resourceSpans":"no"}',
              b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":5}]}]}]}',
              b'{"resourceSpans":[]} trailing', b"[" * 100000, b'{"a":"\xff"}',
-             b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"startTimeUnixNano":"1e3"}]}]}]}']
+             b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"startTimeUnixNano":"1e-3"}]}]}]}',
+             b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"startTimeUnixNano":2.5}]}]}]}']
     for raw in cases:
         st, ctype, body = post_json(col, "/v1/traces", None, raw=raw)
         assert st == 400, raw[:40]
@@ -185,6 +186,43 @@ def test_spans_with_bad_ids_are_rejected_one_by_one_in_json(ctx):
     s = t.stats(col)
     assert s["spans_received"] == 9 and s["spans_rejected"] == 7
     assert sorted(sp.name for sp in col.spans()) == ["good1", "good2"]
+
+
+def test_integers_in_exponent_or_fraction_form_are_taken_as_proto3_json_says(ctx):
+    """proto3's JSON mapping accepts integer fields written 1e3 or 5.0 (quoted or not)
+    when the value is integral; spanshimd writes them back as the integers they are."""
+    col = tcp_collector(ctx)
+    sp = json_span("exp", startTimeUnixNano="1.7e18", endTimeUnixNano=1.700000000001e18,
+                   kind=3.0, droppedAttributesCount="2E1", flags=256e-2 * 100,
+                   attributes=[{"key": "n", "value": {"intValue": "-12.5e1"}},
+                               {"key": "z", "value": {"intValue": -0.0}}])
+    st, _, body = post_json(col, "/v1/traces", json_traces([sp]))
+    assert st == 200, body
+    col.stop()
+    with open(col.out) as f:
+        s = json.loads(f.readline())["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    assert s["startTimeUnixNano"] == "1700000000000000000"
+    assert s["endTimeUnixNano"] == "1700000000001000000"
+    assert s["kind"] == 3 and s["droppedAttributesCount"] == 20 and s["flags"] == 256
+    assert {a["key"]: a["value"]["intValue"] for a in s["attributes"]} == {"n": "-125", "z": "0"}
+
+
+def test_a_non_hex_id_is_refused_saying_it_is_not_hex(ctx):
+    col = tcp_collector(ctx)
+    cases = [(json_span("t", tid="z" * 32), "trace_id is not a hex string"),
+             (json_span("s", sid="0102030405060g08"), "span_id is not a hex string"),
+             (json_span("p", parentSpanId="xyz"), "parent_span_id is not a hex string"),
+             (json_span("short", tid=TID[:30]), "trace_id is not 16 bytes or is all zero")]
+    for sp, why in cases:
+        st, _, body = post_json(col, "/v1/traces", json_traces([sp, json_span("ok")]))
+        assert st == 200
+        ps = json.loads(body)["partialSuccess"]
+        assert ps["rejectedSpans"] == "1" and ps["errorMessage"] == "1 span rejected: " + why, ps
+    rec = {"timeUnixNano": "1", "body": {"stringValue": "x"}, "traceId": "q" * 32}
+    st, _, body = post_json(col, "/v1/logs", {"resourceLogs": [{"scopeLogs": [
+        {"logRecords": [rec]}]}]})
+    ps = json.loads(body)["partialSuccess"]
+    assert ps["errorMessage"] == "1 log record rejected: trace_id is not a hex string", ps
 
 
 def test_spans_with_bad_ids_are_rejected_in_protobuf_and_never_forwarded(ctx):

@@ -215,6 +215,58 @@ def test_view_reads_pretty_printed_snake_case_and_skips_metrics_lines(ctx):
     assert out.splitlines()[-1] == "7 spans in 7 traces", out
 
 
+def test_every_garbled_line_is_reported_with_its_number(ctx):
+    """Garbled lines among JSON lines, after a line cut short too: each is reported with
+    its own number (bounded), and the good lines around them are read."""
+    path = os.path.join(ctx.tmp, "garbled.jsonl")
+    good = [json.dumps(otlp_doc("%032x" % (0x100 + i), "%016x" % (0x100 + i), "ok%d" % i))
+            for i in range(3)]
+    lines = ["garbage one", good[0], '{"resourceSpans":[{"scopeSp', "garbage two",
+             "garbage three", good[1], "{not json either", "more garbage", good[2]]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    r = view(ctx, "--json", path)
+    got = sorted(name for _, name, _ in spans_of(json_lines(r.stdout)))
+    assert got == ["ok0", "ok1", "ok2"], (got, r.stderr)
+    reported = sorted(int(ln.split(b":")[2]) for ln in r.stderr.splitlines()
+                      if ln.startswith(b"spanshim: " + path.encode() + b":"))
+    assert reported == [1, 3, 4, 5, 7, 8], r.stderr
+    # Bounded: 30 garbled lines give 20 reports and a count of the rest.
+    with open(path, "w") as f:
+        f.write("".join("bad %d\n" % i for i in range(30)) + good[0] + "\n")
+    r = view(ctx, path)
+    assert r.stderr.count(b"unexpected 'b'") == 20, r.stderr
+    assert b"10 more malformed lines not reported" in r.stderr, r.stderr
+
+
+def test_exit_status_is_1_whenever_there_is_no_span_to_show(ctx):
+    """An empty file, garbage, garbage plus spans with bad ids, a file with no spans: all
+    exit 1 with a line saying why; one good span among the garbage: 0."""
+    def run(name, text, *flags):
+        path = os.path.join(ctx.tmp, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return view(ctx, *flags, path, ok=False)
+    bad_ids = json.dumps(otlp_doc("zz" * 16, "0102030405060708", "bad-trace")) + "\n" + \
+        json.dumps(otlp_doc("0" * 32, "0102030405060708", "zero-trace")) + "\n"
+    cases = {"empty.jsonl": ("", b"nothing readable"),
+             "garbage.jsonl": ("garbage\n{cut\n", b"nothing readable"),
+             "badids.jsonl": ("garbage\n" + bad_ids, b"no spans to show (2 without valid ids skipped)"),
+             "nospans.jsonl": (json.dumps({"resourceSpans": []}) + "\n", b"no spans to show")}
+    for name, (text, why) in cases.items():
+        for flags in ((), ("--json",), ("--summary",)):
+            r = run(name, text, *flags)
+            assert r.returncode == 1, (name, flags, r.returncode, r.stderr)
+            assert why in r.stderr, (name, r.stderr)
+    r = run("onegood.jsonl", "garbage\n" + bad_ids +
+            json.dumps(otlp_doc("%032x" % 0x77, "0000000000000077", "good")) + "\n")
+    assert r.returncode == 0 and b"good" in r.stdout, r.stderr
+    assert r.stdout.decode().splitlines()[-1] == "1 span in 1 trace; 2 without valid ids skipped"
+    r = run("one.jsonl", json.dumps(otlp_doc("%032x" % 0x78, "0000000000000078", "g")) + "\n",
+            "--perfetto", os.path.join(ctx.tmp, "one.json"))
+    assert r.returncode == 0 and b"spanshim: 1 span written to " in r.stderr, r.stderr
+
+
 def test_exception_stack_from_a_logs_line_reaches_the_waterfall(ctx):
     """With SPANSHIM_EXCEPTION_SIGNAL=log the stack exists only as a log record, in the
     logs file spanshimd writes beside the traces file; view reads that file too and joins

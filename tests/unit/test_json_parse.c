@@ -135,6 +135,31 @@ START_TEST(test_numbers) {
 }
 END_TEST
 
+START_TEST(test_integer_digits_of_exponent_and_fraction_forms) {
+  struct { const char *in, *out; int rc; } c[] = {
+      {"1e3", "1000", 0}, {"1E+3", "1000", 0}, {"-2.50e1", "-25", 0}, {"100.000", "100", 0},
+      {"1500e-2", "15", 0}, {"0e99999999", "0", 0}, {"-0", "0", 0}, {"-0.0e-5", "0", 0},
+      {"007", "7", 0}, {"1.7e18", "1700000000000000000", 0}, {"5e-100000000", NULL, -EINVAL},
+      {"25e-1", NULL, -EINVAL}, {"1e-3", NULL, -EINVAL}, {"1e30", NULL, -ERANGE},
+      {"1.", NULL, -EINVAL}, {"1e", NULL, -EINVAL}, {"e3", NULL, -EINVAL}, {"", NULL, -EINVAL},
+      {"1 ", NULL, -EINVAL}, {"0x10", NULL, -EINVAL}};
+  for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+    char out[24] = "x";
+    int rc = ss__json_int_digits(c[i].in, strlen(c[i].in), out, sizeof out);
+    ck_assert_msg(rc == c[i].rc, "%s: %d", c[i].in, rc);
+    if (c[i].out) ck_assert_str_eq(out, c[i].out);
+  }
+  ss__json *j = parse("[1e3, \"2.0e1\", 1.5]");
+  int64_t v = 0;
+  ck_assert_int_eq(ss__json_int64(ss__json_at(j, 0), &v), 0);
+  ck_assert_int_eq(v, 1000);
+  ck_assert_int_eq(ss__json_int64(ss__json_at(j, 1), &v), 0);
+  ck_assert_int_eq(v, 20);
+  ck_assert_int_eq(ss__json_int64(ss__json_at(j, 2), &v), -EINVAL);
+  ss__json_free(j);
+}
+END_TEST
+
 START_TEST(test_bad_numbers_refused) {
   assert_refused_at("01", 1);
   assert_refused_at("[-01]", 3);
@@ -351,6 +376,7 @@ int main(void) {
   tcase_add_test(tc, test_bad_strings_refused);
   tcase_add_test(tc, test_numbers);
   tcase_add_test(tc, test_bad_numbers_refused);
+  tcase_add_test(tc, test_integer_digits_of_exponent_and_fraction_forms);
   tcase_add_test(tc, test_integer_accessors);
   tcase_add_test(tc, test_structure_errors_name_the_offset);
   tcase_add_test(tc, test_every_truncation_refused);

@@ -138,9 +138,21 @@ START_TEST(test_ids_that_are_not_hex_stay_one_byte_for_validation) {
 }
 END_TEST
 
+START_TEST(test_integral_exponent_and_fraction_forms_are_integers) {
+  span_t *s = one_span("\"startTimeUnixNano\":\"1.5e3\",\"endTimeUnixNano\":1e18,"
+                       "\"droppedAttributesCount\":30.00,\"kind\":2E0");
+  ck_assert_uint_eq(s->start_time_unix_nano, 1500);
+  ck_assert_uint_eq(s->end_time_unix_nano, 1000000000000000000ull);
+  ck_assert_uint_eq(s->dropped_attributes_count, 30);
+  ck_assert_int_eq(s->kind, 2);
+}
+END_TEST
+
 START_TEST(test_wrong_types_and_ranges_are_refused_naming_the_field) {
   refused("\"name\":5", "field name: expected a string");
-  refused("\"startTimeUnixNano\":\"1e3\"", "field start_time_unix_nano: expected an integer");
+  refused("\"startTimeUnixNano\":\"1e-3\"", "field start_time_unix_nano: expected an integer");
+  refused("\"startTimeUnixNano\":2.5", "field start_time_unix_nano: expected an integer");
+  refused("\"startTimeUnixNano\":\"1e20\"", "field start_time_unix_nano: integer out of range");
   refused("\"startTimeUnixNano\":-1", "field start_time_unix_nano: expected an unsigned");
   refused("\"startTimeUnixNano\":\"18446744073709551616\"", "out of range");
   refused("\"droppedAttributesCount\":4294967296", "field dropped_attributes_count");
@@ -206,6 +218,7 @@ int main(void) {
   Suite *s = suite_create("spanshimd_json");
   TCase *tc = tcase_create("otlp_json_in");
   tcase_add_test(tc, test_camel_and_snake_case_names_give_the_same_span);
+  tcase_add_test(tc, test_integral_exponent_and_fraction_forms_are_integers);
   tcase_add_test(tc, test_enums_by_number_or_name_and_status);
   tcase_add_test(tc, test_any_values_every_kind);
   tcase_add_test(tc, test_unknown_members_and_null_are_skipped);

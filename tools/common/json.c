@@ -440,26 +440,72 @@ int ss__json_is(const ss__json *j, int type) {
   return j != NULL && j->type == type;
 }
 
-/* The decimal text of an integer-valued node: a NUMBER without fraction or exponent, or
- * a STRING of the same shape. */
-static const char *int_text(const ss__json *j) {
-  const char *t;
-  if (!j) return NULL;
-  if (j->type == SS_JSON_NUMBER) t = j->u.num.text;
-  else if (j->type == SS_JSON_STRING && strlen(j->u.s) == j->len) t = j->u.s;
-  else return NULL;
-  const char *d = t + (*t == '-');
-  if (*d == '\0') return NULL;
-  for (; *d; d++)
-    if (*d < '0' || *d > '9') return NULL;
-  return t;
+int ss__json_int_digits(const char *t, size_t n, char *out, size_t outn) {
+  size_t i = 0, k = 0;
+  int neg = i < n && t[i] == '-';
+  i += (size_t)neg;
+  const char *ip = t + i, *fp = NULL;
+  size_t il = 0, fl = 0;
+  while (i < n && t[i] >= '0' && t[i] <= '9') i++, il++;
+  if (il == 0) return -EINVAL;
+  if (i < n && t[i] == '.') {
+    fp = t + ++i;
+    while (i < n && t[i] >= '0' && t[i] <= '9') i++, fl++;
+    if (fl == 0) return -EINVAL;
+  }
+  long e = 0;
+  if (i < n && (t[i] == 'e' || t[i] == 'E')) {
+    int eneg = ++i < n && t[i] == '-';
+    if (i < n && (t[i] == '-' || t[i] == '+')) i++;
+    size_t el = 0;
+    for (; i < n && t[i] >= '0' && t[i] <= '9'; i++, el++)
+      if (e < 100000) e = e * 10 + (t[i] - '0');
+    if (el == 0) return -EINVAL;
+    if (eneg) e = -e;
+  }
+  if (i != n) return -EINVAL;
+  /* The value is the digits ip[0..il) fp[0..fl) times 10^(e - fl): integral when every
+   * digit right of the point that the exponent leaves is 0. */
+  long shift = e - (long)fl; /* > 0: zeros appended; < 0: digits cut (must be 0) */
+  size_t nd = il + fl, keep = shift >= 0 ? nd : (size_t)-shift >= nd ? 0 : nd - (size_t)-shift;
+  for (size_t d = keep; d < nd; d++)
+    if ((d < il ? ip[d] : fp[d - il]) != '0') return -EINVAL;
+  if (neg && outn > 1) out[k++] = '-';
+  int lead = 1;
+  for (size_t d = 0; d < keep; d++) {
+    char c = d < il ? ip[d] : fp[d - il];
+    if (lead && c == '0') continue;
+    lead = 0;
+    if (k + 1 >= outn) return -ERANGE;
+    out[k++] = c;
+  }
+  for (long z = 0; !lead && z < shift; z++) {
+    if (k + 1 >= outn) return -ERANGE;
+    out[k++] = '0';
+  }
+  if (lead) k = 0, out[k++] = '0'; /* zero ("-0" too) */
+  out[k] = '\0';
+  return 0;
+}
+
+/* The decimal digits of an integer-valued node (see ss__json_int_digits), a NUMBER or a
+ * STRING of the same shape, into buf[0..24); 0, -EINVAL or -ERANGE. */
+static int int_text(const ss__json *j, char buf[24]) {
+  if (!j) return -EINVAL;
+  if (j->type == SS_JSON_NUMBER)
+    return ss__json_int_digits(j->u.num.text, strlen(j->u.num.text), buf, 24);
+  if (j->type == SS_JSON_STRING && strlen(j->u.s) == j->len)
+    return ss__json_int_digits(j->u.s, j->len, buf, 24);
+  return -EINVAL;
 }
 
 int ss__json_uint64(const ss__json *j, uint64_t *out) {
-  const char *t = int_text(j);
-  if (!t || *t == '-') return -EINVAL;
+  char buf[24];
+  int rc = int_text(j, buf);
+  if (rc < 0) return rc;
+  if (buf[0] == '-') return -EINVAL;
   uint64_t v = 0;
-  for (; *t; t++) {
+  for (const char *t = buf; *t; t++) {
     unsigned d = (unsigned)(*t - '0');
     if (v > (UINT64_MAX - d) / 10) return -ERANGE;
     v = v * 10 + d;
@@ -469,8 +515,10 @@ int ss__json_uint64(const ss__json *j, uint64_t *out) {
 }
 
 int ss__json_int64(const ss__json *j, int64_t *out) {
-  const char *t = int_text(j);
-  if (!t) return -EINVAL;
+  char buf[24];
+  int rc = int_text(j, buf);
+  if (rc < 0) return rc;
+  const char *t = buf;
   int neg = *t == '-';
   uint64_t v = 0, lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
   for (t += neg; *t; t++) {

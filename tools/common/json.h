@@ -68,10 +68,16 @@ size_t ss__json_count(const ss__json *j);
 /* Typed accessors: NULL/0 when j is NULL or not of that type. */
 const char *ss__json_str(const ss__json *j, size_t *len);
 int ss__json_is(const ss__json *j, int type);
-/* Integer value: a NUMBER written as an integer, or a STRING of decimal digits (OTLP JSON
- * writes 64-bit integers as strings). Returns 0, or -EINVAL (not an integer, fraction,
- * exponent) or -ERANGE (does not fit); *out unchanged on failure. */
+/* Integer value: a NUMBER, or a STRING of the same shape (OTLP JSON writes 64-bit
+ * integers as strings), whose value is integral (ss__json_int_digits: "1e3" too). Returns
+ * 0, or -EINVAL (not an integer) or -ERANGE (does not fit); *out unchanged on failure. */
 int ss__json_int64(const ss__json *j, int64_t *out);
+/* The integer a JSON number text t[0..n) writes, as proto3's JSON mapping takes it for
+ * integer fields: an optional '-', digits, an optional fraction and exponent, as long as
+ * the value is integral ("1e3", "100.0", "25e-1" is not). Writes its decimal digits into
+ * out[0..outn) (NUL-terminated; '-' first when negative and not zero; no leading zeros).
+ * 0, -EINVAL (not such a number, or not integral) or -ERANGE (does not fit outn). */
+int ss__json_int_digits(const char *t, size_t n, char *out, size_t outn);
 int ss__json_uint64(const ss__json *j, uint64_t *out);
 
 /* ---- a pull reader: the same grammar and limits, one value at a time, no tree ----

@@ -606,6 +606,8 @@ int ss__json_logs(const Opentelemetry__Proto__Collector__Logs__V1__ExportLogsSer
  * signals spanshim passes through without looking inside, so they need no hand-written
  * encoder. Slower than the hand-written ones (a descriptor walk per field). */
 
+const uint8_t ss__otlp_not_hex_id[1];
+
 int ss__otlp_is_id_field(const ProtobufCFieldDescriptor *f) {
   return f->type == PROTOBUF_C_TYPE_BYTES &&
          (strcmp(f->name, "trace_id") == 0 || strcmp(f->name, "span_id") == 0 ||

@@ -43,6 +43,10 @@ int ss__json_metrics(const Opentelemetry__Proto__Collector__Metrics__V1__ExportM
  * OTLP's hex-encoded id fields (bytes trace_id, span_id, parent_span_id), and the bytes
  * one value of type t takes in a protobuf-c message or repeated array. */
 int ss__otlp_is_id_field(const ProtobufCFieldDescriptor *f);
+/* What a JSON reader stores as the bytes of an id field whose text is not hex (data
+ * points here, len 1), so that validation refuses that span or record alone and can say
+ * why (no other id's bytes live here). */
+extern const uint8_t ss__otlp_not_hex_id[1];
 size_t ss__pb_value_size(ProtobufCType t);
 
 /* Building blocks, for other JSON the tools write (e.g. spanshimd's /stats). */

@@ -748,7 +748,8 @@ static int summary(render *r, const ss__tm_span **sp, size_t n) {
   for (size_t i = 0, shown = 0; i < n && shown < SS_WF_FAILING; i++)
     if (span_failed(by[i])) summary_row(r, shown++ == 0 ? "failing" : "", by[i], 1);
   if (failed > SS_WF_FAILING)
-    fprintf(r->out, "%-8s %zu more failing spans\n", "", failed - SS_WF_FAILING);
+    fprintf(r->out, "%-8s %zu more failing span%s\n", "", failed - SS_WF_FAILING,
+            failed - SS_WF_FAILING == 1 ? "" : "s");
   fputc('\n', r->out);
   free(by);
   return 0;

@@ -18,6 +18,8 @@ typedef struct reader {
   const char *name;
   ss__buf doc;        /* the open document so far */
   size_t doc_line;    /* line where it started */
+  size_t *line_off;   /* where each of its lines starts in doc (line doc_line + i) */
+  size_t n_lines, cap_lines;
   int depth, in_str, esc, skipping;
   size_t ok, bad;
 } reader;
@@ -56,14 +58,58 @@ static void feed(reader *r, const char *s, size_t n, size_t line) {
   if (rc == 0 && r->docs && docs_add(r->docs, s, n) < 0) report(r, line, "out of memory");
 }
 
+static void reset_doc(reader *r) {
+  ss__buf_reset(&r->doc);
+  r->n_lines = 0;
+  r->depth = r->in_str = r->esc = r->skipping = 0;
+}
+
 static void close_doc(reader *r) {
   if (!r->skipping) feed(r, r->doc.data, r->doc.len, r->doc_line);
-  ss__buf_reset(&r->doc);
-  r->depth = r->in_str = r->esc = r->skipping = 0;
+  reset_doc(r);
+}
+
+static void scan_line(reader *r, const char *line, size_t len, size_t lineno);
+
+/* The open document was never closed: reported at its first line. Its later lines were
+ * taken for its continuation; when there are few (a cut-short line among JSON lines),
+ * each is read again on its own, so every bad line is reported with its number. */
+static void abandon(reader *r, const char *why) {
+  size_t first = r->doc_line, n = r->n_lines;
+  if (r->skipping || n <= 1 || n > SS_LOAD_RESCAN_LINES) {
+    char m[128];
+    if (n > 1) snprintf(m, sizeof(m), "%s (lines %zu-%zu)", why, first, first + n - 1);
+    report(r, first, n > 1 ? m : why);
+    reset_doc(r);
+    return;
+  }
+  report(r, first, why);
+  ss__buf held = r->doc;
+  size_t *off = r->line_off;
+  memset(&r->doc, 0, sizeof(r->doc));
+  r->line_off = NULL;
+  r->cap_lines = 0;
+  reset_doc(r);
+  for (size_t k = 1; k < n; k++)
+    scan_line(r, held.data + off[k], (k + 1 < n ? off[k + 1] : held.len) - off[k], first + k);
+  ss__buf_free(&held);
+  free(off);
 }
 
 static void add_doc_bytes(reader *r, const char *s, size_t n) {
   if (r->skipping) return;
+  if (r->n_lines == r->cap_lines) {
+    size_t cap = r->cap_lines ? r->cap_lines * 2 : 16;
+    size_t *o = realloc(r->line_off, cap * sizeof(*o));
+    if (!o) {
+      report(r, r->doc_line, "out of memory");
+      r->skipping = 1;
+      return;
+    }
+    r->line_off = o;
+    r->cap_lines = cap;
+  }
+  r->line_off[r->n_lines++] = r->doc.len;
   if (r->doc.len + n > SS_LOAD_MAX_DOC) {
     report(r, r->doc_line, "document over 1 GiB, skipped");
     r->skipping = 1;
@@ -79,11 +125,7 @@ static void add_doc_bytes(reader *r, const char *s, size_t n) {
 /* Scans one line (with its newline), opening and closing documents. */
 static void scan_line(reader *r, const char *line, size_t len, size_t lineno) {
   size_t i = 0;
-  if (r->depth > 0 && line[0] == '{') {
-    report(r, r->doc_line, "document not closed (cut short?), skipped");
-    ss__buf_reset(&r->doc);
-    r->depth = r->in_str = r->esc = r->skipping = 0;
-  }
+  if (r->depth > 0 && line[0] == '{') abandon(r, "document not closed (cut short?), skipped");
   while (i < len) {
     size_t start = i;
     if (r->depth == 0) {
@@ -128,9 +170,8 @@ static int read_file(reader *r, FILE *f) {
   ssize_t len;
   while ((len = getline(&line, &cap, f)) >= 0) scan_line(r, line, (size_t)len, ++lineno);
   int rc = ferror(f) ? -errno : 0;
-  if (r->depth > 0) report(r, r->doc_line, "document not closed at end of file, skipped");
-  ss__buf_reset(&r->doc);
-  r->depth = r->in_str = r->esc = r->skipping = 0;
+  while (r->depth > 0) abandon(r, "document not closed at end of file, skipped");
+  reset_doc(r);
   free(line);
   return rc;
 }
@@ -152,8 +193,8 @@ static int load_one(reader *r, const char *path) {
   }
   if (!is_stdin) fclose(f);
   if (r->bad > SS_LOAD_MAX_REPORTS)
-    ss__err("%s: %zu more malformed documents not reported", r->name,
-            r->bad - SS_LOAD_MAX_REPORTS);
+    ss__err("%s: %zu more malformed line%s not reported", r->name,
+            r->bad - SS_LOAD_MAX_REPORTS, r->bad - SS_LOAD_MAX_REPORTS == 1 ? "" : "s");
   return failed ? -1 : 0;
 }
 
@@ -189,6 +230,7 @@ long ss__load_files(ss__tm *m, char *const *paths, size_t n_paths, ss__docs *doc
     }
   }
   ss__buf_free(&r.doc);
+  free(r.line_off);
   if (ss__tm_link_exceptions(m) < 0) ss__err("out of memory linking exception records");
   return failed ? -1 : (long)r.ok;
 }

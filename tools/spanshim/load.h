@@ -5,7 +5,9 @@
  * followed, so braces inside values do not count). A line that starts with '{' in column
  * 0 while a document is still open means the open one was cut short (a writer died
  * mid-line): it is reported as truncated and the new line starts afresh, so one bad line
- * never swallows the rest of a file. Anything else outside a document is reported as
+ * never swallows the rest of a file; the lines the open one had taken (up to
+ * SS_LOAD_RESCAN_LINES of them) are read again on their own, so each bad line among JSON
+ * lines is reported with its own number. Anything else outside a document is reported as
  * malformed with its line number. Reports go to stderr ("spanshim: FILE:LINE: what"),
  * the first SS_LOAD_MAX_REPORTS one by one, the rest counted.
  *
@@ -19,6 +21,7 @@
 #include "tools/common/trace_model.h"
 
 #define SS_LOAD_MAX_REPORTS 20
+#define SS_LOAD_RESCAN_LINES 64  /* an unclosed document over more lines is skipped whole */
 #define SS_LOAD_MAX_DOC (1u << 30)  /* one document larger than this is skipped, reported */
 
 /* The raw text of every document read, when the caller wants to write parts of them back

@@ -225,7 +225,8 @@ int ss__red_print(FILE *out, const ss__tm *m) {
   }
   char w[32];
   ss__wf_duration((uint64_t)(window * 1e9), w, sizeof(w));
-  ss__buf_printf(&b, "%zu spans, %zu series, rate over %s\n", m->n_spans, n, w);
+  ss__buf_printf(&b, "%zu span%s, %zu series, rate over %s\n", m->n_spans,
+                 m->n_spans == 1 ? "" : "s", n, w);
   free(r);
   int rc = ss__buf_error(&b);
   if (rc == 0 && (fwrite(b.data, 1, b.len, out) != b.len || fflush(out) != 0)) rc = -EIO;

@@ -53,8 +53,9 @@ static const char view_help[] =
     "  --html OUT.html     one self-contained HTML report (trace list, waterfall, span\n"
     "                      details with stacks, services summary; no network needed)\n"
     "OUT '-' is stdout.\n"
-    "Exits 1 when a FILE cannot be read, nothing in them is readable, or no trace\n"
-    "matches; 2 on bad usage.\n";
+    "Exits 0 when spans were shown or written; 1 when a FILE cannot be read or there\n"
+    "is no span to show (nothing readable, no span with valid ids, no trace matches);\n"
+    "2 on bad usage.\n";
 
 int ss__self_dir(char *out, size_t n) {
   char buf[PATH_MAX];
@@ -244,6 +245,13 @@ static int view(const view_opts *o) {
   ss__docs docs;
   memset(&docs, 0, sizeof(docs));
   int status = load(&m, o->files, o->n_files, o->json ? &docs : NULL);
+  if (status == 0 && m.n_spans == 0) { /* read, but nothing to show: as for no match */
+    char why[96] = "";
+    if (m.n_invalid)
+      snprintf(why, sizeof(why), " (%zu without valid ids skipped)", m.n_invalid);
+    ss__err("%s%s: no spans to show%s", o->files[0], o->n_files > 1 ? " ..." : "", why);
+    status = 1;
+  }
   if (status == 0 && ss__filter_active(&o->f)) {
     long n = ss__select(&m, &o->f);
     if (n < 0) {
@@ -262,14 +270,14 @@ static int view(const view_opts *o) {
     } else if (o->perfetto) {
       status = write_out(o->perfetto, w_perfetto, &m, NULL);
       if (status == 0 && strcmp(o->perfetto, "-") != 0)
-        fprintf(stderr, "spanshim: %zu spans written to %s (open it in ui.perfetto.dev)\n",
-                m.n_spans, o->perfetto);
+        fprintf(stderr, "spanshim: %zu span%s written to %s (open it in ui.perfetto.dev)\n",
+                m.n_spans, m.n_spans == 1 ? "" : "s", o->perfetto);
     } else if (o->html) {
       ss__html_opts ho = {.files = (const char *const *)o->files, .n_files = o->n_files};
       status = write_out(o->html, w_html, &m, &ho);
       if (status == 0 && strcmp(o->html, "-") != 0)
-        fprintf(stderr, "spanshim: %zu spans written to %s (open it in a browser)\n",
-                m.n_spans, o->html);
+        fprintf(stderr, "spanshim: %zu span%s written to %s (open it in a browser)\n",
+                m.n_spans, m.n_spans == 1 ? "" : "s", o->html);
     } else {
       status = waterfall(stdout, &m, ss__want_color(1, o->no_color), 1);
     }

@@ -7,12 +7,15 @@
  * schema is covered by one walk:
  *   - member names in lowerCamelCase, or the original snake_case field names (which
  *     receivers must accept); unknown members are skipped (checked as JSON all the same);
- *   - 64-bit integers as decimal strings or as numbers; 32-bit ones as either too;
+ *   - 64-bit integers as decimal strings or as numbers; 32-bit ones as either too; in
+ *     exponent or fraction form as well when the value is integral ("1e3", "5.0"), as
+ *     proto3's JSON mapping accepts;
  *   - enums as integers, or by their value names ("SPAN_KIND_SERVER");
  *   - doubles as numbers or "NaN", "Infinity", "-Infinity";
  *   - bytes as base64 (standard or URL-safe, padding optional), except the fields named
- *     trace_id, span_id and parent_span_id, which are hex; an id that is not hex is kept
- *     as one byte so that validation refuses that span alone (pipeline.c);
+ *     trace_id, span_id and parent_span_id, which are hex; an id that is not hex becomes
+ *     ss__otlp_not_hex_id so that validation refuses that span alone, saying so
+ *     (pipeline.c);
  *   - null for any field means "not set".
  *
  * Memory: nothing but the messages themselves, taken from the caller's arena under its
@@ -81,31 +84,26 @@ static char *string_value(jd *d, size_t *len) {
   return s;
 }
 
-/* The text of an integer given as a number or a string: digits with an optional '-'.
- * Short strings are decoded into buf; returns 0 or -1 (not an integer). */
+/* The decimal digits of an integer given as a number or a string, in proto3 JSON's
+ * forms (exponent and fraction allowed when the value is integral: ss__json_int_digits),
+ * into buf; returns 0 or -1 (not an integer). */
 static int int_text(jd *d, char *buf, size_t bufn) {
   const char *t;
   size_t n;
+  char s[64];
   int type = ss__jr_peek(&d->r);
   if (type == SS_JSON_NUMBER) {
     if (ss__jr_number(&d->r, &t, &n) < 0) return -1;
   } else if (type == SS_JSON_STRING) {
     size_t max;
     if (ss__jr_string(&d->r, &max) < 0) return -1;
-    if (max >= bufn) return -1;
-    n = ss__jr_string_copy(&d->r, buf);
-    t = buf;
+    if (max >= sizeof s) return -1;
+    n = ss__jr_string_copy(&d->r, s);
+    t = s;
   } else {
     return -1;
   }
-  if (n >= bufn) return -1;
-  memmove(buf, t, n);
-  buf[n] = '\0';
-  const char *p = buf + (*buf == '-');
-  if (*p == '\0') return -1;
-  for (; *p; p++)
-    if (*p < '0' || *p > '9') return -1;
-  return 0;
+  return ss__json_int_digits(t, n, buf, bufn) == 0 ? 0 : -1;
 }
 
 static int parse_int(jd *d, const ProtobufCFieldDescriptor *f, int is_signed, int bits,
@@ -185,9 +183,10 @@ static int parse_bytes(jd *d, const ProtobufCFieldDescriptor *f, ProtobufCBinary
       if (hi < 0 || lo < 0) ok = 0;
       else o[k++] = (uint8_t)(hi << 4 | lo);
     }
-    if (!ok) {  /* neither empty nor any valid length: refused per span by validation */
-      o[0] = 0;
-      k = 1;
+    if (!ok) {  /* refused per span by validation, which says why */
+      b->data = (uint8_t *)ss__otlp_not_hex_id;
+      b->len = 1;
+      return 0;
     }
   } else {
     unsigned acc = 0;

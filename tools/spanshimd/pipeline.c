@@ -164,12 +164,19 @@ static int all_zero(const ProtobufCBinaryData *b) {
   return 1;
 }
 
+static int not_hex(const ProtobufCBinaryData *b) {
+  return b->data == ss__otlp_not_hex_id;
+}
+
 /* Why span s is refused, or NULL when its ids are well-formed. */
 static const char *bad_span(const Opentelemetry__Proto__Trace__V1__Span *s) {
+  if (not_hex(&s->trace_id)) return "trace_id is not a hex string";
   if (s->trace_id.len != 16 || all_zero(&s->trace_id))
     return "trace_id is not 16 bytes or is all zero";
+  if (not_hex(&s->span_id)) return "span_id is not a hex string";
   if (s->span_id.len != 8 || all_zero(&s->span_id))
     return "span_id is not 8 bytes or is all zero";
+  if (not_hex(&s->parent_span_id)) return "parent_span_id is not a hex string";
   if (s->parent_span_id.len != 0 && s->parent_span_id.len != 8)
     return "parent_span_id is neither empty nor 8 bytes";
   return NULL;
@@ -177,12 +184,17 @@ static const char *bad_span(const Opentelemetry__Proto__Trace__V1__Span *s) {
 
 /* A log record's ids are optional; present, they must have the right length. */
 static const char *bad_log(const Opentelemetry__Proto__Logs__V1__LogRecord *r) {
+  if (not_hex(&r->trace_id)) return "trace_id is not a hex string";
   if (r->trace_id.len != 0 && r->trace_id.len != 16)
     return "trace_id is neither empty nor 16 bytes";
+  if (not_hex(&r->span_id)) return "span_id is not a hex string";
   if (r->span_id.len != 0 && r->span_id.len != 8)
     return "span_id is neither empty nor 8 bytes";
   return NULL;
 }
+
+/* Counts of the request being decoded, added to the stats once it is taken. */
+static uint64_t pending_received, pending_rejected;
 
 static const char *first_why;  /* the first rejection's reason in this request */
 
@@ -251,8 +263,8 @@ ss__traces_req *ss__pipeline_traces_decode(int fmt, const uint8_t *body, size_t 
     q = ss__decode_traces(body, len, &too_big);
   *status = q ? 200 : too_big ? 413 : 400;
   if (q == NULL) return NULL;
-  ss__stats_g.spans_received += count_spans(q);
-  ss__stats_g.spans_rejected += validate_traces(q);
+  pending_received = count_spans(q);
+  pending_rejected = validate_traces(q);
   finish_message("span");
   return q;
 }
@@ -266,8 +278,8 @@ static int slice_decodes(const uint8_t *p, size_t n, void *arg) {
 /* One decoded slice (its bytes p[0..n) when protobuf) through the pipeline; its
  * rejections add to the request's. */
 static int slice_deliver(ss__traces_req *q, const uint8_t *p, size_t n, uint64_t now_ms) {
-  ss__stats_g.spans_received += count_spans(q);
-  ss__stats_g.spans_rejected += validate_traces(q);
+  pending_received = count_spans(q);
+  pending_rejected = validate_traces(q);
   finish_message("span");
   int st = ss__pipeline_traces_finish(q, p, n, now_ms);
   return st == 200 ? 0 : st;
@@ -359,12 +371,12 @@ static int traces_from_wire(const uint8_t *body, size_t len) {
   }
   memset(&ss__pipeline_rejected, 0, sizeof ss__pipeline_rejected);
   ss__stats_g.traces_requests++;
-  ss__stats_g.spans_received += info.spans;
   for (size_t i = 0; i < n_sinks; i++) {
     const ss__sink *s = &sinks[i];
     if (s->traces_wire(s->ctx, wire_json.data, wire_json.len, b, n, info.spans) != 0)
-      return 503;
+      return 503;  /* not counted: the client sends it again */
   }
+  ss__stats_g.spans_received += info.spans;
   return 200;
 decoded:
   ss__stats_g = saved;
@@ -385,15 +397,29 @@ int ss__pipeline_traces(const uint8_t *body, size_t len, uint64_t now_ms) {
   return ss__pipeline_traces_fmt(SS_FMT_PROTO, body, len, now_ms);
 }
 
+static int traces_finish(ss__traces_req *q, const uint8_t *body, size_t len, uint64_t now_ms);
+
+/* The spans of a request are counted (received, rejected, span metrics) once it is taken:
+ * a request answered 503 is sent again by the client, and counted then. */
 int ss__pipeline_traces_finish(ss__traces_req *q, const uint8_t *body, size_t len,
                                uint64_t now_ms) {
+  int st = traces_finish(q, body, len, now_ms);
+  if (st != 503) {
+    ss__metrics_record(q);  /* every span, before sampling: true rates */
+    ss__stats_g.spans_received += pending_received;
+    ss__stats_g.spans_rejected += pending_rejected;
+  }
+  pending_received = pending_rejected = 0;
+  return st;
+}
+
+static int traces_finish(ss__traces_req *q, const uint8_t *body, size_t len, uint64_t now_ms) {
   size_t n = count_spans(q);
   int rejected = ss__pipeline_rejected.n > 0;
   if (rejected && n == 0) return 200;  /* nothing valid: nothing to write or forward */
   int changed = ss__sqlsum_enrich(q);
   changed |= ss__dwarf_annotate_traces(q) > 0;
   changed |= rejected || body == NULL;
-  ss__metrics_record(q);  /* every span, before sampling: true rates */
   const ss__traces_req *out = q;
   if (ss__sampler_enabled()) {
     if ((out = ss__sampler_process(q, now_ms)) == NULL) return 503;
@@ -593,14 +619,14 @@ int ss__pipeline_metrics(int fmt, const uint8_t *body, size_t len) {
                                           sizeof ss__pipeline_rejected.msg);
   if (q == NULL) return too_big ? 413 : 400;
   size_t n = count_points(q);
-  ss__stats_g.data_points_received += n;
   if (wire(&q->base, fmt == SS_FMT_PROTO, &body, &len) != 0) return 503;
   for (size_t i = 0; i < n_sinks; i++) {
     const ss__sink *s = &sinks[i];
     if (s->metrics == NULL) continue;
     if (s->metrics(s->ctx, q, s->wants_bytes ? body : NULL, s->wants_bytes ? len : 0, n) != 0)
-      return 503;
+      return 503;  /* not counted: the client sends it again */
   }
+  ss__stats_g.data_points_received += n;
   return 200;
 }
 
