@@ -540,6 +540,16 @@ static void load_process(loader *l, ss__config *c) {
     diag(l, "SPANSHIM_PROCESS_SPAN", v, "is not 1/true or 0/false; using 0");
 }
 
+/* Where the exporter thread's fds live (runtime/ownfd.h): "own" (a table of its own,
+ * when the kernel allows) or "shared" (the app's, with fds born high and guarded). */
+static void load_fd_table(loader *l, ss__config *c) {
+  const char *v = env(l, "SPANSHIM_EXPORTER_FD_TABLE");
+  c->own_fd_table = 1;
+  if (v == NULL || strcmp(v, "own") == 0) return;
+  if (strcmp(v, "shared") == 0) c->own_fd_table = 0;
+  else diag(l, "SPANSHIM_EXPORTER_FD_TABLE", v, "is not own or shared; using own");
+}
+
 #define STACK_DEPTH_MAX 128
 
 /* How failures are reported. OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN (semantic conventions):
@@ -624,6 +634,7 @@ int ss__config_load(ss__config *c, ss__getenv_fn get) {
   load_context(&l, c);
   load_propagation(&l, c);
   load_process(&l, c);
+  load_fd_table(&l, c);
   load_exceptions(&l, c);
   if (c->logs_exporter == 0) c->exception_signal &= ~(uint32_t)SS_EXC_LOG;
   if (c->disabled) { /* nothing is recorded: no process span, no fatal-signal handlers */

@@ -57,6 +57,7 @@ typedef struct ss__config {
   uint32_t propagators;          /* OTEL_PROPAGATORS, default tracecontext,baggage */
   int process_span;              /* SPANSHIM_PROCESS_SPAN, default 0 (1 under spanshim run) */
   int stack_depth;               /* SPANSHIM_STACK_DEPTH, default 32, 0..128 */
+  int own_fd_table;              /* SPANSHIM_EXPORTER_FD_TABLE: 1 own (default), 0 shared */
   uint32_t exception_signal;     /* SS_EXC_*: SPANSHIM_EXCEPTION_SIGNAL and
                                     OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN, default both */
   uint32_t traces_exporter;      /* SS_EXPORT_*: OTEL_TRACES_EXPORTER, default OTLP */

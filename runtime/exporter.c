@@ -45,6 +45,7 @@
 #include "runtime/exceptions.h"
 #include "runtime/log.h"
 #include "runtime/otlp.h"
+#include "runtime/ownfd.h"
 #include "runtime/resource.h"
 #include "runtime/sanitize.h"
 #include "runtime/span.h"
@@ -156,6 +157,21 @@ typedef struct encoder {
 static encoder ex = {.t = &ss__transport_g}; /* the exporter thread's */
 static encoder xe;                           /* an exiting thread's (own connection) */
 static ss__transport exit_transport = {.fd = -1};
+
+/* The exporter thread's fd table (runtime/ownfd.h), set as it starts, under drain_lock:
+ * TABLE_OWN, its own (the usual case): its connection, the files it reads and the
+ * unwinder's dlopen never take a number the app could get; it sends on own_transport, made
+ * and used there only (ex.t), and the app's threads never touch that one. TABLE_APP: it
+ * shares the app's (an old kernel, a seccomp filter), and its fds are born high and
+ * guarded. ss__transport_g is then the connection of app threads (made before a privilege
+ * drop, or a spare a fork child took), which the exporter thread borrows. */
+enum { TABLE_UNKNOWN, TABLE_OWN, TABLE_APP };
+static _Atomic int exporter_table;
+static ss__transport own_transport = {.fd = -1};
+static int borrowed_from = -1; /* ss__transport_g's fd own_transport last borrowed */
+/* How long an app thread's first failure waits for the exporter thread to load the
+ * unwinder (once per process; it normally takes a thread start and a dlopen). */
+#define UNWINDER_WAIT_MS 2000
 
 int ss__exporter_owns_fd(int fd) {
   return ss__transport_owns(&ss__transport_g, fd) || ss__transport_owns(&exit_transport, fd);
@@ -596,10 +612,40 @@ static int drain(encoder *e, uint64_t deadline_ms, int all) {
   return result;
 }
 
+/* On the exporter thread, first: a table of its own when the kernel allows. */
+static void take_own_table(void) {
+  pthread_setname_np(pthread_self(), "spanshim-export"); /* prctl: no fd, on ourselves */
+  int own = cfg->own_fd_table && ss__own_go_private() == 0;
+  pthread_mutex_lock(&drain_lock);
+  if (own) {
+    ss__transport_init_like(&own_transport, &ss__transport_g, 1);
+    ex.t = &own_transport;
+  }
+  atomic_store(&exporter_table, own ? TABLE_OWN : TABLE_APP);
+  pthread_mutex_unlock(&drain_lock);
+  if (!own)
+    SS_LOG(SS_LOG_DEBUG, "the exporter thread shares the app's fd table (%s): its fds are "
+           "born high", cfg->own_fd_table ? "no close_range(CLOSE_RANGE_UNSHARE) or "
+           "pidfd_getfd here" : "SPANSHIM_EXPORTER_FD_TABLE=shared");
+}
+
+/* A connection an app thread made before a privilege drop (ours could not be made again
+ * now) is borrowed into our table while we have none. Under drain_lock. */
+static void borrow_app_conn(void) {
+  if (ex.t != &own_transport || atomic_load(&own_transport.fd) >= 0) return;
+  int fd = atomic_load(&ss__transport_g.fd);
+  if (fd < 0 || fd == borrowed_from) return;
+  int mine = ss__own_borrow(fd);
+  if (mine < 0) return;
+  borrowed_from = fd;
+  ss__transport_adopt(&own_transport, mine);
+}
+
 static void *exporter_main(void *arg) {
   (void)arg;
   ss__self.internal++;
   atomic_store(&exporter_tid, syscall(SYS_gettid));
+  take_own_table();
   if (cfg->stack_depth > 0) ss__stack_load(); /* so the app's first failure need not */
   uint64_t last = ss__mono_ms();
   int busy = 0;
@@ -634,6 +680,7 @@ static void *exporter_main(void *arg) {
     if (pthread_mutex_trylock(&drain_lock) != 0) continue; /* an exit flush drains */
     busy = pending >= cfg->max_export_batch / 4;
     int all = asked != atomic_load(&urgent_done) || now - last >= cfg->schedule_delay_ms;
+    borrow_app_conn();
     drain(&ex, ss__mono_ms() + cfg->export_timeout_ms, all);
     atomic_store(&urgent_done, asked);
     pthread_mutex_unlock(&drain_lock);
@@ -664,7 +711,7 @@ void ss__exporter_kick(void) {
   pthread_attr_setstacksize(&at, 256 * 1024);
   int rc = ss__sys_pthread_create(&th, &at, exporter_main, NULL);
   pthread_attr_destroy(&at);
-  if (rc == 0) pthread_setname_np(th, "spanshim-export");
+  /* (The thread names itself: naming another thread opens a /proc file here.) */
   ss__self.internal--;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (rc != 0) {
@@ -735,15 +782,26 @@ static int final_report_claimed(encoder *e, uint64_t deadline_ms) {
 static ss__transport *exit_conn(void) {
   static pid_t for_pid;
   if (for_pid != getpid()) {
-    memset(&exit_transport, 0, sizeof exit_transport);
-    exit_transport.ep = ss__transport_g.ep;
-    exit_transport.extra_headers = ss__transport_g.extra_headers;
-    exit_transport.logs_headers = ss__transport_g.logs_headers;
-    atomic_store(&exit_transport.fd, -1);
-    pthread_mutex_init(&exit_transport.lock, NULL);
+    ss__transport_init_like(&exit_transport, &ss__transport_g, 0);
     for_pid = getpid();
   }
   return &exit_transport;
+}
+
+/* For stack.c: the unwinder loaded by the exporter thread in its own table, for an app
+ * thread's first failure (ss__stack_set_loader says what the answers mean). */
+static int load_unwinder_there(void) {
+  if (cfg == NULL || atomic_load(&exiting)) return -ENOSYS;
+  ss__exporter_kick();
+  uint64_t until = ss__mono_ms() + UNWINDER_WAIT_MS;
+  struct timespec tick = {0, 500000};
+  for (;;) {
+    int table = atomic_load(&exporter_table);
+    if (table == TABLE_APP || !atomic_load(&started)) return -ENOSYS;
+    if (table == TABLE_OWN && ss__stack_decided()) return 0;
+    if (ss__mono_ms() >= until) return -EAGAIN;
+    nanosleep(&tick, NULL);
+  }
 }
 
 int ss__exporter_flush(uint32_t timeout_ms) {
@@ -778,9 +836,16 @@ int ss__exporter_flush(uint32_t timeout_ms) {
   atomic_store(&exit_waiting, 1);
   int own = pthread_mutex_trylock(&drain_lock) == 0;
   encoder *e = &ex;
+  ss__transport *ex_t = ex.t;
   if (!own) {
     e = &xe;
     xe.t = exit_conn();
+  } else if (ex.t == &own_transport) {
+    /* Its connection is in the exporter thread's table: this thread sends on the app
+     * threads' (made here if need be; made before a privilege drop, the only one the
+     * collector still admits). Waking the exporter thread and waiting for it to be
+     * scheduled would cost the budget on a loaded machine. */
+    ex.t = &ss__transport_g;
   }
   SS_LOG(SS_LOG_DEBUG, "exit flush: %s, %" PRIu64 " spans waiting",
          own ? "the exporter thread is idle" : "the exporter thread is busy", waiting());
@@ -799,8 +864,11 @@ int ss__exporter_flush(uint32_t timeout_ms) {
   }
   arc = end_pipeline(e, deadline);
   if (rc == 0) rc = arc;
-  if (own) pthread_mutex_unlock(&drain_lock);
-  else ss__transport_close(&exit_transport);
+  if (e->t == &exit_transport) ss__transport_close(&exit_transport);
+  if (own) {
+    ex.t = ex_t;
+    pthread_mutex_unlock(&drain_lock);
+  }
   atomic_store(&exit_waiting, 0);
   pthread_mutex_unlock(&exit_lock);
   ss__self.internal--;
@@ -866,6 +934,7 @@ int ss__exporter_init(const ss__config *c) {
     return rc;
   cfg = c;
   ex.exc.max_frames = xe.exc.max_frames = c->stack_depth;
+  ss__stack_set_loader(load_unwinder_there);
   return 0;
 }
 
@@ -882,6 +951,11 @@ void ss__exporter_atfork_child(void) {
    * the child allocates its own on first use. */
   encoder_forget(&ex, &ss__transport_g);
   encoder_forget(&xe, &exit_transport);
+  /* The exporter thread's own table is not ours: its numbers mean our app's fds here. */
+  memset(&own_transport, 0, sizeof own_transport);
+  atomic_store(&own_transport.fd, -1);
+  borrowed_from = -1;
+  atomic_store(&exporter_table, TABLE_UNKNOWN);
   int efd = atomic_exchange(&exit_transport.fd, -1);
   if (efd >= 0) ss__sys_close(efd);
   ss__symbolize_forget();

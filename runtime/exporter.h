@@ -1,7 +1,10 @@
 /* exporter.h - the exporter: drains the span ring, encodes OTLP and posts it.
  *
  * One exporter thread per process, started on first use (the first committed span), with
- * all signals blocked and marked internal so nothing it does is traced. It looks at the
+ * all signals blocked and marked internal so nothing it does is traced, working in an fd
+ * table of its own where the kernel allows (runtime/ownfd.h): no fd it makes can take a
+ * number the app could get. It also loads the unwinder for an app thread's first failure
+ * and delivers an exit's last spans when it is idle (ss__exporter_flush). It looks at the
  * ring every 10 ms (every 1 ms while spans come fast) and exports when a quarter batch
  * (OTEL_BSP_MAX_EXPORT_BATCH_SIZE / 4) is waiting, the ring is an eighth full, or
  * OTEL_BSP_SCHEDULE_DELAY has passed. Spans that cannot be delivered (ring full, no

@@ -101,6 +101,39 @@ static int current_fd(void) {
   return cur;
 }
 
+static void write_all(int fd, const char *s, size_t n) {
+  while (fd >= 0 && n > 0) {
+    ssize_t w = ss__sys_write(fd, s, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) break;
+    s += w;
+    n -= (size_t)w;
+  }
+}
+
+/* Writes s[0..n) to the log. On a thread with an fd table of its own (the exporter's,
+ * runtime/ownfd.h) the app's fd is borrowed for the write (the log file reopened there
+ * when the app closed ours); elsewhere the app's table has it. */
+static void write_log(const char *s, size_t n) {
+  if (ss__own_is_private()) {
+    int fd = atomic_load(&log_fd);
+    if (fd < 0 && log_path[0] != '\0') {
+      int mine = open_file(log_path);
+      write_all(mine, s, n);
+      if (mine >= 0) ss__own_close(mine);
+    } else if (fd >= 0) {
+      int mine = ss__own_borrow(fd);
+      write_all(mine, s, n);
+      ss__own_unborrow(mine, fd);
+    }
+    return;
+  }
+  int fd = current_fd();
+  write_all(fd, s, n);
+  if (fd > 2 && log_path[0] != '\0' && ss__own_in_app_range(fd))
+    ss__log_fd_closed_by_app(fd); /* not held on a number the app could use */
+}
+
 void ss__log(int level, const char *fmt, ...) {
   char msg[LINE_MAX_BYTES], buf[LINE_MAX_BYTES];
   int saved_errno = errno;
@@ -127,22 +160,12 @@ void ss__log(int level, const char *fmt, ...) {
   m = (int)ss__text_redact(msg, (size_t)m, red, sizeof(red));
   n += (int)ss__log_escape(buf + n, sizeof(buf) - 1 - (size_t)n, red, (size_t)m);
   buf[n++] = '\n';
-  int fd = current_fd();
-  while (fd >= 0 && ss__sys_write(fd, buf, (size_t)n) < 0 && errno == EINTR)
-    ;
-  if (fd > 2 && log_path[0] != '\0' && ss__own_in_app_range(fd))
-    ss__log_fd_closed_by_app(fd); /* not held on a number the app could use */
+  write_log(buf, (size_t)n);
   errno = saved_errno;
 }
 
 void ss__log_line(const char *line, size_t n) {
   int saved_errno = errno;
-  while (n > 0) {
-    ssize_t w = ss__sys_write(log_fd, line, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) break;
-    line += w;
-    n -= (size_t)w;
-  }
+  write_log(line, n);
   errno = saved_errno;
 }

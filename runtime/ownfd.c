@@ -11,6 +11,12 @@
 
 #include "runtime/sys.h"
 
+/* The calling thread has an fd table of its own (ss__own_go_private): its fds are made
+ * where the kernel puts them, in that table, and registered nowhere. */
+static __thread int private_table __attribute__((tls_model("initial-exec")));
+/* A pidfd of this process in that table (for ss__own_borrow); -1 none. */
+static __thread int self_pidfd __attribute__((tls_model("initial-exec")));
+
 /* Registered fds, stored as fd + 1 (0: free slot). */
 static _Atomic int owned[SS_OWN_MAX];
 /* Dekker pair: a birth proceeds only with no app closer inside; an app closer waits out a
@@ -140,16 +146,19 @@ static int born(int low) {
 }
 
 int ss__own_socket(int domain, int type, int protocol) {
+  if (private_table) return ss__sys_socket(domain, type | SOCK_CLOEXEC, protocol);
   birth_begin();
   return born(ss__sys_socket(domain, type | SOCK_CLOEXEC, protocol));
 }
 
 int ss__own_open(const char *path, int flags, mode_t mode) {
+  if (private_table) return ss__sys_open(path, flags | O_CLOEXEC, mode);
   birth_begin();
   return born(ss__sys_open(path, flags | O_CLOEXEC, mode));
 }
 
 int ss__own_open_brief(const char *path, int flags) {
+  if (private_table) return ss__sys_open(path, flags | O_CLOEXEC, 0);
   birth_begin();
   int fd = ss__sys_open(path, flags | O_CLOEXEC, 0);
   if (fd < 0) {
@@ -162,10 +171,11 @@ int ss__own_open_brief(const char *path, int flags) {
 
 void ss__own_close_brief(int fd) {
   ss__sys_close(fd);
-  birth_end();
+  if (!private_table) birth_end();
 }
 
 int ss__own_close(int fd) {
+  if (private_table) return ss__sys_close(fd);
   /* Closed first, forgotten after: while both are true the app's close of the number is
    * answered EBADF, which is what the kernel answers an unused number. */
   int rc = ss__sys_close(fd);
@@ -213,11 +223,50 @@ int ss__own_in_app_range(int fd) {
 }
 
 void ss__own_library_begin(void) {
-  birth_begin();
+  if (!private_table) birth_begin();
 }
 
 void ss__own_library_end(void) {
-  birth_end();
+  if (!private_table) birth_end();
+}
+
+/* ---- a table of our own ---- */
+
+#ifndef CLOSE_RANGE_UNSHARE
+#define CLOSE_RANGE_UNSHARE (1U << 1)
+#endif
+
+int ss__own_go_private(void) {
+  if (private_table) return 0;
+  /* What borrowing needs must be there first: once unshared there is no way back. An
+   * invalid call answers EBADF or EINVAL where the system call exists (and ENOSYS or, under
+   * a seccomp filter, EPERM where it does not) and makes no fd. */
+  if (syscall(SYS_pidfd_getfd, -1, 0, 0) == 0 || errno != EBADF) return -ENOSYS;
+  if (syscall(SYS_pidfd_open, getpid(), ~0u) == 0 || errno != EINVAL) return -ENOSYS;
+  /* Closing the whole range while unsharing copies none of the app's fds into the new
+   * table (the kernel copies only those below the range), so no file of the app's is
+   * held open by us even for a moment. */
+  if (syscall(SYS_close_range, 0u, ~0u, CLOSE_RANGE_UNSHARE) != 0) return -errno;
+  private_table = 1;
+  self_pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0u);
+  return 0;
+}
+
+int ss__own_is_private(void) {
+  return private_table;
+}
+
+int ss__own_borrow(int fd) {
+  if (!private_table || fd < 0) return fd;
+  if (self_pidfd < 0) {
+    errno = EBADF;
+    return -1;
+  }
+  return (int)syscall(SYS_pidfd_getfd, self_pidfd, fd, 0u);
+}
+
+void ss__own_unborrow(int mine, int fd) {
+  if (private_table && mine >= 0 && mine != fd) ss__sys_close(mine);
 }
 
 void ss__own_prepare(void) {
@@ -233,6 +282,9 @@ void ss__own_prepare(void) {
 }
 
 void ss__own_atfork_child(void) {
+  /* A fork child's table is a copy of the forking thread's, which is the app's: the
+   * exporter thread (the one with a table of its own) never forks. */
+  private_table = 0;
   atomic_store(&births, 0);
   atomic_store(&closers, 0);
 }

@@ -16,6 +16,10 @@
  *    own data written into the number. What remains visible: an app thread allocating an
  *    fd at the same instant gets the next number up;
  *  - registered until closed: the guards ask ss__owns.
+ * That is for fds made on app threads (an exit's last delivery, a connection made before a
+ * privilege drop, the log file). The exporter thread, where nearly all of them are made,
+ * has an fd table of its own instead (ss__own_go_private, below), which the app's fd
+ * numbers cannot meet at all.
  *
  * Thread safety: every function may be called from any thread. ss__owns and ss__own_list
  * are lock-free and async-signal-safe; ss__own_app_enter may wait for a birth on another
@@ -59,6 +63,28 @@ int ss__own_in_app_range(int fd);
  * (dlopen of the unwinder): the app's closing and dup2 wait, as for a birth. */
 void ss__own_library_begin(void);
 void ss__own_library_end(void);
+
+/* ---- a table of our own (the exporter thread) ----
+ * The sure way out of the app's way: the calling thread gets an fd table of its own, so
+ * every fd it (or a library it calls: the loader, the resolver) makes is numbered in that
+ * table and never takes, even for an instant, a number the app could get; the app's
+ * closefrom/dup2 cannot reach it and /proc/self/fd does not list it. On that thread the
+ * functions above make fds where the kernel puts them and register nothing. Needs
+ * close_range(CLOSE_RANGE_UNSHARE) (Linux 5.9), pidfd_open and pidfd_getfd (5.6); without
+ * them, or refused by a seccomp filter, the thread stays in the app's table and the
+ * scheme above applies. The table starts empty: nothing of the app's is copied. */
+/* Gives the calling thread its own fd table. 0, or -errno (it stays in the app's). Call
+ * before the thread makes any fd; never from an app thread. */
+int ss__own_go_private(void);
+/* 1 on a thread that has its own table. */
+int ss__own_is_private(void);
+/* One of the app's fds (the log's, stderr, a connection made before a privilege drop) for
+ * use on this thread: on a private thread a copy of it in our table (pidfd_getfd: the same
+ * open file), elsewhere fd itself. -1 with errno when it cannot be had (the app closed
+ * it; the process's main thread has exited and the kernel no longer shows its table).
+ * Give it back with ss__own_unborrow(copy, fd). */
+int ss__own_borrow(int fd);
+void ss__own_unborrow(int copy, int fd);
 
 /* Around an app's call that closes or replaces fds. */
 void ss__own_app_enter(void);

@@ -6,9 +6,12 @@
 #include <dlfcn.h>
 #include <link.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
 #include <unwind.h>
 
 typedef _Unwind_Reason_Code (*backtrace_fn)(_Unwind_Trace_Fn, void *);
@@ -40,31 +43,75 @@ static _Unwind_Reason_Code one_frame(struct _Unwind_Context *ctx, void *arg) {
   return _URC_NO_REASON;
 }
 
+static int (*load_elsewhere)(void);
+
+void ss__stack_set_loader(int (*fn)(void)) {
+  load_elsewhere = fn;
+}
+
+static int find_libgcc(struct dl_phdr_info *info, size_t size, void *arg) {
+  (void)size;
+  const char *n = info->dlpi_name, *slash = n ? strrchr(n, '/') : NULL;
+  if (slash == NULL || strcmp(slash + 1, "libgcc_s.so.1") != 0) return 0;
+  snprintf(arg, PATH_MAX, "%s", n);
+  return 1;
+}
+
+/* dlopen of the unwinder, once; `nofd`: only if it is loaded already. (RTLD_NOLOAD alone
+ * does not do: for a name it has not loaded, the loader opens the cache and the file to
+ * compare it with what it has. The name of a loaded object, as the loader keeps it,
+ * matches without a look at the disk.) Under the loader lock. */
+static void load_here(int nofd) {
+  if (atomic_load(&load_state) != 0) return;
+  void *h;
+  if (nofd) {
+    char path[PATH_MAX];
+    if (dl_iterate_phdr(find_libgcc, path) == 0) return;
+    h = dlopen(path, RTLD_LAZY | RTLD_LOCAL | RTLD_NOLOAD);
+    if (h == NULL) return;
+  } else {
+    ss__own_library_begin(); /* the loader's fds: see ownfd.h */
+    h = dlopen("libgcc_s.so.1", RTLD_LAZY | RTLD_LOCAL);
+    ss__own_library_end();
+  }
+  backtrace_fn f = h ? (backtrace_fn)dlsym(h, "_Unwind_Backtrace") : NULL;
+  getip_p = h ? (getip_fn)dlsym(h, "_Unwind_GetIP") : NULL;
+  if (getip_p == NULL) f = NULL;
+  if (f != NULL) { /* the unwinder's own one-time set-up, here rather than in a hook */
+    uint64_t frames[4];
+    walk w = {frames, 0, 4};
+    f(one_frame, &w);
+  }
+  atomic_store(&backtrace_p, f);
+  atomic_store_explicit(&load_state, f ? 2 : 3, memory_order_release);
+}
+
 int ss__stack_load(void) {
   int st = atomic_load_explicit(&load_state, memory_order_acquire);
   if (st >= 2) return st == 2 ? 0 : -1;
   /* Decided under the loader lock, which a fork waits for: a child never inherits a
    * load in progress. Threads failing at the same time wait here for the one loading. */
   int saved = errno; /* dlopen may set it; the app's call set it last */
+  int here = ss__own_is_private() || load_elsewhere == NULL;
   ss__loader_lock();
-  if (atomic_load(&load_state) == 0) {
-    ss__own_library_begin(); /* the loader's fds are born low */
-    void *h = dlopen("libgcc_s.so.1", RTLD_LAZY | RTLD_LOCAL);
-    ss__own_library_end();
-    backtrace_fn f = h ? (backtrace_fn)dlsym(h, "_Unwind_Backtrace") : NULL;
-    getip_p = h ? (getip_fn)dlsym(h, "_Unwind_GetIP") : NULL;
-    if (getip_p == NULL) f = NULL;
-    if (f != NULL) { /* the unwinder's own one-time set-up, here rather than in a hook */
-      uint64_t frames[4];
-      walk w = {frames, 0, 4};
-      f(one_frame, &w);
-    }
-    atomic_store(&backtrace_p, f);
-    atomic_store_explicit(&load_state, f ? 2 : 3, memory_order_release);
-  }
+  load_here(!here);
   ss__loader_unlock();
+  /* Not loaded yet and this thread shares the app's fd table: the loader's open would
+   * take a number the app could get, so the thread with a table of its own loads it. */
+  if (!here && atomic_load(&load_state) == 0) {
+    int rc = load_elsewhere();
+    if (rc == -ENOSYS) {
+      ss__loader_lock();
+      load_here(0);
+      ss__loader_unlock();
+    }
+  }
   errno = saved;
   return atomic_load(&load_state) == 2 ? 0 : -1;
+}
+
+int ss__stack_decided(void) {
+  return atomic_load_explicit(&load_state, memory_order_acquire) >= 2;
 }
 
 int ss__stack_ready(void) {

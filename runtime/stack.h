@@ -17,10 +17,17 @@
 
 /* Loads the unwinder once (later calls return the first answer). 0 when capture works.
  * Takes the dynamic loader's lock: call it from init or the exporter thread, or on the
- * first failure. Not async-signal-safe. */
+ * first failure. Not async-signal-safe. When libgcc_s is not loaded yet, dlopen opens it,
+ * and an fd it opens on an app thread would take a number the app could get: on a thread
+ * that shares the app's fd table, the load is asked of the loader set with
+ * ss__stack_set_loader (the exporter thread, in a table of its own: runtime/ownfd.h).
+ * That returns 0 once the load is decided, -EAGAIN when it was not in time (this capture
+ * has no stack; a later one will), -ENOSYS when it cannot (then it is done here). */
 int ss__stack_load(void);
-/* 1 when ss__stack_load has succeeded. */
+void ss__stack_set_loader(int (*load_elsewhere)(void));
+/* 1 when ss__stack_load has succeeded; ss__stack_decided: or failed for good. */
 int ss__stack_ready(void);
+int ss__stack_decided(void);
 /* Writes up to max return addresses, innermost first; returns how many (0 when the unwinder
  * is not loaded). Async-signal-safe. */
 int ss__stack_capture(uint64_t *out, int max);

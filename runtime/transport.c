@@ -139,6 +139,31 @@ int ss__transport_init(ss__transport *t, const ss__endpoint *ep, const char *otl
   return 0;
 }
 
+void ss__transport_init_like(ss__transport *t, const ss__transport *like, int own_table) {
+  memset(t, 0, sizeof *t);
+  t->ep = like->ep;
+  t->named = like->named;
+  t->extra_headers = like->extra_headers;
+  t->logs_headers = like->logs_headers;
+  t->own_table = own_table;
+  atomic_store(&t->fd, -1);
+  pthread_mutex_init(&t->lock, NULL);
+  pthread_mutex_init(&t->spare_lock, NULL);
+}
+
+void ss__transport_adopt(ss__transport *t, int fd) {
+  pthread_mutex_lock(&t->lock);
+  if (atomic_load(&t->fd) < 0) {
+    atomic_store(&t->fd, fd);
+    t->kept = 1;
+    t->backoff_ms = 0;
+    t->retry_at_ms = 0;
+  } else {
+    ss__own_close(fd);
+  }
+  pthread_mutex_unlock(&t->lock);
+}
+
 int ss__transport_set_logs_headers(ss__transport *t, const char *otlp_headers) {
   if (otlp_headers == NULL || *otlp_headers == '\0') return 0;
   t->logs_headers = build_headers(otlp_headers);
@@ -451,7 +476,7 @@ static int write_request(ss__transport *t, int fd, const char *path, const void 
 
 /* A socket on a number the app could use is not kept between requests. */
 static void drop_if_app_range(ss__transport *t, int fd) {
-  if (ss__own_in_app_range(fd) && !t->kept) drop_conn(t);
+  if (!t->own_table && ss__own_in_app_range(fd) && !t->kept) drop_conn(t);
 }
 
 static int post_once(ss__transport *t, const char *path, const void *body, size_t len,

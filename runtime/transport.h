@@ -69,6 +69,8 @@ typedef struct ss__transport {
   _Atomic int fd;              /* -1 when not connected */
   int kept;                    /* fd was made before a privilege drop: it could not be made
                                   again, so it is kept even on a number the app could use */
+  int own_table;               /* used only by a thread with an fd table of its own
+                                  (runtime/ownfd.h): fd is a number in that table */
   pthread_mutex_t lock;        /* leaf lock: see above */
   uint64_t retry_at_ms;        /* monotonic; no connect attempt before it */
   uint32_t backoff_ms;
@@ -94,6 +96,13 @@ void ss__transport_prepare_fd_table(void);
 
 /* Sets up (no connection yet). headers may be NULL. 0 or -errno. */
 int ss__transport_init(ss__transport *t, const ss__endpoint *ep, const char *otlp_headers);
+/* Sets t up as a second transport to like's endpoint, with like's headers (shared, not
+ * copied: like outlives t), not connected. own_table: t is used only by a thread with an
+ * fd table of its own. */
+void ss__transport_init_like(ss__transport *t, const ss__transport *like, int own_table);
+/* Gives t an open connection fd made elsewhere (a copy of one made before a privilege
+ * drop), kept as such; closed instead when t has one. */
+void ss__transport_adopt(ss__transport *t, int fd);
 /* Headers for the logs path only (OTEL_EXPORTER_OTLP_LOGS_HEADERS, "k=v,..."). 0 or
  * -ENOMEM. */
 int ss__transport_set_logs_headers(ss__transport *t, const char *otlp_headers);

@@ -696,6 +696,9 @@ def _fd_race(ctx, argv, collector=None, traced=True, preexec=None, extra=None):
                           capture_output=True, preexec_fn=preexec)
 
 
+SHARED = {"SPANSHIM_EXPORTER_FD_TABLE": "shared"}  # the scheme for kernels before 5.9
+
+
 def test_closefrom_loops_with_socketpairs_get_their_own_fds_and_bytes(ctx):
     """3,000 rounds of closefrom(3)/close_range(3, ~0U) then a socketpair, a UDP connect and
     a refused TCP connect (its stack is captured), with the exporter posting every
@@ -703,56 +706,95 @@ def test_closefrom_loops_with_socketpairs_get_their_own_fds_and_bytes(ctx):
     exactly, nothing of the shim's is read or written on them, never EBADF; and every span
     is delivered or counted. (The exporter used to dial at the lowest free fd before the
     guard knew it: its POST landed in the app's socketpair; libunwind's validation pipe
-    read and wrote the app's bytes.)"""
+    read and wrote the app's bytes.) With the exporter thread in an fd table of its own,
+    every fd number is the same as without the shim; with it in the app's table (the
+    fallback), the bytes and errors still are."""
     port = ctx.closed_port()
     argv = ["loop", "3000", str(port)]
     plain = _fd_race(ctx, argv, traced=False)
     assert plain.returncode == 0, plain
     assert plain.stdout == b"iterations=3000 ebadf=0 bad_bytes=0 stray=0\nmoved=0\n", plain
+    for extra in (None, SHARED):
+        c = ctx.collector()
+        r = _fd_race(ctx, argv, c, extra=extra)
+        # In the app's table an fd the exporter thread makes takes the lowest free number
+        # for a moment, and an app thread allocating at that instant gets the next one.
+        out = r.stdout if extra is None else r.stdout.split(b"\n")[0] + b"\nmoved=0\n"
+        assert (r.returncode, out, r.stderr) == (0, plain.stdout, plain.stderr), (extra, r)
+        c.stop()
+        spans, scopes = harness.read_jsonl(c.out)
+        pid = [s.resource["process.pid"] for s in spans][0]
+        got = len(spans_of_pid(spans, pid, "connect"))
+        assert got + harness.dropped_of_pid(scopes, pid) == 6000, (extra, got)
+        assert got > 0
+
+
+def test_threads_opening_fds_get_the_lowest_free_number_while_the_shim_exports(ctx):
+    """4 threads open and close fds in a tight loop (files, sockets, pipes, eventfds, dups,
+    socketpairs), every allocation under the app's own lock, while 2 threads make 3,000
+    connects each, half of them refused (stacks captured, exception records symbolized),
+    half UDP: every fd the app gets is the lowest number free in its view, as the kernel's
+    rule says and as it is without the shim. The hard fd limit of 1024 makes the shim's
+    scheme for the app's table reconnect for every request (its most births); the
+    exporter thread, in a table of its own, makes no fd the app can see. Every span is
+    delivered, each failure with its stack (the first one too: the unwinder is loaded in
+    the exporter thread's table)."""
+    port = ctx.closed_port()
+    argv = ["threads", "3000", str(port)]
+    plain = _fd_race(ctx, argv, traced=False, preexec=_limit(1024, 1024))
+    assert plain.returncode == 0 and plain.stdout.startswith(b"wrong=0\n"), plain
     c = ctx.collector()
-    r = _fd_race(ctx, argv, c)
-    # The fd numbers are not compared: an fd the exporter thread opens (its socket, the
-    # unwinder's dlopen, a module read for symbols) takes the lowest free number for a
-    # moment, and an app thread allocating at that instant gets the next one (README).
-    first = lambda b: b.split(b"\n")[0]
-    assert (r.returncode, first(r.stdout), r.stderr) == (0, first(plain.stdout), plain.stderr), r
+    r = _fd_race(ctx, argv, c, preexec=_limit(1024, 1024))
+    assert r.returncode == 0 and r.stdout.startswith(b"wrong=0\n"), r
+    assert r.stderr == b"", r.stderr
     c.stop()
     spans, scopes = harness.read_jsonl(c.out)
     pid = [s.resource["process.pid"] for s in spans][0]
-    got = len(spans_of_pid(spans, pid, "connect"))
-    assert got + harness.dropped_of_pid(scopes, pid) == 6000, got
-    assert got > 0
+    got = spans_of_pid(spans, pid, "connect")
+    assert len(got) + harness.dropped_of_pid(scopes, pid) == 6000, len(got)
+    failed = [s for s in got if s.status_code == 2]
+    assert failed and all(
+        any(e["name"] == "exception" and
+            "exception.stacktrace" in harness.attrs_dict(e.get("attributes"))
+            for e in s.events) for s in failed), failed[:1]
 
 
 def test_an_app_closing_every_listed_fd_sees_the_shims_socket_go(ctx):
-    """An app closes every fd /proc/self/fd lists until none is left: with the shim's
-    socket listed, close() on it succeeds and it is gone on the next pass, as the app's own
-    would be (it used to answer EBADF and stay: the loop never ended). The spans made
-    before are delivered (the exporter reconnects)."""
+    """An app closes every fd /proc/self/fd lists until none is left. The exporter thread's
+    socket lives in a table of its own and is never listed: the app sees what it sees
+    without the shim. In the app's table (the fallback) it is listed, and close() on it
+    succeeds and it is gone on the next pass, as the app's own would be (it used to answer
+    EBADF and stay: the loop never ended). The spans made before are delivered either way
+    (the exporter reconnects)."""
     plain = _fd_race(ctx, ["drain"], traced=False)
     assert plain.stdout == b"passes=0 failed_closes=0\n", plain
-    c = ctx.collector()
-    r = _fd_race(ctx, ["drain", "wait"], c)
-    assert r.returncode == 0 and r.stdout == b"passes=1 failed_closes=0\n", r
-    c.stop()
-    spans = harness.read_jsonl(c.out)[0]
-    assert [s for s in spans if s.name == "connect"], spans
+    for extra, argv, want in ((None, ["drain", "settle"], plain.stdout),
+                              (SHARED, ["drain", "wait"], b"passes=1 failed_closes=0\n")):
+        c = ctx.collector()
+        r = _fd_race(ctx, argv, c, extra=extra)
+        assert r.returncode == 0 and r.stdout == want, (extra, r)
+        c.stop()
+        spans = harness.read_jsonl(c.out)[0]
+        assert [s for s in spans if s.name == "connect"], (extra, spans)
 
 
 def test_a_low_fd_limit_gives_the_app_every_fd_and_emfile_where_it_would(ctx):
     """RLIMIT_NOFILE 64: the app opens fds until EMFILE and gets 3..63, exactly as without
-    the shim, both when the hard limit leaves room (the shim's socket sits above the soft
-    limit) and when it is 64 too (the shim holds its socket only while it posts). The
-    exporter posts every millisecond meanwhile; the span is delivered either way."""
-    for hard in (None, 64):
-        plain = _fd_race(ctx, ["fill"], traced=False, preexec=_limit(64, hard))
-        assert plain.stdout == b"opened=61 first=3 last=63 errno=EMFILE\n", plain
-        c = ctx.collector()
-        # The span is posted before the filling starts (the program pauses 300 ms).
-        r = _fd_race(ctx, ["fill", "300"], c, preexec=_limit(64, hard))
-        assert (r.returncode, r.stdout, r.stderr) == (0, plain.stdout, plain.stderr), (hard, r)
-        c.stop()
-        assert [s for s in harness.read_jsonl(c.out)[0] if s.name == "connect"], hard
+    the shim, both when the hard limit leaves room and when it is 64 too, with the
+    exporter thread in a table of its own (its fds count in neither) and in the app's (its
+    socket sits above the soft limit, or is held only while it posts). The exporter posts
+    every millisecond meanwhile; the span is delivered either way."""
+    for extra in (None, SHARED):
+        for hard in (None, 64):
+            plain = _fd_race(ctx, ["fill"], traced=False, preexec=_limit(64, hard))
+            assert plain.stdout == b"opened=61 first=3 last=63 errno=EMFILE\n", plain
+            c = ctx.collector()
+            # The span is posted before the filling starts (the program pauses 300 ms).
+            r = _fd_race(ctx, ["fill", "300"], c, preexec=_limit(64, hard), extra=extra)
+            assert (r.returncode, r.stdout, r.stderr) == (0, plain.stdout, plain.stderr), \
+                (extra, hard, r)
+            c.stop()
+            assert [s for s in harness.read_jsonl(c.out)[0] if s.name == "connect"], hard
 
 
 BORROW = r"""

@@ -9,14 +9,26 @@
  *                        checked byte for byte, and nothing more readable. Counts EBADF
  *                        on the app's own fds and wrong or stray bytes; then, on a line
  *                        of its own, fds that were not at the expected number.
- *   drain [wait]         makes a UDP connect (a span), with `wait` waits (up to 20 s) until
+ *   drain [wait|settle]  makes a UDP connect (a span), with `wait` waits (up to 20 s) until
  *                        an fd above 2 is listed in /proc/self/fd (the exporter's socket),
+ *                        with `settle` 300 ms,
  *                        then closes every fd above 2 listed there, pass after pass, until
  *                        a pass lists none (at most 50 passes); counts passes and failed
  *                        closes.
  *   fill [MS]            a UDP connect (a span to deliver), a pause of MS ms (the exporter
  *                        posts meanwhile), then opens /dev/null until EMFILE; prints how
- *                        many and the first and last numbers. */
+ *                        many and the first and last numbers.
+ *   threads N CLOSED_PORT  4 threads open and close fds in a tight loop (files, UDP
+ *                        sockets, pipes, eventfds, dups, socketpairs), each allocation
+ *                        under the app's own lock, and check that every new fd is the
+ *                        lowest number free in the app's view (the kernel's rule: with
+ *                        every allocation of the process under one lock, only fds someone
+ *                        else makes can move it); meanwhile 2 threads make N connects
+ *                        each, by turns a refused TCP one (a failure: stack captured,
+ *                        exception record) and a UDP one, their sockets taken under the
+ *                        same lock.
+ *                        Prints "wrong=K" (fds not at the lowest free number) and, on a
+ *                        line of its own, how many fds were opened. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -25,6 +37,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -92,10 +107,11 @@ static int listed(int *fds, int max) {
   return n;
 }
 
-static int drain(int wait) {
+static int drain(int wait, int settle) {
   int passes = 0, failed = 0, fds[4096];
   close(connect_to(SOCK_DGRAM, 9));
   for (int i = 0; wait && i < 400 && listed(fds, 4096) == 0; i++) usleep(50000);
+  if (settle) usleep(300000); /* a preloaded exporter posts meanwhile */
   for (; passes < 50; passes++) {
     int n = listed(fds, 4096);
     if (n < 0) return 1;
@@ -120,10 +136,125 @@ static int fill(int pause_ms) {
   return 0;
 }
 
+/* ---- threads ---- */
+
+#define VIEW 512 /* the app's fds stay far below: its view is fds 0..VIEW-1 */
+
+static pthread_mutex_t app_lock = PTHREAD_MUTEX_INITIALIZER;
+static char held[VIEW];            /* the app's open fds, under app_lock */
+static long opened, wrong;         /* under app_lock */
+static _Atomic int tracers_left;
+static int closed_port_g, rounds_g;
+
+/* The k lowest free numbers in the app's view. */
+static void lowest(int *want, int k) {
+  for (int i = 0, got = 0; i < VIEW && got < k; i++)
+    if (!held[i]) want[got++] = i;
+}
+
+/* Under app_lock: the n fds just made must be want[0..n) (pipe and socketpair give the
+ * lower first); records them either way. */
+static void check(const int *fd, const int *want, int n) {
+  for (int i = 0; i < n; i++) {
+    if (fd[i] < 0) continue;
+    opened++;
+    if (fd[i] != want[i]) {
+      if (wrong < 5) fprintf(stderr, "fd %d, the lowest free was %d\n", fd[i], want[i]);
+      wrong++;
+    }
+    if (fd[i] < VIEW) held[fd[i]] = 1;
+  }
+}
+
+static void app_close(int fd) {
+  pthread_mutex_lock(&app_lock);
+  close(fd);
+  if (fd >= 0 && fd < VIEW) held[fd] = 0;
+  pthread_mutex_unlock(&app_lock);
+}
+
+/* One allocation of kind op under app_lock; its fds go to mine[]. */
+static int make(int op, int *mine, int n_mine) {
+  int fd[2] = {-1, -1}, want[2], n = 1;
+  pthread_mutex_lock(&app_lock);
+  lowest(want, 2);
+  switch (op) {
+  case 0: fd[0] = open("/dev/null", O_RDONLY | O_CLOEXEC); break;
+  case 1: fd[0] = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0); break;
+  case 2: n = 2; if (pipe2(fd, O_CLOEXEC) != 0) fd[0] = fd[1] = -1; break;
+  case 3: fd[0] = eventfd(0, EFD_CLOEXEC); break;
+  case 4: fd[0] = n_mine ? dup(mine[0]) : open("/dev/null", O_RDONLY); break;
+  default: n = 2; if (socketpair(AF_UNIX, SOCK_STREAM, 0, fd) != 0) fd[0] = fd[1] = -1; break;
+  }
+  check(fd, want, n);
+  pthread_mutex_unlock(&app_lock);
+  for (int i = 0; i < n; i++)
+    if (fd[i] >= 0) mine[n_mine++] = fd[i];
+  return n_mine;
+}
+
+static void *app_thread(void *arg) {
+  unsigned seed = (unsigned)(uintptr_t)arg;
+  int mine[16], n = 0;
+  while (atomic_load(&tracers_left) > 0) {
+    n = make((int)(rand_r(&seed) % 6), mine, n);
+    while (n > 6 || (n > 0 && rand_r(&seed) % 3 == 0)) {
+      int k = (int)(rand_r(&seed) % (unsigned)n);
+      app_close(mine[k]);
+      mine[k] = mine[--n];
+    }
+  }
+  while (n > 0) app_close(mine[--n]);
+  return NULL;
+}
+
+/* A socket of the app's, made under its lock. */
+static int app_socket(int type) {
+  int fd, want;
+  pthread_mutex_lock(&app_lock);
+  lowest(&want, 1);
+  fd = socket(AF_INET, type, 0);
+  check(&fd, &want, 1);
+  pthread_mutex_unlock(&app_lock);
+  return fd;
+}
+
+static void *tracer_thread(void *arg) {
+  (void)arg;
+  for (int i = 0; i < rounds_g; i++) {
+    int type = i % 2 ? SOCK_DGRAM : SOCK_STREAM;
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)(i % 2 ? 9 : closed_port_g))};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = app_socket(type);
+    (void)!connect(fd, (struct sockaddr *)&a, sizeof a);
+    app_close(fd);
+  }
+  atomic_fetch_sub(&tracers_left, 1);
+  return NULL;
+}
+
+static int threads(int rounds, int closed_port) {
+  pthread_t app[4], tr[2];
+  rounds_g = rounds;
+  closed_port_g = closed_port;
+  for (int i = 0; i < VIEW; i++) held[i] = fcntl(i, F_GETFD) >= 0;
+  atomic_store(&tracers_left, 2);
+  for (int i = 0; i < 2; i++) pthread_create(&tr[i], NULL, tracer_thread, NULL);
+  for (int i = 0; i < 4; i++) pthread_create(&app[i], NULL, app_thread, (void *)(uintptr_t)(i + 1));
+  for (int i = 0; i < 2; i++) pthread_join(tr[i], NULL);
+  for (int i = 0; i < 4; i++) pthread_join(app[i], NULL);
+  printf("wrong=%ld\n", wrong);
+  printf("opened=%ld\n", opened);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (argc >= 4 && !strcmp(argv[1], "loop")) return loop(atoi(argv[2]), atoi(argv[3]));
-  if (argc >= 2 && !strcmp(argv[1], "drain")) return drain(argc > 2 && !strcmp(argv[2], "wait"));
+  if (argc >= 2 && !strcmp(argv[1], "drain"))
+    return drain(argc > 2 && !strcmp(argv[2], "wait"), argc > 2 && !strcmp(argv[2], "settle"));
   if (argc >= 2 && !strcmp(argv[1], "fill")) return fill(argc > 2 ? atoi(argv[2]) : 0);
+  if (argc >= 4 && !strcmp(argv[1], "threads")) return threads(atoi(argv[2]), atoi(argv[3]));
   return 2;
 }
