@@ -226,6 +226,19 @@ def test_grpc_ten_calls_each_holding_16mib_minus_one_keep_rss_bounded(ctx):
     assert names(col) == ["while-held"]
 
 
+def test_grpc_big_logs_call_is_answered_first_and_lands_whole(ctx):
+    # Over 1 MiB: decoded in slices, answered between the two passes.
+    col, hp, gp, sock = grpc_collector(ctx)
+    pid = col.proc.pid
+    body, m = pb_logs(6 * MIB)
+    assert grpc_export(sock, body, path=g.LOGS_SVC)
+    st = g.stats(col, hp)
+    assert st["logs_received"] == m and st["logs_requests"] == 1, st
+    assert vm(pid, "VmHWM") <= RSS_BOUND, vm(pid, "VmHWM") // MIB
+    col.stop()
+    assert log_bodies(col) == ["r%d" % i for i in range(m)]
+
+
 def test_grpc_one_peer_with_many_connections_leaves_others_room(ctx):
     col, hp, gp, sock = grpc_collector(ctx)
     pid = col.proc.pid
@@ -365,7 +378,14 @@ def test_json_bodies_of_empty_items_are_refused_within_the_rss_bound(ctx):
         assert b"more memory than allowed" in r[2], r[2]
         print("%s: VmHWM %d MiB" % (body[:40], vm(pid, "VmHWM") // MIB))
         assert vm(pid, "VmHWM") <= RSS_BOUND, vm(pid, "VmHWM") // MIB
-    assert t.stats(col)["rejected"]["too_large"] == 4
+    # The same as protobuf logs: 8 million empty records (2 bytes each on the wire).
+    empty = b"\x12\x00" * (8_000_000 - 8)
+    scope = b"\x12" + t.varint(len(empty)) + empty
+    r = send_body(col, "/v1/logs", b"\x0a" + t.varint(len(scope)) + scope,
+                  "application/x-protobuf")
+    assert r[0] == 413, r[:3]
+    assert vm(pid, "VmHWM") <= RSS_BOUND, vm(pid, "VmHWM") // MIB
+    assert t.stats(col)["rejected"]["too_large"] == 5
     assert vm(pid, "VmRSS") <= 32 * MIB, vm(pid, "VmRSS") // MIB
 
 
