@@ -313,7 +313,8 @@ int main(void) {
   int fd = socket(AF_INET, SOCK_DGRAM, 0);
   connect(fd, (struct sockaddr *)&a, sizeof a);
   close(fd);
-  printf("secure=%lu uid=%d euid=%d\n", getauxval(AT_SECURE), (int)getuid(), (int)geteuid());
+  printf("secure=%lu uid=%d euid=%d pid=%d\n", getauxval(AT_SECURE), (int)getuid(),
+         (int)geteuid(), (int)getpid());
   return 0;
 }
 """
@@ -469,33 +470,13 @@ for who, (p, out) in cols.items():
 print(json.dumps(res))
 """
 
-PRELOAD_PROG = r"""
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <stdio.h>
-#include <sys/auxv.h>
-#include <sys/socket.h>
-#include <unistd.h>
-int main(void) {
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(9)};
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  connect(fd, (struct sockaddr *)&a, sizeof a);
-  close(fd);
-  printf("secure=%lu uid=%d euid=%d pid=%d\n", getauxval(AT_SECURE), (int)getuid(),
-         (int)geteuid(), (int)getpid());
-  return 0;
-}
-"""
-
-
 def test_shim_from_ld_so_preload_in_setuid_and_capability_programs_ignores_the_caller(ctx):
     a, b = two_users(ctx)
     if shutil.which("unshare") is None or shutil.which("cc") is None:
         harness.skip("needs unshare(1) and a C compiler")
     src = os.path.join(ctx.pub, "p.c")
     with open(src, "w") as f:
-        f.write(PRELOAD_PROG)
+        f.write(SETUID_PROG)
     prog = os.path.join(ctx.pub, "prog")
     subprocess.run(["cc", "-o", prog, src], check=True)  # no shim linked in
     spec = {"files": {"prog": prog, "libspanshim.so": os.path.join(ctx.pub, "libspanshim.so"),
@@ -725,6 +706,38 @@ def test_one_client_holding_thousands_of_connections_cannot_starve_a_traced_prog
     assert connect_spans_of(col, pid) == 100
 
 
+def hold_bodies(col, port, head, n, size, waits):
+    """n TCP connections from n loopback source addresses (one peer all the same), each
+    sending `head` and `size` zero bytes of its body as far as spanshimd takes them, until
+    nothing moves and at least `waits` connections were paused for memory. Returns the
+    [socket, bytes not sent] pairs."""
+    held = []
+    for i in range(n):
+        s = socket.socket()
+        s.settimeout(10)
+        s.bind(("127.0.%d.%d" % (1 + i // 250, 1 + i % 250), 0))
+        s.connect(("127.0.0.1", port))
+        s.sendall(head)
+        s.setblocking(False)
+        held.append([s, size])
+    chunk = b"\x00" * MIB
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # send what spanshimd takes; it stops reading some
+        moved = 0
+        for h in held:
+            try:
+                while h[1]:
+                    k = h[0].send(chunk[:min(h[1], MIB)])
+                    h[1] -= k
+                    moved += k
+            except BlockingIOError:
+                pass
+        if not moved and t.stats(col)["buffer_waits"] >= waits:
+            break
+        time.sleep(0.05)
+    return held
+
+
 def big_valid_request(size):
     spans, n, i = [], 0, 0
     while n < size - 4096:
@@ -743,32 +756,9 @@ def test_hostile_bodies_keep_rss_bounded_and_memory_comes_back(ctx):
     col = ctx.collector(["--body-timeout", "20s", "--listen", "127.0.0.1:0"])
     port = tcp_port(col)
     pid = col.proc.pid
-    held = []
     head = (b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
             b"Content-Length: %d\r\n\r\n" % (16 * MIB))
-    chunk = b"\x00" * MIB
-    for i in range(10):  # from 10 source addresses: still one peer
-        s = socket.socket()
-        s.settimeout(10)
-        s.bind(("127.0.0.%d" % (i + 1), 0))
-        s.connect(("127.0.0.1", port))
-        s.sendall(head)
-        s.setblocking(False)
-        held.append([s, 16 * MIB - 1])
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # send what spanshimd takes; it stops reading some
-        moved = 0
-        for h in held:
-            try:
-                while h[1]:
-                    k = h[0].send(chunk[:min(h[1], MIB)])
-                    h[1] -= k
-                    moved += k
-            except BlockingIOError:
-                pass
-        if not moved and t.stats(col)["buffer_waits"] >= 9:
-            break
-        time.sleep(0.05)
+    held = hold_bodies(col, port, head, 10, 16 * MIB - 1, 9)  # from 10 source addresses
     print("10 x 16 MiB - 1 held: VmHWM %d MiB" % (vm(pid, "VmHWM") // MIB))
     tp = traced_connects(ctx, col)
     assert vm(pid, "VmHWM") <= RSS_BOUND, vm(pid, "VmHWM") // MIB

@@ -495,29 +495,8 @@ def test_a_thousand_tcp_connections_each_holding_a_quarter_mib_keep_rss_bounded(
     pid = col.proc.pid
     head = (b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
             b"Content-Length: %d\r\n\r\n" % (16 * MIB))
-    part = head + b"\x00" * (250 << 10)
-    held = []
-    ctx._cleanup.append(lambda: [s.close() for s in held])
-    for i in range(1000):
-        s = socket.socket()
-        s.bind(("127.0.%d.%d" % (1 + i // 250, 1 + i % 250), 0))
-        s.connect(("127.0.0.1", port))
-        s.setblocking(False)
-        held.append([s, part])
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # send what spanshimd takes; it stops reading most
-        moved = 0
-        for h in held:
-            try:
-                while h[1]:
-                    k = h[0].send(h[1][:65536])
-                    h[1] = h[1][k:]
-                    moved += k
-            except BlockingIOError:
-                pass
-        if not moved and t.stats(col)["buffer_waits"] >= 900:
-            break
-        time.sleep(0.1)
+    held = sec.hold_bodies(col, port, head, 1000, 250 << 10, 900)
+    ctx._cleanup.append(lambda: [h[0].close() for h in held])
     print("1000 x 250 KiB: VmHWM %d MiB" % (vm(pid, "VmHWM") // MIB), t.stats(col)["buffer_waits"])
     tp = sec.traced_connects(ctx, col)
     assert vm(pid, "VmHWM") <= RSS_BOUND, vm(pid, "VmHWM") // MIB
