@@ -44,11 +44,21 @@ static int is_otlp(int route) {
   return route == R_TRACES || route == R_LOGS || route == R_OTLP_METRICS;
 }
 
+/* A peer's share, for the per-peer limits: its connections, and the bytes of their input
+ * buffers beyond READ_MIN each, uncharged (its SS_FREE_BUFFER allowance) and charged (to
+ * the budget). One per uid on the Unix socket, one for TCP: few, so a list. */
+typedef struct peer_acct {
+  ss__peer who;
+  size_t conns, free_used, charged;
+  struct peer_acct *next;
+} peer_acct;
+
 typedef struct conn {
   int fd;
   int metrics_port;               /* accepted on the --metrics listener */
   int needs_token;                /* accepted on --listen with a --listen-token */
   ss__peer who;
+  peer_acct *pa;                  /* its peer's share */
   uint64_t active_ms;             /* last time bytes moved either way (idle timeout) */
   uint64_t req_start_ms;          /* first byte of the request being read (header timeout) */
   uint64_t body_start_ms;         /* its head complete (body timeout) */
@@ -86,6 +96,7 @@ static int ep = -1;
 static int unix_lfd = -1, tcp_lfd = -1, metrics_lfd = -1, sig_fd = -1;
 static int reserve_fd = -1;      /* spare fd, to shed connections at EMFILE */
 static conn *conns;
+static peer_acct *peers;
 static size_t n_conns, n_lingering;
 static char tag_unix, tag_tcp, tag_metrics, tag_sig, tag_grpc;  /* epoll data for the non-connection fds */
 static ss__buf scratch = SS_BUF_INIT;
@@ -100,8 +111,20 @@ static size_t inflated_cap;
 
 static void wake_mem_waiters(void);
 
+/* Bytes of a buffer of cap bytes beyond the READ_MIN every connection has. */
+static size_t above_min(size_t cap) { return cap > READ_MIN ? cap - READ_MIN : 0; }
+
 static void conn_destroy(conn *c) {
-  int gave_back = c->charged > 0;
+  int gave_back = c->in_cap > READ_MIN;  /* budget, or its peer's allowance */
+  peer_acct *pa = c->pa;
+  pa->free_used -= above_min(c->in_cap) - c->charged;
+  pa->charged -= c->charged;
+  if (--pa->conns == 0) {
+    peer_acct **pp = &peers;
+    while (*pp != pa) pp = &(*pp)->next;
+    *pp = pa->next;
+    free(pa);
+  }
   epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
   close(c->fd);
   if (c->prev) c->prev->next = c->next;
@@ -447,15 +470,10 @@ int ss__buffer_charge(size_t *charged, size_t want) {
  * other connections use it up), so one peer's thousand connections get one allowance,
  * not a thousand. *peer_charged: what the peer's other connections are charged. */
 static size_t charge_for(const conn *c, size_t cap, size_t *peer_charged) {
-  size_t others_free = 0, pc = 0;
-  for (const conn *o = conns; o; o = o->next)
-    if (o != c && memcmp(&o->who, &c->who, sizeof c->who) == 0) {
-      size_t above = o->in_cap > READ_MIN ? o->in_cap - READ_MIN : 0;
-      others_free += above - o->charged;  /* charged <= above, always */
-      pc += o->charged;
-    }
-  *peer_charged = pc;
-  size_t above = cap > READ_MIN ? cap - READ_MIN : 0;
+  /* charged <= above_min(in_cap), always */
+  size_t others_free = c->pa->free_used - (above_min(c->in_cap) - c->charged);
+  *peer_charged = c->pa->charged - c->charged;
+  size_t above = above_min(cap);
   size_t room = SS_FREE_BUFFER > others_free ? SS_FREE_BUFFER - others_free : 0;
   return above > room ? above - room : 0;
 }
@@ -463,14 +481,17 @@ static size_t charge_for(const conn *c, size_t cap, size_t *peer_charged) {
 /* Sets c's input buffer to `cap` bytes (NULL at 0), keeping `buffered` true. */
 static int in_resize(conn *c, size_t cap) {
   size_t pc, charge = charge_for(c, cap, &pc);
+  int gave_back = charge < c->charged || cap < c->in_cap;
   char *p = NULL;
   if (cap == 0) free(c->in);
   else if ((p = realloc(c->in, cap)) == NULL) return -1;
   c->in = p;
+  c->pa->free_used += (above_min(cap) - charge) - (above_min(c->in_cap) - c->charged);
+  c->pa->charged += charge - c->charged;
   c->in_cap = cap;
   buffered = buffered - c->charged + charge;  /* checked by in_reserve when it grows */
-  if (charge < c->charged) wake_mem_waiters();
   c->charged = charge;
+  if (gave_back) wake_mem_waiters();
   return 0;
 }
 
@@ -706,12 +727,16 @@ static void shed_one(int lfd) {
   reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
-/* Whether a new connection from `who` would take more than its share (ss__peer_cap). */
-static int peer_over(const ss__peer *who) {
-  size_t n = 0, cap = ss__peer_cap(n_conns, opts->max_conns, opts->max_conns_per_peer);
-  for (conn *c = conns; c && n < cap; c = c->next)
-    if (memcmp(&c->who, who, sizeof *who) == 0) n++;
-  return n >= cap;
+static peer_acct *peer_find(const ss__peer *who) {
+  for (peer_acct *p = peers; p; p = p->next)
+    if (memcmp(&p->who, who, sizeof *who) == 0) return p;
+  return NULL;
+}
+
+/* Whether a new connection of peer pa (NULL: none yet) would take more than its share
+ * (ss__peer_cap). */
+static int peer_over(const peer_acct *pa) {
+  return pa && pa->conns >= ss__peer_cap(n_conns, opts->max_conns, opts->max_conns_per_peer);
 }
 
 static void on_accept(int lfd, int is_unix, int is_metrics) {
@@ -728,18 +753,33 @@ static void on_accept(int lfd, int is_unix, int is_metrics) {
       close(fd);
       continue;
     }
-    if (n_conns >= opts->max_conns || peer_over(&who)) {
+    peer_acct *pa = peer_find(&who);
+    if (n_conns >= opts->max_conns || peer_over(pa)) {
       if (n_conns >= opts->max_conns) ss__stats_g.connections_refused++;
       else ss__stats_g.peer_limited++;
       close(fd);
       continue;
     }
-    conn *c = conn_add(fd);
-    if (c) {
-      c->metrics_port = is_metrics;
-      c->needs_token = !is_unix && !is_metrics && opts->listen_token_len > 0;
-      c->who = who;
+    if (pa == NULL && (pa = calloc(1, sizeof *pa)) != NULL) {
+      pa->who = who;
+      pa->next = peers;
+      peers = pa;
     }
+    conn *c = pa ? conn_add(fd) : NULL;
+    if (c == NULL) {  /* out of memory (conn_add closes fd itself) */
+      if (pa == NULL) {
+        close(fd);
+      } else if (pa->conns == 0) {  /* made just now, at the head */
+        peers = pa->next;
+        free(pa);
+      }
+      continue;
+    }
+    c->metrics_port = is_metrics;
+    c->needs_token = !is_unix && !is_metrics && opts->listen_token_len > 0;
+    c->who = who;
+    c->pa = pa;
+    pa->conns++;
   }
 }
 
