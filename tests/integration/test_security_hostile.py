@@ -503,3 +503,15 @@ def test_a_thousand_tcp_connections_each_holding_a_quarter_mib_keep_rss_bounded(
     for h in held:
         h[0].close()
     assert sec.connect_spans_of(col, tp) == 100
+
+
+def test_a_largest_request_fits_a_peers_share_of_a_small_buffer_budget(ctx):
+    # --max-buffered just over one largest request: half of it would not hold one, so a
+    # peer's share is one largest request.
+    col = ctx.collector(["--max-body", "2M", "--max-buffered", "3M", "--body-timeout", "20s",
+                         "--listen", "127.0.0.1:0"])
+    body, n = sec.big_valid_request(2 * MIB)
+    with socket.create_connection(("127.0.0.1", sec.tcp_port(col)), timeout=60) as s:
+        s.sendall(t.post("/v1/traces", body))
+        assert t.read_response(s)[0] == 200
+    assert len(col.spans()) == n

@@ -119,7 +119,7 @@ static int conn_hold(gconn *c, ptrdiff_t delta) {
     size_t peer_charged = 0;
     for (gconn *o = conns; o; o = o->next)
       if (memcmp(&o->who, &c->who, sizeof c->who) == 0) peer_charged += o->charged;
-    if (peer_charged + (want - c->charged) > opts->max_buffered / 2) return -1;
+    if (peer_charged + (want - c->charged) > opts->max_buffered_peer) return -1;
   }
   if (ss__buffer_charge(&c->charged, want) != 0) return -1;
   c->held = h;

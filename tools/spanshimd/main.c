@@ -450,6 +450,10 @@ static int parse_args(int argc, char **argv, ss__opts *o, cli *c) {
             "with --max-body %zu)\n", one, o->max_body);
     return 2;
   }
+  /* A peer gets half, never less than its largest request (a gRPC one compressed a
+   * little larger). */
+  o->max_buffered_peer = o->max_buffered / 2;
+  if (o->max_buffered_peer < one + one / 1024) o->max_buffered_peer = one + one / 1024;
   if (!o->socket_path[0] &&
       ss__default_socket_path(o->socket_path, sizeof o->socket_path, getenv) != 0) {
     fprintf(stderr, "spanshimd: default socket path too long; use --socket\n");

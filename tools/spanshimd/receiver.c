@@ -516,7 +516,7 @@ static int in_reserve(conn *c, size_t need) {
   if (cap > limit) cap = need > limit ? need : limit;
   size_t pc, charge = charge_for(c, cap, &pc);
   if (charge > c->charged && (buffered + (charge - c->charged) > opts->max_buffered ||
-                              pc + charge > opts->max_buffered / 2)) {
+                              pc + charge > opts->max_buffered_peer)) {
     if (!c->mem_wait) {
       c->mem_wait = 1;
       n_mem_wait++;

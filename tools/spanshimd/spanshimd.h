@@ -74,7 +74,8 @@ typedef struct ss__opts {
   size_t max_conns;               /* connections open at most (fd limit allowing) */
   size_t max_conns_per_peer;      /* per uid (Unix socket) or address (TCP) */
   size_t max_buffered;            /* request bytes held across connections, besides
-                                     each peer's first SS_FREE_BUFFER; a peer half */
+                                     each peer's first SS_FREE_BUFFER */
+  size_t max_buffered_peer;       /* ... by one peer: half, but one largest request */
 } ss__opts;
 
 #define SS_DEFAULT_HEADER_TIMEOUT_MS 10000
