@@ -3,7 +3,8 @@
  * unpacked by protobuf-c and written by ss__json_traces must give the same line, for a
  * request using every field and value kind, for thousands of mutations of it (whenever
  * the wire reader takes them, protobuf-c must too, with the same JSON), and the
- * non-canonical encodings it leaves to protobuf-c are declined. */
+ * non-canonical encodings it leaves to protobuf-c are declined. ss__wire_traces_check
+ * gives the same answers as the writer every time. */
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
@@ -84,7 +85,8 @@ static uint8_t *rich_request(size_t *len) {
   ln.dropped_attributes_count = 1;
   static Link *lns[1] = {&ln};
   static Status st = OPENTELEMETRY__PROTO__TRACE__V1__STATUS__INIT;
-  st.message = "boom", st.code = OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_ERROR;
+  st.message = "boom";
+  st.code = OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_ERROR;
 
   static Span s = OPENTELEMETRY__PROTO__TRACE__V1__SPAN__INIT, s2, s3;
   s.trace_id = (ProtobufCBinaryData){16, tid}, s.span_id = (ProtobufCBinaryData){8, sid};
@@ -143,6 +145,9 @@ static int differential(const uint8_t *p, size_t n, ss__wire_info *info) {
   SS_BUF_LIT(&w, "prefix");
   int rc = ss__wire_traces_json(p, n, &w, info);
   ck_assert_int_ge(rc, 0);
+  ss__wire_info ci;  /* checking alone answers the same */
+  ck_assert_int_eq(ss__wire_traces_check(p, n, &ci), rc);
+  if (rc == 0) ck_assert_int_eq(memcmp(&ci, info, sizeof ci), 0);
   if (rc != 0) {
     ck_assert_uint_eq(w.len, 6);  /* untouched */
     ss__buf_free(&w);

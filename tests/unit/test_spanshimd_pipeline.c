@@ -58,8 +58,8 @@ static void setup(void) {
   memset(&b, 0, sizeof b);
   memset(&ss__stats_g, 0, sizeof ss__stats_g);
   ss__pipeline_clear_sinks();
-  ss__sink sa = {record, record_logs, 0, &a, NULL, NULL};   /* like the file: decoded only */
-  ss__sink sb = {record, record_logs, 1, &b, NULL, NULL};   /* like the upstream: wants bytes */
+  ss__sink sa = {record, record_logs, 0, &a, NULL, NULL, 0};   /* like the file: decoded only */
+  ss__sink sb = {record, record_logs, 1, &b, NULL, NULL, 0};   /* like the upstream: wants bytes */
   ck_assert_int_eq(ss__pipeline_add_sink(&sa), 0);
   ck_assert_int_eq(ss__pipeline_add_sink(&sb), 0);
 }

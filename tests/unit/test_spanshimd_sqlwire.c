@@ -130,7 +130,7 @@ static int logs_sink(void *ctx, const ss__logs_req *q, const uint8_t *b, size_t 
 }
 
 START_TEST(test_pipeline_takes_sql_requests_without_decoding) {
-  ss__sink s = {tree_sink, logs_sink, 1, NULL, NULL, wire_sink};
+  ss__sink s = {tree_sink, logs_sink, 1, NULL, NULL, wire_sink, 1};
   ss__pipeline_clear_sinks();
   ck_assert_int_eq(ss__pipeline_add_sink(&s), 0);
   fx_span_t *sp[] = {pg_span(1, "postgresql", "SELECT * FROM orders WHERE id = ?"),

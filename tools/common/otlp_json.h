@@ -82,5 +82,8 @@ typedef struct ss__wire_info {
  * protobuf-c instead, which decides), or -ENOMEM; out->len is unchanged unless 0 is
  * returned. Pure, like the rest of this header. */
 int ss__wire_traces_json(const uint8_t *p, size_t len, ss__buf *out, ss__wire_info *info);
+/* The same walk without writing: 0 (*info filled) exactly when ss__wire_traces_json
+ * would return 0 with the same *info, else 1. For when nobody wants the JSON. */
+int ss__wire_traces_check(const uint8_t *p, size_t len, ss__wire_info *info);
 
 #endif

@@ -507,6 +507,110 @@ static int resource_spans(wctx *w, const uint8_t *p, size_t len) {
   return 0;
 }
 
+/* ---- checking alone: the same walk and the same answers, no output ---- */
+
+static int check_any(wctx *w, const uint8_t *p, size_t len, int depth);
+
+/* The KeyValues of m's field no, as key_values walks them. */
+static int check_kvs(wctx *w, const msg *m, unsigned no, int depth, int level) {
+  const uint8_t *p = m->f[no].p, *kvp;
+  size_t kvl;
+  if (!HAS(m, no)) return 0;
+  while ((kvp = next_of(&p, m->end, no, &kvl)) != NULL) {
+    msg kv;
+    if (index_msg(&kv, kvp, kvl, &KV) != 0) return DECLINE;
+    if (level && HAS(&kv, 1)) {
+      size_t kl = (size_t)kv.f[1].v;
+      const char *k = (const char *)kv.f[1].p;
+      if (level == ATTRS_SPAN && kl == 13 && memcmp(k, "db.query.text", 13) == 0)
+        w->info->sql = 1;
+      if (level == ATTRS_EVENT && kl == 22 && memcmp(k, "spanshim.stack.modules", 22) == 0)
+        w->info->stacks = 1;
+    }
+    if (HAS(&kv, 2) && check_any(w, kv.f[2].p, (size_t)kv.f[2].v, depth + 1) != 0)
+      return DECLINE;
+  }
+  return 0;
+}
+
+static int check_any(wctx *w, const uint8_t *p, size_t len, int depth) {
+  msg v, list;
+  if (depth > MAX_NEST || index_msg(&v, p, len, &ANY) != 0) return DECLINE;
+  if (!HAS(&v, 1) && !HAS(&v, 2) && !HAS(&v, 3) && !HAS(&v, 4) && (HAS(&v, 5) || HAS(&v, 6))) {
+    unsigned no = HAS(&v, 5) ? 5 : 6;
+    if (index_msg(&list, v.f[no].p, (size_t)v.f[no].v, &LIST) != 0) return DECLINE;
+    if (no == 6) return check_kvs(w, &list, 1, depth + 1, ATTRS_PLAIN);
+    const uint8_t *q = list.f[1].p, *e;
+    size_t el;
+    if (!HAS(&list, 1)) return 0;
+    while ((e = next_of(&q, list.end, 1, &el)) != NULL)
+      if (check_any(w, e, el, depth + 1) != 0) return DECLINE;
+  }
+  return 0;
+}
+
+/* Each element of m's repeated field no through `one`. */
+static int check_each(wctx *w, const msg *m, unsigned no,
+                      int (*one)(wctx *, const uint8_t *, size_t)) {
+  const uint8_t *p = m->f[no].p, *e;
+  size_t el;
+  if (!HAS(m, no)) return 0;
+  while ((e = next_of(&p, m->end, no, &el)) != NULL)
+    if (one(w, e, el) != 0) return DECLINE;
+  return 0;
+}
+
+static int check_event(wctx *w, const uint8_t *p, size_t len) {
+  msg e;
+  if (index_msg(&e, p, len, &EVENT) != 0) return DECLINE;
+  return check_kvs(w, &e, 3, 0, ATTRS_EVENT);
+}
+
+static int check_link(wctx *w, const uint8_t *p, size_t len) {
+  msg l;
+  if (index_msg(&l, p, len, &LINK) != 0) return DECLINE;
+  return check_kvs(w, &l, 4, 0, ATTRS_PLAIN);
+}
+
+static int check_span(wctx *w, const uint8_t *p, size_t len) {
+  msg s, st;
+  if (index_msg(&s, p, len, &SPAN) != 0) return DECLINE;
+  w->info->spans++;
+  if (bad_ids(&s)) w->info->bad_ids++;
+  if (check_kvs(w, &s, 9, 0, ATTRS_SPAN) != 0 || check_each(w, &s, 11, check_event) != 0 ||
+      check_each(w, &s, 13, check_link) != 0)
+    return DECLINE;
+  if (HAS(&s, 15) && index_msg(&st, s.f[15].p, (size_t)s.f[15].v, &STATUS) != 0)
+    return DECLINE;
+  return 0;
+}
+
+static int check_scope_spans(wctx *w, const uint8_t *p, size_t len) {
+  msg ss, sc;
+  if (index_msg(&ss, p, len, &SSPANS) != 0) return DECLINE;
+  if (HAS(&ss, 1) && (index_msg(&sc, ss.f[1].p, (size_t)ss.f[1].v, &SCOPE) != 0 ||
+                      check_kvs(w, &sc, 3, 0, ATTRS_PLAIN) != 0))
+    return DECLINE;
+  return check_each(w, &ss, 2, check_span);
+}
+
+static int check_resource_spans(wctx *w, const uint8_t *p, size_t len) {
+  msg rs, r;
+  if (index_msg(&rs, p, len, &RSPANS) != 0) return DECLINE;
+  if (HAS(&rs, 1) && (index_msg(&r, rs.f[1].p, (size_t)rs.f[1].v, &RESOURCE) != 0 ||
+                      HAS(&r, 3) || check_kvs(w, &r, 1, 0, ATTRS_PLAIN) != 0))
+    return DECLINE;
+  return check_each(w, &rs, 2, check_scope_spans);
+}
+
+int ss__wire_traces_check(const uint8_t *p, size_t len, ss__wire_info *info) {
+  wctx w = {NULL, info};
+  msg q;
+  memset(info, 0, sizeof *info);
+  if (index_msg(&q, p, len, &REQ) != 0) return DECLINE;
+  return check_each(&w, &q, 1, check_resource_spans);
+}
+
 int ss__wire_traces_json(const uint8_t *p, size_t len, ss__buf *out, ss__wire_info *info) {
   size_t start = out->len;
   wctx w = {out, info};

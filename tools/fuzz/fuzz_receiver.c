@@ -127,7 +127,12 @@ static void wire_vs_tree(const uint8_t *d, size_t n, ss__traces_req *q, int too_
   int sql = ss__sqlsum_wire(d, n, &e);
   if (sql == 1) d = (const uint8_t *)e.data, n = e.len;
   if (q) ss__sqlsum_enrich(q);
-  if (sql < 0 || ss__wire_traces_json(d, n, &w, &info) != 0) return;
+  if (sql < 0) return;
+  ss__wire_info ci;
+  int rc = ss__wire_traces_json(d, n, &w, &info);
+  if (ss__wire_traces_check(d, n, &ci) != rc || (rc == 0 && memcmp(&ci, &info, sizeof ci) != 0))
+    __builtin_trap();  /* checking alone must answer as writing does */
+  if (rc != 0) return;
   if (q == NULL) {
     if (!too_big) __builtin_trap();  /* taken here, refused by protobuf-c */
     return;

@@ -102,9 +102,9 @@ static int upstream_metrics(void *ctx, const ss__metrics_req *q, const uint8_t *
 
 int ss__pipeline_default_sinks(int file) {
   static const ss__sink file_sink = {file_traces, file_logs, 0, NULL, file_metrics,
-                                     file_traces_wire};
+                                     file_traces_wire, 1};
   static const ss__sink upstream_sink = {upstream_traces, upstream_logs, 1, NULL,
-                                         upstream_metrics, upstream_traces_wire};
+                                         upstream_metrics, upstream_traces_wire, 0};
   ss__pipeline_clear_sinks();
   if (file && ss__pipeline_add_sink(&file_sink) != 0) return -1;
   if (ss__upstream_enabled() && ss__pipeline_add_sink(&upstream_sink) != 0) return -1;
@@ -333,10 +333,12 @@ static int sql_seen;                     /* the last request had SQL spans */
 
 /* The JSON line of the request at b[0..n) into wire_json; 0, or not when that reader
  * declined it or a middle step needs the decoded request. */
-static int wire_line(const uint8_t *b, size_t n, ss__wire_info *info) {
+static int wire_line(const uint8_t *b, size_t n, int json, ss__wire_info *info) {
   if (wire_json.cap > PACKED_KEEP) ss__buf_free(&wire_json);  /* as `packed` */
   ss__buf_reset(&wire_json);
-  if (ss__wire_traces_json(b, n, &wire_json, info) != 0) return -1;
+  int rc = json ? ss__wire_traces_json(b, n, &wire_json, info)
+                : ss__wire_traces_check(b, n, info);
+  if (rc != 0) return -1;
   return info->bad_ids || info->stacks ? -1 : 0;
 }
 
@@ -349,10 +351,12 @@ static int traces_from_wire(const uint8_t *body, size_t len) {
   ss__wire_info info;
   const uint8_t *b = body;
   size_t n = len;
-  int rc, done_sql = 0;
+  int rc, done_sql = 0, json = 0;
   if (ss__sampler_enabled() || ss__metrics_enabled()) return 0;
-  for (size_t i = 0; i < n_sinks; i++)
+  for (size_t i = 0; i < n_sinks; i++) {
     if (sinks[i].traces_wire == NULL) return 0;
+    json |= sinks[i].wants_json;
+  }
   ss__stats saved = ss__stats_g;  /* enrichment counts; undone if this path gives up */
   if (enriched.cap > PACKED_KEEP) ss__buf_free(&enriched);
   if (sql_seen) {
@@ -360,20 +364,21 @@ static int traces_from_wire(const uint8_t *body, size_t len) {
     if (rc == 1) b = (const uint8_t *)enriched.data, n = enriched.len;
     done_sql = 1;
   }
-  if (wire_line(b, n, &info) != 0) goto decoded;
+  if (wire_line(b, n, json, &info) != 0) goto decoded;
   sql_seen = info.sql;
   if (info.sql && !done_sql) {
     if ((rc = ss__sqlsum_wire(body, len, &enriched)) < 0) goto decoded;
     if (rc == 1) {
       b = (const uint8_t *)enriched.data, n = enriched.len;
-      if (wire_line(b, n, &info) != 0) goto decoded;
+      if (wire_line(b, n, json, &info) != 0) goto decoded;
     }
   }
   memset(&ss__pipeline_rejected, 0, sizeof ss__pipeline_rejected);
   ss__stats_g.traces_requests++;
   for (size_t i = 0; i < n_sinks; i++) {
     const ss__sink *s = &sinks[i];
-    if (s->traces_wire(s->ctx, wire_json.data, wire_json.len, b, n, info.spans) != 0)
+    if (s->traces_wire(s->ctx, json ? wire_json.data : NULL, json ? wire_json.len : 0, b, n,
+                       info.spans) != 0)
       return 503;  /* not counted: the client sends it again */
   }
   ss__stats_g.spans_received += info.spans;

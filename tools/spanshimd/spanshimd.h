@@ -497,6 +497,7 @@ typedef struct ss__sink {
    * metrics come here instead of to `traces`, never unpacked. NULL: always `traces`. */
   int (*traces_wire)(void *ctx, const char *json, size_t jn, const uint8_t *body,
                      size_t len, uint64_t n);
+  int wants_json;  /* traces_wire reads json; when no sink does, none is written (NULL, 0) */
 } ss__sink;
 
 #define SS_MAX_SINKS 4

@@ -55,6 +55,7 @@ typedef struct item {
   struct item *next;
   int logs;          /* SS_SIG_*: which endpoint */
   size_t len;
+  size_t cap;        /* bytes data[] has room for */
   uint64_t n;        /* spans or log records inside */
   uint64_t enq_ms;   /* monotonic, for the delivery latency */
   uint8_t data[];
@@ -68,6 +69,13 @@ static pthread_cond_t q_cond = PTHREAD_COND_INITIALIZER;
 static item *q_head, *q_tail;
 static size_t q_bytes;
 static int stopping;
+/* Buffers of delivered bodies kept for the next ones (a body of 512 spans is 100-300 KiB:
+ * malloc'd and freed each time, glibc maps and unmaps them, and every byte copied in
+ * faults its page first). Guarded by q_lock. */
+static item *spare;
+static size_t n_spare, spare_bytes;
+static uint8_t *joined;          /* the worker's buffer for batches of several bodies */
+static size_t joined_cap;
 static uint64_t stop_deadline_ms;  /* after stop: give up at this monotonic time */
 
 ss__upstream_stats ss__up_stats_g;
@@ -76,6 +84,9 @@ ss__upstream_stats ss__up_stats_g;
 #define SUB(field, v) atomic_fetch_sub_explicit(&ss__up_stats_g.field, (v), memory_order_relaxed)
 
 #define BATCH_MAX (4u << 20)      /* join queued bodies up to this many bytes */
+#define SPARE_MAX 16              /* buffers kept for reuse, at most */
+#define SPARE_BYTES (8u << 20)    /* ... and bytes */
+#define ROUND (64u << 10)         /* buffers are sized in these steps, to fit the next body */
 #define RESP_MAX 65536
 #define RETRY_AFTER_MAX_MS 300000
 
@@ -89,11 +100,22 @@ static const char *url_of(int sig) {
 
 int ss__upstream_enqueue(int logs, const void *body, size_t len, uint64_t n) {
   if (!started || !url_of(logs)[0]) return 0;
-  item *it = NULL;
+  item *it = NULL, **pp;
   pthread_mutex_lock(&q_lock);
   int full = stopping || q_bytes + len > cfg.queue_bytes;
+  for (pp = &spare; !full && *pp && (*pp)->cap < len; pp = &(*pp)->next) {
+  }
+  if (!full && *pp) {  /* a spare buffer that fits */
+    it = *pp;
+    *pp = it->next;
+    n_spare--;
+    spare_bytes -= it->cap;
+  }
   pthread_mutex_unlock(&q_lock);
-  if (!full) it = malloc(sizeof *it + len);
+  if (!full && it == NULL) {
+    size_t cap = (len + ROUND - 1) / ROUND * ROUND;
+    if ((it = malloc(sizeof *it + cap)) != NULL) it->cap = cap;
+  }
   if (it == NULL) {
     ADD(dropped_requests, 1);
     ADD(dropped_items, n);
@@ -355,10 +377,28 @@ static uint64_t jitter_rand(void) {
   return s;
 }
 
-static void settle(item *batch, int outcome) {
-  uint64_t n = 0, bytes = 0, now = ss__mono_ms();
+/* Keeps the delivered bodies' buffers for reuse, as many as the bounds allow; frees the
+ * others. */
+static void recycle(item *batch) {
+  item *gone = NULL;
+  pthread_mutex_lock(&q_lock);
   for (item *it = batch, *next; it; it = next) {
     next = it->next;
+    if (!stopping && n_spare < SPARE_MAX && spare_bytes + it->cap <= SPARE_BYTES) {
+      it->next = spare, spare = it;
+      n_spare++;
+      spare_bytes += it->cap;
+    } else {
+      it->next = gone, gone = it;
+    }
+  }
+  pthread_mutex_unlock(&q_lock);
+  for (item *next; gone; gone = next) next = gone->next, free(gone);
+}
+
+static void settle(item *batch, int outcome) {
+  uint64_t n = 0, bytes = 0, now = ss__mono_ms();
+  for (item *it = batch; it; it = it->next) {
     n += it->n;
     bytes += it->len;
     if (outcome == SENT_OK) {
@@ -368,8 +408,8 @@ static void settle(item *batch, int outcome) {
       if (lat > atomic_load_explicit(&ss__up_stats_g.latency_ms_max, memory_order_relaxed))
         atomic_store_explicit(&ss__up_stats_g.latency_ms_max, lat, memory_order_relaxed);
     }
-    free(it);
   }
+  recycle(batch);
   pthread_mutex_lock(&q_lock);
   q_bytes -= bytes;
   pthread_mutex_unlock(&q_lock);
@@ -387,8 +427,13 @@ static void settle(item *batch, int outcome) {
 static void deliver(CURL *h, item *batch) {
   size_t total = 0;
   for (item *it = batch; it; it = it->next) total += it->len;
-  uint8_t *joined = batch->next ? malloc(total) : NULL, *body = batch->data;
+  uint8_t *body = batch->data;
   if (batch->next) {
+    if (joined_cap < total) {  /* kept for the next batches: at most BATCH_MAX */
+      size_t cap = (total + ROUND - 1) / ROUND * ROUND;
+      free(joined);
+      joined_cap = (joined = malloc(cap)) ? cap : 0;
+    }
     if (joined == NULL) {
       settle(batch, SENT_DROP);
       return;
@@ -422,7 +467,6 @@ static void deliver(CURL *h, item *batch) {
   }
   settle(batch, outcome);
   free(z);
-  free(joined);
 }
 
 static void *run(void *arg) {
@@ -555,6 +599,10 @@ void ss__upstream_stop(uint64_t grace_ms) {
   pthread_mutex_unlock(&q_lock);
   pthread_join(worker, NULL);
   started = 0;
+  for (item *next; spare; spare = next) next = spare->next, free(spare);
+  n_spare = spare_bytes = 0;
+  free(joined);
+  joined = NULL, joined_cap = 0;
   curl_global_cleanup();
   for (size_t i = 0; i < cfg.n_headers; i++) free(cfg.headers[i]);
 }
