@@ -306,16 +306,59 @@ static int dial_unix(ss__transport *t, uint64_t deadline_ms) {
   return fd;
 }
 
+/* The address the endpoint's name last connected to, for the next dial from any thread:
+ * the resolver opens files and sockets, and on an app thread (an exit's delivery) those
+ * would be born in the app's fd table (runtime/ownfd.h); the exporter thread resolves in
+ * its own. Taken with trylock only (a fork child may inherit it held): contended, the
+ * name is resolved as if nothing were kept. */
+static struct {
+  pthread_mutex_t lock;
+  char host[256], port[8];
+  struct sockaddr_storage sa;
+  socklen_t len;
+} last_addr = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static int last_addr_get(const ss__endpoint *ep, struct sockaddr_storage *sa, socklen_t *len) {
+  int ok = 0;
+  if (pthread_mutex_trylock(&last_addr.lock) != 0) return 0;
+  if (last_addr.len > 0 && strcmp(last_addr.host, ep->host) == 0 &&
+      strcmp(last_addr.port, ep->port) == 0) {
+    *sa = last_addr.sa;
+    *len = last_addr.len;
+    ok = 1;
+  }
+  pthread_mutex_unlock(&last_addr.lock);
+  return ok;
+}
+
+static void last_addr_set(const ss__endpoint *ep, const struct sockaddr *sa, socklen_t len) {
+  if (len > sizeof last_addr.sa || pthread_mutex_trylock(&last_addr.lock) != 0) return;
+  snprintf(last_addr.host, sizeof last_addr.host, "%s", ep->host);
+  snprintf(last_addr.port, sizeof last_addr.port, "%s", ep->port);
+  memcpy(&last_addr.sa, sa, len);
+  last_addr.len = len;
+  pthread_mutex_unlock(&last_addr.lock);
+}
+
 static int dial(ss__transport *t, uint64_t deadline_ms) {
   const ss__endpoint *ep = &t->ep;
   if (ep->is_unix) return dial_unix(t, deadline_ms);
+  struct sockaddr_storage sa;
+  socklen_t sl;
+  if (last_addr_get(ep, &sa, &sl)) {
+    int fd = connect_one(sa.ss_family, (struct sockaddr *)&sa, sl, deadline_ms);
+    if (fd >= 0) return fd;
+  }
   struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res;
   int rc = ss__sys_getaddrinfo(ep->host, ep->port, &hints, &res);
   if (rc != 0) return -EHOSTUNREACH;
   int fd = -ECONNREFUSED;
   for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
     fd = connect_one(ai->ai_family, ai->ai_addr, ai->ai_addrlen, deadline_ms);
-    if (fd >= 0) break;
+    if (fd >= 0) {
+      last_addr_set(ep, ai->ai_addr, ai->ai_addrlen);
+      break;
+    }
   }
   ss__sys_freeaddrinfo(res);
   return fd;

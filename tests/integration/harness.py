@@ -338,6 +338,8 @@ class Context:
                 del e[k]
         if preload:
             e["LD_PRELOAD"] = self.lib
+        else:  # an untraced baseline is untraced even when the suite runs under a preload
+            e.pop("LD_PRELOAD", None)
         if collector is not None:
             e["SPANSHIM_ENDPOINT"] = collector.endpoint
         else:

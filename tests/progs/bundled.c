@@ -5,7 +5,8 @@
  * Built twice from this file: normally as the program `bundled EXT.so CONNINFO URL` (no
  * DT_NEEDED on either library), and by the test with -DBUNDLED_EXT -shared, linked against
  * the renamed copies, as the extension, whose ext_run connects to PostgreSQL, runs one
- * query, and fetches URL with libcurl. Prints rows=, curl=, http=, body=. */
+ * query, and fetches URL with libcurl. Prints rows=, curl=, http=, body= (and error=,
+ * libcurl's message, when the transfer failed). */
 /* LIBS: -ldl */
 #ifdef BUNDLED_EXT
 #include <curl/curl.h>
@@ -33,7 +34,9 @@ void ext_run(const char *conninfo, const char *url, char *out, size_t cap) {
   size_t body = 0;
   long code = 0;
   CURLcode rc = CURLE_FAILED_INIT;
+  char why[CURL_ERROR_SIZE] = "";
   if (h != NULL) {
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, why);
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
@@ -41,8 +44,11 @@ void ext_run(const char *conninfo, const char *url, char *out, size_t cap) {
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
     curl_easy_cleanup(h);
   }
-  snprintf(out, cap, "pq=%s rows=%d curl=%d http=%ld body=%zu", c ? "conn" : "null", rows,
-           (int)rc, code, body);
+  int n = snprintf(out, cap, "pq=%s rows=%d curl=%d http=%ld body=%zu", c ? "conn" : "null",
+                   rows, (int)rc, code, body);
+  /* A failed transfer says why (libcurl's message), so a one-off failure can be read. */
+  if (rc != CURLE_OK && n > 0 && (size_t)n < cap)
+    snprintf(out + n, cap - (size_t)n, " error=%s", why[0] ? why : curl_easy_strerror(rc));
 }
 #else
 #include <dlfcn.h>
@@ -57,7 +63,7 @@ int main(int argc, char **argv) {
   }
   void (*run)(const char *, const char *, char *, size_t) =
       (void (*)(const char *, const char *, char *, size_t))dlsym(h, "ext_run");
-  char out[256] = "no ext_run";
+  char out[512] = "no ext_run";
   if (run) run(argv[2], argv[3], out, sizeof out);
   printf("%s\n", out);
   return 0;
