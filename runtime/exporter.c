@@ -215,7 +215,7 @@ static void wait_end(encoder *e, uint64_t began) {
 
 /* Deadline d (on e's clock) as a monotonic time now: for an exit's encoder, d plus the
  * time it has been kept off the CPU so far. */
-static uint64_t due(encoder *e, uint64_t d) {
+static uint64_t due_at(encoder *e, uint64_t d) {
   if (!e->pipelined) return d;
   uint64_t now = ss__mono_ms();
   if (now >= d + e->stalled) {
@@ -227,7 +227,7 @@ static uint64_t due(encoder *e, uint64_t d) {
 }
 
 static int passed(encoder *e, uint64_t d) {
-  return ss__mono_ms() >= due(e, d);
+  return ss__mono_ms() >= due_at(e, d);
 }
 
 /* The deadline for a request that must be tried even though the budget is spent:
@@ -297,7 +297,7 @@ static int collect_answers(encoder *e, uint64_t deadline_ms, int keep) {
   while (e->n_inflight > keep) {
     int rest_refused;
     uint64_t w = wait_begin();
-    int rc = ss__transport_answer(e->t, due(e, deadline_ms), &rest_refused);
+    int rc = ss__transport_answer(e->t, due_at(e, deadline_ms), &rest_refused);
     wait_end(e, w);
     if (rc == -ETIMEDOUT) {
       if (!passed(e, deadline_ms)) continue; /* it waited for a CPU meanwhile */
@@ -336,7 +336,7 @@ static int submit(encoder *e, const char *path, const uint8_t *body, size_t len,
   *slot = *g;
   ss__post_gate pg = {gate_enter, gate_leave, slot};
   uint64_t w = wait_begin();
-  int rc = ss__transport_send(e->t, path, body, len, due(e, deadline_ms), &pg);
+  int rc = ss__transport_send(e->t, path, body, len, due_at(e, deadline_ms), &pg);
   wait_end(e, w);
   *g = *slot;
   if (rc == 0) e->n_inflight++;
@@ -418,7 +418,7 @@ static size_t fill(encoder *e, size_t max, uint64_t deadline_ms) {
   size_t n = 0, len;
   void *rec;
   struct timespec until =
-      ss__timespec_after_ms(CLOCK_REALTIME, ss__ms_until(due(e, deadline_ms), ss__mono_ms()));
+      ss__timespec_after_ms(CLOCK_REALTIME, ss__ms_until(due_at(e, deadline_ms), ss__mono_ms()));
   /* Not a wait of the budget's: the exporter thread holds it for one record at most
    * when an exit waits, unless it cannot get a CPU. */
   if (pthread_mutex_timedlock(&ring_lock, &until) != 0) return 0;
@@ -584,7 +584,7 @@ static int drain(encoder *e, uint64_t deadline_ms, int all) {
     int ready = 1;
     if (cfg->traces_exporter == SS_EXPORT_OTLP) {
       uint64_t w = wait_begin();
-      ready = ss__transport_ready(e->t, due(e, deadline_ms));
+      ready = ss__transport_ready(e->t, due_at(e, deadline_ms));
       wait_end(e, w);
     }
     if (!ready) {
@@ -646,9 +646,8 @@ static void *exporter_main(void *arg) {
   ss__self.internal++;
   atomic_store(&exporter_tid, syscall(SYS_gettid));
   take_own_table();
-  if (cfg->stack_depth > 0) ss__stack_load(); /* so the app's first failure need not */
   uint64_t last = ss__mono_ms();
-  int busy = 0;
+  int busy = 0, unwinder = cfg->stack_depth > 0;
   for (;;) {
     uint64_t asked = atomic_load(&urgent_asked);
     if (asked == atomic_load(&urgent_done)) {
@@ -659,6 +658,12 @@ static void *exporter_main(void *arg) {
           ss__timespec_after_ms(CLOCK_REALTIME, busy ? TICK_BUSY_MS : TICK_IDLE_MS);
       pthread_cond_timedwait(&wake_cond, &wake_lock, &ts);
       pthread_mutex_unlock(&wake_lock);
+    }
+    /* The unwinder, loaded here so the app's first failure need not; after the first
+     * look, so a process (a fork child) that ends at once never loads it. */
+    if (unwinder && !atomic_load(&exiting)) {
+      ss__stack_load();
+      unwinder = 0;
     }
     uint64_t now = ss__mono_ms();
     asked = atomic_load(&urgent_asked);
@@ -958,7 +963,10 @@ void ss__exporter_atfork_child(void) {
   atomic_store(&exporter_table, TABLE_UNKNOWN);
   int efd = atomic_exchange(&exit_transport.fd, -1);
   if (efd >= 0) ss__sys_close(efd);
-  ss__symbolize_forget();
+  /* The symbol cache is kept: it changes only under the loader lock, which the fork
+   * waited for, and the child runs the same objects (no module or symbol table to read
+   * again in every child). */
+  ss__resource_forked();
   pthread_mutex_init(&drain_lock, NULL);
   pthread_mutex_init(&exit_lock, NULL);
   pthread_mutex_init(&ring_lock, NULL);

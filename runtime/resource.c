@@ -126,9 +126,32 @@ static ssize_t read_small(const char *path, char *buf, size_t cap) {
   return n;
 }
 
+static void copy_trunc(char *out, size_t n, const char *s);
+
+/* A fork child's start: the clock read in its fork handler (ss__resource_forked). */
+static struct timespec forked_at;
+static pid_t forked_pid;
+
+void ss__resource_forked(void) {
+  clock_gettime(CLOCK_REALTIME, &forked_at);
+  forked_pid = getpid();
+}
+
+/* secs.ms as ISO 8601 UTC with milliseconds; no time zone file is read. */
+static void iso_utc(char out[ISO_LEN + 1], time_t secs, unsigned long ms) {
+  struct tm tm;
+  char buf[96];
+  out[0] = '\0';
+  if (gmtime_r(&secs, &tm) == NULL) return;
+  snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03luZ", tm.tm_year + 1900,
+           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms % 1000);
+  copy_trunc(out, ISO_LEN + 1, buf);
+}
+
 /* When this process started (semconv process.creation.time, ISO 8601 UTC): its start time
  * in clock ticks after boot (/proc/self/stat field 22) plus the boot time (/proc/stat
- * btime). Empty when /proc cannot tell. */
+ * btime); in a fork child, the fork's time (a short-lived child reads no /proc file).
+ * Empty when /proc cannot tell. */
 static void creation_time(char out[ISO_LEN + 1]) {
   char buf[4096], *p;
   unsigned long long ticks = 0, btime = 0;
@@ -136,6 +159,10 @@ static void creation_time(char out[ISO_LEN + 1]) {
   int field;
 
   out[0] = '\0';
+  if (forked_pid != 0 && forked_pid == getpid()) {
+    iso_utc(out, forked_at.tv_sec, (unsigned long)(forked_at.tv_nsec / 1000000));
+    return;
+  }
   if (hz <= 0 || read_small("/proc/self/stat", buf, sizeof buf) <= 0) return;
   p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
   if (p == NULL) return;
@@ -147,10 +174,7 @@ static void creation_time(char out[ISO_LEN + 1]) {
     return;
   time_t secs = (time_t)(btime + ticks / (unsigned long long)hz);
   unsigned long ms = (unsigned long)(ticks % (unsigned long long)hz * 1000 / (unsigned long long)hz);
-  struct tm tm;
-  if (gmtime_r(&secs, &tm) == NULL) return;
-  size_t n = strftime(out, ISO_LEN + 1, "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(out + n, ISO_LEN + 1 - n, ".%03luZ", ms);
+  iso_utc(out, secs, ms);
 }
 
 static void copy_trunc(char *out, size_t n, const char *s) {
@@ -162,8 +186,14 @@ static void copy_trunc(char *out, size_t n, const char *s) {
   out[len] = '\0';
 }
 
+/* The executable's base name, looked up once per image (a fork child runs the same). */
 static void exe_name(char *out, size_t n) {
+  static char cached[256];
   char path[4096];
+  if (cached[0] != '\0') {
+    copy_trunc(out, n, cached);
+    return;
+  }
   ssize_t len = readlink("/proc/self/exe", path, sizeof(path) - 1);
   const char *base;
 
@@ -176,7 +206,8 @@ static void exe_name(char *out, size_t n) {
   if (len > 10 && strcmp(path + len - 10, " (deleted)") == 0)
     path[len - 10] = '\0';
   base = strrchr(path, '/');
-  copy_trunc(out, n, base != NULL ? base + 1 : path);
+  copy_trunc(cached, sizeof cached, base != NULL ? base + 1 : path);
+  copy_trunc(out, n, cached);
 }
 
 static size_t count_entries(const char *s) {

@@ -19,5 +19,8 @@
  * skipped with one diagnostic. */
 int ss__resource_build(ss__resource *r, const ss__config *c);
 void ss__resource_free(ss__resource *r);
+/* pthread_atfork child handler: the child's process.creation.time is now (async-signal-
+ * safe: a clock read). */
+void ss__resource_forked(void);
 
 #endif

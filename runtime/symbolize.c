@@ -48,13 +48,6 @@ void ss__symbolize_reset(void) {
   n_mods = 0;
 }
 
-void ss__symbolize_forget(void) {
-  /* Entries past n_mods are zero (module_free clears them): a fork child writes only the
-   * pages it used, not the whole table. */
-  if (n_mods) memset(mods, 0, n_mods * sizeof mods[0]);
-  n_mods = 0;
-}
-
 static void read_build_id(struct dl_phdr_info *info, char out[41]) {
   out[0] = '\0';
   for (int i = 0; i < info->dlpi_phnum; i++) {

@@ -5,7 +5,8 @@
  * symbols from the dynamic symbol table (dladdr) and, where the file has one, .symtab
  * (static functions too), read from disk once per module; C++ names are demangled when
  * the process has __cxa_demangle (libstdc++ loaded). Allocates; not thread-safe: one
- * caller at a time (the exporter's drain lock). */
+ * caller at a time (the loader lock, ss__loader_lock, which a fork waits for: a fork child
+ * keeps the cache). */
 #ifndef SS_SYMBOLIZE_H
 #define SS_SYMBOLIZE_H
 
@@ -26,7 +27,5 @@ typedef struct ss__frame {
 int ss__symbolize(uint64_t addr, ss__frame *f);
 /* Forgets every cached module (after fork the map is the same; after dlclose it is not). */
 void ss__symbolize_reset(void);
-/* In a fork child: drops the cache without freeing it (it may have been mid-update). */
-void ss__symbolize_forget(void);
 
 #endif
