@@ -1,5 +1,7 @@
 /* privdrop.c - privilege drops: setuid, setgid, seteuid, setegid, setreuid, setregid,
- * setresuid, setresgid, setgroups, initgroups.
+ * setresuid, setresgid, setfsuid, setfsgid, setgroups, initgroups. (setfsuid: a Unix
+ * socket is reached with the filesystem uid, so a process that changed only that could
+ * no longer connect to a 0700 collector directory.)
  *
  * A collector admits a peer by its credentials when it connects (SO_PEERCRED: the
  * collector's uid, root, or --allow-uid/--allow-group), and it keeps admitting that
@@ -17,6 +19,7 @@
  * Nothing is done in a vfork child (memory shared with the parent) or on the shim's own
  * threads. */
 #include <grp.h>
+#include <sys/fsuid.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -53,5 +56,7 @@ DROP_HOOK(setreuid, (uid_t r, uid_t e), (r, e))
 DROP_HOOK(setregid, (gid_t r, gid_t e), (r, e))
 DROP_HOOK(setresuid, (uid_t r, uid_t e, uid_t s), (r, e, s))
 DROP_HOOK(setresgid, (gid_t r, gid_t e, gid_t s), (r, e, s))
+DROP_HOOK(setfsuid, (uid_t u), (u))
+DROP_HOOK(setfsgid, (gid_t g), (g))
 DROP_HOOK(setgroups, (size_t n, const gid_t *list), (n, list))
 DROP_HOOK(initgroups, (const char *user, gid_t g), (user, g))

@@ -485,3 +485,34 @@ def test_children_forked_after_a_drop_deliver_over_connections_made_before_it(ct
     assert sorted(s.resource["process.pid"] for s in connects) == sorted(
         [main.attrs["process.pid"]] + [k.attrs["process.pid"] for k in kids]), connects
     assert len(spans) == 6, spans
+
+
+FSUID_THEN_CONNECT = textwrap.dedent("""
+    import ctypes, os, socket, sys
+    libc = ctypes.CDLL(None, use_errno=True)
+    before = libc.setfsuid(65534)
+    s = socket.socket(); s.connect(("127.0.0.1", int(sys.argv[1]))); s.close()
+    print("fsuid_was=%d now=%d" % (before, libc.setfsuid(-1)))
+""")
+
+
+def test_a_filesystem_uid_change_keeps_delivering(ctx):
+    """setfsuid is a privilege drop for reaching a Unix socket (the path is checked with
+    the filesystem uid): a root process that sets it to nobody still delivers (it connects
+    first), and setfsuid returns what it would without the shim."""
+    if os.geteuid() != 0:
+        harness.skip("needs root to change the filesystem uid")
+    lst = listener(ctx)
+    script = os.path.join(ctx.tmp, "fsuid.py")
+    with open(script, "w") as f:
+        f.write(FSUID_THEN_CONNECT)
+    c = ctx.collector()
+    py = os.path.realpath(sys.executable)
+    plain = ctx.run([py, script, str(lst.port)], preload=False, cwd="/")
+    r = ctx.run([py, script, str(lst.port)], collector=c,
+                extra_env={"SPANSHIM_PROCESS_SPAN": "1"}, cwd="/")
+    assert r.returncode == 0 and r.stdout == plain.stdout == b"fsuid_was=0 now=65534\n", (r, plain)
+    spans = c.spans()
+    assert [s.attrs.get("network.peer.port") for s in spans if s.name == "connect"] == \
+        [lst.port], spans
+    assert len(procs(spans)) == 1, spans
