@@ -798,6 +798,7 @@ static ss__transport *exit_conn(void) {
 static int load_unwinder_there(void) {
   if (cfg == NULL || atomic_load(&exiting)) return -ENOSYS;
   ss__exporter_kick();
+  pthread_cond_signal(&wake_cond); /* it loads at its next look: make that now */
   uint64_t until = ss__mono_ms() + UNWINDER_WAIT_MS;
   struct timespec tick = {0, 500000};
   for (;;) {
