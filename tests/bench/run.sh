@@ -12,12 +12,14 @@ trap 'rm -f "$BENCH_TABLE"' EXIT
 echo "spanshim bench: $(nproc) cores, load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
 start=$(date +%s)
 status=0
-"$py" "$here/bench.py" "${1:-build}" || status=1
-"$py" "$here/curl_nginx.py" "${1:-build}" || status=1
-"$py" "$here/bench_spanshimd.py" "${1:-build}" || status=1
-"$py" "$here/bench_libpq.py" "${1:-build}" || status=1
-"$py" "$here/bench_http.py" "${1:-build}" || status=1
-"$py" "$here/bench_view.py" "${1:-build}" || status=1
+took=""
+for script in bench.py curl_nginx.py bench_spanshimd.py bench_libpq.py bench_http.py \
+              bench_view.py; do
+  t0=$(date +%s)
+  "$py" "$here/$script" "${1:-build}" || status=1
+  took="$took $script $(($(date +%s) - t0)) s;"
+done
 "$py" "$here/table.py" "$BENCH_TABLE"
-echo "  (make bench: $(($(date +%s) - start)) s)"
+echo "  (make bench: $(($(date +%s) - start)) s:$took load average at the end" \
+     "$(cut -d' ' -f1-3 /proc/loadavg))"
 exit $status
