@@ -165,16 +165,9 @@ def clean_env():
 
 
 def run(argv, lib=None, endpoint=None, extra=None, timeout=600):
-    env = clean_env()
-    if lib:
-        env["LD_PRELOAD"] = lib
-    if endpoint:
-        env["SPANSHIM_ENDPOINT"] = endpoint
-    env.update(extra or {})
-    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
-    if r.returncode != 0:
-        raise RuntimeError("%s: exit %d: %s" % (" ".join(argv), r.returncode, r.stderr))
-    return kv(r.stdout)
+    """Runs argv (preloading lib, sending to endpoint, extra environment); its key=value
+    output. Raises RuntimeError when it fails."""
+    return run_cpu(argv, lib, endpoint, extra, timeout)[0]
 
 
 def run_cpu(argv, lib=None, endpoint=None, extra=None, timeout=600):
