@@ -72,6 +72,11 @@
  * less its CPU time and its waits) is added to the deadlines, up to this many times the
  * budget. */
 #define EXIT_STALL_FACTOR 9
+/* How long an exit waits for the answers once its requests are written: a request written
+ * whole counts as delivered; an answer only tells of a refusal, which a collector slower
+ * than this counts itself (a rejected request). The process does not wait for a busy
+ * collector to be scheduled (a fork child's exit, on a loaded machine). */
+#define EXIT_ANSWER_MS 5
 
 ss__transport ss__transport_g;
 
@@ -859,7 +864,8 @@ int ss__exporter_flush(uint32_t timeout_ms) {
   clock_start(e, timeout_ms);
   rc = drain(e, soft, 1);
   /* The answers so far, before the count is final: a refusal adds to it. */
-  int arc = rc == -ECANCELED ? 0 : collect_answers(e, soft, 0);
+  uint64_t answers_by = ss__mono_ms() - e->stalled + EXIT_ANSWER_MS;
+  int arc = rc == -ECANCELED ? 0 : collect_answers(e, answers_by < soft ? answers_by : soft, 0);
   if (rc == 0) rc = arc;
   if (!own && atomic_load(&draining)) {
     int frc = final_report_claimed(e, deadline);
@@ -868,7 +874,8 @@ int ss__exporter_flush(uint32_t timeout_ms) {
     int frc = final_report(e, deadline);
     if (rc == 0) rc = frc;
   }
-  arc = end_pipeline(e, deadline);
+  answers_by = ss__mono_ms() - e->stalled + EXIT_ANSWER_MS;
+  arc = end_pipeline(e, answers_by < deadline ? answers_by : deadline);
   if (rc == 0) rc = arc;
   if (e->t == &exit_transport) ss__transport_close(&exit_transport);
   if (own) {

@@ -137,14 +137,19 @@ void ss__resource_forked(void) {
   forked_pid = getpid();
 }
 
-/* secs.ms as ISO 8601 UTC with milliseconds; no time zone file is read. */
+/* secs.ms (after 1970) as ISO 8601 UTC with milliseconds. The civil date is worked out
+ * here (days to year/month/day, H. Hinnant's algorithm): glibc's gmtime_r reads the time
+ * zone file first, a /etc/localtime open in every fork child. */
 static void iso_utc(char out[ISO_LEN + 1], time_t secs, unsigned long ms) {
-  struct tm tm;
   char buf[96];
-  out[0] = '\0';
-  if (gmtime_r(&secs, &tm) == NULL) return;
-  snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03luZ", tm.tm_year + 1900,
-           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms % 1000);
+  long long days = (long long)secs / 86400, rem = (long long)secs % 86400;
+  long long z = days + 719468, era = z / 146097;
+  long long doe = z - era * 146097, yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
+  long long d = doy - (153 * mp + 2) / 5 + 1, m = mp < 10 ? mp + 3 : mp - 9;
+  long long y = yoe + era * 400 + (m <= 2);
+  snprintf(buf, sizeof buf, "%04lld-%02lld-%02lldT%02lld:%02lld:%02lld.%03luZ", y, m, d,
+           rem / 3600, rem / 60 % 60, rem % 60, ms % 1000);
   copy_trunc(out, ISO_LEN + 1, buf);
 }
 
