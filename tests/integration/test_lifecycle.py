@@ -460,17 +460,20 @@ DROP_THEN_FORK = textwrap.dedent("""
 """)
 
 
+def _root_script(ctx, text, why):
+    """For a root-only test of a Python script: (listener, script path, collector, python)."""
+    if os.geteuid() != 0:
+        harness.skip("needs root " + why)
+    script = os.path.join(ctx.tmp, "script.py")
+    with open(script, "w") as f:
+        f.write(text)
+    return listener(ctx), script, ctx.collector(), os.path.realpath(sys.executable)
+
+
 def test_children_forked_after_a_drop_deliver_over_connections_made_before_it(ctx):
     """A root process drops to nobody, then forks two children that connect: each child
     takes one of the connections made before the drop (the parent keeps its own)."""
-    if os.geteuid() != 0:
-        harness.skip("needs root to drop privileges")
-    lst = listener(ctx)
-    script = os.path.join(ctx.tmp, "dropfork.py")
-    with open(script, "w") as f:
-        f.write(DROP_THEN_FORK)
-    c = ctx.collector()
-    py = os.path.realpath(sys.executable)
+    lst, script, c, py = _root_script(ctx, DROP_THEN_FORK, "to drop privileges")
     r = ctx.run([py, script, str(lst.port), "2"], collector=c,
                 extra_env=dict(SLOW_EXIT, SPANSHIM_PROCESS_SPAN="1"), cwd="/")
     assert r.returncode == 0 and r.stdout == b"uid=65534\n", r
@@ -500,14 +503,7 @@ def test_a_filesystem_uid_change_keeps_delivering(ctx):
     """setfsuid is a privilege drop for reaching a Unix socket (the path is checked with
     the filesystem uid): a root process that sets it to nobody still delivers (it connects
     first), and setfsuid returns what it would without the shim."""
-    if os.geteuid() != 0:
-        harness.skip("needs root to change the filesystem uid")
-    lst = listener(ctx)
-    script = os.path.join(ctx.tmp, "fsuid.py")
-    with open(script, "w") as f:
-        f.write(FSUID_THEN_CONNECT)
-    c = ctx.collector()
-    py = os.path.realpath(sys.executable)
+    lst, script, c, py = _root_script(ctx, FSUID_THEN_CONNECT, "to change the filesystem uid")
     plain = ctx.run([py, script, str(lst.port)], preload=False, cwd="/")
     r = ctx.run([py, script, str(lst.port)], collector=c,
                 extra_env={"SPANSHIM_PROCESS_SPAN": "1"}, cwd="/")
