@@ -522,9 +522,20 @@ static void drop_if_app_range(ss__transport *t, int fd) {
   if (!t->own_table && ss__own_in_app_range(fd) && !t->kept) drop_conn(t);
 }
 
+/* Answers still due on the connection (an exit flush that gave up on them, then an exec
+ * that failed): read and dropped when the connection was made before a privilege drop
+ * (it cannot be made again), else the connection is dropped. */
+static void settle(ss__transport *t, uint64_t deadline_ms) {
+  int close_after = 0;
+  while (t->unanswered > 0 && t->kept && !close_after && atomic_load(&t->fd) >= 0 &&
+         read_response(t, atomic_load(&t->fd), deadline_ms, &close_after) > 0)
+    t->unanswered--;
+  if (t->unanswered > 0 || close_after) drop_conn(t);
+}
+
 static int post_once(ss__transport *t, const char *path, const void *body, size_t len,
                      uint64_t deadline_ms, int *reused, const ss__post_gate *g) {
-  if (t->unanswered > 0) drop_conn(t); /* answers of pipelined requests due: not ours */
+  settle(t, deadline_ms); /* answers of pipelined requests due: not ours */
   int fd = atomic_load(&t->fd);
   *reused = fd >= 0;
   fd = ensure_conn(t, deadline_ms);
@@ -579,7 +590,7 @@ int ss__transport_answer(ss__transport *t, uint64_t deadline_ms, int *rest_refus
 void ss__transport_abandon(ss__transport *t) {
   pthread_mutex_lock(&t->lock);
   int fd = atomic_load(&t->fd);
-  if (t->unanswered > 0 && fd >= 0) {
+  if (t->unanswered > 0 && fd >= 0 && !t->kept) { /* kept: settled before its next use */
     /* Read what has come (over TCP, closing with unread bytes would reset the connection
      * and could cost the collector requests it has not read yet). */
     char skip[512];

@@ -158,7 +158,8 @@ int ss__transport_send(ss__transport *t, const char *path, const void *body, siz
  * connection is dropped and nothing is unanswered any more). */
 int ss__transport_answer(ss__transport *t, uint64_t deadline_ms, int *rest_refused);
 /* Gives up on the answers still due: reads what has arrived without waiting and drops
- * the connection when any is still unanswered. */
+ * the connection when any is still unanswered (a connection made before a privilege drop
+ * is kept, its answers read before its next request). */
 void ss__transport_abandon(ss__transport *t);
 /* Connects now unless connected or backing off after a failed attempt. 1 when connected,
  * else 0 (then nothing can be sent before the backoff ends). */
