@@ -81,6 +81,7 @@ static void start(void) {
   static int started;
   if (started++) return;
   o.max_body = 1u << 16;
+  o.max_buffered = o.max_buffered_peer = 1u << 20;  /* as main.c would make them */
   int k = snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "spanshim-fuzz-grpc-%d",
                    (int)getpid());
   sa_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)k);
