@@ -533,15 +533,18 @@ static void settle(ss__transport *t, uint64_t deadline_ms) {
   if (t->unanswered > 0 || close_after) drop_conn(t);
 }
 
+/* *whole: the request was written whole (the collector has it). */
 static int post_once(ss__transport *t, const char *path, const void *body, size_t len,
-                     uint64_t deadline_ms, int *reused, const ss__post_gate *g) {
+                     uint64_t deadline_ms, int *reused, int *whole, const ss__post_gate *g) {
   settle(t, deadline_ms); /* answers of pipelined requests due: not ours */
   int fd = atomic_load(&t->fd);
   *reused = fd >= 0;
+  *whole = 0;
   fd = ensure_conn(t, deadline_ms);
   if (fd < 0) return fd;
   int rc = write_request(t, fd, path, body, len, deadline_ms, g);
   int close_after = 1;
+  *whole = rc == 0;
   if (rc == 0) rc = read_response(t, fd, deadline_ms, &close_after);
   if (rc < 0 || close_after) drop_conn(t);
   else drop_if_app_range(t, fd);
@@ -604,16 +607,21 @@ void ss__transport_abandon(ss__transport *t) {
 int ss__transport_post_gated(ss__transport *t, const char *path, const void *body, size_t len,
                              uint64_t deadline_ms, const ss__post_gate *g) {
   pthread_mutex_lock(&t->lock);
-  int reused;
-  int rc = post_once(t, path, body, len, deadline_ms, &reused, g);
+  atomic_store(&t->cut, 0);
+  int reused, whole;
+  int rc = post_once(t, path, body, len, deadline_ms, &reused, &whole, g);
   /* A stale keep-alive connection: the peer closed it before reading anything, so the
-   * request is sent again on a new one (the gate takes back a copy it saw written whole). */
-  if (reused && (rc == -ECONNRESET || rc == -EPIPE)) {
+   * request is sent again on a new one (the gate takes back a copy it saw written whole).
+   * Not when the fd guards cut it after the request was written whole: the collector has
+   * that one (its answer was lost, not the request), and a second copy would deliver
+   * its spans twice. */
+  int ours_whole = atomic_exchange(&t->cut, 0) && whole;
+  if (reused && !ours_whole && (rc == -ECONNRESET || rc == -EPIPE)) {
     if (g == NULL) {
-      rc = post_once(t, path, body, len, deadline_ms, &reused, g);
+      rc = post_once(t, path, body, len, deadline_ms, &reused, &whole, g);
     } else if (g->enter(g->arg) == 0) {
       g->leave(g->arg, -1);
-      rc = post_once(t, path, body, len, deadline_ms, &reused, g);
+      rc = post_once(t, path, body, len, deadline_ms, &reused, &whole, g);
     } else {
       rc = -ECANCELED;
     }
@@ -696,7 +704,10 @@ void ss__transport_move(ss__transport *t) {
   if (pthread_mutex_timedlock(&t->lock, &ts) != 0) {
     /* A request is in flight on a slow collector: cut it short so the lock comes back. */
     int fd = atomic_load(&t->fd);
-    if (fd >= 0) ss__sys_shutdown(fd, SHUT_RDWR);
+    if (fd >= 0) {
+      atomic_store(&t->cut, 1);
+      ss__sys_shutdown(fd, SHUT_RDWR);
+    }
     pthread_mutex_lock(&t->lock);
   }
   int fd = atomic_load(&t->fd);
@@ -713,6 +724,7 @@ void ss__transport_release(ss__transport *t, int fd) {
     if (atomic_load(&t->fd) == fd) drop_conn(t);
     pthread_mutex_unlock(&t->lock);
   } else if (atomic_load(&t->fd) == fd) {
+    atomic_store(&t->cut, 1);        /* before the shutdown the request in flight sees */
     ss__sys_shutdown(fd, SHUT_RDWR); /* the request in flight fails and drops it */
   }
 }

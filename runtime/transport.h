@@ -67,6 +67,9 @@ typedef struct ss__transport {
   char *logs_headers;          /* the same from OTEL_EXPORTER_OTLP_LOGS_HEADERS, or NULL:
                                   sent instead on requests to ep.logs_path */
   _Atomic int fd;              /* -1 when not connected */
+  _Atomic int cut;             /* the fd guards shut the connection down under a request
+                                  in flight (the app closed or dup2'd over it): its
+                                  failure is ours, not a stale keep-alive connection */
   int kept;                    /* fd was made before a privilege drop: it could not be made
                                   again, so it is kept even on a number the app could use */
   int own_table;               /* used only by a thread with an fd table of its own
@@ -173,7 +176,8 @@ void ss__transport_move(ss__transport *t);
 /* The app closed fd, our socket (it saw it listed in /proc/self/fd): the connection is
  * dropped now so that the number is free, or, when a request is in flight, shut down so
  * that the exporter drops it as the request fails; the exporter reconnects when it next
- * sends. Never waits. */
+ * sends. A request written whole before the cut is not sent again (the collector has
+ * it; only its answer is lost): it counts as delivered. Never waits. */
 void ss__transport_release(ss__transport *t, int fd);
 /* In a fork child: the inherited connection belongs to the parent. Closes our copy and
  * reinitializes the locks; a spare, if the parent had one, becomes our connection. */
