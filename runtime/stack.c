@@ -26,7 +26,7 @@ void ss__loader_atfork_parent(void) { pthread_mutex_unlock(&loader); }
 void ss__loader_atfork_child(void) { pthread_mutex_init(&loader, NULL); }
 
 static _Atomic(backtrace_fn) backtrace_p;
-static getip_fn getip_p; /* set before backtrace_p is published */
+static _Atomic(getip_fn) getip_p; /* set before backtrace_p is published */
 static _Atomic int load_state; /* 0 not tried, 2 loaded, 3 unavailable */
 
 typedef struct {
@@ -37,7 +37,7 @@ typedef struct {
 static _Unwind_Reason_Code one_frame(struct _Unwind_Context *ctx, void *arg) {
   walk *w = arg;
   if (w->n >= w->max) return _URC_END_OF_STACK;
-  uintptr_t ip = getip_p(ctx);
+  uintptr_t ip = atomic_load_explicit(&getip_p, memory_order_relaxed)(ctx);
   if (ip == 0) return _URC_END_OF_STACK; /* the outermost frame */
   w->out[w->n++] = ip;
   return _URC_NO_REASON;
@@ -60,7 +60,8 @@ static int find_libgcc(struct dl_phdr_info *info, size_t size, void *arg) {
 /* dlopen of the unwinder, once; `nofd`: only if it is loaded already. (RTLD_NOLOAD alone
  * does not do: for a name it has not loaded, the loader opens the cache and the file to
  * compare it with what it has. The name of a loaded object, as the loader keeps it,
- * matches without a look at the disk.) Under the loader lock. */
+ * matches without a look at the disk.) Two threads may both get here: each store is of the
+ * same value. */
 static void load_here(int nofd) {
   if (atomic_load(&load_state) != 0) return;
   void *h;
@@ -75,8 +76,9 @@ static void load_here(int nofd) {
     ss__own_library_end();
   }
   backtrace_fn f = h ? (backtrace_fn)dlsym(h, "_Unwind_Backtrace") : NULL;
-  getip_p = h ? (getip_fn)dlsym(h, "_Unwind_GetIP") : NULL;
-  if (getip_p == NULL) f = NULL;
+  getip_fn g = h ? (getip_fn)dlsym(h, "_Unwind_GetIP") : NULL;
+  atomic_store(&getip_p, g);
+  if (g == NULL) f = NULL;
   if (f != NULL) { /* the unwinder's own one-time set-up, here rather than in a hook */
     uint64_t frames[4];
     walk w = {frames, 0, 4};
@@ -93,6 +95,15 @@ int ss__stack_load(void) {
    * load in progress. Threads failing at the same time wait here for the one loading. */
   int saved = errno; /* dlopen may set it; the app's call set it last */
   int here = ss__own_is_private() || load_elsewhere == NULL;
+  if (ss__own_is_private()) {
+    /* The exporter thread, in its table of its own: dlopen here without the shim's loader
+     * lock. An app thread inside dlopen (a constructor) holds the dynamic loader's lock and
+     * may wait for ours (shim/resolve.c, a bundled libpq's first call): holding ours while
+     * dlopen waits for theirs would deadlock both. */
+    load_here(0);
+    errno = saved;
+    return atomic_load(&load_state) == 2 ? 0 : -1;
+  }
   ss__loader_lock();
   load_here(!here);
   ss__loader_unlock();

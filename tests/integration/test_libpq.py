@@ -456,6 +456,39 @@ def test_libpq_shim_has_no_libpq_dependency(ctx):
     assert r.returncode == 0
 
 
+def test_bundled_libpq_called_from_a_constructor_inside_dlopen_after_a_failure(ctx):
+    """A module whose constructor (run inside dlopen, the dynamic loader's lock held) makes
+    the process's first failing call and then uses its bundled libpq and libcurl. The first
+    failure has the exporter thread load the unwinder; that dlopen waits for the app's, and
+    must not hold the lock the bundled libraries' first calls need (it did: a hang)."""
+    import shutil
+    if not shutil.which("patchelf"):
+        harness.skip("no patchelf (tools/deps.sh installs it)")
+    pg = ctx.postgres()
+    web = ctx.http_server()
+    libdir = os.path.join(ctx.tmp, "wheel.libs")
+    os.mkdir(libdir)
+    pq = _bundled_copy(ctx, libdir, "libpq.so.5", "libpq", "5f2a9c1e")
+    curl = _bundled_copy(ctx, libdir, "libcurl.so.4", "libcurl", "7b3d0e4f")
+    ext = os.path.join(ctx.tmp, "_ext.so")
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "progs", "bundled.c")
+    subprocess.run(["cc", "-shared", "-fPIC", "-DBUNDLED_EXT", "-DBUNDLED_CTOR", "-o", ext, src,
+                    pq, curl, "-Wl,-rpath," + libdir], check=True)
+    argv = [ctx.prog("bundled"), ext, pg.dsn(), web.url + "/bundled"]
+    env = {"BUNDLED_CONNINFO": pg.dsn(), "BUNDLED_URL": web.url + "/bundled"}
+    want = (b"ctor_connect=-1 pq=conn rows=4 curl=0 http=200 body=6\n"
+            b"pq=conn rows=4 curl=0 http=200 body=6\n")
+    plain = ctx.run(argv, preload=False, extra_env=env)
+    assert plain.returncode == 0 and plain.stdout == want, plain
+    c = ctx.collector(args=SHIM_NAMES)
+    r = ctx.run(argv, collector=c, extra_env=env, timeout=120)
+    assert (r.returncode, r.stdout, r.stderr) == (0, want, b""), r
+    spans = c.spans()
+    assert len(_conns(spans)) == 2 and len(_db(spans)) == 2, spans
+    refused = [s for s in spans if s.name == "connect" and s.status_code == 2]
+    assert len(refused) == 1, spans
+
+
 def _bundled_copy(ctx, libdir, name, soname_base, digest):
     """A copy of the system's `name` (e.g. libpq.so.5) under a wheel-style hashed name with
     its soname changed to it (patchelf), as auditwheel/delocate bundle libraries."""

@@ -6,7 +6,8 @@
  * DT_NEEDED on either library), and by the test with -DBUNDLED_EXT -shared, linked against
  * the renamed copies, as the extension, whose ext_run connects to PostgreSQL, runs one
  * query, and fetches URL with libcurl. Prints rows=, curl=, http=, body= (and error=,
- * libcurl's message, when the transfer failed). */
+ * libcurl's message, when the transfer failed). With -DBUNDLED_CTOR also from the module's
+ * constructor (BUNDLED_CONNINFO, BUNDLED_URL), printed first. */
 /* LIBS: -ldl */
 #ifdef BUNDLED_EXT
 #include <curl/curl.h>
@@ -50,6 +51,27 @@ void ext_run(const char *conninfo, const char *url, char *out, size_t cap) {
   if (rc != CURLE_OK && n > 0 && (size_t)n < cap)
     snprintf(out + n, cap - (size_t)n, " error=%s", why[0] ? why : curl_easy_strerror(rc));
 }
+#ifdef BUNDLED_CTOR
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* -DBUNDLED_CTOR: the same work from the module's constructor, inside dlopen (the dynamic
+ * loader's lock held), after the process's first failing call (a refused connect). */
+char ext_ctor_out[512] = "ctor did not run";
+
+__attribute__((constructor)) static void at_load(void) {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(1)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int rc = connect(s, (struct sockaddr *)&a, sizeof a);
+  close(s);
+  char *ci = getenv("BUNDLED_CONNINFO"), *url = getenv("BUNDLED_URL");
+  int n = snprintf(ext_ctor_out, sizeof ext_ctor_out, "ctor_connect=%d ", rc);
+  if (ci && url) ext_run(ci, url, ext_ctor_out + n, sizeof ext_ctor_out - (size_t)n);
+}
+#endif
 #else
 #include <dlfcn.h>
 #include <stdio.h>
@@ -64,6 +86,8 @@ int main(int argc, char **argv) {
   void (*run)(const char *, const char *, char *, size_t) =
       (void (*)(const char *, const char *, char *, size_t))dlsym(h, "ext_run");
   char out[512] = "no ext_run";
+  const char *ctor = dlsym(h, "ext_ctor_out");
+  if (ctor) printf("%s\n", ctor);
   if (run) run(argv[2], argv[3], out, sizeof out);
   printf("%s\n", out);
   return 0;
