@@ -429,8 +429,27 @@ static ss__strv cut(const uint8_t *p, size_t n) {  /* as protobuf-c's C string r
 /* A KeyValue's key and, when its value is a string, that string (p NULL otherwise). */
 static int kv_of(const wfield *kvf, ss__strv *key, ss__strv *sval) {
   const uint8_t *p = kvf->data, *q;
+  size_t n = (size_t)(kvf->end - p), kl = n > 2 ? p[1] : 0;
   wfield f, g;
   int rc;
+  /* the usual encoding, read without the general walk: key, then a value holding one
+   * short string or something else that is not a string */
+  if (n >= 4 && p[0] == 0x0a && kl < 0x80 && kl + 4 <= n && p[kl + 2] == 0x12 &&
+      p[kl + 3] < 0x80 && kl + 4 + p[kl + 3] == n) {
+    const uint8_t *v = p + kl + 4;
+    size_t vl = p[kl + 3];
+    *key = cut(p + 2, kl);
+    if (vl >= 2 && v[0] == 0x0a && v[1] < 0x80 && (size_t)v[1] + 2 == vl) {
+      *sval = cut(v + 2, v[1]);
+      return 0;
+    }
+    if (vl >= 1 && v[0] != 0x0a && (v[0] & 7) != 2 && v[0] < 0x80) {
+      *sval = (ss__strv){NULL, 0};  /* one scalar value: not a string */
+      for (q = v; (rc = ss__wire_next(&q, v + vl, &g)) == 1;)
+        if (g.wt == 2) break;
+      if (rc == 0) return 0;
+    }
+  }
   *key = (ss__strv){"", 0};
   *sval = (ss__strv){NULL, 0};
   while ((rc = ss__wire_next(&p, kvf->end, &f)) == 1) {
