@@ -220,44 +220,32 @@ void ss__jw_base64(ss__buf *b, const uint8_t *p, size_t n) {
  * Each object is written as "{" fields "}", where a field helper emits the separating
  * comma itself, tracked by the object's field count *n. */
 
-static void key(ss__buf *b, int *n, const char *lit, size_t len) {
-  char *o = ss__buf_room(b, len + 4);
-  if (o == NULL) return;
-  size_t k = 0;
-  if ((*n)++) o[k++] = ',';
-  o[k++] = '"';
-  memcpy(o + k, lit, len);
-  k += len;
-  o[k++] = '"';
-  o[k++] = ':';
-  b->len += k;
-}
-#define KEY(b, n, lit) key((b), (n), (lit), sizeof(lit) - 1)
+#define KEY(b, n, lit) ss__jw_key((b), (n), (lit), sizeof(lit) - 1)
 
 static void f_str(ss__buf *b, int *n, const char *k, size_t klen, const char *s) {
   if (s == NULL || *s == 0) return;
-  key(b, n, k, klen);
+  ss__jw_key(b, n, k, klen);
   json_cstr(b, s);
 }
 #define F_STR(b, n, lit, s) f_str((b), (n), (lit), sizeof(lit) - 1, (s))
 
 static void f_u32(ss__buf *b, int *n, const char *k, size_t klen, uint32_t v) {
   if (v == 0) return;
-  key(b, n, k, klen);
+  ss__jw_key(b, n, k, klen);
   ss__jw_u64(b, v);
 }
 #define F_U32(b, n, lit, v) f_u32((b), (n), (lit), sizeof(lit) - 1, (v))
 
 static void f_time(ss__buf *b, int *n, const char *k, size_t klen, uint64_t v) {
   if (v == 0) return;
-  key(b, n, k, klen);
+  ss__jw_key(b, n, k, klen);
   json_u64_str(b, v);
 }
 #define F_TIME(b, n, lit, v) f_time((b), (n), (lit), sizeof(lit) - 1, (v))
 
 static void f_id(ss__buf *b, int *n, const char *k, size_t klen, ProtobufCBinaryData d) {
   if (d.len == 0) return;
-  key(b, n, k, klen);
+  ss__jw_key(b, n, k, klen);
   ss__jw_hex(b, d.data, d.len);
 }
 #define F_ID(b, n, lit, d) f_id((b), (n), (lit), sizeof(lit) - 1, (d))

@@ -56,6 +56,21 @@ void ss__jw_str(ss__buf *b, const char *s, size_t len);
 void ss__jw_hex(ss__buf *b, const uint8_t *p, size_t n);
 /* An unquoted decimal number. */
 void ss__jw_u64(ss__buf *b, uint64_t v);
+/* `"lit":` (lit[0..len), not escaped), after a comma unless it is the object's first
+ * member: *n counts the members written. Inline, so a literal's length is a constant. */
+static inline __attribute__((always_inline)) void ss__jw_key(ss__buf *b, int *n,
+                                                             const char *lit, size_t len) {
+  char *o = ss__buf_room(b, len + 4);
+  if (o == NULL) return;
+  size_t k = 0;
+  if ((*n)++) o[k++] = ',';
+  o[k++] = '"';
+  memcpy(o + k, lit, len);
+  k += len;
+  o[k++] = '"';
+  o[k++] = ':';
+  b->len += k;
+}
 void ss__jw_i64(ss__buf *b, int64_t v);
 /* A double: the shortest of %.15g/%.16g/%.17g that reads back exactly; NaN and the
  * infinities as the proto3 JSON strings. */

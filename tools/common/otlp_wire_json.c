@@ -250,20 +250,7 @@ static int index_any(msg *m, const uint8_t *p, size_t n) {
 
 /* ---- writing ---- */
 
-static inline __attribute__((always_inline)) void key(ss__buf *b, int *n, const char *lit,
-                                                      size_t len) {
-  char *o = ss__buf_room(b, len + 4);
-  if (o == NULL) return;
-  size_t k = 0;
-  if ((*n)++) o[k++] = ',';
-  o[k++] = '"';
-  memcpy(o + k, lit, len);
-  k += len;
-  o[k++] = '"';
-  o[k++] = ':';
-  b->len += k;
-}
-#define KEY(b, n, lit) key((b), (n), (lit), sizeof(lit) - 1)
+#define KEY(b, n, lit) ss__jw_key((b), (n), (lit), sizeof(lit) - 1)
 
 static void str_of(ss__buf *b, const msg *m, unsigned no) {
   if (!HAS(m, no)) SS_BUF_LIT(b, "\"\"");
@@ -273,7 +260,7 @@ static void str_of(ss__buf *b, const msg *m, unsigned no) {
 /* A string field, left out when empty. */
 static void f_str(ss__buf *b, int *n, const char *k, size_t kl, const msg *m, unsigned no) {
   if (!HAS(m, no) || m->f[no].v == 0) return;
-  key(b, n, k, kl);
+  ss__jw_key(b, n, k, kl);
   str_of(b, m, no);
 }
 #define F_STR(b, n, lit, m, no) f_str((b), (n), (lit), sizeof(lit) - 1, (m), (no))
@@ -281,14 +268,14 @@ static void f_str(ss__buf *b, int *n, const char *k, size_t kl, const msg *m, un
 static void f_u32(ss__buf *b, int *n, const char *k, size_t kl, const msg *m, unsigned no) {
   uint32_t v = HAS(m, no) ? (uint32_t)m->f[no].v : 0;
   if (v == 0) return;
-  key(b, n, k, kl);
+  ss__jw_key(b, n, k, kl);
   ss__jw_u64(b, v);
 }
 #define F_U32(b, n, lit, m, no) f_u32((b), (n), (lit), sizeof(lit) - 1, (m), (no))
 
 static void f_time(ss__buf *b, int *n, const char *k, size_t kl, const msg *m, unsigned no) {
   if (!HAS(m, no) || m->f[no].v == 0) return;
-  key(b, n, k, kl);
+  ss__jw_key(b, n, k, kl);
   ss__buf_putc(b, '"');
   ss__jw_u64(b, m->f[no].v);
   ss__buf_putc(b, '"');
@@ -297,7 +284,7 @@ static void f_time(ss__buf *b, int *n, const char *k, size_t kl, const msg *m, u
 
 static void f_id(ss__buf *b, int *n, const char *k, size_t kl, const msg *m, unsigned no) {
   if (!HAS(m, no) || m->f[no].v == 0) return;
-  key(b, n, k, kl);
+  ss__jw_key(b, n, k, kl);
   ss__jw_hex(b, m->f[no].p, (size_t)m->f[no].v);
 }
 #define F_ID(b, n, lit, m, no) f_id((b), (n), (lit), sizeof(lit) - 1, (m), (no))
@@ -457,7 +444,7 @@ static int list_of(wctx *w, int *n, const char *k, size_t kl, const msg *m, unsi
   if (!HAS(m, no)) return 0;
   const uint8_t *p = m->f[no].p, *e;
   size_t el, i = 0;
-  key(w->b, n, k, kl);
+  ss__jw_key(w->b, n, k, kl);
   while ((e = next_of(&p, m->end, no, &el)) != NULL) {
     ss__buf_putc(w->b, i++ ? ',' : '[');
     if (one(w, e, el) != 0) return DECLINE;

@@ -400,7 +400,9 @@ static ss__strv strv(const char *s) { return (ss__strv){s, s ? strlen(s) : 0}; }
 
 /* Enriches one span; 1 when it changed. */
 static int enrich(pb_span *s) {
-  ss__sql_in in = {strv(str_attr(s, "db.query.text")), strv(str_attr(s, "db.system.name")),
+  const char *text = str_attr(s, "db.query.text");
+  if (text == NULL) return 0;  /* most spans: one look */
+  ss__sql_in in = {strv(text), strv(str_attr(s, "db.system.name")),
                    strv(str_attr(s, "db.system")), strv(str_attr(s, "db.operation.name")),
                    strv(s->name)};
   ss__sql_edit e;
