@@ -111,24 +111,34 @@ static void write_all(int fd, const char *s, size_t n) {
   }
 }
 
+/* Writes s[0..n) to fd, a number of the app's table, from a thread with a table of its
+ * own: through a copy borrowed for the write. */
+static void write_borrowed(int fd, const char *s, size_t n) {
+  int mine = ss__own_borrow(fd);
+  write_all(mine, s, n);
+  ss__own_unborrow(mine, fd);
+}
+
 /* Writes s[0..n) to the log. On a thread with an fd table of its own (the exporter's,
  * runtime/ownfd.h) the app's fd is borrowed for the write (the log file reopened there
- * when the app closed ours); elsewhere the app's table has it. */
-static void write_log(const char *s, size_t n) {
+ * when the app closed ours); elsewhere the app's table has it. A warning or error whose
+ * log file the app closed and which cannot be reopened (the app holds every fd its hard
+ * limit allows) goes to stderr rather than nowhere: it may be the only record of a loss. */
+static void write_log(int level, const char *s, size_t n) {
   if (ss__own_is_private()) {
     int fd = atomic_load(&log_fd);
     if (fd < 0 && log_path[0] != '\0') {
       int mine = open_file(log_path);
+      if (mine < 0 && level <= SS_LOG_WARN) write_borrowed(2, s, n);
       write_all(mine, s, n);
       if (mine >= 0) ss__own_close(mine);
     } else if (fd >= 0) {
-      int mine = ss__own_borrow(fd);
-      write_all(mine, s, n);
-      ss__own_unborrow(mine, fd);
+      write_borrowed(fd, s, n);
     }
     return;
   }
   int fd = current_fd();
+  if (fd < 0 && level <= SS_LOG_WARN) write_all(2, s, n);
   write_all(fd, s, n);
   if (fd > 2 && log_path[0] != '\0' && ss__own_in_app_range(fd))
     ss__log_fd_closed_by_app(fd); /* not held on a number the app could use */
@@ -160,12 +170,12 @@ void ss__log(int level, const char *fmt, ...) {
   m = (int)ss__text_redact(msg, (size_t)m, red, sizeof(red));
   n += (int)ss__log_escape(buf + n, sizeof(buf) - 1 - (size_t)n, red, (size_t)m);
   buf[n++] = '\n';
-  write_log(buf, (size_t)n);
+  write_log(level, buf, (size_t)n);
   errno = saved_errno;
 }
 
 void ss__log_line(const char *line, size_t n) {
   int saved_errno = errno;
-  write_log(line, n);
+  write_log(SS_LOG_DEBUG, line, n); /* spans: never to stderr instead of the file */
   errno = saved_errno;
 }

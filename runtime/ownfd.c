@@ -67,24 +67,49 @@ static int in_range_base(rlim_t soft) {
   return soft >= 3 + SS_OWN_MAX ? (int)soft - SS_OWN_MAX : 3;
 }
 
-/* A copy of fd at or above the soft limit, raised for the duration of one fcntl; -1 when
- * the hard limit leaves no room. */
-static int dup_above_limit(int fd, const struct rlimit *cur) {
+/* Raises the soft limit by SS_OWN_MAX for one system call: 0 with the limits before in
+ * *before and the raised ones in *up, or -1 (EMFILE) when the hard limit leaves no room. */
+static int room_begin(const struct rlimit *cur, struct rlimit *up, struct rlimit *before) {
   if (cur->rlim_max != RLIM_INFINITY && cur->rlim_max < cur->rlim_cur + SS_OWN_MAX) {
     errno = EMFILE;
     return -1;
   }
-  struct rlimit up = {cur->rlim_cur + SS_OWN_MAX, cur->rlim_max}, before, seen;
-  if (nofile(&up, &before) != 0) return -1;
-  int hi = ss__sys_fcntl(fd, F_DUPFD_CLOEXEC, (int)before.rlim_cur);
+  *up = (struct rlimit){cur->rlim_cur + SS_OWN_MAX, cur->rlim_max};
+  return nofile(up, before);
+}
+
+/* Puts the app's limit back; if the app set one meanwhile, that one stands. Keeps errno. */
+static void room_end(const struct rlimit *up, const struct rlimit *before) {
   int err = errno;
-  /* Put the app's limit back; if the app set one meanwhile, that one stands. */
-  if (nofile(&before, &seen) == 0 &&
-      (seen.rlim_cur != up.rlim_cur || seen.rlim_max != up.rlim_max))
+  struct rlimit seen;
+  if (nofile(before, &seen) == 0 &&
+      (seen.rlim_cur != up->rlim_cur || seen.rlim_max != up->rlim_max))
     nofile(&seen, NULL);
   errno = err;
+}
+
+/* A copy of fd at or above the soft limit, raised for the duration of one fcntl; -1 when
+ * the hard limit leaves no room. */
+static int dup_above_limit(int fd, const struct rlimit *cur) {
+  struct rlimit up, before;
+  if (room_begin(cur, &up, &before) != 0) return -1;
+  int hi = ss__sys_fcntl(fd, F_DUPFD_CLOEXEC, (int)before.rlim_cur);
+  room_end(&up, &before);
   return hi;
 }
+
+/* An fd born with the app holding every number its soft limit allows (EMFILE: a daemon
+ * that exhausted its fds, then exits and must deliver or log its last spans) is made
+ * above that limit, raised for the one system call, when the hard limit leaves room. */
+#define MADE_ABOVE_ON_EMFILE(fd, call)                                  \
+  do {                                                                  \
+    struct rlimit cur_, up_, before_;                                   \
+    if ((fd) < 0 && errno == EMFILE && nofile(NULL, &cur_) == 0 &&      \
+        room_begin(&cur_, &up_, &before_) == 0) {                       \
+      (fd) = (call);                                                    \
+      room_end(&up_, &before_);                                         \
+    }                                                                   \
+  } while (0)
 
 /* A copy of fd out of the app's way (see ownfd.h), or -1 with errno; fd stays open. In
  * order: above a soft limit of ABOVE_MAX or less; from in_range_base up; above any soft limit
@@ -148,13 +173,17 @@ static int born(int low) {
 int ss__own_socket(int domain, int type, int protocol) {
   if (private_table) return ss__sys_socket(domain, type | SOCK_CLOEXEC, protocol);
   birth_begin();
-  return born(ss__sys_socket(domain, type | SOCK_CLOEXEC, protocol));
+  int fd = ss__sys_socket(domain, type | SOCK_CLOEXEC, protocol);
+  MADE_ABOVE_ON_EMFILE(fd, ss__sys_socket(domain, type | SOCK_CLOEXEC, protocol));
+  return born(fd);
 }
 
 int ss__own_open(const char *path, int flags, mode_t mode) {
   if (private_table) return ss__sys_open(path, flags | O_CLOEXEC, mode);
   birth_begin();
-  return born(ss__sys_open(path, flags | O_CLOEXEC, mode));
+  int fd = ss__sys_open(path, flags | O_CLOEXEC, mode);
+  MADE_ABOVE_ON_EMFILE(fd, ss__sys_open(path, flags | O_CLOEXEC, mode));
+  return born(fd);
 }
 
 int ss__own_open_brief(const char *path, int flags) {

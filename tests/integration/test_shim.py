@@ -877,3 +877,28 @@ def test_a_close_loop_over_the_shims_socket_delivers_each_span_once(ctx):
         _close_all(ctx, c, ["loop", "3000"], extra)
         st, _ = _each_span_once(c, 3001)
         assert st["spans_received"] > 0, (extra, st)
+
+
+def test_an_app_closing_listed_fds_then_exhausting_them_loses_nothing_silently(ctx):
+    """3,000 refused connects and 500 recovered SIGSEGVs, then the app closes every fd
+    /proc/self/fd lists (the shim's log file among them), sets its soft RLIMIT_NOFILE to
+    10 and opens fds until EMFILE. The exiting thread makes its connection (and reopens
+    the log) above that limit, raised for the one call: all 3,001 spans arrive or are
+    counted (2,881 arrived, nothing counted, nothing logged). With the hard limit 10 too
+    nothing can be made: the exit's "could not be delivered" warning, the only record,
+    goes to stderr since the log file cannot be reopened (it was lost), and it adds up."""
+    log = os.path.join(ctx.tmp, "shim.log")
+    for mode in ("proc", "exhaust"):
+        c = ctx.collector()
+        r, _ = _close_all(ctx, c, [mode, "3000", "500"], log=log)
+        assert r.stdout.startswith(b"opened=7 errno=24\n"), r
+        _each_span_once(c, 3001)
+    c = ctx.collector()
+    r, pid = _close_all(ctx, c, ["prochard", "3000", "500"], log=log)
+    st = harness.settled_stats(c, 3001, timeout=10)
+    c.stop()
+    lost = [int(m) for m in re.findall(
+        rb"spanshim\[%d\]: exit: (\d+) spans could not be delivered; the collector could not"
+        rb" be told" % pid, r.stderr)]
+    dropped = dropped_of_pid(harness.read_jsonl(c.out)[1], pid)
+    assert st["spans_received"] + max(lost + [dropped]) == 3001, (st, lost, r.stderr)

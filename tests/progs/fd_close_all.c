@@ -6,7 +6,7 @@
  * shim cannot spare its fds). Then SEGVS recovered SIGSEGVs (sigsetjmp/siglongjmp) and,
  * for MODE proc, close() of every fd /proc/self/fd lists above 2, the soft RLIMIT_NOFILE
  * set to 10 and /dev/null opened until EMFILE (MODE exhaust: the same without the /proc
- * loop). Prints "opened=K errno=E" for those and "pid=P"; exits 0. */
+ * loop; MODE prochard: as proc with the hard limit 10 too). Prints "opened=K errno=E" for those and "pid=P"; exits 0. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -63,11 +63,13 @@ int main(int argc, char **argv) {
   signal(SIGSEGV, on_segv);
   for (int i = 0; i < segvs; i++)
     if (!sigsetjmp(jb, 1)) *(volatile int *)(long)(argc - 4) = 1; /* NULL */
-  if (strcmp(mode, "proc") == 0 || strcmp(mode, "exhaust") == 0) {
-    if (strcmp(mode, "proc") == 0) close_listed();
+  int hard = strcmp(mode, "prochard") == 0;
+  if (strcmp(mode, "proc") == 0 || strcmp(mode, "exhaust") == 0 || hard) {
+    if (strcmp(mode, "exhaust") != 0) close_listed();
     struct rlimit r;
     getrlimit(RLIMIT_NOFILE, &r);
     r.rlim_cur = 10;
+    if (hard) r.rlim_max = 10;
     setrlimit(RLIMIT_NOFILE, &r);
     int k = 0;
     while (open("/dev/null", O_RDONLY) >= 0) k++;
