@@ -269,7 +269,11 @@ void ss__exiting(void) {
     ss__exporter_exiting();
     ss__http_exiting();
     report_losses();
-    ss__process_end(SS_PROC_EXIT, atomic_load(&exit_code));
+    /* glibc's exit(0) after the last thread ended comes from inside libc, not through
+     * exit() above: its status is 0. */
+    int code = atomic_load(&exit_code);
+    if (code < 0 && ss__exporter_last_thread_ended()) code = 0;
+    ss__process_end(SS_PROC_EXIT, code);
   });
   ss__exit_flush();
 }

@@ -28,6 +28,7 @@
 #include "runtime/exporter.h"
 #include "runtime/sys.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -83,6 +84,17 @@ ss__transport ss__transport_g;
 static const ss__config *cfg;
 static _Atomic int started;           /* exporter thread started in this process */
 static _Atomic int exiting;           /* no thread starts any more (see exporter.h) */
+
+/* glibc's count of the process's threads (nptl's __nptl_nthreads, GLIBC_PRIVATE): when a
+ * thread ends (pthread_exit, or a return from its start routine; the main thread's
+ * pthread_exit too) and the count falls to 0, that thread calls exit(0): atexit handlers
+ * and stdio flush run, and the process ends with status 0. The exporter thread is not one
+ * of the app's threads, so it is taken off the count once started: otherwise the app's
+ * last thread would end leaving the count at 1, and the process would wait forever for a
+ * thread that never ends (with every signal blocked, deaf to SIGTERM). A fork child
+ * starts with the count at 1 (glibc) and takes its own exporter thread off again. NULL
+ * without glibc's symbol: then nothing is taken off (see README, limits). */
+static unsigned int *nptl_nthreads;
 
 /* Accounting: see the top of the file. */
 static _Atomic uint64_t handed;       /* H */
@@ -722,12 +734,18 @@ void ss__exporter_kick(void) {
   int rc = ss__sys_pthread_create(&th, &at, exporter_main, NULL);
   pthread_attr_destroy(&at);
   /* (The thread names itself: naming another thread opens a /proc file here.) */
+  /* Off glibc's count while signals are still blocked: no handler sees it high. */
+  if (rc == 0 && nptl_nthreads) __atomic_fetch_sub(nptl_nthreads, 1, __ATOMIC_SEQ_CST);
   ss__self.internal--;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (rc != 0) {
     SS_LOG(SS_LOG_ERROR, "cannot start the exporter thread: %s", strerror(rc));
     atomic_store(&started, 0);
   }
+}
+
+int ss__exporter_last_thread_ended(void) {
+  return nptl_nthreads && __atomic_load_n(nptl_nthreads, __ATOMIC_SEQ_CST) == 0;
 }
 
 /* An empty ring is not enough: the exporter may hold the last batch, unsent. */
@@ -945,6 +963,7 @@ int ss__exporter_init(const ss__config *c) {
   if (c->logs_headers != NULL &&
       (rc = ss__transport_set_logs_headers(&ss__transport_g, c->logs_headers)) != 0)
     return rc;
+  nptl_nthreads = dlvsym(RTLD_DEFAULT, "__nptl_nthreads", "GLIBC_PRIVATE");
   cfg = c;
   ex.exc.max_frames = xe.exc.max_frames = c->stack_depth;
   ss__stack_set_loader(load_unwinder_there);

@@ -45,6 +45,10 @@ void ss__exporter_flush_signal(uint32_t timeout_ms);
  * flush delivers them from the exiting thread itself (cheaper than a thread start for
  * a short process whose only span is its process span). */
 void ss__exporter_exiting(void);
+/* 1 when the process is exiting because its last thread ended (pthread_exit, or a return
+ * from a thread's start routine: glibc then calls exit(0) on that thread), 0 otherwise
+ * (exit(), a return from main, or not known). Any thread, async-signal-safe. */
+int ss__exporter_last_thread_ended(void);
 /* 1 when this process's exporter thread has been started. */
 int ss__exporter_running(void);
 /* pthread_atfork child handler: no exporter thread, fresh ring, fresh connection, new

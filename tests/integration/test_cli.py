@@ -357,3 +357,52 @@ def test_run_ctrl_c_at_terminal_stops_command_but_keeps_spans(ctx):
     check(any(s.name == "connect" and s.attrs.get("network.peer.port") == srv.port
               for s in spans), "spans lost after ^C: %r; output %r" % (spans, buf))
     check(b"connect 127.0.0.1:%d" % srv.port in buf, "no waterfall after ^C: %r" % buf)
+
+
+def _children(pid):
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid):
+    """pid runs (a zombie, or gone, is not running)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def test_run_killed_takes_its_private_collector_with_it(ctx):
+    """`spanshim run` SIGKILLed (no chance to stop its collector): the private spanshimd
+    it started ends too, not left running under init (it was, for ever)."""
+    p = subprocess.Popen([ctx.spanshim, "run", "--quiet", "--out", out_path(ctx), "--",
+                          "sleep", "600"], env=clean_env(ctx), cwd=ctx.tmp,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kids = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(kids) < 2 and time.monotonic() < deadline and p.poll() is None:
+            time.sleep(0.05)
+            kids = _children(p.pid)
+        names = {}
+        for k in kids:
+            with open("/proc/%d/comm" % k) as f:
+                names[f.read().strip()] = k
+        assert "spanshimd" in names and "sleep" in names, names
+        p.kill()
+        p.wait()
+        daemon = names["spanshimd"]
+        deadline = time.monotonic() + 60  # a bound against a hang, not a speed check
+        while _alive(daemon) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(daemon), "spanshimd %d outlived its spanshim run" % daemon
+    finally:
+        for k in kids:
+            try:
+                os.kill(k, signal.SIGKILL)
+            except OSError:
+                pass

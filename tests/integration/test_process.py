@@ -300,3 +300,33 @@ def test_the_process_span_is_named_after_what_was_executed(ctx):
     assert p.name == "my-tool", p
     assert p.attrs["process.executable.name"] == "sig_faults", p.attrs
     assert p.attrs["process.executable.path"] == os.path.realpath(ctx.prog("sig_faults"))
+
+
+def test_last_thread_ending_by_pthread_exit_ends_the_process_as_without_the_shim(ctx):
+    """glibc ends a process with exit(0) when its last thread ends: main calling
+    pthread_exit as the last thread, or a worker returning after main's pthread_exit. The
+    shim's exporter thread is not one of the app's: the process prints what it printed
+    untraced (stdio flushed, atexit handler run) and exits 0, with no collector, with one
+    (every span delivered or counted, the process span says exit code 0) and under
+    `spanshim run`. (It hung for ever: main a zombie, the exporter thread left.)"""
+    port = str(ctx.closed_port())
+    for mode, connects in (("main", 1), ("worker", 2)):
+        argv = [ctx.prog("pexit"), mode, port]
+        base = ctx.run(argv, preload=False, timeout=60)
+        assert base.returncode == 0 and base.stdout.endswith(b"bye atexit"), base
+        want = base.stdout.split(b"\n", 1)[1]
+        r = ctx.run(argv, timeout=60)
+        assert (r.returncode, r.stdout.split(b"\n", 1)[1], r.stderr) == (0, want, b""), r
+        c = ctx.collector()
+        r = ctx.run(argv, collector=c, extra_env={"SPANSHIM_PROCESS_SPAN": "1"}, timeout=60)
+        assert (r.returncode, r.stdout.split(b"\n", 1)[1], r.stderr) == (0, want, b""), r
+        pid = int(parse_kv(r.stdout)["pid"])
+        _, spans = harness.check_exact(c, {pid: connects + 1}, connects + 1)
+        p = procs(spans, "pexit")
+        assert len(p) <= 1 and all(s.attrs.get("process.exit.code") == 0 for s in p), p
+        assert len(spans_of_pid(spans, pid, "connect")) + len(p) == len(spans), spans
+        r, spans = run_cli(ctx, argv, timeout=60)
+        assert (r.returncode, r.stdout.split(b"\n", 1)[1]) == (0, want), r
+        p = procs(spans, "pexit")
+        assert len(p) == 1 and p[0].attrs.get("process.exit.code") == 0, spans
+        assert p[0].status_code != ERROR, p

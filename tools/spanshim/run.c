@@ -287,7 +287,11 @@ static int bind_private_socket(run_state *st) {
  * (sd_listen_fds(3)), exec. SIGTERM and SIGINT stay blocked across the exec, so a stop
  * that comes before spanshimd has set up its signalfd waits for it (and finds the queued
  * connections served) instead of killing it. Never returns. */
-static void exec_daemon(const run_state *st, const char *daemon) {
+static void exec_daemon(const run_state *st, const char *daemon, pid_t parent) {
+  /* A private collector dies with its spanshim (SIGKILLed, say), not left to init: its
+   * SIGTERM lets it write out what it has. Checked after: the parent may be gone already. */
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (getppid() != parent) _exit(EXIT_SETUP);
   setpgid(0, 0);
   sigset_t stop;
   sigemptyset(&stop);
@@ -345,12 +349,12 @@ static int start_daemon(run_state *st, const char *self) {
     ss__err("cannot find spanshimd next to the spanshim binary (%s)", daemon);
     return -ENOENT;
   }
-  pid_t pid = fork();
+  pid_t parent = getpid(), pid = fork();
   if (pid < 0) {
     ss__err("fork: %s", strerror(errno));
     return -errno;
   }
-  if (pid == 0) exec_daemon(st, daemon);
+  if (pid == 0) exec_daemon(st, daemon, parent);
   st->daemon = pid;
   if (st->lfd >= 0) { /* handed over: the command may start now */
     close(st->lfd);
