@@ -101,22 +101,38 @@ static int current_fd(void) {
   return cur;
 }
 
-static void write_all(int fd, const char *s, size_t n) {
+/* 0, or -1 when fd turned out closed (EBADF) before anything was written. */
+static int write_all(int fd, const char *s, size_t n) {
   while (fd >= 0 && n > 0) {
     ssize_t w = ss__sys_write(fd, s, n);
     if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && errno == EBADF) return -1;
     if (w <= 0) break;
     s += w;
     n -= (size_t)w;
   }
+  return 0;
+}
+
+/* Our log file's fd fd was closed behind our back (a raw close_range system call the fd
+ * guards cannot see): forgotten, not closed (the number may be the app's by now), so
+ * that the file is reopened for this line. 1 when it was ours. */
+static int log_fd_gone(int fd) {
+  int cur = fd;
+  if (fd <= 2 || log_path[0] == '\0' || !atomic_compare_exchange_strong(&log_fd, &cur, -1))
+    return 0;
+  ss__own_forget(fd);
+  return 1;
 }
 
 /* Writes s[0..n) to fd, a number of the app's table, from a thread with a table of its
  * own: through a copy borrowed for the write. */
-static void write_borrowed(int fd, const char *s, size_t n) {
+static int write_borrowed(int fd, const char *s, size_t n) {
   int mine = ss__own_borrow(fd);
-  write_all(mine, s, n);
+  if (mine < 0) return errno == EBADF ? -1 : 0;
+  int rc = write_all(mine, s, n);
   ss__own_unborrow(mine, fd);
+  return rc;
 }
 
 /* Writes s[0..n) to the log. On a thread with an fd table of its own (the exporter's,
@@ -133,13 +149,16 @@ static void write_log(int level, const char *s, size_t n) {
       write_all(mine, s, n);
       if (mine >= 0) ss__own_close(mine);
     } else if (fd >= 0) {
-      write_borrowed(fd, s, n);
+      if (write_borrowed(fd, s, n) != 0 && log_fd_gone(fd)) write_log(level, s, n);
     }
     return;
   }
   int fd = current_fd();
   if (fd < 0 && level <= SS_LOG_WARN) write_all(2, s, n);
-  write_all(fd, s, n);
+  if (write_all(fd, s, n) != 0 && log_fd_gone(fd)) {
+    write_log(level, s, n); /* reopened (once: a new fd is not gone) */
+    return;
+  }
   if (fd > 2 && log_path[0] != '\0' && ss__own_in_app_range(fd))
     ss__log_fd_closed_by_app(fd); /* not held on a number the app could use */
 }

@@ -214,6 +214,10 @@ int ss__own_close(int fd) {
   return rc;
 }
 
+void ss__own_forget(int fd) {
+  if (!private_table) unreg(fd);
+}
+
 int ss__own_move(int fd) {
   int hi = copy_high(fd, 0);
   int err = errno;

@@ -45,6 +45,9 @@ int ss__own_open_brief(const char *path, int flags);
 void ss__own_close_brief(int fd);
 /* Closes a registered fd and forgets it. 0 or -1 with errno. */
 int ss__own_close(int fd);
+/* Forgets a registered fd without closing it: it was closed behind our back (a raw
+ * close_range system call) and its number may be the app's by now. */
+void ss__own_forget(int fd);
 /* For an app's dup2 onto fd: a copy of fd is registered at another high number and
  * returned; fd itself is forgotten but left open, for the app's dup2 to close atomically.
  * -1 with errno when no copy could be made (fd is then forgotten and must be closed by

@@ -291,6 +291,23 @@ static int refuse(ss__transport *t, const char *why) {
   return -EACCES;
 }
 
+/* The connection's fd was closed (or replaced) behind the shim's back, err being what a
+ * call on it said: a raw close_range/close/dup2 system call the fd guards cannot see
+ * (fdguard.c). One warning per 10 s with the count so far; the connection is remade and
+ * what it lost is counted as dropped by the caller. Returns err when it was that, else 0. */
+static int closed_behind_back(int fd, int err) {
+  static _Atomic uint64_t next_ms;
+  static _Atomic unsigned times;
+  if (err != EBADF && err != ENOTSOCK) return 0;
+  unsigned n = atomic_fetch_add(&times, 1) + 1;
+  uint64_t now = ss__mono_ms(), at = atomic_load(&next_ms);
+  if (now >= at && atomic_compare_exchange_strong(&next_ms, &at, now + 10000))
+    SS_LOG(SS_LOG_WARN, "the connection to the collector (fd %d) was closed behind the "
+           "shim's back (%s; %u times so far): a raw close_range, close or dup2 system "
+           "call? It is remade; spans it lost are counted as dropped", fd, strerror(err), n);
+  return err;
+}
+
 static int dial_unix(ss__transport *t, uint64_t deadline_ms) {
   struct sockaddr_un un = {.sun_family = AF_UNIX};
   char why[200];
@@ -300,6 +317,11 @@ static int dial_unix(ss__transport *t, uint64_t deadline_ms) {
   memcpy(un.sun_path, t->ep.path, strlen(t->ep.path) + 1);
   int fd = connect_one(AF_UNIX, (struct sockaddr *)&un, sizeof un, deadline_ms);
   if (fd >= 0 && ss__unix_peer_trusted(fd, owner, why, sizeof why) != 0) {
+    int err = ss__sys_fcntl(fd, F_GETFD, 0) < 0 ? errno : 0;
+    if (closed_behind_back(fd, err)) { /* gone already: not the listener's fault */
+      ss__own_forget(fd);
+      return -err;
+    }
     ss__sys_close(fd);
     return refuse(t, why);
   }
@@ -467,12 +489,19 @@ static int read_response(ss__transport *t, int fd, uint64_t deadline_ms, int *cl
   return status;
 }
 
-static void drop_conn(ss__transport *t) {
+/* Drops the connection; its fd is closed unless it was closed behind our back (`gone`:
+ * the number may be the app's by now, so it is only forgotten). */
+static void drop_conn_gone(ss__transport *t, int gone) {
   int fd = atomic_exchange(&t->fd, -1);
-  if (fd >= 0) ss__own_close(fd);
+  if (fd >= 0 && gone) ss__own_forget(fd);
+  else if (fd >= 0) ss__own_close(fd);
   t->kept = 0;
   t->unanswered = 0;
   t->rlen = 0;
+}
+
+static void drop_conn(ss__transport *t) {
+  drop_conn_gone(t, 0);
 }
 
 static int ensure_conn(ss__transport *t, uint64_t deadline_ms) {
@@ -546,7 +575,7 @@ static int post_once(ss__transport *t, const char *path, const void *body, size_
   int close_after = 1;
   *whole = rc == 0;
   if (rc == 0) rc = read_response(t, fd, deadline_ms, &close_after);
-  if (rc < 0 || close_after) drop_conn(t);
+  if (rc < 0 || close_after) drop_conn_gone(t, rc < 0 && closed_behind_back(fd, -rc));
   else drop_if_app_range(t, fd);
   return rc;
 }
@@ -565,7 +594,7 @@ int ss__transport_send(ss__transport *t, const char *path, const void *body, siz
   fd = ensure_conn(t, deadline_ms);
   int rc = fd < 0 ? fd : write_request(t, fd, path, body, len, deadline_ms, g);
   if (rc == 0) t->unanswered++;
-  else if (fd >= 0) drop_conn(t);
+  else if (fd >= 0) drop_conn_gone(t, closed_behind_back(fd, -rc));
   pthread_mutex_unlock(&t->lock);
   return rc;
 }
@@ -578,7 +607,7 @@ int ss__transport_answer(ss__transport *t, uint64_t deadline_ms, int *rest_refus
     rc = read_response(t, fd, deadline_ms, &close_after);
     if (rc != -ETIMEDOUT) t->unanswered--;
     if (rc < 0 && rc != -ETIMEDOUT) {
-      drop_conn(t);
+      drop_conn_gone(t, closed_behind_back(fd, -rc));
     } else if (rc > 0 && close_after) {
       *rest_refused = t->unanswered > 0;
       drop_conn(t);

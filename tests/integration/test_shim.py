@@ -902,3 +902,26 @@ def test_an_app_closing_listed_fds_then_exhausting_them_loses_nothing_silently(c
         rb" be told" % pid, r.stderr)]
     dropped = dropped_of_pid(harness.read_jsonl(c.out)[1], pid)
     assert st["spans_received"] + max(lost + [dropped]) == 3001, (st, lost, r.stderr)
+
+
+def test_a_raw_close_range_over_the_shims_fds_is_counted_and_said(ctx):
+    """3,000 refused connects, each followed by a raw close_range(3, ~0U, 0) system call,
+    which no fd guard sees. In the app's table (the fallback) it destroys the shim's
+    connection and log file behind its back: every span is still received or counted
+    (in the collector, or in the exit's warning when the collector could not be told),
+    and the log, reopened, says once what happened (it used to say nothing). In a table
+    of its own the exporter thread never notices."""
+    for extra in (SHARED, None):
+        log = os.path.join(ctx.tmp, "shim-%s.log" % ("shared" if extra else "own"))
+        c = ctx.collector()
+        _, pid = _close_all(ctx, c, ["range", "3000"], extra, log=log)
+        st = harness.settled_stats(c, 3001, timeout=10)
+        c.stop()
+        with open(log, "rb") as f:
+            text = f.read()
+        lost = [int(m) for m in re.findall(
+            rb"exit: (\d+) spans could not be delivered; the collector could not", text)]
+        told = dropped_of_pid(harness.read_jsonl(c.out)[1], pid)
+        assert st["spans_received"] + max(lost + [told]) == 3001, (extra, st, lost, text)
+        said = text.count(b"was closed behind the shim's back")  # once per 10 s at most
+        assert (1 <= said < 10) if extra else said == 0, (extra, text)
