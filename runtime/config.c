@@ -16,6 +16,7 @@
 
 #include "runtime/log.h"
 #include "runtime/sanitize.h"
+#include "runtime/transport.h"
 
 #define EXIT_FLUSH_MAX_MS 60000
 #define SUN_PATH_MAX 108
@@ -266,6 +267,14 @@ static void load_endpoint(loader *l, ss__config *c) {
   if (v != NULL && endpoint_ok(l, names[i], v)) {
     c->endpoint = i == 2 ? append_path(v, "/v1/traces") : i == 1 ? as_given(v) : own_url(v);
     base_ok = i == 2;
+    ss__endpoint ep; /* what the exporter will make of it: a bad URL means the default */
+    if (c->endpoint != NULL && ss__endpoint_parse(c->endpoint, "/v1/traces", &ep) != 0) {
+      diag(l, names[i], v, "is not a URL the shim can use (host, port or path); using the "
+           "default socket");
+      free(c->endpoint);
+      c->endpoint = NULL;
+      base_ok = 0;
+    }
   }
   if (c->endpoint == NULL)
     c->endpoint = default_endpoint(l);

@@ -83,8 +83,16 @@ void ss__init(void) {
     ss__log_setup(level == SS_LOG_ERROR ? SS_LOG_ERROR : SS_LOG_WARN, log_fd, "spanshim");
   }
   ss__config_load(&ss__cfg, secure_getenv);
-  if (log_fd == 2) log_fd = ss__log_open_file(ss__cfg.log_file);
+  int log_err = 0;
+  if (log_fd == 2) {
+    errno = 0;
+    log_fd = ss__log_open_file(ss__cfg.log_file);
+    log_err = log_fd == 2 ? errno : 0;
+  }
   ss__log_setup(ss__cfg.log_level, log_fd, "spanshim");
+  if (log_err != 0) /* where the lines go instead, and why (seen only with a log level) */
+    SS_LOG(SS_LOG_WARN, "SPANSHIM_LOG_FILE \"%s\" cannot be opened (%s); diagnostics go to "
+           "stderr", ss__cfg.log_file, strerror(log_err));
   errno = saved_errno;
   ss__pid = getpid();
   int state = SS_INIT_OFF;

@@ -103,6 +103,8 @@ def test_run_bad_usage_is_2_with_usage(ctx):
         check(p.returncode == 2, "%r: status" % args, p)
         check(b"usage: spanshim" in p.stderr, "%r: no usage on stderr" % args, p)
         check(p.stdout == b"", "%r: usage went to stdout" % args, p)
+        if args[:1] in (["bogus"], []):  # the top usage names every run option
+            check(b"[--wait-tree DUR]" in p.stderr, "%r: --wait-tree missing" % args, p)
 
 
 def test_help_and_version_exit_0_on_stdout(ctx):

@@ -6,8 +6,9 @@ HTTP server and psql, checked against what reaches a collector and what the app 
 import json
 import os
 import re
-
+import shutil
 import subprocess
+import tempfile
 
 import harness
 
@@ -326,3 +327,40 @@ def test_failed_sql_is_a_db_client_operation_exception(ctx):
     names = [(r["eventName"], r["severityNumber"]) for r, _ in logs]
     assert ("db.client.operation.exception", 13) in names, names
     assert all(n != "exception" for n, _ in names), names
+
+
+def test_unusable_endpoint_urls_all_mean_the_default_socket(ctx):
+    """A malformed OTEL_EXPORTER_OTLP_ENDPOINT (an unclosed IPv6 bracket) gets one
+    diagnostic and the documented default, the default socket, as a bad SPANSHIM_ENDPOINT
+    does (it used to switch tracing off). The program is untouched either way."""
+    xdg = tempfile.mkdtemp(prefix="ss-xdg-")  # short: a socket path holds 108 bytes
+    ctx._cleanup.append(lambda: shutil.rmtree(xdg, ignore_errors=True))
+    os.makedirs(os.path.join(xdg, "spanshim"), mode=0o700)
+    os.chmod(xdg, 0o700)
+    argv = [ctx.prog("simple"), "9", "6"]
+    plain = ctx.run(argv, preload=False)
+    for name, bad in (("OTEL_EXPORTER_OTLP_ENDPOINT", "http://[::1"),
+                      ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://[::1/v1/traces"),
+                      ("SPANSHIM_ENDPOINT", "http://[::1"),
+                      ("SPANSHIM_ENDPOINT", "ftp://x")):
+        c = ctx.collector_at(os.path.join(xdg, "spanshim", "collector.sock"))
+        env = ctx.env(None, {name: bad, "XDG_RUNTIME_DIR": xdg, "SPANSHIM_LOG_LEVEL": "warn"})
+        env.pop("SPANSHIM_ENDPOINT", None)
+        env[name] = bad
+        r = subprocess.run(argv, env=env, capture_output=True, timeout=60, cwd=ctx.tmp)
+        assert (r.returncode, r.stdout.split(b"\n")[0]) == (6, plain.stdout.split(b"\n")[0]), r
+        assert r.stderr.count(b"using the default socket") == 1, (name, r.stderr)
+        assert [s for s in c.spans() if s.name == "connect"], (name, bad)
+
+
+def test_a_log_file_that_cannot_be_opened_is_said_on_stderr_only_when_asked(ctx):
+    """SPANSHIM_LOG_FILE in a missing directory: diagnostics go to stderr, the first one
+    saying why; with no log level (off) the app's stderr is its own."""
+    argv = [ctx.prog("simple"), "9", "0"]
+    plain = ctx.run(argv, preload=False)
+    bad = os.path.join(ctx.tmp, "missing", "x.log")
+    r = ctx.run(argv, extra_env={"SPANSHIM_LOG_FILE": bad, "SPANSHIM_LOG_LEVEL": "warn"})
+    assert re.search(rb"spanshim\[\d+\]: SPANSHIM_LOG_FILE \"[^\"]*x.log\" cannot be opened "
+                     rb"\(No such file or directory\); diagnostics go to stderr\n", r.stderr), r
+    r = ctx.run(argv, extra_env={"SPANSHIM_LOG_FILE": bad})
+    assert r.stderr == plain.stderr, r

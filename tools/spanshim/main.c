@@ -8,7 +8,8 @@
 
 static const char usage[] =
     "usage: spanshim run [--out FILE] [--html REPORT.html] [--service NAME]\n"
-    "                    [--endpoint ENDPOINT] [--quiet] [--no-color] -- COMMAND [ARGS...]\n"
+    "                    [--endpoint ENDPOINT] [--quiet] [--no-color] [--wait-tree DUR]\n"
+    "                    -- COMMAND [ARGS...]\n"
     "       spanshim view [FILTERS] [--json | --summary | --perfetto OUT | --html OUT]\n"
     "                     FILE...\n"
     "       spanshim --help | --version\n";
