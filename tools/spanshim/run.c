@@ -702,6 +702,20 @@ static int resolve_out(run_state *st, const run_opts *o) {
   return 0;
 }
 
+/* --out's directory must be there and writable before the command runs: else the private
+ * collector would end early, at a moment that races the command (status 0 or 125). */
+static int check_out_dir(const run_state *st) {
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof(dir), "%s", st->out);
+  char *slash = strrchr(dir, '/');
+  if (slash == dir) slash[1] = '\0';
+  else if (slash != NULL) *slash = '\0';
+  if (access(dir, W_OK | X_OK) == 0) return 0;
+  int err = errno;
+  ss__err("cannot write %s: directory %s: %s", st->out, dir, strerror(err));
+  return -err;
+}
+
 /* Everything before the command runs: our files, then where spans go. */
 static int prepare(run_state *st, const run_opts *o) {
   char self[PATH_MAX];
@@ -713,7 +727,9 @@ static int prepare(run_state *st, const run_opts *o) {
   if ((rc = find_lib(st, self)) < 0) return rc;
   choose_external(st, o);
   if (st->external) return 0;
-  if ((rc = resolve_out(st, o)) < 0 || (rc = make_private_dir(st)) < 0) return rc;
+  if ((rc = resolve_out(st, o)) < 0 || (rc = check_out_dir(st)) < 0 ||
+      (rc = make_private_dir(st)) < 0)
+    return rc;
   if ((rc = bind_private_socket(st)) < 0) return rc;
   return start_daemon(st, self);
 }
