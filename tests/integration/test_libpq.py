@@ -461,19 +461,7 @@ def test_bundled_libpq_called_from_a_constructor_inside_dlopen_after_a_failure(c
     the process's first failing call and then uses its bundled libpq and libcurl. The first
     failure has the exporter thread load the unwinder; that dlopen waits for the app's, and
     must not hold the lock the bundled libraries' first calls need (it did: a hang)."""
-    import shutil
-    if not shutil.which("patchelf"):
-        harness.skip("no patchelf (tools/deps.sh installs it)")
-    pg = ctx.postgres()
-    web = ctx.http_server()
-    libdir = os.path.join(ctx.tmp, "wheel.libs")
-    os.mkdir(libdir)
-    pq = _bundled_copy(ctx, libdir, "libpq.so.5", "libpq", "5f2a9c1e")
-    curl = _bundled_copy(ctx, libdir, "libcurl.so.4", "libcurl", "7b3d0e4f")
-    ext = os.path.join(ctx.tmp, "_ext.so")
-    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "progs", "bundled.c")
-    subprocess.run(["cc", "-shared", "-fPIC", "-DBUNDLED_EXT", "-DBUNDLED_CTOR", "-o", ext, src,
-                    pq, curl, "-Wl,-rpath," + libdir], check=True)
+    pg, web, ext = _bundled_ext(ctx, "-DBUNDLED_CTOR")
     argv = [ctx.prog("bundled"), ext, pg.dsn(), web.url + "/bundled"]
     env = {"BUNDLED_CONNINFO": pg.dsn(), "BUNDLED_URL": web.url + "/bundled"}
     want = (b"ctor_connect=-1 pq=conn rows=4 curl=0 http=200 body=6\n"
@@ -487,6 +475,25 @@ def test_bundled_libpq_called_from_a_constructor_inside_dlopen_after_a_failure(c
     assert len(_conns(spans)) == 2 and len(_db(spans)) == 2, spans
     refused = [s for s in spans if s.name == "connect" and s.status_code == 2]
     assert len(refused) == 1, spans
+
+
+def _bundled_ext(ctx, *flags):
+    """PostgreSQL, an HTTP server, and tests/progs/bundled.c built as a wheel's extension
+    module (with flags) linked against hashed copies of libpq and libcurl."""
+    import shutil
+    if not shutil.which("patchelf"):
+        harness.skip("no patchelf (tools/deps.sh installs it)")
+    pg = ctx.postgres()
+    web = ctx.http_server()
+    libdir = os.path.join(ctx.tmp, "wheel.libs")
+    os.mkdir(libdir)
+    pq = _bundled_copy(ctx, libdir, "libpq.so.5", "libpq", "5f2a9c1e")
+    curl = _bundled_copy(ctx, libdir, "libcurl.so.4", "libcurl", "7b3d0e4f")
+    ext = os.path.join(ctx.tmp, "_ext.so")
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "progs", "bundled.c")
+    subprocess.run(["cc", "-shared", "-fPIC", "-DBUNDLED_EXT", *flags, "-o", ext, src, pq, curl,
+                    "-Wl,-rpath," + libdir], check=True)
+    return pg, web, ext
 
 
 def _bundled_copy(ctx, libdir, name, soname_base, digest):
@@ -511,19 +518,7 @@ def test_bundled_libpq_and_libcurl_loaded_rtld_local_work_and_are_traced(ctx):
     libpq-<hash>.so.5.x and libcurl-<hash>.so.4.x (sonames changed). Under the shim the
     module's PQconnectdb + query and curl_easy_perform give what they give without it (they
     used to fail: PQconnectdb NULL, CURLE_FAILED_INIT), and make their spans."""
-    import shutil
-    if not shutil.which("patchelf"):
-        harness.skip("no patchelf (tools/deps.sh installs it)")
-    pg = ctx.postgres()
-    web = ctx.http_server()
-    libdir = os.path.join(ctx.tmp, "wheel.libs")
-    os.mkdir(libdir)
-    pq = _bundled_copy(ctx, libdir, "libpq.so.5", "libpq", "5f2a9c1e")
-    curl = _bundled_copy(ctx, libdir, "libcurl.so.4", "libcurl", "7b3d0e4f")
-    ext = os.path.join(ctx.tmp, "_ext.so")
-    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "progs", "bundled.c")
-    subprocess.run(["cc", "-shared", "-fPIC", "-DBUNDLED_EXT", "-o", ext, src, pq, curl,
-                    "-Wl,-rpath," + libdir], check=True)
+    pg, web, ext = _bundled_ext(ctx)
     needed = subprocess.run(["readelf", "-d", ext], capture_output=True, text=True).stdout
     assert "libpq-5f2a9c1e" in needed and "libcurl-7b3d0e4f" in needed, needed
     argv = [ctx.prog("bundled"), ext, pg.dsn(), web.url + "/bundled"]
