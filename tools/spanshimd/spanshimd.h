@@ -425,7 +425,8 @@ int ss__sqlsum_enrich(ss__traces_req *q);
  * its PostgreSQL spans enriched is written to out (replacing what it held), with the
  * spans' other fields and attributes as they were, replaced attributes in their place,
  * added ones last, as ss__sqlsum_enrich leaves them. 1 (out holds it), 0 (no span to
- * change; out is not meaningful), -1 (wire data malformed at the levels walked). Counts
+ * change; out is not meaningful), -1 (wire data malformed at the levels walked, or the
+ * request refused by ss__wire_traces_check when a span changed). Counts
  * sql_* in ss__stats_g like ss__sqlsum_enrich. */
 int ss__sqlsum_wire(const uint8_t *p, size_t len, ss__buf *out);
 

@@ -30,6 +30,7 @@
 #include "runtime/sql.h"
 #include "tools/common/arena.h"
 #include "tools/common/json.h"
+#include "tools/common/otlp_json.h"
 #include "tools/spanshimd/spanshimd.h"
 
 typedef Opentelemetry__Proto__Trace__V1__Span pb_span;
@@ -594,6 +595,11 @@ int ss__sqlsum_wire(const uint8_t *p, size_t len, ss__buf *out) {
   ss__buf_reset(out);
   int rc = rewrite(p, p + len, 0, out);
   if (rc == 1 && ss__buf_error(out) != 0) return -1;
+  /* What the rewrite replaced is not in out: malformed there (an attribute of the wrong
+   * wire type), the request would be taken whole when protobuf-c refuses it. The wire
+   * reader accepts exactly what protobuf-c does: the original must pass it. */
+  ss__wire_info info;
+  if (rc == 1 && ss__wire_traces_check(p, len, &info) != 0) return -1;
   return rc;
 }
 
