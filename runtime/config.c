@@ -186,27 +186,28 @@ static void load_sampler(loader *l, ss__config *c) {
     c->sampler_ratio = d;
 }
 
-/* Returns 1 when the endpoint is one the shim can use, else issues one diagnostic. */
-static int endpoint_ok(loader *l, const char *name, const char *v) {
+/* What is wrong with an endpoint value as such (NULL: nothing), before it is made a URL. */
+static const char *endpoint_problem(const char *v) {
   const char *q;
 
-  if (strncasecmp(v, "https://", 8) == 0) {
-    diag(l, name, v, "https is not supported by the shim; use a local spanshimd or "
-         "collector; using the default socket");
-    return 0;
-  }
+  if (strncasecmp(v, "https://", 8) == 0)
+    return "https is not supported by the shim; use a local spanshimd or collector";
   if (strncmp(v, "unix:/", 6) == 0) {
     q = strchr(v + 5, '?');
     if ((q != NULL ? (size_t)(q - (v + 5)) : strlen(v + 5)) < SUN_PATH_MAX)
-      return 1;
-    diag(l, name, v, "is too long for a unix socket path; using the default socket");
-    return 0;
+      return NULL;
+    return "is too long for a unix socket path";
   }
   if (strncmp(v, "http://", 7) == 0 && v[7] != '\0' && v[7] != '/')
-    return 1;
-  diag(l, name, v, "is not a unix:/path or http://host[:port][/path] URL; using the "
-       "default socket");
-  return 0;
+    return NULL;
+  return "is not a unix:/path or http://host[:port][/path] URL";
+}
+
+/* Returns 1 when the endpoint is one the shim can use, else issues one diagnostic. */
+static int endpoint_ok(loader *l, const char *name, const char *v) {
+  const char *why = endpoint_problem(v);
+  if (why != NULL) diag(l, name, v, "%s; using the default socket", why);
+  return why == NULL;
 }
 
 /* OTEL_EXPORTER_OTLP_ENDPOINT is a base URL: the signal path is appended to it. */
@@ -252,29 +253,53 @@ static char *own_url(const char *v) {
   return strdup(v);
 }
 
+static const char *const endpoint_names[] = {
+    "SPANSHIM_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"};
+
+
+/* The traces URL the endpoint variable endpoint_names[i] = v names (malloc'd), or NULL
+ * with *why set when the shim cannot use it. */
+static char *endpoint_url(int i, const char *v, const char **why) {
+  char *url;
+  ss__endpoint ep; /* what the exporter will make of it: a bad URL means the default */
+
+  if ((*why = endpoint_problem(v)) != NULL) return NULL;
+  url = i == 2 ? append_path(v, "/v1/traces") : i == 1 ? as_given(v) : own_url(v);
+  if (url != NULL && ss__endpoint_parse(url, "/v1/traces", &ep) != 0) {
+    free(url);
+    *why = "is not a URL the shim can use (host, port or path)";
+    return NULL;
+  }
+  return url;
+}
+
+int ss__config_endpoint_check(const char *name, const char *v, char *why, size_t n) {
+  const char *w = NULL;
+  char *url = NULL;
+
+  for (int i = 0; i < 3; i++)
+    if (strcmp(name, endpoint_names[i]) == 0) url = endpoint_url(i, v, &w);
+  if (url == NULL && w == NULL) w = "cannot be read (no memory, or not an endpoint variable)";
+  free(url);
+  if (w != NULL) snprintf(why, n, "%s", w);
+  return w == NULL ? 0 : -1;
+}
+
 static void load_endpoint(loader *l, ss__config *c) {
-  static const char *const names[] = {"SPANSHIM_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-                                      "OTEL_EXPORTER_OTLP_ENDPOINT"};
-  const char *v = NULL;
+  const char *v = NULL, *why;
   int i;
 
   const char *logs = env(l, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT");
   int base_ok = 0;
 
   for (i = 0; i < 3 && v == NULL; i++)
-    v = env(l, names[i]);
+    v = env(l, endpoint_names[i]);
   i--;
-  if (v != NULL && endpoint_ok(l, names[i], v)) {
-    c->endpoint = i == 2 ? append_path(v, "/v1/traces") : i == 1 ? as_given(v) : own_url(v);
-    base_ok = i == 2;
-    ss__endpoint ep; /* what the exporter will make of it: a bad URL means the default */
-    if (c->endpoint != NULL && ss__endpoint_parse(c->endpoint, "/v1/traces", &ep) != 0) {
-      diag(l, names[i], v, "is not a URL the shim can use (host, port or path); using the "
-           "default socket");
-      free(c->endpoint);
-      c->endpoint = NULL;
-      base_ok = 0;
-    }
+  if (v != NULL) {
+    c->endpoint = endpoint_url(i, v, &why);
+    base_ok = i == 2 && c->endpoint != NULL;
+    if (c->endpoint == NULL && why != NULL)
+      diag(l, endpoint_names[i], v, "%s; using the default socket", why);
   }
   if (c->endpoint == NULL)
     c->endpoint = default_endpoint(l);

@@ -101,6 +101,13 @@ int ss__config_log_level(const char *v);
 int ss__config_load(ss__config *c, ss__getenv_fn get);
 void ss__config_free(ss__config *c);
 
+/* Whether the shim can use v as the value of the endpoint variable `name`
+ * (SPANSHIM_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT),
+ * judged exactly as ss__config_load judges it: 0, or -1 with why[] (at most n bytes, NUL
+ * ended) saying what is wrong, the shim then using the default socket instead. For tools
+ * that must say what the shim will do (spanshim run). Thread-safe; allocates. */
+int ss__config_endpoint_check(const char *name, const char *v, char *why, size_t n);
+
 /* The default collector socket: $XDG_RUNTIME_DIR/spanshim/collector.sock, else
  * /tmp/spanshim-$UID/collector.sock, $UID being the effective uid (a setuid program's
  * default is its owner's socket, never its caller's). Writes at most n bytes; returns 0

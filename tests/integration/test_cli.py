@@ -4,6 +4,7 @@ stdio and signals; it starts (and cleans up) a private collector or uses a runni
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 
@@ -191,6 +192,33 @@ def test_run_uses_a_running_collector(ctx):
     check(p.stdout.decode().strip() == col.endpoint, "--endpoint with a bare path", p)
     p = spanshim(ctx, ["run", "--quiet", "--endpoint", col.endpoint, "--", "true"])
     check(p.returncode == 0 and p.stderr == b"", "--quiet with an external collector", p)
+
+
+def test_run_says_when_the_named_collector_is_unusable_or_silent(ctx):
+    # --endpoint the shim could not use: a usage error, the command not run.
+    for bad in ["http://[::1", "ftp://x", "unix:relative"]:
+        p = spanshim(ctx, ["run", "--endpoint", bad, "--", "sh", "-c", "echo ran"])
+        check(p.returncode == 2 and p.stdout == b"", "--endpoint %r ran the command" % bad, p)
+        check(("--endpoint '%s' is not" % bad).encode() in p.stderr, "no reason", p)
+    # The same in the environment: said, passed over (as the shim does), spans collected
+    # privately: the waterfall shows the command's process span.
+    p = spanshim(ctx, ["run", "--", "sh", "-c", "echo ran"],
+                 extra_env={"SPANSHIM_ENDPOINT": "http://[::1", "SPANSHIM_PROCESS_SPANS": "1"})
+    check(p.returncode == 0 and p.stdout == b"ran\n", "command", p)
+    check(b"SPANSHIM_ENDPOINT='http://[::1' is not a URL the shim can use" in p.stderr,
+          "no word about the bad variable", p)
+    check(b"spans sent to the collector" not in p.stderr and b"spans written to" in p.stderr,
+          "spans not collected privately", p)
+    # A usable endpoint where nothing answers: said before and after, never "sent".
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, not listening: connections are refused
+        for args, env in [(["--endpoint", "http://127.0.0.1:%d" % port], {}),
+                          ([], {"SPANSHIM_ENDPOINT": "unix:" + ctx.tmp + "/none.sock"})]:
+            p = spanshim(ctx, ["run"] + args + ["--", "true"], extra_env=env)
+            check(p.returncode == 0, "status", p)
+            check(b"nothing answers at " in p.stderr and b"spans sent" not in p.stderr,
+                  "silent collector not said", p)
 
 
 def test_run_finds_the_default_collector(ctx):

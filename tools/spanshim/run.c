@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netdb.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -79,6 +81,7 @@ typedef struct run_state {
   char lib[PATH_MAX];
   char endpoint[PATH_MAX + 8];
   int external;             /* spans go to a collector we did not start */
+  int silent;               /* ... and at its Unix socket nothing answered at the start */
   int set_endpoint;         /* put `endpoint` into the command's SPANSHIM_ENDPOINT */
   pid_t daemon;
   int lfd;                  /* the private daemon's listening socket, until handed over */
@@ -118,6 +121,12 @@ static int opt_value(int argc, char **argv, int *i, const char *s, const char *l
 }
 
 /* Returns -1 to go on, else the exit status (help: 0, bad usage: 2). */
+/* The endpoint --endpoint names: a bare socket path is the common thing to type; the
+ * shim wants "unix:". */
+static void endpoint_value(char *out, size_t n, const char *arg) {
+  snprintf(out, n, "%s%s", arg[0] == '/' ? "unix:" : "", arg);
+}
+
 static int parse_opts(int argc, char **argv, run_opts *o) {
   memset(o, 0, sizeof(*o));
   int i, bad = 0;
@@ -144,6 +153,14 @@ static int parse_opts(int argc, char **argv, run_opts *o) {
   if (i >= argc) return usage_error("%s", "no COMMAND given");
   if (o->out && !o->out[0]) return usage_error("%s", "--out needs a file name");
   if (o->endpoint && !o->endpoint[0]) return usage_error("%s", "--endpoint is empty");
+  if (o->endpoint) {
+    char ep[PATH_MAX + 8], why[160], msg[sizeof(ep) + sizeof(why) + 40];
+    endpoint_value(ep, sizeof(ep), o->endpoint);
+    if (ss__config_endpoint_check("SPANSHIM_ENDPOINT", ep, why, sizeof(why)) != 0) {
+      snprintf(msg, sizeof(msg), "--endpoint '%.200s' %s", o->endpoint, why);
+      return usage_error("%s", msg);
+    }
+  }
   uint64_t ns;
   if (ss__parse_duration_ns(o->wait_tree ? o->wait_tree : DEFAULT_WAIT_TREE, &ns) != 0)
     return usage_error("--wait-tree '%s' is not a duration (5s, 500ms, 0)", o->wait_tree);
@@ -187,33 +204,61 @@ static int socket_answers(const char *path, char *why, size_t n) {
   return ok;
 }
 
+/* Something accepts TCP connections at an http:// endpoint (looked up as the shim will;
+ * 1 s at most). A collector there is the user's to trust: nothing more is asked of it. */
+static int tcp_answers(const char *url) {
+  ss__endpoint ep;
+  struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai, *a;
+  int ok = 0;
+  if (ss__endpoint_parse(url, "/v1/traces", &ep) != 0 || ep.is_unix) return 0;
+  if (getaddrinfo(ep.host, ep.port, &hints, &ai) != 0) return 0;
+  for (a = ai; a && !ok; a = a->ai_next) {
+    int fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) continue;
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (connect(fd, a->ai_addr, a->ai_addrlen) == 0)
+      ok = 1;
+    else if (errno == EINPROGRESS && poll(&p, 1, 1000) == 1 &&
+             getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0)
+      ok = 1;
+    close(fd);
+  }
+  freeaddrinfo(ai);
+  return ok;
+}
+
 static const char *env_nonempty(const char *name) {
   const char *v = getenv(name);
   return v && v[0] ? v : NULL;
 }
 
-/* Picks an existing collector, if the user named or runs one. */
+/* Picks an existing collector, if the user named or runs one. An endpoint variable the
+ * shim cannot use (it would fall back to the default socket) is said and passed over:
+ * the command's spans then go where they would without it. */
 static void choose_external(run_state *st, const run_opts *o) {
   const char *names[] = {"SPANSHIM_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
                          "OTEL_EXPORTER_OTLP_ENDPOINT"};
-  char path[PATH_MAX];
+  char path[PATH_MAX], why[200] = "";
   if (o->endpoint) {
-    /* A bare socket path is the common thing to type; the shim wants "unix:". */
-    snprintf(st->endpoint, sizeof(st->endpoint), "%s%s",
-             o->endpoint[0] == '/' ? "unix:" : "", o->endpoint);
+    endpoint_value(st->endpoint, sizeof(st->endpoint), o->endpoint);
     st->external = st->set_endpoint = 1;
     return;
   }
   if (o->out || o->html) return;
   for (int k = 0; k < 3; k++) {
     const char *v = env_nonempty(names[k]);
-    if (v) {
-      snprintf(st->endpoint, sizeof(st->endpoint), "%s", v);
-      st->external = 1;  /* the shim reads it from the environment itself */
-      return;
+    if (!v) continue;
+    if (ss__config_endpoint_check(names[k], v, why, sizeof(why)) != 0) {
+      ss__err("%s='%.200s' %s; passing it over, as the shim does", names[k], v, why);
+      why[0] = '\0';
+      break;  /* the shim stops at the first one set, usable or not */
     }
+    snprintf(st->endpoint, sizeof(st->endpoint), "%s", v);
+    st->external = 1;  /* the shim reads it from the environment itself */
+    return;
   }
-  char why[200] = "";
   if (ss__default_socket_path(path, sizeof(path), getenv) == 0 &&
       socket_answers(path, why, sizeof(why))) {
     snprintf(st->endpoint, sizeof(st->endpoint), "unix:%s", path);
@@ -669,7 +714,11 @@ static void report(const run_state *st, const run_opts *o) {
   }
   if (o->quiet) return;
   if (st->external) {
-    ss__err("spans sent to the collector at %s", st->endpoint);
+    if (st->silent)
+      ss__err("spans were for the collector at %s, where nothing answered at the start",
+              st->endpoint);
+    else
+      ss__err("spans sent to the collector at %s", st->endpoint);
     return;
   }
   struct stat sb;
@@ -726,6 +775,13 @@ static int prepare(run_state *st, const run_opts *o) {
   }
   if ((rc = find_lib(st, self)) < 0) return rc;
   choose_external(st, o);
+  if (st->external && (strncmp(st->endpoint, "unix:", 5) == 0
+                           ? !socket_answers(st->endpoint + 5, NULL, 0)
+                           : !tcp_answers(st->endpoint))) {
+    st->silent = 1;
+    ss__err("nothing answers at %s: the command's spans are lost (each process counts them "
+            "in its diagnostics) unless a collector starts there", st->endpoint);
+  }
   if (st->external) return 0;
   if ((rc = resolve_out(st, o)) < 0 || (rc = check_out_dir(st)) < 0 ||
       (rc = make_private_dir(st)) < 0)
