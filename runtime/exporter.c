@@ -21,6 +21,21 @@
  * process's count so far), sent after the traces request that follows the drop; it is
  * counted as reported the moment it is written whole, like spans.
  *
+ * Exception log records are counted the same way. A record is produced for each failed
+ * call's span that was recorded (its ring record carries a stack) when log records go to
+ * OTLP (SPANSHIM_EXCEPTION_SIGNAL with `log`, OTEL_LOGS_EXPORTER with `otlp`):
+ *   LD  records whose span was lost at the ring (ss__tracer_g.exc_dropped: full, or no
+ *       collector when it ended)
+ *   LT  records taken from the ring (`ltaken`: encoded, or discarded)
+ *   LH  records in logs requests the collector has whole (`lhanded`), taken back on a
+ *       refusal
+ *   LU  records taken and given up (`lundelivered`: not encodable, request failed or
+ *       refused, discarded)
+ * Dropped is LD + LU, and LD + (LT - LH) once an exit claimed the accounting; they are
+ * reported as `spanshim.logs.dropped` records (.total likewise) beside the span count. A
+ * failed call whose span was not recorded at all (not sampled, a hook's table full, no
+ * collector when it began) makes no record: only its span counts.
+ *
  * Who may write: `sender` is 0 (free), 1 (the sender is inside a write or a count
  * change) or 2 (claimed for good by an exit flush that gave up on the sender). A write
  * starts only by moving 0 → 1, so once an exit has claimed, no byte more goes out from
@@ -105,6 +120,10 @@ static _Atomic uint64_t epoch;        /* claims so far: a request begun before o
 static _Atomic uint64_t taken;        /* records taken from the ring, ever */
 static uint64_t claim_committed;      /* ring.committed when the last claim counted */
 static _Atomic uint64_t claim_ms;     /* when it did (0: never) */
+static _Atomic uint64_t lhanded;      /* LH */
+static _Atomic uint64_t lundelivered; /* LU */
+static _Atomic uint64_t ltaken;       /* LT */
+static _Atomic uint64_t lreported;    /* record drops the collector has in a report */
 static _Atomic int exit_waiting;      /* an exit flush waits for the drain lock */
 
 /* Locks, in nesting order:
@@ -132,6 +151,7 @@ static _Atomic int draining; /* records may be out of the ring but not yet sent 
 
 typedef struct gate_arg {
   uint64_t spans, drops; /* what the request hands over when written whole */
+  uint64_t logs, ldrops; /* exception records, and record drops reported */
   uint64_t epoch;        /* claims when the request began */
   int written;           /* it was */
   int owner;             /* the caller already holds sender (an exit that claimed it) */
@@ -145,6 +165,7 @@ typedef struct encoder {
   pid_t resource_pid;
   ss__otlp_head head;      /* resource and scope, encoded once per process */
   ss__otlp_req treq, lreq; /* the traces and the logs request being written */
+  uint64_t n_exc;          /* exception records in lreq (it also holds drop reports) */
   ss__span span;           /* the record being encoded, decoded in place */
   ss__attr attrs[MAX_ATTRS_PER_SPAN];
   char *scratch;           /* sanitized values of the record being encoded */
@@ -157,6 +178,11 @@ typedef struct encoder {
   const uint8_t *body;
   size_t body_len;
   _Atomic int body_ready;
+  /* The same for the logs request that follows it (exception records, drop reports). */
+  gate_arg lg;
+  const uint8_t *lbody;
+  size_t lbody_len;
+  _Atomic int lbody_ready;
   /* An exit's encoder writes its requests back to back without waiting for answers
    * (pipelined): a collector that is slow to answer, or a loaded machine where it waits
    * for the CPU, costs the exit nothing as long as the kernel holds the bytes. The gates
@@ -204,6 +230,17 @@ void ss__exporter_move_fd(void) {
 
 uint64_t ss__exporter_dropped(void) {
   return ss__dropped_total() + atomic_load(&undelivered);
+}
+
+/* Exception log records go to a collector (see the top of the file). */
+static int logs_wanted(void) {
+  return cfg && (cfg->exception_signal & SS_EXC_LOG) && (cfg->logs_exporter & SS_EXPORT_OTLP);
+}
+
+uint64_t ss__exporter_logs_dropped(void) {
+  if (!logs_wanted()) return 0;
+  return atomic_load_explicit(&ss__tracer_g.exc_dropped, memory_order_relaxed) +
+         atomic_load(&lundelivered);
 }
 
 /* ---- an exit's clock ---- */
@@ -276,10 +313,14 @@ static void gate_leave(void *p, int all_written) {
   if (all_written == 1 && !g->written) {
     atomic_fetch_add(&handed, g->spans);
     atomic_fetch_add(&reported, g->drops);
+    atomic_fetch_add(&lhanded, g->logs);
+    atomic_fetch_add(&lreported, g->ldrops);
     g->written = 1;
   } else if (all_written == -1 && g->written) {
     atomic_fetch_sub(&handed, g->spans);
     atomic_fetch_sub(&reported, g->drops);
+    atomic_fetch_sub(&lhanded, g->logs);
+    atomic_fetch_sub(&lreported, g->ldrops);
     g->written = 0;
   }
   if (!g->owner) atomic_store(&sender, 0);
@@ -303,7 +344,12 @@ static int post(encoder *e, const char *path, const uint8_t *body, size_t len,
 static int refused(gate_arg *g, int status) {
   if (g->written && count_back(g) != 0) return -1;
   atomic_fetch_add(&undelivered, g->spans);
-  SS_LOG(SS_LOG_WARN, "collector answered HTTP %d; %" PRIu64 " spans dropped", status, g->spans);
+  atomic_fetch_add(&lundelivered, g->logs);
+  if (g->logs)
+    SS_LOG(SS_LOG_WARN, "collector answered HTTP %d; %" PRIu64 " exception log records dropped",
+           status, g->logs);
+  else
+    SS_LOG(SS_LOG_WARN, "collector answered HTTP %d; %" PRIu64 " spans dropped", status, g->spans);
   return 0;
 }
 
@@ -416,8 +462,8 @@ static int encode_record(encoder *e, const void *rec, size_t len) {
   ss__loader_unlock();
   for (size_t i = logs_before; i < e->exc.n_logs; i++) {
     if (cfg->logs_exporter & SS_EXPORT_CONSOLE) ss__console_logs(&e->resource, &e->exc.logs[i], 1);
-    if (cfg->logs_exporter & SS_EXPORT_OTLP)
-      ss__otlp_add_log(&e->lreq, &e->exc.logs[i]); /* best effort: records are not spans */
+    if ((cfg->logs_exporter & SS_EXPORT_OTLP) && ss__otlp_add_log(&e->lreq, &e->exc.logs[i]) == 0)
+      e->n_exc++; /* else fill counts it */
   }
   if (cfg->traces_exporter & SS_EXPORT_CONSOLE) ss__console_spans(&e->resource, &e->span, 1);
   return ss__otlp_add_span(&e->treq, &e->span) == 0 ? 0 : -1;
@@ -439,13 +485,21 @@ static size_t fill(encoder *e, size_t max, uint64_t deadline_ms) {
   /* Not a wait of the budget's: the exporter thread holds it for one record at most
    * when an exit waits, unless it cannot get a CPU. */
   if (pthread_mutex_timedlock(&ring_lock, &until) != 0) return 0;
+  int logs = logs_wanted();
   while (n < max && e->lreq.n < MAX_LOGS_PER_REQUEST && !exit_waits(e) &&
          (rec = ss__ring_peek(&ss__tracer_g.ring, &len)) != NULL) {
+    int exc = logs && ss__rec_has_stack(rec, len);
+    uint64_t exc_before = e->n_exc;
+    if (exc) atomic_fetch_add(&ltaken, 1);
     if (encode_record(e, rec, len) == 0) {
       n++;
     } else {
       atomic_fetch_add(&undelivered, 1);
       SS_LOG(SS_LOG_DEBUG, "a span record could not be encoded; dropped");
+    }
+    if (exc && e->n_exc == exc_before) {
+      atomic_fetch_add(&lundelivered, 1);
+      SS_LOG(SS_LOG_DEBUG, "an exception log record could not be encoded; dropped");
     }
     ss__ring_release(&ss__tracer_g.ring);
     atomic_fetch_add_explicit(&taken, 1, memory_order_relaxed);
@@ -457,11 +511,18 @@ static size_t fill(encoder *e, size_t max, uint64_t deadline_ms) {
 /* Takes up to max records without encoding them and counts them as dropped (no
  * collector to send them to, or an exit that ran out of time). Returns how many. */
 static size_t discard(size_t max) {
-  size_t n = 0, len;
+  size_t n = 0, exc = 0, len;
+  int logs = logs_wanted();
+  void *rec;
   pthread_mutex_lock(&ring_lock);
-  while (n < max && ss__ring_peek(&ss__tracer_g.ring, &len) != NULL) {
+  while (n < max && (rec = ss__ring_peek(&ss__tracer_g.ring, &len)) != NULL) {
+    if (logs) exc += (size_t)ss__rec_has_stack(rec, len);
     ss__ring_release(&ss__tracer_g.ring);
     n++;
+  }
+  if (exc) { /* under ring_lock: a claim reading LT sees them with the ring empty */
+    atomic_fetch_add(&ltaken, exc);
+    atomic_fetch_add(&lundelivered, exc);
   }
   pthread_mutex_unlock(&ring_lock);
   if (n) {
@@ -476,9 +537,15 @@ static size_t discard(size_t max) {
  * counting them again, and the exporter sends again. Exporter thread, drain lock held. */
 static void resume_after_claim(void) {
   size_t len;
+  void *rec;
+  int logs = logs_wanted();
   pthread_mutex_lock(&ring_lock);
   while (atomic_load(&taken) < claim_committed &&
-         ss__ring_peek(&ss__tracer_g.ring, &len) != NULL) {
+         (rec = ss__ring_peek(&ss__tracer_g.ring, &len)) != NULL) {
+    if (logs && ss__rec_has_stack(rec, len)) { /* its span was counted, its record now */
+      atomic_fetch_add(&ltaken, 1);
+      atomic_fetch_add(&lundelivered, 1);
+    }
     ss__ring_release(&ss__tracer_g.ring);
     atomic_fetch_add(&taken, 1);
   }
@@ -490,22 +557,50 @@ static void resume_after_claim(void) {
 
 /* ---- sending ---- */
 
-static uint64_t drops_unreported(void) {
+static uint64_t span_drops_unreported(void) {
   uint64_t d = ss__exporter_dropped(), r = atomic_load(&reported);
   return d > r ? d - r : 0;
 }
 
-static void add_drop_record(ss__otlp_req *q, uint64_t delta, uint64_t total) {
-  char body[128];
-  snprintf(body, sizeof body, "%" PRIu64 " spans dropped (%" PRIu64 " in this process so far)",
-           delta, total);
+static uint64_t log_drops_unreported(void) {
+  uint64_t d = ss__exporter_logs_dropped(), r = atomic_load(&lreported);
+  return d > r ? d - r : 0;
+}
+
+/* Drops of either kind not yet in a report the collector has. */
+static uint64_t drops_unreported(void) {
+  return span_drops_unreported() + log_drops_unreported();
+}
+
+/* A drop report: one log record with event name `what` (spanshim.spans.dropped or
+ * spanshim.logs.dropped), attribute `what` = delta and `what`.total = total. 0, or
+ * -ENOMEM (not in the request). */
+static int add_drop_record(ss__otlp_req *q, const char *what, uint64_t delta, uint64_t total) {
+  char body[128], key[64];
+  snprintf(body, sizeof body, "%" PRIu64 " %s dropped (%" PRIu64 " in this process so far)",
+           delta, strcmp(what, "spanshim.spans.dropped") == 0 ? "spans" : "exception log records",
+           total);
+  snprintf(key, sizeof key, "%s.total", what);
   ss__attr a[2] = {
-      {.key = "spanshim.spans.dropped", .type = SS_ATTR_INT, .v.i = (int64_t)delta},
-      {.key = "spanshim.spans.dropped.total", .type = SS_ATTR_INT, .v.i = (int64_t)total},
+      {.key = what, .type = SS_ATTR_INT, .v.i = (int64_t)delta},
+      {.key = key, .type = SS_ATTR_INT, .v.i = (int64_t)total},
   };
-  ss__logrec l = {.time_ns = ss__now_ns(), .event_name = "spanshim.spans.dropped",
+  ss__logrec l = {.time_ns = ss__now_ns(), .event_name = what,
                   .severity = 13 /* WARN */, .body = body, .attrs = a, .n_attrs = 2};
-  ss__otlp_add_log(q, &l);
+  return ss__otlp_add_log(q, &l);
+}
+
+/* Adds the drop reports due (spans: *sdelta, records: *ldelta; each 0 when none is due or
+ * it could not be added) to q. */
+static void add_drop_records(ss__otlp_req *q, uint64_t *sdelta, uint64_t *ldelta) {
+  *sdelta = span_drops_unreported();
+  *ldelta = log_drops_unreported();
+  if (*sdelta && add_drop_record(q, "spanshim.spans.dropped", *sdelta,
+                                 atomic_load(&reported) + *sdelta) != 0)
+    *sdelta = 0;
+  if (*ldelta && add_drop_record(q, "spanshim.logs.dropped", *ldelta,
+                                 atomic_load(&lreported) + *ldelta) != 0)
+    *ldelta = 0;
 }
 
 /* Posts treq (n spans). 0 when the collector has it, -ECANCELED when an exit claimed the
@@ -537,22 +632,36 @@ static int send_traces(encoder *e, size_t n, uint64_t deadline_ms) {
   return -EIO;
 }
 
-/* Posts lreq (exception records) plus a drop record when drops are unreported. */
+/* Posts lreq (e->n_exc exception records) plus the drop reports due. 0 when the
+ * collector has it, -ECANCELED when an exit claimed the accounting, else -EIO (the
+ * records are counted dropped, the reports stay due). An exit's encoder writes it within
+ * at least MIN_REQUEST_MS even when the budget is spent: the records follow their spans
+ * in the same pipelined flush, and a cut one is counted. */
 static int send_logs(encoder *e, uint64_t deadline_ms) {
-  uint64_t delta = drops_unreported();
-  if (e->lreq.n == 0 && delta == 0) return 0;
-  if (delta) add_drop_record(&e->lreq, delta, atomic_load(&reported) + delta);
+  uint64_t sdelta, ldelta;
+  add_drop_records(&e->lreq, &sdelta, &ldelta);
+  if (e->lreq.n == 0) return 0;
   uint64_t own = ss__mono_ms() + cfg->logs_timeout_ms; /* OTEL_EXPORTER_OTLP_LOGS_TIMEOUT */
   if (!e->pipelined && own < deadline_ms) deadline_ms = own; /* an exit has its budget */
-  const uint8_t *body;
-  size_t len;
-  gate_arg g = {.drops = delta, .epoch = e->epoch};
-  int rc = ss__otlp_finish(&e->lreq, &e->head, &body, &len);
-  if (rc == 0) rc = submit(e, e->t->ep.logs_path, body, len, deadline_ms, &g);
-  if (rc == -ECANCELED) return rc;
+  if (e->pipelined) deadline_ms = slice_after(e, deadline_ms);
+  e->lg = (gate_arg){.drops = sdelta, .logs = e->n_exc, .ldrops = ldelta, .epoch = e->epoch};
+  int rc = ss__otlp_finish(&e->lreq, &e->head, &e->lbody, &e->lbody_len);
+  if (rc == 0) {
+    atomic_store(&e->lbody_ready, 1);
+    rc = submit(e, e->t->ep.logs_path, e->lbody, e->lbody_len, deadline_ms, &e->lg);
+  }
+  if (rc == -ECANCELED) return rc; /* the claiming exit has the body */
+  atomic_store(&e->lbody_ready, 0);
+  gate_arg g = e->lg;
   if (rc == 0 || (rc >= 200 && rc < 300) || (g.written && rc < 0)) return 0;
-  if (g.written && count_back(&g) != 0) return -ECANCELED;
-  SS_LOG(SS_LOG_INFO, "log records not delivered (%d)", rc);
+  if (g.written && count_back(&g) != 0) return -ECANCELED; /* refused: ours again */
+  atomic_fetch_add(&lundelivered, e->n_exc);
+  if (rc > 0)
+    SS_LOG(SS_LOG_WARN, "collector answered HTTP %d to a logs request; %" PRIu64
+           " exception log records dropped", rc, e->n_exc);
+  else
+    SS_LOG(rc == -EAGAIN ? SS_LOG_DEBUG : SS_LOG_INFO, "logs export failed (%s); %" PRIu64
+           " exception log records dropped", strerror(-rc), e->n_exc);
   return -EIO;
 }
 
@@ -560,6 +669,7 @@ static void begin_requests(encoder *e) {
   e->epoch = atomic_load(&epoch);
   ss__otlp_begin(&e->treq, &e->head, 0);
   ss__otlp_begin(&e->lreq, &e->head, 1);
+  e->n_exc = 0;
 }
 
 
@@ -777,29 +887,38 @@ static int final_report_claimed(encoder *e, uint64_t deadline_ms) {
     nanosleep(&tick, NULL);
   }
   atomic_fetch_add(&epoch, 1);
-  /* The exporter thread's finished request that did not go out whole: sent from here. */
+  /* The exporter thread's finished requests that did not go out whole: sent from here
+   * (what they hand over, drop reports included, counts when written whole). */
   if (atomic_load(&ex.body_ready) && !ex.g.written) {
     gate_arg g = {.spans = ex.g.spans, .owner = 1};
     int prc = submit(e, e->t->ep.http_path, ex.body, ex.body_len,
                      slice_after(e, deadline_ms), &g);
     if (!g.written && prc >= 0) SS_LOG(SS_LOG_DEBUG, "exit: the exporter's request failed (%d)", prc);
   }
+  if (atomic_load(&ex.lbody_ready) && !ex.lg.written) {
+    gate_arg g = {.drops = ex.lg.drops, .logs = ex.lg.logs, .ldrops = ex.lg.ldrops, .owner = 1};
+    int prc = submit(e, e->t->ep.logs_path, ex.lbody, ex.lbody_len,
+                     slice_after(e, deadline_ms), &g);
+    if (!g.written && prc >= 0)
+      SS_LOG(SS_LOG_DEBUG, "exit: the exporter's logs request failed (%d)", prc);
+  }
   discard(SIZE_MAX);
   uint64_t c = atomic_load(&ss__tracer_g.ring.committed), h = atomic_load(&handed);
-  uint64_t total = ss__dropped_total() + (c > h ? c - h : 0), r = atomic_load(&reported);
+  uint64_t lt = atomic_load(&ltaken), lh = atomic_load(&lhanded);
   /* From here on everything not handed over is dropped, also for later reports. */
   atomic_store(&undelivered, c > h ? c - h : 0);
+  atomic_store(&lundelivered, lt > lh ? lt - lh : 0);
   claim_committed = c;
   atomic_store(&claim_ms, ss__mono_ms());
-  if (total <= r) return 0;
-  uint64_t delta = total - r;
+  if (drops_unreported() == 0) return 0;
   const uint8_t *body;
   size_t len;
+  uint64_t sdelta, ldelta;
   ss__otlp_begin(&e->lreq, &e->head, 1);
-  add_drop_record(&e->lreq, delta, total);
+  add_drop_records(&e->lreq, &sdelta, &ldelta);
   int rc = ss__otlp_finish(&e->lreq, &e->head, &body, &len);
   if (rc == 0) {
-    gate_arg g = {.drops = delta, .owner = 1};
+    gate_arg g = {.drops = sdelta, .ldrops = ldelta, .owner = 1};
     rc = submit(e, e->t->ep.logs_path, body, len, slice_after(e, deadline_ms), &g);
     if (rc == 0 || (rc >= 200 && rc < 300) || (g.written && rc < 0)) rc = 0;
   }
@@ -831,6 +950,24 @@ static int load_unwinder_there(void) {
     if (ss__mono_ms() >= until) return -EAGAIN;
     nanosleep(&tick, NULL);
   }
+}
+
+/* What an exit could not deliver, in the shim's diagnostics: a warning when the collector
+ * could not be told, else at the info level; with debug, what was delivered too. */
+static void exit_diagnostics(void) {
+  uint64_t lost = ss__exporter_dropped(), told = atomic_load(&reported);
+  uint64_t llost = ss__exporter_logs_dropped(), ltold = atomic_load(&lreported);
+  if (lost > 0)
+    SS_LOG(told >= lost ? SS_LOG_INFO : SS_LOG_WARN,
+           "exit: %" PRIu64 " spans could not be delivered; the collector %s", lost,
+           told >= lost ? "was told" : "could not be told (this line is the only record)");
+  if (llost > 0)
+    SS_LOG(ltold >= llost ? SS_LOG_INFO : SS_LOG_WARN,
+           "exit: %" PRIu64 " exception log records could not be delivered; the collector %s",
+           llost, ltold >= llost ? "was told" : "could not be told (this line is the only record)");
+  SS_LOG(SS_LOG_DEBUG, "exit: %" PRIu64 " spans and %" PRIu64 " exception log records handed "
+         "to the collector, %" PRIu64 " and %" PRIu64 " dropped", atomic_load(&handed),
+         atomic_load(&lhanded), lost, llost);
 }
 
 int ss__exporter_flush(uint32_t timeout_ms) {
@@ -904,11 +1041,7 @@ int ss__exporter_flush(uint32_t timeout_ms) {
   pthread_mutex_unlock(&exit_lock);
   ss__self.internal--;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
-  uint64_t lost = ss__exporter_dropped(), told = atomic_load(&reported);
-  if (lost > 0)
-    SS_LOG(told >= lost ? SS_LOG_INFO : SS_LOG_WARN,
-           "exit: %" PRIu64 " spans could not be delivered; the collector %s", lost,
-           told >= lost ? "was told" : "could not be told (this line is the only record)");
+  exit_diagnostics();
   return rc;
 }
 
@@ -1014,6 +1147,11 @@ void ss__exporter_atfork_child(void) {
   atomic_store(&handed, 0);
   atomic_store(&undelivered, 0);
   atomic_store(&reported, 0);
+  atomic_store(&lhanded, 0);
+  atomic_store(&lundelivered, 0);
+  atomic_store(&ltaken, 0);
+  atomic_store(&lreported, 0);
+  atomic_store(&ss__tracer_g.exc_dropped, 0);
   ss__ring_reset_in_child(&ss__tracer_g.ring);
   for (int i = 0; i < SS_DROP_REASONS; i++) atomic_store(&ss__tracer_g.drops[i], 0);
   atomic_store(&ss__tracer_g.no_sink, 0);

@@ -9,7 +9,8 @@
  * (OTEL_BSP_MAX_EXPORT_BATCH_SIZE / 4) is waiting, the ring is an eighth full, or
  * OTEL_BSP_SCHEDULE_DELAY has passed. Spans that cannot be delivered (ring full, no
  * collector, refused, given up at exit) are counted exactly and reported to the collector
- * as `spanshim.spans.dropped` log records (exporter.c says how the count stays exact).
+ * as `spanshim.spans.dropped` log records, exception log records likewise as
+ * `spanshim.logs.dropped` (exporter.c says how the counts stay exact).
  *
  * Locks: `drain` (the ring's consumer side) is taken by the exporter thread and by
  * ss__exporter_flush; the transport lock nests inside it. Neither is ever taken on an app
@@ -56,6 +57,9 @@ int ss__exporter_running(void);
 void ss__exporter_atfork_child(void);
 /* Spans produced but not delivered, so far in this process. */
 uint64_t ss__exporter_dropped(void);
+/* Exception log records produced but not delivered, so far in this process (0 when they
+ * do not go to a collector). */
+uint64_t ss__exporter_logs_dropped(void);
 /* The fd guards' questions about the collector connection (see transport.h): is fd the
  * exporter's socket, which number is it (-1 none), and move it elsewhere (before the app
  * dup2s onto its number). Any thread; ss__exporter_move_fd may wait up to ~100 ms. */

@@ -512,7 +512,10 @@ void ss__span_end(ss__sb *b) {
   b->s.end_ns = ss__now_ns();
   size_t size = serialized_size(b);
   void *dst = ss__ring_reserve(&ss__tracer_g.ring, size);
-  if (dst == NULL) return; /* counted by the ring */
+  if (dst == NULL) { /* counted by the ring; its exception record here */
+    if (b->exc) atomic_fetch_add_explicit(&ss__tracer_g.exc_dropped, 1, memory_order_relaxed);
+    return;
+  }
   serialize(b, dst, size);
   ss__ring_commit(&ss__tracer_g.ring, dst);
   if (ss__tracer_g.on_commit) ss__tracer_g.on_commit();
@@ -550,13 +553,14 @@ void ss__rec_finish(void *rec, uint64_t end_ns, int status) {
   ss__rec *r = rec;
   uint64_t stack[SS_STACK_MAX];
   int n = 0;
+  int exc = (status & ~SS_STATUS_IN_SIGNAL) == SS_STATUS_ERROR;
   if (atomic_load_explicit(&ss__tracer_g.no_sink, memory_order_relaxed)) {
     ss__dropped(SS_DROP_NO_COLLECTOR); /* see ss__span_start_at */
+    if (exc) atomic_fetch_add_explicit(&ss__tracer_g.exc_dropped, 1, memory_order_relaxed);
     return;
   }
   r->end_ns = end_ns;
   r->status = (uint8_t)(status & ~(SS_STATUS_NO_STACK | SS_STATUS_IN_SIGNAL));
-  int exc = (status & ~SS_STATUS_IN_SIGNAL) == SS_STATUS_ERROR;
   if (exc && capture_depth()) {
     if (!ss__stack_ready() && !(status & SS_STATUS_IN_SIGNAL)) ss__stack_load();
     n = ss__stack_capture(stack, capture_depth());
@@ -564,7 +568,10 @@ void ss__rec_finish(void *rec, uint64_t end_ns, int status) {
   size_t extra = exc ? sizeof(ss__rec_attr) + (size_t)n * 8 : 0;
   /* The parked record is copied as it is; the stack goes after it, in the ring only. */
   unsigned char *dst = ss__ring_reserve(&ss__tracer_g.ring, r->size + extra);
-  if (dst == NULL) return;
+  if (dst == NULL) {
+    if (exc) atomic_fetch_add_explicit(&ss__tracer_g.exc_dropped, 1, memory_order_relaxed);
+    return;
+  }
   memcpy(dst, rec, r->size);
   if (exc) {
     put_attr(dst + r->size, stack_key, SS_ATTR_STACK, stack, (uint32_t)n * 8);
@@ -573,6 +580,19 @@ void ss__rec_finish(void *rec, uint64_t end_ns, int status) {
   }
   ss__ring_commit(&ss__tracer_g.ring, dst);
   if (ss__tracer_g.on_commit) ss__tracer_g.on_commit();
+}
+
+int ss__rec_has_stack(const void *rec, size_t len) {
+  const ss__rec *r = rec;
+  if (len < sizeof *r || r->size > len || r->size < sizeof *r) return 0;
+  const unsigned char *p = (const unsigned char *)(r + 1), *end = (const unsigned char *)rec + r->size;
+  for (uint16_t i = 0; i < r->n_attrs; i++) {
+    if ((size_t)(end - p) < sizeof(ss__rec_attr)) return 0;
+    const ss__rec_attr *ra = (const ss__rec_attr *)p;
+    if (ra->type == SS_ATTR_STACK) return 1;
+    p += sizeof *ra + ((ra->type == SS_ATTR_STR || ra->type == SS_ATTR_STRARR) ? ALIGN8(ra->len) : 8);
+  }
+  return 0;
 }
 
 int ss__rec_decode(const void *rec, size_t len, ss__span *out, ss__attr *attrs, size_t max) {

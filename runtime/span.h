@@ -62,6 +62,9 @@ typedef struct ss__tracer {
   void (*on_commit)(void);      /* called after each committed record (exporter kick) */
   int stack_depth;              /* frames to capture on failure; 0: none */
   _Atomic uint64_t drops[5];    /* spans lost before the ring, by enum ss__drop_reason */
+  /* Of the spans lost at the ring (full, or no collector when they ended), those of failed
+   * calls: each would have made an exception log record (exporter.c counts them dropped). */
+  _Atomic uint64_t exc_dropped;
   /* 1 while the exporter has no collector to send to: sampled spans are counted as
    * dropped when they end instead of being recorded (nothing is encoded that cannot be
    * sent). Set and cleared by the exporter; read relaxed on the app thread. */
@@ -148,6 +151,10 @@ int ss__rec_add_int(void *rec, size_t cap, const char *key, int64_t v);
  * SS_STATUS_NO_STACK is or'ed in. */
 void ss__rec_finish(void *rec, uint64_t end_ns, int status);
 
+/* 1 when a ring record of len bytes carries a failed call's stack (it makes an exception
+ * log record when exported), else 0 (also for a malformed record). Reads only the
+ * attribute headers. */
+int ss__rec_has_stack(const void *rec, size_t len);
 /* Decodes a ring record into a span; attrs[] gets up to max entries pointing into rec.
  * Returns 0 or -1 for a malformed record. */
 int ss__rec_decode(const void *rec, size_t len, ss__span *out, ss__attr *attrs, size_t max);

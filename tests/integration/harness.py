@@ -130,6 +130,7 @@ def _docs(path, skip_pid=None):
 
 
 DROP_EVENT = "spanshim.spans.dropped"
+LOGS_DROP_EVENT = "spanshim.logs.dropped"
 
 
 def read_jsonl(path, skip_pid=None):
@@ -160,18 +161,33 @@ def read_jsonl(path, skip_pid=None):
     return spans, scopes
 
 
-def drop_reports(path, skip_pid=None):
+def drop_reports(path, skip_pid=None, event=DROP_EVENT):
     """The shim's drop reports beside an OTLP JSON lines traces file: a list of
-    (resource_attrs, spans this report counts, the process's total so far)."""
+    (resource_attrs, items this report counts, the process's total so far); event
+    DROP_EVENT for spans, LOGS_DROP_EVENT for exception log records."""
     out = []
     for doc in _docs(path, skip_pid):
         for rl in doc.get("resourceLogs", []):
             res = attrs_dict(rl.get("resource", {}).get("attributes"))
             for sl in rl.get("scopeLogs", []):
                 for lr in sl.get("logRecords", []):
-                    if lr.get("eventName") == DROP_EVENT:
+                    if lr.get("eventName") == event:
                         la = attrs_dict(lr.get("attributes"))
-                        out.append((res, la.get(DROP_EVENT, 0), la.get(DROP_EVENT + ".total", 0)))
+                        out.append((res, la.get(event, 0), la.get(event + ".total", 0)))
+    return out
+
+
+def exception_records(path, skip_pid=None):
+    """The exception log records beside a traces file (event names per semconv:
+    `exception`, `db.client.operation.exception`...), as (resource_attrs, record, attrs)."""
+    out = []
+    for doc in _docs(path, skip_pid):
+        for rl in doc.get("resourceLogs", []):
+            res = attrs_dict(rl.get("resource", {}).get("attributes"))
+            for sl in rl.get("scopeLogs", []):
+                for lr in sl.get("logRecords", []):
+                    if (lr.get("eventName") or "").endswith("exception"):
+                        out.append((res, lr, attrs_dict(lr.get("attributes"))))
     return out
 
 
@@ -568,45 +584,72 @@ def busy_cores(n=2):
             p.wait()
 
 
-def dropped_by_pid(path, skip_pid=None):
-    """{pid: spans the shim reported dropped}, summed over every drop record of that pid
-    (an exec chain keeps its pid: each image reports its own)."""
+def dropped_by_pid(path, skip_pid=None, event=DROP_EVENT):
+    """{pid: spans (event LOGS_DROP_EVENT: exception log records) the shim reported
+    dropped}, summed over every drop record of that pid (an exec chain keeps its pid: each
+    image reports its own)."""
     d = {}
-    for res, n, _total in drop_reports(path, skip_pid):
+    for res, n, _total in drop_reports(path, skip_pid, event):
         pid = res.get("process.pid")
         d[pid] = d.get(pid, 0) + n
     return d
 
 
-def settled_stats(c, produced, timeout=120):
-    """/stats once spans_received + shim_spans_dropped reaches produced (the last requests
-    may still be in the collector's hands when the processes are gone), or after timeout."""
+def settled_stats(c, produced, timeout=120, logs_produced=None):
+    """/stats once spans_received + shim_spans_dropped reaches produced (and, given
+    logs_produced, logs_received + shim_logs_dropped reaches it: the last requests may
+    still be in the collector's hands when the processes are gone), or after timeout."""
     deadline = time.monotonic() + timeout
     while True:
         st = c.stats()
-        if st["spans_received"] + st["shim_spans_dropped"] >= produced or \
+        if (st["spans_received"] + st["shim_spans_dropped"] >= produced and
+                (logs_produced is None or
+                 st["logs_received"] + st["shim_logs_dropped"] >= logs_produced)) or \
                 time.monotonic() > deadline:
             return st
         time.sleep(0.1)
 
 
-def check_exact(c, pids_spans, produced, skip_pid=None):
+def _by_pid(items):
+    got = {}
+    for res in items:
+        pid = res.get("process.pid")
+        got[pid] = got.get(pid, 0) + 1
+    return got
+
+
+def _check_pids(what, got, dropped, want):
+    bad = [(pid, got.get(pid, 0), dropped.get(pid, 0), n) for pid, n in want.items()
+           if got.get(pid, 0) + dropped.get(pid, 0) != n]
+    assert not bad, "%s: (pid, received, dropped, produced) that do not add up: %r" % (
+        what, bad[:10])
+
+
+def check_exact(c, pids_spans, produced, skip_pid=None, pids_logs=None):
     """Asserts received + dropped = produced in the collector's /stats and, per process in
-    pids_spans ({pid: spans it produced}), in its output; stops the collector. skip_pid: a
-    process counted in /stats only (its lines are not decoded). Returns (/stats, spans)."""
-    st = settled_stats(c, produced)
+    pids_spans ({pid: spans it produced}), in its output; stops the collector. pids_logs
+    ({pid: exception log records it produced}) asserts the same for the records (in /stats
+    logs_received + shim_logs_dropped, when every log record received is one of theirs).
+    skip_pid: a process counted in /stats only (its lines are not decoded). Returns
+    (/stats, spans)."""
+    logs_produced = sum(pids_logs.values()) if pids_logs is not None else None
+    st = settled_stats(c, produced, logs_produced=logs_produced)
     assert st["spans_received"] + st["shim_spans_dropped"] == produced, \
         "/stats: received %d + dropped %d != produced %d" % (
             st["spans_received"], st["shim_spans_dropped"], produced)
+    if logs_produced is not None:
+        assert st["logs_received"] + st["shim_logs_dropped"] == logs_produced, \
+            "/stats: log records received %d + dropped %d != produced %d" % (
+                st["logs_received"], st["shim_logs_dropped"], logs_produced)
     c.stop()
     spans, _ = read_jsonl(c.out, skip_pid)
-    dropped = dropped_by_pid(c.out, skip_pid)
-    got = {}
-    for s in spans:
-        pid = s.resource.get("process.pid")
-        got[pid] = got.get(pid, 0) + 1
-    bad = [(pid, got.get(pid, 0), dropped.get(pid, 0), want) for pid, want in pids_spans.items()
-           if got.get(pid, 0) + dropped.get(pid, 0) != want]
-    assert not bad, "(pid, received, dropped, produced) that do not add up: %r" % bad[:10]
+    _check_pids("spans", _by_pid(s.resource for s in spans), dropped_by_pid(c.out, skip_pid),
+                pids_spans)
     print("  received=%d dropped=%d" % (st["spans_received"], st["shim_spans_dropped"]))
+    if pids_logs is not None:
+        recs = exception_records(c.out, skip_pid)
+        _check_pids("exception log records", _by_pid(res for res, _, _ in recs),
+                    dropped_by_pid(c.out, skip_pid, LOGS_DROP_EVENT), pids_logs)
+        print("  log records received=%d dropped=%d" % (st["logs_received"],
+                                                         st["shim_logs_dropped"]))
     return st, spans

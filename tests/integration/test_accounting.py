@@ -57,8 +57,13 @@ def test_tiny_queue_drops_reach_stats_exactly(ctx):
     assert r.returncode == 0, r
     out = parse_kv(r.stdout)
     produced = int(out["produced"])
-    st, _ = check_exact(c, {int(out["pid"]): produced}, produced)
+    assert int(out["refused"]) == produced, out
+    # Every connect is refused: as many exception records as spans, the ones whose span
+    # found the queue full counted with it.
+    pid = int(out["pid"])
+    st, _ = check_exact(c, {pid: produced}, produced, pids_logs={pid: produced})
     assert st["shim_spans_dropped"] > 0, "a 64-span queue under 8000 connects drops: %r" % st
+    assert st["shim_logs_dropped"] > 0, st
 
 
 def test_drop_counter_is_a_log_record_not_a_scope_attribute(ctx):
@@ -94,14 +99,16 @@ def test_no_collector_counts_every_span_in_the_diagnostics(ctx):
 
 def test_failing_program_delivers_its_exception_records(ctx):
     """400 failed calls: every delivered failed span has its exception record (they go out
-    with the spans of their request, at most 64 to a request), and the accounting is exact."""
+    with the spans of their request, at most 64 to a request), and the accounting is exact
+    for both."""
     c = ctx.collector()
     r = ctx.run([ctx.prog("connect_storm"), "1", "400", "refused"], collector=c,
                 extra_env={"SPANSHIM_EXIT_FLUSH_MS": "10000"})
     assert r.returncode == 0, r
     out = parse_kv(r.stdout)
     produced = int(out["produced"])
-    check_exact(c, {int(out["pid"]): produced}, produced)
+    pid = int(out["pid"])
+    check_exact(c, {pid: produced}, produced, pids_logs={pid: produced})
     spans, _ = harness.read_jsonl(c.out)
     failed = {s.span_id for s in spans if s.status_code == 2}
     recs = exception_records(c.out)
@@ -137,4 +144,8 @@ def test_spanshim_run_with_five_failing_commands_accounts_and_delivers_records(c
     assert len(spans) + dropped == 11, ([s.name for s in spans], dropped)
     failed = {s.span_id for s in spans if s.name == "connect" and s.status_code == 2}
     assert failed <= exception_records(out), "failed spans without their exception record"
+    # one exception record per refused connect, received or counted
+    recs = len(harness.exception_records(out))
+    rdropped = sum(dropped_by_pid(out, event=harness.LOGS_DROP_EVENT).values())
+    assert recs + rdropped == 5, (recs, rdropped)
     print("  %d of 5 failed connects delivered, %d spans dropped" % (len(failed), dropped))

@@ -234,6 +234,41 @@ START_TEST(test_drops_are_counted_by_reason_and_in_the_total) {
 }
 END_TEST
 
+/* The exporter makes an exception log record from a record that carries a stack: only a
+ * failed call's has one; a failed call's span lost at a full ring counts its record. */
+START_TEST(test_failed_calls_carry_a_stack_and_count_their_record_when_the_ring_is_full) {
+  setup();
+  drain(&(ss__span){0}, (ss__attr[8]){{0}}, 8);
+  size_t len;
+  ss__sb b;
+  ss__span_start(&b, "connect", SS_KIND_CLIENT);
+  ss__span_end(&b);
+  ss__span_start(&b, "connect", SS_KIND_CLIENT);
+  ss__span_error(&b, "ECONNREFUSED", "Connection refused");
+  ss__span_end(&b);
+  ss__span_start(&b, "GET", SS_KIND_CLIENT);
+  ss__span_fail(&b, "500"); /* an answer, not a failed call: no record */
+  ss__span_end(&b);
+  int want[3] = {0, 1, 0};
+  for (int i = 0; i < 3; i++) {
+    void *rec = ss__ring_peek(&ss__tracer_g.ring, &len);
+    ck_assert_ptr_nonnull(rec);
+    ck_assert_int_eq(ss__rec_has_stack(rec, len), want[i]);
+    ss__ring_release(&ss__tracer_g.ring);
+  }
+  uint64_t ring0 = ss__dropped_count(SS_DROP_RING_FULL), exc0 = ss__tracer_g.exc_dropped;
+  int failed = 0;
+  while (ss__dropped_count(SS_DROP_RING_FULL) < ring0 + 10) {
+    ss__span_start(&b, "connect", SS_KIND_CLIENT);
+    if (failed++ % 2 == 0) ss__span_error(&b, "ECONNREFUSED", NULL);
+    ss__span_end(&b);
+  }
+  /* 10 spans lost, alternately failed and not: 5 records */
+  ck_assert_uint_eq(ss__tracer_g.exc_dropped - exc0, 5);
+  drain(&(ss__span){0}, (ss__attr[8]){{0}}, 8);
+}
+END_TEST
+
 START_TEST(test_unsampled_span_draws_its_ids_once_when_read) {
   setup();
   int saved = ss__tracer_g.sampler;
@@ -295,6 +330,7 @@ int main(void) {
   tcase_add_test(tc, test_parked_record_refuses_what_does_not_fit);
   tcase_add_test(tc, test_finish_from_copies_a_scratch_outcome_but_the_skipped_key);
   tcase_add_test(tc, test_drops_are_counted_by_reason_and_in_the_total);
+  tcase_add_test(tc, test_failed_calls_carry_a_stack_and_count_their_record_when_the_ring_is_full);
   tcase_add_test(tc, test_set_start_only_moves_back);
   tcase_add_test(tc, test_unsampled_span_draws_its_ids_once_when_read);
   suite_add_tcase(s, tc);

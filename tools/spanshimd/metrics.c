@@ -197,7 +197,13 @@ static void own_metrics(ss__buf *b) {
   const ss__stats *s = &ss__stats_g;
   counter(b, "spanshimd_requests_total", "HTTP requests parsed.", s->requests);
   counter(b, "spanshimd_spans_received_total", "Spans received.", s->spans_received);
-  counter(b, "spanshimd_logs_received_total", "Log records received.", s->logs_received);
+  counter(b, "spanshimd_logs_received_total",
+          "Log records received (libspanshim's drop reports not included).", s->logs_received);
+  counter(b, "spanshimd_shim_spans_dropped_total",
+          "Spans traced processes produced and reported dropped.", s->shim_spans_dropped);
+  counter(b, "spanshimd_shim_logs_dropped_total",
+          "Exception log records traced processes produced and reported dropped.",
+          s->shim_logs_dropped);
   head(b, "spanshimd_requests_rejected_total", "counter", "Requests refused, by reason.");
   const struct { const char *reason; uint64_t v; } rej[] = {
       {"bad_http", s->rej_bad_http}, {"header_too_large", s->rej_header_too_large},

@@ -437,28 +437,57 @@ static int traces_finish(ss__traces_req *q, const uint8_t *body, size_t len, uin
   return to_sinks(0, out, body, len, n);
 }
 
-/* Sums the drop reports of libspanshim (log records with event name
- * spanshim.spans.dropped, attribute spanshim.spans.dropped = spans that record reports). */
-static uint64_t shim_drops(const ss__logs_req *q) {
-  uint64_t n = 0;
+/* What libspanshim's drop reports in a logs request say. */
+typedef struct shim_report {
+  uint64_t spans;    /* spans dropped (spanshim.spans.dropped records) */
+  uint64_t logs;     /* exception log records dropped (spanshim.logs.dropped records) */
+  uint64_t reports;  /* drop report records (not counted in logs_received) */
+} shim_report;
+
+/* The value of attribute `key` of r when it is a positive integer, else 0. */
+static uint64_t positive_int_attr(const Opentelemetry__Proto__Logs__V1__LogRecord *r,
+                                  const char *key) {
+  for (size_t a = 0; a < r->n_attributes; a++) {
+    const Opentelemetry__Proto__Common__V1__KeyValue *kv = r->attributes[a];
+    if (kv->key && strcmp(kv->key, key) == 0 && kv->value &&
+        kv->value->value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE &&
+        kv->value->int_value > 0)
+      return (uint64_t)kv->value->int_value;
+  }
+  return 0;
+}
+
+/* Sums the drop reports of libspanshim: log records with event name
+ * spanshim.spans.dropped (attribute spanshim.spans.dropped = spans that record reports)
+ * or spanshim.logs.dropped (attribute spanshim.logs.dropped = exception log records). */
+static shim_report shim_drops(const ss__logs_req *q) {
+  static const char *const kinds[2] = {"spanshim.spans.dropped", "spanshim.logs.dropped"};
+  shim_report n = {0};
   for (size_t i = 0; i < q->n_resource_logs; i++)
     for (size_t j = 0; j < q->resource_logs[i]->n_scope_logs; j++) {
       const Opentelemetry__Proto__Logs__V1__ScopeLogs *sl = q->resource_logs[i]->scope_logs[j];
       for (size_t k = 0; k < sl->n_log_records; k++) {
         const Opentelemetry__Proto__Logs__V1__LogRecord *r = sl->log_records[k];
-        if (r->event_name == NULL || strcmp(r->event_name, "spanshim.spans.dropped") != 0)
-          continue;
-        for (size_t a = 0; a < r->n_attributes; a++) {
-          const Opentelemetry__Proto__Common__V1__KeyValue *kv = r->attributes[a];
-          if (kv->key && strcmp(kv->key, "spanshim.spans.dropped") == 0 && kv->value &&
-              kv->value->value_case ==
-                  OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE &&
-              kv->value->int_value > 0)
-            n += (uint64_t)kv->value->int_value;
+        if (r->event_name == NULL) continue;
+        for (int kind = 0; kind < 2; kind++) {
+          if (strcmp(r->event_name, kinds[kind]) != 0) continue;
+          *(kind ? &n.logs : &n.spans) += positive_int_attr(r, kinds[kind]);
+          n.reports++;
         }
       }
     }
   return n;
+}
+
+/* Adds a logs request's counts to the stats: its log records less the shim's drop
+ * reports (so logs_received + shim_logs_dropped = exception log records produced, as
+ * spans_received + shim_spans_dropped = spans produced), and what the reports say. */
+static void count_logs_request(uint64_t records, uint64_t rejected, shim_report r) {
+  ss__stats_g.logs_received += records > r.reports ? records - r.reports : 0;
+  ss__stats_g.logs_rejected += rejected;
+  ss__stats_g.shim_spans_dropped += r.spans;
+  ss__stats_g.shim_logs_dropped += r.logs;
+  ss__stats_g.shim_drop_reports += r.reports;
 }
 
 /* ---- big logs requests: in slices, answered between the two passes ---- */
@@ -470,13 +499,17 @@ static struct {
   int fmt;
   const uint8_t *body;
   size_t len;
-  uint64_t received, rejected, shim_dropped;  /* pass 1's counts */
+  uint64_t received, rejected;  /* pass 1's counts */
+  shim_report shim;
 } big_logs;
 
 static int logs_slice_counts(ss__logs_req *q) {
   big_logs.received += count_logs(q);
   big_logs.rejected += validate_logs(q);
-  big_logs.shim_dropped += shim_drops(q);
+  shim_report r = shim_drops(q);
+  big_logs.shim.spans += r.spans;
+  big_logs.shim.logs += r.logs;
+  big_logs.shim.reports += r.reports;
   return 0;
 }
 
@@ -523,9 +556,7 @@ static int logs_sliced_check(int fmt, const uint8_t *body, size_t len) {
   big_logs.fmt = fmt;
   big_logs.body = body;
   big_logs.len = len;
-  ss__stats_g.logs_received += big_logs.received;
-  ss__stats_g.logs_rejected += big_logs.rejected;
-  ss__stats_g.shim_spans_dropped += big_logs.shim_dropped;
+  count_logs_request(big_logs.received, big_logs.rejected, big_logs.shim);
   finish_message("log record");
   return 200;
 }
@@ -561,9 +592,8 @@ ss__logs_req *ss__pipeline_logs_decode_fmt(int fmt, const uint8_t *body, size_t 
     q = ss__decode_logs(body, len, &too_big);
   *status = q ? 200 : too_big ? 413 : 400;
   if (q == NULL) return NULL;
-  ss__stats_g.logs_received += count_logs(q);
-  ss__stats_g.logs_rejected += validate_logs(q);
-  ss__stats_g.shim_spans_dropped += shim_drops(q);
+  uint64_t records = count_logs(q), rejected = validate_logs(q);
+  count_logs_request(records, rejected, shim_drops(q));
   finish_message("log record");
   return q;
 }

@@ -90,13 +90,18 @@ typedef struct ss__stats {
   uint64_t requests;              /* complete request heads parsed (any outcome) */
   uint64_t grpc_requests;         /* ... of which gRPC calls */
   uint64_t traces_requests, logs_requests, stats_requests;
-  uint64_t spans_received, logs_received;
+  uint64_t spans_received;
+  uint64_t logs_received;         /* log records, less libspanshim's drop reports */
   uint64_t metrics_requests, data_points_received;  /* /v1/metrics */
   uint64_t spans_rejected, logs_rejected;  /* malformed ids: partial_success */
   /* Spans the senders produced but dropped, as their `spanshim.spans.dropped` log records
    * report them (libspanshim sends one after a drop): spans_received +
    * shim_spans_dropped = spans produced by every traced process. */
   uint64_t shim_spans_dropped;
+  /* The same for exception log records (`spanshim.logs.dropped` records): logs_received +
+   * shim_logs_dropped = log records produced; the reports themselves (records of either
+   * event) are counted in shim_drop_reports, not in logs_received. */
+  uint64_t shim_logs_dropped, shim_drop_reports;
   uint64_t rej_bad_http;          /* 400 malformed HTTP (connection closed) */
   uint64_t rej_header_too_large;  /* 431 */
   uint64_t rej_not_found;         /* 404 */
