@@ -263,7 +263,8 @@ static void report_losses(void) {
          (unsigned long long)queue, (unsigned long long)other, (unsigned long long)inj);
 }
 
-void ss__exiting(void) {
+/* ending: nothing of the app runs on this thread after the flush (_exit, _Exit). */
+static void exiting(int ending) {
   if (!ours_to_flush()) return;
   SS_SAVE_ERRNO({
     ss__exporter_exiting();
@@ -275,7 +276,12 @@ void ss__exiting(void) {
     if (code < 0 && ss__exporter_last_thread_ended()) code = 0;
     ss__process_end(SS_PROC_EXIT, code);
   });
-  ss__exit_flush();
+  if (ending) SS_SAVE_ERRNO(ss__exporter_flush_ending(ss__cfg.exit_flush_ms));
+  else ss__exit_flush();
+}
+
+void ss__exiting(void) {
+  exiting(0);
 }
 SS_EXPORT void exit(int status) {
   ss__process_note_exit(status);
@@ -305,14 +311,14 @@ SS_EXPORT int __libc_start_main(main_fn main, int argc, char **argv, void (*init
 
 SS_EXPORT void _exit(int status) {
   ss__process_note_exit(status);
-  ss__exiting();
+  exiting(1);
   real__exit()(status);
   __builtin_unreachable();
 }
 
 SS_EXPORT void _Exit(int status) {
   ss__process_note_exit(status);
-  ss__exiting();
+  exiting(1);
   real__Exit()(status);
   __builtin_unreachable();
 }

@@ -26,7 +26,10 @@
  * what the app set whenever the shim's handler stands in for it. exec resets caught
  * signals to the default, so an exec'd image sees SIG_DFL where the app had it (and
  * SIG_IGN where the app set that: it is the kernel's). Everything a handler does is
- * async-signal-safe: atomics, nanosleep, the lock-free ring, sigaction, raise. */
+ * async-signal-safe: atomics, nanosleep, the lock-free ring, sigaction, raise; when no
+ * exporter thread was started yet (the process made no span before the signal), the
+ * dying thread delivers itself with the exporter's signal-safe encoder, from a copy of
+ * the fd table of its own (runtime/exporter.h: ss__exporter_flush_dying). */
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -84,9 +87,15 @@ static void deliver_before_death(int sig) {
     }
     if (atomic_load(&flusher) != me) return;
   }
-  if (ss__exporter_running()) { /* else a commit would start a thread here */
+  if (ss__exporter_running()) {
     ss__process_end(SS_PROC_SIGNAL, sig);
     ss__exporter_flush_signal(ss__cfg.exit_flush_ms);
+  } else {
+    /* No exporter thread (no span before the signal): this thread delivers the process
+     * span itself, signal-safely; no commit may start a thread here. */
+    ss__exporter_exiting();
+    ss__process_end(SS_PROC_SIGNAL, sig);
+    ss__exporter_flush_dying(ss__cfg.exit_flush_ms);
   }
   atomic_store(&flusher, 0);
 }

@@ -195,11 +195,34 @@ typedef struct encoder {
    * since the flush began (`stalled`, ms; worked out when a deadline is reached): wall
    * time since `start` less thread CPU time since `cpu0` and time in waits (`waited`). */
   uint64_t start, cpu0, waited, stalled, stall_cap;
+  /* Async-signal-safe (a dying thread's, in a signal handler): fixed buffers, the
+   * resource built into static memory, no symbolizing, no console, no resolver. */
+  int sigsafe;
 } encoder;
 
 static encoder ex = {.t = &ss__transport_g}; /* the exporter thread's */
 static encoder xe;                           /* an exiting thread's (own connection) */
 static ss__transport exit_transport = {.fd = -1};
+/* A thread ending the process (a signal about to kill it, _exit) makes its connection in
+ * a copy of the app's fd table of its own (ss__own_go_private_copy): this one, which the
+ * fd guards never ask about (its number is not one of the app's table). */
+static ss__transport ending_transport = {.fd = -1};
+
+/* A dying thread's encoder, for a signal that kills the process before it started an
+ * exporter thread (a process that segfaults, or is sent SIGTERM, before its first span):
+ * nothing of it allocates or takes a lock the interrupted code may hold, so it can run
+ * in the signal handler (deliver_dying). Its buffers, in .bss, cost no memory until used.
+ * Records that do not fit one request go in the next. */
+#define SIG_TRACES_BYTES (128 * 1024)
+#define SIG_LOGS_BYTES (8 * 1024)
+#define SIG_RESOURCE_BYTES (16 * 1024)
+#define SIG_RESOURCE_ATTRS 64
+static encoder se;
+static uint8_t sig_treq[SIG_TRACES_BYTES], sig_lreq[SIG_LOGS_BYTES];
+static uint8_t sig_resource[SIG_RESOURCE_BYTES], sig_scope[512];
+static char sig_scratch[64 * 1024]; /* a record of up to 30 KiB (scratch_room) */
+static ss__attr sig_res_attrs[SIG_RESOURCE_ATTRS];
+static char sig_res_storage[SIG_RESOURCE_BYTES / 2];
 
 /* The exporter thread's fd table (runtime/ownfd.h), set as it starts, under drain_lock:
  * TABLE_OWN, its own (the usual case): its connection, the files it reads and the
@@ -425,8 +448,14 @@ static int end_pipeline(encoder *e, uint64_t deadline_ms) {
 static int ensure_head(encoder *e) {
   pid_t pid = getpid();
   if (e->resource.attrs != NULL && e->resource_pid == pid) return 0;
-  ss__resource_free(&e->resource);
-  int rc = ss__resource_build(&e->resource, cfg);
+  int rc;
+  if (e->sigsafe) {
+    rc = ss__resource_build_in(&e->resource, cfg, sig_res_attrs, SIG_RESOURCE_ATTRS,
+                               sig_res_storage, sizeof sig_res_storage);
+  } else {
+    ss__resource_free(&e->resource);
+    rc = ss__resource_build(&e->resource, cfg);
+  }
   if (rc != 0) return rc;
   ss__scope scope = {.name = "spanshim", .version = SPANSHIM_VERSION};
   rc = ss__otlp_head_build(&e->head, &e->resource, &scope, SS_SCHEMA_URL);
@@ -439,6 +468,7 @@ static int ensure_head(encoder *e) {
 static int scratch_room(encoder *e, size_t rec_len) {
   size_t need = rec_len * 2 + 4096;
   if (e->scratch_cap >= need) return 0;
+  if (e->sigsafe) return -1;
   char *p = realloc(e->scratch, need);
   if (p == NULL) return -1;
   e->scratch = p;
@@ -446,14 +476,30 @@ static int scratch_room(encoder *e, size_t rec_len) {
   return 0;
 }
 
+/* A signal-safe encoder's span goes without its raw stack (symbolizing takes the
+ * loader's lock and allocates): the rest of it (error.type, the status) says what killed
+ * the process. */
+static void strip_stack(encoder *e) {
+  size_t n = 0; /* e->span.attrs is e->attrs (ss__rec_decode) */
+  for (size_t i = 0; i < e->span.n_attrs; i++)
+    if (e->attrs[i].type != SS_ATTR_STACK) e->attrs[n++] = e->attrs[i];
+  e->span.n_attrs = n;
+}
+
 /* Encodes one ring record into treq (its exception record into lreq). 0, or -1 when it
- * could not be (malformed, out of memory): the caller counts it. */
+ * could not be (malformed, out of memory): the caller counts it; -ENOBUFS when a fixed
+ * buffer has no room left for it (it goes in the next request). */
 static int encode_record(encoder *e, const void *rec, size_t len) {
   if (ss__rec_decode(rec, len, &e->span, e->attrs, MAX_ATTRS_PER_SPAN) != 0) return -1;
   if (scratch_room(e, len) != 0) return -1; /* never export unsanitized values */
   char *scratch = e->scratch;
   size_t left = e->scratch_cap;
   ss__sanitize_span(&e->span, e->attrs, &scratch, &left);
+  if (e->sigsafe) {
+    strip_stack(e);
+    int rc = ss__otlp_add_span(&e->treq, &e->span);
+    return rc == 0 || rc == -ENOBUFS ? rc : -1;
+  }
   size_t logs_before = e->exc.n_logs;
   /* Symbolizing asks the dynamic loader, and the loader lock is also what keeps two
    * encoders (the exporter thread's and an exit's) out of the symbol cache together. */
@@ -490,8 +536,10 @@ static size_t fill(encoder *e, size_t max, uint64_t deadline_ms) {
          (rec = ss__ring_peek(&ss__tracer_g.ring, &len)) != NULL) {
     int exc = logs && ss__rec_has_stack(rec, len);
     uint64_t exc_before = e->n_exc;
+    int rc = encode_record(e, rec, len);
+    if (rc == -ENOBUFS && n > 0) break; /* a fixed buffer is full: the next request */
     if (exc) atomic_fetch_add(&ltaken, 1);
-    if (encode_record(e, rec, len) == 0) {
+    if (rc == 0) {
       n++;
     } else {
       atomic_fetch_add(&undelivered, 1);
@@ -970,54 +1018,16 @@ static void exit_diagnostics(void) {
          atomic_load(&lhanded), lost, llost);
 }
 
-int ss__exporter_flush(uint32_t timeout_ms) {
-  if (cfg == NULL || nothing_to_do()) return 0;
+/* An exit's delivery on encoder e (exit_lock held; drain_lock too when `own`): its
+ * requests written back to back, the answers read afterwards, the last fifth of the
+ * budget (at most EXIT_REPORT_RESERVE_MS) kept for the final count. */
+static int deliver_exit(encoder *e, int own, uint32_t timeout_ms) {
   uint64_t now = ss__mono_ms(), deadline = now + timeout_ms;
   uint64_t reserve = timeout_ms / 4 < EXIT_REPORT_RESERVE_MS ? timeout_ms / 4 : EXIT_REPORT_RESERVE_MS;
   uint64_t soft = deadline - reserve;
-  int rc;
-  /* A signal handler that delivers before the process dies (hooks/signals.c) waits for
-   * the exporter thread: this thread must not be interrupted holding its locks. Signals
-   * other than faults wait (at most timeout_ms) until the flush is over; the app's own
-   * mask is put back exactly as it was. */
-  sigset_t async, old;
-  sigfillset(&async);
-  sigdelset(&async, SIGSEGV);
-  sigdelset(&async, SIGBUS);
-  sigdelset(&async, SIGFPE);
-  sigdelset(&async, SIGILL);
-  sigdelset(&async, SIGTRAP);
-  sigdelset(&async, SIGSYS);
-  pthread_sigmask(SIG_BLOCK, &async, &old);
-  ss__self.internal++;
-  if (pthread_mutex_trylock(&exit_lock) != 0) { /* another thread is exiting: it delivers */
-    ss__self.internal--;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return -EBUSY;
-  }
-  /* Deliver from this thread: an exporter thread that has not started yet, or cannot get
-   * the CPU, or waits for a slow collector, must not spend the budget. Idle, its encoder
-   * and connection are ours; busy, it stops at its next request boundary and this thread
-   * takes the records on a connection of its own. */
-  atomic_store(&exit_waiting, 1);
-  int own = pthread_mutex_trylock(&drain_lock) == 0;
-  encoder *e = &ex;
-  ss__transport *ex_t = ex.t;
-  if (!own) {
-    e = &xe;
-    xe.t = exit_conn();
-  } else if (ex.t == &own_transport) {
-    /* Its connection is in the exporter thread's table: this thread sends on the app
-     * threads' (made here if need be; made before a privilege drop, the only one the
-     * collector still admits). Waking the exporter thread and waiting for it to be
-     * scheduled would cost the budget on a loaded machine. */
-    ex.t = &ss__transport_g;
-  }
-  SS_LOG(SS_LOG_DEBUG, "exit flush: %s, %" PRIu64 " spans waiting",
-         own ? "the exporter thread is idle" : "the exporter thread is busy", waiting());
   e->pipelined = 1;
   clock_start(e, timeout_ms);
-  rc = drain(e, soft, 1);
+  int rc = drain(e, soft, 1);
   /* The answers so far, before the count is final: a refusal adds to it. */
   uint64_t answers_by = ss__mono_ms() - e->stalled + EXIT_ANSWER_MS;
   int arc = rc == -ECANCELED ? 0 : collect_answers(e, answers_by < soft ? answers_by : soft, 0);
@@ -1032,7 +1042,85 @@ int ss__exporter_flush(uint32_t timeout_ms) {
   answers_by = ss__mono_ms() - e->stalled + EXIT_ANSWER_MS;
   arc = end_pipeline(e, answers_by < deadline ? answers_by : deadline);
   if (rc == 0) rc = arc;
+  return rc;
+}
+
+/* For a thread that is ending the process (its fd table is never the app's again): a copy
+ * of the app's table of its own, and a connection there (runtime/ownfd.h), so that no fd
+ * it makes can take a number an app thread could get at that instant. A connection made
+ * before a privilege drop (the only one the collector still admits) is used as it is,
+ * when `idle` (no exporter thread is sending on it). NULL when the thread cannot have a
+ * table of its own (SPANSHIM_EXPORTER_FD_TABLE=shared, a seccomp filter): it then sends
+ * on the app threads' connections, born high and guarded. `in_signal`: no resolver.
+ * Async-signal-safe. */
+static ss__transport *ending_conn(int idle, int in_signal) {
+  if (!cfg->own_fd_table || ss__own_go_private_copy() != 0) return NULL;
+  ss__transport_init_like(&ending_transport, &ss__transport_g, 1);
+  ending_transport.no_resolver = in_signal;
+  int kept = atomic_load(&ss__transport_g.fd);
+  if (idle && kept >= 0 && ss__transport_g.kept) ss__transport_adopt(&ending_transport, kept);
+  return &ending_transport;
+}
+
+/* Lets go of ending_transport: a connection it adopted stays open (the process's own;
+ * the table may be the app's when no other thread shared it); one it made is closed. */
+static void ending_conn_done(void) {
+  if (ending_transport.kept) atomic_store(&ending_transport.fd, -1);
+  ss__transport_close(&ending_transport);
+}
+
+/* Signals other than faults wait (bounded by the flush) while a thread delivers for the
+ * process: a signal handler that delivers too (hooks/signals.c) must not find this thread
+ * holding the exporter's locks. The app's own mask is put back exactly as it was. */
+static void block_async(sigset_t *old) {
+  sigset_t async;
+  sigfillset(&async);
+  sigdelset(&async, SIGSEGV);
+  sigdelset(&async, SIGBUS);
+  sigdelset(&async, SIGFPE);
+  sigdelset(&async, SIGILL);
+  sigdelset(&async, SIGTRAP);
+  sigdelset(&async, SIGSYS);
+  pthread_sigmask(SIG_BLOCK, &async, old);
+}
+
+static int flush(uint32_t timeout_ms, int ending) {
+  if (cfg == NULL || nothing_to_do()) return 0;
+  int rc;
+  sigset_t old;
+  block_async(&old);
+  ss__self.internal++;
+  if (pthread_mutex_trylock(&exit_lock) != 0) { /* another thread is exiting: it delivers */
+    ss__self.internal--;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return -EBUSY;
+  }
+  /* Deliver from this thread: an exporter thread that has not started yet, or cannot get
+   * the CPU, or waits for a slow collector, must not spend the budget. Idle, its encoder
+   * and connection are ours; busy, it stops at its next request boundary and this thread
+   * takes the records on a connection of its own. */
+  atomic_store(&exit_waiting, 1);
+  int own = pthread_mutex_trylock(&drain_lock) == 0;
+  encoder *e = &ex;
+  ss__transport *ex_t = ex.t, *conn = ending ? ending_conn(own, 0) : NULL;
+  if (!own) {
+    e = &xe;
+    xe.t = conn ? conn : exit_conn();
+  } else if (conn) {
+    ex.t = conn;
+  } else if (ex.t == &own_transport) {
+    /* Its connection is in the exporter thread's table: this thread sends on the app
+     * threads' (made here if need be; made before a privilege drop, the only one the
+     * collector still admits). Waking the exporter thread and waiting for it to be
+     * scheduled would cost the budget on a loaded machine. */
+    ex.t = &ss__transport_g;
+  }
+  SS_LOG(SS_LOG_DEBUG, "exit flush: %s, %" PRIu64 " spans waiting%s",
+         own ? "the exporter thread is idle" : "the exporter thread is busy", waiting(),
+         conn ? ", from an fd table of its own" : "");
+  rc = deliver_exit(e, own, timeout_ms);
   if (e->t == &exit_transport) ss__transport_close(&exit_transport);
+  if (conn) ending_conn_done();
   if (own) {
     ex.t = ex_t;
     pthread_mutex_unlock(&drain_lock);
@@ -1043,6 +1131,63 @@ int ss__exporter_flush(uint32_t timeout_ms) {
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   exit_diagnostics();
   return rc;
+}
+
+int ss__exporter_flush(uint32_t timeout_ms) {
+  return flush(timeout_ms, 0);
+}
+
+int ss__exporter_flush_ending(uint32_t timeout_ms) {
+  return flush(timeout_ms, 1);
+}
+
+/* se's fixed buffers, once per process (a fork child's encoders start zeroed). */
+static void sigsafe_setup(void) {
+  if (se.sigsafe) return;
+  se.sigsafe = 1;
+  se.treq.pb = (ss__pb){.p = sig_treq, .cap = sizeof sig_treq, .fixed = 1};
+  se.lreq.pb = (ss__pb){.p = sig_lreq, .cap = sizeof sig_lreq, .fixed = 1};
+  se.head.resource = (ss__pb){.p = sig_resource, .cap = sizeof sig_resource, .fixed = 1};
+  se.head.scope = (ss__pb){.p = sig_scope, .cap = sizeof sig_scope, .fixed = 1};
+  se.scratch = sig_scratch;
+  se.scratch_cap = sizeof sig_scratch;
+}
+
+void ss__exporter_flush_dying(uint32_t timeout_ms) {
+  if (cfg == NULL || nothing_to_do()) return;
+  if (atomic_load(&started)) { /* one was started meanwhile: it delivers */
+    ss__exporter_flush_signal(timeout_ms);
+    return;
+  }
+  sigset_t old;
+  block_async(&old);
+  ss__self.internal++;
+  /* exit_lock: an exit flush delivers already (or this thread faulted inside one).
+   * drain_lock: an exporter thread started meanwhile waits for it. Either way, with
+   * both held nobody else takes the ring (ring_lock is free). */
+  int locked = pthread_mutex_trylock(&exit_lock) == 0;
+  if (locked && pthread_mutex_trylock(&drain_lock) != 0) {
+    pthread_mutex_unlock(&exit_lock);
+    locked = 0;
+  }
+  if (locked) {
+    sigsafe_setup();
+    ss__transport *conn = ending_conn(1, 1);
+    if (conn != NULL) {
+      se.t = conn;
+      deliver_exit(&se, 1, timeout_ms);
+      ending_conn_done();
+    } else {
+      size_t n = discard(SIZE_MAX);
+      SS_LOG(SS_LOG_WARN, "a signal ends the process: %zu spans not delivered (no fd table "
+             "of its own for the dying thread's connection)", n);
+    }
+    pthread_mutex_unlock(&drain_lock);
+    pthread_mutex_unlock(&exit_lock);
+  }
+  ss__self.internal--;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (locked) exit_diagnostics();
 }
 
 int ss__exporter_running(void) {
@@ -1116,6 +1261,9 @@ void ss__exporter_atfork_child(void) {
    * the child allocates its own on first use. */
   encoder_forget(&ex, &ss__transport_g);
   encoder_forget(&xe, &exit_transport);
+  encoder_forget(&se, NULL);
+  memset(&ending_transport, 0, sizeof ending_transport);
+  atomic_store(&ending_transport.fd, -1);
   /* The exporter thread's own table is not ours: its numbers mean our app's fds here. */
   memset(&own_transport, 0, sizeof own_transport);
   atomic_store(&own_transport.fd, -1);

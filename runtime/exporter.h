@@ -37,6 +37,22 @@ void ss__exporter_kick(void);
  * Used at exit and exec. Returns 0 when everything was delivered, -ETIMEDOUT, -EIO or
  * -ECANCELED otherwise. */
 int ss__exporter_flush(uint32_t timeout_ms);
+/* The same for a thread that is ending the process for good (_exit, _Exit: nothing of
+ * the app runs on it after): its connection is made in a copy of the app's fd table of
+ * its own (runtime/ownfd.h: ss__own_go_private_copy), where it cannot take a number an
+ * app thread could get. */
+int ss__exporter_flush_ending(uint32_t timeout_ms);
+/* From a signal handler that is about to let a signal kill the process, when no
+ * exporter thread was started (a process that made no span before the signal: only its
+ * process span is queued): the dying thread delivers what is queued itself, within
+ * timeout_ms, from a copy of the app's fd table of its own, with an encoder that neither
+ * allocates nor takes a lock the interrupted code may hold (fixed buffers, no
+ * symbolizing: the spans go without raw stacks; a TCP endpoint's name is not looked up:
+ * a numeric host or localhost). What it cannot deliver is counted, and said in the
+ * diagnostics when the collector cannot be told. Call ss__exporter_exiting first (a
+ * commit must not start a thread). Async-signal-safe (as far as snprintf is, like the
+ * diagnostics). */
+void ss__exporter_flush_dying(uint32_t timeout_ms);
 /* The same from a signal handler (a dying thread): asks the exporter thread for a drain
  * that starts after the call and waits for it with nanosleep, without locks, at most
  * timeout_ms. Does nothing when called on the exporter thread or when it is not running.

@@ -34,6 +34,9 @@
 #define FLAGS_HAS_IS_REMOTE 0x100u
 
 #define HOLE 2 /* bytes left for a message length written afterwards */
+/* What items leave free in a fixed buffer for ss__otlp_finish (two schema URLs of up to
+ * 256 bytes). */
+#define FIXED_FINISH_ROOM (2 * (16 + 3 * 256))
 
 /* ---- buffer ---- */
 
@@ -43,12 +46,17 @@ void ss__pb_reset(ss__pb *b) {
 }
 
 void ss__pb_free(ss__pb *b) {
+  if (b->fixed) {
+    ss__pb_reset(b);
+    return;
+  }
   free(b->p);
   *b = (ss__pb){0};
 }
 
 int ss__pb_reserve(ss__pb *b, size_t n) {
   if (b->cap - b->len >= n) return 0;
+  if (b->fixed) return -ENOBUFS;
   size_t cap = b->cap ? b->cap : 4096;
   while (cap - b->len < n) cap *= 2;
   uint8_t *p = realloc(b->p, cap);
@@ -425,6 +433,8 @@ int ss__otlp_head_build(ss__otlp_head *h, const ss__resource *res, const ss__sco
   if (res && ss__pb_reserve(&h->resource, attrs_bound(res->attrs, res->n_attrs)) == 0) {
     uint8_t *o = put_attrs(h->resource.p, 1, res->attrs, res->n_attrs);
     h->resource.len = (size_t)(o - h->resource.p);
+  } else if (res) {
+    h->resource.failed = 1;
   }
   if (scope) {
     size_t b = 32 + str_bound(scope->name ? strlen(scope->name) : 0) +
@@ -436,6 +446,8 @@ int ss__otlp_head_build(ss__otlp_head *h, const ss__resource *res, const ss__sco
       o = put_str(o, 2, &v, 0);
       o = put_attrs(o, 3, scope->attrs, scope->n_attrs);
       h->scope.len = (size_t)(o - h->scope.p);
+    } else {
+      h->scope.failed = 1;
     }
   }
   /* Request, ResourceSpans, Resource, ScopeSpans, Scope: a tag and a length each. */
@@ -454,10 +466,13 @@ void ss__otlp_begin(ss__otlp_req *q, const ss__otlp_head *h, int logs) {
   q->logs = logs;
   q->items_at = h->room;
   if (ss__pb_reserve(&q->pb, h->room) == 0) q->pb.len = h->room;
+  else q->pb.failed = 1;
 }
 
 int ss__otlp_add_span(ss__otlp_req *q, const ss__span *s) {
-  if (q->pb.failed || ss__pb_reserve(&q->pb, span_bound(s)) != 0) return -ENOMEM;
+  if (q->pb.failed) return -ENOMEM;
+  int rc = ss__pb_reserve(&q->pb, span_bound(s) + (q->pb.fixed ? FIXED_FINISH_ROOM : 0));
+  if (rc != 0) return rc;
   uint8_t *o = put_span(q->pb.p + q->pb.len, s);
   q->pb.len = (size_t)(o - q->pb.p);
   q->n++;
@@ -465,7 +480,9 @@ int ss__otlp_add_span(ss__otlp_req *q, const ss__span *s) {
 }
 
 int ss__otlp_add_log(ss__otlp_req *q, const ss__logrec *l) {
-  if (q->pb.failed || ss__pb_reserve(&q->pb, log_bound(l)) != 0) return -ENOMEM;
+  if (q->pb.failed) return -ENOMEM;
+  int rc = ss__pb_reserve(&q->pb, log_bound(l) + (q->pb.fixed ? FIXED_FINISH_ROOM : 0));
+  if (rc != 0) return rc;
   uint8_t *o = put_log(q->pb.p + q->pb.len, l);
   q->pb.len = (size_t)(o - q->pb.p);
   q->n++;

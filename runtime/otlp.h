@@ -22,18 +22,23 @@
 #include "runtime/attr.h"
 
 /* A growable byte buffer. Grows by doubling, never shrinks; `failed` is set when a
- * growth failed (the content is then incomplete and must not be sent). */
+ * growth failed (the content is then incomplete and must not be sent). A `fixed` buffer
+ * is the caller's memory (p, cap set by the caller; never grown or freed): what does not
+ * fit is left out (-ENOBUFS), the rest stands. That makes encoding into it allocation-free
+ * and async-signal-safe (a dying thread's last request: runtime/exporter.c). */
 typedef struct ss__pb {
   uint8_t *p;
   size_t len, cap;
   int failed;
+  int fixed;
 } ss__pb;
 
 /* Empties b, keeping its memory. */
 void ss__pb_reset(ss__pb *b);
 /* Frees b's memory; b is then empty. */
 void ss__pb_free(ss__pb *b);
-/* Makes room for n more bytes; 0, or -ENOMEM (b->failed set). */
+/* Makes room for n more bytes; 0, or -ENOMEM (b->failed set), or -ENOBUFS for a fixed
+ * buffer without room (b unchanged). */
 int ss__pb_reserve(ss__pb *b, size_t n);
 
 /* What is the same in every request of a process: the Resource and the
@@ -63,8 +68,9 @@ typedef struct ss__otlp_req {
 /* Starts a traces (logs = 0) or logs (logs = 1) request in q, reusing its buffer, for
  * head h. Never fails (a failure to grow shows up at ss__otlp_finish). */
 void ss__otlp_begin(ss__otlp_req *q, const ss__otlp_head *h, int logs);
-/* Appends one span (traces request) or log record (logs request). 0, or -ENOMEM: the
- * item is then not in the request (what was written before it stays). */
+/* Appends one span (traces request) or log record (logs request). 0, or -ENOMEM, or
+ * -ENOBUFS (a fixed buffer without room for it): the item is then not in the request
+ * (what was written before it stays, and can be finished and sent). */
 int ss__otlp_add_span(ss__otlp_req *q, const ss__span *s);
 int ss__otlp_add_log(ss__otlp_req *q, const ss__logrec *l);
 /* Writes the envelope and returns the request's bytes in *body (pointing into q->pb,

@@ -14,6 +14,9 @@
 /* The calling thread has an fd table of its own (ss__own_go_private): its fds are made
  * where the kernel puts them, in that table, and registered nowhere. */
 static __thread int private_table __attribute__((tls_model("initial-exec")));
+/* That table is a copy of the app's (ss__own_go_private_copy): the app's fds, as they were
+ * then, are there under their own numbers. */
+static __thread int copied_table __attribute__((tls_model("initial-exec")));
 /* A pidfd of this process in that table (for ss__own_borrow); -1 none. */
 static __thread int self_pidfd __attribute__((tls_model("initial-exec")));
 
@@ -285,12 +288,24 @@ int ss__own_go_private(void) {
   return 0;
 }
 
+int ss__own_go_private_copy(void) {
+  if (private_table) return 0;
+  /* close_range(~0U, ~0U, CLOSE_RANGE_UNSHARE) copies every fd below ~0U and closes none;
+   * unshare(CLONE_FILES) does the same where close_range is missing or filtered. */
+  if (syscall(SYS_close_range, ~0u, ~0u, CLOSE_RANGE_UNSHARE) != 0 &&
+      syscall(SYS_unshare, CLONE_FILES) != 0)
+    return -errno;
+  private_table = copied_table = 1;
+  self_pidfd = -1;
+  return 0;
+}
+
 int ss__own_is_private(void) {
   return private_table;
 }
 
 int ss__own_borrow(int fd) {
-  if (!private_table || fd < 0) return fd;
+  if (!private_table || copied_table || fd < 0) return fd;
   if (self_pidfd < 0) {
     errno = EBADF;
     return -1;
@@ -299,7 +314,7 @@ int ss__own_borrow(int fd) {
 }
 
 void ss__own_unborrow(int mine, int fd) {
-  if (private_table && mine >= 0 && mine != fd) ss__sys_close(mine);
+  if (private_table && !copied_table && mine >= 0 && mine != fd) ss__sys_close(mine);
 }
 
 void ss__own_prepare(void) {
@@ -317,7 +332,7 @@ void ss__own_prepare(void) {
 void ss__own_atfork_child(void) {
   /* A fork child's table is a copy of the forking thread's, which is the app's: the
    * exporter thread (the one with a table of its own) never forks. */
-  private_table = 0;
+  private_table = copied_table = 0;
   atomic_store(&births, 0);
   atomic_store(&closers, 0);
 }

@@ -79,6 +79,14 @@ void ss__own_library_end(void);
 /* Gives the calling thread its own fd table. 0, or -errno (it stays in the app's). Call
  * before the thread makes any fd; never from an app thread. */
 int ss__own_go_private(void);
+/* For a thread that is ending the process (a default-action or fatal signal about to kill
+ * it, _exit): a table of its own that is a copy of the app's (the app's fds keep their
+ * numbers there, so stderr and the log file need no borrowing), where its last
+ * connection is made. The copy is the kernel's (close_range(~0U, ~0U,
+ * CLOSE_RANGE_UNSHARE), else unshare(CLONE_FILES)); other threads are unaffected; no way
+ * back, so never on a thread that may go on running app code. Async-signal-safe. 0, or
+ * -errno (it stays in the app's table). */
+int ss__own_go_private_copy(void);
 /* 1 on a thread that has its own table. */
 int ss__own_is_private(void);
 /* One of the app's fds (the log's, stderr, a connection made before a privilege drop) for

@@ -222,42 +222,37 @@ static size_t count_entries(const char *s) {
   return n;
 }
 
-int ss__resource_build(ss__resource *r, const ss__config *c) {
+/* What a resource for c needs: attribute entries and storage bytes. */
+static void sizes(const ss__config *c, size_t exe_len, size_t host_len, size_t *n_attrs,
+                  size_t *bytes) {
   const char *raw = c->resource_attributes != NULL ? c->resource_attributes : "";
-  size_t raw_len = strlen(raw), exe_len, host_len, svc_len;
-  char exe[256], host[256], uuid[UUID_LEN + 1], ctime_iso[ISO_LEN + 1], *svc, *ex, *ho, *id,
-      *ct;
+  size_t svc_len = c->service_name != NULL ? strlen(c->service_name) : 0;
+  if (svc_len < sizeof(UNKNOWN_SERVICE) - 1 + exe_len)
+    svc_len = sizeof(UNKNOWN_SERVICE) - 1 + exe_len;
+  *n_attrs = count_entries(raw) + FIXED_ATTRS;
+  *bytes = strlen(raw) + 1 + svc_len + 1 + exe_len + 1 + host_len + 1 + (UUID_LEN + 1) +
+           (ISO_LEN + 1);
+}
+
+/* Fills r, whose attrs and storage are sized by sizes(). */
+static void fill(ss__resource *r, const ss__config *c, const char *exe, const char *host) {
+  const char *raw = c->resource_attributes != NULL ? c->resource_attributes : "";
+  size_t raw_len = strlen(raw), exe_len = strlen(exe), host_len = strlen(host), svc_len;
+  char *svc, *ex, *ho, *id, *ct;
   ss__attr pid;
 
-  memset(r, 0, sizeof(*r));
-  exe_name(exe, sizeof(exe));
-  if (gethostname(host, sizeof(host)) != 0)
-    host[0] = '\0';
-  host[sizeof(host) - 1] = '\0';
-  exe_len = strlen(exe);
-  host_len = strlen(host);
   svc_len = c->service_name != NULL ? strlen(c->service_name) : 0;
   if (svc_len < sizeof(UNKNOWN_SERVICE) - 1 + exe_len)
     svc_len = sizeof(UNKNOWN_SERVICE) - 1 + exe_len;
-
-  r->attrs = calloc(count_entries(raw) + FIXED_ATTRS, sizeof(ss__attr));
-  r->storage = malloc(raw_len + 1 + svc_len + 1 + exe_len + 1 + host_len + 1 + sizeof uuid +
-                      sizeof ctime_iso);
-  if (r->attrs == NULL || r->storage == NULL) {
-    ss__resource_free(r);
-    return -ENOMEM;
-  }
   svc = r->storage + raw_len + 1;
   ex = svc + svc_len + 1;
   ho = ex + exe_len + 1;
   id = ho + host_len + 1;
-  ct = id + sizeof uuid;
+  ct = id + UUID_LEN + 1;
   memcpy(ex, exe, exe_len + 1);
   memcpy(ho, host, host_len + 1);
-  uuid_v4(uuid);
-  memcpy(id, uuid, sizeof uuid);
-  creation_time(ctime_iso);
-  memcpy(ct, ctime_iso, sizeof ctime_iso);
+  uuid_v4(id);
+  creation_time(ct);
 
   if (host[0] != '\0')
     set_str(r, "host.name", ho);
@@ -281,6 +276,46 @@ int ss__resource_build(ss__resource *r, const ss__config *c) {
   set_str(r, "telemetry.sdk.name", "spanshim");
   set_str(r, "telemetry.sdk.language", "cpp");
   set_str(r, "telemetry.sdk.version", SPANSHIM_VERSION);
+}
+
+static void detect(char exe[256], char host[256]) {
+  exe_name(exe, 256);
+  if (gethostname(host, 256) != 0)
+    host[0] = '\0';
+  host[255] = '\0';
+}
+
+int ss__resource_build(ss__resource *r, const ss__config *c) {
+  char exe[256], host[256];
+  size_t n_attrs, bytes;
+
+  memset(r, 0, sizeof(*r));
+  detect(exe, host);
+  sizes(c, strlen(exe), strlen(host), &n_attrs, &bytes);
+  r->attrs = calloc(n_attrs, sizeof(ss__attr));
+  r->storage = malloc(bytes);
+  if (r->attrs == NULL || r->storage == NULL) {
+    ss__resource_free(r);
+    return -ENOMEM;
+  }
+  fill(r, c, exe, host);
+  return 0;
+}
+
+int ss__resource_build_in(ss__resource *r, const ss__config *c, ss__attr *attrs,
+                          size_t max_attrs, char *storage, size_t cap) {
+  char exe[256], host[256];
+  size_t n_attrs, bytes;
+
+  memset(r, 0, sizeof(*r));
+  detect(exe, host);
+  sizes(c, strlen(exe), strlen(host), &n_attrs, &bytes);
+  if (n_attrs > max_attrs || bytes > cap)
+    return -ENOBUFS;
+  memset(attrs, 0, n_attrs * sizeof(ss__attr));
+  r->attrs = attrs;
+  r->storage = storage;
+  fill(r, c, exe, host);
   return 0;
 }
 

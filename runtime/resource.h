@@ -18,6 +18,13 @@
 /* Returns 0, or -ENOMEM with *r zeroed. Malformed OTEL_RESOURCE_ATTRIBUTES entries are
  * skipped with one diagnostic. */
 int ss__resource_build(ss__resource *r, const ss__config *c);
+/* The same into the caller's memory (r then owns nothing: never ss__resource_free it):
+ * attrs has room for max_attrs entries, storage for cap bytes. No allocation; reads two
+ * /proc files (runtime/ownfd.h births) and formats with snprintf: async-signal-safe as
+ * far as snprintf and sscanf are (the shim's diagnostics make the same assumption). 0, or
+ * -ENOBUFS when the memory is too small (OTEL_RESOURCE_ATTRIBUTES that long). */
+int ss__resource_build_in(ss__resource *r, const ss__config *c, ss__attr *attrs,
+                          size_t max_attrs, char *storage, size_t cap);
 void ss__resource_free(ss__resource *r);
 /* pthread_atfork child handler: the child's process.creation.time is now (async-signal-
  * safe: a clock read). */

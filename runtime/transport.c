@@ -6,12 +6,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -362,6 +365,24 @@ static void last_addr_set(const ss__endpoint *ep, const struct sockaddr *sa, soc
   pthread_mutex_unlock(&last_addr.lock);
 }
 
+/* A TCP endpoint's address without the resolver (t->no_resolver: a dying thread in a
+ * signal handler, where getaddrinfo's allocation and locks may be the interrupted code's):
+ * a numeric host, or localhost as loopback (RFC 6761), IPv4 first. */
+static int dial_unresolved(const ss__endpoint *ep, uint64_t deadline_ms) {
+  char *end;
+  unsigned long port = strtoul(ep->port, &end, 10);
+  if (*end != '\0' || port == 0 || port > 65535) return -EHOSTUNREACH;
+  struct sockaddr_in v4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  struct sockaddr_in6 v6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
+  int loopback = strcasecmp(ep->host, "localhost") == 0, fd = -EHOSTUNREACH;
+  if (loopback) v4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (loopback || inet_pton(AF_INET, ep->host, &v4.sin_addr) == 1)
+    fd = connect_one(AF_INET, (struct sockaddr *)&v4, sizeof v4, deadline_ms);
+  if (fd >= 0 || !(loopback || inet_pton(AF_INET6, ep->host, &v6.sin6_addr) == 1)) return fd;
+  if (loopback) v6.sin6_addr = in6addr_loopback;
+  return connect_one(AF_INET6, (struct sockaddr *)&v6, sizeof v6, deadline_ms);
+}
+
 static int dial(ss__transport *t, uint64_t deadline_ms) {
   const ss__endpoint *ep = &t->ep;
   if (ep->is_unix) return dial_unix(t, deadline_ms);
@@ -371,6 +392,7 @@ static int dial(ss__transport *t, uint64_t deadline_ms) {
     int fd = connect_one(sa.ss_family, (struct sockaddr *)&sa, sl, deadline_ms);
     if (fd >= 0) return fd;
   }
+  if (t->no_resolver) return dial_unresolved(ep, deadline_ms);
   struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res;
   int rc = ss__sys_getaddrinfo(ep->host, ep->port, &hints, &res);
   if (rc != 0) return -EHOSTUNREACH;

@@ -72,6 +72,9 @@ typedef struct ss__transport {
                                   failure is ours, not a stale keep-alive connection */
   int kept;                    /* fd was made before a privilege drop: it could not be made
                                   again, so it is kept even on a number the app could use */
+  int no_resolver;             /* a TCP endpoint's name is not looked up (getaddrinfo): the
+                                  last address it connected to, a numeric host or localhost
+                                  only (a dying thread's, in a signal handler) */
   int own_table;               /* used only by a thread with an fd table of its own
                                   (runtime/ownfd.h): fd is a number in that table */
   pthread_mutex_t lock;        /* leaf lock: see above */
