@@ -248,7 +248,7 @@ static int index_any(msg *m, const uint8_t *p, size_t n) {
   return index_msg(m, p, n, &ANY);
 }
 
-/* ---- writing ---- */
+/* ---- writing (or, with no buffer, checking alone: the same walk and answers) ---- */
 
 #define KEY(b, n, lit) ss__jw_key((b), (n), (lit), sizeof(lit) - 1)
 
@@ -257,78 +257,69 @@ static void str_of(ss__buf *b, const msg *m, unsigned no) {
   else ss__jw_str(b, (const char *)m->f[no].p, (size_t)m->f[no].v);
 }
 
-/* A string field, left out when empty. */
-static void f_str(ss__buf *b, int *n, const char *k, size_t kl, const msg *m, unsigned no) {
-  if (!HAS(m, no) || m->f[no].v == 0) return;
-  ss__jw_key(b, n, k, kl);
-  str_of(b, m, no);
-}
-#define F_STR(b, n, lit, m, no) f_str((b), (n), (lit), sizeof(lit) - 1, (m), (no))
-
-static void f_u32(ss__buf *b, int *n, const char *k, size_t kl, const msg *m, unsigned no) {
-  uint32_t v = HAS(m, no) ? (uint32_t)m->f[no].v : 0;
-  if (v == 0) return;
-  ss__jw_key(b, n, k, kl);
-  ss__jw_u64(b, v);
-}
-#define F_U32(b, n, lit, m, no) f_u32((b), (n), (lit), sizeof(lit) - 1, (m), (no))
-
-static void f_time(ss__buf *b, int *n, const char *k, size_t kl, const msg *m, unsigned no) {
-  if (!HAS(m, no) || m->f[no].v == 0) return;
-  ss__jw_key(b, n, k, kl);
-  ss__buf_putc(b, '"');
-  ss__jw_u64(b, m->f[no].v);
-  ss__buf_putc(b, '"');
-}
-#define F_TIME(b, n, lit, m, no) f_time((b), (n), (lit), sizeof(lit) - 1, (m), (no))
-
-static void f_id(ss__buf *b, int *n, const char *k, size_t kl, const msg *m, unsigned no) {
-  if (!HAS(m, no) || m->f[no].v == 0) return;
-  ss__jw_key(b, n, k, kl);
-  ss__jw_hex(b, m->f[no].p, (size_t)m->f[no].v);
-}
-#define F_ID(b, n, lit, m, no) f_id((b), (n), (lit), sizeof(lit) - 1, (m), (no))
-
 static int any_value(wctx *w, const uint8_t *p, size_t len, int depth);
 
 /* Key names spanshimd's enrichment looks for (info flags), at the level `want` says. */
 enum { ATTRS_PLAIN = 0, ATTRS_SPAN = 1, ATTRS_EVENT = 2 };
 
+static void note_key(wctx *w, const msg *kv, int level) {
+  if (!level || !HAS(kv, 1)) return;
+  size_t kl = (size_t)kv->f[1].v;
+  const char *k = (const char *)kv->f[1].p;
+  if (level == ATTRS_SPAN && kl == 13 && memcmp(k, "db.query.text", 13) == 0)
+    w->info->sql = 1;
+  if (level == ATTRS_EVENT && kl == 22 && memcmp(k, "spanshim.stack.modules", 22) == 0)
+    w->info->stacks = 1;
+}
+
+/* The KeyValues of m's repeated field no, as a JSON array (w->b NULL: checked only). */
 static int key_values(wctx *w, const msg *m, unsigned no, int depth, int level) {
   ss__buf *b = w->b;
   const uint8_t *p = m->f[no].p, *kvp;
   size_t kvl, i = 0;
-  ss__buf_putc(b, '[');
+  if (b) ss__buf_putc(b, '[');
   while ((kvp = next_of(&p, m->end, no, &kvl)) != NULL) {
     msg kv;
     int n = 0;
     if (index_kv(&kv, kvp, kvl) != 0) return DECLINE;
-    if (i++) ss__buf_putc(b, ',');
-    ss__buf_putc(b, '{');
-    KEY(b, &n, "key");
-    str_of(b, &kv, 1);
-    if (level && HAS(&kv, 1)) {
-      size_t kl = (size_t)kv.f[1].v;
-      const char *k = (const char *)kv.f[1].p;
-      if (level == ATTRS_SPAN && kl == 13 && memcmp(k, "db.query.text", 13) == 0)
-        w->info->sql = 1;
-      if (level == ATTRS_EVENT && kl == 22 && memcmp(k, "spanshim.stack.modules", 22) == 0)
-        w->info->stacks = 1;
+    note_key(w, &kv, level);
+    if (b) {
+      if (i++) ss__buf_putc(b, ',');
+      ss__buf_putc(b, '{');
+      KEY(b, &n, "key");
+      str_of(b, &kv, 1);
+      if (HAS(&kv, 2)) KEY(b, &n, "value");
     }
-    if (HAS(&kv, 2)) {
-      KEY(b, &n, "value");
-      if (any_value(w, kv.f[2].p, (size_t)kv.f[2].v, depth + 1) != 0) return DECLINE;
-    }
-    ss__buf_putc(b, '}');
+    if (HAS(&kv, 2) && any_value(w, kv.f[2].p, (size_t)kv.f[2].v, depth + 1) != 0)
+      return DECLINE;
+    if (b) ss__buf_putc(b, '}');
   }
-  ss__buf_putc(b, ']');
+  if (b) ss__buf_putc(b, ']');
   return 0;
 }
 
-static int f_attrs(wctx *w, int *n, const msg *m, unsigned no, int level) {
-  if (!HAS(m, no)) return 0;
-  KEY(w->b, n, "attributes");
-  return key_values(w, m, no, 0, level);
+static void scalar(ss__buf *b, const msg *v, int *n) {
+  if (HAS(v, 1)) {
+    KEY(b, n, "stringValue");
+    str_of(b, v, 1);
+  } else if (HAS(v, 2)) {
+    KEY(b, n, "boolValue");
+    if (v->f[2].v) SS_BUF_LIT(b, "true");
+    else SS_BUF_LIT(b, "false");
+  } else if (HAS(v, 3)) {
+    KEY(b, n, "intValue");
+    ss__buf_putc(b, '"');
+    ss__jw_i64(b, (int64_t)v->f[3].v);
+    ss__buf_putc(b, '"');
+  } else if (HAS(v, 4)) {
+    double d;
+    memcpy(&d, &v->f[4].v, sizeof d);
+    KEY(b, n, "doubleValue");
+    ss__jw_double(b, d);
+  } else if (HAS(v, 7)) {
+    KEY(b, n, "bytesValue");
+    ss__jw_base64(b, v->f[7].p, (size_t)v->f[7].v);
+  }
 }
 
 static int any_value(wctx *w, const uint8_t *p, size_t len, int depth) {
@@ -336,122 +327,91 @@ static int any_value(wctx *w, const uint8_t *p, size_t len, int depth) {
   msg v;
   int n = 0;
   if (depth > MAX_NEST || index_any(&v, p, len) != 0) return DECLINE;
-  ss__buf_putc(b, '{');
-  if (HAS(&v, 1)) {
-    KEY(b, &n, "stringValue");
-    str_of(b, &v, 1);
-  } else if (HAS(&v, 2)) {
-    KEY(b, &n, "boolValue");
-    if (v.f[2].v) SS_BUF_LIT(b, "true");
-    else SS_BUF_LIT(b, "false");
-  } else if (HAS(&v, 3)) {
-    KEY(b, &n, "intValue");
-    ss__buf_putc(b, '"');
-    ss__jw_i64(b, (int64_t)v.f[3].v);
-    ss__buf_putc(b, '"');
-  } else if (HAS(&v, 4)) {
-    double d;
-    memcpy(&d, &v.f[4].v, sizeof d);
-    KEY(b, &n, "doubleValue");
-    ss__jw_double(b, d);
-  } else if (HAS(&v, 5) || HAS(&v, 6)) {
+  if (b) ss__buf_putc(b, '{');
+  if (!HAS(&v, 1) && !HAS(&v, 2) && !HAS(&v, 3) && !HAS(&v, 4) && (HAS(&v, 5) || HAS(&v, 6))) {
     unsigned no = HAS(&v, 5) ? 5 : 6;
     msg list;
     int m = 0;
     if (index_msg(&list, v.f[no].p, (size_t)v.f[no].v, &LIST) != 0) return DECLINE;
-    if (no == 5) KEY(b, &n, "arrayValue");
-    else KEY(b, &n, "kvlistValue");
-    ss__buf_putc(b, '{');
+    if (b) {
+      if (no == 5) KEY(b, &n, "arrayValue");
+      else KEY(b, &n, "kvlistValue");
+      ss__buf_putc(b, '{');
+      if (HAS(&list, 1)) KEY(b, &m, "values");
+    }
     if (HAS(&list, 1)) {
-      KEY(b, &m, "values");
       if (no == 6) {
         if (key_values(w, &list, 1, depth + 1, ATTRS_PLAIN) != 0) return DECLINE;
       } else {
         const uint8_t *q = list.f[1].p, *e;
         size_t el, i = 0;
-        ss__buf_putc(b, '[');
+        if (b) ss__buf_putc(b, '[');
         while ((e = next_of(&q, list.end, 1, &el)) != NULL) {
-          if (i++) ss__buf_putc(b, ',');
+          if (b && i++) ss__buf_putc(b, ',');
           if (any_value(w, e, el, depth + 1) != 0) return DECLINE;
         }
-        ss__buf_putc(b, ']');
+        if (b) ss__buf_putc(b, ']');
       }
     }
-    ss__buf_putc(b, '}');
-  } else if (HAS(&v, 7)) {
-    KEY(b, &n, "bytesValue");
-    ss__jw_base64(b, v.f[7].p, (size_t)v.f[7].v);
+    if (b) ss__buf_putc(b, '}');
+  } else if (b) {
+    scalar(b, &v, &n);
   }
-  ss__buf_putc(b, '}');
+  if (b) ss__buf_putc(b, '}');
   return 0;
 }
 
-static int resource(wctx *w, const uint8_t *p, size_t len) {
-  msg r;
-  int n = 0;
-  if (index_msg(&r, p, len, &RESOURCE) != 0 || HAS(&r, 3)) return DECLINE;
-  ss__buf_putc(w->b, '{');
-  if (f_attrs(w, &n, &r, 1, ATTRS_PLAIN) != 0) return DECLINE;
-  F_U32(w->b, &n, "droppedAttributesCount", &r, 2);
-  ss__buf_putc(w->b, '}');
-  return 0;
-}
+/* The messages above AnyValue are written from tables: each field in the JSON writer's
+ * order, by kind. A field left at its default is left out, as ss__json_traces does. */
+enum { J_STR, J_U32, J_TIME, J_ID, J_ATTRS, J_LIST, J_MSG };
+enum { R_PLAIN, R_SPAN, R_RESOURCE }; /* what else a message's walk does */
 
-static int scope(wctx *w, const uint8_t *p, size_t len) {
-  msg s;
-  int n = 0;
-  if (index_msg(&s, p, len, &SCOPE) != 0) return DECLINE;
-  ss__buf_putc(w->b, '{');
-  F_STR(w->b, &n, "name", &s, 1);
-  F_STR(w->b, &n, "version", &s, 2);
-  if (f_attrs(w, &n, &s, 3, ATTRS_PLAIN) != 0) return DECLINE;
-  F_U32(w->b, &n, "droppedAttributesCount", &s, 4);
-  ss__buf_putc(w->b, '}');
-  return 0;
-}
+typedef struct jmsg jmsg;
+typedef struct jfield {
+  uint8_t kind, no, level; /* level: J_ATTRS' ATTRS_* */
+  const char *key;
+  uint8_t kl;              /* strlen(key) */
+  const jmsg *sub;         /* J_LIST, J_MSG */
+} jfield;
+struct jmsg {
+  const shape *shape;
+  int role;
+  jfield f[17];            /* ended by a NULL key */
+};
 
-static int event(wctx *w, const uint8_t *p, size_t len) {
-  msg e;
-  int n = 0;
-  if (index_msg(&e, p, len, &EVENT) != 0) return DECLINE;
-  ss__buf_putc(w->b, '{');
-  F_TIME(w->b, &n, "timeUnixNano", &e, 1);
-  F_STR(w->b, &n, "name", &e, 2);
-  if (f_attrs(w, &n, &e, 3, ATTRS_EVENT) != 0) return DECLINE;
-  F_U32(w->b, &n, "droppedAttributesCount", &e, 4);
-  ss__buf_putc(w->b, '}');
-  return 0;
-}
-
-static int link(wctx *w, const uint8_t *p, size_t len) {
-  msg l;
-  int n = 0;
-  if (index_msg(&l, p, len, &LINK) != 0) return DECLINE;
-  ss__buf_putc(w->b, '{');
-  F_ID(w->b, &n, "traceId", &l, 1);
-  F_ID(w->b, &n, "spanId", &l, 2);
-  F_STR(w->b, &n, "traceState", &l, 3);
-  if (f_attrs(w, &n, &l, 4, ATTRS_PLAIN) != 0) return DECLINE;
-  F_U32(w->b, &n, "droppedAttributesCount", &l, 5);
-  F_U32(w->b, &n, "flags", &l, 6);
-  ss__buf_putc(w->b, '}');
-  return 0;
-}
-
-/* A list of sub-messages (events, links) under "name": [...]. */
-static int list_of(wctx *w, int *n, const char *k, size_t kl, const msg *m, unsigned no,
-                   int (*one)(wctx *, const uint8_t *, size_t)) {
-  if (!HAS(m, no)) return 0;
-  const uint8_t *p = m->f[no].p, *e;
-  size_t el, i = 0;
-  ss__jw_key(w->b, n, k, kl);
-  while ((e = next_of(&p, m->end, no, &el)) != NULL) {
-    ss__buf_putc(w->b, i++ ? ',' : '[');
-    if (one(w, e, el) != 0) return DECLINE;
-  }
-  ss__buf_putc(w->b, ']');
-  return 0;
-}
+#define K(lit) lit, sizeof(lit) - 1
+static const jmsg J_RESOURCE = {&RESOURCE, R_RESOURCE, {
+    {J_ATTRS, 1, ATTRS_PLAIN, K("attributes"), NULL},
+    {J_U32, 2, 0, K("droppedAttributesCount"), NULL}, {0}}};
+static const jmsg J_SCOPE = {&SCOPE, R_PLAIN, {
+    {J_STR, 1, 0, K("name"), NULL}, {J_STR, 2, 0, K("version"), NULL},
+    {J_ATTRS, 3, ATTRS_PLAIN, K("attributes"), NULL},
+    {J_U32, 4, 0, K("droppedAttributesCount"), NULL}, {0}}};
+static const jmsg J_EVENT = {&EVENT, R_PLAIN, {
+    {J_TIME, 1, 0, K("timeUnixNano"), NULL}, {J_STR, 2, 0, K("name"), NULL},
+    {J_ATTRS, 3, ATTRS_EVENT, K("attributes"), NULL},
+    {J_U32, 4, 0, K("droppedAttributesCount"), NULL}, {0}}};
+static const jmsg J_LINK = {&LINK, R_PLAIN, {
+    {J_ID, 1, 0, K("traceId"), NULL}, {J_ID, 2, 0, K("spanId"), NULL},
+    {J_STR, 3, 0, K("traceState"), NULL}, {J_ATTRS, 4, ATTRS_PLAIN, K("attributes"), NULL},
+    {J_U32, 5, 0, K("droppedAttributesCount"), NULL}, {J_U32, 6, 0, K("flags"), NULL}, {0}}};
+static const jmsg J_STATUS = {&STATUS, R_PLAIN, {
+    {J_STR, 2, 0, K("message"), NULL}, {J_U32, 3, 0, K("code"), NULL}, {0}}};
+static const jmsg J_SPAN = {&SPAN, R_SPAN, {
+    {J_ID, 1, 0, K("traceId"), NULL}, {J_ID, 2, 0, K("spanId"), NULL},
+    {J_STR, 3, 0, K("traceState"), NULL}, {J_ID, 4, 0, K("parentSpanId"), NULL},
+    {J_U32, 16, 0, K("flags"), NULL}, {J_STR, 5, 0, K("name"), NULL}, {J_U32, 6, 0, K("kind"), NULL},
+    {J_TIME, 7, 0, K("startTimeUnixNano"), NULL}, {J_TIME, 8, 0, K("endTimeUnixNano"), NULL},
+    {J_ATTRS, 9, ATTRS_SPAN, K("attributes"), NULL},
+    {J_U32, 10, 0, K("droppedAttributesCount"), NULL}, {J_LIST, 11, 0, K("events"), &J_EVENT},
+    {J_U32, 12, 0, K("droppedEventsCount"), NULL}, {J_LIST, 13, 0, K("links"), &J_LINK},
+    {J_U32, 14, 0, K("droppedLinksCount"), NULL}, {J_MSG, 15, 0, K("status"), &J_STATUS}, {0}}};
+static const jmsg J_SSPANS = {&SSPANS, R_PLAIN, {
+    {J_MSG, 1, 0, K("scope"), &J_SCOPE}, {J_LIST, 2, 0, K("spans"), &J_SPAN},
+    {J_STR, 3, 0, K("schemaUrl"), NULL}, {0}}};
+static const jmsg J_RSPANS = {&RSPANS, R_PLAIN, {
+    {J_MSG, 1, 0, K("resource"), &J_RESOURCE}, {J_LIST, 2, 0, K("scopeSpans"), &J_SSPANS},
+    {J_STR, 3, 0, K("schemaUrl"), NULL}, {0}}};
 
 static int all_zero(const uint8_t *p, uint64_t n) {
   for (uint64_t i = 0; i < n; i++)
@@ -467,167 +427,72 @@ static int bad_ids(const msg *s) {
          (pl != 0 && pl != 8);
 }
 
-static int span(wctx *w, const uint8_t *p, size_t len) {
+/* A scalar field of m, left out at its default (0, empty). */
+static void scalar_field(ss__buf *b, int *n, const jfield *f, const msg *m) {
+  unsigned no = f->no;
+  uint64_t v = HAS(m, no) ? m->f[no].v : 0;
+  if (f->kind == J_U32) v = (uint32_t)v;
+  if (v == 0) return;
+  ss__jw_key(b, n, f->key, f->kl);
+  switch (f->kind) {
+  case J_STR: str_of(b, m, no); break;
+  case J_U32: ss__jw_u64(b, v); break;
+  case J_TIME:
+    ss__buf_putc(b, '"');
+    ss__jw_u64(b, v);
+    ss__buf_putc(b, '"');
+    break;
+  default: ss__jw_hex(b, m->f[no].p, (size_t)v); break; /* J_ID */
+  }
+}
+
+/* Writes (or with w->b NULL checks) the message p[0..len) as d says; 0 or DECLINE. */
+static int write_msg(wctx *w, const uint8_t *p, size_t len, const jmsg *d) {
   ss__buf *b = w->b;
-  msg s;
+  msg m;
   int n = 0;
-  if (index_msg(&s, p, len, &SPAN) != 0) return DECLINE;
-  w->info->spans++;
-  if (bad_ids(&s)) w->info->bad_ids++;
-  ss__buf_putc(b, '{');
-  F_ID(b, &n, "traceId", &s, 1);
-  F_ID(b, &n, "spanId", &s, 2);
-  F_STR(b, &n, "traceState", &s, 3);
-  F_ID(b, &n, "parentSpanId", &s, 4);
-  F_U32(b, &n, "flags", &s, 16);
-  F_STR(b, &n, "name", &s, 5);
-  F_U32(b, &n, "kind", &s, 6);
-  F_TIME(b, &n, "startTimeUnixNano", &s, 7);
-  F_TIME(b, &n, "endTimeUnixNano", &s, 8);
-  if (f_attrs(w, &n, &s, 9, ATTRS_SPAN) != 0) return DECLINE;
-  F_U32(b, &n, "droppedAttributesCount", &s, 10);
-  if (list_of(w, &n, "events", 6, &s, 11, event) != 0) return DECLINE;
-  F_U32(b, &n, "droppedEventsCount", &s, 12);
-  if (list_of(w, &n, "links", 5, &s, 13, link) != 0) return DECLINE;
-  F_U32(b, &n, "droppedLinksCount", &s, 14);
-  if (HAS(&s, 15)) {
-    msg st;
-    int m = 0;
-    if (index_msg(&st, s.f[15].p, (size_t)s.f[15].v, &STATUS) != 0) return DECLINE;
-    KEY(b, &n, "status");
-    ss__buf_putc(b, '{');
-    F_STR(b, &m, "message", &st, 2);
-    F_U32(b, &m, "code", &st, 3);
-    ss__buf_putc(b, '}');
+  if (index_msg(&m, p, len, d->shape) != 0) return DECLINE;
+  if (d->role == R_RESOURCE && HAS(&m, 3)) return DECLINE; /* entity_refs */
+  if (d->role == R_SPAN) {
+    w->info->spans++;
+    if (bad_ids(&m)) w->info->bad_ids++;
   }
-  ss__buf_putc(b, '}');
-  return 0;
-}
-
-static int scope_spans(wctx *w, const uint8_t *p, size_t len) {
-  msg ss;
-  int n = 0;
-  if (index_msg(&ss, p, len, &SSPANS) != 0) return DECLINE;
-  ss__buf_putc(w->b, '{');
-  if (HAS(&ss, 1)) {
-    KEY(w->b, &n, "scope");
-    if (scope(w, ss.f[1].p, (size_t)ss.f[1].v) != 0) return DECLINE;
-  }
-  if (list_of(w, &n, "spans", 5, &ss, 2, span) != 0) return DECLINE;
-  F_STR(w->b, &n, "schemaUrl", &ss, 3);
-  ss__buf_putc(w->b, '}');
-  return 0;
-}
-
-static int resource_spans(wctx *w, const uint8_t *p, size_t len) {
-  msg rs;
-  int n = 0;
-  if (index_msg(&rs, p, len, &RSPANS) != 0) return DECLINE;
-  ss__buf_putc(w->b, '{');
-  if (HAS(&rs, 1)) {
-    KEY(w->b, &n, "resource");
-    if (resource(w, rs.f[1].p, (size_t)rs.f[1].v) != 0) return DECLINE;
-  }
-  if (list_of(w, &n, "scopeSpans", 10, &rs, 2, scope_spans) != 0) return DECLINE;
-  F_STR(w->b, &n, "schemaUrl", &rs, 3);
-  ss__buf_putc(w->b, '}');
-  return 0;
-}
-
-/* ---- checking alone: the same walk and the same answers, no output ---- */
-
-static int check_any(wctx *w, const uint8_t *p, size_t len, int depth);
-
-/* The KeyValues of m's field no, as key_values walks them. */
-static int check_kvs(wctx *w, const msg *m, unsigned no, int depth, int level) {
-  const uint8_t *p = m->f[no].p, *kvp;
-  size_t kvl;
-  if (!HAS(m, no)) return 0;
-  while ((kvp = next_of(&p, m->end, no, &kvl)) != NULL) {
-    msg kv;
-    if (index_kv(&kv, kvp, kvl) != 0) return DECLINE;
-    if (level && HAS(&kv, 1)) {
-      size_t kl = (size_t)kv.f[1].v;
-      const char *k = (const char *)kv.f[1].p;
-      if (level == ATTRS_SPAN && kl == 13 && memcmp(k, "db.query.text", 13) == 0)
-        w->info->sql = 1;
-      if (level == ATTRS_EVENT && kl == 22 && memcmp(k, "spanshim.stack.modules", 22) == 0)
-        w->info->stacks = 1;
+  if (b) ss__buf_putc(b, '{');
+  for (const jfield *f = d->f; f->key; f++) {
+    if (f->kind < J_ATTRS) {
+      if (b) scalar_field(b, &n, f, &m);
+      continue;
     }
-    if (HAS(&kv, 2) && check_any(w, kv.f[2].p, (size_t)kv.f[2].v, depth + 1) != 0)
-      return DECLINE;
+    if (!HAS(&m, f->no)) continue;
+    if (b) ss__jw_key(b, &n, f->key, f->kl);
+    if (f->kind == J_ATTRS) {
+      if (key_values(w, &m, f->no, 0, f->level) != 0) return DECLINE;
+    } else if (f->kind == J_MSG) {
+      if (write_msg(w, m.f[f->no].p, (size_t)m.f[f->no].v, f->sub) != 0) return DECLINE;
+    } else { /* J_LIST */
+      const uint8_t *q = m.f[f->no].p, *e;
+      size_t el, i = 0;
+      while ((e = next_of(&q, m.end, f->no, &el)) != NULL) {
+        if (b) ss__buf_putc(b, i++ ? ',' : '[');
+        if (write_msg(w, e, el, f->sub) != 0) return DECLINE;
+      }
+      if (b) ss__buf_putc(b, ']');
+    }
+  }
+  if (b) ss__buf_putc(b, '}');
+  return 0;
+}
+
+/* Each ResourceSpans of the request q: 0 or DECLINE. */
+static int each_resource_spans(wctx *w, const msg *q) {
+  const uint8_t *it = q->f[1].p, *e;
+  size_t el, i = 0;
+  if (!HAS(q, 1)) return 0;
+  while ((e = next_of(&it, q->end, 1, &el)) != NULL) {
+    if (w->b && i++) ss__buf_putc(w->b, ',');
+    if (write_msg(w, e, el, &J_RSPANS) != 0) return DECLINE;
   }
   return 0;
-}
-
-static int check_any(wctx *w, const uint8_t *p, size_t len, int depth) {
-  msg v, list;
-  if (depth > MAX_NEST || index_any(&v, p, len) != 0) return DECLINE;
-  if (!HAS(&v, 1) && !HAS(&v, 2) && !HAS(&v, 3) && !HAS(&v, 4) && (HAS(&v, 5) || HAS(&v, 6))) {
-    unsigned no = HAS(&v, 5) ? 5 : 6;
-    if (index_msg(&list, v.f[no].p, (size_t)v.f[no].v, &LIST) != 0) return DECLINE;
-    if (no == 6) return check_kvs(w, &list, 1, depth + 1, ATTRS_PLAIN);
-    const uint8_t *q = list.f[1].p, *e;
-    size_t el;
-    if (!HAS(&list, 1)) return 0;
-    while ((e = next_of(&q, list.end, 1, &el)) != NULL)
-      if (check_any(w, e, el, depth + 1) != 0) return DECLINE;
-  }
-  return 0;
-}
-
-/* Each element of m's repeated field no through `one`. */
-static int check_each(wctx *w, const msg *m, unsigned no,
-                      int (*one)(wctx *, const uint8_t *, size_t)) {
-  const uint8_t *p = m->f[no].p, *e;
-  size_t el;
-  if (!HAS(m, no)) return 0;
-  while ((e = next_of(&p, m->end, no, &el)) != NULL)
-    if (one(w, e, el) != 0) return DECLINE;
-  return 0;
-}
-
-static int check_event(wctx *w, const uint8_t *p, size_t len) {
-  msg e;
-  if (index_msg(&e, p, len, &EVENT) != 0) return DECLINE;
-  return check_kvs(w, &e, 3, 0, ATTRS_EVENT);
-}
-
-static int check_link(wctx *w, const uint8_t *p, size_t len) {
-  msg l;
-  if (index_msg(&l, p, len, &LINK) != 0) return DECLINE;
-  return check_kvs(w, &l, 4, 0, ATTRS_PLAIN);
-}
-
-static int check_span(wctx *w, const uint8_t *p, size_t len) {
-  msg s, st;
-  if (index_msg(&s, p, len, &SPAN) != 0) return DECLINE;
-  w->info->spans++;
-  if (bad_ids(&s)) w->info->bad_ids++;
-  if (check_kvs(w, &s, 9, 0, ATTRS_SPAN) != 0 || check_each(w, &s, 11, check_event) != 0 ||
-      check_each(w, &s, 13, check_link) != 0)
-    return DECLINE;
-  if (HAS(&s, 15) && index_msg(&st, s.f[15].p, (size_t)s.f[15].v, &STATUS) != 0)
-    return DECLINE;
-  return 0;
-}
-
-static int check_scope_spans(wctx *w, const uint8_t *p, size_t len) {
-  msg ss, sc;
-  if (index_msg(&ss, p, len, &SSPANS) != 0) return DECLINE;
-  if (HAS(&ss, 1) && (index_msg(&sc, ss.f[1].p, (size_t)ss.f[1].v, &SCOPE) != 0 ||
-                      check_kvs(w, &sc, 3, 0, ATTRS_PLAIN) != 0))
-    return DECLINE;
-  return check_each(w, &ss, 2, check_span);
-}
-
-static int check_resource_spans(wctx *w, const uint8_t *p, size_t len) {
-  msg rs, r;
-  if (index_msg(&rs, p, len, &RSPANS) != 0) return DECLINE;
-  if (HAS(&rs, 1) && (index_msg(&r, rs.f[1].p, (size_t)rs.f[1].v, &RESOURCE) != 0 ||
-                      HAS(&r, 3) || check_kvs(w, &r, 1, 0, ATTRS_PLAIN) != 0))
-    return DECLINE;
-  return check_each(w, &rs, 2, check_scope_spans);
 }
 
 int ss__wire_traces_check(const uint8_t *p, size_t len, ss__wire_info *info) {
@@ -635,7 +500,7 @@ int ss__wire_traces_check(const uint8_t *p, size_t len, ss__wire_info *info) {
   msg q;
   memset(info, 0, sizeof *info);
   if (index_msg(&q, p, len, &REQ) != 0) return DECLINE;
-  return check_each(&w, &q, 1, check_resource_spans);
+  return each_resource_spans(&w, &q);
 }
 
 int ss__wire_traces_json(const uint8_t *p, size_t len, ss__buf *out, ss__wire_info *info) {
@@ -645,16 +510,9 @@ int ss__wire_traces_json(const uint8_t *p, size_t len, ss__buf *out, ss__wire_in
   memset(info, 0, sizeof *info);
   if (index_msg(&q, p, len, &REQ) != 0) return DECLINE;
   SS_BUF_LIT(out, "{\"resourceSpans\":[");
-  if (HAS(&q, 1)) {
-    const uint8_t *it = q.f[1].p, *e;
-    size_t el, i = 0;
-    while ((e = next_of(&it, q.end, 1, &el)) != NULL) {
-      if (i++) ss__buf_putc(out, ',');
-      if (resource_spans(&w, e, el) != 0) {
-        out->len = start;
-        return DECLINE;
-      }
-    }
+  if (each_resource_spans(&w, &q) != 0) {
+    out->len = start;
+    return DECLINE;
   }
   SS_BUF_LIT(out, "]}\n");
   if (ss__buf_error(out) == 0) return 0;
