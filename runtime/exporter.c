@@ -1084,9 +1084,51 @@ static void block_async(sigset_t *old) {
   pthread_sigmask(SIG_BLOCK, &async, old);
 }
 
+/* One exit's delivery, on the thread that exits or on a helper in a copy of its fd table
+ * (ss__own_run_in_copy). `private_ok`: the thread may take (or has) a table of its own. */
+typedef struct exit_job {
+  int own, private_ok;
+  uint32_t timeout_ms;
+  int rc, ran;
+} exit_job;
+
+static int exit_job_run(void *arg) {
+  exit_job *j = arg;
+  j->ran = 1;
+  ss__self.internal++; /* on a helper thread too: nothing of ours is traced */
+  encoder *e = j->own ? &ex : &xe;
+  ss__transport *ex_t = ex.t, *conn = j->private_ok ? ending_conn(j->own, 0) : NULL;
+  if (!j->own) {
+    xe.t = conn ? conn : exit_conn();
+  } else if (conn) {
+    ex.t = conn;
+  } else if (ex.t == &own_transport) {
+    /* Its connection is in the exporter thread's table: this thread sends on the app
+     * threads' (made here if need be; made before a privilege drop, the only one the
+     * collector still admits). Waking the exporter thread and waiting for it to be
+     * scheduled would cost the budget on a loaded machine. */
+    ex.t = &ss__transport_g;
+  }
+  SS_LOG(SS_LOG_DEBUG, "exit flush: %s, %" PRIu64 " spans waiting%s",
+         j->own ? "the exporter thread is idle" : "the exporter thread is busy", waiting(),
+         conn ? ", from an fd table of its own" : "");
+  j->rc = deliver_exit(e, j->own, j->timeout_ms);
+  if (e->t == &exit_transport) ss__transport_close(&exit_transport);
+  if (conn) ending_conn_done();
+  if (j->own) ex.t = ex_t;
+  ss__self.internal--;
+  return j->rc;
+}
+
+/* Other app threads may share this thread's fd table (glibc's count of the app's threads;
+ * the exporter thread is off it): an fd born in it could shift a number one of them gets.
+ * Unknown without glibc's count: yes. */
+static int app_threads_share(void) {
+  return nptl_nthreads == NULL || __atomic_load_n(nptl_nthreads, __ATOMIC_SEQ_CST) > 1;
+}
+
 static int flush(uint32_t timeout_ms, int ending) {
   if (cfg == NULL || nothing_to_do()) return 0;
-  int rc;
   sigset_t old;
   block_async(&old);
   ss__self.internal++;
@@ -1100,37 +1142,29 @@ static int flush(uint32_t timeout_ms, int ending) {
    * and connection are ours; busy, it stops at its next request boundary and this thread
    * takes the records on a connection of its own. */
   atomic_store(&exit_waiting, 1);
-  int own = pthread_mutex_trylock(&drain_lock) == 0;
-  encoder *e = &ex;
-  ss__transport *ex_t = ex.t, *conn = ending ? ending_conn(own, 0) : NULL;
-  if (!own) {
-    e = &xe;
-    xe.t = conn ? conn : exit_conn();
-  } else if (conn) {
-    ex.t = conn;
-  } else if (ex.t == &own_transport) {
-    /* Its connection is in the exporter thread's table: this thread sends on the app
-     * threads' (made here if need be; made before a privilege drop, the only one the
-     * collector still admits). Waking the exporter thread and waiting for it to be
-     * scheduled would cost the budget on a loaded machine. */
-    ex.t = &ss__transport_g;
+  exit_job j = {.own = pthread_mutex_trylock(&drain_lock) == 0, .timeout_ms = timeout_ms};
+  /* Its fds out of the app's table: a thread that ends the process takes a table of its
+   * own; one that goes on running app code after (exit's destructors and stdio flush, a
+   * failed exec's caller) while other app threads run delivers from a helper thread with
+   * a copy of the table, and waits for it (a single-threaded app has no thread whose fd
+   * numbers ours could shift). */
+  if (ending) {
+    j.private_ok = 1;
+  } else if (cfg->own_fd_table && app_threads_share()) {
+    j.private_ok = 1;
+    if (ss__own_run_in_copy(exit_job_run, &j) < 0 && !j.ran) {
+      j.private_ok = 0; /* no helper (a seccomp filter): here, in the app's table */
+      SS_LOG(SS_LOG_DEBUG, "exit flush: no helper thread; delivering from the app's fd table");
+    }
   }
-  SS_LOG(SS_LOG_DEBUG, "exit flush: %s, %" PRIu64 " spans waiting%s",
-         own ? "the exporter thread is idle" : "the exporter thread is busy", waiting(),
-         conn ? ", from an fd table of its own" : "");
-  rc = deliver_exit(e, own, timeout_ms);
-  if (e->t == &exit_transport) ss__transport_close(&exit_transport);
-  if (conn) ending_conn_done();
-  if (own) {
-    ex.t = ex_t;
-    pthread_mutex_unlock(&drain_lock);
-  }
+  if (!j.ran) exit_job_run(&j);
+  if (j.own) pthread_mutex_unlock(&drain_lock);
   atomic_store(&exit_waiting, 0);
   pthread_mutex_unlock(&exit_lock);
   ss__self.internal--;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   exit_diagnostics();
-  return rc;
+  return j.rc;
 }
 
 int ss__exporter_flush(uint32_t timeout_ms) {

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <sys/resource.h>
@@ -297,6 +298,31 @@ int ss__own_go_private_copy(void) {
     return -errno;
   private_table = copied_table = 1;
   self_pidfd = -1;
+  return 0;
+}
+
+typedef struct helper_job {
+  int (*fn)(void *);
+  void *arg;
+} helper_job;
+
+static void *helper_main(void *p) {
+  helper_job *h = p;
+  (void)ss__own_go_private_copy(); /* else fn's fds are born high and guarded */
+  h->fn(h->arg);
+  return NULL;
+}
+
+int ss__own_run_in_copy(int (*fn)(void *), void *arg) {
+  helper_job h = {fn, arg};
+  pthread_t th;
+  pthread_attr_t at;
+  pthread_attr_init(&at);
+  pthread_attr_setstacksize(&at, 256 * 1024);
+  int rc = ss__sys_pthread_create(&th, &at, helper_main, &h);
+  pthread_attr_destroy(&at);
+  if (rc != 0) return -rc;
+  pthread_join(th, NULL);
   return 0;
 }
 

@@ -87,6 +87,15 @@ int ss__own_go_private(void);
  * back, so never on a thread that may go on running app code. Async-signal-safe. 0, or
  * -errno (it stays in the app's table). */
 int ss__own_go_private_copy(void);
+/* For a thread that delivers and then goes on running app code (exit's destructors and
+ * stdio flush, a failed exec's caller), whose own table must stay the app's: runs fn(arg)
+ * on a helper thread (a pthread of the shim's, signals masked as the caller's) that first
+ * takes a copy of the fd table of its own (ss__own_go_private_copy; when it cannot, fn
+ * runs there anyway and its fds are born high and guarded), and waits for it: fds fn
+ * makes are numbered in that copy and vanish with the helper. Not async-signal-safe
+ * (pthread_create). 0 once fn has run, or -errno when no helper could be started (fn did
+ * not run). */
+int ss__own_run_in_copy(int (*fn)(void *), void *arg);
 /* 1 on a thread that has its own table. */
 int ss__own_is_private(void);
 /* One of the app's fds (the log's, stderr, a connection made before a privilege drop) for

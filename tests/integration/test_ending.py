@@ -8,8 +8,10 @@ that neither allocates nor takes a lock. The span says which signal (error.type)
 count is exact, and the process dies as without the shim (same status, same core flag).
 
 A thread that ends the process for good (_exit, a signal about to kill) makes its last
-connection in a copy of the fd table of its own: an app thread opening and closing a file
-in a loop meanwhile gets the same fd number every time, as without the shim."""
+connection in a copy of the fd table of its own; one that goes on running app code after
+its delivery (exit, exec) delivers from a helper thread with a copy of the table: an app
+thread opening and closing a file in a loop meanwhile gets the same fd number every time,
+as without the shim."""
 import os
 import re
 import resource
@@ -104,16 +106,35 @@ def test_a_dying_thread_with_no_collector_says_what_it_lost(ctx):
     assert b"exit: 1 spans could not be delivered; the collector could not be told" in r[3], r
 
 
-ENDINGS = [("_exit", 3), ("term", -signal.SIGTERM), ("segv", -signal.SIGSEGV)]
+def test_a_dying_thread_reaches_a_tcp_collector_by_number_or_localhost(ctx):
+    """OTEL_EXPORTER_OTLP_ENDPOINT over TCP: no name is looked up in a signal handler, but
+    a numeric address and localhost (loopback) are dialled there."""
+    port = harness.free_port()
+    c = ctx.collector(["--listen", "127.0.0.1:%d" % port])
+    for host in ("127.0.0.1", "localhost"):
+        env = ctx.env(None, {"SPANSHIM_PROCESS_SPAN": "1",
+                             "OTEL_EXPORTER_OTLP_ENDPOINT": "http://%s:%d" % (host, port)})
+        env.pop("SPANSHIM_ENDPOINT")
+        r = _status(ctx, ["sh", "-c", "kill -TERM $$"], env)
+        assert r[0] == -signal.SIGTERM and r[3] == b"", (host, r)
+    _, spans = harness.check_exact(c, {}, 2)
+    assert [s.attrs.get("error.type") for s in spans] == ["SIGTERM"] * 2, spans
 
 
-@harness.timeout(600)
+ENDINGS = [("_exit", 3), ("exit", 3), ("exec", 0), ("term", -signal.SIGTERM),
+           ("segv", -signal.SIGSEGV)]
+
+
+@harness.timeout(900)
 def test_an_ending_thread_never_shifts_an_app_threads_fd_number(ctx):
-    """ending_fds: an app thread opens and closes /dev/null in a loop (it gets the same
-    number every time without the shim) while main ends the process (_exit, SIGTERM, a
-    segfault) before any span: the connection that delivers the process span is made in
-    the ending thread's own table, so the app thread never sees its number shifted. 25
-    runs of each; every process span delivered."""
+    """ending_fds: an app thread opens /dev/null and closes it (with the raw system call,
+    which nothing of the shim holds back) in a loop, getting the same number every time
+    without the shim, while main ends the process before any span: _exit, exit (atexit
+    handlers, destructors and stdio's flush run after the shim's delivery on that thread),
+    exec, SIGTERM, a segfault. The connection that delivers the process span (and the
+    files read for the resource) is made in a table of the ending thread's own (_exit, a
+    signal) or of a helper thread's (exit, exec): the app thread never sees its number
+    shifted. 25 runs of each; every process span delivered."""
     runs = 25
     for mode, want in ENDINGS:
         argv = [ctx.prog("ending_fds"), mode, "1"]
@@ -126,8 +147,11 @@ def test_an_ending_thread_never_shifts_an_app_threads_fd_number(ctx):
             assert r[:2] == plain[:2], (mode, r, plain)
             assert b"shifted" not in r[2], (mode, r[2])
             assert r[3] == plain[3], (mode, r[3])
-        _, spans = harness.check_exact(c, {}, runs)
-        assert len(spans) == runs, (mode, len(spans))
-        key = "process.exit.code" if mode == "_exit" else "error.type"
-        assert all(s.name == "ending_fds" and s.attrs.get(key) is not None for s in spans), \
-            spans[:2]
+        produced = runs * (2 if mode == "exec" else 1)  # exec: true's process span too
+        _, spans = harness.check_exact(c, {}, produced)
+        mine = [s for s in spans if s.name == "ending_fds"]
+        assert len(mine) == runs and len(spans) == produced, (mode, len(mine), len(spans))
+        if mode in ("_exit", "exit"):
+            assert all(s.attrs.get("process.exit.code") == 3 for s in mine), mine[:2]
+        elif mode != "exec":
+            assert all(s.attrs.get("error.type") for s in mine), mine[:2]

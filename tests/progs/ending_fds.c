@@ -4,6 +4,8 @@
  * when it does not ("shifted got=N want=M"). It closes with the raw system call, which
  * the shim's fd guards do not see: nothing of the shim holds it back. Prints "ready pid=N" first (flushed). MODE:
  *   _exit  _exit(3)
+ *   exit   exit(3): atexit handlers, destructors and stdio's flush run after the shim's
+ *   exec   execl("/bin/true"): the new image ends with status 0
  *   term   kill(getpid(), SIGTERM): dies of it (default action)
  *   int    raise(SIGINT)
  *   segv   a null pointer write in main
@@ -51,6 +53,8 @@ int main(int argc, char **argv) {
     while (atomic_load(&rounds) < 2000) sched_yield();
   }
   if (!strcmp(m, "_exit")) _exit(3);
+  if (!strcmp(m, "exit")) exit(3);
+  if (!strcmp(m, "exec")) execl("/bin/true", "true", (char *)NULL);
   if (!strcmp(m, "term")) kill(getpid(), SIGTERM);
   if (!strcmp(m, "int")) raise(SIGINT);
   if (!strcmp(m, "segv")) *(volatile int *)(uintptr_t)argc = 0; /* argc is 3: address 3 */

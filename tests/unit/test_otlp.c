@@ -3,6 +3,7 @@
  * back equal, at every length boundary of a nested message, with reused buffers; and its
  * bytes equal what protobuf-c packs for the same message. */
 #include <check.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -353,6 +354,47 @@ START_TEST(test_reused_buffers_and_schema_url) {
 }
 END_TEST
 
+/* A fixed buffer (the caller's memory: a dying thread's, in a signal handler) is never
+ * grown: a span that does not fit is left out (-ENOBUFS) and the request holding the
+ * ones before it still finishes and decodes; the same bytes as a growable buffer's. */
+START_TEST(test_fixed_buffer_leaves_out_what_does_not_fit) {
+  static uint8_t res_mem[1024], scope_mem[256], req_mem[6000];
+  ss__attr ra[] = {{.key = "service.name", .type = SS_ATTR_STR, .len = 3, .v.s = "app"}};
+  ss__resource r = {.attrs = ra, .n_attrs = 1};
+  ss__scope sc = {.name = "spanshim", .version = "0.1.0"};
+  ss__otlp_head h = {.resource = {.p = res_mem, .cap = sizeof res_mem, .fixed = 1},
+                     .scope = {.p = scope_mem, .cap = sizeof scope_mem, .fixed = 1}};
+  ss__otlp_req rq = {.pb = {.p = req_mem, .cap = sizeof req_mem, .fixed = 1}};
+  ck_assert_int_eq(ss__otlp_head_build(&h, &r, &sc, "https://opentelemetry.io/schemas/1.40.0"), 0);
+  ss__otlp_begin(&rq, &h, 0);
+  ss__span s;
+  fill_span(&s);
+  int n = 0, rc;
+  while ((rc = ss__otlp_add_span(&rq, &s)) == 0) n++;
+  ck_assert_int_eq(rc, -ENOBUFS);
+  ck_assert_int_gt(n, 2);
+  ck_assert_ptr_eq(rq.pb.p, req_mem);
+  const uint8_t *body;
+  size_t len;
+  ck_assert_int_eq(ss__otlp_finish(&rq, &h, &body, &len), 0);
+  Req *q = opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(
+      NULL, len, body);
+  ck_assert_ptr_nonnull(q);
+  ck_assert_uint_eq(q->resource_spans[0]->scope_spans[0]->n_spans, (size_t)n);
+  req_free(q);
+  ss__span many[64];
+  for (int i = 0; i < n; i++) fill_span(&many[i]);
+  uint8_t *buf;
+  size_t blen;
+  ck_assert_int_eq(ss__otlp_encode_traces(&r, &sc, many, (size_t)n, &buf, &blen), 0);
+  ck_assert_uint_eq(blen, len);
+  ck_assert_mem_eq(buf, body, len);
+  free(buf);
+  ss__pb_free(&rq.pb); /* fixed: emptied, not freed */
+  ck_assert_ptr_eq(rq.pb.p, req_mem);
+}
+END_TEST
+
 /* Field order and proto3 defaults as protobuf-c packs them: the same bytes. */
 START_TEST(test_bytes_equal_protobuf_c_pack) {
   ss__span s;
@@ -391,6 +433,7 @@ int main(void) {
   tcase_add_test(tc, test_logs_roundtrip);
   tcase_add_test(tc, test_reused_buffers_and_schema_url);
   tcase_add_test(tc, test_bytes_equal_protobuf_c_pack);
+  tcase_add_test(tc, test_fixed_buffer_leaves_out_what_does_not_fit);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
