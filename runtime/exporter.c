@@ -146,6 +146,10 @@ static pthread_cond_t wake_cond = PTHREAD_COND_INITIALIZER;
  * urgent_done after, so the drain that answers a ticket began after the ticket (and the
  * spans its handler committed) were there. */
 static _Atomic uint64_t urgent_asked, urgent_done;
+/* The budget (ms) the last handler asked for: a dying thread's drain is an exit's
+ * delivery (deliver_exit: pipelined, bounded, the final count of spans and records sent
+ * last). */
+static _Atomic uint32_t urgent_budget_ms;
 static _Atomic long exporter_tid; /* the exporter thread (0: none yet) */
 static _Atomic int draining; /* records may be out of the ring but not yet sent */
 
@@ -518,7 +522,9 @@ static int encode_record(encoder *e, const void *rec, size_t len) {
 /* The exporter thread stops at once (between two records) for an exit flush, which
  * takes the records itself. */
 static int exit_waits(const encoder *e) {
-  return !e->pipelined && atomic_load_explicit(&exit_waiting, memory_order_relaxed);
+  return !e->pipelined && (atomic_load_explicit(&exit_waiting, memory_order_relaxed) ||
+                           atomic_load_explicit(&urgent_asked, memory_order_relaxed) !=
+                               atomic_load_explicit(&urgent_done, memory_order_relaxed));
 }
 
 /* Moves up to max records from the ring into treq; returns how many it encoded. Stops
@@ -816,6 +822,8 @@ static void borrow_app_conn(void) {
   ss__transport_adopt(&own_transport, mine);
 }
 
+static int deliver_exit(encoder *e, int own, uint32_t timeout_ms);
+
 static void *exporter_main(void *arg) {
   (void)arg;
   ss__self.internal++;
@@ -859,9 +867,14 @@ static void *exporter_main(void *arg) {
     }
     if (pthread_mutex_trylock(&drain_lock) != 0) continue; /* an exit flush drains */
     busy = pending >= cfg->max_export_batch / 4;
-    int all = asked != atomic_load(&urgent_done) || now - last >= cfg->schedule_delay_ms;
+    int urgent = asked != atomic_load(&urgent_done);
+    int all = urgent || now - last >= cfg->schedule_delay_ms;
     borrow_app_conn();
-    drain(&ex, ss__mono_ms() + cfg->export_timeout_ms, all);
+    if (urgent) { /* a thread dies of a signal: the process ends as soon as we are done */
+      deliver_exit(&ex, 1, atomic_load(&urgent_budget_ms));
+    } else {
+      drain(&ex, ss__mono_ms() + cfg->export_timeout_ms, all);
+    }
     atomic_store(&urgent_done, asked);
     pthread_mutex_unlock(&drain_lock);
     last = ss__mono_ms();
@@ -1018,9 +1031,11 @@ static void exit_diagnostics(void) {
          atomic_load(&lhanded), lost, llost);
 }
 
-/* An exit's delivery on encoder e (exit_lock held; drain_lock too when `own`): its
- * requests written back to back, the answers read afterwards, the last fifth of the
- * budget (at most EXIT_REPORT_RESERVE_MS) kept for the final count. */
+/* An exit's delivery on encoder e (exit_lock held; drain_lock too when `own`; or the
+ * exporter thread answering a dying thread's signal): its requests written back to back
+ * (each batch's exception records right after its spans), the answers read afterwards,
+ * the last fifth of the budget (at most EXIT_REPORT_RESERVE_MS) kept for the final count
+ * of spans and records. */
 static int deliver_exit(encoder *e, int own, uint32_t timeout_ms) {
   uint64_t now = ss__mono_ms(), deadline = now + timeout_ms;
   uint64_t reserve = timeout_ms / 4 < EXIT_REPORT_RESERVE_MS ? timeout_ms / 4 : EXIT_REPORT_RESERVE_MS;
@@ -1234,9 +1249,16 @@ void ss__exporter_flush_signal(uint32_t timeout_ms) {
    * shim (an exit flush waiting for the exporter, say): the wait is bounded and takes
    * no lock. */
   if (syscall(SYS_gettid) == atomic_load(&exporter_tid)) return;
+  atomic_store(&urgent_budget_ms, timeout_ms);
   uint64_t ticket = atomic_fetch_add(&urgent_asked, 1) + 1;
+  /* The exporter thread's delivery bounds itself as an exit's does (the budget plus the
+   * time it waits for a CPU, up to EXIT_STALL_FACTOR times) and sends the final count last:
+   * it is waited for, in 1 ms sleeps (time this thread waits for a CPU is not counted), up
+   * to as long, plus what it may take to begin (a drain in progress stops at its next
+   * record or request; the thread looks every 10 ms). */
+  uint64_t cap = (uint64_t)timeout_ms * (EXIT_STALL_FACTOR + 1) + TICK_IDLE_MS;
   struct timespec tick = {0, 1000000};
-  for (uint32_t waited = 0; waited < timeout_ms && atomic_load(&urgent_done) < ticket; waited++)
+  for (uint64_t waited = 0; atomic_load(&urgent_done) < ticket && waited < cap; waited++)
     nanosleep(&tick, NULL);
 }
 

@@ -53,10 +53,12 @@ int ss__exporter_flush_ending(uint32_t timeout_ms);
  * commit must not start a thread). Async-signal-safe (as far as snprintf is, like the
  * diagnostics). */
 void ss__exporter_flush_dying(uint32_t timeout_ms);
-/* The same from a signal handler (a dying thread): asks the exporter thread for a drain
- * that starts after the call and waits for it with nanosleep, without locks, at most
- * timeout_ms. Does nothing when called on the exporter thread or when it is not running.
- * Async-signal-safe. */
+/* The same from a signal handler (a dying thread): asks the exporter thread for a
+ * delivery that starts after the call (an exit's: pipelined, within timeout_ms of its
+ * running plus the time it waits for a CPU, up to 9 times timeout_ms; the final count of
+ * spans and exception records sent last) and waits for it with nanosleep, without locks,
+ * at most 10 times timeout_ms (+10 ms) of sleeps. Does nothing when called on the
+ * exporter thread or when it is not running. Async-signal-safe. */
 void ss__exporter_flush_signal(uint32_t timeout_ms);
 /* The process is exiting: from now on spans do not start an exporter thread; the exit
  * flush delivers them from the exiting thread itself (cheaper than a thread start for

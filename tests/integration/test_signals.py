@@ -263,6 +263,55 @@ def test_multiprocessing_pool_workers_terminated_by_sigterm_deliver_their_spans(
         assert got == 12, "%s: %d of 12 worker spans delivered" % (method, got)
 
 
+FAILING_POOL = r"""
+import collections, multiprocessing, os, socket, sys
+PORT = int(sys.argv[1])
+def work(i):
+    s = socket.socket()
+    try:
+        s.connect(("127.0.0.1", PORT))
+    except ConnectionRefusedError:
+        pass
+    s.close()
+    return os.getpid()
+if __name__ == "__main__":
+    multiprocessing.set_start_method(sys.argv[2])
+    with multiprocessing.Pool(4) as pool:
+        pids = pool.map(work, range(int(sys.argv[3])), chunksize=1)
+        workers = list(pool._pool)
+    print("calls=%s" % ",".join("%d:%d" % kv for kv in collections.Counter(pids).items()))
+    print("exitcodes=%s" % ",".join(str(w.exitcode) for w in workers))
+"""
+
+
+@harness.timeout(600)
+def test_pool_workers_killed_by_sigterm_deliver_or_count_spans_and_exception_records(ctx):
+    """multiprocessing.Pool(4) as a context manager: its workers made failing calls (a
+    refused connect each: a span and an exception log record) and die of SIGTERM at the
+    pool's exit, while two busy loops load both cores. For every worker, spans and
+    records received + counted dropped = calls made, in /stats and in its drop reports."""
+    script = os.path.join(ctx.tmp, "failing_pool.py")
+    with open(script, "w") as f:
+        f.write(FAILING_POOL)
+    port = ctx.closed_port()
+    for method in ("fork", "spawn"):
+        c = ctx.collector()
+        calls = {}
+        with harness.busy_cores():
+            for _ in range(3):
+                r = ctx.run([sys.executable, script, str(port), method, "160"], collector=c,
+                            extra_env={"OTEL_BSP_SCHEDULE_DELAY": "60000"})
+                assert r.returncode == 0, r
+                kv = parse_kv(r.stdout)
+                codes = kv["exitcodes"].split(",")
+                assert set(codes) <= {str(-signal.SIGTERM), "0"}, kv
+                for item in kv["calls"].split(","):
+                    pid, n = item.split(":")
+                    calls[int(pid)] = int(n)
+        assert sum(calls.values()) == 480, calls
+        harness.check_exact(c, calls, 480, pids_logs=calls)
+
+
 # --- Faults the app handles or ignores (issue 13, item 2) ----------------------------------
 
 def _faults(ctx, mode, traced, collector=None, preexec=None, extra=None):
