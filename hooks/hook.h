@@ -173,6 +173,8 @@ void *ss__dlsym_lib(const char *lib, const char *sym);
 void ss__socket_fd_closed(int fd);
 void ss__socket_fds_closed(unsigned lo, unsigned hi);
 void ss__socket_atfork_child(void);
+/* Before a fork: the commonest socket functions resolved in the parent, once. */
+void ss__socket_atfork_prepare(void);
 
 /* hooks/process.c: the process span, and the exit paths that end it. */
 enum { SS_PROC_EXIT = 0, SS_PROC_SIGNAL = 1, SS_PROC_EXEC = 2 };
@@ -181,6 +183,10 @@ void ss__process_end(int how, int value);
 void ss__process_note_exit(int code);
 /* hooks/spawn.c, in a fork child: its locks made usable again. */
 void ss__spawn_atfork_child(void);
+/* Before a fork (pthread_atfork prepare): the exit functions are resolved here, once per
+ * process, so no fork child looks them up itself (a dlsym in every child, whose pages it
+ * would fault in). */
+void ss__process_atfork_prepare(void);
 /* In a fork child (pthread_atfork): opens the child's own process span. */
 void ss__process_atfork_child(void);
 /* exec is about to replace the image: ends the process span (SS_PROC_EXEC) and returns 1,

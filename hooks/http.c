@@ -830,8 +830,9 @@ void ss__http_atfork_child(void) {
   }
   for (int i = 0; i < HOLDS && atomic_load(&holds_n) > 0; i++) /* the parent's */
     if (atomic_load(&holds[i].key) != 0) atomic_store(&holds[i].key, 0);
-  atomic_store(&holds_n, 0);
-  cur_conn = NULL;
+  /* Written only when set: a page the child does not write is not copied. */
+  if (atomic_load(&holds_n) != 0) atomic_store(&holds_n, 0);
+  if (cur_conn != NULL) cur_conn = NULL;
 }
 
 /* ---- traceparent injection into client requests ---- */

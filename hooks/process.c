@@ -28,6 +28,7 @@
 #include "runtime/exporter.h"
 #include "runtime/log.h"
 #include "runtime/sanitize.h"
+#include "runtime/sys.h"
 
 extern char **environ;
 
@@ -48,7 +49,7 @@ static uint64_t proc_rec[PROC_REC_BYTES / 8];
 static _Atomic int proc_state; /* 0 none, 1 open, 2 ended */
 static char proc_name[256];      /* process.executable.name */
 static char proc_span_name[256]; /* the span's: what was executed */
-static char proc_path[4096];
+static const char *proc_path = ""; /* ss__sys_exe_path() once known */
 static char proc_args[ARGS_BYTES];
 static size_t proc_args_len;
 static _Atomic int exit_code = -1; /* known once exit/_exit/main's return says it */
@@ -75,10 +76,8 @@ static void copy_base(char *dst, size_t cap, const char *path) {
  * after what was executed: the base name of the path given to execve (AT_EXECFN), else of
  * argv[0]. */
 static void exe_names(void) {
-  ssize_t n = readlink("/proc/self/exe", proc_path, sizeof proc_path - 1);
-  if (n <= 0) n = 0;
-  proc_path[n] = '\0';
-  copy_base(proc_name, sizeof proc_name, n ? proc_path : program_invocation_short_name);
+  proc_path = ss__sys_exe_path();
+  copy_base(proc_name, sizeof proc_name, proc_path[0] ? proc_path : program_invocation_short_name);
   const char *ran = (const char *)getauxval(AT_EXECFN);
   if (ran == NULL || *ran == '\0') ran = program_invocation_name;
   copy_base(proc_span_name, sizeof proc_span_name, ran && *ran ? ran : proc_name);
@@ -164,11 +163,17 @@ static void fork_child_span(void) {
   fork_mark = ss__tracer_activity();
 }
 
+void ss__process_atfork_prepare(void) {
+  (void)real__exit();
+  (void)real_exit();
+  (void)real__Exit();
+}
+
 void ss__process_atfork_child(void) {
   /* The parent's span is the parent's to end. */
-  atomic_store(&proc_state, 0);
-  atomic_store(&exit_code, -1);
-  fork_span = 0;
+  if (atomic_load(&proc_state) != 0) atomic_store(&proc_state, 0);
+  if (atomic_load(&exit_code) != -1) atomic_store(&exit_code, -1);
+  if (fork_span) fork_span = 0;
   if (proc_name[0] && ss__cfg.process_span && (ss__cfg.hooks & SS_HOOK_PROCESS))
     fork_child_span();
 }

@@ -356,6 +356,6 @@ SS_EXPORT int fclose(FILE *f) {
 void ss__spawn_atfork_child(void) {
   /* Another thread may have held these at the fork; the table (the parent's children,
    * as glibc's own list) stays. */
-  pthread_mutex_init(&popen_lock, NULL);
-  pthread_mutex_init(&sys_lock, NULL);
+  ss__mutex_reinit(&popen_lock);
+  ss__mutex_reinit(&sys_lock);
 }

@@ -204,6 +204,9 @@ typedef struct encoder {
   int sigsafe;
 } encoder;
 
+/* Either encoder was ever used in this process (a fork child then forgets them); kept
+ * apart from them so a child reads no page of theirs. */
+static _Atomic int encoders_used;
 static encoder ex = {.t = &ss__transport_g}; /* the exporter thread's */
 static encoder xe;                           /* an exiting thread's (own connection) */
 static ss__transport exit_transport = {.fd = -1};
@@ -450,6 +453,7 @@ static int end_pipeline(encoder *e, uint64_t deadline_ms) {
 /* ---- the process's resource ---- */
 
 static int ensure_head(encoder *e) {
+  if (!atomic_load_explicit(&encoders_used, memory_order_relaxed)) atomic_store(&encoders_used, 1);
   pid_t pid = getpid();
   if (e->resource.attrs != NULL && e->resource_pid == pid) return 0;
   int rc;
@@ -801,6 +805,7 @@ static void take_own_table(void) {
   if (own) {
     ss__transport_init_like(&own_transport, &ss__transport_g, 1);
     ex.t = &own_transport;
+    atomic_store(&encoders_used, 1); /* a fork child puts ex.t back */
   }
   atomic_store(&exporter_table, own ? TABLE_OWN : TABLE_APP);
   pthread_mutex_unlock(&drain_lock);
@@ -1040,6 +1045,7 @@ static int deliver_exit(encoder *e, int own, uint32_t timeout_ms) {
   uint64_t now = ss__mono_ms(), deadline = now + timeout_ms;
   uint64_t reserve = timeout_ms / 4 < EXIT_REPORT_RESERVE_MS ? timeout_ms / 4 : EXIT_REPORT_RESERVE_MS;
   uint64_t soft = deadline - reserve;
+  if (!atomic_load_explicit(&encoders_used, memory_order_relaxed)) atomic_store(&encoders_used, 1);
   e->pipelined = 1;
   clock_start(e, timeout_ms);
   int rc = drain(e, soft, 1);
@@ -1070,6 +1076,7 @@ static int deliver_exit(encoder *e, int own, uint32_t timeout_ms) {
  * Async-signal-safe. */
 static ss__transport *ending_conn(int idle, int in_signal) {
   if (!cfg->own_fd_table || ss__own_go_private_copy() != 0) return NULL;
+  atomic_store(&encoders_used, 1); /* a fork child forgets it */
   ss__transport_init_like(&ending_transport, &ss__transport_g, 1);
   ending_transport.no_resolver = in_signal;
   int kept = atomic_load(&ss__transport_g.fd);
@@ -1193,6 +1200,7 @@ int ss__exporter_flush_ending(uint32_t timeout_ms) {
 /* se's fixed buffers, once per process (a fork child's encoders start zeroed). */
 static void sigsafe_setup(void) {
   if (se.sigsafe) return;
+  atomic_store(&encoders_used, 1); /* a fork child forgets it */
   se.sigsafe = 1;
   se.treq.pb = (ss__pb){.p = sig_treq, .cap = sizeof sig_treq, .fixed = 1};
   se.lreq.pb = (ss__pb){.p = sig_lreq, .cap = sizeof sig_lreq, .fixed = 1};
@@ -1310,54 +1318,74 @@ static void encoder_forget(encoder *e, ss__transport *t) {
   e->exc.max_frames = cfg ? cfg->stack_depth : 0;
 }
 
+/* A fork child's reset of a counter or flag: written only when it is not already 0, so a
+ * page the child would not otherwise write is not copied (a fault each, and ~40 us on a
+ * VM) -- the usual case for the parent's unused state. */
+static void zero_u64(_Atomic uint64_t *p) {
+  if (atomic_load_explicit(p, memory_order_relaxed) != 0) atomic_store(p, 0);
+}
+
+static void zero_int(_Atomic int *p) {
+  if (atomic_load_explicit(p, memory_order_relaxed) != 0) atomic_store(p, 0);
+}
+
 void ss__exporter_atfork_child(void) {
   /* The exporter thread may have been in the middle of using its buffers when the
    * parent forked; it does not exist here. Forget them without freeing (a half-done
    * free or realloc would make that a double free): a one-time leak in the child, and
-   * the child allocates its own on first use. */
-  encoder_forget(&ex, &ss__transport_g);
-  encoder_forget(&xe, &exit_transport);
-  encoder_forget(&se, NULL);
-  memset(&ending_transport, 0, sizeof ending_transport);
-  atomic_store(&ending_transport.fd, -1);
+   * the child allocates its own on first use. What the parent never used is left
+   * untouched (see zero_u64). */
+  if (atomic_load(&encoders_used)) { /* else nothing to forget, no page of theirs copied */
+    encoder_forget(&ex, &ss__transport_g);
+    encoder_forget(&xe, &exit_transport);
+    encoder_forget(&se, NULL);
+    memset(&ending_transport, 0, sizeof ending_transport);
+    atomic_store(&ending_transport.fd, -1);
+    atomic_store(&encoders_used, 0);
+  }
   /* The exporter thread's own table is not ours: its numbers mean our app's fds here. */
-  memset(&own_transport, 0, sizeof own_transport);
-  atomic_store(&own_transport.fd, -1);
-  borrowed_from = -1;
-  atomic_store(&exporter_table, TABLE_UNKNOWN);
-  int efd = atomic_exchange(&exit_transport.fd, -1);
-  if (efd >= 0) ss__sys_close(efd);
+  if (atomic_load(&exporter_table) != TABLE_UNKNOWN) {
+    memset(&own_transport, 0, sizeof own_transport);
+    atomic_store(&own_transport.fd, -1);
+    borrowed_from = -1;
+    atomic_store(&exporter_table, TABLE_UNKNOWN);
+  }
+  if (atomic_load(&exit_transport.fd) >= 0) {
+    int efd = atomic_exchange(&exit_transport.fd, -1);
+    if (efd >= 0) ss__sys_close(efd);
+  }
   /* The symbol cache is kept: it changes only under the loader lock, which the fork
    * waited for, and the child runs the same objects (no module or symbol table to read
    * again in every child). */
   ss__resource_forked();
-  pthread_mutex_init(&drain_lock, NULL);
-  pthread_mutex_init(&exit_lock, NULL);
-  pthread_mutex_init(&ring_lock, NULL);
-  pthread_mutex_init(&wake_lock, NULL);
-  pthread_cond_init(&wake_cond, NULL);
-  atomic_store(&urgent_asked, 0);
-  atomic_store(&urgent_done, 0);
-  atomic_store(&exporter_tid, 0);
-  atomic_store(&started, 0);
-  atomic_store(&exiting, 0);
-  atomic_store(&draining, 0);
-  atomic_store(&exit_waiting, 0);
-  atomic_store(&sender, 0);
-  atomic_store(&epoch, 0);
-  atomic_store(&taken, 0);
-  atomic_store(&claim_ms, 0);
-  claim_committed = 0;
-  atomic_store(&handed, 0);
-  atomic_store(&undelivered, 0);
-  atomic_store(&reported, 0);
-  atomic_store(&lhanded, 0);
-  atomic_store(&lundelivered, 0);
-  atomic_store(&ltaken, 0);
-  atomic_store(&lreported, 0);
-  atomic_store(&ss__tracer_g.exc_dropped, 0);
+  ss__mutex_reinit(&drain_lock);
+  ss__mutex_reinit(&exit_lock);
+  ss__mutex_reinit(&ring_lock);
+  ss__mutex_reinit(&wake_lock);
+  static const pthread_cond_t cond0 = PTHREAD_COND_INITIALIZER;
+  if (memcmp(&wake_cond, &cond0, sizeof cond0) != 0) pthread_cond_init(&wake_cond, NULL);
+  zero_u64(&urgent_asked);
+  zero_u64(&urgent_done);
+  if (atomic_load(&exporter_tid) != 0) atomic_store(&exporter_tid, 0);
+  zero_int(&started);
+  zero_int(&exiting);
+  zero_int(&draining);
+  zero_int(&exit_waiting);
+  zero_int(&sender);
+  zero_u64(&epoch);
+  zero_u64(&taken);
+  zero_u64(&claim_ms);
+  if (claim_committed != 0) claim_committed = 0;
+  zero_u64(&handed);
+  zero_u64(&undelivered);
+  zero_u64(&reported);
+  zero_u64(&lhanded);
+  zero_u64(&lundelivered);
+  zero_u64(&ltaken);
+  zero_u64(&lreported);
+  zero_u64(&ss__tracer_g.exc_dropped);
   ss__ring_reset_in_child(&ss__tracer_g.ring);
-  for (int i = 0; i < SS_DROP_REASONS; i++) atomic_store(&ss__tracer_g.drops[i], 0);
-  atomic_store(&ss__tracer_g.no_sink, 0);
+  for (int i = 0; i < SS_DROP_REASONS; i++) zero_u64(&ss__tracer_g.drops[i]);
+  zero_int(&ss__tracer_g.no_sink);
   ss__transport_reset_in_child(&ss__transport_g);
 }

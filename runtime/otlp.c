@@ -57,7 +57,9 @@ void ss__pb_free(ss__pb *b) {
 int ss__pb_reserve(ss__pb *b, size_t n) {
   if (b->cap - b->len >= n) return 0;
   if (b->fixed) return -ENOBUFS;
-  size_t cap = b->cap ? b->cap : 4096;
+  /* Small first: an exiting fork child's one request fits in a few hundred bytes, and
+   * every new heap page is a fault; the exporter's buffers double to their size once. */
+  size_t cap = b->cap ? b->cap : 512;
   while (cap - b->len < n) cap *= 2;
   uint8_t *p = realloc(b->p, cap);
   if (p == NULL) {

@@ -358,7 +358,8 @@ void ss__own_prepare(void) {
 void ss__own_atfork_child(void) {
   /* A fork child's table is a copy of the forking thread's, which is the app's: the
    * exporter thread (the one with a table of its own) never forks. */
-  private_table = copied_table = 0;
-  atomic_store(&births, 0);
+  if (private_table) private_table = 0;
+  if (copied_table) copied_table = 0;
+  if (atomic_load(&births) != 0) atomic_store(&births, 0);
   atomic_store(&closers, 0);
 }

@@ -148,8 +148,21 @@ static void iso_utc(char out[ISO_LEN + 1], time_t secs, unsigned long ms) {
   long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
   long long d = doy - (153 * mp + 2) / 5 + 1, m = mp < 10 ? mp + 3 : mp - 9;
   long long y = yoe + era * 400 + (m <= 2);
-  snprintf(buf, sizeof buf, "%04lld-%02lld-%02lldT%02lld:%02lld:%02lld.%03luZ", y, m, d,
-           rem / 3600, rem / 60 % 60, rem % 60, ms % 1000);
+  /* Digits by hand: printf's code is pages a fork child would fault in for this. */
+  long long f[7] = {y, m, d, rem / 3600, rem / 60 % 60, rem % 60, (long long)(ms % 1000)};
+  static const char sep[7] = {'-', '-', 'T', ':', ':', '.', 'Z'};
+  static const int width[7] = {4, 2, 2, 2, 2, 2, 3};
+  size_t o = 0;
+  if (y < 0 || y > 9999) {
+    out[0] = '\0';
+    return;
+  }
+  for (int i = 0; i < 7; i++) {
+    for (int k = width[i] - 1; k >= 0; k--, f[i] /= 10) buf[o + (size_t)k] = (char)('0' + f[i] % 10);
+    o += (size_t)width[i];
+    buf[o++] = sep[i];
+  }
+  buf[o] = '\0';
   copy_trunc(out, ISO_LEN + 1, buf);
 }
 
@@ -191,28 +204,22 @@ static void copy_trunc(char *out, size_t n, const char *s) {
   out[len] = '\0';
 }
 
-/* The executable's base name, looked up once per image (a fork child runs the same). */
+/* The executable's base name (the path is read once per image: ss__sys_exe_path). */
 static void exe_name(char *out, size_t n) {
-  static char cached[256];
   char path[4096];
-  if (cached[0] != '\0') {
-    copy_trunc(out, n, cached);
-    return;
-  }
-  ssize_t len = readlink("/proc/self/exe", path, sizeof(path) - 1);
+  copy_trunc(path, sizeof path, ss__sys_exe_path());
+  size_t len = strlen(path);
   const char *base;
 
-  if (len <= 0) {
+  if (len == 0) {
     copy_trunc(out, n, program_invocation_short_name);
     return;
   }
-  path[len] = '\0';
   /* The kernel marks a replaced or removed binary; the name is still the one that ran. */
   if (len > 10 && strcmp(path + len - 10, " (deleted)") == 0)
     path[len - 10] = '\0';
   base = strrchr(path, '/');
-  copy_trunc(cached, sizeof cached, base != NULL ? base + 1 : path);
-  copy_trunc(out, n, cached);
+  copy_trunc(out, n, base != NULL ? base + 1 : path);
 }
 
 static size_t count_entries(const char *s) {
@@ -259,12 +266,14 @@ static void fill(ss__resource *r, const ss__config *c, const char *exe, const ch
   set_str(r, "process.executable.name", ex);
   memcpy(r->storage, raw, raw_len + 1);
   parse_env_attrs(r, r->storage, raw);
-  if (c->service_name != NULL)
+  if (c->service_name != NULL) {
     strcpy(svc, c->service_name);
-  else if (find_str(r, "service.name") == NULL || find_str(r, "service.name")[0] == '\0')
-    snprintf(svc, svc_len + 1, UNKNOWN_SERVICE "%s", exe);
-  else
+  } else if (find_str(r, "service.name") == NULL || find_str(r, "service.name")[0] == '\0') {
+    memcpy(svc, UNKNOWN_SERVICE, sizeof(UNKNOWN_SERVICE) - 1); /* svc_len leaves room */
+    memcpy(svc + sizeof(UNKNOWN_SERVICE) - 1, exe, exe_len + 1);
+  } else {
     svc = NULL;
+  }
   if (svc != NULL)
     set_str(r, "service.name", svc);
   pid = (ss__attr){.type = SS_ATTR_INT, .v.i = (int64_t)getpid()};

@@ -2,6 +2,7 @@
  * stack.h. */
 #include "runtime/stack.h"
 #include "runtime/ownfd.h"
+#include "runtime/sys.h"
 
 #include <dlfcn.h>
 #include <link.h>
@@ -23,7 +24,7 @@ void ss__loader_lock(void) { pthread_mutex_lock(&loader); }
 void ss__loader_unlock(void) { pthread_mutex_unlock(&loader); }
 void ss__loader_atfork_prepare(void) { pthread_mutex_lock(&loader); }
 void ss__loader_atfork_parent(void) { pthread_mutex_unlock(&loader); }
-void ss__loader_atfork_child(void) { pthread_mutex_init(&loader, NULL); }
+void ss__loader_atfork_child(void) { ss__mutex_reinit(&loader); }
 
 static _Atomic(backtrace_fn) backtrace_p;
 static _Atomic(getip_fn) getip_p; /* set before backtrace_p is published */

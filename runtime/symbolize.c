@@ -60,8 +60,13 @@ static void read_build_id(struct dl_phdr_info *info, char out[41]) {
       const unsigned char *name = p + sizeof *nh;
       const unsigned char *desc = name + ((nh->n_namesz + 3) & ~3u);
       if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 && memcmp(name, "GNU", 4) == 0) {
+        static const char hex[] = "0123456789abcdef";
         size_t n = nh->n_descsz > 20 ? 20 : nh->n_descsz;
-        for (size_t k = 0; k < n; k++) snprintf(out + 2 * k, 3, "%02x", desc[k]);
+        for (size_t k = 0; k < n; k++) {
+          out[2 * k] = hex[desc[k] >> 4];
+          out[2 * k + 1] = hex[desc[k] & 15];
+        }
+        out[2 * n] = '\0';
         return;
       }
       p = desc + ((nh->n_descsz + 3) & ~3u);
@@ -82,12 +87,7 @@ static int add_module(struct dl_phdr_info *info, size_t size, void *arg) {
   m->lo = lo;
   m->hi = hi;
   const char *name = info->dlpi_name;
-  char exe[4096];
-  if (name == NULL || name[0] == '\0') { /* the main program */
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    exe[n > 0 ? n : 0] = '\0';
-    name = exe;
-  }
+  if (name == NULL || name[0] == '\0') name = ss__sys_exe_path(); /* the main program */
   m->path = strdup(name);
   if (m->path == NULL) return 1;
   read_build_id(info, m->build_id);

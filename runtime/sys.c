@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <pthread.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -95,6 +97,10 @@ int ss__sys_pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn
   return f ? f(th, attr, fn, arg) : ENOSYS;
 }
 
+void ss__sys_resolve_thread(void) {
+  (void)NEXT(pthread_create);
+}
+
 int ss__sys_sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
   __typeof__(&sigaction) f = NEXT(sigaction);
   if (f == NULL) {
@@ -106,4 +112,22 @@ int ss__sys_sigaction(int sig, const struct sigaction *act, struct sigaction *ol
 
 int ss__sys_lstat(const char *path, struct stat *st) {
   return (int)syscall(SYS_newfstatat, AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW);
+}
+
+void ss__mutex_reinit(pthread_mutex_t *m) {
+  static const pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+  if (memcmp(m, &fresh, sizeof fresh) != 0) pthread_mutex_init(m, NULL);
+}
+
+static char exe_path[4096];
+static pthread_once_t exe_once = PTHREAD_ONCE_INIT;
+
+static void read_exe_path(void) {
+  ssize_t n = readlink("/proc/self/exe", exe_path, sizeof exe_path - 1);
+  exe_path[n > 0 ? n : 0] = '\0';
+}
+
+const char *ss__sys_exe_path(void) {
+  pthread_once(&exe_once, read_exe_path);
+  return exe_path;
 }

@@ -54,5 +54,19 @@ void ss__sys_freeaddrinfo(struct addrinfo *res);
 int ss__sys_pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *),
                            void *arg);
 int ss__sys_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
+/* Looks up now what ss__sys_pthread_create will call (takes the loader lock once): before
+ * a fork, so no child looks it up itself, faulting in the loader's pages. */
+void ss__sys_resolve_thread(void);
+
+/* In a fork child: makes m a fresh unlocked mutex (another parent thread may have held it
+ * at the fork), writing it only when it is not one already, so the page it lives on is
+ * not copied for nothing. Default-type mutexes only. */
+void ss__mutex_reinit(pthread_mutex_t *m);
+
+/* The path of this process's executable (/proc/self/exe's target), read once per image
+ * and kept (a fork child runs the same file: it reads nothing); "" when /proc cannot say.
+ * The kernel's " (deleted)" mark is kept. Thread-safe (pthread_once); not in a signal
+ * handler before its first call. The string lives for the process. */
+const char *ss__sys_exe_path(void);
 
 #endif

@@ -4,6 +4,7 @@
 #include "runtime/sys.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <arpa/inet.h>
@@ -143,7 +144,7 @@ int ss__transport_init(ss__transport *t, const ss__endpoint *ep, const char *otl
 }
 
 void ss__transport_init_like(ss__transport *t, const ss__transport *like, int own_table) {
-  memset(t, 0, sizeof *t);
+  memset(t, 0, offsetof(ss__transport, rbuf)); /* rbuf holds rlen (0) bytes: untouched */
   t->ep = like->ep;
   t->named = like->named;
   t->extra_headers = like->extra_headers;
@@ -474,6 +475,18 @@ static int has_header_token(const char *hdrs, const char *name, const char *toke
   return 0;
 }
 
+/* The status of "HTTP/1.x NNN ..." (up to 3 digits), or -1. By hand: sscanf's code is
+ * pages an exiting fork child would fault in for this one line. */
+static int status_code(const char *h) {
+  if (strncmp(h, "HTTP/1.", 7) != 0 || h[7] < '0' || h[7] > '9') return -1;
+  h += 7;
+  while (*h >= '0' && *h <= '9') h++;
+  while (*h == ' ' || *h == '\t') h++;
+  int st = 0, n = 0;
+  for (; n < 3 && *h >= '0' && *h <= '9'; n++, h++) st = st * 10 + (*h - '0');
+  return n ? st : -1;
+}
+
 /* Reads one response into t->rbuf (answers written after it stay there for the next
  * call); returns the status (and *close_after), or -errno. -ECONNRESET when the peer closed
  * before sending anything (a stale keep-alive connection). -ETIMEDOUT leaves what was read
@@ -491,8 +504,8 @@ static int read_response(ss__transport *t, int fd, uint64_t deadline_ms, int *cl
   size_t hl = (size_t)(end + 2 - buf);
   memcpy(hdrs, buf, hl);
   hdrs[hl] = '\0';
-  int status;
-  if (sscanf(hdrs, "HTTP/1.%*d %3d", &status) != 1) return -EPROTO;
+  int status = status_code(hdrs);
+  if (status < 0) return -EPROTO;
   long clen = header_value(hdrs, "Content-Length");
   *close_after = has_header_token(hdrs, "Connection", "close") || clen < 0;
   size_t used = hl + 2, body_have = t->rlen - used;
@@ -548,15 +561,41 @@ static int ensure_conn(ss__transport *t, uint64_t deadline_ms) {
   return fd;
 }
 
+static size_t put_str(char *dst, size_t at, size_t cap, const char *s) {
+  size_t n = strlen(s);
+  if (at >= cap || n >= cap - at) return cap; /* does not fit: the caller sees at == cap */
+  memcpy(dst + at, s, n);
+  return at + n;
+}
+
+/* "POST path HTTP/1.1\r\nHost: ...\r\n...Content-Length: len\r\n" into hdr; its length, or
+ * -1 when it does not fit. By hand: printf's code is pages an exiting fork child would
+ * fault in for this one line. */
+static int request_head(char *hdr, size_t cap, const char *path, const char *authority,
+                        size_t len) {
+  char num[24];
+  size_t k = sizeof num;
+  num[--k] = '\0';
+  do num[--k] = (char)('0' + len % 10); while ((len /= 10) != 0);
+  size_t at = put_str(hdr, 0, cap, "POST ");
+  at = put_str(hdr, at, cap, path);
+  at = put_str(hdr, at, cap, " HTTP/1.1\r\nHost: ");
+  at = put_str(hdr, at, cap, authority);
+  at = put_str(hdr, at, cap, "\r\nUser-Agent: spanshim/" SPANSHIM_VERSION
+               "\r\nContent-Type: application/x-protobuf\r\nContent-Length: ");
+  at = put_str(hdr, at, cap, num + k);
+  at = put_str(hdr, at, cap, "\r\n");
+  if (at >= cap) return -1;
+  hdr[at] = '\0';
+  return (int)at;
+}
+
 /* Writes one request on fd: 0 once written whole, else -errno. */
 static int write_request(ss__transport *t, int fd, const char *path, const void *body,
                          size_t len, uint64_t deadline_ms, const ss__post_gate *g) {
   char hdr[1024];
-  int hl = snprintf(hdr, sizeof hdr,
-                    "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: spanshim/" SPANSHIM_VERSION
-                    "\r\nContent-Type: application/x-protobuf\r\nContent-Length: %zu\r\n",
-                    path, t->ep.authority, len);
-  if (hl < 0 || (size_t)hl >= sizeof hdr) return -EINVAL;
+  int hl = request_head(hdr, sizeof hdr, path, t->ep.authority, len);
+  if (hl < 0) return -EINVAL;
   const char *extra = t->extra_headers;
   if (t->logs_headers != NULL && strcmp(path, t->ep.logs_path) == 0) extra = t->logs_headers;
   struct iovec iov[4] = {
@@ -781,19 +820,22 @@ void ss__transport_release(ss__transport *t, int fd) {
 }
 
 void ss__transport_reset_in_child(ss__transport *t) {
-  int fd = atomic_exchange(&t->fd, -1);
-  if (fd >= 0) ss__own_close(fd);
-  pthread_mutex_init(&t->lock, NULL);
-  pthread_mutex_init(&t->spare_lock, NULL);
-  t->kept = 0;
-  t->unanswered = 0;
-  t->rlen = 0;
+  /* Only what differs is written: a page a fork child does not write is not copied. */
+  if (atomic_load(&t->fd) >= 0) {
+    int fd = atomic_exchange(&t->fd, -1);
+    if (fd >= 0) ss__own_close(fd);
+  }
+  ss__mutex_reinit(&t->lock);
+  ss__mutex_reinit(&t->spare_lock);
+  if (t->kept) t->kept = 0;
+  if (t->unanswered) t->unanswered = 0;
+  if (t->rlen) t->rlen = 0;
   if (t->n_spares > 0) { /* made before our parent's privilege drop: ours alone */
     atomic_store(&t->fd, t->spares[0]);
     t->kept = 1;
     for (int i = 1; i < t->n_spares; i++) ss__own_close(t->spares[i]);
     t->n_spares = 0;
   }
-  t->retry_at_ms = 0;
-  t->backoff_ms = 0;
+  if (t->retry_at_ms) t->retry_at_ms = 0;
+  if (t->backoff_ms) t->backoff_ms = 0;
 }

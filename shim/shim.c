@@ -31,6 +31,9 @@ static void atfork_prepare(void) {
   /* First: a privilege drop making spares holds it while its sockets are born, and a
    * birth waits for an app thread inside ss__own_app_enter. */
   ss__transport_atfork_prepare(&ss__transport_g);
+  ss__process_atfork_prepare(); /* these may take the loader lock: before we hold it */
+  ss__socket_atfork_prepare();
+  ss__sys_resolve_thread();
   ss__loader_atfork_prepare();
   ss__own_app_enter();
 }
@@ -59,10 +62,8 @@ static void atfork_child(void) {
 
 /* The collector must never trace itself, even when started with LD_PRELOAD set. */
 static int is_collector(void) {
-  char exe[4096];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n <= 0) return 0;
-  exe[n] = '\0';
+  const char *exe = ss__sys_exe_path();
+  if (exe[0] == '\0') return 0;
   const char *base = strrchr(exe, '/');
   return strcmp(base ? base + 1 : exe, "spanshimd") == 0;
 }
