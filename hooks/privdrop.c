@@ -1,24 +1,27 @@
 /* privdrop.c - privilege drops: setuid, setgid, seteuid, setegid, setreuid, setregid,
  * setresuid, setresgid, setfsuid, setfsgid, setgroups, initgroups. (setfsuid: a Unix
- * socket is reached with the filesystem uid, so a process that changed only that could
- * no longer connect to a 0700 collector directory.)
+ * socket is reached with the filesystem uid.)
  *
  * A collector admits a peer by its credentials when it connects (SO_PEERCRED: the
- * collector's uid, root, or --allow-uid/--allow-group), and it keeps admitting that
- * connection for its life. A process about to change its credentials (nginx's workers
- * and apt's methods drop from root to an unprivileged user) connects first, with the
- * credentials it was started with, and keeps that connection across the drop: nothing
- * about who may send changes (a process that was never allowed to connect still cannot),
- * and the traced process's spans still arrive. A fork child has a connection of its own
- * (the inherited one is the parent's): made at its own drop, or, for the first
- * SS_TRANSPORT_SPARES children forked after the drop, one of the spares made with the
- * first; later children have none (their spans are counted in their diagnostics,
- * SPANSHIM_LOG_LEVEL=info).
+ * collector's uid, root, or --allow-uid/--allow-group), or as part of the traced tree:
+ * spanshimd remembers a process that sent it an OTLP request while its uid was admitted,
+ * and admits that process and its descendants whatever their uid later
+ * (tools/spanshimd/tree.c). So a process about to change its credentials (nginx's
+ * workers and apt's methods drop from root to an unprivileged user; setpriv, runuser and
+ * su run a command as another user) says hello first, with the credentials it started
+ * with: an empty traces request, answered before the real call. After it, the process
+ * connects, reconnects (the collector closed an idle connection) and forks as it likes,
+ * and a program it execs keeps its pid: all admitted. Nothing about who may send changes
+ * for a process that was never traced by an admitted user. Once per process (a fork
+ * child says its own hello); a process the collector knows already (as part of the tree)
+ * is answered as quickly. Not over TCP, where a collector admits by a token, not a uid.
  *
- * Each hook: connect (bounded by SPANSHIM_EXIT_FLUSH_MS, errno kept), then the real call.
- * Nothing is done in a vfork child (memory shared with the parent) or on the shim's own
- * threads. */
+ * Each hook: hello (bounded by HELLO_MS, errno kept), then the real call. The hello's
+ * connection is made on the app thread, born out of the app's way (runtime/ownfd.h), and
+ * closed before the real call: no fd of ours is left in the app's table. Nothing is done
+ * in a vfork child (memory shared with the parent) or on the shim's own threads. */
 #include <grp.h>
+#include <stdatomic.h>
 #include <sys/fsuid.h>
 #include <string.h>
 #include <unistd.h>
@@ -28,19 +31,29 @@
 #include "runtime/exporter.h"
 #include "runtime/log.h"
 
+/* How long a drop waits for the collector's answer, at most (once per process, and only
+ * when a collector accepted the connection but is slow to answer). */
+#define HELLO_MS 1000
+
+static _Atomic pid_t known_as; /* the process the collector has said hello to */
+
 static void before_drop(void) {
   if (!ss__tracing_on() || ss__internal() || getpid() != ss__pid) return;
+  /* Over TCP a collector admits by its token, not by uid: nothing to say. */
+  if (!ss__transport_g.ep.is_unix || atomic_load(&known_as) == ss__pid) return;
   SS_SAVE_ERRNO({
-    uint64_t deadline = ss__mono_ms() + ss__cfg.exit_flush_ms;
-    int rc = ss__transport_connect(&ss__transport_g, deadline);
-    if (rc == 0) ss__transport_spares(&ss__transport_g, SS_TRANSPORT_SPARES, deadline);
-    if (rc != 0)
-      SS_LOG(SS_LOG_INFO, "no collector connection before a privilege drop (%s): spans made "
-             "after it may be refused", strerror(-rc));
+    uint32_t wait = ss__cfg.exit_flush_ms > HELLO_MS ? ss__cfg.exit_flush_ms : HELLO_MS;
+    int rc = ss__transport_hello(&ss__transport_g, ss__mono_ms() + wait);
+    if (rc == 0)
+      atomic_store(&known_as, ss__pid);
+    else
+      SS_LOG(SS_LOG_INFO, "the collector did not answer a hello before a privilege drop "
+             "(%d%s%s): spans made after it may be refused", rc, rc < 0 ? ", " : "",
+             rc < 0 ? strerror(-rc) : "");
   });
 }
 
-/* Each hook: connect first, then the real call, whose result and errno are the app's. */
+/* Each hook: hello first, then the real call, whose result and errno are the app's. */
 #define DROP_HOOK(name, params, args) \
   SS_REAL(name)                       \
   SS_EXPORT int name params {         \

@@ -236,12 +236,10 @@ static char sig_res_storage[SIG_RESOURCE_BYTES / 2];
  * unwinder's dlopen never take a number the app could get; it sends on own_transport, made
  * and used there only (ex.t), and the app's threads never touch that one. TABLE_APP: it
  * shares the app's (an old kernel, a seccomp filter), and its fds are born high and
- * guarded. ss__transport_g is then the connection of app threads (made before a privilege
- * drop, or a spare a fork child took), which the exporter thread borrows. */
+ * guarded. ss__transport_g is also what an exiting app thread sends on. */
 enum { TABLE_UNKNOWN, TABLE_OWN, TABLE_APP };
 static _Atomic int exporter_table;
 static ss__transport own_transport = {.fd = -1};
-static int borrowed_from = -1; /* ss__transport_g's fd own_transport last borrowed */
 /* How long an app thread's first failure waits for the exporter thread to load the
  * unwinder (once per process; it normally takes a thread start and a dlopen). */
 #define UNWINDER_WAIT_MS 2000
@@ -815,18 +813,6 @@ static void take_own_table(void) {
            "pidfd_getfd here" : "SPANSHIM_EXPORTER_FD_TABLE=shared");
 }
 
-/* A connection an app thread made before a privilege drop (ours could not be made again
- * now) is borrowed into our table while we have none. Under drain_lock. */
-static void borrow_app_conn(void) {
-  if (ex.t != &own_transport || atomic_load(&own_transport.fd) >= 0) return;
-  int fd = atomic_load(&ss__transport_g.fd);
-  if (fd < 0 || fd == borrowed_from) return;
-  int mine = ss__own_borrow(fd);
-  if (mine < 0) return;
-  borrowed_from = fd;
-  ss__transport_adopt(&own_transport, mine);
-}
-
 static int deliver_exit(encoder *e, int own, uint32_t timeout_ms);
 
 static void *exporter_main(void *arg) {
@@ -874,7 +860,6 @@ static void *exporter_main(void *arg) {
     busy = pending >= cfg->max_export_batch / 4;
     int urgent = asked != atomic_load(&urgent_done);
     int all = urgent || now - last >= cfg->schedule_delay_ms;
-    borrow_app_conn();
     if (urgent) { /* a thread dies of a signal: the process ends as soon as we are done */
       deliver_exit(&ex, 1, atomic_load(&urgent_budget_ms));
     } else {
@@ -1068,26 +1053,22 @@ static int deliver_exit(encoder *e, int own, uint32_t timeout_ms) {
 
 /* For a thread that is ending the process (its fd table is never the app's again): a copy
  * of the app's table of its own, and a connection there (runtime/ownfd.h), so that no fd
- * it makes can take a number an app thread could get at that instant. A connection made
- * before a privilege drop (the only one the collector still admits) is used as it is,
- * when `idle` (no exporter thread is sending on it). NULL when the thread cannot have a
+ * it makes can take a number an app thread could get at that instant (after a privilege
+ * drop too: the collector admits it as part of the traced tree). NULL when the thread
+ * cannot have a
  * table of its own (SPANSHIM_EXPORTER_FD_TABLE=shared, a seccomp filter): it then sends
  * on the app threads' connections, born high and guarded. `in_signal`: no resolver.
  * Async-signal-safe. */
-static ss__transport *ending_conn(int idle, int in_signal) {
+static ss__transport *ending_conn(int in_signal) {
   if (!cfg->own_fd_table || ss__own_go_private_copy() != 0) return NULL;
   atomic_store(&encoders_used, 1); /* a fork child forgets it */
   ss__transport_init_like(&ending_transport, &ss__transport_g, 1);
   ending_transport.no_resolver = in_signal;
-  int kept = atomic_load(&ss__transport_g.fd);
-  if (idle && kept >= 0 && ss__transport_g.kept) ss__transport_adopt(&ending_transport, kept);
   return &ending_transport;
 }
 
-/* Lets go of ending_transport: a connection it adopted stays open (the process's own;
- * the table may be the app's when no other thread shared it); one it made is closed. */
+/* Lets go of ending_transport: the connection it made is closed. */
 static void ending_conn_done(void) {
-  if (ending_transport.kept) atomic_store(&ending_transport.fd, -1);
   ss__transport_close(&ending_transport);
 }
 
@@ -1119,15 +1100,14 @@ static int exit_job_run(void *arg) {
   j->ran = 1;
   ss__self.internal++; /* on a helper thread too: nothing of ours is traced */
   encoder *e = j->own ? &ex : &xe;
-  ss__transport *ex_t = ex.t, *conn = j->private_ok ? ending_conn(j->own, 0) : NULL;
+  ss__transport *ex_t = ex.t, *conn = j->private_ok ? ending_conn(0) : NULL;
   if (!j->own) {
     xe.t = conn ? conn : exit_conn();
   } else if (conn) {
     ex.t = conn;
   } else if (ex.t == &own_transport) {
     /* Its connection is in the exporter thread's table: this thread sends on the app
-     * threads' (made here if need be; made before a privilege drop, the only one the
-     * collector still admits). Waking the exporter thread and waiting for it to be
+     * threads' (made here if need be). Waking the exporter thread and waiting for it to be
      * scheduled would cost the budget on a loaded machine. */
     ex.t = &ss__transport_g;
   }
@@ -1229,7 +1209,7 @@ void ss__exporter_flush_dying(uint32_t timeout_ms) {
   }
   if (locked) {
     sigsafe_setup();
-    ss__transport *conn = ending_conn(1, 1);
+    ss__transport *conn = ending_conn(1);
     if (conn != NULL) {
       se.t = conn;
       deliver_exit(&se, 1, timeout_ms);
@@ -1347,7 +1327,6 @@ void ss__exporter_atfork_child(void) {
   if (atomic_load(&exporter_table) != TABLE_UNKNOWN) {
     memset(&own_transport, 0, sizeof own_transport);
     atomic_store(&own_transport.fd, -1);
-    borrowed_from = -1;
     atomic_store(&exporter_table, TABLE_UNKNOWN);
   }
   if (atomic_load(&exit_transport.fd) >= 0) {

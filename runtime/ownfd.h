@@ -16,7 +16,7 @@
  *    own data written into the number. What remains visible: an app thread allocating an
  *    fd at the same instant gets the next number up;
  *  - registered until closed: the guards ask ss__owns.
- * That is for fds made on app threads (an exit's last delivery, a connection made before a
+ * That is for fds made on app threads (an exit's last delivery, the hello sent before a
  * privilege drop, the log file). The exporter thread, where nearly all of them are made,
  * has an fd table of its own instead (ss__own_go_private, below), which the app's fd
  * numbers cannot meet at all.
@@ -98,7 +98,7 @@ int ss__own_go_private_copy(void);
 int ss__own_run_in_copy(int (*fn)(void *), void *arg);
 /* 1 on a thread that has its own table. */
 int ss__own_is_private(void);
-/* One of the app's fds (the log's, stderr, a connection made before a privilege drop) for
+/* One of the app's fds (the log's, stderr) for
  * use on this thread: on a private thread a copy of it in our table (pidfd_getfd: the same
  * open file), elsewhere fd itself. -1 with errno when it cannot be had (the app closed
  * it; the process's main thread has exited and the kernel no longer shows its table).

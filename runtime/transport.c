@@ -135,7 +135,6 @@ int ss__transport_init(ss__transport *t, const ss__endpoint *ep, const char *otl
                              strcmp(dflt, ep->path) != 0);
   atomic_store(&t->fd, -1);
   pthread_mutex_init(&t->lock, NULL);
-  pthread_mutex_init(&t->spare_lock, NULL);
   if (otlp_headers && *otlp_headers) {
     t->extra_headers = build_headers(otlp_headers);
     if (t->extra_headers == NULL) return -ENOMEM;
@@ -152,20 +151,6 @@ void ss__transport_init_like(ss__transport *t, const ss__transport *like, int ow
   t->own_table = own_table;
   atomic_store(&t->fd, -1);
   pthread_mutex_init(&t->lock, NULL);
-  pthread_mutex_init(&t->spare_lock, NULL);
-}
-
-void ss__transport_adopt(ss__transport *t, int fd) {
-  pthread_mutex_lock(&t->lock);
-  if (atomic_load(&t->fd) < 0) {
-    atomic_store(&t->fd, fd);
-    t->kept = 1;
-    t->backoff_ms = 0;
-    t->retry_at_ms = 0;
-  } else {
-    ss__own_close(fd);
-  }
-  pthread_mutex_unlock(&t->lock);
 }
 
 int ss__transport_set_logs_headers(ss__transport *t, const char *otlp_headers) {
@@ -530,7 +515,6 @@ static void drop_conn_gone(ss__transport *t, int gone) {
   int fd = atomic_exchange(&t->fd, -1);
   if (fd >= 0 && gone) ss__own_forget(fd);
   else if (fd >= 0) ss__own_close(fd);
-  t->kept = 0;
   t->unanswered = 0;
   t->rlen = 0;
 }
@@ -609,24 +593,19 @@ static int write_request(ss__transport *t, int fd, const char *path, const void 
 
 /* A socket on a number the app could use is not kept between requests. */
 static void drop_if_app_range(ss__transport *t, int fd) {
-  if (!t->own_table && ss__own_in_app_range(fd) && !t->kept) drop_conn(t);
+  if (!t->own_table && ss__own_in_app_range(fd)) drop_conn(t);
 }
 
 /* Answers still due on the connection (an exit flush that gave up on them, then an exec
- * that failed): read and dropped when the connection was made before a privilege drop
- * (it cannot be made again), else the connection is dropped. */
-static void settle(ss__transport *t, uint64_t deadline_ms) {
-  int close_after = 0;
-  while (t->unanswered > 0 && t->kept && !close_after && atomic_load(&t->fd) >= 0 &&
-         read_response(t, atomic_load(&t->fd), deadline_ms, &close_after) > 0)
-    t->unanswered--;
-  if (t->unanswered > 0 || close_after) drop_conn(t);
+ * that failed): the connection is dropped, and made again for the next request. */
+static void settle(ss__transport *t) {
+  if (t->unanswered > 0) drop_conn(t);
 }
 
 /* *whole: the request was written whole (the collector has it). */
 static int post_once(ss__transport *t, const char *path, const void *body, size_t len,
                      uint64_t deadline_ms, int *reused, int *whole, const ss__post_gate *g) {
-  settle(t, deadline_ms); /* answers of pipelined requests due: not ours */
+  settle(t); /* answers of pipelined requests due: not ours */
   int fd = atomic_load(&t->fd);
   *reused = fd >= 0;
   *whole = 0;
@@ -641,7 +620,7 @@ static int post_once(ss__transport *t, const char *path, const void *body, size_
   return rc;
 }
 
-/* A kept connection the peer has closed (or sent something unasked on): 1. */
+/* A connection the peer has closed (or sent something unasked on): 1. */
 static int peer_gone(int fd) {
   struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
   return poll(&p, 1, 0) != 0;
@@ -683,7 +662,7 @@ int ss__transport_answer(ss__transport *t, uint64_t deadline_ms, int *rest_refus
 void ss__transport_abandon(ss__transport *t) {
   pthread_mutex_lock(&t->lock);
   int fd = atomic_load(&t->fd);
-  if (t->unanswered > 0 && fd >= 0 && !t->kept) { /* kept: settled before its next use */
+  if (t->unanswered > 0 && fd >= 0) {
     /* Read what has come (over TCP, closing with unread bytes would reset the connection
      * and could cost the collector requests it has not read yet). */
     char skip[512];
@@ -737,46 +716,13 @@ int ss__transport_post(ss__transport *t, const void *body, size_t len, uint64_t 
   return ss__transport_post_to(t, t->ep.http_path, body, len, deadline_ms);
 }
 
-int ss__transport_connect(ss__transport *t, uint64_t deadline_ms) {
-  struct timespec ts =
-      ss__timespec_after_ms(CLOCK_REALTIME, ss__ms_until(deadline_ms, ss__mono_ms()));
-  if (pthread_mutex_timedlock(&t->lock, &ts) != 0)
-    return atomic_load(&t->fd) >= 0 ? 0 : -ETIMEDOUT;
-  t->retry_at_ms = 0;
-  int fd = ensure_conn(t, deadline_ms);
-  t->kept = fd >= 0;
-  pthread_mutex_unlock(&t->lock);
-  return fd < 0 ? fd : 0;
-}
-
-int ss__transport_spares(ss__transport *t, int n, uint64_t deadline_ms) {
-  if (n > SS_TRANSPORT_SPARES) n = SS_TRANSPORT_SPARES;
-  struct timespec ts =
-      ss__timespec_after_ms(CLOCK_REALTIME, ss__ms_until(deadline_ms, ss__mono_ms()));
-  if (pthread_mutex_timedlock(&t->lock, &ts) != 0) return t->n_spares;
-  pthread_mutex_lock(&t->spare_lock);
-  while (t->n_spares < n) {
-    int fd = dial(t, deadline_ms);
-    if (fd < 0) break;
-    t->spares[t->n_spares++] = fd;
-  }
-  int have = t->n_spares;
-  pthread_mutex_unlock(&t->spare_lock);
-  pthread_mutex_unlock(&t->lock);
-  return have;
-}
-
-void ss__transport_atfork_prepare(ss__transport *t) {
-  pthread_mutex_lock(&t->spare_lock);
-}
-
-void ss__transport_atfork_parent(ss__transport *t) {
-  if (t->n_spares > 0) { /* the child's now */
-    ss__own_close(t->spares[0]);
-    t->n_spares--;
-    memmove(t->spares, t->spares + 1, (size_t)t->n_spares * sizeof t->spares[0]);
-  }
-  pthread_mutex_unlock(&t->spare_lock);
+int ss__transport_hello(const ss__transport *like, uint64_t deadline_ms) {
+  ss__transport t;
+  ss__transport_init_like(&t, like, 0);
+  int rc = ss__transport_post(&t, "", 0, deadline_ms);
+  ss__transport_close(&t);
+  pthread_mutex_destroy(&t.lock);
+  return rc >= 200 && rc < 300 ? 0 : rc;
 }
 
 void ss__transport_close(ss__transport *t) {
@@ -826,16 +772,8 @@ void ss__transport_reset_in_child(ss__transport *t) {
     if (fd >= 0) ss__own_close(fd);
   }
   ss__mutex_reinit(&t->lock);
-  ss__mutex_reinit(&t->spare_lock);
-  if (t->kept) t->kept = 0;
   if (t->unanswered) t->unanswered = 0;
   if (t->rlen) t->rlen = 0;
-  if (t->n_spares > 0) { /* made before our parent's privilege drop: ours alone */
-    atomic_store(&t->fd, t->spares[0]);
-    t->kept = 1;
-    for (int i = 1; i < t->n_spares; i++) ss__own_close(t->spares[i]);
-    t->n_spares = 0;
-  }
   if (t->retry_at_ms) t->retry_at_ms = 0;
   if (t->backoff_ms) t->backoff_ms = 0;
 }

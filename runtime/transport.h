@@ -44,7 +44,7 @@ int ss__endpoint_parse(const char *s, const char *default_path, ss__endpoint *e)
  * root, or that named directory's owner. The default path holds our uid
  * (/tmp/spanshim-$UID) or lives under $XDG_RUNTIME_DIR, so anyone else's directory there
  * is an impostor's. Both checks are plain functions so that a caller with its own rule
- * (a privilege-dropping process that connected before the drop) can reuse them. They
+ * can reuse them. They
  * return 0, or -EACCES with a one-line reason in why[0..n) (NUL-terminated) for the
  * diagnostics; no allocation, thread-safe, async-signal-safe. */
 #define SS_UID_NONE ((uid_t)-1)
@@ -55,8 +55,6 @@ int ss__unix_dir_trusted(const char *sock_path, int named, uid_t *dir_owner, cha
                          size_t n);
 /* Checks the listener on connected socket fd: us, root or also_ok (SS_UID_NONE: none). */
 int ss__unix_peer_trusted(int fd, uid_t also_ok, char *why, size_t n);
-
-#define SS_TRANSPORT_SPARES 2
 
 typedef struct ss__transport {
   ss__endpoint ep;
@@ -70,8 +68,6 @@ typedef struct ss__transport {
   _Atomic int cut;             /* the fd guards shut the connection down under a request
                                   in flight (the app closed or dup2'd over it): its
                                   failure is ours, not a stale keep-alive connection */
-  int kept;                    /* fd was made before a privilege drop: it could not be made
-                                  again, so it is kept even on a number the app could use */
   int no_resolver;             /* a TCP endpoint's name is not looked up (getaddrinfo): the
                                   last address it connected to, a numeric host or localhost
                                   only (a dying thread's, in a signal handler) */
@@ -80,13 +76,6 @@ typedef struct ss__transport {
   pthread_mutex_t lock;        /* leaf lock: see above */
   uint64_t retry_at_ms;        /* monotonic; no connect attempt before it */
   uint32_t backoff_ms;
-  /* Connections made before a privilege drop for the fork children after it (each
-   * child takes the first; the parent closes its copy). spare_lock is held across a
-   * fork (prepare to parent/child), so two forks never hand one out twice; taken after
-   * `lock` when both are held. */
-  int spares[SS_TRANSPORT_SPARES];
-  int n_spares;
-  pthread_mutex_t spare_lock;
   /* Requests written with ss__transport_send and not answered yet (HTTP/1.1 pipelining:
    * an exiting process writes every request before it reads any answer), and the bytes
    * of answers read ahead. Under `lock`. */
@@ -106,9 +95,6 @@ int ss__transport_init(ss__transport *t, const ss__endpoint *ep, const char *otl
  * copied: like outlives t), not connected. own_table: t is used only by a thread with an
  * fd table of its own. */
 void ss__transport_init_like(ss__transport *t, const ss__transport *like, int own_table);
-/* Gives t an open connection fd made elsewhere (a copy of one made before a privilege
- * drop), kept as such; closed instead when t has one. */
-void ss__transport_adopt(ss__transport *t, int fd);
 /* Headers for the logs path only (OTEL_EXPORTER_OTLP_LOGS_HEADERS, "k=v,..."). 0 or
  * -ENOMEM. */
 int ss__transport_set_logs_headers(ss__transport *t, const char *otlp_headers);
@@ -134,24 +120,20 @@ int ss__transport_post(ss__transport *t, const void *body, size_t len, uint64_t 
 /* The same to another request target on the same endpoint (the logs path). */
 int ss__transport_post_to(ss__transport *t, const char *path, const void *body, size_t len,
                           uint64_t deadline_ms);
-/* Connects now unless connected, whatever the reconnect backoff says, within the monotonic
- * deadline: for a process about to lose the right to connect (a privilege drop), whose
- * connection, once made, stays admitted. Waits for the lock until the deadline at most
- * (a request in flight holds it: the connection is there). 0, or -errno. Any thread. */
-int ss__transport_connect(ss__transport *t, uint64_t deadline_ms);
-/* After ss__transport_connect, before a privilege drop: up to `n` (at most
- * SS_TRANSPORT_SPARES) more connections for the children forked after the drop, which
- * could not make their own. Best effort, within the deadline; returns how many there are. */
-int ss__transport_spares(ss__transport *t, int n, uint64_t deadline_ms);
-/* pthread_atfork: prepare takes spare_lock; parent closes its copy of the spare the child
- * takes and lets go. (The child side is ss__transport_reset_in_child.) */
-void ss__transport_atfork_prepare(ss__transport *t);
-void ss__transport_atfork_parent(ss__transport *t);
+/* Before a privilege drop: makes sure the collector knows this process, so that it
+ * admits the process's connections after the drop as part of the traced tree (spanshimd
+ * remembers a process that sent an OTLP request while its uid was admitted, and admits
+ * it and its descendants whatever their uid later; tools/spanshimd/tree.c). Sends an
+ * empty traces request on a connection of its own, like's endpoint and headers, and
+ * waits for the answer until the monotonic deadline; the connection is closed before it
+ * returns. 0 once the collector answered 2xx, else -errno or the HTTP status. Any thread;
+ * the fd is born out of the app's way (runtime/ownfd.h). */
+int ss__transport_hello(const ss__transport *like, uint64_t deadline_ms);
 /* The same through a gate (NULL: none). */
 int ss__transport_post_gated(ss__transport *t, const char *path, const void *body, size_t len,
                              uint64_t deadline_ms, const ss__post_gate *g);
 /* Pipelining, for a process that is about to end: writes the request (connecting, or
- * first replacing a kept connection the peer has closed) and returns without waiting for
+ * first replacing a connection the peer has closed) and returns without waiting for
  * the answer: 0 once the request is written whole (the gate said so), else -errno (the
  * connection is then dropped). Several requests may be written before any answer is
  * read; ss__transport_post* must not be used while any is unanswered. */
@@ -164,8 +146,7 @@ int ss__transport_send(ss__transport *t, const char *path, const void *body, siz
  * connection is dropped and nothing is unanswered any more). */
 int ss__transport_answer(ss__transport *t, uint64_t deadline_ms, int *rest_refused);
 /* Gives up on the answers still due: reads what has arrived without waiting and drops
- * the connection when any is still unanswered (a connection made before a privilege drop
- * is kept, its answers read before its next request). */
+ * the connection when any is still unanswered. */
 void ss__transport_abandon(ss__transport *t);
 /* Connects now unless connected or backing off after a failed attempt. 1 when connected,
  * else 0 (then nothing can be sent before the backoff ends). */
@@ -183,7 +164,7 @@ void ss__transport_move(ss__transport *t);
  * it; only its answer is lost): it counts as delivered. Never waits. */
 void ss__transport_release(ss__transport *t, int fd);
 /* In a fork child: the inherited connection belongs to the parent. Closes our copy and
- * reinitializes the locks; a spare, if the parent had one, becomes our connection. */
+ * reinitializes the lock. */
 void ss__transport_reset_in_child(ss__transport *t);
 
 #endif

@@ -28,9 +28,6 @@ void *ss__dlsym_next(const char *name) {
  * child (runtime/ownfd.h). */
 static void atfork_prepare(void) {
   if (atomic_load(&ss__init_state) != SS_INIT_ON) return;
-  /* First: a privilege drop making spares holds it while its sockets are born, and a
-   * birth waits for an app thread inside ss__own_app_enter. */
-  ss__transport_atfork_prepare(&ss__transport_g);
   ss__process_atfork_prepare(); /* these may take the loader lock: before we hold it */
   ss__socket_atfork_prepare();
   ss__sys_resolve_thread();
@@ -42,7 +39,6 @@ static void atfork_parent(void) {
   if (atomic_load(&ss__init_state) != SS_INIT_ON) return;
   ss__own_app_leave();
   ss__loader_atfork_parent();
-  ss__transport_atfork_parent(&ss__transport_g);
   ss__process_ctx_shared(); /* the child's span nests under ours */
 }
 

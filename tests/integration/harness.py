@@ -200,12 +200,16 @@ def free_port():
 class Collector:
     """A real build/spanshimd on a private Unix socket writing OTLP JSON lines."""
 
-    def __init__(self, ctx, args=()):
+    def __init__(self, ctx, args=(), reachable=False):
+        """reachable: the socket's directory is right under /tmp, so that other users
+        (a traced process that dropped to nobody) can reach it, as the private test
+        directory (0700) would not let them."""
         self.ctx = ctx
-        d = tempfile.mkdtemp(prefix="col-", dir=ctx.tmp)
-        if len(os.path.join(d, "collector.sock")) > 100:
+        d = None if reachable else tempfile.mkdtemp(prefix="col-", dir=ctx.tmp)
+        if d is None or len(os.path.join(d, "collector.sock")) > 100:
             # sun_path holds 108 bytes; long test names make long temp dirs.
-            os.rmdir(d)
+            if d is not None:
+                os.rmdir(d)
             d = tempfile.mkdtemp(prefix="ss-col-")
             ctx._cleanup.append(lambda: shutil.rmtree(d, ignore_errors=True))
         os.chmod(d, 0o700)
@@ -336,8 +340,8 @@ class Context:
     def prog(self, name):
         return os.path.join(self.progs, name)
 
-    def collector(self, args=()):
-        c = Collector(self, args)
+    def collector(self, args=(), reachable=False):
+        c = Collector(self, args, reachable)
         self._cleanup.append(c.stop)
         return c
 

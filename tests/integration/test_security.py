@@ -289,11 +289,13 @@ def test_listener_of_another_uid_in_our_dir_gets_nothing_ours_gets_the_spans(ctx
     assert names == ["connect", "simple"], names
 
 
-def test_spanshimd_makes_its_missing_default_dir_0700(ctx):
+def test_spanshimd_makes_its_missing_default_dir_0711(ctx):
+    """Ours, searchable but not listable by others (the traced tree's processes that
+    changed user reach the socket; every peer is checked there)."""
     a, _ = two_users(ctx)
     col = spanshimd_as(ctx, a)
     st = os.lstat(a.default_dir())
-    assert stat.S_ISDIR(st.st_mode) and st.st_uid == a.uid and st.st_mode & 0o777 == 0o700
+    assert stat.S_ISDIR(st.st_mode) and st.st_uid == a.uid and st.st_mode & 0o777 == 0o711
     col.terminate()
     assert col.wait(20) == 0
 
@@ -650,15 +652,16 @@ def test_slow_and_idle_connections_are_closed_and_spans_still_arrive(ctx):
     head = b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
     slow_head, slow_body = t.connect(col), t.connect(col)
     idle = socket.create_connection(("127.0.0.1", tcp_port(col)), timeout=10)
-    kept = t.connect(col)  # idle on the Unix socket: a trusted peer's, kept
+    unix_idle = t.connect(col)  # idle on the Unix socket: closed too (peers reconnect)
     slow_body.sendall(head + b"Content-Length: 100\r\n\r\n")
     pid = traced_connects(ctx, col)
     closed = {}
     deadline = time.monotonic() + 60  # a bound, not a speed: the timeouts are 1-2 s
     i = 0
-    while len(closed) < 3 and time.monotonic() < deadline:
+    while len(closed) < 4 and time.monotonic() < deadline:
         for name, s, data in (("head", slow_head, head[i % len(head):i % len(head) + 1]),
-                              ("body", slow_body, b"x"), ("idle", idle, None)):
+                              ("body", slow_body, b"x"), ("idle", idle, None),
+                              ("unix_idle", unix_idle, None)):
             if name in closed:
                 continue
             try:
@@ -673,10 +676,11 @@ def test_slow_and_idle_connections_are_closed_and_spans_still_arrive(ctx):
                 closed[name] = True
         i += 1
         time.sleep(0.25)
-    assert sorted(closed) == ["body", "head", "idle"], closed
-    assert t.stats(col)["timeouts"] == 3
-    kept.sendall(t.post("/v1/traces", one_span_body("after-idle")))
-    assert t.read_response(kept)[0] == 200
+    assert sorted(closed) == ["body", "head", "idle", "unix_idle"], closed
+    assert t.stats(col)["timeouts"] == 4
+    with t.connect(col) as again:
+        again.sendall(t.post("/v1/traces", one_span_body("after-idle")))
+        assert t.read_response(again)[0] == 200
     assert connect_spans_of(col, pid) == 100
 
 

@@ -358,21 +358,26 @@ def test_stats_counters_move(ctx):
     assert after["write_errors"] == 0 and after["peers_refused"] == 0
 
 
-def test_socket_is_0600_in_a_0700_directory(ctx):
-    d = os.path.join(ctx.tmp, "fresh", "sub")
-    sock = os.path.join(d, "c.sock")
-    p = subprocess.Popen([ctx.spanshimd, "--socket", sock, "--out",
-                          os.path.join(ctx.tmp, "o.jsonl")], stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 5
-        while not os.path.exists(sock) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
-        assert stat.S_ISSOCK(os.stat(sock).st_mode)
-        assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
-    finally:
-        p.terminate()
-        p.wait(5)
+def test_socket_is_0666_in_0711_dir_0600_in_0700_no_tree(ctx):
+    """Every peer is checked (SO_PEERCRED, the traced tree), and the traced tree's
+    processes that changed user must reach the socket; --no-tree admits by uid alone and
+    keeps everyone else out of the directory."""
+    for i, (args, dmode, smode) in enumerate((([], 0o711, 0o666),
+                                             (["--no-tree"], 0o700, 0o600))):
+        d = os.path.join(ctx.tmp, "f%d" % i, "sub")
+        sock = os.path.join(d, "c.sock")
+        p = subprocess.Popen([ctx.spanshimd, "--socket", sock, "--out",
+                              os.path.join(ctx.tmp, "o.jsonl")] + args, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 5
+            while not os.path.exists(sock) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert stat.S_IMODE(os.stat(d).st_mode) == dmode, args
+            assert stat.S_ISSOCK(os.stat(sock).st_mode)
+            assert stat.S_IMODE(os.stat(sock).st_mode) == smode, args
+        finally:
+            p.terminate()
+            p.wait(5)
     # A directory others can write to is refused.
     bad = os.path.join(ctx.tmp, "open")
     os.mkdir(bad)

@@ -2,7 +2,7 @@
  *
  * Where spans go: --endpoint, else an endpoint already in the environment, else a
  * spanshimd answering at the default socket; with none of those (or with --out), a
- * private spanshimd on a socket in a fresh 0700 directory writes FILE, and its waterfall
+ * private spanshimd on a socket in a fresh 0711 directory writes FILE, and its waterfall
  * is printed when the command ends. The private daemon runs in its own process group so
  * a Ctrl-C at the terminal reaches the command but not the collector that must still
  * flush its spans. */
@@ -280,6 +280,13 @@ static int make_private_dir(run_state *st) {
     st->dir[0] = '\0';
     return -errno;
   }
+  /* The command's processes may change user (nginx's workers, as root): they must reach
+   * the socket, and spanshimd admits them as the tree we started (--tree-root); anyone
+   * else is refused there (SO_PEERCRED). */
+  if (chmod(st->dir, 0711) != 0) {
+    ss__err("cannot make %s searchable: %s", st->dir, strerror(errno));
+    return -errno;
+  }
   if (path_join(st->sock, sizeof(st->sock), st->dir, "collector.sock") < 0 ||
       path_join(st->log, sizeof(st->log), st->dir, "spanshimd.log") < 0)
     return -ENAMETOOLONG;  /* cannot happen: TMPDIR was checked to be short */
@@ -307,8 +314,8 @@ static void strip_preload(void) {
 
 /* The private daemon's socket, bound and listening before the daemon or the command
  * starts: the command's shim can connect at once (the kernel queues the connection) and the
- * daemon takes the socket over (LISTEN_FDS) and serves it when it is up. Born 0600 in our
- * 0700 directory. */
+ * daemon takes the socket over (LISTEN_FDS) and serves it when it is up. Born 0600, then
+ * 0666 in our 0711 directory (make_private_dir): spanshimd checks every peer. */
 static int bind_private_socket(run_state *st) {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   if (strlen(st->sock) >= sizeof(sa.sun_path)) return -ENAMETOOLONG;
@@ -318,6 +325,7 @@ static int bind_private_socket(run_state *st) {
   mode_t old = umask(0177);
   int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
   umask(old);
+  if (rc == 0) rc = chmod(sa.sun_path, 0666); /* see make_private_dir */
   if (rc != 0 || listen(fd, 512) != 0) {
     rc = -errno;
     close(fd);
@@ -359,8 +367,10 @@ static void exec_daemon(const run_state *st, const char *daemon, pid_t parent) {
   }
   if (log >= 0) dup2(log, 2);
   strip_preload();
+  char root[24]; /* we are the subreaper of the command's tree: all of it descends from us */
+  snprintf(root, sizeof(root), "%d", (int)parent);
   execl(daemon, "spanshimd", "--socket", st->sock, "--out", st->out, "--truncate",
-        (char *)NULL);
+        "--tree-root", root, (char *)NULL);
   dprintf(2, "spanshim: cannot run %s: %s\n", daemon, strerror(errno));
   _exit(EXIT_SETUP);
 }

@@ -62,8 +62,11 @@ struct gconn {
   int got_bytes;
   int got_settings;              /* the client's preface and SETTINGS are here */
   int needs_token;               /* TCP with --listen-token: calls need the bearer token */
-  int is_unix;                   /* on the Unix socket: a trusted peer, never idle-closed */
+  int is_unix;                   /* on the Unix socket */
   ss__peer who;
+  ss__proc_id id;                /* the Unix peer process (tree.c); pid 0: not known */
+  int remember;                  /* admitted by its credentials: its first call makes it
+                                    part of the traced tree */
   size_t held;                   /* bytes of its calls' bodies */
   size_t charged;                /* ... beyond FREE_HELD, counted in the shared budget */
   size_t n_calls;
@@ -95,11 +98,11 @@ static void set_deadline(uint64_t *d, uint64_t when) {
   if (when < next_deadline) next_deadline = when;
 }
 
-/* A connection without calls: TCP ones are closed after --idle-timeout; a Unix-socket
- * peer is trusted, and may be a worker that connected before dropping privileges and
- * could not connect again (as receiver.c keeps its HTTP peers). */
+/* A connection without calls is closed after --idle-timeout; with --no-tree a Unix-socket
+ * peer is kept, as it may be a worker that connected before dropping privileges and could
+ * not connect again (as receiver.c keeps its HTTP peers). */
 static void idle_from_now(gconn *c) {
-  if (c->is_unix) c->deadline = UINT64_MAX;
+  if (c->is_unix && opts->no_tree) c->deadline = UINT64_MAX;
   else set_deadline(&c->deadline, ss__mono_ms() + opts->idle_timeout_ms);
 }
 
@@ -262,6 +265,10 @@ static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *f, void *u
   nghttp2_session_set_stream_user_data(h2, s->id, s);
   ss__stats_g.requests++;
   ss__stats_g.grpc_requests++;
+  if (c->remember) { /* a sender: the traced tree (tree.c) */
+    ss__tree_remember(&c->id);
+    c->remember = 0;
+  }
   return 0;
 }
 
@@ -593,7 +600,8 @@ static void on_readable(gconn *c) {
   conn_flush(c);
 }
 
-static void conn_new(int fd, int is_unix, const ss__peer *who) {
+static void conn_new(int fd, int is_unix, const ss__peer *who, const ss__proc_id *id,
+                     int remember) {
   gconn *c = calloc(1, sizeof *c);
   if (c == NULL || nghttp2_session_server_new2(&c->h2, cbs, c, h2opt) != 0) {
     free(c);
@@ -604,6 +612,8 @@ static void conn_new(int fd, int is_unix, const ss__peer *who) {
   c->needs_token = !is_unix && opts->listen_token_len > 0;
   c->is_unix = is_unix;
   c->who = *who;
+  c->id = *id;
+  c->remember = remember;
   c->ready_tail = &c->ready;
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
   if (epoll_ctl(gep, EPOLL_CTL_ADD, fd, &ev) != 0) {
@@ -659,7 +669,9 @@ static void on_accept(int lfd, int is_unix) {
       }
       return;
     }
-    if (is_unix && !ss__peer_allowed(opts, fd)) {
+    ss__proc_id id = {0};
+    int admitted = is_unix ? ss__peer_admit(opts, fd, &id) : -1;
+    if (admitted == 0) {
       ss__stats_g.peers_refused++;
       close(fd);
       continue;
@@ -672,7 +684,7 @@ static void on_accept(int lfd, int is_unix) {
       close(fd);
       continue;
     }
-    conn_new(fd, is_unix, &who);
+    conn_new(fd, is_unix, &who, &id, admitted == 1 && id.pid > 0);
   }
 }
 

@@ -149,7 +149,12 @@ int ss__listen_unix(const char *path, int shared) {
   else if (slash) *slash = 0;
   else strcpy(dir, ".");
   if (check_dir(dir) != 0) return -1;
-  int given = shared ? -1 : inherited(path);
+  int given = inherited(path);
+  if (given >= 0 && shared && (chmod(path, 0666) != 0 || chmod(dir, 0711) != 0)) {
+    fprintf(stderr, "spanshimd: cannot share %s: %s\n", path, strerror(errno));
+    close(given);
+    return -1;
+  }
   if (given >= 0) {
     struct stat st;
     if (lstat(path, &st) == 0 && n_bound < sizeof bound / sizeof *bound) {

@@ -120,6 +120,13 @@ static const char usage[] =
     "  --allow-uid U           also serve peers with this uid or user name (repeatable);\n"
     "  --allow-group G         ... or in this group; the socket is then mode 0666 in a\n"
     "                          0711 directory and SO_PEERCRED does the checking\n"
+    "  --no-tree               admit peers by uid alone: not the traced tree (processes\n"
+    "                          that sent spans as an admitted user, and their\n"
+    "                          descendants, after they change user)\n"
+    "  --tree-root PID         that process and its descendants are the traced tree\n"
+    "                          (spanshim run names itself)\n"
+    "  --tree-file FILE        keep the traced tree across restarts in FILE (written\n"
+    "                          at exit, read at start)\n"
     "  --daemon                detach once listening (--pid-file FILE, --log-file FILE)\n"
     "\n"
     "DUR is a number with ms, s, m or h (a bare number means ms).\n"
@@ -237,7 +244,7 @@ enum {
   O_ALLOW_GROUP, O_DAEMON, O_PIDFILE, O_LOGFILE, O_GRPC_LISTEN, O_GRPC_SOCKET,
   O_LOGS_OUT, O_METRICS_OUT, O_MAX_LINE,
   O_TOKEN, O_HDR_TO, O_BODY_TO, O_IDLE_TO,
-  O_PER_PEER, O_MAX_BUFFERED,
+  O_PER_PEER, O_MAX_BUFFERED, O_NO_TREE, O_TREE_ROOT, O_TREE_FILE,
 };
 
 static int parse_args(int argc, char **argv, ss__opts *o, cli *c) {
@@ -280,6 +287,9 @@ static int parse_args(int argc, char **argv, ss__opts *o, cli *c) {
       {"idle-timeout", required_argument, NULL, O_IDLE_TO},
       {"max-conns-per-peer", required_argument, NULL, O_PER_PEER},
       {"max-buffered", required_argument, NULL, O_MAX_BUFFERED},
+      {"no-tree", no_argument, NULL, O_NO_TREE},
+      {"tree-root", required_argument, NULL, O_TREE_ROOT},
+      {"tree-file", required_argument, NULL, O_TREE_FILE},
       {NULL, 0, NULL, 0}};
   int ch;
   memset(o, 0, sizeof *o);
@@ -418,6 +428,18 @@ static int parse_args(int argc, char **argv, ss__opts *o, cli *c) {
     case O_IDLE_TO:
       if (parse_ms("--idle-timeout", optarg, &o->idle_timeout_ms) != 0) return 2;
       break;
+    case O_NO_TREE: o->no_tree = 1; break;
+    case O_TREE_FILE: o->tree_file = optarg; break;
+    case O_TREE_ROOT: {
+      char *end;
+      long pid = strtol(optarg, &end, 10);
+      if (*optarg == '\0' || *end != '\0' || pid <= 0 || pid > INT32_MAX) {
+        fprintf(stderr, "spanshimd: bad --tree-root %s (a process id)\n", optarg);
+        return 2;
+      }
+      o->tree_root = (int)pid;
+      break;
+    }
     case O_PER_PEER:
       if (parse_size(optarg, &o->max_conns_per_peer) != 0 || o->max_conns_per_peer > 1000000) {
         fprintf(stderr, "spanshimd: bad --max-conns-per-peer %s (1..1000000)\n", optarg);
@@ -604,7 +626,16 @@ int main(int argc, char **argv) {
                  ss__sink_open(SS_SIG_LOGS, o.logs_out, o.truncate) != 0 ||
                  ss__sink_open(SS_SIG_METRICS, o.metrics_out, o.truncate) != 0))
     return 1;
-  int ufd = ss__listen_unix(o.socket_path, o.n_allow_uids + o.n_allow_gids > 0);
+  if (o.no_tree) ss__tree_off();
+  if (o.tree_file && !o.no_tree) ss__tree_load(o.tree_file);
+  if (o.tree_root && ss__tree_add_root(o.tree_root) != 0) {
+    fprintf(stderr, "spanshimd: --tree-root %d: no such process\n", o.tree_root);
+    return 2;
+  }
+  /* Processes of the traced tree that changed user (tree.c) must reach the socket to be
+   * admitted: it is 0666 in a 0711 directory, and SO_PEERCRED and the tree decide. */
+  int shared = o.n_allow_uids + o.n_allow_gids > 0 || !o.no_tree;
+  int ufd = ss__listen_unix(o.socket_path, shared);
   if (ufd < 0) return 1;
   int tfd = -1;
   char bound[128] = "";
@@ -622,8 +653,7 @@ int main(int argc, char **argv) {
   int gtfd = -1, gufd = -1;
   char gbound[128] = "";
   if ((o.grpc_listen && (gtfd = ss__listen_tcp(o.grpc_listen, gbound, sizeof gbound)) < 0) ||
-      (o.grpc_socket && (gufd = ss__listen_unix(o.grpc_socket,
-                                                o.n_allow_uids + o.n_allow_gids > 0)) < 0) ||
+      (o.grpc_socket && (gufd = ss__listen_unix(o.grpc_socket, shared)) < 0) ||
       ss__grpc_start(&o, gtfd, gufd) != 0) {
     ss__unlisten_unix(o.socket_path);
     if (gufd >= 0) ss__unlisten_unix(o.grpc_socket);
@@ -655,6 +685,9 @@ int main(int argc, char **argv) {
   ss__unlisten_unix(o.socket_path);
   if (o.grpc_socket) ss__unlisten_unix(o.grpc_socket);
   close(ufd);
+  if (o.tree_file && !o.no_tree && ss__tree_save(o.tree_file) != 0)
+    fprintf(stderr, "spanshimd: cannot write the traced tree to %s: %s\n", o.tree_file,
+            strerror(errno));
   if (tfd >= 0) close(tfd);
   if (mfd >= 0) close(mfd);
   ss__upstream_stop(c.grace_ms);

@@ -58,6 +58,9 @@ typedef struct conn {
   int metrics_port;               /* accepted on the --metrics listener */
   int needs_token;                /* accepted on --listen with a --listen-token */
   ss__peer who;
+  ss__proc_id id;                 /* the Unix peer process (tree.c); pid 0: not known */
+  int remember;                   /* admitted by its credentials: its first OTLP request
+                                     makes it part of the traced tree */
   peer_acct *pa;                  /* its peer's share */
   uint64_t active_ms;             /* last time bytes moved either way (idle timeout) */
   uint64_t req_start_ms;          /* first byte of the request being read (header timeout) */
@@ -374,6 +377,10 @@ static void serve(conn *c, const uint8_t *body, size_t len) {
     respond_error(c, c->status, c->msg ? c->msg : status_message(c->status), 0);
     return;
   }
+  if (c->remember && is_otlp(c->route)) { /* a sender: the traced tree (tree.c) */
+    ss__tree_remember(&c->id);
+    c->remember = 0;
+  }
   if (is_otlp(c->route) && c->encoding != SS_CE_IDENTITY) {
     size_t n;
     int st = ss__inflate(c->encoding, body, len, opts->max_body, &inflated, &inflated_cap, &n);
@@ -403,6 +410,14 @@ static void serve(conn *c, const uint8_t *body, size_t len) {
   }
   int st, logs = c->route == R_LOGS;
   const char *ctype = c->fmt == SS_FMT_JSON ? "application/json" : "application/x-protobuf";
+  if (len == 0 && c->fmt == SS_FMT_PROTO && c->route != R_OTLP_METRICS) {
+    /* An empty request (libspanshim's hello before a privilege drop): nothing to write
+     * or forward. */
+    ss__buf_reset(&scratch);
+    ss__export_response(&scratch, logs, c->fmt);
+    respond(c, 200, ctype, scratch.data, scratch.len, NULL);
+    return;
+  }
   const uint8_t *proto = c->fmt == SS_FMT_PROTO ? body : NULL;  /* bytes sinks may reuse */
   if (c->route == R_OTLP_METRICS) {
     /* Taken so SDKs that export metrics too see success; to their file or upstream. */
@@ -747,8 +762,10 @@ static void on_accept(int lfd, int is_unix, int is_metrics) {
       return;  /* EAGAIN, or a connection that died in the backlog */
     }
     ss__peer who;
+    ss__proc_id id = {0};
     ss__peer_of(fd, is_unix, &who);
-    if (is_unix && !ss__peer_allowed(opts, fd)) {
+    int admitted = is_unix ? ss__peer_admit(opts, fd, &id) : -1;
+    if (admitted == 0) {
       ss__stats_g.peers_refused++;
       close(fd);
       continue;
@@ -778,6 +795,8 @@ static void on_accept(int lfd, int is_unix, int is_metrics) {
     c->metrics_port = is_metrics;
     c->needs_token = !is_unix && !is_metrics && opts->listen_token_len > 0;
     c->who = who;
+    c->id = id;
+    c->remember = admitted == 1 && id.pid > 0;
     c->pa = pa;
     pa->conns++;
   }
@@ -795,15 +814,15 @@ static void expire_lingering(void) {
 }
 
 /* Whether c has overstayed: a request head not complete --header-timeout after its first
- * byte (slowloris), a body not complete --body-timeout after its head, or (TCP) nothing
+ * byte (slowloris), a body not complete --body-timeout after its head, or nothing
  * happening for --idle-timeout. */
 static int timed_out(const conn *c, uint64_t now) {
   if (c->lingering) return 0;
   if (c->have_head) return now - c->body_start_ms > opts->body_timeout_ms;
   if (c->in_len > c->in_off) return now - c->req_start_ms > opts->header_timeout_ms;
-  /* An idle Unix-socket peer is trusted and may be a worker that connected before
-   * dropping privileges: closed, it could not connect again. */
-  if (c->who.kind == 1) return 0;
+  /* With --no-tree an idle Unix-socket peer is kept: it may be a worker that connected
+   * before dropping privileges, which could not connect again. */
+  if (c->who.kind == 1 && opts->no_tree) return 0;
   return now - c->active_ms > opts->idle_timeout_ms;
 }
 

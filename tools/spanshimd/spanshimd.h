@@ -76,6 +76,9 @@ typedef struct ss__opts {
   size_t max_buffered;            /* request bytes held across connections, besides
                                      each peer's first SS_FREE_BUFFER */
   size_t max_buffered_peer;       /* ... by one peer: half, but one largest request */
+  int no_tree;                    /* --no-tree: admit by credentials alone (tree.c) */
+  int tree_root;                  /* --tree-root PID, or 0 */
+  const char *tree_file;          /* --tree-file FILE, or NULL */
 } ss__opts;
 
 #define SS_DEFAULT_HEADER_TIMEOUT_MS 10000
@@ -117,7 +120,11 @@ typedef struct ss__stats {
   uint64_t connections;           /* accepted and allowed */
   uint64_t connections_open;      /* gauge */
   uint64_t connections_refused;   /* over SS_MAX_CONNS */
-  uint64_t peers_refused;         /* SO_PEERCRED: another uid */
+  uint64_t peers_refused;         /* SO_PEERCRED: another uid, not of the traced tree */
+  uint64_t tree_admitted;         /* Unix connections of another uid admitted as part of
+                                     the traced tree (tree.c) */
+  uint64_t tree_processes;        /* gauge: processes the traced tree remembers */
+  uint64_t tree_full;             /* processes not remembered: the table was full */
   uint64_t peer_limited;          /* refused: the peer holds its share of connections */
   uint64_t timeouts;              /* closed by --header/--body/--idle-timeout */
   uint64_t buffer_waits;          /* reads paused: --max-buffered reached */
@@ -179,8 +186,10 @@ int ss__upstream_enabled(void);
 /* ---- listen.c ---- */
 /* Prepares the socket's directory (creating it 0700, or refusing one that is not ours or
  * is group/other-writable), removes a stale socket (refusing if a live daemon answers)
- * and listens with mode 0600 (shared: 0666 in a 0711 directory, for --allow-uid/group,
- * SO_PEERCRED then choosing the peers). Returns the fd, or -1 after printing why. */
+ * and listens with mode 0600 (shared: 0666 in a 0711 directory, for --allow-uid/group
+ * and for a root collector's traced tree, SO_PEERCRED and tree.c then choosing the
+ * peers). A socket passed by `spanshim run` (LISTEN_FDS) is taken as it is (shared: made
+ * 0666 in a 0711 directory). Returns the fd, or -1 after printing why. */
 int ss__listen_unix(const char *path, int shared);
 /* Listens on a loopback "HOST:PORT" (127.0.0.1, ::1 or localhost); the bound address is
  * written to `bound` for the startup line. Returns the fd, or -1 after printing why. */
@@ -191,6 +200,36 @@ void ss__unlisten_unix(const char *path);
  * uid, root, --allow-uid, or --allow-group as its primary or (SO_PEERGROUPS)
  * supplementary group. 1 or 0 (0 too when the credentials cannot be read). */
 int ss__peer_allowed(const ss__opts *o, int fd);
+
+/* ---- tree.c: the traced tree (see there for the rule) ---- */
+/* A process: its pid in our pid namespace and its start time (/proc/PID/stat field 22);
+ * pid 0: not known. */
+typedef struct ss__proc_id {
+  int pid;
+  uint64_t start;
+} ss__proc_id;
+/* Whether the peer on an accepted Unix connection may send: 1 admitted by its
+ * credentials (ss__peer_allowed), 2 as part of the traced tree (then remembered itself,
+ * counted in tree_admitted), 0 refused (the caller counts peers_refused). *id gets the
+ * peer's identity when it could be read (pid 0 otherwise), for ss__tree_remember. */
+int ss__peer_admit(const ss__opts *o, int fd, ss__proc_id *id);
+/* The peer with identity id, admitted by its credentials, sent an OTLP request: it and
+ * its descendants are the traced tree from now on (a full table: counted in tree_full). */
+void ss__tree_remember(const ss__proc_id *id);
+/* --tree-root PID: that process and its descendants are the traced tree. 0, or -1 when
+ * there is no such process. */
+int ss__tree_add_root(int pid);
+/* --no-tree: peers are admitted by their credentials alone. */
+void ss__tree_off(void);
+/* --tree-file: the tree across restarts. ss__tree_load remembers the processes FILE names
+ * that still run (same start time, same boot): how many, 0 for a missing file, or -1
+ * after printing why it was not read (not a regular file of ours that only we may
+ * write). ss__tree_save writes the table (a temporary file renamed over FILE, 0600): 0
+ * or -1. */
+int ss__tree_load(const char *path);
+int ss__tree_save(const char *path);
+/* Reads /proc/PID/stat: *ppid (may be NULL) and *start (field 22). 0 or -1. */
+int ss__proc_stat(int pid, int *ppid, uint64_t *start);
 
 /* Who is at the other end of an accepted connection, for per-peer limits: a uid on a
  * Unix socket; on TCP (loopback only, where the client picks its source address) every

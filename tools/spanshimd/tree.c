@@ -1,0 +1,267 @@
+/* tree.c - the traced tree: Unix-socket peers admitted although their uid is not.
+ *
+ * SO_PEERCRED says who a peer was when it connected. A traced process that changes its
+ * credentials (nginx's workers and apt's methods drop from root to another user; setpriv,
+ * runuser and su run a command as another user) connects afterwards with a uid the
+ * collector does not admit. So a peer whose uid is not admitted is admitted when it is,
+ * or descends from, a process of the traced tree: one that sent this collector an OTLP
+ * request over a connection admitted by its credentials (or by this rule), or the process
+ * --tree-root names (`spanshim run`). A process is its pid and its start time
+ * (/proc/PID/stat field 22, clock ticks since boot), so a pid used again never matches.
+ * The peer is pinned while it is looked at: its start time counts only if its pidfd
+ * (SO_PEERPIDFD, Linux 6.5) says it is still alive after the read (before 6.5, its pid as
+ * of connect is read as is). Ancestors come from PPid (field 4), each started no later
+ * than its child (else the parent died and its pid went to a newer process), at most
+ * SS_TREE_DEPTH steps up.
+ *
+ * Memory: a table of SS_TREE_MAX processes (128 KiB, static). When it is full, the
+ * processes that are gone are forgotten (a sweep of /proc, at most once a second); when
+ * they are all alive, a new one is not remembered (counted in /stats as tree_full): its
+ * connection is served, but once it has changed user, a new connection of its own is
+ * refused unless an ancestor is remembered.
+ *
+ * Receiver thread only (the gRPC loop runs on it too). */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "runtime/clock.h"
+#include "tools/spanshimd/spanshimd.h"
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+
+#define SS_TREE_MAX 4096
+#define SS_TREE_SLOTS (2 * SS_TREE_MAX) /* open addressing, half full at most */
+#define SS_TREE_DEPTH 64
+#define SWEEP_EVERY_MS 1000
+
+static ss__proc_id slots[SS_TREE_SLOTS]; /* pid 0: free */
+static size_t n_known;
+static uint64_t last_sweep_ms;
+static int off; /* --no-tree */
+
+int ss__proc_stat(int pid, int *ppid, uint64_t *start) {
+  char path[32], buf[1024];
+  if (pid <= 0) return -1;
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  buf[n] = '\0';
+  /* "pid (comm) state ppid ...": comm may hold spaces and parentheses. */
+  char *p = strrchr(buf, ')');
+  if (p == NULL) return -1;
+  p++;
+  unsigned long long v = 0;
+  for (int field = 3; field <= 22; field++) {
+    while (*p == ' ') p++;
+    if (*p == '\0') return -1;
+    char *end = p;
+    if (field == 4 || field == 22) {
+      v = strtoull(p, &end, 10);
+      if (end == p) return -1;
+      if (field == 4 && ppid) *ppid = (int)v;
+    }
+    while (*end && *end != ' ') end++;
+    p = end;
+  }
+  *start = v;
+  return 0;
+}
+
+static size_t slot_of(int pid) {
+  return ((uint32_t)pid * 2654435761u) % SS_TREE_SLOTS;
+}
+
+/* The slot holding pid, or the free slot where it would go. */
+static ss__proc_id *find(int pid) {
+  size_t i = slot_of(pid);
+  while (slots[i].pid != 0 && slots[i].pid != pid) i = (i + 1) % SS_TREE_SLOTS;
+  return &slots[i];
+}
+
+static int known(int pid, uint64_t start) {
+  const ss__proc_id *s = find(pid);
+  return s->pid == pid && s->start == start;
+}
+
+/* Forgets the processes that are gone: the table is built again from the live ones. */
+static void sweep(void) {
+  static ss__proc_id live[SS_TREE_MAX];
+  size_t n = 0;
+  uint64_t start;
+  for (size_t i = 0; i < SS_TREE_SLOTS; i++)
+    if (slots[i].pid != 0 && ss__proc_stat(slots[i].pid, NULL, &start) == 0 &&
+        start == slots[i].start && n < SS_TREE_MAX)
+      live[n++] = slots[i];
+  memset(slots, 0, sizeof slots);
+  for (size_t i = 0; i < n; i++) *find(live[i].pid) = live[i];
+  n_known = n;
+  ss__stats_g.tree_processes = n;
+}
+
+void ss__tree_remember(const ss__proc_id *id) {
+  if (off || id->pid <= 0) return;
+  ss__proc_id *s = find(id->pid);
+  if (s->pid == id->pid) { /* known, or its pid's earlier process, which is gone */
+    s->start = id->start;
+    return;
+  }
+  if (n_known >= SS_TREE_MAX) {
+    uint64_t now = ss__mono_ms();
+    if (now - last_sweep_ms >= SWEEP_EVERY_MS || last_sweep_ms == 0) {
+      last_sweep_ms = now;
+      sweep();
+    }
+    if (n_known >= SS_TREE_MAX) {
+      ss__stats_g.tree_full++;
+      return;
+    }
+    s = find(id->pid);
+  }
+  *s = *id;
+  n_known++;
+  ss__stats_g.tree_processes = n_known;
+}
+
+/* Whether pid (started at `start`) is in the tree: remembered, or a descendant of a
+ * remembered process through a chain of parents each started no later than its child. */
+static int in_tree(int pid, uint64_t start) {
+  int ppid;
+  uint64_t s;
+  if (known(pid, start)) return 1;
+  if (ss__proc_stat(pid, &ppid, &s) != 0 || s != start) return 0;
+  for (int depth = 0; depth < SS_TREE_DEPTH && ppid > 0; depth++) {
+    int cur = ppid;
+    uint64_t child_start = s;
+    if (ss__proc_stat(cur, &ppid, &s) != 0 || s > child_start) return 0;
+    if (known(cur, s)) return 1;
+  }
+  return 0;
+}
+
+/* Reads the peer's identity at accept: its pid as of connect (SO_PEERCRED) and its start
+ * time, counted only when its pidfd says it is alive after the read. 0, or -1 (pid 0). */
+static int peer_id(int fd, ss__proc_id *id) {
+  struct ucred cr;
+  socklen_t len = sizeof cr;
+  memset(id, 0, sizeof *id);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0 || cr.pid <= 0) return -1;
+  int pidfd = -1;
+  len = sizeof pidfd;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) != 0) pidfd = -1;
+  uint64_t start;
+  int ok = ss__proc_stat(cr.pid, NULL, &start) == 0;
+  if (ok && pidfd >= 0) { /* readable: the process has ended; its pid may be another's */
+    struct pollfd p = {.fd = pidfd, .events = POLLIN};
+    ok = poll(&p, 1, 0) == 0;
+  }
+  if (pidfd >= 0) close(pidfd);
+  if (!ok) return -1;
+  id->pid = cr.pid;
+  id->start = start;
+  return 0;
+}
+
+int ss__peer_admit(const ss__opts *o, int fd, ss__proc_id *id) {
+  memset(id, 0, sizeof *id);
+  if (ss__peer_allowed(o, fd)) {
+    if (!off) peer_id(fd, id);
+    return 1;
+  }
+  if (off || peer_id(fd, id) != 0 || !in_tree(id->pid, id->start)) return 0;
+  ss__tree_remember(id);
+  ss__stats_g.tree_admitted++;
+  return 2;
+}
+
+int ss__tree_add_root(int pid) {
+  ss__proc_id id = {.pid = pid};
+  if (ss__proc_stat(pid, NULL, &id.start) != 0) return -1;
+  ss__tree_remember(&id);
+  return 0;
+}
+
+void ss__tree_off(void) {
+  off = 1;
+}
+
+/* ---- across restarts (--tree-file) ----
+ * "spanshim-tree 1 BOOT_ID\n", then "PID START\n" for each process remembered. Start times
+ * count from boot, so a file from another boot is ignored whole; an entry whose process
+ * is gone, or whose pid now has another start time, is skipped. */
+
+static int boot_id(char *out, size_t n) {
+  int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t r = read(fd, out, n - 1);
+  close(fd);
+  if (r <= 0) return -1;
+  out[r] = '\0';
+  out[strcspn(out, "\n")] = '\0';
+  return 0;
+}
+
+int ss__tree_load(const char *path) {
+  char boot[64], want[64];
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT ? 0 : -1;
+  struct stat st;
+  FILE *f = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+                    !(st.st_mode & (S_IWGRP | S_IWOTH))
+                ? fdopen(fd, "r")
+                : NULL;
+  if (f == NULL) { /* another user's or a shared file: it could name anyone */
+    close(fd);
+    fprintf(stderr, "spanshimd: not reading %s: not a regular file of ours that only we "
+            "may write\n", path);
+    return -1;
+  }
+  int n = 0;
+  if (boot_id(want, sizeof want) == 0 && fscanf(f, "spanshim-tree 1 %63s", boot) == 1 &&
+      strcmp(boot, want) == 0) {
+    ss__proc_id id;
+    uint64_t now;
+    while (fscanf(f, "%d %" SCNu64, &id.pid, &id.start) == 2)
+      if (ss__proc_stat(id.pid, NULL, &now) == 0 && now == id.start) {
+        ss__tree_remember(&id);
+        n++;
+      }
+  }
+  fclose(f);
+  return n;
+}
+
+int ss__tree_save(const char *path) {
+  char boot[64], tmp[PATH_MAX];
+  if (off || boot_id(boot, sizeof boot) != 0 ||
+      snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid()) >= (int)sizeof tmp)
+    return -1;
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+  if (f == NULL) {
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  fprintf(f, "spanshim-tree 1 %s\n", boot);
+  for (size_t i = 0; i < SS_TREE_SLOTS; i++)
+    if (slots[i].pid != 0) fprintf(f, "%d %" PRIu64 "\n", slots[i].pid, slots[i].start);
+  int bad = fclose(f) != 0;
+  if (bad || rename(tmp, path) != 0) {
+    unlink(tmp);
+    return -1;
+  }
+  return 0;
+}
