@@ -1021,6 +1021,14 @@ static void exit_diagnostics(void) {
          atomic_load(&lhanded), lost, llost);
 }
 
+/* When an exit reads its answers until: EXIT_ANSWER_MS from now, or, when the collector
+ * may admit us only as part of the traced tree (we changed user; transport.h), the
+ * deadline: a request written whole is not taken until it is answered there. */
+static uint64_t answers_due(encoder *e, uint64_t deadline_ms) {
+  uint64_t by = ss__mono_ms() - e->stalled + EXIT_ANSWER_MS;
+  return by < deadline_ms && ss__transport_admits_us(e->t) ? by : deadline_ms;
+}
+
 /* An exit's delivery on encoder e (exit_lock held; drain_lock too when `own`; or the
  * exporter thread answering a dying thread's signal): its requests written back to back
  * (each batch's exception records right after its spans), the answers read afterwards,
@@ -1035,8 +1043,7 @@ static int deliver_exit(encoder *e, int own, uint32_t timeout_ms) {
   clock_start(e, timeout_ms);
   int rc = drain(e, soft, 1);
   /* The answers so far, before the count is final: a refusal adds to it. */
-  uint64_t answers_by = ss__mono_ms() - e->stalled + EXIT_ANSWER_MS;
-  int arc = rc == -ECANCELED ? 0 : collect_answers(e, answers_by < soft ? answers_by : soft, 0);
+  int arc = rc == -ECANCELED ? 0 : collect_answers(e, answers_due(e, soft), 0);
   if (rc == 0) rc = arc;
   if (!own && atomic_load(&draining)) {
     int frc = final_report_claimed(e, deadline);
@@ -1045,8 +1052,7 @@ static int deliver_exit(encoder *e, int own, uint32_t timeout_ms) {
     int frc = final_report(e, deadline);
     if (rc == 0) rc = frc;
   }
-  answers_by = ss__mono_ms() - e->stalled + EXIT_ANSWER_MS;
-  arc = end_pipeline(e, answers_by < deadline ? answers_by : deadline);
+  arc = end_pipeline(e, answers_due(e, deadline));
   if (rc == 0) rc = arc;
   return rc;
 }
@@ -1055,9 +1061,8 @@ static int deliver_exit(encoder *e, int own, uint32_t timeout_ms) {
  * of the app's table of its own, and a connection there (runtime/ownfd.h), so that no fd
  * it makes can take a number an app thread could get at that instant (after a privilege
  * drop too: the collector admits it as part of the traced tree). NULL when the thread
- * cannot have a
- * table of its own (SPANSHIM_EXPORTER_FD_TABLE=shared, a seccomp filter): it then sends
- * on the app threads' connections, born high and guarded. `in_signal`: no resolver.
+ * cannot have a table of its own (SPANSHIM_EXPORTER_FD_TABLE=shared, a seccomp filter): it
+ * then sends on the app threads' connections, born high and guarded. `in_signal`: no resolver.
  * Async-signal-safe. */
 static ss__transport *ending_conn(int in_signal) {
   if (!cfg->own_fd_table || ss__own_go_private_copy() != 0) return NULL;

@@ -131,6 +131,7 @@ int ss__transport_init(ss__transport *t, const ss__endpoint *ep, const char *otl
   char dflt[sizeof ep->path];
   memset(t, 0, sizeof *t);
   t->ep = *ep;
+  t->listener_uid = SS_UID_NONE;
   t->named = ep->is_unix && (ss__default_socket_path(dflt, sizeof dflt, secure_getenv) != 0 ||
                              strcmp(dflt, ep->path) != 0);
   atomic_store(&t->fd, -1);
@@ -145,6 +146,7 @@ int ss__transport_init(ss__transport *t, const ss__endpoint *ep, const char *otl
 void ss__transport_init_like(ss__transport *t, const ss__transport *like, int own_table) {
   memset(t, 0, offsetof(ss__transport, rbuf)); /* rbuf holds rlen (0) bytes: untouched */
   t->ep = like->ep;
+  t->listener_uid = SS_UID_NONE;
   t->named = like->named;
   t->extra_headers = like->extra_headers;
   t->logs_headers = like->logs_headers;
@@ -314,6 +316,11 @@ static int dial_unix(ss__transport *t, uint64_t deadline_ms) {
     ss__sys_close(fd);
     return refuse(t, why);
   }
+  struct ucred cr;
+  socklen_t len = sizeof cr;
+  if (fd >= 0)
+    t->listener_uid =
+        ss__sys_getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0 ? cr.uid : SS_UID_NONE;
   return fd;
 }
 
@@ -729,6 +736,11 @@ void ss__transport_close(ss__transport *t) {
   pthread_mutex_lock(&t->lock);
   drop_conn(t);
   pthread_mutex_unlock(&t->lock);
+}
+
+int ss__transport_admits_us(const ss__transport *t) {
+  uid_t me = geteuid();
+  return !t->ep.is_unix || me == 0 || me == t->listener_uid;
 }
 
 int ss__transport_owns(ss__transport *t, int fd) {

@@ -60,6 +60,8 @@ typedef struct ss__transport {
   ss__endpoint ep;
   int named;                   /* unix: the path is not the default socket's */
   uint64_t refused;            /* connections refused by the checks above */
+  uid_t listener_uid;          /* unix: the listener's uid as of the last connection made
+                                  (SO_PEERCRED), else SS_UID_NONE */
   char refused_why[200];       /* the last reason logged (logged again when it changes) */
   char *extra_headers;         /* "K: V\r\n..." built from OTEL_EXPORTER_OTLP_HEADERS */
   char *logs_headers;          /* the same from OTEL_EXPORTER_OTLP_LOGS_HEADERS, or NULL:
@@ -152,6 +154,12 @@ void ss__transport_abandon(ss__transport *t);
  * else 0 (then nothing can be sent before the backoff ends). */
 int ss__transport_ready(ss__transport *t, uint64_t deadline_ms);
 void ss__transport_close(ss__transport *t);
+/* 1 when the collector admits us by our credentials for sure (TCP, or our effective uid is
+ * root or the listener's); 0 when it may admit us only as part of the traced tree (we
+ * changed user: tools/spanshimd/tree.c), which it decides when it accepts the connection,
+ * looking at us while we run: a request written whole is taken only once it is answered
+ * (a process that ends first is refused). Any thread. */
+int ss__transport_admits_us(const ss__transport *t);
 /* For the fd guards: 1 if fd is the transport's socket. Lock-free. */
 int ss__transport_owns(ss__transport *t, int fd);
 /* Moves the socket to another high fd number (when the app dup2s over ours); on failure

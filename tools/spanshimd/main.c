@@ -628,7 +628,7 @@ int main(int argc, char **argv) {
     return 1;
   if (o.no_tree) ss__tree_off();
   if (o.tree_file && !o.no_tree) ss__tree_load(o.tree_file);
-  if (o.tree_root && ss__tree_add_root(o.tree_root) != 0) {
+  if (o.tree_root && !o.no_tree && ss__tree_add_root(o.tree_root) != 0) {
     fprintf(stderr, "spanshimd: --tree-root %d: no such process\n", o.tree_root);
     return 2;
   }

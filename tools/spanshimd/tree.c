@@ -112,8 +112,7 @@ static void sweep(void) {
   ss__stats_g.tree_processes = n;
 }
 
-void ss__tree_remember(const ss__proc_id *id) {
-  if (off || id->pid <= 0) return;
+static void put(const ss__proc_id *id) {
   ss__proc_id *s = find(id->pid);
   if (s->pid == id->pid) { /* known, or its pid's earlier process, which is gone */
     s->start = id->start;
@@ -136,6 +135,13 @@ void ss__tree_remember(const ss__proc_id *id) {
   ss__stats_g.tree_processes = n_known;
 }
 
+void ss__tree_remember(const ss__proc_id *id) {
+  /* Not init: every process descends from it (a traced init, under a system-wide
+   * preload, would admit the whole machine); --tree-root 1 may still name it. */
+  if (off || id->pid <= 1) return;
+  put(id);
+}
+
 /* Whether pid (started at `start`) is in the tree: remembered, or a descendant of a
  * remembered process through a chain of parents each started no later than its child. */
 static int in_tree(int pid, uint64_t start) {
@@ -153,7 +159,9 @@ static int in_tree(int pid, uint64_t start) {
 }
 
 /* Reads the peer's identity at accept: its pid as of connect (SO_PEERCRED) and its start
- * time, counted only when its pidfd says it is alive after the read. 0, or -1 (pid 0). */
+ * time, counted only when its pidfd says it is alive after the read, or, ended, its pid
+ * still shows that start time after we saw it end (a zombie not yet reaped: its pid
+ * cannot have gone to another process). 0, or -1 (pid 0). */
 static int peer_id(int fd, ss__proc_id *id) {
   struct ucred cr;
   socklen_t len = sizeof cr;
@@ -161,12 +169,17 @@ static int peer_id(int fd, ss__proc_id *id) {
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0 || cr.pid <= 0) return -1;
   int pidfd = -1;
   len = sizeof pidfd;
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) != 0) pidfd = -1;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) != 0) {
+    if (errno != ENOPROTOOPT) return -1; /* the peer has ended (ESRCH) */
+    pidfd = -1;                          /* before Linux 6.5 */
+  }
   uint64_t start;
   int ok = ss__proc_stat(cr.pid, NULL, &start) == 0;
   if (ok && pidfd >= 0) { /* readable: the process has ended; its pid may be another's */
     struct pollfd p = {.fd = pidfd, .events = POLLIN};
-    ok = poll(&p, 1, 0) == 0;
+    uint64_t again;
+    ok = poll(&p, 1, 0) == 0 ||
+         (ss__proc_stat(cr.pid, NULL, &again) == 0 && again == start); /* a zombie */
   }
   if (pidfd >= 0) close(pidfd);
   if (!ok) return -1;
@@ -189,8 +202,8 @@ int ss__peer_admit(const ss__opts *o, int fd, ss__proc_id *id) {
 
 int ss__tree_add_root(int pid) {
   ss__proc_id id = {.pid = pid};
-  if (ss__proc_stat(pid, NULL, &id.start) != 0) return -1;
-  ss__tree_remember(&id);
+  if (off || ss__proc_stat(pid, NULL, &id.start) != 0) return -1;
+  put(&id);
   return 0;
 }
 
