@@ -767,7 +767,7 @@ static int drain(encoder *e, uint64_t deadline_ms, int all) {
     int ready = 1;
     if (cfg->traces_exporter == SS_EXPORT_OTLP) {
       uint64_t w = wait_begin();
-      ready = ss__transport_ready(e->t, due_at(e, deadline_ms));
+      ready = ss__transport_ready(e->t, due_at(e, deadline_ms)) == 0;
       wait_end(e, w);
     }
     if (!ready) {
@@ -823,16 +823,17 @@ static void *exporter_main(void *arg) {
   uint64_t last = ss__mono_ms();
   int busy = 0, unwinder = cfg->stack_depth > 0;
   for (;;) {
+    /* Busy (the last drain found a full batch): look again soon, so a fast producer
+     * never fills the ring between two looks. Idle: a few looks a second. An exit
+     * handed to us (hand_off) asks under wake_lock and wakes us. */
+    pthread_mutex_lock(&wake_lock);
     uint64_t asked = atomic_load(&urgent_asked);
     if (asked == atomic_load(&urgent_done)) {
-      /* Busy (the last drain found a full batch): look again soon, so a fast producer
-       * never fills the ring between two looks. Idle: a few looks a second. */
-      pthread_mutex_lock(&wake_lock);
       struct timespec ts =
           ss__timespec_after_ms(CLOCK_REALTIME, busy ? TICK_BUSY_MS : TICK_IDLE_MS);
       pthread_cond_timedwait(&wake_cond, &wake_lock, &ts);
-      pthread_mutex_unlock(&wake_lock);
     }
+    pthread_mutex_unlock(&wake_lock);
     /* The unwinder, loaded here so the app's first failure need not; after the first
      * look, so a process (a fork child) that ends at once never loads it. */
     if (unwinder && !atomic_load(&exiting)) {
@@ -876,8 +877,8 @@ void ss__exporter_exiting(void) {
   atomic_store(&exiting, 1);
 }
 
-void ss__exporter_kick(void) {
-  if (atomic_load_explicit(&started, memory_order_relaxed) || atomic_load(&exiting)) return;
+/* Starts the exporter thread unless it has been. */
+static void start_thread(void) {
   int expected = 0;
   if (!atomic_compare_exchange_strong(&started, &expected, 1)) return;
   sigset_t all, old;
@@ -903,6 +904,11 @@ void ss__exporter_kick(void) {
     SS_LOG(SS_LOG_ERROR, "cannot start the exporter thread: %s", strerror(rc));
     atomic_store(&started, 0);
   }
+}
+
+void ss__exporter_kick(void) {
+  if (atomic_load_explicit(&started, memory_order_relaxed) || atomic_load(&exiting)) return;
+  start_thread();
 }
 
 int ss__exporter_last_thread_ended(void) {
@@ -1096,9 +1102,23 @@ static void block_async(sigset_t *old) {
  * (ss__own_run_in_copy). `private_ok`: the thread may take (or has) a table of its own. */
 typedef struct exit_job {
   int own, private_ok;
+  int probe;  /* first see whether the connection can be made at all (no_fd_here) */
+  int no_fd;  /* it could not, for want of an fd: nothing was done */
   uint32_t timeout_ms;
   int rc, ran;
 } exit_job;
+
+/* 1 when the exit's connection t cannot be made for want of an fd (the app holds every fd
+ * its hard RLIMIT_NOFILE allows: the calling thread's table, or its copy, is full) where
+ * an exporter thread with a table of its own (started for it if need be) could make it.
+ * Makes t's connection when it can. */
+static int no_fd_here(ss__transport *t, uint64_t deadline_ms) {
+  if (!(cfg->traces_exporter & SS_EXPORT_OTLP) || !cfg->own_fd_table ||
+      atomic_load(&exporter_table) == TABLE_APP)
+    return 0;
+  int rc = ss__transport_ready(t, deadline_ms);
+  return rc == -EMFILE || rc == -ENFILE;
+}
 
 static int exit_job_run(void *arg) {
   exit_job *j = arg;
@@ -1116,10 +1136,13 @@ static int exit_job_run(void *arg) {
      * scheduled would cost the budget on a loaded machine. */
     ex.t = &ss__transport_g;
   }
-  SS_LOG(SS_LOG_DEBUG, "exit flush: %s, %" PRIu64 " spans waiting%s",
-         j->own ? "the exporter thread is idle" : "the exporter thread is busy", waiting(),
-         conn ? ", from an fd table of its own" : "");
-  j->rc = deliver_exit(e, j->own, j->timeout_ms);
+  j->no_fd = j->probe && no_fd_here(e->t, ss__mono_ms() + j->timeout_ms);
+  if (!j->no_fd) {
+    SS_LOG(SS_LOG_DEBUG, "exit flush: %s, %" PRIu64 " spans waiting%s",
+           j->own ? "the exporter thread is idle" : "the exporter thread is busy", waiting(),
+           conn ? ", from an fd table of its own" : "");
+    j->rc = deliver_exit(e, j->own, j->timeout_ms);
+  }
   if (e->t == &exit_transport) ss__transport_close(&exit_transport);
   if (conn) ending_conn_done();
   if (j->own) ex.t = ex_t;
@@ -1132,6 +1155,43 @@ static int exit_job_run(void *arg) {
  * Unknown without glibc's count: yes. */
 static int app_threads_share(void) {
   return nptl_nthreads == NULL || __atomic_load_n(nptl_nthreads, __ATOMIC_SEQ_CST) > 1;
+}
+
+/* The exporter thread delivers an exit that can make no fd (no_fd_here) from its own
+ * table, as a dying thread's signal asks it to (deliver_exit, bounded as an exit's
+ * delivery is); started now if it was not (the exit's process span may be the first
+ * span). The exiting thread (exit_lock held, not drain_lock) waits for it as long at
+ * most, then claims the accounting as an exit does from a stuck exporter thread.
+ * Returns 0 when nothing was dropped, -EIO or -ETIMEDOUT, or -ENOSYS when the thread
+ * could not take over (it shares the app's table, or did not start): then nothing was
+ * done. */
+static int hand_off(uint32_t timeout_ms) {
+  uint64_t cap = (uint64_t)timeout_ms * (EXIT_STALL_FACTOR + 1) + TICK_IDLE_MS;
+  uint64_t until = ss__mono_ms() + cap;
+  struct timespec tick = {0, 200000};
+  start_thread();
+  while (atomic_load(&exporter_table) == TABLE_UNKNOWN && atomic_load(&started) &&
+         ss__mono_ms() < until)
+    nanosleep(&tick, NULL);
+  if (atomic_load(&exporter_table) != TABLE_OWN) return -ENOSYS;
+  SS_LOG(SS_LOG_DEBUG, "exit flush: no fd can be made here; the exporter thread delivers "
+         "%" PRIu64 " spans from its own fd table", waiting());
+  pthread_mutex_lock(&wake_lock);
+  atomic_store(&urgent_budget_ms, timeout_ms);
+  uint64_t ticket = atomic_fetch_add(&urgent_asked, 1) + 1;
+  pthread_cond_signal(&wake_cond);
+  pthread_mutex_unlock(&wake_lock);
+  until = ss__mono_ms() + cap;
+  while (atomic_load(&urgent_done) < ticket && ss__mono_ms() < until) nanosleep(&tick, NULL);
+  if (atomic_load(&urgent_done) >= ticket) return ss__exporter_dropped() > 0 ? -EIO : 0;
+  /* It could not finish (no CPU for it, or a collector that holds its writes): what it
+   * has not handed over is counted, and said here (this thread has no connection). */
+  SS_LOG(SS_LOG_DEBUG, "exit: the exporter thread did not finish the delivery in time");
+  if (ensure_head(&xe) == 0) {
+    xe.t = exit_conn();
+    final_report_claimed(&xe, ss__mono_ms() + MIN_REQUEST_MS);
+  }
+  return -ETIMEDOUT;
 }
 
 static int flush(uint32_t timeout_ms, int ending) {
@@ -1149,7 +1209,8 @@ static int flush(uint32_t timeout_ms, int ending) {
    * and connection are ours; busy, it stops at its next request boundary and this thread
    * takes the records on a connection of its own. */
   atomic_store(&exit_waiting, 1);
-  exit_job j = {.own = pthread_mutex_trylock(&drain_lock) == 0, .timeout_ms = timeout_ms};
+  exit_job j = {.own = pthread_mutex_trylock(&drain_lock) == 0, .timeout_ms = timeout_ms,
+               .probe = 1};
   /* Its fds out of the app's table: a thread that ends the process takes a table of its
    * own; one that goes on running app code after (exit's destructors and stdio flush, a
    * failed exec's caller) while other app threads run delivers from a helper thread with
@@ -1166,6 +1227,16 @@ static int flush(uint32_t timeout_ms, int ending) {
   }
   if (!j.ran) exit_job_run(&j);
   if (j.own) pthread_mutex_unlock(&drain_lock);
+  if (j.no_fd) {
+    /* No fd here, nor in a copy of this table: the exporter thread's table has room. */
+    j.rc = hand_off(timeout_ms);
+    if (j.rc == -ENOSYS) { /* it cannot: delivered (or rather counted) from here */
+      j = (exit_job){.own = pthread_mutex_trylock(&drain_lock) == 0, .timeout_ms = timeout_ms,
+                     .private_ok = ending};
+      exit_job_run(&j);
+      if (j.own) pthread_mutex_unlock(&drain_lock);
+    }
+  }
   atomic_store(&exit_waiting, 0);
   pthread_mutex_unlock(&exit_lock);
   ss__self.internal--;

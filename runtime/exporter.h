@@ -34,13 +34,17 @@ void ss__exporter_kick(void);
  * afterwards, giving up at timeout_ms: what is left is counted as dropped and the count
  * sent in the time kept for it. timeout_ms counts the flush's running and its waits for
  * the collector; time the thread waits for a CPU is added, up to 9 times timeout_ms.
- * Used at exit and exec. Returns 0 when everything was delivered, -ETIMEDOUT, -EIO or
- * -ECANCELED otherwise. */
+ * Used at exit and exec. When the calling thread can make no fd (the app holds every fd
+ * its hard RLIMIT_NOFILE allows), the exporter thread delivers instead from its own fd
+ * table (started for it if need be), on the same budget, and the calling thread waits
+ * for it. Returns 0 when everything was delivered, -ETIMEDOUT, -EIO or -ECANCELED
+ * otherwise. */
 int ss__exporter_flush(uint32_t timeout_ms);
 /* The same for a thread that is ending the process for good (_exit, _Exit: nothing of
  * the app runs on it after): its connection is made in a copy of the app's fd table of
  * its own (runtime/ownfd.h: ss__own_go_private_copy), where it cannot take a number an
- * app thread could get. */
+ * app thread could get (a copy of a full table is full: the exporter thread delivers
+ * then, as above). */
 int ss__exporter_flush_ending(uint32_t timeout_ms);
 /* From a signal handler that is about to let a signal kill the process, when no
  * exporter thread was started (a process that made no span before the signal: only its

@@ -538,6 +538,7 @@ static int ensure_conn(ss__transport *t, uint64_t deadline_ms) {
   uint64_t refused = t->refused;
   fd = dial(t, deadline_ms);
   if (fd < 0) {
+    t->dial_err = -fd;
     t->backoff_ms = t->backoff_ms ? t->backoff_ms * 2 : BACKOFF_MIN_MS;
     if (t->backoff_ms > BACKOFF_MAX_MS) t->backoff_ms = BACKOFF_MAX_MS;
     t->retry_at_ms = now + t->backoff_ms;
@@ -712,11 +713,12 @@ int ss__transport_post_to(ss__transport *t, const char *path, const void *body, 
 }
 
 int ss__transport_ready(ss__transport *t, uint64_t deadline_ms) {
-  if (atomic_load(&t->fd) >= 0) return 1;
+  if (atomic_load(&t->fd) >= 0) return 0;
   pthread_mutex_lock(&t->lock);
   int fd = ensure_conn(t, deadline_ms);
+  if (fd == -EAGAIN && (t->dial_err == EMFILE || t->dial_err == ENFILE)) fd = -t->dial_err;
   pthread_mutex_unlock(&t->lock);
-  return fd >= 0;
+  return fd >= 0 ? 0 : fd;
 }
 
 int ss__transport_post(ss__transport *t, const void *body, size_t len, uint64_t deadline_ms) {

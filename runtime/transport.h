@@ -77,6 +77,7 @@ typedef struct ss__transport {
                                   (runtime/ownfd.h): fd is a number in that table */
   pthread_mutex_t lock;        /* leaf lock: see above */
   uint64_t retry_at_ms;        /* monotonic; no connect attempt before it */
+  int dial_err;                /* errno of the failed attempt that set retry_at_ms */
   uint32_t backoff_ms;
   /* Requests written with ss__transport_send and not answered yet (HTTP/1.1 pipelining:
    * an exiting process writes every request before it reads any answer), and the bytes
@@ -150,8 +151,10 @@ int ss__transport_answer(ss__transport *t, uint64_t deadline_ms, int *rest_refus
 /* Gives up on the answers still due: reads what has arrived without waiting and drops
  * the connection when any is still unanswered. */
 void ss__transport_abandon(ss__transport *t);
-/* Connects now unless connected or backing off after a failed attempt. 1 when connected,
- * else 0 (then nothing can be sent before the backoff ends). */
+/* Connects now unless connected or backing off after a failed attempt. 0 when connected,
+ * else -errno (then nothing can be sent before the backoff ends): the dial's error, or
+ * while backing off -EAGAIN, or -EMFILE/-ENFILE when the failed attempt found no fd to
+ * make (the calling thread's fd table is full: another thread's may not be). */
 int ss__transport_ready(ss__transport *t, uint64_t deadline_ms);
 void ss__transport_close(ss__transport *t);
 /* 1 when the collector admits us by our credentials for sure (TCP, or our effective uid is

@@ -149,3 +149,77 @@ def test_spanshim_run_with_five_failing_commands_accounts_and_delivers_records(c
     rdropped = sum(dropped_by_pid(out, event=harness.LOGS_DROP_EVENT).values())
     assert recs + rdropped == 5, (recs, rdropped)
     print("  %d of 5 failed connects delivered, %d spans dropped" % (len(failed), dropped))
+
+
+# --- an exit with every fd taken (the app's hard RLIMIT_NOFILE reached) ---------------------
+
+def _traced_like_untraced(ctx, argv, c, busy=False):
+    """argv untraced, then traced (process spans on, the shim's warnings on stderr) with
+    collector c, under two busy loops when busy: the same stdout, stderr and exit status,
+    so no warning either (none says a loss the collector could not be told of). Returns
+    the traced run's CompletedProcess."""
+    plain = ctx.run(argv, preload=False, timeout=600)
+    env = {"SPANSHIM_PROCESS_SPAN": "1", "SPANSHIM_LOG_LEVEL": "warn"}
+    if busy:
+        with busy_cores():
+            r = ctx.run(argv, collector=c, extra_env=env, timeout=600)
+    else:
+        r = ctx.run(argv, collector=c, extra_env=env, timeout=600)
+    assert (r.returncode, r.stdout, r.stderr) == (plain.returncode, plain.stdout, plain.stderr), \
+        (plain, r)
+    return r
+
+
+def test_an_exit_with_every_fd_taken_delivers_or_counts_every_span(ctx):
+    """A tester's program (tests/progs/fd_gauntlet.c): 3,000 rounds of a socketpair, a
+    refused connect and closefrom(3) (or a raw close_range system call), bad-pointer
+    connect/accept, three passes closing every fd /proc/self/fd lists, 500 SIGSEGVs
+    recovered with siglongjmp, then RLIMIT_NOFILE 10 (soft and hard) and /dev/null opened
+    until EMFILE, exit 3. The exiting thread can make no fd at all, so the exporter
+    thread, in an fd table of its own, delivers the exit's spans for it: all 3,005 are
+    received or counted in /stats (124 were lost: neither sent nor counted, said only at
+    SPANSHIM_LOG_LEVEL=warn), under two busy loops, with the app's output and status as
+    without the shim."""
+    for mode in ("closefrom", "range"):
+        c = ctx.collector()
+        r = _traced_like_untraced(ctx, [ctx.prog("fd_gauntlet"), mode, "3000", "500", "10"],
+                                  c, busy=True)
+        assert r.returncode == 3 and b"opened up to the limit 6 errno=24\n" in r.stdout, r
+        # 3,001 refused connects, the listener's connect, the EFAULT accept, the EINVAL
+        # connect and the process span
+        check_exact(c, {}, 3005)
+
+
+FILL_FDS = r"""
+import os, resource, sys, threading, time
+if sys.argv[1:] == ["thread"]:  # another thread alive at exit
+    threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
+resource.setrlimit(resource.RLIMIT_NOFILE, (16, 16))
+n = 0
+try:
+    while True:
+        os.open("/dev/null", os.O_RDONLY)
+        n += 1
+except OSError as e:
+    print("opened", n, e.errno)
+sys.exit(4)
+"""
+
+
+def test_a_process_span_alone_is_delivered_when_its_exit_finds_every_fd_taken(ctx):
+    """A Python process that makes no span but its process span fills its fds up to a hard
+    RLIMIT_NOFILE of 16 and exits 4, alone or with another thread alive (the exit then
+    delivers from a helper thread with a copy of the table, full too): its exporter
+    thread, never started (the process span is made at exit), is started for the
+    delivery, in a table of its own. The span arrives (it was lost, said only at
+    SPANSHIM_LOG_LEVEL=warn); output and status as without the shim."""
+    import sys
+    script = ctx.tmp + "/fill.py"
+    with open(script, "w") as f:
+        f.write(FILL_FDS)
+    for extra in ([], ["thread"]):
+        c = ctx.collector()
+        r = _traced_like_untraced(ctx, [sys.executable, script] + extra, c)
+        assert r.returncode == 4 and r.stdout.startswith(b"opened "), r
+        _, spans = check_exact(c, {}, 1)
+        assert [s.attrs.get("process.exit.code") for s in spans] == [4], (extra, spans)
