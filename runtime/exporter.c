@@ -19,7 +19,9 @@
  * hands). Drops reach the collector as a log record (event `spanshim.spans.dropped`,
  * attribute spanshim.spans.dropped = the spans this record reports, .total = the
  * process's count so far), sent after the traces request that follows the drop; it is
- * counted as reported the moment it is written whole, like spans.
+ * counted as reported the moment it is written whole, like spans. One sender reports at a
+ * time (a report counts what is not yet in a report written whole; reports_here): while
+ * an exit delivers, only its final count does.
  *
  * Exception log records are counted the same way. A record is produced for each failed
  * call's span that was recorded (its ring record carries a stack) when log records go to
@@ -688,22 +690,41 @@ static int send_traces(encoder *e, size_t n, uint64_t deadline_ms) {
   return -EIO;
 }
 
-/* Posts lreq (e->n_exc exception records) plus the drop reports due. 0 when the
- * collector has it, -ECANCELED when an exit claimed the accounting, else -EIO (the
+/* Whether e's requests may carry drop reports. A report counts what is dropped and not
+ * yet in a report written whole, so two senders at once would both count the drops in
+ * flight: while an exit delivers, only its final count reports (an exit's own encoder
+ * while the exporter thread is busy sends records only; the exporter thread, stopping
+ * for the exit, none). */
+static int reports_here(const encoder *e) {
+  return e != &xe && !exit_waits(e);
+}
+
+/* Finishes lreq (e->n_exc exception records, plus the drop reports due when `reports`)
+ * into e->lbody: from then on (e->lbody_ready) an exit that claims the accounting from
+ * this thread sends it itself. 1 when there is a request, 0 when there is nothing to
+ * send, -ENOMEM. */
+static int finish_logs(encoder *e, int reports) {
+  uint64_t sdelta = 0, ldelta = 0;
+  if (reports) add_drop_records(&e->lreq, &sdelta, &ldelta);
+  if (e->lreq.n == 0) return 0;
+  e->lg = (gate_arg){.drops = sdelta, .logs = e->n_exc, .ldrops = ldelta, .epoch = e->epoch};
+  if (ss__otlp_finish(&e->lreq, &e->head, &e->lbody, &e->lbody_len) != 0) return -ENOMEM;
+  atomic_store(&e->lbody_ready, 1);
+  return 1;
+}
+
+/* Posts what finish_logs made (`ready`: what it returned). 0 when the collector has it
+ * (or there was nothing), -ECANCELED when an exit claimed the accounting, else -EIO (the
  * records are counted dropped, the reports stay due). An exit's encoder writes it within
  * at least MIN_REQUEST_MS even when the budget is spent: the records follow their spans
  * in the same pipelined flush, and a cut one is counted. */
-static int send_logs(encoder *e, uint64_t deadline_ms) {
-  uint64_t sdelta, ldelta;
-  add_drop_records(&e->lreq, &sdelta, &ldelta);
-  if (e->lreq.n == 0) return 0;
-  uint64_t own = ss__mono_ms() + cfg->logs_timeout_ms; /* OTEL_EXPORTER_OTLP_LOGS_TIMEOUT */
-  if (!e->pipelined && own < deadline_ms) deadline_ms = own; /* an exit has its budget */
-  if (e->pipelined) deadline_ms = slice_after(e, deadline_ms);
-  e->lg = (gate_arg){.drops = sdelta, .logs = e->n_exc, .ldrops = ldelta, .epoch = e->epoch};
-  int rc = ss__otlp_finish(&e->lreq, &e->head, &e->lbody, &e->lbody_len);
-  if (rc == 0) {
-    atomic_store(&e->lbody_ready, 1);
+static int post_logs(encoder *e, int ready, uint64_t deadline_ms) {
+  if (ready == 0) return 0;
+  int rc = -ENOMEM;
+  if (ready > 0) {
+    uint64_t own = ss__mono_ms() + cfg->logs_timeout_ms; /* OTEL_EXPORTER_OTLP_LOGS_TIMEOUT */
+    if (!e->pipelined && own < deadline_ms) deadline_ms = own; /* an exit has its budget */
+    if (e->pipelined) deadline_ms = slice_after(e, deadline_ms);
     rc = submit(e, e->t->ep.logs_path, e->lbody, e->lbody_len, deadline_ms, &e->lg);
   }
   if (rc == -ECANCELED) return rc; /* the claiming exit has the body */
@@ -719,6 +740,10 @@ static int send_logs(encoder *e, uint64_t deadline_ms) {
     SS_LOG(rc == -EAGAIN ? SS_LOG_DEBUG : SS_LOG_INFO, "logs export failed (%s); %" PRIu64
            " exception log records dropped", strerror(-rc), e->n_exc);
   return -EIO;
+}
+
+static int send_logs(encoder *e, uint64_t deadline_ms) {
+  return post_logs(e, finish_logs(e, 1), deadline_ms);
 }
 
 static void begin_requests(encoder *e) {
@@ -749,10 +774,10 @@ static int drain(encoder *e, uint64_t deadline_ms, int all) {
   }
   for (;;) {
     if (exit_waits(e)) return result;
-    int have = ss__ring_used(&ss__tracer_g.ring) > 0;
+    int have = ss__ring_used(&ss__tracer_g.ring) > 0, reports = reports_here(e);
     if (!all && !first && waiting() < cfg->max_export_batch / 4 + 1) break;
     first = 0;
-    if (!have && drops_unreported() == 0) break;
+    if (!have && (!reports || drops_unreported() == 0)) break;
     /* A deadline passed while this thread could not run (a loaded machine) still leaves
      * it one request: the budget bounds waiting, and this thread has not waited yet. */
     if (!first_request && passed(e, deadline_ms)) {
@@ -780,10 +805,13 @@ static int drain(encoder *e, uint64_t deadline_ms, int all) {
     begin_requests(e);
     if (e == &ex) atomic_store(&draining, 1);
     size_t n = fill(e, cfg->max_export_batch, deadline_ms);
+    /* Both requests are finished before the first goes out: an exit that gives up on
+     * this thread while it waits for the traces answer sends the records too. */
+    int lready = finish_logs(e, reports);
     int rc = 0;
     if (n > 0) rc = send_traces(e, n, deadline_ms);
     if (rc != -ECANCELED) {
-      int lrc = send_logs(e, deadline_ms);
+      int lrc = post_logs(e, lready, deadline_ms);
       if (rc == 0) rc = lrc;
     }
     ss__exc_reset(&e->exc);
@@ -847,8 +875,10 @@ static void *exporter_main(void *arg) {
               ss__ring_used(&ss__tracer_g.ring) > ss__tracer_g.ring.cap / 8 ||
               (now - last >= cfg->schedule_delay_ms && (pending > 0 || drops_unreported()));
     uint64_t claimed_at = atomic_load(&claim_ms);
-    if (claimed_at) { /* an exit gave up on us; the process should be gone by now */
-      if (now - claimed_at < 1000 + (uint64_t)cfg->exit_flush_ms) continue;
+    if (claimed_at || atomic_load(&sender) == 2) {
+      /* An exit gave up on us (it may still be sending our finished requests, from our
+       * buffers); the process should be gone by now. */
+      if (!claimed_at || now - claimed_at < 1000 + (uint64_t)cfg->exit_flush_ms) continue;
       if (pthread_mutex_trylock(&drain_lock) != 0) continue;
       resume_after_claim();
       pthread_mutex_unlock(&drain_lock);

@@ -4,8 +4,12 @@ received by the collector or counted as dropped where a user can read it -- span
 own diagnostics when no collector can be told. Short processes, exec chains and fork
 children, also while two busy loops keep both cores loaded; no assertion depends on the
 machine being quick."""
+import http.server
 import re
+import socket
 import subprocess
+import sys
+import threading
 
 import harness
 from harness import busy_cores, check_exact, dropped_by_pid, parse_kv, spans_of_pid
@@ -116,6 +120,24 @@ def test_failing_program_delivers_its_exception_records(ctx):
         len(failed - recs), len(failed))
 
 
+def test_exit_budget_cut_counts_the_spans_and_records_it_leaves(ctx):
+    """400 failed calls from 8 threads with a 1 ms exit budget, 5 runs under two busy loops:
+    whatever the budget cuts (spans, exception records, both of one batch or either) is
+    counted, so received + dropped = 400 for each, per process and in /stats."""
+    c = ctx.collector()
+    port = str(ctx.closed_port())
+    pids = {}
+    with busy_cores():
+        for _ in range(5):
+            r = ctx.run([ctx.prog("stack_orders"), "threads", port], collector=c,
+                        extra_env={"SPANSHIM_EXIT_FLUSH_MS": "1"})
+            assert r.returncode == 0, r
+            out = parse_kv(r.stdout)
+            assert int(out["failed"]) == 400, out
+            pids[int(out["pid"])] = 400
+    check_exact(c, pids, 2000, pids_logs=pids)
+
+
 def exception_records(path):
     """Span ids of the exception log records beside a traces file (event names per semconv:
     `exception`, `db.client.operation.exception`, `http.client.request.exception`...)."""
@@ -223,3 +245,107 @@ def test_a_process_span_alone_is_delivered_when_its_exit_finds_every_fd_taken(ct
         assert r.returncode == 4 and r.stdout.startswith(b"opened "), r
         _, spans = check_exact(c, {}, 1)
         assert [s.attrs.get("process.exit.code") for s in spans] == [4], (extra, spans)
+
+
+class RefusingLogsCollector:
+    """A real HTTP/1.1 server (Python's http.server, keep-alive) in front of a spanshimd:
+    a logs request carrying exception records (exception.stacktrace) is answered 503;
+    every other request (traces, the shim's drop reports) is passed to spanshimd over its
+    Unix socket and answered with spanshimd's answer."""
+
+    def __init__(self, ctx, collector):
+        outer = self
+        self.refused = 0
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path == "/v1/logs" and b"exception.stacktrace" in body:
+                    outer.refused += 1
+                    status, answer = 503, b""
+                else:
+                    status, answer = outer._forward(collector.socket, self.path, body)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.httpd.daemon_threads = True
+        self.endpoint = "http://127.0.0.1:%d" % self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        ctx._cleanup.append(self.stop)
+
+    @staticmethod
+    def _forward(path_sock, path, body):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(60)
+            s.connect(path_sock)
+            s.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+                      b"Content-Length: %d\r\nConnection: close\r\n\r\n" % (path.encode(), len(body))
+                      + body)
+            buf = b""
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                buf += d
+        head, _, answer = buf.partition(b"\r\n\r\n")
+        return int(head.split()[1]), answer
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+FAILING_THEN_WAIT = r"""
+import os, socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+for _ in range(n):
+    s = socket.socket()
+    try:
+        s.connect(("127.0.0.1", port))
+    except ConnectionRefusedError:
+        pass
+    s.close()
+print("pid=%d" % os.getpid(), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_collector_refusing_exception_records_gets_them_counted(ctx):
+    """A collector that answers 503 to every logs request carrying exception records (a
+    real HTTP server in front of spanshimd): 100 failed calls' spans are delivered, their
+    records are counted dropped (spanshim.logs.dropped, which the same collector accepts),
+    so /stats says logs_received 0 + shim_logs_dropped 100, and the shim's diagnostics say
+    which answer dropped them. The program waits until that is settled before it exits
+    (a refusal read after an exit's last 5 ms is the collector's to count, as a rejected
+    request)."""
+    script = ctx.tmp + "/fail_wait.py"
+    with open(script, "w") as f:
+        f.write(FAILING_THEN_WAIT)
+    c = ctx.collector()
+    proxy = RefusingLogsCollector(ctx, c)
+    log = ctx.tmp + "/shim.log"
+    env = ctx.env(proxy, {"OTEL_BSP_SCHEDULE_DELAY": "100", "SPANSHIM_LOG_LEVEL": "info",
+                          "SPANSHIM_LOG_FILE": log})
+    p = subprocess.Popen([sys.executable, script, str(ctx.closed_port()), "100"], env=env,
+                         cwd=ctx.tmp, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    pid = int(parse_kv(p.stdout.readline())["pid"])
+    harness.settled_stats(c, 100, logs_produced=100)
+    p.stdin.close()
+    assert p.wait(60) == 0
+    st, spans = check_exact(c, {pid: 100}, 100, pids_logs={pid: 100})
+    assert st["spans_received"] == 100 and st["logs_received"] == 0, st
+    assert st["shim_logs_dropped"] == 100 and proxy.refused >= 1, (st, proxy.refused)
+    with open(log) as f:
+        said = [int(m) for m in re.findall(
+            r"collector answered HTTP 503 to a logs request; (\d+) exception log records dropped",
+            f.read())]
+    assert sum(said) == 100, said
