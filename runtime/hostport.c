@@ -36,7 +36,7 @@ int ss__hostport_split(const char *s, size_t n, ss__hostport *hp) {
   if (colon) {
     hp->port = colon + 1;
     hp->port_len = (size_t)(end - colon - 1);
-    if (!digits(hp->port, hp->port_len)) return -1;
+    if (!digits(hp->port, hp->port_len) || ss__hostport_port(hp) > 65535) return -1;
   }
   return 0;
 }

@@ -196,7 +196,7 @@ def test_run_uses_a_running_collector(ctx):
 
 def test_run_says_when_the_named_collector_is_unusable_or_silent(ctx):
     # --endpoint the shim could not use: a usage error, the command not run.
-    for bad in ["http://[::1", "ftp://x", "unix:relative"]:
+    for bad in ["http://[::1", "ftp://x", "unix:relative", "http://127.0.0.1:99999"]:
         p = spanshim(ctx, ["run", "--endpoint", bad, "--", "sh", "-c", "echo ran"])
         check(p.returncode == 2 and p.stdout == b"", "--endpoint %r ran the command" % bad, p)
         check(("--endpoint '%s' is not" % bad).encode() in p.stderr, "no reason", p)
@@ -219,6 +219,45 @@ def test_run_says_when_the_named_collector_is_unusable_or_silent(ctx):
             check(p.returncode == 0, "status", p)
             check(b"nothing answers at " in p.stderr and b"spans sent" not in p.stderr,
                   "silent collector not said", p)
+
+
+def test_run_says_when_a_collector_stops_during_the_command(ctx):
+    # The named collector stops while the command runs: never "spans sent".
+    col = ctx.collector()
+    p = subprocess.Popen([ctx.spanshim, "run", "--endpoint", col.endpoint, "--", "sh", "-c",
+                          "echo started; read x; echo done"],
+                         env=clean_env(ctx), cwd=ctx.tmp, stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        check(p.stdout.readline() == b"started\n", "command did not start")
+        col.proc.kill()
+        col.proc.wait()
+        out, err = p.communicate(b"go\n", timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    check(p.returncode == 0 and out == b"done\n", "command: %r %r" % (out, err))
+    check(b"no longer answers" in err and b"spans sent to" not in err, "stop not said: %r" % err)
+    # The private collector ends early (killed by the command itself): said, not "no
+    # spans were recorded"; the command's status is its own.
+    kill = 'pkill -KILL -f -- "--socket ${SPANSHIM_ENDPOINT#unix:}"; sleep 0.2; exit 3'
+    p = run(ctx, ["sh", "-c", kill])
+    check(p.returncode == 3, "status", p)
+    check(b"spanshimd ended early" in p.stderr and b"private collector ended early" in
+          p.stderr and b"no spans were recorded" not in p.stderr, "early end not said", p)
+
+
+def test_run_private_collector_ignores_a_bad_otlp_endpoint(ctx):
+    # A bad OTEL_EXPORTER_OTLP_*ENDPOINT is passed over by the shim; the private collector
+    # must not die of it either (it forwards nowhere): the spans are in --out.
+    for var in ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]:
+        for opts in [[], ["--out", out_path(ctx)]]:
+            p = spanshim(ctx, ["run"] + opts + ["--", "sh", "-c", "echo ran"],
+                         extra_env={var: "garbage", "SPANSHIM_PROCESS_SPANS": "1"})
+            check(p.returncode == 0 and p.stdout == b"ran\n", "command", p)
+            check(b"ended early" not in p.stderr and b"spans written to" in p.stderr,
+                  "%s=garbage %s: spans not collected" % (var, opts), p)
 
 
 def test_run_finds_the_default_collector(ctx):

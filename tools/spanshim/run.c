@@ -82,6 +82,7 @@ typedef struct run_state {
   char endpoint[PATH_MAX + 8];
   int external;             /* spans go to a collector we did not start */
   int silent;               /* ... and at its Unix socket nothing answered at the start */
+  int daemon_died;          /* the private collector ended before it was stopped */
   int set_endpoint;         /* put `endpoint` into the command's SPANSHIM_ENDPOINT */
   pid_t daemon;
   int lfd;                  /* the private daemon's listening socket, until handed over */
@@ -229,6 +230,12 @@ static int tcp_answers(const char *url) {
   return ok;
 }
 
+/* A collector answers at the external endpoint now. */
+static int endpoint_answers(const run_state *st) {
+  return strncmp(st->endpoint, "unix:", 5) == 0 ? socket_answers(st->endpoint + 5, NULL, 0)
+                                                : tcp_answers(st->endpoint);
+}
+
 static const char *env_nonempty(const char *name) {
   const char *v = getenv(name);
   return v && v[0] ? v : NULL;
@@ -367,6 +374,11 @@ static void exec_daemon(const run_state *st, const char *daemon, pid_t parent) {
   }
   if (log >= 0) dup2(log, 2);
   strip_preload();
+  /* A collector named by these was passed over (choose_external) or --out asked for a
+   * file: the private one only writes it, it forwards nowhere. */
+  unsetenv("OTEL_EXPORTER_OTLP_ENDPOINT");
+  unsetenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+  unsetenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT");
   char root[24]; /* we are the subreaper of the command's tree: all of it descends from us */
   snprintf(root, sizeof(root), "%d", (int)parent);
   execl(daemon, "spanshimd", "--socket", st->sock, "--out", st->out, "--truncate",
@@ -628,6 +640,7 @@ static int tree_alive(run_state *st, tree_seen *t, pid_t now[TREE_SHOWN]) {
       ss__err("spanshimd ended early:");
       show_daemon_log(st);
       st->daemon = 0;
+      st->daemon_died = 1;
     }
   pid_t self = getpid();
   char path[64], list[8192];
@@ -727,12 +740,19 @@ static void report(const run_state *st, const run_opts *o) {
     if (st->silent)
       ss__err("spans were for the collector at %s, where nothing answered at the start",
               st->endpoint);
+    else if (!endpoint_answers(st))
+      ss__err("the collector at %s no longer answers: spans made after it stopped are lost "
+              "(each process counts them in its diagnostics)", st->endpoint);
     else
       ss__err("spans sent to the collector at %s", st->endpoint);
     return;
   }
   struct stat sb;
-  if (stat(st->out, &sb) < 0 || sb.st_size == 0) {
+  if (st->daemon_died) {
+    ss__err("the private collector ended early (above): spans made after that are lost%s",
+            stat(st->out, &sb) == 0 && sb.st_size > 0 ? "; those before it are below" : "");
+    if (stat(st->out, &sb) < 0 || sb.st_size == 0) return;
+  } else if (stat(st->out, &sb) < 0 || sb.st_size == 0) {
     ss__err("no spans were recorded (%s is empty)", st->out);
     return;
   }
@@ -785,9 +805,7 @@ static int prepare(run_state *st, const run_opts *o) {
   }
   if ((rc = find_lib(st, self)) < 0) return rc;
   choose_external(st, o);
-  if (st->external && (strncmp(st->endpoint, "unix:", 5) == 0
-                           ? !socket_answers(st->endpoint + 5, NULL, 0)
-                           : !tcp_answers(st->endpoint))) {
+  if (st->external && !endpoint_answers(st)) {
     st->silent = 1;
     ss__err("nothing answers at %s: the command's spans are lost (each process counts them "
             "in its diagnostics) unless a collector starts there", st->endpoint);
