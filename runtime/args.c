@@ -6,10 +6,10 @@
  *    values (runtime/url.c's rule), the value of `name=value` and `name: value` whose name
  *    looks like a credential (ss__cred_name: password, token, secret, key, auth, cookie,
  *    session, signature, ... in any case or word order, plus names ending in `pass` or
- *    `auth` such as requirepass), quoted values (`password='a b'`) whole, and whatever
- *    follows `Bearer `. A header value runs to the end of its line.
+ *    `auth` such as requirepass), quoted values (`password='a b'`) whole, a quoted key's
+ *    value (`"password": "x"`, JSON), and whatever follows `Bearer `. A header value runs to the end of its line.
  *  - Options: the value of any option whose name looks like a credential (`--http-password
- *    x`, `--oauth2-bearer=x`, `--with-token x`), unless the name says the value is not the
+ *    x`, `--oauth2-bearer=x`, `--with-token x`, single-dash `-pass x`), unless the name says the value is not the
  *    secret itself (`--password-file`, `--token-stdin`, `--no-password`) or the next
  *    argument is another option; after -u/--user/--proxy-user whatever follows the first
  *    ':' (`user:secret`), attached too (`-uuser:secret`).
@@ -158,6 +158,20 @@ static size_t url_at(const char *a, size_t n, size_t i) {
   return j - i;
 }
 
+/* A quoted key ending just before the ':' at a[i] (blanks between allowed: `"k" :`):
+ * its start inside the quotes and *kl its length; *kl 0 when there is none. */
+static size_t json_key_before(const char *a, size_t i, size_t *kl) {
+  size_t e = i;
+  *kl = 0;
+  while (e > 0 && (a[e - 1] == ' ' || a[e - 1] == '\t')) e--;
+  if (e < 2 || (a[e - 1] != '"' && a[e - 1] != '\'')) return 0;
+  size_t k = e - 1;
+  while (k > 0 && a[k - 1] != a[e - 1] && key_char(a[k - 1])) k--;
+  if (k == 0 || a[k - 1] != a[e - 1]) return 0;
+  *kl = e - 1 - k;
+  return k;
+}
+
 /* Whether the name at a[k] (kl bytes, before a ':') stands where a header or a `name:
  * value` pair starts. In prose (status messages: "invalid percent-encoded token: ...")
  * only at the start of the text or a line, after a quote, '=', '(', ',' or ';', or when it
@@ -194,6 +208,23 @@ static size_t redact_mode(const char *a, size_t n, out *o, int prose) {
         while (i < n && !is_space(a[i]) && !(pair && (a[i] == '&' || a[i] == ';')) &&
                !(prose && (a[i] == '"' || a[i] == '\''))) /* prose: a quote ends it */
           i++;
+      }
+      continue;
+    }
+    if (c == ':' && (k = json_key_before(a, i, &kl), kl > 0) && secret_name(a + k, kl)) {
+      /* "password": "x" (JSON, YAML flow): a quoted value goes whole, else up to the
+       * next ',', '}', ']' or blank. */
+      put1(o, ':');
+      i++;
+      while (i < n && (a[i] == ' ' || a[i] == '\t')) put1(o, a[i++]);
+      if (i < n && (a[i] == '"' || a[i] == '\'')) {
+        put1(o, a[i]);
+        PUTS(o, "REDACTED");
+        put1(o, a[i]);
+        i = skip_quoted(a, n, i);
+      } else {
+        PUTS(o, "REDACTED");
+        while (i < n && !is_space(a[i]) && a[i] != ',' && a[i] != '}' && a[i] != ']') i++;
       }
       continue;
     }
@@ -451,8 +482,25 @@ static void long_option(walker *w, const char *a, size_t n, out *o) {
 /* Letters of ssh's options that take a value. */
 static const char ssh_valued[] = "BbcDEeFIiJLlmOoQRSWw";
 
+static void short_option_word(walker *w, const char *a, size_t n, out *o);
+
 /* -x, -xVALUE, or a cluster of flags (-lc). */
 static void short_option(walker *w, const char *a, size_t n, out *o) {
+  /* A single-dash long name that is a credential's (-pass X, -password X, -token X)
+   * announces its value, whatever its first letter's rule makes of the word itself
+   * (-pass is also -p with "ass": redacted, more than needed, never less). */
+  int lower = n > 3 && memchr(a, '=', n) == NULL;
+  for (size_t i = 1; i < n && lower; i++)
+    lower = (a[i] >= 'a' && a[i] <= 'z') || is_digit(a[i]) || a[i] == '-' || a[i] == '_';
+  if (lower && secret_name(a + 1, n - 1)) {
+    short_option_word(w, a, n, o);
+    if (w->next == N_PLAIN) w->next = N_SECRET;
+    return;
+  }
+  short_option_word(w, a, n, o);
+}
+
+static void short_option_word(walker *w, const char *a, size_t n, out *o) {
   char c = a[1];
   const char *rest = a + 2;
   size_t rl = n - 2;

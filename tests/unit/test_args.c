@@ -39,6 +39,12 @@ static const struct {
      {"mysql", "--password=REDACTED", "-h", "db", NULL}},
     {{"tool", "--password", "hunter2", "next", NULL},
      {"tool", "--password", "REDACTED", "next", NULL}},
+    {{"/bin/true", "-pass", "hunter2j", "-token=t0k", "-p", "5432", NULL},
+     {"/bin/true", "-pREDACTED", "REDACTED", "-token=REDACTED", "-p", "5432", NULL}},
+    {{"curl", "-d", "{\"user\":\"bob\",\"password\":\"hunter2v\"}", NULL},
+     {"curl", "-d", "{\"user\":\"bob\",\"password\":\"REDACTED\"}", NULL}},
+    {{"tool", "{'api_key': 12345, \"n\": 1}", "{\"secret\" : true}", NULL},
+     {"tool", "{'api_key': REDACTED, \"n\": 1}", "{\"secret\" : REDACTED}", NULL}},
     {{"wget", "--http-password=pw", "--http-user=bob", "http://h/", NULL},
      {"wget", "--http-password=REDACTED", "--http-user=bob", "http://h/", NULL}},
     {{"curl", "--oauth2-bearer", "tok", "http://h/", NULL},
@@ -256,6 +262,8 @@ START_TEST(test_free_text) {
   ck_assert_str_eq(text("invalid percent-encoded token: \"x\""),
                    "invalid percent-encoded token: \"x\"");
   ck_assert_str_eq(text("sent X-Auth-Token: t"), "sent X-Auth-Token: REDACTED");
+  ck_assert_str_eq(text("body {\"password\": \"p w\", \"ok\": 1}"),
+                   "body {\"password\": \"REDACTED\", \"ok\": 1}");
   ck_assert_str_eq(text(""), "");
 }
 END_TEST
