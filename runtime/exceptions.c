@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "runtime/config.h"
+#include "runtime/stack.h"
 #include "runtime/symbolize.h"
 
 #define BLOCK 65536
@@ -47,14 +48,16 @@ static char *bstrdup(ss__exc_batch *b, const char *s, size_t n) {
 }
 
 void ss__exc_reset(ss__exc_batch *b) {
-  while (b->blocks) {
+  /* The oldest block and the records' array are kept for the next batch (no malloc and
+   * free of 64 KiB per batch, whose pages glibc would hand back and fault in again). */
+  while (b->blocks && b->blocks->next) {
     block *next = b->blocks->next;
     free(b->blocks);
     b->blocks = next;
   }
-  free(b->logs);
-  b->logs = NULL;
-  b->n_logs = b->cap_logs = 0;
+  if (b->blocks) b->blocks->used = 0;
+  b->n_logs = 0;
+  memset(b->callers, 0, sizeof b->callers); /* their names were in the blocks */
 }
 
 static const ss__attr *find(const ss__span *s, const char *key) {
@@ -113,18 +116,31 @@ static void render(const uint64_t *pcs, size_t n, int max, text *trace, text *mo
   }
 }
 
-static void code_attribution(ss__exc_batch *b, ss__span *s, ss__attr *attrs, size_t cap) {
+/* The caller's function name, symbolized once per batch and call site (b->callers). */
+static const ss__exc_caller *caller_name(ss__exc_batch *b, uint64_t caller) {
+  ss__exc_caller *c = &b->callers[(caller >> 4) % SS_EXC_CALLERS];
+  if (c->caller == caller) return c;
   ss__frame f;
-  if (s->caller == 0 || s->n_attrs >= cap || ss__symbolize(s->caller, &f) != 0 || f.in_shim ||
-      f.func == NULL)
-    return;
-  char *name = bstrdup(b, f.func, strlen(f.func));
-  if (name == NULL) return;
+  *c = (ss__exc_caller){.caller = caller};
+  ss__loader_lock(); /* the symbol cache's lock (symbolize.h) */
+  if (ss__symbolize(caller, &f) == 0 && !f.in_shim && f.func != NULL) {
+    size_t n = strlen(f.func);
+    c->name = bstrdup(b, f.func, n);
+    c->len = c->name ? (uint32_t)n : 0;
+  }
+  ss__loader_unlock();
+  return c;
+}
+
+static void code_attribution(ss__exc_batch *b, ss__span *s, ss__attr *attrs, size_t cap) {
+  if (s->caller == 0 || s->n_attrs >= cap) return;
+  const ss__exc_caller *c = caller_name(b, s->caller);
+  if (c->name == NULL) return;
   ss__attr *a = &attrs[s->n_attrs++];
   a->key = "code.function.name";
   a->type = SS_ATTR_STR;
-  a->len = (uint32_t)strlen(name);
-  a->v.s = name;
+  a->len = c->len;
+  a->v.s = c->name;
 }
 
 /* The semconv event for the failed operation (semconv 1.40: db/database-exceptions,
@@ -188,7 +204,9 @@ int ss__exc_span(ss__exc_batch *b, ss__span *s, ss__attr *attrs, size_t attrs_ca
   if (raw == NULL || signals == 0) return 0;
 
   text trace = {0}, mods = {0};
+  ss__loader_lock();
   render(pcs, n_pcs, b->max_frames, &trace, &mods);
+  ss__loader_unlock();
   const ss__attr *type = find(s, "error.type");
   ss__attr *ea = balloc(b, 4 * sizeof *ea);
   ss__event *ev = balloc(b, sizeof *ev);

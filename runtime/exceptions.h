@@ -8,16 +8,28 @@
  * like gdb's `bt` ("#N 0xADDR in function (module+0xoffset)"), frames inside the shim left
  * out; spanshim.stack.modules lists "build-id path" for every module named, so the
  * collector can add file:line from DWARF. A span whose outermost caller is known gets
- * code.function.name. Exporter thread only; memory lives until ss__exc_reset. */
+ * code.function.name. Exporter thread only; symbolizing takes the loader lock (stack.h).
+ * What it makes lives until ss__exc_reset. */
 #ifndef SS_EXCEPTIONS_H
 #define SS_EXCEPTIONS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "runtime/attr.h"
 
+/* The last callers of a batch and their function names (copies in the batch's blocks):
+ * most spans of a batch come from a few call sites, symbolized once per batch. */
+#define SS_EXC_CALLERS 8
+typedef struct ss__exc_caller {
+  uint64_t caller;  /* 0: empty */
+  const char *name; /* NULL: no name to give */
+  uint32_t len;
+} ss__exc_caller;
+
 typedef struct ss__exc_batch {
   struct ss__exc_block *blocks; /* owned strings and arrays */
+  ss__exc_caller callers[SS_EXC_CALLERS];
   ss__logrec *logs;             /* exception log records of this batch */
   size_t n_logs, cap_logs;
   int max_frames;               /* frames shown (SPANSHIM_STACK_DEPTH); 0: all captured */
@@ -28,7 +40,8 @@ typedef struct ss__exc_batch {
  * span is then exported without its exception parts). */
 int ss__exc_span(ss__exc_batch *b, ss__span *s, ss__attr *attrs, size_t attrs_cap,
                  unsigned signals);
-/* Frees everything of the batch. */
+/* Empties the batch for the next one: what it points to is gone; one block of memory and
+ * the records' array are kept for reuse (the batch holds them for its owner's life). */
 void ss__exc_reset(ss__exc_batch *b);
 
 #endif

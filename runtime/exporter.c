@@ -245,6 +245,8 @@ static ss__transport own_transport = {.fd = -1};
 /* How long an app thread's first failure waits for the exporter thread to load the
  * unwinder (once per process; it normally takes a thread start and a dlopen). */
 #define UNWINDER_WAIT_MS 2000
+/* 1 once an app thread asked the exporter thread to load the unwinder, 2 once it did. */
+static _Atomic int unwinder_wanted;
 
 int ss__exporter_owns_fd(int fd) {
   return ss__transport_owns(&ss__transport_g, fd) || ss__transport_owns(&exit_transport, fd);
@@ -471,6 +473,19 @@ static int ensure_head(encoder *e) {
   return rc;
 }
 
+/* ---- the unwinder ---- */
+
+/* On the exporter thread (in its own fd table): the unwinder, loaded once an app thread's
+ * first failure asked for it (load_unwinder_there). A process that never fails a call
+ * never maps it (~128 KB resident) nor pays the dlopen. */
+static void load_unwinder_if_wanted(void) {
+  if (atomic_load_explicit(&unwinder_wanted, memory_order_relaxed) != 1 ||
+      atomic_load(&exiting) || syscall(SYS_gettid) != atomic_load(&exporter_tid))
+    return;
+  ss__stack_load();
+  atomic_store(&unwinder_wanted, 2);
+}
+
 /* ---- taking records ---- */
 
 static int scratch_room(encoder *e, size_t rec_len) {
@@ -509,11 +524,9 @@ static int encode_record(encoder *e, const void *rec, size_t len) {
     return rc == 0 || rc == -ENOBUFS ? rc : -1;
   }
   size_t logs_before = e->exc.n_logs;
-  /* Symbolizing asks the dynamic loader, and the loader lock is also what keeps two
-   * encoders (the exporter thread's and an exit's) out of the symbol cache together. */
-  ss__loader_lock();
+  /* It takes the loader lock to symbolize (what keeps two encoders, the exporter thread's
+   * and an exit's, out of the symbol cache together), once per batch and call site. */
   ss__exc_span(&e->exc, &e->span, e->attrs, MAX_ATTRS_PER_SPAN, cfg->exception_signal);
-  ss__loader_unlock();
   for (size_t i = logs_before; i < e->exc.n_logs; i++) {
     if (cfg->logs_exporter & SS_EXPORT_CONSOLE) ss__console_logs(&e->resource, &e->exc.logs[i], 1);
     if ((cfg->logs_exporter & SS_EXPORT_OTLP) && ss__otlp_add_log(&e->lreq, &e->exc.logs[i]) == 0)
@@ -773,6 +786,7 @@ static int drain(encoder *e, uint64_t deadline_ms, int all) {
     return -ENOMEM;
   }
   for (;;) {
+    if (e == &ex) load_unwinder_if_wanted(); /* between requests: a failing app thread waits */
     if (exit_waits(e)) return result;
     int have = ss__ring_used(&ss__tracer_g.ring) > 0, reports = reports_here(e);
     if (!all && !first && waiting() < cfg->max_export_batch / 4 + 1) break;
@@ -849,7 +863,7 @@ static void *exporter_main(void *arg) {
   atomic_store(&exporter_tid, syscall(SYS_gettid));
   take_own_table();
   uint64_t last = ss__mono_ms();
-  int busy = 0, unwinder = cfg->stack_depth > 0;
+  int busy = 0;
   for (;;) {
     /* Busy (the last drain found a full batch): look again soon, so a fast producer
      * never fills the ring between two looks. Idle: a few looks a second. An exit
@@ -862,12 +876,10 @@ static void *exporter_main(void *arg) {
       pthread_cond_timedwait(&wake_cond, &wake_lock, &ts);
     }
     pthread_mutex_unlock(&wake_lock);
-    /* The unwinder, loaded here so the app's first failure need not; after the first
-     * look, so a process (a fork child) that ends at once never loads it. */
-    if (unwinder && !atomic_load(&exiting)) {
-      ss__stack_load();
-      unwinder = 0;
-    }
+    /* The unwinder, loaded here (in this thread's fd table) when an app thread's first
+     * failure asks for it: a process that never fails a call never maps it (~128 KB
+     * resident) nor pays the dlopen. */
+    load_unwinder_if_wanted();
     uint64_t now = ss__mono_ms();
     asked = atomic_load(&urgent_asked);
     uint64_t pending = waiting();
@@ -1026,6 +1038,8 @@ static ss__transport *exit_conn(void) {
  * thread's first failure (ss__stack_set_loader says what the answers mean). */
 static int load_unwinder_there(void) {
   if (cfg == NULL || atomic_load(&exiting)) return -ENOSYS;
+  int none = 0;
+  atomic_compare_exchange_strong(&unwinder_wanted, &none, 1);
   ss__exporter_kick();
   pthread_cond_signal(&wake_cond); /* it loads at its next look: make that now */
   uint64_t until = ss__mono_ms() + UNWINDER_WAIT_MS;
@@ -1457,6 +1471,7 @@ void ss__exporter_atfork_child(void) {
   zero_int(&draining);
   zero_int(&exit_waiting);
   zero_int(&sender);
+  zero_int(&unwinder_wanted); /* the stack module's own state says if it is loaded */
   zero_u64(&epoch);
   zero_u64(&taken);
   zero_u64(&claim_ms);

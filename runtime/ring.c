@@ -9,7 +9,13 @@
  *                  marker(lap) | PAD: padding up to the end of the buffer, skip it
  *
  * A record never straddles the end of the buffer: when it would, the producer reserves
- * the rest of the lap as padding together with the record, in the same CAS.
+ * the rest of the lap as padding together with the record, in the same CAS. It also
+ * starts the next lap early, the same way, once past the first quarter of the buffer while
+ * the backlog (head - tail) is at most a quarter of the offset: a consumer that keeps up
+ * then cycles through the first part of the buffer only, and the pages after it are never
+ * touched (the resident memory follows the backlog, not the capacity). The capacity is
+ * unchanged: a backlog that grows runs on into the rest of the buffer. Padding is never
+ * written nor zeroed, so its pages stay untouched.
  *
  * The consumer zeroes every byte it releases. So every byte outside [tail, head) is zero
  * (fresh mmap pages are zero too), and a header the consumer reads at `tail` holds either
@@ -37,6 +43,8 @@ typedef struct slot {
 #define LAP_MOD 0x3fffffffu /* markers run 1..LAP_MOD: never 0, never touching flag bits */
 #define MIN_CAP 4096u
 #define MAX_CAP ((uint64_t)1 << 34) /* keeps SS_RING_MAX_RECORD within uint32 len */
+/* Where a producer may start the next lap early (a quarter of the ring). */
+#define EARLY_LAP(r) ((r)->cap / 4)
 
 static uint32_t marker(const ss__ring *r, uint64_t pos) {
   return (uint32_t)((pos >> r->cap_shift) % LAP_MOD) + 1;
@@ -87,13 +95,17 @@ void *ss__ring_reserve(ss__ring *r, size_t len) {
   h = atomic_load_explicit(&r->head, memory_order_relaxed);
   for (;;) {
     off = h & (r->cap - 1);
-    pad = off + need > r->cap ? r->cap - off : 0;
     /* Acquire: the consumer zeroed what it released before publishing `tail`. */
     t = atomic_load_explicit(&r->tail, memory_order_acquire);
     if (t > h) { /* h is stale: both moved on since we read it */
       h = atomic_load_explicit(&r->head, memory_order_relaxed);
       continue;
     }
+    pad = off + need > r->cap ? r->cap - off : 0;
+    /* Past the first quarter with a small backlog: the next lap starts now, so the pages
+     * after here are touched only when a backlog needs them (see the top of the file). */
+    if (pad == 0 && off >= EARLY_LAP(r) && (h - t) <= off / 4 && (h - t) + need <= off)
+      pad = r->cap - off;
     if (h + pad + need - t > r->cap)
       return drop(r);
     if (atomic_compare_exchange_weak_explicit(&r->head, &h, h + pad + need,
@@ -131,10 +143,12 @@ int ss__ring_put(ss__ring *r, const void *rec, size_t len) {
   return 0;
 }
 
-/* Zeroes the slot at tail (see the top of the file) and hands its space back. */
-static uint64_t release_slot(ss__ring *r, uint64_t t, slot *s) {
+/* Zeroes the slot at tail (see the top of the file) and hands its space back. Padding
+ * was never written: zero already, and its pages are left untouched. */
+static uint64_t release_slot(ss__ring *r, uint64_t t, slot *s, int is_pad) {
   t += HDR + s->len;
-  memset(s + 1, 0, s->len);
+  if (!is_pad)
+    memset(s + 1, 0, s->len);
   s->len = 0;
   atomic_store_explicit(&s->state, 0, memory_order_relaxed);
   atomic_store_explicit(&r->tail, t, memory_order_release);
@@ -152,7 +166,7 @@ void *ss__ring_peek(ss__ring *r, size_t *len) {
     uint32_t st = atomic_load_explicit(&s->state, memory_order_acquire);
 
     if (st == (m | PAD_BIT)) {
-      t = release_slot(r, t, s);
+      t = release_slot(r, t, s, 1);
       continue;
     }
     if (st != m)
@@ -172,7 +186,7 @@ void ss__ring_release(ss__ring *r) {
   /* Only after a successful peek: the slot at tail is a committed record. */
   if (atomic_load_explicit(&s->state, memory_order_relaxed) != marker(r, t))
     return;
-  release_slot(r, t, s);
+  release_slot(r, t, s, 0);
 }
 
 uint64_t ss__ring_used(const ss__ring *r) {

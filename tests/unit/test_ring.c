@@ -237,6 +237,43 @@ START_TEST(test_wraparound_with_variable_sizes_many_laps) {
 }
 END_TEST
 
+/* A consumer that keeps up: the producer starts each lap early, so the records stay in the
+ * first part of the buffer and the rest is never written (not resident); a backlog that
+ * grows still gets the whole capacity. */
+START_TEST(test_small_backlog_stays_in_the_first_part_of_the_buffer) {
+  ss__ring r;
+  unsigned char buf[256];
+  size_t len;
+  uint64_t next_get = 0, highest = 0;
+  ck_assert_int_eq(ss__ring_init(&r, 65536), 0);
+  for (uint64_t seq = 0; seq < 20000; seq++) {
+    make_rec(buf, 200, 1, seq);
+    void *p = ss__ring_reserve(&r, 200);
+    ck_assert_ptr_nonnull(p);
+    memcpy(p, buf, 200);
+    ss__ring_commit(&r, p);
+    uint64_t end = (uint64_t)((unsigned char *)p - r.buf) + 200;
+    if (end > highest) highest = end;
+    if (seq % 4 == 3) /* a backlog of up to 4 records */
+      while ((p = ss__ring_peek(&r, &len)) != NULL) {
+        ck_assert(rec_ok(p, len));
+        ck_assert_uint_eq(((trec *)p)->seq, next_get++);
+        ss__ring_release(&r);
+      }
+  }
+  ck_assert_uint_gt(atomic_load(&r.tail) >> r.cap_shift, 10); /* many laps */
+  ck_assert_uint_le(highest, r.cap / 4 + 256);
+  for (size_t i = r.cap / 4 + 256; i < r.cap; i++) /* never written */
+    ck_assert_uint_eq(r.buf[i], 0);
+  /* A backlog of most of the capacity still fits. */
+  uint64_t n = 0;
+  while (ss__ring_reserve(&r, 200) != NULL && n < r.cap) {
+    n++;
+  }
+  ck_assert_uint_ge(n * (200 + 8), r.cap - r.cap / 4 - 2 * 208);
+}
+END_TEST
+
 /* ---- many producers, one consumer ---- */
 #define NPROD 8
 #define PER_PROD 200000
@@ -467,6 +504,7 @@ static Suite *ring_suite(void) {
   tcase_add_test(tc, test_oversize_record_is_rejected_and_counted);
   tcase_add_test(tc, test_full_ring_drops_and_counts_without_corruption);
   tcase_add_test(tc, test_wraparound_with_variable_sizes_many_laps);
+  tcase_add_test(tc, test_small_backlog_stays_in_the_first_part_of_the_buffer);
   tcase_set_timeout(tc, 60);
   suite_add_tcase(s, tc);
   tc = tcase_create("concurrent");
