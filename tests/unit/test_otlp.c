@@ -27,6 +27,16 @@ static Req *roundtrip(const ss__resource *r, const ss__scope *sc, const ss__span
   return q;
 }
 
+/* Finishes rq (its bytes in *body, *len) and decodes them with protobuf-c. */
+static Req *finish_decoded(ss__otlp_req *rq, const ss__otlp_head *h, const uint8_t **body,
+                           size_t *len) {
+  ck_assert_int_eq(ss__otlp_finish(rq, h, body, len), 0);
+  Req *q = opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(
+      NULL, *len, *body);
+  ck_assert_ptr_nonnull(q);
+  return q;
+}
+
 static void req_free(Req *q) {
   opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(q, NULL);
 }
@@ -336,10 +346,7 @@ START_TEST(test_reused_buffers_and_schema_url) {
     }
     const uint8_t *body;
     size_t len;
-    ck_assert_int_eq(ss__otlp_finish(&rq, &h, &body, &len), 0);
-    Req *q = opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(
-        NULL, len, body);
-    ck_assert_ptr_nonnull(q);
+    Req *q = finish_decoded(&rq, &h, &body, &len);
     ck_assert_str_eq(q->resource_spans[0]->schema_url, "https://opentelemetry.io/schemas/1.37.0");
     ck_assert_str_eq(q->resource_spans[0]->scope_spans[0]->schema_url,
                      "https://opentelemetry.io/schemas/1.37.0");
@@ -376,10 +383,7 @@ START_TEST(test_fixed_buffer_leaves_out_what_does_not_fit) {
   ck_assert_ptr_eq(rq.pb.p, req_mem);
   const uint8_t *body;
   size_t len;
-  ck_assert_int_eq(ss__otlp_finish(&rq, &h, &body, &len), 0);
-  Req *q = opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(
-      NULL, len, body);
-  ck_assert_ptr_nonnull(q);
+  Req *q = finish_decoded(&rq, &h, &body, &len);
   ck_assert_uint_eq(q->resource_spans[0]->scope_spans[0]->n_spans, (size_t)n);
   req_free(q);
   ss__span many[64];
