@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import harness
@@ -397,6 +398,30 @@ def test_run_curl_refused_connect_is_an_error_row(ctx):
     check(p.returncode == 7, "curl should fail to connect", p)
     err = p.stderr.decode()
     check("ECONNREFUSED" in err and "✗" in err, "refused connect not marked", p)
+
+
+def test_run_summary_does_not_count_drop_reports_as_log_records(ctx):
+    # A process dying of SIGSEGV before its first span: its exception record is counted
+    # dropped (nothing is symbolized in a signal handler) and the shim's drop report is
+    # a log record of its own; the summary says what was dropped and counts as "not
+    # shown" only the app's records (it said "1 log record not shown" for the report).
+    p = run(ctx, [sys.executable, "-c", "import ctypes; ctypes.string_at(0)"])
+    check(p.returncode == 128 + signal.SIGSEGV, "SIGSEGV death", p)
+    exc = harness.exception_records(out_path(ctx))
+    dropped = sum(n for _, n, _ in harness.drop_reports(out_path(ctx),
+                                                        event=harness.LOGS_DROP_EVENT))
+    check(len(exc) + dropped == 1, "exception records %d + dropped %d != 1" % (len(exc), dropped), p)
+    err = p.stderr.decode()
+    last = [ln for ln in err.splitlines() if " in 1 trace" in ln]
+    check(len(last) == 1, "no summary line", p)
+    if dropped:
+        check("the shim dropped 1 exception log record" in last[0], "drop not said", p)
+        check("not shown" not in last[0], "the drop report counted as a log record", p)
+    else:
+        check("1 log record not shown" in last[0] and "dropped" not in last[0], "summary", p)
+    # view of the same files says the same.
+    v = spanshim(ctx, ["view", "--no-color", out_path(ctx)])
+    check(last[0].strip() in v.stdout.decode(), "view's summary differs", v)
 
 
 def test_run_ctrl_c_at_terminal_stops_command_but_keeps_spans(ctx):

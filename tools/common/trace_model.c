@@ -514,12 +514,41 @@ static int add_log_record(ss__tm *m, const ss__json *lr) {
   return rc;
 }
 
+/* The count a shim drop report carries (its attribute named like its event), or 0. */
+static size_t drop_report_count(const ss__json *lr, const char *event) {
+  const ss__json *as = get(lr, "attributes");
+  for (size_t i = 0; i < ss__json_count(as); i++) {
+    const ss__json *a = ss__json_at(as, i);
+    const char *key = ss__json_str(get(a, "key"), NULL);
+    const ss__json *x = get(get(a, "value"), "intValue");
+    int64_t v;
+    if (key && strcmp(key, event) == 0 && x && ss__json_int64(x, &v) == 0 && v > 0)
+      return (size_t)v;
+  }
+  return 0;
+}
+
+/* A shim drop report (spanshim.spans.dropped / spanshim.logs.dropped) is not a log
+ * record of the app's: its count goes to n_shim_*_dropped. 1 if lr is one. */
+static int add_drop_report(ss__tm *m, const ss__json *lr) {
+  const char *name = ss__json_str(get(lr, "eventName"), NULL);
+  if (!name) return 0;
+  if (strcmp(name, "spanshim.spans.dropped") == 0)
+    m->n_shim_spans_dropped += drop_report_count(lr, name);
+  else if (strcmp(name, "spanshim.logs.dropped") == 0)
+    m->n_shim_logs_dropped += drop_report_count(lr, name);
+  else
+    return 0;
+  return 1;
+}
+
 static int add_logs(ss__tm *m, const ss__json *rls) {
   for (size_t i = 0; i < ss__json_count(rls); i++) {
     const ss__json *sls = get(ss__json_at(rls, i), "scopeLogs");
     for (size_t k = 0; k < ss__json_count(sls); k++) {
       const ss__json *lrs = get(ss__json_at(sls, k), "logRecords");
       for (size_t j = 0; j < ss__json_count(lrs); j++) {
+        if (add_drop_report(m, ss__json_at(lrs, j))) continue;
         m->n_log_records++;
         int rc = add_log_record(m, ss__json_at(lrs, j));
         if (rc < 0) return rc;
@@ -589,6 +618,7 @@ int ss__tm_add_line(ss__tm *m, const char *line, size_t len, size_t lineno, char
   const ss__json *rls = get(doc, "resourceLogs");
   const ss__json *rms = get(doc, "resourceMetrics");
   size_t n_spans = m->n_spans, n_res = m->n_res, n_exc = m->n_exc, n_logs = m->n_log_records;
+  size_t n_sd = m->n_shim_spans_dropped, n_ld = m->n_shim_logs_dropped;
   int rc = 0;
   if (ss__json_is(rms, SS_JSON_ARRAY) && !rss && !rls) {
     m->n_metrics_lines++;
@@ -611,6 +641,8 @@ int ss__tm_add_line(ss__tm *m, const char *line, size_t len, size_t lineno, char
   if (rc < 0) {
     rollback(m, n_spans, n_res, n_exc);
     m->n_log_records = n_logs;
+    m->n_shim_spans_dropped = n_sd;
+    m->n_shim_logs_dropped = n_ld;
     if (errn) snprintf(err, errn, "out of memory");
   }
 out:

@@ -78,7 +78,10 @@ typedef struct ss__tm {
   size_t max_spans;      /* 0: no cap; spans beyond it are counted in n_dropped */
   size_t n_dropped;      /* spans not kept because of max_spans */
   size_t n_invalid;      /* spans without usable ids, skipped */
-  size_t n_log_records;  /* log records seen in resourceLogs lines */
+  size_t n_log_records;  /* log records seen in resourceLogs lines, the shim's drop
+                          * reports (spanshim.*.dropped events) not included */
+  size_t n_shim_spans_dropped; /* spans the shim's drop reports say it dropped */
+  size_t n_shim_logs_dropped;  /* exception log records they say it dropped */
   ss__tm_exception *exc; /* exception log records with a span id, in input order */
   size_t n_exc, cap_exc;
   size_t n_metrics_lines;/* resourceMetrics documents skipped */

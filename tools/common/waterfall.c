@@ -697,8 +697,14 @@ static void footer(render *r, const ss__tm *m, size_t n_traces) {
     k += snprintf(buf + k, sizeof(buf) - (size_t)k, "; %zu without valid ids skipped",
                   m->n_invalid);
   if (m->n_log_records)
-    snprintf(buf + k, sizeof(buf) - (size_t)k, "; %zu log record%s not shown",
-             m->n_log_records, m->n_log_records == 1 ? "" : "s");
+    k += snprintf(buf + k, sizeof(buf) - (size_t)k, "; %zu log record%s not shown",
+                  m->n_log_records, m->n_log_records == 1 ? "" : "s");
+  if (m->n_shim_spans_dropped)
+    k += snprintf(buf + k, sizeof(buf) - (size_t)k, "; the shim dropped %zu span%s",
+                  m->n_shim_spans_dropped, m->n_shim_spans_dropped == 1 ? "" : "s");
+  if (m->n_shim_logs_dropped)
+    snprintf(buf + k, sizeof(buf) - (size_t)k, "; the shim dropped %zu exception log record%s",
+             m->n_shim_logs_dropped, m->n_shim_logs_dropped == 1 ? "" : "s");
   puts_c(r, C_DIM, buf);
   fputc('\n', r->out);
 }
