@@ -371,17 +371,21 @@ static int post(encoder *e, const char *path, const uint8_t *body, size_t len,
   return ss__transport_post_gated(e->t, path, body, len, deadline_ms, &g);
 }
 
-/* A request the collector answered with a refusal: what it handed over is ours again,
- * spans dropped. 0, or -1 when an exit has claimed the accounting. */
+/* A request the collector answered with a refusal (status: its HTTP status), or did not
+ * serve (status 0: it closed the connection after answering an earlier pipelined request
+ * with Connection: close, before reading this one): what it handed over is ours again,
+ * dropped. 0, or -1 when an exit has claimed the accounting. */
 static int refused(gate_arg *g, int status) {
   if (g->written && count_back(g) != 0) return -1;
   atomic_fetch_add(&undelivered, g->spans);
   atomic_fetch_add(&lundelivered, g->logs);
-  if (g->logs)
-    SS_LOG(SS_LOG_WARN, "collector answered HTTP %d; %" PRIu64 " exception log records dropped",
-           status, g->logs);
+  const char *what = g->logs ? "exception log records" : "spans";
+  uint64_t n = g->logs ? g->logs : g->spans;
+  if (status)
+    SS_LOG(SS_LOG_WARN, "collector answered HTTP %d; %" PRIu64 " %s dropped", status, n, what);
   else
-    SS_LOG(SS_LOG_WARN, "collector answered HTTP %d; %" PRIu64 " spans dropped", status, g->spans);
+    SS_LOG(SS_LOG_WARN, "collector closed the connection after refusing an earlier request, "
+           "before serving this one; %" PRIu64 " %s dropped", n, what);
   return 0;
 }
 
@@ -408,7 +412,7 @@ static int collect_answers(encoder *e, uint64_t deadline_ms, int keep) {
     if (bad) return -ECANCELED;
     if (rest_refused) { /* the collector closes: the requests after this one are not served */
       for (int i = 0; i < e->n_inflight; i++)
-        if (refused(&e->inflight[i], 503) != 0) bad = 1;
+        if (refused(&e->inflight[i], 0) != 0) bad = 1;
       e->n_inflight = 0;
       if (bad) return -ECANCELED;
     }

@@ -4,6 +4,7 @@ received by the collector or counted as dropped where a user can read it -- span
 own diagnostics when no collector can be told. Short processes, exec chains and fork
 children, also while two busy loops keep both cores loaded; no assertion depends on the
 machine being quick."""
+import collections
 import http.server
 import re
 import socket
@@ -213,6 +214,7 @@ def test_an_exit_with_every_fd_taken_delivers_or_counts_every_span(ctx):
 
 
 FILL_FDS = r"""
+import collections
 import os, resource, sys, threading, time
 if sys.argv[1:] == ["thread"]:  # another thread alive at exit
     threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
@@ -349,3 +351,35 @@ def test_a_collector_refusing_exception_records_gets_them_counted(ctx):
             r"collector answered HTTP 503 to a logs request; (\d+) exception log records dropped",
             f.read())]
     assert sum(said) == 100, said
+
+
+FAILING_THEN_EXIT = FAILING_THEN_WAIT.replace("sys.stdin.read()\n", "")
+
+
+def test_a_request_not_served_after_a_refusal_is_not_called_a_503(ctx):
+    """spanshimd --max-body 3000 refuses the exit's traces request (413) and closes the
+    connection; a request pipelined behind it is never read. Every span and exception
+    record is received or counted, and every refusal the shim names ("collector answered
+    HTTP N") is one spanshimd counts in its /stats under that name: the unserved request
+    is said as such (the shim called it "HTTP 503" while spanshimd had answered no 503)."""
+    script = ctx.tmp + "/fail_exit.py"
+    with open(script, "w") as f:
+        f.write(FAILING_THEN_EXIT)
+    c = ctx.collector(args=["--max-body", "3000"])
+    log = ctx.tmp + "/shim.log"
+    env = ctx.env(c, {"SPANSHIM_LOG_LEVEL": "warn", "SPANSHIM_LOG_FILE": log})
+    r = subprocess.run([sys.executable, script, str(ctx.closed_port()), "20"], env=env,
+                       cwd=ctx.tmp, stdout=subprocess.PIPE, timeout=120)
+    assert r.returncode == 0
+    st = harness.settled_stats(c, 20, logs_produced=20)
+    assert st["spans_received"] + st["shim_spans_dropped"] == 20, st
+    assert st["logs_received"] + st["shim_logs_dropped"] == 20, st
+    rej = st["rejected"]
+    assert rej["too_large"] >= 1, st
+    with open(log) as f:
+        text = f.read()
+    said = collections.Counter(int(m) for m in re.findall(r"collector answered HTTP (\d+)", text))
+    name = {413: "too_large", 503: "unavailable"}
+    for status, n in said.items():
+        assert status in name and rej[name[status]] >= n, (status, n, st, text)
+
