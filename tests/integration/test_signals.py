@@ -312,6 +312,45 @@ def test_pool_workers_killed_by_sigterm_deliver_or_count_spans_and_exception_rec
         harness.check_exact(c, calls, 480, pids_logs=calls)
 
 
+FAILING_THEN_SIGTERM = r"""
+import os, signal, socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+for _ in range(n):
+    s = socket.socket()
+    try:
+        s.connect(("127.0.0.1", port))
+    except ConnectionRefusedError:
+        pass
+    s.close()
+print("pid=%d" % os.getpid(), flush=True)
+os.kill(os.getpid(), signal.SIGTERM)
+"""
+
+
+def test_sigterm_with_a_stopped_collector_delivers_or_counts_spans_and_records(ctx):
+    """The fresh-eyes tester's slow collector: spanshimd is stopped (SIGSTOP) while 20
+    processes make 10 failing calls each (a span and an exception record per call) and
+    die of SIGTERM; then it goes on. Spans and records received + counted dropped = 200
+    each, per process, under two busy loops (records were lost uncounted: 200 spans, 0
+    records, 0 counted, 3 of 3 runs)."""
+    script = os.path.join(ctx.tmp, "fail_term.py")
+    with open(script, "w") as f:
+        f.write(FAILING_THEN_SIGTERM)
+    port = ctx.closed_port()
+    c = ctx.collector()
+    calls = {}
+    with harness.busy_cores():
+        os.kill(c.proc.pid, signal.SIGSTOP)
+        try:
+            for _ in range(20):
+                r = ctx.run([sys.executable, script, str(port), "10"], collector=c)
+                assert r.returncode == -signal.SIGTERM, r
+                calls[int(parse_kv(r.stdout)["pid"])] = 10
+        finally:
+            os.kill(c.proc.pid, signal.SIGCONT)
+    harness.check_exact(c, calls, 200, pids_logs=calls)
+
+
 # --- Faults the app handles or ignores (issue 13, item 2) ----------------------------------
 
 def _faults(ctx, mode, traced, collector=None, preexec=None, extra=None):
