@@ -161,34 +161,46 @@ def read_jsonl(path, skip_pid=None):
     return spans, scopes
 
 
-def drop_reports(path, skip_pid=None, event=DROP_EVENT):
-    """The shim's drop reports beside an OTLP JSON lines traces file: a list of
-    (resource_attrs, items this report counts, the process's total so far); event
-    DROP_EVENT for spans, LOGS_DROP_EVENT for exception log records."""
-    out = []
+def _log_records(path, skip_pid=None):
+    """Every log record beside a traces file, as (resource_attrs, record, record_attrs)."""
     for doc in _docs(path, skip_pid):
         for rl in doc.get("resourceLogs", []):
             res = attrs_dict(rl.get("resource", {}).get("attributes"))
             for sl in rl.get("scopeLogs", []):
                 for lr in sl.get("logRecords", []):
-                    if lr.get("eventName") == event:
-                        la = attrs_dict(lr.get("attributes"))
-                        out.append((res, la.get(event, 0), la.get(event + ".total", 0)))
-    return out
+                    yield res, lr, attrs_dict(lr.get("attributes"))
+
+
+def drop_reports(path, skip_pid=None, event=DROP_EVENT):
+    """The shim's drop reports beside an OTLP JSON lines traces file: a list of
+    (resource_attrs, items this report counts, the process's total so far); event
+    DROP_EVENT for spans, LOGS_DROP_EVENT for exception log records."""
+    return [(res, la.get(event, 0), la.get(event + ".total", 0))
+            for res, lr, la in _log_records(path, skip_pid) if lr.get("eventName") == event]
 
 
 def exception_records(path, skip_pid=None):
     """The exception log records beside a traces file (event names per semconv:
     `exception`, `db.client.operation.exception`...), as (resource_attrs, record, attrs)."""
-    out = []
-    for doc in _docs(path, skip_pid):
-        for rl in doc.get("resourceLogs", []):
-            res = attrs_dict(rl.get("resource", {}).get("attributes"))
-            for sl in rl.get("scopeLogs", []):
-                for lr in sl.get("logRecords", []):
-                    if (lr.get("eventName") or "").endswith("exception"):
-                        out.append((res, lr, attrs_dict(lr.get("attributes"))))
-    return out
+    return [(res, lr, la) for res, lr, la in _log_records(path, skip_pid)
+            if (lr.get("eventName") or "").endswith("exception")]
+
+
+def unix_http(sock_path, request, timeout=30):
+    """Sends one HTTP/1.1 request (bytes, `Connection: close`) on a Unix socket and reads
+    the answer to its end: (status, body)."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(timeout)
+        s.connect(sock_path)
+        s.sendall(request)
+        buf = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            buf += d
+    head, _, body = buf.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
 
 
 def free_port():
@@ -254,17 +266,8 @@ class Collector:
 
     def stats(self):
         """spanshimd's /stats (the collector must be running), as a dict."""
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(30)
-            s.connect(self.socket)
-            s.sendall(b"GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            buf = b""
-            while True:
-                d = s.recv(65536)
-                if not d:
-                    break
-                buf += d
-        return json.loads(buf.partition(b"\r\n\r\n")[2])
+        return json.loads(unix_http(
+            self.socket, b"GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[1])
 
     def scopes(self, stop=True):
         if stop:

@@ -1,13 +1,13 @@
-"""Exact accounting (issue 12 items 4, 5, 9b, 9c): every span a traced process produces is
-received by the collector or counted as dropped where a user can read it -- spanshimd's
-/stats (`shim_spans_dropped`), the shim's drop records in the JSON lines, and the shim's
-own diagnostics when no collector can be told. Short processes, exec chains and fork
+"""Exact accounting (issue 12 items 4, 5, 9b, 9c): every span and every exception log record
+a traced process produces is received by the collector or counted as dropped where a user
+can read it -- spanshimd's /stats (`shim_spans_dropped`, `shim_logs_dropped`), the shim's
+drop records in the JSON lines, and the shim's own diagnostics when no collector can be
+told. Short processes, exec chains and fork
 children, also while two busy loops keep both cores loaded; no assertion depends on the
 machine being quick."""
 import collections
 import http.server
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -140,16 +140,8 @@ def test_exit_budget_cut_counts_the_spans_and_records_it_leaves(ctx):
 
 
 def exception_records(path):
-    """Span ids of the exception log records beside a traces file (event names per semconv:
-    `exception`, `db.client.operation.exception`, `http.client.request.exception`...)."""
-    ids = set()
-    for doc in harness._docs(path):
-        for rl in doc.get("resourceLogs", []):
-            for sl in rl.get("scopeLogs", []):
-                for lr in sl.get("logRecords", []):
-                    if lr.get("eventName", "").endswith("exception"):
-                        ids.add(lr.get("spanId", ""))
-    return ids
+    """Span ids of the exception log records beside a traces file."""
+    return {lr.get("spanId", "") for _, lr, _ in harness.exception_records(path)}
 
 
 def test_spanshim_run_with_five_failing_commands_accounts_and_delivers_records(ctx):
@@ -286,20 +278,10 @@ class RefusingLogsCollector:
 
     @staticmethod
     def _forward(path_sock, path, body):
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(60)
-            s.connect(path_sock)
-            s.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
-                      b"Content-Length: %d\r\nConnection: close\r\n\r\n" % (path.encode(), len(body))
-                      + body)
-            buf = b""
-            while True:
-                d = s.recv(65536)
-                if not d:
-                    break
-                buf += d
-        head, _, answer = buf.partition(b"\r\n\r\n")
-        return int(head.split()[1]), answer
+        return harness.unix_http(
+            path_sock, b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % (path.encode(), len(body)) + body,
+            timeout=60)
 
     def stop(self):
         self.httpd.shutdown()
