@@ -209,6 +209,21 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_port(port, proc, what, timeout=20):
+    """Until 127.0.0.1:port accepts a connection (one probe is made and closed); raises
+    when proc (a Popen with stderr piped) ends first or after timeout seconds (a bound,
+    not a speed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("%s did not start: %r" % (what, proc.stderr.read()))
+            time.sleep(0.05)
+
+
 class Collector:
     """A real build/spanshimd on a private Unix socket writing OTLP JSON lines."""
 

@@ -403,15 +403,7 @@ def _nginx(ctx, collector, upstream_port):
                 p.wait()
         return p.returncode
     ctx._cleanup.append(stop)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if p.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("nginx did not start: %s" % p.stderr.read())
-            time.sleep(0.05)
+    harness.wait_port(port, p, "nginx", timeout=10)
     return port, p, stop
 
 

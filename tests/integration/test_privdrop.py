@@ -7,7 +7,6 @@ span counts and the program's unchanged output and status. Root-only: skipped ot
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -69,18 +68,6 @@ def _nginx_as_nobody(ctx, workers=4):
     return [nginx, "-c", conf, "-e", os.path.join(d, "error.log")], port
 
 
-def _wait_port(port, proc):
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("nginx did not start: %r" % (proc.stderr.read(),))
-            time.sleep(0.05)
-
-
 def _curl_ok(port, n):
     for _ in range(n):
         r = subprocess.run(["curl", "-s", "http://127.0.0.1:%d/ok" % port], capture_output=True,
@@ -132,7 +119,7 @@ def _worker_procs(spans, pids):
 
 
 def _all_counted(spans):
-    """Exactly: the 8 GETs, the accept of _wait_port's probe, 4 workers and the master."""
+    """Exactly: the 8 GETs, the accept of wait_port's probe, 4 workers and the master."""
     names = sorted(s.name for s in spans)
     assert names == ["GET"] * 8 + ["accept"] + ["nginx"] * 5, names
 
@@ -148,7 +135,7 @@ def test_four_nginx_workers_that_drop_to_nobody_deliver_every_span_under_spanshi
     p = subprocess.Popen([ctx.spanshim, "run", "--quiet", "--out", out, "--"] + argv, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ctx.tmp)
     try:
-        _wait_port(port, p)
+        harness.wait_port(port, p, "nginx")
         with open("/proc/%d/task/%d/children" % (p.pid, p.pid)) as f:
             master = [int(k) for k in f.read().split()]
         workers = _workers(next(m for m in master if _uid_of(m) == 0 and
@@ -180,7 +167,7 @@ def _nginx_to_collector(ctx, nofile):
     p = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          preexec_fn=limit)
     try:
-        _wait_port(port, p)
+        harness.wait_port(port, p, "nginx")
         workers = _workers(p.pid, 4)
         _curl_ok(port, 4)
         time.sleep(0.5)  # the first batches are out; the next ones go on as nobody
@@ -217,12 +204,17 @@ def test_four_nginx_workers_that_drop_deliver_under_a_low_fd_limit(ctx):
 
 # ---- forks, execs and reconnects after a drop ----
 
-DROP_THEN_FORK = textwrap.dedent("""
-    import os, socket, sys
-    port, kids = int(sys.argv[1]), int(sys.argv[2])
+# Each script: connect() makes a traced connect to argv[1]'s port; it has dropped to nobody.
+DROPPED = textwrap.dedent("""
+    import os, socket, sys, time
+    port = int(sys.argv[1])
     def conn():
         s = socket.socket(); s.connect(("127.0.0.1", port)); s.close()
     os.setgroups([]); os.setgid(65534); os.setuid(65534)
+""")
+
+DROP_THEN_FORK = DROPPED + textwrap.dedent("""
+    kids = int(sys.argv[2])
     for i in range(kids):
         pid = os.fork()
         if pid == 0:
@@ -324,12 +316,7 @@ def test_a_program_execd_by_runuser_after_its_drop_delivers(ctx):
     _exec_after_drop(ctx, [_tool("runuser"), "-u", "nobody", "--"])
 
 
-RECONNECT = textwrap.dedent("""
-    import os, socket, sys, time
-    port = int(sys.argv[1])
-    def conn():
-        s = socket.socket(); s.connect(("127.0.0.1", port)); s.close()
-    os.setgroups([]); os.setgid(65534); os.setuid(65534)
+RECONNECT = DROPPED + textwrap.dedent("""
     conn()
     time.sleep(1.5)  # the batch goes out (50 ms), then the collector closes the connection
     conn()
@@ -354,12 +341,7 @@ def test_a_dropped_process_reconnects_after_the_collector_closed_its_connection(
     assert st["spans_received"] == 3 and st["shim_spans_dropped"] == 0, st
 
 
-RESTART = textwrap.dedent("""
-    import os, socket, sys
-    port = int(sys.argv[1])
-    def conn():
-        s = socket.socket(); s.connect(("127.0.0.1", port)); s.close()
-    os.setgroups([]); os.setgid(65534); os.setuid(65534)
+RESTART = DROPPED + textwrap.dedent("""
     conn()
     print("first", flush=True)
     sys.stdin.readline()  # the collector is restarted meanwhile

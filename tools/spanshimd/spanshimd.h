@@ -187,9 +187,10 @@ int ss__upstream_enabled(void);
 /* Prepares the socket's directory (creating it 0700, or refusing one that is not ours or
  * is group/other-writable), removes a stale socket (refusing if a live daemon answers)
  * and listens with mode 0600 (shared: 0666 in a 0711 directory, for --allow-uid/group
- * and for a root collector's traced tree, SO_PEERCRED and tree.c then choosing the
- * peers). A socket passed by `spanshim run` (LISTEN_FDS) is taken as it is (shared: made
- * 0666 in a 0711 directory). Returns the fd, or -1 after printing why. */
+ * and for the traced tree, SO_PEERCRED and tree.c then choosing the peers). A socket
+ * passed by `spanshim run` (LISTEN_FDS) is taken as it is (shared: made 0666 in a 0711
+ * directory when we may; a note on stderr otherwise). Returns the fd, or -1 after
+ * printing why. */
 int ss__listen_unix(const char *path, int shared);
 /* Listens on a loopback "HOST:PORT" (127.0.0.1, ::1 or localhost); the bound address is
  * written to `bound` for the startup line. Returns the fd, or -1 after printing why. */
