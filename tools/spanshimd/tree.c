@@ -14,7 +14,7 @@
  * than its child (else the parent died and its pid went to a newer process), at most
  * SS_TREE_DEPTH steps up.
  *
- * Memory: a table of SS_TREE_MAX processes (128 KiB, static). When it is full, the
+ * Memory: a table of SS_TREE_MAX processes (128 KiB, and 64 KiB to sweep it; static). When it is full, the
  * processes that are gone are forgotten (a sweep of /proc, at most once a second); when
  * they are all alive, a new one is not remembered (counted in /stats as tree_full): its
  * connection is served, but once it has changed user, a new connection of its own is
