@@ -132,6 +132,22 @@ def _docs(path, skip_pid=None):
 DROP_EVENT = "spanshim.spans.dropped"
 LOGS_DROP_EVENT = "spanshim.logs.dropped"
 
+# A Python program making argv[2] failing calls (a refused connect to 127.0.0.1:argv[1]:
+# a span and an exception log record each), then printing pid=P; tests append what it
+# does next (wait for stdin, exit, die of a signal).
+FAILING_CALLS = r"""
+import os, socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+for _ in range(n):
+    s = socket.socket()
+    try:
+        s.connect(("127.0.0.1", port))
+    except ConnectionRefusedError:
+        pass
+    s.close()
+print("pid=%d" % os.getpid(), flush=True)
+"""
+
 
 def read_jsonl(path, skip_pid=None):
     """Returns (spans, scopes) from an OTLP JSON lines file; scopes lists

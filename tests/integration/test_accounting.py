@@ -288,19 +288,7 @@ class RefusingLogsCollector:
         self.httpd.server_close()
 
 
-FAILING_THEN_WAIT = r"""
-import os, socket, sys
-port, n = int(sys.argv[1]), int(sys.argv[2])
-for _ in range(n):
-    s = socket.socket()
-    try:
-        s.connect(("127.0.0.1", port))
-    except ConnectionRefusedError:
-        pass
-    s.close()
-print("pid=%d" % os.getpid(), flush=True)
-sys.stdin.read()
-"""
+FAILING_THEN_WAIT = harness.FAILING_CALLS + "sys.stdin.read()\n"
 
 
 def test_a_collector_refusing_exception_records_gets_them_counted(ctx):
@@ -335,7 +323,7 @@ def test_a_collector_refusing_exception_records_gets_them_counted(ctx):
     assert sum(said) == 100, said
 
 
-FAILING_THEN_EXIT = FAILING_THEN_WAIT.replace("sys.stdin.read()\n", "")
+FAILING_THEN_EXIT = harness.FAILING_CALLS
 
 
 def test_a_request_not_served_after_a_refusal_is_not_called_a_503(ctx):

@@ -312,19 +312,8 @@ def test_pool_workers_killed_by_sigterm_deliver_or_count_spans_and_exception_rec
         harness.check_exact(c, calls, 480, pids_logs=calls)
 
 
-FAILING_THEN_SIGTERM = r"""
-import os, signal, socket, sys
-port, n = int(sys.argv[1]), int(sys.argv[2])
-for _ in range(n):
-    s = socket.socket()
-    try:
-        s.connect(("127.0.0.1", port))
-    except ConnectionRefusedError:
-        pass
-    s.close()
-print("pid=%d" % os.getpid(), flush=True)
-os.kill(os.getpid(), signal.SIGTERM)
-"""
+FAILING_THEN_SIGTERM = (harness.FAILING_CALLS +
+                        "import signal\nos.kill(os.getpid(), signal.SIGTERM)\n")
 
 
 def test_sigterm_with_a_stopped_collector_delivers_or_counts_spans_and_records(ctx):
