@@ -23,10 +23,11 @@ PYTHON ?= python3
 
 WARN := -Wall -Wextra -Werror
 CPPFLAGS += -D_GNU_SOURCE -I. -I$(GEN)
+# -fdata-sections: each variable in a section of its own, so that the shim's link can lay
+# out its data by size (below).
 ALL_CFLAGS = $(OPT) $(WARN) -std=gnu11 -fPIC -pthread -fno-strict-aliasing \
-             -fvisibility=hidden $(SAN) $(CFLAGS)
+             -fvisibility=hidden -fdata-sections $(SAN) $(CFLAGS)
 DEPFLAGS = -MMD -MP
-PROTOBUF_C_A := $(shell pkg-config --variable=libdir libprotobuf-c 2>/dev/null)/libprotobuf-c.a
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 
 PROTOS := $(shell find tools/proto -name '*.proto' | sort)
@@ -60,8 +61,6 @@ $(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: tools/proto/%.proto
 # Every object may include generated headers (generated code included: one .proto's
 # header includes those of the files it imports).
 $(RUNTIME_O) $(SHIM_O) $(TOOLCOMMON_O) $(SPANSHIMD_O) $(SPANSHIM_O) $(PB_O): | $(PB_C)
-# The shim never speaks metrics: their generated code stays out of it.
-SHIM_PB_O := $(filter-out %metrics.pb-c.o %metrics_service.pb-c.o,$(PB_O))
 
 # The CURLcode names for error.type, from the curl.h this build compiles against.
 $(GEN)/libcurl_codes.h: tools/gen-curl-codes.sh
@@ -79,12 +78,24 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(DEPFLAGS) -c $< -o $@
 
-# protobuf-c is linked in statically with its symbols hidden, so it can never interpose
-# on (or be interposed by) an app's own copy; only the hooks are exported.
-$(LIB): $(SHIM_O) $(RUNTIME_O) $(SHIM_PB_O) shim/libspanshim.map
-	$(CC) -shared $(SAN) -pthread $(LDFLAGS) -o $@ $(SHIM_O) $(RUNTIME_O) $(SHIM_PB_O) \
+# Only the hooks are exported. The shim encodes OTLP itself (runtime/otlp.c): no
+# protobuf-c, whose descriptors were 11 KiB of pointers for the loader to relocate in
+# every process. Every page the shim touches costs a start-up page fault (18 us on the
+# 2-core VM): --sort-section=alignment puts the arrays (aligned 32) before the small
+# variables (aligned 8 or less), so the few dozen the constructor and exit paths write
+# share one or two pages instead of one page each among the big tables.
+# The objects whose code every process runs (constructor, exit, a process span) come
+# first, so that code shares as few 64 KiB fault-around windows as it can.
+LIB_FIRST := $(addprefix $(BUILD)/obj/,shim/shim.o runtime/config.o runtime/log.o \
+  runtime/url.o runtime/sanitize.o runtime/kv.o runtime/hostport.o runtime/sys.o \
+  runtime/ownfd.o runtime/ids.o runtime/ring.o runtime/span.o hooks/signals.o \
+  hooks/process.o runtime/transport.o runtime/exporter.o runtime/stack.o runtime/deadline.o \
+  runtime/otlp.o runtime/resource.o runtime/args.o runtime/exceptions.o)
+LIB_O := $(LIB_FIRST) $(filter-out $(LIB_FIRST),$(SHIM_O) $(RUNTIME_O))
+$(LIB): $(LIB_O) shim/libspanshim.map
+	$(CC) -shared $(SAN) -pthread $(LDFLAGS) -o $@ $(LIB_O) \
 	  -Wl,--version-script=shim/libspanshim.map -Wl,-z,now -Wl,-z,nodelete -Wl,--no-undefined \
-	  -Wl,--exclude-libs,ALL $(PROTOBUF_C_A) -ldl
+	  -Wl,--sort-section=alignment -ldl
 
 $(RTLIB): $(RUNTIME_O) $(PB_O)
 	@rm -f $@
@@ -94,10 +105,14 @@ $(TOOLLIB): $(TOOLCOMMON_O)
 	ar rcs $@ $^ $(if $(TOOLCOMMON_O),,/dev/null)
 
 TOOL_LIBS = $(TOOLLIB) $(RTLIB) -lprotobuf-c -lpthread -lm -ldl
-# spanshimd alone links libcurl and zlib (upstream), libpg_query (SQL summaries),
-# libnghttp2 (OTLP/gRPC).
-# libcurl and libdw are opened with dlopen when first needed (tools/spanshimd/lazy.h).
-SPANSHIMD_LIBS = -lz -lpg_query -lnghttp2
+# spanshimd alone links zlib (upstream). libcurl (upstream), libdw (file:line),
+# libpg_query (SQL summaries) and libnghttp2 (OTLP/gRPC) are opened with dlopen when first
+# needed (tools/spanshimd/lazy.h); libpg_query by the soname this build would link.
+SPANSHIMD_LIBS = -lz
+PG_QUERY_SONAME := $(shell objdump -p "$$($(CC) -print-file-name=libpg_query.so)" 2>/dev/null | \
+                     awk '/SONAME/ {print $$2}')
+$(BUILD)/obj/tools/spanshimd/sqlsum.o: CPPFLAGS += \
+  $(if $(PG_QUERY_SONAME),-DSS_PG_QUERY_SONAME='"$(PG_QUERY_SONAME)"')
 # Everything of spanshimd but main.c, for spanshimd itself and its unit suites.
 $(SDLIB): $(filter-out %/main.o,$(SPANSHIMD_O))
 	@rm -f $@

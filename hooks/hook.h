@@ -114,8 +114,10 @@ long ss__missing_errno(void);
  * after the first call from that object, whose resolution takes the loader lock (not
  * async-signal-safe). */
 #define SS_LIBFN_CALLERS 8
+/* No name inside (it is passed with each call): a table of these is all zero, in .bss,
+ * so the loader relocates nothing in it and a process that never calls the library never
+ * touches its pages. */
 typedef struct ss__libfn {
-  const char *sym;
   void *_Atomic global; /* the global scope's definition, when there is one */
   struct {
     _Atomic uintptr_t lo, hi; /* a caller object's address range (hi == 0: free) */
@@ -129,11 +131,12 @@ extern __thread void *ss__lib_anchor __attribute__((tls_model("initial-exec")));
 /* The shim's own address range, once known (0, 0 before the first slow resolution). */
 extern _Atomic uintptr_t ss__self_lo, ss__self_hi;
 
-/* Slow path of ss__libfn_get: resolves (loader lock) and caches. NULL when the symbol
- * is nowhere: the hook then passes through as for a missing library. */
-void *ss__libfn_resolve(ss__libfn *f, uintptr_t caller);
+/* Slow path of ss__libfn_get: resolves sym (loader lock) and caches it in f. NULL when
+ * the symbol is nowhere: the hook then passes through as for a missing library. */
+void *ss__libfn_resolve(ss__libfn *f, const char *sym, uintptr_t caller);
 
-static inline __attribute__((always_inline)) void *ss__libfn_get(ss__libfn *f, void *ret) {
+static inline __attribute__((always_inline)) void *ss__libfn_get(ss__libfn *f, const char *sym,
+                                                                 void *ret) {
   void *p = atomic_load_explicit(&f->global, memory_order_acquire);
   if (__builtin_expect(p == NULL, 0)) {
     uintptr_t a = (uintptr_t)ret;
@@ -144,7 +147,7 @@ static inline __attribute__((always_inline)) void *ss__libfn_get(ss__libfn *f, v
       if (a >= atomic_load_explicit(&f->by[i].lo, memory_order_acquire) &&
           a < atomic_load_explicit(&f->by[i].hi, memory_order_acquire))
         p = atomic_load_explicit(&f->by[i].fn, memory_order_acquire);
-    if (p == NULL) p = ss__libfn_resolve(f, a);
+    if (p == NULL) p = ss__libfn_resolve(f, sym, a);
   }
   if (p != NULL) ss__lib_anchor = p;
   return p;
@@ -160,10 +163,10 @@ void *ss__dlsym_lib(const char *lib, const char *sym);
  * hook's caller as above; must be called from the exported hook itself (always inlined:
  * __builtin_return_address(0) is then the app's call site). NULL when not found. */
 #define SS_REAL_LIB(lib, name)                                                         \
-  static ss__libfn real_##name##_fn = {.sym = #name};                                  \
+  static ss__libfn real_##name##_fn;                                                   \
   static inline __attribute__((always_inline)) __typeof__(&name) real_##name(void) {   \
     (void)(lib);                                                                       \
-    return (__typeof__(&name))ss__libfn_get(&real_##name##_fn,                         \
+    return (__typeof__(&name))ss__libfn_get(&real_##name##_fn, #name,                  \
                                             __builtin_return_address(0));              \
   }
 

@@ -79,10 +79,19 @@ int ss__http_tls_send(const ss__http_writer *w, const void *buf, size_t n, ssize
 void ss__http_closed(int fd);
 void ss__http_closed_range(unsigned lo, unsigned hi);
 void ss__http_atfork_child(void);
+/* Set once http.c took a connection slot or held an accept span: before that an exit
+ * has nothing of http.c's to settle (and runs none of its code, a page to fault in). */
+extern _Atomic int ss__http_used;
+void ss__http_exiting_slow(void);
 /* The process is exiting: held accept spans are committed and HTTP spans still in
  * flight end now (unset status), so they are delivered with the rest. */
-void ss__http_exiting(void);
-uint64_t ss__http_injections_skipped(void);
+static inline void ss__http_exiting(void) {
+  if (atomic_load(&ss__http_used)) ss__http_exiting_slow();
+}
+uint64_t ss__http_injections_skipped_slow(void);
+static inline uint64_t ss__http_injections_skipped(void) {
+  return atomic_load(&ss__http_used) ? ss__http_injections_skipped_slow() : 0;
+}
 
 /* Formats sa; returns 0, or -1 for families the shim does not trace. */
 int ss__peer_format(const struct sockaddr *sa, socklen_t len, ss__peer *p);

@@ -105,6 +105,10 @@ static _Atomic uint32_t hs_us[FD_MAX]; /* the last TLS handshake's duration on t
 /* Which slots are in use, apart from the slots themselves: finding a free one, exiting and
  * forking touch these 128 bytes, not a page of every slot. */
 static _Atomic uint8_t slot_used[SLOTS];
+/* Set once a slot was ever taken or an accept span held (hooks.h): a process that never
+ * spoke HTTP reads not even slot_used when it exits or forks (a page it never touched
+ * costs a fault to read). */
+_Atomic int ss__http_used;
 static _Atomic uint64_t injections_skipped;
 
 /* The thread's request context: the slot and message whose SERVER span it pushed. */
@@ -149,6 +153,7 @@ int ss__http_hold_accept(int fd, ss__sb *b, uint64_t end_ns) {
       return 0;
     }
     holds[i].end_ns = end_ns;
+    if (!atomic_load_explicit(&ss__http_used, memory_order_relaxed)) atomic_store(&ss__http_used, 1);
     atomic_fetch_add(&holds_n, 1);
     atomic_store_explicit(&holds[i].key, fd + 1, memory_order_release);
     return 1;
@@ -192,6 +197,7 @@ static conn *slot_new(int t, int fd, int server) {
       atomic_store(&c->busy, 0);
       continue;
     }
+    if (!atomic_load_explicit(&ss__http_used, memory_order_relaxed)) atomic_store(&ss__http_used, 1);
     atomic_store(&slot_used[i], 1);
     c->fd = fd;
     c->server = (uint8_t)server;
@@ -800,14 +806,14 @@ void ss__http_closed_range(unsigned lo, unsigned hi) {
       ss__http_closed((int)fd);
 }
 
-void ss__http_exiting(void) {
+void ss__http_exiting_slow(void) {
   /* holds_n first: a process that held nothing reads none of the 64 KiB of holds (a
    * page it never touched costs a fault even to read, in every fork child). */
   for (int i = 0; i < HOLDS && atomic_load(&holds_n) > 0; i++) {
     int key = atomic_load(&holds[i].key);
     if (key > 0) hold_settle(key - 1, 1);
   }
-  for (int i = 0; i < SLOTS; i++) {
+  for (int i = 0; i < SLOTS && atomic_load(&ss__http_used); i++) {
     conn *c = &conns[i];
     int expected = 0;
     if (!atomic_load(&slot_used[i]) || !atomic_compare_exchange_strong(&c->busy, &expected, 1))
@@ -820,7 +826,7 @@ void ss__http_exiting(void) {
 void ss__http_atfork_child(void) {
   /* The parent ends the spans of connections it had; the child forgets them and never
    * traces those fds (their state is the parent's). */
-  for (int i = 0; i < SLOTS; i++) {
+  for (int i = 0; i < SLOTS && atomic_load(&ss__http_used); i++) {
     if (!atomic_load(&slot_used[i])) continue;
     conn *c = &conns[i];
     if (c->fd >= 0) set_role(c->tls, c->fd, R_NOT_HTTP);
@@ -1007,6 +1013,6 @@ int ss__http_tls_send(const ss__http_writer *w, const void *buf, size_t n, ssize
   return send_with_injection(1, w->fd, &v, 1, w, rc);
 }
 
-uint64_t ss__http_injections_skipped(void) {
+uint64_t ss__http_injections_skipped_slow(void) {
   return atomic_load(&injections_skipped);
 }

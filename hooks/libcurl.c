@@ -360,7 +360,7 @@ static void uninject(CURL *h, hslot *s) {
 /* ---- schemes ---- */
 /* The non-HTTP schemes libcurl speaks, their span names and default ports. */
 static const struct {
-  const char *scheme, *name;
+  char scheme[10], name[10]; /* inline, not pointers (see runtime/sqlstate.c's codes) */
   uint16_t port;
 } schemes[] = {
     {"ftp", "FTP", 21},       {"ftps", "FTPS", 990},    {"sftp", "SFTP", 22},
@@ -439,7 +439,7 @@ static const char *method_name(const char *m, size_t n) {
 }
 
 static const char *curle_name(CURLcode rc) {
-  if ((size_t)rc < sizeof curle_names / sizeof curle_names[0] && curle_names[rc])
+  if ((size_t)rc < sizeof curle_names / sizeof curle_names[0] && curle_names[rc][0])
     return curle_names[rc];
   return "_OTHER";
 }

@@ -49,8 +49,42 @@ enum { SS_SIG_NONE = 0, SS_SIG_FATAL = 1, SS_SIG_DEFAULT = 2 };
 static const int fatal[] = {SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL};
 static const int deadly[] = {SIGTERM, SIGINT,    SIGHUP,  SIGQUIT, SIGPIPE, SIGUSR1,
                              SIGUSR2, SIGALRM,   SIGVTALRM, SIGPROF, SIGXCPU, SIGXFSZ};
-static struct sigaction app_act[NSIG]; /* what the app set, while our handler stands in */
-static _Atomic int kind[NSIG];         /* which set sig is in once installed (never reset) */
+/* What the app set, while our handler stands in: app_act[sig] when sig's bit (1 << (sig -
+ * 1)) is in app_kept, else the disposition every signal has after an exec (SIG_DFL, no
+ * flags, empty mask), which is what the constructor almost always finds. Kept
+ * apart, so installing at start writes none of the 10 KiB of app_act (each page the
+ * shim touches costs a process a page fault). */
+static struct sigaction app_act[NSIG];
+static _Atomic uint64_t app_kept;
+/* Which set sig is in once installed (never reset): its bit in in_fatal or in_default. */
+static _Atomic uint64_t in_fatal, in_default;
+
+static uint64_t sig_bit(int sig) {
+  return (uint64_t)1 << (sig - 1);
+}
+
+static struct sigaction app_of(int sig) {
+  struct sigaction a;
+  if (atomic_load(&app_kept) & sig_bit(sig)) return app_act[sig];
+  memset(&a, 0, sizeof a);
+  sigemptyset(&a.sa_mask);
+  return a;
+}
+
+static int is_exec_default(const struct sigaction *a) {
+  if (a->sa_handler != SIG_DFL || a->sa_flags != 0 || a->sa_restorer != NULL) return 0;
+  /* The words holding signals 1 to NSIG - 1 (glibc leaves the rest of sa_mask as it was:
+   * sigismember over every signal would cost 64 calls per signal). */
+  const size_t bits = 8 * sizeof a->sa_mask.__val[0];
+  for (size_t w = 0; w < (NSIG - 1 + bits - 1) / bits; w++)
+    if (a->sa_mask.__val[w] != 0) return 0;
+  return 1;
+}
+
+static void app_keep(int sig, const struct sigaction *a) {
+  app_act[sig] = *a;
+  atomic_fetch_or(&app_kept, sig_bit(sig));
+}
 
 /* The thread delivering for a dying process (0: none). */
 static _Atomic long flusher;
@@ -109,7 +143,7 @@ static void deliver_before_death(int sig) {
  * what the kernel does with it: it forces the default action. A sent signal the app
  * ignores is dropped, as the kernel would have. */
 static void on_fatal(int sig, siginfo_t *info, void *uctx) {
-  struct sigaction app = app_act[sig];
+  struct sigaction app = app_of(sig);
   if (app_has_handler(&app)) {
     if (app.sa_flags & SA_RESETHAND) app_act[sig].sa_handler = SIG_DFL; /* flags stay */
     if (app.sa_flags & SA_SIGINFO)
@@ -173,16 +207,22 @@ static void install_default(int sig) {
   real_sigaction()(sig, &mine, NULL);
 }
 
+static int kind_of(int sig) {
+  if (sig <= 0 || sig >= NSIG) return SS_SIG_NONE;
+  if (atomic_load(&in_fatal) & sig_bit(sig)) return SS_SIG_FATAL;
+  return atomic_load(&in_default) & sig_bit(sig) ? SS_SIG_DEFAULT : SS_SIG_NONE;
+}
+
 static void install_set(const int *sigs, size_t n, int k) {
   for (size_t i = 0; i < n; i++) {
     int sig = sigs[i];
     struct sigaction cur;
-    if (atomic_load(&kind[sig]) != SS_SIG_NONE) continue;
+    if (kind_of(sig) != SS_SIG_NONE) continue;
     if (real_sigaction()(sig, NULL, &cur) != 0 || cur.sa_handler != SIG_DFL) continue;
-    app_act[sig] = cur;
+    if (!is_exec_default(&cur)) app_keep(sig, &cur);
     if (k == SS_SIG_FATAL) install_fatal(sig, &cur);
     else install_default(sig);
-    atomic_store(&kind[sig], k);
+    atomic_fetch_or(k == SS_SIG_FATAL ? &in_fatal : &in_default, sig_bit(sig));
   }
 }
 
@@ -197,10 +237,6 @@ void ss__signals_install_default(void) {
   install_set(deadly, sizeof deadly / sizeof deadly[0], SS_SIG_DEFAULT);
 }
 
-static int kind_of(int sig) {
-  return sig > 0 && sig < NSIG ? atomic_load(&kind[sig]) : SS_SIG_NONE;
-}
-
 /* The app's sigaction; signal() uses it directly rather than through the exported name.
  * The kernel's disposition is the truth, except that our handler stands for app_act. */
 static int app_sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
@@ -209,26 +245,26 @@ static int app_sigaction(int sig, const struct sigaction *act, struct sigaction 
   struct sigaction kern, prev;
   if (in_vfork_child()) { /* the kernel only; our tables are the parent's */
     if (real_sigaction()(sig, act, &kern) != 0) return -1;
-    if (old) *old = is_our_handler(&kern) ? app_act[sig] : kern;
+    if (old) *old = is_our_handler(&kern) ? app_of(sig) : kern;
     return 0;
   }
   if (act == NULL) {
     if (real_sigaction()(sig, NULL, &kern) != 0) return -1;
-    if (old) *old = is_our_handler(&kern) ? app_act[sig] : kern;
+    if (old) *old = is_our_handler(&kern) ? app_of(sig) : kern;
     return 0;
   }
   /* Set exactly what the app asked for (the kernel validates it), then read back the
    * kernel's form of it (flags and mask as a later query returns them), then put our
    * handler behind where the set says so. */
   if (real_sigaction()(sig, act, &kern) != 0) return -1;
-  prev = is_our_handler(&kern) ? app_act[sig] : kern;
+  prev = is_our_handler(&kern) ? app_of(sig) : kern;
   struct sigaction now;
   if (real_sigaction()(sig, NULL, &now) != 0) now = *act;
   if (k == SS_SIG_FATAL && act->sa_handler != SIG_IGN) {
-    app_act[sig] = now;
+    app_keep(sig, &now);
     install_fatal(sig, act);
   } else if (k == SS_SIG_DEFAULT && act->sa_handler == SIG_DFL) {
-    app_act[sig] = now;
+    app_keep(sig, &now);
     install_default(sig);
   }
   if (old) *old = prev;

@@ -69,14 +69,16 @@ static int ends_with(const char *s, size_t n, const char *suffix) {
 /* Words that make a credential-like name's value something else: where the secret is, not
  * the secret (`--password-file`, `--token-stdin`, `--secret-name`), or a switch
  * (`--no-password`, `--ask-pass`). */
-static const char *const not_value_words[] = {
+#define LISTWORD_MAX 16 /* word lists hold their words inline (see sqlstate.c's codes) */
+static const char not_value_words[][LISTWORD_MAX] = {
     "file", "files", "path", "dir", "stdin", "fd", "env", "type", "mode", "name", "id",
     "prompt", "command", "cmd", "helper", "length", "len", "size", "ttl", "expiry",
     "algorithm", "store", "no", "ask", "without", "skip", "disable", "enable", "use",
-    "required", "require", "redact", NULL};
+    "required", "require", "redact", ""};
 
-static int word_in(const char *w, size_t n, const char *const *list) {
-  for (int i = 0; list[i]; i++)
+/* list ends with an empty word. */
+static int word_in(const char *w, size_t n, const char (*list)[LISTWORD_MAX]) {
+  for (int i = 0; list[i][0]; i++)
     if (strlen(list[i]) == n && strncasecmp(list[i], w, n) == 0) return 1;
   return 0;
 }
@@ -280,8 +282,9 @@ enum {
   F_PFLAG = 1 << 9,     /* -p and -P take no value (as T_PFLAG) */
 };
 
+/* Names inline, not pointers (see runtime/sqlstate.c's codes). */
 static const struct {
-  const char *name;
+  char name[24];
   unsigned char tool;
   unsigned short flags;
 } tools[] = {
@@ -437,7 +440,7 @@ static int announced(walker *w, int what, const char *a, size_t n, out *o) {
 }
 
 static int is_sql_option(const char *name, size_t n) {
-  static const char *const names[] = {"command", "execute", "query", "cmd", "sql", NULL};
+  static const char names[][LISTWORD_MAX] = {"command", "execute", "query", "cmd", "sql", ""};
   return word_in(name, n, names);
 }
 

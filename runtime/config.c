@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "runtime/log.h"
+#include "runtime/outbuf.h"
 #include "runtime/sanitize.h"
 #include "runtime/transport.h"
 
@@ -190,7 +191,7 @@ static void load_sampler(loader *l, ss__config *c) {
 static const char *endpoint_problem(const char *v) {
   const char *q;
 
-  if (strncasecmp(v, "https://", 8) == 0)
+  if (strncmp(v, "unix:", 5) != 0 && strncasecmp(v, "https://", 8) == 0)
     return "https is not supported by the shim; use a local spanshimd or collector";
   if (strncmp(v, "unix:/", 6) == 0) {
     q = strchr(v + 5, '?');
@@ -241,8 +242,10 @@ static char *default_endpoint(loader *l) {
   if (ss__default_socket_path(path, sizeof(path), l->get) != 0)
     snprintf(path, sizeof(path), "/tmp/spanshim-%u/collector.sock", (unsigned)geteuid());
   s = malloc(strlen(path) + sizeof("unix:"));
-  if (s != NULL)
-    sprintf(s, "unix:%s", path);
+  if (s != NULL) {
+    memcpy(s, "unix:", 5);
+    strcpy(s + 5, path);
+  }
   return s;
 }
 
@@ -566,9 +569,13 @@ static void load_propagation(loader *l, ss__config *c) {
 static void load_process(loader *l, ss__config *c) {
   const char *v = env(l, "SPANSHIM_PROCESS_SPAN");
 
+  if (v != NULL && strcmp(v, "1") == 0) { /* first: strcasecmp is a page of libc more */
+    c->process_span = 1;
+    return;
+  }
   if (v == NULL || strcmp(v, "0") == 0 || strcasecmp(v, "false") == 0)
     return;
-  if (strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0)
+  if (strcasecmp(v, "true") == 0)
     c->process_span = 1;
   else
     diag(l, "SPANSHIM_PROCESS_SPAN", v, "is not 1/true or 0/false; using 0");
@@ -696,15 +703,18 @@ void ss__config_free(ss__config *c) {
 
 int ss__default_socket_path(char *out, size_t n, ss__getenv_fn get) {
   const char *xdg = (get != NULL ? get : getenv)("XDG_RUNTIME_DIR");
+  ss__out o = {out, 0, n};
   size_t x;
-  int len;
 
   if (xdg != NULL && xdg[0] == '/') {
     for (x = strlen(xdg); x > 0 && xdg[x - 1] == '/'; x--)
       ;
-    len = snprintf(out, n, "%.*s/spanshim/collector.sock", (int)x, xdg);
+    ss__out_put(&o, xdg, x);
+    ss__out_puts(&o, "/spanshim/collector.sock");
   } else {
-    len = snprintf(out, n, "/tmp/spanshim-%u/collector.sock", (unsigned)geteuid());
+    ss__out_puts(&o, "/tmp/spanshim-");
+    ss__out_uint(&o, (unsigned)geteuid());
+    ss__out_puts(&o, "/collector.sock");
   }
-  return len >= 0 && (size_t)len < n ? 0 : -1;
+  return ss__out_end(&o);
 }

@@ -96,6 +96,7 @@
  * collector to be scheduled (a fork child's exit, on a loaded machine). */
 #define EXIT_ANSWER_MS 5
 
+
 ss__transport ss__transport_g;
 
 static const ss__config *cfg;
@@ -209,8 +210,11 @@ typedef struct encoder {
 /* Either encoder was ever used in this process (a fork child then forgets them); kept
  * apart from them so a child reads no page of theirs. */
 static _Atomic int encoders_used;
-static encoder ex = {.t = &ss__transport_g}; /* the exporter thread's */
-static encoder xe;                           /* an exiting thread's (own connection) */
+/* Both all zero until first used (encoder_ready): a static initializer pointing at
+ * ss__transport_g would be a relocation the loader writes into ex's page in every
+ * process, traced or not (a page fault). */
+static encoder ex; /* the exporter thread's */
+static encoder xe; /* an exiting thread's (own connection) */
 static ss__transport exit_transport = {.fd = -1};
 /* A thread ending the process (a signal about to kill it, _exit) makes its connection in
  * a copy of the app's fd table of its own (ss__own_go_private_copy): this one, which the
@@ -841,11 +845,19 @@ static int drain(encoder *e, uint64_t deadline_ms, int all) {
   return result;
 }
 
+static void encoder_forget(encoder *e, ss__transport *t);
+
+/* ex as it starts: the app threads' connection. Under drain_lock. */
+static void encoder_ready(void) {
+  if (ex.t == NULL) encoder_forget(&ex, &ss__transport_g);
+}
+
 /* On the exporter thread, first: a table of its own when the kernel allows. */
 static void take_own_table(void) {
   pthread_setname_np(pthread_self(), "spanshim-export"); /* prctl: no fd, on ourselves */
   int own = cfg->own_fd_table && ss__own_go_private() == 0;
   pthread_mutex_lock(&drain_lock);
+  encoder_ready();
   if (own) {
     ss__transport_init_like(&own_transport, &ss__transport_g, 1);
     ex.t = &own_transport;
@@ -1172,10 +1184,12 @@ static int exit_job_run(void *arg) {
   exit_job *j = arg;
   j->ran = 1;
   ss__self.internal++; /* on a helper thread too: nothing of ours is traced */
+  if (j->own) encoder_ready(); /* own: under drain_lock */
   encoder *e = j->own ? &ex : &xe;
   ss__transport *ex_t = ex.t, *conn = j->private_ok ? ending_conn(0) : NULL;
   if (!j->own) {
     xe.t = conn ? conn : exit_conn();
+    xe.exc.max_frames = cfg->stack_depth;
   } else if (conn) {
     ex.t = conn;
   } else if (ex.t == &own_transport) {
@@ -1411,7 +1425,6 @@ int ss__exporter_init(const ss__config *c) {
     return rc;
   nptl_nthreads = dlvsym(RTLD_DEFAULT, "__nptl_nthreads", "GLIBC_PRIVATE");
   cfg = c;
-  ex.exc.max_frames = xe.exc.max_frames = c->stack_depth;
   ss__stack_set_loader(load_unwinder_there);
   return 0;
 }

@@ -6,6 +6,7 @@
  * escape sequence) are written escaped, so one call is always one line and no value can
  * forge a line of its own. errno is preserved: callers log from inside hooks. */
 #include "runtime/log.h"
+#include "runtime/outbuf.h"
 #include "runtime/ownfd.h"
 #include "runtime/sanitize.h"
 #include "runtime/sys.h"
@@ -29,8 +30,13 @@ static char log_prefix[32] = "spanshim";
 void ss__log_setup(int level, int fd, const char *prefix) {
   ss__log_level = level;
   atomic_store(&log_fd, fd >= 0 ? fd : 2);
-  if (prefix != NULL)
-    snprintf(log_prefix, sizeof(log_prefix), "%s", prefix);
+  /* Written only when it changes, and not with snprintf: at start the shim's prefix is
+   * already there, and neither its page nor printf's code need be touched. */
+  if (prefix != NULL && strncmp(log_prefix, prefix, sizeof log_prefix) != 0) {
+    ss__out o = {log_prefix, 0, sizeof log_prefix - 1};
+    ss__out_puts(&o, prefix);
+    log_prefix[o.n] = '\0';
+  }
 }
 
 static int open_file(const char *path) {

@@ -23,4 +23,29 @@ static inline void ss__out_putc(ss__out *o, char c) {
   if (o->n < o->cap) o->p[o->n++] = c;
 }
 
+static inline void ss__out_puts(ss__out *o, const char *s) {
+  ss__out_put(o, s, strlen(s));
+}
+
+/* v in decimal. */
+static inline void ss__out_uint(ss__out *o, unsigned long long v) {
+  char b[20];
+  size_t i = sizeof b;
+  do b[--i] = (char)('0' + v % 10); while ((v /= 10) != 0);
+  ss__out_put(o, b + i, sizeof b - i);
+}
+
+/* NUL-terminates what was written: 0, or -1 (and "") when it did not all fit. Start-up
+ * code formats with these rather than snprintf: printf's code is four pages of libc
+ * that a process which never formats anything else would fault in for it. */
+static inline int ss__out_end(ss__out *o) {
+  if (o->cap == 0) return -1;
+  if (o->n >= o->cap) {
+    o->p[0] = '\0';
+    return -1;
+  }
+  o->p[o->n] = '\0';
+  return 0;
+}
+
 #endif

@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,12 +168,14 @@ static void iso_utc(char out[ISO_LEN + 1], time_t secs, unsigned long ms) {
 }
 
 /* When this process started (semconv process.creation.time, ISO 8601 UTC): its start time
- * in clock ticks after boot (/proc/self/stat field 22) plus the boot time (/proc/stat
- * btime); in a fork child, the fork's time (a short-lived child reads no /proc file).
- * Empty when /proc cannot tell. */
+ * in clock ticks after boot (/proc/self/stat field 22) plus the boot time, which is the
+ * real-time clock less the boot-time clock read now (/proc/stat's btime is the same,
+ * in whole seconds, and one more file to read in every process); in a fork child, the
+ * fork's time (a short-lived child reads no /proc file). Empty when /proc cannot tell. */
 static void creation_time(char out[ISO_LEN + 1]) {
   char buf[4096], *p;
-  unsigned long long ticks = 0, btime = 0;
+  unsigned long long ticks = 0;
+  struct timespec real, boot;
   long hz = sysconf(_SC_CLK_TCK);
   int field;
 
@@ -186,13 +189,16 @@ static void creation_time(char out[ISO_LEN + 1]) {
   if (p == NULL) return;
   for (field = 2; field < 22 && (p = strchr(p + 1, ' ')) != NULL; field++) {
   }
-  if (p == NULL || sscanf(p + 1, "%llu", &ticks) != 1) return;
-  if (read_small("/proc/stat", buf, sizeof buf) <= 0 || (p = strstr(buf, "\nbtime ")) == NULL ||
-      sscanf(p + 7, "%llu", &btime) != 1)
+  /* The number by hand: sscanf's code is pages of libc a short process would fault in. */
+  if (p == NULL || p[1] < '0' || p[1] > '9') return;
+  for (p++; *p >= '0' && *p <= '9'; p++) ticks = ticks * 10 + (unsigned long long)(*p - '0');
+  if (clock_gettime(CLOCK_REALTIME, &real) != 0 || clock_gettime(CLOCK_BOOTTIME, &boot) != 0)
     return;
-  time_t secs = (time_t)(btime + ticks / (unsigned long long)hz);
-  unsigned long ms = (unsigned long)(ticks % (unsigned long long)hz * 1000 / (unsigned long long)hz);
-  iso_utc(out, secs, ms);
+  /* In ms: the boot time (real - boot) plus the start's ticks. */
+  int64_t ms = ((int64_t)real.tv_sec - boot.tv_sec) * 1000 + (real.tv_nsec - boot.tv_nsec) / 1000000 +
+               (int64_t)(ticks * 1000 / (unsigned long long)hz);
+  if (ms < 0) return;
+  iso_utc(out, (time_t)(ms / 1000), (unsigned long)(ms % 1000));
 }
 
 static void copy_trunc(char *out, size_t n, const char *s) {

@@ -333,16 +333,17 @@ static void set_op(ss__sql_summary *out, const char *w, size_t n, const char *se
 /* Statement keywords: a text starting with anything else (a typo, garbage) names no
  * operation, and its span keeps the generic name. */
 static int command_word(const char *w, size_t n) {
-  static const char *const words[] = {
+  /* Inline, not pointers (see runtime/sqlstate.c's codes). */
+  static const char words[][12] = {
       "abort", "alter", "analyze", "begin", "call", "checkpoint", "close", "cluster",
       "comment", "commit", "copy", "create", "deallocate", "declare", "delete", "discard",
       "do", "drop", "end", "execute", "explain", "fetch", "grant", "import", "insert",
       "listen", "load", "lock", "merge", "move", "notify", "prepare", "reassign", "refresh",
       "reindex", "release", "reset", "revoke", "rollback", "savepoint", "security", "select",
       "set", "show", "start", "table", "truncate", "unlisten", "update", "vacuum", "values",
-      "with", NULL};
-  for (const char *const *k = words; *k; k++)
-    if (word_is(w, n, *k)) return 1;
+      "with"};
+  for (size_t k = 0; k < sizeof words / sizeof words[0]; k++)
+    if (word_is(w, n, words[k])) return 1;
   return 0;
 }
 

@@ -5,9 +5,11 @@
 
 #include "runtime/sql.h"
 
+/* Names inline, not pointers: a table of pointers would be written by the loader in
+ * every process at start (a page fault each page); this one is read only when used. */
 static const struct {
   char code[6];
-  const char *name;
+  char name[56]; /* the longest is 52 */
 } codes[] = {
     {"00000", "successful_completion"},
     {"01000", "warning"},

@@ -26,6 +26,7 @@
 #include "runtime/clock.h"
 #include "runtime/config.h"
 #include "runtime/deadline.h"
+#include "runtime/outbuf.h"
 #include "runtime/hostport.h"
 #include "runtime/kv.h"
 #include "runtime/log.h"
@@ -60,9 +61,12 @@ static int parse_http(const char *s, const char *default_path, ss__endpoint *e) 
 
 static void derive_logs_path(ss__endpoint *e) {
   size_t n = strlen(e->http_path), suffix = strlen("/v1/traces");
-  if (n >= suffix && strcmp(e->http_path + n - suffix, "/v1/traces") == 0)
-    snprintf(e->logs_path, sizeof e->logs_path, "%.*s/v1/logs", (int)(n - suffix), e->http_path);
-  else
+  ss__out o = {e->logs_path, 0, sizeof e->logs_path};
+  if (n >= suffix && strcmp(e->http_path + n - suffix, "/v1/traces") == 0) {
+    ss__out_put(&o, e->http_path, n - suffix); /* no snprintf at start (runtime/outbuf.h) */
+    ss__out_puts(&o, "/v1/logs");
+    ss__out_end(&o);
+  } else
     strcpy(e->logs_path, "/v1/logs");
 }
 
@@ -127,9 +131,18 @@ static char *build_headers(const char *spec) {
   return out;
 }
 
+/* Everything but the answer buffer, which is read only up to rlen: zeroing its 4 KiB in
+ * the constructor would cost every process a page fault. */
+static void clear(ss__transport *t) {
+  memset(t, 0, offsetof(ss__transport, rbuf));
+}
+_Static_assert(offsetof(ss__transport, rbuf) + sizeof(((ss__transport *)0)->rbuf) ==
+                   sizeof(ss__transport),
+               "rbuf is ss__transport's last member: clear() leaves only it as it was");
+
 int ss__transport_init(ss__transport *t, const ss__endpoint *ep, const char *otlp_headers) {
   char dflt[sizeof ep->path];
-  memset(t, 0, sizeof *t);
+  clear(t);
   t->ep = *ep;
   t->listener_uid = SS_UID_NONE;
   t->named = ep->is_unix && (ss__default_socket_path(dflt, sizeof dflt, secure_getenv) != 0 ||
@@ -144,7 +157,7 @@ int ss__transport_init(ss__transport *t, const ss__endpoint *ep, const char *otl
 }
 
 void ss__transport_init_like(ss__transport *t, const ss__transport *like, int own_table) {
-  memset(t, 0, offsetof(ss__transport, rbuf)); /* rbuf holds rlen (0) bytes: untouched */
+  clear(t);
   t->ep = like->ep;
   t->listener_uid = SS_UID_NONE;
   t->named = like->named;

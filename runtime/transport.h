@@ -84,7 +84,7 @@ typedef struct ss__transport {
    * of answers read ahead. Under `lock`. */
   int unanswered;
   size_t rlen;
-  char rbuf[4096];
+  char rbuf[4096]; /* last: init leaves it as it is (only rlen bytes are read) */
 } ss__transport;
 
 /* Grows this process's fd table to hold the socket's high fd number now, while the

@@ -27,7 +27,7 @@ static const char *const signed_keys[] = {
 
 /* A word of a key (see words below) that marks a credential wherever it stands:
  * `token`, `access_token`, `accessToken`, `X-API-Key`, `client_secret`, `session_id`. */
-static const char *const cred_words[] = {
+static const char cred_words[][16] = { /* inline, not pointers (see sqlstate.c's codes) */
     "token",      "tokens",      "auth",       "authorization", "key",        "keys",
     "apikey",     "accesskey",   "secretkey",  "privatekey",    "signingkey", "sessionkey",
     "authkey",    "appkey",      "clientkey",  "masterkey",     "secret",     "secrets",
@@ -51,6 +51,7 @@ static const char *const cred_whole[] = {"code"};
 /* SPANSHIM_REDACT_QUERY_KEYS: lowercased names, each NUL-terminated, an empty name ends
  * the list. Written at init (ss__url_redact_keys_set) before the exporter thread runs. */
 static char extra_keys[1024];
+static int extra_keys_set; /* extra_keys was ever written */
 
 #define KEY_MAX 256 /* longer keys (decoded) are not judged: their values are redacted */
 
@@ -85,9 +86,19 @@ static long decode_key(const char *k, size_t n, char *buf, size_t cap) {
   return (long)m;
 }
 
+static int is_word(const char *w, size_t n, const char *word) {
+  return strlen(word) == n && strncasecmp(word, w, n) == 0;
+}
+
 static int in_list(const char *w, size_t n, const char *const *list, size_t count) {
   for (size_t i = 0; i < count; i++)
-    if (strlen(list[i]) == n && strncasecmp(list[i], w, n) == 0) return 1;
+    if (is_word(w, n, list[i])) return 1;
+  return 0;
+}
+
+static int in_words(const char *w, size_t n, const char (*list)[16], size_t count) {
+  for (size_t i = 0; i < count; i++)
+    if (is_word(w, n, list[i])) return 1;
   return 0;
 }
 
@@ -140,7 +151,7 @@ int ss__cred_name(const char *raw, size_t rn) {
     if (i == n) break;
     size_t e = i + 1;
     while (e < n && cls(k[e]) != C_OTHER && !word_starts(k, n, e)) e++;
-    if (in_list(k + i, e - i, cred_words, sizeof cred_words / sizeof cred_words[0]) ||
+    if (in_words(k + i, e - i, cred_words, sizeof cred_words / sizeof cred_words[0]) ||
         has_suffix(k + i, e - i) || is_extra(k + i, e - i))
       return 1;
     i = e;
@@ -238,7 +249,9 @@ size_t ss__url_query_redact(const char *in, size_t n, char *outbuf, size_t cap) 
 int ss__url_redact_keys_set(const char *list) {
   size_t used = 0;
   int dropped = 0;
-  memset(extra_keys, 0, sizeof extra_keys);
+  /* Cleared only when it was written: at start it is all zero, and touching it would cost
+   * every process the faults of its pages (even to read). */
+  if (extra_keys_set) memset(extra_keys, 0, sizeof extra_keys);
   for (const char *p = list; p && *p;) {
     size_t len = strcspn(p, ",");
     const char *a = p, *b = p + len;
@@ -253,6 +266,7 @@ int ss__url_redact_keys_set(const char *list) {
     if (m > 0 && (!ok || m >= KEY_MAX || used + m + 2 > sizeof extra_keys)) {
       dropped++;
     } else if (m > 0) {
+      extra_keys_set = 1;
       for (size_t i = 0; i < m; i++)
         extra_keys[used + i] = a[i] >= 'A' && a[i] <= 'Z' ? (char)(a[i] + 32) : a[i];
       used += m + 1;

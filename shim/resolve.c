@@ -98,8 +98,8 @@ static void *resolve_locked(const char *sym, uintptr_t addr, uintptr_t *lo, uint
   return s.found;
 }
 
-void *ss__libfn_resolve(ss__libfn *f, uintptr_t caller) {
-  void *p = dlsym(RTLD_NEXT, f->sym);
+void *ss__libfn_resolve(ss__libfn *f, const char *sym, uintptr_t caller) {
+  void *p = dlsym(RTLD_NEXT, sym);
   if (p != NULL) {
     atomic_store_explicit(&f->global, p, memory_order_release);
     return p;
@@ -107,7 +107,7 @@ void *ss__libfn_resolve(ss__libfn *f, uintptr_t caller) {
   int saved = errno;
   uintptr_t lo = 0, hi = 0;
   ss__loader_lock();
-  p = resolve_locked(f->sym, caller, &lo, &hi);
+  p = resolve_locked(sym, caller, &lo, &hi);
   if (p != NULL && hi != 0) {
     for (int i = 0; i < SS_LIBFN_CALLERS; i++) {
       uintptr_t free_hi = 0;

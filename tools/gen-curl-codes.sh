@@ -19,6 +19,9 @@ names=$(printf '%s\n' "$pre" | tr -s ' \t' '  ' | awk '
 echo "/* libcurl_codes.h - CURLcode names for error.type, generated at build time by"
 echo " * tools/gen-curl-codes.sh from the curl.h of libcurl ${version:-unknown}; codes a newer"
 echo " * libcurl adds are reported as \"_OTHER\". Included by hooks/libcurl.c only. */"
-echo "static const char *const curle_names[] = {"
+# Names inline, not pointers: a table of pointers is written by the loader in every
+# process at start (a page fault); a code without a name is an empty string.
+width=$(printf '%s\n' "$names" | awk '{ if (length($1) > w) w = length($1) } END { print w + 1 }')
+echo "static const char curle_names[][$width] = {"
 printf '%s\n' "$names" | awk '{ printf "    [%s] = \"%s\",\n", $1, $1 }'
 echo "};"

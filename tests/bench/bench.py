@@ -21,10 +21,12 @@ Rows of the issue 16 cost table go to tests/bench/table.py (printed by run.sh at
 
 Environment knobs: BENCH_N (connects, default 200000), BENCH_ROUNDS (3), BENCH_SPAWNS
 (1000), BENCH_INGEST_PROCS (4), BENCH_INGEST_N (200000), BENCH_SHARE_N (200000),
-BENCH_ANCHOR_N (50000).
+BENCH_ANCHOR_N (50000); BENCH_PARTS=spawn,run_true,shell_loop runs only those parts (the
+functions' names below).
 """
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -398,8 +400,9 @@ def share(b, tmp, summary):
 def spawn(b, tmp, summary):
     """Issue 16 row 9: /bin/true x SPAWNS via posix_spawn without preload, with an empty
     preloaded .so, with the shim and with the shim making process spans; interleaved, twice.
-    Reported as the children's CPU per process (what the machine's load does not change)
-    and wall time per process; the target is against the empty .so."""
+    Reported as the children's CPU per process (what the machine's load changes least),
+    wall time per process, and page faults per process (which the load does not change at
+    all; each costs 15-40 us on the 2-core VM); the target is against the empty .so."""
     print("== 2. process start+exit: /bin/true x %d (posix_spawn loop)" % SPAWNS, flush=True)
     col = Collector(b["spanshimd"], tmp, "spawn")
     try:
@@ -416,25 +419,28 @@ def spawn(b, tmp, summary):
         plan = [("without", "-", {}), ("empty .so", empty, {}),
                 ("shim", b["lib"], {}),
                 ("shim + process spans", b["lib"], {"SPANSHIM_PROCESS_SPAN": "1"})]
-        wall, cpu = {}, {}
+        wall, cpu, flt = {}, {}, {}
         for _ in range(2):
             for name, pre, extra in plan:
                 o = run([b["spawn_loop"], str(SPAWNS), pre], endpoint=col.endpoint,
                         extra=extra)
                 wall.setdefault(name, []).append(float(o["us_per_proc"]))
                 cpu.setdefault(name, []).append(float(o["cpu_us_per_proc"]))
-                print("  %-22s %8.1f us/process wall, %8.1f us CPU" % (
-                    name, wall[name][-1], cpu[name][-1]), flush=True)
-        e, ew = min(cpu["empty .so"]), min(wall["empty .so"])
+                flt.setdefault(name, []).append(float(o.get("faults_per_proc", "nan")))
+                print("  %-22s %8.1f us/process wall, %8.1f us CPU, %5.1f page faults" % (
+                    name, wall[name][-1], cpu[name][-1], flt[name][-1]), flush=True)
+        e, ew, ef = min(cpu["empty .so"]), min(wall["empty .so"]), min(flt["empty .so"])
         for name in ("shim", "shim + process spans"):
-            c, w = min(cpu[name]), min(wall[name])
-            print("  %-22s %+8.1f us CPU, %+8.1f us wall per process over the empty .so" % (
-                name, c - e, w - ew))
+            c, w, f = min(cpu[name]), min(wall[name]), min(flt[name])
+            print("  %-22s %+8.1f us CPU, %+8.1f us wall, %+5.1f page faults per process over "
+                  "the empty .so" % (name, c - e, w - ew, f - ef))
             table.record("spawn", "%.0f us CPU (empty .so)" % e, "%.0f us CPU" % c,
-                         "%+.0f us" % (c - e), "%s; wall %.0f -> %.0f us; no preload %.0f us CPU"
-                         % (name, ew, w, min(cpu["without"])))
+                         "%+.0f us" % (c - e), "%s; wall %.0f -> %.0f us; %+.1f page faults "
+                         "(%.1f -> %.1f); no preload %.0f us CPU"
+                         % (name, ew, w, f - ef, ef, f, min(cpu["without"])))
             summary.append(("process start+exit added over an empty .so, %s" % name,
-                            "%+.1f us" % (c - e), "CPU per process; wall %+.1f us" % (w - ew)))
+                            "%+.1f us" % (c - e), "CPU per process; wall %+.1f us; %+.1f page "
+                            "faults" % (w - ew, f - ef)))
     finally:
         col.stop()
 
@@ -486,29 +492,33 @@ def fork_loop(b, tmp, summary):
 def run_true(b, tmp, summary):
     """Issue 16 row 10: wall time of `spanshim run -- /bin/true` (private collector started
     and stopped, waterfall printed) against /bin/true alone; 5 interleaved runs, median and
-    best, and the CPU the whole run took."""
+    best, the CPU the whole run took and its page faults (spanshim, spanshimd and the
+    command: a figure the machine's load does not change)."""
     print("== 2d. spanshim run -- /bin/true, wall", flush=True)
     out = os.path.join(tmp, "run-true.jsonl")
-    wall, cpu = {}, {}
+    wall, cpu, flt = {}, {}, {}
     for name, argv in [("/bin/true", ["/bin/true"]),
                        ("spanshim run", [b["spanshim"], "run", "-q", "--out", out, "--",
                                          "/bin/true"])] * 5:
         t0 = time.monotonic()
-        c0 = os.times()
+        c0, f0 = os.times(), resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run(argv, env=clean_env(), check=True, cwd=tmp,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        c1 = os.times()
+        c1, f1 = os.times(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        flt.setdefault(name, []).append(f1.ru_minflt + f1.ru_majflt - f0.ru_minflt - f0.ru_majflt)
         wall.setdefault(name, []).append((time.monotonic() - t0) * 1e3)
         cpu.setdefault(name, []).append((c1.children_user - c0.children_user +
                                          c1.children_system - c0.children_system) * 1e3)
     w0, w1 = med(wall["/bin/true"]), med(wall["spanshim run"])
-    print("  /bin/true %.1f ms, spanshim run -- /bin/true %.1f ms (best %.1f); CPU %.1f ms" % (
-        w0, w1, min(wall["spanshim run"]), med(cpu["spanshim run"])))
+    f0, f1 = med(flt["/bin/true"]), med(flt["spanshim run"])
+    print("  /bin/true %.1f ms, spanshim run -- /bin/true %.1f ms (best %.1f); CPU %.1f ms; "
+          "page faults %.0f -> %.0f" % (w0, w1, min(wall["spanshim run"]),
+                                         med(cpu["spanshim run"]), f0, f1))
     table.record("run_true", "%.1f ms" % w0, "%.1f ms" % w1, "%.1f ms" % w1,
-                 "best %.1f ms; CPU of the whole run %.1f ms" % (min(wall["spanshim run"]),
-                                                                 med(cpu["spanshim run"])))
+                 "best %.1f ms; CPU of the whole run %.1f ms; page faults %.0f (/bin/true %.0f)"
+                 % (min(wall["spanshim run"]), med(cpu["spanshim run"]), f1, f0))
     summary.append(("spanshim run -- /bin/true, wall", "%.1f ms" % w1,
-                    "/bin/true alone %.1f ms" % w0))
+                    "/bin/true alone %.1f ms; page faults %.0f (/bin/true %.0f)" % (w0, f1, f0)))
 
 
 def shell_loop(b, tmp, summary):
@@ -519,24 +529,33 @@ def shell_loop(b, tmp, summary):
     col = Collector(b["spanshimd"], tmp, "shloop")
     script = "i=0; while [ $i -lt %d ]; do /bin/true; i=$((i+1)); done" % n
     try:
-        res = {}
+        res, cpu = {}, {}
         for name, lib in [("without", None), ("with shim", b["lib"])] * 2:
             env = clean_env()
             if lib:
                 env.update({"LD_PRELOAD": lib, "SPANSHIM_ENDPOINT": col.endpoint,
                             "SPANSHIM_PROCESS_SPAN": "1"})
-            t0 = time.monotonic()
+            t0, c0 = time.monotonic(), os.times()
             subprocess.run(["sh", "-c", script], env=env, check=True)
             us = (time.monotonic() - t0) * 1e6 / n
+            c1 = os.times()
+            cus = (c1.children_user - c0.children_user + c1.children_system -
+                   c0.children_system) * 1e6 / n
             res[name] = min(us, res.get(name, us))
-            print("  %-10s %8.1f us/process" % (name, us), flush=True)
+            cpu[name] = min(cus, cpu.get(name, cus))
+            print("  %-10s %8.1f us/process wall, %8.1f us CPU (sh and its children)" % (
+                name, us, cus), flush=True)
         time.sleep(0.5)
         got = count_spans(col.out)
-        d = res["with shim"] - res["without"]
-        print("  delta %+8.1f us/process (%d spans delivered for %d traced processes)" % (
-            d, got, 2 * n))
+        d, dc = res["with shim"] - res["without"], cpu["with shim"] - cpu["without"]
+        print("  delta %+8.1f us/process wall, %+8.1f us CPU (%d spans delivered for %d traced "
+              "processes)" % (d, dc, got, 2 * n))
+        table.record("shell_loop", "%.0f us" % res["without"], "%.0f us" % res["with shim"],
+                     "%+.0f us wall" % d, "CPU %.0f -> %.0f us (%+.0f); %d spans for %d "
+                     "processes" % (cpu["without"], cpu["with shim"], dc, got, 2 * n))
         summary.append(("traced process in a shell loop (process spans on)", "%+.1f us" % d,
-                        "%.1f -> %.1f us/process" % (res["without"], res["with shim"])))
+                        "%.1f -> %.1f us/process; CPU %+.1f us" % (
+                            res["without"], res["with shim"], dc)))
     finally:
         col.stop()
 
@@ -748,8 +767,11 @@ def main():
     t0 = time.monotonic()
     status = 0
     try:
+        only = [p for p in os.environ.get("BENCH_PARTS", "").split(",") if p]
         for part in (hot_path, share, spawn, fork_loop, run_true, shell_loop, ingest, memory,
                      real_programs, anchor_js):
+            if only and part.__name__ not in only:  # BENCH_PARTS=spawn,run_true: just those
+                continue
             try:
                 part(b, tmp, summary)
             except Exception as e:  # report and go on: a bench never fails on timing

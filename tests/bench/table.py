@@ -35,6 +35,8 @@ ROWS = [
     ("spawn", "/bin/true via posix_spawn x1000, added per process over an empty .so",
      "<= +150 us"),
     ("run_true", "spanshim run -- /bin/true, wall", "<= 10 ms"),
+    ("shell_loop", "traced process in a shell loop (sh runs /bin/true x1000, process spans "
+     "on), added per process", ""),
     ("spanshimd_cpu", "spanshimd spans per CPU-second (connect / libcurl / SQL spans)",
      ">= 3 M each"),
     ("rss", "RSS added to a process after 10k connects", "<= +1 MiB"),

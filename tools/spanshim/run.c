@@ -302,6 +302,44 @@ static int make_private_dir(run_state *st) {
   return 0;
 }
 
+/* ---- children ----
+ * Both children are started with vfork: the child runs in our memory until its exec, so
+ * none of our pages is copied for it (a fork cost each child 35-40 page faults before its
+ * exec, about 1 ms of CPU on a VM, on the way to the command's first instruction). What a
+ * child needs is made ready here first: the environment is set in ours, the child execs
+ * with it, and ours is put back (env_save/env_restore); signals are blocked across the
+ * vfork, so no handler of ours runs in the child on our memory. A child only makes system
+ * calls and execs. */
+#define ENV_SAVED 8
+typedef struct env_saved {
+  const char *name[ENV_SAVED];
+  char *value[ENV_SAVED]; /* strdup'd, or NULL when unset */
+  int n;
+} env_saved;
+
+static void env_save(env_saved *s, const char *name) {
+  const char *v = getenv(name);
+  if (s->n == ENV_SAVED) return;
+  s->name[s->n] = name;
+  s->value[s->n++] = v ? strdup(v) : NULL;
+}
+
+static void env_restore(env_saved *s) {
+  for (int i = 0; i < s->n; i++) {
+    if (s->value[i]) setenv(s->name[i], s->value[i], 1);
+    else unsetenv(s->name[i]);
+    free(s->value[i]);
+  }
+  s->n = 0;
+}
+
+/* Signals blocked around a vfork (the child puts *old back before it execs). */
+static void block_all(sigset_t *old) {
+  sigset_t all;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, old);
+}
+
 /* The collector must not trace itself: drop our library from an inherited LD_PRELOAD. */
 static void strip_preload(void) {
   const char *v = getenv("LD_PRELOAD");
@@ -343,28 +381,36 @@ static int bind_private_socket(run_state *st) {
   return 0;
 }
 
-/* In the daemon's child: own process group, quiet stdio, the listening socket as fd 3
- * (sd_listen_fds(3)), exec. SIGTERM and SIGINT stay blocked across the exec, so a stop
- * that comes before spanshimd has set up its signalfd waits for it (and finds the queued
- * connections served) instead of killing it. Never returns. */
-static void exec_daemon(const run_state *st, const char *daemon, pid_t parent) {
+/* v in decimal into out (at least 21 bytes), by hand: the vfork child calls no printf. */
+static void put_pid(char *out, pid_t v) {
+  char digits[20];
+  int n = 0;
+  for (unsigned long u = (unsigned long)v; n == 0 || u; u /= 10) digits[n++] = (char)('0' + u % 10);
+  while (n > 0) *out++ = digits[--n];
+  *out = '\0';
+}
+
+/* In the daemon's (vfork) child: own process group, quiet stdio, the listening socket as
+ * fd 3 (sd_listen_fds(3)), exec with the environment start_daemon set (LISTEN_PID's value
+ * is written here, into `pid`, 20 characters the parent set aside in that environment).
+ * SIGTERM and SIGINT stay blocked across the exec, so a stop that comes before spanshimd
+ * has set up its signalfd waits for it (and finds the queued connections served) instead
+ * of killing it. Never returns. */
+static void exec_daemon(const run_state *st, const char *daemon, pid_t parent, char *pid,
+                        const sigset_t *mask) {
   /* A private collector dies with its spanshim (SIGKILLed, say), not left to init: its
    * SIGTERM lets it write out what it has. Checked after: the parent may be gone already. */
   prctl(PR_SET_PDEATHSIG, SIGTERM);
   if (getppid() != parent) _exit(EXIT_SETUP);
   setpgid(0, 0);
-  sigset_t stop;
-  sigemptyset(&stop);
+  sigset_t stop = *mask;
   sigaddset(&stop, SIGTERM);
   sigaddset(&stop, SIGINT);
-  sigprocmask(SIG_BLOCK, &stop, NULL);
+  sigprocmask(SIG_SETMASK, &stop, NULL);
   if (st->lfd >= 0) {
-    char pid[24];
     if (st->lfd != 3 && dup2(st->lfd, 3) < 0) _exit(EXIT_SETUP);
     fcntl(3, F_SETFD, 0);
-    snprintf(pid, sizeof(pid), "%d", (int)getpid());
-    setenv("LISTEN_FDS", "1", 1);
-    setenv("LISTEN_PID", pid, 1);
+    put_pid(pid, getpid());
   }
   int null = open("/dev/null", O_RDWR);
   int log = open(st->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -373,14 +419,8 @@ static void exec_daemon(const run_state *st, const char *daemon, pid_t parent) {
     dup2(null, 1);
   }
   if (log >= 0) dup2(log, 2);
-  strip_preload();
-  /* A collector named by these was passed over (choose_external) or --out asked for a
-   * file: the private one only writes it, it forwards nowhere. */
-  unsetenv("OTEL_EXPORTER_OTLP_ENDPOINT");
-  unsetenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
-  unsetenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT");
   char root[24]; /* we are the subreaper of the command's tree: all of it descends from us */
-  snprintf(root, sizeof(root), "%d", (int)parent);
+  put_pid(root, parent);
   execl(daemon, "spanshimd", "--socket", st->sock, "--out", st->out, "--truncate",
         "--tree-root", root, (char *)NULL);
   dprintf(2, "spanshim: cannot run %s: %s\n", daemon, strerror(errno));
@@ -416,12 +456,36 @@ static int start_daemon(run_state *st, const char *self) {
     ss__err("cannot find spanshimd next to the spanshim binary (%s)", daemon);
     return -ENOENT;
   }
-  pid_t parent = getpid(), pid = fork();
-  if (pid < 0) {
-    ss__err("fork: %s", strerror(errno));
-    return -errno;
+  env_saved env = {0};
+  env_save(&env, "LD_PRELOAD");
+  env_save(&env, "LISTEN_FDS");
+  env_save(&env, "LISTEN_PID");
+  env_save(&env, "OTEL_EXPORTER_OTLP_ENDPOINT");
+  env_save(&env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+  env_save(&env, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT");
+  strip_preload();
+  /* A collector named by these was passed over (choose_external) or --out asked for a
+   * file: the private one only writes it, it forwards nowhere. */
+  unsetenv("OTEL_EXPORTER_OTLP_ENDPOINT");
+  unsetenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+  unsetenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT");
+  char *pid_digits = NULL;
+  if (st->lfd >= 0) {
+    setenv("LISTEN_FDS", "1", 1);
+    setenv("LISTEN_PID", "00000000000000000000", 1); /* the child writes its pid here */
+    pid_digits = getenv("LISTEN_PID");
   }
-  if (pid == 0) exec_daemon(st, daemon, parent);
+  sigset_t mask;
+  block_all(&mask);
+  pid_t parent = getpid(), pid = vfork();
+  if (pid == 0) exec_daemon(st, daemon, parent, pid_digits, &mask);
+  int fork_errno = errno;
+  sigprocmask(SIG_SETMASK, &mask, NULL);
+  env_restore(&env);
+  if (pid < 0) {
+    ss__err("fork: %s", strerror(fork_errno));
+    return -fork_errno;
+  }
   st->daemon = pid;
   if (st->lfd >= 0) { /* handed over: the command may start now */
     close(st->lfd);
@@ -523,13 +587,23 @@ static void set_preload(const char *lib) {
   free(v);
 }
 
-/* In the command's child: environment, then exec; errno goes back through `fd`. */
-static void exec_command(const run_state *st, const run_opts *o, int fd) {
-  set_forwarding(0);
+/* The command's environment, set in ours for the vfork child (saved in env first). */
+static void command_env(const run_state *st, const run_opts *o, env_saved *env) {
+  env_save(env, "LD_PRELOAD");
+  env_save(env, "SPANSHIM_ENDPOINT");
+  env_save(env, "OTEL_SERVICE_NAME");
+  env_save(env, "SPANSHIM_PROCESS_SPAN");
   set_preload(st->lib);
   if (st->set_endpoint) setenv("SPANSHIM_ENDPOINT", st->endpoint, 1);
   if (o->service) setenv("OTEL_SERVICE_NAME", o->service, 1);
   setenv("SPANSHIM_PROCESS_SPAN", "1", 0);
+}
+
+/* In the command's (vfork) child: our handlers off (the child's own table), the signal
+ * mask as it was, exec; errno goes back through `fd`. */
+static void exec_command(const run_opts *o, int fd, const sigset_t *mask) {
+  set_forwarding(0);
+  sigprocmask(SIG_SETMASK, mask, NULL);
   execvp(o->cmd[0], o->cmd);
   int e = errno;
   if (write(fd, &e, sizeof(e)) < 0) {
@@ -548,17 +622,22 @@ static int run_command(const run_state *st, const run_opts *o, int *exec_failed)
   }
   fflush(NULL);
   set_forwarding(1);
-  pid_t pid = fork();
+  env_saved env = {0};
+  command_env(st, o, &env);
+  sigset_t mask;
+  block_all(&mask);
+  pid_t pid = vfork();
+  if (pid == 0) exec_command(o, p[1], &mask);
+  int fork_errno = errno;
+  if (pid > 0) child_pid = pid; /* before a signal can ask for it */
+  sigprocmask(SIG_SETMASK, &mask, NULL);
+  env_restore(&env);
   if (pid < 0) {
-    ss__err("fork: %s", strerror(errno));
+    ss__err("fork: %s", strerror(fork_errno));
     close(p[0]);
     close(p[1]);
     set_forwarding(0);
     return EXIT_SETUP;
-  }
-  if (pid == 0) {
-    close(p[0]);
-    exec_command(st, o, p[1]);
   }
   child_pid = pid;
   close(p[1]);

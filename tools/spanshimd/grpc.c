@@ -13,7 +13,10 @@
  * whatever body it still sends is discarded. Streams are ours (struct call), tied to
  * the nghttp2 stream by its user data and on a list of the connection's, which is how
  * they are freed when a connection goes (nghttp2_session_del frees its streams without
- * callbacks). */
+ * callbacks).
+ *
+ * libnghttp2 is opened when gRPC is configured (tools/spanshimd/lazy.h): a collector that
+ * serves only OTLP/HTTP (`spanshim run`'s) does not load it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
@@ -27,6 +30,47 @@
 
 #include "runtime/clock.h"
 #include "tools/spanshimd/grpc.h"
+#include "tools/spanshimd/lazy.h"
+
+#define NGHTTP2_FNS(X) \
+  X(nghttp2_option_del) X(nghttp2_option_new) X(nghttp2_session_callbacks_del) \
+  X(nghttp2_session_callbacks_new) \
+  X(nghttp2_session_callbacks_set_on_begin_headers_callback) \
+  X(nghttp2_session_callbacks_set_on_data_chunk_recv_callback) \
+  X(nghttp2_session_callbacks_set_on_frame_recv_callback) \
+  X(nghttp2_session_callbacks_set_on_header_callback) \
+  X(nghttp2_session_callbacks_set_on_stream_close_callback) X(nghttp2_session_del) \
+  X(nghttp2_session_get_stream_user_data) X(nghttp2_session_mem_recv) \
+  X(nghttp2_session_mem_send) X(nghttp2_session_server_new2) \
+  X(nghttp2_session_set_local_window_size) X(nghttp2_session_set_stream_user_data) \
+  X(nghttp2_session_terminate_session) X(nghttp2_session_want_read) \
+  X(nghttp2_session_want_write) X(nghttp2_submit_response) X(nghttp2_submit_rst_stream) \
+  X(nghttp2_submit_settings) X(nghttp2_submit_trailer)
+SS_LAZY_TABLE(h2, NGHTTP2_FNS)
+#define nghttp2_option_del SS_LAZY(h2, nghttp2_option_del)
+#define nghttp2_option_new SS_LAZY(h2, nghttp2_option_new)
+#define nghttp2_session_callbacks_del SS_LAZY(h2, nghttp2_session_callbacks_del)
+#define nghttp2_session_callbacks_new SS_LAZY(h2, nghttp2_session_callbacks_new)
+#define nghttp2_session_callbacks_set_on_begin_headers_callback SS_LAZY(h2, nghttp2_session_callbacks_set_on_begin_headers_callback)
+#define nghttp2_session_callbacks_set_on_data_chunk_recv_callback SS_LAZY(h2, nghttp2_session_callbacks_set_on_data_chunk_recv_callback)
+#define nghttp2_session_callbacks_set_on_frame_recv_callback SS_LAZY(h2, nghttp2_session_callbacks_set_on_frame_recv_callback)
+#define nghttp2_session_callbacks_set_on_header_callback SS_LAZY(h2, nghttp2_session_callbacks_set_on_header_callback)
+#define nghttp2_session_callbacks_set_on_stream_close_callback SS_LAZY(h2, nghttp2_session_callbacks_set_on_stream_close_callback)
+#define nghttp2_session_del SS_LAZY(h2, nghttp2_session_del)
+#define nghttp2_session_get_stream_user_data SS_LAZY(h2, nghttp2_session_get_stream_user_data)
+#define nghttp2_session_mem_recv SS_LAZY(h2, nghttp2_session_mem_recv)
+#define nghttp2_session_mem_send SS_LAZY(h2, nghttp2_session_mem_send)
+#define nghttp2_session_server_new2 SS_LAZY(h2, nghttp2_session_server_new2)
+#define nghttp2_session_set_local_window_size SS_LAZY(h2, nghttp2_session_set_local_window_size)
+#define nghttp2_session_set_stream_user_data SS_LAZY(h2, nghttp2_session_set_stream_user_data)
+#define nghttp2_session_terminate_session SS_LAZY(h2, nghttp2_session_terminate_session)
+#define nghttp2_session_want_read SS_LAZY(h2, nghttp2_session_want_read)
+#define nghttp2_session_want_write SS_LAZY(h2, nghttp2_session_want_write)
+#define nghttp2_submit_response SS_LAZY(h2, nghttp2_submit_response)
+#define nghttp2_submit_rst_stream SS_LAZY(h2, nghttp2_submit_rst_stream)
+#define nghttp2_submit_settings SS_LAZY(h2, nghttp2_submit_settings)
+#define nghttp2_submit_trailer SS_LAZY(h2, nghttp2_submit_trailer)
+static const char *const h2_sonames[] = {"libnghttp2.so.14", "libnghttp2.so", NULL};
 
 enum { G_NONE, G_TRACES, G_LOGS, G_METRICS };
 
@@ -775,6 +819,7 @@ int ss__grpc_start(const ss__opts *o, int tcp_fd, int unix_fd) {
   opts = o;
   tcp_lfd = tcp_fd;
   unix_lfd = unix_fd;
+  if (SS_LAZY_LOAD(h2, "libnghttp2", h2_sonames) != 0) return -1;
   if (nghttp2_session_callbacks_new(&cbs) != 0 || nghttp2_option_new(&h2opt) != 0) {
     fprintf(stderr, "spanshimd: out of memory for gRPC\n");
     return -1;

@@ -20,7 +20,12 @@
  *
  * Results are cached by text (direct-mapped), since services repeat their statements.
  * Attribute values and arrays added to a span are allocated from a pool that lives until
- * the next request. Receiver thread only. */
+ * the next request. Receiver thread only.
+ *
+ * libpg_query is opened when the first statement is parsed (tools/spanshimd/lazy.h):
+ * linked, its 8,600 relocations were a third of every collector's start (`spanshim run`
+ * of a command that makes no SQL span waited for them). Not there: every text keeps the
+ * shim's name, as text that does not parse (said once on stderr). */
 #include <pg_query.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +36,28 @@
 #include "tools/common/arena.h"
 #include "tools/common/json.h"
 #include "tools/common/otlp_json.h"
+#include "tools/spanshimd/lazy.h"
 #include "tools/spanshimd/spanshimd.h"
+
+#define PG_QUERY_FNS(X)                                                                 \
+  X(pg_query_parse) X(pg_query_normalize) X(pg_query_free_normalize_result)            \
+  X(pg_query_free_parse_result)
+SS_LAZY_TABLE(pgq, PG_QUERY_FNS)
+#define pg_query_parse SS_LAZY(pgq, pg_query_parse)
+#define pg_query_normalize SS_LAZY(pgq, pg_query_normalize)
+#define pg_query_free_normalize_result SS_LAZY(pgq, pg_query_free_normalize_result)
+#define pg_query_free_parse_result SS_LAZY(pgq, pg_query_free_parse_result)
+#ifndef SS_PG_QUERY_SONAME /* the Makefile passes the one this build links against */
+#define SS_PG_QUERY_SONAME "libpg_query.so"
+#endif
+static const char *const pgq_sonames[] = {SS_PG_QUERY_SONAME, "libpg_query.so", NULL};
+
+/* 0 once libpg_query is there; -1: no parse (said once). */
+static int load_pgq(void) {
+  static int failed;
+  if (failed) return -1;
+  return SS_LAZY_LOAD(pgq, "libpg_query", pgq_sonames) != 0 ? (failed = -1) : 0;
+}
 
 typedef Opentelemetry__Proto__Trace__V1__Span pb_span;
 typedef Opentelemetry__Proto__Common__V1__KeyValue pb_kv;
@@ -283,6 +309,10 @@ static const result *lookup(const char *text, size_t n) {
   r->text[n] = 0;
   char *p = params_for_parse(text, n);
   if (p == NULL) return r;
+  if (load_pgq() != 0) {
+    free(p);
+    return r;
+  }
   PgQueryParseResult pr = pg_query_parse(p);
   if (pr.error == NULL && pr.parse_tree && summarize(r, pr.parse_tree, p) == 1) {
     PgQueryNormalizeResult nr = pg_query_normalize(p);
