@@ -783,13 +783,18 @@ void ss__transport_move(ss__transport *t) {
 }
 
 void ss__transport_release(ss__transport *t, int fd) {
-  if (pthread_mutex_trylock(&t->lock) == 0) {
-    if (atomic_load(&t->fd) == fd) drop_conn(t);
-    pthread_mutex_unlock(&t->lock);
-  } else if (atomic_load(&t->fd) == fd) {
+  if (pthread_mutex_trylock(&t->lock) != 0) {
+    if (atomic_load(&t->fd) != fd) return;
     atomic_store(&t->cut, 1);        /* before the shutdown the request in flight sees */
-    ss__sys_shutdown(fd, SHUT_RDWR); /* the request in flight fails and drops it */
+    ss__sys_shutdown(fd, SHUT_RDWR); /* the request in flight fails and lets go */
+    /* Its sender needs only a CPU to let go (every wait on a shut-down socket ends at
+     * once): the number must be free when the app's close returns, or its next look at
+     * /proc/self/fd finds it again. */
+    struct timespec until = ss__timespec_after_ms(CLOCK_REALTIME, SS_RELEASE_WAIT_MS);
+    if (pthread_mutex_timedlock(&t->lock, &until) != 0) return;
   }
+  if (atomic_load(&t->fd) == fd) drop_conn(t);
+  pthread_mutex_unlock(&t->lock);
 }
 
 void ss__transport_reset_in_child(ss__transport *t) {

@@ -169,10 +169,13 @@ int ss__transport_owns(ss__transport *t, int fd);
  * the connection is dropped and will be remade. */
 void ss__transport_move(ss__transport *t);
 /* The app closed fd, our socket (it saw it listed in /proc/self/fd): the connection is
- * dropped now so that the number is free, or, when a request is in flight, shut down so
- * that the exporter drops it as the request fails; the exporter reconnects when it next
- * sends. A request written whole before the cut is not sent again (the collector has
- * it; only its answer is lost): it counts as delivered. Never waits. */
+ * dropped so that the number is free when this returns, as the app's close would have
+ * freed it; the exporter reconnects when it next sends. A request in flight is cut
+ * first (shutdown: it fails at once) and its sender waited for, up to
+ * SS_RELEASE_WAIT_MS (then the sender drops the connection as the request fails). A
+ * request written whole before the cut is not sent again (the collector has it; only its
+ * answer is lost): it counts as delivered. */
+#define SS_RELEASE_WAIT_MS 1000
 void ss__transport_release(ss__transport *t, int fd);
 /* In a fork child: the inherited connection belongs to the parent. Closes our copy and
  * reinitializes the lock. */
