@@ -202,6 +202,7 @@ int ss__process_exec(void) {
 }
 
 void ss__process_note_exit(int code) {
+  ss__signals_await_death();
   atomic_store(&exit_code, code & 0xff);
 }
 

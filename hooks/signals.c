@@ -88,6 +88,9 @@ static void app_keep(int sig, const struct sigaction *a) {
 
 /* The thread delivering for a dying process (0: none). */
 static _Atomic long flusher;
+/* The first thread that began to deliver before a signal's death (0: none; never reset:
+ * the death follows its delivery). */
+static _Atomic long dying;
 
 int ss__real_sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
   return real_sigaction()(sig, act, old);
@@ -107,7 +110,8 @@ static int in_vfork_child(void) {
  * left; a nested signal on the delivering thread itself does not wait. A fork child that
  * inherited a delivery in progress takes it over (its thread is not in this process). */
 static void deliver_before_death(int sig) {
-  long me = syscall(SYS_gettid), other = 0;
+  long me = syscall(SYS_gettid), other = 0, none = 0;
+  atomic_compare_exchange_strong(&dying, &none, me);
   if (!atomic_compare_exchange_strong(&flusher, &other, me)) {
     if (other == me) return;
     struct timespec tick = {0, 1000000};
@@ -179,6 +183,18 @@ static void on_default(int sig, siginfo_t *info, void *uctx) {
     real_sigaction()(sig, &dfl, NULL);
     raise(sig);
   });
+}
+
+void ss__signals_await_death(void) {
+  long tid = atomic_load(&dying);
+  if (tid == 0 || in_vfork_child() || tid == syscall(SYS_gettid)) return;
+  uint64_t cap = (uint64_t)ss__cfg.exit_flush_ms * 10 + 100; /* its delivery's own bound */
+  struct timespec tick = {0, 1000000};
+  for (uint64_t waited = 0; waited < cap; waited++) {
+    /* Gone from this process (a fork child inherited the flag): nothing will come. */
+    if (syscall(SYS_tgkill, getpid(), tid, 0) != 0 && errno == ESRCH) return;
+    nanosleep(&tick, NULL);
+  }
 }
 
 static int is_our_handler(const struct sigaction *k) {
