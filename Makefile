@@ -91,7 +91,8 @@ LIB_FIRST := $(addprefix $(BUILD)/obj/,shim/shim.o runtime/config.o runtime/log.
   runtime/ownfd.o runtime/ids.o runtime/ring.o runtime/span.o hooks/signals.o \
   hooks/process.o runtime/transport.o runtime/exporter.o runtime/stack.o runtime/deadline.o \
   runtime/otlp.o runtime/resource.o runtime/args.o runtime/exceptions.o)
-LIB_O := $(LIB_FIRST) $(filter-out $(LIB_FIRST),$(SHIM_O) $(RUNTIME_O))
+LIB_O := $(foreach o,$(LIB_FIRST),$(filter $(o),$(SHIM_O) $(RUNTIME_O))) \
+         $(filter-out $(LIB_FIRST),$(SHIM_O) $(RUNTIME_O))
 $(LIB): $(LIB_O) shim/libspanshim.map
 	$(CC) -shared $(SAN) -pthread $(LDFLAGS) -o $@ $(LIB_O) \
 	  -Wl,--version-script=shim/libspanshim.map -Wl,-z,now -Wl,-z,nodelete -Wl,--no-undefined \
