@@ -289,13 +289,16 @@ def test_listener_of_another_uid_in_our_dir_gets_nothing_ours_gets_the_spans(ctx
     assert names == ["connect", "simple"], names
 
 
-def test_spanshimd_makes_its_missing_default_dir_0711(ctx):
-    """Ours, searchable but not listable by others (the traced tree's processes that
-    changed user reach the socket; every peer is checked there)."""
+def test_spanshimd_of_a_user_makes_its_missing_default_dir_0700_socket_0600(ctx):
+    """A user's collector (not root's) keeps everyone else out of its directory: only
+    root's processes change user, so no process of its traced tree needs to reach it as
+    another user (root's collector: test_spanshimd, 0711 and 0666)."""
     a, _ = two_users(ctx)
     col = spanshimd_as(ctx, a)
     st = os.lstat(a.default_dir())
-    assert stat.S_ISDIR(st.st_mode) and st.st_uid == a.uid and st.st_mode & 0o777 == 0o711
+    assert stat.S_ISDIR(st.st_mode) and st.st_uid == a.uid and st.st_mode & 0o777 == 0o700
+    sock = os.path.join(a.default_dir(), "collector.sock")
+    assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
     col.terminate()
     assert col.wait(20) == 0
 

@@ -289,8 +289,9 @@ static int make_private_dir(run_state *st) {
   }
   /* The command's processes may change user (nginx's workers, as root): they must reach
    * the socket, and spanshimd admits them as the tree we started (--tree-root); anyone
-   * else is refused there (SO_PEERCRED). */
-  if (chmod(st->dir, 0711) != 0) {
+   * else is refused there (SO_PEERCRED). Only root's commands can change user (a setuid
+   * program ignores our variables): anyone else's private collector stays unreachable. */
+  if (geteuid() == 0 && chmod(st->dir, 0711) != 0) {
     ss__err("cannot make %s searchable: %s", st->dir, strerror(errno));
     return -errno;
   }
@@ -360,7 +361,7 @@ static void strip_preload(void) {
 /* The private daemon's socket, bound and listening before the daemon or the command
  * starts: the command's shim can connect at once (the kernel queues the connection) and the
  * daemon takes the socket over (LISTEN_FDS) and serves it when it is up. Born 0600, then
- * 0666 in our 0711 directory (make_private_dir): spanshimd checks every peer. */
+ * for root 0666 in our 0711 directory (make_private_dir): spanshimd checks every peer. */
 static int bind_private_socket(run_state *st) {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   if (strlen(st->sock) >= sizeof(sa.sun_path)) return -ENAMETOOLONG;
@@ -370,7 +371,7 @@ static int bind_private_socket(run_state *st) {
   mode_t old = umask(0177);
   int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
   umask(old);
-  if (rc == 0) rc = chmod(sa.sun_path, 0666); /* see make_private_dir */
+  if (rc == 0 && geteuid() == 0) rc = chmod(sa.sun_path, 0666); /* see make_private_dir */
   if (rc != 0 || listen(fd, 512) != 0) {
     rc = -errno;
     close(fd);

@@ -633,8 +633,11 @@ int main(int argc, char **argv) {
     return 2;
   }
   /* Processes of the traced tree that changed user (tree.c) must reach the socket to be
-   * admitted: it is 0666 in a 0711 directory, and SO_PEERCRED and the tree decide. */
-  int shared = o.n_allow_uids + o.n_allow_gids > 0 || !o.no_tree;
+   * admitted: it is 0666 in a 0711 directory, and SO_PEERCRED and the tree decide. Only
+   * root's processes change user (a setuid program ignores the shim's variables), so a
+   * collector not running as root keeps its socket 0600 in a 0700 directory, as the
+   * design has it, unless --allow-uid/--allow-group names someone else. */
+  int shared = o.n_allow_uids + o.n_allow_gids > 0 || (!o.no_tree && geteuid() == 0);
   int ufd = ss__listen_unix(o.socket_path, shared);
   if (ufd < 0) return 1;
   int tfd = -1;
