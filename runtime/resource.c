@@ -10,7 +10,8 @@
  * nodejs, php, python, ruby, rust, swift, webjs) has no value for C; "cpp" is the closest
  * documented one (native code, the same ABI and tooling), so backends that group by
  * language put us with native SDKs. service.instance.id is a random UUID (version 4) per
- * process: a fork child, being another process, gets its own.
+ * process, the same in every resource the process builds: a fork child, being another
+ * process, gets its own.
  *
  * Memory: r->attrs is one array; every string we produce lives in r->storage, one block
  * laid out as [OTEL_RESOURCE_ATTRIBUTES decoded in place][service name][exe][host]
@@ -88,6 +89,34 @@ static void parse_env_attrs(ss__resource *r, char *s, const char *raw) {
   SS_LOG(SS_LOG_WARN, "OTEL_RESOURCE_ATTRIBUTES=\"%.64s%s\" has %d malformed entr%s "
          "(want name=value pairs, percent-encoded); discarding the whole value, as the OTel "
          "SDK spec requires", raw, strlen(raw) > 64 ? "..." : "", bad, bad == 1 ? "y" : "ies");
+}
+
+/* This process's service.instance.id: made once per process (pid) and kept, so the
+ * exporter thread and an exit or a dying thread on another thread, each building its
+ * resource, send the same one; a fork child (another pid) makes its own.
+ * Async-signal-safe: an atomic claim, never a wait (a thread interrupted while writing the
+ * id leaves the handler to use a fresh one, once). */
+static char proc_id[UUID_LEN + 1];
+static pid_t proc_id_pid; /* whose id proc_id holds; -1 while it is written */
+
+static void uuid_v4(char out[UUID_LEN + 1]);
+
+static void instance_id(char out[UUID_LEN + 1]) {
+  pid_t me = getpid();
+  pid_t have = __atomic_load_n(&proc_id_pid, __ATOMIC_ACQUIRE);
+  if (have == me) {
+    memcpy(out, proc_id, sizeof proc_id);
+    return;
+  }
+  uuid_v4(out);
+  if (have != -1 &&
+      __atomic_compare_exchange_n(&proc_id_pid, &have, -1, 0, __ATOMIC_ACQ_REL,
+                                  __ATOMIC_ACQUIRE)) {
+    memcpy(proc_id, out, sizeof proc_id);
+    __atomic_store_n(&proc_id_pid, me, __ATOMIC_RELEASE);
+  } else if (have == me) { /* another thread of ours made it first */
+    memcpy(out, proc_id, sizeof proc_id);
+  }
 }
 
 /* A random UUID, version 4 (RFC 9562), as 36 characters and a NUL. */
@@ -264,7 +293,7 @@ static void fill(ss__resource *r, const ss__config *c, const char *exe, const ch
   ct = id + UUID_LEN + 1;
   memcpy(ex, exe, exe_len + 1);
   memcpy(ho, host, host_len + 1);
-  uuid_v4(id);
+  instance_id(id);
   creation_time(ct);
 
   if (host[0] != '\0')

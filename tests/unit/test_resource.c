@@ -1,6 +1,8 @@
 /* test_resource.c - the process resource: service.name precedence, OTEL_RESOURCE_ATTRIBUTES
  * parsing, detected attributes. */
 #include <check.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -187,13 +189,31 @@ START_TEST(test_detected_attributes_present) {
 }
 END_TEST
 
-START_TEST(test_instance_id_differs_per_build) {
+START_TEST(test_instance_id_is_one_per_process) {
   ss__resource a, b;
   build(&a, NULL, NULL);
-  build(&b, NULL, NULL);
+  build(&b, NULL, NULL); /* the exporter's and an exit's resources: one process, one id */
   char first[64];
   snprintf(first, sizeof first, "%s", str(&a, "service.instance.id"));
-  ck_assert_str_ne(first, str(&b, "service.instance.id"));
+  ck_assert_uint_eq(strlen(first), 36);
+  ck_assert_str_eq(first, str(&b, "service.instance.id"));
+  int p[2];
+  ck_assert_int_eq(pipe(p), 0);
+  pid_t pid = fork();
+  if (pid == 0) { /* another process: its own id */
+    ss__resource c;
+    build(&c, NULL, NULL);
+    ssize_t w = write(p[1], str(&c, "service.instance.id"), 36);
+    _exit(w == 36 ? 0 : 1);
+  }
+  char child[37] = "";
+  ck_assert_int_eq(read(p[0], child, 36), 36);
+  int status;
+  waitpid(pid, &status, 0);
+  ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ck_assert_str_ne(first, child);
+  close(p[0]);
+  close(p[1]);
   ss__resource_free(&a);
   ss__resource_free(&b);
 }
@@ -223,7 +243,7 @@ int main(void) {
   tcase_add_test(tc, test_empty_value_allowed);
   tcase_add_test(tc, test_later_duplicate_wins_and_pid_is_ours);
   tcase_add_test(tc, test_detected_attributes_present);
-  tcase_add_test(tc, test_instance_id_differs_per_build);
+  tcase_add_test(tc, test_instance_id_is_one_per_process);
   tcase_add_test(tc, test_many_entries);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
