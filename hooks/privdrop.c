@@ -17,9 +17,11 @@
  * is answered as quickly. Not over TCP, where a collector admits by a token, not a uid.
  *
  * Each hook: hello (bounded by HELLO_MS, errno kept), then the real call. The hello's
- * connection is made on the app thread, born out of the app's way (runtime/ownfd.h), and
- * closed before the real call: no fd of ours is left in the app's table. Nothing is done
+ * connection is made by a helper thread in a copy of the fd table (ss__own_run_in_copy;
+ * without one, on the app thread, born out of the app's way: runtime/ownfd.h) and closed
+ * before the real call: no fd of ours is ever in the app's table. Nothing is done
  * in a vfork child (memory shared with the parent) or on the shim's own threads. */
+#include <errno.h>
 #include <grp.h>
 #include <stdatomic.h>
 #include <sys/fsuid.h>
@@ -30,6 +32,8 @@
 #include "runtime/clock.h"
 #include "runtime/exporter.h"
 #include "runtime/log.h"
+#include "runtime/ownfd.h"
+#include "runtime/span.h"
 
 /* How long a drop waits for the collector's answer, at most (once per process, and only
  * when a collector accepted the connection but is slow to answer). */
@@ -37,13 +41,33 @@
 
 static _Atomic pid_t known_as; /* the process the collector has said hello to */
 
+typedef struct hello_job {
+  uint64_t deadline_ms;
+  int rc;
+} hello_job;
+
+static int hello_run(void *arg) {
+  hello_job *h = arg;
+  ss__internal_begin(); /* on the helper thread too: nothing of ours is traced */
+  h->rc = ss__transport_hello(&ss__transport_g, h->deadline_ms);
+  ss__internal_end();
+  return h->rc;
+}
+
 static void before_drop(void) {
   if (!ss__tracing_on() || ss__internal() || getpid() != ss__pid) return;
   /* Over TCP a collector admits by its token, not by uid: nothing to say. */
   if (!ss__transport_g.ep.is_unix || atomic_load(&known_as) == ss__pid) return;
   SS_SAVE_ERRNO({
     uint32_t wait = ss__cfg.exit_flush_ms > HELLO_MS ? ss__cfg.exit_flush_ms : HELLO_MS;
-    int rc = ss__transport_hello(&ss__transport_g, ss__mono_ms() + wait);
+    hello_job h;
+    h.deadline_ms = ss__mono_ms() + wait;
+    h.rc = -EAGAIN;
+    /* Said from a helper thread (it has this thread's credentials, from before the
+     * drop) in a copy of the fd table, so its connection never takes a number an app
+     * thread could get; here, born high and guarded, when no helper can be had. */
+    if (!ss__cfg.own_fd_table || ss__own_run_in_copy(hello_run, &h) < 0) hello_run(&h);
+    int rc = h.rc;
     if (rc == 0)
       atomic_store(&known_as, ss__pid);
     else

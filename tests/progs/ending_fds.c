@@ -10,6 +10,7 @@
  *   int    raise(SIGINT)
  *   segv   a null pointer write in main
  *   abort  abort()
+ *   setuid setuid(getuid()) (the shim says hello to the collector first), then _exit(3)
  * The loop has run at least 2,000 times before main ends the process. */
 #include <fcntl.h>
 #include <pthread.h>
@@ -59,5 +60,9 @@ int main(int argc, char **argv) {
   if (!strcmp(m, "int")) raise(SIGINT);
   if (!strcmp(m, "segv")) *(volatile int *)(uintptr_t)argc = 0; /* argc is 3: address 3 */
   if (!strcmp(m, "abort")) abort();
+  if (!strcmp(m, "setuid")) {
+    if (setuid(getuid()) != 0) return 1;
+    _exit(3);
+  }
   for (;;) pause(); /* a signal kills it */
 }
