@@ -926,4 +926,7 @@ def test_a_raw_close_range_over_the_shims_fds_is_counted_and_said(ctx):
         told = dropped_of_pid(harness.read_jsonl(c.out)[1], pid)
         assert st["spans_received"] + max(lost + [told]) == 3001, (extra, st, lost, text)
         said = text.count(b"was closed behind the shim's back")  # once per 10 s at most
-        assert (1 <= said < 10) if extra else said == 0, (extra, text)
+        # The exporter notices a close only when it sends during the loop: on a loaded
+        # machine it may not run before the exit, which then counts every span above.
+        sent = st["spans_received"] > 0 or told > 0
+        assert (1 <= said < 10 if sent else said < 10) if extra else said == 0, (extra, text)
