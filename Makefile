@@ -150,11 +150,13 @@ FUZZ_BIN := $(BUILD)/fuzz/fuzz_receiver
 FUZZ_SRC := tools/fuzz/fuzz_receiver.c tools/spanshimd/http.c tools/spanshimd/inflate.c \
             tools/fuzz/fuzz_grpc.c tools/spanshimd/grpc.c tools/spanshimd/grpcframe.c \
             tools/spanshimd/decode.c tools/spanshimd/otlp_json_in.c \
-            tools/spanshimd/sqlsum.c tools/spanshimd/sampler.c tools/common/otlp_json.c \
+            tools/spanshimd/sqlsum.c tools/spanshimd/sampler.c tools/spanshimd/lazy.c \
+            tools/common/otlp_json.c \
             tools/common/otlp_wire_json.c \
             tools/common/buf.c tools/common/arena.c tools/common/json.c runtime/sql.c \
             runtime/utf8.c runtime/ids.c
-$(FUZZ_BIN): $(FUZZ_SRC) $(PB_C) tools/spanshimd/spanshimd.h tools/spanshimd/grpc.h tools/common/arena.h
+$(FUZZ_BIN): $(FUZZ_SRC) $(PB_C) tools/spanshimd/spanshimd.h tools/spanshimd/grpc.h tools/common/arena.h \
+             tools/spanshimd/lazy.h
 	@mkdir -p $(dir $@)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	  $(CPPFLAGS) -std=gnu11 $(LDFLAGS) -o $@ $(FUZZ_SRC) $(PB_C) -lprotobuf-c -lpg_query -lz -lnghttp2
