@@ -185,13 +185,18 @@ check: deps
 	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(PROG_BIN)
 	@$(MAKE) --no-print-directory interop-deps || \
 	  echo "interop: npm ci failed: the JS SDK interop tests will skip"
-	@status=0; \
-	  sh tests/run-unit.sh $(UNIT_BIN) || status=1; \
-	  $(PYTHON) tests/integration/run.py --build $(BUILD) || status=1; \
+	@status=0; recap=$(BUILD)/check-recap.txt; : >$$recap; \
+	  sh tests/run-unit.sh $(UNIT_BIN) >$(BUILD)/unit.log 2>&1 || status=1; \
+	  cat $(BUILD)/unit.log; grep -E '^unit: failed:|^[^ ]+:[0-9]+:[FE]:' $(BUILD)/unit.log | head -n 20 >>$$recap; \
+	  $(PYTHON) tests/integration/run.py --build $(BUILD) \
+	    --recap $(BUILD)/integration-recap.txt || status=1; \
+	  cat $(BUILD)/integration-recap.txt >>$$recap 2>/dev/null; \
 	  if command -v clang >/dev/null 2>&1; then \
-	    $(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20 || status=1; \
+	    $(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20 || \
+	      { status=1; echo "fuzz: failed (see above)" >>$$recap; }; \
 	  else echo "fuzz: SKIPPED: no clang"; \
 	    case "$${SPANSHIM_TEST_STRICT:-0}" in 0|false|no) ;; *) status=1;; esac; fi; \
+	  if [ -s $$recap ]; then echo "check: what failed:"; cat $$recap; fi; \
 	  exit $$status
 
 demo: deps

@@ -43,6 +43,9 @@ def main():
     ap.add_argument("-k", default="")
     ap.add_argument("-v", action="store_true")
     ap.add_argument("--timeout", type=int, default=180)
+    ap.add_argument("--recap", default="",
+                    help="also write one line per failed test (name and the start of its "
+                         "reason) to this file, for a summary printed after other suites")
     ap.add_argument("--strict", action="store_true", default=strict_from_env(),
                     help="a skip is a failure unless the test is marked ci_may_skip "
                          "(default: SPANSHIM_TEST_STRICT)")
@@ -62,6 +65,7 @@ def main():
                     tests.append((full, getattr(mod, name)))
     passed = failed = 0
     skipped = []  # (name, reason)
+    failures = []  # (name, reason)
     signal.signal(signal.SIGALRM, _alarm)
     for full, fn in tests:
         ctx = harness.Context(build, full, verbose=a.v)
@@ -81,6 +85,7 @@ def main():
                 failed_here = True
                 print("FAIL %s (%.1fs): skipped in strict mode: %s" % (
                     full, time.monotonic() - t0, e), flush=True)
+                failures.append((full, "skipped in strict mode: %s" % e))
             else:
                 why = str(e) + ("; allowed in CI: %s" % allowed if allowed else "")
                 skipped.append((full, why))
@@ -91,12 +96,21 @@ def main():
             failed_here = True
             print("FAIL %s (%.1fs): %s" % (full, time.monotonic() - t0, e), flush=True)
             traceback.print_exc(file=sys.stdout)
+            failures.append((full, "%s: %s" % (type(e).__name__, e)))
             if isinstance(e, KeyboardInterrupt):
                 break
         finally:
             ctx.close(keep=failed_here and a.v)
     for full, why in skipped:
         print("skipped: %s: %s" % (full, why))
+    for full, why in failures:
+        print("failed: %s" % full)
+    if a.recap:
+        with open(a.recap, "w") as f:
+            for full, why in failures:
+                why = " ".join(why.split())
+                f.write("integration: FAIL %s: %s\n" % (
+                    full, why if len(why) <= 700 else why[:700] + "..."))
     print("%d passed, %d failed, %d skipped" % (passed, failed, len(skipped)))
     return 1 if failed or not tests else 0
 
