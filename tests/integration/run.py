@@ -66,6 +66,16 @@ def main():
     passed = failed = 0
     skipped = []  # (name, reason)
     failures = []  # (name, reason)
+    # The tests check what programs do with the kernel's default actions. A runner started
+    # with signals ignored (nohup: SIGHUP; `cmd &` in a script: SIGINT, SIGQUIT) would pass
+    # the ignoring on through every exec: give the tests the defaults back, and say so.
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM,
+                signal.SIGUSR1, signal.SIGUSR2):
+        if signal.getsignal(sig) == signal.SIG_IGN:
+            print("run: %s was ignored when the runner started; restored to its default "
+                  "for the tests" % sig.name, flush=True)
+            signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT
+                          else signal.SIG_DFL)
     signal.signal(signal.SIGALRM, _alarm)
     for full, fn in tests:
         ctx = harness.Context(build, full, verbose=a.v)
