@@ -5,6 +5,7 @@ else. spanshimd admits the traced tree: a process that sent it spans as an admit
 programs (nginx with `user nobody;`, setpriv, runuser, python3); every test asserts exact
 span counts and the program's unchanged output and status. Root-only: skipped otherwise."""
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -404,6 +405,9 @@ def test_a_process_started_as_another_user_is_refused_and_counted(ctx):
     assert st["peers_refused"] >= 1 and st["tree_admitted"] == 0, st
     assert st["spans_received"] == 0 and st["requests"] == 1, st  # the /stats asked
     assert c.spans() == []
+    said = re.findall(r"spanshimd: refused a connection of pid \d+ \(uid 65534\): "
+                      r"not an allowed user, nor of the traced tree\n", c.stderr())
+    assert said, c.stderr()  # the user can tell who was refused
 
 
 FSUID_THEN_CONNECT = textwrap.dedent("""

@@ -188,13 +188,40 @@ static int peer_id(int fd, ss__proc_id *id) {
   return 0;
 }
 
+/* Says on stderr who was refused, for the first SAY_REFUSED refusals (then they are only
+ * counted, in peers_refused): the pid and uid as of connect, and why. */
+#define SAY_REFUSED 10
+static void say_refused(int fd, const char *why) {
+  static unsigned said;
+  struct ucred cr = {0};
+  socklen_t len = sizeof cr;
+  if (said >= SAY_REFUSED) return;
+  said++;
+  getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len);
+  fprintf(stderr,
+          "spanshimd: refused a connection of pid %d (uid %u): %s%s\n", (int)cr.pid,
+          (unsigned)cr.uid, why,
+          said == SAY_REFUSED ? " (further refusals are only counted: peers_refused)" : "");
+}
+
 int ss__peer_admit(const ss__opts *o, int fd, ss__proc_id *id) {
   memset(id, 0, sizeof *id);
   if (ss__peer_allowed(o, fd)) {
     if (!off) peer_id(fd, id);
     return 1;
   }
-  if (off || peer_id(fd, id) != 0 || !in_tree(id->pid, id->start)) return 0;
+  if (off) {
+    say_refused(fd, "not an allowed user (--no-tree)");
+    return 0;
+  }
+  if (peer_id(fd, id) != 0) {
+    say_refused(fd, "not an allowed user, and it ended before it could be looked at");
+    return 0;
+  }
+  if (!in_tree(id->pid, id->start)) {
+    say_refused(fd, "not an allowed user, nor of the traced tree");
+    return 0;
+  }
   ss__tree_remember(id);
   ss__stats_g.tree_admitted++;
   return 2;
