@@ -189,7 +189,8 @@ def _nginx_to_collector(ctx, nofile):
     _worker_procs(spans, workers)
     _all_counted(spans)
     assert st["spans_received"] == len(spans) and st["shim_spans_dropped"] == 0, st
-    assert st["peers_refused"] == 0 and st["tree_admitted"] >= 4, st
+    assert st["peers_refused"] == 0 and st["tree_admitted"] >= 4, (
+        st, "master", p.pid, "workers", workers, c.stderr())
 
 
 def test_four_nginx_workers_that_drop_to_nobody_deliver_to_a_root_collector_without_allow_uid(ctx):
