@@ -182,7 +182,7 @@ def test_a_signal_arriving_mid_export_never_hangs(ctx):
         rc, _, err = finish(p, timeout=10)
         took = time.monotonic() - t0
         assert rc in (-signal.SIGTERM, -signal.SIGINT) and err == b"", (i, rc, err)
-        assert took < 2.0, "took %.2fs to die" % took
+        assert took < 8, "took %.2fs to die (a hang is finish()'s 10 s)" % took
 
 
 HTTP_SERVICE = r"""
