@@ -12,6 +12,8 @@ import os
 import secrets
 import subprocess
 
+import harness
+
 ERROR = 2
 # Every span must arrive even on a loaded machine: exit may wait for the collector.
 FLUSH = {"SPANSHIM_EXIT_FLUSH_MS": "20000"}
@@ -205,13 +207,13 @@ def test_url_full_and_query_credentials_redacted(ctx):
     r = ctx.run(["curl", "-s", "-o", "/dev/null", url], collector=col, extra_env=_env(env))
     assert r.returncode == 0, r
     # A traced server: its SERVER span's url.query.
-    srv_port = harness_free_port()
+    srv_port = harness.free_port()
     server = subprocess.Popen(
         ["python3", "-m", "http.server", str(srv_port), "--bind", "127.0.0.1"],
         cwd=ctx.tmp, env=ctx.env(col, _env(env)), stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
+        stderr=subprocess.PIPE)
     try:
-        _wait_port(srv_port)
+        harness.wait_port(srv_port, server, "python3 -m http.server", timeout=30)
         r = ctx.run(["curl", "-s", "-o", "/dev/null", "http://127.0.0.1:%d/?%s" % (srv_port, q)],
                     preload=False)
         assert r.returncode == 0, r
@@ -228,25 +230,6 @@ def test_url_full_and_query_credentials_redacted(ctx):
     assert "%s/cb?%s#access_token=REDACTED&state=REDACTED" % (srv.url, want_q) in fulls, fulls
     queries = [s.attrs["url.query"] for s in spans if "url.query" in s.attrs]
     assert want_q in queries, queries
-
-
-def harness_free_port():
-    import harness
-    return harness.free_port()
-
-
-def _wait_port(port, timeout=30):
-    import socket
-    import time
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def _psql_run(ctx, col, pg, conn, sql=None, env=None):
