@@ -190,11 +190,13 @@ void ss__signals_await_death(void) {
   if (tid == 0 || in_vfork_child() || tid == syscall(SYS_gettid)) return;
   uint64_t cap = (uint64_t)ss__cfg.exit_flush_ms * 10 + 100; /* its delivery's own bound */
   struct timespec tick = {0, 1000000};
+  int saved = errno; /* the app's, should the death not come */
   for (uint64_t waited = 0; waited < cap; waited++) {
     /* Gone from this process (a fork child inherited the flag): nothing will come. */
-    if (syscall(SYS_tgkill, getpid(), tid, 0) != 0 && errno == ESRCH) return;
+    if (syscall(SYS_tgkill, getpid(), tid, 0) != 0 && errno == ESRCH) break;
     nanosleep(&tick, NULL);
   }
+  errno = saved;
 }
 
 static int is_our_handler(const struct sigaction *k) {
