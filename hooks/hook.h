@@ -211,7 +211,7 @@ void ss__signals_install(void);
 /* For exit, _exit and a return from main: when another thread is delivering before a
  * signal's death (the signal came first: without the shim the process would be dead of
  * it already), waits for that death, bounded by the delivery's own bound, so that the
- * process ends of the signal, not of this exit. Returns at once otherwise. errno is kept.
+ * process ends of the signal, not of this exit. Returns at once otherwise. errno is kept. */
 void ss__signals_await_death(void);
 int ss__real_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
 
