@@ -1,6 +1,7 @@
 /* hash.h - the hashes for in-memory tables, in one place: FNV-1a over bytes (names,
- * statement texts), and a multiplicative mix of a 64-bit value (pointers, ids) whose
- * high bits are the well-mixed ones: take a table index from the top, not the bottom.
+ * statement texts), a word-at-a-time hash for longer cache keys (spanshimd's attribute
+ * cache), and a multiplicative mix of a 64-bit value (pointers, ids) whose high bits
+ * are the well-mixed ones: take a table index from the top, not the bottom.
  * Not for anything an attacker must not predict. Pure functions; safe anywhere, signal
  * handlers included. Used by the hooks' per-handle tables (libpq connections, libcurl
  * easy handles) and by spanshimd (tools/common/hash.h forwards here). */
@@ -16,6 +17,27 @@ static inline uint64_t ss__hash_bytes(const void *p, size_t n) {
   uint64_t h = 14695981039346656037ull; /* FNV offset basis */
   for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
   return h;
+}
+
+/* A 64-bit hash of p[0..n) read 8 bytes at a time (a multiply-xorshift per word): for
+ * cache keys of tens to hundreds of bytes, where FNV-1a's multiply per byte is the cost.
+ * Little-endian loads; the length is mixed in, so a key and its zero-padded longer
+ * self differ. */
+static inline uint64_t ss__hash_words(const void *p, size_t n) {
+  const uint8_t *b = p;
+  uint64_t h = (n + 1) * 0x9e3779b97f4a7c15ull, w;
+  for (; n >= 8; b += 8, n -= 8) {
+    __builtin_memcpy(&w, b, 8);
+    h = (h ^ w) * 0xff51afd7ed558ccdull;
+    h ^= h >> 29;
+  }
+  if (n) {
+    w = 0;
+    __builtin_memcpy(&w, b, n);
+    h = (h ^ w) * 0xff51afd7ed558ccdull;
+    h ^= h >> 29;
+  }
+  return h * 0xc4ceb9fe1a85ec53ull;
 }
 
 /* x with its bits spread upward (Fibonacci hashing after a fold of the high bits, which

@@ -1,5 +1,6 @@
-/* SQL enrichment on protobuf bytes (ss__sqlsum_wire) against the decoded path it stands
- * in for (ss__sqlsum_enrich): the same request through both gives the same JSON line,
+/* SQL enrichment on protobuf bytes (ss__sqlsum_wire), and applied as the JSON line is
+ * written from them (ss__wire_traces_json_sql), against the decoded path they stand
+ * in for (ss__sqlsum_enrich): the same request through each gives the same JSON line,
  * whatever the statement (parsed, unparsable, PREPARE, a literal the shim missed, no
  * single table) and wherever the attributes it replaces sit; and the pipeline with
  * sinks that take wire bytes writes what the decoded path would, never unpacking a
@@ -37,6 +38,16 @@ static char *wire_line(const uint8_t *body, size_t len, int *changed) {
   return w.data;
 }
 
+/* ... and the one-pass writer's (enrichment while writing the line). */
+static char *sql_line(const uint8_t *body, size_t len) {
+  static ss__buf w = SS_BUF_INIT;
+  ss__wire_info info;
+  ss__buf_reset(&w);
+  ck_assert_int_eq(ss__wire_traces_json_sql(body, len, &w, &info, ss__sqlsum_plan), 0);
+  ss__buf_putc(&w, 0);
+  return w.data;
+}
+
 static fx_span_t *pg_span(uint64_t sid, const char *name, const char *text) {
   fx_span_t *s = fx_span(fx_tid(9, sid), sid, name, 1000, 0);
   fx_attr(s, "db.system.name", "postgresql");
@@ -67,6 +78,7 @@ START_TEST(test_wire_enrichment_matches_decoded_path) {
   char *w = wire_line(body, len, &changed);
   ck_assert_int_eq(changed, 1);
   ck_assert_str_eq(w, tree_line(body, len));
+  ck_assert_str_eq(sql_line(body, len), tree_line(body, len));
   ck_assert_ptr_nonnull(strstr(w, "\"db.query.summary\""));
   ck_assert_ptr_nonnull(strstr(w, "\"name\":\"SELECT pgbench_accounts\""));
   /* nothing to enrich: not changed, the same line either way */
@@ -75,6 +87,7 @@ START_TEST(test_wire_enrichment_matches_decoded_path) {
   w = wire_line(body, len, &changed);
   ck_assert_int_eq(changed, 0);
   ck_assert_str_eq(w, tree_line(body, len));
+  ck_assert_str_eq(sql_line(body, len), tree_line(body, len));
 }
 END_TEST
 
@@ -92,8 +105,38 @@ START_TEST(test_wire_enrichment_attributes_before_and_after) {
     char *w = wire_line(body, len, &changed);
     ck_assert_int_eq(changed, 1);
     ck_assert_str_eq(w, tree_line(body, len));
+    ck_assert_str_eq(sql_line(body, len), tree_line(body, len));
   }
 }
+
+/* Keys the one-pass writer must read as protobuf-c does: one cut at a NUL byte, a key
+ * after its value, a value that is not a string. */
+START_TEST(test_sql_keys_read_as_protobuf_c_reads_them) {
+  fx_span_t *s[3];
+  s[0] = pg_span(1, "postgresql", NULL);
+  fx_attr(s[0], "db.query.textXtail", "SELECT * FROM a WHERE x = ?");  /* X: NUL below */
+  s[1] = pg_span(2, "postgresql", "UPDATE b SET v = ?");
+  fx_attr(s[1], "db.operation.name", "UPDATE");
+  s[2] = pg_span(3, "postgresql", "SELECT 1");
+  size_t len;
+  uint8_t *body = fx_pack(fx_request("svc", s, 3), &len);
+  uint8_t *x = memmem(body, len, "db.query.textX", 14);
+  ck_assert_ptr_nonnull(x);
+  x[13] = 0;  /* protobuf-c's C string, and so the tree path, ends the key there */
+  ck_assert_str_eq(sql_line(body, len), tree_line(body, len));
+  ck_assert_ptr_nonnull(strstr(sql_line(body, len), "\"SELECT a\""));
+  /* span 2's db.operation.name KeyValue with its value first and the key after */
+  uint8_t *kv = memmem(body, len, "\x0a\x11" "db.operation.name", 19);
+  ck_assert_ptr_nonnull(kv);
+  uint8_t key[19], val[10];  /* the key field, then the value "\x12\x08\x0a\x06UPDATE" */
+  memcpy(key, kv, 19);
+  memcpy(val, kv + 19, 10);
+  ck_assert_int_eq(memcmp(val, "\x12\x08\x0a\x06UPDATE", 10), 0);
+  memcpy(kv, val, 10);
+  memcpy(kv + 10, key, 19);
+  ck_assert_str_eq(sql_line(body, len), tree_line(body, len));
+}
+END_TEST
 END_TEST
 
 /* ---- through the pipeline, with the default kind of sinks ---- */
@@ -166,6 +209,45 @@ START_TEST(test_pipeline_takes_sql_requests_without_decoding) {
 }
 END_TEST
 
+/* With no sink wanting bytes (the file alone), SQL spans are enriched as the line is
+ * written: one pass, never unpacked, counted once; a line that must be split takes the
+ * enriched bytes instead (they are what the sink decodes to split it). */
+START_TEST(test_pipeline_enriches_while_writing_for_file_alone) {
+  ss__sink s = {tree_sink, logs_sink, 0, NULL, NULL, wire_sink, 1};
+  ss__pipeline_clear_sinks();
+  ck_assert_int_eq(ss__pipeline_add_sink(&s), 0);
+  fx_span_t *sp[] = {pg_span(1, "postgresql", "SELECT * FROM orders WHERE id = ?"),
+                     fx_span(fx_tid(9, 2), 2, "connect", 10, 0)};
+  size_t len;
+  uint8_t *body = fx_pack(fx_request("svc", sp, 2), &len);
+  char expect[8192];
+  snprintf(expect, sizeof expect, "%s", tree_line(body, len));
+  memset(&ss__stats_g, 0, sizeof ss__stats_g);
+  uint64_t decodes = ss__decode_count;
+  wire_calls = tree_calls = 0;
+  for (int i = 0; i < 3; i++) {
+    ck_assert_int_eq(ss__pipeline_traces(body, len, 1), 200);
+    ck_assert_str_eq(file_line, expect);
+    ck_assert_ptr_eq(up_body, body);  /* nothing rewritten */
+  }
+  ck_assert_uint_eq(ss__decode_count, decodes);
+  ck_assert_int_eq(wire_calls, 3);
+  ck_assert_uint_eq(ss__stats_g.spans_received, 6);
+  ck_assert_uint_eq(ss__stats_g.sql_spans, 3);
+  ss__sink_max_line(100);  /* the line will be split: the sink gets enriched bytes */
+  ck_assert_int_eq(ss__pipeline_traces(body, len, 1), 200);
+  ck_assert_str_eq(file_line, expect);
+  ck_assert_ptr_ne(up_body, body);
+  int changed;
+  ss__stats keep = ss__stats_g;
+  ck_assert_str_eq(wire_line(up_body, up_len, &changed), expect);
+  ss__stats_g = keep;
+  ck_assert_uint_eq(ss__stats_g.sql_spans, 4);  /* still once per span */
+  ss__sink_max_line(0);
+  ss__pipeline_free();
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("spanshimd_sqlwire");
   TCase *tc = tcase_create("sqlwire");
@@ -173,6 +255,8 @@ int main(void) {
   tcase_add_test(tc, test_wire_enrichment_matches_decoded_path);
   tcase_add_test(tc, test_wire_enrichment_attributes_before_and_after);
   tcase_add_test(tc, test_pipeline_takes_sql_requests_without_decoding);
+  tcase_add_test(tc, test_sql_keys_read_as_protobuf_c_reads_them);
+  tcase_add_test(tc, test_pipeline_enriches_while_writing_for_file_alone);
   suite_add_tcase(s, tc);
   SRunner *r = srunner_create(s);
   srunner_run_all(r, CK_NORMAL);

@@ -90,15 +90,54 @@ typedef struct ss__wire_info {
   int stacks;         /* some span event has a spanshim.stack.modules attribute */
 } ss__wire_info;
 
+/* A string in someone else's memory; p NULL: absent. */
+typedef struct ss__strv {
+  const char *p;
+  size_t n;
+} ss__strv;
+/* What SQL enrichment reads of a span: the first db.query.text, db.system.name,
+ * db.system and db.operation.name attributes that have string values, and its name. */
+typedef struct ss__sql_in {
+  ss__strv text, sys_name, sys, api_op, name;
+} ss__sql_in;
+/* ... and what it changes: attributes to set (replacing the first of that key, else
+ * appended, in this order), one to remove, the span's new name (p NULL: kept). Values
+ * point into the statement cache: valid until the next ss__sqlsum_plan call. */
+typedef struct ss__sql_edit {
+  int changed;
+  struct { const char *key; size_t key_len; ss__strv val; } set[4];
+  size_t n_set;
+  const char *remove;
+  ss__strv name;
+} ss__sql_edit;
+/* Decides the edit of one span whose db.query.text attribute was found; returns
+ * e->changed (0: the span is written as it is). spanshimd's ss__sqlsum_plan. */
+typedef int (*ss__sql_planner)(const ss__sql_in *in, ss__sql_edit *e);
+
 /* Appends the line ss__json_traces would write for the ExportTraceServiceRequest whose
  * protobuf bytes are p[0..len) (as unpacked by protobuf-c), read in place: nothing is
- * allocated besides out's growth. Returns 0 (*info filled), 1 when the bytes are not in
- * the canonical encoding this reader takes, or not valid (the caller unpacks them with
- * protobuf-c instead, which decides), or -ENOMEM; out->len is unchanged unless 0 is
- * returned. Pure, like the rest of this header. */
+ * allocated besides out's growth and the calling thread's attribute cache (576 KiB, at
+ * its first call; it keeps the JSON of attributes seen again, keyed by their exact wire
+ * bytes, so the output never depends on it). Returns 0 (*info filled), 1 when the bytes
+ * are not in the canonical encoding this reader takes, or not valid (the caller unpacks
+ * them with protobuf-c instead, which decides), or -ENOMEM; out->len is unchanged unless
+ * 0 is returned. Safe on any thread (the cache is per thread). */
 int ss__wire_traces_json(const uint8_t *p, size_t len, ss__buf *out, ss__wire_info *info);
 /* The same walk without writing: 0 (*info filled) exactly when ss__wire_traces_json
  * would return 0 with the same *info, else 1. For when nobody wants the JSON. */
 int ss__wire_traces_check(const uint8_t *p, size_t len, ss__wire_info *info);
+/* ss__wire_traces_json with SQL enrichment applied as the line is written: for each span
+ * with a db.query.text attribute, `plan` is given what it reads (ss__sql_in) and its
+ * edit (ss__sql_edit) is written in: set attributes replace the first of their key in
+ * place or come last, in order, the removed one is left out, the name replaced. The
+ * line is then what ss__json_traces writes for the same request unpacked and enriched
+ * by ss__sqlsum_enrich with the same plans; replaced and removed attributes are still
+ * checked, so the same bytes are taken or declined as without `plan`. plan is called
+ * before a later part of the request may decline it (its counts are the caller's to
+ * undo then). plan NULL: ss__wire_traces_json. */
+int ss__wire_traces_json_sql(const uint8_t *p, size_t len, ss__buf *out, ss__wire_info *info,
+                             ss__sql_planner plan);
+/* Frees the calling thread's attribute cache (the next call allocates it again). */
+void ss__wire_cache_free(void);
 
 #endif

@@ -14,10 +14,18 @@
  * member given twice (protobuf-c merges or replaces), a varint past 64 bits, AnyValue
  * nesting deeper than MAX_NEST, a Resource's entity_refs, a string that is not valid
  * UTF-8 (protobuf-c refuses those), groups. Unknown fields are skipped, as the tree
- * writer ignores them. */
+ * writer ignores them.
+ *
+ * Per span, what costs is its own fields (ids in hex, timestamps in decimal) and its
+ * attributes; the JSON of a repeated attribute comes from a cache keyed by its bytes
+ * (below). spanshimd's SQL enrichment can be applied as a span is written
+ * (ss__wire_traces_json_sql), so a request with statements is read once, not rewritten
+ * first. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "runtime/hash.h"
 #include "runtime/utf8.h"
 #include "tools/common/otlp_json.h"
 
@@ -69,6 +77,7 @@ typedef struct msg {
 typedef struct wctx {
   ss__buf *b;
   ss__wire_info *info;
+  ss__sql_planner plan;          /* SQL enrichment while writing, or NULL */
 } wctx;
 
 static inline int varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
@@ -89,15 +98,27 @@ static inline int varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
   return -1;
 }
 
-static uint64_t le(const uint8_t *p, int n) {
+static inline uint64_t le(const uint8_t *p, int n) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  if (n == 8) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+  }
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+#else
   uint64_t v = 0;
   for (int i = n - 1; i >= 0; i--) v = v << 8 | p[i];
   return v;
+#endif
 }
 
 /* One field at *p: number, wire type, payload; 0 or -1 (malformed or a group). */
-static inline int field(const uint8_t **p, const uint8_t *end, unsigned *no, int *wt,
-                 const uint8_t **data, uint64_t *v) {
+static inline __attribute__((always_inline)) int field(const uint8_t **p, const uint8_t *end,
+                                                       unsigned *no, int *wt,
+                                                       const uint8_t **data, uint64_t *v) {
   uint64_t tag;
   if (varint(p, end, &tag) != 0 || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) return -1;
   *no = (unsigned)(tag >> 3);
@@ -192,7 +213,9 @@ static int index_msg(msg *m, const uint8_t *p, size_t n, const shape *s) {
 
 /* The next element of repeated field `no` at or after *p (a message already indexed, so
  * well-formed); its payload, or NULL at the end. */
-static const uint8_t *next_of(const uint8_t **p, const uint8_t *end, unsigned no, size_t *len) {
+static __attribute__((noinline)) const uint8_t *next_of_slow(const uint8_t **p,
+                                                            const uint8_t *end, unsigned no,
+                                                            size_t *len) {
   while (*p < end) {
     const uint8_t *data;
     unsigned n;
@@ -205,6 +228,19 @@ static const uint8_t *next_of(const uint8_t **p, const uint8_t *end, unsigned no
     }
   }
   return NULL;
+}
+
+static inline const uint8_t *next_of(const uint8_t **p, const uint8_t *end, unsigned no,
+                                     size_t *len) {
+  /* Usually the next field is the next element, its tag and length a byte each. */
+  const uint8_t *q = *p;
+  if (end - q >= 2 && q[0] == (uint8_t)(no << 3 | 2) && no < 16 && q[1] < 0x80 &&
+      q[1] <= end - q - 2) {
+    *len = q[1];
+    *p = q + 2 + q[1];
+    return q + 2;
+  }
+  return next_of_slow(p, end, no, len);
 }
 
 #define HAS(m, no) ((m)->seen & BIT(no))
@@ -262,14 +298,104 @@ static int any_value(wctx *w, const uint8_t *p, size_t len, int depth);
 /* Key names spanshimd's enrichment looks for (info flags), at the level `want` says. */
 enum { ATTRS_PLAIN = 0, ATTRS_SPAN = 1, ATTRS_EVENT = 2 };
 
-static void note_key(wctx *w, const msg *kv, int level) {
-  if (!level || !HAS(kv, 1)) return;
+/* What a key is to note_key: */
+enum { KEY_OTHER = 0, KEY_SQL = 1, KEY_STACKS = 2 };
+
+static int key_class(const msg *kv) {
+  if (!HAS(kv, 1)) return KEY_OTHER;
   size_t kl = (size_t)kv->f[1].v;
   const char *k = (const char *)kv->f[1].p;
-  if (level == ATTRS_SPAN && kl == 13 && memcmp(k, "db.query.text", 13) == 0)
-    w->info->sql = 1;
-  if (level == ATTRS_EVENT && kl == 22 && memcmp(k, "spanshim.stack.modules", 22) == 0)
-    w->info->stacks = 1;
+  if (kl == 13 && memcmp(k, "db.query.text", 13) == 0) return KEY_SQL;
+  if (kl == 22 && memcmp(k, "spanshim.stack.modules", 22) == 0) return KEY_STACKS;
+  return KEY_OTHER;
+}
+
+static void note_key(wctx *w, int cls, int level) {
+  if (level == ATTRS_SPAN && cls == KEY_SQL) w->info->sql = 1;
+  if (level == ATTRS_EVENT && cls == KEY_STACKS) w->info->stacks = 1;
+}
+
+/* ---- the attribute cache ----
+ * Attributes repeat: a service sends the same keys with the same few values span after
+ * span (network.transport udp, http.request.method GET, its statements' texts). The
+ * JSON of a top-level KeyValue depends on its wire bytes alone, so it is kept, keyed by
+ * those bytes (compared whole on a hit: a hash collision is only a miss): one hash, one
+ * compare and one copy instead of indexing, UTF-8 checks and escaping. A KeyValue is
+ * taken in on its second sighting in a row at its slot, so values seen once (ids, unique
+ * URLs) cost a hash and no copy. Direct-mapped, fixed size (SLOTS × ROOM: 576 KiB,
+ * allocated at the first request), one per thread that writes (spanshimd: the
+ * receiver's); ss__wire_cache_free releases the calling thread's. */
+#define KVC_SLOTS 1024
+#define KVC_ROOM 560           /* a slot's wire bytes and JSON, together */
+
+typedef struct kvc_slot {
+  uint64_t hash;               /* of the wire bytes held; 0: empty */
+  uint64_t seen;               /* the last KeyValue missed here: taken if it comes again */
+  uint16_t wlen, jlen;
+  uint8_t cls;                 /* KEY_* */
+  char bytes[KVC_ROOM];        /* wire bytes, then the JSON object */
+} kvc_slot;
+
+static __thread kvc_slot *kvc;
+
+void ss__wire_cache_free(void) {
+  free(kvc);
+  kvc = NULL;
+}
+
+static kvc_slot *kvc_slot_of(uint64_t h) {
+  if (kvc == NULL && (kvc = calloc(KVC_SLOTS, sizeof *kvc)) == NULL) return NULL;
+  return &kvc[h >> 54];        /* the top 10 bits: KVC_SLOTS */
+}
+
+/* One KeyValue p[0..n) at depth `depth` (its JSON object to w->b, or checked); 0 or
+ * DECLINE. */
+static int one_kv(wctx *w, const uint8_t *p, size_t n, int depth, int level) {
+  ss__buf *b = w->b;
+  msg kv;
+  int k = 0;
+  if (index_kv(&kv, p, n) != 0) return DECLINE;
+  note_key(w, key_class(&kv), level);
+  if (b) {
+    ss__buf_putc(b, '{');
+    KEY(b, &k, "key");
+    str_of(b, &kv, 1);
+    if (HAS(&kv, 2)) KEY(b, &k, "value");
+  }
+  if (HAS(&kv, 2) && any_value(w, kv.f[2].p, (size_t)kv.f[2].v, depth + 1) != 0)
+    return DECLINE;
+  if (b) ss__buf_putc(b, '}');
+  return 0;
+}
+
+/* A top-level KeyValue, through the cache. */
+static int cached_kv(wctx *w, const uint8_t *p, size_t n, int level) {
+  ss__buf *b = w->b;
+  uint64_t h = ss__hash_words(p, n) | 1;
+  kvc_slot *s = n < KVC_ROOM ? kvc_slot_of(h) : NULL;
+  if (s && s->hash == h && s->wlen == n && memcmp(s->bytes, p, n) == 0) {
+    note_key(w, s->cls, level);
+    if (b) ss__buf_append(b, s->bytes + n, s->jlen);
+    return 0;
+  }
+  size_t mark = b ? b->len : 0;
+  if (one_kv(w, p, n, 0, level) != 0) return DECLINE;
+  if (s == NULL || b == NULL || b->oom) return 0;
+  if (s->seen != h) {
+    s->seen = h;
+    return 0;
+  }
+  size_t jl = b->len - mark;
+  if (n + jl > KVC_ROOM) return 0;
+  msg kv;
+  index_kv(&kv, p, n);  /* taken just now: cannot fail */
+  s->hash = h;
+  s->wlen = (uint16_t)n;
+  s->jlen = (uint16_t)jl;
+  s->cls = (uint8_t)key_class(&kv);
+  memcpy(s->bytes, p, n);
+  memcpy(s->bytes + n, b->data + mark, jl);
+  return 0;
 }
 
 /* The KeyValues of m's repeated field no, as a JSON array (w->b NULL: checked only). */
@@ -279,22 +405,168 @@ static int key_values(wctx *w, const msg *m, unsigned no, int depth, int level) 
   size_t kvl, i = 0;
   if (b) ss__buf_putc(b, '[');
   while ((kvp = next_of(&p, m->end, no, &kvl)) != NULL) {
-    msg kv;
-    int n = 0;
-    if (index_kv(&kv, kvp, kvl) != 0) return DECLINE;
-    note_key(w, &kv, level);
-    if (b) {
-      if (i++) ss__buf_putc(b, ',');
-      ss__buf_putc(b, '{');
-      KEY(b, &n, "key");
-      str_of(b, &kv, 1);
-      if (HAS(&kv, 2)) KEY(b, &n, "value");
-    }
-    if (HAS(&kv, 2) && any_value(w, kv.f[2].p, (size_t)kv.f[2].v, depth + 1) != 0)
+    if (b && i++) ss__buf_putc(b, ',');
+    if ((depth == 0 ? cached_kv(w, kvp, kvl, level) : one_kv(w, kvp, kvl, depth, level)) != 0)
       return DECLINE;
-    if (b) ss__buf_putc(b, '}');
   }
   if (b) ss__buf_putc(b, ']');
+  return 0;
+}
+
+/* ---- SQL enrichment as the span is written (ss__wire_traces_json_sql) ---- */
+
+/* A KeyValue's key, and its string value when it has one (p NULL otherwise), read
+ * without checks: protobuf-c's C strings (up to a NUL), the last of a field given twice.
+ * Only for bytes the writer goes on to check whole: when they are not what it takes,
+ * it declines them, and whatever was read here is not used. */
+static ss__strv cut_str(const uint8_t *p, size_t n) {
+  const uint8_t *z = memchr(p, 0, n);
+  return (ss__strv){(const char *)p, z ? (size_t)(z - p) : n};
+}
+
+static void kv_peek(const uint8_t *p, size_t n, ss__strv *key, ss__strv *sval) {
+  const uint8_t *end = p + n, *data, *q, *vd;
+  size_t kl = n >= 2 ? p[1] : 0;
+  if (n >= 4 && p[0] == 0x0a && kl < 0x80 && kl + 4 <= n && p[kl + 2] == 0x12) {
+    /* key, then a value holding a string, each once: as everyone writes them */
+    uint64_t vl, sl;
+    const uint8_t *v = p + kl + 3, *sv;
+    if (varint(&v, end, &vl) == 0 && vl == (uint64_t)(end - v) && vl >= 2 && v[0] == 0x0a) {
+      sv = v + 1;
+      if (varint(&sv, end, &sl) == 0 && sl == (uint64_t)(end - sv)) {
+        *key = cut_str(p + 2, kl);
+        *sval = cut_str(sv, (size_t)sl);
+        return;
+      }
+    }
+  }
+  unsigned no, vno;
+  int wt, vwt;
+  uint64_t v, vv;
+  *key = (ss__strv){"", 0};
+  *sval = (ss__strv){NULL, 0};
+  while (p < end && field(&p, end, &no, &wt, &data, &v) == 0) {
+    if (wt != 2) continue;
+    if (no == 1) *key = cut_str(data, (size_t)v);
+    if (no != 2) continue;
+    *sval = (ss__strv){NULL, 0};
+    for (q = data; q < data + v && field(&q, data + v, &vno, &vwt, &vd, &vv) == 0;)
+      *sval = vno == 1 && vwt == 2 ? cut_str(vd, (size_t)vv) : (ss__strv){NULL, 0};
+  }
+}
+
+
+/* A KeyValue's key as it is in place: when the key comes first with a one-byte length
+ * and is not given again (as everyone writes it), its bytes before any NUL cut (1);
+ * else the key as kv_peek reads it, exactly (0). */
+static inline int kv_key_raw(const uint8_t *p, size_t n, ss__strv *k) {
+  if (n >= 2 && p[0] == 0x0a && p[1] < 0x80 && (size_t)p[1] + 2 <= n &&
+      ((size_t)p[1] + 2 == n || p[p[1] + 2] == 0x12)) {
+    *k = (ss__strv){(const char *)p + 2, p[1]};
+    return 1;
+  }
+  ss__strv v;
+  kv_peek(p, n, k, &v);
+  return 0;
+}
+
+/* Whether key k (from kv_key_raw, `raw` its answer) is lit[0..ln), which has no NUL. */
+static inline int key_is(ss__strv k, int raw, const char *lit, size_t ln) {
+  if (k.n != ln && !(raw && k.n > ln && k.p[ln] == 0)) return 0;
+  return memcmp(k.p, lit, ln) == 0;
+}
+
+/* Whether the KeyValue p[0..n) may have the key db.query.text: a key written first
+ * with a one-byte length is compared in place (as protobuf-c reads it: up to a NUL);
+ * anything else is looked at closely. */
+static int maybe_sql_key(const uint8_t *p, size_t n) {
+  if (n < 2 || p[0] != 0x0a || p[1] >= 0x80) return 1;
+  size_t kl = p[1];
+  return kl >= 13 && kl + 2 <= n && memcmp(p + 2, "db.query.text", 13) == 0 &&
+         (kl == 13 || p[15] == 0);
+}
+
+/* What enrichment reads of span m (ss__sql_in: the first attribute of each key, its
+ * string value or none); 1 when it has db.query.text, 0 when not (or when its bytes
+ * are for the writer to decline). */
+static int sql_read(const msg *m, ss__sql_in *in) {
+  static const struct { const char *k; size_t n; } keys[4] = {
+      {"db.query.text", 13}, {"db.system.name", 14}, {"db.system", 9},
+      {"db.operation.name", 17}};
+  ss__strv *slot[4] = {&in->text, &in->sys_name, &in->sys, &in->api_op};
+  const uint8_t *p = m->f[9].p, *kvp;
+  size_t kvl;
+  unsigned seen = 0;
+  for (p = m->f[9].p; (kvp = next_of(&p, m->end, 9, &kvl)) != NULL;)
+    if (maybe_sql_key(kvp, kvl)) break;
+  if (kvp == NULL) return 0;  /* most spans: no statement */
+  memset(in, 0, sizeof *in);
+  in->name = HAS(m, 5) ? (ss__strv){(const char *)m->f[5].p, (size_t)m->f[5].v}
+                       : (ss__strv){"", 0};
+  for (p = m->f[9].p; (kvp = next_of(&p, m->end, 9, &kvl)) != NULL;) {
+    ss__strv k;
+    int raw = kv_key_raw(kvp, kvl, &k);
+    for (unsigned i = 0; i < 4; i++) {
+      if ((seen & BIT(i)) || !key_is(k, raw, keys[i].k, keys[i].n)) continue;
+      kv_peek(kvp, kvl, &k, slot[i]);
+      seen |= BIT(i);
+      break;
+    }
+  }
+  return (seen & 1) != 0;
+}
+
+/* An attribute an edit sets: {"key":K,"value":{"stringValue":V}}. */
+static void edit_kv(ss__buf *b, const char *key, ss__strv v) {
+  int k = 0, n = 0;
+  ss__buf_putc(b, '{');
+  KEY(b, &k, "key");
+  ss__jw_str(b, key, strlen(key));
+  KEY(b, &k, "value");
+  ss__buf_putc(b, '{');
+  KEY(b, &n, "stringValue");
+  ss__jw_str(b, v.p, v.n);
+  SS_BUF_LIT(b, "}}");
+}
+
+/* The span attributes of m (field 9) with edit e applied (as sqlsum.c's write_span does
+ * to the bytes); what is replaced or removed is still checked. 0 or DECLINE. */
+static int edited_attrs(wctx *w, const msg *m, const ss__sql_edit *e) {
+  ss__buf *b = w->b;
+  wctx check = {NULL, w->info, NULL};
+  const uint8_t *p = m->f[9].p, *kvp;
+  size_t kvl, i = 0;
+  unsigned applied = 0;
+  int removed = 0;
+  ss__buf_putc(b, '[');
+  while ((kvp = next_of(&p, m->end, 9, &kvl)) != NULL) {
+    size_t j;
+    ss__strv k;
+    int raw = kv_key_raw(kvp, kvl, &k);
+    for (j = 0; j < e->n_set; j++)
+      if (!(applied & BIT(j)) && key_is(k, raw, e->set[j].key, e->set[j].key_len)) break;
+    int drop = j == e->n_set && e->remove && !removed &&
+               key_is(k, raw, e->remove, strlen(e->remove));
+    if (j < e->n_set || drop) {
+      if (cached_kv(&check, kvp, kvl, ATTRS_SPAN) != 0) return DECLINE;
+      if (drop) {
+        removed = 1;
+        continue;
+      }
+      if (i++) ss__buf_putc(b, ',');
+      edit_kv(b, e->set[j].key, e->set[j].val);
+      applied |= BIT(j);
+      continue;
+    }
+    if (i++) ss__buf_putc(b, ',');
+    if (cached_kv(w, kvp, kvl, ATTRS_SPAN) != 0) return DECLINE;
+  }
+  for (size_t j = 0; j < e->n_set; j++) {
+    if (applied & BIT(j)) continue;
+    if (i++) ss__buf_putc(b, ',');
+    edit_kv(b, e->set[j].key, e->set[j].val);
+  }
+  ss__buf_putc(b, ']');
   return 0;
 }
 
@@ -453,19 +725,31 @@ static int write_msg(wctx *w, const uint8_t *p, size_t len, const jmsg *d) {
   int n = 0;
   if (index_msg(&m, p, len, d->shape) != 0) return DECLINE;
   if (d->role == R_RESOURCE && HAS(&m, 3)) return DECLINE; /* entity_refs */
+  ss__sql_edit e;
+  ss__sql_in in;
+  int edited = 0;
   if (d->role == R_SPAN) {
     w->info->spans++;
     if (bad_ids(&m)) w->info->bad_ids++;
+    if (w->plan && b && HAS(&m, 9) && sql_read(&m, &in)) edited = w->plan(&in, &e);
   }
   if (b) ss__buf_putc(b, '{');
   for (const jfield *f = d->f; f->key; f++) {
+    if (edited && f->no == 5 && e.name.p) {  /* the span's name (J_STR) */
+      if (e.name.n == 0) continue;
+      ss__jw_key(b, &n, f->key, f->kl);
+      ss__jw_str(b, e.name.p, e.name.n);
+      continue;
+    }
     if (f->kind < J_ATTRS) {
       if (b) scalar_field(b, &n, f, &m);
       continue;
     }
     if (!HAS(&m, f->no)) continue;
     if (b) ss__jw_key(b, &n, f->key, f->kl);
-    if (f->kind == J_ATTRS) {
+    if (edited && f->kind == J_ATTRS) {
+      if (edited_attrs(w, &m, &e) != 0) return DECLINE;
+    } else if (f->kind == J_ATTRS) {
       if (key_values(w, &m, f->no, 0, f->level) != 0) return DECLINE;
     } else if (f->kind == J_MSG) {
       if (write_msg(w, m.f[f->no].p, (size_t)m.f[f->no].v, f->sub) != 0) return DECLINE;
@@ -496,7 +780,7 @@ static int each_resource_spans(wctx *w, const msg *q) {
 }
 
 int ss__wire_traces_check(const uint8_t *p, size_t len, ss__wire_info *info) {
-  wctx w = {NULL, info};
+  wctx w = {NULL, info, NULL};
   msg q;
   memset(info, 0, sizeof *info);
   if (index_msg(&q, p, len, &REQ) != 0) return DECLINE;
@@ -504,8 +788,13 @@ int ss__wire_traces_check(const uint8_t *p, size_t len, ss__wire_info *info) {
 }
 
 int ss__wire_traces_json(const uint8_t *p, size_t len, ss__buf *out, ss__wire_info *info) {
+  return ss__wire_traces_json_sql(p, len, out, info, NULL);
+}
+
+int ss__wire_traces_json_sql(const uint8_t *p, size_t len, ss__buf *out, ss__wire_info *info,
+                             ss__sql_planner plan) {
   size_t start = out->len;
-  wctx w = {out, info};
+  wctx w = {out, info, plan};
   msg q;
   memset(info, 0, sizeof *info);
   if (index_msg(&q, p, len, &REQ) != 0) return DECLINE;

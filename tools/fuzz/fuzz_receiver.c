@@ -117,18 +117,25 @@ static void sampler_start(void) {
 }
 
 /* Differential: whenever the wire reader (otlp_wire_json.c) takes the bytes, SQL
- * enrichment done on them (ss__sqlsum_wire) included, protobuf-c takes them too and the
- * tree path (ss__sqlsum_enrich, ss__json_traces) gives the same line. */
+ * enrichment done on them (ss__sqlsum_wire) or while writing (ss__wire_traces_json_sql)
+ * included, protobuf-c takes them too and the tree path (ss__sqlsum_enrich,
+ * ss__json_traces) gives the same line. */
 static void wire_vs_tree(const uint8_t *d, size_t n, ss__traces_req *q, int too_big) {
-  static ss__buf w = SS_BUF_INIT, t = SS_BUF_INIT, e = SS_BUF_INIT;
-  ss__wire_info info;
+  static ss__buf w = SS_BUF_INIT, t = SS_BUF_INIT, e = SS_BUF_INIT, s = SS_BUF_INIT;
+  ss__wire_info info, si, ci;
   ss__buf_reset(&w);
   ss__buf_reset(&t);
+  ss__buf_reset(&s);
+  int rs = ss__wire_traces_json_sql(d, n, &s, &si, ss__sqlsum_plan);
+  if (ss__wire_traces_check(d, n, &ci) != rs || (rs == 0 && memcmp(&ci, &si, sizeof ci) != 0))
+    __builtin_trap();  /* enriching while writing takes what the plain reader takes */
   int sql = ss__sqlsum_wire(d, n, &e);
+  int tree = q && (ss__sqlsum_enrich(q), ss__json_traces(q, &t) == 0);
+  if (rs == 0 && q == NULL && !too_big) __builtin_trap();
+  if (rs == 0 && tree && (t.len != s.len || memcmp(t.data, s.data, s.len) != 0))
+    __builtin_trap();
   if (sql == 1) d = (const uint8_t *)e.data, n = e.len;
-  if (q) ss__sqlsum_enrich(q);
   if (sql < 0) return;
-  ss__wire_info ci;
   int rc = ss__wire_traces_json(d, n, &w, &info);
   if (ss__wire_traces_check(d, n, &ci) != rc || (rc == 0 && memcmp(&ci, &info, sizeof ci) != 0))
     __builtin_trap();  /* checking alone must answer as writing does */
@@ -137,7 +144,7 @@ static void wire_vs_tree(const uint8_t *d, size_t n, ss__traces_req *q, int too_
     if (!too_big) __builtin_trap();  /* taken here, refused by protobuf-c */
     return;
   }
-  if (ss__json_traces(q, &t) != 0) return;
+  if (!tree) return;
   if (t.len != w.len || memcmp(t.data, w.data, w.len) != 0) __builtin_trap();
 }
 

@@ -18,7 +18,9 @@
  * enrich, no sampling or span metrics configured): those are not decoded at all. Their
  * JSON line is written straight from the wire bytes (ss__wire_traces_json, which also
  * checks them and says whether a middle step is needed) and the body goes upstream as
- * it came. SQL enrichment is done on the wire too (ss__sqlsum_wire). Anything else, or
+ * it came. SQL enrichment is done on the wire too: as the line is written when no sink
+ * wants bytes (ss__wire_traces_json_sql: one pass), else on the protobuf bytes that go to
+ * the sinks (ss__sqlsum_wire). Anything else, or
  * anything that reader declines, takes the decoded path. Receiver thread only; the HTTP loop (receiver.c)
  * hands bodies in and answers with the status returned. */
 #include <errno.h>
@@ -342,22 +344,39 @@ static int wire_line(const uint8_t *b, size_t n, int json, ss__wire_info *info) 
   return info->bad_ids || info->stacks ? -1 : 0;
 }
 
+/* The JSON line of the request at b[0..n) with SQL enrichment applied as it is written
+ * (ss__wire_traces_json_sql), for sinks that want no bytes: 0, or not as wire_line. */
+static int wire_line_sql(const uint8_t *b, size_t n, ss__wire_info *info) {
+  if (wire_json.cap > PACKED_KEEP) ss__buf_free(&wire_json);
+  ss__buf_reset(&wire_json);
+  if (ss__wire_traces_json_sql(b, n, &wire_json, info, ss__sqlsum_plan) != 0) return -1;
+  return info->bad_ids || info->stacks ? -1 : 0;
+}
+
 /* A protobuf request that needs nothing but its sinks and SQL enrichment, straight from
  * its bytes (see the file's header): the status it earns, or 0 when it must take the
- * decoded path (then nothing was counted). SQL spans are enriched on the wire
- * (ss__sqlsum_wire) before the line is written, at once when the last request had some,
- * else once this one is seen to have them. */
+ * decoded path (then nothing was counted). When no sink wants bytes, SQL spans are
+ * enriched as the line is written (one pass); else on the wire (ss__sqlsum_wire) before
+ * the line is written, at once when the last request had some, else once this one is
+ * seen to have them, and those bytes go to the sinks. */
 static int traces_from_wire(const uint8_t *body, size_t len) {
   ss__wire_info info;
   const uint8_t *b = body;
   size_t n = len;
-  int rc, done_sql = 0, json = 0;
+  int rc, done_sql = 0, json = 0, bytes = 0;
   if (ss__sampler_enabled() || ss__metrics_enabled()) return 0;
   for (size_t i = 0; i < n_sinks; i++) {
     if (sinks[i].traces_wire == NULL) return 0;
     json |= sinks[i].wants_json;
+    bytes |= sinks[i].wants_bytes;
   }
   ss__stats saved = ss__stats_g;  /* enrichment counts; undone if this path gives up */
+  if (json && !bytes) {
+    if (wire_line_sql(body, len, &info) != 0) goto decoded;
+    /* A line to be split is split from the bytes decoded: they must be enriched. */
+    if (!info.sql || ss__sink_line_fits(wire_json.len)) goto deliver;
+    ss__stats_g = saved;
+  }
   if (enriched.cap > PACKED_KEEP) ss__buf_free(&enriched);
   if (sql_seen) {
     if ((rc = ss__sqlsum_wire(body, len, &enriched)) < 0) goto decoded;
@@ -373,6 +392,7 @@ static int traces_from_wire(const uint8_t *body, size_t len) {
       if (wire_line(b, n, json, &info) != 0) goto decoded;
     }
   }
+deliver:
   memset(&ss__pipeline_rejected, 0, sizeof ss__pipeline_rejected);
   ss__stats_g.traces_requests++;
   for (size_t i = 0; i < n_sinks; i++) {
@@ -710,5 +730,6 @@ void ss__pipeline_free(void) {
   ss__buf_free(&packed);
   ss__buf_free(&wire_json);
   ss__buf_free(&enriched);
+  ss__wire_cache_free();
   n_sinks = 0;
 }

@@ -167,6 +167,7 @@ static output *output_of(int sig, int *rc) {
 }
 
 void ss__sink_max_line(size_t n) { max_line = n ? n : SS_DEFAULT_MAX_LINE; }
+int ss__sink_line_fits(size_t n) { return n <= max_line; }
 
 int ss__sink_reopen(void) {
   int rc = 0;

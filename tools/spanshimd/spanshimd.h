@@ -34,6 +34,7 @@
 #include "tools/common/arena.h"
 #include "tools/common/beside.h"
 #include "tools/common/buf.h"
+#include "tools/common/otlp_json.h"
 
 typedef Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest ss__traces_req;
 typedef Opentelemetry__Proto__Collector__Logs__V1__ExportLogsServiceRequest ss__logs_req;
@@ -407,6 +408,8 @@ int ss__open_output(const char *path, int truncate, char *why, size_t whyn);
 int ss__sink_open(int sig, const char *path, int truncate);
 /* Lines longer than n bytes ('\n' included) are split (0: SS_DEFAULT_MAX_LINE). */
 void ss__sink_max_line(size_t n);
+/* Whether a line of n bytes ('\n' included) is written whole. */
+int ss__sink_line_fits(size_t n);
 /* Writes the request as OTLP JSON lines (one, or several under the line bound) into its
  * signal's file. 0, or -errno (write failed: nothing of the lines is left in the file
  * when it could be undone). Counts into ss__stats_g. */
@@ -475,26 +478,8 @@ int ss__sqlsum_enrich(ss__traces_req *q);
  * sql_* in ss__stats_g like ss__sqlsum_enrich. */
 int ss__sqlsum_wire(const uint8_t *p, size_t len, ss__buf *out);
 
-/* A string in someone else's memory; p NULL: absent. */
-typedef struct ss__strv {
-  const char *p;
-  size_t n;
-} ss__strv;
-/* What SQL enrichment reads of a span: the first db.query.text, db.system.name,
- * db.system and db.operation.name attributes that have string values, and its name. */
-typedef struct ss__sql_in {
-  ss__strv text, sys_name, sys, api_op, name;
-} ss__sql_in;
-/* ... and what it changes: attributes to set (replacing the first of that key, else
- * appended, in this order), one to remove, the span's new name (p NULL: kept). Values
- * point into the statement cache: valid until the next ss__sqlsum_plan call. */
-typedef struct ss__sql_edit {
-  int changed;
-  struct { const char *key; ss__strv val; } set[4];
-  size_t n_set;
-  const char *remove;
-  ss__strv name;
-} ss__sql_edit;
+/* ss__strv, ss__sql_in and ss__sql_edit: tools/common/otlp_json.h (the wire JSON writer
+ * applies edits as it writes). */
 /* Decides the edit for one span (parsing its statement, or from the cache); returns
  * e->changed. Counts sql_spans, sql_unparsed, sql_rescrubbed. */
 int ss__sqlsum_plan(const ss__sql_in *in, ss__sql_edit *e);

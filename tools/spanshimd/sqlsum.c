@@ -69,11 +69,13 @@ typedef Opentelemetry__Proto__Common__V1__AnyValue pb_any;
 
 typedef struct result {
   char *text;                      /* the key; NULL: empty slot */
+  size_t text_len;
   int ok;                          /* parsed */
   char summary[SUMMARY_MAX + 1];
   char op[32];
   char coll[128];                  /* "" none */
   char *normalized;                /* non-NULL: the shim left a literal; use this text */
+  size_t summary_len, op_len, coll_len, normalized_len;  /* the strings' lengths */
 } result;
 
 static result cache[CACHE_SLOTS];
@@ -297,9 +299,18 @@ static char *params_for_parse(const char *s, size_t n) {
   return out;
 }
 
+/* The lengths of r's strings, once they are final. */
+static const result *measured(result *r) {
+  r->summary_len = strlen(r->summary);
+  r->op_len = strlen(r->op);
+  r->coll_len = strlen(r->coll);
+  r->normalized_len = r->normalized ? strlen(r->normalized) : 0;
+  return r;
+}
+
 static const result *lookup(const char *text, size_t n) {
-  result *r = &cache[ss__hash_bytes(text, n) % CACHE_SLOTS];
-  if (r->text && strlen(r->text) == n && memcmp(r->text, text, n) == 0) return r;
+  result *r = &cache[ss__hash_words(text, n) % CACHE_SLOTS];
+  if (r->text && r->text_len == n && memcmp(r->text, text, n) == 0) return r;
   cache_used = 1;
   free(r->text);
   free(r->normalized);
@@ -307,11 +318,12 @@ static const result *lookup(const char *text, size_t n) {
   if ((r->text = malloc(n + 1)) == NULL) return NULL;
   memcpy(r->text, text, n);
   r->text[n] = 0;
+  r->text_len = n;
   char *p = params_for_parse(text, n);
-  if (p == NULL) return r;
+  if (p == NULL) return measured(r);
   if (load_pgq() != 0) {
     free(p);
-    return r;
+    return measured(r);
   }
   PgQueryParseResult pr = pg_query_parse(p);
   if (pr.error == NULL && pr.parse_tree && summarize(r, pr.parse_tree, p) == 1) {
@@ -321,7 +333,7 @@ static const result *lookup(const char *text, size_t n) {
   }
   pg_query_free_parse_result(pr);
   free(p);
-  return r;
+  return measured(r);
 }
 
 /* ---- span attributes ---- */
@@ -386,6 +398,7 @@ static int eq(ss__strv a, const char *lit) {
 
 static void plan_set(ss__sql_edit *e, const char *key, const char *v, size_t n) {
   e->set[e->n_set].key = key;
+  e->set[e->n_set].key_len = strlen(key);
   e->set[e->n_set].val = (ss__strv){v, n};
   e->n_set++;
 }
@@ -409,19 +422,19 @@ int ss__sqlsum_plan(const ss__sql_in *in, ss__sql_edit *e) {
   /* The shim names PREPARE and DESCRIBE from the libpq call itself; the text only says
    * what is being prepared, so those keep the shim's operation and name. */
   if (eq(in->api_op, "PREPARE") || eq(in->api_op, "DESCRIBE")) {
-    if (r->coll[0]) plan_set(e, "db.collection.name", r->coll, strlen(r->coll));
+    if (r->coll[0]) plan_set(e, "db.collection.name", r->coll, r->coll_len);
     if (in->name.n) plan_set(e, "db.query.summary", in->name.p, in->name.n);
     return 1;
   }
-  plan_set(e, "db.query.summary", r->summary, strlen(r->summary));
-  if (r->op[0]) plan_set(e, "db.operation.name", r->op, strlen(r->op));
-  if (r->coll[0]) plan_set(e, "db.collection.name", r->coll, strlen(r->coll));
+  plan_set(e, "db.query.summary", r->summary, r->summary_len);
+  if (r->op[0]) plan_set(e, "db.operation.name", r->op, r->op_len);
+  if (r->coll[0]) plan_set(e, "db.collection.name", r->coll, r->coll_len);
   else e->remove = "db.collection.name";
   if (r->normalized) {
-    plan_set(e, "db.query.text", r->normalized, strlen(r->normalized));
+    plan_set(e, "db.query.text", r->normalized, r->normalized_len);
     ss__stats_g.sql_rescrubbed++;
   }
-  e->name = (ss__strv){r->summary, strlen(r->summary)};
+  e->name = (ss__strv){r->summary, r->summary_len};
   return 1;
 }
 
