@@ -218,11 +218,12 @@ static void install_fatal(int sig, const struct sigaction *app) {
   real_sigaction()(sig, &mine, NULL);
 }
 
-static void install_default(int sig) {
+/* old: the disposition it replaces (may be NULL); 0, or -1 with errno set. */
+static int install_default(int sig, struct sigaction *old) {
   struct sigaction mine = {.sa_sigaction = on_default};
   sigemptyset(&mine.sa_mask);
   mine.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
-  real_sigaction()(sig, &mine, NULL);
+  return real_sigaction()(sig, &mine, old);
 }
 
 static int kind_of(int sig) {
@@ -239,7 +240,7 @@ static void install_set(const int *sigs, size_t n, int k) {
     if (real_sigaction()(sig, NULL, &cur) != 0 || cur.sa_handler != SIG_DFL) continue;
     if (!is_exec_default(&cur)) app_keep(sig, &cur);
     if (k == SS_SIG_FATAL) install_fatal(sig, &cur);
-    else install_default(sig);
+    else install_default(sig, NULL);
     atomic_fetch_or(k == SS_SIG_FATAL ? &in_fatal : &in_default, sig_bit(sig));
   }
 }
@@ -257,17 +258,37 @@ void ss__signals_install_default(void) {
 
 /* The app's sigaction; signal() uses it directly rather than through the exported name.
  * The kernel's disposition is the truth, except that our handler stands for app_act. */
+/* 1 when act is, field for field, what app_act[sig] keeps: the kernel's form of what the
+ * app set before, handed back (libcurl saves SIGPIPE's disposition with a query and puts
+ * it back after every transfer). Setting it again would read back the same. */
+static int is_kept(int sig, const struct sigaction *act) {
+  if (!(atomic_load(&app_kept) & sig_bit(sig))) return 0;
+  const struct sigaction *k = &app_act[sig];
+  return k->sa_handler == act->sa_handler && k->sa_flags == act->sa_flags &&
+         k->sa_restorer == act->sa_restorer &&
+         memcmp(&k->sa_mask, &act->sa_mask, sizeof k->sa_mask) == 0;
+}
+
 static int app_sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
   int k = kind_of(sig);
   if (k == SS_SIG_NONE) return real_sigaction()(sig, act, old);
   struct sigaction kern, prev;
-  if (in_vfork_child()) { /* the kernel only; our tables are the parent's */
+  /* The paths that only read our tables need not know whether this is a vfork child
+   * (a getpid system call): a query, and a set that leaves nothing of ours behind. */
+  if (act == NULL || (k == SS_SIG_DEFAULT && act->sa_handler != SIG_DFL)) {
     if (real_sigaction()(sig, act, &kern) != 0) return -1;
     if (old) *old = is_our_handler(&kern) ? app_of(sig) : kern;
     return 0;
   }
-  if (act == NULL) {
-    if (real_sigaction()(sig, NULL, &kern) != 0) return -1;
+  /* SIG_DFL put back exactly as kept: our handler goes back in one call, the kept form
+   * stands (in a vfork child too: only the child's kernel table changes). */
+  if (k == SS_SIG_DEFAULT && is_kept(sig, act)) {
+    if (install_default(sig, &kern) != 0) return -1;
+    if (old) *old = is_our_handler(&kern) ? app_of(sig) : kern;
+    return 0;
+  }
+  if (in_vfork_child()) { /* the kernel only; our tables are the parent's */
+    if (real_sigaction()(sig, act, &kern) != 0) return -1;
     if (old) *old = is_our_handler(&kern) ? app_of(sig) : kern;
     return 0;
   }
@@ -283,7 +304,7 @@ static int app_sigaction(int sig, const struct sigaction *act, struct sigaction 
     install_fatal(sig, act);
   } else if (k == SS_SIG_DEFAULT && act->sa_handler == SIG_DFL) {
     app_keep(sig, &now);
-    install_default(sig);
+    install_default(sig, NULL);
   }
   if (old) *old = prev;
   return 0;

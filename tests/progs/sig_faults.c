@@ -124,6 +124,17 @@ static void roundtrip(void) {
     show(sig);
     signal(sig, SIG_DFL);
     show(sig);
+    /* libcurl's pattern around every transfer: save, ignore, put the saved one back. */
+    for (int k = 0; k < 2; k++) {
+      struct sigaction saved, ign;
+      sigaction(sig, NULL, &saved);
+      ign = saved;
+      ign.sa_handler = SIG_IGN;
+      sigaction(sig, &ign, NULL);
+      show(sig);
+      sigaction(sig, &saved, NULL);
+      show(sig);
+    }
   }
 }
 
