@@ -34,6 +34,14 @@ int ss__socket(int domain, int type, int protocol);
 /* hooks/libcurl.c: 1 while this thread is inside a libcurl transfer call (its socket
  * I/O belongs to the transfer's span). */
 int ss__libcurl_busy(void);
+/* hooks/libcurl.c: non-NULL while this thread runs an easy transfer whose traceparent
+ * goes into the request heads libcurl writes (not through its header list); then every
+ * single-buffer socket write first offers itself to ss__libcurl_send: 1 when it was made
+ * there (*rc is the app's result, errno set), 0 when the caller makes it as usual.
+ * caller: the write's return address (only libcurl's own writes are spliced into). */
+extern __thread void *ss__curl_wl __attribute__((tls_model("initial-exec")));
+int ss__libcurl_send(int fd, const void *buf, size_t n, int flags, const void *caller,
+                     ssize_t *rc);
 
 /* hooks/http.c: HTTP/1.x spans from socket I/O. Roles are set by accept (server) and
  * connect (client) on stream sockets; the I/O hooks report what moved. All of these
@@ -68,6 +76,26 @@ typedef struct ss__http_writer {
   void *obj;      /* TLS: the SSL* or gnutls session */
   void *real;     /* TLS: the library's write function */
 } ss__http_writer;
+
+/* Header lines spliced into an outbound stream: buf[off..len) still to go, after `after`
+ * more of the app's bytes. The caller owns buf and the struct, one writer at a time. */
+typedef struct ss__splice {
+  char *buf;
+  uint32_t len, off, after;
+} ss__splice;
+
+/* Writes the app's bytes app[0..cnt) (at most 16 buffers) through w with sp's lines
+ * spliced in where sp says; returns the app bytes taken, as the app's own call would
+ * (our bytes never counted; a call that moved only ours writes again), or w's failure
+ * (<= 0, errno as w left it) when none were. sp keeps what is still to go. */
+ssize_t ss__splice_send(ss__splice *sp, const ss__http_writer *w, const struct iovec *app,
+                        size_t cnt);
+
+/* ss__splice_send on a socket: sendmsg(fd, ..., flags), as send(2) with those flags. */
+ssize_t ss__splice_sock(ss__splice *sp, int fd, const struct iovec *iov, size_t cnt,
+                        int flags);
+/* One traceparent that should have gone out and could not (counted with http.c's). */
+void ss__http_count_skipped(void);
 
 /* Plaintext through a TLS library on fd (hooks/tls.c): what the app read or wrote
  * (rc as the library returned it), the handshake's duration, and a write that may be

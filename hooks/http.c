@@ -95,7 +95,7 @@ typedef struct conn {
   uint8_t rs_match;     /* bytes of "\r\n\r\n" matched meanwhile */
   uint8_t rs_mid;       /* the next bytes to look at are those the parser gave up on */
   char inj[INJ_MAX];    /* header lines still to splice into the outbound stream */
-  uint32_t inj_len, inj_off, inj_after; /* inj[inj_off..inj_len) goes after inj_after more app bytes */
+  ss__splice sp;        /* what of inj is still to go, and where (sp.buf == inj) */
   int family, peer_port;
   char peer[SS_ADDRSTR];
 } conn;
@@ -211,7 +211,7 @@ static conn *slot_new(int t, int fd, int server) {
     ss__h1_init(&c->in, server ? SS_H1_REQUEST : SS_H1_RESPONSE);
     ss__h1_init(&c->out, server ? SS_H1_RESPONSE : SS_H1_REQUEST);
     c->q_head = c->q_n = 0;
-    c->inj_len = c->inj_off = c->inj_after = 0;
+    c->sp = (ss__splice){.buf = c->inj};
     c->family = 0;
     c->peer_port = -1;
     c->peer[0] = '\0';
@@ -862,22 +862,18 @@ static void inject_prepare(conn *c, msg *m, size_t line_end) {
     n = put(c->inj, n, INJ_MAX, r->tracestate, r->ts_len);
     n = put(c->inj, n, INJ_MAX, "\r\n", 2);
   }
-  c->inj_len = (uint32_t)n;
-  c->inj_off = 0;
-  c->inj_after = (uint32_t)line_end;
+  c->sp = (ss__splice){.buf = c->inj, .len = (uint32_t)n, .after = (uint32_t)line_end};
 }
 
-/* Sends the app's bytes with c->inj spliced in through w; returns the app bytes the kernel
- * (or TLS library) took, as the app's own call would, or w's failure (-1 or <= 0). */
-static ssize_t send_spliced(conn *c, const ss__http_writer *w, const struct iovec *app,
-                            size_t cnt) {
+ssize_t ss__splice_send(ss__splice *sp, const ss__http_writer *w, const struct iovec *app,
+                        size_t cnt) {
   size_t total = 0;
   for (size_t i = 0; i < cnt; i++) total += app[i].iov_len;
   size_t done = 0; /* app bytes sent by this call */
   for (;;) {
     struct iovec v[18];
-    size_t nv = 0, skip = done, before = c->inj_after;
-    int spliced = c->inj_off >= c->inj_len;
+    size_t nv = 0, skip = done, before = sp->after;
+    int spliced = sp->off >= sp->len;
     for (size_t i = 0; i < cnt && nv < 16; i++) {
       const char *b = app[i].iov_base;
       size_t len = app[i].iov_len;
@@ -890,7 +886,7 @@ static ssize_t send_spliced(conn *c, const ss__http_writer *w, const struct iove
       skip = 0;
       if (!spliced && before < len) {
         if (before) v[nv++] = (struct iovec){(void *)b, before};
-        v[nv++] = (struct iovec){c->inj + c->inj_off, c->inj_len - c->inj_off};
+        v[nv++] = (struct iovec){sp->buf + sp->off, sp->len - sp->off};
         b += before;
         len -= before;
         spliced = 1;
@@ -900,24 +896,24 @@ static ssize_t send_spliced(conn *c, const ss__http_writer *w, const struct iove
       if (len) v[nv++] = (struct iovec){(void *)b, len};
     }
     if (!spliced && before == 0) /* the splice point is at the very end */
-      v[nv++] = (struct iovec){c->inj + c->inj_off, c->inj_len - c->inj_off};
+      v[nv++] = (struct iovec){sp->buf + sp->off, sp->len - sp->off};
     ssize_t wr = w->fn(w, v, (int)nv);
     if (wr <= 0) return done ? (ssize_t)done : wr;
     size_t k = (size_t)wr, app_now;
-    if (c->inj_off >= c->inj_len) {
+    if (sp->off >= sp->len) {
       app_now = k;
-    } else if (k <= c->inj_after) {
+    } else if (k <= sp->after) {
       app_now = k;
-      c->inj_after -= (uint32_t)k;
+      sp->after -= (uint32_t)k;
     } else {
-      app_now = c->inj_after;
-      k -= c->inj_after;
-      c->inj_after = 0;
-      size_t rest = c->inj_len - c->inj_off;
+      app_now = sp->after;
+      k -= sp->after;
+      sp->after = 0;
+      size_t rest = sp->len - sp->off;
       if (k <= rest) {
-        c->inj_off += (uint32_t)k;
+        sp->off += (uint32_t)k;
       } else {
-        c->inj_off = c->inj_len;
+        sp->off = sp->len;
         app_now += k - rest;
       }
     }
@@ -949,7 +945,7 @@ static int app_traceparent(const char *h, size_t n, ss__ctx *out) {
  * traceparent when the head is whole here and carries none. `can_inject`: the caller can
  * send spliced bytes on this stream. */
 static void client_write_begins(conn *c, const struct iovec *iov, int can_inject) {
-  if (c->inj_off < c->inj_len || !c->out_idle || c->out_started) return;
+  if (c->sp.off < c->sp.len || !c->out_idle || c->out_started) return;
   size_t le = 0, he = 0;
   int has_tp = 0;
   const char *b0 = iov[0].iov_base;
@@ -983,13 +979,13 @@ static int send_with_injection(int t, int fd, const struct iovec *iov, size_t cn
   }
   int saved = errno;
   client_write_begins(c, iov, w->can_inject);
-  if (c->inj_off >= c->inj_len) {
+  if (c->sp.off >= c->sp.len) {
     slot_give(c);
     errno = saved;
     return 0;
   }
   errno = saved;
-  ssize_t n = send_spliced(c, w, iov, cnt);
+  ssize_t n = ss__splice_send(&c->sp, w, iov, cnt);
   int err = errno;
   if (n > 0) feed_iov(c, 1, iov, cnt, (size_t)n);
   slot_give(c);
@@ -1001,6 +997,17 @@ static int send_with_injection(int t, int fd, const struct iovec *iov, size_t cn
 static ssize_t sock_writer(const ss__http_writer *w, const struct iovec *v, int n) {
   struct msghdr mh = {.msg_iov = (struct iovec *)v, .msg_iovlen = (size_t)n};
   return real_sendmsg()(w->fd, &mh, w->flags);
+}
+
+ssize_t ss__splice_sock(ss__splice *sp, int fd, const struct iovec *iov, size_t cnt,
+                        int flags) {
+  ss__http_writer w = {.fn = sock_writer, .fd = fd, .flags = flags, .can_inject = 1};
+  return ss__splice_send(sp, &w, iov, cnt);
+}
+
+void ss__http_count_skipped(void) {
+  atomic_fetch_add(&injections_skipped, 1);
+  if (!atomic_load_explicit(&ss__http_used, memory_order_relaxed)) atomic_store(&ss__http_used, 1);
 }
 
 int ss__http_send(int fd, const struct iovec *iov, size_t cnt, int flags, ssize_t *rc) {

@@ -32,7 +32,9 @@
 #define CURL_DISABLE_TYPECHECK
 #define CURL_DISABLE_DEPRECATION
 #include <curl/curl.h>
+#include <elf.h>
 #include <errno.h>
+#include <link.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -45,6 +47,7 @@
 #include "hooks/hooks.h"
 #include "hooks/hook.h"
 #include "runtime/hash.h"
+#include "runtime/http1.h"
 
 #define LIB "libcurl"
 SS_REAL_LIB(LIB, curl_easy_setopt)
@@ -67,6 +70,18 @@ SS_REAL_LIB(LIB, curl_multi_socket_all)
 #define TP_PREFIX "traceparent: "
 
 enum { M_GET, M_HEAD, M_POST, M_PUT };
+/* Options under which only the header list puts the headers where libcurl would (hslot's
+ * list_only bits): the write-level injection below is not used. */
+enum {
+  LO_DOH = 1,         /* CURLOPT_DOH_URL: libcurl's own DoH requests must not get ours */
+  LO_UNIFIED = 4,     /* CURLOPT_HEADEROPT CURLHEADER_UNIFIED: a CONNECT carries them too */
+  LO_TLS_PROXY = 8,   /* an HTTPS proxy (CURLOPT_PROXY/PRE_PROXY https://, PROXYTYPE) */
+  LO_DEFAULT_PROTO = 16, /* CURLOPT_DEFAULT_PROTOCOL: a URL without scheme may not be HTTP */
+  LO_STICKY = 32      /* a transfer of this handle went through TLS the write level cannot
+                         see into (an HTTPS proxy from the environment) */
+};
+/* Write-level injection, per transfer: wl_phase. */
+enum { WL_NONE = 0, WL_HEAD, WL_BODY, WL_OFF };
 enum { KEY_FREE = 0, KEY_TOMB = 1 };
 
 typedef struct hslot {
@@ -83,6 +98,8 @@ typedef struct hslot {
   char custom[CUSTOM_CAP];
   uint16_t url_len;                 /* CURLOPT_URL, 0 when unset or too long */
   char url[URL_CAP];
+  uint8_t http_version;             /* CURLOPT_HTTP_VERSION (CURL_HTTP_VERSION_*) */
+  uint8_t list_only;                /* LO_* bits */
   /* the running transfer */
   uint8_t busy;                     /* 1 easy perform, 2 in a multi */
   uint8_t injected;                 /* HTTPHEADER points at our nodes */
@@ -92,6 +109,14 @@ typedef struct hslot {
   ss__ctx ctx;                      /* the span's context, for the multi callbacks */
   struct curl_slist nodes[3];       /* traceparent, tracestate, baggage */
   char tp[sizeof TP_PREFIX + SS_TRACEPARENT_LEN];
+  uint8_t app_baggage;              /* the app's list sets baggage */
+  /* write-level injection of an easy transfer (see "write level" below) */
+  uint8_t wl_phase;                 /* WL_* */
+  int wl_fd;                        /* WL_BODY: the socket its request goes on */
+  int64_t wl_left;                  /* WL_BODY: request bytes still to come, -1: see wl_h1 */
+  ss__splice wl_sp;                 /* wl_line's bytes still to go into wl_fd's stream */
+  char wl_line[sizeof TP_PREFIX + SS_TRACEPARENT_LEN + 1]; /* "traceparent: ...\r\n" */
+  ss__h1 wl_h1;                     /* framing of a request with a body */
   ss__sb sb;
 } hslot;
 
@@ -103,6 +128,8 @@ static hslot slots[SLOTS];
 static __thread int in_curl __attribute__((tls_model("initial-exec")));
 /* ctx[] index of the context a multi callback pushed, -1 when none. */
 static __thread int sticky __attribute__((tls_model("initial-exec"))) = -1;
+/* The slot of the easy transfer this thread runs with write-level injection armed. */
+__thread void *ss__curl_wl __attribute__((tls_model("initial-exec")));
 
 int ss__libcurl_busy(void) {
   return in_curl > 0;
@@ -143,6 +170,10 @@ static hslot *slot_get(const void *h) {
     s->nobody = 0;
     s->custom_len = 0;
     s->url_len = 0;
+    s->http_version = 0;
+    s->list_only = 0;
+    s->wl_phase = WL_NONE;
+    s->wl_sp.len = s->wl_sp.off = 0;
     s->busy = s->injected = s->hooked_cbs = s->adopted = 0;
     return s;
   }
@@ -183,6 +214,14 @@ static void track_custom(hslot *s, const char *m) {
   s->custom_len = (uint8_t)n;
 }
 
+static void lo_set(hslot *s, uint8_t bit, int on) {
+  s->list_only = (uint8_t)(on ? s->list_only | bit : s->list_only & ~bit);
+}
+
+static int is_https(const char *u) {
+  return strncasecmp(u, "https://", 8) == 0;
+}
+
 /* Mirrors how libcurl's setopt derives the request method (lib/setopt.c): a method and
  * a separate no-body flag that makes it HEAD. */
 static void track_option(hslot *s, CURLoption opt, long l, void *p) {
@@ -211,6 +250,16 @@ static void track_option(hslot *s, CURLoption opt, long l, void *p) {
     case CURLOPT_HTTPGET:
       if (l) s->method = M_GET, s->nobody = 0;
       break;
+    case CURLOPT_HTTP_VERSION: s->http_version = (uint8_t)(l >= 0 && l < 256 ? l : 255); break;
+    case CURLOPT_DOH_URL: lo_set(s, LO_DOH, p && *(const char *)p); break;
+    case CURLOPT_HEADEROPT: lo_set(s, LO_UNIFIED, !(l & CURLHEADER_SEPARATE)); break;
+    case CURLOPT_PROXY: case CURLOPT_PRE_PROXY:
+      lo_set(s, LO_TLS_PROXY, (s->list_only & LO_TLS_PROXY) || (p && is_https(p)));
+      break;
+    case CURLOPT_PROXYTYPE: if (l == CURLPROXY_HTTPS) lo_set(s, LO_TLS_PROXY, 1); break;
+    case CURLOPT_DEFAULT_PROTOCOL:
+      lo_set(s, LO_DEFAULT_PROTO, p && strcasecmp(p, "http") != 0);
+      break;
     default: break;
   }
 }
@@ -223,6 +272,9 @@ static int tracked(CURLoption opt) {
     case CURLOPT_UPLOAD: case CURLOPT_PUT: case CURLOPT_HTTPGET:
     case CURLOPT_OPENSOCKETFUNCTION: case CURLOPT_OPENSOCKETDATA:
     case CURLOPT_RESOLVER_START_FUNCTION: case CURLOPT_RESOLVER_START_DATA:
+    case CURLOPT_HTTP_VERSION: case CURLOPT_DOH_URL:
+    case CURLOPT_HEADEROPT: case CURLOPT_PROXY: case CURLOPT_PRE_PROXY:
+    case CURLOPT_PROXYTYPE: case CURLOPT_DEFAULT_PROTOCOL:
       return 1;
     default: return 0;
   }
@@ -357,6 +409,196 @@ static void uninject(CURL *h, hslot *s) {
   s->injected = 0;
 }
 
+/* ---- write level ----
+ * A custom header costs libcurl far more than the shim's whole span (it copies, scans and
+ * formats its header list for every request: ~6k instructions per GET, 10% of a keep-alive
+ * request to nginx). So for an easy transfer of plain-text HTTP/1.x, with nothing but a
+ * traceparent to add, the line goes into each request head libcurl itself writes on a
+ * socket during the transfer (redirects and authentication rounds included, as the list's
+ * headers do), spliced in before the blank line that ends the head: the server gets what
+ * the header list would have given it (only the line's place among the fields differs).
+ *   - Only writes made from libcurl's own code are looked at (its send()s); writes of the
+ *     app's callbacks never are.
+ *   - A request with a body (Content-Length or Transfer-Encoding among its fields) is
+ *     followed to its end with runtime/http1.h's parser, so body bytes are never taken
+ *     for a head; a CONNECT to a proxy gets nothing (libcurl sends the list there only
+ *     with CURLHEADER_UNIFIED, which is left to the list).
+ *   - What the write level cannot see into goes back to the list: HTTPS (and HTTP/2,
+ *     HTTP/3, h2c), DoH, HTTPS proxies named in options or in the environment (a handle
+ *     reuses, also through CURLOPT_SHARE, only connections made for the same proxy), tracestate or baggage to add, the multi interface. A TLS handshake
+ *     written during an armed transfer (an HTTPS proxy, a redirect to https) puts the
+ *     list in place before libcurl builds the request (it builds it once connected), and
+ *     the handle keeps using the list (LO_STICKY). */
+static struct {
+  pthread_once_t once;
+  uintptr_t lo, hi;  /* libcurl's executable segment; 0, 0 when not found */
+  int env_tls_proxy; /* http_proxy / all_proxy name an https:// proxy (read once) */
+} wl_env = {PTHREAD_ONCE_INIT, 0, 0, 0};
+
+static int text_of(struct dl_phdr_info *info, size_t size, void *data) {
+  (void)size;
+  uintptr_t at = (uintptr_t)data;
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+    if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && at >= lo && at < lo + ph->p_memsz) {
+      wl_env.lo = lo;
+      wl_env.hi = lo + ph->p_memsz;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static void wl_init(void) {
+  void *f = (void *)real_curl_easy_perform();
+  if (f) dl_iterate_phdr(text_of, f);
+  static const char *const vars[] = {"http_proxy", "all_proxy", "ALL_PROXY"};
+  for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+    const char *v = getenv(vars[i]);
+    if (v && is_https(v)) wl_env.env_tls_proxy = 1;
+  }
+}
+
+/* Whether transfer s, about to inject, can do it at the write level. */
+static int wl_eligible(const hslot *s, int app_baggage) {
+  uint32_t props = ss__cfg.propagators;
+  if (s->list_only || s->url_len == 0 || !(props & SS_PROP_TRACECONTEXT) || !s->ctx.valid)
+    return 0;
+  pthread_once(&hdr_once, hdr_init);
+  if ((props & SS_PROP_BAGGAGE) && hdr_baggage && !app_baggage) return 0;
+  if (hdr_tracestate && ss__cfg.parent.valid &&
+      memcmp(ss__cfg.parent.trace_id, s->ctx.trace_id, 16) == 0)
+    return 0;
+  const char *sep = memmem(s->url, s->url_len, "://", 3);
+  if (sep && !(sep - s->url == 4 && strncasecmp(s->url, "http", 4) == 0)) return 0;
+  switch (s->http_version) {
+    case CURL_HTTP_VERSION_NONE: case CURL_HTTP_VERSION_1_0: case CURL_HTTP_VERSION_1_1:
+    case CURL_HTTP_VERSION_2TLS: break; /* HTTP/1.x on plain text */
+    default: return 0;
+  }
+  if (s->custom_len == 7 && strncasecmp(s->custom, "CONNECT", 7) == 0) return 0;
+  pthread_once(&wl_env.once, wl_init);
+  return wl_env.hi != 0 && !wl_env.env_tls_proxy;
+}
+
+static void wl_arm(hslot *s) {
+  memcpy(s->wl_line, TP_PREFIX, sizeof TP_PREFIX - 1);
+  ss__traceparent_format(&s->ctx, s->wl_line + sizeof TP_PREFIX - 1);
+  memcpy(s->wl_line + sizeof TP_PREFIX - 1 + SS_TRACEPARENT_LEN, "\r\n", 2);
+  s->wl_sp = (ss__splice){.buf = s->wl_line};
+  s->wl_phase = WL_HEAD;
+}
+
+/* Leaves the write level for the rest of the transfer (and the handle's life): the
+ * list carries the headers from the next request libcurl builds. */
+static void wl_to_list(hslot *s) {
+  s->wl_phase = WL_OFF;
+  s->list_only |= LO_STICKY;
+  inject((CURL *)atomic_load_explicit(&s->key, memory_order_relaxed), s, s->app_baggage);
+}
+
+/* 1 when a header line among h[0..n) is Content-Length or Transfer-Encoding. */
+static int has_body_fields(const char *h, size_t n) {
+  for (size_t i = 0; i < n;) {
+    const char *lf = memchr(h + i, '\n', n - i);
+    size_t len = (lf ? (size_t)(lf - h) : n) - i;
+    if ((len > 15 && strncasecmp(h + i, "content-length:", 15) == 0) ||
+        (len > 18 && strncasecmp(h + i, "transfer-encoding:", 18) == 0))
+      return 1;
+    if (lf == NULL) break;
+    i = (size_t)(lf - h) + 1;
+  }
+  return 0;
+}
+
+/* Follows the request's own bytes b[0..k) that went out: WL_HEAD again at its end. */
+static void wl_framing(hslot *s, const char *b, size_t k) {
+  if (s->wl_left >= 0) {
+    if ((int64_t)k >= s->wl_left) s->wl_phase = WL_HEAD;
+    else s->wl_left -= (int64_t)k;
+    return;
+  }
+  while (k > 0) {
+    int ev;
+    size_t used = ss__h1_feed(&s->wl_h1, b, k, &ev);
+    if (ev & SS_H1_BAD) {
+      s->wl_phase = WL_OFF; /* lost track: nothing more is spliced in this transfer */
+      ss__http_count_skipped();
+      return;
+    }
+    if (ev & SS_H1_END) {
+      s->wl_phase = WL_HEAD; /* the rest of this write is not a head libcurl would write */
+      return;
+    }
+    b += used;
+    k -= used;
+  }
+}
+
+/* A request head b[0..n) libcurl writes on fd: spliced and sent. */
+static ssize_t wl_head(hslot *s, int fd, const char *b, size_t n, int flags, size_t le,
+                       size_t he) {
+  int body = he == 0 || has_body_fields(b + le, he - le);
+  size_t at = he ? he - (he >= 2 && b[he - 2] == '\r' ? 2 : 1) : le;
+  s->wl_sp = (ss__splice){.buf = s->wl_line, .len = sizeof s->wl_line, .after = (uint32_t)at};
+  s->wl_phase = WL_BODY;
+  s->wl_fd = fd;
+  s->wl_left = body ? -1 : (int64_t)he;
+  if (body) ss__h1_init(&s->wl_h1, SS_H1_REQUEST);
+  struct iovec v = {(void *)b, n};
+  ssize_t k = ss__splice_sock(&s->wl_sp, fd, &v, 1, flags);
+  if (k > 0) wl_framing(s, b, (size_t)k);
+  return k;
+}
+
+int ss__libcurl_send(int fd, const void *buf, size_t n, int flags, const void *caller,
+                     ssize_t *rc) {
+  hslot *s = ss__curl_wl;
+  const char *b = buf;
+  if (n == 0 || s->wl_phase == WL_OFF) return 0;
+  int saved = errno;
+  if (s->wl_phase == WL_BODY && fd == s->wl_fd) { /* the request's own bytes */
+    struct iovec v = {(void *)b, n};
+    errno = saved;
+    ssize_t k = ss__splice_sock(&s->wl_sp, fd, &v, 1, flags);
+    int err = errno;
+    if (k > 0) wl_framing(s, b, (size_t)k);
+    *rc = k;
+    errno = err;
+    return 1;
+  }
+  /* A TLS handshake (from libcurl or the TLS library it uses): an HTTPS proxy or a
+   * redirect to https, whose requests the list must carry. */
+  if (n >= 3 && b[0] == 0x16 && b[1] == 3) {
+    wl_to_list(s);
+    errno = saved;
+    return 0;
+  }
+  uintptr_t ra = (uintptr_t)caller;
+  if (ra < wl_env.lo || ra >= wl_env.hi) return 0;
+  /* TLS already up: an HTTPS proxy connection made before (another handle of a share,
+   * with a proxy the environment named after start): this request goes without. */
+  if (n >= 3 && b[0] == 0x17 && b[1] == 3) {
+    ss__http_count_skipped();
+    wl_to_list(s);
+    errno = saved;
+    return 0;
+  }
+  size_t le, he;
+  int has_tp;
+  if (ss__h1_scan_request(b, n, &le, &he, &has_tp) != 0 || has_tp ||
+      (le > 8 && memcmp(b, "CONNECT ", 8) == 0)) {
+    errno = saved;
+    return 0;
+  }
+  /* A head on another connection: the one in progress was given up (libcurl closes a
+   * connection whose request it did not finish). */
+  errno = saved;
+  *rc = wl_head(s, fd, b, n, flags, le, he);
+  return 1;
+}
+
 /* ---- schemes ---- */
 /* The non-HTTP schemes libcurl speaks, their span names and default ports. */
 static const struct {
@@ -408,11 +650,15 @@ look:
 
 /* Starts the transfer's span in b (parented on the app's traceparent when it set one)
  * and injects the headers; caller is the app's return address (code.function.name). Leaves the span, and an adopted parent under it, pushed. */
-static void xfer_begin(CURL *h, hslot *s, ss__sb *b, void *caller) {
+static void xfer_begin(CURL *h, hslot *s, ss__sb *b, void *caller, int easy) {
   ss__ctx parent;
   int app_baggage = 0;
   int app_tp = s ? app_traceparent(s->app_headers, &parent, &app_baggage) : 0;
-  if (s) s->adopted = 0;
+  if (s) {
+    s->adopted = 0;
+    s->app_baggage = (uint8_t)app_baggage;
+    s->wl_phase = WL_NONE;
+  }
   if (app_tp == 1) {
     s->adopt_token = ss__ctx_push(&parent);
     s->adopted = 1;
@@ -422,8 +668,10 @@ static void xfer_begin(CURL *h, hslot *s, ss__sb *b, void *caller) {
   ss__span_ctx(b, &s->ctx);
   /* Headers go only where they are HTTP headers: an SMTP or IMAP upload would carry them
    * in the message itself. (A URL too long to track is taken as HTTP.) */
-  if (app_tp == 0 && (s->url_len == 0 || scheme_of(s->url, s->url_len) == -1))
-    inject(h, s, app_baggage);
+  if (app_tp == 0 && (s->url_len == 0 || scheme_of(s->url, s->url_len) == -1)) {
+    if (easy && wl_eligible(s, app_baggage)) wl_arm(s);
+    else inject(h, s, app_baggage);
+  }
 }
 
 /* ---- attributes at the end ---- */
@@ -623,15 +871,24 @@ static void xfer_end(CURL *h, hslot *s, ss__sb *b, int rc_known, CURLcode rc) {
 SS_EXPORT CURLcode curl_easy_perform(CURL *h) {
   __typeof__(&curl_easy_perform) real = real_curl_easy_perform();
   if (real == NULL) return CURLE_FAILED_INIT;
-  if (h == NULL || in_curl || !ss__active(SS_HOOK_LIBCURL)) return real(h);
+  if (h == NULL || in_curl || !ss__active(SS_HOOK_LIBCURL)) {
+    void *wl = ss__curl_wl; /* a transfer run from a callback of ours: not its requests */
+    if (wl == NULL) return real(h);
+    ss__curl_wl = NULL;
+    CURLcode rc = real(h);
+    ss__curl_wl = wl;
+    return rc;
+  }
   hslot *s = slot_get(h);
   if (s && s->busy) return real(h); /* curl refuses this itself; nothing to trace */
   ss__sb local, *b = s ? &s->sb : &local;
   if (s) s->busy = 1;
-  xfer_begin(h, s, b, __builtin_return_address(0));
+  xfer_begin(h, s, b, __builtin_return_address(0), 1);
+  if (s && s->wl_phase == WL_HEAD) ss__curl_wl = s;
   in_curl++;
   CURLcode rc = real(h);
   SS_SAVE_ERRNO({
+    ss__curl_wl = NULL;
     in_curl--;
     if (s) uninject(h, s);
     xfer_end(h, s, b, 1, rc);
@@ -690,7 +947,7 @@ SS_EXPORT CURLMcode curl_multi_add_handle(CURLM *m, CURL *h) {
   if (h == NULL || in_curl || !ss__active(SS_HOOK_LIBCURL)) return real(m, h);
   hslot *s = slot_get(h);
   if (s == NULL || s->busy) return real(m, h);
-  xfer_begin(h, s, &s->sb, __builtin_return_address(0));
+  xfer_begin(h, s, &s->sb, __builtin_return_address(0), 0);
   ss__span_pop(&s->sb); /* the transfer runs later, inside other calls */
   if (s->adopted) ss__ctx_pop(s->adopt_token);
   hook_callbacks(h, s);
@@ -782,6 +1039,8 @@ static void dup_state(CURL *h, CURL *d) {
     memcpy(t->custom, s->custom, s->custom_len);
     t->url_len = s->url_len;
     memcpy(t->url, s->url, s->url_len);
+    t->http_version = s->http_version;
+    t->list_only = s->list_only & (uint8_t)~LO_STICKY;
     t->injected = s->injected;
     t->hooked_cbs = s->hooked_cbs;
     uninject(d, t);
@@ -805,6 +1064,8 @@ SS_EXPORT void curl_easy_reset(CURL *h) {
     s->nobody = 0;
     s->custom_len = 0;
     s->url_len = 0;
+    s->http_version = 0;
+    s->list_only &= LO_STICKY; /* its connections stay */
     s->injected = s->hooked_cbs = 0;
   }
 }

@@ -272,8 +272,14 @@ READ_HOOK(recvfrom, (int fd, void *buf, size_t n, int fl, struct sockaddr *a, so
     return rc;                                                                  \
   }                                                                             \
   SS_EXPORT ssize_t name params {                                               \
+    ssize_t rc;                                                                 \
+    if (__builtin_expect(ss__curl_wl != NULL, 0) && (plain) &&                  \
+        ss__libcurl_send(fd, buf, n, fl, __builtin_return_address(0), &rc)) {   \
+      after_io(fd, rc);                                                         \
+      return rc;                                                                \
+    }                                                                           \
     if (__builtin_expect(ss__http_watched(fd), 0)) return name##_seen args;     \
-    ssize_t rc = real_##name() args;                                            \
+    rc = real_##name() args;                                                    \
     after_io(fd, rc);                                                           \
     return rc;                                                                  \
   }

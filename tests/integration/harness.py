@@ -308,7 +308,7 @@ class Collector:
 
 class HttpServer:
     """A real HTTP/1.1 server on 127.0.0.1 (Python's http.server in a thread) that records
-    every request's method, path and headers. Paths: /status/N answers N; /redirect goes
+    every request's method, path, headers (and every traceparent field it had) and body. Paths: /status/N answers N; /redirect goes
     302 to /; /slow/MS sleeps; anything else 200 'hello'."""
 
     def __init__(self):
@@ -326,6 +326,7 @@ class HttpServer:
                 body = self.rfile.read(n) if n else b""
                 outer.requests.append({"method": self.command, "path": self.path,
                                        "headers": {k.lower(): v for k, v in self.headers.items()},
+                                       "traceparents": self.headers.get_all("traceparent") or [],
                                        "body": body})
                 code, payload, extra = 200, b"hello\n", {}
                 if self.path.startswith("/status/"):

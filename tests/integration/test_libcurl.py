@@ -157,6 +157,39 @@ def test_curl_status_codes_and_redirect(ctx):
         check_traceparent(q, followed)
 
 
+def test_bodies_that_look_like_requests_are_sent_unchanged_and_each_head_gets_one_traceparent(ctx):
+    """The traceparent goes into the request heads libcurl writes: request bodies (here
+    text that is itself a run of HTTP requests, 2 KB and 1.5 MB, the latter with
+    Expect: 100-continue), keep-alive transfers one after another on a connection, and a
+    redirected POST (its GET to the Location) each get exactly one traceparent, the
+    exported span's, and the server reads every body byte for byte."""
+    srv = ctx.http_server()
+    c = ctx.collector()
+    # 64 bytes: every 64 KiB write of a body libcurl reads in starts with a request head
+    fake = b"GET /fake HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nX: 012345678\r\n\r\n"
+    assert len(fake) == 64
+    small, big = fake * 32, fake * (1536 * 1024 // len(fake))
+    for name, data in (("small", small), ("big", big)):
+        with open(os.path.join(ctx.tmp, name), "wb") as f:
+            f.write(data)
+    runs = [["--data-binary", "@small", srv.url + "/a", srv.url + "/b"],
+            ["-T", "big", srv.url + "/c", "-T", "small", srv.url + "/d"],
+            ["--data-binary", "@big", srv.url + "/e"],
+            ["-L", "--data-binary", "@small", srv.url + "/redirect"]]
+    for extra in runs:
+        r = ctx.run(["curl", "-sS", "-o", "/dev/null"] + extra, collector=c)
+        assert r.returncode == 0, (extra, r)
+    got = [(q["method"], q["path"], q["body"]) for q in srv.requests]
+    assert got == [("POST", "/a", small), ("POST", "/b", small), ("PUT", "/c", big),
+                   ("PUT", "/d", small), ("POST", "/e", big), ("POST", "/redirect", small),
+                   ("GET", "/", b"")], [(m, p, len(b)) for m, p, b in got]
+    spans = sorted(http_spans(c.spans()), key=lambda s: s.start)
+    assert len(spans) == 6, spans
+    for q, s in zip(srv.requests, spans + [spans[-1]]):
+        assert len(q["traceparents"]) == 1, q["traceparents"]
+        check_traceparent(q, s)
+
+
 def test_curl_refused_is_couldnt_connect_with_connect_child(ctx):
     port = ctx.closed_port()
     c = ctx.collector()
