@@ -211,6 +211,60 @@ static int index_msg(msg *m, const uint8_t *p, size_t n, const shape *s) {
   return 0;
 }
 
+/* index_msg for a Span (most of what a request holds), with its usual tags read by a
+ * switch on the tag byte; any other tag (a wrong wire type, an unknown field, a long
+ * tag) makes it start over with index_msg, which decides. The same answers. */
+static int index_span(msg *m, const uint8_t *p, size_t n) {
+  const uint8_t *q = p, *end = p + n, *data;
+  m->end = end;
+  m->seen = 0;
+  while (q < end) {
+    const uint8_t *start = q;
+    unsigned tag = *q++, no = tag >> 3;
+    uint64_t v;
+    size_t cut;
+    switch (tag) {
+    case 0x0a: case 0x12: case 0x1a: case 0x22: case 0x2a: case 0x4a: case 0x5a: case 0x6a:
+    case 0x7a:  /* length-delimited: 1 2 3 4 5 9 11 13 15 */
+      if (varint(&q, end, &v) != 0 || v > (uint64_t)(end - q)) return DECLINE;
+      data = q;
+      q += v;
+      if ((no == 3 || no == 5) && !scan_str(data, (size_t)v, &cut)) return DECLINE;
+      if (no == 3 || no == 5) v = cut;
+      break;
+    case 0x30: case 0x50: case 0x60: case 0x70:  /* varints: 6 10 12 14 */
+      if (varint(&q, end, &v) != 0) return DECLINE;
+      data = NULL;
+      break;
+    case 0x39: case 0x41:  /* fixed64: 7 8 */
+      if (end - q < 8) return DECLINE;
+      v = le(q, 8);
+      q += 8;
+      data = NULL;
+      break;
+    case 0x85:  /* fixed32 16 (flags): tag 0x85 0x01 */
+      if (end - q < 5 || *q != 0x01) return index_msg(m, p, n, &SPAN);
+      v = le(q + 1, 4);
+      q += 5;
+      no = 16;
+      data = NULL;
+      break;
+    default: return index_msg(m, p, n, &SPAN);
+    }
+    uint32_t bit = BIT(no);
+    if (SPAN.repeated & bit) {
+      if (!(m->seen & bit)) m->f[no].p = start, m->f[no].v = 0;
+      m->f[no].v++;
+    } else {
+      if (m->seen & bit) return DECLINE;
+      m->f[no].p = data;
+      m->f[no].v = v;
+    }
+    m->seen |= bit;
+  }
+  return 0;
+}
+
 /* The next element of repeated field `no` at or after *p (a message already indexed, so
  * well-formed); its payload, or NULL at the end. */
 static __attribute__((noinline)) const uint8_t *next_of_slow(const uint8_t **p,
@@ -234,11 +288,14 @@ static inline const uint8_t *next_of(const uint8_t **p, const uint8_t *end, unsi
                                      size_t *len) {
   /* Usually the next field is the next element, its tag and length a byte each. */
   const uint8_t *q = *p;
-  if (end - q >= 2 && q[0] == (uint8_t)(no << 3 | 2) && no < 16 && q[1] < 0x80 &&
-      q[1] <= end - q - 2) {
-    *len = q[1];
-    *p = q + 2 + q[1];
-    return q + 2;
+  uint64_t v;
+  if (q < end && q[0] == (uint8_t)(no << 3 | 2) && no < 16) {
+    q++;
+    if (varint(&q, end, &v) == 0 && v <= (uint64_t)(end - q)) {
+      *len = (size_t)v;
+      *p = q + v;
+      return q;
+    }
   }
   return next_of_slow(p, end, no, len);
 }
@@ -723,7 +780,8 @@ static int write_msg(wctx *w, const uint8_t *p, size_t len, const jmsg *d) {
   ss__buf *b = w->b;
   msg m;
   int n = 0;
-  if (index_msg(&m, p, len, d->shape) != 0) return DECLINE;
+  if ((d->role == R_SPAN ? index_span(&m, p, len) : index_msg(&m, p, len, d->shape)) != 0)
+    return DECLINE;
   if (d->role == R_RESOURCE && HAS(&m, 3)) return DECLINE; /* entity_refs */
   ss__sql_edit e;
   ss__sql_in in;
