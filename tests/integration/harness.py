@@ -353,6 +353,17 @@ class HttpServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
+    def posts(self, paths, timeout=30):
+        """The POSTs received, once one has come to each of `paths` (or after timeout
+        seconds: a bound, not a speed). An exiting process waits only briefly for its
+        answers, so its requests may still be on their way in when it has ended."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = [q for q in list(self.requests) if q["method"] == "POST"]
+            if set(paths) <= {q["path"] for q in got} or time.monotonic() > deadline:
+                return got
+            time.sleep(0.05)
+
     def stop(self):
         self.httpd.shutdown()
         self.httpd.server_close()
