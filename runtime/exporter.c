@@ -767,9 +767,13 @@ static int send_logs(encoder *e, uint64_t deadline_ms) {
   return post_logs(e, finish_logs(e, 1), deadline_ms);
 }
 
+/* The exporter thread's encoder measures each key and name of the shim's once. */
+static ss__otlp_consts ex_consts;
+
 static void begin_requests(encoder *e) {
   e->epoch = atomic_load(&epoch);
   ss__otlp_begin(&e->treq, &e->head, 0);
+  e->treq.consts = e == &ex ? &ex_consts : NULL;
   ss__otlp_begin(&e->lreq, &e->head, 1);
   e->n_exc = 0;
 }

@@ -14,6 +14,7 @@
  * bounds themselves. */
 #include "runtime/otlp.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,20 +98,47 @@ static uint8_t *put_tag(uint8_t *o, unsigned field, unsigned wt) {
 
 static uint8_t *put_fixed64(uint8_t *o, unsigned field, uint64_t v) {
   o = put_tag(o, field, WT_I64);
-  for (int i = 0; i < 8; i++) *o++ = (uint8_t)(v >> (8 * i));
-  return o;
+  v = htole64(v);
+  memcpy(o, &v, 8);
+  return o + 8;
 }
 
 static uint8_t *put_fixed32(uint8_t *o, unsigned field, uint32_t v) {
   o = put_tag(o, field, WT_I32);
-  for (int i = 0; i < 4; i++) *o++ = (uint8_t)(v >> (8 * i));
-  return o;
+  v = htole32(v);
+  memcpy(o, &v, 4);
+  return o + 4;
 }
 
-static uint8_t *put_bytes(uint8_t *o, unsigned field, const void *p, size_t n) {
+/* memcpy, without a call for the short strings most fields are: overlapping word moves. */
+static inline void copy(uint8_t *o, const void *p, size_t n) {
+  const char *s = p;
+  uint64_t a, b;
+  uint32_t c, d;
+  if (n > 16) {
+    memcpy(o, s, n);
+  } else if (n >= 8) {
+    memcpy(&a, s, 8);
+    memcpy(&b, s + n - 8, 8);
+    memcpy(o, &a, 8);
+    memcpy(o + n - 8, &b, 8);
+  } else if (n >= 4) {
+    memcpy(&c, s, 4);
+    memcpy(&d, s + n - 4, 4);
+    memcpy(o, &c, 4);
+    memcpy(o + n - 4, &d, 4);
+  } else if (n > 0) {
+    uint8_t x = (uint8_t)s[0], y = (uint8_t)s[n / 2], z = (uint8_t)s[n - 1];
+    o[0] = x;
+    o[n / 2] = y;
+    o[n - 1] = z;
+  }
+}
+
+static inline uint8_t *put_bytes(uint8_t *o, unsigned field, const void *p, size_t n) {
   o = put_tag(o, field, WT_LEN);
   o = put_varint(o, n);
-  if (n) memcpy(o, p, n); /* p may be NULL for an empty value */
+  copy(o, p, n); /* p may be NULL for an empty value */
   return o + n;
 }
 
@@ -128,7 +156,39 @@ static int word_needs_look(uint64_t w) {
   return ((w & 0x8080808080808080ull) | ((w - 0x0101010101010101ull) & ~w & 0x8080808080808080ull)) != 0;
 }
 
-static str str_of(const char *s, size_t len) {
+static uint64_t load64(const char *p) {
+  uint64_t w;
+  memcpy(&w, p, 8);
+  return w;
+}
+
+static uint64_t load32(const char *p) {
+  uint32_t w;
+  memcpy(&w, p, 4);
+  return w;
+}
+
+/* 1 when none of the len bytes at s is NUL or has its high bit set: read a word at a
+ * time, the last (partial) word by overlapping loads, so a short string costs no loop. */
+static inline int plain_ascii(const char *s, size_t len) {
+  size_t i = 0;
+  for (; i + 8 <= len; i += 8)
+    if (word_needs_look(load64(s + i))) return 0;
+  size_t t = len - i;
+  if (t == 0) return 1;
+  uint64_t w;
+  if (len >= 8)
+    w = load64(s + len - 8);
+  else if (t >= 4)
+    w = load32(s) | load32(s + t - 4) << 32;
+  else /* 1..3 bytes: the first, middle and last, padded with plain bytes */
+    w = (uint64_t)(uint8_t)s[0] | (uint64_t)(uint8_t)s[t / 2] << 8 |
+        (uint64_t)(uint8_t)s[t - 1] << 16 | 0x0101010101000000ull;
+  return !word_needs_look(w);
+}
+
+/* str_of for a string that is not plain ASCII (or has a NUL): byte by byte. */
+__attribute__((noinline)) static str str_of_slow(const char *s, size_t len) {
   str r = {s, 0, 0, 1};
   if (s == NULL) return r;
   size_t i = 0;
@@ -166,15 +226,49 @@ static str str_of(const char *s, size_t len) {
   return r;
 }
 
+/* Measures len bytes at s (NULL: none) as a string field's value. */
+static inline str str_of(const char *s, size_t len) {
+  if (s == NULL || plain_ascii(s, len)) return (str){s, s ? len : 0, s ? len : 0, 1};
+  return str_of_slow(s, len);
+}
+
 static str cstr_of(const char *s) {
   return str_of(s, s ? strlen(s) : 0);
 }
 
-static uint8_t *put_str_body(uint8_t *o, const str *v) {
-  if (v->clean) {
-    if (v->len) memcpy(o, v->s, v->len);
-    return o + v->len;
+/* cstr_of for a string of c's kind (otlp.h): from the table when it was measured before.
+ * c == NULL: measured every time. */
+#define CONST_PROBES 4 /* slots a string may take after its own, when that one is used */
+
+/* const_of when s is not in its own slot i: in one of the next few, else measured and
+ * kept in the first free one (else in slot i). */
+__attribute__((noinline)) static str const_miss(ss__otlp_consts *c, size_t i, const char *s) {
+  size_t free_at = c->p[i] == NULL ? i : SIZE_MAX;
+  for (size_t k = 1; k <= CONST_PROBES; k++) {
+    size_t j = (i + k) % SS_OTLP_CONSTS;
+    if (c->p[j] == s) return (str){s, c->len[j], c->len[j], 1};
+    if (c->p[j] == NULL && free_at == SIZE_MAX) free_at = j;
   }
+  str r = cstr_of(s);
+  if (r.clean && r.len <= UINT32_MAX) {
+    if (free_at == SIZE_MAX) free_at = i;
+    c->p[free_at] = s;
+    c->len[free_at] = (uint32_t)r.len;
+  }
+  return r;
+}
+
+static inline str const_of(ss__otlp_consts *c, const char *s) {
+  if (c == NULL || s == NULL) return cstr_of(s);
+  /* Fibonacci hashing of the address: its top 6 bits pick one of the 64 slots. */
+  _Static_assert(SS_OTLP_CONSTS == 64, "the shift below picks 6 bits");
+  size_t i = (size_t)(((uintptr_t)s * 0x9e3779b97f4a7c15ull) >> 58);
+  if (c->p[i] == s) return (str){s, c->len[i], c->len[i], 1};
+  return const_miss(c, i, s);
+}
+
+/* put_str_body for a string with invalid UTF-8: each bad byte becomes U+FFFD. */
+__attribute__((noinline)) static uint8_t *put_str_fixed(uint8_t *o, const str *v) {
   const unsigned char *u = (const unsigned char *)v->s;
   for (size_t i = 0; i < v->len;) {
     size_t k = u[i] < 0x80 ? 1 : ss__utf8_seq(u + i, v->len - i);
@@ -191,12 +285,20 @@ static uint8_t *put_str_body(uint8_t *o, const str *v) {
   return o;
 }
 
+static inline uint8_t *put_str_body(uint8_t *o, const str *v) {
+  if (__builtin_expect(v->clean, 1)) {
+    copy(o, v->s, v->len);
+    return o + v->len;
+  }
+  return put_str_fixed(o, v);
+}
+
 static size_t str_field_size(unsigned field, const str *v) {
   return vlen(TAG(field, WT_LEN)) + vlen(v->out) + v->out;
 }
 
 /* A string field; empty strings are left out (proto3) unless `always`. */
-static uint8_t *put_str(uint8_t *o, unsigned field, const str *v, int always) {
+static inline uint8_t *put_str(uint8_t *o, unsigned field, const str *v, int always) {
   if (v->out == 0 && !always) return o;
   o = put_tag(o, field, WT_LEN);
   o = put_varint(o, v->out);
@@ -289,8 +391,8 @@ static uint8_t *put_any(uint8_t *o, const ss__attr *a, const str *v) {
 }
 
 /* A KeyValue as field `field` of the enclosing message. */
-static uint8_t *put_kv(uint8_t *o, unsigned field, const ss__attr *a) {
-  str key = cstr_of(a->key);
+static uint8_t *put_kv(uint8_t *o, unsigned field, const ss__attr *a, ss__otlp_consts *c) {
+  str key = const_of(c, a->key);
   if (a->type == SS_ATTR_STRARR) { /* sized afterwards: nested twice */
     uint8_t *kv = open_msg(o, field);
     o = put_str(kv, 1, &key, 0);
@@ -311,34 +413,37 @@ static uint8_t *put_kv(uint8_t *o, unsigned field, const ss__attr *a) {
   return put_any(o, a, &v);
 }
 
-static size_t kv_bound(const ss__attr *a) {
-  return 24 + str_bound(a->key ? strlen(a->key) : 0) + any_bound(a);
+static size_t kv_bound(const ss__attr *a, ss__otlp_consts *c) {
+  return 24 + str_bound(const_of(c, a->key).len) + any_bound(a);
 }
 
-static size_t attrs_bound(const ss__attr *a, size_t n) {
+static size_t attrs_bound(const ss__attr *a, size_t n, ss__otlp_consts *c) {
   size_t b = 0;
-  for (size_t i = 0; i < n; i++) b += kv_bound(&a[i]);
+  for (size_t i = 0; i < n; i++) b += kv_bound(&a[i], c);
   return b;
 }
 
-static uint8_t *put_attrs(uint8_t *o, unsigned field, const ss__attr *a, size_t n) {
-  for (size_t i = 0; i < n; i++) o = put_kv(o, field, &a[i]);
+static uint8_t *put_attrs(uint8_t *o, unsigned field, const ss__attr *a, size_t n,
+                          ss__otlp_consts *c) {
+  for (size_t i = 0; i < n; i++) o = put_kv(o, field, &a[i], c);
   return o;
 }
 
 /* ---- spans ---- */
 
-static size_t span_bound(const ss__span *s) {
-  size_t b = 128 + str_bound(s->name ? strlen(s->name) : 0) + str_bound(s->trace_state_len) +
-             attrs_bound(s->attrs, s->n_attrs) + str_bound(s->status_message_len);
+static size_t span_bound(const ss__span *s, ss__otlp_consts *c) {
+  size_t b = 128 + str_bound(const_of(c, s->name).len) + str_bound(s->trace_state_len) +
+             attrs_bound(s->attrs, s->n_attrs, c) + str_bound(s->status_message_len);
   for (size_t i = 0; i < s->n_events; i++)
-    b += 32 + str_bound(s->events[i].name ? strlen(s->events[i].name) : 0) +
-         attrs_bound(s->events[i].attrs, s->events[i].n_attrs);
+    b += 32 + str_bound(const_of(c, s->events[i].name).len) +
+         attrs_bound(s->events[i].attrs, s->events[i].n_attrs, c);
   return b;
 }
 
-static uint8_t *put_span(uint8_t *o, const ss__span *s) {
-  int root = ss__id_is_zero(s->parent_id, sizeof s->parent_id);
+static uint8_t *put_span(uint8_t *o, const ss__span *s, ss__otlp_consts *c) {
+  uint64_t parent;
+  memcpy(&parent, s->parent_id, 8);
+  int root = parent == 0;
   uint8_t *sp = open_msg(o, 2); /* ScopeSpans.spans */
   o = put_bytes(sp, 1, s->trace_id, sizeof s->trace_id);
   o = put_bytes(o, 2, s->span_id, sizeof s->span_id);
@@ -347,7 +452,7 @@ static uint8_t *put_span(uint8_t *o, const ss__span *s) {
     o = put_str(o, 3, &ts, 0);
   }
   if (!root) o = put_bytes(o, 4, s->parent_id, sizeof s->parent_id);
-  str name = cstr_of(s->name);
+  str name = const_of(c, s->name);
   o = put_str(o, 5, &name, 0);
   if (s->kind) {
     o = put_tag(o, 6, WT_VARINT);
@@ -355,15 +460,15 @@ static uint8_t *put_span(uint8_t *o, const ss__span *s) {
   }
   if (s->start_ns) o = put_fixed64(o, 7, s->start_ns);
   if (s->end_ns) o = put_fixed64(o, 8, s->end_ns);
-  o = put_attrs(o, 9, s->attrs, s->n_attrs);
+  o = put_attrs(o, 9, s->attrs, s->n_attrs, c);
   for (size_t i = 0; i < s->n_events; i++) {
     const ss__event *e = &s->events[i];
     uint8_t *ev = open_msg(o, 11);
     o = ev;
     if (e->time_ns) o = put_fixed64(o, 1, e->time_ns);
-    str en = cstr_of(e->name);
+    str en = const_of(c, e->name);
     o = put_str(o, 2, &en, 0);
-    o = put_attrs(o, 3, e->attrs, e->n_attrs);
+    o = put_attrs(o, 3, e->attrs, e->n_attrs, c);
     o = close_msg(ev, o);
   }
   if (s->status != SS_STATUS_UNSET || s->status_message_len != 0) {
@@ -388,7 +493,7 @@ static uint8_t *put_span(uint8_t *o, const ss__span *s) {
 
 static size_t log_bound(const ss__logrec *l) {
   return 160 + str_bound(l->event_name ? strlen(l->event_name) : 0) +
-         str_bound(l->body ? strlen(l->body) : 0) + attrs_bound(l->attrs, l->n_attrs);
+         str_bound(l->body ? strlen(l->body) : 0) + attrs_bound(l->attrs, l->n_attrs, NULL);
 }
 
 static uint8_t *put_log(uint8_t *o, const ss__logrec *l) {
@@ -413,7 +518,7 @@ static uint8_t *put_log(uint8_t *o, const ss__logrec *l) {
     o = put_varint(o, avs);
     o = put_any(o, &b, &v);
   }
-  o = put_attrs(o, 6, l->attrs, l->n_attrs);
+  o = put_attrs(o, 6, l->attrs, l->n_attrs, NULL);
   if (l->flags) o = put_fixed32(o, 8, l->flags);
   if (!ss__id_is_zero(l->trace_id, sizeof l->trace_id))
     o = put_bytes(o, 9, l->trace_id, sizeof l->trace_id);
@@ -432,8 +537,8 @@ int ss__otlp_head_build(ss__otlp_head *h, const ss__resource *res, const ss__sco
   ss__pb_reset(&h->resource);
   ss__pb_reset(&h->scope);
   h->schema_url = schema_url;
-  if (res && ss__pb_reserve(&h->resource, attrs_bound(res->attrs, res->n_attrs)) == 0) {
-    uint8_t *o = put_attrs(h->resource.p, 1, res->attrs, res->n_attrs);
+  if (res && ss__pb_reserve(&h->resource, attrs_bound(res->attrs, res->n_attrs, NULL)) == 0) {
+    uint8_t *o = put_attrs(h->resource.p, 1, res->attrs, res->n_attrs, NULL);
     h->resource.len = (size_t)(o - h->resource.p);
   } else if (res) {
     h->resource.failed = 1;
@@ -441,12 +546,12 @@ int ss__otlp_head_build(ss__otlp_head *h, const ss__resource *res, const ss__sco
   if (scope) {
     size_t b = 32 + str_bound(scope->name ? strlen(scope->name) : 0) +
                str_bound(scope->version ? strlen(scope->version) : 0) +
-               attrs_bound(scope->attrs, scope->n_attrs);
+               attrs_bound(scope->attrs, scope->n_attrs, NULL);
     if (ss__pb_reserve(&h->scope, b) == 0) {
       str n = cstr_of(scope->name), v = cstr_of(scope->version);
       uint8_t *o = put_str(h->scope.p, 1, &n, 0);
       o = put_str(o, 2, &v, 0);
-      o = put_attrs(o, 3, scope->attrs, scope->n_attrs);
+      o = put_attrs(o, 3, scope->attrs, scope->n_attrs, NULL);
       h->scope.len = (size_t)(o - h->scope.p);
     } else {
       h->scope.failed = 1;
@@ -473,9 +578,10 @@ void ss__otlp_begin(ss__otlp_req *q, const ss__otlp_head *h, int logs) {
 
 int ss__otlp_add_span(ss__otlp_req *q, const ss__span *s) {
   if (q->pb.failed) return -ENOMEM;
-  int rc = ss__pb_reserve(&q->pb, span_bound(s) + (q->pb.fixed ? FIXED_FINISH_ROOM : 0));
+  int rc = ss__pb_reserve(&q->pb, span_bound(s, q->consts) +
+                                       (q->pb.fixed ? FIXED_FINISH_ROOM : 0));
   if (rc != 0) return rc;
-  uint8_t *o = put_span(q->pb.p + q->pb.len, s);
+  uint8_t *o = put_span(q->pb.p + q->pb.len, s, q->consts);
   q->pb.len = (size_t)(o - q->pb.p);
   q->n++;
   return 0;

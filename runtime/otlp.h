@@ -56,6 +56,17 @@ int ss__otlp_head_build(ss__otlp_head *h, const ss__resource *res, const ss__sco
                         const char *schema_url);
 void ss__otlp_head_free(ss__otlp_head *h);
 
+/* The measures (length; valid UTF-8 without NUL) of strings whose bytes never change at
+ * their address for the life of the process: the shim's own constants, which is what
+ * every attribute key, span name and event name of a ring record is (span_rec.h). A
+ * direct-mapped table by address, filled as they are met; a string that needs fixing is
+ * never kept. Zero-initialized is empty. One writer at a time, like the request. */
+#define SS_OTLP_CONSTS 64
+typedef struct ss__otlp_consts {
+  const char *p[SS_OTLP_CONSTS];
+  uint32_t len[SS_OTLP_CONSTS];
+} ss__otlp_consts;
+
 /* One request being written: items go straight into `pb`, after `room` bytes kept for
  * the envelope, which ss__otlp_finish writes in front of them once their size is known. */
 typedef struct ss__otlp_req {
@@ -63,6 +74,10 @@ typedef struct ss__otlp_req {
   size_t items_at;  /* where the first item starts */
   size_t n;         /* items written */
   int logs;         /* 1: a logs request */
+  /* Set by the caller (kept by ss__otlp_begin), or NULL: the spans added promise that
+   * their attribute keys, names and event names (and their events' keys) are such
+   * constants, so they are measured once per address instead of in every span. */
+  ss__otlp_consts *consts;
 } ss__otlp_req;
 
 /* Starts a traces (logs = 0) or logs (logs = 1) request in q, reusing its buffer, for

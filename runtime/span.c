@@ -481,6 +481,7 @@ static void serialize(const ss__sb *b, void *dst, size_t size) {
   memcpy(r->span_id, s->span_id, 8);
   memcpy(r->parent_id, s->parent_id, 8);
   r->flags = s->flags;
+  r->has_stack = b->exc;
   r->start_ns = s->start_ns;
   r->end_ns = s->end_ns;
   r->name = s->name;
@@ -577,6 +578,7 @@ void ss__rec_finish(void *rec, uint64_t end_ns, int status) {
     put_attr(dst + r->size, stack_key, SS_ATTR_STACK, stack, (uint32_t)n * 8);
     ((ss__rec *)dst)->size += (uint32_t)extra;
     ((ss__rec *)dst)->n_attrs++;
+    ((ss__rec *)dst)->has_stack = 1;
   }
   ss__ring_commit(&ss__tracer_g.ring, dst);
   if (ss__tracer_g.on_commit) ss__tracer_g.on_commit();
@@ -584,7 +586,7 @@ void ss__rec_finish(void *rec, uint64_t end_ns, int status) {
 
 int ss__rec_has_stack(const void *rec, size_t len) {
   const ss__rec *r = rec;
-  if (len < sizeof *r || r->size > len || r->size < sizeof *r) return 0;
+  if (len < sizeof *r || r->size > len || r->size < sizeof *r || !r->has_stack) return 0;
   const unsigned char *p = (const unsigned char *)(r + 1), *end = (const unsigned char *)rec + r->size;
   for (uint16_t i = 0; i < r->n_attrs; i++) {
     if ((size_t)(end - p) < sizeof(ss__rec_attr)) return 0;

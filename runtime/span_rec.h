@@ -13,7 +13,8 @@ typedef struct ss__rec {
   uint8_t span_id[8];
   uint8_t parent_id[8];
   uint8_t flags;
-  uint8_t pad[7];
+  uint8_t has_stack;    /* 1: an attribute of type SS_ATTR_STACK is among them */
+  uint8_t pad[6];
   uint64_t start_ns, end_ns;
   const char *name;     /* static string of the shim's */
   uint64_t caller;      /* return address into the calling code, for code.function.name */

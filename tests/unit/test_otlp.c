@@ -4,6 +4,7 @@
  * bytes equal what protobuf-c packs for the same message. */
 #include <check.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -399,6 +400,64 @@ START_TEST(test_fixed_buffer_leaves_out_what_does_not_fit) {
 }
 END_TEST
 
+/* The exporter's way with its constants table (otlp.h ss__otlp_consts): more keys than the
+ * table has slots (so they collide, probe and evict), a key with an invalid byte (never
+ * kept), strings of every short length with and without invalid bytes, each request
+ * encoded three times on a warm table: the same bytes as without the table. */
+START_TEST(test_consts_table_gives_the_same_bytes) {
+  static char keys[150][24];
+  static const char *vals[] = {"", "a", "ab", "abc", "abcd", "abcde", "abcdefg", "abcdefgh",
+                               "abcdefghi", "abcdefghijklmnop", "abcdefghijklmnopq",
+                               "\xff", "a\xc3", "ab\x80", "abcdef\xe2\x82", "abcdefgh\xff",
+                               "\xc3\xa9t\xc3\xa9", "x\0y"};
+  static ss__attr attrs[150];
+  size_t nv = sizeof vals / sizeof vals[0];
+  for (int i = 0; i < 150; i++) {
+    snprintf(keys[i], sizeof keys[i], i == 7 ? "bad\xff.key.%d" : "key.%d", i);
+    attrs[i] = (ss__attr){.key = keys[i], .type = SS_ATTR_STR,
+                          .len = (uint32_t)(i % nv == nv - 1 ? 3 : strlen(vals[i % nv])),
+                          .v.s = vals[i % nv]};
+  }
+  ss__span sp[6];
+  for (int i = 0; i < 6; i++) {
+    fill_span(&sp[i]);
+    sp[i].name = i % 2 ? "x" : keys[100 + i];
+    sp[i].attrs = attrs + 20 * i;
+    sp[i].n_attrs = 24 + (size_t)i * 5;
+  }
+  ss__scope sc = {.name = "spanshim", .version = "0.1.0"};
+  uint8_t *want;
+  size_t want_len;
+  ck_assert_int_eq(ss__otlp_encode_traces(NULL, &sc, sp, 6, &want, &want_len), 0);
+  static ss__otlp_consts consts;
+  ss__otlp_head h = {0};
+  ss__otlp_req rq = {0};
+  ck_assert_int_eq(ss__otlp_head_build(&h, NULL, &sc, "https://opentelemetry.io/schemas/1.40.0"), 0);
+  for (int round = 0; round < 3; round++) {
+    ss__otlp_begin(&rq, &h, 0);
+    rq.consts = &consts;
+    for (int i = 0; i < 6; i++) ck_assert_int_eq(ss__otlp_add_span(&rq, &sp[i]), 0);
+    const uint8_t *body;
+    size_t len;
+    ck_assert_int_eq(ss__otlp_finish(&rq, &h, &body, &len), 0);
+    ck_assert_uint_eq(len, want_len);
+    ck_assert_mem_eq(body, want, len);
+  }
+  Req *q = opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(
+      NULL, want_len, want);
+  ck_assert_ptr_nonnull(q);
+  const Span *s0 = q->resource_spans[0]->scope_spans[0]->spans[0];
+  ck_assert_str_eq(find(s0->attributes, s0->n_attributes, "bad\xef\xbf\xbd.key.7")
+                       ->value->string_value, "abcdefgh");
+  ck_assert_str_eq(find(s0->attributes, s0->n_attributes, "key.12")->value->string_value,
+                   "a\xef\xbf\xbd");
+  req_free(q);
+  free(want);
+  ss__pb_free(&rq.pb);
+  ss__otlp_head_free(&h);
+}
+END_TEST
+
 /* Field order and proto3 defaults as protobuf-c packs them: the same bytes. */
 START_TEST(test_bytes_equal_protobuf_c_pack) {
   ss__span s;
@@ -437,6 +496,7 @@ int main(void) {
   tcase_add_test(tc, test_logs_roundtrip);
   tcase_add_test(tc, test_reused_buffers_and_schema_url);
   tcase_add_test(tc, test_bytes_equal_protobuf_c_pack);
+  tcase_add_test(tc, test_consts_table_gives_the_same_bytes);
   tcase_add_test(tc, test_fixed_buffer_leaves_out_what_does_not_fit);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
