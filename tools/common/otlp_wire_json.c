@@ -379,11 +379,13 @@ static void note_key(wctx *w, int cls, int level) {
  * those bytes (compared whole on a hit: a hash collision is only a miss): one hash, one
  * compare and one copy instead of indexing, UTF-8 checks and escaping. A KeyValue is
  * taken in on its second sighting in a row at its slot, so values seen once (ids, unique
- * URLs) cost a hash and no copy. Direct-mapped, fixed size (SLOTS × ROOM: 576 KiB,
+ * URLs) cost a hash and no copy; a check (no JSON written) keeps the bytes alone, which
+ * say the KeyValue is valid. Direct-mapped, fixed size (SLOTS × ROOM: 576 KiB,
  * allocated at the first request), one per thread that writes (spanshimd: the
  * receiver's); ss__wire_cache_free releases the calling thread's. */
 #define KVC_SLOTS 1024
 #define KVC_ROOM 560           /* a slot's wire bytes and JSON, together */
+#define KVC_NO_JSON 0xffff     /* jlen of a KeyValue taken in by a check: known valid */
 
 typedef struct kvc_slot {
   uint64_t hash;               /* of the wire bytes held; 0: empty */
@@ -430,28 +432,29 @@ static int cached_kv(wctx *w, const uint8_t *p, size_t n, int level) {
   ss__buf *b = w->b;
   uint64_t h = ss__hash_words(p, n) | 1;
   kvc_slot *s = n < KVC_ROOM ? kvc_slot_of(h) : NULL;
-  if (s && s->hash == h && s->wlen == n && memcmp(s->bytes, p, n) == 0) {
+  if (s && s->hash == h && s->wlen == n && (!b || s->jlen != KVC_NO_JSON) &&
+      memcmp(s->bytes, p, n) == 0) {
     note_key(w, s->cls, level);
     if (b) ss__buf_append(b, s->bytes + n, s->jlen);
     return 0;
   }
   size_t mark = b ? b->len : 0;
   if (one_kv(w, p, n, 0, level) != 0) return DECLINE;
-  if (s == NULL || b == NULL || b->oom) return 0;
+  if (s == NULL || (b && b->oom)) return 0;
   if (s->seen != h) {
     s->seen = h;
     return 0;
   }
-  size_t jl = b->len - mark;
+  size_t jl = b ? b->len - mark : 0;
   if (n + jl > KVC_ROOM) return 0;
   msg kv;
   index_kv(&kv, p, n);  /* taken just now: cannot fail */
   s->hash = h;
   s->wlen = (uint16_t)n;
-  s->jlen = (uint16_t)jl;
+  s->jlen = b ? (uint16_t)jl : KVC_NO_JSON;  /* checked only: no JSON to give */
   s->cls = (uint8_t)key_class(&kv);
   memcpy(s->bytes, p, n);
-  memcpy(s->bytes + n, b->data + mark, jl);
+  if (b) memcpy(s->bytes + n, b->data + mark, jl);
   return 0;
 }
 
