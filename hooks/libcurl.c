@@ -98,6 +98,11 @@ typedef struct hslot {
   char custom[CUSTOM_CAP];
   uint16_t url_len;                 /* CURLOPT_URL, 0 when unset or too long */
   char url[URL_CAP];
+  /* url read once when set (every transfer of a handle usually has the same URL) */
+  int8_t url_sch;                   /* scheme_of(url) */
+  uint8_t url_sep, url_tls;         /* it has "://"; its scheme is https */
+  uint16_t url_host_off, url_host_len; /* url_server(url): host, port (0: none) */
+  int32_t url_port;
   uint8_t http_version;             /* CURLOPT_HTTP_VERSION (CURL_HTTP_VERSION_*) */
   uint8_t list_only;                /* LO_* bits */
   /* the running transfer */
@@ -121,6 +126,7 @@ typedef struct hslot {
 } hslot;
 
 static hslot slots[SLOTS];
+static void track_url(hslot *s, const char *u);
 
 /* > 0 while this thread is inside one of our perform/multi hooks: libcurl calls its own
  * exported API (curl_easy_perform runs a multi; DoH and HTTP/2 push add handles), and
@@ -169,7 +175,7 @@ static hslot *slot_get(const void *h) {
     s->method = M_GET;
     s->nobody = 0;
     s->custom_len = 0;
-    s->url_len = 0;
+    track_url(s, NULL);
     s->http_version = 0;
     s->list_only = 0;
     s->wl_phase = WL_NONE;
@@ -200,11 +206,24 @@ static void sticky_clear(void) {
 }
 
 /* ---- setopt tracking ---- */
+static int scheme_of(const char *u, size_t n);
+static void url_server(const char *u, size_t n, const char **host, size_t *hlen, long *port);
+
 static void track_url(hslot *s, const char *u) {
   size_t n = u ? strlen(u) : 0;
   if (n >= URL_CAP) n = 0; /* the effective URL is used instead */
   memcpy(s->url, u ? u : "", n);
   s->url_len = (uint16_t)n;
+  const char *host;
+  size_t hlen;
+  long port;
+  s->url_sch = (int8_t)scheme_of(s->url, n);
+  s->url_sep = memmem(s->url, n, "://", 3) != NULL;
+  s->url_tls = n >= 8 && strncasecmp(s->url, "https://", 8) == 0;
+  url_server(s->url, n, &host, &hlen, &port);
+  s->url_host_off = (uint16_t)(host ? host - s->url : 0);
+  s->url_host_len = (uint16_t)(host ? hlen : 0);
+  s->url_port = (int32_t)port;
 }
 
 static void track_custom(hslot *s, const char *m) {
@@ -470,8 +489,7 @@ static int wl_eligible(const hslot *s, int app_baggage) {
   if (hdr_tracestate && ss__cfg.parent.valid &&
       memcmp(ss__cfg.parent.trace_id, s->ctx.trace_id, 16) == 0)
     return 0;
-  const char *sep = memmem(s->url, s->url_len, "://", 3);
-  if (sep && !(sep - s->url == 4 && strncasecmp(s->url, "http", 4) == 0)) return 0;
+  if (s->url_sch != -1 || s->url_tls) return 0; /* http:// or a URL guessed to be HTTP */
   switch (s->http_version) {
     case CURL_HTTP_VERSION_NONE: case CURL_HTTP_VERSION_1_0: case CURL_HTTP_VERSION_1_1:
     case CURL_HTTP_VERSION_2TLS: break; /* HTTP/1.x on plain text */
@@ -668,7 +686,7 @@ static void xfer_begin(CURL *h, hslot *s, ss__sb *b, void *caller, int easy) {
   ss__span_ctx(b, &s->ctx);
   /* Headers go only where they are HTTP headers: an SMTP or IMAP upload would carry them
    * in the message itself. (A URL too long to track is taken as HTTP.) */
-  if (app_tp == 0 && (s->url_len == 0 || scheme_of(s->url, s->url_len) == -1)) {
+  if (app_tp == 0 && (s->url_len == 0 || s->url_sch == -1)) {
     if (easy && wl_eligible(s, app_baggage)) wl_arm(s);
     else inject(h, s, app_baggage);
   }
@@ -782,13 +800,14 @@ static void xfer_end(CURL *h, hslot *s, ss__sb *b, int rc_known, CURLcode rc) {
   size_t url_len = 0, m_len = 0;
   long redirects = 0, code = 0;
   if (b->recording && info) {
-    if (s && s->url_len && memmem(s->url, s->url_len, "://", 3)) {
+    int tracked_url = s && s->url_len && s->url_sep;
+    if (tracked_url) {
       url = s->url;
       url_len = s->url_len;
     } else if (info(h, CURLINFO_EFFECTIVE_URL, &url) == CURLE_OK && url) {
       url_len = strlen(url);
     }
-    int sch = scheme_of(url, url_len);
+    int sch = tracked_url ? s->url_sch : scheme_of(url, url_len);
     if (sch != -1) { /* not HTTP: no method, no HTTP status (semconv's http.* is HTTP's) */
       other_scheme_attrs(b, h, sch, url, url_len);
       goto timings;
@@ -820,7 +839,13 @@ static void xfer_end(CURL *h, hslot *s, ss__sb *b, int rc_known, CURLcode rc) {
       size_t hlen;
       long port;
       ss__span_str(b, "url.full", url, url_len);
-      url_server(url, url_len, &host, &hlen, &port);
+      if (tracked_url) {
+        host = s->url + s->url_host_off;
+        hlen = s->url_host_len;
+        port = s->url_port;
+      } else {
+        url_server(url, url_len, &host, &hlen, &port);
+      }
       if (host && hlen) ss__span_str(b, "server.address", host, hlen);
       if (port > 0) ss__span_int(b, "server.port", port);
     }
@@ -1039,6 +1064,12 @@ static void dup_state(CURL *h, CURL *d) {
     memcpy(t->custom, s->custom, s->custom_len);
     t->url_len = s->url_len;
     memcpy(t->url, s->url, s->url_len);
+    t->url_sch = s->url_sch;
+    t->url_sep = s->url_sep;
+    t->url_tls = s->url_tls;
+    t->url_host_off = s->url_host_off;
+    t->url_host_len = s->url_host_len;
+    t->url_port = s->url_port;
     t->http_version = s->http_version;
     t->list_only = s->list_only & (uint8_t)~LO_STICKY;
     t->injected = s->injected;
@@ -1063,7 +1094,7 @@ SS_EXPORT void curl_easy_reset(CURL *h) {
     s->method = M_GET;
     s->nobody = 0;
     s->custom_len = 0;
-    s->url_len = 0;
+    track_url(s, NULL);
     s->http_version = 0;
     s->list_only &= LO_STICKY; /* its connections stay */
     s->injected = s->hooked_cbs = 0;
