@@ -98,11 +98,12 @@ typedef struct hslot {
   char custom[CUSTOM_CAP];
   uint16_t url_len;                 /* CURLOPT_URL, 0 when unset or too long */
   char url[URL_CAP];
-  /* url read once when set (every transfer of a handle usually has the same URL) */
-  int8_t url_sch;                   /* scheme_of(url) */
-  uint8_t url_sep, url_tls;         /* it has "://"; its scheme is https */
-  uint16_t url_host_off, url_host_len; /* url_server(url): host, port (0: none) */
-  int32_t url_port;
+  struct {                          /* url read once when set (a handle's transfers */
+    int8_t sch;                     /* usually share it): scheme_of(url) */
+    uint8_t sep, tls;               /* it has "://"; its scheme is https */
+    uint16_t host_off, host_len;    /* url_server(url): host, port (0: none) */
+    int32_t port;
+  } u;
   uint8_t http_version;             /* CURLOPT_HTTP_VERSION (CURL_HTTP_VERSION_*) */
   uint8_t list_only;                /* LO_* bits */
   /* the running transfer */
@@ -217,13 +218,13 @@ static void track_url(hslot *s, const char *u) {
   const char *host;
   size_t hlen;
   long port;
-  s->url_sch = (int8_t)scheme_of(s->url, n);
-  s->url_sep = memmem(s->url, n, "://", 3) != NULL;
-  s->url_tls = n >= 8 && strncasecmp(s->url, "https://", 8) == 0;
+  s->u.sch = (int8_t)scheme_of(s->url, n);
+  s->u.sep = memmem(s->url, n, "://", 3) != NULL;
+  s->u.tls = n >= 8 && strncasecmp(s->url, "https://", 8) == 0;
   url_server(s->url, n, &host, &hlen, &port);
-  s->url_host_off = (uint16_t)(host ? host - s->url : 0);
-  s->url_host_len = (uint16_t)(host ? hlen : 0);
-  s->url_port = (int32_t)port;
+  s->u.host_off = (uint16_t)(host ? host - s->url : 0);
+  s->u.host_len = (uint16_t)(host ? hlen : 0);
+  s->u.port = (int32_t)port;
 }
 
 static void track_custom(hslot *s, const char *m) {
@@ -489,7 +490,7 @@ static int wl_eligible(const hslot *s, int app_baggage) {
   if (hdr_tracestate && ss__cfg.parent.valid &&
       memcmp(ss__cfg.parent.trace_id, s->ctx.trace_id, 16) == 0)
     return 0;
-  if (s->url_sch != -1 || s->url_tls) return 0; /* http:// or a URL guessed to be HTTP */
+  if (s->u.sch != -1 || s->u.tls) return 0; /* http:// or a URL guessed to be HTTP */
   switch (s->http_version) {
     case CURL_HTTP_VERSION_NONE: case CURL_HTTP_VERSION_1_0: case CURL_HTTP_VERSION_1_1:
     case CURL_HTTP_VERSION_2TLS: break; /* HTTP/1.x on plain text */
@@ -686,7 +687,7 @@ static void xfer_begin(CURL *h, hslot *s, ss__sb *b, void *caller, int easy) {
   ss__span_ctx(b, &s->ctx);
   /* Headers go only where they are HTTP headers: an SMTP or IMAP upload would carry them
    * in the message itself. (A URL too long to track is taken as HTTP.) */
-  if (app_tp == 0 && (s->url_len == 0 || s->url_sch == -1)) {
+  if (app_tp == 0 && (s->url_len == 0 || s->u.sch == -1)) {
     if (easy && wl_eligible(s, app_baggage)) wl_arm(s);
     else inject(h, s, app_baggage);
   }
@@ -800,14 +801,14 @@ static void xfer_end(CURL *h, hslot *s, ss__sb *b, int rc_known, CURLcode rc) {
   size_t url_len = 0, m_len = 0;
   long redirects = 0, code = 0;
   if (b->recording && info) {
-    int tracked_url = s && s->url_len && s->url_sep;
+    int tracked_url = s && s->url_len && s->u.sep;
     if (tracked_url) {
       url = s->url;
       url_len = s->url_len;
     } else if (info(h, CURLINFO_EFFECTIVE_URL, &url) == CURLE_OK && url) {
       url_len = strlen(url);
     }
-    int sch = tracked_url ? s->url_sch : scheme_of(url, url_len);
+    int sch = tracked_url ? s->u.sch : scheme_of(url, url_len);
     if (sch != -1) { /* not HTTP: no method, no HTTP status (semconv's http.* is HTTP's) */
       other_scheme_attrs(b, h, sch, url, url_len);
       goto timings;
@@ -840,9 +841,9 @@ static void xfer_end(CURL *h, hslot *s, ss__sb *b, int rc_known, CURLcode rc) {
       long port;
       ss__span_str(b, "url.full", url, url_len);
       if (tracked_url) {
-        host = s->url + s->url_host_off;
-        hlen = s->url_host_len;
-        port = s->url_port;
+        host = s->url + s->u.host_off;
+        hlen = s->u.host_len;
+        port = s->u.port;
       } else {
         url_server(url, url_len, &host, &hlen, &port);
       }
@@ -1064,12 +1065,7 @@ static void dup_state(CURL *h, CURL *d) {
     memcpy(t->custom, s->custom, s->custom_len);
     t->url_len = s->url_len;
     memcpy(t->url, s->url, s->url_len);
-    t->url_sch = s->url_sch;
-    t->url_sep = s->url_sep;
-    t->url_tls = s->url_tls;
-    t->url_host_off = s->url_host_off;
-    t->url_host_len = s->url_host_len;
-    t->url_port = s->url_port;
+    t->u = s->u;
     t->http_version = s->http_version;
     t->list_only = s->list_only & (uint8_t)~LO_STICKY;
     t->injected = s->injected;
