@@ -1,6 +1,7 @@
 /* spawn.c - starting programs: the exec family, posix_spawn(p), system, popen/pclose.
  *
- * Each passes the caller's context to the child as TRACEPARENT (hooks/carrier.h). exec
+ * Each passes the caller's context to the child as TRACEPARENT (and, after a change of
+ * user, the collector's socket as SPANSHIM_ENDPOINT: hooks/carrier.h). exec
  * also ends this image's process span and flushes first (hooks/process.c), except in a
  * vfork child. system and popen take no envp, so they are carried out here with
  * posix_spawn, as glibc does, when there is a context to pass; otherwise the real ones
@@ -218,7 +219,7 @@ static int run_shell(const char *cmd, char *const *envp) {
 SS_EXPORT int system(const char *cmd) {
   ss__carrier c;
   if (!ss__carrier_want(&c)) return real_system()(cmd);
-  char *env[ss__env_count(environ) + 2];
+  char *env[ss__env_count(environ) + 3];
   /* system(NULL) asks whether a shell is there, by running one, as glibc does. */
   if (cmd == NULL) return run_shell("exit 0", ss__carrier_env(environ, env, &c)) == 0;
   return run_shell(cmd, ss__carrier_env(environ, env, &c));
@@ -310,7 +311,7 @@ SS_EXPORT FILE *popen(const char *cmd, const char *mode) {
     return real_popen()(cmd, mode);
   }
   {
-    char *env[ss__env_count(environ) + 2];
+    char *env[ss__env_count(environ) + 3];
     f = spawn_popen(cmd, mode[0] == 'r', cloexec, ss__carrier_env(environ, env, &c), slot);
   }
   pthread_mutex_unlock(&popen_lock);

@@ -304,8 +304,11 @@ static void load_endpoint(loader *l, ss__config *c) {
     if (c->endpoint == NULL && why != NULL)
       diag(l, endpoint_names[i], v, "%s; using the default socket", why);
   }
-  if (c->endpoint == NULL)
+  c->default_socket_uid = (uid_t)-1;
+  if (c->endpoint == NULL) {
     c->endpoint = default_endpoint(l);
+    c->default_socket_uid = geteuid();
+  }
   /* Logs: OTEL_EXPORTER_OTLP_LOGS_ENDPOINT as given, else the base URL's /v1/logs, else
    * (NULL) beside the traces path. */
   if (logs != NULL && endpoint_ok(l, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", logs))

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "runtime/ids.h"
 
@@ -41,6 +42,8 @@ typedef struct ss__config {
   double sampler_ratio;          /* OTEL_TRACES_SAMPLER_ARG, default 1.0 */
   char *endpoint;                /* "unix:/path" or "http://host:port/path" (traces URL;
                                     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT used as given) */
+  uid_t default_socket_uid;      /* the endpoint is the default socket, worked out for this
+                                    effective uid; (uid_t)-1 when one was configured */
   char *headers;                 /* OTEL_EXPORTER_OTLP_(TRACES_)HEADERS, raw, or NULL */
   uint32_t export_timeout_ms;    /* OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT, default 10000 */
   uint32_t schedule_delay_ms;    /* OTEL_BSP_SCHEDULE_DELAY, default 5000 */

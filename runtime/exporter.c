@@ -375,11 +375,24 @@ static int post(encoder *e, const char *path, const uint8_t *body, size_t len,
   return ss__transport_post_gated(e->t, path, body, len, deadline_ms, &g);
 }
 
+/* A refusal whose answer says the collector counted what the request held (spanshimd:
+ * spans_refused, logs_refused): the request stays handed over, as if taken, so that it is
+ * counted once. 1 for such an answer, else 0. */
+static int counted_there(int rc, uint64_t n, const char *what) {
+  if (rc <= 0 || !(rc & SS_HTTP_COUNTED)) return 0;
+  SS_LOG(SS_LOG_WARN, "collector answered HTTP %d and counts the %" PRIu64 " %s it refused",
+         rc & ~SS_HTTP_COUNTED, n, what);
+  return 1;
+}
+
 /* A request the collector answered with a refusal (status: its HTTP status), or did not
  * serve (status 0: it closed the connection after answering an earlier pipelined request
  * with Connection: close, before reading this one): what it handed over is ours again,
  * dropped. 0, or -1 when an exit has claimed the accounting. */
 static int refused(gate_arg *g, int status) {
+  if (counted_there(status, g->logs ? g->logs : g->spans,
+                    g->logs ? "exception log records" : "spans"))
+    return 0;
   if (g->written && count_back(g) != 0) return -1;
   atomic_fetch_add(&undelivered, g->spans);
   atomic_fetch_add(&lundelivered, g->logs);
@@ -701,6 +714,7 @@ static int send_traces(encoder *e, size_t n, uint64_t deadline_ms) {
   gate_arg g = *gp;
   if (rc == 0 || (rc >= 200 && rc < 300)) return 0;
   if (g.written && rc < 0) return 0; /* no answer in time: the collector has it whole */
+  if (g.written && counted_there(rc, n, "spans")) return 0;
   if (g.written && count_back(&g) != 0) return -ECANCELED; /* refused: ours again */
   atomic_fetch_add(&undelivered, n);
   if (rc > 0)
@@ -752,6 +766,7 @@ static int post_logs(encoder *e, int ready, uint64_t deadline_ms) {
   atomic_store(&e->lbody_ready, 0);
   gate_arg g = e->lg;
   if (rc == 0 || (rc >= 200 && rc < 300) || (g.written && rc < 0)) return 0;
+  if (g.written && counted_there(rc, e->n_exc, "exception log records")) return 0;
   if (g.written && count_back(&g) != 0) return -ECANCELED; /* refused: ours again */
   atomic_fetch_add(&lundelivered, e->n_exc);
   if (rc > 0)

@@ -480,6 +480,66 @@ static int has_header_token(const char *hdrs, const char *name, const char *toke
   return 0;
 }
 
+/* ---- the traced tree's token (tools/spanshimd/tree.c) ----
+ * spanshimd hands it in its 2xx answers (Spanshim-Tree: 32 hex digits); it is sent on every
+ * request to a Unix socket from then on, so a process that changed user is admitted even
+ * when the collector gets to its connection only after it has ended. Process-wide, in
+ * plain memory: fork children inherit it, an exec forgets it, and after a drop from root
+ * no other process of the new user can read it (the process is not dumpable). Two words
+ * stored and loaded apart: a process that sees the token change (a restarted collector)
+ * at that very moment may send one torn token, which is refused like a stale one. */
+#define TREE_TOKEN_HEX 32
+static _Atomic uint64_t tree_token[2];
+static size_t put_str(char *dst, size_t at, size_t cap, const char *s);
+static _Atomic int tree_token_set;
+
+static int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+/* Keeps the token of a Spanshim-Tree header in the answer's headers, if one is there. */
+static void keep_tree_token(const char *hdrs) {
+  static const char name[] = "\r\nSpanshim-Tree:";
+  const char *p = strcasestr(hdrs, name);
+  if (p == NULL) return;
+  p += sizeof name - 1;
+  while (*p == ' ') p++;
+  uint64_t w[2] = {0, 0};
+  for (int i = 0; i < TREE_TOKEN_HEX; i++) {
+    int d = hex_digit(p[i]);
+    if (d < 0) return;
+    w[i / 16] = w[i / 16] << 4 | (uint64_t)d;
+  }
+  if (p[TREE_TOKEN_HEX] != '\r') return;
+  if (atomic_load(&tree_token_set) && atomic_load(&tree_token[0]) == w[0] &&
+      atomic_load(&tree_token[1]) == w[1])
+    return; /* a page a fork child does not write is not copied */
+  atomic_store(&tree_token[0], w[0]);
+  atomic_store(&tree_token[1], w[1]);
+  atomic_store(&tree_token_set, 1);
+}
+
+/* Appends "Spanshim-Tree: TOKEN\r\n" to hdr[0..at) when a token is kept: the new length,
+ * or cap when it does not fit. */
+static size_t put_tree_token(char *hdr, size_t at, size_t cap) {
+  if (!atomic_load(&tree_token_set)) return at;
+  char line[sizeof "Spanshim-Tree: \r\n" + TREE_TOKEN_HEX];
+  size_t n = sizeof "Spanshim-Tree: " - 1;
+  memcpy(line, "Spanshim-Tree: ", n);
+  for (int i = 0; i < TREE_TOKEN_HEX; i++) {
+    uint64_t w = atomic_load(&tree_token[i / 16]);
+    line[n++] = "0123456789abcdef"[(w >> (4 * (15 - i % 16))) & 15];
+  }
+  memcpy(line + n, "\r\n", 3);
+  return put_str(hdr, at, cap, line);
+}
+
+int ss__transport_has_tree_token(void) {
+  return atomic_load(&tree_token_set);
+}
+
 /* The status of "HTTP/1.x NNN ..." (up to 3 digits), or -1. By hand: sscanf's code is
  * pages an exiting fork child would fault in for this one line. */
 static int status_code(const char *h) {
@@ -511,6 +571,9 @@ static int read_response(ss__transport *t, int fd, uint64_t deadline_ms, int *cl
   hdrs[hl] = '\0';
   int status = status_code(hdrs);
   if (status < 0) return -EPROTO;
+  if (status >= 300 && header_value(hdrs, "Spanshim-Refused-Counted") >= 0)
+    status |= SS_HTTP_COUNTED;
+  if (status >= 200 && status < 300 && t->ep.is_unix) keep_tree_token(hdrs);
   long clen = header_value(hdrs, "Content-Length");
   *close_after = has_header_token(hdrs, "Connection", "close") || clen < 0;
   size_t used = hl + 2, body_have = t->rlen - used;
@@ -600,6 +663,10 @@ static int write_request(ss__transport *t, int fd, const char *path, const void 
                          size_t len, uint64_t deadline_ms, const ss__post_gate *g) {
   char hdr[1024];
   int hl = request_head(hdr, sizeof hdr, path, t->ep.authority, len);
+  if (hl >= 0 && t->ep.is_unix) {
+    size_t at = put_tree_token(hdr, (size_t)hl, sizeof hdr);
+    hl = at < sizeof hdr ? (int)at : -1;
+  }
   if (hl < 0) return -EINVAL;
   const char *extra = t->extra_headers;
   if (t->logs_headers != NULL && strcmp(path, t->ep.logs_path) == 0) extra = t->logs_headers;
@@ -755,7 +822,8 @@ void ss__transport_close(ss__transport *t) {
 
 int ss__transport_admits_us(const ss__transport *t) {
   uid_t me = geteuid();
-  return !t->ep.is_unix || me == 0 || me == t->listener_uid;
+  return !t->ep.is_unix || me == 0 || me == t->listener_uid ||
+         atomic_load(&tree_token_set);
 }
 
 int ss__transport_owns(ss__transport *t, int fd) {

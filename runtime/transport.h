@@ -116,9 +116,15 @@ typedef struct ss__post_gate {
   void *arg;
 } ss__post_gate;
 
+/* Added to a refusal's HTTP status when the answer says the collector counted what the
+ * request held (spanshimd's Spanshim-Refused-Counted header: spans_refused in its
+ * /stats), so the sender does not count it as dropped too. */
+#define SS_HTTP_COUNTED 0x10000
+
 /* POSTs body as application/x-protobuf to the endpoint, connecting (or reconnecting once
  * on a stale keep-alive connection) as needed, within the monotonic deadline. Returns the
- * HTTP status, or -errno (-EAGAIN while backing off after a failed connect). */
+ * HTTP status (with SS_HTTP_COUNTED), or -errno (-EAGAIN while backing off after a failed
+ * connect). */
 int ss__transport_post(ss__transport *t, const void *body, size_t len, uint64_t deadline_ms);
 /* The same to another request target on the same endpoint (the logs path). */
 int ss__transport_post_to(ss__transport *t, const char *path, const void *body, size_t len,
@@ -143,7 +149,7 @@ int ss__transport_post_gated(ss__transport *t, const char *path, const void *bod
 int ss__transport_send(ss__transport *t, const char *path, const void *body, size_t len,
                        uint64_t deadline_ms, const ss__post_gate *g);
 /* Reads the answer to the oldest unanswered request, waiting until the deadline at most:
- * its HTTP status, or -errno (-ETIMEDOUT: not yet; the request stays unanswered), or
+ * its HTTP status (with SS_HTTP_COUNTED), or -errno (-ETIMEDOUT: not yet; the request stays unanswered), or
  * -ENOENT when none is unanswered. *rest_refused is set when the collector closes the
  * connection after this answer: the requests written after it will not be served (the
  * connection is dropped and nothing is unanswered any more). */
@@ -157,12 +163,16 @@ void ss__transport_abandon(ss__transport *t);
  * make (the calling thread's fd table is full: another thread's may not be). */
 int ss__transport_ready(ss__transport *t, uint64_t deadline_ms);
 void ss__transport_close(ss__transport *t);
-/* 1 when the collector admits us by our credentials for sure (TCP, or our effective uid is
- * root or the listener's); 0 when it may admit us only as part of the traced tree (we
- * changed user: tools/spanshimd/tree.c), which it decides when it accepts the connection,
- * looking at us while we run: a request written whole is taken only once it is answered
- * (a process that ends first is refused). Any thread. */
+/* 1 when the collector admits us for sure (TCP; our effective uid is root or the
+ * listener's; or we hold the traced tree's token, which admits us also once we have
+ * ended); 0 when it may admit us only as part of the traced tree by our pid (we changed
+ * user: tools/spanshimd/tree.c), which it decides when it accepts the connection, looking
+ * at us while we run: a request written whole is taken only once it is answered (a
+ * process that ends first is refused). Any thread. */
 int ss__transport_admits_us(const ss__transport *t);
+/* Whether this process holds the traced tree's token (spanshimd's Spanshim-Tree answer
+ * header; sent on every request to a Unix socket from then on). Any thread, signal-safe. */
+int ss__transport_has_tree_token(void);
 /* For the fd guards: 1 if fd is the transport's socket. Lock-free. */
 int ss__transport_owns(ss__transport *t, int fd);
 /* Moves the socket to another high fd number (when the app dup2s over ours); on failure

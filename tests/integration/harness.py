@@ -645,16 +645,26 @@ def dropped_by_pid(path, skip_pid=None, event=DROP_EVENT):
     return d
 
 
+def accounted(st):
+    """Spans accounted for in /stats: received, reported dropped by the shims, and refused
+    by the collector (counted there, the shims told so)."""
+    return st["spans_received"] + st["shim_spans_dropped"] + st["spans_refused"]
+
+
+def logs_accounted(st):
+    """The same for exception log records."""
+    return st["logs_received"] + st["shim_logs_dropped"] + st["logs_refused"]
+
+
 def settled_stats(c, produced, timeout=120, logs_produced=None):
-    """/stats once spans_received + shim_spans_dropped reaches produced (and, given
-    logs_produced, logs_received + shim_logs_dropped reaches it: the last requests may
+    """/stats once the spans accounted for (accounted: received + dropped + refused) reach
+    produced (and, given logs_produced, the log records likewise: the last requests may
     still be in the collector's hands when the processes are gone), or after timeout."""
     deadline = time.monotonic() + timeout
     while True:
         st = c.stats()
-        if (st["spans_received"] + st["shim_spans_dropped"] >= produced and
-                (logs_produced is None or
-                 st["logs_received"] + st["shim_logs_dropped"] >= logs_produced)) or \
+        if (accounted(st) >= produced and
+                (logs_produced is None or logs_accounted(st) >= logs_produced)) or \
                 time.monotonic() > deadline:
             return st
         time.sleep(0.1)
@@ -668,11 +678,15 @@ def _by_pid(items):
     return got
 
 
-def _check_pids(what, got, dropped, want):
-    bad = [(pid, got.get(pid, 0), dropped.get(pid, 0), n) for pid, n in want.items()
-           if got.get(pid, 0) + dropped.get(pid, 0) != n]
+def _check_pids(what, got, dropped, want, refused=0):
+    """Per process: received + dropped = produced; with `refused` items refused by the
+    collector (counted there in all, not by process), what is missing adds up to that."""
+    short = {pid: n - got.get(pid, 0) - dropped.get(pid, 0) for pid, n in want.items()}
+    bad = [(pid, got.get(pid, 0), dropped.get(pid, 0), want[pid]) for pid, k in short.items()
+           if k != 0 and (refused == 0 or k < 0)]
     assert not bad, "%s: (pid, received, dropped, produced) that do not add up: %r" % (
         what, bad[:10])
+    assert sum(short.values()) == refused, (what, short, refused)
 
 
 def check_exact(c, pids_spans, produced, skip_pid=None, pids_logs=None):
@@ -684,22 +698,25 @@ def check_exact(c, pids_spans, produced, skip_pid=None, pids_logs=None):
     (/stats, spans)."""
     logs_produced = sum(pids_logs.values()) if pids_logs is not None else None
     st = settled_stats(c, produced, logs_produced=logs_produced)
-    assert st["spans_received"] + st["shim_spans_dropped"] == produced, \
-        "/stats: received %d + dropped %d != produced %d" % (
-            st["spans_received"], st["shim_spans_dropped"], produced)
+    assert accounted(st) == produced, \
+        "/stats: received %d + dropped %d + refused %d != produced %d" % (
+            st["spans_received"], st["shim_spans_dropped"], st["spans_refused"], produced)
     if logs_produced is not None:
-        assert st["logs_received"] + st["shim_logs_dropped"] == logs_produced, \
-            "/stats: log records received %d + dropped %d != produced %d" % (
-                st["logs_received"], st["shim_logs_dropped"], logs_produced)
+        assert logs_accounted(st) == logs_produced, \
+            "/stats: log records received %d + dropped %d + refused %d != produced %d" % (
+                st["logs_received"], st["shim_logs_dropped"], st["logs_refused"],
+                logs_produced)
     c.stop()
     spans, _ = read_jsonl(c.out, skip_pid)
     _check_pids("spans", _by_pid(s.resource for s in spans), dropped_by_pid(c.out, skip_pid),
-                pids_spans)
-    print("  received=%d dropped=%d" % (st["spans_received"], st["shim_spans_dropped"]))
+                pids_spans, st["spans_refused"] if skip_pid is None else 0)
+    print("  received=%d dropped=%d refused=%d" % (st["spans_received"],
+                                                   st["shim_spans_dropped"], st["spans_refused"]))
     if pids_logs is not None:
         recs = exception_records(c.out, skip_pid)
         _check_pids("exception log records", _by_pid(res for res, _, _ in recs),
-                    dropped_by_pid(c.out, skip_pid, LOGS_DROP_EVENT), pids_logs)
-        print("  log records received=%d dropped=%d" % (st["logs_received"],
-                                                         st["shim_logs_dropped"]))
+                    dropped_by_pid(c.out, skip_pid, LOGS_DROP_EVENT), pids_logs,
+                    st["logs_refused"] if skip_pid is None else 0)
+        print("  log records received=%d dropped=%d refused=%d" % (
+            st["logs_received"], st["shim_logs_dropped"], st["logs_refused"]))
     return st, spans

@@ -204,6 +204,47 @@ def test_four_nginx_workers_that_drop_deliver_under_a_low_fd_limit(ctx):
     _nginx_to_collector(ctx, 512)
 
 
+def test_nginx_workers_that_exit_while_the_collector_is_stopped_are_admitted_by_the_token(ctx):
+    """nginx `user nobody;` with 4 workers, under two busy loops and the default exit
+    budget: after 8 requests the collector is stopped (SIGSTOP) and nginx is told to quit
+    (SIGQUIT); every worker writes its last requests (its process span) and exits, and the
+    master reaps it, before the collector runs again. The workers' connections are then
+    admitted by the traced tree's token (each worker got it in the answer to its hello
+    before its drop): every span arrives -- the 8 GETs, the probe's accept, the 4 workers'
+    and the master's process spans -- nothing refused, nothing dropped."""
+    argv, port = _nginx_as_nobody(ctx)
+    c = ctx.collector(reachable=True)
+    env = ctx.env(c, extra=dict(SPANSHIM_PROCESS_SPAN="1", OTEL_BSP_SCHEDULE_DELAY="50"))
+    with busy_cores():
+        p = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        stopped = False
+        try:
+            harness.wait_port(port, p, "nginx")
+            workers = _workers(p.pid, 4)
+            _curl_ok(port, 8)
+            deadline = time.monotonic() + 60
+            while len(_gets(c.spans(stop=False))) < 8 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            c.proc.send_signal(signal.SIGSTOP)
+            stopped = True
+        finally:
+            p.send_signal(signal.SIGQUIT)  # graceful: see the spanshim run case
+            p.wait(60)
+            if stopped:
+                c.proc.send_signal(signal.SIGCONT)
+    assert p.returncode == 0, p.stderr.read()
+    st = harness.settled_stats(c, 14)
+    spans = c.spans()
+    _served(spans, 8)
+    _worker_procs(spans, workers)
+    _all_counted(spans)
+    print("  tree_token_admitted=%d tree_admitted=%d" % (st["tree_token_admitted"],
+                                                        st["tree_admitted"]))
+    assert st["spans_received"] == 14 and st["shim_spans_dropped"] == 0, st
+    assert st["peers_refused"] == 0 and st["spans_refused"] == 0, st
+    assert st["tree_token_admitted"] >= 4, st
+
+
 # ---- forks, execs and reconnects after a drop ----
 
 # Each script: connect() makes a traced connect to argv[1]'s port; it has dropped to nobody.
@@ -278,6 +319,56 @@ def test_every_child_forked_after_a_drop_delivers_under_spanshim_run(ctx):
                         str(lst.port), "4"], env=env, capture_output=True, timeout=120, cwd="/")
     assert r.returncode == 0 and r.stdout == b"uid=65534\n", r
     _check_drop_then_fork(harness.read_jsonl(out)[0], lst, 4)
+
+
+def test_children_that_exit_at_once_after_a_drop_are_admitted_by_the_trees_token(ctx):
+    """A C program (drop_forker) drops from root to nobody, then forks 20 children that
+    each make one connect and _exit at once; the parent reaps each as soon as it ends
+    (a second round forks all 20 before reaping any; a third runs while the collector is
+    stopped (SIGSTOP) from just after the drop until the program has ended, so that every
+    child is gone and reaped before its connection is accepted, when its pid says
+    nothing). Each child is admitted by the traced tree's token, which its parent got in
+    the answer to its hello before the drop and every child inherits
+    (tree_token_admitted in /stats); no child waits at its exit for more than the usual 5
+    ms for answers. Two busy loops load both cores. Every span arrives: 2 per child
+    (process span with exit code 5, the connect) and 2 of the parent's, per round;
+    nothing refused, nothing dropped."""
+    _need_root("to drop privileges")
+    lst = listener(ctx)
+    c = ctx.collector(reachable=True)
+    prog = [ctx.prog("drop_forker"), str(lst.port), "20"]
+    plain = ctx.run(prog, preload=False, cwd="/")
+    want = b"uid=65534 kids=20 reaped=20 codes_ok=20\n"
+    assert plain.returncode == 0 and plain.stdout == want, plain
+    env = ctx.env(c, {"SPANSHIM_PROCESS_SPAN": "1"})
+    with busy_cores():
+        for mode in ([], ["burst"]):
+            r = ctx.run(prog + mode, collector=c, extra_env={"SPANSHIM_PROCESS_SPAN": "1"},
+                        cwd="/")
+            assert r.returncode == 0 and r.stdout == want and r.stderr == b"", r
+        p = subprocess.Popen(prog + ["wait"], env=env, cwd="/", stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert p.stdout.readline() == b"dropped\n"
+        c.proc.send_signal(signal.SIGSTOP)
+        try:
+            out, err = p.communicate(b"go\n", timeout=120)
+        finally:
+            c.proc.send_signal(signal.SIGCONT)
+        assert p.returncode == 0 and out == want and err == b"", (p.returncode, out, err)
+    st = harness.settled_stats(c, 126)
+    print("  tree_token_admitted=%d tree_admitted=%d" % (st["tree_token_admitted"],
+                                                        st["tree_admitted"]))
+    assert st["spans_received"] == 126 and st["shim_spans_dropped"] == 0, st
+    assert st["spans_refused"] == 0 and st["peers_refused"] == 0, st
+    assert st["tree_token_admitted"] >= 21, st  # the stopped round's children and parent
+    spans = c.spans()
+    kids = [p for p in procs(spans) if p.attrs.get("process.exit.code") == 5]
+    assert len(kids) == 60, procs(spans)
+    connects = [s for s in spans if s.name == "connect" and
+                s.attrs.get("network.peer.port") == lst.port]
+    assert {p.attrs["process.pid"] for p in kids} <= {s.resource["process.pid"]
+                                                      for s in connects}, spans
+    assert len(connects) == 63, connects
 
 
 def _exec_after_drop(ctx, argv):
@@ -370,7 +461,10 @@ def test_a_dropped_process_delivers_to_a_restarted_collector_that_keeps_its_tree
         deadline = time.monotonic() + 30
         while not c1.spans(stop=False) and time.monotonic() < deadline:
             time.sleep(0.05)
-        first = c1.spans()  # stopped: the tree is written out
+        first = c1.spans()  # stopped: the tree is written out, with the tree's token
+        with open(tree) as f:
+            head = f.readline().split()
+        assert head[:2] == ["spanshim-tree", "2"] and len(head[3]) == 32, head
         c2 = ctx.collector_at(c1.socket, ["--tree-file", tree])
         out, _ = p.communicate(b"go\n", timeout=60)
     finally:
@@ -384,6 +478,68 @@ def test_a_dropped_process_delivers_to_a_restarted_collector_that_keeps_its_tree
     assert [s.name for s in second if s not in procs(second)] == ["connect"], second
     assert st["tree_admitted"] >= 1 and st["peers_refused"] == 0, st
     assert st["shim_spans_dropped"] == 0, st
+
+
+# The dropped process execs with the environment of the new user's session, whose
+# XDG_RUNTIME_DIR (as pam_systemd sets it for su, runuser -l, a login) is its own.
+DROP_THEN_EXEC_IN_NEW_SESSION = textwrap.dedent("""
+    import os, sys
+    os.setgroups([]); os.setgid(65534); os.setuid(65534)
+    os.execve(sys.argv[2], sys.argv[2:], dict(os.environ, XDG_RUNTIME_DIR=sys.argv[1]))
+""")
+
+
+def test_a_program_execd_after_a_drop_finds_the_collector_its_tree_used(ctx):
+    """root's collector listens on root's default socket ($XDG_RUNTIME_DIR/spanshim/...;
+    no SPANSHIM_ENDPOINT anywhere). A traced Python process drops to nobody and execs
+    `simple` with nobody's session directory as XDG_RUNTIME_DIR, where the default socket
+    would be one nobody listens on: the shim passes the socket its tree used as
+    SPANSHIM_ENDPOINT to a program exec'd after a change of user, so simple delivers its
+    process span (exit code 4) and its connect, under the Python process's; its output
+    and status are what they are untraced. Every span arrives, nothing is dropped."""
+    _need_root("to drop privileges")
+    import tempfile
+    base = tempfile.mkdtemp(prefix="ss-xdg-", dir="/tmp")
+    ctx._cleanup.append(lambda: shutil.rmtree(base, ignore_errors=True))
+    os.chmod(base, 0o711)
+    root_run, nobody_run = os.path.join(base, "root"), os.path.join(base, "nobody")
+    os.mkdir(root_run, 0o711)
+    os.chmod(root_run, 0o711)
+    sock = os.path.join(root_run, "spanshim", "collector.sock")
+    out = os.path.join(base, "out.jsonl")
+    col = subprocess.Popen([ctx.spanshimd, "--socket", sock, "--out", out],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ctx._cleanup.append(lambda: (col.poll() is None and col.terminate(), col.wait()))
+    deadline = time.monotonic() + 10
+    while not os.path.exists(sock):
+        assert col.poll() is None and time.monotonic() < deadline, "spanshimd did not start"
+        time.sleep(0.01)
+    script = os.path.join(base, "drop_exec.py")
+    with open(script, "w") as f:
+        f.write(DROP_THEN_EXEC_IN_NEW_SESSION)
+    os.chmod(script, 0o644)
+    argv = [os.path.realpath(sys.executable), script, nobody_run, ctx.prog("simple"), "9", "4"]
+    plain = ctx.run(argv, preload=False, cwd="/")
+    env = ctx.env(None, {"SPANSHIM_PROCESS_SPAN": "1", "XDG_RUNTIME_DIR": root_run})
+    env.pop("SPANSHIM_ENDPOINT")
+    r = subprocess.run(argv, env=env, cwd="/", capture_output=True, timeout=120)
+    assert r.returncode == plain.returncode == 4, (r, plain)
+    strip = lambda o: b"\n".join(l for l in o.split(b"\n") if not l.startswith(b"pid="))
+    assert strip(r.stdout) == strip(plain.stdout) and r.stderr == plain.stderr, (r, plain)
+    pid = int(harness.parse_kv(r.stdout)["pid"])
+    _, body = harness.unix_http(sock, b"GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    st = __import__("json").loads(body)
+    col.terminate()
+    assert col.wait(30) == 0
+    spans = harness.read_jsonl(out)[0]
+    assert st["spans_received"] == len(spans) == 3 and st["shim_spans_dropped"] == 0, (st, spans)
+    assert st["peers_refused"] == 0, st
+    mine = harness.spans_of_pid(spans, pid)
+    [simple] = [p for p in procs(mine) if p.name == "simple"]
+    assert simple.attrs.get("process.exit.code") == 4, simple
+    assert [s for s in mine if s.name == "connect" and s.attrs.get("network.peer.port") == 9]
+    [py] = [p for p in procs(mine) if p is not simple]
+    assert simple.parent_id == py.span_id, spans
 
 
 # ---- who may send is unchanged ----
@@ -404,10 +560,12 @@ def test_a_process_started_as_another_user_is_refused_and_counted(ctx):
     assert r.stderr == b"simple: a line on stderr\n", r.stderr
     st = c.stats()
     assert st["peers_refused"] >= 1 and st["tree_admitted"] == 0, st
-    assert st["spans_received"] == 0 and st["requests"] == 1, st  # the /stats asked
+    assert st["tree_token_admitted"] == 0, st
+    assert st["spans_received"] == 0 and st["traces_requests"] == 0, st
     assert c.spans() == []
     said = re.findall(r"spanshimd: refused a connection of pid \d+ \(uid 65534\): "
-                      r"not an allowed user, nor of the traced tree\n", c.stderr())
+                      r"not an allowed user, nor of the traced tree; "
+                      r"and no traced tree's token\n", c.stderr())
     assert said, c.stderr()  # the user can tell who was refused
 
 

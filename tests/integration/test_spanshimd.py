@@ -9,6 +9,7 @@ import socket
 import stat
 import struct
 import subprocess
+import sys
 import time
 
 import harness
@@ -210,6 +211,57 @@ def test_huge_content_length_gets_413_then_close(ctx):
     st, _, _ = exchange(col2, post("/v1/traces", b"\x00" * 1025))
     assert st == 413
     assert stats(col2)["rejected"]["too_large"] == 1
+
+
+SHIM_UA = "User-Agent: spanshim/test\r\n"
+
+
+def log_record(event_name, attributes, pad=0):
+    rec = f_fixed64(1, 5) + f_varint(2, 13) + f_bytes(5, any_value("x" * pad))
+    return rec + attrs(6, attributes) + f_str(12, event_name)
+
+
+def test_a_shims_refused_requests_are_counted_and_the_next_ones_served(ctx):
+    """A request of libspanshim (its User-Agent) that spanshimd refuses: the spans or log
+    records in it are counted in /stats (spans_refused, logs_refused; a drop report in it
+    still counts as one) and the answer says so (Spanshim-Refused-Counted), since the shim
+    never sends it again and an exiting one reads no late answer. A body over --max-body
+    is read past, not kept, and the requests pipelined behind it are served. Another
+    sender is answered as before, nothing counted for it."""
+    col = ctx.collector(["--max-body", "1k"])
+    big = traces_request([span(TRACE_ID, struct.pack(">Q", i + 1), "s%d" % i, 1, 1, 2,
+                               {"k": "v" * 40}) for i in range(40)])
+    assert len(big) > 1024
+    recs = [log_record("exception", {"exception.type": "E"}, pad=100) for _ in range(12)]
+    recs.append(log_record("spanshim.spans.dropped", {"spanshim.spans.dropped": 7}))
+    biglogs = f_bytes(1, f_bytes(2, b"".join(f_bytes(2, r) for r in recs)))
+    assert len(biglogs) > 1024
+    with connect(col) as s:
+        s.sendall(post("/v1/traces", traces_request([span(TRACE_ID, SPAN_ID, "a", 1, 1, 2, {})]),
+                       extra=SHIM_UA) +
+                  post("/v1/traces", big, extra=SHIM_UA) +
+                  post("/v1/logs", biglogs, extra=SHIM_UA) +
+                  post("/v1/traces", traces_request([span(TRACE_ID, PARENT_ID, "b", 1, 1, 2, {})]),
+                       extra=SHIM_UA))
+        got, rest = [], b""
+        for _ in range(4):
+            st, h, _, rest = read_response(s, rest)
+            got.append((st, h.get("spanshim-refused-counted"), h.get("connection")))
+    assert got == [(200, None, None), (413, "40", None), (413, "13", None), (200, None, None)], got
+    st = stats(col)
+    assert st["spans_received"] == 2 and st["spans_refused"] == 40, st
+    assert st["logs_refused"] == 12 and st["shim_spans_dropped"] == 7, st
+    assert st["shim_drop_reports"] == 1 and st["rejected"]["too_large"] == 2, st
+    # The same refused in memory (415: not protobuf's content type) is counted likewise.
+    small = traces_request([span(TRACE_ID, SPAN_ID, "c", 1, 1, 2, {}) for _ in range(3)])
+    code, h, _ = exchange(col, post("/v1/traces", small, ctype="text/plain", extra=SHIM_UA))
+    assert code == 415 and h.get("spanshim-refused-counted") == "3", (code, h)
+    # Another sender (an SDK: it may send again) is answered as before.
+    code, h, _ = exchange(col, post("/v1/traces", big))
+    assert code == 413 and "spanshim-refused-counted" not in h, h
+    st = stats(col)
+    assert st["spans_refused"] == 43 and st["spans_received"] == 2, st
+    assert col.stop() == 0
 
 
 def test_wrong_path_gets_404(ctx):
@@ -451,6 +503,43 @@ def test_tcp_listen_on_loopback(ctx):
     assert r.returncode == 1 and b"loopback" in r.stderr
 
 
+def _as_nobody(col, raw):
+    """Forks a child that becomes nobody, sends raw on a new connection and reads until
+    the collector closes or 5 s pass; returns what it read (b"" when closed at once)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        got = b"error"
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(5)
+            s.connect(col.socket)
+            got = b""
+            try:
+                s.sendall(raw)
+                while not got.endswith(b"ok\n") and b"\r\n\r\n" not in got:
+                    d = s.recv(4096)
+                    if not d:
+                        break
+                    got += d
+            except (ConnectionResetError, BrokenPipeError):
+                pass
+        except BaseException as e:  # noqa: BLE001
+            got = repr(e).encode()
+        finally:
+            os.write(w, got[:4000])
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    out = os.read(r, 4000)
+    os.close(r)
+    return out
+
+
 def test_peer_with_another_uid_is_refused(ctx):
     if os.geteuid() != 0:
         harness.skip("needs root to become another user")
@@ -459,30 +548,50 @@ def test_peer_with_another_uid_is_refused(ctx):
     os.chmod(ctx.tmp, 0o711)
     os.chmod(os.path.dirname(col.socket), 0o711)
     os.chmod(col.socket, 0o666)
-    pid = os.fork()
-    if pid == 0:
-        code = 3
-        try:
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            s = socket.socket(socket.AF_UNIX)
-            s.settimeout(5)
-            s.connect(col.socket)
-            try:
-                s.sendall(post("/v1/traces", traces_request([])))
-                code = 0 if s.recv(100) == b"" else 1
-            except (ConnectionResetError, BrokenPipeError):
-                code = 0
-        except BaseException:
-            code = 2
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.WEXITSTATUS(status) == 0, "peer was served or could not connect: %d" % status
+    # Admitted by nothing (not the tree's token either): 403, then closed.
+    got = _as_nobody(col, post("/v1/traces", traces_request([])))
+    assert got == b"" or got.startswith(b"HTTP/1.1 403 "), "peer was served: %r" % got
     st = stats(col)
-    assert st["peers_refused"] == 1
+    assert st["peers_refused"] == 1 and st["tree_token_admitted"] == 0
     assert st["traces_requests"] == 0
+
+
+def test_the_trees_token_admits_another_users_peer_and_nothing_else_does(ctx):
+    """A peer admitted by its credentials (root here) gets the traced tree's token in its
+    2xx answers (Spanshim-Tree: 32 hex digits). Another user's peer that is not of the
+    tree by its pid is admitted when its first request carries that token
+    (tree_token_admitted), and refused (403, closed; peers_refused) without it, with a
+    token of the right length that is not it, or with the token only on a later
+    request."""
+    if os.geteuid() != 0:
+        harness.skip("needs root to become another user")
+    col = ctx.collector()
+    os.chmod(ctx.tmp, 0o711)
+    os.chmod(os.path.dirname(col.socket), 0o711)
+    os.chmod(col.socket, 0o666)
+    # Asked from another process (root, as python3 -c): the test itself, were it to send,
+    # would be of the tree, and so would the children it forks.
+    code = ("import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
+            "s.sendall(sys.stdin.buffer.read()); sys.stdout.buffer.write(s.recv(4096))")
+    r = subprocess.run([sys.executable, "-c", code, col.socket], capture_output=True,
+                       input=post("/v1/traces", traces_request([])), timeout=30)
+    head = r.stdout.decode()
+    token = head.partition("Spanshim-Tree: ")[2][:32]
+    assert head.startswith("HTTP/1.1 200 ") and len(token) == 32 and int(token, 16) >= 0, r
+    assert "spanshim-tree" not in exchange(col, b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n")[1]
+    req = lambda tok: post("/v1/traces", one_span("t"), extra="Spanshim-Tree: %s\r\n" % tok
+                           if tok else "")
+    fake = "%032x" % (int(token, 16) ^ 1)
+    for raw in (req(None), req(fake), req(token[:31]), req(None) + req(token)):
+        got = _as_nobody(col, raw)
+        assert got == b"" or got.startswith(b"HTTP/1.1 403 "), got
+        assert b"spanshim-tree" not in got.lower(), got
+    got = _as_nobody(col, req(token))
+    assert got.startswith(b"HTTP/1.1 200 ") and token.encode() in got, got
+    st = stats(col)
+    assert st["peers_refused"] == 4 and st["tree_token_admitted"] == 1, st
+    assert st["spans_received"] == 1 and st["traces_requests"] >= 2, st
+    assert col.stop() == 0
 
 
 def test_fuzz_random_and_mutated_requests_never_crash(ctx):

@@ -95,7 +95,9 @@ START_TEST(test_tree_another_uid_is_refused_until_its_parent_is_remembered) {
   ck_assert_int_eq(write(go[1], "c", 1), 1); /* connect */
   int fd = accept(lfd, NULL, NULL);
   ck_assert_int_ge(fd, 0);
-  ck_assert_int_eq(ss__peer_admit(&o, fd, &id), 0); /* nobody, and no one remembered */
+  const char *why;
+  ck_assert_int_eq(ss__peer_admit(&o, fd, &id, &why), 0); /* nobody, and no one remembered */
+  ck_assert_str_eq(why, "not an allowed user, nor of the traced tree");
   close(fd);
   ck_assert_int_eq(write(go[1], "r", 1), 1);         /* release */
 
@@ -105,7 +107,7 @@ START_TEST(test_tree_another_uid_is_refused_until_its_parent_is_remembered) {
   ck_assert_int_eq(write(go[1], "c", 1), 1);
   fd = accept(lfd, NULL, NULL);
   ck_assert_int_ge(fd, 0);
-  ck_assert_int_eq(ss__peer_admit(&o, fd, &id), 2); /* our child: the traced tree */
+  ck_assert_int_eq(ss__peer_admit(&o, fd, &id, &why), 2); /* our child: the traced tree */
   ck_assert_int_eq(id.pid, kid);
   ck_assert_uint_eq(ss__stats_g.tree_admitted, 1);
   ck_assert_uint_eq(ss__stats_g.tree_processes, 2); /* it is remembered too */

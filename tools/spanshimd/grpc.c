@@ -714,8 +714,10 @@ static void on_accept(int lfd, int is_unix) {
       return;
     }
     ss__proc_id id = {0};
-    int admitted = is_unix ? ss__peer_admit(opts, fd, &id) : -1;
+    const char *why;
+    int admitted = is_unix ? ss__peer_admit(opts, fd, &id, &why) : -1;
     if (admitted == 0) {
+      ss__say_refused(fd, why);
       ss__stats_g.peers_refused++;
       close(fd);
       continue;

@@ -162,6 +162,11 @@ static int parse_header(const char *l, size_t n, ss__http_req *r, te_state *te) 
     r->authorization = v;
     r->authorization_len = vn;
     r->authorizations++;
+  } else if (ss__http_ieq(l, name_len, "user-agent")) {
+    r->from_shim = vn >= 9 && memcmp(v, "spanshim/", 9) == 0;
+  } else if (ss__http_ieq(l, name_len, "spanshim-tree")) {
+    r->tree_token = v;
+    r->tree_token_len = vn;
   } else if (ss__http_ieq(l, name_len, "content-type")) {
     const char *semi = memchr(v, ';', vn);
     size_t m = semi ? (size_t)(semi - v) : vn;

@@ -627,6 +627,9 @@ int main(int argc, char **argv) {
                  ss__sink_open(SS_SIG_METRICS, o.metrics_out, o.truncate) != 0))
     return 1;
   if (o.no_tree) ss__tree_off();
+  if (ss__tree_token_init() != 0)
+    fprintf(stderr, "spanshimd: no random bytes for the traced tree's token: processes of "
+            "the tree are admitted while they run only\n");
   if (o.tree_file && !o.no_tree) ss__tree_load(o.tree_file);
   if (o.tree_root && !o.no_tree && ss__tree_add_root(o.tree_root) != 0) {
     fprintf(stderr, "spanshimd: --tree-root %d: no such process\n", o.tree_root);

@@ -204,6 +204,11 @@ static void own_metrics(ss__buf *b) {
   counter(b, "spanshimd_shim_logs_dropped_total",
           "Exception log records traced processes produced and reported dropped.",
           s->shim_logs_dropped);
+  counter(b, "spanshimd_spans_refused_total",
+          "Spans in libspanshim's requests refused here (counted here, not by the sender).",
+          s->spans_refused);
+  counter(b, "spanshimd_logs_refused_total",
+          "Exception log records in libspanshim's requests refused here.", s->logs_refused);
   head(b, "spanshimd_requests_rejected_total", "counter", "Requests refused, by reason.");
   const struct { const char *reason; uint64_t v; } rej[] = {
       {"bad_http", s->rej_bad_http}, {"header_too_large", s->rej_header_too_large},

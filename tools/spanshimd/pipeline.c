@@ -477,24 +477,26 @@ static uint64_t positive_int_attr(const Opentelemetry__Proto__Logs__V1__LogRecor
   return 0;
 }
 
-/* Sums the drop reports of libspanshim: log records with event name
- * spanshim.spans.dropped (attribute spanshim.spans.dropped = spans that record reports)
- * or spanshim.logs.dropped (attribute spanshim.logs.dropped = exception log records). */
-static shim_report shim_drops(const ss__logs_req *q) {
+int ss__shim_drop_report(const Opentelemetry__Proto__Logs__V1__LogRecord *r, uint64_t *spans,
+                         uint64_t *logs) {
   static const char *const kinds[2] = {"spanshim.spans.dropped", "spanshim.logs.dropped"};
+  if (r->event_name == NULL) return 0;
+  for (int kind = 0; kind < 2; kind++)
+    if (strcmp(r->event_name, kinds[kind]) == 0) {
+      *(kind ? logs : spans) += positive_int_attr(r, kinds[kind]);
+      return 1;
+    }
+  return 0;
+}
+
+/* Sums the drop reports of libspanshim in a logs request (ss__shim_drop_report). */
+static shim_report shim_drops(const ss__logs_req *q) {
   shim_report n = {0};
   for (size_t i = 0; i < q->n_resource_logs; i++)
     for (size_t j = 0; j < q->resource_logs[i]->n_scope_logs; j++) {
       const Opentelemetry__Proto__Logs__V1__ScopeLogs *sl = q->resource_logs[i]->scope_logs[j];
-      for (size_t k = 0; k < sl->n_log_records; k++) {
-        const Opentelemetry__Proto__Logs__V1__LogRecord *r = sl->log_records[k];
-        if (r->event_name == NULL) continue;
-        for (int kind = 0; kind < 2; kind++) {
-          if (strcmp(r->event_name, kinds[kind]) != 0) continue;
-          *(kind ? &n.logs : &n.spans) += positive_int_attr(r, kinds[kind]);
-          n.reports++;
-        }
-      }
+      for (size_t k = 0; k < sl->n_log_records; k++)
+        n.reports += (uint64_t)ss__shim_drop_report(sl->log_records[k], &n.spans, &n.logs);
     }
   return n;
 }

@@ -15,6 +15,7 @@
  * the response instead of a reset. What an OTLP body then goes through is pipeline.c's
  * business: this file frames requests and answers with the status the pipeline gives. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,10 @@ typedef struct conn {
   ss__proc_id id;                 /* the Unix peer process (tree.c); pid 0: not known */
   int remember;                   /* admitted by its credentials: its first OTLP request
                                      makes it part of the traced tree */
+  int pending;                    /* a Unix peer admitted by nothing yet: its first request
+                                     must carry the tree's token (tree.c) */
+  int give_token;                 /* its OTLP answers carry the tree's token */
+  const char *why;                /* pending: why it was not admitted at accept */
   peer_acct *pa;                  /* its peer's share */
   uint64_t active_ms;             /* last time bytes moved either way (idle timeout) */
   uint64_t req_start_ms;          /* first byte of the request being read (header timeout) */
@@ -89,6 +94,10 @@ typedef struct conn {
   size_t wire_max;                /* bound on the body as framed (before inflating) */
   size_t head_len, body_len;      /* body_len: the body as framed (de-chunked) */
   size_t raw_len;                 /* bytes of the body on the wire, once complete */
+  int from_shim;                  /* the request is libspanshim's (User-Agent) */
+  int64_t counted;                /* items of the refused request counted here, or -1 */
+  uint64_t discard_left;          /* a body too big to keep: bytes still to read past */
+  ss__item_count *ic;             /* ... counting its items (a shim's), or NULL */
   ss__buf out;
   size_t out_off;
   struct conn *prev, *next;
@@ -101,6 +110,8 @@ static int reserve_fd = -1;      /* spare fd, to shed connections at EMFILE */
 static conn *conns;
 static peer_acct *peers;
 static size_t n_conns, n_lingering;
+static size_t n_pending;         /* connections with `pending` set */
+#define MAX_PENDING 64           /* beyond, a peer admitted by nothing is refused at once */
 static char tag_unix, tag_tcp, tag_metrics, tag_sig, tag_grpc;  /* epoll data for the non-connection fds */
 static ss__buf scratch = SS_BUF_INIT;
 static size_t buffered;          /* sum of conns' `charged` */
@@ -134,10 +145,13 @@ static void conn_destroy(conn *c) {
   else conns = c->next;
   if (c->next) c->next->prev = c->prev;
   free(c->in);
+  if (c->ic) ss__item_count_end(c->ic); /* cut short: nothing counted */
+  free(c->ic);
   buffered -= c->charged;
   n_mem_wait -= (size_t)c->mem_wait;
   ss__buf_free(&c->out);
   n_lingering -= (size_t)c->lingering;
+  n_pending -= (size_t)c->pending;
   free(c);
   n_conns--;
   ss__stats_g.connections_open--;
@@ -183,6 +197,7 @@ static const char *reason_phrase(int status) {
   case 200: return "OK";
   case 400: return "Bad Request";
   case 401: return "Unauthorized";
+  case 403: return "Forbidden";
   case 404: return "Not Found";
   case 405: return "Method Not Allowed";
   case 411: return "Length Required";
@@ -210,8 +225,10 @@ static void send_now(conn *c) {
 static void respond(conn *c, int status, const char *ctype, const void *body, size_t len,
                     const char *extra) {
   int close_after = c->closing || !c->keep_alive;
-  ss__buf_printf(&c->out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
+  const char *token = status == 200 && c->give_token && is_otlp(c->route) ? ss__tree_token() : NULL;
+  ss__buf_printf(&c->out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s%s%s%s\r\n",
                  status, reason_phrase(status), ctype, len, extra ? extra : "",
+                 token ? "Spanshim-Tree: " : "", token ? token : "", token ? "\r\n" : "",
                  close_after ? "Connection: close\r\n" : "");
   if (!c->is_head) ss__buf_append(&c->out, body, len);
   if (close_after) c->closing = 1;
@@ -252,6 +269,7 @@ static int grpc_code(int status) {
   case 413: return 8;   /* RESOURCE_EXHAUSTED */
   case 404: return 5;   /* NOT_FOUND */
   case 401: return 16;  /* UNAUTHENTICATED */
+  case 403: return 7;   /* PERMISSION_DENIED */
   default: return 3;    /* INVALID_ARGUMENT */
   }
 }
@@ -259,6 +277,7 @@ static int grpc_code(int status) {
 /* An error response: a google.rpc.Status on the OTLP paths, plain text elsewhere. */
 static void respond_error(conn *c, int status, const char *msg, int bad_protobuf) {
   const char *extra = NULL;
+  char both[192];
   count_reject(status, bad_protobuf);
   if (status == 405)
     extra = c->route == R_STATS || c->route == R_METRICS ? "Allow: GET, HEAD\r\n"
@@ -266,6 +285,12 @@ static void respond_error(conn *c, int status, const char *msg, int bad_protobuf
   if (status == 503) extra = "Retry-After: 5\r\n";
   if (status == 401) extra = "WWW-Authenticate: Bearer realm=\"spanshimd\"\r\n";
   if (status == 415 && c->encoding == SS_CE_UNSUPPORTED) extra = "Accept-Encoding: gzip, deflate\r\n";
+  if (c->counted >= 0) { /* the sender need not count them: see count_refused */
+    snprintf(both, sizeof both, "%sSpanshim-Refused-Counted: %" PRId64 "\r\n",
+             extra ? extra : "", c->counted);
+    extra = both;
+    c->counted = -1;
+  }
   ss__buf_reset(&scratch);
   if (is_otlp(c->route) && c->fmt == SS_FMT_JSON) {
     ss__buf_printf(&scratch, "{\"code\":%d,\"message\":", grpc_code(status));
@@ -317,6 +342,91 @@ static int token_ok(const ss__http_req *r) {
          ss__bearer_ok(opts, r->authorization, r->authorization_len);
 }
 
+/* ---- refused requests: what they held is counted ----
+ * libspanshim never sends a refused request again: it counts the spans of a refusal it
+ * reads as dropped. An exiting process reads answers only for a moment, so a refusal
+ * that comes later would be counted by nobody. spanshimd therefore counts the spans and
+ * log records of every libspanshim request it refuses (spans_refused, logs_refused) and
+ * says so in the answer (Spanshim-Refused-Counted: N), which tells the shim not to count
+ * them too. Other senders (SDKs retry what is refusable, or count it themselves) are
+ * answered as before. */
+
+/* A body over --max-body is read past (without keeping it) up to this size, so the
+ * requests behind it on the connection are still served; a bigger one closes it. */
+static uint64_t discard_max(void) {
+  uint64_t four = 4 * (uint64_t)opts->max_body;
+  return four > LINGER_MAX_BYTES ? four : LINGER_MAX_BYTES;
+}
+
+/* Whether c's request, refused, is counted here: libspanshim's traces or logs. */
+static int counts_refusals(const conn *c) {
+  return c->from_shim && (c->route == R_TRACES || c->route == R_LOGS) &&
+         c->fmt == SS_FMT_PROTO && c->encoding == SS_CE_IDENTITY;
+}
+
+/* Counts the items of c's refused request, whose body is body[0..len) (as sent: the
+ * answer then says how many). A body that is not such a request counts nothing. */
+static void count_refused(conn *c, const uint8_t *body, size_t len) {
+  ss__item_count ic;
+  if (!counts_refusals(c)) return;
+  ss__item_count_begin(&ic, c->route == R_LOGS, len);
+  ss__item_count_feed(&ic, body, len);
+  if (ss__item_count_end(&ic) == 0) {
+    ss__item_count_stats(&ic);
+    c->counted = (int64_t)ic.items;
+  }
+}
+
+/* A body too big to keep, of len bytes: its head is let go, the body read past as it
+ * comes (discard_step), its items counted when it is a shim's, then refused (c->status). */
+static void discard_begin(conn *c, uint64_t len) {
+  c->in_off += c->head_len;
+  c->head_len = 0;
+  c->discard_left = len;
+  if (counts_refusals(c) && (c->ic = malloc(sizeof *c->ic)) != NULL)
+    ss__item_count_begin(c->ic, c->route == R_LOGS, len);
+}
+
+/* Reads past what has come of a discarded body: 1 once all of it is gone, else 0. */
+static int discard_step(conn *c) {
+  size_t avail = c->in_len - c->in_off;
+  size_t take = avail < c->discard_left ? avail : (size_t)c->discard_left;
+  if (c->ic) ss__item_count_feed(c->ic, (const uint8_t *)c->in + c->in_off, take);
+  c->in_off += take;
+  c->discard_left -= take;
+  if (c->discard_left > 0) return 0;
+  if (c->ic) {
+    if (ss__item_count_end(c->ic) == 0) {
+      ss__item_count_stats(c->ic);
+      c->counted = (int64_t)c->ic->items;
+    }
+    free(c->ic);
+    c->ic = NULL;
+  }
+  return 1;
+}
+
+/* A pending Unix peer's first request: admitted when it carries the tree's token (tree.c),
+ * remembered then if it was seen running at accept; else refused (403) and closed. 0 when
+ * admitted, -1 when refused. */
+static int admit_pending(conn *c, const ss__http_req *r) {
+  c->pending = 0;
+  n_pending--;
+  if (!ss__tree_token_ok(r->tree_token, r->tree_token_len)) {
+    char why[160];
+    snprintf(why, sizeof why, "%s; and %s", c->why ? c->why : "not admitted",
+             r->tree_token ? "not the traced tree's token" : "no traced tree's token");
+    ss__say_refused(c->fd, why);
+    ss__stats_g.peers_refused++;
+    c->closing = 1;
+    respond_error(c, 403, "not of the traced tree", 0);
+    return -1;
+  }
+  ss__stats_g.tree_token_admitted++;
+  if (c->id.pid > 0) ss__tree_remember(&c->id);
+  return 0;
+}
+
 /* Decides the outcome of a request from its head alone where possible. Returns 1 when
  * the connection must be answered and closed now (the body cannot be framed or is too
  * big to skip), else 0 with c->status 0 (serve) or the error to send after the body. */
@@ -329,6 +439,8 @@ static int frame_request(conn *c, const ss__http_req *r) {
   c->head_len = r->head_len;
   c->body_len = r->content_length > 0 ? (size_t)r->content_length : 0;
   c->raw_len = 0;
+  c->from_shim = r->from_shim;
+  c->counted = -1;
   c->chunked = r->chunked;
   c->encoding = r->content_encoding;
   c->fmt = r->ctype && ss__http_ieq(r->ctype, r->ctype_len, "application/json") ? SS_FMT_JSON
@@ -337,6 +449,7 @@ static int frame_request(conn *c, const ss__http_req *r) {
   c->msg = NULL;
   c->status = 0;
   c->body_start_ms = ss__mono_ms();
+  if (c->pending && admit_pending(c, r) != 0) return 1;
   if (c->needs_token && !token_ok(r)) {  /* nothing of a stranger's body is kept */
     c->closing = 1;
     respond_error(c, 401, status_message(401), 0);
@@ -361,9 +474,13 @@ static int frame_request(conn *c, const ss__http_req *r) {
     c->status = 415;
     c->msg = "unsupported content encoding: use gzip, deflate or identity";
   }
-  if (r->content_length > (int64_t)c->wire_max) {  /* too big to read and skip */
+  if (r->content_length > (int64_t)c->wire_max) {
     if (c->status == 0) c->status = 413;
-    c->closing = 1;
+    if (!c->expect_continue && (uint64_t)r->content_length <= discard_max()) {
+      discard_begin(c, (uint64_t)r->content_length); /* read past, counted, refused */
+      return 0;
+    }
+    c->closing = 1; /* too big to read past */
     respond_error(c, c->status, status_message(c->status), 0);
     return 1;
   }
@@ -374,6 +491,7 @@ static int frame_request(conn *c, const ss__http_req *r) {
  * body[0..len). */
 static void serve(conn *c, const uint8_t *body, size_t len) {
   if (c->status) {
+    count_refused(c, body, len);
     respond_error(c, c->status, c->msg ? c->msg : status_message(c->status), 0);
     return;
   }
@@ -443,6 +561,7 @@ static void serve(conn *c, const uint8_t *body, size_t len) {
      * not stalled behind our symbolizing (we read nothing while we work). */
     st = ss__pipeline_traces_fmt(c->fmt, body, len, ss__mono_ms());  /* big: in slices */
   }
+  if (st != 200 && c->encoding == SS_CE_IDENTITY) count_refused(c, body, len);
   if (st == 200) {  /* full success, or partial_success for spans with malformed ids */
     ss__buf_reset(&scratch);
     ss__export_response(&scratch, logs, c->fmt);
@@ -569,6 +688,14 @@ static void inflated_trim(void) {
   }
 }
 
+/* The request is answered; its `used` bytes of input are let go. */
+static void request_done(conn *c, size_t used) {
+  c->in_off += used;
+  c->have_head = 0;
+  c->scan = 0;
+  c->req_start_ms = ss__mono_ms();  /* a pipelined request's clock starts now */
+}
+
 /* Frames and serves every complete request in the input buffer. */
 static void process(conn *c) {
   while (!c->closing && c->out.len - c->out_off < OUT_HIGH) {
@@ -593,6 +720,12 @@ static void process(conn *c) {
       if (frame_request(c, &r)) return;
       c->continue_due = c->expect_continue;
     }
+    if (c->discard_left > 0) {
+      if (!discard_step(c)) return;
+      respond_error(c, c->status, c->msg ? c->msg : status_message(c->status), 0);
+      request_done(c, 0);
+      continue;
+    }
     int rc = body_ready(c);
     if (rc > 1) {  /* a chunked body we cannot frame: where the next request starts is lost */
       c->closing = 1;
@@ -613,10 +746,7 @@ static void process(conn *c) {
     }
     serve(c, (const uint8_t *)c->in + c->in_off + c->head_len, c->body_len);
     inflated_trim();
-    c->in_off += c->head_len + c->raw_len;
-    c->have_head = 0;
-    c->scan = 0;
-    c->req_start_ms = ss__mono_ms();  /* a pipelined request's clock starts now */
+    request_done(c, c->head_len + c->raw_len);
   }
 }
 
@@ -696,7 +826,7 @@ static void on_readable(conn *c) {
       c->active_ms = ss__mono_ms();
       if (was_idle) c->req_start_ms = c->active_ms, was_idle = 0;
       c->in_len += (size_t)n;
-      if ((size_t)n < READ_MIN) break;  /* drained, most likely */
+      if ((size_t)n < READ_MIN || c->discard_left) break;  /* drained, or read past */
     } else if (n == 0) {
       c->eof = 1;
     } else if (errno == EINTR) {
@@ -763,9 +893,13 @@ static void on_accept(int lfd, int is_unix, int is_metrics) {
     }
     ss__peer who;
     ss__proc_id id = {0};
+    const char *why = NULL;
     ss__peer_of(fd, is_unix, &who);
-    int admitted = is_unix ? ss__peer_admit(opts, fd, &id) : -1;
-    if (admitted == 0) {
+    int admitted = is_unix ? ss__peer_admit(opts, fd, &id, &why) : -1;
+    if (admitted == 0 && (ss__tree_token() == NULL || n_pending >= MAX_PENDING)) {
+      ss__say_refused(fd, ss__tree_token() ? "too many connections waiting to show the "
+                                             "traced tree's token"
+                                           : why);
       ss__stats_g.peers_refused++;
       close(fd);
       continue;
@@ -797,6 +931,10 @@ static void on_accept(int lfd, int is_unix, int is_metrics) {
     c->who = who;
     c->id = id;
     c->remember = admitted == 1 && id.pid > 0;
+    c->pending = admitted == 0;  /* its first request must carry the tree's token */
+    c->why = why;
+    n_pending += (size_t)c->pending;
+    c->give_token = is_unix && !is_metrics;
     c->pa = pa;
     pa->conns++;
   }
@@ -818,6 +956,7 @@ static void expire_lingering(void) {
  * happening for --idle-timeout. */
 static int timed_out(const conn *c, uint64_t now) {
   if (c->lingering) return 0;
+  if (c->pending) return now - c->active_ms > opts->header_timeout_ms; /* idle or not */
   if (c->have_head) return now - c->body_start_ms > opts->body_timeout_ms;
   if (c->in_len > c->in_off) return now - c->req_start_ms > opts->header_timeout_ms;
   /* With --no-tree an idle Unix-socket peer is kept: it may be a worker that connected

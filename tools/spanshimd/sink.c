@@ -355,10 +355,10 @@ int ss__sink_metrics(const ss__metrics_req *req) {
 
 #define COUNTERS(X)                                                                     \
   X(requests) X(grpc_requests) X(traces_requests) X(logs_requests) X(stats_requests)  \
-  X(spans_received) X(logs_received) X(metrics_requests) X(data_points_received) X(spans_rejected) X(logs_rejected) X(lines_written) \
+  X(spans_received) X(logs_received) X(metrics_requests) X(data_points_received) X(spans_rejected) X(logs_rejected) X(spans_refused) X(logs_refused) X(lines_written) \
   X(lines_oversize) X(bytes_written) X(write_errors) X(connections)                      \
   X(connections_open) X(connections_refused) X(peers_refused) X(tree_admitted) X(tree_processes) \
-  X(tree_full) X(peer_limited) X(timeouts) \
+  X(tree_full) X(tree_token_admitted) X(peer_limited) X(timeouts) \
   X(buffer_waits) X(sql_spans) X(sql_unparsed) X(sql_rescrubbed) X(reopens) X(shim_spans_dropped) \
   X(shim_logs_dropped) X(shim_drop_reports)
 #define REJECTED(X)                                                                     \

@@ -98,6 +98,11 @@ typedef struct ss__stats {
   uint64_t logs_received;         /* log records, less libspanshim's drop reports */
   uint64_t metrics_requests, data_points_received;  /* /v1/metrics */
   uint64_t spans_rejected, logs_rejected;  /* malformed ids: partial_success */
+  /* Spans and exception log records in requests of libspanshim that were refused (413,
+   * 503, ...: it never sends those again) and counted here, the answer saying so
+   * (Spanshim-Refused-Counted): spans_received + shim_spans_dropped + spans_refused =
+   * spans produced. */
+  uint64_t spans_refused, logs_refused;
   /* Spans the senders produced but dropped, as their `spanshim.spans.dropped` log records
    * report them (libspanshim sends one after a drop): spans_received +
    * shim_spans_dropped = spans produced by every traced process. */
@@ -126,6 +131,8 @@ typedef struct ss__stats {
                                      the traced tree (tree.c) */
   uint64_t tree_processes;        /* gauge: processes the traced tree remembers */
   uint64_t tree_full;             /* processes not remembered: the table was full */
+  uint64_t tree_token_admitted;   /* Unix connections admitted by the tree's token (the
+                                     process may have ended before they were accepted) */
   uint64_t peer_limited;          /* refused: the peer holds its share of connections */
   uint64_t timeouts;              /* closed by --header/--body/--idle-timeout */
   uint64_t buffer_waits;          /* reads paused: --max-buffered reached */
@@ -212,9 +219,14 @@ typedef struct ss__proc_id {
 } ss__proc_id;
 /* Whether the peer on an accepted Unix connection may send: 1 admitted by its
  * credentials (ss__peer_allowed), 2 as part of the traced tree (then remembered itself,
- * counted in tree_admitted), 0 refused (the caller counts peers_refused). *id gets the
- * peer's identity when it could be read (pid 0 otherwise), for ss__tree_remember. */
-int ss__peer_admit(const ss__opts *o, int fd, ss__proc_id *id);
+ * counted in tree_admitted), 0 not by those (*why says why: the caller refuses it,
+ * counting peers_refused and saying so with ss__say_refused, or asks for the tree's
+ * token). *id gets the peer's identity when it could be read (pid 0 otherwise), for
+ * ss__tree_remember. */
+int ss__peer_admit(const ss__opts *o, int fd, ss__proc_id *id, const char **why);
+/* Says on stderr that the peer on fd was refused and why (its pid and uid as of
+ * connect), for the first 10 refusals; later ones are only counted (peers_refused). */
+void ss__say_refused(int fd, const char *why);
 /* The peer with identity id, admitted by its credentials, sent an OTLP request: it and
  * its descendants are the traced tree from now on (a full table: counted in tree_full). */
 void ss__tree_remember(const ss__proc_id *id);
@@ -223,6 +235,14 @@ void ss__tree_remember(const ss__proc_id *id);
 int ss__tree_add_root(int pid);
 /* --no-tree: peers are admitted by their credentials alone. */
 void ss__tree_off(void);
+/* The tree's token (see tree.c): made by ss__tree_token_init at start (0, or -1 when no
+ * random bytes could be had: then there is none); ss__tree_token is it in hex
+ * (SS_TREE_TOKEN_LEN characters), or NULL (none, or --no-tree); ss__tree_token_ok says in
+ * constant time whether v[0..n) is it. */
+#define SS_TREE_TOKEN_LEN 32
+int ss__tree_token_init(void);
+const char *ss__tree_token(void);
+int ss__tree_token_ok(const char *v, size_t n);
 /* --tree-file: the tree across restarts. ss__tree_load remembers the processes FILE names
  * that still run (same start time, same boot): how many, 0 for a missing file, or -1
  * after printing why it was not read (not a regular file of ours that only we may
@@ -274,6 +294,10 @@ typedef struct ss__http_req {
   const char *authorization;      /* Authorization value; NULL if absent */
   size_t authorization_len;
   int authorizations;             /* how many Authorization headers came */
+  int from_shim;                  /* User-Agent: spanshim/...: libspanshim, which never
+                                     sends a request again (it counts what it is refused) */
+  const char *tree_token;         /* Spanshim-Tree value; NULL if absent */
+  size_t tree_token_len;
   size_t head_len;                /* bytes of request line + headers + blank line */
 } ss__http_req;
 
@@ -585,8 +609,46 @@ int ss__pipeline_metrics(int fmt, const uint8_t *body, size_t len);
  * empty (protobuf) or {} (JSON) when everything was taken, else partial_success with
  * ss__pipeline_rejected's count and message. */
 void ss__export_response(ss__buf *b, int logs, int fmt);
+/* Whether log record r is one of libspanshim's drop reports (event name
+ * spanshim.spans.dropped or spanshim.logs.dropped): 1, with the count it reports added to
+ * *spans or *logs; else 0. */
+int ss__shim_drop_report(const Opentelemetry__Proto__Logs__V1__LogRecord *r, uint64_t *spans,
+                         uint64_t *logs);
 /* Frees the pipeline's buffer and forgets the sinks (at exit). */
 void ss__pipeline_free(void);
+
+/* ---- itemcount.c: what a refused request held ----
+ * Counts the spans (or log records) of an Export{Trace,Logs}ServiceRequest in protobuf as
+ * its bytes go by, in pieces of any size, keeping none of it but a small log record (a
+ * drop report is recognised, so what it says is counted as such): for a request refused
+ * (413, 503, ...) or too big to keep (read past and discarded), so its items are counted
+ * where a user reads them (spans_refused and logs_refused in /stats). Memory: the struct,
+ * and SS_ITEM_REC_MAX bytes while a logs request is walked. Receiver thread only. */
+#define SS_ITEM_REC_MAX 4096      /* log records up to this size are looked into */
+typedef struct ss__item_count {
+  int logs;                       /* an ExportLogsServiceRequest */
+  int bad;                        /* not such a request: nothing it says counts */
+  int depth;                      /* 0 the request, 1 a Resource*, 2 a Scope* */
+  uint64_t pos;                   /* body bytes walked */
+  uint64_t end[3];                /* where the message at each depth ends */
+  uint64_t skip_to;               /* a field's payload being passed over ends here */
+  uint8_t head[24];               /* a field's tag and length cut between two pieces */
+  size_t head_len;
+  uint8_t *rec;                   /* a small log record being gathered (malloc'd) */
+  size_t rec_len, rec_want;
+  uint64_t items;                 /* spans, or log records (drop reports included) */
+  uint64_t reports, spans_dropped, logs_dropped;  /* what drop reports among them say */
+} ss__item_count;
+/* Starts a walk of a body of len bytes (logs: a logs request). */
+void ss__item_count_begin(ss__item_count *c, int logs, uint64_t len);
+/* Walks the next n bytes of the body. */
+void ss__item_count_feed(ss__item_count *c, const uint8_t *p, size_t n);
+/* After the last byte: 0 when the body was such a request whole (the counts hold), else
+ * -1. Frees the walk's memory either way. */
+int ss__item_count_end(ss__item_count *c);
+/* Adds a finished walk's counts to the stats: spans_refused, or logs_refused less the
+ * drop reports, which count as reports (shim_spans_dropped, ...) as when received. */
+void ss__item_count_stats(const ss__item_count *c);
 
 /* ---- receiver.c ---- */
 /* Runs the loop until SIGTERM/SIGINT arrives on sigfd; returns 0. tcp_fd and metrics_fd

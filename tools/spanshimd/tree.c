@@ -14,6 +14,20 @@
  * than its child (else the parent died and its pid went to a newer process), at most
  * SS_TREE_DEPTH steps up.
  *
+ * The pid rule needs the peer alive (or a zombie) when its connection is accepted: a child
+ * forked after a drop that sends and exits, and is reaped, before the collector gets to
+ * its connection would be refused. So the tree also has a token: 128 random bits, made at
+ * start, handed in every 2xx answer to an OTLP request on an admitted Unix connection
+ * (Spanshim-Tree header), which the shim keeps in memory and sends on every request from
+ * then on (fork children inherit it; an exec forgets it). A Unix peer admitted neither by
+ * its credentials nor by the pid rule is accepted pending: its first request head must
+ * carry the token (compared in constant time), else it is refused (403) and its
+ * connection closed. Who may send is unchanged: only a process of the tree, or one it
+ * chose to give the token to, holds it — and a process of the tree can send whatever it
+ * likes for anyone anyway. After a drop from root a process is not dumpable, so no other
+ * process of its new user can read the token from its memory; a program exec'd after a
+ * drop is dumpable, but a process that may read its memory may as well make it send.
+ *
  * Memory: a table of SS_TREE_MAX processes (128 KiB, and 64 KiB to sweep it; static). When it is full, the
  * processes that are gone are forgotten (a sweep of /proc, at most once a second); when
  * they are all alive, a new one is not remembered (counted in /stats as tree_full): its
@@ -29,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -49,6 +64,7 @@ static ss__proc_id slots[SS_TREE_SLOTS]; /* pid 0: free */
 static size_t n_known;
 static uint64_t last_sweep_ms;
 static int off; /* --no-tree */
+static char token[SS_TREE_TOKEN_LEN + 1]; /* hex; "" until made */
 
 int ss__proc_stat(int pid, int *ppid, uint64_t *start) {
   char path[32], buf[1024];
@@ -191,7 +207,7 @@ static int peer_id(int fd, ss__proc_id *id) {
 /* Says on stderr who was refused, for the first SAY_REFUSED refusals (then they are only
  * counted, in peers_refused): the pid and uid as of connect, and why. */
 #define SAY_REFUSED 10
-static void say_refused(int fd, const char *why) {
+void ss__say_refused(int fd, const char *why) {
   static unsigned said;
   struct ucred cr = {0};
   socklen_t len = sizeof cr;
@@ -204,22 +220,23 @@ static void say_refused(int fd, const char *why) {
           said == SAY_REFUSED ? " (further refusals are only counted: peers_refused)" : "");
 }
 
-int ss__peer_admit(const ss__opts *o, int fd, ss__proc_id *id) {
+int ss__peer_admit(const ss__opts *o, int fd, ss__proc_id *id, const char **why) {
   memset(id, 0, sizeof *id);
+  *why = NULL;
   if (ss__peer_allowed(o, fd)) {
     if (!off) peer_id(fd, id);
     return 1;
   }
   if (off) {
-    say_refused(fd, "not an allowed user (--no-tree)");
+    *why = "not an allowed user (--no-tree)";
     return 0;
   }
   if (peer_id(fd, id) != 0) {
-    say_refused(fd, "not an allowed user, and it ended before it could be looked at");
+    *why = "not an allowed user, and it ended before it could be looked at";
     return 0;
   }
   if (!in_tree(id->pid, id->start)) {
-    say_refused(fd, "not an allowed user, nor of the traced tree");
+    *why = "not an allowed user, nor of the traced tree";
     return 0;
   }
   ss__tree_remember(id);
@@ -238,10 +255,35 @@ void ss__tree_off(void) {
   off = 1;
 }
 
+int ss__tree_token_init(void) {
+  uint8_t raw[SS_TREE_TOKEN_LEN / 2];
+  if (off) return 0;
+  if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) return -1;
+  for (size_t i = 0; i < sizeof raw; i++) {
+    token[2 * i] = "0123456789abcdef"[raw[i] >> 4];
+    token[2 * i + 1] = "0123456789abcdef"[raw[i] & 15];
+  }
+  token[SS_TREE_TOKEN_LEN] = '\0';
+  return 0;
+}
+
+const char *ss__tree_token(void) {
+  return off || token[0] == '\0' ? NULL : token;
+}
+
+int ss__tree_token_ok(const char *v, size_t n) {
+  if (ss__tree_token() == NULL || v == NULL || n != SS_TREE_TOKEN_LEN) return 0;
+  volatile unsigned char diff = 0;  /* constant time: the length is public */
+  for (size_t i = 0; i < SS_TREE_TOKEN_LEN; i++) diff |= (unsigned char)(v[i] ^ token[i]);
+  return diff == 0;
+}
+
 /* ---- across restarts (--tree-file) ----
- * "spanshim-tree 1 BOOT_ID\n", then "PID START\n" for each process remembered. Start times
- * count from boot, so a file from another boot is ignored whole; an entry whose process
- * is gone, or whose pid now has another start time, is skipped. */
+ * "spanshim-tree 2 BOOT_ID TOKEN\n" (version 1: no token), then "PID START\n" for each
+ * process remembered. Start times count from boot, so a file from another boot is ignored
+ * whole; an entry whose process is gone, or whose pid now has another start time, is
+ * skipped. The token is kept too, so that processes holding it are admitted after a
+ * restart (the file is ours alone, 0600, like the tree it names). */
 
 static int boot_id(char *out, size_t n) {
   int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
@@ -269,9 +311,13 @@ int ss__tree_load(const char *path) {
             "may write\n", path);
     return -1;
   }
-  int n = 0;
-  if (boot_id(want, sizeof want) == 0 && fscanf(f, "spanshim-tree 1 %63s", boot) == 1 &&
-      strcmp(boot, want) == 0) {
+  int n = 0, version = 0;
+  char tok[SS_TREE_TOKEN_LEN + 2];
+  if (boot_id(want, sizeof want) == 0 &&
+      fscanf(f, "spanshim-tree %d %63s", &version, boot) == 2 && strcmp(boot, want) == 0 &&
+      (version == 1 || (version == 2 && fscanf(f, " %33[0-9a-f]", tok) == 1))) {
+    if (version == 2 && strlen(tok) == SS_TREE_TOKEN_LEN && !off)
+      memcpy(token, tok, sizeof token);
     ss__proc_id id;
     uint64_t now;
     while (fscanf(f, "%d %" SCNu64, &id.pid, &id.start) == 2)
@@ -295,7 +341,8 @@ int ss__tree_save(const char *path) {
     if (fd >= 0) close(fd);
     return -1;
   }
-  fprintf(f, "spanshim-tree 1 %s\n", boot);
+  if (token[0]) fprintf(f, "spanshim-tree 2 %s %s\n", boot, token);
+  else fprintf(f, "spanshim-tree 1 %s\n", boot);
   for (size_t i = 0; i < SS_TREE_SLOTS; i++)
     if (slots[i].pid != 0) fprintf(f, "%d %" PRIu64 "\n", slots[i].pid, slots[i].start);
   int bad = fclose(f) != 0;
