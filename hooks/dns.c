@@ -59,6 +59,14 @@ uint64_t ss__dns_key(void) {
   return (uint64_t)(uintptr_t)&ss__self; /* this thread */
 }
 
+uint64_t ss__dns_key_of(const ss__sb *b) {
+  /* The parent span's id when the parent was an entry of this thread's stack (token > 0:
+   * it was not empty; a barrier entry left parent_id zero), else this thread. */
+  uint64_t k;
+  memcpy(&k, b->s.parent_id, sizeof k);
+  return b->token > 0 && k != 0 ? k : (uint64_t)(uintptr_t)&ss__self;
+}
+
 void ss__dns_remember(int family, const void *addr, const char *name, uint64_t key) {
   slot *s = slot_for(family, addr);
   uint32_t seq = atomic_load_explicit(&s->seq, memory_order_relaxed);

@@ -128,6 +128,9 @@ int ss__peer_format(const struct sockaddr *sa, socklen_t len, ss__peer *p);
  * span's id, or this thread when no span is current. Call before starting one's own span.
  * No syscall, no lock. */
 uint64_t ss__dns_key(void);
+/* What ss__dns_key() gave just before b was started (b started, not yet ended): where
+ * only a recorded span needs the key, it is worked out after the sampler's decision. */
+uint64_t ss__dns_key_of(const ss__sb *b);
 /* Records that `name` resolved to this address (4 or 16 bytes by family), at `key`. */
 void ss__dns_remember(int family, const void *addr, const char *name, uint64_t key);
 /* Copies the name a recent lookup at the same `key` resolved to this address into out;

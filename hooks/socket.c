@@ -50,7 +50,7 @@ SS_REAL(sendfile64)
 #define FD_TYPES 65536
 static _Atomic uint8_t fd_type[FD_TYPES]; /* SOCK_* + 1; 0 unknown */
 
-static int sock_type(int fd) {
+static inline int sock_type(int fd) {
   if (fd >= 0 && fd < FD_TYPES) {
     int t = atomic_load_explicit(&fd_type[fd], memory_order_relaxed);
     if (t) return t - 1;
@@ -416,9 +416,11 @@ void ss__socket_atfork_child(void) {
 }
 
 /* ---- connect ---- */
-/* A connected (or connecting) stream socket may carry HTTP requests. */
-static void client_role(int fd, int rc, int err) {
-  if ((rc == 0 || err == EINPROGRESS) && sock_type(fd) == SOCK_STREAM) ss__http_fd_role(fd, 0);
+/* A connected (or connecting) stream socket may carry HTTP requests. type: the socket's,
+ * or -1 when not looked up yet. */
+static void client_role(int fd, int rc, int err, int type) {
+  if ((rc == 0 || err == EINPROGRESS) && (type < 0 ? sock_type(fd) : type) == SOCK_STREAM)
+    ss__http_fd_role(fd, 0);
 }
 
 /* 1 when fd has a parked connect. */
@@ -438,7 +440,7 @@ static int addr_was_read(int rc, int err, socklen_t len) {
 SS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
   if (!ss__active(SS_HOOK_SOCKET)) {
     int rc = real_connect()(fd, addr, len), err = errno;
-    if (ss__active(SS_HOOK_HTTP)) client_role(fd, rc, err);
+    if (ss__active(SS_HOOK_HTTP)) client_role(fd, rc, err, -1);
     errno = err;
     return rc;
   }
@@ -453,7 +455,6 @@ SS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
   }
   ss__sb b;
   char server[128];
-  uint64_t dns_key = ss__dns_key(); /* where we connect from: before our own span */
   ss__span_start(&b, "connect", SS_KIND_CLIENT);
   int rc = real_connect()(fd, addr, len);
   int err = errno;
@@ -466,18 +467,19 @@ SS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
                     != 0) ||
       (rc != 0 && err == EFAULT)) {
     ss__span_pop(&b);
-    if (ss__cfg.hooks & SS_HOOK_HTTP) client_role(fd, rc, err);
+    if (ss__cfg.hooks & SS_HOOK_HTTP) client_role(fd, rc, err, -1);
     errno = err;
     return rc;
   }
+  int type = -1;
   if (b.recording && known) {
-    int type = sock_type(fd);
+    type = sock_type(fd);
     add_peer_attrs(&b, "network.peer.", &peer, type);
     if (peer.family != AF_UNIX &&
-        ss__dns_lookup(peer.family, peer.raw, dns_key, server, sizeof server) == 0)
+        ss__dns_lookup(peer.family, peer.raw, ss__dns_key_of(&b), server, sizeof server) == 0)
       ss__span_str(&b, "server.address", server, (size_t)-1);
   }
-  if (ss__cfg.hooks & SS_HOOK_HTTP) client_role(fd, rc, err);
+  if (ss__cfg.hooks & SS_HOOK_HTTP) client_role(fd, rc, err, type);
   if (rc != 0 && err == EINPROGRESS) {
     ss__span_pop(&b);
     if (b.recording && park(fd, &b) != 0) ss__span_end(&b); /* no room: end it now */

@@ -119,6 +119,20 @@ __attribute__((noinline)) static void draw_entry(ss__ctx *e) {
   e->lazy = 0;
 }
 
+/* This thread's current context as ss__ctx_current gives it when it returns 1, by
+ * pointer (into the stack, or the root parent); NULL when there is none. */
+static inline __attribute__((always_inline)) const ss__ctx *current(void) {
+  int d = ss__self.depth;
+  if (d > 0) {
+    ss__ctx *e = &ss__self.ctx[(d > SS_CTX_DEPTH ? SS_CTX_DEPTH : d) - 1];
+    if (__builtin_expect(e->lazy != 0, 0)) draw_entry(e);
+    if (!e->valid || (e->live && atomic_load_explicit(e->live, memory_order_acquire) != e->gen))
+      return NULL;
+    return e;
+  }
+  return ss__tracer_g.root_parent.valid ? &ss__tracer_g.root_parent : NULL;
+}
+
 int ss__ctx_current(ss__ctx *out) {
   int d = ss__self.depth;
   if (d > 0) {
@@ -175,38 +189,59 @@ static int start_propagate_only(ss__sb *b, const ss__ctx *parent) {
   return 0;
 }
 
+/* memset(s, 0, sizeof *s) as stores of its fields (a `rep stos` costs more than the span
+ * has fields); name, kind and attrs are the caller's. A new ss__span field goes here too:
+ * the assertion says when the struct changed. */
+static inline __attribute__((always_inline)) void span_clear(ss__span *s) {
+  _Static_assert(sizeof(ss__span) == 136, "ss__span changed: clear its new fields here");
+  static const uint8_t zero[16];
+  memcpy(s->trace_id, zero, 16);
+  memcpy(s->span_id, zero, 8);
+  memcpy(s->parent_id, zero, 8);
+  s->flags = 0;
+  s->status = 0;
+  s->status_message = NULL;
+  s->status_message_len = 0;
+  s->start_ns = s->end_ns = 0;
+  s->n_attrs = 0;
+  s->events = NULL;
+  s->n_events = 0;
+  s->caller = 0;
+  s->trace_state = NULL;
+  s->trace_state_len = 0;
+}
+
 int ss__span_start_at(ss__sb *b, const char *name, int kind, void *caller) {
-  ss__ctx parent;
-  int has_parent = ss__ctx_current(&parent);
+  const ss__ctx *parent = current();
   ss__span *s = &b->s;
 
-  /* The decision comes first, so a span the sampler drops costs ids and no clock read:
+  /* The decision comes first, so a span the sampler drops costs no ids and no clock read:
    * a child takes its trace id from the parent; a root needs its new trace id to decide
    * (traceidratio), and children and propagation need it either way. */
-  memset(s, 0, sizeof *s);
+  span_clear(s);
+  s->name = name;
+  s->kind = (uint8_t)kind;
+  s->attrs = b->attrs;
   b->n_stack = 0;
   b->exc = 0;
   b->lazy = 0;
   b->ts = NULL;
   b->ts_len = 0;
-  if (ss__tracer_g.propagate_only) return start_propagate_only(b, has_parent ? &parent : NULL);
-  if (has_parent) {
-    memcpy(s->trace_id, parent.trace_id, 16);
-    memcpy(s->parent_id, parent.span_id, 8);
-    b->ts = parent.ts;
-    b->ts_len = parent.ts_len;
+  if (ss__tracer_g.propagate_only) return start_propagate_only(b, parent);
+  if (parent) {
+    memcpy(s->trace_id, parent->trace_id, 16);
+    memcpy(s->parent_id, parent->span_id, 8);
+    b->ts = parent->ts;
+    b->ts_len = parent->ts_len;
   } else if (needs_trace_id(ss__tracer_g.sampler)) {
     ss__trace_id_new(s->trace_id);
   } else {
     b->lazy = SS_LAZY_TRACE;
   }
-  int sampled = should_sample(has_parent ? &parent : NULL, s->trace_id);
+  int sampled = should_sample(parent, s->trace_id);
   /* W3C Level 2: our trace ids are random (flag 0x02); an inherited id keeps its flag. */
-  s->flags = (uint8_t)((sampled ? 1 : 0) | (has_parent ? (parent.flags & 2) : 2));
+  s->flags = (uint8_t)((sampled ? 1 : 0) | (parent ? (parent->flags & 2) : 2));
   if (!ss__tracer_g.export_traces) sampled = 0;
-  s->name = name;
-  s->kind = (uint8_t)kind;
-  s->attrs = b->attrs;
   /* No collector to send to: the span is counted as dropped now and not recorded (the
    * trace stays sampled for children and propagation). */
   if (sampled && atomic_load_explicit(&ss__tracer_g.no_sink, memory_order_relaxed)) {
@@ -224,17 +259,37 @@ int ss__span_start_at(ss__sb *b, const char *name, int kind, void *caller) {
     b->lazy |= SS_LAZY_SPAN;
   }
 
-  ss__ctx c = {.flags = s->flags, .valid = 1, .lazy = b->lazy, .ts = b->ts,
-               .ts_len = b->ts_len};
-  memcpy(c.trace_id, s->trace_id, 16);
-  memcpy(c.span_id, s->span_id, 8);
-  b->token = ss__ctx_push(&c);
+  /* Pushed as ss__ctx_push does (the depth first, so a signal handler's pushes go above
+   * it), written in place. */
+  int d = ss__self.depth++;
+  if (d < SS_CTX_DEPTH) {
+    ss__ctx *e = &ss__self.ctx[d];
+    memcpy(e->trace_id, s->trace_id, 16);
+    memcpy(e->span_id, s->span_id, 8);
+    e->flags = s->flags;
+    e->valid = 1;
+    e->lazy = b->lazy;
+    e->gen = 0;
+    e->live = NULL;
+    e->ts = b->ts;
+    e->ts_len = b->ts_len;
+  }
+  b->token = d;
   b->pushed = 1;
   if (sampled) {
-    if (ss__self.depth == 1) s->caller = (uint64_t)(uintptr_t)caller;
+    if (d == 0) s->caller = (uint64_t)(uintptr_t)caller;
     s->start_ns = ss__now_ns();
   }
   return b->recording;
+}
+
+/* Length to store for a string value: capped at the attribute value limit, never
+ * cutting a UTF-8 sequence in half. */
+static inline __attribute__((always_inline)) uint32_t capped_len(const char *s, uint32_t len) {
+  uint32_t lim = ss__tracer_g.attr_value_limit;
+  if (lim == 0 || len <= lim) return len;
+  while (lim > 0 && ((unsigned char)s[lim] & 0xC0) == 0x80) lim--;
+  return lim;
 }
 
 static ss__attr *next_attr(ss__sb *b, const char *key, uint8_t type) {
@@ -251,7 +306,8 @@ void ss__span_str(ss__sb *b, const char *key, const char *s, size_t len) {
   ss__attr *a = next_attr(b, key, SS_ATTR_STR);
   if (a == NULL) return;
   a->v.s = s;
-  a->len = (uint32_t)(len == (size_t)-1 ? strlen(s) : len);
+  /* Capped now: the length the record stores (serialize reads it as it is). */
+  a->len = capped_len(s, (uint32_t)(len == (size_t)-1 ? strlen(s) : len));
 }
 
 void ss__span_int(ss__sb *b, const char *key, int64_t v) {
@@ -388,15 +444,6 @@ void ss__span_pop(ss__sb *b) {
   }
 }
 
-/* Length to store for a string value: capped at the attribute value limit, never
- * cutting a UTF-8 sequence in half. */
-static inline __attribute__((always_inline)) uint32_t capped_len(const char *s, uint32_t len) {
-  uint32_t lim = ss__tracer_g.attr_value_limit;
-  if (lim == 0 || len <= lim) return len;
-  while (lim > 0 && ((unsigned char)s[lim] & 0xC0) == 0x80) lim--;
-  return lim;
-}
-
 /* String arrays (NUL-terminated items one after another): each item is capped on its own,
  * as the spec says for arrays. With dst, also writes the capped items there. Returns the
  * capped array's length. */
@@ -421,7 +468,7 @@ static uint32_t capped_arr_len(const char *s, uint32_t len) {
 }
 
 static inline __attribute__((always_inline)) uint32_t stored_len(const ss__attr *a) {
-  if (a->type == SS_ATTR_STR) return capped_len(a->v.s, a->len);
+  if (a->type == SS_ATTR_STR) return a->len; /* capped by ss__span_str */
   if (a->type == SS_ATTR_STRARR) return capped_arr_len(a->v.s, a->len);
   return 8;
 }
@@ -461,11 +508,38 @@ static unsigned char *put_pad(unsigned char *p, uint32_t len) {
   return p + ALIGN8(len);
 }
 
-static unsigned char *put_attr(unsigned char *p, const char *key, uint8_t type,
-                               const void *val, uint32_t len) {
+/* memcpy without a call for the short values most attributes are: overlapping words. */
+static inline __attribute__((always_inline)) void copy(unsigned char *o, const void *v,
+                                                       size_t n) {
+  const char *s = v;
+  uint64_t a, b;
+  uint32_t c, d;
+  if (n > 16) {
+    memcpy(o, s, n);
+  } else if (n >= 8) {
+    memcpy(&a, s, 8);
+    memcpy(&b, s + n - 8, 8);
+    memcpy(o, &a, 8);
+    memcpy(o + n - 8, &b, 8);
+  } else if (n >= 4) {
+    memcpy(&c, s, 4);
+    memcpy(&d, s + n - 4, 4);
+    memcpy(o, &c, 4);
+    memcpy(o + n - 4, &d, 4);
+  } else if (n > 0) {
+    unsigned char x = (unsigned char)s[0], y = (unsigned char)s[n / 2],
+                  z = (unsigned char)s[n - 1];
+    o[0] = x;
+    o[n / 2] = y;
+    o[n - 1] = z;
+  }
+}
+
+static inline __attribute__((always_inline)) unsigned char *
+put_attr(unsigned char *p, const char *key, uint8_t type, const void *val, uint32_t len) {
   p = put_head(p, key, type, len);
   unsigned char *next = put_pad(p, len);
-  memcpy(p, val, len);
+  copy(p, val, len);
   return next;
 }
 
@@ -600,7 +674,7 @@ int ss__rec_has_stack(const void *rec, size_t len) {
 int ss__rec_decode(const void *rec, size_t len, ss__span *out, ss__attr *attrs, size_t max) {
   const ss__rec *r = rec;
   if (len < sizeof *r || r->size > len || r->size < sizeof *r) return -1;
-  memset(out, 0, sizeof *out);
+  span_clear(out);
   memcpy(out->trace_id, r->trace_id, 16);
   memcpy(out->span_id, r->span_id, 8);
   memcpy(out->parent_id, r->parent_id, 8);
