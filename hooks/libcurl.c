@@ -14,9 +14,11 @@
  *
  * Injection: the request carries `traceparent` (plus `tracestate` when the trace came
  * from the TRACESTATE/TRACEPARENT environment, and `baggage` from BAGGAGE) per
- * OTEL_PROPAGATORS. The app's CURLOPT_HTTPHEADER list is never touched: a few list nodes
- * of ours, in the handle's slot, are put in front of it for the transfer
- * (ours → ... → the app's list) and the app's pointer is set back afterwards. If the
+ * OTEL_PROPAGATORS. An easy transfer of plain-text HTTP/1.x gets its traceparent spliced
+ * into the request heads libcurl writes ("write level" below); otherwise the app's
+ * CURLOPT_HTTPHEADER list is never touched: a few list nodes of ours, in the handle's
+ * slot, are put in front of it for the transfer (ours → ... → the app's list) and the
+ * app's pointer is set back afterwards. If the
  * app's list has a `traceparent`, it becomes the span's parent and nothing is injected.
  *
  * Children: curl_easy_perform keeps the span on the thread's context stack, so the
@@ -74,11 +76,13 @@ enum { M_GET, M_HEAD, M_POST, M_PUT };
  * list_only bits): the write-level injection below is not used. */
 enum {
   LO_DOH = 1,         /* CURLOPT_DOH_URL: libcurl's own DoH requests must not get ours */
+  LO_SHARE = 2,       /* CURLOPT_SHARE: its connections may be other handles' */
   LO_UNIFIED = 4,     /* CURLOPT_HEADEROPT CURLHEADER_UNIFIED: a CONNECT carries them too */
   LO_TLS_PROXY = 8,   /* an HTTPS proxy (CURLOPT_PROXY/PRE_PROXY https://, PROXYTYPE) */
   LO_DEFAULT_PROTO = 16, /* CURLOPT_DEFAULT_PROTOCOL: a URL without scheme may not be HTTP */
-  LO_STICKY = 32      /* a transfer of this handle went through TLS the write level cannot
-                         see into (an HTTPS proxy from the environment) */
+  LO_STICKY = 32      /* the handle made an HTTP(S) transfer without the write level (or
+                         one that turned to TLS): its cached connections may be TLS ones
+                         (https, an HTTPS proxy), whose requests the write level never sees */
 };
 /* Write-level injection, per transfer: wl_phase. */
 enum { WL_NONE = 0, WL_HEAD, WL_BODY, WL_OFF };
@@ -272,6 +276,7 @@ static void track_option(hslot *s, CURLoption opt, long l, void *p) {
       break;
     case CURLOPT_HTTP_VERSION: s->http_version = (uint8_t)(l >= 0 && l < 256 ? l : 255); break;
     case CURLOPT_DOH_URL: lo_set(s, LO_DOH, p && *(const char *)p); break;
+    case CURLOPT_SHARE: lo_set(s, LO_SHARE, p != NULL); break;
     case CURLOPT_HEADEROPT: lo_set(s, LO_UNIFIED, !(l & CURLHEADER_SEPARATE)); break;
     case CURLOPT_PROXY: case CURLOPT_PRE_PROXY:
       lo_set(s, LO_TLS_PROXY, (s->list_only & LO_TLS_PROXY) || (p && is_https(p)));
@@ -292,7 +297,7 @@ static int tracked(CURLoption opt) {
     case CURLOPT_UPLOAD: case CURLOPT_PUT: case CURLOPT_HTTPGET:
     case CURLOPT_OPENSOCKETFUNCTION: case CURLOPT_OPENSOCKETDATA:
     case CURLOPT_RESOLVER_START_FUNCTION: case CURLOPT_RESOLVER_START_DATA:
-    case CURLOPT_HTTP_VERSION: case CURLOPT_DOH_URL:
+    case CURLOPT_HTTP_VERSION: case CURLOPT_DOH_URL: case CURLOPT_SHARE:
     case CURLOPT_HEADEROPT: case CURLOPT_PROXY: case CURLOPT_PRE_PROXY:
     case CURLOPT_PROXYTYPE: case CURLOPT_DEFAULT_PROTOCOL:
       return 1;
@@ -444,8 +449,9 @@ static void uninject(CURL *h, hslot *s) {
  *     for a head; a CONNECT to a proxy gets nothing (libcurl sends the list there only
  *     with CURLHEADER_UNIFIED, which is left to the list).
  *   - What the write level cannot see into goes back to the list: HTTPS (and HTTP/2,
- *     HTTP/3, h2c), DoH, HTTPS proxies named in options or in the environment (a handle
- *     reuses, also through CURLOPT_SHARE, only connections made for the same proxy), tracestate or baggage to add, the multi interface. A TLS handshake
+ *     HTTP/3, h2c), DoH, HTTPS proxies named in options or in the environment, handles
+ *     that share connections (CURLOPT_SHARE) or made a transfer of another kind before
+ *     (their cached connections may be TLS ones the next request reuses), tracestate or baggage to add, the multi interface. A TLS handshake
  *     written during an armed transfer (an HTTPS proxy, a redirect to https) puts the
  *     list in place before libcurl builds the request (it builds it once connected), and
  *     the handle keeps using the list (LO_STICKY). */
@@ -596,8 +602,8 @@ int ss__libcurl_send(int fd, const void *buf, size_t n, int flags, const void *c
   }
   uintptr_t ra = (uintptr_t)caller;
   if (ra < wl_env.lo || ra >= wl_env.hi) return 0;
-  /* TLS already up: an HTTPS proxy connection made before (another handle of a share,
-   * with a proxy the environment named after start): this request goes without. */
+  /* TLS already up: a connection the rules above did not foresee (an HTTPS proxy the
+   * environment named after start): this request goes without, counted. */
   if (n >= 3 && b[0] == 0x17 && b[1] == 3) {
     ss__http_count_skipped();
     wl_to_list(s);
@@ -687,10 +693,13 @@ static void xfer_begin(CURL *h, hslot *s, ss__sb *b, void *caller, int easy) {
   ss__span_ctx(b, &s->ctx);
   /* Headers go only where they are HTTP headers: an SMTP or IMAP upload would carry them
    * in the message itself. (A URL too long to track is taken as HTTP.) */
-  if (app_tp == 0 && (s->url_len == 0 || s->u.sch == -1)) {
-    if (easy && wl_eligible(s, app_baggage)) wl_arm(s);
-    else inject(h, s, app_baggage);
+  int http = s->url_len == 0 || s->u.sch == -1;
+  if (app_tp == 0 && http && easy && wl_eligible(s, app_baggage)) {
+    wl_arm(s);
+    return;
   }
+  if (http) s->list_only |= LO_STICKY; /* its connections may be TLS ones */
+  if (app_tp == 0 && http) inject(h, s, app_baggage);
 }
 
 /* ---- attributes at the end ---- */

@@ -158,11 +158,13 @@ def test_curl_status_codes_and_redirect(ctx):
 
 
 def test_bodies_that_look_like_requests_are_sent_unchanged_and_each_head_gets_one_traceparent(ctx):
-    """The traceparent goes into the request heads libcurl writes: request bodies (here
-    text that is itself a run of HTTP requests, 2 KB and 1.5 MB, the latter with
-    Expect: 100-continue), keep-alive transfers one after another on a connection, and a
-    redirected POST (its GET to the Location) each get exactly one traceparent, the
-    exported span's, and the server reads every body byte for byte."""
+    """The traceparent goes into the request heads libcurl writes (one easy handle,
+    tests/progs/curl_seq): request bodies (here text that is itself a run of HTTP
+    requests, 2 KB and 1.5 MB, sent from memory and through a read callback, the large
+    ones with Expect: 100-continue), keep-alive transfers one after another on a
+    connection, and a redirected POST (its GET to the Location) each get exactly one
+    traceparent, the exported span's, and the server reads every body byte for byte. The
+    curl CLI (a share handle: the header list) gives the server the same."""
     srv = ctx.http_server()
     c = ctx.collector()
     # 64 bytes: every 64 KiB write of a body libcurl reads in starts with a request head
@@ -172,22 +174,88 @@ def test_bodies_that_look_like_requests_are_sent_unchanged_and_each_head_gets_on
     for name, data in (("small", small), ("big", big)):
         with open(os.path.join(ctx.tmp, name), "wb") as f:
             f.write(data)
-    runs = [["--data-binary", "@small", srv.url + "/a", srv.url + "/b"],
-            ["-T", "big", srv.url + "/c", "-T", "small", srv.url + "/d"],
-            ["--data-binary", "@big", srv.url + "/e"],
-            ["-L", "--data-binary", "@small", srv.url + "/redirect"]]
-    for extra in runs:
-        r = ctx.run(["curl", "-sS", "-o", "/dev/null"] + extra, collector=c)
-        assert r.returncode == 0, (extra, r)
-    got = [(q["method"], q["path"], q["body"]) for q in srv.requests]
-    assert got == [("POST", "/a", small), ("POST", "/b", small), ("PUT", "/c", big),
-                   ("PUT", "/d", small), ("POST", "/e", big), ("POST", "/redirect", small),
-                   ("GET", "/", b"")], [(m, p, len(b)) for m, p, b in got]
-    spans = sorted(http_spans(c.spans()), key=lambda s: s.start)
-    assert len(spans) == 6, spans
-    for q, s in zip(srv.requests, spans + [spans[-1]]):
-        assert len(q["traceparents"]) == 1, q["traceparents"]
-        check_traceparent(q, s)
+    prog = [ctx.prog("curl_seq"), "post:small:%s/a" % srv.url, "post:small:%s/b" % srv.url,
+            "put:big:%s/c" % srv.url, "put:small:%s/d" % srv.url, "post:big:%s/e" % srv.url,
+            "Lpost:small:%s/redirect" % srv.url, "get:%s/f" % srv.url]
+    cli = [["curl", "-sS", "-o", "/dev/null", "--data-binary", "@small", srv.url + "/a",
+            srv.url + "/b"],
+           ["curl", "-sS", "-o", "/dev/null", "-T", "big", srv.url + "/c", "-T", "small",
+            srv.url + "/d"],
+           ["curl", "-sS", "-o", "/dev/null", "--data-binary", "@big", srv.url + "/e"],
+           ["curl", "-sS", "-o", "/dev/null", "-L", "--data-binary", "@small",
+            srv.url + "/redirect"],
+           ["curl", "-sS", "-o", "/dev/null", srv.url + "/f"]]
+    for argv_list in ([prog], cli):
+        del srv.requests[:]
+        c = ctx.collector()
+        for argv in argv_list:
+            r = ctx.run(argv, collector=c)
+            assert r.returncode == 0, (argv, r)
+        got = [(q["method"], q["path"], q["body"]) for q in srv.requests]
+        assert got == [("POST", "/a", small), ("POST", "/b", small), ("PUT", "/c", big),
+                       ("PUT", "/d", small), ("POST", "/e", big), ("POST", "/redirect", small),
+                       ("GET", "/", b""), ("GET", "/f", b"")], [(m, p, len(b)) for m, p, b in got]
+        spans = sorted(http_spans(c.spans()), key=lambda s: s.start)
+        assert len(spans) == 7, spans
+        for q, s in zip(srv.requests, spans[:6] + spans[5:]):
+            assert len(q["traceparents"]) == 1, q["traceparents"]
+            check_traceparent(q, s)
+
+
+def test_redirect_from_http_to_https_carries_the_traceparent_to_both(ctx):
+    """A plain-text transfer's traceparent goes into the head libcurl writes; when the
+    transfer then speaks TLS (a redirect to https, where the shim cannot see into the
+    bytes) the header list takes over before libcurl builds that request: the HTTPS
+    server gets the same traceparent, once, as does a later transfer on the handle."""
+    import http.server
+    import ssl
+    from test_http_tls import make_cert
+    cert, key = make_cert(ctx)
+    seen = []
+
+    class H(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            seen.append((self.server.scheme, self.path, self.headers.get_all("traceparent")))
+            if self.path == "/go":
+                self.send_response(302)
+                self.send_header("Location", "https://127.0.0.1:%d/done" % tls_srv.server_port)
+            else:
+                self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    servers = []
+    for scheme in ("http", "https"):
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        srv.daemon_threads = True
+        srv.scheme = scheme
+        if scheme == "https":
+            tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            tls.load_cert_chain(cert, key)
+            srv.socket = tls.wrap_socket(srv.socket, server_side=True)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        ctx._cleanup.append(lambda s=srv: (s.shutdown(), s.server_close()))
+        servers.append(srv)
+    plain_srv, tls_srv = servers
+    url = "http://127.0.0.1:%d/go" % plain_srv.server_port
+    env = {"CURL_CA_BUNDLE": cert, "CURL_SEQ_CAINFO": cert}
+    for argv in ([ctx.prog("curl_seq"), "Lget:" + url, "Lget:" + url],
+                 ["curl", "-sS", "-L", "-o", "/dev/null", url, "-o", "/dev/null", url]):
+        del seen[:]
+        c = ctx.collector()
+        r = ctx.run(argv, collector=c, extra_env=env)
+        assert r.returncode == 0 and b"-" not in r.stdout, (argv, r)
+        assert [(sch, path) for sch, path, _ in seen] == [("http", "/go"), ("https", "/done")] * 2
+        spans = sorted(http_spans(c.spans()), key=lambda s: s.start)
+        assert len(spans) == 2, spans
+        for (sch, path, tps), s in zip(seen, [spans[0], spans[0], spans[1], spans[1]]):
+            assert tps is not None and len(tps) == 1, (argv, sch, path, tps)
+            check_traceparent({"headers": {"traceparent": tps[0]}}, s)
 
 
 def test_curl_refused_is_couldnt_connect_with_connect_child(ctx):
