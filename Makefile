@@ -96,7 +96,7 @@ LIB_O := $(foreach o,$(LIB_FIRST),$(filter $(o),$(SHIM_O) $(RUNTIME_O))) \
 $(LIB): $(LIB_O) shim/libspanshim.map
 	$(CC) -shared $(SAN) -pthread $(LDFLAGS) -o $@ $(LIB_O) \
 	  -Wl,--version-script=shim/libspanshim.map -Wl,-z,now -Wl,-z,nodelete -Wl,--no-undefined \
-	  -Wl,--sort-section=alignment -ldl
+	  -Wl,--sort-section=alignment -Wl,-fini=ss__fini -ldl
 
 $(RTLIB): $(RUNTIME_O) $(PB_O)
 	@rm -f $@
@@ -119,7 +119,8 @@ $(SDLIB): $(filter-out %/main.o,$(SPANSHIMD_O))
 	@rm -f $@
 	ar rcs $@ $^
 $(BUILD)/spanshimd: $(BUILD)/obj/tools/spanshimd/main.o $(SDLIB) $(TOOLLIB) $(RTLIB)
-	$(CC) $(SAN) -pthread $(LDFLAGS) -o $@ $< $(SDLIB) $(TOOL_LIBS) $(SPANSHIMD_LIBS)
+	$(CC) $(SAN) -pthread $(LDFLAGS) -Wl,--export-dynamic-symbol=spanshimd_collector -o $@ $< \
+	  $(SDLIB) $(TOOL_LIBS) $(SPANSHIMD_LIBS)
 $(BUILD)/spanshim: $(SPANSHIM_O) $(TOOLLIB) $(RTLIB)
 	$(CC) $(SAN) -pthread $(LDFLAGS) -o $@ $(SPANSHIM_O) $(TOOL_LIBS) -lz
 

@@ -46,6 +46,12 @@ static void give_up(int fd) {
   });
 }
 
+void ss__fdguard_atfork_prepare(void) {
+  (void)real_close();
+  (void)real_dup2();
+  (void)real_dup3();
+}
+
 SS_EXPORT int close(int fd) {
   if (!guarded()) return real_close()(fd);
   if (ss__owns(fd)) { /* it was listed in /proc/self/fd: closed, it is gone */

@@ -178,6 +178,9 @@ void ss__socket_fds_closed(unsigned lo, unsigned hi);
 void ss__socket_atfork_child(void);
 /* Before a fork: the commonest socket functions resolved in the parent, once. */
 void ss__socket_atfork_prepare(void);
+/* hooks/fdguard.c: the same for close, dup2 and dup3 (a child that closes an fd would
+ * otherwise look close up with dlsym: ~5 page faults of the loader's and libc's). */
+void ss__fdguard_atfork_prepare(void);
 
 /* hooks/process.c: the process span, and the exit paths that end it. */
 enum { SS_PROC_EXIT = 0, SS_PROC_SIGNAL = 1, SS_PROC_EXEC = 2 };

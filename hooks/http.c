@@ -793,7 +793,9 @@ void ss__http_closed(int fd) {
   int saved = errno;
   closed(0, fd);
   closed(1, fd);
-  atomic_store_explicit(&hs_us[fd], 0, memory_order_relaxed);
+  /* Only when set: a store of zero into a page nobody wrote allocates it. */
+  if (atomic_load_explicit(&hs_us[fd], memory_order_relaxed))
+    atomic_store_explicit(&hs_us[fd], 0, memory_order_relaxed);
   errno = saved;
 }
 

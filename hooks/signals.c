@@ -31,6 +31,7 @@
  * dying thread delivers itself with the exporter's signal-safe encoder, from a copy of
  * the fd table of its own (runtime/exporter.h: ss__exporter_flush_dying). */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -47,8 +48,13 @@ SS_REAL(signal)
 enum { SS_SIG_NONE = 0, SS_SIG_FATAL = 1, SS_SIG_DEFAULT = 2 };
 
 static const int fatal[] = {SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL};
-static const int deadly[] = {SIGTERM, SIGINT,    SIGHUP,  SIGQUIT, SIGPIPE, SIGUSR1,
-                             SIGUSR2, SIGALRM,   SIGVTALRM, SIGPROF, SIGXCPU, SIGXFSZ};
+/* The default-action set as a mask (bit sig - 1): a constant in the code, so installing
+ * it at start reads no page of the shim's .rodata. */
+#define SIG_MASK(s) ((uint64_t)1 << ((s) - 1))
+#define DEADLY_MASK                                                                        \
+  (SIG_MASK(SIGTERM) | SIG_MASK(SIGINT) | SIG_MASK(SIGHUP) | SIG_MASK(SIGQUIT) |           \
+   SIG_MASK(SIGPIPE) | SIG_MASK(SIGUSR1) | SIG_MASK(SIGUSR2) | SIG_MASK(SIGALRM) |         \
+   SIG_MASK(SIGVTALRM) | SIG_MASK(SIGPROF) | SIG_MASK(SIGXCPU) | SIG_MASK(SIGXFSZ))
 /* What the app set, while our handler stands in: app_act[sig] when sig's bit (1 << (sig -
  * 1)) is in app_kept, else the disposition every signal has after an exec (SIG_DFL, no
  * flags, empty mask), which is what the constructor almost always finds. Kept
@@ -60,7 +66,7 @@ static _Atomic uint64_t app_kept;
 static _Atomic uint64_t in_fatal, in_default;
 
 static uint64_t sig_bit(int sig) {
-  return (uint64_t)1 << (sig - 1);
+  return SIG_MASK(sig);
 }
 
 static struct sigaction app_of(int sig) {
@@ -250,10 +256,31 @@ void ss__signals_install(void) {
   install_set(fatal, sizeof fatal / sizeof fatal[0], SS_SIG_FATAL);
 }
 
-/* Whenever tracing is on (hooks/process.c, from the constructor). */
+/* Whenever tracing is on (hooks/process.c, from the constructor). One sigaction per
+ * signal instead of a query and a set (24 system calls at every process start): ours is
+ * set and the old disposition read back in the same call, and put back in the rare case it
+ * was not the default (an inherited SIG_IGN). The set is blocked meanwhile (two calls), so
+ * no signal can meet our handler standing in for a disposition that was not the default;
+ * the mask is then restored exactly. */
 void ss__signals_install_default(void) {
   if (getpid() == 1) return; /* init: the kernel drops what would kill another process */
-  install_set(deadly, sizeof deadly / sizeof deadly[0], SS_SIG_DEFAULT);
+  sigset_t block, old;
+  sigemptyset(&block);
+  for (int sig = 1; sig <= 64; sig++)
+    if (DEADLY_MASK & sig_bit(sig)) sigaddset(&block, sig);
+  if (pthread_sigmask(SIG_BLOCK, &block, &old) != 0) return;
+  for (int sig = 1; sig <= 64; sig++) {
+    struct sigaction cur;
+    if (!(DEADLY_MASK & sig_bit(sig)) || kind_of(sig) != SS_SIG_NONE) continue;
+    if (install_default(sig, &cur) != 0) continue;
+    if (cur.sa_handler != SIG_DFL) { /* not ours to catch: as it was */
+      real_sigaction()(sig, &cur, NULL);
+      continue;
+    }
+    if (!is_exec_default(&cur)) app_keep(sig, &cur);
+    atomic_fetch_or(&in_default, sig_bit(sig));
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 /* The app's sigaction; signal() uses it directly rather than through the exported name.

@@ -372,7 +372,10 @@ static void forget_listener(int fd);
 static _Atomic int listeners_n;
 
 void ss__socket_fd_closed(int fd) {
-  if (fd >= 0 && fd < FD_TYPES) atomic_store_explicit(&fd_type[fd], 0, memory_order_relaxed);
+  /* Stored only when set: writing even a zero into a page nobody wrote allocates it (a
+   * fork child's close would pay a page of this table for nothing). */
+  if (fd >= 0 && fd < FD_TYPES && atomic_load_explicit(&fd_type[fd], memory_order_relaxed))
+    atomic_store_explicit(&fd_type[fd], 0, memory_order_relaxed);
   ss__http_closed(fd);
   if (__builtin_expect(any_parked(), 0)) finish_parked(fd, -1);
   if (atomic_load_explicit(&listeners_n, memory_order_relaxed) > 0) forget_listener(fd);
@@ -399,6 +402,7 @@ void ss__socket_atfork_prepare(void) {
   (void)real_recv();
   (void)real_sendto();
   (void)real_recvfrom();
+  ss__fdguard_atfork_prepare();
 }
 
 void ss__socket_atfork_child(void) {

@@ -97,7 +97,9 @@
 #define EXIT_ANSWER_MS 5
 
 
-ss__transport ss__transport_g;
+/* Aligned 64: first in .bss with the config and the tracer (see ss__cfg in shim/shim.c);
+ * what its init writes (everything before rbuf) then shares their page. */
+ss__transport ss__transport_g __attribute__((aligned(64)));
 
 static const ss__config *cfg;
 static _Atomic int started;           /* exporter thread started in this process */
@@ -898,7 +900,10 @@ static void *exporter_main(void *arg) {
   atomic_store(&exporter_tid, syscall(SYS_gettid));
   take_own_table();
   uint64_t last = ss__mono_ms();
-  int busy = 0;
+  /* The first look soon: the thread starts at the first span, and a process that goes on
+   * making spans at full speed would otherwise fill the ring before the first look (all
+   * of its pages resident for the rest of the process's life). */
+  int busy = 1;
   for (;;) {
     /* Busy (the last drain found a full batch): look again soon, so a fast producer
      * never fills the ring between two looks. Idle: a few looks a second. An exit

@@ -5,7 +5,8 @@
  * table of its own where the kernel allows (runtime/ownfd.h): no fd it makes can take a
  * number the app could get. It also loads the unwinder for an app thread's first failure
  * and delivers an exit's last spans when it is idle (ss__exporter_flush). It looks at the
- * ring every 10 ms (every 1 ms while spans come fast) and exports when a quarter batch
+ * ring every 10 ms (every 1 ms while spans come fast, and 1 ms after it starts) and exports
+ * when a quarter batch
  * (OTEL_BSP_MAX_EXPORT_BATCH_SIZE / 4) is waiting, the ring is an eighth full, or
  * OTEL_BSP_SCHEDULE_DELAY has passed. Spans that cannot be delivered (ring full, no
  * collector, refused, given up at exit) are counted exactly and reported to the collector

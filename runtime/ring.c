@@ -11,7 +11,9 @@
  * A record never straddles the end of the buffer: when it would, the producer reserves
  * the rest of the lap as padding together with the record, in the same CAS. It also
  * starts the next lap early, the same way, once past the first quarter of the buffer while
- * the backlog (head - tail) is at most a quarter of the offset: a consumer that keeps up
+ * the backlog (head - tail) is at most half the offset (so at least an eighth of the ring
+ * is free the moment the lap starts, and all of it once the consumer has taken that
+ * backlog): a consumer that keeps up
  * then cycles through the first part of the buffer only, and the pages after it are never
  * touched (the resident memory follows the backlog, not the capacity). The capacity is
  * unchanged: a backlog that grows runs on into the rest of the buffer. Padding is never
@@ -104,7 +106,7 @@ void *ss__ring_reserve(ss__ring *r, size_t len) {
     pad = off + need > r->cap ? r->cap - off : 0;
     /* Past the first quarter with a small backlog: the next lap starts now, so the pages
      * after here are touched only when a backlog needs them (see the top of the file). */
-    if (pad == 0 && off >= EARLY_LAP(r) && (h - t) <= off / 4 && (h - t) + need <= off)
+    if (pad == 0 && off >= EARLY_LAP(r) && (h - t) <= off / 2 && (h - t) + need <= off)
       pad = r->cap - off;
     if (h + pad + need - t > r->cap)
       return drop(r);

@@ -17,7 +17,10 @@
 #include "runtime/sys.h"
 
 _Atomic int ss__init_state;
-ss__config ss__cfg;
+/* Aligned 64 like the tracer and the transport (runtime/exporter.c): the link sorts .bss by
+ * alignment, so the three structures every process writes at start come first, on the
+ * page the loader has already written (the end of .data), not on pages of their own. */
+ss__config ss__cfg __attribute__((aligned(64)));
 pid_t ss__pid;
 
 void *ss__dlsym_next(const char *name) {
@@ -56,12 +59,30 @@ static void atfork_child(void) {
   ss__internal_end();
 }
 
-/* The collector must never trace itself, even when started with LD_PRELOAD set. */
+/* pthread_atfork is libc_nonshared.a's stub around __register_atfork, linked at the end of
+ * the shim's code: calling it at start faulted in a 64 KiB window of code of its own. The
+ * same call, made directly (glibc's stub passes the object's __dso_handle so the handlers
+ * go when the object is unloaded; the shim never is: -z nodelete). */
+extern int __register_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void),
+                             void *dso_handle);
+extern void *__dso_handle;
+
+/* DT_FINI (the link's -fini): the C runtime's _fini is empty and sits after all the code,
+ * in a window of its own that every exit faulted in; this one is next to the
+ * constructor. The destructor below runs from DT_FINI_ARRAY as before. */
+void ss__fini(void) {
+}
+
+/* The collector must never trace itself, even when started with LD_PRELOAD set: its
+ * executable exports `spanshimd_collector` (tools/spanshimd/main.c), whatever its name,
+ * and this weak reference is bound to it by the loader (NULL in any other program); its
+ * usual name is enough too. No readlink of /proc/self/exe here: that, its pthread_once and
+ * the page of the 4 KiB path buffer were a cost of every process's start. */
+extern const int spanshimd_collector __attribute__((weak));
+
 static int is_collector(void) {
-  const char *exe = ss__sys_exe_path();
-  if (exe[0] == '\0') return 0;
-  const char *base = strrchr(exe, '/');
-  return strcmp(base ? base + 1 : exe, "spanshimd") == 0;
+  return &spanshimd_collector != NULL ||
+         strcmp(program_invocation_short_name, "spanshimd") == 0;
 }
 
 void ss__init(void) {
@@ -97,7 +118,7 @@ void ss__init(void) {
     ss__ids_reseed();
     if (ss__exporter_init(&ss__cfg) == 0) {
       ss__transport_prepare_fd_table();
-      pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+      __register_atfork(atfork_prepare, atfork_parent, atfork_child, &__dso_handle);
       state = SS_INIT_ON;
     }
   }

@@ -237,40 +237,57 @@ START_TEST(test_wraparound_with_variable_sizes_many_laps) {
 }
 END_TEST
 
+/* 20,000 records of 200 bytes through a 64 KiB ring whose consumer takes everything
+ * after every per_look-th record; asserts many laps in order, that the records stayed in
+ * the first quarter (and a bit) and that the rest of the buffer was never written. */
+static void cycle_in_first_quarter(ss__ring *r, uint64_t per_look) {
+  unsigned char buf[256];
+  size_t len;
+  uint64_t next_get = 0, highest = 0;
+  ck_assert_int_eq(ss__ring_init(r, 65536), 0);
+  for (uint64_t seq = 0; seq < 20000; seq++) {
+    make_rec(buf, 200, 1, seq);
+    void *p = ss__ring_reserve(r, 200);
+    ck_assert_ptr_nonnull(p);
+    memcpy(p, buf, 200);
+    ss__ring_commit(r, p);
+    uint64_t end = (uint64_t)((unsigned char *)p - r->buf) + 200;
+    if (end > highest) highest = end;
+    if (seq % per_look == per_look - 1)
+      while ((p = ss__ring_peek(r, &len)) != NULL) {
+        ck_assert(rec_ok(p, len));
+        ck_assert_uint_eq(((trec *)p)->seq, next_get++);
+        ss__ring_release(r);
+      }
+  }
+  ck_assert_uint_gt(atomic_load(&r->tail) >> r->cap_shift, 10); /* many laps */
+  ck_assert_uint_le(highest, r->cap / 4 + 256);
+  for (size_t i = r->cap / 4 + 256; i < r->cap; i++) /* never written */
+    ck_assert_uint_eq(r->buf[i], 0);
+}
+
 /* A consumer that keeps up: the producer starts each lap early, so the records stay in the
  * first part of the buffer and the rest is never written (not resident); a backlog that
  * grows still gets the whole capacity. */
 START_TEST(test_small_backlog_stays_in_the_first_part_of_the_buffer) {
   ss__ring r;
-  unsigned char buf[256];
-  size_t len;
-  uint64_t next_get = 0, highest = 0;
-  ck_assert_int_eq(ss__ring_init(&r, 65536), 0);
-  for (uint64_t seq = 0; seq < 20000; seq++) {
-    make_rec(buf, 200, 1, seq);
-    void *p = ss__ring_reserve(&r, 200);
-    ck_assert_ptr_nonnull(p);
-    memcpy(p, buf, 200);
-    ss__ring_commit(&r, p);
-    uint64_t end = (uint64_t)((unsigned char *)p - r.buf) + 200;
-    if (end > highest) highest = end;
-    if (seq % 4 == 3) /* a backlog of up to 4 records */
-      while ((p = ss__ring_peek(&r, &len)) != NULL) {
-        ck_assert(rec_ok(p, len));
-        ck_assert_uint_eq(((trec *)p)->seq, next_get++);
-        ss__ring_release(&r);
-      }
-  }
-  ck_assert_uint_gt(atomic_load(&r.tail) >> r.cap_shift, 10); /* many laps */
-  ck_assert_uint_le(highest, r.cap / 4 + 256);
-  for (size_t i = r.cap / 4 + 256; i < r.cap; i++) /* never written */
-    ck_assert_uint_eq(r.buf[i], 0);
+  cycle_in_first_quarter(&r, 4); /* a backlog of up to 4 records */
   /* A backlog of most of the capacity still fits. */
   uint64_t n = 0;
   while (ss__ring_reserve(&r, 200) != NULL && n < r.cap) {
     n++;
   }
   ck_assert_uint_ge(n * (200 + 8), r.cap - r.cap / 4 - 2 * 208);
+}
+END_TEST
+
+/* A consumer that looks now and then (the exporter thread, every millisecond while spans
+ * come fast) leaves a backlog of a few dozen records at each look: a backlog of up to half
+ * the first quarter still starts the next lap there, so the pages after it stay unwritten
+ * (the resident memory of a process making spans at full speed). */
+START_TEST(test_backlog_of_a_consumer_that_looks_now_and_then_stays_in_the_first_quarter) {
+  ss__ring r;
+  cycle_in_first_quarter(&r, (65536 / 4) / 2 / 208 - 1); /* just under half the quarter */
 }
 END_TEST
 
@@ -505,6 +522,7 @@ static Suite *ring_suite(void) {
   tcase_add_test(tc, test_full_ring_drops_and_counts_without_corruption);
   tcase_add_test(tc, test_wraparound_with_variable_sizes_many_laps);
   tcase_add_test(tc, test_small_backlog_stays_in_the_first_part_of_the_buffer);
+  tcase_add_test(tc, test_backlog_of_a_consumer_that_looks_now_and_then_stays_in_the_first_quarter);
   tcase_set_timeout(tc, 60);
   suite_add_tcase(s, tc);
   tc = tcase_create("concurrent");
