@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/bytes.h"
 #include "runtime/ids.h"
 #include "runtime/resource.h"
 #include "runtime/utf8.h"
@@ -110,35 +111,10 @@ static uint8_t *put_fixed32(uint8_t *o, unsigned field, uint32_t v) {
   return o + 4;
 }
 
-/* memcpy, without a call for the short strings most fields are: overlapping word moves. */
-static inline void copy(uint8_t *o, const void *p, size_t n) {
-  const char *s = p;
-  uint64_t a, b;
-  uint32_t c, d;
-  if (n > 16) {
-    memcpy(o, s, n);
-  } else if (n >= 8) {
-    memcpy(&a, s, 8);
-    memcpy(&b, s + n - 8, 8);
-    memcpy(o, &a, 8);
-    memcpy(o + n - 8, &b, 8);
-  } else if (n >= 4) {
-    memcpy(&c, s, 4);
-    memcpy(&d, s + n - 4, 4);
-    memcpy(o, &c, 4);
-    memcpy(o + n - 4, &d, 4);
-  } else if (n > 0) {
-    uint8_t x = (uint8_t)s[0], y = (uint8_t)s[n / 2], z = (uint8_t)s[n - 1];
-    o[0] = x;
-    o[n / 2] = y;
-    o[n - 1] = z;
-  }
-}
-
 static inline uint8_t *put_bytes(uint8_t *o, unsigned field, const void *p, size_t n) {
   o = put_tag(o, field, WT_LEN);
   o = put_varint(o, n);
-  copy(o, p, n); /* p may be NULL for an empty value */
+  ss__copy_short(o, p, n); /* p may be NULL for an empty value */
   return o + n;
 }
 
@@ -156,31 +132,19 @@ static int word_needs_look(uint64_t w) {
   return ((w & 0x8080808080808080ull) | ((w - 0x0101010101010101ull) & ~w & 0x8080808080808080ull)) != 0;
 }
 
-static uint64_t load64(const char *p) {
-  uint64_t w;
-  memcpy(&w, p, 8);
-  return w;
-}
-
-static uint64_t load32(const char *p) {
-  uint32_t w;
-  memcpy(&w, p, 4);
-  return w;
-}
-
 /* 1 when none of the len bytes at s is NUL or has its high bit set: read a word at a
  * time, the last (partial) word by overlapping loads, so a short string costs no loop. */
 static inline int plain_ascii(const char *s, size_t len) {
   size_t i = 0;
   for (; i + 8 <= len; i += 8)
-    if (word_needs_look(load64(s + i))) return 0;
+    if (word_needs_look(ss__load64(s + i))) return 0;
   size_t t = len - i;
   if (t == 0) return 1;
   uint64_t w;
   if (len >= 8)
-    w = load64(s + len - 8);
+    w = ss__load64(s + len - 8);
   else if (t >= 4)
-    w = load32(s) | load32(s + t - 4) << 32;
+    w = ss__load32(s) | ss__load32(s + t - 4) << 32;
   else /* 1..3 bytes: the first, middle and last, padded with plain bytes */
     w = (uint64_t)(uint8_t)s[0] | (uint64_t)(uint8_t)s[t / 2] << 8 |
         (uint64_t)(uint8_t)s[t - 1] << 16 | 0x0101010101000000ull;
@@ -287,7 +251,7 @@ __attribute__((noinline)) static uint8_t *put_str_fixed(uint8_t *o, const str *v
 
 static inline uint8_t *put_str_body(uint8_t *o, const str *v) {
   if (__builtin_expect(v->clean, 1)) {
-    copy(o, v->s, v->len);
+    ss__copy_short(o, v->s, v->len);
     return o + v->len;
   }
   return put_str_fixed(o, v);

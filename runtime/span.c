@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "runtime/bytes.h"
 #include "runtime/clock.h"
 #include "runtime/config.h"
 #include "runtime/span_rec.h"
@@ -508,38 +509,11 @@ static unsigned char *put_pad(unsigned char *p, uint32_t len) {
   return p + ALIGN8(len);
 }
 
-/* memcpy without a call for the short values most attributes are: overlapping words. */
-static inline __attribute__((always_inline)) void copy(unsigned char *o, const void *v,
-                                                       size_t n) {
-  const char *s = v;
-  uint64_t a, b;
-  uint32_t c, d;
-  if (n > 16) {
-    memcpy(o, s, n);
-  } else if (n >= 8) {
-    memcpy(&a, s, 8);
-    memcpy(&b, s + n - 8, 8);
-    memcpy(o, &a, 8);
-    memcpy(o + n - 8, &b, 8);
-  } else if (n >= 4) {
-    memcpy(&c, s, 4);
-    memcpy(&d, s + n - 4, 4);
-    memcpy(o, &c, 4);
-    memcpy(o + n - 4, &d, 4);
-  } else if (n > 0) {
-    unsigned char x = (unsigned char)s[0], y = (unsigned char)s[n / 2],
-                  z = (unsigned char)s[n - 1];
-    o[0] = x;
-    o[n / 2] = y;
-    o[n - 1] = z;
-  }
-}
-
 static inline __attribute__((always_inline)) unsigned char *
 put_attr(unsigned char *p, const char *key, uint8_t type, const void *val, uint32_t len) {
   p = put_head(p, key, type, len);
   unsigned char *next = put_pad(p, len);
-  copy(p, val, len);
+  ss__copy_short(p, val, len);
   return next;
 }
 
