@@ -13,7 +13,9 @@
   6. CPU per span by kind, from real shim batches (shim_batches.py records them from
      traced connect_loop, curl_loop and pgbench runs): spanshimd's utime + stime over the
      spans acknowledged, for connect, libcurl CLIENT and SQL spans, with the file sink,
-     upstream forwarding, both, and tail sampling; a table row per kind for the README.
+     upstream forwarding, both, and tail sampling; a table row per kind for the README;
+     then, when valgrind is here, the instructions per span of the file and upstream
+     setups (callgrind), which the machine's load does not change.
 
 Usage: bench_spanshimd.py BUILD. Knobs: BENCH_SD_SECONDS (5), BENCH_SD_CONNS (4).
 """
@@ -183,6 +185,11 @@ def ingest(build, tmp, bodies, label, args, sink=None, quiet=False):
     finally:
         p.send_signal(signal.SIGTERM)
         p.wait(30)
+        # Each run's gigabytes of JSON go, so every run starts with the page cache as the
+        # last one found it: on this VM, writing into memory the guest has not used lately
+        # (a page cache grown by the runs before) costs the writer up to 7 times the
+        # system time per byte (dd: 0.2 ns per byte for 1 GB, 1.3 for 5 GB).
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def steady_rss(build, tmp, bodies, sink):
@@ -229,6 +236,53 @@ def latency(build, tmp):
             lat[-1], len(lat)), flush=True)
 
 
+def callgrind_per_span(build, tmp, bodies, args, secs=4):
+    """Instructions per span of the whole spanshimd (every thread) under callgrind, fed by
+    one otlp_blast connection for secs, less what a run that receives nothing costs
+    (start and exit): exact whatever the machine's load. None without valgrind."""
+    if shutil.which("valgrind") is None:
+        return None
+
+    def run(blast_bodies):
+        d = tempfile.mkdtemp(prefix="cg-", dir=tmp)
+        sock = os.path.join(d, "c.sock")
+        out = os.path.join(d, "cg.out")
+        p = subprocess.Popen(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
+                              os.path.join(build, "spanshimd"), "--socket", sock] + args,
+                             cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(sock):
+            if time.monotonic() > deadline or p.poll() is not None:
+                p.kill()
+                return None, 0
+            time.sleep(0.05)
+        spans = 0
+        if blast_bodies:
+            spans = blast(build, sock, blast_bodies, secs=secs, conns=1, depth=1)["spans"]
+            st = stats(sock)  # an upstream's queue drains first: forwarding is counted
+            deadline = time.monotonic() + 30
+            while st.get("upstream") and st["upstream"]["queued_items"] and \
+                    time.monotonic() < deadline:
+                time.sleep(0.2)
+                st = stats(sock)
+        p.send_signal(signal.SIGTERM)
+        p.wait(60)
+        ir = 0
+        for fn in os.listdir(d):
+            if fn.startswith("cg.out"):
+                with open(os.path.join(d, fn)) as f:
+                    ir += next((int(l.split()[1]) for l in f
+                                if l.startswith(("totals:", "summary:"))), 0)
+        shutil.rmtree(d, ignore_errors=True)
+        return ir, spans
+
+    idle, _ = run(None)
+    ir, spans = run(bodies)
+    if idle is None or ir is None or not spans:
+        return None
+    return (ir - idle) / spans
+
+
 KIND_LABELS = {"connect": "connect spans", "libcurl": "libcurl CLIENT spans",
                "sql": "SQL spans (pgbench TPC-B)"}
 
@@ -260,21 +314,42 @@ def per_kind(build, tmp, sink):
         attrs = shim_batches.attrs_per_span(groups[kind])
         print("%-28s %6.1f  %s" % (KIND_LABELS[kind], attrs, "  ".join(
             "%5.2f us (%5.2f M/s)    " % (1e6 / c, c / 1e6) for c in cells)), flush=True)
-        rows.append((kind, attrs, cells))
+        rows.append((kind, attrs, cells, bodies))
     print("\n| spanshimd CPU per span (spans per CPU-second) | file | upstream | file + upstream"
           " | tail sampling 0.1 |")
     print("|---|---|---|---|---|")
-    for kind, attrs, cells in rows:
+    for kind, attrs, cells, _ in rows:
         print("| %s, %.0f attributes | %s |" % (KIND_LABELS[kind], attrs, " | ".join(
             "%.2f µs (%.2f M)" % (1e6 / c, c / 1e6) for c in cells)))
     print("(target: >= 3 M spans per CPU-second for every kind; the OpenTelemetry Collector's"
           " published testbed figure is ~87k spans per CPU-second)", flush=True)
+    # Instructions per span (callgrind): what the load cannot change, for the file and
+    # the upstream setups.
+    instr = {}
+    for kind, _, _, bodies in rows:
+        for label, args in setups[:2]:
+            n = callgrind_per_span(build, tmp, bodies, args)
+            if n is not None:
+                instr[(kind, label)] = n
+    if instr:
+        print("\nspanshimd instructions per span (callgrind, whole process, less start and "
+              "exit): " + "; ".join(
+                  "%s: file %s, upstream %s" % (kind, "%.0f" % instr[(kind, "file")]
+                                                if (kind, "file") in instr else "-",
+                                                "%.0f" % instr[(kind, "upstream")]
+                                                if (kind, "upstream") in instr else "-")
+                  for kind, _, _, _ in rows), flush=True)
     if rows:
+        cg = ""
+        if instr:
+            cg = "; callgrind, instructions per span, file: %s, upstream: %s" % tuple(
+                " / ".join("%.0f" % instr[(k, lab)] if (k, lab) in instr else "-"
+                           for k, _, _, _ in rows) for lab in ("file", "upstream"))
         table.record("spanshimd_cpu", "", "", " / ".join(
-            "%.2f M" % (cells[0] / 1e6) for _, _, cells in rows) + " spans/CPU-s",
-            "%s; real shim batches of 512 spans, file output; upstream only: %s; OTel "
-            "Collector testbed: ~0.087 M" % (" / ".join(k for k, _, _ in rows), " / ".join(
-                "%.2f M" % (cells[1] / 1e6) for _, _, cells in rows)))
+            "%.2f M" % (cells[0] / 1e6) for _, _, cells, _ in rows) + " spans/CPU-s",
+            "%s; real shim batches of 512 spans, file output; upstream only: %s%s; OTel "
+            "Collector testbed: ~0.087 M" % (" / ".join(k for k, _, _, _ in rows), " / ".join(
+                "%.2f M" % (cells[1] / 1e6) for _, _, cells, _ in rows), cg))
 
 
 def main():

@@ -172,17 +172,28 @@ static int logs_sink(void *ctx, const ss__logs_req *q, const uint8_t *b, size_t 
   return 0;
 }
 
-START_TEST(test_pipeline_takes_sql_requests_without_decoding) {
-  ss__sink s = {tree_sink, logs_sink, 1, NULL, NULL, wire_sink, 1};
+/* The sinks for a pipeline test (wants_bytes: like the upstream's, else like the file's
+ * alone), a request of a SQL span and a connect span into sp/body, the line the decoded
+ * path writes for it into expect, and the counters zeroed. */
+static uint8_t *sql_request(int wants_bytes, fx_span_t *sp[2], size_t *len, char *expect,
+                            size_t n) {
+  static ss__sink s;
+  s = (ss__sink){tree_sink, logs_sink, wants_bytes, NULL, NULL, wire_sink, 1};
   ss__pipeline_clear_sinks();
   ck_assert_int_eq(ss__pipeline_add_sink(&s), 0);
-  fx_span_t *sp[] = {pg_span(1, "postgresql", "SELECT * FROM orders WHERE id = ?"),
-                     fx_span(fx_tid(9, 2), 2, "connect", 10, 0)};
-  size_t len;
-  uint8_t *body = fx_pack(fx_request("svc", sp, 2), &len);
-  char expect[8192];
-  snprintf(expect, sizeof expect, "%s", tree_line(body, len));
+  sp[0] = pg_span(1, "postgresql", "SELECT * FROM orders WHERE id = ?");
+  sp[1] = fx_span(fx_tid(9, 2), 2, "connect", 10, 0);
+  uint8_t *body = fx_pack(fx_request("svc", sp, 2), len);
+  snprintf(expect, n, "%s", tree_line(body, *len));
   memset(&ss__stats_g, 0, sizeof ss__stats_g);
+  return body;
+}
+
+START_TEST(test_pipeline_takes_sql_requests_without_decoding) {
+  fx_span_t *sp[2];
+  size_t len;
+  char expect[8192];
+  uint8_t *body = sql_request(1, sp, &len, expect, sizeof expect);
   uint64_t decodes = ss__decode_count;
   for (int i = 0; i < 3; i++) {  /* the first finds SQL after writing, the others before */
     ck_assert_int_eq(ss__pipeline_traces(body, len, 1), 200);
@@ -213,16 +224,10 @@ END_TEST
  * written: one pass, never unpacked, counted once; a line that must be split takes the
  * enriched bytes instead (they are what the sink decodes to split it). */
 START_TEST(test_pipeline_enriches_while_writing_for_file_alone) {
-  ss__sink s = {tree_sink, logs_sink, 0, NULL, NULL, wire_sink, 1};
-  ss__pipeline_clear_sinks();
-  ck_assert_int_eq(ss__pipeline_add_sink(&s), 0);
-  fx_span_t *sp[] = {pg_span(1, "postgresql", "SELECT * FROM orders WHERE id = ?"),
-                     fx_span(fx_tid(9, 2), 2, "connect", 10, 0)};
+  fx_span_t *sp[2];
   size_t len;
-  uint8_t *body = fx_pack(fx_request("svc", sp, 2), &len);
   char expect[8192];
-  snprintf(expect, sizeof expect, "%s", tree_line(body, len));
-  memset(&ss__stats_g, 0, sizeof ss__stats_g);
+  uint8_t *body = sql_request(0, sp, &len, expect, sizeof expect);
   uint64_t decodes = ss__decode_count;
   wire_calls = tree_calls = 0;
   for (int i = 0; i < 3; i++) {
