@@ -147,12 +147,33 @@ START_TEST(test_tree_a_full_table_forgets_the_ended_once_a_second_and_counts_the
 }
 END_TEST
 
+START_TEST(test_tree_token_is_32_hex_digits_and_only_it_is_taken) {
+  ck_assert_int_eq(ss__tree_token_init(), 0);
+  const char *t = ss__tree_token();
+  ck_assert_ptr_nonnull(t);
+  ck_assert_uint_eq(strlen(t), SS_TREE_TOKEN_LEN);
+  ck_assert_uint_eq(strspn(t, "0123456789abcdef"), SS_TREE_TOKEN_LEN);
+  char other[SS_TREE_TOKEN_LEN + 1];
+  memcpy(other, t, sizeof other);
+  ck_assert(ss__tree_token_ok(other, SS_TREE_TOKEN_LEN));
+  ck_assert(!ss__tree_token_ok(other, SS_TREE_TOKEN_LEN - 1)); /* a prefix */
+  ck_assert(!ss__tree_token_ok(NULL, 0));
+  other[SS_TREE_TOKEN_LEN - 1] = other[SS_TREE_TOKEN_LEN - 1] == '0' ? '1' : '0';
+  ck_assert(!ss__tree_token_ok(other, SS_TREE_TOKEN_LEN)); /* one digit off */
+  char again[SS_TREE_TOKEN_LEN + 1];
+  memcpy(again, t, sizeof again);
+  ck_assert_int_eq(ss__tree_token_init(), 0); /* another start: another token */
+  ck_assert_str_ne(again, ss__tree_token());
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("spanshimd_tree");
   TCase *tc = tcase_create("tree");
   tcase_add_test(tc, test_tree_proc_stat_reads_past_a_name_with_parentheses_and_spaces);
   tcase_add_test(tc, test_tree_another_uid_is_refused_until_its_parent_is_remembered);
   tcase_add_test(tc, test_tree_a_full_table_forgets_the_ended_once_a_second_and_counts_the_rest);
+  tcase_add_test(tc, test_tree_token_is_32_hex_digits_and_only_it_is_taken);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
