@@ -116,7 +116,7 @@ typedef int (*ss__sql_planner)(const ss__sql_in *in, ss__sql_edit *e);
 
 /* Appends the line ss__json_traces would write for the ExportTraceServiceRequest whose
  * protobuf bytes are p[0..len) (as unpacked by protobuf-c), read in place: nothing is
- * allocated besides out's growth and the calling thread's attribute cache (576 KiB, at
+ * allocated besides out's growth and the calling thread's attribute cache (584 KiB, at
  * its first call; it keeps the JSON of attributes seen again, keyed by their exact wire
  * bytes, so the output never depends on it). Returns 0 (*info filled), 1 when the bytes
  * are not in the canonical encoding this reader takes, or not valid (the caller unpacks

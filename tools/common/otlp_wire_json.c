@@ -380,9 +380,9 @@ static void note_key(wctx *w, int cls, int level) {
  * compare and one copy instead of indexing, UTF-8 checks and escaping. A KeyValue is
  * taken in on its second sighting in a row at its slot, so values seen once (ids, unique
  * URLs) cost a hash and no copy; a check (no JSON written) keeps the bytes alone, which
- * say the KeyValue is valid. Direct-mapped, fixed size (SLOTS × ROOM: 576 KiB,
- * allocated at the first request), one per thread that writes (spanshimd: the
- * receiver's); ss__wire_cache_free releases the calling thread's. */
+ * say the KeyValue is valid. Direct-mapped, fixed size (SLOTS slots of ROOM bytes and
+ * a header: 584 KiB, allocated at the first request), one per thread that writes
+ * (spanshimd: the receiver's); ss__wire_cache_free releases the calling thread's. */
 #define KVC_SLOTS 1024
 #define KVC_ROOM 560           /* a slot's wire bytes and JSON, together */
 #define KVC_NO_JSON 0xffff     /* jlen of a KeyValue taken in by a check: known valid */
