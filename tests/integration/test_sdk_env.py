@@ -168,7 +168,8 @@ def test_signal_specific_endpoints_are_used_as_given_with_their_headers(ctx):
     env = {"SPANSHIM_ENDPOINT": "", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": sink.url,
            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": sink.url + "/custom/logs",
            "OTEL_EXPORTER_OTLP_HEADERS": "x-all=1",
-           "OTEL_EXPORTER_OTLP_LOGS_HEADERS": "x-logs=2", **FLUSH}
+           "OTEL_EXPORTER_OTLP_LOGS_HEADERS": "x-logs=2", "SPANSHIM_LOG_LEVEL": "info",
+           **FLUSH}
     e = ctx.env(None, env)
     del e["SPANSHIM_ENDPOINT"]
     r = subprocess.run(["curl", "-s", "http://127.0.0.1:%d/" % refused], env=e,
@@ -176,7 +177,7 @@ def test_signal_specific_endpoints_are_used_as_given_with_their_headers(ctx):
     assert r.returncode == 7, r
     posts = [(q["path"], q["headers"]) for q in sink.posts(["/", "/custom/logs"])]
     paths = [p for p, _ in posts]
-    assert "/" in paths and "/custom/logs" in paths, paths
+    assert "/" in paths and "/custom/logs" in paths, (paths, r.stderr)  # the shim's word
     for p, h in posts:
         assert h.get("content-type") == "application/x-protobuf", h
         if p == "/":
