@@ -42,6 +42,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <strings.h>
 #include <sys/socket.h>
 
@@ -479,9 +480,16 @@ static int text_of(struct dl_phdr_info *info, size_t size, void *data) {
 static void wl_init(void) {
   void *f = (void *)real_curl_easy_perform();
   if (f) dl_iterate_phdr(text_of, f);
+  /* libcurl reads its proxy from the environment; a secure-execution process's environment
+   * is not ours to read (secure_getenv gives nothing there), so it keeps the header list,
+   * which works whatever the proxy. */
+  if (getauxval(AT_SECURE)) {
+    wl_env.env_tls_proxy = 1;
+    return;
+  }
   static const char *const vars[] = {"http_proxy", "all_proxy", "ALL_PROXY"};
   for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
-    const char *v = getenv(vars[i]);
+    const char *v = secure_getenv(vars[i]);
     if (v && is_https(v)) wl_env.env_tls_proxy = 1;
   }
 }
