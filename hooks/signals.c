@@ -293,7 +293,9 @@ static int is_kept(int sig, const struct sigaction *act) {
   const struct sigaction *k = &app_act[sig];
   return k->sa_handler == act->sa_handler && k->sa_flags == act->sa_flags &&
          k->sa_restorer == act->sa_restorer &&
-         memcmp(&k->sa_mask, &act->sa_mask, sizeof k->sa_mask) == 0;
+         /* the kernel's part of the mask: glibc copies only _NSIG - 1 bits either way, and
+          * the rest of a caller's sigset_t may be uninitialised */
+         memcmp(&k->sa_mask, &act->sa_mask, (_NSIG - 1) / 8) == 0;
 }
 
 static int app_sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
