@@ -263,6 +263,79 @@ START_TEST(test_flags_for_enrichment_and_validation) {
 }
 END_TEST
 
+/* Spans whose attribute lists repeat (the run cache takes a list in on its second
+ * sighting and writes it from there on), one of them with a statement (noted for
+ * enrichment also when written from the cache, in the same request and the next), and
+ * times around the 10^8 boundary (their upper digits are kept from span to span). */
+START_TEST(test_repeated_attribute_lists_same_as_tree_path) {
+  static Any v[2];
+  static KV kv[2];
+  static KV *plain[1], *sql[2];
+  for (int i = 0; i < 2; i++) {
+    v[i] = (Any)OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__INIT;
+    kv[i] = (KV)OPENTELEMETRY__PROTO__COMMON__V1__KEY_VALUE__INIT;
+    kv[i].value = &v[i];
+    v[i].value_case = VC(STRING_VALUE);
+  }
+  kv[0].key = "network.transport", v[0].string_value = "udp";
+  kv[1].key = "db.query.text", v[1].string_value = "select 1";
+  plain[0] = &kv[0], sql[0] = &kv[0], sql[1] = &kv[1];
+  static const uint64_t times[] = {5, 99999999, 100000000, 100000001, 1700000000000000000ull,
+                                   1700000000099999999ull, 1700000000100000000ull,
+                                   18446744073709551615ull};
+  enum { N = 16 };
+  static Span sp[N];
+  static Span *spans[N];
+  for (int i = 0; i < N; i++) {
+    sp[i] = (Span)OPENTELEMETRY__PROTO__TRACE__V1__SPAN__INIT;
+    sp[i].trace_id = (ProtobufCBinaryData){16, tid}, sp[i].span_id = (ProtobufCBinaryData){8, sid};
+    sp[i].name = "connect";
+    sp[i].start_time_unix_nano = times[i % 8], sp[i].end_time_unix_nano = times[(i + 3) % 8];
+    sp[i].attributes = i % 4 == 3 ? sql : plain, sp[i].n_attributes = i % 4 == 3 ? 2 : 1;
+    spans[i] = &sp[i];
+  }
+  static SS ss = OPENTELEMETRY__PROTO__TRACE__V1__SCOPE_SPANS__INIT;
+  static SS *sss[1] = {&ss};
+  static RS rs = OPENTELEMETRY__PROTO__TRACE__V1__RESOURCE_SPANS__INIT;
+  static RS *rss[1] = {&rs};
+  static Req q = OPENTELEMETRY__PROTO__COLLECTOR__TRACE__V1__EXPORT_TRACE_SERVICE_REQUEST__INIT;
+  ss.spans = spans, rs.scope_spans = sss, rs.n_scope_spans = 1;
+  q.resource_spans = rss, q.n_resource_spans = 1;
+  for (int with_sql = 0; with_sql < 2; with_sql++) {
+    ss.n_spans = with_sql ? N : 3;  /* without: spans 0-2, plain lists only */
+    size_t len = protobuf_c_message_get_packed_size(&q.base);
+    uint8_t *p = malloc(len);
+    ck_assert_ptr_nonnull(p);
+    protobuf_c_message_pack(&q.base, p);
+    for (int round = 0; round < 3; round++) {  /* the next requests start with it cached */
+      ss__wire_info info;
+      ck_assert_int_eq(differential(p, len, &info), 0);
+      ck_assert_uint_eq(info.spans, ss.n_spans);
+      ck_assert_int_eq(info.sql, with_sql);
+    }
+    free(p);
+  }
+}
+END_TEST
+
+/* A span whose attributes are not one run (another field between them) is written
+ * attribute by attribute, as protobuf-c reads it. */
+START_TEST(test_attributes_split_by_other_fields) {
+  static const uint8_t b[] = {
+      0x0a, 0x39, 0x12, 0x37, 0x12, 0x35,
+      0x0a, 0x10, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, /* trace_id */
+      0x12, 0x08, 1, 2, 3, 4, 5, 6, 7, 8,                               /* span_id */
+      0x4a, 0x08, 0x0a, 0x01, 'a', 0x12, 0x03, 0x0a, 0x01, 'x',         /* a: "x" */
+      0x2a, 0x03, 'n', 'a', 'm',                                        /* name */
+      0x4a, 0x08, 0x0a, 0x01, 'b', 0x12, 0x03, 0x0a, 0x01, 'y'};        /* b: "y" */
+  for (int round = 0; round < 3; round++) {
+    ss__wire_info info;
+    ck_assert_int_eq(differential(b, sizeof b, &info), 0);
+    ck_assert_uint_eq(info.spans, 1);
+  }
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("otlp_wire_json");
   TCase *tc = tcase_create("wire");
@@ -272,6 +345,8 @@ int main(void) {
   tcase_add_test(tc, test_mutations_agree_with_protobuf_c);
   tcase_add_test(tc, test_non_canonical_encodings_declined);
   tcase_add_test(tc, test_flags_for_enrichment_and_validation);
+  tcase_add_test(tc, test_repeated_attribute_lists_same_as_tree_path);
+  tcase_add_test(tc, test_attributes_split_by_other_fields);
   suite_add_tcase(s, tc);
   SRunner *r = srunner_create(s);
   srunner_run_all(r, CK_NORMAL);

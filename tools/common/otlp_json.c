@@ -4,6 +4,7 @@
  * goes straight into the buffer, strings are copied in runs between the bytes that need
  * escaping, and numbers are formatted by hand. Only doubles go through snprintf. */
 #include "tools/common/otlp_json.h"
+#include "tools/common/jw_fmt.h"
 
 #include "runtime/utf8.h"
 
@@ -73,8 +74,12 @@ void ss__jw_str(ss__buf *b, const char *s, size_t len) {
     b->oom = 1;
     return;
   }
-  char *o = ss__buf_room(b, len * 6 + 2), *start = o;
+  char *o = ss__buf_room(b, len * 6 + 2);
   if (o == NULL) return;
+  b->len += (size_t)(ss__jw_str_at(o, s, len) - o);
+}
+
+char *ss__jw_str_at(char *o, const char *s, size_t len) {
   const unsigned char *u = (const unsigned char *)s;
   *o++ = '"';
   size_t i = 0;
@@ -102,7 +107,7 @@ void ss__jw_str(ss__buf *b, const char *s, size_t len) {
     }
   }
   *o++ = '"';
-  b->len += (size_t)(o - start);
+  return o;
 }
 
 static void json_cstr(ss__buf *b, const char *s) {
@@ -111,7 +116,7 @@ static void json_cstr(ss__buf *b, const char *s) {
 
 /* Every byte's two hex digits: one load per byte instead of two nibble lookups (ids are
  * 24 of a span's bytes, and 48 of its JSON; whole words of them go through hex4). */
-static const char hexpairs[513] =
+const char ss__jw_hexpairs[513] =
     "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
     "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
     "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
@@ -121,97 +126,19 @@ static const char hexpairs[513] =
     "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
     "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
 
-/* The 8 hex digits of p[0..4) as one little-endian word: each byte spread into a 16-bit
- * lane, its nibbles into the lane's two bytes (high first), then '0' or 'a' - 10 added. */
-static inline uint64_t hex4(const uint8_t *p) {
-  uint32_t w32;
-  memcpy(&w32, p, 4);
-  uint64_t t = w32;
-  t = (t | t << 16) & 0x0000ffff0000ffffull;
-  t = (t | t << 8) & 0x00ff00ff00ff00ffull;
-  uint64_t nib = (t >> 4 & 0x000f000f000f000full) | (t & 0x000f000f000f000full) << 8;
-  uint64_t letters = ((nib + 0x0606060606060606ull) >> 4) & 0x0101010101010101ull;
-  return nib + 0x3030303030303030ull + letters * 0x27;  /* 'a' - '0' - 10 */
-}
-
 void ss__jw_hex(ss__buf *b, const uint8_t *p, size_t n) {
   char *o = ss__buf_room(b, 2 * n + 2);
   if (o == NULL) return;
   *o++ = '"';
-  size_t i = 0;
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-  for (; i + 4 <= n; i += 4) {  /* ids: 16 and 8 bytes */
-    uint64_t d = hex4(p + i);
-    memcpy(o + 2 * i, &d, 8);
-  }
-#endif
-  for (; i < n; i++) memcpy(o + 2 * i, hexpairs + 2 * p[i], 2);
-  o[2 * n] = '"';
+  o = ss__jw_hex_at(o, p, n);
+  *o = '"';
   b->len += 2 * n + 2;
-}
-
-#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-/* Two digits per division: timestamps (19 digits) are most of the numbers written. */
-static const char digits2[201] =
-    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-    "8081828384858687888990919293949596979899";
-#endif
-
-/* v < 10^8 as 8 ASCII digits, zero-padded, at o. On little-endian machines all 8 at once
- * in one 64-bit word: v split into two halves of 4 digits (32-bit lanes), each into two
- * of 2 digits (16-bit lanes), each into two digits (bytes), by multiplying by reciprocals
- * that are exact in these ranges (x * 10486 >> 20 = x / 100 for x < 43,699; x * 103 >> 10
- * = x / 10 for x < 179). */
-static inline void digits8(char *o, uint32_t v) {
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-  uint64_t ab = (uint64_t)(v / 10000) | (uint64_t)(v % 10000) << 32;
-  uint64_t hi = ((ab * 10486) >> 20) & 0x0000007f0000007full;
-  uint64_t c = hi | (ab - hi * 100) << 16;
-  uint64_t h2 = ((c * 103) >> 10) & 0x000f000f000f000full;
-  uint64_t d = (h2 | (c - h2 * 10) << 8) + 0x3030303030303030ull;
-  memcpy(o, &d, 8);
-#else
-  uint32_t hi = v / 10000, lo = v % 10000;
-  memcpy(o, digits2 + 2 * (hi / 100), 2);
-  memcpy(o + 2, digits2 + 2 * (hi % 100), 2);
-  memcpy(o + 4, digits2 + 2 * (lo / 100), 2);
-  memcpy(o + 6, digits2 + 2 * (lo % 100), 2);
-#endif
 }
 
 void ss__jw_u64(ss__buf *b, uint64_t v) {
   char *o = ss__buf_room(b, 24);
   if (o == NULL) return;
-  if (v < 10) {
-    *o = (char)('0' + v);
-    b->len++;
-    return;
-  }
-  /* Up to 24 digits in three groups of 8 from the right (u64 has 20 at most), then the
-   * leading zeros skipped: the first digit that is not '0', found 8 bytes at a time. The
-   * digits are written where they go (o has room for 24) and moved down over the zeros. */
-  size_t start = 16;
-  digits8(o + 16, (uint32_t)(v % 100000000));
-  uint64_t q = v / 100000000;
-  if (q) {
-    digits8(o + 8, (uint32_t)(q % 100000000));
-    start = 8;
-    if ((q /= 100000000) != 0) {
-      digits8(o, (uint32_t)q);
-      start = 0;
-    }
-  }
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-  uint64_t w;  /* the group holds a digit other than '0' (the top group is not zero) */
-  memcpy(&w, o + start, 8);
-  start += (size_t)__builtin_ctzll(w ^ 0x3030303030303030ull) / 8;
-#else
-  while (o[start] == '0') start++;
-#endif
-  size_t n = 24 - start;
-  memmove(o, o + start, n);
-  b->len += n;
+  b->len += (size_t)(ss__jw_u64_at(o, v) - o);
 }
 
 void ss__jw_i64(ss__buf *b, int64_t v) {

@@ -22,11 +22,13 @@
  * (ss__wire_traces_json_sql), so a request with statements is read once, not rewritten
  * first. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "runtime/hash.h"
 #include "runtime/utf8.h"
+#include "tools/common/jw_fmt.h"
 #include "tools/common/otlp_json.h"
 
 #define MAX_NEST 20         /* AnyValue levels written here; deeper: declined */
@@ -72,12 +74,18 @@ typedef struct msg {
   const uint8_t *end;
   struct { const uint8_t *p; uint64_t v; } f[MAXF];
   uint32_t seen;
+  const uint8_t *run_end;  /* index_span: where field 9's elements end when they are one
+                              run of bytes from f[9].p (nothing between them), else NULL */
 } msg;
 
 typedef struct wctx {
   ss__buf *b;
   ss__wire_info *info;
   ss__sql_planner plan;          /* SQL enrichment while writing, or NULL */
+  unsigned fx;                   /* FX_* noted (for the run cache) */
+  uint64_t t_hi;                 /* the last timestamp's digits above the last 8 (0: none) */
+  uint8_t t_len;                 /* and how many */
+  char t_digits[24];
 } wctx;
 
 static inline int varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
@@ -215,9 +223,11 @@ static int index_msg(msg *m, const uint8_t *p, size_t n, const shape *s) {
  * switch on the tag byte; any other tag (a wrong wire type, an unknown field, a long
  * tag) makes it start over with index_msg, which decides. The same answers. */
 static int index_span(msg *m, const uint8_t *p, size_t n) {
-  const uint8_t *q = p, *end = p + n, *data;
+  const uint8_t *q = p, *end = p + n, *data, *run_end = NULL;
+  int broken = 0;
   m->end = end;
   m->seen = 0;
+  m->run_end = NULL;
   while (q < end) {
     const uint8_t *start = q;
     unsigned tag = *q++, no = tag >> 3;
@@ -252,6 +262,10 @@ static int index_span(msg *m, const uint8_t *p, size_t n) {
     default: return index_msg(m, p, n, &SPAN);
     }
     uint32_t bit = BIT(no);
+    if (no == 9) {  /* the attributes: still one run? */
+      if ((m->seen & bit) && run_end != start) broken = 1;
+      run_end = q;
+    }
     if (SPAN.repeated & bit) {
       if (!(m->seen & bit)) m->f[no].p = start, m->f[no].v = 0;
       m->f[no].v++;
@@ -262,6 +276,7 @@ static int index_span(msg *m, const uint8_t *p, size_t n) {
     }
     m->seen |= bit;
   }
+  if (!broken) m->run_end = run_end;
   return 0;
 }
 
@@ -367,44 +382,95 @@ static int key_class(const msg *kv) {
   return KEY_OTHER;
 }
 
+/* What a KeyValue's key made the walk note in ss__wire_info (kept with a cached run of
+ * them, to be noted again on a hit): */
+enum { FX_SQL = 1, FX_STACKS = 2 };
+
 static void note_key(wctx *w, int cls, int level) {
-  if (level == ATTRS_SPAN && cls == KEY_SQL) w->info->sql = 1;
-  if (level == ATTRS_EVENT && cls == KEY_STACKS) w->info->stacks = 1;
+  if (level == ATTRS_SPAN && cls == KEY_SQL) w->info->sql = 1, w->fx |= FX_SQL;
+  if (level == ATTRS_EVENT && cls == KEY_STACKS) w->info->stacks = 1, w->fx |= FX_STACKS;
 }
 
-/* ---- the attribute cache ----
+static void note_fx(wctx *w, unsigned fx) {
+  if (fx & FX_SQL) w->info->sql = 1;
+  if (fx & FX_STACKS) w->info->stacks = 1;
+  w->fx |= fx;
+}
+
+/* ---- the attribute caches ----
  * Attributes repeat: a service sends the same keys with the same few values span after
- * span (network.transport udp, http.request.method GET, its statements' texts). The
- * JSON of a top-level KeyValue depends on its wire bytes alone, so it is kept, keyed by
- * those bytes (compared whole on a hit: a hash collision is only a miss): one hash, one
- * compare and one copy instead of indexing, UTF-8 checks and escaping. A KeyValue is
- * taken in on its second sighting in a row at its slot, so values seen once (ids, unique
- * URLs) cost a hash and no copy; a check (no JSON written) keeps the bytes alone, which
- * say the KeyValue is valid. Direct-mapped, fixed size (SLOTS slots of ROOM bytes and
- * a header: 584 KiB, allocated at the first request), one per thread that writes
- * (spanshimd: the receiver's); ss__wire_cache_free releases the calling thread's. */
-#define KVC_SLOTS 1024
-#define KVC_ROOM 560           /* a slot's wire bytes and JSON, together */
-#define KVC_NO_JSON 0xffff     /* jlen of a KeyValue taken in by a check: known valid */
+ * span (network.transport udp, http.request.method GET, its statements' texts), and
+ * often a span's whole attribute list is the last one's again (the same call to the same
+ * peer). The JSON of a top-level KeyValue, and of a span's attribute list, depends on
+ * their wire bytes alone, so it is kept, keyed by those bytes (compared whole on a hit: a
+ * hash collision is only a miss): one hash, one compare and one copy instead of
+ * indexing, UTF-8 checks and escaping. Two tables: one of single KeyValues (1,024 slots
+ * of 584 bytes), one of a span's whole list when its KeyValues are one run of bytes (256
+ * slots of 2 KiB; a list that misses there goes through the first). An entry is taken in
+ * on its second sighting in a row at its slot, so values seen once (ids, unique URLs)
+ * cost a hash and no copy; a check (no JSON written) keeps the bytes alone, which say
+ * they are valid. Direct-mapped, fixed size (1,096 KiB together, each allocated at its
+ * first use), one pair per thread that writes (spanshimd: the receiver's);
+ * ss__wire_cache_free releases the calling thread's. */
+#define KVC_NO_JSON 0xffff     /* jlen of an entry taken in by a check: known valid */
 
 typedef struct kvc_slot {
   uint64_t hash;               /* of the wire bytes held; 0: empty */
-  uint64_t seen;               /* the last KeyValue missed here: taken if it comes again */
+  uint64_t seen;               /* the last bytes missed here: taken if they come again */
   uint16_t wlen, jlen;
-  uint8_t cls;                 /* KEY_* */
-  char bytes[KVC_ROOM];        /* wire bytes, then the JSON object */
+  uint8_t tag;                 /* a KeyValue: its KEY_*; a run: the FX_* it noted */
+  char bytes[];                /* wire bytes, then the JSON */
 } kvc_slot;
 
-static __thread kvc_slot *kvc;
+typedef struct kvc_table {
+  char *slots;                 /* 2^bits slots of `size` bytes, or NULL */
+  unsigned bits;
+  uint32_t size;
+} kvc_table;
+
+static __thread kvc_table kv_tab = {NULL, 10, 584}, run_tab = {NULL, 8, 2048};
 
 void ss__wire_cache_free(void) {
-  free(kvc);
-  kvc = NULL;
+  free(kv_tab.slots);
+  kv_tab.slots = NULL;
+  free(run_tab.slots);
+  run_tab.slots = NULL;
 }
 
-static kvc_slot *kvc_slot_of(uint64_t h) {
-  if (kvc == NULL && (kvc = calloc(KVC_SLOTS, sizeof *kvc)) == NULL) return NULL;
-  return &kvc[h >> 54];        /* the top 10 bits: KVC_SLOTS */
+/* The slot of bytes p[0..n) (*h: their hash, never 0), or NULL when they do not fit one
+ * (or the table cannot be allocated). */
+static kvc_slot *kvc_slot_of(kvc_table *t, const uint8_t *p, size_t n, uint64_t *h) {
+  *h = ss__hash_words(p, n) | 1;
+  if (n >= t->size - offsetof(kvc_slot, bytes)) return NULL;
+  if (t->slots == NULL && (t->slots = calloc((size_t)1 << t->bits, t->size)) == NULL)
+    return NULL;
+  return (kvc_slot *)(t->slots + (*h >> (64 - t->bits)) * t->size);  /* the top bits */
+}
+
+/* Whether slot s holds p[0..n) (hash h), with JSON when b wants it. */
+static inline int kvc_hit(const kvc_slot *s, uint64_t h, const uint8_t *p, size_t n,
+                          const ss__buf *b) {
+  return s && s->hash == h && s->wlen == n && (!b || s->jlen != KVC_NO_JSON) &&
+         memcmp(s->bytes, p, n) == 0;
+}
+
+/* After a miss of p[0..n) at s: takes it in with its JSON b->data[mark..b->len) (b NULL:
+ * checked only) and tag, when it was the last miss there too and it fits. */
+static void kvc_offer(const kvc_table *t, kvc_slot *s, uint64_t h, const uint8_t *p, size_t n,
+                      const ss__buf *b, size_t mark, unsigned tag) {
+  if (s == NULL || (b && b->oom)) return;
+  if (s->seen != h) {
+    s->seen = h;
+    return;
+  }
+  size_t jl = b ? b->len - mark : 0;
+  if (n + jl > t->size - offsetof(kvc_slot, bytes) || jl >= KVC_NO_JSON) return;
+  s->hash = h;
+  s->wlen = (uint16_t)n;
+  s->jlen = b ? (uint16_t)jl : KVC_NO_JSON;  /* checked only: no JSON to give */
+  s->tag = (uint8_t)tag;
+  memcpy(s->bytes, p, n);
+  if (b) memcpy(s->bytes + n, b->data + mark, jl);
 }
 
 /* One KeyValue p[0..n) at depth `depth` (its JSON object to w->b, or checked); 0 or
@@ -430,32 +496,47 @@ static int one_kv(wctx *w, const uint8_t *p, size_t n, int depth, int level) {
 /* A top-level KeyValue, through the cache. */
 static int cached_kv(wctx *w, const uint8_t *p, size_t n, int level) {
   ss__buf *b = w->b;
-  uint64_t h = ss__hash_words(p, n) | 1;
-  kvc_slot *s = n < KVC_ROOM ? kvc_slot_of(h) : NULL;
-  if (s && s->hash == h && s->wlen == n && (!b || s->jlen != KVC_NO_JSON) &&
-      memcmp(s->bytes, p, n) == 0) {
-    note_key(w, s->cls, level);
+  uint64_t h;
+  kvc_slot *s = kvc_slot_of(&kv_tab, p, n, &h);
+  if (kvc_hit(s, h, p, n, b)) {
+    note_key(w, s->tag, level);
     if (b) ss__buf_append(b, s->bytes + n, s->jlen);
     return 0;
   }
   size_t mark = b ? b->len : 0;
   if (one_kv(w, p, n, 0, level) != 0) return DECLINE;
-  if (s == NULL || (b && b->oom)) return 0;
-  if (s->seen != h) {
-    s->seen = h;
+  if (s && s->seen == h) {  /* to be taken in: its class */
+    msg kv;
+    index_kv(&kv, p, n);  /* taken just now: cannot fail */
+    kvc_offer(&kv_tab, s, h, p, n, b, mark, (unsigned)key_class(&kv));
+  } else {
+    kvc_offer(&kv_tab, s, h, p, n, b, mark, 0);
+  }
+  return 0;
+}
+
+static int key_values(wctx *w, const msg *m, unsigned no, int depth, int level);
+
+/* A span's attributes, m's field 9, whose KeyValues are one run of bytes
+ * [m->f[9].p, m->run_end): the JSON array through the run cache, else key_values. */
+static int cached_run(wctx *w, const msg *m, int level) {
+  ss__buf *b = w->b;
+  const uint8_t *p = m->f[9].p;
+  size_t n = (size_t)(m->run_end - p), mark = b ? b->len : 0;
+  uint64_t h;
+  kvc_slot *s = kvc_slot_of(&run_tab, p, n, &h);
+  if (kvc_hit(s, h, p, n, b)) {
+    note_fx(w, s->tag);
+    if (b) ss__buf_append(b, s->bytes + n, s->jlen);
     return 0;
   }
-  size_t jl = b ? b->len - mark : 0;
-  if (n + jl > KVC_ROOM) return 0;
-  msg kv;
-  index_kv(&kv, p, n);  /* taken just now: cannot fail */
-  s->hash = h;
-  s->wlen = (uint16_t)n;
-  s->jlen = b ? (uint16_t)jl : KVC_NO_JSON;  /* checked only: no JSON to give */
-  s->cls = (uint8_t)key_class(&kv);
-  memcpy(s->bytes, p, n);
-  if (b) memcpy(s->bytes + n, b->data + mark, jl);
-  return 0;
+  unsigned fx = w->fx;
+  w->fx = 0;
+  int rc = key_values(w, m, 9, 0, level);
+  unsigned mine = w->fx;
+  w->fx = fx | mine;
+  if (rc == 0) kvc_offer(&run_tab, s, h, p, n, b, mark, mine);
+  return rc;
 }
 
 /* The KeyValues of m's repeated field no, as a JSON array (w->b NULL: checked only). */
@@ -464,7 +545,7 @@ static int key_values(wctx *w, const msg *m, unsigned no, int depth, int level) 
   const uint8_t *p = m->f[no].p, *kvp;
   size_t kvl, i = 0;
   if (b) ss__buf_putc(b, '[');
-  while ((kvp = next_of(&p, m->end, no, &kvl)) != NULL) {
+  for (uint64_t left = m->f[no].v; left && (kvp = next_of(&p, m->end, no, &kvl)); left--) {
     if (b && i++) ss__buf_putc(b, ',');
     if ((depth == 0 ? cached_kv(w, kvp, kvl, level) : one_kv(w, kvp, kvl, depth, level)) != 0)
       return DECLINE;
@@ -554,16 +635,19 @@ static int sql_read(const msg *m, ss__sql_in *in) {
       {"db.query.text", 13}, {"db.system.name", 14}, {"db.system", 9},
       {"db.operation.name", 17}};
   ss__strv *slot[4] = {&in->text, &in->sys_name, &in->sys, &in->api_op};
-  const uint8_t *p = m->f[9].p, *kvp;
+  const uint8_t *p = m->f[9].p, *kvp = NULL;
   size_t kvl;
   unsigned seen = 0;
-  for (p = m->f[9].p; (kvp = next_of(&p, m->end, 9, &kvl)) != NULL;)
+  uint64_t left = m->f[9].v;
+  for (p = m->f[9].p; left && (kvp = next_of(&p, m->end, 9, &kvl)) != NULL; left--)
     if (maybe_sql_key(kvp, kvl)) break;
+  if (!left) kvp = NULL;
   if (kvp == NULL) return 0;  /* most spans: no statement */
   memset(in, 0, sizeof *in);
   in->name = HAS(m, 5) ? (ss__strv){(const char *)m->f[5].p, (size_t)m->f[5].v}
                        : (ss__strv){"", 0};
-  for (p = m->f[9].p; (kvp = next_of(&p, m->end, 9, &kvl)) != NULL;) {
+  left = m->f[9].v;
+  for (p = m->f[9].p; left && (kvp = next_of(&p, m->end, 9, &kvl)) != NULL; left--) {
     ss__strv k;
     int raw = kv_key_raw(kvp, kvl, &k);
     for (unsigned i = 0; i < 4; i++) {
@@ -593,13 +677,13 @@ static void edit_kv(ss__buf *b, const char *key, ss__strv v) {
  * to the bytes); what is replaced or removed is still checked. 0 or DECLINE. */
 static int edited_attrs(wctx *w, const msg *m, const ss__sql_edit *e) {
   ss__buf *b = w->b;
-  wctx check = {NULL, w->info, NULL};
+  wctx check = {.b = NULL, .info = w->info};
   const uint8_t *p = m->f[9].p, *kvp;
   size_t kvl, i = 0;
   unsigned applied = 0;
   int removed = 0;
   ss__buf_putc(b, '[');
-  while ((kvp = next_of(&p, m->end, 9, &kvl)) != NULL) {
+  for (uint64_t left = m->f[9].v; left && (kvp = next_of(&p, m->end, 9, &kvl)); left--) {
     size_t j;
     ss__strv k;
     int raw = kv_key_raw(kvp, kvl, &k);
@@ -678,7 +762,7 @@ static int any_value(wctx *w, const uint8_t *p, size_t len, int depth) {
         const uint8_t *q = list.f[1].p, *e;
         size_t el, i = 0;
         if (b) ss__buf_putc(b, '[');
-        while ((e = next_of(&q, list.end, 1, &el)) != NULL) {
+        for (uint64_t left = list.f[1].v; left && (e = next_of(&q, list.end, 1, &el)); left--) {
           if (b && i++) ss__buf_putc(b, ',');
           if (any_value(w, e, el, depth + 1) != 0) return DECLINE;
         }
@@ -778,6 +862,74 @@ static void scalar_field(ss__buf *b, int *n, const jfield *f, const msg *m) {
   }
 }
 
+/* ---- a span's own fields, straight ----
+ * J_SPAN's first SPAN_HEAD fields (ids, trace state, flags, name, kind, times: every
+ * span has most of them) are written by span_head after one room check, in the table's
+ * order and by its rules (scalar_field's), instead of field by field through it. */
+#define SPAN_HEAD 9
+
+static inline char *key_at(char *o, int *n, const char *lit, size_t len) {
+  if ((*n)++) *o++ = ',';
+  *o++ = '"';
+  memcpy(o, lit, len);
+  o += len;
+  *o++ = '"';
+  *o++ = ':';
+  return o;
+}
+#define KEY_AT(o, n, lit) key_at((o), (n), (lit), sizeof(lit) - 1)
+
+static inline uint64_t val_of(const msg *m, unsigned no) { return HAS(m, no) ? m->f[no].v : 0; }
+
+/* A timestamp, quoted (room for 26 at o). A request's times share their digits above
+ * the last 8 (they change every 100 ms), so those are kept from the last one. */
+static char *time_at(wctx *w, char *o, uint64_t v) {
+  uint64_t hi = v / 100000000;
+  *o++ = '"';
+  if (hi == 0) {
+    o = ss__jw_u64_at(o, v);
+  } else {
+    if (hi != w->t_hi) {  /* at most 12 digits: 2^64 / 10^8 < 10^12 */
+      w->t_hi = hi;
+      w->t_len = (uint8_t)(ss__jw_u64_at(w->t_digits, hi) - w->t_digits);
+    }
+    memcpy(o, w->t_digits, 16);
+    o += w->t_len;
+    ss__jw_digits8(o, (uint32_t)(v - hi * 100000000));
+    o += 8;
+  }
+  *o++ = '"';
+  return o;
+}
+
+static inline char *id_at(char *o, const msg *m, unsigned no) {
+  *o++ = '"';
+  o = ss__jw_hex_at(o, m->f[no].p, (size_t)m->f[no].v);
+  *o++ = '"';
+  return o;
+}
+
+/* Span m's fields before its attributes; e: its SQL edit, or NULL. *n as for ss__jw_key. */
+static void span_head(wctx *w, int *n, const msg *m, const ss__sql_edit *e) {
+  ss__buf *b = w->b;
+  uint64_t v;
+  ss__strv name = {(const char *)m->f[5].p, (size_t)val_of(m, 5)};
+  if (e && e->name.p) name = e->name;
+  size_t idl = (size_t)(val_of(m, 1) + val_of(m, 2) + val_of(m, 4)), tsl = (size_t)val_of(m, 3);
+  char *o = ss__buf_room(b, 256 + 2 * idl + 6 * (tsl + name.n)), *start = o;
+  if (o == NULL) return;
+  if (val_of(m, 1)) o = id_at(KEY_AT(o, n, "traceId"), m, 1);
+  if (val_of(m, 2)) o = id_at(KEY_AT(o, n, "spanId"), m, 2);
+  if (tsl) o = ss__jw_str_at(KEY_AT(o, n, "traceState"), (const char *)m->f[3].p, tsl);
+  if (val_of(m, 4)) o = id_at(KEY_AT(o, n, "parentSpanId"), m, 4);
+  if ((v = (uint32_t)val_of(m, 16)) != 0) o = ss__jw_u64_at(KEY_AT(o, n, "flags"), v);
+  if (name.n) o = ss__jw_str_at(KEY_AT(o, n, "name"), name.p, name.n);
+  if ((v = (uint32_t)val_of(m, 6)) != 0) o = ss__jw_u64_at(KEY_AT(o, n, "kind"), v);
+  if ((v = val_of(m, 7)) != 0) o = time_at(w, KEY_AT(o, n, "startTimeUnixNano"), v);
+  if ((v = val_of(m, 8)) != 0) o = time_at(w, KEY_AT(o, n, "endTimeUnixNano"), v);
+  b->len += (size_t)(o - start);
+}
+
 /* Writes (or with w->b NULL checks) the message p[0..len) as d says; 0 or DECLINE. */
 static int write_msg(wctx *w, const uint8_t *p, size_t len, const jmsg *d) {
   ss__buf *b = w->b;
@@ -795,13 +947,12 @@ static int write_msg(wctx *w, const uint8_t *p, size_t len, const jmsg *d) {
     if (w->plan && b && HAS(&m, 9) && sql_read(&m, &in)) edited = w->plan(&in, &e);
   }
   if (b) ss__buf_putc(b, '{');
-  for (const jfield *f = d->f; f->key; f++) {
-    if (edited && f->no == 5 && e.name.p) {  /* the span's name (J_STR) */
-      if (e.name.n == 0) continue;
-      ss__jw_key(b, &n, f->key, f->kl);
-      ss__jw_str(b, e.name.p, e.name.n);
-      continue;
-    }
+  const jfield *f = d->f;
+  if (d->role == R_SPAN && b) {  /* (edited only then) */
+    span_head(w, &n, &m, edited ? &e : NULL);
+    f += SPAN_HEAD;
+  }
+  for (; f->key; f++) {
     if (f->kind < J_ATTRS) {
       if (b) scalar_field(b, &n, f, &m);
       continue;
@@ -811,13 +962,15 @@ static int write_msg(wctx *w, const uint8_t *p, size_t len, const jmsg *d) {
     if (edited && f->kind == J_ATTRS) {
       if (edited_attrs(w, &m, &e) != 0) return DECLINE;
     } else if (f->kind == J_ATTRS) {
-      if (key_values(w, &m, f->no, 0, f->level) != 0) return DECLINE;
+      if ((d->role == R_SPAN && m.run_end ? cached_run(w, &m, f->level)
+                                          : key_values(w, &m, f->no, 0, f->level)) != 0)
+        return DECLINE;
     } else if (f->kind == J_MSG) {
       if (write_msg(w, m.f[f->no].p, (size_t)m.f[f->no].v, f->sub) != 0) return DECLINE;
     } else { /* J_LIST */
       const uint8_t *q = m.f[f->no].p, *e;
       size_t el, i = 0;
-      while ((e = next_of(&q, m.end, f->no, &el)) != NULL) {
+      for (uint64_t left = m.f[f->no].v; left && (e = next_of(&q, m.end, f->no, &el)); left--) {
         if (b) ss__buf_putc(b, i++ ? ',' : '[');
         if (write_msg(w, e, el, f->sub) != 0) return DECLINE;
       }
@@ -833,7 +986,7 @@ static int each_resource_spans(wctx *w, const msg *q) {
   const uint8_t *it = q->f[1].p, *e;
   size_t el, i = 0;
   if (!HAS(q, 1)) return 0;
-  while ((e = next_of(&it, q->end, 1, &el)) != NULL) {
+  for (uint64_t left = q->f[1].v; left && (e = next_of(&it, q->end, 1, &el)); left--) {
     if (w->b && i++) ss__buf_putc(w->b, ',');
     if (write_msg(w, e, el, &J_RSPANS) != 0) return DECLINE;
   }
@@ -841,7 +994,7 @@ static int each_resource_spans(wctx *w, const msg *q) {
 }
 
 int ss__wire_traces_check(const uint8_t *p, size_t len, ss__wire_info *info) {
-  wctx w = {NULL, info, NULL};
+  wctx w = {.b = NULL, .info = info};
   msg q;
   memset(info, 0, sizeof *info);
   if (index_msg(&q, p, len, &REQ) != 0) return DECLINE;
@@ -855,7 +1008,7 @@ int ss__wire_traces_json(const uint8_t *p, size_t len, ss__buf *out, ss__wire_in
 int ss__wire_traces_json_sql(const uint8_t *p, size_t len, ss__buf *out, ss__wire_info *info,
                              ss__sql_planner plan) {
   size_t start = out->len;
-  wctx w = {out, info, plan};
+  wctx w = {.b = out, .info = info, .plan = plan};
   msg q;
   memset(info, 0, sizeof *info);
   if (index_msg(&q, p, len, &REQ) != 0) return DECLINE;
