@@ -4,6 +4,8 @@
  * text is scrubbed: the span name, db.operation.name and db.collection.name are derived
  * from the scrubbed text (hooks leave those two attributes empty as placeholders, or set
  * db.operation.name themselves for PREPARE/DESCRIBE), and empty placeholders are removed.
+ * The scrubbed texts and summaries of the last statements are remembered (a statement run
+ * again costs a hash and a compare instead of the lexer twice).
  *
  * Every span's status message (and so the exception event's and log record's
  * exception.message, which quote it) then goes through one scrubber, whatever made the span
@@ -16,17 +18,21 @@
 
 #include <string.h>
 
+#include "runtime/hash.h"
 #include "runtime/sql.h"
 
 static const char redacted[] = "REDACTED";
 
 typedef size_t (*rewrite_fn)(const char *in, size_t n, char *out, size_t cap);
 
+static size_t sql_scrub_kept(const char *in, size_t n, char *out, size_t cap);
+
+/* Their keys start with 'd' or 'u' (ss__sanitize_span looks at no other key). */
 static const struct {
   const char *key;
   rewrite_fn fn;
 } rules[] = {
-    {"db.query.text", ss__sql_scrub},
+    {"db.query.text", sql_scrub_kept},
     {"url.full", ss__url_redact},
     {"url.query", ss__url_query_redact},
 };
@@ -41,37 +47,153 @@ static char *take(char **scratch, size_t *left, const char *src, size_t n) {
   return p;
 }
 
-static ss__attr *find_attr(ss__span *s, ss__attr *attrs, const char *key) {
-  for (size_t i = 0; i < s->n_attrs; i++)
-    if (attrs[i].key && strcmp(attrs[i].key, key) == 0) return &attrs[i];
-  return NULL;
+/* key is want: the same literal (the linker merges equal ones), else the same text. The
+ * keys of one span mostly share "db." or "url.": their fourth byte tells them apart. */
+static inline int key_is(const char *key, const char *want) {
+  if (key == want) return 1;
+  if (key[0] != want[0] || key[0] == '\0') return key[0] == want[0];
+  if (key[1] != want[1] || key[1] == '\0') return key[1] == want[1];
+  if (key[2] != want[2] || key[2] == '\0') return key[2] == want[2];
+  return key[3] == want[3] && strcmp(key, want) == 0;
 }
 
-static void drop_empty(ss__span *s, ss__attr *attrs, const char *key) {
-  for (size_t i = 0; i < s->n_attrs; i++) {
-    if (strcmp(attrs[i].key, key) != 0 || attrs[i].type != SS_ATTR_STR || attrs[i].len) continue;
-    memmove(&attrs[i], &attrs[i + 1], (s->n_attrs - i - 1) * sizeof attrs[0]);
-    s->n_attrs--;
+/* ---- statements seen before ----
+ * Apps run the same statements over and over (every execution of a prepared statement has
+ * the same text; pgbench -S runs tens of thousands a second), and scrubbing and
+ * summarizing a statement cost the exporter more than encoding its whole span. Two
+ * direct-mapped tables keep the last ones:
+ *   texts  raw db.query.text -> its scrubbed text and that text's summary
+ *   sums   scrubbed text -> its summary (statements whose literals differ each time)
+ * A hit gives what ss__sql_scrub and ss__sql_summarize give for the same bytes: only the
+ * cost changes. Texts longer than SQL_KEEP bytes are not kept. Written and read only inside
+ * ss__sanitize_span, whose callers take turns (sanitize.h). */
+#define SQL_SLOTS 64 /* each table; a power of two */
+#define SQL_KEEP 480
+
+typedef struct sql_sum {
+  char op[sizeof(((ss__sql_summary *)0)->op)];
+  uint16_t coll_off, coll_len; /* coll_len 0: no collection */
+} sql_sum;
+
+static struct sql_text {
+  uint64_t hash;               /* of raw[0..raw_len); 0: empty */
+  uint16_t raw_len, out_len;
+  uint8_t has_sum;             /* sum is out's summary */
+  sql_sum sum;
+  char raw[SQL_KEEP], out[SQL_KEEP];
+} texts[SQL_SLOTS];
+
+static struct sql_sum_slot {
+  uint64_t hash;               /* of text[0..len); 0: empty */
+  uint16_t len;
+  sql_sum sum;
+  char text[SQL_KEEP];
+} sums[SQL_SLOTS];
+
+/* The texts[] entry whose scrubbed text the span being sanitized carries, at `text_at`
+ * in scratch (set by sql_scrub_kept, read by db_span for the same span). */
+static struct sql_text *text_of_span;
+static const char *text_at;
+
+static uint64_t key_hash(const char *p, size_t n) {
+  uint64_t h = ss__hash_words(p, n);
+  return h ? h : 1;
+}
+
+static size_t slot_of(uint64_t h) {
+  return (size_t)(h >> 58) & (SQL_SLOTS - 1);
+}
+
+/* The rule for db.query.text: ss__sql_scrub, remembered by raw text. */
+static size_t sql_scrub_kept(const char *in, size_t n, char *out, size_t cap) {
+  text_of_span = NULL;
+  if (n > SQL_KEEP) return ss__sql_scrub(in, n, out, cap);
+  uint64_t h = key_hash(in, n);
+  struct sql_text *t = &texts[slot_of(h)];
+  if (t->hash == h && t->raw_len == n && t->out_len <= cap && memcmp(t->raw, in, n) == 0) {
+    memcpy(out, t->out, t->out_len);
+  } else {
+    size_t k = ss__sql_scrub(in, n, out, cap);
+    if (k > SQL_KEEP) return k;
+    t->hash = h;
+    t->raw_len = (uint16_t)n;
+    t->out_len = (uint16_t)k;
+    t->has_sum = 0;
+    memcpy(t->raw, in, n);
+    memcpy(t->out, out, k);
+  }
+  text_of_span = t;
+  text_at = out;
+  return t->out_len;
+}
+
+static void sum_put(sql_sum *d, const ss__sql_summary *s, const char *sql) {
+  memcpy(d->op, s->op, sizeof d->op);
+  d->coll_off = (uint16_t)(s->coll ? s->coll - sql : 0);
+  d->coll_len = (uint16_t)(s->coll ? s->coll_len : 0);
+}
+
+static void sum_get(ss__sql_summary *s, const sql_sum *d, const char *sql) {
+  memcpy(s->op, d->op, sizeof s->op);
+  s->coll = d->coll_len ? sql + d->coll_off : NULL;
+  s->coll_len = d->coll_len;
+}
+
+/* ss__sql_summarize(sql, n), remembered by text. */
+static void summarize_kept(const char *sql, size_t n, ss__sql_summary *out) {
+  struct sql_text *t = text_of_span;
+  int ours = t && sql == text_at && n == t->out_len; /* this span's scrubbed text */
+  if (ours && t->has_sum) {
+    sum_get(out, &t->sum, sql);
     return;
+  }
+  if (n == 0 || n > SQL_KEEP) {
+    ss__sql_summarize(sql, n, out);
+  } else {
+    uint64_t h = key_hash(sql, n);
+    struct sql_sum_slot *e = &sums[slot_of(h)];
+    if (!(e->hash == h && e->len == n && memcmp(e->text, sql, n) == 0)) {
+      ss__sql_summary s;
+      ss__sql_summarize(sql, n, &s);
+      e->hash = h;
+      e->len = (uint16_t)n;
+      memcpy(e->text, sql, n);
+      sum_put(&e->sum, &s, sql);
+    }
+    sum_get(out, &e->sum, sql);
+  }
+  if (ours) {
+    sum_put(&t->sum, out, sql);
+    t->has_sum = 1;
   }
 }
 
-/* Database spans: name and operation/collection from the scrubbed text. */
+/* Database spans: name and operation/collection from the scrubbed text; then the
+ * placeholders still empty are removed. */
 static int db_span(ss__span *s, ss__attr *attrs, char **scratch, size_t *left) {
   int rc = 0;
-  ss__attr *text = find_attr(s, attrs, "db.query.text");
-  ss__attr *op = find_attr(s, attrs, "db.operation.name");
-  ss__attr *coll = find_attr(s, attrs, "db.collection.name");
+  ss__attr *text = NULL, *op = NULL, *coll = NULL;
+  /* Literals, not arrays: the hooks' keys are the same merged literals. */
+  const char *const k_text = "db.query.text", *const k_op = "db.operation.name",
+                    *const k_coll = "db.collection.name";
+  for (size_t i = 0; i < s->n_attrs; i++) { /* the first of each key */
+    const char *k = attrs[i].key;
+    if (k == NULL || k[0] != 'd') continue;
+    if (!text && key_is(k, k_text)) text = &attrs[i];
+    else if (!op && key_is(k, k_op)) op = &attrs[i];
+    else if (!coll && key_is(k, k_coll)) coll = &attrs[i];
+  }
   if (text && text->v.s == redacted) text = NULL; /* scratch ran out: summarize nothing */
   const char *sql = text ? text->v.s : "";
   size_t sqln = text ? text->len : 0;
   ss__sql_summary sum;
-  ss__sql_summarize(sql, sqln, &sum);
+  summarize_kept(sql, sqln, &sum);
   if (op && op->type == SS_ATTR_STR && op->len == 0 && sum.op[0]) {
-    char *p = take(scratch, left, sum.op, strlen(sum.op));
+    size_t opn = strlen(sum.op);
+    char *p = take(scratch, left, sum.op, opn);
     if (p) {
       op->v.s = p;
-      op->len = (uint32_t)strlen(sum.op);
+      op->len = (uint32_t)opn;
     }
   }
   if (coll && coll->type == SS_ATTR_STR && coll->len == 0 && sum.coll) {
@@ -98,8 +220,25 @@ static int db_span(ss__span *s, ss__attr *attrs, char **scratch, size_t *left) {
       rc = -1;
     }
   }
-  drop_empty(s, attrs, "db.operation.name");
-  drop_empty(s, attrs, "db.collection.name");
+  /* The first empty db.operation.name and db.collection.name go. */
+  int op_gone = 0, coll_gone = 0;
+  size_t n = 0;
+  for (size_t i = 0; i < s->n_attrs; i++) {
+    const ss__attr *a = &attrs[i];
+    if (a->type == SS_ATTR_STR && a->len == 0 && a->key) {
+      if (!op_gone && key_is(a->key, k_op)) {
+        op_gone = 1;
+        continue;
+      }
+      if (!coll_gone && key_is(a->key, k_coll)) {
+        coll_gone = 1;
+        continue;
+      }
+    }
+    if (n != i) attrs[n] = *a;
+    n++;
+  }
+  s->n_attrs = n;
   return rc;
 }
 
@@ -175,12 +314,13 @@ static int message(ss__span *s, ss__attr *attrs, char **scratch, size_t *left) {
 
 int ss__sanitize_span(ss__span *s, ss__attr *attrs, char **scratch, size_t *left) {
   int rc = 0;
+  text_of_span = NULL;
   for (size_t i = 0; i < s->n_attrs; i++) {
     ss__attr *a = &attrs[i];
-    if (a->type != SS_ATTR_STR) continue;
+    /* The first byte first: most keys are no rule's (the shim's own constants). */
+    if (a->type != SS_ATTR_STR || (a->key[0] != 'd' && a->key[0] != 'u')) continue;
     for (size_t r = 0; r < sizeof rules / sizeof rules[0]; r++) {
-      /* The first byte first: most keys are no rule's (the shim's own constants). */
-      if (a->key[0] != rules[r].key[0] || strcmp(a->key, rules[r].key) != 0) continue;
+      if (!key_is(a->key, rules[r].key)) continue;
       /* Sanitized text is never longer than twice the input plus a little. */
       size_t need = (size_t)a->len * 2 + 16;
       if (need > *left) {

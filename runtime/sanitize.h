@@ -65,7 +65,9 @@ void ss__message_scrub_mode(int full);
 
 /* Rewrites s's attributes in place (attrs must be the span's own, writable array),
  * taking space from the scratch buffer (advancing scratch, shrinking left). Returns 0, or -1 when scratch ran out (the value is
- * then replaced by "REDACTED": nothing unsanitized leaves). */
+ * then replaced by "REDACTED": nothing unsanitized leaves). Remembers the last statements'
+ * scrubbed texts and summaries in static tables (sanitize.c), so one caller at a time:
+ * the exporter's encoders run it under the ring's consumer lock. */
 int ss__sanitize_span(ss__span *s, ss__attr *attrs, char **scratch, size_t *left);
 
 #endif

@@ -305,6 +305,70 @@ START_TEST(test_sanitize_db_messages_full_keeps_quotes_not_credentials) {
 }
 END_TEST
 
+/* A statement seen before (the exporter remembers the last ones' scrubbed texts and
+ * summaries) is sanitized exactly as the first time: the same text, name, operation and
+ * collection, whatever came between (other statements in the same table slots, statements
+ * whose literals differ, texts too long to keep, a hook's own operation). */
+static void expect_fresh(const char *sql, const char *hook_op) {
+  static char want_text[8192];
+  size_t n = strlen(sql);
+  size_t wn = ss__sql_scrub(sql, n, want_text, n * 2 + 16);
+  want_text[wn] = '\0';
+  ss__sql_summary sum;
+  ss__sql_summarize(want_text, wn, &sum);
+  char want_name[256];
+  const char *op = hook_op ? hook_op : sum.op;
+  if (op[0] && sum.coll)
+    snprintf(want_name, sizeof want_name, "%s %.*s", op, (int)sum.coll_len, sum.coll);
+  else
+    snprintf(want_name, sizeof want_name, "%s", op[0] ? op : ss__sql_span_name);
+  ss__span s = {.name = ss__sql_span_name};
+  ss__attr a[4] = {str_attr("db.system.name", "postgresql"), str_attr("db.query.text", sql),
+                   str_attr("db.operation.name", hook_op ? hook_op : ""),
+                   str_attr("db.collection.name", "")};
+  sanitize(&s, a, 4);
+  ck_assert_msg(attr_eq(&s, "db.query.text", want_text) || wn == 0, "text of %s", sql);
+  ck_assert_msg(strcmp(s.name, want_name) == 0, "%s: name %s, want %s", sql, s.name, want_name);
+  if (sum.coll && op[0]) {
+    char coll[256];
+    snprintf(coll, sizeof coll, "%.*s", (int)sum.coll_len, sum.coll);
+    ck_assert(attr_eq(&s, "db.collection.name", coll));
+  } else {
+    ck_assert_ptr_null(get(&s, "db.collection.name"));
+  }
+}
+
+START_TEST(test_sanitize_repeated_statements_same_as_first_time) {
+  static char long_sql[1200];
+  snprintf(long_sql, sizeof long_sql, "SELECT %0900d, 'x' FROM long_one WHERE a = 1", 7);
+  const char *stmts[] = {
+      "SELECT abalance FROM pgbench_accounts WHERE aid = $1;",
+      "SELECT abalance FROM pgbench_accounts WHERE aid = 12345;",
+      "SELECT abalance FROM pgbench_accounts WHERE aid = 777;",
+      "select * from t where b = 'secret one'",
+      "UPDATE t SET b = 'hidden' WHERE a = 2",
+      "INSERT INTO orders VALUES (1, 'a'), (2, 'b')",
+      "BEGIN",
+      "with q as (select 1 as v) select v from q",
+      "",
+      long_sql,
+  };
+  const size_t n = sizeof stmts / sizeof stmts[0];
+  for (int round = 0; round < 3; round++) {
+    for (size_t i = 0; i < n; i++) {
+      expect_fresh(stmts[i], NULL);
+      expect_fresh(stmts[i], "PREPARE");
+    }
+    /* Enough other statements to take every slot of both tables in between. */
+    for (int k = 0; k < 300; k++) {
+      char other[96];
+      snprintf(other, sizeof other, "SELECT c%d FROM table_%d WHERE id = %d", k, k % 37, k);
+      expect_fresh(other, NULL);
+    }
+  }
+}
+END_TEST
+
 START_TEST(test_sqlstate_condition_names) {
   ck_assert_str_eq(ss__sqlstate_name("P0001"), "raise_exception");
   ck_assert_str_eq(ss__sqlstate_name("42P01"), "undefined_table");
@@ -333,6 +397,7 @@ static Suite *sql_suite(void) {
   tcase_add_test(tc, test_sanitize_keeps_hook_operation_and_falls_back_to_postgresql);
   tcase_add_test(tc, test_sanitize_scrubs_every_spans_message);
   tcase_add_test(tc, test_sanitize_db_messages_full_keeps_quotes_not_credentials);
+  tcase_add_test(tc, test_sanitize_repeated_statements_same_as_first_time);
   tcase_add_test(tc, test_sqlstate_condition_names);
   suite_add_tcase(s, tc);
   return s;
