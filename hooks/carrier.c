@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "hooks/hook.h"
+#include "runtime/sys.h"
 
 /* The socket, when the default one was worked out for another effective uid than ours
  * now: into c->ep (else "" there). */
@@ -12,7 +13,7 @@ static void carry_endpoint(ss__carrier *c) {
   c->ep[0] = '\0';
   const char *ep = ss__cfg.endpoint;
   if (!ss__tracing_on() || ss__cfg.default_socket_uid == (uid_t)-1 || ep == NULL ||
-      strncmp(ep, "unix:", 5) != 0 || geteuid() == ss__cfg.default_socket_uid)
+      strncmp(ep, "unix:", 5) != 0 || ss__sys_geteuid() == ss__cfg.default_socket_uid)
     return;
   size_t n = strlen(ep);
   if (sizeof SS_EP_VAR - 1 + n >= sizeof c->ep) return;

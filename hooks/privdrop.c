@@ -34,6 +34,7 @@
 #include "runtime/log.h"
 #include "runtime/ownfd.h"
 #include "runtime/span.h"
+#include "runtime/sys.h"
 
 /* How long a drop waits for the collector's answer, at most (once per process, and only
  * when a collector accepted the connection but is slow to answer). */
@@ -55,7 +56,7 @@ static int hello_run(void *arg) {
 }
 
 static void before_drop(void) {
-  if (!ss__tracing_on() || ss__internal() || getpid() != ss__pid) return;
+  if (!ss__tracing_on() || ss__internal() || ss__sys_getpid() != ss__pid) return;
   /* Over TCP a collector admits by its token, not by uid: nothing to say. */
   if (!ss__transport_g.ep.is_unix || atomic_load(&known_as) == ss__pid) return;
   SS_SAVE_ERRNO({

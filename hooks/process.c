@@ -98,8 +98,8 @@ static int open_span(void) {
     ss__span_pop(&b);
     return 0;
   }
-  ss__span_int(&b, "process.pid", getpid());
-  ss__span_int(&b, "process.parent_pid", getppid());
+  ss__span_int(&b, "process.pid", ss__sys_getpid());
+  ss__span_int(&b, "process.parent_pid", ss__sys_getppid());
   ss__span_str(&b, "process.executable.name", proc_name, (size_t)-1);
   if (proc_path[0]) ss__span_str(&b, "process.executable.path", proc_path, (size_t)-1);
   if (proc_args_len) ss__span_strarr(&b, "process.command_args", proc_args, proc_args_len);
@@ -247,12 +247,15 @@ void ss__process_end(int how, int value) {
 
 /* In a vfork child memory is shared with the parent: touch nothing. */
 static int ours_to_flush(void) {
-  return ss__tracing_on() && getpid() == ss__pid;
+  return ss__tracing_on() && ss__sys_getpid() == ss__pid;
+}
+
+static void exit_flush_checked(void) {
+  SS_SAVE_ERRNO(ss__exporter_flush(ss__cfg.exit_flush_ms));
 }
 
 void ss__exit_flush(void) {
-  if (!ours_to_flush()) return;
-  SS_SAVE_ERRNO(ss__exporter_flush(ss__cfg.exit_flush_ms));
+  if (ours_to_flush()) exit_flush_checked();
 }
 
 /* What was lost before the exporter, by reason, in the shim's diagnostics (the total is
@@ -283,7 +286,7 @@ static void exiting(int ending) {
     ss__process_end(SS_PROC_EXIT, code);
   });
   if (ending) SS_SAVE_ERRNO(ss__exporter_flush_ending(ss__cfg.exit_flush_ms));
-  else ss__exit_flush();
+  else exit_flush_checked(); /* ours_to_flush said yes above: one getpid per exit */
 }
 
 void ss__exiting(void) {

@@ -41,6 +41,7 @@
 
 #include "runtime/exporter.h"
 #include "hooks/hook.h"
+#include "runtime/sys.h"
 
 SS_REAL(sigaction)
 SS_REAL(signal)
@@ -108,7 +109,7 @@ static int app_has_handler(const struct sigaction *a) {
 
 /* In a vfork child memory is the parent's: nothing of ours may be touched. */
 static int in_vfork_child(void) {
-  return getpid() != ss__pid;
+  return ss__sys_getpid() != ss__pid;
 }
 
 /* Records the signal on the process span and delivers what is queued. One thread at a
@@ -124,7 +125,7 @@ static void deliver_before_death(int sig) {
     for (uint32_t waited = 0; waited < ss__cfg.exit_flush_ms; waited++) {
       other = atomic_load(&flusher);
       if (other == 0 && atomic_compare_exchange_strong(&flusher, &other, me)) break;
-      if (other != 0 && syscall(SYS_tgkill, getpid(), other, 0) != 0 && errno == ESRCH &&
+      if (other != 0 && syscall(SYS_tgkill, ss__sys_getpid(), other, 0) != 0 && errno == ESRCH &&
           atomic_compare_exchange_strong(&flusher, &other, me))
         break;
       nanosleep(&tick, NULL);
@@ -199,7 +200,7 @@ void ss__signals_await_death(void) {
   int saved = errno; /* the app's, should the death not come */
   for (uint64_t waited = 0; waited < cap; waited++) {
     /* Gone from this process (a fork child inherited the flag): nothing will come. */
-    if (syscall(SYS_tgkill, getpid(), tid, 0) != 0 && errno == ESRCH) break;
+    if (syscall(SYS_tgkill, ss__sys_getpid(), tid, 0) != 0 && errno == ESRCH) break;
     nanosleep(&tick, NULL);
   }
   errno = saved;
@@ -263,7 +264,7 @@ void ss__signals_install(void) {
  * no signal can meet our handler standing in for a disposition that was not the default;
  * the mask is then restored exactly. */
 void ss__signals_install_default(void) {
-  if (getpid() == 1) return; /* init: the kernel drops what would kill another process */
+  if (ss__pid == 1) return; /* init: the kernel drops what would kill another process */
   sigset_t block, old;
   sigemptyset(&block);
   for (int sig = 1; sig <= 64; sig++)

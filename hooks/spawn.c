@@ -47,7 +47,7 @@ SS_REAL(pclose)
 
 /* In a vfork child memory is shared with the parent: end nothing, flush nothing. */
 static int vfork_child(void) {
-  return getpid() != ss__pid;
+  return ss__sys_getpid() != ss__pid;
 }
 
 /* The image is about to be replaced: end this process's span and deliver. */

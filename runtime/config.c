@@ -17,6 +17,7 @@
 #include "runtime/log.h"
 #include "runtime/outbuf.h"
 #include "runtime/sanitize.h"
+#include "runtime/sys.h"
 #include "runtime/transport.h"
 
 #define EXIT_FLUSH_MAX_MS 60000
@@ -25,7 +26,42 @@
 typedef struct loader {
   ss__getenv_fn get;
   int diags;
+  ss__config *c; /* whose text[] keeps the strings; NULL: each is malloc'd */
 } loader;
+
+/* Room for n bytes of one of the config's strings: in its text[] while that has room
+ * (no malloc at a process's start for the usual one or two strings: the first malloc
+ * of a process that makes none itself costs its heap's first page), else malloc'd. */
+static char *keep_alloc(loader *l, size_t n) {
+  ss__config *c = l->c;
+  if (c != NULL && n <= sizeof c->text - c->text_used) {
+    char *s = c->text + c->text_used;
+    c->text_used += n;
+    return s;
+  }
+  return malloc(n);
+}
+
+static char *keep_str(loader *l, const char *v) {
+  size_t n = strlen(v) + 1;
+  char *s = keep_alloc(l, n);
+  if (s != NULL) memcpy(s, v, n);
+  return s;
+}
+
+/* Gives back s, the string keep_* returned last. */
+static void unkeep(loader *l, char *s) {
+  ss__config *c = l->c;
+  if (c != NULL && s >= c->text && s < c->text + sizeof c->text)
+    c->text_used = (size_t)(s - c->text);
+  else
+    free(s);
+}
+
+/* Frees a string of c's (NULL, in its text[] or malloc'd). */
+static void config_str_free(ss__config *c, char *s) {
+  if (c == NULL || s < c->text || s >= c->text + sizeof c->text) free(s);
+}
 
 /* The value of name, or NULL when unset or empty. */
 static const char *env(loader *l, const char *name) {
@@ -55,7 +91,7 @@ static void diag(loader *l, const char *name, const char *val, const char *fmt, 
 
 static char *dup_env(loader *l, const char *name) {
   const char *v = env(l, name);
-  return v != NULL ? strdup(v) : NULL;
+  return v != NULL ? keep_str(l, v) : NULL;
 }
 
 /* The first of two variables that is set (the signal-specific one first). */
@@ -212,13 +248,13 @@ static int endpoint_ok(loader *l, const char *name, const char *v) {
 }
 
 /* OTEL_EXPORTER_OTLP_ENDPOINT is a base URL: the signal path is appended to it. */
-static char *append_path(const char *base, const char *path) {
+static char *append_path(loader *l, const char *base, const char *path) {
   size_t n = strlen(base), p = strlen(path);
   char *s;
 
   while (n > 0 && base[n - 1] == '/')
     n--;
-  s = malloc(n + p + 1);
+  s = keep_alloc(l, n + p + 1);
   if (s != NULL) {
     memcpy(s, base, n);
     memcpy(s + n, path, p + 1);
@@ -228,10 +264,10 @@ static char *append_path(const char *base, const char *path) {
 
 /* A signal-specific endpoint is used as given (SDK spec): an http URL without a path is
  * the root, "/", not the default signal path. */
-static char *as_given(const char *v) {
+static char *as_given(loader *l, const char *v) {
   size_t a = strncmp(v, "http://", 7) == 0 ? 7 + strcspn(v + 7, "/?#") : 0;
-  if (a == 0 || v[a] == '/') return strdup(v);
-  char *s = malloc(strlen(v) + 2); /* "/" goes before a query or fragment, not after it */
+  if (a == 0 || v[a] == '/') return keep_str(l, v);
+  char *s = keep_alloc(l, strlen(v) + 2); /* "/" goes before a query or fragment, not after it */
   if (s != NULL) sprintf(s, "%.*s/%s", (int)a, v, v + a);
   return s;
 }
@@ -240,8 +276,8 @@ static char *default_endpoint(loader *l) {
   char path[SUN_PATH_MAX], *s;
 
   if (ss__default_socket_path(path, sizeof(path), l->get) != 0)
-    snprintf(path, sizeof(path), "/tmp/spanshim-%u/collector.sock", (unsigned)geteuid());
-  s = malloc(strlen(path) + sizeof("unix:"));
+    snprintf(path, sizeof(path), "/tmp/spanshim-%u/collector.sock", (unsigned)ss__sys_geteuid());
+  s = keep_alloc(l, strlen(path) + sizeof("unix:"));
   if (s != NULL) {
     memcpy(s, "unix:", 5);
     strcpy(s + 5, path);
@@ -250,10 +286,10 @@ static char *default_endpoint(loader *l) {
 }
 
 /* SPANSHIM_ENDPOINT: an http URL whose path is empty or "/" means the default, /v1/traces. */
-static char *own_url(const char *v) {
+static char *own_url(loader *l, const char *v) {
   const char *slash = strncmp(v, "http://", 7) == 0 ? strchr(v + 7, '/') : NULL;
-  if (slash != NULL && slash[1] == '\0') return append_path(v, "/v1/traces");
-  return strdup(v);
+  if (slash != NULL && slash[1] == '\0') return append_path(l, v, "/v1/traces");
+  return keep_str(l, v);
 }
 
 static const char *const endpoint_names[] = {
@@ -262,14 +298,14 @@ static const char *const endpoint_names[] = {
 
 /* The traces URL the endpoint variable endpoint_names[i] = v names (malloc'd), or NULL
  * with *why set when the shim cannot use it. */
-static char *endpoint_url(int i, const char *v, const char **why) {
+static char *endpoint_url(loader *l, int i, const char *v, const char **why) {
   char *url;
   ss__endpoint ep; /* what the exporter will make of it: a bad URL means the default */
 
   if ((*why = endpoint_problem(v)) != NULL) return NULL;
-  url = i == 2 ? append_path(v, "/v1/traces") : i == 1 ? as_given(v) : own_url(v);
+  url = i == 2 ? append_path(l, v, "/v1/traces") : i == 1 ? as_given(l, v) : own_url(l, v);
   if (url != NULL && ss__endpoint_parse(url, "/v1/traces", &ep) != 0) {
-    free(url);
+    unkeep(l, url);
     *why = "is not a URL the shim can use (host, port or path)";
     return NULL;
   }
@@ -279,9 +315,10 @@ static char *endpoint_url(int i, const char *v, const char **why) {
 int ss__config_endpoint_check(const char *name, const char *v, char *why, size_t n) {
   const char *w = NULL;
   char *url = NULL;
+  loader l = {.get = getenv, .c = NULL};
 
   for (int i = 0; i < 3; i++)
-    if (strcmp(name, endpoint_names[i]) == 0) url = endpoint_url(i, v, &w);
+    if (strcmp(name, endpoint_names[i]) == 0) url = endpoint_url(&l, i, v, &w);
   if (url == NULL && w == NULL) w = "cannot be read (no memory, or not an endpoint variable)";
   free(url);
   if (w != NULL) snprintf(why, n, "%s", w);
@@ -299,7 +336,7 @@ static void load_endpoint(loader *l, ss__config *c) {
     v = env(l, endpoint_names[i]);
   i--;
   if (v != NULL) {
-    c->endpoint = endpoint_url(i, v, &why);
+    c->endpoint = endpoint_url(l, i, v, &why);
     base_ok = i == 2 && c->endpoint != NULL;
     if (c->endpoint == NULL && why != NULL)
       diag(l, endpoint_names[i], v, "%s; using the default socket", why);
@@ -307,14 +344,14 @@ static void load_endpoint(loader *l, ss__config *c) {
   c->default_socket_uid = (uid_t)-1;
   if (c->endpoint == NULL) {
     c->endpoint = default_endpoint(l);
-    c->default_socket_uid = geteuid();
+    c->default_socket_uid = ss__sys_geteuid();
   }
   /* Logs: OTEL_EXPORTER_OTLP_LOGS_ENDPOINT as given, else the base URL's /v1/logs, else
    * (NULL) beside the traces path. */
   if (logs != NULL && endpoint_ok(l, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", logs))
-    c->logs_endpoint = as_given(logs);
+    c->logs_endpoint = as_given(l, logs);
   else if (logs == NULL && base_ok)
-    c->logs_endpoint = append_path(v, "/v1/logs");
+    c->logs_endpoint = append_path(l, v, "/v1/logs");
 }
 
 /* OTEL_TRACES_EXPORTER / OTEL_LOGS_EXPORTER: a comma-separated list of otlp, console,
@@ -520,11 +557,11 @@ static void load_context(loader *l, ss__config *c) {
   /* tracestate without a valid traceparent means nothing (W3C Trace Context). */
   if (ts == NULL || !c->parent.valid)
     return;
-  c->tracestate = strdup(ts);
+  c->tracestate = keep_str(l, ts);
   if (c->tracestate != NULL) {
     size_t n = strlen(ts), kept = ss__tracestate_trim(c->tracestate, n, 0);
     if (kept == 0) {
-      free(c->tracestate);
+      unkeep(l, c->tracestate);
       c->tracestate = NULL;
     }
     if (kept < n)
@@ -565,7 +602,7 @@ static void load_propagation(loader *l, ss__config *c) {
     if (strlen(b) > BAGGAGE_MAX)
       diag(l, "BAGGAGE", b, "is longer than %d characters; ignoring it", BAGGAGE_MAX);
     else
-      c->baggage = strdup(b);
+      c->baggage = keep_str(l, b);
   }
 }
 
@@ -633,7 +670,7 @@ static void load_redaction(loader *l, ss__config *c) {
   const char *v = env(l, "SPANSHIM_REDACT_QUERY_KEYS");
   int dropped;
 
-  c->redact_query_keys = v != NULL ? strdup(v) : NULL;
+  c->redact_query_keys = v != NULL ? keep_str(l, v) : NULL;
   dropped = ss__url_redact_keys_set(v);
   if (dropped > 0)
     diag(l, "SPANSHIM_REDACT_QUERY_KEYS", v, "has %d name%s that cannot be a query key "
@@ -662,7 +699,7 @@ static void load_secrets(loader *l, ss__config *c) {
 }
 
 int ss__config_load(ss__config *c, ss__getenv_fn get) {
-  loader l = {.get = get != NULL ? get : getenv, .diags = 0};
+  loader l = {.get = get != NULL ? get : getenv, .diags = 0, .c = c};
 
   memset(c, 0, sizeof(*c));
   load_disabled(&l, c);
@@ -691,16 +728,16 @@ int ss__config_load(ss__config *c, ss__getenv_fn get) {
 }
 
 void ss__config_free(ss__config *c) {
-  free(c->service_name);
-  free(c->resource_attributes);
-  free(c->endpoint);
-  free(c->headers);
-  free(c->log_file);
-  free(c->tracestate);
-  free(c->baggage);
-  free(c->redact_query_keys);
-  free(c->logs_endpoint);
-  free(c->logs_headers);
+  config_str_free(c, c->service_name);
+  config_str_free(c, c->resource_attributes);
+  config_str_free(c, c->endpoint);
+  config_str_free(c, c->headers);
+  config_str_free(c, c->log_file);
+  config_str_free(c, c->tracestate);
+  config_str_free(c, c->baggage);
+  config_str_free(c, c->redact_query_keys);
+  config_str_free(c, c->logs_endpoint);
+  config_str_free(c, c->logs_headers);
   memset(c, 0, sizeof(*c));
 }
 
@@ -716,7 +753,7 @@ int ss__default_socket_path(char *out, size_t n, ss__getenv_fn get) {
     ss__out_puts(&o, "/spanshim/collector.sock");
   } else {
     ss__out_puts(&o, "/tmp/spanshim-");
-    ss__out_uint(&o, (unsigned)geteuid());
+    ss__out_uint(&o, (unsigned)ss__sys_geteuid());
     ss__out_puts(&o, "/collector.sock");
   }
   return ss__out_end(&o);

@@ -2,7 +2,9 @@
  *
  * Read once, at init, never on a hot path. Every malformed or unknown value produces one
  * diagnostic line (level warn) and the documented default; loading never fails. The
- * strings in ss__config are owned by it (heap) and live for the process. */
+ * strings in ss__config are owned by it (in its text[] while that has room, else on the
+ * heap; ss__config_free gives them back) and live for the process. A loaded ss__config
+ * is not to be copied: its strings may point into its own text[]. */
 #ifndef SS_CONFIG_H
 #define SS_CONFIG_H
 
@@ -75,6 +77,9 @@ typedef struct ss__config {
                                     ss__url_redact_keys_set by ss__config_load) */
   int command_args;              /* SPANSHIM_COMMAND_ARGS: SS_ARGS_*, default redacted */
   int db_error_messages;         /* SPANSHIM_DB_ERROR_MESSAGES: SS_DBMSG_*, default masked */
+  size_t text_used;              /* private: bytes of text[] in use */
+  char text[448];                /* private: the strings above, while they fit (no malloc at
+                                    start for the usual endpoint and context strings) */
 } ss__config;
 
 /* process.command_args: credentials redacted, as given, or not recorded. */

@@ -479,7 +479,7 @@ static int end_pipeline(encoder *e, uint64_t deadline_ms) {
 
 static int ensure_head(encoder *e) {
   if (!atomic_load_explicit(&encoders_used, memory_order_relaxed)) atomic_store(&encoders_used, 1);
-  pid_t pid = getpid();
+  pid_t pid = ss__sys_getpid();
   if (e->resource.attrs != NULL && e->resource_pid == pid) return 0;
   int rc;
   if (e->sigsafe) {
@@ -1067,9 +1067,9 @@ static int final_report_claimed(encoder *e, uint64_t deadline_ms) {
 /* An exit's own connection, used while the exporter thread has the usual one. */
 static ss__transport *exit_conn(void) {
   static pid_t for_pid;
-  if (for_pid != getpid()) {
+  if (for_pid != ss__sys_getpid()) {
     ss__transport_init_like(&exit_transport, &ss__transport_g, 0);
-    for_pid = getpid();
+    for_pid = ss__sys_getpid();
   }
   return &exit_transport;
 }

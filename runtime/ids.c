@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "runtime/span.h"
+#include "runtime/sys.h"
 
 static _Atomic uint64_t seed;
 static _Atomic uint32_t gen;             /* 0: never seeded */
@@ -54,7 +55,7 @@ static uint64_t fallback_entropy(void) {
   clock_gettime(CLOCK_MONOTONIC, &b);
   x = (uint64_t)a.tv_sec * 1000000000u + (uint64_t)a.tv_nsec;
   x ^= ((uint64_t)b.tv_nsec << 32) ^ (uint64_t)b.tv_sec;
-  x ^= (uint64_t)getpid() << 40;
+  x ^= (uint64_t)ss__sys_getpid() << 40;
   x ^= (uint64_t)(uintptr_t)&local ^ ((uint64_t)(uintptr_t)&seed << 17);
   return splitmix64(&x);
 }

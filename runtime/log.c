@@ -177,7 +177,7 @@ void ss__log(int level, const char *fmt, ...) {
 
   if (level > ss__log_level || level <= SS_LOG_OFF)
     return;
-  n = snprintf(buf, sizeof(buf), "%s[%d]: ", log_prefix, (int)getpid());
+  n = snprintf(buf, sizeof(buf), "%s[%d]: ", log_prefix, (int)ss__sys_getpid());
   if (n < 0 || n >= (int)sizeof(buf) - 1)
     n = 0;
   va_start(ap, fmt);

@@ -279,13 +279,13 @@ int ss__own_go_private(void) {
    * invalid call answers EBADF or EINVAL where the system call exists (and ENOSYS or, under
    * a seccomp filter, EPERM where it does not) and makes no fd. */
   if (syscall(SYS_pidfd_getfd, -1, 0, 0) == 0 || errno != EBADF) return -ENOSYS;
-  if (syscall(SYS_pidfd_open, getpid(), ~0u) == 0 || errno != EINVAL) return -ENOSYS;
+  if (syscall(SYS_pidfd_open, ss__sys_getpid(), ~0u) == 0 || errno != EINVAL) return -ENOSYS;
   /* Closing the whole range while unsharing copies none of the app's fds into the new
    * table (the kernel copies only those below the range), so no file of the app's is
    * held open by us even for a moment. */
   if (syscall(SYS_close_range, 0u, ~0u, CLOSE_RANGE_UNSHARE) != 0) return -errno;
   private_table = 1;
-  self_pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0u);
+  self_pidfd = (int)syscall(SYS_pidfd_open, ss__sys_getpid(), 0u);
   return 0;
 }
 

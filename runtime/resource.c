@@ -102,7 +102,7 @@ static pid_t proc_id_pid; /* whose id proc_id holds; -1 while it is written */
 static void uuid_v4(char out[UUID_LEN + 1]);
 
 static void instance_id(char out[UUID_LEN + 1]) {
-  pid_t me = getpid();
+  pid_t me = ss__sys_getpid();
   pid_t have = __atomic_load_n(&proc_id_pid, __ATOMIC_ACQUIRE);
   if (have == me) {
     memcpy(out, proc_id, sizeof proc_id);
@@ -128,7 +128,7 @@ static void uuid_v4(char out[UUID_LEN + 1]) {
   if (getrandom(b, sizeof b, GRND_NONBLOCK) != (ssize_t)sizeof b) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)getpid() << 17;
+    uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)ss__sys_getpid() << 17;
     for (size_t i = 0; i < sizeof b; i++) {
       x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift: unique enough, not secret */
       b[i] = (unsigned char)x;
@@ -164,7 +164,7 @@ static pid_t forked_pid;
 
 void ss__resource_forked(void) {
   clock_gettime(CLOCK_REALTIME, &forked_at);
-  forked_pid = getpid();
+  forked_pid = ss__sys_getpid();
 }
 
 /* secs.ms (after 1970) as ISO 8601 UTC with milliseconds. The civil date is worked out
@@ -209,7 +209,7 @@ static void creation_time(char out[ISO_LEN + 1]) {
   int field;
 
   out[0] = '\0';
-  if (forked_pid != 0 && forked_pid == getpid()) {
+  if (forked_pid != 0 && forked_pid == ss__sys_getpid()) {
     iso_utc(out, forked_at.tv_sec, (unsigned long)(forked_at.tv_nsec / 1000000));
     return;
   }
@@ -311,7 +311,7 @@ static void fill(ss__resource *r, const ss__config *c, const char *exe, const ch
   }
   if (svc != NULL)
     set_str(r, "service.name", svc);
-  pid = (ss__attr){.type = SS_ATTR_INT, .v.i = (int64_t)getpid()};
+  pid = (ss__attr){.type = SS_ATTR_INT, .v.i = (int64_t)ss__sys_getpid()};
   set_attr(r, "process.pid", &pid);
   if (ct[0] != '\0') set_str(r, "process.creation.time", ct);
   if (program_invocation_name != NULL && program_invocation_name[0] != '\0')

@@ -24,7 +24,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 struct addrinfo;
 
@@ -57,6 +59,28 @@ int ss__sys_sigaction(int sig, const struct sigaction *act, struct sigaction *ol
 /* Looks up now what ss__sys_pthread_create will call (takes the loader lock once): before
  * a fork, so no child looks it up itself, faulting in the loader's pages. */
 void ss__sys_resolve_thread(void);
+
+/* getpid(2), getppid(2) and geteuid(2) made inline, with no libc call: at process start
+ * each such call faulted in a page of libc's code of its own. They never fail; they are
+ * async-signal-safe and right in a vfork child (the kernel's answer, never a cache). */
+static inline long ss__sys_call0(long nr) {
+#if defined(__x86_64__)
+  long r;
+  __asm__ volatile("syscall" : "=a"(r) : "0"(nr) : "rcx", "r11", "memory");
+  return r;
+#else
+  return syscall(nr);
+#endif
+}
+static inline pid_t ss__sys_getpid(void) {
+  return (pid_t)ss__sys_call0(SYS_getpid);
+}
+static inline pid_t ss__sys_getppid(void) {
+  return (pid_t)ss__sys_call0(SYS_getppid);
+}
+static inline uid_t ss__sys_geteuid(void) {
+  return (uid_t)ss__sys_call0(SYS_geteuid);
+}
 
 /* In a fork child: makes m a fresh unlocked mutex (another parent thread may have held it
  * at the fork), writing it only when it is not one already, so the page it lives on is

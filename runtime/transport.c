@@ -229,7 +229,7 @@ static int untrusted(char *why, size_t n, const char *fmt, ...) {
 }
 
 static int uid_trusted(uid_t u, uid_t also_ok) {
-  return u == geteuid() || u == 0 || (also_ok != SS_UID_NONE && u == also_ok);
+  return u == ss__sys_geteuid() || u == 0 || (also_ok != SS_UID_NONE && u == also_ok);
 }
 
 int ss__unix_dir_trusted(const char *sock_path, int named, uid_t *dir_owner, char *why,
@@ -251,7 +251,7 @@ int ss__unix_dir_trusted(const char *sock_path, int named, uid_t *dir_owner, cha
   if (!S_ISDIR(st.st_mode)) return untrusted(why, n, "%s is not a directory", dir);
   if (!named && !uid_trusted(st.st_uid, SS_UID_NONE))
     return untrusted(why, n, "directory %s is owned by uid %u, not by us (uid %u) or root",
-                     dir, (unsigned)st.st_uid, (unsigned)geteuid());
+                     dir, (unsigned)st.st_uid, (unsigned)ss__sys_geteuid());
   uid_t also = named ? st.st_uid : SS_UID_NONE;
   if (st.st_mode & (S_IWGRP | S_IWOTH)) {
     struct stat ss;
@@ -276,7 +276,7 @@ int ss__unix_peer_trusted(int fd, uid_t also_ok, char *why, size_t n) {
     return untrusted(why, n, "cannot tell who listens (SO_PEERCRED: %s)", strerror(errno));
   if (!uid_trusted(cr.uid, also_ok))
     return untrusted(why, n, "the listener runs as uid %u (pid %d), not as us (uid %u) or "
-                     "root", (unsigned)cr.uid, (int)cr.pid, (unsigned)geteuid());
+                     "root", (unsigned)cr.uid, (int)cr.pid, (unsigned)ss__sys_geteuid());
   return 0;
 }
 
@@ -821,7 +821,7 @@ void ss__transport_close(ss__transport *t) {
 }
 
 int ss__transport_admits_us(const ss__transport *t) {
-  uid_t me = geteuid();
+  uid_t me = ss__sys_geteuid();
   return !t->ep.is_unix || me == 0 || me == t->listener_uid ||
          atomic_load(&tree_token_set);
 }

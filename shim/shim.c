@@ -50,7 +50,7 @@ static void atfork_child(void) {
   ss__own_atfork_child();
   ss__loader_atfork_child();
   ss__internal_begin();
-  ss__pid = getpid();
+  ss__pid = ss__sys_getpid();
   ss__ids_reseed();
   ss__exporter_atfork_child();
   ss__socket_atfork_child();
@@ -112,7 +112,7 @@ void ss__init(void) {
     SS_LOG(SS_LOG_WARN, "SPANSHIM_LOG_FILE \"%s\" cannot be opened (%s); diagnostics go to "
            "stderr", ss__cfg.log_file, strerror(log_err));
   errno = saved_errno;
-  ss__pid = getpid();
+  ss__pid = ss__sys_getpid();
   int state = SS_INIT_OFF;
   if (!is_collector()) { /* OTEL_SDK_DISABLED: hooks only pass context on (span.c) */
     ss__ids_reseed();
