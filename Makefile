@@ -5,6 +5,8 @@
 #   make demo       trace real curl and psql against throwaway local servers
 #   make bench      benchmarks (print numbers; never fail on timing)
 #   make asan|tsan  sanitizer builds of the tools and unit suites, then run those suites
+#   make valgrind   the unit suites under memcheck, then real programs traced under memcheck
+#                   against a spanshimd under memcheck (tests/valgrind/programs.py)
 #   make install    PREFIX=/usr/local DESTDIR= (also BINDIR, LIBDIR, MANDIR, UNITDIR, USERUNITDIR)
 #   make clean      remove $(BUILD) and its sanitizer builds $(BUILD)-asan, $(BUILD)-tsan
 #   make deps       apt-get what the build and tests need (sudo when not root)
@@ -214,10 +216,11 @@ asan:
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" unit
 tsan:
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)-tsan OPT="-O1 -g" SAN="-fsanitize=thread" unit
-valgrind: $(UNIT_BIN)
+valgrind: all $(UNIT_BIN) $(PROG_BIN)
 	@for t in $(UNIT_BIN); do CK_FORK=no valgrind -q --error-exitcode=9 \
 	  --suppressions=tests/valgrind.supp \
 	  --leak-check=full --errors-for-leak-kinds=definite $$t || exit 1; done
+	@$(PYTHON) tests/valgrind/programs.py --build $(BUILD)
 
 MANDIR ?= $(PREFIX)/share/man
 UNITDIR ?= $(PREFIX)/lib/systemd/system
