@@ -78,15 +78,18 @@ typedef struct ss__http_writer {
 } ss__http_writer;
 
 /* Header lines spliced into an outbound stream: buf[off..len) still to go, after `after`
- * more of the app's bytes. The caller owns buf and the struct, one writer at a time. */
+ * more of the app's bytes, in place of the `drop` app bytes that follow those (0: an
+ * insertion; else a replacement of as many bytes, as a forwarded traceparent's parent-id).
+ * The caller owns buf and the struct, one writer at a time. */
 typedef struct ss__splice {
   char *buf;
-  uint32_t len, off, after;
+  uint32_t len, off, after, drop;
 } ss__splice;
 
 /* Writes the app's bytes app[0..cnt) (at most 16 buffers) through w with sp's lines
  * spliced in where sp says; returns the app bytes taken, as the app's own call would
- * (our bytes never counted; a call that moved only ours writes again), or w's failure
+ * (our bytes never counted; the bytes they replace count as taken once all of ours went;
+ * a call that moved only ours writes again), or w's failure
  * (<= 0, errno as w left it) when none were. sp keeps what is still to go. */
 ssize_t ss__splice_send(ss__splice *sp, const ss__http_writer *w, const struct iovec *app,
                         size_t cnt);

@@ -25,7 +25,21 @@
  * it makes meanwhile (SQL, outbound HTTP, connect) are its children and threads it starts
  * inherit it (until the response is complete: their copy of the context expires). A
  * thread seen with requests of two connections in flight at once is an event loop: it
- * never gets a request context again (no guessed nesting).
+ * never holds a request context for long again. Its context is then the request whose
+ * bytes it read last (a request's head or body, or the response to an outbound request
+ * made for it), until it next waits for events (epoll_wait, poll, select and their
+ * variants) or that request ends: what one callback does for the request it was woken
+ * for is that request's (nginx reads a request and writes it to an upstream connection
+ * in one callback). A connection connected under such a context carries its first
+ * request for that request, whenever that is written (a non-blocking connect completes
+ * in a later callback); later requests on it (a kept-alive upstream connection) belong
+ * to the context they are written in. Outside a callback nothing is guessed.
+ *
+ * A proxy forwards its caller's traceparent: a request written with the traceparent of
+ * the very request being served (same trace-id and parent-id as it came in) gets the
+ * CLIENT span as its parent instead, the parent-id rewritten in place (same length:
+ * the app's framing and byte counts are unchanged), so the hop nests as a hop. A
+ * traceparent the app made itself (an SDK) is kept and is the CLIENT span's parent.
  *
  * Concurrency: a slot is used by one thread at a time (an atomic flag); a thread that
  * finds it busy (two threads on one socket, a signal handler's I/O) lets those bytes
@@ -33,9 +47,13 @@
  * connection up. A close that finds the slot busy leaves the ending of its spans to the
  * holder. Losses are counted (ss__dropped). */
 #include <errno.h>
+#include <poll.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -72,6 +90,10 @@ typedef struct msg {
   _Atomic uint32_t gen;        /* bumped when the span ends: copies of ctx expire */
   uint16_t ts_len;             /* SERVER: the request's tracestate, passed on by requests */
   char tracestate[512];        /* the thread makes while serving it */
+  uint8_t in_tp;               /* SERVER: the request came with a traceparent, whose */
+  uint8_t in_parent[8];        /* parent-id is this (a proxy forwarding it: see below) */
+  const struct msg *req;       /* CLIENT: the request it was made for (req_gen while that */
+  uint32_t req_gen;            /* request is in flight), or NULL */
 } msg;
 
 typedef struct conn {
@@ -82,6 +104,7 @@ typedef struct conn {
   uint8_t tls;      /* plaintext seen through a TLS library: https */
   uint8_t in_idle;  /* the inbound parser is between messages */
   uint8_t out_idle; /* the outbound parser is between messages */
+  uint8_t wrote_req;   /* client: a request head was written on it */
   uint8_t out_started; /* client: the current outbound request's span was started (1), or
                           could not be (2: the queue was full) */
   ss__h1 in, out;   /* what the app reads / what it writes */
@@ -117,11 +140,26 @@ static __thread int cur_msg __attribute__((tls_model("initial-exec")));
 static __thread int cur_token __attribute__((tls_model("initial-exec")));
 static __thread uint8_t event_loop __attribute__((tls_model("initial-exec")));
 #define THIS_THREAD ((void *)&cur_conn) /* a per-thread address, to name the pusher */
+/* An event loop's callback context (see the top): pushed at loop_token with span id
+ * loop_sid; loop_token -1 when none. */
+static __thread int loop_token __attribute__((tls_model("initial-exec"))) = -1;
+static __thread uint8_t loop_sid[8] __attribute__((tls_model("initial-exec")));
 
 /* ---- fd roles ---- */
+static void owner_set(int fd, const struct msg *r, uint32_t gen);
+static const struct msg *request_of(const ss__ctx *cur, uint32_t *gen);
+static int loop_ours(void);
+
 void ss__http_fd_role(int fd, int server) {
-  if ((unsigned)fd < FD_MAX && ss__active(SS_HOOK_HTTP))
-    atomic_store_explicit(&fd_role[0][fd], server ? R_SERVER : R_CLIENT, memory_order_relaxed);
+  if ((unsigned)fd >= FD_MAX || !ss__active(SS_HOOK_HTTP)) return;
+  atomic_store_explicit(&fd_role[0][fd], server ? R_SERVER : R_CLIENT, memory_order_relaxed);
+  /* Connected in an event loop's callback (the connect span is on top of the context;
+   * the callback's lies under it): the connection's first request is that request's. */
+  uint32_t gen;
+  const struct msg *r;
+  if (!server && loop_token >= 0 && loop_ours() &&
+      (r = request_of(&ss__self.ctx[loop_token], &gen)) != NULL)
+    owner_set(fd, r, gen);
 }
 
 static inline int role_of(int t, int fd) {
@@ -204,7 +242,7 @@ static conn *slot_new(int t, int fd, int server) {
     c->tls = (uint8_t)t;
     c->hs_us = t ? atomic_load_explicit(&hs_us[fd], memory_order_relaxed) : 0;
     c->in_idle = c->out_idle = 1;
-    c->out_started = 0;
+    c->out_started = c->wrote_req = 0;
     c->heads = 0;
     c->looked_http = c->resync = c->rs_match = c->rs_mid = 0;
     atomic_store(&c->closed_meanwhile, 0);
@@ -297,6 +335,98 @@ static void end_all(conn *c) {
   while (c->q_n) q_finish_oldest(c);
 }
 
+/* ---- an event loop's callback context, and connections connected in one (see the top) ---- */
+static int req_live(const msg *r, uint32_t gen) {
+  return r != NULL && atomic_load_explicit(&r->gen, memory_order_acquire) == gen;
+}
+
+/* The request in flight the current context stands for (its SERVER span's context, pushed
+ * here or inherited), with its generation; NULL when it stands for none. */
+static const msg *request_of(const ss__ctx *cur, uint32_t *gen) {
+  if (!cur->valid || cur->live == NULL ||
+      atomic_load_explicit(cur->live, memory_order_acquire) != cur->gen)
+    return NULL;
+  const char *p = (const char *)cur->live, *base = (const char *)conns;
+  if (p < base || p >= (const char *)(conns + SLOTS)) return NULL;
+  const conn *c = &conns[(size_t)(p - base) / sizeof(conn)];
+  size_t off = (size_t)(p - (const char *)c) - offsetof(conn, q);
+  if (!c->server || off % sizeof(msg) != offsetof(msg, gen)) return NULL;
+  *gen = cur->gen;
+  return &c->q[off / sizeof(msg)];
+}
+
+static const msg *serving(uint32_t *gen) {
+  ss__ctx cur;
+  return ss__ctx_current(&cur) ? request_of(&cur, gen) : NULL;
+}
+
+/* 1 while the callback context is this thread's stack entry at loop_token. */
+static int loop_ours(void) {
+  return loop_token >= 0 && loop_token < SS_CTX_DEPTH && ss__ctx_depth() > loop_token &&
+         memcmp(ss__self.ctx[loop_token].span_id, loop_sid, 8) == 0;
+}
+
+/* Request r (in flight) becomes this event loop's callback context; not while the
+ * current one lies under contexts pushed since (a call the callback is inside of). */
+static void loop_set(const msg *r) {
+  if (!loop_ours()) {
+    loop_token = ss__ctx_push(&r->ctx);
+  } else if (ss__ctx_depth() != loop_token + 1 || !ss__ctx_replace(loop_token, &r->ctx)) {
+    return;
+  }
+  memcpy(loop_sid, r->ctx.span_id, 8);
+}
+
+/* The thread is about to wait for events: the callback is over. A wait inside a call
+ * made under the callback's context (libcurl's poll) leaves it. */
+__attribute__((noinline, cold)) static void loop_wait(void) {
+  if (loop_ours()) {
+    if (ss__ctx_depth() != loop_token + 1) return;
+    ss__ctx_pop(loop_token);
+  }
+  loop_token = -1;
+}
+
+#define OWNERS 64
+typedef struct owner {
+  _Atomic int key; /* 0 free, fd + 1 set, -1 busy */
+  const msg *req;
+  uint32_t gen;
+} owner;
+static owner owners[OWNERS];
+static _Atomic int owners_n;
+
+/* fd was connected in a callback for request r: its first request is r's. Best effort:
+ * with every entry holding a request still in flight, nothing is kept. */
+static void owner_set(int fd, const msg *r, uint32_t gen) {
+  for (int i = 0; i < OWNERS; i++) {
+    int k = atomic_load(&owners[i].key);
+    if (k < 0 || (k > 0 && req_live(owners[i].req, owners[i].gen))) continue;
+    if (!atomic_compare_exchange_strong(&owners[i].key, &k, -1)) continue;
+    if (k == 0) atomic_fetch_add(&owners_n, 1);
+    owners[i].req = r;
+    owners[i].gen = gen;
+    atomic_store_explicit(&owners[i].key, fd + 1, memory_order_release);
+    return;
+  }
+}
+
+/* The request fd's connect was made for, if still in flight (and forgets it). */
+static const msg *owner_take(int fd, uint32_t *gen) {
+  const msg *r = NULL;
+  for (int i = 0; i < OWNERS && atomic_load_explicit(&owners_n, memory_order_relaxed) > 0; i++) {
+    int k = fd + 1;
+    if (!atomic_compare_exchange_strong(&owners[i].key, &k, -1)) continue;
+    if (req_live(owners[i].req, owners[i].gen)) {
+      r = owners[i].req;
+      *gen = owners[i].gen;
+    }
+    atomic_fetch_sub(&owners_n, 1);
+    atomic_store(&owners[i].key, 0);
+  }
+  return r;
+}
+
 /* Parks b as the newest message; 0, or -1 when the queue or the record is full. */
 static int q_push(conn *c, ss__sb *b) {
   if (c->q_n == PIPE) {
@@ -308,8 +438,9 @@ static int q_push(conn *c, ss__sb *b) {
   ss__span_pop(b);
   m->live = b->recording && ss__span_park(b, m->rec, sizeof m->rec - 512) > 0;
   if (b->recording && !m->live) ss__dropped(SS_DROP_TOO_BIG);
-  m->status_set = m->error = m->ctx_pushed = 0;
+  m->status_set = m->error = m->ctx_pushed = m->in_tp = 0;
   m->ctx_owner = NULL;
+  m->req = NULL;
   if (c->hs_us && m->live) {
     ss__rec_add_int(m->rec, sizeof m->rec, "spanshim.tls.handshake_us", c->hs_us);
     c->hs_us = 0;
@@ -435,6 +566,11 @@ static void server_head(conn *c) {
   add_peer(&b, c);
   ss__h1_expect_response_to(&c->out, h->method);
   if (q_push(c, &b) != 0) return;
+  if (token_adopted) {
+    msg *m = q_newest(c);
+    m->in_tp = 1;
+    memcpy(m->in_parent, parent.span_id, 8);
+  }
   if (token_adopted && h->tracestate[0]) { /* W3C: passed on unchanged with our parent id */
     msg *m = q_newest(c);
     size_t n = strlen(h->tracestate);
@@ -710,6 +846,17 @@ static conn *conn_for(int t, int fd, int role, int outbound, const char *first, 
   return c;
 }
 
+/* An event loop read c's bytes: the request they are for is its callback's context (a
+ * request's head or body; the response to a request made for one). */
+static void loop_read(conn *c) {
+  const msg *m = c->server ? q_newest(c) : q_oldest(c);
+  if (c->server) {
+    if (m->live || m->ctx.valid) loop_set(m);
+  } else if (req_live(m->req, m->req_gen)) {
+    loop_set(m->req);
+  }
+}
+
 /* rc bytes moved in direction `out` through iov. */
 static void observe(int t, int fd, int out, const struct iovec *iov, size_t cnt, ssize_t rc) {
   int role = role_of(t, fd);
@@ -719,6 +866,7 @@ static void observe(int t, int fd, int out, const struct iovec *iov, size_t cnt,
   conn *c = conn_for(t, fd, role, out, iov[0].iov_base, n0);
   if (c) {
     feed_iov(c, out, iov, cnt, (size_t)rc);
+    if (event_loop && !out && c->fd >= 0 && c->q_n) loop_read(c);
     slot_give(c);
   }
   errno = saved;
@@ -761,6 +909,8 @@ void ss__http_sendfile(int fd, ssize_t rc) {
 static void closed(int t, int fd) {
   int role = role_of(t, fd);
   if (t == 0) hold_settle(fd, 1);
+  uint32_t gen;
+  if (t == 0 && atomic_load_explicit(&owners_n, memory_order_relaxed) > 0) owner_take(fd, &gen);
   if (role == R_NONE) return;
   set_role(t, fd, R_NONE);
   if (role != R_TRACKED) return;
@@ -841,6 +991,9 @@ void ss__http_atfork_child(void) {
   /* Written only when set: a page the child does not write is not copied. */
   if (atomic_load(&holds_n) != 0) atomic_store(&holds_n, 0);
   if (cur_conn != NULL) cur_conn = NULL;
+  for (int i = 0; i < OWNERS && atomic_load(&owners_n) > 0; i++) /* the parent's */
+    if (atomic_load(&owners[i].key) != 0) atomic_store(&owners[i].key, 0);
+  if (atomic_load(&owners_n) != 0) atomic_store(&owners_n, 0);
 }
 
 /* ---- traceparent injection into client requests ---- */
@@ -874,7 +1027,7 @@ ssize_t ss__splice_send(ss__splice *sp, const ss__http_writer *w, const struct i
   size_t done = 0; /* app bytes sent by this call */
   for (;;) {
     struct iovec v[18];
-    size_t nv = 0, skip = done, before = sp->after;
+    size_t nv = 0, skip = done, before = sp->after, drop = 0;
     int spliced = sp->off >= sp->len;
     for (size_t i = 0; i < cnt && nv < 16; i++) {
       const char *b = app[i].iov_base;
@@ -892,9 +1045,14 @@ ssize_t ss__splice_send(ss__splice *sp, const ss__http_writer *w, const struct i
         b += before;
         len -= before;
         spliced = 1;
+        drop = sp->drop; /* the app bytes ours stand for, never sent */
       } else if (!spliced) {
         before -= len;
       }
+      size_t d = drop < len ? drop : len;
+      b += d;
+      len -= d;
+      drop -= d;
       if (len) v[nv++] = (struct iovec){(void *)b, len};
     }
     if (!spliced && before == 0) /* the splice point is at the very end */
@@ -912,11 +1070,12 @@ ssize_t ss__splice_send(ss__splice *sp, const ss__http_writer *w, const struct i
       k -= sp->after;
       sp->after = 0;
       size_t rest = sp->len - sp->off;
-      if (k <= rest) {
+      if (k < rest) {
         sp->off += (uint32_t)k;
-      } else {
+      } else { /* ours are all out: the app bytes they replace are taken too */
         sp->off = sp->len;
-        app_now += k - rest;
+        app_now += sp->drop + (k - rest);
+        sp->drop = 0;
       }
     }
     done += app_now;
@@ -926,22 +1085,32 @@ ssize_t ss__splice_send(ss__splice *sp, const ss__http_writer *w, const struct i
 }
 
 /* The value of the first traceparent field (any case) among the header lines h[0..n),
- * parsed; 0, or -1 when absent or invalid. */
-static int app_traceparent(const char *h, size_t n, ss__ctx *out) {
+ * parsed; 0, or -1 when absent or invalid. *at: where in h its parent-id is, when the
+ * value is exactly a version-00 traceparent (optional whitespace around it), else 0. */
+static int app_traceparent(const char *h, size_t n, ss__ctx *out, size_t *at) {
   static const char name[] = "traceparent:";
   size_t i = 0;
+  *at = 0;
   while (i < n) {
     size_t e = i;
     while (e < n && h[e] != '\n') e++;
     if (e - i > sizeof name - 1 && strncasecmp(h + i, name, sizeof name - 1) == 0) {
       size_t v = i + sizeof name - 1, ve = e;
       if (ve > v && h[ve - 1] == '\r') ve--;
-      return ss__traceparent_parse(h + v, ve - v, out);
+      int rc = ss__traceparent_parse(h + v, ve - v, out);
+      size_t a = v, z = ve;
+      while (a < z && (h[a] == ' ' || h[a] == '\t')) a++;
+      while (z > a && (h[z - 1] == ' ' || h[z - 1] == '\t')) z--;
+      if (rc == 0 && z - a == SS_TRACEPARENT_LEN && h[a] == '0' && h[a + 1] == '0')
+        *at = a + 36; /* "00-" trace-id "-" */
+      return rc;
     }
     i = e + 1;
   }
   return -1;
 }
+
+static const char hexd[] = "0123456789abcdef";
 
 /* Starts the CLIENT span for a request head that begins in this write, and prepares its
  * traceparent when the head is whole here and carries none. `can_inject`: the caller can
@@ -953,14 +1122,47 @@ static void client_write_begins(conn *c, const struct iovec *iov, int can_inject
   const char *b0 = iov[0].iov_base;
   if (ss__h1_scan_request(b0, iov[0].iov_len, &le, &he, &has_tp) != 0) return;
   const char *sp = memchr(b0, ' ', le);
-  /* The app's own traceparent is the span's parent (as for libcurl), never replaced. */
-  ss__ctx app;
+  /* The request this one is made for: the one the connection was connected for (its
+   * first request), else the current context's. */
+  uint32_t gen = 0;
+  const msg *req = NULL;
   int token = -1;
-  if (has_tp && he > 0 && app_traceparent(b0 + le, he - le, &app) == 0)
-    token = ss__ctx_push(&app);
+  if (!c->wrote_req && atomic_load_explicit(&owners_n, memory_order_relaxed) > 0 &&
+      (req = owner_take(c->fd, &gen)) != NULL)
+    token = ss__ctx_push(&req->ctx);
+  else
+    req = serving(&gen);
+  c->wrote_req = 1;
+  /* The app's own traceparent is the span's parent (as for libcurl), unless it is the
+   * served request's own, forwarded: then it is rewritten to name this span. */
+  ss__ctx app;
+  size_t at = 0;
+  int forwarded = 0;
+  if (has_tp && he > 0 && app_traceparent(b0 + le, he - le, &app, &at) == 0) {
+    forwarded = req && req->in_tp && at && can_inject && (ss__cfg.propagators & SS_PROP_TRACECONTEXT) &&
+                memcmp(app.trace_id, req->ctx.trace_id, 16) == 0 &&
+                memcmp(app.span_id, req->in_parent, 8) == 0;
+    if (!forwarded) {
+      if (token >= 0) ss__ctx_pop(token);
+      token = ss__ctx_push(&app);
+      req = NULL;
+    }
+  }
   msg *m = client_start(c, b0, sp ? (size_t)(sp - b0) : le);
   if (token >= 0) ss__ctx_pop(token);
   c->out_started = m ? 1 : 2;
+  if (m && req) {
+    m->req = req;
+    m->req_gen = gen;
+  }
+  if (m && forwarded && m->ctx.valid) { /* the parent-id, in place: 16 bytes for 16 */
+    for (int i = 0; i < 8; i++) {
+      c->inj[2 * i] = hexd[m->ctx.span_id[i] >> 4];
+      c->inj[2 * i + 1] = hexd[m->ctx.span_id[i] & 15];
+    }
+    c->sp = (ss__splice){.buf = c->inj, .len = 16, .after = (uint32_t)(le + at), .drop = 16};
+    return;
+  }
   /* No context to pass on (OTEL_SDK_DISABLED without a caller's): nothing injected. */
   if (m == NULL || has_tp || !m->ctx.valid || !(ss__cfg.propagators & SS_PROP_TRACECONTEXT))
     return;
@@ -1025,3 +1227,27 @@ int ss__http_tls_send(const ss__http_writer *w, const void *buf, size_t n, ssize
 uint64_t ss__http_injections_skipped_slow(void) {
   return atomic_load(&injections_skipped);
 }
+
+/* ---- waiting for events: an event loop's callback is over (see the top) ----
+ * Each passes straight through; on a thread with a callback context it first drops it. */
+#define WAIT_HOOK(ret, name, params, args)                                    \
+  SS_REAL(name)                                                               \
+  SS_EXPORT ret name params {                                                 \
+    if (__builtin_expect(loop_token >= 0, 0)) SS_SAVE_ERRNO(loop_wait());     \
+    return real_##name() args;                                                \
+  }
+
+WAIT_HOOK(int, epoll_wait, (int fd, struct epoll_event *ev, int n, int ms), (fd, ev, n, ms))
+WAIT_HOOK(int, epoll_pwait, (int fd, struct epoll_event *ev, int n, int ms, const sigset_t *m),
+          (fd, ev, n, ms, m))
+WAIT_HOOK(int, epoll_pwait2,
+          (int fd, struct epoll_event *ev, int n, const struct timespec *t, const sigset_t *m),
+          (fd, ev, n, t, m))
+WAIT_HOOK(int, poll, (struct pollfd *p, nfds_t n, int ms), (p, n, ms))
+WAIT_HOOK(int, ppoll, (struct pollfd *p, nfds_t n, const struct timespec *t, const sigset_t *m),
+          (p, n, t, m))
+WAIT_HOOK(int, select, (int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *t),
+          (n, r, w, e, t))
+WAIT_HOOK(int, pselect,
+          (int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec *t, const sigset_t *m),
+          (n, r, w, e, t, m))

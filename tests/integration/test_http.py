@@ -371,7 +371,13 @@ http {{
         location = /ok {{ return 200 "ok\\n"; }}
         location = /fail {{ return 500; }}
         location /up/ {{ proxy_pass http://127.0.0.1:{up}/; }}
+        location /ka/ {{
+            proxy_pass http://backend/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
     }}
+    upstream backend {{ server 127.0.0.1:{up}; keepalive 4; }}
 }}
 """
 
@@ -472,6 +478,96 @@ def test_nginx_event_loop_every_request_has_its_server_span(ctx):
     cli = http_spans(spans, CLIENT)
     assert len(cli) == 1 and cli[0].attrs["http.response.status_code"] == 200, cli
     assert cli[0].attrs["url.full"] == "http://127.0.0.1:%d/slow/1500" % up.port, cli[0]
+
+
+BACKEND_PY = r'''
+import http.server, signal, sys, time
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def do_GET(self):
+        time.sleep(0.03)  # so that nginx has several requests in flight at once
+        body = ("%s tp=%s\n" % (self.path, self.headers.get("traceparent"))).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+srv.daemon_threads = True
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+print("port=%d" % srv.server_address[1], flush=True)
+srv.serve_forever()
+'''
+
+
+def _nginx_spans(spans, backend_pid):
+    return [s for s in spans if s.resource.get("process.pid") != backend_pid]
+
+
+def _proxied_hops(spans, backend_pid, paths):
+    """For each path: nginx's SERVER span, its CLIENT span to the backend, the backend's
+    SERVER span; the hops that are not each the child of the one before, in one trace."""
+    ngx = _nginx_spans(spans, backend_pid)  # the worker's (not the master's pid)
+    srv_n = {s.attrs.get("url.path", "") + "?" + s.attrs.get("url.query", ""): s
+             for s in ngx if s.kind == SERVER}
+    cli_n = {s.span_id: s for s in ngx if s.kind == CLIENT}
+    srv_b = {s.attrs.get("url.path", "") + "?" + s.attrs.get("url.query", ""): s
+             for s in harness.spans_of_pid(spans, backend_pid) if s.kind == SERVER}
+    wrong = []
+    for p in paths:
+        front, back = srv_n.get(p[0]), srv_b.get(p[1])
+        if front is None or back is None:
+            wrong.append("%s: nginx SERVER %s, backend SERVER %s" % (p, front, back))
+            continue
+        hop = cli_n.get(back.parent_id)
+        if hop is None or hop.parent_id != front.span_id or not (
+                front.trace_id == hop.trace_id == back.trace_id):
+            wrong.append("%s: backend SERVER's parent %s is %s; nginx SERVER %s/%s" % (
+                p, back.parent_id, hop and "CLIENT %s/%s child of %r" % (
+                    hop.trace_id, hop.span_id, hop.parent_id), front.trace_id, front.span_id))
+    return wrong
+
+
+def test_nginx_joins_every_proxied_request_while_it_serves_many_at_once(ctx):
+    """nginx is an event loop: under concurrency each request is still one trace, nginx
+    SERVER → nginx CLIENT → backend SERVER, with fresh upstream connections (/up/) and
+    with kept-alive ones (/ka/); and a caller's traceparent, which nginx forwards as it
+    came, is rewritten to name nginx's CLIENT span (the hop nests as a hop)."""
+    c = ctx.collector()
+    script = os.path.join(ctx.tmp, "backend.py")
+    with open(script, "w") as f:
+        f.write(BACKEND_PY)
+    be = harness.Service(ctx, [SYS_PY, script], collector=c)
+    port, proc, stop = _nginx(ctx, c, be.port)
+    u = "http://127.0.0.1:%d" % port
+    # (what nginx serves, what the backend serves) for 24 requests of each kind
+    paths = [("/%s/r?k=%s&i=%d" % (k, k, i), "/r?k=%s&i=%d" % (k, i))
+             for k in ("up", "ka") for i in range(24)]
+    # 8 clients at once, each on its own connection (curl -Z), the backend 30 ms a request.
+    args = ["-Z", "--parallel-max", "8", "-w", "%{http_code}\n"]
+    for front, _ in paths:
+        args += ["-o", "/dev/null", u + front]
+    out = curl(ctx, *args, timeout=120)
+    assert out.decode().split() == ["200"] * len(paths), out
+    # A caller's own traceparent, forwarded by nginx: rewritten in place, once.
+    caller = "00-%s-%s-01" % ("ab" * 16, "cd" * 8)
+    got = curl(ctx, "-H", "traceparent: " + caller, u + "/ka/fwd")
+    assert stop() == 0 and be.stop() == 0
+    spans = c.spans()
+    wrong = _proxied_hops(spans, be.pid, paths)
+    assert not wrong, "%d of %d proxied requests not joined:\n%s" % (
+        len(wrong), len(paths), "\n".join(wrong[:10]))
+    fwd = [s for s in _nginx_spans(spans, be.pid)
+           if s.kind == SERVER and s.attrs.get("url.path") == "/ka/fwd"]
+    assert len(fwd) == 1 and fwd[0].trace_id == "ab" * 16 and fwd[0].parent_id == "cd" * 8, fwd
+    hop = [s for s in _nginx_spans(spans, be.pid)
+           if s.kind == CLIENT and s.parent_id == fwd[0].span_id]
+    assert len(hop) == 1, "nginx's CLIENT span for /ka/fwd is not the SERVER span's child"
+    back = [s for s in harness.spans_of_pid(spans, be.pid)
+            if s.kind == SERVER and s.attrs.get("url.path") == "/fwd"]
+    assert len(back) == 1 and back[0].parent_id == hop[0].span_id, (back, hop)
+    # What the backend received: the caller's header with only its parent-id changed.
+    assert got.decode() == "/fwd tp=00-%s-%s-01\n" % ("ab" * 16, hop[0].span_id), got
 
 
 # --- 4. non-HTTP traffic: unchanged, spanless ----------------------------------------------------
