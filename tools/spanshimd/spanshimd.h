@@ -230,6 +230,10 @@ void ss__say_refused(int fd, const char *why);
 /* The peer with identity id, admitted by its credentials, sent an OTLP request: it and
  * its descendants are the traced tree from now on (a full table: counted in tree_full). */
 void ss__tree_remember(const ss__proc_id *id);
+/* The monotonic milliseconds the full table's once-a-second sweep goes by: fn, or
+ * ss__mono_ms again when NULL (a unit test's clock, so that "within the second" does
+ * not depend on how fast the machine is). Receiver thread only. */
+void ss__tree_clock(uint64_t (*fn)(void));
 /* --tree-root PID: that process and its descendants are the traced tree. 0, or -1 when
  * there is no such process. */
 int ss__tree_add_root(int pid);

@@ -63,6 +63,7 @@
 static ss__proc_id slots[SS_TREE_SLOTS]; /* pid 0: free */
 static size_t n_known;
 static uint64_t last_sweep_ms;
+static uint64_t (*clock_ms)(void) = ss__mono_ms; /* ss__tree_clock: a test's own clock */
 static int off; /* --no-tree */
 static char token[SS_TREE_TOKEN_LEN + 1]; /* hex; "" until made */
 
@@ -135,7 +136,7 @@ static void put(const ss__proc_id *id) {
     return;
   }
   if (n_known >= SS_TREE_MAX) {
-    uint64_t now = ss__mono_ms();
+    uint64_t now = clock_ms();
     if (now - last_sweep_ms >= SWEEP_EVERY_MS || last_sweep_ms == 0) {
       last_sweep_ms = now;
       sweep();
@@ -150,6 +151,8 @@ static void put(const ss__proc_id *id) {
   n_known++;
   ss__stats_g.tree_processes = n_known;
 }
+
+void ss__tree_clock(uint64_t (*fn)(void)) { clock_ms = fn ? fn : ss__mono_ms; }
 
 void ss__tree_remember(const ss__proc_id *id) {
   /* Not init: every process descends from it (a traced init, under a system-wide
