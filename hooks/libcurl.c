@@ -536,8 +536,9 @@ static int has_body_fields(const char *h, size_t n) {
   for (size_t i = 0; i < n;) {
     const char *lf = memchr(h + i, '\n', n - i);
     size_t len = (lf ? (size_t)(lf - h) : n) - i;
-    if ((len > 15 && strncasecmp(h + i, "content-length:", 15) == 0) ||
-        (len > 18 && strncasecmp(h + i, "transfer-encoding:", 18) == 0))
+    char c = (char)(h[i] | 0x20); /* most lines are neither: their first letter says so */
+    if ((c == 'c' && len > 15 && strncasecmp(h + i, "content-length:", 15) == 0) ||
+        (c == 't' && len > 18 && strncasecmp(h + i, "transfer-encoding:", 18) == 0))
       return 1;
     if (lf == NULL) break;
     i = (size_t)(lf - h) + 1;

@@ -299,22 +299,30 @@ static int is_kept(int sig, const struct sigaction *act) {
          memcmp(&k->sa_mask, &act->sa_mask, (_NSIG - 1) / 8) == 0;
 }
 
+/* *old, which holds the kernel's disposition of sig, becomes what the app set when it is
+ * our handler standing in (libcurl queries and puts back SIGPIPE's six times a transfer:
+ * the kernel writes straight into the caller's struct, copied only when ours). */
+static void app_view(int sig, struct sigaction *old) {
+  if (old && is_our_handler(old)) *old = app_of(sig);
+}
+
 static int app_sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
   int k = kind_of(sig);
   if (k == SS_SIG_NONE) return real_sigaction()(sig, act, old);
   struct sigaction kern, prev;
   /* The paths that only read our tables need not know whether this is a vfork child
-   * (a getpid system call): a query, and a set that leaves nothing of ours behind. */
+   * (a getpid system call): a query, and a set that leaves nothing of ours behind. The
+   * kernel leaves *old as it was when the call fails. */
   if (act == NULL || (k == SS_SIG_DEFAULT && act->sa_handler != SIG_DFL)) {
-    if (real_sigaction()(sig, act, &kern) != 0) return -1;
-    if (old) *old = is_our_handler(&kern) ? app_of(sig) : kern;
+    if (real_sigaction()(sig, act, old) != 0) return -1;
+    app_view(sig, old);
     return 0;
   }
   /* SIG_DFL put back exactly as kept: our handler goes back in one call, the kept form
    * stands (in a vfork child too: only the child's kernel table changes). */
   if (k == SS_SIG_DEFAULT && is_kept(sig, act)) {
-    if (install_default(sig, &kern) != 0) return -1;
-    if (old) *old = is_our_handler(&kern) ? app_of(sig) : kern;
+    if (install_default(sig, old) != 0) return -1;
+    app_view(sig, old);
     return 0;
   }
   if (in_vfork_child()) { /* the kernel only; our tables are the parent's */

@@ -129,20 +129,31 @@ void ss__span_id_new(uint8_t id[8]) {
 }
 
 int ss__id_is_zero(const uint8_t *id, size_t n) {
-  uint8_t acc = 0;
-
-  for (size_t i = 0; i < n; i++)
-    acc |= id[i];
+  uint64_t acc = 0, w;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) { /* ids are 8 or 16 bytes: a word at a time */
+    memcpy(&w, id + i, 8);
+    acc |= w;
+  }
+  for (; i < n; i++) acc |= id[i];
   return acc == 0;
 }
 
-static const char hexdig[] = "0123456789abcdef";
+/* The two hex digits of every byte value: one 2-byte copy per byte (a traceparent is 25
+ * bytes, formatted for every injected request). */
+#define HEX2(b) "0123456789abcdef"[(b) >> 4], "0123456789abcdef"[(b) & 15]
+#define HEX2_ROW(r)                                                                       \
+  HEX2(r + 0), HEX2(r + 1), HEX2(r + 2), HEX2(r + 3), HEX2(r + 4), HEX2(r + 5),           \
+      HEX2(r + 6), HEX2(r + 7), HEX2(r + 8), HEX2(r + 9), HEX2(r + 10), HEX2(r + 11),     \
+      HEX2(r + 12), HEX2(r + 13), HEX2(r + 14), HEX2(r + 15)
+static const char hex2[512] = {
+    HEX2_ROW(0x00), HEX2_ROW(0x10), HEX2_ROW(0x20), HEX2_ROW(0x30),
+    HEX2_ROW(0x40), HEX2_ROW(0x50), HEX2_ROW(0x60), HEX2_ROW(0x70),
+    HEX2_ROW(0x80), HEX2_ROW(0x90), HEX2_ROW(0xa0), HEX2_ROW(0xb0),
+    HEX2_ROW(0xc0), HEX2_ROW(0xd0), HEX2_ROW(0xe0), HEX2_ROW(0xf0)};
 
 void ss__hex_encode(const uint8_t *in, size_t n, char *out) {
-  for (size_t i = 0; i < n; i++) {
-    out[2 * i] = hexdig[in[i] >> 4];
-    out[2 * i + 1] = hexdig[in[i] & 15];
-  }
+  for (size_t i = 0; i < n; i++) memcpy(out + 2 * i, hex2 + 2 * in[i], 2);
 }
 
 static int hexval(char c, int lower_only) {
