@@ -209,6 +209,33 @@ def med(xs):
     return statistics.median(xs) if xs else 0.0
 
 
+def spread(xs, fmt="%.3f"):
+    """'median M (quartiles Q1-Q3, min-max A-B, N rounds)' of xs: how far a timed figure
+    moved between rounds, for a reader to judge a median by."""
+    if not xs:
+        return "no rounds"
+    xs = sorted(xs)
+    if len(xs) >= 4:
+        q = statistics.quantiles(xs, n=4)
+        quart = ("quartiles " + fmt + "-" + fmt + ", ") % (q[0], q[2])
+    else:
+        quart = ""
+    return ("median " + fmt + " (%smin-max " + fmt + "-" + fmt + ", %d rounds)") % (
+        statistics.median(xs), quart, xs[0], xs[-1], len(xs))
+
+
+def marginal_ir(argv_of, env, tmp, n1, n2, during=None):
+    """Instructions per unit of work under callgrind, exact at any load: argv_of(n) runs n
+    units; the difference between a run of n2 and one of n1, divided by n2 - n1, leaves
+    out start and exit. (app thread, all other threads) per unit, or None without
+    valgrind or when a run failed."""
+    a = callgrind_ir(argv_of(n1), env, tmp, during)
+    b = callgrind_ir(argv_of(n2), env, tmp, during)
+    if a is None or b is None:
+        return None
+    return (b[0] - a[0]) / (n2 - n1), (b[2] - a[2]) / (n2 - n1)
+
+
 def callgrind_ir(argv, env, tmp, during=None):
     """(instructions executed by thread 1 of argv under callgrind, threads seen, instructions
     of all its other threads), or None without valgrind. `during(proc)` runs while it does

@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """libcurl benchmark (issue 4): BENCH_CURL_N (2000) sequential GETs on one reused easy
 handle (tests/progs/curl_loop) to a local nginx (the Debian package, started here on a
-loopback port with a throwaway config), without and with the shim (a spanshimd
-collecting), alternating, BENCH_CURL_ROUNDS (9) rounds each; reports the best and the
-median requests/s of each and their ratio. Never fails on timing; exits non-zero only
-when it cannot run (no nginx, no build).  Usage: curl_nginx.py BUILD"""
+loopback port with a throwaway config), without the shim, with it (a spanshimd
+collecting) and with it sampling nothing (hooks only), interleaved, BENCH_CURL_ROUNDS (15)
+rounds. Reports each setup's median requests/s and the with/without ratio of every round
+(a round's runs are seconds apart, so its ratio shares the machine's load of the moment):
+median, quartiles, min-max. Then, unless BENCH_CURL_CALLGRIND=0, the instructions per
+request under callgrind (exact at any load): the app thread untraced, sampled and with
+the sampler always_off, and the exporter thread per span. Never fails on timing; exits
+non-zero only when it cannot run (no nginx, no build).  Usage: curl_nginx.py BUILD"""
 import os
 import shutil
 import socket
@@ -15,9 +19,11 @@ import tempfile
 import time
 
 import table  # tests/bench/table.py: the issue 16 cost table
+from bench import marginal_ir, spread  # noqa: E402
 
 N = int(os.environ.get("BENCH_CURL_N", "2000"))
-ROUNDS = int(os.environ.get("BENCH_CURL_ROUNDS", "9"))
+ROUNDS = int(os.environ.get("BENCH_CURL_ROUNDS", "15"))
+CALLGRIND = os.environ.get("BENCH_CURL_CALLGRIND", "1") != "0"
 
 CONF = """daemon off;
 master_process off;
@@ -70,6 +76,26 @@ def run_loop(prog, url, env):
     return float(kv["rps"])
 
 
+def instructions(prog, url, plain, shim, hooks_only, tmp):
+    """Instructions per request (callgrind, the difference between 500 and 1,500
+    requests): printed, and a note for the cost table ("" without valgrind)."""
+    def argv(n):
+        return [prog, url, str(n)]
+    got = {}
+    for name, env in (("untraced", plain), ("sampled", shim), ("always_off", hooks_only)):
+        got[name] = marginal_ir(argv, env, tmp, 500, 1500)
+        if got[name] is None:
+            print("  (callgrind: no valgrind, or a run failed: no instruction counts)")
+            return ""
+    base = got["untraced"][0]
+    print("  instructions per request (callgrind): app thread untraced %.0f, sampled %+.0f, "
+          "sampler always_off %+.0f; exporter thread %.0f per span" % (
+              base, got["sampled"][0] - base, got["always_off"][0] - base, got["sampled"][1]))
+    return "; callgrind per request: app thread %+.0f sampled, %+.0f always_off (untraced " \
+        "%.0f), exporter %.0f per span" % (got["sampled"][0] - base,
+                                           got["always_off"][0] - base, base, got["sampled"][1])
+
+
 def main():
     build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build")
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -112,21 +138,22 @@ def main():
             res["without"].append(run_loop(prog, url, plain))
             res["with"].append(run_loop(prog, url, shim))
             res["hooks"].append(run_loop(prog, url, hooks_only))
-        bw, bs = max(res["without"]), max(res["with"])
         mw, ms = statistics.median(res["without"]), statistics.median(res["with"])
-        print("curl/nginx: %d sequential GETs, one reused easy handle, %d rounds" % (N, ROUNDS))
-        print("  without shim: best %.0f req/s, median %.0f" % (bw, mw))
-        print("  with shim:    best %.0f req/s, median %.0f" % (bs, ms))
-        print("  ratio (with/without): best %.3f, median %.3f (target >= 0.97)" %
-              (bs / bw, ms / mw))
-        print("  per request added: %.1f us (best)" % ((1e6 / bs) - (1e6 / bw)))
-        bh, mh = max(res["hooks"]), statistics.median(res["hooks"])
-        print("  hooks only (sampler always_off, nothing exported): best %.0f, median %.0f, "
-              "ratio best %.3f, median %.3f; %d CPUs" % (bh, mh, bh / bw, mh / mw,
-                                                       os.cpu_count() or 0))
-        table.record("libcurl", "%.0f req/s" % mw, "%.0f req/s" % ms, "%.3f" % (ms / mw),
-                     "medians of %d interleaved rounds; best %.3f; hooks only (always_off) "
-                     "%.3f" % (ROUNDS, bs / bw, mh / mw))
+        mh = statistics.median(res["hooks"])
+        rw = [w / o for w, o in zip(res["with"], res["without"])]
+        rh = [h / o for h, o in zip(res["hooks"], res["without"])]
+        print("curl/nginx: %d sequential GETs, one reused easy handle, %d interleaved rounds, "
+              "%d CPUs, load average %s" % (N, ROUNDS, os.cpu_count() or 0, table.load_average()))
+        print("  without shim: median %.0f req/s; with: %.0f; hooks only (sampler always_off, "
+              "nothing exported): %.0f" % (mw, ms, mh))
+        print("  ratio with/without, per round: %s (target >= 0.97)" % spread(rw))
+        print("  ratio hooks only/without, per round: %s" % spread(rh))
+        print("  per request added (medians): %.1f us; hooks only %.1f us" %
+              (1e6 / ms - 1e6 / mw, 1e6 / mh - 1e6 / mw))
+        ir = instructions(prog, url, plain, shim, hooks_only, d) if CALLGRIND else None
+        table.record("libcurl", "%.0f req/s" % mw, "%.0f req/s" % ms, "%.3f" % statistics.median(rw),
+                     "per-round ratio %s; hooks only (always_off) %s%s" % (
+                         spread(rw), spread(rh), ir or ""))
         return 0
     finally:
         if col:
