@@ -8,7 +8,9 @@ machine being quick."""
 import collections
 import http.server
 import re
+import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -375,3 +377,176 @@ def test_requests_refused_after_an_exit_are_counted_by_the_collector(ctx):
         [n[413] for n in said], dict(only)))
     assert all(set(n) <= {413} and n[413] <= 2 for n in said), said
     assert said[2][413] == 0, said  # the collector was stopped until the program had ended
+
+
+# ---- connections spanshimd does not keep: what they sent is counted, never closed unread ----
+
+def _not_told(log):
+    """What the shims said they lost where no collector could be told, from one log file
+    (several processes may append to it)."""
+    only = collections.Counter()
+    try:
+        with open(log) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return only
+    for n, what in re.findall(r"exit: (\d+) (spans|exception log records) could not be "
+                              r"delivered; the collector could not be told", text):
+        only[what] += int(n)
+    return only
+
+
+def _held(sock_path, n=1):
+    """n connections to the collector, each known to be accepted (a /stats answered on
+    it, the connection kept)."""
+    held = []
+    for _ in range(n):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(sock_path)
+        s.sendall(b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += s.recv(65536)
+        assert got.startswith(b"HTTP/1.1 200"), got
+        held.append(s)
+    return held
+
+
+def _short_programs(ctx, c, n, log):
+    """n runs of `simple` (a process span and a connect each): their output and status are
+    what they are untraced."""
+    plain = ctx.run([ctx.prog("simple"), "9", "3"], preload=False)
+    for _ in range(n):
+        r = ctx.run([ctx.prog("simple"), "9", "3"], collector=c,
+                    extra_env={"SPANSHIM_PROCESS_SPAN": "1", "SPANSHIM_LOG_LEVEL": "warn",
+                               "SPANSHIM_LOG_FILE": log})
+        assert r.returncode == plain.returncode == 3, r
+        assert re.sub(rb"pid=\d+", b"", r.stdout) == re.sub(rb"pid=\d+", b"", plain.stdout), \
+            (r.stdout, plain.stdout)
+        assert r.stderr == plain.stderr, r
+    return 2 * n
+
+
+def test_connections_of_a_peer_over_its_share_are_read_refused_and_counted(ctx):
+    """spanshimd --max-conns-per-peer 1, the one connection held by a client of the same
+    user: every connection of 10 short traced programs is over the peer's share.
+    spanshimd does not close them unread (they would be lost: a request written whole is
+    the collector's): it reads what each sent, answers 503 and counts the spans
+    (spans_refused, the answer says so), and what a program could not write is counted
+    by its shim. Two busy loops load both cores: received + dropped + refused (+ what
+    the shims could tell no collector) = the 20 spans produced."""
+    c = ctx.collector(args=["--max-conns-per-peer", "1"])
+    log = ctx.tmp + "/shims.log"
+    hold = _held(c.socket)
+    with busy_cores():
+        produced = _short_programs(ctx, c, 10, log)
+    hold[0].close()
+    only = _not_told(log)
+    st = harness.settled_stats(c, produced - only["spans"])
+    print("  refused=%d received=%d dropped=%d; shims alone: %d; peer_limited=%d" % (
+        st["spans_refused"], st["spans_received"], st["shim_spans_dropped"], only["spans"],
+        st["peer_limited"]))
+    assert harness.accounted(st) + only["spans"] == produced, (st, only)
+    assert st["peer_limited"] >= 10 and st["spans_refused"] > 0, st
+    assert st["rejected"]["unavailable"] > 0, st
+
+
+def test_connections_over_a_full_table_are_read_refused_and_counted(ctx):
+    """spanshimd's connection table full (a hard limit of 200 open files gives it 128
+    slots: 112 held by root's clients, 16 by two other allowed users, 8 each): every
+    connection of 10 short traced programs finds it full (connections_refused). What
+    they sent is read, refused and counted (spans_refused), not closed unread; two busy
+    loops: received + dropped + refused (+ what the shims could tell no collector) =
+    produced."""
+    if os.geteuid() != 0:
+        harness.skip("needs root (the other users' clients)")
+    wrapper = os.path.join(ctx.tmp, "spanshimd-200")
+    with open(wrapper, "w") as f:  # spanshimd with a hard limit of 200 open files
+        f.write("#!/bin/sh\nulimit -n 200 && exec %s \"$@\"\n" % ctx.spanshimd)
+    os.chmod(wrapper, 0o755)
+    real, ctx.spanshimd = ctx.spanshimd, wrapper
+    try:
+        c = ctx.collector(args=["--max-conns-per-peer", "1000", "--allow-uid", "1",
+                                "--allow-uid", "2"], reachable=True)
+    finally:
+        ctx.spanshimd = real
+    hold = _held(c.socket, 112)
+    others = []
+    for uid in (1, 2):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(r)
+                os.setgid(uid)
+                os.setuid(uid)
+                mine = _held(c.socket, 8)
+                os.write(w, b"k")
+                signal.pause()  # until the kill, holding them
+                mine.clear()
+            finally:
+                os._exit(0)
+        os.close(w)
+        assert os.read(r, 1) == b"k"
+        os.close(r)
+        others.append(pid)
+    try:
+        hold[0].sendall(b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = hold[0].recv(65536)
+        assert b'"connections_open":128' in got.replace(b" ", b""), got
+        log = ctx.tmp + "/shims.log"
+        with busy_cores():
+            produced = _short_programs(ctx, c, 10, log)
+    finally:
+        for pid in others:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        for s in hold:
+            s.close()
+    only = _not_told(log)
+    st = harness.settled_stats(c, produced - only["spans"])
+    print("  refused=%d received=%d dropped=%d; shims alone: %d; connections_refused=%d" % (
+        st["spans_refused"], st["spans_received"], st["shim_spans_dropped"], only["spans"],
+        st["connections_refused"]))
+    assert harness.accounted(st) + only["spans"] == produced, (st, only)
+    assert st["connections_refused"] >= 10 and st["spans_refused"] > 0, st
+
+
+def _exit_stats(c):
+    """The counters spanshimd prints as it exits (its last stderr line)."""
+    [line] = [l for l in c.stderr().splitlines() if l.startswith("spanshimd: exiting:")]
+    return {k: int(v) for k, v in (w.split("=", 1) for w in line.split()[2:])}
+
+
+def test_a_stopping_collector_serves_or_counts_every_connection_already_made(ctx):
+    """spanshimd is stopped (SIGSTOP) while 300 short traced programs run and end (their
+    last requests wait in its socket's queue), then told to stop (SIGTERM) and let go on:
+    it accepts every connection already made (not 64 of them), serves what it can for
+    500 ms, and refuses and counts what is left (spans_refused), reading it rather than
+    closing it unread; a program that connects once it stops is refused at connect
+    (counted by its shim). Under two busy loops: received + dropped + refused (its last
+    counters, printed as it exits) + what the shims could tell no collector = 600."""
+    c = ctx.collector()
+    log = ctx.tmp + "/shims.log"
+    env = ctx.env(c, {"SPANSHIM_PROCESS_SPAN": "1", "SPANSHIM_LOG_LEVEL": "warn",
+                      "SPANSHIM_LOG_FILE": log})
+    n = 300
+    with busy_cores():
+        c.proc.send_signal(signal.SIGSTOP)
+        try:
+            procs = [subprocess.Popen([ctx.prog("simple"), "9", "3"], env=env, cwd=ctx.tmp,
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                     for _ in range(n)]
+            for p in procs:
+                out, _ = p.communicate(timeout=120)
+                assert p.returncode == 3 and out.startswith(b"hello from simple\n"), out
+        finally:
+            c.proc.send_signal(signal.SIGTERM)
+            c.proc.send_signal(signal.SIGCONT)
+        assert c.proc.wait(60) == 0
+    st = _exit_stats(c)
+    only = _not_told(log)
+    print("  received=%d refused=%d dropped=%d; shims alone: %d" % (
+        st["spans_received"], st["spans_refused"], st["shim_spans_dropped"], only["spans"]))
+    assert st["spans_received"] + st["shim_spans_dropped"] + st["spans_refused"] + \
+        only["spans"] == 2 * n, (st, only)

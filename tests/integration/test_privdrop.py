@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -204,13 +205,15 @@ def test_four_nginx_workers_that_drop_deliver_under_a_low_fd_limit(ctx):
     _nginx_to_collector(ctx, 512)
 
 
-def test_nginx_workers_that_exit_while_the_collector_is_stopped_are_admitted_by_the_token(ctx):
+def test_nginx_workers_that_exit_while_the_collector_is_stopped_are_admitted_as_the_tree(ctx):
     """nginx `user nobody;` with 4 workers, under two busy loops and the default exit
     budget: after 8 requests the collector is stopped (SIGSTOP) and nginx is told to quit
     (SIGQUIT); every worker writes its last requests (its process span) and exits, and the
     master reaps it, before the collector runs again. The workers' connections are then
-    admitted by the traced tree's token (each worker got it in the answer to its hello
-    before its drop): every span arrives -- the 8 GETs, the probe's accept, the 4 workers'
+    admitted as the traced tree although the workers have ended: each said hello before
+    its drop, so the collector knows it by its pidfd (tree_admitted; on a kernel without
+    pidfds for ended peers, by the tree's token, which it got in the hello's answer:
+    tree_token_admitted): every span arrives -- the 8 GETs, the probe's accept, the 4 workers'
     and the master's process spans -- nothing refused, nothing dropped."""
     argv, port = _nginx_as_nobody(ctx)
     c = ctx.collector(reachable=True)
@@ -242,7 +245,7 @@ def test_nginx_workers_that_exit_while_the_collector_is_stopped_are_admitted_by_
                                                         st["tree_admitted"]))
     assert st["spans_received"] == 14 and st["shim_spans_dropped"] == 0, st
     assert st["peers_refused"] == 0 and st["spans_refused"] == 0, st
-    assert st["tree_token_admitted"] >= 4, st
+    assert st["tree_token_admitted"] + st["tree_admitted"] >= 4, st
 
 
 # ---- forks, execs and reconnects after a drop ----
@@ -329,7 +332,8 @@ def test_children_that_exit_at_once_after_a_drop_are_admitted_by_the_trees_token
     child is gone and reaped before its connection is accepted, when its pid says
     nothing). Each child is admitted by the traced tree's token, which its parent got in
     the answer to its hello before the drop and every child inherits
-    (tree_token_admitted in /stats); no child waits at its exit for more than the usual 5
+    (tree_token_admitted in /stats; the parent itself, which said the hello, is known by
+    its pidfd once ended: tree_admitted); no child waits at its exit for more than the usual 5
     ms for answers. Two busy loops load both cores. Every span arrives: 2 per child
     (process span with exit code 5, the connect) and 2 of the parent's, per round;
     nothing refused, nothing dropped."""
@@ -360,7 +364,7 @@ def test_children_that_exit_at_once_after_a_drop_are_admitted_by_the_trees_token
                                                         st["tree_admitted"]))
     assert st["spans_received"] == 126 and st["shim_spans_dropped"] == 0, st
     assert st["spans_refused"] == 0 and st["peers_refused"] == 0, st
-    assert st["tree_token_admitted"] >= 21, st  # the stopped round's children and parent
+    assert st["tree_token_admitted"] >= 20, st  # the stopped round's children
     spans = c.spans()
     kids = [p for p in procs(spans) if p.attrs.get("process.exit.code") == 5]
     assert len(kids) == 60, procs(spans)
@@ -407,6 +411,99 @@ def test_a_program_execd_by_setpriv_after_its_drop_delivers(ctx):
 
 def test_a_program_execd_by_runuser_after_its_drop_delivers(ctx):
     _exec_after_drop(ctx, [_tool("runuser"), "-u", "nobody", "--"])
+
+
+DROP_WAIT_EXEC = DROPPED + textwrap.dedent("""
+    print("dropped", flush=True)
+    sys.stdin.readline()
+    os.execv(sys.argv[2], sys.argv[2:])
+""")
+
+
+def test_a_program_execd_after_a_drop_that_ends_while_the_collector_is_stopped_delivers(ctx):
+    """A traced Python process (root) drops to nobody (its hello makes it part of the
+    traced tree), then execs `simple`, which holds no tree token (an exec forgets it; it
+    never goes into the environment), makes one connect and exits at once. The collector
+    is stopped (SIGSTOP) from just after the drop until simple has ended and been reaped,
+    so it gets simple's connection only when its pid says nothing. spanshimd knows the
+    ended process by its pidfd (the same process as the Python one it remembered from
+    the hello: same pidfs inode), and admits it (tree_admitted): all 3 spans arrive
+    (Python's process span, simple's, its connect), nothing refused or dropped, three
+    rounds under two busy loops. simple's output and status are what they are untraced.
+    On a kernel whose pidfds are not on pidfs (before 6.9) or that gives none for an ended
+    peer, its spans are refused and counted instead (spans_refused): the sum holds
+    either way."""
+    lst, script, py = _root_script(ctx, DROP_WAIT_EXEC, "to drop privileges")
+    c = ctx.collector(reachable=True)
+    prog = ctx.prog("simple")
+    plain = ctx.run([prog, "9", "4"], preload=False, cwd="/")
+    env = ctx.env(c, {"SPANSHIM_PROCESS_SPAN": "1"})
+    rounds = 3
+    with busy_cores():
+        for _ in range(rounds):
+            p = subprocess.Popen([py, script, str(lst.port), prog, "9", "4"], env=env,
+                                 cwd="/", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+            assert p.stdout.readline() == b"dropped\n"
+            c.proc.send_signal(signal.SIGSTOP)
+            try:
+                out, err = p.communicate(b"go\n", timeout=120)
+            finally:
+                c.proc.send_signal(signal.SIGCONT)
+            strip = lambda o: b"\n".join(l for l in o.split(b"\n") if not l.startswith(b"pid="))
+            assert p.returncode == plain.returncode == 4, (p.returncode, out, err)
+            assert strip(out) == strip(plain.stdout) and err == plain.stderr, (out, err)
+    st = harness.settled_stats(c, 3 * rounds)
+    print("  received=%d refused=%d dropped=%d tree_admitted=%d peers_refused=%d" % (
+        st["spans_received"], st["spans_refused"], st["shim_spans_dropped"],
+        st["tree_admitted"], st["peers_refused"]))
+    assert harness.accounted(st) == 3 * rounds, st
+    if _pidfs_ended_peers():
+        assert st["spans_received"] == 3 * rounds and st["peers_refused"] == 0, st
+        assert st["tree_admitted"] >= rounds, st
+        spans = c.spans()
+        simples = [p for p in procs(spans) if p.name == "simple"]
+        assert len(procs(spans)) == 2 * rounds and len(simples) == rounds, spans
+        assert [p.attrs.get("process.exit.code") for p in simples] == [4] * rounds, spans
+        assert len([s for s in spans if s.name == "connect" and
+                    s.attrs.get("network.peer.port") == 9]) == rounds, spans
+
+
+def _pidfs_ended_peers():
+    """Whether this kernel gives a pidfd on pidfs for an ended, reaped Unix peer."""
+    import socket
+    d = tempfile.mkdtemp()
+    try:
+        path = os.path.join(d, "s")
+        lst = socket.socket(socket.AF_UNIX)
+        lst.bind(path)
+        lst.listen(1)
+        pid = os.fork()
+        if pid == 0:
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(path)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        a, _ = lst.accept()
+        try:
+            fd = a.getsockopt(socket.SOL_SOCKET, 77)  # SO_PEERPIDFD
+        except OSError:
+            return False
+        try:
+            return _fs_magic(fd) == 0x50494446
+        finally:
+            os.close(fd)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _fs_magic(fd):
+    import ctypes
+    buf = ctypes.create_string_buffer(256)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.fstatfs(fd, buf) != 0:
+        return 0
+    return int.from_bytes(buf.raw[:8], sys.byteorder)  # f_type, first on x86_64 and arm64
 
 
 RECONNECT = DROPPED + textwrap.dedent("""

@@ -98,6 +98,15 @@ typedef struct conn {
   int64_t counted;                /* items of the refused request counted here, or -1 */
   uint64_t discard_left;          /* a body too big to keep: bytes still to read past */
   ss__item_count *ic;             /* ... counting its items (a shim's), or NULL */
+  int refusing;                   /* every request from now on gets refuse_status, its body
+                                     read past and a shim's items counted (finish) */
+  int refuse_status;
+  uint64_t refuse_until;          /* refused at accept: its requests are taken (refused and
+                                     counted) until then, then it is finished (0: not one) */
+  int outside;                    /* refused at accept: not in the table (n_conns,
+                                     connections_open) */
+  int finishing;                  /* finish: the peer can send no more; what it sent is
+                                     read to the end whatever the memory budget says */
   ss__buf out;
   size_t out_off;
   struct conn *prev, *next;
@@ -112,6 +121,9 @@ static peer_acct *peers;
 static size_t n_conns, n_lingering;
 static size_t n_pending;         /* connections with `pending` set */
 #define MAX_PENDING 64           /* beyond, a peer admitted by nothing is refused at once */
+static size_t n_refused_open;    /* connections with refuse_until set: */
+#define MAX_REFUSED_OPEN 64      /* beyond, one refused at accept is finished at once */
+#define REFUSED_OPEN_MS 1000
 static char tag_unix, tag_tcp, tag_metrics, tag_sig, tag_grpc;  /* epoll data for the non-connection fds */
 static ss__buf scratch = SS_BUF_INIT;
 static size_t buffered;          /* sum of conns' `charged` */
@@ -152,9 +164,12 @@ static void conn_destroy(conn *c) {
   ss__buf_free(&c->out);
   n_lingering -= (size_t)c->lingering;
   n_pending -= (size_t)c->pending;
+  n_refused_open -= c->refuse_until != 0;
+  if (!c->outside) {
+    n_conns--;
+    ss__stats_g.connections_open--;
+  }
   free(c);
-  n_conns--;
-  ss__stats_g.connections_open--;
   if (gave_back) wake_mem_waiters();
 }
 
@@ -317,6 +332,8 @@ static const char *status_message(int status) {
   case 431: return "request head too large";
   case 501: return "transfer coding not implemented: use chunked alone";
   case 401: return "a valid Authorization: Bearer token is required on this port";
+  case 403: return "not of the traced tree";
+  case 503: return "the collector is stopping, or has no room for this connection";
   default: return reason_phrase(status);
   }
 }
@@ -406,9 +423,12 @@ static int discard_step(conn *c) {
   return 1;
 }
 
+static void refuse_from_here(conn *c, int status);
+
 /* A pending Unix peer's first request: admitted when it carries the tree's token (tree.c),
- * remembered then if it was seen running at accept; else refused (403) and closed. 0 when
- * admitted, -1 when refused. */
+ * remembered then if it was seen running at accept; else it and every request after it
+ * on the connection are refused (403; see refuse_from_here). 0 when admitted, -1 when
+ * refused. */
 static int admit_pending(conn *c, const ss__http_req *r) {
   c->pending = 0;
   n_pending--;
@@ -418,8 +438,7 @@ static int admit_pending(conn *c, const ss__http_req *r) {
              r->tree_token ? "not the traced tree's token" : "no traced tree's token");
     ss__say_refused(c->fd, why);
     ss__stats_g.peers_refused++;
-    c->closing = 1;
-    respond_error(c, 403, "not of the traced tree", 0);
+    refuse_from_here(c, 403);
     return -1;
   }
   ss__stats_g.tree_token_admitted++;
@@ -449,7 +468,7 @@ static int frame_request(conn *c, const ss__http_req *r) {
   c->msg = NULL;
   c->status = 0;
   c->body_start_ms = ss__mono_ms();
-  if (c->pending && admit_pending(c, r) != 0) return 1;
+  if (c->pending) admit_pending(c, r); /* refused: refusing from here on */
   if (c->needs_token && !token_ok(r)) {  /* nothing of a stranger's body is kept */
     c->closing = 1;
     respond_error(c, 401, status_message(401), 0);
@@ -474,9 +493,16 @@ static int frame_request(conn *c, const ss__http_req *r) {
     c->status = 415;
     c->msg = "unsupported content encoding: use gzip, deflate or identity";
   }
+  if (c->refusing && c->status == 0) c->status = c->refuse_status;
+  if (c->refusing && !r->chunked && r->content_length >= 0 && !c->expect_continue) {
+    discard_begin(c, (uint64_t)r->content_length); /* read past, counted, refused */
+    return 0;
+  }
   if (r->content_length > (int64_t)c->wire_max) {
     if (c->status == 0) c->status = 413;
-    if (!c->expect_continue && (uint64_t)r->content_length <= discard_max()) {
+    /* A shim's body is read past whatever its size: its items are counted. */
+    if (!c->expect_continue &&
+        ((uint64_t)r->content_length <= discard_max() || counts_refusals(c))) {
       discard_begin(c, (uint64_t)r->content_length); /* read past, counted, refused */
       return 0;
     }
@@ -649,7 +675,8 @@ static int in_reserve(conn *c, size_t need) {
   size_t limit = SS_MAX_HEAD + opts->max_body + READ_MIN;
   if (cap > limit) cap = need > limit ? need : limit;
   size_t pc, charge = charge_for(c, cap, &pc);
-  if (charge > c->charged && (buffered + (charge - c->charged) > opts->max_buffered ||
+  if (charge > c->charged && !c->finishing &&
+      (buffered + (charge - c->charged) > opts->max_buffered ||
                               pc + charge > opts->max_buffered_peer)) {
     if (!c->mem_wait) {
       c->mem_wait = 1;
@@ -698,7 +725,7 @@ static void request_done(conn *c, size_t used) {
 
 /* Frames and serves every complete request in the input buffer. */
 static void process(conn *c) {
-  while (!c->closing && c->out.len - c->out_off < OUT_HIGH) {
+  while (!c->closing && (c->finishing || c->out.len - c->out_off < OUT_HIGH)) {
     if (!c->have_head) {
       size_t avail = c->in_len - c->in_off;
       ss__http_req r;
@@ -720,7 +747,7 @@ static void process(conn *c) {
       if (frame_request(c, &r)) return;
       c->continue_due = c->expect_continue;
     }
-    if (c->discard_left > 0) {
+    if (c->discard_left > 0 || c->ic != NULL) {
       if (!discard_step(c)) return;
       respond_error(c, c->status, c->msg ? c->msg : status_message(c->status), 0);
       request_done(c, 0);
@@ -859,6 +886,60 @@ static void on_writable(conn *c) {
   }
 }
 
+/* ---- closing without losing what was sent ----
+ * A connection is never closed on requests it has sent that nobody read: the sender
+ * (libspanshim) counts a request written whole as the collector's, so one closed unread
+ * would be lost and counted nowhere. Before such a close the peer is stopped from sending
+ * more (shutdown SHUT_RD: on a Unix socket its next write fails with EPIPE, so each of its
+ * requests is here whole or failed at its sender, who counts it then), and what it sent
+ * is read to the end: refused with a status (a shim's spans and log records counted in
+ * spans_refused and logs_refused, the answers saying so: Spanshim-Refused-Counted) or,
+ * for a connection that merely timed out, served. Over TCP the peer can still send after
+ * SHUT_RD: bytes that come after the last read are lost with the connection. */
+
+/* From now on c's requests are all refused with `status`, their bodies read past; the
+ * peer can send nothing more. */
+static void refuse_from_here(conn *c, int status) {
+  shutdown(c->fd, SHUT_RD);
+  c->refusing = 1;
+  c->refuse_status = status;
+}
+
+/* Ends c now: what its peer sent is read to the end and refused with refuse_status (a
+ * request framed already included), or served when refuse_status is 0; the answers go
+ * out as far as the socket takes them without waiting; c is destroyed. */
+static void finish(conn *c, int refuse_status) {
+  if (c->lingering) { /* answered with a close already: what follows is not read */
+    conn_destroy(c);
+    return;
+  }
+  shutdown(c->fd, SHUT_RD);
+  c->finishing = 1;
+  if (c->mem_wait) {
+    c->mem_wait = 0;
+    n_mem_wait--;
+  }
+  if (refuse_status && !c->refusing) {
+    refuse_from_here(c, refuse_status);
+    if (c->have_head && c->status == 0 && c->ic == NULL && c->discard_left == 0) {
+      c->status = refuse_status;  /* the request being read: refused too */
+      if (!c->chunked) discard_begin(c, c->body_len);
+    }
+  }
+  process(c);
+  while (!c->closing && !c->eof) {
+    if (c->in_off == c->in_len && !c->have_head) c->in_off = c->in_len = 0;
+    if (in_reserve(c, c->in_len - c->in_off + READ_MIN) != 0) break;
+    ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n > 0) c->in_len += (size_t)n;
+    else c->eof = 1;  /* the end (SHUT_RD), or an error */
+    process(c);
+  }
+  send_now(c);
+  conn_destroy(c);
+}
+
 /* ---- accepting ---- */
 
 /* At EMFILE the pending connection would make a level-triggered listener spin: release
@@ -884,32 +965,34 @@ static int peer_over(const peer_acct *pa) {
   return pa && pa->conns >= ss__peer_cap(n_conns, opts->max_conns, opts->max_conns_per_peer);
 }
 
-static void on_accept(int lfd, int is_unix, int is_metrics) {
+/* Accepts up to 64 waiting connections: 1 when there may be more, else 0. A connection
+ * that may not stay (a peer neither allowed nor able to show the tree's token, the table
+ * full, a peer over its share) is not closed unread: what it sent is refused and counted
+ * (finish). */
+static int on_accept(int lfd, int is_unix, int is_metrics) {
   for (int i = 0; i < 64; i++) {
     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EMFILE || errno == ENFILE) shed_one(lfd);
-      return;  /* EAGAIN, or a connection that died in the backlog */
+      return 0;  /* EAGAIN, or a connection that died in the backlog */
     }
     ss__peer who;
     ss__proc_id id = {0};
     const char *why = NULL;
     ss__peer_of(fd, is_unix, &who);
-    int admitted = is_unix ? ss__peer_admit(opts, fd, &id, &why) : -1;
+    int admitted = is_unix ? ss__peer_admit(opts, fd, &id, &why) : -1, refuse = 0;
     if (admitted == 0 && (ss__tree_token() == NULL || n_pending >= MAX_PENDING)) {
       ss__say_refused(fd, ss__tree_token() ? "too many connections waiting to show the "
                                              "traced tree's token"
                                            : why);
       ss__stats_g.peers_refused++;
-      close(fd);
-      continue;
+      refuse = 403;
     }
     peer_acct *pa = peer_find(&who);
-    if (n_conns >= opts->max_conns || peer_over(pa)) {
+    if (!refuse && (n_conns >= opts->max_conns || peer_over(pa))) {
       if (n_conns >= opts->max_conns) ss__stats_g.connections_refused++;
       else ss__stats_g.peer_limited++;
-      close(fd);
-      continue;
+      refuse = 503;
     }
     if (pa == NULL && (pa = calloc(1, sizeof *pa)) != NULL) {
       pa->who = who;
@@ -931,13 +1014,28 @@ static void on_accept(int lfd, int is_unix, int is_metrics) {
     c->who = who;
     c->id = id;
     c->remember = admitted == 1 && id.pid > 0;
-    c->pending = admitted == 0;  /* its first request must carry the tree's token */
+    c->pending = admitted == 0 && !refuse;  /* its first request must carry the token */
     c->why = why;
     n_pending += (size_t)c->pending;
-    c->give_token = is_unix && !is_metrics;
+    c->give_token = is_unix && !is_metrics && !refuse;
     c->pa = pa;
     pa->conns++;
+    if (refuse) {  /* counted as refused, above; not in the table */
+      c->outside = 1;
+      n_conns--;
+      ss__stats_g.connections--;
+      ss__stats_g.connections_open--;
+      if (refuse == 403 || n_refused_open >= MAX_REFUSED_OPEN) {
+        finish(c, refuse);
+      } else {  /* its requests, coming now, are answered with the refusal and counted */
+        c->refusing = 1;
+        c->refuse_status = refuse;
+        c->refuse_until = ss__mono_ms() + REFUSED_OPEN_MS;
+        n_refused_open++;
+      }
+    }
   }
+  return 1;
 }
 
 /* ---- loop ---- */
@@ -965,16 +1063,19 @@ static int timed_out(const conn *c, uint64_t now) {
   return now - c->active_ms > opts->idle_timeout_ms;
 }
 
-/* Every SWEEP_MS: closes the connections that timed out (counted). */
+/* Every SWEEP_MS: closes the connections that timed out (counted), serving what they
+ * sent before the close (finish). */
 static void sweep(void) {
   uint64_t now = ss__mono_ms();
   if (now < next_sweep_ms) return;
   next_sweep_ms = now + SWEEP_MS;
   for (conn *c = conns, *next; c; c = next) {
     next = c->next;
-    if (timed_out(c, now)) {
+    if (c->refuse_until && now >= c->refuse_until) {
+      finish(c, c->refuse_status);
+    } else if (timed_out(c, now)) {
       ss__stats_g.timeouts++;
-      conn_destroy(c);
+      finish(c, 0);  /* what came meanwhile, unread yet, is served */
     }
   }
 }
@@ -982,8 +1083,8 @@ static void sweep(void) {
 static void dispatch(struct epoll_event *e, int *stop) {
   void *p = e->data.ptr;
   if (p == &tag_unix || p == &tag_tcp || p == &tag_metrics) {
-    on_accept(p == &tag_unix ? unix_lfd : p == &tag_tcp ? tcp_lfd : metrics_lfd,
-              p == &tag_unix, p == &tag_metrics);
+    (void)on_accept(p == &tag_unix ? unix_lfd : p == &tag_tcp ? tcp_lfd : metrics_lfd,
+                    p == &tag_unix, p == &tag_metrics);
     return;
   }
   if (p == &tag_grpc) {  /* the gRPC module's own epoll: its sockets are ready */
@@ -1016,10 +1117,14 @@ static int watch(int fd, void *tag) {
 static void drain(void) {
   struct epoll_event evs[64];
   int stop = 0;
-  /* Connections already made to the Unix socket are served: a shim counts what it wrote
-   * as delivered (and under `spanshim run` the command may have started, connected and
-   * finished before we took our first connection). */
-  if (unix_lfd >= 0) on_accept(unix_lfd, 1, 0);
+  /* Connections already made are served: a shim counts what it wrote as delivered (and
+   * under `spanshim run` the command may have started, connected and finished before we
+   * took our first connection). The Unix socket takes no more (a connect now fails with
+   * ECONNREFUSED, which its sender counts), so none is left unaccepted in its queue. */
+  if (unix_lfd >= 0) shutdown(unix_lfd, SHUT_RD);
+  while (unix_lfd >= 0 && on_accept(unix_lfd, 1, 0)) {}
+  while (tcp_lfd >= 0 && on_accept(tcp_lfd, 0, 0)) {}
+  if (tcp_lfd >= 0) shutdown(tcp_lfd, SHUT_RD);  /* a TCP listener stops listening */
   if (unix_lfd >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, unix_lfd, NULL);
   if (tcp_lfd >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, tcp_lfd, NULL);
   if (metrics_lfd >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, metrics_lfd, NULL);
@@ -1040,6 +1145,8 @@ static void drain(void) {
     }
     if (!busy) break;
   }
+  /* Past the moment (or all served): what is left is refused, a shim's items counted. */
+  while (conns) finish(conns, 503);
 }
 
 int ss__receiver_run(const ss__opts *o, int unix_fd, int tcp_fd, int metrics_fd, int sigfd) {
@@ -1060,7 +1167,7 @@ int ss__receiver_run(const ss__opts *o, int unix_fd, int tcp_fd, int metrics_fd,
     return -1;
   }
   while (!stop) {
-    int timeout = n_lingering ? 100 : n_conns ? SWEEP_MS : -1;
+    int timeout = n_lingering ? 100 : n_conns || n_refused_open ? SWEEP_MS : -1;
     if (ss__sampler_enabled()) {
       int64_t next = ss__sampler_tick(ss__mono_ms());
       if (next >= 0 && (timeout < 0 || next < timeout)) timeout = (int)(next + 1);

@@ -216,6 +216,8 @@ int ss__peer_allowed(const ss__opts *o, int fd);
 typedef struct ss__proc_id {
   int pid;
   uint64_t start;
+  uint64_t ino;     /* its pidfd's inode on pidfs: one per process for the boot, also
+                       once it has ended (0: not known) */
 } ss__proc_id;
 /* Whether the peer on an accepted Unix connection may send: 1 admitted by its
  * credentials (ss__peer_allowed), 2 as part of the traced tree (then remembered itself,

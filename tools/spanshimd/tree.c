@@ -14,9 +14,15 @@
  * than its child (else the parent died and its pid went to a newer process), at most
  * SS_TREE_DEPTH steps up.
  *
- * The pid rule needs the peer alive (or a zombie) when its connection is accepted: a child
+ * The pid rule needs the peer alive (or a zombie) when its connection is accepted. A
+ * process that has ended is still known by its pidfd (SO_PEERPIDFD gives one for an
+ * ended, reaped peer too on recent kernels), whose inode on pidfs is the process's own
+ * for the whole boot (64-bit, never used again; the same across exec): a remembered
+ * process is remembered with it, so a connection of a remembered process that ended
+ * before the collector got to it is admitted (a program exec'd after a drop by a process
+ * of the tree that said hello, such as setpriv or runuser: the same process). A child
  * forked after a drop that sends and exits, and is reaped, before the collector gets to
- * its connection would be refused. So the tree also has a token: 128 random bits, made at
+ * its connection was never remembered itself. So the tree also has a token: 128 random bits, made at
  * start, handed in every 2xx answer to an OTLP request on an admitted Unix connection
  * (Spanshim-Tree header), which the shim keeps in memory and sends on every request from
  * then on (fork children inherit it; an exec forgets it). A Unix peer admitted neither by
@@ -46,6 +52,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "runtime/clock.h"
@@ -53,6 +60,10 @@
 
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77
+#endif
+
+#ifndef PID_FS_MAGIC
+#define PID_FS_MAGIC 0x50494446
 #endif
 
 #define SS_TREE_MAX 4096
@@ -133,6 +144,7 @@ static void put(const ss__proc_id *id) {
   ss__proc_id *s = find(id->pid);
   if (s->pid == id->pid) { /* known, or its pid's earlier process, which is gone */
     s->start = id->start;
+    s->ino = id->ino;
     return;
   }
   if (n_known >= SS_TREE_MAX) {
@@ -177,14 +189,27 @@ static int in_tree(int pid, uint64_t start) {
   return 0;
 }
 
+/* The inode of pidfd when it is on pidfs (Linux 6.9 and later: one per process), else 0
+ * (an anonymous inode, shared by every pidfd). */
+static uint64_t pidfs_ino(int pidfd) {
+  struct statfs fs;
+  struct stat st;
+  if (pidfd < 0 || fstatfs(pidfd, &fs) != 0 || fs.f_type != PID_FS_MAGIC ||
+      fstat(pidfd, &st) != 0)
+    return 0;
+  return (uint64_t)st.st_ino;
+}
+
 /* Reads the peer's identity at accept: its pid as of connect (SO_PEERCRED) and its start
  * time, counted only when its pidfd says it is alive after the read, or, ended, its pid
  * still shows that start time after we saw it end (a zombie not yet reaped: its pid
- * cannot have gone to another process). 0, or -1 (pid 0). */
-static int peer_id(int fd, ss__proc_id *id) {
+ * cannot have gone to another process); its pidfs inode too when there is one. 0, or -1
+ * (pid 0) with *ended_ino the inode of a peer that has ended (0: none known). */
+static int peer_id(int fd, ss__proc_id *id, uint64_t *ended_ino) {
   struct ucred cr;
   socklen_t len = sizeof cr;
   memset(id, 0, sizeof *id);
+  *ended_ino = 0;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0 || cr.pid <= 0) return -1;
   int pidfd = -1;
   len = sizeof pidfd;
@@ -200,11 +225,27 @@ static int peer_id(int fd, ss__proc_id *id) {
     ok = poll(&p, 1, 0) == 0 ||
          (ss__proc_stat(cr.pid, NULL, &again) == 0 && again == start); /* a zombie */
   }
+  uint64_t ino = pidfs_ino(pidfd);
   if (pidfd >= 0) close(pidfd);
-  if (!ok) return -1;
+  if (!ok) {
+    *ended_ino = ino;
+    return -1;
+  }
   id->pid = cr.pid;
   id->start = start;
+  id->ino = ino;
   return 0;
+}
+
+/* Whether the peer on fd, which has ended (its pidfd's inode: ino), is a remembered
+ * process: its pid as of connect is remembered with that inode. */
+static int ended_known(int fd, uint64_t ino) {
+  struct ucred cr;
+  socklen_t len = sizeof cr;
+  if (ino == 0 || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0 || cr.pid <= 0)
+    return 0;
+  const ss__proc_id *s = find(cr.pid);
+  return s->pid == cr.pid && s->ino == ino;
 }
 
 /* Says on stderr who was refused, for the first SAY_REFUSED refusals (then they are only
@@ -226,15 +267,20 @@ void ss__say_refused(int fd, const char *why) {
 int ss__peer_admit(const ss__opts *o, int fd, ss__proc_id *id, const char **why) {
   memset(id, 0, sizeof *id);
   *why = NULL;
+  uint64_t ended;
   if (ss__peer_allowed(o, fd)) {
-    if (!off) peer_id(fd, id);
+    if (!off) peer_id(fd, id, &ended);
     return 1;
   }
   if (off) {
     *why = "not an allowed user (--no-tree)";
     return 0;
   }
-  if (peer_id(fd, id) != 0) {
+  if (peer_id(fd, id, &ended) != 0) {
+    if (ended_known(fd, ended)) { /* remembered; it has ended since it connected */
+      ss__stats_g.tree_admitted++;
+      return 2;
+    }
     *why = "not an allowed user, and it ended before it could be looked at";
     return 0;
   }
