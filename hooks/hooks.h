@@ -114,6 +114,10 @@ void ss__http_atfork_child(void);
  * has nothing of http.c's to settle (and runs none of its code, a page to fault in). */
 extern _Atomic int ss__http_used;
 void ss__http_exiting_slow(void);
+/* The process dies of a signal (why: its name, "SIGTERM"): HTTP requests in flight end
+ * now, those without a response as errors (error.type = why). Async-signal-safe; a
+ * connection another thread is inside of is left as it is. */
+void ss__http_dying(const char *why);
 /* The process is exiting: held accept spans are committed and HTTP spans still in
  * flight end now (unset status), so they are delivered with the rest. */
 static inline void ss__http_exiting(void) {

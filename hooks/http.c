@@ -906,6 +906,16 @@ void ss__http_sendfile(int fd, ssize_t rc) {
   errno = saved;
 }
 
+/* Requests in flight on c with no response status yet fail with error.type `why`. */
+static void fail_unanswered(conn *c, const char *why) {
+  for (int i = 0; i < c->q_n; i++) {
+    msg *m = q_at(c, i);
+    if (m->status_set || m->error) continue;
+    rec_str(m, "error.type", why, strlen(why));
+    m->error = 1;
+  }
+}
+
 static void closed(int t, int fd) {
   int role = role_of(t, fd);
   if (t == 0) hold_settle(fd, 1);
@@ -926,12 +936,8 @@ static void closed(int t, int fd) {
      * failed CLIENT span (the app saw the connection close); anything else ends as it is. */
     if (!c->server && ss__h1_close(&c->in) && c->q_n) q_finish_oldest(c);
     if (c->server && ss__h1_close(&c->out) && c->q_n) q_finish_oldest(c);
-    for (int i = 0; !c->server && i < c->q_n; i++) {
-      msg *m = q_at(c, i);
-      if (m->status_set) continue;
-      rec_str(m, "error.type", "connection_closed", 17);
-      m->error = 1;
-    }
+    /* A request the app closed without answering failed as its client saw it. */
+    fail_unanswered(c, "connection_closed");
     end_all(c);
     slot_release(c);
   }
@@ -956,6 +962,21 @@ void ss__http_closed_range(unsigned lo, unsigned hi) {
     if (atomic_load_explicit(&fd_role[0][fd], memory_order_relaxed) ||
         atomic_load_explicit(&fd_role[1][fd], memory_order_relaxed))
       ss__http_closed((int)fd);
+}
+
+void ss__http_dying(const char *why) {
+  if (!atomic_load(&ss__http_used)) return;
+  for (int i = 0; i < SLOTS; i++) {
+    conn *c = &conns[i];
+    int expected = 0;
+    if (!atomic_load(&slot_used[i]) || !atomic_compare_exchange_strong(&c->busy, &expected, 1))
+      continue;
+    if (c->fd >= 0) {
+      fail_unanswered(c, why);
+      end_all(c);
+    }
+    slot_give(c);
+  }
 }
 
 void ss__http_exiting_slow(void) {

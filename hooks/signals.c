@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "runtime/exporter.h"
+#include "hooks/hooks.h"
 #include "hooks/hook.h"
 #include "runtime/sys.h"
 
@@ -132,6 +133,13 @@ static void deliver_before_death(int sig) {
     }
     if (atomic_load(&flusher) != me) return;
   }
+  /* Requests the process was serving or making end with it, as failed: "SIG" + name. */
+  char why[40] = "SIG";
+  const char *abbrev = sigabbrev_np(sig);
+  size_t n = abbrev ? strnlen(abbrev, sizeof why - 4) : 0;
+  memcpy(why + 3, abbrev ? abbrev : "", n);
+  why[3 + n] = '\0';
+  ss__http_dying(why);
   if (ss__exporter_running()) {
     ss__process_end(SS_PROC_SIGNAL, sig);
     ss__exporter_flush_signal(ss__cfg.exit_flush_ms);

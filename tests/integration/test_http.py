@@ -9,6 +9,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -568,6 +569,60 @@ def test_nginx_joins_every_proxied_request_while_it_serves_many_at_once(ctx):
     assert len(back) == 1 and back[0].parent_id == hop[0].span_id, (back, hop)
     # What the backend received: the caller's header with only its parent-id changed.
     assert got.decode() == "/fwd tp=00-%s-%s-01\n" % ("ab" * 16, hop[0].span_id), got
+
+
+FAILING_PY = r'''
+import http.server, os, signal, sys, time
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def do_GET(self):
+        if self.path == "/raise":      # the handler fails: http.server closes, no answer
+            raise RuntimeError("handler failed")
+        if self.path == "/slow":       # still serving when SIGTERM comes
+            print("serving", flush=True)
+            time.sleep(30)
+        self.send_response(200)
+        self.send_header("Content-Length", "3")
+        self.end_headers()
+        self.wfile.write(b"ok\n")
+    def handle_error(self, *a): pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+srv.handle_error = lambda *a: None
+print("port=%d" % srv.server_address[1], flush=True)
+srv.serve_forever()
+'''
+
+
+def test_a_request_a_server_never_answers_is_a_failed_server_span(ctx):
+    """A handler that dies without answering (the connection closed, the client gets
+    nothing) is a failed SERVER span (error.type=connection_closed), not a success; a
+    service killed by SIGTERM while serving a request ends that request's span as failed
+    by the signal (error.type=SIGTERM) and dies of SIGTERM as it would untraced."""
+    c = ctx.collector()
+    script = os.path.join(ctx.tmp, "failing.py")
+    with open(script, "w") as f:
+        f.write(FAILING_PY)
+    svc = Service(ctx, [SYS_PY, script], collector=c)
+    r = ctx.run(["curl", "-sS", svc.url + "/raise"], preload=False)
+    assert r.returncode == 52, r  # curl: empty reply from server
+    ok = curl(ctx, svc.url + "/ok")
+    assert ok == b"ok\n"
+    slow = subprocess.Popen(["curl", "-sS", svc.url + "/slow"], env=ctx.env(None, preload=False),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert svc.proc.stdout.readline() == b"serving\n"
+    svc.proc.send_signal(signal.SIGTERM)
+    assert svc.proc.wait(30) == -signal.SIGTERM
+    assert slow.wait(30) == 52, slow.stderr.read()
+    spans = c.spans()
+    raised = [s for s in servers(spans) if s.attrs.get("url.path") == "/raise"]
+    assert len(raised) == 1, servers(spans)
+    assert raised[0].status_code == ERROR and raised[0].attrs.get("error.type") == "connection_closed", raised
+    assert "http.response.status_code" not in raised[0].attrs, raised
+    one_server_span(spans, "/ok", "GET", 200, "answered")
+    cut = [s for s in servers(spans) if s.attrs.get("url.path") == "/slow"]
+    assert len(cut) == 1, "the request in flight at SIGTERM has no span: %r" % servers(spans)
+    assert cut[0].status_code == ERROR and cut[0].attrs.get("error.type") == "SIGTERM", cut
 
 
 # --- 4. non-HTTP traffic: unchanged, spanless ----------------------------------------------------
