@@ -15,7 +15,8 @@ at all).
   4. memory: VmRSS/VmHWM of a program making 10k connects, with vs without the shim.
   5. real programs: TPS of pgbench (select-only; and with a new connection per
      transaction, -C) against a throwaway PostgreSQL, and requests/s of one curl process
-     making BENCH_CURL requests with a new connection each, with vs without the shim.
+     making BENCH_CURL requests with a new connection each, with vs without the shim,
+     interleaved BENCH_REAL_ROUNDS (5) times: medians, and the per-round ratios' spread.
   6. the anchor: the OTel JS SDK's CPU per span, measured in this run.
 Rows of the issue 16 cost table go to tests/bench/table.py (printed by run.sh at the end).
 
@@ -45,6 +46,7 @@ INGEST_PROCS = int(os.environ.get("BENCH_INGEST_PROCS", "4"))
 INGEST_N = int(os.environ.get("BENCH_INGEST_N", "200000"))
 PGBENCH_SECS = int(os.environ.get("BENCH_PGBENCH_SECS", "4"))
 CURL_N = int(os.environ.get("BENCH_CURL", "300"))
+REAL_ROUNDS = int(os.environ.get("BENCH_REAL_ROUNDS", "5"))
 SHARE_N = int(os.environ.get("BENCH_SHARE_N", "200000"))
 ANCHOR_N = int(os.environ.get("BENCH_ANCHOR_N", "50000"))
 
@@ -679,46 +681,50 @@ def real_programs(b, tmp, summary):
             if r.returncode != 0:
                 raise RuntimeError("pgbench -i: " + r.stderr)
             for label, extra in (("pgbench -S", []), ("pgbench -S -C", ["-C"])):
-                tps = {}
-                for name, lib in (("without", None), ("with", b["lib"])):
-                    env = clean_env()
-                    if lib:
-                        env.update({"LD_PRELOAD": lib, "SPANSHIM_ENDPOINT": col.endpoint})
-                    r = subprocess.run(base + ["-S", "-n", "-c", "2", "-j", "2", "-T",
-                                               str(PGBENCH_SECS)] + extra + ["postgres"],
-                                       env=env, capture_output=True, text=True,
-                                       timeout=PGBENCH_SECS + 60)
-                    m = [ln for ln in r.stdout.splitlines() if ln.startswith("tps")]
-                    if r.returncode != 0 or not m:
-                        raise RuntimeError("pgbench: " + r.stderr[-300:])
-                    tps[name] = float(m[0].split("=")[1].split()[0])
-                ratio = tps["with"] / tps["without"]
-                print("  %-14s %9.0f tps without, %9.0f with, ratio %.3f" % (
-                    label, tps["without"], tps["with"], ratio), flush=True)
-                summary.append(("TPS ratio, %s" % label, "%.3f" % ratio,
-                                "%.0f -> %.0f tps" % (tps["without"], tps["with"])))
+                tps = {"without": [], "with": []}
+                for _ in range(REAL_ROUNDS):  # interleaved: each round's pair shares its load
+                    for name, lib in (("without", None), ("with", b["lib"])):
+                        env = clean_env()
+                        if lib:
+                            env.update({"LD_PRELOAD": lib, "SPANSHIM_ENDPOINT": col.endpoint})
+                        r = subprocess.run(base + ["-S", "-n", "-c", "2", "-j", "2", "-T",
+                                                   str(PGBENCH_SECS)] + extra + ["postgres"],
+                                           env=env, capture_output=True, text=True,
+                                           timeout=PGBENCH_SECS + 60)
+                        m = [ln for ln in r.stdout.splitlines() if ln.startswith("tps")]
+                        if r.returncode != 0 or not m:
+                            raise RuntimeError("pgbench: " + r.stderr[-300:])
+                        tps[name].append(float(m[0].split("=")[1].split()[0]))
+                ratios = [w / o for w, o in zip(tps["with"], tps["without"])]
+                print("  %-14s %9.0f tps without, %9.0f with (medians), ratio per round %s" % (
+                    label, med(tps["without"]), med(tps["with"]), spread(ratios)), flush=True)
+                summary.append(("TPS ratio, %s" % label, "%.3f" % med(ratios),
+                                "%.0f -> %.0f tps; %s" % (med(tps["without"]),
+                                                          med(tps["with"]), spread(ratios))))
         else:
             print("  (pgbench not installed: skipped)")
         srv = harness.HttpServer()
         url = "http://127.0.0.1:%d/" % srv.port
         argv = ["curl", "-s", "-o", "/dev/null", "-H", "Connection: close"] + [url] * CURL_N
-        rps = {}
-        for name, lib in (("without", None), ("with", b["lib"]), ("without", None),
-                          ("with", b["lib"])):
-            env = clean_env()
-            if lib:
-                env.update({"LD_PRELOAD": lib, "SPANSHIM_ENDPOINT": col.endpoint})
-            t0 = time.monotonic()
-            r = subprocess.run(argv, env=env, capture_output=True, timeout=300)
-            dt = time.monotonic() - t0
-            if r.returncode != 0:
-                raise RuntimeError("curl loop failed: %d" % r.returncode)
-            rps[name] = max(rps.get(name, 0), CURL_N / dt)
-        ratio = rps["with"] / rps["without"]
-        print("  %-14s %9.0f req/s without, %9.0f with, ratio %.3f (%d requests, new "
-              "connection each)" % ("curl", rps["without"], rps["with"], ratio, CURL_N))
-        summary.append(("req/s ratio, curl loop", "%.3f" % ratio,
-                        "%.0f -> %.0f req/s" % (rps["without"], rps["with"])))
+        rps = {"without": [], "with": []}
+        for _ in range(REAL_ROUNDS):
+            for name, lib in (("without", None), ("with", b["lib"])):
+                env = clean_env()
+                if lib:
+                    env.update({"LD_PRELOAD": lib, "SPANSHIM_ENDPOINT": col.endpoint})
+                t0 = time.monotonic()
+                r = subprocess.run(argv, env=env, capture_output=True, timeout=300)
+                dt = time.monotonic() - t0
+                if r.returncode != 0:
+                    raise RuntimeError("curl loop failed: %d" % r.returncode)
+                rps[name].append(CURL_N / dt)
+        ratios = [w / o for w, o in zip(rps["with"], rps["without"])]
+        print("  %-14s %9.0f req/s without, %9.0f with (medians), ratio per round %s (%d "
+              "requests, new connection each)" % ("curl", med(rps["without"]), med(rps["with"]),
+                                                  spread(ratios), CURL_N))
+        summary.append(("req/s ratio, curl loop", "%.3f" % med(ratios),
+                        "%.0f -> %.0f req/s; %s" % (med(rps["without"]), med(rps["with"]),
+                                                    spread(ratios))))
     finally:
         if srv:
             srv.stop()
