@@ -440,7 +440,10 @@ void ss__span_pop(ss__sb *b) {
       ss__ctx *e = own_entry(b);
       if (e != NULL && !e->lazy) draw_own(b);
     }
-    if (ss__self.depth > 0) ss__self.depth--;
+    /* Down to its own entry, as ss__ctx_pop does: never below it (an entry a caller's
+     * ss__ctx_pop took already must not cost the context under it, e.g. the request a
+     * thread serves when a pipelined request's span is parked). */
+    if (b->token >= 0 && ss__self.depth > b->token) ss__self.depth = b->token;
     b->pushed = 0;
   }
 }
