@@ -90,10 +90,11 @@
  * less its CPU time and its waits) is added to the deadlines, up to this many times the
  * budget. */
 #define EXIT_STALL_FACTOR 9
-/* How long an exit waits for the answers once its requests are written: a request written
- * whole counts as delivered; an answer only tells of a refusal, which a collector slower
- * than this counts itself (a rejected request). The process does not wait for a busy
- * collector to be scheduled (a fork child's exit, on a loaded machine). */
+/* How long an exit waits for spanshimd's answers on its Unix socket once its requests are
+ * written: a request written whole counts as delivered; an answer only tells of a
+ * refusal, which spanshimd counts itself when it is slower than this. The process does
+ * not wait for a busy collector to be scheduled (a fork child's exit, on a loaded
+ * machine). Over TCP an exit reads every answer, within its budget (answers_due). */
 #define EXIT_ANSWER_MS 5
 
 
@@ -1111,12 +1112,16 @@ static void exit_diagnostics(void) {
          atomic_load(&lhanded), lost, llost);
 }
 
-/* When an exit reads its answers until: EXIT_ANSWER_MS from now, or, when the collector
- * may admit us only as part of the traced tree (we changed user; transport.h), the
- * deadline: a request written whole is not taken until it is answered there. */
+/* When an exit reads its answers until: EXIT_ANSWER_MS from now on spanshimd's Unix
+ * socket, else the deadline: when the collector may admit us only as part of the traced
+ * tree (we changed user; transport.h) a request written whole is not taken until it is
+ * answered there; and a collector over TCP may be any OTLP/HTTP server, which reads
+ * the requests written back to back one at a time and stops at the first answer it
+ * cannot write (Python's http.server: the rest were never read). */
 static uint64_t answers_due(encoder *e, uint64_t deadline_ms) {
   uint64_t by = ss__mono_ms() - e->stalled + EXIT_ANSWER_MS;
-  return by < deadline_ms && ss__transport_admits_us(e->t) ? by : deadline_ms;
+  return by < deadline_ms && e->t->ep.is_unix && ss__transport_admits_us(e->t) ? by
+                                                                              : deadline_ms;
 }
 
 /* An exit's delivery on encoder e (exit_lock held; drain_lock too when `own`; or the

@@ -209,6 +209,45 @@ def test_base_endpoint_gets_both_signal_paths(ctx):
     assert paths == ["/base/v1/logs", "/base/v1/traces"], paths
 
 
+SLOW_SINK_PY = r'''
+import http.server, sys, time
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        print("POST %s %d" % (self.path, len(body)), flush=True)
+        time.sleep(0.3)  # answers come late: an exit must still not cut what it wrote
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+print("port=%d" % srv.server_address[1], flush=True)
+srv.serve_forever()
+'''
+
+
+def test_an_otlp_http_collector_that_answers_late_gets_every_request_an_exit_wrote(ctx):
+    """An exit writes its traces and logs requests back to back on one connection. A
+    generic OTLP/HTTP server (Python's http.server here) reads them one at a time and
+    gives up on the connection when it cannot write an answer: the exit reads every
+    answer (within its budget) before it closes, so the logs request after the traces
+    one is read too (before: lost, and counted as delivered)."""
+    script = os.path.join(ctx.tmp, "slow_sink.py")
+    with open(script, "w") as f:
+        f.write(SLOW_SINK_PY)
+    sink = harness.Service(ctx, ["python3", script], preload=False)
+    e = ctx.env(None, {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url, "SPANSHIM_EXIT_FLUSH_MS": "5000"})
+    del e["SPANSHIM_ENDPOINT"]
+    r = subprocess.run(["curl", "-s", "http://127.0.0.1:%d/" % ctx.closed_port()], env=e,
+                       capture_output=True, timeout=60)
+    assert r.returncode == 7, r
+    sink.proc.terminate()
+    out = sink.proc.communicate(timeout=30)[0].decode()
+    paths = sorted({l.split()[1] for l in out.splitlines() if l.startswith("POST ")})
+    assert paths == ["/v1/logs", "/v1/traces"], out
+
+
 def test_otel_log_level_turns_on_diagnostics_when_spanshim_log_level_is_unset(ctx):
     log = os.path.join(ctx.tmp, "shim.log")
     r = ctx.run(["true"], extra_env={"OTEL_LOG_LEVEL": "debug", "SPANSHIM_LOG_FILE": log,
