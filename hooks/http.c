@@ -133,6 +133,14 @@ static _Atomic uint8_t slot_used[SLOTS];
  * costs a fault to read). */
 _Atomic int ss__http_used;
 static _Atomic uint64_t injections_skipped;
+/* Set once any fd got a role or a handshake time (before the store): until then a close
+ * has no entry of fd_role or hs_us to clear, and reads none (in a fork child that never
+ * spoke HTTP, three pages nobody touched: a fault each, even to read). */
+static _Atomic int fds_marked;
+
+static inline void mark_fds(void) {
+  if (!atomic_load_explicit(&fds_marked, memory_order_relaxed)) atomic_store(&fds_marked, 1);
+}
 
 /* The thread's request context: the slot and message whose SERVER span it pushed. */
 static __thread conn *cur_conn __attribute__((tls_model("initial-exec")));
@@ -152,6 +160,7 @@ static int loop_ours(void);
 
 void ss__http_fd_role(int fd, int server) {
   if ((unsigned)fd >= FD_MAX || !ss__active(SS_HOOK_HTTP)) return;
+  mark_fds();
   atomic_store_explicit(&fd_role[0][fd], server ? R_SERVER : R_CLIENT, memory_order_relaxed);
   /* Connected in an event loop's callback (the connect span is on top of the context;
    * the callback's lies under it): the connection's first request is that request's. */
@@ -212,6 +221,7 @@ static void hold_settle(int fd, int keep) {
 }
 
 static inline void set_role(int t, int fd, int role) {
+  if (role != R_NONE) mark_fds();
   atomic_store_explicit(&fd_role[t][fd], (uint8_t)role, memory_order_release);
   if (role == R_NOT_HTTP) hold_settle(fd, 1);
 }
@@ -835,6 +845,7 @@ static conn *conn_for(int t, int fd, int role, int outbound, const char *first, 
   if (looks == 0) {
     if (!t && n > 0 && first[0] == 0x16 && ss__active(SS_HOOK_TLS)) {
       /* A TLS handshake: its plaintext (t == 1) settles the held accept span. */
+      mark_fds();
       atomic_store_explicit(&fd_role[0][fd], R_NOT_HTTP, memory_order_release);
       return NULL;
     }
@@ -891,8 +902,10 @@ void ss__http_tls_sent(int fd, const void *buf, ssize_t rc) {
 }
 
 void ss__http_tls_handshake(int fd, uint64_t ns) {
-  if ((unsigned)fd < FD_MAX)
+  if ((unsigned)fd < FD_MAX) {
+    mark_fds();
     atomic_store_explicit(&hs_us[fd], (uint32_t)(ns / 1000 ? ns / 1000 : 1), memory_order_relaxed);
+  }
 }
 
 void ss__http_sendfile(int fd, ssize_t rc) {
@@ -945,7 +958,9 @@ static void closed(int t, int fd) {
 }
 
 void ss__http_closed(int fd) {
-  if ((unsigned)fd >= FD_MAX) return;
+  if ((unsigned)fd >= FD_MAX || (!atomic_load_explicit(&fds_marked, memory_order_relaxed) &&
+                                 atomic_load_explicit(&holds_n, memory_order_relaxed) == 0))
+    return;
   int saved = errno;
   closed(0, fd);
   closed(1, fd);
@@ -956,7 +971,9 @@ void ss__http_closed(int fd) {
 }
 
 void ss__http_closed_range(unsigned lo, unsigned hi) {
-  if (lo >= FD_MAX) return;
+  if (lo >= FD_MAX || (!atomic_load_explicit(&fds_marked, memory_order_relaxed) &&
+                       atomic_load_explicit(&holds_n, memory_order_relaxed) == 0))
+    return;
   if (hi >= FD_MAX) hi = FD_MAX - 1;
   for (unsigned fd = lo; fd <= hi; fd++)
     if (atomic_load_explicit(&fd_role[0][fd], memory_order_relaxed) ||

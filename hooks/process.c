@@ -174,7 +174,9 @@ void ss__process_atfork_child(void) {
   if (atomic_load(&proc_state) != 0) atomic_store(&proc_state, 0);
   if (atomic_load(&exit_code) != -1) atomic_store(&exit_code, -1);
   if (fork_span) fork_span = 0;
-  if (proc_name[0] && ss__cfg.process_span && (ss__cfg.hooks & SS_HOOK_PROCESS))
+  /* The configuration first: proc_name's page, never touched without process spans, would
+   * be a fault to read. */
+  if (ss__cfg.process_span && (ss__cfg.hooks & SS_HOOK_PROCESS) && proc_name[0])
     fork_child_span();
 }
 

@@ -158,7 +158,9 @@ SS_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_
 /* While any system() runs, SIGINT and SIGQUIT are ignored in the caller (POSIX); the
  * first caller saves the dispositions and the last restores them. sys_lock is a leaf
  * lock held only around those sigaction calls. */
-static pthread_mutex_t sys_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Aligned 128, like popen_lock: first in .bss, on the page a fork child writes anyway
+ * (see ss__cfg in shim/shim.c); its fork handler reads both. */
+static pthread_mutex_t sys_lock __attribute__((aligned(128))) = PTHREAD_MUTEX_INITIALIZER;
 static int sys_refs;
 static struct sigaction sys_intr, sys_quit;
 
@@ -241,7 +243,7 @@ static popen_ent popen_first[POPEN_FIRST];
 static popen_ent *popens = popen_first;
 static size_t popens_cap = POPEN_FIRST;
 static _Atomic size_t popen_open;
-static pthread_mutex_t popen_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t popen_lock __attribute__((aligned(128))) = PTHREAD_MUTEX_INITIALIZER;
 
 SS_REAL(fclose)
 

@@ -13,6 +13,9 @@
 #include "runtime/symbolize.h"
 
 #define BLOCK 65536
+/* The first block is small: an exiting fork child symbolizes one caller, and every heap
+ * page it touches is a fault (a 64 KiB block touches the page after it too). */
+#define FIRST_BLOCK (4096 - 64)
 #define MAX_MODULES_NAMED 64
 
 typedef struct ss__exc_block {
@@ -25,7 +28,7 @@ static void *balloc(ss__exc_batch *b, size_t n) {
   n = (n + 15) & ~(size_t)15;
   block *k = b->blocks;
   if (k == NULL || k->cap - k->used < n) {
-    size_t cap = n > BLOCK ? n : BLOCK;
+    size_t cap = n > BLOCK ? n : k == NULL ? FIRST_BLOCK : BLOCK;
     k = malloc(sizeof(block) + cap);
     if (k == NULL) return NULL;
     k->next = b->blocks;
@@ -48,14 +51,21 @@ static char *bstrdup(ss__exc_batch *b, const char *s, size_t n) {
 }
 
 void ss__exc_reset(ss__exc_batch *b) {
-  /* The oldest block and the records' array are kept for the next batch (no malloc and
-   * free of 64 KiB per batch, whose pages glibc would hand back and fault in again). */
-  while (b->blocks && b->blocks->next) {
-    block *next = b->blocks->next;
-    free(b->blocks);
-    b->blocks = next;
+  /* One block and the records' array are kept for the next batch (no malloc and free of
+   * 64 KiB per batch, whose pages glibc would hand back and fault in again): the largest
+   * of at most BLOCK bytes (the first one is small, those after it BLOCK). */
+  block *keep = NULL;
+  for (block *k = b->blocks; k; k = k->next)
+    if (k->cap <= BLOCK && (keep == NULL || k->cap > keep->cap)) keep = k;
+  for (block *k = b->blocks, *next; k; k = next) {
+    next = k->next;
+    if (k != keep) free(k);
   }
-  if (b->blocks) b->blocks->used = 0;
+  b->blocks = keep;
+  if (keep) {
+    keep->next = NULL;
+    keep->used = 0;
+  }
   b->n_logs = 0;
   memset(b->callers, 0, sizeof b->callers); /* their names were in the blocks */
 }

@@ -96,6 +96,14 @@
  * not wait for a busy collector to be scheduled (a fork child's exit, on a loaded
  * machine). Over TCP an exit reads every answer, within its budget (answers_due). */
 #define EXIT_ANSWER_MS 5
+/* A fork child starts no exporter thread for the spans it makes in its first
+ * FORK_QUIET_MS (unless a quarter batch waits): most fork children (a shell's subshell, a
+ * forking server's job, a pool worker's short task) end soon after their first spans, and
+ * their end delivers from the ending thread itself, which costs far less than starting a
+ * thread: its stack and TLS, the clone, its fd-table copy, its first look at the ring, and
+ * the child's every later copy-on-write fault made dearer by a second thread (a TLB
+ * shootdown each). The first span committed after that starts it. */
+#define FORK_QUIET_MS 100
 
 
 /* Aligned 64: first in .bss with the config and the tracer (see ss__cfg in shim/shim.c);
@@ -105,6 +113,8 @@ ss__transport ss__transport_g __attribute__((aligned(64)));
 static const ss__config *cfg;
 static _Atomic int started;           /* exporter thread started in this process */
 static _Atomic int exiting;           /* no thread starts any more (see exporter.h) */
+/* A fork child's spans start no thread before this (monotonic ms; 0: no such wait). */
+static _Atomic uint64_t quiet_until_ms;
 
 /* glibc's count of the process's threads (nptl's __nptl_nthreads, GLIBC_PRIVATE): when a
  * thread ends (pthread_exit, or a return from its start routine; the main thread's
@@ -791,7 +801,9 @@ static ss__otlp_consts ex_consts;
 static void begin_requests(encoder *e) {
   e->epoch = atomic_load(&epoch);
   ss__otlp_begin(&e->treq, &e->head, 0);
-  e->treq.consts = e == &ex ? &ex_consts : NULL;
+  /* Not for an exit without an exporter thread (a short process, a fork child): filling
+   * the cache costs more than it saves there, and its page is a fault. */
+  e->treq.consts = e == &ex && atomic_load(&started) ? &ex_consts : NULL;
   ss__otlp_begin(&e->lreq, &e->head, 1);
   e->n_exc = 0;
 }
@@ -989,8 +1001,22 @@ static void start_thread(void) {
   }
 }
 
+/* A young fork child's spans wait for its end (FORK_QUIET_MS) unless a quarter batch, or
+ * an eighth of the ring, is waiting. Async-signal-safe (a clock read). */
+static int held_for_the_end(void) {
+  uint64_t until = atomic_load_explicit(&quiet_until_ms, memory_order_relaxed);
+  if (until == 0) return 0;
+  if (ss__mono_ms() < until && waiting() < cfg->max_export_batch / 4 &&
+      ss__ring_used(&ss__tracer_g.ring) <= ss__tracer_g.ring.cap / 8)
+    return 1;
+  atomic_store(&quiet_until_ms, 0);
+  return 0;
+}
+
 void ss__exporter_kick(void) {
-  if (atomic_load_explicit(&started, memory_order_relaxed) || atomic_load(&exiting)) return;
+  if (atomic_load_explicit(&started, memory_order_relaxed) || atomic_load(&exiting) ||
+      held_for_the_end())
+    return;
   start_thread();
 }
 
@@ -1081,7 +1107,7 @@ static int load_unwinder_there(void) {
   if (cfg == NULL || atomic_load(&exiting)) return -ENOSYS;
   int none = 0;
   atomic_compare_exchange_strong(&unwinder_wanted, &none, 1);
-  ss__exporter_kick();
+  start_thread(); /* now, even in a young fork child: this thread waits for it */
   pthread_cond_signal(&wake_cond); /* it loads at its next look: make that now */
   uint64_t until = ss__mono_ms() + UNWINDER_WAIT_MS;
   struct timespec tick = {0, 500000};
@@ -1305,10 +1331,11 @@ static int flush(uint32_t timeout_ms, int ending) {
   /* Its fds out of the app's table: a thread that ends the process takes a table of its
    * own; one that goes on running app code after (exit's destructors and stdio flush, a
    * failed exec's caller) while other app threads run delivers from a helper thread with
-   * a copy of the table, and waits for it (a single-threaded app has no thread whose fd
-   * numbers ours could shift). */
+   * a copy of the table, and waits for it. A single-threaded app has no thread whose fd
+   * numbers ours could shift: it delivers in its own table (no copy of it to make: a fork
+   * child's usual end). */
   if (ending) {
-    j.private_ok = 1;
+    j.private_ok = app_threads_share();
   } else if (cfg->own_fd_table && app_threads_share()) {
     j.private_ok = 1;
     if (ss__own_run_in_copy(exit_job_run, &j) < 0 && !j.ran) {
@@ -1514,6 +1541,7 @@ void ss__exporter_atfork_child(void) {
   if (atomic_load(&exporter_tid) != 0) atomic_store(&exporter_tid, 0);
   zero_int(&started);
   zero_int(&exiting);
+  atomic_store(&quiet_until_ms, ss__mono_ms() + FORK_QUIET_MS);
   zero_int(&draining);
   zero_int(&exit_waiting);
   zero_int(&sender);

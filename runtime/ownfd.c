@@ -22,7 +22,10 @@ static __thread int copied_table __attribute__((tls_model("initial-exec")));
 static __thread int self_pidfd __attribute__((tls_model("initial-exec")));
 
 /* Registered fds, stored as fd + 1 (0: free slot). */
-static _Atomic int owned[SS_OWN_MAX];
+/* Aligned 64: with the config, the tracer and the transport on the first page of .bss
+ * (see ss__cfg in shim/shim.c), which a fork child writes anyway; the fd guards read it
+ * at every close, and a page of its own never touched would be a fault to read. */
+static _Atomic int owned[SS_OWN_MAX] __attribute__((aligned(64)));
 /* Dekker pair: a birth proceeds only with no app closer inside; an app closer waits out a
  * birth. Sequentially consistent atomics: each side increments its own count, then reads
  * the other's, so at least one of them sees the other. */
@@ -361,5 +364,5 @@ void ss__own_atfork_child(void) {
   if (private_table) private_table = 0;
   if (copied_table) copied_table = 0;
   if (atomic_load(&births) != 0) atomic_store(&births, 0);
-  atomic_store(&closers, 0);
+  if (atomic_load(&closers) != 0) atomic_store(&closers, 0);
 }

@@ -201,18 +201,26 @@ static void iso_utc(char out[ISO_LEN + 1], time_t secs, unsigned long ms) {
  * real-time clock less the boot-time clock read now (/proc/stat's btime is the same,
  * in whole seconds, and one more file to read in every process); in a fork child, the
  * fork's time (a short-lived child reads no /proc file). Empty when /proc cannot tell. */
+static void creation_time_from_proc(char out[ISO_LEN + 1]);
+
 static void creation_time(char out[ISO_LEN + 1]) {
+  out[0] = '\0';
+  if (forked_pid != 0 && forked_pid == ss__sys_getpid()) {
+    iso_utc(out, forked_at.tv_sec, (unsigned long)(forked_at.tv_nsec / 1000000));
+    return;
+  }
+  creation_time_from_proc(out);
+}
+
+/* Apart from creation_time so that a fork child neither runs sysconf (a page of libc's
+ * code) nor touches a stack page more for the 4 KiB buffer. */
+static __attribute__((noinline)) void creation_time_from_proc(char out[ISO_LEN + 1]) {
   char buf[4096], *p;
   unsigned long long ticks = 0;
   struct timespec real, boot;
   long hz = sysconf(_SC_CLK_TCK);
   int field;
 
-  out[0] = '\0';
-  if (forked_pid != 0 && forked_pid == ss__sys_getpid()) {
-    iso_utc(out, forked_at.tv_sec, (unsigned long)(forked_at.tv_nsec / 1000000));
-    return;
-  }
   if (hz <= 0 || read_small("/proc/self/stat", buf, sizeof buf) <= 0) return;
   p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
   if (p == NULL) return;
@@ -241,20 +249,22 @@ static void copy_trunc(char *out, size_t n, const char *s) {
 
 /* The executable's base name (the path is read once per image: ss__sys_exe_path). */
 static void exe_name(char *out, size_t n) {
-  char path[4096];
-  copy_trunc(path, sizeof path, ss__sys_exe_path());
+  const char *path = ss__sys_exe_path(), *base = path;
   size_t len = strlen(path);
-  const char *base;
 
   if (len == 0) {
     copy_trunc(out, n, program_invocation_short_name);
     return;
   }
   /* The kernel marks a replaced or removed binary; the name is still the one that ran. */
-  if (len > 10 && strcmp(path + len - 10, " (deleted)") == 0)
-    path[len - 10] = '\0';
-  base = strrchr(path, '/');
-  copy_trunc(out, n, base != NULL ? base + 1 : path);
+  if (len > 10 && memcmp(path + len - 10, " (deleted)", 10) == 0)
+    len -= 10;
+  for (size_t i = 0; i < len; i++) /* no copy of the path: a stack page less in a fork child */
+    if (path[i] == '/') base = path + i + 1;
+  len -= (size_t)(base - path);
+  if (len >= n) len = n - 1;
+  memcpy(out, base, len);
+  out[len] = '\0';
 }
 
 static size_t count_entries(const char *s) {

@@ -235,8 +235,10 @@ static int uid_trusted(uid_t u, uid_t also_ok) {
 int ss__unix_dir_trusted(const char *sock_path, int named, uid_t *dir_owner, char *why,
                          size_t n) {
   char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
-  const char *slash = strrchr(sock_path, '/');
+  const char *slash = NULL;
   struct stat st;
+  for (const char *c = sock_path; *c; c++) /* not strrchr: a page of libc's code less at exit */
+    if (*c == '/') slash = c;
   size_t dl = slash == NULL ? 0 : slash == sock_path ? 1 : (size_t)(slash - sock_path);
 
   *dir_owner = SS_UID_NONE;
@@ -461,22 +463,56 @@ static ssize_t recv_some(int fd, char *buf, size_t n, uint64_t deadline_ms) {
   }
 }
 
-static long header_value(const char *hdrs, const char *name) {
+/* Header lines are matched by hand, ASCII case-insensitively: strstr, strcasestr,
+ * strncasecmp and strtol are code (and locale tables) that an exiting fork child would
+ * fault in, page by page, for the one answer it reads. */
+static int ascii_ieq(const char *a, const char *b, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+    if ((unsigned)(x - 'A') < 26u) x |= 0x20;
+    if ((unsigned)(y - 'A') < 26u) y |= 0x20;
+    if (x != y) return 0;
+  }
+  return 1;
+}
+
+/* The value of header `name` in hdrs (a NUL-terminated block: the status line, then
+ * header lines ending in CRLF): its first byte after the colon and blanks, *len bytes up
+ * to the line's end; NULL when no line has that name. */
+static const char *header_find(const char *hdrs, const char *name, size_t *len) {
   size_t nl = strlen(name);
-  for (const char *p = strstr(hdrs, "\r\n"); p; p = strstr(p + 2, "\r\n"))
-    if (strncasecmp(p + 2, name, nl) == 0 && p[2 + nl] == ':') return strtol(p + 3 + nl, NULL, 10);
-  return -1;
+  const char *p = hdrs;
+  while (*p && *p != '\n') p++; /* past the status line */
+  while (*p) {
+    const char *line = ++p, *eol = line;
+    while (*eol && *eol != '\n') eol++;
+    p = eol;
+    if ((size_t)(eol - line) <= nl || line[nl] != ':' || !ascii_ieq(line, name, nl)) continue;
+    const char *v = line + nl + 1, *e = eol;
+    while (v < e && (*v == ' ' || *v == '\t')) v++;
+    if (e > v && e[-1] == '\r') e--;
+    *len = (size_t)(e - v);
+    return v;
+  }
+  return NULL;
+}
+
+/* A header's decimal value (0 when it has no digits, as strtol), or -1 when absent. */
+static long header_value(const char *hdrs, const char *name) {
+  size_t len;
+  const char *v = header_find(hdrs, name, &len);
+  if (v == NULL) return -1;
+  long n = 0;
+  for (size_t i = 0; i < len && v[i] >= '0' && v[i] <= '9' && n < LONG_MAX / 10 - 9; i++)
+    n = n * 10 + (v[i] - '0');
+  return n;
 }
 
 static int has_header_token(const char *hdrs, const char *name, const char *token) {
-  size_t nl = strlen(name);
-  for (const char *p = strstr(hdrs, "\r\n"); p; p = strstr(p + 2, "\r\n"))
-    if (strncasecmp(p + 2, name, nl) == 0 && p[2 + nl] == ':') {
-      const char *v = p + 3 + nl, *e = strstr(v, "\r\n");
-      size_t tl = strlen(token);
-      for (; v && e && v + tl <= e; v++)
-        if (strncasecmp(v, token, tl) == 0) return 1;
-    }
+  size_t len, tl = strlen(token);
+  const char *v = header_find(hdrs, name, &len);
+  for (size_t i = 0; v && i + tl <= len; i++)
+    if (ascii_ieq(v + i, token, tl)) return 1;
   return 0;
 }
 
@@ -501,18 +537,15 @@ static int hex_digit(char c) {
 
 /* Keeps the token of a Spanshim-Tree header in the answer's headers, if one is there. */
 static void keep_tree_token(const char *hdrs) {
-  static const char name[] = "\r\nSpanshim-Tree:";
-  const char *p = strcasestr(hdrs, name);
-  if (p == NULL) return;
-  p += sizeof name - 1;
-  while (*p == ' ') p++;
+  size_t len;
+  const char *p = header_find(hdrs, "Spanshim-Tree", &len);
+  if (p == NULL || len != TREE_TOKEN_HEX) return;
   uint64_t w[2] = {0, 0};
   for (int i = 0; i < TREE_TOKEN_HEX; i++) {
     int d = hex_digit(p[i]);
     if (d < 0) return;
     w[i / 16] = w[i / 16] << 4 | (uint64_t)d;
   }
-  if (p[TREE_TOKEN_HEX] != '\r') return;
   if (atomic_load(&tree_token_set) && atomic_load(&tree_token[0]) == w[0] &&
       atomic_load(&tree_token[1]) == w[1])
     return; /* a page a fork child does not write is not copied */

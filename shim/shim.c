@@ -32,6 +32,7 @@ void *ss__dlsym_next(const char *name) {
 static void atfork_prepare(void) {
   if (atomic_load(&ss__init_state) != SS_INIT_ON) return;
   ss__process_atfork_prepare(); /* these may take the loader lock: before we hold it */
+  (void)ss__sys_exe_path(); /* read once per image: here, not in every child that exports */
   ss__socket_atfork_prepare();
   ss__sys_resolve_thread();
   ss__loader_atfork_prepare();
