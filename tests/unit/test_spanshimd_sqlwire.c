@@ -253,12 +253,51 @@ START_TEST(test_pipeline_enriches_while_writing_for_file_alone) {
 }
 END_TEST
 
+/* Statements seen again, in the same request and the next: the writer keeps each span's
+ * attribute list with its last edit and writes it from there when the planner (still
+ * asked, and still counting) gives the same edit; the line stays the decoded path's. */
+static void statement_spans(fx_span_t **s, uint64_t base) {
+  s[0] = pg_span(base + 1, "postgresql", "SELECT abalance FROM pgbench_accounts WHERE aid = ?");
+  fx_attr(s[0], "db.operation.name", "SELECT");
+  fx_attr(s[0], "server.address", "/tmp");
+  s[1] = pg_span(base + 2, "BEGIN", "this is not sql at all ((");
+  s[2] = pg_span(base + 3, "PREPARE", "INSERT INTO t VALUES (?)");
+  fx_attr(s[2], "db.operation.name", "PREPARE");
+  s[3] = pg_span(base + 4, "postgresql", "SELECT * FROM t WHERE name = 'leaked'");
+  s[4] = pg_span(base + 5, "postgresql", "SELECT * FROM a JOIN b ON a.id = b.id");
+  fx_attr(s[4], "db.collection.name", "a");
+  s[5] = pg_span(base + 6, "postgresql", "SELECT 1");
+  s[5]->attributes[0] = fx_kv("db.system.name", "mysql");
+}
+
+START_TEST(test_statements_seen_again_same_line) {
+  enum { K = 6, R = 4 };
+  fx_span_t *s[K * R];
+  for (int r = 0; r < R; r++) statement_spans(s + K * r, 100 * (uint64_t)r);
+  size_t len;
+  uint8_t *body = fx_pack(fx_request("svc", s, K * R), &len);
+  for (int round = 0; round < 3; round++) {
+    uint64_t before = ss__stats_g.sql_spans;
+    char *w = sql_line(body, len);
+    ck_assert_uint_eq(ss__stats_g.sql_spans - before, (K - 1) * R);  /* all but mysql's */
+    ck_assert_str_eq(w, tree_line(body, len));
+  }
+  /* the same lists under other names: another edit of the same lists */
+  for (int r = 0; r < R; r++)
+    for (int k = 0; k < K; k++) s[K * r + k]->name = r % 2 ? "UPDATE" : "postgresql";
+  body = fx_pack(fx_request("svc", s, K * R), &len);
+  for (int round = 0; round < 2; round++)
+    ck_assert_str_eq(sql_line(body, len), tree_line(body, len));
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("spanshimd_sqlwire");
   TCase *tc = tcase_create("sqlwire");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_wire_enrichment_matches_decoded_path);
   tcase_add_test(tc, test_wire_enrichment_attributes_before_and_after);
+  tcase_add_test(tc, test_statements_seen_again_same_line);
   tcase_add_test(tc, test_pipeline_takes_sql_requests_without_decoding);
   tcase_add_test(tc, test_sql_keys_read_as_protobuf_c_reads_them);
   tcase_add_test(tc, test_pipeline_enriches_while_writing_for_file_alone);

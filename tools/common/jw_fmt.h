@@ -11,6 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* s[0..len) as a quoted, escaped JSON string (ss__jw_str's rules) at o, which has room
  * for 6 * len + 2. */
@@ -34,9 +37,34 @@ static inline uint64_t ss__jw_hex4(const uint8_t *p) {
 }
 #endif
 
+#ifdef __SSE2__
+/* The ASCII hex digits of 16 nibbles (one in each byte): '0' added, and 'a' - '0' - 10
+ * more where a nibble is above 9. */
+static inline __m128i ss__jw_hex_digits(__m128i nib) {
+  __m128i big = _mm_cmpgt_epi8(nib, _mm_set1_epi8(9));
+  return _mm_add_epi8(_mm_add_epi8(nib, _mm_set1_epi8('0')),
+                      _mm_and_si128(big, _mm_set1_epi8('a' - '0' - 10)));
+}
+#endif
+
 /* n bytes as 2n lowercase hex digits (unquoted) at o (room for 2n). */
 static inline char *ss__jw_hex_at(char *o, const uint8_t *p, size_t n) {
   size_t i = 0;
+#ifdef __SSE2__
+  const __m128i low4 = _mm_set1_epi8(0x0f);
+  for (; i + 16 <= n; i += 16) {  /* trace ids */
+    __m128i x = _mm_loadu_si128((const __m128i *)(p + i));
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(x, 4), low4), lo = _mm_and_si128(x, low4);
+    _mm_storeu_si128((__m128i *)(o + 2 * i), ss__jw_hex_digits(_mm_unpacklo_epi8(hi, lo)));
+    _mm_storeu_si128((__m128i *)(o + 2 * i + 16), ss__jw_hex_digits(_mm_unpackhi_epi8(hi, lo)));
+  }
+  if (i + 8 <= n) {  /* span ids */
+    __m128i x = _mm_loadl_epi64((const __m128i *)(p + i));
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(x, 4), low4), lo = _mm_and_si128(x, low4);
+    _mm_storeu_si128((__m128i *)(o + 2 * i), ss__jw_hex_digits(_mm_unpacklo_epi8(hi, lo)));
+    i += 8;
+  }
+#endif
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
   for (; i + 4 <= n; i += 4) {  /* ids: 16 and 8 bytes */
     uint64_t d = ss__jw_hex4(p + i);
@@ -66,33 +94,35 @@ static inline void ss__jw_digits8(char *o, uint32_t v) {
 }
 
 /* v in decimal (unquoted, no leading zeros) at o (room for 24: the digits are written in
- * three groups of 8 from the right, then moved down over the leading zeros). */
+ * three groups of 8 from the right into a scratch buffer, then copied from the first
+ * that is not a leading zero, 24 bytes at once: a copy of fixed size). */
 static inline char *ss__jw_u64_at(char *o, uint64_t v) {
   if (v < 10) {
     *o = (char)('0' + v);
     return o + 1;
   }
+  char t[48];
+  memset(t + 24, 0, 24);  /* copied below (past the digits), never used */
   size_t start = 16;
-  ss__jw_digits8(o + 16, (uint32_t)(v % 100000000));
+  ss__jw_digits8(t + 16, (uint32_t)(v % 100000000));
   uint64_t q = v / 100000000;
   if (q) {
-    ss__jw_digits8(o + 8, (uint32_t)(q % 100000000));
+    ss__jw_digits8(t + 8, (uint32_t)(q % 100000000));
     start = 8;
     if ((q /= 100000000) != 0) {
-      ss__jw_digits8(o, (uint32_t)q);
+      ss__jw_digits8(t, (uint32_t)q);
       start = 0;
     }
   }
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
   uint64_t w;  /* the group holds a digit other than '0' (the top group is not zero) */
-  memcpy(&w, o + start, 8);
+  memcpy(&w, t + start, 8);
   start += (size_t)__builtin_ctzll(w ^ 0x3030303030303030ull) / 8;
 #else
-  while (o[start] == '0') start++;
+  while (t[start] == '0') start++;
 #endif
-  size_t n = 24 - start;
-  memmove(o, o + start, n);
-  return o + n;
+  memcpy(o, t + start, 24);  /* the digits and what follows them: room the caller gave */
+  return o + 24 - start;
 }
 
 #endif

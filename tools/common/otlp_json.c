@@ -79,10 +79,34 @@ void ss__jw_str(ss__buf *b, const char *s, size_t len) {
   b->len += (size_t)(ss__jw_str_at(o, s, len) - o);
 }
 
+static inline int plain4(const unsigned char *p) {  /* plain8 for 4 bytes */
+  const uint32_t ones = 0x01010101u, high = 0x80808080u;
+  uint32_t x, q, bs;
+  memcpy(&x, p, 4);
+  q = x ^ (ones * '"');
+  bs = x ^ (ones * '\\');
+  return ((x | ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & high) == 0;
+}
+
 char *ss__jw_str_at(char *o, const char *s, size_t len) {
   const unsigned char *u = (const unsigned char *)s;
   *o++ = '"';
   size_t i = 0;
+  /* Most strings need nothing: whole words checked (the last overlapping the one before;
+   * 4-byte words below 8 bytes), then one copy. Else run by run below. */
+  int plain = 0;
+  if (len >= 8) {
+    while (i + 8 <= len && plain8(u + i)) i += 8;
+    plain = i == len || (i + 8 > len && plain8(u + len - 8));
+    i = 0;
+  } else if (len >= 4) {
+    plain = plain4(u) && plain4(u + len - 4);
+  }
+  if (plain) {
+    memcpy(o, s, len);
+    o[len] = '"';
+    return o + len + 1;
+  }
   while (i < len) {
     size_t run = i;
     while (run + 8 <= len && plain8(u + run)) run += 8;

@@ -83,6 +83,7 @@ typedef struct wctx {
   ss__wire_info *info;
   ss__sql_planner plan;          /* SQL enrichment while writing, or NULL */
   unsigned fx;                   /* FX_* noted (for the run cache) */
+  struct kvc_slot *last_run;     /* the run cache's entry the last span used, or NULL */
   uint64_t t_hi;                 /* the last timestamp's digits above the last 8 (0: none) */
   uint8_t t_len;                 /* and how many */
   char t_digits[24];
@@ -159,9 +160,30 @@ static inline __attribute__((always_inline)) int field(const uint8_t **p, const 
 /* Whether p[0..n) is valid UTF-8 (as protobuf-c wants strings); *cut is where the first
  * NUL byte is (n if none): the tree path's strings end there. One pass, 8 ASCII bytes
  * at a time. */
+static inline int ascii8(const uint8_t *p) {  /* 8 bytes of ASCII, no NUL */
+  uint64_t x;
+  memcpy(&x, p, 8);
+  return ((x | ((x - ONES8) & ~x)) & HIGH8) == 0;
+}
+
+static inline int ascii4(const uint8_t *p) {
+  uint32_t x;
+  memcpy(&x, p, 4);
+  return ((x | ((x - 0x01010101u) & ~x)) & 0x80808080u) == 0;
+}
+
 static int scan_str(const uint8_t *p, size_t n, size_t *cut) {
   size_t i = 0;
   *cut = n;
+  /* Most strings are plain ASCII: whole words, the last one overlapping the one before
+   * (4-byte words below 8 bytes); anything else goes byte by byte below. */
+  if (n >= 8) {
+    while (i + 8 <= n && ascii8(p + i)) i += 8;
+    if (i == n || (i + 8 > n && ascii8(p + n - 8))) return 1;
+    i = 0;
+  } else if (n >= 4 && ascii4(p) && ascii4(p + n - 4)) {
+    return 1;
+  }
   while (i < n) {
     if (i + 8 <= n) {
       uint64_t x;
@@ -515,30 +537,6 @@ static int cached_kv(wctx *w, const uint8_t *p, size_t n, int level) {
   return 0;
 }
 
-static int key_values(wctx *w, const msg *m, unsigned no, int depth, int level);
-
-/* A span's attributes, m's field 9, whose KeyValues are one run of bytes
- * [m->f[9].p, m->run_end): the JSON array through the run cache, else key_values. */
-static int cached_run(wctx *w, const msg *m, int level) {
-  ss__buf *b = w->b;
-  const uint8_t *p = m->f[9].p;
-  size_t n = (size_t)(m->run_end - p), mark = b ? b->len : 0;
-  uint64_t h;
-  kvc_slot *s = kvc_slot_of(&run_tab, p, n, &h);
-  if (kvc_hit(s, h, p, n, b)) {
-    note_fx(w, s->tag);
-    if (b) ss__buf_append(b, s->bytes + n, s->jlen);
-    return 0;
-  }
-  unsigned fx = w->fx;
-  w->fx = 0;
-  int rc = key_values(w, m, 9, 0, level);
-  unsigned mine = w->fx;
-  w->fx = fx | mine;
-  if (rc == 0) kvc_offer(&run_tab, s, h, p, n, b, mark, mine);
-  return rc;
-}
-
 /* The KeyValues of m's repeated field no, as a JSON array (w->b NULL: checked only). */
 static int key_values(wctx *w, const msg *m, unsigned no, int depth, int level) {
   ss__buf *b = w->b;
@@ -711,6 +709,201 @@ static int edited_attrs(wctx *w, const msg *m, const ss__sql_edit *e) {
     edit_kv(b, e->set[j].key, e->set[j].val);
   }
   ss__buf_putc(b, ']');
+  return 0;
+}
+
+/* ---- the run cache's entries ----
+ * An entry of the run cache is a span's attribute list (its wire bytes), its JSON when
+ * it was written without an edit (jlen KVC_NO_JSON: none, only known valid), and, when
+ * it holds a statement (tag FX_IN), where enrichment's inputs are in it (a run_sql) and
+ * the last edit made of it (edit_key's bytes) with the JSON it gave: a span of a
+ * statement seen before is enriched by a planner call and a compare of its answer, not
+ * by reading its attributes again and writing the edited list anew. */
+enum { FX_IN = 4 };
+
+typedef struct run_sql {
+  uint16_t off[4], len[4];  /* ss__sql_in's text, sys_name, sys, api_op; off 0xffff: none */
+  uint16_t mlen, ejlen;     /* the edit's key and its JSON follow (mlen 0: none) */
+} run_sql;
+
+typedef struct run_ref {
+  kvc_slot *s;              /* the entry (found), or the slot it would go to, or NULL */
+  uint64_t h;               /* the run's hash, when not found */
+} run_ref;
+
+#define RUN_ROOM(t) ((t)->size - offsetof(kvc_slot, bytes))
+#define EDIT_KEY_MAX 1024
+
+static size_t json_len(const kvc_slot *s) { return s->jlen == KVC_NO_JSON ? 0 : s->jlen; }
+static char *run_extra(kvc_slot *s) { return s->bytes + s->wlen + json_len(s); }
+
+/* Looks span m's attribute run [m->f[9].p, m->run_end) up: 1 when an entry holds those
+ * bytes (r->s), else 0 (r->s its slot or NULL, r->h the hash). The entry the last span
+ * used is tried first, without hashing: consecutive spans often have the same list. */
+static int run_find(wctx *w, const msg *m, run_ref *r) {
+  const uint8_t *p = m->f[9].p;
+  size_t n = (size_t)(m->run_end - p);
+  kvc_slot *l = w->last_run;
+  if (l && l->wlen == n && memcmp(l->bytes, p, n) == 0) {
+    r->s = l;
+    return 1;
+  }
+  kvc_slot *s = kvc_slot_of(&run_tab, p, n, &r->h);
+  r->s = s;
+  if (!(s && s->hash == r->h && s->wlen == n && memcmp(s->bytes, p, n) == 0)) return 0;
+  w->last_run = s;
+  return 1;
+}
+
+/* What enrichment reads of span m, from its entry (tag FX_IN). */
+static void run_in(kvc_slot *s, const msg *m, ss__sql_in *in) {
+  run_sql x;
+  ss__strv *f[4] = {&in->text, &in->sys_name, &in->sys, &in->api_op};
+  memcpy(&x, run_extra(s), sizeof x);
+  for (int i = 0; i < 4; i++)
+    *f[i] = x.off[i] == 0xffff ? (ss__strv){NULL, 0}
+                               : (ss__strv){(const char *)m->f[9].p + x.off[i], x.len[i]};
+  in->name = HAS(m, 5) ? (ss__strv){(const char *)m->f[5].p, (size_t)m->f[5].v}
+                       : (ss__strv){"", 0};
+}
+
+/* Edit e as bytes that are equal exactly when two edits are (keys, values, what is
+ * removed, the name); their length, or 0 when they do not fit k[0..cap). */
+static size_t edit_key(const ss__sql_edit *e, char *k, size_t cap) {
+  size_t n = 0;
+#define PUT(src, len)                          \
+  do {                                         \
+    if ((len) > cap - n) return 0;             \
+    memcpy(k + n, (src), (len));               \
+    n += (len);                                \
+  } while (0)
+  uint32_t l;
+  uint8_t c = (uint8_t)e->n_set;
+  PUT(&c, 1);
+  for (size_t i = 0; i < e->n_set; i++) {
+    l = (uint32_t)e->set[i].key_len;
+    PUT(&l, 4);
+    PUT(e->set[i].key, e->set[i].key_len);
+    l = (uint32_t)e->set[i].val.n;
+    PUT(&l, 4);
+    PUT(e->set[i].val.p, e->set[i].val.n);
+  }
+  l = e->remove ? (uint32_t)strlen(e->remove) : 0xffffffffu;
+  PUT(&l, 4);
+  if (e->remove) PUT(e->remove, l);
+  l = e->name.p ? (uint32_t)e->name.n : 0xffffffffu;
+  PUT(&l, 4);
+  if (e->name.p) PUT(e->name.p, e->name.n);
+#undef PUT
+  return n;
+}
+
+/* Keeps an edit's key k[0..kl) and JSON j[0..jl) in entry s (tag FX_IN), when they fit. */
+static void run_memo(const kvc_table *t, kvc_slot *s, const char *k, size_t kl, const char *j,
+                     size_t jl) {
+  char *x = run_extra(s);
+  run_sql rs;
+  memcpy(&rs, x, sizeof rs);
+  rs.mlen = 0;
+  if ((size_t)(x - s->bytes) + sizeof rs + kl + jl <= RUN_ROOM(t) && kl) {
+    rs.mlen = (uint16_t)kl;
+    rs.ejlen = (uint16_t)jl;
+    memcpy(x + sizeof rs, k, kl);
+    memcpy(x + sizeof rs + kl, j, jl);
+  }
+  memcpy(x, &rs, sizeof rs);
+}
+
+/* After a miss of span m's run at r: takes it in by kvc_offer's rule (its second sighting
+ * in a row at the slot), with its JSON j[0..jl) (j NULL: none), what it noted (fx) and,
+ * when `in` (read from this span) is given, where enrichment's inputs are. */
+static void run_offer(wctx *w, const msg *m, const run_ref *r, const char *j, size_t jl,
+                      unsigned fx, const ss__sql_in *in) {
+  kvc_slot *s = r->s;
+  const uint8_t *p = m->f[9].p;
+  size_t n = (size_t)(m->run_end - p);
+  if (s == NULL) return;
+  if (s->seen != r->h) {
+    s->seen = r->h;
+    return;
+  }
+  if (!j) jl = 0;
+  if (n + jl > RUN_ROOM(&run_tab) || jl >= KVC_NO_JSON) return;
+  run_sql x = {.mlen = 0};
+  if (in) {  /* enrichment's inputs: each inside the run, or none */
+    const ss__strv *f[4] = {&in->text, &in->sys_name, &in->sys, &in->api_op};
+    for (int i = 0; i < 4 && in; i++) {
+      const uint8_t *q = (const uint8_t *)f[i]->p;
+      x.off[i] = 0xffff, x.len[i] = 0;
+      if (q == NULL) continue;
+      if (q < p || f[i]->n > n || (size_t)(q - p) > n - f[i]->n) in = NULL;
+      else x.off[i] = (uint16_t)(q - p), x.len[i] = (uint16_t)f[i]->n;
+    }
+  }
+  if (in && n + jl + sizeof x > RUN_ROOM(&run_tab)) in = NULL;
+  s->hash = r->h;
+  s->wlen = (uint16_t)n;
+  s->jlen = j ? (uint16_t)jl : KVC_NO_JSON;
+  s->tag = (uint8_t)(fx | (in ? FX_IN : 0));
+  memcpy(s->bytes, p, n);
+  if (j) memcpy(s->bytes + n, j, jl);
+  if (in) memcpy(s->bytes + n + jl, &x, sizeof x);
+  w->last_run = s;
+}
+
+/* Span m's attribute run as a JSON array without an edit: from its entry when it has
+ * JSON (and always for a check), else through key_values, offered to the cache. */
+static int run_write(wctx *w, const msg *m, int level, run_ref *r, int hit) {
+  ss__buf *b = w->b;
+  size_t mark = b ? b->len : 0;
+  if (hit && (!b || r->s->jlen != KVC_NO_JSON)) {
+    note_fx(w, r->s->tag & (FX_SQL | FX_STACKS));
+    if (b) ss__buf_append(b, r->s->bytes + r->s->wlen, r->s->jlen);
+    return 0;
+  }
+  unsigned fx = w->fx;
+  w->fx = 0;
+  int rc = key_values(w, m, 9, 0, level);
+  unsigned mine = w->fx;
+  w->fx = fx | mine;
+  if (rc != 0 || (b && b->oom)) return rc;
+  ss__sql_in in;
+  const ss__sql_in *inp = (mine & FX_SQL) && w->plan && sql_read(m, &in) ? &in : NULL;
+  if (hit) r->h = r->s->hash;  /* found without JSON: replaced with it */
+  run_offer(w, m, r, b ? b->data + mark : NULL, b ? b->len - mark : 0, mine, inp);
+  return 0;
+}
+
+/* Span m's attributes with edit e (from inputs in): the JSON of the same edit of the same
+ * run from its entry, else edited_attrs, kept in the entry (taken in, if it was not). */
+static int run_edited(wctx *w, const msg *m, const ss__sql_edit *e, const ss__sql_in *in,
+                      const run_ref *r, int hit) {
+  ss__buf *b = w->b;
+  char key[EDIT_KEY_MAX];
+  size_t kl = m->run_end ? edit_key(e, key, sizeof key) : 0, mark = b->len;
+  if (hit && kl && (r->s->tag & FX_IN)) {
+    run_sql x;
+    const char *xp = run_extra(r->s);
+    memcpy(&x, xp, sizeof x);
+    if (x.mlen == kl && memcmp(xp + sizeof x, key, kl) == 0) {
+      note_fx(w, r->s->tag & (FX_SQL | FX_STACKS));
+      ss__buf_append(b, xp + sizeof x + kl, x.ejlen);
+      return 0;
+    }
+  }
+  unsigned fx = w->fx;
+  w->fx = 0;
+  if (edited_attrs(w, m, e) != 0) return DECLINE;
+  unsigned mine = w->fx | FX_SQL;  /* it holds a statement (replaced ones are not noted) */
+  w->fx = fx | mine;
+  if (!kl || b->oom) return 0;
+  if (hit && (r->s->tag & FX_IN)) {
+    run_memo(&run_tab, r->s, key, kl, b->data + mark, b->len - mark);
+  } else if (!hit) {
+    run_offer(w, m, r, NULL, 0, mine, in);
+    if (r->s && r->s->hash == r->h && (r->s->tag & FX_IN))
+      run_memo(&run_tab, r->s, key, kl, b->data + mark, b->len - mark);
+  }
   return 0;
 }
 
@@ -940,11 +1133,18 @@ static int write_msg(wctx *w, const uint8_t *p, size_t len, const jmsg *d) {
   if (d->role == R_RESOURCE && HAS(&m, 3)) return DECLINE; /* entity_refs */
   ss__sql_edit e;
   ss__sql_in in;
-  int edited = 0;
+  int edited = 0, hit = 0;
+  run_ref run = {NULL, 0};
   if (d->role == R_SPAN) {
     w->info->spans++;
     if (bad_ids(&m)) w->info->bad_ids++;
-    if (w->plan && b && HAS(&m, 9) && sql_read(&m, &in)) edited = w->plan(&in, &e);
+    if (m.run_end) hit = run_find(w, &m, &run);
+    if (w->plan && b && HAS(&m, 9)) {  /* a list found says whether it holds a statement */
+      int text = 0;
+      if (hit && (run.s->tag & FX_IN)) run_in(run.s, &m, &in), text = 1;
+      else if (!hit || (run.s->tag & FX_SQL)) text = sql_read(&m, &in);
+      if (text) edited = w->plan(&in, &e);
+    }
   }
   if (b) ss__buf_putc(b, '{');
   const jfield *f = d->f;
@@ -960,9 +1160,9 @@ static int write_msg(wctx *w, const uint8_t *p, size_t len, const jmsg *d) {
     if (!HAS(&m, f->no)) continue;
     if (b) ss__jw_key(b, &n, f->key, f->kl);
     if (edited && f->kind == J_ATTRS) {
-      if (edited_attrs(w, &m, &e) != 0) return DECLINE;
+      if (run_edited(w, &m, &e, &in, &run, hit) != 0) return DECLINE;
     } else if (f->kind == J_ATTRS) {
-      if ((d->role == R_SPAN && m.run_end ? cached_run(w, &m, f->level)
+      if ((d->role == R_SPAN && m.run_end ? run_write(w, &m, f->level, &run, hit)
                                           : key_values(w, &m, f->no, 0, f->level)) != 0)
         return DECLINE;
     } else if (f->kind == J_MSG) {
