@@ -231,6 +231,12 @@ static int index_msg(msg *m, const uint8_t *p, size_t n, const shape *s) {
     if (s->repeated & bit) {
       if (!(m->seen & bit)) m->f[no].p = start, m->f[no].v = 0;
       m->f[no].v++;
+      while (*start < 0x80 && p < end && *p == *start) {  /* more right after it (spans) */
+        const uint8_t *q = p + 1;
+        if (varint(&q, end, &v) != 0 || v > (uint64_t)(end - q)) return DECLINE;
+        p = q + v;
+        m->f[no].v++;
+      }
     } else {
       if ((m->seen & bit) || (s->oneof & bit && m->seen & s->oneof)) return DECLINE;
       m->f[no].p = data;
@@ -256,8 +262,22 @@ static int index_span(msg *m, const uint8_t *p, size_t n) {
     uint64_t v;
     size_t cut;
     switch (tag) {
-    case 0x0a: case 0x12: case 0x1a: case 0x22: case 0x2a: case 0x4a: case 0x5a: case 0x6a:
-    case 0x7a:  /* length-delimited: 1 2 3 4 5 9 11 13 15 */
+    case 0x4a:  /* attributes (9): usually one run of them, read here in a tight loop */
+      if (m->seen & BIT(9)) {
+        if (run_end != start) broken = 1;
+      } else {
+        m->f[9].p = start, m->f[9].v = 0;
+      }
+      do {
+        if (varint(&q, end, &v) != 0 || v > (uint64_t)(end - q)) return DECLINE;
+        q += v;
+        m->f[9].v++;
+      } while (q < end && *q == 0x4a && (q++, 1));
+      run_end = q;
+      m->seen |= BIT(9);
+      continue;
+    case 0x0a: case 0x12: case 0x1a: case 0x22: case 0x2a: case 0x5a: case 0x6a:
+    case 0x7a:  /* length-delimited: 1 2 3 4 5 11 13 15 */
       if (varint(&q, end, &v) != 0 || v > (uint64_t)(end - q)) return DECLINE;
       data = q;
       q += v;
@@ -284,10 +304,6 @@ static int index_span(msg *m, const uint8_t *p, size_t n) {
     default: return index_msg(m, p, n, &SPAN);
     }
     uint32_t bit = BIT(no);
-    if (no == 9) {  /* the attributes: still one run? */
-      if ((m->seen & bit) && run_end != start) broken = 1;
-      run_end = q;
-    }
     if (SPAN.repeated & bit) {
       if (!(m->seen & bit)) m->f[no].p = start, m->f[no].v = 0;
       m->f[no].v++;
@@ -441,6 +457,8 @@ typedef struct kvc_slot {
   uint64_t seen;               /* the last bytes missed here: taken if they come again */
   uint16_t wlen, jlen;
   uint8_t tag;                 /* a KeyValue: its KEY_*; a run: the FX_* it noted */
+  uint16_t next;               /* a run: the slot (index + 1) of the run that came after
+                                  it last time (0: none), tried before hashing */
   char bytes[];                /* wire bytes, then the JSON */
 } kvc_slot;
 
@@ -740,18 +758,33 @@ static char *run_extra(kvc_slot *s) { return s->bytes + s->wlen + json_len(s); }
 /* Looks span m's attribute run [m->f[9].p, m->run_end) up: 1 when an entry holds those
  * bytes (r->s), else 0 (r->s its slot or NULL, r->h the hash). The entry the last span
  * used is tried first, without hashing: consecutive spans often have the same list. */
+/* Entry s is the current span's: the last span's entry learns that s came after it. */
+static void run_follow(wctx *w, kvc_slot *s) {
+  kvc_slot *l = w->last_run;
+  if (l && l != s) l->next = (uint16_t)(((char *)s - run_tab.slots) / run_tab.size + 1);
+  w->last_run = s;
+}
+
 static int run_find(wctx *w, const msg *m, run_ref *r) {
   const uint8_t *p = m->f[9].p;
   size_t n = (size_t)(m->run_end - p);
-  kvc_slot *l = w->last_run;
-  if (l && l->wlen == n && memcmp(l->bytes, p, n) == 0) {
+  kvc_slot *l = w->last_run, *c;
+  if (l && l->wlen == n && memcmp(l->bytes, p, n) == 0) {  /* the same list again */
     r->s = l;
     return 1;
+  }
+  if (l && l->next) {  /* the list that came after it last time (statements in turn) */
+    c = (kvc_slot *)(run_tab.slots + (size_t)(l->next - 1) * run_tab.size);
+    if (c->wlen == n && memcmp(c->bytes, p, n) == 0) {
+      r->s = c;
+      run_follow(w, c);
+      return 1;
+    }
   }
   kvc_slot *s = kvc_slot_of(&run_tab, p, n, &r->h);
   r->s = s;
   if (!(s && s->hash == r->h && s->wlen == n && memcmp(s->bytes, p, n) == 0)) return 0;
-  w->last_run = s;
+  run_follow(w, s);
   return 1;
 }
 
@@ -848,7 +881,8 @@ static void run_offer(wctx *w, const msg *m, const run_ref *r, const char *j, si
   memcpy(s->bytes, p, n);
   if (j) memcpy(s->bytes + n, j, jl);
   if (in) memcpy(s->bytes + n + jl, &x, sizeof x);
-  w->last_run = s;
+  s->next = 0;
+  run_follow(w, s);
 }
 
 /* Span m's attribute run as a JSON array without an edit: from its entry when it has
@@ -1022,10 +1056,14 @@ static const jmsg J_RSPANS = {&RSPANS, R_PLAIN, {
     {J_MSG, 1, 0, K("resource"), &J_RESOURCE}, {J_LIST, 2, 0, K("scopeSpans"), &J_SSPANS},
     {J_STR, 3, 0, K("schemaUrl"), NULL}, {0}}};
 
-static int all_zero(const uint8_t *p, uint64_t n) {
-  for (uint64_t i = 0; i < n; i++)
-    if (p[i]) return 0;
-  return 1;
+static int all_zero(const uint8_t *p, uint64_t n) {  /* ids: by the word */
+  uint64_t acc = 0, w, i = 0;
+  for (; i + 8 <= n; i += 8) {
+    memcpy(&w, p + i, 8);
+    acc |= w;
+  }
+  for (; i < n; i++) acc |= p[i];
+  return acc == 0;
 }
 
 /* Whether pipeline validation would take the span out (its rule, pipeline.c). */
