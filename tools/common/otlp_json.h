@@ -116,12 +116,13 @@ typedef int (*ss__sql_planner)(const ss__sql_in *in, ss__sql_edit *e);
 
 /* Appends the line ss__json_traces would write for the ExportTraceServiceRequest whose
  * protobuf bytes are p[0..len) (as unpacked by protobuf-c), read in place: nothing is
- * allocated besides out's growth and the calling thread's attribute cache (584 KiB, at
- * its first call; it keeps the JSON of attributes seen again, keyed by their exact wire
- * bytes, so the output never depends on it). Returns 0 (*info filled), 1 when the bytes
+ * allocated besides out's growth and the calling thread's attribute caches (584 KiB of
+ * single attributes and 512 KiB of spans' whole attribute lists, each at its first use;
+ * they keep the JSON of attributes seen again, and the last SQL edit of a list, keyed by
+ * their exact wire bytes, so the output never depends on them). Returns 0 (*info filled), 1 when the bytes
  * are not in the canonical encoding this reader takes, or not valid (the caller unpacks
  * them with protobuf-c instead, which decides), or -ENOMEM; out->len is unchanged unless
- * 0 is returned. Safe on any thread (the cache is per thread). */
+ * 0 is returned. Safe on any thread (the caches are per thread). */
 int ss__wire_traces_json(const uint8_t *p, size_t len, ss__buf *out, ss__wire_info *info);
 /* The same walk without writing: 0 (*info filled) exactly when ss__wire_traces_json
  * would return 0 with the same *info, else 1. For when nobody wants the JSON. */
@@ -137,7 +138,7 @@ int ss__wire_traces_check(const uint8_t *p, size_t len, ss__wire_info *info);
  * undo then). plan NULL: ss__wire_traces_json. */
 int ss__wire_traces_json_sql(const uint8_t *p, size_t len, ss__buf *out, ss__wire_info *info,
                              ss__sql_planner plan);
-/* Frees the calling thread's attribute cache (the next call allocates it again). */
+/* Frees the calling thread's attribute caches (the next call allocates them again). */
 void ss__wire_cache_free(void);
 
 #endif
