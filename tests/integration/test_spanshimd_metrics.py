@@ -54,8 +54,8 @@ def scrape(port, path="/metrics"):
         return r.status, r.headers.get("Content-Type"), r.read().decode()
 
 
-def lbl(service, name, peer, **extra):
-    d = {"service": service, "span_name": name, "peer": peer}
+def lbl(service, name, peer, kind="client", **extra):
+    d = {"service": service, "span_name": name, "span_kind": kind, "peer": peer}
     d.update(extra)
     return frozenset(d.items())
 
@@ -135,7 +135,7 @@ def test_series_are_bounded(ctx):
     s, _ = parse(scrape(port)[2])
     names = {dict(k[1])["span_name"] for k in s if k[0] == "spanshim_spans_total"}
     assert names == {"op0", "op1", "op2", "_overflow"}
-    assert s[("spanshim_spans_total", lbl("", "_overflow", ""))] == 7
+    assert s[("spanshim_spans_total", lbl("", "_overflow", "", kind=""))] == 7
     assert s[("spanshimd_metrics_series_overflow_total", frozenset())] == 7
 
 

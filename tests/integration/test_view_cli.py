@@ -121,16 +121,18 @@ def test_json_output_is_otlp_lines_with_whole_traces_resource_and_scope(ctx):
     assert again.returncode == 0 and sorted(spans_of(json_lines(again.stdout))) == sorted(got)
 
 
-def test_summary_is_the_red_table_per_service_and_span_name(ctx):
+def test_summary_is_the_red_table_per_service_span_name_and_kind(ctx):
     src = known_file(ctx)
     out = view(ctx, "--summary", src).stdout.decode()
     lines = out.splitlines()
-    assert lines[0].split() == ["service", "span", "count", "rate/s", "errors", "p50", "p95",
-                                "p99"]
-    rows = {(ln[:24].strip(), ln[25:61].strip()): ln[61:].split() for ln in lines[1:-1]}
-    assert set(rows) == {("batch", "INSERT audit"), ("batch", "process"), ("job", "getaddrinfo"),
-                         ("web", "GET /checkout"), ("web", "GET /health"),
-                         ("web", "SELECT orders"), ("web", "connect")}
+    assert lines[0].split() == ["service", "span", "kind", "count", "rate/s", "errors", "p50",
+                                "p95", "p99"]
+    rows = {(ln[:24].strip(), ln[25:61].strip()): ln[71:].split() for ln in lines[1:-1]}
+    kinds = {(ln[:24].strip(), ln[25:61].strip()): ln[62:70].strip() for ln in lines[1:-1]}
+    assert kinds == {("batch", "INSERT audit"): "client", ("batch", "process"): "internal",
+                     ("job", "getaddrinfo"): "internal", ("web", "GET /checkout"): "server",
+                     ("web", "GET /health"): "server", ("web", "SELECT orders"): "client",
+                     ("web", "connect"): "client"}
     # count, rate/s (1 span over the 5 s window), errors, p50 p95 p99
     assert rows[("web", "connect")] == ["1", "0.20", "1", "(100%)", "1.00", "ms", "1.00", "ms",
                                         "1.00", "ms"]
@@ -140,6 +142,23 @@ def test_summary_is_the_red_table_per_service_and_span_name(ctx):
     # Filters apply first.
     out = view(ctx, "--summary", "--service", "job", src).stdout.decode().splitlines()
     assert len(out) == 3 and out[1].startswith("job") and "getaddrinfo" in out[1]
+
+
+def test_summary_keeps_a_services_answers_apart_from_its_calls_of_the_same_name(ctx):
+    """A service's SERVER "GET" spans (its answers) and CLIENT "GET" spans (its calls to
+    others) are two rows: its error rate is that of its answers."""
+    col = ctx.collector()
+    spans = [t.span(T1, sid(10 + i), "GET", 2, BASE + i * MS, BASE + i * MS + MS, {})
+             for i in range(4)]
+    spans += [t.span(T1, sid(20 + i), "GET", 3, BASE + i * MS, BASE + i * MS + MS, {},
+                     status=(2, "x")) for i in range(6)]
+    body = t.traces_request(spans, resource={"service.name": "orders"})
+    assert t.exchange(col, t.post("/v1/traces", body))[0] == 200
+    col.stop()
+    lines = view(ctx, "--summary", col.out).stdout.decode().splitlines()
+    got = {ln[62:70].strip(): ln[71:].split()[:4] for ln in lines[1:-1]}
+    assert got == {"server": ["4", got["server"][1], "0", "(0%)"],
+                   "client": ["6", got["client"][1], "6", "(100%)"]}, lines
 
 
 def test_filters_narrow_the_waterfall_too(ctx):

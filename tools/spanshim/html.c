@@ -316,9 +316,11 @@ static int jred(writer *w) {
     jstr(w, r[i].service);
     ss__buf_putc(&w->b, ',');
     jstr(w, r[i].name);
-    ss__buf_printf(&w->b, ",%zu,%.6g,%zu,%llu,%llu,%llu]", r[i].count, r[i].rate, r[i].errors,
+    ss__buf_printf(&w->b, ",%zu,%.6g,%zu,%llu,%llu,%llu,", r[i].count, r[i].rate, r[i].errors,
                    (unsigned long long)r[i].p50, (unsigned long long)r[i].p95,
                    (unsigned long long)r[i].p99);
+    jstr(w, r[i].kind);
+    ss__buf_putc(&w->b, ']');
   }
   ss__buf_putc(&w->b, ']');
   free(r);

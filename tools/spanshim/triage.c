@@ -125,6 +125,7 @@ static int cmp_red(const void *a, const void *b) {
   const ss__tm_span *x = *(const ss__tm_span *const *)a, *y = *(const ss__tm_span *const *)b;
   int c = strcmp(service_of(x), service_of(y));
   if (!c) c = strcmp(x->name, y->name);
+  if (!c) c = (x->kind > y->kind) - (x->kind < y->kind);
   if (c) return c;
   uint64_t dx = ss__tm_end(x) - x->start_ns, dy = ss__tm_end(y) - y->start_ns;
   return dx < dy ? -1 : dx > dy;
@@ -160,12 +161,15 @@ int ss__red(const ss__tm *m, ss__red_row **rows, size_t *n_rows, double *window_
   for (size_t i = 0; i < n;) {
     size_t j = i, errors = 0;
     for (; j < n && strcmp(service_of(sp[j]), service_of(sp[i])) == 0 &&
-           strcmp(sp[j]->name, sp[i]->name) == 0;
+           strcmp(sp[j]->name, sp[i]->name) == 0 && sp[j]->kind == sp[i]->kind;
          j++)
       errors += sp[j]->status == 2;
+    static const char *const kinds[] = {"", "internal", "server", "client", "producer",
+                                         "consumer"};
     ss__red_row *row = &r[k++];
     row->service = service_of(sp[i]);
     row->name = sp[i]->name;
+    row->kind = sp[i]->kind >= 0 && sp[i]->kind <= 5 ? kinds[sp[i]->kind] : "";
     row->count = j - i;
     row->errors = errors;
     row->rate = window > 0 ? (double)row->count / window : (double)row->count;
@@ -203,8 +207,8 @@ int ss__red_print(FILE *out, const ss__tm *m) {
   double window;
   if (ss__red(m, &r, &n, &window) < 0) return -ENOMEM;
   ss__buf b = SS_BUF_INIT;
-  ss__buf_printf(&b, "%-24s %-36s %7s %9s %13s %9s %9s %9s\n", "service", "span", "count",
-                 "rate/s", "errors", "p50", "p95", "p99");
+  ss__buf_printf(&b, "%-24s %-36s %-8s %7s %9s %13s %9s %9s %9s\n", "service", "span", "kind",
+                 "count", "rate/s", "errors", "p50", "p95", "p99");
   for (size_t i = 0; i < n; i++) {
     char p50[32], p95[32], p99[32], err[32];
     ss__wf_duration(r[i].p50, p50, sizeof(p50));
@@ -215,6 +219,8 @@ int ss__red_print(FILE *out, const ss__tm *m) {
     cell(&b, r[i].service, 24, 0);
     ss__buf_putc(&b, ' ');
     cell(&b, r[i].name, 36, 0);
+    ss__buf_putc(&b, ' ');
+    cell(&b, r[i].kind, 8, 0);
     ss__buf_printf(&b, " %7zu %9.2f %13s ", r[i].count, r[i].rate, err);
     cell(&b, p50, 9, 1);
     ss__buf_putc(&b, ' ');

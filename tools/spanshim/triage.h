@@ -54,12 +54,15 @@ long ss__select(ss__tm *m, const ss__filter *f);
 /* One row of the RED table. */
 typedef struct ss__red_row {
   const char *service, *name;   /* point into the model */
+  const char *kind;             /* "server", "client", "internal", "producer", "consumer"
+                                   or "" (unspecified): a service's answers and its calls
+                                   to others are rows of their own */
   size_t count, errors;
   double rate;                  /* spans per second over the model's time window */
   uint64_t p50, p95, p99;       /* duration percentiles (nearest rank), ns */
 } ss__red_row;
 
-/* The RED table of m, by service then span name, in *rows (caller frees) and *n; the
+/* The RED table of m, by service, span name and kind, in *rows (caller frees) and *n; the
  * window (first start to last end, seconds) in *window_s. 0 or -ENOMEM. */
 int ss__red(const ss__tm *m, ss__red_row **rows, size_t *n, double *window_s);
 

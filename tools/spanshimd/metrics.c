@@ -1,8 +1,9 @@
 /* metrics.c - span metrics (RED: rate, errors, duration) and the Prometheus text format.
  *
  * Every span received (before sampling, so the rates are true rates) counts into a series
- * keyed by its resource's service.name, its span name and its peer (server.address, else
- * network.peer.address, else ""): spans, error spans (status ERROR) and a duration
+ * keyed by its resource's service.name, its span name, its kind (a service's answers and
+ * its calls to others apart) and its peer (server.address, else network.peer.address,
+ * else ""): spans, error spans (status ERROR) and a duration
  * histogram. The number of series is bounded (SS_METRICS_MAX_SERIES); spans that would
  * need a new series beyond it count into one series labelled span_name="_overflow" and
  * the overflow is itself counted. The exposition adds the collector's own counters
@@ -23,7 +24,7 @@ static const double bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0
 #define NB (sizeof bounds / sizeof *bounds)
 
 typedef struct series {
-  char *key;                      /* service \0 name \0 peer \0; NULL: empty slot */
+  char *key;                      /* service \0 name \0 kind \0 peer \0; NULL: empty slot */
   size_t key_len;
   uint64_t spans, errors;
   uint64_t buckets[NB + 1];       /* non-cumulative; the last is +Inf */
@@ -76,13 +77,16 @@ static void record(const char *service, const pb_span *sp) {
   char key[768];
   const char *peer = str_attr(sp->attributes, sp->n_attributes, "server.address");
   if (peer == NULL) peer = str_attr(sp->attributes, sp->n_attributes, "network.peer.address");
-  int n = snprintf(key, sizeof key, "%.200s%c%.300s%c%.200s", service, 0, sp->name ? sp->name : "",
-                   0, peer ? peer : "");
+  static const char *const kinds[] = {"unspecified", "internal", "server", "client",
+                                       "producer", "consumer"};
+  const char *kind = sp->kind >= 0 && sp->kind <= 5 ? kinds[sp->kind] : "unspecified";
+  int n = snprintf(key, sizeof key, "%.200s%c%.300s%c%s%c%.200s", service, 0,
+                   sp->name ? sp->name : "", 0, kind, 0, peer ? peer : "");
   if (n < 0) return;
   series *s = find(key, (size_t)n + 1, 0);
   if (s == NULL) {
     overflow++;
-    static const char ov[] = "\0_overflow\0";
+    static const char ov[] = "\0_overflow\0\0";
     s = find(ov, sizeof ov, 1);  /* sizeof counts the final NUL */
     if (s == NULL) return;
   }
@@ -124,11 +128,14 @@ static void label(ss__buf *b, const char *s) {
 }
 
 static void labels(ss__buf *b, const series *s) {
-  const char *svc = s->key, *name = svc + strlen(svc) + 1, *peer = name + strlen(name) + 1;
+  const char *svc = s->key, *name = svc + strlen(svc) + 1, *kind = name + strlen(name) + 1,
+             *peer = kind + strlen(kind) + 1;
   SS_BUF_LIT(b, "service=\"");
   label(b, svc);
   SS_BUF_LIT(b, "\",span_name=\"");
   label(b, name);
+  SS_BUF_LIT(b, "\",span_kind=\"");
+  label(b, kind);
   SS_BUF_LIT(b, "\",peer=\"");
   label(b, peer);
   ss__buf_putc(b, '"');

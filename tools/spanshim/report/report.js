@@ -442,7 +442,7 @@ function ssReport(D) {
   }
 
   /* ---- services (RED) ---- */
-  const RCOLS = [['service', 0], ['span', 1], ['count', 2, 1], ['rate/s', 3, 1], ['errors', 4, 1], ['error %', -1, 1],
+  const RCOLS = [['service', 0], ['span', 1], ['kind', 8], ['count', 2, 1], ['rate/s', 3, 1], ['errors', 4, 1], ['error %', -1, 1],
     ['p50', 5, 1], ['p95', 6, 1], ['p99', 7, 1]];
   const red = { key: 0, desc: false };
   function drawServices() {
@@ -465,7 +465,7 @@ function ssReport(D) {
     body.replaceChildren();
     for (const row of rows) {
       const tr = el('tr', row[4] ? 'has-err' : '');
-      tr.append(el('td', '', row[0]), el('td', '', row[1]), el('td', 'num', row[2]),
+      tr.append(el('td', '', row[0]), el('td', '', row[1]), el('td', '', row[8]), el('td', 'num', row[2]),
         el('td', 'num', row[3] >= 100 ? row[3].toFixed(0) : row[3].toFixed(2)), el('td', 'num errs', row[4]),
         el('td', 'num errs', (100 * row[4] / row[2]).toFixed(1) + '%'),
         el('td', 'num', fmtDur(row[5])), el('td', 'num', fmtDur(row[6])), el('td', 'num', fmtDur(row[7])));
