@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 
-STEP_TIMEOUT = 60  # seconds, per initdb / pg_ctl / psql step
+STEP_TIMEOUT = 300  # seconds, per initdb / pg_ctl / psql step: a bound against a hang (initdb took over 60 s at load 22)
 
 
 def find_bindir():

@@ -133,12 +133,12 @@ def test_run_html_report_shows_process_tree_waterfall_and_failing_stack(ctx):
     assert q["matchCount"] == "1 trace"
     assert res["snaps"]["nomatch"]["matchCount"] == "0 of 1 trace"
     assert res["snaps"]["nomatch"]["traces"] == []
-    # Services: the RED table.
+    # Services: the RED table (service, span, kind, count, rate, errors, error %, ...).
     sv = res["snaps"]["services"]
     assert sv["servicesVisible"]
     by = {(row[0], row[1]): row for row in sv["services"]}
     get = by[("unknown_service:curl", "GET")]
-    assert get[2] == "2" and get[4] == "1" and get[5] == "50.0%", get
+    assert get[2] == "client" and get[3] == "2" and get[5] == "1" and get[6] == "50.0%", get
     assert ("unknown_service:psql", "SELECT") in by, list(by)
 
 
