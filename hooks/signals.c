@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "runtime/exporter.h"
+#include "runtime/stack.h"
 #include "hooks/hooks.h"
 #include "hooks/hook.h"
 #include "runtime/sys.h"
@@ -173,6 +174,7 @@ static void on_fatal(int sig, siginfo_t *info, void *uctx) {
   }
   int sent = info == NULL || info->si_code <= 0;
   if (app.sa_handler == SIG_IGN && sent) return;
+  if (!sent) ss__stack_note_fault(uctx); /* the frame, should no unwinder be loaded */
   SS_SAVE_ERRNO({
     if (!in_vfork_child()) deliver_before_death(sig);
   });

@@ -1,12 +1,16 @@
 /* exceptions.c - see exceptions.h. */
 #include "runtime/exceptions.h"
 
+#include <dlfcn.h>
+#include <elf.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <link.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "runtime/config.h"
 #include "runtime/stack.h"
@@ -173,15 +177,8 @@ static void exception_event(const ss__span *s, const char **name, int *severity)
   }
 }
 
-static int add_log(ss__exc_batch *b, const ss__span *s, const ss__attr *ea, size_t n) {
-  if (b->n_logs == b->cap_logs) {
-    size_t cap = b->cap_logs ? b->cap_logs * 2 : 16;
-    ss__logrec *l = realloc(b->logs, cap * sizeof *l);
-    if (l == NULL) return -ENOMEM;
-    b->logs = l;
-    b->cap_logs = cap;
-  }
-  ss__logrec *l = &b->logs[b->n_logs++];
+/* The exception log record of span s, with attributes ea[0..n). */
+static void fill_log(ss__logrec *l, const ss__span *s, const ss__attr *ea, size_t n) {
   memset(l, 0, sizeof *l);
   l->time_ns = s->end_ns;
   exception_event(s, &l->event_name, &l->severity);
@@ -190,42 +187,41 @@ static int add_log(ss__exc_batch *b, const ss__span *s, const ss__attr *ea, size
   l->flags = s->flags;
   l->attrs = ea;
   l->n_attrs = n;
+}
+
+static int add_log(ss__exc_batch *b, const ss__span *s, const ss__attr *ea, size_t n) {
+  if (b->n_logs == b->cap_logs) {
+    size_t cap = b->cap_logs ? b->cap_logs * 2 : 16;
+    ss__logrec *l = realloc(b->logs, cap * sizeof *l);
+    if (l == NULL) return -ENOMEM;
+    b->logs = l;
+    b->cap_logs = cap;
+  }
+  fill_log(&b->logs[b->n_logs++], s, ea, n);
   return 0;
 }
 
-int ss__exc_span(ss__exc_batch *b, ss__span *s, ss__attr *attrs, size_t attrs_cap,
-                 unsigned signals) {
-  const ss__attr *raw = NULL;
+/* Takes the raw stack attribute out of s (it is never exported raw; attrs is s's
+ * writable array) and copies its addresses into pcs (136 at most); returns how many, or
+ * -1 when s has none. */
+static int take_stack(ss__span *s, ss__attr *attrs, uint64_t pcs[136]) {
   for (size_t i = 0; i < s->n_attrs; i++)
-    if (attrs[i].type == SS_ATTR_STACK) { /* take it out: never exported raw */
-      ss__attr tmp = attrs[i];
+    if (attrs[i].type == SS_ATTR_STACK) {
+      ss__attr raw = attrs[i];
       attrs[i] = attrs[--s->n_attrs];
-      attrs[s->n_attrs] = tmp;
-      raw = &attrs[s->n_attrs];
-      break;
+      attrs[s->n_attrs] = raw;
+      size_t n = raw.len / 8 > 136 ? 136 : raw.len / 8;
+      memcpy(pcs, raw.v.s, n * 8);
+      return (int)n;
     }
-  uint64_t pcs[136];
-  size_t n_pcs = 0;
-  if (raw) { /* copied out: code attribution may reuse the slot it sits in */
-    n_pcs = raw->len / 8 > 136 ? 136 : raw->len / 8;
-    memcpy(pcs, raw->v.s, n_pcs * 8);
-  }
-  code_attribution(b, s, attrs, attrs_cap);
-  if (raw == NULL || signals == 0) return 0;
+  return -1;
+}
 
-  text trace = {0}, mods = {0};
-  ss__loader_lock();
-  render(pcs, n_pcs, b->max_frames, &trace, &mods);
-  ss__loader_unlock();
+/* The exception attributes of s into ea (room for 4): type, message, the rendered trace
+ * tr[0..trn) and the modules list md[0..mdn) when there are. Returns how many. */
+static size_t exc_attrs(ss__attr *ea, const ss__span *s, const char *tr, size_t trn,
+                        const char *md, size_t mdn) {
   const ss__attr *type = find(s, "error.type");
-  ss__attr *ea = balloc(b, 4 * sizeof *ea);
-  ss__event *ev = balloc(b, sizeof *ev);
-  char *tr = trace.p ? bstrdup(b, trace.p, trace.n) : NULL;
-  char *md = mods.p ? balloc(b, mods.n) : NULL;
-  if (md) memcpy(md, mods.p, mods.n);
-  free(trace.p);
-  free(mods.p);
-  if (ea == NULL || ev == NULL) return -ENOMEM;
   size_t n = 0;
   ea[n++] = (ss__attr){.key = "exception.type", .type = SS_ATTR_STR,
                        .len = type ? type->len : 6, .v.s = type ? type->v.s : "_OTHER"};
@@ -234,10 +230,34 @@ int ss__exc_span(ss__exc_batch *b, ss__span *s, ss__attr *attrs, size_t attrs_ca
                          .len = s->status_message_len, .v.s = s->status_message};
   if (tr)
     ea[n++] = (ss__attr){.key = "exception.stacktrace", .type = SS_ATTR_STR,
-                         .len = (uint32_t)trace.n, .v.s = tr};
+                         .len = (uint32_t)trn, .v.s = tr};
   if (md)
     ea[n++] = (ss__attr){.key = "spanshim.stack.modules", .type = SS_ATTR_STRARR,
-                         .len = (uint32_t)mods.n, .v.s = md};
+                         .len = (uint32_t)mdn, .v.s = md};
+  return n;
+}
+
+int ss__exc_span(ss__exc_batch *b, ss__span *s, ss__attr *attrs, size_t attrs_cap,
+                 unsigned signals) {
+  uint64_t pcs[136]; /* copied out: code attribution may reuse the slot it sits in */
+  int got = take_stack(s, attrs, pcs);
+  size_t n_pcs = got > 0 ? (size_t)got : 0;
+  code_attribution(b, s, attrs, attrs_cap);
+  if (got < 0 || signals == 0) return 0;
+
+  text trace = {0}, mods = {0};
+  ss__loader_lock();
+  render(pcs, n_pcs, b->max_frames, &trace, &mods);
+  ss__loader_unlock();
+  ss__attr *ea = balloc(b, 4 * sizeof *ea);
+  ss__event *ev = balloc(b, sizeof *ev);
+  char *tr = trace.p ? bstrdup(b, trace.p, trace.n) : NULL;
+  char *md = mods.p ? balloc(b, mods.n) : NULL;
+  if (md) memcpy(md, mods.p, mods.n);
+  free(trace.p);
+  free(mods.p);
+  if (ea == NULL || ev == NULL) return -ENOMEM;
+  size_t n = exc_attrs(ea, s, tr, trace.n, md, mods.n);
   if (signals & SS_EXC_EVENT) {
     *ev = (ss__event){.name = "exception", .time_ns = s->end_ns, .attrs = ea, .n_attrs = n};
     s->events = ev;
@@ -245,4 +265,144 @@ int ss__exc_span(ss__exc_batch *b, ss__span *s, ss__attr *attrs, size_t attrs_ca
   }
   if (signals & SS_EXC_LOG) return add_log(b, s, ea, n);
   return 0;
+}
+
+
+/* ---- signal-safe: a dying thread's ---- */
+
+#define SIG_TRACE_BYTES 4096
+#define SIG_MODS_BYTES 2048
+#define SIG_MODS 8
+
+typedef struct sbuf {
+  char *p;
+  size_t n, cap;
+} sbuf;
+
+static void sput(sbuf *b, const char *s, size_t n) {
+  if (b->n + 1 >= b->cap) return;
+  if (b->cap - b->n <= n) n = b->cap - b->n - 1; /* cut: the room is fixed */
+  memcpy(b->p + b->n, s, n);
+  b->n += n;
+}
+
+static void sputs(sbuf *b, const char *s) {
+  sput(b, s, strlen(s));
+}
+
+static void sput_hex(sbuf *b, uint64_t v, int width) {
+  char d[16];
+  int n = 0;
+  do d[n++] = "0123456789abcdef"[v & 15]; while ((v >>= 4) != 0 || n < width);
+  char out[16];
+  for (int i = 0; i < n; i++) out[i] = d[n - 1 - i];
+  sput(b, out, (size_t)n);
+}
+
+static void sput_dec(sbuf *b, unsigned v) {
+  char d[12];
+  int n = 0;
+  do d[n++] = (char)('0' + v % 10); while ((v /= 10) != 0);
+  while (n > 0) sput(b, &d[--n], 1);
+}
+
+/* The GNU build id of the object mapped at map_start (its ELF header) and loaded at l_addr,
+ * in hex, from its notes in memory; "" when it has none. */
+static void build_id_in_memory(const void *map_start, uintptr_t l_addr, char *hex, size_t cap) {
+  const ElfW(Ehdr) *eh = map_start;
+  hex[0] = '\0';
+  if (eh == NULL || memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0) return;
+  const ElfW(Phdr) *ph = (const ElfW(Phdr) *)((const char *)map_start + eh->e_phoff);
+  for (int i = 0; i < eh->e_phnum; i++) {
+    if (ph[i].p_type != PT_NOTE) continue;
+    const char *p = (const char *)(l_addr + ph[i].p_vaddr), *end = p + ph[i].p_memsz;
+    while ((size_t)(end - p) >= sizeof(ElfW(Nhdr))) {
+      const ElfW(Nhdr) *nh = (const ElfW(Nhdr) *)p;
+      const char *name = p + sizeof *nh;
+      const unsigned char *desc = (const unsigned char *)name + ((nh->n_namesz + 3) & ~3u);
+      if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 && memcmp(name, "GNU", 4) == 0 &&
+          (size_t)nh->n_descsz * 2 < cap) {
+        for (size_t k = 0; k < nh->n_descsz; k++) {
+          hex[2 * k] = "0123456789abcdef"[desc[k] >> 4];
+          hex[2 * k + 1] = "0123456789abcdef"[desc[k] & 15];
+        }
+        hex[2 * nh->n_descsz] = '\0';
+        return;
+      }
+      p = (const char *)desc + ((nh->n_descsz + 3) & ~3u);
+    }
+  }
+}
+
+/* The path of the program itself (its link map names it ""), read once. */
+static const char *exe_path(void) {
+  static char exe[512];
+  if (exe[0] == '\0') {
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return "?";
+    exe[n] = '\0';
+  }
+  return exe;
+}
+
+static void render_sigsafe(const uint64_t *pcs, size_t n, int max, sbuf *trace, sbuf *mods) {
+  struct link_map *named[SIG_MODS];
+  size_t n_named = 0;
+  struct dl_find_object self;
+  int have_self = _dl_find_object((void *)(uintptr_t)&render_sigsafe, &self) == 0;
+  int k = 0;
+  for (size_t i = 0; i < n && (max <= 0 || k < max); i++) {
+    struct dl_find_object fo;
+    int known = _dl_find_object((void *)(uintptr_t)(pcs[i] - 1), &fo) == 0;
+    if (known && have_self && fo.dlfo_link_map == self.dlfo_link_map) continue;
+    const struct link_map *lm = known ? fo.dlfo_link_map : NULL;
+    const char *module = lm && lm->l_name && lm->l_name[0] ? lm->l_name : exe_path();
+    sputs(trace, "#");
+    sput_dec(trace, (unsigned)k++);
+    sputs(trace, " 0x");
+    sput_hex(trace, pcs[i], 16);
+    sputs(trace, " in ??");
+    if (known) {
+      sputs(trace, " (");
+      sputs(trace, module);
+      sputs(trace, "+0x");
+      sput_hex(trace, pcs[i] - lm->l_addr, 1);
+      sputs(trace, ")");
+    }
+    sputs(trace, "\n");
+    if (!known) continue;
+    size_t j = 0;
+    while (j < n_named && named[j] != fo.dlfo_link_map) j++;
+    if (j < n_named || n_named == SIG_MODS) continue;
+    named[n_named++] = fo.dlfo_link_map;
+    char id[2 * 64 + 1];
+    build_id_in_memory(fo.dlfo_map_start, lm->l_addr, id, sizeof id);
+    sputs(mods, id[0] ? id : "-");
+    sputs(mods, " ");
+    sputs(mods, module);
+    if (mods->n < mods->cap) mods->p[mods->n++] = '\0'; /* string array: NUL-separated */
+  }
+}
+
+int ss__exc_span_sigsafe(ss__span *s, ss__attr *attrs, size_t attrs_cap, unsigned signals,
+                         int max_frames, ss__logrec *log) {
+  static char trace_mem[SIG_TRACE_BYTES], mods_mem[SIG_MODS_BYTES];
+  static ss__attr ea[4];
+  static ss__event ev;
+  (void)attrs_cap;
+  uint64_t pcs[136];
+  int got = take_stack(s, attrs, pcs);
+  if (got < 0 || signals == 0) return 0;
+  sbuf trace = {trace_mem, 0, sizeof trace_mem}, mods = {mods_mem, 0, sizeof mods_mem};
+  render_sigsafe(pcs, (size_t)got, max_frames, &trace, &mods);
+  size_t n = exc_attrs(ea, s, trace.n ? trace.p : NULL, trace.n, mods.n ? mods.p : NULL,
+                       mods.n);
+  if (signals & SS_EXC_EVENT) {
+    ev = (ss__event){.name = "exception", .time_ns = s->end_ns, .attrs = ea, .n_attrs = n};
+    s->events = &ev;
+    s->n_events = 1;
+  }
+  if (!(signals & SS_EXC_LOG)) return 0;
+  fill_log(log, s, ea, n);
+  return 1;
 }

@@ -40,6 +40,17 @@ typedef struct ss__exc_batch {
  * span is then exported without its exception parts). */
 int ss__exc_span(ss__exc_batch *b, ss__span *s, ss__attr *attrs, size_t attrs_cap,
                  unsigned signals);
+/* The same for a dying thread's signal-safe encoder (a process killed by a fault before
+ * it started an exporter thread): no allocation, no lock, no stdio. Frames are named by
+ * module and offset (_dl_find_object, glibc 2.35+, and the module's build-id note read in
+ * memory), without function names (spanshimd adds file:line by build id); frames inside
+ * the shim are left out. What it makes lives in static storage until the next call: one
+ * caller at a time (the dying thread, under the exporter's exit lock), and the span and
+ * *log must be encoded before it is called again. Returns 1 when *log was made (signals
+ * asks for a log record), 0 when not (no stack, or no log wanted), -1 when it could not
+ * be (the span then goes without its exception parts). */
+int ss__exc_span_sigsafe(ss__span *s, ss__attr *attrs, size_t attrs_cap, unsigned signals,
+                         int max_frames, ss__logrec *log);
 /* Empties the batch for the next one: what it points to is gone; one block of memory and
  * the records' array are kept for reuse (the batch holds them for its owner's life). */
 void ss__exc_reset(ss__exc_batch *b);

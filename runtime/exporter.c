@@ -533,14 +533,19 @@ static int scratch_room(encoder *e, size_t rec_len) {
   return 0;
 }
 
-/* A signal-safe encoder's span goes without its raw stack (symbolizing takes the
- * loader's lock and allocates): the rest of it (error.type, the status) says what killed
- * the process. */
-static void strip_stack(encoder *e) {
-  size_t n = 0; /* e->span.attrs is e->attrs (ss__rec_decode) */
-  for (size_t i = 0; i < e->span.n_attrs; i++)
-    if (e->attrs[i].type != SS_ATTR_STACK) e->attrs[n++] = e->attrs[i];
-  e->span.n_attrs = n;
+/* A signal-safe encoder's record: its exception parts made without allocating or
+ * symbolizing (frames named by module and offset: ss__exc_span_sigsafe), the span first,
+ * then its exception record when the span fit (a span that did not goes in the next
+ * request, and makes its record then). */
+static int encode_sigsafe(encoder *e) {
+  ss__logrec log;
+  int made = ss__exc_span_sigsafe(&e->span, e->attrs, MAX_ATTRS_PER_SPAN,
+                                  cfg->exception_signal, cfg->stack_depth, &log);
+  int rc = ss__otlp_add_span(&e->treq, &e->span);
+  if (rc != 0) return rc == -ENOBUFS ? rc : -1;
+  if (made == 1 && (cfg->logs_exporter & SS_EXPORT_OTLP) && ss__otlp_add_log(&e->lreq, &log) == 0)
+    e->n_exc++; /* else fill counts it */
+  return 0;
 }
 
 /* Encodes one ring record into treq (its exception record into lreq). 0, or -1 when it
@@ -552,11 +557,7 @@ static int encode_record(encoder *e, const void *rec, size_t len) {
   char *scratch = e->scratch;
   size_t left = e->scratch_cap;
   ss__sanitize_span(&e->span, e->attrs, &scratch, &left);
-  if (e->sigsafe) {
-    strip_stack(e);
-    int rc = ss__otlp_add_span(&e->treq, &e->span);
-    return rc == 0 || rc == -ENOBUFS ? rc : -1;
-  }
+  if (e->sigsafe) return encode_sigsafe(e);
   size_t logs_before = e->exc.n_logs;
   /* It takes the loader lock to symbolize (what keeps two encoders, the exporter thread's
    * and an exit's, out of the symbol cache together), once per batch and call site. */

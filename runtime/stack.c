@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <ucontext.h>
 #include <unwind.h>
 
 typedef _Unwind_Reason_Code (*backtrace_fn)(_Unwind_Trace_Fn, void *);
@@ -130,9 +131,29 @@ int ss__stack_ready(void) {
   return atomic_load_explicit(&load_state, memory_order_acquire) == 2;
 }
 
+/* Where this thread faulted (+ 1), noted by its fault handler; 0: none. */
+static __thread uint64_t fault_pc __attribute__((tls_model("initial-exec")));
+
+void ss__stack_note_fault(const void *uctx) {
+  const ucontext_t *uc = uctx;
+  if (uc == NULL) return;
+#if defined(__x86_64__)
+  fault_pc = (uint64_t)uc->uc_mcontext.gregs[REG_RIP] + 1;
+#elif defined(__aarch64__)
+  fault_pc = (uint64_t)uc->uc_mcontext.pc + 1;
+#else
+  (void)uc;
+#endif
+}
+
 int ss__stack_capture(uint64_t *out, int max) {
   backtrace_fn f = atomic_load_explicit(&backtrace_p, memory_order_acquire);
-  if (f == NULL || max <= 0) return 0;
+  if (max <= 0) return 0;
+  if (f == NULL) { /* no unwinder: where a fault was, if this thread had one */
+    if (fault_pc == 0) return 0;
+    out[0] = fault_pc;
+    return 1;
+  }
   walk w = {out, 0, max};
   int saved = errno;
   f(one_frame, &w);

@@ -29,8 +29,14 @@ void ss__stack_set_loader(int (*load_elsewhere)(void));
 int ss__stack_ready(void);
 int ss__stack_decided(void);
 /* Writes up to max return addresses, innermost first; returns how many (0 when the unwinder
- * is not loaded). Async-signal-safe. */
+ * is not loaded and no fault was noted on this thread). Async-signal-safe. */
 int ss__stack_capture(uint64_t *out, int max);
+/* In a fault's signal handler (uctx: its ucontext_t): notes where this thread faulted, so
+ * that a capture on this thread while the unwinder is not loaded (a process that faults
+ * before its first failed call; the loader cannot be used in a signal handler) still
+ * gives the faulting frame: its address + 1 (a return address's convention). Thread-local,
+ * async-signal-safe. */
+void ss__stack_note_fault(const void *uctx);
 
 /* The address range [*lo, *hi) an object's PT_LOAD segments span (hi 0: none). */
 struct dl_phdr_info;

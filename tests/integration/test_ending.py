@@ -97,6 +97,56 @@ def test_killed_before_the_first_span_under_two_busy_loops(ctx):
         _killed_before_first_span(ctx, 3)
 
 
+def test_a_segfault_before_the_first_span_delivers_its_exception_record_with_the_frame(ctx):
+    """A C program whose first act is a null-pointer write (no span, no exporter thread, no
+    unwinder loaded), with process spans on, 3 times with the collector running and 3
+    times with it stopped (SIGSTOP) until the program has died (a slow collector), under
+    two busy loops: each run delivers its process span (error.type SIGSEGV, an exception
+    event) and its exception log record, whose stack is the faulting frame (the dying
+    thread names it by module and offset without the loader: module path, build id) and
+    to which spanshimd adds the source line; nothing is dropped. The program dies as
+    without the shim (SIGSEGV, same core flag, same output)."""
+    argv = [ctx.prog("ending_fds"), "segv", "0"]
+    plain = _status(ctx, argv, ctx.env(preload=False))
+    assert plain[0] == -signal.SIGSEGV, plain
+    c = ctx.collector()
+    env = ctx.env(c, {"SPANSHIM_PROCESS_SPAN": "1"})
+    pids = {}
+    with harness.busy_cores(2):
+        for stopped in (False, False, False, True, True, True):
+            if stopped:
+                c.proc.send_signal(signal.SIGSTOP)
+            try:
+                p = subprocess.Popen(argv, env=env, cwd=ctx.tmp, preexec_fn=_allow_core,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                out, err = p.stdout.read(), p.stderr.read()
+                _, status = os.waitpid(p.pid, 0)
+                p.returncode = 0
+            finally:
+                if stopped:
+                    c.proc.send_signal(signal.SIGCONT)
+            rc = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+            r = (rc, os.WIFSIGNALED(status) and os.WCOREDUMP(status),
+                 re.sub(rb"pid=\d+", b"pid=N", out), err)
+            assert r == plain, (r, plain)
+            pids[p.pid] = 1
+    st, spans = harness.check_exact(c, pids, 6, pids_logs=pids)
+    assert st["logs_received"] == 6 and st["shim_logs_dropped"] == 0, st
+    for sp in spans:
+        assert sp.attrs.get("error.type") == "SIGSEGV", sp
+        assert [e.get("name") for e in sp.raw.get("events", [])] == ["exception"], sp
+    recs = harness.exception_records(c.out)
+    assert len(recs) == 6, recs
+    for res, lr, la in recs:
+        assert la["exception.type"] == "SIGSEGV", la
+        assert la["exception.message"] == "Segmentation fault", la
+        trace = la["exception.stacktrace"]
+        assert re.match(r"#0 0x[0-9a-f]{16} in \?\? \(\S+/ending_fds\+0x[0-9a-f]+\) "
+                        r"\S*tests/progs/ending_fds\.c:\d+\n$", trace), trace
+        [mod] = la["spanshim.stack.modules"]
+        assert re.match(r"[0-9a-f]{40} \S+/ending_fds$", mod), mod
+
+
 def test_a_dying_thread_with_no_collector_says_what_it_lost(ctx):
     """No collector: the process span is counted in the diagnostics (the only record), and
     the process dies of its signal."""
