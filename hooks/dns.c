@@ -12,6 +12,7 @@
 
 #include "hooks/hooks.h"
 #include "hooks/hook.h"
+#include "runtime/sys.h"
 #include "runtime/clock.h"
 
 #define CACHE_SLOTS 64
@@ -105,7 +106,7 @@ int ss__dns_lookup(int family, const void *addr, uint64_t key, char *out, size_t
   return 0;
 }
 
-void ss__dns_atfork_child(void) {
+SS_FORK_TEXT void ss__dns_atfork_child(void) {
   /* A writer in another parent thread may have left a slot odd; clear those. Nothing to
    * read when nothing was ever resolved (untouched pages fault even on a read). */
   if (!atomic_load(&cache_used)) return;

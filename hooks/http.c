@@ -62,6 +62,7 @@
 #include "runtime/hostport.h"
 #include "runtime/http1.h"
 #include "hooks/hook.h"
+#include "runtime/sys.h"
 
 SS_REAL(sendmsg)
 SS_REAL(getpeername)
@@ -1013,7 +1014,7 @@ void ss__http_exiting_slow(void) {
   }
 }
 
-void ss__http_atfork_child(void) {
+SS_FORK_TEXT void ss__http_atfork_child(void) {
   /* The parent ends the spans of connections it had; the child forgets them and never
    * traces those fds (their state is the parent's). */
   for (int i = 0; i < SLOTS && atomic_load(&ss__http_used); i++) {

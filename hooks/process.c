@@ -169,7 +169,7 @@ void ss__process_atfork_prepare(void) {
   (void)real__Exit();
 }
 
-void ss__process_atfork_child(void) {
+SS_FORK_TEXT void ss__process_atfork_child(void) {
   /* The parent's span is the parent's to end. */
   if (atomic_load(&proc_state) != 0) atomic_store(&proc_state, 0);
   if (atomic_load(&exit_code) != -1) atomic_store(&exit_code, -1);

@@ -25,6 +25,7 @@
 #include "runtime/clock.h"
 #include "runtime/netaddr.h"
 #include "hooks/hook.h"
+#include "runtime/sys.h"
 
 SS_REAL(socket)
 SS_REAL(connect)
@@ -405,7 +406,7 @@ void ss__socket_atfork_prepare(void) {
   ss__fdguard_atfork_prepare();
 }
 
-void ss__socket_atfork_child(void) {
+SS_FORK_TEXT void ss__socket_atfork_child(void) {
   /* The parent finishes its parked connects; the child forgets them. With none parked
    * the 64 KiB table is not touched at all (even reading a page the parent never used
    * faults it in); else only keys in use are written. */

@@ -356,7 +356,7 @@ SS_EXPORT int fclose(FILE *f) {
   return pid < 0 ? real_fclose()(f) : close_popen(f, pid);
 }
 
-void ss__spawn_atfork_child(void) {
+SS_FORK_TEXT void ss__spawn_atfork_child(void) {
   /* Another thread may have held these at the fork; the table (the parent's children,
    * as glibc's own list) stays. */
   ss__mutex_reinit(&popen_lock);

@@ -1139,16 +1139,22 @@ static void exit_diagnostics(void) {
          atomic_load(&lhanded), lost, llost);
 }
 
-/* When an exit reads its answers until: EXIT_ANSWER_MS from now on spanshimd's Unix
- * socket, else the deadline: when the collector may admit us only as part of the traced
- * tree (we changed user; transport.h) a request written whole is not taken until it is
- * answered there; and a collector over TCP may be any OTLP/HTTP server, which reads
- * the requests written back to back one at a time and stops at the first answer it
- * cannot write (Python's http.server: the rest were never read). */
+/* When an exit reads its answers until:
+ * - the deadline over TCP, where the collector may be any OTLP/HTTP server, which reads
+ *   the requests written back to back one at a time and stops at the first answer it
+ *   cannot write (Python's http.server: the rest were never read), and when the collector
+ *   may admit us only as part of the traced tree (we changed user; transport.h): a
+ *   request written whole is not taken until it is answered there;
+ * - now, on a Unix socket to a collector known to count what it refuses (spanshimd,
+ *   which also serves every request written before the peer closed): the answers that
+ *   have come are read, none is waited for (a refusal told later is counted there; a
+ *   fork child does not wait for a busy collector to be scheduled);
+ * - else EXIT_ANSWER_MS from now. */
 static uint64_t answers_due(encoder *e, uint64_t deadline_ms) {
-  uint64_t by = ss__mono_ms() - e->stalled + EXIT_ANSWER_MS;
-  return by < deadline_ms && e->t->ep.is_unix && ss__transport_admits_us(e->t) ? by
-                                                                              : deadline_ms;
+  if (!e->t->ep.is_unix || !ss__transport_admits_us(e->t)) return deadline_ms;
+  uint64_t by = ss__mono_ms() - e->stalled;
+  if (!ss__transport_counts_refusals()) by += EXIT_ANSWER_MS;
+  return by < deadline_ms ? by : deadline_ms;
 }
 
 /* An exit's delivery on encoder e (exit_lock held; drain_lock too when `own`; or the
@@ -1486,7 +1492,7 @@ int ss__exporter_init(const ss__config *c) {
   return 0;
 }
 
-static void encoder_forget(encoder *e, ss__transport *t) {
+SS_FORK_TEXT static void encoder_forget(encoder *e, ss__transport *t) {
   memset(e, 0, sizeof *e);
   e->t = t;
   e->exc.max_frames = cfg ? cfg->stack_depth : 0;
@@ -1503,7 +1509,7 @@ static void zero_int(_Atomic int *p) {
   if (atomic_load_explicit(p, memory_order_relaxed) != 0) atomic_store(p, 0);
 }
 
-void ss__exporter_atfork_child(void) {
+SS_FORK_TEXT void ss__exporter_atfork_child(void) {
   /* The exporter thread may have been in the middle of using its buffers when the
    * parent forked; it does not exist here. Forget them without freeing (a half-done
    * free or realloc would make that a double free): a one-time leak in the child, and

@@ -3,7 +3,9 @@
  * The process-wide seed changes only in ss__ids_reseed, which also bumps `gen`. A thread
  * whose ss__self.rng_gen differs from `gen` reseeds its xoshiro256** state from
  * splitmix64(seed ^ a per-thread counter), so threads never share a sequence and a fork
- * child never repeats its parent's ids. */
+ * child never repeats its parent's ids. A fork child reseeds at its first id, not in its
+ * fork handler (a child that makes no span pays no getrandom): its handler sets `gen` to
+ * 0 and keeps the old value in `gen_floor`, which the next gen exceeds. */
 #include "runtime/ids.h"
 
 #include <errno.h>
@@ -17,7 +19,8 @@
 #include "runtime/sys.h"
 
 static _Atomic uint64_t seed;
-static _Atomic uint32_t gen;             /* 0: never seeded */
+static _Atomic uint32_t gen;             /* 0: never seeded (or not since a fork) */
+static _Atomic uint32_t gen_floor;       /* gen before the fork: the next one is above */
 static _Atomic uint64_t thread_counter;
 
 static uint64_t splitmix64(uint64_t *x) {
@@ -63,16 +66,31 @@ static uint64_t fallback_entropy(void) {
 void ss__ids_reseed(void) {
   uint64_t s;
   ssize_t n;
+  int saved_errno = errno;
 
   do
     n = getrandom(&s, sizeof(s), GRND_NONBLOCK);
   while (n < 0 && errno == EINTR);
   if (n != (ssize_t)sizeof(s))
     s = fallback_entropy();
+  errno = saved_errno;
   atomic_store_explicit(&seed, s, memory_order_relaxed);
-  /* Release: a thread that sees the new gen also sees the new seed. Skip 0. */
-  if (atomic_fetch_add_explicit(&gen, 1, memory_order_release) + 1 == 0)
-    atomic_fetch_add_explicit(&gen, 1, memory_order_release);
+  /* Release: a thread that sees the new gen also sees the new seed. Above the floor (no
+   * thread's rng_gen from before a fork may match it); skip 0. */
+  uint32_t g = atomic_load_explicit(&gen, memory_order_relaxed), want;
+  do {
+    uint32_t floor = atomic_load_explicit(&gen_floor, memory_order_relaxed);
+    want = (g > floor ? g : floor) + 1;
+    if (want == 0) want = 1;
+  } while (!atomic_compare_exchange_weak_explicit(&gen, &g, want, memory_order_release,
+                                                  memory_order_relaxed));
+}
+
+SS_FORK_TEXT void ss__ids_atfork_child(void) {
+  uint32_t g = atomic_load_explicit(&gen, memory_order_relaxed);
+  if (g == 0) return;
+  atomic_store_explicit(&gen_floor, g, memory_order_relaxed);
+  atomic_store_explicit(&gen, 0, memory_order_release);
 }
 
 __attribute__((noinline, cold)) static void thread_seed(uint32_t g) {

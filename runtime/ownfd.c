@@ -358,7 +358,7 @@ void ss__own_prepare(void) {
   birth_end();
 }
 
-void ss__own_atfork_child(void) {
+SS_FORK_TEXT void ss__own_atfork_child(void) {
   /* A fork child's table is a copy of the forking thread's, which is the app's: the
    * exporter thread (the one with a table of its own) never forks. */
   if (private_table) private_table = 0;

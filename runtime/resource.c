@@ -162,7 +162,7 @@ static void copy_trunc(char *out, size_t n, const char *s);
 static struct timespec forked_at;
 static pid_t forked_pid;
 
-void ss__resource_forked(void) {
+SS_FORK_TEXT void ss__resource_forked(void) {
   clock_gettime(CLOCK_REALTIME, &forked_at);
   forked_pid = ss__sys_getpid();
 }

@@ -29,6 +29,7 @@
  * zeroed and released; they publish with a release store of `state`, which the consumer
  * loads with acquire. Nothing else needs to be ordered. */
 #include "runtime/ring.h"
+#include "runtime/sys.h"
 
 #include <errno.h>
 #include <string.h>
@@ -198,7 +199,7 @@ uint64_t ss__ring_used(const ss__ring *r) {
   return h > t ? h - t : 0;
 }
 
-void ss__ring_reset_in_child(ss__ring *r) {
+SS_FORK_TEXT void ss__ring_reset_in_child(ss__ring *r) {
   uint64_t h;
 
   if (r->buf == NULL)

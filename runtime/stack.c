@@ -19,13 +19,15 @@
 typedef _Unwind_Reason_Code (*backtrace_fn)(_Unwind_Trace_Fn, void *);
 typedef uintptr_t (*getip_fn)(struct _Unwind_Context *);
 
-static pthread_mutex_t loader = PTHREAD_MUTEX_INITIALIZER;
+/* Aligned 128: first in .bss, on the page every fork child writes anyway (see ss__cfg in
+ * shim/shim.c); the fork holds it, so each child writes it. */
+static pthread_mutex_t loader __attribute__((aligned(128))) = PTHREAD_MUTEX_INITIALIZER;
 
 void ss__loader_lock(void) { pthread_mutex_lock(&loader); }
 void ss__loader_unlock(void) { pthread_mutex_unlock(&loader); }
 void ss__loader_atfork_prepare(void) { pthread_mutex_lock(&loader); }
 void ss__loader_atfork_parent(void) { pthread_mutex_unlock(&loader); }
-void ss__loader_atfork_child(void) { ss__mutex_reinit(&loader); }
+SS_FORK_TEXT void ss__loader_atfork_child(void) { ss__mutex_reinit(&loader); }
 
 static _Atomic(backtrace_fn) backtrace_p;
 static _Atomic(getip_fn) getip_p; /* set before backtrace_p is published */

@@ -30,6 +30,12 @@
 
 struct addrinfo;
 
+/* The code a fork child runs in its fork handlers goes in one place, at the start of the
+ * shim's code (the default link script puts .text.hot.* there): a fork child faults in
+ * every 64 KiB window of code it runs (the kernel copies no page table of a file mapping
+ * into it), and these functions are spread over every source file. */
+#define SS_FORK_TEXT __attribute__((section(".text.hot.ss_fork"), noinline))
+
 int ss__sys_socket(int domain, int type, int protocol);
 int ss__sys_connect(int fd, const struct sockaddr *sa, socklen_t len);
 int ss__sys_getsockopt(int fd, int level, int name, void *val, socklen_t *len);

@@ -271,15 +271,58 @@ int ss__unix_dir_trusted(const char *sock_path, int named, uid_t *dir_owner, cha
   return 0;
 }
 
+/* ss__unix_peer_trusted, the listener's credentials in *cr. */
+static int peer_trusted(int fd, uid_t also_ok, char *why, size_t n, struct ucred *cr) {
+  socklen_t len = sizeof *cr;
+  if (ss__sys_getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cr, &len) != 0)
+    return untrusted(why, n, "cannot tell who listens (SO_PEERCRED: %s)", strerror(errno));
+  if (!uid_trusted(cr->uid, also_ok))
+    return untrusted(why, n, "the listener runs as uid %u (pid %d), not as us (uid %u) or "
+                     "root", (unsigned)cr->uid, (int)cr->pid, (unsigned)ss__sys_geteuid());
+  return 0;
+}
+
 int ss__unix_peer_trusted(int fd, uid_t also_ok, char *why, size_t n) {
   struct ucred cr;
-  socklen_t len = sizeof cr;
-  if (ss__sys_getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0)
-    return untrusted(why, n, "cannot tell who listens (SO_PEERCRED: %s)", strerror(errno));
-  if (!uid_trusted(cr.uid, also_ok))
-    return untrusted(why, n, "the listener runs as uid %u (pid %d), not as us (uid %u) or "
-                     "root", (unsigned)cr.uid, (int)cr.pid, (unsigned)ss__sys_geteuid());
-  return 0;
+  return peer_trusted(fd, also_ok, why, n, &cr);
+}
+
+/* ---- whether the collector counts what it refuses ----
+ * spanshimd counts the spans and records of every request of ours it refuses
+ * (Spanshim-Refused-Counted), so an exit need not wait for its answers to keep the count
+ * exact. Known from an answer that says so or carries the traced tree's token (only
+ * spanshimd sends either), or, before any answer, from the listener on a Unix socket:
+ * the process that listens (SO_PEERCRED) runs a program named spanshimd, which is also
+ * how spanshimd knows itself when it is started with the shim preloaded (shim/shim.c).
+ * Process-wide, in plain memory: fork children inherit it. */
+static _Atomic int refusals_counted;
+static _Atomic pid_t listener_looked_at; /* the listener pid last looked at (0: none) */
+
+static void note_refusals_counted(void) {
+  if (!atomic_load_explicit(&refusals_counted, memory_order_relaxed))
+    atomic_store(&refusals_counted, 1);
+}
+
+/* Looks at the listener's name once per listener pid: "spanshimd\n" in /proc/PID/comm. */
+static void look_at_listener(pid_t pid) {
+  if (pid <= 0 || atomic_load(&refusals_counted) || atomic_load(&listener_looked_at) == pid)
+    return;
+  atomic_store(&listener_looked_at, pid);
+  char path[32] = "/proc/", name[32];
+  size_t at = 6, k = 0;
+  char digits[12];
+  for (unsigned v = (unsigned)pid; v; v /= 10) digits[k++] = (char)('0' + v % 10);
+  while (k) path[at++] = digits[--k];
+  memcpy(path + at, "/comm", 6);
+  int fd = ss__own_open_brief(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ssize_t n = ss__sys_read(fd, name, sizeof name);
+  ss__own_close_brief(fd);
+  if (n == 10 && memcmp(name, "spanshimd\n", 10) == 0) note_refusals_counted();
+}
+
+int ss__transport_counts_refusals(void) {
+  return atomic_load(&refusals_counted);
 }
 
 /* A collector we will not send to: counted, and said why (again when the reason
@@ -322,7 +365,8 @@ static int dial_unix(ss__transport *t, uint64_t deadline_ms) {
     return refuse(t, why);
   memcpy(un.sun_path, t->ep.path, strlen(t->ep.path) + 1);
   int fd = connect_one(AF_UNIX, (struct sockaddr *)&un, sizeof un, deadline_ms);
-  if (fd >= 0 && ss__unix_peer_trusted(fd, owner, why, sizeof why) != 0) {
+  struct ucred cr = {.pid = 0, .uid = SS_UID_NONE};
+  if (fd >= 0 && peer_trusted(fd, owner, why, sizeof why, &cr) != 0) {
     int err = ss__sys_fcntl(fd, F_GETFD, 0) < 0 ? errno : 0;
     if (closed_behind_back(fd, err)) { /* gone already: not the listener's fault */
       ss__own_forget(fd);
@@ -331,11 +375,10 @@ static int dial_unix(ss__transport *t, uint64_t deadline_ms) {
     ss__sys_close(fd);
     return refuse(t, why);
   }
-  struct ucred cr;
-  socklen_t len = sizeof cr;
-  if (fd >= 0)
-    t->listener_uid =
-        ss__sys_getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0 ? cr.uid : SS_UID_NONE;
+  if (fd >= 0) {
+    t->listener_uid = cr.uid;
+    look_at_listener(cr.pid);
+  }
   return fd;
 }
 
@@ -552,6 +595,7 @@ static void keep_tree_token(const char *hdrs) {
   atomic_store(&tree_token[0], w[0]);
   atomic_store(&tree_token[1], w[1]);
   atomic_store(&tree_token_set, 1);
+  note_refusals_counted();
 }
 
 /* Appends "Spanshim-Tree: TOKEN\r\n" to hdr[0..at) when a token is kept: the new length,
@@ -606,6 +650,7 @@ static int read_response(ss__transport *t, int fd, uint64_t deadline_ms, int *cl
   if (status < 0) return -EPROTO;
   if (status >= 300 && header_value(hdrs, "Spanshim-Refused-Counted") >= 0)
     status |= SS_HTTP_COUNTED;
+  if (status & SS_HTTP_COUNTED) note_refusals_counted();
   if (status >= 200 && status < 300 && t->ep.is_unix) keep_tree_token(hdrs);
   long clen = header_value(hdrs, "Content-Length");
   *close_after = has_header_token(hdrs, "Connection", "close") || clen < 0;
@@ -898,7 +943,7 @@ void ss__transport_release(ss__transport *t, int fd) {
   pthread_mutex_unlock(&t->lock);
 }
 
-void ss__transport_reset_in_child(ss__transport *t) {
+SS_FORK_TEXT void ss__transport_reset_in_child(ss__transport *t) {
   /* Only what differs is written: a page a fork child does not write is not copied. */
   if (atomic_load(&t->fd) >= 0) {
     int fd = atomic_exchange(&t->fd, -1);

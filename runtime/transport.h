@@ -170,6 +170,12 @@ void ss__transport_close(ss__transport *t);
  * at us while we run: a request written whole is taken only once it is answered (a
  * process that ends first is refused). Any thread. */
 int ss__transport_admits_us(const ss__transport *t);
+/* 1 when the collector is known to count the spans and records of a request of ours it
+ * refuses (spanshimd: an answer said so, or carried the traced tree's token, here or in
+ * the process this one was forked from; or the process listening on the Unix socket runs
+ * a program named spanshimd): a request written whole is then accounted for whether or
+ * not its answer is read. Any thread, signal-safe. */
+int ss__transport_counts_refusals(void);
 /* Whether this process holds the traced tree's token (spanshimd's Spanshim-Tree answer
  * header; sent on every request to a Unix socket from then on). Any thread, signal-safe. */
 int ss__transport_has_tree_token(void);

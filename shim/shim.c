@@ -46,13 +46,13 @@ static void atfork_parent(void) {
   ss__process_ctx_shared(); /* the child's span nests under ours */
 }
 
-static void atfork_child(void) {
+SS_FORK_TEXT static void atfork_child(void) {
   if (atomic_load(&ss__init_state) != SS_INIT_ON) return;
   ss__own_atfork_child();
   ss__loader_atfork_child();
   ss__internal_begin();
   ss__pid = ss__sys_getpid();
-  ss__ids_reseed();
+  ss__ids_atfork_child();
   ss__exporter_atfork_child();
   ss__socket_atfork_child();
   ss__spawn_atfork_child();

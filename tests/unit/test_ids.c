@@ -136,7 +136,7 @@ START_TEST(test_fork_child_reseeded_differs_from_parent) {
   pid_t pid = fork();
   ck_assert_int_ge(pid, 0);
   if (pid == 0) {
-    ss__ids_reseed(); /* what the shim's atfork child handler does */
+    ss__ids_atfork_child(); /* what the shim's fork handler does: a reseed at the first id */
     ss__span_id_new(child);
     _exit(write(fds[1], child, 8) == 8 ? 0 : 1);
   }
