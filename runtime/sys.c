@@ -38,6 +38,11 @@ ssize_t ss__sys_read(int fd, void *buf, size_t n) {
   return syscall(SYS_read, fd, buf, n);
 }
 
+int ss__sys_poll(struct pollfd *p, unsigned long n, int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000}, *t = ms < 0 ? NULL : &ts;
+  return (int)syscall(SYS_ppoll, p, n, t, NULL, (size_t)8);
+}
+
 ssize_t ss__sys_write(int fd, const void *buf, size_t n) {
   return syscall(SYS_write, fd, buf, n);
 }

@@ -43,6 +43,10 @@ int ss__sys_setsockopt(int fd, int level, int name, const void *val, socklen_t l
 int ss__sys_shutdown(int fd, int how);
 int ss__sys_close(int fd);
 ssize_t ss__sys_read(int fd, void *buf, size_t n);
+struct pollfd;
+/* poll(2), as ppoll with no signal mask change: the shim's own waits must not go through
+ * its poll hook (hooks/http.c), which an app's event loop passes. */
+int ss__sys_poll(struct pollfd *p, unsigned long n, int ms);
 ssize_t ss__sys_write(int fd, const void *buf, size_t n);
 ssize_t ss__sys_writev(int fd, const struct iovec *iov, int n);
 ssize_t ss__sys_sendmsg(int fd, const struct msghdr *m, int flags);

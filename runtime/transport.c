@@ -183,7 +183,7 @@ static int wait_fd(int fd, short ev, uint64_t deadline_ms) {
     uint64_t left = ss__ms_until(deadline_ms, ss__mono_ms());
     if (left == 0) return -ETIMEDOUT;
     struct pollfd p = {.fd = fd, .events = ev};
-    int r = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
+    int r = ss__sys_poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
     if (r > 0) return 0;
     if (r == 0) return -ETIMEDOUT;
     if (errno != EINTR) return -errno;
@@ -789,7 +789,7 @@ static int post_once(ss__transport *t, const char *path, const void *body, size_
 /* A connection the peer has closed (or sent something unasked on): 1. */
 static int peer_gone(int fd) {
   struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
-  return poll(&p, 1, 0) != 0;
+  return ss__sys_poll(&p, 1, 0) != 0;
 }
 
 int ss__transport_send(ss__transport *t, const char *path, const void *body, size_t len,
