@@ -30,11 +30,18 @@ static int is_alpha(unsigned char c) {
 static int is_xdigit(unsigned char c) {
   return is_digit(c) || ((c | 32) >= 'a' && (c | 32) <= 'f');
 }
+/* Identifier bytes by table (the scrubber asks for every byte of the text): a letter,
+ * '_' or any byte >= 0x80 starts one; digits and '$' continue it. */
+enum { C_START = 1, C_IDENT = 2 };
+static const unsigned char ident_class[256] = {
+    ['a' ... 'z'] = C_START | C_IDENT, ['A' ... 'Z'] = C_START | C_IDENT,
+    ['_'] = C_START | C_IDENT,         [0x80 ... 0xff] = C_START | C_IDENT,
+    ['0' ... '9'] = C_IDENT,           ['$'] = C_IDENT};
 static int ident_start(unsigned char c) {
-  return is_alpha(c) || c == '_' || c >= 0x80;
+  return ident_class[c] & C_START;
 }
 static int ident_char(unsigned char c) {
-  return ident_start(c) || is_digit(c) || c == '$';
+  return ident_class[c] & C_IDENT;
 }
 static unsigned char lower(unsigned char c) {
   return (c >= 'A' && c <= 'Z') ? (unsigned char)(c | 32) : c;
@@ -119,6 +126,8 @@ static int word_is(const char *w, size_t n, const char *kw) {
 /* A string-literal prefix at in[i] (E' B' X' N' U&'): returns the prefix length and the
  * string mode, or 0. */
 static size_t literal_prefix(const char *in, size_t n, size_t i, int *mode) {
+  /* Asked at every byte: what is rare (a quote or "&'" next) first. */
+  if (!(i + 1 < n && (in[i + 1] == '\'' || (in[i + 1] == '&' && i + 2 < n)))) return 0;
   unsigned char c = lower((unsigned char)in[i]);
   if (i > 0 && ident_char((unsigned char)in[i - 1])) return 0;
   if (i + 1 < n && in[i + 1] == '\'') {
