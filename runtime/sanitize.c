@@ -276,8 +276,8 @@ size_t ss__message_scrub(const char *msg, size_t n, const ss__span *s, const ss_
   /* Pass 1 (quotes) into the back half of out, pass 2 (credentials) to the front. */
   size_t half = cap / 2;
   if (half == 0) return 0;
-  const ss__attr *text = NULL;
-  for (size_t i = 0; s->name == ss__sql_span_name && i < s->n_attrs; i++)
+  const ss__attr *text = NULL; /* a database span's statement (whatever it is named now) */
+  for (size_t i = 0; i < s->n_attrs; i++)
     if (attrs[i].key && strcmp(attrs[i].key, "db.query.text") == 0) text = &attrs[i];
   keep_ctx k = {s, attrs, text ? text->v.s : NULL, text ? text->len : 0};
   size_t m;
@@ -290,8 +290,9 @@ size_t ss__message_scrub(const char *msg, size_t n, const ss__span *s, const ss_
   return ss__text_redact(out + half, m, out, half);
 }
 
-/* Status message, after the attributes it may refer to were rewritten. */
-static int message(ss__span *s, ss__attr *attrs, char **scratch, size_t *left) {
+/* Status message, after the attributes it may refer to were rewritten. db: the span is
+ * a database span (named ss__sql_span_name by its hook, before db_span renamed it). */
+static int message(ss__span *s, ss__attr *attrs, int db, char **scratch, size_t *left) {
   if (s->status_message == NULL || s->status_message_len == 0) return 0;
   /* Masking adds at most one byte per quote pair, redaction at most "REDACTED" per byte
    * pair ("a=b" -> "a=REDACTED"): 4n + 64 for the two halves is enough, and the result
@@ -302,7 +303,7 @@ static int message(ss__span *s, ss__attr *attrs, char **scratch, size_t *left) {
     s->status_message_len = 8;
     return -1;
   }
-  int keep = db_full && s->name == ss__sql_span_name;
+  int keep = db_full && db;
   size_t k = ss__message_scrub(s->status_message, s->status_message_len, s, attrs, keep,
                                *scratch, cap);
   s->status_message = *scratch;
@@ -337,7 +338,8 @@ int ss__sanitize_span(ss__span *s, ss__attr *attrs, char **scratch, size_t *left
       break;
     }
   }
-  if (s->name == ss__sql_span_name && db_span(s, attrs, scratch, left) != 0) rc = -1;
-  if (message(s, attrs, scratch, left) != 0) rc = -1;
+  int db = s->name == ss__sql_span_name;
+  if (db && db_span(s, attrs, scratch, left) != 0) rc = -1;
+  if (message(s, attrs, db, scratch, left) != 0) rc = -1;
   return rc;
 }

@@ -303,6 +303,16 @@ def test_db_error_messages_full_shows_the_servers_text(ctx):
     assert r.returncode != 0, r
     [s] = [s for s in col.spans() if s.attrs.get("db.response.status_code") == "P0001"]
     assert s.status_message == "failed for %s" % tok, s
+    # A quoted value in the server's text: kept with full, "?" by default. (The span is
+    # renamed from its statement before its message is scrubbed: full applied to no
+    # statement span until the mode was decided before the rename.)
+    for mode, want in (("full", '"%s"' % tok), ("masked", '"?"')):
+        col = ctx.collector()
+        r = _psql_run(ctx, col, pg, ok, "select current_setting('x.t')::int",
+                      {"PGOPTIONS": "-c x.t=%s" % tok, "SPANSHIM_DB_ERROR_MESSAGES": mode})
+        assert r.returncode != 0, r
+        [s] = [s for s in col.spans() if s.attrs.get("db.response.status_code") == "22P02"]
+        assert s.status_message == "invalid input syntax for type integer: %s" % want, (mode, s)
 
 
 def _fake_postgres_refusing(text):
