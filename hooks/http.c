@@ -59,6 +59,7 @@
 
 #include "hooks/hooks.h"
 #include "runtime/clock.h"
+#include "runtime/exporter.h"
 #include "runtime/hostport.h"
 #include "runtime/http1.h"
 #include "hooks/hook.h"
@@ -1268,25 +1269,31 @@ uint64_t ss__http_injections_skipped_slow(void) {
 }
 
 /* ---- waiting for events: an event loop's callback is over (see the top) ----
- * Each passes straight through; on a thread with a callback context it first drops it. */
-#define WAIT_HOOK(ret, name, params, args)                                    \
+ * Each passes straight through; on a thread with a callback context it first drops it,
+ * and a wait that may block (a timeout other than zero) first lets a young fork child's
+ * held spans go (ss__exporter_before_wait: a server's worker between requests). */
+#define WAIT_HOOK(ret, name, params, args, blocks)                            \
   SS_REAL(name)                                                               \
   SS_EXPORT ret name params {                                                 \
     if (__builtin_expect(loop_token >= 0, 0)) SS_SAVE_ERRNO(loop_wait());     \
+    if (blocks) ss__exporter_before_wait();                                   \
     return real_##name() args;                                                \
   }
 
-WAIT_HOOK(int, epoll_wait, (int fd, struct epoll_event *ev, int n, int ms), (fd, ev, n, ms))
+#define TS_BLOCKS(t) ((t) == NULL || (t)->tv_sec != 0 || (t)->tv_nsec != 0)
+#define TV_BLOCKS(t) ((t) == NULL || (t)->tv_sec != 0 || (t)->tv_usec != 0)
+WAIT_HOOK(int, epoll_wait, (int fd, struct epoll_event *ev, int n, int ms), (fd, ev, n, ms),
+          ms != 0)
 WAIT_HOOK(int, epoll_pwait, (int fd, struct epoll_event *ev, int n, int ms, const sigset_t *m),
-          (fd, ev, n, ms, m))
+          (fd, ev, n, ms, m), ms != 0)
 WAIT_HOOK(int, epoll_pwait2,
           (int fd, struct epoll_event *ev, int n, const struct timespec *t, const sigset_t *m),
-          (fd, ev, n, t, m))
-WAIT_HOOK(int, poll, (struct pollfd *p, nfds_t n, int ms), (p, n, ms))
+          (fd, ev, n, t, m), TS_BLOCKS(t))
+WAIT_HOOK(int, poll, (struct pollfd *p, nfds_t n, int ms), (p, n, ms), ms != 0)
 WAIT_HOOK(int, ppoll, (struct pollfd *p, nfds_t n, const struct timespec *t, const sigset_t *m),
-          (p, n, t, m))
+          (p, n, t, m), TS_BLOCKS(t))
 WAIT_HOOK(int, select, (int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *t),
-          (n, r, w, e, t))
+          (n, r, w, e, t), TV_BLOCKS(t))
 WAIT_HOOK(int, pselect,
           (int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec *t, const sigset_t *m),
-          (n, r, w, e, t, m))
+          (n, r, w, e, t, m), TS_BLOCKS(t))

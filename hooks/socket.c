@@ -23,6 +23,7 @@
 
 #include "hooks/hooks.h"
 #include "runtime/clock.h"
+#include "runtime/exporter.h"
 #include "runtime/netaddr.h"
 #include "hooks/hook.h"
 #include "runtime/sys.h"
@@ -599,11 +600,13 @@ static int accept_untraced(int lfd, int fd) {
 }
 
 SS_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len) {
+  ss__exporter_before_wait();
   if (!ss__active(SS_HOOK_SOCKET)) return accept_untraced(fd, real_accept()(fd, addr, len));
   return accept_common(fd, addr, len, 0, 0);
 }
 
 SS_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
+  ss__exporter_before_wait();
   if (!ss__active(SS_HOOK_SOCKET))
     return accept_untraced(fd, real_accept4()(fd, addr, len, flags));
   return accept_common(fd, addr, len, flags, 1);

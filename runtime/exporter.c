@@ -102,7 +102,10 @@
  * their end delivers from the ending thread itself, which costs far less than starting a
  * thread: its stack and TLS, the clone, its fd-table copy, its first look at the ring, and
  * the child's every later copy-on-write fault made dearer by a second thread (a TLB
- * shootdown each). The first span committed after that starts it. */
+ * shootdown each). The first span committed after that starts it, and so does the child's
+ * next wait for I/O while it holds spans (ss__exporter_before_wait): a child that waits
+ * (a server's worker between requests, a pool worker between tasks) is not about to end,
+ * and its spans must not wait for its end. */
 #define FORK_QUIET_MS 100
 
 
@@ -115,6 +118,7 @@ static _Atomic int started;           /* exporter thread started in this process
 static _Atomic int exiting;           /* no thread starts any more (see exporter.h) */
 /* A fork child's spans start no thread before this (monotonic ms; 0: no such wait). */
 static _Atomic uint64_t quiet_until_ms;
+_Atomic int ss__exporter_holding; /* spans held by quiet_until_ms (see exporter.h) */
 
 /* glibc's count of the process's threads (nptl's __nptl_nthreads, GLIBC_PRIVATE): when a
  * thread ends (pthread_exit, or a return from its start routine; the main thread's
@@ -1008,10 +1012,22 @@ static int held_for_the_end(void) {
   uint64_t until = atomic_load_explicit(&quiet_until_ms, memory_order_relaxed);
   if (until == 0) return 0;
   if (ss__mono_ms() < until && waiting() < cfg->max_export_batch / 4 &&
-      ss__ring_used(&ss__tracer_g.ring) <= ss__tracer_g.ring.cap / 8)
+      ss__ring_used(&ss__tracer_g.ring) <= ss__tracer_g.ring.cap / 8) {
+    if (!atomic_load_explicit(&ss__exporter_holding, memory_order_relaxed))
+      atomic_store(&ss__exporter_holding, 1);
     return 1;
+  }
   atomic_store(&quiet_until_ms, 0);
+  atomic_store(&ss__exporter_holding, 0);
   return 0;
+}
+
+void ss__exporter_release(void) {
+  if (ss__internal() || !atomic_exchange(&ss__exporter_holding, 0)) return;
+  atomic_store(&quiet_until_ms, 0);
+  int err = errno;
+  ss__exporter_kick();
+  errno = err;
 }
 
 void ss__exporter_kick(void) {
@@ -1549,6 +1565,7 @@ SS_FORK_TEXT void ss__exporter_atfork_child(void) {
   zero_int(&started);
   zero_int(&exiting);
   atomic_store(&quiet_until_ms, ss__mono_ms() + FORK_QUIET_MS);
+  zero_int(&ss__exporter_holding);
   zero_int(&draining);
   zero_int(&exit_waiting);
   zero_int(&sender);

@@ -19,6 +19,7 @@
 #ifndef SS_EXPORTER_H
 #define SS_EXPORTER_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "runtime/config.h"
@@ -30,6 +31,21 @@ int ss__exporter_init(const ss__config *c);
 /* Called after each commit, on the app thread: starts the exporter thread once per
  * process. Cheap when already running (one atomic load). */
 void ss__exporter_kick(void);
+/* Nonzero while a young fork child holds committed spans for its end instead of starting
+ * the exporter thread (exporter.c, FORK_QUIET_MS). */
+extern _Atomic int ss__exporter_holding;
+/* Starts the exporter thread for spans held that way; errno kept. Cold. */
+void ss__exporter_release(void);
+/* Called by the hooks of calls that wait for what comes next (accept, accept4, and
+ * poll, ppoll, select, pselect, epoll_wait, epoll_pwait, epoll_pwait2 with a timeout other
+ * than zero) before the real call, on the app thread: a fork child that waits so (a
+ * server's worker between requests) is not about to end, so what it holds goes out now,
+ * not at its end. (Not read or recv: a child reads the answers to its own calls.) One relaxed load
+ * when nothing is held. Signal-safe as ss__exporter_kick is. */
+static inline void ss__exporter_before_wait(void) {
+  if (__builtin_expect(atomic_load_explicit(&ss__exporter_holding, memory_order_relaxed), 0))
+    ss__exporter_release();
+}
 /* Exports everything committed so far from the calling thread (the exporter thread
  * stops between two records), its requests written back to back and their answers read
  * afterwards, giving up at timeout_ms: what is left is counted as dropped and the count

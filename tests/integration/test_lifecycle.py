@@ -213,6 +213,60 @@ def test_forked_child_nests_its_spans_and_exec_after_fork_adds_no_span(ctx):
     assert sorted(p.name for p in procs(spans)) == ["env", "sh", "true"], spans
 
 
+WAITING_CHILD = textwrap.dedent("""
+    import os, select, socket, sys
+    port, how = int(sys.argv[1]), sys.argv[2]
+    pid = os.fork()
+    if pid == 0:
+        socket.create_connection(("127.0.0.1", port)).close()  # within its first 100 ms
+        print("child_pid=%d" % os.getpid(), flush=True)
+        if how == "poll":
+            p = select.poll(); p.register(0, select.POLLIN); p.poll()
+        elif how == "epoll":
+            e = select.epoll(); e.register(0, select.EPOLLIN); e.poll()
+        elif how == "select":
+            select.select([0], [], [])
+        else:
+            s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+            print("accept_port=%d" % s.getsockname()[1], flush=True)
+            s.accept()
+        os._exit(7)
+    _, st = os.waitpid(pid, 0)
+    sys.exit(os.waitstatus_to_exitcode(st))
+""")
+
+
+def test_a_fork_child_that_waits_for_events_delivers_while_it_waits(ctx):
+    """A fork child's spans from its first 100 ms wait for its end (no exporter thread for
+    a child that ends soon), unless it goes on to wait for what comes next: nginx's workers
+    that served a request in their first 100 ms delivered nothing until they were stopped.
+    A child that waits in poll, epoll_wait, select or accept delivers while it waits."""
+    lst = listener(ctx)
+    for how in ("poll", "epoll", "select", "accept"):
+        c = ctx.collector()
+        p = subprocess.Popen([sys.executable, "-c", WAITING_CHILD, str(lst.port), how],
+                             env=ctx.env(c, extra=dict(SLOW_EXIT, OTEL_BSP_SCHEDULE_DELAY="50")),
+                             stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ctx.tmp)
+        try:
+            child = int(p.stdout.readline().split(b"=")[1])
+            accept_port = int(p.stdout.readline().split(b"=")[1]) if how == "accept" else 0
+            deadline = time.monotonic() + 30  # a bound, not a speed
+            got = []
+            while not got and time.monotonic() < deadline:
+                got = harness.spans_of_pid(c.spans(stop=False), child, "connect")
+                time.sleep(0.1)
+            assert p.poll() is None, (how, "the child ended before its span came")
+            assert len(got) == 1 and got[0].attrs["network.peer.port"] == lst.port, (how, got)
+        finally:
+            if accept_port:
+                socket.create_connection(("127.0.0.1", accept_port)).close()
+            _, err = p.communicate(b"go\n", timeout=60)
+        assert p.returncode == 7, (how, p.returncode, err)
+        spans = c.spans()
+        assert len(harness.spans_of_pid(spans, child, "connect")) == 1, (how, spans)
+
+
 # ---- spanshim run collects from the whole tree (issue 12 item 2) ----
 
 def test_run_keeps_collecting_from_background_jobs_and_double_forked_daemons(ctx):
