@@ -165,12 +165,20 @@ void ss__http_fd_role(int fd, int server) {
   mark_fds();
   atomic_store_explicit(&fd_role[0][fd], server ? R_SERVER : R_CLIENT, memory_order_relaxed);
   /* Connected in an event loop's callback (the connect span is on top of the context;
-   * the callback's lies under it): the connection's first request is that request's. */
+   * the callback's lies under it): the connection's first request is that request's.
+   * So too while the thread serves one request as its context: it may turn out to be an
+   * event loop (nginx's worker reading a second request) before a non-blocking connect
+   * completes and the request is written, in a callback of another context. */
   uint32_t gen;
   const struct msg *r;
-  if (!server && loop_token >= 0 && loop_ours() &&
-      (r = request_of(&ss__self.ctx[loop_token], &gen)) != NULL)
+  if (server) return;
+  if (loop_token >= 0 && loop_ours() &&
+      (r = request_of(&ss__self.ctx[loop_token], &gen)) != NULL) {
     owner_set(fd, r, gen);
+  } else if (cur_conn != NULL) {
+    r = &cur_conn->q[cur_msg];
+    if (r->ctx_pushed && r->ctx_owner == THIS_THREAD) owner_set(fd, r, r->ctx.gen);
+  }
 }
 
 static inline int role_of(int t, int fd) {

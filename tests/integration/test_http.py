@@ -573,6 +573,64 @@ def test_nginx_joins_every_proxied_request_while_it_serves_many_at_once(ctx):
     assert got.decode() == "/fwd tp=00-%s-%s-01\n" % ("ab" * 16, hop[0].span_id), got
 
 
+LATE_BACKEND_PY = r"""
+import http.server, os, signal, sys, time
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def do_GET(self):
+        body = ("%s tp=%s\n" % (self.path, self.headers.get("traceparent"))).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+class S(http.server.ThreadingHTTPServer):
+    request_queue_size = 0  # listen(0): one connection waiting fills the queue
+    daemon_threads = True
+srv = S(("127.0.0.1", 0), H)
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+print("port=%d" % srv.server_address[1], flush=True)
+while not os.path.exists(sys.argv[1]):  # not accepting yet: SYNs beyond the queue wait
+    time.sleep(0.05)
+srv.serve_forever()
+"""
+
+
+def test_nginx_joins_a_request_whose_upstream_connect_completes_after_it_became_an_event_loop(ctx):
+    """nginx's worker reads request A (its first: the worker is not yet known as an event
+    loop) and connects upstream; the connect completes only ~1 s later (the backend's
+    accept queue is full: the SYN is retransmitted). Meanwhile request B arrives: now the
+    worker is an event loop. A's upstream request, written in the callback for its
+    connect, is still A's: nginx SERVER → CLIENT → backend SERVER in A's trace (it was a
+    trace of its own, or B's: 1 in 200 under `ab -c 8`)."""
+    c = ctx.collector()
+    script = os.path.join(ctx.tmp, "late_backend.py")
+    with open(script, "w") as f:
+        f.write(LATE_BACKEND_PY)
+    go = os.path.join(ctx.tmp, "accept-now")
+    be = harness.Service(ctx, [SYS_PY, script, go], collector=c)
+    # Fill the backend's accept queue: connects beyond it get no SYN-ACK until it accepts.
+    filler = socket.create_connection(("127.0.0.1", be.port))
+    port, proc, stop = _nginx(ctx, c, be.port)
+    u = "http://127.0.0.1:%d" % port
+    env = ctx.env(None, preload=False)
+    a = subprocess.Popen(["curl", "-sS", u + "/up/a"], stdout=subprocess.PIPE, env=env)
+    time.sleep(0.3)
+    b = subprocess.Popen(["curl", "-sS", u + "/up/b"], stdout=subprocess.PIPE, env=env)
+    time.sleep(0.3)
+    assert a.poll() is None and b.poll() is None, "the upstream connects did not wait"
+    with open(go, "w"):
+        pass
+    filler.close()
+    assert a.wait(60) == 0 and b.wait(60) == 0
+    assert a.stdout.read().startswith(b"/a tp=") and b.stdout.read().startswith(b"/b tp=")
+    assert stop() == 0 and be.stop() == 0
+    spans = c.spans()
+    paths = [("/up/a?", "/a?"), ("/up/b?", "/b?")]
+    wrong = _proxied_hops(spans, be.pid, paths)
+    assert not wrong, "proxied requests not joined:\n%s" % "\n".join(wrong)
+
+
 FAILING_PY = r'''
 import http.server, os, signal, sys, time
 class H(http.server.BaseHTTPRequestHandler):
