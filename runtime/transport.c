@@ -292,7 +292,8 @@ int ss__unix_peer_trusted(int fd, uid_t also_ok, char *why, size_t n) {
  * (Spanshim-Refused-Counted), so an exit need not wait for its answers to keep the count
  * exact. Known from an answer that says so or carries the traced tree's token (only
  * spanshimd sends either), or, before any answer, from the listener on a Unix socket:
- * the process that listens (SO_PEERCRED) runs a program named spanshimd, which is also
+ * the process that listens (SO_PEERCRED) runs a program named spanshimd (or is `spanshim
+ * run`, whose private spanshimd takes over its listening socket), which is also
  * how spanshimd knows itself when it is started with the shim preloaded (shim/shim.c).
  * Process-wide, in plain memory: fork children inherit it. */
 static _Atomic int refusals_counted;
@@ -303,7 +304,10 @@ static void note_refusals_counted(void) {
     atomic_store(&refusals_counted, 1);
 }
 
-/* Looks at the listener's name once per listener pid: "spanshimd\n" in /proc/PID/comm. */
+/* Looks at the listener's name once per listener pid: "spanshimd\n" in /proc/PID/comm,
+ * or "spanshim\n": `spanshim run` binds and listens on its private socket itself (so that
+ * the command need not wait for the collector to start) and hands it to the spanshimd it
+ * starts; no other spanshim command listens. */
 static void look_at_listener(pid_t pid) {
   if (pid <= 0 || atomic_load(&refusals_counted) || atomic_load(&listener_looked_at) == pid)
     return;
@@ -318,7 +322,9 @@ static void look_at_listener(pid_t pid) {
   if (fd < 0) return;
   ssize_t n = ss__sys_read(fd, name, sizeof name);
   ss__own_close_brief(fd);
-  if (n == 10 && memcmp(name, "spanshimd\n", 10) == 0) note_refusals_counted();
+  if ((n == 10 && memcmp(name, "spanshimd\n", 10) == 0) ||
+      (n == 9 && memcmp(name, "spanshim\n", 9) == 0))
+    note_refusals_counted();
 }
 
 int ss__transport_counts_refusals(void) {

@@ -173,7 +173,8 @@ int ss__transport_admits_us(const ss__transport *t);
 /* 1 when the collector is known to count the spans and records of a request of ours it
  * refuses (spanshimd: an answer said so, or carried the traced tree's token, here or in
  * the process this one was forked from; or the process listening on the Unix socket runs
- * a program named spanshimd): a request written whole is then accounted for whether or
+ * a program named spanshimd, or `spanshim run` handing its socket to its private
+ * spanshimd): a request written whole is then accounted for whether or
  * not its answer is read. Any thread, signal-safe. */
 int ss__transport_counts_refusals(void);
 /* Whether this process holds the traced tree's token (spanshimd's Spanshim-Tree answer

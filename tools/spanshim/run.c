@@ -20,6 +20,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -510,21 +511,49 @@ static int start_daemon(run_state *st, const char *self) {
   return -ETIMEDOUT;
 }
 
+static uint64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Waits at most ms milliseconds for our child pid to end. Returns 1 when it ended
+ * (reaped, *status set), 0 when it still runs. A pidfd (Linux 5.3) wakes us the moment it
+ * ends; without one, polls (0.1 ms growing to 2 ms, which the command's end waits on). */
+static int wait_child_ms(pid_t pid, int *status, long ms) {
+  int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  uint64_t end = mono_ms() + (uint64_t)ms;
+  long step = 0;
+  for (;;) {
+    if (waitpid(pid, status, WNOHANG) == pid) {
+      if (pfd >= 0) close(pfd);
+      return 1;
+    }
+    uint64_t now = mono_ms();
+    if (now >= end) break;
+    if (pfd >= 0) {
+      struct pollfd p = {.fd = pfd, .events = POLLIN};
+      (void)poll(&p, 1, (int)(end - now)); /* EINTR (SIGCHLD, a forwarded signal): again */
+    } else {
+      (void)poll_pause(&step, 2000);
+    }
+  }
+  if (pfd >= 0) close(pfd);
+  return 0;
+}
+
 /* SIGTERM, then wait (bounded: it has to flush, but must not hang us). */
 static void stop_daemon(run_state *st) {
   int status;
   if (st->daemon <= 0) return;
   kill(st->daemon, SIGTERM);
-  for (long waited_us = 0, step = 0; waited_us < STOP_TIMEOUT_MS * 1000L;) {
-    if (waitpid(st->daemon, &status, WNOHANG) == st->daemon) {
-      if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
-        ss__err("spanshimd exited with status %d:", WEXITSTATUS(status));
-        show_daemon_log(st);
-      }
-      st->daemon = 0;
-      return;
+  if (wait_child_ms(st->daemon, &status, STOP_TIMEOUT_MS)) {
+    if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
+      ss__err("spanshimd exited with status %d:", WEXITSTATUS(status));
+      show_daemon_log(st);
     }
-    waited_us += poll_pause(&step, 2000); /* the command's end waits on this */
+    st->daemon = 0;
+    return;
   }
   ss__err("spanshimd did not stop within %d ms; killed", STOP_TIMEOUT_MS);
   kill(st->daemon, SIGKILL);
@@ -770,12 +799,6 @@ static void list_pids(char *out, size_t n, const tree_seen *t, const pid_t *pids
     len += (size_t)snprintf(out + len, n - len, "%s%d (%s)", i ? ", " : "", (int)pids[i], comm);
   }
   if (count > TREE_SHOWN && len < n) snprintf(out + len, n - len, ", ...");
-}
-
-static uint64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* After the command exited: collect while its tree runs, at most o->wait_tree_ms, then
