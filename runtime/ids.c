@@ -126,6 +126,41 @@ static void put64(uint8_t *p, uint64_t v) {
   memcpy(p, &v, 8);
 }
 
+/* ss__ids_new when the thread's generator must be (re)seeded first, or a draw was zero. */
+__attribute__((noinline, cold)) static void ids_slow(uint8_t trace[16], uint8_t span[8]) {
+  if (trace) ss__trace_id_new(trace);
+  ss__span_id_new(span);
+}
+
+void ss__ids_new(uint8_t trace[16], uint8_t span[8]) {
+  /* The fast path: a thread seeded for the current generation (gen 0 never matches: it
+   * means unseeded, or a fork child not reseeded yet) draws its words in a row, one check
+   * for all. Each draw is stored before the next (the signal fences), so a signal handler
+   * that draws ids meanwhile has the same window as one draw by next64, no wider. */
+  uint32_t g = atomic_load_explicit(&gen, memory_order_acquire);
+  if (__builtin_expect(ss__self.rng_gen != g || g == 0, 0)) {
+    ids_slow(trace, span);
+    return;
+  }
+  uint64_t hi = 0, lo = 0;
+  if (trace) {
+    hi = xoshiro_next(ss__self.rng);
+    atomic_signal_fence(memory_order_seq_cst);
+    lo = xoshiro_next(ss__self.rng);
+    atomic_signal_fence(memory_order_seq_cst);
+  }
+  uint64_t v = xoshiro_next(ss__self.rng);
+  if (__builtin_expect((trace && (hi | lo) == 0) || v == 0, 0)) {
+    ids_slow(trace, span); /* never an all-zero id: draw again */
+    return;
+  }
+  if (trace) {
+    put64(trace, hi);
+    put64(trace + 8, lo);
+  }
+  put64(span, v);
+}
+
 void ss__trace_id_new(uint8_t id[16]) {
   uint64_t hi, lo;
 

@@ -40,6 +40,11 @@ void ss__ids_reseed(void);
 void ss__ids_atfork_child(void);
 void ss__trace_id_new(uint8_t id[16]);
 void ss__span_id_new(uint8_t id[8]);
+/* A new span id into span[8] and, unless trace is NULL, a new trace id into trace[16]
+ * first: the same ids as ss__trace_id_new then ss__span_id_new would draw, for one check
+ * of the thread's seed generation. Async-signal-safe (a handler's draws only advance the
+ * thread's sequence); never an all-zero id. */
+void ss__ids_new(uint8_t trace[16], uint8_t span[8]);
 
 /* 1 when every byte is zero (an invalid W3C id). */
 int ss__id_is_zero(const uint8_t *id, size_t n);

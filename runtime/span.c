@@ -1,6 +1,7 @@
 /* span.c - starting, ending and serializing spans on the app thread; see span.h. */
 #include "runtime/span.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include "runtime/bytes.h"
@@ -13,6 +14,7 @@ __thread ss__thread ss__self __attribute__((tls_model("initial-exec")));
 ss__tracer ss__tracer_g;
 
 #define ALIGN8(n) (((n) + 7u) & ~(size_t)7u)
+_Static_assert(sizeof(ss__rec_attr) == SS__REC_ATTR_HEAD, "span.h's inline attributes");
 
 int ss__tracer_init(const ss__config *c, size_t ring_bytes, void (*on_commit)(void)) {
   int rc = ss__ring_init(&ss__tracer_g.ring, ring_bytes);
@@ -103,8 +105,7 @@ uint64_t ss__tracer_activity(void) {
 
 /* Draws the ids a context left for later (SS_LAZY_*). */
 static void draw_ids(ss__ctx *c) {
-  if (c->lazy & SS_LAZY_TRACE) ss__trace_id_new(c->trace_id);
-  ss__span_id_new(c->span_id);
+  ss__ids_new((c->lazy & SS_LAZY_TRACE) ? c->trace_id : NULL, c->span_id);
   c->lazy = 0;
 }
 
@@ -228,6 +229,7 @@ int ss__span_start_at(ss__sb *b, const char *name, int kind, void *caller) {
   b->lazy = 0;
   b->ts = NULL;
   b->ts_len = 0;
+  b->rec_size = sizeof(ss__rec);
   if (ss__tracer_g.propagate_only) return start_propagate_only(b, parent);
   if (parent) {
     memcpy(s->trace_id, parent->trace_id, 16);
@@ -253,8 +255,7 @@ int ss__span_start_at(ss__sb *b, const char *name, int kind, void *caller) {
   /* A span that is not recorded draws its ids only if something reads its context (a
    * child, an injected header): most never are. */
   if (sampled) {
-    if (b->lazy) ss__trace_id_new(s->trace_id);
-    ss__span_id_new(s->span_id);
+    ss__ids_new(b->lazy ? s->trace_id : NULL, s->span_id);
     b->lazy = 0;
   } else {
     b->lazy |= SS_LAZY_SPAN;
@@ -293,39 +294,42 @@ static inline __attribute__((always_inline)) uint32_t capped_len(const char *s, 
   return lim;
 }
 
-static ss__attr *next_attr(ss__sb *b, const char *key, uint8_t type) {
+static inline __attribute__((always_inline)) ss__attr *next_attr(ss__sb *b, const char *key,
+                                                                 uint8_t type) {
   if (!b->recording || b->s.n_attrs >= SS_SPAN_MAX_ATTRS) return NULL;
   ss__attr *a = &b->attrs[b->s.n_attrs++];
   a->key = key;
   a->type = type;
-  a->len = 0;
   return a;
 }
 
-void ss__span_str(ss__sb *b, const char *key, const char *s, size_t len) {
+void ss__span_str_slow(ss__sb *b, const char *key, const char *s, size_t len) {
   if (s == NULL) return;
   ss__attr *a = next_attr(b, key, SS_ATTR_STR);
   if (a == NULL) return;
   a->v.s = s;
   /* Capped now: the length the record stores (serialize reads it as it is). */
-  a->len = capped_len(s, (uint32_t)(len == (size_t)-1 ? strlen(s) : len));
-}
-
-void ss__span_int(ss__sb *b, const char *key, int64_t v) {
-  ss__attr *a = next_attr(b, key, SS_ATTR_INT);
-  if (a) a->v.i = v;
+  uint32_t n = capped_len(s, (uint32_t)(len == (size_t)-1 ? strlen(s) : len));
+  a->len = n;
+  b->rec_size += (uint32_t)(sizeof(ss__rec_attr) + ALIGN8(n));
 }
 
 void ss__span_bool(ss__sb *b, const char *key, int v) {
   ss__attr *a = next_attr(b, key, SS_ATTR_BOOL);
-  if (a) a->v.i = v != 0;
+  if (a == NULL) return;
+  a->len = 0;
+  a->v.i = v != 0;
+  b->rec_size += (uint32_t)(sizeof(ss__rec_attr) + 8);
 }
+
+static uint32_t capped_arr_len(const char *s, uint32_t len);
 
 void ss__span_strarr(ss__sb *b, const char *key, const char *items, size_t len) {
   ss__attr *a = next_attr(b, key, SS_ATTR_STRARR);
   if (a == NULL) return;
   a->v.s = items;
   a->len = (uint32_t)len;
+  b->rec_size += (uint32_t)(sizeof(ss__rec_attr) + ALIGN8(capped_arr_len(items, (uint32_t)len)));
 }
 
 /* Capture depth: the configured frames plus room for the shim's own, dropped later. */
@@ -361,6 +365,7 @@ void ss__span_scratch(ss__sb *b) {
   memset(b, 0, sizeof *b);
   b->recording = 1;
   b->s.attrs = b->attrs;
+  b->rec_size = sizeof(ss__rec);
 }
 
 /* b's context entry while it is on this thread's stack, else NULL. */
@@ -478,14 +483,13 @@ static inline __attribute__((always_inline)) uint32_t stored_len(const ss__attr 
 }
 
 static size_t serialized_size(const ss__sb *b) {
-  size_t n = sizeof(ss__rec);
-  for (size_t i = 0; i < b->s.n_attrs; i++)
-    n += sizeof(ss__rec_attr) + ALIGN8(stored_len(&b->attrs[i]));
-  if (b->s.status_message)
-    n += sizeof(ss__rec_attr) +
-         ALIGN8(capped_len(b->s.status_message, b->s.status_message_len));
-  if (b->exc) n += sizeof(ss__rec_attr) + (size_t)b->n_stack * 8;
-  if (b->ts_len) n += sizeof(ss__rec_attr) + ALIGN8(b->ts_len);
+  size_t n = b->rec_size; /* the header and attributes, summed as they were added */
+  if (__builtin_expect(b->s.status_message != NULL || b->exc || b->ts_len, 0)) {
+    if (b->s.status_message)
+      n += sizeof(ss__rec_attr) + ALIGN8(capped_len(b->s.status_message, b->s.status_message_len));
+    if (b->exc) n += sizeof(ss__rec_attr) + (size_t)b->n_stack * 8;
+    if (b->ts_len) n += sizeof(ss__rec_attr) + ALIGN8(b->ts_len);
+  }
   return n;
 }
 
@@ -496,13 +500,23 @@ static const char tracestate_key[] = "\001tracestate";
 
 /* Writes an attribute's header; its len bytes of value go right after it (then padding:
  * put_pad). */
-static unsigned char *put_head(unsigned char *p, const char *key, uint8_t type, uint32_t len) {
-  ss__rec_attr *ra = (ss__rec_attr *)p;
-  memset(ra, 0, sizeof *ra);
-  ra->key = key;
-  ra->type = type;
-  ra->len = len;
-  return p + sizeof *ra;
+/* The second word of an attribute's header: its type, padding zero, its length. */
+static inline uint64_t head_word(uint8_t type, uint32_t len) {
+  _Static_assert(offsetof(ss__rec_attr, type) == 8 && offsetof(ss__rec_attr, len) == 12,
+                 "head_word's layout");
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  return (uint64_t)type | (uint64_t)len << 32;
+#else
+  return (uint64_t)type << 56 | len;
+#endif
+}
+
+static inline __attribute__((always_inline)) unsigned char *
+put_head(unsigned char *p, const char *key, uint8_t type, uint32_t len) {
+  uint64_t k = (uint64_t)(uintptr_t)key, w = head_word(type, len);
+  memcpy(p, &k, 8); /* two stores; the header's padding is zero */
+  memcpy(p + 8, &w, 8);
+  return p + sizeof(ss__rec_attr);
 }
 
 /* Zeroes the value's last 8-byte word (its padding), before the value is written. */
@@ -523,33 +537,52 @@ put_attr(unsigned char *p, const char *key, uint8_t type, const void *val, uint3
 static void serialize(const ss__sb *b, void *dst, size_t size) {
   const ss__span *s = &b->s;
   ss__rec *r = dst;
-  memset(r, 0, sizeof *r);
-  r->size = (uint32_t)size;
-  r->n_attrs = (uint16_t)(s->n_attrs + (s->status_message != NULL) + b->exc + (b->ts_len != 0));
-  r->kind = s->kind;
-  r->status = s->status;
-  memcpy(r->trace_id, s->trace_id, 16);
-  memcpy(r->span_id, s->span_id, 8);
-  memcpy(r->parent_id, s->parent_id, 8);
-  r->flags = s->flags;
-  r->has_stack = b->exc;
-  r->start_ns = s->start_ns;
-  r->end_ns = s->end_ns;
-  r->name = s->name;
-  r->caller = s->caller;
+  /* The header as words (every byte written once, padding zero): a struct built on the
+   * stack and copied costs twice the stores. */
+  _Static_assert(offsetof(ss__rec, n_attrs) == 4 && offsetof(ss__rec, kind) == 6 &&
+                     offsetof(ss__rec, status) == 7 && offsetof(ss__rec, trace_id) == 8 &&
+                     offsetof(ss__rec, flags) == 40 && offsetof(ss__rec, has_stack) == 41 &&
+                     offsetof(ss__rec, start_ns) == 48 && sizeof(ss__rec) == 80,
+                 "serialize's header words");
+  unsigned char *h = dst;
+  uint16_t n = (uint16_t)(s->n_attrs + (s->status_message != NULL) + b->exc + (b->ts_len != 0));
+  uint64_t w0, w5, t;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  w0 = (uint64_t)(uint32_t)size | (uint64_t)n << 32 | (uint64_t)s->kind << 48 |
+       (uint64_t)s->status << 56;
+  w5 = (uint64_t)s->flags | (uint64_t)b->exc << 8;
+#else
+  w0 = (uint64_t)(uint32_t)size << 32 | (uint64_t)n << 16 | (uint64_t)s->kind << 8 | s->status;
+  w5 = (uint64_t)s->flags << 56 | (uint64_t)b->exc << 48;
+#endif
+  memcpy(h, &w0, 8);
+  memcpy(h + 8, s->trace_id, 16);
+  memcpy(h + 24, s->span_id, 8);
+  memcpy(h + 32, s->parent_id, 8);
+  memcpy(h + 40, &w5, 8);
+  memcpy(h + 48, &s->start_ns, 8);
+  memcpy(h + 56, &s->end_ns, 8);
+  t = (uint64_t)(uintptr_t)s->name;
+  memcpy(h + 64, &t, 8);
+  memcpy(h + 72, &s->caller, 8);
   unsigned char *p = (unsigned char *)(r + 1);
   for (size_t i = 0; i < s->n_attrs; i++) {
     const ss__attr *a = &b->attrs[i];
-    if (a->type == SS_ATTR_STRARR && stored_len(a) != a->len) { /* items cut */
+    if (a->type == SS_ATTR_STR) {
+      p = put_attr(p, a->key, SS_ATTR_STR, a->v.s, a->len); /* capped by ss__span_str */
+    } else if (a->type != SS_ATTR_STRARR) {
+      p = put_head(p, a->key, a->type, 8);
+      memcpy(p, &a->v, 8);
+      p += 8;
+    } else if (stored_len(a) != a->len) { /* items cut */
       uint32_t len = stored_len(a);
       p = put_head(p, a->key, a->type, len);
       unsigned char *next = put_pad(p, len);
       capped_arr(a->v.s, a->len, p);
       p = next;
-    } else if (a->type == SS_ATTR_STR || a->type == SS_ATTR_STRARR)
-      p = put_attr(p, a->key, a->type, a->v.s, stored_len(a));
-    else
-      p = put_attr(p, a->key, a->type, &a->v, 8);
+    } else {
+      p = put_attr(p, a->key, a->type, a->v.s, a->len);
+    }
   }
   if (s->status_message)
     p = put_attr(p, NULL, SS_ATTR_STR, s->status_message,
@@ -664,30 +697,35 @@ int ss__rec_decode(const void *rec, size_t len, ss__span *out, ss__attr *attrs, 
   out->caller = r->caller;
   out->attrs = attrs;
   const unsigned char *p = (const unsigned char *)(r + 1), *end = (const unsigned char *)rec + r->size;
-  for (uint16_t i = 0; i < r->n_attrs; i++) {
+  size_t n = 0;
+  for (uint16_t i = 0, na = r->n_attrs; i < na; i++) {
     if ((size_t)(end - p) < sizeof(ss__rec_attr)) return -1;
     const ss__rec_attr *ra = (const ss__rec_attr *)p;
+    const char *key = ra->key;
+    uint8_t type = ra->type;
+    uint32_t len = ra->len;
     p += sizeof *ra;
-    size_t vlen = (ra->type == SS_ATTR_STR || ra->type == SS_ATTR_STRARR ||
-                   ra->type == SS_ATTR_STACK) ? ALIGN8(ra->len) : 8;
+    int bytes = type == SS_ATTR_STR || type == SS_ATTR_STRARR || type == SS_ATTR_STACK;
+    size_t vlen = bytes ? ALIGN8(len) : 8;
     if ((size_t)(end - p) < vlen) return -1;
-    if (ra->key == NULL) {
+    if (__builtin_expect(key == NULL, 0)) {
       out->status_message = (const char *)p;
-      out->status_message_len = ra->len;
-    } else if (ra->key == tracestate_key) {
+      out->status_message_len = len;
+    } else if (__builtin_expect(key == tracestate_key, 0)) {
       out->trace_state = (const char *)p;
-      out->trace_state_len = ra->len;
-    } else if (out->n_attrs < max) {
-      ss__attr *a = &attrs[out->n_attrs++];
-      a->key = ra->key;
-      a->type = ra->type;
-      a->len = ra->len;
-      if (ra->type == SS_ATTR_STR || ra->type == SS_ATTR_STRARR || ra->type == SS_ATTR_STACK)
+      out->trace_state_len = len;
+    } else if (n < max) {
+      ss__attr *a = &attrs[n++];
+      a->key = key;
+      a->type = type;
+      a->len = len;
+      if (bytes)
         a->v.s = (const char *)p;
       else
         memcpy(&a->v, p, 8);
     }
     p += vlen;
   }
+  out->n_attrs = n;
   return 0;
 }

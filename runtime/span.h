@@ -84,6 +84,8 @@ typedef struct ss__sb {
   int token;                    /* its context's index (ss__ctx_push) while pushed */
   uint16_t ts_len;              /* the parent context's tracestate, carried by the span */
   const char *ts;
+  uint32_t rec_size; /* the record's header and attributes, as serialized (the
+                        status message, tracestate and stack are added at the end) */
   uint16_t n_stack;
   uint64_t stack[SS_STACK_MAX]; /* filled by ss__span_error */
 } ss__sb;
@@ -101,9 +103,38 @@ int ss__span_start_at(ss__sb *b, const char *name, int kind, void *caller);
   ss__span_start_at((b), (name), (kind), __builtin_return_address(0))
 /* OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT as configured (bytes; 0: none). */
 uint32_t ss__span_value_limit(void);
-/* Attributes; no-ops when not recording or full. len == (size_t)-1 means strlen. */
-void ss__span_str(ss__sb *b, const char *key, const char *s, size_t len);
-void ss__span_int(ss__sb *b, const char *key, int64_t v);
+/* Attributes; no-ops when not recording or full. len == (size_t)-1 means strlen. Strings
+ * longer than the attribute value limit are cut (never inside a UTF-8 sequence). */
+void ss__span_str_slow(ss__sb *b, const char *key, const char *s, size_t len);
+#define SS__REC_ATTR_HEAD 16 /* a record attribute's header (span_rec.h's ss__rec_attr) */
+/* ss__span_str's common case inline (recording, room, a known length within the limit):
+ * four stores and the record size; the rest out of line. */
+static inline __attribute__((always_inline)) void ss__span_str(ss__sb *b, const char *key,
+                                                               const char *s, size_t len) {
+  uint32_t lim = ss__tracer_g.attr_value_limit;
+  if (__builtin_expect(!b->recording || s == NULL || len == (size_t)-1 ||
+                           b->s.n_attrs >= SS_SPAN_MAX_ATTRS || (lim != 0 && len > lim),
+                       0)) {
+    ss__span_str_slow(b, key, s, len);
+    return;
+  }
+  ss__attr *a = &b->attrs[b->s.n_attrs++];
+  a->key = key;
+  a->type = SS_ATTR_STR;
+  a->len = (uint32_t)len;
+  a->v.s = s;
+  b->rec_size += (uint32_t)(SS__REC_ATTR_HEAD + ((len + 7) & ~(size_t)7));
+}
+static inline __attribute__((always_inline)) void ss__span_int(ss__sb *b, const char *key,
+                                                               int64_t v) {
+  if (__builtin_expect(!b->recording || b->s.n_attrs >= SS_SPAN_MAX_ATTRS, 0)) return;
+  ss__attr *a = &b->attrs[b->s.n_attrs++];
+  a->key = key;
+  a->type = SS_ATTR_INT;
+  a->len = 0;
+  a->v.i = v;
+  b->rec_size += SS__REC_ATTR_HEAD + 8;
+}
 void ss__span_bool(ss__sb *b, const char *key, int v);
 void ss__span_strarr(ss__sb *b, const char *key, const char *items, size_t len);
 /* Status ERROR, error.type = type, status message = message (either may be NULL); when

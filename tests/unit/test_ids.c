@@ -149,6 +149,42 @@ START_TEST(test_fork_child_reseeded_differs_from_parent) {
 }
 END_TEST
 
+/* ss__ids_new (the span start's one call): ids as distinct and non-zero as the single
+ * draws', a thread's sequence shared with them, and a fork child's first ids not its
+ * parent's next ones. */
+START_TEST(test_ids_new_distinct_and_fork_child_differs) {
+  static uint8_t tids[N][16], sids[N][8];
+  ss__ids_reseed();
+  for (int i = 0; i < N; i++) {
+    ss__ids_new(i % 3 ? tids[i] : NULL, sids[i]);
+    if (i % 3 == 0) ss__trace_id_new(tids[i]); /* interleaved with the single draws */
+    ck_assert(!ss__id_is_zero(tids[i], 16));
+    ck_assert(!ss__id_is_zero(sids[i], 8));
+  }
+  ck_assert_int_eq(count_dups(tids, N, 16), 0);
+  ck_assert_int_eq(count_dups(sids, N, 8), 0);
+  uint8_t pt[16], ps[8], ct[16], cs[8];
+  int fds[2], status;
+  ck_assert_int_eq(pipe(fds), 0);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    ss__ids_atfork_child();
+    ss__ids_new(ct, cs);
+    _exit(write(fds[1], ct, 16) == 16 && write(fds[1], cs, 8) == 8 ? 0 : 1);
+  }
+  ss__ids_new(pt, ps);
+  ck_assert_int_eq(read(fds[0], ct, 16), 16);
+  ck_assert_int_eq(read(fds[0], cs, 8), 8);
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert_int_eq(status, 0);
+  ck_assert(memcmp(pt, ct, 16) != 0);
+  ck_assert(memcmp(ps, cs, 8) != 0);
+  close(fds[0]);
+  close(fds[1]);
+}
+END_TEST
+
 START_TEST(test_id_is_zero) {
   uint8_t z[16] = {0}, nz[16] = {0};
   nz[15] = 1;
@@ -284,6 +320,7 @@ static Suite *ids_suite(void) {
   tcase_add_test(tc, test_threads_get_distinct_sequences);
   tcase_add_test(tc, test_reseed_changes_sequence);
   tcase_add_test(tc, test_fork_child_reseeded_differs_from_parent);
+  tcase_add_test(tc, test_ids_new_distinct_and_fork_child_differs);
   tcase_set_timeout(tc, 60);
   suite_add_tcase(s, tc);
   tc = tcase_create("w3c");
