@@ -354,8 +354,102 @@ static uint8_t *put_any(uint8_t *o, const ss__attr *a, const str *v) {
   }
 }
 
-/* A KeyValue as field `field` of the enclosing message. */
+/* ---- the KeyValue cache (otlp.h) ---- */
+
+#define KV_VAL_MAX 24 /* value bytes a cached string may have */
+struct ss__otlp_kv {
+  const char *key;    /* NULL: empty */
+  uint64_t val[3];    /* the value: its bytes zero-padded, or the number's bits */
+  uint8_t type, vlen; /* SS_ATTR_*, string length */
+  uint8_t n;          /* bytes of enc; 0: seen once, not encoded yet */
+  uint8_t enc[SS_OTLP_KV_BYTES - 8 - 24 - 3]; /* the KeyValue after its field tag */
+};
+_Static_assert(sizeof(struct ss__otlp_kv) == SS_OTLP_KV_BYTES, "otlp.h's slot size");
+
+/* The value of a as the cache keys it (v: three words, zero-padded), or 0 when a is not
+ * cached (arrays, longer strings). */
+static inline __attribute__((always_inline)) int kv_value(const ss__attr *a, uint64_t v[3]) {
+  v[0] = v[1] = v[2] = 0;
+  switch (a->type) {
+  case SS_ATTR_STR: {
+    size_t n = a->len;
+    if (n > KV_VAL_MAX) return 0;
+    if (n > 16) {
+      memcpy(v, a->v.s, 16);
+      memcpy((char *)v + n - 8, a->v.s + n - 8, 8);
+    } else {
+      ss__copy_short(v, a->v.s, n);
+    }
+    return 1;
+  }
+  case SS_ATTR_INT:
+  case SS_ATTR_DOUBLE: memcpy(&v[0], &a->v, 8); return 1;
+  case SS_ATTR_BOOL: v[0] = a->v.i != 0; return 1;
+  default: return 0;
+  }
+}
+
+static inline size_t kv_slot(const char *key, const uint64_t v[3], uint8_t type) {
+  _Static_assert(SS_OTLP_KVS == 256, "the shift below picks 8 bits");
+  uint64_t h =
+      (v[0] * 0xbf58476d1ce4e5b9ull) ^ (v[1] + (v[2] << 1) + type) ^ (uint64_t)(uintptr_t)key;
+  return (size_t)((h * 0x9e3779b97f4a7c15ull) >> 56);
+}
+
+__attribute__((noinline)) static uint8_t *put_kv_encode(uint8_t *o, unsigned field,
+                                                        const ss__attr *a, ss__otlp_consts *c);
+
+/* put_kv through the cache: NULL when a is not cacheable (the caller encodes it). */
+static inline __attribute__((always_inline)) uint8_t *
+put_kv_cached(uint8_t *o, unsigned field, const ss__attr *a, ss__otlp_consts *c) {
+  uint64_t v[3];
+  if (!kv_value(a, v)) return NULL;
+  ss__otlp_kv *k = &c->kv[kv_slot(a->key, v, a->type)];
+  uint8_t vlen = a->type == SS_ATTR_STR ? (uint8_t)a->len : 0;
+  if (k->key == a->key && k->type == a->type && k->vlen == vlen && k->val[0] == v[0] &&
+      k->val[1] == v[1] && k->val[2] == v[2]) {
+    if (__builtin_expect(k->n != 0, 1)) { /* a hit: the tag, then the bytes kept */
+      *o++ = (uint8_t)TAG(field, WT_LEN); /* fields 3, 6, 9: one byte */
+      size_t n = k->n;
+      if (n > 32) {
+        memcpy(o, k->enc, 32);
+        memcpy(o + n - 32, k->enc + n - 32, 32);
+      } else if (n > 16) {
+        memcpy(o, k->enc, 16);
+        memcpy(o + n - 16, k->enc + n - 16, 16);
+      } else {
+        ss__copy_short(o, k->enc, n);
+      }
+      return o + n;
+    }
+    /* Its second sighting: encoded as usual, and kept. */
+    uint8_t *end = put_kv_encode(o, field, a, c);
+    size_t n = (size_t)(end - o) - 1;
+    if (n <= sizeof k->enc) {
+      memcpy(k->enc, o + 1, n);
+      k->n = (uint8_t)n;
+    }
+    return end;
+  }
+  k->key = a->key; /* its first sighting here: remembered, not encoded twice */
+  k->type = a->type;
+  k->vlen = vlen;
+  memcpy(k->val, v, sizeof v);
+  k->n = 0;
+  return put_kv_encode(o, field, a, c);
+}
+
+/* A KeyValue as field `field` (3, 6 or 9: a one-byte tag) of the enclosing message. */
 static uint8_t *put_kv(uint8_t *o, unsigned field, const ss__attr *a, ss__otlp_consts *c) {
+  if (c != NULL && c->kv != NULL && field < 16) {
+    uint8_t *end = put_kv_cached(o, field, a, c);
+    if (end != NULL) return end;
+  }
+  return put_kv_encode(o, field, a, c);
+}
+
+__attribute__((noinline)) static uint8_t *put_kv_encode(uint8_t *o, unsigned field,
+                                                        const ss__attr *a, ss__otlp_consts *c) {
   str key = const_of(c, a->key);
   if (a->type == SS_ATTR_STRARR) { /* sized afterwards: nested twice */
     uint8_t *kv = open_msg(o, field);

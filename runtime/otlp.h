@@ -62,9 +62,22 @@ void ss__otlp_head_free(ss__otlp_head *h);
  * direct-mapped table by address, filled as they are met; a string that needs fixing is
  * never kept. Zero-initialized is empty. One writer at a time, like the request. */
 #define SS_OTLP_CONSTS 64
+/* With them, optionally, whole KeyValues by their key's address and value: a span's
+ * attributes repeat (a connect's transport, type, peer address and port, the caller's
+ * function), and a hit is one compare and one copy instead of measuring, checking and
+ * writing key and value. SS_OTLP_KVS direct-mapped slots of SS_OTLP_KV_BYTES (an entry
+ * is taken in on its value's second sighting in a row at its slot, so a one-off value
+ * costs only the compare); values of integers, booleans, doubles and strings of up to
+ * 24 bytes. */
+#define SS_OTLP_KVS 256
+#define SS_OTLP_KV_BYTES 128
+typedef struct ss__otlp_kv ss__otlp_kv; /* private to otlp.c */
 typedef struct ss__otlp_consts {
   const char *p[SS_OTLP_CONSTS];
   uint32_t len[SS_OTLP_CONSTS];
+  /* SS_OTLP_KVS * SS_OTLP_KV_BYTES bytes, zeroed, owned by whoever set it (the exporter
+   * allocates it once for its life), or NULL: no KeyValue cache. */
+  ss__otlp_kv *kv;
 } ss__otlp_consts;
 
 /* One request being written: items go straight into `pb`, after `room` bytes kept for

@@ -11,6 +11,7 @@
 #include "opentelemetry/proto/collector/logs/v1/logs_service.pb-c.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 #include "runtime/otlp.h"
+#include "runtime/resource.h"
 
 typedef Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest Req;
 typedef Opentelemetry__Proto__Common__V1__KeyValue KV;
@@ -458,6 +459,130 @@ START_TEST(test_consts_table_gives_the_same_bytes) {
 }
 END_TEST
 
+/* Encodes spans[0..n) with rq and consts (head h: spanshim's scope, the default schema)
+ * and checks the bytes are what the one-shot writer, without any cache, gives. */
+static void same_bytes_cached(const ss__otlp_head *h, ss__otlp_req *rq, ss__otlp_consts *consts,
+                              const ss__span *spans, size_t n) {
+  ss__scope sc = {.name = "spanshim", .version = "0.1.0"};
+  uint8_t *want;
+  size_t want_len;
+  ck_assert_int_eq(ss__otlp_encode_traces(NULL, &sc, spans, n, &want, &want_len), 0);
+  ss__otlp_begin(rq, h, 0);
+  rq->consts = consts;
+  for (size_t i = 0; i < n; i++) ck_assert_int_eq(ss__otlp_add_span(rq, &spans[i]), 0);
+  const uint8_t *body;
+  size_t len;
+  ck_assert_int_eq(ss__otlp_finish(rq, h, &body, &len), 0);
+  ck_assert_uint_eq(len, want_len);
+  ck_assert_mem_eq(body, want, len);
+  free(want);
+}
+
+/* The exporter's KeyValue cache (otlp.h ss__otlp_consts.kv): 400 attributes over 256 slots
+ * (collisions and evictions), strings of 0 to 30 bytes (the 24-byte limit on both sides,
+ * invalid UTF-8, a NUL inside), integers of every varint length and negative, booleans,
+ * doubles, string arrays (never cached), event attributes (field 3), and values that change
+ * between rounds under the same key: five rounds on a warm cache give the bytes the
+ * uncached writer gives for each round. */
+START_TEST(test_kv_cache_gives_the_same_bytes) {
+  enum { NA = 400, NS = 8 };
+  static char keys[NA][24], strs[NA][32];
+  static ss__attr attrs[NA];
+  static ss__otlp_consts consts;
+  consts.kv = calloc(SS_OTLP_KVS, SS_OTLP_KV_BYTES);
+  ck_assert_ptr_nonnull(consts.kv);
+  ss__scope sc = {.name = "spanshim", .version = "0.1.0"};
+  ss__otlp_head h = {0};
+  ss__otlp_req rq = {0};
+  ck_assert_int_eq(ss__otlp_head_build(&h, NULL, &sc, SS_SCHEMA_URL), 0);
+  for (int i = 0; i < NA; i++) snprintf(keys[i], sizeof keys[i], "k.%d", i % 150);
+  for (int round = 0; round < 5; round++) {
+    for (int i = 0; i < NA; i++) {
+      int v = i + (i % 3 == 0 ? round : 0); /* a third change every round */
+      ss__attr *a = &attrs[i];
+      *a = (ss__attr){.key = keys[(i * 7) % NA]};
+      switch (i % 6) {
+      case 0:
+      case 1: {
+        size_t n = (size_t)(v % 31);
+        for (size_t j = 0; j < n; j++) strs[i][j] = (char)('a' + (v + (int)j) % 26);
+        if (v % 11 == 0 && n > 2) strs[i][n / 2] = (char)0xff;
+        if (v % 13 == 0 && n > 2) strs[i][1] = '\0';
+        a->type = SS_ATTR_STR, a->len = (uint32_t)n, a->v.s = strs[i];
+        break;
+      }
+      case 2:
+        a->type = SS_ATTR_INT, a->v.i = (int64_t)(((uint64_t)v << (v % 60)) ^ (v % 2 ? ~0ull : 0));
+        break;
+      case 3: a->type = SS_ATTR_BOOL, a->v.i = v % 2; break;
+      case 4: a->type = SS_ATTR_DOUBLE, a->v.d = v / 7.0; break;
+      default:
+        memcpy(strs[i], "ab\0cd\0", 6);
+        strs[i][0] = (char)('a' + v % 26);
+        a->type = SS_ATTR_STRARR, a->len = 6, a->v.s = strs[i];
+      }
+    }
+    ss__span sp[NS];
+    ss__event ev[NS];
+    for (int i = 0; i < NS; i++) {
+      fill_span(&sp[i]);
+      sp[i].attrs = attrs + 50 * i;
+      sp[i].n_attrs = 50;
+      ev[i] = (ss__event){
+          .name = "exception", .time_ns = 1, .attrs = attrs + (50 * i + 25) % NA, .n_attrs = 10};
+      sp[i].events = &ev[i];
+      sp[i].n_events = 1;
+    }
+    same_bytes_cached(&h, &rq, &consts, sp, NS);
+  }
+  /* Values that differ in one part only (the first, second or third word of a string, its
+   * length behind NULs, the type of the same bits), each seen twice in a row so it is kept:
+   * many share a slot with one that differs only there, so only that compare tells them
+   * apart (each part's compare left out fails this). */
+  enum { NV = 3 * 256 + 8 * 24 + 3 * 300, NM = 2 * 2 * NV };
+  static ss__attr vals[NV], many[NM];
+  static char text[2 * 256][25], nuls[25] = "a";
+  static char mkeys[300][16];
+  size_t nv = 0;
+  for (int i = 0; i < 1000 && nv < 256; i++) /* integers: the first word */
+    vals[nv++] = (ss__attr){.key = keys[0], .type = SS_ATTR_INT, .v.i = i * 977};
+  for (int w = 1; w <= 2; w++) /* strings differing in their second / third word only */
+    for (int i = 0; i < 256; i++) {
+      char *t = text[(w - 1) * 256 + i];
+      memset(t, 'a', 24);
+      for (int j = 0; j < 8; j++)
+        if (i & (1 << j)) t[8 * w + j] = 'b';
+      vals[nv++] = (ss__attr){.key = keys[1], .type = SS_ATTR_STR, .len = 8u * (w + 1), .v.s = t};
+    }
+  for (int k = 0; k < 8; k++) /* "a" and NULs: the same padded bytes, lengths 1..24 */
+    for (int n = 1; n <= 24; n++)
+      vals[nv++] =
+          (ss__attr){.key = keys[2 + k], .type = SS_ATTR_STR, .len = (uint32_t)n, .v.s = nuls};
+  for (int k = 0; k < 300; k++) { /* the same bits as an integer, a boolean, a double */
+    snprintf(mkeys[k], sizeof mkeys[k], "m%d", k);
+    vals[nv++] = (ss__attr){.key = mkeys[k], .type = SS_ATTR_INT, .v.i = 0};
+    vals[nv++] = (ss__attr){.key = mkeys[k], .type = SS_ATTR_BOOL, .v.i = 0};
+    vals[nv++] = (ss__attr){.key = mkeys[k], .type = SS_ATTR_DOUBLE, .v.d = 0.0};
+  }
+  ck_assert_uint_eq(nv, NV);
+  for (size_t i = 0; i < NM; i++) many[i] = vals[(i / 2) % NV];
+  ss__span big[NM / 64];
+  size_t nb = NM / 64;
+  for (size_t i = 0; i < nb; i++) {
+    fill_span(&big[i]);
+    big[i].attrs = many + 64 * i;
+    big[i].n_attrs = 64;
+  }
+  for (size_t at = 0; at < nb; at += 16) {
+    size_t k = nb - at < 16 ? nb - at : 16;
+    same_bytes_cached(&h, &rq, &consts, big + at, k);
+  }
+  ss__pb_free(&rq.pb);
+  ss__otlp_head_free(&h);
+  free(consts.kv);
+}
+END_TEST
+
 /* Field order and proto3 defaults as protobuf-c packs them: the same bytes. */
 START_TEST(test_bytes_equal_protobuf_c_pack) {
   ss__span s;
@@ -497,6 +622,7 @@ int main(void) {
   tcase_add_test(tc, test_reused_buffers_and_schema_url);
   tcase_add_test(tc, test_bytes_equal_protobuf_c_pack);
   tcase_add_test(tc, test_consts_table_gives_the_same_bytes);
+  tcase_add_test(tc, test_kv_cache_gives_the_same_bytes);
   tcase_add_test(tc, test_fixed_buffer_leaves_out_what_does_not_fit);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
