@@ -164,20 +164,53 @@ def test_run_private_collector_is_cleaned_up(ctx):
     check(ps.stdout == b"", "spanshimd still running: %r" % ps.stdout)
 
 
-def test_run_forwards_sigterm_to_the_command(ctx):
-    script = 'trap "exit 42" TERM; echo ready; while :; do sleep 0.05; done'
+def _run_signalled(ctx, sig, name):
+    """spanshim run of a shell that traps `name` with exit 42, sent `sig` once it runs:
+    (status, stderr)."""
+    script = 'trap "exit 42" %s; echo ready; while :; do sleep 0.05; done' % name
     proc = subprocess.Popen([ctx.spanshim, "run", "--quiet", "--out", out_path(ctx), "--",
                              "sh", "-c", script], env=clean_env(ctx), cwd=ctx.tmp,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         check(proc.stdout.readline() == b"ready\n", "command did not start")
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    check(proc.returncode == 42, "status %s, stderr %r" % (proc.returncode, err))
+    return proc.returncode, err
+
+
+def test_run_forwards_sigterm_to_the_command(ctx):
+    status, err = _run_signalled(ctx, signal.SIGTERM, "TERM")
+    check(status == 42, "status %s, stderr %r" % (status, err))
+
+
+def test_run_keeps_the_signals_its_caller_ignores_ignored(ctx):
+    """`nohup spanshim run -- job` (SIGHUP ignored) and a shell's background job (SIGINT,
+    SIGQUIT ignored): the command starts with those signals ignored, as it would without
+    spanshim run, and a SIGHUP sent to it does not end it (before, it started with
+    every forwarded signal at its default action: a hangup killed the nohup'd job)."""
+    def ignoring(*sigs):
+        for s in sigs:
+            signal.signal(s, signal.SIG_IGN)
+    script = ('grep SigIgn /proc/self/status; kill -HUP $$; kill -INT $$; kill -QUIT $$; '
+              'echo survived')
+    want = subprocess.run(["sh", "-c", script], env=clean_env(ctx), capture_output=True,
+                          preexec_fn=lambda: ignoring(signal.SIGHUP, signal.SIGINT,
+                                                      signal.SIGQUIT), timeout=60)
+    check(want.returncode == 0 and want.stdout.endswith(b"survived\n"), "untraced: %r" % (want,))
+    r = subprocess.run([ctx.spanshim, "run", "--quiet", "--out", out_path(ctx), "--",
+                        "sh", "-c", script], env=clean_env(ctx), cwd=ctx.tmp,
+                       capture_output=True, timeout=60,
+                       preexec_fn=lambda: ignoring(signal.SIGHUP, signal.SIGINT, signal.SIGQUIT))
+    check(r.returncode == 0 and r.stdout == want.stdout,
+          "under spanshim run: status %s, stdout %r (untraced %r), stderr %r" % (
+              r.returncode, r.stdout, want.stdout, r.stderr))
+    # Not ignored by the caller: forwarded as before.
+    status, err = _run_signalled(ctx, signal.SIGHUP, "HUP")
+    check(status == 42, "SIGHUP not forwarded: status %s, stderr %r" % (status, err))
 
 
 def test_run_uses_a_running_collector(ctx):

@@ -583,7 +583,22 @@ static void forward(int sig, siginfo_t *si, void *uc) {
 }
 
 static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+#define N_FORWARDED (sizeof(forwarded) / sizeof(forwarded[0]))
+/* Bit k: forwarded[k] was ignored when we started (nohup's SIGHUP, SIGINT and SIGQUIT of
+ * a shell's background job): it stays ignored, here and in the command, as without us. */
+static unsigned ignored_at_start;
 
+static void note_ignored(void) {
+  for (size_t k = 0; k < N_FORWARDED; k++) {
+    struct sigaction old;
+    if (sigaction(forwarded[k], NULL, &old) == 0 && !(old.sa_flags & SA_SIGINFO) &&
+        old.sa_handler == SIG_IGN)
+      ignored_at_start |= 1u << k;
+  }
+}
+
+/* on: forward the signals (those not ignored at start); off: back to the default action
+ * (async-signal-safe: the vfork child calls it). */
 static void set_forwarding(int on) {
   struct sigaction sa;
   memset(&sa, 0, sizeof(sa));
@@ -594,8 +609,8 @@ static void set_forwarding(int on) {
   } else {
     sa.sa_handler = SIG_DFL;
   }
-  for (size_t k = 0; k < sizeof(forwarded) / sizeof(forwarded[0]); k++)
-    sigaction(forwarded[k], &sa, NULL);
+  for (size_t k = 0; k < N_FORWARDED; k++)
+    if (!(ignored_at_start & (1u << k))) sigaction(forwarded[k], &sa, NULL);
 }
 
 /* LD_PRELOAD with our library first; not added twice when already there. */
@@ -922,6 +937,7 @@ static int prepare(run_state *st, const run_opts *o) {
 }
 
 int ss__cmd_run(int argc, char **argv) {
+  note_ignored();
   run_opts o;
   int rc = parse_opts(argc, argv, &o);
   if (rc >= 0) return rc;
