@@ -115,6 +115,20 @@ int ss__peer_format(const struct sockaddr *sa, socklen_t len, ss__peer *p) {
   return 0;
 }
 
+/* ss__peer_format with its common case, IPv4, inline (a sampled connect's). */
+static inline __attribute__((always_inline)) int peer_format(const struct sockaddr *sa,
+                                                             socklen_t len, ss__peer *p) {
+  if (sa != NULL && len >= sizeof(struct sockaddr_in) && sa->sa_family == AF_INET) {
+    const struct sockaddr_in *in = (const void *)sa;
+    p->family = AF_INET;
+    p->port = ntohs(in->sin_port);
+    p->raw = &in->sin_addr;
+    p->addr_len = ss__ip4_format((const uint8_t *)&in->sin_addr, p->addr);
+    return 0;
+  }
+  return ss__peer_format(sa, len, p);
+}
+
 /* 0 when ss__peer_format would format sa (a family the shim traces), else -1; reads only
  * the family. */
 static int peer_family_ok(const struct sockaddr *sa, socklen_t len) {
@@ -135,7 +149,8 @@ static const char *transport_name(int family, int type) {
   return NULL;
 }
 
-static void add_peer_attrs(ss__sb *b, const char *side, const ss__peer *p, int type) {
+static inline __attribute__((always_inline)) void add_peer_attrs(ss__sb *b, const char *side,
+                                                                 const ss__peer *p, int type) {
   int local = side[8] == 'l'; /* "network.local." vs "network.peer." */
   if (p->addr[0] == '\0') return; /* an unnamed Unix socket: nothing to say */
   if (!local) {
@@ -469,8 +484,7 @@ SS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
   ss__peer peer;
   int known = addr_was_read(rc, err, len);
   /* A span that is not recorded needs only to know the family is one we trace. */
-  if ((known && (b.recording ? ss__peer_format(addr, len, &peer) : peer_family_ok(addr, len))
-                    != 0) ||
+  if ((known && (b.recording ? peer_format(addr, len, &peer) : peer_family_ok(addr, len)) != 0) ||
       (rc != 0 && err == EFAULT)) {
     ss__span_pop(&b);
     if (ss__cfg.hooks & SS_HOOK_HTTP) client_role(fd, rc, err, -1);
