@@ -370,8 +370,7 @@ _Static_assert(sizeof(struct ss__otlp_kv) == SS_OTLP_KV_BYTES, "otlp.h's slot si
  * cached (arrays, longer strings). */
 static inline __attribute__((always_inline)) int kv_value(const ss__attr *a, uint64_t v[3]) {
   v[0] = v[1] = v[2] = 0;
-  switch (a->type) {
-  case SS_ATTR_STR: {
+  if (__builtin_expect(a->type == SS_ATTR_STR, 1)) {
     size_t n = a->len;
     if (n > KV_VAL_MAX) return 0;
     if (n > 16) {
@@ -382,6 +381,7 @@ static inline __attribute__((always_inline)) int kv_value(const ss__attr *a, uin
     }
     return 1;
   }
+  switch (a->type) {
   case SS_ATTR_INT:
   case SS_ATTR_DOUBLE: memcpy(&v[0], &a->v, 8); return 1;
   case SS_ATTR_BOOL: v[0] = a->v.i != 0; return 1;
@@ -439,15 +439,7 @@ put_kv_cached(uint8_t *o, unsigned field, const ss__attr *a, ss__otlp_consts *c)
   return put_kv_encode(o, field, a, c);
 }
 
-/* A KeyValue as field `field` (3, 6 or 9: a one-byte tag) of the enclosing message. */
-static uint8_t *put_kv(uint8_t *o, unsigned field, const ss__attr *a, ss__otlp_consts *c) {
-  if (c != NULL && c->kv != NULL && field < 16) {
-    uint8_t *end = put_kv_cached(o, field, a, c);
-    if (end != NULL) return end;
-  }
-  return put_kv_encode(o, field, a, c);
-}
-
+/* A KeyValue as field `field` of the enclosing message, without the cache. */
 __attribute__((noinline)) static uint8_t *put_kv_encode(uint8_t *o, unsigned field,
                                                         const ss__attr *a, ss__otlp_consts *c) {
   str key = const_of(c, a->key);
@@ -483,7 +475,14 @@ static size_t attrs_bound(const ss__attr *a, size_t n, ss__otlp_consts *c) {
 
 static uint8_t *put_attrs(uint8_t *o, unsigned field, const ss__attr *a, size_t n,
                           ss__otlp_consts *c) {
-  for (size_t i = 0; i < n; i++) o = put_kv(o, field, &a[i], c);
+  if (c != NULL && c->kv != NULL && field < 16) { /* the cache's loop, its checks made once */
+    for (size_t i = 0; i < n; i++) {
+      uint8_t *end = put_kv_cached(o, field, &a[i], c);
+      o = end != NULL ? end : put_kv_encode(o, field, &a[i], c);
+    }
+    return o;
+  }
+  for (size_t i = 0; i < n; i++) o = put_kv_encode(o, field, &a[i], c);
   return o;
 }
 
