@@ -60,6 +60,10 @@ static inline int ss__http_watched(int fd) {
          (uint8_t)(atomic_load_explicit(&ss__http_roles[0][fd], memory_order_relaxed) - 1) < 3;
 }
 void ss__http_read(int fd, const struct iovec *iov, size_t cnt, ssize_t rc);
+/* Before a read on fd, while a young fork child holds spans (ss__exporter_holding): lets
+ * them go when fd is an accepted HTTP connection with no request in flight (a server's
+ * worker waiting for the next request). errno kept; cold. */
+void ss__http_before_read(int fd);
 void ss__http_sent(int fd, const struct iovec *iov, size_t cnt, ssize_t rc);
 void ss__http_sendfile(int fd, ssize_t rc);
 /* Before a write: 1 when it was made here, with a traceparent spliced in (*rc is the

@@ -893,6 +893,17 @@ static void observe(int t, int fd, int out, const struct iovec *iov, size_t cnt,
   errno = saved;
 }
 
+__attribute__((noinline, cold)) void ss__http_before_read(int fd) {
+  int role = role_of(0, fd);
+  if (role == R_TRACKED) { /* a racy look: it only decides when the exporter starts */
+    const conn *c = &conns[fd_slot[0][fd]];
+    if (!(c->fd == fd && c->server && c->q_n == 0)) return;
+  } else if (role != R_SERVER) {
+    return;
+  }
+  ss__exporter_release();
+}
+
 void ss__http_read(int fd, const struct iovec *iov, size_t cnt, ssize_t rc) {
   observe(0, fd, 0, iov, cnt, rc);
 }

@@ -259,9 +259,19 @@ __attribute__((noinline, cold)) static void read_seen(int fd, void *buf, ssize_t
   }
 }
 
+/* Before a read: a young fork child holding spans (exporter.h) that reads an accepted
+ * HTTP connection with no request in flight waits for its client's next request (a
+ * forking server's worker on a kept-alive connection): what it holds goes out now. One
+ * relaxed load when nothing is held. */
+static inline void before_read(int fd) {
+  if (__builtin_expect(atomic_load_explicit(&ss__exporter_holding, memory_order_relaxed), 0))
+    ss__http_before_read(fd);
+}
+
 /* A read into one buffer; peeks are not consumed, so they are not seen. */
 #define READ_HOOK(name, params, args, fd, buf, peek)                          \
   SS_EXPORT ssize_t name params {                                             \
+    before_read(fd);                                                          \
     ssize_t rc = real_##name() args;                                          \
     if (__builtin_expect(any_parked() || ss__http_watched(fd), 0))            \
       read_seen(fd, buf, rc, peek);                                           \
@@ -308,6 +318,7 @@ WRITE_HOOK(sendto,
            (fd, buf, n, fl, a, l), fd, buf, n, fl, a == NULL)
 
 SS_EXPORT ssize_t readv(int fd, const struct iovec *iov, int cnt) {
+  before_read(fd);
   ssize_t rc = real_readv()(fd, iov, cnt);
   after_io(fd, rc);
   if (__builtin_expect(ss__http_watched(fd), 0) && cnt > 0)
@@ -316,6 +327,7 @@ SS_EXPORT ssize_t readv(int fd, const struct iovec *iov, int cnt) {
 }
 
 SS_EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int fl) {
+  before_read(fd);
   ssize_t rc = real_recvmsg()(fd, m, fl);
   after_io(fd, rc);
   if (__builtin_expect(ss__http_watched(fd), 0) && !(fl & MSG_PEEK) && m && m->msg_iovlen > 0)

@@ -40,7 +40,8 @@ void ss__exporter_release(void);
  * poll, ppoll, select, pselect, epoll_wait, epoll_pwait, epoll_pwait2 with a timeout other
  * than zero) before the real call, on the app thread: a fork child that waits so (a
  * server's worker between requests) is not about to end, so what it holds goes out now,
- * not at its end. (Not read or recv: a child reads the answers to its own calls.) One relaxed load
+ * not at its end. (Not read or recv in general: a child reads the answers to its own calls;
+ * only a read of an accepted HTTP connection with no request in flight, ss__http_before_read.) One relaxed load
  * when nothing is held. Signal-safe as ss__exporter_kick is. */
 static inline void ss__exporter_before_wait(void) {
   if (__builtin_expect(atomic_load_explicit(&ss__exporter_holding, memory_order_relaxed), 0))

@@ -267,6 +267,57 @@ def test_a_fork_child_that_waits_for_events_delivers_while_it_waits(ctx):
         assert len(harness.spans_of_pid(spans, child, "connect")) == 1, (how, spans)
 
 
+FORKING_SERVER = textwrap.dedent("""
+    import http.server, os, signal, socketserver, sys
+    class H(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: the child reads on for the next request
+        def log_message(self, *a): pass
+        def do_GET(self):
+            body = b"pid=%d\\n" % os.getpid()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+    class S(socketserver.ForkingMixIn, http.server.HTTPServer):
+        pass
+    srv = S(("127.0.0.1", 0), H)
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    print("port=%d" % srv.server_address[1], flush=True)
+    srv.serve_forever()
+""")
+
+
+def test_a_forking_servers_worker_on_a_kept_alive_connection_delivers_while_it_reads(ctx):
+    """socketserver.ForkingMixIn: a child per connection serves its requests, then blocks
+    reading the kept-alive connection for the next one. The request it served in its first
+    100 ms goes out while it waits (before, only when the client closed the connection:
+    behind nginx's upstream keepalive, minutes later)."""
+    c = ctx.collector()
+    svc = harness.Service(ctx, [sys.executable, "-c", FORKING_SERVER], collector=c,
+                          env=dict(SLOW_EXIT, OTEL_BSP_SCHEDULE_DELAY="50"))
+    conn = socket.create_connection(("127.0.0.1", svc.port))
+    try:
+        conn.sendall(b"GET /kept HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = b""
+        while b"pid=" not in got or not got.endswith(b"\n"):
+            d = conn.recv(4096)
+            assert d, got
+            got += d
+        child = int(got.split(b"pid=")[1])
+        deadline = time.monotonic() + 30  # a bound, not a speed
+        spans = []
+        while not spans and time.monotonic() < deadline:
+            spans = harness.spans_of_pid(c.spans(stop=False), child, "GET")
+            time.sleep(0.1)
+        assert len(spans) == 1 and spans[0].attrs.get("url.path") == "/kept", (
+            "the worker's SERVER span was not delivered while the connection stayed open: %r"
+            % spans)
+    finally:
+        conn.close()
+    assert svc.stop() == 0
+    assert len(harness.spans_of_pid(c.spans(), child, "GET")) == 1
+
+
 # ---- spanshim run collects from the whole tree (issue 12 item 2) ----
 
 def test_run_keeps_collecting_from_background_jobs_and_double_forked_daemons(ctx):
