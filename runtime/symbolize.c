@@ -119,7 +119,7 @@ static void load_symtab(module *m) {
   if (fd < 0) return;
   struct stat st;
   void *map = MAP_FAILED;
-  if (fstat(fd, &st) == 0 && (uint64_t)st.st_size >= sizeof(ElfW(Ehdr)) &&
+  if (ss__sys_fstat(fd, &st) == 0 && (uint64_t)st.st_size >= sizeof(ElfW(Ehdr)) &&
       (uint64_t)st.st_size < MAX_SYMTAB_FILE)
     map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
   ss__own_close_brief(fd);
@@ -197,14 +197,22 @@ static const char *demangled(char **name) {
   return *name;
 }
 
+static void find_self(void) {
+  Dl_info di;
+  if (self_base == 0 && dladdr((void *)&ss__symbolize, &di))
+    self_base = (uint64_t)(uintptr_t)di.dli_fbase;
+}
+
+void ss__symbolize_atfork_prepare(void) {
+  find_self();
+  if (n_mods == 0) dl_iterate_phdr(add_module, NULL);
+}
+
 int ss__symbolize(uint64_t addr, ss__frame *f) {
   memset(f, 0, sizeof *f);
   f->module = "?";
   f->build_id = "";
-  if (self_base == 0) {
-    Dl_info di;
-    if (dladdr((void *)&ss__symbolize, &di)) self_base = (uint64_t)(uintptr_t)di.dli_fbase;
-  }
+  find_self();
   uint64_t pc = addr ? addr - 1 : 0;
   module *m = find_module(pc);
   if (m == NULL) return -1;

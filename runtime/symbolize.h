@@ -27,5 +27,13 @@ typedef struct ss__frame {
 int ss__symbolize(uint64_t addr, ss__frame *f);
 /* Forgets every cached module (after fork the map is the same; after dlclose it is not). */
 void ss__symbolize_reset(void);
+/* For a fork's prepare handler (loader lock held, before glibc takes malloc's lock): the
+ * module table, read now if it is empty, and the shim's own base. A fork child that names
+ * its caller then finds them in memory the parent wrote, which it reads without a page
+ * fault, instead of walking the loader's list and every module's headers itself (_dl_addr
+ * and dl_iterate_phdr code, each object's first page, the table's page: 3 faults per
+ * child). Once per process (again after a miss, as in ss__symbolize); allocates the
+ * modules' paths (strdup: before the fork takes malloc's lock). */
+void ss__symbolize_atfork_prepare(void);
 
 #endif

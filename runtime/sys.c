@@ -119,6 +119,10 @@ int ss__sys_lstat(const char *path, struct stat *st) {
   return (int)syscall(SYS_newfstatat, AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW);
 }
 
+int ss__sys_fstat(int fd, struct stat *st) {
+  return (int)syscall(SYS_fstat, fd, st);
+}
+
 SS_FORK_TEXT void ss__mutex_reinit(pthread_mutex_t *m) {
   static const pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
   if (memcmp(m, &fresh, sizeof fresh) != 0) pthread_mutex_init(m, NULL);

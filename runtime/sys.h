@@ -57,6 +57,9 @@ int ss__sys_open(const char *path, int flags, mode_t mode);
 int ss__sys_fcntl(int fd, int cmd, int arg);
 /* lstat(2): the link itself when path names a symlink (fstatat AT_SYMLINK_NOFOLLOW). */
 int ss__sys_lstat(const char *path, struct stat *st);
+/* fstat(2) itself: glibc's fstat is fstatat(fd, "", AT_EMPTY_PATH), whose "" the kernel
+ * reads from a page of libc's constants (a fault in a fork child that touched none). */
+int ss__sys_fstat(int fd, struct stat *st);
 
 int ss__sys_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
                         struct addrinfo **res);

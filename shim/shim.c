@@ -14,6 +14,7 @@
 #include "runtime/log.h"
 #include "runtime/ownfd.h"
 #include "runtime/stack.h"
+#include "runtime/symbolize.h"
 #include "runtime/sys.h"
 
 _Atomic int ss__init_state;
@@ -36,6 +37,7 @@ static void atfork_prepare(void) {
   ss__socket_atfork_prepare();
   ss__sys_resolve_thread();
   ss__loader_atfork_prepare();
+  ss__symbolize_atfork_prepare(); /* under the loader lock: the symbol cache's */
   ss__own_app_enter();
 }
 
