@@ -118,6 +118,7 @@ static _Atomic int started;           /* exporter thread started in this process
 static _Atomic int exiting;           /* no thread starts any more (see exporter.h) */
 /* A fork child's spans start no thread before this (monotonic ms; 0: no such wait). */
 static _Atomic uint64_t quiet_until_ms;
+static uint64_t fork_ms; /* the monotonic clock just before the last fork (in the parent) */
 _Atomic int ss__exporter_holding; /* spans held by quiet_until_ms (see exporter.h) */
 
 /* glibc's count of the process's threads (nptl's __nptl_nthreads, GLIBC_PRIVATE): when a
@@ -300,7 +301,7 @@ uint64_t ss__exporter_logs_dropped(void) {
 
 static uint64_t thread_cpu_ms(void) {
   struct timespec ts;
-  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
+  if (ss__clock(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
   return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
@@ -1230,13 +1231,14 @@ static void ending_conn_done(void) {
  * holding the exporter's locks. The app's own mask is put back exactly as it was. */
 static void block_async(sigset_t *old) {
   sigset_t async;
-  sigfillset(&async);
-  sigdelset(&async, SIGSEGV);
-  sigdelset(&async, SIGBUS);
-  sigdelset(&async, SIGFPE);
-  sigdelset(&async, SIGILL);
-  sigdelset(&async, SIGTRAP);
-  sigdelset(&async, SIGSYS);
+  /* Set by hand, not by sigfillset/sigdelset: a page of libc's code a fork child's exit
+   * would fault in for them alone. glibc's sigset_t is an array of unsigned long. */
+  static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS};
+  unsigned long *w = (unsigned long *)(void *)&async;
+  const unsigned bits = 8 * sizeof *w;
+  memset(&async, 0xff, sizeof async);
+  for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++)
+    w[(unsigned)(faults[i] - 1) / bits] &= ~(1ul << ((unsigned)(faults[i] - 1) % bits));
   pthread_sigmask(SIG_BLOCK, &async, old);
 }
 
@@ -1529,6 +1531,10 @@ static void zero_int(_Atomic int *p) {
   if (atomic_load_explicit(p, memory_order_relaxed) != 0) atomic_store(p, 0);
 }
 
+void ss__exporter_atfork_prepare(void) {
+  fork_ms = ss__mono_ms();
+}
+
 SS_FORK_TEXT void ss__exporter_atfork_child(void) {
   /* The exporter thread may have been in the middle of using its buffers when the
    * parent forked; it does not exist here. Forget them without freeing (a half-done
@@ -1568,7 +1574,7 @@ SS_FORK_TEXT void ss__exporter_atfork_child(void) {
   if (atomic_load(&exporter_tid) != 0) atomic_store(&exporter_tid, 0);
   zero_int(&started);
   zero_int(&exiting);
-  atomic_store(&quiet_until_ms, ss__mono_ms() + FORK_QUIET_MS);
+  atomic_store(&quiet_until_ms, fork_ms + FORK_QUIET_MS);
   zero_int(&ss__exporter_holding);
   zero_int(&draining);
   zero_int(&exit_waiting);

@@ -95,6 +95,10 @@ int ss__exporter_running(void);
 /* pthread_atfork child handler: no exporter thread, fresh ring, fresh connection, new
  * resource (pid) on next export. */
 void ss__exporter_atfork_child(void);
+/* pthread_atfork prepare handler: the clock the child's quiet time counts from, read in
+ * the parent (a child that makes no span then reads no clock: libc's clock_gettime and the
+ * vDSO are pages of code it would fault in for that alone). */
+void ss__exporter_atfork_prepare(void);
 /* Spans produced but not delivered, so far in this process. */
 uint64_t ss__exporter_dropped(void);
 /* Exception log records produced but not delivered, so far in this process (0 when they

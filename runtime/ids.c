@@ -69,7 +69,7 @@ void ss__ids_reseed(void) {
   int saved_errno = errno;
 
   do
-    n = getrandom(&s, sizeof(s), GRND_NONBLOCK);
+    n = ss__sys_getrandom(&s, sizeof(s), GRND_NONBLOCK);
   while (n < 0 && errno == EINTR);
   if (n != (ssize_t)sizeof(s))
     s = fallback_entropy();

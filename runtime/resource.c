@@ -125,7 +125,7 @@ static void uuid_v4(char out[UUID_LEN + 1]) {
   unsigned char b[16];
   size_t o = 0;
 
-  if (getrandom(b, sizeof b, GRND_NONBLOCK) != (ssize_t)sizeof b) {
+  if (ss__sys_getrandom(b, sizeof b, GRND_NONBLOCK) != (ssize_t)sizeof b) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)ss__sys_getpid() << 17;
@@ -158,12 +158,17 @@ static ssize_t read_small(const char *path, char *buf, size_t cap) {
 
 static void copy_trunc(char *out, size_t n, const char *s);
 
-/* A fork child's start: the clock read in its fork handler (ss__resource_forked). */
-static struct timespec forked_at;
+/* A fork child's start: the clock read by the parent just before the fork
+ * (ss__resource_atfork_prepare, into fork_at), kept by the child (ss__resource_forked). */
+static struct timespec forked_at, fork_at;
 static pid_t forked_pid;
 
+void ss__resource_atfork_prepare(void) {
+  clock_gettime(CLOCK_REALTIME, &fork_at);
+}
+
 SS_FORK_TEXT void ss__resource_forked(void) {
-  clock_gettime(CLOCK_REALTIME, &forked_at);
+  forked_at = fork_at;
   forked_pid = ss__sys_getpid();
 }
 

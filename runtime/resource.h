@@ -26,8 +26,12 @@ int ss__resource_build(ss__resource *r, const ss__config *c);
 int ss__resource_build_in(ss__resource *r, const ss__config *c, ss__attr *attrs,
                           size_t max_attrs, char *storage, size_t cap);
 void ss__resource_free(ss__resource *r);
-/* pthread_atfork child handler: the child's process.creation.time is now (async-signal-
- * safe: a clock read). */
+/* pthread_atfork prepare handler: the fork's time, read in the parent (a child reads no
+ * clock for it: libc's clock_gettime and the vDSO are pages of code a child that makes no
+ * span would fault in for that alone). */
+void ss__resource_atfork_prepare(void);
+/* pthread_atfork child handler: the child's process.creation.time is the fork's (async-
+ * signal-safe). */
 void ss__resource_forked(void);
 
 #endif

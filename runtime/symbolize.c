@@ -107,9 +107,27 @@ static module *find_module(uint64_t addr) {
   return NULL;
 }
 
-static int sym_cmp(const void *a, const void *b) {
-  const sym *x = a, *y = b;
-  return x->start < y->start ? -1 : x->start > y->start;
+/* Sorts by start address, in place (heapsort): not libc's qsort, whose code is a page of
+ * its own that a fork child naming its caller would fault in (and whose merge sort takes a
+ * buffer as big as the table). */
+static void sift_down(sym *s, size_t root, size_t n) {
+  for (size_t child; (child = 2 * root + 1) < n; root = child) {
+    if (child + 1 < n && s[child].start < s[child + 1].start) child++;
+    if (s[root].start >= s[child].start) return;
+    sym t = s[root];
+    s[root] = s[child];
+    s[child] = t;
+  }
+}
+
+static void sort_syms(sym *s, size_t n) {
+  for (size_t i = n / 2; i-- > 0;) sift_down(s, i, n);
+  for (size_t end = n; end-- > 1;) {
+    sym t = s[0];
+    s[0] = s[end];
+    s[end] = t;
+    sift_down(s, 0, end);
+  }
 }
 
 /* Function symbols of the file's .symtab (static ones included), sorted by address. */
@@ -153,7 +171,7 @@ static void load_symtab(module *m) {
       s->name = strndup(name, strs->sh_size - syms[k].st_name);
       if (s->name) m->n_syms++;
     }
-    qsort(m->syms, m->n_syms, sizeof(sym), sym_cmp);
+    sort_syms(m->syms, m->n_syms);
     break;
   }
 out:

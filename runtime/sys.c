@@ -119,6 +119,10 @@ int ss__sys_lstat(const char *path, struct stat *st) {
   return (int)syscall(SYS_newfstatat, AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW);
 }
 
+ssize_t ss__sys_getrandom(void *buf, size_t n, unsigned flags) {
+  return syscall(SYS_getrandom, buf, n, flags);
+}
+
 int ss__sys_fstat(int fd, struct stat *st) {
   return (int)syscall(SYS_fstat, fd, st);
 }

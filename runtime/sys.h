@@ -60,6 +60,9 @@ int ss__sys_lstat(const char *path, struct stat *st);
 /* fstat(2) itself: glibc's fstat is fstatat(fd, "", AT_EMPTY_PATH), whose "" the kernel
  * reads from a page of libc's constants (a fault in a fork child that touched none). */
 int ss__sys_fstat(int fd, struct stat *st);
+/* getrandom(2) through syscall(), which the shim's other calls run anyway: libc's
+ * getrandom is a page of its code of its own (a fault in a fork child's first id). */
+ssize_t ss__sys_getrandom(void *buf, size_t n, unsigned flags);
 
 int ss__sys_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
                         struct addrinfo **res);

@@ -10,9 +10,11 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "runtime/clock.h"
 #include "runtime/exporter.h"
 #include "runtime/log.h"
 #include "runtime/ownfd.h"
+#include "runtime/resource.h"
 #include "runtime/stack.h"
 #include "runtime/symbolize.h"
 #include "runtime/sys.h"
@@ -38,6 +40,9 @@ static void atfork_prepare(void) {
   ss__sys_resolve_thread();
   ss__loader_atfork_prepare();
   ss__symbolize_atfork_prepare(); /* under the loader lock: the symbol cache's */
+  ss__clock_resolve(); /* for the children: the vDSO's clock, not libc's wrapper */
+  ss__resource_atfork_prepare();
+  ss__exporter_atfork_prepare();
   ss__own_app_enter();
 }
 
