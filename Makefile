@@ -92,7 +92,8 @@ LIB_FIRST := $(addprefix $(BUILD)/obj/,shim/shim.o runtime/config.o runtime/log.
   runtime/url.o runtime/sanitize.o runtime/kv.o runtime/hostport.o runtime/sys.o \
   runtime/ownfd.o runtime/ids.o runtime/ring.o runtime/span.o hooks/signals.o \
   hooks/process.o runtime/transport.o runtime/exporter.o runtime/stack.o runtime/deadline.o \
-  runtime/otlp.o runtime/resource.o runtime/args.o runtime/exceptions.o)
+  runtime/otlp.o runtime/resource.o runtime/args.o runtime/exceptions.o \
+  hooks/socket.o hooks/fdguard.o hooks/dns.o runtime/symbolize.o runtime/netaddr.o)
 LIB_O := $(foreach o,$(LIB_FIRST),$(filter $(o),$(SHIM_O) $(RUNTIME_O))) \
          $(filter-out $(LIB_FIRST),$(SHIM_O) $(RUNTIME_O))
 $(LIB): $(LIB_O) shim/libspanshim.map
