@@ -1,11 +1,17 @@
 /* ids.c - trace/span ids, hex and the W3C traceparent header (see ids.h).
  *
+ * Each thread draws from a SplittableRandom-style sequence (Steele, Lea and Flood, 2014):
+ * a counter that advances by the thread's own odd gamma, each value through splitmix64's
+ * finalizer (a bijection: a thread never repeats a value in 2^64 draws). Counter start and
+ * gamma come from splitmix64(seed ^ a per-thread counter), so threads walk different
+ * sequences. A draw claims its counter values with one instruction on x86-64 (xadd on the
+ * thread's own word), so a signal handler that draws ids meanwhile takes other values.
+ *
  * The process-wide seed changes only in ss__ids_reseed, which also bumps `gen`. A thread
- * whose ss__self.rng_gen differs from `gen` reseeds its xoshiro256** state from
- * splitmix64(seed ^ a per-thread counter), so threads never share a sequence and a fork
- * child never repeats its parent's ids. A fork child reseeds at its first id, not in its
- * fork handler (a child that makes no span pays no getrandom): its handler sets `gen` to
- * 0 and keeps the old value in `gen_floor`, which the next gen exceeds. */
+ * whose ss__self.rng_gen differs from `gen` reseeds from the new seed, so a fork child
+ * never repeats its parent's ids. A fork child reseeds at its first id, not in its fork
+ * handler (a child that makes no span pays no getrandom): its handler sets `gen` to 0 and
+ * keeps the old value in `gen_floor`, which the next gen exceeds. */
 #include "runtime/ids.h"
 
 #include <errno.h>
@@ -30,21 +36,11 @@ static uint64_t splitmix64(uint64_t *x) {
   return z ^ (z >> 31);
 }
 
-static uint64_t rotl(uint64_t x, int k) {
-  return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t xoshiro_next(uint64_t s[4]) {
-  uint64_t result = rotl(s[1] * 5, 7) * 9;
-  uint64_t t = s[1] << 17;
-
-  s[2] ^= s[0];
-  s[3] ^= s[1];
-  s[1] ^= s[2];
-  s[0] ^= s[3];
-  s[2] ^= t;
-  s[3] = rotl(s[3], 45);
-  return result;
+/* splitmix64's finalizer (Stafford's Mix13): a bijection of 64-bit words. */
+static inline uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
 }
 
 /* Entropy when getrandom is unavailable (old kernel, seccomp, early boot): not good
@@ -93,18 +89,31 @@ SS_FORK_TEXT void ss__ids_atfork_child(void) {
   atomic_store_explicit(&gen, 0, memory_order_release);
 }
 
+/* The thread's sequence: rng[0] its counter, rng[1] its gamma (odd, with enough bit
+ * changes to spread consecutive counters, as SplittableRandom's mixGamma). */
 __attribute__((noinline, cold)) static void thread_seed(uint32_t g) {
   uint64_t x = atomic_load_explicit(&seed, memory_order_relaxed) ^
                atomic_fetch_add_explicit(&thread_counter, 1, memory_order_relaxed);
-
-  do {
-    for (int i = 0; i < 4; i++)
-      ss__self.rng[i] = splitmix64(&x);
-  } while ((ss__self.rng[0] | ss__self.rng[1] | ss__self.rng[2] | ss__self.rng[3]) == 0);
+  uint64_t start = splitmix64(&x), gamma = splitmix64(&x) | 1;
+  if (__builtin_popcountll(gamma ^ (gamma >> 1)) < 24) gamma ^= 0xaaaaaaaaaaaaaaaaULL;
+  ss__self.rng[0] = start;
+  ss__self.rng[1] = gamma;
   ss__self.rng_gen = g;
 }
 
-static inline __attribute__((always_inline)) uint64_t next64(void) {
+/* Claims n draws of this thread's sequence (add = n * gamma): the counter before them. */
+static inline __attribute__((always_inline)) uint64_t claim(uint64_t add) {
+#if defined(__x86_64__)
+  /* One instruction: a signal handler runs before or after it, never in between. */
+  __asm__ volatile("xaddq %0, %1" : "+r"(add), "+m"(ss__self.rng[0]));
+  return add;
+#else
+  return __atomic_fetch_add(&ss__self.rng[0], add, __ATOMIC_RELAXED);
+#endif
+}
+
+/* The thread's generator, seeded for the current generation first when it is not. */
+static inline __attribute__((always_inline)) void seeded(void) {
   uint32_t g = atomic_load_explicit(&gen, memory_order_acquire);
 
   if (__builtin_expect(g == 0, 0)) {
@@ -112,9 +121,13 @@ static inline __attribute__((always_inline)) uint64_t next64(void) {
     ss__ids_reseed();
     g = atomic_load_explicit(&gen, memory_order_acquire);
   }
-  if (__builtin_expect(ss__self.rng_gen != g, 0))
-    thread_seed(g);
-  return xoshiro_next(ss__self.rng);
+  if (__builtin_expect(ss__self.rng_gen != g, 0)) thread_seed(g);
+}
+
+static inline __attribute__((always_inline)) uint64_t next64(void) {
+  seeded();
+  uint64_t gamma = ss__self.rng[1];
+  return mix64(claim(gamma) + gamma);
 }
 
 /* Big-endian store (ids are bytes; the value is random either way, but ss__ratio_keep
@@ -134,29 +147,28 @@ __attribute__((noinline, cold)) static void ids_slow(uint8_t trace[16], uint8_t 
 
 void ss__ids_new(uint8_t trace[16], uint8_t span[8]) {
   /* The fast path: a thread seeded for the current generation (gen 0 never matches: it
-   * means unseeded, or a fork child not reseeded yet) draws its words in a row, one check
-   * for all. Each draw is stored before the next (the signal fences), so a signal handler
-   * that draws ids meanwhile has the same window as one draw by next64, no wider. */
+   * means unseeded, or a fork child not reseeded yet) claims its three (or one) counter
+   * values at once. */
   uint32_t g = atomic_load_explicit(&gen, memory_order_acquire);
   if (__builtin_expect(ss__self.rng_gen != g || g == 0, 0)) {
     ids_slow(trace, span);
     return;
   }
-  uint64_t hi = 0, lo = 0;
+  uint64_t gamma = ss__self.rng[1];
+  uint64_t c = claim(trace ? 3 * gamma : gamma);
+  uint64_t v = mix64(c + gamma);
   if (trace) {
-    hi = xoshiro_next(ss__self.rng);
-    atomic_signal_fence(memory_order_seq_cst);
-    lo = xoshiro_next(ss__self.rng);
-    atomic_signal_fence(memory_order_seq_cst);
-  }
-  uint64_t v = xoshiro_next(ss__self.rng);
-  if (__builtin_expect((trace && (hi | lo) == 0) || v == 0, 0)) {
-    ids_slow(trace, span); /* never an all-zero id: draw again */
-    return;
-  }
-  if (trace) {
+    uint64_t hi = v, lo = mix64(c + 2 * gamma);
+    v = mix64(c + 3 * gamma);
+    if (__builtin_expect((hi | lo) == 0 || v == 0, 0)) {
+      ids_slow(trace, span); /* never an all-zero id: draw again */
+      return;
+    }
     put64(trace, hi);
     put64(trace + 8, lo);
+  } else if (__builtin_expect(v == 0, 0)) {
+    ids_slow(NULL, span);
+    return;
   }
   put64(span, v);
 }

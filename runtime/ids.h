@@ -1,9 +1,11 @@
 /* ids.h - W3C trace and span ids, trace context and the traceparent header.
  *
- * Ids come from a per-thread xoshiro256** generator seeded from a process-wide seed
- * (getrandom at init, again in a fork child) mixed with a per-thread counter: generating
- * an id makes no system call, takes no lock and never yields an all-zero id, so it is
- * safe on the app thread and in signal handlers. Not for cryptography. */
+ * Ids come from a per-thread SplittableRandom-style generator (a counter stepped by the
+ * thread's own gamma, through splitmix64's finalizer; see ids.c) seeded from a
+ * process-wide seed (getrandom at init, again in a fork child) mixed with a per-thread
+ * counter: generating an id makes no system call, takes no lock and never yields an
+ * all-zero id, so it is safe on the app thread and in signal handlers (a handler's draws
+ * take other counter values). Not for cryptography. */
 #ifndef SS_IDS_H
 #define SS_IDS_H
 

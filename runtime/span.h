@@ -36,7 +36,7 @@ typedef struct ss__thread {
   int internal;                 /* > 0: the shim's own work; hooks pass through */
   int depth;                    /* entries used in ctx */
   ss__ctx ctx[SS_CTX_DEPTH];
-  uint64_t rng[4];
+  uint64_t rng[4]; /* the id generator's state (ids.c) */
   uint32_t rng_gen;
 } ss__thread;
 
