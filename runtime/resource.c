@@ -101,8 +101,7 @@ static pid_t proc_id_pid; /* whose id proc_id holds; -1 while it is written */
 
 static void uuid_v4(char out[UUID_LEN + 1]);
 
-static void instance_id(char out[UUID_LEN + 1]) {
-  pid_t me = ss__sys_getpid();
+static void instance_id(char out[UUID_LEN + 1], pid_t me) {
   pid_t have = __atomic_load_n(&proc_id_pid, __ATOMIC_ACQUIRE);
   if (have == me) {
     memcpy(out, proc_id, sizeof proc_id);
@@ -208,9 +207,9 @@ static void iso_utc(char out[ISO_LEN + 1], time_t secs, unsigned long ms) {
  * fork's time (a short-lived child reads no /proc file). Empty when /proc cannot tell. */
 static void creation_time_from_proc(char out[ISO_LEN + 1]);
 
-static void creation_time(char out[ISO_LEN + 1]) {
+static void creation_time(char out[ISO_LEN + 1], pid_t me) {
   out[0] = '\0';
-  if (forked_pid != 0 && forked_pid == ss__sys_getpid()) {
+  if (forked_pid != 0 && forked_pid == me) {
     iso_utc(out, forked_at.tv_sec, (unsigned long)(forked_at.tv_nsec / 1000000));
     return;
   }
@@ -308,8 +307,9 @@ static void fill(ss__resource *r, const ss__config *c, const char *exe, const ch
   ct = id + UUID_LEN + 1;
   memcpy(ex, exe, exe_len + 1);
   memcpy(ho, host, host_len + 1);
-  instance_id(id);
-  creation_time(ct);
+  pid_t me = ss__sys_getpid(); /* once: a system call each */
+  instance_id(id, me);
+  creation_time(ct, me);
 
   if (host[0] != '\0')
     set_str(r, "host.name", ho);
@@ -326,7 +326,7 @@ static void fill(ss__resource *r, const ss__config *c, const char *exe, const ch
   }
   if (svc != NULL)
     set_str(r, "service.name", svc);
-  pid = (ss__attr){.type = SS_ATTR_INT, .v.i = (int64_t)ss__sys_getpid()};
+  pid = (ss__attr){.type = SS_ATTR_INT, .v.i = (int64_t)me};
   set_attr(r, "process.pid", &pid);
   if (ct[0] != '\0') set_str(r, "process.creation.time", ct);
   if (program_invocation_name != NULL && program_invocation_name[0] != '\0')
