@@ -123,7 +123,9 @@ void ss__http_exiting_slow(void);
  * connection another thread is inside of is left as it is. */
 void ss__http_dying(const char *why);
 /* The process is exiting: held accept spans are committed and HTTP spans still in
- * flight end now (unset status), so they are delivered with the rest. */
+ * flight end now, so they are delivered with the rest: as the exit's close of their
+ * connections leaves them (a request not answered yet failed, error.type =
+ * connection_closed; a response framed by close complete; others unset). */
 static inline void ss__http_exiting(void) {
   if (atomic_load(&ss__http_used)) ss__http_exiting_slow();
 }

@@ -950,6 +950,17 @@ static void fail_unanswered(conn *c, const char *why) {
   }
 }
 
+/* c's connection closes (by the app, or by its exit): a response framed by close is
+ * complete now; a request sent and never answered is a failed CLIENT span (the app saw
+ * the connection close), a request the app never answered a failed SERVER span (as its
+ * client sees it); anything else ends as it is. */
+static void end_closed(conn *c) {
+  if (!c->server && ss__h1_close(&c->in) && c->q_n) q_finish_oldest(c);
+  if (c->server && ss__h1_close(&c->out) && c->q_n) q_finish_oldest(c);
+  fail_unanswered(c, "connection_closed");
+  end_all(c);
+}
+
 static void closed(int t, int fd) {
   int role = role_of(t, fd);
   if (t == 0) hold_settle(fd, 1);
@@ -966,13 +977,7 @@ static void closed(int t, int fd) {
     return;
   }
   if (c->fd == fd && c->tls == t) {
-    /* A response framed by close is complete now; a request sent and never answered is a
-     * failed CLIENT span (the app saw the connection close); anything else ends as it is. */
-    if (!c->server && ss__h1_close(&c->in) && c->q_n) q_finish_oldest(c);
-    if (c->server && ss__h1_close(&c->out) && c->q_n) q_finish_oldest(c);
-    /* A request the app closed without answering failed as its client saw it. */
-    fail_unanswered(c, "connection_closed");
-    end_all(c);
+    end_closed(c);
     slot_release(c);
   }
   slot_give(c);
@@ -1029,7 +1034,7 @@ void ss__http_exiting_slow(void) {
     int expected = 0;
     if (!atomic_load(&slot_used[i]) || !atomic_compare_exchange_strong(&c->busy, &expected, 1))
       continue;
-    if (c->fd >= 0) end_all(c);
+    if (c->fd >= 0) end_closed(c); /* the exit closes it */
     slot_give(c);
   }
 }

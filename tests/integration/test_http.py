@@ -685,6 +685,54 @@ def test_a_request_a_server_never_answers_is_a_failed_server_span(ctx):
     assert cut[0].status_code == ERROR and cut[0].attrs.get("error.type") == "SIGTERM", cut
 
 
+EXITING_PY = r'''
+import http.server, os, signal, socket, sys, threading, time
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def do_GET(self):
+        # /call: a request of its own to a peer that never answers, then this one waits
+        peer = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+        peer.sendall(b"GET /never HTTP/1.1\r\nHost: peer\r\n\r\n")
+        print("serving", flush=True)
+        time.sleep(30)
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+srv.daemon_threads = True
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))  # stops at once, mid-request
+print("port=%d" % srv.server_address[1], flush=True)
+srv.serve_forever()
+'''
+
+
+def test_a_service_that_exits_mid_request_fails_the_requests_it_never_answered(ctx):
+    """A service whose SIGTERM handler exits (sys.exit) while a handler thread serves a
+    request: its client gets no answer (the exit closes the connection), so the SERVER span
+    fails with error.type=connection_closed, and the request it had made and got no
+    answer to fails likewise; before, both ended as if fine. Exit status unchanged (0)."""
+    c = ctx.collector()
+    peer = socket.socket()
+    peer.bind(("127.0.0.1", 0))
+    peer.listen(4)  # accepts (the kernel does), never answers
+    script = os.path.join(ctx.tmp, "exiting.py")
+    with open(script, "w") as f:
+        f.write(EXITING_PY)
+    svc = Service(ctx, [SYS_PY, script, str(peer.getsockname()[1])], collector=c)
+    cl = subprocess.Popen(["curl", "-sS", svc.url + "/call"], env=ctx.env(None, preload=False),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert svc.proc.stdout.readline() == b"serving\n"
+    svc.proc.send_signal(signal.SIGTERM)
+    assert svc.proc.wait(30) == 0
+    assert cl.wait(30) == 52, cl.stderr.read()  # curl: empty reply from server
+    peer.close()
+    spans = c.spans()
+    srv = [s for s in servers(spans) if s.attrs.get("url.path") == "/call"]
+    assert len(srv) == 1, servers(spans)
+    assert srv[0].status_code == ERROR and srv[0].attrs.get("error.type") == "connection_closed", srv
+    cli = [s for s in http_spans(spans, CLIENT) if s.attrs.get("url.full", "").endswith("/never")]
+    assert len(cli) == 1 and cli[0].parent_id == srv[0].span_id, http_spans(spans)
+    assert cli[0].status_code == ERROR and cli[0].attrs.get("error.type") == "connection_closed", cli
+
+
 # --- 4. non-HTTP traffic: unchanged, spanless ----------------------------------------------------
 
 ECHO_SERVER_PY = r'''
