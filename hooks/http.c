@@ -34,6 +34,9 @@
  * request for that request, whenever that is written (a non-blocking connect completes
  * in a later callback); later requests on it (a kept-alive upstream connection) belong
  * to the context they are written in. Outside a callback nothing is guessed.
+ * Pipelined requests (several read at once) are served in order: the oldest one not yet
+ * answered is the request their bytes are for, and each next one is the context from the
+ * answer to the one before (an event loop's callback context, or a thread's own).
  *
  * A proxy forwards its caller's traceparent: a request written with the traceparent of
  * the very request being served (same trace-id and parent-id as it came in) gets the
@@ -539,13 +542,22 @@ static void set_status(msg *m, int status, int errors_from) {
 }
 
 /* ---- SERVER ---- */
+/* Request m of c becomes this thread's request context (see the top). */
+static void ctx_take(conn *c, msg *m) {
+  cur_token = ss__ctx_push(&m->ctx);
+  m->ctx_pushed = 1;
+  m->ctx_owner = THIS_THREAD;
+  cur_conn = c;
+  cur_msg = (int)(m - c->q);
+}
+
 static void server_head(conn *c) {
   const ss__h1_head *h = &c->in.head;
   size_t mlen = strlen(h->method);
   const char *name = known_method(h->method, mlen);
   /* This thread's previous request context: still in flight here means an event loop. */
   /* Pipelined requests on one connection are not interleaving: the first keeps the
-   * context until its response is done, the next ones get none. */
+   * context until its response is done, then the next one (feed_out). */
   if (cur_conn != NULL && cur_conn != c) {
     msg *other = &cur_conn->q[cur_msg];
     if (other->ctx_pushed && other->ctx_owner == THIS_THREAD) {
@@ -600,14 +612,7 @@ static void server_head(conn *c) {
     m->ctx.ts_len = m->ts_len;
   }
   /* The request context: one request per thread at a time, never guessed. */
-  if (!event_loop && c->q_n == 1) {
-    msg *m = q_newest(c);
-    cur_token = ss__ctx_push(&m->ctx);
-    m->ctx_pushed = 1;
-    m->ctx_owner = THIS_THREAD;
-    cur_conn = c;
-    cur_msg = (int)(m - c->q);
-  }
+  if (!event_loop && c->q_n == 1) ctx_take(c, q_newest(c));
 }
 
 static void server_response_head(conn *c) {
@@ -810,7 +815,17 @@ static void feed_out(conn *c, const char *p, size_t n) {
     if (ev & SS_H1_END) {
       c->out_idle = 1;
       c->out_started = 0;
-      if (c->server && c->out.head.status >= 200) q_finish_oldest(c);
+      if (c->server && c->out.head.status >= 200) {
+        q_finish_oldest(c);
+        /* A server goes on to the connection's next request, read already
+         * (pipelined): what it does next is for that request (nginx takes it up before
+         * it waits for events again; a thread per connection at once). */
+        msg *next = q_oldest(c);
+        if (next && (next->live || next->ctx.valid)) {
+          if (event_loop) loop_set(next);
+          else if (cur_conn == NULL) ctx_take(c, next);
+        }
+      }
       if (c->server && c->out.head.tunnel) stop(c);
     }
   }
@@ -870,7 +885,7 @@ static conn *conn_for(int t, int fd, int role, int outbound, const char *first, 
 /* An event loop read c's bytes: the request they are for is its callback's context (a
  * request's head or body; the response to a request made for one). */
 static void loop_read(conn *c) {
-  const msg *m = c->server ? q_newest(c) : q_oldest(c);
+  const msg *m = q_oldest(c);
   if (c->server) {
     if (m->live || m->ctx.valid) loop_set(m);
   } else if (req_live(m->req, m->req_gen)) {

@@ -315,8 +315,9 @@ def test_c_forking_server_children_spans_arrive(ctx):
 
 
 def test_c_server_request_is_its_threads_context_keepalive_and_pipelined(ctx):
-    """A connect made while serving a request is that request's child; pipelined requests
-    (several read before the first is answered) never lend a span to the wrong request."""
+    """A connect made while serving a request is that request's child, pipelined requests
+    (several read before the first is answered) too: each is the thread's context from
+    the answer to the one before (before, the later ones had none)."""
     c = ctx.collector()
     _, dep = ctx.listener()
     srv = c_server(ctx, "thread", c)
@@ -337,15 +338,11 @@ def test_c_server_request_is_its_threads_context_keepalive_and_pipelined(ctx):
     for q, con in zip(("ka=1", "ka=2", "p=1", "p=2", "p=3"), conns):
         r = reqs[q]
         assert r.start <= con.start and con.end <= r.end, (q, r, con)
-        if q.startswith("ka") or q == "p=1":
-            # p=1 was read first, alone: it keeps the context while later pipelined
-            # requests are read behind it (their spans must not pop it).
-            assert con.parent_id == r.span_id and con.trace_id == r.trace_id, (
-                "the connect made while serving %s is not its child: %r %r" % (q, con, r))
-        else:
-            assert con.parent_id in ("", r.span_id), (
-                "the connect made while serving pipelined %s is a child of another "
-                "request: %r" % (q, con))
+        # p=1 was read first, alone: it keeps the context while later pipelined requests
+        # are read behind it (their spans must not pop it); each next one is the
+        # context once the one before is answered.
+        assert con.parent_id == r.span_id and con.trace_id == r.trace_id, (
+            "the connect made while serving %s is not its child: %r %r" % (q, con, r))
 
 
 # --- 3. nginx: an event loop --------------------------------------------------------------------
@@ -503,6 +500,18 @@ srv.serve_forever()
 '''
 
 
+def _nginx_and_backend(ctx):
+    """A collector, BACKEND_PY traced, nginx traced in front of it: (collector, backend
+    Service, nginx's port, nginx's stop())."""
+    c = ctx.collector()
+    script = os.path.join(ctx.tmp, "backend.py")
+    with open(script, "w") as f:
+        f.write(BACKEND_PY)
+    be = harness.Service(ctx, [SYS_PY, script], collector=c)
+    port, proc, stop = _nginx(ctx, c, be.port)
+    return c, be, port, stop
+
+
 def _nginx_spans(spans, backend_pid):
     return [s for s in spans if s.resource.get("process.pid") != backend_pid]
 
@@ -536,12 +545,7 @@ def test_nginx_joins_every_proxied_request_while_it_serves_many_at_once(ctx):
     SERVER → nginx CLIENT → backend SERVER, with fresh upstream connections (/up/) and
     with kept-alive ones (/ka/); and a caller's traceparent, which nginx forwards as it
     came, is rewritten to name nginx's CLIENT span (the hop nests as a hop)."""
-    c = ctx.collector()
-    script = os.path.join(ctx.tmp, "backend.py")
-    with open(script, "w") as f:
-        f.write(BACKEND_PY)
-    be = harness.Service(ctx, [SYS_PY, script], collector=c)
-    port, proc, stop = _nginx(ctx, c, be.port)
+    c, be, port, stop = _nginx_and_backend(ctx)
     u = "http://127.0.0.1:%d" % port
     # (what nginx serves, what the backend serves) for 24 requests of each kind
     paths = [("/%s/r?k=%s&i=%d" % (k, k, i), "/r?k=%s&i=%d" % (k, i))
@@ -571,6 +575,29 @@ def test_nginx_joins_every_proxied_request_while_it_serves_many_at_once(ctx):
     assert len(back) == 1 and back[0].parent_id == hop[0].span_id, (back, hop)
     # What the backend received: the caller's header with only its parent-id changed.
     assert got.decode() == "/fwd tp=00-%s-%s-01\n" % ("ab" * 16, hop[0].span_id), got
+
+
+def test_nginx_joins_each_pipelined_request_to_its_own_upstream_call(ctx):
+    """A client pipelines four requests on one connection; nginx reads them in one read
+    and serves them one after the other (each next one after answering the one before,
+    without reading again). Each is one trace: nginx SERVER → CLIENT → backend SERVER
+    (before, the first's upstream call was the last's child and the others' were traces
+    of their own)."""
+    c, be, port, stop = _nginx_and_backend(ctx)
+    paths = [("/%s/r?i=%d" % (k, i), "/r?i=%d" % i) for i, k in enumerate(["up", "ka", "ka", "up"])]
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"".join(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % p.encode() for p, _ in paths))
+    got = b""
+    s.settimeout(60)
+    while got.count(b" tp=") < len(paths) or not got.endswith(b"\n"):
+        d = s.recv(65536)
+        assert d, got
+        got += d
+    s.close()
+    assert got.count(b"HTTP/1.1 200 OK") == len(paths), got
+    assert stop() == 0 and be.stop() == 0
+    wrong = _proxied_hops(c.spans(), be.pid, paths)
+    assert not wrong, "pipelined requests not joined:\n%s" % "\n".join(wrong)
 
 
 LATE_BACKEND_PY = r"""
