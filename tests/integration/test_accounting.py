@@ -7,6 +7,7 @@ children, also while two busy loops keep both cores loaded; no assertion depends
 machine being quick."""
 import collections
 import http.server
+import json
 import re
 import os
 import signal
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import harness
 from harness import busy_cores, check_exact, dropped_by_pid, parse_kv, spans_of_pid
@@ -555,3 +557,95 @@ def test_a_stopping_collector_serves_or_counts_every_connection_already_made(ctx
         st["spans_received"], st["spans_refused"], st["shim_spans_dropped"], only["spans"]))
     assert st["spans_received"] + st["shim_spans_dropped"] + st["spans_refused"] + \
         only["spans"] == 2 * n, (st, only)
+
+
+# ---- spanshimd out of file descriptors (EMFILE): connections refused, never shed unread ----
+
+def _collector_with_nofile(ctx, n, args=(), reachable=False):
+    """A spanshimd whose hard RLIMIT_NOFILE is n (its table of 128 slots outgrows it)."""
+    wrapper = os.path.join(ctx.tmp, "spanshimd-nofile")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\nulimit -n %d && exec %s \"$@\"\n" % (n, ctx.spanshimd))
+    os.chmod(wrapper, 0o755)
+    real, ctx.spanshimd = ctx.spanshimd, wrapper
+    try:
+        return ctx.collector(args=list(args), reachable=reachable)
+    finally:
+        ctx.spanshimd = real
+
+
+def _hold_until_refused(connect, limit=200):
+    """Connections (made by connect()) kept while /stats is answered 200 on each: until
+    the collector has no fd left for one. Returns (held, the refused one's answer)."""
+    held = []
+    for _ in range(limit):
+        s = connect()
+        s.settimeout(30)
+        s.sendall(b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = b""
+        try:
+            while b"\r\n\r\n" not in got:
+                d = s.recv(65536)
+                if not d:
+                    break
+                got += d
+        except ConnectionResetError:
+            got = b"(reset)"
+        if not got.startswith(b"HTTP/1.1 200"):
+            s.close()
+            return held, got
+        held.append(s)
+    raise AssertionError("the collector took %d connections: no fd limit reached" % limit)
+
+
+def _stats_when_served(c, timeout=30):
+    """/stats once a connection of ours is served again (fds came back)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, body = harness.unix_http(
+            c.socket, b"GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        if status == 200 or time.monotonic() > deadline:
+            assert status == 200, (status, body)
+            return json.loads(body)
+        time.sleep(0.1)
+
+
+def test_connections_at_emfile_are_read_refused_and_counted(ctx):
+    """spanshimd with a hard limit of 40 open files (its table has 128 slots): a client
+    holds connections until the collector has no fd left, so every connection of 10 short
+    traced programs meets EMFILE at accept. spanshimd does not close them unread (the
+    spans on them would be lost, counted by nobody: a request written whole is the
+    collector's): with a spare fd kept for it, it accepts each one, stops the peer
+    sending, reads what it sent, answers 503 and counts the spans (spans_refused, the
+    answer says so); what a program could not write is counted by its shim. The
+    connection that found the limit is answered 503 too (not an EOF). The programs' output
+    and exit status are what they are untraced; two busy loops: received + dropped +
+    refused (+ what the shims could tell no collector) = produced."""
+    c = _collector_with_nofile(ctx, 40)
+    hold, answer = _hold_until_refused(lambda: _unix_conn(c.socket))
+    log = ctx.tmp + "/shims.log"
+    try:
+        with busy_cores():
+            produced = _short_programs(ctx, c, 10, log)
+    finally:
+        for s in hold:
+            s.close()
+    only = _not_told(log)
+    st = _stats_when_served(c)
+    deadline = time.monotonic() + 60
+    while harness.accounted(st) + only["spans"] < produced and time.monotonic() < deadline:
+        time.sleep(0.1)
+        st = _stats_when_served(c)
+    print("  held=%d refused=%d received=%d dropped=%d; shims alone: %d; "
+          "connections_refused=%d" % (
+              len(hold), st["spans_refused"], st["spans_received"], st["shim_spans_dropped"],
+              only["spans"], st["connections_refused"]))
+    assert harness.accounted(st) + only["spans"] == produced, (st, only)
+    assert st["connections_refused"] >= 10 and st["spans_refused"] > 0, st
+    assert answer.startswith(b"HTTP/1.1 503"), answer
+
+
+def _unix_conn(path):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    return s

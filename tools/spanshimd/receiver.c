@@ -115,7 +115,9 @@ typedef struct conn {
 static const ss__opts *opts;
 static int ep = -1;
 static int unix_lfd = -1, tcp_lfd = -1, metrics_lfd = -1, sig_fd = -1;
-static int reserve_fd = -1;      /* spare fd, to shed connections at EMFILE */
+static int reserve_fd = -1;      /* spare fd, to take a connection on at EMFILE */
+#define ACCEPT_PAUSE_MS 100
+static uint64_t accept_paused_until; /* out of fds, no spare: listeners off until then */
 static conn *conns;
 static peer_acct *peers;
 static size_t n_conns, n_lingering;
@@ -942,15 +944,45 @@ static void finish(conn *c, int refuse_status) {
 
 /* ---- accepting ---- */
 
-/* At EMFILE the pending connection would make a level-triggered listener spin: release
- * the spare fd, accept and close at once, take the spare back. */
-static void shed_one(int lfd) {
-  if (reserve_fd < 0) return;
+static int watch(int fd, void *tag);
+
+/* Takes the listeners off the loop for ACCEPT_PAUSE_MS (listeners_resume puts them
+ * back); what connects meanwhile waits in their queues. */
+static void listeners_pause(void) {
+  if (accept_paused_until) return;
+  accept_paused_until = ss__mono_ms() + ACCEPT_PAUSE_MS;
+  int lfds[3] = {unix_lfd, tcp_lfd, metrics_lfd};
+  for (int i = 0; i < 3; i++)
+    if (lfds[i] >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, lfds[i], NULL);
+}
+
+static void listeners_resume(uint64_t now) {
+  if (accept_paused_until == 0 || now < accept_paused_until) return;
+  accept_paused_until = 0;
+  watch(unix_lfd, &tag_unix);
+  watch(tcp_lfd, &tag_tcp);
+  watch(metrics_lfd, &tag_metrics);
+}
+
+/* Out of fds (EMFILE, ENFILE), the connection waiting at a listener is still taken:
+ * the spare fd is given up for it, and the spare taken back once it is finished (see
+ * on_accept). -1 with no spare (it could not be taken back: another fd has its number);
+ * the listeners are then off for ACCEPT_PAUSE_MS (level-triggered, the waiting
+ * connection would wake us in a loop), the connections left waiting in their queues,
+ * not closed. */
+static int accept_on_spare(int lfd) {
+  if (reserve_fd < 0) reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (reserve_fd < 0) {
+    listeners_pause();
+    return -1;
+  }
   close(reserve_fd);
-  int fd = accept(lfd, NULL, NULL);
-  if (fd >= 0) close(fd);
-  ss__stats_g.connections_refused++;
+  reserve_fd = -1;
+  int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd >= 0) return fd;
   reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (reserve_fd < 0 && (errno == EMFILE || errno == ENFILE)) listeners_pause();
+  return -1;
 }
 
 static peer_acct *peer_find(const ss__peer *who) {
@@ -971,16 +1003,21 @@ static int peer_over(const peer_acct *pa) {
  * (finish). */
 static int on_accept(int lfd, int is_unix, int is_metrics) {
   for (int i = 0; i < 64; i++) {
-    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (errno == EMFILE || errno == ENFILE) shed_one(lfd);
-      return 0;  /* EAGAIN, or a connection that died in the backlog */
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), on_spare = 0;
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
+      if ((fd = accept_on_spare(lfd)) < 0) return 0;
+      on_spare = 1;
+      shutdown(fd, SHUT_RD);  /* at once: what the peer writes from now on fails there */
     }
+    if (fd < 0) return 0;  /* EAGAIN, or a connection that died in the backlog */
     ss__peer who;
     ss__proc_id id = {0};
     const char *why = NULL;
     ss__peer_of(fd, is_unix, &who);
-    int admitted = is_unix ? ss__peer_admit(opts, fd, &id, &why) : -1, refuse = 0;
+    /* On the spare fd: refused (its admission would read /proc, with no fd to do it). */
+    int admitted = is_unix && !on_spare ? ss__peer_admit(opts, fd, &id, &why) : -1;
+    int refuse = on_spare ? 503 : 0;
+    if (on_spare) ss__stats_g.connections_refused++;
     if (admitted == 0 && (ss__tree_token() == NULL || n_pending >= MAX_PENDING)) {
       ss__say_refused(fd, ss__tree_token() ? "too many connections waiting to show the "
                                              "traced tree's token"
@@ -1007,6 +1044,7 @@ static int on_accept(int lfd, int is_unix, int is_metrics) {
         peers = pa->next;
         free(pa);
       }
+      if (on_spare) reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
       continue;
     }
     c->metrics_port = is_metrics;
@@ -1025,8 +1063,9 @@ static int on_accept(int lfd, int is_unix, int is_metrics) {
       n_conns--;
       ss__stats_g.connections--;
       ss__stats_g.connections_open--;
-      if (refuse == 403 || n_refused_open >= MAX_REFUSED_OPEN) {
+      if (refuse == 403 || on_spare || n_refused_open >= MAX_REFUSED_OPEN) {
         finish(c, refuse);
+        if (on_spare) reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
       } else {  /* its requests, coming now, are answered with the refusal and counted */
         c->refusing = 1;
         c->refuse_status = refuse;
@@ -1174,12 +1213,18 @@ int ss__receiver_run(const ss__opts *o, int unix_fd, int tcp_fd, int metrics_fd,
     }
     int64_t g = ss__grpc_tick(ss__mono_ms());
     if (g >= 0 && (timeout < 0 || g < timeout)) timeout = (int)(g + 1);
+    if (accept_paused_until) {
+      uint64_t now = ss__mono_ms();
+      int left = accept_paused_until > now ? (int)(accept_paused_until - now) + 1 : 0;
+      if (timeout < 0 || left < timeout) timeout = left;
+    }
     int n = epoll_wait(ep, evs, 128, timeout);
     if (n < 0 && errno != EINTR) {
       perror("spanshimd: epoll_wait");
       break;
     }
     for (int i = 0; i < n; i++) dispatch(&evs[i], &stop);
+    listeners_resume(ss__mono_ms());
     expire_lingering();
     sweep();
   }
