@@ -53,6 +53,8 @@ typedef struct ss__span {
   uint8_t flags;               /* W3C trace flags; bit 0 = sampled */
   uint8_t kind;                /* SS_KIND_* */
   uint8_t status;              /* SS_STATUS_* */
+  uint8_t no_stack;            /* 1: known to carry no SS_ATTR_STACK attribute (its ring
+                                  record said so); 0: it may (looked for) */
   const char *name;
   const char *status_message;  /* may be NULL */
   uint32_t status_message_len;

@@ -238,8 +238,20 @@ static size_t exc_attrs(ss__attr *ea, const ss__span *s, const char *tr, size_t 
   return n;
 }
 
+static int exc_span_stack(ss__exc_batch *b, ss__span *s, ss__attr *attrs, size_t attrs_cap,
+                          unsigned signals);
+
 int ss__exc_span(ss__exc_batch *b, ss__span *s, ss__attr *attrs, size_t attrs_cap,
                  unsigned signals) {
+  if (s->no_stack) { /* most spans: no stack to look for, no frame for one */
+    code_attribution(b, s, attrs, attrs_cap);
+    return 0;
+  }
+  return exc_span_stack(b, s, attrs, attrs_cap, signals);
+}
+
+__attribute__((noinline)) static int exc_span_stack(ss__exc_batch *b, ss__span *s, ss__attr *attrs,
+                                                    size_t attrs_cap, unsigned signals) {
   uint64_t pcs[136]; /* copied out: code attribution may reuse the slot it sits in */
   int got = take_stack(s, attrs, pcs);
   size_t n_pcs = got > 0 ? (size_t)got : 0;
@@ -267,7 +279,6 @@ int ss__exc_span(ss__exc_batch *b, ss__span *s, ss__attr *attrs, size_t attrs_ca
   if (signals & SS_EXC_LOG) return add_log(b, s, ea, n);
   return 0;
 }
-
 
 /* ---- signal-safe: a dying thread's ---- */
 

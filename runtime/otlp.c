@@ -228,6 +228,10 @@ static inline str const_of(ss__otlp_consts *c, const char *s) {
   _Static_assert(SS_OTLP_CONSTS == 64, "the shift below picks 6 bits");
   size_t i = (size_t)(((uintptr_t)s * 0x9e3779b97f4a7c15ull) >> 58);
   if (c->p[i] == s) return (str){s, c->len[i], c->len[i], 1};
+  /* The next slot inline too: where a second string of the same slot lands (which one
+   * does depends on the link's layout of the shim's constants). */
+  size_t j = (i + 1) % SS_OTLP_CONSTS;
+  if (c->p[j] == s) return (str){s, c->len[j], c->len[j], 1};
   return const_miss(c, i, s);
 }
 

@@ -202,6 +202,7 @@ static inline __attribute__((always_inline)) void span_clear(ss__span *s) {
   memcpy(s->parent_id, zero, 8);
   s->flags = 0;
   s->status = 0;
+  s->no_stack = 0;
   s->status_message = NULL;
   s->status_message_len = 0;
   s->start_ns = s->end_ns = 0;
@@ -691,6 +692,7 @@ int ss__rec_decode(const void *rec, size_t len, ss__span *out, ss__attr *attrs, 
   out->flags = r->flags;
   out->kind = r->kind;
   out->status = r->status;
+  out->no_stack = !r->has_stack;
   out->name = r->name;
   out->start_ns = r->start_ns;
   out->end_ns = r->end_ns;
