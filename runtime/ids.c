@@ -117,7 +117,8 @@ static inline __attribute__((always_inline)) void seeded(void) {
   uint32_t g = atomic_load_explicit(&gen, memory_order_acquire);
 
   if (__builtin_expect(g == 0, 0)) {
-    /* Used before init (a tool, a test): seed once here; later callers see gen != 0. */
+    /* The process's first id (the shim seeds nothing at start, nor does a tool): seed
+     * here; later callers see gen != 0. */
     ss__ids_reseed();
     g = atomic_load_explicit(&gen, memory_order_acquire);
   }

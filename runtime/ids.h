@@ -33,8 +33,8 @@ typedef struct ss__ctx {
 #define SS_TRACEPARENT_LEN 55 /* "00-" 32 "-" 16 "-" 2 */
 
 /* Reseeds the process-wide seed; every thread picks the new seed up on its next id.
- * Called at init, and by the first id a fork child makes (from any thread, a signal
- * handler's too: getrandom and atomics; errno is kept). */
+ * Called by the first id a process makes, and by the first one a fork child makes (from
+ * any thread, a signal handler's too: getrandom and atomics; errno is kept). */
 void ss__ids_reseed(void);
 /* pthread_atfork child handler: the child reseeds at its first id (ss__ids_reseed then),
  * so it never repeats its parent's ids and one that makes none reads no randomness.

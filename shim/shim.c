@@ -123,7 +123,8 @@ void ss__init(void) {
   ss__pid = ss__sys_getpid();
   int state = SS_INIT_OFF;
   if (!is_collector()) { /* OTEL_SDK_DISABLED: hooks only pass context on (span.c) */
-    ss__ids_reseed();
+    /* Ids are seeded by the first one drawn (runtime/ids.c): a process that makes no span
+     * reads no randomness. */
     if (ss__exporter_init(&ss__cfg) == 0) {
       ss__transport_prepare_fd_table();
       __register_atfork(atfork_prepare, atfork_parent, atfork_child, &__dso_handle);
