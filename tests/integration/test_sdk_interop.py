@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import time
@@ -255,9 +256,11 @@ def test_grpc_unix_socket_peer_credentials(ctx):
     col, hp, _ = collector(ctx, ["--allow-uid", "1"], grpc_socket=sock)
     assert oct(os.stat(sock).st_mode & 0o777) == "0o666"
     r = run_as_nobody(ctx, "grpc_raw.js", spec.replace('"socket": ""', '"socket": "%s"' % sock).encode())
-    assert r.returncode != 0 or "grpc-status" not in r.stdout.decode(), r.stdout
+    # Refused with a status it sees (PERMISSION_DENIED), not a connection closed unread.
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert grpc_status(json.loads(r.stdout)[0])[0] == 7, r.stdout
     st = stats(col, hp)
-    assert st["peers_refused"] == 1 and st["grpc_requests"] == 0
+    assert st["peers_refused"] == 1 and st["connections_open"] == 1, st  # ours, /stats
     col.stop()
     assert records(col)[0] == []
     # nobody allowed: served.
@@ -268,6 +271,36 @@ def test_grpc_unix_socket_peer_credentials(ctx):
     assert grpc_status(json.loads(r.stdout)[0]) == (0, "")
     col2.stop()
     assert [s.name for s in records(col2)[0]] == ["from-nobody"]
+
+
+def test_grpc_connection_over_its_peers_share_is_answered_unavailable(ctx):
+    """--max-conns-per-peer 1, the one TCP connection held by a client (a preface and
+    SETTINGS): node's connection is over the peer's share. spanshimd does not close it
+    unread: for a moment it answers every call on it UNAVAILABLE (which OTLP exporters
+    retry), counted (peer_limited, rejected.unavailable), then GOAWAY. Nothing of the
+    call is written; the held connection is still served."""
+    col, hp, gp = collector(ctx, ["--max-conns-per-peer", "1"])
+    held = socket.create_connection(("127.0.0.1", gp))
+    ctx._cleanup.append(held.close)
+    held.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\0\0\0\4\0\0\0\0\0")
+    deadline = time.monotonic() + 30
+    while stats(col, hp)["connections_open"] < 2:  # the held one and ours, /stats
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    body = t.traces_request([t.span(t.TRACE_ID, t.SPAN_ID, "over-share", 1, 1, 2, {})])
+    spec = {"calls": [grpc_call(TRACE_SVC, frame(body))] * 2, "url": "http://127.0.0.1:%d" % gp}
+    r = subprocess.run(["node", os.path.join(INTEROP, "grpc_raw.js")],
+                       input=json.dumps(spec).encode(), env=node_env(ctx),
+                       capture_output=True, timeout=120, cwd=ctx.tmp)
+    assert r.returncode == 0, (r.stdout, r.stderr)  # before: a session error (closed unread)
+    res = json.loads(r.stdout)
+    assert [grpc_status(x)[0] for x in res] == [14, 14], res
+    assert "retry" in grpc_status(res[0])[1], res
+    st = stats(col, hp)
+    assert st["peer_limited"] >= 1 and st["rejected"]["unavailable"] == 2, st
+    assert st["spans_received"] == 0, st
+    col.stop()
+    assert records(col)[0] == []
 
 
 # ---- hand-made calls: what an SDK does not send ----

@@ -103,6 +103,7 @@ struct gconn {
   nghttp2_session *h2;
   uint32_t events;
   uint64_t deadline;             /* preface, or idle once no call is open */
+  uint64_t refuse_until;         /* refused: ended then (refused_end) */
   int got_bytes;
   int got_settings;              /* the client's preface and SETTINGS are here */
   int needs_token;               /* TCP with --listen-token: calls need the bearer token */
@@ -119,6 +120,9 @@ struct gconn {
   uint8_t *pend;                 /* output gathered from nghttp2, not sent yet */
   size_t pend_len, pend_off, pend_cap;
   int goaway_sent;
+  int refuse_code;               /* refused at accept: every call gets this status, and
+                                    the connection is outside the table (0: served) */
+  const char *refuse_msg;
   gconn *prev, *next;
 };
 
@@ -127,7 +131,10 @@ static int gep = -1;             /* our epoll: listeners and connections */
 static int tcp_lfd = -1, unix_lfd = -1;
 static char tag_tcp, tag_unix;
 static gconn *conns;
-static size_t n_conns;
+static size_t n_conns;           /* in the table: not counting refused ones */
+static size_t n_refused_open;    /* connections with refuse_code, kept for a moment: */
+#define GRPC_REFUSED_OPEN 64     /* beyond, one refused is ended at once */
+#define REFUSED_OPEN_MS 1000
 static uint64_t next_deadline = UINT64_MAX;  /* the soonest of every deadline below */
 static uint64_t accept_paused_until;  /* EMFILE: listeners off until then (0: on) */
 static uint8_t *inflated;        /* the message being served, inflated */
@@ -207,9 +214,13 @@ static void conn_destroy(gconn *c) {
   if (c->prev) c->prev->next = c->next;
   else conns = c->next;
   if (c->next) c->next->prev = c->prev;
+  if (c->refuse_code) {
+    n_refused_open--;
+  } else {
+    n_conns--;
+    ss__stats_g.connections_open--;
+  }
   free(c);
-  n_conns--;
-  ss__stats_g.connections_open--;
 }
 
 static void count_status(int code) {
@@ -221,6 +232,7 @@ static void count_status(int code) {
   case SS_GRPC_UNAVAILABLE: st->rej_unavailable++; break;
   case SS_GRPC_UNIMPLEMENTED: st->rej_not_found++; break;
   case SS_GRPC_UNAUTHENTICATED: st->rej_unauthorized++; break;
+  case SS_GRPC_PERMISSION_DENIED: break;  /* counted at accept: peers_refused */
   default: st->rej_bad_http++; break;
   }
 }
@@ -363,7 +375,9 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *f, const uint8_t 
 
 /* The request's headers are all here: refuse now what its body cannot change. */
 static void check_headers(call *s) {
-  if (s->c->needs_token && !(s->auths == 1 && s->auth_ok))
+  if (s->c->refuse_code)
+    answer_error(s, 200, s->c->refuse_code, s->c->refuse_msg);
+  else if (s->c->needs_token && !(s->auths == 1 && s->auth_ok))
     answer_error(s, 200, SS_GRPC_UNAUTHENTICATED,
                  "a valid authorization: Bearer token is required on this port");
   else if (s->ctype != 1)
@@ -644,13 +658,14 @@ static void on_readable(gconn *c) {
   conn_flush(c);
 }
 
-static void conn_new(int fd, int is_unix, const ss__peer *who, const ss__proc_id *id,
-                     int remember) {
+/* A connection on fd (taken: closed on failure) in the table; NULL on failure. */
+static gconn *conn_new(int fd, int is_unix, const ss__peer *who, const ss__proc_id *id,
+                       int remember) {
   gconn *c = calloc(1, sizeof *c);
   if (c == NULL || nghttp2_session_server_new2(&c->h2, cbs, c, h2opt) != 0) {
     free(c);
     close(fd);
-    return;
+    return NULL;
   }
   c->fd = fd;
   c->needs_token = !is_unix && opts->listen_token_len > 0;
@@ -664,7 +679,7 @@ static void conn_new(int fd, int is_unix, const ss__peer *who, const ss__proc_id
     nghttp2_session_del(c->h2);
     free(c);
     close(fd);
-    return;
+    return NULL;
   }
   c->events = EPOLLIN;
   c->next = conns;
@@ -683,9 +698,9 @@ static void conn_new(int fd, int is_unix, const ss__peer *who, const ss__proc_id
   if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof *iv) != 0 ||
       nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, 4u << 20) != 0) {
     conn_destroy(c);
-    return;
+    return NULL;
   }
-  conn_flush(c);
+  return conn_flush(c) == 0 ? c : NULL;
 }
 
 /* Whether a new connection from `who` would take more than its share of the table: as
@@ -695,8 +710,44 @@ static int peer_over(const ss__peer *who) {
                                                                 : SS_GRPC_MAX_CONNS / 4;
   size_t n = 0, cap = ss__peer_cap(n_conns, SS_GRPC_MAX_CONNS, per);
   for (gconn *c = conns; c && n < cap; c = c->next)
-    if (memcmp(&c->who, who, sizeof *who) == 0) n++;
+    if (!c->refuse_code && memcmp(&c->who, who, sizeof *who) == 0) n++;
   return n >= cap;
+}
+
+/* A refused connection's moment is over: the peer is stopped from sending (on a Unix
+ * socket its next write fails there), what it sent is read (at most 4 MiB: over TCP it
+ * can go on sending) and its calls answered with the refusal, then GOAWAY and the
+ * close. c is gone. */
+static void refused_end(gconn *c) {
+  uint8_t buf[65536];
+  shutdown(c->fd, SHUT_RD);
+  for (int i = 0; i < 64; i++) {
+    ssize_t n = read(c->fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0 || nghttp2_session_mem_recv(c->h2, buf, (size_t)n) < 0) break;
+  }
+  nghttp2_session_terminate_session(c->h2, NGHTTP2_NO_ERROR);
+  c->goaway_sent = 1;
+  if (conn_flush(c) == 0) conn_destroy(c);
+}
+
+/* Connection c, just made, is refused (counted already): outside the table, every call
+ * on it answered `code` with msg (a static string) until REFUSED_OPEN_MS from now
+ * (GRPC_REFUSED_OPEN at once; beyond, at once), then ended (refused_end). The peer
+ * learns of the refusal as a gRPC status rather than a connection closed on what it
+ * sent. */
+static void refused_begin(gconn *c, int code, const char *msg) {
+  c->refuse_code = code;
+  c->refuse_msg = msg;
+  c->remember = 0;
+  n_conns--;
+  ss__stats_g.connections--;
+  ss__stats_g.connections_open--;
+  if (++n_refused_open > GRPC_REFUSED_OPEN) {
+    refused_end(c);
+    return;
+  }
+  set_deadline(&c->refuse_until, ss__mono_ms() + REFUSED_OPEN_MS);
 }
 
 static void on_accept(int lfd, int is_unix) {
@@ -714,23 +765,23 @@ static void on_accept(int lfd, int is_unix) {
       return;
     }
     ss__proc_id id = {0};
-    const char *why;
-    int admitted = is_unix ? ss__peer_admit(opts, fd, &id, &why) : -1;
+    const char *why = NULL;
+    int admitted = is_unix ? ss__peer_admit(opts, fd, &id, &why) : -1, refuse = 0;
     if (admitted == 0) {
       ss__say_refused(fd, why);
       ss__stats_g.peers_refused++;
-      close(fd);
-      continue;
+      refuse = SS_GRPC_PERMISSION_DENIED;
     }
     ss__peer who;
     ss__peer_of(fd, is_unix, &who);
-    if (n_conns >= SS_GRPC_MAX_CONNS || peer_over(&who)) {
+    if (!refuse && (n_conns >= SS_GRPC_MAX_CONNS || peer_over(&who))) {
       if (n_conns >= SS_GRPC_MAX_CONNS) ss__stats_g.connections_refused++;
       else ss__stats_g.peer_limited++;
-      close(fd);
-      continue;
+      refuse = SS_GRPC_UNAVAILABLE;
     }
-    conn_new(fd, is_unix, &who, &id, admitted == 1 && id.pid > 0);
+    gconn *c = conn_new(fd, is_unix, &who, &id, !refuse && admitted == 1 && id.pid > 0);
+    if (c && refuse) refused_begin(c, refuse, admitted == 0 ? "not of the traced tree" :
+                                   "spanshimd has no room for this connection; retry later");
   }
 }
 
@@ -796,6 +847,11 @@ int64_t ss__grpc_tick(uint64_t now) {
   for (gconn *c = conns, *next; c; c = next) {
     next = c->next;
     int changed = 0;
+    if (c->refuse_code && now >= c->refuse_until) {
+      refused_end(c);
+      continue;
+    }
+    if (c->refuse_code && c->refuse_until < next_deadline) next_deadline = c->refuse_until;
     for (call *s = c->calls, *sn; s; s = sn) {
       sn = s->next;
       if (now >= s->deadline) {
@@ -804,7 +860,7 @@ int64_t ss__grpc_tick(uint64_t now) {
       }
       if (s->deadline < next_deadline) next_deadline = s->deadline;
     }
-    if (c->n_calls == 0 && now >= c->deadline) {
+    if (c->n_calls == 0 && now >= c->deadline && !c->refuse_code) {
       if (expire_conn(c, now) != 0) continue;
       changed = 1;
     }
@@ -854,6 +910,10 @@ void ss__grpc_stop(uint64_t grace_ms) {
   }
   for (gconn *c = conns, *next; c; c = next) {
     next = c->next;
+    if (c->refuse_code) {  /* what it sent is read and answered with the refusal */
+      refused_end(c);
+      continue;
+    }
     nghttp2_session_terminate_session(c->h2, NGHTTP2_NO_ERROR);
     if (conn_flush(c) == 0) conn_destroy(c);
   }

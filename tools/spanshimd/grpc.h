@@ -22,7 +22,11 @@
  * be complete within --header-timeout of its first byte, a call within --body-timeout of
  * its headers (else DEADLINE_EXCEEDED), and a TCP connection without calls is closed
  * after --idle-timeout (GOAWAY first; an idle peer on the Unix socket is kept); each
- * counted in `timeouts`.
+ * counted in `timeouts`. A connection refused at accept (a peer not admitted, the table
+ * full, a peer over its share) is not closed unread: kept outside the table for
+ * REFUSED_OPEN_MS (GRPC_REFUSED_OPEN of them at once, others ended at once), every call
+ * on it answered PERMISSION_DENIED or UNAVAILABLE, then stopped from sending (SHUT_RD),
+ * what it sent read and answered, GOAWAY, closed.
  *
  * Single-threaded like the rest of spanshimd: everything here runs on the receiver's
  * loop (receiver.c), which watches ss__grpc_fd() and calls in; nothing is thread-safe. */
@@ -44,6 +48,7 @@ enum {
   SS_GRPC_DEADLINE_EXCEEDED = 4,
   SS_GRPC_RESOURCE_EXHAUSTED = 8,
   SS_GRPC_UNIMPLEMENTED = 12,
+  SS_GRPC_PERMISSION_DENIED = 7,
   SS_GRPC_INTERNAL = 13,
   SS_GRPC_UNAVAILABLE = 14,
   SS_GRPC_UNAUTHENTICATED = 16,
