@@ -887,9 +887,14 @@ static int drain(encoder *e, uint64_t deadline_ms, int all) {
 
 static void encoder_forget(encoder *e, ss__transport *t);
 
-/* ex as it starts: the app threads' connection. Under drain_lock. */
+/* ex as it starts: the app threads' connection. Under drain_lock. Not read first when
+ * no encoder was used yet (it holds no buffer then): in a process that never ran its
+ * exporter thread (most ending fork children, every short exec'd program delivering its
+ * process span) ex's page was never touched, and a read would map the zero page only for
+ * encoder_forget's write to copy it: two page faults instead of one. */
 static void encoder_ready(void) {
-  if (ex.t == NULL) encoder_forget(&ex, &ss__transport_g);
+  if (!atomic_load_explicit(&encoders_used, memory_order_relaxed) || ex.t == NULL)
+    encoder_forget(&ex, &ss__transport_g);
 }
 
 /* On the exporter thread, first: a table of its own when the kernel allows. */
