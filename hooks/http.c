@@ -816,14 +816,17 @@ static void feed_out(conn *c, const char *p, size_t n) {
       c->out_idle = 1;
       c->out_started = 0;
       if (c->server && c->out.head.status >= 200) {
+        const msg *done = q_oldest(c);
+        int served = done && done->ctx_pushed && done->ctx_owner == THIS_THREAD;
         q_finish_oldest(c);
         /* A server goes on to the connection's next request, read already
          * (pipelined): what it does next is for that request (nginx takes it up before
-         * it waits for events again; a thread per connection at once). */
+         * it waits for events again; a thread per connection at once, when it is the
+         * thread that served this one: not a pool's worker handed requests others read). */
         msg *next = q_oldest(c);
         if (next && (next->live || next->ctx.valid)) {
           if (event_loop) loop_set(next);
-          else if (cur_conn == NULL) ctx_take(c, next);
+          else if (served && cur_conn == NULL) ctx_take(c, next);
         }
       }
       if (c->server && c->out.head.tunnel) stop(c);
