@@ -110,16 +110,23 @@ def test_run_bad_usage_is_2_with_usage(ctx):
 
 
 def test_run_out_in_a_missing_directory_is_125_and_the_command_not_run(ctx):
-    """--out in a directory that is not there: one line naming it and status 125 (spanshim
+    """--out (or --html) in a directory that is not there: one line naming it and status 125 (spanshim
     could not get going), every time, before the command runs (the private collector used
     to end early at a moment racing the command: status 0 or 125)."""
     marker = os.path.join(ctx.tmp, "ran")
     bad = os.path.join(ctx.tmp, "missing", "x.jsonl")
-    p = spanshim(ctx, ["run", "--quiet", "--out", bad, "--", "touch", marker])
-    check(p.returncode == 125, "status", p)
-    check(p.stderr == ("spanshim: cannot write %s: directory %s: No such file or directory\n"
-                       % (bad, os.path.dirname(bad))).encode(), "message", p)
-    check(not os.path.exists(marker), "the command ran", p)
+    for opts in (["--out", bad], ["--out", out_path(ctx), "--html", bad]):
+        # --html likewise (before, the command ran and its report was lost at its end,
+        # status 0)
+        p = spanshim(ctx, ["run", "--quiet"] + opts + ["--", "touch", marker])
+        check(p.returncode == 125, "status", p)
+        check(p.stderr == ("spanshim: cannot write %s: directory %s: No such file or directory\n"
+                           % (bad, os.path.dirname(bad))).encode(), "message", p)
+        check(not os.path.exists(marker), "the command ran", p)
+    # A report named without a directory goes to ours, as before.
+    p = spanshim(ctx, ["run", "--quiet", "--out", out_path(ctx), "--html", "r.html", "--",
+                       "touch", marker])
+    check(p.returncode == 0 and os.path.exists(os.path.join(ctx.tmp, "r.html")), "report", p)
 
 
 def test_help_and_version_exit_0_on_stdout(ctx):

@@ -899,17 +899,20 @@ static int resolve_out(run_state *st, const run_opts *o) {
   return 0;
 }
 
-/* --out's directory must be there and writable before the command runs: else the private
- * collector would end early, at a moment that races the command (status 0 or 125). */
-static int check_out_dir(const run_state *st) {
+/* The directory of file `path` (absolute, or relative to ours) must be there and
+ * writable before the command runs: --out's, else the private collector would end early,
+ * at a moment that races the command (status 0 or 125); --html's, else the report of a
+ * command that ran for an hour would be lost at its end. 0, or -errno (said). */
+static int check_dir_of(const char *path) {
   char dir[PATH_MAX];
-  snprintf(dir, sizeof(dir), "%s", st->out);
+  snprintf(dir, sizeof(dir), "%s", path);
   char *slash = strrchr(dir, '/');
-  if (slash == dir) slash[1] = '\0';
-  else if (slash != NULL) *slash = '\0';
+  if (slash == NULL) snprintf(dir, sizeof(dir), ".");
+  else if (slash == dir) slash[1] = '\0';
+  else *slash = '\0';
   if (access(dir, W_OK | X_OK) == 0) return 0;
   int err = errno;
-  ss__err("cannot write %s: directory %s: %s", st->out, dir, strerror(err));
+  ss__err("cannot write %s: directory %s: %s", path, dir, strerror(err));
   return -err;
 }
 
@@ -929,7 +932,8 @@ static int prepare(run_state *st, const run_opts *o) {
             "in its diagnostics) unless a collector starts there", st->endpoint);
   }
   if (st->external) return 0;
-  if ((rc = resolve_out(st, o)) < 0 || (rc = check_out_dir(st)) < 0 ||
+  if ((rc = resolve_out(st, o)) < 0 || (rc = check_dir_of(st->out)) < 0 ||
+      (o->html && (rc = check_dir_of(o->html)) < 0) ||
       (rc = make_private_dir(st)) < 0)
     return rc;
   if ((rc = bind_private_socket(st)) < 0) return rc;
