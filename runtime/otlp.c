@@ -415,7 +415,9 @@ put_kv_cached(uint8_t *o, unsigned field, const ss__attr *a, ss__otlp_consts *c)
     if (__builtin_expect(k->n != 0, 1)) { /* a hit: the tag, then the bytes kept */
       *o++ = (uint8_t)TAG(field, WT_LEN); /* fields 3, 6, 9: one byte */
       size_t n = k->n;
-      if (n > 32) {
+      if (n > 64) {
+        memcpy(o, k->enc, n); /* a long key (two 32-byte copies would leave a gap) */
+      } else if (n > 32) {
         memcpy(o, k->enc, 32);
         memcpy(o + n - 32, k->enc + n - 32, 32);
       } else if (n > 16) {

@@ -577,6 +577,18 @@ START_TEST(test_kv_cache_gives_the_same_bytes) {
     size_t k = nb - at < 16 ? nb - at : 16;
     same_bytes_cached(&h, &rq, &consts, big + at, k);
   }
+  /* A long key: KeyValues of 65 to 93 bytes kept, each value seen a third time (a hit). */
+  static char longkey[64];
+  static ss__attr lk[3 * 8];
+  memset(longkey, 'k', sizeof longkey - 1);
+  for (int i = 0; i < 3 * 8; i++)
+    lk[i] = (ss__attr){
+        .key = longkey, .type = SS_ATTR_STR, .len = (uint32_t)(17 + i / 3), .v.s = text[i / 3]};
+  ss__span ls;
+  fill_span(&ls);
+  ls.attrs = lk;
+  ls.n_attrs = 3 * 8;
+  same_bytes_cached(&h, &rq, &consts, &ls, 1);
   ss__pb_free(&rq.pb);
   ss__otlp_head_free(&h);
   free(consts.kv);
