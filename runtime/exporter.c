@@ -393,6 +393,17 @@ static int post(encoder *e, const char *path, const uint8_t *body, size_t len,
   return ss__transport_post_gated(e->t, path, body, len, deadline_ms, &g);
 }
 
+/* Whether a request written whole was not taken all the same: over TCP, its connection
+ * ended (the collector's close, or a reset: rc -ECONNRESET) before any byte of its
+ * answer. A TCP peer cannot be stopped from sending, so a collector that ends a
+ * connection (spanshimd refusing it, any HTTP server closing an idle keep-alive one)
+ * never reads what arrives after its last read; what it did read it answers first. Over
+ * a Unix socket spanshimd stops the sender before it ends a connection (SHUT_RD: a write
+ * after that fails here) and reads the rest: what was written whole is its. */
+static int not_taken(const encoder *e, int rc) {
+  return rc == -ECONNRESET && !e->t->ep.is_unix;
+}
+
 /* A refusal whose answer says the collector counted what the request held (spanshimd:
  * spans_refused, logs_refused): the request stays handed over, as if taken, so that it is
  * counted once. 1 for such an answer, else 0. */
@@ -405,8 +416,9 @@ static int counted_there(int rc, uint64_t n, const char *what) {
 
 /* A request the collector answered with a refusal (status: its HTTP status), or did not
  * serve (status 0: it closed the connection after answering an earlier pipelined request
- * with Connection: close, before reading this one): what it handed over is ours again,
- * dropped. 0, or -1 when an exit has claimed the accounting. */
+ * with Connection: close, before reading this one; -1: the connection ended before its
+ * answer, not_taken): what it handed over is ours again, dropped. 0, or -1 when an exit
+ * has claimed the accounting. */
 static int refused(gate_arg *g, int status) {
   if (counted_there(status, g->logs ? g->logs : g->spans,
                     g->logs ? "exception log records" : "spans"))
@@ -416,8 +428,11 @@ static int refused(gate_arg *g, int status) {
   atomic_fetch_add(&lundelivered, g->logs);
   const char *what = g->logs ? "exception log records" : "spans";
   uint64_t n = g->logs ? g->logs : g->spans;
-  if (status)
+  if (status > 0)
     SS_LOG(SS_LOG_WARN, "collector answered HTTP %d; %" PRIu64 " %s dropped", status, n, what);
+  else if (status < 0)
+    SS_LOG(SS_LOG_WARN, "the collector ended the connection before answering; %" PRIu64
+           " %s dropped", n, what);
   else
     SS_LOG(SS_LOG_WARN, "collector closed the connection after refusing an earlier request, "
            "before serving this one; %" PRIu64 " %s dropped", n, what);
@@ -436,6 +451,13 @@ static int collect_answers(encoder *e, uint64_t deadline_ms, int keep) {
     if (rc == -ETIMEDOUT) {
       if (!passed(e, deadline_ms)) continue; /* it waited for a CPU meanwhile */
       return 0;
+    }
+    if (rc < 0 && not_taken(e, rc)) { /* ended over TCP: not read, none of them */
+      int bad = 0;
+      for (int i = 0; i < e->n_inflight; i++)
+        if (refused(&e->inflight[i], -1) != 0) bad = 1;
+      e->n_inflight = 0;
+      return bad ? -ECANCELED : 0;
     }
     if (rc < 0) { /* the connection broke: the collector has what it read */
       e->n_inflight = 0;
@@ -732,7 +754,8 @@ static int send_traces(encoder *e, size_t n, uint64_t deadline_ms) {
   atomic_store(&e->body_ready, 0);
   gate_arg g = *gp;
   if (rc == 0 || (rc >= 200 && rc < 300)) return 0;
-  if (g.written && rc < 0) return 0; /* no answer in time: the collector has it whole */
+  if (g.written && rc < 0 && !not_taken(e, rc))
+    return 0; /* no answer in time: the collector has it whole */
   if (g.written && counted_there(rc, n, "spans")) return 0;
   if (g.written && count_back(&g) != 0) return -ECANCELED; /* refused: ours again */
   atomic_fetch_add(&undelivered, n);
@@ -784,7 +807,8 @@ static int post_logs(encoder *e, int ready, uint64_t deadline_ms) {
   if (rc == -ECANCELED) return rc; /* the claiming exit has the body */
   atomic_store(&e->lbody_ready, 0);
   gate_arg g = e->lg;
-  if (rc == 0 || (rc >= 200 && rc < 300) || (g.written && rc < 0)) return 0;
+  if (rc == 0 || (rc >= 200 && rc < 300) || (g.written && rc < 0 && !not_taken(e, rc)))
+    return 0;
   if (g.written && counted_there(rc, e->n_exc, "exception log records")) return 0;
   if (g.written && count_back(&g) != 0) return -ECANCELED; /* refused: ours again */
   atomic_fetch_add(&lundelivered, e->n_exc);

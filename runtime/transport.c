@@ -803,6 +803,7 @@ int ss__transport_send(ss__transport *t, const char *path, const void *body, siz
   pthread_mutex_lock(&t->lock);
   int fd = atomic_load(&t->fd);
   if (fd >= 0 && t->unanswered == 0 && peer_gone(fd)) drop_conn(t);
+  if (atomic_load(&t->fd) < 0) atomic_store(&t->cut, 0); /* a cut was of an older one */
   fd = ensure_conn(t, deadline_ms);
   int rc = fd < 0 ? fd : write_request(t, fd, path, body, len, deadline_ms, g);
   if (rc == 0) t->unanswered++;
@@ -817,6 +818,7 @@ int ss__transport_answer(ss__transport *t, uint64_t deadline_ms, int *rest_refus
   int fd = atomic_load(&t->fd), rc = -ENOENT, close_after = 1;
   if (t->unanswered > 0 && fd >= 0) {
     rc = read_response(t, fd, deadline_ms, &close_after);
+    if (rc == -ECONNRESET && atomic_load(&t->cut)) rc = -ESHUTDOWN; /* our cut */
     if (rc != -ETIMEDOUT) t->unanswered--;
     if (rc < 0 && rc != -ETIMEDOUT) {
       drop_conn_gone(t, closed_behind_back(fd, -rc));
@@ -867,6 +869,7 @@ int ss__transport_post_gated(ss__transport *t, const char *path, const void *bod
       rc = -ECANCELED;
     }
   }
+  if (ours_whole && rc == -ECONNRESET) rc = -ESHUTDOWN; /* our cut, not the collector's end */
   pthread_mutex_unlock(&t->lock);
   return rc;
 }

@@ -124,7 +124,9 @@ typedef struct ss__post_gate {
 /* POSTs body as application/x-protobuf to the endpoint, connecting (or reconnecting once
  * on a stale keep-alive connection) as needed, within the monotonic deadline. Returns the
  * HTTP status (with SS_HTTP_COUNTED), or -errno (-EAGAIN while backing off after a failed
- * connect). */
+ * connect; -ECONNRESET when the connection ended before any byte of the answer, by the
+ * peer's close or a reset; -ESHUTDOWN instead when the fd guards cut it here after the
+ * request was written whole). */
 int ss__transport_post(ss__transport *t, const void *body, size_t len, uint64_t deadline_ms);
 /* The same to another request target on the same endpoint (the logs path). */
 int ss__transport_post_to(ss__transport *t, const char *path, const void *body, size_t len,
@@ -149,8 +151,9 @@ int ss__transport_post_gated(ss__transport *t, const char *path, const void *bod
 int ss__transport_send(ss__transport *t, const char *path, const void *body, size_t len,
                        uint64_t deadline_ms, const ss__post_gate *g);
 /* Reads the answer to the oldest unanswered request, waiting until the deadline at most:
- * its HTTP status (with SS_HTTP_COUNTED), or -errno (-ETIMEDOUT: not yet; the request stays unanswered), or
- * -ENOENT when none is unanswered. *rest_refused is set when the collector closes the
+ * its HTTP status (with SS_HTTP_COUNTED), or -errno (-ETIMEDOUT: not yet; the request
+ * stays unanswered; -ECONNRESET / -ESHUTDOWN as for ss__transport_post), or -ENOENT when
+ * none is unanswered. *rest_refused is set when the collector closes the
  * connection after this answer: the requests written after it will not be served (the
  * connection is dropped and nothing is unanswered any more). */
 int ss__transport_answer(ss__transport *t, uint64_t deadline_ms, int *rest_refused);

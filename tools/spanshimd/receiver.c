@@ -36,6 +36,7 @@
 #define OUT_HIGH (1u << 20)       /* pause reading above this much unsent output */
 #define LINGER_MS 2000
 #define LINGER_MAX_BYTES (64u << 20)
+#define LINGER_MAX_CONNS 256      /* beyond, a TCP connection finished is closed at once */
 #define SHRINK_ABOVE (1u << 20)   /* idle input buffers larger than this are freed */
 
 enum { R_NONE, R_TRACES, R_LOGS, R_STATS, R_METRICS, R_OTLP_METRICS };
@@ -57,6 +58,7 @@ typedef struct peer_acct {
 typedef struct conn {
   int fd;
   int metrics_port;               /* accepted on the --metrics listener */
+  int is_tcp;                     /* accepted on a TCP listener (--listen, --metrics) */
   int needs_token;                /* accepted on --listen with a --listen-token */
   ss__peer who;
   ss__proc_id id;                 /* the Unix peer process (tree.c); pid 0: not known */
@@ -897,7 +899,11 @@ static void on_writable(conn *c) {
  * is read to the end: refused with a status (a shim's spans and log records counted in
  * spans_refused and logs_refused, the answers saying so: Spanshim-Refused-Counted) or,
  * for a connection that merely timed out, served. Over TCP the peer can still send after
- * SHUT_RD: bytes that come after the last read are lost with the connection. */
+ * SHUT_RD: what it sent before the last read is answered as above, then the write side is
+ * shut after the answers (the peer reads them, then the end) and what still comes is
+ * read past until the peer closes (lingering, LINGER_MS at most) rather than closed on,
+ * which would reset the connection: a request that met the end before its answer began
+ * is not ours, and the shim counts it (over TCP, not as the collector's). */
 
 /* From now on c's requests are all refused with `status`, their bodies read past; the
  * peer can send nothing more. */
@@ -909,9 +915,13 @@ static void refuse_from_here(conn *c, int status) {
 
 /* Ends c now: what its peer sent is read to the end and refused with refuse_status (a
  * request framed already included), or served when refuse_status is 0; the answers go
- * out as far as the socket takes them without waiting; c is destroyed. */
+ * out as far as the socket takes them without waiting; c is destroyed, or over TCP left
+ * to shut its write side once they are out and linger (see above; finished again, it is
+ * destroyed). */
 static void finish(conn *c, int refuse_status) {
-  if (c->lingering) { /* answered with a close already: what follows is not read */
+  if (c->lingering || (c->finishing && c->closing)) {
+    /* answered with a close already (or finished before: TCP), what follows is not read */
+    send_now(c);
     conn_destroy(c);
     return;
   }
@@ -929,17 +939,29 @@ static void finish(conn *c, int refuse_status) {
     }
   }
   process(c);
+  int ended = 0;  /* the peer's end (or an error), not merely nothing more yet (TCP) */
   while (!c->closing && !c->eof) {
     if (c->in_off == c->in_len && !c->have_head) c->in_off = c->in_len = 0;
     if (in_reserve(c, c->in_len - c->in_off + READ_MIN) != 0) break;
     ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
     if (n < 0 && errno == EINTR) continue;
     if (n > 0) c->in_len += (size_t)n;
-    else c->eof = 1;  /* the end (SHUT_RD), or an error */
+    else c->eof = 1, ended = n == 0 || errno != EAGAIN;  /* the end (SHUT_RD), or an error */
     process(c);
   }
   send_now(c);
-  conn_destroy(c);
+  if (!c->is_tcp || ended || n_lingering >= LINGER_MAX_CONNS) {
+    conn_destroy(c);
+    return;
+  }
+  /* TCP: the rest of the answers go out, then the write side is shut (flush), and what
+   * comes after is read past until the peer's end. */
+  n_refused_open -= c->refuse_until != 0;
+  c->refuse_until = 0;
+  c->eof = 0;
+  c->closing = 1;
+  if (c->lingering == 0 && c->out_off == c->out.len) linger_start(c);
+  set_events(c);
 }
 
 /* ---- accepting ---- */
@@ -1048,6 +1070,7 @@ static int on_accept(int lfd, int is_unix, int is_metrics) {
       continue;
     }
     c->metrics_port = is_metrics;
+    c->is_tcp = !is_unix;
     c->needs_token = !is_unix && !is_metrics && opts->listen_token_len > 0;
     c->who = who;
     c->id = id;
