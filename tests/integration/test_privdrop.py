@@ -190,7 +190,9 @@ def _nginx_to_collector(ctx, nofile):
     _worker_procs(spans, workers)
     _all_counted(spans)
     assert st["spans_received"] == len(spans) and st["shim_spans_dropped"] == 0, st
-    assert st["peers_refused"] == 0 and st["tree_admitted"] >= 4, (
+    # Admitted as the tree by pid, or by the token when the collector got to a worker's
+    # connection after the worker had ended.
+    assert st["peers_refused"] == 0 and st["tree_admitted"] + st["tree_token_admitted"] >= 4, (
         st, "master", p.pid, "workers", workers, c.stderr())
 
 
@@ -310,7 +312,9 @@ def test_every_child_forked_after_a_drop_delivers_on_a_loaded_machine(ctx):
     spans = c.spans()
     _check_drop_then_fork(spans, lst, 6)
     assert st["spans_received"] == 14 and st["shim_spans_dropped"] == 0, st
-    assert st["peers_refused"] == 0 and st["tree_admitted"] >= 6, st
+    # By pid, or by the token for a child that had ended when the collector got to its
+    # connection (on a loaded machine 2 to 5 of 6: the pid-only count failed 3 runs in 8).
+    assert st["peers_refused"] == 0 and st["tree_admitted"] + st["tree_token_admitted"] >= 6, st
 
 
 def test_every_child_forked_after_a_drop_delivers_under_spanshim_run(ctx):
