@@ -925,11 +925,13 @@ static void encoder_ready(void) {
 static void take_own_table(void) {
   pthread_setname_np(pthread_self(), "spanshim-export"); /* prctl: no fd, on ourselves */
   int own = cfg->own_fd_table && ss__own_go_private() == 0;
-  /* The KeyValue cache of the exporter thread's encoder (otlp.h), allocated once here,
+  /* The KeyValue and list caches of the exporter thread's encoder (otlp.h), allocated once here,
    * for the life of the process (a fork child keeps its copy). Without it, no cache. */
   ss__otlp_kv *kv = ex_consts.kv == NULL ? calloc(SS_OTLP_KVS, SS_OTLP_KV_BYTES) : NULL;
+  ss__otlp_list *lists = ex_consts.lists == NULL ? calloc(SS_OTLP_LISTS, SS_OTLP_LIST_BYTES) : NULL;
   pthread_mutex_lock(&drain_lock);
   if (kv != NULL) ex_consts.kv = kv;
+  if (lists != NULL) ex_consts.lists = lists;
   encoder_ready();
   if (own) {
     ss__transport_init_like(&own_transport, &ss__transport_g, 1);

@@ -494,16 +494,112 @@ static uint8_t *put_attrs(uint8_t *o, unsigned field, const ss__attr *a, size_t 
 
 /* ---- spans ---- */
 
-static size_t span_bound(const ss__span *s, ss__otlp_consts *c) {
-  size_t b = 128 + str_bound(const_of(c, s->name).len) + str_bound(s->trace_state_len) +
-             attrs_bound(s->attrs, s->n_attrs, c) + str_bound(s->status_message_len);
+/* ---- the attribute-list cache (otlp.h) ---- */
+
+#define LIST_MAX 8
+#define LIST_ENC 480
+struct ss__otlp_list {
+  uint32_t n;       /* attributes; 0: empty */
+  uint32_t enc_len; /* bytes of enc; 0: seen once, not kept yet */
+  uint64_t hash;
+  struct {
+    const char *key;
+    uint64_t val[3]; /* as kv_value gives them */
+    uint32_t tv;     /* type | string length << 8 */
+  } a[LIST_MAX];
+  uint8_t enc[LIST_ENC]; /* the span's KeyValues, field 9, tags included */
+};
+_Static_assert(sizeof(struct ss__otlp_list) <= SS_OTLP_LIST_BYTES, "otlp.h's list size");
+
+/* A span's attribute list as the list cache sees it: its values, hash and slot. */
+typedef struct list_key {
+  size_t n;
+  uint64_t hash; /* set once hashed (a miss of the last list) */
+  uint64_t val[LIST_MAX][3];
+  uint32_t tv[LIST_MAX];
+  ss__otlp_list *slot;
+  int hit; /* slot holds this list, written: enc_len bytes to copy */
+} list_key;
+
+/* 1 when l holds the list of s that k describes. */
+static inline int list_same(const ss__otlp_list *l, const ss__span *s, const list_key *k) {
+  if (l->n != k->n) return 0;
+  for (size_t i = 0; i < k->n; i++)
+    if (l->a[i].key != s->attrs[i].key || l->a[i].tv != k->tv[i] ||
+        l->a[i].val[0] != k->val[i][0] || l->a[i].val[1] != k->val[i][1] ||
+        l->a[i].val[2] != k->val[i][2])
+      return 0;
+  return 1;
+}
+
+/* Fills k for s's attributes; 0 when the list is not cacheable (too long, an attribute
+ * the KeyValue cache does not keep, no cache). The slot of the last list looked up is
+ * tried first (a run of the same span), then the list's own. */
+static int list_find(ss__otlp_consts *c, const ss__span *s, list_key *k) {
+  size_t n = s->n_attrs;
+  if (c == NULL || c->lists == NULL || c->kv == NULL || n == 0 || n > LIST_MAX) return 0;
+  for (size_t i = 0; i < n; i++) {
+    const ss__attr *a = &s->attrs[i];
+    if (!kv_value(a, k->val[i])) return 0;
+    k->tv[i] = a->type | (a->type == SS_ATTR_STR ? a->len << 8 : 0);
+  }
+  k->n = n;
+  ss__otlp_list *l = c->list_last;
+  if (l != NULL && l->enc_len != 0 && list_same(l, s, k)) {
+    k->hash = l->hash;
+    k->slot = l;
+    k->hit = 1;
+    return 1;
+  }
+  uint64_t h = n;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ (uint64_t)(uintptr_t)s->attrs[i].key ^ k->tv[i] ^ k->val[i][0] ^ (k->val[i][1] << 1) ^
+         (k->val[i][2] << 2)) *
+        0x9e3779b97f4a7c15ull;
+  _Static_assert(SS_OTLP_LISTS == 16, "the shift below picks 4 bits");
+  l = &c->lists[h >> 60];
+  c->list_last = l;
+  k->hash = h;
+  k->slot = l;
+  k->hit = l->hash == h && l->enc_len != 0 && list_same(l, s, k);
+  return 1;
+}
+
+/* After a miss, with the list written at [from, to): the slot remembers the list on its
+ * first sighting there and keeps its bytes on the second. */
+static void list_keep(const ss__span *s, const list_key *k, const uint8_t *from,
+                      const uint8_t *to) {
+  ss__otlp_list *l = k->slot;
+  if (l->hash == k->hash && list_same(l, s, k)) {
+    size_t len = (size_t)(to - from);
+    if (len > 0 && len <= LIST_ENC) {
+      memcpy(l->enc, from, len);
+      l->enc_len = (uint32_t)len;
+    }
+    return;
+  }
+  l->n = (uint32_t)k->n;
+  l->hash = k->hash;
+  l->enc_len = 0;
+  for (size_t i = 0; i < k->n; i++) {
+    l->a[i].key = s->attrs[i].key;
+    l->a[i].tv = k->tv[i];
+    memcpy(l->a[i].val, k->val[i], sizeof l->a[i].val);
+  }
+}
+
+/* lk: the span's attribute list in the list cache (NULL: none): a hit's size is known. */
+static size_t span_bound(const ss__span *s, ss__otlp_consts *c, const list_key *lk) {
+  size_t attrs = lk != NULL && lk->hit ? lk->slot->enc_len : attrs_bound(s->attrs, s->n_attrs, c);
+  size_t b = 128 + str_bound(const_of(c, s->name).len) + str_bound(s->trace_state_len) + attrs +
+             str_bound(s->status_message_len);
   for (size_t i = 0; i < s->n_events; i++)
     b += 32 + str_bound(const_of(c, s->events[i].name).len) +
          attrs_bound(s->events[i].attrs, s->events[i].n_attrs, c);
   return b;
 }
 
-static uint8_t *put_span(uint8_t *o, const ss__span *s, ss__otlp_consts *c) {
+static uint8_t *put_span(uint8_t *o, const ss__span *s, ss__otlp_consts *c, const list_key *lk) {
   uint64_t parent;
   memcpy(&parent, s->parent_id, 8);
   int root = parent == 0;
@@ -523,7 +619,14 @@ static uint8_t *put_span(uint8_t *o, const ss__span *s, ss__otlp_consts *c) {
   }
   if (s->start_ns) o = put_fixed64(o, 7, s->start_ns);
   if (s->end_ns) o = put_fixed64(o, 8, s->end_ns);
-  o = put_attrs(o, 9, s->attrs, s->n_attrs, c);
+  if (lk != NULL && lk->hit) {
+    memcpy(o, lk->slot->enc, lk->slot->enc_len);
+    o += lk->slot->enc_len;
+  } else {
+    uint8_t *from = o;
+    o = put_attrs(o, 9, s->attrs, s->n_attrs, c);
+    if (lk != NULL) list_keep(s, lk, from, o);
+  }
   for (size_t i = 0; i < s->n_events; i++) {
     const ss__event *e = &s->events[i];
     uint8_t *ev = open_msg(o, 11);
@@ -641,10 +744,12 @@ void ss__otlp_begin(ss__otlp_req *q, const ss__otlp_head *h, int logs) {
 
 int ss__otlp_add_span(ss__otlp_req *q, const ss__span *s) {
   if (q->pb.failed) return -ENOMEM;
-  int rc = ss__pb_reserve(&q->pb, span_bound(s, q->consts) +
-                                       (q->pb.fixed ? FIXED_FINISH_ROOM : 0));
+  list_key k;
+  const list_key *lk = list_find(q->consts, s, &k) ? &k : NULL;
+  int rc =
+      ss__pb_reserve(&q->pb, span_bound(s, q->consts, lk) + (q->pb.fixed ? FIXED_FINISH_ROOM : 0));
   if (rc != 0) return rc;
-  uint8_t *o = put_span(q->pb.p + q->pb.len, s, q->consts);
+  uint8_t *o = put_span(q->pb.p + q->pb.len, s, q->consts, lk);
   q->pb.len = (size_t)(o - q->pb.p);
   q->n++;
   return 0;

@@ -72,12 +72,24 @@ void ss__otlp_head_free(ss__otlp_head *h);
 #define SS_OTLP_KVS 256
 #define SS_OTLP_KV_BYTES 128
 typedef struct ss__otlp_kv ss__otlp_kv; /* private to otlp.c */
+/* And whole attribute lists of spans (up to 8 KeyValues of the kinds above, 480 bytes
+ * written): a span whose list is one seen before (a connect's to the same peer from the
+ * same code) is one compare per attribute and one copy, its size known without a bound.
+ * SS_OTLP_LISTS direct-mapped slots of SS_OTLP_LIST_BYTES, taken in on the second
+ * sighting like the KeyValues. */
+#define SS_OTLP_LISTS 16
+#define SS_OTLP_LIST_BYTES 832
+typedef struct ss__otlp_list ss__otlp_list; /* private to otlp.c */
 typedef struct ss__otlp_consts {
   const char *p[SS_OTLP_CONSTS];
   uint32_t len[SS_OTLP_CONSTS];
   /* SS_OTLP_KVS * SS_OTLP_KV_BYTES bytes, zeroed, owned by whoever set it (the exporter
    * allocates it once for its life), or NULL: no KeyValue cache. */
   ss__otlp_kv *kv;
+  /* SS_OTLP_LISTS * SS_OTLP_LIST_BYTES bytes, zeroed, owned as kv; or NULL: no list
+   * cache (it is used only with kv). */
+  ss__otlp_list *lists;
+  ss__otlp_list *list_last; /* the slot of the last list looked up (otlp.c) */
 } ss__otlp_consts;
 
 /* One request being written: items go straight into `pb`, after `room` bytes kept for

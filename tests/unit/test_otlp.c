@@ -595,6 +595,73 @@ START_TEST(test_kv_cache_gives_the_same_bytes) {
 }
 END_TEST
 
+/* The exporter's attribute-list cache (otlp.h ss__otlp_consts.lists): a list kept, then
+ * lists that differ from it in one place only (one word of a string value, the type of
+ * the same bits, a key), each met while the kept one is the last list and its slot's
+ * list, then many lists through the 16 slots: the bytes the uncached writer gives (each
+ * compare left out fails this). */
+START_TEST(test_list_cache_gives_the_same_bytes) {
+  enum { NV = 6, NR = 400 };
+  static ss__otlp_consts consts;
+  consts.kv = calloc(SS_OTLP_KVS, SS_OTLP_KV_BYTES);
+  consts.lists = calloc(SS_OTLP_LISTS, SS_OTLP_LIST_BYTES);
+  ck_assert_ptr_nonnull(consts.kv);
+  ck_assert_ptr_nonnull(consts.lists);
+  static char text[NV][25];
+  static ss__attr lists[NV][5];
+  for (int v = 0; v < NV; v++) {
+    memset(text[v], 'a', 24);
+    if (v >= 1 && v <= 3) text[v][8 * (v - 1) + 3] = 'b'; /* word 0, 1, 2 of the value */
+    ss__attr *l = lists[v];
+    l[0] =
+        (ss__attr){.key = "network.peer.address", .type = SS_ATTR_STR, .len = 24, .v.s = text[v]};
+    l[1] = (ss__attr){.key = "network.peer.port", .type = SS_ATTR_INT, .v.i = 9};
+    l[2] = (ss__attr){.key = "network.type",
+                      .type = v == 4 ? SS_ATTR_INT : SS_ATTR_DOUBLE,
+                      .v.d = 0.0}; /* 4: the same bits, another type */
+    l[3] = (ss__attr){.key = v == 5 ? "server.address" : "network.transport", /* 5: a key */
+                      .type = SS_ATTR_STR,
+                      .len = 3,
+                      .v.s = "udp"};
+    l[4] = (ss__attr){.key = "code.function.name", .type = SS_ATTR_STR, .len = 4, .v.s = "main"};
+  }
+  static ss__span sp[3 * 2 * NV + NR];
+  static ss__attr many[NR][3];
+  static char manytext[NR][9];
+  size_t ns = 0;
+  for (int v = 0; v < NV; v++) /* v three times, then the kept list (0) three times */
+    for (int r = 0; r < 6; r++) {
+      fill_span(&sp[ns]);
+      sp[ns].attrs = lists[r < 3 ? v : 0];
+      sp[ns++].n_attrs = 5;
+    }
+  for (int i = 0; i < NR; i++) { /* 40 lists of 3 in runs of 2 and interleaved */
+    int l = (i < NR / 2 ? i / 2 : i * 7) % 40;
+    snprintf(manytext[i], sizeof manytext[i], "h%d", l);
+    many[i][0] = (ss__attr){.key = "server.address",
+                            .type = SS_ATTR_STR,
+                            .len = (uint32_t)strlen(manytext[i]),
+                            .v.s = manytext[i]};
+    many[i][1] = (ss__attr){.key = "network.peer.port", .type = SS_ATTR_INT, .v.i = l % 7};
+    many[i][2] = (ss__attr){
+        .key = "network.transport", .type = SS_ATTR_STR, .len = 3, .v.s = l % 2 ? "tcp" : "udp"};
+    fill_span(&sp[ns]);
+    sp[ns].attrs = many[i];
+    sp[ns++].n_attrs = 3;
+  }
+  ss__scope sc = {.name = "spanshim", .version = "0.1.0"};
+  ss__otlp_head h = {0};
+  ss__otlp_req rq = {0};
+  ck_assert_int_eq(ss__otlp_head_build(&h, NULL, &sc, SS_SCHEMA_URL), 0);
+  for (size_t at = 0; at < ns; at += 6)
+    same_bytes_cached(&h, &rq, &consts, sp + at, ns - at < 6 ? ns - at : 6);
+  ss__pb_free(&rq.pb);
+  ss__otlp_head_free(&h);
+  free(consts.kv);
+  free(consts.lists);
+}
+END_TEST
+
 /* Field order and proto3 defaults as protobuf-c packs them: the same bytes. */
 START_TEST(test_bytes_equal_protobuf_c_pack) {
   ss__span s;
@@ -635,6 +702,7 @@ int main(void) {
   tcase_add_test(tc, test_bytes_equal_protobuf_c_pack);
   tcase_add_test(tc, test_consts_table_gives_the_same_bytes);
   tcase_add_test(tc, test_kv_cache_gives_the_same_bytes);
+  tcase_add_test(tc, test_list_cache_gives_the_same_bytes);
   tcase_add_test(tc, test_fixed_buffer_leaves_out_what_does_not_fit);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
