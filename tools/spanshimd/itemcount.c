@@ -113,9 +113,9 @@ void ss__item_count_feed(ss__item_count *c, const uint8_t *p, size_t n) {
       size_t had = c->head_len, add = sizeof h - had < n ? sizeof h - had : n;
       memcpy(h, c->head, had);
       memcpy(h + had, p, add);
-      unsigned no;
-      int wt;
-      uint64_t len;
+      unsigned no = 0;
+      int wt = 0;
+      uint64_t len = 0;
       int used = field_head(h, had + add, &no, &wt, &len);
       if (used < 0 || (used == 0 && had + add == sizeof h)) {
         c->bad = 1;
