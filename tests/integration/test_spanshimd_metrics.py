@@ -75,6 +75,27 @@ def send_workload(col):
     assert t.exchange(col, t.post("/v1/traces", body))[0] == 200
 
 
+def test_a_servers_callers_make_no_series_of_their_own(ctx):
+    """A SERVER span's server.address is the Host header its client sent, and its
+    network.peer.address is the client: as a label, any client could make series at
+    will (50 Hosts made 50 series) and push real ones into _overflow. Server spans count
+    under peer="", whoever called."""
+    col = ctx.collector(["--metrics", "127.0.0.1:0"])
+    port = metrics_port(col)
+    spans = [t.span(t.TRACE_ID, struct.pack(">Q", i + 1), "GET", 2, 10**18, 10**18 + 1000,
+                    {"server.address": "evil%d" % i, "network.peer.address": "10.0.0.%d" % i})
+             for i in range(50)]
+    spans.append(t.span(t.TRACE_ID, struct.pack(">Q", 99), "GET", 3, 10**18, 10**18 + 1000,
+                        {"server.address": "inventory"}))
+    body = t.traces_request(spans, resource={"service.name": "orders"})
+    assert t.exchange(col, t.post("/v1/traces", body))[0] == 200
+    s, _ = parse(scrape(port)[2])
+    series = {k[1] for k in s if k[0] == "spanshim_spans_total"}
+    assert series == {lbl("orders", "GET", "", kind="server"),
+                      lbl("orders", "GET", "inventory")}, series
+    assert s[("spanshim_spans_total", lbl("orders", "GET", "", kind="server"))] == 50
+
+
 def test_metrics_match_the_spans_sent_and_parse(ctx):
     col = ctx.collector(["--metrics", "127.0.0.1:0"])
     port = metrics_port(col)

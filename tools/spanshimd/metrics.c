@@ -3,7 +3,9 @@
  * Every span received (before sampling, so the rates are true rates) counts into a series
  * keyed by its resource's service.name, its span name, its kind (a service's answers and
  * its calls to others apart) and its peer (server.address, else network.peer.address,
- * else ""): spans, error spans (status ERROR) and a duration
+ * else ""; always "" for server and consumer spans: there both name the caller, or what
+ * the caller wrote in its Host header, and a label any client chooses would let clients
+ * make series at will and push real ones into the overflow): spans, error spans (status ERROR) and a duration
  * histogram. The number of series is bounded (SS_METRICS_MAX_SERIES); spans that would
  * need a new series beyond it count into one series labelled span_name="_overflow" and
  * the overflow is itself counted. The exposition adds the collector's own counters
@@ -75,11 +77,15 @@ static const char *str_attr(Opentelemetry__Proto__Common__V1__KeyValue **kv, siz
 
 static void record(const char *service, const pb_span *sp) {
   char key[768];
-  const char *peer = str_attr(sp->attributes, sp->n_attributes, "server.address");
-  if (peer == NULL) peer = str_attr(sp->attributes, sp->n_attributes, "network.peer.address");
   static const char *const kinds[] = {"unspecified", "internal", "server", "client",
                                        "producer", "consumer"};
   const char *kind = sp->kind >= 0 && sp->kind <= 5 ? kinds[sp->kind] : "unspecified";
+  const char *peer = NULL;
+  if (sp->kind != OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER &&
+      sp->kind != OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_CONSUMER) {
+    peer = str_attr(sp->attributes, sp->n_attributes, "server.address");
+    if (peer == NULL) peer = str_attr(sp->attributes, sp->n_attributes, "network.peer.address");
+  }
   int n = snprintf(key, sizeof key, "%.200s%c%.300s%c%s%c%.200s", service, 0,
                    sp->name ? sp->name : "", 0, kind, 0, peer ? peer : "");
   if (n < 0) return;
