@@ -158,7 +158,7 @@ FUZZ_SRC := tools/fuzz/fuzz_receiver.c tools/spanshimd/http.c tools/spanshimd/in
             tools/common/otlp_json.c \
             tools/common/otlp_wire_json.c \
             tools/common/buf.c tools/common/arena.c tools/common/json.c runtime/sql.c \
-            runtime/utf8.c runtime/ids.c
+            runtime/utf8.c runtime/ids.c runtime/clock.c runtime/sys.c
 $(FUZZ_BIN): $(FUZZ_SRC) $(PB_C) tools/spanshimd/spanshimd.h tools/spanshimd/grpc.h tools/common/arena.h \
              tools/spanshimd/lazy.h
 	@mkdir -p $(dir $@)

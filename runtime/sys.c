@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -69,10 +70,10 @@ int ss__sys_fcntl(int fd, int cmd, int arg) {
 
 /* libc's definition of `name`: the next one after this object. Cached by the caller. */
 static void *next_def(void *_Atomic *cache, const char *name) {
-  void *p = __atomic_load_n(cache, __ATOMIC_ACQUIRE);
+  void *p = atomic_load_explicit(cache, memory_order_acquire);
   if (p == NULL) {
     p = dlsym(RTLD_NEXT, name);
-    if (p != NULL) __atomic_store_n(cache, p, __ATOMIC_RELEASE);
+    if (p != NULL) atomic_store_explicit(cache, p, memory_order_release);
   }
   return p;
 }
