@@ -377,6 +377,71 @@ def test_grpc_big_gzip_message_and_sigterm_with_a_connection_open(ctx):
     assert "grpc_requests=1" in col.stderr()
 
 
+def h2_frame(kind, flags, stream, payload):
+    """An HTTP/2 frame (RFC 9113 4.1)."""
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + \
+        struct.pack(">I", stream) + payload
+
+
+def h2_frame_types(data):
+    """The types of the whole frames in data, in order."""
+    kinds, i = [], 0
+    while i + 9 <= len(data):
+        n = int.from_bytes(data[i:i + 3], "big")
+        kinds.append(data[i + 3])
+        i += 9 + n
+    return kinds
+
+
+def h2_export_call(body):
+    """A client's whole first flight for one unary Export call on stream 1: preface,
+    SETTINGS, HEADERS (HPACK literals without indexing, RFC 7541 6.2.2) and the message."""
+    fields = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", TRACE_SVC.encode()),
+              (b":authority", b"spanshimd"), (b"content-type", b"application/grpc"),
+              (b"te", b"trailers")]
+    block = b"".join(b"\x00" + bytes([len(k)]) + k + bytes([len(v)]) + v for k, v in fields)
+    return (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(4, 0, 0, b"") +
+            h2_frame(1, 4, 1, block) + h2_frame(0, 1, 1, frame(body)))
+
+
+def test_grpc_connections_still_in_the_listen_queue_at_sigterm_are_served(ctx):
+    """100 clients connect and send one span each while spanshimd is stopped, then it gets
+    SIGTERM: one pass of accept takes 64, and the 36 still queued when the loop ends are
+    taken and served too, not reset unread by the listener's close."""
+    col, hp, gp = collector(ctx)
+    n, socks = 100, []
+    col.proc.send_signal(signal.SIGSTOP)
+    try:
+        for i in range(n):
+            s = socket.create_connection(("127.0.0.1", gp))
+            socks.append(s)
+            s.sendall(h2_export_call(t.traces_request([t.span(
+                t.TRACE_ID, bytes([9, 9, 9, 9, 9, 9, i >> 8, i & 255]), "queued%d" % i,
+                1, 1, 2, {})])))
+        col.proc.send_signal(signal.SIGTERM)  # pending: seen with the connections
+    finally:
+        col.proc.send_signal(signal.SIGCONT)
+    assert col.proc.wait(20) == 0
+    answered = 0
+    for s in socks:
+        s.settimeout(10)
+        data = b""
+        try:
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                data += b
+        except OSError:
+            pass
+        s.close()
+        kinds = h2_frame_types(data)
+        answered += 1 in kinds and 3 not in kinds  # HEADERS, no RST_STREAM
+    assert sorted(sp.name for sp in records(col)[0]) == sorted("queued%d" % i for i in range(n))
+    assert answered == n
+    assert "grpc_requests=%d" % n in col.stderr(), col.stderr()[-2000:]
+
+
 def parse_partial_success(data):
     """(rejected, error_message) from a framed Export*ServiceResponse; (0, "") if empty."""
     assert data[0] == 0 and struct.unpack(">I", data[1:5])[0] == len(data) - 5

@@ -750,19 +750,20 @@ static void refused_begin(gconn *c, int code, const char *msg) {
   set_deadline(&c->refuse_until, ss__mono_ms() + REFUSED_OPEN_MS);
 }
 
-static void on_accept(int lfd, int is_unix) {
+/* Accepts up to 64 waiting connections: 1 when there may be more, else 0. */
+static int on_accept(int lfd, int is_unix) {
   for (int i = 0; i < 64; i++) {
     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EMFILE || errno == ENFILE) {
         /* Level-triggered, the pending connection would wake us in a loop: stop
-         * listening for a moment (tick takes it back). */
+         * listening for a moment (tick takes it back). Nothing is refused: the
+         * connections wait in the listener's queue, to be taken then. */
         epoll_ctl(gep, EPOLL_CTL_DEL, lfd, NULL);
-        ss__stats_g.connections_refused++;
         accept_paused_until = ss__mono_ms() + 100;
         set_deadline(&accept_paused_until, accept_paused_until);
       }
-      return;
+      return 0;
     }
     ss__proc_id id = {0};
     const char *why = NULL;
@@ -783,6 +784,7 @@ static void on_accept(int lfd, int is_unix) {
     if (c && refuse) refused_begin(c, refuse, admitted == 0 ? "not of the traced tree" :
                                    "spanshimd has no room for this connection; retry later");
   }
+  return 1;
 }
 
 static int watch(int fd, void *tag) {
@@ -797,7 +799,7 @@ void ss__grpc_events(void) {
   for (int i = 0; i < n; i++) {
     void *p = evs[i].data.ptr;
     if (p == &tag_tcp || p == &tag_unix) {
-      on_accept(p == &tag_tcp ? tcp_lfd : unix_lfd, p == &tag_unix);
+      (void)on_accept(p == &tag_tcp ? tcp_lfd : unix_lfd, p == &tag_unix);
       continue;
     }
     gconn *c = p;
@@ -897,6 +899,13 @@ int ss__grpc_start(const ss__opts *o, int tcp_fd, int unix_fd) {
 
 void ss__grpc_stop(uint64_t grace_ms) {
   if (gep < 0) return;
+  /* Connections already made are taken and served, like the HTTP listeners' (a peer
+   * counts what it wrote as sent): the Unix socket first takes no more (a connect now
+   * fails with ECONNREFUSED, which its sender sees), then both queues are emptied;
+   * closing a listener would reset what waits in its queue, unread. */
+  if (unix_lfd >= 0) shutdown(unix_lfd, SHUT_RD);
+  while (unix_lfd >= 0 && on_accept(unix_lfd, 1)) {}
+  while (tcp_lfd >= 0 && on_accept(tcp_lfd, 0)) {}
   if (tcp_lfd >= 0) close(tcp_lfd);
   if (unix_lfd >= 0) close(unix_lfd);
   tcp_lfd = unix_lfd = -1;
