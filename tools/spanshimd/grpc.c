@@ -904,8 +904,8 @@ void ss__grpc_stop(uint64_t grace_ms) {
    * fails with ECONNREFUSED, which its sender sees), then both queues are emptied;
    * closing a listener would reset what waits in its queue, unread. */
   if (unix_lfd >= 0) shutdown(unix_lfd, SHUT_RD);
-  while (unix_lfd >= 0 && on_accept(unix_lfd, 1)) {}
-  while (tcp_lfd >= 0 && on_accept(tcp_lfd, 0)) {}
+  for (int k = 0; unix_lfd >= 0 && k < SS_STOP_ACCEPTS / 64 && on_accept(unix_lfd, 1); k++) {}
+  for (int k = 0; tcp_lfd >= 0 && k < SS_STOP_ACCEPTS / 64 && on_accept(tcp_lfd, 0); k++) {}
   if (tcp_lfd >= 0) close(tcp_lfd);
   if (unix_lfd >= 0) close(unix_lfd);
   tcp_lfd = unix_lfd = -1;

@@ -175,7 +175,7 @@ int ss__listen_unix(const char *path, int shared) {
   mode_t old = umask(0177);  /* the socket is born 0600: no window with a wider mode */
   int rc = bind(fd, (struct sockaddr *)&tmp, sizeof tmp);
   umask(old);
-  if (rc != 0 || chmod(tmp.sun_path, shared ? 0666 : 0600) != 0 || listen(fd, 512) != 0)
+  if (rc != 0 || chmod(tmp.sun_path, shared ? 0666 : 0600) != 0 || listen(fd, SS_LISTEN_BACKLOG) != 0)
     goto fail;
   /* --allow-uid/--allow-group: others must reach the socket; SO_PEERCRED decides. */
   if (shared && chmod(dir, 0711) != 0) goto fail;
@@ -277,7 +277,7 @@ int ss__listen_tcp(const char *hostport, char *bound, size_t n) {
   int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   int one = 1;
   if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-      bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 512) != 0) {
+      bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SS_LISTEN_BACKLOG) != 0) {
     fprintf(stderr, "spanshimd: cannot listen on %s: %s\n", hostport, strerror(errno));
     if (fd >= 0) close(fd);
     freeaddrinfo(ai);

@@ -1184,8 +1184,8 @@ static void drain(void) {
    * took our first connection). The Unix socket takes no more (a connect now fails with
    * ECONNREFUSED, which its sender counts), so none is left unaccepted in its queue. */
   if (unix_lfd >= 0) shutdown(unix_lfd, SHUT_RD);
-  while (unix_lfd >= 0 && on_accept(unix_lfd, 1, 0)) {}
-  while (tcp_lfd >= 0 && on_accept(tcp_lfd, 0, 0)) {}
+  for (int k = 0; unix_lfd >= 0 && k < SS_STOP_ACCEPTS / 64 && on_accept(unix_lfd, 1, 0); k++) {}
+  for (int k = 0; tcp_lfd >= 0 && k < SS_STOP_ACCEPTS / 64 && on_accept(tcp_lfd, 0, 0); k++) {}
   if (tcp_lfd >= 0) shutdown(tcp_lfd, SHUT_RD);  /* a TCP listener stops listening */
   if (unix_lfd >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, unix_lfd, NULL);
   if (tcp_lfd >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, tcp_lfd, NULL);

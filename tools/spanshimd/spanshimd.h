@@ -192,6 +192,11 @@ void ss__upstream_stop(uint64_t grace_ms);
 int ss__upstream_enabled(void);
 
 /* ---- listen.c ---- */
+/* Every listener's backlog (listen(2)); at SIGTERM each listener is taken from at most
+ * SS_STOP_ACCEPTS times (whatever waited in its queue, and a bound against a peer that
+ * keeps connecting). */
+#define SS_LISTEN_BACKLOG 512
+#define SS_STOP_ACCEPTS (2 * SS_LISTEN_BACKLOG)
 /* Prepares the socket's directory (creating it 0700, or refusing one that is not ours or
  * is group/other-writable), removes a stale socket (refusing if a live daemon answers)
  * and listens with mode 0600 (shared: 0666 in a 0711 directory, for --allow-uid/group
