@@ -704,3 +704,184 @@ def test_tcp_connections_refused_at_once_are_answered_or_counted(ctx):
         st["peer_limited"]))
     assert harness.accounted(st) + only["spans"] == produced, (st, only)
     assert st["peer_limited"] >= n, st
+
+
+# ---- over TCP out of fds, and at SIGTERM with connections still queued (found by hfresh) ----
+
+def _otlp_one_span(i):
+    """A protobuf ExportTraceServiceRequest of one span (attribute i = i), and its span id."""
+    def ld(f, b):
+        n, v = len(b), b""
+        while True:
+            v += bytes([(n & 0x7f) | (0x80 if n >> 7 else 0)])
+            n >>= 7
+            if not n:
+                break
+        return bytes([(f << 3) | 2]) + v + b
+    sid = os.urandom(8)
+    kv = ld(1, b"i") + ld(2, bytes([0x18, i]))  # intValue i (< 128)
+    span = ld(1, os.urandom(16)) + ld(2, sid) + ld(5, b"queued") + ld(9, kv)
+    return ld(1, ld(2, ld(2, span))), sid.hex()
+
+
+def _post_bytes(body):
+    return (b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)) + body
+
+
+def _status_line(s):
+    """The first line of the answer read on s, or what ended it instead."""
+    got = b""
+    try:
+        while b"\r\n" not in got:
+            d = s.recv(65536)
+            if not d:
+                return "EOF before an answer"
+            got += d
+    except OSError as e:
+        return "%s before an answer" % type(e).__name__
+    return got.split(b"\r\n")[0].decode()
+
+
+def _tcp_clients(port, n, pause, results):
+    """n threads, each: connect, wait `pause` s (spanshimd may take the connection before
+    its request comes), POST one span, read the answer's status line into results."""
+    def one(i):
+        body, sid = _otlp_one_span(i)
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        except OSError as e:
+            results[i] = (sid, "connect: %r" % e)
+            return
+        try:
+            time.sleep(pause)
+            s.sendall(_post_bytes(body))
+            results[i] = (sid, _status_line(s))
+        except OSError as e:
+            results[i] = (sid, "send: %r" % e)
+        finally:
+            s.close()
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in ts:
+        t.start()
+    return ts
+
+
+def test_tcp_connections_at_emfile_wait_for_their_request_and_are_answered(ctx):
+    """spanshimd --listen with a hard limit of 40 open files: idle TCP connections take its
+    fds, then 40 clients connect and send one request each a moment after connecting.
+    Each connection met at EMFILE is taken on the spare fd; over TCP a SHUT_RD stops no
+    sender and makes the next read return 0 at once, so spanshimd took its own shutdown
+    for the client's end and closed the connection before the request came (the client
+    read EOF with no answer: 40 of 40 before). Now every request is answered: 200, or 503
+    (Retry-After) on the spare, whose connection is then closed and the spare taken back;
+    every span answered 200 is written."""
+    port = harness.free_port()
+    c = _collector_with_nofile(ctx, 40, args=["--listen", "127.0.0.1:%d" % port])
+    harness.wait_port(port, c.proc, "spanshimd --listen")
+    hold, answer = _hold_until_refused(
+        lambda: socket.create_connection(("127.0.0.1", port)))
+    ctx._cleanup.append(lambda: [s.close() for s in hold])
+    assert answer.startswith(b"HTTP/1.1 503"), answer
+    results = {}
+    for t in _tcp_clients(port, 40, 0.2, results):
+        t.join()
+    for s in hold:
+        s.close()
+    got = collections.Counter(r for _, r in results.values())
+    print("  held=%d answers: %s" % (len(hold), dict(got)))
+    bad = {i: r for i, r in results.items() if not re.match(r"HTTP/1.1 (200|503) ", r[1])}
+    assert not bad, (got, bad)
+    written = {s.span_id for s in c.spans()}
+    assert all(sid in written for sid, r in results.values() if r.startswith("HTTP/1.1 200"))
+
+
+def _h2_export(port, body, timeout=20):
+    """One OTLP/gRPC TraceService/Export call on a new HTTP/2 connection (hand-made
+    frames; header names and values as literals): True when its stream ends with a
+    HEADERS frame (the trailers with grpc-status), else what ended it."""
+    def frame(typ, flags, sid, payload):
+        return len(payload).to_bytes(3, "big") + bytes([typ, flags]) + \
+            sid.to_bytes(4, "big") + payload
+
+    def lit(name, value):
+        return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+    hdrs = (lit(b":method", b"POST") + lit(b":scheme", b"http") +
+            lit(b":path", b"/opentelemetry.proto.collector.trace.v1.TraceService/Export") +
+            lit(b":authority", b"127.0.0.1") + lit(b"content-type", b"application/grpc") +
+            lit(b"te", b"trailers"))
+    msg = b"\x00" + len(body).to_bytes(4, "big") + body
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    except OSError as e:
+        return "connect: %r" % e
+    try:
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") +
+                  frame(1, 4, 1, hdrs) + frame(0, 1, 1, msg))
+        buf = b""
+        while True:
+            while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+                n = int.from_bytes(buf[:3], "big")
+                typ, flags, sid = buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7fffffff
+                if typ == 4 and not flags & 1:
+                    s.sendall(frame(4, 1, 0, b""))  # SETTINGS ack
+                if typ == 1 and sid == 1 and flags & 1:
+                    return True
+                if typ == 3 and sid == 1:
+                    return "RST_STREAM"
+                buf = buf[9 + n:]
+            d = s.recv(65536)
+            if not d:
+                return "EOF before an answer"
+            buf += d
+    except OSError as e:
+        return "%s before an answer" % type(e).__name__
+    finally:
+        s.close()
+
+
+def test_sigterm_out_of_fds_takes_queued_tcp_and_grpc_connections(ctx):
+    """spanshimd --listen and --grpc-listen with a hard limit of 40 open files: idle gRPC
+    connections take its fds, so the HTTP and gRPC requests that come next wait in the
+    listeners' queues (listeners paused at EMFILE, the spare fd taken); then SIGTERM. At
+    SIGTERM the listeners are to take what waits in their queues before closing, but with
+    no fd to take them on, shutting the listeners reset every connection still queued:
+    30 of 30 gRPC calls and most of the 30 HTTP requests reset unread before. Now idle
+    connections (nothing in flight there) are let go for them, and every queued request
+    is answered (HTTP: 200, or 503 on the spare) and each span answered 200 written."""
+    port, gport = harness.free_port(), harness.free_port()
+    c = _collector_with_nofile(ctx, 40, args=["--listen", "127.0.0.1:%d" % port,
+                                              "--grpc-listen", "127.0.0.1:%d" % gport])
+    harness.wait_port(port, c.proc, "spanshimd --listen")
+    harness.wait_port(gport, c.proc, "spanshimd --grpc-listen")
+    idle = []
+    ctx._cleanup.append(lambda: [s.close() for s in idle])
+    for _ in range(60):  # fds taken by idle gRPC connections (the rest wait in the queue)
+        idle.append(socket.create_connection(("127.0.0.1", gport)))
+    time.sleep(0.5)
+    http_results, grpc_results = {}, {}
+    ts = _tcp_clients(port, 30, 0, http_results)
+
+    def one(i):
+        body, sid = _otlp_one_span(i)
+        grpc_results[i] = (sid, _h2_export(gport, body))
+    ts += [threading.Thread(target=one, args=(i,)) for i in range(30)]
+    for t in ts[30:]:
+        t.start()
+    time.sleep(0.5)
+    c.proc.send_signal(signal.SIGTERM)
+    for t in ts:
+        t.join()
+    assert c.proc.wait(30) == 0
+    written = {s.span_id for s in harness.read_jsonl(c.out)[0]}
+    bad = {}
+    for what, results in (("http", http_results), ("grpc", grpc_results)):
+        got = collections.Counter(str(r) for _, r in results.values())
+        print("  %s: %s; written %d of %d" % (
+            what, dict(got), sum(sid in written for sid, _ in results.values()), len(results)))
+        if any(not (r is True or re.match(r"HTTP/1.1 (200|503) ", str(r)))
+               for _, r in results.values()):
+            bad[what] = got
+        assert all(sid in written for sid, r in results.values()
+                   if r is True or str(r).startswith("HTTP/1.1 200")), what
+    assert not bad, bad

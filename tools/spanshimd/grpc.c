@@ -897,6 +897,24 @@ int ss__grpc_start(const ss__opts *o, int tcp_fd, int unix_fd) {
   return 0;
 }
 
+/* At stop, out of fds: a connection with no call open, nothing to send and nothing
+ * waiting in its socket is sent GOAWAY and closed, as it would be at the end of the stop,
+ * so that a connection still in a listener's queue can be taken. */
+void ss__grpc_let_idle_go(void) {
+  if (gep < 0) return;
+  for (gconn *c = conns, *next; c; c = next) {
+    next = c->next;
+    char b;
+    if (c->n_calls || c->refuse_until || c->pend_off != c->pend_len ||
+        nghttp2_session_want_write(c->h2))
+      continue;
+    if (recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN) {
+      nghttp2_session_terminate_session(c->h2, NGHTTP2_NO_ERROR);
+      if (conn_flush(c) == 0) conn_destroy(c);
+    }
+  }
+}
+
 void ss__grpc_stop(uint64_t grace_ms) {
   if (gep < 0) return;
   /* Connections already made are taken and served, like the HTTP listeners' (a peer
@@ -904,8 +922,22 @@ void ss__grpc_stop(uint64_t grace_ms) {
    * fails with ECONNREFUSED, which its sender sees), then both queues are emptied;
    * closing a listener would reset what waits in its queue, unread. */
   if (unix_lfd >= 0) shutdown(unix_lfd, SHUT_RD);
-  for (int k = 0; unix_lfd >= 0 && k < SS_STOP_ACCEPTS / 64 && on_accept(unix_lfd, 1); k++) {}
-  for (int k = 0; tcp_lfd >= 0 && k < SS_STOP_ACCEPTS / 64 && on_accept(tcp_lfd, 0); k++) {}
+  /* Out of fds (on_accept paused), connections still wait there: fds are freed for them
+   * (connections without a call let go, the others served) and the queues taken again,
+   * for at most the grace. */
+  uint64_t queue_until = ss__mono_ms() + grace_ms;
+  for (;;) {
+    accept_paused_until = 0;
+    for (int k = 0; k < SS_STOP_ACCEPTS / 64; k++)
+      if (unix_lfd < 0 || !on_accept(unix_lfd, 1)) break;
+    for (int k = 0; k < SS_STOP_ACCEPTS / 64; k++)
+      if (tcp_lfd < 0 || !on_accept(tcp_lfd, 0)) break;
+    if (accept_paused_until == 0 || ss__mono_ms() >= queue_until) break;
+    ss__grpc_let_idle_go();
+    struct epoll_event ev;
+    if (epoll_wait(gep, &ev, 1, 10) > 0) ss__grpc_events();
+  }
+  accept_paused_until = 0;
   if (tcp_lfd >= 0) close(tcp_lfd);
   if (unix_lfd >= 0) close(unix_lfd);
   tcp_lfd = unix_lfd = -1;

@@ -86,6 +86,9 @@ void ss__grpc_events(void);
 /* Expires calls and connections whose time is up; returns ms until the next deadline,
  * or -1 when none is pending. */
 int64_t ss__grpc_tick(uint64_t now_ms);
+/* Out of fds at stop: connections with no call open, nothing to send and nothing
+ * waiting in their sockets are sent GOAWAY and closed (they would be at the stop). */
+void ss__grpc_let_idle_go(void);
 /* At shutdown: stops accepting, serves what the peers already sent for at most
  * grace_ms, then closes every connection and frees everything. */
 void ss__grpc_stop(uint64_t grace_ms);

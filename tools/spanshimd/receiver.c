@@ -107,6 +107,9 @@ typedef struct conn {
                                      counted) until then, then it is finished (0: not one) */
   int outside;                    /* refused at accept: not in the table (n_conns,
                                      connections_open) */
+  int spare;                      /* taken on the spare fd (EMFILE): the spare is taken
+                                     back when it is destroyed; over TCP its first request
+                                     is waited for and answered, with a close */
   int finishing;                  /* finish: the peer can send no more; what it sent is
                                      read to the end whatever the memory budget says */
   ss__buf out;
@@ -157,6 +160,7 @@ static void conn_destroy(conn *c) {
   }
   epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
   close(c->fd);
+  if (c->spare && reserve_fd < 0) reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (c->prev) c->prev->next = c->next;
   else conns = c->next;
   if (c->next) c->next->prev = c->prev;
@@ -243,7 +247,7 @@ static void send_now(conn *c) {
 
 static void respond(conn *c, int status, const char *ctype, const void *body, size_t len,
                     const char *extra) {
-  int close_after = c->closing || !c->keep_alive;
+  int close_after = c->closing || !c->keep_alive || c->spare;
   const char *token = status == 200 && c->give_token && is_otlp(c->route) ? ss__tree_token() : NULL;
   ss__buf_printf(&c->out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s%s%s%s\r\n",
                  status, reason_phrase(status), ctype, len, extra ? extra : "",
@@ -908,7 +912,7 @@ static void on_writable(conn *c) {
 /* From now on c's requests are all refused with `status`, their bodies read past; the
  * peer can send nothing more. */
 static void refuse_from_here(conn *c, int status) {
-  shutdown(c->fd, SHUT_RD);
+  if (!c->is_tcp) shutdown(c->fd, SHUT_RD); /* TCP: stops nothing, and reads end at once */
   c->refusing = 1;
   c->refuse_status = status;
 }
@@ -925,7 +929,9 @@ static void finish(conn *c, int refuse_status) {
     conn_destroy(c);
     return;
   }
-  shutdown(c->fd, SHUT_RD);
+  /* Over TCP a SHUT_RD stops no sender, and a read after it gives 0 as soon as nothing is
+   * waiting: the peer's end could not be told from a request still on its way. */
+  if (!c->is_tcp) shutdown(c->fd, SHUT_RD);
   c->finishing = 1;
   if (c->mem_wait) {
     c->mem_wait = 0;
@@ -940,12 +946,13 @@ static void finish(conn *c, int refuse_status) {
   }
   process(c);
   int ended = 0;  /* the peer's end (or an error), not merely nothing more yet (TCP) */
-  while (!c->closing && !c->eof) {
+  size_t took = 0; /* TCP: a sender that keeps sending is read this far here, then lingered on */
+  while (!c->closing && !c->eof && took <= LINGER_MAX_BYTES) {
     if (c->in_off == c->in_len && !c->have_head) c->in_off = c->in_len = 0;
     if (in_reserve(c, c->in_len - c->in_off + READ_MIN) != 0) break;
     ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
     if (n < 0 && errno == EINTR) continue;
-    if (n > 0) c->in_len += (size_t)n;
+    if (n > 0) c->in_len += (size_t)n, took += c->is_tcp ? (size_t)n : 0;
     else c->eof = 1, ended = n == 0 || errno != EAGAIN;  /* the end (SHUT_RD), or an error */
     process(c);
   }
@@ -1029,7 +1036,9 @@ static int on_accept(int lfd, int is_unix, int is_metrics) {
     if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
       if ((fd = accept_on_spare(lfd)) < 0) return 0;
       on_spare = 1;
-      shutdown(fd, SHUT_RD);  /* at once: what the peer writes from now on fails there */
+      /* At once: what the peer writes from now on fails there. Over TCP nothing stops a
+       * sender, and its request may still be on its way: it is waited for (below). */
+      if (is_unix) shutdown(fd, SHUT_RD);
     }
     if (fd < 0) return 0;  /* EAGAIN, or a connection that died in the backlog */
     ss__peer who;
@@ -1080,16 +1089,17 @@ static int on_accept(int lfd, int is_unix, int is_metrics) {
     n_pending += (size_t)c->pending;
     c->give_token = is_unix && !is_metrics && !refuse;
     c->pa = pa;
+    c->spare = on_spare;
     pa->conns++;
     if (refuse) {  /* counted as refused, above; not in the table */
       c->outside = 1;
       n_conns--;
       ss__stats_g.connections--;
       ss__stats_g.connections_open--;
-      if (refuse == 403 || on_spare || n_refused_open >= MAX_REFUSED_OPEN) {
-        finish(c, refuse);
-        if (on_spare) reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-      } else {  /* its requests, coming now, are answered with the refusal and counted */
+      if (refuse == 403 || (on_spare && is_unix) ||
+          (!on_spare && n_refused_open >= MAX_REFUSED_OPEN)) {
+        finish(c, refuse);  /* the spare is taken back as c goes (conn_destroy) */
+      } else {  /* over TCP, the spare's too: it holds the spare until its answer is out */  /* its requests, coming now, are answered with the refusal and counted */
         c->refusing = 1;
         c->refuse_status = refuse;
         c->refuse_until = ss__mono_ms() + REFUSED_OPEN_MS;
@@ -1174,6 +1184,22 @@ static int watch(int fd, void *tag) {
   return fd < 0 ? 0 : epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
 }
 
+/* At SIGTERM, out of fds: connections with nothing read, nothing to answer and nothing
+ * waiting in their sockets are let go (an idle keep-alive connection closed, as HTTP
+ * allows), so that those still waiting in the listeners' queues can be taken. */
+static void drain_idle(void) {
+  for (conn *c = conns, *next; c; c = next) {
+    next = c->next;
+    char b;
+    /* (one on the spare, waiting for a request, is let go too: the spare is wanted) */
+    if (c->have_head || c->in_len != c->in_off || c->out_off != c->out.len || c->lingering ||
+        c->closing || (c->refusing && !c->spare) || c->discard_left || c->pending)
+      continue;
+    ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && errno == EAGAIN) conn_destroy(c); /* nothing on its way that has come */
+  }
+}
+
 /* After SIGTERM: no new connections, but requests already sitting in socket buffers
  * (a traced program's final flush) are still served, for at most a moment. */
 static void drain(void) {
@@ -1184,8 +1210,31 @@ static void drain(void) {
    * took our first connection). The Unix socket takes no more (a connect now fails with
    * ECONNREFUSED, which its sender counts), so none is left unaccepted in its queue. */
   if (unix_lfd >= 0) shutdown(unix_lfd, SHUT_RD);
-  for (int k = 0; unix_lfd >= 0 && k < SS_STOP_ACCEPTS / 64 && on_accept(unix_lfd, 1, 0); k++) {}
-  for (int k = 0; tcp_lfd >= 0 && k < SS_STOP_ACCEPTS / 64 && on_accept(tcp_lfd, 0, 0); k++) {}
+  /* Out of fds (the listeners paused), connections still wait in the queues: shutting a
+   * TCP listener would reset them unread. Fds are freed for them (idle connections let
+   * go, the ones being answered served) and the queues taken again, for a moment. */
+  uint64_t queue_until = ss__mono_ms() + 1000;
+  for (;;) {
+    accept_paused_until = 0;
+    for (int k = 0; k < SS_STOP_ACCEPTS / 64; k++)
+      if (unix_lfd < 0 || !on_accept(unix_lfd, 1, 0)) break;
+    for (int k = 0; k < SS_STOP_ACCEPTS / 64; k++)
+      if (tcp_lfd < 0 || !on_accept(tcp_lfd, 0, 0)) break;
+    if (accept_paused_until == 0 || ss__mono_ms() >= queue_until) break;
+    drain_idle();
+    ss__grpc_let_idle_go(); /* the gRPC connections' fds are the same table's */
+    int n = epoll_wait(ep, evs, 64, 10);
+    for (int i = 0; i < n; i++) {
+      if (evs[i].data.ptr == &tag_sig || evs[i].data.ptr == &tag_grpc ||
+          evs[i].data.ptr == &tag_unix || evs[i].data.ptr == &tag_tcp ||
+          evs[i].data.ptr == &tag_metrics)
+        continue;
+      conn *c = evs[i].data.ptr;
+      if (c->lingering) conn_destroy(c); /* answered: its fd is wanted */
+      else dispatch(&evs[i], &stop);
+    }
+  }
+  accept_paused_until = 0;
   if (tcp_lfd >= 0) shutdown(tcp_lfd, SHUT_RD);  /* a TCP listener stops listening */
   if (unix_lfd >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, unix_lfd, NULL);
   if (tcp_lfd >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, tcp_lfd, NULL);
