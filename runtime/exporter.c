@@ -495,7 +495,19 @@ static int submit(encoder *e, const char *path, const uint8_t *body, size_t len,
   int rc = ss__transport_send(e->t, path, body, len, due_at(e, deadline_ms), &pg);
   wait_end(e, w);
   *g = *slot;
-  if (rc == 0) e->n_inflight++;
+  if (rc == 0) {
+    e->n_inflight++;
+  } else if (e->n_inflight > 0) {
+    /* The connection failed under this request: the answers to the ones written before
+     * it are read now, from that connection (over TCP the rest then count as not taken),
+     * before another connection's answers could be taken for theirs. */
+    int c = collect_answers(e, deadline_ms, 0);
+    if (c != 0) return c;
+    if (e->n_inflight > 0) { /* not answered in time: as end_pipeline gives them up */
+      ss__transport_abandon(e->t);
+      e->n_inflight = 0;
+    }
+  }
   return rc;
 }
 

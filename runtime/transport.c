@@ -683,6 +683,7 @@ static void drop_conn_gone(ss__transport *t, int gone) {
   if (fd >= 0 && gone) ss__own_forget(fd);
   else if (fd >= 0) ss__own_close(fd);
   t->unanswered = 0;
+  t->broken = 0;
   t->rlen = 0;
 }
 
@@ -802,12 +803,20 @@ int ss__transport_send(ss__transport *t, const char *path, const void *body, siz
                        uint64_t deadline_ms, const ss__post_gate *g) {
   pthread_mutex_lock(&t->lock);
   int fd = atomic_load(&t->fd);
-  if (fd >= 0 && t->unanswered == 0 && peer_gone(fd)) drop_conn(t);
+  if (fd >= 0 && (t->broken || (t->unanswered == 0 && peer_gone(fd)))) drop_conn(t);
   if (atomic_load(&t->fd) < 0) atomic_store(&t->cut, 0); /* a cut was of an older one */
   fd = ensure_conn(t, deadline_ms);
   int rc = fd < 0 ? fd : write_request(t, fd, path, body, len, deadline_ms, g);
-  if (rc == 0) t->unanswered++;
-  else if (fd >= 0) drop_conn_gone(t, closed_behind_back(fd, -rc));
+  if (rc == 0) {
+    t->unanswered++;
+  } else if (fd >= 0) {
+    int gone = closed_behind_back(fd, -rc);
+    /* The answers to the requests written before this one may be here already (a
+     * collector that served them, then ended the connection): kept to be read, not
+     * dropped with the connection, or they would be taken for the next one's. */
+    if (t->unanswered > 0 && !gone) t->broken = 1;
+    else drop_conn_gone(t, gone);
+  }
   pthread_mutex_unlock(&t->lock);
   return rc;
 }
@@ -826,7 +835,8 @@ int ss__transport_answer(ss__transport *t, uint64_t deadline_ms, int *rest_refus
       *rest_refused = t->unanswered > 0;
       drop_conn(t);
     } else if (t->unanswered == 0) {
-      drop_if_app_range(t, fd);
+      if (t->broken) drop_conn(t);
+      else drop_if_app_range(t, fd);
     }
   }
   pthread_mutex_unlock(&t->lock);
@@ -960,6 +970,7 @@ SS_FORK_TEXT void ss__transport_reset_in_child(ss__transport *t) {
   }
   ss__mutex_reinit(&t->lock);
   if (t->unanswered) t->unanswered = 0;
+  if (t->broken) t->broken = 0;
   if (t->rlen) t->rlen = 0;
   if (t->retry_at_ms) t->retry_at_ms = 0;
   if (t->backoff_ms) t->backoff_ms = 0;

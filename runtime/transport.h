@@ -83,6 +83,9 @@ typedef struct ss__transport {
    * an exiting process writes every request before it reads any answer), and the bytes
    * of answers read ahead. Under `lock`. */
   int unanswered;
+  /* A write failed with requests unanswered on the connection: it is kept only for their
+   * answers (read by ss__transport_answer, then it is dropped); nothing more is written. */
+  int broken;
   size_t rlen;
   char rbuf[4096]; /* last: init leaves it as it is (only rlen bytes are read) */
 } ss__transport;
@@ -146,7 +149,8 @@ int ss__transport_post_gated(ss__transport *t, const char *path, const void *bod
 /* Pipelining, for a process that is about to end: writes the request (connecting, or
  * first replacing a connection the peer has closed) and returns without waiting for
  * the answer: 0 once the request is written whole (the gate said so), else -errno (the
- * connection is then dropped). Several requests may be written before any answer is
+ * connection is then dropped, or, when requests written before are unanswered, kept for
+ * their answers alone: read them with ss__transport_answer). Several requests may be written before any answer is
  * read; ss__transport_post* must not be used while any is unanswered. */
 int ss__transport_send(ss__transport *t, const char *path, const void *body, size_t len,
                        uint64_t deadline_ms, const ss__post_gate *g);
