@@ -439,6 +439,28 @@ static int refused(gate_arg *g, int status) {
   return 0;
 }
 
+/* An exit that stops waiting for the answers to the requests it wrote whole: spanshimd
+ * reads every request written before its peer closed and counts what it refuses, so they
+ * are its; any other collector may drop what it had not read yet when the connection
+ * ends (Python's http.server stops at the first answer it cannot write), so what they
+ * held is not known to be delivered and the shim's diagnostics say how much (warn). */
+static void give_up_answers(encoder *e) {
+  uint64_t spans = 0, logs = 0;
+  for (int i = 0; i < e->n_inflight; i++) {
+    spans += e->inflight[i].spans;
+    logs += e->inflight[i].logs;
+  }
+  if (ss__transport_counts_refusals())
+    SS_LOG(SS_LOG_DEBUG, "exit: %d requests written whole, not answered in time (delivered)",
+           e->n_inflight);
+  else
+    SS_LOG(SS_LOG_WARN, "exit: %" PRIu64 " spans and %" PRIu64 " exception log records in %d "
+           "requests written to the collector, not answered within the budget: not known to "
+           "be delivered", spans, logs, e->n_inflight);
+  ss__transport_abandon(e->t);
+  e->n_inflight = 0;
+}
+
 /* Reads the answers to a pipelined encoder's requests, oldest first, until at most `keep`
  * are unanswered or the deadline passes (then the rest are the collector's: written whole,
  * they count as delivered). 0, or -ECANCELED when an exit claimed the accounting. */
@@ -503,10 +525,7 @@ static int submit(encoder *e, const char *path, const uint8_t *body, size_t len,
      * before another connection's answers could be taken for theirs. */
     int c = collect_answers(e, deadline_ms, 0);
     if (c != 0) return c;
-    if (e->n_inflight > 0) { /* not answered in time: as end_pipeline gives them up */
-      ss__transport_abandon(e->t);
-      e->n_inflight = 0;
-    }
+    if (e->n_inflight > 0) give_up_answers(e); /* not answered in time */
   }
   return rc;
 }
@@ -515,12 +534,7 @@ static int submit(encoder *e, const char *path, const uint8_t *body, size_t len,
  * until the deadline and gives up on the rest. */
 static int end_pipeline(encoder *e, uint64_t deadline_ms) {
   int rc = collect_answers(e, deadline_ms, 0);
-  if (e->n_inflight > 0) {
-    SS_LOG(SS_LOG_DEBUG, "exit: %d requests written whole, not answered in time (delivered)",
-           e->n_inflight);
-    ss__transport_abandon(e->t);
-    e->n_inflight = 0;
-  }
+  if (e->n_inflight > 0) give_up_answers(e);
   e->pipelined = 0;
   return rc;
 }

@@ -940,17 +940,12 @@ def _otlp_items(body):
                         yield pid, item
 
 
-def test_tcp_pipelined_exit_on_a_connection_the_collector_ends_counts_each_span_once(ctx):
-    """An exit writes its requests back to back over TCP (OTEL_EXPORTER_OTLP_ENDPOINT) to
-    an OTLP/HTTP server (Python's http.server, HTTP/1.1) that serves two requests, then
-    ends the connection after the head of the third. A write then fails on that
-    connection (EPIPE), and the shim dropped it with the answers the server had written
-    to the requests before (200s, waiting to be read); those requests' answers were then
-    read from the next connection, each taken for an older request's: a batch the server
-    took was counted as dropped too, or one it never read as delivered (the server's 48
-    spans + 168 reported dropped = 216 of 200 produced, in 4 of 5 runs of 3). Now the
-    answers already due are read from the failed connection first: received + dropped =
-    produced for each program."""
+def _generic_otlp_collector(ctx, misbehave):
+    """Python's http.server (HTTP/1.1, a thread per connection) as a generic OTLP/HTTP
+    collector: counts the spans received and the drops the shim reported
+    (spanshim.spans.dropped), by process.pid. misbehave(k, handler), called before the
+    k-th request's body is read, returns True when it ended that request itself.
+    Returns (port, got, lock)."""
     lock = threading.Lock()
     got = {"n": 0, "spans": collections.Counter(), "dropped": collections.Counter()}
 
@@ -964,9 +959,7 @@ def test_tcp_pipelined_exit_on_a_connection_the_collector_ends_counts_each_span_
             with lock:
                 got["n"] += 1
                 k = got["n"]
-            if k % 3 == 0:  # ends the connection, the body and what follows unread
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
+            if misbehave(k, self):
                 return
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             with lock:
@@ -986,9 +979,14 @@ def test_tcp_pipelined_exit_on_a_connection_the_collector_ends_counts_each_span_
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     ctx._cleanup.append(srv.shutdown)
-    port = srv.server_address[1]
-    produced, told_nobody = {}, collections.Counter()
-    for i in range(5):
+    return srv.server_address[1], got, lock
+
+
+def _storms_to(ctx, port, runs):
+    """connect_storm 2 100 refused, `runs` times, exporting over TCP to port with the
+    shim's diagnostics at warn: {pid: produced} and {pid: the diagnostics' text}."""
+    produced, logs = {}, {}
+    for i in range(runs):
         log = os.path.join(ctx.tmp, "shim%d.log" % i)
         e = ctx.env(None, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:%d" % port,
                            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "16",
@@ -1001,14 +999,69 @@ def test_tcp_pipelined_exit_on_a_connection_the_collector_ends_counts_each_span_
         pid = int(kv["pid"])
         produced[pid] = int(kv["produced"])
         with open(log) as f:
-            for m in re.finditer(r"exit: (\d+) spans could not be delivered; the collector "
-                                 r"could not be told", f.read()):
-                told_nobody[pid] += int(m.group(1))
+            logs[pid] = f.read()
+    return produced, logs
+
+
+def _told_nobody(text):
+    return sum(int(m.group(1)) for m in re.finditer(
+        r"exit: (\d+) spans could not be delivered; the collector could not be told", text))
+
+
+def test_tcp_pipelined_exit_on_a_connection_the_collector_ends_counts_each_span_once(ctx):
+    """An exit writes its requests back to back over TCP (OTEL_EXPORTER_OTLP_ENDPOINT) to
+    an OTLP/HTTP server (Python's http.server, HTTP/1.1) that serves two requests, then
+    ends the connection after the head of the third. A write then fails on that
+    connection (EPIPE), and the shim dropped it with the answers the server had written
+    to the requests before (200s, waiting to be read); those requests' answers were then
+    read from the next connection, each taken for an older request's: a batch the server
+    took was counted as dropped too, or one it never read as delivered (the server's 48
+    spans + 168 reported dropped = 216 of 200 produced, in 4 of 5 runs of 3). Now the
+    answers already due are read from the failed connection first: received + dropped =
+    produced for each program."""
+    def end_every_third(k, h):  # ends the connection, the body and what follows unread
+        if k % 3:
+            return False
+        h.close_connection = True
+        h.connection.shutdown(socket.SHUT_RDWR)
+        return True
+
+    port, got, lock = _generic_otlp_collector(ctx, end_every_third)
+    produced, logs = _storms_to(ctx, port, 5)
     time.sleep(0.5)  # the last answers written
     with lock:
-        rows = {pid: (got["spans"][pid], got["dropped"][pid], told_nobody[pid], n)
+        rows = {pid: (got["spans"][pid], got["dropped"][pid], _told_nobody(logs[pid]), n)
                 for pid, n in produced.items()}
     print("  per program (received, reported dropped, told nobody, produced): %s; "
           "requests: %d" % (list(rows.values()), got["n"]))
     assert got["n"] >= 3 * len(produced), got["n"]  # connections were ended
     assert all(a + b + c == n for a, b, c, n in rows.values()), rows
+
+
+def test_tcp_exit_to_a_collector_slower_than_its_budget_says_what_is_not_known_delivered(ctx):
+    """A generic OTLP/HTTP collector (Python's http.server) that takes 300 ms to answer
+    each request, longer than the exit's budget: the exit writes its requests back to back
+    and stops waiting for their answers, and the server, whose first answer then finds the
+    connection gone, never reads the rest. Those requests' spans were counted as
+    delivered, at debug level only (of 200 spans: 16 received, 72 told nobody, 112 lost and
+    counted nowhere). Now the shim's diagnostics say at warn how many spans were written
+    and not answered: every span produced is received, counted dropped, or in that count
+    (the server may still take the first of them, so it can overlap what was received)."""
+    def slow(k, h):
+        time.sleep(0.3)
+        return False
+
+    port, got, lock = _generic_otlp_collector(ctx, slow)
+    produced, logs = _storms_to(ctx, port, 3)
+    time.sleep(1.0)  # the request the server was in is answered to nobody
+    unknown = {pid: sum(int(m.group(1)) for m in re.finditer(
+        r"exit: (\d+) spans and \d+ exception log records in \d+ requests written to the "
+        r"collector, not answered within the budget: not known to be delivered", t))
+        for pid, t in logs.items()}
+    with lock:
+        rows = {pid: (got["spans"][pid], got["dropped"][pid], _told_nobody(logs[pid]),
+                      unknown[pid], n) for pid, n in produced.items()}
+    print("  per program (received, reported dropped, told nobody, not known, produced): %s"
+          % list(rows.values()))
+    assert all(u > 0 for _, _, _, u, _ in rows.values()), rows  # the budget ran out
+    assert all(a + b + c <= n <= a + b + c + u for a, b, c, u, n in rows.values()), rows
