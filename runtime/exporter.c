@@ -798,8 +798,12 @@ static int send_traces(encoder *e, size_t n, uint64_t deadline_ms) {
  * flight: while an exit delivers, only its final count reports (an exit's own encoder
  * while the exporter thread is busy sends records only; the exporter thread, stopping
  * for the exit, none). */
+static int se_beside_exporter; /* se delivers while the exporter thread is stuck (no drain_lock) */
+/* Who delivers for a dying thread's signal: 0 nobody yet, 1 the exporter thread, 2 the
+ * dying thread itself, which gave up waiting for it (ss__exporter_flush_signal). */
+static _Atomic int urgent_owner;
 static int reports_here(const encoder *e) {
-  return e != &xe && !exit_waits(e);
+  return e != &xe && !(e == &se && se_beside_exporter) && !exit_waits(e);
 }
 
 /* Finishes lreq (e->n_exc exception records, plus the drop reports due when `reports`)
@@ -1024,7 +1028,11 @@ static void *exporter_main(void *arg) {
     int urgent = asked != atomic_load(&urgent_done);
     int all = urgent || now - last >= cfg->schedule_delay_ms;
     if (urgent) { /* a thread dies of a signal: the process ends as soon as we are done */
-      deliver_exit(&ex, 1, atomic_load(&urgent_budget_ms));
+      int none = 0;
+      if (atomic_compare_exchange_strong(&urgent_owner, &none, 1)) {
+        deliver_exit(&ex, 1, atomic_load(&urgent_budget_ms));
+        atomic_store(&urgent_owner, 0);
+      }
     } else {
       drain(&ex, ss__mono_ms() + cfg->export_timeout_ms, all);
     }
@@ -1528,6 +1536,46 @@ void ss__exporter_flush_signal(uint32_t timeout_ms) {
   struct timespec tick = {0, 1000000};
   for (uint64_t waited = 0; atomic_load(&urgent_done) < ticket && waited < cap; waited++)
     nanosleep(&tick, NULL);
+  if (atomic_load(&urgent_done) >= ticket) return;
+  /* It did not come to the delivery in time: it is inside a request the collector does
+   * not answer (a stalled collector holds an ordinary export for up to
+   * OTEL_EXPORTER_OTLP_TIMEOUT), or it gets no CPU. As an exit does with a stuck exporter
+   * thread (hand_off, final_report_claimed), this thread claims the accounting and
+   * reports everything not handed over, signal-safely on a connection of its own. */
+  sigset_t old;
+  block_async(&old);
+  ss__self.internal++;
+  if (pthread_mutex_trylock(&exit_lock) == 0) {
+    SS_LOG(SS_LOG_DEBUG, "a signal ends the process: the exporter thread did not deliver in "
+           "time; this thread delivers %" PRIu64 " spans waiting", waiting());
+    sigsafe_setup();
+    ss__transport *conn = ending_conn(1);
+    if (conn != NULL) {
+      se.t = conn;
+      int none = 0;
+      if (atomic_compare_exchange_strong(&urgent_owner, &none, 2)) {
+        /* An exit's delivery beside a busy exporter thread (exit_job_run's, not own):
+         * records only, then the final count, which claims what that thread holds; the
+         * exporter thread stops at its next request boundary and reports nothing. */
+        atomic_store(&exit_waiting, 1);
+        se_beside_exporter = 1;
+        deliver_exit(&se, 0, timeout_ms);
+        se_beside_exporter = 0;
+        atomic_store(&exit_waiting, 0);
+      } else if (ensure_head(&se) == 0) {
+        /* It began the delivery at last: only the count, claimed from it. */
+        final_report_claimed(&se, ss__mono_ms() + MIN_REQUEST_MS);
+      }
+      ending_conn_done();
+    }
+    pthread_mutex_unlock(&exit_lock);
+    ss__self.internal--;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    exit_diagnostics();
+    return;
+  }
+  ss__self.internal--;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 /* OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: its path, when it is the traces collector (same
@@ -1635,6 +1683,7 @@ SS_FORK_TEXT void ss__exporter_atfork_child(void) {
   zero_int(&ss__exporter_holding);
   zero_int(&draining);
   zero_int(&exit_waiting);
+  zero_int(&urgent_owner);
   zero_int(&sender);
   zero_int(&unwinder_wanted); /* the stack module's own state says if it is loaded */
   zero_u64(&epoch);

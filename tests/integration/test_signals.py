@@ -354,6 +354,34 @@ def test_sigterm_with_a_stopped_collector_delivers_or_counts_spans_and_records(c
     harness.check_exact(c, calls, 200, pids_logs=calls)
 
 
+def test_a_signal_while_the_exporter_waits_on_a_stalled_collector_counts_everything(ctx):
+    """spanshimd stalls (SIGSTOP) while a process makes 600 spans: its exporter thread is
+    inside an ordinary export, waiting for an answer that does not come (for up to
+    OTEL_EXPORTER_OTLP_TIMEOUT). A default-action SIGTERM, or a SIGSEGV, then ends it: the
+    dying thread waits for the exporter thread at most its bound and then delivers (or
+    counts) what is left itself, as an exit does. Received + dropped = 601 each time
+    (without: ~60 received, the other ~440 lost with not a word in the diagnostics, and
+    exit/_exit under the same stall delivered all 600)."""
+    prog = ctx.prog("sig_spans")
+    for sig in (signal.SIGTERM, signal.SIGSEGV):
+        plain, _ = start(ctx, [prog, "600", str(PORT), "wait"], preload=False)
+        plain.send_signal(sig)
+        plain_rc, plain_out, plain_err = finish(plain)
+        c = ctx.collector()
+        os.kill(c.proc.pid, signal.SIGSTOP)
+        try:
+            # Process spans on: a fault is caught only then (the loss matrix).
+            p, pid = start(ctx, [prog, "600", str(PORT), "wait"], collector=c,
+                           extra_env={"SPANSHIM_PROCESS_SPAN": "1"})
+            time.sleep(0.3)  # its first batch is written; the answer does not come
+            p.send_signal(sig)
+            rc, out, err = finish(p)
+        finally:
+            os.kill(c.proc.pid, signal.SIGCONT)
+        assert (rc, out, err) == (plain_rc, plain_out, plain_err), (sig.name, rc, err)
+        harness.check_exact(c, {pid: 601}, 601)  # and the process span
+
+
 # --- Faults the app handles or ignores (issue 13, item 2) ----------------------------------
 
 def _faults(ctx, mode, traced, collector=None, preexec=None, extra=None):
