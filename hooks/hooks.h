@@ -30,6 +30,11 @@ typedef struct ss__peer {
 /* socket(2) as the app's call would go: remembers the new fd's socket type. Internal
  * callers (libcurl's default open-socket callback) use this name, never `socket`. */
 int ss__socket(int domain, int type, int protocol);
+/* The process ends (exit, _exit, a signal's death) or its image is replaced (exec): its
+ * parked non-blocking connects (still in progress) end now, outcome unknown as at a close
+ * (span status unset), so they are delivered with the rest rather than lost uncounted.
+ * Async-signal-safe. */
+void ss__socket_ending(void);
 
 /* hooks/libcurl.c: 1 while this thread is inside a libcurl transfer call (its socket
  * I/O belongs to the transfer's span). */

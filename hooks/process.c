@@ -280,6 +280,7 @@ static void exiting(int ending) {
   SS_SAVE_ERRNO({
     ss__exporter_exiting();
     ss__http_exiting();
+    ss__socket_ending();
     report_losses();
     /* glibc's exit(0) after the last thread ended comes from inside libc, not through
      * exit() above: its status is 0. */

@@ -142,12 +142,14 @@ static void deliver_before_death(int sig) {
   why[3 + n] = '\0';
   ss__http_dying(why);
   if (ss__exporter_running()) {
+    ss__socket_ending();
     ss__process_end(SS_PROC_SIGNAL, sig);
     ss__exporter_flush_signal(ss__cfg.exit_flush_ms);
   } else {
     /* No exporter thread (no span before the signal): this thread delivers the process
      * span itself, signal-safely; no commit may start a thread here. */
     ss__exporter_exiting();
+    ss__socket_ending();
     ss__process_end(SS_PROC_SIGNAL, sig);
     ss__exporter_flush_dying(ss__cfg.exit_flush_ms);
   }

@@ -5,7 +5,8 @@
  * resolved that address (hooks/dns.c). A non-blocking
  * connect that answers EINPROGRESS is parked in a fixed table and ends when its outcome
  * is known: getsockopt(SO_ERROR), the first read/write/send/recv on the fd, a second
- * connect, or close (outcome unknown: the span ends unset).
+ * connect, or close (outcome unknown: the span ends unset), or the process's end or exec
+ * (ss__socket_ending, the same).
  * `accept` (SERVER): peer and local addresses; EAGAIN/EINTR (no connection) is no span.
  *
  * The socket type (stream/datagram) comes from a byte per fd recorded by the socket()
@@ -417,6 +418,14 @@ void ss__socket_fds_closed(unsigned lo, unsigned hi) {
     int key = atomic_load(&parked[i].key);
     if (key > 0 && (unsigned)(key - 1) >= lo && (unsigned)(key - 1) <= hi)
       finish_parked(key - 1, -1);
+  }
+}
+
+void ss__socket_ending(void) {
+  if (!any_parked()) return;
+  for (int i = 0; i < PENDING_SLOTS; i++) {
+    int key = atomic_load(&parked[i].key);
+    if (key > 0) finish_parked(key - 1, -1);
   }
 }
 

@@ -21,6 +21,7 @@
 
 #include "hooks/carrier.h"
 #include "hooks/hook.h"
+#include "hooks/hooks.h"
 #include "runtime/sys.h"
 
 extern char **environ;
@@ -54,7 +55,7 @@ static int vfork_child(void) {
 static void before_exec(void) {
   if (!ss__tracing_on() || vfork_child()) return;
   int deliver;
-  SS_SAVE_ERRNO(deliver = ss__process_exec());
+  SS_SAVE_ERRNO(ss__socket_ending(); deliver = ss__process_exec());
   if (deliver) ss__exit_flush();
 }
 

@@ -316,6 +316,26 @@ def test_nonblocking_connect_to_listener_ends_at_outcome(ctx):
     assert s.end - s.start < 5e9, s
 
 
+def test_nonblocking_connect_still_parked_when_the_process_ends_is_delivered(ctx):
+    """A non-blocking connect whose outcome the app never asked for (no poll, I/O or
+    close) when the process ends by exit, _exit, a default-action SIGTERM, or exec: the
+    span ends there, outcome unknown as at a close, and is delivered with the rest. It was
+    lost uncounted: 1 span received of 2 (the process span), 0 dropped."""
+    _, port = ctx.listener()
+    for how, produced in (("exit", 2), ("_exit", 2), ("term", 2), ("exec", 3)):
+        c = ctx.collector()
+        argv = [ctx.prog("nbconnect"), "127.0.0.1", str(port), how, "0"]
+        plain = ctx.run(argv, preload=False)
+        shim = ctx.run(argv, collector=c, extra_env={"SPANSHIM_PROCESS_SPAN": "1"})
+        assert (shim.returncode, shim.stdout, shim.stderr) == (
+            plain.returncode, plain.stdout, plain.stderr), (how, shim, plain)
+        assert b"connect=-1 errno=EINPROGRESS" in shim.stdout, shim
+        st = harness.settled_stats(c, produced, timeout=10)
+        assert harness.accounted(st) == produced, (how, st)
+        got = _by_port(c.spans(), port)
+        assert len(got) == 1 and got[0].status_code != ERROR, (how, got)
+
+
 def test_nonblocking_connect_refused_is_error_via_each_outcome_path(ctx):
     port = ctx.closed_port()
     c = ctx.collector()

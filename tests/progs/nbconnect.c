@@ -1,8 +1,10 @@
-/* nbconnect HOST PORT sockopt|write|read|close [DELAY_MS]
+/* nbconnect HOST PORT sockopt|write|read|close|exit|_exit|term|exec [DELAY_MS]
  *
  * Non-blocking TCP connect: socket(O_NONBLOCK), connect (EINPROGRESS expected), sleeps
  * DELAY_MS (default 100), then learns the outcome by poll + getsockopt(SO_ERROR)
  * (`sockopt`), by a first write or read on the fd, or not at all before close (`close`).
+ * `exit`, `_exit`, `term` (raise(SIGTERM), default action) and `exec` (execs /bin/true)
+ * end the process or its image with the connect still parked, never closing the fd.
  * Prints every return value and errno name, so runs with and without the shim can be
  * compared byte for byte. */
 #include <arpa/inet.h>
@@ -10,6 +12,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +54,14 @@ int main(int argc, char **argv) {
     errno = 0;
     ssize_t w = write(fd, "x", 1);
     printf("write=%zd errno=%s\n", w, w < 0 ? en(errno) : "0");
+  } else if (!strcmp(how, "exit") || !strcmp(how, "_exit") || !strcmp(how, "term") ||
+             !strcmp(how, "exec")) {
+    fflush(stdout);
+    if (!strcmp(how, "exit")) exit(0);
+    if (!strcmp(how, "_exit")) _exit(0);
+    if (!strcmp(how, "term")) raise(SIGTERM);
+    execl("/bin/true", "true", (char *)NULL);
+    return 127;
   } else if (!strcmp(how, "read")) {
     char c;
     errno = 0;
