@@ -32,9 +32,15 @@ typedef struct ss__peer {
 int ss__socket(int domain, int type, int protocol);
 /* The process ends (exit, _exit, a signal's death) or its image is replaced (exec): its
  * parked non-blocking connects (still in progress) end now, outcome unknown as at a close
- * (span status unset), so they are delivered with the rest rather than lost uncounted.
+ * (span status unset), so they are delivered with the rest rather than lost uncounted;
+ * libpq's polled connects (PQconnectStart, PQresetStart) too (ss__pq_ending).
  * Async-signal-safe. */
 void ss__socket_ending(void);
+/* hooks/libpq_state.c: libpq's parked connect spans end, outcome unknown (no call into
+ * libpq). Async-signal-safe. */
+void ss__pq_ending(void);
+/* In a fork child: the parent's parked connect spans are the parent's to end. */
+void ss__pq_atfork_child(void);
 
 /* hooks/libcurl.c: 1 while this thread is inside a libcurl transfer call (its socket
  * I/O belongs to the transfer's span). */

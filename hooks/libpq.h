@@ -179,5 +179,9 @@ void ss__pq_copy_bytes(const PGconn *c, int64_t n);
 
 /* Ends a parked connect span with the connection's state (reset, finish). */
 void ss__pq_connect_finish(ss__pq_conn *k, const PGconn *c);
+/* The same, with no call into libpq (the process ends, maybe in a signal handler): the
+ * span ends with status unset and no outcome. Either ends the span once: the first
+ * caller claims it. Async-signal-safe. */
+void ss__pq_connect_end_unknown(ss__pq_conn *k);
 
 #endif

@@ -116,14 +116,21 @@ static void connect_park(ss__sb *b, PGconn *c) {
 
 /* Ends a parked connect span with the connection's state. */
 void ss__pq_connect_finish(ss__pq_conn *k, const PGconn *c) {
-  if (!k->connecting) return;
-  k->connecting = 0;
+  if (!__atomic_exchange_n(&k->connecting, 0, __ATOMIC_ACQ_REL)) return;
   /* Build the ss__pq_outcome on a scratch builder, then copy its attributes over. */
   ss__sb tmp;
   ss__span_scratch(&tmp);
   connect_outcome(&tmp, c);
   ss__rec_finish_from(k->connect_rec, sizeof k->connect_rec, &tmp,
                       "db.system.name" /* parked already */, ss__now_ns());
+}
+
+void ss__pq_connect_end_unknown(ss__pq_conn *k) {
+  if (!__atomic_exchange_n(&k->connecting, 0, __ATOMIC_ACQ_REL)) return;
+  ss__sb tmp;
+  ss__span_scratch(&tmp); /* nothing added: the outcome is not known */
+  ss__rec_finish_from(k->connect_rec, sizeof k->connect_rec, &tmp, "db.system.name",
+                      ss__now_ns());
 }
 
 /* After the real call that made connection c: the span ends now, or is parked until

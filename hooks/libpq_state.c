@@ -7,6 +7,7 @@
 #include "runtime/clock.h"
 #include "runtime/hash.h"
 #include "runtime/sql.h"
+#include "runtime/sys.h"
 
 __thread int ss__pq_depth __attribute__((tls_model("initial-exec")));
 ss__pq_api ss__pq;
@@ -75,6 +76,21 @@ ss__pq_conn *ss__pq_conn_get(PGconn *c) {
     return k;
   }
   return NULL;
+}
+
+void ss__pq_ending(void) {
+  if (atomic_load_explicit(&conns_used, memory_order_relaxed) == 0) return;
+  for (unsigned i = 0; i < SS_PQ_CONNS; i++)
+    if (atomic_load_explicit(&conns[i].key, memory_order_acquire) != NULL)
+      ss__pq_connect_end_unknown(&conns[i]);
+}
+
+SS_FORK_TEXT void ss__pq_atfork_child(void) {
+  if (atomic_load_explicit(&conns_used, memory_order_relaxed) == 0) return;
+  for (unsigned i = 0; i < SS_PQ_CONNS; i++)
+    if (atomic_load_explicit(&conns[i].key, memory_order_relaxed) != NULL &&
+        conns[i].connecting)
+      conns[i].connecting = 0;
 }
 
 void ss__pq_conn_release(ss__pq_conn *k) {

@@ -422,6 +422,7 @@ void ss__socket_fds_closed(unsigned lo, unsigned hi) {
 }
 
 void ss__socket_ending(void) {
+  ss__pq_ending();
   if (!any_parked()) return;
   for (int i = 0; i < PENDING_SLOTS; i++) {
     int key = atomic_load(&parked[i].key);
@@ -455,6 +456,7 @@ SS_FORK_TEXT void ss__socket_atfork_child(void) {
   }
   ss__dns_atfork_child();
   ss__http_atfork_child();
+  ss__pq_atfork_child();
 }
 
 /* ---- connect ---- */

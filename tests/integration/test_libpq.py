@@ -415,6 +415,17 @@ def test_libpq_reset_makes_a_second_connect_span(ctx):
     assert conns[0].start < q[0].start < conns[1].start < q[1].start
 
 
+def test_libpq_connect_still_in_progress_at_exit_is_delivered_once(ctx):
+    """PQconnectStart, never polled nor finished, then exit (a fork child exits first):
+    the connect span was parked until polling ended and was lost uncounted (found by
+    h12). It ends at the exit, outcome unknown (status unset), once: not in the child."""
+    spans, kv, pg, c = _api(ctx, "startexit")
+    conns = _conns(spans)
+    assert len(conns) == 1, spans
+    assert conns[0].status_code != ERROR and conns[0].end >= conns[0].start, conns[0]
+    assert conns[0].attrs.get("db.system.name") == "postgresql", conns[0]
+
+
 def test_libpq_polled_connect_span_parents_its_socket_spans(ctx):
     spans, kv, pg, c = _api(ctx, "poll")
     assert kv["poll_status"] == "ok"

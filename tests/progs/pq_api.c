@@ -10,6 +10,7 @@
  *   reset      a query, PQreset, a query
  *   poll       PQconnectStart + PQconnectPoll loop, then a query
  *   badsend    PQsendQuery twice without collecting (the second send fails)
+ *   startexit  PQconnectStart, no poll; a fork child that exits; exit without PQfinish
  * Prints key=value lines; exit status 0 when every step behaved as libpq documents. */
 /* LIBS: -lpq */
 #include <poll.h>
@@ -19,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define ROUNDS 5
 
@@ -211,6 +214,17 @@ int main(int argc, char **argv) {
     return 2;
   }
   const char *mode = argv[1];
+  if (strcmp(mode, "startexit") == 0) { /* the connect is still in progress at the end */
+    PGconn *s = PQconnectStart(argv[2]);
+    check(s != NULL && PQstatus(s) != CONNECTION_BAD, "started");
+    fflush(stdout);
+    pid_t p = fork();
+    if (p == 0) exit(0); /* the parent's connect is not the child's to end */
+    int st = -1;
+    check(p > 0 && waitpid(p, &st, 0) == p && st == 0, "child");
+    printf("fails=%d\n", fails);
+    exit(fails ? 1 : 0);
+  }
   PGconn *c = strcmp(mode, "poll") == 0 ? poll_connect(argv[2]) : PQconnectdb(argv[2]);
   if (PQstatus(c) != CONNECTION_OK) {
     printf("connect_error=%s", PQerrorMessage(c));
