@@ -1099,7 +1099,8 @@ static int on_accept(int lfd, int is_unix, int is_metrics) {
       if (refuse == 403 || (on_spare && is_unix) ||
           (!on_spare && n_refused_open >= MAX_REFUSED_OPEN)) {
         finish(c, refuse);  /* the spare is taken back as c goes (conn_destroy) */
-      } else {  /* over TCP, the spare's too: it holds the spare until its answer is out */  /* its requests, coming now, are answered with the refusal and counted */
+      } else {  /* its requests, coming now, are answered with the refusal and counted (over
+                 * TCP the spare's too: it holds the spare until its answer is out) */
         c->refusing = 1;
         c->refuse_status = refuse;
         c->refuse_until = ss__mono_ms() + REFUSED_OPEN_MS;
