@@ -581,7 +581,11 @@ def _hold_until_refused(connect, limit=200):
     for _ in range(limit):
         s = connect()
         s.settimeout(30)
-        s.sendall(b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            s.sendall(b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n")
+        except BrokenPipeError:  # taken on the spare and stopped from sending before we wrote
+            s.close()
+            return held, b"(EPIPE at write)"
         got = b""
         try:
             while b"\r\n\r\n" not in got:
@@ -642,7 +646,10 @@ def test_connections_at_emfile_are_read_refused_and_counted(ctx):
               only["spans"], st["connections_refused"]))
     assert harness.accounted(st) + only["spans"] == produced, (st, only)
     assert st["connections_refused"] >= 10 and st["spans_refused"] > 0, st
-    assert answer.startswith(b"HTTP/1.1 503"), answer
+    # Refused where the sender sees it: answered 503, or (when spanshimd took it on the
+    # spare and stopped it sending before the test wrote, a race on a loaded machine) its
+    # write failed; never an EOF after a request written whole.
+    assert answer.startswith(b"HTTP/1.1 503") or answer == b"(EPIPE at write)", answer
 
 
 def _unix_conn(path):
