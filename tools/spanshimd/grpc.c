@@ -915,6 +915,13 @@ void ss__grpc_let_idle_go(void) {
   }
 }
 
+/* At stop, out of fds: idle connections let go, events served for up to 10 ms. */
+static void settle_at_stop(void) {
+  ss__grpc_let_idle_go();
+  struct epoll_event ev;
+  if (epoll_wait(gep, &ev, 1, 10) > 0) ss__grpc_events();
+}
+
 void ss__grpc_stop(uint64_t grace_ms) {
   if (gep < 0) return;
   /* Connections already made are taken and served, like the HTTP listeners' (a peer
@@ -925,23 +932,11 @@ void ss__grpc_stop(uint64_t grace_ms) {
   /* Out of fds (on_accept paused), connections still wait there: fds are freed for them
    * (connections without a call let go, the others served) and the queues taken again,
    * for at most the grace. */
-  uint64_t queue_until = ss__mono_ms() + grace_ms;
-  for (;;) {
-    accept_paused_until = 0;
-    for (int k = 0; k < SS_STOP_ACCEPTS / 64; k++)
-      if (unix_lfd < 0 || !on_accept(unix_lfd, 1)) break;
-    for (int k = 0; k < SS_STOP_ACCEPTS / 64; k++)
-      if (tcp_lfd < 0 || !on_accept(tcp_lfd, 0)) break;
-    if (accept_paused_until == 0 || ss__mono_ms() >= queue_until) break;
-    ss__grpc_let_idle_go();
-    struct epoll_event ev;
-    if (epoll_wait(gep, &ev, 1, 10) > 0) ss__grpc_events();
-  }
-  accept_paused_until = 0;
+  ss__listen_take_queues(unix_lfd, tcp_lfd, &accept_paused_until, ss__mono_ms() + grace_ms,
+                         on_accept, settle_at_stop);
   if (tcp_lfd >= 0) close(tcp_lfd);
   if (unix_lfd >= 0) close(unix_lfd);
   tcp_lfd = unix_lfd = -1;
-  accept_paused_until = 0;
   /* What the peers have sent already is served; then GOAWAY and close. */
   uint64_t until = ss__mono_ms() + grace_ms;
   while (conns && ss__mono_ms() < until) {

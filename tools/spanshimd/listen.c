@@ -16,6 +16,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "runtime/clock.h"
 #include "runtime/hostport.h"
 #include "tools/spanshimd/spanshimd.h"
 
@@ -292,4 +293,19 @@ int ss__listen_tcp(const char *hostport, char *bound, size_t n) {
                 NI_NUMERICHOST | NI_NUMERICSERV);
   snprintf(bound, n, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", h, p);
   return fd;
+}
+
+void ss__listen_take_queues(int unix_lfd, int tcp_lfd, uint64_t *paused_until,
+                            uint64_t until_ms, int (*take)(int lfd, int is_unix),
+                            void (*settle)(void)) {
+  for (;;) {
+    *paused_until = 0;
+    for (int k = 0; k < SS_STOP_ACCEPTS / 64; k++)
+      if (unix_lfd < 0 || !take(unix_lfd, 1)) break;
+    for (int k = 0; k < SS_STOP_ACCEPTS / 64; k++)
+      if (tcp_lfd < 0 || !take(tcp_lfd, 0)) break;
+    if (*paused_until == 0 || ss__mono_ms() >= until_ms) break;
+    settle();
+  }
+  *paused_until = 0;
 }

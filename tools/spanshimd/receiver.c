@@ -1201,6 +1201,27 @@ static void drain_idle(void) {
   }
 }
 
+static int take_at_stop(int lfd, int is_unix) { return on_accept(lfd, is_unix, 0); }
+
+/* At stop, out of fds: idle connections (ours and gRPC's: the same fd table) let go,
+ * events served for up to 10 ms, an answered connection closed (its fd is wanted). */
+static void settle_at_stop(void) {
+  struct epoll_event evs[64];
+  int stop = 0;
+  drain_idle();
+  ss__grpc_let_idle_go();
+  int n = epoll_wait(ep, evs, 64, 10);
+  for (int i = 0; i < n; i++) {
+    if (evs[i].data.ptr == &tag_sig || evs[i].data.ptr == &tag_grpc ||
+        evs[i].data.ptr == &tag_unix || evs[i].data.ptr == &tag_tcp ||
+        evs[i].data.ptr == &tag_metrics)
+      continue;
+    conn *c = evs[i].data.ptr;
+    if (c->lingering) conn_destroy(c);
+    else dispatch(&evs[i], &stop);
+  }
+}
+
 /* After SIGTERM: no new connections, but requests already sitting in socket buffers
  * (a traced program's final flush) are still served, for at most a moment. */
 static void drain(void) {
@@ -1214,28 +1235,8 @@ static void drain(void) {
   /* Out of fds (the listeners paused), connections still wait in the queues: shutting a
    * TCP listener would reset them unread. Fds are freed for them (idle connections let
    * go, the ones being answered served) and the queues taken again, for a moment. */
-  uint64_t queue_until = ss__mono_ms() + 1000;
-  for (;;) {
-    accept_paused_until = 0;
-    for (int k = 0; k < SS_STOP_ACCEPTS / 64; k++)
-      if (unix_lfd < 0 || !on_accept(unix_lfd, 1, 0)) break;
-    for (int k = 0; k < SS_STOP_ACCEPTS / 64; k++)
-      if (tcp_lfd < 0 || !on_accept(tcp_lfd, 0, 0)) break;
-    if (accept_paused_until == 0 || ss__mono_ms() >= queue_until) break;
-    drain_idle();
-    ss__grpc_let_idle_go(); /* the gRPC connections' fds are the same table's */
-    int n = epoll_wait(ep, evs, 64, 10);
-    for (int i = 0; i < n; i++) {
-      if (evs[i].data.ptr == &tag_sig || evs[i].data.ptr == &tag_grpc ||
-          evs[i].data.ptr == &tag_unix || evs[i].data.ptr == &tag_tcp ||
-          evs[i].data.ptr == &tag_metrics)
-        continue;
-      conn *c = evs[i].data.ptr;
-      if (c->lingering) conn_destroy(c); /* answered: its fd is wanted */
-      else dispatch(&evs[i], &stop);
-    }
-  }
-  accept_paused_until = 0;
+  ss__listen_take_queues(unix_lfd, tcp_lfd, &accept_paused_until, ss__mono_ms() + 1000,
+                         take_at_stop, settle_at_stop);
   if (tcp_lfd >= 0) shutdown(tcp_lfd, SHUT_RD);  /* a TCP listener stops listening */
   if (unix_lfd >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, unix_lfd, NULL);
   if (tcp_lfd >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, tcp_lfd, NULL);
