@@ -478,7 +478,9 @@ def test_bundled_libpq_called_from_a_constructor_inside_dlopen_after_a_failure(c
     want = (b"ctor_connect=-1 pq=conn rows=4 curl=0 http=200 body=6\n"
             b"pq=conn rows=4 curl=0 http=200 body=6\n")
     plain = ctx.run(argv, preload=False, extra_env=env)
-    assert plain.returncode == 0 and plain.stdout == want, plain
+    # (what the server saw is shown: an untraced run once got an answer libcurl took for
+    # HTTP/0.9 here, cause not yet known)
+    assert plain.returncode == 0 and plain.stdout == want, (plain, web.requests)
     c = ctx.collector(args=SHIM_NAMES)
     r = ctx.run(argv, collector=c, extra_env=env, timeout=120)
     assert (r.returncode, r.stdout, r.stderr) == (0, want, b""), r
