@@ -439,6 +439,21 @@ static int refused(gate_arg *g, int status) {
   return 0;
 }
 
+/* Says (warn) that n requests written whole to a collector not known to count what it
+ * refuses, holding spans and logs records, were not answered before the exit: not known to
+ * be delivered (they stay counted as handed over). `whose`: "" for the exit's own, or
+ * " of the exporter thread" and the like. At debug only for spanshimd, whose they are. */
+static void say_not_known(const char *whose, uint64_t spans, uint64_t logs, int n) {
+  if (n == 0) return;
+  if (ss__transport_counts_refusals())
+    SS_LOG(SS_LOG_DEBUG, "exit: %d request%s written whole%s, not answered in time (delivered)",
+           n, n == 1 ? "" : "s", whose);
+  else
+    SS_LOG(SS_LOG_WARN, "exit: %" PRIu64 " spans and %" PRIu64 " exception log records in %d "
+           "request%s written to the collector%s, not answered within the budget: not known "
+           "to be delivered", spans, logs, n, n == 1 ? "" : "s", whose);
+}
+
 /* An exit that stops waiting for the answers to the requests it wrote whole: spanshimd
  * reads every request written before its peer closed and counts what it refuses, so they
  * are its; any other collector may drop what it had not read yet when the connection
@@ -450,13 +465,7 @@ static void give_up_answers(encoder *e) {
     spans += e->inflight[i].spans;
     logs += e->inflight[i].logs;
   }
-  if (ss__transport_counts_refusals())
-    SS_LOG(SS_LOG_DEBUG, "exit: %d requests written whole, not answered in time (delivered)",
-           e->n_inflight);
-  else
-    SS_LOG(SS_LOG_WARN, "exit: %" PRIu64 " spans and %" PRIu64 " exception log records in %d "
-           "requests written to the collector, not answered within the budget: not known to "
-           "be delivered", spans, logs, e->n_inflight);
+  say_not_known("", spans, logs, e->n_inflight);
   ss__transport_abandon(e->t);
   e->n_inflight = 0;
 }
@@ -1140,6 +1149,16 @@ static int final_report_claimed(encoder *e, uint64_t deadline_ms) {
     nanosleep(&tick, NULL);
   }
   atomic_fetch_add(&epoch, 1);
+  /* The exporter thread's requests that went out whole and wait for their answers stay
+   * handed over; not answered yet, they are not known to be delivered to a collector
+   * other than spanshimd (which reads and counts what was written before its peer went). */
+  {
+    int n = 0;
+    uint64_t spans = 0, logs = 0;
+    if (atomic_load(&ex.body_ready) && ex.g.written) n++, spans += ex.g.spans;
+    if (atomic_load(&ex.lbody_ready) && ex.lg.written) n++, logs += ex.lg.logs;
+    say_not_known(" by the exporter thread", spans, logs, n);
+  }
   /* The exporter thread's finished requests that did not go out whole: sent from here
    * (what they hand over, drop reports included, counts when written whole). */
   if (atomic_load(&ex.body_ready) && !ex.g.written) {
