@@ -221,13 +221,15 @@ SS_EXPORT PostgresPollingStatusType PQresetPoll(PGconn *c) {
   return traced_poll(c, real);
 }
 
-/* A reset drops the server session: queued statements end, prepared ones are gone. */
+/* A reset drops the server session: queued statements end, prepared ones are gone; a
+ * connect still being polled is abandoned, its outcome not known (status unset, as at
+ * exit: nothing failed). */
 static void reset_state(PGconn *c) {
   ss__pq_conn *k = ss__pq_conn_find(c);
   if (k == NULL) return;
   ss__pq_abandon_all(k);
   ss__pq_stmts_clear(k);
-  if (k->connecting) ss__pq_connect_finish(k, c);
+  ss__pq_connect_end_unknown(k);
 }
 
 SS_EXPORT void PQreset(PGconn *c) {
@@ -276,7 +278,7 @@ SS_EXPORT void PQfinish(PGconn *c) {
   ss__pq_conn *k = ss__pq_depth == 0 ? ss__pq_conn_find(c) : NULL;
   if (k) SS_SAVE_ERRNO({
       ss__pq_abandon_all(k);
-      if (k->connecting) ss__pq_connect_finish(k, c);
+      ss__pq_connect_end_unknown(k); /* still being polled: abandoned, as reset_state */
       ss__pq_conn_release(k);
     });
   real(c);

@@ -426,6 +426,22 @@ def test_libpq_connect_still_in_progress_at_exit_is_delivered_once(ctx):
     assert conns[0].attrs.get("db.system.name") == "postgresql", conns[0]
 
 
+def test_libpq_connect_abandoned_in_progress_by_pqfinish_or_pqreset_is_not_a_failure(ctx):
+    """PQconnectStart, then PQfinish before any poll; PQconnectStart, then PQreset. The
+    abandoned connects ended as failures (ERROR, error.type 08001, an exception record,
+    and the message 'connection to server ... failed:' with nothing after it: found by a
+    fresh-eyes helper); nothing failed, the app let them go. They end with status unset,
+    as one left in progress at exit does; the reset's own connect and the query are OK."""
+    spans, kv, pg, c = _api(ctx, "startfinish")
+    conns = _conns(spans)
+    assert len(conns) == 3, spans
+    assert all(s.status_code != ERROR and "error.type" not in s.attrs for s in conns), conns
+    assert [s.status_code for s in _db(spans)] and all(
+        s.status_code != ERROR for s in _db(spans)), spans
+    logs = open(c.logs_out).read() if os.path.exists(c.logs_out) else ""
+    assert "exception" not in logs, logs
+
+
 def test_libpq_polled_connect_span_parents_its_socket_spans(ctx):
     spans, kv, pg, c = _api(ctx, "poll")
     assert kv["poll_status"] == "ok"

@@ -11,6 +11,8 @@
  *   poll       PQconnectStart + PQconnectPoll loop, then a query
  *   badsend    PQsendQuery twice without collecting (the second send fails)
  *   startexit  PQconnectStart, no poll; a fork child that exits; exit without PQfinish
+ *   startfinish  PQconnectStart then PQfinish, no poll; PQconnectStart then PQreset (the
+ *              abandoned connect, then a whole one), a query, PQfinish
  * Prints key=value lines; exit status 0 when every step behaved as libpq documents. */
 /* LIBS: -lpq */
 #include <poll.h>
@@ -224,6 +226,19 @@ int main(int argc, char **argv) {
     check(p > 0 && waitpid(p, &st, 0) == p && st == 0, "child");
     printf("fails=%d\n", fails);
     exit(fails ? 1 : 0);
+  }
+  if (strcmp(mode, "startfinish") == 0) { /* connects abandoned while in progress */
+    PGconn *a = PQconnectStart(argv[2]);
+    check(a != NULL && PQstatus(a) != CONNECTION_BAD, "started");
+    PQfinish(a);
+    PGconn *b = PQconnectStart(argv[2]);
+    check(b != NULL && PQstatus(b) != CONNECTION_BAD, "started again");
+    PQreset(b);
+    check(PQstatus(b) == CONNECTION_OK, "reset");
+    PQclear(ok(PQexec(b, "SELECT 1"), PGRES_TUPLES_OK, "q"));
+    PQfinish(b);
+    printf("fails=%d\n", fails);
+    return fails ? 1 : 0;
   }
   PGconn *c = strcmp(mode, "poll") == 0 ? poll_connect(argv[2]) : PQconnectdb(argv[2]);
   if (PQstatus(c) != CONNECTION_OK) {
