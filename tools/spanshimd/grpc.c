@@ -915,6 +915,15 @@ void ss__grpc_let_idle_go(void) {
   }
 }
 
+/* Calls not answered yet (their requests still arriving), over every connection. */
+static size_t calls_arriving(void) {
+  size_t n = 0;
+  for (gconn *c = conns; c; c = c->next)
+    for (call *s = c->calls; s; s = s->next)
+      n += !s->answered && !c->refuse_code;
+  return n;
+}
+
 /* At stop, out of fds: idle connections let go, events served for up to 10 ms. */
 static void settle_at_stop(void) {
   ss__grpc_let_idle_go();
@@ -937,13 +946,17 @@ void ss__grpc_stop(uint64_t grace_ms) {
   if (tcp_lfd >= 0) close(tcp_lfd);
   if (unix_lfd >= 0) close(unix_lfd);
   tcp_lfd = unix_lfd = -1;
-  /* What the peers have sent already is served; then GOAWAY and close. */
+  /* What the peers have sent already is served, and a call still arriving waits for the
+   * rest, for at most the grace; then GOAWAY and close (a call cut counted as a timeout). */
   uint64_t until = ss__mono_ms() + grace_ms;
-  while (conns && ss__mono_ms() < until) {
+  for (uint64_t now; conns && (now = ss__mono_ms()) < until;) {
     struct epoll_event ev;
-    if (epoll_wait(gep, &ev, 1, 0) <= 0) break;
+    int n = epoll_wait(gep, &ev, 1, calls_arriving() ? (int)(until - now) : 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
     ss__grpc_events();
   }
+  ss__stats_g.timeouts += calls_arriving();
   for (gconn *c = conns, *next; c; c = next) {
     next = c->next;
     if (c->refuse_code) {  /* what it sent is read and answered with the refusal */

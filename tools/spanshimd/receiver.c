@@ -1222,6 +1222,18 @@ static void settle_at_stop(void) {
   }
 }
 
+/* Whether a connection holds part of a request (its head, or the head and part of the
+ * body) and waits for the rest from its peer. */
+static int arriving(const conn *c) {
+  return !c->lingering && !c->closing && !c->eof && (c->have_head || c->in_len != c->in_off);
+}
+
+static int requests_arriving(void) {
+  for (conn *c = conns; c; c = c->next)
+    if (arriving(c)) return 1;
+  return 0;
+}
+
 /* After SIGTERM: no new connections, but requests already sitting in socket buffers
  * (a traced program's final flush) are still served, for at most a moment. */
 static void drain(void) {
@@ -1241,13 +1253,19 @@ static void drain(void) {
   if (unix_lfd >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, unix_lfd, NULL);
   if (tcp_lfd >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, tcp_lfd, NULL);
   if (metrics_lfd >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, metrics_lfd, NULL);
+  /* A request partly read waits for the rest within the moment (the gRPC module's and the
+   * signals' events served meanwhile); otherwise the moment ends when nothing is ready. */
   uint64_t until = ss__mono_ms() + 500;
-  while (ss__mono_ms() < until) {
-    int n = epoll_wait(ep, evs, 64, 0);
+  for (uint64_t now; (now = ss__mono_ms()) < until;) {
+    int n = epoll_wait(ep, evs, 64, requests_arriving() ? (int)(until - now) : 0);
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     int busy = 0;
     for (int i = 0; i < n; i++) {
-      if (evs[i].data.ptr == &tag_sig || evs[i].data.ptr == &tag_grpc) continue;
+      if (evs[i].data.ptr == &tag_sig || evs[i].data.ptr == &tag_grpc) {
+        dispatch(&evs[i], &stop);
+        continue;
+      }
       conn *c = evs[i].data.ptr;
       if (c->lingering) {  /* nothing left to serve there */
         conn_destroy(c);
@@ -1256,9 +1274,12 @@ static void drain(void) {
       busy = 1;
       dispatch(&evs[i], &stop);
     }
-    if (!busy) break;
+    if (!busy && !requests_arriving()) break;
   }
-  /* Past the moment (or all served): what is left is refused, a shim's items counted. */
+  /* Past the moment (or all served): what is left is refused, a shim's items counted; a
+   * request still arriving is cut, counted as a timeout. */
+  for (conn *c = conns; c; c = c->next)
+    if (arriving(c)) ss__stats_g.timeouts++;
   while (conns) finish(conns, 503);
 }
 

@@ -134,7 +134,7 @@ typedef struct ss__stats {
   uint64_t tree_token_admitted;   /* Unix connections admitted by the tree's token (the
                                      process may have ended before they were accepted) */
   uint64_t peer_limited;          /* refused: the peer holds its share of connections */
-  uint64_t timeouts;              /* closed by --header/--body/--idle-timeout */
+  uint64_t timeouts;              /* closed by --header/--body/--idle-timeout, or cut at stop */
   uint64_t buffer_waits;          /* reads paused: --max-buffered reached */
   uint64_t sql_spans;             /* PostgreSQL spans with db.query.text seen */
   uint64_t sql_unparsed;          /* ... whose text PostgreSQL's parser refused */
