@@ -804,46 +804,62 @@ def test_tcp_connections_at_emfile_wait_for_their_request_and_are_answered(ctx):
     assert all(sid in written for sid, r in results.values() if r.startswith("HTTP/1.1 200"))
 
 
-def _h2_export(port, body, timeout=20):
-    """One OTLP/gRPC TraceService/Export call on a new HTTP/2 connection (hand-made
-    frames; header names and values as literals): True when its stream ends with a
-    HEADERS frame (the trailers with grpc-status), else what ended it."""
-    def frame(typ, flags, sid, payload):
-        return len(payload).to_bytes(3, "big") + bytes([typ, flags]) + \
-            sid.to_bytes(4, "big") + payload
+def _h2_frame(typ, flags, stream, payload):
+    return (len(payload).to_bytes(3, "big") + bytes([typ, flags]) + stream.to_bytes(4, "big") +
+            payload)
 
-    def lit(name, value):
-        return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+def _grpc_export_call(s, body):
+    """Sends on s (TCP, the gRPC port) the preface, SETTINGS and the HEADERS of a
+    TraceService/Export call on stream 1; returns its DATA frame (body as one message)."""
+    def lit(n, v):  # HPACK literal without indexing, new name
+        return b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
     hdrs = (lit(b":method", b"POST") + lit(b":scheme", b"http") +
             lit(b":path", b"/opentelemetry.proto.collector.trace.v1.TraceService/Export") +
             lit(b":authority", b"127.0.0.1") + lit(b"content-type", b"application/grpc") +
             lit(b"te", b"trailers"))
-    msg = b"\x00" + len(body).to_bytes(4, "big") + body
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _h2_frame(4, 0, 0, b"") +
+              _h2_frame(1, 4, 1, hdrs))
+    return _h2_frame(0, 1, 1, b"\x00" + len(body).to_bytes(4, "big") + body)
+
+
+def _grpc_outcome(s):
+    """How stream 1 ended on s: "trailers", "RST_STREAM", or what ended the connection
+    first (a GOAWAY does not end it: the streams it spares are still answered)."""
+    buf, goaway = b"", False
+    try:
+        while True:
+            while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+                n = int.from_bytes(buf[:3], "big")
+                typ, fl, st = buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7fffffff
+                if typ == 4 and not fl & 1:
+                    s.sendall(_h2_frame(4, 1, 0, b""))  # SETTINGS ack
+                if typ == 1 and st == 1 and fl & 1:
+                    return "trailers"
+                if typ == 3 and st == 1:
+                    return "RST_STREAM"
+                goaway = goaway or typ == 7
+                buf = buf[9 + n:]
+            d = s.recv(65536)
+            if not d:
+                return "%sEOF before an answer" % ("GOAWAY, " if goaway else "")
+            buf += d
+    except OSError as e:
+        return "%s before an answer" % type(e).__name__
+
+
+def _h2_export(port, body, timeout=20):
+    """One OTLP/gRPC TraceService/Export call on a new HTTP/2 connection (hand-made
+    frames, _grpc_export_call): True when its stream ends with a HEADERS frame (the
+    trailers with grpc-status), else what ended it."""
     try:
         s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     except OSError as e:
         return "connect: %r" % e
     try:
-        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") +
-                  frame(1, 4, 1, hdrs) + frame(0, 1, 1, msg))
-        buf = b""
-        while True:
-            while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
-                n = int.from_bytes(buf[:3], "big")
-                typ, flags, sid = buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7fffffff
-                if typ == 4 and not flags & 1:
-                    s.sendall(frame(4, 1, 0, b""))  # SETTINGS ack
-                if typ == 1 and sid == 1 and flags & 1:
-                    return True
-                if typ == 3 and sid == 1:
-                    return "RST_STREAM"
-                buf = buf[9 + n:]
-            d = s.recv(65536)
-            if not d:
-                return "EOF before an answer"
-            buf += d
-    except OSError as e:
-        return "%s before an answer" % type(e).__name__
+        s.sendall(_grpc_export_call(s, body))
+        got = _grpc_outcome(s)
+        return True if got == "trailers" else got
     finally:
         s.close()
 
@@ -1123,50 +1139,6 @@ def test_exit_while_the_exporter_thread_waits_on_a_collector_that_never_answers_
         print("  %s: produced %d, received %d, told nobody %d, not known %d"
               % (how, n, received, _told_nobody(text), unknown))
         assert received + _told_nobody(text) + unknown == n, text
-
-
-def _h2_frame(typ, flags, stream, payload):
-    return len(payload).to_bytes(3, "big") + bytes([typ, flags]) + stream.to_bytes(4, "big") + payload
-
-
-def _grpc_export_call(s, body):
-    """Sends on s (TCP, the gRPC port) the preface, SETTINGS and the HEADERS of a
-    TraceService/Export call on stream 1; returns its DATA frame (body as one message)."""
-    def lit(n, v):  # HPACK literal without indexing, new name
-        return b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
-    hdrs = (lit(b":method", b"POST") + lit(b":scheme", b"http") +
-            lit(b":path", b"/opentelemetry.proto.collector.trace.v1.TraceService/Export") +
-            lit(b":authority", b"127.0.0.1") + lit(b"content-type", b"application/grpc") +
-            lit(b"te", b"trailers"))
-    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _h2_frame(4, 0, 0, b"") +
-              _h2_frame(1, 4, 1, hdrs))
-    return _h2_frame(0, 1, 1, b"\x00" + len(body).to_bytes(4, "big") + body)
-
-
-def _grpc_outcome(s):
-    """How stream 1 ended on s: "trailers", "RST_STREAM", "GOAWAY", or what ended the
-    connection first."""
-    buf = b""
-    try:
-        while True:
-            while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
-                n = int.from_bytes(buf[:3], "big")
-                typ, fl, st = buf[3], buf[4], int.from_bytes(buf[5:9], "big")
-                if typ == 4 and not fl & 1:
-                    s.sendall(_h2_frame(4, 1, 0, b""))  # SETTINGS ack
-                if typ == 1 and st == 1 and fl & 1:
-                    return "trailers"
-                if typ == 3 and st == 1:
-                    return "RST_STREAM"
-                if typ == 7:
-                    return "GOAWAY"
-                buf = buf[9 + n:]
-            d = s.recv(65536)
-            if not d:
-                return "EOF before an answer"
-            buf += d
-    except OSError as e:
-        return "%s before an answer" % type(e).__name__
 
 
 def test_sigterm_serves_requests_still_arriving_for_a_moment_then_counts_the_cut(ctx):
