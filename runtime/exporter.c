@@ -442,7 +442,7 @@ static int refused(gate_arg *g, int status) {
 /* Says (warn) that n requests written whole to a collector not known to count what it
  * refuses, holding spans and logs records, were not answered before the exit: not known to
  * be delivered (they stay counted as handed over). `whose`: "" for the exit's own, or
- * " of the exporter thread" and the like. At debug only for spanshimd, whose they are. */
+ * " by the exporter thread". At debug only for spanshimd, whose they are. */
 static void say_not_known(const char *whose, uint64_t spans, uint64_t logs, int n) {
   if (n == 0) return;
   if (ss__transport_counts_refusals())

@@ -208,7 +208,6 @@ int ss__listen_unix(const char *path, int shared);
 /* Listens on a loopback "HOST:PORT" (127.0.0.1, ::1 or localhost); the bound address is
  * written to `bound` for the startup line. Returns the fd, or -1 after printing why. */
 int ss__listen_tcp(const char *hostport, char *bound, size_t n);
-/* Unlinks the socket at exit if it is still the one we created. */
 /* At stop, takes what waits in a receiver's listener queues (unix_lfd, tcp_lfd; -1 for
  * none): up to SS_STOP_ACCEPTS / 64 rounds of take(lfd, is_unix) per listener (take
  * accepts up to 64 and returns 0 when the queue is empty or it has paused for want of
@@ -218,6 +217,7 @@ int ss__listen_tcp(const char *hostport, char *bound, size_t n);
 void ss__listen_take_queues(int unix_lfd, int tcp_lfd, uint64_t *paused_until,
                             uint64_t until_ms, int (*take)(int lfd, int is_unix),
                             void (*settle)(void));
+/* Unlinks the socket at exit if it is still the one we created. */
 void ss__unlisten_unix(const char *path);
 /* Whether the peer on an accepted Unix connection may send to us (SO_PEERCRED): our
  * uid, root, --allow-uid, or --allow-group as its primary or (SO_PEERGROUPS)
