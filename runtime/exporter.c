@@ -443,8 +443,12 @@ static int refused(gate_arg *g, int status) {
  * refuses, holding spans and logs records, were not answered before the exit: not known to
  * be delivered (they stay counted as handed over). `whose`: "" for the exit's own, or
  * " by the exporter thread". At debug only for spanshimd, whose they are. */
-static void say_not_known(const char *whose, uint64_t spans, uint64_t logs, int n) {
+static int reports_not_known; /* a drop report went out in a request said not known */
+
+static void say_not_known(const char *whose, uint64_t spans, uint64_t logs, uint64_t drops,
+                          int n) {
   if (n == 0) return;
+  if (drops && !ss__transport_counts_refusals()) reports_not_known = 1;
   if (ss__transport_counts_refusals())
     SS_LOG(SS_LOG_DEBUG, "exit: %d request%s written whole%s, not answered in time (delivered)",
            n, n == 1 ? "" : "s", whose);
@@ -460,12 +464,13 @@ static void say_not_known(const char *whose, uint64_t spans, uint64_t logs, int 
  * ends (Python's http.server stops at the first answer it cannot write), so what they
  * held is not known to be delivered and the shim's diagnostics say how much (warn). */
 static void give_up_answers(encoder *e) {
-  uint64_t spans = 0, logs = 0;
+  uint64_t spans = 0, logs = 0, drops = 0;
   for (int i = 0; i < e->n_inflight; i++) {
     spans += e->inflight[i].spans;
     logs += e->inflight[i].logs;
+    drops += e->inflight[i].drops + e->inflight[i].ldrops;
   }
-  say_not_known("", spans, logs, e->n_inflight);
+  say_not_known("", spans, logs, drops, e->n_inflight);
   ss__transport_abandon(e->t);
   e->n_inflight = 0;
 }
@@ -1154,10 +1159,11 @@ static int final_report_claimed(encoder *e, uint64_t deadline_ms) {
    * other than spanshimd (which reads and counts what was written before its peer went). */
   {
     int n = 0;
-    uint64_t spans = 0, logs = 0;
+    uint64_t spans = 0, logs = 0, drops = 0;
     if (atomic_load(&ex.body_ready) && ex.g.written) n++, spans += ex.g.spans;
-    if (atomic_load(&ex.lbody_ready) && ex.lg.written) n++, logs += ex.lg.logs;
-    say_not_known(" by the exporter thread", spans, logs, n);
+    if (atomic_load(&ex.lbody_ready) && ex.lg.written)
+      n++, logs += ex.lg.logs, drops += ex.lg.drops + ex.lg.ldrops;
+    say_not_known(" by the exporter thread", spans, logs, drops, n);
   }
   /* The exporter thread's finished requests that did not go out whole: sent from here
    * (what they hand over, drop reports included, counts when written whole). */
@@ -1229,8 +1235,10 @@ static int load_unwinder_there(void) {
 /* What an exit could not deliver, in the shim's diagnostics: a warning when the collector
  * could not be told, else at the info level; with debug, what was delivered too. */
 static void exit_diagnostics(void) {
-  uint64_t lost = ss__exporter_dropped(), told = atomic_load(&reported);
-  uint64_t llost = ss__exporter_logs_dropped(), ltold = atomic_load(&lreported);
+  /* A report in a request said not known to be delivered told nobody for sure. */
+  uint64_t lost = ss__exporter_dropped(), told = reports_not_known ? 0 : atomic_load(&reported);
+  uint64_t llost = ss__exporter_logs_dropped();
+  uint64_t ltold = reports_not_known ? 0 : atomic_load(&lreported);
   if (lost > 0)
     SS_LOG(told >= lost ? SS_LOG_INFO : SS_LOG_WARN,
            "exit: %" PRIu64 " spans could not be delivered; the collector %s", lost,
